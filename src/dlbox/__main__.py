@@ -1,0 +1,5 @@
+import sys
+
+from dlbox.cli import main
+
+sys.exit(main())

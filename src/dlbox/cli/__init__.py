@@ -1,0 +1,70 @@
+"""The `dlbox` command line: parse, call the library, map DlboxError to an exit code.
+
+Each command lives in its own module with `register(subparsers)`, which adds its parser
+and sets `func` (a callable taking the parsed args and returning an exit code).
+No logic lives here beyond the dispatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from dlbox import __version__
+from dlbox.errors import EXIT_INTERRUPTED, DlboxError
+
+# Order is the order `dlbox --help` lists them.
+COMMAND_MODULES = (
+    "doctor",
+    "data",
+    "models",
+    "train",
+    "evaluate",
+    "predict",
+    "image",
+    "notebook",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlbox",
+        description=(
+            "Deep learning that runs the same on any machine: check the host, get CIFAR-10, "
+            "train / evaluate / predict, package it in a Docker image, open the notebook."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"dlbox {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"dlbox.cli.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def report_error(error: DlboxError) -> None:
+    print(f"error: {error.message}", file=sys.stderr)
+    if error.hint:
+        print(f"hint: {error.hint}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DlboxError as error:
+        report_error(error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

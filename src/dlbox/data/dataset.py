@@ -1,0 +1,39 @@
+"""The one in-memory form every loader returns: uint8 images and int64 labels, whole splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """A whole split in memory.
+
+    images: uint8 tensor [N, 3, H, W] (CIFAR-10: H = W = 32), channels RGB.
+    labels: int64 tensor [N], indexes into `classes`.
+    classes: class names, in label order.
+    source: where it came from (a path), for manifests and messages.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 [N, 3, H, W], got {self.images.dtype} "
+                             f"{tuple(self.images.shape)}")
+        if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
+            raise ValueError("labels must be int64 [N] with one label per image")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, count: int | None) -> ImageDataset:
+        """The first `count` images (all when None): for quick runs on small data."""
+        if count is None or count >= len(self):
+            return self
+        return ImageDataset(self.images[:count], self.labels[:count], self.classes, self.source)

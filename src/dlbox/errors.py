@@ -1,0 +1,50 @@
+"""Errors that reach the user: a one-line message naming the problem, and a hint naming the fix.
+
+The CLI prints `error: <message>` and `hint: <hint>` and exits with the error's `exit_code`.
+Library code raises these instead of printing; nothing below the CLI calls sys.exit.
+"""
+
+from __future__ import annotations
+
+# Exit codes, shared by every command.
+EXIT_OK = 0
+EXIT_ERROR = 1  # a command failed (bad data, failed build, error finding)
+EXIT_USAGE = 2  # bad command-line input (argparse uses 2 as well)
+EXIT_PARTIAL = 3  # some inputs failed, the others succeeded (predict on several images)
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class DlboxError(Exception):
+    """A failure the user can act on."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(DlboxError):
+    """The command line or a config value is wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+class DataError(DlboxError):
+    """Data is missing, corrupt, or fails its checksum."""
+
+
+class RunDirError(DlboxError):
+    """A run directory is missing or lacks a file a command needs."""
+
+
+class HostEnvError(DlboxError):
+    """The host cannot run what was asked (driver, CUDA, GPU, Docker)."""
+
+
+class ContainerError(DlboxError):
+    """Building or running a Docker image failed."""

@@ -1,0 +1,33 @@
+"""Shared fixtures. Tests make their own tiny data; none needs the network or ../shared.
+
+Components that CI provisions (Docker engine, Jupyter, Chromium) are required when CI=true:
+`require(...)` fails the test there, and skips it elsewhere when the component is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dlbox.data.synthetic import write_fake_cifar10
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(available: bool, what: str) -> None:
+    """Skip when `what` is missing, except in CI, where a missing component is a failure."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required when CI=true but is not available")
+    pytest.skip(f"{what} is not available")
+
+
+@pytest.fixture(scope="session")
+def fake_cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding cifar-10-batches-py with 500 train and 100 test synthetic images."""
+    root = tmp_path_factory.mktemp("cifar")
+    write_fake_cifar10(root, n_train=500, n_test=100, seed=0)
+    return root
