@@ -1,0 +1,26 @@
+from pathlib import Path
+
+import pytest
+
+from dlbox.fileio import read_json, write_json_atomic, write_with_atomic
+
+
+def test_write_json_atomic_roundtrip(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "a.json"
+    write_json_atomic(target, {"x": 1})
+    assert read_json(target) == {"x": 1}
+    assert [p.name for p in target.parent.iterdir()] == ["a.json"]
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "a.bin"
+    target.write_bytes(b"old")
+
+    def boom(handle):  # type: ignore[no-untyped-def]
+        handle.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_with_atomic(target, boom)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
