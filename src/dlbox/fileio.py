@@ -60,7 +60,9 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_with_atomic(path: str | Path, writer: Callable[[IO[Any]], None], mode: str = "wb") -> None:
+def write_with_atomic(
+    path: str | Path, writer: Callable[[IO[Any]], None], mode: str = "wb"
+) -> None:
     """Call `writer(handle)` on a temp file, then move it into place (for torch.save, savefig)."""
     with atomic_open(path, mode) as handle:
         writer(handle)

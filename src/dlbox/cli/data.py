@@ -1,16 +1,115 @@
-"""`dlbox data`: not implemented yet."""
+"""`dlbox data fetch|check`: get CIFAR-10 into the data dir and verify what is there."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
-from dlbox.errors import DlboxError
+from dlbox.data.fetch import OFFICIAL_URL, FetchConfig, cifar10_present, fetch_cifar10
+from dlbox.data.loading import DataReport, check_data
+from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
+from dlbox.errors import EXIT_USAGE, DataError
+
+DATA_HELP = (f"data dir (default: ${DATA_ENV_VAR}, else the user cache dir, "
+             "e.g. ~/.cache/dlbox/data)")
+
+
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    """The --data DIR option every command that reads data takes."""
+    parser.add_argument("--data", metavar="DIR", default=None, help=DATA_HELP)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="(not implemented yet)")
-    parser.set_defaults(func=run)
+    parser = subparsers.add_parser(
+        "data", help="get CIFAR-10 (download, verify, extract) and check it",
+        description="Get CIFAR-10 into the data dir and verify what is on disk.")
+    actions = parser.add_subparsers(dest="data_action", metavar="ACTION")
+
+    fetch = actions.add_parser(
+        "fetch", help="download, verify and safely extract cifar-10-python.tar.gz",
+        description=f"Download {OFFICIAL_URL} (or take --from FILE_OR_URL), check its md5 "
+                    "(or --sha256), and extract it into DATA_DIR/cifar-10-batches-py.")
+    add_data_argument(fetch)
+    fetch.add_argument("--from", dest="source", metavar="FILE_OR_URL", default=None,
+                       help="a local cifar-10-python.tar.gz or a mirror URL")
+    fetch.add_argument("--sha256", metavar="HEX", default=None,
+                       help="expected sha256 of the archive (for a mirror or a local copy); "
+                            "without it the official md5 is checked")
+    fetch.add_argument("--force", action="store_true",
+                       help="fetch and extract again even if the data is already there")
+    fetch.set_defaults(func=run_fetch)
+
+    check = actions.add_parser(
+        "check", help="verify the data on disk (files, counts, labels, checksums)",
+        description="Verify the data in the data dir; exits non-zero on any problem.")
+    add_data_argument(check)
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(func=run_check)
+
+    parser.set_defaults(func=run, data_parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise DlboxError("'dlbox data' is not implemented yet")
+    args.data_parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    data_dir = resolve_data_dir(args.data)
+    config = FetchConfig(data_dir=data_dir, source=args.source, sha256=args.sha256,
+                         force=args.force, progress=sys.stderr.isatty())
+    if not config.progress and (config.force or not cifar10_present(data_dir)):
+        print(f"fetching CIFAR-10 from {args.source or OFFICIAL_URL} into {data_dir}",
+              file=sys.stderr)
+    result = fetch_cifar10(config)
+    if result.status == "present":
+        print(f"CIFAR-10 is already in {result.batches_dir}; nothing to do "
+              "(pass --force to fetch it again)")
+        return 0
+    print(f"fetched CIFAR-10 into {result.batches_dir}")
+    print(f"archive sha256 {result.archive_sha256}")
+    return 0
+
+
+def format_report(report: DataReport) -> str:
+    lines = [f"data dir  {report.data_dir}"]
+    if report.layout is not None:
+        kind = {"cifar10-batches": "CIFAR-10 batches", "image-folder": "image folder"}.get(
+            report.layout.kind, report.layout.kind)
+        lines.append(f"layout    {kind} in {report.layout.root}")
+    if report.archive_sha256:
+        lines.append(f"archive   sha256 {report.archive_sha256}")
+    width = max([len(f.name) for f in report.files] + [4])
+    for item in report.files:
+        lines.append(f"  {item.name:<{width}}  {'ok  ' if item.ok else 'FAIL'}  {item.detail}")
+    for split, info in report.splits.items():
+        labels = (f"labels {info.label_min}..{info.label_max}" if info.count else "no labels")
+        spread = sorted(set(info.per_class))
+        per_class = (f"{spread[0]} per class" if len(spread) == 1
+                     else f"{min(info.per_class)}..{max(info.per_class)} per class")
+        lines.append(f"{split:<9} {info.count} images, {len(report.classes)} classes, {labels}, "
+                     f"{per_class}")
+    lines.extend(f"note: {note}" for note in report.notes)
+    lines.extend(f"problem: {problem}" for problem in report.problems)
+    lines.append("ok" if report.ok else f"{len(report.problems)} problem(s)")
+    return "\n".join(lines)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    data_dir = resolve_data_dir(args.data)
+    report = check_data(data_dir)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(format_report(report))
+    if report.ok:
+        return 0
+    if report.layout is None:
+        from dlbox.data.loading import FETCH_HINT
+
+        raise DataError(f"no CIFAR-10 data found in {data_dir}", hint=FETCH_HINT)
+    raise DataError(f"data check found {len(report.problems)} problem(s) in {data_dir}: "
+                    f"{report.problems[0]}",
+                    hint="run `dlbox data fetch --force` (with the same --data and --from) "
+                         "to fetch and extract it again")

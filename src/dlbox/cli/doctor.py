@@ -1,16 +1,100 @@
-"""`dlbox doctor`: not implemented yet."""
+"""`dlbox doctor`: what this host can run, what is wrong, and the fix; `--resolve` a build."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from dlbox.errors import DlboxError
+from rich.console import Console
+
+from dlbox.errors import EXIT_ERROR, EXIT_OK, UsageError
+from dlbox.hostenv.facts import HostFacts
+from dlbox.hostenv.probe import collect_raw, facts_from_raw, load_raw, save_raw
+from dlbox.hostenv.report import render_build, render_text, report_dict
+from dlbox.hostenv.resolve import SUPPORTED_FRAMEWORKS, Target, resolve_build, target_from_host
+from dlbox.hostenv.rules import evaluate, has_errors
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("doctor", help="(not implemented yet)")
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check GPU, driver, CUDA, frameworks and Docker; resolve a build that runs",
+        description=(
+            "Probe this host (read-only) and report what is wrong with the fix, errors first; "
+            "exit 1 when there is an error. With --resolve, print the newest framework build "
+            "that this host (or a host given by --driver/--compute-capability, or --cpu) runs."
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--resolve", metavar="FRAMEWORK", choices=SUPPORTED_FRAMEWORKS,
+                        help="resolve a build: torch, tensorflow or jax")
+    parser.add_argument("--driver", metavar="VERSION",
+                        help="with --resolve: a hypothetical NVIDIA driver, e.g. 535.104.05")
+    parser.add_argument("--compute-capability", metavar="X.Y", action="append", default=[],
+                        dest="compute_capability",
+                        help="with --resolve: a GPU's compute capability, e.g. 8.6 (repeatable)")
+    parser.add_argument("--cpu", action="store_true", help="with --resolve: a CPU-only build")
+    parser.add_argument("--python", metavar="X.Y", help="with --resolve: the Python version")
+    parser.add_argument("--cuda", metavar="X.Y", help="with --resolve: force a CUDA version")
+    parser.add_argument("--deep", action=argparse.BooleanOptionalAction, default=None,
+                        help="import installed frameworks to check them (default: only when "
+                             "an NVIDIA GPU is present)")
+    parser.add_argument("--record", metavar="DIR", type=Path,
+                        help="also save the raw probe outputs to DIR (to share or replay)")
+    parser.add_argument("--replay", metavar="DIR", type=Path,
+                        help="check a recorded host (a folder written by --record) instead "
+                             "of probing this one")
     parser.set_defaults(func=run)
 
 
+def _facts(args: argparse.Namespace) -> HostFacts:
+    if args.replay is not None:
+        if args.record is not None:
+            raise UsageError("--record and --replay cannot be combined",
+                             hint="record on the host, replay elsewhere")
+        if not (args.replay / "host.json").is_file():
+            raise UsageError(f"{args.replay} is not a dlbox host recording (no host.json)",
+                             hint="create one with: dlbox doctor --record DIR")
+        try:
+            raw = load_raw(args.replay)
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise UsageError(f"cannot read recording {args.replay}: {error}",
+                             hint="re-record it with: dlbox doctor --record DIR") from error
+    else:
+        raw = collect_raw(deep=args.deep)
+        if args.record is not None:
+            save_raw(raw, args.record)
+    return facts_from_raw(raw)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise DlboxError("'dlbox doctor' is not implemented yet")
+    console = Console(highlight=False)
+    hypothetical = args.driver or args.compute_capability or args.cpu or args.cuda or args.python
+    if hypothetical and not args.resolve:
+        raise UsageError("--driver, --compute-capability, --cpu, --python and --cuda go with "
+                         "--resolve", hint="e.g. dlbox doctor --resolve torch --driver "
+                                           "535.104.05 --compute-capability 8.6")
+    if args.resolve:
+        if args.driver or args.compute_capability or args.cpu:
+            target = Target(driver=args.driver,
+                            compute_capabilities=tuple(args.compute_capability),
+                            cpu=args.cpu, python=args.python, cuda=args.cuda)
+        else:
+            host = target_from_host(_facts(args))
+            target = Target(driver=host.driver, compute_capabilities=host.compute_capabilities,
+                            cpu=host.cpu, python=args.python or host.python, cuda=args.cuda)
+        build = resolve_build(args.resolve, target)
+        if args.json:
+            print(json.dumps({"target": target.__dict__, "build": build.to_dict()}, indent=2))
+        else:
+            render_build(build, console)
+        return EXIT_OK
+
+    facts = _facts(args)
+    findings = evaluate(facts)
+    if args.json:
+        print(json.dumps(report_dict(facts, findings), indent=2))
+    else:
+        render_text(facts, findings, console)
+    return EXIT_ERROR if has_errors(findings) else EXIT_OK

@@ -1,16 +1,52 @@
-"""`dlbox evaluate`: not implemented yet."""
+"""`dlbox evaluate RUN_DIR`: accuracy overall and per class, predictions.csv, confusion matrix."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from dlbox.errors import DlboxError
+from dlbox.errors import EXIT_OK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="(not implemented yet)")
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a trained run on the test set (accuracy, per class, confusion matrix)",
+        description=(
+            "Predict every test image with the run's model and write predictions.csv, "
+            "confusion_matrix.json, confusion_matrix.png and the test metrics (metrics.json) "
+            "into the run directory."
+        ),
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path,
+                        help="the directory `dlbox train` wrote")
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="data dir holding the test set (default: the one the run used, "
+                             "else $DLBOX_DATA, else the user cache)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--checkpoint", default="last",
+                        help="which checkpoint of the run to evaluate (default: last)")
+    tta = parser.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None,
+                     help="test-time augmentation: average each image with its mirror image")
+    tta.add_argument("--no-tta", dest="tta", action="store_false",
+                     help="no test-time augmentation (default unless the run's config asks)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the metrics as JSON on stdout (and nothing else there)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise DlboxError("'dlbox evaluate' is not implemented yet")
+    from dlbox.training.evaluate import evaluate_run
+
+    data_dir = Path(args.data) if args.data else None
+    metrics = evaluate_run(args.run_dir, data_dir=data_dir, device=args.device,
+                           quiet=args.json, tta=args.tta, checkpoint=args.checkpoint)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        written = [*metrics.get("files", {}).values(), "metrics.json"]
+        print(f"wrote {', '.join(written)} in {args.run_dir}")
+    return EXIT_OK

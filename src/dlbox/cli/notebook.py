@@ -1,16 +1,116 @@
-"""`dlbox notebook`: not implemented yet."""
+"""`dlbox notebook`: JupyterLab with first_pytorch_classifier.ipynb, on this host or in the image.
+
+Prints the URL to open (with its one-time ?token=) once the server answers; Ctrl-C stops it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import sys
+import webbrowser
+from collections.abc import Iterator
+from types import FrameType
 
-from dlbox.errors import DlboxError
+from dlbox.errors import EXIT_INTERRUPTED
+from dlbox.jupyter.notebooks import resolve_notebook_dir
+from dlbox.jupyter.server import LocalServer, NotebookServer
+from dlbox.jupyter.settings import (
+    DEFAULT_IP,
+    DEFAULT_PORT,
+    NOTEBOOK_NAME,
+    NotebookSettings,
+    all_interfaces_warning,
+    listens_on_all_interfaces,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("notebook", help="(not implemented yet)")
+    parser = subparsers.add_parser(
+        "notebook",
+        help="start Jupyter with first_pytorch_classifier.ipynb and print its URL",
+        description="Start JupyterLab in the notebooks folder (on this host, or with "
+                    "--container inside the dlbox CPU image), wait until it answers, and print "
+                    "the URL to open, with a token that is new for each launch. Ctrl-C stops it.",
+    )
+    parser.add_argument("--container", action="store_true",
+                        help="run Jupyter inside the dlbox image (as a non-root user)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port on this host (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--ip", default=DEFAULT_IP,
+                        help=f"address to listen on (default {DEFAULT_IP}, this machine only; "
+                             "0.0.0.0 opens it to the network)")
+    parser.add_argument("--no-browser", action="store_true",
+                        help="only print the URL; do not open a browser")
+    parser.add_argument("--notebook-dir", metavar="DIR",
+                        help="folder to serve (default: dlbox's notebooks folder)")
+    parser.add_argument("--tag", metavar="IMAGE",
+                        help="image to run with --container (default: the dlbox CPU image)")
+    parser.add_argument("--startup-timeout", type=float, default=120.0, metavar="SECONDS",
+                        help="how long to wait for the server to answer (default 120)")
     parser.set_defaults(func=run)
 
 
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the launch like Ctrl-C does, so the server is always stopped."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            previous[sig] = signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise DlboxError("'dlbox notebook' is not implemented yet")
+    settings = NotebookSettings(
+        notebook_dir=resolve_notebook_dir(args.notebook_dir),
+        ip=args.ip,
+        port=args.port,
+        open_browser=not args.no_browser,
+        container=args.container,
+        image=args.tag,
+        startup_timeout_s=args.startup_timeout,
+    )
+    if listens_on_all_interfaces(settings.ip):
+        print(all_interfaces_warning(settings.ip, settings.port), file=sys.stderr)
+
+    server: NotebookServer
+    if settings.container:
+        from dlbox.jupyter.container import ContainerServer
+
+        server = ContainerServer(settings)
+    else:
+        server = LocalServer(settings)
+
+    where = "in a container" if settings.container else "on this host"
+    print(f"starting JupyterLab {where}, serving {settings.notebook_dir} ...", flush=True)
+    with _stop_signals_interrupt():
+        try:
+            info = server.start()
+            print("Jupyter is ready. Open this URL (the token is new for this launch):")
+            print(f"    {info.url}", flush=True)
+            if (settings.notebook_dir / NOTEBOOK_NAME).is_file():
+                print(f"or the notebook directly:\n    {info.notebook_url(NOTEBOOK_NAME)}")
+            print("Press Ctrl-C to stop the server.", flush=True)
+            if settings.open_browser:
+                with contextlib.suppress(Exception):
+                    webbrowser.open(info.url)
+            status = server.wait()
+            print(f"the Jupyter server exited (status {status})", file=sys.stderr)
+            return 0 if status == 0 else 1
+        except KeyboardInterrupt:
+            print("\nstopping the Jupyter server ...", file=sys.stderr, flush=True)
+            server.stop()
+            print("stopped.", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        finally:
+            server.stop()

@@ -1,16 +1,78 @@
-"""`dlbox predict`: not implemented yet."""
+"""`dlbox predict RUN_DIR IMAGE...`: the label and top-k probabilities for the user's images."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dlbox.errors import DlboxError
+from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+
+if TYPE_CHECKING:
+    from dlbox.training.predict import PredictionResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("predict", help="(not implemented yet)")
+    parser = subparsers.add_parser(
+        "predict",
+        help="classify your own images with a trained run",
+        description=(
+            "Print the predicted label and the top-k class probabilities for each image "
+            "(PNG, JPEG or any format Pillow reads; any size and mode, resized to 32x32). "
+            "A file that cannot be read gets `error: PATH: reason` on stderr and the others "
+            "still get predictions. Exit code: 0 all succeeded, 3 some failed, 1 all failed."
+        ),
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path,
+                        help="the directory `dlbox train` wrote")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
+    parser.add_argument("--top-k", type=int, default=3, metavar="K",
+                        help="how many classes to list per image (default: 3)")
+    parser.add_argument("--fit", choices=("crop", "stretch"), default="crop",
+                        help="make the image square by cropping its centre (default) or by "
+                             "stretching the whole image")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--checkpoint", default="last",
+                        help="which checkpoint of the run to use (default: last)")
+    tta = parser.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None,
+                     help="test-time augmentation: average each image with its mirror image")
+    tta.add_argument("--no-tta", dest="tta", action="store_false",
+                     help="no test-time augmentation (default unless the run's config asks)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the results as a JSON list on stdout (errors still go "
+                             "to stderr as well)")
     parser.set_defaults(func=run)
 
 
+def format_result(result: PredictionResult) -> str:
+    ranked = ", ".join(f"{name} {100 * p:.1f} %" for name, p in result.top_k)
+    return f"{result.path}: {result.label}  ({ranked})"
+
+
+def exit_code_for(succeeded: int, failed: int) -> int:
+    if failed == 0:
+        return EXIT_OK
+    return EXIT_PARTIAL if succeeded else EXIT_ERROR
+
+
 def run(args: argparse.Namespace) -> int:
-    raise DlboxError("'dlbox predict' is not implemented yet")
+    from dlbox.training.predict import PredictionFailure, predict_images
+
+    results = predict_images(args.run_dir, args.images, device=args.device, top_k=args.top_k,
+                             fit=args.fit, tta=args.tta, checkpoint=args.checkpoint)
+    failed = 0
+    for result in results:
+        if isinstance(result, PredictionFailure):
+            failed += 1
+            print(f"error: {result.path}: {result.error}", file=sys.stderr)
+        elif not args.json:
+            print(format_result(result))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    elif failed:
+        print(f"{failed} of {len(results)} files failed", file=sys.stderr)
+    return exit_code_for(len(results) - failed, failed)

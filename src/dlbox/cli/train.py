@@ -1,16 +1,114 @@
-"""`dlbox train`: not implemented yet."""
+"""`dlbox train`: train a model from the registry on CIFAR-10 (or an image-folder tree).
+
+Settings come from the model's recipe for the device (`dlbox models` lists them); every flag
+given overrides its setting. `--resume RUN_DIR` continues an interrupted run with its own
+settings (only --device, --data and --no-progress may change).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import Any
 
-from dlbox.errors import DlboxError
+from dlbox.errors import UsageError
+
+# Flags that set a training setting; with --resume the run's own config.json decides them.
+SETTING_FLAGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "momentum",
+                 "label_smoothing", "width", "seed", "run_dir", "num_train", "num_test",
+                 "threads", "amp", "channels_last")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="(not implemented yet)")
+    parser = subparsers.add_parser(
+        "train", help="train a model (default: the best one for this device)",
+        description="Train a model on CIFAR-10 and evaluate it. Settings default to the "
+                    "model's recipe for the device (see `dlbox models`); flags override them.",
+    )
+    parser.add_argument("--model", help="model name from `dlbox models` "
+                                        "(default: resnet)")
+    parser.add_argument("--epochs", type=int, help="passes over the training set (recipe default)")
+    parser.add_argument("--batch-size", type=int, help="images per optimizer step")
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--weight-decay", type=float, help="L2 weight decay")
+    parser.add_argument("--momentum", type=float, help="SGD momentum")
+    parser.add_argument("--label-smoothing", type=float, help="label smoothing (0 = none)")
+    parser.add_argument("--width", type=int, help="channel width of models that have one "
+                                                  "(resnet: 64 on GPU, 16 on CPU)")
+    parser.add_argument("--device", default=None,
+                        help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
+    parser.add_argument("--data", metavar="DIR",
+                        help="data dir (default: $DLBOX_DATA, else the user cache dir)")
+    parser.add_argument("--run-dir", metavar="DIR",
+                        help="where to write the run (default: runs/<time>-<model>)")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue an interrupted run from its last checkpoint")
+    parser.add_argument("--num-train", type=int, metavar="N",
+                        help="use only the first N training images (quick runs)")
+    parser.add_argument("--num-test", type=int, metavar="N",
+                        help="use only the first N test images")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--no-amp", dest="amp", action="store_const", const=False, default=None,
+                        help="train in float32 on CUDA (default: mixed precision)")
+    parser.add_argument("--channels-last", dest="channels_last", default=None,
+                        action=argparse.BooleanOptionalAction,
+                        help="channels_last memory format (default: on for CUDA)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (one line per epoch still prints)")
+    parser.add_argument("--no-evaluate", action="store_true",
+                        help="skip the full evaluation at the end (predictions.csv, "
+                             "confusion matrix)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise DlboxError("'dlbox train' is not implemented yet")
+    from dlbox.errors import EXIT_INTERRUPTED
+    from dlbox.training.loop import TrainingStopped, default_run_dir, resume, train
+
+    run_dir = args.resume
+    try:
+        if args.resume:
+            given = [f"--{name.replace('_', '-')}" for name in SETTING_FLAGS
+                     if getattr(args, name, None) is not None]
+            if given:
+                raise UsageError(
+                    f"--resume continues with the run's own settings; {', '.join(given)} "
+                    "cannot change",
+                    hint="drop those flags (only --device, --data, --no-progress and --no-evaluate "
+                     "may be given with --resume)",
+                )
+            resume(args.resume, device=args.device, data_dir=args.data,
+                   progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
+        else:
+            config = config_from_args(args)
+            if config.run_dir is None:
+                config = config.replace(run_dir=str(default_run_dir(config.model)))
+            run_dir = config.run_dir
+            train(config, progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
+    except TrainingStopped as stopped:
+        print(f"{stopped.message}\nresume with: dlbox train --resume {stopped.run_dir}")
+        return stopped.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, the last epoch's state kept
+        last = Path(run_dir or "") / "checkpoints" / "last.pt"
+        print("interrupted", file=sys.stderr)
+        if run_dir and last.is_file():
+            print(f"the last saved state is in {last}\nresume with: dlbox train --resume "
+                  f"{Path(run_dir).resolve()}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from dlbox.training.config import build_config
+
+    return build_config(
+        args.model, device=args.device or "auto",
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, momentum=args.momentum,
+        label_smoothing=args.label_smoothing, width=args.width, seed=args.seed,
+        data_dir=args.data, run_dir=args.run_dir, num_train=args.num_train,
+        num_test=args.num_test, threads=args.threads, amp=args.amp,
+        channels_last=args.channels_last,
+    )

@@ -103,8 +103,8 @@ def load_cifar10(data_dir: str | Path, split: str = "train") -> ImageDataset:
     if not directory.is_dir():
         raise DataError(
             f"no CIFAR-10 data at {directory}",
-            hint="run `dlbox data fetch` (offline: `dlbox data fetch --from cifar-10-python.tar.gz`)"
-                 " or pass --data DIR",
+            hint="run `dlbox data fetch` (offline: `dlbox data fetch --from "
+                 "/path/to/cifar-10-python.tar.gz`) or pass --data DIR",
         )
     names = TRAIN_BATCHES if split == "train" else TEST_BATCHES
     parts = [read_batch(directory / name) for name in names]

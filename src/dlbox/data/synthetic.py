@@ -10,6 +10,7 @@ import io
 import pickle
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,15 +56,16 @@ def write_fake_cifar10(root: str | Path, n_train: int = 500, n_test: int = 100, 
     test_x, test_y = make_synthetic_images(n_test, seed + 1)
     chunks = np.array_split(np.arange(n_train), len(TRAIN_BATCHES))
     records = {name: _batch_record(train_x[idx], train_y[idx], name)
-               for name, idx in zip(TRAIN_BATCHES, chunks)}
+               for name, idx in zip(TRAIN_BATCHES, chunks, strict=True)}
     records["test_batch"] = _batch_record(test_x, test_y, "test_batch")
     records[META_FILE] = {b"label_names": [c.encode() for c in CIFAR10_CLASSES],
                           b"num_cases_per_batch": max(1, n_train // 5), b"num_vis": 3072}
     for name, record in records.items():
+        to_write: dict[Any, object] = record
         if str_keys:
-            record = {k.decode(): v for k, v in record.items()}
+            to_write = {k.decode(): v for k, v in record.items()}
         with open(directory / name, "wb") as handle:
-            pickle.dump(record, handle, protocol=2)
+            pickle.dump(to_write, handle, protocol=2)
     (directory / "readme.html").write_text("<html>synthetic CIFAR-10 for tests</html>\n")
     return directory
 
@@ -91,11 +93,12 @@ def write_fake_image_folder(root: str | Path, per_class: int = 5, classes: int =
     root = Path(root)
     images, labels = make_synthetic_images(per_class * classes, seed, num_classes=classes)
     counts = [0] * classes
-    for image, label in zip(images, labels):
+    for image, label in zip(images, labels, strict=True):
         folder = root / f"class_{int(label)}"
         folder.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        Image.fromarray(image.transpose(1, 2, 0)).save(buffer, format=fmt.upper().replace("JPG", "JPEG"))
+        pil_format = fmt.upper().replace("JPG", "JPEG")
+        Image.fromarray(image.transpose(1, 2, 0)).save(buffer, format=pil_format)
         (folder / f"{counts[label]:04d}.{fmt}").write_bytes(buffer.getvalue())
         counts[label] += 1
     return root

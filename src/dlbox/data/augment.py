@@ -1,0 +1,137 @@
+"""Batch augmentation as pure tensor ops: whole batches [N, C, H, W], any device, any dtype.
+
+No Python loop over images: per-image random choices are drawn as tensors and applied by
+indexing, so the same code runs on uint8 images on the GPU and on float batches on the CPU.
+Pass a `torch.Generator` on the images' device for reproducible draws (None: torch's
+default generator for that device).
+
+    images = random_crop(images, padding=4, generator=g)   # pad 4, crop 32x32 back
+    images = random_hflip(images, generator=g)              # mirror half of them
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+PadMode = Literal["reflect", "zeros"]
+PAD_MODES: tuple[str, ...] = ("reflect", "zeros")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The training-time augmentation: random crop after padding, then a horizontal flip."""
+
+    crop_padding: int = 4  # 0 disables the crop
+    flip: bool = True
+    pad_mode: PadMode = "reflect"
+
+
+def _check_batch(images: torch.Tensor) -> None:
+    if images.dim() != 4:
+        raise ValueError(f"expected a batch [N, C, H, W], got shape {tuple(images.shape)}")
+
+
+def _keep_layout(result: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Return `result` in the memory format of `like` (channels_last stays channels_last)."""
+    if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        return result.contiguous(memory_format=torch.channels_last)
+    return result.contiguous()
+
+
+def flip_where(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose entry of `mask` (bool [N]) is True."""
+    _check_batch(images)
+    mask = mask.to(device=images.device, dtype=torch.bool).view(-1, 1, 1, 1)
+    return torch.where(mask, images.flip(3), images)
+
+
+def random_hflip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mirror each image left-right with probability 0.5 (independently per image)."""
+    _check_batch(images)
+    mask = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
+    return flip_where(images, mask)
+
+
+def _source_index(offsets: torch.Tensor, length: int, padding: int,
+                  mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Indexes into the unpadded axis for each output position, and where they fall inside.
+
+    Output position j of image n reads padded position offsets[n] + j, i.e. original
+    position offsets[n] + j - padding, mapped back inside by reflection (mode "reflect",
+    as torch's reflect padding: no edge repeat) or marked invalid (mode "zeros").
+    """
+    pos = offsets.view(-1, 1) + torch.arange(length, device=offsets.device).view(1, -1) - padding
+    if mode == "reflect":
+        if length == 1:
+            return torch.zeros_like(pos), None
+        period = 2 * (length - 1)
+        pos = torch.remainder(pos, period)
+        pos = torch.where(pos >= length, period - pos, pos)
+        return pos, None
+    valid = (pos >= 0) & (pos < length)
+    return pos.clamp(0, length - 1), valid
+
+
+def crop_at(images: torch.Tensor, padding: int, offsets_y: torch.Tensor, offsets_x: torch.Tensor,
+            mode: PadMode = "reflect") -> torch.Tensor:
+    """Pad each image by `padding` and cut the HxW window at (offsets_y[n], offsets_x[n]).
+
+    Offsets lie in 0..2*padding; offset == padding returns the image unchanged. The padding is
+    never materialised: output pixels index the input directly.
+    """
+    _check_batch(images)
+    if mode not in PAD_MODES:
+        raise ValueError(f"unknown pad mode {mode!r}; use one of {PAD_MODES}")
+    if padding < 0:
+        raise ValueError("padding must be >= 0")
+    n, _, height, width = images.shape
+    if n == 0 or padding == 0:
+        return images.clone()
+    if mode == "reflect" and (padding >= height or padding >= width):
+        raise ValueError(f"reflect padding {padding} must be smaller than the image "
+                         f"({height}x{width})")
+    device = images.device
+    offsets_y = offsets_y.to(device=device, dtype=torch.long)
+    offsets_x = offsets_x.to(device=device, dtype=torch.long)
+    rows, row_ok = _source_index(offsets_y, height, padding, mode)  # [N, H]
+    cols, col_ok = _source_index(offsets_x, width, padding, mode)  # [N, W]
+    batch = torch.arange(n, device=device).view(n, 1, 1)
+    # Advanced indexes split by a slice put their dims first: result is [N, H, W, C].
+    out = images[batch, :, rows.view(n, height, 1), cols.view(n, 1, width)]
+    out = out.permute(0, 3, 1, 2)
+    if row_ok is not None and col_ok is not None:
+        inside = (row_ok.view(n, 1, height, 1) & col_ok.view(n, 1, 1, width))
+        out = torch.where(inside, out, torch.zeros((), dtype=out.dtype, device=device))
+    return _keep_layout(out, images)
+
+
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator | None = None,
+                mode: PadMode = "reflect") -> torch.Tensor:
+    """Pad by `padding` (reflect or zeros) and crop back to HxW at a random offset per image."""
+    _check_batch(images)
+    n = images.shape[0]
+    if padding == 0 or n == 0:
+        return images.clone()
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=images.device)
+    return crop_at(images, padding, offsets[0], offsets[1], mode)
+
+
+def random_translate(images: torch.Tensor, max_shift: int,
+                     generator: torch.Generator | None = None,
+                     mode: PadMode = "zeros") -> torch.Tensor:
+    """Shift each image by up to `max_shift` pixels in x and y, filling the gap (zeros default)."""
+    return random_crop(images, max_shift, generator=generator, mode=mode)
+
+
+def augment_batch(images: torch.Tensor, config: AugmentConfig = AugmentConfig(),
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Apply `config` (crop, then flip) to a whole batch."""
+    if config.crop_padding:
+        images = random_crop(images, config.crop_padding, generator=generator,
+                             mode=config.pad_mode)
+    if config.flip:
+        images = random_hflip(images, generator=generator)
+    return images

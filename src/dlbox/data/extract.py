@@ -1,0 +1,215 @@
+"""Safe extraction of cifar-10-python.tar.gz: only the members the official archive holds.
+
+Accepted: the directory `cifar-10-batches-py` and regular files under it named
+data_batch_1..5, test_batch, batches.meta and readme.html (each at most once). Anything
+else -- `../x`, an absolute path, a link, a device, a fifo, an unexpected name, an oversized
+member -- refuses the whole archive. Files are written by this code (tarfile's extract is
+never called, so no metadata, owner or link from the archive reaches the disk) into a temp
+dir beside the target, which is renamed into place only when every member passed. A bad
+archive leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from dlbox.data.cifar10 import BATCHES_DIRNAME, META_FILE, TEST_BATCHES, TRAIN_BATCHES
+from dlbox.errors import DataError
+
+REQUIRED_FILES: tuple[str, ...] = (*TRAIN_BATCHES, *TEST_BATCHES, META_FILE)
+OPTIONAL_FILES: tuple[str, ...] = ("readme.html",)
+EXPECTED_FILES: frozenset[str] = frozenset(REQUIRED_FILES + OPTIONAL_FILES)
+# The real batches are ~31 MB each; anything far larger is not CIFAR-10 (or is a bomb).
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+_CHUNK = 1024 * 1024
+
+BAD_ARCHIVE_HINT = ("use the official cifar-10-python.tar.gz (`dlbox data fetch`), or a copy of "
+                    "it: `dlbox data fetch --from /path/to/cifar-10-python.tar.gz --sha256 HEX`")
+
+
+@dataclass(frozen=True)
+class ExtractedFile:
+    name: str
+    size: int
+    sha256: str
+
+
+def _member_kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return "a symlink"
+    if member.islnk():
+        return "a hard link"
+    if member.isdev() or member.ischr() or member.isblk():
+        return "a device"
+    if member.isfifo():
+        return "a fifo"
+    if member.isdir():
+        return "a directory"
+    if member.isfile():
+        return "a regular file"
+    return "an unsupported member type"
+
+
+def classify_member(member: tarfile.TarInfo) -> str | None:
+    """The file name under cifar-10-batches-py/ for an accepted file, '' for the accepted
+    directory itself; raises DataError for anything else."""
+    name = member.name
+    refuse = "refusing the archive: member {!r} {}"
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise DataError(refuse.format(name, "is an absolute path"), hint=BAD_ARCHIVE_HINT)
+    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p != "."]
+    if ".." in parts:
+        raise DataError(refuse.format(name, "points outside the target ('..')"),
+                        hint=BAD_ARCHIVE_HINT)
+    kind = _member_kind(member)
+    if parts == [BATCHES_DIRNAME]:
+        if not member.isdir():
+            raise DataError(refuse.format(name, f"is {kind}, expected a directory"),
+                            hint=BAD_ARCHIVE_HINT)
+        return ""
+    if len(parts) != 2 or parts[0] != BATCHES_DIRNAME or parts[1] not in EXPECTED_FILES:
+        raise DataError(refuse.format(name, f"is not a CIFAR-10 file ({kind})"),
+                        hint=BAD_ARCHIVE_HINT)
+    if not member.isfile():
+        raise DataError(refuse.format(name, f"is {kind}, expected a regular file"),
+                        hint=BAD_ARCHIVE_HINT)
+    if member.size > MAX_MEMBER_BYTES:
+        raise DataError(refuse.format(name, f"is {member.size} bytes, too large for CIFAR-10"),
+                        hint=BAD_ARCHIVE_HINT)
+    return parts[1]
+
+
+def _remove_tree(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _extract_members(archive: Path, into: Path,
+                     on_file: Callable[[str], None] | None) -> list[ExtractedFile]:
+    written: list[ExtractedFile] = []
+    seen: set[str] = set()
+    # Stream mode reads the gzip once, front to back; no random access, no member list held.
+    with tarfile.open(archive, mode="r|*") as tar:
+        for member in tar:
+            name = classify_member(member)
+            if not name:
+                continue
+            if name in seen:
+                raise DataError(f"refusing the archive: {BATCHES_DIRNAME}/{name} appears twice",
+                                hint=BAD_ARCHIVE_HINT)
+            seen.add(name)
+            source = tar.extractfile(member)
+            if source is None:  # pragma: no cover - isfile() members always have data
+                raise DataError(f"cannot read {member.name} from {archive}", hint=BAD_ARCHIVE_HINT)
+            target = into / name
+            size = 0
+            digest = hashlib.sha256()
+            with source, open(target, "xb") as out:
+                while chunk := source.read(_CHUNK):
+                    size += len(chunk)
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if size != member.size:
+                raise DataError(f"archive member {member.name} is truncated", hint=BAD_ARCHIVE_HINT)
+            written.append(ExtractedFile(name, size, digest.hexdigest()))
+            if on_file is not None:
+                on_file(name)
+    missing = [name for name in REQUIRED_FILES if name not in seen]
+    if missing:
+        raise DataError(f"archive {archive} lacks {', '.join(missing)}", hint=BAD_ARCHIVE_HINT)
+    return written
+
+
+def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
+                            replace: bool = False,
+                            on_file: Callable[[str], None] | None = None,
+                            finalize: Callable[[Path, list[ExtractedFile]], None] | None = None,
+                            ) -> Path:
+    """Extract `archive` into DATA_DIR/cifar-10-batches-py, all or nothing; returns that dir.
+
+    `replace` swaps out an existing folder (otherwise an existing one is an error).
+    `finalize(staging_dir, files)` runs before the folder moves into place, so e.g. a checksum
+    record written there appears atomically with the data it describes.
+    """
+    archive = Path(archive)
+    data_dir = Path(data_dir)
+    target = data_dir / BATCHES_DIRNAME
+    if target.exists() and not replace:
+        raise DataError(f"{target} already exists", hint="pass --force to replace it")
+    created = not data_dir.exists()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create the data dir {data_dir}: {error.strerror or error}",
+                        hint="pass --data DIR (or set DLBOX_DATA) to a writable folder") from None
+    staging = Path(tempfile.mkdtemp(prefix=f".{BATCHES_DIRNAME}.", suffix=".tmp", dir=data_dir))
+    try:
+        try:
+            files = _extract_members(archive, staging, on_file)
+        except (tarfile.TarError, EOFError, zlib.error) as error:
+            raise DataError(f"archive {archive} is not a readable .tar.gz ({error})",
+                            hint=BAD_ARCHIVE_HINT) from None
+        except FileExistsError:
+            raise DataError(f"archive {archive} holds a member twice",
+                            hint=BAD_ARCHIVE_HINT) from None
+        except OSError as error:
+            if error.errno is None:  # gzip.BadGzipFile and friends: the archive, not the disk
+                raise DataError(f"archive {archive} is not a readable .tar.gz ({error})",
+                                hint=BAD_ARCHIVE_HINT) from None
+            raise DataError(f"cannot extract {archive} into {data_dir}: {error}",
+                            hint="check free disk space and permissions, or pass --data DIR",
+                            ) from None
+        if finalize is not None:
+            finalize(staging, files)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
+        _swap_into_place(staging, target)
+    except BaseException:
+        _remove_tree(staging)
+        if created:
+            with contextlib.suppress(OSError):
+                data_dir.rmdir()  # only if still empty
+        raise
+    _fsync_dir(data_dir)
+    return target
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Rename `staging` to `target`; an existing target is moved aside first, then removed."""
+    aside: Path | None = None
+    if target.exists() or target.is_symlink():
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        aside.rmdir()
+        os.rename(target, aside)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        if aside is not None:
+            os.rename(aside, target)
+        raise
+    if aside is not None:
+        if aside.is_symlink() or aside.is_file():
+            aside.unlink()
+        else:
+            _remove_tree(aside)

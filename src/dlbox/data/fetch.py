@@ -1,0 +1,334 @@
+"""`dlbox data fetch`: get cifar-10-python.tar.gz, verify it, extract it safely.
+
+    source   the official URL, a mirror URL (--from URL), or a local file (--from FILE)
+    verify   md5 of the official archive, or the --sha256 given for a mirror or a local copy
+    extract  only the expected members, via a temp dir renamed into place (see extract.py)
+    record   DATA_DIR/cifar-10-batches-py/dlbox-checksums.json: the archive's sha256 and md5
+             and each file's sha256, written inside the folder before it moves into place
+
+Network access is the one side effect of `download`, a thin wrapper around urllib: it writes
+to `<archive>.part`, resumes that file with an HTTP Range request when a server allows it,
+and renames it when complete. A downloaded archive is deleted once extracted (the record
+keeps its checksum); a local `--from FILE` is only read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import http.client
+import json
+import os
+import re
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlbox.data.cifar10 import BATCHES_DIRNAME, batches_dir
+from dlbox.data.extract import (
+    EXPECTED_FILES,
+    REQUIRED_FILES,
+    ExtractedFile,
+    extract_cifar10_archive,
+)
+from dlbox.errors import DataError, UsageError
+
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
+ARCHIVE_NAME = "cifar-10-python.tar.gz"
+CHECKSUMS_FILE = "dlbox-checksums.json"
+_CHUNK = 1024 * 1024
+
+OFFLINE_HINT = (f"on a machine with network access download {OFFICIAL_URL}, copy it here and run "
+                "`dlbox data fetch --from /path/to/cifar-10-python.tar.gz` "
+                "(add `--sha256 HEX` for a copy that is not byte-identical to the official one)")
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """What `dlbox data fetch` was asked to do."""
+
+    data_dir: Path
+    source: str | None = None  # None: the official URL; else a URL or a local archive path
+    sha256: str | None = None  # expected sha256 of the archive; None: check the official md5
+    force: bool = False  # fetch and replace even if the data is already there
+    progress: bool = True  # show rich progress bars on stderr
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ArchiveDigest:
+    md5: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    status: str  # "fetched" or "present"
+    batches_dir: Path
+    source: str
+    archive_sha256: str | None
+
+
+# ---- small pure helpers ---------------------------------------------------------------------
+
+def one_line(value: object) -> str:
+    """An exception or reason as a single line (messages must stay one line)."""
+    return " ".join(str(value).split()) or type(value).__name__
+
+
+def normalize_sha256(text: str) -> str:
+    """Lower-case 64-hex sha256, or UsageError."""
+    value = text.strip().lower()
+    if value.startswith("sha256:"):
+        value = value[len("sha256:"):]
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise UsageError(f"--sha256 {text!r} is not a sha256 (64 hexadecimal characters)",
+                         hint="compute it with `sha256sum cifar-10-python.tar.gz`")
+    return value
+
+
+def is_url(source: str) -> bool:
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source) is not None
+
+
+def data_root(data_dir: str | Path) -> Path:
+    """The folder that holds cifar-10-batches-py (accepts that folder itself too)."""
+    return batches_dir(data_dir).parent
+
+
+def cifar10_present(data_dir: str | Path) -> bool:
+    """True when every required batch file is in place (their contents: `dlbox data check`)."""
+    directory = batches_dir(data_dir)
+    return all((directory / name).is_file() for name in REQUIRED_FILES)
+
+
+def read_checksums(data_dir: str | Path) -> dict[str, Any] | None:
+    """The record `fetch` wrote beside the batches, or None when there is none (or it is bad)."""
+    path = batches_dir(data_dir) / CHECKSUMS_FILE
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def data_checksum(data_dir: str | Path) -> str | None:
+    """The sha256 of the archive the CIFAR-10 data in `data_dir` came from, if recorded."""
+    record = read_checksums(data_dir)
+    if not record:
+        return None
+    value = (record.get("archive") or {}).get("sha256")
+    return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) else None
+
+
+def digest_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> ArchiveDigest:
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha256 = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            md5.update(chunk)
+            sha256.update(chunk)
+            size += len(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    return ArchiveDigest(md5.hexdigest(), sha256.hexdigest(), size)
+
+
+def check_digest(digest: ArchiveDigest, expected_sha256: str | None, label: str) -> None:
+    """Raise DataError unless the digest matches --sha256 (if given) or the official md5."""
+    if expected_sha256 is not None:
+        if digest.sha256 != expected_sha256:
+            raise DataError(
+                f"checksum mismatch for {label}: sha256 is {digest.sha256}, "
+                f"expected {expected_sha256}",
+                hint="the file is damaged or not the archive you meant; download it again, "
+                     "or pass the sha256 its source publishes with --sha256 HEX")
+        return
+    if digest.md5 != OFFICIAL_MD5:
+        raise DataError(
+            f"checksum mismatch for {label}: md5 is {digest.md5}, expected the official "
+            f"{OFFICIAL_MD5}",
+            hint="for a mirror or a rebuilt copy that is not byte-identical, pass its own "
+                 f"checksum: --sha256 HEX (this file's sha256 is {digest.sha256}); otherwise "
+                 "download it again")
+
+
+# ---- progress (rich, on stderr) -------------------------------------------------------------
+
+class _Progress:
+    """A thin wrapper so the download and extract code does not care whether bars are shown."""
+
+    def __init__(self, enabled: bool, unit: str = "bytes") -> None:
+        self._progress: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            columns: list[Any] = [TextColumn("{task.description:<11}"), BarColumn()]
+            if unit == "bytes":
+                columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+            else:
+                columns += [MofNCompleteColumn(), TextColumn(unit)]
+            self._progress = Progress(*columns, console=Console(stderr=True), transient=False)
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: float | None,
+             completed: float = 0) -> Iterator[Callable[[int], None]]:
+        if self._progress is None:
+            yield lambda _n: None
+            return
+        with self._progress:
+            task_id = self._progress.add_task(description, total=total, completed=completed)
+            yield lambda n: self._progress.advance(task_id, n)
+            done = self._progress.tasks[-1].completed
+            self._progress.update(task_id, total=done, completed=done)  # e.g. no readme.html
+
+
+# ---- side effects ---------------------------------------------------------------------------
+
+def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = False,
+             resume: bool = True) -> Path:
+    """Download `url` to `dest` through `dest.part` (resumed when possible); returns `dest`."""
+    part = dest.with_name(dest.name + ".part")
+    start = part.stat().st_size if resume and part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "dlbox"})
+    if start:
+        request.add_header("Range", f"bytes={start}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 - user URL
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and start:  # our .part is not a prefix the server knows: restart
+            part.unlink()
+            return download(url, dest, timeout_s=timeout_s, progress=progress, resume=False)
+        raise DataError(f"could not download {url}: HTTP {error.code} {one_line(error.reason)}",
+                        hint=OFFLINE_HINT) from None
+    except urllib.error.URLError as error:
+        raise DataError(f"could not download {url}: {one_line(error.reason)}",
+                        hint=OFFLINE_HINT) from None
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        raise DataError(f"could not download {url}: {one_line(error)}", hint=OFFLINE_HINT) from None
+    with response:
+        status = getattr(response, "status", 200)
+        if start and status != 206:
+            start = 0  # the server ignored the Range header: start over
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length and length.isdigit() else None
+        received = start
+        try:
+            with open(part, "ab" if start else "wb") as out, \
+                    _Progress(progress).task("downloading", total, completed=start) as advance:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    received += len(chunk)
+                    advance(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+        except (OSError, http.client.HTTPException) as error:
+            if isinstance(error, OSError) and error.errno is not None and not isinstance(
+                    error, (ConnectionError, socket.timeout, TimeoutError)):
+                raise DataError(f"cannot write {part}: {one_line(error)}",
+                                hint="check free disk space, or pass --data DIR") from None
+            raise DataError(
+                f"download of {url} was interrupted after {received} bytes: {one_line(error)}",
+                hint="run the same command again to resume; " + OFFLINE_HINT) from None
+    if total is not None and received != total:
+        raise DataError(f"download of {url} stopped at {received} of {total} bytes",
+                        hint="run the same command again to resume; " + OFFLINE_HINT)
+    os.replace(part, dest)
+    return dest
+
+
+def _local_archive(source: str) -> Path:
+    if source.lower().startswith("file://"):
+        parsed = urllib.parse.urlparse(source)
+        source = urllib.request.url2pathname(parsed.path)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise DataError(f"archive {path} not found" if not path.exists()
+                        else f"archive {path} is not a file",
+                        hint="pass --from /path/to/cifar-10-python.tar.gz (a file or a URL)")
+    return path
+
+
+def _write_record(staging: Path, files: list[ExtractedFile], digest: ArchiveDigest,
+                  source: str) -> None:
+    from dlbox import __version__
+
+    record = {
+        "archive": {"name": ARCHIVE_NAME, "source": source, "sha256": digest.sha256,
+                    "md5": digest.md5, "bytes": digest.size,
+                    "official_md5_match": digest.md5 == OFFICIAL_MD5},
+        "files": {f.name: {"sha256": f.sha256, "bytes": f.size} for f in files},
+        "fetched_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "dlbox_version": __version__,
+    }
+    # Plain write: the staging folder itself moves into place atomically afterwards.
+    (staging / CHECKSUMS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def fetch_cifar10(config: FetchConfig) -> FetchResult:
+    """Make DATA_DIR/cifar-10-batches-py hold verified CIFAR-10 batches (see module docstring)."""
+    root = data_root(config.data_dir)
+    target = root / BATCHES_DIRNAME
+    expected = normalize_sha256(config.sha256) if config.sha256 else None
+    if cifar10_present(root) and not config.force:
+        return FetchResult("present", target, str(target), data_checksum(root))
+    source = config.source or OFFICIAL_URL
+    created_root = not root.exists()
+    downloaded: Path | None = None
+    try:
+        if is_url(source) and not source.lower().startswith("file://"):
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DataError(f"cannot create the data dir {root}: {one_line(error)}",
+                                hint="pass --data DIR (or set DLBOX_DATA) to a writable "
+                                     "folder") from None
+            downloaded = download(source, root / ARCHIVE_NAME, timeout_s=config.timeout_s,
+                                  progress=config.progress)
+            archive = downloaded
+        else:
+            archive = _local_archive(source)
+        with _Progress(config.progress).task("verifying", archive.stat().st_size) as advance:
+            digest = digest_file(archive, advance)
+        try:
+            check_digest(digest, expected, str(archive))
+        except DataError:
+            if downloaded is not None:
+                downloaded.unlink(missing_ok=True)  # a bad download must not be resumed
+            raise
+        with _Progress(config.progress, unit="files").task(
+                "extracting", len(EXPECTED_FILES)) as advance:
+            extract_cifar10_archive(
+                archive, root, replace=True, on_file=lambda _name: advance(1),
+                finalize=lambda staging, files: _write_record(staging, files, digest, source))
+        if downloaded is not None:
+            downloaded.unlink(missing_ok=True)  # the record keeps its checksum
+    except BaseException:
+        if created_root:
+            _remove_if_empty(root)
+        raise
+    return FetchResult("fetched", target, source, digest.sha256)
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()

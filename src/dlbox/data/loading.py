@@ -1,0 +1,269 @@
+"""Load a split from a data dir, whichever layout it holds.
+
+Looked for, in this order:
+1. the official CIFAR-10 batches: DATA_DIR/cifar-10-batches-py/ (or DATA_DIR is that folder);
+2. an ImageFolder tree per split: DATA_DIR/<split>/<class>/*.png|jpg|jpeg, or the same one
+   folder down (DATA_DIR/<name>/<split>/..., as the extracted cifar10-jpeg.tar.gz holds it).
+Class names of an image tree come from the union of its split folders, sorted, so train and
+test agree on labels even when a split lacks a class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dlbox.data.cifar10 import BATCHES_DIRNAME, SPLITS, batches_dir, load_cifar10
+from dlbox.data.dataset import ImageDataset
+from dlbox.data.imagefolder import find_classes, load_image_folder
+from dlbox.errors import DataError
+
+FETCH_HINT = ("run `dlbox data fetch` (offline: `dlbox data fetch --from "
+              "/path/to/cifar-10-python.tar.gz --sha256 HEX`), or pass --data DIR holding "
+              f"{BATCHES_DIRNAME}/ or <split>/<class>/*.png|jpg")
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """What a data dir holds: kind is 'cifar10-batches' or 'image-folder'; root is its folder."""
+
+    kind: str
+    root: Path
+
+
+def _image_folder_root(data_dir: Path) -> Path | None:
+    """The folder whose children are split folders with class sub-folders, if any."""
+    def has_split(folder: Path) -> bool:
+        return any(find_classes(folder / split) for split in SPLITS)
+
+    if has_split(data_dir):
+        return data_dir
+    if not data_dir.is_dir():
+        return None
+    candidates = [child for child in sorted(data_dir.iterdir())
+                  if child.is_dir() and not child.name.startswith(".") and has_split(child)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def detect_layout(data_dir: str | Path) -> DataLayout | None:
+    """The layout found in `data_dir`, or None when it holds nothing loadable."""
+    data_dir = Path(data_dir)
+    directory = batches_dir(data_dir)
+    if directory.is_dir():
+        return DataLayout("cifar10-batches", directory)
+    root = _image_folder_root(data_dir)
+    if root is not None:
+        return DataLayout("image-folder", root)
+    return None
+
+
+def image_folder_classes(root: str | Path) -> tuple[str, ...]:
+    """Sorted union of the class folders of every split under `root`."""
+    root = Path(root)
+    return tuple(sorted({name for split in SPLITS for name in find_classes(root / split)}))
+
+
+def load_dataset(data_dir: str | Path, split: str) -> ImageDataset:
+    """A whole split (`train` or `test`) in memory, from CIFAR batches or an image tree."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
+    layout = detect_layout(data_dir)
+    if layout is None:
+        raise DataError(f"no CIFAR-10 data found in {Path(data_dir)}", hint=FETCH_HINT)
+    if layout.kind == "cifar10-batches":
+        return load_cifar10(layout.root, split)
+    split_root = layout.root / split
+    if not find_classes(split_root):
+        raise DataError(f"image folder {layout.root} has no '{split}' split",
+                        hint=f"add {split_root}/<class>/*.png|jpg")
+    return load_image_folder(split_root, classes=image_folder_classes(layout.root))
+
+
+# ---- `dlbox data check`: what is on disk, and does it load ---------------------------------
+
+OFFICIAL_COUNTS = {"train": 50000, "test": 10000}
+
+
+@dataclass(frozen=True)
+class FileReport:
+    name: str
+    ok: bool
+    detail: str  # "10000 images", "10 classes", or what is wrong
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class SplitReport:
+    count: int
+    label_min: int | None
+    label_max: int | None
+    per_class: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DataReport:
+    data_dir: Path
+    layout: DataLayout | None
+    classes: tuple[str, ...]
+    files: tuple[FileReport, ...]
+    splits: dict[str, SplitReport]
+    archive_sha256: str | None
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "data_dir": str(self.data_dir),
+            "layout": self.layout.kind if self.layout else None,
+            "root": str(self.layout.root) if self.layout else None,
+            "classes": list(self.classes),
+            "archive_sha256": self.archive_sha256,
+            "files": [{"name": f.name, "ok": f.ok, "detail": f.detail, "count": f.count}
+                      for f in self.files],
+            "splits": {name: {"count": s.count, "label_min": s.label_min,
+                              "label_max": s.label_max, "per_class": list(s.per_class)}
+                       for name, s in self.splits.items()},
+            "problems": list(self.problems),
+            "notes": list(self.notes),
+        }
+
+
+def _split_report(labels: torch.Tensor, num_classes: int) -> SplitReport:
+    if labels.numel() == 0:
+        return SplitReport(0, None, None, tuple([0] * num_classes))
+    per_class = torch.bincount(labels.clamp(0, max(num_classes - 1, 0)), minlength=num_classes)
+    return SplitReport(int(labels.numel()), int(labels.min()), int(labels.max()),
+                       tuple(int(x) for x in per_class[:num_classes]))
+
+
+def _check_cifar_batches(directory: Path, problems: list[str], notes: list[str],
+                         ) -> tuple[tuple[str, ...], list[FileReport], dict[str, SplitReport]]:
+    from dlbox.data.cifar10 import (
+        CIFAR10_CLASSES,
+        META_FILE,
+        TEST_BATCHES,
+        TRAIN_BATCHES,
+        read_batch,
+        read_class_names,
+    )
+    from dlbox.data.fetch import CHECKSUMS_FILE, read_checksums
+
+    record = read_checksums(directory) or {}
+    recorded: dict[str, object] = record.get("files") or {}
+    if not isinstance(recorded, dict):
+        recorded = {}
+    files: list[FileReport] = []
+    classes: tuple[str, ...] = CIFAR10_CLASSES
+    meta = directory / META_FILE
+    if meta.is_file():
+        try:
+            classes = read_class_names(directory)
+            ok = len(classes) == 10
+            files.append(FileReport(META_FILE, ok, f"{len(classes)} classes"))
+            if not ok:
+                problems.append(f"{META_FILE} names {len(classes)} classes, expected 10")
+        except (DataError, KeyError, TypeError) as error:
+            files.append(FileReport(META_FILE, False, str(error)))
+            problems.append(f"{META_FILE}: {error}")
+    else:
+        files.append(FileReport(META_FILE, False, "missing"))
+        problems.append(f"{meta} is missing")
+    labels_by_split: dict[str, list[torch.Tensor]] = {"train": [], "test": []}
+    for split, names in (("train", TRAIN_BATCHES), ("test", TEST_BATCHES)):
+        for name in names:
+            path = directory / name
+            if not path.is_file():
+                files.append(FileReport(name, False, "missing"))
+                problems.append(f"{path} is missing")
+                continue
+            try:
+                _, labels = read_batch(path)
+            except DataError as error:
+                files.append(FileReport(name, False, error.message))
+                problems.append(error.message)
+                continue
+            bad = labels.size and (labels.min() < 0 or labels.max() >= len(classes))
+            if bad:
+                problems.append(f"{name} has labels outside 0..{len(classes) - 1}")
+            files.append(FileReport(name, not bad, f"{labels.size} images", int(labels.size)))
+            labels_by_split[split].append(torch.from_numpy(labels))
+    for name, info in recorded.items():
+        path = directory / name
+        expected = info.get("sha256") if isinstance(info, dict) else None
+        if not expected or not path.is_file():
+            continue
+        if _sha256_of(path) != expected:
+            problems.append(f"{name} differs from the file extracted from the archive "
+                            f"(sha256 recorded in {CHECKSUMS_FILE})")
+    splits: dict[str, SplitReport] = {}
+    for split, parts in labels_by_split.items():
+        if parts:
+            splits[split] = _split_report(torch.cat(parts), len(classes))
+            if splits[split].count != OFFICIAL_COUNTS[split]:
+                notes.append(f"{split} has {splits[split].count} images; the full CIFAR-10 has "
+                             f"{OFFICIAL_COUNTS[split]}")
+    return classes, files, splits
+
+
+def _sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_image_folder(root: Path, problems: list[str], notes: list[str],
+                        ) -> tuple[tuple[str, ...], list[FileReport], dict[str, SplitReport]]:
+    classes = image_folder_classes(root)
+    files: list[FileReport] = []
+    splits: dict[str, SplitReport] = {}
+    for split in SPLITS:
+        if not find_classes(root / split):
+            files.append(FileReport(f"{split}/", False, "missing"))
+            problems.append(f"{root / split} holds no class folders")
+            continue
+        try:
+            dataset = load_image_folder(root / split, classes=classes)
+        except DataError as error:
+            files.append(FileReport(f"{split}/", False, error.message))
+            problems.append(error.message)
+            continue
+        files.append(FileReport(f"{split}/", True, f"{len(dataset)} images", len(dataset)))
+        splits[split] = _split_report(dataset.labels, len(classes))
+        empty = [c for c, n in zip(classes, splits[split].per_class, strict=True) if n == 0]
+        if empty:
+            notes.append(f"{split} has no images of class {', '.join(empty)}")
+    return classes, files, splits
+
+
+def check_data(data_dir: str | Path) -> DataReport:
+    """Inspect a data dir: which layout, every file present and loadable, counts, labels."""
+    from dlbox.data.fetch import data_checksum
+
+    data_dir = Path(data_dir)
+    layout = detect_layout(data_dir)
+    problems: list[str] = []
+    notes: list[str] = []
+    if layout is None:
+        problems.append(f"no CIFAR-10 data found in {data_dir}")
+        return DataReport(data_dir, None, (), (), {}, None, tuple(problems), ())
+    if layout.kind == "cifar10-batches":
+        classes, files, splits = _check_cifar_batches(layout.root, problems, notes)
+        checksum = data_checksum(layout.root)
+        if checksum is None:
+            notes.append("no archive checksum recorded (data not extracted by `dlbox data fetch`)")
+    else:
+        classes, files, splits = _check_image_folder(layout.root, problems, notes)
+        checksum = None
+    return DataReport(data_dir, layout, classes, tuple(files), splits, checksum,
+                      tuple(problems), tuple(notes))

@@ -1,0 +1,146 @@
+"""Render doctor results: a rich table of facts, then findings with fixes; or JSON data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dlbox import __version__
+from dlbox.errors import DlboxError
+from dlbox.hostenv.facts import HostFacts
+from dlbox.hostenv.resolve import SUPPORTED_FRAMEWORKS, ResolvedBuild, resolve_build, target_from_host
+from dlbox.hostenv.rules import Finding
+
+_STYLE = {"error": "bold red", "warn": "yellow", "ok": "green"}
+_LABEL = {"error": "ERROR", "warn": "WARN", "ok": "OK"}
+
+
+def _mib(value: int | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value / 1024:.1f} GiB" if value >= 1024 else f"{value} MiB"
+
+
+def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
+    """(label, value) rows for the host table."""
+    s = facts.system
+    rows = [
+        ("OS", f"{s.os or '?'} ({s.machine or '?'}), kernel {s.kernel or '?'}"
+         + (", in a container" if s.in_container else "")),
+        ("Python", s.python or "?"),
+        ("CPU", f"{s.cpu_model or '?'} x {s.cpu_count or '?'}"),
+        ("RAM", _mib(s.ram_total_mib)),
+        ("Disk free", f"{_mib(s.disk_free_mib)} on {s.disk_path or '?'}"),
+        ("/dev/shm", _mib(s.shm_total_mib)),
+    ]
+    n = facts.nvidia
+    if n.error:
+        rows.append(("NVIDIA", f"probe failed: {n.error}"))
+    elif n.driver_version:
+        cuda = f", CUDA <= {n.cuda_driver_version}" if n.cuda_driver_version else ""
+        rows.append(("NVIDIA driver", f"{n.driver_version}{cuda} (via {n.source})"))
+        for gpu in n.gpus:
+            cc = f"sm_{gpu.compute_capability.replace('.', '')}" if gpu.compute_capability else "sm_?"
+            rows.append((f"GPU {gpu.index}", f"{gpu.name}, {cc}, {_mib(gpu.memory_total_mib)}"))
+    else:
+        rows.append(("NVIDIA", "no driver / no GPU"))
+    for fw in facts.frameworks:
+        if not fw.installed:
+            rows.append((fw.name, "not installed"))
+            continue
+        parts = [fw.version or "?"]
+        parts.append(f"CUDA {fw.cuda}" if fw.cuda else "CPU-only build")
+        if fw.cudnn:
+            parts.append(f"cuDNN {fw.cudnn}")
+        if fw.cudnn_installed:
+            parts.append(f"nvidia-cudnn {fw.cudnn_installed}")
+        if fw.gpu_available is not None:
+            parts.append(f"GPU available: {'yes' if fw.gpu_available else 'no'}")
+        if fw.arch_list:
+            parts.append("archs " + " ".join(fw.arch_list))
+        if fw.error:
+            parts.append(f"probe failed: {fw.error}")
+        rows.append((fw.name, ", ".join(parts)))
+    d = facts.docker
+    if d.reachable:
+        gpu = "nvidia runtime" if d.nvidia_runtime else ("CDI" if d.cdi_nvidia else "no GPU support")
+        rows.append(("Docker", f"{d.server_version}, {gpu}, default shm {_mib(d.default_shm_mib)}"))
+    else:
+        rows.append(("Docker", f"not reachable: {d.error or '?'}"))
+    return rows
+
+
+def render_text(facts: HostFacts, findings: list[Finding], console: Console) -> None:
+    table = Table(title="dlbox doctor", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    for label, value in fact_rows(facts):
+        table.add_row(label, Text(value))
+    console.print(table)
+    console.print()
+    for finding in findings:
+        head = Text(f"{_LABEL[finding.level]:<5} ", style=_STYLE[finding.level])
+        head.append(finding.what)
+        console.print(head, soft_wrap=True)
+        if finding.why:
+            console.print(Text(f"      why: {finding.why}"), soft_wrap=True)
+        if finding.fix:
+            console.print(Text(f"      fix: {finding.fix}"), soft_wrap=True)
+    errors = sum(f.level == "error" for f in findings)
+    warnings = sum(f.level == "warn" for f in findings)
+    console.print()
+    console.print(Text(f"{errors} error(s), {warnings} warning(s)",
+                       style="bold red" if errors else "bold"), soft_wrap=True)
+
+
+def recommended_builds(facts: HostFacts) -> dict[str, Any]:
+    """The resolver's pick for this host per framework (or why there is none)."""
+    target = target_from_host(facts)
+    out: dict[str, Any] = {}
+    for name in SUPPORTED_FRAMEWORKS:
+        try:
+            out[name] = resolve_build(name, target).to_dict()
+        except DlboxError as error:
+            out[name] = {"error": error.message, "hint": error.hint}
+    return out
+
+
+def report_dict(facts: HostFacts, findings: list[Finding]) -> dict[str, Any]:
+    return {
+        "dlbox_version": __version__,
+        "facts": facts.to_dict(),
+        "findings": [f.to_dict() for f in findings],
+        "summary": {
+            "errors": sum(f.level == "error" for f in findings),
+            "warnings": sum(f.level == "warn" for f in findings),
+            "ok": sum(f.level == "ok" for f in findings),
+        },
+        "recommended": recommended_builds(facts),
+    }
+
+
+def render_build(build: ResolvedBuild, console: Console) -> None:
+    console.print(Text(f"{build.framework} {build.version} ({build.variant})", style="bold"),
+                  soft_wrap=True)
+    rows = [
+        ("CUDA", build.cuda or "none (CPU)"),
+        ("cuDNN", build.cudnn or "-"),
+        ("min driver", build.min_driver or "-"),
+        ("GA driver", build.ga_driver or "-"),
+        ("Python", ", ".join(build.python_versions)),
+        ("wheel index", build.wheel_index or "PyPI"),
+        ("install", "pip install " + " ".join(build.requirements)
+         + (f" --index-url {build.wheel_index}" if build.wheel_index else "")),
+    ]
+    for label, value in rows:
+        console.print(Text(f"  {label:<12} {value}"), soft_wrap=True)
+    console.print(Text("why:"), soft_wrap=True)
+    for reason in build.reasons:
+        console.print(Text(f"  - {reason}"), soft_wrap=True)
+    for warning in build.warnings:
+        console.print(Text(f"  warning: {warning}", style="yellow"), soft_wrap=True)
+    for source in build.sources:
+        console.print(Text(f"source: {source} (checked {build.checked})"), soft_wrap=True)

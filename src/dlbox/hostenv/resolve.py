@@ -1,0 +1,452 @@
+"""Pick the newest framework build that a (real or hypothetical) host can run.
+
+`resolve_build("torch", Target(driver="535.104.05", compute_capabilities=("8.6",)))` walks the
+shipped matrix newest release first and returns the first build whose CUDA the driver can run
+(minor-version compatibility) and whose compiled architectures cover every GPU, preferring,
+within a release, a CUDA whose GA driver the host also meets. Pure: no probing here;
+`target_from_host(facts)` turns probed facts into a Target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dlbox.errors import HostEnvError, UsageError
+from dlbox.hostenv.compat import (
+    arch_fit,
+    build_fit,
+    cuda_arch_range,
+    cuda_knows_arch,
+    describe_archs,
+    driver_fit,
+)
+from dlbox.hostenv.matrix import Matrix, TorchRelease, TorchVariant, load_matrix
+from dlbox.hostenv.versions import (
+    compute_capability_tuple,
+    format_cc,
+    major_minor,
+    parse_version,
+    same_release,
+    version_at_least,
+)
+
+SUPPORTED_FRAMEWORKS = ("torch", "tensorflow", "jax")
+
+
+@dataclass(frozen=True)
+class Target:
+    driver: str | None = None  # "535.104.05"; None = no NVIDIA driver
+    compute_capabilities: tuple[str, ...] = ()  # ("8.6",)
+    cpu: bool = False  # True = CPU-only build wanted
+    python: str | None = None  # "3.11"; None = any
+    cuda: str | None = None  # force a CUDA version ("12.4"), optional
+
+
+@dataclass(frozen=True)
+class ResolvedBuild:
+    framework: str  # "torch" | "tensorflow" | "jax"
+    version: str  # "2.9.1"
+    variant: str  # "cu128" | "cpu" | "and-cuda" | "cuda12" | ...
+    cuda: str | None  # "12.8"
+    cudnn: str | None
+    wheel_index: str | None  # "https://download.pytorch.org/whl/cu128" (None = PyPI default)
+    requirements: tuple[str, ...]  # pip lines
+    python_versions: tuple[str, ...]
+    min_driver: str | None  # minimum driver for that CUDA under minor-version compatibility
+    reasons: tuple[str, ...]  # why this build was chosen, human-readable
+    ga_driver: str | None = None  # driver of the CUDA release's GA (no caveats at or above)
+    warnings: tuple[str, ...] = ()  # caveats the caller should show (uncertain data, PTX JIT)
+    sources: tuple[str, ...] = field(default=())  # where the matrix row came from
+    checked: str | None = None  # date the row was checked
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        return data
+
+
+# ---------------------------------------------------------------------------------------
+# target validation
+
+
+def normalize_target(target: Target) -> Target:
+    """Check and normalise a target; bad values raise UsageError naming the flag to fix."""
+    driver = target.driver.strip() if target.driver else None
+    if driver is not None and parse_version(driver) is None:
+        raise UsageError(
+            f"driver version {target.driver!r} is not a version number",
+            hint="pass it as nvidia-smi prints it, e.g. --driver 535.104.05",
+        )
+    caps: list[str] = []
+    for value in target.compute_capabilities:
+        cc = compute_capability_tuple(value)
+        if cc is None:
+            raise UsageError(
+                f"compute capability {value!r} is not of the form MAJOR.MINOR",
+                hint="e.g. --compute-capability 8.6 (nvidia-smi --query-gpu=compute_cap)",
+            )
+        if format_cc(cc) not in caps:
+            caps.append(format_cc(cc))
+    python = target.python.strip() if target.python else None
+    if python is not None:
+        parts = parse_version(python)
+        if parts is None or len(parts) < 2 or parts[0] != 3:
+            raise UsageError(f"Python version {target.python!r} is not like 3.11",
+                             hint="e.g. --python 3.11")
+        python = f"{parts[0]}.{parts[1]}"
+    cuda = target.cuda.strip() if target.cuda else None
+    if cuda is not None and parse_version(cuda) is None:
+        raise UsageError(f"CUDA version {target.cuda!r} is not like 12.4", hint="e.g. --cuda 12.4")
+    if target.cpu and cuda:
+        raise UsageError("a CPU-only build cannot have a CUDA version",
+                         hint="drop --cuda, or drop --cpu")
+    if target.cpu and (driver or caps):
+        raise UsageError("--cpu cannot be combined with --driver / --compute-capability",
+                         hint="use --cpu alone for a CPU-only build")
+    if caps and driver is None:
+        raise UsageError("a compute capability needs a driver version to resolve a GPU build",
+                         hint="add --driver VERSION (nvidia-smi prints it), or use --cpu")
+    return Target(driver=driver, compute_capabilities=tuple(caps), cpu=target.cpu,
+                  python=python, cuda=cuda)
+
+
+def target_from_host(facts: Any) -> Target:
+    """A Target from probed HostFacts: its driver and GPUs, or CPU when it has no usable GPU."""
+    nvidia = facts.nvidia
+    python = major_minor(facts.system.python) if facts.system.python else None
+    if nvidia.driver_version and nvidia.gpus and not nvidia.error:
+        return Target(
+            driver=nvidia.driver_version,
+            compute_capabilities=nvidia.compute_capabilities,
+            python=python,
+        )
+    return Target(cpu=True, python=python)
+
+
+# ---------------------------------------------------------------------------------------
+# resolution
+
+
+def resolve_build(framework: str, target: Target, matrix: Matrix | None = None) -> ResolvedBuild:
+    """The newest `framework` build that `target` can run; HostEnvError (with a hint) if none."""
+    name = framework.strip().lower()
+    aliases = {"pytorch": "torch", "tf": "tensorflow"}
+    name = aliases.get(name, name)
+    if name not in SUPPORTED_FRAMEWORKS:
+        raise UsageError(f"unknown framework {framework!r}",
+                         hint=f"choose one of: {', '.join(SUPPORTED_FRAMEWORKS)}")
+    target = normalize_target(target)
+    matrix = matrix or load_matrix()
+    if name == "torch":
+        return _resolve_torch(target, matrix)
+    if name == "tensorflow":
+        return _resolve_tensorflow(target, matrix)
+    return _resolve_jax(target, matrix)
+
+
+def _python_ok(python: str | None, versions: tuple[str, ...]) -> bool:
+    return python is None or python in versions
+
+
+def _no_python_error(framework: str, python: str, known: set[str]) -> HostEnvError:
+    newest = sorted(known, key=lambda v: parse_version(v) or ())
+    return HostEnvError(
+        f"no {framework} release in the matrix supports Python {python}",
+        hint=f"use one of Python {', '.join(newest)}, or leave --python out",
+    )
+
+
+def _gpu_reasons(target: Target) -> list[str]:
+    caps = ", ".join(f"sm_{c.replace('.', '')}" for c in target.compute_capabilities)
+    lines = [f"driver {target.driver}"]
+    if caps:
+        lines[0] += f", GPU architecture {caps}"
+    else:
+        lines.append("no compute capability given: GPU architecture not checked")
+    return lines
+
+
+def _uncertain_warning(row: Any) -> tuple[str, ...]:
+    if not getattr(row, "uncertain", False):
+        return ()
+    note = f": {row.note}" if row.note else ""
+    return (f"matrix row {row.release} is marked uncertain{note}",)
+
+
+def _cpu_reason(target: Target) -> str:
+    return "CPU-only build requested" if target.cpu else "no NVIDIA driver: CPU-only build"
+
+
+# torch ----------------------------------------------------------------------------------
+
+
+def _torch_variant_rejection(
+    target: Target, variant: TorchVariant, matrix: Matrix
+) -> str | None:
+    fit = driver_fit(matrix, target.driver, variant.cuda)
+    if fit.ok is False:
+        return (f"{variant.name}: driver {target.driver} < {fit.min_driver}, the minimum for "
+                f"CUDA {variant.cuda} (minor-version compatibility)")
+    for cc in target.compute_capabilities:
+        if build_fit(matrix, cc, variant.archs, variant.ptx, variant.cuda) == "none":
+            return (f"{variant.name}: built for {describe_archs(variant.archs, variant.ptx)}, "
+                    f"no kernel image for sm_{cc.replace('.', '')}")
+    return None
+
+
+def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
+    releases = [r for r in matrix.torch if _python_ok(target.python, r.python)]
+    if not releases:
+        raise _no_python_error("torch", target.python or "", {p for r in matrix.torch
+                                                                for p in r.python})
+    if target.cpu or target.driver is None:
+        if target.cuda:
+            raise UsageError("--cuda needs a GPU target", hint="add --driver VERSION")
+        release = releases[0]
+        return _torch_build(release, None, target, matrix, [_cpu_reason(target)])
+
+    rejections: list[str] = []
+    for release in releases:
+        fitting: list[TorchVariant] = []
+        for variant in release.variants:
+            if target.cuda and not same_release(variant.cuda, target.cuda):
+                continue
+            why = _torch_variant_rejection(target, variant, matrix)
+            if why:
+                rejections.append(f"torch {release.latest} {why}")
+            else:
+                fitting.append(variant)
+        if not fitting:
+            continue
+        ga_clean = [v for v in fitting if driver_fit(matrix, target.driver, v.cuda).ga_ok]
+        chosen = (ga_clean or fitting)[0]
+        reasons = _gpu_reasons(target)
+        reasons.append(f"torch {release.latest} is the newest release with a build this host runs")
+        if release is not releases[0]:
+            newer = releases[0]
+            reasons.append(f"newer torch {newer.latest} has no build for this host "
+                           "(see rejected builds)")
+        fit = driver_fit(matrix, target.driver, chosen.cuda)
+        if ga_clean:
+            reasons.append(f"{chosen.name}: driver >= {fit.ga_driver}, the GA driver of CUDA "
+                           f"{chosen.cuda}")
+        else:
+            reasons.append(f"{chosen.name}: driver >= {fit.min_driver} runs CUDA {chosen.cuda} "
+                           f"under minor-version compatibility (GA driver {fit.ga_driver})")
+        skipped = [v.name for v in fitting if v is not chosen and v.cuda and chosen.cuda
+                   and (parse_version(v.cuda) or ()) > (parse_version(chosen.cuda) or ())]
+        if skipped:
+            reasons.append(f"{', '.join(skipped)} would need driver >= their GA driver; "
+                           f"{chosen.name} runs without caveats")
+        for cc in target.compute_capabilities:
+            how = arch_fit(cc, chosen.archs, chosen.ptx)
+            if how == "ptx":
+                reasons.append(f"sm_{cc.replace('.', '')} runs through PTX JIT (first start slow)")
+        if target.cuda:
+            reasons.append(f"CUDA {target.cuda} was requested")
+        reasons.extend(f"rejected: {r}" for r in rejections[:6])
+        return _torch_build(release, chosen, target, matrix, reasons)
+
+    wanted = f" with CUDA {target.cuda}" if target.cuda else ""
+    detail = "; ".join(rejections[:3]) or "no variant matches"
+    hint = "update the NVIDIA driver"
+    if any("no kernel image" in r for r in rejections):
+        hint = ("this GPU needs a newer framework build (or a newer driver for it); "
+                "or resolve with --cpu")
+    if target.cuda and not rejections:
+        hint = "leave --cuda out to let dlbox pick the CUDA variant"
+    raise HostEnvError(f"no torch build{wanted} runs on this target: {detail}", hint=hint)
+
+
+def _torch_build(
+    release: TorchRelease,
+    variant: TorchVariant | None,
+    target: Target,
+    matrix: Matrix,
+    reasons: list[str],
+) -> ResolvedBuild:
+    name = variant.name if variant else "cpu"
+    warnings = list(_uncertain_warning(release))
+    fit = driver_fit(matrix, target.driver, variant.cuda) if variant else None
+    if fit and fit.ga_ok is False:
+        warnings.append(
+            f"driver {target.driver} is below CUDA {variant.cuda if variant else ''}'s GA driver "
+            f"{fit.ga_driver}: fine for pip wheels, but an nvidia/cuda base image of that "
+            "version refuses to start (NVIDIA_REQUIRE_CUDA)"
+        )
+    if variant:
+        for cc in target.compute_capabilities:
+            if arch_fit(cc, variant.archs, variant.ptx) == "ptx":
+                warnings.append(f"sm_{cc.replace('.', '')} has no native kernels in this build: "
+                                "PTX JIT at first start")
+    return ResolvedBuild(
+        framework="torch",
+        version=release.latest,
+        variant=name,
+        cuda=variant.cuda if variant else None,
+        cudnn=variant.cudnn if variant else None,
+        wheel_index=matrix.torch_wheel_index.format(variant=name),
+        requirements=(f"torch=={release.latest}",),
+        python_versions=release.python,
+        min_driver=fit.min_driver if fit else None,
+        reasons=tuple(reasons),
+        ga_driver=fit.ga_driver if fit else None,
+        warnings=tuple(warnings),
+        sources=(release.source,),
+        checked=release.checked,
+    )
+
+
+# tensorflow -----------------------------------------------------------------------------
+
+
+def _tf_min_cc(matrix: Matrix, cuda: str) -> str:
+    table = dict(matrix.tensorflow_min_cc)
+    major = (parse_version(cuda) or (0,))[0]
+    return table["cuda12"] if major >= 12 else table["cuda10-11"]
+
+
+def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
+    releases = [r for r in matrix.tensorflow if _python_ok(target.python, r.python)]
+    if not releases:
+        raise _no_python_error("tensorflow", target.python or "",
+                               {p for r in matrix.tensorflow for p in r.python})
+    if target.cpu or target.driver is None:
+        if target.cuda:
+            raise UsageError("--cuda needs a GPU target", hint="add --driver VERSION")
+        release = releases[0]
+        return ResolvedBuild(
+            framework="tensorflow", version=release.latest, variant="cpu", cuda=None,
+            cudnn=None, wheel_index=None,
+            requirements=(f"tensorflow-cpu=={release.latest}",),
+            python_versions=release.python, min_driver=None,
+            reasons=(_cpu_reason(target), f"tensorflow {release.latest} is the newest release"),
+            warnings=_uncertain_warning(release), sources=(release.source,),
+            checked=release.checked,
+        )
+    rejections: list[str] = []
+    for release in releases:
+        if target.cuda and not same_release(release.cuda, target.cuda):
+            continue
+        fit = driver_fit(matrix, target.driver, release.cuda)
+        if fit.ok is False:
+            rejections.append(f"tensorflow {release.latest} (CUDA {release.cuda}): driver "
+                              f"{target.driver} < {fit.min_driver}")
+            continue
+        min_cc = _tf_min_cc(matrix, release.cuda)
+        too_old = [cc for cc in target.compute_capabilities
+                   if (compute_capability_tuple(cc) or (0, 0)) < (compute_capability_tuple(min_cc)
+                                                                  or (0, 0))]
+        if too_old:
+            rejections.append(f"tensorflow {release.latest} (CUDA {release.cuda}) needs compute "
+                              f"capability >= {min_cc}, GPU has {', '.join(too_old)}")
+            continue
+        reasons = _gpu_reasons(target)
+        reasons.append(f"tensorflow {release.latest} is the newest release with a build this "
+                       "host runs")
+        reasons.append(f"tested with CUDA {release.cuda} and cuDNN {release.cudnn} "
+                       "(tensorflow.org tested build configurations)")
+        warnings = list(_uncertain_warning(release))
+        if fit.ga_ok:
+            reasons.append(f"driver >= {fit.ga_driver}, the GA driver of CUDA {release.cuda}")
+        else:
+            reasons.append(f"driver >= {fit.min_driver} runs CUDA {release.cuda} under "
+                           "minor-version compatibility")
+            warnings.append(f"driver below CUDA {release.cuda}'s GA driver {fit.ga_driver}: "
+                            "XLA may disable parallel PTX compilation and warn")
+        for cc in target.compute_capabilities:
+            if cuda_knows_arch(matrix, release.cuda, cc) is False:
+                rng = cuda_arch_range(matrix, release.cuda)
+                warnings.append(
+                    f"sm_{cc.replace('.', '')} is newer than CUDA {release.cuda} knows "
+                    f"({'sm_' + rng[1].replace('.', '') if rng else '?'} at most): TensorFlow "
+                    "runs it only through PTX JIT; expect a slow first start or XLA failures"
+                )
+        reasons.extend(f"rejected: {r}" for r in rejections[:6])
+        if release.pip_cuda_extra:
+            variant, requirements = "and-cuda", (f"tensorflow[and-cuda]=={release.latest}",)
+            reasons.append("tensorflow[and-cuda] installs that CUDA and cuDNN from pip")
+        else:
+            variant, requirements = "cuda-system", (f"tensorflow=={release.latest}",)
+            reasons.append(f"needs CUDA {release.cuda} and cuDNN {release.cudnn} installed "
+                           "on the system or in the base image")
+        return ResolvedBuild(
+            framework="tensorflow", version=release.latest, variant=variant,
+            cuda=release.cuda, cudnn=release.cudnn, wheel_index=None,
+            requirements=requirements, python_versions=release.python,
+            min_driver=fit.min_driver, reasons=tuple(reasons), ga_driver=fit.ga_driver,
+            warnings=tuple(warnings), sources=(release.source,), checked=release.checked,
+        )
+    wanted = f" with CUDA {target.cuda}" if target.cuda else ""
+    raise HostEnvError(
+        f"no tensorflow build{wanted} runs on this target: "
+        f"{'; '.join(rejections[:3]) or 'no release matches'}",
+        hint="update the NVIDIA driver, or resolve with --cpu",
+    )
+
+
+# jax ------------------------------------------------------------------------------------
+
+
+def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
+    releases = [r for r in matrix.jax if _python_ok(target.python, r.python)]
+    if not releases:
+        raise _no_python_error("jax", target.python or "", {p for r in matrix.jax
+                                                             for p in r.python})
+    if target.cpu or target.driver is None:
+        if target.cuda:
+            raise UsageError("--cuda needs a GPU target", hint="add --driver VERSION")
+        release = releases[0]
+        return ResolvedBuild(
+            framework="jax", version=release.latest, variant="cpu", cuda=None, cudnn=None,
+            wheel_index=None, requirements=(f"jax=={release.latest}",),
+            python_versions=release.python, min_driver=None,
+            reasons=(_cpu_reason(target), f"jax {release.latest} is the newest release"),
+            warnings=_uncertain_warning(release), sources=(release.source,),
+            checked=release.checked,
+        )
+    rejections: list[str] = []
+    for release in releases:
+        for plugin in release.plugins:
+            if target.cuda and not same_release(plugin.cuda, (parse_version(target.cuda)
+                                                              or (0,))[0].__str__()):
+                continue
+            versions = [v for v in release.versions
+                        if plugin.since is None or version_at_least(v, plugin.since)]
+            if not versions:
+                continue
+            fit = driver_fit(matrix, target.driver, plugin.cuda)
+            if fit.ok is False:
+                rejections.append(f"jax {versions[-1]} [{plugin.name}]: driver {target.driver} "
+                                  f"< {fit.min_driver}")
+                continue
+            min_cc = compute_capability_tuple(plugin.min_compute_capability) or (0, 0)
+            too_old = [cc for cc in target.compute_capabilities
+                       if (compute_capability_tuple(cc) or (0, 0)) < min_cc]
+            if too_old:
+                rejections.append(f"jax {versions[-1]} [{plugin.name}] needs compute capability "
+                                  f">= {plugin.min_compute_capability}, GPU has "
+                                  f"{', '.join(too_old)}")
+                continue
+            reasons = _gpu_reasons(target)
+            reasons.append(f"jax {versions[-1]} is the newest release with a plugin this host "
+                           "runs")
+            reasons.append(f"{plugin.name}: driver >= {fit.min_driver} (CUDA {plugin.cuda}.x "
+                           "minor-version compatibility); CUDA and cuDNN come from pip")
+            reasons.extend(f"rejected: {r}" for r in rejections[:6])
+            return ResolvedBuild(
+                framework="jax", version=versions[-1], variant=plugin.name, cuda=plugin.cuda,
+                cudnn=plugin.cudnn, wheel_index=None,
+                requirements=(f"jax[{plugin.name}]=={versions[-1]}",),
+                python_versions=release.python, min_driver=fit.min_driver,
+                reasons=tuple(reasons), ga_driver=None,
+                warnings=_uncertain_warning(release), sources=(release.source,),
+                checked=release.checked,
+            )
+    raise HostEnvError(
+        f"no jax build runs on this target: {'; '.join(rejections[:3]) or 'no plugin matches'}",
+        hint="update the NVIDIA driver, or resolve with --cpu",
+    )

@@ -1,0 +1,518 @@
+"""Pure rules: HostFacts -> findings `(level, what, why, fix)`, errors first.
+
+Each rule is a small function of (facts, matrix) returning findings; `evaluate(facts)` runs
+them all. No probing and no printing here, so every rule is tested on recorded hosts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from dlbox.errors import DlboxError
+from dlbox.hostenv.compat import (
+    build_fit,
+    cuda_arch_range,
+    cuda_knows_arch,
+    describe_archs,
+    driver_fit,
+    split_arch_list,
+)
+from dlbox.hostenv.facts import FrameworkFacts, GpuFacts, HostFacts
+from dlbox.hostenv.matrix import Matrix, load_matrix, nearest_release
+from dlbox.hostenv.resolve import ResolvedBuild, Target, resolve_build, target_from_host
+from dlbox.hostenv.versions import major_minor, parse_version, same_release
+
+Level = Literal["ok", "warn", "error"]
+LEVEL_ORDER = {"error": 0, "warn": 1, "ok": 2}
+
+SHM_MIN_MIB = 1024  # below this, DataLoader workers with large batches hit "bus error"
+DISK_MIN_MIB = 10 * 1024  # a CUDA wheel set or image needs several GB
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    code: str  # stable id, e.g. "driver-too-old"
+    what: str
+    why: str = ""
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Rule = Callable[[HostFacts, Matrix], list[Finding]]
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+
+
+def _sm(cc: str | None) -> str:
+    return f"sm_{cc.replace('.', '')}" if cc else "sm_?"
+
+
+def _gpu_label(gpu: GpuFacts) -> str:
+    return f"GPU {gpu.index} {gpu.name} ({_sm(gpu.compute_capability)})"
+
+
+def _usable_gpus(facts: HostFacts) -> tuple[GpuFacts, ...]:
+    nvidia = facts.nvidia
+    if nvidia.error or not nvidia.driver_version:
+        return ()
+    return nvidia.gpus
+
+
+def _pip_line(build: ResolvedBuild) -> str:
+    line = "pip install " + " ".join(f"'{r}'" if "[" in r else r for r in build.requirements)
+    if build.wheel_index:
+        line += f" --index-url {build.wheel_index}"
+    return line
+
+
+def _resolved(framework: str, facts: HostFacts, matrix: Matrix) -> ResolvedBuild | None:
+    try:
+        return resolve_build(framework, target_from_host(facts), matrix)
+    except DlboxError:
+        return None
+
+
+def _driver_branch(driver: str | None) -> str:
+    parts = parse_version(driver)
+    return str(parts[0]) if parts else "NNN"
+
+
+def _framework_label(fw: FrameworkFacts) -> str:
+    cuda = f"CUDA {fw.cuda}" if fw.cuda else "CPU-only build"
+    return f"{fw.name} {fw.version or '?'} ({cuda})"
+
+
+# ------------------------------------------------------------------------------------------
+# NVIDIA driver and GPUs
+
+_SMI_EXPLAIN = (
+    ("driver/library version mismatch",
+     "the NVIDIA kernel module that is loaded and the user-space driver libraries are "
+     "different versions, usually after a driver update without a reboot",
+     "reboot (or unload and reload the nvidia kernel modules); if it persists, remove the "
+     "extra driver packages so one driver version is installed"),
+    ("couldn't communicate with the nvidia driver",
+     "the NVIDIA kernel module is not loaded (driver not installed for this kernel, or "
+     "blocked by Secure Boot)",
+     "install the driver for the running kernel (Ubuntu: sudo ubuntu-drivers install) and "
+     "reboot; with Secure Boot, enrol the module signing key"),
+    ("no devices were found",
+     "the driver is loaded but sees no GPU (GPU not passed through to this VM/container, or "
+     "fallen off the bus)",
+     "check lspci | grep -i nvidia and the VM/container GPU passthrough; see dmesg for Xid"),
+)
+
+
+def rule_nvidia_probe(facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    nvidia = facts.nvidia
+    if not nvidia.error:
+        return []
+    lowered = nvidia.error.lower()
+    for needle, why, fix in _SMI_EXPLAIN:
+        if needle in lowered:
+            return [Finding("error", "nvidia-driver-broken",
+                            f"probe nvidia-smi failed: {nvidia.error}", why, fix)]
+    return [Finding("warn", "nvidia-probe-failed", f"probe nvidia-smi failed: {nvidia.error}",
+                    "nvidia-smi is installed but its output could not be read, so GPU checks "
+                    "were skipped",
+                    "run nvidia-smi by hand; report its output if it looks normal")]
+
+
+def rule_gpus(facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    nvidia = facts.nvidia
+    gpus = _usable_gpus(facts)
+    if nvidia.error:
+        return []
+    if not gpus:
+        if nvidia.driver_version:
+            return [Finding("warn", "no-gpu-visible",
+                            f"NVIDIA driver {nvidia.driver_version} is installed but no GPU is "
+                            "visible", "CUDA_VISIBLE_DEVICES or the container may hide them",
+                            "check nvidia-smi -L and CUDA_VISIBLE_DEVICES")]
+        runs = [f"{fw.name} {fw.version}" for fw in facts.frameworks if fw.installed]
+        what = "no NVIDIA GPU: everything runs on the CPU"
+        if runs:
+            what += f" ({', '.join(runs)})"
+        return [Finding("ok", "no-gpu", what,
+                        "no NVIDIA driver or GPU was found (NVML and nvidia-smi absent)",
+                        "dlbox train picks --device cpu; use a tiny model or few epochs")]
+    names = "; ".join(
+        f"{_gpu_label(g)}"
+        + (f", {g.memory_total_mib // 1024} GiB" if g.memory_total_mib else "")
+        for g in gpus
+    )
+    cuda = f", supports CUDA <= {nvidia.cuda_driver_version}" if nvidia.cuda_driver_version else ""
+    findings = [Finding("ok", "gpu", f"{len(gpus)} NVIDIA GPU{'s' if len(gpus) > 1 else ''}: "
+                        f"{names}; driver {nvidia.driver_version}{cuda}")]
+    unknown = [g for g in gpus if not g.compute_capability]
+    if unknown:
+        findings.append(Finding(
+            "warn", "gpu-arch-unknown",
+            f"compute capability unknown for {', '.join(g.name for g in unknown)}",
+            "this driver's nvidia-smi has no compute_cap field and the name is not in dlbox's "
+            "table, so architecture checks are skipped for it",
+            "look it up on https://developer.nvidia.com/cuda-gpus and pass "
+            "--compute-capability to dlbox doctor --resolve"))
+    kinds = {g.compute_capability for g in gpus if g.compute_capability}
+    if len(kinds) > 1:
+        findings.append(Finding(
+            "ok", "gpus-mixed",
+            f"GPUs of {len(kinds)} architectures ({', '.join(sorted(_sm(k) for k in kinds))})",
+            "a build must carry kernels for every one of them; dlbox checks each",
+            "pin a job to one kind with CUDA_VISIBLE_DEVICES=<index> for even speed"))
+    return findings
+
+
+# ------------------------------------------------------------------------------------------
+# frameworks vs driver and GPU
+
+
+def _version_row_warning(fw: FrameworkFacts, rows: tuple[Any, ...], checked: str) -> Finding | None:
+    nearest = nearest_release(rows, fw.version)
+    if nearest is None or same_release(fw.version, nearest.release):
+        return None
+    return Finding(
+        "warn", "framework-version-unknown",
+        f"{fw.name} {fw.version} is not in dlbox's compatibility data (checked {checked})",
+        f"checks use the nearest known row, {fw.name} {nearest.release}",
+        "update dlbox for newer data; results for this version may be off")
+
+
+def _driver_findings(fw: FrameworkFacts, facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    driver = facts.nvidia.driver_version
+    if not fw.cuda or not driver or not _usable_gpus(facts):
+        return []
+    findings: list[Finding] = []
+    fit = driver_fit(matrix, driver, fw.cuda)
+    major_only = len(parse_version(fw.cuda) or ()) == 1  # jax plugins: "12", "13"
+    if major_only:
+        fit = replace(fit, ga_ok=None, known_cuda=True)
+    if not fit.known_cuda:
+        nearest = matrix.nearest_cuda_release(fw.cuda)
+        findings.append(Finding(
+            "warn", "cuda-version-unknown",
+            f"CUDA {fw.cuda} of {fw.name} is not in dlbox's driver table",
+            f"checked against the nearest known row, CUDA {nearest.cuda if nearest else '?'}",
+            "update dlbox for newer data"))
+    if fit.ok is False:
+        better = _resolved(fw.name, facts, matrix)
+        fix = (f"update the NVIDIA driver to >= {fit.ga_driver or fit.min_driver} (Ubuntu: sudo "
+               f"apt install nvidia-driver-{_driver_branch(fit.ga_driver or fit.min_driver)}, "
+               "then reboot)")
+        if better is not None:
+            fix += f", or install a build this driver runs: {_pip_line(better)}"
+        findings.append(Finding(
+            "error", "driver-too-old",
+            f"driver {driver} is too old for {_framework_label(fw)}",
+            f"CUDA {fw.cuda} needs driver >= {fit.min_driver} even with minor-version "
+            f"compatibility; {fw.name} will report no GPU or fail with 'driver is too old'",
+            fix))
+    elif fit.ga_ok is False:
+        findings.append(Finding(
+            "warn", "driver-below-ga",
+            f"driver {driver} is older than CUDA {fw.cuda}'s own driver {fit.ga_driver}",
+            f"{fw.name} runs through minor-version compatibility (driver >= {fit.min_driver}); "
+            "code that JIT-compiles newer PTX can fail with 'unsupported toolchain'",
+            f"update the driver to >= {fit.ga_driver} when convenient"))
+    return findings
+
+
+def _torch_archs(fw: FrameworkFacts, matrix: Matrix) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """SASS and PTX targets of the installed torch: its own arch list, else the matrix's."""
+    if fw.arch_list:
+        sass, ptx = split_arch_list(fw.arch_list)
+        return sass, ptx, "torch.cuda.get_arch_list()"
+    release = matrix.torch_release(fw.version) or nearest_release(matrix.torch, fw.version)
+    if release is None:
+        return (), (), ""
+    for variant in release.variants:
+        if same_release(fw.cuda, variant.cuda):
+            return variant.archs, variant.ptx, f"dlbox matrix (torch {release.release} {variant.name})"
+    return (), (), ""
+
+
+def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    fw = facts.framework("torch")
+    if fw is None:
+        return []
+    findings: list[Finding] = []
+    if fw.error:
+        findings.append(Finding("warn", "probe-failed", f"probe torch failed: {fw.error}",
+                                "torch is installed but could not be imported",
+                                "run python -c 'import torch' to see the full error"))
+    unknown = _version_row_warning(fw, matrix.torch, matrix.checked)
+    if unknown:
+        findings.append(unknown)
+    gpus = _usable_gpus(facts)
+    if not gpus:
+        return findings
+    if not fw.cuda:
+        better = _resolved("torch", facts, matrix)
+        fix = _pip_line(better) if better else "install a CUDA build of torch"
+        findings.append(Finding(
+            "warn", "cpu-build-on-gpu-host",
+            f"{_framework_label(fw)} on a host with a usable NVIDIA GPU",
+            "this torch has no CUDA support: torch.cuda.is_available() is False and training "
+            "runs on the CPU",
+            f"pip uninstall -y torch && {fix}"))
+        return findings
+    driver_findings = _driver_findings(fw, facts, matrix)
+    findings += driver_findings
+    sass, ptx, arch_source = _torch_archs(fw, matrix)
+    arch_error = False
+    if sass or ptx:
+        for gpu in gpus:
+            how = build_fit(matrix, gpu.compute_capability, sass, ptx, fw.cuda)
+            if how == "none":
+                arch_error = True
+                better = _resolved("torch", facts, matrix)
+                fix = (f"pip uninstall -y torch && {_pip_line(better)}" if better else
+                       f"install a torch build compiled for {_sm(gpu.compute_capability)}")
+                findings.append(Finding(
+                    "error", "arch-not-in-build",
+                    f"{_gpu_label(gpu)} is not in {_framework_label(fw)}'s arch list",
+                    f"the build has kernels for {describe_archs(sass, ptx)} ({arch_source}); "
+                    "CUDA calls fail with 'no kernel image is available for execution on the "
+                    "device'",
+                    fix))
+            elif how == "ptx":
+                findings.append(Finding(
+                    "warn", "arch-ptx-only",
+                    f"{_gpu_label(gpu)} runs {_framework_label(fw)} only through PTX JIT",
+                    "no native kernels for this GPU: the first start compiles them (minutes) "
+                    "and some kernels may be slower",
+                    "install a build with native kernels when one exists"))
+    if fw.gpu_available is False and not any(f.code == "driver-too-old" for f in driver_findings):
+        findings.append(Finding(
+            "error", "framework-gpu-unavailable",
+            f"torch.cuda.is_available() is False with {_framework_label(fw)}",
+            "the driver and build fit, yet torch sees no GPU: CUDA_VISIBLE_DEVICES may be "
+            "empty, or the process lacks access to /dev/nvidia*",
+            "check echo $CUDA_VISIBLE_DEVICES and ls -l /dev/nvidia*; in a container use "
+            "--gpus all"))
+    if not arch_error and not any(f.level != "ok" for f in findings):
+        findings.append(Finding("ok", "framework-ok",
+                                f"{_framework_label(fw)} runs on every GPU"
+                                + (f" (arch list: {describe_archs(sass, ptx)})" if sass else "")))
+    return findings
+
+
+def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    fw = facts.framework("tensorflow")
+    if fw is None:
+        return []
+    findings: list[Finding] = []
+    if fw.error:
+        findings.append(Finding("warn", "probe-failed", f"probe tensorflow failed: {fw.error}",
+                                "TensorFlow is installed but could not be imported",
+                                "run python -c 'import tensorflow' to see the full error"))
+    unknown = _version_row_warning(fw, matrix.tensorflow, matrix.checked)
+    if unknown:
+        findings.append(unknown)
+    row = matrix.tensorflow_release(fw.version) or nearest_release(matrix.tensorflow, fw.version)
+    gpus = _usable_gpus(facts)
+    if not gpus or row is None:
+        return findings
+    better = _resolved("tensorflow", facts, matrix)
+    fix_install = f"pip install --force-reinstall {_pip_line(better)[12:]}" if better else ""
+    if not fw.cuda:
+        findings.append(Finding(
+            "warn", "cpu-build-on-gpu-host",
+            f"{_framework_label(fw)} on a host with a usable NVIDIA GPU",
+            "this TensorFlow was built without CUDA, so it runs on the CPU",
+            fix_install or "install tensorflow[and-cuda]"))
+        return findings
+    mismatches = []
+    if fw.cuda and major_minor(fw.cuda) != major_minor(row.cuda):
+        mismatches.append(f"built with CUDA {fw.cuda}")
+    installed = parse_version(fw.cudnn_installed)
+    tested = parse_version(row.cudnn)
+    if installed and tested and installed[0] != tested[0]:
+        mismatches.append(f"cuDNN {fw.cudnn_installed} is installed (nvidia-cudnn pip package)")
+    if mismatches:
+        findings.append(Finding(
+            "error", "tf-cuda-mismatch",
+            f"tensorflow {fw.version} is tested with CUDA {row.cuda} / cuDNN {row.cudnn}, "
+            f"but {' and '.join(mismatches)}",
+            "TensorFlow loads only the CUDA/cuDNN major it was built for; with another it logs "
+            "'Cannot dlopen some GPU libraries' or a cuDNN version error and uses the CPU",
+            (fix_install + " (in its own virtual environment if torch needs another cuDNN)")
+            if fix_install else f"install CUDA {row.cuda} and cuDNN {row.cudnn}"))
+    findings += _driver_findings(replace_cuda(fw, row.cuda), facts, matrix)
+    for gpu in gpus:
+        if cuda_knows_arch(matrix, row.cuda, gpu.compute_capability) is False:
+            rng = cuda_arch_range(matrix, row.cuda)
+            if rng and parse_version(gpu.compute_capability) < parse_version(rng[0]):  # type: ignore[operator]
+                findings.append(Finding(
+                    "error", "arch-not-in-build",
+                    f"{_gpu_label(gpu)} is too old for tensorflow {fw.version} (CUDA {row.cuda})",
+                    f"CUDA {row.cuda} supports {_sm(rng[0])} and newer",
+                    "use an older TensorFlow, or run on CPU"))
+            else:
+                findings.append(Finding(
+                    "warn", "arch-ptx-only",
+                    f"{_gpu_label(gpu)} is newer than CUDA {row.cuda} of tensorflow {fw.version}",
+                    "TensorFlow runs it only through PTX JIT: slow first start, XLA may fail",
+                    "watch for ptxas errors; consider torch or jax for this GPU"))
+    if fw.gpu_available is False and not mismatches:
+        findings.append(Finding(
+            "error", "framework-gpu-unavailable",
+            f"TensorFlow {fw.version} lists no GPU",
+            "tf.config.list_physical_devices('GPU') is empty although a GPU is usable; its "
+            "CUDA libraries are likely missing",
+            fix_install or "pip install 'tensorflow[and-cuda]'"))
+    if not any(f.level != "ok" for f in findings):
+        findings.append(Finding("ok", "framework-ok", f"{_framework_label(fw)} fits this host"))
+    return findings
+
+
+def replace_cuda(fw: FrameworkFacts, cuda: str) -> FrameworkFacts:
+    return replace(fw, cuda=cuda)
+
+
+def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    fw = facts.framework("jax")
+    if fw is None:
+        return []
+    findings: list[Finding] = []
+    if fw.error:
+        findings.append(Finding("warn", "probe-failed", f"probe jax failed: {fw.error}",
+                                "jax is installed but could not be imported",
+                                "run python -c 'import jax' to see the full error"))
+    if matrix.jax_release(fw.version) is None:
+        unknown = _version_row_warning(fw, matrix.jax, matrix.checked)
+        if unknown:
+            findings.append(unknown)
+    gpus = _usable_gpus(facts)
+    if not gpus:
+        return findings
+    better = _resolved("jax", facts, matrix)
+    if not fw.cuda:
+        findings.append(Finding(
+            "warn", "cpu-build-on-gpu-host",
+            f"jax {fw.version} without a CUDA plugin on a host with a usable NVIDIA GPU",
+            "no jax-cuda12-plugin / jax-cuda13-plugin is installed, so jax runs on the CPU",
+            _pip_line(better) if better else "pip install 'jax[cuda12]'"))
+        return findings
+    findings += _driver_findings(fw, facts, matrix)
+    if fw.gpu_available is False:
+        findings.append(Finding(
+            "error", "framework-gpu-unavailable", f"jax {fw.version} lists no GPU",
+            "jax.devices('gpu') failed although a GPU is usable",
+            "run python -c 'import jax; print(jax.devices())' for the plugin's error"))
+    if not any(f.level != "ok" for f in findings):
+        findings.append(Finding("ok", "framework-ok", f"{_framework_label(fw)} fits this host"))
+    return findings
+
+
+# ------------------------------------------------------------------------------------------
+# Docker, shared memory, disk
+
+
+def rule_docker(facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    docker = facts.docker
+    if not docker.reachable:
+        return [Finding("warn", "docker-unreachable",
+                        f"probe docker failed: {docker.error or 'engine not reachable'}",
+                        "dlbox image build/run and notebook --container need a Docker engine",
+                        "install Docker and start it (sudo systemctl start docker); add your "
+                        "user to the docker group")]
+    findings = [Finding("ok", "docker", f"Docker engine {docker.server_version}; runtimes: "
+                        f"{', '.join(docker.runtimes) or 'none'}"
+                        + ("; CDI spec for nvidia.com/gpu" if docker.cdi_nvidia else ""))]
+    if _usable_gpus(facts) and not docker.gpu_capable:
+        findings.append(Finding(
+            "warn", "docker-no-nvidia-runtime",
+            "the GPU is not available to Docker containers: no 'nvidia' runtime and no CDI "
+            "spec for nvidia.com/gpu",
+            "docker run --gpus all fails with 'could not select device driver \"\" with "
+            "capabilities: [[gpu]]'",
+            "install the NVIDIA Container Toolkit, then: sudo nvidia-ctk runtime configure "
+            "--runtime=docker && sudo systemctl restart docker"))
+    shm = docker.default_shm_mib
+    if shm is not None and shm < SHM_MIN_MIB:
+        findings.append(Finding(
+            "ok", "docker-shm",
+            f"containers get {shm} MiB of /dev/shm by default",
+            "DataLoader workers pass batches through /dev/shm; 64 MiB is too small for them",
+            "start training containers with --shm-size=2g or --ipc=host"))
+    return findings
+
+
+def rule_shm(facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    shm = facts.system.shm_total_mib
+    if shm is None or shm >= SHM_MIN_MIB:
+        return []
+    where = " (inside a container)" if facts.system.in_container else ""
+    return [Finding(
+        "warn", "shm-small", f"/dev/shm is {shm} MiB{where}",
+        "DataLoader workers pass batches through shared memory and crash with 'bus error' or "
+        "'No space left on device' when it is small",
+        "restart the container with --shm-size=2g (or --ipc=host), or use DataLoader num_workers=0")]
+
+
+def rule_disk(facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    free = facts.system.disk_free_mib
+    if free is None or free >= DISK_MIN_MIB:
+        return []
+    return [Finding(
+        "warn", "disk-low",
+        f"{free // 1024} GiB free on {facts.system.disk_path or 'the working disk'}",
+        "CUDA wheels and images take several GB; datasets and checkpoints need room too",
+        "free some space, or keep data, runs and images on a larger disk")]
+
+
+def rule_probe_failures(facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    """Probe failures no other rule explains (docker and nvidia ones have their own)."""
+    explained = {"docker", "nvidia-smi", "nvidia-smi --query-gpu", "NVML", "torch",
+                 "tensorflow", "jax"}
+    findings = []
+    for failure in facts.failures:
+        if failure.probe in explained:
+            continue
+        findings.append(Finding("warn", "probe-failed", str(failure),
+                                "this part of the host could not be checked",
+                                "see the message; run the tool by hand"))
+    return findings
+
+
+RULES: tuple[Rule, ...] = (
+    rule_nvidia_probe,
+    rule_gpus,
+    rule_torch,
+    rule_tensorflow,
+    rule_jax,
+    rule_docker,
+    rule_shm,
+    rule_disk,
+    rule_probe_failures,
+)
+
+
+def evaluate(facts: HostFacts, matrix: Matrix | None = None) -> list[Finding]:
+    """All findings for `facts`, errors first, then warnings, then ok notes."""
+    matrix = matrix or load_matrix()
+    findings: list[Finding] = []
+    for rule in RULES:
+        try:
+            findings.extend(rule(facts, matrix))
+        except Exception as error:  # noqa: BLE001 - a rule bug must not hide the others
+            findings.append(Finding("warn", "rule-failed",
+                                    f"check {rule.__name__} failed: {error}",
+                                    "a bug in dlbox; the other checks still ran",
+                                    "report it with the output of dlbox doctor --json"))
+    return sorted(findings, key=lambda f: LEVEL_ORDER[f.level])
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    return any(f.level == "error" for f in findings)
+
+
+__all__ = ["Finding", "RULES", "Target", "evaluate", "has_errors"]

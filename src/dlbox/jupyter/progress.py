@@ -1,0 +1,92 @@
+"""A training progress bar for notebooks, drawn in the cell's output and updated in place.
+
+`dlbox.training.loop.train` asks its `stop(epoch, step)` callback after every optimizer step
+whether to stop; `NotebookProgress.update` is such a callback that draws the bar and always
+answers "go on". It needs no ipywidgets: it updates one display (HTML, with a plain-text
+form for consoles and saved notebooks).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class ProgressView:
+    """What the bar shows at one moment (an object IPython can render as HTML or text)."""
+
+    def __init__(self, done: int, total: int, epoch: int, epochs: int, elapsed_s: float,
+                 finished: bool = False) -> None:
+        self.done, self.total = done, max(1, total)
+        self.epoch, self.epochs = epoch, epochs
+        self.elapsed_s = elapsed_s
+        self.finished = finished
+
+    def _caption(self) -> str:
+        fraction = self.done / self.total
+        if self.finished:
+            return f"done: {self.epochs} epoch(s), {self.total} steps in " \
+                   f"{format_seconds(self.elapsed_s)}"
+        remaining = self.elapsed_s * (1 - fraction) / fraction if fraction > 0 else 0.0
+        return (f"epoch {self.epoch}/{self.epochs}, step {self.done}/{self.total} "
+                f"({100 * fraction:.0f} %), {format_seconds(self.elapsed_s)} elapsed, "
+                f"about {format_seconds(remaining)} left")
+
+    def __repr__(self) -> str:
+        width = 30
+        filled = int(width * self.done / self.total)
+        return f"[{'#' * filled}{'.' * (width - filled)}] {self._caption()}"
+
+    def _repr_html_(self) -> str:
+        return (f'<div><progress value="{self.done}" max="{self.total}" '
+                f'style="width: 50%; vertical-align: middle"></progress> '
+                f"<span>{html.escape(self._caption())}</span></div>")
+
+
+class NotebookProgress:
+    """Usage: `train(config, progress=False, stop=bar.update)`, then `bar.finish()`."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, min_interval_s: float = 0.5) -> None:
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.total = epochs * steps_per_epoch
+        self.min_interval_s = min_interval_s
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+        self.handle: Any = None
+        self._show(ProgressView(0, self.total, 1, epochs, 0.0))
+
+    def _show(self, view: ProgressView) -> None:
+        try:
+            from IPython.display import display
+        except ImportError:  # not in IPython: print a line now and then
+            print(repr(view), flush=True)
+            return
+        if self.handle is None:
+            self.handle = display(view, display_id=True)
+        else:
+            self.handle.update(view)
+
+    def update(self, epoch: int, step: int) -> bool:
+        """Called by `train` after each step; redraws at most every `min_interval_s`.
+
+        Returns False: never asks training to stop."""
+        now = time.monotonic()
+        if now - self.last_draw >= self.min_interval_s:
+            self.last_draw = now
+            done = (epoch - 1) * self.steps_per_epoch + step
+            self._show(ProgressView(min(done, self.total), self.total, epoch, self.epochs,
+                                    now - self.started))
+        return False
+
+    def finish(self) -> None:
+        self._show(ProgressView(self.total, self.total, self.epochs, self.epochs,
+                                time.monotonic() - self.started, finished=True))

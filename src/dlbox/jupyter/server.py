@@ -1,0 +1,218 @@
+"""Run JupyterLab on this host for `dlbox notebook`: start, wait until it answers, stop.
+
+Why the details:
+- The server gets its own session (process group), and stdin from /dev/null: Ctrl-C in the
+  terminal reaches only dlbox, which then stops Jupyter with SIGTERM (its clean shutdown,
+  which also shuts its kernels down) instead of Jupyter's interactive "Shutdown? (y/[n])".
+- On Linux the server also gets SIGTERM if dlbox dies (PR_SET_PDEATHSIG), so no orphan
+  server keeps listening with a token nobody printed.
+- The token reaches Jupyter as a 0600 file named by JUPYTER_TOKEN_FILE; a JUPYTER_TOKEN of
+  the caller's environment is removed (it would win over the file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from dlbox.errors import HostEnvError, UsageError
+from dlbox.jupyter.probe import check_token_required, wait_until_ready
+from dlbox.jupyter.secrets_dir import LaunchDir
+from dlbox.jupyter.settings import (
+    TOKEN_ENV,
+    TOKEN_FILE_ENV,
+    NotebookSettings,
+    lab_command,
+    lab_config,
+    new_token,
+    server_base_url,
+)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A server that answers: where, and with which token."""
+
+    base_url: str  # http://127.0.0.1:8888 (the host-mapped port in container mode)
+    token: str
+    notebook_dir: Path
+    log_file: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return server_url_from_base(self.base_url, self.token, "lab")
+
+    def notebook_url(self, name: str) -> str:
+        return server_url_from_base(self.base_url, self.token, f"lab/tree/{name}")
+
+
+def server_url_from_base(base_url: str, token: str, path: str) -> str:
+    return f"{base_url}/{path.lstrip('/')}?token={token}"
+
+
+class NotebookServer(Protocol):
+    """What the CLI drives: the local server and the container server alike."""
+
+    def start(self) -> ServerInfo:
+        """Start; return once the server answers with its token (clean up on failure)."""
+
+    def wait(self) -> int:
+        """Block until the server ends by itself; its exit status."""
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Stop the server (idempotent)."""
+
+
+def port_is_free(ip: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_free_port(ip: str) -> int:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((ip if ip not in ("", "localhost") else "127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def resolve_port(ip: str, port: int) -> int:
+    """`port`, checked free on `ip`; 0 picks a free one."""
+    if port == 0:
+        return pick_free_port(ip)
+    if not port_is_free(ip, port):
+        raise UsageError(f"port {port} on {ip} is already in use (another Jupyter?)",
+                         hint="pass --port 0 to pick a free port, or --port N for another one")
+    return port
+
+
+def require_jupyterlab() -> None:
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise HostEnvError(f"JupyterLab is not installed in this Python ({sys.executable})",
+                           hint="pip install 'dlbox[notebook]', or run it in the image: "
+                                "dlbox notebook --container")
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+def server_environment(base: dict[str, str], token_file: Path, runtime_dir: Path) -> dict[str, str]:
+    """The server's environment: the caller's, minus JUPYTER_TOKEN, plus the token file."""
+    env = {k: v for k, v in base.items() if k != TOKEN_ENV}
+    env[TOKEN_FILE_ENV] = str(token_file)
+    # jpserver-*.json (which holds the token) and kernel files go in the private folder.
+    env["JUPYTER_RUNTIME_DIR"] = str(runtime_dir)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class LocalServer:
+    """JupyterLab as a child process of dlbox."""
+
+    def __init__(self, settings: NotebookSettings, python: str = sys.executable) -> None:
+        self.settings = settings
+        self.python = python
+        self.launch = LaunchDir()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self.info: ServerInfo
+
+    def start(self) -> ServerInfo:
+        """Start the server and return once it answers with the token; cleans up on failure."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> ServerInfo:
+        require_jupyterlab()
+        settings = self.settings
+        port = resolve_port(settings.ip, settings.port)
+        token = new_token()
+        token_file = self.launch.write_token(token)
+        runtime_dir = self.launch.path / "runtime"
+        runtime_dir.mkdir(mode=0o700)
+        allow_root = hasattr(os, "geteuid") and os.geteuid() == 0
+        if allow_root:
+            print("warning: running Jupyter as root (its kernels can change anything on this "
+                  "machine); prefer a normal user, or --container", file=sys.stderr)
+        config = lab_config(str(settings.notebook_dir), settings.ip, port, allow_root)
+        config_file = self.launch.write_config(config)
+        self._log = open(self.launch.log_file, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            lab_command(self.python, str(config_file)),
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=settings.notebook_dir,
+            env=server_environment(dict(os.environ), token_file, runtime_dir),
+            preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
+        )
+        base_url = server_base_url(settings.ip, port)
+        wait_until_ready(base_url, token, settings.startup_timeout_s, self._exit_reason)
+        check_token_required(base_url)
+        self.info = ServerInfo(base_url, token, settings.notebook_dir, self.launch.log_file)
+        return self.info
+
+    def _exit_reason(self) -> str | None:
+        if self.process is None or self.process.poll() is None:
+            return None
+        tail = self.launch.log_tail()
+        return f"exit status {self.process.returncode}\n--- server log (tail) ---\n{tail}"
+
+    def wait(self) -> int:
+        assert self.process is not None
+        return self.process.wait()
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        process, self.process = self.process, None
+        try:
+            if process is not None:
+                _terminate_group(process, timeout_s)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            self.launch.remove()
+
+
+def _terminate_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM the server (a clean Jupyter shutdown), then its whole group; SIGKILL if stuck."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+    # Kernels live in the server's process group: make sure none outlives it.
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError, OSError):
+            break
+        time.sleep(0.5 if sig == signal.SIGTERM else 0)
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+

@@ -1,0 +1,163 @@
+"""The model registry: one name -> one factory, with a default training recipe per model.
+
+A factory is `f(num_classes=10, **kwargs) -> nn.Module`. Register it with
+`@register_model("name", "what it is", recipe=Recipe(...), cpu_recipe=Recipe(...))`.
+The CLI and the train loop look models up by name only through `create_model`,
+`list_models`, `get_model_info` and `recipe_for`, so adding a model is one decorated
+function in one module imported by `dlbox.models`.
+
+The registry is the only module-level mutable state in dlbox.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlbox.errors import UsageError
+
+ModelFactory = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Default hyperparameters for training one model; every CLI flag overrides its field.
+
+    The learning rate follows `schedule`: "onecycle" ramps linearly from 0 to `lr` over the
+    first `warmup_fraction` of the steps, then linearly down to 0 at the end (the ResNet-9
+    recipe of Page's DAWNBench entry); "linear" is the same function (named for recipes
+    without warm-up); "constant" keeps `lr` throughout (the tutorial).
+    `lr` and `weight_decay` are for a loss averaged over the batch (PyTorch's default).
+    `model_kwargs` go to the factory (e.g. {"width": 16}).
+    """
+
+    epochs: int = 10
+    batch_size: int = 512
+    lr: float = 0.4
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+    label_smoothing: float = 0.2
+    schedule: str = "onecycle"
+    warmup_fraction: float = 0.2
+    crop_padding: int = 4  # random crop after zero-padding this many pixels; 0 = no crop
+    flip: bool = True  # random horizontal flip
+    tta: bool = False  # evaluate on each image and its mirror image, averaging the logits
+    channels_last: bool | None = None  # None: on for CUDA only; True where it is faster on CPU
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `dlbox models` shows and what `train` needs to know about a model."""
+
+    name: str
+    description: str
+    factory: ModelFactory
+    recipe: Recipe  # the default recipe (tuned for a GPU when `cpu_recipe` is set)
+    cpu_recipe: Recipe | None = None  # used instead of `recipe` on a CPU, when set
+
+    @property
+    def params(self) -> int:
+        """Trainable parameters at the default settings and 10 classes."""
+        return count_parameters(self.factory(num_classes=10))
+
+    def recipe_for(self, device: str | torch.device) -> Recipe:
+        kind = torch.device(device).type if not isinstance(device, torch.device) else device.type
+        if kind == "cpu" and self.cpu_recipe is not None:
+            return self.cpu_recipe
+        return self.recipe
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+# Which model `dlbox train` trains when no --model is given, per device type.
+# Another module may change these (e.g. a faster CPU model) by calling set_default_model.
+_DEFAULT_MODELS: dict[str, str] = {"cpu": "resnet", "cuda": "resnet"}
+
+
+def register_model(name: str, description: str, recipe: Recipe | None = None,
+                   cpu_recipe: Recipe | None = None) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator: register `factory(num_classes=10, **kw) -> nn.Module` under `name`."""
+
+    def decorate(factory: ModelFactory) -> ModelFactory:
+        if name in _REGISTRY and _REGISTRY[name].factory is not factory:
+            raise ValueError(f"model '{name}' is already registered")
+        _REGISTRY[name] = ModelInfo(name, description, factory, recipe or Recipe(), cpu_recipe)
+        return factory
+
+    return decorate
+
+
+def set_default_model(device_type: str, name: str) -> None:
+    """Make `name` the model `dlbox train` picks on `device_type` ("cpu" or "cuda")."""
+    get_model_info(name)
+    _DEFAULT_MODELS[device_type] = name
+
+
+def default_model_for(device: str | torch.device) -> str:
+    kind = device.type if isinstance(device, torch.device) else torch.device(device).type
+    return _DEFAULT_MODELS.get(kind, _DEFAULT_MODELS["cuda"])
+
+
+def _ensure_builtins() -> None:
+    # Importing the package registers the built-in models; a caller that imported only this
+    # module still sees them.
+    importlib.import_module("dlbox.models")
+
+
+def model_names() -> list[str]:
+    _ensure_builtins()
+    return sorted(_REGISTRY)
+
+
+def get_model_info(name: str) -> ModelInfo:
+    _ensure_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown model '{name}'",
+            hint=f"choose one of: {', '.join(model_names())} (`dlbox models` lists them)",
+        ) from None
+
+
+def recipe_for(name: str, device: str | torch.device) -> Recipe:
+    return get_model_info(name).recipe_for(device)
+
+
+def list_models() -> list[ModelInfo]:
+    _ensure_builtins()
+    return [_REGISTRY[name] for name in model_names()]
+
+
+def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
+    """Build a fresh model by registry name; unknown names and settings raise UsageError."""
+    info = get_model_info(name)
+    accepted = inspect.signature(info.factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = [key for key in kwargs if key not in accepted and not takes_any]
+    if unknown:
+        settings = ", ".join(k for k in accepted if k != "num_classes") or "no settings"
+        raise UsageError(
+            f"model '{name}' has no setting {', '.join(repr(k) for k in unknown)}",
+            hint=f"model '{name}' takes: {settings}",
+        )
+    try:
+        return info.factory(num_classes=num_classes, **kwargs)
+    except ValueError as error:
+        raise UsageError(f"model '{name}': {error}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,162 @@
+"""The speedrun network: airbench's fast CIFAR-10 CNN, written here from its published design.
+
+Design (Keller Jordan, "94% on CIFAR-10 in 3.29 seconds on a single GPU", arXiv 2404.00498):
+
+    whiten   conv k x k (2x2), 2*C*k*k filters, no padding: frozen patch-whitening filters
+             estimated from training images (dlbox.training.whitening); only its bias learns,
+             and only for the first few epochs; then GELU
+    group i  (i = 1..3) conv 3x3 -> w_i, max-pool 2, BN, GELU, then `depth - 1` more
+             (conv 3x3, BN, GELU); with depth 3 the last two convs form a residual pair
+    head     global max-pool, linear w_3 -> classes (no bias), logits x `head_scale`
+
+BatchNorm has its scale frozen at 1 (only the shift learns), a small epsilon and a short
+running-average memory; 3x3 convs start as identity on their first input channels (dirac),
+a free residual path at initialisation. All of it runs on any device and dtype.
+The model takes images preprocessed by the speedrun recipe (dlbox.training.speedrun.
+preprocess: uint8 -> float, per-channel normalised); `init_whitening` must see the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dlbox.models.registry import Recipe, register_model, set_default_model
+
+DEFAULT_WIDTHS = (64, 256, 256)
+CPU_WIDTHS = (32, 64, 128)
+
+
+class FrozenScaleBatchNorm(nn.BatchNorm2d):
+    """BatchNorm whose scale (weight) stays 1; only the bias is trained.
+
+    `memory` is the weight of the old running statistics at each update (airbench: 0.6),
+    i.e. PyTorch momentum = 1 - memory."""
+
+    def __init__(self, num_features: int, memory: float = 0.6, eps: float = 1e-12) -> None:
+        super().__init__(num_features, eps=eps, momentum=1.0 - memory)
+        self.weight.requires_grad_(False)
+
+
+class IdentityInitConv(nn.Conv2d):
+    """3x3 conv, 'same' padding, no bias; starts as identity on its first in-channels."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            count = min(self.in_channels, self.out_channels)
+            nn.init.dirac_(self.weight[:count])
+
+
+class ConvGroup(nn.Module):
+    """conv, pool, BN, GELU, then (conv, BN, GELU) x (depth - 1); depth 3 adds a residual."""
+
+    def __init__(self, channels_in: int, channels_out: int, depth: int = 2,
+                 bn_memory: float = 0.6) -> None:
+        super().__init__()
+        if depth not in (1, 2, 3):
+            raise ValueError(f"depth must be 1, 2 or 3, got {depth}")
+        self.depth = depth
+        self.conv1 = IdentityInitConv(channels_in, channels_out)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = FrozenScaleBatchNorm(channels_out, bn_memory)
+        self.activ = nn.GELU()
+        self.conv2 = IdentityInitConv(channels_out, channels_out) if depth >= 2 else None
+        self.norm2 = FrozenScaleBatchNorm(channels_out, bn_memory) if depth >= 2 else None
+        self.conv3 = IdentityInitConv(channels_out, channels_out) if depth == 3 else None
+        self.norm3 = FrozenScaleBatchNorm(channels_out, bn_memory) if depth == 3 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activ(self.norm1(self.pool(self.conv1(x))))
+        if self.conv2 is None or self.norm2 is None:
+            return x
+        shortcut = x
+        x = self.activ(self.norm2(self.conv2(x)))
+        if self.conv3 is not None and self.norm3 is not None:
+            x = self.activ(self.norm3(self.conv3(x)) + shortcut)
+        return x
+
+
+class SpeedrunNet(nn.Module):
+    def __init__(self, num_classes: int = 10, widths: Sequence[int] = DEFAULT_WIDTHS,
+                 depth: int = 2, whiten_kernel: int = 2, in_channels: int = 3,
+                 bn_memory: float = 0.6, head_scale: float | None = None) -> None:
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if len(widths) < 1 or any(w < 1 for w in widths):
+            raise ValueError(f"widths must be positive channel counts, got {widths}")
+        if whiten_kernel < 1:
+            raise ValueError(f"whiten_kernel must be >= 1, got {whiten_kernel}")
+        self.widths = widths
+        self.whiten_kernel = whiten_kernel
+        whiten_width = 2 * in_channels * whiten_kernel ** 2
+        self.whiten = nn.Conv2d(in_channels, whiten_width, whiten_kernel, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        self.activ = nn.GELU()
+        groups = []
+        channels = whiten_width
+        for width in widths:
+            groups.append(ConvGroup(channels, width, depth, bn_memory))
+            channels = width
+        self.groups = nn.Sequential(*groups)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.head = nn.Linear(channels, num_classes, bias=False)
+        # Small initial logits (airbench: unit-std head weights, logits / width), which makes
+        # label smoothing and the large learning rates stable from the first step.
+        self.head_scale = float(head_scale) if head_scale is not None else 1.0 / channels
+        self.reset_head()
+
+    def reset_head(self) -> None:
+        with torch.no_grad():
+            self.head.weight.normal_(0.0, 1.0)
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4,
+                       max_images: int | None = 5000) -> None:
+        """Set the frozen first layer from (preprocessed, float) training images."""
+        from dlbox.training.whitening import compute_whitening, whitening_conv_params
+
+        whitening = compute_whitening(images.float(), self.whiten_kernel, eps=eps,
+                                      max_images=max_images)
+        weight, bias = whitening_conv_params(whitening)
+        self.whiten.weight.copy_(weight.to(self.whiten.weight))
+        self.whiten.bias.copy_(bias.to(self.whiten.bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activ(self.whiten(x))
+        x = self.groups(x)
+        x = self.pool(x).flatten(1)
+        return self.head(x) * self.head_scale
+
+
+# The generic trainer's view of the recipe (dlbox.models.registry.Recipe); the speedrun
+# trainer (dlbox.training.speedrun) reads epochs and batch size from it and keeps its own,
+# richer settings (per-group learning rates, whitening, EMA, TTA) in SpeedrunConfig.
+SPEEDRUN_RECIPE = Recipe(
+    epochs=8, batch_size=2000, lr=0.24, weight_decay=0.0, momentum=0.6, nesterov=True,
+    label_smoothing=0.2, schedule="linear", warmup_fraction=0.0, crop_padding=2, flip=True,
+    model_kwargs={"widths": DEFAULT_WIDTHS},
+)
+SPEEDRUN_CPU_RECIPE = SPEEDRUN_RECIPE.replace(
+    epochs=8, batch_size=256, model_kwargs={"widths": CPU_WIDTHS})
+
+
+@register_model(
+    "speedrun",
+    "airbench-style fast CNN: frozen patch whitening, frozen-scale BN, TTA "
+    "(~94% GPU recipe; smaller on CPU)",
+    recipe=SPEEDRUN_RECIPE, cpu_recipe=SPEEDRUN_CPU_RECIPE,
+)
+def speedrun(num_classes: int = 10, widths: Sequence[int] = DEFAULT_WIDTHS, depth: int = 2,
+             whiten_kernel: int = 2, head_scale: float | None = None) -> nn.Module:
+    return SpeedrunNet(num_classes, widths=widths, depth=depth, whiten_kernel=whiten_kernel,
+                       head_scale=head_scale)
+
+
+set_default_model("cuda", "speedrun")
+set_default_model("cpu", "speedrun")

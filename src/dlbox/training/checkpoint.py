@@ -1,0 +1,196 @@
+"""Checkpoints: atomic writes, safe loads, RNG state, and loading a trained model from a run.
+
+A checkpoint is one dict saved with torch.save, holding only tensors and plain Python values
+(so it loads with `torch.load(weights_only=True)`, which cannot run code):
+
+    format, version   "dlbox-checkpoint", 1
+    config            TrainConfig.to_dict()
+    classes           class names in label order
+    model, optimizer, scheduler, scaler   state_dicts (scaler None without fp16)
+    epoch             epochs completed
+    step_in_epoch     steps done in the epoch after `epoch` (0 at an epoch boundary);
+    epoch_perm        that epoch's shuffled order, and epoch_partial its running sums,
+                      so a run stopped mid-epoch (SIGTERM) resumes exactly where it stopped
+    global_step, train_seconds, history, finished
+    rng               torch CPU, CUDA, python, numpy and the loop's own generator states
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlbox.errors import RunDirError
+from dlbox.fileio import read_json, write_with_atomic
+from dlbox.training.config import TrainConfig
+
+CHECKPOINT_FORMAT = "dlbox-checkpoint"
+CHECKPOINT_VERSION = 1
+CHECKPOINTS_DIRNAME = "checkpoints"
+CONFIG_FILE = "config.json"
+
+
+def checkpoint_path(run_dir: str | Path, name: str = "last") -> Path:
+    """RUN_DIR/checkpoints/NAME.pt (`name` may also be a path to a .pt file)."""
+    candidate = Path(name)
+    if candidate.suffix == ".pt" and (candidate.is_absolute() or candidate.exists()):
+        return candidate
+    return Path(run_dir) / CHECKPOINTS_DIRNAME / f"{name}.pt"
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write `state` atomically: temp file in the same dir, fsync, os.replace.
+
+    If anything fails (disk full, Ctrl-C mid-write) the previous checkpoint stays as it was.
+    """
+    write_with_atomic(path, lambda handle: torch.save(state, handle))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with weights_only=True (tensors and plain values only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirError(f"checkpoint {path} does not exist",
+                          hint="train first (`dlbox train`), or pass the right run directory")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else type(error).__name__
+        raise RunDirError(
+            f"checkpoint {path} cannot be loaded safely ({first_line})",
+            hint="it is damaged or not a dlbox checkpoint; train again or resume from a good copy",
+        ) from None
+    if not isinstance(state, dict):
+        raise RunDirError(f"checkpoint {path} is not a dlbox checkpoint",
+                          hint="pass a checkpoint written by `dlbox train`")
+    return state
+
+
+# ---- random number generators -------------------------------------------------------------
+
+def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Every RNG a run touches, in weights_only-loadable form (numpy's as tensors)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch_cpu": torch.get_rng_state(),
+        "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "generator": generator.get_state() if generator is not None else None,
+    }
+
+
+def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
+    torch.set_rng_state(state["torch_cpu"])
+    cuda_states = state.get("torch_cuda") or []
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+    python_state = state["python"]
+    random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached"]))
+    if generator is not None and state.get("generator") is not None:
+        generator.set_state(state["generator"])
+
+
+# ---- a trained model, ready for evaluate / predict ----------------------------------------
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} does not exist",
+                          hint="pass a directory made by `dlbox train` "
+                               "(default: runs/<time>-<model>)")
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, so it is not a dlbox run directory",
+                          hint="pass a directory made by `dlbox train`")
+    try:
+        return TrainConfig.from_dict(read_json(path))
+    except (ValueError, TypeError) as error:
+        raise RunDirError(f"{path} is not a valid run config ({error})",
+                          hint="it was edited or damaged; train again") from None
+
+
+@dataclass
+class LoadedModel:
+    """A trained model from a run directory, in eval mode on `device`.
+
+    Feed it exactly as training did: uint8 images [N, 3, 32, 32] (RGB) go through
+    `preprocess` (= dlbox.training.loop.prepare_batch with this run's mean, std and memory
+    format: scale to 0..1, subtract mean, divide by std); the model itself does no
+    normalisation. `logits` and `probabilities` do the whole thing in batches, under the same
+    mixed precision as training, and return float32 tensors on the CPU.
+    """
+
+    model: nn.Module
+    config: TrainConfig
+    classes: tuple[str, ...]
+    device: torch.device
+    epoch: int
+    checkpoint_path: Path
+    channels_last: bool
+    amp_dtype: torch.dtype | None
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        from dlbox.training.loop import prepare_batch
+
+        return prepare_batch(images, self.device, self.channels_last,
+                             mean=self.config.mean, std=self.config.std)
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        from dlbox.training.loop import predict_logits
+
+        return predict_logits(self.model, images, self.device,
+                              batch_size=batch_size or self.config.eval_batch_size,
+                              channels_last=self.channels_last, amp_dtype=self.amp_dtype,
+                              mean=self.config.mean, std=self.config.std)
+
+    def probabilities(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        return torch.softmax(self.logits(images, batch_size), dim=1)
+
+
+def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto",
+                        checkpoint: str = "last") -> LoadedModel:
+    """The model of a run (its `checkpoint`, default checkpoints/last.pt), ready to predict."""
+    from dlbox.models.registry import create_model
+    from dlbox.training.device import amp_dtype, resolve_device
+
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    torch_device = device if isinstance(device, torch.device) else resolve_device(device)
+    path = checkpoint_path(run_dir, checkpoint)
+    if not path.is_file():
+        raise RunDirError(f"run {run_dir} has no checkpoint {path.name}",
+                          hint="its training stopped before the first epoch ended; "
+                               f"run `dlbox train --resume {run_dir}`")
+    state = load_checkpoint(path)
+    classes = tuple(state.get("classes") or ())
+    model = create_model(config.model, num_classes=len(classes) or 10, **config.model_kwargs)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as error:
+        raise RunDirError(f"checkpoint {path} does not fit model '{config.model}' ({error})",
+                          hint="the run's config.json and checkpoint disagree; train again"
+                          ) from None
+    channels_last = config.use_channels_last(torch_device)
+    from dlbox.training.loop import to_device
+
+    model = to_device(model, torch_device, channels_last).eval()
+    return LoadedModel(model=model, config=config, classes=classes, device=torch_device,
+                       epoch=int(state.get("epoch", 0)), checkpoint_path=path,
+                       channels_last=channels_last,
+                       amp_dtype=amp_dtype(torch_device) if config.use_amp(torch_device) else None)
+

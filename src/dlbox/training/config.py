@@ -1,0 +1,157 @@
+"""TrainConfig: every setting of a training run, in one frozen dataclass.
+
+It is built from the model's recipe (dlbox.models.registry.Recipe) plus what the user set on
+the command line (`build_config`), written to the run's config.json, and read back by
+`--resume`, `evaluate` and `predict` (`TrainConfig.from_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from dlbox.errors import UsageError
+
+# Per-channel mean and standard deviation of the CIFAR-10 training images (RGB, 0..1).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+SCHEDULES = ("onecycle", "linear", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """All settings of one training run. `None` means "decide from the device" (amp,
+    channels_last, threads) or "all of them" (num_train, num_test)."""
+
+    model: str = "resnet"
+    epochs: int = 10
+    batch_size: int = 512
+    lr: float = 0.4
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+    label_smoothing: float = 0.2
+    schedule: str = "onecycle"
+    warmup_fraction: float = 0.2
+    crop_padding: int = 4
+    flip: bool = True
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    tta: bool = False  # test-time augmentation (average with the mirror image) when evaluating
+    device: str = "auto"
+    seed: int = 0
+    data_dir: str | None = None
+    run_dir: str | None = None
+    num_train: int | None = None
+    num_test: int | None = None
+    threads: int | None = None
+    amp: bool | None = None
+    channels_last: bool | None = None
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always saves one)
+    eval_batch_size: int = 1000
+    mean: tuple[float, float, float] = CIFAR10_MEAN
+    std: tuple[float, float, float] = CIFAR10_STD
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise UsageError naming the first setting that cannot work."""
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size,
+                    "checkpoint_every": self.checkpoint_every,
+                    "eval_batch_size": self.eval_batch_size}
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name} must be a positive whole number, got {value!r}",
+                                 hint=f"pass --{name.replace('_', '-')} 1 or more")
+        for name in ("num_train", "num_test", "threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UsageError(f"{name} must be a positive whole number, got {value!r}",
+                                 hint=f"pass --{name.replace('_', '-')} 1 or more, or leave it out")
+        if not self.lr > 0:
+            raise UsageError(f"learning rate must be > 0, got {self.lr}", hint="pass --lr 0.1")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise UsageError("weight decay must be >= 0 and momentum in [0, 1)",
+                             hint="e.g. --weight-decay 5e-4 (momentum 0.9)")
+        if not 0 <= self.label_smoothing < 1:
+            raise UsageError(f"label smoothing must be in [0, 1), got {self.label_smoothing}",
+                             hint="e.g. --label-smoothing 0.1")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown learning-rate schedule '{self.schedule}'",
+                             hint=f"use one of: {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise UsageError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.crop_padding < 0:
+            raise UsageError(f"crop_padding must be >= 0, got {self.crop_padding}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise UsageError("mean and std need 3 values each (RGB), std > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        data = dataclasses.asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of to_dict. Keys this version does not know are ignored; missing keys
+        take their defaults, so config.json files from other dlbox versions still load."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        for key in ("mean", "std"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        if "model_kwargs" in values:
+            values["model_kwargs"] = dict(values["model_kwargs"] or {})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def use_amp(self, device: torch.device) -> bool:
+        """Mixed precision: on by default on CUDA, never on CPU (slower there)."""
+        if device.type != "cuda":
+            return False
+        return True if self.amp is None else bool(self.amp)
+
+    def use_channels_last(self, device: torch.device) -> bool:
+        """channels_last: on by default on CUDA (tensor-core convolutions)."""
+        if self.channels_last is None:
+            return device.type == "cuda"
+        return bool(self.channels_last)
+
+
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "nesterov",
+                 "label_smoothing", "schedule", "warmup_fraction", "crop_padding", "flip",
+                 "tta", "model_kwargs")
+
+
+def build_config(model: str | None = None, device: str = "auto", **overrides: Any) -> TrainConfig:
+    """The model's recipe for this device, with every non-None override applied on top.
+
+    `model=None` takes the default model for the device. `overrides` are TrainConfig fields
+    (None = keep the recipe's value); `width=N` is shorthand for model_kwargs {"width": N}.
+    """
+    from dlbox.models.registry import default_model_for, get_model_info
+    from dlbox.training.device import resolve_device
+
+    resolved = resolve_device(device)
+    name = model or default_model_for(resolved)
+    recipe = get_model_info(name).recipe_for(resolved)
+    values: dict[str, Any] = {key: getattr(recipe, key) for key in RECIPE_FIELDS}
+    values["model_kwargs"] = dict(recipe.model_kwargs)
+    if recipe.channels_last is not None:
+        values["channels_last"] = recipe.channels_last
+    width = overrides.pop("width", None)
+    if width is not None:
+        values["model_kwargs"]["width"] = width
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return TrainConfig(model=name, device=device, **values)

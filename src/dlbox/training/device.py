@@ -1,0 +1,102 @@
+"""Pick the torch device a command runs on, and set up the host for it.
+
+`resolve_device("auto")` takes CUDA when torch can use a GPU, else the CPU. Asking for CUDA
+explicitly on a host without it is an error that says what is missing; it never falls back
+to the CPU silently.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+
+import torch
+
+from dlbox.errors import HostEnvError, UsageError
+
+_CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """`auto`, `cpu`, `cuda` or `cuda:N` -> a torch.device this host can use."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    match = _CUDA_SPEC.match(spec)
+    if not match:
+        raise UsageError(f"unknown device '{spec}'", hint="use auto, cpu, cuda or cuda:N")
+    _require_cuda(spec)
+    index = int(match.group(1)) if match.group(1) is not None else None
+    if index is not None and index >= torch.cuda.device_count():
+        raise HostEnvError(
+            f"device {spec} requested but this host has {torch.cuda.device_count()} CUDA GPU(s)",
+            hint="use --device cuda (the first GPU) or a smaller index; `nvidia-smi -L` lists them",
+        )
+    return torch.device("cuda", index) if index is not None else torch.device("cuda")
+
+
+def _require_cuda(spec: str) -> None:
+    if torch.cuda.is_available():
+        return
+    if torch.version.cuda is None:
+        raise HostEnvError(
+            f"--device {spec} needs CUDA, but this torch build ({torch.__version__}) "
+            "has no CUDA support",
+            hint="install a CUDA build of torch (see `dlbox doctor`), or use --device cpu",
+        )
+    raise HostEnvError(
+        f"--device {spec} needs CUDA, but torch {torch.__version__} (CUDA {torch.version.cuda}) "
+        "finds no usable NVIDIA GPU or driver",
+        hint="check `nvidia-smi` and run `dlbox doctor` for the fix; or use --device cpu",
+    )
+
+
+def available_cpus() -> int:
+    """CPU cores this process may use (respects taskset / container CPU sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_host(device: torch.device, threads: int | None = None) -> int:
+    """Use all CPU cores (or `threads`) for CPU math; let cuDNN pick fast kernels on CUDA.
+
+    Returns the number of CPU threads set.
+    """
+    count = threads if threads and threads > 0 else available_cpus()
+    torch.set_num_threads(count)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        # TF32 matmuls/convs for the few float32 ops left outside autocast.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return count
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_name(device: torch.device) -> str:
+    """Human name of the device: the GPU's model, or the CPU's with its core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()} ({available_cpus()} cores)"
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for mixed precision on `device`, or None to stay in float32."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

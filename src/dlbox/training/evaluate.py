@@ -1,0 +1,389 @@
+"""Evaluate a trained run: a prediction for every test image, metrics, confusion matrix, report.
+
+    metrics = evaluate_run(Path("runs/tutorial-0"))      # what `dlbox evaluate RUN_DIR` does
+
+writes into the run dir
+    predictions.csv         one row per test image: index, true_label, predicted_label,
+                            confidence, prob_<class> for every class
+    confusion_matrix.json   classes and matrix (rows = true label, columns = predicted)
+    confusion_matrix.png    the same as an annotated heat map
+    training_curves.png     loss and accuracy per epoch, when metrics.json has a history
+    metrics.json            "final" gains the test metrics, "evaluation" holds the details;
+                            everything else the trainer wrote (the history) is kept
+
+The math is in pure functions (confusion_matrix, compute_metrics) and the model call in one
+place (predict_logits), which test-time augmentation wraps: a model_fn maps a uint8 batch
+[B, 3, H, W] on the device to logits [B, C], and a TTA is a function from model_fn to
+model_fn (see with_flip_tta and build_model_fn).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlbox.data.dataset import ImageDataset
+from dlbox.errors import DataError, DlboxError, RunDirError
+from dlbox.fileio import read_json, write_json_atomic
+from dlbox.training import report
+
+ModelFn = Callable[[torch.Tensor], torch.Tensor]
+
+METRICS_FILE = "metrics.json"
+DEFAULT_BATCH_SIZE = 500
+
+
+# --- the math: pure functions over label tensors -------------------------------------------
+
+
+def confusion_matrix(true: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """int64 [num_classes, num_classes]; entry [i, j] counts images of true class i predicted j."""
+    true = torch.as_tensor(true).detach().to("cpu", torch.int64).reshape(-1)
+    pred = torch.as_tensor(pred).detach().to("cpu", torch.int64).reshape(-1)
+    if true.shape != pred.shape:
+        raise ValueError(f"true and pred differ in length: {true.numel()} vs {pred.numel()}")
+    if num_classes < 1:
+        raise ValueError("num_classes must be at least 1")
+    for name, labels in (("true", true), ("pred", pred)):
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"{name} labels fall outside 0..{num_classes - 1}")
+    flat = torch.bincount(true * num_classes + pred, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)
+
+
+def compute_metrics(true: torch.Tensor, pred: torch.Tensor, classes: Sequence[str],
+                    confidence: torch.Tensor | None = None) -> dict[str, Any]:
+    """Overall and per-class accuracy, derived from the confusion matrix so the two agree.
+
+    Returns {"total", "correct", "accuracy", "mean_confidence", "per_class": {name: {"total",
+    "correct", "predicted", "accuracy"}}}. Accuracies are fractions in [0, 1]; a class
+    without test images has accuracy None (as has the whole set when it is empty).
+    `confidence` (float [N], the probability of the predicted class) gives mean_confidence.
+    """
+    matrix = confusion_matrix(true, pred, len(classes))
+    total = int(matrix.sum())
+    correct = int(matrix.diagonal().sum())
+    per_class: dict[str, dict[str, Any]] = {}
+    for index, name in enumerate(classes):
+        class_total = int(matrix[index].sum())
+        class_correct = int(matrix[index, index])
+        per_class[name] = {
+            "total": class_total,
+            "correct": class_correct,
+            "predicted": int(matrix[:, index].sum()),
+            "accuracy": class_correct / class_total if class_total else None,
+        }
+    mean_confidence = None
+    if confidence is not None and confidence.numel():
+        mean_confidence = float(confidence.detach().to("cpu", torch.float64).mean())
+    return {
+        "total": total,
+        "correct": correct,
+        "accuracy": correct / total if total else None,
+        "mean_confidence": mean_confidence,
+        "per_class": per_class,
+    }
+
+
+# --- the model call: batched, no grad, on the device, autocast on CUDA ----------------------
+
+
+def predict_logits(model_fn: ModelFn, images: torch.Tensor,
+                   batch_size: int = DEFAULT_BATCH_SIZE,
+                   device: torch.device | str = "cpu",
+                   amp_dtype: torch.dtype | None = torch.float16) -> torch.Tensor:
+    """Run `model_fn` over `images` (uint8 [N, 3, H, W], any device) in batches.
+
+    Each batch is moved to `device` and passed to model_fn as uint8; model_fn does the
+    preprocessing (as in training) and returns logits [B, C]. Runs under inference_mode and,
+    on CUDA, under autocast to `amp_dtype` (None: float32). Returns float32 logits [N, C] on
+    the CPU.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    device = torch.device(device)
+    outputs: list[torch.Tensor] = []
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size].to(device, non_blocking=True)
+            if device.type == "cuda" and amp_dtype is not None:
+                with torch.autocast(device_type="cuda", dtype=amp_dtype):
+                    logits = model_fn(batch)
+            else:
+                logits = model_fn(batch)
+            if logits.dim() != 2 or logits.shape[0] != batch.shape[0]:
+                raise ValueError(f"model returned shape {tuple(logits.shape)} for a batch of "
+                                 f"{batch.shape[0]}; expected [B, num_classes]")
+            outputs.append(logits.float().cpu())
+    if not outputs:
+        return torch.empty(0, 0)
+    return torch.cat(outputs)
+
+
+def with_flip_tta(model_fn: ModelFn) -> ModelFn:
+    """Test-time augmentation: average the logits of each image and its mirror image."""
+
+    def flipped(images: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (model_fn(images).float() + model_fn(images.flip(-1)).float())
+
+    return flipped
+
+
+def loaded_model_fn(loaded: Any) -> ModelFn:
+    """model_fn for a LoadedModel: its preprocessing (exactly as in training), then the model."""
+    preprocess = getattr(loaded, "preprocess", None)
+    model = loaded.model
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        inputs = preprocess(images) if preprocess is not None else images.float() / 255.0
+        return model(inputs)
+
+    return run
+
+
+def resolve_tta(tta: bool | None, config: Any) -> bool:
+    """None follows the run's config (a `tta` setting, when the model's config has one)."""
+    if tta is not None:
+        return bool(tta)
+    return bool(getattr(config, "tta", False))
+
+
+def build_model_fn(loaded: Any, tta: bool) -> ModelFn:
+    """The function evaluation and prediction call: the loaded model, wrapped in TTA if asked.
+
+    The hook for richer test-time augmentation (e.g. flips plus translations for a speedrun
+    model): return a different wrapper here, chosen from `loaded.config`.
+    """
+    model_fn = loaded_model_fn(loaded)
+    return with_flip_tta(model_fn) if tta else model_fn
+
+
+# --- one evaluation, in memory ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The outcome of running a model over a labelled split (all tensors on the CPU)."""
+
+    classes: tuple[str, ...]
+    true_labels: torch.Tensor  # int64 [N]
+    probabilities: torch.Tensor  # float32 [N, C], rows sum to 1
+    predicted: torch.Tensor  # int64 [N], argmax of probabilities
+    confidence: torch.Tensor  # float32 [N], max of probabilities
+    matrix: torch.Tensor  # int64 [C, C], rows true, columns predicted
+    metrics: dict[str, Any]  # compute_metrics(...)
+    seconds: float  # wall time of the model calls
+
+
+def evaluate_model(model_fn: ModelFn, dataset: ImageDataset, classes: Sequence[str],
+                   device: torch.device | str = "cpu",
+                   batch_size: int = DEFAULT_BATCH_SIZE,
+                   amp_dtype: torch.dtype | None = torch.float16) -> Evaluation:
+    """Predict every image of `dataset` and compute the metrics; writes nothing."""
+    classes = tuple(classes)
+    device = torch.device(device)
+    start = time.perf_counter()
+    logits = predict_logits(model_fn, dataset.images, batch_size, device, amp_dtype)
+    seconds = time.perf_counter() - start
+    if len(dataset) and logits.shape[1] != len(classes):
+        raise DataError(f"the model has {logits.shape[1]} outputs but the data has "
+                        f"{len(classes)} classes",
+                        hint="evaluate on the data the run was trained on (--data DIR)")
+    if len(dataset) == 0:
+        logits = torch.empty(0, len(classes))
+    bad = int((~torch.isfinite(logits)).any(dim=1).sum())
+    if bad:
+        raise DlboxError(f"the model produced NaN or infinite outputs for {bad} of "
+                         f"{len(dataset)} test images (did training diverge?)",
+                         hint="retrain with a lower --lr, or evaluate an earlier checkpoint")
+    probabilities = torch.softmax(logits, dim=1)
+    confidence, predicted = probabilities.max(dim=1)
+    true_labels = dataset.labels.detach().to("cpu", torch.int64)
+    matrix = confusion_matrix(true_labels, predicted, len(classes))
+    metrics = compute_metrics(true_labels, predicted, classes, confidence)
+    return Evaluation(classes, true_labels, probabilities, predicted, confidence, matrix,
+                      metrics, seconds)
+
+
+# --- a run directory: load, evaluate, write ------------------------------------------------
+
+
+def _require_run_dir(run_dir: Path) -> None:
+    if not run_dir.exists():
+        raise RunDirError(f"run directory {run_dir} does not exist",
+                          hint="pass the folder `dlbox train` wrote (its --run-dir; "
+                               "the path is printed when training starts)")
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is not a directory",
+                          hint="pass the run directory `dlbox train` wrote, not a file in it")
+
+
+def load_run_model(run_dir: Path, device: str | torch.device = "auto",
+                   checkpoint: str = "last") -> tuple[Any, torch.device]:
+    """The run's model (eval mode, on the device) and the resolved device."""
+    run_dir = Path(run_dir)
+    _require_run_dir(run_dir)
+    from dlbox.training.checkpoint import load_model_from_run
+    from dlbox.training.device import resolve_device
+
+    resolved = device if isinstance(device, torch.device) else resolve_device(device)
+    try:
+        loaded = load_model_from_run(run_dir, resolved, checkpoint=checkpoint)
+    except FileNotFoundError as error:
+        raise RunDirError(f"{run_dir} has no checkpoint ({error.filename or error})",
+                          hint="train first (`dlbox train --run-dir DIR`), or resume an "
+                               "interrupted run with `dlbox train --resume DIR`") from None
+    loaded.model.eval()
+    return loaded, resolved
+
+
+def load_test_split(config: Any, data_dir: str | Path | None) -> ImageDataset:
+    """The test split the run is evaluated on: --data, else the run's data dir; num_test cap."""
+    from dlbox.data.loading import load_dataset
+    from dlbox.data.paths import resolve_data_dir
+
+    chosen = data_dir if data_dir is not None else getattr(config, "data_dir", None)
+    dataset = load_dataset(resolve_data_dir(chosen), "test")
+    return dataset.subset(getattr(config, "num_test", None))
+
+
+def check_classes(model_classes: Sequence[str] | None,
+                  data_classes: Sequence[str]) -> tuple[str, ...]:
+    """The class names to report with; the model's and the data's must agree."""
+    if model_classes is None or len(model_classes) == 0:
+        return tuple(data_classes)
+    if tuple(model_classes) != tuple(data_classes):
+        raise DataError(
+            f"the run was trained on classes {', '.join(model_classes)} but the test data has "
+            f"{', '.join(data_classes)}",
+            hint="pass the data the run was trained on with --data DIR")
+    return tuple(model_classes)
+
+
+def read_metrics_file(path: Path) -> dict[str, Any]:
+    """metrics.json as a dict ({} when missing); RunDirError when it is damaged."""
+    if not path.exists():
+        return {}
+    try:
+        existing = read_json(path)
+    except (OSError, ValueError) as error:
+        raise RunDirError(f"{path} is not valid JSON ({error})",
+                          hint="restore it, or delete it to keep only the test metrics"
+                          ) from None
+    if not isinstance(existing, dict):
+        raise RunDirError(f"{path} does not hold a JSON object",
+                          hint="restore it, or delete it to keep only the test metrics")
+    return existing
+
+
+def merge_metrics(existing: dict[str, Any], final: dict[str, Any],
+                  evaluation: dict[str, Any]) -> dict[str, Any]:
+    """`existing` with "final" updated by the test metrics and "evaluation" set; the rest
+    (the trainer's history, its own final numbers) kept."""
+    merged = dict(existing)
+    merged["final"] = {**(existing.get("final") or {}), **final}
+    merged["evaluation"] = evaluation
+    return merged
+
+
+def merge_metrics_file(path: Path, final: dict[str, Any], evaluation: dict[str, Any]) -> None:
+    """Read metrics.json, merge the test metrics in, write it back atomically."""
+    write_json_atomic(path, merge_metrics(read_metrics_file(path), final, evaluation))
+
+
+def write_evaluation(run_dir: Path, evaluation: Evaluation,
+                     details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write predictions, confusion matrix (JSON, PNG), training curves and metrics.
+
+    Returns the metrics document (also stored as "evaluation" in metrics.json).
+    """
+    run_dir = Path(run_dir)
+    m = evaluation.metrics
+    existing = read_metrics_file(run_dir / METRICS_FILE)  # a damaged file stops us first
+    report.write_predictions_csv(run_dir / report.PREDICTIONS_FILE, evaluation.probabilities,
+                                 evaluation.true_labels, evaluation.classes)
+    report.write_confusion_matrix_json(run_dir / report.CONFUSION_JSON_FILE, evaluation.matrix,
+                                       evaluation.classes)
+    accuracy = m["accuracy"]
+    title = (f"test accuracy {100 * accuracy:.1f} % on {m['total']} images"
+             if accuracy is not None else "no test images")
+    report.plot_confusion_matrix(run_dir / report.CONFUSION_PNG_FILE, evaluation.matrix,
+                                 evaluation.classes, title=title)
+    files = {
+        "predictions": report.PREDICTIONS_FILE,
+        "confusion_matrix_json": report.CONFUSION_JSON_FILE,
+        "confusion_matrix_png": report.CONFUSION_PNG_FILE,
+    }
+    history = existing.get("history")
+    if isinstance(history, list) and history:
+        if report.plot_training_history(run_dir / report.HISTORY_PNG_FILE, history):
+            files["training_curves_png"] = report.HISTORY_PNG_FILE
+    n = m["total"]
+    document: dict[str, Any] = {
+        "test_images": n,
+        "test_correct": m["correct"],
+        "test_accuracy": accuracy,
+        "mean_confidence": m["mean_confidence"],
+        "per_class": m["per_class"],
+        "classes": list(evaluation.classes),
+        **(details or {}),
+        "eval_seconds": round(evaluation.seconds, 4),
+        "eval_images_per_second": (round(n / evaluation.seconds, 1)
+                                   if evaluation.seconds > 0 else None),
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": files,
+    }
+    final = {
+        "test_accuracy": accuracy,
+        "test_correct": m["correct"],
+        "test_images": n,
+        "mean_confidence": m["mean_confidence"],
+        "per_class_accuracy": {name: entry["accuracy"] for name, entry in m["per_class"].items()},
+    }
+    write_json_atomic(run_dir / METRICS_FILE, merge_metrics(existing, final, document))
+    return document
+
+
+def run_amp_dtype(loaded: Any) -> torch.dtype | None:
+    """The autocast dtype the run trained with (None: float32); float16 if it does not say."""
+    return getattr(loaded, "amp_dtype", torch.float16)
+
+
+def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "auto",
+                 quiet: bool = False, tta: bool | None = None, checkpoint: str = "last",
+                 batch_size: int | None = None) -> dict[str, Any]:
+    """Evaluate the run's model on the test split and write the report files into `run_dir`.
+
+    data_dir: where the test data lives (default: the data dir the run trained on).
+    tta: test-time augmentation; None follows the run's config.
+    batch_size: images per model call (default: the run's eval_batch_size).
+    Prints the tutorial-style accuracy lines unless `quiet`. Returns the metrics document.
+    """
+    run_dir = Path(run_dir)
+    loaded, resolved = load_run_model(run_dir, device, checkpoint)
+    dataset = load_test_split(loaded.config, data_dir)
+    classes = check_classes(getattr(loaded, "classes", None), dataset.classes)
+    use_tta = resolve_tta(tta, loaded.config)
+    if batch_size is None:
+        batch_size = int(getattr(loaded.config, "eval_batch_size", DEFAULT_BATCH_SIZE))
+    evaluation = evaluate_model(build_model_fn(loaded, use_tta), dataset, classes, resolved,
+                                batch_size, run_amp_dtype(loaded))
+    details = {
+        "run_dir": str(run_dir),
+        "checkpoint": str(getattr(loaded, "checkpoint_path", checkpoint)),
+        "epoch": getattr(loaded, "epoch", None),
+        "device": str(resolved),
+        "tta": use_tta,
+        "data": dataset.source,
+    }
+    document = write_evaluation(run_dir, evaluation, details)
+    if not quiet:
+        for line in report.accuracy_lines(evaluation.metrics):
+            print(line)
+    return document

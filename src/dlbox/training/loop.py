@@ -1,0 +1,593 @@
+"""The training loop: data on the device as uint8, batches augmented there, one-cycle SGD,
+a checkpoint after every epoch, and a clean stop on Ctrl-C or SIGTERM.
+
+    run_dir = train(build_config("resnet", device="auto"))     # what `dlbox train` does
+    run_dir = resume(run_dir)                                  # `dlbox train --resume RUN`
+
+Reads top to bottom: set up (device, data, model, optimizer, schedule, RNG), then per
+epoch: shuffle, per step: index, augment, normalise, forward, backward, step; then test
+accuracy, metrics.json and checkpoints/last.pt. Everything random draws from one seeded
+torch.Generator on the device plus torch's global RNG (for the model's initial weights),
+and all of it is in the checkpoint, so an interrupted run resumed on the same CPU ends
+with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlbox.data.dataset import ImageDataset
+from dlbox.errors import DlboxError, RunDirError
+from dlbox.fileio import read_json, write_json_atomic
+from dlbox.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    CONFIG_FILE,
+    capture_rng_state,
+    checkpoint_path,
+    load_checkpoint,
+    read_run_config,
+    restore_rng_state,
+    save_checkpoint,
+)
+from dlbox.training.config import TrainConfig
+from dlbox.training.device import amp_dtype, configure_host, resolve_device
+from dlbox.training.manifest import build_manifest, utc_now
+from dlbox.training.progress import TrainProgress
+from dlbox.training.schedules import make_scheduler
+
+MANIFEST_FILE = "manifest.json"
+METRICS_FILE = "metrics.json"
+RUNS_DIRNAME = "runs"
+
+# A callback asked after every optimizer step: (epoch, step in epoch) -> stop now?
+StopCheck = Callable[[int, int], bool]
+
+
+class TrainingStopped(DlboxError):
+    """Training stopped early on request (Ctrl-C, SIGTERM); the checkpoint is saved."""
+
+    def __init__(self, run_dir: Path, reason: str, exit_code: int) -> None:
+        super().__init__(
+            f"training stopped ({reason}); state saved in {run_dir / 'checkpoints' / 'last.pt'}",
+            hint=f"continue with: dlbox train --resume {run_dir}",
+        )
+        self.run_dir = run_dir
+        self.exit_code = exit_code
+
+
+# ---- the input pipeline: one definition used by training, evaluate and predict ------------
+
+def prepare_batch(images: torch.Tensor, device: torch.device | str, channels_last: bool = False,
+                  dtype: torch.dtype = torch.float32,
+                  mean: tuple[float, ...] | None = None,
+                  std: tuple[float, ...] | None = None) -> torch.Tensor:
+    """uint8 images [N, 3, H, W] -> normalised float model input on `device`.
+
+    Scales to 0..1, subtracts the per-channel `mean` and divides by `std` (default: the
+    CIFAR-10 training set's), in `dtype`, in channels_last memory format when asked.
+    """
+    from dlbox.training.config import CIFAR10_MEAN, CIFAR10_STD
+
+    mean = CIFAR10_MEAN if mean is None else mean
+    std = CIFAR10_STD if std is None else std
+    x = images.to(device, non_blocking=True)
+    scale, shift = _normaliser(tuple(mean), tuple(std), dtype, x.device)
+    # (x / 255 - mean) / std as one multiply-add: x * scale + shift.
+    x = torch.addcmul(shift, x.to(dtype), scale)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@functools.lru_cache(maxsize=16)
+def _normaliser(mean: tuple[float, ...], std: tuple[float, ...], dtype: torch.dtype,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean_t = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+    scale = (1.0 / (255.0 * std_t)).to(device=device, dtype=dtype)
+    shift = (-mean_t / std_t).to(device=device, dtype=dtype)
+    return scale, shift
+
+
+def to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """Move the model to `device`, its conv weights in channels_last layout when asked."""
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
+
+
+def autocast_context(device: torch.device,
+                     dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
+                   batch_size: int = 1000, channels_last: bool = False,
+                   amp_dtype: torch.dtype | None = None, mean: tuple[float, ...] | None = None,
+                   std: tuple[float, ...] | None = None, tta_flip: bool = False) -> torch.Tensor:
+    """Logits (float32, on the CPU) for uint8 images, in batches, the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            x = prepare_batch(images[start:start + batch_size], device, channels_last,
+                              mean=mean, std=std)
+            with autocast_context(device, amp_dtype):
+                logits = model(x).float()
+                if tta_flip:
+                    logits = 0.5 * (logits + model(x.flip(3)).float())
+            outputs.append(logits.cpu())
+    finally:
+        model.train(was_training)
+    if not outputs:
+        return torch.empty(0, 0)
+    return torch.cat(outputs)
+
+
+def augment(images: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (after padding) and horizontal flip of a uint8 batch, on its device."""
+    from dlbox.data.augment import random_crop, random_hflip
+
+    if config.crop_padding:
+        images = random_crop(images, config.crop_padding, generator)
+    if config.flip:
+        images = random_hflip(images, generator)
+    return images
+
+
+# ---- run directories ------------------------------------------------------------------------
+
+def default_run_dir(model: str, base: Path | None = None) -> Path:
+    """runs/<YYYYmmdd-HHMMSS>-<model> under the current directory (suffixed if taken)."""
+    base = base or Path.cwd() / RUNS_DIRNAME
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
+    candidate = base / f"{stamp}-{safe}"
+    counter = 2
+    while candidate.exists():
+        candidate = base / f"{stamp}-{safe}-{counter}"
+        counter += 1
+    return candidate
+
+
+def create_run_dir(path: Path) -> Path:
+    """Make a fresh run dir; one that already holds a run (or any file) is refused."""
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"run directory {path} exists and is not a directory",
+                          hint="pass another --run-dir")
+    if path.is_dir() and any(path.iterdir()):
+        if (path / CONFIG_FILE).exists():
+            raise RunDirError(f"{path} already holds a run",
+                              hint=f"continue it with `dlbox train --resume {path}`, "
+                                   "or pass another --run-dir")
+        raise RunDirError(f"run directory {path} is not empty",
+                          hint="pass a new or empty --run-dir")
+    try:
+        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"cannot create run directory {path} ({error.strerror})",
+                          hint="pass a writable --run-dir") from None
+    return path
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+def load_split(data_dir: Path, split: str, limit: int | None) -> ImageDataset:
+    try:
+        from dlbox.data.loading import load_dataset
+    except ImportError:  # the generic loader is optional; CIFAR-10 batches always load
+        from dlbox.data.cifar10 import load_cifar10 as load_dataset
+    return load_dataset(data_dir, split).subset(limit)
+
+
+def resolve_data(config: TrainConfig) -> Path:
+    from dlbox.data.paths import resolve_data_dir
+
+    return resolve_data_dir(config.data_dir).resolve()
+
+
+# ---- stopping cleanly ------------------------------------------------------------------------
+
+@dataclass
+class StopFlag:
+    """Set by the signal handler; read by the loop between steps."""
+
+    signum: int | None = None
+
+    def __call__(self, epoch: int, step: int) -> bool:
+        return self.signum is not None
+
+
+@contextlib.contextmanager
+def stop_on_signals(flag: StopFlag) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish the current step, save, stop. Second: stop at once."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.signum is not None:  # asked twice: the user means it
+            raise KeyboardInterrupt
+        flag.signum = signum
+
+    try:
+        for wanted in (signal.SIGINT, signal.SIGTERM):
+            previous[wanted] = signal.signal(wanted, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for installed, old in previous.items():
+            signal.signal(installed, old)
+
+
+# ---- the loop ------------------------------------------------------------------------------
+
+@dataclass
+class EpochSums:
+    """Running sums of the current epoch (saved mid-epoch so a resume continues them)."""
+
+    loss: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss, "correct": self.correct, "seen": self.seen,
+                "seconds": self.seconds}
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # steps done in epoch `epoch + 1`
+    global_step: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_perm: torch.Tensor | None = None
+    sums: EpochSums = field(default_factory=EpochSums)
+    finished: bool = False
+
+
+def steps_per_epoch(num_images: int, batch_size: int) -> int:
+    """Full batches only (a random order each epoch, so no image is left out for long);
+    at least one batch when the data is smaller than a batch."""
+    return max(1, num_images // batch_size)
+
+
+def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = True,
+          stop: StopCheck | None = None) -> Path:
+    """Train a new run as `config` says; returns its run directory.
+
+    `stop(epoch, step)`, asked after every step, may end training early: the state is saved
+    and TrainingStopped raised. Ctrl-C and SIGTERM do the same (exit code 130 / 143).
+    """
+    device = resolve_device(config.device)
+    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.model)
+    run_dir = run_dir.expanduser().resolve()
+    data_dir = resolve_data(config)
+    config = config.replace(run_dir=str(run_dir), data_dir=str(data_dir))
+    # Check the model and load the data before making the run dir: a bad --model, a bad
+    # setting or missing data leaves nothing behind.
+    from dlbox.models.registry import create_model
+
+    create_model(config.model, **config.model_kwargs)
+    train_set = load_split(data_dir, "train", config.num_train)
+    test_set = load_split(data_dir, "test", config.num_test)
+    create_run_dir(run_dir)
+    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+    configure_host(device, config.threads)
+    write_json_atomic(run_dir / MANIFEST_FILE,
+                      build_manifest(device, data_dir, train_set.source))
+    return _run(config, run_dir, device, train_set, test_set, None, progress,
+                evaluate_at_end, stop)
+
+
+def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path | None = None,
+           progress: bool = True, evaluate_at_end: bool = True,
+           stop: StopCheck | None = None) -> Path:
+    """Continue an interrupted run from checkpoints/last.pt with its own config.json.
+
+    `device` and `data_dir` may differ from the original run's (a moved data dir, another
+    machine); every other setting is the run's.
+    """
+    run_dir = Path(run_dir).expanduser().resolve()
+    config = read_run_config(run_dir)
+    path = checkpoint_path(run_dir, "last")
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} has no checkpoint to resume from",
+                          hint="it stopped before its first epoch ended; start it again with "
+                               f"`dlbox train --run-dir NEW_DIR` (or delete {run_dir})")
+    state = load_checkpoint(path)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise RunDirError(f"{path} is not a dlbox training checkpoint",
+                          hint="pass a run directory made by `dlbox train`")
+    if state.get("finished"):
+        raise RunDirError(f"run {run_dir} already finished all {config.epochs} epochs",
+                          hint=f"evaluate it with `dlbox evaluate {run_dir}`, or start a new "
+                               "run with more --epochs")
+    changes: dict[str, Any] = {"run_dir": str(run_dir)}
+    if device is not None:
+        changes["device"] = device
+    if data_dir is not None:
+        changes["data_dir"] = str(data_dir)
+    config = config.replace(**changes)
+    torch_device = resolve_device(config.device)
+    resolved_data = resolve_data(config)
+    config = config.replace(data_dir=str(resolved_data))
+    train_set = load_split(resolved_data, "train", config.num_train)
+    test_set = load_split(resolved_data, "test", config.num_test)
+    configure_host(torch_device, config.threads)
+    manifest_path = run_dir / "manifest.json"
+    manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+    manifest.setdefault("resumed", []).append(
+        {**build_manifest(torch_device, resolved_data, train_set.source),
+         "from_epoch": int(state["epoch"]), "from_step": int(state.get("step_in_epoch", 0))})
+    write_json_atomic(manifest_path, manifest)
+    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+    return _run(config, run_dir, torch_device, train_set, test_set, state, progress,
+                evaluate_at_end, stop)
+
+
+def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: ImageDataset,
+         test_set: ImageDataset, checkpoint: dict[str, Any] | None, progress: bool,
+         evaluate_at_end: bool, stop: StopCheck | None) -> Path:
+    from dlbox.models.registry import create_model
+
+    classes = train_set.classes
+    if len(train_set) == 0:
+        raise DlboxError(f"no training images in {config.data_dir}",
+                         hint="check the data with `dlbox data check`")
+    channels_last = config.use_channels_last(device)
+    mixed = amp_dtype(device) if config.use_amp(device) else None
+
+    # Seed everything first, so the initial weights depend on the seed alone.
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed)
+
+    model = create_model(config.model, num_classes=len(classes), **config.model_kwargs)
+    model = to_device(model, device, channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                nesterov=config.nesterov and config.momentum > 0,
+                                weight_decay=config.weight_decay)
+    per_epoch = steps_per_epoch(len(train_set), config.batch_size)
+    scheduler = make_scheduler(optimizer, config.schedule, config.epochs * per_epoch,
+                               config.warmup_fraction)
+    # fp16 needs loss scaling against underflow; bf16 (and float32) do not.
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed == torch.float16)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    state = TrainState()
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+        restore_rng_state(checkpoint["rng"], generator)
+        state = TrainState(
+            epoch=int(checkpoint["epoch"]), step_in_epoch=int(checkpoint.get("step_in_epoch", 0)),
+            global_step=int(checkpoint.get("global_step", 0)),
+            train_seconds=float(checkpoint.get("train_seconds", 0.0)),
+            history=list(checkpoint.get("history", [])),
+            epoch_perm=checkpoint.get("epoch_perm"),
+            sums=EpochSums(**checkpoint["epoch_partial"]) if checkpoint.get("epoch_partial")
+            else EpochSums())
+
+    # Whole splits live on the device; batches are cut from them by index.
+    train_images = train_set.images.to(device)
+    train_labels = train_set.labels.to(device)
+    flag = StopFlag()
+
+    def should_stop(epoch: int, step: int) -> bool:
+        return flag(epoch, step) or (stop is not None and stop(epoch, step))
+
+    def save(finished: bool = False) -> None:
+        save_checkpoint(checkpoint_path(run_dir, "last"), {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": config.to_dict(),
+            "classes": list(classes),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "epoch": state.epoch,
+            "step_in_epoch": state.step_in_epoch,
+            "epoch_perm": (state.epoch_perm.cpu()
+                           if state.step_in_epoch and state.epoch_perm is not None else None),
+            "epoch_partial": state.sums.to_dict() if state.step_in_epoch else None,
+            "global_step": state.global_step,
+            "train_seconds": state.train_seconds,
+            "history": state.history,
+            "finished": finished,
+            "rng": capture_rng_state(generator),
+            "saved": utc_now(),
+        })
+
+    if checkpoint is None:
+        print(f"training {config.model} on {device} ({len(train_set)} train / {len(test_set)} "
+            f"test images, {config.epochs} epochs) -> {run_dir}")
+    else:
+        print(f"resuming {run_dir} at epoch {state.epoch + 1}"
+            + (f", step {state.step_in_epoch}" if state.step_in_epoch else "")
+            + f" of {config.epochs}, on {device}")
+
+    with stop_on_signals(flag), TrainProgress(progress, config.epochs) as bar:
+        while state.epoch < config.epochs:
+            epoch = state.epoch + 1
+            if state.step_in_epoch == 0:
+                state.epoch_perm = torch.randperm(len(train_set), generator=generator,
+                                                  device=device)
+                state.sums = EpochSums()
+            perm = state.epoch_perm.to(device)  # type: ignore[union-attr]
+            model.train()
+            bar.start_epoch(epoch, per_epoch, state.step_in_epoch)
+            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+            correct_sum = torch.zeros((), device=device, dtype=torch.int64)
+            seen_this_session = 0
+            _sync(device)
+            start = time.perf_counter()
+            for step in range(state.step_in_epoch, per_epoch):
+                index = perm[step * config.batch_size:(step + 1) * config.batch_size]
+                images = augment(train_images[index], config, generator)
+                labels = train_labels[index]
+                inputs = prepare_batch(images, device, channels_last,
+                                       mean=config.mean, std=config.std)
+                with autocast_context(device, mixed):
+                    logits = model(inputs)
+                    loss = criterion(logits.float(), labels)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                state.global_step += 1
+                state.step_in_epoch = step + 1
+                count = labels.shape[0]
+                seen_this_session += count
+                loss_sum += loss.detach().double() * count
+                correct_sum += (logits.detach().argmax(1) == labels).sum()
+                last = step + 1 == per_epoch
+                if bar.wants_update(last):
+                    seen = state.sums.seen + seen_this_session
+                    bar.update(step + 1, (state.sums.loss + float(loss_sum)) / seen,
+                               (state.sums.correct + int(correct_sum)) / seen,
+                               seen_this_session / max(time.perf_counter() - start, 1e-9))
+                if not last and should_stop(epoch, step + 1):
+                    _sync(device)
+                    _fold(state.sums, loss_sum, correct_sum, seen_this_session,
+                          time.perf_counter() - start)
+                    state.train_seconds += time.perf_counter() - start
+                    save()
+                    raise _stopped(run_dir, flag)
+            _sync(device)
+            seconds = time.perf_counter() - start
+            _fold(state.sums, loss_sum, correct_sum, seen_this_session, seconds)
+            state.train_seconds += seconds
+            sums = state.sums
+            test_logits = predict_logits(model, test_set.images, device, config.eval_batch_size,
+                                         channels_last, mixed, config.mean, config.std,
+                                         tta_flip=config.tta)
+            test_accuracy = _accuracy(test_logits, test_set.labels)
+            entry = {
+                "epoch": epoch,
+                "elapsed_s": round(state.train_seconds, 3),
+                "epoch_s": round(sums.seconds, 3),
+                "train_loss": sums.loss / sums.seen,
+                "train_accuracy": sums.correct / sums.seen,
+                "test_accuracy": test_accuracy,
+                "images_per_s": round(sums.seen / sums.seconds, 1) if sums.seconds else None,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+            state.history.append(entry)
+            state.epoch = epoch
+            state.step_in_epoch = 0
+            state.epoch_perm = None
+            state.sums = EpochSums()
+            finished = epoch == config.epochs
+            _write_metrics(run_dir, config, state, test_set, finished)
+            stop_now = not finished and should_stop(epoch, per_epoch)
+            if finished or stop_now or epoch % config.checkpoint_every == 0:
+                save(finished)
+            bar.message(_epoch_line(entry, config.epochs))
+            if stop_now:
+                raise _stopped(run_dir, flag)
+
+    final = state.history[-1]
+    print(f"test accuracy: {100 * final['test_accuracy']:.2f}% on {len(test_set)} test images "
+          f"after {config.epochs} epochs, {state.train_seconds:.1f} s of training ({run_dir})")
+    if evaluate_at_end:
+        _evaluate(run_dir, config)
+    return run_dir
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _fold(sums: EpochSums, loss_sum: torch.Tensor, correct_sum: torch.Tensor, seen: int,
+          seconds: float) -> None:
+    sums.loss += float(loss_sum)
+    sums.correct += int(correct_sum)
+    sums.seen += seen
+    sums.seconds += seconds
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float | None:
+    if logits.numel() == 0:
+        return None
+    return int((logits.argmax(1) == labels.cpu()).sum()) / labels.shape[0]
+
+
+def _stopped(run_dir: Path, flag: StopFlag) -> TrainingStopped:
+    if flag.signum == signal.SIGTERM:
+        return TrainingStopped(run_dir, "SIGTERM", 128 + signal.SIGTERM)
+    if flag.signum is not None:
+        return TrainingStopped(run_dir, "interrupted", 130)
+    return TrainingStopped(run_dir, "stop requested", 130)
+
+
+def _epoch_line(entry: dict[str, Any], epochs: int) -> str:
+    test = entry["test_accuracy"]
+    return (f"epoch {entry['epoch']:>{len(str(epochs))}}/{epochs}  "
+            f"train loss {entry['train_loss']:.4f}  "
+            f"train acc {100 * entry['train_accuracy']:6.2f}%  "
+            f"test acc {'-' if test is None else f'{100 * test:6.2f}%'}  "
+            f"{entry['images_per_s'] or 0:,.0f} img/s  {entry['elapsed_s']:.1f} s")
+
+
+def _write_metrics(run_dir: Path, config: TrainConfig, state: TrainState,
+                   test_set: ImageDataset, finished: bool) -> None:
+    last = state.history[-1]
+    path = run_dir / METRICS_FILE
+    existing = read_json(path) if path.is_file() else {}
+    metrics = {
+        **{k: v for k, v in existing.items() if k not in ("history", "final")},
+        "history": state.history,
+        "final": {
+            "epochs_completed": state.epoch,
+            "epochs": config.epochs,
+            "finished": finished,
+            "train_seconds": round(state.train_seconds, 3),
+            "train_loss": last["train_loss"],
+            "train_accuracy": last["train_accuracy"],
+            "test_accuracy": last["test_accuracy"],
+            "test_images": len(test_set),
+            "best_test_accuracy": max((h["test_accuracy"] or 0.0) for h in state.history),
+        },
+    }
+    write_json_atomic(path, metrics)
+
+
+def _evaluate(run_dir: Path, config: TrainConfig) -> None:
+    try:
+        from dlbox.training.evaluate import evaluate_run
+    except ImportError:  # evaluate not available in this build
+        return
+    evaluate_run(run_dir, data_dir=Path(config.data_dir) if config.data_dir else None,
+                 device=config.device)
+

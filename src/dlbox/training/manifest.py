@@ -1,0 +1,102 @@
+"""manifest.json: where and with what a run was made (versions, hardware, code, data).
+
+Each probe is guarded: a fact that cannot be found is recorded as null, never an error.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import dlbox
+from dlbox.training.device import available_cpus, device_name
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def nvidia_driver_version() -> str | None:
+    """The NVIDIA driver version via NVML, or None without one."""
+    try:
+        import pynvml  # from nvidia-ml-py
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: no driver here
+        return None
+    try:
+        version = pynvml.nvmlSystemGetDriverVersion()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except Exception:
+        return None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+def git_commit(start: Path | None = None) -> dict[str, Any] | None:
+    """The commit (and whether the tree is dirty) of the dlbox checkout, if it is one."""
+    where = start or Path(dlbox.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=5, check=False)
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain",
+                                 "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(),
+            "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None}
+
+
+def data_checksum(data_dir: str | Path | None) -> str | None:
+    """dlbox.data.fetch.data_checksum(data_dir), when that module exists and can compute it."""
+    if data_dir is None:
+        return None
+    try:
+        from dlbox.data.fetch import data_checksum as checksum  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    try:
+        value = checksum(Path(data_dir))
+    except Exception:  # a checksum is provenance, not a reason to stop training
+        return None
+    return None if value is None else str(value)
+
+
+def build_manifest(device: torch.device, data_dir: str | Path | None = None,
+                   data_source: str | None = None) -> dict[str, Any]:
+    """Versions, hardware, code and data of this process, as a JSON-ready dict."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {
+        "created": utc_now(),
+        "dlbox": dlbox.__version__,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn,
+        "nvidia_driver": nvidia_driver_version() if torch.version.cuda else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_cores": available_cpus(),
+        "git": git_commit(),
+        "data_dir": str(data_dir) if data_dir is not None else None,
+        "data_source": data_source,
+        "data_checksum": data_checksum(data_dir),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else None,
+    }

@@ -1,0 +1,83 @@
+"""What `train` shows while it runs: a rich progress bar per epoch on a terminal, and one
+plain summary line per epoch everywhere (logs, CI, --no-progress)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+# Refresh the bar at most this often: syncing a GPU for the running loss costs time.
+UPDATE_SECONDS = 0.5
+
+
+class TrainProgress:
+    """Context manager: `start_epoch`, `update` (cheap to call every step), `end_epoch`."""
+
+    def __init__(self, enabled: bool = True, total_epochs: int = 1) -> None:
+        self.total_epochs = total_epochs
+        console = Console(file=sys.stderr)
+        self.enabled = enabled and console.is_terminal
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.last_update = 0.0
+        if self.enabled:
+            self.progress = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:6.2%}  "
+                           "{task.fields[ips]:,.0f} img/s"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+
+    def __enter__(self) -> TrainProgress:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
+        self.last_update = 0.0
+        if self.progress is None:
+            return
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task("train", total=steps, completed=done, epoch=epoch,
+                                           epochs=self.total_epochs, loss=0.0, acc=0.0, ips=0.0)
+
+    def wants_update(self, last_step: bool = False) -> bool:
+        """Whether `update` would draw now (so the caller computes its numbers only then)."""
+        if self.progress is None:
+            return False
+        return last_step or time.monotonic() - self.last_update >= UPDATE_SECONDS
+
+    def update(self, done: int, loss: float, accuracy: float, images_per_s: float) -> None:
+        if self.progress is None:
+            return
+        self.last_update = time.monotonic()
+        self.progress.update(self.task, completed=done, loss=loss, acc=accuracy,
+                             ips=images_per_s)
+
+    def message(self, text: str) -> None:
+        """A line printed above the bar (or plainly without one)."""
+        if self.progress is not None:
+            self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
+        else:
+            print(text, flush=True)

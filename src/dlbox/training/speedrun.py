@@ -1,0 +1,627 @@
+"""The speedrun recipe: train dlbox's airbench-style network as fast as the device allows.
+
+Written from the published methods of airbench (Keller Jordan, arXiv 2404.00498, and the
+public cifar10-airbench scripts' descriptions), not from its code:
+
+* the whole training split stays on the device as uint8; each epoch is augmented at once
+  (random 2-pixel translation with reflect padding, and *alternating* flips: every image
+  gets a random flip once, and all images are mirrored on every other epoch, so each
+  image is seen both ways in any two consecutive epochs);
+* the first layer is a frozen patch-whitening conv set from the training data
+  (dlbox.training.whitening); its bias trains for the first few epochs only;
+* BatchNorm with a frozen scale; label smoothing 0.2; the loss summed over the batch;
+* optimizer: Muon (momentum, then Newton-Schulz orthogonalisation of each conv's update,
+  weights renormalised) for the 3x3 filters, Nesterov SGD for the biases and the head;
+  or plain Nesterov SGD with airbench94's decoupled settings and lookahead averaging;
+* a short schedule: linear (optionally with a warm-up, i.e. a trapezoid/triangle) decay;
+* bf16 autocast and channels_last on CUDA, float32 on the CPU; optional torch.compile,
+  warmed up on random data before the clock starts;
+* test-time augmentation (dlbox.training.tta: flip + 1-pixel translations, 6 views).
+
+Timing follows airbench's rule: CUDA events on a GPU (perf_counter on the CPU) around the
+whitening initialisation, the training epochs (including their augmentation) and the final
+TTA evaluation; data loading, compilation warm-up and per-epoch evaluations are not counted.
+
+    result = train_speedrun(train_set, test_set, SpeedrunConfig(), torch.device("cuda"))
+    print(result.tta_accuracy, result.time_seconds)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlbox.data.augment import flip_where, random_crop
+from dlbox.data.dataset import ImageDataset
+from dlbox.errors import UsageError
+from dlbox.models.speedrun import DEFAULT_WIDTHS, SpeedrunNet
+from dlbox.training.tta import TTA_LEVELS, tta_logits
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+OPTIMIZERS = ("muon", "sgd")
+FLIP_MODES = ("alternate", "random", "none")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class SpeedrunConfig:
+    """Every setting of a speedrun. Defaults: airbench94_muon's published recipe (GPU).
+
+    Learning rates are for a loss *summed* over the batch. With optimizer "muon",
+    `filter_lr`/`filter_momentum` are Muon's (3x3 conv filters); with "sgd" the filters use
+    Nesterov SGD at `filter_lr` with `momentum`. `weight_decay` is per example and per step
+    at the peak learning rate (multiplied by the batch size, decoupled from each group's lr).
+    The schedule multiplies every lr by a piecewise-linear factor: `lr_start` at step 0,
+    1 at `lr_peak` (fraction of the steps), `lr_end` at the last step.
+    """
+
+    epochs: float = 8.0
+    batch_size: int = 2000
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
+    depth: int = 2
+    optimizer: str = "muon"
+    filter_lr: float = 0.24
+    filter_momentum: float = 0.6
+    bias_lr: float = 0.053
+    head_lr: float = 0.67
+    momentum: float = 0.85
+    weight_decay: float = 2e-6
+    label_smoothing: float = 0.2
+    lr_start: float = 1.0
+    lr_peak: float = 0.0
+    lr_end: float = 0.0
+    whiten_bias_epochs: float = 3.0
+    whiten_eps: float = 5e-4
+    whiten_images: int = 5000
+    lookahead: bool = False
+    lookahead_start_epochs: float = 3.0
+    lookahead_every: int = 5
+    lookahead_decay: float = 0.95
+    lookahead_power: float = 3.0
+    flip: str = "alternate"
+    translate: int = 2
+    tta_level: int = 2
+    precision: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    compile_mode: str | None = None
+    threads: int | None = None
+    seed: int = 0
+    eval_every: float | None = None  # epochs between (untimed) test evaluations; None: end only
+    eval_batch_size: int = 2000
+    mean: tuple[float, float, float] = CIFAR10_MEAN
+    std: tuple[float, float, float] = CIFAR10_STD
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.epochs > 0:
+            problems.append(f"epochs must be > 0, got {self.epochs}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            problems.append("batch sizes must be >= 1")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.flip not in FLIP_MODES:
+            problems.append(f"flip must be one of {FLIP_MODES}, got {self.flip!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.tta_level not in TTA_LEVELS:
+            problems.append(f"tta_level must be one of {TTA_LEVELS}, got {self.tta_level}")
+        if self.translate < 0 or self.translate >= 16:
+            problems.append(f"translate must be in 0..15 pixels, got {self.translate}")
+        if not 0 <= self.lr_peak <= 1:
+            problems.append(f"lr_peak is a fraction of the steps in [0, 1], got {self.lr_peak}")
+        if min(self.filter_lr, self.bias_lr, self.head_lr) <= 0:
+            problems.append("learning rates must be > 0")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if problems:
+            raise UsageError(f"speedrun config: {problems[0]}",
+                             hint="fix the setting (see dlbox.training.speedrun.SpeedrunConfig)")
+
+    def replace(self, **changes: Any) -> SpeedrunConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("widths", "mean", "std"):
+            data[key] = list(data[key])
+        return data
+
+
+# ---- schedules (pure) ---------------------------------------------------------------------
+
+
+def piecewise_linear(step: float, points: Sequence[tuple[float, float]]) -> float:
+    """Linear interpolation through (x, y) points sorted by x; flat beyond the ends."""
+    if not points:
+        raise ValueError("need at least one point")
+    if step <= points[0][0]:
+        return float(points[0][1])
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if step <= x1:
+            if x1 == x0:
+                return float(y1)
+            return float(y0 + (y1 - y0) * (step - x0) / (x1 - x0))
+    return float(points[-1][1])
+
+
+def trapezoid_factor(step: int, total_steps: int, start: float = 1.0, peak: float = 0.0,
+                     end: float = 0.0) -> float:
+    """lr multiplier at `step` of `total_steps`: `start` at 0, 1 at fraction `peak` of the
+    steps, `end` at the last step (airbench94: start 0.2, peak 0.23, end 0.07; airbench94_muon:
+    1, 0, 0, a plain linear decay)."""
+    if total_steps <= 0:
+        return 1.0
+    peak_step = peak * total_steps
+    return piecewise_linear(step, [(0.0, start), (peak_step, 1.0), (float(total_steps), end)])
+
+
+def whiten_bias_factor(step: int, whiten_steps: int) -> float:
+    """The whitening bias's lr multiplier: linear from 1 to 0 over its `whiten_steps`."""
+    if whiten_steps <= 0:
+        return 0.0
+    return max(0.0, 1.0 - step / whiten_steps)
+
+
+def lookahead_decay(step: int, total_steps: int, base: float, every: int, power: float) -> float:
+    """How much of the averaged weights a lookahead update keeps (grows toward the end)."""
+    return (base ** every) * (step / max(1, total_steps)) ** power
+
+
+# ---- data (pure tensor ops on the device) --------------------------------------------------
+
+
+def preprocess(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+               channels_last: bool = False, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 [N, 3, H, W] -> float: scale to 0..1, subtract `mean`, divide by `std` per channel
+    (the same as dlbox's generic loop, so a speedrun run evaluates with the shared code)."""
+    m = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
+    out = ((images.float() / 255.0) - m) / s
+    if channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out.to(dtype)
+
+
+def augment_epoch(images: torch.Tensor, epoch: int, base_flip: torch.Tensor | None,
+                  flip: str, translate: int, generator: torch.Generator | None) -> torch.Tensor:
+    """One epoch's augmented copy of the whole uint8 training set.
+
+    flip "alternate": image i is mirrored when base_flip[i] XOR (epoch is odd);
+    "random": a fresh coin per image; "none": never. translate: shift by up to that many
+    pixels each way (reflect padding)."""
+    out = random_crop(images, translate, generator=generator, mode="reflect") if translate \
+        else images
+    if flip == "alternate":
+        if base_flip is None:
+            raise ValueError("alternating flip needs the base flip mask")
+        mask = base_flip if epoch % 2 == 0 else ~base_flip
+        out = flip_where(out, mask)
+    elif flip == "random":
+        mask = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
+        out = flip_where(out, mask)
+    return out
+
+
+# ---- Muon ----------------------------------------------------------------------------------
+
+
+def orthogonalize(matrix: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> torch.Tensor:
+    """Approximately replace the singular values of a 2-D matrix by ~1 (U S V^T -> U V^T)
+    with a few quintic Newton-Schulz iterations, coefficients (3.4445, -4.7750, 2.0315) as
+    published for Muon (K. Jordan et al., 2024); cheap, and bf16-safe on a GPU."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = matrix.bfloat16() if matrix.is_cuda else matrix.float()
+    x = x / (x.norm() + eps)
+    transposed = x.shape[0] > x.shape[1]
+    if transposed:
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    if transposed:
+        x = x.T
+    return x.to(matrix.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Momentum, orthogonalised update, renormalised weights: for conv filters (ndim >= 2).
+
+    Each step: buf = momentum * buf + grad; update = grad + momentum * buf (Nesterov) or buf;
+    the weight is rescaled to norm sqrt(out_channels), then moves by -lr * orthogonalize(
+    update reshaped to [out, -1])."""
+
+    def __init__(self, params: Any, lr: float = 0.24, momentum: float = 0.6,
+                 nesterov: bool = True, ns_steps: int = 3) -> None:
+        if lr <= 0 or not 0 <= momentum < 1:
+            raise ValueError("Muon needs lr > 0 and momentum in [0, 1)")
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov,
+                                      ns_steps=ns_steps))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad)
+                buf = state["momentum_buffer"]
+                buf.mul_(group["momentum"]).add_(p.grad)
+                update = p.grad.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+                p.mul_(len(p) ** 0.5 / (p.norm() + 1e-12))
+                ortho = orthogonalize(update.reshape(len(update), -1), group["ns_steps"])
+                p.add_(ortho.view_as(p), alpha=-group["lr"])
+
+
+# ---- timing --------------------------------------------------------------------------------
+
+
+class Stopwatch:
+    """Accumulates seconds between start() and stop(): CUDA events on a GPU (exact device
+    time, as airbench counts), perf_counter elsewhere."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.seconds = 0.0
+        self._t0 = 0.0
+        if self.cuda:
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._end = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        if self.cuda:
+            self._start.record()
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        if self.cuda:
+            self._end.record()
+            torch.cuda.synchronize()
+            self.seconds += 1e-3 * self._start.elapsed_time(self._end)
+        else:
+            self.seconds += time.perf_counter() - self._t0
+        return self.seconds
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class SpeedrunResult:
+    model: nn.Module  # the trained model (not compiled), eval mode, on the device
+    config: SpeedrunConfig
+    accuracy: float | None  # test accuracy without TTA (None without test data)
+    tta_accuracy: float | None  # with TTA at config.tta_level
+    time_seconds: float  # airbench's rule: whitening init + epochs + final TTA evaluation
+    train_seconds: float  # whitening init + epochs only
+    eval_seconds: float  # the final TTA evaluation
+    warmup_seconds: float  # compile warm-up (not counted)
+    steps: int
+    epochs_run: float
+    images_seen: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    # untimed test evaluations during training: steps, epochs, train_seconds, test_accuracy
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_seen / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 on CUDA ('auto'), none (float32) on the CPU."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "fp16":
+        return torch.float16
+    return torch.bfloat16
+
+
+def build_model(config: SpeedrunConfig, num_classes: int, device: torch.device,
+                channels_last: bool) -> SpeedrunNet:
+    model = SpeedrunNet(num_classes, widths=config.widths, depth=config.depth).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_optimizers(model: SpeedrunNet, config: SpeedrunConfig
+                     ) -> list[torch.optim.Optimizer]:
+    """Param groups: whitening bias, BN biases, head (Nesterov SGD), 3x3 filters (Muon/SGD).
+
+    Each group's weight decay is set so decay per step = weight_decay * batch_size * factor,
+    independent of its learning rate (decoupled, as airbench parameterises it)."""
+    decay = config.weight_decay * config.batch_size
+    norm_biases = [p for n, p in model.named_parameters() if "norm" in n and p.requires_grad]
+    filters = [p for n, p in model.named_parameters()
+               if p.requires_grad and p.dim() == 4 and not n.startswith("whiten")]
+    groups = [
+        dict(params=[model.whiten.bias], lr=config.bias_lr, weight_decay=decay / config.bias_lr,
+             name="whiten_bias"),
+        dict(params=norm_biases, lr=config.bias_lr, weight_decay=decay / config.bias_lr,
+             name="norm_biases"),
+        dict(params=[model.head.weight], lr=config.head_lr, weight_decay=decay / config.head_lr,
+             name="head"),
+    ]
+    optimizers: list[torch.optim.Optimizer] = []
+    if config.optimizer == "sgd":
+        groups.append(dict(params=filters, lr=config.filter_lr,
+                           weight_decay=decay / config.filter_lr, name="filters"))
+        optimizers.append(torch.optim.SGD(groups, momentum=config.momentum, nesterov=True))
+    else:
+        optimizers.append(torch.optim.SGD(groups, momentum=config.momentum, nesterov=True))
+        optimizers.append(Muon(filters, lr=config.filter_lr, momentum=config.filter_momentum,
+                               nesterov=True))
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group["lr"]
+    return optimizers
+
+
+def set_learning_rates(optimizers: Sequence[torch.optim.Optimizer], step: int,
+                       total_steps: int, whiten_steps: int, config: SpeedrunConfig) -> None:
+    factor = trapezoid_factor(step, total_steps, config.lr_start, config.lr_peak, config.lr_end)
+    whiten = whiten_bias_factor(step, whiten_steps)
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group_factor = whiten if group.get("name") == "whiten_bias" else factor
+            group["lr"] = group["initial_lr"] * group_factor
+
+
+class Lookahead:
+    """Every few steps, pull the weights (and BN statistics) toward a running average and copy
+    the average back in (airbench94's 'lookahead' EMA)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.average = {k: v.detach().clone() for k, v in model.state_dict().items()
+                        if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, decay: float) -> None:
+        state = model.state_dict()
+        for key, avg in self.average.items():
+            avg.lerp_(state[key], 1.0 - decay)
+            state[key].copy_(avg)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    if dtype is None:
+        return torch.autocast(device_type=device.type, enabled=False)
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate_logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                    config: SpeedrunConfig, device: torch.device, tta_level: int,
+                    channels_last: bool, amp: torch.dtype | None) -> torch.Tensor:
+    """Logits [N, C] (float32, on the device) of uint8 `images`, with TTA at `tta_level`."""
+    outputs = []
+    with _autocast(device, amp):
+        for chunk in images.split(config.eval_batch_size):
+            inputs = preprocess(chunk.to(device, non_blocking=True), config.mean, config.std,
+                                channels_last)
+            outputs.append(tta_logits(model, inputs, tta_level).float())
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def accuracy_of(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    if labels.numel() == 0:
+        return float("nan")
+    return float((logits.argmax(1) == labels.to(logits.device)).float().mean())
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _warm_up_compiled(compiled: Callable[..., torch.Tensor], model: SpeedrunNet,
+                      config: SpeedrunConfig, device: torch.device, num_classes: int,
+                      channels_last: bool, amp: torch.dtype | None, batch: int) -> None:
+    """Run the compiled model through every shape and mode the timed run will use (train
+    steps with and without the whitening bias's gradient, the last partial batch shape is not
+    used: train batches are full; eval at the eval batch size), on random data, then undo
+    every change to the model. Nothing here is timed."""
+    saved = copy.deepcopy(model.state_dict())
+    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, num_classes, (batch,), device=device)
+    inputs = preprocess(images, config.mean, config.std, channels_last)
+    model.train()
+    for bias_grad in (True, False):
+        model.whiten.bias.requires_grad_(bias_grad)
+        for _ in range(2):
+            with _autocast(device, amp):
+                loss = F.cross_entropy(compiled(inputs), labels, reduction="sum")
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+    model.whiten.bias.requires_grad_(True)
+    model.eval()
+    eval_images = torch.randint(0, 256, (min(config.eval_batch_size, 2 * batch), 3, 32, 32),
+                                dtype=torch.uint8, device=device)
+    evaluate_logits(compiled, eval_images, config, device, config.tta_level, channels_last, amp)
+    model.load_state_dict(saved)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: SpeedrunConfig,
+                   device: torch.device | str = "cpu",
+                   on_epoch: Callable[[dict[str, Any]], None] | None = None) -> SpeedrunResult:
+    """Train a SpeedrunNet on `train` and measure it on `test` (see the module docstring).
+
+    `on_epoch(entry)` is called after every epoch (outside the clock) with the history entry:
+    epoch, steps, train_seconds, train_loss, train_accuracy, images_per_second, and
+    test_accuracy when an evaluation ran (every `config.eval_every` epochs, and at the end).
+    """
+    device = torch.device(device)
+    if len(train) == 0:
+        raise UsageError("the training set is empty", hint="pass data with training images")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    _seed_everything(config.seed)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed)
+    amp = resolve_precision(config.precision, device)
+    channels_last = (device.type == "cuda") if config.channels_last is None \
+        else config.channels_last
+    num_classes = len(train.classes)
+
+    # Data loading (not timed): the whole split moves to the device once, as uint8.
+    train_images = train.images.to(device)
+    train_labels = train.labels.to(device)
+    test_images = test.images.to(device) if test is not None else None
+    test_labels = test.labels.to(device) if test is not None else None
+
+    batch = min(config.batch_size, len(train))
+    steps_per_epoch = len(train) // batch  # drop the last partial batch, as airbench does
+    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    whiten_steps = math.ceil(config.whiten_bias_epochs * steps_per_epoch)
+    lookahead_start = math.ceil(config.lookahead_start_epochs * steps_per_epoch)
+
+    model = build_model(config, num_classes, device, channels_last)
+    forward: Callable[..., torch.Tensor] = model
+    warmup_seconds = 0.0
+    if config.compile:
+        t0 = time.perf_counter()
+        forward = torch.compile(model, mode=config.compile_mode)  # type: ignore[assignment]
+        _warm_up_compiled(forward, model, config, device, num_classes, channels_last, amp,
+                          batch)
+        warmup_seconds = time.perf_counter() - t0
+
+    clock = Stopwatch(device)
+    eval_clock = Stopwatch(device)
+
+    # Whitening from the first images of the training set (timed, as airbench does).
+    clock.start()
+    sample = preprocess(train_images[: config.whiten_images], config.mean, config.std)
+    model.init_whitening(sample, eps=config.whiten_eps, max_images=None)
+    del sample
+    clock.stop()
+
+    optimizers = build_optimizers(model, config)
+    lookahead: Lookahead | None = None
+    base_flip = (torch.rand(len(train), generator=generator, device=device) < 0.5) \
+        if config.flip == "alternate" else None
+    eval_steps = max(1, round(config.eval_every * steps_per_epoch)) \
+        if config.eval_every and test_images is not None else None
+    history: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
+    step = 0
+    images_seen = 0
+    epoch = 0
+    accuracy: float | None = None
+
+    def record_point() -> None:
+        """An untimed test evaluation (no TTA) for the time-to-accuracy curve."""
+        assert test_images is not None and test_labels is not None
+        model.eval()
+        logits = evaluate_logits(forward, test_images, config, device, 0, channels_last, amp)
+        curve.append({"steps": step, "epochs": round(step / steps_per_epoch, 4),
+                      "train_seconds": round(clock.seconds, 4),
+                      "test_accuracy": accuracy_of(logits, test_labels)})
+        model.train()
+
+    while step < total_steps:
+        clock.start()
+        model.train()
+        if step >= whiten_steps and model.whiten.bias.requires_grad:
+            model.whiten.bias.requires_grad_(False)
+        epoch_images = augment_epoch(train_images, epoch, base_flip, config.flip,
+                                     config.translate, generator)
+        order = torch.randperm(len(train), generator=generator, device=device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for i in range(steps_per_epoch):
+            if step >= total_steps:
+                break
+            if step == whiten_steps:
+                model.whiten.bias.requires_grad_(False)
+            index = order[i * batch:(i + 1) * batch]
+            inputs = preprocess(epoch_images[index], config.mean, config.std, channels_last)
+            labels = train_labels[index]
+            with _autocast(device, amp):
+                logits = forward(inputs)
+                loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing,
+                                       reduction="sum")
+            loss.backward()
+            set_learning_rates(optimizers, step, total_steps, whiten_steps, config)
+            for optimizer in optimizers:
+                optimizer.step()
+            model.zero_grad(set_to_none=True)
+            step += 1
+            if config.lookahead and step >= lookahead_start and step % config.lookahead_every == 0:
+                if lookahead is None:
+                    lookahead = Lookahead(model)
+                else:
+                    lookahead.update(model, lookahead_decay(
+                        step, total_steps, config.lookahead_decay, config.lookahead_every,
+                        config.lookahead_power))
+            loss_sum += loss.detach().float()
+            correct += (logits.detach().argmax(1) == labels).sum()
+            seen += labels.shape[0]
+            if eval_steps and step % eval_steps == 0 and step < total_steps:
+                clock.stop()
+                record_point()
+                clock.start()
+        if lookahead is not None:
+            lookahead.update(model, 1.0)
+        clock.stop()
+        epoch += 1
+        images_seen += seen
+        entry: dict[str, Any] = {
+            "epoch": epoch,
+            "steps": step,
+            "train_seconds": round(clock.seconds, 4),
+            "train_loss": float(loss_sum) / max(1, seen),
+            "train_accuracy": float(correct) / max(1, seen),
+            "images_per_second": images_seen / clock.seconds if clock.seconds > 0 else None,
+        }
+        if curve and curve[-1]["steps"] == step:
+            entry["test_accuracy"] = curve[-1]["test_accuracy"]
+        if step >= total_steps and test_images is not None and test_labels is not None:
+            model.eval()
+            # The final evaluation with TTA is timed (airbench's rule); the plain one is not.
+            eval_clock.start()
+            tta_out = evaluate_logits(forward, test_images, config, device, config.tta_level,
+                                      channels_last, amp)
+            eval_clock.stop()
+            plain = evaluate_logits(forward, test_images, config, device, 0, channels_last, amp)
+            accuracy = accuracy_of(plain, test_labels)
+            entry["test_accuracy"] = accuracy
+            entry["test_accuracy_tta"] = accuracy_of(tta_out, test_labels)
+            curve.append({"steps": step, "epochs": round(step / steps_per_epoch, 4),
+                          "train_seconds": round(clock.seconds, 4), "test_accuracy": accuracy,
+                          "test_accuracy_tta": entry["test_accuracy_tta"],
+                          "time_seconds": round(clock.seconds + eval_clock.seconds, 4)})
+        history.append(entry)
+        if on_epoch is not None:
+            on_epoch(entry)
+
+    model.eval()
+    tta_accuracy = history[-1].get("test_accuracy_tta") if history else None
+    return SpeedrunResult(
+        model=model, config=config, accuracy=accuracy, tta_accuracy=tta_accuracy,
+        time_seconds=clock.seconds + eval_clock.seconds, train_seconds=clock.seconds,
+        eval_seconds=eval_clock.seconds, warmup_seconds=warmup_seconds, steps=step,
+        epochs_run=step / steps_per_epoch, images_seen=images_seen, history=history,
+        curve=curve,
+    )

@@ -1,0 +1,147 @@
+"""`dlbox data fetch|check` end to end: exit codes, messages, files on disk."""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlbox.cli import main
+from dlbox.data.synthetic import (
+    write_fake_cifar10,
+    write_fake_cifar10_archive,
+    write_fake_image_folder,
+)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = write_fake_cifar10_archive(tmp_path_factory.mktemp("arc") / "cifar-10-python.tar.gz",
+                                      n_train=50, n_test=10)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def dlbox_command() -> list[str]:
+    script = Path(sys.executable).parent / "dlbox"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "dlbox"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([*dlbox_command(), *args], capture_output=True, text=True,
+                          env=full_env, timeout=120, check=False)
+
+
+def test_fetch_check_flow(tmp_path: Path, archive: tuple[Path, str],
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    path, digest = archive
+    data = str(tmp_path / "data")
+    assert main(["data", "fetch", "--data", data, "--from", str(path), "--sha256", digest]) == 0
+    out = capsys.readouterr().out
+    assert "fetched CIFAR-10" in out and digest in out
+    assert main(["data", "fetch", "--data", data, "--from", str(path), "--sha256", digest]) == 0
+    assert "already" in capsys.readouterr().out
+    assert main(["data", "check", "--data", data]) == 0
+    out = capsys.readouterr().out
+    assert "train     50 images" in out and out.rstrip().endswith("ok") and digest in out
+    assert main(["data", "check", "--data", data, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["archive_sha256"] == digest
+    assert report["splits"]["train"]["count"] == 50 and report["splits"]["test"]["count"] == 10
+    train = report["splits"]["train"]
+    assert train["label_min"] >= 0 and train["label_max"] <= 9 and sum(train["per_class"]) == 50
+    assert any("full CIFAR-10" in note for note in report["notes"])
+
+
+def test_no_action_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data"]) == 2
+    assert "fetch" in capsys.readouterr().err
+
+
+def test_checksum_mismatch_exit_code(tmp_path: Path, archive: tuple[Path, str],
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = archive
+    code = main(["data", "fetch", "--data", str(tmp_path / "d"), "--from", str(path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "error: checksum mismatch" in err and "hint:" in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_bad_sha256_is_usage_error(tmp_path: Path, archive: tuple[Path, str],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["data", "fetch", "--data", str(tmp_path / "d"), "--from", str(archive[0]),
+                 "--sha256", "xyz"])
+    assert code == 2 and "--sha256" in capsys.readouterr().err
+
+
+def test_offline_fetch_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
+    assert main(["data", "fetch", "--data", str(tmp_path / "d"), "--from", url]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    error_lines = [line for line in err if line.startswith("error:")]
+    assert len(error_lines) == 1 and url in error_lines[0]
+    assert any(line.startswith("hint:") and "--from /path/to/cifar-10-python.tar.gz" in line
+               for line in err)
+
+
+def test_check_empty_dir_fails_with_hint(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    assert "dlbox data fetch" in capsys.readouterr().err
+
+
+def test_check_finds_corrupt_and_missing_batches(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    directory = write_fake_cifar10(tmp_path, n_train=20, n_test=10)
+    (directory / "data_batch_2").write_bytes(b"\x80\x02garbage")
+    (directory / "test_batch").unlink()
+    assert main(["data", "check", "--data", str(tmp_path), "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    failed = {f["name"] for f in report["files"] if not f["ok"]}
+    assert failed == {"data_batch_2", "test_batch"} and len(report["problems"]) == 2
+    assert "2 problem(s)" in captured.err
+
+
+def test_check_detects_file_changed_since_fetch(tmp_path: Path, archive: tuple[Path, str],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path, digest = archive
+    data = tmp_path / "data"
+    fetch = ["data", "fetch", "--data", str(data), "--from", str(path), "--sha256", digest]
+    assert main(fetch) == 0
+    batch = data / "cifar-10-batches-py" / "data_batch_1"
+    write_fake_cifar10(tmp_path / "other", n_train=20, n_test=5, seed=5)  # valid, but different
+    batch.write_bytes((tmp_path / "other" / "cifar-10-batches-py" / "data_batch_1").read_bytes())
+    capsys.readouterr()
+    assert main(["data", "check", "--data", str(data)]) == 1
+    assert "data_batch_1 differs" in capsys.readouterr().out
+
+
+def test_check_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_fake_image_folder(tmp_path / "tree" / "train", per_class=2, classes=3, fmt="jpg")
+    write_fake_image_folder(tmp_path / "tree" / "test", per_class=1, classes=3, fmt="png")
+    assert main(["data", "check", "--data", str(tmp_path)]) == 0
+    assert "image folder" in capsys.readouterr().out
+
+
+def test_subprocess_fetch_and_check_with_env(tmp_path: Path, archive: tuple[Path, str]) -> None:
+    path, digest = archive
+    env = {"DLBOX_DATA": str(tmp_path / "envdata")}
+    fetched = run_cli("data", "fetch", "--from", str(path), "--sha256", digest, env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    assert str(tmp_path / "envdata") in fetched.stdout
+    checked = run_cli("data", "check", env=env)
+    assert checked.returncode == 0 and checked.stdout.rstrip().endswith("ok")
+    bad = run_cli("data", "fetch", "--data", str(tmp_path / "x"), "--from",
+                  str(tmp_path / "missing.tar.gz"))
+    assert bad.returncode == 1
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not found" in errors[0] and "hint:" in bad.stderr
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,121 @@
+"""first_pytorch_classifier.ipynb runs top to bottom (nbclient) on tiny synthetic data.
+
+Parameters are injected the papermill way: a cell tagged `injected-parameters` right after
+the one tagged `parameters`. The outputs must hold the tutorial's accuracy lines and images.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import require
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "first_pytorch_classifier.ipynb"
+BUILDER = ROOT / "scripts" / "build_notebook.py"
+
+pytestmark = [pytest.mark.notebook]
+
+
+def have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def inject_parameters(notebook: object, values: dict[str, object]) -> None:
+    """Insert a cell setting `values` after the cell tagged `parameters` (papermill style)."""
+    import nbformat
+
+    cells = notebook.cells  # type: ignore[attr-defined]
+    index = next(i for i, cell in enumerate(cells)
+                 if "parameters" in cell.metadata.get("tags", []))
+    source = "\n".join(f"{name} = {value!r}" for name, value in values.items())
+    injected = nbformat.v4.new_code_cell(source)
+    injected.metadata["tags"] = ["injected-parameters"]
+    cells.insert(index + 1, injected)
+
+
+def output_texts(notebook: object) -> str:
+    texts = []
+    for cell in notebook.cells:  # type: ignore[attr-defined]
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                texts.append(output.get("text", ""))
+            elif "data" in output:
+                texts.append(output["data"].get("text/plain", ""))
+            elif output.get("output_type") == "error":
+                texts.append("\n".join(output.get("traceback", [])))
+    return "\n".join(texts)
+
+
+def png_outputs(notebook: object) -> int:
+    return sum(1 for cell in notebook.cells  # type: ignore[attr-defined]
+               for output in cell.get("outputs", [])
+               if "image/png" in output.get("data", {}))
+
+
+def test_committed_notebook_matches_its_builder() -> None:
+    result = subprocess.run([sys.executable, str(BUILDER), "--check"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_notebook_has_parameters_cell_and_no_outputs() -> None:
+    require(have("nbformat"), "nbformat")
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name in ("DATA_DIR", "NUM_TRAIN", "NUM_TEST", "EPOCHS", "MODEL", "DEVICE"):
+        assert re.search(rf"^{name} = ", tagged[0].source, re.M), name
+    assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_notebook_runs_top_to_bottom_on_tiny_synthetic_data(tmp_path: Path) -> None:
+    require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    run_dir = tmp_path / "run"
+    my_image = tmp_path / "mine.jpg"
+    from PIL import Image
+
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(my_image)  # a user's own photo
+    inject_parameters(notebook, {
+        "DATA_DIR": None, "NUM_TRAIN": 300, "NUM_TEST": 100, "EPOCHS": 1,
+        "MODEL": "tutorial", "DEVICE": "cpu", "RUN_DIR": str(run_dir),
+        "MY_IMAGE": str(my_image),
+    })
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    started = time.monotonic()
+    client.execute()  # raises CellExecutionError (with the traceback) if a cell fails
+    seconds = time.monotonic() - started
+    assert seconds < 300, f"the notebook took {seconds:.0f} s on tiny data"
+
+    text = output_texts(notebook)
+    assert re.search(r"Accuracy of the network on the 100 test images: \d+ %", text), text
+    per_class = re.findall(r"Accuracy for class: (\w+)\s+is (\d+\.\d) %", text)
+    assert len(per_class) == 10, text
+    assert {name for name, _ in per_class} >= {"airplane", "cat", "truck"}
+    assert "100 predictions, one per test image" in text
+    assert re.search(r"The network's guess for mine\.jpg: \w+ \(\d+\.\d% sure\)", text), text
+    # sample grid, loss curves, confusion matrix, misclassified gallery, own-image plot
+    assert png_outputs(notebook) >= 5, png_outputs(notebook)
+    assert (run_dir / "predictions.csv").read_text().count("\n") == 101
+    assert (run_dir / "confusion_matrix.png").stat().st_size > 1000
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert (run_dir / "model_weights.pt").is_file()
+    # every code cell ran, in order
+    counts = [c.execution_count for c in notebook.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1))

@@ -1,0 +1,303 @@
+"""`dlbox notebook` for real: a JupyterLab server started as a user would, in a subprocess.
+
+It must answer with its token and refuse without it (API 403, pages redirect to /login), get a
+new token on each launch, keep the token off every command line, and stop on SIGINT.
+
+`launched_notebook` is shared with the browser and container tests (same folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib.util
+import os
+import queue
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from conftest import require
+
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+
+URL_PATTERN = re.compile(r"(http://[^\s/]+)/lab\?token=([0-9a-f]+)")
+STARTUP_TIMEOUT_S = 180
+
+
+@dataclass
+class Launch:
+    process: subprocess.Popen[str]
+    base_url: str
+    token: str
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/lab?token={self.token}"
+
+    @property
+    def port(self) -> int:
+        return int(urlsplit(self.base_url).port or 80)
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def have_jupyterlab() -> bool:
+    return importlib.util.find_spec("jupyterlab") is not None
+
+
+def _pump(stream: object, lines: list[str], fresh: queue.Queue[str | None]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        lines.append(line)
+        fresh.put(line)
+    fresh.put(None)
+
+
+def stop_launch(launch: Launch, sig: int = signal.SIGINT, timeout_s: float = 60) -> int:
+    """Send `sig` to `dlbox notebook` and wait; SIGKILL it if it does not end in time."""
+    process = launch.process
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+            raise AssertionError(f"dlbox notebook did not stop within {timeout_s} s of {sig}: "
+                                 + launch.text()) from None
+    return int(process.returncode)
+
+
+@contextlib.contextmanager
+def launched_notebook(notebook_dir: Path, extra_args: Sequence[str] = (),
+                      env: dict[str, str] | None = None,
+                      timeout_s: float = STARTUP_TIMEOUT_S) -> Iterator[Launch]:
+    """`dlbox notebook --no-browser --port FREE --notebook-dir DIR`, until it prints its URL.
+
+    Always stopped (SIGINT, then SIGKILL) when the block ends."""
+    port = free_port()
+    command = [sys.executable, "-m", "dlbox", "notebook", "--no-browser", "--port", str(port),
+               "--notebook-dir", str(notebook_dir), "--startup-timeout", str(timeout_s - 10),
+               *extra_args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, text=True,
+                               env={**os.environ, **(env or {})})
+    lines: list[str] = []
+    fresh: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(process.stdout, lines, fresh), daemon=True).start()
+    launch: Launch | None = None
+    try:
+        deadline = time.monotonic() + timeout_s
+        while launch is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no URL printed within "
+                                     f"{timeout_s} s:\n{''.join(lines)}")
+            try:
+                line = fresh.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                process.wait(timeout=30)
+                raise AssertionError(f"dlbox notebook exited ({process.returncode}) before "
+                                     f"printing a URL:\n{''.join(lines)}")
+            match = URL_PATTERN.search(line)
+            if match:
+                launch = Launch(process, match.group(1), match.group(2), lines)
+        yield launch
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def get(url: str, token: str | None = None) -> tuple[int, str | None]:
+    """(status, Location) of one GET; redirects are not followed."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {"Authorization": f"token {token}"} if token else {}
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("Location")
+    finally:
+        connection.close()
+
+
+def check_token_auth(launch: Launch) -> None:
+    """The server answers with the token and refuses without it."""
+    base = launch.base_url
+    assert re.fullmatch(r"[0-9a-f]{64}", launch.token), launch.token
+    assert get(f"{base}/api/status", launch.token)[0] == 200
+    assert get(f"{base}/api/status?token={launch.token}")[0] == 200
+    assert get(f"{base}/api/status")[0] == 403
+    assert get(f"{base}/api/contents")[0] == 403
+    assert get(f"{base}/api/status", "0" * 64)[0] == 403
+    status, location = get(f"{base}/lab")
+    assert status == 302 and location is not None and "/login" in location, (status, location)
+    status, location = get(f"{base}/lab/tree/first_pytorch_classifier.ipynb")
+    assert status == 302 and location is not None and "/login" in location, (status, location)
+
+
+def port_is_closed(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+# ------------------------------------------------------------------ /proc helpers (Linux)
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def descendants_of(pid: int) -> list[int]:
+    result, todo = [], [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            result.append(child)
+            todo.append(child)
+    return result
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def process_environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def all_command_lines() -> str:
+    texts = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                texts.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace"))
+    return "\n".join(texts)
+
+
+# ------------------------------------------------------------------ tests
+
+@pytest.fixture
+def notebook_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "notebooks"
+    directory.mkdir()
+    (directory / "hello.ipynb").write_text(
+        '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n')
+    return directory
+
+
+@pytest.mark.timeout(400)
+def test_server_wants_its_token_and_each_launch_gets_a_new_one(notebook_dir: Path) -> None:
+    require(have_jupyterlab(), "JupyterLab")
+    with launched_notebook(notebook_dir) as first:
+        check_token_auth(first)
+        assert "Press Ctrl-C" in first.text()
+        first_token = first.token
+        # The token is on no command line, and its file (named by the environment) is 0600.
+        assert first_token not in all_command_lines()
+        if sys.platform.startswith("linux"):
+            servers = [pid for pid in descendants_of(first.process.pid)
+                       if "JUPYTER_TOKEN_FILE" in process_environ(pid)]
+            assert servers, "no process with JUPYTER_TOKEN_FILE under dlbox notebook"
+            server_env = process_environ(servers[0])
+            assert "JUPYTER_TOKEN" not in server_env
+            token_file = Path(server_env["JUPYTER_TOKEN_FILE"])
+            assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+            assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+            assert token_file.read_text() == first_token
+        first_port = first.port
+        assert stop_launch(first) == 130
+    assert port_is_closed(first_port)
+    if sys.platform.startswith("linux"):
+        assert not token_file.exists(), "the token file outlived its server"
+
+    with launched_notebook(notebook_dir) as second:
+        assert second.token != first_token
+        check_token_auth(second)
+        assert get(f"{second.base_url}/api/status", first_token)[0] == 403
+
+
+@pytest.mark.timeout(300)
+def test_sigint_stops_server_and_its_kernels(notebook_dir: Path) -> None:
+    require(have_jupyterlab(), "JupyterLab")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc to find the server's processes")
+    with launched_notebook(notebook_dir) as launch:
+        # Start a kernel, so stopping must also end a grandchild of dlbox.
+        connection = http.client.HTTPConnection("127.0.0.1", launch.port, timeout=60)
+        connection.request("POST", "/api/kernels", body="{}",
+                           headers={"Authorization": f"token {launch.token}",
+                                    "Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 201, response.read()
+        connection.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tree = descendants_of(launch.process.pid)
+            if len(tree) >= 2:  # the server and its kernel
+                break
+            time.sleep(0.5)
+        assert len(tree) >= 2, tree
+        started = time.monotonic()
+        assert stop_launch(launch, signal.SIGINT, timeout_s=60) == 130
+        assert time.monotonic() - started < 60
+        assert "stopped" in launch.text()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in tree if alive(pid)], "server or kernel outlived dlbox"
+        assert port_is_closed(launch.port)
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_also_stops_the_server(notebook_dir: Path) -> None:
+    require(have_jupyterlab(), "JupyterLab")
+    with launched_notebook(notebook_dir) as launch:
+        tree = descendants_of(launch.process.pid) if sys.platform.startswith("linux") else []
+        assert stop_launch(launch, signal.SIGTERM) == 130
+        assert port_is_closed(launch.port)
+        time.sleep(1)
+        assert not [pid for pid in tree if alive(pid)]

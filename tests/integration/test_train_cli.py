@@ -1,0 +1,128 @@
+"""`dlbox train` and `dlbox models` from the command line: exit codes, messages, files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlbox.cli import main
+from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from dlbox.fileio import read_json
+from dlbox.training.checkpoint import load_checkpoint
+
+QUICK = ["--model", "tiny", "--device", "cpu", "--num-train", "200", "--num-test", "50",
+         "--no-progress"]
+
+
+def test_train_then_evaluate_writes_the_run(fake_cifar_dir: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    code = main(["train", *QUICK, "--epochs", "2", "--data", str(fake_cifar_dir),
+                 "--run-dir", str(run_dir), "--seed", "3", "--lr", "0.05"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert "epoch 2/2" in out and "test accuracy:" in out
+    for name in ("config.json", "manifest.json", "metrics.json", "checkpoints/last.pt"):
+        assert (run_dir / name).is_file(), name
+    config = read_json(run_dir / "config.json")
+    assert (config["model"], config["epochs"], config["seed"], config["lr"]) == ("tiny", 2, 3, 0.05)
+    assert config["num_train"] == 200 and config["device"] == "cpu"
+    assert len(read_json(run_dir / "metrics.json")["history"]) == 2
+    if (Path(__file__).parents[2] / "src/dlbox/training/evaluate.py").exists():
+        assert (run_dir / "predictions.csv").is_file()  # train ends with evaluate
+
+
+def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == EXIT_OK
+    out = capsys.readouterr().out
+    for name in ("tutorial", "resnet", "tiny"):
+        assert name in out
+    assert "62,006" in out  # the tutorial net's parameter count
+    assert main(["models", "--json"]) == EXIT_OK
+    assert '"name": "tutorial"' in capsys.readouterr().out
+
+
+def test_unknown_model_is_a_usage_error(fake_cifar_dir: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--model", "vgg99", "--data", str(fake_cifar_dir),
+                 "--run-dir", str(tmp_path / "run"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "error: unknown model 'vgg99'" in err and "tutorial" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has CUDA")
+def test_cuda_without_cuda_fails_and_says_why(fake_cifar_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", *QUICK, "--device", "cuda", "--data", str(fake_cifar_dir),
+                 "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert "error: --device cuda needs CUDA" in err and "hint:" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_fails_with_a_fetch_hint(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", *QUICK, "--data", str(tmp_path / "nothing"),
+                 "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert "error:" in err and "dlbox data fetch" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_values_are_usage_errors(fake_cifar_dir: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", *QUICK, "--epochs", "0", "--data", str(fake_cifar_dir)]) == EXIT_USAGE
+    assert "epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path), "--epochs", "3"]) == EXIT_USAGE
+    assert "--epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "none")]) == EXIT_ERROR
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_resume_of_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", *QUICK, "--epochs", "1", "--data", str(fake_cifar_dir),
+                 "--run-dir", str(run_dir), "--no-evaluate"]) == EXIT_OK
+    assert main(["train", "--resume", str(run_dir)]) == EXIT_ERROR
+    assert "already finished" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_cleanly_with_the_checkpoint_saved(fake_cifar_dir: Path, tmp_path: Path,
+                                                          signum: int, exit_code: int) -> None:
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "dlbox", "train", *QUICK, "--batch-size", "8",
+               "--epochs", "500", "--data", str(fake_cifar_dir), "--run-dir", str(run_dir),
+               "--threads", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / "checkpoints" / "last.pt").exists():
+            assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no checkpoint within 60 s"
+            time.sleep(0.05)
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == exit_code, output
+    assert f"dlbox train --resume {run_dir}" in output
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["epoch"] >= 1 and not state["finished"]
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.pt"]

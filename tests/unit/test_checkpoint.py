@@ -1,0 +1,137 @@
+"""Checkpoints: atomic writes, weights_only loads, RNG state, loading a model from a run."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dlbox.errors import RunDirError
+from dlbox.fileio import write_json_atomic
+from dlbox.models import create_model
+from dlbox.training import checkpoint as checkpoint_module
+from dlbox.training.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    load_model_from_run,
+    restore_rng_state,
+    save_checkpoint,
+)
+from dlbox.training.config import TrainConfig
+
+
+def test_roundtrip_with_weights_only(tmp_path: Path) -> None:
+    model = create_model("tiny")
+    state = {"model": model.state_dict(), "epoch": 3, "history": [{"loss": 1.5}],
+             "rng": capture_rng_state(torch.Generator())}
+    path = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint(path, state)
+    loaded = load_checkpoint(path)
+    assert loaded["epoch"] == 3 and loaded["history"] == [{"loss": 1.5}]
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(loaded["model"][key], tensor)
+    # The file itself loads with plain torch.load(weights_only=True).
+    assert torch.load(path, weights_only=True)["epoch"] == 3
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"epoch": 1})
+    real_save = torch.save
+
+    def failing_save(obj, handle):  # type: ignore[no-untyped-def]
+        real_save({"epoch": 2, "pad": torch.zeros(1000)}, handle)  # half-written, then...
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", failing_save)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"epoch": 2})
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
+
+
+class Evil:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (print, ("this ran code",))
+
+
+def test_code_in_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Evil()}, path)
+    with pytest.raises(RunDirError, match="cannot be loaded safely"):
+        load_checkpoint(path)
+
+
+def test_damaged_and_missing_checkpoints(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(RunDirError):
+        load_checkpoint(bad)
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(pickle.dumps([1, 2], protocol=2))
+    with pytest.raises(RunDirError):
+        load_checkpoint(plain)
+
+
+def test_rng_state_roundtrip_through_a_checkpoint(tmp_path: Path) -> None:
+    generator = torch.Generator()
+    generator.manual_seed(7)
+    torch.manual_seed(1)
+    random.seed(2)
+    np.random.seed(3)
+    save_checkpoint(tmp_path / "rng.pt", {"rng": capture_rng_state(generator)})
+    expected = (torch.rand(3), random.random(), np.random.rand(),
+                torch.rand(3, generator=generator))
+    torch.manual_seed(99)
+    random.seed(99)
+    np.random.seed(99)
+    generator.manual_seed(99)
+    restore_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"], generator)
+    again = (torch.rand(3), random.random(), np.random.rand(), torch.rand(3, generator=generator))
+    assert torch.equal(expected[0], again[0]) and torch.equal(expected[3], again[3])
+    assert expected[1:3] == again[1:3]
+
+
+def _fake_run(run_dir: Path, model_name: str = "tiny") -> torch.nn.Module:
+    config = TrainConfig(model=model_name, run_dir=str(run_dir))
+    write_json_atomic(run_dir / "config.json", config.to_dict())
+    model = create_model(model_name, num_classes=3)
+    save_checkpoint(run_dir / "checkpoints" / "last.pt",
+                    {"model": model.state_dict(), "classes": ["a", "b", "c"], "epoch": 2})
+    return model
+
+
+def test_load_model_from_run(tmp_path: Path) -> None:
+    model = _fake_run(tmp_path)
+    loaded = load_model_from_run(tmp_path, "cpu")
+    assert loaded.classes == ("a", "b", "c") and loaded.epoch == 2
+    assert not loaded.model.training
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    probabilities = loaded.probabilities(images, batch_size=2)
+    assert probabilities.shape == (5, 3)
+    assert torch.allclose(probabilities.sum(1), torch.ones(5))
+    model.eval()
+    with torch.no_grad():
+        expected = model(loaded.preprocess(images))
+    assert torch.allclose(loaded.logits(images), expected, atol=1e-5)
+
+
+def test_load_model_from_run_errors(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError, match="does not exist"):
+        load_model_from_run(tmp_path / "missing", "cpu")
+    with pytest.raises(RunDirError, match="config.json"):
+        load_model_from_run(tmp_path, "cpu")
+    write_json_atomic(tmp_path / "config.json", TrainConfig(model="tiny").to_dict())
+    with pytest.raises(RunDirError, match="no checkpoint"):
+        load_model_from_run(tmp_path, "cpu")
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt",
+                    {"model": create_model("tutorial").state_dict(), "classes": list("abcdefghij")})
+    with pytest.raises(RunDirError, match="does not fit"):
+        load_model_from_run(tmp_path, "cpu")

@@ -1,0 +1,136 @@
+"""Safe extraction: only the official members, all or nothing."""
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dlbox.data.cifar10 import load_cifar10
+from dlbox.data.extract import classify_member, extract_cifar10_archive
+from dlbox.data.synthetic import write_fake_cifar10, write_fake_cifar10_archive
+from dlbox.errors import DataError
+
+
+def file_member(name: str, payload: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    return info, payload
+
+
+def link_member(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info, None
+
+
+def make_archive(path: Path, extra: list[tuple[tarfile.TarInfo, bytes | None]],
+                 with_good: bool = True) -> Path:
+    """A tar.gz with the real synthetic members first (if `with_good`), then `extra`."""
+    with tarfile.open(path, "w:gz") as tar:
+        if with_good:
+            directory = write_fake_cifar10(path.parent / "src", n_train=20, n_test=10)
+            tar.add(directory, arcname="cifar-10-batches-py", recursive=False)
+            for member in sorted(directory.iterdir()):
+                tar.add(member, arcname=f"cifar-10-batches-py/{member.name}")
+        for info, payload in extra:
+            tar.addfile(info, io.BytesIO(payload) if payload is not None else None)
+    return path
+
+
+def assert_nothing_written(data_dir: Path) -> None:
+    assert not data_dir.exists() or list(data_dir.iterdir()) == []
+
+
+def test_good_archive_extracts_and_loads(tmp_path: Path) -> None:
+    archive = write_fake_cifar10_archive(tmp_path / "a.tar.gz", n_train=50, n_test=10)
+    target = extract_cifar10_archive(archive, tmp_path / "data")
+    assert target == tmp_path / "data" / "cifar-10-batches-py"
+    assert len(load_cifar10(tmp_path / "data", "train")) == 50
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["cifar-10-batches-py"]
+
+
+BAD_MEMBERS = {
+    "dotdot": [file_member("cifar-10-batches-py/../x")],
+    "dotdot_top": [file_member("../x")],
+    "absolute": [file_member("/tmp/dlbox-evil")],
+    "symlink": [link_member("cifar-10-batches-py/readme.html", "/etc/passwd", tarfile.SYMTYPE)],
+    "hardlink": [link_member("cifar-10-batches-py/readme.html", "/etc/passwd", tarfile.LNKTYPE)],
+    "unexpected": [file_member("cifar-10-batches-py/evil.py")],
+    "unexpected_top": [file_member("setup.py")],
+    "nested": [file_member("cifar-10-batches-py/sub/data_batch_1")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MEMBERS))
+def test_bad_member_refused_and_nothing_written(tmp_path: Path, case: str) -> None:
+    archive = make_archive(tmp_path / "bad.tar.gz", BAD_MEMBERS[case])  # type: ignore[arg-type]
+    data_dir = tmp_path / "data"
+    with pytest.raises(DataError) as info:
+        extract_cifar10_archive(archive, data_dir)
+    assert "refusing the archive" in info.value.message
+    assert info.value.hint
+    assert_nothing_written(data_dir)
+    assert not (tmp_path / "x").exists() and not Path("/tmp/dlbox-evil").exists()
+
+
+def test_device_and_fifo_members_refused() -> None:
+    for kind in (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
+        info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+        info.type = kind
+        with pytest.raises(DataError):
+            classify_member(info)
+    directory = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+    directory.type = tarfile.DIRTYPE
+    with pytest.raises(DataError):
+        classify_member(directory)
+
+
+def test_duplicate_member_refused(tmp_path: Path) -> None:
+    archive = make_archive(tmp_path / "dup.tar.gz", [file_member("cifar-10-batches-py/test_batch")])
+    with pytest.raises(DataError):
+        extract_cifar10_archive(archive, tmp_path / "data")
+    assert_nothing_written(tmp_path / "data")
+
+
+def test_missing_member_refused(tmp_path: Path) -> None:
+    archive = make_archive(tmp_path / "few.tar.gz",
+                           [file_member("cifar-10-batches-py/data_batch_1", b"x")],
+                           with_good=False)
+    with pytest.raises(DataError) as info:
+        extract_cifar10_archive(archive, tmp_path / "data")
+    assert "lacks" in info.value.message
+    assert_nothing_written(tmp_path / "data")
+
+
+@pytest.mark.parametrize("payload", [b"", b"this is not gzip", b"\x1f\x8b\x08\x00garbage"])
+def test_not_an_archive(tmp_path: Path, payload: bytes) -> None:
+    (tmp_path / "junk.tar.gz").write_bytes(payload)
+    with pytest.raises(DataError):
+        extract_cifar10_archive(tmp_path / "junk.tar.gz", tmp_path / "data")
+    assert_nothing_written(tmp_path / "data")
+
+
+def test_truncated_archive_leaves_nothing(tmp_path: Path) -> None:
+    archive = write_fake_cifar10_archive(tmp_path / "a.tar.gz", n_train=200, n_test=50)
+    data = archive.read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(DataError):
+        extract_cifar10_archive(tmp_path / "cut.tar.gz", tmp_path / "data")
+    assert_nothing_written(tmp_path / "data")
+
+
+def test_existing_data_kept_on_failure_and_replaced_on_success(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10), data_dir)
+    bad = make_archive(tmp_path / "bad.tar.gz", BAD_MEMBERS["dotdot"])  # type: ignore[arg-type]
+    with pytest.raises(DataError):
+        extract_cifar10_archive(bad, data_dir, replace=True)
+    assert len(load_cifar10(data_dir, "train")) == 20  # untouched
+    with pytest.raises(DataError):  # without replace an existing folder is an error
+        extract_cifar10_archive(tmp_path / "a.tar.gz", data_dir)
+    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "b.tar.gz", 40, 10), data_dir,
+                            replace=True)
+    assert len(load_cifar10(data_dir, "train")) == 40
+    assert sorted(p.name for p in data_dir.iterdir()) == ["cifar-10-batches-py"]

@@ -1,0 +1,150 @@
+"""Image folders (class-per-folder trees) and load_dataset's layout detection."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dlbox.data import imagefolder
+from dlbox.data.imagefolder import decode_image, load_image_folder
+from dlbox.data.loading import detect_layout, load_dataset
+from dlbox.data.synthetic import make_synthetic_images, write_fake_cifar10, write_fake_image_folder
+from dlbox.errors import DataError
+
+
+def test_png_tree_loads_exactly(tmp_path: Path) -> None:
+    write_fake_image_folder(tmp_path, per_class=4, classes=3, seed=2, fmt="png")
+    data = load_image_folder(tmp_path)
+    assert data.images.shape == (12, 3, 32, 32) and data.images.dtype == torch.uint8
+    assert data.classes == ("class_0", "class_1", "class_2")
+    assert data.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    # PNG is lossless: every loaded image is one of the written ones, with the right label.
+    images, labels = make_synthetic_images(12, seed=2, num_classes=3)
+    written = {images[i].tobytes(): int(labels[i]) for i in range(12)}
+    for image, label in zip(data.images.numpy(), data.labels.tolist(), strict=True):
+        assert written[image.tobytes()] == label
+
+
+def test_jpeg_tree_loads_close(tmp_path: Path) -> None:
+    write_fake_image_folder(tmp_path, per_class=3, classes=2, fmt="jpg")
+    data = load_image_folder(tmp_path)
+    assert data.images.shape == (6, 3, 32, 32)
+    assert data.labels.bincount().tolist() == [3, 3]
+
+
+def _save(path: Path, image: Image.Image, fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr"])
+def test_every_mode_becomes_rgb_32(tmp_path: Path, mode: str) -> None:
+    image = Image.new("RGB", (50, 20), (200, 100, 50)).convert(mode)
+    fmt = {"CMYK": "JPEG", "YCbCr": "JPEG", "I": "TIFF", "F": "TIFF"}.get(mode, "PNG")
+    path = tmp_path / f"img.{fmt.lower()}"
+    _save(path, image, fmt)
+    array = decode_image(path)
+    assert array.shape == (3, 32, 32) and array.dtype == np.uint8
+    if mode not in ("1",):
+        assert 60 < array.mean() < 200  # the colour survived, not black or white
+
+
+def test_sixteen_bit_png_scaled(tmp_path: Path) -> None:
+    values = np.full((20, 50), 65535, dtype=np.uint16)
+    values[:, :25] = 0
+    _save(tmp_path / "deep.png", Image.fromarray(values), "PNG")
+    array = decode_image(tmp_path / "deep.png")
+    assert array[:, :, :14].max() == 0 and array[:, :, 18:].min() == 255
+
+
+def test_transparent_pixels_become_white(tmp_path: Path) -> None:
+    _save(tmp_path / "a.png", Image.new("RGBA", (32, 32), (0, 0, 0, 0)), "PNG")
+    assert (decode_image(tmp_path / "a.png") == 255).all()
+
+
+def test_odd_sizes_and_modes_in_one_tree(tmp_path: Path) -> None:
+    _save(tmp_path / "cat" / "a.png", Image.new("RGBA", (7, 100), (255, 0, 0, 255)), "PNG")
+    _save(tmp_path / "cat" / "b.JPEG", Image.new("L", (300, 200), 128), "JPEG")
+    _save(tmp_path / "dog" / "c.jpg", Image.new("RGB", (32, 32), (0, 0, 255)), "JPEG")
+    (tmp_path / "dog" / "notes.txt").write_text("ignored: not an image extension")
+    data = load_image_folder(tmp_path)
+    assert data.images.shape == (3, 3, 32, 32)
+    assert data.classes == ("cat", "dog")
+    red = data.images[0].float().mean(dim=(1, 2))
+    assert red[0] > 250 and red[1] < 5 and red[2] < 5
+    grey = data.images[1].float()
+    assert (grey - 128).abs().max() <= 2
+
+
+def test_bad_image_names_the_file(tmp_path: Path) -> None:
+    write_fake_image_folder(tmp_path, per_class=2, classes=2)
+    bad = tmp_path / "class_1" / "broken.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(DataError) as info:
+        load_image_folder(tmp_path)
+    assert "broken.png" in info.value.message
+
+
+def test_truncated_image_is_a_data_error(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(buffer, format="PNG")
+    with pytest.raises(DataError):
+        decode_image(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+
+
+def test_decompression_bomb_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _save(tmp_path / "big.png", Image.new("L", (200, 200)), "PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DataError) as info:
+        decode_image(tmp_path / "big.png")
+    assert "too large" in info.value.message
+
+
+def test_empty_or_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError):
+        load_image_folder(tmp_path / "missing")
+    with pytest.raises(DataError):
+        load_image_folder(tmp_path)  # no class folders
+    (tmp_path / "cls").mkdir()
+    with pytest.raises(DataError):
+        load_image_folder(tmp_path)  # class folder without images
+
+
+def test_threaded_decode_matches_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_fake_image_folder(tmp_path, per_class=150, classes=2, fmt="png")
+    monkeypatch.setattr(imagefolder, "_worker_count", lambda n: 4)
+    threaded = load_image_folder(tmp_path)
+    monkeypatch.setattr(imagefolder, "_worker_count", lambda n: 1)
+    serial = load_image_folder(tmp_path)
+    assert len(threaded) == 300 and threaded.labels.tolist() == [0] * 150 + [1] * 150
+    assert torch.equal(serial.images, threaded.images)
+
+
+def test_load_dataset_detects_cifar_batches(tmp_path: Path) -> None:
+    write_fake_cifar10(tmp_path, n_train=20, n_test=10)
+    assert detect_layout(tmp_path).kind == "cifar10-batches"  # type: ignore[union-attr]
+    assert len(load_dataset(tmp_path, "train")) == 20
+    assert len(load_dataset(tmp_path / "cifar-10-batches-py", "test")) == 10
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_load_dataset_detects_split_image_tree(tmp_path: Path, nested: bool) -> None:
+    root = tmp_path / "cifar10-jpeg" if nested else tmp_path
+    write_fake_image_folder(root / "train", per_class=3, classes=3, fmt="jpg")
+    write_fake_image_folder(root / "test", per_class=1, classes=2, fmt="jpg")  # lacks class_2
+    train = load_dataset(tmp_path, "train")
+    test = load_dataset(tmp_path, "test")
+    assert len(train) == 9 and len(test) == 2
+    assert train.classes == test.classes == ("class_0", "class_1", "class_2")
+    assert test.labels.tolist() == [0, 1]
+
+
+def test_load_dataset_nothing_found_hints_fetch(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path, "train")
+    assert "dlbox data fetch" in (info.value.hint or "")
+    with pytest.raises(DataError):
+        load_dataset(tmp_path, "validation")

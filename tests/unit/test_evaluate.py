@@ -1,0 +1,358 @@
+"""Evaluation math, the model call, and the files an evaluation writes (tiny model, tiny data)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from torch import nn
+
+from dlbox.data.cifar10 import CIFAR10_CLASSES
+from dlbox.data.dataset import ImageDataset
+from dlbox.data.synthetic import make_synthetic_images
+from dlbox.errors import DataError, DlboxError, RunDirError
+from dlbox.fileio import read_json, write_json_atomic
+from dlbox.training import evaluate as ev
+from dlbox.training import report
+from dlbox.training.evaluate import (
+    compute_metrics,
+    confusion_matrix,
+    evaluate_model,
+    evaluate_run,
+    predict_logits,
+    with_flip_tta,
+    write_evaluation,
+)
+
+CLASSES = CIFAR10_CLASSES
+
+
+class TinyNet(nn.Module):
+    """Small enough to run 100 images in milliseconds; input float [B, 3, 32, 32]."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def model_fn_of(model: nn.Module):
+    model.eval()
+    return lambda images: model(images.float() / 255.0)
+
+
+def small_dataset(count: int = 100, seed: int = 1) -> ImageDataset:
+    images, labels = make_synthetic_images(count, seed)
+    return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), CLASSES, "synthetic")
+
+
+# --- confusion matrix and metrics ---------------------------------------------------------
+
+
+def test_confusion_matrix_counts_true_rows_pred_columns() -> None:
+    true = torch.tensor([0, 0, 1, 2, 2, 2])
+    pred = torch.tensor([0, 1, 1, 2, 0, 2])
+    matrix = confusion_matrix(true, pred, 3)
+    assert matrix.dtype == torch.int64
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_confusion_matrix_rejects_out_of_range_and_length_mismatch() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), 3)
+    with pytest.raises(ValueError, match="length"):
+        confusion_matrix(torch.tensor([0, 1]), torch.tensor([0]), 3)
+
+
+def test_compute_metrics_known_values() -> None:
+    true = torch.tensor([0, 0, 1, 2, 2, 2])
+    pred = torch.tensor([0, 1, 1, 2, 0, 2])
+    m = compute_metrics(true, pred, ("a", "b", "c"), torch.tensor([0.5, 0.7, 0.9, 1.0, 0.4, 0.5]))
+    assert (m["total"], m["correct"]) == (6, 4)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["mean_confidence"] == pytest.approx(4.0 / 6)
+    assert m["per_class"]["a"] == {"total": 2, "correct": 1, "predicted": 2, "accuracy": 0.5}
+    assert m["per_class"]["b"] == {"total": 1, "correct": 1, "predicted": 2, "accuracy": 1.0}
+    assert m["per_class"]["c"]["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_class_without_test_images_has_no_accuracy() -> None:
+    m = compute_metrics(torch.tensor([0, 0]), torch.tensor([0, 1]), ("a", "b"))
+    assert m["per_class"]["b"] == {"total": 0, "correct": 0, "predicted": 1, "accuracy": None}
+    assert m["mean_confidence"] is None
+    empty = compute_metrics(torch.tensor([], dtype=torch.int64),
+                            torch.tensor([], dtype=torch.int64), ("a",))
+    assert empty["total"] == 0 and empty["accuracy"] is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6).flatmap(lambda c: st.tuples(
+    st.just(c), st.lists(st.tuples(st.integers(0, c - 1), st.integers(0, c - 1)), max_size=80))))
+def test_per_class_numbers_agree_with_the_matrix(case) -> None:
+    num_classes, pairs = case
+    true = torch.tensor([t for t, _ in pairs], dtype=torch.int64)
+    pred = torch.tensor([p for _, p in pairs], dtype=torch.int64)
+    classes = tuple(f"c{i}" for i in range(num_classes))
+    matrix = confusion_matrix(true, pred, num_classes)
+    m = compute_metrics(true, pred, classes)
+    assert int(matrix.sum()) == m["total"] == len(pairs)
+    assert m["correct"] == int((true == pred).sum())
+    assert sum(e["total"] for e in m["per_class"].values()) == m["total"]
+    assert sum(e["predicted"] for e in m["per_class"].values()) == m["total"]
+    for i, name in enumerate(classes):
+        entry = m["per_class"][name]
+        assert entry["total"] == int((true == i).sum()) == int(matrix[i].sum())
+        assert entry["correct"] == int(((true == i) & (pred == i)).sum()) == int(matrix[i, i])
+        assert entry["predicted"] == int(matrix[:, i].sum())
+        if entry["total"]:
+            assert entry["accuracy"] == pytest.approx(entry["correct"] / entry["total"])
+
+
+# --- the model call ---------------------------------------------------------------------
+
+
+def test_predict_logits_batches_give_the_same_answer() -> None:
+    model_fn = model_fn_of(TinyNet())
+    images = small_dataset(37).images
+    whole = predict_logits(model_fn, images, batch_size=1000)
+    pieces = predict_logits(model_fn, images, batch_size=8)
+    assert whole.shape == (37, 10) and whole.dtype == torch.float32
+    assert torch.allclose(whole, pieces, atol=1e-5)
+    assert not whole.requires_grad
+
+
+def test_predict_logits_sees_uint8_batches_of_at_most_batch_size() -> None:
+    seen: list[tuple[torch.dtype, int]] = []
+
+    def model_fn(images: torch.Tensor) -> torch.Tensor:
+        seen.append((images.dtype, images.shape[0]))
+        return torch.zeros(images.shape[0], 10)
+
+    predict_logits(model_fn, small_dataset(25).images, batch_size=10)
+    assert seen == [(torch.uint8, 10), (torch.uint8, 10), (torch.uint8, 5)]
+
+
+def test_predict_logits_rejects_a_wrong_output_shape() -> None:
+    with pytest.raises(ValueError, match="expected"):
+        predict_logits(lambda x: torch.zeros(10), small_dataset(10).images)
+
+
+def test_flip_tta_averages_an_image_and_its_mirror() -> None:
+    images = small_dataset(6).images
+    model_fn = model_fn_of(TinyNet())
+    tta = with_flip_tta(model_fn)
+    with torch.inference_mode():
+        expected = 0.5 * (model_fn(images) + model_fn(images.flip(-1)))
+        assert torch.allclose(tta(images), expected, atol=1e-6)
+        # Invariant to mirroring the input, which is the point of it.
+        assert torch.allclose(tta(images), tta(images.flip(-1)), atol=1e-5)
+
+
+# --- an evaluation and its files ---------------------------------------------------------
+
+
+def read_predictions(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_evaluate_model_and_files(tmp_path: Path) -> None:
+    dataset = small_dataset(100)
+    evaluation = evaluate_model(model_fn_of(TinyNet()), dataset, CLASSES, "cpu", batch_size=32)
+    history = [{"epoch": 1, "train_loss": 2.3, "test_accuracy": 0.1}]
+    write_json_atomic(tmp_path / "metrics.json",
+                      {"history": history, "final": {"train_loss": 2.3, "epochs": 1}})
+    document = write_evaluation(tmp_path, evaluation, {"device": "cpu"})
+
+    rows = read_predictions(tmp_path / "predictions.csv")
+    assert len(rows) == len(dataset)
+    assert list(rows[0]) == ["index", "true_label", "predicted_label", "confidence",
+                             *(f"prob_{c}" for c in CLASSES)]
+    for i, row in enumerate(rows):
+        probs = [float(row[f"prob_{c}"]) for c in CLASSES]
+        assert int(row["index"]) == i
+        assert row["true_label"] == CLASSES[int(dataset.labels[i])]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert float(row["confidence"]) == max(probs)
+        assert row["predicted_label"] == CLASSES[probs.index(max(probs))]
+
+    matrix_doc = read_json(tmp_path / "confusion_matrix.json")
+    assert matrix_doc["classes"] == list(CLASSES)
+    matrix = torch.tensor(matrix_doc["matrix"])
+    assert matrix.shape == (10, 10) and int(matrix.sum()) == len(dataset)
+    # The matrix, the CSV and the per-class metrics all tell the same story.
+    for i, name in enumerate(CLASSES):
+        entry = document["per_class"][name]
+        in_csv = [r for r in rows if r["true_label"] == name]
+        assert entry["total"] == int(matrix[i].sum()) == len(in_csv)
+        assert entry["correct"] == int(matrix[i, i]) == sum(
+            r["predicted_label"] == name for r in in_csv)
+        assert entry["predicted"] == sum(r["predicted_label"] == name for r in rows)
+    assert document["test_correct"] == int(matrix.trace())
+    assert document["test_accuracy"] == pytest.approx(int(matrix.trace()) / len(dataset))
+    assert document["mean_confidence"] == pytest.approx(
+        sum(float(r["confidence"]) for r in rows) / len(rows), abs=1e-5)
+
+    png = tmp_path / "confusion_matrix.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as image:
+        image.verify()
+    with Image.open(png) as image:
+        assert image.size[0] > 300 and image.size[1] > 300
+
+    curves = tmp_path / "training_curves.png"
+    assert document["files"]["training_curves_png"] == curves.name
+    with Image.open(curves) as image:
+        image.verify()
+
+    metrics = read_json(tmp_path / "metrics.json")
+    assert metrics["history"] == history  # the trainer's history is kept
+    assert metrics["final"]["train_loss"] == 2.3 and metrics["final"]["epochs"] == 1
+    assert metrics["final"]["test_accuracy"] == document["test_accuracy"]
+    assert metrics["final"]["test_images"] == 100
+    assert set(metrics["final"]["per_class_accuracy"]) == set(CLASSES)
+    assert metrics["evaluation"]["device"] == "cpu"
+    assert not list(tmp_path.glob(".*.tmp"))  # no temp files left behind
+
+
+def test_nan_outputs_are_an_error_not_a_report(tmp_path: Path) -> None:
+    def broken(images: torch.Tensor) -> torch.Tensor:
+        return torch.full((images.shape[0], 10), float("nan"))
+
+    with pytest.raises(DlboxError, match="NaN"):
+        evaluate_model(broken, small_dataset(10), CLASSES)
+
+
+def test_wrong_number_of_outputs_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="outputs"):
+        evaluate_model(model_fn_of(TinyNet(num_classes=3)), small_dataset(10), CLASSES)
+
+
+def test_class_names_must_match() -> None:
+    assert ev.check_classes(None, CLASSES) == CLASSES
+    with pytest.raises(DataError, match="trained on classes"):
+        ev.check_classes(("a", "b"), CLASSES)
+
+
+def test_corrupt_metrics_file_is_a_run_dir_error(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").write_text("{not json")
+    with pytest.raises(RunDirError, match="metrics.json"):
+        ev.merge_metrics_file(tmp_path / "metrics.json", {}, {})
+    assert (tmp_path / "metrics.json").read_text() == "{not json"
+
+
+def test_accuracy_lines_match_the_tutorial() -> None:
+    m = compute_metrics(torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0, 0, 1, 1, 0]),
+                        ("airplane", "cat"))
+    assert report.accuracy_lines(m) == [
+        "Accuracy of the network on the 5 test images: 60 %",
+        "Accuracy for class: airplane is 66.7 %",
+        "Accuracy for class: cat   is 50.0 %",
+    ]
+
+
+# --- evaluate_run over a run directory (the checkpoint loader replaced by a fake) ----------
+
+
+def fake_loader(config: SimpleNamespace, model: nn.Module):
+    def load_run_model(run_dir: Path, device="auto", checkpoint="last"):
+        ev._require_run_dir(Path(run_dir))
+        loaded = SimpleNamespace(model=model.eval(), config=config, classes=CLASSES,
+                                 preprocess=lambda x: x.float() / 255.0, epoch=1)
+        return loaded, torch.device("cpu")
+
+    return load_run_model
+
+
+def test_evaluate_run_writes_everything_and_prints_tutorial_lines(
+        tmp_path: Path, fake_cifar_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = SimpleNamespace(data_dir=str(fake_cifar_dir), num_test=60)
+    monkeypatch.setattr(ev, "load_run_model", fake_loader(config, TinyNet()))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    document = evaluate_run(run_dir, device="cpu")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Accuracy of the network on the 60 test images: ")
+    assert out[0] == f"Accuracy of the network on the 60 test images: " \
+                     f"{100 * document['test_correct'] // 60} %"
+    assert out[1].startswith("Accuracy for class: airplane is ") and out[1].endswith(" %")
+    assert len(out) == 11
+    assert document["test_images"] == 60 and document["tta"] is False
+    assert len(read_predictions(run_dir / "predictions.csv")) == 60
+    for name in ("confusion_matrix.json", "confusion_matrix.png", "metrics.json"):
+        assert (run_dir / name).is_file()
+
+    evaluate_run(run_dir, device="cpu", quiet=True, tta=True)
+    assert capsys.readouterr().out == ""
+    assert read_json(run_dir / "metrics.json")["evaluation"]["tta"] is True
+
+
+def test_evaluate_run_data_dir_argument_wins(tmp_path: Path, fake_cifar_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    config = SimpleNamespace(data_dir=str(tmp_path / "gone"), num_test=None)
+    monkeypatch.setattr(ev, "load_run_model", fake_loader(config, TinyNet()))
+    document = evaluate_run(tmp_path, data_dir=fake_cifar_dir, device="cpu", quiet=True)
+    assert document["test_images"] == 100  # the whole fake test split
+
+
+def test_missing_run_dir_is_a_run_dir_error_with_hint(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError) as info:
+        evaluate_run(tmp_path / "nope", device="cpu")
+    assert "dlbox train" in (info.value.hint or "")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="not a directory"):
+        evaluate_run(tmp_path / "file", device="cpu")
+
+
+def test_metrics_document_is_json_serialisable(tmp_path: Path) -> None:
+    evaluation = evaluate_model(model_fn_of(TinyNet()), small_dataset(20), CLASSES)
+    document = write_evaluation(tmp_path, evaluation)  # no metrics.json before: starts one
+    assert json.loads(json.dumps(document)) == document
+    assert read_json(tmp_path / "metrics.json")["evaluation"] == document
+    assert not (tmp_path / "training_curves.png").exists()  # no history, no curves
+    assert "training_curves_png" not in document["files"]
+
+
+def test_training_history_plot_skips_what_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "curves.png"
+    assert not report.plot_training_history(path, [{"epoch": 1}, "junk"])  # type: ignore[list-item]
+    assert not path.exists()
+    history = [{"epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3, "test_accuracy": None},
+               {"epoch": 2, "train_loss": 1.5, "train_accuracy": 0.5, "test_accuracy": 0.45}]
+    assert report.plot_training_history(path, history)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_damaged_metrics_file_stops_before_writing_anything(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").write_text("[1, 2")
+    evaluation = evaluate_model(model_fn_of(TinyNet()), small_dataset(20), CLASSES)
+    with pytest.raises(RunDirError):
+        write_evaluation(tmp_path, evaluation)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp_dtype", [torch.float16, torch.bfloat16, None])
+def test_cuda_autocast_matches_cpu(amp_dtype: torch.dtype | None) -> None:
+    dataset = small_dataset(64)
+    cpu = evaluate_model(model_fn_of(TinyNet()), dataset, CLASSES, "cpu")
+    model = TinyNet().to("cuda")
+    gpu = evaluate_model(model_fn_of(model), dataset, CLASSES, "cuda", batch_size=16,
+                         amp_dtype=amp_dtype)
+    assert gpu.probabilities.device.type == "cpu" and gpu.probabilities.dtype == torch.float32
+    assert torch.allclose(gpu.probabilities, cpu.probabilities, atol=2e-2)
+    assert int((gpu.predicted == cpu.predicted).sum()) >= 60

@@ -1,0 +1,254 @@
+"""Reading user images of every kind, refusing bad files one by one, and top-k predictions."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dlbox.data.cifar10 import CIFAR10_CLASSES
+from dlbox.errors import UsageError
+from dlbox.training import predict as pr
+from dlbox.training.predict import (
+    ImageLoadError,
+    PredictionFailure,
+    PredictionResult,
+    load_image,
+    predict_images,
+    predict_with_model_fn,
+)
+
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)  # not square, not 32x32
+
+
+def rgb_image() -> Image.Image:
+    return Image.fromarray(RGB, mode="RGB")
+
+
+def _p_with_transparency(path: Path) -> None:
+    image = Image.new("P", (40, 30), 0)
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * (256 * 3 - 6))
+    image.paste(1, (20, 0, 40, 30))  # right half: index 1 (blue); left half index 0
+    image.save(path, transparency=0)  # index 0 is transparent: left half becomes white
+
+
+# mode -> (file name, how to write it)
+MODE_WRITERS = {
+    "1": ("one.png", lambda p: rgb_image().convert("1").save(p)),
+    "L": ("grey.jpg", lambda p: rgb_image().convert("L").save(p)),
+    "LA": ("grey_alpha.png", lambda p: rgb_image().convert("LA").save(p)),
+    "P": ("palette.gif", lambda p: rgb_image().convert("P").save(p)),
+    "P+transparency": ("palette_t.png", _p_with_transparency),
+    "RGB": ("colour.png", lambda p: rgb_image().save(p)),
+    "RGB-jpeg": ("colour.jpg", lambda p: rgb_image().save(p, quality=90)),
+    "RGBA": ("colour_alpha.png", lambda p: rgb_image().convert("RGBA").save(p)),
+    "CMYK": ("print.jpg", lambda p: rgb_image().convert("CMYK").save(p)),
+    "I;16": ("deep.png", lambda p: Image.fromarray(
+        RGB[..., 0].astype(np.uint16) * 257).save(p)),
+    "I": ("int32.tif", lambda p: Image.fromarray(
+        RGB[..., 0].astype(np.int32) * 257, mode="I").save(p)),
+    "F": ("float.tif", lambda p: Image.fromarray(
+        RGB[..., 0].astype(np.float32) / 255.0, mode="F").save(p)),
+}
+
+
+@pytest.fixture(scope="module")
+def mode_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("modes")
+    files = {}
+    for mode, (name, write) in MODE_WRITERS.items():
+        write(folder / name)
+        files[mode] = folder / name
+    return files
+
+
+@pytest.mark.parametrize("mode", list(MODE_WRITERS))
+def test_every_mode_becomes_uint8_rgb_32x32(mode: str, mode_files: dict[str, Path]) -> None:
+    path = mode_files[mode]
+    with Image.open(path) as image:
+        assert image.mode == mode.split("+")[0].split("-")[0]  # the file really has that mode
+    tensor = load_image(path)
+    assert tensor.shape == (3, 32, 32) and tensor.dtype == torch.uint8
+
+
+def test_transparent_pixels_become_white(tmp_path: Path) -> None:
+    rgba = np.zeros((32, 32, 4), dtype=np.uint8)
+    rgba[:, :16] = (255, 0, 0, 0)  # fully transparent red: must become white, not red/black
+    rgba[:, 16:] = (0, 0, 255, 255)  # opaque blue
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    t = load_image(tmp_path / "a.png")
+    assert t[:, :, :14].eq(255).all()
+    assert t[:, :, 18:].tolist() == torch.tensor([0, 0, 255], dtype=torch.uint8).view(
+        3, 1, 1).expand(3, 32, 14).tolist()
+
+    _p_with_transparency(tmp_path / "p.png")
+    t = load_image(tmp_path / "p.png", fit="stretch")
+    assert t[:, :, :14].eq(255).all()  # transparent index -> white
+    assert t[2, :, 18:].eq(255).all() and t[0, :, 18:].eq(0).all()  # blue stays blue
+
+
+@pytest.mark.parametrize("value16, expected", [(0, 0), (65535, 255), (32896, 128)])
+def test_16_bit_grey_is_scaled_not_clipped(tmp_path: Path, value16: int, expected: int) -> None:
+    Image.fromarray(np.full((8, 8), value16, dtype=np.uint16)).save(tmp_path / "g.png")
+    with Image.open(tmp_path / "g.png") as image:
+        assert image.mode.startswith("I")
+    assert load_image(tmp_path / "g.png").eq(expected).all()
+
+
+def test_float_and_int32_images_are_scaled(tmp_path: Path) -> None:
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), mode="F").save(tmp_path / "f.tif")
+    assert load_image(tmp_path / "f.tif").eq(128).all()
+    Image.fromarray(np.full((8, 8), 200.0, np.float32), mode="F").save(tmp_path / "f2.tif")
+    assert load_image(tmp_path / "f2.tif").eq(200).all()
+    Image.fromarray(np.full((8, 8), 65535, np.int32), mode="I").save(tmp_path / "i.tif")
+    assert load_image(tmp_path / "i.tif").eq(255).all()
+
+
+def test_grey_and_colour_content_survive(mode_files: dict[str, Path]) -> None:
+    grey = load_image(mode_files["L"])
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+    colour = load_image(mode_files["RGB"], fit="stretch")
+    expected = np.asarray(rgb_image().resize((32, 32), Image.Resampling.LANCZOS))
+    assert np.abs(colour.permute(1, 2, 0).numpy().astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_crop_takes_the_centre_square(tmp_path: Path) -> None:
+    wide = np.zeros((32, 96, 3), dtype=np.uint8)
+    wide[:, 32:64] = 255  # white centre square, black sides
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    assert load_image(tmp_path / "wide.png", fit="crop").eq(255).all()
+    stretched = load_image(tmp_path / "wide.png", fit="stretch")
+    assert stretched[:, :, 0].eq(0).all() and stretched[:, :, 16].eq(255).all()
+
+
+def test_large_jpeg_and_exif_rotation(tmp_path: Path) -> None:
+    big = np.zeros((600, 400, 3), dtype=np.uint8)
+    big[:300] = 255  # top half white in the stored pixels
+    image = Image.fromarray(big)
+    exif = Image.Exif()
+    exif[0x0112] = 3  # orientation: rotate 180 degrees for display
+    image.save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    t = load_image(tmp_path / "photo.jpg")
+    assert t.shape == (3, 32, 32)
+    assert t[:, :12].float().mean() < 20 and t[:, 20:].float().mean() > 235  # upright: white low
+
+
+# --- bad files ----------------------------------------------------------------------------
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(
+        ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def write_bomb_png(path: Path, width: int, height: int) -> Path:
+    """A valid-looking PNG header claiming width x height pixels, a few hundred bytes on disk."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+                     + png_chunk(b"IDAT", zlib.compress(b"\0" * 256)) + png_chunk(b"IEND", b""))
+    return path
+
+
+def write_truncated(path: Path, fmt: str) -> Path:
+    noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, format=fmt)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda d: (d / "notes.png").write_text("this is not an image") and d / "notes.png",
+     "not an image"),
+    (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg", "not an image"),
+    (lambda d: write_truncated(d / "cut.png", "PNG"), "truncated"),
+    (lambda d: write_truncated(d / "cut.jpg", "JPEG"), "truncated"),
+    (lambda d: write_bomb_png(d / "bomb.png", 100_000, 100_000), "decompression bomb"),
+    (lambda d: write_bomb_png(d / "bomb50.png", 8_000, 8_000), "decompression bomb"),
+    (lambda d: write_bomb_png(d / "bomb90.png", 10_000, 9_000), "decompression bomb"),
+    (lambda d: d / "missing.png", "no such file"),
+    (lambda d: d, "directory"),
+    (lambda d: os.mkfifo(d / "pipe.png") or d / "pipe.png", "not a regular file"),
+])
+def test_bad_files_get_a_one_line_reason(tmp_path: Path, make, expected: str) -> None:
+    path = make(tmp_path)
+    if path.is_file() and "bomb" in path.name:
+        assert path.stat().st_size < 1000
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path)
+    assert expected in info.value.message
+    assert "\n" not in info.value.message
+
+
+# --- predictions --------------------------------------------------------------------------
+
+
+def colour_model_fn(images: torch.Tensor) -> torch.Tensor:
+    """A fake model: logits grow with the mean of R, G and B (classes 0, 1, 2 of 10)."""
+    means = images.float().mean(dim=(2, 3)) / 255.0
+    return torch.cat([8 * means, torch.zeros(images.shape[0], 7)], dim=1)
+
+
+def test_predictions_in_order_with_failures_in_place(tmp_path: Path) -> None:
+    red = np.zeros((40, 40, 3), np.uint8)
+    red[..., 0] = 255
+    blue = np.zeros((40, 40, 3), np.uint8)
+    blue[..., 2] = 255
+    Image.fromarray(red).save(tmp_path / "red.png")
+    Image.fromarray(blue).save(tmp_path / "blue.jpg")
+    (tmp_path / "bad.png").write_text("nope")
+    paths = [tmp_path / "red.png", tmp_path / "bad.png", str(tmp_path / "blue.jpg")]
+    results = predict_with_model_fn(colour_model_fn, CIFAR10_CLASSES, paths, top_k=3)
+    assert [type(r) for r in results] == [PredictionResult, PredictionFailure, PredictionResult]
+    red_result, failure, blue_result = results
+    assert red_result.label == "airplane" and blue_result.label == "bird"
+    assert red_result.path == str(paths[0]) and failure.path == str(paths[1])
+    assert len(red_result.top_k) == 3
+    probs = [p for _, p in red_result.top_k]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-9
+    assert red_result.confidence == probs[0]
+    assert red_result.to_dict()["top_k"][0] == {"label": "airplane", "probability": probs[0]}
+    assert failure.to_dict() == {"path": str(paths[1]), "ok": False, "error": failure.error}
+
+
+def test_top_k_is_clamped_and_validated(tmp_path: Path) -> None:
+    Image.fromarray(RGB).save(tmp_path / "x.png")
+    (result,) = predict_with_model_fn(colour_model_fn, CIFAR10_CLASSES, [tmp_path / "x.png"],
+                                      top_k=50)
+    assert len(result.top_k) == 10
+    assert sum(p for _, p in result.top_k) == pytest.approx(1.0)
+    with pytest.raises(UsageError):
+        predict_with_model_fn(colour_model_fn, CIFAR10_CLASSES, [tmp_path / "x.png"], top_k=0)
+
+
+def test_predict_images_uses_the_runs_model_and_preprocessing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[torch.dtype] = []
+
+    def preprocess(images: torch.Tensor) -> torch.Tensor:
+        seen.append(images.dtype)
+        return images
+
+    def fake_load(run_dir, device="auto", checkpoint="last"):
+        loaded = SimpleNamespace(model=colour_model_fn, config=SimpleNamespace(),
+                                 preprocess=preprocess, classes=CIFAR10_CLASSES)
+        return loaded, torch.device("cpu")
+
+    monkeypatch.setattr(pr, "load_run_model", fake_load)
+    blue = np.zeros((10, 10, 3), np.uint8)
+    blue[..., 2] = 200
+    Image.fromarray(blue).save(tmp_path / "b.png")
+    (result,) = predict_images(tmp_path, [tmp_path / "b.png"], device="cpu")
+    assert result.label == "bird" and seen == [torch.uint8]
+    (flipped,) = predict_images(tmp_path, [tmp_path / "b.png"], device="cpu", tta=True)
+    assert flipped.label == "bird" and len(seen) == 3  # TTA: the image and its mirror
+    with pytest.raises(UsageError):
+        predict_images(tmp_path, [tmp_path / "b.png"], fit="zoom")  # type: ignore[arg-type]

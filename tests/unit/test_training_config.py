@@ -1,0 +1,114 @@
+"""TrainConfig, recipes, devices and learning-rate schedules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dlbox.errors import HostEnvError, UsageError
+from dlbox.models import default_model_for
+from dlbox.training.config import TrainConfig, build_config
+from dlbox.training.device import available_cpus, configure_host, resolve_device
+from dlbox.training.schedules import lr_factor, make_scheduler, onecycle_factor
+
+
+def test_config_roundtrips_through_json() -> None:
+    config = build_config("resnet", device="cpu", epochs=3, width=8, num_train=100)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert TrainConfig.from_dict(data) == config
+    assert data["model_kwargs"] == {"width": 8} and data["epochs"] == 3
+
+
+def test_from_dict_ignores_unknown_and_fills_missing() -> None:
+    config = TrainConfig.from_dict({"model": "tiny", "from_the_future": 1})
+    assert config.model == "tiny" and config.seed == 0
+
+
+def test_build_config_uses_the_recipe_then_overrides() -> None:
+    cpu = build_config("resnet", device="cpu")
+    assert cpu.model_kwargs == {"width": 16}
+    tutorial = build_config("tutorial", device="cpu", lr=0.01)
+    assert (tutorial.batch_size, tutorial.epochs, tutorial.lr) == (4, 2, 0.01)
+    assert tutorial.crop_padding == 0 and not tutorial.flip
+    default = build_config(None, device="cpu")
+    assert default.model == default_model_for("cpu")
+
+
+@pytest.mark.parametrize("changes, flag", [
+    ({"epochs": 0}, "epochs"), ({"batch_size": -1}, "batch_size"), ({"lr": 0.0}, "learning"),
+    ({"label_smoothing": 1.0}, "smoothing"), ({"schedule": "cosine"}, "schedule"),
+    ({"num_train": 0}, "num_train"),
+])
+def test_invalid_settings_are_usage_errors(changes: dict, flag: str) -> None:
+    with pytest.raises(UsageError, match=flag):
+        TrainConfig(**changes)
+
+
+def test_unknown_model_in_build_config() -> None:
+    with pytest.raises(UsageError, match="unknown model"):
+        build_config("nope", device="cpu")
+
+
+def test_amp_and_channels_last_follow_the_device() -> None:
+    config = TrainConfig()
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not config.use_amp(cpu) and config.use_amp(cuda)
+    assert not config.use_channels_last(cpu) and config.use_channels_last(cuda)
+    assert not config.replace(amp=False).use_amp(cuda)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(UsageError, match="unknown device"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has CUDA")
+@pytest.mark.parametrize("spec", ["cuda", "cuda:0", "cuda:3"])
+def test_cuda_without_cuda_says_what_is_missing(spec: str) -> None:
+    with pytest.raises(HostEnvError) as caught:
+        resolve_device(spec)
+    assert "CUDA" in caught.value.message and spec in caught.value.message
+    assert "--device cpu" in (caught.value.hint or "")
+
+
+def test_configure_host_uses_all_cores() -> None:
+    before = torch.get_num_threads()
+    try:
+        assert configure_host(torch.device("cpu")) == available_cpus()
+        assert torch.get_num_threads() == available_cpus()
+        assert configure_host(torch.device("cpu"), threads=1) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_onecycle_ramps_up_then_down() -> None:
+    total = 100
+    factors = [onecycle_factor(step, total, 0.2) for step in range(total)]
+    peak = factors.index(max(factors))
+    assert max(factors) == pytest.approx(1.0) and peak == 19
+    assert 0 < factors[0] < 0.1 and 0 < factors[-1] < 0.05
+    assert all(a <= b for a, b in zip(factors[:peak], factors[1:peak + 1], strict=True))
+    assert all(a >= b for a, b in zip(factors[peak:], factors[peak + 1:], strict=False))
+    assert lr_factor("constant", 50, total, 0.2) == 1.0
+    assert lr_factor("linear", 0, total, 0.0) == 1.0 and lr_factor("linear", 99, total, 0) < 0.02
+    with pytest.raises(ValueError):
+        lr_factor("cosine", 0, total, 0.2)
+
+
+def test_scheduler_sets_the_lr_per_step_and_its_state_is_plain() -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.4)
+    scheduler = make_scheduler(optimizer, "onecycle", 10, 0.2)
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[1] == pytest.approx(0.4) and lrs[0] == pytest.approx(0.2)
+    assert all(isinstance(v, (int, float, list, type(None))) for v in
+               scheduler.state_dict().values() if not isinstance(v, dict))

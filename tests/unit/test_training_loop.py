@@ -1,0 +1,158 @@
+"""The train loop on tiny synthetic data: it learns, writes its run dir, stops and resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlbox.data.cifar10 import load_cifar10
+from dlbox.errors import DataError, RunDirError
+from dlbox.fileio import read_json
+from dlbox.models import create_model
+from dlbox.training.checkpoint import load_checkpoint, load_model_from_run
+from dlbox.training.config import CIFAR10_MEAN, CIFAR10_STD, TrainConfig, build_config
+from dlbox.training.loop import TrainingStopped, prepare_batch, resume, train
+
+
+def tiny_config(data_dir: Path, run_dir: Path, **changes) -> TrainConfig:  # type: ignore[no-untyped-def]
+    values = {"epochs": 1, "num_train": 320, "num_test": 100, "device": "cpu",
+              "data_dir": str(data_dir), "run_dir": str(run_dir) if run_dir else None,
+              "threads": 2, "seed": 1}
+    values.update(changes)
+    return build_config("tiny", **values)
+
+
+def test_prepare_batch_normalises_per_channel() -> None:
+    images = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    images[:, 1] = 255
+    x = prepare_batch(images, "cpu")
+    assert x.dtype == torch.float32 and x.shape == (2, 3, 4, 4)
+    assert torch.allclose(x[:, 0], torch.tensor(-CIFAR10_MEAN[0] / CIFAR10_STD[0]))
+    assert torch.allclose(x[:, 1], torch.tensor((1 - CIFAR10_MEAN[1]) / CIFAR10_STD[1]))
+    assert prepare_batch(images, "cpu", channels_last=True).is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def _test_loss(model: torch.nn.Module, data_dir: Path) -> float:
+    test = load_cifar10(data_dir, "test")
+    model.eval()
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(model(prepare_batch(test.images, "cpu")),
+                                                       test.labels))
+
+
+def test_one_epoch_lowers_the_loss_and_writes_the_run_dir(fake_cifar_dir: Path,
+                                                          tmp_path: Path) -> None:
+    config = tiny_config(fake_cifar_dir, tmp_path / "run")
+    run_dir = train(config, progress=False, evaluate_at_end=False)
+    assert run_dir == (tmp_path / "run").resolve()
+
+    torch.manual_seed(config.seed)  # the same initial weights the run started from
+    before = _test_loss(create_model("tiny"), fake_cifar_dir)
+    after = _test_loss(load_model_from_run(run_dir, "cpu").model, fake_cifar_dir)
+    assert after < before - 0.2
+
+    saved = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    assert saved == config.replace(run_dir=str(run_dir), data_dir=str(fake_cifar_dir.resolve()))
+    manifest = read_json(run_dir / "manifest.json")
+    for key in ("dlbox", "torch", "cuda", "cudnn", "nvidia_driver", "python", "platform",
+                "device_name", "git", "data_checksum"):
+        assert key in manifest
+    assert manifest["torch"] == torch.__version__ and manifest["device"] == "cpu"
+    metrics = read_json(run_dir / "metrics.json")
+    (entry,) = metrics["history"]
+    assert set(entry) >= {"epoch", "elapsed_s", "train_loss", "train_accuracy",
+                          "test_accuracy", "images_per_s"}
+    assert entry["epoch"] == 1 and entry["images_per_s"] > 0 and 0 <= entry["test_accuracy"] <= 1
+    assert metrics["final"]["test_accuracy"] == entry["test_accuracy"]
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["epoch"] == 1 and state["finished"]
+    assert set(state) >= {"model", "optimizer", "scheduler", "rng", "config", "classes"}
+    assert set(state["rng"]) >= {"torch_cpu", "torch_cuda", "python", "numpy", "generator"}
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_after_a_clean_stop_mid_epoch_matches_an_uninterrupted_run(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    whole = train(tiny_config(fake_cifar_dir, tmp_path / "whole", epochs=2),
+                  progress=False, evaluate_at_end=False)
+
+    def stop_in_epoch_2(epoch: int, step: int) -> bool:
+        return epoch == 2 and step == 4
+
+    with pytest.raises(TrainingStopped) as stopped:
+        train(tiny_config(fake_cifar_dir, tmp_path / "split", epochs=2), progress=False,
+              evaluate_at_end=False, stop=stop_in_epoch_2)
+    assert stopped.value.exit_code == 130
+    state = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], state["finished"]) == (1, 4, False)
+
+    resume(tmp_path / "split", progress=False, evaluate_at_end=False)
+    _assert_same_weights(_weights(whole), _weights(tmp_path / "split"))
+    history_whole = read_json(whole / "metrics.json")["history"]
+    history_split = read_json(tmp_path / "split" / "metrics.json")["history"]
+    assert [h["test_accuracy"] for h in history_whole] == [h["test_accuracy"]
+                                                           for h in history_split]
+    assert history_whole[1]["train_loss"] == pytest.approx(history_split[1]["train_loss"])
+    assert len(read_json(tmp_path / "split" / "manifest.json")["resumed"]) == 1
+
+
+def test_resume_after_a_crash_keeps_the_last_epoch_and_matches(fake_cifar_dir: Path,
+                                                               tmp_path: Path) -> None:
+    whole = train(tiny_config(fake_cifar_dir, tmp_path / "whole", epochs=3),
+                  progress=False, evaluate_at_end=False)
+
+    def crash_in_epoch_3(epoch: int, step: int) -> bool:
+        if epoch == 3 and step == 2:
+            raise KeyboardInterrupt  # a hard Ctrl-C: nothing saved after epoch 2
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(fake_cifar_dir, tmp_path / "crash", epochs=3), progress=False,
+              evaluate_at_end=False, stop=crash_in_epoch_3)
+    state = load_checkpoint(tmp_path / "crash" / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (2, 0)
+    assert [p.name for p in (tmp_path / "crash" / "checkpoints").iterdir()] == ["last.pt"]
+
+    resume(tmp_path / "crash", progress=False, evaluate_at_end=False)
+    _assert_same_weights(_weights(whole), _weights(tmp_path / "crash"))
+
+
+def test_resuming_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path) -> None:
+    run_dir = train(tiny_config(fake_cifar_dir, tmp_path / "run"), progress=False,
+                    evaluate_at_end=False)
+    with pytest.raises(RunDirError, match="already finished"):
+        resume(run_dir, progress=False)
+
+
+def test_an_existing_run_dir_is_not_overwritten(fake_cifar_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(fake_cifar_dir, tmp_path / "run")
+    train(config, progress=False, evaluate_at_end=False)
+    with pytest.raises(RunDirError, match="already holds a run") as caught:
+        train(config, progress=False, evaluate_at_end=False)
+    assert "--resume" in (caught.value.hint or "")
+
+
+def test_missing_data_leaves_no_run_dir(tmp_path: Path) -> None:
+    with pytest.raises(DataError):
+        train(tiny_config(tmp_path / "no-data", tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_default_run_dir_is_under_runs(fake_cifar_dir: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_dir = train(tiny_config(fake_cifar_dir, None, num_train=64, num_test=20),
+                    progress=False, evaluate_at_end=False)
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.endswith("-tiny")
