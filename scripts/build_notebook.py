@@ -113,7 +113,8 @@ CELLS = [
 
     data_dir, synthetic = find_cifar10(DATA_DIR)
     print(f"dlbox {dlbox.__version__}, torch {torch.__version__}")
-    print(f"data: {data_dir}" + ("  (synthetic: coloured stripes, not photos)" if synthetic else ""))
+    note = "  (synthetic: coloured stripes, not photos)" if synthetic else ""
+    print(f"data: {data_dir}{note}")
     """),
     md("""
     ## 1. The data
@@ -259,10 +260,10 @@ CELLS = [
     epochs = [entry["epoch"] for entry in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     left.plot(epochs, [entry["train_loss"] for entry in history], "o-")
-    left.set(title="training loss (lower is better)", xlabel="epoch")
+    left.set(title="training loss (lower is better)", xlabel="epoch", xticks=epochs)
     right.plot(epochs, [100 * entry["train_accuracy"] for entry in history], "o-", label="train")
     right.plot(epochs, [100 * entry["test_accuracy"] for entry in history], "s-", label="test")
-    right.set(title="accuracy %", xlabel="epoch")
+    right.set(title="accuracy %", xlabel="epoch", xticks=epochs)
     right.legend()
     figure.tight_layout()
     plt.show()
@@ -304,7 +305,7 @@ CELLS = [
     code("""
     from IPython.display import Image, display
 
-    display(Image(filename=str(run_dir / "confusion_matrix.png")))
+    display(Image(filename=str(run_dir / "confusion_matrix.png"), width=640))
     """),
     md("""
     Some of the test images it got **wrong**, with the true label and its guess:

@@ -123,8 +123,8 @@ def run_all_cells(driver) -> None:
         By.XPATH, "//li[contains(@class,'lm-MenuBar-item')][.//div[normalize-space()='Run']]"
     ))).click()
     wait.until(ec.element_to_be_clickable((
-        By.XPATH, "//li[contains(@class,'lm-Menu-item')]"
-                  "[.//div[contains(@class,'lm-Menu-itemLabel')][normalize-space()='Run All Cells']]"
+        By.XPATH, "//li[contains(@class,'lm-Menu-item')][.//div[contains(@class,"
+                  "'lm-Menu-itemLabel')][normalize-space()='Run All Cells']]"
     ))).click()
 
 
@@ -169,9 +169,9 @@ def test_run_all_cells_in_headless_chromium(tmp_path: Path) -> None:
                                  "every cell to run and the kernel to go idle", poll_s=2)
             except AssertionError:
                 driver.save_screenshot(str(screenshot))
-                raise AssertionError(f"cells did not finish; screenshot {screenshot}; page "
-                                     f"text: {(notebook_state(driver) or {}).get('text', '')[-3000:]}"
-                                     ) from None
+                page = (notebook_state(driver) or {}).get("text", "")
+                raise AssertionError(f"cells did not finish; screenshot {screenshot}; "
+                                     f"page text: {page[-3000:]}") from None
             text = state["text"]
             assert "Traceback" not in text, text[-4000:]
             assert "Accuracy of the network on the 100 test images:" in text, text[-4000:]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import require
@@ -27,11 +28,11 @@ def have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def inject_parameters(notebook: object, values: dict[str, object]) -> None:
+def inject_parameters(notebook: Any, values: dict[str, object]) -> None:
     """Insert a cell setting `values` after the cell tagged `parameters` (papermill style)."""
     import nbformat
 
-    cells = notebook.cells  # type: ignore[attr-defined]
+    cells = notebook.cells
     index = next(i for i, cell in enumerate(cells)
                  if "parameters" in cell.metadata.get("tags", []))
     source = "\n".join(f"{name} = {value!r}" for name, value in values.items())
@@ -40,9 +41,9 @@ def inject_parameters(notebook: object, values: dict[str, object]) -> None:
     cells.insert(index + 1, injected)
 
 
-def output_texts(notebook: object) -> str:
+def output_texts(notebook: Any) -> str:
     texts = []
-    for cell in notebook.cells:  # type: ignore[attr-defined]
+    for cell in notebook.cells:
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
                 texts.append(output.get("text", ""))
@@ -53,9 +54,8 @@ def output_texts(notebook: object) -> str:
     return "\n".join(texts)
 
 
-def png_outputs(notebook: object) -> int:
-    return sum(1 for cell in notebook.cells  # type: ignore[attr-defined]
-               for output in cell.get("outputs", [])
+def png_outputs(notebook: Any) -> int:
+    return sum(1 for cell in notebook.cells for output in cell.get("outputs", [])
                if "image/png" in output.get("data", {}))
 
 

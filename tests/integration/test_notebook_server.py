@@ -136,7 +136,8 @@ def launched_notebook(notebook_dir: Path, extra_args: Sequence[str] = (),
 def get(url: str, token: str | None = None) -> tuple[int, str | None]:
     """(status, Location) of one GET; redirects are not followed."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                            timeout=30)
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = {"Authorization": f"token {token}"} if token else {}

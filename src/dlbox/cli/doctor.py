@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cpu", action="store_true", help="with --resolve: a CPU-only build")
     parser.add_argument("--python", metavar="X.Y", help="with --resolve: the Python version")
     parser.add_argument("--cuda", metavar="X.Y", help="with --resolve: force a CUDA version")
+    parser.add_argument("--framework-version", metavar="V",
+                        help="with --resolve: pin the framework release, e.g. 2.13 or 2.13.0")
     parser.add_argument("--deep", action=argparse.BooleanOptionalAction, default=None,
                         help="import installed frameworks to check them (default: only when "
                              "an NVIDIA GPU is present)")
@@ -70,20 +72,24 @@ def _facts(args: argparse.Namespace) -> HostFacts:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
-    hypothetical = args.driver or args.compute_capability or args.cpu or args.cuda or args.python
+    hypothetical = (args.driver or args.compute_capability or args.cpu or args.cuda
+                    or args.python or args.framework_version)
     if hypothetical and not args.resolve:
-        raise UsageError("--driver, --compute-capability, --cpu, --python and --cuda go with "
-                         "--resolve", hint="e.g. dlbox doctor --resolve torch --driver "
-                                           "535.104.05 --compute-capability 8.6")
+        raise UsageError("--driver, --compute-capability, --cpu, --python, --cuda and "
+                         "--framework-version go with --resolve",
+                         hint="e.g. dlbox doctor --resolve torch --driver 535.104.05 "
+                              "--compute-capability 8.6")
     if args.resolve:
         if args.driver or args.compute_capability or args.cpu:
             target = Target(driver=args.driver,
                             compute_capabilities=tuple(args.compute_capability),
-                            cpu=args.cpu, python=args.python, cuda=args.cuda)
+                            cpu=args.cpu, python=args.python, cuda=args.cuda,
+                            version=args.framework_version)
         else:
             host = target_from_host(_facts(args))
             target = Target(driver=host.driver, compute_capabilities=host.compute_capabilities,
-                            cpu=host.cpu, python=args.python or host.python, cuda=args.cuda)
+                            cpu=host.cpu, python=args.python or host.python, cuda=args.cuda,
+                            version=args.framework_version)
         build = resolve_build(args.resolve, target)
         if args.json:
             print(json.dumps({"target": target.__dict__, "build": build.to_dict()}, indent=2))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import webbrowser
@@ -70,6 +71,19 @@ def _stop_signals_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def open_in_browser(url: str) -> None:
+    """Open `url` in a graphical browser; on a machine without a display, say so instead
+    (webbrowser would otherwise start a text browser such as lynx in this terminal)."""
+    headless_linux = (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+                      and not os.environ.get("WAYLAND_DISPLAY"))
+    opened = False
+    if not headless_linux:
+        with contextlib.suppress(Exception):
+            opened = webbrowser.open(url)
+    if not opened:
+        print("(no browser opened here: open the URL above in yours)", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = NotebookSettings(
         notebook_dir=resolve_notebook_dir(args.notebook_dir),
@@ -102,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"or the notebook directly:\n    {info.notebook_url(NOTEBOOK_NAME)}")
             print("Press Ctrl-C to stop the server.", flush=True)
             if settings.open_browser:
-                with contextlib.suppress(Exception):
-                    webbrowser.open(info.url)
+                open_in_browser(info.url)
             status = server.wait()
             print(f"the Jupyter server exited (status {status})", file=sys.stderr)
             return 0 if status == 0 else 1

@@ -82,7 +82,10 @@ class DriverFit:
 
 
 def driver_fit(matrix: Matrix, driver: str | None, cuda: str | None) -> DriverFit:
-    """Can `driver` run code built with CUDA `cuda`? Minor-version compat (error tier), GA (warn)."""
+    """Can `driver` run code built with CUDA `cuda`?
+
+    Minor-version compatibility decides `ok` (error tier); the GA driver `ga_ok` (warn tier).
+    """
     row = matrix.cuda_release(cuda)
     min_driver = matrix.minor_compat_driver(cuda)
     ga_driver = matrix.ga_driver(cuda)

@@ -202,7 +202,7 @@ def nearest_release(rows: tuple[Any, ...], version: str | None) -> Any | None:
 
 def _resource_json(name: str) -> dict[str, Any]:
     try:
-        text = resources.files("dlbox.hostenv").joinpath("matrix", name).read_text("utf-8")
+        text = resources.files("dlbox.hostenv").joinpath("matrix").joinpath(name).read_text("utf-8")
         return json.loads(text)
     except (OSError, ValueError) as error:  # a broken install, not a host problem
         raise HostEnvError(

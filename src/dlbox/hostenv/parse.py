@@ -40,7 +40,8 @@ _SMI_FAILURE_MARKERS = (
 )
 
 _NA = {"", "[n/a]", "n/a", "[not supported]", "not supported", "[unknown error]",
-       "[insufficient permissions]", "[gpu is lost]", "[requested functionality has been deprecated]"}
+       "[insufficient permissions]", "[gpu is lost]",
+       "[requested functionality has been deprecated]"}
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def _parse_nvidia_smi_csv(text: str, fields: tuple[str, ...]) -> SmiResult:
             return SmiResult(error=f"unparsable nvidia-smi output: line {index + 1} has "
                                    f"{len(row)} fields, expected {len(fields)}: "
                                    f"{','.join(row)[:120]!r}")
-        values = dict(zip(fields, (cell.strip() for cell in row)))
+        values = dict(zip(fields, (cell.strip() for cell in row), strict=True))
         name = _clean(values.get("name"))
         driver = _driver(values.get("driver_version"))
         if not name or driver is None:
@@ -381,8 +382,9 @@ _GPU_NAME_CC: tuple[tuple[str, str], ...] = (
     # order matters: more specific names first. Source: https://developer.nvidia.com/cuda-gpus
     ("RTX PRO 6000 Blackwell", "12.0"), ("RTX 50", "12.0"), ("B200", "10.0"), ("B100", "10.0"),
     ("GB200", "10.0"), ("GB10", "12.1"), ("H100", "9.0"), ("H200", "9.0"), ("GH200", "9.0"),
-    ("L40", "8.9"), ("L4", "8.9"), ("RTX 40", "8.9"), ("RTX 6000 Ada", "8.9"), ("RTX 4000 Ada", "8.9"),
-    ("A100", "8.0"), ("A30", "8.0"), ("A800", "8.0"), ("A10G", "8.6"), ("A10", "8.6"), ("A40", "8.6"), ("A16", "8.6"),
+    ("L40", "8.9"), ("L4", "8.9"), ("RTX 40", "8.9"), ("RTX 6000 Ada", "8.9"),
+    ("RTX 4000 Ada", "8.9"), ("A100", "8.0"), ("A30", "8.0"), ("A800", "8.0"), ("A10G", "8.6"),
+    ("A10", "8.6"), ("A40", "8.6"), ("A16", "8.6"),
     ("A2", "8.6"), ("RTX A", "8.6"), ("RTX 30", "8.6"), ("T4", "7.5"), ("RTX 20", "7.5"),
     ("GTX 16", "7.5"), ("Quadro RTX", "7.5"), ("TITAN RTX", "7.5"), ("V100", "7.0"),
     ("TITAN V", "7.0"), ("P100", "6.0"), ("P40", "6.1"), ("P4", "6.1"), ("GTX 10", "6.1"),

@@ -92,6 +92,7 @@ class RawFramework:
 @dataclass(frozen=True)
 class RawHost:
     system: SystemFacts = field(default_factory=SystemFacts)
+    system_error: str | None = None
     nvml: dict[str, Any] | None = None
     nvml_error: str | None = None
     smi_path: str | None = None
@@ -201,8 +202,9 @@ def _total_mib(path: str) -> int | None:
 
 def probe_system(disk_path: str | None = None) -> SystemFacts:
     disk = disk_path or os.getcwd()
+    cpus: int | None
     try:
-        cpus = len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count()
     return SystemFacts(
@@ -393,7 +395,8 @@ def _collect_docker() -> dict[str, Any]:
 def _docker_error_text(error: BaseException) -> str:
     text = _one_line(error)
     if "FileNotFoundError" in text or "No such file or directory" in text:
-        return "Docker engine not reachable: no socket at /var/run/docker.sock (is dockerd running?)"
+        return ("Docker engine not reachable: no socket at /var/run/docker.sock "
+                "(is dockerd running?)")
     if "PermissionError" in text or "Permission denied" in text:
         return "Docker engine not reachable: permission denied on /var/run/docker.sock"
     return f"Docker engine not reachable: {text}"
@@ -632,6 +635,7 @@ def collect_raw(deep: bool | None = None, disk_path: str | None = None) -> RawHo
         results["docker_error"] = f"docker did not answer within {DOCKER_TIMEOUT_S + 2:g} s"
     return RawHost(
         system=system,
+        system_error=results.get("system_error"),
         nvml=results.get("nvml"),
         nvml_error=results.get("nvml_error"),
         smi_path=results.get("smi_path"),
@@ -649,6 +653,8 @@ def collect_raw(deep: bool | None = None, disk_path: str | None = None) -> RawHo
 def facts_from_raw(raw: RawHost) -> HostFacts:
     """Pure: HostFacts (with ProbeFailures) from what the probes printed."""
     failures: list[ProbeFailure] = []
+    if raw.system_error:
+        failures.append(ProbeFailure("system", raw.system_error))
     try:
         nvidia = _nvidia_facts(raw, failures)
     except Exception as error:  # noqa: BLE001 - defensive: a parser bug must not crash
@@ -697,6 +703,7 @@ def save_raw(raw: RawHost, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "system": asdict(raw.system),
+        "system_error": raw.system_error,
         "smi_path": raw.smi_path,
         "cdi_nvidia_specs": list(raw.cdi_nvidia_specs),
         "seconds": raw.seconds,
@@ -760,6 +767,7 @@ def load_raw(folder: Path) -> RawHost:
         ))
     return RawHost(
         system=SystemFacts(**meta.get("system", {})),
+        system_error=meta.get("system_error"),
         nvml=json.loads(nvml_text) if nvml_text is not None else None,
         nvml_error=text("nvml_error"),
         smi_path=meta.get("smi_path"),

@@ -11,7 +11,12 @@ from rich.text import Text
 from dlbox import __version__
 from dlbox.errors import DlboxError
 from dlbox.hostenv.facts import HostFacts
-from dlbox.hostenv.resolve import SUPPORTED_FRAMEWORKS, ResolvedBuild, resolve_build, target_from_host
+from dlbox.hostenv.resolve import (
+    SUPPORTED_FRAMEWORKS,
+    ResolvedBuild,
+    resolve_build,
+    target_from_host,
+)
 from dlbox.hostenv.rules import Finding
 
 _STYLE = {"error": "bold red", "warn": "yellow", "ok": "green"}
@@ -43,7 +48,7 @@ def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
         cuda = f", CUDA <= {n.cuda_driver_version}" if n.cuda_driver_version else ""
         rows.append(("NVIDIA driver", f"{n.driver_version}{cuda} (via {n.source})"))
         for gpu in n.gpus:
-            cc = f"sm_{gpu.compute_capability.replace('.', '')}" if gpu.compute_capability else "sm_?"
+            cc = f"sm_{(gpu.compute_capability or '?').replace('.', '')}"
             rows.append((f"GPU {gpu.index}", f"{gpu.name}, {cc}, {_mib(gpu.memory_total_mib)}"))
     else:
         rows.append(("NVIDIA", "no driver / no GPU"))
@@ -66,8 +71,11 @@ def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
         rows.append((fw.name, ", ".join(parts)))
     d = facts.docker
     if d.reachable:
-        gpu = "nvidia runtime" if d.nvidia_runtime else ("CDI" if d.cdi_nvidia else "no GPU support")
-        rows.append(("Docker", f"{d.server_version}, {gpu}, default shm {_mib(d.default_shm_mib)}"))
+        support = "no GPU support"
+        if d.nvidia_runtime or d.cdi_nvidia:
+            support = "nvidia runtime" if d.nvidia_runtime else "CDI"
+        rows.append(("Docker", f"{d.server_version}, {support}, "
+                               f"default shm {_mib(d.default_shm_mib)}"))
     else:
         rows.append(("Docker", f"not reachable: {d.error or '?'}"))
     return rows

@@ -9,7 +9,7 @@ within a release, a CUDA whose GA driver the host also meets. Pure: no probing h
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from dlbox.errors import HostEnvError, UsageError
@@ -41,6 +41,7 @@ class Target:
     cpu: bool = False  # True = CPU-only build wanted
     python: str | None = None  # "3.11"; None = any
     cuda: str | None = None  # force a CUDA version ("12.4"), optional
+    version: str | None = None  # pin the framework release ("2.13" or "2.13.0"), optional
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,12 @@ def normalize_target(target: Target) -> Target:
     if caps and driver is None:
         raise UsageError("a compute capability needs a driver version to resolve a GPU build",
                          hint="add --driver VERSION (nvidia-smi prints it), or use --cpu")
+    version = target.version.strip() if target.version else None
+    if version is not None and parse_version(version) is None:
+        raise UsageError(f"framework version {target.version!r} is not a version number",
+                         hint="e.g. --framework-version 2.13 or 2.13.0")
     return Target(driver=driver, compute_capabilities=tuple(caps), cpu=target.cpu,
-                  python=python, cuda=cuda)
+                  python=python, cuda=cuda, version=version)
 
 
 def target_from_host(facts: Any) -> Target:
@@ -140,6 +145,7 @@ def resolve_build(framework: str, target: Target, matrix: Matrix | None = None) 
                          hint=f"choose one of: {', '.join(SUPPORTED_FRAMEWORKS)}")
     target = normalize_target(target)
     matrix = matrix or load_matrix()
+    _check_driver_knows_gpus(target, matrix)
     if name == "torch":
         return _resolve_torch(target, matrix)
     if name == "tensorflow":
@@ -147,15 +153,68 @@ def resolve_build(framework: str, target: Target, matrix: Matrix | None = None) 
     return _resolve_jax(target, matrix)
 
 
+def first_cuda_for_arch(matrix: Matrix, cc: str) -> Any | None:
+    """The oldest CUDA release that compiles for `cc` (its GA driver is the first to run it)."""
+    wanted = compute_capability_tuple(cc)
+    for row in matrix.cuda_releases:
+        if any(compute_capability_tuple(a) == wanted for a in row.archs):
+            return row
+    return None
+
+
+def _check_driver_knows_gpus(target: Target, matrix: Matrix) -> None:
+    """A GPU newer than the driver cannot exist on that host: say so instead of resolving."""
+    for cc in target.compute_capabilities:
+        row = first_cuda_for_arch(matrix, cc)
+        if row is matrix.cuda_releases[0]:
+            continue  # older than the data: no claim
+        if row is not None and version_at_least(target.driver, row.ga_driver) is False:
+            raise HostEnvError(
+                f"driver {target.driver} does not support sm_{cc.replace('.', '')} GPUs: they "
+                f"arrived with CUDA {row.cuda}, driver >= {row.ga_driver}",
+                hint=f"install NVIDIA driver >= {row.ga_driver} for this GPU",
+            )
+
+
+def pin_rows(rows: tuple[Any, ...], version: str | None, framework: str,
+             checked: str) -> list[Any]:
+    """The matrix rows for a pinned framework version (all rows when not pinned).
+
+    A known release gives its row, narrowed to the pinned patch version; a version the data
+    does not know gives the nearest known row, marked uncertain, so the caller warns.
+    """
+    if version is None:
+        return list(rows)
+    for row in rows:
+        if version in row.versions:
+            return [replace(row, versions=(version,))]
+    for row in rows:
+        if same_release(version, row.release) and len(parse_version(version) or ()) <= 2:
+            return [row]
+    from dlbox.hostenv.matrix import nearest_release
+
+    nearest = nearest_release(rows, version)
+    if nearest is None:
+        return []
+    parts = parse_version(version) or ()
+    exact = version if len(parts) >= 3 else f"{version}.0"
+    note = (f"{framework} {version} is not in dlbox's compatibility data (checked {checked}); "
+            f"using the nearest known row, {framework} {nearest.release}")
+    return [replace(nearest, versions=(exact,), uncertain=True, note=note)]
+
+
 def _python_ok(python: str | None, versions: tuple[str, ...]) -> bool:
     return python is None or python in versions
 
 
-def _no_python_error(framework: str, python: str, known: set[str]) -> HostEnvError:
-    newest = sorted(known, key=lambda v: parse_version(v) or ())
+def _no_python_error(framework: str, python: str, rows: list[Any],
+                     version: str | None) -> HostEnvError:
+    known = sorted({p for r in rows for p in r.python}, key=lambda v: parse_version(v) or ())
+    what = f"{framework} {version}" if version else f"no {framework} release in the matrix"
+    verb = "does not support" if version else "supports"
     return HostEnvError(
-        f"no {framework} release in the matrix supports Python {python}",
-        hint=f"use one of Python {', '.join(newest)}, or leave --python out",
+        f"{what} {verb} Python {python}",
+        hint=f"use one of Python {', '.join(known)}, or leave --python out",
     )
 
 
@@ -172,12 +231,16 @@ def _gpu_reasons(target: Target) -> list[str]:
 def _uncertain_warning(row: Any) -> tuple[str, ...]:
     if not getattr(row, "uncertain", False):
         return ()
+    if "not in dlbox's compatibility data" in row.note:
+        return (row.note,)
     note = f": {row.note}" if row.note else ""
     return (f"matrix row {row.release} is marked uncertain{note}",)
 
 
 def _cpu_reason(target: Target) -> str:
-    return "CPU-only build requested" if target.cpu else "no NVIDIA driver: CPU-only build"
+    if target.cpu:
+        return "CPU-only build (asked for, or no usable NVIDIA GPU on the host)"
+    return "no NVIDIA driver: CPU-only build"
 
 
 # torch ----------------------------------------------------------------------------------
@@ -198,10 +261,10 @@ def _torch_variant_rejection(
 
 
 def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
-    releases = [r for r in matrix.torch if _python_ok(target.python, r.python)]
+    candidates = pin_rows(matrix.torch, target.version, "torch", matrix.checked)
+    releases = [r for r in candidates if _python_ok(target.python, r.python)]
     if not releases:
-        raise _no_python_error("torch", target.python or "", {p for r in matrix.torch
-                                                                for p in r.python})
+        raise _no_python_error("torch", target.python or "", candidates, target.version)
     if target.cpu or target.driver is None:
         if target.cuda:
             raise UsageError("--cuda needs a GPU target", hint="add --driver VERSION")
@@ -250,15 +313,41 @@ def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
         reasons.extend(f"rejected: {r}" for r in rejections[:6])
         return _torch_build(release, chosen, target, matrix, reasons)
 
+    raise _torch_unresolvable(target, releases, matrix, rejections)
+
+
+def _torch_unresolvable(
+    target: Target, releases: list[TorchRelease], matrix: Matrix, rejections: list[str]
+) -> HostEnvError:
+    """One line naming the blocking cause (driver or architecture) and the fix."""
     wanted = f" with CUDA {target.cuda}" if target.cuda else ""
-    detail = "; ".join(rejections[:3]) or "no variant matches"
-    hint = "update the NVIDIA driver"
-    if any("no kernel image" in r for r in rejections):
-        hint = ("this GPU needs a newer framework build (or a newer driver for it); "
-                "or resolve with --cpu")
     if target.cuda and not rejections:
-        hint = "leave --cuda out to let dlbox pick the CUDA variant"
-    raise HostEnvError(f"no torch build{wanted} runs on this target: {detail}", hint=hint)
+        return HostEnvError(f"no torch release in the matrix has a CUDA {target.cuda} build",
+                            hint="leave --cuda out to let dlbox pick the CUDA variant")
+    lowest: tuple[tuple[int, ...], str, str] | None = None  # (driver, driver text, build)
+    for release in releases:
+        for variant in release.variants:
+            if target.cuda and not same_release(variant.cuda, target.cuda):
+                continue
+            minimum = driver_fit(matrix, None, variant.cuda).min_driver
+            key = parse_version(minimum)
+            if minimum and key and (lowest is None or key < lowest[0]):
+                lowest = (key, minimum, f"torch {release.latest} {variant.name}")
+    if lowest and version_at_least(target.driver, lowest[1]) is False:
+        return HostEnvError(
+            f"driver {target.driver} is older than every torch build{wanted} needs "
+            f"(the lowest is {lowest[1]}, for {lowest[2]})",
+            hint=f"update the NVIDIA driver to >= {lowest[1]}, or resolve with --cpu",
+        )
+    caps = ", ".join(f"sm_{c.replace('.', '')}" for c in target.compute_capabilities)
+    arch_first = sorted(rejections, key=lambda r: "no kernel image" not in r)
+    detail = "; ".join(arch_first[:2])
+    return HostEnvError(
+        f"no torch build{wanted} has kernels for {caps or 'this GPU'} on driver "
+        f"{target.driver}: {detail}",
+        hint="a newer GPU needs a newer driver and torch; an old GPU an older torch (or "
+             "--cpu)",
+    )
 
 
 def _torch_build(
@@ -310,10 +399,10 @@ def _tf_min_cc(matrix: Matrix, cuda: str) -> str:
 
 
 def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
-    releases = [r for r in matrix.tensorflow if _python_ok(target.python, r.python)]
+    candidates = pin_rows(matrix.tensorflow, target.version, "tensorflow", matrix.checked)
+    releases = [r for r in candidates if _python_ok(target.python, r.python)]
     if not releases:
-        raise _no_python_error("tensorflow", target.python or "",
-                               {p for r in matrix.tensorflow for p in r.python})
+        raise _no_python_error("tensorflow", target.python or "", candidates, target.version)
     if target.cpu or target.driver is None:
         if target.cuda:
             raise UsageError("--cuda needs a GPU target", hint="add --driver VERSION")
@@ -392,10 +481,10 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
 
 
 def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
-    releases = [r for r in matrix.jax if _python_ok(target.python, r.python)]
+    candidates = pin_rows(matrix.jax, target.version, "jax", matrix.checked)
+    releases = [r for r in candidates if _python_ok(target.python, r.python)]
     if not releases:
-        raise _no_python_error("jax", target.python or "", {p for r in matrix.jax
-                                                             for p in r.python})
+        raise _no_python_error("jax", target.python or "", candidates, target.version)
     if target.cpu or target.driver is None:
         if target.cuda:
             raise UsageError("--cuda needs a GPU target", hint="add --driver VERSION")

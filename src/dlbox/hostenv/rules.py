@@ -145,7 +145,7 @@ def rule_gpus(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                         "dlbox train picks --device cpu; use a tiny model or few epochs")]
     names = "; ".join(
         f"{_gpu_label(g)}"
-        + (f", {g.memory_total_mib // 1024} GiB" if g.memory_total_mib else "")
+        + (f", {round(g.memory_total_mib / 1024)} GiB" if g.memory_total_mib else "")
         for g in gpus
     )
     cuda = f", supports CUDA <= {nvidia.cuda_driver_version}" if nvidia.cuda_driver_version else ""
@@ -224,7 +224,9 @@ def _driver_findings(fw: FrameworkFacts, facts: HostFacts, matrix: Matrix) -> li
     return findings
 
 
-def _torch_archs(fw: FrameworkFacts, matrix: Matrix) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+def _torch_archs(
+    fw: FrameworkFacts, matrix: Matrix
+) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     """SASS and PTX targets of the installed torch: its own arch list, else the matrix's."""
     if fw.arch_list:
         sass, ptx = split_arch_list(fw.arch_list)
@@ -234,7 +236,8 @@ def _torch_archs(fw: FrameworkFacts, matrix: Matrix) -> tuple[tuple[str, ...], t
         return (), (), ""
     for variant in release.variants:
         if same_release(fw.cuda, variant.cuda):
-            return variant.archs, variant.ptx, f"dlbox matrix (torch {release.release} {variant.name})"
+            where = f"dlbox matrix (torch {release.release} {variant.name})"
+            return variant.archs, variant.ptx, where
     return (), (), ""
 
 
@@ -455,7 +458,8 @@ def rule_shm(facts: HostFacts, matrix: Matrix) -> list[Finding]:
         "warn", "shm-small", f"/dev/shm is {shm} MiB{where}",
         "DataLoader workers pass batches through shared memory and crash with 'bus error' or "
         "'No space left on device' when it is small",
-        "restart the container with --shm-size=2g (or --ipc=host), or use DataLoader num_workers=0")]
+        "restart the container with --shm-size=2g (or --ipc=host), or use DataLoader "
+        "num_workers=0")]
 
 
 def rule_disk(facts: HostFacts, matrix: Matrix) -> list[Finding]:

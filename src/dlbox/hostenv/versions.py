@@ -63,7 +63,7 @@ def compute_capability_tuple(text: str | None) -> tuple[int, int] | None:
     for prefix in ("sm_", "compute_"):
         if value.startswith(prefix):
             value = value[len(prefix) :]
-    value = value.rstrip("afx+ptx")
+    value = re.sub(r"(\+ptx|[af])$", "", value)
     if "." in value:
         head, _, tail = value.partition(".")
         if head.isdigit() and tail.isdigit() and len(tail) == 1:

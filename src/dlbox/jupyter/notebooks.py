@@ -21,7 +21,7 @@ def checkout_notebooks_dir() -> Path:
 def _packaged_notebook() -> Path | None:
     """The notebook shipped inside an installed wheel (dlbox/notebooks/), if any."""
     try:
-        candidate = resources.files("dlbox").joinpath("notebooks", NOTEBOOK_NAME)
+        candidate = resources.files("dlbox").joinpath("notebooks").joinpath(NOTEBOOK_NAME)
     except (ModuleNotFoundError, FileNotFoundError):
         return None
     return Path(str(candidate)) if candidate.is_file() else None

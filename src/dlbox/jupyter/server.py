@@ -35,6 +35,7 @@ from dlbox.jupyter.settings import (
     lab_config,
     new_token,
     server_base_url,
+    url_with_token,
 )
 
 
@@ -49,14 +50,10 @@ class ServerInfo:
 
     @property
     def url(self) -> str:
-        return server_url_from_base(self.base_url, self.token, "lab")
+        return url_with_token(self.base_url, self.token, "lab")
 
     def notebook_url(self, name: str) -> str:
-        return server_url_from_base(self.base_url, self.token, f"lab/tree/{name}")
-
-
-def server_url_from_base(base_url: str, token: str, path: str) -> str:
-    return f"{base_url}/{path.lstrip('/')}?token={token}"
+        return url_with_token(self.base_url, self.token, f"lab/tree/{name}")
 
 
 class NotebookServer(Protocol):

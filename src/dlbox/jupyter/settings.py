@@ -94,10 +94,13 @@ def server_base_url(ip: str, port: int) -> str:
     return f"http://{browse_host(ip)}:{port}"
 
 
-def server_url(ip: str, port: int, token: str, path: str = "lab") -> str:
+def url_with_token(base_url: str, token: str, path: str = "lab") -> str:
     """The URL a user opens: base URL, `path`, and ?token=..."""
-    path = path.lstrip("/")
-    return f"{server_base_url(ip, port)}/{quote(path)}?token={token}"
+    return f"{base_url}/{quote(path.lstrip('/'))}?token={token}"
+
+
+def server_url(ip: str, port: int, token: str, path: str = "lab") -> str:
+    return url_with_token(server_base_url(ip, port), token, path)
 
 
 def all_interfaces_warning(ip: str, port: int) -> str:

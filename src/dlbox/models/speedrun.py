@@ -84,8 +84,9 @@ class ConvGroup(nn.Module):
 
 class SpeedrunNet(nn.Module):
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = DEFAULT_WIDTHS,
-                 depth: int = 2, whiten_kernel: int = 2, in_channels: int = 3,
-                 bn_memory: float = 0.6, head_scale: float | None = None) -> None:
+                 depth: int = 2, whiten_kernel: int = 2, whiten_stride: int = 1,
+                 in_channels: int = 3, bn_memory: float = 0.6,
+                 head_scale: float | None = None) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) < 1 or any(w < 1 for w in widths):
@@ -95,7 +96,8 @@ class SpeedrunNet(nn.Module):
         self.widths = widths
         self.whiten_kernel = whiten_kernel
         whiten_width = 2 * in_channels * whiten_kernel ** 2
-        self.whiten = nn.Conv2d(in_channels, whiten_width, whiten_kernel, padding=0, bias=True)
+        self.whiten = nn.Conv2d(in_channels, whiten_width, whiten_kernel, stride=whiten_stride,
+                                padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)
         self.activ = nn.GELU()
         groups = []
@@ -153,9 +155,10 @@ SPEEDRUN_CPU_RECIPE = SPEEDRUN_RECIPE.replace(
     recipe=SPEEDRUN_RECIPE, cpu_recipe=SPEEDRUN_CPU_RECIPE,
 )
 def speedrun(num_classes: int = 10, widths: Sequence[int] = DEFAULT_WIDTHS, depth: int = 2,
-             whiten_kernel: int = 2, head_scale: float | None = None) -> nn.Module:
+             whiten_kernel: int = 2, whiten_stride: int = 1,
+             head_scale: float | None = None) -> nn.Module:
     return SpeedrunNet(num_classes, widths=widths, depth=depth, whiten_kernel=whiten_kernel,
-                       head_scale=head_scale)
+                       whiten_stride=whiten_stride, head_scale=head_scale)
 
 
 set_default_model("cuda", "speedrun")

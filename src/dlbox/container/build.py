@@ -1,0 +1,683 @@
+"""`dlbox image build`, step by step: project -> framework build -> lock -> spec -> image.
+
+    1. read the project (requirements.txt / pyproject.toml; the built-in one is dlbox)
+    2. pick the target: this host (--auto), --cpu, or --gpu for a driver (--driver/--cuda)
+    3. use the lock entry for that build kind, or (first build, --relock) resolve one:
+       build the image's `system` stage, ask the resolver (dlbox.hostenv) for the framework
+       build that the target runs on that Python, let pip resolve every pin inside that
+       stage (`pip install --dry-run --report`), and write dlbox.lock
+    4. render the Dockerfile from the spec, write the context archive, build it
+    5. smoke-test the new image (with the GPU attached when this host can), then tag it
+
+The pure parts (choosing, merging requirements, spec from a lock entry) are functions of
+their arguments and unit-tested; the engine is touched only through `container.engine`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dlbox import __version__
+from dlbox.container import engine
+from dlbox.container import spec as S
+from dlbox.container.context import (
+    ContextSummary,
+    Distribution,
+    scan_wheelhouse,
+    wheels_for_pins,
+    write_context,
+)
+from dlbox.container.lock import (
+    LOCK_FILE,
+    LockEntry,
+    lock_key,
+    pinned_version,
+    read_lock,
+    stale_reasons,
+    write_lock,
+)
+from dlbox.container.project import (
+    FRAMEWORK_DISTS,
+    Project,
+    detect_framework,
+    detect_project,
+    parse_requirement,
+    requirement_name,
+)
+from dlbox.container.render import render_dockerfile, render_lock_requirements
+from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
+from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
+from dlbox.errors import ContainerError, DlboxError, UsageError
+
+Log = Callable[[str], None]
+RESOLVE_TIMEOUT_S = 900
+RESOLVE_DIR = "/tmp/dlbox-resolve"
+DEVICES = ("auto", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    project_dir: Path | None = None  # None: the built-in dlbox project
+    device: str = "auto"  # auto | cpu | gpu
+    framework: str | None = None  # None: from the project's requirements, else torch
+    framework_version: str | None = None
+    driver: str | None = None  # target NVIDIA driver (GPU builds on a machine without one)
+    cuda: str | None = None
+    compute_capabilities: tuple[str, ...] = ()
+    tag: str | None = None
+    base_image: str | None = None
+    wheelhouse: Path | None = None
+    offline: bool = False
+    ca_cert: Path | None = None
+    extras: tuple[str, ...] | None = None
+    lock_path: Path | None = None
+    relock: bool = False
+    no_cache: bool = False
+    smoke: bool = True
+    buildargs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class BuildOutcome:
+    image_id: str
+    tags: list[str]
+    spec: ImageSpec
+    entry: LockEntry
+    lock_path: Path
+    lock_written: bool
+    seconds: float
+    build: engine.BuildResult | None = None
+    smoke: SmokeResult | None = None
+    size_bytes: int | None = None
+    context: ContextSummary | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# ---- choosing the target ----------------------------------------------------------------------
+
+def host_facts() -> Any:
+    """The doctor's probe of this host (NVIDIA driver, GPUs, Docker), without deep imports."""
+    from dlbox.hostenv.probe import probe_host
+
+    return probe_host(deep=False)
+
+
+def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Any:
+    """The resolver Target for the request; probes this host only when it has to."""
+    from dlbox.hostenv.resolve import Target
+
+    if request.device not in DEVICES:
+        raise UsageError(f"unknown device {request.device!r}", hint="use --cpu, --gpu or --auto")
+    if request.device == "cpu":
+        if request.driver or request.cuda or request.compute_capabilities:
+            raise UsageError("--cpu cannot be combined with --driver / --cuda / "
+                             "--compute-capability", hint="drop them, or use --gpu")
+        return Target(cpu=True)
+    if request.driver:
+        return Target(driver=request.driver, compute_capabilities=request.compute_capabilities,
+                      cuda=request.cuda)
+    host = facts()
+    nvidia = host.nvidia
+    has_gpu = bool(nvidia.driver_version and nvidia.gpus and not nvidia.error)
+    if request.device == "gpu" and not has_gpu:
+        why = f" ({nvidia.error})" if nvidia.error else ""
+        raise UsageError(
+            f"--gpu needs the NVIDIA driver of the machine that will run the image, and this "
+            f"machine has none{why}",
+            hint="pass it: --driver 550.54.15 (nvidia-smi on that machine prints it), "
+                 "optionally --cuda 12.4 and --compute-capability 8.6",
+        )
+    if not has_gpu:
+        if request.cuda or request.compute_capabilities:
+            raise UsageError("--cuda / --compute-capability need a GPU target",
+                             hint="add --driver VERSION (or build on the GPU machine)")
+        return Target(cpu=True)
+    caps = request.compute_capabilities or nvidia.compute_capabilities
+    return Target(driver=nvidia.driver_version, compute_capabilities=tuple(caps),
+                  cuda=request.cuda)
+
+
+# ---- the framework build ----------------------------------------------------------------------
+
+def _normalize_framework(name: str | None) -> str | None:
+    if name is None:
+        return None
+    aliases = {"pytorch": "torch", "tf": "tensorflow"}
+    value = aliases.get(name.strip().lower(), name.strip().lower())
+    if value not in FRAMEWORK_DISTS:
+        raise UsageError(f"unknown framework {name!r}",
+                         hint=f"choose one of: {', '.join(FRAMEWORK_DISTS)}")
+    return value
+
+
+def _matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
+    from dlbox.hostenv.versions import same_release
+
+    rows = getattr(matrix, framework)
+    public = version.split("+")[0]
+    kept = tuple(row for row in rows if public in row.versions) or tuple(
+        row for row in rows if same_release(public, row.release))
+    if not kept:
+        known = ", ".join(row.release for row in rows[:8])
+        raise UsageError(f"{framework} {version} is not in dlbox's compatibility matrix",
+                         hint=f"pick a listed release ({known}, ...) or leave the version out")
+    return dataclasses.replace(matrix, **{framework: kept})
+
+
+def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None) -> Any:
+    """The resolver's build for one exact framework version (`--framework-version`)."""
+    from dlbox.hostenv.matrix import load_matrix
+    from dlbox.hostenv.resolve import resolve_build
+
+    matrix = matrix or load_matrix()
+    resolved = resolve_build(framework, target, _matrix_for_version(matrix, framework, version))
+    public = version.split("+")[0]
+    requirements = tuple(re.sub(r"==\S+", f"=={public}", line, count=1)
+                         for line in resolved.requirements)
+    return dataclasses.replace(resolved, version=public, requirements=requirements,
+                               reasons=resolved.reasons + (f"{framework} {version} requested",))
+
+
+def framework_dist(resolved: Any) -> str:
+    return requirement_name(resolved.requirements[0]) if resolved.requirements else \
+        resolved.framework
+
+
+def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribution] = (),
+                      version: str | None = None, matrix: Any = None) -> Any:
+    """The build to put in the image: `version` if given; else the newest build that the
+    target runs, except that a wheelhouse holding a build the target runs wins (offline)."""
+    from dlbox.hostenv.matrix import load_matrix
+    from dlbox.hostenv.resolve import resolve_build
+    from packaging.version import Version
+
+    matrix = matrix or load_matrix()
+    if version:
+        return resolve_pinned(framework, target, version, matrix)
+    newest = resolve_build(framework, target, matrix)
+    dist = framework_dist(newest)
+    candidates = sorted({d.version for d in wheelhouse
+                         if d.name == dist and d.fits_python(target.python)},
+                        key=Version, reverse=True)
+    for candidate in candidates:
+        public, _, local = candidate.partition("+")
+        try:
+            chosen = resolve_pinned(framework, target, public, matrix)
+        except DlboxError:
+            continue
+        if framework == "torch" and local and local != chosen.variant:
+            continue  # a cu126 wheel is no use to a CPU image, and the other way round
+        if framework == "torch" and not local and chosen.variant == "cpu":
+            continue  # PyPI's plain torch wheel on Linux is a CUDA build
+        note = (f"{dist} {candidate} is in the wheelhouse: used instead of the newest release "
+                f"{newest.version}, so the build needs no download of it")
+        return dataclasses.replace(
+            chosen, reasons=tuple(r for r in chosen.reasons if "requested" not in r) + (note,))
+    return newest
+
+
+def framework_requirement(resolved: Any) -> tuple[str, ...]:
+    """The pip lines for the resolved build; torch pins its variant's local version
+    (2.13.0+cpu) so pip cannot take PyPI's CUDA wheel of the same number."""
+    lines = list(resolved.requirements)
+    if resolved.framework == "torch" and lines and "+" not in resolved.version:
+        lines[0] = f"torch=={resolved.version}+{resolved.variant}"
+    return tuple(lines)
+
+
+def check_project_allows(project: Project, framework: str, version: str) -> None:
+    """The project's own pin of the framework must admit the chosen version."""
+    public = version.split("+")[0]
+    for line in project.requirements:
+        requirement = parse_requirement(line, "requirements")
+        if requirement.name not in FRAMEWORK_DISTS[framework] or not requirement.specifier:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        if not requirement.specifier.contains(public, prereleases=True):
+            raise ContainerError(
+                f"the project requires {line}, but the {framework} build for this target is "
+                f"{version}",
+                hint="pass --framework-version with a version both allow (see `dlbox doctor "
+                     "--resolve`), or loosen the project's requirement",
+            )
+
+
+def requirements_input(project: Project, framework: str,
+                       framework_lines: Sequence[str]) -> tuple[str, ...]:
+    """What pip resolves: the project's lines with its framework lines replaced by the
+    resolved build's, plus the build backend (the code layer installs without isolation)."""
+    family = set(FRAMEWORK_DISTS[framework])
+    kept = [line for line in project.requirements if requirement_name(line) not in family]
+    return tuple(sorted(set(kept) | set(framework_lines) | set(project.build_requirements)))
+
+
+def default_base_image(resolved: Any) -> str:
+    """dlbox's default base, unless the build needs CUDA installed on the system."""
+    if resolved.variant == "cuda-system" and resolved.cuda:
+        cudnn = (resolved.cudnn or "8").split(".")[0]
+        return f"nvidia/cuda:{resolved.cuda}.0-cudnn{cudnn}-runtime-ubuntu22.04"
+    return os.environ.get(S.BASE_IMAGE_ENV) or S.DEFAULT_BASE_IMAGE
+
+
+def split_pip_options(options: Sequence[str]) -> tuple[str | None, tuple[str, ...],
+                                                       tuple[str, ...]]:
+    """requirements.txt options -> (index URL, extra index URLs, other flags)."""
+    index, extra, flags = None, [], []
+    for option in options:
+        name, _, value = option.partition("=")
+        if name == "--index-url":
+            index = value
+        elif name == "--extra-index-url":
+            extra.append(value)
+        else:
+            flags.append(option)
+    return index, tuple(extra), tuple(flags)
+
+
+# ---- the spec ---------------------------------------------------------------------------------
+
+def framework_from_entry(entry: LockEntry) -> FrameworkBuild:
+    return FrameworkBuild(name=entry.framework, version=entry.framework_version,
+                          variant=entry.variant, cuda=entry.cuda, cudnn=entry.cudnn,
+                          wheel_index=entry.wheel_index, min_driver=entry.min_driver)
+
+
+def spec_for(project: Project, entry: LockEntry, *, base_digest: str | None = None,
+             wheelhouse: bool = False, offline: bool = False, ca_cert: bool = False) -> ImageSpec:
+    """The image spec of a project built from a lock entry: pure."""
+    index, extra, flags = split_pip_options(entry.project_pip_options)
+    return ImageSpec(
+        project_name=project.name,
+        project_kind=project.kind,
+        project_version=project.version,
+        framework=framework_from_entry(entry),
+        base_image=entry.base_image,
+        base_digest=base_digest,
+        install_project=project.installable,
+        python=entry.python,
+        index_url=index,
+        extra_index_urls=extra,
+        pip_flags=flags,
+        wheelhouse=wheelhouse,
+        offline=offline,
+        ca_cert=ca_cert,
+        command=project.command,
+        lock_sha256=entry.sha256(),
+    )
+
+
+def lock_requirements_text(entry: LockEntry) -> str:
+    header = (f"dlbox.lock {entry.key}: {entry.framework} {entry.framework_version}, "
+              f"Python {entry.python}, base {entry.base_image}\n"
+              "installed with pip install --no-deps: every line is pinned")
+    return render_lock_requirements(entry.pinned, header)
+
+
+def provisional_entry(project: Project, resolved: Any, key: str, base_image: str,
+                      python: str | None) -> LockEntry:
+    """What the lock would hold before pip pinned it (for --dry-run without a lock)."""
+    lines = framework_requirement(resolved)
+    version = lines[0].split("==", 1)[1] if lines and "==" in lines[0] else resolved.version
+    return LockEntry(
+        key=key, framework=resolved.framework, framework_version=version,
+        variant=resolved.variant, cuda=resolved.cuda, cudnn=resolved.cudnn,
+        wheel_index=resolved.wheel_index, min_driver=resolved.min_driver,
+        python=python or S.DEFAULT_PYTHON, base_image=base_image, base_id=None,
+        project_requirements=project.input_requirements(),
+        project_pip_options=project.pip_options,
+        requirements_in=requirements_input(project, resolved.framework, lines),
+        pinned=(), reasons=tuple(resolved.reasons), dlbox_version=__version__,
+        resolved=resolved.to_dict(),
+    )
+
+
+# ---- planning (no engine) ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    project: Project
+    framework: str
+    target: Any
+    key: str
+    lock_path: Path
+    entries: dict[str, LockEntry]
+    entry: LockEntry | None  # the usable lock entry; None: resolve (first build / --relock)
+    wheelhouse: tuple[Distribution, ...]
+
+
+def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
+    project = detect_project(request.project_dir, request.extras)
+    framework = (_normalize_framework(request.framework)
+                 or detect_framework(project.requirements) or "torch")
+    target = choose_target(request, facts)
+    gpu = not target.cpu
+    key = lock_key(framework, gpu)
+    lock_path = (request.lock_path or project.root / LOCK_FILE).expanduser().resolve()
+    entries = read_lock(lock_path)
+    entry = None if request.relock else entries.get(key)
+    if entry is not None:
+        reasons = stale_reasons(
+            entry, project.input_requirements(), project.pip_options,
+            base_image=request.base_image, framework_version=request.framework_version,
+            cuda=request.cuda, driver=target.driver,
+        )
+        if reasons:
+            where = "" if request.project_dir is None else f" {request.project_dir}"
+            raise ContainerError(
+                f"{lock_path.name} no longer matches the project ({key}): {'; '.join(reasons)}",
+                hint=f"re-resolve and rewrite it: dlbox image build{where} --relock",
+            )
+    wheelhouse = scan_wheelhouse(request.wheelhouse.expanduser()) if request.wheelhouse else ()
+    return Plan(project, framework, target, key, lock_path, entries, entry, wheelhouse)
+
+
+def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tuple[str, list[str]]:
+    """(the Dockerfile a build would use, notes about how it was chosen); no engine."""
+    p = plan(request, facts)
+    notes: list[str] = []
+    if p.entry is not None:
+        entry = p.entry
+        notes.append(f"{p.lock_path.name}: {p.key} locked ({len(entry.pinned)} pins, "
+                     f"Python {entry.python}, base {entry.base_image})")
+    else:
+        import dataclasses as dc
+
+        python = S.DEFAULT_PYTHON
+        target = dc.replace(p.target, python=python)
+        resolved = resolve_framework(p.framework, target, p.wheelhouse, request.framework_version)
+        check_project_allows(p.project, p.framework, resolved.version)
+        base = request.base_image or default_base_image(resolved)
+        entry = provisional_entry(p.project, resolved, p.key, base, None)
+        entry = dataclasses.replace(entry, python="")
+        notes.append(f"no {p.key} entry in {p.lock_path.name} yet: the build resolves one "
+                     f"(assuming Python {python} for the framework choice) and writes it")
+        notes += [f"why: {reason}" for reason in resolved.reasons]
+    wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python or None)
+    spec = spec_for(p.project, entry, wheelhouse=bool(p.wheelhouse),
+                    offline=request.offline or bool(entry.pinned and p.wheelhouse
+                                                    and not uncovered),
+                    ca_cert=request.ca_cert is not None)
+    if not entry.python:
+        spec = dataclasses.replace(spec, python=None)
+    notes.insert(0, f"{spec.framework.name} {spec.framework.version} ({spec.framework.variant})"
+                    f" for {'GPU' if spec.gpu else 'CPU'}, base {spec.base_image}")
+    return render_dockerfile(spec), notes
+
+
+# ---- resolving pins inside the image ----------------------------------------------------------
+
+RESOLVE_SCRIPT = r'''
+import json, os, platform, subprocess, sys
+args = json.loads(os.environ["DLBOX_PIP_ARGS"])
+base = os.environ["DLBOX_RESOLVE_DIR"]
+python = sys.executable
+import pip
+version = tuple(int(p) for p in pip.__version__.split(".")[:2] if p.isdigit())
+if version < (22, 2):  # --dry-run --report arrived in pip 22.2: use a newer pip on the side
+    subprocess.run([python, "-m", "venv", base + "/pip-venv"], check=True)
+    python = base + "/pip-venv/bin/python"
+    subprocess.run([python, "-m", "pip", "install", "-q", "pip>=23.1"] + [
+        a for a in args if a.startswith(("--index-url", "--extra-index-url", "--find-links",
+                                         "--no-index", "--trusted-host"))], check=True)
+cmd = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+       "--report", base + "/report.json", "-r", base + "/requirements.in"] + args
+code = subprocess.run(cmd).returncode
+if code:
+    sys.exit(code)
+with open(base + "/report.json") as handle:
+    report = json.load(handle)
+print("DLBOX_RESOLVE " + json.dumps({"python": platform.python_version(),
+                                     "install": report.get("install", [])}))
+'''
+
+
+def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args: Sequence[str],
+                 wheels: Sequence[Distribution], log: Log) -> tuple[str, tuple[str, ...]]:
+    """(Python version, pins) as pip resolves `requirements` inside `image`."""
+    from dlbox.container.lock import pins_from_report
+
+    files = {
+        "dlbox-resolve/requirements.in": ("\n".join(requirements) + "\n").encode(),
+        "dlbox-resolve/resolve.py": RESOLVE_SCRIPT.encode(),
+    }
+    archive = None
+    with tempfile.TemporaryDirectory(prefix="dlbox-resolve-") as tmp:
+        if wheels:
+            import tarfile
+
+            archive = Path(tmp) / "wheelhouse.tar"
+            with tarfile.open(archive, "w") as tar:
+                for dist in wheels:
+                    tar.add(dist.path, f"dlbox-resolve/wheelhouse/{dist.path.name}")
+        request = engine.RunRequest(
+            image=image,
+            command=("python", f"{RESOLVE_DIR}/resolve.py"),
+            environment=(("DLBOX_PIP_ARGS", json.dumps(list(pip_args))),
+                         ("DLBOX_RESOLVE_DIR", RESOLVE_DIR)),
+            user="0:0",
+        )
+        log(f"resolving {len(requirements)} requirements with pip inside the image "
+            "(first build only; the result goes to the lock)")
+        captured = engine.run_captured(client, request, timeout=RESOLVE_TIMEOUT_S, files=files,
+                                       files_dir="/tmp", archive=archive)
+    for line in reversed(captured.stdout.splitlines()):
+        if line.startswith("DLBOX_RESOLVE "):
+            data = json.loads(line[len("DLBOX_RESOLVE "):])
+            return data["python"], pins_from_report({"install": data["install"]})
+    tail = "\n".join((captured.stderr or captured.stdout).strip().splitlines()[-15:])
+    hint = "fix the requirement pip names above, or pass --wheelhouse DIR with the wheels"
+    if "CERTIFICATE_VERIFY_FAILED" in tail or "SSLError" in tail:
+        hint = "behind a TLS-intercepting proxy: pass its CA certificate with --ca-cert FILE"
+    elif "No matching distribution" in tail or "Could not find a version" in tail:
+        hint = ("no such version for this Python/platform (or no network): check the name and "
+                "version, or pass --wheelhouse DIR holding it")
+    raise ContainerError(f"pip could not resolve the requirements inside the image:\n{tail}",
+                         hint=hint)
+
+
+def probe_python(client: Any, image: str) -> str:
+    captured = engine.run_captured(client, engine.RunRequest(
+        image=image, command=("python", "-c", "import platform; print(platform.python_version())"),
+        network="none"), timeout=120)
+    version = captured.stdout.strip().splitlines()[-1] if captured.stdout.strip() else ""
+    if captured.exit_code or not re.match(r"^3\.\d+", version):
+        raise ContainerError(f"the image's Python did not answer: {captured.stderr.strip()[:200]}",
+                             hint="the base image needs python3 (or apt to install it)")
+    return version
+
+
+def pip_args_for(project: Project, resolved_index: str | None, wheelhouse_dir: str | None,
+                 offline: bool) -> tuple[str, ...]:
+    index, extra, flags = split_pip_options(project.pip_options)
+    args: list[str] = []
+    if offline:
+        args.append("--no-index")
+    else:
+        if index:
+            args.append(f"--index-url={index}")
+        urls = ([resolved_index] if resolved_index else []) + [u for u in extra
+                                                                if u != resolved_index]
+        args += [f"--extra-index-url={url}" for url in urls]
+    if wheelhouse_dir:
+        args.append(f"--find-links={wheelhouse_dir}")
+    return tuple(args + list(flags))
+
+
+# ---- the build --------------------------------------------------------------------------------
+
+def _build_context(tmp: Path, project: Project, dockerfile: str, lock_text: str,
+                   wheels: Sequence[Path], ca_cert: Path | None) -> ContextSummary:
+    return write_context(tmp / "context.tar", project, dockerfile, lock_text, wheels, ca_cert)
+
+
+def _system_only(dockerfile: str) -> str:
+    """The Dockerfile up to the deps stage: same text, so the full build reuses its cache."""
+    return dockerfile.split("\n# ---- deps:", 1)[0] + "\n"
+
+
+def _buildargs(request: BuildRequest) -> dict[str, str]:
+    # Proxy settings travel as the engine's predefined build args (not kept in the image).
+    args = {name: value for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
+                                     "https_proxy", "no_proxy")
+            if (value := os.environ.get(name))}
+    args.update(dict(request.buildargs))
+    return args
+
+
+def gpu_attachable(facts: Any) -> tuple[bool, str]:
+    """Can this host's engine give a container a GPU? (for the smoke test's GPU checks)"""
+    nvidia = facts.nvidia
+    if not (nvidia.driver_version and nvidia.gpus) or nvidia.error:
+        return False, "this machine has no usable NVIDIA GPU" + (
+            f" ({nvidia.error})" if nvidia.error else "")
+    docker_facts = facts.docker
+    if not (docker_facts.gpu_capable or shutil.which("nvidia-container-runtime-hook")
+            or shutil.which("nvidia-container-cli")):
+        return False, "the Docker engine has no NVIDIA runtime (NVIDIA Container Toolkit)"
+    return True, ""
+
+
+def build_image(request: BuildRequest, log: Log = print,
+                on_event: engine.EventCallback | None = None,
+                facts: Callable[[], Any] = host_facts,
+                client: Any = None) -> BuildOutcome:
+    """Build (and lock, and smoke-test) the image the request describes."""
+    import time
+
+    start = time.monotonic()
+    p = plan(request, facts)
+    project = p.project
+    client = client or engine.connect()
+    notes: list[str] = []
+    buildargs = _buildargs(request)
+    ca_cert = request.ca_cert.expanduser() if request.ca_cert else None
+    entry = p.entry
+    lock_written = False
+    with tempfile.TemporaryDirectory(prefix="dlbox-build-") as tmp_name:
+        tmp = Path(tmp_name)
+        if entry is None:
+            entry = _lock(request, p, client, tmp, ca_cert, buildargs, log, on_event)
+            entries = dict(p.entries)
+            entries[p.key] = entry
+            write_lock(p.lock_path, entries)
+            lock_written = True
+            log(f"wrote {p.lock_path} ({p.key}: {len(entry.pinned)} pins)")
+        base_data = engine.inspect_image(client, entry.base_image)
+        wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python)
+        if request.offline and uncovered:
+            raise UsageError(
+                f"--offline, but the wheelhouse lacks {len(uncovered)} pinned packages: "
+                f"{', '.join(uncovered[:5])}{' ...' if len(uncovered) > 5 else ''}",
+                hint="fill it on a machine with network: pip download --no-deps -d DIR "
+                     "-r <(the pins in dlbox.lock), or drop --offline",
+            )
+        offline = request.offline or bool(wheels and not uncovered)
+        if offline and not request.offline:
+            notes.append("every pinned package is in the wheelhouse: pip runs with --no-index")
+        spec = spec_for(project, entry, base_digest=engine.image_digest(base_data),
+                        wheelhouse=bool(wheels), offline=offline, ca_cert=ca_cert is not None)
+        dockerfile = render_dockerfile(spec)
+        context = _build_context(tmp, project, dockerfile, lock_requirements_text(entry),
+                                 [w.path for w in wheels], ca_cert)
+        if context.project_bytes > 500 * 1024 * 1024:
+            biggest = ", ".join(f"{name} ({size // 2**20} MiB)" for name, size in context.largest)
+            notes.append(f"the project sends {context.project_bytes // 2**20} MiB to the image "
+                         f"(biggest: {biggest}); list data in .dockerignore")
+        log(f"building {spec.framework.name} {spec.framework.version} image of "
+            f"{project.name} on {spec.base_image} ({context.bytes // 2**20} MiB context)")
+        result = engine.build(client, context.path, nocache=request.no_cache,
+                              buildargs=buildargs, on_event=on_event)
+    smoke_result = None
+    if request.smoke:
+        gpu_now = False
+        if spec.gpu:
+            gpu_now, why = gpu_attachable(facts())
+            if not gpu_now:
+                notes.append(f"GPU checks of the smoke test skipped: {why}; they run when you "
+                             "build on the GPU machine")
+        log("smoke test inside the new image" + (" (GPU attached)" if gpu_now else ""))
+        smoke_result = run_smoke(client, result.image_id, spec, gpu_now)
+        require_smoke_ok(smoke_result, result.image_id)
+        if smoke_result.python and not smoke_result.python.startswith(
+                ".".join(entry.python.split(".")[:2])):
+            raise ContainerError(
+                f"the image's Python is {smoke_result.python}, the lock was made for "
+                f"{entry.python} (the base image changed)",
+                hint="re-resolve for it: dlbox image build --relock",
+            )
+    tags = [request.tag] if request.tag else [
+        default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]
+    engine.tag_image(client, result.image_id, tags)
+    data = engine.inspect_image(client, result.image_id) or {}
+    return BuildOutcome(
+        image_id=result.image_id, tags=tags, spec=spec, entry=entry, lock_path=p.lock_path,
+        lock_written=lock_written, seconds=round(time.monotonic() - start, 1), build=result,
+        smoke=smoke_result, size_bytes=data.get("Size"), context=context, notes=notes,
+    )
+
+
+def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path | None,
+          buildargs: dict[str, str], log: Log,
+          on_event: engine.EventCallback | None) -> LockEntry:
+    """Resolve the framework build and every pin for a new lock entry (needs the engine)."""
+    project = p.project
+    first = resolve_framework(p.framework, p.target, p.wheelhouse, request.framework_version)
+    base_image = request.base_image or default_base_image(first)
+    provisional = provisional_entry(project, first, p.key, base_image, None)
+    system_spec = spec_for(project, provisional, ca_cert=ca_cert is not None)
+    system_file = _system_only(render_dockerfile(system_spec))
+    context = write_context(tmp / "system.tar", dataclasses.replace(project, include=()),
+                            system_file, "", (), ca_cert)
+    log(f"building the system stage on {base_image} (Python, venv, tini, user)")
+    system = engine.build(client, context.path, nocache=request.no_cache, buildargs=buildargs,
+                          on_event=on_event)
+    python = probe_python(client, system.image_id)
+    major_minor = ".".join(python.split(".")[:2])
+    target = dataclasses.replace(p.target, python=major_minor)
+    resolved = resolve_framework(p.framework, target, p.wheelhouse, request.framework_version)
+    check_project_allows(project, p.framework, resolved.version)
+    lines = framework_requirement(resolved)
+    requirements = requirements_input(project, p.framework, lines)
+    if project.requires_python:
+        from packaging.specifiers import SpecifierSet
+
+        if not SpecifierSet(project.requires_python).contains(python, prereleases=True):
+            raise ContainerError(
+                f"the project requires Python {project.requires_python}; the base image "
+                f"{base_image} has {python}",
+                hint="pass --base-image with a fitting Python",
+            )
+    pip_args = pip_args_for(project, resolved.wheel_index,
+                            f"{RESOLVE_DIR}/wheelhouse" if p.wheelhouse else None,
+                            request.offline)
+    for reason in resolved.reasons:
+        log(f"  {reason}")
+    python_found, pins = resolve_pins(client, system.image_id, requirements, pip_args,
+                                      p.wheelhouse, log)
+    dist = framework_dist(resolved)
+    version = pinned_version(pins, dist)
+    if version is None:
+        raise ContainerError(f"pip's resolution has no {dist} in it",
+                             hint="report this: the requirements were " + ", ".join(requirements))
+    base_data = engine.inspect_image(client, base_image) or {}
+    return LockEntry(
+        key=p.key, framework=p.framework, framework_version=version, variant=resolved.variant,
+        cuda=resolved.cuda, cudnn=resolved.cudnn, wheel_index=resolved.wheel_index,
+        min_driver=resolved.min_driver, python=python_found, base_image=base_image,
+        base_id=base_data.get("Id"), project_requirements=project.input_requirements(),
+        project_pip_options=project.pip_options, requirements_in=requirements, pinned=pins,
+        reasons=tuple(resolved.reasons),
+        locked_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        dlbox_version=__version__, resolved=resolved.to_dict(),
+    )

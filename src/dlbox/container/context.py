@@ -1,0 +1,250 @@
+"""The build context: one tar archive that dlbox writes and sends to the engine.
+
+Layout (what the Dockerfile's COPY lines refer to):
+
+    Dockerfile                      rendered from the spec
+    .dockerignore                   the patterns applied below (for a reader of the context)
+    dlbox/requirements.lock.txt     the pinned requirements from dlbox.lock
+    dlbox/wheelhouse/*.whl          wheels from --wheelhouse that the lock pins
+    dlbox/extra-ca.crt              --ca-cert
+    project/...                     the project, minus what the ignore patterns leave out
+
+Building the archive here (instead of sending the project folder) lets the generated files sit
+beside the project without being copied into the code layer, and keeps data, runs, .git and
+virtual environments out whatever the project folder holds.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlbox.container import spec as S
+from dlbox.container.dockerignore import IgnoreMatcher, project_patterns, render_dockerignore
+from dlbox.container.project import Project, normalize_name
+from dlbox.errors import ContainerError, UsageError
+
+WARN_CONTEXT_BYTES = 500 * 1024 * 1024  # a project this big almost always ships data by mistake
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A wheel or sdist in a wheelhouse folder, as its file name describes it."""
+
+    path: Path
+    name: str  # normalised
+    version: str
+    tags: frozenset[tuple[str, str, str]]  # (interpreter, abi, platform); empty for sdists
+
+    def fits_python(self, python: str | None) -> bool:
+        """Could pip install this into CPython `python` ("3.11") on Linux?"""
+        if not self.tags or python is None:
+            return True
+        major_minor = "".join(python.split(".")[:2])
+        for interpreter, abi, platform in self.tags:
+            if interpreter not in (f"cp{major_minor}", "py3", f"py{major_minor}") and not (
+                abi == "abi3" and interpreter.startswith("cp3")
+                and int(interpreter[3:] or 0) <= int(major_minor[1:] or 0)
+            ):
+                continue
+            if platform == "any" or "linux" in platform:
+                return True
+        return False
+
+
+def scan_wheelhouse(folder: Path) -> tuple[Distribution, ...]:
+    """The wheels and sdists directly in `folder`; UsageError when it is not a folder."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+
+    if not folder.is_dir():
+        raise UsageError(f"wheelhouse {folder} is not a folder",
+                         hint="pass a folder of .whl files, e.g. --wheelhouse /opt/wheels")
+    found: list[Distribution] = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file():
+            continue
+        try:
+            if path.name.endswith(".whl"):
+                name, version, _build, tags = parse_wheel_filename(path.name)
+                triples = frozenset((t.interpreter, t.abi, t.platform) for t in tags)
+                found.append(Distribution(path, str(name), str(version), triples))
+            elif path.name.endswith((".tar.gz", ".zip")):
+                name, version = parse_sdist_filename(path.name)
+                found.append(Distribution(path, str(name), str(version), frozenset()))
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            continue
+    return tuple(found)
+
+
+def _same_version(left: str, right: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(left) == Version(right)
+    except InvalidVersion:
+        return left == right
+
+
+def wheels_for_pins(dists: Sequence[Distribution], pins: Sequence[str],
+                    python: str | None) -> tuple[tuple[Distribution, ...], tuple[str, ...]]:
+    """(the wheelhouse files the pins need, the pins no file covers)."""
+    selected: list[Distribution] = []
+    uncovered: list[str] = []
+    for pin in pins:
+        if "==" not in pin:
+            uncovered.append(pin)
+            continue
+        name, version = (part.strip() for part in pin.split("==", 1))
+        matches = [d for d in dists if d.name == normalize_name(name)
+                   and _same_version(d.version, version) and d.fits_python(python)]
+        if matches:
+            selected.extend(m for m in matches if m not in selected)
+        else:
+            uncovered.append(pin)
+    return tuple(selected), tuple(uncovered)
+
+
+def iter_project_files(project: Project) -> Iterator[tuple[str, Path]]:
+    """(relative path, path) of every file, folder and link the image gets, sorted."""
+    root = project.root
+    matcher = IgnoreMatcher(project_patterns(root))
+    include = set(project.include) if project.include is not None else None
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
+        kept_dirs = []
+        for name in sorted(dirnames):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if include is not None and not rel_dir and name not in include:
+                continue
+            full = Path(dirpath) / name
+            if full.is_symlink():
+                if not matcher.ignored(rel):
+                    yield rel, full
+                continue
+            if matcher.prune(rel):
+                continue
+            if not matcher.ignored(rel):
+                yield rel, full
+            kept_dirs.append(name)
+        dirnames[:] = kept_dirs
+        for name in sorted(filenames):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if include is not None and not rel_dir and name not in include:
+                continue
+            if not matcher.ignored(rel):
+                yield rel, Path(dirpath) / name
+
+
+@dataclass(frozen=True)
+class ContextSummary:
+    path: Path
+    files: int
+    bytes: int
+    project_bytes: int
+    largest: tuple[tuple[str, int], ...]  # the biggest project files, for a warning
+
+
+def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    # Owner and group do not matter (COPY --chown sets them); keep modes and times.
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    tar.addfile(info)
+
+
+def write_context(
+    tar_path: Path,
+    project: Project,
+    dockerfile: str,
+    lock_requirements: str,
+    wheels: Sequence[Path] = (),
+    ca_cert: Path | None = None,
+) -> ContextSummary:
+    """Write the build context archive to `tar_path`."""
+    files, total, project_bytes = 0, 0, 0
+    sizes: list[tuple[str, int]] = []
+    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, "Dockerfile", dockerfile.encode())
+        _add_bytes(tar, ".dockerignore",
+                   render_dockerignore(project_patterns(project.root),
+                                       prefix=f"{S.CONTEXT_PROJECT}/").encode())
+        _add_dir(tar, "dlbox")
+        _add_bytes(tar, S.CONTEXT_LOCK, lock_requirements.encode())
+        if wheels:
+            _add_dir(tar, S.CONTEXT_WHEELHOUSE)
+            for wheel in wheels:
+                tar.add(wheel, f"{S.CONTEXT_WHEELHOUSE}/{wheel.name}", recursive=False,
+                        filter=_normalise)
+                total += wheel.stat().st_size
+                files += 1
+        if ca_cert is not None:
+            try:
+                data = ca_cert.read_bytes()
+            except OSError as error:
+                raise UsageError(f"cannot read --ca-cert {ca_cert}: {error.strerror}",
+                                 hint="pass a PEM file, e.g. /usr/local/share/ca-certificates/"
+                                      "proxy.crt") from None
+            if b"-----BEGIN CERTIFICATE-----" not in data:
+                raise UsageError(f"--ca-cert {ca_cert} holds no PEM certificate",
+                                 hint="convert it: openssl x509 -inform der -in CERT -out "
+                                      "cert.pem")
+            _add_bytes(tar, S.CONTEXT_CA_CERT, data if data.endswith(b"\n") else data + b"\n")
+        _add_dir(tar, S.CONTEXT_PROJECT)
+        for rel, path in iter_project_files(project):
+            try:
+                mode = path.lstat().st_mode
+            except OSError:
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                continue  # sockets, fifos, devices
+            try:
+                tar.add(path, f"{S.CONTEXT_PROJECT}/{rel}", recursive=False, filter=_normalise)
+            except PermissionError as error:
+                raise ContainerError(f"cannot read {path}: {error.strerror}",
+                                     hint="fix its permissions, or add it to the project's "
+                                          ".dockerignore") from None
+            if stat.S_ISREG(mode):
+                size = path.stat().st_size
+                files += 1
+                total += size
+                project_bytes += size
+                sizes.append((rel, size))
+    sizes.sort(key=lambda item: -item[1])
+    return ContextSummary(tar_path, files, total, project_bytes, tuple(sizes[:5]))
+
+
+def extract_context(tar_path: Path, folder: Path) -> None:
+    """Unpack a context archive into `folder` (for `--write-context`: plain docker build)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tar_path) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(folder, filter="data")
+        else:  # Python < 3.10.12: our own archive, written just now
+            tar.extractall(folder)  # noqa: S202

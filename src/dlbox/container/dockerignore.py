@@ -1,0 +1,184 @@
+""".dockerignore: what never goes into an image, and Docker's pattern rules to apply it.
+
+dlbox builds the context archive itself (the project under `project/`, generated files under
+`dlbox/`), so it applies the patterns here, with the semantics `docker build` gives a
+`.dockerignore`: patterns are relative to the project root (`data` is only the top-level
+folder; `**/data` is any), `*` and `?` never cross a `/`, `**` spans folders, a pattern
+that matches a folder excludes everything under it, `!pattern` re-includes, and the last
+matching pattern wins. The project's own `.dockerignore`, if any, is applied after ours.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+# Never worth shipping: version control, environments, data, training outputs, caches and
+# secrets. `data`, `runs` and `checkpoints` are the folders dlbox itself writes and reads;
+# they are mounted at run time (`dlbox image run --data DIR --runs DIR`), never baked in.
+DEFAULT_PATTERNS: tuple[str, ...] = (
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    "**/__pycache__",
+    "**/*.py[cod]",
+    "**/.ipynb_checkpoints",
+    "**/.DS_Store",
+    ".cache",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".tox",
+    ".nox",
+    "build",
+    "dist",
+    "**/*.egg-info",
+    "node_modules",
+    "data",
+    "runs",
+    "checkpoints",
+    "**/checkpoints",
+    "lightning_logs",
+    "mlruns",
+    "wandb",
+    ".env",
+    ".envrc",
+    "**/*.env",
+    "dlbox.lock.*.tmp",
+)
+
+_HEADER = (
+    "# Written by dlbox: what never goes into the image. Data, runs and checkpoints are\n"
+    "# mounted at run time (dlbox image run --data DIR --runs DIR), never baked in.\n"
+)
+
+
+def render_dockerignore(patterns: Sequence[str] = DEFAULT_PATTERNS, prefix: str = "") -> str:
+    """The text of a .dockerignore holding `patterns` (each under `prefix`, e.g. "project/")."""
+    lines = []
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        body = pattern[1:] if negated else pattern
+        lines.append(("!" if negated else "") + prefix + body.lstrip("/"))
+    return _HEADER + "\n".join(lines) + "\n"
+
+
+def parse_dockerignore(text: str) -> tuple[str, ...]:
+    """Patterns of a .dockerignore file: comments and blank lines dropped, paths cleaned."""
+    patterns: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        body = line[1:].strip() if negated else line
+        body = _clean(body)
+        if body:
+            patterns.append(("!" if negated else "") + body)
+    return tuple(patterns)
+
+
+def _clean(pattern: str) -> str:
+    # Docker cleans patterns like filepath.Clean: no leading "/" or "./", no trailing "/".
+    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    return "/".join(parts)
+
+
+def _translate(pattern: str) -> str:
+    """A Docker ignore pattern as a regular expression over '/'-separated relative paths."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        if char == "*":
+            if pattern[i:i + 2] == "**":
+                i += 2
+                if pattern[i:i + 1] == "/":  # "**/" : zero or more whole folders
+                    out.append("(?:.*/)?")
+                    i += 1
+                else:
+                    out.append(".*")
+                continue
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(char))
+            else:
+                body = pattern[i + 1:end]
+                if body.startswith("^") or body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        elif char == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    pattern: str
+    negated: bool
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(_translate(self.pattern) + r"\Z")
+
+    def matches(self, path: str) -> bool:
+        """True when `path` or one of its parent folders matches the pattern."""
+        if self.regex.match(path):
+            return True
+        parts = path.split("/")
+        return any(self.regex.match("/".join(parts[:k])) for k in range(1, len(parts)))
+
+
+class IgnoreMatcher:
+    """Decides, for a relative path, whether the context leaves it out (last match wins)."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        rules = []
+        for pattern in patterns:
+            negated = pattern.startswith("!")
+            body = _clean(pattern[1:] if negated else pattern)
+            if body:
+                rules.append(IgnoreRule(body, negated))
+        self.rules: tuple[IgnoreRule, ...] = tuple(rules)
+        self.has_exceptions = any(rule.negated for rule in rules)
+
+    def ignored(self, path: str) -> bool:
+        verdict = False
+        for rule in self.rules:
+            if rule.matches(path):
+                verdict = not rule.negated
+        return verdict
+
+    def prune(self, folder: str) -> bool:
+        """True when nothing below an ignored `folder` can be re-included (skip walking it)."""
+        if not self.ignored(folder):
+            return False
+        prefix = folder + "/"
+        for rule in self.rules:
+            # A "!" pattern that could reach into this folder keeps us walking it.
+            if rule.negated and (rule.pattern.startswith(prefix) or "*" in rule.pattern
+                                 or "?" in rule.pattern or "[" in rule.pattern):
+                return False
+        return True
+
+
+def project_patterns(project_dir: Path) -> tuple[str, ...]:
+    """Our defaults, then the project's own .dockerignore (which may re-include with "!")."""
+    own = project_dir / ".dockerignore"
+    extra = parse_dockerignore(own.read_text(encoding="utf-8")) if own.is_file() else ()
+    return DEFAULT_PATTERNS + extra

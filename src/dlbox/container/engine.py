@@ -1,0 +1,507 @@
+"""A thin wrapper on the Docker SDK: connect, build with progress, run with GPUs and mounts.
+
+Everything that talks to the engine is here, behind small named functions that raise
+ContainerError / HostEnvError with a hint instead of the SDK's exceptions. No policy lives
+here (which GPUs, which user, what to mount): callers decide, this module does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlbox.errors import ContainerError, HostEnvError
+
+DEFAULT_TIMEOUT_S = 60  # API calls other than builds and log streams (those have none)
+STOP_TIMEOUT_S = 30  # `docker stop` grace before SIGKILL: time to save a checkpoint
+
+EventCallback = Callable[[str, dict[str, Any]], None]
+
+
+# ---- connecting -------------------------------------------------------------------------------
+
+def engine_error(error: BaseException) -> ContainerError:
+    """The engine could not be reached: say why in one line and how to fix it."""
+    text = str(error)
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if "Permission denied" in text or "PermissionError" in text:
+        return ContainerError(
+            f"no permission to use the Docker engine at {host}",
+            hint="add yourself to the docker group (sudo usermod -aG docker $USER, then log in "
+                 "again), or run as root",
+        )
+    if "FileNotFoundError" in text or "No such file or directory" in text:
+        return ContainerError(
+            f"the Docker engine is not running: no socket at {host}",
+            hint="start it (sudo systemctl start docker, or: sudo dockerd &), or point "
+                 "DOCKER_HOST at a running engine",
+        )
+    reason = text.splitlines()[0][:200] if text else type(error).__name__
+    return ContainerError(
+        f"cannot reach the Docker engine at {host}: {reason}",
+        hint="check that dockerd is running and that DOCKER_HOST (if set) names it; "
+             "`docker info` shows the same problem",
+    )
+
+
+def connect(timeout: float = DEFAULT_TIMEOUT_S) -> Any:
+    """A docker.DockerClient that answered a ping; ContainerError (with a hint) if none."""
+    try:
+        import docker
+    except ImportError:
+        raise ContainerError("the docker SDK for Python is not installed",
+                             hint="pip install docker") from None
+    try:
+        client = docker.from_env(timeout=int(timeout))
+        client.ping()
+    except Exception as error:  # noqa: BLE001 - DockerException, requests errors, OSError
+        raise engine_error(error) from None
+    return client
+
+
+def is_local_engine() -> bool:
+    """True when the engine runs on this machine (host paths and host GPUs are its own)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return not host or host.startswith("unix://")
+
+
+def api_error_text(error: BaseException) -> str:
+    explanation = getattr(error, "explanation", None)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode(errors="replace")
+    return str(explanation or error).strip()
+
+
+# ---- images -----------------------------------------------------------------------------------
+
+def inspect_image(client: Any, name: str) -> dict[str, Any] | None:
+    """The image's inspect data, or None when the engine does not have it."""
+    import docker
+
+    try:
+        return client.api.inspect_image(name)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as error:
+        if getattr(error, "status_code", None) == 404:
+            return None
+        raise ContainerError(f"cannot inspect image {name}: {api_error_text(error)}") from None
+
+
+def image_digest(data: dict[str, Any] | None) -> str | None:
+    """The registry digest of an image ("sha256:..."), when it came from a registry."""
+    for ref in (data or {}).get("RepoDigests") or ():
+        if "@" in ref:
+            return ref.split("@", 1)[1]
+    return None
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    number: int
+    total: int
+    instruction: str  # "RUN pip install ..." (first line)
+    cached: bool
+    seconds: float
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    steps: list[BuildStep] = field(default_factory=list)
+    seconds: float = 0.0
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def cached_steps(self) -> int:
+        return sum(step.cached for step in self.steps)
+
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_BUILT = re.compile(r"^Successfully built ([0-9a-f]+)")
+
+
+def build(
+    client: Any,
+    context_tar: Path,
+    *,
+    tag: str | None = None,
+    target: str | None = None,
+    nocache: bool = False,
+    buildargs: dict[str, str] | None = None,
+    on_event: EventCallback | None = None,
+) -> BuildResult:
+    """Build from a context archive; stream progress to `on_event(kind, data)`.
+
+    Kinds: "step" (a Dockerfile step starts: number, total, instruction), "cached" (that step
+    came from the cache), "output" (a line the step printed), "pull" (base image pull).
+    ContainerError with the failing step and the engine's message when the build fails.
+    """
+    import docker
+
+    emit = on_event or (lambda kind, data: None)
+    result = BuildResult(image_id="")
+    start = time.monotonic()
+    current: dict[str, Any] | None = None
+
+    def close_step() -> None:
+        if current is not None:
+            result.steps.append(BuildStep(current["number"], current["total"],
+                                          current["instruction"], current["cached"],
+                                          round(time.monotonic() - current["start"], 3)))
+
+    try:
+        with open(context_tar, "rb") as context:
+            stream = client.api.build(
+                fileobj=context, custom_context=True, tag=tag, target=target, nocache=nocache,
+                rm=True, forcerm=True, pull=False, decode=True, buildargs=buildargs or None,
+                timeout=None,
+            )
+            for event in stream:
+                if "error" in event:
+                    close_step()
+                    detail = (event.get("errorDetail") or {}).get("message") or event["error"]
+                    raise build_error(detail.strip(), current, result.log)
+                if "aux" in event and isinstance(event["aux"], dict) and event["aux"].get("ID"):
+                    result.image_id = event["aux"]["ID"]
+                if "status" in event:
+                    emit("pull", {"status": event["status"], "id": event.get("id")})
+                text = event.get("stream")
+                if not text:
+                    continue
+                for line in text.splitlines():
+                    if not line.strip():
+                        continue
+                    result.log.append(line)
+                    step = _STEP.match(line)
+                    if step:
+                        close_step()
+                        current = {"number": int(step.group(1)), "total": int(step.group(2)),
+                                   "instruction": step.group(3).strip(), "cached": False,
+                                   "start": time.monotonic()}
+                        emit("step", dict(current))
+                    elif line.strip() == "---> Using cache" and current is not None:
+                        current["cached"] = True
+                        emit("cached", dict(current))
+                    elif _BUILT.match(line) and not result.image_id:
+                        result.image_id = _BUILT.match(line).group(1)  # type: ignore[union-attr]
+                    elif not line.startswith(" ---> ") and not line.startswith(
+                            "Removing intermediate container"):
+                        emit("output", {"line": line})
+    except ContainerError:
+        raise
+    except docker.errors.APIError as error:
+        raise build_error(api_error_text(error), current, result.log) from None
+    except Exception as error:  # noqa: BLE001 - connection dropped mid-build
+        if "docker" in type(error).__module__ or isinstance(error, OSError):
+            raise engine_error(error) from None
+        raise
+    close_step()
+    if not result.image_id:
+        raise ContainerError("the engine finished the build without an image id",
+                             hint="run the build again; `docker system df` shows free space")
+    result.seconds = round(time.monotonic() - start, 3)
+    return result
+
+
+def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -> ContainerError:
+    where = (f" at step {step['number']}/{step['total']} ({step['instruction'][:70]})"
+             if step else "")
+    hint = "the lines above show the failing command's output"
+    lowered = message.lower()
+    if ("pull access denied" in lowered or "manifest unknown" in lowered
+            or "no such image" in lowered or "failed to resolve" in lowered
+            or ("dial tcp" in lowered and "registry" in lowered)):
+        hint = ("the base image is not on this machine and could not be pulled: build it "
+                "(scripts/build-base-image.sh) or pass --base-image with a local image or a "
+                "registry mirror")
+    elif any("Could not find a version that satisfies" in line or "No matching distribution"
+             in line for line in log[-40:]):
+        hint = ("pip found no matching package: offline? pass --wheelhouse DIR holding the "
+                "wheels, or --relock if the lock names versions that no longer exist")
+    elif any("CERTIFICATE_VERIFY_FAILED" in line or "SSLError" in line for line in log[-40:]):
+        hint = ("TLS to the package index failed: behind a TLS-intercepting proxy pass its CA "
+                "with --ca-cert FILE")
+    elif "no space left" in lowered:
+        hint = "the engine's disk is full: docker system prune, or free space"
+    return ContainerError(f"image build failed{where}: {message}", hint=hint)
+
+
+def tag_image(client: Any, image_id: str, tags: Sequence[str]) -> None:
+    for tag in tags:
+        repository, name = split_tag(tag)
+        client.api.tag(image_id, repository, name, force=True)
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """("registry:5000/team/app", "v1") from "registry:5000/team/app:v1"; tag "latest" if none."""
+    if ":" in tag.rsplit("/", 1)[-1]:
+        repository, name = tag.rsplit(":", 1)
+        return repository, name
+    return tag, "latest"
+
+
+# ---- containers -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # host path
+    target: str  # path in the container
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """What `--gpus` asked for: all GPUs, a count, or device ids."""
+
+    count: int | None = None  # -1 = all
+    device_ids: tuple[str, ...] = ()
+
+    def device_request(self) -> Any:
+        import docker
+
+        if self.device_ids:
+            return docker.types.DeviceRequest(device_ids=list(self.device_ids),
+                                              capabilities=[["gpu"]])
+        return docker.types.DeviceRequest(count=self.count if self.count else -1,
+                                          capabilities=[["gpu"]])
+
+    def describe(self) -> str:
+        if self.device_ids:
+            return f"GPU {','.join(self.device_ids)}"
+        return "all GPUs" if self.count in (None, -1) else f"{self.count} GPU(s)"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    image: str
+    command: tuple[str, ...] = ()
+    gpus: GpuRequest | None = None
+    shm_size: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    user: str | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    workdir: str | None = None
+    name: str | None = None
+    ports: tuple[tuple[int, int], ...] = ()  # (container port, host port)
+    network: str | None = None
+    init: bool = False  # the engine's init; our images carry tini as entrypoint already
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def _run_kwargs(request: RunRequest) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "image": request.image,
+        "command": list(request.command) or None,
+        "detach": True,
+        "environment": dict(request.environment) or None,
+        "volumes": {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+                    for m in request.mounts} or None,
+        "labels": dict(request.labels) or None,
+    }
+    if request.gpus is not None:
+        kwargs["device_requests"] = [request.gpus.device_request()]
+    if request.shm_size:
+        kwargs["shm_size"] = request.shm_size
+    if request.user:
+        kwargs["user"] = request.user
+    if request.workdir:
+        kwargs["working_dir"] = request.workdir
+    if request.name:
+        kwargs["name"] = request.name
+    if request.ports:
+        kwargs["ports"] = {f"{inner}/tcp": ("127.0.0.1", outer) for inner, outer in request.ports}
+    if request.network:
+        kwargs["network"] = request.network
+    if request.init:
+        kwargs["init"] = True
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def run_error(error: BaseException, request: RunRequest) -> Exception:
+    """Map an engine error at container start to an error that names what is missing."""
+    text = api_error_text(error)
+    lowered = text.lower()
+    if request.gpus is not None and ("could not select device driver" in lowered
+                                     or "unknown or invalid runtime" in lowered):
+        return HostEnvError(
+            f"the Docker engine cannot give this container {request.gpus.describe()}: it has "
+            "no NVIDIA runtime (NVIDIA Container Toolkit)",
+            hint="install nvidia-container-toolkit, then: sudo nvidia-ctk runtime configure "
+                 "--runtime=docker && sudo systemctl restart docker (or --gpus none for CPU)",
+        )
+    if request.gpus is not None and ("nvidia-container-cli" in lowered or "nvml" in lowered
+                                     or "driver" in lowered and "nvidia" in lowered):
+        return HostEnvError(
+            f"the NVIDIA runtime could not give this container {request.gpus.describe()}: "
+            f"{text.splitlines()[-1][:200]}",
+            hint="check the NVIDIA driver on the host (nvidia-smi, dlbox doctor)",
+        )
+    if "no such image" in lowered or "not found" in lowered and "image" in lowered:
+        return ContainerError(f"image {request.image} is not on this machine",
+                              hint="build it first: dlbox image build (or pass --tag)")
+    if "port is already allocated" in lowered or "address already in use" in lowered:
+        return ContainerError(f"cannot start the container: {text[:200]}",
+                              hint="pick another port, or stop what uses it")
+    return ContainerError(f"cannot start the container: {text[:300]}",
+                          hint="`docker ps -a` and `docker logs` show more")
+
+
+def start_container(client: Any, request: RunRequest) -> Any:
+    """Create and start a container (detached); the caller stops and removes it."""
+    import docker
+
+    try:
+        return client.containers.run(**_run_kwargs(request))
+    except docker.errors.ImageNotFound:
+        raise ContainerError(f"image {request.image} is not on this machine",
+                             hint="build it first: dlbox image build (or pass --tag)") from None
+    except docker.errors.APIError as error:
+        raise run_error(error, request) from None
+    except docker.errors.DockerException as error:
+        raise engine_error(error) from None
+
+
+def remove_container(container: Any) -> None:
+    try:
+        container.remove(force=True)
+    except Exception:  # noqa: BLE001 - already gone (auto-removed, or the engine restarted)
+        pass
+
+
+def stop_container(container: Any, timeout: float = STOP_TIMEOUT_S) -> None:
+    """`docker stop`: SIGTERM to PID 1 (tini forwards it), SIGKILL after `timeout`."""
+    try:
+        container.stop(timeout=int(timeout))
+    except Exception:  # noqa: BLE001 - it may have exited on its own meanwhile
+        pass
+
+
+def wait_exit_code(container: Any, timeout: float | None = None) -> int:
+    result = container.wait(timeout=timeout) if timeout else container.wait()
+    return int(result.get("StatusCode", 1))
+
+
+@contextmanager
+def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, bool]]:
+    """Ctrl-C / SIGTERM to us: stop the container (SIGTERM to its command), keep streaming."""
+    state = {"stopping": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        if state["stopping"]:
+            return
+        state["stopping"] = True
+        print(f"\nstopping the container (SIGTERM, SIGKILL after {stop_timeout:g} s)...",
+              file=sys.stderr)
+        threading.Thread(target=stop_container, args=(container, stop_timeout),
+                         daemon=True).start()
+
+    previous: dict[int, Any] = {}
+    try:
+        for wanted in (signal.SIGINT, signal.SIGTERM):
+            previous[wanted] = signal.signal(wanted, handler)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield state
+    finally:
+        for installed, old in previous.items():
+            signal.signal(installed, old)
+
+
+def run_streaming(client: Any, request: RunRequest, stop_timeout: float = STOP_TIMEOUT_S,
+                  out: Any = None, err: Any = None) -> int:
+    """Run to completion, streaming its stdout/stderr to ours; return its exit code.
+
+    Ctrl-C or SIGTERM stops the container the way `docker stop` does, so a training
+    command saves its checkpoint; the container is removed afterwards either way.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    container = start_container(client, request)
+    try:
+        with _signals_stop(container, stop_timeout):
+            for stdout, stderr in container.attach(stream=True, logs=True, demux=True):
+                if stdout:
+                    out.write(stdout.decode(errors="replace"))
+                    out.flush()
+                if stderr:
+                    err.write(stderr.decode(errors="replace"))
+                    err.flush()
+            return wait_exit_code(container)
+    finally:
+        remove_container(container)
+
+
+@dataclass(frozen=True)
+class Captured:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_captured(client: Any, request: RunRequest, timeout: float = 600,
+                 files: dict[str, bytes] | None = None, files_dir: str = "/tmp",
+                 archive: Path | None = None) -> Captured:
+    """Run to completion and return its output (smoke tests, probes, lock resolution).
+
+    `files` (name -> bytes) and the tar `archive` are put into `files_dir` before start.
+    """
+    import io
+    import tarfile
+
+    import docker
+
+    kwargs = _run_kwargs(request)
+    kwargs.pop("detach", None)
+    try:
+        container = client.containers.create(**kwargs)
+    except docker.errors.ImageNotFound:
+        raise ContainerError(f"image {request.image} is not on this machine",
+                             hint="build it first: dlbox image build") from None
+    except docker.errors.APIError as error:
+        raise run_error(error, request) from None
+    try:
+        if files:
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as tar:
+                for name, data in sorted(files.items()):
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mode = len(data), 0o644
+                    tar.addfile(info, io.BytesIO(data))
+            container.put_archive(files_dir, buffer.getvalue())
+        if archive is not None:
+            with open(archive, "rb") as handle:
+                container.put_archive(files_dir, handle)
+        try:
+            container.start()
+        except docker.errors.APIError as error:
+            raise run_error(error, request) from None
+        try:
+            exit_code = wait_exit_code(container, timeout=timeout)
+        except Exception as error:  # noqa: BLE001 - requests ReadTimeout
+            stop_container(container, 5)
+            raise ContainerError(f"{' '.join(request.command)[:60]} did not finish within "
+                                 f"{timeout:g} s in {request.image}",
+                                 hint="run it by hand with docker run to see why") from error
+        stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
+        stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
+        return Captured(exit_code, stdout, stderr)
+    finally:
+        remove_container(container)
+
+
+def engine_info(client: Any) -> dict[str, Any]:
+    try:
+        return client.info()
+    except Exception as error:  # noqa: BLE001
+        raise engine_error(error) from None

@@ -1,0 +1,189 @@
+"""dlbox.lock: what the first build resolved, so every later build installs the same bytes.
+
+One JSON file per project (next to its requirements), one entry per build kind
+("torch-cpu", "torch-gpu", ...). An entry records the Python of the image, the framework
+build and its wheel index, the base image, the minimum NVIDIA driver, the project's own
+requirement lines (to notice when they change) and the full pinned set pip resolved inside
+the image. `stale_reasons` compares an entry with the project as it is now: a non-empty
+answer makes the build fail with a hint to `--relock`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dlbox.errors import ContainerError
+from dlbox.fileio import read_json, write_json_atomic
+
+LOCK_FILE = "dlbox.lock"
+LOCK_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    key: str  # "torch-cpu" | "torch-gpu" | "tensorflow-cpu" | ...
+    framework: str
+    framework_version: str  # exact, as pinned: "2.13.0+cpu"
+    variant: str
+    cuda: str | None
+    cudnn: str | None
+    wheel_index: str | None
+    min_driver: str | None
+    python: str  # "3.11.2", the image's Python when it was locked
+    base_image: str
+    base_id: str | None  # the base image's id when it was locked
+    project_requirements: tuple[str, ...]  # the project's lines (normalised, sorted)
+    project_pip_options: tuple[str, ...]  # index options from requirements.txt
+    requirements_in: tuple[str, ...]  # what pip resolved (framework line substituted)
+    pinned: tuple[str, ...]  # name==version for every package the image installs
+    reasons: tuple[str, ...] = ()  # why this framework build (from the resolver)
+    locked_at: str = ""
+    dlbox_version: str = ""
+    resolved: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def gpu(self) -> bool:
+        return self.variant != "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LockEntry:
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                continue  # written by a newer dlbox: ignore what we do not know
+            values[key] = tuple(value) if isinstance(value, list) else value
+        missing = [name for name, f in known.items() if name not in values
+                   and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise ContainerError(
+                f"dlbox.lock entry {data.get('key', '?')!r} lacks {', '.join(missing)}",
+                hint="re-resolve with --relock",
+            )
+        return cls(**values)
+
+    def sha256(self) -> str:
+        """A digest of what the image's dependencies depend on (labels carry it)."""
+        payload = {
+            "framework": [self.framework, self.framework_version, self.variant, self.cuda,
+                          self.wheel_index],
+            "python": self.python,
+            "base_image": self.base_image,
+            "pinned": sorted(self.pinned),
+            "options": list(self.project_pip_options),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def lock_key(framework: str, gpu: bool) -> str:
+    return f"{framework}-{'gpu' if gpu else 'cpu'}"
+
+
+def read_lock(path: Path) -> dict[str, LockEntry]:
+    """The entries of a lock file; {} when it does not exist."""
+    if not path.exists():
+        return {}
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as error:
+        raise ContainerError(f"cannot read {path}: {error}",
+                             hint="delete it and build again, or build with --relock") from None
+    if not isinstance(data, dict) or data.get("schema") != LOCK_SCHEMA:
+        raise ContainerError(
+            f"{path} is not a dlbox lock of schema {LOCK_SCHEMA}",
+            hint="build with --relock to write a fresh one",
+        )
+    builds = data.get("builds") or {}
+    return {key: LockEntry.from_dict(entry) for key, entry in sorted(builds.items())}
+
+
+def write_lock(path: Path, entries: dict[str, LockEntry]) -> None:
+    """Write the lock atomically (a crash leaves the old one)."""
+    write_json_atomic(path, {
+        "schema": LOCK_SCHEMA,
+        "comment": "Written by `dlbox image build`; commit it. Re-resolve with --relock.",
+        "builds": {key: entries[key].to_dict() for key in sorted(entries)},
+    })
+
+
+def pins_from_report(report: dict[str, Any]) -> tuple[str, ...]:
+    """`name==version` (or `name @ url` for direct references) from pip's install report."""
+    pins: list[str] = []
+    for item in report.get("install") or ():
+        metadata = item.get("metadata") or {}
+        name, version = metadata.get("name"), metadata.get("version")
+        if not name or not version:
+            continue
+        url = (item.get("download_info") or {}).get("url", "")
+        if item.get("is_direct") and not url.startswith("file:"):
+            pins.append(f"{name} @ {url}")
+        else:
+            pins.append(f"{name}=={version}")
+    return tuple(sorted(pins, key=str.lower))
+
+
+def pinned_version(pins: tuple[str, ...], name: str) -> str | None:
+    from dlbox.container.project import normalize_name, requirement_name
+
+    for pin in pins:
+        if requirement_name(pin) == normalize_name(name) and "==" in pin:
+            return pin.split("==", 1)[1].strip()
+    return None
+
+
+def _diff(old: tuple[str, ...], new: tuple[str, ...]) -> str:
+    added = [line for line in new if line not in old]
+    removed = [line for line in old if line not in new]
+    parts = [f"+{line}" for line in added] + [f"-{line}" for line in removed]
+    shown = ", ".join(parts[:6])
+    return shown + (f", ... ({len(parts) - 6} more)" if len(parts) > 6 else "")
+
+
+def stale_reasons(
+    entry: LockEntry,
+    project_requirements: tuple[str, ...],
+    project_pip_options: tuple[str, ...],
+    base_image: str | None = None,
+    framework_version: str | None = None,
+    cuda: str | None = None,
+    driver: str | None = None,
+) -> list[str]:
+    """Why `entry` no longer fits the project or the request; [] when it still does.
+
+    `base_image`, `framework_version`, `cuda` and `driver` are what the user asked for
+    explicitly this time (None: not asked, the lock decides).
+    """
+    from dlbox.hostenv.versions import same_release, version_at_least
+
+    reasons: list[str] = []
+    if tuple(entry.project_requirements) != tuple(project_requirements):
+        reasons.append("the project's requirements changed ("
+                       f"{_diff(entry.project_requirements, project_requirements)})")
+    if tuple(entry.project_pip_options) != tuple(project_pip_options):
+        reasons.append("the pip options in requirements.txt changed ("
+                       f"{_diff(entry.project_pip_options, project_pip_options)})")
+    if base_image and base_image != entry.base_image:
+        reasons.append(f"the base image is now {base_image} (locked: {entry.base_image})")
+    if framework_version and not (
+        entry.framework_version == framework_version
+        or entry.framework_version.split("+")[0] == framework_version
+    ):
+        reasons.append(f"{entry.framework} {framework_version} was asked for "
+                       f"(locked: {entry.framework_version})")
+    if cuda and entry.cuda and not same_release(entry.cuda, cuda):
+        reasons.append(f"CUDA {cuda} was asked for (locked: CUDA {entry.cuda})")
+    if driver and entry.min_driver and version_at_least(driver, entry.min_driver) is False:
+        reasons.append(f"driver {driver} is below the locked build's minimum "
+                       f"{entry.min_driver} (CUDA {entry.cuda})")
+    return reasons

@@ -1,0 +1,112 @@
+"""The smoke test every build ends with, run inside the new image.
+
+The check itself is `templates/smoke_check.py`, a stdlib-only script the image's own Python
+runs: import the framework, check it is the pinned build, run a small conv net forward; with
+a GPU attached, check it is visible, run a matmul and a conv on it and check the build's arch
+list covers the device. Here: run it, read its one JSON line, and turn failures into a
+ContainerError that names the failed check.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dlbox.container import engine
+from dlbox.container.render import load_template
+from dlbox.container.spec import ImageSpec
+from dlbox.errors import ContainerError
+
+SMOKE_TIMEOUT_S = 300
+MARKER = "DLBOX_SMOKE "
+
+
+@dataclass(frozen=True)
+class SmokeCheck:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    ok: bool
+    framework: str
+    version: str | None
+    python: str | None
+    gpu: bool
+    checks: tuple[SmokeCheck, ...]
+    raw: dict[str, Any]
+
+    @property
+    def failures(self) -> tuple[SmokeCheck, ...]:
+        return tuple(check for check in self.checks if not check.ok)
+
+    def summary(self) -> str:
+        where = "GPU" if self.gpu else "CPU"
+        if self.ok:
+            return (f"smoke test passed on {where}: {self.framework} {self.version}, "
+                    f"Python {self.python}, {len(self.checks)} checks")
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in self.failures)
+        return f"smoke test failed on {where}: {failed}"
+
+
+def smoke_script() -> str:
+    return load_template("smoke_check.py")
+
+
+def smoke_environment(spec: ImageSpec, gpu: bool) -> dict[str, str]:
+    imports = "dlbox,dlbox.cli" if spec.project_kind == "builtin" else ""
+    return {
+        "DLBOX_SMOKE_FRAMEWORK": spec.framework.name,
+        "DLBOX_SMOKE_VERSION": spec.framework.version,
+        "DLBOX_SMOKE_CUDA": spec.framework.cuda or "" if spec.framework.name == "torch" else "",
+        "DLBOX_SMOKE_GPU": "1" if gpu else "0",
+        "DLBOX_SMOKE_IMPORTS": imports,
+    }
+
+
+def parse_smoke_output(stdout: str, stderr: str = "", exit_code: int = 0) -> SmokeResult:
+    """The result line of the script; a missing line means the script itself crashed."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(MARKER):
+            data = json.loads(line[len(MARKER):])
+            checks = tuple(SmokeCheck(c["name"], bool(c["ok"]), str(c.get("detail", "")))
+                           for c in data.get("checks", ()))
+            return SmokeResult(
+                ok=bool(data.get("ok")) and exit_code == 0,
+                framework=str(data.get("framework", "?")),
+                version=data.get("version"),
+                python=data.get("python"),
+                gpu=bool(data.get("gpu")),
+                checks=checks,
+                raw=data,
+            )
+    tail = (stderr or stdout).strip().splitlines()[-3:]
+    detail = " / ".join(tail) or f"exit code {exit_code}, no output"
+    return SmokeResult(False, "?", None, None, False,
+                       (SmokeCheck("run", False, detail),), {})
+
+
+def run_smoke(client: Any, image: str, spec: ImageSpec, gpu: bool,
+              gpus: engine.GpuRequest | None = None) -> SmokeResult:
+    """Run the smoke test in `image`; the GPU checks only when `gpu` (a GPU is attached)."""
+    request = engine.RunRequest(
+        image=image,
+        command=("python", "-c", smoke_script()),
+        environment=tuple(sorted(smoke_environment(spec, gpu).items())),
+        gpus=(gpus or engine.GpuRequest(count=-1)) if gpu else None,
+        network="none",
+    )
+    captured = engine.run_captured(client, request, timeout=SMOKE_TIMEOUT_S)
+    return parse_smoke_output(captured.stdout, captured.stderr, captured.exit_code)
+
+
+def require_smoke_ok(result: SmokeResult, image: str) -> None:
+    if not result.ok:
+        raise ContainerError(
+            f"the new image fails its smoke test: {result.summary().split(': ', 1)[-1]}",
+            hint=f"the image is kept untagged as {image[:19]} for a look: docker run --rm -it "
+                 f"{image[:19]} bash",
+        )

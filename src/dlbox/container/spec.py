@@ -1,0 +1,122 @@
+"""ImageSpec: everything the Dockerfile depends on, as one frozen value.
+
+`render.render_dockerfile(spec)` is a pure function of it, so the same spec always gives the
+same Dockerfile text (golden-file tests hold it to that). The spec is filled from the project,
+the resolved framework build and the lock by `build.plan_build`; nothing here probes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from dlbox import __version__
+
+DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"  # any Debian/Ubuntu image with apt works
+BASE_IMAGE_ENV = "DLBOX_BASE_IMAGE"  # overrides the default base (scripts/test.sh sets it)
+DEFAULT_PYTHON = "3.11"  # Python of the default base image (for --dry-run before a lock)
+IMAGE_UID = 1000
+IMAGE_GID = 1000
+IMAGE_USER = "dlbox"
+IMAGE_HOME = "/home/dlbox"
+WORKDIR = "/workspace"  # the project's code; `image run --runs DIR` mounts DIR at ./runs
+DATA_DIR = "/data"  # `image run --data DIR` mounts DIR here; DLBOX_DATA points at it
+RUNS_DIR = f"{WORKDIR}/runs"
+VENV = "/opt/venv"
+TINI = "/usr/bin/tini"
+# Paths inside the build context (the archive dlbox sends to the engine).
+CONTEXT_PROJECT = "project"
+CONTEXT_LOCK = "dlbox/requirements.lock.txt"
+CONTEXT_WHEELHOUSE = "dlbox/wheelhouse"
+CONTEXT_CA_CERT = "dlbox/extra-ca.crt"
+# The NVIDIA Container Toolkit reads these: which GPUs and which driver libraries to mount.
+NVIDIA_ENV = (
+    ("NVIDIA_VISIBLE_DEVICES", "all"),
+    ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+)
+
+
+@dataclass(frozen=True)
+class FrameworkBuild:
+    """The framework build an image carries (what the resolver or the lock chose)."""
+
+    name: str  # "torch" | "tensorflow" | "jax"
+    version: str  # exact, as pinned: "2.13.0+cpu"
+    variant: str  # "cpu" | "cu126" | "and-cuda" | "cuda12" | ...
+    cuda: str | None = None
+    cudnn: str | None = None
+    wheel_index: str | None = None  # extra index holding this build (torch's variants)
+    min_driver: str | None = None
+
+    @property
+    def gpu(self) -> bool:
+        return self.variant != "cpu"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    project_name: str
+    project_kind: str  # "builtin" | "pyproject" | "requirements"
+    framework: FrameworkBuild
+    base_image: str
+    install_project: bool = False  # pip install --no-deps the project after copying it
+    project_version: str | None = None
+    base_digest: str | None = None  # "sha256:..." of the base image, when known
+    python: str | None = None  # Python of the image, "3.11.2", when known
+    index_url: str | None = None  # replaces PyPI (requirements.txt -i)
+    extra_index_urls: tuple[str, ...] = ()
+    pip_flags: tuple[str, ...] = ()  # "--pre", "--trusted-host=host", ...
+    wheelhouse: bool = False  # wheels shipped in the context (dlbox/wheelhouse)
+    offline: bool = False  # pip --no-index: every pinned requirement is in the wheelhouse
+    ca_cert: bool = False  # an extra CA certificate in the context (dlbox/extra-ca.crt)
+    command: tuple[str, ...] = ("python3",)
+    lock_sha256: str | None = None
+    dlbox_version: str = __version__
+    uid: int = IMAGE_UID
+    gid: int = IMAGE_GID
+    extra_labels: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def gpu(self) -> bool:
+        return self.framework.gpu
+
+    @property
+    def device(self) -> str:
+        return "gpu" if self.gpu else "cpu"
+
+
+def image_labels(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
+    """The image's labels, sorted: OCI annotations plus the resolved tuple under dlbox.*."""
+    fw = spec.framework
+    labels: dict[str, str | None] = {
+        "org.opencontainers.image.title": spec.project_name,
+        "org.opencontainers.image.version": spec.project_version,
+        "org.opencontainers.image.description": (
+            f"{spec.project_name} with {fw.name} {fw.version} ({spec.device})"),
+        "org.opencontainers.image.base.name": spec.base_image,
+        "org.opencontainers.image.base.digest": spec.base_digest,
+        "dlbox.version": spec.dlbox_version,
+        "dlbox.project": spec.project_name,
+        "dlbox.project.kind": spec.project_kind,
+        "dlbox.python": spec.python,
+        "dlbox.framework": fw.name,
+        "dlbox.framework.version": fw.version,
+        "dlbox.framework.variant": fw.variant,
+        "dlbox.device": spec.device,
+        "dlbox.cuda": fw.cuda,
+        "dlbox.cudnn": fw.cudnn,
+        "dlbox.min_driver": fw.min_driver,
+        "dlbox.wheel_index": fw.wheel_index,
+        "dlbox.user": f"{spec.uid}:{spec.gid}",
+        "dlbox.lock.sha256": spec.lock_sha256,
+    }
+    labels.update(dict(spec.extra_labels))
+    return tuple(sorted((key, value) for key, value in labels.items() if value))
+
+
+def default_tag(project_image_name: str, framework: FrameworkBuild) -> str:
+    """`dlbox:cpu`, `dlbox:cu126`, `myproj:tensorflow-and-cuda`: one tag per build kind."""
+    variant = re.sub(r"[^a-z0-9._-]+", "-", framework.variant.lower())
+    if framework.name == "torch":
+        return f"{project_image_name}:{variant}"
+    return f"{project_image_name}:{framework.name}-{variant}"

@@ -1,0 +1,3 @@
+RUN pip install --no-deps{{pip_options}} \
+        -r /opt/dlbox/requirements.lock.txt \
+    && pip check

@@ -1,0 +1,8 @@
+
+# ---- image: the venv, then the code ---------------------------------------------------------
+FROM system
+COPY --from=deps {{venv}} {{venv}}
+ENV HOME={{home}} \
+    DLBOX_DATA={{data_dir}}{{extra_env}}
+WORKDIR {{workdir}}
+COPY --chown={{uid}}:{{gid}} {{context_project}}/ {{workdir}}/

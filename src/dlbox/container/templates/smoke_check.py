@@ -1,0 +1,246 @@
+"""dlbox smoke test, run inside a freshly built image with its own Python (stdlib only).
+
+Settings come from the environment:
+    DLBOX_SMOKE_FRAMEWORK  torch | tensorflow | jax
+    DLBOX_SMOKE_VERSION    the exact version the lock pinned ("2.13.0+cpu")
+    DLBOX_SMOKE_CUDA       CUDA the build must carry ("12.6"), empty for a CPU build
+    DLBOX_SMOKE_GPU        1: a GPU is attached, check it (visible, matmul, conv, arch list)
+    DLBOX_SMOKE_IMPORTS    comma-separated modules of the project to import
+Prints one line `DLBOX_SMOKE {json}` and exits 0 when every check passed, 1 otherwise.
+"""
+
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+
+RESULT = {"python": platform.python_version(), "checks": []}
+
+
+def check(name, fn):
+    start = time.monotonic()
+    try:
+        detail = fn()
+        ok = True
+    except Exception as error:  # noqa: BLE001 - every failure is a result
+        detail = f"{type(error).__name__}: {error}".strip()
+        last = traceback.extract_tb(error.__traceback__)[-1:]
+        if last:
+            detail += f" ({os.path.basename(last[0].filename)}:{last[0].lineno})"
+        ok = False
+    RESULT["checks"].append({"name": name, "ok": ok, "detail": str(detail)[:500],
+                             "seconds": round(time.monotonic() - start, 3)})
+    return ok
+
+
+def arch_coverage(arch_list, capability):
+    """'sass' when the build has kernels for `capability` ("8.6"), 'ptx' when a PTX target
+    at or below it can be JIT-compiled, None when the device is not covered."""
+    major, minor = (int(part) for part in capability.split(".")[:2])
+    wanted = major * 10 + minor
+    ptx = []
+    for arch in arch_list:
+        kind, _, number = arch.partition("_")
+        digits = "".join(ch for ch in number if ch.isdigit())
+        if not digits:
+            continue
+        value = int(digits)
+        if kind == "sm" and (value == wanted or (
+                value // 10 == major and value % 10 <= minor and digits == number)):
+            # SASS runs on the same major at an equal or higher minor (sm_80 on 8.6); an
+            # arch-specific target (sm_90a) only on its own capability.
+            return "sass"
+        if kind == "compute":
+            ptx.append(value)
+    if any(value <= wanted for value in ptx):
+        return "ptx"
+    return None
+
+
+def expect_version(actual):
+    wanted = os.environ.get("DLBOX_SMOKE_VERSION", "")
+    if wanted and actual != wanted and actual.split("+")[0] != wanted:
+        raise AssertionError(f"found version {actual}, the lock pins {wanted}")
+    return actual
+
+
+def smoke_torch(gpu):
+    import torch
+
+    RESULT["version"] = torch.__version__
+    RESULT["cuda"] = torch.version.cuda
+    check("version", lambda: expect_version(torch.__version__))
+    wanted_cuda = os.environ.get("DLBOX_SMOKE_CUDA", "")
+
+    def build_kind():
+        if wanted_cuda and not (torch.version.cuda or "").startswith(wanted_cuda):
+            raise AssertionError(f"built with CUDA {torch.version.cuda}, expected {wanted_cuda}")
+        if not wanted_cuda and torch.version.cuda:
+            raise AssertionError(f"a CUDA build ({torch.version.cuda}) in a CPU image")
+        return f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build"
+
+    check("build", build_kind)
+
+    def forward(device):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(), torch.nn.Linear(8, 10),
+        ).to(device)
+        with torch.no_grad():
+            out = net(torch.randn(4, 3, 32, 32, device=device))
+        if tuple(out.shape) != (4, 10) or not torch.isfinite(out).all():
+            raise AssertionError(f"bad output {tuple(out.shape)}")
+        return f"conv net forward on {device}: output {tuple(out.shape)}"
+
+    check("forward_cpu", lambda: forward("cpu"))
+    if not gpu:
+        return
+
+    def visible():
+        if not torch.cuda.is_available():
+            raise AssertionError("torch.cuda.is_available() is False")
+        RESULT["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return ", ".join(RESULT["gpus"])
+
+    if not check("gpu_visible", visible):
+        return
+
+    def matmul():
+        a = torch.randn(256, 256)
+        b = torch.randn(256, 256)
+        got = (a.cuda() @ b.cuda()).cpu()
+        if not torch.allclose(got, a @ b, rtol=1e-2, atol=1e-2):
+            raise AssertionError("GPU matmul differs from CPU")
+        return "256x256 matmul matches the CPU"
+
+    def conv():
+        x = torch.randn(2, 3, 32, 32)
+        conv = torch.nn.Conv2d(3, 8, 3)
+        want = conv(x)
+        got = conv.cuda()(x.cuda()).cpu()
+        if not torch.allclose(got, want, rtol=1e-2, atol=1e-2):
+            raise AssertionError("GPU conv differs from CPU")
+        return "conv2d matches the CPU (cuDNN %s)" % torch.backends.cudnn.version()
+
+    def archs():
+        arch_list = torch.cuda.get_arch_list()
+        RESULT["arch_list"] = arch_list
+        found = []
+        for index in range(torch.cuda.device_count()):
+            major, minor = torch.cuda.get_device_capability(index)
+            how = arch_coverage(arch_list, f"{major}.{minor}")
+            if how is None:
+                raise AssertionError(f"sm_{major}{minor} is not in the build's arch list "
+                                     f"{' '.join(arch_list)}")
+            found.append(f"sm_{major}{minor}: {how}")
+        return ", ".join(found)
+
+    check("gpu_matmul", matmul)
+    check("gpu_conv", conv)
+    check("gpu_arch_list", archs)
+
+
+def smoke_tensorflow(gpu):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    RESULT["version"] = tf.__version__
+    info = tf.sysconfig.get_build_info()
+    RESULT["cuda"] = info.get("cuda_version")
+    check("version", lambda: expect_version(tf.__version__))
+
+    def forward(device):
+        with tf.device(device):
+            x = tf.random.normal((4, 32, 32, 3), seed=0)
+            y = tf.keras.layers.Conv2D(8, 3, padding="same")(x)
+            y = tf.reduce_mean(y, axis=(1, 2))
+            out = tf.matmul(y, tf.random.normal((8, 10), seed=1))
+        if tuple(out.shape) != (4, 10) or not bool(tf.reduce_all(tf.math.is_finite(out))):
+            raise AssertionError(f"bad output {tuple(out.shape)}")
+        return f"conv + matmul on {device}: output {tuple(out.shape)}"
+
+    check("forward_cpu", lambda: forward("/CPU:0"))
+    if not gpu:
+        return
+
+    def visible():
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            raise AssertionError("tf.config.list_physical_devices('GPU') is empty")
+        RESULT["gpus"] = [g.name for g in gpus]
+        return ", ".join(RESULT["gpus"])
+
+    if not check("gpu_visible", visible):
+        return
+    check("gpu_matmul_conv", lambda: forward("/GPU:0"))
+
+    def archs():
+        arch_list = list(info.get("cuda_compute_capabilities") or [])
+        RESULT["arch_list"] = arch_list
+        found = []
+        for device in tf.config.list_physical_devices("GPU"):
+            cc = tf.config.experimental.get_device_details(device).get("compute_capability")
+            if not cc:
+                continue
+            how = arch_coverage(arch_list, f"{cc[0]}.{cc[1]}")
+            if how is None:
+                raise AssertionError(f"sm_{cc[0]}{cc[1]} is not in {' '.join(arch_list)}")
+            found.append(f"sm_{cc[0]}{cc[1]}: {how}")
+        return ", ".join(found) or "no compute capability reported"
+
+    check("gpu_arch_list", archs)
+
+
+def smoke_jax(gpu):
+    import jax
+    import jax.numpy as jnp
+
+    RESULT["version"] = jax.__version__
+    check("version", lambda: expect_version(jax.__version__))
+
+    def forward(device):
+        key = jax.random.PRNGKey(0)
+        x = jax.device_put(jax.random.normal(key, (4, 3, 32, 32)), device)
+        w = jax.device_put(jax.random.normal(key, (8, 3, 3, 3)), device)
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME")
+        out = jnp.mean(y, axis=(2, 3)) @ jax.device_put(jnp.ones((8, 10)), device)
+        if out.shape != (4, 10) or not bool(jnp.isfinite(out).all()):
+            raise AssertionError(f"bad output {out.shape}")
+        return f"conv + matmul on {device.platform}: output {tuple(out.shape)}"
+
+    check("forward_cpu", lambda: forward(jax.devices("cpu")[0]))
+    if not gpu:
+        return
+
+    def visible():
+        gpus = jax.devices("gpu")
+        RESULT["gpus"] = [str(d) for d in gpus]
+        return ", ".join(RESULT["gpus"])
+
+    if not check("gpu_visible", visible):
+        return
+    # jaxlib has no arch list to read; kernels that ran on the device are the proof.
+    check("gpu_matmul_conv", lambda: forward(jax.devices("gpu")[0]))
+
+
+def main():
+    framework = os.environ.get("DLBOX_SMOKE_FRAMEWORK", "torch")
+    gpu = os.environ.get("DLBOX_SMOKE_GPU") == "1"
+    RESULT["framework"] = framework
+    RESULT["gpu"] = gpu
+    for module in filter(None, os.environ.get("DLBOX_SMOKE_IMPORTS", "").split(",")):
+        check(f"import {module}", lambda m=module: getattr(importlib.import_module(m),
+                                                           "__version__", "ok"))
+    runner = {"torch": smoke_torch, "tensorflow": smoke_tensorflow, "jax": smoke_jax}[framework]
+    check(f"import {framework}", lambda: runner(gpu) or "ok")
+    RESULT["ok"] = all(item["ok"] for item in RESULT["checks"])
+    print("DLBOX_SMOKE " + json.dumps(RESULT), flush=True)
+    return 0 if RESULT["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""`dlbox notebook --container`: JupyterLab inside the dlbox image, as a non-root user.
+
+- The token is a 0600 file on the host, bind-mounted read-only into the container and named
+  by JUPYTER_TOKEN_FILE: `docker inspect` shows the file's path, never the token.
+- The container runs as the caller's uid:gid (so files it writes in the mounted notebooks
+  folder belong to the caller), or as uid 1000 when the caller is root: never as root.
+- The port is published on 127.0.0.1 unless --ip says otherwise; Jupyter listens on all
+  interfaces of the container's own network namespace, which only the published port reaches.
+- Ctrl-C (or SIGTERM to dlbox) stops the container (SIGTERM to its init, then Jupyter's clean
+  shutdown) and removes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets as pysecrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from dlbox.errors import ContainerError, UsageError
+from dlbox.jupyter.probe import check_token_required, wait_until_ready
+from dlbox.jupyter.secrets_dir import LaunchDir
+from dlbox.jupyter.server import ServerInfo, resolve_port
+from dlbox.jupyter.settings import (
+    TOKEN_FILE_ENV,
+    NotebookSettings,
+    lab_config,
+    new_token,
+    server_base_url,
+)
+
+CONTAINER_PORT = 8888
+CONTAINER_NOTEBOOK_DIR = "/workspace/notebooks"
+CONTAINER_TOKEN_FILE = "/run/dlbox/jupyter_token"
+CONTAINER_CONFIG_FILE = "/run/dlbox/dlbox_jupyter_config.json"
+LABEL = "dlbox.notebook"
+# Variables passed through from the caller's environment to the notebook's kernel.
+PASSTHROUGH_ENV = ("DLBOX_NOTEBOOK_SMOKE",)
+STOP_TIMEOUT_S = 15
+DEFAULT_IMAGE = "dlbox:cpu"  # what `dlbox image build --cpu` tags the built-in project
+
+
+def image_uid() -> int:
+    """The image's own non-root user (uid 1000 in dlbox images)."""
+    try:
+        from dlbox.container.spec import IMAGE_UID
+
+        return int(IMAGE_UID)
+    except ImportError:
+        return 1000
+
+
+def container_data_dir() -> str:
+    try:
+        from dlbox.container.spec import DATA_DIR
+
+        return str(DATA_DIR)
+    except ImportError:
+        return "/data"
+
+
+def default_image_tag() -> str:
+    return DEFAULT_IMAGE
+
+
+def container_user(euid: int, egid: int) -> tuple[int, int]:
+    """(uid, gid) to run as: the caller's, or the image's user when the caller is root."""
+    if euid == 0:
+        return image_uid(), image_uid()
+    return euid, egid
+
+
+def container_command(config_file: str) -> list[str]:
+    """What runs in the container (no secret in it: it is visible to `docker inspect`)."""
+    return ["python3", "-m", "jupyterlab", f"--config={config_file}", "--no-browser"]
+
+
+def container_environment(host_env: dict[str, str], has_data: bool) -> dict[str, str]:
+    env = {
+        TOKEN_FILE_ENV: CONTAINER_TOKEN_FILE,
+        # The caller's uid may have no home in the image, yet Jupyter, IPython and matplotlib
+        # need writable places; /tmp always is.
+        "HOME": "/tmp/dlbox-home",
+        "JUPYTER_RUNTIME_DIR": "/tmp/dlbox-home/jupyter-runtime",
+        "MPLCONFIGDIR": "/tmp/dlbox-home/matplotlib",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if has_data:
+        env["DLBOX_DATA"] = container_data_dir()
+    for name in PASSTHROUGH_ENV:
+        if name in host_env:
+            env[name] = host_env[name]
+    return env
+
+
+def writable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether uid:gid may write in `path` by its mode bits (what the container sees)."""
+    info = path.stat()
+    if uid == info.st_uid:
+        return bool(info.st_mode & 0o200)
+    if gid == info.st_gid:
+        return bool(info.st_mode & 0o020)
+    return bool(info.st_mode & 0o002)
+
+
+def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int, gid: int,
+                token_file: Path, config_file: Path, data_dir: Path | None,
+                name: str) -> Any:
+    """The engine's RunRequest for the notebook container."""
+    from dlbox.container.engine import Mount, RunRequest
+
+    mounts = [
+        Mount(str(settings.notebook_dir), CONTAINER_NOTEBOOK_DIR),
+        Mount(str(token_file), CONTAINER_TOKEN_FILE, read_only=True),
+        Mount(str(config_file), CONTAINER_CONFIG_FILE, read_only=True),
+    ]
+    if data_dir is not None:
+        mounts.append(Mount(str(data_dir), container_data_dir(), read_only=True))
+    fields: dict[str, Any] = {
+        "image": image,
+        "command": tuple(container_command(CONTAINER_CONFIG_FILE)),
+        "mounts": tuple(mounts),
+        "user": f"{uid}:{gid}",
+        "environment": tuple(sorted(container_environment(dict(os.environ),
+                                                          data_dir is not None).items())),
+        "workdir": CONTAINER_NOTEBOOK_DIR,
+        "name": name,
+        "ports": ((CONTAINER_PORT, host_port),),
+        "init": True,  # an init as PID 1 passes SIGTERM on and reaps the kernels
+        "labels": ((LABEL, "1"),),
+        "shm_size": "1g",  # DataLoader workers in the notebook need more than 64 MB
+    }
+    known = {f.name for f in dataclasses.fields(RunRequest)}
+    if settings.ip not in ("127.0.0.1", "localhost"):
+        if "host_ip" not in known:
+            raise UsageError(
+                f"--container with --ip {settings.ip}: this dlbox publishes container ports "
+                "on 127.0.0.1 only",
+                hint="leave --ip out and reach it from elsewhere through an SSH tunnel "
+                     "(ssh -L 8888:127.0.0.1:8888 HOST)")
+        fields["host_ip"] = settings.ip
+    return RunRequest(**{key: value for key, value in fields.items() if key in known})
+
+
+class ContainerServer:
+    """JupyterLab in a container of the dlbox image, through dlbox.container.engine."""
+
+    def __init__(self, settings: NotebookSettings) -> None:
+        self.settings = settings
+        self.image = settings.image or default_image_tag()
+        self.launch = LaunchDir()
+        self.container: Any = None
+        self.info: ServerInfo
+
+    def start(self) -> ServerInfo:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> ServerInfo:
+        from dlbox.container import engine
+
+        settings = self.settings
+        client = engine.connect()
+        if engine.inspect_image(client, self.image) is None:
+            raise ContainerError(f"the image {self.image} is not on this machine",
+                                 hint="build it with `dlbox image build --cpu` (or pass "
+                                      "--tag IMAGE)")
+        host_port = resolve_port(settings.ip, settings.port)
+        uid, gid = container_user(os.geteuid(), os.getegid())
+        if not writable_by(settings.notebook_dir, uid, gid):
+            print(f"warning: the container's user (uid {uid}) cannot write to "
+                  f"{settings.notebook_dir}: the notebook cannot be saved there. Run dlbox "
+                  f"as a normal user, or: chown {uid} {settings.notebook_dir}",
+                  file=sys.stderr)
+        token = new_token()
+        # Root on the host gives the file to the container's user; it stays 0600.
+        chown = (uid, gid) if os.geteuid() == 0 else (None, None)
+        token_file = self.launch.write_token(token, *chown)
+        config = lab_config(CONTAINER_NOTEBOOK_DIR, "0.0.0.0", CONTAINER_PORT, allow_root=False)
+        config_file = self.launch.write_config(config)
+        os.chmod(config_file, 0o644)
+        data_dir = _host_data_dir()
+        request = run_request(self.image, settings, host_port, uid, gid, token_file,
+                              config_file, data_dir,
+                              name=f"dlbox-notebook-{host_port}-{pysecrets.token_hex(3)}")
+        self.container = engine.start_container(client, request)
+        base_url = server_base_url(settings.ip, host_port)
+        wait_until_ready(base_url, token, settings.startup_timeout_s, self._exit_reason)
+        check_token_required(base_url)
+        self.info = ServerInfo(base_url, token, settings.notebook_dir, None)
+        return self.info
+
+    def _exit_reason(self) -> str | None:
+        if self.container is None:
+            return None
+        try:
+            self.container.reload()
+        except Exception as error:  # noqa: BLE001 - removed under our feet
+            return f"the container vanished ({_short(error)})"
+        if self.container.status in ("created", "running"):
+            return None
+        logs = self.container.logs(tail=40).decode("utf-8", "replace")
+        code = self.container.attrs.get("State", {}).get("ExitCode")
+        hint = ("\n(the image needs JupyterLab: dlbox's `notebook` extra)"
+                if "No module named jupyterlab" in logs else "")
+        return f"container exited with status {code}\n--- container log ---\n{logs}{hint}"
+
+    def wait(self) -> int:
+        from dlbox.container.engine import wait_exit_code
+
+        assert self.container is not None
+        return wait_exit_code(self.container)
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        container, self.container = self.container, None
+        try:
+            if container is not None:
+                from dlbox.container.engine import remove_container, stop_container
+
+                stop_container(container, timeout_s)
+                remove_container(container)
+        finally:
+            self.launch.remove()
+
+
+def _host_data_dir() -> Path | None:
+    """The CIFAR-10 folder `dlbox data fetch` filled, to mount read-only, if there is one."""
+    try:
+        from dlbox.data.loading import detect_layout
+        from dlbox.data.paths import resolve_data_dir
+
+        directory = resolve_data_dir(None)
+        if directory.is_dir() and detect_layout(directory) is not None:
+            return directory.resolve()
+    except Exception:  # noqa: BLE001 - data is optional for the notebook
+        return None
+    return None
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+

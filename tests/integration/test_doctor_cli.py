@@ -1,0 +1,161 @@
+"""`dlbox doctor` end to end: this host, recorded hosts (--replay), --resolve, and a real GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlbox.cli import main
+
+HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_doctor_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["doctor"], capsys)
+    assert code in (0, 1)
+    assert "dlbox doctor" in out and "Python" in out and "torch" in out
+    assert "error(s)" in out
+
+
+def test_doctor_json_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["doctor", "--json"], capsys)
+    report = json.loads(out)
+    assert set(report) >= {"facts", "findings", "summary", "recommended"}
+    assert report["summary"]["errors"] == sum(f["level"] == "error" for f in report["findings"])
+    assert code == (1 if report["summary"]["errors"] else 0)
+    assert report["recommended"]["torch"]["requirements"][0].startswith("torch==")
+
+
+@pytest.mark.parametrize("name, code", [
+    ("healthy-gpu-rtx3090", 0), ("cpu-only-host", 0), ("new-gpu-old-torch", 1),
+    ("old-driver-new-cuda-build", 1), ("nvml-driver-library-mismatch", 1),
+    ("gpu-no-container-runtime", 0), ("two-gpus-mixed", 1),
+])
+def test_replay_exit_codes(name: str, code: int, capsys: pytest.CaptureFixture[str]) -> None:
+    got, out, _ = run_cli(["doctor", "--replay", str(HOSTS / name)], capsys)
+    assert got == code
+    expected = json.loads((HOSTS / name / "expected.json").read_text())
+    labels = [line.split()[0] for line in out.splitlines()
+              if line.split() and line.split()[0] in ("ERROR", "WARN", "OK")]
+    assert labels == [{"error": "ERROR", "warn": "WARN", "ok": "OK"}[level]
+                      for level, _ in expected["findings"]]
+
+
+def test_replay_json_has_findings_and_recommendation(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["doctor", "--json", "--replay", str(HOSTS / "new-gpu-old-torch")],
+                           capsys)
+    report = json.loads(out)
+    assert code == 1
+    assert report["findings"][0]["code"] == "arch-not-in-build"
+    assert report["facts"]["nvidia"]["gpus"][0]["compute_capability"] == "12.0"
+    torch = report["recommended"]["torch"]
+    assert (torch["version"], torch["variant"]) == ("2.11.0", "cu128")
+
+
+def test_resolve_hypothetical_host(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["doctor", "--resolve", "torch", "--driver", "570.86.16",
+                            "--compute-capability", "12.0", "--json"], capsys)
+    assert code == 0
+    build = json.loads(out)["build"]
+    assert (build["version"], build["variant"], build["cuda"]) == ("2.11.0", "cu128", "12.8")
+    assert build["wheel_index"] == "https://download.pytorch.org/whl/cu128"
+    code, out, _ = run_cli(["doctor", "--resolve", "torch", "--driver", "535.104.05",
+                            "--compute-capability", "8.6", "--compute-capability", "6.1"], capsys)
+    assert code == 0
+    assert out.startswith("torch 2.15.0 (cu126)")
+    assert "pip install torch==2.15.0 --index-url https://download.pytorch.org/whl/cu126" in out
+    assert "why:" in out
+
+
+def test_resolve_cpu_and_python(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["doctor", "--resolve", "tensorflow", "--cpu", "--python", "3.9",
+                            "--json"], capsys)
+    build = json.loads(out)["build"]
+    assert code == 0 and build["requirements"] == ["tensorflow-cpu==2.20.0"]
+
+
+def test_resolve_pinned_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["doctor", "--resolve", "torch", "--framework-version", "2.7",
+                            "--driver", "570.86.16", "--compute-capability", "12.0", "--json"],
+                           capsys)
+    assert code == 0
+    build = json.loads(out)["build"]
+    assert (build["version"], build["variant"]) == ("2.7.1", "cu128")
+
+
+def test_resolve_for_this_host(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["doctor", "--resolve", "jax", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["build"]["framework"] == "jax"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["doctor", "--resolve", "torch", "--driver", "banana"], "not a version number"),
+    (["doctor", "--driver", "535.104.05"], "go with --resolve"),
+    (["doctor", "--resolve", "torch", "--cpu", "--driver", "535.104.05"], "--cpu cannot"),
+    (["doctor", "--replay", "/nonexistent/recording"], "not a dlbox host recording"),
+])
+def test_usage_errors(args: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert needle in err and "hint:" in err
+
+
+def test_nothing_fits_is_an_error_with_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["doctor", "--resolve", "torch", "--driver", "440.33.01",
+                            "--compute-capability", "7.5"], capsys)
+    assert code == 1
+    assert "error: driver 440.33.01 is older than every torch build needs" in err
+    assert "hint: update the NVIDIA driver to >= 450.80.02" in err
+
+
+def test_record_then_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["doctor", "--json", "--record", str(tmp_path / "rec")], capsys)
+    first = json.loads(out)
+    code2, out2, _ = run_cli(["doctor", "--json", "--replay", str(tmp_path / "rec")], capsys)
+    assert code == code2
+    assert json.loads(out2)["findings"] == first["findings"]
+
+
+def test_entry_point_subprocess() -> None:
+    proc = subprocess.run([sys.executable, "-m", "dlbox", "doctor", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert json.loads(proc.stdout)["facts"]["system"]["python"]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.gpu
+def test_doctor_json_reports_the_gpu() -> None:
+    if not _cuda_available():
+        pytest.skip("needs an NVIDIA GPU with CUDA")
+    env = dict(os.environ)
+    proc = subprocess.run([sys.executable, "-m", "dlbox", "doctor", "--json"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    report = json.loads(proc.stdout)
+    nvidia = report["facts"]["nvidia"]
+    assert nvidia["gpus"] and nvidia["driver_version"] and nvidia["cuda_driver_version"]
+    torch = next(f for f in report["facts"]["frameworks"] if f["name"] == "torch")
+    assert torch["cuda"] and torch["gpu_available"] is True and torch["arch_list"]
+    errors = [f for f in report["findings"] if f["level"] == "error"]
+    assert errors == [], errors
+    assert proc.returncode == 0

@@ -1,0 +1,179 @@
+"""The build resolver: newest build the driver and every GPU can run, and why."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlbox.errors import HostEnvError, UsageError
+from dlbox.hostenv.facts import GpuFacts, HostFacts, NvidiaFacts, SystemFacts
+from dlbox.hostenv.resolve import ResolvedBuild, Target, resolve_build, target_from_host
+
+
+def gpu(driver: str, *caps: str, python: str | None = None) -> Target:
+    return Target(driver=driver, compute_capabilities=caps, python=python)
+
+
+def test_blackwell_needs_torch_2_7_with_cuda_12_8() -> None:
+    build = resolve_build("torch", gpu("570.86.16", "12.0"))
+    assert (build.version, build.variant, build.cuda) == ("2.11.0", "cu128", "12.8")
+    assert build.wheel_index == "https://download.pytorch.org/whl/cu128"
+    assert build.requirements == ("torch==2.11.0",)
+    # on CUDA 12.8's first release, 2.7 was the first torch with sm_120 kernels
+    forced = resolve_build("torch", Target(driver="570.86.16", compute_capabilities=("12.0",),
+                                           python="3.9"))
+    assert (forced.version, forced.variant) == ("2.8.0", "cu128")
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", Target(driver="570.86.16", compute_capabilities=("12.0",),
+                                      cuda="12.6"))
+    assert "no kernel image" in info.value.message
+
+
+def test_old_driver_gets_cuda_11_8_build() -> None:
+    build = resolve_build("torch", gpu("470.223.02", "7.5"))
+    assert (build.version, build.variant, build.min_driver) == ("2.7.1", "cu118", "450.80.02")
+    assert any("cu126" in r and "470.223.02 < 525.60.13" in r for r in build.reasons)
+    assert any("GA driver 520.61.05" in w for w in build.warnings)
+
+
+def test_prefers_cuda_whose_ga_driver_is_met() -> None:
+    build = resolve_build("torch", gpu("580.95.05", "9.0"))
+    assert build.variant == "cu130"  # 13.2's GA driver is newer than 580
+    assert build.min_driver == "580" and build.ga_driver == "580.65.06"
+    assert not any("GA driver" in w for w in build.warnings)
+
+
+def test_mixed_gpus_need_one_build_for_both() -> None:
+    build = resolve_build("torch", gpu("560.35.03", "8.6", "6.1"))
+    assert build.variant == "cu126"
+    assert "sm_86, sm_61" in build.reasons[0]
+
+
+def test_cpu_and_no_driver() -> None:
+    cpu = resolve_build("torch", Target(cpu=True, python="3.11"))
+    assert (cpu.variant, cpu.cuda, cpu.min_driver) == ("cpu", None, None)
+    assert cpu.wheel_index == "https://download.pytorch.org/whl/cpu"
+    assert resolve_build("torch", Target()).variant == "cpu"
+    assert resolve_build("tensorflow", Target(cpu=True)).requirements == ("tensorflow-cpu==2.21.0",)
+    assert resolve_build("jax", Target(cpu=True)).requirements == ("jax==0.10.2",)
+
+
+def test_python_filter() -> None:
+    assert resolve_build("torch", Target(cpu=True, python="3.8")).version == "2.4.1"
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", Target(cpu=True, python="3.7"))
+    assert info.value.hint and "3.8" in info.value.hint
+
+
+def test_tensorflow_builds() -> None:
+    build = resolve_build("tensorflow", gpu("535.104.05", "8.6"))
+    assert (build.version, build.variant, build.cuda, build.cudnn) == (
+        "2.21.0", "and-cuda", "12.5", "9.3")
+    assert build.requirements == ("tensorflow[and-cuda]==2.21.0",)
+    old = resolve_build("tensorflow", Target(driver="460.32.03", compute_capabilities=("7.0",),
+                                             cuda="11.2"))
+    assert (old.version, old.variant) == ("2.11.1", "cuda-system")
+    assert any("cuDNN 8.1" in r for r in old.reasons)
+    blackwell = resolve_build("tensorflow", gpu("570.133.07", "12.0"))
+    assert any("PTX JIT" in w for w in blackwell.warnings)
+
+
+def test_jax_plugins() -> None:
+    assert resolve_build("jax", gpu("580.95.05", "9.0")).requirements == ("jax[cuda13]==0.10.2",)
+    cuda12 = resolve_build("jax", gpu("535.104.05", "8.6"))
+    assert (cuda12.variant, cuda12.min_driver) == ("cuda12", "525.60.13")
+    # cuda13 needs Turing or newer; a Pascal GPU on a 580 driver gets cuda12
+    assert resolve_build("jax", gpu("580.95.05", "6.1")).variant == "cuda12"
+    with pytest.raises(HostEnvError):
+        resolve_build("jax", gpu("470.223.02", "7.5"))
+
+
+def test_nothing_fits_says_why_with_a_hint() -> None:
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", gpu("440.33.01", "7.5"))
+    assert info.value.message == ("driver 440.33.01 is older than every torch build needs (the "
+                                  "lowest is 450.80.02, for torch 2.7.1 cu118)")
+    assert info.value.hint == "update the NVIDIA driver to >= 450.80.02, or resolve with --cpu"
+
+
+def test_gpu_newer_than_the_driver_is_refused() -> None:
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", gpu("535.104.05", "12.0"))
+    assert "does not support sm_120" in info.value.message
+    assert info.value.hint == "install NVIDIA driver >= 570.26 for this GPU"
+
+
+def test_too_old_gpu_names_the_missing_kernels() -> None:
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", gpu("570.124.06", "3.5"))
+    assert info.value.message.startswith("no torch build has kernels for sm_35")
+
+
+@pytest.mark.parametrize("target, needle", [
+    (Target(driver="five-three-five"), "not a version number"),
+    (Target(driver="535.104.05", compute_capabilities=("ampere",)), "MAJOR.MINOR"),
+    (Target(cpu=True, cuda="12.4"), "CPU-only"),
+    (Target(cpu=True, driver="535.104.05"), "--cpu cannot"),
+    (Target(compute_capabilities=("8.6",)), "needs a driver"),
+    (Target(cpu=True, python="two"), "Python version"),
+])
+def test_bad_targets_are_usage_errors(target: Target, needle: str) -> None:
+    with pytest.raises(UsageError) as info:
+        resolve_build("torch", target)
+    assert needle in info.value.message and info.value.hint
+
+
+def test_unknown_framework() -> None:
+    with pytest.raises(UsageError):
+        resolve_build("caffe", Target(cpu=True))
+    assert resolve_build("pytorch", Target(cpu=True)).framework == "torch"
+
+
+def test_pinned_versions() -> None:
+    pinned = resolve_build("torch", Target(driver="570.86.16", compute_capabilities=("12.0",),
+                                           version="2.8"))
+    assert (pinned.version, pinned.variant) == ("2.8.0", "cu128")
+    patch = resolve_build("torch", Target(cpu=True, version="2.7.0"))
+    assert (patch.version, patch.variant) == ("2.7.0", "cpu")
+    future = resolve_build("torch", Target(driver="580.95.05", compute_capabilities=("9.0",),
+                                           version="2.16.1"))
+    assert (future.version, future.variant) == ("2.16.1", "cu130")
+    assert future.warnings[0].startswith("torch 2.16.1 is not in dlbox's compatibility data")
+    assert "nearest known row, torch 2.15" in future.warnings[0]
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", Target(cpu=True, python="3.8", version="2.9"))
+    assert info.value.message == "torch 2.9 does not support Python 3.8"
+    old_tf = resolve_build("tensorflow", Target(driver="535.104.05",
+                                                compute_capabilities=("8.6",), version="2.15"))
+    assert old_tf.requirements == ("tensorflow[and-cuda]==2.15.1",)
+
+
+def test_uncertain_rows_warn() -> None:
+    build = resolve_build("torch", Target(cpu=True))
+    assert build.version == "2.15.0"
+    assert any("uncertain" in w for w in build.warnings)
+
+
+def test_to_dict_is_json_ready() -> None:
+    build = resolve_build("torch", gpu("535.104.05", "8.6"))
+    data = json.loads(json.dumps(build.to_dict()))
+    assert data["requirements"] == ["torch==2.15.0"]
+    assert data["min_driver"] == "525.60.13"
+    assert set(data) >= {"framework", "version", "variant", "cuda", "cudnn", "wheel_index",
+                         "requirements", "python_versions", "min_driver", "reasons"}
+    assert ResolvedBuild(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in data.items()}) == build
+
+
+def test_target_from_host() -> None:
+    facts = HostFacts(
+        system=SystemFacts(python="3.11.9"),
+        nvidia=NvidiaFacts(source="nvml", driver_version="550.54.15",
+                           gpus=(GpuFacts(0, "A", "8.0"), GpuFacts(1, "B", "8.0"),
+                                 GpuFacts(2, "C", "8.9"))),
+    )
+    assert target_from_host(facts) == Target(driver="550.54.15",
+                                             compute_capabilities=("8.0", "8.9"), python="3.11")
+    broken = HostFacts(nvidia=NvidiaFacts(error="Failed to initialize NVML: Unknown Error"))
+    assert target_from_host(broken).cpu
