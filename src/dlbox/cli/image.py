@@ -1,16 +1,245 @@
-"""`dlbox image`: not implemented yet."""
+"""`dlbox image build|run`: the project in a Docker image (CPU or NVIDIA GPU), and commands in it.
+
+`build` renders the Dockerfile (a pure function of the project, the resolved framework build
+and dlbox.lock), builds it through the Docker Engine API, smoke-tests the image and tags it;
+`--dry-run` prints the Dockerfile without touching the engine. `run` runs a command in the
+image with GPUs, the data and the runs folder.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
-from dlbox.errors import DlboxError
+from dlbox.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("image", help="(not implemented yet)")
-    parser.set_defaults(func=run)
+    parser = subparsers.add_parser(
+        "image", help="build the project into a Docker image (CPU or GPU), run commands in it",
+        description="Package a deep-learning project and its dependencies into a Docker image "
+                    "whose framework build runs on the target host, and run commands in it.",
+    )
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    actions = parser.add_subparsers(dest="image_command", metavar="ACTION")
+    _register_build(actions)
+    _register_run(actions)
 
 
-def run(args: argparse.Namespace) -> int:
-    raise DlboxError("'dlbox image' is not implemented yet")
+def _register_build(actions: argparse._SubParsersAction) -> None:
+    build = actions.add_parser(
+        "build", help="build the image (default project: dlbox's own CIFAR-10 project)",
+        description="Build PROJECT_DIR (a folder with requirements.txt or pyproject.toml; "
+                    "default: the built-in dlbox CIFAR-10 project) into an image. The first "
+                    "build resolves every requirement and writes dlbox.lock next to the "
+                    "project; later builds install exactly what it pins.",
+    )
+    build.add_argument("project_dir", nargs="?", metavar="PROJECT_DIR",
+                       help="project folder (default: the built-in dlbox project)")
+    device = build.add_mutually_exclusive_group()
+    device.add_argument("--cpu", dest="device", action="store_const", const="cpu",
+                        help="a CPU framework build")
+    device.add_argument("--gpu", dest="device", action="store_const", const="gpu",
+                        help="an NVIDIA GPU build for this host's driver (or --driver)")
+    device.add_argument("--auto", dest="device", action="store_const", const="auto",
+                        help="GPU when this host has a usable NVIDIA GPU, else CPU (default)")
+    build.add_argument("--framework", choices=("torch", "tensorflow", "jax"),
+                       help="framework (default: from the project's requirements, else torch)")
+    build.add_argument("--framework-version", metavar="V",
+                       help="pin the framework release (default: the newest the target runs)")
+    build.add_argument("--driver", metavar="VERSION",
+                       help="NVIDIA driver of the machine that will run the image "
+                            "(GPU builds on a machine without one), e.g. 550.54.15")
+    build.add_argument("--cuda", metavar="X.Y", help="force a CUDA version for the GPU build")
+    build.add_argument("--compute-capability", metavar="X.Y", action="append", default=[],
+                       dest="compute_capability",
+                       help="the target GPU's compute capability, e.g. 8.6 (repeatable)")
+    build.add_argument("--tag", "-t", metavar="NAME:TAG",
+                       help="image tag (default: <project>:<variant> and <project>:latest)")
+    build.add_argument("--base-image", metavar="IMAGE",
+                       help="base image (default: $DLBOX_BASE_IMAGE, else "
+                            "python:3.11-slim-bookworm); any Debian/Ubuntu image with apt")
+    build.add_argument("--wheelhouse", metavar="DIR", type=Path,
+                       help="folder of wheels to install from first (offline builds)")
+    build.add_argument("--offline", action="store_true",
+                       help="install only from --wheelhouse (pip --no-index)")
+    build.add_argument("--ca-cert", metavar="FILE", type=Path,
+                       help="CA certificate of a TLS-intercepting proxy, trusted in the build")
+    build.add_argument("--extras", metavar="NAME", action="append",
+                       help="optional-dependency groups of a pyproject project (repeatable)")
+    build.add_argument("--lock", metavar="FILE", type=Path,
+                       help="lock file (default: PROJECT_DIR/dlbox.lock)")
+    build.add_argument("--relock", action="store_true",
+                       help="resolve again and rewrite the lock entry for this build")
+    build.add_argument("--no-cache", action="store_true", help="build without the layer cache")
+    build.add_argument("--no-smoke", action="store_true",
+                       help="skip the smoke test inside the new image")
+    build.add_argument("--dry-run", action="store_true",
+                       help="print the Dockerfile (and how it was chosen); build nothing")
+    build.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    build.set_defaults(func=run_build, device="auto")
+
+
+def _register_run(actions: argparse._SubParsersAction) -> None:
+    run = actions.add_parser(
+        "run", help="run a command in the image (GPUs, data and runs folder mounted)",
+        description="Run CMD in the image: `dlbox image run -- dlbox train --epochs 1`. "
+                    "The data folder is mounted at /data, the runs folder at /workspace/runs "
+                    "(where `dlbox train` writes), and the container runs as your uid "
+                    "(uid 1000 when you are root). Ctrl-C or SIGTERM stops it like "
+                    "`docker stop`, so training saves its checkpoint.",
+    )
+    run.add_argument("--tag", "-t", metavar="IMAGE", default="dlbox:latest",
+                     help="image to run (default dlbox:latest, the last built-in build)")
+    run.add_argument("--gpus", metavar="all|N|ID,ID|none",
+                     help="GPUs to give the container (default: all for a GPU image, none "
+                          "for a CPU image); a GPU the host cannot give is an error")
+    run.add_argument("--shm-size", default="2g", metavar="SIZE",
+                     help="size of /dev/shm (default 2g: DataLoader workers need it)")
+    run.add_argument("--data", metavar="DIR", type=Path,
+                     help="data folder to mount at /data (default: $DLBOX_DATA, else the user "
+                          "cache dir, when it exists)")
+    run.add_argument("--runs", metavar="DIR", type=Path, default=Path("runs"),
+                     help="folder for run directories, mounted at /workspace/runs "
+                          "(default ./runs)")
+    run.add_argument("--env", "-e", metavar="NAME=VALUE", action="append", default=[],
+                     help="an environment variable for the command (repeatable)")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
+                     help="the command (default: the image's own, `dlbox --help`)")
+    run.set_defaults(func=run_run)
+
+
+def _build_request(args: argparse.Namespace) -> Any:
+    from dlbox.container.build import BuildRequest
+
+    for name in ("wheelhouse", "ca_cert"):
+        path = getattr(args, name)
+        if path is not None and not path.expanduser().exists():
+            flag = "--" + name.replace("_", "-")
+            kind = "folder" if name == "wheelhouse" else "file"
+            raise UsageError(f"{flag} {path} does not exist", hint=f"pass an existing {kind}")
+    if args.offline and args.wheelhouse is None:
+        raise UsageError("--offline needs --wheelhouse DIR", hint="pass the folder of wheels")
+    return BuildRequest(
+        project_dir=Path(args.project_dir) if args.project_dir else None,
+        device=args.device,
+        framework=args.framework,
+        framework_version=args.framework_version,
+        driver=args.driver,
+        cuda=args.cuda,
+        compute_capabilities=tuple(args.compute_capability),
+        tag=args.tag,
+        base_image=args.base_image,
+        wheelhouse=args.wheelhouse,
+        offline=args.offline,
+        ca_cert=args.ca_cert,
+        extras=tuple(args.extras) if args.extras else None,
+        lock_path=args.lock,
+        relock=args.relock,
+        no_cache=args.no_cache,
+        smoke=not args.no_smoke,
+    )
+
+
+class BuildProgress:
+    """One line per Dockerfile step (`[3/14] RUN pip install ...`, `(cached)`), and the
+    output of the step that is running, so a long pip install is not silent."""
+
+    def __init__(self, out: Any = None) -> None:
+        self.out = out or sys.stderr
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "step":
+            text = data["instruction"].splitlines()[0][:90]
+            print(f"[{data['number']}/{data['total']}] {text}", file=self.out, flush=True)
+        elif kind == "cached":
+            print("    (cached)", file=self.out, flush=True)
+        elif kind == "output":
+            print(f"    {data['line'][:160]}", file=self.out, flush=True)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from dlbox.container.build import build_image, dry_run
+
+    request = _build_request(args)
+    if args.dry_run:
+        dockerfile, notes = dry_run(request)
+        for note in notes:
+            print(f"# {note}", file=sys.stderr)
+        print(dockerfile, end="")
+        return 0
+
+    def log(line: str) -> None:
+        print(f"==> {line}", file=sys.stderr, flush=True)
+
+    outcome = build_image(request, log=log, on_event=BuildProgress())
+    summary = {
+        "image_id": outcome.image_id,
+        "tags": outcome.tags,
+        "framework": outcome.spec.framework.name,
+        "framework_version": outcome.spec.framework.version,
+        "variant": outcome.spec.framework.variant,
+        "cuda": outcome.spec.framework.cuda,
+        "min_driver": outcome.spec.framework.min_driver,
+        "python": outcome.entry.python,
+        "base_image": outcome.spec.base_image,
+        "lock": str(outcome.lock_path),
+        "lock_written": outcome.lock_written,
+        "seconds": outcome.seconds,
+        "size_bytes": outcome.size_bytes,
+        "steps": len(outcome.build.steps) if outcome.build else None,
+        "cached_steps": outcome.build.cached_steps if outcome.build else None,
+        "smoke": outcome.smoke.summary() if outcome.smoke else "skipped",
+        "notes": outcome.notes,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    for note in outcome.notes:
+        print(f"note: {note}")
+    size = f", {outcome.size_bytes / 2**20:.0f} MiB" if outcome.size_bytes else ""
+    cached = (f", {summary['cached_steps']}/{summary['steps']} steps from cache"
+              if outcome.build else "")
+    print(f"smoke test: {summary['smoke']}")
+    print(f"built {', '.join(outcome.tags)} ({outcome.image_id[:19]}{size}) in "
+          f"{outcome.seconds:.0f} s{cached}")
+    print(f"run it: dlbox image run --tag {outcome.tags[0]} -- dlbox train --epochs 1")
+    return 0
+
+
+def _parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--env {item!r} is not NAME=VALUE", hint="e.g. --env SEED=1")
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+def default_data_dir() -> Path | None:
+    from dlbox.data.paths import resolve_data_dir
+
+    directory = resolve_data_dir(None)
+    return directory if directory.is_dir() else None
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from dlbox.container.run import RunOptions, check_shm_size, run_in_image
+
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    options = RunOptions(
+        image=args.tag,
+        command=tuple(command),
+        gpus=args.gpus,
+        shm_size=check_shm_size(args.shm_size),
+        data_dir=args.data if args.data is not None else default_data_dir(),
+        runs_dir=args.runs,
+        environment=_parse_env(args.env),
+    )
+    return run_in_image(options)

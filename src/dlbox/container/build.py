@@ -197,9 +197,10 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
                       version: str | None = None, matrix: Any = None) -> Any:
     """The build to put in the image: `version` if given; else the newest build that the
     target runs, except that a wheelhouse holding a build the target runs wins (offline)."""
+    from packaging.version import Version
+
     from dlbox.hostenv.matrix import load_matrix
     from dlbox.hostenv.resolve import resolve_build
-    from packaging.version import Version
 
     matrix = matrix or load_matrix()
     if version:
@@ -293,8 +294,16 @@ def framework_from_entry(entry: LockEntry) -> FrameworkBuild:
                           wheel_index=entry.wheel_index, min_driver=entry.min_driver)
 
 
+def framework_in_wheelhouse(wheelhouse: Sequence[Distribution], dist: str, version: str,
+                            python: str | None) -> bool:
+    """Whether the wheelhouse holds the framework wheel itself (then its index is not needed)."""
+    wheels, uncovered = wheels_for_pins(wheelhouse, (f"{dist}=={version}",), python or None)
+    return bool(wheels) and not uncovered
+
+
 def spec_for(project: Project, entry: LockEntry, *, base_digest: str | None = None,
-             wheelhouse: bool = False, offline: bool = False, ca_cert: bool = False) -> ImageSpec:
+             wheelhouse: bool = False, offline: bool = False, ca_cert: bool = False,
+             use_wheel_index: bool = True) -> ImageSpec:
     """The image spec of a project built from a lock entry: pure."""
     index, extra, flags = split_pip_options(entry.project_pip_options)
     return ImageSpec(
@@ -310,6 +319,7 @@ def spec_for(project: Project, entry: LockEntry, *, base_digest: str | None = No
         extra_index_urls=extra,
         pip_flags=flags,
         wheelhouse=wheelhouse,
+        use_wheel_index=use_wheel_index,
         offline=offline,
         ca_cert=ca_cert,
         command=project.command,
@@ -404,10 +414,12 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
                      f"(assuming Python {python} for the framework choice) and writes it")
         notes += [f"why: {reason}" for reason in resolved.reasons]
     wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python or None)
+    in_house = framework_in_wheelhouse(p.wheelhouse, entry.framework, entry.framework_version,
+                                       entry.python)
     spec = spec_for(p.project, entry, wheelhouse=bool(p.wheelhouse),
                     offline=request.offline or bool(entry.pinned and p.wheelhouse
                                                     and not uncovered),
-                    ca_cert=request.ca_cert is not None)
+                    ca_cert=request.ca_cert is not None, use_wheel_index=not in_house)
     if not entry.python:
         spec = dataclasses.replace(spec, python=None)
     notes.insert(0, f"{spec.framework.name} {spec.framework.version} ({spec.framework.variant})"
@@ -585,8 +597,11 @@ def build_image(request: BuildRequest, log: Log = print,
         offline = request.offline or bool(wheels and not uncovered)
         if offline and not request.offline:
             notes.append("every pinned package is in the wheelhouse: pip runs with --no-index")
+        in_house = framework_in_wheelhouse(wheels, entry.framework, entry.framework_version,
+                                           entry.python)
         spec = spec_for(project, entry, base_digest=engine.image_digest(base_data),
-                        wheelhouse=bool(wheels), offline=offline, ca_cert=ca_cert is not None)
+                        wheelhouse=bool(wheels), offline=offline, ca_cert=ca_cert is not None,
+                        use_wheel_index=not in_house)
         dockerfile = render_dockerfile(spec)
         context = _build_context(tmp, project, dockerfile, lock_requirements_text(entry),
                                  [w.path for w in wheels], ca_cert)
@@ -658,7 +673,9 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
                 f"{base_image} has {python}",
                 hint="pass --base-image with a fitting Python",
             )
-    pip_args = pip_args_for(project, resolved.wheel_index,
+    in_house = framework_in_wheelhouse(p.wheelhouse, framework_dist(resolved),
+                                       lines[0].split("==", 1)[-1] if lines else "", python)
+    pip_args = pip_args_for(project, None if in_house else resolved.wheel_index,
                             f"{RESOLVE_DIR}/wheelhouse" if p.wheelhouse else None,
                             request.offline)
     for reason in resolved.reasons:

@@ -150,6 +150,17 @@ def _diff(old: tuple[str, ...], new: tuple[str, ...]) -> str:
     return shown + (f", ... ({len(parts) - 6} more)" if len(parts) > 6 else "")
 
 
+def _same_public_version(locked: str, asked: str) -> bool:
+    """PEP 440 equality: "2.1.0+cu121" is what a request for "2.1" locks (==2.1 is ==2.1.0)."""
+    from packaging.version import InvalidVersion, Version
+
+    public = locked.split("+")[0]
+    try:
+        return Version(public) == Version(asked)
+    except InvalidVersion:
+        return public == asked
+
+
 def stale_reasons(
     entry: LockEntry,
     project_requirements: tuple[str, ...],
@@ -177,7 +188,7 @@ def stale_reasons(
         reasons.append(f"the base image is now {base_image} (locked: {entry.base_image})")
     if framework_version and not (
         entry.framework_version == framework_version
-        or entry.framework_version.split("+")[0] == framework_version
+        or _same_public_version(entry.framework_version, framework_version)
     ):
         reasons.append(f"{entry.framework} {framework_version} was asked for "
                        f"(locked: {entry.framework_version})")

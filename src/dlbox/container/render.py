@@ -11,7 +11,7 @@ import json
 import re
 import shlex
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from dlbox.container import spec as S
@@ -20,7 +20,7 @@ from dlbox.container.spec import ImageSpec, image_labels
 _HOLE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_template(name: str) -> str:
     return (resources.files("dlbox.container") / "templates" / name).read_text(encoding="utf-8")
 
@@ -48,7 +48,8 @@ def pip_index_options(spec: ImageSpec) -> tuple[str, ...]:
         if spec.index_url:
             options.append(f"--index-url={spec.index_url}")
         extra = list(spec.extra_index_urls)
-        if spec.framework.wheel_index and spec.framework.wheel_index not in extra:
+        if (spec.use_wheel_index and spec.framework.wheel_index
+                and spec.framework.wheel_index not in extra):
             extra.insert(0, spec.framework.wheel_index)
         options += [f"--extra-index-url={url}" for url in extra]
     if spec.wheelhouse:

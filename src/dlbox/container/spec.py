@@ -67,6 +67,9 @@ class ImageSpec:
     extra_index_urls: tuple[str, ...] = ()
     pip_flags: tuple[str, ...] = ()  # "--pre", "--trusted-host=host", ...
     wheelhouse: bool = False  # wheels shipped in the context (dlbox/wheelhouse)
+    # False when the wheelhouse holds the framework wheel: pip then never asks the framework's
+    # own index (unreachable offline or behind a proxy, and slow to time out).
+    use_wheel_index: bool = True
     offline: bool = False  # pip --no-index: every pinned requirement is in the wheelhouse
     ca_cert: bool = False  # an extra CA certificate in the context (dlbox/extra-ca.crt)
     command: tuple[str, ...] = ("python3",)

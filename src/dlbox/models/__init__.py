@@ -1,4 +1,5 @@
-"""Models by name. Importing this package registers the built-ins: tutorial, resnet, tiny.
+"""Models by name. Importing this package registers the built-ins: tutorial, resnet, tiny,
+speedrun.
 
     from dlbox.models import create_model, list_models
     model = create_model("resnet", num_classes=10, width=32)
@@ -6,7 +7,7 @@
 
 from __future__ import annotations
 
-from dlbox.models import resnet, tiny, tutorial  # noqa: F401  (registers the built-ins)
+from dlbox.models import resnet, speedrun, tiny, tutorial  # noqa: F401  (registers the built-ins)
 from dlbox.models.registry import (
     ModelInfo,
     Recipe,

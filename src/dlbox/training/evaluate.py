@@ -157,11 +157,18 @@ def resolve_tta(tta: bool | None, config: Any) -> bool:
 def build_model_fn(loaded: Any, tta: bool) -> ModelFn:
     """The function evaluation and prediction call: the loaded model, wrapped in TTA if asked.
 
-    The hook for richer test-time augmentation (e.g. flips plus translations for a speedrun
-    model): return a different wrapper here, chosen from `loaded.config`.
+    The TTA is the model's own when it names one (a `tta_level` attribute, as the speedrun
+    net's 2: flips plus 1-pixel shifts, 6 views, dlbox.training.tta); else the mirror image.
     """
     model_fn = loaded_model_fn(loaded)
-    return with_flip_tta(model_fn) if tta else model_fn
+    if not tta:
+        return model_fn
+    level = int(getattr(getattr(loaded, "model", None), "tta_level", 1))
+    if level >= 2:
+        from dlbox.training.tta import with_tta
+
+        return with_tta(model_fn, level)
+    return with_flip_tta(model_fn)
 
 
 # --- one evaluation, in memory ---------------------------------------------------------------

@@ -289,8 +289,9 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     # Check the model and load the data before making the run dir: a bad --model, a bad
     # setting or missing data leaves nothing behind.
     from dlbox.models.registry import create_model
+    from dlbox.models.speedrun import SpeedrunNet
 
-    create_model(config.model, **config.model_kwargs)
+    speedrun = isinstance(create_model(config.model, **config.model_kwargs), SpeedrunNet)
     train_set = load_split(data_dir, "train", config.num_train)
     test_set = load_split(data_dir, "test", config.num_test)
     create_run_dir(run_dir)
@@ -298,6 +299,8 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     configure_host(device, config.threads)
     write_json_atomic(run_dir / MANIFEST_FILE,
                       build_manifest(device, data_dir, train_set.source))
+    if speedrun:
+        return _run_speedrun(config, run_dir, device, train_set, test_set, evaluate_at_end)
     return _run(config, run_dir, device, train_set, test_set, None, progress,
                 evaluate_at_end, stop)
 
@@ -519,6 +522,98 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
     final = state.history[-1]
     print(f"test accuracy: {100 * final['test_accuracy']:.2f}% on {len(test_set)} test images "
           f"after {config.epochs} epochs, {state.train_seconds:.1f} s of training ({run_dir})")
+    if evaluate_at_end:
+        _evaluate(run_dir, config)
+    return run_dir
+
+
+def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
+                  train_set: ImageDataset, test_set: ImageDataset,
+                  evaluate_at_end: bool) -> Path:
+    """Train a SpeedrunNet with the speedrun trainer (dlbox.training.speedrun) and write the
+    same run dir as `_run`: metrics.json with a history entry per epoch, checkpoints/last.pt
+    (when training ends), the evaluation. The run is not resumable (it is short): it saves
+    no mid-run checkpoint, and Ctrl-C stops it at once. No progress bar; a line per epoch."""
+    from dlbox.models.registry import create_model
+    from dlbox.training.speedrun import config_from_train, train_speedrun
+
+    if len(train_set) == 0:
+        raise DlboxError(f"no training images in {config.data_dir}",
+                         hint="check the data with `dlbox data check`")
+    classes = train_set.classes
+    recipe = config_from_train(config)
+    batch = min(recipe.batch_size, len(train_set))
+    state = TrainState()
+    print(f"training {config.model} on {device} ({len(train_set)} train / {len(test_set)} "
+          f"test images, {config.epochs} epochs, speedrun trainer) -> {run_dir}")
+
+    def on_epoch(entry: dict[str, Any]) -> None:
+        previous = state.history[-1] if state.history else {"elapsed_s": 0.0, "steps": 0}
+        seconds = entry["train_seconds"] - previous["elapsed_s"]
+        record = {
+            "epoch": entry["epoch"],
+            "elapsed_s": round(entry["train_seconds"], 3),
+            "epoch_s": round(seconds, 3),
+            "train_loss": entry["train_loss"],
+            "train_accuracy": entry["train_accuracy"],
+            "test_accuracy": entry.get("test_accuracy"),
+            "images_per_s": (round((entry["steps"] - previous["steps"]) * batch / seconds, 1)
+                             if seconds > 0 else None),
+            "steps": entry["steps"],
+        }
+        if "test_accuracy_tta" in entry:
+            record["test_accuracy_tta"] = entry["test_accuracy_tta"]
+        state.history.append(record)
+        state.epoch = entry["epoch"]
+        state.global_step = entry["steps"]
+        state.train_seconds = entry["train_seconds"]
+        _write_metrics(run_dir, config, state, test_set, state.epoch >= config.epochs)
+        print(_epoch_line(record, config.epochs))
+
+    result = train_speedrun(
+        train_set, test_set if len(test_set) else None, recipe, device, on_epoch=on_epoch,
+        make_model=lambda n: create_model(config.model, num_classes=n, **config.model_kwargs))
+    metrics_path = run_dir / METRICS_FILE
+    metrics = read_json(metrics_path)
+    metrics["final"].update({"test_accuracy_tta": result.tta_accuracy,
+                             "time_seconds": round(result.time_seconds, 3)})
+    metrics["speedrun"] = {
+        "config": recipe.to_dict(),
+        "accuracy": result.accuracy,
+        "tta_accuracy": result.tta_accuracy,
+        "time_seconds": round(result.time_seconds, 4),  # whitening + epochs + TTA evaluation
+        "train_seconds": round(result.train_seconds, 4),
+        "eval_seconds": round(result.eval_seconds, 4),
+        "warmup_seconds": round(result.warmup_seconds, 4),
+        "images_per_second": round(result.images_per_second, 1),
+        "steps": result.steps,
+        "timer": "cuda events" if device.type == "cuda" else "perf_counter",
+    }
+    write_json_atomic(metrics_path, metrics)
+    save_checkpoint(checkpoint_path(run_dir, "last"), {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "trainer": "speedrun",
+        "config": config.to_dict(),
+        "classes": list(classes),
+        "model": result.model.state_dict(),
+        "optimizer": None,
+        "scheduler": None,
+        "scaler": None,
+        "epoch": state.epoch,
+        "step_in_epoch": 0,
+        "global_step": state.global_step,
+        "train_seconds": state.train_seconds,
+        "history": state.history,
+        "finished": True,
+        "rng": capture_rng_state(None),
+        "saved": utc_now(),
+    })
+    tta = (f" ({100 * result.tta_accuracy:.2f}% with TTA)"
+           if result.tta_accuracy is not None else "")
+    plain = "-" if result.accuracy is None else f"{100 * result.accuracy:.2f}%"
+    print(f"test accuracy: {plain}{tta} on {len(test_set)} test images after {config.epochs} "
+          f"epochs, {result.train_seconds:.1f} s of training ({run_dir})")
     if evaluate_at_end:
         _evaluate(run_dir, config)
     return run_dir

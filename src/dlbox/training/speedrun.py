@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ from dlbox.data.augment import flip_where, random_crop
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import UsageError
 from dlbox.models.speedrun import DEFAULT_WIDTHS, SpeedrunNet
+from dlbox.training.config import TrainConfig
 from dlbox.training.tta import TTA_LEVELS, tta_logits
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -140,6 +142,47 @@ class SpeedrunConfig:
         return data
 
 
+# ---- from a `dlbox train` config ------------------------------------------------------------
+
+# The architecture settings of the registry's `speedrun` factory that SpeedrunConfig records.
+_MODEL_FIELDS = ("widths", "depth", "whiten_stride")
+
+
+def config_from_train(train_config: TrainConfig, **changes: Any) -> SpeedrunConfig:
+    """The SpeedrunConfig for a `dlbox train --model speedrun` run (a TrainConfig: the
+    model's recipe plus the flags given), on top of the defaults above.
+
+    lr is Muon's filter lr; the bias and head lrs scale with it (their ratios to 0.24 stay);
+    momentum is Muon's; weight_decay is per example and step (decoupled, see the class);
+    flip on = alternating flips; crop_padding = the translation in pixels; tta on = level 2;
+    --no-amp = fp32. Schedules: "linear"/"onecycle" rise from 0 to 1 over `warmup_fraction`
+    of the steps (straight from 1 without warm-up), then fall linearly to 0; "constant" stays
+    at 1. Per-epoch (untimed) test evaluations are on, as in the generic loop.
+    """
+    base = SpeedrunConfig()
+    c = train_config
+    lr_scale = c.lr / base.filter_lr
+    warm = 0.0 if c.schedule == "constant" else c.warmup_fraction
+    values: dict[str, Any] = dict(
+        epochs=float(c.epochs), batch_size=c.batch_size,
+        filter_lr=c.lr, bias_lr=base.bias_lr * lr_scale, head_lr=base.head_lr * lr_scale,
+        filter_momentum=c.momentum, weight_decay=c.weight_decay,
+        label_smoothing=c.label_smoothing,
+        lr_start=0.0 if warm > 0 else 1.0, lr_peak=warm,
+        lr_end=1.0 if c.schedule == "constant" else 0.0,
+        flip="alternate" if c.flip else "none", translate=c.crop_padding,
+        tta_level=2 if c.tta else 0, precision="fp32" if c.amp is False else "auto",
+        channels_last=c.channels_last, threads=c.threads, seed=c.seed, eval_every=1.0,
+        eval_batch_size=c.eval_batch_size, mean=tuple(c.mean), std=tuple(c.std),
+    )
+    for key in _MODEL_FIELDS:
+        if key in c.model_kwargs:
+            value = c.model_kwargs[key]
+            values[key] = tuple(int(v) for v in value) if key == "widths" else int(value)
+    values.update(changes)
+    return base.replace(**values)
+
+
 # ---- schedules (pure) ---------------------------------------------------------------------
 
 
@@ -149,7 +192,7 @@ def piecewise_linear(step: float, points: Sequence[tuple[float, float]]) -> floa
         raise ValueError("need at least one point")
     if step <= points[0][0]:
         return float(points[0][1])
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         if step <= x1:
             if x1 == x0:
                 return float(y1)
@@ -464,12 +507,16 @@ def _warm_up_compiled(compiled: Callable[..., torch.Tensor], model: SpeedrunNet,
 
 def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: SpeedrunConfig,
                    device: torch.device | str = "cpu",
-                   on_epoch: Callable[[dict[str, Any]], None] | None = None) -> SpeedrunResult:
+                   on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                   make_model: Callable[[int], SpeedrunNet] | None = None) -> SpeedrunResult:
     """Train a SpeedrunNet on `train` and measure it on `test` (see the module docstring).
 
     `on_epoch(entry)` is called after every epoch (outside the clock) with the history entry:
     epoch, steps, train_seconds, train_loss, train_accuracy, images_per_second, and
     test_accuracy when an evaluation ran (every `config.eval_every` epochs, and at the end).
+    `make_model(num_classes)` builds the network (called after seeding; `dlbox train` passes
+    the registry's factory, so the run dir's model is rebuilt the same way); None builds one
+    from config.widths, depth and whiten_stride.
     """
     device = torch.device(device)
     if len(train) == 0:
@@ -498,7 +545,15 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     whiten_steps = math.ceil(config.whiten_bias_epochs * steps_per_epoch)
     lookahead_start = math.ceil(config.lookahead_start_epochs * steps_per_epoch)
 
-    model = build_model(config, num_classes, device, channels_last)
+    if make_model is None:
+        model = build_model(config, num_classes, device, channels_last)
+    else:
+        model = make_model(num_classes).to(device)
+        if not isinstance(model, SpeedrunNet):
+            raise UsageError(f"the speedrun trainer trains a SpeedrunNet, got "
+                             f"{type(model).__name__}", hint="train it with the generic loop")
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     forward: Callable[..., torch.Tensor] = model
     warmup_seconds = 0.0
     if config.compile:

@@ -124,7 +124,7 @@ def smoke_torch(gpu):
         got = conv.cuda()(x.cuda()).cpu()
         if not torch.allclose(got, want, rtol=1e-2, atol=1e-2):
             raise AssertionError("GPU conv differs from CPU")
-        return "conv2d matches the CPU (cuDNN %s)" % torch.backends.cudnn.version()
+        return "conv2d matches the CPU (cuDNN %s)" % torch.backends.cudnn.version()  # noqa: UP031 - runs on old Pythons too
 
     def archs():
         arch_list = torch.cuda.get_arch_list()

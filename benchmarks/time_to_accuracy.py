@@ -1,0 +1,268 @@
+#!/usr/bin/env python
+"""Time to accuracy: train one dlbox recipe N times on a data dir and report how fast and how well.
+
+    python benchmarks/time_to_accuracy.py --data DIR [--model speedrun|resnet|...] [--runs N]
+        [--epochs E] [--num-train N] [--num-test N] [--device auto|cpu|cuda]
+        [--baseline tutorial] [--baseline-epochs E] [--compile] [--json OUT]
+
+Per run, then as mean / std / min / max over the runs:
+
+    accuracy            test accuracy without test-time augmentation
+    tta_accuracy        with the model's TTA (speedrun: 6 views; others: the mirror image)
+    train_seconds       training only: the speedrun trainer's clock (CUDA events on a GPU,
+                        perf_counter on the CPU) around the whitening set-up and the epochs;
+                        the generic loop's (perf_counter between device synchronisations)
+                        around its epochs. Data loading, compile warm-up and evaluations
+                        are never counted.
+    time_seconds        speedrun only: train_seconds + the final TTA evaluation (airbench's rule)
+    images_per_second   training images processed / train_seconds
+    peak_memory_mib     torch.cuda.max_memory_allocated on a GPU (reset before each run); on
+                        the CPU the process's peak RSS so far (getrusage; it cannot be reset,
+                        so it never falls from one run to the next)
+
+With `--baseline tutorial` the PyTorch tutorial's loop (batch 4, SGD lr 0.001, momentum 0.9,
+2 epochs unless --baseline-epochs says otherwise) runs once in the same process on the same
+data, and the ratio of training times (recipe mean / tutorial) is printed with both
+accuracies. Hardware and versions (dlbox's run manifest) go into the output and the JSON.
+On CUDA one short untimed warm-up run (1 epoch on two batches) comes first (--warmup 0: none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlbox.data.dataset import ImageDataset
+from dlbox.errors import DlboxError
+from dlbox.fileio import read_json, write_json_atomic
+from dlbox.models.registry import create_model
+from dlbox.models.speedrun import SpeedrunNet
+from dlbox.training.config import TrainConfig, build_config
+from dlbox.training.device import configure_host, resolve_device
+from dlbox.training.manifest import build_manifest
+from dlbox.training.speedrun import config_from_train, train_speedrun
+
+METRICS = ("accuracy", "tta_accuracy", "train_seconds", "time_seconds", "images_per_second",
+           "peak_memory_mib")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="data dir holding cifar-10-batches-py (or an image-folder tree)")
+    parser.add_argument("--model", default="speedrun", help="registry model (default: speedrun)")
+    parser.add_argument("--runs", type=int, default=3, help="training runs (default: 3)")
+    parser.add_argument("--epochs", type=int, help="epochs per run (default: the recipe's)")
+    parser.add_argument("--num-train", type=int, metavar="N", help="first N training images")
+    parser.add_argument("--num-test", type=int, metavar="N", help="first N test images")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, default=0, help="seed of run 1 (run i: seed + i - 1)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--compile", action="store_true",
+                        help="speedrun: torch.compile the model (warm-up not timed)")
+    parser.add_argument("--warmup", type=int, default=None, metavar="N",
+                        help="untimed warm-up runs first (default: 1 on CUDA, 0 on the CPU)")
+    parser.add_argument("--baseline", choices=("tutorial",),
+                        help="also run this baseline once and compare training times")
+    parser.add_argument("--baseline-epochs", type=int, default=2,
+                        help="epochs of the baseline (default: 2, the tutorial's)")
+    parser.add_argument("--json", metavar="OUT", help="write the results here as JSON")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or (args.epochs is not None and args.epochs < 1):
+        parser.error("--runs and --epochs must be at least 1")
+    return args
+
+
+# ---- measuring --------------------------------------------------------------------------------
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """GPU: bytes allocated at the peak since the last reset. CPU: the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def summarize(values: list[float | None]) -> dict[str, float | None]:
+    present = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not present:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    return {"mean": statistics.fmean(present),
+            "std": statistics.stdev(present) if len(present) > 1 else 0.0,
+            "min": min(present), "max": max(present)}
+
+
+# ---- one run ----------------------------------------------------------------------------------
+
+def speedrun_once(config: TrainConfig, device: torch.device, train_set: ImageDataset,
+                  test_set: ImageDataset, compile_model: bool) -> dict[str, Any]:
+    """A speedrun trainer run in memory; its own clock is the measurement."""
+    recipe = config_from_train(config, eval_every=None, compile=compile_model)
+    result = train_speedrun(
+        train_set, test_set, recipe, device,
+        make_model=lambda n: create_model(config.model, num_classes=n, **config.model_kwargs))
+    return {"accuracy": result.accuracy, "tta_accuracy": result.tta_accuracy,
+            "train_seconds": result.train_seconds, "time_seconds": result.time_seconds,
+            "images_per_second": result.images_per_second,
+            "warmup_seconds": result.warmup_seconds, "steps": result.steps,
+            "timer": "cuda events" if device.type == "cuda" else "perf_counter"}
+
+
+def generic_once(config: TrainConfig, device: torch.device, test_set: ImageDataset
+                 ) -> dict[str, Any]:
+    """A run of dlbox's generic loop in a throw-away run dir, then both evaluations."""
+    from dlbox.training.checkpoint import load_model_from_run
+    from dlbox.training.evaluate import build_model_fn, evaluate_model
+    from dlbox.training.loop import train
+
+    with tempfile.TemporaryDirectory(prefix="dlbox-tta-bench-") as tmp:
+        run_dir = train(config.replace(run_dir=str(Path(tmp) / "run")), progress=False,
+                        evaluate_at_end=False)
+        final = read_json(run_dir / "metrics.json")["final"]
+        history = read_json(run_dir / "metrics.json")["history"]
+        loaded = load_model_from_run(run_dir, device)
+        accuracies = {}
+        for key, tta in (("accuracy", False), ("tta_accuracy", True)):
+            evaluation = evaluate_model(build_model_fn(loaded, tta), test_set, loaded.classes,
+                                        device, config.eval_batch_size, loaded.amp_dtype)
+            accuracies[key] = evaluation.metrics["accuracy"]
+    seconds = float(final["train_seconds"])
+    images = sum((h["images_per_s"] or 0.0) * h["epoch_s"] for h in history)
+    return {**accuracies, "train_seconds": seconds, "time_seconds": None,
+            "images_per_second": images / seconds if seconds > 0 else None,
+            "timer": "perf_counter (synchronised)"}
+
+
+def run_once(config: TrainConfig, device: torch.device, train_set: ImageDataset,
+             test_set: ImageDataset, compile_model: bool) -> dict[str, Any]:
+    reset_peak_memory(device)
+    if isinstance(create_model(config.model, **config.model_kwargs), SpeedrunNet):
+        out = speedrun_once(config, device, train_set, test_set, compile_model)
+    else:
+        out = generic_once(config, device, test_set)
+    out["peak_memory_mib"] = round(peak_memory_mib(device), 1)
+    return out
+
+
+# ---- reporting --------------------------------------------------------------------------------
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def num(value: float | None, fmt: str = ".2f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def run_line(label: str, r: dict[str, Any]) -> str:
+    return (f"{label}: acc {pct(r['accuracy'])}  tta {pct(r['tta_accuracy'])}  "
+            f"train {num(r['train_seconds'])} s  total {num(r.get('time_seconds'))} s  "
+            f"{num(r['images_per_second'], ',.0f')} img/s  "
+            f"peak {num(r['peak_memory_mib'], ',.0f')} MiB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from dlbox.training.loop import load_split
+
+    device = resolve_device(args.device)
+    threads = configure_host(device, args.threads)
+    data_dir = Path(args.data).expanduser().resolve()
+    base = build_config(args.model, device=str(device), epochs=args.epochs, seed=args.seed,
+                        data_dir=str(data_dir), num_train=args.num_train,
+                        num_test=args.num_test, threads=args.threads)
+    create_model(base.model, **base.model_kwargs)  # a bad --model fails before any work
+    load_start = time.perf_counter()
+    train_set = load_split(data_dir, "train", args.num_train)
+    test_set = load_split(data_dir, "test", args.num_test)
+    load_seconds = time.perf_counter() - load_start
+    environment = build_manifest(device, data_dir, train_set.source)
+    print(f"time to accuracy: {base.model} on {environment['device_name']} ({device}, "
+          f"{threads} CPU threads), torch {torch.__version__}, CUDA {torch.version.cuda}, "
+          f"{len(train_set)} train / {len(test_set)} test images, {base.epochs} epochs, "
+          f"{args.runs} run(s)")
+
+    warmups = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
+    for _ in range(warmups):
+        small = base.replace(epochs=1, num_train=min(len(train_set), 2 * base.batch_size))
+        run_once(small, device, train_set.subset(small.num_train), test_set,
+                 args.compile)
+
+    runs = []
+    for index in range(args.runs):
+        config = base.replace(seed=args.seed + index)
+        result = {"run": index + 1, "seed": config.seed,
+                  **run_once(config, device, train_set, test_set, args.compile)}
+        runs.append(result)
+        print(run_line(f"run {index + 1}/{args.runs}", result), flush=True)
+
+    summary = {key: summarize([r.get(key) for r in runs]) for key in METRICS}
+    print(f"over {len(runs)} run(s):       mean        std        min        max")
+    for key in METRICS:
+        s = summary[key]
+        if s["mean"] is None:
+            continue
+        scale = 100.0 if "accuracy" in key else 1.0
+        print(f"  {key:<18}" + "".join(f" {num(s[k] * scale, '10.3f')}"
+                                       for k in ("mean", "std", "min", "max"))
+              + (" %" if scale == 100.0 else ""))
+
+    document: dict[str, Any] = {
+        "benchmark": "time_to_accuracy",
+        "model": base.model,
+        "device": str(device),
+        "settings": {"runs": args.runs, "epochs": base.epochs, "batch_size": base.batch_size,
+                     "num_train": len(train_set), "num_test": len(test_set),
+                     "seed": args.seed, "threads": threads, "compile": args.compile,
+                     "warmup_runs": warmups, "recipe": base.to_dict()},
+        "environment": {**environment, "torch_threads": torch.get_num_threads()},
+        "data_load_seconds": round(load_seconds, 3),
+        "runs": runs,
+        "summary": summary,
+    }
+    if args.baseline:
+        tutorial = build_config(args.baseline, device=str(device), epochs=args.baseline_epochs,
+                                seed=args.seed, data_dir=str(data_dir),
+                                num_train=args.num_train, num_test=args.num_test,
+                                threads=args.threads)
+        baseline = run_once(tutorial, device, train_set, test_set, False)
+        recipe_seconds = summary["train_seconds"]["mean"]
+        ratio = (recipe_seconds / baseline["train_seconds"]
+                 if recipe_seconds and baseline["train_seconds"] else None)
+        document["baseline"] = {"model": tutorial.model, "epochs": tutorial.epochs,
+                                "batch_size": tutorial.batch_size, "lr": tutorial.lr,
+                                "momentum": tutorial.momentum, **baseline,
+                                "train_seconds_ratio": ratio}
+        print(run_line(f"baseline {tutorial.model} ({tutorial.epochs} epochs, batch "
+                       f"{tutorial.batch_size})", baseline))
+        print(f"training time {base.model} / {tutorial.model}: {num(ratio, '.3f')}  "
+              f"(accuracy {pct(summary['accuracy']['mean'])} vs {pct(baseline['accuracy'])}; "
+              f"with TTA {pct(summary['tta_accuracy']['mean'])})")
+    if args.json:
+        write_json_atomic(Path(args.json), document)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except DlboxError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,176 @@
+"""`dlbox image run`: a command in a dlbox image, with GPUs, the data and the run folder.
+
+Policy lives here, the engine calls in `container.engine`:
+- GPUs come through device requests (`--gpus all|N|ID,ID|none`; by default all for a GPU
+  image, none for a CPU one). A GPU that the host or the engine cannot give is an error that
+  names what is missing (driver, NVIDIA runtime): never a silent fall-back to the CPU.
+- The data folder is mounted at /data (DLBOX_DATA points there); the runs folder at
+  /workspace/runs, where `dlbox train` writes by default, so a run lands on the host.
+- The container runs as the caller's uid:gid, so what it writes in the runs folder is the
+  caller's; a root caller gets the image's own user (uid 1000): never root.
+- The shm is 2g by default: DataLoader workers pass batches through /dev/shm, and the
+  engine's 64 MB default kills them with a bus error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlbox.container import engine
+from dlbox.container import spec as S
+from dlbox.errors import HostEnvError, UsageError
+
+DEFAULT_SHM_SIZE = "2g"
+_SHM_RE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    image: str
+    command: tuple[str, ...] = ()
+    gpus: str | None = None  # "all" | "N" | "ID,ID" | "none"; None: from the image's label
+    shm_size: str = DEFAULT_SHM_SIZE
+    data_dir: Path | None = None
+    runs_dir: Path | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+def parse_gpus(value: str | None, image_device: str | None) -> engine.GpuRequest | None:
+    """`--gpus` -> a device request (None: no GPU). Unset: all GPUs for a GPU image."""
+    if value is None:
+        return engine.GpuRequest(count=-1) if image_device == "gpu" else None
+    text = value.strip().lower()
+    if text in ("none", "0", ""):
+        return None
+    if text == "all":
+        return engine.GpuRequest(count=-1)
+    if text.isdigit():
+        return engine.GpuRequest(count=int(text))
+    # GPU UUIDs keep their case: the NVIDIA runtime matches "GPU-..." as nvidia-smi prints it.
+    raw = value.strip()
+    raw = raw[len("device="):] if text.startswith("device=") else raw
+    ids = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if ids and all(re.fullmatch(r"\d+|gpu-[0-9a-f-]+", part, re.IGNORECASE) for part in ids):
+        return engine.GpuRequest(device_ids=ids)
+    raise UsageError(f"--gpus {value!r} is not a GPU request",
+                     hint="use all, a count (2), device ids (0,1) or none")
+
+
+def check_shm_size(value: str) -> str:
+    if not _SHM_RE.match(value.strip()):
+        raise UsageError(f"--shm-size {value!r} is not a size",
+                         hint="give a number with a unit, e.g. 2g or 512m")
+    return value.strip()
+
+
+def container_user(euid: int, egid: int) -> tuple[int, int]:
+    """The caller's uid:gid, or the image's user when the caller is root."""
+    if euid == 0:
+        return S.IMAGE_UID, S.IMAGE_GID
+    return euid, egid
+
+
+def check_gpus_available(gpus: engine.GpuRequest, facts: Any) -> None:
+    """HostEnvError naming what is missing when this host cannot give the GPUs asked for."""
+    nvidia = facts.nvidia
+    if nvidia.error or not nvidia.driver_version:
+        why = f": {nvidia.error}" if nvidia.error else ""
+        raise HostEnvError(
+            f"--gpus asks for {gpus.describe()}, but this host has no working NVIDIA driver{why}",
+            hint="install the NVIDIA driver (dlbox doctor says what it sees), or run on the "
+                 "CPU with --gpus none",
+        )
+    if not nvidia.gpus:
+        raise HostEnvError(f"--gpus asks for {gpus.describe()}, but the NVIDIA driver sees no GPU",
+                           hint="check nvidia-smi, or run on the CPU with --gpus none")
+    if gpus.count not in (None, -1) and gpus.count > len(nvidia.gpus):
+        raise HostEnvError(f"--gpus asks for {gpus.count} GPUs; this host has "
+                           f"{len(nvidia.gpus)}", hint=f"use --gpus {len(nvidia.gpus)} or all")
+    docker_facts = facts.docker
+    if docker_facts.reachable and not docker_facts.gpu_capable:
+        raise HostEnvError(
+            f"--gpus asks for {gpus.describe()}, but the Docker engine has no NVIDIA runtime "
+            "(NVIDIA Container Toolkit)",
+            hint="install nvidia-container-toolkit, then: sudo nvidia-ctk runtime configure "
+                 "--runtime=docker && sudo systemctl restart docker",
+        )
+
+
+def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
+    """Create the runs folder; one that root creates is handed to the container's user."""
+    path = path.expanduser().resolve()
+    created = not path.exists()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--runs {path} is not a folder", hint="pass a folder for the runs")
+    path.mkdir(parents=True, exist_ok=True)
+    if as_root and created:
+        os.chown(path, uid, gid)
+    info = path.stat()
+    writable = (info.st_mode & 0o200 and info.st_uid == uid) or (
+        info.st_mode & 0o020 and info.st_gid == gid) or info.st_mode & 0o002
+    if not writable:
+        raise UsageError(f"the container's user (uid {uid}) cannot write to {path}",
+                         hint=f"chown {uid}:{gid} {path}, or pass a new folder to --runs")
+    return path
+
+
+def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, gid: int,
+                data_dir: Path | None, runs_dir: Path | None) -> engine.RunRequest:
+    """The engine's RunRequest: pure."""
+    mounts = []
+    environment = dict(options.environment)
+    if data_dir is not None:
+        mounts.append(engine.Mount(str(data_dir), S.DATA_DIR))
+        environment["DLBOX_DATA"] = S.DATA_DIR
+    if runs_dir is not None:
+        mounts.append(engine.Mount(str(runs_dir), S.RUNS_DIR))
+    # uids with no entry in the image's passwd still need a writable home (matplotlib, torch).
+    environment.setdefault("HOME", S.IMAGE_HOME if uid == S.IMAGE_UID else "/tmp")
+    return engine.RunRequest(
+        image=options.image,
+        command=options.command,
+        gpus=gpus,
+        shm_size=options.shm_size,
+        mounts=tuple(mounts),
+        user=f"{uid}:{gid}",
+        environment=tuple(sorted(environment.items())),
+        workdir=S.WORKDIR,
+    )
+
+
+def host_facts() -> Any:
+    from dlbox.hostenv.probe import probe_host
+
+    return probe_host(deep=False)
+
+
+def run_in_image(options: RunOptions, client: Any = None,
+                 facts: Callable[[], Any] = host_facts) -> int:
+    """Run the command to completion (streaming its output); its exit code."""
+    client = client or engine.connect()
+    data = engine.inspect_image(client, options.image)
+    if data is None:
+        raise UsageError(f"image {options.image} is not on this machine",
+                         hint="build it first: dlbox image build (or pass --tag IMAGE)")
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    gpus = parse_gpus(options.gpus, labels.get("dlbox.device"))
+    if gpus is not None:
+        check_gpus_available(gpus, facts())
+    euid, egid = os.geteuid(), os.getegid()
+    uid, gid = container_user(euid, egid)
+    data_dir = None
+    if options.data_dir is not None:
+        data_dir = options.data_dir.expanduser().resolve()
+        if not data_dir.is_dir():
+            raise UsageError(f"--data {data_dir} is not a folder",
+                             hint="pass the folder `dlbox data fetch` filled")
+    runs_dir = None
+    if options.runs_dir is not None:
+        runs_dir = prepare_runs_dir(options.runs_dir, uid, gid, euid == 0)
+    request = run_request(options, gpus, uid, gid, data_dir, runs_dir)
+    return engine.run_streaming(client, request)

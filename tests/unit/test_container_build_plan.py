@@ -1,0 +1,466 @@
+"""The pure half of `dlbox image build`: project detection, target, framework build, spec.
+
+The resolver's answers below are checked against the shipped matrix
+(src/dlbox/hostenv/matrix/torch.json and cuda.json); each test says why the answer is right.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from dlbox.container import build as B
+from dlbox.container import spec as S
+from dlbox.container.lock import LockEntry
+from dlbox.container.project import (
+    DEFAULT_BUILD_REQUIRES,
+    Project,
+    detect_framework,
+    detect_project,
+    read_requirements_file,
+)
+from dlbox.errors import ContainerError, HostEnvError, UsageError
+from dlbox.hostenv.facts import DockerFacts, GpuFacts, HostFacts, NvidiaFacts
+from dlbox.hostenv.matrix import load_matrix
+from dlbox.hostenv.resolve import Target
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def gpu_host(driver: str = "560.35.03", *caps: str) -> HostFacts:
+    gpus = tuple(GpuFacts(index=i, name=f"GPU {i}", compute_capability=cc)
+                 for i, cc in enumerate(caps or ("8.6",)))
+    return HostFacts(nvidia=NvidiaFacts(source="nvml", driver_version=driver, gpus=gpus),
+                     docker=DockerFacts(reachable=True, runtimes=("nvidia", "runc")))
+
+
+CPU_HOST = HostFacts()
+
+
+def no_probe() -> HostFacts:
+    raise AssertionError("this request must not probe the host")
+
+
+# ---- project detection ---------------------------------------------------------------------
+
+def test_requirements_txt_project(tmp_path: Path) -> None:
+    root = tmp_path / "My_Proj"
+    write(root / "requirements.txt",
+          "# deps\nNumPy>=1.24  # inline comment\n--extra-index-url https://extra.example/simple\n"
+          "torch==2.5.1 \\\n    --hash=sha256:abc\nrich\n.\n-r more.txt\n")
+    write(root / "more.txt", "Pillow_SIMD>=9\n--pre\n")
+    project = detect_project(root)
+    assert project.kind == "requirements" and project.name == "My_Proj"
+    assert project.image_name == "my_proj"
+    assert project.requirements == ("numpy>=1.24", "pillow-simd>=9", "rich", "torch==2.5.1")
+    assert project.pip_options == ("--extra-index-url=https://extra.example/simple", "--pre")
+    assert not project.installable and project.build_requirements == ()
+    assert project.include is None and project.command == ("python3",)
+    assert detect_framework(project.requirements) == "torch"
+
+
+def test_pyproject_project(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", """
+[build-system]
+requires = ["hatchling>=1.20"]
+build-backend = "hatchling.build"
+
+[project]
+name = "vision_kit"
+version = "1.2.3"
+requires-python = ">=3.10"
+dependencies = ["tensorflow>=2.15", "numpy"]
+
+[project.optional-dependencies]
+plot = ["matplotlib>=3.8"]
+all = ["vision_kit[plot]", "rich"]
+""")
+    project = detect_project(tmp_path)
+    assert (project.kind, project.name, project.version) == ("pyproject", "vision_kit", "1.2.3")
+    assert project.installable and project.build_requirements == ("hatchling>=1.20",)
+    assert project.requires_python == ">=3.10"
+    assert project.requirements == ("numpy", "tensorflow>=2.15")
+    assert detect_framework(project.requirements) == "tensorflow"
+    assert project.input_requirements() == ("hatchling>=1.20", "numpy", "tensorflow>=2.15")
+    extras = detect_project(tmp_path, extras=("all",))
+    assert extras.requirements == ("matplotlib>=3.8", "numpy", "rich", "tensorflow>=2.15")
+    with pytest.raises(UsageError, match="no extra 'gpu'"):
+        detect_project(tmp_path, extras=("gpu",))
+
+
+def test_pyproject_and_requirements_together(tmp_path: Path) -> None:
+    # [project] without [build-system]: pip's PEP 517 fallback (setuptools) builds it.
+    write(tmp_path / "pyproject.toml", '[project]\nname = "p"\ndependencies = ["jax"]\n')
+    write(tmp_path / "requirements.txt", "rich==13.7.1\n-e .\n")
+    project = detect_project(tmp_path)
+    assert project.kind == "pyproject"
+    assert project.requirements == ("jax", "rich==13.7.1")
+    assert project.build_requirements == tuple(sorted(DEFAULT_BUILD_REQUIRES))
+    assert detect_framework(project.requirements) == "jax"
+
+
+def test_framework_detection() -> None:
+    assert detect_framework(("numpy",)) is None
+    assert detect_framework(("tensorflow-cpu==2.15.0",)) == "tensorflow"
+    assert detect_framework(("jaxlib",)) == "jax"
+    assert detect_framework(("jax", "torch")) == "torch"  # torch first
+
+
+def test_folder_with_neither_file_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path / "train.py", "print(1)\n")
+    with pytest.raises(ContainerError) as info:
+        detect_project(tmp_path)
+    assert "neither requirements.txt nor pyproject.toml" in info.value.message
+    assert "requirements.txt" in (info.value.hint or "")
+    with pytest.raises(UsageError, match="does not exist"):
+        detect_project(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("line, words", [
+    ("-c constraints.txt", "constraints files"),
+    ("-e ../other", "editable install"),
+    ("--find-links ./wheels", "--wheelhouse"),
+    ("../lib", "local path requirement"),
+    ("numpy>>1", "not a valid requirement"),
+    ("--no-deps", "not supported"),
+    ("-r", "needs a file name"),
+    ("-r nope.txt", "cannot read"),
+])
+def test_requirement_lines_dlbox_cannot_ship(tmp_path: Path, line: str, words: str) -> None:
+    write(tmp_path / "requirements.txt", f"rich\n{line}\n")
+    with pytest.raises(ContainerError) as info:
+        detect_project(tmp_path)
+    assert words in info.value.message + (info.value.hint or "")
+    if "cannot read" not in words:
+        assert "requirements.txt:2" in info.value.message  # names the line
+
+
+def test_requirements_include_cycle_is_harmless(tmp_path: Path) -> None:
+    write(tmp_path / "a.txt", "rich\n-r b.txt\n")
+    write(tmp_path / "b.txt", "numpy\n-r a.txt\n")
+    assert read_requirements_file(tmp_path / "a.txt", tmp_path) == (["rich", "numpy"], [])
+
+
+def test_dynamic_dependencies_need_requirements_txt(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", '[project]\nname = "p"\ndynamic = ["dependencies"]\n')
+    with pytest.raises(ContainerError, match="dynamic") as info:
+        detect_project(tmp_path)
+    assert "requirements.txt" in (info.value.hint or "")
+
+
+def test_builtin_project_is_dlbox_checkout() -> None:
+    project = detect_project(None)
+    assert project.kind == "builtin" and project.name == "dlbox"
+    assert project.include == ("pyproject.toml", "README.md", "LICENSE", "src", "notebooks")
+    assert project.command == ("dlbox", "--help") and project.installable
+
+
+# ---- choosing the target -----------------------------------------------------------------
+
+def test_cpu_request_never_probes() -> None:
+    assert B.choose_target(B.BuildRequest(device="cpu"), facts=no_probe) == Target(cpu=True)
+    with pytest.raises(UsageError, match="--cpu cannot be combined"):
+        B.choose_target(B.BuildRequest(device="cpu", driver="535.104.05"), facts=no_probe)
+
+
+def test_explicit_driver_never_probes() -> None:
+    request = B.BuildRequest(device="gpu", driver="535.104.05", compute_capabilities=("8.6",),
+                             cuda="12.6")
+    assert B.choose_target(request, facts=no_probe) == Target(
+        driver="535.104.05", compute_capabilities=("8.6",), cuda="12.6")
+
+
+def test_auto_follows_the_host() -> None:
+    host = gpu_host("560.35.03", "8.6", "8.6", "7.5")
+    target = B.choose_target(B.BuildRequest(), facts=lambda: host)
+    assert target == Target(driver="560.35.03", compute_capabilities=("8.6", "7.5"))
+    assert B.choose_target(B.BuildRequest(), facts=lambda: CPU_HOST) == Target(cpu=True)
+    # A broken driver (NVML mismatch) is no GPU: auto builds for the CPU.
+    broken = HostFacts(nvidia=NvidiaFacts(driver_version="535.104.05", gpus=host.nvidia.gpus,
+                                          error="Driver/library version mismatch"))
+    assert B.choose_target(B.BuildRequest(), facts=lambda: broken).cpu
+
+
+def test_gpu_request_on_a_host_without_gpu() -> None:
+    with pytest.raises(UsageError) as info:
+        B.choose_target(B.BuildRequest(device="gpu"), facts=lambda: CPU_HOST)
+    assert "--driver" in (info.value.hint or "")
+    with pytest.raises(UsageError, match="need a GPU target"):
+        B.choose_target(B.BuildRequest(cuda="12.6"), facts=lambda: CPU_HOST)
+    with pytest.raises(UsageError, match="unknown device"):
+        B.choose_target(B.BuildRequest(device="tpu"), facts=no_probe)
+
+
+# ---- which framework build ---------------------------------------------------------------
+
+def target_for(**request: object) -> Target:
+    return B.choose_target(B.BuildRequest(**request), facts=no_probe)  # type: ignore[arg-type]
+
+
+def test_driver_535_ampere_gets_cu126() -> None:
+    # Driver 535.104.05 is CUDA 12.2's driver. CUDA 12.x wheels run on any driver >= 525.60.13
+    # (minor-version compatibility, cuda.json), CUDA 13.x needs >= 580. The newest release,
+    # torch 2.15, ships cu132/cu130/cu126; only cu126 fits, and its arch set (maxwell_hopper)
+    # holds sm_86. So: torch 2.15.0 cu126, not an older cu121/cu118 build.
+    build = B.resolve_framework("torch", target_for(device="gpu", driver="535.104.05",
+                                                    compute_capabilities=("8.6",)))
+    assert (build.version, build.variant, build.cuda) == ("2.15.0", "cu126", "12.6")
+    assert build.min_driver == "525.60.13"
+    assert build.wheel_index == "https://download.pytorch.org/whl/cu126"
+    assert any("cu130: driver 535.104.05 < 580" in reason for reason in build.reasons)
+    assert B.framework_requirement(build) == ("torch==2.15.0+cu126",)
+
+
+def test_driver_580_hopper_gets_the_newest_release() -> None:
+    # 580.65.06 is CUDA 13.0's GA driver: torch 2.15.0 (the newest row) cu130 runs without
+    # caveats. cu132 would run under minor-version compatibility too (13.x >= 580), but its GA
+    # driver is 595.45.04, so the resolver prefers the CUDA whose GA driver the host meets.
+    # sm_90 is in cu130's arch set (turing_blackwell_ptx).
+    newest = load_matrix().torch[0].latest
+    build = B.resolve_framework("torch", target_for(device="gpu", driver="580.65.06",
+                                                    compute_capabilities=("9.0",)))
+    assert build.version == newest == "2.15.0"
+    assert (build.variant, build.cuda, build.min_driver) == ("cu130", "13.0", "580")
+    assert build.ga_driver == "580.65.06"
+
+
+def test_driver_470_k80_gets_an_old_cu118_build() -> None:
+    # 470.x predates CUDA 12 (needs >= 525.60.13), so only CUDA 11.x builds can run (>=
+    # 450.80.02). The K80 is sm_37; of the torch arch sets only "cu118" (and "cu117_2.0")
+    # still list 3.7. The newest release that ships cu118 is torch 2.7 (2.7.1).
+    build = B.resolve_framework("torch", target_for(device="gpu", driver="470.82.01",
+                                                    compute_capabilities=("3.7",)))
+    assert (build.version, build.variant, build.cuda) == ("2.7.1", "cu118", "11.8")
+    assert build.min_driver == "450.80.02"
+    assert any("newer torch 2.15.0 has no build" in reason for reason in build.reasons)
+    # jax has no CUDA 11 plugin left in the matrix: an error naming the driver, not a guess.
+    with pytest.raises(HostEnvError) as info:
+        B.resolve_framework("jax", target_for(device="gpu", driver="470.82.01",
+                                              compute_capabilities=("3.7",)))
+    assert "470.82.01" in info.value.message and "--cpu" in (info.value.hint or "")
+
+
+def test_driver_older_than_every_build_is_an_error() -> None:
+    # 418.x is below CUDA 11's minimum 450.80.02, the lowest any torch variant needs.
+    with pytest.raises(HostEnvError) as info:
+        B.resolve_framework("torch", target_for(device="gpu", driver="418.67",
+                                                compute_capabilities=("7.5",)))
+    assert "older than every torch build" in info.value.message
+    assert ">= 450.80.02" in (info.value.hint or "")
+
+
+def test_cpu_target_gets_cpu_variants() -> None:
+    target = target_for(device="cpu")
+    torch = B.resolve_framework("torch", target)
+    assert (torch.version, torch.variant, torch.cuda) == ("2.15.0", "cpu", None)
+    assert torch.wheel_index == "https://download.pytorch.org/whl/cpu"
+    assert B.framework_requirement(torch) == ("torch==2.15.0+cpu",)
+    tf = B.resolve_framework("tensorflow", target)
+    assert (tf.variant, B.framework_requirement(tf)) == ("cpu", ("tensorflow-cpu==2.21.0",))
+    jax = B.resolve_framework("jax", target)
+    assert (jax.variant, B.framework_requirement(jax)) == ("cpu", ("jax==0.10.2",))
+
+
+def test_pinned_framework_version() -> None:
+    # torch 2.1 ships cu121 and cu118; driver 535 meets 12.1's GA driver (530.30.02).
+    target = target_for(device="gpu", driver="535.104.05", compute_capabilities=("8.6",))
+    build = B.resolve_framework("torch", target, version="2.1.2")
+    assert (build.version, build.variant) == ("2.1.2", "cu121")
+    assert B.framework_requirement(build) == ("torch==2.1.2+cu121",)
+    assert build.reasons[-1] == "torch 2.1.2 requested"
+    with pytest.raises(UsageError, match="not in dlbox's compatibility matrix"):
+        B.resolve_framework("torch", target, version="1.0")
+
+
+def test_wheelhouse_build_wins_when_the_target_runs_it(tmp_path: Path) -> None:
+    house = tmp_path / "wheels"
+    for name in ("torch-2.5.1+cpu-cp311-cp311-linux_x86_64.whl",
+                 "torch-2.6.0+cu126-cp311-cp311-linux_x86_64.whl",  # a GPU wheel: no use
+                 "torch-2.7.0-cp312-cp312-linux_x86_64.whl"):  # other Python
+        write(house / name, "")
+    from dlbox.container.context import scan_wheelhouse
+
+    wheels = scan_wheelhouse(house)
+    target = dataclasses.replace(target_for(device="cpu"), python="3.11")
+    build = B.resolve_framework("torch", target, wheels)
+    assert (build.version, build.variant) == ("2.5.1", "cpu")
+    assert "is in the wheelhouse" in build.reasons[-1]
+    assert not any("requested" in reason for reason in build.reasons)
+    # Nothing usable in it: the newest release.
+    assert B.resolve_framework("torch", target, wheels[1:]).version == "2.15.0"
+
+
+def test_default_base_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(S.BASE_IMAGE_ENV, raising=False)
+    cpu = B.resolve_framework("torch", Target(cpu=True))
+    assert B.default_base_image(cpu) == S.DEFAULT_BASE_IMAGE
+    monkeypatch.setenv(S.BASE_IMAGE_ENV, "dlbox-base:test")
+    assert B.default_base_image(cpu) == "dlbox-base:test"
+    system = dataclasses.replace(cpu, variant="cuda-system", cuda="11.8", cudnn="8.6")
+    assert B.default_base_image(system) == "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
+
+
+# ---- merging requirements ----------------------------------------------------------------
+
+def make_project(tmp_path: Path, requirements: tuple[str, ...],
+                 build: tuple[str, ...] = (), **overrides: object) -> Project:
+    values: dict[str, object] = dict(
+        root=tmp_path, name="demo", version=None, kind="requirements",
+        requirements=requirements, build_requirements=build, installable=bool(build),
+        requires_python=None, pip_options=(), include=None)
+    values.update(overrides)
+    return Project(**values)  # type: ignore[arg-type]
+
+
+def test_check_project_allows(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ("numpy", "torch>=2.0,<2.6"))
+    B.check_project_allows(project, "torch", "2.5.1+cu124")
+    with pytest.raises(ContainerError) as info:
+        B.check_project_allows(project, "torch", "2.15.0")
+    assert "torch>=2.0,<2.6" in info.value.message
+    assert "--framework-version" in (info.value.hint or "")
+    # A line whose marker does not apply here, or without a version, does not restrict.
+    loose = make_project(tmp_path, ('torch<2.0; python_version < "3"', "torch"))
+    B.check_project_allows(loose, "torch", "2.15.0")
+    # Another framework's pin is not this one's business; tensorflow-cpu counts for tensorflow.
+    B.check_project_allows(project, "tensorflow", "2.21.0")
+    tf = make_project(tmp_path, ("tensorflow-cpu==2.15.0",))
+    with pytest.raises(ContainerError):
+        B.check_project_allows(tf, "tensorflow", "2.21.0")
+
+
+def test_requirements_input_replaces_the_framework_lines(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ("numpy>=1.24", "rich", "torch>=2.0"),
+                           build=("setuptools>=40.8.0", "wheel"))
+    assert B.requirements_input(project, "torch", ("torch==2.15.0+cpu",)) == (
+        "numpy>=1.24", "rich", "setuptools>=40.8.0", "torch==2.15.0+cpu", "wheel")
+    tf = make_project(tmp_path, ("tensorflow-gpu", "tensorflow>=2.10", "numpy"))
+    assert B.requirements_input(tf, "tensorflow", ("tensorflow[and-cuda]==2.21.0",)) == (
+        "numpy", "tensorflow[and-cuda]==2.21.0")
+    jax = make_project(tmp_path, ("jax", "jaxlib==0.4.1", "optax"))
+    assert B.requirements_input(jax, "jax", ("jax[cuda12]==0.10.2",)) == (
+        "jax[cuda12]==0.10.2", "optax")
+
+
+def test_split_pip_options_and_pip_args(tmp_path: Path) -> None:
+    options = ("--index-url=https://mirror/simple", "--extra-index-url=https://a/simple",
+               "--extra-index-url=https://download.pytorch.org/whl/cpu", "--pre",
+               "--trusted-host=mirror")
+    assert B.split_pip_options(options) == (
+        "https://mirror/simple",
+        ("https://a/simple", "https://download.pytorch.org/whl/cpu"),
+        ("--pre", "--trusted-host=mirror"))
+    project = make_project(tmp_path, (), pip_options=options)
+    assert B.pip_args_for(project, "https://download.pytorch.org/whl/cpu", "/w", False) == (
+        "--index-url=https://mirror/simple",
+        "--extra-index-url=https://download.pytorch.org/whl/cpu",
+        "--extra-index-url=https://a/simple",
+        "--find-links=/w", "--pre", "--trusted-host=mirror")
+    assert B.pip_args_for(project, None, "/w", True) == (
+        "--no-index", "--find-links=/w", "--pre", "--trusted-host=mirror")
+
+
+# ---- the spec from a lock entry ----------------------------------------------------------
+
+def entry_for(**overrides: object) -> LockEntry:
+    values: dict[str, object] = dict(
+        key="torch-gpu", framework="torch", framework_version="2.15.0+cu126", variant="cu126",
+        cuda="12.6", cudnn="9.10", wheel_index="https://download.pytorch.org/whl/cu126",
+        min_driver="525.60.13", python="3.11.2", base_image="python:3.11-slim-bookworm",
+        base_id=None, project_requirements=("numpy",),
+        project_pip_options=("--index-url=https://mirror/simple", "--pre"),
+        requirements_in=(), pinned=("numpy==2.1.0", "torch==2.15.0+cu126"))
+    values.update(overrides)
+    return LockEntry(**values)  # type: ignore[arg-type]
+
+
+def test_spec_for(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ("numpy",), build=("setuptools",), kind="pyproject",
+                           version="1.0", command=("python3", "train.py"))
+    entry = entry_for()
+    spec = B.spec_for(project, entry, base_digest="sha256:abc", wheelhouse=True, ca_cert=True)
+    assert spec.framework == S.FrameworkBuild(
+        "torch", "2.15.0+cu126", "cu126", cuda="12.6", cudnn="9.10",
+        wheel_index="https://download.pytorch.org/whl/cu126", min_driver="525.60.13")
+    assert (spec.project_name, spec.project_kind, spec.project_version) == (
+        "demo", "pyproject", "1.0")
+    assert spec.install_project and spec.gpu and spec.wheelhouse and spec.ca_cert
+    assert not spec.offline
+    assert (spec.index_url, spec.extra_index_urls, spec.pip_flags) == (
+        "https://mirror/simple", (), ("--pre",))
+    assert spec.base_image == entry.base_image and spec.base_digest == "sha256:abc"
+    assert spec.python == "3.11.2" and spec.lock_sha256 == entry.sha256()
+    assert spec.command == ("python3", "train.py")
+    text = B.lock_requirements_text(entry)
+    assert text.splitlines()[-2:] == ["numpy==2.1.0", "torch==2.15.0+cu126"]
+    assert text.startswith("# dlbox.lock torch-gpu: torch 2.15.0+cu126, Python 3.11.2")
+
+
+# ---- plan and dry run (no engine, fake host) ---------------------------------------------
+
+def test_dry_run_on_a_gpu_host_without_lock(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(S.BASE_IMAGE_ENV, raising=False)
+    write(tmp_path / "requirements.txt", "torch>=2.0\nnumpy\n")
+    calls: list[int] = []
+
+    def facts() -> HostFacts:
+        calls.append(1)
+        return gpu_host("560.35.03", "8.6")
+
+    dockerfile, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path), facts=facts)
+    assert calls  # auto: the host decided
+    # 560.35.03 meets CUDA 12.6's GA driver (560.28.03) but not 13.x's minimum (580).
+    assert 'dlbox.framework.version="2.15.0+cu126"' in dockerfile
+    assert "NVIDIA_VISIBLE_DEVICES=all" in dockerfile
+    assert "--extra-index-url=https://download.pytorch.org/whl/cu126" in dockerfile
+    assert "FROM python:3.11-slim-bookworm AS system" in dockerfile
+    assert "dlbox.python" not in dockerfile  # not known before the lock
+    assert notes[0].startswith("torch 2.15.0+cu126 (cu126) for GPU")
+    assert any("no torch-gpu entry in dlbox.lock yet" in note for note in notes)
+    assert any(note.startswith("why: ") for note in notes)
+    assert not (tmp_path / "dlbox.lock").exists()  # a dry run writes nothing
+
+
+def test_dry_run_cpu_tensorflow_project(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml",
+          '[project]\nname = "tfp"\nversion = "0.1"\ndependencies = ["tensorflow>=2.15"]\n')
+    dockerfile, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"),
+                                  facts=no_probe)
+    assert 'dlbox.framework="tensorflow"' in dockerfile
+    assert 'dlbox.framework.variant="cpu"' in dockerfile
+    assert "NVIDIA_" not in dockerfile
+    assert "/tmp/dlbox-project" in dockerfile  # a [project] table is installed
+    assert notes[0].startswith("tensorflow 2.21.0 (cpu) for CPU")
+
+
+def test_dry_run_rejects_a_framework_pin_the_project_excludes(tmp_path: Path) -> None:
+    write(tmp_path / "requirements.txt", "torch<2.0\n")
+    with pytest.raises(ContainerError, match="the project requires torch<2.0"):
+        B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"), facts=no_probe)
+
+
+def test_plan_framework_choice(tmp_path: Path) -> None:
+    write(tmp_path / "requirements.txt", "jax\n")
+    assert B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu"),
+                  facts=no_probe).key == "jax-cpu"
+    assert B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu", framework="PyTorch"),
+                  facts=no_probe).framework == "torch"
+    with pytest.raises(UsageError, match="unknown framework"):
+        B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu", framework="mxnet"),
+               facts=no_probe)
+    write(tmp_path / "requirements.txt", "numpy\n")
+    assert B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu"),
+                  facts=no_probe).framework == "torch"  # no framework named: torch
+
+
+def test_gpu_attachable() -> None:
+    assert B.gpu_attachable(gpu_host()) == (True, "")
+    ok, why = B.gpu_attachable(CPU_HOST)
+    assert not ok and "no usable NVIDIA GPU" in why

@@ -1,0 +1,305 @@
+"""The build context: .dockerignore rules, what the archive holds, wheelhouse selection."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dlbox.container import spec as S
+from dlbox.container.context import (
+    Distribution,
+    extract_context,
+    iter_project_files,
+    scan_wheelhouse,
+    wheels_for_pins,
+    write_context,
+)
+from dlbox.container.dockerignore import (
+    DEFAULT_PATTERNS,
+    IgnoreMatcher,
+    parse_dockerignore,
+    project_patterns,
+    render_dockerignore,
+)
+from dlbox.container.project import detect_project
+from dlbox.errors import UsageError
+
+# ---- default patterns --------------------------------------------------------------------
+
+DEFAULT = IgnoreMatcher(DEFAULT_PATTERNS)
+
+
+@pytest.mark.parametrize("path", [
+    ".git", ".git/config", ".git/objects/ab/cdef",
+    "data", "data/cifar-10-batches-py/data_batch_1",
+    "runs", "runs/2026-01-01_resnet/checkpoints/last.pt", "runs/x/model_weights.pt",
+    "checkpoints/last.pt", "experiments/a/checkpoints/epoch3.pt",
+    ".venv/bin/python", "venv/lib/site.py",
+    "src/pkg/__pycache__/mod.cpython-311.pyc", "src/pkg/mod.pyc",
+    "notebooks/.ipynb_checkpoints/x.ipynb",
+    "build/lib/x.py", "dist/x.whl", "src/x.egg-info/PKG-INFO",
+    ".env", "config/prod.env", "wandb/run-1/files", "mlruns/0/meta.yaml",
+    "lightning_logs/version_0/hparams.yaml", ".pytest_cache/v", "dlbox.lock.abc.tmp",
+])
+def test_default_patterns_leave_out(path: str) -> None:
+    assert DEFAULT.ignored(path), path
+
+
+@pytest.mark.parametrize("path", [
+    "train.py", "requirements.txt", "pyproject.toml", "dlbox.lock", "README.md",
+    "src/pkg/data/__init__.py",  # `data` is only the top-level folder
+    "src/pkg/runs.py", "src/dataset.py", "configs/data.yaml", ".dockerignore",
+    "src/pkg/environment.py",
+])
+def test_default_patterns_keep(path: str) -> None:
+    assert not DEFAULT.ignored(path), path
+
+
+# ---- Docker's pattern semantics ----------------------------------------------------------
+
+def test_star_does_not_cross_folders_and_double_star_does() -> None:
+    m = IgnoreMatcher(["*.log", "docs/**/*.png", "a?c"])
+    assert m.ignored("x.log") and not m.ignored("logs/x.log")
+    assert m.ignored("docs/x.png") and m.ignored("docs/a/b/x.png")
+    assert not m.ignored("img/x.png")
+    assert m.ignored("abc") and not m.ignored("abbc") and not m.ignored("a/c")
+    anywhere = IgnoreMatcher(["**/*.log"])
+    assert anywhere.ignored("x.log") and anywhere.ignored("a/b/x.log")
+    assert IgnoreMatcher(["a/**"]).ignored("a/b/c")
+
+
+def test_folder_pattern_excludes_everything_below() -> None:
+    m = IgnoreMatcher(["assets"])
+    assert m.ignored("assets") and m.ignored("assets/big/file.bin")
+    assert not m.ignored("src/assets/file.bin") and not m.ignored("assets2")
+
+
+def test_negation_and_last_match_wins() -> None:
+    m = IgnoreMatcher(["*.md", "!README.md"])
+    assert m.ignored("CHANGES.md") and not m.ignored("README.md")
+    reverse = IgnoreMatcher(["!README.md", "*.md"])
+    assert reverse.ignored("README.md")
+    keep_one = IgnoreMatcher(["data", "!data/labels.csv"])
+    assert keep_one.ignored("data/images/1.png") and not keep_one.ignored("data/labels.csv")
+    assert keep_one.has_exceptions and not IgnoreMatcher(["data"]).has_exceptions
+
+
+def test_character_classes_and_escapes() -> None:
+    m = IgnoreMatcher(["file[0-9].txt", "not[!a].x", "lit\\*.y"])
+    assert m.ignored("file3.txt") and not m.ignored("filex.txt")
+    assert m.ignored("notb.x") and not m.ignored("nota.x")
+    assert m.ignored("lit*.y") and not m.ignored("litz.y")
+
+
+def test_patterns_are_cleaned_like_docker() -> None:
+    m = IgnoreMatcher(["/secrets/", "./cache//x"])
+    assert m.ignored("secrets/key.pem") and m.ignored("cache/x")
+    assert parse_dockerignore("# c\n\n  /out/  \n!./keep.txt\n! spaced\n") == (
+        "out", "!keep.txt", "!spaced")
+
+
+def test_prune_only_when_nothing_below_can_come_back() -> None:
+    m = IgnoreMatcher(["data", "!data/labels.csv"])
+    assert not m.prune("data")  # the exception reaches into it: walk it
+    assert IgnoreMatcher(["data"]).prune("data")
+    assert not IgnoreMatcher(["data"]).prune("src")
+    assert not IgnoreMatcher(["runs", "!**/keep.txt"]).prune("runs")
+
+
+def test_render_dockerignore_with_prefix() -> None:
+    text = render_dockerignore(("data", "!data/labels.csv", "/abs"), prefix="project/")
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert lines == ["project/data", "!project/data/labels.csv", "project/abs"]
+    assert render_dockerignore().splitlines()[2] == ".git"
+
+
+def test_project_dockerignore_is_applied_after_the_defaults(tmp_path: Path) -> None:
+    assert project_patterns(tmp_path) == DEFAULT_PATTERNS
+    (tmp_path / ".dockerignore").write_text("*.csv\n!data/small.csv\n")
+    patterns = project_patterns(tmp_path)
+    assert patterns[: len(DEFAULT_PATTERNS)] == DEFAULT_PATTERNS
+    assert patterns[len(DEFAULT_PATTERNS):] == ("*.csv", "!data/small.csv")
+
+
+# ---- the archive for a real project folder -----------------------------------------------
+
+def write(path: Path, text: str = "x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    write(root / "requirements.txt", "numpy>=1.24\ntorch>=2.0\n")
+    write(root / "train.py", "print('train')\n")
+    write(root / "src" / "mypkg" / "__init__.py")
+    write(root / "src" / "mypkg" / "data" / "__init__.py")  # nested "data": kept
+    write(root / "src" / "mypkg" / "__pycache__" / "x.cpython-311.pyc")
+    write(root / ".git" / "config", "[core]\n")
+    write(root / ".git" / "objects" / "ab" / "cdef")
+    write(root / "data" / "cifar-10-batches-py" / "data_batch_1", "0" * 1000)
+    write(root / "runs" / "r1" / "metrics.json", "{}")
+    write(root / "runs" / "r1" / "checkpoints" / "last.pt", "weights")
+    write(root / "checkpoints" / "best.pt", "weights")
+    write(root / "models" / "checkpoints" / "epoch1.pt", "weights")
+    write(root / ".venv" / "bin" / "python")
+    write(root / ".env", "SECRET=1\n")
+    return root
+
+
+def archive_names(tar_path: Path) -> list[str]:
+    with tarfile.open(tar_path) as tar:
+        return tar.getnames()
+
+
+def test_iter_project_files_leaves_out_ignored(project_dir: Path) -> None:
+    project = detect_project(project_dir)
+    rels = [rel for rel, _ in iter_project_files(project)]
+    assert sorted(rels) == [
+        "models",  # kept as an (empty) folder: only its checkpoints/ is left out
+        "requirements.txt", "src", "src/mypkg", "src/mypkg/__init__.py", "src/mypkg/data",
+        "src/mypkg/data/__init__.py", "train.py",
+    ]
+    assert rels == [rel for rel, _ in iter_project_files(project)]  # same order every time
+
+
+def test_write_context_archive(project_dir: Path, tmp_path: Path) -> None:
+    project = detect_project(project_dir)
+    tar_path = tmp_path / "context.tar"
+    summary = write_context(tar_path, project, "FROM scratch\n", "numpy==2.1.0\n")
+    names = archive_names(tar_path)
+    assert names[:4] == ["Dockerfile", ".dockerignore", "dlbox", S.CONTEXT_LOCK]
+    project_names = sorted(n for n in names if n.startswith("project/"))
+    assert project_names == sorted([
+        "project/models", "project/requirements.txt", "project/train.py", "project/src",
+        "project/src/mypkg",
+        "project/src/mypkg/__init__.py", "project/src/mypkg/data",
+        "project/src/mypkg/data/__init__.py",
+    ])
+    for name in names:
+        assert not name.endswith(".pt"), name
+        assert "/.git" not in name and "/data/cifar" not in name and "/runs" not in name
+        assert "__pycache__" not in name and ".venv" not in name and not name.endswith(".env")
+    with tarfile.open(tar_path) as tar:
+        assert tar.extractfile("Dockerfile").read() == b"FROM scratch\n"  # type: ignore[union-attr]
+        assert tar.extractfile(S.CONTEXT_LOCK).read() == b"numpy==2.1.0\n"  # type: ignore[union-attr]
+        ignore = tar.extractfile(".dockerignore").read().decode()  # type: ignore[union-attr]
+        member = tar.getmember("project/train.py")
+        assert (member.uid, member.gid, member.uname) == (0, 0, "")
+    assert "project/.git\n" in ignore and "project/data\n" in ignore
+    assert summary.files == 4  # the project's regular files
+    assert summary.project_bytes == sum(
+        (project_dir / rel).stat().st_size
+        for rel in ("requirements.txt", "train.py", "src/mypkg/__init__.py",
+                    "src/mypkg/data/__init__.py"))
+    assert summary.largest[0][0] == "requirements.txt"
+
+
+def test_project_dockerignore_can_exclude_and_re_include(project_dir: Path,
+                                                         tmp_path: Path) -> None:
+    write(project_dir / "data" / "labels.csv", "a,b\n")
+    write(project_dir / "notes" / "big.bin", "0" * 100)
+    (project_dir / ".dockerignore").write_text("notes\n!data/labels.csv\n")
+    project = detect_project(project_dir)
+    rels = {rel for rel, _ in iter_project_files(project)}
+    assert "data/labels.csv" in rels  # re-included by the project
+    assert "data/cifar-10-batches-py/data_batch_1" not in rels  # still out
+    assert not any(rel.startswith("notes") for rel in rels)
+    assert ".dockerignore" in rels
+    names = archive_names(write_context(tmp_path / "c.tar", project, "", "").path)
+    assert "project/data/labels.csv" in names
+
+
+def test_include_list_limits_top_level_entries(project_dir: Path) -> None:
+    import dataclasses
+
+    project = dataclasses.replace(detect_project(project_dir), include=("src",))
+    rels = [rel for rel, _ in iter_project_files(project)]
+    assert rels and all(rel == "src" or rel.startswith("src/") for rel in rels)
+    empty = dataclasses.replace(project, include=())
+    assert list(iter_project_files(empty)) == []
+
+
+def test_symlink_is_archived_as_a_link(project_dir: Path, tmp_path: Path) -> None:
+    os.symlink("train.py", project_dir / "main.py")
+    os.symlink(str(project_dir / "data"), project_dir / "data-link")
+    project = detect_project(project_dir)
+    tar_path = write_context(tmp_path / "c.tar", project, "", "").path
+    with tarfile.open(tar_path) as tar:
+        link = tar.getmember("project/main.py")
+        assert link.issym() and link.linkname == "train.py"
+        # A link to an ignored folder is kept as a link: its target is not copied in.
+        assert tar.getmember("project/data-link").issym()
+        assert not any(n.startswith("project/data-link/") for n in tar.getnames())
+
+
+def test_ca_cert_in_context(project_dir: Path, tmp_path: Path) -> None:
+    project = detect_project(project_dir)
+    pem = write(tmp_path / "ca.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n"
+                                     "-----END CERTIFICATE-----")
+    tar_path = write_context(tmp_path / "c.tar", project, "", "", ca_cert=pem).path
+    with tarfile.open(tar_path) as tar:
+        data = tar.extractfile(S.CONTEXT_CA_CERT).read()  # type: ignore[union-attr]
+    assert data.endswith(b"-----END CERTIFICATE-----\n")
+    with pytest.raises(UsageError, match="no PEM certificate"):
+        write_context(tmp_path / "d.tar", project, "", "",
+                      ca_cert=write(tmp_path / "bad.der", "binary"))
+    with pytest.raises(UsageError, match="cannot read --ca-cert"):
+        write_context(tmp_path / "e.tar", project, "", "", ca_cert=tmp_path / "missing.pem")
+
+
+def test_extract_context_round_trip(project_dir: Path, tmp_path: Path) -> None:
+    project = detect_project(project_dir)
+    tar_path = write_context(tmp_path / "c.tar", project, "FROM x\n", "").path
+    out = tmp_path / "out"
+    extract_context(tar_path, out)
+    assert (out / "Dockerfile").read_text() == "FROM x\n"
+    assert (out / "project" / "train.py").read_text() == "print('train')\n"
+    assert not (out / "project" / ".git").exists()
+
+
+# ---- wheelhouse ----------------------------------------------------------------------------
+
+def test_scan_wheelhouse_and_pick_wheels_for_pins(tmp_path: Path) -> None:
+    house = tmp_path / "wheels"
+    for name in ("numpy-2.1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+                 "numpy-2.1.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+                 "rich-13.7.1-py3-none-any.whl",
+                 "torch-2.15.0+cpu-cp311-cp311-linux_x86_64.whl",
+                 "Typing_Extensions-4.12.2-py3-none-any.whl",
+                 "mylib-0.1.tar.gz",
+                 "macos_only-1.0-cp311-cp311-macosx_11_0_arm64.whl",
+                 "not-a-wheel.whl", "README.txt"):
+        write(house / name)
+    (house / "subdir").mkdir()
+    dists = scan_wheelhouse(house)
+    names = sorted((d.name, d.version) for d in dists)
+    assert ("typing-extensions", "4.12.2") in names and ("mylib", "0.1") in names
+    assert all(d.path.parent == house for d in dists) and len(dists) == 7
+    selected, uncovered = wheels_for_pins(
+        dists, ["numpy==2.1.0", "rich==13.7.1", "torch==2.15.0+cpu", "typing_extensions==4.12.2",
+                "mylib==0.1", "macos-only==1.0", "pillow==11.0.0", "x @ https://e/x.whl"],
+        "3.11.2")
+    assert sorted(d.path.name for d in selected) == sorted([
+        "numpy-2.1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "rich-13.7.1-py3-none-any.whl",
+        "torch-2.15.0+cpu-cp311-cp311-linux_x86_64.whl",
+        "Typing_Extensions-4.12.2-py3-none-any.whl", "mylib-0.1.tar.gz"])
+    assert uncovered == ("macos-only==1.0", "pillow==11.0.0", "x @ https://e/x.whl")
+    with pytest.raises(UsageError):
+        scan_wheelhouse(tmp_path / "nope")
+
+
+def test_distribution_fits_python() -> None:
+    path = Path("x.whl")
+    abi3 = Distribution(path, "x", "1", frozenset({("cp38", "abi3", "manylinux_2_17_x86_64")}))
+    assert abi3.fits_python("3.11") and not abi3.fits_python("3.7")
+    cp311 = Distribution(path, "x", "1", frozenset({("cp311", "cp311", "linux_x86_64")}))
+    assert cp311.fits_python("3.11.4") and not cp311.fits_python("3.12")
+    assert cp311.fits_python(None)
+    windows = Distribution(path, "x", "1", frozenset({("py3", "none", "win_amd64")}))
+    assert not windows.fits_python("3.11")

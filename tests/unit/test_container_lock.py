@@ -1,0 +1,318 @@
+"""dlbox.lock: round-trip, schema checks, staleness, and plan() refusing a stale lock."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from dlbox.container import build as B
+from dlbox.container.lock import (
+    LOCK_FILE,
+    LOCK_SCHEMA,
+    LockEntry,
+    lock_key,
+    pinned_version,
+    pins_from_report,
+    read_lock,
+    stale_reasons,
+    write_lock,
+)
+from dlbox.container.project import detect_project
+from dlbox.errors import ContainerError
+
+PROJECT_REQS = ("numpy>=1.24", "torch>=2.0")
+
+
+def make_entry(**overrides: object) -> LockEntry:
+    values: dict[str, object] = dict(
+        key="torch-gpu",
+        framework="torch",
+        framework_version="2.15.0+cu126",
+        variant="cu126",
+        cuda="12.6",
+        cudnn="9.10",
+        wheel_index="https://download.pytorch.org/whl/cu126",
+        min_driver="525.60.13",
+        python="3.11.2",
+        base_image="python:3.11-slim-bookworm",
+        base_id="sha256:" + "1" * 64,
+        project_requirements=PROJECT_REQS,
+        project_pip_options=("--extra-index-url=https://extra.example/simple",),
+        requirements_in=("numpy>=1.24", "torch==2.15.0+cu126"),
+        pinned=("numpy==2.1.0", "torch==2.15.0+cu126", "typing-extensions==4.12.2"),
+        reasons=("driver 560.35.03",),
+        locked_at="2026-11-22T10:00:00+00:00",
+        dlbox_version="0.1.0",
+        resolved={"framework": "torch", "version": "2.15.0"},
+    )
+    values.update(overrides)
+    return LockEntry(**values)  # type: ignore[arg-type]
+
+
+# ---- round trip ------------------------------------------------------------------------------
+
+def test_write_then_read_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / LOCK_FILE
+    gpu = make_entry()
+    cpu = make_entry(key="torch-cpu", framework_version="2.15.0+cpu", variant="cpu", cuda=None,
+                     cudnn=None, min_driver=None,
+                     wheel_index="https://download.pytorch.org/whl/cpu")
+    write_lock(path, {"torch-gpu": gpu, "torch-cpu": cpu})
+    entries = read_lock(path)
+    assert list(entries) == ["torch-cpu", "torch-gpu"]  # sorted
+    assert entries["torch-gpu"] == gpu and entries["torch-cpu"] == cpu
+    assert entries["torch-gpu"].pinned == gpu.pinned  # lists come back as tuples
+    assert isinstance(entries["torch-gpu"].project_requirements, tuple)
+    assert entries["torch-gpu"].resolved == gpu.resolved
+    assert entries["torch-gpu"].sha256() == gpu.sha256()
+    assert entries["torch-gpu"].gpu and not entries["torch-cpu"].gpu
+    data = json.loads(path.read_text())
+    assert data["schema"] == LOCK_SCHEMA and "--relock" in data["comment"]
+    assert data["builds"]["torch-gpu"]["pinned"] == list(gpu.pinned)
+    assert not list(tmp_path.glob("*.tmp"))  # the atomic write left no temp file
+
+
+def test_rewrite_is_byte_identical(tmp_path: Path) -> None:
+    # A lock committed to git must not change when nothing in it changed.
+    path = tmp_path / LOCK_FILE
+    write_lock(path, {"torch-gpu": make_entry()})
+    first = path.read_bytes()
+    write_lock(path, read_lock(path))
+    assert path.read_bytes() == first
+
+
+def test_missing_lock_is_empty(tmp_path: Path) -> None:
+    assert read_lock(tmp_path / LOCK_FILE) == {}
+
+
+def test_unknown_keys_are_ignored_and_missing_keys_fail(tmp_path: Path) -> None:
+    path = tmp_path / LOCK_FILE
+    data = make_entry().to_dict()
+    data["written_by_a_newer_dlbox"] = True
+    path.write_text(json.dumps({"schema": LOCK_SCHEMA, "builds": {"torch-gpu": data}}))
+    assert read_lock(path)["torch-gpu"] == make_entry()
+    del data["pinned"]
+    path.write_text(json.dumps({"schema": LOCK_SCHEMA, "builds": {"torch-gpu": data}}))
+    with pytest.raises(ContainerError) as info:
+        read_lock(path)
+    assert "pinned" in info.value.message and "--relock" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("text", ["{not json", json.dumps({"schema": 99, "builds": {}}),
+                                  json.dumps(["a", "list"])])
+def test_corrupt_or_foreign_lock_fails_with_hint(tmp_path: Path, text: str) -> None:
+    path = tmp_path / LOCK_FILE
+    path.write_text(text)
+    with pytest.raises(ContainerError) as info:
+        read_lock(path)
+    assert "--relock" in (info.value.hint or "")
+
+
+def test_sha256_depends_on_what_the_image_installs() -> None:
+    entry = make_entry()
+    assert entry.sha256() == make_entry(locked_at="later", reasons=()).sha256()
+    assert entry.sha256() == make_entry(pinned=tuple(reversed(entry.pinned))).sha256()
+    assert entry.sha256() != make_entry(pinned=entry.pinned + ("rich==13.7.1",)).sha256()
+    assert entry.sha256() != make_entry(base_image="debian:12").sha256()
+    assert entry.sha256() != make_entry(python="3.12.1").sha256()
+    assert len(entry.sha256()) == 64
+
+
+def test_lock_key() -> None:
+    assert lock_key("torch", True) == "torch-gpu"
+    assert lock_key("jax", False) == "jax-cpu"
+
+
+def test_pins_from_report() -> None:
+    report = {"install": [
+        {"metadata": {"name": "Torch", "version": "2.15.0+cu126"}},
+        {"metadata": {"name": "numpy", "version": "2.1.0"}, "is_direct": False},
+        {"metadata": {"name": "mylib", "version": "0.1"}, "is_direct": True,
+         "download_info": {"url": "https://git.example/mylib.tar.gz"}},
+        {"metadata": {"name": "localwheel", "version": "1.0"}, "is_direct": True,
+         "download_info": {"url": "file:///tmp/dlbox-resolve/wheelhouse/localwheel.whl"}},
+        {"metadata": {"name": "broken"}},
+    ]}
+    assert pins_from_report(report) == (
+        "localwheel==1.0", "mylib @ https://git.example/mylib.tar.gz", "numpy==2.1.0",
+        "Torch==2.15.0+cu126")
+    assert pinned_version(pins_from_report(report), "torch") == "2.15.0+cu126"
+    assert pinned_version(("Typing_Extensions==4.12.2",), "typing-extensions") == "4.12.2"
+    assert pinned_version(("numpy==2.1.0",), "torch") is None
+
+
+# ---- staleness -------------------------------------------------------------------------------
+
+def test_fresh_entry_has_no_reasons() -> None:
+    entry = make_entry()
+    assert stale_reasons(entry, PROJECT_REQS, entry.project_pip_options) == []
+    # Asking for exactly what is locked is not a change either.
+    assert stale_reasons(entry, PROJECT_REQS, entry.project_pip_options,
+                         base_image=entry.base_image, framework_version="2.15.0",
+                         cuda="12.6", driver="560.35.03") == []
+    assert stale_reasons(entry, PROJECT_REQS, entry.project_pip_options,
+                         framework_version="2.15.0+cu126") == []
+
+
+def test_changed_requirements_are_stale() -> None:
+    entry = make_entry()
+    reasons = stale_reasons(entry, ("numpy>=1.24", "rich", "torch>=2.0"),
+                            entry.project_pip_options)
+    assert len(reasons) == 1
+    assert "requirements changed" in reasons[0] and "+rich" in reasons[0]
+    removed = stale_reasons(entry, ("torch>=2.0",), entry.project_pip_options)
+    assert "-numpy>=1.24" in removed[0]
+
+
+def test_changed_pip_options_are_stale() -> None:
+    entry = make_entry()
+    reasons = stale_reasons(entry, PROJECT_REQS, ())
+    assert len(reasons) == 1 and "pip options" in reasons[0]
+    assert "-" + entry.project_pip_options[0] in reasons[0]
+
+
+def test_other_base_image_is_stale() -> None:
+    entry = make_entry()
+    reasons = stale_reasons(entry, PROJECT_REQS, entry.project_pip_options,
+                            base_image="nvidia/cuda:12.6.0-runtime-ubuntu22.04")
+    assert reasons == ["the base image is now nvidia/cuda:12.6.0-runtime-ubuntu22.04 "
+                       "(locked: python:3.11-slim-bookworm)"]
+
+
+def test_other_framework_version_cuda_or_too_old_driver_is_stale() -> None:
+    entry = make_entry()
+    options = entry.project_pip_options
+    assert "torch 2.14.1 was asked for" in stale_reasons(
+        entry, PROJECT_REQS, options, framework_version="2.14.1")[0]
+    assert "CUDA 13.0 was asked for" in stale_reasons(entry, PROJECT_REQS, options,
+                                                      cuda="13.0")[0]
+    # 470 cannot run CUDA 12.x at all (12.x needs >= 525.60.13): the locked build is useless.
+    driver = stale_reasons(entry, PROJECT_REQS, options, driver="470.82.01")
+    assert len(driver) == 1 and "below the locked build's minimum 525.60.13" in driver[0]
+    # A driver at the minimum is fine.
+    assert stale_reasons(entry, PROJECT_REQS, options, driver="525.60.13") == []
+
+
+def test_many_changes_are_all_reported_and_truncated() -> None:
+    entry = make_entry()
+    new = tuple(f"pkg{i}" for i in range(10))
+    reasons = stale_reasons(entry, new, (), base_image="debian:12")
+    assert len(reasons) == 3
+    assert "more)" in reasons[0]  # 12 differences, 6 shown
+
+
+# ---- plan() with a lock on disk --------------------------------------------------------------
+
+def no_probe() -> object:
+    raise AssertionError("a --cpu build must not probe the host")
+
+
+def write_project(root: Path, requirements: str = "numpy>=1.24\ntorch>=2.0\n") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "requirements.txt").write_text(requirements)
+    (root / "train.py").write_text("print('hi')\n")
+    return root
+
+
+def locked_cpu_entry(project_dir: Path) -> LockEntry:
+    project = detect_project(project_dir)
+    return make_entry(key="torch-cpu", framework_version="2.15.0+cpu", variant="cpu",
+                      cuda=None, cudnn=None, min_driver=None,
+                      wheel_index="https://download.pytorch.org/whl/cpu",
+                      project_requirements=project.input_requirements(),
+                      project_pip_options=project.pip_options)
+
+
+def test_plan_uses_a_fresh_lock(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    entry = locked_cpu_entry(root)
+    write_lock(root / LOCK_FILE, {"torch-cpu": entry})
+    p = B.plan(B.BuildRequest(project_dir=root, device="cpu"), facts=no_probe)
+    assert p.key == "torch-cpu" and p.entry == entry
+    assert p.lock_path == (root / LOCK_FILE).resolve()
+    # --relock ignores the entry (and so does a GPU build, which has its own key).
+    assert B.plan(B.BuildRequest(project_dir=root, device="cpu", relock=True),
+                  facts=no_probe).entry is None
+    gpu = B.plan(B.BuildRequest(project_dir=root, device="gpu", driver="560.35.03"),
+                 facts=no_probe)
+    assert gpu.key == "torch-gpu" and gpu.entry is None and "torch-cpu" in gpu.entries
+
+
+def test_plan_refuses_a_stale_lock_with_relock_hint(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    write_lock(root / LOCK_FILE, {"torch-cpu": locked_cpu_entry(root)})
+    (root / "requirements.txt").write_text("numpy>=1.24\ntorch>=2.0\nrich\n")
+    request = B.BuildRequest(project_dir=root, device="cpu")
+    with pytest.raises(ContainerError) as info:
+        B.plan(request, facts=no_probe)
+    assert "no longer matches the project (torch-cpu)" in info.value.message
+    assert "+rich" in info.value.message
+    assert "--relock" in (info.value.hint or "")
+    assert str(root) in (info.value.hint or "")
+    # --relock is the way out, and dry_run fails the same way without it.
+    assert B.plan(dataclasses.replace(request, relock=True), facts=no_probe).entry is None
+    with pytest.raises(ContainerError, match="no longer matches"):
+        B.dry_run(request, facts=no_probe)
+
+
+def test_plan_refuses_lock_when_base_image_changes(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    write_lock(root / LOCK_FILE, {"torch-cpu": locked_cpu_entry(root)})
+    with pytest.raises(ContainerError) as info:
+        B.plan(B.BuildRequest(project_dir=root, device="cpu", base_image="debian:12-slim"),
+               facts=no_probe)
+    assert "base image is now debian:12-slim" in info.value.message
+    assert "--relock" in (info.value.hint or "")
+
+
+def test_plan_refuses_gpu_lock_for_a_too_old_driver(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    project = detect_project(root)
+    entry = make_entry(project_requirements=project.input_requirements(),
+                       project_pip_options=project.pip_options)
+    write_lock(root / LOCK_FILE, {"torch-gpu": entry})
+    ok = B.plan(B.BuildRequest(project_dir=root, device="gpu", driver="560.35.03"),
+                facts=no_probe)
+    assert ok.entry == entry
+    with pytest.raises(ContainerError) as info:
+        B.plan(B.BuildRequest(project_dir=root, device="gpu", driver="470.82.01",
+                              compute_capabilities=("7.5",)), facts=no_probe)
+    assert "driver 470.82.01 is below" in info.value.message
+
+
+def test_plan_with_lock_path_elsewhere(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    other = tmp_path / "locks" / "custom.lock"
+    other.parent.mkdir()
+    write_lock(other, {"torch-cpu": locked_cpu_entry(root)})
+    p = B.plan(B.BuildRequest(project_dir=root, device="cpu", lock_path=other), facts=no_probe)
+    assert p.entry is not None and p.lock_path == other.resolve()
+
+
+def test_dry_run_from_lock_renders_the_locked_build(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    entry = locked_cpu_entry(root)
+    write_lock(root / LOCK_FILE, {"torch-cpu": entry})
+    dockerfile, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"),
+                                  facts=no_probe)
+    assert "dlbox.framework.version=\"2.15.0+cpu\"" in dockerfile
+    assert f'dlbox.lock.sha256="{entry.sha256()}"' in dockerfile
+    assert 'dlbox.python="3.11.2"' in dockerfile
+    assert "--extra-index-url=https://download.pytorch.org/whl/cpu" in dockerfile
+    assert "torch-cpu locked (3 pins, Python 3.11.2" in notes[1]
+    assert "NVIDIA_VISIBLE_DEVICES" not in dockerfile
+
+
+def test_release_request_matches_the_patch_version_it_locked() -> None:
+    # `--framework-version 2.1` resolves to the pip line torch==2.1+cu121, which pip installs
+    # as 2.1.0+cu121 (PEP 440: 2.1 == 2.1.0), so the lock holds 2.1.0+cu121. The same flag on
+    # the next build must not call that lock stale (it did, comparing strings).
+    entry = make_entry(framework_version="2.1.0+cu121", variant="cu121", cuda="12.1")
+    options = entry.project_pip_options
+    assert stale_reasons(entry, PROJECT_REQS, options, framework_version="2.1") == []
+    assert stale_reasons(entry, PROJECT_REQS, options, framework_version="2.1.0") == []
+    assert stale_reasons(entry, PROJECT_REQS, options, framework_version="2.1.2") != []
+    assert stale_reasons(entry, PROJECT_REQS, options, framework_version="2.1.0+cu118") != []

@@ -1,0 +1,345 @@
+"""`dlbox image run` policy (GPUs, user, mounts) and the engine wrapper's error mapping.
+
+Nothing here needs a Docker engine: the host is described with hostenv facts, and engine
+errors are stand-in exceptions carrying the engine's message.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from dlbox.container import engine
+from dlbox.container import spec as S
+from dlbox.container.run import (
+    RunOptions,
+    check_gpus_available,
+    check_shm_size,
+    container_user,
+    parse_gpus,
+    prepare_runs_dir,
+    run_request,
+)
+from dlbox.errors import ContainerError, HostEnvError, UsageError
+from dlbox.hostenv.facts import DockerFacts, GpuFacts, HostFacts, NvidiaFacts
+
+TWO_GPUS = (GpuFacts(0, "NVIDIA A100", "8.0"), GpuFacts(1, "NVIDIA A100", "8.0"))
+
+
+def host(*, driver: str | None = "560.35.03", gpus: tuple[GpuFacts, ...] = TWO_GPUS,
+         error: str | None = None, reachable: bool = True,
+         runtimes: tuple[str, ...] = ("nvidia", "runc"), cdi: bool = False) -> HostFacts:
+    return HostFacts(
+        nvidia=NvidiaFacts(source="nvml", driver_version=driver, gpus=gpus, error=error),
+        docker=DockerFacts(reachable=reachable, runtimes=runtimes, cdi_nvidia=cdi),
+    )
+
+
+# ---- --gpus ------------------------------------------------------------------------------
+
+def test_parse_gpus_defaults_follow_the_image() -> None:
+    assert parse_gpus(None, "gpu") == engine.GpuRequest(count=-1)
+    assert parse_gpus(None, "cpu") is None
+    assert parse_gpus(None, None) is None  # not a dlbox image: no GPU unless asked
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("all", engine.GpuRequest(count=-1)),
+    (" ALL ", engine.GpuRequest(count=-1)),
+    ("2", engine.GpuRequest(count=2)),
+    ("0,1", engine.GpuRequest(device_ids=("0", "1"))),
+    ("device=1", engine.GpuRequest(device_ids=("1",))),
+    ("0, 2", engine.GpuRequest(device_ids=("0", "2"))),
+    ("none", None), ("0", None), ("", None),
+])
+def test_parse_gpus_values(value: str, expected: engine.GpuRequest | None) -> None:
+    assert parse_gpus(value, "gpu") == expected
+    # An explicit value wins over the image's label, in both directions.
+    assert parse_gpus(value, "cpu") == expected
+
+
+def test_parse_gpus_uuid_and_garbage() -> None:
+    # The UUID goes to the NVIDIA runtime as nvidia-smi prints it ("GPU-..."), not lowercased.
+    uuid = "GPU-0A1B2C3D-4e5f-6789-abcd-ef0123456789"
+    assert parse_gpus(uuid, "gpu") == engine.GpuRequest(device_ids=(uuid,))
+    assert parse_gpus(f"Device={uuid},1", "cpu") == engine.GpuRequest(device_ids=(uuid, "1"))
+    for bad in ("many", "-1", "1.5", "0,x"):
+        with pytest.raises(UsageError) as info:
+            parse_gpus(bad, "gpu")
+        assert "all" in (info.value.hint or "")
+
+
+def test_gpu_request_describe() -> None:
+    assert engine.GpuRequest(count=-1).describe() == "all GPUs"
+    assert engine.GpuRequest().describe() == "all GPUs"
+    assert engine.GpuRequest(count=2).describe() == "2 GPU(s)"
+    assert engine.GpuRequest(device_ids=("0", "1")).describe() == "GPU 0,1"
+
+
+def test_gpu_device_request() -> None:
+    pytest.importorskip("docker")
+    assert engine.GpuRequest(count=-1).device_request()["Count"] == -1
+    ids = engine.GpuRequest(device_ids=("1",)).device_request()
+    assert ids["DeviceIDs"] == ["1"] and ids["Capabilities"] == [["gpu"]]
+
+
+# ---- can this host give the GPUs? ----------------------------------------------------------
+
+def test_healthy_host_passes() -> None:
+    check_gpus_available(engine.GpuRequest(count=-1), host())
+    check_gpus_available(engine.GpuRequest(count=2), host())
+    check_gpus_available(engine.GpuRequest(device_ids=("1",)), host())
+    # CDI instead of the nvidia runtime is fine too.
+    check_gpus_available(engine.GpuRequest(count=1), host(runtimes=("runc",), cdi=True))
+    # An engine the probe could not reach is not judged here (connect() reports it).
+    check_gpus_available(engine.GpuRequest(count=1), host(reachable=False, runtimes=()))
+
+
+def test_no_driver() -> None:
+    with pytest.raises(HostEnvError) as info:
+        check_gpus_available(engine.GpuRequest(count=-1), host(driver=None, gpus=()))
+    assert "no working NVIDIA driver" in info.value.message
+    assert "--gpus none" in (info.value.hint or "")
+
+
+def test_broken_driver_names_the_error() -> None:
+    with pytest.raises(HostEnvError) as info:
+        check_gpus_available(engine.GpuRequest(count=-1),
+                             host(error="Failed to initialize NVML: Driver/library version "
+                                        "mismatch"))
+    assert "Driver/library version mismatch" in info.value.message
+
+
+def test_driver_without_gpus() -> None:
+    with pytest.raises(HostEnvError, match="sees no GPU"):
+        check_gpus_available(engine.GpuRequest(count=-1), host(gpus=()))
+
+
+def test_more_gpus_than_the_host_has() -> None:
+    with pytest.raises(HostEnvError) as info:
+        check_gpus_available(engine.GpuRequest(count=3), host())
+    assert "asks for 3 GPUs; this host has 2" in info.value.message
+    assert "--gpus 2" in (info.value.hint or "")
+
+
+def test_engine_without_nvidia_runtime() -> None:
+    with pytest.raises(HostEnvError) as info:
+        check_gpus_available(engine.GpuRequest(count=-1), host(runtimes=("runc",)))
+    assert "no NVIDIA runtime" in info.value.message
+    assert "nvidia-container-toolkit" in (info.value.hint or "")
+
+
+# ---- user, shm, mounts ---------------------------------------------------------------------
+
+def test_container_user() -> None:
+    assert container_user(0, 0) == (S.IMAGE_UID, S.IMAGE_GID) == (1000, 1000)
+    assert container_user(1234, 5678) == (1234, 5678)
+    assert container_user(1000, 1000) == (1000, 1000)
+
+
+def test_check_shm_size() -> None:
+    assert check_shm_size(" 2g ") == "2g"
+    assert check_shm_size("512M") == "512M" and check_shm_size("1073741824") == "1073741824"
+    with pytest.raises(UsageError):
+        check_shm_size("lots")
+
+
+def test_run_request_mounts_and_environment(tmp_path: Path) -> None:
+    options = RunOptions(image="demo:cu126", command=("dlbox", "train"),
+                         environment=(("WANDB_MODE", "offline"),))
+    gpus = engine.GpuRequest(count=-1)
+    request = run_request(options, gpus, 1234, 1234, tmp_path / "data", tmp_path / "runs")
+    assert request.image == "demo:cu126" and request.command == ("dlbox", "train")
+    assert request.gpus == gpus and request.shm_size == "2g"
+    assert request.user == "1234:1234" and request.workdir == "/workspace"
+    assert request.mounts == (engine.Mount(str(tmp_path / "data"), "/data"),
+                              engine.Mount(str(tmp_path / "runs"), "/workspace/runs"))
+    env = dict(request.environment)
+    assert env == {"DLBOX_DATA": "/data", "HOME": "/tmp", "WANDB_MODE": "offline"}
+    assert [key for key, _ in request.environment] == sorted(env)
+    assert not request.init  # the image's tini is PID 1 already
+
+
+def test_run_request_home_and_no_mounts() -> None:
+    image_user = run_request(RunOptions(image="x"), None, 1000, 1000, None, None)
+    assert dict(image_user.environment) == {"HOME": "/home/dlbox"}
+    assert image_user.mounts == () and image_user.gpus is None
+    own_home = run_request(RunOptions(image="x", environment=(("HOME", "/work"),)), None,
+                           1234, 1234, None, None)
+    assert dict(own_home.environment)["HOME"] == "/work"
+
+
+def test_run_kwargs_for_the_engine(tmp_path: Path) -> None:
+    pytest.importorskip("docker")
+    request = run_request(RunOptions(image="x", command=("python3", "-V")),
+                          engine.GpuRequest(count=1), 1234, 1234, tmp_path, None)
+    kwargs = engine._run_kwargs(request)
+    assert kwargs["volumes"] == {str(tmp_path): {"bind": "/data", "mode": "rw"}}
+    assert kwargs["user"] == "1234:1234" and kwargs["shm_size"] == "2g"
+    assert kwargs["working_dir"] == "/workspace" and kwargs["detach"] is True
+    assert kwargs["device_requests"][0]["Count"] == 1
+    assert "init" not in kwargs and "ports" not in kwargs and "name" not in kwargs
+
+
+# ---- the runs folder -----------------------------------------------------------------------
+
+def test_prepare_runs_dir_creates_it(tmp_path: Path) -> None:
+    uid, gid = os.geteuid(), os.getegid()
+    path = prepare_runs_dir(tmp_path / "a" / "runs", uid, gid, as_root=False)
+    assert path.is_dir() and path == (tmp_path / "a" / "runs").resolve()
+    assert prepare_runs_dir(path, uid, gid, as_root=False) == path  # existing is fine
+
+
+def test_prepare_runs_dir_rejects_a_file(tmp_path: Path) -> None:
+    (tmp_path / "runs").write_text("")
+    with pytest.raises(UsageError, match="is not a folder"):
+        prepare_runs_dir(tmp_path / "runs", os.geteuid(), os.getegid(), as_root=False)
+
+
+def test_prepare_runs_dir_the_container_user_cannot_write(tmp_path: Path) -> None:
+    path = tmp_path / "runs"
+    path.mkdir()
+    path.chmod(0o755)
+    other_uid, other_gid = os.geteuid() + 4321, os.getegid() + 4321
+    with pytest.raises(UsageError) as info:
+        prepare_runs_dir(path, other_uid, other_gid, as_root=False)
+    assert f"uid {other_uid}" in info.value.message
+    assert f"chown {other_uid}:{other_gid}" in (info.value.hint or "")
+    path.chmod(0o777)  # world-writable: anyone can write
+    assert prepare_runs_dir(path, other_uid, other_gid, as_root=False) == path.resolve()
+    path.chmod(0o775)  # group-writable and the container's group owns it: fine
+    if os.geteuid() == 0:
+        os.chown(path, -1, other_gid)
+        assert prepare_runs_dir(path, other_uid, other_gid, as_root=False) == path.resolve()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_prepare_runs_dir_as_root_hands_a_new_folder_over(tmp_path: Path) -> None:
+    new = prepare_runs_dir(tmp_path / "runs", 1000, 1000, as_root=True)
+    info = new.stat()
+    assert (info.st_uid, info.st_gid) == (1000, 1000) and stat.S_ISDIR(info.st_mode)
+    # An existing folder is not taken over: the container's user must already be able to write.
+    existing = tmp_path / "mine"
+    existing.mkdir(mode=0o755)
+    with pytest.raises(UsageError):
+        prepare_runs_dir(existing, 1000, 1000, as_root=True)
+    assert existing.stat().st_uid == 0
+
+
+# ---- engine errors -------------------------------------------------------------------------
+
+class FakeAPIError(Exception):
+    """Stands in for docker.errors.APIError: the engine's text is in `explanation`."""
+
+    def __init__(self, explanation: str | bytes) -> None:
+        super().__init__("500 Server Error")
+        self.explanation = explanation
+
+
+def test_engine_error_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
+    denied = engine.engine_error(Exception(
+        "Error while fetching server API version: ('Connection aborted.', "
+        "PermissionError(13, 'Permission denied'))"))
+    assert "no permission" in denied.message and "/run/user/1000/docker.sock" in denied.message
+    assert "docker group" in (denied.hint or "")
+    missing = engine.engine_error(Exception("('Connection aborted.', FileNotFoundError(2, "
+                                            "'No such file or directory'))"))
+    assert "not running" in missing.message and "systemctl start docker" in (missing.hint or "")
+    other = engine.engine_error(TimeoutError("read timed out\nsecond line"))
+    assert other.message.endswith(": read timed out") and "dockerd" in (other.hint or "")
+    monkeypatch.delenv("DOCKER_HOST")
+    assert "unix:///var/run/docker.sock" in engine.engine_error(Exception("")).message
+
+
+def test_connect_to_a_missing_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("docker")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    for name in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ContainerError) as info:
+        engine.connect(timeout=5)
+    assert "unix:///nonexistent/docker.sock" in info.value.message
+    assert "not running" in info.value.message
+    assert "DOCKER_HOST" in (info.value.hint or "")
+    assert info.value.__cause__ is None  # the SDK's traceback is not shown to the user
+
+
+def test_is_local_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert engine.is_local_engine()
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
+    assert engine.is_local_engine()
+    monkeypatch.setenv("DOCKER_HOST", "tcp://build-box:2376")
+    assert not engine.is_local_engine()
+
+
+ALL_GPUS = engine.GpuRequest(count=-1)
+
+
+def gpu_run(gpus: engine.GpuRequest | None = ALL_GPUS) -> engine.RunRequest:
+    return engine.RunRequest(image="demo:cu126", gpus=gpus)
+
+
+def test_run_error_without_nvidia_runtime() -> None:
+    error = engine.run_error(FakeAPIError(
+        b'could not select device driver "" with capabilities: [[gpu]]'), gpu_run())
+    assert isinstance(error, HostEnvError)
+    assert "all GPUs" in error.message and "no NVIDIA runtime" in error.message
+    assert "nvidia-ctk runtime configure" in (error.hint or "")
+    # The same text without a GPU request is not blamed on the toolkit.
+    plain = engine.run_error(FakeAPIError("could not select device driver"), gpu_run(None))
+    assert isinstance(plain, ContainerError) and "cannot start" in plain.message
+
+
+def test_run_error_from_the_nvidia_runtime() -> None:
+    error = engine.run_error(FakeAPIError(
+        "failed to create task: OCI runtime create failed: nvidia-container-cli: "
+        "initialization error: nvml error: driver not loaded"),
+        gpu_run(engine.GpuRequest(device_ids=("1",))))
+    assert isinstance(error, HostEnvError)
+    assert "GPU 1" in error.message and "driver not loaded" in error.message
+    assert "nvidia-smi" in (error.hint or "")
+
+
+def test_run_error_other_causes() -> None:
+    missing = engine.run_error(FakeAPIError("No such image: demo:cu126"), gpu_run(None))
+    assert isinstance(missing, ContainerError) and "not on this machine" in missing.message
+    assert "dlbox image build" in (missing.hint or "")
+    port = engine.run_error(FakeAPIError("Bind for 127.0.0.1:8888 failed: port is already "
+                                         "allocated"), gpu_run(None))
+    assert "another port" in (port.hint or "")
+    other = engine.run_error(FakeAPIError("something odd"), gpu_run(None))
+    assert isinstance(other, ContainerError) and "something odd" in other.message
+
+
+def test_build_error_hints() -> None:
+    step = {"number": 2, "total": 9, "instruction": "FROM nvidia/cuda:12.6.0 AS system"}
+    pull = engine.build_error("pull access denied for nvidia/cuda", step, [])
+    assert "at step 2/9 (FROM nvidia/cuda" in pull.message and "--base-image" in pull.hint
+    pip = engine.build_error("The command returned a non-zero code: 1", step,
+                             ["ERROR: No matching distribution found for torch==9.9"])
+    assert "--wheelhouse" in (pip.hint or "")
+    tls = engine.build_error("exit 1", None, ["SSLError(CERTIFICATE_VERIFY_FAILED)"])
+    assert tls.message == "image build failed: exit 1" and "--ca-cert" in (tls.hint or "")
+    disk = engine.build_error("write /var/lib/docker: no space left on device", None, [])
+    assert "prune" in (disk.hint or "")
+
+
+def test_split_tag_and_digest() -> None:
+    assert engine.split_tag("demo") == ("demo", "latest")
+    assert engine.split_tag("demo:cu126") == ("demo", "cu126")
+    assert engine.split_tag("registry:5000/team/app") == ("registry:5000/team/app", "latest")
+    assert engine.split_tag("registry:5000/team/app:v1") == ("registry:5000/team/app", "v1")
+    assert engine.image_digest({"RepoDigests": ["python@sha256:abc"]}) == "sha256:abc"
+    assert engine.image_digest({"RepoDigests": []}) is None and engine.image_digest(None) is None
+    assert engine.api_error_text(FakeAPIError(b"bytes text ")) == "bytes text"
+
+
+def test_build_result_counts_cached_steps() -> None:
+    result = engine.BuildResult("sha256:1", steps=[
+        engine.BuildStep(1, 2, "FROM x", True, 0.0), engine.BuildStep(2, 2, "RUN y", False, 1.0)])
+    assert result.cached_steps == 1

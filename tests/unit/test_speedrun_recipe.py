@@ -1,0 +1,102 @@
+"""The speedrun model in the registry, its recipe as `dlbox train` maps it, and its training
+pieces: alternating flips, Muon, and a tiny end-to-end run of the trainer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlbox.data.dataset import ImageDataset
+from dlbox.errors import UsageError
+from dlbox.models import create_model, default_model_for, get_model_info, model_names
+from dlbox.models.speedrun import CPU_WIDTHS, DEFAULT_WIDTHS, SpeedrunNet
+from dlbox.training.config import build_config
+from dlbox.training.speedrun import (
+    Muon,
+    SpeedrunConfig,
+    augment_epoch,
+    config_from_train,
+    orthogonalize,
+    train_speedrun,
+)
+
+
+def test_speedrun_is_registered_and_the_gpu_default() -> None:
+    assert "speedrun" in model_names()
+    assert default_model_for("cuda") == "speedrun"
+    assert default_model_for("cpu") == "resnet"  # unchanged until measured (docs/speedrun.md)
+    info = get_model_info("speedrun")
+    assert info.recipe_for("cuda").model_kwargs["widths"] == DEFAULT_WIDTHS
+    assert info.recipe_for("cpu").model_kwargs["widths"] == CPU_WIDTHS
+    model = create_model("speedrun", num_classes=10, widths=(8, 16, 16))
+    assert isinstance(model, SpeedrunNet) and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(UsageError):
+        create_model("speedrun", width=16)
+
+
+def test_train_config_maps_onto_the_speedrun_config() -> None:
+    cpu = config_from_train(build_config("speedrun", device="cpu"))
+    assert cpu.widths == CPU_WIDTHS and cpu.batch_size == 256 and cpu.epochs == 8
+    assert cpu.optimizer == "muon" and cpu.tta_level == 2 and cpu.flip == "alternate"
+    assert (cpu.lr_start, cpu.lr_peak, cpu.lr_end) == (1.0, 0.0, 0.0)
+    assert cpu.filter_lr == pytest.approx(SpeedrunConfig().filter_lr)
+    changed = config_from_train(build_config("speedrun", device="cpu", lr=0.12, epochs=3,
+                                             amp=False, seed=5))
+    base = SpeedrunConfig()
+    assert changed.filter_lr == 0.12 and changed.epochs == 3 and changed.seed == 5
+    assert changed.head_lr == pytest.approx(base.head_lr / 2)
+    assert changed.bias_lr == pytest.approx(base.bias_lr / 2)
+    assert changed.precision == "fp32"
+    plain = config_from_train(build_config("speedrun", device="cpu").replace(
+        tta=False, flip=False, schedule="constant"))
+    assert plain.tta_level == 0 and plain.flip == "none" and plain.lr_end == 1.0
+
+
+def test_alternating_flip_shows_each_image_both_ways_in_two_epochs() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8, generator=g)
+    base_flip = torch.rand(16, generator=g) < 0.5
+    even = augment_epoch(x, 0, base_flip, "alternate", 0, g)
+    odd = augment_epoch(x, 1, base_flip, "alternate", 0, g)
+    for i in range(16):
+        seen = {bool(torch.equal(even[i], x[i].flip(2))), bool(torch.equal(odd[i], x[i].flip(2)))}
+        assert seen == {True, False} or torch.equal(x[i], x[i].flip(2))
+    assert torch.equal(augment_epoch(x, 3, None, "none", 0, g), x)
+    moved = augment_epoch(x, 0, None, "none", 2, g)
+    assert moved.shape == x.shape and moved.dtype == torch.uint8
+    with pytest.raises(ValueError):
+        augment_epoch(x, 0, None, "alternate", 0, g)
+
+
+def test_orthogonalize_flattens_the_singular_values() -> None:
+    m = torch.randn(16, 36, generator=torch.Generator().manual_seed(0))
+    s = torch.linalg.svdvals(orthogonalize(m, steps=5))
+    assert s.max() < 1.5 and s.min() > 0.3  # Newton-Schulz pushes them toward ~1
+
+
+def test_muon_keeps_filter_norms_fixed() -> None:
+    conv = torch.nn.Conv2d(4, 8, 3, bias=False)
+    optimizer = Muon(conv.parameters(), lr=0.1)
+    for _ in range(3):
+        conv(torch.randn(2, 4, 6, 6)).square().sum().backward()
+        optimizer.step()
+        conv.zero_grad()
+    assert float(conv.weight.detach().norm()) == pytest.approx(8 ** 0.5, rel=0.2)
+
+
+def test_a_tiny_speedrun_trains_and_reports_tta() -> None:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(64) % 2
+    images = torch.randint(0, 60, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
+    images[labels == 1, 0] += 150  # class 1 is red
+    data = ImageDataset(images, labels, ("a", "b"), "memory")
+    config = SpeedrunConfig(epochs=2, batch_size=32, widths=(8, 8, 8), eval_batch_size=32)
+    seen = []
+    result = train_speedrun(data, data, config, "cpu", on_epoch=seen.append,
+                            make_model=lambda n: SpeedrunNet(n, widths=(8, 8, 8)))
+    assert [e["epoch"] for e in seen] == [1, 2] and result.steps == 4
+    assert result.tta_accuracy is not None and result.accuracy is not None
+    assert result.time_seconds >= result.train_seconds > 0
+    assert result.images_per_second > 0 and not result.model.training
+    with pytest.raises(UsageError):
+        train_speedrun(data, data, config, "cpu", make_model=lambda n: torch.nn.Linear(2, n))
