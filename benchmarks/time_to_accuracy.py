@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     test_set = load_split(data_dir, "test", args.num_test)
     load_seconds = time.perf_counter() - load_start
     environment = build_manifest(device, data_dir, train_set.source)
-    print(f"time to accuracy: {base.model} on {environment['device_name']} ({device}, "
-          f"{threads} CPU threads), torch {torch.__version__}, CUDA {torch.version.cuda}, "
+    print(f"time to accuracy: {base.model} on {device} = {environment['device_name']}, "
+          f"{threads} CPU threads, torch {torch.__version__}, CUDA {torch.version.cuda}, "
           f"{len(train_set)} train / {len(test_set)} test images, {base.epochs} epochs, "
           f"{args.runs} run(s)")
 

@@ -1,0 +1,100 @@
+"""Image size and build time of the built-in project's CPU image: cold, and warm after a
+code-only change (the baseline is the cold build of the same run, so the ratio means
+something on a shared machine).
+
+    python benchmarks/image_build.py [--base-image dlbox-base:bookworm] [--wheelhouse /opt/wheels]
+                                     [--json OUT]
+
+It copies the built-in project to a temp folder (so the checkout is never touched), builds it
+with `--no-cache` (cold: every layer, dependencies included), changes one source file, and
+builds again (warm). Both builds use one lock, made before the clock starts, so pip's
+resolution is not part of either figure. Needs a Docker engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from dlbox import __version__  # noqa: E402
+from dlbox.container import engine  # noqa: E402
+from dlbox.container.build import BuildRequest, build_image  # noqa: E402
+
+
+def copy_project(target: Path) -> Path:
+    target.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, target / name)
+    for name in ("src", "notebooks"):
+        shutil.copytree(REPO / name, target / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return target
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-image", default=os.environ.get("DLBOX_BASE_IMAGE",
+                                                               "dlbox-base:bookworm"))
+    parser.add_argument("--wheelhouse", type=Path, default=Path("/opt/wheels"))
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+
+    client = engine.connect()
+    quiet = lambda line: None  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="dlbox-bench-") as tmp:
+        project = copy_project(Path(tmp) / "project")
+        request = BuildRequest(project_dir=project, device="cpu", base_image=args.base_image,
+                               wheelhouse=args.wheelhouse if args.wheelhouse.is_dir() else None,
+                               extras=("notebook",), tag="dlbox-bench:cpu", smoke=False)
+        print("locking (not timed) ...", flush=True)
+        build_image(request, log=quiet)
+        print("cold build (--no-cache) ...", flush=True)
+        start = time.monotonic()
+        cold = build_image(dataclasses.replace(request, no_cache=True), log=quiet)
+        cold_s = time.monotonic() - start
+        source = project / "src" / "dlbox" / "cli" / "models.py"
+        source.write_text(source.read_text() + "\n# benchmark: a code-only change\n")
+        print("warm build after a code-only change ...", flush=True)
+        start = time.monotonic()
+        warm = build_image(request, log=quiet)
+        warm_s = time.monotonic() - start
+    assert warm.build is not None and cold.build is not None
+    figures = {
+        "dlbox": __version__,
+        "host": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                 "docker": engine.engine_info(client).get("ServerVersion")},
+        "base_image": args.base_image,
+        "framework": f"{cold.spec.framework.name} {cold.spec.framework.version}",
+        "image_size_mib": round((warm.size_bytes or 0) / 2**20),
+        "cold_build_s": round(cold_s, 1),
+        "warm_build_s": round(warm_s, 1),
+        "warm_over_cold": round(warm_s / cold_s, 3),
+        "warm_cached_steps": f"{warm.build.cached_steps}/{len(warm.build.steps)}",
+    }
+    print(f"image size        {figures['image_size_mib']} MiB ({figures['framework']}, "
+          f"base {args.base_image})")
+    print(f"cold build        {cold_s:7.1f} s   (baseline)")
+    print(f"warm build        {warm_s:7.1f} s   ratio {figures['warm_over_cold']:.3f} of cold; "
+          f"{figures['warm_cached_steps']} steps from cache")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    try:
+        client.images.remove("dlbox-bench:cpu", force=True)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
