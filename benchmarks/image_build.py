@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -30,16 +29,8 @@ sys.path.insert(0, str(REPO / "src"))
 from dlbox import __version__  # noqa: E402
 from dlbox.container import engine  # noqa: E402
 from dlbox.container.build import BuildRequest, build_image  # noqa: E402
-
-
-def copy_project(target: Path) -> Path:
-    target.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, target / name)
-    for name in ("src", "notebooks"):
-        shutil.copytree(REPO / name, target / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    return target
+from dlbox.container.context import copy_project  # noqa: E402
+from dlbox.container.project import detect_project  # noqa: E402
 
 
 def main() -> int:
@@ -53,7 +44,7 @@ def main() -> int:
     client = engine.connect()
     quiet = lambda line: None  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="dlbox-bench-") as tmp:
-        project = copy_project(Path(tmp) / "project")
+        project = copy_project(detect_project(None), Path(tmp) / "project")
         request = BuildRequest(project_dir=project, device="cpu", base_image=args.base_image,
                                wheelhouse=args.wheelhouse if args.wheelhouse.is_dir() else None,
                                extras=("notebook",), tag="dlbox-bench:cpu", smoke=False)

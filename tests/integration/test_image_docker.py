@@ -32,7 +32,6 @@ TAG = os.environ.get("DLBOX_TEST_IMAGE", "dlbox:cpu")
 BASE = os.environ.get("DLBOX_BASE_IMAGE", "dlbox-base:bookworm")
 WHEELHOUSE = Path(os.environ.get("DLBOX_WHEELHOUSE", "/opt/wheels"))
 BUILD_TIMEOUT_S = 1800
-REPO = Path(__file__).resolve().parents[2]
 
 
 def dlbox(*args: str, timeout: float = 600, **kwargs: Any) -> subprocess.CompletedProcess:
@@ -150,14 +149,10 @@ def test_run_refuses_a_gpu_the_host_cannot_give(cpu_image: dict[str, Any],
 def test_code_only_change_rebuilds_with_the_dependency_layer_cached(
         cpu_image: dict[str, Any], lock_dir: Path, tmp_path: Path) -> None:
     from dlbox.container.build import BuildRequest, build_image
+    from dlbox.container.context import copy_project
+    from dlbox.container.project import detect_project
 
-    project = tmp_path / "dlbox-copy"
-    project.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, project / name)
-    for name in ("src", "notebooks"):
-        shutil.copytree(REPO / name, project / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    project = copy_project(detect_project(None), tmp_path / "dlbox-copy")
     shutil.copy2(lock_dir / "dlbox.lock", project / "dlbox.lock")
     request = BuildRequest(project_dir=project, device="cpu", base_image=BASE,
                            wheelhouse=WHEELHOUSE, extras=("notebook",), tag="dlbox-copy:test",

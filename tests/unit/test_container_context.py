@@ -303,3 +303,17 @@ def test_distribution_fits_python() -> None:
     assert cp311.fits_python(None)
     windows = Distribution(path, "x", "1", frozenset({("py3", "none", "win_amd64")}))
     assert not windows.fits_python("3.11")
+
+
+def test_copy_project_copies_exactly_what_the_image_gets(project_dir: Path,
+                                                        tmp_path: Path) -> None:
+    from dlbox.container.context import copy_project
+
+    project = detect_project(project_dir)
+    copy = copy_project(project, tmp_path / "copy")
+    copied = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*"))
+    assert copied == sorted(rel for rel, _ in iter_project_files(project))
+    assert (copy / "train.py").read_text() == "print('train')\n"
+    assert not (copy / ".git").exists() and not (copy / "runs").exists()
+    with pytest.raises(FileExistsError):  # never merges into an existing folder
+        copy_project(project, copy)

@@ -17,6 +17,7 @@ virtual environments out whatever the project folder holds.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tarfile
 from collections.abc import Iterator, Sequence
@@ -144,6 +145,20 @@ def iter_project_files(project: Project) -> Iterator[tuple[str, Path]]:
                 continue
             if not matcher.ignored(rel):
                 yield rel, Path(dirpath) / name
+
+
+def copy_project(project: Project, target: Path) -> Path:
+    """Copy the files the image would get into a new folder `target` (e.g. the built-in
+    project as a stand-alone one, to change its code without touching the checkout)."""
+    target.mkdir(parents=True)
+    for rel, path in iter_project_files(project):
+        destination = target / rel
+        if path.is_dir() and not path.is_symlink():
+            destination.mkdir(parents=True, exist_ok=True)
+        else:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination, follow_symlinks=False)
+    return target
 
 
 @dataclass(frozen=True)
