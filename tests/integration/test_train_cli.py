@@ -42,9 +42,13 @@ def test_train_then_evaluate_writes_the_run(fake_cifar_dir: Path, tmp_path: Path
 def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == EXIT_OK
     out = capsys.readouterr().out
-    for name in ("tutorial", "resnet", "tiny"):
+    for name in ("tutorial", "resnet", "tiny", "speedrun"):
         assert name in out
     assert "62,006" in out  # the tutorial net's parameter count
+    from dlbox.models import default_model_for
+
+    assert f"{default_model_for('cpu')} (cpu" in out  # the default per device is marked
+    assert f"{default_model_for('cuda')} (cuda default)" in out
     assert main(["models", "--json"]) == EXIT_OK
     assert '"name": "tutorial"' in capsys.readouterr().out
 

@@ -50,12 +50,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
-    rows = [(e["name"] + (" *" if e["default_on"] else ""), f"{e['params']:,}", recipe_text(e),
-             e["description"]) for e in entries]
+    rows = [(e["name"] + (f" ({'+'.join(e['default_on'])} default)" if e["default_on"] else ""),
+             f"{e['params']:,}", recipe_text(e), e["description"]) for e in entries]
     header = ("MODEL", "PARAMS", "DEFAULT RECIPE", "DESCRIPTION")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
         print("  ".join([*cells, row[3]]))
-    print("* the default model of `dlbox train`")
+    print("(cpu default) / (cuda default): what `dlbox train` trains there without --model")
     return 0
