@@ -204,7 +204,11 @@ def alive(pid: int) -> bool:
 
 
 def process_environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    """A process's environment; {} for one that has exited meanwhile (a short-lived child)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (ProcessLookupError, FileNotFoundError):
+        return {}
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
