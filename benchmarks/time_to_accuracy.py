@@ -22,8 +22,9 @@ Per run, then as mean / std / min / max over the runs:
 
 With `--baseline tutorial` the PyTorch tutorial's loop (batch 4, SGD lr 0.001, momentum 0.9,
 2 epochs unless --baseline-epochs says otherwise) runs once in the same process on the same
-data, and the ratio of training times (recipe mean / tutorial) is printed with both
-accuracies. Hardware and versions (dlbox's run manifest) go into the output and the JSON.
+data dir (all its training images, as the tutorial: --num-train limits only the recipe),
+and the ratio of training times (recipe mean / tutorial) is printed with both accuracies.
+Hardware and versions (dlbox's run manifest) go into the output and the JSON.
 On CUDA one short untimed warm-up run (1 epoch on two batches) comes first (--warmup 0: none).
 """
 
@@ -76,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also run this baseline once and compare training times")
     parser.add_argument("--baseline-epochs", type=int, default=2,
                         help="epochs of the baseline (default: 2, the tutorial's)")
+    parser.add_argument("--baseline-num-train", type=int, metavar="N",
+                        help="training images of the baseline (default: all of them, as the "
+                             "tutorial does, whatever --num-train says)")
     parser.add_argument("--json", metavar="OUT", help="write the results here as JSON")
     args = parser.parse_args(argv)
     if args.runs < 1 or (args.epochs is not None and args.epochs < 1):
@@ -239,13 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:
         tutorial = build_config(args.baseline, device=str(device), epochs=args.baseline_epochs,
                                 seed=args.seed, data_dir=str(data_dir),
-                                num_train=args.num_train, num_test=args.num_test,
+                                num_train=args.baseline_num_train, num_test=args.num_test,
                                 threads=args.threads)
         baseline = run_once(tutorial, device, train_set, test_set, False)
         recipe_seconds = summary["train_seconds"]["mean"]
         ratio = (recipe_seconds / baseline["train_seconds"]
                  if recipe_seconds and baseline["train_seconds"] else None)
         document["baseline"] = {"model": tutorial.model, "epochs": tutorial.epochs,
+                                "num_train": tutorial.num_train,
                                 "batch_size": tutorial.batch_size, "lr": tutorial.lr,
                                 "momentum": tutorial.momentum, **baseline,
                                 "train_seconds_ratio": ratio}

@@ -22,7 +22,7 @@ def test_benchmark_writes_runs_summary_environment_and_baseline(tmp_path: Path) 
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--data", str(data), "--model", "speedrun",
-         "--runs", "2", "--epochs", "1", "--num-train", "300", "--num-test", "100",
+         "--runs", "2", "--epochs", "1", "--num-train", "200", "--num-test", "100",
          "--device", "cpu", "--threads", "2", "--baseline", "tutorial",
          "--baseline-epochs", "1", "--json", str(out)],
         capture_output=True, text=True, timeout=600, check=False)
@@ -30,7 +30,7 @@ def test_benchmark_writes_runs_summary_environment_and_baseline(tmp_path: Path) 
     assert "run 2/2" in proc.stdout and "training time speedrun / tutorial" in proc.stdout
     doc = read_json(out)
     assert doc["model"] == "speedrun" and doc["device"] == "cpu"
-    assert doc["settings"]["runs"] == 2 and doc["settings"]["num_train"] == 300
+    assert doc["settings"]["runs"] == 2 and doc["settings"]["num_train"] == 200
     env = doc["environment"]
     for key in ("torch", "python", "device_name", "cpu_cores", "platform"):
         assert env.get(key) is not None, key
@@ -47,6 +47,7 @@ def test_benchmark_writes_runs_summary_environment_and_baseline(tmp_path: Path) 
     base = doc["baseline"]
     assert (base["model"], base["epochs"], base["batch_size"]) == ("tutorial", 1, 4)
     assert (base["lr"], base["momentum"]) == (0.001, 0.9)
+    assert base["num_train"] is None  # the tutorial trains on every image, not --num-train
     assert 0.0 <= base["accuracy"] <= 1.0 and base["train_seconds"] > 0
     ratio = doc["summary"]["train_seconds"]["mean"] / base["train_seconds"]
     assert base["train_seconds_ratio"] == pytest.approx(ratio)

@@ -71,7 +71,7 @@ RESNET_CPU_RECIPE = RESNET_RECIPE.replace(epochs=5, batch_size=256, lr=0.2,
 
 @register_model(
     "resnet",
-    "ResNet-9 style residual CNN with BatchNorm (width 64; 16 on CPU); >= 88% on a GPU",
+    "ResNet-9 style residual CNN with BatchNorm (width 64; 16 on CPU: 82% in 5 epochs)",
     recipe=RESNET_RECIPE, cpu_recipe=RESNET_CPU_RECIPE,
 )
 def resnet(num_classes: int = 10, width: int = 64) -> nn.Module:
