@@ -47,8 +47,11 @@ def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert "62,006" in out  # the tutorial net's parameter count
     from dlbox.models import default_model_for
 
-    assert f"{default_model_for('cpu')} (cpu" in out  # the default per device is marked
-    assert f"{default_model_for('cuda')} (cuda default)" in out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    for device in ("cpu", "cuda"):  # the default per device is marked on its row
+        mark = rows[default_model_for(device)].split("  ")[0]
+        assert device in mark and "default" in mark, mark
+    assert "default" not in rows["tiny"].split("  ")[0]
     assert main(["models", "--json"]) == EXIT_OK
     assert '"name": "tutorial"' in capsys.readouterr().out
 

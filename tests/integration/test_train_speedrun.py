@@ -53,3 +53,39 @@ def test_train_speedrun_writes_the_run_dir(small_cifar_dir: Path, tmp_path: Path
     # A finished run cannot be resumed, and `dlbox evaluate` reloads it.
     assert main(["train", "--resume", str(run_dir)]) != EXIT_OK
     assert main(["evaluate", str(run_dir), "--device", "cpu"]) == EXIT_OK
+
+
+def test_stopped_speedrun_resumes_to_the_uninterrupted_weights(small_cifar_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """Stopped after epoch 1 of 3 (as Ctrl-C / SIGTERM would), resumed: the final weights
+    equal those of a run that was never interrupted (CPU, same seed and threads)."""
+    import torch
+
+    from dlbox.training.config import build_config
+    from dlbox.training.loop import TrainingStopped, resume, train
+
+    def config(run_dir: Path):  # noqa: ANN202 - a TrainConfig
+        return build_config("speedrun", device="cpu", epochs=3, batch_size=64, seed=3,
+                            data_dir=str(small_cifar_dir), run_dir=str(run_dir), threads=1)
+
+    whole = tmp_path / "whole"
+    train(config(whole), progress=False, evaluate_at_end=False)
+
+    parted = tmp_path / "parted"
+    with pytest.raises(TrainingStopped):
+        train(config(parted), progress=False, evaluate_at_end=False,
+              stop=lambda epoch, step: epoch >= 1)
+    saved = load_checkpoint(parted / "checkpoints" / "last.pt")
+    assert saved["epoch"] == 1 and not saved["finished"]
+    assert saved["trainer"] == "speedrun" and saved["speedrun_state"]["step"] > 0
+    assert len(read_json(parted / "metrics.json")["history"]) == 1
+
+    resume(parted, progress=False, evaluate_at_end=False)
+    a = load_checkpoint(whole / "checkpoints" / "last.pt")
+    b = load_checkpoint(parted / "checkpoints" / "last.pt")
+    assert b["finished"] and b["epoch"] == 3
+    assert set(a["model"]) == set(b["model"])
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    history = read_json(parted / "metrics.json")["history"]
+    assert [entry["epoch"] for entry in history] == [1, 2, 3]

@@ -24,7 +24,7 @@ from dlbox.training.speedrun import (
 def test_speedrun_is_registered_and_the_gpu_default() -> None:
     assert "speedrun" in model_names()
     assert default_model_for("cuda") == "speedrun"
-    assert default_model_for("cpu") == "resnet"  # unchanged until measured (docs/speedrun.md)
+    assert default_model_for("cpu") == "speedrun"  # its CPU recipe (docs/speedrun.md)
     info = get_model_info("speedrun")
     assert info.recipe_for("cuda").model_kwargs["widths"] == DEFAULT_WIDTHS
     assert info.recipe_for("cpu").model_kwargs["widths"] == CPU_WIDTHS

@@ -57,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
         print("  ".join([*cells, row[3]]))
-    print("(cpu default) / (cuda default): what `dlbox train` trains there without --model")
+    print("(... default): what `dlbox train` trains on that device without --model")
     return 0

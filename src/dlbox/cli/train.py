@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "model's recipe for the device (see `dlbox models`); flags override them.",
     )
     parser.add_argument("--model", help="model name from `dlbox models` "
-                                        "(default: speedrun on CUDA, resnet on the CPU)")
+                                        "(default: speedrun, with its CPU recipe on the CPU)")
     parser.add_argument("--epochs", type=int, help="passes over the training set (recipe default)")
     parser.add_argument("--batch-size", type=int, help="images per optimizer step")
     parser.add_argument("--lr", type=float, help="peak learning rate")

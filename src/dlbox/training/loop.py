@@ -302,7 +302,8 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     write_json_atomic(run_dir / MANIFEST_FILE,
                       build_manifest(device, data_dir, train_set.source))
     if speedrun:
-        return _run_speedrun(config, run_dir, device, train_set, test_set, evaluate_at_end)
+        return _run_speedrun(config, run_dir, device, train_set, test_set, None, progress,
+                             evaluate_at_end, stop)
     return _run(config, run_dir, device, train_set, test_set, None, progress,
                 evaluate_at_end, stop)
 
@@ -349,6 +350,9 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
          "from_epoch": int(state["epoch"]), "from_step": int(state.get("step_in_epoch", 0))})
     write_json_atomic(manifest_path, manifest)
     write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+    if state.get("trainer") == "speedrun":
+        return _run_speedrun(config, run_dir, torch_device, train_set, test_set, state,
+                             progress, evaluate_at_end, stop)
     return _run(config, run_dir, torch_device, train_set, test_set, state, progress,
                 evaluate_at_end, stop)
 
@@ -531,11 +535,14 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
 
 def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
                   train_set: ImageDataset, test_set: ImageDataset,
-                  evaluate_at_end: bool) -> Path:
+                  checkpoint: dict[str, Any] | None, progress: bool, evaluate_at_end: bool,
+                  stop: StopCheck | None) -> Path:
     """Train a SpeedrunNet with the speedrun trainer (dlbox.training.speedrun) and write the
     same run dir as `_run`: metrics.json with a history entry per epoch, checkpoints/last.pt
-    (when training ends), the evaluation. The run is not resumable (it is short): it saves
-    no mid-run checkpoint, and Ctrl-C stops it at once. No progress bar; a line per epoch."""
+    after every epoch, the evaluation at the end. Ctrl-C / SIGTERM stop it after the current
+    step, keeping the state of the last finished epoch (the trainer resumes only at epoch
+    boundaries); `--resume` continues from there with the same weights as an uninterrupted
+    run would have."""
     from dlbox.models.registry import create_model
     from dlbox.training.speedrun import config_from_train, train_speedrun
 
@@ -546,35 +553,91 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
     recipe = config_from_train(config)
     batch = min(recipe.batch_size, len(train_set))
     state = TrainState()
-    print(f"training {config.model} on {device} ({len(train_set)} train / {len(test_set)} "
+    if checkpoint is not None:
+        state.history = list(checkpoint.get("history", []))
+        state.epoch = int(checkpoint["epoch"])
+    flag = StopFlag()
+    verb = f"resuming at epoch {state.epoch + 1}" if checkpoint else "training"
+    print(f"{verb} {config.model} on {device} ({len(train_set)} train / {len(test_set)} "
           f"test images, {config.epochs} epochs, speedrun trainer) -> {run_dir}")
 
-    def on_epoch(entry: dict[str, Any]) -> None:
-        previous = state.history[-1] if state.history else {"elapsed_s": 0.0, "steps": 0}
-        seconds = entry["train_seconds"] - previous["elapsed_s"]
-        record = {
-            "epoch": entry["epoch"],
-            "elapsed_s": round(entry["train_seconds"], 3),
-            "epoch_s": round(seconds, 3),
-            "train_loss": entry["train_loss"],
-            "train_accuracy": entry["train_accuracy"],
-            "test_accuracy": entry.get("test_accuracy"),
-            "images_per_s": (round((entry["steps"] - previous["steps"]) * batch / seconds, 1)
-                             if seconds > 0 else None),
-            "steps": entry["steps"],
+    def checkpoint_state(trainer_state: dict[str, Any], finished: bool) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "trainer": "speedrun",
+            "config": config.to_dict(),
+            "classes": list(classes),
+            "model": trainer_state["model"],
+            "speedrun_state": {k: v for k, v in trainer_state.items() if k != "model"},
+            "optimizer": None,
+            "scheduler": None,
+            "scaler": None,
+            "epoch": int(trainer_state["epoch"]),
+            "step_in_epoch": 0,
+            "global_step": int(trainer_state["step"]),
+            "train_seconds": float(trainer_state["train_seconds"]),
+            "history": list(state.history),
+            "finished": finished,
+            "rng": capture_rng_state(None),
+            "saved": utc_now(),
         }
-        if "test_accuracy_tta" in entry:
-            record["test_accuracy_tta"] = entry["test_accuracy_tta"]
-        state.history.append(record)
-        state.epoch = entry["epoch"]
-        state.global_step = entry["steps"]
-        state.train_seconds = entry["train_seconds"]
-        _write_metrics(run_dir, config, state, test_set, state.epoch >= config.epochs)
-        print(_epoch_line(record, config.epochs))
 
-    result = train_speedrun(
-        train_set, test_set if len(test_set) else None, recipe, device, on_epoch=on_epoch,
-        make_model=lambda n: create_model(config.model, num_classes=n, **config.model_kwargs))
+    def on_state(trainer_state: dict[str, Any]) -> None:
+        pending["state"] = trainer_state
+
+    pending: dict[str, Any] = {}
+
+    with stop_on_signals(flag), TrainProgress(progress, config.epochs) as bar:
+        def on_epoch(entry: dict[str, Any]) -> None:
+            previous = state.history[-1] if state.history else {"elapsed_s": 0.0, "steps": 0}
+            seconds = entry["train_seconds"] - previous["elapsed_s"]
+            record = {
+                "epoch": entry["epoch"],
+                "elapsed_s": round(entry["train_seconds"], 3),
+                "epoch_s": round(seconds, 3),
+                "train_loss": entry["train_loss"],
+                "train_accuracy": entry["train_accuracy"],
+                "test_accuracy": entry.get("test_accuracy"),
+                "images_per_s": (round((entry["steps"] - previous["steps"]) * batch / seconds, 1)
+                                 if seconds > 0 else None),
+                "steps": entry["steps"],
+            }
+            if "test_accuracy_tta" in entry:
+                record["test_accuracy_tta"] = entry["test_accuracy_tta"]
+            state.history.append(record)
+            state.epoch = entry["epoch"]
+            state.global_step = entry["steps"]
+            state.train_seconds = entry["train_seconds"]
+            finished = state.epoch >= config.epochs
+            # The epoch's state (model, optimizers, generator) goes to disk before anything
+            # else, so a stop from now on loses nothing of it.
+            save_checkpoint(checkpoint_path(run_dir, "last"),
+                            checkpoint_state(pending.pop("state"), finished))
+            _write_metrics(run_dir, config, state, test_set, finished)
+            bar.message(_epoch_line(record, config.epochs))
+            if not finished:
+                bar.start_epoch(state.epoch + 1, steps_per_epoch(len(train_set), batch))
+
+        started = time.monotonic()
+
+        def on_step(done: int, total: int, loss: float, accuracy: float) -> None:
+            if bar.wants_update(done == total):
+                elapsed = time.monotonic() - started
+                bar.update(done, loss, accuracy, done * batch / elapsed if elapsed else 0.0)
+
+        def should_stop() -> bool:
+            return flag(state.epoch, 0) or bool(stop and stop(state.epoch, 0))
+
+        bar.start_epoch(state.epoch + 1, steps_per_epoch(len(train_set), batch))
+        result = train_speedrun(
+            train_set, test_set if len(test_set) else None, recipe, device, on_epoch=on_epoch,
+            make_model=lambda n: create_model(config.model, num_classes=n, **config.model_kwargs),
+            on_state=on_state, should_stop=should_stop, on_step=on_step,
+            resume_state=checkpoint.get("speedrun_state") | {"model": checkpoint["model"]}
+            if checkpoint is not None else None)
+    if result.stopped:
+        raise _stopped(run_dir, flag)
     metrics_path = run_dir / METRICS_FILE
     metrics = read_json(metrics_path)
     metrics["final"].update({"test_accuracy_tta": result.tta_accuracy,
@@ -592,25 +655,6 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
         "timer": "cuda events" if device.type == "cuda" else "perf_counter",
     }
     write_json_atomic(metrics_path, metrics)
-    save_checkpoint(checkpoint_path(run_dir, "last"), {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "trainer": "speedrun",
-        "config": config.to_dict(),
-        "classes": list(classes),
-        "model": result.model.state_dict(),
-        "optimizer": None,
-        "scheduler": None,
-        "scaler": None,
-        "epoch": state.epoch,
-        "step_in_epoch": 0,
-        "global_step": state.global_step,
-        "train_seconds": state.train_seconds,
-        "history": state.history,
-        "finished": True,
-        "rng": capture_rng_state(None),
-        "saved": utc_now(),
-    })
     tta = (f" ({100 * result.tta_accuracy:.2f}% with TTA)"
            if result.tta_accuracy is not None else "")
     plain = "-" if result.accuracy is None else f"{100 * result.accuracy:.2f}%"

@@ -360,6 +360,7 @@ class SpeedrunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     # untimed test evaluations during training: steps, epochs, train_seconds, test_accuracy
     curve: list[dict[str, Any]] = field(default_factory=list)
+    stopped: bool = False  # `should_stop` ended training early (state as of the last epoch)
 
     @property
     def images_per_second(self) -> float:
@@ -435,6 +436,12 @@ class Lookahead:
         self.average = {k: v.detach().clone() for k, v in model.state_dict().items()
                         if v.is_floating_point()}
 
+    @classmethod
+    def from_average(cls, average: dict[str, torch.Tensor], device: torch.device) -> Lookahead:
+        self = cls.__new__(cls)
+        self.average = {k: v.to(device) for k, v in average.items()}
+        return self
+
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float) -> None:
         state = model.state_dict()
@@ -508,7 +515,12 @@ def _warm_up_compiled(compiled: Callable[..., torch.Tensor], model: SpeedrunNet,
 def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: SpeedrunConfig,
                    device: torch.device | str = "cpu",
                    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                   make_model: Callable[[int], SpeedrunNet] | None = None) -> SpeedrunResult:
+                   make_model: Callable[[int], SpeedrunNet] | None = None,
+                   on_state: Callable[[dict[str, Any]], None] | None = None,
+                   resume_state: dict[str, Any] | None = None,
+                   should_stop: Callable[[], bool] | None = None,
+                   on_step: Callable[[int, int, float, float], None] | None = None,
+                   ) -> SpeedrunResult:
     """Train a SpeedrunNet on `train` and measure it on `test` (see the module docstring).
 
     `on_epoch(entry)` is called after every epoch (outside the clock) with the history entry:
@@ -517,6 +529,14 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     `make_model(num_classes)` builds the network (called after seeding; `dlbox train` passes
     the registry's factory, so the run dir's model is rebuilt the same way); None builds one
     from config.widths, depth and whiten_stride.
+
+    Stopping and resuming, at epoch boundaries: `on_state(state)` is called after every
+    epoch (outside the clock) with everything needed to continue (model, optimizers, the
+    generator, counters, history; tensors and plain values only), and `resume_state` takes
+    such a state back, so a resumed run ends with the weights of an uninterrupted one.
+    `should_stop()`, asked after every step, ends training early: the partial epoch is
+    dropped and the result says `stopped`. `on_step(step_in_epoch, steps_per_epoch, loss,
+    accuracy)` reports progress (outside the clock).
     """
     device = torch.device(device)
     if len(train) == 0:
@@ -566,12 +586,16 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     clock = Stopwatch(device)
     eval_clock = Stopwatch(device)
 
-    # Whitening from the first images of the training set (timed, as airbench does).
-    clock.start()
-    sample = preprocess(train_images[: config.whiten_images], config.mean, config.std)
-    model.init_whitening(sample, eps=config.whiten_eps, max_images=None)
-    del sample
-    clock.stop()
+    if resume_state is None:
+        # Whitening from the first images of the training set (timed, as airbench does).
+        clock.start()
+        sample = preprocess(train_images[: config.whiten_images], config.mean, config.std)
+        model.init_whitening(sample, eps=config.whiten_eps, max_images=None)
+        del sample
+        clock.stop()
+    else:
+        model.load_state_dict(resume_state["model"])
+        clock.seconds = float(resume_state["train_seconds"])
 
     optimizers = build_optimizers(model, config)
     lookahead: Lookahead | None = None
@@ -585,6 +609,31 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     images_seen = 0
     epoch = 0
     accuracy: float | None = None
+    stopped = False
+    if resume_state is not None:
+        for optimizer, saved in zip(optimizers, resume_state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        generator.set_state(resume_state["generator"])
+        if resume_state.get("base_flip") is not None:
+            base_flip = resume_state["base_flip"].to(device)
+        if resume_state.get("lookahead") is not None:
+            lookahead = Lookahead.from_average(resume_state["lookahead"], device)
+        step, epoch = int(resume_state["step"]), int(resume_state["epoch"])
+        images_seen = int(resume_state["images_seen"])
+        history = list(resume_state["history"])
+        curve = list(resume_state["curve"])
+
+    def training_state() -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in optimizers],
+            "generator": generator.get_state(),
+            "base_flip": base_flip.cpu() if base_flip is not None else None,
+            "lookahead": ({k: v.cpu() for k, v in lookahead.average.items()}
+                          if lookahead is not None else None),
+            "step": step, "epoch": epoch, "images_seen": images_seen,
+            "train_seconds": clock.seconds, "history": list(history), "curve": list(curve),
+        }
 
     def record_point() -> None:
         """An untimed test evaluation (no TTA) for the time-to-accuracy curve."""
@@ -639,6 +688,16 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
                 clock.stop()
                 record_point()
                 clock.start()
+            if on_step is not None and (i % 10 == 9 or i + 1 == steps_per_epoch):
+                clock.stop()
+                on_step(i + 1, steps_per_epoch, float(loss_sum) / seen, float(correct) / seen)
+                clock.start()
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+        if stopped:
+            clock.stop()
+            break
         if lookahead is not None:
             lookahead.update(model, 1.0)
         clock.stop()
@@ -670,6 +729,8 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
                           "test_accuracy_tta": entry["test_accuracy_tta"],
                           "time_seconds": round(clock.seconds + eval_clock.seconds, 4)})
         history.append(entry)
+        if on_state is not None:
+            on_state(training_state())
         if on_epoch is not None:
             on_epoch(entry)
 
@@ -680,5 +741,5 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
         time_seconds=clock.seconds + eval_clock.seconds, train_seconds=clock.seconds,
         eval_seconds=eval_clock.seconds, warmup_seconds=warmup_seconds, steps=step,
         epochs_run=step / steps_per_epoch, images_seen=images_seen, history=history,
-        curve=curve,
+        curve=curve, stopped=stopped,
     )
