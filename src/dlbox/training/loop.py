@@ -618,12 +618,13 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             bar.message(_epoch_line(record, config.epochs))
             if not finished:
                 bar.start_epoch(state.epoch + 1, steps_per_epoch(len(train_set), batch))
+            epoch_start[0] = time.monotonic()
 
-        started = time.monotonic()
+        epoch_start = [time.monotonic()]  # images/s on the bar: of the epoch in progress
 
         def on_step(done: int, total: int, loss: float, accuracy: float) -> None:
             if bar.wants_update(done == total):
-                elapsed = time.monotonic() - started
+                elapsed = time.monotonic() - epoch_start[0]
                 bar.update(done, loss, accuracy, done * batch / elapsed if elapsed else 0.0)
 
         def should_stop() -> bool:
