@@ -281,7 +281,7 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     `stop(epoch, step)`, asked after every step, may end training early: the state is saved
     and TrainingStopped raised. Ctrl-C and SIGTERM do the same (exit code 130 / 143).
     A SpeedrunNet (`--model speedrun`) goes to the speedrun trainer instead (`_run_speedrun`:
-    the same run-dir files; `progress` and `stop` do not apply, and it cannot be resumed).
+    the same run-dir files, progress and stop; it saves and resumes at epoch boundaries).
     """
     device = resolve_device(config.device)
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.model)
