@@ -36,7 +36,7 @@ def test_speedrun_is_registered_and_the_gpu_default() -> None:
 
 def test_train_config_maps_onto_the_speedrun_config() -> None:
     cpu = config_from_train(build_config("speedrun", device="cpu"))
-    assert cpu.widths == CPU_WIDTHS and cpu.batch_size == 256 and cpu.epochs == 5
+    assert cpu.widths == CPU_WIDTHS and cpu.batch_size == 256 and cpu.epochs == 8
     assert cpu.whiten_stride == 2  # the CPU recipe halves the resolution of every layer
     assert cpu.optimizer == "muon" and cpu.tta_level == 2 and cpu.flip == "alternate"
     assert (cpu.lr_start, cpu.lr_peak, cpu.lr_end) == (1.0, 0.0, 0.0)
