@@ -80,7 +80,8 @@ def test_notebook_has_parameters_cell_and_no_outputs() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_notebook_runs_top_to_bottom_on_tiny_synthetic_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["tutorial", "speedrun"])  # the tutorial net, the fast one
+def test_notebook_runs_top_to_bottom_on_tiny_synthetic_data(tmp_path: Path, model: str) -> None:
     require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
     import nbformat
     from nbclient import NotebookClient
@@ -93,7 +94,7 @@ def test_notebook_runs_top_to_bottom_on_tiny_synthetic_data(tmp_path: Path) -> N
     Image.new("RGB", (300, 200), (200, 30, 30)).save(my_image)  # a user's own photo
     inject_parameters(notebook, {
         "DATA_DIR": None, "NUM_TRAIN": 300, "NUM_TEST": 100, "EPOCHS": 1,
-        "MODEL": "tutorial", "DEVICE": "cpu", "RUN_DIR": str(run_dir),
+        "MODEL": model, "DEVICE": "cpu", "RUN_DIR": str(run_dir),
         "MY_IMAGE": str(my_image),
     })
     client = NotebookClient(notebook, timeout=300, kernel_name="python3",

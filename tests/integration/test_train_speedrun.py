@@ -89,3 +89,19 @@ def test_stopped_speedrun_resumes_to_the_uninterrupted_weights(small_cifar_dir: 
         assert torch.equal(value, b["model"][key]), key
     history = read_json(parted / "metrics.json")["history"]
     assert [entry["epoch"] for entry in history] == [1, 2, 3]
+
+
+def test_stop_hook_sees_every_step_as_the_notebook_bar_needs(small_cifar_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """The notebook drives its progress bar from `stop(epoch, step)`, as with the generic
+    loop: the speedrun trainer calls it after every step with the steps done in the epoch."""
+    from dlbox.training.config import build_config
+    from dlbox.training.loop import train
+
+    calls: list[tuple[int, int]] = []
+    config = build_config("speedrun", device="cpu", epochs=2, batch_size=100, seed=0,
+                          data_dir=str(small_cifar_dir), run_dir=str(tmp_path / "run"),
+                          threads=1)
+    train(config, progress=False, evaluate_at_end=False,
+          stop=lambda epoch, step: calls.append((epoch, step)) is not None)
+    assert calls == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]  # 300 images, batch 100

@@ -621,14 +621,19 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             epoch_start[0] = time.monotonic()
 
         epoch_start = [time.monotonic()]  # images/s on the bar: of the epoch in progress
+        done_in_epoch = [0]
 
-        def on_step(done: int, total: int, loss: float, accuracy: float) -> None:
+        def on_step(done: int, total: int, stats: Callable[[], tuple[float, float]]) -> None:
+            done_in_epoch[0] = done
             if bar.wants_update(done == total):
                 elapsed = time.monotonic() - epoch_start[0]
+                loss, accuracy = stats()
                 bar.update(done, loss, accuracy, done * batch / elapsed if elapsed else 0.0)
 
         def should_stop() -> bool:
-            return flag(state.epoch, 0) or bool(stop and stop(state.epoch, 0))
+            # `stop(epoch, step)` as in the generic loop: epochs done, steps done in this one.
+            return (flag(state.epoch, done_in_epoch[0])
+                    or bool(stop and stop(state.epoch, done_in_epoch[0])))
 
         bar.start_epoch(state.epoch + 1, steps_per_epoch(len(train_set), batch))
         result = train_speedrun(

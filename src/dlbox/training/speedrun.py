@@ -519,7 +519,8 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
                    on_state: Callable[[dict[str, Any]], None] | None = None,
                    resume_state: dict[str, Any] | None = None,
                    should_stop: Callable[[], bool] | None = None,
-                   on_step: Callable[[int, int, float, float], None] | None = None,
+                   on_step: Callable[[int, int, Callable[[], tuple[float, float]]], None]
+                   | None = None,
                    ) -> SpeedrunResult:
     """Train a SpeedrunNet on `train` and measure it on `test` (see the module docstring).
 
@@ -535,8 +536,9 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     generator, counters, history; tensors and plain values only), and `resume_state` takes
     such a state back, so a resumed run ends with the weights of an uninterrupted one.
     `should_stop()`, asked after every step, ends training early: the partial epoch is
-    dropped and the result says `stopped`. `on_step(step_in_epoch, steps_per_epoch, loss,
-    accuracy)` reports progress (outside the clock).
+    dropped and the result says `stopped`. `on_step(step_in_epoch, steps_per_epoch, stats)`
+    reports progress after every step; `stats()` gives the epoch's running (loss, accuracy),
+    and costs a device sync, so a caller asks for it only when it draws.
     """
     device = torch.device(device)
     if len(train) == 0:
@@ -688,10 +690,9 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
                 clock.stop()
                 record_point()
                 clock.start()
-            if on_step is not None and (i % 10 == 9 or i + 1 == steps_per_epoch):
-                clock.stop()
-                on_step(i + 1, steps_per_epoch, float(loss_sum) / seen, float(correct) / seen)
-                clock.start()
+            if on_step is not None:
+                on_step(i + 1, steps_per_epoch,
+                        lambda ls=loss_sum, c=correct, n=seen: (float(ls) / n, float(c) / n))
             if should_stop is not None and should_stop():
                 stopped = True
                 break
