@@ -79,3 +79,11 @@ def write_with_atomic(
 def read_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def dataclass_to_json(value: Any) -> dict[str, Any]:
+    """A dataclass as a JSON-ready dict: its top-level tuples become lists."""
+    import dataclasses
+
+    data = dataclasses.asdict(value)
+    return {key: list(item) if isinstance(item, tuple) else item for key, item in data.items()}

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from dlbox.errors import ContainerError
-from dlbox.fileio import read_json, write_json_atomic
+from dlbox.fileio import dataclass_to_json, read_json, write_json_atomic
 
 LOCK_FILE = "dlbox.lock"
 LOCK_SCHEMA = 1
@@ -50,11 +50,7 @@ class LockEntry:
         return self.variant != "cpu"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, tuple):
-                data[key] = list(value)
-        return data
+        return dataclass_to_json(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LockEntry:

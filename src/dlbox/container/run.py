@@ -75,6 +75,16 @@ def container_user(euid: int, egid: int) -> tuple[int, int]:
     return euid, egid
 
 
+def writable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether uid:gid may write in `path` by its mode bits (what a container user sees)."""
+    info = path.stat()
+    if uid == info.st_uid:
+        return bool(info.st_mode & 0o200)
+    if gid == info.st_gid:
+        return bool(info.st_mode & 0o020)
+    return bool(info.st_mode & 0o002)
+
+
 def check_gpus_available(gpus: engine.GpuRequest, facts: Any) -> None:
     """HostEnvError naming what is missing when this host cannot give the GPUs asked for."""
     nvidia = facts.nvidia
@@ -110,10 +120,7 @@ def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     if as_root and created:
         os.chown(path, uid, gid)
-    info = path.stat()
-    writable = (info.st_mode & 0o200 and info.st_uid == uid) or (
-        info.st_mode & 0o020 and info.st_gid == gid) or info.st_mode & 0o002
-    if not writable:
+    if not writable_by(path, uid, gid):
         raise UsageError(f"the container's user (uid {uid}) cannot write to {path}",
                          hint=f"chown {uid}:{gid} {path}, or pass a new folder to --runs")
     return path

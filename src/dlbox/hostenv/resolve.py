@@ -9,10 +9,11 @@ within a release, a CUDA whose GA driver the host also meets. Pure: no probing h
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dlbox.errors import HostEnvError, UsageError
+from dlbox.fileio import dataclass_to_json
 from dlbox.hostenv.compat import (
     arch_fit,
     build_fit,
@@ -62,11 +63,7 @@ class ResolvedBuild:
     checked: str | None = None  # date the row was checked
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, tuple):
-                data[key] = list(value)
-        return data
+        return dataclass_to_json(self)
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dlbox.container.run import container_user, writable_by
+from dlbox.container.spec import DATA_DIR
 from dlbox.errors import ContainerError, UsageError
 from dlbox.jupyter.probe import check_token_required, wait_until_ready
 from dlbox.jupyter.secrets_dir import LaunchDir
@@ -42,34 +44,8 @@ STOP_TIMEOUT_S = 15
 DEFAULT_IMAGE = "dlbox:cpu"  # what `dlbox image build --cpu` tags the built-in project
 
 
-def image_uid() -> int:
-    """The image's own non-root user (uid 1000 in dlbox images)."""
-    try:
-        from dlbox.container.spec import IMAGE_UID
-
-        return int(IMAGE_UID)
-    except ImportError:
-        return 1000
-
-
-def container_data_dir() -> str:
-    try:
-        from dlbox.container.spec import DATA_DIR
-
-        return str(DATA_DIR)
-    except ImportError:
-        return "/data"
-
-
 def default_image_tag() -> str:
     return DEFAULT_IMAGE
-
-
-def container_user(euid: int, egid: int) -> tuple[int, int]:
-    """(uid, gid) to run as: the caller's, or the image's user when the caller is root."""
-    if euid == 0:
-        return image_uid(), image_uid()
-    return euid, egid
 
 
 def container_command(config_file: str) -> list[str]:
@@ -88,21 +64,11 @@ def container_environment(host_env: dict[str, str], has_data: bool) -> dict[str,
         "PYTHONUNBUFFERED": "1",
     }
     if has_data:
-        env["DLBOX_DATA"] = container_data_dir()
+        env["DLBOX_DATA"] = DATA_DIR
     for name in PASSTHROUGH_ENV:
         if name in host_env:
             env[name] = host_env[name]
     return env
-
-
-def writable_by(path: Path, uid: int, gid: int) -> bool:
-    """Whether uid:gid may write in `path` by its mode bits (what the container sees)."""
-    info = path.stat()
-    if uid == info.st_uid:
-        return bool(info.st_mode & 0o200)
-    if gid == info.st_gid:
-        return bool(info.st_mode & 0o020)
-    return bool(info.st_mode & 0o002)
 
 
 def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int, gid: int,
@@ -117,7 +83,7 @@ def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int
         Mount(str(config_file), CONTAINER_CONFIG_FILE, read_only=True),
     ]
     if data_dir is not None:
-        mounts.append(Mount(str(data_dir), container_data_dir(), read_only=True))
+        mounts.append(Mount(str(data_dir), DATA_DIR, read_only=True))
     fields: dict[str, Any] = {
         "image": image,
         "command": tuple(container_command(CONTAINER_CONFIG_FILE)),
