@@ -135,3 +135,17 @@ def test_load_model_from_run_errors(tmp_path: Path) -> None:
                     {"model": create_model("tutorial").state_dict(), "classes": list("abcdefghij")})
     with pytest.raises(RunDirError, match="does not fit"):
         load_model_from_run(tmp_path, "cpu")
+
+
+def test_a_generator_state_from_another_device_type_is_refused_with_a_warning() -> None:
+    from dlbox.training.checkpoint import restore_generator
+
+    generator = torch.Generator().manual_seed(3)
+    cuda_like_state = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state size
+    with pytest.warns(UserWarning, match="another kind of device"):
+        assert restore_generator(generator, cuda_like_state) is False
+    assert torch.equal(torch.rand(3, generator=generator),
+                       torch.rand(3, generator=torch.Generator().manual_seed(3)))
+    other = torch.Generator().manual_seed(7)
+    assert restore_generator(generator, other.get_state()) is True
+    assert torch.equal(torch.rand(3, generator=generator), torch.rand(3, generator=other))

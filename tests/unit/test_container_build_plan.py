@@ -141,6 +141,83 @@ def test_requirement_lines_dlbox_cannot_ship(tmp_path: Path, line: str, words: s
         assert "requirements.txt:2" in info.value.message  # names the line
 
 
+@pytest.mark.parametrize("line, shown", [
+    ("--index-url https://user:token@pypi.example/simple",
+     "--index-url https://***@pypi.example/simple"),
+    ("--index-url=https://user:token@pypi.example/simple",
+     "--index-url=https://***@pypi.example/simple"),
+    ("-i https://ghp_token@pypi.example/simple", "-i https://***@pypi.example/simple"),
+    ("--extra-index-url https://user:p%40ss@pypi.example/simple",
+     "--extra-index-url https://***@pypi.example/simple"),
+    ("--find-links https://user:p@ss@files.example/wheels",  # an @ in the password
+     "--find-links https://***@files.example/wheels"),
+    ("mypkg @ https://user:pw@host.example/mypkg-1.0-py3-none-any.whl",
+     "mypkg @ https://***@host.example/mypkg-1.0-py3-none-any.whl"),
+    ("mypkg @ git+https://token@git.example/org/mypkg.git@v1",
+     "mypkg @ git+https://***@git.example/org/mypkg.git@v1"),
+])
+def test_urls_with_credentials_are_refused(tmp_path: Path, line: str, shown: str) -> None:
+    write(tmp_path / "requirements.txt", f"rich\n{line}\n")
+    with pytest.raises(ContainerError) as info:
+        detect_project(tmp_path)
+    message = info.value.message
+    assert message == (f"requirements.txt:2: {shown!r} has credentials in a URL, and dlbox "
+                       "never bakes secrets into an image")
+    assert "token" not in message and "pw@" not in message and "ss@" not in message
+    assert "remove the credentials" in (info.value.hint or "")
+    assert "--wheelhouse DIR" in (info.value.hint or "")
+    assert "pip download" in (info.value.hint or "")
+    # Before anything is built: the dry run (and so the build) stops at the project.
+    with pytest.raises(ContainerError, match="credentials"):
+        B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"), facts=no_probe)
+
+
+def test_urls_without_credentials_pass(tmp_path: Path) -> None:
+    write(tmp_path / "requirements.txt",
+          "--index-url https://pypi.example/simple\n"
+          "mypkg @ https://host.example/mypkg-1.0-py3-none-any.whl#sha256=ab\n"
+          "other @ git+ssh://git@git.example/org/other.git@v1\n")  # a login, not a secret
+    project = detect_project(tmp_path)
+    assert project.pip_options == ("--index-url=https://pypi.example/simple",)
+    assert len(project.requirements) == 2
+
+
+def test_credentials_in_an_included_file_and_in_pyproject(tmp_path: Path) -> None:
+    write(tmp_path / "requirements.txt", "rich\n-r private.txt\n")
+    write(tmp_path / "private.txt", "# private index\n\n"
+          "--extra-index-url https://u:hunter2@pypi.example/simple\n")
+    with pytest.raises(ContainerError, match=r"^private\.txt:3: ") as info:
+        detect_project(tmp_path)
+    assert "hunter2" not in info.value.message
+    other = tmp_path / "pyproject-project"
+    write(other / "pyproject.toml", '[project]\nname = "p"\ndependencies = [\n  "rich",\n'
+          '  "mypkg @ https://u:hunter2@host.example/mypkg-1.0-py3-none-any.whl",\n]\n')
+    with pytest.raises(ContainerError, match=r"^pyproject\.toml:5: ") as info:
+        detect_project(other)
+    assert "hunter2" not in info.value.message
+    # An unparsable line does not show them either.
+    write(tmp_path / "private.txt", "https://u:hunter2@host.example/x.whl\n")
+    with pytest.raises(ContainerError) as info:
+        detect_project(tmp_path)
+    assert "hunter2" not in info.value.message and "private.txt:1" in info.value.message
+
+
+def test_build_args_with_credentials_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The engine keeps its predefined proxy args out of the image's history: those may carry
+    # a proxy's login; any other build arg may not.
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.example:3128")
+    request = B.BuildRequest(buildargs=(("PIP_INDEX_URL", "https://user:pw@pypi.example/s"),))
+    with pytest.raises(UsageError) as info:
+        B._buildargs(request)
+    assert info.value.message == ("build arg PIP_INDEX_URL=https://***@pypi.example/s has "
+                                  "credentials in a URL, and dlbox never bakes secrets into "
+                                  "an image")
+    args = B._buildargs(B.BuildRequest(buildargs=(("PIP_INDEX_URL", "https://pypi.example/s"),
+                                                  ("http_proxy", "http://u:p@proxy:3128"))))
+    assert args["HTTPS_PROXY"] == "http://user:pw@proxy.example:3128"
+    assert args["PIP_INDEX_URL"] == "https://pypi.example/s"
+
+
 def test_requirements_include_cycle_is_harmless(tmp_path: Path) -> None:
     write(tmp_path / "a.txt", "rich\n-r b.txt\n")
     write(tmp_path / "b.txt", "numpy\n-r a.txt\n")
@@ -276,6 +353,23 @@ def test_pinned_framework_version() -> None:
     assert build.reasons[-1] == "torch 2.1.2 requested"
     with pytest.raises(UsageError, match="not in dlbox's compatibility matrix"):
         B.resolve_framework("torch", target, version="1.0")
+
+
+def test_release_version_means_its_newest_known_patch() -> None:
+    # `--framework-version 2.1` is torch 2.1's newest patch in the matrix (2.1.2), not pip's
+    # ==2.1 (which is 2.1.0); a patch version stays exact.
+    target = target_for(device="gpu", driver="535.104.05", compute_capabilities=("8.6",))
+    build = B.resolve_framework("torch", target, version="2.1")
+    assert (build.version, build.variant) == ("2.1.2", "cu121")
+    assert B.framework_requirement(build) == ("torch==2.1.2+cu121",)
+    assert build.reasons[-1] == "torch 2.1 requested"
+    exact = B.resolve_framework("torch", target, version="2.1.0")
+    assert B.framework_requirement(exact) == ("torch==2.1.0+cu121",)
+    cpu = target_for(device="cpu")
+    tf = B.resolve_framework("tensorflow", cpu, version="2.16")
+    assert B.framework_requirement(tf) == ("tensorflow-cpu==2.16.2",)
+    jax = B.resolve_framework("jax", cpu, version="0.4")
+    assert B.framework_requirement(jax) == ("jax==0.4.38",)
 
 
 def test_wheelhouse_build_wins_when_the_target_runs_it(tmp_path: Path) -> None:

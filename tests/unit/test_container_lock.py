@@ -306,12 +306,18 @@ def test_dry_run_from_lock_renders_the_locked_build(tmp_path: Path) -> None:
     assert "NVIDIA_VISIBLE_DEVICES" not in dockerfile
 
 
-def test_release_request_matches_the_patch_version_it_locked() -> None:
-    # `--framework-version 2.1` resolves to the pip line torch==2.1+cu121, which pip installs
-    # as 2.1.0+cu121 (PEP 440: 2.1 == 2.1.0), so the lock holds 2.1.0+cu121. The same flag on
-    # the next build must not call that lock stale (it did, comparing strings).
+def test_release_request_matches_any_patch_version_it_locked() -> None:
+    # `--framework-version 2.1` locks the newest 2.1.x the matrix knows (2.1.2+cu121); the
+    # same flag on the next build must not call that lock stale, nor an older lock of 2.1.0.
+    # A patch version asks for exactly that patch.
+    newest = make_entry(framework_version="2.1.2+cu121", variant="cu121", cuda="12.1")
+    options = newest.project_pip_options
+    assert stale_reasons(newest, PROJECT_REQS, options, framework_version="2.1") == []
+    assert stale_reasons(newest, PROJECT_REQS, options, framework_version="2.1.2") == []
+    assert stale_reasons(newest, PROJECT_REQS, options, framework_version="2.1.0") != []
+    assert stale_reasons(newest, PROJECT_REQS, options, framework_version="2.2") != []
+    assert stale_reasons(newest, PROJECT_REQS, options, framework_version="2") == []
     entry = make_entry(framework_version="2.1.0+cu121", variant="cu121", cuda="12.1")
-    options = entry.project_pip_options
     assert stale_reasons(entry, PROJECT_REQS, options, framework_version="2.1") == []
     assert stale_reasons(entry, PROJECT_REQS, options, framework_version="2.1.0") == []
     assert stale_reasons(entry, PROJECT_REQS, options, framework_version="2.1.2") != []

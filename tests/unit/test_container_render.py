@@ -227,6 +227,54 @@ def test_labels() -> None:
 
 def test_dockerfile_string_escapes() -> None:
     assert dockerfile_string('a "b" \\ c\nd') == '"a \\"b\\" \\\\ c d"'
+    assert dockerfile_string("$HOME ${PATH}") == '"\\$HOME \\${PATH}"'
+    assert dockerfile_string("a\r\nb\rc") == '"a b c"'
+
+
+def docker_label_values(dockerfile: str) -> dict[str, str]:
+    """LABEL key="value" pairs as the engine reads them: in a double-quoted word, \\ escapes
+    only ", $ and \\ (any other backslash stays), and an unescaped $ would be expanded."""
+    instruction = dockerfile.split("\nLABEL ", 1)[1]
+    text = re.sub(r"\\\n\s*", " ", instruction.rstrip("\n"))  # line continuations
+    assert "\n" not in text, "a line break inside the LABEL instruction"
+    labels: dict[str, str] = {}
+    i = 0
+    while i < len(text):
+        if text[i] == " ":
+            i += 1
+            continue
+        key = text[i:].split('="', 1)[0]
+        i += len(key) + 2
+        value = []
+        while text[i] != '"':
+            if text[i] == "\\" and text[i + 1] in '"$\\':
+                i += 1
+            else:
+                assert text[i] != "$", f"{key}: an unescaped $ the engine would expand"
+            value.append(text[i])
+            i += 1
+        labels[key] = "".join(value)
+        i += 1
+    return labels
+
+
+def test_hostile_label_values_come_back_unchanged() -> None:
+    hostile = {
+        "env": "$HOME and ${PATH:-/bin} and $(id)",
+        "quotes": 'say "hi"; RUN rm -rf / #',
+        "backslashes": "C:\\temp\\ \\$HOME \\\\",
+        "trailing": "ends in a backslash \\",
+        "lines": "one\nLABEL evil=1\r\ntwo",
+    }
+    spec = make_spec(TF_CPU, project_name="demo\nRUN evil", extra_labels=tuple(hostile.items()))
+    dockerfile = render_dockerfile(spec)
+    labels = docker_label_values(dockerfile)
+    for key, value in hostile.items():
+        assert labels[key] == value.replace("\r\n", " ").replace("\n", " ")
+    assert labels["dlbox.framework"] == "tensorflow"
+    assert labels["dlbox.project"] == "demo RUN evil"
+    assert "\nLABEL evil" not in dockerfile and "\nRUN evil" not in dockerfile
+    assert dockerfile.startswith("# Dockerfile for demo RUN evil, rendered by dlbox")
 
 
 def test_fill_requires_every_hole() -> None:

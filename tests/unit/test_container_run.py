@@ -72,6 +72,22 @@ def test_parse_gpus_uuid_and_garbage() -> None:
         assert "all" in (info.value.hint or "")
 
 
+def test_parse_gpus_mig_devices_pass_through_as_docker_takes_them() -> None:
+    # `docker run --gpus device=ID` hands each id to the runtime unchanged: case and the
+    # legacy form's /<gpu instance>/<compute instance> stay as nvidia-smi -L prints them.
+    mig = "MIG-4f4c8b9e-1d2a-5c3b-9e8f-0a1b2c3d4e5f"
+    legacy = "MIG-GPU-0A1B2C3D-4e5f-6789-abcd-ef0123456789/1/0"
+    assert parse_gpus(mig, "gpu") == engine.GpuRequest(device_ids=(mig,))
+    assert parse_gpus(legacy, "cpu") == engine.GpuRequest(device_ids=(legacy,))
+    request = parse_gpus(f"device={mig},{legacy},0", "gpu")
+    assert request == engine.GpuRequest(device_ids=(mig, legacy, "0"))
+    assert request.device_request()["DeviceIDs"] == [mig, legacy, "0"]
+    for bad in ("MIG-", "MIG-xyz", "MIG-GPU-0a1b/1", "MIG-GPU-0a1b/1/x", "MIG-0a1b/1/0"):
+        with pytest.raises(UsageError) as info:
+            parse_gpus(bad, "gpu")
+        assert "MIG-" in (info.value.hint or "")
+
+
 def test_gpu_request_describe() -> None:
     assert engine.GpuRequest(count=-1).describe() == "all GPUs"
     assert engine.GpuRequest().describe() == "all GPUs"

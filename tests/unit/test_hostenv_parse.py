@@ -72,6 +72,20 @@ def test_csv_not_available_values() -> None:
     assert gpu.memory_total_mib is None
 
 
+def test_a_field_nvidia_smi_cannot_read_is_not_a_failure() -> None:
+    """In containers and under MIG single fields read "[Unknown Error]"; the GPU is fine."""
+    row = parse_nvidia_smi_csv("NVIDIA H200, 9.0, [Unknown Error], 580.159.03\n")
+    assert row.error is None and row.gpus[0].name == "NVIDIA H200"
+    assert row.gpus[0].memory_total_mib is None
+    q = parse_nvidia_smi_q(
+        (HOSTS / "two-gpus-mixed" / "nvidia-smi-q.txt").read_text()
+        + "        Power Draw                        : [Unknown Error]\n")
+    assert q.error is None and q.cuda_driver_version == "12.6"
+    whole = parse_nvidia_smi_csv("Unable to determine the device handle for GPU0000:01:00.0: "
+                                 "Unknown Error\n")
+    assert whole.error is not None and whole.error.startswith("Unable to determine")
+
+
 def test_q_text_two_gpus() -> None:
     result = parse_nvidia_smi_q((HOSTS / "two-gpus-mixed" / "nvidia-smi-q.txt").read_text())
     assert result.error is None

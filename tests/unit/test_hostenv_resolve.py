@@ -141,6 +141,13 @@ def test_pinned_versions() -> None:
     assert (future.version, future.variant) == ("2.16.1", "cu130")
     assert future.warnings[0].startswith("torch 2.16.1 is not in dlbox's compatibility data")
     assert "nearest known row, torch 2.15" in future.warnings[0]
+    # A release the data does not know: any of its patches, not pip's ==2.16 (2.16.0).
+    release = resolve_build("torch", Target(cpu=True, version="2.16"))
+    assert (release.version, release.requirements) == ("2.16.*", ("torch==2.16.*",))
+    assert release.warnings[0].startswith("torch 2.16 is not in dlbox's compatibility data")
+    # A release it knows: its newest patch.
+    assert resolve_build("torch", Target(cpu=True, version="2.1")).requirements == (
+        "torch==2.1.2",)
     with pytest.raises(HostEnvError) as info:
         resolve_build("torch", Target(cpu=True, python="3.8", version="2.9"))
     assert info.value.message == "torch 2.9 does not support Python 3.8"

@@ -3,6 +3,8 @@ pieces: alternating flips, Muon, and a tiny end-to-end run of the trainer."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -38,6 +40,9 @@ def test_train_config_maps_onto_the_speedrun_config() -> None:
     cpu = config_from_train(build_config("speedrun", device="cpu"))
     assert cpu.widths == CPU_WIDTHS and cpu.batch_size == 256 and cpu.epochs == 8
     assert cpu.whiten_stride == 2  # the CPU recipe halves the resolution of every layer
+    assert cpu.channels_last is True and cpu.eval_batch_size == 500  # faster on oneDNN
+    gpu = get_model_info("speedrun").recipe_for("cuda")
+    assert gpu.eval_batch_size == 2000 and gpu.channels_last is None  # airbench's
     assert cpu.optimizer == "muon" and cpu.tta_level == 2 and cpu.flip == "alternate"
     assert (cpu.lr_start, cpu.lr_peak, cpu.lr_end) == (1.0, 0.0, 0.0)
     assert cpu.filter_lr == pytest.approx(SpeedrunConfig().filter_lr)
@@ -101,3 +106,25 @@ def test_a_tiny_speedrun_trains_and_reports_tta() -> None:
     assert result.images_per_second > 0 and not result.model.training
     with pytest.raises(UsageError):
         train_speedrun(data, data, config, "cpu", make_model=lambda n: torch.nn.Linear(2, n))
+
+
+def test_lookahead_replaces_the_weights_only_after_the_last_step() -> None:
+    """airbench94's lookahead: an average every few steps, put into the model at the end."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8, generator=g)
+    data = ImageDataset(images, torch.arange(96) % 2, ("a", "b"), "memory")
+    config = SpeedrunConfig(epochs=2, batch_size=16, widths=(8, 8, 8), optimizer="sgd",
+                            lookahead=True, lookahead_start_epochs=0.0, lookahead_every=4)
+    states = []
+    result = train_speedrun(data, None, config, "cpu",
+                            on_state=lambda state: states.append(copy.deepcopy(state)),
+                            make_model=lambda n: SpeedrunNet(n, widths=(8, 8, 8)))
+    first_epoch_model = states[0]["model"]
+    average = states[0]["lookahead"]
+    assert average is not None
+    # After epoch 1 (6 steps, 6 % 4 != 0) the model is its own weights, not the average.
+    differs = [k for k in average if not torch.equal(average[k], first_epoch_model[k])]
+    assert differs
+    final = result.model.state_dict()
+    assert all(torch.equal(final[k], states[-1]["lookahead"][k].to(final[k].dtype))
+               for k in states[-1]["lookahead"])

@@ -102,3 +102,11 @@ def test_build_model_fn_uses_the_models_own_tta_level() -> None:
     assert torch.allclose(build_model_fn(loaded, True)(x), with_flip_tta(base)(x), atol=1e-5)
     plain.tta_level = 2  # as SpeedrunNet declares
     assert torch.allclose(build_model_fn(loaded, True)(x), with_tta(base, 2)(x), atol=1e-5)
+
+
+def test_views_keep_a_channels_last_batch_channels_last() -> None:
+    batch = images(4).contiguous(memory_format=torch.channels_last)
+    for view in views_for_level(2):
+        out = make_view(batch, view)
+        assert out.is_contiguous(memory_format=torch.channels_last), view.name
+        assert torch.equal(out, make_view(batch.contiguous(), view))

@@ -95,8 +95,10 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
     run.add_argument("--tag", "-t", metavar="IMAGE", default="dlbox:latest",
                      help="image to run (default dlbox:latest, the last built-in build)")
     run.add_argument("--gpus", metavar="all|N|ID,ID|none",
-                     help="GPUs to give the container (default: all for a GPU image, none "
-                          "for a CPU image); a GPU the host cannot give is an error")
+                     help="GPUs to give the container: all, a count, indexes or GPU-/MIG- "
+                          "UUIDs as nvidia-smi -L prints them, or none (default: all for a "
+                          "GPU image, none for a CPU image); a GPU the host cannot give is "
+                          "an error")
     run.add_argument("--shm-size", default="2g", metavar="SIZE",
                      help="size of /dev/shm (default 2g: DataLoader workers need it)")
     run.add_argument("--data", metavar="DIR", type=Path,

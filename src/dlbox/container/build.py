@@ -51,7 +51,9 @@ from dlbox.container.project import (
     Project,
     detect_framework,
     detect_project,
+    has_url_credentials,
     parse_requirement,
+    redact_url_credentials,
     requirement_name,
 )
 from dlbox.container.render import render_dockerfile, render_lock_requirements
@@ -175,17 +177,23 @@ def _matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
 
 
 def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None) -> Any:
-    """The resolver's build for one exact framework version (`--framework-version`)."""
+    """The resolver's build for `--framework-version`: a release ("2.1") gives its newest
+    known patch, a patch version ("2.1.0") exactly that one."""
     from dlbox.hostenv.matrix import load_matrix
     from dlbox.hostenv.resolve import resolve_build
+    from dlbox.hostenv.versions import parse_version
 
     matrix = matrix or load_matrix()
     resolved = resolve_build(framework, target, _matrix_for_version(matrix, framework, version))
+    reasons = resolved.reasons + (f"{framework} {version} requested",)
     public = version.split("+")[0]
+    if len(parse_version(public) or ()) < 3:
+        # Not pip's ==2.1, which is 2.1.0: the resolver took the release's newest patch.
+        return dataclasses.replace(resolved, reasons=reasons)
     requirements = tuple(re.sub(r"==\S+", f"=={public}", line, count=1)
                          for line in resolved.requirements)
     return dataclasses.replace(resolved, version=public, requirements=requirements,
-                               reasons=resolved.reasons + (f"{framework} {version} requested",))
+                               reasons=reasons)
 
 
 def framework_dist(resolved: Any) -> str:
@@ -538,12 +546,24 @@ def _system_only(dockerfile: str) -> str:
     return dockerfile.split("\n# ---- deps:", 1)[0] + "\n"
 
 
+PROXY_BUILDARGS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                   "no_proxy")
+
+
 def _buildargs(request: BuildRequest) -> dict[str, str]:
-    # Proxy settings travel as the engine's predefined build args (not kept in the image).
-    args = {name: value for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
-                                     "https_proxy", "no_proxy")
-            if (value := os.environ.get(name))}
-    args.update(dict(request.buildargs))
+    # Proxy settings travel as the engine's predefined build args, which the engine keeps out
+    # of the image's history (so a proxy's user:password may be in them); any other build arg
+    # could reach the history, so it must not carry credentials.
+    args = {name: value for name in PROXY_BUILDARGS if (value := os.environ.get(name))}
+    for name, value in request.buildargs:
+        if name not in PROXY_BUILDARGS and has_url_credentials(value):
+            raise UsageError(
+                f"build arg {name}={redact_url_credentials(value)} has credentials in a URL, "
+                "and dlbox never bakes secrets into an image",
+                hint="remove the credentials from the URL, and supply the packages through "
+                     "--wheelhouse DIR, filled beforehand with pip download -d DIR",
+            )
+        args[name] = value
     return args
 
 

@@ -147,12 +147,16 @@ def _diff(old: tuple[str, ...], new: tuple[str, ...]) -> str:
 
 
 def _same_public_version(locked: str, asked: str) -> bool:
-    """PEP 440 equality: "2.1.0+cu121" is what a request for "2.1" locks (==2.1 is ==2.1.0)."""
+    """Whether the locked version is what was asked: a release ("2.1") admits any of its
+    patches ("2.1.2+cu121"), a patch version ("2.1.0") itself (PEP 440 equality)."""
     from packaging.version import InvalidVersion, Version
 
     public = locked.split("+")[0]
     try:
-        return Version(public) == Version(asked)
+        wanted = Version(asked)
+        if len(wanted.release) < 3 and not wanted.local:
+            return Version(public).release[:len(wanted.release)] == wanted.release
+        return Version(public) == wanted
     except InvalidVersion:
         return public == asked
 

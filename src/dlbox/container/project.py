@@ -44,6 +44,9 @@ _PASSTHROUGH_OPTIONS = {
     "--no-binary": "--no-binary",
 }
 _FLAG_OPTIONS = {"--pre", "--prefer-binary"}
+# The userinfo of a URL (scheme://user:password@host, scheme://token@host): up to the last @
+# before the path, so a password holding an @ is caught (and redacted) whole.
+_URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://([^\s/?#]+)@")
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,8 @@ def parse_requirement(line: str, where: str) -> Any:
         return Requirement(line)
     except InvalidRequirement as error:
         raise ContainerError(
-            f"{where}: {line!r} is not a valid requirement ({error})",
+            f"{where}: {redact_url_credentials(line)!r} is not a valid requirement "
+            f"({redact_url_credentials(str(error))})",
             hint="write it as pip does, e.g. numpy>=1.24 or rich==13.7.1",
         ) from None
 
@@ -108,6 +112,46 @@ def detect_framework(requirements: tuple[str, ...]) -> str | None:
         if names & set(dists):
             return framework
     return None
+
+
+# ---- credentials in URLs ---------------------------------------------------------------------
+
+def has_url_credentials(text: str) -> bool:
+    """Whether a URL in `text` carries credentials (user:password@ or token@)."""
+    for match in _URL_USERINFO.finditer(text):
+        if match.group(1).lower().endswith("ssh") and ":" not in match.group(2):
+            continue  # git+ssh://git@host: a login name; the key is not in the URL
+        return True
+    return False
+
+
+def redact_url_credentials(text: str) -> str:
+    """`text` with the userinfo of every URL replaced by ***."""
+    return _URL_USERINFO.sub(lambda match: f"{match.group(1)}://***@", text)
+
+
+def refuse_url_credentials(line: str, where: str) -> None:
+    """ContainerError when `line` (which would reach the Dockerfile or the lock) has a URL
+    with credentials: the image's history would keep them."""
+    if has_url_credentials(line):
+        raise ContainerError(
+            f"{where}: {redact_url_credentials(line)!r} has credentials in a URL, and dlbox "
+            "never bakes secrets into an image",
+            hint="remove the credentials from the URL, and supply the packages through "
+                 "--wheelhouse DIR, filled beforehand with pip download -d DIR",
+        )
+
+
+def _refuse_pyproject_credentials(path: Path, lines: list[str]) -> None:
+    """refuse_url_credentials for requirements from pyproject.toml, naming the line."""
+    for line in lines:
+        match = _URL_USERINFO.search(line)
+        if match is None or not has_url_credentials(line):
+            continue
+        numbers = [number for number, raw in
+                   enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+                   if match.group(0) in raw]
+        refuse_url_credentials(line, f"{path.name}:{numbers[0]}" if numbers else path.name)
 
 
 # ---- requirements.txt ----------------------------------------------------------------------
@@ -160,6 +204,7 @@ def read_requirements_file(path: Path, project_root: Path,
     options: list[str] = []
     for number, line in _logical_lines(text):
         where = f"{path.name}:{number}"
+        refuse_url_credentials(line, where)
         if line.startswith("-"):
             option, value = _split_option(line)
             if option in ("-r", "--requirement"):
@@ -330,6 +375,7 @@ def detect_project(project_dir: str | Path | None = None,
         if project_table or build_system:
             installable = True
             build_requires = tuple((build_system or {}).get("requires") or DEFAULT_BUILD_REQUIRES)
+        _refuse_pyproject_credentials(pyproject_path, requirements + list(build_requires))
     elif has_setup_py:
         installable, build_requires = True, DEFAULT_BUILD_REQUIRES
     if extras and not project_table:

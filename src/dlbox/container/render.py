@@ -34,9 +34,16 @@ def fill(template: str, values: Mapping[str, object]) -> str:
     return _HOLE.sub(replace, template)
 
 
+def _one_line(text: str) -> str:
+    """Line breaks as spaces: in a Dockerfile one would end the instruction or comment."""
+    return re.sub(r"[\r\n]+", " ", text)
+
+
 def dockerfile_string(value: str) -> str:
-    """A double-quoted Dockerfile string (LABEL / ENV values)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+    """A double-quoted Dockerfile string (LABEL / ENV values) that the engine reads back as
+    `value` (on one line), with no $VAR expansion."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return '"' + _one_line(escaped) + '"'
 
 
 def pip_index_options(spec: ImageSpec) -> tuple[str, ...]:
@@ -86,7 +93,7 @@ def _extra_env(spec: ImageSpec) -> str:
 
 def render_dockerfile(spec: ImageSpec) -> str:
     values = {
-        "project": spec.project_name,
+        "project": _one_line(spec.project_name),
         "dlbox_version": spec.dlbox_version,
         "framework_line": _framework_line(spec),
         "base_image": spec.base_image,

@@ -1,9 +1,10 @@
 """`dlbox image run`: a command in a dlbox image, with GPUs, the data and the run folder.
 
 Policy lives here, the engine calls in `container.engine`:
-- GPUs come through device requests (`--gpus all|N|ID,ID|none`; by default all for a GPU
-  image, none for a CPU one). A GPU that the host or the engine cannot give is an error that
-  names what is missing (driver, NVIDIA runtime): never a silent fall-back to the CPU.
+- GPUs come through device requests (`--gpus all|N|ID,ID|none`, an ID being an index, a
+  GPU UUID or a MIG device id; by default all for a GPU image, none for a CPU one). A GPU
+  that the host or the engine cannot give is an error that names what is missing (driver,
+  NVIDIA runtime): never a silent fall-back to the CPU.
 - The data folder is mounted at /data (DLBOX_DATA points there); the runs folder at
   /workspace/runs, where `dlbox train` writes by default, so a run lands on the host.
 - The container runs as the caller's uid:gid, so what it writes in the runs folder is the
@@ -27,6 +28,10 @@ from dlbox.errors import HostEnvError, UsageError
 
 DEFAULT_SHM_SIZE = "2g"
 _SHM_RE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
+# A device id as `docker run --gpus device=...` takes it: an index, a GPU UUID, a MIG device
+# UUID, or the legacy MIG form MIG-GPU-<uuid>/<gpu instance>/<compute instance>.
+_DEVICE_ID_RE = re.compile(r"\d+|gpu-[0-9a-f-]+|mig-[0-9a-f-]+|mig-gpu-[0-9a-f-]+/\d+/\d+",
+                           re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -51,14 +56,16 @@ def parse_gpus(value: str | None, image_device: str | None) -> engine.GpuRequest
         return engine.GpuRequest(count=-1)
     if text.isdigit():
         return engine.GpuRequest(count=int(text))
-    # GPU UUIDs keep their case: the NVIDIA runtime matches "GPU-..." as nvidia-smi prints it.
+    # UUIDs keep their case: the NVIDIA runtime matches "GPU-..." / "MIG-..." as nvidia-smi
+    # prints them.
     raw = value.strip()
     raw = raw[len("device="):] if text.startswith("device=") else raw
     ids = tuple(part.strip() for part in raw.split(",") if part.strip())
-    if ids and all(re.fullmatch(r"\d+|gpu-[0-9a-f-]+", part, re.IGNORECASE) for part in ids):
+    if ids and all(_DEVICE_ID_RE.fullmatch(part) for part in ids):
         return engine.GpuRequest(device_ids=ids)
     raise UsageError(f"--gpus {value!r} is not a GPU request",
-                     hint="use all, a count (2), device ids (0,1) or none")
+                     hint="use all, a count (2), device ids (0,1 or GPU-/MIG- UUIDs from "
+                          "nvidia-smi -L) or none")
 
 
 def check_shm_size(value: str) -> str:

@@ -65,11 +65,20 @@ def _first_line(text: str) -> str:
 
 
 def smi_failure(text: str) -> str | None:
-    """The failure line of a failing nvidia-smi ("Failed to initialize NVML: ..."), or None."""
+    """The failure line of a failing nvidia-smi ("Failed to initialize NVML: ..."), or None.
+
+    A field's value never counts: "[Unknown Error]" in a CSV row or in a `-q` line such as
+    "Power Draw : [Unknown Error]" is one field nvidia-smi could not read (common in
+    containers and under MIG), not a failure of the whole output."""
     for line in text.splitlines():
         lowered = line.strip().lower()
-        if any(marker in lowered for marker in _SMI_FAILURE_MARKERS):
-            return line.strip()
+        if not any(marker in lowered for marker in _SMI_FAILURE_MARKERS):
+            continue
+        if re.search(r"\[[^\]]*\]", lowered) and (":" in lowered or "," in lowered):
+            continue  # a bracketed per-field value
+        if re.match(r"^[\w .()/-]+\s:\s", line.strip()):
+            continue  # `-q` output: "Field Name : value"
+        return line.strip()
     return None
 
 

@@ -178,7 +178,8 @@ def pin_rows(rows: tuple[Any, ...], version: str | None, framework: str,
     """The matrix rows for a pinned framework version (all rows when not pinned).
 
     A known release gives its row, narrowed to the pinned patch version; a version the data
-    does not know gives the nearest known row, marked uncertain, so the caller warns.
+    does not know gives the nearest known row, marked uncertain, so the caller warns, pinned
+    exactly ("2.16.1") or, for a release ("2.16"), to any of its patches ("2.16.*").
     """
     if version is None:
         return list(rows)
@@ -194,7 +195,7 @@ def pin_rows(rows: tuple[Any, ...], version: str | None, framework: str,
     if nearest is None:
         return []
     parts = parse_version(version) or ()
-    exact = version if len(parts) >= 3 else f"{version}.0"
+    exact = version if len(parts) >= 3 else f"{version}.*"
     note = (f"{framework} {version} is not in dlbox's compatibility data (checked {checked}); "
             f"using the nearest known row, {framework} {nearest.release}")
     return [replace(nearest, versions=(exact,), uncertain=True, note=note)]

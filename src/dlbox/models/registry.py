@@ -51,6 +51,7 @@ class Recipe:
     flip: bool = True  # random horizontal flip
     tta: bool = False  # evaluate on each image and its mirror image, averaging the logits
     channels_last: bool | None = None  # None: on for CUDA only; True where it is faster on CPU
+    eval_batch_size: int | None = None  # images per evaluation call; None: TrainConfig's
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Recipe:

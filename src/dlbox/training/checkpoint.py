@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +101,23 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None =
     numpy_state = state["numpy"]
     np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
                          numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached"]))
-    if generator is not None and state.get("generator") is not None:
-        generator.set_state(state["generator"])
+    if generator is not None:
+        restore_generator(generator, state.get("generator"))
+
+
+def restore_generator(generator: torch.Generator, saved: torch.Tensor | None) -> bool:
+    """Give `generator` a saved state. A state saved on another device type (a CUDA
+    generator's is 16 bytes, a CPU one's 5056) cannot be taken: the generator keeps its seed,
+    a warning says so, and the result is False."""
+    if saved is None:
+        return True
+    if saved.numel() != generator.get_state().numel():
+        warnings.warn(f"the run's random state comes from another kind of device than "
+                      f"{generator.device.type}; augmentation goes on from the seed, so the "
+                      f"result will differ from an uninterrupted run", stacklevel=2)
+        return False
+    generator.set_state(saved)
+    return True
 
 
 # ---- a trained model, ready for evaluate / predict ----------------------------------------

@@ -145,8 +145,9 @@ def build_config(model: str | None = None, device: str = "auto", **overrides: An
     recipe = get_model_info(name).recipe_for(resolved)
     values: dict[str, Any] = {key: getattr(recipe, key) for key in RECIPE_FIELDS}
     values["model_kwargs"] = dict(recipe.model_kwargs)
-    if recipe.channels_last is not None:
-        values["channels_last"] = recipe.channels_last
+    for key in ("channels_last", "eval_batch_size"):
+        if getattr(recipe, key) is not None:
+            values[key] = getattr(recipe, key)
     width = overrides.pop("width", None)
     if width is not None:
         values["model_kwargs"]["width"] = width

@@ -82,8 +82,14 @@ def shift_reflect(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 
 def make_view(images: torch.Tensor, view: View) -> torch.Tensor:
+    """One view of a batch, in the batch's memory format (index_select would give a
+    channels_last batch's shifted views the default layout: a second graph under compile)."""
     out = shift_reflect(images, view.dy, view.dx)
-    return out.flip(3) if view.flip else out
+    out = out.flip(3) if view.flip else out
+    if images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last) \
+            and not out.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def tta_views(images: torch.Tensor, level: int = 2) -> list[tuple[View, torch.Tensor]]:
