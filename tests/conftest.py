@@ -7,6 +7,7 @@ Components that CI provisions (Docker engine, Jupyter, Chromium) are required wh
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,23 @@ def fake_cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cifar")
     write_fake_cifar10(root, n_train=500, n_test=100, seed=0)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_files_stay_in_pytests_tmp(tmp_path_factory: pytest.TempPathFactory
+                                   ) -> Iterator[Path]:
+    """Point TMPDIR of every process the tests start (notebook kernels, Jupyter servers,
+    CLIs) into pytest's own temporary area, which pytest prunes, so a test run leaves no
+    dlbox-* folders behind in /tmp."""
+    import tempfile
+
+    folder = tmp_path_factory.mktemp("tmpdir")
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = None  # this process asks TMPDIR again
+    yield folder
+    if saved is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved
+    tempfile.tempdir = None

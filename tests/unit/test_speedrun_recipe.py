@@ -128,3 +128,29 @@ def test_lookahead_replaces_the_weights_only_after_the_last_step() -> None:
     final = result.model.state_dict()
     assert all(torch.equal(final[k], states[-1]["lookahead"][k].to(final[k].dtype))
                for k in states[-1]["lookahead"])
+
+
+def test_warm_up_runs_every_timed_shape_and_leaves_the_model_as_it_was() -> None:
+    """The GPU / compile warm-up (run here eagerly on the CPU): it goes through training with
+    and without the whitening bias, evaluation at each batch size and TTA level, and one
+    whitening solve, and afterwards the weights, BN statistics and flags are untouched."""
+    from dlbox.training.speedrun import _warm_up
+
+    torch.manual_seed(0)
+    model = SpeedrunNet(10, widths=(8, 8, 8))
+    before = copy.deepcopy(model.state_dict())
+    config = SpeedrunConfig(batch_size=16, widths=(8, 8, 8), eval_batch_size=24)
+    batch_sizes = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        batch_sizes.append((x.shape[0], model.training, model.whiten.bias.requires_grad))
+        return model(x)
+
+    _warm_up(forward, model, config, torch.device("cpu"), 10, False, None, 16,
+             eval_sizes=(24, 10))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.whiten.bias.requires_grad and not model.training
+    seen = set(batch_sizes)
+    assert {(16, True, True), (16, True, False)} <= seen  # both training modes
+    assert {(24, False, True), (24, False, False), (10, False, True), (10, False, False)} <= seen

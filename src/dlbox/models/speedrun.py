@@ -155,9 +155,9 @@ SPEEDRUN_RECIPE = Recipe(
 # quarter of the compute), smaller batches (more steps per epoch on few cores), 8 epochs.
 # Measured on 2 cores, JPEG CIFAR-10: 1 epoch 71 %, 5 epochs 79.0 % (81.0 % with TTA),
 # 8 epochs 80.1 % (82.2 %); at full resolution the same net is about 4x slower per epoch.
-# channels_last (oneDNN's blocked convolutions) trains this net about 1.4x and evaluates
-# it about 2x faster on the CPU than the default layout; evaluation is fastest in batches
-# of a few hundred images (benchmarks/cpu_layout.py).
+# channels_last (oneDNN's blocked convolutions) trains this net 1.1 to 1.4 times and
+# evaluates it 1.5 to 1.9 times as fast on 2 cores as the default layout; evaluation is
+# fastest in batches of a few hundred images (benchmarks/cpu_layout.py).
 SPEEDRUN_CPU_RECIPE = SPEEDRUN_RECIPE.replace(
     epochs=8, batch_size=256, channels_last=True, eval_batch_size=500,
     model_kwargs={"widths": CPU_WIDTHS, "whiten_stride": 2})

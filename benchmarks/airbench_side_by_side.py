@@ -1,0 +1,638 @@
+#!/usr/bin/env python
+"""airbench side by side: run one of airbench's scripts on the data dlbox uses, and read its table.
+
+    python benchmarks/airbench_side_by_side.py --script PATH [--runs N] [--data DIR]
+        [--num-train N] [--num-test N] [--timeout S] [--python EXE] [--keep-work-dir DIR]
+        [--dlbox-json FILE] [--json OUT]
+    python benchmarks/airbench_side_by_side.py --write-fake-script PATH
+
+The script (e.g. airbench94_muon.py from github.com/KellerJordan/cifar10-airbench) is
+third-party code and never part of this project: it is given by path. The harness
+
+  1. loads the data dir with dlbox's own loader (uint8 NCHW, as dlbox trains on it) and writes
+     WORK/cifar10/train.pt and WORK/cifar10/test.pt in the layout airbench's loaders read
+     (and, finding them, never download): {'images': uint8 [N, 32, 32, 3] (NHWC),
+     'labels': int64 [N], 'classes': [10 names]};
+  2. copies the script into WORK with its run count set to --runs (the one
+     `for run in range(K)` in it; no such loop, or more than one, is an error);
+  3. runs it there as a subprocess of the same Python, streaming its output, and times it end
+     to end (start-up, compile and warm-up included): `wall_seconds`;
+  4. reads its table. Columns come from the header (`run | epoch | ... | tta_val_acc |
+     time_seconds`, or `total_time_seconds` in the longer scripts); the row whose epoch is
+     `eval` ends a run and holds its `tta_val_acc` and `time_seconds` (airbench's own clock:
+     whitening set-up + epochs + the final TTA evaluation, CUDA events). The `warmup` run is
+     kept apart. The closing `Mean: X    Std: Y` line is read too.
+
+It prints each run and the mean / std / min / max of accuracy and time_seconds, and writes
+them to --json. With --dlbox-json (a file written by benchmarks/time_to_accuracy.py --json,
+same data dir) it prints the ratio dlbox mean time_seconds / airbench mean time_seconds and
+both accuracies side by side (and stores them under "comparison").
+
+Killed by --timeout, by SIGTERM or SIGINT, the harness stops the script's process group and
+still writes what the runs finished so far produced.
+
+If the Python that runs the script has no torchvision (airbench imports it for
+T.Normalize only, the download never happening here), a minimal stand-in of the harness's own
+is put on the script's path (--torchvision-shim auto; "torchvision_shim" in the JSON says so).
+
+--write-fake-script PATH writes a CPU stand-in for airbench (not airbench: a nearest-centroid
+classifier that checks the data files' layout and prints a table in airbench's format) to
+check this harness on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DATA_SUBDIR = "cifar10"  # airbench's loaders read cifar10/{train,test}.pt under their cwd
+RUN_LOOP = re.compile(r"for\s+run\s+in\s+range\(\s*(\d+)\s*\)")
+MEAN_LINE = re.compile(r"Mean:\s*(\S+)\s+Std:\s*(\S+)")
+TIME_COLUMNS = ("time_seconds", "total_time_seconds")
+METRICS = ("tta_val_acc", "val_acc", "time_seconds")
+
+
+class HarnessError(Exception):
+    """A problem the harness reports as `error: ...` and exit status 2."""
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+def load_dlbox_splits(data_dir: Path, num_train: int | None = None,
+                      num_test: int | None = None) -> tuple[Any, Any]:
+    """(train, test) ImageDatasets exactly as dlbox loads them (uint8 [N, 3, H, W], int64)."""
+    from dlbox.training.loop import load_split
+
+    return load_split(data_dir, "train", num_train), load_split(data_dir, "test", num_test)
+
+
+def airbench_record(dataset: Any) -> dict[str, Any]:
+    """airbench's on-disk form of one split: NHWC uint8 images, int64 labels, class names.
+
+    Fresh, contiguous tensors: a view of a larger tensor (a --num-train subset) would make
+    torch.save write the whole underlying storage."""
+    images = dataset.images.permute(0, 2, 3, 1).contiguous().clone()
+    labels = dataset.labels.to(torch.int64).contiguous().clone()
+    return {"images": images, "labels": labels, "classes": list(dataset.classes)}
+
+
+def write_airbench_data(work_dir: Path, train: Any, test: Any) -> dict[str, Any]:
+    """Write WORK/cifar10/train.pt and test.pt; returns what was written (counts, sha256)."""
+    folder = Path(work_dir) / DATA_SUBDIR
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Any] = {}
+    for name, dataset in (("train", train), ("test", test)):
+        record = airbench_record(dataset)
+        path = folder / f"{name}.pt"
+        torch.save(record, path)
+        written[name] = {
+            "file": f"{DATA_SUBDIR}/{name}.pt", "images": int(record["images"].shape[0]),
+            "shape": list(record["images"].shape),
+            "images_sha256": hashlib.sha256(record["images"].numpy().tobytes()).hexdigest(),
+            "labels_sha256": hashlib.sha256(record["labels"].numpy().tobytes()).hexdigest(),
+        }
+    return written
+
+
+# ---- the script -------------------------------------------------------------------------------
+
+def patch_run_count(source: str, runs: int) -> tuple[str, int]:
+    """The script's text with its one `for run in range(K)` set to `runs`; returns (text, K)."""
+    if runs < 1:
+        raise HarnessError(f"--runs must be at least 1, got {runs}")
+    found = list(RUN_LOOP.finditer(source))
+    if len(found) != 1:
+        what = "no" if not found else f"{len(found)}"
+        raise HarnessError(
+            f"cannot set the run count: the script has {what} `for run in range(N)` loop(s) "
+            "(airbench94_muon.py ends with `accs = torch.tensor([main(run, model) for run in "
+            "range(200)])`); is it an airbench script, or did its last lines change?")
+    match = found[0]
+    start, end = match.span(1)
+    return source[:start] + str(runs) + source[end:], int(match.group(1))
+
+
+def prepare_script(script: Path, work_dir: Path, runs: int) -> tuple[Path, int, str]:
+    """Copy the script into WORK with the run count patched: (path, original count, sha256)."""
+    source = Path(script).read_text(encoding="utf-8")
+    patched, original = patch_run_count(source, runs)
+    target = Path(work_dir) / Path(script).name
+    target.write_text(patched, encoding="utf-8")
+    return target, original, hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+SHIM_INIT = '''"""torchvision stand-in written by benchmarks/airbench_side_by_side.py."""
+from . import datasets, transforms  # noqa: F401
+__version__ = "0+dlbox-shim"
+'''
+SHIM_TRANSFORMS = '''import torch
+
+
+class Normalize:
+    """(x - mean) / std per channel of [..., C, H, W], on a copy, as torchvision's does."""
+
+    def __init__(self, mean, std, inplace=False):
+        self.mean, self.std, self.inplace = mean, std, inplace
+
+    def __call__(self, tensor):
+        mean = torch.as_tensor(self.mean, dtype=tensor.dtype, device=tensor.device)
+        std = torch.as_tensor(self.std, dtype=tensor.dtype, device=tensor.device)
+        out = tensor if self.inplace else tensor.clone()
+        return out.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
+'''
+SHIM_DATASETS = '''class CIFAR10:
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("the torchvision stand-in cannot download CIFAR-10: the harness "
+                           "should have written cifar10/train.pt and test.pt")
+'''
+
+
+def write_torchvision_shim(folder: Path) -> Path:
+    """A minimal `torchvision` package (transforms.Normalize, datasets.CIFAR10 that refuses)."""
+    package = Path(folder) / "torchvision"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text(SHIM_INIT)
+    (package / "transforms.py").write_text(SHIM_TRANSFORMS)
+    (package / "datasets.py").write_text(SHIM_DATASETS)
+    return Path(folder)
+
+
+def has_torchvision(python: str) -> bool:
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        try:
+            import torchvision  # noqa: F401
+            return True
+        except Exception:  # missing, or built for another torch
+            return False
+    probe = subprocess.run([python, "-c", "import torchvision"], capture_output=True,
+                           timeout=120, check=False)
+    return probe.returncode == 0
+
+
+# ---- running ----------------------------------------------------------------------------------
+
+class ScriptRun:
+    """The script as a subprocess in its own process group; output streamed and kept."""
+
+    def __init__(self, command: list[str], cwd: Path, env: dict[str, str],
+                 timeout: float | None, echo: bool = True) -> None:
+        self.command, self.cwd, self.env = command, cwd, env
+        self.timeout, self.echo = timeout, echo
+        self.lines: list[str] = []
+        self.stamps: list[float] = []  # seconds since the start, one per line
+        self.stopped_by: str | None = None
+        self.process: subprocess.Popen[str] | None = None
+
+    def stop(self, why: str) -> None:
+        """End the script's whole process group (compile workers too), if it still runs."""
+        process = self.process
+        if process is None:  # not started yet: it never will be
+            self.stopped_by = self.stopped_by or why
+            return
+        if process.poll() is None:
+            self.stopped_by = self.stopped_by or why
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def run(self) -> tuple[int, float]:
+        start = time.perf_counter()
+        if self.stopped_by is not None:
+            return -1, 0.0
+        self.process = subprocess.Popen(
+            self.command, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+        timer = None
+        if self.timeout is not None:
+            timer = threading.Timer(self.timeout, self.stop, args=("timeout",))
+            timer.daemon = True
+            timer.start()
+        try:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                self.lines.append(line.rstrip("\n"))
+                self.stamps.append(time.perf_counter() - start)
+                if self.echo:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+            rc = self.process.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.stop("harness exit")  # a no-op when it has ended
+        return rc, time.perf_counter() - start
+
+
+# ---- reading its table ------------------------------------------------------------------------
+
+def _cells(line: str) -> list[str] | None:
+    text = line.strip()
+    if not (text.startswith("|") and text.endswith("|")) or len(text) < 2:
+        return None
+    return [cell.strip() for cell in text[1:-1].split("|")]
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+def parse_output(lines: list[str], stamps: list[float] | None = None) -> dict[str, Any]:
+    """The runs in airbench's table, the warm-up run apart, and its `Mean: / Std:` line.
+
+    A run is complete when its `eval` row has been printed; a run cut off before that is
+    counted in `incomplete_runs` and nowhere else."""
+    columns: list[str] | None = None
+    time_column = None
+    runs: list[dict[str, Any]] = []
+    warmup: dict[str, Any] | None = None
+    current: str | None = None
+    epoch_rows = 0
+    started: set[str] = set()
+    mean_line: dict[str, float | None] | None = None
+    for index, line in enumerate(lines):
+        found = MEAN_LINE.search(line)
+        if found:
+            mean_line = {"mean": _number(found.group(1)), "std": _number(found.group(2))}
+            continue
+        cells = _cells(line)
+        if cells is None:
+            continue
+        if columns is None:
+            if "run" in cells and "epoch" in cells:
+                columns = cells
+                time_column = next((c for c in TIME_COLUMNS if c in cells), None)
+                if time_column is None or "tta_val_acc" not in cells:
+                    raise HarnessError(f"table header without tta_val_acc / time_seconds: {line!r}")
+            continue
+        if len(cells) != len(columns) or cells == columns:
+            continue
+        row = dict(zip(columns, cells, strict=True))
+        if row["run"]:
+            current, epoch_rows = row["run"], 0
+            started.add(current)
+        if current is None:
+            continue
+        if row["epoch"] != "eval":
+            epoch_rows += 1
+            continue
+        result = {
+            "run": int(current) if current.isdigit() else current,
+            "tta_val_acc": _number(row["tta_val_acc"]),
+            "val_acc": _number(row.get("val_acc", "")),
+            "train_acc": _number(row.get("train_acc", "")),
+            "time_seconds": _number(row[time_column]),  # type: ignore[index]
+            "epochs": epoch_rows,
+            "finished_at_s": round(stamps[index], 3) if stamps else None,
+        }
+        if current == "warmup":
+            warmup = result
+        else:
+            runs.append(result)
+        started.discard(current)
+        current = None
+    return {"columns": columns, "time_column": time_column, "runs": runs, "warmup": warmup,
+            "incomplete_runs": sorted(started), "mean_line": mean_line}
+
+
+def summarize(values: list[float | None]) -> dict[str, float | None]:
+    present = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not present:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(present),
+            "std": statistics.stdev(present) if len(present) > 1 else 0.0,
+            "min": min(present), "max": max(present), "n": len(present)}
+
+
+def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    return {key: summarize([r.get(key) for r in runs]) for key in METRICS}
+
+
+# ---- side by side -----------------------------------------------------------------------------
+
+def _mean(doc: dict[str, Any], key: str) -> float | None:
+    value = ((doc.get("summary") or {}).get(key) or {}).get("mean")
+    return None if value is None else float(value)
+
+
+def compare(airbench_summary: dict[str, Any], dlbox_doc: dict[str, Any]) -> dict[str, Any]:
+    """dlbox (time_to_accuracy.py's JSON) next to airbench's summary: the time ratio and both
+    accuracies. ratio = dlbox mean time_seconds / airbench mean time_seconds (< 1: dlbox faster)."""
+    dlbox_time = _mean(dlbox_doc, "time_seconds")
+    airbench_time = (airbench_summary.get("time_seconds") or {}).get("mean")
+    if dlbox_time is None:
+        raise HarnessError("the dlbox JSON has no summary.time_seconds.mean (is it from "
+                           "benchmarks/time_to_accuracy.py with the speedrun model?)")
+    ratio = dlbox_time / airbench_time if airbench_time else None
+    return {
+        "dlbox": {"model": dlbox_doc.get("model"), "device": dlbox_doc.get("device"),
+                  "runs": len(dlbox_doc.get("runs") or []),
+                  "tta_accuracy_mean": _mean(dlbox_doc, "tta_accuracy"),
+                  "accuracy_mean": _mean(dlbox_doc, "accuracy"),
+                  "time_seconds_mean": dlbox_time,
+                  "num_train": (dlbox_doc.get("settings") or {}).get("num_train"),
+                  "num_test": (dlbox_doc.get("settings") or {}).get("num_test"),
+                  "data_checksum": (dlbox_doc.get("environment") or {}).get("data_checksum")},
+        "airbench": {"runs": (airbench_summary.get("tta_val_acc") or {}).get("n", 0),
+                     "tta_accuracy_mean": (airbench_summary.get("tta_val_acc") or {}).get("mean"),
+                     "accuracy_mean": (airbench_summary.get("val_acc") or {}).get("mean"),
+                     "time_seconds_mean": airbench_time},
+        "time_seconds_ratio": ratio,
+    }
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def num(value: float | None, fmt: str = ".3f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def comparison_lines(comparison: dict[str, Any], script_name: str) -> list[str]:
+    d, a = comparison["dlbox"], comparison["airbench"]
+    rows = [("runs", str(d["runs"]), str(a["runs"])),
+            ("accuracy with TTA (mean)", pct(d["tta_accuracy_mean"]), pct(a["tta_accuracy_mean"])),
+            ("accuracy without TTA", pct(d["accuracy_mean"]), pct(a["accuracy_mean"])),
+            ("time_seconds (mean)", num(d["time_seconds_mean"]), num(a["time_seconds_mean"]))]
+    head = f"{'':<26}{'dlbox ' + str(d['model'] or ''):>18}{script_name:>22}"
+    out = [head] + [f"{label:<26}{left:>18}{right:>22}" for label, left, right in rows]
+    out.append(f"time_seconds ratio dlbox / airbench: {num(comparison['time_seconds_ratio'])}")
+    for note in comparison.get("notes", []):
+        out.append(f"note: {note}")
+    return out
+
+
+def same_data_notes(comparison: dict[str, Any], num_train: int, num_test: int,
+                    data_checksum: str | None) -> list[str]:
+    d = comparison["dlbox"]
+    notes = []
+    if d["num_train"] is not None and (d["num_train"], d["num_test"]) != (num_train, num_test):
+        notes.append(f"different data sizes: dlbox {d['num_train']}/{d['num_test']}, airbench "
+                     f"{num_train}/{num_test} train/test images")
+    if d["data_checksum"] and data_checksum and d["data_checksum"] != data_checksum:
+        notes.append("the data dirs' checksums differ: not the same data")
+    return notes
+
+
+# ---- the CPU stand-in -------------------------------------------------------------------------
+
+FAKE_SCRIPT = '''"""Fake airbench for checking benchmarks/airbench_side_by_side.py without a GPU.
+
+NOT airbench: a nearest-centroid classifier on the CPU. It checks that cifar10/train.pt and
+cifar10/test.pt have airbench's layout, and prints its results in airbench's table format.
+"""
+import sys
+import time
+
+import torch
+
+EXPECT = {"images": torch.uint8, "labels": torch.int64}
+
+
+def load(name):
+    data = torch.load(f"cifar10/{name}.pt", weights_only=True)
+    for key, dtype in EXPECT.items():
+        if data[key].dtype != dtype:
+            sys.exit(f"fake-airbench: {name}.pt {key} is {data[key].dtype}, not {dtype}")
+    images, labels = data["images"], data["labels"]
+    if images.dim() != 4 or images.shape[1:] != (32, 32, 3):
+        sys.exit(f"fake-airbench: {name}.pt images are {tuple(images.shape)}, not [N, 32, 32, 3]")
+    if labels.shape != (images.shape[0],) or len(data["classes"]) != 10:
+        sys.exit(f"fake-airbench: {name}.pt labels or classes do not match")
+    return images.permute(0, 3, 1, 2).float().div(255).flatten(1), labels
+
+
+def row(cells, widths):
+    print("".join("|  %s  " % str(c).rjust(w) for c, w in zip(cells, widths)) + "|")
+
+
+def main(run, train, test, widths):
+    (x, y), (tx, ty) = train, test
+    if run == "warmup":
+        y = torch.randint(0, 10, y.shape)
+    generator = torch.Generator().manual_seed(0 if run == "warmup" else 1 + run)
+    start = time.perf_counter()
+    for epoch in range(2):
+        keep = torch.rand(len(x), generator=generator) < 0.5 + 0.25 * epoch
+        centroids = torch.stack([x[keep & (y == c)].mean(0) if (keep & (y == c)).any()
+                                 else x.mean(0) for c in range(10)])
+        val = (torch.cdist(tx, centroids).argmin(1) == ty).float().mean().item()
+        train_acc = (torch.cdist(x[:256], centroids).argmin(1) == y[:256]).float().mean().item()
+        row([run if epoch == 0 else "", epoch, "%.4f" % train_acc, "%.4f" % val, "",
+             "%.4f" % (time.perf_counter() - start)], widths)
+    tta = (torch.cdist(tx, centroids).argmin(1) == ty).float().mean().item()
+    seconds = time.perf_counter() - start
+    row(["", "eval", "%.4f" % train_acc, "%.4f" % val, "%.4f" % tta, "%.4f" % seconds], widths)
+    print("-" * 80)
+    return tta
+
+
+if __name__ == "__main__":
+    train, test = load("train"), load("test")
+    print(f"fake-airbench: layout ok, {len(train[1])} train / {len(test[1])} test images")
+    names = ["run   ", "epoch", "train_acc", "val_acc", "tta_val_acc", "time_seconds"]
+    widths = [len(n) for n in names]
+    print("-" * 80)
+    row(names, widths)
+    print("-" * 80)
+    main("warmup", train, test, widths)
+    accs = torch.tensor([main(run, train, test, widths) for run in range(200)])
+    print("Mean: %.4f    Std: %.4f" % (accs.mean(), accs.std()))
+'''
+
+
+def write_fake_script(path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(FAKE_SCRIPT, encoding="utf-8")
+    return path
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--script", type=Path, help="the airbench script to run")
+    parser.add_argument("--runs", type=int, default=10, help="runs after its warm-up (default 10)")
+    parser.add_argument("--data", metavar="DIR",
+                        help="data dir, as dlbox's --data (default: $DLBOX_DATA, else the cache)")
+    parser.add_argument("--num-train", type=int, metavar="N", help="first N training images")
+    parser.add_argument("--num-test", type=int, metavar="N", help="first N test images")
+    parser.add_argument("--python", default=sys.executable, help="Python that runs the script "
+                        "(default: this one)")
+    parser.add_argument("--timeout", type=float, metavar="S",
+                        help="stop the script after S seconds (what finished is still reported)")
+    parser.add_argument("--torchvision-shim", choices=("auto", "always", "never"), default="auto",
+                        help="auto: a minimal torchvision stand-in only where none imports")
+    parser.add_argument("--keep-work-dir", type=Path, metavar="DIR",
+                        help="work in DIR and leave it (default: a temporary dir, removed)")
+    parser.add_argument("--quiet", action="store_true", help="do not echo the script's output")
+    parser.add_argument("--dlbox-json", type=Path, metavar="FILE",
+                        help="benchmarks/time_to_accuracy.py --json output to compare with")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
+    parser.add_argument("--write-fake-script", type=Path, metavar="PATH",
+                        help="write the CPU stand-in for airbench to PATH and exit")
+    args = parser.parse_args(argv)
+    if args.write_fake_script is None and args.script is None:
+        parser.error("--script is required")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    temporary.replace(path)
+
+
+def run_line(r: dict[str, Any]) -> str:
+    return (f"run {r['run']}: tta_val_acc {pct(r['tta_val_acc'])}  val_acc {pct(r['val_acc'])}  "
+            f"time_seconds {num(r['time_seconds'], '.4f')}  ({r['epochs']} epochs, done at "
+            f"{num(r['finished_at_s'], '.1f')} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.write_fake_script is not None:
+        print(f"wrote {write_fake_script(args.write_fake_script)}")
+        return 0
+    script = args.script.expanduser().resolve()
+    if not script.is_file():
+        raise HarnessError(f"no script at {script}")
+    from dlbox.data.paths import resolve_data_dir
+    from dlbox.training.manifest import data_checksum
+
+    data_dir = resolve_data_dir(args.data).resolve()
+    if args.keep_work_dir is not None:
+        work_dir = args.keep_work_dir.expanduser().resolve()
+        work_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        work_dir = Path(tempfile.mkdtemp(prefix="airbench-side-by-side-"))
+    run: ScriptRun | None = None
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if run is not None:
+            run.stop(signal.Signals(signum).name)
+        else:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        started = time.perf_counter()
+        train, test = load_dlbox_splits(data_dir, args.num_train, args.num_test)
+        written = write_airbench_data(work_dir, train, test)
+        target, original_runs, script_sha = prepare_script(script, work_dir, args.runs)
+        prepare_seconds = time.perf_counter() - started
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        source = script.read_text(encoding="utf-8")
+        shim = False
+        if "torchvision" in source and (args.torchvision_shim == "always" or (
+                args.torchvision_shim == "auto" and not has_torchvision(args.python))):
+            shim_dir = write_torchvision_shim(work_dir / "_torchvision_shim")
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(shim_dir)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+            shim = True
+            print("note: no torchvision for that Python: using the harness's stand-in "
+                  "(transforms.Normalize)", flush=True)
+        print(f"airbench side by side: {script.name} (run count {original_runs} -> {args.runs}) "
+              f"on {data_dir}: {len(train)} train / {len(test)} test images, work dir "
+              f"{work_dir}, {prepare_seconds:.1f} s to prepare", flush=True)
+        run = ScriptRun([args.python, str(target)], work_dir, env, args.timeout,
+                        echo=not args.quiet)
+        rc, wall = run.run()
+        parsed = parse_output(run.lines, run.stamps)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if args.keep_work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    runs = parsed["runs"]
+    summary = summarize_runs(runs)
+    stopped = f" (stopped: {run.stopped_by})" if run.stopped_by else ""
+    print(f"{script.name}: exit status {rc}{stopped}, {len(runs)}/{args.runs} run(s) complete, "
+          f"{wall:.1f} s end to end")
+    for r in runs:
+        print("  " + run_line(r))
+    print(f"over {len(runs)} run(s):       mean        std        min        max")
+    for key in METRICS:
+        s = summary[key]
+        if s["mean"] is None:
+            continue
+        scale = 100.0 if "acc" in key else 1.0
+        print(f"  {key:<18}" + "".join(f" {num(s[k] * scale, '10.4f')}"  # type: ignore[operator]
+                                       for k in ("mean", "std", "min", "max"))
+              + (" %" if scale == 100.0 else " s"))
+    if parsed["mean_line"]:
+        own = parsed["mean_line"]
+        print(f"  its own line: Mean {own['mean']}  Std {own['std']}")
+
+    checksum = data_checksum(data_dir)
+    document: dict[str, Any] = {
+        "benchmark": "airbench_side_by_side",
+        "script": str(script), "script_name": script.name, "script_sha256": script_sha,
+        "runs_requested": args.runs, "script_run_count": original_runs,
+        "data_dir": str(data_dir), "data_checksum": checksum,
+        "num_train": len(train), "num_test": len(test), "data_files": written,
+        "python": args.python, "torch": torch.__version__, "torchvision_shim": shim,
+        "returncode": rc, "stopped_by": run.stopped_by, "timeout": args.timeout,
+        "prepare_seconds": round(prepare_seconds, 3), "wall_seconds": round(wall, 3),
+        "time_column": parsed["time_column"], "warmup": parsed["warmup"], "runs": runs,
+        "incomplete_runs": parsed["incomplete_runs"], "summary": summary,
+        "mean_line": parsed["mean_line"],
+        "output_tail": run.lines[-40:],
+    }
+    status = 0 if rc == 0 and len(runs) == args.runs else 1
+    if args.dlbox_json is not None:
+        try:
+            dlbox_doc = json.loads(Path(args.dlbox_json).read_text())
+            comparison = compare(summary, dlbox_doc)
+            comparison["notes"] = same_data_notes(comparison, len(train), len(test), checksum)
+            comparison["dlbox_json"] = str(args.dlbox_json)
+            document["comparison"] = comparison
+            print("\n".join(comparison_lines(comparison, script.name)))
+        except (OSError, ValueError, HarnessError) as error:
+            document["comparison"] = {"error": str(error), "dlbox_json": str(args.dlbox_json)}
+            print(f"error: no comparison with {args.dlbox_json}: {error}", file=sys.stderr)
+            status = status or 3
+    if args.json:
+        write_json(args.json, document)
+        print(f"wrote {args.json}")
+    return status
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except HarnessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

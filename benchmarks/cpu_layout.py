@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Memory layout on the CPU: the speedrun CPU net in channels_last against the default
+(contiguous NCHW) layout, for training steps and for evaluation at several batch sizes.
+
+    python benchmarks/cpu_layout.py [--seconds S] [--repeats R] [--threads T] [--json OUT]
+
+Each case runs for S seconds per repeat; the layouts alternate within a repeat, so a
+machine whose load drifts (shared cores) affects both alike. Prints images/s (the median of
+the repeats) per case and layout, and the ratio channels_last / contiguous: above 1 means
+channels_last is faster. This is what chose `channels_last=True` and `eval_batch_size=500`
+in the speedrun CPU recipe (dlbox/models/speedrun.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlbox.fileio import write_json_atomic
+from dlbox.models.speedrun import CPU_WIDTHS, SpeedrunNet
+
+CASES = (("train", 256), ("eval", 250), ("eval", 500), ("eval", 1000), ("eval", 2000))
+
+
+def images_per_second(step: Callable[[], Any], batch: int, seconds: float) -> float:
+    step()  # warm-up: oneDNN picks and caches its kernels on the first call of a shape
+    start = time.perf_counter()
+    done = 0
+    while time.perf_counter() - start < seconds:
+        step()
+        done += batch
+    return done / (time.perf_counter() - start)
+
+
+def measure(seconds: float, repeats: int) -> dict[str, dict[str, float]]:
+    torch.manual_seed(0)
+    models = {}
+    for layout in ("contiguous", "channels_last"):
+        model = SpeedrunNet(10, widths=CPU_WIDTHS, whiten_stride=2)
+        if layout == "channels_last":
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        models[layout] = model
+    samples: dict[str, dict[str, list[float]]] = {}
+    for _ in range(repeats):
+        for mode, batch in CASES:
+            for layout, model in models.items():
+                fmt = torch.channels_last if layout == "channels_last" \
+                    else torch.contiguous_format
+                x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=fmt)
+                if mode == "train":
+                    model.train()
+
+                    def step(m: torch.nn.Module = model, x: torch.Tensor = x) -> None:
+                        m(x).sum().backward()
+                    rate = images_per_second(step, batch, seconds)
+                else:
+                    model.eval()
+                    with torch.no_grad():
+                        rate = images_per_second(lambda m=model, x=x: m(x), batch, seconds)
+                samples.setdefault(f"{mode} batch {batch}", {}).setdefault(layout, []).append(rate)
+    return {case: {layout: statistics.median(rates) for layout, rates in by_layout.items()}
+            for case, by_layout in samples.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="per case and repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    parser.add_argument("--json", metavar="OUT", help="write the figures here as JSON")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"speedrun CPU net (widths {CPU_WIDTHS}, stride-2 whitening), "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    results = measure(args.seconds, args.repeats)
+    print(f"{'case':<18}{'contiguous':>14}{'channels_last':>16}{'ratio':>8}   (images/s)")
+    for case, rates in results.items():
+        ratio = rates["channels_last"] / rates["contiguous"]
+        rates["ratio"] = ratio
+        print(f"{case:<18}{rates['contiguous']:>14,.0f}{rates['channels_last']:>16,.0f}"
+              f"{ratio:>8.2f}")
+    if args.json:
+        write_json_atomic(Path(args.json), {"benchmark": "cpu_layout",
+                                            "threads": torch.get_num_threads(),
+                                            "torch": torch.__version__, "results": results})
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

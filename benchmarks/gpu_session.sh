@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# The one command of a GPU session (docs/gpu-session.md): every figure the performance issues
+# ask for, measured in one call of at most ~540 s, written to $OUT (at most 8 files).
+#
+#   on the GPU machine, from the repo root, with .data and .airbench carried:
+#       bash benchmarks/gpu_session.sh
+#   on a CPU machine, to check the script itself (tiny data, 1 epoch, GPU-only steps skipped):
+#       OUT=/tmp/gpu-smoke PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh --smoke
+#
+# ONLY="env data speedrun airbench" (say) runs just those steps (and the summary): a second
+# call for airbench when its compile did not fit after the others.
+# Steps, cheapest and most important first; each runs under `timeout` with a limit taken from
+# what is left of the budget (BUDGET_S, default 540 s, counted from the start) minus what the
+# steps after it are kept, and its exit status is logged; a failing step never stops the next.
+#   a  env        PYTHONPATH=src (no install, no network); platformdirs from .data/pylib
+#                 when the image has none; versions and the GPU as Python sees them
+#   b  data       .data/cifar10-jpeg.tar.gz -> /tmp/cifar10/cifar-10-batches-py (converter)
+#   c  gpu        nvidia-smi; dlbox doctor --json > $OUT/doctor.json
+#   d  speedrun   benchmarks/time_to_accuracy.py, 10 runs -> $OUT/speedrun.json
+#   e  e2e1, e2e2 `dlbox train` (defaults) end to end, twice; the time its accuracy line is
+#                 printed and the wall time of the whole command
+#   f  resnet     `dlbox train --model resnet` with its GPU defaults (16 epochs)
+#   g  airbench   benchmarks/airbench_side_by_side.py on .airbench/airbench94_muon.py, 10 runs,
+#                 next to speedrun.json -> $OUT/airbench.json
+#   h  compiled   only with time to spare: time_to_accuracy.py --compile -> speedrun_compiled.json
+#   summary       $OUT/summary.json: each issue target, its figure, pass or fail
+# Files in $OUT: session.log, doctor.json, speedrun.json, airbench.json, gpumem.csv (nvidia-smi
+# memory.used sampled every ~0.25 s), summary.json, speedrun_compiled.json (if h ran).
+
+set -u
+set -o pipefail
+
+MODE=gpu
+if [ "${1:-}" = "--smoke" ]; then MODE=smoke; fi
+if [ -z "${OUT:-}" ]; then echo "OUT is not set (the folder that comes back)" >&2; exit 2; fi
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.." || exit 2
+
+export MODE OUT
+export START_S=$(date +%s.%N)
+export BUDGET_S=${BUDGET_S:-540}
+export PY=${PYTHON:-python3}
+export WORK=${WORK_DIR:-/tmp/gpu-session}
+export STEPS="$WORK/steps.jsonl"
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export AIRBENCH_SCRIPT=${AIRBENCH_SCRIPT:-.airbench/airbench94_muon.py}
+export RUNS=${RUNS:-10}
+if [ "$MODE" = smoke ]; then
+    export DEV=cpu DATA="$WORK/cifar10"
+    export SMALL="--epochs 1 --num-train 200 --num-test 100 --threads 2"
+    export AB_SMALL="--num-train 200 --num-test 100"
+    export RUNS=${SMOKE_RUNS:-2}
+    export AIRBENCH_SCRIPT="$WORK/fake_airbench.py"
+else
+    export DEV=cuda DATA=/tmp/cifar10 SMALL="" AB_SMALL=""
+fi
+export DLBOX="$PY -m dlbox"
+
+log() { echo "== [$(elapsed)s] $*"; }
+elapsed() { awk -v s="$START_S" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }'; }
+export -f log elapsed
+
+# run_step NAME CAP RESERVE COMMAND...: at most CAP seconds, and never into the RESERVE
+# seconds that the later steps are kept; skipped when under MIN_LIMIT (default 15) seconds
+# would be left for it.
+run_step() {
+    local name=$1 cap=$2 reserve=$3 min=${MIN_LIMIT:-15}
+    shift 3
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY summary " != *" $name "* ]]; then
+        log "step $name: not in ONLY=\"$ONLY\""
+        return 0
+    fi
+    local left limit start end rc seconds
+    left=$(awk -v s="$START_S" -v n="$(date +%s.%N)" -v b="$BUDGET_S" -v r="$reserve" \
+        'BEGIN { printf "%d", b - (n - s) - r }')
+    limit=$(( cap < left ? cap : left ))
+    if (( limit < min )); then
+        log "step $name: SKIPPED (${left}s left after the ${reserve}s kept for later steps)"
+        printf '{"step": "%s", "rc": null, "skipped": true}\n' "$name" >> "$STEPS"
+        return 0
+    fi
+    log "step $name: start (limit ${limit}s)"
+    start=$(date +%s.%N)
+    STEP_LIMIT=$limit timeout -k 10 "$limit" "$@"
+    rc=$?
+    end=$(date +%s.%N)
+    seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+    log "step $name: rc=$rc$( ((rc == 124)) && echo ' (TIMED OUT)') in ${seconds}s"
+    printf '{"step": "%s", "rc": %d, "start": %s, "end": %s, "seconds": %s, "limit": %d}\n' \
+        "$name" "$rc" "$start" "$end" "$seconds" "$limit" >> "$STEPS"
+    return 0
+}
+
+# ---- the steps (each runs in its own bash under timeout) --------------------------------------
+
+step_env() {
+    echo "mode $MODE, python $PY, repo $(pwd), commit $(git rev-parse --short HEAD 2>/dev/null)"
+    echo "PYTHONPATH=$PYTHONPATH"
+    $PY - <<'EOF'
+import importlib, sys
+print("python", sys.version.split()[0], sys.executable)
+for name in ("torch", "torchvision", "numpy", "PIL", "platformdirs", "rich", "matplotlib",
+             "pynvml", "docker", "dlbox"):
+    try:
+        module = importlib.import_module(name)
+        print(f"  {name:<13} {getattr(module, '__version__', '?'):<22} {module.__file__}")
+    except Exception as error:
+        print(f"  {name:<13} MISSING ({type(error).__name__}: {error})")
+import torch
+print("torch cuda", torch.version.cuda, "available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print(f"  {p.name}, {p.total_memory / 2**30:.1f} GiB, {p.multi_processor_count} SMs, "
+          f"capability {p.major}.{p.minor}, cudnn {torch.backends.cudnn.version()}")
+EOF
+    $DLBOX --version
+}
+
+step_data() {
+    local src=.data/cifar10-jpeg.tar.gz
+    if [ -f "$DATA/cifar-10-batches-py/test_batch" ]; then
+        echo "$DATA/cifar-10-batches-py is there already"
+        return 0
+    fi
+    if [ "$MODE" = smoke ]; then  # a tiny JPEG tree of the same layout, from synthetic images
+        src="$WORK/mini-cifar10-jpeg.tar.gz"
+        $PY - "$src" <<'EOF' || return 1
+import io, sys, tarfile
+from PIL import Image
+from dlbox.data.cifar10 import CIFAR10_CLASSES
+from dlbox.data.synthetic import make_synthetic_images
+with tarfile.open(sys.argv[1], "w:gz") as tar:
+    for split, count, seed in (("train", 300, 0), ("test", 100, 1)):
+        images, labels = make_synthetic_images(count, seed)
+        for i, (image, label) in enumerate(zip(images, labels)):
+            buf = io.BytesIO()
+            Image.fromarray(image.transpose(1, 2, 0)).save(buf, "JPEG", quality=75)
+            info = tarfile.TarInfo(f"cifar10-jpeg/{split}/{CIFAR10_CLASSES[label]}/{i:04d}.jpg")
+            info.size = buf.tell()
+            buf.seek(0)
+            tar.addfile(info, buf)
+print("wrote", sys.argv[1])
+EOF
+    fi
+    # --tar (also cifar-10-python.tar.gz) is left out unless CONVERT_TAR=1: nothing here reads
+    # it, and gzipping ~180 MB costs seconds of the budget.
+    $PY .data/jpeg_to_cifar_batches.py "$src" "$DATA" ${CONVERT_TAR:+--tar} || return 1
+    ls -la "$DATA/cifar-10-batches-py"
+}
+
+step_gpu() {
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit \
+            --format=csv
+    else
+        echo "no nvidia-smi (expected in --smoke mode)"
+    fi
+    # doctor imports the installed frameworks on a GPU host; jax would take 75 % of the GPU
+    XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 70 $DLBOX doctor --json > "$OUT/doctor.json"
+    local rc=$?
+    echo "dlbox doctor --json: rc=$rc, $(wc -c < "$OUT/doctor.json") bytes -> $OUT/doctor.json"
+    return $rc
+}
+
+step_speedrun() {
+    $PY benchmarks/time_to_accuracy.py --data "$DATA" --device "$DEV" --runs "$RUNS" \
+        --json "$OUT/speedrun.json" $SMALL
+}
+
+# The wall time of `dlbox train` with its defaults, and when its accuracy line is printed.
+STAMPER='
+import json, sys, time
+t0, record, first = float(sys.argv[1]), sys.argv[2], None
+for line in sys.stdin:
+    dt = time.time() - t0
+    if first is None and "test accuracy:" in line:
+        first = dt
+    sys.stdout.write(f"[{dt:7.2f}s] {line}")
+    sys.stdout.flush()
+json.dump({"accuracy_line_s": first}, open(record, "w"))
+'
+export STAMPER
+step_e2e() {
+    local name=$1 t0 t1 rc
+    t0=$(date +%s.%N)
+    $DLBOX train --device "$DEV" --data "$DATA" --run-dir "$WORK/$name" $SMALL 2>&1 \
+        | $PY -u -c "$STAMPER" "$t0" "$WORK/$name.e2e.json"
+    rc=${PIPESTATUS[0]}
+    t1=$(date +%s.%N)
+    $PY -c 'import json, sys; p = sys.argv[1]; d = json.load(open(p))
+d.update(rc=int(sys.argv[2]), wall_s=round(float(sys.argv[3]) - float(sys.argv[4]), 3))
+json.dump(d, open(p, "w")); print(f"end to end: {d}")' "$WORK/$name.e2e.json" "$rc" "$t1" "$t0"
+    return "$rc"
+}
+
+step_resnet() {
+    $DLBOX train --model resnet --device "$DEV" --data "$DATA" --run-dir "$WORK/resnet" \
+        --no-progress $SMALL
+}
+
+step_airbench() {
+    if [ "$MODE" = smoke ]; then
+        $PY benchmarks/airbench_side_by_side.py --write-fake-script "$AIRBENCH_SCRIPT" || return 1
+    fi
+    # stop the script itself before this step's limit, so that its JSON is still written
+    local inner=$(( STEP_LIMIT > 60 ? STEP_LIMIT - 25 : STEP_LIMIT * 2 / 3 ))
+    $PY benchmarks/airbench_side_by_side.py --script "$AIRBENCH_SCRIPT" --runs "$RUNS" \
+        --data "$DATA" --dlbox-json "$OUT/speedrun.json" --json "$OUT/airbench.json" \
+        --timeout "$inner" $AB_SMALL
+}
+
+step_compiled() {
+    $PY benchmarks/time_to_accuracy.py --data "$DATA" --device "$DEV" --runs "$RUNS" \
+        --compile --json "$OUT/speedrun_compiled.json" $SMALL
+}
+
+step_summary() {
+    $PY - <<'EOF'
+import csv, json, os
+from pathlib import Path
+
+OUT, WORK = Path(os.environ["OUT"]), Path(os.environ["WORK"])
+
+def load(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+steps = [json.loads(line) for line in (WORK / "steps.jsonl").read_text().splitlines() if line]
+samples = []
+if (OUT / "gpumem.csv").is_file():
+    for row in csv.reader((OUT / "gpumem.csv").read_text().splitlines()[1:]):
+        try:
+            samples.append((float(row[0]), float(row[1])))
+        except (ValueError, IndexError):
+            pass
+for step in steps:
+    inside = [m for t, m in samples if step.get("start") and step["start"] <= t <= step["end"]]
+    step["gpu_memory_used_peak_mib"] = max(inside) if inside else None
+
+speedrun, compiled = load(OUT / "speedrun.json"), load(OUT / "speedrun_compiled.json")
+airbench = load(OUT / "airbench.json")
+e2e = {name: load(WORK / f"{name}.e2e.json") for name in ("e2e1", "e2e2")}
+runs = {name: load(WORK / name / "metrics.json") for name in ("e2e1", "e2e2", "resnet")}
+
+def get(doc, *keys):
+    for key in keys:
+        if not isinstance(doc, dict) or key not in doc:
+            return None
+        doc = doc[key]
+    return doc
+
+def final(name):
+    doc = runs[name]
+    history = get(doc, "history") or [{}]
+    return {"test_accuracy": get(doc, "final", "test_accuracy"),
+            "test_accuracy_tta": get(doc, "final", "test_accuracy_tta"),
+            "last_epoch_test_accuracy": history[-1].get("test_accuracy"),
+            "epochs": get(doc, "final", "epochs_completed"),
+            "train_seconds": get(doc, "final", "train_seconds")}
+
+peaks = [r.get("peak_memory_mib") for r in (get(speedrun, "runs") or [])]
+peaks = [p for p in peaks if p is not None]
+DLBOX_STEPS = ("speedrun", "e2e1", "e2e2", "resnet", "compiled")
+smi_peaks = [s["gpu_memory_used_peak_mib"] for s in steps
+             if s["step"] in DLBOX_STEPS and s.get("gpu_memory_used_peak_mib") is not None]
+smi_peak = max(smi_peaks, default=None)
+ratio = get(airbench, "comparison", "time_seconds_ratio")
+ab_time = get(airbench, "summary", "time_seconds", "mean")
+compiled_time = get(compiled, "summary", "time_seconds", "mean")
+
+def target(name, value, ok, goal):
+    return {"target": name, "goal": goal, "value": value,
+            "pass": None if value is None else bool(ok(value))}
+
+targets = [
+    target("resnet accuracy (dlbox train --model resnet, GPU defaults)",
+           final("resnet")["test_accuracy"], lambda v: v >= 0.88, ">= 0.88"),
+    target("speedrun mean TTA accuracy", get(speedrun, "summary", "tta_accuracy", "mean"),
+           lambda v: v >= 0.908, ">= 0.908"),
+    target("speedrun runs", len(get(speedrun, "runs") or []) or None, lambda v: v >= 10, ">= 10"),
+    target("speedrun mean time_seconds", get(speedrun, "summary", "time_seconds", "mean"),
+           lambda v: v <= 1.8, "<= 1.8 s"),
+    target("ratio speedrun / airbench94_muon mean time_seconds (same call)", ratio,
+           lambda v: v <= 1.0, "<= 1.0"),
+    target("end to end dlbox train, 1st: seconds to its accuracy line",
+           get(e2e["e2e1"], "accuracy_line_s"), lambda v: v <= 17, "<= 17 s"),
+    target("end to end dlbox train, 2nd (warm): seconds to its accuracy line",
+           get(e2e["e2e2"], "accuracy_line_s"), lambda v: v <= 17, "<= 17 s"),
+    target("GPU peak, torch max_memory_allocated over the speedrun runs (GB = 1e9 B)",
+           round(max(peaks) * 2**20 / 1e9, 3) if peaks else None, lambda v: v <= 8, "<= 8 GB"),
+    target("GPU peak, nvidia-smi memory.used in dlbox's steps d-f, h (GB = 1e9 B)",
+           round(smi_peak * 2**20 / 1e9, 3) if smi_peak is not None else None,
+           lambda v: v <= 8, "<= 8 GB"),
+]
+document = {
+    "mode": os.environ["MODE"], "budget_s": float(os.environ["BUDGET_S"]),
+    "targets": targets, "steps": steps,
+    "e2e": e2e, "train_runs": {name: final(name) for name in runs},
+    "speedrun": get(speedrun, "summary"), "speedrun_compiled": get(compiled, "summary"),
+    "airbench": {"summary": get(airbench, "summary"), "wall_seconds": get(airbench, "wall_seconds"),
+                 "runs": len(get(airbench, "runs") or []), "stopped_by": get(airbench, "stopped_by"),
+                 "warmup_done_at_s": get(airbench, "warmup", "finished_at_s"),
+                 "comparison": get(airbench, "comparison"),
+                 "compiled_ratio": compiled_time / ab_time if compiled_time and ab_time else None},
+    "environment": get(speedrun, "environment"),
+}
+(OUT / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
+print(f"{'target':<74} {'goal':>9} {'value':>9}  result")
+for t in targets:
+    value = "-" if t["value"] is None else f"{t['value']:.4g}"
+    result = {True: "PASS", False: "FAIL", None: "missing"}[t["pass"]]
+    print(f"{t['target']:<74} {t['goal']:>9} {value:>9}  {result}")
+if document["airbench"]["compiled_ratio"] is not None:
+    print(f"(with --compile: ratio {document['airbench']['compiled_ratio']:.3f})")
+for step in steps:
+    print(f"  step {step['step']:<9} rc {step.get('rc')}  {step.get('seconds', '-')} s"
+          f"  gpu peak {step.get('gpu_memory_used_peak_mib')} MiB")
+print(f"wrote {OUT / 'summary.json'}")
+EOF
+}
+
+export -f run_step step_env step_data step_gpu step_speedrun step_e2e step_resnet \
+    step_airbench step_compiled step_summary
+
+main() {
+    rm -rf "$WORK" && mkdir -p "$WORK"
+    log "gpu_session.sh ($MODE), budget ${BUDGET_S}s, OUT=$OUT"
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+    if [ "$MODE" = smoke ] && [ -n "${SMOKE_BLOCK-docker platformdirs}" ]; then
+        # as on the GPU image: no docker, no platformdirs (.data/pylib must stand in)
+        mkdir -p "$WORK/block"
+        for name in ${SMOKE_BLOCK-docker platformdirs}; do
+            echo "raise ModuleNotFoundError('blocked by gpu_session.sh --smoke')" \
+                > "$WORK/block/$name.py"
+        done
+        export PYTHONPATH="$PYTHONPATH:$WORK/block"
+    fi
+    if ! $PY -c "import platformdirs" 2>/dev/null; then
+        export PYTHONPATH="$PWD/.data/pylib:$PYTHONPATH"
+        log "no platformdirs in this Python: using the copy in .data/pylib"
+    fi
+
+    local sampler=""
+    if command -v nvidia-smi >/dev/null; then
+        echo "epoch_s,memory_used_mib,utilization_pct" > "$OUT/gpumem.csv"
+        ( while :; do
+            echo "$(date +%s.%N),$(nvidia-smi --query-gpu=memory.used,utilization.gpu \
+                --format=csv,noheader,nounits | head -n 1 | tr -d ' ')"
+            sleep 0.25
+        done >> "$OUT/gpumem.csv" ) &
+        sampler=$!
+    fi
+
+    #        name      cap  reserve  command
+    run_step env        60      470  bash -c step_env
+    run_step data      180      320  bash -c step_data
+    run_step gpu        80      300  bash -c step_gpu
+    run_step speedrun  150      240  bash -c step_speedrun
+    run_step e2e1       60      200  bash -c "step_e2e e2e1"
+    run_step e2e2       60      180  bash -c "step_e2e e2e2"
+    run_step resnet    200      160  bash -c step_resnet
+    run_step airbench  480       20  bash -c step_airbench
+    if [ "$MODE" = gpu ] && [ -f "$OUT/speedrun.json" ]; then
+        MIN_LIMIT=120 run_step compiled 200 20 bash -c step_compiled
+    fi
+    if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; fi
+    run_step summary    30        0  bash -c step_summary
+    log "done; files in $OUT:"
+    ls -la "$OUT"
+}
+
+main 2>&1 | tee -a "$OUT/session.log"
+exit 0

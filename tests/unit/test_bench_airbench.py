@@ -1,0 +1,327 @@
+"""benchmarks/airbench_side_by_side.py: the parts that need no GPU (and no airbench code).
+
+The module is imported by path (benchmarks/ is no package). The table samples below are
+written by hand in the format airbench's scripts print; the end-to-end tests run the
+harness's own CPU stand-in for airbench (--write-fake-script), never airbench itself.
+"""
+
+# ruff: noqa: E501  (the recorded table lines are as wide as airbench prints them)
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlbox.data.cifar10 import CIFAR10_CLASSES
+from dlbox.data.synthetic import write_fake_cifar10
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "airbench_side_by_side.py"
+
+
+def _load_module():
+    spec = importlib.util.spec_from_file_location("airbench_side_by_side", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_module()
+
+# airbench94_muon.py's table: a header, the warm-up run, then one block per run; the run
+# number only on a run's first row; the `eval` row closes the run with tta_val_acc and
+# time_seconds; at the end its Mean / Std line and the path of its log.
+MUON_SAMPLE = """\
+--------------------------------------------------------------------------------
+|  run     |  epoch  |  train_acc  |  val_acc  |  tta_val_acc  |  time_seconds  |
+--------------------------------------------------------------------------------
+|  warmup  |      0  |     0.1035  |   0.1000  |               |       41.2001  |
+|          |      1  |     0.0990  |   0.1000  |               |       41.5120  |
+|          |   eval  |     0.0990  |   0.1000  |       0.1012  |       41.6003  |
+--------------------------------------------------------------------------------
+|       0  |      0  |     0.5210  |   0.5812  |               |        0.3370  |
+|          |      1  |     0.6620  |   0.7005  |               |        0.6521  |
+|          |      2  |     0.7215  |   0.7710  |               |        0.9650  |
+|          |      3  |     0.7630  |   0.8215  |               |        1.2811  |
+|          |      4  |     0.7960  |   0.8633  |               |        1.5950  |
+|          |      5  |     0.8195  |   0.8990  |               |        1.9105  |
+|          |      6  |     0.8420  |   0.9201  |               |        2.2240  |
+|          |      7  |     0.8655  |   0.9358  |               |        2.5102  |
+|          |   eval  |     0.8655  |   0.9358  |       0.9411  |        2.5931  |
+--------------------------------------------------------------------------------
+|       1  |      0  |     0.5190  |   0.5790  |               |        0.3344  |
+|          |      1  |     0.6645  |   0.7041  |               |        0.6490  |
+|          |      2  |     0.7190  |   0.7733  |               |        0.9631  |
+|          |      3  |     0.7611  |   0.8190  |               |        1.2790  |
+|          |      4  |     0.7975  |   0.8650  |               |        1.5932  |
+|          |      5  |     0.8180  |   0.8977  |               |        1.9088  |
+|          |      6  |     0.8445  |   0.9188  |               |        2.2231  |
+|          |      7  |     0.8630  |   0.9345  |               |        2.5077  |
+|          |   eval  |     0.8630  |   0.9345  |       0.9389  |        2.5890  |
+--------------------------------------------------------------------------------
+Mean: 0.9400    Std: 0.0016
+/tmp/work/logs/7f0c2a4e-1b9d-4a51-9a70-2f9d3b3c0a11/log.pt
+"""
+
+# airbench96_faster.py: no warm-up run, an extra train_loss column, total_time_seconds,
+# and lines of its own between the rows.
+FASTER_SAMPLE = """\
+-----------------------------------------------------------------------------------------
+|  run     |  epoch  |  train_loss  |  train_acc  |  val_acc  |  tta_val_acc  |  total_time_seconds  |
+-----------------------------------------------------------------------------------------
+Main model parameters: 7453066
+Training small proxy...
+Proxy parameters: 312970
+|       0  |      0  |      0.9120  |     0.6621  |   0.6755  |               |              9.9120  |
+|          |     44  |      0.2101  |     0.9903  |   0.9571  |               |             27.1033  |
+|          |   eval  |      0.2101  |     0.9903  |   0.9571  |       0.9605  |             27.4410  |
+-----------------------------------------------------------------------------------------
+Main model parameters: 7453066
+Mean: 0.9605    Std: nan
+"""
+
+MUON_TAIL = """    print_columns(logging_columns_list, is_head=True)
+    main("warmup", model)
+    accs = torch.tensor([main(run, model) for run in range(200)])
+    print("Mean: %.4f    Std: %.4f" % (accs.mean(), accs.std()))
+"""
+
+
+# ---- the data files ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("abdata")
+    write_fake_cifar10(root, n_train=60, n_test=30, seed=3)
+    return root
+
+
+def test_data_files_have_airbench_layout_and_dlbox_content(data_dir: Path,
+                                                           tmp_path: Path) -> None:
+    train, test = bench.load_dlbox_splits(data_dir, 50, None)
+    assert train.images.shape[1:] == (3, 32, 32)  # dlbox's own form: NCHW
+    written = bench.write_airbench_data(tmp_path, train, test)
+    for name, source, count in (("train", train, 50), ("test", test, 30)):
+        path = tmp_path / "cifar10" / f"{name}.pt"
+        data = torch.load(path, weights_only=True)  # how torch >= 2.6 loads it by default
+        assert set(data) == {"images", "labels", "classes"}
+        images, labels = data["images"], data["labels"]
+        assert images.dtype == torch.uint8 and labels.dtype == torch.int64
+        assert tuple(images.shape) == (count, 32, 32, 3)  # NHWC
+        assert images.is_contiguous()
+        assert torch.equal(labels, source.labels)
+        assert torch.equal(images, source.images.permute(0, 2, 3, 1))
+        # one pixel by hand: image 7, row 5, column 11, blue
+        assert images[7, 5, 11, 2] == source.images[7, 2, 5, 11]
+        assert data["classes"] == list(CIFAR10_CLASSES)
+        # a subset is saved on its own, not as a view of the whole split
+        assert images.untyped_storage().nbytes() == count * 32 * 32 * 3
+        assert written[name]["shape"] == [count, 32, 32, 3]
+        assert written[name]["images"] == count
+    assert written["train"]["images_sha256"] != written["test"]["images_sha256"]
+
+
+# ---- the run count ----------------------------------------------------------------------------
+
+def test_patch_run_count_sets_the_one_run_loop() -> None:
+    patched, original = bench.patch_run_count(MUON_TAIL, 10)
+    assert original == 200
+    assert "for run in range(10)]" in patched and "range(200)" not in patched
+    assert patched.replace("range(10)", "range(200)") == MUON_TAIL  # nothing else changed
+
+
+def test_patch_run_count_reads_a_loop_split_over_lines() -> None:
+    source = ("    accs = torch.tensor([main(run, hyp, model_proxy, model_trainbias)\n"
+              "                         for run in range(10)])\n")
+    patched, original = bench.patch_run_count(source, 3)
+    assert original == 10 and "for run in range(3)])" in patched
+
+
+@pytest.mark.parametrize("source, what", [
+    ("accs = torch.tensor([main(r, model) for r in range(200)])\n", "no"),
+    (MUON_TAIL + MUON_TAIL, "2"),
+])
+def test_patch_run_count_fails_clearly(source: str, what: str) -> None:
+    with pytest.raises(bench.HarnessError, match=rf"has {what} `for run in range\(N\)`"):
+        bench.patch_run_count(source, 10)
+
+
+def test_patch_run_count_refuses_zero_runs() -> None:
+    with pytest.raises(bench.HarnessError, match="at least 1"):
+        bench.patch_run_count(MUON_TAIL, 0)
+
+
+def test_prepare_script_copies_the_patched_script(tmp_path: Path) -> None:
+    script = tmp_path / "src" / "airbench94_muon.py"
+    script.parent.mkdir()
+    script.write_text(MUON_TAIL)
+    work = tmp_path / "work"
+    work.mkdir()
+    target, original, sha = bench.prepare_script(script, work, 4)
+    assert target == work / "airbench94_muon.py" and original == 200
+    assert "range(4)" in target.read_text() and script.read_text() == MUON_TAIL
+    assert len(sha) == 64
+
+
+# ---- the table --------------------------------------------------------------------------------
+
+def test_parse_output_reads_each_run_apart_from_the_warmup() -> None:
+    lines = MUON_SAMPLE.splitlines()
+    parsed = bench.parse_output(lines, [float(i) for i in range(len(lines))])
+    assert parsed["time_column"] == "time_seconds"
+    assert [r["run"] for r in parsed["runs"]] == [0, 1]
+    first, second = parsed["runs"]
+    assert (first["tta_val_acc"], first["time_seconds"], first["val_acc"]) == (0.9411, 2.5931,
+                                                                                0.9358)
+    assert (second["tta_val_acc"], second["time_seconds"]) == (0.9389, 2.5890)
+    assert first["epochs"] == 8 and second["epochs"] == 8
+    assert first["finished_at_s"] == float(lines.index(
+        "|          |   eval  |     0.8655  |   0.9358  |       0.9411  |        2.5931  |"))
+    assert parsed["warmup"]["tta_val_acc"] == 0.1012 and parsed["warmup"]["epochs"] == 2
+    assert parsed["mean_line"] == {"mean": 0.94, "std": 0.0016}
+    assert parsed["incomplete_runs"] == []
+    summary = bench.summarize_runs(parsed["runs"])
+    assert summary["tta_val_acc"]["mean"] == pytest.approx(0.94)
+    assert summary["time_seconds"]["mean"] == pytest.approx((2.5931 + 2.5890) / 2)
+    assert summary["time_seconds"]["min"] == 2.5890 and summary["time_seconds"]["max"] == 2.5931
+    assert summary["tta_val_acc"]["std"] == pytest.approx(0.0015556, abs=1e-6)
+    assert summary["tta_val_acc"]["n"] == 2
+
+
+def test_parse_output_reads_the_longer_scripts_columns() -> None:
+    parsed = bench.parse_output(FASTER_SAMPLE.splitlines())
+    assert parsed["time_column"] == "total_time_seconds"
+    assert parsed["warmup"] is None
+    assert parsed["runs"] == [{"run": 0, "tta_val_acc": 0.9605, "val_acc": 0.9571,
+                               "train_acc": 0.9903, "time_seconds": 27.441, "epochs": 2,
+                               "finished_at_s": None}]
+    assert parsed["mean_line"] == {"mean": 0.9605, "std": None}  # nan from one run
+
+
+def test_parse_output_keeps_only_finished_runs_of_a_cut_off_table() -> None:
+    lines = MUON_SAMPLE.splitlines()
+    cut = lines[: lines.index("|       1  |      0  |     0.5190  |   0.5790  |"
+                              "               |        0.3344  |") + 3]
+    parsed = bench.parse_output(cut)
+    assert [r["run"] for r in parsed["runs"]] == [0]
+    assert parsed["incomplete_runs"] == ["1"] and parsed["mean_line"] is None
+
+
+def test_parse_output_without_a_table() -> None:
+    parsed = bench.parse_output(["Traceback (most recent call last):", "RuntimeError: no GPU"])
+    assert parsed["runs"] == [] and parsed["columns"] is None
+    assert bench.summarize_runs([])["time_seconds"]["mean"] is None
+    with pytest.raises(bench.HarnessError, match="header"):
+        bench.parse_output(["|  run  |  epoch  |  val_acc  |"])
+
+
+# ---- side by side -----------------------------------------------------------------------------
+
+def dlbox_doc(time_mean: float, tta_mean: float, runs: int = 10) -> dict:
+    """The parts of benchmarks/time_to_accuracy.py's --json the comparison reads."""
+    def stat(mean: float) -> dict:
+        return {"mean": mean, "std": 0.001, "min": mean, "max": mean}
+    return {"benchmark": "time_to_accuracy", "model": "speedrun", "device": "cuda",
+            "settings": {"runs": runs, "num_train": 50000, "num_test": 10000},
+            "environment": {"data_checksum": "abc"},
+            "runs": [{"run": i + 1} for i in range(runs)],
+            "summary": {"time_seconds": stat(time_mean), "tta_accuracy": stat(tta_mean),
+                        "accuracy": stat(tta_mean - 0.01)}}
+
+
+def test_compare_gives_the_time_ratio_and_both_accuracies() -> None:
+    summary = bench.summarize_runs(bench.parse_output(MUON_SAMPLE.splitlines())["runs"])
+    comparison = bench.compare(summary, dlbox_doc(1.5, 0.9412))
+    airbench_time = (2.5931 + 2.5890) / 2
+    assert comparison["time_seconds_ratio"] == pytest.approx(1.5 / airbench_time)
+    assert comparison["dlbox"]["tta_accuracy_mean"] == 0.9412
+    assert comparison["airbench"]["tta_accuracy_mean"] == pytest.approx(0.94)
+    assert comparison["airbench"]["runs"] == 2 and comparison["dlbox"]["runs"] == 10
+    text = "\n".join(bench.comparison_lines(comparison, "airbench94_muon.py"))
+    assert f"time_seconds ratio dlbox / airbench: {1.5 / airbench_time:.3f}" in text
+    assert "94.12%" in text and "94.00%" in text
+    notes = bench.same_data_notes(comparison, 50000, 10000, "other")
+    assert notes == ["the data dirs' checksums differ: not the same data"]
+    assert bench.same_data_notes(comparison, 50000, 10000, "abc") == []
+
+
+def test_compare_needs_the_dlbox_time() -> None:
+    summary = bench.summarize_runs(bench.parse_output(MUON_SAMPLE.splitlines())["runs"])
+    doc = dlbox_doc(1.5, 0.94)
+    del doc["summary"]["time_seconds"]
+    with pytest.raises(bench.HarnessError, match="time_seconds"):
+        bench.compare(summary, doc)
+
+
+def test_torchvision_shim_normalizes_like_the_formula(tmp_path: Path) -> None:
+    folder = bench.write_torchvision_shim(tmp_path)
+    spec = importlib.util.spec_from_file_location("shim_transforms",
+                                                  folder / "torchvision" / "transforms.py")
+    assert spec is not None and spec.loader is not None
+    transforms = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(transforms)
+    x = torch.rand(4, 3, 8, 8)
+    mean, std = torch.tensor((0.4914, 0.4822, 0.4465)), torch.tensor((0.247, 0.2435, 0.2616))
+    out = transforms.Normalize(mean, std)(x)
+    assert torch.allclose(out, (x - mean.view(3, 1, 1)) / std.view(3, 1, 1))
+    assert not torch.equal(out, x)  # a copy; the input is left alone
+    assert (folder / "torchvision" / "__init__.py").is_file()
+
+
+# ---- the whole harness, on the CPU stand-in -----------------------------------------------------
+
+@pytest.mark.slow
+def test_main_runs_a_script_on_dlbox_data_and_writes_the_json(data_dir: Path,
+                                                              tmp_path: Path) -> None:
+    fake = bench.write_fake_script(tmp_path / "fake_airbench.py")
+    assert "for run in range(200)" in fake.read_text()
+    dlbox_json = tmp_path / "speedrun.json"
+    dlbox_json.write_text(json.dumps(dlbox_doc(0.004, 0.5)))
+    out = tmp_path / "airbench.json"
+    status = bench.main(["--script", str(fake), "--runs", "2", "--data", str(data_dir),
+                         "--num-train", "40", "--num-test", "20", "--quiet", "--timeout", "120",
+                         "--dlbox-json", str(dlbox_json), "--json", str(out)])
+    doc = json.loads(out.read_text())
+    assert status == 0 and doc["returncode"] == 0 and doc["stopped_by"] is None
+    assert doc["script_run_count"] == 200 and doc["runs_requested"] == 2
+    assert [r["run"] for r in doc["runs"]] == [0, 1] and doc["warmup"]["run"] == "warmup"
+    assert any("layout ok, 40 train / 20 test images" in line for line in doc["output_tail"])
+    assert doc["data_files"]["train"]["shape"] == [40, 32, 32, 3]
+    assert doc["wall_seconds"] > 0 and doc["num_train"] == 40
+    for run in doc["runs"]:
+        assert 0.0 <= run["tta_val_acc"] <= 1.0 and run["time_seconds"] > 0
+    mean_time = sum(r["time_seconds"] for r in doc["runs"]) / 2
+    assert doc["summary"]["time_seconds"]["mean"] == pytest.approx(mean_time)
+    assert doc["comparison"]["time_seconds_ratio"] == pytest.approx(0.004 / mean_time)
+    assert doc["comparison"]["notes"][0].startswith("different data sizes")
+
+
+@pytest.mark.slow
+def test_timeout_stops_the_script_and_keeps_finished_runs(data_dir: Path,
+                                                          tmp_path: Path) -> None:
+    script = tmp_path / "slow_airbench.py"
+    header = MUON_SAMPLE.splitlines()[:3]
+    run0 = [line for line in MUON_SAMPLE.splitlines()[7:17]]
+    script.write_text(
+        "import time\n"
+        f"HEAD = {header!r}\nRUN0 = {run0!r}\n"
+        "print('\\n'.join(HEAD), flush=True)\n"
+        "def main(run):\n"
+        "    if run > 0:\n"
+        "        time.sleep(600)\n"
+        "    print('\\n'.join(RUN0), flush=True)\n"
+        "accs = [main(run) for run in range(200)]\n")
+    out = tmp_path / "airbench.json"
+    status = bench.main(["--script", str(script), "--runs", "3", "--data", str(data_dir),
+                         "--num-train", "20", "--num-test", "10", "--quiet",
+                         "--timeout", "3", "--json", str(out)])
+    doc = json.loads(out.read_text())
+    assert status == 1 and doc["stopped_by"] == "timeout" and doc["returncode"] != 0
+    assert [r["tta_val_acc"] for r in doc["runs"]] == [0.9411]
+    assert doc["wall_seconds"] < 60
