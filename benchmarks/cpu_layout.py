@@ -62,8 +62,11 @@ def measure(seconds: float, repeats: int) -> dict[str, dict[str, float]]:
                     rate = images_per_second(step, batch, seconds)
                 else:
                     model.eval()
+
+                    def infer(m: torch.nn.Module = model, x: torch.Tensor = x) -> None:
+                        m(x)
                     with torch.no_grad():
-                        rate = images_per_second(lambda m=model, x=x: m(x), batch, seconds)
+                        rate = images_per_second(infer, batch, seconds)
                 samples.setdefault(f"{mode} batch {batch}", {}).setdefault(layout, []).append(rate)
     return {case: {layout: statistics.median(rates) for layout, rates in by_layout.items()}
             for case, by_layout in samples.items()}

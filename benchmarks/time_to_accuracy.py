@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         if s["mean"] is None:
             continue
         scale = 100.0 if "accuracy" in key else 1.0
-        print(f"  {key:<18}" + "".join(f" {num(s[k] * scale, '10.3f')}"
+        print(f"  {key:<18}" + "".join(f" {num((s[k] or 0.0) * scale, '10.3f')}"
                                        for k in ("mean", "std", "min", "max"))
               + (" %" if scale == 100.0 else ""))
 

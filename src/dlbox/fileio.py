@@ -26,7 +26,9 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     try:
         # mkstemp makes the file 0600; the result gets the mode a plain open() would give.
         os.fchmod(fd, 0o666 & ~_current_umask())
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
+        handle: IO[Any]
+        with (os.fdopen(fd, "w", encoding="utf-8") if mode == "w"
+              else os.fdopen(fd, "wb")) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -18,6 +18,7 @@ from dlbox.container.lock import (
     pins_from_report,
     read_lock,
     stale_reasons,
+    target_archs,
     write_lock,
 )
 from dlbox.container.project import detect_project
@@ -322,3 +323,128 @@ def test_release_request_matches_any_patch_version_it_locked() -> None:
     assert stale_reasons(entry, PROJECT_REQS, options, framework_version="2.1.0") == []
     assert stale_reasons(entry, PROJECT_REQS, options, framework_version="2.1.2") != []
     assert stale_reasons(entry, PROJECT_REQS, options, framework_version="2.1.0+cu118") != []
+
+
+# ---- the GPU architectures a lock was resolved for -------------------------------------------
+
+def test_target_archs_are_normalised_and_sorted() -> None:
+    assert target_archs(("sm_90", "8.6", "86", "7.5")) == ("7.5", "8.6", "9.0")
+    assert target_archs(("12.0", "9.0")) == ("9.0", "12.0")  # numerically, not as text
+    assert target_archs(()) == ()
+    assert target_archs(("8.6", "ampere")) == ("8.6", "ampere")  # junk kept, for the message
+
+
+def test_archs_round_trip_and_an_older_lock_reads_as_unrecorded(tmp_path: Path) -> None:
+    path = tmp_path / LOCK_FILE
+    entry = make_entry(compute_capabilities=("8.6",))
+    write_lock(path, {"torch-gpu": entry})
+    assert json.loads(path.read_text())["builds"]["torch-gpu"]["compute_capabilities"] == ["8.6"]
+    assert read_lock(path)["torch-gpu"].compute_capabilities == ("8.6",)
+    first = path.read_bytes()
+    write_lock(path, read_lock(path))
+    assert path.read_bytes() == first
+    old = entry.to_dict()
+    del old["compute_capabilities"]  # written before dlbox recorded the architectures
+    path.write_text(json.dumps({"schema": LOCK_SCHEMA, "builds": {"torch-gpu": old}}))
+    assert read_lock(path)["torch-gpu"].compute_capabilities is None
+    # The architecture does not change what the image installs: the label digest stays.
+    assert entry.sha256() == make_entry().sha256()
+
+
+def test_another_gpu_architecture_is_stale_naming_old_and_new() -> None:
+    entry = make_entry(compute_capabilities=("8.6",))
+    options = entry.project_pip_options
+    assert stale_reasons(entry, PROJECT_REQS, options, driver="560.35.03",
+                         compute_capabilities=("8.6",)) == []
+    assert stale_reasons(entry, PROJECT_REQS, options, compute_capabilities=("sm_86",)) == []
+    reasons = stale_reasons(entry, PROJECT_REQS, options, driver="560.35.03",
+                            compute_capabilities=("9.0",))
+    assert reasons == ["the target's GPU architecture is sm_90 (locked for sm_86)"]
+    # One more GPU of another kind: the locked build was not checked for it.
+    assert stale_reasons(entry, PROJECT_REQS, options, compute_capabilities=("8.6", "12.0")) == [
+        "the target's GPU architectures are sm_86, sm_120 (locked for sm_86)"]
+
+
+def test_a_lock_for_more_architectures_covers_fewer() -> None:
+    # Resolved for a machine with two kinds of GPU: its build runs on each of them.
+    entry = make_entry(compute_capabilities=("7.5", "8.6"))
+    assert stale_reasons(entry, PROJECT_REQS, entry.project_pip_options,
+                         compute_capabilities=("8.6",)) == []
+
+
+def test_a_lock_resolved_without_architecture_is_stale_for_one() -> None:
+    entry = make_entry(compute_capabilities=())
+    reasons = stale_reasons(entry, PROJECT_REQS, entry.project_pip_options,
+                            compute_capabilities=("9.0",))
+    assert len(reasons) == 1 and "sm_90" in reasons[0] and "never checked" in reasons[0]
+
+
+def test_no_architecture_named_or_none_recorded_keeps_the_lock() -> None:
+    options = make_entry().project_pip_options
+    # No architecture named this time (--driver alone): the lock decides.
+    assert stale_reasons(make_entry(compute_capabilities=("8.6",)), PROJECT_REQS, options,
+                         compute_capabilities=()) == []
+    # A lock from before the record cannot tell which architecture it was for.
+    assert stale_reasons(make_entry(), PROJECT_REQS, options,
+                         compute_capabilities=("9.0",)) == []
+
+
+def gpu_facts(*caps: str) -> object:
+    from dlbox.hostenv.facts import DockerFacts, GpuFacts, HostFacts, NvidiaFacts
+
+    gpus = tuple(GpuFacts(index=i, name=f"GPU {i}", compute_capability=cc)
+                 for i, cc in enumerate(caps))
+    return HostFacts(nvidia=NvidiaFacts(source="nvml", driver_version="560.35.03", gpus=gpus),
+                     docker=DockerFacts(reachable=True, runtimes=("nvidia", "runc")))
+
+
+def test_plan_refuses_a_gpu_lock_for_another_architecture(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    project = detect_project(root)
+    entry = make_entry(project_requirements=project.input_requirements(),
+                       project_pip_options=project.pip_options, compute_capabilities=("8.6",))
+    write_lock(root / LOCK_FILE, {"torch-gpu": entry})
+    same = B.plan(B.BuildRequest(project_dir=root, device="gpu", driver="560.35.03",
+                                 compute_capabilities=("8.6",)), facts=no_probe)
+    assert same.entry == entry
+    # Same driver, other GPU: the lock resolved for sm_86 must not be reused.
+    with pytest.raises(ContainerError) as info:
+        B.plan(B.BuildRequest(project_dir=root, device="gpu", driver="560.35.03",
+                              compute_capabilities=("9.0",)), facts=no_probe)
+    assert "no longer matches the project (torch-gpu)" in info.value.message
+    assert "GPU architecture is sm_90 (locked for sm_86)" in info.value.message
+    assert "--relock" in (info.value.hint or "")
+    # The host's GPUs count when the build follows this host.
+    assert B.plan(B.BuildRequest(project_dir=root),
+                  facts=lambda: gpu_facts("8.6")).entry == entry
+    with pytest.raises(ContainerError, match="sm_90 \\(locked for sm_86\\)"):
+        B.plan(B.BuildRequest(project_dir=root), facts=lambda: gpu_facts("9.0"))
+    with pytest.raises(ContainerError, match="sm_90"):
+        B.dry_run(B.BuildRequest(project_dir=root), facts=lambda: gpu_facts("9.0"))
+
+
+def test_a_new_lock_records_the_target_architectures(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # _lock with the engine stood in: what it writes must carry the target's architectures.
+    from types import SimpleNamespace
+
+    root = write_project(tmp_path / "proj")
+    request = B.BuildRequest(project_dir=root, device="gpu", driver="560.35.03",
+                             compute_capabilities=("sm_89", "8.6"))
+    p = B.plan(request, facts=no_probe)
+    assert p.entry is None
+    monkeypatch.setattr(B.engine, "build", lambda *a, **k: SimpleNamespace(image_id="sha256:s"))
+    monkeypatch.setattr(B.engine, "inspect_image", lambda client, name: {"Id": "sha256:b"})
+    monkeypatch.setattr(B, "probe_python", lambda client, image: "3.11.2")
+
+    def pins(client: object, image: str, requirements: object, pip_args: object,
+             wheels: object, log: object) -> tuple[str, tuple[str, ...]]:
+        return "3.11.2", ("numpy==2.1.0", "torch==2.15.0+cu126")
+
+    monkeypatch.setattr(B, "resolve_pins", pins)
+    entry = B._lock(request, p, None, tmp_path, None, {}, lambda line: None, None)
+    assert entry.compute_capabilities == ("8.6", "8.9")
+    assert stale_reasons(entry, entry.project_requirements, entry.project_pip_options,
+                         compute_capabilities=("8.9",)) == []
+    assert stale_reasons(entry, entry.project_requirements, entry.project_pip_options,
+                         compute_capabilities=("9.0",)) != []

@@ -4,6 +4,7 @@ pieces: alternating flips, Muon, and a tiny end-to-end run of the trainer."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -97,10 +98,19 @@ def test_a_tiny_speedrun_trains_and_reports_tta() -> None:
     images[labels == 1, 0] += 150  # class 1 is red
     data = ImageDataset(images, labels, ("a", "b"), "memory")
     config = SpeedrunConfig(epochs=2, batch_size=32, widths=(8, 8, 8), eval_batch_size=32)
-    seen = []
-    result = train_speedrun(data, data, config, "cpu", on_epoch=seen.append,
+    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    result = train_speedrun(data, data, config, "cpu",
+                            on_epoch=lambda entry, state: seen.append((entry, state)),
                             make_model=lambda n: SpeedrunNet(n, widths=(8, 8, 8)))
-    assert [e["epoch"] for e in seen] == [1, 2] and result.steps == 4
+    assert [entry["epoch"] for entry, _ in seen] == [1, 2] and result.steps == 4
+    # Once per epoch, the entry with the state at that epoch's end (which a resume takes).
+    for entry, state in seen:
+        assert state["epoch"] == entry["epoch"] and state["step"] == entry["steps"]
+        assert state["history"][-1] == entry and len(state["history"]) == entry["epoch"]
+        assert state["train_seconds"] == pytest.approx(entry["train_seconds"], abs=1e-4)
+        assert set(state) >= {"model", "optimizers", "generator", "images_seen", "curve"}
+    assert seen[-1][1]["history"] == result.history
+    assert "test_accuracy_tta" in seen[-1][0]
     assert result.tta_accuracy is not None and result.accuracy is not None
     assert result.time_seconds >= result.train_seconds > 0
     assert result.images_per_second > 0 and not result.model.training
@@ -117,7 +127,7 @@ def test_lookahead_replaces_the_weights_only_after_the_last_step() -> None:
                             lookahead=True, lookahead_start_epochs=0.0, lookahead_every=4)
     states = []
     result = train_speedrun(data, None, config, "cpu",
-                            on_state=lambda state: states.append(copy.deepcopy(state)),
+                            on_epoch=lambda entry, state: states.append(copy.deepcopy(state)),
                             make_model=lambda n: SpeedrunNet(n, widths=(8, 8, 8)))
     first_epoch_model = states[0]["model"]
     average = states[0]["lookahead"]

@@ -44,6 +44,7 @@ from dlbox.container.lock import (
     pinned_version,
     read_lock,
     stale_reasons,
+    target_archs,
     write_lock,
 )
 from dlbox.container.project import (
@@ -389,6 +390,7 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
             entry, project.input_requirements(), project.pip_options,
             base_image=request.base_image, framework_version=request.framework_version,
             cuda=request.cuda, driver=target.driver,
+            compute_capabilities=target.compute_capabilities,
         )
         if reasons:
             where = "" if request.project_dir is None else f" {request.project_dir}"
@@ -716,5 +718,7 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
         project_pip_options=project.pip_options, requirements_in=requirements, pinned=pins,
         reasons=tuple(resolved.reasons),
         locked_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-        dlbox_version=__version__, resolved=resolved.to_dict(),
+        dlbox_version=__version__,
+        compute_capabilities=target_archs(p.target.compute_capabilities),
+        resolved=resolved.to_dict(),
     )

@@ -2,16 +2,18 @@
 
 One JSON file per project (next to its requirements), one entry per build kind
 ("torch-cpu", "torch-gpu", ...). An entry records the Python of the image, the framework
-build and its wheel index, the base image, the minimum NVIDIA driver, the project's own
-requirement lines (to notice when they change) and the full pinned set pip resolved inside
-the image. `stale_reasons` compares an entry with the project as it is now: a non-empty
-answer makes the build fail with a hint to `--relock`.
+build and its wheel index, the base image, the minimum NVIDIA driver, the GPU architectures
+the build was resolved for, the project's own requirement lines (to notice when they change)
+and the full pinned set pip resolved inside the image. `stale_reasons` compares an entry
+with the project as it is now: a non-empty answer makes the build fail with a hint to
+`--relock`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,10 @@ class LockEntry:
     reasons: tuple[str, ...] = ()  # why this framework build (from the resolver)
     locked_at: str = ""
     dlbox_version: str = ""
+    # The target's compute capabilities the framework build was resolved for, normalised
+    # and sorted ("8.6", "9.0"); () = resolved without one (architecture not checked);
+    # None = not recorded (a lock written before dlbox recorded them).
+    compute_capabilities: tuple[str, ...] | None = None
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -84,6 +90,23 @@ class LockEntry:
 
 def lock_key(framework: str, gpu: bool) -> str:
     return f"{framework}-{'gpu' if gpu else 'cpu'}"
+
+
+def target_archs(compute_capabilities: Sequence[str]) -> tuple[str, ...]:
+    """The GPU architectures a target names, as a lock records them: "MAJOR.MINOR", without
+    repeats, sorted ("sm_90", "8.6", "86" -> ("8.6", "9.0")); a value that is no compute
+    capability is kept as given (the resolver refuses it with a hint)."""
+    from dlbox.hostenv.versions import compute_capability_tuple, format_cc
+
+    parsed = {value: compute_capability_tuple(value) for value in compute_capabilities}
+    known = sorted({cc for cc in parsed.values() if cc is not None})
+    junk = sorted({value for value, cc in parsed.items() if cc is None})
+    return tuple(format_cc(cc) for cc in known) + tuple(junk)
+
+
+def describe_target_archs(archs: Sequence[str]) -> str:
+    """("8.6", "9.0") -> "sm_86, sm_90"."""
+    return ", ".join(f"sm_{arch.replace('.', '')}" for arch in archs)
 
 
 def read_lock(path: Path) -> dict[str, LockEntry]:
@@ -169,11 +192,16 @@ def stale_reasons(
     framework_version: str | None = None,
     cuda: str | None = None,
     driver: str | None = None,
+    compute_capabilities: Sequence[str] = (),
 ) -> list[str]:
     """Why `entry` no longer fits the project or the request; [] when it still does.
 
     `base_image`, `framework_version`, `cuda` and `driver` are what the user asked for
-    explicitly this time (None: not asked, the lock decides).
+    explicitly this time (None: not asked, the lock decides). `compute_capabilities` are the
+    GPU architectures the target has (given or probed; (): none named, the lock decides): the
+    lock fits when it was resolved for every one of them (its build covers them all), and not
+    when it was resolved for other ones or for none (then the architecture was never
+    checked). A lock that predates the record (None) cannot tell, and is kept.
     """
     from dlbox.hostenv.versions import same_release, version_at_least
 
@@ -197,4 +225,11 @@ def stale_reasons(
     if driver and entry.min_driver and version_at_least(driver, entry.min_driver) is False:
         reasons.append(f"driver {driver} is below the locked build's minimum "
                        f"{entry.min_driver} (CUDA {entry.cuda})")
+    wanted = target_archs(compute_capabilities)
+    locked = entry.compute_capabilities
+    if wanted and locked is not None and not set(wanted) <= set(locked):
+        was = (f"locked for {describe_target_archs(locked)}" if locked
+               else "locked without one: the architecture was never checked")
+        noun = "architectures are" if len(wanted) > 1 else "architecture is"
+        reasons.append(f"the target's GPU {noun} {describe_target_archs(wanted)} ({was})")
     return reasons

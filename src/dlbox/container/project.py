@@ -329,7 +329,8 @@ def detect_project(project_dir: str | Path | None = None,
                    extras: tuple[str, ...] | None = None) -> Project:
     """Read the project in `project_dir` (None: the built-in dlbox project)."""
     builtin = project_dir is None
-    root = builtin_project_dir() if builtin else Path(project_dir).expanduser().resolve()
+    root = builtin_project_dir() if project_dir is None \
+        else Path(project_dir).expanduser().resolve()
     if not root.is_dir():
         raise UsageError(f"project folder {root} does not exist",
                          hint="pass the folder holding requirements.txt or pyproject.toml")
@@ -347,7 +348,8 @@ def detect_project(project_dir: str | Path | None = None,
     requirements: list[str] = []
     options: list[str] = []
     name, version, requires_python = root.name, None, None
-    installable, build_requires = False, ()
+    installable = False
+    build_requires: tuple[str, ...] = ()
     command: tuple[str, ...] = ("python3",)
     project_table: dict[str, Any] = {}
     if pyproject_path.is_file():

@@ -22,9 +22,7 @@ from typing import Any
 from dlbox.container.run import container_user, writable_by
 from dlbox.container.spec import DATA_DIR
 from dlbox.errors import ContainerError, UsageError
-from dlbox.jupyter.probe import check_token_required, wait_until_ready
-from dlbox.jupyter.secrets_dir import LaunchDir
-from dlbox.jupyter.server import ServerInfo, resolve_port
+from dlbox.jupyter.server import ManagedServer, ServerInfo, resolve_port
 from dlbox.jupyter.settings import (
     TOKEN_FILE_ENV,
     NotebookSettings,
@@ -110,24 +108,17 @@ def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int
     return RunRequest(**{key: value for key, value in fields.items() if key in known})
 
 
-class ContainerServer:
+class ContainerServer(ManagedServer):
     """JupyterLab in a container of the dlbox image, through dlbox.container.engine."""
 
+    stop_timeout_s = STOP_TIMEOUT_S
+
     def __init__(self, settings: NotebookSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.image = settings.image or default_image_tag()
-        self.launch = LaunchDir()
         self.container: Any = None
-        self.info: ServerInfo
 
-    def start(self) -> ServerInfo:
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _start(self) -> ServerInfo:
+    def _launch(self) -> ServerInfo:
         from dlbox.container import engine
 
         settings = self.settings
@@ -155,11 +146,8 @@ class ContainerServer:
                               config_file, data_dir,
                               name=f"dlbox-notebook-{host_port}-{pysecrets.token_hex(3)}")
         self.container = engine.start_container(client, request)
-        base_url = server_base_url(settings.ip, host_port)
-        wait_until_ready(base_url, token, settings.startup_timeout_s, self._exit_reason)
-        check_token_required(base_url)
-        self.info = ServerInfo(base_url, token, settings.notebook_dir, None)
-        return self.info
+        return ServerInfo(server_base_url(settings.ip, host_port), token, settings.notebook_dir,
+                          None)
 
     def _exit_reason(self) -> str | None:
         if self.container is None:
@@ -182,16 +170,13 @@ class ContainerServer:
         assert self.container is not None
         return wait_exit_code(self.container)
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    def _halt(self, timeout_s: float) -> None:
         container, self.container = self.container, None
-        try:
-            if container is not None:
-                from dlbox.container.engine import remove_container, stop_container
+        if container is not None:
+            from dlbox.container.engine import remove_container, stop_container
 
-                stop_container(container, timeout_s)
-                remove_container(container)
-        finally:
-            self.launch.remove()
+            stop_container(container, timeout_s)
+            remove_container(container)
 
 
 def _host_data_dir() -> Path | None:

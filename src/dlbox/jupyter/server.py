@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -65,8 +66,8 @@ class NotebookServer(Protocol):
     def wait(self) -> int:
         """Block until the server ends by itself; its exit status."""
 
-    def stop(self, timeout_s: float = 20.0) -> None:
-        """Stop the server (idempotent)."""
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the server (idempotent); None: the server's own default timeout."""
 
 
 def port_is_free(ip: str, port: int) -> bool:
@@ -124,26 +125,68 @@ def server_environment(base: dict[str, str], token_file: Path, runtime_dir: Path
     return env
 
 
-class LocalServer:
-    """JupyterLab as a child process of dlbox."""
+class ManagedServer(ABC):
+    """What the local and the container server share: the launch's private folder, the
+    start that waits until the server answers (and cleans up on any failure), the stop.
 
-    def __init__(self, settings: NotebookSettings, python: str = sys.executable) -> None:
+    A subclass launches its server in `_launch` and names what it made in attributes that
+    `_halt` stops and clears (so a second stop does nothing)."""
+
+    stop_timeout_s: float = 20.0  # stop()'s default
+
+    def __init__(self, settings: NotebookSettings) -> None:
         self.settings = settings
-        self.python = python
         self.launch = LaunchDir()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
         self.info: ServerInfo
 
     def start(self) -> ServerInfo:
-        """Start the server and return once it answers with the token; cleans up on failure."""
+        """Start the server and return once it answers with the token and refuses without
+        it; on any failure (Ctrl-C included) stop it, remove what was made, and re-raise."""
         try:
-            return self._start()
+            info = self._launch()
+            wait_until_ready(info.base_url, info.token, self.settings.startup_timeout_s,
+                             self._exit_reason)
+            check_token_required(info.base_url)
         except BaseException:
             self.stop()
             raise
+        self.info = info
+        return info
 
-    def _start(self) -> ServerInfo:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the server (idempotent); the launch's folder (the token file) goes too."""
+        try:
+            self._halt(self.stop_timeout_s if timeout_s is None else timeout_s)
+        finally:
+            self.launch.remove()
+
+    @abstractmethod
+    def _launch(self) -> ServerInfo:
+        """Start the server; the ServerInfo it will have once it answers."""
+
+    @abstractmethod
+    def _exit_reason(self) -> str | None:
+        """None while the server may still come up; else why it ended (status, log tail)."""
+
+    @abstractmethod
+    def _halt(self, timeout_s: float) -> None:
+        """Stop and release what `_launch` made, if anything (called again: no-op)."""
+
+    @abstractmethod
+    def wait(self) -> int:
+        """Block until the server ends by itself; its exit status."""
+
+
+class LocalServer(ManagedServer):
+    """JupyterLab as a child process of dlbox."""
+
+    def __init__(self, settings: NotebookSettings, python: str = sys.executable) -> None:
+        super().__init__(settings)
+        self.python = python
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def _launch(self) -> ServerInfo:
         require_jupyterlab()
         settings = self.settings
         port = resolve_port(settings.ip, settings.port)
@@ -157,7 +200,7 @@ class LocalServer:
                   "machine); prefer a normal user, or --container", file=sys.stderr)
         config = lab_config(str(settings.notebook_dir), settings.ip, port, allow_root)
         config_file = self.launch.write_config(config)
-        self._log = open(self.launch.log_file, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.launch.log_file, "wb")  # noqa: SIM115 - closed in _halt()
         self.process = subprocess.Popen(
             lab_command(self.python, str(config_file)),
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
@@ -165,11 +208,8 @@ class LocalServer:
             env=server_environment(dict(os.environ), token_file, runtime_dir),
             preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
         )
-        base_url = server_base_url(settings.ip, port)
-        wait_until_ready(base_url, token, settings.startup_timeout_s, self._exit_reason)
-        check_token_required(base_url)
-        self.info = ServerInfo(base_url, token, settings.notebook_dir, self.launch.log_file)
-        return self.info
+        return ServerInfo(server_base_url(settings.ip, port), token, settings.notebook_dir,
+                          self.launch.log_file)
 
     def _exit_reason(self) -> str | None:
         if self.process is None or self.process.poll() is None:
@@ -181,7 +221,7 @@ class LocalServer:
         assert self.process is not None
         return self.process.wait()
 
-    def stop(self, timeout_s: float = 20.0) -> None:
+    def _halt(self, timeout_s: float) -> None:
         process, self.process = self.process, None
         try:
             if process is not None:
@@ -190,7 +230,6 @@ class LocalServer:
             if self._log is not None:
                 self._log.close()
                 self._log = None
-            self.launch.remove()
 
 
 def _terminate_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:

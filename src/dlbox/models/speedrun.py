@@ -121,6 +121,13 @@ class SpeedrunNet(nn.Module):
         with torch.no_grad():
             self.head.weight.normal_(0.0, 1.0)
 
+    @property
+    def whiten_bias(self) -> torch.Tensor:
+        """The whitening layer's bias (it has one; it trains for the first epochs only)."""
+        bias = self.whiten.bias
+        assert bias is not None
+        return bias
+
     @torch.no_grad()
     def init_whitening(self, images: torch.Tensor, eps: float = 5e-4,
                        max_images: int | None = 5000) -> None:
@@ -131,7 +138,7 @@ class SpeedrunNet(nn.Module):
                                       max_images=max_images)
         weight, bias = whitening_conv_params(whitening)
         self.whiten.weight.copy_(weight.to(self.whiten.weight))
-        self.whiten.bias.copy_(bias.to(self.whiten.bias))
+        self.whiten_bias.copy_(bias.to(self.whiten_bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.activ(self.whiten(x))

@@ -583,13 +583,8 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             "saved": utc_now(),
         }
 
-    def on_state(trainer_state: dict[str, Any]) -> None:
-        pending["state"] = trainer_state
-
-    pending: dict[str, Any] = {}
-
     with stop_on_signals(flag), TrainProgress(progress, config.epochs) as bar:
-        def on_epoch(entry: dict[str, Any]) -> None:
+        def on_epoch(entry: dict[str, Any], trainer_state: dict[str, Any]) -> None:
             previous = state.history[-1] if state.history else {"elapsed_s": 0.0, "steps": 0}
             seconds = entry["train_seconds"] - previous["elapsed_s"]
             record = {
@@ -613,7 +608,7 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             # The epoch's state (model, optimizers, generator) goes to disk before anything
             # else, so a stop from now on loses nothing of it.
             save_checkpoint(checkpoint_path(run_dir, "last"),
-                            checkpoint_state(pending.pop("state"), finished))
+                            checkpoint_state(trainer_state, finished))
             _write_metrics(run_dir, config, state, test_set, finished)
             bar.message(_epoch_line(record, config.epochs))
             if not finished:
@@ -639,9 +634,9 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
         result = train_speedrun(
             train_set, test_set if len(test_set) else None, recipe, device, on_epoch=on_epoch,
             make_model=lambda n: create_model(config.model, num_classes=n, **config.model_kwargs),
-            on_state=on_state, should_stop=should_stop, on_step=on_step,
-            resume_state=checkpoint.get("speedrun_state") | {"model": checkpoint["model"]}
-            if checkpoint is not None else None)
+            should_stop=should_stop, on_step=on_step,
+            resume_state=(dict(checkpoint.get("speedrun_state") or {})
+                          | {"model": checkpoint["model"]}) if checkpoint is not None else None)
     if result.stopped:
         raise _stopped(run_dir, flag)
     metrics_path = run_dir / METRICS_FILE

@@ -393,7 +393,7 @@ def build_model(config: SpeedrunConfig, num_classes: int, device: torch.device,
     model = SpeedrunNet(num_classes, widths=config.widths, depth=config.depth,
                         whiten_stride=config.whiten_stride).to(device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 
@@ -408,7 +408,7 @@ def build_optimizers(model: SpeedrunNet, config: SpeedrunConfig
     filters = [p for n, p in model.named_parameters()
                if p.requires_grad and p.dim() == 4 and not n.startswith("whiten")]
     groups = [
-        dict(params=[model.whiten.bias], lr=config.bias_lr, weight_decay=decay / config.bias_lr,
+        dict(params=[model.whiten_bias], lr=config.bias_lr, weight_decay=decay / config.bias_lr,
              name="whiten_bias"),
         dict(params=norm_biases, lr=config.bias_lr, weight_decay=decay / config.bias_lr,
              name="norm_biases"),
@@ -518,7 +518,7 @@ def _warm_up(forward: Callable[..., torch.Tensor], model: SpeedrunNet,
     model.init_whitening(preprocess(images[:64], config.mean, config.std), max_images=None)
     model.train()
     for bias_grad in (True, False):
-        model.whiten.bias.requires_grad_(bias_grad)
+        model.whiten_bias.requires_grad_(bias_grad)
         for _ in range(2):
             with _autocast(device, amp):
                 loss = F.cross_entropy(forward(inputs), labels, reduction="sum")
@@ -526,14 +526,14 @@ def _warm_up(forward: Callable[..., torch.Tensor], model: SpeedrunNet,
             model.zero_grad(set_to_none=True)
     model.eval()
     for bias_grad in (True, False):
-        model.whiten.bias.requires_grad_(bias_grad)
+        model.whiten_bias.requires_grad_(bias_grad)
         for size in dict.fromkeys(n for n in eval_sizes if n > 0):
             eval_images = torch.randint(0, 256, (size, 3, 32, 32), dtype=torch.uint8,
                                         device=device)
             for level in dict.fromkeys((0, config.tta_level)):
                 evaluate_logits(forward, eval_images, config, device, level, channels_last,
                                 amp)
-    model.whiten.bias.requires_grad_(True)
+    model.whiten_bias.requires_grad_(True)
     model.load_state_dict(saved)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -541,9 +541,8 @@ def _warm_up(forward: Callable[..., torch.Tensor], model: SpeedrunNet,
 
 def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: SpeedrunConfig,
                    device: torch.device | str = "cpu",
-                   on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                   make_model: Callable[[int], SpeedrunNet] | None = None,
-                   on_state: Callable[[dict[str, Any]], None] | None = None,
+                   on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+                   make_model: Callable[[int], nn.Module] | None = None,
                    resume_state: dict[str, Any] | None = None,
                    should_stop: Callable[[], bool] | None = None,
                    on_step: Callable[[int, int, Callable[[], tuple[float, float]]], None]
@@ -551,17 +550,17 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
                    ) -> SpeedrunResult:
     """Train a SpeedrunNet on `train` and measure it on `test` (see the module docstring).
 
-    `on_epoch(entry)` is called after every epoch (outside the clock) with the history entry:
-    epoch, steps, train_seconds, train_loss, train_accuracy, images_per_second, and
-    test_accuracy when an evaluation ran (every `config.eval_every` epochs, and at the end).
-    `make_model(num_classes)` builds the network (called after seeding; `dlbox train` passes
-    the registry's factory, so the run dir's model is rebuilt the same way); None builds one
-    from config.widths, depth and whiten_stride.
+    `on_epoch(entry, state)` is called once after every epoch (outside the clock) with the
+    epoch's history entry: epoch, steps, train_seconds, train_loss, train_accuracy,
+    images_per_second, and test_accuracy when an evaluation ran (every `config.eval_every`
+    epochs, and at the end); and with the state at that epoch's end, everything needed to
+    continue (model, optimizers, the generator, counters, history ending with `entry`;
+    tensors and plain values only). `make_model(num_classes)` builds the network (called
+    after seeding; `dlbox train` passes the registry's factory, so the run dir's model is
+    rebuilt the same way); None builds one from config.widths, depth and whiten_stride.
 
-    Stopping and resuming, at epoch boundaries: `on_state(state)` is called after every
-    epoch (outside the clock) with everything needed to continue (model, optimizers, the
-    generator, counters, history; tensors and plain values only), and `resume_state` takes
-    such a state back, so a resumed run ends with the weights of an uninterrupted one.
+    Stopping and resuming, at epoch boundaries: `resume_state` takes a state that `on_epoch`
+    got back, so a resumed run ends with the weights of an uninterrupted one.
     `should_stop()`, asked after every step, ends training early: the partial epoch is
     dropped and the result says `stopped`. `on_step(step_in_epoch, steps_per_epoch, stats)`
     reports progress after every step; `stats()` gives the epoch's running (loss, accuracy),
@@ -597,10 +596,11 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     if make_model is None:
         model = build_model(config, num_classes, device, channels_last)
     else:
-        model = make_model(num_classes).to(device)
-        if not isinstance(model, SpeedrunNet):
+        built = make_model(num_classes).to(device)
+        if not isinstance(built, SpeedrunNet):
             raise UsageError(f"the speedrun trainer trains a SpeedrunNet, got "
-                             f"{type(model).__name__}", hint="train it with the generic loop")
+                             f"{type(built).__name__}", hint="train it with the generic loop")
+        model = built
         if channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     forward: Callable[..., torch.Tensor] = model
@@ -680,8 +680,8 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     while step < total_steps:
         clock.start()
         model.train()
-        if step >= whiten_steps and model.whiten.bias.requires_grad:
-            model.whiten.bias.requires_grad_(False)
+        if step >= whiten_steps and model.whiten_bias.requires_grad:
+            model.whiten_bias.requires_grad_(False)
         epoch_images = augment_epoch(train_images, epoch, base_flip, config.flip,
                                      config.translate, generator)
         order = torch.randperm(len(train), generator=generator, device=device)
@@ -692,7 +692,7 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
             if step >= total_steps:
                 break
             if step == whiten_steps:
-                model.whiten.bias.requires_grad_(False)
+                model.whiten_bias.requires_grad_(False)
             index = order[i * batch:(i + 1) * batch]
             inputs = preprocess(epoch_images[index], config.mean, config.std, channels_last)
             labels = train_labels[index]
@@ -721,8 +721,10 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
                 record_point()
                 clock.start()
             if on_step is not None:
-                on_step(i + 1, steps_per_epoch,
-                        lambda ls=loss_sum, c=correct, n=seen: (float(ls) / n, float(c) / n))
+                def running(ls: torch.Tensor = loss_sum, c: torch.Tensor = correct,
+                            n: int = seen) -> tuple[float, float]:
+                    return float(ls) / n, float(c) / n
+                on_step(i + 1, steps_per_epoch, running)
             if should_stop is not None and should_stop():
                 stopped = True
                 break
@@ -761,10 +763,8 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
                           "test_accuracy_tta": entry["test_accuracy_tta"],
                           "time_seconds": round(clock.seconds + eval_clock.seconds, 4)})
         history.append(entry)
-        if on_state is not None:
-            on_state(training_state())
         if on_epoch is not None:
-            on_epoch(entry)
+            on_epoch(entry, training_state())
 
     model.eval()
     tta_accuracy = history[-1].get("test_accuracy_tta") if history else None

@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 
-RESULT = {"python": platform.python_version(), "checks": []}
+RESULT: dict = {"python": platform.python_version(), "checks": []}
 
 
 def check(name, fn):

@@ -1,0 +1,178 @@
+"""The start / clean-up / stop lifecycle the local and the container notebook server share.
+
+No Jupyter, no Docker: a stand-in server, and the real servers with their first step (port
+check, engine connect) made to fail, show that every failure of a start stops what was made
+and removes the launch's folder (the token file) before the error goes on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dlbox.errors import ContainerError, DlboxError, UsageError
+from dlbox.jupyter import server as server_module
+from dlbox.jupyter.container import STOP_TIMEOUT_S, ContainerServer
+from dlbox.jupyter.server import LocalServer, ManagedServer, ServerInfo
+from dlbox.jupyter.settings import NotebookSettings
+
+
+class StandIn(ManagedServer):
+    """Launches nothing; records what the lifecycle asked of it."""
+
+    def __init__(self, settings: NotebookSettings, fail_launch: BaseException | None = None,
+                 exit_reason: str | None = None) -> None:
+        super().__init__(settings)
+        self.fail_launch = fail_launch
+        self.reason = exit_reason
+        self.running = False
+        self.halts: list[float] = []
+
+    def _launch(self) -> ServerInfo:
+        self.launch.write_token("ab" * 32)
+        if self.fail_launch is not None:
+            raise self.fail_launch
+        self.running = True
+        return ServerInfo("http://127.0.0.1:1", "ab" * 32, self.settings.notebook_dir)
+
+    def _exit_reason(self) -> str | None:
+        return self.reason
+
+    def _halt(self, timeout_s: float) -> None:
+        self.halts.append(timeout_s)
+        self.running = False
+
+    def wait(self) -> int:
+        return 0
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> NotebookSettings:
+    return NotebookSettings(tmp_path, port=0, startup_timeout_s=5)
+
+
+@pytest.fixture
+def answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The HTTP checks of a start, stood in for: they pass and log their calls."""
+    calls: list[str] = []
+    monkeypatch.setattr(server_module, "wait_until_ready",
+                        lambda url, token, timeout_s, still_starting: calls.append("ready"))
+    monkeypatch.setattr(server_module, "check_token_required",
+                        lambda url: calls.append("token required"))
+    return calls
+
+
+def test_start_waits_for_the_server_and_keeps_its_info(settings: NotebookSettings,
+                                                       answers: list[str]) -> None:
+    server = StandIn(settings)
+    info = server.start()
+    assert answers == ["ready", "token required"]
+    assert server.info is info and info.token == "ab" * 32 and server.running
+    assert server.launch.path.is_dir() and server.halts == []
+    server.stop()
+    assert server.halts == [20.0] and not server.launch.path.exists()
+
+
+@pytest.mark.parametrize("failure", [UsageError("port busy"), KeyboardInterrupt()])
+def test_a_failed_launch_cleans_up_and_reraises(settings: NotebookSettings,
+                                                answers: list[str],
+                                                failure: BaseException) -> None:
+    server = StandIn(settings, fail_launch=failure)
+    with pytest.raises(type(failure)):
+        server.start()
+    assert server.halts == [20.0], "start did not stop what it made"
+    assert not server.launch.path.exists(), "the token file outlived a failed start"
+    assert answers == []
+
+
+def test_a_server_that_dies_while_starting_is_stopped(settings: NotebookSettings) -> None:
+    # The real wait_until_ready: it asks _exit_reason first and raises at once.
+    server = StandIn(settings, exit_reason="exit status 1")
+    with pytest.raises(DlboxError, match="stopped while starting: exit status 1"):
+        server.start()
+    assert server.halts == [20.0] and not server.running
+    assert not server.launch.path.exists()
+
+
+def test_a_server_without_token_auth_is_refused_and_stopped(
+        settings: NotebookSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "wait_until_ready", lambda *args: None)
+
+    def open_server(url: str) -> None:
+        raise DlboxError("answered without the token")
+
+    monkeypatch.setattr(server_module, "check_token_required", open_server)
+    server = StandIn(settings)
+    with pytest.raises(DlboxError, match="without the token"):
+        server.start()
+    assert server.halts == [20.0] and not server.launch.path.exists()
+    assert not hasattr(server, "info")
+
+
+def test_stop_passes_its_timeout_and_removes_the_folder_even_if_halting_fails(
+        settings: NotebookSettings) -> None:
+    server = StandIn(settings)
+    server.stop(3.5)
+    assert server.halts == [3.5]
+
+    class Stuck(StandIn):
+        def _halt(self, timeout_s: float) -> None:
+            raise RuntimeError("engine gone")
+
+    stuck = Stuck(settings)
+    with pytest.raises(RuntimeError):
+        stuck.stop()
+    assert not stuck.launch.path.exists()
+
+
+def test_each_server_keeps_its_own_stop_timeout() -> None:
+    assert LocalServer.stop_timeout_s == 20.0
+    assert ContainerServer.stop_timeout_s == STOP_TIMEOUT_S == 15
+
+
+def test_local_server_failing_its_port_check_leaves_nothing(
+        settings: NotebookSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "require_jupyterlab", lambda: None)
+
+    def busy(ip: str, port: int) -> int:
+        raise UsageError(f"port {port} on {ip} is already in use")
+
+    monkeypatch.setattr(server_module, "resolve_port", busy)
+    server = LocalServer(settings)
+    with pytest.raises(UsageError, match="already in use"):
+        server.start()
+    assert server.process is None and server._log is None
+    assert not server.launch.path.exists()
+    server.stop()  # again: nothing to do, no error
+
+
+def test_container_server_failing_to_reach_the_engine_leaves_nothing(
+        settings: NotebookSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlbox.container import engine
+
+    def no_engine(timeout: float = 0) -> None:
+        raise ContainerError("cannot reach the Docker engine")
+
+    monkeypatch.setattr(engine, "connect", no_engine)
+    server = ContainerServer(settings)
+    with pytest.raises(ContainerError, match="Docker engine"):
+        server.start()
+    assert server.container is None and not server.launch.path.exists()
+
+
+def test_container_server_stops_then_removes_its_container_once(
+        settings: NotebookSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlbox.container import engine
+
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(engine, "stop_container",
+                        lambda container, timeout: calls.append(("stop", timeout)))
+    monkeypatch.setattr(engine, "remove_container",
+                        lambda container: calls.append(("remove", container)))
+    server = ContainerServer(settings)
+    server.container = "c1"
+    server.stop()
+    server.stop()
+    assert calls == [("stop", STOP_TIMEOUT_S), ("remove", "c1")]
+    assert server.container is None and not server.launch.path.exists()
