@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="train in float32 on CUDA (default: mixed precision)")
     parser.add_argument("--channels-last", dest="channels_last", default=None,
                         action=argparse.BooleanOptionalAction,
-                        help="channels_last memory format (default: on for CUDA)")
+                        help="channels_last memory format (default: the recipe's: on for "
+                             "CUDA, and for speedrun on the CPU too)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (one line per epoch still prints)")
     parser.add_argument("--no-evaluate", action="store_true",
