@@ -48,6 +48,7 @@ from dlbox.errors import UsageError
 from dlbox.models.speedrun import DEFAULT_WIDTHS, SpeedrunNet
 from dlbox.training.checkpoint import restore_generator
 from dlbox.training.config import TrainConfig
+from dlbox.training.optim import NesterovSGD, PlainOptimizer
 from dlbox.training.tta import TTA_LEVELS, tta_logits
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -290,7 +291,7 @@ def orthogonalize(matrix: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> to
     return x.to(matrix.dtype)
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(PlainOptimizer):
     """Momentum, orthogonalised update, renormalised weights: for conv filters (ndim >= 2).
 
     Each step: buf = momentum * buf + grad; update = grad + momentum * buf (Nesterov) or buf;
@@ -305,7 +306,7 @@ class Muon(torch.optim.Optimizer):
                                       ns_steps=ns_steps))
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
+    def step(self) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -398,7 +399,7 @@ def build_model(config: SpeedrunConfig, num_classes: int, device: torch.device,
 
 
 def build_optimizers(model: SpeedrunNet, config: SpeedrunConfig
-                     ) -> list[torch.optim.Optimizer]:
+                     ) -> list[PlainOptimizer]:
     """Param groups: whitening bias, BN biases, head (Nesterov SGD), 3x3 filters (Muon/SGD).
 
     Each group's weight decay is set so decay per step = weight_decay * batch_size * factor,
@@ -415,17 +416,14 @@ def build_optimizers(model: SpeedrunNet, config: SpeedrunConfig
         dict(params=[model.head.weight], lr=config.head_lr, weight_decay=decay / config.head_lr,
              name="head"),
     ]
-    optimizers: list[torch.optim.Optimizer] = []
-    # One fused kernel per SGD step on a GPU (as airbench); foreach elsewhere.
-    fused = True if model.head.weight.is_cuda else None
+    # dlbox's own (dlbox.training.optim): torch.optim's first call costs a 2-3 s import.
+    optimizers: list[PlainOptimizer] = []
     if config.optimizer == "sgd":
         groups.append(dict(params=filters, lr=config.filter_lr,
                            weight_decay=decay / config.filter_lr, name="filters"))
-        optimizers.append(torch.optim.SGD(groups, momentum=config.momentum, nesterov=True,
-                                          fused=fused))
+        optimizers.append(NesterovSGD(groups, momentum=config.momentum, nesterov=True))
     else:
-        optimizers.append(torch.optim.SGD(groups, momentum=config.momentum, nesterov=True,
-                                          fused=fused))
+        optimizers.append(NesterovSGD(groups, momentum=config.momentum, nesterov=True))
         optimizers.append(Muon(filters, lr=config.filter_lr, momentum=config.filter_momentum,
                                nesterov=True))
     for optimizer in optimizers:
@@ -434,7 +432,7 @@ def build_optimizers(model: SpeedrunNet, config: SpeedrunConfig
     return optimizers
 
 
-def set_learning_rates(optimizers: Sequence[torch.optim.Optimizer], step: int,
+def set_learning_rates(optimizers: Sequence[PlainOptimizer], step: int,
                        total_steps: int, whiten_steps: int, config: SpeedrunConfig) -> None:
     factor = trapezoid_factor(step, total_steps, config.lr_start, config.lr_peak, config.lr_end)
     whiten = whiten_bias_factor(step, whiten_steps)
