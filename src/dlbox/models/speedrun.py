@@ -185,6 +185,6 @@ def speedrun(num_classes: int = 10, widths: Sequence[int] = DEFAULT_WIDTHS, dept
 
 # The fastest recipe on a GPU (airbench94's).
 set_default_model("cuda", "speedrun")
-# On 2 CPU cores its stride-2 CPU recipe reaches 79.8 % (81.9 % with TTA) in 4.4 minutes, where
+# On 2 CPU cores its stride-2 CPU recipe reaches 79.8 % (81.9 % with TTA) in 4 minutes, where
 # resnet (width 16) needed over 20 minutes, on a busy machine, for 82 % (docs/speedrun.md).
 set_default_model("cpu", "speedrun")
