@@ -10,6 +10,7 @@ from dlbox.data.augment import (
     crop_at,
     flip_where,
     random_crop,
+    random_cutout,
     random_hflip,
     random_translate,
 )
@@ -123,3 +124,30 @@ def test_runs_on_cuda_with_cuda_generator() -> None:
     cpu = crop_at(x.cpu(), 4, torch.arange(128) % 9, torch.arange(128) % 7)
     gpu = crop_at(x, 4, (torch.arange(128) % 9).cuda(), (torch.arange(128) % 7).cuda())
     assert torch.equal(cpu, gpu.cpu())
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_cutout_covers_one_square_of_the_given_size_inside_each_image(dtype: torch.dtype) -> None:
+    x = batch(n=32, dtype=dtype, size=10) + 1  # no pixel is 0 before the cutout
+    out = random_cutout(x, 4, fill=(0.0, 0.0, 0.0), generator=torch.Generator().manual_seed(3))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    covered = (out != x).any(dim=1)  # [N, H, W]: where any channel changed
+    for image in covered:
+        rows = image.any(dim=1).nonzero().flatten()
+        cols = image.any(dim=0).nonzero().flatten()
+        assert len(rows) == 4 and len(cols) == 4  # a 4x4 square, wholly inside
+        assert int(rows[-1] - rows[0]) == 3 and int(cols[-1] - cols[0]) == 3
+        assert int(image.sum()) == 16
+    assert torch.equal(out[out != x], torch.zeros_like(out[out != x]))
+    tops = {int((o != i).any(dim=0).any(dim=1).nonzero()[0]) for o, i in zip(out, x, strict=True)}
+    assert len(tops) > 1  # the place is random per image
+
+
+def test_cutout_fills_per_channel_and_keeps_the_layout() -> None:
+    x = batch(n=4, size=8).contiguous(memory_format=torch.channels_last)
+    out = random_cutout(x, 8, fill=(10.4, 20.6, 30.0))  # the whole image
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert out[:, 0].unique().tolist() == [10] and out[:, 1].unique().tolist() == [21]
+    assert torch.equal(random_cutout(x, 0), x)
+    with pytest.raises(ValueError, match="larger than the images"):
+        random_cutout(x, 9)

@@ -164,3 +164,31 @@ def test_warm_up_runs_every_timed_shape_and_leaves_the_model_as_it_was() -> None
     seen = set(batch_sizes)
     assert {(16, True, True), (16, True, False)} <= seen  # both training modes
     assert {(24, False, True), (24, False, False), (10, False, True), (10, False, False)} <= seen
+
+
+def test_the_long_recipe_is_registered_with_airbench96s_net_and_cutout() -> None:
+    info = get_model_info("speedrun-long")
+    gpu = config_from_train(build_config("speedrun-long", device="cpu").replace(
+        **{k: getattr(info.recipe, k) for k in ("epochs", "batch_size", "crop_padding",
+                                                 "cutout")},
+        model_kwargs=dict(info.recipe.model_kwargs)))
+    assert gpu.widths == (128, 384, 512) and gpu.depth == 3 and gpu.cutout == 12
+    assert gpu.translate == 4 and gpu.epochs == 24
+    model = create_model("speedrun-long", num_classes=10, **info.recipe.model_kwargs)
+    assert isinstance(model, SpeedrunNet) and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    cpu = config_from_train(build_config("speedrun-long", device="cpu"))
+    assert cpu.widths == CPU_WIDTHS and cpu.epochs == 16 and cpu.cutout == 0
+
+
+def test_cutout_in_an_epoch_uses_the_generator_and_the_mean() -> None:
+    x = torch.full((8, 3, 32, 32), 200, dtype=torch.uint8)
+    out = augment_epoch(x, 0, None, "none", 0, torch.Generator().manual_seed(0), cutout=12,
+                        fill=(100.0, 110.0, 120.0))
+    changed = out != x
+    assert int(changed[:, 0].sum()) == 8 * 144  # one 12x12 square per image
+    assert out[:, 2][changed[:, 2]].unique().tolist() == [120]
+    again = augment_epoch(x, 0, None, "none", 0, torch.Generator().manual_seed(0), cutout=12,
+                          fill=(100.0, 110.0, 120.0))
+    assert torch.equal(out, again)
+    with pytest.raises(UsageError, match="cutout"):
+        SpeedrunConfig(cutout=40)

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from dlbox.data.cifar10 import load_cifar10
-from dlbox.errors import DataError, RunDirError
+from dlbox.errors import DataError, RunDirError, UsageError
 from dlbox.fileio import read_json
 from dlbox.models import create_model
 from dlbox.training.checkpoint import load_checkpoint, load_model_from_run
 from dlbox.training.config import CIFAR10_MEAN, CIFAR10_STD, TrainConfig, build_config
-from dlbox.training.loop import TrainingStopped, prepare_batch, resume, train
+from dlbox.training.loop import TrainingStopped, augment, prepare_batch, resume, train
 
 
 def tiny_config(data_dir: Path, run_dir: Path, **changes) -> TrainConfig:  # type: ignore[no-untyped-def]
@@ -156,3 +156,14 @@ def test_default_run_dir_is_under_runs(fake_cifar_dir: Path, tmp_path: Path,
     run_dir = train(tiny_config(fake_cifar_dir, None, num_train=64, num_test=20),
                     progress=False, evaluate_at_end=False)
     assert run_dir.parent == tmp_path / "runs" and run_dir.name.endswith("-tiny")
+
+
+def test_the_generic_loop_cuts_out_a_square_filled_with_the_mean() -> None:
+    config = TrainConfig(model="tiny", crop_padding=0, flip=False, cutout=5)
+    images = torch.zeros(6, 3, 32, 32, dtype=torch.uint8)
+    out = augment(images, config, torch.Generator().manual_seed(0))
+    assert int((out[:, 0] != 0).sum()) == 6 * 25
+    assert out[:, 0].max() == round(255 * CIFAR10_MEAN[0])
+    assert torch.equal(augment(images, config.replace(cutout=0), torch.Generator()), images)
+    with pytest.raises(UsageError, match="cutout"):
+        TrainConfig(model="tiny", cutout=33)

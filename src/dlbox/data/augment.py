@@ -11,6 +11,7 @@ default generator for that device).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -117,6 +118,32 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator |
         return images.clone()
     offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=images.device)
     return crop_at(images, padding, offsets[0], offsets[1], mode)
+
+
+def random_cutout(images: torch.Tensor, size: int, fill: Sequence[float] | None = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cover one `size` x `size` square per image, at a random place wholly inside it, with
+    `fill` (a value per channel, in the images' units; None: 0). Cutout (DeVries & Taylor,
+    2017), as airbench96 uses it: with the channel means as `fill` the square is 0 after
+    normalisation."""
+    _check_batch(images)
+    n, c, h, w = images.shape
+    if size <= 0 or n == 0:
+        return images.clone()
+    if size > min(h, w):
+        raise ValueError(f"cutout size {size} is larger than the images ({h}x{w})")
+    top = torch.randint(0, h - size + 1, (n,), generator=generator, device=images.device)
+    left = torch.randint(0, w - size + 1, (n,), generator=generator, device=images.device)
+    rows = torch.arange(h, device=images.device).view(1, h)
+    cols = torch.arange(w, device=images.device).view(1, w)
+    inside_rows = (rows >= top.view(n, 1)) & (rows < top.view(n, 1) + size)
+    inside_cols = (cols >= left.view(n, 1)) & (cols < left.view(n, 1) + size)
+    mask = (inside_rows.view(n, 1, h, 1) & inside_cols.view(n, 1, 1, w))
+    values = torch.as_tensor(list(fill) if fill is not None else [0.0] * c,
+                             dtype=torch.float32).to(images.device)
+    filler = values.round().to(images.dtype) if not images.is_floating_point() \
+        else values.to(images.dtype)
+    return _keep_layout(torch.where(mask, filler.view(1, c, 1, 1), images), images)
 
 
 def random_translate(images: torch.Tensor, max_shift: int,

@@ -49,6 +49,7 @@ class Recipe:
     warmup_fraction: float = 0.2
     crop_padding: int = 4  # random crop after zero-padding this many pixels; 0 = no crop
     flip: bool = True  # random horizontal flip
+    cutout: int = 0  # side of a square cut out of each training image; 0 = none
     tta: bool = False  # evaluate on each image and its mirror image, averaging the logits
     channels_last: bool | None = None  # None: on for CUDA only; True where it is faster on CPU
     eval_batch_size: int | None = None  # images per evaluation call; None: TrainConfig's
@@ -70,8 +71,8 @@ class ModelInfo:
 
     @property
     def params(self) -> int:
-        """Trainable parameters at the default settings and 10 classes."""
-        return count_parameters(self.factory(num_classes=10))
+        """Trainable parameters of the default (GPU) recipe's model, for 10 classes."""
+        return count_parameters(self.factory(num_classes=10, **self.recipe.model_kwargs))
 
     def recipe_for(self, device: str | torch.device) -> Recipe:
         kind = torch.device(device).type if not isinstance(device, torch.device) else device.type

@@ -183,6 +183,25 @@ def speedrun(num_classes: int = 10, widths: Sequence[int] = DEFAULT_WIDTHS, dept
                        whiten_stride=whiten_stride, head_scale=head_scale)
 
 
+# The longer recipe, for the issue's >= 93.1 % target (airbench96_faster reached 93.05 % on
+# the JPEG data): airbench96's net (widths 128/384/512, three convs per group) and its
+# augmentation (4-pixel translations, 12-pixel cutout), trained with Muon for 24 epochs of
+# batch 1000 instead of 45 with SGD. Not yet measured on a GPU: a candidate for the first
+# GPU session (docs/gpu-session.md) to tune. On the CPU: the speedrun CPU recipe, twice as
+# long.
+LONG_WIDTHS = (128, 384, 512)
+SPEEDRUN_LONG_RECIPE = SPEEDRUN_RECIPE.replace(
+    epochs=24, batch_size=1000, crop_padding=4, cutout=12,
+    model_kwargs={"widths": LONG_WIDTHS, "depth": 3})
+SPEEDRUN_LONG_CPU_RECIPE = SPEEDRUN_CPU_RECIPE.replace(epochs=16)
+
+register_model(
+    "speedrun-long",
+    "speedrun's longer recipe (GPU: airbench96's net and augmentation, 24 epochs with "
+    "Muon; CPU: the speedrun CPU recipe for 16 epochs)",
+    recipe=SPEEDRUN_LONG_RECIPE, cpu_recipe=SPEEDRUN_LONG_CPU_RECIPE,
+)(speedrun)
+
 # The fastest recipe on a GPU (airbench94's).
 set_default_model("cuda", "speedrun")
 # On 2 CPU cores its stride-2 CPU recipe reaches 79.8 % (81.9 % with TTA) in 4 minutes, where

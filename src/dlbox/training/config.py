@@ -39,6 +39,7 @@ class TrainConfig:
     warmup_fraction: float = 0.2
     crop_padding: int = 4
     flip: bool = True
+    cutout: int = 0  # side of a square cut out of each training image (filled with the mean)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     tta: bool = False  # test-time augmentation (average with the mirror image) when evaluating
     device: str = "auto"
@@ -87,6 +88,9 @@ class TrainConfig:
             raise UsageError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.crop_padding < 0:
             raise UsageError(f"crop_padding must be >= 0, got {self.crop_padding}")
+        if not 0 <= self.cutout <= 32:
+            raise UsageError(f"cutout must be in 0..32 pixels, got {self.cutout}",
+                             hint="use 0 (no cutout) or the side of the square, e.g. 12")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise UsageError("mean and std need 3 values each (RGB), std > 0")
 
@@ -128,7 +132,7 @@ class TrainConfig:
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "nesterov",
                  "label_smoothing", "schedule", "warmup_fraction", "crop_padding", "flip",
-                 "tta", "model_kwargs")
+                 "cutout", "tta", "model_kwargs")
 
 
 def build_config(model: str | None = None, device: str = "auto", **overrides: Any) -> TrainConfig:

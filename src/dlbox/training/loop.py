@@ -145,13 +145,17 @@ def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
 
 
 def augment(images: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Random crop (after padding) and horizontal flip of a uint8 batch, on its device."""
-    from dlbox.data.augment import random_crop, random_hflip
+    """Random crop (after padding), horizontal flip and cutout (filled with the mean) of a
+    uint8 batch, on its device."""
+    from dlbox.data.augment import random_crop, random_cutout, random_hflip
 
     if config.crop_padding:
         images = random_crop(images, config.crop_padding, generator)
     if config.flip:
         images = random_hflip(images, generator)
+    if config.cutout:
+        images = random_cutout(images, config.cutout, [255.0 * m for m in config.mean],
+                               generator)
     return images
 
 

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbox.data.augment import flip_where, random_crop
+from dlbox.data.augment import flip_where, random_crop, random_cutout
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import UsageError
 from dlbox.models.speedrun import DEFAULT_WIDTHS, SpeedrunNet
@@ -97,6 +97,7 @@ class SpeedrunConfig:
     lookahead_power: float = 3.0
     flip: str = "alternate"
     translate: int = 2
+    cutout: int = 0  # side of the square cut out of each training image per epoch; 0: none
     tta_level: int = 2
     precision: str = "auto"
     channels_last: bool | None = None
@@ -125,6 +126,8 @@ class SpeedrunConfig:
             problems.append(f"tta_level must be one of {TTA_LEVELS}, got {self.tta_level}")
         if self.translate < 0 or self.translate >= 16:
             problems.append(f"translate must be in 0..15 pixels, got {self.translate}")
+        if not 0 <= self.cutout <= 32:
+            problems.append(f"cutout must be in 0..32 pixels, got {self.cutout}")
         if not 0 <= self.lr_peak <= 1:
             problems.append(f"lr_peak is a fraction of the steps in [0, 1], got {self.lr_peak}")
         if min(self.filter_lr, self.bias_lr, self.head_lr) <= 0:
@@ -173,7 +176,7 @@ def config_from_train(train_config: TrainConfig, **changes: Any) -> SpeedrunConf
         label_smoothing=c.label_smoothing,
         lr_start=0.0 if warm > 0 else 1.0, lr_peak=warm,
         lr_end=1.0 if c.schedule == "constant" else 0.0,
-        flip="alternate" if c.flip else "none", translate=c.crop_padding,
+        flip="alternate" if c.flip else "none", translate=c.crop_padding, cutout=c.cutout,
         tta_level=2 if c.tta else 0, precision="fp32" if c.amp is False else "auto",
         channels_last=c.channels_last, threads=c.threads, seed=c.seed, eval_every=1.0,
         eval_batch_size=c.eval_batch_size, mean=tuple(c.mean), std=tuple(c.std),
@@ -251,12 +254,14 @@ def preprocess(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 
 
 def augment_epoch(images: torch.Tensor, epoch: int, base_flip: torch.Tensor | None,
-                  flip: str, translate: int, generator: torch.Generator | None) -> torch.Tensor:
+                  flip: str, translate: int, generator: torch.Generator | None,
+                  cutout: int = 0, fill: Sequence[float] | None = None) -> torch.Tensor:
     """One epoch's augmented copy of the whole uint8 training set.
 
     flip "alternate": image i is mirrored when base_flip[i] XOR (epoch is odd);
     "random": a fresh coin per image; "none": never. translate: shift by up to that many
-    pixels each way (reflect padding)."""
+    pixels each way (reflect padding). cutout: then cover a square of that side in each
+    image with `fill` (per channel, 0..255)."""
     out = random_crop(images, translate, generator=generator, mode="reflect") if translate \
         else images
     if flip == "alternate":
@@ -267,6 +272,8 @@ def augment_epoch(images: torch.Tensor, epoch: int, base_flip: torch.Tensor | No
     elif flip == "random":
         mask = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
         out = flip_where(out, mask)
+    if cutout:
+        out = random_cutout(out, cutout, fill, generator=generator)
     return out
 
 
@@ -681,7 +688,8 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
         if step >= whiten_steps and model.whiten_bias.requires_grad:
             model.whiten_bias.requires_grad_(False)
         epoch_images = augment_epoch(train_images, epoch, base_flip, config.flip,
-                                     config.translate, generator)
+                                     config.translate, generator, config.cutout,
+                                     [255.0 * m for m in config.mean])
         order = torch.randperm(len(train), generator=generator, device=device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
