@@ -216,6 +216,9 @@ def test_build_args_with_credentials_are_refused(monkeypatch: pytest.MonkeyPatch
                                                   ("http_proxy", "http://u:p@proxy:3128"))))
     assert args["HTTPS_PROXY"] == "http://user:pw@proxy.example:3128"
     assert args["PIP_INDEX_URL"] == "https://pypi.example/s"
+    # Refused by the plan, before any engine is asked (and in a dry run).
+    with pytest.raises(UsageError, match="build arg PIP_INDEX_URL"):
+        B.plan(request, facts=lambda: (_ for _ in ()).throw(AssertionError("probed")))
 
 
 def test_requirements_include_cycle_is_harmless(tmp_path: Path) -> None:

@@ -357,12 +357,17 @@ def test_another_gpu_architecture_is_stale_naming_old_and_new() -> None:
     assert stale_reasons(entry, PROJECT_REQS, options, driver="560.35.03",
                          compute_capabilities=("8.6",)) == []
     assert stale_reasons(entry, PROJECT_REQS, options, compute_capabilities=("sm_86",)) == []
+    # Another GPU the locked build (torch 2.15 cu126: SASS 5.0 to 9.0) runs: still good.
+    assert stale_reasons(entry, PROJECT_REQS, options, driver="560.35.03",
+                         compute_capabilities=("9.0",)) == []
     reasons = stale_reasons(entry, PROJECT_REQS, options, driver="560.35.03",
-                            compute_capabilities=("9.0",))
-    assert reasons == ["the target's GPU architecture is sm_90 (locked for sm_86)"]
-    # One more GPU of another kind: the locked build was not checked for it.
+                            compute_capabilities=("3.7",))
+    assert reasons == ["the target's GPU architecture is sm_37, which the locked build does "
+                       "not run (locked for sm_86)"]
+    # One more GPU of a kind CUDA 12.6 does not know (Blackwell): only that one is named.
     assert stale_reasons(entry, PROJECT_REQS, options, compute_capabilities=("8.6", "12.0")) == [
-        "the target's GPU architectures are sm_86, sm_120 (locked for sm_86)"]
+        "the target's GPU architecture is sm_120, which the locked build does not run "
+        "(locked for sm_86)"]
 
 
 def test_a_lock_for_more_architectures_covers_fewer() -> None:
@@ -372,11 +377,12 @@ def test_a_lock_for_more_architectures_covers_fewer() -> None:
                          compute_capabilities=("8.6",)) == []
 
 
-def test_a_lock_resolved_without_architecture_is_stale_for_one() -> None:
+def test_a_lock_resolved_without_architecture_is_kept() -> None:
+    # Resolved from --driver alone: never checked against an architecture, so the other
+    # settings decide (as for a lock from before the record).
     entry = make_entry(compute_capabilities=())
-    reasons = stale_reasons(entry, PROJECT_REQS, entry.project_pip_options,
-                            compute_capabilities=("9.0",))
-    assert len(reasons) == 1 and "sm_90" in reasons[0] and "never checked" in reasons[0]
+    assert stale_reasons(entry, PROJECT_REQS, entry.project_pip_options,
+                         compute_capabilities=("3.7",)) == []
 
 
 def test_no_architecture_named_or_none_recorded_keeps_the_lock() -> None:
@@ -407,20 +413,23 @@ def test_plan_refuses_a_gpu_lock_for_another_architecture(tmp_path: Path) -> Non
     same = B.plan(B.BuildRequest(project_dir=root, device="gpu", driver="560.35.03",
                                  compute_capabilities=("8.6",)), facts=no_probe)
     assert same.entry == entry
-    # Same driver, other GPU: the lock resolved for sm_86 must not be reused.
+    # Same driver, a GPU the locked build has no kernels for: the lock must not be reused.
     with pytest.raises(ContainerError) as info:
         B.plan(B.BuildRequest(project_dir=root, device="gpu", driver="560.35.03",
-                              compute_capabilities=("9.0",)), facts=no_probe)
+                              compute_capabilities=("12.0",)), facts=no_probe)
     assert "no longer matches the project (torch-gpu)" in info.value.message
-    assert "GPU architecture is sm_90 (locked for sm_86)" in info.value.message
+    assert "GPU architecture is sm_120, which the locked build does not run (locked for " \
+        "sm_86)" in info.value.message
     assert "--relock" in (info.value.hint or "")
     # The host's GPUs count when the build follows this host.
     assert B.plan(B.BuildRequest(project_dir=root),
                   facts=lambda: gpu_facts("8.6")).entry == entry
-    with pytest.raises(ContainerError, match="sm_90 \\(locked for sm_86\\)"):
-        B.plan(B.BuildRequest(project_dir=root), facts=lambda: gpu_facts("9.0"))
-    with pytest.raises(ContainerError, match="sm_90"):
-        B.dry_run(B.BuildRequest(project_dir=root), facts=lambda: gpu_facts("9.0"))
+    assert B.plan(B.BuildRequest(project_dir=root),
+                  facts=lambda: gpu_facts("9.0")).entry == entry  # the build runs sm_90
+    with pytest.raises(ContainerError, match="sm_120, which the locked build"):
+        B.plan(B.BuildRequest(project_dir=root), facts=lambda: gpu_facts("12.0"))
+    with pytest.raises(ContainerError, match="sm_120"):
+        B.dry_run(B.BuildRequest(project_dir=root), facts=lambda: gpu_facts("12.0"))
 
 
 def test_a_new_lock_records_the_target_architectures(tmp_path: Path,
@@ -447,4 +456,4 @@ def test_a_new_lock_records_the_target_architectures(tmp_path: Path,
     assert stale_reasons(entry, entry.project_requirements, entry.project_pip_options,
                          compute_capabilities=("8.9",)) == []
     assert stale_reasons(entry, entry.project_requirements, entry.project_pip_options,
-                         compute_capabilities=("9.0",)) != []
+                         compute_capabilities=("12.0",)) != []

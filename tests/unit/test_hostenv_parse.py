@@ -81,6 +81,8 @@ def test_a_field_nvidia_smi_cannot_read_is_not_a_failure() -> None:
         (HOSTS / "two-gpus-mixed" / "nvidia-smi-q.txt").read_text()
         + "        Power Draw                        : [Unknown Error]\n")
     assert q.error is None and q.cuda_driver_version == "12.6"
+    lost = parse_nvidia_smi_csv("NVIDIA H200, [GPU is lost], [GPU is lost], 580.159.03\n")
+    assert lost.error is not None and "GPU is lost" in lost.error
     whole = parse_nvidia_smi_csv("Unable to determine the device handle for GPU0000:01:00.0: "
                                  "Unknown Error\n")
     assert whole.error is not None and whole.error.startswith("Unable to determine")

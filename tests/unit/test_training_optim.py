@@ -83,3 +83,11 @@ def test_a_speedrun_never_imports_dynamo() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_a_group_of_one_tensor_is_one_parameter() -> None:
+    p = torch.nn.Parameter(torch.ones(3, 2))
+    optimizer = NesterovSGD([{"params": p, "lr": 0.5}], momentum=0.0)
+    p.grad = torch.ones_like(p)
+    optimizer.step()
+    assert torch.equal(p.detach(), torch.full((3, 2), 0.5))

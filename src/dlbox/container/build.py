@@ -376,6 +376,7 @@ class Plan:
 
 
 def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
+    _buildargs(request)  # credentials in a build arg: refused before anything (dry runs too)
     project = detect_project(request.project_dir, request.extras)
     framework = (_normalize_framework(request.framework)
                  or detect_framework(project.requirements) or "torch")

@@ -227,9 +227,30 @@ def stale_reasons(
                        f"{entry.min_driver} (CUDA {entry.cuda})")
     wanted = target_archs(compute_capabilities)
     locked = entry.compute_capabilities
-    if wanted and locked is not None and not set(wanted) <= set(locked):
-        was = (f"locked for {describe_target_archs(locked)}" if locked
-               else "locked without one: the architecture was never checked")
-        noun = "architectures are" if len(wanted) > 1 else "architecture is"
-        reasons.append(f"the target's GPU {noun} {describe_target_archs(wanted)} ({was})")
+    # A lock that records no architecture (older, or resolved from --driver alone) was never
+    # checked against one: the other settings decide, as for every option not given.
+    missing = [cc for cc in wanted if cc not in (locked or ()) and not _build_runs(entry, cc)]
+    if locked and missing:
+        noun = "architectures are" if len(missing) > 1 else "architecture is"
+        reasons.append(f"the target's GPU {noun} {describe_target_archs(missing)}, which "
+                       f"the locked build does not run (locked for "
+                       f"{describe_target_archs(locked)})")
     return reasons
+
+
+def _build_runs(entry: LockEntry, cc: str) -> bool:
+    """Whether the locked framework build has kernels for GPUs of capability `cc`
+    (dlbox's matrix; torch GPU builds only, anything else: False, so the lock is rechecked)."""
+    from dlbox.hostenv.compat import build_fit
+    from dlbox.hostenv.matrix import load_matrix
+    from dlbox.hostenv.versions import same_release
+
+    if entry.framework != "torch" or not entry.cuda:
+        return False
+    matrix = load_matrix()
+    release = matrix.torch_release(entry.framework_version.split("+")[0])
+    for variant in release.variants if release is not None else ():
+        if same_release(variant.cuda, entry.cuda):
+            return build_fit(matrix, cc, variant.archs, variant.ptx, variant.cuda) in ("sass",
+                                                                                     "ptx")
+    return False

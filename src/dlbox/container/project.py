@@ -134,9 +134,12 @@ def refuse_url_credentials(line: str, where: str) -> None:
     """ContainerError when `line` (which would reach the Dockerfile or the lock) has a URL
     with credentials: the image's history would keep them."""
     if has_url_credentials(line):
+        from_env = "${" in line  # pip's ${VAR}: the value would need a build arg, kept in history
         raise ContainerError(
-            f"{where}: {redact_url_credentials(line)!r} has credentials in a URL, and dlbox "
-            "never bakes secrets into an image",
+            f"{where}: {redact_url_credentials(line)!r} has credentials in a URL"
+            + (" (from an environment variable, which a build would need as a build arg, "
+               "which the image's history keeps)" if from_env else "")
+            + ", and dlbox never bakes secrets into an image",
             hint="remove the credentials from the URL, and supply the packages through "
                  "--wheelhouse DIR, filled beforehand with pip download -d DIR",
         )

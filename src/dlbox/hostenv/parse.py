@@ -67,17 +67,18 @@ def _first_line(text: str) -> str:
 def smi_failure(text: str) -> str | None:
     """The failure line of a failing nvidia-smi ("Failed to initialize NVML: ..."), or None.
 
-    A field's value never counts: "[Unknown Error]" in a CSV row or in a `-q` line such as
-    "Power Draw : [Unknown Error]" is one field nvidia-smi could not read (common in
-    containers and under MIG), not a failure of the whole output."""
+    One field that nvidia-smi could not read does not count: "[Unknown Error]" as a value in
+    a CSV row or in a `-q` line ("Power Draw : [Unknown Error]"; common in containers and
+    under MIG). "[GPU is lost]" or "[Insufficient Permissions]" still do, wherever they
+    stand: the GPU or the caller's rights are the problem then."""
     for line in text.splitlines():
         lowered = line.strip().lower()
         if not any(marker in lowered for marker in _SMI_FAILURE_MARKERS):
             continue
-        if re.search(r"\[[^\]]*\]", lowered) and (":" in lowered or "," in lowered):
-            continue  # a bracketed per-field value
-        if re.match(r"^[\w .()/-]+\s:\s", line.strip()):
-            continue  # `-q` output: "Field Name : value"
+        without_unread = lowered.replace("[unknown error]", "")
+        if without_unread != lowered and (":" in lowered or "," in lowered) and not any(
+                marker in without_unread for marker in _SMI_FAILURE_MARKERS):
+            continue  # only unreadable fields
         return line.strip()
     return None
 

@@ -1,7 +1,7 @@
 """Small optimizers for the speedrun trainer that do not derive from torch.optim.Optimizer.
 
-Why: torch.optim.Optimizer's methods are wrapped so that their first call imports
-torch._dynamo, which takes 2 to 3 seconds; the whole speedrun is a few seconds on a GPU, and
+Why: torch.optim.Optimizer's methods are wrapped so that their first call (the constructor's)
+imports torch._dynamo, which takes 2 to 3 seconds; the whole speedrun is a few seconds on a GPU, and
 `dlbox train` should print its accuracy soon after it is typed. These classes keep the
 parts of the interface that the trainer uses (`param_groups`, `state`, `step()`,
 `state_dict()` / `load_state_dict()` in torch's layout, so checkpoints stay compatible) and
@@ -29,12 +29,14 @@ class PlainOptimizer:
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
-        items = list(params)
-        groups = items if items and isinstance(items[0], dict) else [{"params": items}]
+        items: list[Any] = [params] if isinstance(params, torch.Tensor) else list(params)
+        groups: list[dict[str, Any]] = items if items and isinstance(items[0], dict) \
+            else [{"params": items}]
         self.param_groups: list[dict[str, Any]] = []
         for group in groups:
-            full = {**self.defaults, **group, "params": list(group["params"])}
-            self.param_groups.append(full)
+            members = group["params"]
+            members = [members] if isinstance(members, torch.Tensor) else list(members)
+            self.param_groups.append({**self.defaults, **group, "params": members})
         self.state: defaultdict[torch.Tensor, dict[str, Any]] = defaultdict(dict)
 
     def step(self) -> None:
@@ -62,6 +64,7 @@ class PlainOptimizer:
         for group, mine in zip(groups, self.param_groups, strict=True):
             mine.update({k: v for k, v in group.items() if k != "params"})
         self.state = defaultdict(dict)
+        # State keys are positions in the flattened parameter list, as torch numbers them.
         for key, values in saved["state"].items():
             param = params[int(key)]
             self.state[param] = {
