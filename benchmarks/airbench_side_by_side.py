@@ -50,7 +50,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from dlbox.benchmark_report import num, pct, summarize, summary_lines
+from dlbox.fileio import write_json_atomic
 
 DATA_SUBDIR = "cifar10"  # airbench's loaders read cifar10/{train,test}.pt under their cwd
 RUN_LOOP = re.compile(r"for\s+run\s+in\s+range\(\s*(\d+)\s*\)")
@@ -319,15 +321,6 @@ def parse_output(lines: list[str], stamps: list[float] | None = None) -> dict[st
             "incomplete_runs": sorted(started), "mean_line": mean_line}
 
 
-def summarize(values: list[float | None]) -> dict[str, float | None]:
-    present = [float(v) for v in values if v is not None and not math.isnan(v)]
-    if not present:
-        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-    return {"mean": statistics.fmean(present),
-            "std": statistics.stdev(present) if len(present) > 1 else 0.0,
-            "min": min(present), "max": max(present), "n": len(present)}
-
-
 def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     return {key: summarize([r.get(key) for r in runs]) for key in METRICS}
 
@@ -365,23 +358,17 @@ def compare(airbench_summary: dict[str, Any], dlbox_doc: dict[str, Any]) -> dict
     }
 
 
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def num(value: float | None, fmt: str = ".3f") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def comparison_lines(comparison: dict[str, Any], script_name: str) -> list[str]:
     d, a = comparison["dlbox"], comparison["airbench"]
     rows = [("runs", str(d["runs"]), str(a["runs"])),
             ("accuracy with TTA (mean)", pct(d["tta_accuracy_mean"]), pct(a["tta_accuracy_mean"])),
             ("accuracy without TTA", pct(d["accuracy_mean"]), pct(a["accuracy_mean"])),
-            ("time_seconds (mean)", num(d["time_seconds_mean"]), num(a["time_seconds_mean"]))]
+            ("time_seconds (mean)", num(d["time_seconds_mean"], ".3f"),
+             num(a["time_seconds_mean"], ".3f"))]
     head = f"{'':<26}{'dlbox ' + str(d['model'] or ''):>18}{script_name:>22}"
     out = [head] + [f"{label:<26}{left:>18}{right:>22}" for label, left, right in rows]
-    out.append(f"time_seconds ratio dlbox / airbench: {num(comparison['time_seconds_ratio'])}")
+    ratio = num(comparison["time_seconds_ratio"], ".3f")
+    out.append(f"time_seconds ratio dlbox / airbench: {ratio}")
     for note in comparison.get("notes", []):
         out.append(f"note: {note}")
     return out
@@ -506,14 +493,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
-    temporary.replace(path)
-
-
 def run_line(r: dict[str, Any]) -> str:
     return (f"run {r['run']}: tta_val_acc {pct(r['tta_val_acc'])}  val_acc {pct(r['val_acc'])}  "
             f"time_seconds {num(r['time_seconds'], '.4f')}  ({r['epochs']} epochs, done at "
@@ -583,15 +562,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{wall:.1f} s end to end")
     for r in runs:
         print("  " + run_line(r))
-    print(f"over {len(runs)} run(s):       mean        std        min        max")
-    for key in METRICS:
-        s = summary[key]
-        if s["mean"] is None:
-            continue
-        scale = 100.0 if "acc" in key else 1.0
-        print(f"  {key:<18}" + "".join(f" {num(s[k] * scale, '10.4f')}"  # type: ignore[operator]
-                                       for k in ("mean", "std", "min", "max"))
-              + (" %" if scale == 100.0 else " s"))
+    print("\n".join(summary_lines(summary, len(runs), decimals=4, unit=" s")))
     if parsed["mean_line"]:
         own = parsed["mean_line"]
         print(f"  its own line: Mean {own['mean']}  Std {own['std']}")
@@ -625,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no comparison with {args.dlbox_json}: {error}", file=sys.stderr)
             status = status or 3
     if args.json:
-        write_json(args.json, document)
+        write_json_atomic(Path(args.json), document)
         print(f"wrote {args.json}")
     return status
 

@@ -37,9 +37,7 @@ On CUDA one short untimed warm-up run (1 epoch on two batches) comes first (--wa
 from __future__ import annotations
 
 import argparse
-import math
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -48,6 +46,7 @@ from typing import Any
 
 import torch
 
+from dlbox.benchmark_report import num, pct, summarize, summary_lines
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import DlboxError
 from dlbox.fileio import read_json, write_json_atomic
@@ -117,14 +116,6 @@ def peak_memory_mib(device: torch.device) -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
-
-def summarize(values: list[float | None]) -> dict[str, float | None]:
-    present = [float(v) for v in values if v is not None and not math.isnan(v)]
-    if not present:
-        return {"mean": None, "std": None, "min": None, "max": None}
-    return {"mean": statistics.fmean(present),
-            "std": statistics.stdev(present) if len(present) > 1 else 0.0,
-            "min": min(present), "max": max(present)}
 
 
 # ---- one run ----------------------------------------------------------------------------------
@@ -198,14 +189,6 @@ def ratio_of(recipe: float | None, baseline: float | None) -> float | None:
 
 # ---- reporting --------------------------------------------------------------------------------
 
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def num(value: float | None, fmt: str = ".2f") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def run_line(label: str, r: dict[str, Any]) -> str:
     return (f"{label}: acc {pct(r['accuracy'])}  tta {pct(r['tta_accuracy'])}  "
             f"train {num(r['train_seconds'])} s  eval {num(r.get('eval_seconds'))} s  "
@@ -251,15 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         print(run_line(f"run {index + 1}/{args.runs}", result), flush=True)
 
     summary = {key: summarize([r.get(key) for r in runs]) for key in METRICS}
-    print(f"over {len(runs)} run(s):       mean        std        min        max")
-    for key in METRICS:
-        s = summary[key]
-        if s["mean"] is None:
-            continue
-        scale = 100.0 if "accuracy" in key else 1.0
-        print(f"  {key:<18}" + "".join(f" {num((s[k] or 0.0) * scale, '10.3f')}"
-                                       for k in ("mean", "std", "min", "max"))
-              + (" %" if scale == 100.0 else ""))
+    print("\n".join(summary_lines(summary, len(runs), decimals=3)))
 
     document: dict[str, Any] = {
         "benchmark": "time_to_accuracy",

@@ -35,7 +35,7 @@ def _check_batch(images: torch.Tensor) -> None:
         raise ValueError(f"expected a batch [N, C, H, W], got shape {tuple(images.shape)}")
 
 
-def _keep_layout(result: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def keep_layout(result: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Return `result` in the memory format of `like` (channels_last stays channels_last)."""
     if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
         return result.contiguous(memory_format=torch.channels_last)
@@ -106,7 +106,7 @@ def crop_at(images: torch.Tensor, padding: int, offsets_y: torch.Tensor, offsets
     if row_ok is not None and col_ok is not None:
         inside = (row_ok.view(n, 1, height, 1) & col_ok.view(n, 1, 1, width))
         out = torch.where(inside, out, torch.zeros((), dtype=out.dtype, device=device))
-    return _keep_layout(out, images)
+    return keep_layout(out, images)
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator | None = None,
@@ -143,7 +143,7 @@ def random_cutout(images: torch.Tensor, size: int, fill: Sequence[float] | None 
                              dtype=torch.float32).to(images.device)
     filler = values.round().to(images.dtype) if not images.is_floating_point() \
         else values.to(images.dtype)
-    return _keep_layout(torch.where(mask, filler.view(1, c, 1, 1), images), images)
+    return keep_layout(torch.where(mask, filler.view(1, c, 1, 1), images), images)
 
 
 def random_translate(images: torch.Tensor, max_shift: int,

@@ -42,6 +42,35 @@ class PlainOptimizer:
     def step(self) -> None:
         raise NotImplementedError
 
+    def momentum_updates(self, group: dict[str, Any]
+                         ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The parameters of `group` that have a gradient, and each one's update before the
+        learning rate, as torch.optim.SGD computes it (dampening 0): g = grad +
+        weight_decay * p; buf = g on the first step, else momentum * buf + g; the update is
+        g + momentum * buf with Nesterov, else buf. The buffers are kept in `state`."""
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return [], []
+        grads = [p.grad for p in params]
+        if group.get("weight_decay"):
+            grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
+        momentum = group["momentum"]
+        later: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for param, grad in zip(params, grads, strict=True):
+            state = self.state[param]
+            if "momentum_buffer" in state:
+                later.append((state["momentum_buffer"], grad))
+            else:
+                state["momentum_buffer"] = grad.detach().clone()
+        if later:
+            bufs, old_grads = (list(t) for t in zip(*later, strict=True))
+            torch._foreach_mul_(bufs, momentum)
+            torch._foreach_add_(bufs, old_grads)
+        bufs = [self.state[p]["momentum_buffer"] for p in params]
+        updates = list(torch._foreach_add(grads, bufs, alpha=momentum)) if group["nesterov"] \
+            else bufs
+        return params, updates
+
     def _all_params(self) -> list[torch.Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
 
@@ -88,25 +117,6 @@ class NesterovSGD(PlainOptimizer):
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            if group["weight_decay"]:
-                grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
-            momentum = group["momentum"]
-            later: list[tuple[torch.Tensor, torch.Tensor]] = []
-            for param, grad in zip(params, grads, strict=True):
-                state = self.state[param]
-                if "momentum_buffer" in state:
-                    later.append((state["momentum_buffer"], grad))
-                else:
-                    state["momentum_buffer"] = grad.detach().clone()
-            if later:
-                bufs, old_grads = (list(t) for t in zip(*later, strict=True))
-                torch._foreach_mul_(bufs, momentum)
-                torch._foreach_add_(bufs, old_grads)
-            bufs = [self.state[p]["momentum_buffer"] for p in params]
-            updates = torch._foreach_add(grads, bufs, alpha=momentum) if group["nesterov"] \
-                else bufs
-            torch._foreach_add_(params, updates, alpha=-group["lr"])
+            params, updates = self.momentum_updates(group)
+            if params:
+                torch._foreach_add_(params, updates, alpha=-group["lr"])

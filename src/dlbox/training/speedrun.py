@@ -315,15 +315,7 @@ class Muon(PlainOptimizer):
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p.grad)
-                buf = state["momentum_buffer"]
-                buf.mul_(group["momentum"]).add_(p.grad)
-                update = p.grad.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+            for p, update in zip(*self.momentum_updates(group), strict=True):
                 p.mul_(len(p) ** 0.5 / (p.norm() + 1e-12))
                 ortho = orthogonalize(update.reshape(len(update), -1), group["ns_steps"])
                 p.add_(ortho.view_as(p), alpha=-group["lr"])

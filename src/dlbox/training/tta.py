@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dlbox.data.augment import keep_layout
+
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
 TTA_LEVELS = (0, 1, 2)
@@ -85,11 +87,7 @@ def make_view(images: torch.Tensor, view: View) -> torch.Tensor:
     """One view of a batch, in the batch's memory format (index_select would give a
     channels_last batch's shifted views the default layout: a second graph under compile)."""
     out = shift_reflect(images, view.dy, view.dx)
-    out = out.flip(3) if view.flip else out
-    if images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last) \
-            and not out.is_contiguous(memory_format=torch.channels_last):
-        out = out.contiguous(memory_format=torch.channels_last)
-    return out
+    return keep_layout(out.flip(3) if view.flip else out, images)
 
 
 def tta_views(images: torch.Tensor, level: int = 2) -> list[tuple[View, torch.Tensor]]:

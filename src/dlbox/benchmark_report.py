@@ -1,0 +1,45 @@
+"""What dlbox's benchmarks (benchmarks/*.py) share: statistics over runs, and how they print.
+
+    summary = {key: summarize([r.get(key) for r in runs]) for key in ("accuracy", ...)}
+    print("\\n".join(summary_lines(summary, len(runs), decimals=3)))
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+
+
+def summarize(values: Iterable[float | None]) -> dict[str, float | None]:
+    """mean / std (over runs) / min / max of the values that are there (None, NaN: not), and
+    n, how many there were; every figure None when there is none."""
+    present = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not present:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(present),
+            "std": statistics.stdev(present) if len(present) > 1 else 0.0,
+            "min": min(present), "max": max(present), "n": len(present)}
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def num(value: float | None, fmt: str = ".2f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def summary_lines(summary: Mapping[str, Mapping[str, float | None]], runs: int,
+                  decimals: int = 3, unit: str = "") -> list[str]:
+    """The mean / std / min / max table of `summary`, a line per metric that has figures;
+    metrics named *acc* print in percent, the others with ` unit` after them."""
+    lines = [f"over {runs} run(s):       mean        std        min        max"]
+    for key, s in summary.items():
+        if s["mean"] is None:
+            continue
+        scale = 100.0 if "acc" in key else 1.0
+        lines.append(f"  {key:<18}" + "".join(
+            f" {num((s[k] or 0.0) * scale, f'10.{decimals}f')}"
+            for k in ("mean", "std", "min", "max")) + (" %" if scale == 100.0 else unit))
+    return lines
