@@ -144,7 +144,7 @@ class LoadedModel:
     """A trained model from a run directory, in eval mode on `device`.
 
     Feed it exactly as training did: uint8 images [N, 3, 32, 32] (RGB) go through
-    `preprocess` (= dlbox.training.loop.prepare_batch with this run's mean, std and memory
+    `preprocess` (= dlbox.training.inputs.prepare_batch with this run's mean, std and memory
     format: scale to 0..1, subtract mean, divide by std); the model itself does no
     normalisation. `logits` and `probabilities` do the whole thing in batches, under the same
     mixed precision as training, and return float32 tensors on the CPU.
@@ -160,7 +160,7 @@ class LoadedModel:
     amp_dtype: torch.dtype | None
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        from dlbox.training.loop import prepare_batch
+        from dlbox.training.inputs import prepare_batch
 
         return prepare_batch(images, self.device, self.channels_last,
                              mean=self.config.mean, std=self.config.std)

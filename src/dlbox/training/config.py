@@ -15,9 +15,7 @@ import torch
 
 from dlbox.errors import UsageError
 
-# Per-channel mean and standard deviation of the CIFAR-10 training images (RGB, 0..1).
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+from dlbox.training.inputs import CIFAR10_MEAN, CIFAR10_STD
 
 SCHEDULES = ("onecycle", "linear", "constant")
 

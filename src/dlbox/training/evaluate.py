@@ -193,11 +193,20 @@ def evaluate_model(model_fn: ModelFn, dataset: ImageDataset, classes: Sequence[s
                    batch_size: int = DEFAULT_BATCH_SIZE,
                    amp_dtype: torch.dtype | None = torch.float16) -> Evaluation:
     """Predict every image of `dataset` and compute the metrics; writes nothing."""
-    classes = tuple(classes)
     device = torch.device(device)
     start = time.perf_counter()
     logits = predict_logits(model_fn, dataset.images, batch_size, device, amp_dtype)
-    seconds = time.perf_counter() - start
+    return evaluation_from_logits(logits, dataset, classes, time.perf_counter() - start)
+
+
+def evaluation_from_logits(logits: torch.Tensor, dataset: ImageDataset, classes: Sequence[str],
+                           seconds: float) -> Evaluation:
+    """The Evaluation of logits [N, C] already computed for every image of `dataset` (by
+    evaluate_model, or by a trainer's own final evaluation); `seconds` is what they took."""
+    classes = tuple(classes)
+    logits = logits.detach().to("cpu", torch.float32)
+    if len(dataset) and (logits.dim() != 2 or logits.shape[0] != len(dataset)):
+        raise ValueError(f"logits of shape {tuple(logits.shape)} for {len(dataset)} images")
     if len(dataset) and logits.shape[1] != len(classes):
         raise DataError(f"the model has {logits.shape[1]} outputs but the data has "
                         f"{len(classes)} classes",
@@ -389,6 +398,12 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         "tta": use_tta,
         "data": dataset.source,
     }
+    return report_evaluation(run_dir, evaluation, details, quiet)
+
+
+def report_evaluation(run_dir: Path, evaluation: Evaluation, details: dict[str, Any],
+                      quiet: bool = False) -> dict[str, Any]:
+    """write_evaluation, then the tutorial-style accuracy lines unless `quiet`."""
     document = write_evaluation(run_dir, evaluation, details)
     if not quiet:
         for line in report.accuracy_lines(evaluation.metrics):

@@ -15,7 +15,6 @@ with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import functools
 import random
 import re
 import signal
@@ -46,6 +45,7 @@ from dlbox.training.checkpoint import (
 )
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype, configure_host, resolve_device
+from dlbox.training.inputs import prepare_batch  # noqa: F401  (the pipeline's entry point)
 from dlbox.training.manifest import build_manifest, utc_now
 from dlbox.training.progress import TrainProgress
 from dlbox.training.schedules import make_scheduler
@@ -70,39 +70,8 @@ class TrainingStopped(DlboxError):
         self.exit_code = exit_code
 
 
-# ---- the input pipeline: one definition used by training, evaluate and predict ------------
-
-def prepare_batch(images: torch.Tensor, device: torch.device | str, channels_last: bool = False,
-                  dtype: torch.dtype = torch.float32,
-                  mean: tuple[float, ...] | None = None,
-                  std: tuple[float, ...] | None = None) -> torch.Tensor:
-    """uint8 images [N, 3, H, W] -> normalised float model input on `device`.
-
-    Scales to 0..1, subtracts the per-channel `mean` and divides by `std` (default: the
-    CIFAR-10 training set's), in `dtype`, in channels_last memory format when asked.
-    """
-    from dlbox.training.config import CIFAR10_MEAN, CIFAR10_STD
-
-    mean = CIFAR10_MEAN if mean is None else mean
-    std = CIFAR10_STD if std is None else std
-    x = images.to(device, non_blocking=True)
-    scale, shift = _normaliser(tuple(mean), tuple(std), dtype, x.device)
-    # (x / 255 - mean) / std as one multiply-add: x * scale + shift.
-    x = torch.addcmul(shift, x.to(dtype), scale)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-@functools.lru_cache(maxsize=16)
-def _normaliser(mean: tuple[float, ...], std: tuple[float, ...], dtype: torch.dtype,
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    mean_t = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
-    scale = (1.0 / (255.0 * std_t)).to(device=device, dtype=dtype)
-    shift = (-mean_t / std_t).to(device=device, dtype=dtype)
-    return scale, shift
-
+# ---- the input pipeline: prepare_batch (dlbox.training.inputs) is used by training, evaluate
+# and predict; the rest of it lives here.
 
 def to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
     """Move the model to `device`, its conv weights in channels_last layout when asked."""
@@ -665,7 +634,23 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
     plain = "-" if result.accuracy is None else f"{100 * result.accuracy:.2f}%"
     print(f"test accuracy: {plain}{tta} on {len(test_set)} test images after {config.epochs} "
           f"epochs, {result.train_seconds:.1f} s of training ({run_dir})")
-    if evaluate_at_end:
+    if evaluate_at_end and result.test_logits is not None:
+        # The report from the trainer's own final evaluation: the weights are those of
+        # checkpoints/last.pt, so evaluating that again would repeat the TTA for nothing.
+        from dlbox.training.evaluate import evaluation_from_logits, report_evaluation
+
+        evaluation = evaluation_from_logits(result.test_logits, test_set, classes,
+                                            result.eval_seconds)
+        report_evaluation(run_dir, evaluation, {
+            "run_dir": str(run_dir),
+            "checkpoint": str(checkpoint_path(run_dir, "last")),
+            "epoch": state.epoch,
+            "device": str(device),
+            "tta": config.tta,
+            "data": test_set.source,
+            "from": "the trainer's final evaluation",
+        })
+    elif evaluate_at_end:
         _evaluate(run_dir, config)
     return run_dir
 

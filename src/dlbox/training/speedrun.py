@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import itertools
 import math
 import time
@@ -48,11 +47,9 @@ from dlbox.errors import UsageError
 from dlbox.models.speedrun import DEFAULT_WIDTHS, SpeedrunNet
 from dlbox.training.checkpoint import restore_generator
 from dlbox.training.config import TrainConfig
+from dlbox.training.inputs import CIFAR10_MEAN, CIFAR10_STD, prepare_batch
 from dlbox.training.optim import NesterovSGD, PlainOptimizer
 from dlbox.training.tta import TTA_LEVELS, tta_logits
-
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 OPTIMIZERS = ("muon", "sgd")
 FLIP_MODES = ("alternate", "random", "none")
@@ -232,25 +229,12 @@ def lookahead_decay(step: int, total_steps: int, base: float, every: int, power:
 # ---- data (pure tensor ops on the device) --------------------------------------------------
 
 
-@functools.lru_cache(maxsize=16)
-def _normaliser(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """mean and std as [1, C, 1, 1] tensors on `device`, made once: a tensor built from a
-    list on a GPU is a host-to-device copy that waits for the GPU, twice a step otherwise."""
-    def shaped(values: tuple[float, ...]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1).to(device)
-    return shaped(mean), shaped(std)
-
-
 def preprocess(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
-               channels_last: bool = False, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 [N, 3, H, W] -> float: scale to 0..1, subtract `mean`, divide by `std` per channel
-    (the same as dlbox's generic loop, so a speedrun run evaluates with the shared code)."""
-    m, s = _normaliser(tuple(mean), tuple(std), images.device)
-    out = ((images.float() / 255.0) - m) / s
-    if channels_last:
-        out = out.contiguous(memory_format=torch.channels_last)
-    return out.to(dtype)
+               channels_last: bool = False) -> torch.Tensor:
+    """uint8 [N, 3, H, W] on its device -> float32: scale to 0..1, subtract `mean`, divide by
+    `std` per channel, with the generic loop's own code (dlbox.training.inputs), so a
+    speedrun run evaluates and predicts through the shared path with the same numbers."""
+    return prepare_batch(images, images.device, channels_last, mean=tuple(mean), std=tuple(std))
 
 
 def augment_epoch(images: torch.Tensor, epoch: int, base_flip: torch.Tensor | None,
@@ -373,6 +357,9 @@ class SpeedrunResult:
     # untimed test evaluations during training: steps, epochs, train_seconds, test_accuracy
     curve: list[dict[str, Any]] = field(default_factory=list)
     stopped: bool = False  # `should_stop` ended training early (state as of the last epoch)
+    # the final evaluation's logits [N, C] of the test images (TTA at config.tta_level),
+    # float32 on the CPU; None without test data or when stopped early
+    test_logits: torch.Tensor | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -486,7 +473,7 @@ def evaluate_logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch
 def accuracy_of(logits: torch.Tensor, labels: torch.Tensor) -> float:
     if labels.numel() == 0:
         return float("nan")
-    return float((logits.argmax(1) == labels.to(logits.device)).float().mean())
+    return int((logits.argmax(1) == labels.to(logits.device)).sum()) / labels.numel()
 
 
 def _seed_everything(seed: int) -> None:
@@ -638,6 +625,7 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     images_seen = 0
     epoch = 0
     accuracy: float | None = None
+    test_logits: torch.Tensor | None = None
     stopped = False
     if resume_state is not None:
         for optimizer, saved in zip(optimizers, resume_state["optimizers"], strict=True):
@@ -756,6 +744,7 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
             accuracy = accuracy_of(plain, test_labels)
             entry["test_accuracy"] = accuracy
             entry["test_accuracy_tta"] = accuracy_of(tta_out, test_labels)
+            test_logits = tta_out.cpu()
             curve.append({"steps": step, "epochs": round(step / steps_per_epoch, 4),
                           "train_seconds": round(clock.seconds, 4), "test_accuracy": accuracy,
                           "test_accuracy_tta": entry["test_accuracy_tta"],
@@ -771,5 +760,5 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
         time_seconds=clock.seconds + eval_clock.seconds, train_seconds=clock.seconds,
         eval_seconds=eval_clock.seconds, warmup_seconds=warmup_seconds, steps=step,
         epochs_run=step / steps_per_epoch, images_seen=images_seen, history=history,
-        curve=curve, stopped=stopped,
+        curve=curve, stopped=stopped, test_logits=test_logits,
     )
