@@ -543,6 +543,26 @@ def test_dry_run_rejects_a_framework_pin_the_project_excludes(tmp_path: Path) ->
         B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"), facts=no_probe)
 
 
+def test_a_release_asked_for_takes_the_patch_the_project_pins(tmp_path: Path) -> None:
+    # torch 2.1 has 2.1.0, 2.1.1 and 2.1.2: "2.1" alone means 2.1.2, but a project pinning
+    # an older patch gets that one instead of a clash with its own pin.
+    write(tmp_path / "requirements.txt", "torch==2.1.0\n")
+    request = B.BuildRequest(project_dir=tmp_path, device="cpu", framework_version="2.1")
+    assert B.plan(request, facts=no_probe).framework_version == "2.1.0"
+    dockerfile, notes = B.dry_run(request, facts=no_probe)
+    assert notes[0].startswith("torch 2.1.0+cpu (cpu) for CPU")
+    write(tmp_path / "requirements.txt", "torch<2.1.2\n")
+    assert B.plan(request, facts=no_probe).framework_version == "2.1.1"
+    write(tmp_path / "requirements.txt", "numpy\n")  # no pin: the release's newest patch
+    assert B.dry_run(request, facts=no_probe)[1][0].startswith("torch 2.1.2+cpu (cpu)")
+    # A patch version is taken as given, and a release the pin rules out still clashes.
+    write(tmp_path / "requirements.txt", "torch==2.1.0\n")
+    with pytest.raises(ContainerError, match="the project requires torch==2.1.0"):
+        B.dry_run(dataclasses.replace(request, framework_version="2.1.2"), facts=no_probe)
+    with pytest.raises(ContainerError, match="the project requires torch==2.1.0"):
+        B.dry_run(dataclasses.replace(request, framework_version="2.2"), facts=no_probe)
+
+
 def test_plan_framework_choice(tmp_path: Path) -> None:
     write(tmp_path / "requirements.txt", "jax\n")
     assert B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu"),

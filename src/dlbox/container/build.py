@@ -245,16 +245,50 @@ def framework_requirement(resolved: Any) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def check_project_allows(project: Project, framework: str, version: str) -> None:
-    """The project's own pin of the framework must admit the chosen version."""
-    public = version.split("+")[0]
+def _project_pins(project: Project, framework: str) -> list[tuple[str, Any]]:
+    """(line, specifier) of each of the project's requirements on the framework that has a
+    version specifier and applies here (its marker, if any, holds)."""
+    pins = []
     for line in project.requirements:
         requirement = parse_requirement(line, "requirements")
         if requirement.name not in FRAMEWORK_DISTS[framework] or not requirement.specifier:
             continue
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
-        if not requirement.specifier.contains(public, prereleases=True):
+        pins.append((line, requirement.specifier))
+    return pins
+
+
+def version_for_project(project: Project, framework: str, version: str | None,
+                        matrix: Any = None) -> str | None:
+    """`--framework-version` as the resolver takes it. A release ("2.1") means its newest
+    known patch that the project's own pins admit: a project pinning torch==2.1.0 gets 2.1.0,
+    not 2.1.2 and a clash. A patch version, or a release the pins rule out entirely (the
+    clash is reported later, by check_project_allows), is returned as it is."""
+    from packaging.version import InvalidVersion, Version
+
+    from dlbox.hostenv.matrix import load_matrix
+    from dlbox.hostenv.versions import parse_version, same_release
+
+    pins = _project_pins(project, framework)
+    if not version or not pins or "+" in version or len(parse_version(version) or ()) != 2:
+        return version
+    matrix = matrix or load_matrix()
+    patches = {patch for row in getattr(matrix, framework) if same_release(version, row.release)
+               for patch in row.versions}
+    admitted = [patch for patch in patches
+                if all(spec.contains(patch, prereleases=True) for _, spec in pins)]
+    try:
+        return max(admitted, key=Version) if admitted else version
+    except InvalidVersion:
+        return version
+
+
+def check_project_allows(project: Project, framework: str, version: str) -> None:
+    """The project's own pin of the framework must admit the chosen version."""
+    public = version.split("+")[0]
+    for line, specifier in _project_pins(project, framework):
+        if not specifier.contains(public, prereleases=True):
             raise ContainerError(
                 f"the project requires {line}, but the {framework} build for this target is "
                 f"{version}",
@@ -373,6 +407,7 @@ class Plan:
     entries: dict[str, LockEntry]
     entry: LockEntry | None  # the usable lock entry; None: resolve (first build / --relock)
     wheelhouse: tuple[Distribution, ...]
+    framework_version: str | None = None  # --framework-version, for the project's pins
 
 
 def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
@@ -400,7 +435,8 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
                 hint=f"re-resolve and rewrite it: dlbox image build{where} --relock",
             )
     wheelhouse = scan_wheelhouse(request.wheelhouse.expanduser()) if request.wheelhouse else ()
-    return Plan(project, framework, target, key, lock_path, entries, entry, wheelhouse)
+    return Plan(project, framework, target, key, lock_path, entries, entry, wheelhouse,
+                version_for_project(project, framework, request.framework_version))
 
 
 def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tuple[str, list[str]]:
@@ -416,7 +452,7 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
 
         python = S.DEFAULT_PYTHON
         target = dc.replace(p.target, python=python)
-        resolved = resolve_framework(p.framework, target, p.wheelhouse, request.framework_version)
+        resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version)
         check_project_allows(p.project, p.framework, resolved.version)
         base = request.base_image or default_base_image(resolved)
         entry = provisional_entry(p.project, resolved, p.key, base, None)
@@ -670,7 +706,7 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
           on_event: engine.EventCallback | None) -> LockEntry:
     """Resolve the framework build and every pin for a new lock entry (needs the engine)."""
     project = p.project
-    first = resolve_framework(p.framework, p.target, p.wheelhouse, request.framework_version)
+    first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version)
     base_image = request.base_image or default_base_image(first)
     provisional = provisional_entry(project, first, p.key, base_image, None)
     system_spec = spec_for(project, provisional, ca_cert=ca_cert is not None)
@@ -683,7 +719,7 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
     python = probe_python(client, system.image_id)
     major_minor = ".".join(python.split(".")[:2])
     target = dataclasses.replace(p.target, python=major_minor)
-    resolved = resolve_framework(p.framework, target, p.wheelhouse, request.framework_version)
+    resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version)
     check_project_allows(project, p.framework, resolved.version)
     lines = framework_requirement(resolved)
     requirements = requirements_input(project, p.framework, lines)

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 from dlbox.errors import UsageError
-
 from dlbox.training.inputs import CIFAR10_MEAN, CIFAR10_STD
 
 SCHEDULES = ("onecycle", "linear", "constant")
