@@ -24,7 +24,8 @@
 #                 next to speedrun.json -> $OUT/airbench.json
 #   h  compiled   only with time to spare: time_to_accuracy.py --compile -> speedrun_compiled.json
 #   i  long       only with time to spare: speedrun-long, 1 run -> speedrun_long.json
-#   summary       $OUT/summary.json: each issue target, its figure, pass or fail
+#   summary       benchmarks/gpu_summary.py -> $OUT/summary.json: each issue target, its
+#                 figure, pass or fail
 # Files in $OUT: session.log, doctor.json, speedrun.json, airbench.json, gpumem.csv (nvidia-smi
 # memory.used sampled every ~0.25 s), summary.json, speedrun_compiled.json (if h ran),
 # speedrun_long.json (if i ran): 8 files at most, the limit of what comes back.
@@ -224,114 +225,8 @@ step_long() {
 }
 
 step_summary() {
-    $PY - <<'EOF'
-import csv, json, os
-from pathlib import Path
-
-OUT, WORK = Path(os.environ["OUT"]), Path(os.environ["WORK"])
-
-def load(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-steps = [json.loads(line) for line in (WORK / "steps.jsonl").read_text().splitlines() if line]
-samples = []
-if (OUT / "gpumem.csv").is_file():
-    for row in csv.reader((OUT / "gpumem.csv").read_text().splitlines()[1:]):
-        try:
-            samples.append((float(row[0]), float(row[1])))
-        except (ValueError, IndexError):
-            pass
-for step in steps:
-    inside = [m for t, m in samples if step.get("start") and step["start"] <= t <= step["end"]]
-    step["gpu_memory_used_peak_mib"] = max(inside) if inside else None
-
-speedrun, compiled = load(OUT / "speedrun.json"), load(OUT / "speedrun_compiled.json")
-long_run = load(OUT / "speedrun_long.json")
-airbench = load(OUT / "airbench.json")
-e2e = {name: load(WORK / f"{name}.e2e.json") for name in ("e2e1", "e2e2")}
-runs = {name: load(WORK / name / "metrics.json") for name in ("e2e1", "e2e2", "resnet")}
-
-def get(doc, *keys):
-    for key in keys:
-        if not isinstance(doc, dict) or key not in doc:
-            return None
-        doc = doc[key]
-    return doc
-
-def final(name):
-    doc = runs[name]
-    history = get(doc, "history") or [{}]
-    return {"test_accuracy": get(doc, "final", "test_accuracy"),
-            "test_accuracy_tta": get(doc, "final", "test_accuracy_tta"),
-            "last_epoch_test_accuracy": history[-1].get("test_accuracy"),
-            "epochs": get(doc, "final", "epochs_completed"),
-            "train_seconds": get(doc, "final", "train_seconds")}
-
-peaks = [r.get("peak_memory_mib") for r in (get(speedrun, "runs") or [])]
-peaks = [p for p in peaks if p is not None]
-DLBOX_STEPS = ("speedrun", "e2e1", "e2e2", "resnet", "compiled", "long")
-smi_peaks = [s["gpu_memory_used_peak_mib"] for s in steps
-             if s["step"] in DLBOX_STEPS and s.get("gpu_memory_used_peak_mib") is not None]
-smi_peak = max(smi_peaks, default=None)
-ratio = get(airbench, "comparison", "time_seconds_ratio")
-ab_time = get(airbench, "summary", "time_seconds", "mean")
-compiled_time = get(compiled, "summary", "time_seconds", "mean")
-
-def target(name, value, ok, goal):
-    return {"target": name, "goal": goal, "value": value,
-            "pass": None if value is None else bool(ok(value))}
-
-targets = [
-    target("speedrun-long TTA accuracy, 1 run (time: see speedrun_long; vs airbench96_faster)",
-           get(long_run, "summary", "tta_accuracy", "mean"), lambda v: v >= 0.931, ">= 0.931"),
-    target("resnet accuracy (dlbox train --model resnet, GPU defaults)",
-           final("resnet")["test_accuracy"], lambda v: v >= 0.88, ">= 0.88"),
-    target("speedrun mean TTA accuracy", get(speedrun, "summary", "tta_accuracy", "mean"),
-           lambda v: v >= 0.908, ">= 0.908"),
-    target("speedrun runs", len(get(speedrun, "runs") or []) or None, lambda v: v >= 10, ">= 10"),
-    target("speedrun mean time_seconds", get(speedrun, "summary", "time_seconds", "mean"),
-           lambda v: v <= 1.8, "<= 1.8 s"),
-    target("ratio speedrun / airbench94_muon mean time_seconds (same call)", ratio,
-           lambda v: v <= 1.0, "<= 1.0"),
-    target("end to end dlbox train, 1st: seconds to its accuracy line",
-           get(e2e["e2e1"], "accuracy_line_s"), lambda v: v <= 17, "<= 17 s"),
-    target("end to end dlbox train, 2nd (warm): seconds to its accuracy line",
-           get(e2e["e2e2"], "accuracy_line_s"), lambda v: v <= 17, "<= 17 s"),
-    target("GPU peak, torch max_memory_allocated over the speedrun runs (GB = 1e9 B)",
-           round(max(peaks) * 2**20 / 1e9, 3) if peaks else None, lambda v: v <= 8, "<= 8 GB"),
-    target("GPU peak, nvidia-smi memory.used in dlbox's steps d-f, h (GB = 1e9 B)",
-           round(smi_peak * 2**20 / 1e9, 3) if smi_peak is not None else None,
-           lambda v: v <= 8, "<= 8 GB"),
-]
-document = {
-    "mode": os.environ["MODE"], "budget_s": float(os.environ["BUDGET_S"]),
-    "targets": targets, "steps": steps,
-    "e2e": e2e, "train_runs": {name: final(name) for name in runs},
-    "speedrun": get(speedrun, "summary"), "speedrun_compiled": get(compiled, "summary"),
-    "speedrun_long": get(long_run, "summary"),
-    "airbench": {"summary": get(airbench, "summary"), "wall_seconds": get(airbench, "wall_seconds"),
-                 "runs": len(get(airbench, "runs") or []), "stopped_by": get(airbench, "stopped_by"),
-                 "warmup_done_at_s": get(airbench, "warmup", "finished_at_s"),
-                 "comparison": get(airbench, "comparison"),
-                 "compiled_ratio": compiled_time / ab_time if compiled_time and ab_time else None},
-    "environment": get(speedrun, "environment"),
-}
-(OUT / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
-print(f"{'target':<74} {'goal':>9} {'value':>9}  result")
-for t in targets:
-    value = "-" if t["value"] is None else f"{t['value']:.4g}"
-    result = {True: "PASS", False: "FAIL", None: "missing"}[t["pass"]]
-    print(f"{t['target']:<74} {t['goal']:>9} {value:>9}  {result}")
-if document["airbench"]["compiled_ratio"] is not None:
-    print(f"(with --compile: ratio {document['airbench']['compiled_ratio']:.3f})")
-for step in steps:
-    print(f"  step {step['step']:<9} rc {step.get('rc')}  {step.get('seconds', '-')} s"
-          f"  gpu peak {step.get('gpu_memory_used_peak_mib')} MiB")
-print(f"wrote {OUT / 'summary.json'}")
-EOF
+    $PY benchmarks/gpu_summary.py --out "$OUT" --work "$WORK" --mode "$MODE" \
+        --budget-s "$BUDGET_S"
 }
 
 export -f run_step step_env step_data step_gpu step_speedrun step_e2e step_resnet \

@@ -1,0 +1,248 @@
+#!/usr/bin/env python
+"""The GPU session's summary: each issue target, the figure measured for it, pass or fail.
+
+    python benchmarks/gpu_summary.py --out DIR --work DIR --mode gpu|smoke --budget-s S
+
+The last step of benchmarks/gpu_session.sh (docs/gpu-session.md). It reads what the steps
+before it left and writes OUT/summary.json:
+
+    OUT/   speedrun.json, speedrun_compiled.json, speedrun_long.json, airbench.json (the
+           benchmarks' --json), gpumem.csv (nvidia-smi memory.used, sampled; GPU only)
+    WORK/  steps.jsonl (a line per step: rc, start, end, seconds, limit; or skipped),
+           e2e1.e2e.json and e2e2.e2e.json (accuracy_line_s, rc, wall_s), and the run dirs
+           e2e1/, e2e2/, resnet/ with their metrics.json
+
+A file that is missing or unreadable (its step failed, timed out, was skipped) counts as
+absent: the targets it gives have no value, and their `pass` is null ("missing" in the table),
+never a FAIL. Each step gets the peak of the gpumem.csv samples taken while it ran. The table
+of targets and a line per step are printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlbox.benchmark_report import num
+from dlbox.fileio import read_json, write_json_atomic
+
+SUMMARY_FILE = "summary.json"
+E2E_RUNS = ("e2e1", "e2e2")
+TRAIN_RUNS = ("e2e1", "e2e2", "resnet")
+# the steps that run dlbox on the GPU (d-f, h, i): the nvidia-smi peak is taken over these
+DLBOX_STEPS = ("speedrun", "e2e1", "e2e2", "resnet", "compiled", "long")
+
+
+@dataclass
+class StepResults:
+    """What the steps left, each document as loaded (None where its file was not there)."""
+
+    steps: list[dict[str, Any]]
+    speedrun: Any = None
+    compiled: Any = None
+    long_run: Any = None
+    airbench: Any = None
+    e2e: dict[str, Any] = field(default_factory=dict)  # e2e1, e2e2: the stamper's record
+    runs: dict[str, Any] = field(default_factory=dict)  # e2e1, e2e2, resnet: metrics.json
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+def load_json(path: Path) -> Any:
+    """The JSON document at `path`, or None when it is missing or unreadable."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def read_steps(path: Path) -> list[dict[str, Any]]:
+    """run_step's log, a JSON object per line."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+
+
+def read_gpu_samples(path: Path) -> list[tuple[float, float]]:
+    """(epoch seconds, memory.used MiB) of each well-formed gpumem.csv row; [] without it."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    samples = []
+    for row in csv.reader(path.read_text().splitlines()[1:]):
+        try:
+            samples.append((float(row[0]), float(row[1])))
+        except (ValueError, IndexError):
+            pass
+    return samples
+
+
+def with_gpu_peaks(steps: list[dict[str, Any]],
+                   samples: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    """Each step with `gpu_memory_used_peak_mib`: the largest sample taken between its start
+    and end (None when none was, or the step did not run)."""
+    out = []
+    for step in steps:
+        inside = [m for t, m in samples
+                  if step.get("start") and step["start"] <= t <= step["end"]]
+        out.append({**step, "gpu_memory_used_peak_mib": max(inside) if inside else None})
+    return out
+
+
+def load_results(out: Path, work: Path) -> StepResults:
+    out, work = Path(out), Path(work)
+    steps = with_gpu_peaks(read_steps(work / "steps.jsonl"), read_gpu_samples(out / "gpumem.csv"))
+    return StepResults(
+        steps=steps, speedrun=load_json(out / "speedrun.json"),
+        compiled=load_json(out / "speedrun_compiled.json"),
+        long_run=load_json(out / "speedrun_long.json"), airbench=load_json(out / "airbench.json"),
+        e2e={name: load_json(work / f"{name}.e2e.json") for name in E2E_RUNS},
+        runs={name: load_json(work / name / "metrics.json") for name in TRAIN_RUNS})
+
+
+# ---- the figures ------------------------------------------------------------------------------
+
+def get(doc: Any, *keys: str) -> Any:
+    """doc[k1][k2]..., or None as soon as a level is not a dict or lacks the key."""
+    for key in keys:
+        if not isinstance(doc, dict) or key not in doc:
+            return None
+        doc = doc[key]
+    return doc
+
+
+def train_run_figures(metrics: Any) -> dict[str, Any]:
+    """The figures of one `dlbox train` run's metrics.json (all None without one)."""
+    history = get(metrics, "history") or [{}]
+    return {"test_accuracy": get(metrics, "final", "test_accuracy"),
+            "test_accuracy_tta": get(metrics, "final", "test_accuracy_tta"),
+            "last_epoch_test_accuracy": history[-1].get("test_accuracy"),
+            "epochs": get(metrics, "final", "epochs_completed"),
+            "train_seconds": get(metrics, "final", "train_seconds")}
+
+
+def mib_to_gb(mib: float | None) -> float | None:
+    return None if mib is None else round(mib * 2**20 / 1e9, 3)
+
+
+def target(name: str, value: Any, ok: Callable[[Any], bool], goal: str) -> dict[str, Any]:
+    """A row of the table: pass is None (missing) when there is no value."""
+    return {"target": name, "goal": goal, "value": value,
+            "pass": None if value is None else bool(ok(value))}
+
+
+def targets(results: StepResults) -> list[dict[str, Any]]:
+    """Each issue target with its figure from `results`, and whether it is met."""
+    speedrun = results.speedrun
+    peaks = [r.get("peak_memory_mib") for r in (get(speedrun, "runs") or [])]
+    peaks = [p for p in peaks if p is not None]
+    smi_peak = max((s["gpu_memory_used_peak_mib"] for s in results.steps
+                    if s["step"] in DLBOX_STEPS and s.get("gpu_memory_used_peak_mib") is not None),
+                   default=None)
+    resnet = train_run_figures(results.runs.get("resnet"))
+    return [
+        target("speedrun-long TTA accuracy, 1 run (time: see speedrun_long; vs airbench96_faster)",
+               get(results.long_run, "summary", "tta_accuracy", "mean"), lambda v: v >= 0.931,
+               ">= 0.931"),
+        target("resnet accuracy (dlbox train --model resnet, GPU defaults)",
+               resnet["test_accuracy"], lambda v: v >= 0.88, ">= 0.88"),
+        target("speedrun mean TTA accuracy", get(speedrun, "summary", "tta_accuracy", "mean"),
+               lambda v: v >= 0.908, ">= 0.908"),
+        target("speedrun runs", len(get(speedrun, "runs") or []) or None, lambda v: v >= 10,
+               ">= 10"),
+        target("speedrun mean time_seconds", get(speedrun, "summary", "time_seconds", "mean"),
+               lambda v: v <= 1.8, "<= 1.8 s"),
+        target("ratio speedrun / airbench94_muon mean time_seconds (same call)",
+               get(results.airbench, "comparison", "time_seconds_ratio"), lambda v: v <= 1.0,
+               "<= 1.0"),
+        target("end to end dlbox train, 1st: seconds to its accuracy line",
+               get(results.e2e.get("e2e1"), "accuracy_line_s"), lambda v: v <= 17, "<= 17 s"),
+        target("end to end dlbox train, 2nd (warm): seconds to its accuracy line",
+               get(results.e2e.get("e2e2"), "accuracy_line_s"), lambda v: v <= 17, "<= 17 s"),
+        target("GPU peak, torch max_memory_allocated over the speedrun runs (GB = 1e9 B)",
+               mib_to_gb(max(peaks)) if peaks else None, lambda v: v <= 8, "<= 8 GB"),
+        target("GPU peak, nvidia-smi memory.used in dlbox's steps d-f, h (GB = 1e9 B)",
+               mib_to_gb(smi_peak), lambda v: v <= 8, "<= 8 GB"),
+    ]
+
+
+def build_summary(results: StepResults, mode: str, budget_s: float) -> dict[str, Any]:
+    """summary.json's document: the targets, the steps, and the figures behind them."""
+    airbench = results.airbench
+    ab_time = get(airbench, "summary", "time_seconds", "mean")
+    compiled_time = get(results.compiled, "summary", "time_seconds", "mean")
+    return {
+        "mode": mode, "budget_s": float(budget_s),
+        "targets": targets(results), "steps": results.steps,
+        "e2e": {name: results.e2e.get(name) for name in E2E_RUNS},
+        "train_runs": {name: train_run_figures(results.runs.get(name)) for name in TRAIN_RUNS},
+        "speedrun": get(results.speedrun, "summary"),
+        "speedrun_compiled": get(results.compiled, "summary"),
+        "speedrun_long": get(results.long_run, "summary"),
+        "airbench": {"summary": get(airbench, "summary"),
+                     "wall_seconds": get(airbench, "wall_seconds"),
+                     "runs": len(get(airbench, "runs") or []),
+                     "stopped_by": get(airbench, "stopped_by"),
+                     "warmup_done_at_s": get(airbench, "warmup", "finished_at_s"),
+                     "comparison": get(airbench, "comparison"),
+                     "compiled_ratio": (compiled_time / ab_time
+                                        if compiled_time and ab_time else None)},
+        "environment": get(results.speedrun, "environment"),
+    }
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+def write_summary(out: Path, document: dict[str, Any]) -> Path:
+    path = Path(out) / SUMMARY_FILE
+    write_json_atomic(path, document)
+    return path
+
+
+RESULTS = {True: "PASS", False: "FAIL", None: "missing"}
+
+
+def report_lines(document: dict[str, Any]) -> list[str]:
+    """The table of targets, the --compile ratio (when there is one), a line per step."""
+    lines = [f"{'target':<74} {'goal':>9} {'value':>9}  result"]
+    for t in document["targets"]:
+        lines.append(f"{t['target']:<74} {t['goal']:>9} {num(t['value'], '.4g'):>9}  "
+                     f"{RESULTS[t['pass']]}")
+    compiled_ratio = document["airbench"]["compiled_ratio"]
+    if compiled_ratio is not None:
+        lines.append(f"(with --compile: ratio {compiled_ratio:.3f})")
+    for step in document["steps"]:
+        lines.append(f"  step {step['step']:<9} rc {step.get('rc')}  {step.get('seconds', '-')} s"
+                     f"  gpu peak {step.get('gpu_memory_used_peak_mib')} MiB")
+    return lines
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True,
+                        help="the session's OUT (the benchmarks' JSON; summary.json goes here)")
+    parser.add_argument("--work", type=Path, required=True,
+                        help="the session's WORK (steps.jsonl, the e2e records, the run dirs)")
+    parser.add_argument("--mode", required=True, help="gpu or smoke, as recorded")
+    parser.add_argument("--budget-s", type=float, required=True, help="the session's BUDGET_S")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    document = build_summary(load_results(args.out, args.work), args.mode, args.budget_s)
+    path = write_summary(args.out, document)
+    print("\n".join(report_lines(document)))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""benchmarks/gpu_summary.py, the GPU session's summary, on tiny step results written here.
+
+Each test writes the files a session's steps leave (OUT: the benchmarks' JSON, gpumem.csv;
+WORK: steps.jsonl, the e2e records, the run dirs' metrics.json) and reads the summary back.
+No GPU, no network: the figures are made up, the rules are the module's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_summary.py"
+spec = importlib.util.spec_from_file_location("gpu_summary", SCRIPT)
+assert spec is not None and spec.loader is not None
+summary_module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = summary_module
+spec.loader.exec_module(summary_module)
+
+T0 = 1_700_000_000.0
+# (step, start, end) as run_step logs them, 10 s apart; "compiled" did not run (GPU mode only)
+STEP_TIMES = [("env", 0, 5), ("data", 5, 10), ("gpu", 10, 15), ("speedrun", 15, 40),
+              ("e2e1", 40, 55), ("e2e2", 55, 70), ("resnet", 70, 160), ("airbench", 160, 400),
+              ("long", 400, 450)]
+
+
+def _write(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+
+
+def _steps_jsonl(work: Path, steps: list[dict[str, Any]]) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> tuple[Path, Path]:
+    """(OUT, WORK) of a GPU session whose every figure meets its target."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    _steps_jsonl(work, [{"step": name, "rc": 0, "start": T0 + a, "end": T0 + b,
+                         "seconds": float(b - a), "limit": 100} for name, a, b in STEP_TIMES])
+    _write(out / "speedrun.json", {
+        "summary": {"tta_accuracy": {"mean": 0.912}, "time_seconds": {"mean": 1.6}},
+        "runs": [{"peak_memory_mib": 1000.0 + i} for i in range(10)],
+        "environment": {"torch": "2.11.0+cu130"}})
+    _write(out / "speedrun_long.json", {"summary": {"tta_accuracy": {"mean": 0.9320}}})
+    _write(out / "airbench.json", {
+        "summary": {"time_seconds": {"mean": 2.0}}, "wall_seconds": 120.5,
+        "runs": [{"run": i} for i in range(10)], "stopped_by": None,
+        "warmup": {"finished_at_s": 60.0}, "comparison": {"time_seconds_ratio": 0.8}})
+    for name, seconds in (("e2e1", 14.0), ("e2e2", 11.5)):
+        _write(work / f"{name}.e2e.json", {"accuracy_line_s": seconds, "rc": 0, "wall_s": 16.0})
+    for name in ("e2e1", "e2e2"):
+        _write(work / name / "metrics.json", {
+            "final": {"test_accuracy": 0.91, "test_accuracy_tta": 0.915, "epochs_completed": 8,
+                      "train_seconds": 3.0},
+            "history": [{"test_accuracy": 0.90}, {"test_accuracy": 0.91}]})
+    _write(work / "resnet" / "metrics.json", {
+        "final": {"test_accuracy": 0.89, "epochs_completed": 16, "train_seconds": 95.0},
+        "history": [{"test_accuracy": 0.86}, {"test_accuracy": 0.885}]})
+    # nvidia-smi samples: one inside speedrun (3000 MiB), one inside airbench (not dlbox's:
+    # 9000 MiB must not count), an unreadable row
+    (out / "gpumem.csv").write_text(
+        "epoch_s,memory_used_mib,utilization_pct\n"
+        f"{T0 + 20},3000,90\n{T0 + 200},9000,99\nnot-a-time,1,1\n{T0 + 100},2500,80\n")
+    return out, work
+
+
+# the targets in their order in summary.json, by short names
+KEYS = ("long_tta", "resnet", "speedrun_tta", "speedrun_runs", "speedrun_time", "ratio",
+        "e2e1", "e2e2", "torch_peak", "smi_peak")
+
+
+def _targets(out: Path, work: Path) -> dict[str, dict[str, Any]]:
+    rows = summary_module.targets(summary_module.load_results(out, work))
+    return dict(zip(KEYS, rows, strict=True))
+
+
+def test_every_target_met_passes(session: tuple[Path, Path]) -> None:
+    rows = _targets(*session)
+    assert {name: row["pass"] for name, row in rows.items()} == dict.fromkeys(KEYS, True)
+    assert rows["speedrun_runs"]["value"] == 10
+    assert rows["resnet"] == {"target": "resnet accuracy (dlbox train --model resnet, GPU "
+                              "defaults)", "goal": ">= 0.88", "value": 0.89, "pass": True}
+    # MiB -> GB (1e9 B), 3 decimals: torch's largest run peak; nvidia-smi's in dlbox's steps
+    # only (airbench's 9000 MiB sample is left out)
+    assert rows["torch_peak"]["value"] == round(1009 * 2**20 / 1e9, 3)
+    assert rows["smi_peak"]["value"] == round(3000 * 2**20 / 1e9, 3)
+
+
+def test_missed_targets_fail(session: tuple[Path, Path]) -> None:
+    out, work = session
+    _write(out / "speedrun.json", {
+        "summary": {"tta_accuracy": {"mean": 0.9079}, "time_seconds": {"mean": 1.81}},
+        "runs": [{"peak_memory_mib": 9000.0}] * 9})
+    _write(work / "resnet" / "metrics.json", {"final": {"test_accuracy": 0.879}})
+    _write(work / "e2e1.e2e.json", {"accuracy_line_s": 17.01, "rc": 0, "wall_s": 20.0})
+    rows = _targets(out, work)
+    failed = {name for name, row in rows.items() if row["pass"] is False}
+    assert failed == {"resnet", "speedrun_tta", "speedrun_runs", "speedrun_time", "e2e1",
+                      "torch_peak"}
+    assert rows["speedrun_runs"]["value"] == 9
+    assert rows["speedrun_time"]["value"] == 1.81
+    assert rows["ratio"]["pass"] is True
+
+
+def test_a_figure_on_its_goal_passes(session: tuple[Path, Path]) -> None:
+    out, work = session
+    _write(out / "speedrun.json", {
+        "summary": {"tta_accuracy": {"mean": 0.908}, "time_seconds": {"mean": 1.8}},
+        "runs": [{"peak_memory_mib": None}] * 10})
+    _write(out / "airbench.json", {"comparison": {"time_seconds_ratio": 1.0}})
+    _write(work / "e2e1.e2e.json", {"accuracy_line_s": 17})
+    rows = _targets(out, work)
+    for name in ("speedrun_tta", "speedrun_time", "ratio", "e2e1"):
+        assert rows[name]["pass"] is True, name
+    assert (rows["torch_peak"]["value"], rows["torch_peak"]["pass"]) == (None, None)  # no peaks
+
+
+def test_missing_or_failed_steps_are_missing_not_fail(session: tuple[Path, Path]) -> None:
+    out, work = session
+    (out / "speedrun.json").unlink()  # step d failed before writing
+    (out / "airbench.json").write_text('{"summary": ')  # cut off mid-write
+    (work / "resnet" / "metrics.json").unlink()
+    # e2e1 timed out (rc 124) before its accuracy line; the stamper still wrote its record
+    _write(work / "e2e1.e2e.json", {"accuracy_line_s": None, "rc": 124, "wall_s": 60.0})
+    (work / "e2e2.e2e.json").unlink()
+    # a failing step's figures still count: speedrun-long's JSON is there, and speedrun
+    # (rc 1) ran while nvidia-smi sampled 3000 MiB
+    _steps_jsonl(work, [{"step": "speedrun", "rc": 1, "start": T0 + 15, "end": T0 + 40,
+                         "seconds": 25.0, "limit": 150},
+                        {"step": "long", "rc": None, "skipped": True}])
+    rows = _targets(out, work)
+    missing = {name for name, row in rows.items() if row["pass"] is None}
+    assert missing == set(KEYS) - {"long_tta", "smi_peak"}  # 0 speedrun runs: missing too
+    assert all(rows[name]["value"] is None for name in missing)
+    assert rows["long_tta"]["pass"] is True and rows["smi_peak"]["pass"] is True
+
+    document = summary_module.build_summary(summary_module.load_results(out, work), "gpu", 540)
+    assert document["train_runs"]["resnet"] == dict.fromkeys(
+        ("test_accuracy", "test_accuracy_tta", "last_epoch_test_accuracy", "epochs",
+         "train_seconds"))
+    assert document["e2e"] == {"e2e1": {"accuracy_line_s": None, "rc": 124, "wall_s": 60.0},
+                               "e2e2": None}
+    assert document["speedrun"] is None and document["environment"] is None
+    assert document["airbench"] == {"summary": None, "wall_seconds": None, "runs": 0,
+                                    "stopped_by": None, "warmup_done_at_s": None,
+                                    "comparison": None, "compiled_ratio": None}
+    # a skipped step has no times, hence no GPU peak
+    assert [s["gpu_memory_used_peak_mib"] for s in document["steps"]] == [3000.0, None]
+    lines = summary_module.report_lines(document)
+    assert sum(line.endswith("  missing") for line in lines) == 8
+    assert lines[-1] == "  step long      rc None  - s  gpu peak None MiB"
+    assert not any(line.endswith("  FAIL") for line in lines)
+
+
+def test_gpu_peaks_per_step_from_the_samples(session: tuple[Path, Path]) -> None:
+    out, work = session
+    steps = summary_module.load_results(out, work).steps
+    peaks = {s["step"]: s["gpu_memory_used_peak_mib"] for s in steps}
+    assert peaks == {**dict.fromkeys(peaks), "speedrun": 3000.0, "resnet": 2500.0,
+                     "airbench": 9000.0}
+    (out / "gpumem.csv").unlink()  # the CPU: no nvidia-smi, no samples
+    assert {s["gpu_memory_used_peak_mib"] for s in summary_module.load_results(out, work).steps} \
+        == {None}
+
+
+def test_compiled_ratio_needs_both_times(session: tuple[Path, Path]) -> None:
+    out, work = session
+    assert summary_module.build_summary(
+        summary_module.load_results(out, work), "gpu", 540)["airbench"]["compiled_ratio"] is None
+    _write(out / "speedrun_compiled.json", {"summary": {"time_seconds": {"mean": 1.5}}})
+    document = summary_module.build_summary(summary_module.load_results(out, work), "gpu", 540)
+    assert document["airbench"]["compiled_ratio"] == 0.75
+    assert document["speedrun_compiled"] == {"time_seconds": {"mean": 1.5}}
+    assert "(with --compile: ratio 0.750)" in summary_module.report_lines(document)
+
+
+def test_main_writes_summary_json(session: tuple[Path, Path],
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out, work = session
+    assert summary_module.main(["--out", str(out), "--work", str(work), "--mode", "smoke",
+                                "--budget-s", "540"]) == 0
+    text = (out / "summary.json").read_text()
+    assert text.endswith("}\n") and text.startswith('{\n  "mode": "smoke",')  # indent 2
+    document = json.loads(text)
+    assert list(document) == ["mode", "budget_s", "targets", "steps", "e2e", "train_runs",
+                              "speedrun", "speedrun_compiled", "speedrun_long", "airbench",
+                              "environment"]
+    assert document["mode"] == "smoke" and document["budget_s"] == 540.0
+    assert all(list(t) == ["target", "goal", "value", "pass"] for t in document["targets"])
+    assert [s["step"] for s in document["steps"]] == [name for name, _, _ in STEP_TIMES]
+    assert all(list(s)[-1] == "gpu_memory_used_peak_mib" for s in document["steps"])
+    assert list(document["train_runs"]) == ["e2e1", "e2e2", "resnet"]
+    assert document["train_runs"]["resnet"] == {
+        "test_accuracy": 0.89, "test_accuracy_tta": None, "last_epoch_test_accuracy": 0.885,
+        "epochs": 16, "train_seconds": 95.0}
+    assert document["airbench"] == {
+        "summary": {"time_seconds": {"mean": 2.0}}, "wall_seconds": 120.5, "runs": 10,
+        "stopped_by": None, "warmup_done_at_s": 60.0,
+        "comparison": {"time_seconds_ratio": 0.8}, "compiled_ratio": None}
+    assert document["environment"] == {"torch": "2.11.0+cu130"}
+
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split() == ["target", "goal", "value", "result"]
+    assert printed[3].startswith("speedrun mean TTA accuracy ")
+    assert printed[3].split()[-4:] == [">=", "0.908", "0.912", "PASS"]
+    assert sum(line.endswith("  PASS") for line in printed) == 10
+    assert printed[-1] == f"wrote {out / 'summary.json'}"
