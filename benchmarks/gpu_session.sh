@@ -63,17 +63,35 @@ log() { echo "== [$(elapsed)s] $*"; }
 elapsed() { awk -v s="$START_S" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }'; }
 export -f log elapsed
 
-# run_step NAME CAP RESERVE COMMAND...: at most CAP seconds, and never into the RESERVE
-# seconds that the later steps are kept; skipped when under MIN_LIMIT (default 15) seconds
-# would be left for it.
+# The steps in order, each with the seconds it is kept from the steps before it (the summary
+# is kept 20 more). These fit the default 540 s budget; a smaller BUDGET_S scales them down.
+export KEEPS="env:0 data:150 gpu:20 speedrun:60 e2e1:40 e2e2:20 resnet:20 airbench:140 compiled:0 long:0"
+
+selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
+# reserve_after NAME: what the selected steps after NAME (and the summary) are kept, scaled
+# by BUDGET_S / 540, so that ONLY="..." with a short BUDGET_S still runs what it names.
+reserve_after() {
+    local name=$1 seen=0 total=20 entry
+    for entry in $KEEPS; do
+        if (( seen )) && selected "${entry%%:*}"; then total=$(( total + ${entry#*:} )); fi
+        if [ "${entry%%:*}" = "$name" ]; then seen=1; fi
+    done
+    awk -v t="$total" -v b="$BUDGET_S" 'BEGIN { f = b / 540; printf "%d", t * (f < 1 ? f : 1) }'
+}
+
+# run_step NAME CAP COMMAND...: at most CAP seconds, and never into the seconds the later
+# steps are kept (reserve_after); skipped when under MIN_LIMIT (default 15) seconds would be
+# left for it.
 run_step() {
-    local name=$1 cap=$2 reserve=$3 min=${MIN_LIMIT:-15}
-    shift 3
-    if [ -n "${ONLY:-}" ] && [[ " $ONLY summary " != *" $name "* ]]; then
+    local name=$1 cap=$2 min=${MIN_LIMIT:-15}
+    shift 2
+    if ! selected "$name"; then
         log "step $name: not in ONLY=\"$ONLY\""
         return 0
     fi
-    local left limit start end rc seconds
+    local reserve left limit start end rc seconds
+    reserve=$(reserve_after "$name")
     left=$(awk -v s="$START_S" -v n="$(date +%s.%N)" -v b="$BUDGET_S" -v r="$reserve" \
         'BEGIN { printf "%d", b - (n - s) - r }')
     limit=$(( cap < left ? cap : left ))
@@ -229,7 +247,7 @@ step_summary() {
         --budget-s "$BUDGET_S"
 }
 
-export -f run_step step_env step_data step_gpu step_speedrun step_e2e step_resnet \
+export -f selected reserve_after run_step step_env step_data step_gpu step_speedrun step_e2e step_resnet \
     step_airbench step_compiled step_long step_summary
 
 main() {
@@ -261,19 +279,19 @@ main() {
         sampler=$!
     fi
 
-    #        name      cap  reserve  command
-    run_step env        60      470  bash -c step_env
-    run_step data      180      320  bash -c step_data
-    run_step gpu        80      300  bash -c step_gpu
-    run_step speedrun  150      240  bash -c step_speedrun
-    run_step e2e1       60      200  bash -c "step_e2e e2e1"
-    run_step e2e2       60      180  bash -c "step_e2e e2e2"
-    run_step resnet    200      160  bash -c step_resnet
-    run_step airbench  480       20  bash -c step_airbench
+    #        name      cap  command          (what each is kept: KEEPS)
+    run_step env        60  bash -c step_env
+    run_step data      180  bash -c step_data
+    run_step gpu        80  bash -c step_gpu
+    run_step speedrun  150  bash -c step_speedrun
+    run_step e2e1       60  bash -c "step_e2e e2e1"
+    run_step e2e2       60  bash -c "step_e2e e2e2"
+    run_step resnet    200  bash -c step_resnet
+    run_step airbench  480  bash -c step_airbench
     if [ "$MODE" = gpu ] && [ -f "$OUT/speedrun.json" ]; then
-        MIN_LIMIT=120 run_step compiled 200 20 bash -c step_compiled
+        MIN_LIMIT=120 run_step compiled 200 bash -c step_compiled
     fi
-    MIN_LIMIT=60 run_step long 150 20 bash -c step_long
+    MIN_LIMIT=60 run_step long 150 bash -c step_long
     if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; fi
     # The summary always runs (30 s at most), whatever the budget left: it is what comes back.
     log "step summary: start"
