@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from dlbox.data.fetch import OFFICIAL_URL, FetchConfig, cifar10_present, fetch_cifar10
-from dlbox.data.loading import DataReport, check_data
 from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
 from dlbox.errors import EXIT_USAGE, DataError
+
+if TYPE_CHECKING:  # dlbox.data.loading imports torch: `dlbox data check` loads it when run
+    from dlbox.data.loading import DataReport
 
 DATA_HELP = (f"data dir (default: ${DATA_ENV_VAR}, else the user cache dir, "
              "e.g. ~/.cache/dlbox/data)")
@@ -97,6 +100,8 @@ def format_report(report: DataReport) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from dlbox.data.loading import check_data
+
     data_dir = resolve_data_dir(args.data)
     report = check_data(data_dir)
     if args.json:

@@ -18,25 +18,21 @@ import numpy as np
 import torch
 
 from dlbox.data.dataset import ImageDataset
+from dlbox.data.layout import (
+    BATCHES_DIRNAME,
+    CIFAR10_CLASSES,
+    META_FILE,
+    SPLITS,
+    TEST_BATCHES,
+    TRAIN_BATCHES,
+    batches_dir,
+)
 from dlbox.errors import DataError
 
-BATCHES_DIRNAME = "cifar-10-batches-py"
-TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-TEST_BATCHES = ("test_batch",)
-META_FILE = "batches.meta"
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
-SPLITS = ("train", "test")
-
-
-def batches_dir(data_dir: str | Path) -> Path:
-    """The cifar-10-batches-py folder: `data_dir` itself or the folder of that name in it."""
-    data_dir = Path(data_dir)
-    if data_dir.name == BATCHES_DIRNAME:
-        return data_dir
-    return data_dir / BATCHES_DIRNAME
+# The layout's names, re-exported: they live in dlbox.data.layout, which needs no torch.
+__all__ = ["BATCHES_DIRNAME", "CIFAR10_CLASSES", "META_FILE", "SPLITS", "TEST_BATCHES",
+           "TRAIN_BATCHES", "batches_dir", "load_cifar10", "read_batch", "read_batch_file",
+           "read_class_names"]
 
 
 def _get(record: dict[Any, Any], key: str) -> Any:

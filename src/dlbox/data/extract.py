@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dlbox.data.cifar10 import BATCHES_DIRNAME, META_FILE, TEST_BATCHES, TRAIN_BATCHES
+from dlbox.data.layout import BATCHES_DIRNAME, META_FILE, TEST_BATCHES, TRAIN_BATCHES
 from dlbox.errors import DataError
 
 REQUIRED_FILES: tuple[str, ...] = (*TRAIN_BATCHES, *TEST_BATCHES, META_FILE)

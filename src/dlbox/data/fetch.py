@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlbox.data.cifar10 import BATCHES_DIRNAME, batches_dir
 from dlbox.data.extract import (
     EXPECTED_FILES,
     REQUIRED_FILES,
     ExtractedFile,
     extract_cifar10_archive,
 )
+from dlbox.data.layout import BATCHES_DIRNAME, batches_dir
 from dlbox.errors import DataError, UsageError
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

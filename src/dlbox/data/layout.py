@@ -1,0 +1,27 @@
+"""CIFAR-10's official layout on disk, by name only (no torch here, so `dlbox data fetch`,
+the archive checks and the CLI start without importing it):
+
+    DATA_DIR/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta, readme.html}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BATCHES_DIRNAME = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCHES = ("test_batch",)
+META_FILE = "batches.meta"
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+SPLITS = ("train", "test")
+
+
+def batches_dir(data_dir: str | Path) -> Path:
+    """The cifar-10-batches-py folder: `data_dir` itself or the folder of that name in it."""
+    data_dir = Path(data_dir)
+    if data_dir.name == BATCHES_DIRNAME:
+        return data_dir
+    return data_dir / BATCHES_DIRNAME

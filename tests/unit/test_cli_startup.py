@@ -1,0 +1,45 @@
+"""The CLI starts without importing torch (about 3 s here) for what does not need it:
+--help, --version, `doctor`, `data fetch`; torch loads only in the commands that use it."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlbox.data.synthetic import write_fake_cifar10_archive
+
+
+def _imports_torch(argv: list[str], tmp_path: Path) -> tuple[int, bool]:
+    code = (
+        "import sys\n"
+        "from dlbox.cli import main\n"
+        f"try:\n    code = main({argv!r})\n"
+        "except SystemExit as exit:\n    code = exit.code\n"
+        "print(code, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    code_text, imported = out.stdout.strip().splitlines()[-1].split()
+    return int(code_text or 0), imported == "True"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["train", "--help"],
+                                  ["doctor", "--json"], ["image", "build", "--help"]])
+def test_commands_that_need_no_torch_do_not_import_it(argv: list[str], tmp_path: Path) -> None:
+    code, imported = _imports_torch(argv, tmp_path)
+    assert code in (0, 1)  # doctor exits 1 when the host has an error finding
+    assert not imported
+
+
+def test_data_fetch_needs_no_torch_but_data_check_loads_it(tmp_path: Path) -> None:
+    archive = write_fake_cifar10_archive(tmp_path / "cifar-10-python.tar.gz")
+    data = tmp_path / "data"
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert _imports_torch(["data", "fetch", "--data", str(data), "--from", str(archive),
+                           "--sha256", sha], tmp_path) == (0, False)
+    assert _imports_torch(["data", "check", "--data", str(data)], tmp_path) == (0, True)
