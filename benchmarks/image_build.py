@@ -34,7 +34,7 @@ from dlbox.container.project import detect_project  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--base-image", default=os.environ.get("DLBOX_BASE_IMAGE",
                                                                "dlbox-base:bookworm"))
     parser.add_argument("--wheelhouse", type=Path, default=Path("/opt/wheels"))

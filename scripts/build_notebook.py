@@ -160,7 +160,7 @@ CELLS = [
     from dlbox.models import count_parameters, create_model, list_models
 
     for info in list_models():
-        print(f"{info.name:10s} {info.params:>10,} parameters   {info.description}")
+        print(f"{info.name:13s} {info.params:>10,} parameters   {info.description}")
     """),
     md("""
     `tutorial` is the network of PyTorch's tutorial: two *convolution* layers that look for
@@ -384,8 +384,9 @@ CELLS = [
     - Train the better network: set `MODEL = "resnet"` (a GPU makes it quick), or in a
       terminal: `dlbox train --model resnet`, then `dlbox evaluate RUN_DIR`.
     - Classify more of your photos: `dlbox predict RUN_DIR photo1.jpg photo2.png`.
-    - Run the same thing in a container, on the GPU: `dlbox image build --gpu`, then
-      `dlbox image run --gpus all -- dlbox train`.
+    - Run the same thing in a container, on the GPU: `dlbox image build --gpu` (on a
+      machine with an NVIDIA GPU; elsewhere name the target's driver, `--driver 550.54.15`),
+      then `dlbox image run --gpus all -- dlbox train` where the GPU is.
     - Check what this machine can run: `dlbox doctor`.
     """),
 ]

@@ -123,6 +123,14 @@ def test_evaluate_run_without_checkpoint(run_copy: Path,
     assert not (run_copy / "predictions.csv").exists()
 
 
+def test_evaluate_a_checkpoint_the_run_lacks_lists_those_it_has(
+        run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(run_copy), "--checkpoint", "best"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "has no checkpoint best.pt" in err and "its checkpoints are: last" in err
+    assert "--resume" not in err  # the run finished: resuming is not the fix
+
+
 def test_evaluate_on_missing_data(run_copy: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(run_copy), "--data", str(tmp_path / "empty")]) == EXIT_ERROR

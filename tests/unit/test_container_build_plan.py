@@ -537,6 +537,21 @@ def test_dry_run_cpu_tensorflow_project(tmp_path: Path) -> None:
     assert notes[0].startswith("tensorflow 2.21.0 (cpu) for CPU")
 
 
+def test_dry_run_json_holds_the_notes_and_the_dockerfile(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from dlbox.cli import main
+
+    write(tmp_path / "requirements.txt", "torch\nnumpy\n")
+    assert main(["image", "build", str(tmp_path), "--cpu", "--dry-run", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["dry_run"] is True
+    assert document["dockerfile"].startswith("# syntax=") or "FROM " in document["dockerfile"]
+    assert any("for CPU" in note for note in document["notes"])
+    assert not (tmp_path / "dlbox.lock").exists()
+
+
 def test_dry_run_rejects_a_framework_pin_the_project_excludes(tmp_path: Path) -> None:
     write(tmp_path / "requirements.txt", "torch<2.0\n")
     with pytest.raises(ContainerError, match="the project requires torch<2.0"):

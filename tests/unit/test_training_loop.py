@@ -84,7 +84,7 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 
 def test_resume_after_a_clean_stop_mid_epoch_matches_an_uninterrupted_run(
-        fake_cifar_dir: Path, tmp_path: Path) -> None:
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     whole = train(tiny_config(fake_cifar_dir, tmp_path / "whole", epochs=2),
                   progress=False, evaluate_at_end=False)
 
@@ -98,7 +98,10 @@ def test_resume_after_a_clean_stop_mid_epoch_matches_an_uninterrupted_run(
     state = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
     assert (state["epoch"], state["step_in_epoch"], state["finished"]) == (1, 4, False)
 
+    capsys.readouterr()
     resume(tmp_path / "split", progress=False, evaluate_at_end=False)
+    assert (f"resuming {tmp_path / 'split'} at epoch 2 of 2, step 4, on cpu"
+            in capsys.readouterr().out)
     _assert_same_weights(_weights(whole), _weights(tmp_path / "split"))
     history_whole = read_json(whole / "metrics.json")["history"]
     history_split = read_json(tmp_path / "split" / "metrics.json")["history"]

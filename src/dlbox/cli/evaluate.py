@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a trained run on the test set (accuracy, per class, confusion matrix)",
         description=(
             "Predict every test image with the run's model and write predictions.csv, "
-            "confusion_matrix.json, confusion_matrix.png and the test metrics (metrics.json) "
+            "confusion_matrix.json, confusion_matrix.png, training_curves.png (when the run has "
+            "a history) and the test metrics (metrics.json) "
             "into the run directory."
         ),
     )

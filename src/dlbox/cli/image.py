@@ -79,7 +79,9 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
                        help="skip the smoke test inside the new image")
     build.add_argument("--dry-run", action="store_true",
                        help="print the Dockerfile (and how it was chosen); build nothing")
-    build.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    build.add_argument("--json", action="store_true",
+                       help="print the outcome as JSON (with --dry-run: the notes and the "
+                            "Dockerfile)")
     build.set_defaults(func=run_build, device="auto")
 
 
@@ -169,6 +171,10 @@ def run_build(args: argparse.Namespace) -> int:
     request = _build_request(args)
     if args.dry_run:
         dockerfile, notes = dry_run(request)
+        if args.json:
+            print(json.dumps({"dry_run": True, "notes": notes, "dockerfile": dockerfile},
+                             indent=2))
+            return 0
         for note in notes:
             print(f"# {note}", file=sys.stderr)
         print(dockerfile, end="")

@@ -189,9 +189,13 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
     torch_device = device if isinstance(device, torch.device) else resolve_device(device)
     path = checkpoint_path(run_dir, checkpoint)
     if not path.is_file():
-        raise RunDirError(f"run {run_dir} has no checkpoint {path.name}",
-                          hint="its training stopped before the first epoch ended; "
-                               f"run `dlbox train --resume {run_dir}`")
+        saved = sorted(p.stem for p in (run_dir / CHECKPOINTS_DIRNAME).glob("*.pt"))
+        if checkpoint != "last" and saved:
+            hint = f"its checkpoints are: {', '.join(saved)} (--checkpoint NAME)"
+        else:
+            hint = ("its training stopped before the first epoch ended; "
+                    f"run `dlbox train --resume {run_dir}`")
+        raise RunDirError(f"run {run_dir} has no checkpoint {path.name}", hint=hint)
     state = load_checkpoint(path)
     classes = tuple(state.get("classes") or ())
     model = create_model(config.model, num_classes=len(classes) or 10, **config.model_kwargs)

@@ -413,9 +413,9 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
         print(f"training {config.model} on {device} ({len(train_set)} train / {len(test_set)} "
             f"test images, {config.epochs} epochs) -> {run_dir}")
     else:
-        print(f"resuming {run_dir} at epoch {state.epoch + 1}"
+        print(f"resuming {run_dir} at epoch {state.epoch + 1} of {config.epochs}"
             + (f", step {state.step_in_epoch}" if state.step_in_epoch else "")
-            + f" of {config.epochs}, on {device}")
+            + f", on {device}")
 
     with stop_on_signals(flag), TrainProgress(progress, config.epochs) as bar:
         while state.epoch < config.epochs:
