@@ -35,6 +35,7 @@ set -o pipefail
 
 MODE=gpu
 if [ "${1:-}" = "--smoke" ]; then MODE=smoke; fi
+if [ "${1:-}" = "--print-reserves" ]; then MODE=reserves OUT=${OUT:-/tmp/gpu-reserves}; fi
 if [ -z "${OUT:-}" ]; then echo "OUT is not set (the folder that comes back)" >&2; exit 2; fi
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.." || exit 2
@@ -63,22 +64,45 @@ log() { echo "== [$(elapsed)s] $*"; }
 elapsed() { awk -v s="$START_S" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }'; }
 export -f log elapsed
 
-# The steps in order, each with the seconds it is kept from the steps before it (the summary
-# is kept 20 more). These fit the default 540 s budget; a smaller BUDGET_S scales them down.
-export KEEPS="env:0 data:150 gpu:20 speedrun:60 e2e1:40 e2e2:20 resnet:20 airbench:140 compiled:0 long:0"
+# The steps in order, NAME:KEEP:NAMED. KEEP is the seconds a step is kept from the steps
+# before it; these fit the default 540 s budget, and a smaller BUDGET_S scales them down.
+# compiled and long only use what is left over, unless ONLY names them: then they are kept
+# NAMED seconds, their minimum. The summary is always kept its 20 s.
+export KEEPS="env:0:0 data:150:150 gpu:20:20 speedrun:60:60 e2e1:40:40 e2e2:20:20 resnet:20:20 airbench:140:140 compiled:0:120 long:0:60"
+export SUMMARY_KEEP=20
 
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 # reserve_after NAME: what the selected steps after NAME (and the summary) are kept, scaled
 # by BUDGET_S / 540, so that ONLY="..." with a short BUDGET_S still runs what it names.
 reserve_after() {
-    local name=$1 seen=0 total=20 entry
+    local name=$1 seen=0 total=0 entry step keep named
     for entry in $KEEPS; do
-        if (( seen )) && selected "${entry%%:*}"; then total=$(( total + ${entry#*:} )); fi
-        if [ "${entry%%:*}" = "$name" ]; then seen=1; fi
+        IFS=: read -r step keep named <<< "$entry"
+        if (( seen )) && selected "$step"; then
+            if [ -n "${ONLY:-}" ]; then keep=$named; fi
+            total=$(( total + keep ))
+        fi
+        if [ "$step" = "$name" ]; then seen=1; fi
     done
-    awk -v t="$total" -v b="$BUDGET_S" 'BEGIN { f = b / 540; printf "%d", t * (f < 1 ? f : 1) }'
+    awk -v t="$total" -v b="$BUDGET_S" -v s="$SUMMARY_KEEP" \
+        'BEGIN { f = b / 540; printf "%d", s + t * (f < 1 ? f : 1) }'
 }
+
+if [ -n "${ONLY:-}" ]; then
+    for name in $ONLY; do
+        if [[ " ${KEEPS//:/ } summary " != *" $name "* ]] || [[ "$name" =~ ^[0-9]+$ ]]; then
+            echo "ONLY names an unknown step: $name (the steps: $(for e in $KEEPS; do
+                printf '%s ' "${e%%:*}"; done)summary)" >&2
+            exit 2
+        fi
+    done
+fi
+
+if [ "$MODE" = reserves ]; then  # what each step would leave to the later ones, then exit
+    for entry in $KEEPS; do printf '%s=%s\n' "${entry%%:*}" "$(reserve_after "${entry%%:*}")"; done
+    exit 0
+fi
 
 # run_step NAME CAP COMMAND...: at most CAP seconds, and never into the seconds the later
 # steps are kept (reserve_after); skipped when under MIN_LIMIT (default 15) seconds would be

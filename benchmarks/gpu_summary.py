@@ -63,8 +63,11 @@ def load_json(path: Path) -> Any:
 
 
 def read_steps(path: Path) -> list[dict[str, Any]]:
-    """run_step's log, a JSON object per line."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    """run_step's log, a JSON object per line; [] without it (ONLY named no step)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
 def read_gpu_samples(path: Path) -> list[tuple[float, float]]:

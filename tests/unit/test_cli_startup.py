@@ -43,3 +43,22 @@ def test_data_fetch_needs_no_torch_but_data_check_loads_it(tmp_path: Path) -> No
     assert _imports_torch(["data", "fetch", "--data", str(data), "--from", str(archive),
                            "--sha256", sha], tmp_path) == (0, False)
     assert _imports_torch(["data", "check", "--data", str(data)], tmp_path) == (0, True)
+
+
+def test_the_data_package_loads_its_parts_on_first_use() -> None:
+    code = (
+        "import sys\n"
+        "import dlbox.data\n"
+        "before = 'torch' in sys.modules\n"
+        "names = dir(dlbox.data)\n"
+        "assert 'load_dataset' in names and 'loading' in names, names\n"
+        "assert dlbox.data.loading.load_dataset is dlbox.data.load_dataset\n"
+        "assert dlbox.data.CIFAR10_CLASSES[0] == 'airplane'\n"
+        "try:\n    dlbox.data.nothing_here\nexcept AttributeError:\n    pass\n"
+        "else:\n    raise SystemExit('no AttributeError')\n"
+        "print(before, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]

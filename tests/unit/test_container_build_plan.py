@@ -570,6 +570,12 @@ def test_a_release_asked_for_takes_the_patch_the_project_pins(tmp_path: Path) ->
     assert B.plan(request, facts=no_probe).framework_version == "2.1.1"
     write(tmp_path / "requirements.txt", "numpy\n")  # no pin: the release's newest patch
     assert B.dry_run(request, facts=no_probe)[1][0].startswith("torch 2.1.2+cpu (cpu)")
+    write(tmp_path / "requirements.txt", "torch>=2.0\n")  # admits it: the request stays 2.1
+    assert B.plan(request, facts=no_probe).framework_version == "2.1"
+    # A local label in the pin names a build, which dlbox picks for the target itself.
+    write(tmp_path / "requirements.txt", "torch==2.1.0+cu118\n")
+    assert B.plan(request, facts=no_probe).framework_version == "2.1.0"
+    assert B.dry_run(request, facts=no_probe)[1][0].startswith("torch 2.1.0+cpu (cpu)")
     # A patch version is taken as given, and a release the pin rules out still clashes.
     write(tmp_path / "requirements.txt", "torch==2.1.0\n")
     with pytest.raises(ContainerError, match="the project requires torch==2.1.0"):

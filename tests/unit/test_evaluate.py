@@ -235,6 +235,24 @@ def test_nan_outputs_are_an_error_not_a_report(tmp_path: Path) -> None:
         evaluate_model(broken, small_dataset(10), CLASSES)
 
 
+def test_an_evaluation_from_logits_computed_elsewhere() -> None:
+    data = small_dataset(10)
+    logits = torch.zeros(10, 10)
+    logits[torch.arange(10), data.labels] = 5.0  # every image right
+    logits[0] = 0.0
+    logits[0, (int(data.labels[0]) + 1) % 10] = 5.0  # but the first
+    evaluation = ev.evaluation_from_logits(logits, data, CLASSES, seconds=1.5)
+    assert evaluation.metrics["correct"] == 9 and evaluation.seconds == 1.5
+    assert torch.allclose(evaluation.probabilities.sum(1), torch.ones(10))
+    assert torch.equal(evaluation.true_labels, data.labels.long())
+    with pytest.raises(ValueError, match="for 10 images"):
+        ev.evaluation_from_logits(logits[:9], data, CLASSES, 0.0)
+    with pytest.raises(DataError, match="3 outputs"):
+        ev.evaluation_from_logits(logits[:, :3], data, CLASSES, 0.0)
+    empty = ev.evaluation_from_logits(torch.empty(0, 0), small_dataset(0), CLASSES, 0.0)
+    assert empty.metrics["accuracy"] is None and empty.probabilities.shape == (0, 10)
+
+
 def test_wrong_number_of_outputs_is_a_data_error() -> None:
     with pytest.raises(DataError, match="outputs"):
         evaluate_model(model_fn_of(TinyNet(num_classes=3)), small_dataset(10), CLASSES)

@@ -158,6 +158,10 @@ def test_missing_or_failed_steps_are_missing_not_fail(session: tuple[Path, Path]
     assert sum(line.endswith("  missing") for line in lines) == 8
     assert lines[-1] == "  step long      rc None  - s  gpu peak None MiB"
     assert not any(line.endswith("  FAIL") for line in lines)
+    # No step ran at all (ONLY named none): still a summary, every target missing.
+    (work / "steps.jsonl").unlink()
+    document = summary_module.build_summary(summary_module.load_results(out, work), "gpu", 540)
+    assert document["steps"] == []
 
 
 def test_gpu_peaks_per_step_from_the_samples(session: tuple[Path, Path]) -> None:

@@ -114,6 +114,17 @@ def test_a_tiny_speedrun_trains_and_reports_tta() -> None:
     assert result.tta_accuracy is not None and result.accuracy is not None
     assert result.time_seconds >= result.train_seconds > 0
     assert result.images_per_second > 0 and not result.model.training
+    # The final TTA evaluation's logits come back, for the run's report.
+    assert result.test_logits is not None and result.test_logits.shape == (64, 2)
+    assert result.test_logits.device.type == "cpu"
+    assert result.tta_accuracy == int((result.test_logits.argmax(1) == labels).sum()) / 64
+    # Stopped early, or without test data, there is no final evaluation to report.
+    stopped = train_speedrun(data, data, config, "cpu", should_stop=lambda: True,
+                             make_model=lambda n: SpeedrunNet(n, widths=(8, 8, 8)))
+    assert stopped.stopped and stopped.test_logits is None
+    no_test = train_speedrun(data, None, config.replace(epochs=1), "cpu",
+                             make_model=lambda n: SpeedrunNet(n, widths=(8, 8, 8)))
+    assert no_test.test_logits is None and no_test.tta_accuracy is None
     with pytest.raises(UsageError):
         train_speedrun(data, data, config, "cpu", make_model=lambda n: torch.nn.Linear(2, n))
 

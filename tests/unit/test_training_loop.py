@@ -13,7 +13,8 @@ from dlbox.fileio import read_json
 from dlbox.models import create_model
 from dlbox.training.checkpoint import load_checkpoint, load_model_from_run
 from dlbox.training.config import CIFAR10_MEAN, CIFAR10_STD, TrainConfig, build_config
-from dlbox.training.loop import TrainingStopped, augment, prepare_batch, resume, train
+from dlbox.training.inputs import prepare_batch
+from dlbox.training.loop import TrainingStopped, augment, resume, train
 
 
 def tiny_config(data_dir: Path, run_dir: Path, **changes) -> TrainConfig:  # type: ignore[no-untyped-def]
@@ -33,6 +34,17 @@ def test_prepare_batch_normalises_per_channel() -> None:
     assert torch.allclose(x[:, 1], torch.tensor((1 - CIFAR10_MEAN[1]) / CIFAR10_STD[1]))
     assert prepare_batch(images, "cpu", channels_last=True).is_contiguous(
         memory_format=torch.channels_last)
+
+
+def test_every_trainer_normalises_with_the_same_code() -> None:
+    from dlbox.training import speedrun
+
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)
+    for channels_last in (False, True):
+        shared = prepare_batch(images, "cpu", channels_last, mean=mean, std=std)
+        own = speedrun.preprocess(images, mean, std, channels_last)
+        assert torch.equal(own, shared) and own.stride() == shared.stride()
 
 
 def _test_loss(model: torch.nn.Module, data_dir: Path) -> float:

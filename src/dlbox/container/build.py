@@ -247,7 +247,11 @@ def framework_requirement(resolved: Any) -> tuple[str, ...]:
 
 def _project_pins(project: Project, framework: str) -> list[tuple[str, Any]]:
     """(line, specifier) of each of the project's requirements on the framework that has a
-    version specifier and applies here (its marker, if any, holds)."""
+    version specifier and applies here (its marker, if any, holds). A local label in a pin
+    (torch==2.14.0+cpu) is dropped: which build of that version goes in is dlbox's choice
+    for the target, and the image's requirements get the resolved line instead."""
+    from packaging.specifiers import SpecifierSet
+
     pins = []
     for line in project.requirements:
         requirement = parse_requirement(line, "requirements")
@@ -255,33 +259,41 @@ def _project_pins(project: Project, framework: str) -> list[tuple[str, Any]]:
             continue
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
-        pins.append((line, requirement.specifier))
+        public = SpecifierSet(",".join(f"{spec.operator}{spec.version.split('+')[0]}"
+                                       for spec in requirement.specifier))
+        pins.append((line, public))
     return pins
 
 
 def version_for_project(project: Project, framework: str, version: str | None,
                         matrix: Any = None) -> str | None:
     """`--framework-version` as the resolver takes it. A release ("2.1") means its newest
-    known patch that the project's own pins admit: a project pinning torch==2.1.0 gets 2.1.0,
-    not 2.1.2 and a clash. A patch version, or a release the pins rule out entirely (the
-    clash is reported later, by check_project_allows), is returned as it is."""
+    known patch; when the project's own pins rule that one out, the newest patch they admit
+    (a project pinning torch==2.1.0 gets 2.1.0, not 2.1.2 and a clash). Anything else (a
+    patch version, a release the pins rule out entirely: check_project_allows reports that
+    clash) is returned as it is."""
     from packaging.version import InvalidVersion, Version
 
     from dlbox.hostenv.matrix import load_matrix
-    from dlbox.hostenv.versions import parse_version, same_release
+    from dlbox.hostenv.versions import same_release
 
     pins = _project_pins(project, framework)
-    if not version or not pins or "+" in version or len(parse_version(version) or ()) != 2:
+    if not version or not pins or not re.fullmatch(r"\d+\.\d+", version):
         return version
     matrix = matrix or load_matrix()
-    patches = {patch for row in getattr(matrix, framework) if same_release(version, row.release)
-               for patch in row.versions}
-    admitted = [patch for patch in patches
-                if all(spec.contains(patch, prereleases=True) for _, spec in pins)]
     try:
-        return max(admitted, key=Version) if admitted else version
+        patches = sorted({patch for row in getattr(matrix, framework)
+                          if same_release(version, row.release) for patch in row.versions},
+                         key=Version)
     except InvalidVersion:
         return version
+
+    def admitted(patch: str) -> bool:
+        return all(spec.contains(patch, prereleases=True) for _, spec in pins)
+
+    if not patches or admitted(patches[-1]):
+        return version
+    return next((patch for patch in reversed(patches) if admitted(patch)), version)
 
 
 def check_project_allows(project: Project, framework: str, version: str) -> None:

@@ -41,7 +41,17 @@ __all__ = [
 ]
 
 
+_SUBMODULES = ("augment", "cifar10", "dataset", "extract", "fetch", "imagefolder", "layout",
+               "loading", "paths", "synthetic")
+
+
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name]), name)
+    if name in _SUBMODULES:  # `import dlbox.data` then `dlbox.data.loading.load_dataset(...)`
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'dlbox.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE) | set(_SUBMODULES))

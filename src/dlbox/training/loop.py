@@ -45,7 +45,7 @@ from dlbox.training.checkpoint import (
 )
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype, configure_host, resolve_device
-from dlbox.training.inputs import prepare_batch  # noqa: F401  (the pipeline's entry point)
+from dlbox.training.inputs import prepare_batch
 from dlbox.training.manifest import build_manifest, utc_now
 from dlbox.training.progress import TrainProgress
 from dlbox.training.schedules import make_scheduler

@@ -1,0 +1,55 @@
+"""benchmarks/gpu_session.sh's time budget: what each step leaves to the later ones
+(`--print-reserves` prints it and exits; no step runs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_session.sh"
+
+
+def reserves(tmp_path: Path, only: str = "", budget: int | None = None) -> dict[str, int]:
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "ONLY": only}
+    env.pop("BUDGET_S", None)
+    if budget is not None:
+        env["BUDGET_S"] = str(budget)
+    out = subprocess.run(["bash", str(SCRIPT), "--print-reserves"], env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    return {name: int(value) for name, value in
+            (line.split("=") for line in out.splitlines())}
+
+
+def test_the_full_session_keeps_each_step_its_share(tmp_path: Path) -> None:
+    assert reserves(tmp_path) == {
+        "env": 470, "data": 320, "gpu": 300, "speedrun": 240, "e2e1": 200, "e2e2": 180,
+        "resnet": 160, "airbench": 20, "compiled": 20, "long": 20}
+
+
+def test_a_subset_keeps_time_only_for_the_steps_it_names(tmp_path: Path) -> None:
+    full = reserves(tmp_path, "env data speedrun airbench")
+    # env keeps data's 150, speedrun's 60, airbench's 140 and the summary's 20
+    assert (full["env"], full["data"], full["speedrun"], full["airbench"]) == (370, 220, 160, 20)
+    short = reserves(tmp_path, "env data speedrun airbench", budget=140)
+    # scaled by 140/540, the summary's 20 s not: env still gets 30 s of the 140
+    assert (short["env"], short["data"], short["speedrun"], short["airbench"]) == (
+        20 + int(350 * 140 / 540), 20 + int(200 * 140 / 540), 20 + int(140 * 140 / 540), 20)
+    assert all(140 - short[name] >= 15 for name in ("env", "data", "speedrun", "airbench"))
+
+
+def test_named_optional_steps_are_kept_their_minimum(tmp_path: Path) -> None:
+    # compiled and long use only what is left over in a full session (airbench keeps only
+    # the summary's 20 s), but their minimum, 120 s and 60 s, when ONLY names them
+    assert reserves(tmp_path)["airbench"] == 20
+    assert reserves(tmp_path, "env data long")["data"] == 20 + 60
+    assert reserves(tmp_path, "env data compiled long")["data"] == 20 + 120 + 60
+
+
+def test_an_unknown_step_name_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(subprocess.CalledProcessError) as error:
+        reserves(tmp_path, "env dat")
+    assert error.value.returncode == 2
+    assert "ONLY names an unknown step: dat" in error.value.stderr
