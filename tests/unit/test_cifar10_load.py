@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from dlbox.data import cifar10
 from dlbox.data.cifar10 import CIFAR10_CLASSES, load_cifar10
+from dlbox.data.dataset import ImageDataset
 from dlbox.data.synthetic import make_synthetic_images, write_fake_cifar10
 from dlbox.errors import DataError
 
@@ -33,3 +35,77 @@ def test_corrupt_batch_is_a_data_error(tmp_path: Path) -> None:
     (directory / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="test_batch"):
         load_cifar10(tmp_path, "test")
+
+
+# --- the decoded-tensor cache beside the batches ----------------------------------------------
+
+
+def _same(a: ImageDataset, b: ImageDataset) -> bool:
+    return (torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+            and a.classes == b.classes and a.source == b.source)
+
+
+def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    decoded: list[str] = []
+    original = cifar10.read_batch
+
+    def counting(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        decoded.append(Path(path).name)
+        return original(path)
+
+    monkeypatch.setattr(cifar10, "read_batch", counting)
+    return decoded
+
+
+def test_the_second_load_reads_the_cache_not_the_batches(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(cifar10.CACHE_ENV_VAR, raising=False)
+    write_fake_cifar10(tmp_path, n_train=50, n_test=20, seed=3)
+    decoded = _count_decodes(monkeypatch)
+    first = load_cifar10(tmp_path, "train")
+    assert len(decoded) == 5 and cifar10.cache_path(tmp_path, "train").is_file()
+    again = load_cifar10(tmp_path, "train")
+    assert len(decoded) == 5 and _same(first, again)  # no batch decoded the second time
+    assert _same(again, load_cifar10(tmp_path, "train", cache=False))
+    # the test split has its own cache
+    load_cifar10(tmp_path, "test")
+    assert decoded[-1] == "test_batch" and cifar10.cache_path(tmp_path, "test").is_file()
+
+
+def test_a_changed_batch_file_or_a_damaged_cache_is_decoded_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv(cifar10.CACHE_ENV_VAR, raising=False)
+    directory = write_fake_cifar10(tmp_path, n_train=50, n_test=20, seed=3)
+    load_cifar10(tmp_path, "test")
+    decoded = _count_decodes(monkeypatch)
+    # the batch rewritten with other images (a newer mtime): the cache no longer applies
+    write_fake_cifar10(tmp_path / "other", n_train=10, n_test=20, seed=9)
+    (directory / "test_batch").write_bytes((tmp_path / "other" / cifar10.BATCHES_DIRNAME
+                                            / "test_batch").read_bytes())
+    stat = (directory / "test_batch").stat()
+    os.utime(directory / "test_batch", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    changed = load_cifar10(tmp_path, "test")
+    assert decoded == ["test_batch"]
+    expected, _ = make_synthetic_images(20, seed=10)
+    assert np.array_equal(changed.images.numpy(), expected)
+    assert decoded == ["test_batch"] and _same(changed, load_cifar10(tmp_path, "test"))
+    cifar10.cache_path(tmp_path, "test").write_bytes(b"half a file")
+    assert _same(changed, load_cifar10(tmp_path, "test")) and len(decoded) == 2
+
+
+def test_the_cache_can_be_turned_off_and_a_failed_write_costs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    monkeypatch.setenv(cifar10.CACHE_ENV_VAR, "0")
+    load_cifar10(tmp_path, "test")
+    assert not cifar10.cache_path(tmp_path, "test").exists()
+    monkeypatch.delenv(cifar10.CACHE_ENV_VAR)
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(cifar10, "write_with_atomic", read_only)
+    assert load_cifar10(tmp_path, "test").images.shape == (10, 3, 32, 32)
+    assert not cifar10.cache_path(tmp_path, "test").exists()
