@@ -35,7 +35,8 @@ set -o pipefail
 
 MODE=gpu
 if [ "${1:-}" = "--smoke" ]; then MODE=smoke; fi
-if [ "${1:-}" = "--print-reserves" ]; then MODE=reserves OUT=${OUT:-/tmp/gpu-reserves}; fi
+PRINT_RESERVES=0  # --print-reserves: the GPU session's budget per step, then exit
+if [ "${1:-}" = "--print-reserves" ]; then PRINT_RESERVES=1 OUT=${OUT:-/tmp/gpu-reserves}; fi
 if [ -z "${OUT:-}" ]; then echo "OUT is not set (the folder that comes back)" >&2; exit 2; fi
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.." || exit 2
@@ -64,11 +65,12 @@ log() { echo "== [$(elapsed)s] $*"; }
 elapsed() { awk -v s="$START_S" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }'; }
 export -f log elapsed
 
-# The steps in order, NAME:KEEP:NAMED. KEEP is the seconds a step is kept from the steps
+# The steps in order, NAME:KEEP:MINIMUM. KEEP is the seconds a step is kept from the steps
 # before it; these fit the default 540 s budget, and a smaller BUDGET_S scales them down.
 # compiled and long only use what is left over, unless ONLY names them: then they are kept
-# NAMED seconds, their minimum. The summary is always kept its 20 s.
-export KEEPS="env:0:0 data:150:150 gpu:20:20 speedrun:60:60 e2e1:40:40 e2e2:20:20 resnet:20:20 airbench:140:140 compiled:0:120 long:0:60"
+# their MINIMUM (their MIN_LIMIT), unscaled, as the summary is always kept its 20 s.
+# compiled runs only on a GPU after speedrun wrote speedrun.json, so only then is it kept.
+export KEEPS="env:0:0 data:150:0 gpu:20:0 speedrun:60:0 e2e1:40:0 e2e2:20:0 resnet:20:0 airbench:140:0 compiled:0:120 long:0:60"
 export SUMMARY_KEEP=20
 
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
@@ -76,16 +78,18 @@ selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 # reserve_after NAME: what the selected steps after NAME (and the summary) are kept, scaled
 # by BUDGET_S / 540, so that ONLY="..." with a short BUDGET_S still runs what it names.
 reserve_after() {
-    local name=$1 seen=0 total=0 entry step keep named
+    local name=$1 seen=0 total=0 fixed=$SUMMARY_KEEP entry step keep minimum
     for entry in $KEEPS; do
-        IFS=: read -r step keep named <<< "$entry"
+        IFS=: read -r step keep minimum <<< "$entry"
         if (( seen )) && selected "$step"; then
-            if [ -n "${ONLY:-}" ]; then keep=$named; fi
             total=$(( total + keep ))
+            if [ -n "${ONLY:-}" ] && { [ "$step" != compiled ] || [ "$MODE" = gpu ]; }; then
+                fixed=$(( fixed + minimum ))
+            fi
         fi
         if [ "$step" = "$name" ]; then seen=1; fi
     done
-    awk -v t="$total" -v b="$BUDGET_S" -v s="$SUMMARY_KEEP" \
+    awk -v t="$total" -v b="$BUDGET_S" -v s="$fixed" \
         'BEGIN { f = b / 540; printf "%d", s + t * (f < 1 ? f : 1) }'
 }
 
@@ -97,9 +101,14 @@ if [ -n "${ONLY:-}" ]; then
             exit 2
         fi
     done
+    if selected compiled && ! selected speedrun; then
+        echo "ONLY names compiled without speedrun: step h compiles step d's runs and compares" \
+             "them, so name speedrun too" >&2
+        exit 2
+    fi
 fi
 
-if [ "$MODE" = reserves ]; then  # what each step would leave to the later ones, then exit
+if (( PRINT_RESERVES )); then  # what each step would leave to the later ones, then exit
     for entry in $KEEPS; do printf '%s=%s\n' "${entry%%:*}" "$(reserve_after "${entry%%:*}")"; done
     exit 0
 fi
@@ -314,6 +323,9 @@ main() {
     run_step airbench  480  bash -c step_airbench
     if [ "$MODE" = gpu ] && [ -f "$OUT/speedrun.json" ]; then
         MIN_LIMIT=120 run_step compiled 200 bash -c step_compiled
+    elif selected compiled; then
+        log "step compiled: SKIPPED (only on a GPU, after step speedrun wrote speedrun.json)"
+        printf '{"step": "compiled", "rc": null, "skipped": true}\n' >> "$STEPS"
     fi
     MIN_LIMIT=60 run_step long 150 bash -c step_long
     if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; fi

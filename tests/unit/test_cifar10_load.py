@@ -93,6 +93,25 @@ def test_a_changed_batch_file_or_a_damaged_cache_is_decoded_again(
     assert decoded == ["test_batch"] and _same(changed, load_cifar10(tmp_path, "test"))
     cifar10.cache_path(tmp_path, "test").write_bytes(b"half a file")
     assert _same(changed, load_cifar10(tmp_path, "test")) and len(decoded) == 2
+    # replaced by a file of the same size and mtime (as `cp -p` or `rsync -a` copy one):
+    # still noticed, by its inode and ctime
+    import pickle
+
+    path = directory / "test_batch"
+    record = pickle.loads(path.read_bytes(), encoding="bytes")
+    # the images in reverse order: the same bytes in another order, so the same size
+    record[b"data"] = record[b"data"][::-1].copy()
+    record[b"labels"] = record[b"labels"][::-1]
+    before = path.stat()
+    copy = tmp_path / "negative"
+    with open(copy, "wb") as handle:
+        pickle.dump(record, handle, protocol=2)
+    os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert copy.stat().st_size == before.st_size
+    os.replace(copy, path)
+    negative = load_cifar10(tmp_path, "test")
+    assert torch.equal(negative.images, changed.images.flip(0))
+    assert len(decoded) == 3
 
 
 def test_the_cache_can_be_turned_off_and_a_failed_write_costs_nothing(
@@ -105,6 +124,19 @@ def test_the_cache_can_be_turned_off_and_a_failed_write_costs_nothing(
 
     def read_only(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Read-only file system")
+
+    # a temp file left by a load killed mid-write is cleared once it is an hour old
+    import os
+
+    left = cifar10.cache_path(tmp_path, "test").parent / ".dlbox-cache-test.pt.x1.tmp"
+    fresh = left.with_name(".dlbox-cache-test.pt.x2.tmp")
+    left.write_bytes(b"partial")
+    fresh.write_bytes(b"partial")
+    os.utime(left, (0, 0))
+    load_cifar10(tmp_path, "test")
+    assert not left.exists() and fresh.exists()
+    assert cifar10.cache_path(tmp_path, "test").is_file()
+    cifar10.cache_path(tmp_path, "test").unlink()
 
     monkeypatch.setattr(cifar10, "write_with_atomic", read_only)
     assert load_cifar10(tmp_path, "test").images.shape == (10, 3, 32, 32)

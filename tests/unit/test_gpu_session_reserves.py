@@ -45,7 +45,10 @@ def test_named_optional_steps_are_kept_their_minimum(tmp_path: Path) -> None:
     # the summary's 20 s), but their minimum, 120 s and 60 s, when ONLY names them
     assert reserves(tmp_path)["airbench"] == 20
     assert reserves(tmp_path, "env data long")["data"] == 20 + 60
-    assert reserves(tmp_path, "env data compiled long")["data"] == 20 + 120 + 60
+    assert reserves(tmp_path, "env data speedrun compiled long")["data"] == 60 + 20 + 120 + 60
+    # the minimum is not scaled down with a short budget: long still gets its 60 s
+    short = reserves(tmp_path, "env data long", budget=150)
+    assert short["data"] == 20 + 60 and 150 - short["data"] >= 60
 
 
 def test_an_unknown_step_name_is_refused(tmp_path: Path) -> None:
@@ -53,3 +56,7 @@ def test_an_unknown_step_name_is_refused(tmp_path: Path) -> None:
         reserves(tmp_path, "env dat")
     assert error.value.returncode == 2
     assert "ONLY names an unknown step: dat" in error.value.stderr
+    # step h compiles step d's runs: without d in the same call it could never run
+    with pytest.raises(subprocess.CalledProcessError) as error:
+        reserves(tmp_path, "env data compiled")
+    assert "compiled without speedrun" in error.value.stderr

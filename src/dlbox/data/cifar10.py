@@ -16,9 +16,11 @@ DLBOX_DATA_CACHE=0 turns it off.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,14 +115,17 @@ def cache_enabled() -> bool:
 
 
 def _fingerprint(directory: Path, names: tuple[str, ...]) -> str | None:
-    """What the cache must have been made from: each file's name, size and mtime."""
+    """What the cache must have been made from: each file's name, size, mtime, inode and
+    ctime (a copy that keeps size and mtime, as `cp -p` or `rsync -a` make, still differs in
+    the last two, which no tool can set)."""
     parts = []
     for name in (*names, META_FILE):
         try:
             stat = (directory / name).stat()
         except OSError:
             return None
-        parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+        parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}:"
+                     f"{stat.st_ctime_ns}")
     return hashlib.sha256("\n".join([str(CACHE_FORMAT), *parts]).encode()).hexdigest()
 
 
@@ -140,6 +145,11 @@ def _read_cache(path: Path, key: str, directory: Path) -> ImageDataset | None:
 def _write_cache(path: Path, key: str, dataset: ImageDataset) -> None:
     state = {"key": key, "images": dataset.images, "labels": dataset.labels,
              "classes": list(dataset.classes)}
+    # A load killed mid-write (SIGKILL) leaves its temp file: clear those over an hour old.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink()
     try:
         write_with_atomic(path, lambda handle: torch.save(state, handle))
     except OSError:  # a read-only or full data dir: no cache, nothing else lost
@@ -177,6 +187,7 @@ def load_cifar10(data_dir: str | Path, split: str = "train",
                         hint="run `dlbox data fetch --force` to extract it again")
     dataset = ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), classes,
                            str(directory))
-    if key is not None:
+    # Written only if no batch file changed while it was decoded.
+    if key is not None and _fingerprint(directory, names) == key:
         _write_cache(cache_path(directory, split), key, dataset)
     return dataset
