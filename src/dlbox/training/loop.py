@@ -417,6 +417,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
             + (f", step {state.step_in_epoch}" if state.step_in_epoch else "")
             + f", on {device}")
 
+    test_logits: torch.Tensor | None = None  # of the last epoch: the report at the end
+    eval_seconds = 0.0
     with stop_on_signals(flag), TrainProgress(progress, config.epochs) as bar:
         while state.epoch < config.epochs:
             epoch = state.epoch + 1
@@ -470,9 +472,11 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
             _fold(state.sums, loss_sum, correct_sum, seen_this_session, seconds)
             state.train_seconds += seconds
             sums = state.sums
+            eval_start = time.perf_counter()
             test_logits = predict_logits(model, test_set.images, device, config.eval_batch_size,
                                          channels_last, mixed, config.mean, config.std,
                                          tta_flip=config.tta)
+            eval_seconds = time.perf_counter() - eval_start
             test_accuracy = _accuracy(test_logits, test_set.labels)
             entry = {
                 "epoch": epoch,
@@ -502,7 +506,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
     print(f"test accuracy: {100 * final['test_accuracy']:.2f}% on {len(test_set)} test images "
           f"after {config.epochs} epochs, {state.train_seconds:.1f} s of training ({run_dir})")
     if evaluate_at_end:
-        _evaluate(run_dir, config)
+        _report(run_dir, config, device, test_set, classes, state.epoch, test_logits,
+                eval_seconds)
     return run_dir
 
 
@@ -634,24 +639,9 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
     plain = "-" if result.accuracy is None else f"{100 * result.accuracy:.2f}%"
     print(f"test accuracy: {plain}{tta} on {len(test_set)} test images after {config.epochs} "
           f"epochs, {result.train_seconds:.1f} s of training ({run_dir})")
-    if evaluate_at_end and result.test_logits is not None:
-        # The report from the trainer's own final evaluation: the weights are those of
-        # checkpoints/last.pt, so evaluating that again would repeat the TTA for nothing.
-        from dlbox.training.evaluate import evaluation_from_logits, report_evaluation
-
-        evaluation = evaluation_from_logits(result.test_logits, test_set, classes,
-                                            result.eval_seconds)
-        report_evaluation(run_dir, evaluation, {
-            "run_dir": str(run_dir),
-            "checkpoint": str(checkpoint_path(run_dir, "last")),
-            "epoch": state.epoch,
-            "device": str(device),
-            "tta": config.tta,
-            "data": test_set.source,
-            "from": "the trainer's final evaluation",
-        })
-    elif evaluate_at_end:
-        _evaluate(run_dir, config)
+    if evaluate_at_end:
+        _report(run_dir, config, device, test_set, classes, state.epoch, result.test_logits,
+                result.eval_seconds)
     return run_dir
 
 
@@ -714,11 +704,26 @@ def _write_metrics(run_dir: Path, config: TrainConfig, state: TrainState,
     write_json_atomic(path, metrics)
 
 
-def _evaluate(run_dir: Path, config: TrainConfig) -> None:
-    try:
-        from dlbox.training.evaluate import evaluate_run
-    except ImportError:  # evaluate not available in this build
+def _report(run_dir: Path, config: TrainConfig, device: torch.device, test_set: ImageDataset,
+            classes: tuple[str, ...], epoch: int, logits: torch.Tensor | None,
+            seconds: float) -> None:
+    """The evaluation at the end of training (evaluate's files and printout), from the
+    trainer's own final test logits: its weights are those of checkpoints/last.pt, so
+    evaluating that checkpoint again would repeat the pass. Without logits (no test data in
+    the trainer), `evaluate_run` reads the checkpoint and the test split itself."""
+    from dlbox.training.evaluate import evaluate_run, evaluation_from_logits, report_evaluation
+
+    if logits is None:
+        evaluate_run(run_dir, data_dir=Path(config.data_dir) if config.data_dir else None,
+                     device=config.device)
         return
-    evaluate_run(run_dir, data_dir=Path(config.data_dir) if config.data_dir else None,
-                 device=config.device)
+    report_evaluation(run_dir, evaluation_from_logits(logits, test_set, classes, seconds), {
+        "run_dir": str(run_dir),
+        "checkpoint": str(checkpoint_path(run_dir, "last")),
+        "epoch": epoch,
+        "device": str(device),
+        "tta": config.tta,
+        "data": test_set.source,
+        "from": "the trainer's final evaluation",
+    })
 
