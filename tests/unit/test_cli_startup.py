@@ -62,3 +62,14 @@ def test_the_data_package_loads_its_parts_on_first_use() -> None:
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_closed_stdout_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`dlbox models | head -1`: the reader goes before dlbox writes; no traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "dlbox", "models"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
