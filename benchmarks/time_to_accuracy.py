@@ -4,7 +4,7 @@
     python benchmarks/time_to_accuracy.py --data DIR [--model speedrun|resnet|...] [--runs N]
         [--epochs E] [--num-train N] [--num-test N] [--device auto|cpu|cuda]
         [--tta-level 0|1|2] [--baseline tutorial] [--baseline-epochs E] [--compile]
-        [--json OUT]
+        [--compile-mode MODE] [--precision auto|bf16|fp16|fp32] [--json OUT]
 
 Per run, then as mean / std / min / max over the runs:
 
@@ -55,7 +55,12 @@ from dlbox.models.speedrun import SpeedrunNet
 from dlbox.training.config import TrainConfig, build_config
 from dlbox.training.device import configure_host, resolve_device
 from dlbox.training.manifest import build_manifest
-from dlbox.training.speedrun import config_from_train, train_speedrun
+from dlbox.training.speedrun import (
+    PRECISIONS,
+    config_from_train,
+    resolve_precision,
+    train_speedrun,
+)
 
 METRICS = ("accuracy", "tta_accuracy", "train_seconds", "eval_seconds", "time_seconds",
            "images_per_second", "peak_memory_mib")
@@ -80,6 +85,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "recipe's, 2)")
     parser.add_argument("--compile", action="store_true",
                         help="speedrun: torch.compile the model (warm-up not timed)")
+    parser.add_argument("--compile-mode", metavar="MODE",
+                        choices=("default", "reduce-overhead", "max-autotune",
+                                 "max-autotune-no-cudagraphs"),
+                        help="speedrun, with --compile: torch.compile's mode (default: "
+                             "torch's; airbench94_muon uses max-autotune)")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="speedrun: autocast dtype (default: auto, bf16 on a GPU that "
+                             "has it, else fp16; float32 on the CPU)")
     parser.add_argument("--warmup", type=int, default=None, metavar="N",
                         help="untimed warm-up runs first (default: 1 on CUDA, 0 on the CPU)")
     parser.add_argument("--baseline", choices=("tutorial",),
@@ -91,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "tutorial does, whatever --num-train says)")
     parser.add_argument("--json", metavar="OUT", help="write the results here as JSON")
     args = parser.parse_args(argv)
+    if args.compile_mode and not args.compile:
+        parser.error("--compile-mode needs --compile")
     if args.runs < 1 or (args.epochs is not None and args.epochs < 1):
         parser.error("--runs and --epochs must be at least 1")
     return args
@@ -122,11 +137,16 @@ def peak_memory_mib(device: torch.device) -> float:
 
 def speedrun_once(config: TrainConfig, device: torch.device, train_set: ImageDataset,
                   test_set: ImageDataset, compile_model: bool,
-                  tta_level: int | None = None) -> dict[str, Any]:
-    """A speedrun trainer run in memory; its own clock is the measurement."""
-    changes: dict[str, Any] = {} if tta_level is None else {"tta_level": tta_level}
-    if compile_model:
-        torch._dynamo.reset()  # each run compiles afresh (untimed), under dynamo's limits
+                  tta_level: int | None = None, **changes: Any) -> dict[str, Any]:
+    """A speedrun trainer run in memory; its own clock is the measurement. `changes` go to
+    its SpeedrunConfig (precision, compile_mode); None values are left as the recipe's."""
+    changes = {key: value for key, value in changes.items() if value is not None}
+    if tta_level is not None:
+        changes["tta_level"] = tta_level
+    # With --compile, the runs share dynamo's cache: each run's fresh model has the same code
+    # and parameter shapes, so only the first run (the warm-up on a GPU) compiles, about 5
+    # graphs (train, eval, the whitening bias's freeze, the last eval batch), well under
+    # dynamo's recompile limit; the later runs' warm-up takes a fraction of a second.
     recipe = config_from_train(config, eval_every=None, compile=compile_model, **changes)
     result = train_speedrun(
         train_set, test_set, recipe, device,
@@ -136,6 +156,8 @@ def speedrun_once(config: TrainConfig, device: torch.device, train_set: ImageDat
             "time_seconds": result.time_seconds, "tta_level": recipe.tta_level,
             "images_per_second": result.images_per_second,
             "warmup_seconds": result.warmup_seconds, "steps": result.steps,
+            "precision": str(resolve_precision(recipe.precision, device) or torch.float32)
+            .removeprefix("torch."),
             "timer": "cuda events" if device.type == "cuda" else "perf_counter"}
 
 
@@ -173,10 +195,11 @@ def generic_once(config: TrainConfig, device: torch.device, test_set: ImageDatas
 
 def run_once(config: TrainConfig, device: torch.device, train_set: ImageDataset,
              test_set: ImageDataset, compile_model: bool,
-             tta_level: int | None = None) -> dict[str, Any]:
+             tta_level: int | None = None, **changes: Any) -> dict[str, Any]:
     reset_peak_memory(device)
     if isinstance(create_model(config.model, **config.model_kwargs), SpeedrunNet):
-        out = speedrun_once(config, device, train_set, test_set, compile_model, tta_level)
+        out = speedrun_once(config, device, train_set, test_set, compile_model, tta_level,
+                            **changes)
     else:
         out = generic_once(config, device, test_set)
     out["peak_memory_mib"] = round(peak_memory_mib(device), 1)
@@ -218,18 +241,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(train_set)} train / {len(test_set)} test images, {base.epochs} epochs, "
           f"{args.runs} run(s)")
 
+    speedrun_changes = {"precision": args.precision, "compile_mode": args.compile_mode}
     warmups = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
     for _ in range(warmups):
         small = base.replace(epochs=1, num_train=min(len(train_set), 2 * base.batch_size))
         run_once(small, device, train_set.subset(small.num_train), test_set,
-                 args.compile, args.tta_level)
+                 args.compile, args.tta_level, **speedrun_changes)
 
     runs = []
     for index in range(args.runs):
         config = base.replace(seed=args.seed + index)
         result = {"run": index + 1, "seed": config.seed,
                   **run_once(config, device, train_set, test_set, args.compile,
-                           args.tta_level)}
+                             args.tta_level, **speedrun_changes)}
         runs.append(result)
         print(run_line(f"run {index + 1}/{args.runs}", result), flush=True)
 
@@ -243,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"runs": args.runs, "epochs": base.epochs, "batch_size": base.batch_size,
                      "num_train": len(train_set), "num_test": len(test_set),
                      "seed": args.seed, "threads": threads, "compile": args.compile,
+                     "compile_mode": args.compile_mode, "precision": args.precision,
                      "tta_level": args.tta_level,
                      "warmup_runs": warmups, "recipe": base.to_dict()},
         "environment": {**environment, "torch_threads": torch.get_num_threads()},

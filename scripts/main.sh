@@ -2,10 +2,22 @@
 # Set up dlbox, get CIFAR-10, train the default model for this host, then evaluate it.
 # Arguments go to `dlbox data fetch`, e.g. for an offline machine:
 #   scripts/main.sh --from /path/to/cifar-10-python.tar.gz --sha256 HEX
+# A `--data DIR` (or `--data=DIR`) among them is passed to `dlbox train` as well, so training
+# and its evaluation read the data dir the fetch filled (without it both use $DLBOX_DATA or
+# the default data dir).
 # Extra training flags: DLBOX_TRAIN_ARGS="--epochs 2 --model tutorial" scripts/main.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+data_args=()
+previous=""
+for arg in "$@"; do
+    case "$previous:$arg" in
+        --data:*) data_args=(--data "$arg") ;;
+        *:--data=*) data_args=(--data "${arg#--data=}") ;;
+    esac
+    previous=$arg
+done
 scripts/setup.sh
 .venv/bin/dlbox data fetch "$@"
 # shellcheck disable=SC2086
-.venv/bin/dlbox train ${DLBOX_TRAIN_ARGS:-}
+.venv/bin/dlbox train ${data_args[@]+"${data_args[@]}"} ${DLBOX_TRAIN_ARGS:-}

@@ -11,6 +11,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # a command failed (bad data, failed build, error finding)
 EXIT_USAGE = 2  # bad command-line input (argparse uses 2 as well)
 EXIT_PARTIAL = 3  # some inputs failed, the others succeeded (predict on several images)
+EXIT_INTERNAL = 70  # an unexpected error, a bug in dlbox (sysexits.h's EX_SOFTWARE)
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -67,7 +68,23 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Write `obj` as strict JSON: NaN and +-Infinity (a diverged loss, say), which JSON
+    cannot hold and strict parsers reject, are written as null."""
+    text = json.dumps(finite_json(obj), indent=2, sort_keys=False, default=str,
+                      allow_nan=False)
+    write_text_atomic(path, text + "\n")
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float (in dicts, lists and tuples, at any depth)
+    replaced by None; tuples become lists. Anything else is returned as it is."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
 
 
 def write_with_atomic(

@@ -39,7 +39,7 @@ def test_benchmark_writes_runs_summary_environment_and_baseline(tmp_path: Path) 
         assert 0.0 <= run["accuracy"] <= 1.0 and 0.0 <= run["tta_accuracy"] <= 1.0
         assert run["train_seconds"] > 0 and run["time_seconds"] >= run["train_seconds"]
         assert run["images_per_second"] > 0 and run["peak_memory_mib"] > 10
-        assert run["timer"] == "perf_counter"
+        assert run["timer"] == "perf_counter" and run["precision"] == "float32"  # CPU auto
     for key in ("accuracy", "tta_accuracy", "train_seconds", "images_per_second",
                 "peak_memory_mib"):
         s = doc["summary"][key]
@@ -51,3 +51,25 @@ def test_benchmark_writes_runs_summary_environment_and_baseline(tmp_path: Path) 
     assert 0.0 <= base["accuracy"] <= 1.0 and base["train_seconds"] > 0
     ratio = doc["summary"]["train_seconds"]["mean"] / base["train_seconds"]
     assert base["train_seconds_ratio"] == pytest.approx(ratio)
+
+
+@pytest.mark.slow
+def test_benchmark_precision_and_compile_mode_options(tmp_path: Path) -> None:
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    data = tmp_path / "data"
+    write_fake_cifar10(data, n_train=200, n_test=50, seed=0)
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(SCRIPT), "--data", str(data), "--runs", "1", "--epochs",
+               "1", "--device", "cpu", "--threads", "2", "--json", str(out)]
+    proc = subprocess.run(command + ["--precision", "bf16"], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = read_json(out)
+    assert doc["settings"]["precision"] == "bf16" and doc["runs"][0]["precision"] == "bfloat16"
+    # a mode without --compile would be silently unused: refused before any work
+    out.unlink()
+    proc = subprocess.run(command + ["--compile-mode", "max-autotune"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and "--compile-mode needs --compile" in proc.stderr
+    assert not out.exists()

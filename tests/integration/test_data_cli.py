@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -145,3 +146,42 @@ def test_subprocess_fetch_and_check_with_env(tmp_path: Path, archive: tuple[Path
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "not found" in errors[0] and "hint:" in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_check_a_batch_that_names_a_module_fails_cleanly(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    directory = write_fake_cifar10(tmp_path, n_train=20, n_test=10)
+    (directory / "data_batch_3").write_bytes(b"cnosuchmod\nX\n.")
+    (directory / "test_batch").write_bytes(
+        pickle.dumps({b"data": b"", b"labels": ["cat"]}, protocol=2))
+    assert main(["data", "check", "--data", str(tmp_path), "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    failed = {f["name"]: f["detail"] for f in report["files"] if not f["ok"]}
+    assert set(failed) == {"data_batch_3", "test_batch"}
+    assert "nosuchmod.X" in failed["data_batch_3"]
+    assert "is not a CIFAR-10 batch" in failed["test_batch"]
+    assert "Traceback" not in captured.err and "dlbox data fetch --force" in captured.err
+
+
+def test_check_image_folder_with_a_broken_image_hints_at_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_fake_image_folder(tmp_path / "tree" / "train", per_class=2, classes=3, fmt="png")
+    write_fake_image_folder(tmp_path / "tree" / "test", per_class=1, classes=3, fmt="png")
+    (tmp_path / "tree" / "test" / "class_1" / "broken.png").write_bytes(b"not an image")
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]
+    hints = [line for line in err if line.startswith("hint:")]
+    assert len(errors) == 1 and "broken.png" in errors[0]
+    assert len(hints) == 1 and "replace" in hints[0] and "remove" in hints[0]
+    assert "fetch --force" not in hints[0]
+
+
+def test_check_image_folder_missing_a_split_hints_at_adding_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_fake_image_folder(tmp_path / "tree" / "train", per_class=2, classes=3, fmt="png")
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    hints = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hint:")]
+    assert len(hints) == 1 and "add the test split" in hints[0]
+    assert "fetch --force" not in hints[0]

@@ -35,8 +35,12 @@ def test_train_then_evaluate_writes_the_run(fake_cifar_dir: Path, tmp_path: Path
     assert (config["model"], config["epochs"], config["seed"], config["lr"]) == ("tiny", 2, 3, 0.05)
     assert config["num_train"] == 200 and config["device"] == "cpu"
     assert len(read_json(run_dir / "metrics.json")["history"]) == 2
-    if (Path(__file__).parents[2] / "src/dlbox/training/evaluate.py").exists():
-        assert (run_dir / "predictions.csv").is_file()  # train ends with evaluate
+    assert (run_dir / "predictions.csv").is_file()  # train ends with evaluate
+    # ... and its last line is the result, with the files it wrote
+    evaluation = read_json(run_dir / "metrics.json")["evaluation"]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"test accuracy: {100 * evaluation['test_accuracy']:.2f}%; wrote ")
+    assert "predictions.csv" in last and last.endswith(f" in {run_dir.resolve()}")
 
 
 def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,6 +32,8 @@ def test_train_speedrun_writes_the_run_dir(small_cifar_dir: Path, tmp_path: Path
     assert code == EXIT_OK
     assert "speedrun trainer" in out and "epoch 1/1" in out
     assert "test accuracy:" in out and "with TTA" in out
+    assert out.strip().splitlines()[-1].startswith("test accuracy: ")  # the last line too
+    assert " with TTA; wrote " in out.strip().splitlines()[-1]
     for name in ("config.json", "manifest.json", "metrics.json", "checkpoints/last.pt",
                  "predictions.csv", "confusion_matrix.json"):
         assert (run_dir / name).is_file(), name
@@ -122,3 +124,29 @@ def test_stop_hook_sees_every_step_as_the_notebook_bar_needs(small_cifar_dir: Pa
     train(config, progress=False, evaluate_at_end=False,
           stop=lambda epoch, step: calls.append((epoch, step)) is not None)
     assert calls == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]  # 300 images, batch 100
+
+
+def test_a_speedrun_stopped_before_its_first_epoch_ended_says_nothing_was_saved(
+        small_cifar_dir: Path, tmp_path: Path) -> None:
+    """The speedrun trainer keeps epoch boundaries only: a stop in epoch 1 has nothing to
+    resume, and must not claim a checkpoint; a later stop names the epoch it kept."""
+    from dlbox.training.config import build_config
+    from dlbox.training.loop import TrainingStopped, train
+
+    def config(run_dir: Path):  # noqa: ANN202 - a TrainConfig
+        return build_config("speedrun", device="cpu", epochs=2, batch_size=100, seed=0,
+                            data_dir=str(small_cifar_dir), run_dir=str(run_dir), threads=1)
+
+    with pytest.raises(TrainingStopped) as early:
+        train(config(tmp_path / "early"), progress=False, evaluate_at_end=False,
+              stop=lambda epoch, step: step == 1)
+    assert not (tmp_path / "early" / "checkpoints" / "last.pt").exists()
+    assert not early.value.resumable and "nothing was saved" in early.value.message
+    assert "--resume" not in (early.value.hint or "")
+
+    with pytest.raises(TrainingStopped) as later:
+        train(config(tmp_path / "later"), progress=False, evaluate_at_end=False,
+              stop=lambda epoch, step: epoch == 1 and step == 1)
+    assert later.value.resumable and (tmp_path / "later" / "checkpoints" / "last.pt").is_file()
+    assert "the state after epoch 1" in later.value.message
+    assert "epoch in progress is lost" in later.value.message

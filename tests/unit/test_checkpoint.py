@@ -104,7 +104,8 @@ def _fake_run(run_dir: Path, model_name: str = "tiny") -> torch.nn.Module:
     write_json_atomic(run_dir / "config.json", config.to_dict())
     model = create_model(model_name, num_classes=3)
     save_checkpoint(run_dir / "checkpoints" / "last.pt",
-                    {"model": model.state_dict(), "classes": ["a", "b", "c"], "epoch": 2})
+                    {"format": "dlbox-checkpoint", "model": model.state_dict(),
+                     "classes": ["a", "b", "c"], "epoch": 2})
     return model
 
 
@@ -132,7 +133,8 @@ def test_load_model_from_run_errors(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match="no checkpoint"):
         load_model_from_run(tmp_path, "cpu")
     save_checkpoint(tmp_path / "checkpoints" / "last.pt",
-                    {"model": create_model("tutorial").state_dict(), "classes": list("abcdefghij")})
+                    {"format": "dlbox-checkpoint", "model": create_model("tutorial").state_dict(),
+                     "classes": list("abcdefghij")})
     with pytest.raises(RunDirError, match="does not fit"):
         load_model_from_run(tmp_path, "cpu")
 

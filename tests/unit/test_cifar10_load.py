@@ -141,3 +141,99 @@ def test_the_cache_can_be_turned_off_and_a_failed_write_costs_nothing(
     monkeypatch.setattr(cifar10, "write_with_atomic", read_only)
     assert load_cifar10(tmp_path, "test").images.shape == (10, 3, 32, 32)
     assert not cifar10.cache_path(tmp_path, "test").exists()
+
+
+# --- untrusted batch files: a restricted Unpickler, every failure a DataError ------------------
+
+
+def _write_record(path: Path, record: object, protocol: int = 2) -> None:
+    import pickle
+
+    path.write_bytes(pickle.dumps(record, protocol=protocol))
+
+
+def test_a_batch_naming_an_unknown_module_is_a_data_error(tmp_path: Path) -> None:
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    (directory / "test_batch").write_bytes(b"cnosuchmod\nX\n.")
+    with pytest.raises(DataError) as info:
+        load_cifar10(tmp_path, "test", cache=False)
+    assert "test_batch" in info.value.message and "nosuchmod.X" in info.value.message
+    assert "dlbox data fetch --force" in (info.value.hint or "")
+
+
+def test_a_batch_that_would_run_code_is_refused_before_it_runs(tmp_path: Path) -> None:
+    import os
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.mkdir, (str(marker),))
+
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    for protocol in (0, 2, 4, 5):
+        _write_record(directory / "test_batch",
+                      {b"data": np.zeros((1, 3072), np.uint8), b"labels": [Payload()]}, protocol)
+        with pytest.raises(DataError, match="test_batch is not a CIFAR-10 batch"):
+            load_cifar10(tmp_path, "test", cache=False)
+        assert not marker.exists()
+
+
+def test_object_arrays_are_refused(tmp_path: Path) -> None:
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    labels = np.array([1, "two"], dtype=object)
+    _write_record(directory / "test_batch",
+                  {b"data": np.zeros((2, 3072), np.uint8), b"labels": labels})
+    with pytest.raises(DataError, match="object dtype"):
+        load_cifar10(tmp_path, "test", cache=False)
+
+
+@pytest.mark.parametrize(("labels", "data"), [
+    (["cat"] * 2, np.zeros((2, 3072), np.uint8)),  # labels that are not numbers
+    (None, np.zeros((2, 3072), np.uint8)),
+    ([1, 2], {"not": "an array"}),
+    ([[1], [2]], np.zeros((2, 3072), np.uint8)),  # labels of the wrong shape
+])
+def test_a_batch_of_wrong_types_is_a_data_error(tmp_path: Path, labels: object,
+                                                data: object) -> None:
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    _write_record(directory / "test_batch", {b"data": data, b"labels": labels})
+    with pytest.raises(DataError, match="test_batch") as info:
+        load_cifar10(tmp_path, "test", cache=False)
+    assert "dlbox data fetch --force" in (info.value.hint or "")
+
+
+def test_a_damaged_meta_file_is_a_data_error(tmp_path: Path) -> None:
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    _write_record(directory / "batches.meta", {b"num_vis": 3072})
+    with pytest.raises(DataError, match="label_names"):
+        load_cifar10(tmp_path, "test", cache=False)
+    _write_record(directory / "batches.meta", {b"label_names": 7})
+    with pytest.raises(DataError, match="batches.meta is not a CIFAR-10 batch"):
+        load_cifar10(tmp_path, "test", cache=False)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("encoding", ["bytes", "latin1"])
+def test_re_pickled_batches_still_load(tmp_path: Path, protocol: int, encoding: str) -> None:
+    """What Python 3 writes back (str or bytes keys, any protocol) passes the restrictions."""
+    import pickle
+
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10, seed=2)
+    expected = load_cifar10(tmp_path, "test", cache=False)
+    for name in ("test_batch", "batches.meta"):
+        record = pickle.loads((directory / name).read_bytes(), encoding=encoding)
+        _write_record(directory / name, record, protocol)
+    again = load_cifar10(tmp_path, "test", cache=False)
+    assert torch.equal(again.images, expected.images)
+    assert torch.equal(again.labels, expected.labels) and again.classes == expected.classes
+
+
+def test_the_official_batches_load_when_present() -> None:
+    """The real files (numpy.core pickles of Python 2), where a machine has them."""
+    real = Path("/tmp/cifar10")
+    if not (real / "cifar-10-batches-py" / "test_batch").is_file():
+        pytest.skip("no real CIFAR-10 batches at /tmp/cifar10")
+    test = load_cifar10(real, "test", cache=False)
+    assert test.images.shape == (10000, 3, 32, 32) and test.classes == CIFAR10_CLASSES
+    assert int(test.labels.min()) == 0 and int(test.labels.max()) == 9

@@ -216,3 +216,19 @@ def test_offline_error_says_how_to_supply_the_archive(tmp_path: Path) -> None:
 def test_data_checksum_none_without_record(tmp_path: Path, fake_cifar_dir: Path) -> None:
     assert data_checksum(fake_cifar_dir) is None
     assert data_checksum(tmp_path / "nowhere") is None
+
+
+def test_md5_mismatch_offers_the_files_own_sha256_only_for_a_local_file(
+        tmp_path: Path, archive: Path, server: Server) -> None:
+    own = sha256_of(archive)
+    with pytest.raises(DataError) as local:
+        fetch_cifar10(config(tmp_path / "d", source=str(archive)))
+    assert own in (local.value.hint or "")
+    # a download's own hash would let a tampered or broken download pass its own check
+    with pytest.raises(DataError) as downloaded:
+        fetch_cifar10(config(tmp_path / "d", source=server.url))
+    message, hint = downloaded.value.message, downloaded.value.hint or ""
+    assert own not in message + hint
+    assert server.url in message and "the mirror itself publishes" in hint
+    assert "--sha256 HEX" in hint
+    assert not (tmp_path / "d").exists()

@@ -20,7 +20,7 @@ def test_png_tree_loads_exactly(tmp_path: Path) -> None:
     data = load_image_folder(tmp_path)
     assert data.images.shape == (12, 3, 32, 32) and data.images.dtype == torch.uint8
     assert data.classes == ("class_0", "class_1", "class_2")
-    assert data.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert data.labels.tolist() == [0, 1, 2] * 4  # interleaved across classes
     # PNG is lossless: every loaded image is one of the written ones, with the right label.
     images, labels = make_synthetic_images(12, seed=2, num_classes=3)
     written = {images[i].tobytes(): int(labels[i]) for i in range(12)}
@@ -75,7 +75,8 @@ def test_odd_sizes_and_modes_in_one_tree(tmp_path: Path) -> None:
     assert data.classes == ("cat", "dog")
     red = data.images[0].float().mean(dim=(1, 2))
     assert red[0] > 250 and red[1] < 5 and red[2] < 5
-    grey = data.images[1].float()
+    assert data.labels.tolist() == [0, 1, 0]  # cat/a, dog/c, cat/b: interleaved
+    grey = data.images[2].float()
     assert (grey - 128).abs().max() <= 2
 
 
@@ -119,7 +120,7 @@ def test_threaded_decode_matches_serial(tmp_path: Path, monkeypatch: pytest.Monk
     threaded = load_image_folder(tmp_path)
     monkeypatch.setattr(imagefolder, "_worker_count", lambda n: 1)
     serial = load_image_folder(tmp_path)
-    assert len(threaded) == 300 and threaded.labels.tolist() == [0] * 150 + [1] * 150
+    assert len(threaded) == 300 and threaded.labels.tolist() == [0, 1] * 150
     assert torch.equal(serial.images, threaded.images)
 
 
@@ -148,3 +149,38 @@ def test_load_dataset_nothing_found_hints_fetch(tmp_path: Path) -> None:
     assert "dlbox data fetch" in (info.value.hint or "")
     with pytest.raises(DataError):
         load_dataset(tmp_path, "validation")
+
+
+def test_images_are_interleaved_across_classes_by_name(tmp_path: Path) -> None:
+    """Class 0's first file, class 1's first, ...; a class that runs out is skipped."""
+    from dlbox.data.imagefolder import list_image_files
+
+    for name, count in (("a", 3), ("b", 1), ("c", 2)):
+        for i in range(count):
+            _save(tmp_path / name / f"{i}.png", Image.new("RGB", (32, 32), (i, 0, 0)), "PNG")
+    files, labels, classes = list_image_files(tmp_path)
+    assert classes == ("a", "b", "c") and labels == [0, 1, 2, 0, 2, 0]
+    assert [f"{f.parent.name}/{f.name}" for f in files] == [
+        "a/0.png", "b/0.png", "c/0.png", "a/1.png", "c/1.png", "a/2.png"]
+    data = load_image_folder(tmp_path)
+    assert data.labels.tolist() == labels
+    assert data.images[:, 0, 0, 0].tolist() == [0, 0, 0, 1, 1, 2]  # image i is files[i]
+
+
+def test_a_subset_of_an_image_tree_holds_every_class(tmp_path: Path) -> None:
+    """--num-train N on a class-per-folder tree: N images spread over every class, not the
+    first class's N (and the same N images every time)."""
+    for split in ("train", "test"):
+        write_fake_image_folder(tmp_path / split, per_class=20, classes=4, seed=3)
+    train = load_dataset(tmp_path, "train")
+    small = train.subset(10)
+    assert small.labels.bincount(minlength=4).tolist() == [3, 3, 2, 2]
+    assert torch.equal(small.images, load_dataset(tmp_path, "train").subset(10).images)
+    assert load_dataset(tmp_path, "test").subset(8).labels.bincount().tolist() == [2] * 4
+
+
+def test_a_subset_of_cifar_batches_keeps_the_official_order(tmp_path: Path) -> None:
+    write_fake_cifar10(tmp_path, n_train=50, n_test=20, seed=3)
+    train = load_dataset(tmp_path, "train")
+    assert torch.equal(train.subset(7).images, train.images[:7])
+    assert torch.equal(train.subset(7).labels, train.labels[:7])

@@ -1,8 +1,9 @@
+import json
 from pathlib import Path
 
 import pytest
 
-from dlbox.fileio import read_json, write_json_atomic, write_with_atomic
+from dlbox.fileio import finite_json, read_json, write_json_atomic, write_with_atomic
 
 
 def test_write_json_atomic_roundtrip(tmp_path: Path) -> None:
@@ -38,3 +39,23 @@ def test_written_file_gets_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> N
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_nan_and_infinity_are_written_as_null_so_strict_parsers_accept_the_file(
+        tmp_path: Path) -> None:
+    import numpy as np
+
+    nan, inf = float("nan"), float("inf")
+    target = tmp_path / "metrics.json"
+    write_json_atomic(target, {"history": [{"train_loss": nan, "epoch": 1}],
+                               "final": {"lr": inf, "low": -inf, "pair": (nan, 0.5),
+                                         "np": np.float64("nan"), "ok": 0.25, "flag": True}})
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    data = json.loads(target.read_text(), parse_constant=refuse)
+    assert data == {"history": [{"train_loss": None, "epoch": 1}],
+                    "final": {"lr": None, "low": None, "pair": [None, 0.5], "np": None,
+                              "ok": 0.25, "flag": True}}
+    assert finite_json({"a": [1, "x", None]}) == {"a": [1, "x", None]}

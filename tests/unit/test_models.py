@@ -78,6 +78,14 @@ def test_unknown_model_lists_the_known_ones() -> None:
     assert all(name in (caught.value.hint or "") for name in BUILTINS)
 
 
+@pytest.mark.parametrize("name", ["tiny", "resnet"])
+@pytest.mark.parametrize("width", [0, -3])
+def test_a_width_below_one_is_a_usage_error_with_a_hint(name: str, width: int) -> None:
+    with pytest.raises(UsageError, match="width must be a positive") as info:
+        create_model(name, width=width)
+    assert info.value.hint and "width" in info.value.hint
+
+
 def test_unknown_setting_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="'depth'"):
         create_model("resnet", depth=50)

@@ -39,7 +39,7 @@ def test_speedrun_is_registered_and_the_gpu_default() -> None:
 
 def test_train_config_maps_onto_the_speedrun_config() -> None:
     cpu = config_from_train(build_config("speedrun", device="cpu"))
-    assert cpu.widths == CPU_WIDTHS and cpu.batch_size == 256 and cpu.epochs == 8
+    assert cpu.widths == CPU_WIDTHS and cpu.batch_size == 256 and cpu.epochs == 10
     assert cpu.whiten_stride == 2  # the CPU recipe halves the resolution of every layer
     assert cpu.channels_last is True and cpu.eval_batch_size == 500  # faster on oneDNN
     gpu = get_model_info("speedrun").recipe_for("cuda")
@@ -79,6 +79,34 @@ def test_orthogonalize_flattens_the_singular_values() -> None:
     m = torch.randn(16, 36, generator=torch.Generator().manual_seed(0))
     s = torch.linalg.svdvals(orthogonalize(m, steps=5))
     assert s.max() < 1.5 and s.min() > 0.3  # Newton-Schulz pushes them toward ~1
+
+
+def test_orthogonalize_a_stack_is_each_matrix_on_its_own() -> None:
+    g = torch.Generator().manual_seed(1)
+    for shape in ((3, 16, 36), (2, 36, 16)):  # wide and tall (transposed) matrices
+        stack = torch.randn(*shape, generator=g) * torch.tensor([1.0, 50.0, 0.01][:shape[0]])[
+            :, None, None]
+        batched = orthogonalize(stack)
+        for i in range(shape[0]):
+            assert torch.allclose(batched[i], orthogonalize(stack[i]), atol=1e-5), (shape, i)
+
+
+def test_muon_steps_same_shaped_filters_as_if_one_by_one() -> None:
+    """Filters of one shape are orthogonalised as a stack: the same step as the plain
+    per-filter rule (renormalise, then -lr * orthogonalize(update))."""
+    torch.manual_seed(0)
+    convs = [torch.nn.Conv2d(8, 8, 3, bias=False) for _ in range(2)] + [
+        torch.nn.Conv2d(4, 8, 3, bias=False)]
+    params = [c.weight for c in convs]
+    expected = []
+    for p in params:
+        p.grad = torch.randn_like(p)
+        w = p.detach() * (len(p) ** 0.5 / (p.detach().norm() + 1e-12))
+        update = p.grad * (1 + 0.6)  # first step, Nesterov: g + momentum * (buf = g)
+        expected.append(w - 0.1 * orthogonalize(update.reshape(len(p), -1)).view_as(p))
+    Muon(params, lr=0.1, momentum=0.6).step()
+    for p, want in zip(params, expected, strict=True):
+        assert torch.allclose(p.detach(), want, atol=1e-6)
 
 
 def test_muon_keeps_filter_norms_fixed() -> None:
@@ -203,3 +231,33 @@ def test_cutout_in_an_epoch_uses_the_generator_and_the_mean() -> None:
     assert torch.equal(out, again)
     with pytest.raises(UsageError, match="cutout"):
         SpeedrunConfig(cutout=40)
+
+
+def test_auto_precision_is_bf16_only_where_the_gpu_has_it(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from dlbox.training.speedrun import resolve_precision
+
+    cuda = torch.device("cuda")
+    assert resolve_precision("auto", torch.device("cpu")) is None
+    assert resolve_precision("fp32", cuda) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto", cuda) is torch.bfloat16
+    # A pre-Ampere GPU (V100, T4): fp16, the dtype `dlbox evaluate` reloads the model in.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", cuda) is torch.float16
+    assert resolve_precision("bf16", cuda) is torch.bfloat16  # asked for explicitly
+
+
+def test_weight_decay_follows_the_batch_the_steps_really_take() -> None:
+    from dlbox.training.speedrun import build_optimizers
+
+    config = SpeedrunConfig(widths=(8, 8, 8), batch_size=2000, weight_decay=1e-5)
+    model = SpeedrunNet(10, widths=(8, 8, 8))
+
+    def decay_per_step(optimizers: list[Any]) -> set[float]:
+        return {round(g["lr"] * g["weight_decay"], 12) for o in optimizers
+                for g in o.param_groups if "weight_decay" in g}
+
+    assert decay_per_step(build_optimizers(model, config)) == {round(1e-5 * 2000, 12)}
+    # 500 training images make batches of 500: the summed loss is 4x smaller, so is decay.
+    assert decay_per_step(build_optimizers(model, config, 500)) == {round(1e-5 * 500, 12)}

@@ -46,6 +46,28 @@ def test_invalid_settings_are_usage_errors(changes: dict, flag: str) -> None:
         TrainConfig(**changes)
 
 
+@pytest.mark.parametrize("changes", [
+    {"lr": float("inf")}, {"lr": float("nan")}, {"weight_decay": float("inf")},
+    {"weight_decay": float("nan")}, {"momentum": float("nan")},
+    {"label_smoothing": float("nan")}, {"warmup_fraction": float("inf")},
+    {"mean": (0.5, float("nan"), 0.5)}, {"std": (0.2, 0.2, float("inf"))},
+])
+def test_non_finite_settings_are_usage_errors(changes: dict) -> None:
+    with pytest.raises(UsageError, match="finite") as info:
+        TrainConfig(**changes)
+    assert "\n" not in info.value.message
+    with pytest.raises(UsageError, match="finite"):
+        build_config("tiny", device="cpu", **{k: v for k, v in changes.items()
+                                              if k not in ("mean", "std")} or {"lr": float("inf")})
+
+
+@pytest.mark.parametrize("changes", [{"model": ["tiny"]}, {"schedule": None},
+                                     {"model_kwargs": [1]}, {"lr": "fast"}])
+def test_settings_of_the_wrong_type_are_usage_errors(changes: dict) -> None:
+    with pytest.raises(UsageError):
+        TrainConfig(**changes)
+
+
 def test_unknown_model_in_build_config() -> None:
     with pytest.raises(UsageError, match="unknown model"):
         build_config("nope", device="cpu")

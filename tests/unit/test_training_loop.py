@@ -182,3 +182,50 @@ def test_the_generic_loop_cuts_out_a_square_filled_with_the_mean() -> None:
     assert torch.equal(augment(images, config.replace(cutout=0), torch.Generator()), images)
     with pytest.raises(UsageError, match="cutout"):
         TrainConfig(model="tiny", cutout=33)
+
+
+def _stopped_in_epoch_2(data_dir: Path, run: Path) -> Path:
+    """A 2-epoch tiny run stopped at step 2 of epoch 2: a run to resume."""
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(data_dir, run, epochs=2), progress=False,
+              evaluate_at_end=False, stop=lambda epoch, step: epoch == 1 and step == 2)
+    return run
+
+
+def test_resume_refuses_other_data_before_touching_the_run(fake_cifar_dir: Path,
+                                                           tmp_path: Path) -> None:
+    from dlbox.data.synthetic import write_fake_cifar10, write_fake_image_folder
+
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    before = {name: (run / name).read_bytes() for name in ("config.json", "manifest.json")}
+
+    fewer = tmp_path / "fewer"  # the same 10 classes, 200 training images instead of 320
+    write_fake_cifar10(fewer, n_train=200, n_test=100, seed=5)
+    with pytest.raises(RunDirError, match="trained on 320 training images") as error:
+        resume(run, data_dir=fewer, progress=False, evaluate_at_end=False)
+    assert f"--data {fake_cifar_dir.resolve()}" in (error.value.hint or "")
+
+    three = tmp_path / "three"  # an image tree of 3 classes
+    for split in ("train", "test"):
+        write_fake_image_folder(three / split, per_class=120, classes=3, seed=1)
+    with pytest.raises(RunDirError, match="trained on 10 classes"):
+        resume(run, data_dir=three, progress=False, evaluate_at_end=False)
+    # nothing in the run dir changed: a plain resume still works
+    assert before == {name: (run / name).read_bytes() for name in before}
+    resume(run, progress=False, evaluate_at_end=False)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["finished"]
+
+
+def test_resume_refuses_weights_that_do_not_fit_in_one_line(fake_cifar_dir: Path,
+                                                            tmp_path: Path) -> None:
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    path = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.zeros(7, 7)  # a shape no tiny net has
+    torch.save(state, path)
+    config_before = (run / "config.json").read_bytes()
+    with pytest.raises(RunDirError, match="tiny") as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert "\n" not in error.value.message
+    assert (run / "config.json").read_bytes() == config_before

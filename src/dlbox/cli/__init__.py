@@ -15,7 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from dlbox import __version__
-from dlbox.errors import EXIT_INTERRUPTED, DlboxError
+from dlbox.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, DlboxError
+
+DEBUG_ENV = "DLBOX_DEBUG"  # set to 1: an unexpected error shows its full traceback
 
 # Order is the order `dlbox --help` lists them.
 COMMAND_MODULES = (
@@ -52,6 +54,19 @@ def report_error(error: DlboxError) -> None:
         print(f"hint: {error.hint}", file=sys.stderr)
 
 
+def report_unexpected(error: Exception) -> None:
+    """One line for an exception no command expected (a bug), and how to see all of it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = f": {lines[0]}" if lines else ""
+    print(f"error: unexpected {type(error).__name__}{detail}", file=sys.stderr)
+    print(f"hint: rerun with {DEBUG_ENV}=1 for the full traceback, and please report it",
+          file=sys.stderr)
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,6 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:  # last resort: one line instead of a traceback
+        if debugging():
+            raise
+        report_unexpected(error)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

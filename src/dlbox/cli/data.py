@@ -115,6 +115,19 @@ def run_check(args: argparse.Namespace) -> int:
 
         raise DataError(f"no CIFAR-10 data found in {data_dir}", hint=FETCH_HINT)
     raise DataError(f"data check found {len(report.problems)} problem(s) in {data_dir}: "
-                    f"{report.problems[0]}",
-                    hint="run `dlbox data fetch --force` (with the same --data and --from) "
-                         "to fetch and extract it again")
+                    f"{report.problems[0]}", hint=check_hint(report))
+
+
+def check_hint(report: DataReport) -> str:
+    """The fix for a failed check, by layout: CIFAR batches can be fetched again; an image
+    tree is the user's own, which `dlbox data fetch` neither writes nor repairs."""
+    if report.layout is not None and report.layout.kind == "image-folder":
+        failed = next((item for item in report.files if not item.ok), None)
+        if failed is not None and failed.detail == "missing":
+            return (f"add the {failed.name.rstrip('/')} split as "
+                    f"{report.layout.root}/{failed.name}<class>/*.png|jpg, then run "
+                    "`dlbox data check` again")
+        return ("replace the image file named above with a good copy, or remove it, then run "
+                "`dlbox data check` again (`dlbox data fetch` does not touch an image tree)")
+    return ("run `dlbox data fetch --force` (with the same --data and --from) "
+            "to fetch and extract it again")

@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
             run_dir = config.run_dir
             train(config, progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
     except TrainingStopped as stopped:
-        print(f"{stopped.message}\nresume with: dlbox train --resume {stopped.run_dir}")
+        print(stopped.message)
+        print(f"resume with: dlbox train --resume {stopped.run_dir}" if stopped.resumable
+              else f"hint: {stopped.hint}")
         return stopped.exit_code
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, the last epoch's state kept
         last = Path(run_dir or "") / "checkpoints" / "last.pt"

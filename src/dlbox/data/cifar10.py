@@ -5,7 +5,9 @@ Layout on disk (as the official archive extracts):
 Each batch is a Python 2 pickle of a dict: data (uint8 [10000, 3072], rows of R, G, B planes
 of 32x32), labels (list of int), batch_label, filenames. Unpickled with encoding="bytes" the
 keys are bytes (b"data"); with encoding="latin1" they are str ("data"). Both are accepted, and
-so are files re-pickled by Python 3.
+so are files re-pickled by Python 3. The Unpickler refuses every global except numpy's array
+reconstruction, so a planted file cannot run code; any file that does not decode to such a
+dict is a DataError naming it.
 
 Decoding the pickles takes about a second for the training split; the decoded tensors are
 kept beside them (dlbox-cache-train.pt, dlbox-cache-test.pt, read back in about a tenth of
@@ -42,6 +44,8 @@ from dlbox.fileio import write_with_atomic
 
 CACHE_ENV_VAR = "DLBOX_DATA_CACHE"
 CACHE_FORMAT = 1
+REFETCH_HINT = ("run `dlbox data check`, then `dlbox data fetch --force` (with the same --data "
+                "and --from) to extract it again")
 
 # The layout's names, re-exported: they live in dlbox.data.layout, which needs no torch.
 __all__ = ["BATCHES_DIRNAME", "CIFAR10_CLASSES", "META_FILE", "SPLITS", "TEST_BATCHES",
@@ -59,25 +63,95 @@ def _get(record: dict[Any, Any], key: str) -> Any:
     raise KeyError(key)
 
 
+# What a CIFAR-10 batch may name, and nothing else: numpy's array reconstruction (numpy 1 wrote
+# numpy.core, numpy 2 writes numpy._core; protocol 5 re-pickles use _frombuffer) and, in the
+# Python 2 style protocol-2 pickles numpy writes, _codecs.encode for the raw bytes. The
+# official files need only the first three; see _allowed_global for how each is narrowed.
+_ALLOWED_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+})
+
+
+def _plain_dtype(*args: Any) -> np.dtype[Any]:
+    """numpy.dtype as a batch may call it: no object dtypes (they would hold Python objects)."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"object dtype {dtype} is not allowed")
+    return dtype
+
+
+def _latin1_encode(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+    """_codecs.encode as numpy's protocol-2 pickles use it: a str to bytes, through latin-1."""
+    if not isinstance(text, str) or str(encoding).lower().replace("-", "") != "latin1" \
+            or errors != "strict":
+        raise pickle.UnpicklingError("_codecs.encode is allowed only as str -> latin-1 bytes")
+    return text.encode("latin-1")
+
+
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    def __init__(self, module: str, name: str) -> None:
+        super().__init__(f"{module}.{name}")
+        self.qualified = f"{module}.{name}"
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An Unpickler that builds only dicts, lists, str/bytes, numbers and plain numpy arrays:
+    any other global a file names (which is how a pickle runs code) is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise _ForbiddenGlobal(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        if (module, name) == ("numpy", "dtype"):
+            return _plain_dtype
+        return super().find_class(module, name)
+
+
+def _not_a_batch(path: Path, error: BaseException) -> DataError:
+    detail = " ".join(str(error).split())
+    detail = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+    return DataError(f"{path} is not a CIFAR-10 batch: {detail}", hint=REFETCH_HINT)
+
+
 def read_batch_file(path: Path) -> dict[Any, Any]:
-    # The batches are trusted only after `dlbox data fetch` checked the archive's checksum;
-    # pickle can run code, so never point this at files of unknown origin.
+    """One batch (or batches.meta) unpickled as a dict, by an Unpickler that refuses every
+    global but numpy's array reconstruction: a file that names anything else (os.system, a
+    module of its own) is a DataError, and nothing in it runs."""
+    path = Path(path)
     try:
-        with open(path, "rb") as handle:
-            record = pickle.load(handle, encoding="bytes")
+        handle = open(path, "rb")
     except FileNotFoundError:
         raise DataError(
             f"CIFAR-10 batch file {path} is missing",
             hint="run `dlbox data fetch` (or pass --data DIR pointing at the extracted data)",
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
-        raise DataError(
-            f"CIFAR-10 batch file {path} is not a valid pickle ({error})",
-            hint="run `dlbox data check`, then `dlbox data fetch --force` to extract it again",
-        ) from None
+    except OSError as error:
+        raise DataError(f"cannot read CIFAR-10 batch file {path}: {error.strerror or error}",
+                        hint="check that the file exists and is readable") from None
+    with handle:
+        try:
+            record = _BatchUnpickler(handle, encoding="bytes").load()
+        except _ForbiddenGlobal as error:
+            raise DataError(
+                f"{path} is not a CIFAR-10 batch: it refers to {error.qualified}, which a "
+                "CIFAR-10 batch never does (refused, nothing in it was run)",
+                hint=REFETCH_HINT) from None
+        except OSError as error:
+            raise DataError(f"cannot read CIFAR-10 batch file {path}: "
+                            f"{error.strerror or error}",
+                            hint="check that the file exists and is readable") from None
+        except Exception as error:  # any other damage: truncated, wrong types, not a pickle
+            raise _not_a_batch(path, error) from None
     if not isinstance(record, dict):
-        raise DataError(f"CIFAR-10 batch file {path} does not hold a dict",
-                        hint="run `dlbox data fetch --force` to extract it again")
+        raise DataError(f"{path} is not a CIFAR-10 batch: it holds a {type(record).__name__}, "
+                        "not a dict", hint=REFETCH_HINT)
     return record
 
 
@@ -89,11 +163,13 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(_get(record, "labels"), dtype=np.int64)
     except KeyError as missing:
         raise DataError(f"CIFAR-10 batch file {path} has no '{missing.args[0]}' field",
-                        hint="run `dlbox data fetch --force` to extract it again") from None
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
+                        hint=REFETCH_HINT) from None
+    except Exception as error:  # labels that are not integers, data that is not numbers, ...
+        raise _not_a_batch(path, error) from None
+    if (data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1
+            or data.shape[0] != labels.shape[0]):
         raise DataError(f"CIFAR-10 batch file {path} has data of shape {data.shape} "
-                        f"for {labels.shape[0]} labels",
-                        hint="run `dlbox data fetch --force` to extract it again")
+                        f"for labels of shape {labels.shape}", hint=REFETCH_HINT)
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -101,8 +177,17 @@ def read_class_names(directory: Path) -> tuple[str, ...]:
     path = directory / META_FILE
     if not path.exists():
         return CIFAR10_CLASSES
-    names = _get(read_batch_file(path), "label_names")
-    return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
+    record = read_batch_file(path)
+    try:
+        names = _get(record, "label_names")
+        if isinstance(names, (str, bytes)):
+            raise TypeError(f"label_names is a {type(names).__name__}, not a list")
+        return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
+    except KeyError:
+        raise DataError(f"CIFAR-10 batch file {path} has no 'label_names' field",
+                        hint=REFETCH_HINT) from None
+    except Exception as error:
+        raise _not_a_batch(path, error) from None
 
 
 def cache_path(data_dir: str | Path, split: str) -> Path:
@@ -184,7 +269,7 @@ def load_cifar10(data_dir: str | Path, split: str = "train",
     classes = read_class_names(directory)
     if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
         raise DataError(f"CIFAR-10 labels in {directory} fall outside 0..{len(classes) - 1}",
-                        hint="run `dlbox data fetch --force` to extract it again")
+                        hint=REFETCH_HINT)
     dataset = ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), classes,
                            str(directory))
     # Written only if no batch file changed while it was decoded.

@@ -33,7 +33,13 @@ class ImageDataset:
         return int(self.images.shape[0])
 
     def subset(self, count: int | None) -> ImageDataset:
-        """The first `count` images (all when None): for quick runs on small data."""
+        """The first `count` images (all when None): for quick runs on small data.
+
+        Every loader returns a split in an order whose first images cover every class: the
+        CIFAR-10 batches in their official (already shuffled) order, an image tree
+        interleaved across classes (dlbox.data.imagefolder.list_image_files). So the first N
+        are a balanced, deterministic sample, and index i means the same image in the subset
+        as in the whole split."""
         if count is None or count >= len(self):
             return self
         return ImageDataset(self.images[:count], self.labels[:count], self.classes, self.source)

@@ -144,8 +144,14 @@ def digest_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> Ar
     return ArchiveDigest(md5.hexdigest(), sha256.hexdigest(), size)
 
 
-def check_digest(digest: ArchiveDigest, expected_sha256: str | None, label: str) -> None:
-    """Raise DataError unless the digest matches --sha256 (if given) or the official md5."""
+def check_digest(digest: ArchiveDigest, expected_sha256: str | None, label: str, *,
+                 local_file: bool = False) -> None:
+    """Raise DataError unless the digest matches --sha256 (if given) or the official md5.
+
+    local_file: the archive is the user's own file (`--from FILE`), whose sha256 the hint may
+    print for `--sha256`. A download's own sha256 is never offered: a tampered or broken
+    download would then pass its own check; the hint says to take the mirror's published one.
+    """
     if expected_sha256 is not None:
         if digest.sha256 != expected_sha256:
             raise DataError(
@@ -155,12 +161,18 @@ def check_digest(digest: ArchiveDigest, expected_sha256: str | None, label: str)
                      "or pass the sha256 its source publishes with --sha256 HEX")
         return
     if digest.md5 != OFFICIAL_MD5:
+        if local_file:
+            hint = ("for a mirror or a rebuilt copy that is not byte-identical, pass its own "
+                    f"checksum: --sha256 HEX (this file's sha256 is {digest.sha256}); "
+                    "otherwise download it again")
+        else:
+            hint = ("the download is damaged or not the official archive (it was deleted); "
+                    "download it again, or for a mirror pass the sha256 the mirror itself "
+                    "publishes (never one computed from this download) with --sha256 HEX")
         raise DataError(
             f"checksum mismatch for {label}: md5 is {digest.md5}, expected the official "
             f"{OFFICIAL_MD5}",
-            hint="for a mirror or a rebuilt copy that is not byte-identical, pass its own "
-                 f"checksum: --sha256 HEX (this file's sha256 is {digest.sha256}); otherwise "
-                 "download it again")
+            hint=hint)
 
 
 # ---- progress (rich, on stderr) -------------------------------------------------------------
@@ -310,7 +322,8 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         with _Progress(config.progress).task("verifying", archive.stat().st_size) as advance:
             digest = digest_file(archive, advance)
         try:
-            check_digest(digest, expected, str(archive))
+            check_digest(digest, expected, str(archive) if downloaded is None else source,
+                         local_file=downloaded is None)
         except DataError:
             if downloaded is not None:
                 downloaded.unlink(missing_ok=True)  # a bad download must not be resumed

@@ -2,6 +2,10 @@
 
     ROOT/<class>/<name>.png|jpg|jpeg       classes sorted by folder name -> labels 0..K-1
 
+Images are ordered round-robin across classes (each class's files sorted by name; class 0's
+first, class 1's first, ..., then the second of each), so the first N images of a split are
+balanced across classes and `--num-train N` never keeps just one class.
+
 Every image is decoded with Pillow, converted to RGB (transparent pixels over white) and
 resized to SIZE x SIZE (bilinear, antialiased) when it is not that size already. Decoding
 runs in a thread pool: Pillow releases the GIL while it decodes, so 50,000 small JPEGs load
@@ -113,10 +117,29 @@ def find_classes(root: str | Path) -> tuple[str, ...]:
                         if p.is_dir() and not p.name.startswith(".")))
 
 
+def interleave_classes(per_class: Sequence[Sequence[Path]]) -> tuple[list[Path], list[int]]:
+    """(files, labels) taking one file from each class in turn (class 0's first file, class
+    1's first, ..., then every class's second file, ...); a class that runs out is skipped.
+    So the first N images of a split hold every class as equally as the class sizes allow,
+    which is what `ImageDataset.subset(N)`, i.e. `--num-train N`, keeps."""
+    files: list[Path] = []
+    labels: list[int] = []
+    longest = max((len(members) for members in per_class), default=0)
+    for rank in range(longest):
+        for label, members in enumerate(per_class):
+            if rank < len(members):
+                files.append(members[rank])
+                labels.append(label)
+    return files, labels
+
+
 def list_image_files(
     root: str | Path, classes: Sequence[str] | None = None,
 ) -> tuple[list[Path], list[int], tuple[str, ...]]:
-    """(files, labels, classes) of an ImageFolder tree, files sorted within each class."""
+    """(files, labels, classes) of an ImageFolder tree, in the order the split is loaded:
+    files sorted by name within each class, then interleaved across classes (see
+    interleave_classes). Image i of a loaded split, and row `index` i of predictions.csv,
+    is files[i]."""
     root = Path(root)
     found = find_classes(root)
     names = tuple(classes) if classes is not None else found
@@ -124,15 +147,12 @@ def list_image_files(
     if unknown:
         raise DataError(f"image folder {root} has class folders {unknown} not in the class list",
                         hint="give every split the same class folders")
-    files: list[Path] = []
-    labels: list[int] = []
-    for label, name in enumerate(names):
+    per_class: list[list[Path]] = []
+    for name in names:
         folder = root / name
-        if not folder.is_dir():
-            continue
-        members = sorted(p for p in folder.iterdir() if is_image_file(p))
-        files.extend(members)
-        labels.extend([label] * len(members))
+        per_class.append(sorted(p for p in folder.iterdir() if is_image_file(p))
+                         if folder.is_dir() else [])
+    files, labels = interleave_classes(per_class)
     return files, labels, names
 
 

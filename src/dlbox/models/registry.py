@@ -158,7 +158,10 @@ def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     try:
         return info.factory(num_classes=num_classes, **kwargs)
     except ValueError as error:
-        raise UsageError(f"model '{name}': {error}") from None
+        settings = ", ".join(k for k in accepted if k != "num_classes") or "no settings"
+        raise UsageError(f"model '{name}': {error}",
+                         hint=f"change the model's settings (model '{name}' takes: {settings}; "
+                              "`dlbox models` lists the models)") from None
 
 
 def count_parameters(model: nn.Module) -> int:

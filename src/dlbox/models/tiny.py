@@ -15,6 +15,8 @@ TINY_RECIPE = Recipe(
 
 @register_model("tiny", "a very small conv net for tests and smoke runs", recipe=TINY_RECIPE)
 def tiny(num_classes: int = 10, width: int = 8) -> nn.Module:
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ValueError(f"width must be a positive number of channels, got {width!r}")
     return nn.Sequential(
         nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
         nn.MaxPool2d(4),

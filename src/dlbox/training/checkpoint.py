@@ -21,6 +21,7 @@ import pickle
 import random
 import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlbox.errors import RunDirError
+from dlbox.errors import RunDirError, UsageError
 from dlbox.fileio import read_json, write_with_atomic
 from dlbox.training.config import TrainConfig
 
@@ -64,16 +65,62 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        text = str(error).strip()
-        first_line = text.splitlines()[0] if text else type(error).__name__
         raise RunDirError(
-            f"checkpoint {path} cannot be loaded safely ({first_line})",
+            f"checkpoint {path} cannot be loaded safely ({first_line(error)})",
             hint="it is damaged or not a dlbox checkpoint; train again or resume from a good copy",
         ) from None
     if not isinstance(state, dict):
         raise RunDirError(f"checkpoint {path} is not a dlbox checkpoint",
                           hint="pass a checkpoint written by `dlbox train`")
     return state
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's text (its type name when it has none), for one-line
+    messages. torch's "Error(s) in loading state_dict for X:" heading gets its first detail
+    appended, since the heading alone says nothing."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        more = " ..." if len(lines) > 2 else ""
+        return f"{lines[0]} {lines[1]}{more}"
+    return lines[0]
+
+
+def load_state_dict_checked(target: Any, state: Any, path: str | Path,
+                            what: str = "the model") -> None:
+    """`target.load_state_dict(state)` for a state read from checkpoint `path`; a state that
+    is not a dict, or does not fit `target` (other layers, other shapes), raises RunDirError
+    with a one-line message instead of torch's TypeError / multi-line RuntimeError.
+    `what` names the target in that message (e.g. "model 'resnet'", "the optimizer")."""
+    hint = "the checkpoint does not belong to this run's config.json, or is damaged; train again"
+    if not isinstance(state, Mapping):
+        raise RunDirError(f"checkpoint {path} holds no weights for {what} "
+                          f"(found {type(state).__name__})", hint=hint)
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError, KeyError) as error:
+        raise RunDirError(f"checkpoint {path} does not fit {what} ({first_line(error)})",
+                          hint=hint) from None
+
+
+def check_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """RunDirError unless `state` is a dlbox training checkpoint whose classes and epoch have
+    the types the writer gives them (the model's weights are checked on loading them)."""
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise RunDirError(f"{path} is not a dlbox training checkpoint",
+                          hint="pass a run directory made by `dlbox train`")
+    hint = "it was edited or damaged; train again or resume from a good copy"
+    classes = state.get("classes")
+    if classes is not None and (not isinstance(classes, (list, tuple))
+                                or not all(isinstance(name, str) for name in classes)):
+        raise RunDirError(f"checkpoint {path} has no valid class list "
+                          f"(classes is {type(classes).__name__}, not a list of names)",
+                          hint=hint)
+    epoch = state.get("epoch", 0)
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise RunDirError(f"checkpoint {path} has an invalid epoch count ({epoch!r})", hint=hint)
 
 
 # ---- random number generators -------------------------------------------------------------
@@ -132,11 +179,32 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, so it is not a dlbox run directory",
                           hint="pass a directory made by `dlbox train`")
+    hint = "it was edited or damaged; train again"
     try:
-        return TrainConfig.from_dict(read_json(path))
+        data = read_json(path)
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
+        raise RunDirError(f"{path} is not valid JSON ({first_line(error)})", hint=hint) from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path} is not a valid run config (it holds a JSON "
+                          f"{_json_kind(data)}, not an object of settings)", hint=hint)
+    try:
+        return TrainConfig.from_dict(data)
+    except UsageError as error:
+        raise RunDirError(f"{path} is not a valid run config ({error.message})",
+                          hint=hint) from None
     except (ValueError, TypeError) as error:
-        raise RunDirError(f"{path} is not a valid run config ({error})",
-                          hint="it was edited or damaged; train again") from None
+        raise RunDirError(f"{path} is not a valid run config ({first_line(error)})",
+                          hint=hint) from None
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    return "null" if value is None else "number"
 
 
 @dataclass
@@ -197,14 +265,10 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
                     f"run `dlbox train --resume {run_dir}`")
         raise RunDirError(f"run {run_dir} has no checkpoint {path.name}", hint=hint)
     state = load_checkpoint(path)
+    check_checkpoint(state, path)
     classes = tuple(state.get("classes") or ())
     model = create_model(config.model, num_classes=len(classes) or 10, **config.model_kwargs)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as error:
-        raise RunDirError(f"checkpoint {path} does not fit model '{config.model}' ({error})",
-                          hint="the run's config.json and checkpoint disagree; train again"
-                          ) from None
+    load_state_dict_checked(model, state.get("model"), path, what=f"model '{config.model}'")
     channels_last = config.use_channels_last(torch_device)
     from dlbox.training.loop import to_device
 

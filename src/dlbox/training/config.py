@@ -8,6 +8,7 @@ the command line (`build_config`), written to the run's config.json, and read ba
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,22 @@ class TrainConfig:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UsageError(f"{name} must be a positive whole number, got {value!r}",
                                  hint=f"pass --{name.replace('_', '-')} 1 or more, or leave it out")
+        for name in ("model", "schedule", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise UsageError(f"{name} must be a name, got {getattr(self, name)!r}")
+        if not isinstance(self.model_kwargs, dict):
+            raise UsageError(f"model_kwargs must be a dict of settings, got {self.model_kwargs!r}")
+        # (value, a sensible example) of each float setting; NaN and inf pass `x > 0` checks
+        # or make the run diverge, and JSON cannot hold them.
+        floats = {"lr": (self.lr, "--lr 0.1"),
+                  "weight_decay": (self.weight_decay, "--weight-decay 5e-4"),
+                  "momentum": (self.momentum, "--momentum 0.9"),
+                  "label_smoothing": (self.label_smoothing, "--label-smoothing 0.1"),
+                  "warmup_fraction": (self.warmup_fraction, "\"warmup_fraction\": 0.2")}
+        for name, (number, example) in floats.items():
+            if not _is_finite_number(number):
+                raise UsageError(f"{name} must be a finite number, got {number!r}",
+                                 hint=f"e.g. {example}")
         if not self.lr > 0:
             raise UsageError(f"learning rate must be > 0, got {self.lr}", hint="pass --lr 0.1")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
@@ -88,8 +105,10 @@ class TrainConfig:
         if not 0 <= self.cutout <= 32:
             raise UsageError(f"cutout must be in 0..32 pixels, got {self.cutout}",
                              hint="use 0 (no cutout) or the side of the square, e.g. 12")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise UsageError("mean and std need 3 values each (RGB), std > 0")
+        if (len(self.mean) != 3 or len(self.std) != 3
+                or not all(_is_finite_number(v) for v in (*self.mean, *self.std))
+                or min(self.std) <= 0):
+            raise UsageError("mean and std need 3 finite values each (RGB), std > 0")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -125,6 +144,12 @@ class TrainConfig:
         if self.channels_last is None:
             return device.type == "cuda"
         return bool(self.channels_last)
+
+
+def _is_finite_number(value: Any) -> bool:
+    """An int or float that is not NaN or infinite (and not a bool)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "nesterov",

@@ -37,8 +37,10 @@ from dlbox.training.checkpoint import (
     CHECKPOINT_VERSION,
     CONFIG_FILE,
     capture_rng_state,
+    check_checkpoint,
     checkpoint_path,
     load_checkpoint,
+    load_state_dict_checked,
     read_run_config,
     restore_rng_state,
     save_checkpoint,
@@ -59,12 +61,30 @@ StopCheck = Callable[[int, int], bool]
 
 
 class TrainingStopped(DlboxError):
-    """Training stopped early on request (Ctrl-C, SIGTERM); the checkpoint is saved."""
+    """Training stopped early on request (Ctrl-C, SIGTERM).
 
-    def __init__(self, run_dir: Path, reason: str, exit_code: int) -> None:
+    `saved_epoch` is None when checkpoints/last.pt holds the state at the very step it
+    stopped (the generic loop), the last finished epoch when the trainer keeps only epoch
+    boundaries (speedrun: the epoch in progress is lost), and 0 when nothing was saved (a
+    stop before the speedrun trainer's first epoch ended): then there is nothing to resume.
+    """
+
+    def __init__(self, run_dir: Path, reason: str, exit_code: int,
+                 saved_epoch: int | None = None) -> None:
+        last = run_dir / "checkpoints" / "last.pt"
+        self.resumable = saved_epoch != 0
+        if saved_epoch is None:
+            message = f"training stopped ({reason}); state saved in {last}"
+        elif saved_epoch == 0:
+            message = (f"training stopped ({reason}) before its first epoch ended; nothing "
+                       "was saved")
+        else:
+            message = (f"training stopped ({reason}); the state after epoch {saved_epoch} is "
+                       f"in {last} (the epoch in progress is lost)")
         super().__init__(
-            f"training stopped ({reason}); state saved in {run_dir / 'checkpoints' / 'last.pt'}",
-            hint=f"continue with: dlbox train --resume {run_dir}",
+            message,
+            hint=(f"continue with: dlbox train --resume {run_dir}" if self.resumable else
+                  f"start again (the same command; {run_dir} can be deleted)"),
         )
         self.run_dir = run_dir
         self.exit_code = exit_code
@@ -166,10 +186,8 @@ def create_run_dir(path: Path) -> Path:
 # ---- data -------------------------------------------------------------------------------------
 
 def load_split(data_dir: Path, split: str, limit: int | None) -> ImageDataset:
-    try:
-        from dlbox.data.loading import load_dataset
-    except ImportError:  # the generic loader is optional; CIFAR-10 batches always load
-        from dlbox.data.cifar10 import load_cifar10 as load_dataset
+    from dlbox.data.loading import load_dataset
+
     return load_dataset(data_dir, split).subset(limit)
 
 
@@ -297,13 +315,12 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
                           hint="it stopped before its first epoch ended; start it again with "
                                f"`dlbox train --run-dir NEW_DIR` (or delete {run_dir})")
     state = load_checkpoint(path)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise RunDirError(f"{path} is not a dlbox training checkpoint",
-                          hint="pass a run directory made by `dlbox train`")
+    check_checkpoint(state, path)
     if state.get("finished"):
         raise RunDirError(f"run {run_dir} already finished all {config.epochs} epochs",
                           hint=f"evaluate it with `dlbox evaluate {run_dir}`, or start a new "
                                "run with more --epochs")
+    trained_on = config.data_dir
     changes: dict[str, Any] = {"run_dir": str(run_dir)}
     if device is not None:
         changes["device"] = device
@@ -315,6 +332,8 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     config = config.replace(data_dir=str(resolved_data))
     train_set = load_split(resolved_data, "train", config.num_train)
     test_set = load_split(resolved_data, "test", config.num_test)
+    # Nothing in the run dir changes until the checkpoint is known to fit this data.
+    _check_resume_fits(path, state, config, train_set, trained_on)
     configure_host(torch_device, config.threads)
     manifest_path = run_dir / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.is_file() else {}
@@ -328,6 +347,33 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
                              progress, evaluate_at_end, stop)
     return _run(config, run_dir, torch_device, train_set, test_set, state, progress,
                 evaluate_at_end, stop)
+
+
+def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
+                       train_set: ImageDataset, trained_on: str | None) -> None:
+    """Refuse to resume on other data (other classes, another number of training images)
+    or with weights that don't fit the model, before anything is written."""
+    from dlbox.models.registry import create_model
+
+    hint = (f"resume with the data it was trained on: --data {trained_on}" if trained_on
+            else "resume with the data it was trained on (--data DIR)")
+    saved_classes = tuple(str(c) for c in state.get("classes") or ())
+    if saved_classes and saved_classes != tuple(train_set.classes):
+        raise RunDirError(
+            f"{path} was trained on {len(saved_classes)} classes ({', '.join(saved_classes)}), "
+            f"but {config.data_dir} has {len(train_set.classes)} "
+            f"({', '.join(train_set.classes)})", hint=hint)
+    # The image count: recorded since this release; older checkpoints stopped mid-epoch
+    # carry it as their epoch's permutation.
+    saved_count = state.get("num_train_images")
+    if saved_count is None and state.get("epoch_perm") is not None:
+        saved_count = len(state["epoch_perm"])
+    if saved_count is not None and int(saved_count) != len(train_set):
+        raise RunDirError(
+            f"{path} was trained on {int(saved_count)} training images, but "
+            f"{config.data_dir} gives {len(train_set)}", hint=hint)
+    model = create_model(config.model, num_classes=len(train_set.classes), **config.model_kwargs)
+    load_state_dict_checked(model, state.get("model"), path, what=f"model {config.model!r}")
 
 
 def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: ImageDataset,
@@ -392,6 +438,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
             "version": CHECKPOINT_VERSION,
             "config": config.to_dict(),
             "classes": list(classes),
+            "num_train_images": len(train_set),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -546,6 +593,7 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             "trainer": "speedrun",
             "config": config.to_dict(),
             "classes": list(classes),
+            "num_train_images": len(train_set),
             "model": trainer_state["model"],
             "speedrun_state": {k: v for k, v in trainer_state.items() if k != "model"},
             "optimizer": None,
@@ -616,7 +664,7 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             resume_state=(dict(checkpoint.get("speedrun_state") or {})
                           | {"model": checkpoint["model"]}) if checkpoint is not None else None)
     if result.stopped:
-        raise _stopped(run_dir, flag)
+        raise _stopped(run_dir, flag, saved_epoch=state.epoch)
     metrics_path = run_dir / METRICS_FILE
     metrics = read_json(metrics_path)
     metrics["final"].update({"test_accuracy_tta": result.tta_accuracy,
@@ -664,12 +712,12 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float | None:
     return int((logits.argmax(1) == labels.cpu()).sum()) / labels.shape[0]
 
 
-def _stopped(run_dir: Path, flag: StopFlag) -> TrainingStopped:
+def _stopped(run_dir: Path, flag: StopFlag, saved_epoch: int | None = None) -> TrainingStopped:
     if flag.signum == signal.SIGTERM:
-        return TrainingStopped(run_dir, "SIGTERM", 128 + signal.SIGTERM)
+        return TrainingStopped(run_dir, "SIGTERM", 128 + signal.SIGTERM, saved_epoch)
     if flag.signum is not None:
-        return TrainingStopped(run_dir, "interrupted", 130)
-    return TrainingStopped(run_dir, "stop requested", 130)
+        return TrainingStopped(run_dir, "interrupted", 130, saved_epoch)
+    return TrainingStopped(run_dir, "stop requested", 130, saved_epoch)
 
 
 def _epoch_line(entry: dict[str, Any], epochs: int) -> str:
@@ -711,13 +759,28 @@ def _report(run_dir: Path, config: TrainConfig, device: torch.device, test_set: 
     trainer's own final test logits: its weights are those of checkpoints/last.pt, so
     evaluating that checkpoint again would repeat the pass. Without logits (no test data in
     the trainer), `evaluate_run` reads the checkpoint and the test split itself."""
-    from dlbox.training.evaluate import evaluate_run, evaluation_from_logits, report_evaluation
+    from dlbox.training.evaluate import evaluate_run
 
     if logits is None:
-        evaluate_run(run_dir, data_dir=Path(config.data_dir) if config.data_dir else None,
-                     device=config.device)
-        return
-    report_evaluation(run_dir, evaluation_from_logits(logits, test_set, classes, seconds), {
+        document = evaluate_run(run_dir, data_dir=Path(config.data_dir) if config.data_dir
+                                else None, device=config.device)
+    else:
+        document = _report_logits(run_dir, config, device, test_set, classes, epoch, logits,
+                                  seconds)
+    # The last line is the result, with where its files are (as `dlbox evaluate` ends).
+    written = [*document.get("files", {}).values(), "metrics.json"]
+    accuracy = document.get("test_accuracy")
+    shown = "-" if accuracy is None else f"{100 * accuracy:.2f}%"
+    print(f"test accuracy: {shown}{' with TTA' if document.get('tta') else ''}; wrote "
+          f"{', '.join(written)} in {run_dir}")
+
+
+def _report_logits(run_dir: Path, config: TrainConfig, device: torch.device,
+                   test_set: ImageDataset, classes: tuple[str, ...], epoch: int,
+                   logits: torch.Tensor, seconds: float) -> dict[str, Any]:
+    from dlbox.training.evaluate import evaluation_from_logits, report_evaluation
+
+    return report_evaluation(run_dir, evaluation_from_logits(logits, test_set, classes, seconds), {
         "run_dir": str(run_dir),
         "checkpoint": str(checkpoint_path(run_dir, "last")),
         "epoch": epoch,

@@ -47,6 +47,7 @@ from dlbox.errors import UsageError
 from dlbox.models.speedrun import DEFAULT_WIDTHS, SpeedrunNet
 from dlbox.training.checkpoint import restore_generator
 from dlbox.training.config import TrainConfig
+from dlbox.training.device import amp_dtype
 from dlbox.training.inputs import CIFAR10_MEAN, CIFAR10_STD, prepare_batch
 from dlbox.training.optim import NesterovSGD, PlainOptimizer
 from dlbox.training.tta import TTA_LEVELS, tta_logits
@@ -265,20 +266,21 @@ def augment_epoch(images: torch.Tensor, epoch: int, base_flip: torch.Tensor | No
 
 
 def orthogonalize(matrix: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> torch.Tensor:
-    """Approximately replace the singular values of a 2-D matrix by ~1 (U S V^T -> U V^T)
+    """Approximately replace the singular values of a matrix by ~1 (U S V^T -> U V^T)
     with a few quintic Newton-Schulz iterations, coefficients (3.4445, -4.7750, 2.0315) as
-    published for Muon (K. Jordan et al., 2024); cheap, and bf16-safe on a GPU."""
+    published for Muon (K. Jordan et al., 2024); cheap, and bf16-safe on a GPU.
+    `matrix` is [m, n], or a stack [k, m, n] of matrices, each orthogonalised on its own."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = matrix.bfloat16() if matrix.is_cuda else matrix.float()
-    x = x / (x.norm() + eps)
-    transposed = x.shape[0] > x.shape[1]
+    x = x / (torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True) + eps)
+    transposed = x.shape[-2] > x.shape[-1]
     if transposed:
-        x = x.T
+        x = x.mT
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
     if transposed:
-        x = x.T
+        x = x.mT
     return x.to(matrix.dtype)
 
 
@@ -287,7 +289,9 @@ class Muon(PlainOptimizer):
 
     Each step: buf = momentum * buf + grad; update = grad + momentum * buf (Nesterov) or buf;
     the weight is rescaled to norm sqrt(out_channels), then moves by -lr * orthogonalize(
-    update reshaped to [out, -1])."""
+    update reshaped to [out, -1]). Filters of the same shape are orthogonalised as one
+    stack (batched matmuls): on a GPU each Newton-Schulz chain is ~15 small kernels, and
+    speedrun's GPU net has three [256, 2304] filters."""
 
     def __init__(self, params: Any, lr: float = 0.24, momentum: float = 0.6,
                  nesterov: bool = True, ns_steps: int = 3) -> None:
@@ -299,10 +303,17 @@ class Muon(PlainOptimizer):
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
-            for p, update in zip(*self.momentum_updates(group), strict=True):
+            params, updates = self.momentum_updates(group)
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            for index, p in enumerate(params):
                 p.mul_(len(p) ** 0.5 / (p.norm() + 1e-12))
-                ortho = orthogonalize(update.reshape(len(update), -1), group["ns_steps"])
-                p.add_(ortho.view_as(p), alpha=-group["lr"])
+                by_shape.setdefault(tuple(p.shape), []).append(index)
+            for indices in by_shape.values():
+                matrices = [updates[i].reshape(len(updates[i]), -1) for i in indices]
+                stacked = matrices[0][None] if len(matrices) == 1 else torch.stack(matrices)
+                ortho = orthogonalize(stacked, group["ns_steps"])
+                for i, o in zip(indices, ortho.unbind(0), strict=True):
+                    params[i].add_(o.view_as(params[i]), alpha=-group["lr"])
 
 
 # ---- timing --------------------------------------------------------------------------------
@@ -367,9 +378,13 @@ class SpeedrunResult:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CUDA ('auto'), none (float32) on the CPU."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+    """The autocast dtype. 'auto': bf16 on a CUDA GPU that has it, else fp16 (pre-Ampere,
+    the dtype `dlbox evaluate` reloads the model in too: dlbox.training.device.amp_dtype);
+    none (float32) on the CPU."""
+    if precision == "fp32":
         return None
+    if precision == "auto":
+        return amp_dtype(device)
     if precision == "fp16":
         return torch.float16
     return torch.bfloat16
@@ -384,13 +399,15 @@ def build_model(config: SpeedrunConfig, num_classes: int, device: torch.device,
     return model
 
 
-def build_optimizers(model: SpeedrunNet, config: SpeedrunConfig
-                     ) -> list[PlainOptimizer]:
+def build_optimizers(model: SpeedrunNet, config: SpeedrunConfig,
+                     batch_size: int | None = None) -> list[PlainOptimizer]:
     """Param groups: whitening bias, BN biases, head (Nesterov SGD), 3x3 filters (Muon/SGD).
 
     Each group's weight decay is set so decay per step = weight_decay * batch_size * factor,
-    independent of its learning rate (decoupled, as airbench parameterises it)."""
-    decay = config.weight_decay * config.batch_size
+    independent of its learning rate (decoupled, as airbench parameterises it). `batch_size`
+    is the batch the steps really take (the loss is a sum over it), which is smaller than
+    config.batch_size when the training set is; default config.batch_size."""
+    decay = config.weight_decay * (batch_size if batch_size is not None else config.batch_size)
     norm_biases = [p for n, p in model.named_parameters() if "norm" in n and p.requires_grad]
     filters = [p for n, p in model.named_parameters()
                if p.requires_grad and p.dim() == 4 and not n.startswith("whiten")]
@@ -613,7 +630,7 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
         model.load_state_dict(resume_state["model"])
         clock.seconds = float(resume_state["train_seconds"])
 
-    optimizers = build_optimizers(model, config)
+    optimizers = build_optimizers(model, config, batch)
     lookahead: Lookahead | None = None
     base_flip = (torch.rand(len(train), generator=generator, device=device) < 0.5) \
         if config.flip == "alternate" else None

@@ -1,0 +1,55 @@
+"""scripts/main.sh: the data dir given to `dlbox data fetch` is the one `dlbox train` reads.
+
+The script runs against stubs (scripts/setup.sh and .venv/bin/dlbox that only record their
+arguments) in a copy of its folder layout, so nothing is installed, fetched or trained.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "main.sh"
+
+
+def run_main(tmp_path: Path, *args: str, train_args: str | None = None) -> list[list[str]]:
+    """Run a copy of main.sh with stub setup.sh and dlbox; each dlbox call's arguments."""
+    root = tmp_path / "repo"
+    (root / "scripts").mkdir(parents=True)
+    (root / ".venv" / "bin").mkdir(parents=True)
+    shutil.copy(SCRIPT, root / "scripts" / "main.sh")
+    log = tmp_path / "calls"
+    stubs = {root / "scripts" / "setup.sh": "#!/usr/bin/env bash\nexit 0\n",
+             root / ".venv" / "bin" / "dlbox":
+                 f'#!/usr/bin/env bash\nprintf "%s\\0" "$@" >> "{log}"\nprintf "\\n" >> "{log}"\n'}
+    for path, text in stubs.items():
+        path.write_text(text)
+        path.chmod(0o755)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DLBOX_TRAIN_ARGS", "DLBOX_DATA")}
+    if train_args is not None:
+        env["DLBOX_TRAIN_ARGS"] = train_args
+    done = subprocess.run(["bash", str(root / "scripts" / "main.sh"), *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return [line.rstrip("\0").split("\0") if line.strip("\0") else []
+            for line in log.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("data", [["--data", "/d i r"], ["--data=/d i r"]])
+def test_main_sh_trains_from_the_data_dir_it_fetched_into(tmp_path: Path,
+                                                          data: list[str]) -> None:
+    calls = run_main(tmp_path, "--from", "/a.tar.gz", *data, "--sha256", "ab",
+                     train_args="--epochs 2 --model tutorial")
+    assert calls == [["data", "fetch", "--from", "/a.tar.gz", *data, "--sha256", "ab"],
+                     ["train", "--data", "/d i r", "--epochs", "2", "--model", "tutorial"]]
+
+
+def test_main_sh_without_data_is_unchanged(tmp_path: Path) -> None:
+    assert run_main(tmp_path / "plain") == [["data", "fetch"], ["train"]]
+    assert run_main(tmp_path / "force", "--force", "--from", "x.tar.gz") == [
+        ["data", "fetch", "--force", "--from", "x.tar.gz"], ["train"]]

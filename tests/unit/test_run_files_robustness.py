@@ -1,0 +1,234 @@
+"""Damaged run files, bad settings and unexpected errors end in one `error:` line and a hint,
+never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from dlbox import cli
+from dlbox.errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_USAGE, RunDirError
+from dlbox.fileio import write_json_atomic
+from dlbox.models import create_model
+from dlbox.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_model_from_run,
+    load_state_dict_checked,
+    read_run_config,
+    save_checkpoint,
+)
+from dlbox.training.config import TrainConfig
+
+
+def _run_dir(root: Path, **checkpoint: Any) -> Path:
+    """A tiny run: config.json and checkpoints/last.pt; `checkpoint` entries override."""
+    run_dir = root / "run"
+    write_json_atomic(run_dir / "config.json", TrainConfig(model="tiny").to_dict())
+    state = {"format": CHECKPOINT_FORMAT, "version": 1, "classes": list("abc"),
+             "model": create_model("tiny", num_classes=3).state_dict(), "epoch": 1,
+             "finished": False, **checkpoint}
+    save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
+    return run_dir
+
+
+def _one_line(error: RunDirError) -> None:
+    assert "\n" not in error.message and "\t" not in error.message
+    assert error.hint
+
+
+@pytest.mark.parametrize("text", ["[]", '"x"', "5", "null", "{not json",
+                                  '{"lr": "fast"}', '{"epochs": 0}', '{"model": []}',
+                                  '{"model_kwargs": [1]}', '{"mean": 5}', '{"lr": Infinity}'])
+def test_a_damaged_config_json_is_a_run_dir_error(tmp_path: Path, text: str) -> None:
+    run_dir = _run_dir(tmp_path)
+    (run_dir / "config.json").write_text(text)
+    with pytest.raises(RunDirError, match="config.json") as info:
+        read_run_config(run_dir)
+    _one_line(info.value)
+    with pytest.raises(RunDirError):
+        load_model_from_run(run_dir, "cpu")
+
+
+@pytest.mark.parametrize("entries, match", [
+    ({"model": 5}, "no weights"),
+    ({"model": None}, "no weights"),
+    ({"model": {"0.weight": torch.zeros(1)}}, "does not fit"),
+    ({"model": create_model("tiny", num_classes=3, width=4).state_dict()}, "does not fit"),
+    ({"classes": 5}, "class list"),
+    ({"classes": [1, 2, 3]}, "class list"),
+    ({"epoch": "two"}, "epoch"),
+    ({"format": "something-else"}, "not a dlbox training checkpoint"),
+    ({"format": None}, "not a dlbox training checkpoint"),
+])
+def test_a_damaged_checkpoint_is_a_one_line_run_dir_error(tmp_path: Path, entries: dict,
+                                                          match: str) -> None:
+    run_dir = _run_dir(tmp_path, **entries)
+    with pytest.raises(RunDirError, match=match) as info:
+        load_model_from_run(run_dir, "cpu")
+    _one_line(info.value)
+
+
+def test_a_shape_mismatch_names_the_first_difference_on_one_line(tmp_path: Path) -> None:
+    run_dir = _run_dir(tmp_path, model=create_model("tiny", num_classes=3, width=4).state_dict())
+    with pytest.raises(RunDirError) as info:
+        load_model_from_run(run_dir, "cpu")
+    assert "size mismatch for 0.weight" in info.value.message
+    assert "model 'tiny'" in info.value.message
+
+
+def test_load_state_dict_checked(tmp_path: Path) -> None:
+    model = create_model("tiny", num_classes=3)
+    other = create_model("tiny", num_classes=3)
+    load_state_dict_checked(model, other.state_dict(), tmp_path / "last.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 other.state_dict().values(), strict=True))
+    for bad in (5, [1, 2], create_model("tiny", num_classes=4).state_dict(), {"x": 1}):
+        with pytest.raises(RunDirError, match="last.pt") as info:
+            load_state_dict_checked(model, bad, tmp_path / "last.pt", what="the model")
+        _one_line(info.value)
+
+
+def test_resume_from_a_damaged_config_json(tmp_path: Path) -> None:
+    from dlbox.training.loop import resume
+
+    run_dir = _run_dir(tmp_path)
+    (run_dir / "config.json").write_text("[]")
+    with pytest.raises(RunDirError, match="config.json"):
+        resume(run_dir, device="cpu")
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(argv)
+    return code, capsys.readouterr().err
+
+
+def _check_one_error_line(err: str) -> None:
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("error: ") and lines[-1].startswith("hint: "), err
+    assert len(lines) == 2 and "Traceback" not in err, err
+
+
+# (resume's checkpoint loading lives in training/loop.py, which calls load_state_dict itself)
+@pytest.mark.parametrize("command, damage", [
+    *((command, damage) for command in ("evaluate", "predict")
+      for damage in ("config", "model", "classes", "shapes")),
+    ("train --resume", "config"),
+])
+def test_cli_on_a_damaged_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  command: str, damage: str) -> None:
+    entries: dict[str, Any] = {"model": {"model": 5}, "classes": {"classes": 5},
+                               "shapes": {"model": create_model("tiny", num_classes=3,
+                                                                width=4).state_dict()},
+                               "config": {}}[damage]
+    run_dir = _run_dir(tmp_path, **entries)
+    if damage == "config":
+        (run_dir / "config.json").write_text("[]")
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    argv = {"evaluate": ["evaluate", str(run_dir), "--device", "cpu"],
+            "predict": ["predict", str(run_dir), str(image), "--device", "cpu"],
+            "train --resume": ["train", "--resume", str(run_dir), "--device", "cpu"]}[command]
+    code, err = _cli(argv, capsys)
+    assert code == EXIT_ERROR
+    _check_one_error_line(err)
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "inf"), ("--lr", "nan"),
+                                         ("--weight-decay", "inf"), ("--momentum", "nan"),
+                                         ("--label-smoothing=-inf", None)])
+def test_cli_refuses_non_finite_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         flag: str, value: str | None) -> None:
+    run_dir = tmp_path / "run"
+    setting = [flag] if value is None else [flag, value]
+    code, err = _cli(["train", "--model", "tiny", "--device", "cpu", "--run-dir", str(run_dir),
+                      "--data", str(tmp_path / "data"), *setting], capsys)
+    assert code == EXIT_USAGE
+    _check_one_error_line(err)
+    assert "finite" in err and not run_dir.exists()
+
+
+def test_cli_refuses_a_zero_width_tiny_model(tmp_path: Path, fake_cifar_dir: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _cli(["train", "--model", "tiny", "--width", "0", "--device", "cpu",
+                      "--data", str(fake_cifar_dir), "--run-dir", str(tmp_path / "run"),
+                      "--num-train", "64", "--num-test", "32", "--no-progress"], capsys)
+    assert code == EXIT_USAGE
+    _check_one_error_line(err)
+    assert "width" in err
+
+
+def _crash(message: str) -> Any:
+    def run(args: Any) -> int:
+        raise RuntimeError(message)
+
+    return run
+
+
+def test_an_unexpected_error_is_one_line_with_a_distinct_exit_code(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import dlbox.cli.models
+
+    monkeypatch.delenv("DLBOX_DEBUG", raising=False)
+    monkeypatch.setattr(dlbox.cli.models, "run", _crash("it broke\n\tat line 2"))
+    code, err = _cli(["models"], capsys)
+    assert code == EXIT_INTERNAL and EXIT_INTERNAL not in (0, 1, 2, 3, 130, 143)
+    _check_one_error_line(err)
+    assert err.splitlines()[0] == "error: unexpected RuntimeError: it broke"
+    assert "DLBOX_DEBUG=1" in err
+
+
+def test_dlbox_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dlbox.cli.models
+
+    monkeypatch.setenv("DLBOX_DEBUG", "1")
+    monkeypatch.setattr(dlbox.cli.models, "run", _crash("it broke"))
+    with pytest.raises(RuntimeError, match="it broke"):
+        cli.main(["models"])
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(4), BrokenPipeError()])
+def test_the_last_resort_leaves_interrupts_exits_and_broken_pipes_alone(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        error: BaseException) -> None:
+    import os
+    import signal
+    import sys
+
+    import dlbox.cli.models
+
+    def run(args: Any) -> int:
+        raise error
+
+    monkeypatch.delenv("DLBOX_DEBUG", raising=False)
+    monkeypatch.setattr(dlbox.cli.models, "run", run)
+    if isinstance(error, SystemExit):
+        with pytest.raises(SystemExit):
+            cli.main(["models"])
+        return
+    if isinstance(error, BrokenPipeError):
+        # main points stdout's descriptor at /dev/null; give it one of our own to point.
+        read_end, write_end = os.pipe()
+
+        class Stdout:
+            def fileno(self) -> int:
+                return write_end
+
+            def flush(self) -> None:
+                pass
+
+        monkeypatch.setattr(sys, "stdout", Stdout())
+        try:
+            assert cli.main(["models"]) == 128 + signal.SIGPIPE
+            os.write(write_end, b"gone")  # now /dev/null: the pipe stays empty
+            os.close(write_end)
+            assert os.read(read_end, 10) == b""
+        finally:
+            os.close(read_end)
+        assert capsys.readouterr().err == ""
+        return
+    assert cli.main(["models"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
