@@ -171,9 +171,12 @@ def write_truncated(path: Path, fmt: str) -> Path:
     (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg", "not an image"),
     (lambda d: write_truncated(d / "cut.png", "PNG"), "truncated"),
     (lambda d: write_truncated(d / "cut.jpg", "JPEG"), "truncated"),
-    (lambda d: write_bomb_png(d / "bomb.png", 100_000, 100_000), "decompression bomb"),
+    (lambda d: write_bomb_png(d / "bomb.png", 100_000, 100_000),
+     "image claims 10,000,000,000 pixels, over the 50-megapixel limit (refused as a possible "
+     "decompression bomb)"),
     (lambda d: write_bomb_png(d / "bomb50.png", 8_000, 8_000), "decompression bomb"),
-    (lambda d: write_bomb_png(d / "bomb90.png", 10_000, 9_000), "decompression bomb"),
+    (lambda d: write_bomb_png(d / "bomb90.png", 10_000, 9_000),
+     "image claims 90,000,000 pixels, over the 50-megapixel limit"),  # past Pillow's limit
     (lambda d: d / "missing.png", "no such file"),
     (lambda d: d, "directory"),
     (lambda d: os.mkfifo(d / "pipe.png") or d / "pipe.png", "not a regular file"),

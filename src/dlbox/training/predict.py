@@ -14,6 +14,7 @@ files still get their predictions.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -155,7 +156,12 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, UnidentifiedImageError):
         return "not an image (Pillow does not recognise the format)"
     if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return f"refused as a possible decompression bomb ({error})"
+        # Past Pillow's own limit (about 89 megapixels) Image.open refuses before dlbox's
+        # check sees the size: the same words as that check, with the count Pillow read.
+        match = re.search(r"\((\d+) pixels\)", str(error))
+        claimed = f"{int(match.group(1)):,} pixels" if match else "too many pixels"
+        return (f"image claims {claimed}, over the {MAX_IMAGE_PIXELS // 1_000_000}-megapixel "
+                "limit (refused as a possible decompression bomb)")
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if "truncated" in text.lower() or isinstance(error, EOFError):
         return f"truncated or incomplete image file ({text})"
