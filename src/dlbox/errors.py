@@ -49,3 +49,16 @@ class HostEnvError(DlboxError):
 
 class ContainerError(DlboxError):
     """Building or running a Docker image failed."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's text (its type name when it has none), for one-line
+    messages. torch's "Error(s) in loading state_dict for X:" heading gets its first detail
+    appended, since the heading alone says nothing."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        more = " ..." if len(lines) > 2 else ""
+        return f"{lines[0]} {lines[1]}{more}"
+    return lines[0]

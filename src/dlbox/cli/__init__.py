@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from dlbox import __version__
-from dlbox.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, DlboxError
+from dlbox.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, DlboxError, first_line
 
 DEBUG_ENV = "DLBOX_DEBUG"  # set to 1: an unexpected error shows its full traceback
 
@@ -56,8 +56,7 @@ def report_error(error: DlboxError) -> None:
 
 def report_unexpected(error: Exception) -> None:
     """One line for an exception no command expected (a bug), and how to see all of it."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    detail = f": {lines[0]}" if lines else ""
+    detail = f": {first_line(error)}" if str(error).strip() else ""
     print(f"error: unexpected {type(error).__name__}{detail}", file=sys.stderr)
     print(f"hint: rerun with {DEBUG_ENV}=1 for the full traceback, and please report it",
           file=sys.stderr)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlbox.errors import RunDirError, UsageError
+from dlbox.errors import RunDirError, UsageError, first_line
 from dlbox.fileio import read_json, write_with_atomic
 from dlbox.training.config import TrainConfig
 
@@ -73,19 +73,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise RunDirError(f"checkpoint {path} is not a dlbox checkpoint",
                           hint="pass a checkpoint written by `dlbox train`")
     return state
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's text (its type name when it has none), for one-line
-    messages. torch's "Error(s) in loading state_dict for X:" heading gets its first detail
-    appended, since the heading alone says nothing."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    if lines[0].endswith(":") and len(lines) > 1:
-        more = " ..." if len(lines) > 2 else ""
-        return f"{lines[0]} {lines[1]}{more}"
-    return lines[0]
 
 
 def load_state_dict_checked(target: Any, state: Any, path: str | Path,

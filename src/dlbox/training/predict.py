@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from dlbox.errors import DataError, UsageError
+from dlbox.errors import DataError, UsageError, first_line
 from dlbox.training.evaluate import (
     build_model_fn,
     load_run_model,
@@ -162,7 +162,7 @@ def _describe(error: BaseException) -> str:
         claimed = f"{int(match.group(1)):,} pixels" if match else "too many pixels"
         return (f"image claims {claimed}, over the {MAX_IMAGE_PIXELS // 1_000_000}-megapixel "
                 "limit (refused as a possible decompression bomb)")
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = first_line(error)
     if "truncated" in text.lower() or isinstance(error, EOFError):
         return f"truncated or incomplete image file ({text})"
     if isinstance(error, MemoryError):
