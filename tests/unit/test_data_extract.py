@@ -60,6 +60,7 @@ BAD_MEMBERS = {
     "unexpected": [file_member("cifar-10-batches-py/evil.py")],
     "unexpected_top": [file_member("setup.py")],
     "nested": [file_member("cifar-10-batches-py/sub/data_batch_1")],
+    "dlbox_cache": [file_member("cifar-10-batches-py/dlbox-cache-test.pt")],
 }
 
 
@@ -73,6 +74,17 @@ def test_bad_member_refused_and_nothing_written(tmp_path: Path, case: str) -> No
     assert info.value.hint
     assert_nothing_written(data_dir)
     assert not (tmp_path / "x").exists() and not Path("/tmp/dlbox-evil").exists()
+
+
+def test_an_archive_packed_with_dlbox_caches_says_how_to_repack(tmp_path: Path) -> None:
+    # an archive packed from a data dir that dlbox trained from (its decoded-tensor caches
+    # beside the batches): refused like any other extra member, with the way out
+    archive = make_archive(tmp_path / "packed.tar.gz",
+                           [file_member("cifar-10-batches-py/dlbox-cache-train.pt")])
+    with pytest.raises(DataError, match="decoded-data cache") as info:
+        extract_cifar10_archive(archive, tmp_path / "data")
+    assert "without the dlbox-cache-*.pt files" in (info.value.hint or "")
+    assert_nothing_written(tmp_path / "data")
 
 
 def test_device_and_fifo_members_refused() -> None:

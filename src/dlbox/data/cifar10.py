@@ -32,6 +32,7 @@ import torch
 from dlbox.data.dataset import ImageDataset
 from dlbox.data.layout import (
     BATCHES_DIRNAME,
+    CACHE_FILE_PREFIX,
     CIFAR10_CLASSES,
     META_FILE,
     SPLITS,
@@ -192,7 +193,7 @@ def read_class_names(directory: Path) -> tuple[str, ...]:
 
 def cache_path(data_dir: str | Path, split: str) -> Path:
     """Where the decoded tensors of `split` are kept: beside the batches."""
-    return batches_dir(data_dir) / f"dlbox-cache-{split}.pt"
+    return batches_dir(data_dir) / f"{CACHE_FILE_PREFIX}{split}.pt"
 
 
 def cache_enabled() -> bool:

@@ -22,7 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dlbox.data.layout import BATCHES_DIRNAME, META_FILE, TEST_BATCHES, TRAIN_BATCHES
+from dlbox.data.layout import (
+    BATCHES_DIRNAME,
+    CACHE_FILE_PREFIX,
+    META_FILE,
+    TEST_BATCHES,
+    TRAIN_BATCHES,
+)
 from dlbox.errors import DataError
 
 REQUIRED_FILES: tuple[str, ...] = (*TRAIN_BATCHES, *TEST_BATCHES, META_FILE)
@@ -77,6 +83,12 @@ def classify_member(member: tarfile.TarInfo) -> str | None:
                             hint=BAD_ARCHIVE_HINT)
         return ""
     if len(parts) != 2 or parts[0] != BATCHES_DIRNAME or parts[1] not in EXPECTED_FILES:
+        if len(parts) == 2 and parts[1].startswith(CACHE_FILE_PREFIX):
+            raise DataError(
+                refuse.format(name, "is dlbox's decoded-data cache, not a CIFAR-10 file"),
+                hint="the archive was packed from a data dir dlbox had trained from; pack it "
+                     f"again without the {CACHE_FILE_PREFIX}*.pt files (for the converter in "
+                     "../shared/data: into a new, empty output folder)")
         raise DataError(refuse.format(name, f"is not a CIFAR-10 file ({kind})"),
                         hint=BAD_ARCHIVE_HINT)
     if not member.isfile():

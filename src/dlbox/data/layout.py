@@ -12,6 +12,9 @@ BATCHES_DIRNAME = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
 META_FILE = "batches.meta"
+# dlbox's own decoded-tensor cache beside the batches (dlbox.data.cifar10.cache_path): never
+# part of the dataset, so an archive packed from a data dir dlbox trained from carries it.
+CACHE_FILE_PREFIX = "dlbox-cache-"
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
