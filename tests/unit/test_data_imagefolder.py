@@ -57,7 +57,8 @@ def test_sixteen_bit_png_scaled(tmp_path: Path) -> None:
     values[:, :25] = 0
     _save(tmp_path / "deep.png", Image.fromarray(values), "PNG")
     array = decode_image(tmp_path / "deep.png")
-    assert array[:, :, :14].max() == 0 and array[:, :, 18:].min() == 255
+    # The centre 20x20 square keeps the edge in the middle: black left, white right.
+    assert array[:, :, :12].max() == 0 and array[:, :, 20:].min() == 255
 
 
 def test_transparent_pixels_become_white(tmp_path: Path) -> None:
@@ -78,6 +79,36 @@ def test_odd_sizes_and_modes_in_one_tree(tmp_path: Path) -> None:
     assert data.labels.tolist() == [0, 1, 0]  # cat/a, dog/c, cat/b: interleaved
     grey = data.images[2].float()
     assert (grey - 128).abs().max() <= 2
+
+
+def test_wide_image_keeps_its_centre_square(tmp_path: Path) -> None:
+    # 96x32: black left and right thirds, white centre. Cropping keeps only the white;
+    # squeezing the whole picture (the old bilinear stretch) would keep the black too.
+    wide = np.zeros((32, 96, 3), dtype=np.uint8)
+    wide[:, 32:64] = 255
+    _save(tmp_path / "wide.png", Image.fromarray(wide), "PNG")
+    assert (decode_image(tmp_path / "wide.png") == 255).all()
+
+
+def test_training_reads_images_as_predict_does(tmp_path: Path) -> None:
+    """An image-folder file and the same file given to `dlbox predict` become the same pixels:
+    EXIF rotation, centre crop and resampling all agree."""
+    from dlbox.training.predict import load_image
+
+    rng = np.random.default_rng(5)
+    photo = Image.fromarray(rng.integers(0, 256, (120, 200, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    path = tmp_path / "cls" / "photo.jpg"
+    path.parent.mkdir()
+    photo.save(path, format="JPEG", exif=exif.tobytes())
+    from_folder = load_image_folder(tmp_path).images[0]
+    assert torch.equal(from_folder, load_image(path))
+    expected = np.asarray(photo.rotate(-90, expand=True).crop((0, 40, 120, 160))
+                          .resize((32, 32), Image.Resampling.LANCZOS), dtype=np.int16)
+    # JPEG decoding at reduced scale (draft) differs a little from decoding in full
+    assert np.abs(from_folder.numpy().transpose(1, 2, 0).astype(np.int16)
+                  - expected).mean() < 12
 
 
 def test_bad_image_names_the_file(tmp_path: Path) -> None:
@@ -101,7 +132,7 @@ def test_decompression_bomb_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(DataError) as info:
         decode_image(tmp_path / "big.png")
-    assert "too large" in info.value.message
+    assert "big.png" in info.value.message and "decompression bomb" in info.value.message
 
 
 def test_empty_or_missing_folder(tmp_path: Path) -> None:

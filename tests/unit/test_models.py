@@ -79,8 +79,8 @@ def test_unknown_model_lists_the_known_ones() -> None:
 
 
 @pytest.mark.parametrize("name", ["tiny", "resnet"])
-@pytest.mark.parametrize("width", [0, -3])
-def test_a_width_below_one_is_a_usage_error_with_a_hint(name: str, width: int) -> None:
+@pytest.mark.parametrize("width", [0, -3, 16.5, "16", True])
+def test_a_width_not_a_positive_int_is_a_usage_error(name: str, width: int) -> None:
     with pytest.raises(UsageError, match="width must be a positive") as info:
         create_model(name, width=width)
     assert info.value.hint and "width" in info.value.hint

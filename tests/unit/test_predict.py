@@ -175,8 +175,10 @@ def write_truncated(path: Path, fmt: str) -> Path:
      "image claims 10,000,000,000 pixels, over the 50-megapixel limit (refused as a possible "
      "decompression bomb)"),
     (lambda d: write_bomb_png(d / "bomb50.png", 8_000, 8_000), "decompression bomb"),
-    (lambda d: write_bomb_png(d / "bomb90.png", 10_000, 9_000),
-     "image claims 90,000,000 pixels, over the 50-megapixel limit"),  # past Pillow's limit
+    (lambda d: write_bomb_png(d / "bomb90.png", 10_000, 9_000),  # past Pillow's warning
+     "image claims 10000x9000 pixels, over the 50-megapixel limit"),
+    (lambda d: write_bomb_png(d / "bomb200.png", 20_000, 10_000),  # past Pillow's hard limit
+     "image claims 200,000,000 pixels, over the 50-megapixel limit"),
     (lambda d: d / "missing.png", "no such file"),
     (lambda d: d, "directory"),
     (lambda d: os.mkfifo(d / "pipe.png") or d / "pipe.png", "not a regular file"),

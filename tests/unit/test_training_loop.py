@@ -55,6 +55,25 @@ def _test_loss(model: torch.nn.Module, data_dir: Path) -> float:
                                                        test.labels))
 
 
+def test_the_tutorial_trains_and_predicts_on_its_own_minus_one_to_one_inputs(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    """The tutorial's transform is Normalize((0.5,)*3, (0.5,)*3); the run records it, and the
+    loaded model's preprocessing (what evaluate and predict use) maps 0..255 to -1..1."""
+    config = build_config("tutorial", device="cpu", epochs=1, num_train=64, num_test=20,
+                          data_dir=str(fake_cifar_dir), run_dir=str(tmp_path / "run"),
+                          threads=2)
+    assert config.mean == config.std == (0.5, 0.5, 0.5)
+    run_dir = train(config, progress=False, evaluate_at_end=False)
+    assert read_json(run_dir / "config.json")["mean"] == [0.5, 0.5, 0.5]
+    loaded = load_model_from_run(run_dir, "cpu")
+    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    images[1] = 255
+    x = loaded.preprocess(images)
+    assert torch.allclose(x[0], torch.tensor(-1.0)) and torch.allclose(x[1], torch.tensor(1.0))
+    # Every other model keeps CIFAR-10's own statistics.
+    assert build_config("tiny", device="cpu").mean == CIFAR10_MEAN
+
+
 def test_one_epoch_lowers_the_loss_and_writes_the_run_dir(fake_cifar_dir: Path,
                                                           tmp_path: Path) -> None:
     config = tiny_config(fake_cifar_dir, tmp_path / "run")

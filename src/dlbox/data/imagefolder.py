@@ -6,15 +6,15 @@ Images are ordered round-robin across classes (each class's files sorted by name
 first, class 1's first, ..., then the second of each), so the first N images of a split are
 balanced across classes and `--num-train N` never keeps just one class.
 
-Every image is decoded with Pillow, converted to RGB (transparent pixels over white) and
-resized to SIZE x SIZE (bilinear, antialiased) when it is not that size already. Decoding
-runs in a thread pool: Pillow releases the GIL while it decodes, so 50,000 small JPEGs load
-in seconds. Nothing is cached on disk.
+Every image is read by dlbox.data.images.read_image, the same reading `dlbox predict` gives
+the user's own images: EXIF rotation applied, converted to RGB (transparent pixels over
+white), its centre square resized to SIZE x SIZE (Lanczos) when it is not that size already.
+Decoding runs in a thread pool: Pillow releases the GIL while it decodes, so 50,000 small
+JPEGs load in seconds. Nothing is cached on disk.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,85 +22,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from dlbox.data.dataset import ImageDataset
+from dlbox.data.images import ImageLoadError, quiet_pillow_warnings, read_image
 from dlbox.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEFAULT_SIZE = 32
 
 
-def _max_pixels() -> int:
-    # Pillow's own bomb limit (None disables it there); we keep a ceiling either way.
-    return int(Image.MAX_IMAGE_PIXELS or 89_478_485)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB whatever the mode: alpha composited over white, 16-bit and float scaled to 0..255."""
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        low = float(values.min()) if values.size else 0.0
-        high = float(values.max()) if values.size else 0.0
-        if mode.startswith("I;16") or (mode == "I" and low >= 0 and 255 < high <= 65535):
-            values = values / 257.0  # 16-bit samples
-        elif low < 0 or high > 255:  # other integer or float ranges: stretch to 0..255
-            values = (values - low) * (255.0 / max(high - low, 1e-12))
-        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, mode="L").convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in image.info
-    ) or (mode in ("L", "RGB", "1") and "transparency" in image.info)
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def decode_image(source: str | Path | bytes, size: int = DEFAULT_SIZE) -> np.ndarray:
-    """One image file (path or bytes) as uint8 [3, size, size] RGB.
+    """One image file (path or bytes) as uint8 [3, size, size] RGB, read exactly as
+    `dlbox predict` reads the user's images (dlbox.data.images.read_image: EXIF rotation,
+    RGB on white, centre square, Lanczos), so a model meets its inputs the same way in
+    training and in prediction.
 
-    Raises DataError for a file that is not an image, is truncated, or is so large it could be
-    a decompression bomb. Safe to call from several threads at once.
+    Raises DataError naming the file when it is not an image, is truncated, or is so large it
+    could be a decompression bomb. Safe to call from several threads at once.
     """
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-    except OSError as error:
-        raise DataError(f"cannot read image {name}: {error.strerror or error}",
-                        hint="check that the file exists and is readable") from None
-    with handle:
-        try:
-            with Image.open(handle) as image:
-                width, height = image.size
-                if width * height > _max_pixels():
-                    raise DataError(
-                        f"image {name} is {width}x{height} pixels, too large to decode safely "
-                        "(possible decompression bomb)",
-                        hint="use an ordinary-sized image (under ~90 megapixels)")
-                if image.format == "JPEG" and (width > 2 * size or height > 2 * size):
-                    image.draft("RGB", (size, size))  # decode at a reduced scale: much faster
-                image.load()
-                rgb = _to_rgb(image)
-                if rgb.size != (size, size):
-                    rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-                array = np.asarray(rgb, dtype=np.uint8)
-        except DataError:
-            raise
-        except Image.DecompressionBombError:
-            raise DataError(f"image {name} is too large to decode safely (possible decompression "
-                            "bomb)", hint="use an ordinary-sized image") from None
-        except UnidentifiedImageError:
-            raise DataError(f"{name} is not an image Pillow can read",
-                            hint="pass a PNG or JPEG file") from None
-        except (OSError, SyntaxError, ValueError) as error:
-            raise DataError(f"image {name} is damaged or truncated ({error})",
-                            hint="replace the file with a complete copy") from None
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+        return read_image(source, size, fit="crop")
+    except ImageLoadError as error:
+        name = "<bytes>" if isinstance(source, bytes) else str(source)
+        raise DataError(f"image {name}: {error.message}",
+                        hint="replace that file with a readable PNG or JPEG, or remove it "
+                             "from the image folder") from None
 
 
 def is_image_file(path: Path) -> bool:
@@ -192,13 +138,15 @@ def load_image_folder(root: str | Path, classes: Sequence[str] | None = None,
 
     workers = _worker_count(len(files))
     bounds = np.linspace(0, len(files), workers + 1).astype(int)
-    if workers == 1:
-        decode_range(0, len(files))
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dlbox-decode") as pool:
-            futures = [pool.submit(decode_range, int(a), int(b))
-                       for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-            for future in futures:
-                future.result()  # re-raises the first DataError
+    with quiet_pillow_warnings():  # once for all threads: warnings' filters are process-wide
+        if workers == 1:
+            decode_range(0, len(files))
+        else:
+            with ThreadPoolExecutor(max_workers=workers,
+                                    thread_name_prefix="dlbox-decode") as pool:
+                futures = [pool.submit(decode_range, int(a), int(b))
+                           for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+                for future in futures:
+                    future.result()  # re-raises the first DataError
     return ImageDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64),
                         tuple(names), str(root))

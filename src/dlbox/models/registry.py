@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from dlbox.errors import UsageError
+from dlbox.training.inputs import CIFAR10_MEAN, CIFAR10_STD
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -54,6 +55,10 @@ class Recipe:
     channels_last: bool | None = None  # None: on for CUDA only; True where it is faster on CPU
     eval_batch_size: int | None = None  # images per evaluation call; None: TrainConfig's
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Input normalisation, (x / 255 - mean) / std per channel: CIFAR-10's own statistics,
+    # or the tutorial's 0.5 / 0.5 (which maps 0..255 to -1..1).
+    mean: tuple[float, float, float] = CIFAR10_MEAN
+    std: tuple[float, float, float] = CIFAR10_STD
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)

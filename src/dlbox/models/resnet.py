@@ -40,8 +40,8 @@ class Residual(nn.Module):
 class ResNet9(nn.Module):
     def __init__(self, num_classes: int = 10, width: int = 64, logit_scale: float = 0.125) -> None:
         super().__init__()
-        if width < 1:
-            raise ValueError(f"width must be a positive number of channels, got {width}")
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise ValueError(f"width must be a positive number of channels, got {width!r}")
         w = width
         self.features = nn.Sequential(
             conv_bn(3, w),

@@ -154,7 +154,7 @@ def _is_finite_number(value: Any) -> bool:
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "nesterov",
                  "label_smoothing", "schedule", "warmup_fraction", "crop_padding", "flip",
-                 "cutout", "tta", "model_kwargs")
+                 "cutout", "tta", "model_kwargs", "mean", "std")
 
 
 def build_config(model: str | None = None, device: str = "auto", **overrides: Any) -> TrainConfig:
