@@ -179,7 +179,8 @@ def test_lookahead_replaces_the_weights_only_after_the_last_step() -> None:
                for k in states[-1]["lookahead"])
 
 
-def test_warm_up_runs_every_timed_shape_and_leaves_the_model_as_it_was() -> None:
+def test_warm_up_runs_every_timed_shape_and_leaves_the_model_as_it_was(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The GPU / compile warm-up (run here eagerly on the CPU): it goes through training with
     and without the whitening bias, evaluation at each batch size and TTA level, and one
     whitening solve, and afterwards the weights, BN statistics and flags are untouched."""
@@ -195,10 +196,24 @@ def test_warm_up_runs_every_timed_shape_and_leaves_the_model_as_it_was() -> None
         batch_sizes.append((x.shape[0], model.training, model.whiten.bias.requires_grad))
         return model(x)
 
+    from dlbox.training import speedrun as sr
+
+    built: list = []
+    real_build_optimizers = sr.build_optimizers
+
+    def spy_build_optimizers(*args, **kwargs):  # type: ignore[no-untyped-def]
+        optimizers = real_build_optimizers(*args, **kwargs)
+        built.extend(optimizers)
+        return optimizers
+
+    monkeypatch.setattr(sr, "build_optimizers", spy_build_optimizers)
     _warm_up(forward, model, config, torch.device("cpu"), 10, False, None, 16,
              eval_sizes=(24, 10))
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    # The optimizers' first steps ran too (their kernels' first launch is outside the clock):
+    # every throwaway optimizer holds momentum buffers for the filters and biases.
+    assert len(built) == 2 and all(optimizer.state for optimizer in built)
     assert model.whiten.bias.requires_grad and not model.training
     seen = set(batch_sizes)
     assert {(16, True, True), (16, True, False)} <= seen  # both training modes

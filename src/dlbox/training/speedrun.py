@@ -509,22 +509,40 @@ def _warm_up(forward: Callable[..., torch.Tensor], model: SpeedrunNet,
 
     Train steps with and without the whitening bias's gradient (train batches are always
     full); evaluation with both, at TTA levels 0 and the config's, for each batch size in
-    `eval_sizes` (the eval batch and the test set's last partial one); and one whitening
-    solve (cuSOLVER's set-up). On a GPU without compile this still pays cuDNN's algorithm
-    search and the libraries' lazy start-up outside the clock."""
+    `eval_sizes` (the eval batch and the test set's last partial one); one whitening solve
+    (cuSOLVER's set-up); and every other kernel a timed step launches: the epoch's
+    augmentation and shuffle, both optimizers' steps (Muon's Newton-Schulz matmuls, the
+    SGD updates; on throwaway optimizers) and the lookahead average. On a GPU without
+    compile this still pays cuDNN's algorithm search, the libraries' lazy start-up and each
+    kernel's first (lazy) load outside the clock."""
     saved = copy.deepcopy(model.state_dict())
-    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=device)
-    labels = torch.randint(0, num_classes, (batch,), device=device)
-    inputs = preprocess(images, config.mean, config.std, channels_last)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(0)
+    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=device,
+                           generator=generator)
+    labels = torch.randint(0, num_classes, (batch,), device=device, generator=generator)
+    base_flip = torch.rand(batch, generator=generator, device=device) < 0.5
+    augmented = augment_epoch(images, 0, base_flip, config.flip, config.translate, generator,
+                              config.cutout, [255.0 * m for m in config.mean])
+    order = torch.randperm(batch, generator=generator, device=device)
+    inputs = preprocess(augmented[order], config.mean, config.std, channels_last)
     model.init_whitening(preprocess(images[:64], config.mean, config.std), max_images=None)
+    optimizers = build_optimizers(model, config, batch)
+    lookahead = Lookahead(model) if config.lookahead else None
     model.train()
     for bias_grad in (True, False):
         model.whiten_bias.requires_grad_(bias_grad)
         for _ in range(2):
             with _autocast(device, amp):
-                loss = F.cross_entropy(forward(inputs), labels, reduction="sum")
+                loss = F.cross_entropy(forward(inputs), labels[order],
+                                       label_smoothing=config.label_smoothing, reduction="sum")
             loss.backward()
+            set_learning_rates(optimizers, 1, 4, 2, config)
+            for optimizer in optimizers:
+                optimizer.step()
             model.zero_grad(set_to_none=True)
+    if lookahead is not None:
+        lookahead.update(model, 0.5)
     model.eval()
     for bias_grad in (True, False):
         model.whiten_bias.requires_grad_(bias_grad)
