@@ -143,6 +143,21 @@ def test_a_speedrun_stopped_before_its_first_epoch_ended_says_nothing_was_saved(
     assert not (tmp_path / "early" / "checkpoints" / "last.pt").exists()
     assert not early.value.resumable and "nothing was saved" in early.value.message
     assert "--resume" not in (early.value.hint or "")
+    # Its hints all say: start again. --resume and evaluate refuse without pointing back to
+    # --resume, and the same command (same --run-dir) starts the run again in place.
+    from dlbox.errors import RunDirError
+    from dlbox.training.checkpoint import load_model_from_run
+    from dlbox.training.loop import resume
+
+    with pytest.raises(RunDirError) as no_resume:
+        resume(tmp_path / "early", device="cpu")
+    with pytest.raises(RunDirError) as no_model:
+        load_model_from_run(tmp_path / "early", "cpu")
+    for error in (no_resume.value, no_model.value):
+        assert "saved nothing" in (error.hint or "") and "dlbox train --resume" not in (
+            error.hint or "")
+    train(config(tmp_path / "early"), progress=False, evaluate_at_end=False)
+    assert (tmp_path / "early" / "checkpoints" / "last.pt").is_file()
 
     with pytest.raises(TrainingStopped) as later:
         train(config(tmp_path / "later"), progress=False, evaluate_at_end=False,

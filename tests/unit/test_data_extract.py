@@ -76,14 +76,19 @@ def test_bad_member_refused_and_nothing_written(tmp_path: Path, case: str) -> No
     assert not (tmp_path / "x").exists() and not Path("/tmp/dlbox-evil").exists()
 
 
-def test_an_archive_packed_with_dlbox_caches_says_how_to_repack(tmp_path: Path) -> None:
-    # an archive packed from a data dir that dlbox trained from (its decoded-tensor caches
-    # beside the batches): refused like any other extra member, with the way out
+@pytest.mark.parametrize("member, what", [
+    # packed from a data dir that dlbox trained from: its decoded-tensor caches
+    ("dlbox-cache-train.pt", "decoded-data cache"),
+    # packed from one `dlbox data fetch` filled: tar puts dlbox-checksums.json first
+    ("dlbox-checksums.json", "dlbox's own file"),
+])
+def test_an_archive_packed_with_dlbox_files_says_how_to_repack(
+        tmp_path: Path, member: str, what: str) -> None:
     archive = make_archive(tmp_path / "packed.tar.gz",
-                           [file_member("cifar-10-batches-py/dlbox-cache-train.pt")])
-    with pytest.raises(DataError, match="decoded-data cache") as info:
+                           [file_member(f"cifar-10-batches-py/{member}")])
+    with pytest.raises(DataError, match=what) as info:
         extract_cifar10_archive(archive, tmp_path / "data")
-    assert "without the dlbox-cache-*.pt files" in (info.value.hint or "")
+    assert "without the dlbox-* files" in (info.value.hint or "")
     assert_nothing_written(tmp_path / "data")
 
 

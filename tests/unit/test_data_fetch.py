@@ -232,3 +232,17 @@ def test_md5_mismatch_offers_the_files_own_sha256_only_for_a_local_file(
     assert server.url in message and "the mirror itself publishes" in hint
     assert "--sha256 HEX" in hint
     assert not (tmp_path / "d").exists()
+
+
+def test_sha256_mismatch_shows_the_digest_only_of_a_local_file(
+        tmp_path: Path, archive: Path, server: Server) -> None:
+    own = sha256_of(archive)
+    with pytest.raises(DataError) as local:
+        fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256="1" * 64))
+    assert own in local.value.message
+    with pytest.raises(DataError) as downloaded:
+        fetch_cifar10(config(tmp_path / "d", source=server.url, sha256="1" * 64))
+    message = downloaded.value.message
+    assert "checksum mismatch" in message and "1" * 64 in message
+    assert own not in message + (downloaded.value.hint or "")
+    assert not (tmp_path / "d").exists()

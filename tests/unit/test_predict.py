@@ -179,6 +179,8 @@ def write_truncated(path: Path, fmt: str) -> Path:
      "image claims 10000x9000 pixels, over the 50-megapixel limit"),
     (lambda d: write_bomb_png(d / "bomb200.png", 20_000, 10_000),  # past Pillow's hard limit
      "image claims 200,000,000 pixels, over the 50-megapixel limit"),
+    (lambda d: (d / "art.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
+     and d / "art.eps", "EPS/PostScript is not read"),
     (lambda d: d / "missing.png", "no such file"),
     (lambda d: d, "directory"),
     (lambda d: os.mkfifo(d / "pipe.png") or d / "pipe.png", "not a regular file"),

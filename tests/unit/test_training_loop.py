@@ -178,6 +178,28 @@ def test_an_existing_run_dir_is_not_overwritten(fake_cifar_dir: Path, tmp_path: 
     assert "--resume" in (caught.value.hint or "")
 
 
+def test_a_run_dir_that_saved_nothing_is_reused_but_nothing_else(tmp_path: Path) -> None:
+    from dlbox.training.loop import create_run_dir
+
+    started = tmp_path / "started"
+    (started / "checkpoints").mkdir(parents=True)
+    (started / "config.json").write_text("{}")
+    (started / "manifest.json").write_text("{}")
+    assert create_run_dir(started) == started  # only what a start writes: reused
+    (started / "metrics.json").write_text("{}")  # something the run produced: kept
+    with pytest.raises(RunDirError, match="already holds a run"):
+        create_run_dir(started)
+    (started / "metrics.json").unlink()
+    (started / "checkpoints" / "last.pt").write_bytes(b"x")
+    with pytest.raises(RunDirError, match="already holds a run"):
+        create_run_dir(started)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not empty"):
+        create_run_dir(other)
+
+
 def test_missing_data_leaves_no_run_dir(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         train(tiny_config(tmp_path / "no-data", tmp_path / "run"), progress=False)

@@ -102,7 +102,8 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
                           "GPU image, none for a CPU image); a GPU the host cannot give is "
                           "an error")
     run.add_argument("--shm-size", default="2g", metavar="SIZE",
-                     help="size of /dev/shm (default 2g: DataLoader workers need it)")
+                     help="size of /dev/shm (default 2g: a project's DataLoader workers pass "
+                          "batches through it; dlbox's own training uses none)")
     run.add_argument("--data", metavar="DIR", type=Path,
                      help="data folder to mount at /data (default: $DLBOX_DATA, else the user "
                           "cache dir, when it exists)")

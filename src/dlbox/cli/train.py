@@ -30,9 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                         "(default: speedrun, with its CPU recipe on the CPU)")
     parser.add_argument("--epochs", type=int, help="passes over the training set (recipe default)")
     parser.add_argument("--batch-size", type=int, help="images per optimizer step")
-    parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--weight-decay", type=float, help="L2 weight decay")
-    parser.add_argument("--momentum", type=float, help="SGD momentum")
+    parser.add_argument("--lr", type=float,
+                        help="peak learning rate (speedrun: Muon's, see docs/speedrun.md)")
+    parser.add_argument("--weight-decay", type=float,
+                        help="L2 weight decay (speedrun: decoupled, per example and step)")
+    parser.add_argument("--momentum", type=float,
+                        help="SGD momentum (speedrun: Muon's)")
     parser.add_argument("--label-smoothing", type=float, help="label smoothing (0 = none)")
     parser.add_argument("--width", type=int, help="channel width of models that have one "
                                                   "(resnet: 64 on GPU, 16 on CPU)")

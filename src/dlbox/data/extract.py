@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from dlbox.data.layout import (
     BATCHES_DIRNAME,
     CACHE_FILE_PREFIX,
+    DLBOX_FILE_PREFIX,
     META_FILE,
     TEST_BATCHES,
     TRAIN_BATCHES,
@@ -83,12 +84,14 @@ def classify_member(member: tarfile.TarInfo) -> str | None:
                             hint=BAD_ARCHIVE_HINT)
         return ""
     if len(parts) != 2 or parts[0] != BATCHES_DIRNAME or parts[1] not in EXPECTED_FILES:
-        if len(parts) == 2 and parts[1].startswith(CACHE_FILE_PREFIX):
+        if len(parts) == 2 and parts[1].startswith(DLBOX_FILE_PREFIX):
+            what = ("dlbox's decoded-data cache" if parts[1].startswith(CACHE_FILE_PREFIX)
+                    else "dlbox's own file")
             raise DataError(
-                refuse.format(name, "is dlbox's decoded-data cache, not a CIFAR-10 file"),
-                hint="the archive was packed from a data dir dlbox had trained from; pack it "
-                     f"again without the {CACHE_FILE_PREFIX}*.pt files (for the converter in "
-                     "../shared/data: into a new, empty output folder)")
+                refuse.format(name, f"is {what}, not a CIFAR-10 file"),
+                hint="the archive was packed from a data dir dlbox had fetched into or trained "
+                     f"from; pack it again without the {DLBOX_FILE_PREFIX}* files (for the "
+                     "converter in ../shared/data: into a new, empty output folder)")
         raise DataError(refuse.format(name, f"is not a CIFAR-10 file ({kind})"),
                         hint=BAD_ARCHIVE_HINT)
     if not member.isfile():

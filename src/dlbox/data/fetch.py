@@ -154,9 +154,11 @@ def check_digest(digest: ArchiveDigest, expected_sha256: str | None, label: str,
     """
     if expected_sha256 is not None:
         if digest.sha256 != expected_sha256:
+            # A download's own digest is left out: pasted back as --sha256 it would let a
+            # tampered or broken download through.
+            found = f"sha256 is {digest.sha256}" if local_file else "its sha256 differs"
             raise DataError(
-                f"checksum mismatch for {label}: sha256 is {digest.sha256}, "
-                f"expected {expected_sha256}",
+                f"checksum mismatch for {label}: {found}, expected {expected_sha256}",
                 hint="the file is damaged or not the archive you meant; download it again, "
                      "or pass the sha256 its source publishes with --sha256 HEX")
         return

@@ -156,6 +156,22 @@ def upright(image: Image.Image) -> Image.Image:
         return image
 
 
+# How PostScript / EPS files begin: plain text, or the binary DOS EPS header.
+POSTSCRIPT_MAGIC = (b"%!PS", b"\xc5\xd0\xd3\xc6")
+
+
+def _is_postscript(source: str | Path | bytes) -> bool:
+    try:
+        if isinstance(source, bytes):
+            head = source[:4]
+        else:
+            with open(source, "rb") as handle:
+                head = handle.read(4)
+    except OSError:
+        return False
+    return head in POSTSCRIPT_MAGIC
+
+
 def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
                fit: Fit = "crop") -> np.ndarray:
     """One image (a path or the file's bytes) as uint8 [3, size, size] RGB.
@@ -190,6 +206,11 @@ def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
             array = np.asarray(square, dtype=np.uint8)
     except ImageLoadError:
         raise
+    except UnidentifiedImageError as error:
+        if _is_postscript(source):
+            raise ImageLoadError("EPS/PostScript is not read (Pillow would hand it to "
+                                 "Ghostscript); convert it to PNG or JPEG") from error
+        raise ImageLoadError(describe_error(error)) from error
     except Exception as error:  # any decoder failure is this file's problem, not the run's
         raise ImageLoadError(describe_error(error)) from error
     return np.ascontiguousarray(array.transpose(2, 0, 1))

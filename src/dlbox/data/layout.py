@@ -15,6 +15,9 @@ META_FILE = "batches.meta"
 # dlbox's own decoded-tensor cache beside the batches (dlbox.data.cifar10.cache_path): never
 # part of the dataset, so an archive packed from a data dir dlbox trained from carries it.
 CACHE_FILE_PREFIX = "dlbox-cache-"
+# Every file dlbox itself writes beside the batches (that cache, the fetch's
+# dlbox-checksums.json record) starts with this.
+DLBOX_FILE_PREFIX = "dlbox-"
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",

@@ -248,8 +248,9 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
         if checkpoint != "last" and saved:
             hint = f"its checkpoints are: {', '.join(saved)} (--checkpoint NAME)"
         else:
-            hint = ("its training stopped before the first epoch ended; "
-                    f"run `dlbox train --resume {run_dir}`")
+            hint = ("its training stopped before the first epoch ended and saved nothing; "
+                    "train it again with the command that started it (`--run-dir "
+                    f"{run_dir}` may be reused)")
         raise RunDirError(f"run {run_dir} has no checkpoint {path.name}", hint=hint)
     state = load_checkpoint(path)
     check_checkpoint(state, path)

@@ -84,7 +84,8 @@ class TrainingStopped(DlboxError):
         super().__init__(
             message,
             hint=(f"continue with: dlbox train --resume {run_dir}" if self.resumable else
-                  f"start again (the same command; {run_dir} can be deleted)"),
+                  f"start again with the same command (it may reuse {run_dir}, which holds "
+                  "no checkpoint)"),
         )
         self.run_dir = run_dir
         self.exit_code = exit_code
@@ -163,12 +164,25 @@ def default_run_dir(model: str, base: Path | None = None) -> Path:
     return candidate
 
 
+def saved_nothing(path: Path) -> bool:
+    """A run dir that a run started in but stopped before it saved anything: only its
+    config.json and manifest.json and an empty checkpoints/ (a speedrun stopped in its first
+    epoch, a crash before the first checkpoint). Starting again there loses nothing."""
+    started = {CONFIG_FILE, MANIFEST_FILE, "checkpoints"}
+    names = {p.name for p in path.iterdir()}
+    checkpoints = path / "checkpoints"
+    return (CONFIG_FILE in names and names <= started
+            and (not checkpoints.exists() or (checkpoints.is_dir()
+                                              and not any(checkpoints.iterdir()))))
+
+
 def create_run_dir(path: Path) -> Path:
-    """Make a fresh run dir; one that already holds a run (or any file) is refused."""
+    """Make a fresh run dir; one that already holds a run (or any file) is refused, except a
+    run that saved nothing (`saved_nothing`), which is started again in place."""
     if path.exists() and not path.is_dir():
         raise RunDirError(f"run directory {path} exists and is not a directory",
                           hint="pass another --run-dir")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and any(path.iterdir()) and not saved_nothing(path):
         if (path / CONFIG_FILE).exists():
             raise RunDirError(f"{path} already holds a run",
                               hint=f"continue it with `dlbox train --resume {path}`, "
@@ -312,8 +326,9 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     path = checkpoint_path(run_dir, "last")
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no checkpoint to resume from",
-                          hint="it stopped before its first epoch ended; start it again with "
-                               f"`dlbox train --run-dir NEW_DIR` (or delete {run_dir})")
+                          hint="it stopped before its first epoch ended and saved nothing; "
+                               "start it again with the command that started it (without "
+                               f"--resume; `--run-dir {run_dir}` may be reused)")
     state = load_checkpoint(path)
     check_checkpoint(state, path)
     if state.get("finished"):
