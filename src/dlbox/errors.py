@@ -51,6 +51,35 @@ class ContainerError(DlboxError):
     """Building or running a Docker image failed."""
 
 
+class FileWriteError(DlboxError):
+    """A file could not be written: no space left, no permission, a read-only filesystem."""
+
+    def __init__(self, path: object, reason: str, hint: str | None = None) -> None:
+        super().__init__(f"cannot write {path}: {reason}", hint=hint or WRITE_HINT)
+        self.path = path
+
+
+WRITE_HINT = ("free some disk space, or make the folder writable (or write elsewhere: "
+              "--run-dir for runs, --data / DLBOX_DATA for data)")
+
+
+def write_error(path: object, error: BaseException) -> FileWriteError:
+    """The FileWriteError for an OSError raised while writing `path` (named as the final file,
+    never its temp file)."""
+    import errno
+
+    code = getattr(error, "errno", None)
+    reason = getattr(error, "strerror", None) or first_line(error)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return FileWriteError(path, reason, hint="free some disk space, or write elsewhere "
+                                                  "(--run-dir for runs, --data for data)")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return FileWriteError(path, reason, hint="the folder is not writable for you: fix its "
+                                                  "permissions, or write elsewhere (--run-dir "
+                                                  "for runs, --data for data)")
+    return FileWriteError(path, reason)
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an error's text (its type name when it has none), for one-line
     messages. torch's "Error(s) in loading state_dict for X:" heading gets its first detail

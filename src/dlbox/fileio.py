@@ -10,20 +10,34 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from dlbox.errors import FileWriteError, first_line, write_error
+
+# Below this many free bytes, a writer's failure (torch.save's "unexpected pos", say) is read
+# as the disk running full.
+LOW_SPACE_BYTES = 16 * 1024 * 1024
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file beside `path`; on a clean exit it replaces `path`, else it vanishes."""
+    """Open a temp file beside `path`; on a clean exit it replaces `path`, else it vanishes.
+
+    An OSError on the way (no space, no permission, a read-only filesystem, a folder where the
+    file should be) becomes dlbox.errors.FileWriteError naming `path`, not the temp file."""
     if mode not in ("w", "wb"):
         raise ValueError("atomic_open writes only: mode 'w' or 'wb'")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                        dir=path.parent)
+    except OSError as error:
+        raise write_error(path, error) from error
     try:
         # mkstemp makes the file 0600; the result gets the mode a plain open() would give.
         os.fchmod(fd, 0o666 & ~_current_umask())
@@ -34,11 +48,24 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             os.unlink(tmp_name)
+        if isinstance(error, OSError):
+            raise write_error(path, error) from error
+        if isinstance(error, RuntimeError) and _low_on_space(path.parent):
+            # torch.save reports a full disk as a RuntimeError from its zip writer.
+            raise FileWriteError(path, f"no space left on the device ({first_line(error)})",
+                                 hint="free some disk space, or write elsewhere") from error
         raise
     _fsync_dir(path.parent)
+
+
+def _low_on_space(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
 
 
 def _current_umask() -> int:

@@ -137,3 +137,37 @@ def test_a_signal_stops_cleanly_with_the_checkpoint_saved(fake_cifar_dir: Path, 
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert state["epoch"] >= 1 and not state["finished"]
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.pt"]
+
+
+def test_ctrl_c_in_the_final_evaluation_points_to_evaluate_not_resume(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlbox.training import loop
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # a second Ctrl-C while the report is being written
+
+    monkeypatch.setattr(loop, "_report", interrupted)
+    run_dir = tmp_path / "run"
+    code = main(["train", *QUICK, "--epochs", "1", "--data", str(fake_cifar_dir),
+                 "--run-dir", str(run_dir)])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert f"evaluate with: dlbox evaluate {run_dir.resolve()}" in err
+    assert "--resume" not in err  # resuming a finished run is refused
+    monkeypatch.undo()
+    assert main(["evaluate", str(run_dir)]) == EXIT_OK
+
+
+def test_a_folder_in_place_of_a_run_file_is_a_one_line_error(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", *QUICK, "--epochs", "1", "--data", str(fake_cifar_dir),
+                 "--run-dir", str(run_dir), "--no-evaluate"]) == EXIT_OK
+    (run_dir / "predictions.csv").mkdir()  # evaluate cannot write its CSV there
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"error: cannot write {run_dir / 'predictions.csv'}:" in err
+    assert "unexpected" not in err and ".tmp" not in err
+    assert len(err.strip().splitlines()) == 2  # the error and its hint

@@ -165,3 +165,31 @@ def test_a_speedrun_stopped_before_its_first_epoch_ended_says_nothing_was_saved(
     assert later.value.resumable and (tmp_path / "later" / "checkpoints" / "last.pt").is_file()
     assert "the state after epoch 1" in later.value.message
     assert "epoch in progress is lost" in later.value.message
+
+
+@pytest.mark.parametrize("key, damage", [("optimizers", [None, None]), ("generator", "x"),
+                                         ("step", None)])
+def test_a_damaged_speedrun_state_is_refused_before_resume_writes(
+        small_cifar_dir: Path, tmp_path: Path, key: str, damage: object) -> None:
+    import torch
+
+    from dlbox.errors import RunDirError
+    from dlbox.training.checkpoint import load_checkpoint
+    from dlbox.training.config import build_config
+    from dlbox.training.loop import TrainingStopped, resume, train
+
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train(build_config("speedrun", device="cpu", epochs=2, batch_size=100, seed=0,
+                           data_dir=str(small_cifar_dir), run_dir=str(run), threads=1),
+              progress=False, evaluate_at_end=False,
+              stop=lambda epoch, step: epoch == 1 and step == 1)
+    path = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    state["speedrun_state"][key] = damage
+    torch.save(state, path)
+    manifest = (run / "manifest.json").read_bytes()
+    with pytest.raises(RunDirError, match="is damaged") as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert "\n" not in error.value.message
+    assert (run / "manifest.json").read_bytes() == manifest

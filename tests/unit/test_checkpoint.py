@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlbox.errors import RunDirError
+from dlbox.errors import FileWriteError, RunDirError
 from dlbox.fileio import write_json_atomic
 from dlbox.models import create_model
 from dlbox.training import checkpoint as checkpoint_module
@@ -49,7 +49,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint_module.torch, "save", failing_save)
-    with pytest.raises(OSError):
+    with pytest.raises(FileWriteError, match="cannot write .*last.pt: No space left"):
         save_checkpoint(path, {"epoch": 2})
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left

@@ -59,3 +59,52 @@ def test_nan_and_infinity_are_written_as_null_so_strict_parsers_accept_the_file(
                     "final": {"lr": None, "low": None, "pair": [None, 0.5], "np": None,
                               "ok": 0.25, "flag": True}}
     assert finite_json({"a": [1, "x", None]}) == {"a": [1, "x", None]}
+
+
+def test_a_full_disk_is_a_one_line_error_naming_the_file_not_its_temp(tmp_path: Path) -> None:
+    import errno
+
+    from dlbox.errors import FileWriteError
+
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    def full(handle):  # type: ignore[no-untyped-def]
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(FileWriteError) as info:
+        write_with_atomic(target, full)
+    assert info.value.message == f"cannot write {target}: No space left on device"
+    assert "disk space" in (info.value.hint or "")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_a_folder_where_the_file_should_be_is_a_write_error(tmp_path: Path) -> None:
+    from dlbox.errors import FileWriteError
+
+    (tmp_path / "predictions.csv").mkdir()
+    with pytest.raises(FileWriteError, match="cannot write .*predictions.csv"):
+        write_json_atomic(tmp_path / "predictions.csv", {"x": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]  # no temp file left
+
+
+def test_torch_saves_full_disk_runtime_error_is_read_as_no_space(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import collections
+
+    from dlbox import fileio
+    from dlbox.errors import FileWriteError
+
+    def zip_writer_fails(handle):  # type: ignore[no-untyped-def]
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 269056")
+
+    with pytest.raises(RuntimeError) as plenty:  # plenty of space: a bug, passed on as it is
+        write_with_atomic(tmp_path / "last.pt", zip_writer_fails)
+    assert not isinstance(plenty.value, FileWriteError)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(fileio.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 4096))
+    with pytest.raises(FileWriteError, match="no space left") as full:
+        write_with_atomic(tmp_path / "last.pt", zip_writer_fails)
+    assert "last.pt" in full.value.message and "\n" not in full.value.message
+    assert list(tmp_path.iterdir()) == []

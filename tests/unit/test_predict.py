@@ -182,6 +182,10 @@ def write_truncated(path: Path, fmt: str) -> Path:
     (lambda d: (d / "art.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
      and d / "art.eps", "EPS/PostScript is not read"),
     (lambda d: d / "missing.png", "no such file"),
+    (lambda d: (d / "loop.png").symlink_to(d / "loop.png") or d / "loop.png",
+     "cannot open the file (Too many levels of symbolic links)"),
+    (lambda d: (d / "a.png").write_bytes(b"") or d / "a.png" / "x.png",
+     "cannot open the file (Not a directory)"),
     (lambda d: d, "directory"),
     (lambda d: os.mkfifo(d / "pipe.png") or d / "pipe.png", "not a regular file"),
 ])

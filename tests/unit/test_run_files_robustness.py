@@ -91,6 +91,26 @@ def test_load_state_dict_checked(tmp_path: Path) -> None:
         _one_line(info.value)
 
 
+def test_a_checkpoint_of_another_net_is_refused_in_a_line_of_bounded_length(
+        tmp_path: Path) -> None:
+    """torch names every missing key on one line (2,000 characters for a resnet); the error
+    keeps its start."""
+    run_dir = _run_dir(tmp_path)  # a tiny net's weights, for a run that says resnet
+    write_json_atomic(run_dir / "config.json",
+                      TrainConfig(model="resnet", model_kwargs={"width": 4}).to_dict())
+    with pytest.raises(RunDirError) as info:
+        load_model_from_run(run_dir, "cpu")
+    _one_line(info.value)
+    assert "Missing key(s)" in info.value.message or "Unexpected key(s)" in info.value.message
+    assert len(info.value.message) < 400 and info.value.message.endswith("…)")
+
+
+def test_a_file_given_as_the_run_dir_says_so(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunDirError, match="is a file, not a run directory"):
+        read_run_config(tmp_path / "afile")
+
+
 def test_resume_from_a_damaged_config_json(tmp_path: Path) -> None:
     from dlbox.training.loop import resume
 

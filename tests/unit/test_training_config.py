@@ -40,6 +40,10 @@ def test_build_config_uses_the_recipe_then_overrides() -> None:
     ({"epochs": 0}, "epochs"), ({"batch_size": -1}, "batch_size"), ({"lr": 0.0}, "learning"),
     ({"label_smoothing": 1.0}, "smoothing"), ({"schedule": "cosine"}, "schedule"),
     ({"num_train": 0}, "num_train"),
+    # finite, but the first step overflows float32 weights, or torch.manual_seed refuses
+    ({"lr": 1e308}, "at most"), ({"weight_decay": 1e300}, "at most"),
+    ({"seed": 2**64}, "seed"), ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"),
+    ({"data_dir": 5}, "data_dir"), ({"run_dir": ["runs"]}, "run_dir"),
 ])
 def test_invalid_settings_are_usage_errors(changes: dict, flag: str) -> None:
     with pytest.raises(UsageError, match=flag):
@@ -66,6 +70,17 @@ def test_non_finite_settings_are_usage_errors(changes: dict) -> None:
 def test_settings_of_the_wrong_type_are_usage_errors(changes: dict) -> None:
     with pytest.raises(UsageError):
         TrainConfig(**changes)
+
+
+def test_more_threads_than_four_per_core_are_refused_where_the_user_sets_them() -> None:
+    from dlbox.training.device import available_cpus
+
+    most = 4 * available_cpus()
+    assert build_config("tiny", device="cpu", threads=most).threads == most
+    with pytest.raises(UsageError, match=f"at most {most}"):  # torch crashes at 100,000
+        build_config("tiny", device="cpu", threads=100_000)
+    # a run's config.json from a bigger machine still loads (evaluate, resume)
+    assert TrainConfig.from_dict({"model": "tiny", "threads": 100_000}).threads == 100_000
 
 
 def test_unknown_model_in_build_config() -> None:

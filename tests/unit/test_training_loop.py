@@ -270,3 +270,54 @@ def test_resume_refuses_weights_that_do_not_fit_in_one_line(fake_cifar_dir: Path
         resume(run, progress=False, evaluate_at_end=False)
     assert "\n" not in error.value.message
     assert (run / "config.json").read_bytes() == config_before
+
+
+@pytest.mark.parametrize("key, damage, part", [
+    ("optimizer", None, "optimizer"),
+    ("optimizer", {"state": {}, "param_groups": []}, "optimizer"),
+    ("scheduler", None, "schedule"),
+    ("rng", None, "random state"),
+    ("epoch_partial", {"x": 1}, "counters"),
+])
+def test_resume_refuses_a_damaged_checkpoint_part_before_writing(
+        fake_cifar_dir: Path, tmp_path: Path, key: str, damage: object, part: str) -> None:
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    path = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    state[key] = damage
+    torch.save(state, path)
+    before = {name: (run / name).read_bytes() for name in ("config.json", "manifest.json")}
+    with pytest.raises(RunDirError, match=f"is damaged \\(.*{part}") as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert "\n" not in error.value.message
+    assert before == {name: (run / name).read_bytes() for name in before}  # nothing written
+
+
+def test_a_failed_checkpoint_write_leaves_no_epoch_claimed(
+        fake_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk fails the checkpoint: metrics.json must not then claim the epoch (resume
+    reads the checkpoint, and the hints read metrics.json)."""
+    from dlbox.errors import FileWriteError
+    from dlbox.training import loop
+
+    def disk_full(path, state):  # type: ignore[no-untyped-def]
+        raise FileWriteError(path, "No space left on device")
+
+    monkeypatch.setattr(loop, "save_checkpoint", disk_full)
+    with pytest.raises(FileWriteError):
+        train(tiny_config(fake_cifar_dir, tmp_path / "run"), progress=False,
+              evaluate_at_end=False)
+    metrics = tmp_path / "run" / "metrics.json"
+    assert not metrics.exists() or not read_json(metrics).get("history")
+
+
+def test_a_diverged_run_stops_with_a_hint_and_saves_no_nan_state(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    from dlbox.errors import DlboxError
+
+    run = tmp_path / "run"
+    with pytest.raises(DlboxError, match="diverged in epoch 1") as error:
+        train(tiny_config(fake_cifar_dir, run, lr=900.0, weight_decay=10.0), progress=False)
+    assert "--lr 900" in (error.value.hint or "")
+    assert not (run / "checkpoints" / "last.pt").exists()
+    assert not (run / "predictions.csv").exists()  # no report of a 10 % NaN model

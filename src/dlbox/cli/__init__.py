@@ -15,7 +15,13 @@ import sys
 from collections.abc import Sequence
 
 from dlbox import __version__
-from dlbox.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, DlboxError, first_line
+from dlbox.errors import (
+    EXIT_ERROR,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    DlboxError,
+    first_line,
+)
 
 DEBUG_ENV = "DLBOX_DEBUG"  # set to 1: an unexpected error shows its full traceback
 
@@ -62,6 +68,15 @@ def report_unexpected(error: Exception) -> None:
           file=sys.stderr)
 
 
+def report_os_error(error: OSError) -> None:
+    """One line for an OSError no command caught: what failed, on which path."""
+    where = f" {error.filename}" if error.filename else ""
+    reason = error.strerror or first_line(error)
+    print(f"error: cannot use{where}: {reason}", file=sys.stderr)
+    print("hint: check that the path exists, is the right kind (file or folder), is readable "
+          "and writable for you, and that the disk has space", file=sys.stderr)
+
+
 def debugging() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -85,6 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as error:  # a file or folder the command could not use: the user's to fix
+        if debugging():
+            raise
+        report_os_error(error)
+        return EXIT_ERROR
     except Exception as error:  # last resort: one line instead of a traceback
         if debugging():
             raise

@@ -100,10 +100,26 @@ def run(args: argparse.Namespace) -> int:
         last = Path(run_dir or "") / "checkpoints" / "last.pt"
         print("interrupted", file=sys.stderr)
         if run_dir and last.is_file():
-            print(f"the last saved state is in {last}\nresume with: dlbox train --resume "
-                  f"{Path(run_dir).resolve()}", file=sys.stderr)
+            where = Path(run_dir).resolve()
+            if _finished(last):  # stopped in the final evaluation: training itself is done
+                print(f"training had finished ({last}); its evaluation was cut short\n"
+                      f"evaluate with: dlbox evaluate {where}", file=sys.stderr)
+            else:
+                print(f"the last saved state is in {last}\nresume with: dlbox train --resume "
+                      f"{where}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _finished(checkpoint: Path) -> bool:
+    """Whether a run's checkpoint says all its epochs are done (False when unreadable)."""
+    from dlbox.errors import DlboxError
+    from dlbox.training.checkpoint import load_checkpoint
+
+    try:
+        return bool(load_checkpoint(checkpoint).get("finished"))
+    except DlboxError:
+        return False
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

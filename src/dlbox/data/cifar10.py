@@ -40,7 +40,7 @@ from dlbox.data.layout import (
     TRAIN_BATCHES,
     batches_dir,
 )
-from dlbox.errors import DataError
+from dlbox.errors import DataError, FileWriteError
 from dlbox.fileio import write_with_atomic
 
 CACHE_ENV_VAR = "DLBOX_DATA_CACHE"
@@ -238,7 +238,7 @@ def _write_cache(path: Path, key: str, dataset: ImageDataset) -> None:
                 stale.unlink()
     try:
         write_with_atomic(path, lambda handle: torch.save(state, handle))
-    except OSError:  # a read-only or full data dir: no cache, nothing else lost
+    except (OSError, FileWriteError):  # a read-only or full data dir: no cache, nothing lost
         pass
 
 

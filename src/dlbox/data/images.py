@@ -140,6 +140,8 @@ def describe_error(error: BaseException) -> str:
         claimed = f"{int(match.group(1)):,} pixels" if match else "too many pixels"
         return (f"image claims {claimed}, over the {MAX_IMAGE_PIXELS // 1_000_000}-megapixel "
                 "limit (refused as a possible decompression bomb)")
+    if isinstance(error, OSError) and error.errno is not None:  # the path, not the pixels
+        return f"cannot open the file ({error.strerror})"
     text = first_line(error)
     if "truncated" in text.lower() or isinstance(error, EOFError):
         return f"truncated or incomplete image file ({text})"

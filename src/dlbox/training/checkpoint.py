@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import re
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -45,7 +46,8 @@ def checkpoint_path(run_dir: str | Path, name: str = "last") -> Path:
     candidate = Path(name)
     if candidate.suffix == ".pt" and (candidate.is_absolute() or candidate.exists()):
         return candidate
-    return Path(run_dir) / CHECKPOINTS_DIRNAME / f"{name}.pt"
+    stem = name[:-len(".pt")] if name.endswith(".pt") else name  # `best.pt` means best
+    return Path(run_dir) / CHECKPOINTS_DIRNAME / f"{stem}.pt"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -63,16 +65,32 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise RunDirError(f"checkpoint {path} does not exist",
                           hint="train first (`dlbox train`), or pass the right run directory")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol notes: the error says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise RunDirError(
-            f"checkpoint {path} cannot be loaded safely ({first_line(error)})",
+            f"checkpoint {path} cannot be loaded safely ({_load_failure(error)})",
             hint="it is damaged or not a dlbox checkpoint; train again or resume from a good copy",
         ) from None
     if not isinstance(state, dict):
         raise RunDirError(f"checkpoint {path} is not a dlbox checkpoint",
                           hint="pass a checkpoint written by `dlbox train`")
     return state
+
+
+def _load_failure(error: BaseException) -> str:
+    """Why torch.load refused a file, without torch's advice to load it with
+    weights_only=False (which would run whatever code the file holds)."""
+    text = " ".join(str(error).split())
+    if "weights_only" in text or "Weights only load failed" in text:
+        detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+        return ("it holds something other than tensors and plain values"
+                + (f": {detail.group(1).strip().rstrip('.')}" if detail else ""))
+    return first_line(error)
+
+
+MAX_REASON_CHARS = 240  # of torch's reason in a one-line error
 
 
 def load_state_dict_checked(target: Any, state: Any, path: str | Path,
@@ -88,7 +106,10 @@ def load_state_dict_checked(target: Any, state: Any, path: str | Path,
     try:
         target.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError, KeyError) as error:
-        raise RunDirError(f"checkpoint {path} does not fit {what} ({first_line(error)})",
+        reason = first_line(error)
+        if len(reason) > MAX_REASON_CHARS:  # torch lists every missing key on one line
+            reason = reason[:MAX_REASON_CHARS].rstrip(" ,") + " …"
+        raise RunDirError(f"checkpoint {path} does not fit {what} ({reason})",
                           hint=hint) from None
 
 
@@ -158,6 +179,10 @@ def restore_generator(generator: torch.Generator, saved: torch.Tensor | None) ->
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is a file, not a run directory",
+                          hint="pass the folder `dlbox train` wrote (default: "
+                               "runs/<time>-<model>)")
     if not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} does not exist",
                           hint="pass a directory made by `dlbox train` "
@@ -182,6 +207,24 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     except (ValueError, TypeError) as error:
         raise RunDirError(f"{path} is not a valid run config ({first_line(error)})",
                           hint=hint) from None
+
+
+def _missing_checkpoint_hint(run_dir: Path, checkpoint: str) -> str:
+    """What to do about a run without the checkpoint asked for: name the ones it has; for a
+    run whose metrics.json records finished epochs, the checkpoint was lost (not never made)."""
+    folder = run_dir / CHECKPOINTS_DIRNAME
+    saved = sorted(p.stem for p in folder.glob("*.pt") if p.is_file()) if folder.is_dir() else []
+    if checkpoint != "last" and saved:
+        return f"its checkpoints are: {', '.join(saved)} (--checkpoint NAME)"
+    try:
+        history = read_json(run_dir / "metrics.json").get("history")
+    except (OSError, ValueError, AttributeError):
+        history = None
+    if isinstance(history, list) and history:
+        return (f"its metrics.json records {len(history)} finished epoch(s), so the checkpoint "
+                f"was moved or deleted: put it back in {folder}, or train again")
+    return ("its training stopped before the first epoch ended and saved nothing; train it "
+            f"again with the command that started it (`--run-dir {run_dir}` may be reused)")
 
 
 def _json_kind(value: Any) -> str:
@@ -244,18 +287,20 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
     torch_device = device if isinstance(device, torch.device) else resolve_device(device)
     path = checkpoint_path(run_dir, checkpoint)
     if not path.is_file():
-        saved = sorted(p.stem for p in (run_dir / CHECKPOINTS_DIRNAME).glob("*.pt"))
-        if checkpoint != "last" and saved:
-            hint = f"its checkpoints are: {', '.join(saved)} (--checkpoint NAME)"
-        else:
-            hint = ("its training stopped before the first epoch ended and saved nothing; "
-                    "train it again with the command that started it (`--run-dir "
-                    f"{run_dir}` may be reused)")
-        raise RunDirError(f"run {run_dir} has no checkpoint {path.name}", hint=hint)
+        raise RunDirError(f"run {run_dir} has no checkpoint {path.name}"
+                          + (" (a folder of that name is in its place)" if path.is_dir() else ""),
+                          hint=_missing_checkpoint_hint(run_dir, checkpoint))
     state = load_checkpoint(path)
     check_checkpoint(state, path)
     classes = tuple(state.get("classes") or ())
-    model = create_model(config.model, num_classes=len(classes) or 10, **config.model_kwargs)
+    try:
+        model = create_model(config.model, num_classes=len(classes) or 10,
+                             **config.model_kwargs)
+    except UsageError as error:  # a config.json edited by hand, or from another dlbox
+        raise RunDirError(f"{run_dir / CONFIG_FILE} names a model this dlbox cannot build "
+                          f"({error.message})",
+                          hint="it was edited or written by another dlbox version; "
+                               "`dlbox models` lists the models and their settings") from None
     load_state_dict_checked(model, state.get("model"), path, what=f"model '{config.model}'")
     channels_last = config.use_channels_last(torch_device)
     from dlbox.training.loop import to_device

@@ -89,6 +89,18 @@ class TrainConfig:
                                  hint=f"e.g. {example}")
         if not self.lr > 0:
             raise UsageError(f"learning rate must be > 0, got {self.lr}", hint="pass --lr 0.1")
+        # Past these the run only diverges, and float32 weights overflow on the first step.
+        if self.lr > MAX_LR or self.weight_decay > MAX_WEIGHT_DECAY:
+            raise UsageError(f"learning rate must be at most {MAX_LR:g} and weight decay at "
+                             f"most {MAX_WEIGHT_DECAY:g}, got {self.lr:g} and "
+                             f"{self.weight_decay:g}", hint="e.g. --lr 0.1 --weight-decay 5e-4")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) \
+                or not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"seed must be a whole number in 0..{MAX_SEED}, got {self.seed!r}",
+                             hint="e.g. --seed 0")
+        for name in ("data_dir", "run_dir"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise UsageError(f"{name} must be a path, got {getattr(self, name)!r}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise UsageError("weight decay must be >= 0 and momentum in [0, 1)",
                              hint="e.g. --weight-decay 5e-4 (momentum 0.9)")
@@ -146,6 +158,26 @@ class TrainConfig:
         return bool(self.channels_last)
 
 
+MAX_LR = 1e3
+MAX_WEIGHT_DECAY = 10.0
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
+
+
+THREADS_PER_CORE = 4  # the most --threads per core: more only slows training
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse more threads than THREADS_PER_CORE per core of this machine (torch crashes when
+    asked for 100,000). Checked where the user sets it, not in validate: a run's config.json
+    from a bigger machine still loads here."""
+    from dlbox.training.device import available_cpus
+
+    most = THREADS_PER_CORE * available_cpus()
+    if isinstance(threads, int) and threads > most:
+        raise UsageError(f"threads must be at most {most} ({THREADS_PER_CORE} per core of this "
+                         f"machine), got {threads}", hint="leave --threads out to use every core")
+
+
 def _is_finite_number(value: Any) -> bool:
     """An int or float that is not NaN or infinite (and not a bool)."""
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -181,4 +213,6 @@ def build_config(model: str | None = None, device: str = "auto", **overrides: An
     if unknown:
         raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
     values.update({key: value for key, value in overrides.items() if value is not None})
-    return TrainConfig(model=name, device=device, **values)
+    config = TrainConfig(model=name, device=device, **values)
+    check_threads(config.threads)
+    return config

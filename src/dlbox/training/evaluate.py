@@ -292,9 +292,17 @@ def read_metrics_file(path: Path) -> dict[str, Any]:
         raise RunDirError(f"{path} is not valid JSON ({error})",
                           hint="restore it, or delete it to keep only the test metrics"
                           ) from None
+    hint = "restore it, or delete it to keep only the test metrics"
     if not isinstance(existing, dict):
-        raise RunDirError(f"{path} does not hold a JSON object",
-                          hint="restore it, or delete it to keep only the test metrics")
+        raise RunDirError(f"{path} does not hold a JSON object", hint=hint)
+    shapes = {"final": (dict, "an object"), "evaluation": (dict, "an object"),
+              "history": (list, "a list")}
+    for key, (kind, described) in shapes.items():
+        if existing.get(key) is not None and not isinstance(existing[key], kind):
+            raise RunDirError(f"{path} is damaged: its \"{key}\" is not {described}", hint=hint)
+    if any(not isinstance(entry, dict) for entry in existing.get("history") or []):
+        raise RunDirError(f"{path} is damaged: its \"history\" holds entries that are not "
+                          "objects", hint=hint)
     return existing
 
 

@@ -15,10 +15,12 @@ with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import re
 import signal
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import DlboxError, RunDirError
+from dlbox.errors import DlboxError, RunDirError, first_line
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -389,6 +391,80 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
             f"{config.data_dir} gives {len(train_set)}", hint=hint)
     model = create_model(config.model, num_classes=len(train_set.classes), **config.model_kwargs)
     load_state_dict_checked(model, state.get("model"), path, what=f"model {config.model!r}")
+    _rehearse_restore(path, state, config, model, len(train_set))
+
+
+def _rehearse_restore(path: Path, state: dict[str, Any], config: TrainConfig, model: nn.Module,
+                      num_train: int) -> None:
+    """Load the rest of the checkpoint (optimizers, schedule, random states, counters) into
+    throwaway copies, as the trainer will: a damaged part is a one-line RunDirError now,
+    before resume writes anything, not a traceback halfway through. The RNGs it touches are
+    seeded and restored again by the trainer."""
+    hint = "it was edited or damaged; train again or resume from a good copy"
+    part = "the checkpoint"
+    try:
+        if state.get("trainer") == "speedrun":
+            from dlbox.training.speedrun import build_optimizers, config_from_train
+
+            saved = state.get("speedrun_state")
+            part = "the speedrun state"
+            if not isinstance(saved, dict):
+                raise TypeError(f"it is {type(saved).__name__}, not a dict")
+            from dlbox.models.speedrun import SpeedrunNet
+
+            if not isinstance(model, SpeedrunNet):
+                raise TypeError(f"its trainer is speedrun, its model {type(model).__name__}")
+            recipe = config_from_train(config)
+            optimizers = build_optimizers(model, recipe, min(recipe.batch_size, num_train))
+            part = "the optimizers' state"
+            for optimizer, optimizer_state in zip(optimizers, saved["optimizers"], strict=True):
+                optimizer.load_state_dict(optimizer_state)
+            part = "the random state"
+            generator_state = saved["generator"]
+            if not isinstance(generator_state, torch.Tensor):
+                raise TypeError(f"generator is {type(generator_state).__name__}")
+            if generator_state.numel() == torch.Generator().get_state().numel():
+                torch.Generator().set_state(generator_state.cpu())
+            for key in ("base_flip", "lookahead"):
+                if not isinstance(saved.get(key), (torch.Tensor, dict, type(None))):
+                    raise TypeError(f"{key} is {type(saved[key]).__name__}")
+            part = "the counters"
+            for key in ("step", "epoch", "images_seen"):
+                int(saved[key])
+            float(saved["train_seconds"])
+            list(saved["history"])
+            list(saved["curve"])
+            return
+        sgd = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+        part = "the optimizer state"
+        sgd.load_state_dict(state["optimizer"])
+        part = "the learning-rate schedule"
+        per_epoch = steps_per_epoch(num_train, config.batch_size)
+        make_scheduler(sgd, config.schedule, config.epochs * per_epoch,
+                       config.warmup_fraction).load_state_dict(state["scheduler"])
+        part = "the random state"
+        with warnings.catch_warnings():  # a CUDA run's generator state, read on the CPU
+            warnings.simplefilter("ignore")
+            restore_rng_state(state["rng"], torch.Generator())
+        part = "the counters"
+        EpochSums(**state["epoch_partial"]) if state.get("epoch_partial") else EpochSums()
+        for key in ("step_in_epoch", "global_step"):
+            int(state.get(key, 0))
+        float(state.get("train_seconds", 0.0))
+        list(state.get("history", []))
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError) as error:
+        raise RunDirError(f"checkpoint {path} is damaged ({part}: {first_line(error)})",
+                          hint=hint) from None
+
+
+def _diverged(epoch: int, config: TrainConfig, run_dir: Path) -> DlboxError:
+    """The error for an epoch whose training loss is NaN or infinite: nothing after it can
+    recover, so training stops before that epoch's state is saved."""
+    return DlboxError(f"training diverged in epoch {epoch}: the training loss became NaN or "
+                      f"infinite (the epoch's state was not saved; {run_dir} keeps the last "
+                      "good one, if any)",
+                      hint=f"train again with a lower learning rate (this run's: --lr "
+                           f"{config.lr:g})")
 
 
 def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: ImageDataset,
@@ -533,6 +609,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
             seconds = time.perf_counter() - start
             _fold(state.sums, loss_sum, correct_sum, seen_this_session, seconds)
             state.train_seconds += seconds
+            if not math.isfinite(state.sums.loss):
+                raise _diverged(epoch, config, run_dir)
             sums = state.sums
             eval_start = time.perf_counter()
             test_logits = predict_logits(model, test_set.images, device, config.eval_batch_size,
@@ -556,10 +634,12 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
             state.epoch_perm = None
             state.sums = EpochSums()
             finished = epoch == config.epochs
-            _write_metrics(run_dir, config, state, test_set, finished)
             stop_now = not finished and should_stop(epoch, per_epoch)
+            # The checkpoint first: metrics.json never claims an epoch whose state is not on
+            # disk (a full disk fails the checkpoint, and then nothing claims the epoch).
             if finished or stop_now or epoch % config.checkpoint_every == 0:
                 save(finished)
+            _write_metrics(run_dir, config, state, test_set, finished)
             bar.message(_epoch_line(entry, config.epochs))
             if stop_now:
                 raise _stopped(run_dir, flag)
@@ -626,6 +706,8 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
 
     with stop_on_signals(flag), TrainProgress(progress, config.epochs) as bar:
         def on_epoch(entry: dict[str, Any], trainer_state: dict[str, Any]) -> None:
+            if not math.isfinite(entry["train_loss"]):
+                raise _diverged(int(entry["epoch"]), config, run_dir)
             previous = state.history[-1] if state.history else {"elapsed_s": 0.0, "steps": 0}
             seconds = entry["train_seconds"] - previous["elapsed_s"]
             record = {
