@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import os
 import re
+import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,9 +152,16 @@ def describe_error(error: BaseException) -> str:
     return f"cannot decode image: {text}"
 
 
+EXIF_ORIENTATION = 0x0112
+
+
 def upright(image: Image.Image) -> Image.Image:
     """The image turned as its EXIF orientation says; as it is when that tag is unreadable."""
+    if image.format != "TIFF" and "exif" not in image.info:
+        return image  # no EXIF block, so nothing to turn (and no copy: most files are these)
     try:
+        if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
+            return image
         return ImageOps.exif_transpose(image)
     except Exception:  # a damaged EXIF block should not cost the image
         return image
@@ -183,13 +192,16 @@ def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
     wrap a batch of calls in quiet_pillow_warnings() to keep Pillow's warnings off stderr.
     """
     if not isinstance(source, bytes):
-        path = Path(source)
-        if path.exists() and not path.is_file():
+        try:
+            mode = os.stat(source).st_mode
+        except OSError:
+            mode = None  # missing, a loop, ...: Image.open says which, below
+        if mode is not None and not stat.S_ISREG(mode):
             # A folder, a FIFO or a device: opening it could block or read forever.
-            raise ImageLoadError("is a directory, not an image file" if path.is_dir()
+            raise ImageLoadError("is a directory, not an image file" if stat.S_ISDIR(mode)
                                  else "not a regular file")
     try:
-        opened = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
+        opened = io.BytesIO(source) if isinstance(source, bytes) else source
         # Pillow refuses past about 179 megapixels (DecompressionBombError) and only warns
         # from 89: the check below refuses from MAX_IMAGE_PIXELS, before any pixel is decoded.
         with Image.open(opened, formats=_open_formats()) as image:
