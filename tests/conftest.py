@@ -52,3 +52,24 @@ def temp_files_stay_in_pytests_tmp(tmp_path_factory: pytest.TempPathFactory
     else:
         os.environ["TMPDIR"] = saved
     tempfile.tempdir = None
+
+
+@pytest.fixture()
+def undeletable_old_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --force fetch cannot delete the folder it swapped out (say, another user's files in
+    it): shutil.rmtree of a `.old.` folder raises PermissionError. Root ignores permission
+    bits, so the refusal is simulated."""
+    import errno
+    import shutil
+
+    from dlbox.data import extract
+
+    real_rmtree = shutil.rmtree
+
+    def rmtree(path: object, *args: object, **kwargs: object) -> None:
+        if ".old." in str(path):
+            raise PermissionError(errno.EACCES, "Permission denied",
+                                  str(Path(str(path)) / "batches.meta"))
+        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(extract.shutil, "rmtree", rmtree)

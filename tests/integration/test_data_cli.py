@@ -1,9 +1,11 @@
 """`dlbox data fetch|check` end to end: exit codes, messages, files on disk."""
 
+import errno
 import hashlib
 import json
 import os
 import pickle
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dlbox.cli import main
+from dlbox.data import extract as extract_module
 from dlbox.data.synthetic import (
     write_fake_cifar10,
     write_fake_cifar10_archive,
@@ -185,3 +188,160 @@ def test_check_image_folder_missing_a_split_hints_at_adding_it(
     hints = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hint:")]
     assert len(hints) == 1 and "add the test split" in hints[0]
     assert "fetch --force" not in hints[0]
+
+
+# ---- foreseeable failures end as one error line and a hint, never "unexpected" ----------------
+
+def error_lines(err: str) -> tuple[list[str], list[str]]:
+    lines = err.strip().splitlines()
+    return ([line for line in lines if line.startswith("error:")],
+            [line for line in lines if line.startswith("hint:")])
+
+
+def assert_clean_error(err: str, *needles: str) -> str:
+    errors, hints = error_lines(err)
+    assert len(errors) == 1 and len(hints) == 1, err
+    assert "unexpected" not in err and "Traceback" not in err
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return hints[0]
+
+
+def denied(path: object) -> PermissionError:
+    return PermissionError(errno.EACCES, "Permission denied", str(path))
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_fetch_into_a_read_only_data_dir(tmp_path: Path, archive: tuple[Path, str], force: bool,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path, digest = archive
+    data = tmp_path / "ro"
+    data.mkdir()
+    fetch = ["data", "fetch", "--data", str(data), "--from", str(path), "--sha256", digest]
+    if force:
+        assert main(fetch) == 0
+        fetch.append("--force")
+    capsys.readouterr()
+
+    def mkdtemp(*args: object, **kwargs: object) -> str:  # as for a folder root can't bypass
+        raise denied(Path(str(kwargs.get("dir"))) / ".cifar-10-batches-py.x.tmp")
+    monkeypatch.setattr(extract_module.tempfile, "mkdtemp", mkdtemp)
+    assert main(fetch) == 1
+    hint = assert_clean_error(capsys.readouterr().err,
+                              f"the data dir {data} is not writable (Permission denied)")
+    assert "--data" in hint and "DLBOX_DATA" in hint
+    monkeypatch.undo()
+    assert [p.name for p in data.iterdir()] == (["cifar-10-batches-py"] if force else [])
+
+
+def test_force_over_an_undeletable_old_folder_warns_and_succeeds(
+        tmp_path: Path, archive: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path, digest = archive
+    data = tmp_path / "data"
+    fetch = ["data", "fetch", "--data", str(data), "--from", str(path), "--sha256", digest]
+    assert main(fetch) == 0
+    capsys.readouterr()
+    real_rmtree = shutil.rmtree
+
+    def rmtree(target: object, *args: object, **kwargs: object) -> None:
+        if ".old." in str(target):  # e.g. the old copy holds another user's files
+            raise denied(Path(str(target)) / "batches.meta")
+        real_rmtree(target, *args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(extract_module.shutil, "rmtree", rmtree)
+    assert main([*fetch, "--force"]) == 0
+    captured = capsys.readouterr()
+    leftover = [p for p in data.iterdir() if p.name.startswith(".cifar-10-batches-py.old.")]
+    assert len(leftover) == 1
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(leftover[0]) in warnings[0] and "by hand" in warnings[0]
+    assert "error:" not in captured.err and "fetched CIFAR-10" in captured.out
+    monkeypatch.undo()
+    assert main(["data", "check", "--data", str(data)]) == 0
+
+
+@pytest.mark.parametrize("content", [
+    '{"x":\n',  # cut short
+    '{"x": 1}\n',  # valid JSON, wrong shape
+    "[]\n",
+])
+def test_check_reports_a_damaged_checksum_record(tmp_path: Path, archive: tuple[Path, str],
+                                                 content: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path, digest = archive
+    data = tmp_path / "f6"
+    assert main(["data", "fetch", "--data", str(data), "--from", str(path),
+                 "--sha256", digest]) == 0
+    record = data / "cifar-10-batches-py" / "dlbox-checksums.json"
+    record.write_text(content)
+    capsys.readouterr()
+    assert main(["data", "check", "--data", str(data)]) == 1
+    captured = capsys.readouterr()
+    hint = assert_clean_error(captured.err, f"{record} is damaged")
+    assert "dlbox data fetch --force" in hint
+    assert "no archive checksum recorded" not in captured.out
+    assert not captured.out.rstrip().endswith("ok")
+    assert main(["data", "check", "--data", str(data), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["archive_sha256"] is None
+    assert any("is damaged" in problem for problem in report["problems"])
+
+
+def test_check_record_missing_a_file_entry_is_a_problem(tmp_path: Path,
+                                                        archive: tuple[Path, str],
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    path, digest = archive
+    data = tmp_path / "data"
+    assert main(["data", "fetch", "--data", str(data), "--from", str(path),
+                 "--sha256", digest]) == 0
+    record_path = data / "cifar-10-batches-py" / "dlbox-checksums.json"
+    record = json.loads(record_path.read_text())
+    del record["files"]["data_batch_1"]  # its check would silently stop
+    record_path.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["data", "check", "--data", str(data)]) == 1
+    assert_clean_error(capsys.readouterr().err, "no checksum for data_batch_1")
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://example.org:port/x.tar.gz",
+                                 "gopher://example.org/x.tar.gz"])
+def test_fetch_from_a_malformed_url_is_a_usage_error(tmp_path: Path, url: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "fetch", "--data", str(tmp_path / "d"), "--from", url]) == 2
+    captured = capsys.readouterr()
+    hint = assert_clean_error(captured.err, f"--from {url!r} is not a valid URL")
+    assert "--from" in hint and "fetching" not in captured.err
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("how", ["--data", "DLBOX_DATA"])
+def test_data_dir_that_is_a_file(tmp_path: Path, archive: tuple[Path, str], how: str,
+                                 monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path, digest = archive
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    where = ["--data", str(afile)] if how == "--data" else []
+    if how == "DLBOX_DATA":
+        monkeypatch.setenv("DLBOX_DATA", str(afile))
+    assert main(["data", "fetch", *where, "--from", str(path), "--sha256", digest]) == 1
+    hint = assert_clean_error(capsys.readouterr().err,
+                              f"the data dir {afile} is a file, not a folder")
+    assert "--data" in hint and "DLBOX_DATA" in hint and "folder" in hint
+    assert main(["data", "check", *where]) == 1
+    captured = capsys.readouterr()
+    assert_clean_error(captured.err, f"the data dir {afile} is a file, not a folder")
+    assert afile.read_text() == "x"
+
+
+def test_subprocess_malformed_url_and_file_data_dir(tmp_path: Path) -> None:
+    bad_url = run_cli("data", "fetch", "--data", str(tmp_path / "d"), "--from", "http://[::1")
+    assert bad_url.returncode == 2, bad_url.stderr
+    assert_clean_error(bad_url.stderr, "not a valid URL")
+    (tmp_path / "afile").write_text("x")
+    as_file = run_cli("data", "fetch", "--from", "http://example.invalid/x.tar.gz",
+                      env={"DLBOX_DATA": str(tmp_path / "afile")})
+    assert as_file.returncode == 1, as_file.stderr
+    assert_clean_error(as_file.stderr, "is a file, not a folder")

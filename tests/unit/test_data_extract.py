@@ -1,11 +1,15 @@
 """Safe extraction: only the official members, all or nothing."""
 
+import errno
 import io
+import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from dlbox.data import extract as extract_module
 from dlbox.data.cifar10 import load_cifar10
 from dlbox.data.extract import classify_member, extract_cifar10_archive
 from dlbox.data.synthetic import write_fake_cifar10, write_fake_cifar10_archive
@@ -151,3 +155,91 @@ def test_existing_data_kept_on_failure_and_replaced_on_success(tmp_path: Path) -
                             replace=True)
     assert len(load_cifar10(data_dir, "train")) == 40
     assert sorted(p.name for p in data_dir.iterdir()) == ["cifar-10-batches-py"]
+
+
+# ---- the disk says no: one DataError naming the data dir, old data kept, no temp left -------
+# Root ignores permission bits, so the refusing call is simulated (the tests run as root).
+
+def denied(path: object) -> PermissionError:
+    return PermissionError(errno.EACCES, "Permission denied", str(path))
+
+
+def test_unwritable_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10)
+
+    def mkdtemp(*args: object, **kwargs: object) -> str:
+        raise denied(kwargs.get("dir"))
+    monkeypatch.setattr(extract_module.tempfile, "mkdtemp", mkdtemp)
+    with pytest.raises(DataError) as info:
+        extract_cifar10_archive(archive, tmp_path / "data")
+    assert info.value.message == f"the data dir {tmp_path / 'data'} is not writable " \
+                                 "(Permission denied)"
+    assert "--data" in (info.value.hint or "")
+    assert not (tmp_path / "data").exists()
+
+
+def fail_renames(monkeypatch: pytest.MonkeyPatch, when: Callable[[str], bool],
+                 error: Callable[[str], OSError]) -> None:
+    """os.rename (as extract uses it) raises error(src) for the sources `when` picks."""
+    real_rename = os.rename
+
+    def rename(src: object, dst: object) -> None:
+        if when(str(src)):
+            raise error(str(src))
+        real_rename(src, dst)  # type: ignore[arg-type]
+    monkeypatch.setattr(extract_module.os, "rename", rename)
+
+
+def test_old_folder_that_cannot_be_moved_aside(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = tmp_path / "data"
+    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10), data_dir)
+    fail_renames(monkeypatch, lambda src: Path(src) == data_dir / "cifar-10-batches-py",
+                 denied)
+    with pytest.raises(DataError, match="cannot replace the existing") as info:
+        extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "b.tar.gz", 40, 10),
+                                data_dir, replace=True)
+    assert "delete" in (info.value.hint or "")
+    monkeypatch.undo()
+    assert len(load_cifar10(data_dir, "train")) == 20
+    assert sorted(p.name for p in data_dir.iterdir()) == ["cifar-10-batches-py"]
+
+
+def test_failed_final_rename_puts_the_old_folder_back(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = tmp_path / "data"
+    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10), data_dir)
+    fail_renames(monkeypatch, lambda src: src.endswith(".tmp"),
+                 lambda src: OSError(errno.EIO, "Input/output error", src))
+    with pytest.raises(DataError, match="cannot move the extracted files into place"):
+        extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "b.tar.gz", 40, 10),
+                                data_dir, replace=True)
+    monkeypatch.undo()
+    assert len(load_cifar10(data_dir, "train")) == 20
+    assert sorted(p.name for p in data_dir.iterdir()) == ["cifar-10-batches-py"]
+
+
+def test_old_folder_that_cannot_be_deleted_is_reported_not_raised(
+        tmp_path: Path, undeletable_old_copies: None) -> None:
+    data_dir = tmp_path / "data"
+    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10), data_dir)
+    heard: list[tuple[Path, OSError]] = []
+    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "b.tar.gz", 40, 10), data_dir,
+                            replace=True,
+                            on_leftover=lambda path, error: heard.append((path, error)))
+    assert len(load_cifar10(data_dir, "train")) == 40
+    assert len(heard) == 1 and heard[0][0].parent == data_dir and heard[0][0].exists()
+    assert heard[0][0].name.startswith(".cifar-10-batches-py.old.")
+    # without a listener, a warning says the same
+    with pytest.warns(RuntimeWarning, match="could not delete the old copy .*by hand"):
+        extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "c.tar.gz", 30, 10),
+                                data_dir, replace=True)
+    assert len(load_cifar10(data_dir, "train")) == 30
+
+
+def test_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    archive = write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        extract_cifar10_archive(archive, tmp_path / "afile")
+    assert (tmp_path / "afile").read_text() == "x"

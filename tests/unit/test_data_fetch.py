@@ -1,7 +1,10 @@
 """fetch: local archives, a loopback HTTP server, checksums, offline errors, resume."""
 
+import builtins
+import errno
 import hashlib
 import http.server
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -9,13 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from dlbox.data import extract as extract_module
 from dlbox.data import fetch as fetch_module
 from dlbox.data.fetch import (
     ARCHIVE_NAME,
     CHECKSUMS_FILE,
     FetchConfig,
+    check_source,
     data_checksum,
     fetch_cifar10,
+    inspect_checksums,
     normalize_sha256,
     read_checksums,
 )
@@ -246,3 +252,188 @@ def test_sha256_mismatch_shows_the_digest_only_of_a_local_file(
     assert "checksum mismatch" in message and "1" * 64 in message
     assert own not in message + (downloaded.value.hint or "")
     assert not (tmp_path / "d").exists()
+
+
+# ---- foreseeable failures: one clear DataError/UsageError, never a bare OSError ------------
+# The tests run as root, which ignores permission bits, so a read-only folder is simulated by
+# making the call that would hit it raise PermissionError.
+
+def deny(path: object) -> PermissionError:
+    return PermissionError(errno.EACCES, "Permission denied", str(path))
+
+
+def refuse_mkdtemp(monkeypatch: pytest.MonkeyPatch) -> None:
+    def mkdtemp(*args: object, **kwargs: object) -> str:
+        raise deny(kwargs.get("dir"))
+    monkeypatch.setattr(extract_module.tempfile, "mkdtemp", mkdtemp)
+
+
+def test_read_only_data_dir_is_a_clear_error(tmp_path: Path, archive: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "ro"
+    data.mkdir()
+    refuse_mkdtemp(monkeypatch)
+    with pytest.raises(DataError) as info:
+        fetch_cifar10(config(data, source=str(archive), sha256=sha256_of(archive)))
+    message, hint = info.value.message, info.value.hint or ""
+    assert message == f"the data dir {data} is not writable (Permission denied)"
+    assert ".tmp" not in message and "--data" in hint and "DLBOX_DATA" in hint
+    assert list(data.iterdir()) == []
+
+
+def test_read_only_data_dir_with_force_keeps_the_old_data(tmp_path: Path, archive: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    digest = sha256_of(archive)
+    fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=digest))
+    refuse_mkdtemp(monkeypatch)
+    with pytest.raises(DataError, match="is not writable"):
+        fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=digest, force=True))
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["cifar-10-batches-py"]
+    assert len(load_dataset(tmp_path / "d", "train")) == 60
+
+
+def test_data_dir_created_for_a_refused_fetch_is_removed(tmp_path: Path, archive: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    refuse_mkdtemp(monkeypatch)
+    with pytest.raises(DataError, match="is not writable"):
+        fetch_cifar10(config(tmp_path / "new", source=str(archive), sha256=sha256_of(archive)))
+    assert not (tmp_path / "new").exists()
+
+
+def test_no_space_while_extracting_names_the_data_dir(tmp_path: Path, archive: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "x")
+    monkeypatch.setattr(fetch_module, "_write_record", full)
+    with pytest.raises(DataError) as info:
+        fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=sha256_of(archive)))
+    assert info.value.message.startswith(f"no space left in the data dir {tmp_path / 'd'}")
+    assert not (tmp_path / "d").exists()
+
+
+def test_read_only_data_dir_for_a_download(tmp_path: Path, archive: Path, server: Server,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = builtins.open
+
+    def fake_open(file: object, *args: object, **kwargs: object) -> object:
+        if str(file).endswith(".part"):
+            raise deny(file)
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+    monkeypatch.setattr(fetch_module, "open", fake_open, raising=False)
+    data = tmp_path / "ro"
+    data.mkdir()
+    with pytest.raises(DataError) as info:
+        fetch_cifar10(config(data, source=server.url, sha256=sha256_of(archive)))
+    assert info.value.message == f"the data dir {data} is not writable (Permission denied)"
+    assert "--data" in (info.value.hint or "")
+
+
+def test_unreadable_local_archive(tmp_path: Path, archive: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = builtins.open
+
+    def fake_open(file: object, *args: object, **kwargs: object) -> object:
+        if str(file) == str(archive):
+            raise deny(file)
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+    monkeypatch.setattr(fetch_module, "open", fake_open, raising=False)
+    with pytest.raises(DataError) as info:
+        fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=sha256_of(archive)))
+    assert info.value.message == f"cannot read the archive {archive}: Permission denied"
+    assert not (tmp_path / "d").exists()
+
+
+def test_force_over_an_undeletable_folder_warns_and_keeps_the_new_data(
+        tmp_path: Path, archive: Path, undeletable_old_copies: None) -> None:
+    fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=sha256_of(archive)))
+    other = write_fake_cifar10_archive(tmp_path / "other.tar.gz", n_train=30, n_test=5, seed=9)
+    result = fetch_cifar10(config(tmp_path / "d", source=str(other), sha256=sha256_of(other),
+                                  force=True))
+    assert result.status == "fetched" and result.archive_sha256 == sha256_of(other)
+    assert len(load_dataset(tmp_path / "d", "train")) == 30  # the new data is in place
+    leftovers = [p for p in (tmp_path / "d").iterdir() if p.name != "cifar-10-batches-py"]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".cifar-10-batches-py.old.")
+    assert len(result.warnings) == 1
+    warning = result.warnings[0]
+    assert str(leftovers[0]) in warning and "Permission denied" in warning
+    assert "by hand" in warning and "\n" not in warning
+    assert data_checksum(tmp_path / "d") == sha256_of(other)
+
+
+def test_without_force_nothing_is_warned(tmp_path: Path, archive: Path) -> None:
+    result = fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=sha256_of(archive)))
+    assert result.warnings == ()
+
+
+@pytest.mark.parametrize("url, why", [
+    ("http://[::1", "Invalid IPv6 URL"),
+    ("http://[::1]:port/x.tar.gz", "Port could not be cast"),
+    ("https:///cifar-10-python.tar.gz", "no host name"),
+    ("s3://bucket/cifar-10-python.tar.gz", "unsupported scheme s3://"),
+    ("file://[::1/x", "Invalid IPv6 URL"),
+])
+def test_malformed_url_is_a_usage_error(tmp_path: Path, url: str, why: str) -> None:
+    with pytest.raises(UsageError) as info:
+        fetch_cifar10(config(tmp_path / "d", source=url))
+    message = info.value.message
+    assert message.startswith(f"--from {url!r} is not a valid URL") and why in message
+    assert "--from" in (info.value.hint or "")
+    assert not (tmp_path / "d").exists()
+
+
+def test_malformed_url_refused_by_download_too(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="Invalid IPv6 URL"):
+        fetch_module.download("http://[::1", tmp_path / ARCHIVE_NAME)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_good_sources_pass_check_source(archive: Path) -> None:
+    for source in ("https://example.org/cifar-10-python.tar.gz", "http://[::1]:8000/a.tar.gz",
+                   "ftp://example.org/a.tar.gz", archive.as_uri(), str(archive),
+                   "relative/path.tar.gz"):
+        check_source(source)
+
+
+def test_data_dir_that_is_a_file(tmp_path: Path, archive: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder\n")
+    with pytest.raises(DataError) as info:
+        fetch_cifar10(config(afile, source=str(archive), sha256=sha256_of(archive)))
+    assert info.value.message == f"the data dir {afile} is a file, not a folder"
+    assert "--data" in (info.value.hint or "") and "DLBOX_DATA" in (info.value.hint or "")
+    with pytest.raises(DataError, match="lies under .*afile, which is a file"):
+        fetch_cifar10(config(afile / "sub", source=str(archive), sha256=sha256_of(archive)))
+    assert afile.read_text() == "not a folder\n"
+
+
+def test_inspect_checksums(tmp_path: Path, archive: Path) -> None:
+    assert inspect_checksums(tmp_path / "nothing") == (None, None)
+    fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=sha256_of(archive)))
+    record, problem = inspect_checksums(tmp_path / "d")
+    assert problem is None and record is not None
+    assert record["archive"]["sha256"] == sha256_of(archive)
+    path = tmp_path / "d" / "cifar-10-batches-py" / CHECKSUMS_FILE
+    good = json.loads(path.read_text())
+    bad_shapes = {
+        '{"x":': "not valid JSON",
+        "[]": "JSON list, not an object",
+        '{"x": 1}': "no archive sha256",
+        json.dumps({**good, "archive": {"sha256": "zz"}}): "no archive sha256",
+        json.dumps({**good, "files": []}): "no per-file checksums",
+        json.dumps({**good, "files": {**good["files"], "../x": good["files"]["test_batch"]}}):
+            "names '../x'",
+        json.dumps({**good, "files": {**good["files"], "test_batch": {"sha256": 1}}}):
+            "entry for test_batch has no sha256",
+        json.dumps({**good, "files": {k: v for k, v in good["files"].items()
+                                      if k != "data_batch_2"}}): "no checksum for data_batch_2",
+        "[" * 100000: "nested too deeply",
+    }
+    for text, why in bad_shapes.items():
+        path.write_text(text)
+        record, problem = inspect_checksums(tmp_path / "d")
+        assert record is None and problem is not None, text[:40]
+        assert problem.startswith(f"{path} is damaged: ") and why in problem, problem
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    assert "not UTF-8" in (inspect_checksums(tmp_path / "d")[1] or "")

@@ -3,7 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from dlbox.data.paths import DATA_ENV_VAR, default_data_dir, resolve_data_dir
+from dlbox.data.paths import (
+    DATA_ENV_VAR,
+    check_data_dir_path,
+    default_data_dir,
+    resolve_data_dir,
+)
+from dlbox.errors import DataError
 
 
 def test_argument_wins_over_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,3 +36,34 @@ def test_default_is_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_tilde_expands(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     assert resolve_data_dir("~/d") == tmp_path / "d"
+
+
+def test_data_dir_path_may_be_a_folder_or_not_exist_yet(tmp_path: Path) -> None:
+    check_data_dir_path(tmp_path)
+    check_data_dir_path(tmp_path / "new" / "deeper")
+    check_data_dir_path("relative-and-missing")
+
+
+def test_data_dir_path_that_is_a_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(DataError) as info:
+        check_data_dir_path(afile)
+    assert info.value.message == f"the data dir {afile} is a file, not a folder"
+    hint = info.value.hint or ""
+    assert "--data" in hint and DATA_ENV_VAR in hint and "folder" in hint
+    with pytest.raises(DataError) as under:
+        check_data_dir_path(afile / "sub" / "deeper")
+    assert under.value.message == (f"the data dir {afile / 'sub' / 'deeper'} lies under "
+                                   f"{afile}, which is a file, not a folder")
+    (tmp_path / "link").symlink_to(afile)
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        check_data_dir_path(tmp_path / "link")
+
+
+def test_data_dir_path_that_is_an_archive_hints_at_fetch(tmp_path: Path) -> None:
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"x")
+    with pytest.raises(DataError) as info:
+        check_data_dir_path(archive)
+    assert f"dlbox data fetch --from {archive}" in (info.value.hint or "")

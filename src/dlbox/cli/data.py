@@ -7,8 +7,15 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from dlbox.data.fetch import OFFICIAL_URL, FetchConfig, cifar10_present, fetch_cifar10
-from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
+from dlbox.data.fetch import (
+    OFFICIAL_URL,
+    FetchConfig,
+    check_source,
+    cifar10_present,
+    fetch_cifar10,
+    normalize_sha256,
+)
+from dlbox.data.paths import DATA_ENV_VAR, check_data_dir_path, resolve_data_dir
 from dlbox.errors import EXIT_USAGE, DataError
 
 if TYPE_CHECKING:  # dlbox.data.loading imports torch: `dlbox data check` loads it when run
@@ -62,10 +69,17 @@ def run_fetch(args: argparse.Namespace) -> int:
     data_dir = resolve_data_dir(args.data)
     config = FetchConfig(data_dir=data_dir, source=args.source, sha256=args.sha256,
                          force=args.force, progress=sys.stderr.isatty())
+    # Bad arguments fail before the "fetching ..." line (fetch_cifar10 checks them too).
+    if args.sha256:
+        normalize_sha256(args.sha256)
+    check_source(args.source or OFFICIAL_URL)
+    check_data_dir_path(data_dir)
     if not config.progress and (config.force or not cifar10_present(data_dir)):
         print(f"fetching CIFAR-10 from {args.source or OFFICIAL_URL} into {data_dir}",
               file=sys.stderr)
     result = fetch_cifar10(config)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if result.status == "present":
         print(f"CIFAR-10 is already in {result.batches_dir}; nothing to do "
               "(pass --force to fetch it again)")
@@ -103,6 +117,7 @@ def run_check(args: argparse.Namespace) -> int:
     from dlbox.data.loading import check_data
 
     data_dir = resolve_data_dir(args.data)
+    check_data_dir_path(data_dir)
     report = check_data(data_dir)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

@@ -12,11 +12,13 @@ archive leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
 import tarfile
 import tempfile
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from dlbox.data.layout import (
     TEST_BATCHES,
     TRAIN_BATCHES,
 )
+from dlbox.data.paths import check_data_dir_path
 from dlbox.errors import DataError
 
 REQUIRED_FILES: tuple[str, ...] = (*TRAIN_BATCHES, *TEST_BATCHES, META_FILE)
@@ -39,6 +42,8 @@ EXPECTED_FILES: frozenset[str] = frozenset(REQUIRED_FILES + OPTIONAL_FILES)
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
 _CHUNK = 1024 * 1024
 
+WRITABLE_HINT = ("pass --data DIR (or set DLBOX_DATA) to a folder you can write to, or fix "
+                 "this one's permissions")
 BAD_ARCHIVE_HINT = ("use the official cifar-10-python.tar.gz (`dlbox data fetch`), or a copy of "
                     "it: `dlbox data fetch --from /path/to/cifar-10-python.tar.gz --sha256 HEX`")
 
@@ -155,30 +160,57 @@ def _extract_members(archive: Path, into: Path,
     return written
 
 
+def data_dir_error(data_dir: Path, error: OSError, doing: str) -> DataError:
+    """The DataError for an OSError met while writing in the data dir: one line naming the
+    data dir (never a temp file inside it) and the fix."""
+    reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DataError(f"the data dir {data_dir} is not writable ({reason})",
+                         hint=WRITABLE_HINT)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DataError(f"no space left in the data dir {data_dir} ({reason})",
+                         hint="free some disk space, or pass --data DIR (or set DLBOX_DATA) "
+                              "to a folder on a disk with room (CIFAR-10 needs about 180 MB)")
+    return DataError(f"cannot {doing} in the data dir {data_dir}: {reason}",
+                     hint="check free disk space and permissions, or pass --data DIR "
+                          "(or set DLBOX_DATA) to another folder")
+
+
 def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
                             replace: bool = False,
                             on_file: Callable[[str], None] | None = None,
                             finalize: Callable[[Path, list[ExtractedFile]], None] | None = None,
+                            on_leftover: Callable[[Path, OSError], None] | None = None,
                             ) -> Path:
     """Extract `archive` into DATA_DIR/cifar-10-batches-py, all or nothing; returns that dir.
 
     `replace` swaps out an existing folder (otherwise an existing one is an error).
     `finalize(staging_dir, files)` runs before the folder moves into place, so e.g. a checksum
     record written there appears atomically with the data it describes.
+    `on_leftover(path, error)` hears of an old folder that was swapped out but could not be
+    deleted (the new data is in place all the same); without it, a RuntimeWarning says so.
     """
     archive = Path(archive)
     data_dir = Path(data_dir)
     target = data_dir / BATCHES_DIRNAME
     if target.exists() and not replace:
         raise DataError(f"{target} already exists", hint="pass --force to replace it")
+    check_data_dir_path(data_dir)
     created = not data_dir.exists()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DataError(f"cannot create the data dir {data_dir}: {error.strerror or error}",
-                        hint="pass --data DIR (or set DLBOX_DATA) to a writable folder") from None
-    staging = Path(tempfile.mkdtemp(prefix=f".{BATCHES_DIRNAME}.", suffix=".tmp", dir=data_dir))
+                        hint="pass --data DIR (or set DLBOX_DATA) to a writable folder",
+                        ) from None
+    staging: Path | None = None
+    leftover: tuple[Path, OSError] | None = None
     try:
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{BATCHES_DIRNAME}.", suffix=".tmp",
+                                            dir=data_dir))
+        except OSError as error:
+            raise data_dir_error(data_dir, error, "create a temp folder") from None
         try:
             files = _extract_members(archive, staging, on_file)
         except (tarfile.TarError, EOFError, zlib.error) as error:
@@ -191,40 +223,81 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
             if error.errno is None:  # gzip.BadGzipFile and friends: the archive, not the disk
                 raise DataError(f"archive {archive} is not a readable .tar.gz ({error})",
                                 hint=BAD_ARCHIVE_HINT) from None
-            raise DataError(f"cannot extract {archive} into {data_dir}: {error}",
-                            hint="check free disk space and permissions, or pass --data DIR",
-                            ) from None
-        if finalize is not None:
-            finalize(staging, files)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)
-        _swap_into_place(staging, target)
+            if error.filename is not None and Path(error.filename) == archive:
+                raise DataError(f"cannot read the archive {archive}: "
+                                f"{error.strerror or error}",
+                                hint="check that the file is readable for you") from None
+            raise data_dir_error(data_dir, error, f"extract {archive}") from None
+        try:
+            if finalize is not None:
+                finalize(staging, files)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(staging, 0o777 & ~umask)
+        except OSError as error:
+            raise data_dir_error(data_dir, error, "write the extracted files") from None
+        leftover = _swap_into_place(staging, target)
     except BaseException:
-        _remove_tree(staging)
+        if staging is not None:
+            with contextlib.suppress(OSError):
+                _remove_tree(staging)
         if created:
             with contextlib.suppress(OSError):
                 data_dir.rmdir()  # only if still empty
         raise
     _fsync_dir(data_dir)
+    if leftover is not None:
+        if on_leftover is not None:
+            on_leftover(*leftover)
+        else:
+            warnings.warn(leftover_message(*leftover), RuntimeWarning, stacklevel=2)
     return target
 
 
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename `staging` to `target`; an existing target is moved aside first, then removed."""
+def leftover_message(path: Path, error: OSError) -> str:
+    """One line: the old copy that a --force fetch swapped out but could not delete."""
+    reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
+    return (f"could not delete the old copy {path} ({reason}); the new data is in place, "
+            f"delete the old copy by hand (e.g. `chmod -R u+w {path} && rm -rf {path}`)")
+
+
+def _swap_into_place(staging: Path, target: Path) -> tuple[Path, OSError] | None:
+    """Rename `staging` to `target`; an existing target is moved aside first, then removed.
+
+    Returns (the aside folder, the error) when the old folder could not be deleted: the new
+    one is in place, and the old copy is left for the user to delete.
+    """
     aside: Path | None = None
     if target.exists() or target.is_symlink():
-        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-        aside.rmdir()
-        os.rename(target, aside)
+        try:
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            aside.rmdir()
+            os.rename(target, aside)
+        except OSError as error:
+            if aside is not None:
+                with contextlib.suppress(OSError):
+                    aside.rmdir()
+            reason = error.strerror or " ".join(str(error).split())
+            raise DataError(f"cannot replace the existing {target}: {reason}",
+                            hint=f"delete {target} by hand (or make its folder writable), "
+                                 "or pass --data DIR (or set DLBOX_DATA) to another folder",
+                            ) from None
     try:
         os.rename(staging, target)
-    except BaseException:
+    except BaseException as error:
         if aside is not None:
             os.rename(aside, target)
+        if isinstance(error, OSError):
+            raise DataError(f"cannot move the extracted files into place as {target}: "
+                            f"{error.strerror or error}", hint=WRITABLE_HINT) from None
         raise
-    if aside is not None:
+    if aside is None:
+        return None
+    try:
         if aside.is_symlink() or aside.is_file():
             aside.unlink()
         else:
             _remove_tree(aside)
+    except OSError as error:
+        return aside, error
+    return None

@@ -34,15 +34,19 @@ from dlbox.data.extract import (
     EXPECTED_FILES,
     REQUIRED_FILES,
     ExtractedFile,
+    data_dir_error,
     extract_cifar10_archive,
+    leftover_message,
 )
 from dlbox.data.layout import BATCHES_DIRNAME, batches_dir
+from dlbox.data.paths import check_data_dir_path
 from dlbox.errors import DataError, UsageError
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 CHECKSUMS_FILE = "dlbox-checksums.json"
+URL_SCHEMES = ("http", "https", "ftp")  # what `download` (urllib) fetches; file:// is local
 _CHUNK = 1024 * 1024
 
 OFFLINE_HINT = (f"on a machine with network access download {OFFICIAL_URL}, copy it here and run "
@@ -75,6 +79,7 @@ class FetchResult:
     batches_dir: Path
     source: str
     archive_sha256: str | None
+    warnings: tuple[str, ...] = ()  # one line each: done, but something needs the user's hand
 
 
 # ---- small pure helpers ---------------------------------------------------------------------
@@ -99,6 +104,31 @@ def is_url(source: str) -> bool:
     return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source) is not None
 
 
+URL_HINT = ("pass --from a URL like https://host/path/cifar-10-python.tar.gz, "
+            "or the path of a local cifar-10-python.tar.gz")
+
+
+def check_source(source: str) -> None:
+    """Raise UsageError for a --from URL that cannot even be requested (a bad IPv6 address, a
+    port that is not a number, no host, a scheme urllib does not fetch); plain paths pass."""
+    if not is_url(source):
+        return
+    try:
+        parts = urllib.parse.urlsplit(source)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        if parts.scheme.lower() == "file":
+            return
+        if parts.scheme.lower() not in URL_SCHEMES:
+            raise ValueError(f"unsupported scheme {parts.scheme}:// "
+                             f"(use {', '.join(s + '://' for s in URL_SCHEMES)} or file://)")
+        if not parts.hostname:
+            raise ValueError("no host name")
+        urllib.request.Request(source)
+    except ValueError as error:
+        raise UsageError(f"--from {source!r} is not a valid URL: {one_line(error)}",
+                         hint=URL_HINT) from None
+
+
 def data_root(data_dir: str | Path) -> Path:
     """The folder that holds cifar-10-batches-py (accepts that folder itself too)."""
     return batches_dir(data_dir).parent
@@ -111,14 +141,66 @@ def cifar10_present(data_dir: str | Path) -> bool:
 
 
 def read_checksums(data_dir: str | Path) -> dict[str, Any] | None:
-    """The record `fetch` wrote beside the batches, or None when there is none (or it is bad)."""
+    """The record `fetch` wrote beside the batches, or None when there is none (or it is bad;
+    `inspect_checksums` tells those apart)."""
     path = batches_dir(data_dir) / CHECKSUMS_FILE
     try:
         with open(path, encoding="utf-8") as handle:
             record = json.load(handle)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
+
+
+def _record_shape_problem(record: object) -> str | None:
+    """What makes a parsed record unlike the one `fetch` writes, or None."""
+    if not isinstance(record, dict):
+        return f"it holds a JSON {type(record).__name__}, not an object"
+    archive = record.get("archive")
+    if not isinstance(archive, dict) or not _is_sha256(archive.get("sha256")):
+        return "it has no archive sha256"
+    files = record.get("files")
+    if not isinstance(files, dict):
+        return "it has no per-file checksums"
+    for name, info in files.items():
+        if name not in EXPECTED_FILES:
+            return f"it names {name!r}, not a CIFAR-10 file"
+        if not isinstance(info, dict) or not _is_sha256(info.get("sha256")):
+            return f"its entry for {name} has no sha256"
+    missing = [name for name in REQUIRED_FILES if name not in files]
+    if missing:
+        return f"it has no checksum for {', '.join(missing)}"
+    return None
+
+
+def inspect_checksums(data_dir: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) for a sound record; (None, None) when there is none; (None, problem)
+    when the file is there but damaged or not shaped like the one `fetch` writes: a record
+    that cannot be trusted must not pass as "nothing recorded", or a damaged record would
+    silently turn off the per-file check."""
+    path = batches_dir(data_dir) / CHECKSUMS_FILE
+    if not path.exists() and not path.is_symlink():
+        return None, None
+    damaged = f"{path} is damaged"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except OSError as error:
+        return None, f"cannot read {path}: {error.strerror or one_line(error)}"
+    except UnicodeDecodeError:
+        return None, f"{damaged}: not UTF-8 text"
+    except ValueError as error:
+        return None, f"{damaged}: not valid JSON ({one_line(error)})"
+    except RecursionError:
+        return None, f"{damaged}: nested too deeply"
+    problem = _record_shape_problem(record)
+    if problem is not None:
+        return None, f"{damaged}: {problem}"
+    return record, None
 
 
 def data_checksum(data_dir: str | Path) -> str | None:
@@ -126,8 +208,9 @@ def data_checksum(data_dir: str | Path) -> str | None:
     record = read_checksums(data_dir)
     if not record:
         return None
-    value = (record.get("archive") or {}).get("sha256")
-    return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) else None
+    archive = record.get("archive")
+    value = archive.get("sha256") if isinstance(archive, dict) else None
+    return value if isinstance(value, str) and _is_sha256(value) else None
 
 
 def digest_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> ArchiveDigest:
@@ -221,16 +304,20 @@ class _Progress:
 def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = False,
              resume: bool = True) -> Path:
     """Download `url` to `dest` through `dest.part` (resumed when possible); returns `dest`."""
+    check_source(url)
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if resume and part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "dlbox"})
-    if start:
-        request.add_header("Range", f"bytes={start}-")
     try:
+        request = urllib.request.Request(url, headers={"User-Agent": "dlbox"})
+        if start:
+            request.add_header("Range", f"bytes={start}-")
         response = urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 - user URL
     except urllib.error.HTTPError as error:
         if error.code == 416 and start:  # our .part is not a prefix the server knows: restart
-            part.unlink()
+            try:
+                part.unlink()
+            except OSError as unlink_error:
+                raise data_dir_error(dest.parent, unlink_error, f"delete {part}") from None
             return download(url, dest, timeout_s=timeout_s, progress=progress, resume=False)
         raise DataError(f"could not download {url}: HTTP {error.code} {one_line(error.reason)}",
                         hint=OFFLINE_HINT) from None
@@ -258,20 +345,23 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         except (OSError, http.client.HTTPException) as error:
             if isinstance(error, OSError) and error.errno is not None and not isinstance(
                     error, (ConnectionError, socket.timeout, TimeoutError)):
-                raise DataError(f"cannot write {part}: {one_line(error)}",
-                                hint="check free disk space, or pass --data DIR") from None
+                raise data_dir_error(dest.parent, error, f"write {part.name}") from None
             raise DataError(
                 f"download of {url} was interrupted after {received} bytes: {one_line(error)}",
                 hint="run the same command again to resume; " + OFFLINE_HINT) from None
     if total is not None and received != total:
         raise DataError(f"download of {url} stopped at {received} of {total} bytes",
                         hint="run the same command again to resume; " + OFFLINE_HINT)
-    os.replace(part, dest)
+    try:
+        os.replace(part, dest)
+    except OSError as error:
+        raise data_dir_error(dest.parent, error, f"rename {part.name}") from None
     return dest
 
 
 def _local_archive(source: str) -> Path:
     if source.lower().startswith("file://"):
+        check_source(source)
         parsed = urllib.parse.urlparse(source)
         source = urllib.request.url2pathname(parsed.path)
     path = Path(source).expanduser()
@@ -303,11 +393,14 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
     root = data_root(config.data_dir)
     target = root / BATCHES_DIRNAME
     expected = normalize_sha256(config.sha256) if config.sha256 else None
+    source = config.source or OFFICIAL_URL
+    check_source(source)
+    check_data_dir_path(config.data_dir)
     if cifar10_present(root) and not config.force:
         return FetchResult("present", target, str(target), data_checksum(root))
-    source = config.source or OFFICIAL_URL
     created_root = not root.exists()
     downloaded: Path | None = None
+    warnings: list[str] = []
     try:
         if is_url(source) and not source.lower().startswith("file://"):
             try:
@@ -321,8 +414,15 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
             archive = downloaded
         else:
             archive = _local_archive(source)
-        with _Progress(config.progress).task("verifying", archive.stat().st_size) as advance:
-            digest = digest_file(archive, advance)
+        try:
+            with _Progress(config.progress).task("verifying",
+                                                 archive.stat().st_size) as advance:
+                digest = digest_file(archive, advance)
+        except OSError as error:
+            raise DataError(f"cannot read the archive {archive}: "
+                            f"{error.strerror or one_line(error)}",
+                            hint="check that the file is readable for you, or download it "
+                                 "again") from None
         try:
             check_digest(digest, expected, str(archive) if downloaded is None else source,
                          local_file=downloaded is None)
@@ -334,14 +434,20 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                 "extracting", len(EXPECTED_FILES)) as advance:
             extract_cifar10_archive(
                 archive, root, replace=True, on_file=lambda _name: advance(1),
-                finalize=lambda staging, files: _write_record(staging, files, digest, source))
+                finalize=lambda staging, files: _write_record(staging, files, digest, source),
+                on_leftover=lambda path, error: warnings.append(leftover_message(path, error)))
         if downloaded is not None:
-            downloaded.unlink(missing_ok=True)  # the record keeps its checksum
+            try:
+                downloaded.unlink(missing_ok=True)  # the record keeps its checksum
+            except OSError as error:
+                warnings.append(f"could not delete the downloaded {downloaded} "
+                                f"({error.strerror or one_line(error)}); the data is in place, "
+                                "delete the archive by hand")
     except BaseException:
         if created_root:
             _remove_if_empty(root)
         raise
-    return FetchResult("fetched", target, source, digest.sha256)
+    return FetchResult("fetched", target, source, digest.sha256, tuple(warnings))
 
 
 def _remove_if_empty(path: Path) -> None:

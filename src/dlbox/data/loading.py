@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -143,7 +144,8 @@ def _split_report(labels: torch.Tensor, num_classes: int) -> SplitReport:
                        tuple(int(x) for x in per_class[:num_classes]))
 
 
-def _check_cifar_batches(directory: Path, problems: list[str], notes: list[str],
+def _check_cifar_batches(directory: Path, record: dict[str, Any] | None,
+                         problems: list[str], notes: list[str],
                          ) -> tuple[tuple[str, ...], list[FileReport], dict[str, SplitReport]]:
     from dlbox.data.cifar10 import (
         CIFAR10_CLASSES,
@@ -153,12 +155,9 @@ def _check_cifar_batches(directory: Path, problems: list[str], notes: list[str],
         read_batch,
         read_class_names,
     )
-    from dlbox.data.fetch import CHECKSUMS_FILE, read_checksums
+    from dlbox.data.fetch import CHECKSUMS_FILE
 
-    record = read_checksums(directory) or {}
-    recorded: dict[str, object] = record.get("files") or {}
-    if not isinstance(recorded, dict):
-        recorded = {}
+    recorded: dict[str, object] = (record or {}).get("files") or {}
     files: list[FileReport] = []
     classes: tuple[str, ...] = CIFAR10_CLASSES
     meta = directory / META_FILE
@@ -248,7 +247,7 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
 
 def check_data(data_dir: str | Path) -> DataReport:
     """Inspect a data dir: which layout, every file present and loadable, counts, labels."""
-    from dlbox.data.fetch import data_checksum
+    from dlbox.data.fetch import inspect_checksums
 
     data_dir = Path(data_dir)
     layout = detect_layout(data_dir)
@@ -258,10 +257,15 @@ def check_data(data_dir: str | Path) -> DataReport:
         problems.append(f"no CIFAR-10 data found in {data_dir}")
         return DataReport(data_dir, None, (), (), {}, None, tuple(problems), ())
     if layout.kind == "cifar10-batches":
-        classes, files, splits = _check_cifar_batches(layout.root, problems, notes)
-        checksum = data_checksum(layout.root)
-        if checksum is None:
+        # A record that is there but damaged is a problem, never "nothing recorded": it would
+        # otherwise silently turn off the per-file checksum check.
+        record, record_problem = inspect_checksums(layout.root)
+        if record_problem is not None:
+            problems.append(record_problem)
+        elif record is None:
             notes.append("no archive checksum recorded (data not extracted by `dlbox data fetch`)")
+        classes, files, splits = _check_cifar_batches(layout.root, record, problems, notes)
+        checksum = record["archive"]["sha256"] if record is not None else None
     else:
         classes, files, splits = _check_image_folder(layout.root, problems, notes)
         checksum = None

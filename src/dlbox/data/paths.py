@@ -7,7 +7,11 @@ from pathlib import Path
 
 import platformdirs
 
+from dlbox.errors import DataError
+
 DATA_ENV_VAR = "DLBOX_DATA"
+FOLDER_HINT = (f"point --data DIR (or {DATA_ENV_VAR}) at a folder; "
+               "`dlbox data fetch` creates it if it does not exist")
 
 
 def default_data_dir() -> Path:
@@ -23,3 +27,31 @@ def resolve_data_dir(arg: str | Path | None) -> Path:
     if env:
         return Path(env).expanduser()
     return default_data_dir()
+
+
+def check_data_dir_path(data_dir: str | Path) -> None:
+    """Raise DataError when `data_dir`, or the nearest part of it that exists, is not a folder
+    (a regular file, say): no data can be read from it nor fetched into it. A data dir that
+    does not exist yet passes (`fetch` creates it; `check` reports no data)."""
+    data_dir = Path(data_dir)
+    path = data_dir
+    while True:
+        try:
+            exists = path.exists()
+            is_dir = path.is_dir()
+        except OSError:  # e.g. a name too long: leave it to the command to report
+            return
+        if exists or path.is_symlink() or path.parent == path:
+            break
+        path = path.parent
+    if not exists or is_dir:
+        return  # a dangling link, the root, or an existing folder: nothing to say here
+    what = "a file, not a folder" if path.is_file() else "not a folder"
+    archive_hint = ""
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        archive_hint = f" (to extract that archive: `dlbox data fetch --from {path}`)"
+    if path == data_dir:
+        message = f"the data dir {data_dir} is {what}"
+    else:
+        message = f"the data dir {data_dir} lies under {path}, which is {what}"
+    raise DataError(message, hint=FOLDER_HINT + archive_hint)
