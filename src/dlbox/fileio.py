@@ -49,11 +49,13 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException as error:
+        # Measured before the partial temp file goes: deleting it gives the space back.
+        disk_full = isinstance(error, RuntimeError) and _low_on_space(path.parent)
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         if isinstance(error, OSError):
             raise write_error(path, error) from error
-        if isinstance(error, RuntimeError) and _low_on_space(path.parent):
+        if disk_full:
             # torch.save reports a full disk as a RuntimeError from its zip writer.
             raise FileWriteError(path, f"no space left on the device ({first_line(error)})",
                                  hint="free some disk space, or write elsewhere") from error

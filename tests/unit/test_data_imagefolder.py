@@ -215,3 +215,24 @@ def test_a_subset_of_cifar_batches_keeps_the_official_order(tmp_path: Path) -> N
     train = load_dataset(tmp_path, "train")
     assert torch.equal(train.subset(7).images, train.images[:7])
     assert torch.equal(train.subset(7).labels, train.labels[:7])
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_an_orientation_kept_only_in_xmp_is_applied(tmp_path: Path, fmt: str) -> None:
+    from PIL import PngImagePlugin
+
+    left_red = np.zeros((32, 64, 3), dtype=np.uint8)
+    left_red[:, :32, 0] = 255
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+           '"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff='
+           '"http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    path = tmp_path / f"turned.{fmt.lower()}"
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp)
+        Image.fromarray(left_red).save(path, pnginfo=info)
+    else:
+        Image.fromarray(left_red).save(path, xmp=xmp.encode())
+    array = decode_image(path)
+    # turned 90 degrees clockwise to view: the red left half is now the top half
+    assert array[0, :12].min() > 240 and array[0, 20:].max() < 15

@@ -108,3 +108,47 @@ def test_torch_saves_full_disk_runtime_error_is_read_as_no_space(
         write_with_atomic(tmp_path / "last.pt", zip_writer_fails)
     assert "last.pt" in full.value.message and "\n" not in full.value.message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_space_is_measured_before_the_partial_file_is_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk is full only while the half-written temp file holds the space: deleting it
+    first would read as plenty of room and let torch.save's RuntimeError through."""
+    import collections
+
+    from dlbox import fileio
+    from dlbox.errors import FileWriteError
+
+    usage = collections.namedtuple("usage", "total used free")
+
+    def disk_usage(path):  # type: ignore[no-untyped-def]
+        full = any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+        return usage(10**9, 10**9, 4096 if full else 10**8)
+
+    def zip_writer_fails(handle):  # type: ignore[no-untyped-def]
+        handle.write(b"x" * 1000)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1024")
+
+    monkeypatch.setattr(fileio.shutil, "disk_usage", disk_usage)
+    with pytest.raises(FileWriteError, match="no space left"):
+        write_with_atomic(tmp_path / "last.pt", zip_writer_fails)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cache_that_does_not_fit_is_skipped_not_fatal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.save reports a full disk as a RuntimeError: the decoded-data cache is optional,
+    so loading the data still works, without a cache."""
+    import torch
+
+    from dlbox.data import cifar10
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    write_fake_cifar10(tmp_path, n_train=30, n_test=10)
+
+    def full_disk(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1024")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    assert len(cifar10.load_cifar10(tmp_path, "train")) == 30
+    assert not list((tmp_path / "cifar-10-batches-py").glob("dlbox-cache-*"))

@@ -42,7 +42,7 @@ def test_build_config_uses_the_recipe_then_overrides() -> None:
     ({"num_train": 0}, "num_train"),
     # finite, but the first step overflows float32 weights, or torch.manual_seed refuses
     ({"lr": 1e308}, "at most"), ({"weight_decay": 1e300}, "at most"),
-    ({"seed": 2**64}, "seed"), ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"),
+    ({"seed": 2**64}, "seed"), ({"seed": -(2**63) - 1}, "seed"), ({"seed": 1.5}, "seed"),
     ({"data_dir": 5}, "data_dir"), ({"run_dir": ["runs"]}, "run_dir"),
 ])
 def test_invalid_settings_are_usage_errors(changes: dict, flag: str) -> None:
@@ -70,6 +70,12 @@ def test_non_finite_settings_are_usage_errors(changes: dict) -> None:
 def test_settings_of_the_wrong_type_are_usage_errors(changes: dict) -> None:
     with pytest.raises(UsageError):
         TrainConfig(**changes)
+
+
+def test_every_seed_torch_takes_is_accepted() -> None:  # runs of earlier releases included
+    for seed in (-1, -(2**63), 2**63, 2**64 - 1):
+        assert TrainConfig(seed=seed).seed == seed
+        torch.manual_seed(seed)
 
 
 def test_more_threads_than_four_per_core_are_refused_where_the_user_sets_them() -> None:

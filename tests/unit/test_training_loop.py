@@ -278,6 +278,8 @@ def test_resume_refuses_weights_that_do_not_fit_in_one_line(fake_cifar_dir: Path
     ("scheduler", None, "schedule"),
     ("rng", None, "random state"),
     ("epoch_partial", {"x": 1}, "counters"),
+    ("scaler", [1], "scaler"),
+    ("epoch_perm", torch.zeros(3, 3), "order"),
 ])
 def test_resume_refuses_a_damaged_checkpoint_part_before_writing(
         fake_cifar_dir: Path, tmp_path: Path, key: str, damage: object, part: str) -> None:
@@ -321,3 +323,23 @@ def test_a_diverged_run_stops_with_a_hint_and_saves_no_nan_state(
     assert "--lr 900" in (error.value.hint or "")
     assert not (run / "checkpoints" / "last.pt").exists()
     assert not (run / "predictions.csv").exists()  # no report of a 10 % NaN model
+
+
+def test_a_run_dir_in_use_is_refused_even_when_it_has_saved_nothing_yet(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    """A live run in its first epoch looks like one that saved nothing; its lock tells them
+    apart, so a second `train --run-dir` (or `--resume`) into it is refused meanwhile."""
+    from dlbox.training.loop import run_lock
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text('{"model": "tiny"}')
+    (run / "manifest.json").write_text("{}")
+    with run_lock(run):  # the first run, still training
+        with pytest.raises(RunDirError, match="training in .* right now"):
+            train(tiny_config(fake_cifar_dir, run), progress=False, evaluate_at_end=False)
+        with pytest.raises(RunDirError, match="right now"):
+            resume(run, progress=False, evaluate_at_end=False)
+        assert (run / "config.json").read_text() == '{"model": "tiny"}'  # untouched
+    train(tiny_config(fake_cifar_dir, run), progress=False, evaluate_at_end=False)  # it ended
+    assert (run / "checkpoints" / "last.pt").is_file()

@@ -74,7 +74,8 @@ def report_os_error(error: OSError) -> None:
     reason = error.strerror or first_line(error)
     print(f"error: cannot use{where}: {reason}", file=sys.stderr)
     print("hint: check that the path exists, is the right kind (file or folder), is readable "
-          "and writable for you, and that the disk has space", file=sys.stderr)
+          f"and writable for you, and that the disk has space; if all is well, rerun with "
+          f"{DEBUG_ENV}=1 for the traceback and please report it", file=sys.stderr)
 
 
 def debugging() -> bool:

@@ -238,8 +238,8 @@ def _write_cache(path: Path, key: str, dataset: ImageDataset) -> None:
                 stale.unlink()
     try:
         write_with_atomic(path, lambda handle: torch.save(state, handle))
-    except (OSError, FileWriteError):  # a read-only or full data dir: no cache, nothing lost
-        pass
+    except (OSError, RuntimeError, FileWriteError):  # a read-only or full data dir (torch.save
+        pass  # reports a full disk as a RuntimeError): no cache, and nothing else lost
 
 
 def load_cifar10(data_dir: str | Path, split: str = "train",

@@ -153,12 +153,15 @@ def describe_error(error: BaseException) -> str:
 
 
 EXIF_ORIENTATION = 0x0112
+# Where Pillow finds an orientation (getexif also reads XMP's tiff:Orientation): the EXIF
+# block, or XMP as JPEG/WebP ("xmp") and PNG ("XML:com.adobe.xmp") carry it.
+ORIENTATION_SOURCES = ("exif", "xmp", "XML:com.adobe.xmp")
 
 
 def upright(image: Image.Image) -> Image.Image:
     """The image turned as its EXIF orientation says; as it is when that tag is unreadable."""
-    if image.format != "TIFF" and "exif" not in image.info:
-        return image  # no EXIF block, so nothing to turn (and no copy: most files are these)
+    if image.format != "TIFF" and not any(key in image.info for key in ORIENTATION_SOURCES):
+        return image  # no EXIF or XMP block, so nothing to turn (and no copy: most files)
     try:
         if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
             return image

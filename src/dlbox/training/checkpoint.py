@@ -209,9 +209,10 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
                           hint=hint) from None
 
 
-def _missing_checkpoint_hint(run_dir: Path, checkpoint: str) -> str:
+def _missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: int = 1) -> str:
     """What to do about a run without the checkpoint asked for: name the ones it has; for a
-    run whose metrics.json records finished epochs, the checkpoint was lost (not never made)."""
+    run whose metrics.json records an epoch that was checkpointed (every `checkpoint_every`),
+    the checkpoint was lost, not never made."""
     folder = run_dir / CHECKPOINTS_DIRNAME
     saved = sorted(p.stem for p in folder.glob("*.pt") if p.is_file()) if folder.is_dir() else []
     if checkpoint != "last" and saved:
@@ -220,7 +221,7 @@ def _missing_checkpoint_hint(run_dir: Path, checkpoint: str) -> str:
         history = read_json(run_dir / "metrics.json").get("history")
     except (OSError, ValueError, AttributeError):
         history = None
-    if isinstance(history, list) and history:
+    if isinstance(history, list) and len(history) >= max(1, checkpoint_every):
         return (f"its metrics.json records {len(history)} finished epoch(s), so the checkpoint "
                 f"was moved or deleted: put it back in {folder}, or train again")
     return ("its training stopped before the first epoch ended and saved nothing; train it "
@@ -289,7 +290,8 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
     if not path.is_file():
         raise RunDirError(f"run {run_dir} has no checkpoint {path.name}"
                           + (" (a folder of that name is in its place)" if path.is_dir() else ""),
-                          hint=_missing_checkpoint_hint(run_dir, checkpoint))
+                          hint=_missing_checkpoint_hint(run_dir, checkpoint,
+                                                        config.checkpoint_every))
     state = load_checkpoint(path)
     check_checkpoint(state, path)
     classes = tuple(state.get("classes") or ())

@@ -95,9 +95,9 @@ class TrainConfig:
                              f"most {MAX_WEIGHT_DECAY:g}, got {self.lr:g} and "
                              f"{self.weight_decay:g}", hint="e.g. --lr 0.1 --weight-decay 5e-4")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) \
-                or not 0 <= self.seed <= MAX_SEED:
-            raise UsageError(f"seed must be a whole number in 0..{MAX_SEED}, got {self.seed!r}",
-                             hint="e.g. --seed 0")
+                or not MIN_SEED <= self.seed <= MAX_SEED:
+            raise UsageError(f"seed must be a whole number torch can take ({MIN_SEED}.."
+                             f"{MAX_SEED}), got {self.seed!r}", hint="e.g. --seed 0")
         for name in ("data_dir", "run_dir"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise UsageError(f"{name} must be a path, got {getattr(self, name)!r}")
@@ -160,7 +160,10 @@ class TrainConfig:
 
 MAX_LR = 1e3
 MAX_WEIGHT_DECAY = 10.0
-MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
+# torch.manual_seed's range (a signed or an unsigned 64-bit number): every run that trained
+# had a seed in it, so no earlier config.json is refused.
+MIN_SEED = -(2**63)
+MAX_SEED = 2**64 - 1
 
 
 THREADS_PER_CORE = 4  # the most --threads per core: more only slows training

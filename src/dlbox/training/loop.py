@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import re
 import signal
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import DlboxError, RunDirError, first_line
+from dlbox.errors import DlboxError, RunDirError, first_line, write_error
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -166,11 +167,41 @@ def default_run_dir(model: str, base: Path | None = None) -> Path:
     return candidate
 
 
+RUN_LOCK_FILE = ".dlbox-run.lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `run_dir` while a run trains in it, so a second
+    `dlbox train --run-dir` into it or a second `--resume` of it is refused meanwhile. It is
+    the kernel's lock (flock) on RUN_DIR/.dlbox-run.lock: it ends with the process, a crash or
+    SIGKILL included, so a stale lock never blocks anyone."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX: runs go unlocked
+        yield
+        return
+    try:
+        fd = os.open(run_dir / RUN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise write_error(run_dir / RUN_LOCK_FILE, error) from error
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(f"a dlbox run is training in {run_dir} right now",
+                              hint="wait for it to end, or pass another --run-dir") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def saved_nothing(path: Path) -> bool:
     """A run dir that a run started in but stopped before it saved anything: only its
     config.json and manifest.json and an empty checkpoints/ (a speedrun stopped in its first
-    epoch, a crash before the first checkpoint). Starting again there loses nothing."""
-    started = {CONFIG_FILE, MANIFEST_FILE, "checkpoints"}
+    epoch, a crash before the first checkpoint). Starting again there loses nothing; a run
+    still training in it holds its run_lock, which the new run then cannot take."""
+    started = {CONFIG_FILE, MANIFEST_FILE, "checkpoints", RUN_LOCK_FILE}
     names = {p.name for p in path.iterdir()}
     checkpoints = path / "checkpoints"
     return (CONFIG_FILE in names and names <= started
@@ -304,15 +335,16 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     train_set = load_split(data_dir, "train", config.num_train)
     test_set = load_split(data_dir, "test", config.num_test)
     create_run_dir(run_dir)
-    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
-    configure_host(device, config.threads)
-    write_json_atomic(run_dir / MANIFEST_FILE,
-                      build_manifest(device, data_dir, train_set.source))
-    if speedrun:
-        return _run_speedrun(config, run_dir, device, train_set, test_set, None, progress,
-                             evaluate_at_end, stop)
-    return _run(config, run_dir, device, train_set, test_set, None, progress,
-                evaluate_at_end, stop)
+    with run_lock(run_dir):  # before any file is written: a run may still live in a reused dir
+        write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+        configure_host(device, config.threads)
+        write_json_atomic(run_dir / MANIFEST_FILE,
+                          build_manifest(device, data_dir, train_set.source))
+        if speedrun:
+            return _run_speedrun(config, run_dir, device, train_set, test_set, None, progress,
+                                 evaluate_at_end, stop)
+        return _run(config, run_dir, device, train_set, test_set, None, progress,
+                    evaluate_at_end, stop)
 
 
 def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path | None = None,
@@ -325,6 +357,13 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     """
     run_dir = Path(run_dir).expanduser().resolve()
     config = read_run_config(run_dir)
+    with run_lock(run_dir):  # a second resume of a run that is training is refused
+        return _resume(run_dir, config, device, data_dir, progress, evaluate_at_end, stop)
+
+
+def _resume(run_dir: Path, config: TrainConfig, device: str | None,
+            data_dir: str | Path | None, progress: bool, evaluate_at_end: bool,
+            stop: StopCheck | None) -> Path:
     path = checkpoint_path(run_dir, "last")
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no checkpoint to resume from",
@@ -446,6 +485,14 @@ def _rehearse_restore(path: Path, state: dict[str, Any], config: TrainConfig, mo
         with warnings.catch_warnings():  # a CUDA run's generator state, read on the CPU
             warnings.simplefilter("ignore")
             restore_rng_state(state["rng"], torch.Generator())
+        part = "the loss scaler"
+        if state.get("scaler") is not None and not isinstance(state["scaler"], dict):
+            raise TypeError(f"it is {type(state['scaler']).__name__}, not a dict")
+        part = "the epoch's order"
+        order = state.get("epoch_perm")
+        if order is not None and (not isinstance(order, torch.Tensor) or order.dim() != 1
+                                  or order.dtype not in (torch.int64, torch.int32)):
+            raise TypeError("it is not a list of image indices")
         part = "the counters"
         EpochSums(**state["epoch_partial"]) if state.get("epoch_partial") else EpochSums()
         for key in ("step_in_epoch", "global_step"):
