@@ -63,17 +63,28 @@ WRITE_HINT = ("free some disk space, or make the folder writable (or write elsew
               "--run-dir for runs, --data / DLBOX_DATA for data)")
 
 
-def write_error(path: object, error: BaseException) -> FileWriteError:
-    """The FileWriteError for an OSError raised while writing `path` (named as the final file,
-    never its temp file)."""
+def write_failure_kind(error: BaseException) -> str | None:
+    """Why a write failed, as far as its errno tells: "no-space" (disk or quota full),
+    "not-writable" (permissions, a read-only filesystem), or None (something else)."""
     import errno
 
     code = getattr(error, "errno", None)
-    reason = getattr(error, "strerror", None) or first_line(error)
     if code in (errno.ENOSPC, errno.EDQUOT):
+        return "no-space"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "not-writable"
+    return None
+
+
+def write_error(path: object, error: BaseException) -> FileWriteError:
+    """The FileWriteError for an OSError raised while writing `path` (named as the final file,
+    never its temp file)."""
+    reason = getattr(error, "strerror", None) or first_line(error)
+    kind = write_failure_kind(error)
+    if kind == "no-space":
         return FileWriteError(path, reason, hint="free some disk space, or write elsewhere "
                                                   "(--run-dir for runs, --data for data)")
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if kind == "not-writable":
         return FileWriteError(path, reason, hint="the folder is not writable for you: fix its "
                                                   "permissions, or write elsewhere (--run-dir "
                                                   "for runs, --data for data)")

@@ -12,7 +12,6 @@ archive leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import shutil
@@ -33,7 +32,7 @@ from dlbox.data.layout import (
     TRAIN_BATCHES,
 )
 from dlbox.data.paths import check_data_dir_path
-from dlbox.errors import DataError
+from dlbox.errors import DataError, write_failure_kind
 
 REQUIRED_FILES: tuple[str, ...] = (*TRAIN_BATCHES, *TEST_BATCHES, META_FILE)
 OPTIONAL_FILES: tuple[str, ...] = ("readme.html",)
@@ -164,10 +163,11 @@ def data_dir_error(data_dir: Path, error: OSError, doing: str) -> DataError:
     """The DataError for an OSError met while writing in the data dir: one line naming the
     data dir (never a temp file inside it) and the fix."""
     reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    kind = write_failure_kind(error)
+    if kind == "not-writable":
         return DataError(f"the data dir {data_dir} is not writable ({reason})",
                          hint=WRITABLE_HINT)
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if kind == "no-space":
         return DataError(f"no space left in the data dir {data_dir} ({reason})",
                          hint="free some disk space, or pass --data DIR (or set DLBOX_DATA) "
                               "to a folder on a disk with room (CIFAR-10 needs about 180 MB)")

@@ -224,8 +224,15 @@ def _missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: i
     if isinstance(history, list) and len(history) >= max(1, checkpoint_every):
         return (f"its metrics.json records {len(history)} finished epoch(s), so the checkpoint "
                 f"was moved or deleted: put it back in {folder}, or train again")
-    return ("its training stopped before the first epoch ended and saved nothing; train it "
-            f"again with the command that started it (`--run-dir {run_dir}` may be reused)")
+    return saved_nothing_hint(run_dir)
+
+
+def saved_nothing_hint(run_dir: Path) -> str:
+    """The hint for a run that stopped before it saved a checkpoint (resume and evaluate
+    alike): nothing to continue, so start it again; its run dir may be reused."""
+    return ("its training stopped before the first epoch ended and saved nothing; start it "
+            "again with the command that started it (without --resume; "
+            f"`--run-dir {run_dir}` may be reused)")
 
 
 def _json_kind(value: Any) -> str:

@@ -47,6 +47,7 @@ from dlbox.training.checkpoint import (
     read_run_config,
     restore_rng_state,
     save_checkpoint,
+    saved_nothing_hint,
 )
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype, configure_host, resolve_device
@@ -367,9 +368,7 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     path = checkpoint_path(run_dir, "last")
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no checkpoint to resume from",
-                          hint="it stopped before its first epoch ended and saved nothing; "
-                               "start it again with the command that started it (without "
-                               f"--resume; `--run-dir {run_dir}` may be reused)")
+                          hint=saved_nothing_hint(run_dir))
     state = load_checkpoint(path)
     check_checkpoint(state, path)
     if state.get("finished"):
