@@ -146,6 +146,55 @@ def test_run_refuses_a_gpu_the_host_cannot_give(cpu_image: dict[str, Any],
     assert "NVIDIA driver" in result.stderr and "hint:" in result.stderr
 
 
+def run_containers(engine: Any) -> list[Any]:
+    return engine.containers.list(all=True, filters={"label": "dlbox.image-run"})
+
+
+def test_a_command_that_exits_at_once_keeps_its_output_and_exit_code(
+        engine: Any, cpu_image: dict[str, Any], tmp_path: Path) -> None:
+    # The output stream is attached before start: before, one run in a few lost its output
+    # or waited forever on a stream that opened after the container had exited.
+    before = {c.id for c in run_containers(engine)}
+    for attempt in range(6):
+        result = dlbox("image", "run", "--tag", TAG, "--runs", str(tmp_path / "runs"), "--",
+                       "sh", "-c", f"echo out{attempt}; echo err{attempt} >&2; exit 7",
+                       timeout=60)
+        assert (result.returncode, result.stdout, result.stderr) == (
+            7, f"out{attempt}\n", f"err{attempt}\n")
+    result = dlbox("image", "run", "--tag", TAG, "--runs", str(tmp_path / "runs"), "--",
+                   "true", timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert {c.id for c in run_containers(engine)} <= before  # each one removed
+
+
+def test_a_second_ctrl_c_kills_a_command_that_ignores_sigterm(
+        engine: Any, cpu_image: dict[str, Any], tmp_path: Path) -> None:
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--runs",
+         str(tmp_path / "runs"), "--", "sh", "-c", "trap '' TERM; echo ready; sleep 300"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGINT)
+        time.sleep(2)
+        assert process.poll() is None  # the command ignores SIGTERM; the grace period runs
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=25)
+        seconds = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 137, err  # 128 + SIGKILL
+    assert seconds < 20, seconds  # not the 30 s grace period
+    assert "stopping the container" in err and "killing the container (SIGKILL)" in err
+    assert not [c for c in run_containers(engine) if "sleep 300" in " ".join(
+        c.attrs["Config"]["Cmd"] or [])]
+
+
 def test_code_only_change_rebuilds_with_the_dependency_layer_cached(
         cpu_image: dict[str, Any], lock_dir: Path, tmp_path: Path) -> None:
     from dlbox.container.build import BuildRequest, build_image

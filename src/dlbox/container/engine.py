@@ -391,23 +391,69 @@ def wait_exit_code(container: Any, timeout: float | None = None) -> int:
     return int(result.get("StatusCode", 1))
 
 
+def kill_container(container: Any) -> None:
+    """`docker kill`: SIGKILL now, no grace period."""
+    try:
+        container.kill()
+    except Exception:  # noqa: BLE001 - it may have exited on its own meanwhile
+        pass
+
+
+def create_container(client: Any, request: RunRequest) -> Any:
+    """Create a container without starting it; the caller starts, stops and removes it."""
+    import docker
+
+    kwargs = _run_kwargs(request)
+    kwargs.pop("detach", None)
+    try:
+        return client.containers.create(**kwargs)
+    except docker.errors.ImageNotFound:
+        raise ContainerError(f"image {request.image} is not on this machine",
+                             hint="build it first: dlbox image build (or pass --tag)") from None
+    except docker.errors.APIError as error:
+        raise run_error(error, request) from None
+    except docker.errors.DockerException as error:
+        raise engine_error(error) from None
+
+
+def start_created(container: Any, request: RunRequest) -> None:
+    import docker
+
+    try:
+        container.start()
+    except docker.errors.APIError as error:
+        raise run_error(error, request) from None
+    except docker.errors.DockerException as error:
+        raise engine_error(error) from None
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
 @contextmanager
 def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, bool]]:
-    """Ctrl-C / SIGTERM to us: stop the container (SIGTERM to its command), keep streaming."""
-    state = {"stopping": False}
+    """Ctrl-C / SIGTERM / SIGHUP to us: stop the container (SIGTERM to its command) and keep
+    streaming; a second one kills it (SIGKILL) at once, as `docker stop` then `docker kill`."""
+    state = {"stopping": False, "killed": False}
 
     def handler(signum: int, frame: Any) -> None:
+        if state["killed"]:
+            return
         if state["stopping"]:
+            state["killed"] = True
+            print("\nkilling the container (SIGKILL)...", file=sys.stderr)
+            threading.Thread(target=kill_container, args=(container,), daemon=True).start()
             return
         state["stopping"] = True
-        print(f"\nstopping the container (SIGTERM, SIGKILL after {stop_timeout:g} s)...",
-              file=sys.stderr)
+        print(f"\nstopping the container (SIGTERM, SIGKILL after {stop_timeout:g} s; "
+              "press Ctrl-C again to kill it now)...", file=sys.stderr)
         threading.Thread(target=stop_container, args=(container, stop_timeout),
                          daemon=True).start()
 
     previous: dict[int, Any] = {}
     try:
-        for wanted in (signal.SIGINT, signal.SIGTERM):
+        for wanted in STOP_SIGNALS:
             previous[wanted] = signal.signal(wanted, handler)
     except ValueError:  # not the main thread
         pass
@@ -422,15 +468,20 @@ def run_streaming(client: Any, request: RunRequest, stop_timeout: float = STOP_T
                   out: Any = None, err: Any = None) -> int:
     """Run to completion, streaming its stdout/stderr to ours; return its exit code.
 
-    Ctrl-C or SIGTERM stops the container the way `docker stop` does, so a training
-    command saves its checkpoint; the container is removed afterwards either way.
+    As `docker run` does, the output stream is attached before the container starts, so a
+    command that exits at once loses no output and cannot leave us waiting on a stream that
+    never opens. Ctrl-C or SIGTERM stops the container the way `docker stop` does, so a
+    training command saves its checkpoint (a second Ctrl-C kills it); the container is
+    removed afterwards either way.
     """
     out = out or sys.stdout
     err = err or sys.stderr
-    container = start_container(client, request)
+    container = create_container(client, request)
     try:
         with _signals_stop(container, stop_timeout):
-            for stdout, stderr in container.attach(stream=True, logs=True, demux=True):
+            stream = container.attach(stream=True, logs=True, demux=True)
+            start_created(container, request)
+            for stdout, stderr in stream:
                 if stdout:
                     out.write(stdout.decode(errors="replace"))
                     out.flush()
@@ -459,17 +510,8 @@ def run_captured(client: Any, request: RunRequest, timeout: float = 600,
     import io
     import tarfile
 
-    import docker
 
-    kwargs = _run_kwargs(request)
-    kwargs.pop("detach", None)
-    try:
-        container = client.containers.create(**kwargs)
-    except docker.errors.ImageNotFound:
-        raise ContainerError(f"image {request.image} is not on this machine",
-                             hint="build it first: dlbox image build") from None
-    except docker.errors.APIError as error:
-        raise run_error(error, request) from None
+    container = create_container(client, request)
     try:
         if files:
             buffer = io.BytesIO()
@@ -482,10 +524,7 @@ def run_captured(client: Any, request: RunRequest, timeout: float = 600,
         if archive is not None:
             with open(archive, "rb") as handle:
                 container.put_archive(files_dir, handle)
-        try:
-            container.start()
-        except docker.errors.APIError as error:
-            raise run_error(error, request) from None
+        start_created(container, request)
         try:
             exit_code = wait_exit_code(container, timeout=timeout)
         except Exception as error:  # noqa: BLE001 - requests ReadTimeout

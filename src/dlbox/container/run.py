@@ -27,6 +27,7 @@ from dlbox.container import spec as S
 from dlbox.errors import HostEnvError, UsageError
 
 DEFAULT_SHM_SIZE = "2g"
+RUN_LABEL = "dlbox.image-run"  # on every container `dlbox image run` starts (docker ps --filter)
 _SHM_RE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
 # A device id as `docker run --gpus device=...` takes it: an index, a GPU UUID, a MIG device
 # UUID, or the legacy MIG form MIG-GPU-<uuid>/<gpu instance>/<compute instance>.
@@ -154,6 +155,7 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
         user=f"{uid}:{gid}",
         environment=tuple(sorted(environment.items())),
         workdir=S.WORKDIR,
+        labels=((RUN_LABEL, "1"),),
     )
 
 
