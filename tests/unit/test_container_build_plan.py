@@ -358,6 +358,61 @@ def test_pinned_framework_version() -> None:
         B.resolve_framework("torch", target, version="1.0")
 
 
+def test_a_patch_the_matrix_does_not_list_is_refused_for_an_old_release() -> None:
+    # torch 2.1 ended at 2.1.2: 2.1.9 never existed, and pip would fail late inside the build.
+    cpu = target_for(device="cpu")
+    with pytest.raises(UsageError, match="torch 2.1.9 is not a torch release") as caught:
+        B.resolve_framework("torch", cpu, version="2.1.9")
+    assert "2.1.0, 2.1.1, 2.1.2" in (caught.value.hint or "")
+    for junk in ("abc", "2", "2.x", "2.1.0.0.0"):
+        with pytest.raises(UsageError):
+            B.resolve_framework("torch", cpu, version=junk)
+    # The newest release may have a patch newer than dlbox's data: allowed.
+    newest = max(load_matrix().torch, key=lambda row: tuple(map(int, row.release.split("."))))
+    later = f"{newest.release}.9"
+    assert B.resolve_framework("torch", cpu, version=later).version == later
+
+
+def test_a_framework_release_without_the_base_images_python_names_base_image() -> None:
+    target = dataclasses.replace(target_for(device="cpu"), python="3.11")
+    with pytest.raises(HostEnvError, match="tensorflow 2.3 does not support Python 3.11") \
+            as caught:
+        B.resolve_framework("tensorflow", target, version="2.3")
+    hint = caught.value.hint or ""
+    assert "--base-image" in hint and "3.8" in hint and "--python" not in hint
+
+
+@pytest.mark.parametrize("field, flag", [("framework_version", "--framework-version"),
+                                         ("driver", "--driver"), ("cuda", "--cuda"),
+                                         ("base_image", "--base-image")])
+def test_empty_values_are_refused(field: str, flag: str) -> None:
+    request = B.BuildRequest(device="gpu", **{field: " "})
+    with pytest.raises(UsageError, match=f"{flag} is empty"):
+        B.plan(request, no_probe)
+
+
+def test_request_values_are_checked_before_a_dry_run(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--tag 'My Image' is not a valid image name"):
+        B.dry_run(B.BuildRequest(device="cpu", tag="My Image"), no_probe)
+    not_pem = write(tmp_path / "proxy.crt", "not a certificate\n")
+    with pytest.raises(UsageError, match="holds no PEM certificate"):
+        B.dry_run(B.BuildRequest(device="cpu", ca_cert=not_pem), no_probe)
+    with pytest.raises(UsageError, match="is a folder"):
+        B.dry_run(B.BuildRequest(device="cpu", ca_cert=tmp_path), no_probe)
+
+
+def test_a_project_dir_that_is_a_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "requirements.txt", "numpy\n")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        detect_project(path)
+
+
+def test_image_names_from_odd_project_names_are_valid(tmp_path: Path) -> None:
+    for name in ("My_Proj", "a..b", "x__-y", "__"):
+        project = dataclasses.replace(detect_project(None), name=name)
+        assert S.check_tag(project.image_name + ":cpu")
+
+
 def test_release_version_means_its_newest_known_patch() -> None:
     # `--framework-version 2.1` is torch 2.1's newest patch in the matrix (2.1.2), not pip's
     # ==2.1 (which is 2.1.0); a patch version stays exact.

@@ -43,6 +43,8 @@ DEFAULT = IgnoreMatcher(DEFAULT_PATTERNS)
     "build/lib/x.py", "dist/x.whl", "src/x.egg-info/PKG-INFO",
     ".env", "config/prod.env", "wandb/run-1/files", "mlruns/0/meta.yaml",
     "lightning_logs/version_0/hparams.yaml", ".pytest_cache/v", "dlbox.lock.abc.tmp",
+    # weights anywhere, not only in checkpoints folders
+    "model.pt", "weights/best.pth", "outputs/epoch=3.ckpt", "hf/model.safetensors",
 ])
 def test_default_patterns_leave_out(path: str) -> None:
     assert DEFAULT.ignored(path), path
@@ -317,3 +319,17 @@ def test_copy_project_copies_exactly_what_the_image_gets(project_dir: Path,
     assert not (copy / ".git").exists() and not (copy / "runs").exists()
     with pytest.raises(FileExistsError):  # never merges into an existing folder
         copy_project(project, copy)
+
+
+def test_project_dockerignore_can_bring_a_weight_file_back(tmp_path: Path) -> None:
+    (tmp_path / ".dockerignore").write_text("!weights/backbone.pt\n")
+    matcher = IgnoreMatcher(project_patterns(tmp_path))
+    assert not matcher.ignored("weights/backbone.pt")
+    assert matcher.ignored("weights/other.pt") and matcher.ignored("model.ckpt")
+
+
+def test_a_dockerignore_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / ".dockerignore").write_bytes(b"data\n\xff\xfe caf\xe9\n")
+    with pytest.raises(UsageError, match=r"\.dockerignore is not UTF-8 text") as caught:
+        project_patterns(tmp_path)
+    assert "UTF-8" in (caught.value.hint or "")

@@ -161,6 +161,50 @@ def test_check_shm_size() -> None:
     assert check_shm_size("512M") == "512M" and check_shm_size("1073741824") == "1073741824"
     with pytest.raises(UsageError):
         check_shm_size("lots")
+    assert check_shm_size("1.5g") == "1.5g" and check_shm_size("1m") == "1m"
+    # 0 would silently be the engine's 64 MB default; a few KiB kills any DataLoader worker.
+    for small in ("0", "0g", "100k", "1000"):
+        with pytest.raises(UsageError, match="under 1 MiB"):
+            check_shm_size(small)
+
+
+@pytest.mark.parametrize("tag", ["dlbox:cpu", "myproj", "registry:5000/team/app:v1.2_rc-1",
+                                 "localhost/a_b__c-d:1.0", "a.b/c:" + "x" * 128])
+def test_valid_image_tags(tag: str) -> None:
+    assert S.check_tag(tag) == tag
+
+
+@pytest.mark.parametrize("tag, why", [
+    ("Bad Tag", "expected NAME"), ("Dlbox:cpu", "lowercase"), ("a:", "expected NAME"),
+    ("a:b:c", "expected NAME"), ("-a", "expected NAME"), ("a..b", "expected NAME"),
+    ("a:" + "x" * 129, "expected NAME"), ("a:é", "expected NAME"), ("", "expected NAME"),
+])
+def test_invalid_image_tags_are_usage_errors(tag: str, why: str) -> None:
+    with pytest.raises(UsageError, match=why):
+        S.check_tag(tag)
+
+
+def test_an_image_to_run_may_also_be_an_id_or_a_digest() -> None:
+    digest = "sha256:" + "a" * 64
+    for reference in (digest, "abcdef123456", f"dlbox@{digest}", "dlbox:cpu"):
+        assert S.check_image_reference(reference) == reference
+    with pytest.raises(UsageError, match="--base-image 'A B'"):
+        S.check_image_reference("A B", "--base-image")
+
+
+def test_run_request_labels_the_container() -> None:
+    request = run_request(RunOptions(image="x"), None, 1000, 1000, None, None)
+    assert ("dlbox.image-run", "1") in request.labels
+
+
+def test_notebook_style_hardening_reaches_the_engine() -> None:
+    pytest.importorskip("docker")
+    request = engine.RunRequest(image="x", ports=((8888, 9999),), host_ip="0.0.0.0",
+                                cap_drop=("ALL",), no_new_privileges=True)
+    kwargs = engine._run_kwargs(request)
+    assert kwargs["ports"] == {"8888/tcp": ("0.0.0.0", 9999)}
+    assert kwargs["cap_drop"] == ["ALL"] and kwargs["security_opt"] == ["no-new-privileges"]
+    assert "cap_drop" not in engine._run_kwargs(engine.RunRequest(image="x"))
 
 
 def test_run_request_mounts_and_environment(tmp_path: Path) -> None:
@@ -359,3 +403,18 @@ def test_build_result_counts_cached_steps() -> None:
     result = engine.BuildResult("sha256:1", steps=[
         engine.BuildStep(1, 2, "FROM x", True, 0.0), engine.BuildStep(2, 2, "RUN y", False, 1.0)])
     assert result.cached_steps == 1
+
+
+def test_the_run_it_line_fits_the_project(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from dlbox.cli.image import example_command
+
+    def outcome(kind: str, root: Path | None) -> SimpleNamespace:
+        return SimpleNamespace(spec=SimpleNamespace(project_kind=kind),
+                               project=SimpleNamespace(root=root) if root else None)
+
+    assert example_command(outcome("builtin", None)) == "dlbox train --epochs 1"
+    assert example_command(outcome("requirements", tmp_path)) == "python3 YOUR_SCRIPT.py"
+    (tmp_path / "main.py").write_text("print('hi')\n")
+    assert example_command(outcome("pyproject", tmp_path)) == "python3 main.py"

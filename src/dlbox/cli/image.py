@@ -92,7 +92,8 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
                     "The data folder is mounted at /data, the runs folder at /workspace/runs "
                     "(where `dlbox train` writes), and the container runs as your uid "
                     "(uid 1000 when you are root). Ctrl-C or SIGTERM stops it like "
-                    "`docker stop`, so training saves its checkpoint.",
+                    "`docker stop`, so training saves its checkpoint; a second Ctrl-C kills "
+                    "it.",
     )
     run.add_argument("--tag", "-t", metavar="IMAGE", default="dlbox:latest",
                      help="image to run (default dlbox:latest, the last built-in build)")
@@ -215,8 +216,20 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"smoke test: {summary['smoke']}")
     print(f"built {', '.join(outcome.tags)} ({outcome.image_id[:19]}{size}) in "
           f"{outcome.seconds:.0f} s{cached}")
-    print(f"run it: dlbox image run --tag {outcome.tags[0]} -- dlbox train --epochs 1")
+    print(f"run it: dlbox image run --tag {outcome.tags[0]} -- {example_command(outcome)}")
     return 0
+
+
+def example_command(outcome: Any) -> str:
+    """A command to suggest running in the new image: dlbox's training for the built-in
+    project; the project's own entry script (or a placeholder) for any other."""
+    if outcome.spec.project_kind == "builtin":
+        return "dlbox train --epochs 1"
+    root = outcome.project.root if outcome.project is not None else None
+    for name in ("train.py", "main.py", "run.py"):
+        if root is not None and (root / name).is_file():
+            return f"python3 {name}"
+    return "python3 YOUR_SCRIPT.py"
 
 
 def _parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -238,7 +251,9 @@ def default_data_dir() -> Path | None:
 
 def run_run(args: argparse.Namespace) -> int:
     from dlbox.container.run import RunOptions, check_shm_size, run_in_image
+    from dlbox.container.spec import check_image_reference
 
+    check_image_reference(args.tag)
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]

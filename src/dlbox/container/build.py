@@ -33,10 +33,12 @@ from dlbox.container import spec as S
 from dlbox.container.context import (
     ContextSummary,
     Distribution,
+    read_ca_cert,
     scan_wheelhouse,
     wheels_for_pins,
     write_context,
 )
+from dlbox.container.dockerignore import project_patterns
 from dlbox.container.lock import (
     LOCK_FILE,
     LockEntry,
@@ -60,7 +62,7 @@ from dlbox.container.project import (
 from dlbox.container.render import render_dockerfile, render_lock_requirements
 from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
 from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
-from dlbox.errors import ContainerError, DlboxError, UsageError
+from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
 
 Log = Callable[[str], None]
 RESOLVE_TIMEOUT_S = 900
@@ -104,6 +106,7 @@ class BuildOutcome:
     size_bytes: int | None = None
     context: ContextSummary | None = None
     notes: list[str] = field(default_factory=list)
+    project: Project | None = None
 
 
 # ---- choosing the target ----------------------------------------------------------------------
@@ -164,17 +167,49 @@ def _normalize_framework(name: str | None) -> str | None:
 
 
 def _matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
-    from dlbox.hostenv.versions import same_release
+    from dlbox.hostenv.versions import parse_version, same_release
 
     rows = getattr(matrix, framework)
     public = version.split("+")[0]
+    parsed = parse_version(public)
+    if parsed is None or not re.fullmatch(r"\d+(\.\d+){1,2}([a-z]+\d*)?", public):
+        raise UsageError(f"--framework-version {version!r} is not a version",
+                         hint="give a release (2.13) or an exact version (2.13.0)")
     kept = tuple(row for row in rows if public in row.versions) or tuple(
         row for row in rows if same_release(public, row.release))
     if not kept:
         known = ", ".join(row.release for row in rows[:8])
         raise UsageError(f"{framework} {version} is not in dlbox's compatibility matrix",
                          hint=f"pick a listed release ({known}, ...) or leave the version out")
+    patches = sorted({v for row in kept for v in row.versions if parse_version(v)},
+                     key=lambda v: parse_version(v) or ())
+    newest_release = max((parse_version(row.release) or () for row in rows), default=())
+    settled = (parse_version(kept[0].release) or ()) < newest_release
+    if len(parsed) >= 3 and patches and public not in patches \
+            and (settled or parsed <= (parse_version(patches[-1]) or ())):
+        # A release older than the newest gets no more patches: a version the matrix does not
+        # list was never released. The newest release may have one newer than dlbox's data.
+        raise UsageError(f"{framework} {public} is not a {framework} release dlbox knows",
+                         hint=f"{framework} {kept[0].release} has {', '.join(patches)}: "
+                              f"pick one, or give just {kept[0].release} for its newest")
     return dataclasses.replace(matrix, **{framework: kept})
+
+
+def _python_error(error: HostEnvError, framework: str, version: str | None,
+                  target: Any) -> HostEnvError:
+    """The resolver's "no build for Python X" in image build's terms: the Python is the base
+    image's, so the way out is another --base-image (image build has no --python)."""
+    hint = error.hint or ""
+    if "--python" not in hint or not target.python:
+        return error
+    known = re.findall(r"\d+\.\d+", hint.split("Python", 1)[-1])
+    what = f"{framework} {version}" if version else f"no {framework} release dlbox knows"
+    verb = "does not support" if version else "supports"
+    example = f" (e.g. python:{known[-1]}-slim-bookworm)" if known else ""
+    return HostEnvError(
+        f"{what} {verb} Python {target.python}, the base image's",
+        hint=f"pass --base-image with Python {', '.join(known) or 'it supports'}{example}"
+             + (", or another --framework-version" if version else ""))
 
 
 def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None) -> Any:
@@ -185,7 +220,11 @@ def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None
     from dlbox.hostenv.versions import parse_version
 
     matrix = matrix or load_matrix()
-    resolved = resolve_build(framework, target, _matrix_for_version(matrix, framework, version))
+    try:
+        resolved = resolve_build(framework, target,
+                                 _matrix_for_version(matrix, framework, version))
+    except HostEnvError as error:
+        raise _python_error(error, framework, version, target) from None
     reasons = resolved.reasons + (f"{framework} {version} requested",)
     public = version.split("+")[0]
     if len(parse_version(public) or ()) < 3:
@@ -214,7 +253,10 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
     matrix = matrix or load_matrix()
     if version:
         return resolve_pinned(framework, target, version, matrix)
-    newest = resolve_build(framework, target, matrix)
+    try:
+        newest = resolve_build(framework, target, matrix)
+    except HostEnvError as error:
+        raise _python_error(error, framework, None, target) from None
     dist = framework_dist(newest)
     candidates = sorted({d.version for d in wheelhouse
                          if d.name == dist and d.fits_python(target.python)},
@@ -422,9 +464,26 @@ class Plan:
     framework_version: str | None = None  # --framework-version, for the project's pins
 
 
+def check_request(request: BuildRequest) -> None:
+    """What is wrong with the request's own values, before the project or the engine is read."""
+    for flag, value in (("--framework-version", request.framework_version),
+                        ("--driver", request.driver), ("--cuda", request.cuda),
+                        ("--base-image", request.base_image), ("--framework", request.framework)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag} is empty", hint=f"give a value, or leave {flag} out")
+    if request.tag is not None:
+        S.check_tag(request.tag)
+    if request.base_image is not None:
+        S.check_image_reference(request.base_image, "--base-image")
+    if request.ca_cert is not None:
+        read_ca_cert(request.ca_cert.expanduser())
+
+
 def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
+    check_request(request)
     _buildargs(request)  # credentials in a build arg: refused before anything (dry runs too)
     project = detect_project(request.project_dir, request.extras)
+    project_patterns(project.root)  # an unreadable .dockerignore: refused before any build
     framework = (_normalize_framework(request.framework)
                  or detect_framework(project.requirements) or "torch")
     target = choose_target(request, facts)
@@ -710,6 +769,7 @@ def build_image(request: BuildRequest, log: Log = print,
         image_id=result.image_id, tags=tags, spec=spec, entry=entry, lock_path=p.lock_path,
         lock_written=lock_written, seconds=round(time.monotonic() - start, 1), build=result,
         smoke=smoke_result, size_bytes=data.get("Size"), context=context, notes=notes,
+        project=project,
     )
 
 

@@ -194,6 +194,24 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
     tar.addfile(info)
 
 
+def read_ca_cert(ca_cert: Path) -> bytes:
+    """The bytes of `--ca-cert`, refused unless it is a readable PEM certificate file."""
+    if ca_cert.is_dir():
+        raise UsageError(f"--ca-cert {ca_cert} is a folder",
+                         hint="pass the certificate file, e.g. /usr/local/share/"
+                              "ca-certificates/proxy.crt")
+    try:
+        data = ca_cert.read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read --ca-cert {ca_cert}: {error.strerror}",
+                         hint="pass a PEM file, e.g. /usr/local/share/ca-certificates/"
+                              "proxy.crt") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise UsageError(f"--ca-cert {ca_cert} holds no PEM certificate",
+                         hint="convert it: openssl x509 -inform der -in CERT -out cert.pem")
+    return data
+
+
 def write_context(
     tar_path: Path,
     project: Project,
@@ -220,16 +238,7 @@ def write_context(
                 total += wheel.stat().st_size
                 files += 1
         if ca_cert is not None:
-            try:
-                data = ca_cert.read_bytes()
-            except OSError as error:
-                raise UsageError(f"cannot read --ca-cert {ca_cert}: {error.strerror}",
-                                 hint="pass a PEM file, e.g. /usr/local/share/ca-certificates/"
-                                      "proxy.crt") from None
-            if b"-----BEGIN CERTIFICATE-----" not in data:
-                raise UsageError(f"--ca-cert {ca_cert} holds no PEM certificate",
-                                 hint="convert it: openssl x509 -inform der -in CERT -out "
-                                      "cert.pem")
+            data = read_ca_cert(ca_cert)
             _add_bytes(tar, S.CONTEXT_CA_CERT, data if data.endswith(b"\n") else data + b"\n")
         _add_dir(tar, S.CONTEXT_PROJECT)
         for rel, path in iter_project_files(project):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from dlbox.errors import UsageError
+
 # Never worth shipping: version control, environments, data, training outputs, caches and
 # secrets. `data`, `runs` and `checkpoints` are the folders dlbox itself writes and reads;
 # they are mounted at run time (`dlbox image run --data DIR --runs DIR`), never baked in.
@@ -44,6 +46,12 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     "runs",
     "checkpoints",
     "**/checkpoints",
+    # Weights and checkpoints anywhere (a project that needs one in the image re-includes it
+    # in its own .dockerignore: !weights/model.pt)
+    "**/*.pt",
+    "**/*.pth",
+    "**/*.ckpt",
+    "**/*.safetensors",
     "lightning_logs",
     "mlruns",
     "wandb",
@@ -180,5 +188,15 @@ class IgnoreMatcher:
 def project_patterns(project_dir: Path) -> tuple[str, ...]:
     """Our defaults, then the project's own .dockerignore (which may re-include with "!")."""
     own = project_dir / ".dockerignore"
-    extra = parse_dockerignore(own.read_text(encoding="utf-8")) if own.is_file() else ()
-    return DEFAULT_PATTERNS + extra
+    if not own.is_file():
+        return DEFAULT_PATTERNS
+    try:
+        text = own.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{own} is not UTF-8 text (byte {error.start})",
+                         hint="save it as UTF-8 (iconv -f latin1 -t utf-8), as docker build "
+                              "reads it") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {own}: {error.strerror}",
+                         hint="make it readable (chmod a+r), or remove it") from None
+    return DEFAULT_PATTERNS + parse_dockerignore(text)

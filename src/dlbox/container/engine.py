@@ -237,9 +237,19 @@ def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -
 
 
 def tag_image(client: Any, image_id: str, tags: Sequence[str]) -> None:
+    import docker
+
     for tag in tags:
         repository, name = split_tag(tag)
-        client.api.tag(image_id, repository, name, force=True)
+        try:
+            client.api.tag(image_id, repository, name, force=True)
+        except docker.errors.APIError as error:
+            raise ContainerError(f"cannot tag the image {image_id[:19]} as {tag}: "
+                                 f"{api_error_text(error)}",
+                                 hint=f"the image is built: docker tag {image_id[:19]} "
+                                      "NAME:TAG names it by hand") from None
+        except docker.errors.DockerException as error:
+            raise engine_error(error) from None
 
 
 def split_tag(tag: str) -> tuple[str, str]:
@@ -296,6 +306,9 @@ class RunRequest:
     network: str | None = None
     init: bool = False  # the engine's init; our images carry tini as entrypoint already
     labels: tuple[tuple[str, str], ...] = ()
+    host_ip: str = "127.0.0.1"  # the host address that published ports listen on
+    cap_drop: tuple[str, ...] = ()  # ("ALL",): no Linux capabilities
+    no_new_privileges: bool = False  # setuid binaries cannot raise privileges
 
 
 def _run_kwargs(request: RunRequest) -> dict[str, Any]:
@@ -319,11 +332,16 @@ def _run_kwargs(request: RunRequest) -> dict[str, Any]:
     if request.name:
         kwargs["name"] = request.name
     if request.ports:
-        kwargs["ports"] = {f"{inner}/tcp": ("127.0.0.1", outer) for inner, outer in request.ports}
+        kwargs["ports"] = {f"{inner}/tcp": (request.host_ip, outer)
+                           for inner, outer in request.ports}
     if request.network:
         kwargs["network"] = request.network
     if request.init:
         kwargs["init"] = True
+    if request.cap_drop:
+        kwargs["cap_drop"] = list(request.cap_drop)
+    if request.no_new_privileges:
+        kwargs["security_opt"] = ["no-new-privileges"]
     return {key: value for key, value in kwargs.items() if value is not None}
 
 

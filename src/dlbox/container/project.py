@@ -68,6 +68,8 @@ class Project:
     def image_name(self) -> str:
         """A valid image repository name from the project name ("My_Proj" -> "my_proj")."""
         name = re.sub(r"[^a-z0-9._-]+", "-", self.name.lower()).strip("._-")
+        if not re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", name):
+            name = re.sub(r"[^a-z0-9]+", "-", name).strip("-")  # "a..b" -> "a-b"
         return name or "project"
 
     def input_requirements(self) -> tuple[str, ...]:
@@ -335,7 +337,8 @@ def detect_project(project_dir: str | Path | None = None,
     root = builtin_project_dir() if project_dir is None \
         else Path(project_dir).expanduser().resolve()
     if not root.is_dir():
-        raise UsageError(f"project folder {root} does not exist",
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise UsageError(f"project folder {root} {what}",
                          hint="pass the folder holding requirements.txt or pyproject.toml")
     if not builtin and root == _builtin_root():
         builtin = True

@@ -69,11 +69,22 @@ def parse_gpus(value: str | None, image_device: str | None) -> engine.GpuRequest
                           "nvidia-smi -L) or none")
 
 
+_SHM_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+MIN_SHM_BYTES = 2**20
+
+
 def check_shm_size(value: str) -> str:
-    if not _SHM_RE.match(value.strip()):
+    text = value.strip()
+    if not _SHM_RE.match(text):
         raise UsageError(f"--shm-size {value!r} is not a size",
                          hint="give a number with a unit, e.g. 2g or 512m")
-    return value.strip()
+    unit = text[-1].lower() if text[-1].isalpha() else ""
+    number = float(text[:-1] if unit else text)
+    if number * _SHM_UNITS[unit] < MIN_SHM_BYTES:
+        why = " (0 would mean the engine's 64 MB default)" if number == 0 else ""
+        raise UsageError(f"--shm-size {value!r} is under 1 MiB{why}",
+                         hint="give a size such as 2g or 512m")
+    return text
 
 
 def container_user(euid: int, egid: int) -> tuple[int, int]:

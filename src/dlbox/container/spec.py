@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from dlbox import __version__
+from dlbox.errors import UsageError
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"  # any Debian/Ubuntu image with apt works
 BASE_IMAGE_ENV = "DLBOX_BASE_IMAGE"  # overrides the default base (scripts/test.sh sets it)
@@ -123,3 +124,32 @@ def default_tag(project_image_name: str, framework: FrameworkBuild) -> str:
     if framework.name == "torch":
         return f"{project_image_name}:{variant}"
     return f"{project_image_name}:{framework.name}-{variant}"
+
+
+# Docker's reference grammar (distribution/reference): [host[:port]/]path[/path...][:tag]
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?|\[[0-9a-fA-F:]+\](?::[0-9]+)?)"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_NAME = rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*"
+_TAG_RE = re.compile(rf"(?P<name>{_NAME})(?::[\w][\w.-]{{0,127}})?", re.ASCII)
+_DIGEST_RE = re.compile(rf"(?:(?P<name>{_NAME})@)?sha256:[0-9a-f]{{64}}")
+_ID_RE = re.compile(r"[0-9a-f]{12,64}")
+
+
+def check_tag(tag: str, flag: str = "--tag") -> str:
+    """`tag` if it is a valid NAME[:TAG] for the engine, else a UsageError saying why."""
+    match = _TAG_RE.fullmatch(tag)
+    if match and len(match.group("name")) <= 255:
+        return tag
+    why = ("names are lowercase" if tag.lower() != tag and _TAG_RE.fullmatch(tag.lower())
+           else "expected NAME[:TAG], e.g. myproject:gpu or registry:5000/team/app:v1")
+    raise UsageError(f"{flag} {tag!r} is not a valid image name: {why}",
+                     hint="use lowercase letters, digits and . _ - in the name; the tag after "
+                          "':' may hold letters, digits, . _ - (at most 128)")
+
+
+def check_image_reference(reference: str, flag: str = "--tag") -> str:
+    """An image to run: NAME[:TAG], NAME@sha256:..., or an image id."""
+    if _DIGEST_RE.fullmatch(reference) or _ID_RE.fullmatch(reference):
+        return reference
+    return check_tag(reference, flag)
