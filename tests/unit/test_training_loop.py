@@ -343,3 +343,30 @@ def test_a_run_dir_in_use_is_refused_even_when_it_has_saved_nothing_yet(
         assert (run / "config.json").read_text() == '{"model": "tiny"}'  # untouched
     train(tiny_config(fake_cifar_dir, run), progress=False, evaluate_at_end=False)  # it ended
     assert (run / "checkpoints" / "last.pt").is_file()
+
+
+def test_the_trainers_restore_functions_report_a_damaged_part_themselves(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    """The rehearsal before resume and the trainer call the same restore function, so a
+    part that the rehearsal lets through cannot crash the trainer with a traceback."""
+    from dlbox.training.loop import restore_training
+    from dlbox.training.speedrun import restore_speedrun
+
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    path = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    model = torch.nn.Linear(2, 2)
+
+    def objects() -> tuple:  # type: ignore[type-arg]
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), \
+            torch.Generator()
+
+    with pytest.raises(RunDirError, match=r"last.pt is damaged \(the optimizer state"):
+        restore_training(state, path, *objects())  # another model's optimizer state
+    restored = restore_training({**state, "optimizer": objects()[0].state_dict(),
+                                 "scheduler": objects()[1].state_dict()}, path, *objects())
+    assert (restored.epoch, restored.step_in_epoch) == (state["epoch"], state["step_in_epoch"])
+    with pytest.raises(RunDirError, match=r"is damaged \(the speedrun state: it is list"):
+        restore_speedrun([1], path, [], torch.Generator(), torch.device("cpu"))

@@ -22,7 +22,8 @@ import random
 import re
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,43 @@ def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any
                   "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
         "generator": generator.get_state() if generator is not None else None,
     }
+
+
+DAMAGED_HINT = "it was edited or damaged; train again or resume from a good copy"
+RESTORE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError)
+
+
+class CheckpointParts:
+    """Restores a checkpoint part by part: a part that does not load is one RunDirError that
+    names it, never a traceback. `parts("the optimizer state")` names the part that follows.
+
+        parts = CheckpointParts(path)
+        with parts.reading():
+            parts("the optimizer state")
+            optimizer.load_state_dict(state["optimizer"])
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self.part = "the checkpoint"
+
+    def __call__(self, part: str) -> None:
+        self.part = part
+
+    @contextmanager
+    def reading(self) -> Iterator[CheckpointParts]:
+        try:
+            yield self
+        except RESTORE_ERRORS as error:
+            raise RunDirError(f"checkpoint {self.path} is damaged ({self.part}: "
+                              f"{first_line(error)})", hint=DAMAGED_HINT) from None
+
+
+def expect_type(value: Any, kinds: type | tuple[type, ...], what: str) -> Any:
+    """`value`, or a TypeError naming what it is instead (for CheckpointParts to report)."""
+    if not isinstance(value, kinds):
+        raise TypeError(f"{what} is {type(value).__name__}")
+    return value
 
 
 def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:

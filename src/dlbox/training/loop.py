@@ -33,15 +33,18 @@ import torch
 from torch import nn
 
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import DlboxError, RunDirError, first_line, write_error
+from dlbox.errors import DlboxError, RunDirError, write_error
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     CONFIG_FILE,
+    DAMAGED_HINT,
+    CheckpointParts,
     capture_rng_state,
     check_checkpoint,
     checkpoint_path,
+    expect_type,
     load_checkpoint,
     load_state_dict_checked,
     read_run_config,
@@ -434,73 +437,67 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
 
 def _rehearse_restore(path: Path, state: dict[str, Any], config: TrainConfig, model: nn.Module,
                       num_train: int) -> None:
-    """Load the rest of the checkpoint (optimizers, schedule, random states, counters) into
-    throwaway copies, as the trainer will: a damaged part is a one-line RunDirError now,
-    before resume writes anything, not a traceback halfway through. The RNGs it touches are
-    seeded and restored again by the trainer."""
-    hint = "it was edited or damaged; train again or resume from a good copy"
-    part = "the checkpoint"
-    try:
+    """Restore the whole checkpoint into throwaway CPU copies of the trainer's objects, with
+    the trainer's own restore function: a damaged part is a one-line RunDirError now, before
+    resume writes anything, not a traceback halfway through. The RNGs it touches are seeded
+    and restored again by the trainer."""
+    with warnings.catch_warnings():  # a CUDA run's generator state, read on the CPU
+        warnings.simplefilter("ignore")
         if state.get("trainer") == "speedrun":
-            from dlbox.training.speedrun import build_optimizers, config_from_train
-
-            saved = state.get("speedrun_state")
-            part = "the speedrun state"
-            if not isinstance(saved, dict):
-                raise TypeError(f"it is {type(saved).__name__}, not a dict")
             from dlbox.models.speedrun import SpeedrunNet
+            from dlbox.training.speedrun import (
+                build_optimizers,
+                config_from_train,
+                restore_speedrun,
+            )
 
             if not isinstance(model, SpeedrunNet):
-                raise TypeError(f"its trainer is speedrun, its model {type(model).__name__}")
+                raise RunDirError(f"checkpoint {path} is damaged (its trainer is speedrun, its "
+                                  f"model {type(model).__name__})", hint=DAMAGED_HINT)
             recipe = config_from_train(config)
             optimizers = build_optimizers(model, recipe, min(recipe.batch_size, num_train))
-            part = "the optimizers' state"
-            for optimizer, optimizer_state in zip(optimizers, saved["optimizers"], strict=True):
-                optimizer.load_state_dict(optimizer_state)
-            part = "the random state"
-            generator_state = saved["generator"]
-            if not isinstance(generator_state, torch.Tensor):
-                raise TypeError(f"generator is {type(generator_state).__name__}")
-            if generator_state.numel() == torch.Generator().get_state().numel():
-                torch.Generator().set_state(generator_state.cpu())
-            for key in ("base_flip", "lookahead"):
-                if not isinstance(saved.get(key), (torch.Tensor, dict, type(None))):
-                    raise TypeError(f"{key} is {type(saved[key]).__name__}")
-            part = "the counters"
-            for key in ("step", "epoch", "images_seen"):
-                int(saved[key])
-            float(saved["train_seconds"])
-            list(saved["history"])
-            list(saved["curve"])
+            restore_speedrun(state.get("speedrun_state"), path, optimizers, torch.Generator(),
+                             torch.device("cpu"))
             return
-        sgd = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-        part = "the optimizer state"
-        sgd.load_state_dict(state["optimizer"])
-        part = "the learning-rate schedule"
-        per_epoch = steps_per_epoch(num_train, config.batch_size)
-        make_scheduler(sgd, config.schedule, config.epochs * per_epoch,
-                       config.warmup_fraction).load_state_dict(state["scheduler"])
-        part = "the random state"
-        with warnings.catch_warnings():  # a CUDA run's generator state, read on the CPU
-            warnings.simplefilter("ignore")
-            restore_rng_state(state["rng"], torch.Generator())
-        part = "the loss scaler"
-        if state.get("scaler") is not None and not isinstance(state["scaler"], dict):
-            raise TypeError(f"it is {type(state['scaler']).__name__}, not a dict")
-        part = "the epoch's order"
-        order = state.get("epoch_perm")
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+        scheduler = make_scheduler(optimizer, config.schedule,
+                                   config.epochs * steps_per_epoch(num_train, config.batch_size),
+                                   config.warmup_fraction)
+        restore_training(state, path, optimizer, scheduler,
+                         torch.amp.GradScaler("cpu", enabled=False), torch.Generator())
+
+
+def restore_training(checkpoint: dict[str, Any], path: Path, optimizer: torch.optim.Optimizer,
+                     scheduler: Any, scaler: torch.amp.GradScaler,
+                     generator: torch.Generator) -> TrainState:
+    """The generic loop's restore: everything in the checkpoint but the model's weights, into
+    the trainer's objects; the counters come back as a TrainState. A damaged part is a
+    RunDirError naming it (resume rehearses this on throwaway copies before writing)."""
+    parts = CheckpointParts(path)
+    with parts.reading():
+        parts("the optimizer state")
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        parts("the learning-rate schedule")
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        parts("the loss scaler")
+        saved_scaler = expect_type(checkpoint.get("scaler"), (dict, type(None)), "it")
+        if saved_scaler:
+            scaler.load_state_dict(saved_scaler)
+        parts("the random state")
+        restore_rng_state(checkpoint["rng"], generator)
+        parts("the epoch's order")
+        order = checkpoint.get("epoch_perm")
         if order is not None and (not isinstance(order, torch.Tensor) or order.dim() != 1
                                   or order.dtype not in (torch.int64, torch.int32)):
             raise TypeError("it is not a list of image indices")
-        part = "the counters"
-        EpochSums(**state["epoch_partial"]) if state.get("epoch_partial") else EpochSums()
-        for key in ("step_in_epoch", "global_step"):
-            int(state.get(key, 0))
-        float(state.get("train_seconds", 0.0))
-        list(state.get("history", []))
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError) as error:
-        raise RunDirError(f"checkpoint {path} is damaged ({part}: {first_line(error)})",
-                          hint=hint) from None
+        parts("the counters")
+        partial = checkpoint.get("epoch_partial")
+        return TrainState(
+            epoch=int(checkpoint["epoch"]), step_in_epoch=int(checkpoint.get("step_in_epoch", 0)),
+            global_step=int(checkpoint.get("global_step", 0)),
+            train_seconds=float(checkpoint.get("train_seconds", 0.0)),
+            history=list(checkpoint.get("history", [])), epoch_perm=order,
+            sums=EpochSums(**partial) if partial else EpochSums())
 
 
 def _diverged(epoch: int, config: TrainConfig, run_dir: Path) -> DlboxError:
@@ -547,19 +544,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
     state = TrainState()
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        restore_rng_state(checkpoint["rng"], generator)
-        state = TrainState(
-            epoch=int(checkpoint["epoch"]), step_in_epoch=int(checkpoint.get("step_in_epoch", 0)),
-            global_step=int(checkpoint.get("global_step", 0)),
-            train_seconds=float(checkpoint.get("train_seconds", 0.0)),
-            history=list(checkpoint.get("history", [])),
-            epoch_perm=checkpoint.get("epoch_perm"),
-            sums=EpochSums(**checkpoint["epoch_partial"]) if checkpoint.get("epoch_partial")
-            else EpochSums())
+        state = restore_training(checkpoint, checkpoint_path(run_dir, "last"), optimizer,
+                                 scheduler, scaler, generator)
 
     # Whole splits live on the device; batches are cut from them by index.
     train_images = train_set.images.to(device)
@@ -805,7 +791,8 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             make_model=lambda n: create_model(config.model, num_classes=n, **config.model_kwargs),
             should_stop=should_stop, on_step=on_step,
             resume_state=(dict(checkpoint.get("speedrun_state") or {})
-                          | {"model": checkpoint["model"]}) if checkpoint is not None else None)
+                          | {"model": checkpoint["model"]}) if checkpoint is not None else None,
+            resume_path=checkpoint_path(run_dir, "last"))
     if result.stopped:
         raise _stopped(run_dir, flag, saved_epoch=state.epoch)
     metrics_path = run_dir / METRICS_FILE

@@ -35,6 +35,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,7 +46,7 @@ from dlbox.data.augment import flip_where, random_crop, random_cutout
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import UsageError
 from dlbox.models.speedrun import DEFAULT_WIDTHS, SpeedrunNet
-from dlbox.training.checkpoint import restore_generator
+from dlbox.training.checkpoint import CheckpointParts, expect_type, restore_generator
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype
 from dlbox.training.inputs import CIFAR10_MEAN, CIFAR10_STD, prepare_batch
@@ -558,6 +559,45 @@ def _warm_up(forward: Callable[..., torch.Tensor], model: SpeedrunNet,
         torch.cuda.synchronize(device)
 
 
+@dataclass
+class ResumePoint:
+    """Where a resumed speedrun goes on from (restore_speedrun's result)."""
+
+    base_flip: torch.Tensor | None
+    lookahead: Lookahead | None
+    step: int
+    epoch: int
+    images_seen: int
+    train_seconds: float
+    history: list[dict[str, Any]]
+    curve: list[dict[str, Any]]
+
+
+def restore_speedrun(saved: Any, path: str | Path, optimizers: Sequence[PlainOptimizer],
+                     generator: torch.Generator, device: torch.device) -> ResumePoint:
+    """The speedrun trainer's restore: a state `on_epoch` got (all but the model's weights)
+    into its optimizers and generator. A damaged part is a RunDirError naming it; `dlbox
+    train --resume` rehearses this on throwaway copies before it writes anything."""
+    parts = CheckpointParts(path)
+    with parts.reading():
+        parts("the speedrun state")
+        expect_type(saved, dict, "it")
+        parts("the optimizers' state")
+        for optimizer, optimizer_state in zip(optimizers, saved["optimizers"], strict=True):
+            optimizer.load_state_dict(optimizer_state)
+        parts("the random state")
+        restore_generator(generator, expect_type(saved["generator"], torch.Tensor, "generator"))
+        base_flip = expect_type(saved.get("base_flip"), (torch.Tensor, type(None)), "base_flip")
+        average = expect_type(saved.get("lookahead"), (dict, type(None)), "lookahead")
+        parts("the counters")
+        return ResumePoint(
+            base_flip=base_flip.to(device) if base_flip is not None else None,
+            lookahead=Lookahead.from_average(average, device) if average is not None else None,
+            step=int(saved["step"]), epoch=int(saved["epoch"]),
+            images_seen=int(saved["images_seen"]), train_seconds=float(saved["train_seconds"]),
+            history=list(saved["history"]), curve=list(saved["curve"]))
+
+
 def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: SpeedrunConfig,
                    device: torch.device | str = "cpu",
                    on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
@@ -566,6 +606,7 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
                    should_stop: Callable[[], bool] | None = None,
                    on_step: Callable[[int, int, Callable[[], tuple[float, float]]], None]
                    | None = None,
+                   resume_path: str | Path = "(resume state)",
                    ) -> SpeedrunResult:
     """Train a SpeedrunNet on `train` and measure it on `test` (see the module docstring).
 
@@ -579,7 +620,8 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     rebuilt the same way); None builds one from config.widths, depth and whiten_stride.
 
     Stopping and resuming, at epoch boundaries: `resume_state` takes a state that `on_epoch`
-    got back, so a resumed run ends with the weights of an uninterrupted one.
+    got back, so a resumed run ends with the weights of an uninterrupted one (a damaged part
+    of it is a RunDirError naming `resume_path`).
     `should_stop()`, asked after every step, ends training early: the partial epoch is
     dropped and the result says `stopped`. `on_step(step_in_epoch, steps_per_epoch, stats)`
     reports progress after every step; `stats()` gives the epoch's running (loss, accuracy),
@@ -646,7 +688,6 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
         clock.stop()
     else:
         model.load_state_dict(resume_state["model"])
-        clock.seconds = float(resume_state["train_seconds"])
 
     optimizers = build_optimizers(model, config, batch)
     lookahead: Lookahead | None = None
@@ -663,17 +704,12 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     test_logits: torch.Tensor | None = None
     stopped = False
     if resume_state is not None:
-        for optimizer, saved in zip(optimizers, resume_state["optimizers"], strict=True):
-            optimizer.load_state_dict(saved)
-        restore_generator(generator, resume_state["generator"])
-        if resume_state.get("base_flip") is not None:
-            base_flip = resume_state["base_flip"].to(device)
-        if resume_state.get("lookahead") is not None:
-            lookahead = Lookahead.from_average(resume_state["lookahead"], device)
-        step, epoch = int(resume_state["step"]), int(resume_state["epoch"])
-        images_seen = int(resume_state["images_seen"])
-        history = list(resume_state["history"])
-        curve = list(resume_state["curve"])
+        point = restore_speedrun(resume_state, resume_path, optimizers, generator, device)
+        base_flip = point.base_flip if point.base_flip is not None else base_flip
+        lookahead = point.lookahead
+        step, epoch, images_seen = point.step, point.epoch, point.images_seen
+        clock.seconds = point.train_seconds
+        history, curve = point.history, point.curve
 
     def training_state() -> dict[str, Any]:
         return {
