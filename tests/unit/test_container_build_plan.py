@@ -657,3 +657,15 @@ def test_gpu_attachable() -> None:
     assert B.gpu_attachable(gpu_host()) == (True, "")
     ok, why = B.gpu_attachable(CPU_HOST)
     assert not ok and "no usable NVIDIA GPU" in why
+
+
+def test_the_current_folder_is_the_default_project_when_it_is_one(tmp_path: Path) -> None:
+    from dlbox.container.project import default_project_dir
+
+    assert default_project_dir(tmp_path) is None  # no project here: the built-in one
+    write(tmp_path / "notes.txt", "x\n")
+    assert default_project_dir(tmp_path) is None
+    for marker in ("requirements.txt", "pyproject.toml", "setup.py"):
+        folder = tmp_path / marker.replace(".", "_")
+        write(folder / marker, "\n")
+        assert default_project_dir(folder) == folder

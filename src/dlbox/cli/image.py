@@ -31,14 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _register_build(actions: argparse._SubParsersAction) -> None:
     build = actions.add_parser(
-        "build", help="build the image (default project: dlbox's own CIFAR-10 project)",
+        "build", help="build the image (default project: the current folder, else dlbox's "
+                      "own CIFAR-10 project)",
         description="Build PROJECT_DIR (a folder with requirements.txt or pyproject.toml; "
-                    "default: the built-in dlbox CIFAR-10 project) into an image. The first "
+                    "default: the current folder when it has one of them, else the built-in "
+                    "dlbox CIFAR-10 project) into an image. The first "
                     "build resolves every requirement and writes dlbox.lock next to the "
                     "project; later builds install exactly what it pins.",
     )
     build.add_argument("project_dir", nargs="?", metavar="PROJECT_DIR",
-                       help="project folder (default: the built-in dlbox project)")
+                       help="project folder (default: the current folder when it holds "
+                            "requirements.txt, pyproject.toml or setup.py, else the built-in "
+                            "dlbox project)")
     device = build.add_mutually_exclusive_group()
     device.add_argument("--cpu", dest="device", action="store_const", const="cpu",
                         help="a CPU framework build")
@@ -120,6 +124,7 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
 
 def _build_request(args: argparse.Namespace) -> Any:
     from dlbox.container.build import BuildRequest
+    from dlbox.container.project import default_project_dir
 
     for name in ("wheelhouse", "ca_cert"):
         path = getattr(args, name)
@@ -130,7 +135,7 @@ def _build_request(args: argparse.Namespace) -> Any:
     if args.offline and args.wheelhouse is None:
         raise UsageError("--offline needs --wheelhouse DIR", hint="pass the folder of wheels")
     return BuildRequest(
-        project_dir=Path(args.project_dir) if args.project_dir else None,
+        project_dir=Path(args.project_dir) if args.project_dir else default_project_dir(),
         device=args.device,
         framework=args.framework,
         framework_version=args.framework_version,

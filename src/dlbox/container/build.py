@@ -740,7 +740,8 @@ def build_image(request: BuildRequest, log: Log = print,
             notes.append(f"the project sends {context.project_bytes // 2**20} MiB to the image "
                          f"(biggest: {biggest}); list data in .dockerignore")
         log(f"building {spec.framework.name} {spec.framework.version} image of "
-            f"{project.name} on {spec.base_image} ({context.bytes // 2**20} MiB context)")
+            f"{project.name} ({project.root}) on {spec.base_image} "
+            f"({context.bytes // 2**20} MiB context)")
         result = engine.build(client, context.path, nocache=request.no_cache,
                               buildargs=buildargs, on_event=on_event)
     smoke_result = None

@@ -330,6 +330,15 @@ def builtin_project_dir() -> Path:
     return root
 
 
+def default_project_dir(cwd: Path | None = None) -> Path | None:
+    """The project `dlbox image build` takes without PROJECT_DIR: the current folder when it
+    is a project (requirements.txt, pyproject.toml or setup.py in it), as Cog and
+    repo2docker do; else None, the built-in project."""
+    folder = Path.cwd() if cwd is None else cwd
+    markers = (REQUIREMENTS_FILE, PYPROJECT_FILE, "setup.py")
+    return folder if any((folder / name).is_file() for name in markers) else None
+
+
 def detect_project(project_dir: str | Path | None = None,
                    extras: tuple[str, ...] | None = None) -> Project:
     """Read the project in `project_dir` (None: the built-in dlbox project)."""
