@@ -13,7 +13,10 @@ of unchanged cells gives the same bytes.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -81,7 +84,9 @@ CELLS = [
     RUN_DIR = None       # where the trained model is saved; None = a new folder under runs/
     """, tags=["parameters"]),
     code("""
+    import atexit
     import os
+    import shutil
     import tempfile
     from pathlib import Path
 
@@ -97,6 +102,12 @@ CELLS = [
     if os.environ.get("DLBOX_NOTEBOOK_SMOKE") == "1":
         DATA_DIR, NUM_TRAIN, NUM_TEST, EPOCHS, MODEL = None, 300, 100, 1, "tutorial"
 
+    def scratch_folder(prefix):
+        \"\"\"A new temporary folder, deleted when this notebook's kernel stops.\"\"\"
+        folder = Path(tempfile.mkdtemp(prefix=prefix))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        return folder
+
     def find_cifar10(setting):
         \"\"\"The data folder to use, and whether it is the synthetic stand-in.\"\"\"
         if setting == "auto":
@@ -107,7 +118,7 @@ CELLS = [
             print("To get the real photos, run `dlbox data fetch` in a terminal, then re-run.")
         elif setting is not None:
             return Path(setting), False
-        folder = Path(tempfile.mkdtemp(prefix="dlbox-synthetic-"))
+        folder = scratch_folder("dlbox-synthetic-")
         write_fake_cifar10(folder, n_train=NUM_TRAIN or 500, n_test=NUM_TEST or 100, seed=SEED)
         return folder, True
 
@@ -233,21 +244,23 @@ CELLS = [
     and can be resumed with `dlbox train --resume RUN_DIR`.
     """),
     code("""
-    from dlbox.jupyter.progress import NotebookProgress
+    from dlbox.jupyter.progress import NotebookProgress, plural
     from dlbox.training.config import build_config
     from dlbox.training.loop import default_run_dir, steps_per_epoch, train
 
     if RUN_DIR is not None:
         run_dir = Path(RUN_DIR)
-    elif synthetic:
-        run_dir = Path(tempfile.mkdtemp(prefix="dlbox-notebook-run-")) / MODEL
+    elif synthetic:  # a throwaway run, like its data
+        run_dir = scratch_folder("dlbox-notebook-run-") / MODEL
+        print(f"saving the run in a temporary folder, deleted when the kernel stops: {run_dir}")
     else:
         run_dir = default_run_dir(MODEL)  # runs/<date>-<time>-<model> next to this notebook
 
     # The model's own recipe (batch size, learning rate, ...) with this notebook's settings.
     config = build_config(MODEL, device=DEVICE, epochs=EPOCHS, seed=SEED, data_dir=str(data_dir),
                           run_dir=str(run_dir), num_train=NUM_TRAIN, num_test=NUM_TEST)
-    print(f"batch size {config.batch_size}, learning rate {config.lr}, {config.epochs} epoch(s)")
+    print(f"batch size {config.batch_size}, learning rate {config.lr}, "
+          f"{plural(config.epochs, 'epoch')}")
 
     bar = NotebookProgress(config.epochs, steps_per_epoch(len(train_set), config.batch_size))
     run_dir = train(config, progress=False, evaluate_at_end=False, stop=bar.update)
@@ -312,7 +325,8 @@ CELLS = [
     """),
     code("""
     wrong = [row for row in predictions if row["true_label"] != row["predicted_label"]]
-    print(f"{len(wrong)} of {len(predictions)} test images are misclassified")
+    print(f"{len(wrong)} of {len(predictions)} test images "
+          f"{'is' if len(wrong) == 1 else 'are'} misclassified")
     if wrong:
         shown = wrong[:16]
         show_images(test_set.images[[int(row["index"]) for row in shown]],
@@ -331,7 +345,7 @@ CELLS = [
     from dlbox.training.checkpoint import load_model_from_run
 
     for path in sorted(run_dir.rglob("*")):
-        if path.is_file():
+        if path.is_file() and not path.name.startswith("."):  # not the run's lock file
             print(f"{path.relative_to(run_dir)!s:32s} {path.stat().st_size:>12,} bytes")
 
     loaded = load_model_from_run(run_dir, device=DEVICE)
@@ -418,24 +432,78 @@ def render() -> str:
     return nbformat.writes(build()) + "\n"
 
 
+class OutputError(Exception):
+    """A bad --output: one line for the user, and the fix."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def check_output_path(output: Path) -> None:
+    """--output must name a file in a folder that exists (a typo must not create folders)."""
+    if output.is_dir():
+        raise OutputError(f"--output {output} is a folder, not a file",
+                          hint=f"name the file: --output {output / NOTEBOOK_PATH.name}")
+    if not output.parent.is_dir():
+        what = (f"{output.parent} is a file, not a folder" if output.parent.exists()
+                else f"the folder {output.parent} does not exist")
+        raise OutputError(f"--output {output}: {what}",
+                          hint="create the folder first, or fix the path")
+
+
+def file_mode(path: Path) -> int:
+    """The mode `path` has, or that a new file gets (0666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def write_atomically(output: Path, text: str) -> None:
+    """Write `text` to `output` through a temp file in the same folder: `output` is either
+    the old file or the whole new one, and no temp file is left behind on any failure."""
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=output.parent,
+                                         prefix=f".{output.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(text)
+        os.chmod(handle.name, file_mode(output))  # not the temp file's private 0600
+        os.replace(handle.name, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 if the notebook differs from the cells here")
-    parser.add_argument("--output", type=Path, default=NOTEBOOK_PATH)
+    parser.add_argument("--output", type=Path, default=NOTEBOOK_PATH,
+                        help="the file to write or check (its folder must exist)")
     args = parser.parse_args(argv)
     text = render()
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if current != text:
-            print(f"{args.output} is stale: run scripts/build_notebook.py", file=sys.stderr)
-            return 1
-        print(f"{args.output} is up to date")
-        return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".ipynb.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(args.output)
+    try:
+        check_output_path(args.output)
+        if args.check:
+            current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+            if current != text:
+                print(f"{args.output} is stale: run scripts/build_notebook.py", file=sys.stderr)
+                return 1
+            print(f"{args.output} is up to date")
+            return 0
+        write_atomically(args.output, text)
+    except OutputError as error:
+        print(f"error: {error}\nhint: {error.hint}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        print(f"error: cannot {'read' if args.check else 'write'} {args.output}: {reason}\n"
+              "hint: check the path and its permissions", file=sys.stderr)
+        return 1
     print(f"wrote {args.output} ({len(CELLS)} cells)")
     return 0
 

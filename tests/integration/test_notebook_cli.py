@@ -123,7 +123,7 @@ def test_bad_ip_and_port_are_usage_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.notebook
-def test_busy_port_is_refused_with_a_hint_and_all_interfaces_warns(tmp_path: Path) -> None:
+def test_busy_port_is_refused_with_a_hint_and_no_warning_before(tmp_path: Path) -> None:
     pytest.importorskip("jupyterlab")
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
@@ -134,4 +134,31 @@ def test_busy_port_is_refused_with_a_hint_and_all_interfaces_warns(tmp_path: Pat
     assert result.returncode == EXIT_USAGE, result.stderr
     assert f"port {port}" in result.stderr and "already in use" in result.stderr
     assert "--port 0" in result.stderr
-    assert "warning: Jupyter listens on all interfaces" in result.stderr
+    # Every check comes first: a refusal is not preceded by warnings about a launch that
+    # never happens, nor by "starting".
+    assert result.stderr.startswith("error: "), result.stderr
+    assert "warning:" not in result.stderr and "starting" not in result.stdout
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("port", ["8888", "0"])
+def test_an_address_not_on_this_machine_is_refused_up_front(tmp_path: Path, port: str) -> None:
+    pytest.importorskip("jupyterlab")
+    result = dlbox("notebook", "--no-browser", "--notebook-dir", str(tmp_path),
+                   "--ip", "10.255.255.1", "--port", port)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("error: --ip 10.255.255.1 is not an address of this machine, so "
+                        "nothing can listen on it"), result.stderr
+    assert lines[1].startswith("hint: ") and len(lines) == 2, result.stderr
+    assert "Traceback" not in result.stderr and "starting" not in result.stdout
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-5"])
+def test_startup_timeout_must_be_a_positive_finite_number(tmp_path: Path, value: str) -> None:
+    result = dlbox("notebook", "--no-browser", "--notebook-dir", str(tmp_path),
+                   f"--startup-timeout={value}")
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        f"error: --startup-timeout {float(value)} is not a positive number of seconds")
+    assert "hint: " in result.stderr and "starting" not in result.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,8 @@ from test_notebook_server import (
     stop_launch,
 )
 
-from dlbox.jupyter.container import LABEL, default_image_tag
+from dlbox.jupyter.container import LABEL, ContainerServer, default_image_tag
+from dlbox.jupyter.settings import NotebookSettings
 
 pytestmark = [pytest.mark.docker, pytest.mark.notebook, pytest.mark.slow]
 
@@ -120,6 +122,15 @@ def test_container_server_wants_its_token_runs_non_root_and_stops(
         bindings = container.attrs["HostConfig"]["PortBindings"]
         assert all(entry["HostIp"] == "127.0.0.1" for entries in bindings.values()
                    for entry in entries), bindings
+        # No Linux capabilities, and no way to gain privileges (setuid), asked for and had.
+        host_config = container.attrs["HostConfig"]
+        assert host_config["CapDrop"] == ["ALL"], host_config["CapDrop"]
+        assert "no-new-privileges" in (host_config["SecurityOpt"] or []), host_config
+        exit_code, output = container.exec_run(["grep", "-E", "^(CapEff|NoNewPrivs):",
+                                                "/proc/self/status"])
+        status = dict(line.split(":\t") for line in output.decode().strip().splitlines())
+        assert exit_code == 0 and status == {"CapEff": "0000000000000000", "NoNewPrivs": "1"}, \
+            output
         # `docker inspect` does not show the token (only the path of its file).
         inspected = json.dumps(container.attrs)
         assert first.token not in inspected
@@ -138,3 +149,79 @@ def test_container_server_wants_its_token_runs_non_root_and_stops(
         assert second.token != first_token
         check_token_auth(second)
         assert get(f"{second.base_url}/api/status", first_token)[0] == 403
+
+
+def ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
+@pytest.mark.parametrize("ip", ["127.0.0.2", "::1"])
+def test_container_port_is_published_on_the_ip_asked_for(
+        engine: Any, cpu_image: str, notebook_dir: Path, ip: str) -> None:
+    """--container --ip X publishes the port on X of the host (docs/notebook.md), and the
+    printed URL reaches the server there."""
+    if ":" in ip and not ipv6_loopback_available():
+        pytest.skip("this machine has no IPv6")
+    with launched_notebook(notebook_dir, ["--container", "--tag", cpu_image, "--ip", ip],
+                           timeout_s=240) as launch:
+        host = f"[{ip}]" if ":" in ip else ip
+        assert launch.base_url == f"http://{host}:{launch.port}", launch.text()
+        check_token_auth(launch)
+        container = container_on_port(engine, launch.port)
+        bindings = container.attrs["HostConfig"]["PortBindings"]
+        assert [entry["HostIp"] for entries in bindings.values() for entry in entries] == [ip]
+        name = container.name
+        assert stop_launch(launch, signal.SIGINT, timeout_s=90) == 130
+    assert name not in [c.name for c in notebook_containers(engine)], "container left over"
+
+
+def test_a_refused_container_launch_prints_no_warning_first(engine: Any,
+                                                            notebook_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dlbox", "notebook", "--no-browser", "--container",
+         "--ip", "0.0.0.0", "--port", "0", "--tag", "dlbox-test-no-such-image:none",
+         "--notebook-dir", str(notebook_dir)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        "error: the image dlbox-test-no-such-image:none is not on this machine"), result.stderr
+    assert "warning:" not in result.stderr and "starting" not in result.stdout
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
+def test_ctrl_c_between_create_and_start_leaves_no_container(
+        engine: Any, cpu_image: str, notebook_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the engine starts the container: the engine has created it (state
+    "created") but dlbox never got it back. The start removes it by the name it gave it."""
+    import docker
+    from docker.models.containers import Container
+
+    created: list[str] = []
+
+    def interrupted_start(self: Container, **kwargs: Any) -> None:
+        created.append(self.name)
+        raise KeyboardInterrupt  # Ctrl-C, right after the engine created the container
+
+    monkeypatch.setattr(Container, "start", interrupted_start)
+    server = ContainerServer(NotebookSettings(notebook_dir, port=0, container=True,
+                                              image=cpu_image, startup_timeout_s=60))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            server.start()
+        assert len(created) == 1 and created[0].startswith("dlbox-notebook-"), created
+        with pytest.raises(docker.errors.NotFound):
+            engine.containers.get(created[0])
+        assert not server.launch.path.exists()
+    finally:
+        for name in created:  # without the fix: do not leave it to the next test run
+            try:
+                engine.containers.get(name).remove(force=True)
+            except docker.errors.NotFound:
+                pass

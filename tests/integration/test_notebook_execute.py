@@ -117,6 +117,52 @@ def test_notebook_runs_top_to_bottom_on_tiny_synthetic_data(tmp_path: Path, mode
     assert (run_dir / "confusion_matrix.png").stat().st_size > 1000
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert (run_dir / "model_weights.pt").is_file()
+    # The run's lock file is not among the files listed; counts agree with their nouns.
+    assert ".dlbox-run.lock" not in text
+    assert re.search(r"learning rate \S+, 1 epoch$", text, re.M), text
+    assert re.search(r"done: 1 epoch, \d+ steps? in ", text), text
+    assert "epoch(s)" not in text
     # every code cell ran, in order
     counts = [c.execution_count for c in notebook.cells if c.cell_type == "code"]
     assert counts == list(range(1, len(counts) + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_synthetic_data_and_run_folders_are_removed_when_the_kernel_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On synthetic data (no DATA_DIR, no RUN_DIR) the notebook makes two temp folders, the
+    data and the run; both go when the kernel stops, also after a cell failed."""
+    require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    temp = tmp_path / "kernel-tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # the kernel's temp folder
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    # Up to the training cell, then a cell that fails, as a user's edit might.
+    last = next(i for i, cell in enumerate(notebook.cells) if "bar.finish()" in cell.source)
+    notebook.cells = notebook.cells[:last + 1]
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        "import os\n"
+        "print('still there:', sorted(p for p in os.listdir(tempfile.gettempdir())"
+        " if p.startswith('dlbox-')))\n"
+        "raise RuntimeError('a failing cell')"))
+    inject_parameters(notebook, {
+        "DATA_DIR": None, "NUM_TRAIN": 64, "NUM_TEST": 32, "EPOCHS": 1, "MODEL": "tiny",
+        "DEVICE": "cpu", "RUN_DIR": None,
+    })
+    client = NotebookClient(notebook, timeout=240, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(CellExecutionError, match="a failing cell"):
+        client.execute()  # shuts the kernel down (gracefully) before it raises
+    text = output_texts(notebook)
+    assert f"data: {temp}/dlbox-synthetic-" in text, text
+    assert re.search(r"still there: \['dlbox-notebook-run-\w+', 'dlbox-synthetic-\w+'\]",
+                     text), text
+    left = sorted(path.name for path in temp.iterdir() if path.name.startswith("dlbox-"))
+    assert left == [], f"left behind in the kernel's temp folder: {left}"
+    # ... and the notebook said so where it saved the run.
+    assert f"deleted when the kernel stops: {temp}/dlbox-notebook-run-" in text, text

@@ -89,11 +89,12 @@ def stop_launch(launch: Launch, sig: int = signal.SIGINT, timeout_s: float = 60)
 @contextlib.contextmanager
 def launched_notebook(notebook_dir: Path, extra_args: Sequence[str] = (),
                       env: dict[str, str] | None = None,
-                      timeout_s: float = STARTUP_TIMEOUT_S) -> Iterator[Launch]:
+                      timeout_s: float = STARTUP_TIMEOUT_S,
+                      port: int | None = None) -> Iterator[Launch]:
     """`dlbox notebook --no-browser --port FREE --notebook-dir DIR`, until it prints its URL.
 
     Always stopped (SIGINT, then SIGKILL) when the block ends."""
-    port = free_port()
+    port = free_port() if port is None else port
     command = [sys.executable, "-m", "dlbox", "notebook", "--no-browser", "--port", str(port),
                "--notebook-dir", str(notebook_dir), "--startup-timeout", str(timeout_s - 10),
                *extra_args]
@@ -131,6 +132,15 @@ def launched_notebook(notebook_dir: Path, extra_args: Sequence[str] = (),
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def wait_for_output(launch: Launch, text: str, timeout_s: float = 30) -> str:
+    """The launch's output once `text` is in it (lines printed after the URL)."""
+    deadline = time.monotonic() + timeout_s
+    while text not in launch.text():
+        assert time.monotonic() < deadline, f"no {text!r} within {timeout_s} s:\n{launch.text()}"
+        time.sleep(0.1)
+    return launch.text()
 
 
 def get(url: str, token: str | None = None) -> tuple[int, str | None]:
@@ -306,3 +316,154 @@ def test_sigterm_also_stops_the_server(notebook_dir: Path) -> None:
         assert port_is_closed(launch.port)
         time.sleep(1)
         assert not [pid for pid in tree if alive(pid)]
+
+
+# ------------------------------------------------------------------ the launch's checks and words
+
+def port_in_time_wait() -> int:
+    """A port of 127.0.0.1 whose last connection lingers in TIME_WAIT, as right after a Jupyter
+    server on it (its listening socket has SO_REUSEADDR, as tornado's does) closed one."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server's side closes first: it is the one left in TIME_WAIT
+        assert client.recv(1) == b""
+        client.close()
+    time.sleep(0.1)
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # a bind without SO_REUSEADDR is refused
+    return port
+
+
+@pytest.mark.timeout(300)
+def test_a_port_in_time_wait_is_used_not_refused(notebook_dir: Path) -> None:
+    require(have_jupyterlab(), "JupyterLab")
+    port = port_in_time_wait()
+    with launched_notebook(notebook_dir, port=port) as launch:
+        assert launch.port == port
+        check_token_auth(launch)
+
+
+def ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("ip", ["::", "::1"])
+def test_ipv6_addresses_work_and_print_a_url_that_reaches_the_server(
+        notebook_dir: Path, ip: str) -> None:
+    require(have_jupyterlab(), "JupyterLab")
+    if not ipv6_loopback_available():
+        pytest.skip("this machine has no IPv6")
+    with launched_notebook(notebook_dir, ["--ip", ip]) as launch:
+        assert launch.base_url == f"http://[::1]:{launch.port}", launch.text()
+        check_token_auth(launch)
+        if ip == "::":
+            assert f"listens on all interfaces ([::]:{launch.port})" in launch.text()
+        assert stop_launch(launch) == 130
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.settimeout(2)
+        assert probe.connect_ex(("::1", launch.port)) != 0
+
+
+SLOW_SERVER_CONFIG = """
+import sys, time
+print("dlbox-test: this server is slow to start", file=sys.stderr, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_startup_timeout_shows_the_server_log_it_points_to(notebook_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """A server that does not answer in time: the error names the timeout as given (8.5 s,
+    not "8 s"), and the log the hint points to is shown (the launch's folder, where it lived,
+    is gone with the stopped server)."""
+    require(have_jupyterlab(), "JupyterLab")
+    config_dir = tmp_path / "jupyter-config"
+    config_dir.mkdir()
+    # jupyter_config.*: the config Jupyter reads from JUPYTER_CONFIG_DIR next to dlbox's.
+    (config_dir / "jupyter_config.py").write_text(SLOW_SERVER_CONFIG)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "dlbox", "notebook", "--no-browser", "--port", "0",
+         "--notebook-dir", str(notebook_dir), "--startup-timeout", "8.5"],
+        capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
+        env={**os.environ, "JUPYTER_CONFIG_DIR": str(config_dir), "TMPDIR": str(temp)})
+    assert result.returncode == 1, result.stderr
+    assert "--- the end of the Jupyter server's log ---" in result.stderr, result.stderr
+    assert "dlbox-test: this server is slow to start" in result.stderr
+    lines = result.stderr.rstrip("\n").splitlines()
+    assert re.fullmatch(r"error: the Jupyter server did not answer at http://127\.0\.0\.1:\d+ "
+                        r"within 8\.5 s \(.+\)", lines[-2]), lines[-2]
+    assert lines[-1] == ("hint: the machine may be busy: try again with --startup-timeout 300; "
+                         "the end of the server's log is above")
+    assert stderr_order(result.stderr, "the end of the Jupyter server's log", "error: ")
+    assert not list(temp.glob("dlbox-notebook-*")), "the launch's folder was left behind"
+    assert str(temp) not in all_command_lines(), "the slow server outlived dlbox"
+
+
+def stderr_order(text: str, first: str, second: str) -> bool:
+    return 0 <= text.index(first) < text.index(second)
+
+
+@pytest.mark.timeout(300)
+def test_a_damaged_notebook_gets_a_warning_instead_of_a_url(notebook_dir: Path) -> None:
+    require(have_jupyterlab(), "JupyterLab")
+    name = "first_pytorch_classifier.ipynb"
+    (notebook_dir / name).write_text('{"cells": [{"cell_type": "code", ')  # cut short
+    with launched_notebook(notebook_dir) as launch:
+        text = wait_for_output(launch, "Press Ctrl-C")
+        assert f"lab/tree/{name}" not in text, text
+        assert (f"warning: {notebook_dir / name} is damaged (not valid JSON: "
+                in text), text
+        assert "Jupyter cannot open it" in text and "hint: restore it" in text
+        # Jupyter agrees: it cannot read the file as a notebook.
+        assert get(f"{launch.base_url}/api/contents/{name}", launch.token)[0] == 400
+        check_token_auth(launch)  # the server itself is fine
+
+    (notebook_dir / name).write_text(
+        '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n')
+    with launched_notebook(notebook_dir) as launch:
+        text = wait_for_output(launch, "Press Ctrl-C")
+        assert f"{launch.base_url}/lab/tree/{name}?token={launch.token}" in text
+        assert "is damaged" not in text
+        assert get(f"{launch.base_url}/api/contents/{name}", launch.token)[0] == 200
+
+
+@pytest.mark.timeout(300)
+def test_the_run_lock_file_is_not_listed_even_with_hidden_files_shown(
+        notebook_dir: Path, tmp_path: Path) -> None:
+    """A user whose Jupyter config shows hidden files (ContentsManager.allow_hidden) still
+    does not see .dlbox-run.lock in a run folder."""
+    require(have_jupyterlab(), "JupyterLab")
+    import json
+
+    config_dir = tmp_path / "jupyter-config"
+    config_dir.mkdir()
+    (config_dir / "jupyter_config.json").write_text(
+        json.dumps({"ContentsManager": {"allow_hidden": True}}))
+    run = notebook_dir / "runs" / "r1"
+    run.mkdir(parents=True)
+    for name in (".dlbox-run.lock", ".visible-dotfile", "metrics.json"):
+        (run / name).write_text("{}")
+    with launched_notebook(notebook_dir, env={"JUPYTER_CONFIG_DIR": str(config_dir)}) as launch:
+        connection = http.client.HTTPConnection("127.0.0.1", launch.port, timeout=30)
+        connection.request("GET", "/api/contents/runs/r1",
+                           headers={"Authorization": f"token {launch.token}"})
+        response = connection.getresponse()
+        listing = json.loads(response.read())
+        connection.close()
+        assert response.status == 200, listing
+        names = {entry["name"] for entry in listing["content"]}
+        assert names == {".visible-dotfile", "metrics.json"}, names

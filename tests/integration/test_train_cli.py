@@ -106,8 +106,10 @@ def test_resume_of_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path,
     run_dir = tmp_path / "run"
     assert main(["train", *QUICK, "--epochs", "1", "--data", str(fake_cifar_dir),
                  "--run-dir", str(run_dir), "--no-evaluate"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "1 epoch) ->" in out and "after 1 epoch," in out and "epochs" not in out
     assert main(["train", "--resume", str(run_dir)]) == EXIT_ERROR
-    assert "already finished" in capsys.readouterr().err
+    assert "already finished all 1 epoch" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

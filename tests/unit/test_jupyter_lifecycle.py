@@ -176,3 +176,71 @@ def test_container_server_stops_then_removes_its_container_once(
     server.stop()
     assert calls == [("stop", STOP_TIMEOUT_S), ("remove", "c1")]
     assert server.container is None and not server.launch.path.exists()
+
+
+class Slow(StandIn):
+    """Never answers; its log says why."""
+
+    def __init__(self, settings: NotebookSettings, log: str = "") -> None:
+        super().__init__(settings)
+        self.log = log
+        self.log_read_while_running: bool | None = None
+
+    def _log_tail(self) -> str:
+        self.log_read_while_running = self.running
+        return self.log
+
+
+@pytest.mark.parametrize("log", ["[I ServerApp] loading extensions...\n", ""])
+def test_a_timed_out_start_keeps_the_end_of_the_log_it_points_to(
+        settings: NotebookSettings, log: str) -> None:
+    from dlbox.jupyter.probe import StartupTimeout
+
+    server = Slow(NotebookSettings(settings.notebook_dir, port=0, startup_timeout_s=0.5), log)
+    with pytest.raises(StartupTimeout) as caught:
+        server.start()
+    error = caught.value
+    assert "within 0.5 s" in str(error)
+    # Read while the server (and its log) still existed, then everything was stopped.
+    assert error.log_tail == log and server.log_read_while_running is True
+    assert server.halts == [20.0] and not server.launch.path.exists()
+    assert error.hint is not None
+    if log:
+        assert "the end of the server's log is above" in error.hint
+    else:
+        assert "wrote nothing to its log" in error.hint and "above" not in error.hint
+
+
+class Checked(StandIn):
+    """Its checks fail, or warn, before anything is launched."""
+
+    def __init__(self, settings: NotebookSettings, refuse: bool) -> None:
+        super().__init__(settings)
+        self.refuse = refuse
+        self.launched = False
+
+    def _prepare(self) -> list[str]:
+        if self.refuse:
+            raise UsageError("--ip 10.255.255.1 is not an address of this machine")
+        return ["warning: listens on all interfaces"]
+
+    def _launch(self) -> ServerInfo:
+        self.launched = True
+        return super()._launch()
+
+
+def test_checks_come_before_the_launch_and_run_once(settings: NotebookSettings,
+                                                    answers: list[str]) -> None:
+    refused = Checked(settings, refuse=True)
+    with pytest.raises(UsageError, match="not an address"):
+        refused.prepare()
+    assert not refused.launched
+    with pytest.raises(UsageError):
+        refused.start()  # start checks too, and cleans up
+    assert not refused.launched and not refused.launch.path.exists()
+
+    fine = Checked(settings, refuse=False)
+    assert fine.prepare() == ["warning: listens on all interfaces"]
+    fine.start()
+    assert fine.launched and fine.prepare() == ["warning: listens on all interfaces"]
+    fine.stop()

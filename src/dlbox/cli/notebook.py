@@ -12,18 +12,18 @@ import signal
 import sys
 import webbrowser
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
 from dlbox.errors import EXIT_INTERRUPTED
-from dlbox.jupyter.notebooks import resolve_notebook_dir
-from dlbox.jupyter.server import LocalServer, NotebookServer
+from dlbox.jupyter.notebooks import damaged_notebook_hint, notebook_problem, resolve_notebook_dir
+from dlbox.jupyter.probe import StartupTimeout
+from dlbox.jupyter.server import LocalServer, NotebookServer, ServerInfo
 from dlbox.jupyter.settings import (
     DEFAULT_IP,
     DEFAULT_PORT,
     NOTEBOOK_NAME,
     NotebookSettings,
-    all_interfaces_warning,
-    listens_on_all_interfaces,
 )
 
 
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"port on this host (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--ip", default=DEFAULT_IP,
                         help=f"address to listen on (default {DEFAULT_IP}, this machine only; "
-                             "0.0.0.0 opens it to the network)")
+                             "0.0.0.0 or :: opens it to the network)")
     parser.add_argument("--no-browser", action="store_true",
                         help="only print the URL; do not open a browser")
     parser.add_argument("--notebook-dir", metavar="DIR",
@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tag", metavar="IMAGE",
                         help="image to run with --container (default: the dlbox CPU image)")
     parser.add_argument("--startup-timeout", type=float, default=120.0, metavar="SECONDS",
-                        help="how long to wait for the server to answer (default 120)")
+                        help="how long to wait for the server to answer (default 120; "
+                             "a positive number)")
     parser.set_defaults(func=run)
 
 
@@ -94,8 +95,6 @@ def run(args: argparse.Namespace) -> int:
         image=args.tag,
         startup_timeout_s=args.startup_timeout,
     )
-    if listens_on_all_interfaces(settings.ip):
-        print(all_interfaces_warning(settings.ip, settings.port), file=sys.stderr)
 
     server: NotebookServer
     if settings.container:
@@ -106,20 +105,28 @@ def run(args: argparse.Namespace) -> int:
         server = LocalServer(settings)
 
     where = "in a container" if settings.container else "on this host"
-    print(f"starting JupyterLab {where}, serving {settings.notebook_dir} ...", flush=True)
     with _stop_signals_interrupt():
         try:
+            # Every check first (a refusal comes alone), then the warnings, then the start.
+            for warning in server.prepare():
+                print(warning, file=sys.stderr)
+            print(f"starting JupyterLab {where}, serving {settings.notebook_dir} ...",
+                  flush=True)
             info = server.start()
             print("Jupyter is ready. Open this URL (the token is new for this launch):")
             print(f"    {info.url}", flush=True)
-            if (settings.notebook_dir / NOTEBOOK_NAME).is_file():
-                print(f"or the notebook directly:\n    {info.notebook_url(NOTEBOOK_NAME)}")
+            show_notebook_url(settings.notebook_dir / NOTEBOOK_NAME, info)
             print("Press Ctrl-C to stop the server.", flush=True)
             if settings.open_browser:
                 open_in_browser(info.url)
             status = server.wait()
             print(f"the Jupyter server exited (status {status})", file=sys.stderr)
             return 0 if status == 0 else 1
+        except StartupTimeout as error:
+            if error.log_tail.strip():
+                print("--- the end of the Jupyter server's log ---\n"
+                      + error.log_tail.rstrip("\n") + "\n---", file=sys.stderr, flush=True)
+            raise
         except KeyboardInterrupt:
             print("\nstopping the Jupyter server ...", file=sys.stderr, flush=True)
             server.stop()
@@ -127,3 +134,16 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         finally:
             server.stop()
+
+
+def show_notebook_url(notebook: Path, info: ServerInfo) -> None:
+    """The direct URL of the notebook, when Jupyter can open it; a damaged file (not a
+    notebook Jupyter can read) gets a warning instead of a URL to an error page."""
+    if not notebook.is_file():
+        return
+    problem = notebook_problem(notebook)
+    if problem is None:
+        print(f"or the notebook directly:\n    {info.notebook_url(notebook.name)}")
+        return
+    print(f"warning: {notebook} is damaged ({problem}): Jupyter cannot open it", file=sys.stderr)
+    print(f"hint: {damaged_notebook_hint(notebook)}", file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+from dlbox.text import plural
 
 if TYPE_CHECKING:
     from dlbox.training.predict import PredictionResult
@@ -75,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     elif failed:
-        print(f"{failed} of {len(results)} files failed", file=sys.stderr)
+        print(f"{failed} of {plural(len(results), 'file')} failed", file=sys.stderr)
     return exit_code_for(len(results) - failed, failed)

@@ -7,26 +7,29 @@
 - The port is published on 127.0.0.1 unless --ip says otherwise; Jupyter listens on all
   interfaces of the container's own network namespace, which only the published port reaches.
 - Ctrl-C (or SIGTERM to dlbox) stops the container (SIGTERM to its init, then Jupyter's clean
-  shutdown) and removes it.
+  shutdown) and removes it; a start that fails or is interrupted after the engine created the
+  container (never started, so never handed back) removes it by the name dlbox gave it.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import os
 import secrets as pysecrets
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from dlbox.container.run import container_user, writable_by
 from dlbox.container.spec import DATA_DIR
-from dlbox.errors import ContainerError, UsageError
+from dlbox.errors import ContainerError
 from dlbox.jupyter.server import ManagedServer, ServerInfo, resolve_port
 from dlbox.jupyter.settings import (
     TOKEN_FILE_ENV,
     NotebookSettings,
+    all_interfaces_warning,
     lab_config,
+    listens_on_all_interfaces,
     new_token,
     server_base_url,
 )
@@ -82,30 +85,28 @@ def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int
     ]
     if data_dir is not None:
         mounts.append(Mount(str(data_dir), DATA_DIR, read_only=True))
-    fields: dict[str, Any] = {
-        "image": image,
-        "command": tuple(container_command(CONTAINER_CONFIG_FILE)),
-        "mounts": tuple(mounts),
-        "user": f"{uid}:{gid}",
-        "environment": tuple(sorted(container_environment(dict(os.environ),
-                                                          data_dir is not None).items())),
-        "workdir": CONTAINER_NOTEBOOK_DIR,
-        "name": name,
-        "ports": ((CONTAINER_PORT, host_port),),
-        "init": True,  # an init as PID 1 passes SIGTERM on and reaps the kernels
-        "labels": ((LABEL, "1"),),
-        "shm_size": "1g",  # DataLoader workers in the notebook need more than 64 MB
-    }
-    known = {f.name for f in dataclasses.fields(RunRequest)}
-    if settings.ip not in ("127.0.0.1", "localhost"):
-        if "host_ip" not in known:
-            raise UsageError(
-                f"--container with --ip {settings.ip}: this dlbox publishes container ports "
-                "on 127.0.0.1 only",
-                hint="leave --ip out and reach it from elsewhere through an SSH tunnel "
-                     "(ssh -L 8888:127.0.0.1:8888 HOST)")
-        fields["host_ip"] = settings.ip
-    return RunRequest(**{key: value for key, value in fields.items() if key in known})
+    return RunRequest(
+        image=image,
+        command=tuple(container_command(CONTAINER_CONFIG_FILE)),
+        mounts=tuple(mounts),
+        user=f"{uid}:{gid}",
+        environment=tuple(sorted(container_environment(dict(os.environ),
+                                                       data_dir is not None).items())),
+        workdir=CONTAINER_NOTEBOOK_DIR,
+        name=name,
+        ports=((CONTAINER_PORT, host_port),),
+        host_ip=publish_ip(settings.ip),
+        init=True,  # an init as PID 1 passes SIGTERM on and reaps the kernels
+        labels=((LABEL, "1"),),
+        shm_size="1g",  # DataLoader workers in the notebook need more than 64 MB
+        cap_drop=("ALL",),  # Jupyter and its kernels need no Linux capability
+        no_new_privileges=True,  # nor can a setuid binary in the image raise them
+    )
+
+
+def publish_ip(ip: str) -> str:
+    """The host address the container's port is published on (the engine wants an IP)."""
+    return "127.0.0.1" if ip == "localhost" else ip
 
 
 class ContainerServer(ManagedServer):
@@ -116,24 +117,42 @@ class ContainerServer(ManagedServer):
     def __init__(self, settings: NotebookSettings) -> None:
         super().__init__(settings)
         self.image = settings.image or default_image_tag()
+        self.client: Any = None
+        self.host_port: int | None = None  # checked free on the host by prepare()
+        self.user: tuple[int, int] = container_user(os.geteuid(), os.getegid())
         self.container: Any = None
+        # The name given to the container before asking the engine for it: a start that
+        # fails or is interrupted half-way (created, never started) is removed by name.
+        self.container_name: str | None = None
+
+    def _prepare(self) -> list[str]:
+        from dlbox.container import engine
+
+        settings = self.settings
+        self.client = engine.connect()
+        if engine.inspect_image(self.client, self.image) is None:
+            raise ContainerError(f"the image {self.image} is not on this machine",
+                                 hint="build it with `dlbox image build --cpu` (or pass "
+                                      "--tag IMAGE)")
+        # The engine publishes the port on this host's address: the same check as locally.
+        self.host_port = resolve_port(publish_ip(settings.ip), settings.port)
+        warnings = []
+        if listens_on_all_interfaces(settings.ip):
+            warnings.append(all_interfaces_warning(settings.ip, self.host_port))
+        uid, gid = self.user
+        if not writable_by(settings.notebook_dir, uid, gid):
+            warnings.append(f"warning: the container's user (uid {uid}) cannot write to "
+                            f"{settings.notebook_dir}: the notebook cannot be saved there. Run "
+                            f"dlbox as a normal user, or: chown {uid} {settings.notebook_dir}")
+        return warnings
 
     def _launch(self) -> ServerInfo:
         from dlbox.container import engine
 
         settings = self.settings
-        client = engine.connect()
-        if engine.inspect_image(client, self.image) is None:
-            raise ContainerError(f"the image {self.image} is not on this machine",
-                                 hint="build it with `dlbox image build --cpu` (or pass "
-                                      "--tag IMAGE)")
-        host_port = resolve_port(settings.ip, settings.port)
-        uid, gid = container_user(os.geteuid(), os.getegid())
-        if not writable_by(settings.notebook_dir, uid, gid):
-            print(f"warning: the container's user (uid {uid}) cannot write to "
-                  f"{settings.notebook_dir}: the notebook cannot be saved there. Run dlbox "
-                  f"as a normal user, or: chown {uid} {settings.notebook_dir}",
-                  file=sys.stderr)
+        assert self.host_port is not None, "prepare() first"
+        host_port = self.host_port
+        uid, gid = self.user
         token = new_token()
         # Root on the host gives the file to the container's user; it stays 0600.
         chown = (uid, gid) if os.geteuid() == 0 else (None, None)
@@ -142,12 +161,18 @@ class ContainerServer(ManagedServer):
         config_file = self.launch.write_config(config)
         os.chmod(config_file, 0o644)
         data_dir = _host_data_dir()
+        name = f"dlbox-notebook-{host_port}-{pysecrets.token_hex(3)}"
         request = run_request(self.image, settings, host_port, uid, gid, token_file,
-                              config_file, data_dir,
-                              name=f"dlbox-notebook-{host_port}-{pysecrets.token_hex(3)}")
-        self.container = engine.start_container(client, request)
+                              config_file, data_dir, name=name)
+        self.container_name = name
+        self.container = engine.start_container(self.client, request)
         return ServerInfo(server_base_url(settings.ip, host_port), token, settings.notebook_dir,
                           None)
+
+    def _log_tail(self) -> str:
+        if self.container is None:
+            return ""
+        return str(self.container.logs(tail=40).decode("utf-8", "replace"))
 
     def _exit_reason(self) -> str | None:
         if self.container is None:
@@ -171,12 +196,36 @@ class ContainerServer(ManagedServer):
         return wait_exit_code(self.container)
 
     def _halt(self, timeout_s: float) -> None:
-        container, self.container = self.container, None
-        if container is not None:
-            from dlbox.container.engine import remove_container, stop_container
+        from dlbox.container.engine import remove_container, stop_container
 
+        container, self.container = self.container, None
+        name, self.container_name = self.container_name, None
+        if container is not None:
             stop_container(container, timeout_s)
             remove_container(container)
+        elif name is not None and self.client is not None:
+            # The start failed or was interrupted (Ctrl-C) between the engine's create and
+            # start: a container in state "created" may exist that no one holds.
+            remove_by_name(self.client, name)
+
+
+def remove_by_name(client: Any, name: str, settle_s: float = 0.5) -> None:
+    """Remove the container called `name`, if there is one. A create request that was
+    interrupted on its way may still complete in the engine: look twice."""
+    import docker
+
+    for attempt in range(2):
+        try:
+            container = client.containers.get(name)
+        except docker.errors.NotFound:
+            if attempt == 0:
+                time.sleep(settle_s)
+            continue
+        except Exception:  # noqa: BLE001 - the engine is gone: nothing we can remove
+            return
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+        return
 
 
 def _host_data_dir() -> Path | None:

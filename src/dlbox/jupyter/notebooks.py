@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,11 @@ from dlbox.jupyter.settings import NOTEBOOK_NAME
 def checkout_notebooks_dir() -> Path:
     """<repo>/notebooks when dlbox runs from a source checkout (src layout)."""
     return Path(dlbox.__file__).resolve().parents[2] / "notebooks"
+
+
+def user_notebooks_dir() -> Path:
+    """Where an installed dlbox keeps the user's copy of its notebook."""
+    return Path(platformdirs.user_data_dir("dlbox", appauthor=False)) / "notebooks"
 
 
 def _packaged_notebook() -> Path | None:
@@ -47,7 +53,7 @@ def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Pat
             return candidate.resolve()
     packaged = _packaged_notebook()
     if packaged is not None:
-        user_dir = Path(platformdirs.user_data_dir("dlbox", appauthor=False)) / "notebooks"
+        user_dir = user_notebooks_dir()
         user_dir.mkdir(parents=True, exist_ok=True)
         if not (user_dir / NOTEBOOK_NAME).exists():
             shutil.copyfile(packaged, user_dir / NOTEBOOK_NAME)
@@ -55,3 +61,42 @@ def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Pat
     raise UsageError(f"cannot find {NOTEBOOK_NAME} (looked in ./notebooks and "
                      f"{checkout_notebooks_dir()})",
                      hint="run from the dlbox checkout, or pass --notebook-dir DIR")
+
+
+def notebook_problem(path: Path) -> str | None:
+    """Why Jupyter could not open the notebook at `path` (not JSON, not a notebook), or None
+    when it reads it as Jupyter does: nbformat.read to version 4 (a notebook that merely
+    fails validation still opens)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return "it is not UTF-8 text"
+    except OSError as error:
+        return f"it cannot be read: {error.strerror or error}"
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        return f"not valid JSON: {error}"
+    if not isinstance(data, dict) or "nbformat" not in data:
+        return "JSON, but not a Jupyter notebook (no nbformat field)"
+    try:
+        import nbformat
+    except ImportError:  # the container mode needs no Jupyter on the host: JSON checks only
+        return None
+    try:
+        nbformat.reads(text, as_version=4)
+    except Exception as error:  # noqa: BLE001 - a version it cannot convert, missing keys...
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return f"not a notebook Jupyter can read: {first_line[:200]}"
+    return None
+
+
+def damaged_notebook_hint(path: Path) -> str:
+    """How to get a good copy of a damaged notebook back, depending on where it lives."""
+    folder = path.resolve().parent
+    if folder == checkout_notebooks_dir().resolve():
+        return ("rebuild it: python scripts/build_notebook.py in the dlbox checkout (or git "
+                f"checkout -- notebooks/{path.name})")
+    if folder == user_notebooks_dir().resolve():
+        return f"delete it (rm {path}): dlbox copies a fresh one at its next launch"
+    return "restore it from a good copy, or delete it; the folder's URL above still works"

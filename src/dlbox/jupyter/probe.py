@@ -12,6 +12,16 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dlbox.errors import DlboxError
+from dlbox.jupyter.settings import seconds_text
+
+TIMEOUT_HINT = "the machine may be busy: try again with --startup-timeout 300"
+
+
+class StartupTimeout(DlboxError):
+    """The server did not answer in time. `log_tail`: the end of its log, which the server
+    reads before it is stopped (its log goes with it), so that the user can still see it."""
+
+    log_tail: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,11 +73,9 @@ def wait_until_ready(base_url: str, token: str, timeout_s: float,
         except (TimeoutError, ConnectionError, OSError, http.client.HTTPException) as error:
             last_problem = type(error).__name__
         if time.monotonic() >= deadline:
-            raise DlboxError(
-                f"the Jupyter server did not answer at {base_url} within {timeout_s:.0f} s "
-                f"({last_problem})",
-                hint="the machine may be busy: try again with --startup-timeout 300, and read "
-                     "the server log")
+            raise StartupTimeout(
+                f"the Jupyter server did not answer at {base_url} within "
+                f"{seconds_text(timeout_s)} ({last_problem})", hint=TIMEOUT_HINT)
         time.sleep(poll_s)
 
 

@@ -12,6 +12,8 @@ import html
 import time
 from typing import Any
 
+from dlbox.text import plural  # the notebook imports it from here
+
 
 def format_seconds(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
@@ -33,8 +35,8 @@ class ProgressView:
     def _caption(self) -> str:
         fraction = self.done / self.total
         if self.finished:
-            return f"done: {self.epochs} epoch(s), {self.total} steps in " \
-                   f"{format_seconds(self.elapsed_s)}"
+            return (f"done: {plural(self.epochs, 'epoch')}, {plural(self.total, 'step')} in "
+                    f"{format_seconds(self.elapsed_s)}")
         remaining = self.elapsed_s * (1 - fraction) / fraction if fraction > 0 else 0.0
         return (f"epoch {self.epoch}/{self.epochs}, step {self.done}/{self.total} "
                 f"({100 * fraction:.0f} %), {format_seconds(self.elapsed_s)} elapsed, "

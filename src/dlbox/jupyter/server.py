@@ -13,6 +13,7 @@ Why the details:
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import os
 import signal
@@ -26,14 +27,23 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from dlbox.errors import HostEnvError, UsageError
-from dlbox.jupyter.probe import check_token_required, wait_until_ready
+from dlbox.jupyter.probe import (
+    TIMEOUT_HINT,
+    StartupTimeout,
+    check_token_required,
+    wait_until_ready,
+)
 from dlbox.jupyter.secrets_dir import LaunchDir
 from dlbox.jupyter.settings import (
     TOKEN_ENV,
     TOKEN_FILE_ENV,
     NotebookSettings,
+    address_text,
+    all_interfaces_warning,
+    is_ipv6,
     lab_command,
     lab_config,
+    listens_on_all_interfaces,
     new_token,
     server_base_url,
     url_with_token,
@@ -60,6 +70,10 @@ class ServerInfo:
 class NotebookServer(Protocol):
     """What the CLI drives: the local server and the container server alike."""
 
+    def prepare(self) -> list[str]:
+        """Check what the launch needs, starting nothing (raise on a problem); the warnings
+        to show before it starts."""
+
     def start(self) -> ServerInfo:
         """Start; return once the server answers with its token (clean up on failure)."""
 
@@ -70,31 +84,68 @@ class NotebookServer(Protocol):
         """Stop the server (idempotent); None: the server's own default timeout."""
 
 
-def port_is_free(ip: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((ip, port))
-        except OSError:
-            return False
-    return True
+def bind_probe(ip: str, port: int) -> int:
+    """Bind (without listening) a socket to ip:port the way Jupyter's server (tornado) and
+    Docker's port proxy bind theirs; the port bound (a free one for port 0). OSError if it
+    cannot be bound: the port is taken, or `ip` is not an address of this machine.
 
-
-def pick_free_port(ip: str) -> int:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    SO_REUSEADDR, as they set it: a port whose old connections linger in TIME_WAIT is free for
+    them, so it must be for this check too. IPv6 sockets are IPv6-only, as tornado's are."""
+    host = "127.0.0.1" if ip in ("", "localhost") else ip
+    family = socket.AF_INET6 if is_ipv6(host) else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((ip if ip not in ("", "localhost") else "127.0.0.1", 0))
+        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share a port
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind((host, port))
         return int(probe.getsockname()[1])
 
 
+def port_is_free(ip: str, port: int) -> bool:
+    try:
+        bind_probe(ip, port)
+    except OSError:
+        return False
+    return True
+
+
+def listen_error(ip: str, port: int, error: OSError) -> UsageError:
+    """What a failed bind to ip:port means for the user, with the fix."""
+    code = error.errno
+    if code == errno.EADDRINUSE:
+        return UsageError(f"port {port} on {ip} is already in use (another Jupyter?)",
+                          hint="pass --port 0 to pick a free port, or --port N for another one")
+    if code == errno.EADDRNOTAVAIL:
+        return UsageError(f"--ip {ip} is not an address of this machine, so nothing can "
+                          "listen on it",
+                          hint="pass --ip 127.0.0.1 (this machine only), --ip 0.0.0.0 (all "
+                               "interfaces), or one of the addresses `ip address` lists")
+    if code in (errno.EAFNOSUPPORT, getattr(errno, "EPFNOSUPPORT", -1)):
+        return UsageError(f"--ip {ip}: IPv6 is not available on this machine",
+                          hint="pass an IPv4 address: --ip 127.0.0.1, or --ip 0.0.0.0")
+    if code in (errno.EACCES, errno.EPERM):
+        return UsageError(f"port {port} on {ip} needs more privileges than this user has",
+                          hint="pick a port above 1023 (--port 8888), or --port 0 for any "
+                               "free one")
+    return UsageError(f"cannot listen on {address_text(ip, port)}: {error.strerror or error}",
+                      hint="pass --ip 127.0.0.1 and --port 0 to let dlbox pick a free port")
+
+
+def pick_free_port(ip: str) -> int:
+    try:
+        return bind_probe(ip, 0)
+    except OSError as error:
+        raise listen_error(ip, 0, error) from None
+
+
 def resolve_port(ip: str, port: int) -> int:
-    """`port`, checked free on `ip`; 0 picks a free one."""
-    if port == 0:
-        return pick_free_port(ip)
-    if not port_is_free(ip, port):
-        raise UsageError(f"port {port} on {ip} is already in use (another Jupyter?)",
-                         hint="pass --port 0 to pick a free port, or --port N for another one")
-    return port
+    """`port`, checked free on `ip` (an address of this machine); 0 picks a free one."""
+    try:
+        bound = bind_probe(ip, port)
+    except OSError as error:
+        raise listen_error(ip, port, error) from None
+    return bound if port == 0 else port
 
 
 def require_jupyterlab() -> None:
@@ -102,6 +153,10 @@ def require_jupyterlab() -> None:
         raise HostEnvError(f"JupyterLab is not installed in this Python ({sys.executable})",
                            hint="pip install 'dlbox[notebook]', or run it in the image: "
                                 "dlbox notebook --container")
+
+
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -138,15 +193,40 @@ class ManagedServer(ABC):
         self.settings = settings
         self.launch = LaunchDir()
         self.info: ServerInfo
+        self._warnings: list[str] | None = None
+
+    def prepare(self) -> list[str]:
+        """Check everything the launch needs before anything starts (the address and port,
+        JupyterLab or the image), so a refusal comes before any warning; the warnings to
+        show the user. Checks once; `start` calls it too."""
+        if self._warnings is None:
+            self._warnings = self._prepare()
+        return self._warnings
 
     def start(self) -> ServerInfo:
         """Start the server and return once it answers with the token and refuses without
-        it; on any failure (Ctrl-C included) stop it, remove what was made, and re-raise."""
+        it; on any failure (Ctrl-C included) stop it, remove what was made, and re-raise.
+
+        A StartupTimeout carries the end of the server's log, read before the server and
+        its log go. Warnings nobody asked `prepare` for are printed, never lost."""
         try:
+            if self._warnings is None:
+                for warning in self.prepare():
+                    print(warning, file=sys.stderr)
             info = self._launch()
             wait_until_ready(info.base_url, info.token, self.settings.startup_timeout_s,
                              self._exit_reason)
             check_token_required(info.base_url)
+        except StartupTimeout as error:
+            try:
+                error.log_tail = self._log_tail()
+            except Exception:  # noqa: BLE001 - a log we cannot read: say so, below
+                error.log_tail = ""
+            error.hint = (f"{TIMEOUT_HINT}; the end of the server's log is above"
+                          if error.log_tail.strip() else
+                          f"{TIMEOUT_HINT} (the server wrote nothing to its log)")
+            self.stop()
+            raise
         except BaseException:
             self.stop()
             raise
@@ -159,6 +239,14 @@ class ManagedServer(ABC):
             self._halt(self.stop_timeout_s if timeout_s is None else timeout_s)
         finally:
             self.launch.remove()
+
+    def _prepare(self) -> list[str]:
+        """The checks of `prepare` (raise on a problem); the warnings."""
+        return []
+
+    def _log_tail(self) -> str:
+        """The end of the server's log while it still runs ("" when there is none)."""
+        return ""
 
     @abstractmethod
     def _launch(self) -> ServerInfo:
@@ -185,20 +273,29 @@ class LocalServer(ManagedServer):
         self.python = python
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.port: int | None = None  # the port checked free by prepare()
 
-    def _launch(self) -> ServerInfo:
+    def _prepare(self) -> list[str]:
         require_jupyterlab()
         settings = self.settings
-        port = resolve_port(settings.ip, settings.port)
+        self.port = resolve_port(settings.ip, settings.port)
+        warnings = []
+        if listens_on_all_interfaces(settings.ip):
+            warnings.append(all_interfaces_warning(settings.ip, self.port))
+        if running_as_root():
+            warnings.append("warning: running Jupyter as root (its kernels can change anything "
+                            "on this machine); prefer a normal user, or --container")
+        return warnings
+
+    def _launch(self) -> ServerInfo:
+        settings = self.settings
+        assert self.port is not None, "prepare() first"
+        port = self.port
         token = new_token()
         token_file = self.launch.write_token(token)
         runtime_dir = self.launch.path / "runtime"
         runtime_dir.mkdir(mode=0o700)
-        allow_root = hasattr(os, "geteuid") and os.geteuid() == 0
-        if allow_root:
-            print("warning: running Jupyter as root (its kernels can change anything on this "
-                  "machine); prefer a normal user, or --container", file=sys.stderr)
-        config = lab_config(str(settings.notebook_dir), settings.ip, port, allow_root)
+        config = lab_config(str(settings.notebook_dir), settings.ip, port, running_as_root())
         config_file = self.launch.write_config(config)
         self._log = open(self.launch.log_file, "wb")  # noqa: SIM115 - closed in _halt()
         self.process = subprocess.Popen(
@@ -210,6 +307,9 @@ class LocalServer(ManagedServer):
         )
         return ServerInfo(server_base_url(settings.ip, port), token, settings.notebook_dir,
                           self.launch.log_file)
+
+    def _log_tail(self) -> str:
+        return self.launch.log_tail()
 
     def _exit_reason(self) -> str | None:
         if self.process is None or self.process.poll() is None:

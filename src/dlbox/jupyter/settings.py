@@ -8,6 +8,7 @@ only the file's path). Everything here is unit-testable without Jupyter or Docke
 from __future__ import annotations
 
 import ipaddress
+import math
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ DEFAULT_IP = "127.0.0.1"
 TOKEN_BYTES = 32  # secrets.token_hex(32): 64 hex characters, 256 bits
 TOKEN_FILE_ENV = "JUPYTER_TOKEN_FILE"
 TOKEN_ENV = "JUPYTER_TOKEN"  # must NOT reach the server: it would win over the file
+# Jupyter's own default hide_globs (jupyter_server's ContentsManager), plus the lock file a
+# dlbox run keeps in its run folder: nothing a notebook user opens or edits.
+HIDDEN_FILE_GLOBS = ("__pycache__", "*.pyc", "*.pyo", ".DS_Store", "*~", ".dlbox-run.lock")
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,7 @@ class NotebookSettings:
     def __post_init__(self) -> None:
         validate_ip(self.ip)
         validate_port(self.port)
-        if self.startup_timeout_s <= 0:
-            raise UsageError("--startup-timeout must be positive",
-                             hint="pass a number of seconds, e.g. --startup-timeout 120")
+        validate_timeout(self.startup_timeout_s)
 
 
 def new_token() -> str:
@@ -53,6 +55,22 @@ def validate_port(port: int) -> int:
         raise UsageError(f"port {port} is out of range",
                          hint="pass --port N with 1 <= N <= 65535, or --port 0 for a free port")
     return port
+
+
+def validate_timeout(seconds: float) -> float:
+    """A startup timeout: a positive, finite number of seconds (nan and inf are refused)."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"--startup-timeout {seconds} is not a positive number of seconds",
+                         hint="pass a number of seconds, e.g. --startup-timeout 120")
+    return seconds
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration for messages: "120 s", "0.5 s", "2.25 s" (never rounded to "0 s")."""
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    if text == "0":  # under a millisecond
+        text = f"{seconds:.1g}"
+    return f"{text} s"
 
 
 def validate_ip(ip: str) -> str:
@@ -72,6 +90,10 @@ def listens_on_all_interfaces(ip: str) -> bool:
     return ip in ("0.0.0.0", "::", "")
 
 
+def is_ipv6(ip: str) -> bool:
+    return ":" in ip
+
+
 def is_loopback(ip: str) -> bool:
     if ip == "localhost":
         return True
@@ -82,12 +104,20 @@ def is_loopback(ip: str) -> bool:
 
 
 def browse_host(ip: str) -> str:
-    """The host to put in the URL: a wildcard address is reached through 127.0.0.1."""
+    """The host to put in the URL: a wildcard address is reached through this machine's
+    loopback address of the same family (Jupyter listens on `::` for IPv6 only)."""
+    if ip == "::":
+        return "[::1]"
     if listens_on_all_interfaces(ip):
         return "127.0.0.1"
-    if ":" in ip:  # IPv6 literal
+    if is_ipv6(ip):  # an IPv6 literal goes in brackets in a URL
         return f"[{ip}]"
     return ip
+
+
+def address_text(ip: str, port: int) -> str:
+    """"127.0.0.1:8888", "[::]:8888": an address and port as people write them."""
+    return f"[{ip}]:{port}" if is_ipv6(ip) else f"{ip}:{port}"
 
 
 def server_base_url(ip: str, port: int) -> str:
@@ -104,9 +134,9 @@ def server_url(ip: str, port: int, token: str, path: str = "lab") -> str:
 
 
 def all_interfaces_warning(ip: str, port: int) -> str:
-    return (f"warning: Jupyter listens on all interfaces ({ip}:{port}): anyone who can reach "
-            "this machine and learns the token can run code as you. Use --ip 127.0.0.1 "
-            "(the default) and an SSH tunnel unless you really need this.")
+    return (f"warning: Jupyter listens on all interfaces ({address_text(ip, port)}): anyone "
+            "who can reach this machine and learns the token can run code as you. Use --ip "
+            "127.0.0.1 (the default) and an SSH tunnel unless you really need this.")
 
 
 def lab_config(notebook_root: str, ip: str, port: int, allow_root: bool) -> dict[str, object]:
@@ -121,6 +151,9 @@ def lab_config(notebook_root: str, ip: str, port: int, allow_root: bool) -> dict
             "allow_root": allow_root,
             "allow_remote_access": listens_on_all_interfaces(ip),
         },
+        # The file browser does not list these (.dlbox-run.lock in a run folder, say), even
+        # for a user whose own config shows hidden files.
+        "ContentsManager": {"hide_globs": list(HIDDEN_FILE_GLOBS)},
         "LabApp": {
             # No calls to the internet from the UI: news feed and update checks are off.
             "news_url": None,

@@ -35,6 +35,7 @@ from torch import nn
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import DlboxError, RunDirError, write_error
 from dlbox.fileio import read_json, write_json_atomic
+from dlbox.text import plural
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -375,7 +376,7 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     state = load_checkpoint(path)
     check_checkpoint(state, path)
     if state.get("finished"):
-        raise RunDirError(f"run {run_dir} already finished all {config.epochs} epochs",
+        raise RunDirError(f"run {run_dir} already finished all {plural(config.epochs, 'epoch')}",
                           hint=f"evaluate it with `dlbox evaluate {run_dir}`, or start a new "
                                "run with more --epochs")
     trained_on = config.data_dir
@@ -581,7 +582,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
 
     if checkpoint is None:
         print(f"training {config.model} on {device} ({len(train_set)} train / {len(test_set)} "
-            f"test images, {config.epochs} epochs) -> {run_dir}")
+            f"test images, {plural(config.epochs, 'epoch')}) -> {run_dir}")
     else:
         print(f"resuming {run_dir} at epoch {state.epoch + 1} of {config.epochs}"
             + (f", step {state.step_in_epoch}" if state.step_in_epoch else "")
@@ -678,7 +679,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
 
     final = state.history[-1]
     print(f"test accuracy: {100 * final['test_accuracy']:.2f}% on {len(test_set)} test images "
-          f"after {config.epochs} epochs, {state.train_seconds:.1f} s of training ({run_dir})")
+          f"after {plural(config.epochs, 'epoch')}, {state.train_seconds:.1f} s of training "
+          f"({run_dir})")
     if evaluate_at_end:
         _report(run_dir, config, device, test_set, classes, state.epoch, test_logits,
                 eval_seconds)
@@ -711,7 +713,7 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
     flag = StopFlag()
     verb = f"resuming at epoch {state.epoch + 1}" if checkpoint else "training"
     print(f"{verb} {config.model} on {device} ({len(train_set)} train / {len(test_set)} "
-          f"test images, {config.epochs} epochs, speedrun trainer) -> {run_dir}")
+          f"test images, {plural(config.epochs, 'epoch')}, speedrun trainer) -> {run_dir}")
 
     def checkpoint_state(trainer_state: dict[str, Any], finished: bool) -> dict[str, Any]:
         return {

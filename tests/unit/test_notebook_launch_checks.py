@@ -1,0 +1,189 @@
+"""The checks `dlbox notebook` makes before it starts anything, and the words it shows.
+
+Real sockets on this machine (a port in TIME_WAIT, an address that is not ours, IPv6), real
+files for the notebook check; no Jupyter, no Docker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from dlbox.errors import UsageError
+from dlbox.jupyter.container import run_request
+from dlbox.jupyter.notebooks import notebook_problem
+from dlbox.jupyter.probe import StartupTimeout, wait_until_ready
+from dlbox.jupyter.progress import ProgressView, plural
+from dlbox.jupyter.server import port_is_free, resolve_port
+from dlbox.jupyter.settings import (
+    HIDDEN_FILE_GLOBS,
+    NotebookSettings,
+    all_interfaces_warning,
+    lab_config,
+    seconds_text,
+    server_url,
+)
+
+NOT_OURS = "10.255.255.1"  # a private address no interface of a test machine has
+
+
+def port_in_time_wait() -> int:
+    """A port of 127.0.0.1 whose last connection lingers in TIME_WAIT, as after a Jupyter
+    server (whose listening socket has SO_REUSEADDR, as tornado's does) closed one."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server's side closes first: it is the one left in TIME_WAIT
+        assert client.recv(1) == b""
+        client.close()
+    time.sleep(0.1)
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # the state the check must see through
+    return port
+
+
+def ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+# ---- bug: a port in TIME_WAIT was reported "in use" -----------------------------------------
+
+def test_a_port_in_time_wait_is_free_for_jupyter() -> None:
+    port = port_in_time_wait()
+    assert port_is_free("127.0.0.1", port)
+    assert resolve_port("127.0.0.1", port) == port
+
+
+def test_a_listening_port_is_still_in_use() -> None:
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert not port_is_free("127.0.0.1", port)
+        with pytest.raises(UsageError, match=f"port {port} on 127.0.0.1 is already in use"):
+            resolve_port("127.0.0.1", port)
+
+
+# ---- bug: --ip :: and addresses that are not this machine's ---------------------------------
+
+@pytest.mark.parametrize("port", [8888, 0])
+def test_an_address_of_another_machine_is_refused_up_front(port: int) -> None:
+    with pytest.raises(UsageError) as caught:
+        resolve_port(NOT_OURS, port)
+    assert f"--ip {NOT_OURS} is not an address of this machine" in str(caught.value)
+    assert "already in use" not in str(caught.value)
+    assert caught.value.hint and "--ip 127.0.0.1" in caught.value.hint
+
+
+def test_ipv6_wildcard_is_browsed_through_the_ipv6_loopback() -> None:
+    token = "ab" * 32
+    # Jupyter's sockets on :: are IPv6-only: 127.0.0.1 would not reach them.
+    assert server_url("::", 8888, token) == f"http://[::1]:8888/lab?token={token}"
+    assert server_url("0.0.0.0", 8888, token).startswith("http://127.0.0.1:8888/")
+    assert "([::]:8888)" in all_interfaces_warning("::", 8888)
+    if not ipv6_loopback_available():
+        pytest.skip("this machine has no IPv6")
+    port = resolve_port("::", 0)
+    assert port > 0 and resolve_port("::1", port) == port
+
+
+# ---- bug: --startup-timeout nan / inf; 0.5 shown as "0 s" -----------------------------------
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 0.0, -1.0])
+def test_startup_timeout_must_be_positive_and_finite(tmp_path: Path, value: float) -> None:
+    with pytest.raises(UsageError, match="--startup-timeout .* is not a positive number"):
+        NotebookSettings(tmp_path, startup_timeout_s=value)
+
+
+def test_seconds_are_shown_as_given() -> None:
+    assert seconds_text(0.5) == "0.5 s"
+    assert seconds_text(120.0) == "120 s"
+    assert seconds_text(2.25) == "2.25 s"
+    assert seconds_text(0.0001) == "0.0001 s"
+
+
+def test_a_short_startup_timeout_is_named_as_given() -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(StartupTimeout, match=r"within 0\.5 s \("):
+        wait_until_ready(f"http://127.0.0.1:{port}", "t", 0.5, lambda: None, poll_s=0.1)
+
+
+# ---- bug: the lock file of a run is shown ---------------------------------------------------
+
+def test_the_file_browser_hides_the_run_lock_and_keeps_jupyters_own_hidden_files() -> None:
+    config = lab_config("/nb", "127.0.0.1", 8888, allow_root=False)
+    hidden = config["ContentsManager"]["hide_globs"]  # type: ignore[index]
+    assert ".dlbox-run.lock" in hidden and list(HIDDEN_FILE_GLOBS) == hidden
+    with contextlib.suppress(ImportError):
+        from jupyter_server.services.contents.manager import ContentsManager
+
+        assert set(ContentsManager().hide_globs) <= set(hidden)
+
+
+# ---- bug: "1 epochs" --------------------------------------------------------------------------
+
+def test_counts_agree_with_their_nouns() -> None:
+    assert plural(1, "epoch") == "1 epoch" and plural(2, "epoch") == "2 epochs"
+    assert plural(0, "step") == "0 steps"
+    done = repr(ProgressView(1, 1, 1, 1, 3.0, finished=True))
+    assert "done: 1 epoch, 1 step in 0:03" in done, done
+    assert "epoch(s)" not in done
+    assert "done: 2 epochs, 10 steps" in repr(ProgressView(10, 10, 2, 2, 3.0, finished=True))
+
+
+# ---- bug: a damaged notebook got a direct URL -----------------------------------------------
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b'{"cells": [', "not valid JSON"),
+    (b"", "not valid JSON"),
+    (b"[]", "not a Jupyter notebook"),
+    (b'{"nbformat": 4}', "not a notebook Jupyter can read"),
+    (b"\xff\xfe{", "not UTF-8"),
+])
+def test_a_damaged_notebook_is_named_as_such(tmp_path: Path, content: bytes,
+                                             problem: str) -> None:
+    path = tmp_path / "broken.ipynb"
+    path.write_bytes(content)
+    found = notebook_problem(path)
+    assert found is not None and problem in found, found
+
+
+def test_a_good_notebook_has_no_problem(tmp_path: Path) -> None:
+    path = tmp_path / "good.ipynb"
+    path.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n')
+    assert notebook_problem(path) is None
+    committed = Path(__file__).resolve().parents[2] / "notebooks"
+    assert notebook_problem(committed / "first_pytorch_classifier.ipynb") is None
+
+
+# ---- the container's request: the address asked for, no capabilities ------------------------
+
+@pytest.mark.parametrize(("ip", "published"), [
+    ("127.0.0.1", "127.0.0.1"), ("localhost", "127.0.0.1"), ("0.0.0.0", "0.0.0.0"),
+    ("::", "::"), ("::1", "::1"),
+])
+def test_the_container_port_is_published_on_the_address_asked_for(
+        tmp_path: Path, ip: str, published: str) -> None:
+    settings = NotebookSettings(tmp_path, ip=ip, port=0, container=True)
+    request = run_request("dlbox:cpu", settings, 8123, 1000, 1000, tmp_path / "t",
+                          tmp_path / "c.json", None, name="n")
+    assert request.host_ip == published and request.ports == ((8888, 8123),)
+    assert request.cap_drop == ("ALL",) and request.no_new_privileges is True
+    assert request.user == "1000:1000" and request.name == "n"
