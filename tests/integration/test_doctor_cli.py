@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,6 +113,90 @@ def test_usage_errors(args: list[str], needle: str, capsys: pytest.CaptureFixtur
     code, _, err = run_cli(args, capsys)
     assert code == 2
     assert needle in err and "hint:" in err
+
+
+def _broken_recording(tmp_path: Path, file: str, mutate: Any) -> Path:
+    folder = tmp_path / "rec"
+    shutil.copytree(HOSTS / "healthy-gpu-rtx3090", folder)
+    data = json.loads((folder / file).read_text())
+    (folder / file).write_text(json.dumps(mutate(data)))
+    return folder
+
+
+def _set(key: str, value: Any, under: str | None = None) -> Any:
+    def mutate(data: Any) -> Any:
+        (data[under] if under else data)[key] = value
+        return data
+    return mutate
+
+
+@pytest.mark.parametrize("file, mutate, problem", [
+    ("host.json", lambda d: [d],
+     "must hold a JSON object (system, commands, frameworks, ...), got a list"),
+    ("host.json", _set("commands", []),
+     "'commands' must be an object of command -> output (e.g. {\"smi_q\": {...}}), got a list"),
+    ("host.json", _set("commands", None),
+     "'commands' must be an object of command -> output (e.g. {\"smi_q\": {...}}), got null"),
+    ("host.json", _set("frameworks", "torch"),
+     "'frameworks' must be a list of framework objects, got a string (\"torch\")"),
+    ("host.json", _set("cpu_count", "24", under="system"),
+     "'system.cpu_count' must be a whole number >= 0 or null, got a string (\"24\")"),
+    ("host.json", _set("in_container", "no", under="system"),
+     "'system.in_container' must be true or false, got a string (\"no\")"),
+    ("host.json", lambda d: {**d, "frameworks": [{**d["frameworks"][0], "name": None}]},
+     "'frameworks[0].name' must be \"torch\" or \"tensorflow\" or \"jax\", got null"),
+    ("nvml.json", _set("driver_version", None), "'driver_version' must be a string, got null"),
+    ("nvml.json", _set("gpus", {}), "'gpus' must be a list of GPU objects, got an object"),
+    ("nvml.json", _set("cuda_driver_version", "12020"),
+     "'cuda_driver_version' must be a whole number >= 0 or null, got a string (\"12020\")"),
+    ("torch-probe.json", _set("visible_gpus", "1"),
+     "'visible_gpus' must be a whole number >= 0 or null, got a string (\"1\")"),
+])
+@pytest.mark.parametrize("extra", [[], ["--json"], ["--resolve", "torch"]],
+                         ids=["text", "json", "resolve"])
+def test_replay_of_a_wrong_shape_is_a_one_line_usage_error(
+        tmp_path: Path, file: str, mutate: Any, problem: str, extra: list[str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _broken_recording(tmp_path, file, mutate)
+    code, out, err = run_cli(["doctor", "--replay", str(folder), *extra], capsys)
+    assert code == 2
+    assert out == ""
+    error, hint = err.splitlines()
+    assert error.startswith(f"error: {folder / file}: ") and error.endswith(problem)
+    assert hint == ("hint: re-record it with: dlbox doctor --record DIR (the files and their "
+                    "fields are described under 'Recordings' in docs/doctor.md)")
+
+
+def test_replay_of_invalid_json_names_the_file(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "rec"
+    shutil.copytree(HOSTS / "cpu-only-host", folder)
+    (folder / "host.json").write_text('{"system": ')
+    code, _, err = run_cli(["doctor", "--replay", str(folder)], capsys)
+    assert code == 2
+    assert err.startswith(f"error: {folder / 'host.json'}: not valid JSON (")
+    assert "hint: re-record it with: dlbox doctor --record DIR" in err
+
+
+def test_replay_of_the_host_json_file_points_at_its_folder(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    file = HOSTS / "cpu-only-host" / "host.json"
+    code, _, err = run_cli(["doctor", "--replay", str(file)], capsys)
+    assert code == 2
+    assert err.splitlines() == [
+        f"error: {file} is a file: --replay takes a recording's folder (the one that holds "
+        "host.json)",
+        f"hint: pass its folder: dlbox doctor --replay {file.parent}",
+    ]
+
+
+def test_wrong_shape_in_a_subprocess_has_no_traceback(tmp_path: Path) -> None:
+    folder = _broken_recording(tmp_path, "host.json", _set("commands", ["smi_q"]))
+    proc = subprocess.run([sys.executable, "-m", "dlbox", "doctor", "--replay", str(folder)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 2
 
 
 def test_nothing_fits_is_an_error_with_hint(capsys: pytest.CaptureFixture[str]) -> None:

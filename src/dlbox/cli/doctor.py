@@ -11,9 +11,13 @@ from rich.console import Console
 from dlbox.errors import EXIT_ERROR, EXIT_OK, UsageError
 from dlbox.hostenv.facts import HostFacts
 from dlbox.hostenv.probe import collect_raw, facts_from_raw, load_raw, save_raw
+from dlbox.hostenv.recording import HOST_JSON, RecordingError
 from dlbox.hostenv.report import render_build, render_text, report_dict
 from dlbox.hostenv.resolve import SUPPORTED_FRAMEWORKS, Target, resolve_build, target_from_host
 from dlbox.hostenv.rules import evaluate, has_errors
+
+RECORDING_HINT = ("re-record it with: dlbox doctor --record DIR (the files and their fields are "
+                  "described under 'Recordings' in docs/doctor.md)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,14 +59,22 @@ def _facts(args: argparse.Namespace) -> HostFacts:
         if args.record is not None:
             raise UsageError("--record and --replay cannot be combined",
                              hint="record on the host, replay elsewhere")
-        if not (args.replay / "host.json").is_file():
-            raise UsageError(f"{args.replay} is not a dlbox host recording (no host.json)",
+        if args.replay.is_file():
+            hint = (f"pass its folder: dlbox doctor --replay {args.replay.parent}"
+                    if args.replay.name == HOST_JSON
+                    else "pass the folder that `dlbox doctor --record DIR` wrote")
+            raise UsageError(f"{args.replay} is a file: --replay takes a recording's folder "
+                             f"(the one that holds {HOST_JSON})", hint=hint)
+        if not (args.replay / HOST_JSON).is_file():
+            raise UsageError(f"{args.replay} is not a dlbox host recording (no {HOST_JSON})",
                              hint="create one with: dlbox doctor --record DIR")
         try:
             raw = load_raw(args.replay)
-        except (OSError, ValueError, TypeError, KeyError) as error:
-            raise UsageError(f"cannot read recording {args.replay}: {error}",
-                             hint="re-record it with: dlbox doctor --record DIR") from error
+        except RecordingError as error:
+            raise UsageError(str(error), hint=RECORDING_HINT) from error
+        except OSError as error:
+            raise UsageError(f"cannot read recording {args.replay}: "
+                             f"{error.strerror or error}", hint=RECORDING_HINT) from error
     else:
         raw = collect_raw(deep=args.deep)
         if args.record is not None:

@@ -56,6 +56,14 @@ from dlbox.hostenv.parse import (
     parse_torch_version_py,
     smi_failure,
 )
+from dlbox.hostenv.recording import (
+    HOST_JSON,
+    check_host_json,
+    check_nvml_record,
+    check_probe_output,
+    read_json,
+    read_text,
+)
 
 T = TypeVar("T")
 
@@ -728,19 +736,31 @@ def save_raw(raw: RawHost, folder: Path) -> None:
         if deep is not None:
             write_text_atomic(folder / f"{item.name}-probe.json", deep)
         meta["frameworks"].append(entry)
-    write_json_atomic(folder / "host.json", meta)
+    write_json_atomic(folder / HOST_JSON, meta)
 
 
 def load_raw(folder: Path) -> RawHost:
-    """Read a recording written by `save_raw` (or by hand, as the fixtures are)."""
+    """Read a recording written by `save_raw` (or by hand, as the fixtures are).
+
+    Every JSON file is checked first (`recording.py`): a file that cannot be read, is not
+    JSON, or holds a value of the wrong type raises `RecordingError` naming the file and the
+    field, never an AttributeError / TypeError from deeper down.
+    """
     folder = Path(folder)
-    meta = json.loads((folder / "host.json").read_text(encoding="utf-8"))
+    host_json = folder / HOST_JSON
+    meta = read_json(host_json)
+    check_host_json(meta, host_json)
 
     def text(key: str) -> str | None:
         path = folder / _FILES[key]
-        return path.read_text(encoding="utf-8") if path.exists() else None
+        return read_text(path) if path.exists() else None
 
-    commands = meta.get("commands", {})
+    nvml_path = folder / _FILES["nvml"]
+    nvml = None
+    if nvml_path.exists():
+        nvml = read_json(nvml_path)
+        check_nvml_record(nvml, nvml_path)
+    commands = meta.get("commands") or {}
 
     def command(key: str) -> CommandOutput | None:
         output = text(key)
@@ -751,10 +771,12 @@ def load_raw(folder: Path) -> RawHost:
         return CommandOutput(argv=tuple(info.get("argv") or ()), output=output or "",
                              returncode=info.get("returncode", 0), error=info.get("error"))
 
-    nvml_text = text("nvml")
     frameworks = []
-    for entry in meta.get("frameworks", []):
+    for entry in meta.get("frameworks") or []:
         probe_file = folder / f"{entry['name']}-probe.json"
+        deep_output = read_text(probe_file) if probe_file.exists() else None
+        if deep_output is not None:
+            check_probe_output(deep_output, probe_file)
         frameworks.append(RawFramework(
             name=entry["name"],
             installed=entry.get("installed", False),
@@ -762,13 +784,13 @@ def load_raw(folder: Path) -> RawHost:
             build_cuda=entry.get("build_cuda"),
             build_cudnn=entry.get("build_cudnn"),
             packages=dict(entry.get("packages") or {}),
-            deep_output=probe_file.read_text(encoding="utf-8") if probe_file.exists() else None,
+            deep_output=deep_output,
             deep_error=entry.get("deep_error"),
         ))
     return RawHost(
-        system=SystemFacts(**meta.get("system", {})),
+        system=SystemFacts(**(meta.get("system") or {})),
         system_error=meta.get("system_error"),
-        nvml=json.loads(nvml_text) if nvml_text is not None else None,
+        nvml=nvml,
         nvml_error=text("nvml_error"),
         smi_path=meta.get("smi_path"),
         smi_query=command("smi_query"),
