@@ -225,3 +225,70 @@ def test_ctrl_c_between_create_and_start_leaves_no_container(
                 engine.containers.get(name).remove(force=True)
             except docker.errors.NotFound:
                 pass
+
+
+def test_a_container_whose_dlbox_was_killed_is_removed_by_the_next_start(
+        engine: Any, cpu_image: str, notebook_dir: Path) -> None:
+    from dlbox.jupyter.container import OWNER_LABEL, owner_gone, owner_id, remove_orphans
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    assert owner_gone(owner_id(ended.pid)) and not owner_gone(owner_id())
+    assert not owner_gone(f"another-host:{ended.pid}:1")  # a shared engine's other machines
+    orphan = engine.containers.run(cpu_image, ["sleep", "300"], detach=True,
+                                   labels={LABEL: "1", OWNER_LABEL: owner_id(ended.pid)})
+    ours = engine.containers.run(cpu_image, ["sleep", "300"], detach=True,
+                                 labels={LABEL: "1", OWNER_LABEL: owner_id()})
+    try:
+        assert orphan.name in remove_orphans(engine, timeout_s=1)
+        names = {c.name for c in engine.containers.list(all=True, filters={"label": LABEL})}
+        assert orphan.name not in names and ours.name in names
+    finally:
+        for container in (orphan, ours):
+            try:
+                container.remove(force=True)
+            except Exception:  # noqa: BLE001 - removed by the test already
+                pass
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
+def test_sigkill_of_dlbox_leaves_a_container_the_next_notebook_removes(
+        engine: Any, cpu_image: str, notebook_dir: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "dlbox", "notebook", "--no-browser", "--container",
+               "--port", "0", "--tag", cpu_image, "--notebook-dir", str(notebook_dir)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert first.stdout is not None
+        for line in first.stdout:
+            if "http://" in line and "token" in line:
+                break
+        else:
+            raise AssertionError("the first notebook printed no URL")
+        left = [c for c in engine.containers.list(filters={"label": LABEL})
+                if c.labels.get("dlbox.owner", "").split(":")[1:2] == [str(first.pid)]]
+        assert len(left) == 1
+        first.kill()  # SIGKILL: no chance to stop its container
+        first.wait(timeout=30)
+        left[0].reload()
+        assert left[0].status == "running"
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, stdin=subprocess.DEVNULL)
+        seen = []
+        try:
+            assert second.stdout is not None
+            for line in second.stdout:
+                seen.append(line)
+                if "http://" in line and "token" in line:
+                    break
+            assert left[0].name not in {c.name for c in engine.containers.list(all=True)}
+        finally:
+            second.send_signal(signal.SIGINT)
+            second.wait(timeout=60)
+        assert any(f"removed notebook container {left[0].name}" in line for line in seen), seen
+    finally:
+        if first.poll() is None:
+            first.kill()
+        for container in engine.containers.list(all=True, filters={"label": LABEL}):
+            if container.labels.get("dlbox.owner", "").split(":")[1:2] == [str(first.pid)]:
+                container.remove(force=True)

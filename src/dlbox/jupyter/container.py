@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets as pysecrets
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ CONTAINER_NOTEBOOK_DIR = "/workspace/notebooks"
 CONTAINER_TOKEN_FILE = "/run/dlbox/jupyter_token"
 CONTAINER_CONFIG_FILE = "/run/dlbox/dlbox_jupyter_config.json"
 LABEL = "dlbox.notebook"
+# host:pid:start time of the dlbox that started the container: a container whose dlbox is
+# gone (killed with SIGKILL, so it could not stop it) is removed by the next notebook start.
+OWNER_LABEL = "dlbox.owner"
 # Variables passed through from the caller's environment to the notebook's kernel.
 PASSTHROUGH_ENV = ("DLBOX_NOTEBOOK_SMOKE",)
 STOP_TIMEOUT_S = 15
@@ -97,7 +101,7 @@ def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int
         ports=((CONTAINER_PORT, host_port),),
         host_ip=publish_ip(settings.ip),
         init=True,  # an init as PID 1 passes SIGTERM on and reaps the kernels
-        labels=((LABEL, "1"),),
+        labels=((LABEL, "1"), (OWNER_LABEL, owner_id())),
         shm_size="1g",  # DataLoader workers in the notebook need more than 64 MB
         cap_drop=("ALL",),  # Jupyter and its kernels need no Linux capability
         no_new_privileges=True,  # nor can a setuid binary in the image raise them
@@ -107,6 +111,54 @@ def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int
 def publish_ip(ip: str) -> str:
     """The host address the container's port is published on (the engine wants an IP)."""
     return "127.0.0.1" if ip == "localhost" else ip
+
+
+def _process_start(pid: int) -> str:
+    """The kernel's start time of process `pid` (tells a reused pid apart); "" if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def owner_id(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+
+
+def owner_gone(owner: str) -> bool:
+    """Whether the dlbox named by an owner label has ended. A container of another machine
+    (a shared engine), or one whose label cannot be read, is never judged gone."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        pass
+    return bool(start) and _process_start(pid) not in ("", start)
+
+
+def remove_orphans(client: Any, timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
+    """Stop and remove the notebook containers whose dlbox was killed; their names."""
+    from dlbox.container.engine import remove_container, stop_container
+
+    removed: list[str] = []
+    try:
+        containers = client.containers.list(all=True, filters={"label": LABEL})
+    except Exception:  # noqa: BLE001 - tidying up is never worth failing the start
+        return removed
+    for container in containers:
+        owner = (container.labels or {}).get(OWNER_LABEL)
+        if owner and owner_gone(owner):
+            stop_container(container, timeout_s)
+            remove_container(container)
+            removed.append(container.name)
+    return removed
 
 
 class ContainerServer(ManagedServer):
@@ -134,9 +186,10 @@ class ContainerServer(ManagedServer):
             raise ContainerError(f"the image {self.image} is not on this machine",
                                  hint="build it with `dlbox image build --cpu` (or pass "
                                       "--tag IMAGE)")
+        warnings = [f"note: removed notebook container {name}: the dlbox that started it "
+                    "was killed" for name in remove_orphans(self.client)]
         # The engine publishes the port on this host's address: the same check as locally.
         self.host_port = resolve_port(publish_ip(settings.ip), settings.port)
-        warnings = []
         if listens_on_all_interfaces(settings.ip):
             warnings.append(all_interfaces_warning(settings.ip, self.host_port))
         uid, gid = self.user
