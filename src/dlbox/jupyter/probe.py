@@ -85,5 +85,6 @@ def check_token_required(base_url: str) -> None:
     if answer.status != 403:
         raise DlboxError(
             f"the Jupyter server answered /api/status without the token (HTTP {answer.status})",
-            hint="a Jupyter config file of yours disables token authentication "
-                 "(look for `token = ''` in ~/.jupyter/jupyter_server_config.*); remove it")
+            hint="a Jupyter config file of yours disables token authentication (look for "
+                 "a token set to '' in the jupyter_*config.* files of ~/.jupyter or "
+                 "$JUPYTER_CONFIG_DIR); remove it")
