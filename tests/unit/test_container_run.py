@@ -53,7 +53,7 @@ def test_parse_gpus_defaults_follow_the_image() -> None:
     ("0,1", engine.GpuRequest(device_ids=("0", "1"))),
     ("device=1", engine.GpuRequest(device_ids=("1",))),
     ("0, 2", engine.GpuRequest(device_ids=("0", "2"))),
-    ("none", None), ("0", None), ("", None),
+    ("none", None), ("", None), ("device=0", engine.GpuRequest(device_ids=("0",))),
 ])
 def test_parse_gpus_values(value: str, expected: engine.GpuRequest | None) -> None:
     assert parse_gpus(value, "gpu") == expected
@@ -418,3 +418,61 @@ def test_the_run_it_line_fits_the_project(tmp_path: Path) -> None:
     assert example_command(outcome("requirements", tmp_path)) == "python3 YOUR_SCRIPT.py"
     (tmp_path / "main.py").write_text("print('hi')\n")
     assert example_command(outcome("pyproject", tmp_path)) == "python3 main.py"
+
+
+def test_gpus_0_is_refused_as_ambiguous() -> None:
+    # docker reads --gpus 0 as a count (no GPU); the docs call 0 the first GPU's index.
+    with pytest.raises(UsageError, match="--gpus 0 is ambiguous") as caught:
+        parse_gpus("0", "gpu")
+    assert "device=0" in (caught.value.hint or "")
+
+
+def test_terminal_mode_follows_what_stdin_and_stdout_are(tmp_path: Path) -> None:
+    import pty
+
+    from dlbox.container.run import terminal_mode
+
+    read_end, write_end = os.pipe()
+    try:
+        assert terminal_mode(False, read_end, write_end) == (True, False)  # a pipe: passed on
+        assert terminal_mode(True, read_end, write_end) == (True, False)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    master, slave = pty.openpty()
+    try:
+        # A terminal that is not ours (not the controlling one): its input stays with it.
+        assert terminal_mode(False, slave, slave) == (False, False)
+    finally:
+        os.close(master)
+        os.close(slave)
+    closed = os.open(os.devnull, os.O_RDONLY)
+    os.close(closed)
+    assert terminal_mode(False, closed, 1) == (True, False)  # no stdin at all: EOF
+
+
+def test_a_command_the_image_cannot_start_is_named() -> None:
+    from dlbox.container.run import not_runnable
+
+    options = RunOptions(image="proj:latest")
+    missing = not_runnable(b"...\n[FATAL tini (7)] exec trian.py failed: No such file or "
+                           b"directory\n", options)
+    assert missing is not None and missing.startswith(
+        "error: there is no command trian.py in proj:latest")
+    assert "\nhint: " in missing
+    denied = not_runnable(b"[FATAL tini (7)] exec ./run.sh failed: Permission denied\n", options)
+    assert denied is not None and "chmod +x" in denied
+    assert not_runnable(b"sh: 1: foo: not found\n", options) is None  # the command's own 127
+
+
+def test_image_run_defaults_to_the_current_projects_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlbox.cli.image import default_run_image
+
+    monkeypatch.chdir(tmp_path)
+    assert default_run_image() == "dlbox:latest"
+    project = tmp_path / "My_Proj"
+    project.mkdir()
+    (project / "requirements.txt").write_text("numpy\n")
+    monkeypatch.chdir(project)
+    assert default_run_image() == "my_proj:latest"

@@ -99,8 +99,14 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
                     "`docker stop`, so training saves its checkpoint; a second Ctrl-C kills "
                     "it.",
     )
-    run.add_argument("--tag", "-t", metavar="IMAGE", default="dlbox:latest",
-                     help="image to run (default dlbox:latest, the last built-in build)")
+    run.add_argument("--tag", "-t", metavar="IMAGE",
+                     help="image to run (default: NAME:latest of the project in the current "
+                          "folder, as `dlbox image build` tags it; else dlbox:latest, the "
+                          "last build of the built-in project)")
+    run.add_argument("--no-tty", action="store_true",
+                     help="no terminal for the command, and the terminal's input not passed "
+                          "on (default: at a terminal the command gets one, as with docker "
+                          "run -it; input from a pipe or a file is always passed on)")
     run.add_argument("--gpus", metavar="all|N|ID,ID|none",
                      help="GPUs to give the container: all, a count, indexes or GPU-/MIG- "
                           "UUIDs as nvidia-smi -L prints them, or none (default: all for a "
@@ -254,16 +260,32 @@ def default_data_dir() -> Path | None:
     return directory if directory.is_dir() else None
 
 
+def default_run_image() -> str:
+    """NAME:latest of the project in the current folder (what `dlbox image build` there
+    tags), else dlbox:latest."""
+    from dlbox.container.project import default_project_dir, detect_project
+    from dlbox.errors import DlboxError
+
+    folder = default_project_dir()
+    if folder is not None:
+        try:
+            return f"{detect_project(folder).image_name}:latest"
+        except DlboxError:
+            pass  # a folder `image build` would refuse has no image of its own
+    return "dlbox:latest"
+
+
 def run_run(args: argparse.Namespace) -> int:
     from dlbox.container.run import RunOptions, check_shm_size, run_in_image
     from dlbox.container.spec import check_image_reference
 
-    check_image_reference(args.tag)
+    image = check_image_reference(args.tag) if args.tag is not None else default_run_image()
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
     options = RunOptions(
-        image=args.tag,
+        image=image,
+        no_tty=args.no_tty,
         command=tuple(command),
         gpus=args.gpus,
         shm_size=check_shm_size(args.shm_size),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -306,6 +307,8 @@ class RunRequest:
     network: str | None = None
     init: bool = False  # the engine's init; our images carry tini as entrypoint already
     labels: tuple[tuple[str, str], ...] = ()
+    stdin_open: bool = False  # the command reads our stdin (docker run -i)
+    tty: bool = False  # the command gets a terminal (docker run -t)
     host_ip: str = "127.0.0.1"  # the host address that published ports listen on
     cap_drop: tuple[str, ...] = ()  # ("ALL",): no Linux capabilities
     no_new_privileges: bool = False  # setuid binaries cannot raise privileges
@@ -338,6 +341,10 @@ def _run_kwargs(request: RunRequest) -> dict[str, Any]:
         kwargs["network"] = request.network
     if request.init:
         kwargs["init"] = True
+    if request.stdin_open:
+        kwargs["stdin_open"] = True
+    if request.tty:
+        kwargs["tty"] = True
     if request.cap_drop:
         kwargs["cap_drop"] = list(request.cap_drop)
     if request.no_new_privileges:
@@ -482,31 +489,102 @@ def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, boo
             signal.signal(installed, old)
 
 
-def run_streaming(client: Any, request: RunRequest, stop_timeout: float = STOP_TIMEOUT_S,
-                  out: Any = None, err: Any = None) -> int:
-    """Run to completion, streaming its stdout/stderr to ours; return its exit code.
+@dataclass(frozen=True)
+class StreamedRun:
+    exit_code: int
+    stderr_tail: bytes  # the end of what it wrote to stderr (to stdout with a terminal)
 
-    As `docker run` does, the output stream is attached before the container starts, so a
+
+def _raw_socket(sock: Any) -> Any:
+    """The socket under what attach_socket returns (a SocketIO on a local engine)."""
+    return getattr(sock, "_sock", sock)
+
+
+def _feed_stdin(sock: Any, fd: int) -> None:
+    """Copy our stdin to the container's until EOF, then close its stdin (half-close)."""
+    raw = _raw_socket(sock)
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # our stdin is closed or unreadable: as EOF
+            break
+        if not data:
+            break
+        try:
+            raw.sendall(data)
+        except OSError:  # the container ended and its end of the socket is gone
+            return
+    try:
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+@contextmanager
+def _terminal(container: Any, fd: int | None) -> Iterator[None]:
+    """Our terminal in raw mode, its size given to the container's, for the run (a TTY run)."""
+    if fd is None:
+        yield
+        return
+    import termios
+    import tty
+
+    def resize(*_: Any) -> None:
+        try:
+            columns, lines = os.get_terminal_size(fd)
+            container.resize(height=lines, width=columns)
+        except Exception:  # noqa: BLE001 - not a terminal any more, or the container ended
+            pass
+
+    saved = termios.tcgetattr(fd)
+    previous = signal.signal(signal.SIGWINCH, resize)
+    try:
+        tty.setraw(fd)
+        resize()
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, previous)
+
+
+def run_streaming(client: Any, request: RunRequest, stop_timeout: float = STOP_TIMEOUT_S,
+                  out: Any = None, err: Any = None, stdin_fd: int | None = None) -> StreamedRun:
+    """Run to completion, streaming its stdout/stderr to ours byte for byte; its exit code.
+
+    As `docker run` does, the streams are attached before the container starts, so a
     command that exits at once loses no output and cannot leave us waiting on a stream that
-    never opens. Ctrl-C or SIGTERM stops the container the way `docker stop` does, so a
-    training command saves its checkpoint (a second Ctrl-C kills it); the container is
-    removed afterwards either way.
+    never opens. With `request.stdin_open`, `stdin_fd` is copied to the command's stdin
+    (EOF closes it); with `request.tty` the container gets a terminal and ours is put in raw
+    mode for the run, as `docker run -it` does. Ctrl-C or SIGTERM stops the container the
+    way `docker stop` does, so a training command saves its checkpoint (a second Ctrl-C kills
+    it); the container is removed afterwards either way.
     """
-    out = out or sys.stdout
-    err = err or sys.stderr
+    from docker.utils.socket import STDERR, frames_iter
+
+    out = out or getattr(sys.stdout, "buffer", sys.stdout)
+    err = err or getattr(sys.stderr, "buffer", sys.stderr)
     container = create_container(client, request)
+    tail = bytearray()
     try:
         with _signals_stop(container, stop_timeout):
-            stream = container.attach(stream=True, logs=True, demux=True)
+            try:
+                sock = client.api.attach_socket(container.id, params={
+                    "stdin": int(request.stdin_open), "stdout": 1, "stderr": 1, "stream": 1,
+                    "logs": 1})
+            except Exception as error:  # noqa: BLE001 - the SDK's and requests' errors
+                raise engine_error(error) from None
             start_created(container, request)
-            for stdout, stderr in stream:
-                if stdout:
-                    out.write(stdout.decode(errors="replace"))
-                    out.flush()
-                if stderr:
-                    err.write(stderr.decode(errors="replace"))
-                    err.flush()
-            return wait_exit_code(container)
+            if request.stdin_open and stdin_fd is not None:
+                threading.Thread(target=_feed_stdin, args=(sock, stdin_fd), daemon=True).start()
+            with _terminal(container, stdin_fd if request.tty else None):
+                for stream, data in frames_iter(sock, request.tty):
+                    target = err if stream == STDERR else out
+                    target.write(data)
+                    target.flush()
+                    if stream == STDERR or request.tty:
+                        tail.extend(data)
+                        del tail[:-4096]
+            return StreamedRun(wait_exit_code(container), bytes(tail))
     finally:
         remove_container(container)
 

@@ -15,8 +15,10 @@ Policy lives here, the engine calls in `container.engine`:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ class RunOptions:
     data_dir: Path | None = None
     runs_dir: Path | None = None
     environment: tuple[tuple[str, str], ...] = ()
+    no_tty: bool = False  # never a terminal, and the terminal's input not passed on
 
 
 def parse_gpus(value: str | None, image_device: str | None) -> engine.GpuRequest | None:
@@ -51,7 +54,11 @@ def parse_gpus(value: str | None, image_device: str | None) -> engine.GpuRequest
     if value is None:
         return engine.GpuRequest(count=-1) if image_device == "gpu" else None
     text = value.strip().lower()
-    if text in ("none", "0", ""):
+    if text == "0":
+        raise UsageError("--gpus 0 is ambiguous: the engine reads it as zero GPUs, and "
+                         "nvidia-smi numbers the first GPU 0",
+                         hint="--gpus none for no GPU, --gpus device=0 for the first GPU")
+    if text in ("none", ""):
         return None
     if text == "all":
         return engine.GpuRequest(count=-1)
@@ -145,8 +152,30 @@ def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
     return path
 
 
+def terminal_mode(no_tty: bool, stdin_fd: int = 0, stdout_fd: int = 1) -> tuple[bool, bool]:
+    """(pass our stdin on, give the command a terminal), as a user of `docker run` sets -i and
+    -t by hand: input from a pipe or a file is passed on; at an interactive terminal (stdin
+    and stdout both terminals, dlbox in the foreground) the command gets a terminal of its
+    own, so a shell or a REPL works; `--no-tty`, output redirected to a file, or dlbox in the
+    background: the terminal's input stays with the terminal."""
+    try:
+        stdin_tty = os.isatty(stdin_fd)
+    except OSError:
+        stdin_tty = False
+    if not stdin_tty:
+        return True, False
+    try:
+        foreground = os.tcgetpgrp(stdin_fd) == os.getpgrp()
+    except OSError:
+        foreground = False
+    if os.isatty(stdout_fd) and foreground and not no_tty:
+        return True, True
+    return False, False
+
+
 def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, gid: int,
-                data_dir: Path | None, runs_dir: Path | None) -> engine.RunRequest:
+                data_dir: Path | None, runs_dir: Path | None, stdin_open: bool = False,
+                tty: bool = False) -> engine.RunRequest:
     """The engine's RunRequest: pure."""
     mounts = []
     environment = dict(options.environment)
@@ -167,6 +196,8 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
         environment=tuple(sorted(environment.items())),
         workdir=S.WORKDIR,
         labels=((RUN_LABEL, "1"),),
+        stdin_open=stdin_open,
+        tty=tty,
     )
 
 
@@ -199,5 +230,32 @@ def run_in_image(options: RunOptions, client: Any = None,
     runs_dir = None
     if options.runs_dir is not None:
         runs_dir = prepare_runs_dir(options.runs_dir, uid, gid, euid == 0)
-    request = run_request(options, gpus, uid, gid, data_dir, runs_dir)
-    return engine.run_streaming(client, request)
+    stdin_open, tty = terminal_mode(options.no_tty)
+    if tty:
+        environment = dict(options.environment)
+        environment.setdefault("TERM", os.environ.get("TERM", "xterm"))
+        options = dataclasses.replace(options, environment=tuple(environment.items()))
+    request = run_request(options, gpus, uid, gid, data_dir, runs_dir, stdin_open, tty)
+    result = engine.run_streaming(client, request, stdin_fd=0 if stdin_open else None)
+    if result.exit_code in (126, 127):
+        missing = not_runnable(result.stderr_tail, options)
+        if missing:
+            print(missing, file=sys.stderr)
+    return result.exit_code
+
+
+def not_runnable(stderr_tail: bytes, options: RunOptions) -> str | None:
+    """The error lines for a command the image cannot start (tini's 'exec X failed'), or None
+    when the command itself exited with 126/127."""
+    match = re.search(rb"\[FATAL tini \(\d+\)\] exec (.+?) failed: ([^\r\n]+)", stderr_tail)
+    if not match:
+        return None
+    command = match.group(1).decode(errors="replace")
+    why = match.group(2).decode(errors="replace")
+    if "permission denied" in why.lower():
+        return (f"error: {command} is not executable in {options.image} ({why})\n"
+                f"hint: run it through its interpreter (-- python3 {command} or -- sh "
+                f"{command}), or chmod +x it in the project and build again")
+    return (f"error: there is no command {command} in {options.image} ({why})\n"
+            f"hint: check the name; the project's files are in {S.WORKDIR} (-- ls), and "
+            "programs its requirements install are on PATH")

@@ -1,0 +1,80 @@
+"""`dlbox image run` streams like `docker run`: bytes exact, stdin passed on, a terminal at a
+terminal, and a clear error for a command the image does not have (real engine; required
+when CI=true)."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_image_docker import TAG, cpu_image, dlbox, engine, lock_dir  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.usefixtures("cpu_image")]
+
+
+def run_args(tmp_path: Path, *command: str) -> list[str]:
+    return [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--runs",
+            str(tmp_path / "runs"), "--", *command]
+
+
+def test_output_reaches_us_byte_for_byte(tmp_path: Path) -> None:
+    # Binary output, and UTF-8 characters that chunks split, came out with U+FFFD before.
+    script = ("import sys; sys.stdout.buffer.write(bytes(range(256)) * 4000); "
+              "sys.stderr.write('\u2713' * 300000)")
+    result = subprocess.run(run_args(tmp_path, "python3", "-c", script), capture_output=True,
+                            timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout == bytes(range(256)) * 4000
+    assert result.stderr == ("\u2713" * 300000).encode()
+
+
+def test_piped_input_reaches_the_command_and_ends_with_eof(tmp_path: Path) -> None:
+    data = b"".join(b"line %d\n" % i for i in range(20000))
+    result = subprocess.run(run_args(tmp_path, "sh", "-c", "cat; echo done >&2"), input=data,
+                            capture_output=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (0, data, b"done\n")
+
+
+def test_at_a_terminal_the_command_gets_one(tmp_path: Path) -> None:
+    import pty
+
+    script = ("import os, sys; print('tty', sys.stdin.isatty(), sys.stdout.isatty(), "
+              "bool(os.environ.get('TERM'))); print('got', input('name? '))")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: dlbox with the pty as its controlling terminal
+        os.execv(sys.executable, run_args(tmp_path, "python3", "-c", script))
+    out, sent = b"", False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.5)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child ended: the pty is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+        if b"name? " in out and not sent:
+            os.write(fd, b"world\r")
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    assert b"tty True True True" in out and b"got world" in out, out
+
+
+@pytest.mark.parametrize("command, words", [
+    (("no-such-command",), "error: there is no command no-such-command in"),
+    (("/workspace/pyproject.toml",), "is not executable in"),
+])
+def test_a_command_the_image_cannot_start_is_a_clear_error(
+        tmp_path: Path, command: tuple[str, ...], words: str) -> None:
+    result = dlbox("image", "run", "--tag", TAG, "--runs", str(tmp_path / "runs"), "--",
+                   *command, timeout=60)
+    assert result.returncode in (126, 127)  # the engine's exit code, kept
+    assert words in result.stderr and "\nhint: " in result.stderr, result.stderr
