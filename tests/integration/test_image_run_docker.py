@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_image_docker import TAG, cpu_image, dlbox, engine, lock_dir  # noqa: F401 - fixtures
@@ -78,3 +79,27 @@ def test_a_command_the_image_cannot_start_is_a_clear_error(
                    *command, timeout=60)
     assert result.returncode in (126, 127)  # the engine's exit code, kept
     assert words in result.stderr and "\nhint: " in result.stderr, result.stderr
+
+
+def test_a_killed_runs_exited_container_is_removed_by_the_next_run(
+        engine: Any, tmp_path: Path) -> None:  # noqa: F811 - the engine fixture
+    import signal
+
+    process = subprocess.Popen(run_args(tmp_path, "sh", "-c", "echo ready; sleep 3"),
+                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+        process.send_signal(signal.SIGKILL)  # no chance to remove its container
+        process.wait(timeout=30)
+        left = [c for c in engine.containers.list(all=True, filters={"label": "dlbox.image-run"})
+                if c.labels.get("dlbox.owner", "").split(":")[1:2] == [str(process.pid)]]
+        assert len(left) == 1
+        left[0].wait(timeout=60)  # its command ends on its own: the container stays, exited
+        result = dlbox("image", "run", "--tag", TAG, "--runs", str(tmp_path / "runs"), "--",
+                       "true", timeout=60)
+        assert result.returncode == 0
+        assert f"note: removed container {left[0].name}" in result.stderr, result.stderr
+        assert left[0].name not in {c.name for c in engine.containers.list(all=True)}
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -26,6 +26,7 @@ from typing import Any
 
 from dlbox.container import engine
 from dlbox.container import spec as S
+from dlbox.container.owner import OWNER_LABEL, owner_gone, owner_id
 from dlbox.errors import HostEnvError, UsageError
 
 DEFAULT_SHM_SIZE = "2g"
@@ -195,7 +196,7 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
         user=f"{uid}:{gid}",
         environment=tuple(sorted(environment.items())),
         workdir=S.WORKDIR,
-        labels=((RUN_LABEL, "1"),),
+        labels=((RUN_LABEL, "1"), (OWNER_LABEL, owner_id())),
         stdin_open=stdin_open,
         tty=tty,
     )
@@ -230,6 +231,9 @@ def run_in_image(options: RunOptions, client: Any = None,
     runs_dir = None
     if options.runs_dir is not None:
         runs_dir = prepare_runs_dir(options.runs_dir, uid, gid, euid == 0)
+    for name in remove_leftovers(client):
+        print(f"note: removed container {name}, left behind (exited) by a dlbox image run "
+              "that was killed", file=sys.stderr)
     stdin_open, tty = terminal_mode(options.no_tty)
     if tty:
         environment = dict(options.environment)
@@ -242,6 +246,23 @@ def run_in_image(options: RunOptions, client: Any = None,
         if missing:
             print(missing, file=sys.stderr)
     return result.exit_code
+
+
+def remove_leftovers(client: Any) -> list[str]:
+    """Remove the exited containers of `image run`s that were killed (SIGKILL) before they
+    could remove them; their names. A running one is left alone: its command goes on."""
+    try:
+        containers = client.containers.list(all=True, filters={"label": RUN_LABEL,
+                                                               "status": "exited"})
+    except Exception:  # noqa: BLE001 - tidying up is never worth failing the run
+        return []
+    removed = []
+    for container in containers:
+        owner = (container.labels or {}).get(OWNER_LABEL)
+        if owner and owner_gone(owner):
+            engine.remove_container(container)
+            removed.append(container.name)
+    return removed
 
 
 def not_runnable(stderr_tail: bytes, options: RunOptions) -> str | None:

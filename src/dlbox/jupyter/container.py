@@ -16,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets as pysecrets
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
+from dlbox.container.owner import OWNER_LABEL, owner_gone, owner_id
 from dlbox.container.run import container_user, writable_by
 from dlbox.container.spec import DATA_DIR
 from dlbox.errors import ContainerError
@@ -40,9 +40,6 @@ CONTAINER_NOTEBOOK_DIR = "/workspace/notebooks"
 CONTAINER_TOKEN_FILE = "/run/dlbox/jupyter_token"
 CONTAINER_CONFIG_FILE = "/run/dlbox/dlbox_jupyter_config.json"
 LABEL = "dlbox.notebook"
-# host:pid:start time of the dlbox that started the container: a container whose dlbox is
-# gone (killed with SIGKILL, so it could not stop it) is removed by the next notebook start.
-OWNER_LABEL = "dlbox.owner"
 # Variables passed through from the caller's environment to the notebook's kernel.
 PASSTHROUGH_ENV = ("DLBOX_NOTEBOOK_SMOKE",)
 STOP_TIMEOUT_S = 15
@@ -111,36 +108,6 @@ def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int
 def publish_ip(ip: str) -> str:
     """The host address the container's port is published on (the engine wants an IP)."""
     return "127.0.0.1" if ip == "localhost" else ip
-
-
-def _process_start(pid: int) -> str:
-    """The kernel's start time of process `pid` (tells a reused pid apart); "" if unknown."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def owner_id(pid: int | None = None) -> str:
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
-
-
-def owner_gone(owner: str) -> bool:
-    """Whether the dlbox named by an owner label has ended. A container of another machine
-    (a shared engine), or one whose label cannot be read, is never judged gone."""
-    host, _, rest = owner.partition(":")
-    pid_text, _, start = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        pass
-    return bool(start) and _process_start(pid) not in ("", start)
 
 
 def remove_orphans(client: Any, timeout_s: float = STOP_TIMEOUT_S) -> list[str]:

@@ -1,0 +1,44 @@
+"""Which dlbox started a container: a label with its host, pid and process start time.
+
+A dlbox killed outright (SIGKILL) cannot stop or remove its container; the label lets the
+next dlbox on the same host recognise such a container (its owner is gone) and tidy it up.
+A container of another host (a shared engine) is never judged.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+OWNER_LABEL = "dlbox.owner"
+
+
+def _process_start(pid: int) -> str:
+    """The kernel's start time of process `pid` (tells a reused pid apart); "" if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def owner_id(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+
+
+def owner_gone(owner: str) -> bool:
+    """Whether the dlbox named by an owner label has ended. A container of another machine
+    (a shared engine), or one whose label cannot be read, is never judged gone."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        pass
+    return bool(start) and _process_start(pid) not in ("", start)
