@@ -103,9 +103,35 @@ def test_image_user_is_not_root_and_labels_record_the_build(engine: Any,
     assert image.attrs["Config"]["Entrypoint"] == ["/usr/bin/tini", "--"]
     out = engine.containers.run(TAG, ["id", "-u"], remove=True).decode().strip()
     assert out == "1000"
-    # The lock pins torch to the exact build in the image.
+    # The lock pins torch to the exact build in the image, and records the extras.
     lock = json.loads(Path(cpu_image["lock"]).read_text())
     assert "torch-cpu" in json.dumps(lock)
+    assert lock["builds"]["torch-cpu"]["extras"] == ["notebook"]
+
+
+def test_the_image_venv_is_consistent_and_pip_check_passes(engine: Any,
+                                                          cpu_image: dict[str, Any]) -> None:
+    # The image's venv was the system stage's with the deps stage's copied over it: what
+    # pip had removed in deps came back (setuptools 66's files beside the pinned 84), and
+    # `pip check` failed in every image (torch wants setuptools>=77).
+    out = engine.containers.run(TAG, ["pip", "check"], remove=True).decode()
+    assert "No broken requirements found" in out, out
+    listing = engine.containers.run(
+        TAG, ["sh", "-c", "ls /opt/venv/lib/python3*/site-packages"], remove=True).decode()
+    dists = [name.rsplit("-", 1)[0].lower().replace("_", "-")
+             for name in listing.split() if name.endswith(".dist-info")]
+    assert dists and len(dists) == len(set(dists)), sorted(dists)  # one version of each
+    # The smoke test runs pip check too (a broken venv fails the build).
+    from types import SimpleNamespace
+
+    from dlbox.container.smoke import run_smoke
+
+    spec = SimpleNamespace(project_kind="builtin", framework=SimpleNamespace(
+        name="torch", version=cpu_image["framework_version"], cuda=None))
+    result = run_smoke(engine, TAG, spec, gpu=False)  # type: ignore[arg-type]
+    checks = {check.name: check for check in result.checks}
+    assert result.ok and checks["pip_check"].ok, result.summary()
+    assert "No broken requirements found" in checks["pip_check"].detail
 
 
 def test_train_inside_the_image_leaves_the_run_on_the_host(cpu_image: dict[str, Any],

@@ -7,6 +7,7 @@ The resolver's answers below are checked against the shipped matrix
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -669,3 +670,203 @@ def test_the_current_folder_is_the_default_project_when_it_is_one(tmp_path: Path
         folder = tmp_path / marker.replace(".", "_")
         write(folder / marker, "\n")
         assert default_project_dir(folder) == folder
+
+
+# ---- a project that pins its framework ---------------------------------------------------
+
+@pytest.mark.parametrize("line, version", [
+    ("torch==2.12.0", "2.12.0+cpu"),
+    ("torch~=2.10.0", "2.10.0+cpu"),  # >=2.10.0, ==2.10.*
+    ("torch==2.12.*", "2.12.1+cpu"),  # the release's newest patch
+    ("torch>=2.14", "2.15.0+cpu"),
+    ("torch>=2.9,<2.14", "2.13.0+cpu"),
+    ("torch==2.15.3", "2.15.3+cpu"),  # the newest release may have a patch newer than the data
+    ("tensorflow-cpu==2.15.0", "2.15.0"),
+    ("jax<0.6", "0.5.3"),
+])
+def test_a_project_pin_gets_the_newest_version_it_admits(tmp_path: Path, line: str,
+                                                         version: str) -> None:
+    # Before, the newest release was chosen regardless, and the project's own pin refused it:
+    # "the project requires torch==2.12.0, but the torch build for this target is 2.15.0".
+    write(tmp_path / "requirements.txt", f"{line}\nnumpy\n")
+    request = B.BuildRequest(project_dir=tmp_path, device="cpu",
+                             base_image="dlbox-base:bookworm")
+    dockerfile, notes = B.dry_run(request, facts=no_probe)
+    assert f'dlbox.framework.version="{version}"' in dockerfile
+    assert any(note.startswith("why: the project requires") for note in notes), notes
+
+
+def test_a_wheelhouse_wheel_is_used_only_when_the_pins_admit_it(tmp_path: Path) -> None:
+    house = tmp_path / "wheels"
+    write(house / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "")
+    project = tmp_path / "proj"
+
+    def chosen(line: str) -> tuple[str, list[str]]:
+        write(project / "requirements.txt", f"{line}\n")
+        dockerfile, notes = B.dry_run(B.BuildRequest(project_dir=project, device="cpu",
+                                                     wheelhouse=house), facts=no_probe)
+        return dockerfile.split('dlbox.framework.version="', 1)[1].split('"', 1)[0], notes
+
+    # The wheel's 2.13.0 won, and the project's torch>=2.14 then refused it.
+    assert chosen("torch>=2.14")[0] == "2.15.0+cpu"
+    assert chosen("torch==2.12.0")[0] == "2.12.0+cpu"
+    version, notes = chosen("torch>=2.13,<2.14")
+    assert version == "2.13.0+cpu"
+    assert any("is in the wheelhouse" in note for note in notes)
+    assert chosen("torch")[0] == "2.13.0+cpu"  # no pin: the wheel wins, as before
+
+
+def test_a_pin_no_known_version_meets_names_the_pin_and_a_version(tmp_path: Path) -> None:
+    write(tmp_path / "requirements.txt", "torch<2.0\n")
+    request = B.BuildRequest(project_dir=tmp_path, device="cpu")
+    with pytest.raises(ContainerError) as info:
+        B.dry_run(request, facts=no_probe)
+    assert info.value.message == ("the project requires torch<2.0, and no torch version dlbox "
+                                  "knows meets it (it knows torch 2.0.0 to 2.15.0)")
+    assert info.value.hint == ("require a version dlbox knows, e.g. torch==2.15.0 (the newest "
+                               "this target runs)")
+    # A patch that never existed: the release's real ones.
+    write(tmp_path / "requirements.txt", "torch==2.1.9\n")
+    with pytest.raises(ContainerError) as info:
+        B.dry_run(request, facts=no_probe)
+    assert "torch==2.1.9" in info.value.message
+    assert info.value.hint == ("require a version dlbox knows, e.g. torch==2.1.2 (torch 2.1.0, "
+                               "2.1.1, 2.1.2 exist)")
+
+
+def test_a_pin_whose_versions_the_target_cannot_run(tmp_path: Path) -> None:
+    # Driver 470 runs only CUDA 11.x builds; the newest torch with one (cu118) is 2.7.1.
+    project = make_project(tmp_path, ("torch>=2.9",))
+    pins = B._project_pins(project, "torch")
+    target = target_for(device="gpu", driver="470.82.01", compute_capabilities=("3.7",))
+    with pytest.raises(ContainerError) as info:
+        B.resolve_framework("torch", target, pins=pins)
+    message = info.value.message
+    assert message.startswith("the project requires torch>=2.9, and no torch build of the "
+                              "versions it admits (2.15.0, 2.14.1, 2.14.0, 2.13.0, ...) runs "
+                              "on this target: ")
+    assert "require torch==2.7.1 (the newest this target runs)" in (info.value.hint or "")
+    # The base image's Python: no admitted release supports it.
+    old = make_project(tmp_path, ("torch==2.0.1",))
+    python = dataclasses.replace(target_for(device="cpu"), python="3.13")
+    with pytest.raises(ContainerError) as info:
+        B.resolve_framework("torch", python, pins=B._project_pins(old, "torch"))
+    assert info.value.message.endswith("(2.0.1) runs on this target: none of them supports "
+                                       "Python 3.13, the base image's")
+    hint = info.value.hint or ""
+    assert "--base-image with Python 3.8, 3.9, 3.10, 3.11" in hint
+    assert "or require torch==2.15.0" in hint
+
+
+# ---- the lock is written only after a good build -----------------------------------------
+
+class FakeEngine:
+    """engine.build / run_smoke / tag_image stand-ins: what a build that fails (or is
+    interrupted) at a given step does, without a Docker engine."""
+
+    def __init__(self, fail_at: str | None, error: BaseException | None = None) -> None:
+        self.fail_at = fail_at
+        self.error = error or ContainerError("the build failed: netifaces", hint="gcc")
+        self.tagged: list[str] = []
+
+    def build(self, client: object, context: Path, **kwargs: object) -> object:
+        from dlbox.container.engine import BuildResult
+
+        if self.fail_at == "build":
+            raise self.error
+        return BuildResult(image_id="sha256:" + "a" * 64)
+
+    def smoke(self, client: object, image: str, spec: object, gpu: bool) -> object:
+        from dlbox.container.smoke import SmokeCheck, SmokeResult
+
+        ok = self.fail_at != "smoke"
+        check = SmokeCheck("pip_check", ok, "no broken requirements" if ok else
+                           "torch 2.13.0+cpu has requirement setuptools>=77, but you have "
+                           "setuptools 66.1.1.")
+        return SmokeResult(ok, "torch", "2.15.0+cpu", "3.11.2", False, (check,), {})
+
+    def tag(self, client: object, image_id: str, tags: list[str]) -> None:
+        self.tagged += tags
+
+
+FakeBuild = Callable[..., Path]
+
+
+@pytest.fixture
+def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeBuild:
+    from dlbox.container import engine
+
+    root = tmp_path / "proj"
+    write(root / "requirements.txt", "netifaces==0.11.0\ntorch\n")
+    entry = entry_for(key="torch-cpu", framework_version="2.15.0+cpu", variant="cpu",
+                      cuda=None, cudnn=None, min_driver=None, project_pip_options=(),
+                      wheel_index="https://download.pytorch.org/whl/cpu",
+                      project_requirements=("netifaces==0.11.0", "torch"),
+                      pinned=("netifaces==0.11.0", "torch==2.15.0+cpu"))
+    monkeypatch.setattr(B, "_lock", lambda *args: entry)
+    monkeypatch.setattr(engine, "inspect_image", lambda client, name: {})
+
+    def run(fail_at: str | None, error: BaseException | None = None) -> Path:
+        fake = FakeEngine(fail_at, error)
+        monkeypatch.setattr(engine, "build", fake.build)
+        monkeypatch.setattr(engine, "tag_image", fake.tag)
+        monkeypatch.setattr(B, "run_smoke", fake.smoke)
+        B.build_image(B.BuildRequest(project_dir=root, device="cpu"), log=lambda line: None,
+                      facts=no_probe, client=object())
+        return root / "dlbox.lock"
+
+    return run
+
+
+def test_a_failed_or_interrupted_build_or_smoke_test_leaves_no_lock(
+        tmp_path: Path, fake_build: FakeBuild) -> None:
+    # Before, the lock was written as soon as pip had resolved: a first build that then
+    # failed (netifaces needs gcc) or was interrupted left a lock that the next one trusted.
+    lock = tmp_path / "proj" / "dlbox.lock"
+    with pytest.raises(ContainerError, match="the build failed"):
+        fake_build("build")
+    assert not lock.exists()
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during the build
+        fake_build("build", KeyboardInterrupt())
+    assert not lock.exists()
+    with pytest.raises(ContainerError, match="pip_check: torch 2.13.0"):
+        fake_build("smoke")
+    assert not lock.exists()
+    assert fake_build(None) == lock and lock.is_file()  # a good build writes it
+    from dlbox.container.lock import read_lock
+
+    assert read_lock(lock)["torch-cpu"].framework_version == "2.15.0+cpu"
+
+
+# ---- the smoke test's pip check ----------------------------------------------------------
+
+def test_the_smoke_test_fails_on_a_broken_environment_with_pip_checks_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A venv holding an old setuptools' files beside the pinned one passed the smoke test:
+    # it imported torch and ran a forward pass, and `pip check` was never run in the image.
+    from dlbox.container.smoke import parse_smoke_output, require_smoke_ok, smoke_script
+
+    script: dict[str, object] = {"__name__": "dlbox_smoke"}
+    exec(compile(smoke_script(), "smoke_check.py", "exec"), script)  # noqa: S102 - our own
+    check, results = script["check"], script["RESULT"]
+    assert callable(check) and isinstance(results, dict)
+    assert check("pip_check", script["pip_check"])  # this venv is consistent
+    # A package whose requirement nothing installed meets, on the path pip check reads.
+    dist = write(tmp_path / "site" / "broken_pkg-1.0.dist-info" / "METADATA",
+                 "Metadata-Version: 2.1\nName: broken-pkg\nVersion: 1.0\n"
+                 "Requires-Dist: dlbox-absent-dependency>=1\n")
+    monkeypatch.setenv("PYTHONPATH", str(dist.parent.parent))
+    assert not check("pip_check", script["pip_check"])
+    failed = results["checks"][-1]
+    assert failed["name"] == "pip_check" and not failed["ok"]
+    assert "broken-pkg 1.0 requires dlbox-absent-dependency, which is not installed" \
+        in failed["detail"]
+    import json
+
+    result = parse_smoke_output("DLBOX_SMOKE " + json.dumps(
+        {"ok": False, "framework": "torch", "checks": results["checks"]}), "", 1)
+    with pytest.raises(ContainerError) as info:
+        require_smoke_ok(result, "sha256:" + "b" * 64)
+    assert "fails its smoke test: pip_check: AssertionError: broken-pkg 1.0 requires " \
+        "dlbox-absent-dependency" in info.value.message
+    assert (info.value.hint or "").endswith("docker run --rm sha256:bbbbbbbbbbbb pip check")

@@ -457,3 +457,142 @@ def test_a_new_lock_records_the_target_architectures(tmp_path: Path,
                          compute_capabilities=("8.9",)) == []
     assert stale_reasons(entry, entry.project_requirements, entry.project_pip_options,
                          compute_capabilities=("12.0",)) != []
+
+
+# ---- extras, requirements the pins meet, the --relock hint, --lock FOLDER --------------------
+
+def write_pyproject(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "vizproj"\nversion = "0.1"\ndependencies = ["torch>=2.0", "numpy"]\n'
+        '[project.optional-dependencies]\nviz = ["pyyaml>=6"]\n')
+    return root
+
+
+def pyproject_entry(root: Path, extras: tuple[str, ...]) -> LockEntry:
+    project = detect_project(root, extras)
+    return make_entry(key="torch-cpu", framework_version="2.15.0+cpu", variant="cpu",
+                      cuda=None, cudnn=None, min_driver=None,
+                      project_requirements=project.input_requirements(),
+                      project_pip_options=project.pip_options, extras=extras,
+                      pinned=("numpy==2.1.0", "pyyaml==6.0.2", "torch==2.15.0+cpu"))
+
+
+def test_other_extras_than_the_locks_are_named_as_such(tmp_path: Path) -> None:
+    # Before: "the project's requirements changed (-pyyaml>=6)", which the user never touched.
+    root = write_pyproject(tmp_path / "proj")
+    write_lock(root / LOCK_FILE, {"torch-cpu": pyproject_entry(root, ("viz",))})
+    with pytest.raises(ContainerError) as info:
+        B.plan(B.BuildRequest(project_dir=root, device="cpu"), facts=no_probe)
+    assert info.value.message == (
+        "dlbox.lock no longer matches the project (torch-cpu): the extras differ from the "
+        "lock's: it was resolved with --extras viz, this build has no extras")
+    assert (info.value.hint or "").startswith("build with the lock's extras (--extras viz), or "
+                                              "re-resolve and rewrite it: dlbox image build ")
+    assert B.plan(B.BuildRequest(project_dir=root, device="cpu", extras=("viz",)),
+                  facts=no_probe).entry is not None
+    write_lock(root / LOCK_FILE, {"torch-cpu": pyproject_entry(root, ())})
+    with pytest.raises(ContainerError, match="resolved with no extras, this build has "
+                                             "--extras viz"):
+        B.plan(B.BuildRequest(project_dir=root, device="cpu", extras=("viz",)),
+               facts=no_probe)
+    # A lock from before the record: the requirements that differ, as before.
+    old = dataclasses.replace(pyproject_entry(root, ("viz",)), extras=None)
+    assert stale_reasons(old, detect_project(root).input_requirements(),
+                         ()) == ["the project's requirements changed (-pyyaml>=6)"]
+
+
+def test_the_relock_hint_repeats_the_users_flags(tmp_path: Path) -> None:
+    import shlex
+
+    root = write_pyproject(tmp_path / "my proj")  # a space: the hint must be quoted
+    lock = tmp_path / "locks" / "cpu.lock"
+    lock.parent.mkdir()
+    write_lock(lock, {"torch-cpu": pyproject_entry(root, ("viz",))})
+    (root / "pyproject.toml").write_text((root / "pyproject.toml").read_text().replace(
+        '"numpy"', '"numpy", "rich"'))
+    request = B.BuildRequest(project_dir=root, device="cpu", base_image="dlbox-base:bookworm",
+                             wheelhouse=Path("/opt/wheels"), extras=("viz",),
+                             tag="viz:test", lock_path=lock, smoke=False)
+    with pytest.raises(ContainerError) as info:
+        B.plan(request, facts=no_probe)
+    assert "+rich (not in the lock)" in info.value.message
+    command = (info.value.hint or "").split("re-resolve and rewrite it: ", 1)[1]
+    assert shlex.split(command) == [
+        "dlbox", "image", "build", str(root), "--cpu", "--tag", "viz:test",
+        "--base-image", "dlbox-base:bookworm", "--wheelhouse", "/opt/wheels",
+        "--extras", "viz", "--lock", str(lock), "--no-smoke", "--relock"]
+    assert f"'{root}'" in command
+    gpu = B.relock_command(B.BuildRequest(device="gpu", driver="550.54.15", cuda="12.4",
+                                          compute_capabilities=("8.6", "9.0"),
+                                          framework="torch", framework_version="2.13"))
+    assert gpu == ("dlbox image build --gpu --framework torch --framework-version 2.13 "
+                   "--driver 550.54.15 --cuda 12.4 --compute-capability 8.6 "
+                   "--compute-capability 9.0 --relock")
+
+
+def test_new_requirements_the_pins_meet_keep_the_lock(tmp_path: Path) -> None:
+    # Before: adding requests>=2 to a project whose lock pins requests 2.32.3 forced --relock.
+    root = write_project(tmp_path / "proj")
+    entry = dataclasses.replace(locked_cpu_entry(root), pinned=(
+        "numpy==2.1.0", "requests==2.32.3", "torch==2.15.0+cpu"))
+    write_lock(root / LOCK_FILE, {"torch-cpu": entry})
+    request = B.BuildRequest(project_dir=root, device="cpu")
+    for requirements in ("numpy>=1.24\ntorch>=2.0\nrequests>=2\n",
+                         "numpy>=2.1\ntorch==2.15.0\n",  # changed lines, still met
+                         'numpy>=1.24\ntorch>=2.0\nrequests>=3; python_version < "3.8"\n'):
+        (root / "requirements.txt").write_text(requirements)
+        p = B.plan(request, facts=no_probe)
+        assert p.entry == entry, requirements
+        assert p.lock_notes and "its pins meet them" in p.lock_notes[0]
+    (root / "requirements.txt").write_text("numpy>=1.24\ntorch>=2.0\nrequests>=2\n")
+    notes = B.dry_run(request, facts=no_probe)[1]
+    assert any("+requests>=2), and its pins meet them" in note for note in notes)
+    # What the pins do not meet is refused, naming the line and what the lock pins.
+    for requirements, shown in [
+            ("numpy>=1.24\ntorch>=2.0\nrequests>=3\n",
+             "+requests>=3 (the lock pins requests 2.32.3)"),
+            ("numpy>=3\ntorch>=2.0\n", "numpy>=1.24 -> numpy>=3 (the lock pins numpy 2.1.0)"),
+            ("numpy>=1.24\ntorch>=2.0\nrequests[socks]>=2\n",
+             "+requests[socks]>=2 (its extras [socks] may need more packages)"),
+            ("torch>=2.0\n", "-numpy>=1.24")]:
+        (root / "requirements.txt").write_text(requirements)
+        with pytest.raises(ContainerError) as info:
+            B.plan(request, facts=no_probe)
+        assert f"the project's requirements changed ({shown})" in info.value.message
+
+
+def test_a_lock_path_that_is_a_folder(tmp_path: Path) -> None:
+    from dlbox.cli import main
+    from dlbox.errors import UsageError
+
+    root = write_project(tmp_path / "proj")
+    folder = tmp_path / "locks"
+    folder.mkdir()
+    with pytest.raises(UsageError) as info:
+        B.plan(B.BuildRequest(project_dir=root, device="cpu", lock_path=folder),
+               facts=no_probe)
+    assert info.value.message == f"--lock {folder} is a folder; pass a file path"
+    assert info.value.hint == f"e.g. --lock {folder / LOCK_FILE}"
+    assert main(["image", "build", str(root), "--cpu", "--dry-run", "--lock",
+                 str(folder)]) == 2
+    # The default path taken by a folder: no "[Errno 21] Is a directory".
+    with pytest.raises(ContainerError, match="is a folder, not a lock file"):
+        read_lock(folder)
+
+
+def test_a_new_lock_records_the_extras(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    root = write_pyproject(tmp_path / "proj")
+    request = B.BuildRequest(project_dir=root, device="cpu", extras=("viz",))
+    p = B.plan(request, facts=no_probe)
+    monkeypatch.setattr(B.engine, "build", lambda *a, **k: SimpleNamespace(image_id="sha256:s"))
+    monkeypatch.setattr(B.engine, "inspect_image", lambda client, name: {"Id": "sha256:b"})
+    monkeypatch.setattr(B, "probe_python", lambda client, image: "3.11.2")
+    monkeypatch.setattr(B, "resolve_pins", lambda *args: (
+        "3.11.2", ("numpy==2.1.0", "pyyaml==6.0.2", "torch==2.15.0+cpu")))
+    entry = B._lock(request, p, None, tmp_path, None, {}, lambda line: None, None)
+    assert entry.extras == ("viz",)
+    write_lock(tmp_path / LOCK_FILE, {"torch-cpu": entry})
+    assert read_lock(tmp_path / LOCK_FILE)["torch-cpu"].extras == ("viz",)

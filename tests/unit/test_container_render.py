@@ -127,20 +127,55 @@ def _line_index(lines: list[str], pattern: str) -> int:
 def test_deps_stage_comes_before_the_project_copy(name: str) -> None:
     lines = render_dockerfile(SPECS[name]).splitlines()
     system = _line_index(lines, r"^FROM .* AS system$")
-    deps = _line_index(lines, r"^FROM system AS deps$")
+    venv = _line_index(lines, r"^FROM system AS venv$")
+    deps = _line_index(lines, r"^FROM venv AS deps$")
     lock_copy = _line_index(lines, r"^COPY dlbox/requirements\.lock\.txt ")
     install = _line_index(lines, r"^RUN pip install --no-deps")
     image = _line_index(lines, r"^FROM system$")
     venv_copy = _line_index(lines, r"^COPY --from=deps /opt/venv /opt/venv$")
     code_copy = _line_index(lines, r"^COPY --chown=1000:1000 project/ /workspace/$")
     user = _line_index(lines, r"^USER ")
-    assert system < deps < lock_copy < install < image < venv_copy < code_copy < user
+    assert system < venv < deps < lock_copy < install < image < venv_copy < code_copy < user
     # The code is copied exactly once and only in the last stage: a code change keeps the
     # (expensive) dependency layers cached.
     assert sum(line.startswith("COPY --chown") for line in lines) == 1
     instructions = [line.split()[0] for line in lines
                     if line and not line.startswith((" ", "#"))]
     assert instructions[-4:] == ["USER", "ENTRYPOINT", "CMD", "LABEL"]
+
+
+def _stages(dockerfile: str) -> dict[str, tuple[str, list[str]]]:
+    """{stage name: (the stage it is FROM, its lines)}; the unnamed last stage is "image"."""
+    stages: dict[str, tuple[str, list[str]]] = {}
+    current: list[str] = []
+    for line in dockerfile.splitlines():
+        match = re.match(r"^FROM (\S+)(?: AS (\S+))?$", line)
+        if match:
+            current = []
+            stages[match.group(2) or "image"] = (match.group(1), current)
+        elif stages:
+            current.append(line)
+    return stages
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_the_image_venv_is_exactly_the_deps_stage_venv(name: str) -> None:
+    # The image's venv is copied from deps onto a stage without one: with a venv of its own
+    # underneath, COPY --from=deps overlaid it, and what pip had removed in deps (the base
+    # venv's setuptools 66 when the lock pins 84) came back beside it: pip check failed.
+    stages = _stages(render_dockerfile(SPECS[name]))
+    assert list(stages) == ["system", "venv", "deps", "image"]
+    assert stages["venv"][0] == "system" and stages["deps"][0] == "venv"
+    assert stages["image"][0] == "system"
+    venv_lines = [(stage, line) for stage, (_, lines) in stages.items() for line in lines
+                  if "-m venv" in line]
+    assert venv_lines == [("venv", "RUN python3 -m venv /opt/venv")]
+    assert stages["image"][1][0] == "COPY --from=deps /opt/venv /opt/venv"
+    # The lock is resolved in the build up to deps: that part ends with the venv stage.
+    from dlbox.container.build import _system_only
+
+    head = _stages(_system_only(render_dockerfile(SPECS[name])))
+    assert list(head) == ["system", "venv"]
 
 
 def test_gpu_image_sets_nvidia_env_and_cpu_image_does_not() -> None:
@@ -176,7 +211,7 @@ def test_optional_fragments() -> None:
     assert 'CMD ["dlbox", "--help"]' in text
     # The CA goes in before pip runs; the wheelhouse is in the deps stage only.
     assert text.index("extra-ca.crt") < text.index("RUN pip install")
-    assert text.index("FROM system AS deps") < text.index("COPY dlbox/wheelhouse/") \
+    assert text.index("FROM venv AS deps") < text.index("COPY dlbox/wheelhouse/") \
         < text.index("\nFROM system\n")
     plain = render_dockerfile(SPECS["torch-gpu"])
     assert "extra-ca.crt" not in plain and "wheelhouse" not in plain

@@ -3,11 +3,13 @@
     1. read the project (requirements.txt / pyproject.toml; the built-in one is dlbox)
     2. pick the target: this host (--auto), --cpu, or --gpu for a driver (--driver/--cuda)
     3. use the lock entry for that build kind, or (first build, --relock) resolve one:
-       build the image's `system` stage, ask the resolver (dlbox.hostenv) for the framework
-       build that the target runs on that Python, let pip resolve every pin inside that
-       stage (`pip install --dry-run --report`), and write dlbox.lock
+       build the image's `system` and `venv` stages, ask the resolver (dlbox.hostenv) for
+       the framework build that the target runs on that Python (among the versions the
+       project's own pins admit), and let pip resolve every pin inside that stage
+       (`pip install --dry-run --report`)
     4. render the Dockerfile from the spec, write the context archive, build it
-    5. smoke-test the new image (with the GPU attached when this host can), then tag it
+    5. smoke-test the new image (with the GPU attached when this host can); then, and only
+       then, write a newly resolved entry to dlbox.lock (atomically) and tag the image
 
 The pure parts (choosing, merging requirements, spec from a lock entry) are functions of
 their arguments and unit-tested; the engine is touched only through `container.engine`.
@@ -42,9 +44,11 @@ from dlbox.container.dockerignore import project_patterns
 from dlbox.container.lock import (
     LOCK_FILE,
     LockEntry,
+    describe_extras,
     lock_key,
     pinned_version,
     read_lock,
+    requirement_changes,
     stale_reasons,
     target_archs,
     write_lock,
@@ -242,9 +246,15 @@ def framework_dist(resolved: Any) -> str:
 
 
 def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribution] = (),
-                      version: str | None = None, matrix: Any = None) -> Any:
+                      version: str | None = None, matrix: Any = None,
+                      pins: Sequence[tuple[str, Any]] = ()) -> Any:
     """The build to put in the image: `version` if given; else the newest build that the
-    target runs, except that a wheelhouse holding a build the target runs wins (offline)."""
+    target runs, except that a wheelhouse holding a build the target runs wins (offline).
+
+    `pins` are the project's own requirements on the framework (`_project_pins`): without a
+    `version`, only versions they admit are candidates, from the matrix and the wheelhouse
+    alike (a project pinning torch==2.12.0 gets 2.12.0, not the newest release and a clash).
+    """
     from packaging.version import Version
 
     from dlbox.hostenv.matrix import load_matrix
@@ -253,13 +263,22 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
     matrix = matrix or load_matrix()
     if version:
         return resolve_pinned(framework, target, version, matrix)
-    try:
-        newest = resolve_build(framework, target, matrix)
-    except HostEnvError as error:
-        raise _python_error(error, framework, None, target) from None
+
+    def admitted(candidate: str) -> bool:
+        public = candidate.split("+")[0]
+        return all(spec.contains(public, prereleases=True) for _, spec in pins)
+
+    if pins:
+        newest = _resolve_admitted(framework, target, matrix, pins)
+    else:
+        try:
+            newest = resolve_build(framework, target, matrix)
+        except HostEnvError as error:
+            raise _python_error(error, framework, None, target) from None
     dist = framework_dist(newest)
     candidates = sorted({d.version for d in wheelhouse
-                         if d.name == dist and d.fits_python(target.python)},
+                         if d.name == dist and d.fits_python(target.python)
+                         and admitted(d.version)},
                         key=Version, reverse=True)
     for candidate in candidates:
         public, _, local = candidate.partition("+")
@@ -271,11 +290,121 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
             continue  # a cu126 wheel is no use to a CPU image, and the other way round
         if framework == "torch" and not local and chosen.variant == "cpu":
             continue  # PyPI's plain torch wheel on Linux is a CUDA build
-        note = (f"{dist} {candidate} is in the wheelhouse: used instead of the newest release "
-                f"{newest.version}, so the build needs no download of it")
-        return dataclasses.replace(
-            chosen, reasons=tuple(r for r in chosen.reasons if "requested" not in r) + (note,))
+        note = (f"{dist} {candidate} is in the wheelhouse: used instead of the newest "
+                f"{'admitted ' if pins else ''}release {newest.version}, so the build needs "
+                "no download of it")
+        reasons = tuple(r for r in chosen.reasons if "requested" not in r)
+        if pins:
+            reasons += (f"the project requires {_pins_text(pins)}, which admits it",)
+        return dataclasses.replace(chosen, reasons=reasons + (note,))
     return newest
+
+
+def _pins_text(pins: Sequence[tuple[str, Any]]) -> str:
+    return ", ".join(line for line, _ in pins)
+
+
+def _resolve_admitted(framework: str, target: Any, matrix: Any,
+                      pins: Sequence[tuple[str, Any]]) -> Any:
+    """The newest build the target runs among the versions the project's pins admit.
+
+    The matrix is narrowed to those versions (rows without one dropped), and the resolver
+    walks it as it walks the whole one: newest release first, the first the target runs. None
+    admitted, or none the target runs: a ContainerError naming the pin, the versions dlbox
+    knows and a version to require instead."""
+    from packaging.version import InvalidVersion, Version
+
+    from dlbox.hostenv.resolve import resolve_build
+
+    def admitted(candidate: str) -> bool:
+        try:
+            Version(candidate)
+        except InvalidVersion:
+            return False
+        return all(spec.contains(candidate, prereleases=True) for _, spec in pins)
+
+    rows = getattr(matrix, framework)
+    kept = tuple(dataclasses.replace(row, versions=tuple(v for v in row.versions if admitted(v)))
+                 for row in rows if any(admitted(v) for v in row.versions))
+    text = _pins_text(pins)
+    dist = requirement_name(pins[0][0])
+
+    def instead() -> str | None:
+        best = _newest_runnable(framework, target, matrix)
+        return f"{dist}=={best} (the newest this target runs)" if best else None
+
+    if not kept:
+        # An exact pin may name a patch of the newest release newer than dlbox's data, which
+        # --framework-version takes too (a release older than the newest gets no more).
+        for version in _exact_pins(pins):
+            try:
+                exact = resolve_pinned(framework, target, version, matrix)
+            except DlboxError:
+                continue
+            return dataclasses.replace(exact, reasons=tuple(
+                r for r in exact.reasons if "requested" not in r) + (
+                f"the project requires {text}",))
+        from dlbox.hostenv.versions import same_release
+
+        known = sorted({v for row in rows for v in row.versions if _version_key(v)},
+                       key=_version_key)
+        # A patch that never existed (torch==2.1.9): its release's patches are the way out.
+        patches = [row.versions for version in _exact_pins(pins) for row in rows
+                   if same_release(version, row.release)]
+        example = (f"{dist}=={patches[0][-1]} ({framework} {', '.join(patches[0])} exist)"
+                   if patches else instead() or f"{dist}=={known[-1]}")
+        raise ContainerError(
+            f"the project requires {text}, and no {framework} version dlbox knows meets it "
+            f"(it knows {framework} {known[0]} to {known[-1]})",
+            hint=f"require a version dlbox knows, e.g. {example}",
+        )
+    try:
+        resolved = resolve_build(framework, target, dataclasses.replace(matrix,
+                                                                        **{framework: kept}))
+    except HostEnvError as error:
+        versions = sorted({v for row in kept for v in row.versions}, key=_version_key,
+                          reverse=True)
+        shown = ", ".join(versions[:4]) + (", ..." if len(versions) > 4 else "")
+        python = _python_error(error, framework, None, target)
+        if python is not error:
+            detail = f"none of them supports Python {target.python}, the base image's"
+        else:
+            detail = error.message
+        hint = python.hint or ""
+        other = instead()
+        if other:
+            hint += f"; or require {other}" if hint else f"require {other}"
+        raise ContainerError(
+            f"the project requires {text}, and no {framework} build of the versions it admits "
+            f"({shown}) runs on this target: {detail}", hint=hint or None) from None
+    return dataclasses.replace(resolved, reasons=resolved.reasons + (
+        f"the project requires {text}: {resolved.version} is the newest version it admits "
+        "that this target runs",))
+
+
+def _exact_pins(pins: Sequence[tuple[str, Any]]) -> list[str]:
+    """The versions of the pins' `==X.Y.Z` specifiers (no wildcard)."""
+    return [spec.version for _, specifier in pins for spec in specifier
+            if spec.operator in ("==", "===") and "*" not in spec.version]
+
+
+def _version_key(version: str) -> tuple[Any, ...]:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return (Version(version),)
+    except InvalidVersion:
+        return ()
+
+
+def _newest_runnable(framework: str, target: Any, matrix: Any) -> str | None:
+    """The version an unpinned build would take (for a hint), or None if none runs."""
+    from dlbox.hostenv.resolve import resolve_build
+
+    try:
+        return str(resolve_build(framework, target, matrix).version)
+    except DlboxError:
+        return None
 
 
 def framework_requirement(resolved: Any) -> tuple[str, ...]:
@@ -462,6 +591,7 @@ class Plan:
     entry: LockEntry | None  # the usable lock entry; None: resolve (first build / --relock)
     wheelhouse: tuple[Distribution, ...]
     framework_version: str | None = None  # --framework-version, for the project's pins
+    lock_notes: tuple[str, ...] = ()  # what the user should know about the lock entry used
 
 
 def check_request(request: BuildRequest) -> None:
@@ -477,6 +607,9 @@ def check_request(request: BuildRequest) -> None:
         S.check_image_reference(request.base_image, "--base-image")
     if request.ca_cert is not None:
         read_ca_cert(request.ca_cert.expanduser())
+    if request.lock_path is not None and request.lock_path.expanduser().is_dir():
+        raise UsageError(f"--lock {request.lock_path} is a folder; pass a file path",
+                         hint=f"e.g. --lock {request.lock_path / LOCK_FILE}")
 
 
 def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
@@ -492,38 +625,87 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     lock_path = (request.lock_path or project.root / LOCK_FILE).expanduser().resolve()
     entries = read_lock(lock_path)
     entry = None if request.relock else entries.get(key)
+    lock_notes: tuple[str, ...] = ()
     if entry is not None:
+        requirements = project.input_requirements()
         reasons = stale_reasons(
-            entry, project.input_requirements(), project.pip_options,
+            entry, requirements, project.pip_options,
             base_image=request.base_image, framework_version=request.framework_version,
             cuda=request.cuda, driver=target.driver,
-            compute_capabilities=target.compute_capabilities,
+            compute_capabilities=target.compute_capabilities, extras=project.extras,
         )
         if reasons:
-            where = "" if request.project_dir is None else f" {request.project_dir}"
+            hint = f"re-resolve and rewrite it: {relock_command(request)}"
+            if entry.extras is not None and sorted(entry.extras) != sorted(project.extras):
+                hint = (f"build with the lock's extras ({describe_extras(entry.extras)}), or "
+                        + hint)
             raise ContainerError(
                 f"{lock_path.name} no longer matches the project ({key}): {'; '.join(reasons)}",
-                hint=f"re-resolve and rewrite it: dlbox image build{where} --relock",
+                hint=hint,
             )
+        met, _ = requirement_changes(entry, requirements)
+        if met:
+            lock_notes = (f"the project's requirements changed since {lock_path.name} "
+                          f"({', '.join(met)}), and its pins meet them: built from the lock "
+                          "as it is",)
     wheelhouse = scan_wheelhouse(request.wheelhouse.expanduser()) if request.wheelhouse else ()
     return Plan(project, framework, target, key, lock_path, entries, entry, wheelhouse,
-                version_for_project(project, framework, request.framework_version))
+                version_for_project(project, framework, request.framework_version),
+                lock_notes)
+
+
+def relock_command(request: BuildRequest) -> str:
+    """The build command of `request` with --relock: every flag the user gave (but --dry-run
+    and --json), shell-quoted, so the hint pastes."""
+    import shlex
+
+    args = ["dlbox", "image", "build"]
+    if request.project_dir is not None:
+        args.append(str(request.project_dir))
+    if request.device in ("cpu", "gpu"):
+        args.append(f"--{request.device}")
+    for flag, value in (("--framework", request.framework),
+                        ("--framework-version", request.framework_version),
+                        ("--driver", request.driver), ("--cuda", request.cuda)):
+        if value is not None:
+            args += [flag, value]
+    for cc in request.compute_capabilities:
+        args += ["--compute-capability", cc]
+    for flag, text in (("--tag", request.tag), ("--base-image", request.base_image),
+                       ("--wheelhouse", request.wheelhouse)):
+        if text is not None:
+            args += [flag, str(text)]
+    if request.offline:
+        args.append("--offline")
+    if request.ca_cert is not None:
+        args += ["--ca-cert", str(request.ca_cert)]
+    for extra in request.extras or ():
+        args += ["--extras", extra]
+    if request.lock_path is not None:
+        args += ["--lock", str(request.lock_path)]
+    if request.no_cache:
+        args.append("--no-cache")
+    if not request.smoke:
+        args.append("--no-smoke")
+    return shlex.join(args + ["--relock"])
 
 
 def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tuple[str, list[str]]:
     """(the Dockerfile a build would use, notes about how it was chosen); no engine."""
     p = plan(request, facts)
-    notes: list[str] = []
+    notes: list[str] = list(p.project.notes)
     if p.entry is not None:
         entry = p.entry
         notes.append(f"{p.lock_path.name}: {p.key} locked ({len(entry.pinned)} pins, "
                      f"Python {entry.python}, base {entry.base_image})")
+        notes += p.lock_notes
     else:
         import dataclasses as dc
 
         python = S.DEFAULT_PYTHON
         target = dc.replace(p.target, python=python)
-        resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version)
+        resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version,
+                                     pins=_project_pins(p.project, p.framework))
         check_project_allows(p.project, p.framework, resolved.version)
         base = request.base_image or default_base_image(resolved)
         entry = provisional_entry(p.project, resolved, p.key, base, None)
@@ -647,12 +829,15 @@ def pip_args_for(project: Project, resolved_index: str | None, wheelhouse_dir: s
 # ---- the build --------------------------------------------------------------------------------
 
 def _build_context(tmp: Path, project: Project, dockerfile: str, lock_text: str,
-                   wheels: Sequence[Path], ca_cert: Path | None) -> ContextSummary:
-    return write_context(tmp / "context.tar", project, dockerfile, lock_text, wheels, ca_cert)
+                   wheels: Sequence[Path], ca_cert: Path | None,
+                   exclude: Sequence[Path] = ()) -> ContextSummary:
+    return write_context(tmp / "context.tar", project, dockerfile, lock_text, wheels, ca_cert,
+                         exclude=exclude)
 
 
 def _system_only(dockerfile: str) -> str:
-    """The Dockerfile up to the deps stage: same text, so the full build reuses its cache."""
+    """The Dockerfile up to the deps stage (system, then venv, which pip resolves in): same
+    text, so the full build reuses its cache."""
     return dockerfile.split("\n# ---- deps:", 1)[0] + "\n"
 
 
@@ -701,20 +886,17 @@ def build_image(request: BuildRequest, log: Log = print,
     p = plan(request, facts)
     project = p.project
     client = client or engine.connect()
-    notes: list[str] = []
+    notes: list[str] = list(p.project.notes) + list(p.lock_notes)
     buildargs = _buildargs(request)
     ca_cert = request.ca_cert.expanduser() if request.ca_cert else None
     entry = p.entry
-    lock_written = False
+    new_entry = entry is None
     with tempfile.TemporaryDirectory(prefix="dlbox-build-") as tmp_name:
         tmp = Path(tmp_name)
         if entry is None:
+            # Written only once the image is built and passed its smoke test (below): a build
+            # that fails or is interrupted must not leave a lock that later builds trust.
             entry = _lock(request, p, client, tmp, ca_cert, buildargs, log, on_event)
-            entries = dict(p.entries)
-            entries[p.key] = entry
-            write_lock(p.lock_path, entries)
-            lock_written = True
-            log(f"wrote {p.lock_path} ({p.key}: {len(entry.pinned)} pins)")
         base_data = engine.inspect_image(client, entry.base_image)
         wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python)
         if request.offline and uncovered:
@@ -734,7 +916,9 @@ def build_image(request: BuildRequest, log: Log = print,
                         use_wheel_index=not in_house)
         dockerfile = render_dockerfile(spec)
         context = _build_context(tmp, project, dockerfile, lock_requirements_text(entry),
-                                 [w.path for w in wheels], ca_cert)
+                                 [w.path for w in wheels], ca_cert,
+                                 exclude=[request.wheelhouse.expanduser().resolve()]
+                                 if request.wheelhouse else [])
         if context.project_bytes > 500 * 1024 * 1024:
             biggest = ", ".join(f"{name} ({size // 2**20} MiB)" for name, size in context.largest)
             notes.append(f"the project sends {context.project_bytes // 2**20} MiB to the image "
@@ -760,15 +944,20 @@ def build_image(request: BuildRequest, log: Log = print,
             raise ContainerError(
                 f"the image's Python is {smoke_result.python}, the lock was made for "
                 f"{entry.python} (the base image changed)",
-                hint="re-resolve for it: dlbox image build --relock",
+                hint=f"re-resolve for it: {relock_command(request)}",
             )
+    if new_entry:
+        entries = dict(p.entries)
+        entries[p.key] = entry
+        write_lock(p.lock_path, entries)
+        log(f"wrote {p.lock_path} ({p.key}: {len(entry.pinned)} pins)")
     tags = [request.tag] if request.tag else [
         default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]
     engine.tag_image(client, result.image_id, tags)
     data = engine.inspect_image(client, result.image_id) or {}
     return BuildOutcome(
         image_id=result.image_id, tags=tags, spec=spec, entry=entry, lock_path=p.lock_path,
-        lock_written=lock_written, seconds=round(time.monotonic() - start, 1), build=result,
+        lock_written=new_entry, seconds=round(time.monotonic() - start, 1), build=result,
         smoke=smoke_result, size_bytes=data.get("Size"), context=context, notes=notes,
         project=project,
     )
@@ -779,20 +968,23 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
           on_event: engine.EventCallback | None) -> LockEntry:
     """Resolve the framework build and every pin for a new lock entry (needs the engine)."""
     project = p.project
-    first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version)
+    framework_pins = _project_pins(project, p.framework)
+    first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version,
+                              pins=framework_pins)
     base_image = request.base_image or default_base_image(first)
     provisional = provisional_entry(project, first, p.key, base_image, None)
     system_spec = spec_for(project, provisional, ca_cert=ca_cert is not None)
     system_file = _system_only(render_dockerfile(system_spec))
     context = write_context(tmp / "system.tar", dataclasses.replace(project, include=()),
                             system_file, "", (), ca_cert)
-    log(f"building the system stage on {base_image} (Python, venv, tini, user)")
+    log(f"building the system and venv stages on {base_image} (Python, tini, user, venv)")
     system = engine.build(client, context.path, nocache=request.no_cache, buildargs=buildargs,
                           on_event=on_event)
     python = probe_python(client, system.image_id)
     major_minor = ".".join(python.split(".")[:2])
     target = dataclasses.replace(p.target, python=major_minor)
-    resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version)
+    resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version,
+                                 pins=framework_pins)
     check_project_allows(project, p.framework, resolved.version)
     lines = framework_requirement(resolved)
     requirements = requirements_input(project, p.framework, lines)
@@ -830,5 +1022,6 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
         locked_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         dlbox_version=__version__,
         compute_capabilities=target_archs(p.target.compute_capabilities),
+        extras=tuple(sorted(set(project.extras))),
         resolved=resolved.to_dict(),
     )

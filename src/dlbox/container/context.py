@@ -17,6 +17,7 @@ virtual environments out whatever the project folder holds.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -114,11 +115,45 @@ def wheels_for_pins(dists: Sequence[Distribution], pins: Sequence[str],
     return tuple(selected), tuple(uncovered)
 
 
-def iter_project_files(project: Project) -> Iterator[tuple[str, Path]]:
-    """(relative path, path) of every file, folder and link the image gets, sorted."""
+def excluded_project_paths(project: Project, exclude: Sequence[Path]) -> tuple[str, ...]:
+    """The '/'-separated paths, relative to the project, of those `exclude` entries that lie
+    inside it (the --wheelhouse folder, ...); the project folder itself and paths outside it
+    are not excluded."""
+    root = project.root.resolve()
+    out: list[str] = []
+    for path in exclude:
+        path = path.expanduser()
+        try:  # the path as given (a link inside the project) and where it leads
+            candidates = (Path(os.path.abspath(path)), path.resolve())
+        except (OSError, RuntimeError):
+            continue
+        for candidate in candidates:
+            try:
+                rel = candidate.relative_to(root).as_posix()
+            except ValueError:
+                continue
+            if rel not in (".", "") and rel not in out:
+                out.append(rel)
+    return tuple(out)
+
+
+def _escape_pattern(rel: str) -> str:
+    """A relative path as a .dockerignore pattern that matches only it."""
+    escaped = re.sub(r"([*?\[\]\\])", r"\\\1", rel)
+    return "\\" + escaped if escaped.startswith("!") else escaped
+
+
+def iter_project_files(project: Project,
+                       exclude: Sequence[Path] = ()) -> Iterator[tuple[str, Path]]:
+    """(relative path, path) of every file, folder and link the image gets, sorted.
+
+    `exclude`: files or folders left out besides what the ignore patterns leave out (the
+    --wheelhouse folder when it lies inside the project: its wheels go to the engine once,
+    under dlbox/wheelhouse, and never into the image's project files)."""
     root = project.root
     matcher = IgnoreMatcher(project_patterns(root))
     include = set(project.include) if project.include is not None else None
+    excluded = set(excluded_project_paths(project, exclude))
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         rel_dir = os.path.relpath(dirpath, root)
@@ -127,6 +162,8 @@ def iter_project_files(project: Project) -> Iterator[tuple[str, Path]]:
         for name in sorted(dirnames):
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if include is not None and not rel_dir and name not in include:
+                continue
+            if rel in excluded:
                 continue
             full = Path(dirpath) / name
             if full.is_symlink():
@@ -143,15 +180,15 @@ def iter_project_files(project: Project) -> Iterator[tuple[str, Path]]:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if include is not None and not rel_dir and name not in include:
                 continue
-            if not matcher.ignored(rel):
+            if rel not in excluded and not matcher.ignored(rel):
                 yield rel, Path(dirpath) / name
 
 
-def copy_project(project: Project, target: Path) -> Path:
+def copy_project(project: Project, target: Path, exclude: Sequence[Path] = ()) -> Path:
     """Copy the files the image would get into a new folder `target` (e.g. the built-in
     project as a stand-alone one, to change its code without touching the checkout)."""
     target.mkdir(parents=True)
-    for rel, path in iter_project_files(project):
+    for rel, path in iter_project_files(project, exclude):
         destination = target / rel
         if path.is_dir() and not path.is_symlink():
             destination.mkdir(parents=True, exist_ok=True)
@@ -219,15 +256,22 @@ def write_context(
     lock_requirements: str,
     wheels: Sequence[Path] = (),
     ca_cert: Path | None = None,
+    exclude: Sequence[Path] = (),
 ) -> ContextSummary:
-    """Write the build context archive to `tar_path`."""
+    """Write the build context archive to `tar_path`.
+
+    The project files leave out `exclude` (pass the --wheelhouse folder) and the folders
+    holding `wheels`, when they lie inside the project: the wheels travel under
+    dlbox/wheelhouse, and the image's /workspace gets none of them."""
     files, total, project_bytes = 0, 0, 0
     sizes: list[tuple[str, int]] = []
+    exclude = (*exclude, *wheels, *(wheel.parent for wheel in wheels))
+    left_out = excluded_project_paths(project, exclude)
+    patterns = project_patterns(project.root) + tuple(_escape_pattern(rel) for rel in left_out)
     with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, "Dockerfile", dockerfile.encode())
         _add_bytes(tar, ".dockerignore",
-                   render_dockerignore(project_patterns(project.root),
-                                       prefix=f"{S.CONTEXT_PROJECT}/").encode())
+                   render_dockerignore(patterns, prefix=f"{S.CONTEXT_PROJECT}/").encode())
         _add_dir(tar, "dlbox")
         _add_bytes(tar, S.CONTEXT_LOCK, lock_requirements.encode())
         if wheels:
@@ -241,7 +285,7 @@ def write_context(
             data = read_ca_cert(ca_cert)
             _add_bytes(tar, S.CONTEXT_CA_CERT, data if data.endswith(b"\n") else data + b"\n")
         _add_dir(tar, S.CONTEXT_PROJECT)
-        for rel, path in iter_project_files(project):
+        for rel, path in iter_project_files(project, exclude):
             try:
                 mode = path.lstat().st_mode
             except OSError:

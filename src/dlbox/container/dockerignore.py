@@ -18,8 +18,8 @@ from pathlib import Path
 
 from dlbox.errors import UsageError
 
-# Never worth shipping: version control, environments, data, training outputs, caches and
-# secrets. `data`, `runs` and `checkpoints` are the folders dlbox itself writes and reads;
+# Never worth shipping: version control, environments, data, training outputs, weights, caches
+# and secrets. `data`, `runs` and `checkpoints` are the folders dlbox itself writes and reads;
 # they are mounted at run time (`dlbox image run --data DIR --runs DIR`), never baked in.
 DEFAULT_PATTERNS: tuple[str, ...] = (
     ".git",
@@ -52,12 +52,27 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     "**/*.pth",
     "**/*.ckpt",
     "**/*.safetensors",
+    "**/*.bin",  # Hugging Face pytorch_model.bin
+    "**/*.onnx",
+    "**/*.h5",
+    "**/*.keras",
     "lightning_logs",
     "mlruns",
     "wandb",
+    # Secrets anywhere: environment files, login files, SSH keys.
     ".env",
     ".envrc",
     "**/*.env",
+    "**/.env.*",
+    "**/.envrc",
+    "**/.netrc",
+    "**/_netrc",
+    "**/.pypirc",
+    "**/.git-credentials",
+    "**/id_rsa*",
+    "**/id_dsa*",
+    "**/id_ecdsa*",
+    "**/id_ed25519*",
     "dlbox.lock.*.tmp",
 )
 

@@ -49,6 +49,9 @@ class LockEntry:
     # and sorted ("8.6", "9.0"); () = resolved without one (architecture not checked);
     # None = not recorded (a lock written before dlbox recorded them).
     compute_capabilities: tuple[str, ...] | None = None
+    # The pyproject extras the project's requirements were read with (sorted); None = not
+    # recorded (a lock written before dlbox recorded them).
+    extras: tuple[str, ...] | None = None
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -111,6 +114,9 @@ def describe_target_archs(archs: Sequence[str]) -> str:
 
 def read_lock(path: Path) -> dict[str, LockEntry]:
     """The entries of a lock file; {} when it does not exist."""
+    if path.is_dir():
+        raise ContainerError(f"{path} is a folder, not a lock file",
+                             hint=f"pass a file path: --lock {path / LOCK_FILE}")
     if not path.exists():
         return {}
     try:
@@ -164,9 +170,80 @@ def pinned_version(pins: tuple[str, ...], name: str) -> str | None:
 def _diff(old: tuple[str, ...], new: tuple[str, ...]) -> str:
     added = [line for line in new if line not in old]
     removed = [line for line in old if line not in new]
-    parts = [f"+{line}" for line in added] + [f"-{line}" for line in removed]
+    return _shown([f"+{line}" for line in added] + [f"-{line}" for line in removed])
+
+
+def _shown(parts: Sequence[str]) -> str:
     shown = ", ".join(parts[:6])
     return shown + (f", ... ({len(parts) - 6} more)" if len(parts) > 6 else "")
+
+
+def describe_extras(extras: Sequence[str]) -> str:
+    """("viz",) -> "--extras viz"; () -> "no extras"."""
+    return " ".join(f"--extras {name}" for name in extras) or "no extras"
+
+
+def _marker_environment(python: str) -> dict[str, str]:
+    """The image's marker values as far as the lock knows them: its Python, on Linux."""
+    parts = python.split(".")
+    return {"python_version": ".".join(parts[:2]), "python_full_version": python,
+            "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"}
+
+
+def _unmet(line: str, entry: LockEntry) -> str | None:
+    """Why the lock's pins do not meet the requirement `line`; None when they do (its pinned
+    version is in its specifier, or its marker does not hold in the image)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        requirement = Requirement(line)
+    except InvalidRequirement:
+        return "not a requirement dlbox can check"
+    if requirement.marker is not None and entry.python and not requirement.marker.evaluate(
+            _marker_environment(entry.python)):
+        return None
+    if requirement.url:
+        return "a URL: only a new resolution fetches it"
+    if requirement.extras:
+        return f"its extras [{','.join(sorted(requirement.extras))}] may need more packages"
+    version = pinned_version(entry.pinned, requirement.name)
+    if version is None:
+        return "not in the lock"
+    if not requirement.specifier.contains(version, prereleases=True):
+        return f"the lock pins {requirement.name} {version}"
+    return None
+
+
+def requirement_changes(entry: LockEntry, project_requirements: Sequence[str],
+                        ) -> tuple[list[str], list[str]]:
+    """(changes the lock's pins meet, changes that need a new resolution), each described.
+
+    A new or changed line is met when the version the lock pins satisfies it (`requests>=2`
+    with requests 2.32.3 pinned): the image would install the same thing. A line the project
+    dropped is not: the lock would still install what it brought in."""
+    from dlbox.container.project import normalize_name
+
+    def name(line: str) -> str:
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        try:
+            return normalize_name(Requirement(line).name)
+        except InvalidRequirement:
+            return line
+
+    old, new = tuple(entry.project_requirements), tuple(project_requirements)
+    added = [line for line in new if line not in old]
+    removed = [line for line in old if line not in new]
+    met: list[str] = []
+    unmet: list[str] = []
+    for line in added:
+        before = [other for other in removed if name(other) == name(line)]
+        shown = f"{before[0]} -> {line}" if len(before) == 1 else f"+{line}"
+        why = _unmet(line, entry)
+        (unmet if why else met).append(f"{shown} ({why})" if why else shown)
+    changed = {name(line) for line in added}
+    unmet += [f"-{line}" for line in removed if name(line) not in changed]
+    return met, unmet
 
 
 def _same_public_version(locked: str, asked: str) -> bool:
@@ -193,8 +270,14 @@ def stale_reasons(
     cuda: str | None = None,
     driver: str | None = None,
     compute_capabilities: Sequence[str] = (),
+    extras: Sequence[str] | None = None,
 ) -> list[str]:
     """Why `entry` no longer fits the project or the request; [] when it still does.
+
+    Changed requirements make it stale unless the lock's pins meet every new or changed line
+    (`requirement_changes`). `extras` are the pyproject extras of this build (None: not
+    compared); a lock that recorded other ones is stale for that reason, named as such (the
+    requirements that differ with them are not listed apart).
 
     `base_image`, `framework_version`, `cuda` and `driver` are what the user asked for
     explicitly this time (None: not asked, the lock decides). `compute_capabilities` are the
@@ -206,9 +289,16 @@ def stale_reasons(
     from dlbox.hostenv.versions import same_release, version_at_least
 
     reasons: list[str] = []
-    if tuple(entry.project_requirements) != tuple(project_requirements):
-        reasons.append("the project's requirements changed ("
-                       f"{_diff(entry.project_requirements, project_requirements)})")
+    other_extras = (extras is not None and entry.extras is not None
+                    and sorted(set(extras)) != sorted(set(entry.extras)))
+    if other_extras:
+        reasons.append(f"the extras differ from the lock's: it was resolved with "
+                       f"{describe_extras(entry.extras or ())}, this build has "
+                       f"{describe_extras(sorted(set(extras or ())))}")
+    elif tuple(entry.project_requirements) != tuple(project_requirements):
+        _, unmet = requirement_changes(entry, project_requirements)
+        if unmet:
+            reasons.append(f"the project's requirements changed ({_shown(unmet)})")
     if tuple(entry.project_pip_options) != tuple(project_pip_options):
         reasons.append("the pip options in requirements.txt changed ("
                        f"{_diff(entry.project_pip_options, project_pip_options)})")

@@ -1,12 +1,16 @@
 """What goes into an image: the project folder, its requirements, and how to install it.
 
 A project is a folder with a `pyproject.toml` ([project].dependencies, optional extras) and/or
-a `requirements.txt`. The built-in project is dlbox itself (its source checkout: pyproject,
-README, src/, notebooks/). Reading is static: nothing of the project is imported or run.
+a `requirements.txt`; a `setup.py` beside them is installed too, and its literal
+`install_requires` list is read (never run). The built-in project is dlbox itself (its source
+checkout: pyproject, README, src/, notebooks/). Reading is static: nothing of the project is
+imported or run.
 """
 
 from __future__ import annotations
 
+import ast
+import codecs
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +20,7 @@ from dlbox.errors import ContainerError, UsageError
 
 REQUIREMENTS_FILE = "requirements.txt"
 PYPROJECT_FILE = "pyproject.toml"
+SETUP_PY_FILE = "setup.py"
 # What pip assumes for a project that names no build system (PEP 517 fallback).
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
 # The files of dlbox's own checkout that the built-in image needs (no tests, no scripts).
@@ -63,6 +68,9 @@ class Project:
     include: tuple[str, ...] | None  # top-level entries to ship; None = all not ignored
     extras: tuple[str, ...] = ()
     command: tuple[str, ...] = ("python3",)  # the image's default CMD
+    # What the reading noticed and the user should hear about, one line each, without the
+    # "note: " prefix (hash options not checked, a computed install_requires, ...).
+    notes: tuple[str, ...] = ()
 
     @property
     def image_name(self) -> str:
@@ -189,24 +197,61 @@ def _split_option(line: str) -> tuple[str, str | None]:
     return parts[0], (parts[1].strip() if len(parts) > 1 else None)
 
 
+# Byte order marks pip honours in a requirements file (Windows tools write UTF-16 with one);
+# UTF-32 first, as its little-endian mark starts with UTF-16's.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _shown_path(path: Path, project_root: Path) -> str:
+    """`path` relative to the project when it lies inside it, else as it is."""
+    try:
+        return path.relative_to(project_root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def decode_text(data: bytes, shown: str, hint: str) -> str:
+    """`data` as text: UTF-8, or the encoding its byte order mark names; UsageError naming
+    the file, line and byte otherwise."""
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        if encoding != "utf-8":
+            raise UsageError(f"{shown} starts with a {encoding.upper()} byte order mark, but is "
+                             f"not {encoding.upper()} text (byte {error.start})",
+                             hint=hint) from None
+        line = data[:error.start].count(b"\n") + 1
+        raise UsageError(f"{shown}:{line} is not UTF-8 text (byte {error.start} is "
+                         f"{data[error.start]:#04x})", hint=hint) from None
+
+
 def read_requirements_file(path: Path, project_root: Path,
-                           _seen: frozenset[Path] = frozenset()) -> tuple[list[str], list[str]]:
+                           _seen: frozenset[Path] = frozenset(),
+                           notes: list[str] | None = None) -> tuple[list[str], list[str]]:
     """(requirement lines, pip options) of a requirements file, following `-r` includes.
 
     The project itself (`.`, `-e .`) is skipped: it is installed with the code. Options pip
     would need a local path for, constraints files and editable installs of other folders
-    raise ContainerError naming the line.
+    raise ContainerError naming the line; a file that is not UTF-8 text, UsageError. What the
+    user should hear about (`--hash` options, which are not checked) goes to `notes`.
     """
     path = path.resolve()
     if path in _seen:
         return [], []
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as error:
         raise ContainerError(f"cannot read {path}: {error.strerror}",
                              hint="check the -r include path in your requirements file") from None
+    text = decode_text(data, _shown_path(path, project_root),
+                       hint="save it as UTF-8, as pip reads it (e.g. iconv -f latin1 -t utf-8 "
+                            "FILE > FILE.new, then replace FILE with it)")
     requirements: list[str] = []
     options: list[str] = []
+    hashed = 0
     for number, line in _logical_lines(text):
         where = f"{path.name}:{number}"
         refuse_url_credentials(line, where)
@@ -217,7 +262,7 @@ def read_requirements_file(path: Path, project_root: Path,
                     raise ContainerError(f"{where}: -r needs a file name",
                                          hint="e.g. -r requirements-base.txt")
                 more, more_options = read_requirements_file(path.parent / value, project_root,
-                                                             _seen | {path})
+                                                             _seen | {path}, notes)
                 requirements += more
                 options += more_options
             elif option in ("-e", "--editable"):
@@ -254,7 +299,9 @@ def read_requirements_file(path: Path, project_root: Path,
                 raise ContainerError(f"{where}: pip option {option} is not supported here",
                                      hint="remove it from the requirements file")
             continue
-        requirement = re.split(r"\s+--hash[= ]", line)[0].strip()  # dlbox re-pins anyway
+        parts = re.split(r"\s+--hash[= ]", line)
+        requirement = parts[0].strip()
+        hashed += len(parts) > 1
         if requirement in (".", "./") or (
             requirement.startswith((".", "/")) and (path.parent / requirement).resolve()
             == project_root.resolve()
@@ -267,22 +314,182 @@ def read_requirements_file(path: Path, project_root: Path,
                      "require it by name",
             )
         requirements.append(normalize_requirement(requirement, where))
+    if hashed and notes is not None:
+        # pip-compile --generate-hashes output: the lock re-resolves and pins versions only,
+        # and pip in the image cannot check hashes of the packages the lock adds.
+        notes.append(
+            f"{_shown_path(path, project_root)}: the --hash options of {hashed} "
+            f"requirement{'s' if hashed != 1 else ''} are not checked: dlbox resolves every "
+            "requirement into dlbox.lock, which pins versions, not hashes")
     return requirements, options
 
 
 # ---- pyproject.toml --------------------------------------------------------------------------
 
 def _load_toml(path: Path) -> dict[str, Any]:
+    """The table of a TOML file; UsageError when it cannot be read, is not UTF-8 (as TOML
+    must be) or is not valid TOML."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
+        data = path.read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}",
+                         hint="make it readable (chmod a+r)") from None
+    check = (f"python3 -c \"import tomllib; tomllib.load(open('{path.name}', 'rb'))\" "
+             "checks it")
+    if data.startswith(codecs.BOM_UTF8):
+        raise UsageError(f"{path} starts with a byte order mark, which TOML does not allow",
+                         hint="save it as UTF-8 without BOM; " + check)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise UsageError(f"{path}:{line} is not UTF-8 text (byte {error.start} is "
+                         f"{data[error.start]:#04x}), and TOML must be",
+                         hint="save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE > FILE.new, "
+                              "then replace FILE with it)") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ContainerError(f"{path} is not valid TOML: {error}",
-                             hint="fix the file (python -m tomllib checks it)") from None
+        raise UsageError(f"{path} is not valid TOML: {error}",
+                         hint="fix it at the line and column named; " + check) from None
+
+
+def _toml_type(value: Any) -> str:
+    """What a TOML value is, in TOML's words ("a string", "an array", ...)."""
+    for kind, words in ((bool, "a boolean"), (str, "a string"), (int, "an integer"),
+                        (float, "a float"), (list, "an array"), (dict, "a table")):
+        if isinstance(value, kind):
+            return words
+    return "a date or time"
+
+
+def _toml_table(value: Any, where: str, field: str, example: str) -> dict[str, Any]:
+    """`value` when it is a table (None: an empty one); else UsageError naming the field."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: {field} is {_toml_type(value)}, not a table",
+                         hint=f"write it as a table: {example}")
+    return value
+
+
+def _toml_string(value: Any, where: str, field: str, example: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise UsageError(f"{where}: {field} is {_toml_type(value)}, not a string",
+                     hint=f"quote it: {example}")
+
+
+def _toml_strings(value: Any, where: str, field: str, example: str) -> list[str]:
+    """`value` when it is an array of strings (None: an empty one); else UsageError naming
+    the field and, for a wrong entry, its index."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UsageError(f"{where}: {field} is {_toml_type(value)}, not an array of strings",
+                         hint=f"write it as an array of strings: {example}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            shown = repr(item) if isinstance(item, (bool, int, float)) else _toml_type(item)
+            raise UsageError(
+                f"{where}: {field}[{index}] is {shown}, not a string",
+                hint=f"quote every entry: {example}",
+            )
+    return value
+
+
+def _poetry_dependencies(data: dict[str, Any]) -> list[str]:
+    """The packages [tool.poetry.dependencies] names (Python itself left out)."""
+    tool = data.get("tool")
+    poetry = tool.get("poetry") if isinstance(tool, dict) else None
+    dependencies = poetry.get("dependencies") if isinstance(poetry, dict) else None
+    if not isinstance(dependencies, dict):
+        return []
+    return [name for name in dependencies if normalize_name(name) != "python"]
+
+
+# ---- setup.py ------------------------------------------------------------------------------
+
+def _literal_requirements(node: ast.expr, names: dict[str, ast.expr],
+                          depth: int = 0) -> list[str] | None:
+    """The requirement strings of a literal install_requires value: a list or tuple of
+    strings, a string of lines, a module-level name bound to one, or a sum of those."""
+    if depth > 8:
+        return None
+    if isinstance(node, ast.Name) and node.id in names:
+        return _literal_requirements(names[node.id], names, depth + 1)
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        lines = (re.sub(r"(^|\s)#.*$", "", line).strip() for line in node.value.splitlines())
+        return [line for line in lines if line]
+    if isinstance(node, (ast.List, ast.Tuple)):
+        if all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+            return [e.value for e in node.elts]  # type: ignore[attr-defined]
+        return None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left = _literal_requirements(node.left, names, depth + 1)
+        right = _literal_requirements(node.right, names, depth + 1)
+        return None if left is None or right is None else left + right
+    return None
+
+
+def setup_py_requirements(path: Path) -> tuple[list[str] | None, str | None]:
+    """(the install_requires of a setup.py, read without running it; a note for the user).
+
+    [] when it passes none; None (and a note saying so) when it computes them, or when the
+    file is not Python dlbox can parse: dlbox never runs setup.py.
+    """
+    unread = (f"{path.name}: dlbox does not run setup.py, and {{why}}: what it lists is not "
+              f"in the image unless {REQUIREMENTS_FILE} lists it too")
+    try:
+        text = path.read_bytes().decode("utf-8")
+        tree = ast.parse(text, filename=path.name)
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as error:
+        why = (error.strerror if isinstance(error, OSError)
+               else "it is not UTF-8 text" if isinstance(error, UnicodeDecodeError)
+               else f"it does not parse as Python ({type(error).__name__})")
+        return None, unread.format(why=f"cannot read its install_requires: {why}")
+    names: dict[str, ast.expr] = {}
+    for statement in tree.body:
+        if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name)):
+            names[statement.targets[0].id] = statement.value
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        called = func.id if isinstance(func, ast.Name) else (
+            func.attr if isinstance(func, ast.Attribute) else "")
+        if called != "setup":
+            continue
+        for keyword in node.keywords:
+            if keyword.arg == "install_requires":
+                found = _literal_requirements(keyword.value, names)
+                if found is None:
+                    return None, unread.format(
+                        why="its install_requires is computed, not a list of strings")
+                return found, None
+    if "install_requires" in text:  # setup(**options), a helper, ...: not found statically
+        return None, unread.format(why="it passes install_requires in a way dlbox cannot read")
+    return [], None
+
+
+def _setup_py_only_error(root: Path) -> UsageError:
+    """The error for a project whose only description is a setup.py."""
+    found, _note = setup_py_requirements(root / SETUP_PY_FILE)
+    listed = (f" (setup.py's install_requires: {', '.join(found)})" if found else "")
+    pyproject = ((root / PYPROJECT_FILE).is_file()
+                 and f" and no [project] table in {PYPROJECT_FILE}")
+    return UsageError(
+        f"{root} has a {SETUP_PY_FILE} but no {REQUIREMENTS_FILE}{pyproject or ''}: the "
+        f"project's dependencies must be listed in {REQUIREMENTS_FILE} or {PYPROJECT_FILE} "
+        "([project] dependencies), since dlbox does not run setup.py to find them",
+        hint=f"list them in a {REQUIREMENTS_FILE} next to setup.py, one a line{listed}; "
+             "the project itself is still installed from setup.py",
+    )
 
 
 def _expand_extras(name: str, optional: dict[str, list[str]], extras: tuple[str, ...],
@@ -353,54 +560,102 @@ def detect_project(project_dir: str | Path | None = None,
         builtin = True
     pyproject_path = root / PYPROJECT_FILE
     requirements_path = root / REQUIREMENTS_FILE
-    has_setup_py = (root / "setup.py").is_file()
-    if not pyproject_path.is_file() and not requirements_path.is_file():
+    has_setup_py = (root / SETUP_PY_FILE).is_file()
+    has_requirements_txt = requirements_path.is_file()
+    if not pyproject_path.is_file() and not has_requirements_txt:
+        if has_setup_py:
+            raise _setup_py_only_error(root)
         raise ContainerError(
             f"{root} has neither {REQUIREMENTS_FILE} nor {PYPROJECT_FILE}",
-            hint="add a requirements.txt listing what the code imports (one package a line), "
-                 "or leave PROJECT_DIR out for the built-in dlbox project",
+            hint="add a requirements.txt listing what the code imports (one package a line); "
+                 "for the built-in dlbox project, run dlbox image build without PROJECT_DIR "
+                 "in a folder that is not a project",
         )
     requirements: list[str] = []
     options: list[str] = []
+    notes: list[str] = []
     name, version, requires_python = root.name, None, None
     installable = False
     build_requires: tuple[str, ...] = ()
     command: tuple[str, ...] = ("python3",)
     project_table: dict[str, Any] = {}
+    static_dependencies = False  # [project] dependencies given, not dynamic
     if pyproject_path.is_file():
+        where = PYPROJECT_FILE
         data = _load_toml(pyproject_path)
-        project_table = data.get("project") or {}
-        build_system = data.get("build-system")
+        project_table = _toml_table(data.get("project"), where, "[project]",
+                                    '[project] name = "mypkg"')
+        build_system = _toml_table(data.get("build-system"), where, "[build-system]",
+                                   '[build-system] requires = ["setuptools>=61"]')
         if project_table:
-            name = str(project_table.get("name") or name)
-            version = project_table.get("version")
-            requires_python = project_table.get("requires-python")
-            dynamic = set(project_table.get("dynamic") or ())
-            if "dependencies" in dynamic and not requirements_path.is_file():
+            name = _toml_string(project_table.get("name"), where, "[project] name",
+                                'name = "mypkg"') or name
+            version = _toml_string(project_table.get("version"), where, "[project] version",
+                                   'version = "1.0"')
+            requires_python = _toml_string(project_table.get("requires-python"), where,
+                                           "[project] requires-python",
+                                           'requires-python = ">=3.10"')
+            dynamic = set(_toml_strings(project_table.get("dynamic"), where,
+                                        "[project] dynamic", 'dynamic = ["version"]'))
+            dependencies = _toml_strings(project_table.get("dependencies"), where,
+                                         "[project] dependencies",
+                                         'dependencies = ["numpy>=1.24", "rich"]')
+            static_dependencies = ("dependencies" in project_table
+                                   and "dependencies" not in dynamic)
+            optional = _toml_table(project_table.get("optional-dependencies"), where,
+                                   "[project.optional-dependencies]",
+                                   '[project.optional-dependencies] plot = ["matplotlib"]')
+            for extra, lines in optional.items():
+                _toml_strings(lines, where, f"[project.optional-dependencies] {extra}",
+                              f'{extra} = ["matplotlib>=3.8"]')
+        poetry = _poetry_dependencies(data)
+        if poetry and not static_dependencies and not has_requirements_txt:
+            raise UsageError(
+                f"{pyproject_path.name} lists its dependencies in [tool.poetry.dependencies] "
+                f"({', '.join(poetry[:3])}{', ...' if len(poetry) > 3 else ''}), which dlbox "
+                f"does not read: it reads PEP 621 [project] dependencies or a "
+                f"{REQUIREMENTS_FILE}",
+                hint="export them next to it: poetry export -f requirements.txt -o "
+                     "requirements.txt --without-hashes (Poetry 2: poetry self add "
+                     "poetry-plugin-export first)",
+            )
+        if project_table:
+            if "dependencies" in dynamic and not has_requirements_txt:
                 raise ContainerError(
                     f"{pyproject_path.name} declares its dependencies as dynamic, which dlbox "
                     "cannot read without running the build backend",
                     hint="add a requirements.txt next to it listing the dependencies",
                 )
-            where = PYPROJECT_FILE
-            requirements += [normalize_requirement(line, where)
-                             for line in project_table.get("dependencies") or ()]
-            optional = project_table.get("optional-dependencies") or {}
+            requirements += [normalize_requirement(line, where) for line in dependencies]
             if extras is None and builtin and "notebook" in optional:
                 extras = ("notebook",)  # `dlbox notebook --container` runs in this image
             requirements += _expand_extras(name, optional, tuple(extras or ()), where)
-        if project_table or build_system:
+        if project_table or build_system or has_setup_py:
             installable = True
-            build_requires = tuple((build_system or {}).get("requires") or DEFAULT_BUILD_REQUIRES)
+            build_requires = tuple(_toml_strings(
+                build_system.get("requires"), where, "[build-system] requires",
+                'requires = ["setuptools>=61", "wheel"]') or DEFAULT_BUILD_REQUIRES)
         _refuse_pyproject_credentials(pyproject_path, requirements + list(build_requires))
     elif has_setup_py:
         installable, build_requires = True, DEFAULT_BUILD_REQUIRES
+    if has_setup_py and not has_requirements_txt and not project_table:
+        raise _setup_py_only_error(root)  # a pyproject.toml with only [build-system] / [tool]
     if extras and not project_table:
         raise UsageError("--extras needs a pyproject.toml with [project.optional-dependencies]",
                          hint="leave --extras out for a requirements.txt project")
-    if requirements_path.is_file():
-        more, options = read_requirements_file(requirements_path, root)
+    if has_requirements_txt:
+        more, options = read_requirements_file(requirements_path, root, notes=notes)
         requirements += more
+    if has_setup_py and not static_dependencies:
+        # setuptools installs what install_requires lists; `pip install --no-deps .` in the
+        # image does not, so they join the lock, as pip would have fetched them.
+        found, note = setup_py_requirements(root / SETUP_PY_FILE)
+        where = f"{SETUP_PY_FILE} install_requires"
+        for line in found or ():
+            refuse_url_credentials(line, where)
+            requirements.append(normalize_requirement(line, where))
+        if note:
+            notes.append(note)
     if builtin:
         command = ("dlbox", "--help")
     kind = "builtin" if builtin else ("pyproject" if project_table else "requirements")
@@ -418,4 +673,5 @@ def detect_project(project_dir: str | Path | None = None,
         include=BUILTIN_INCLUDE if builtin else None,
         extras=tuple(extras or ()),
         command=command,
+        notes=tuple(notes),
     )

@@ -117,7 +117,7 @@ def render_dockerfile(spec: ImageSpec) -> str:
     parts = ["header.Dockerfile", "system.Dockerfile"]
     if spec.ca_cert:
         parts.append("ca_cert.Dockerfile")
-    parts.append("deps.Dockerfile")
+    parts += ["venv.Dockerfile", "deps.Dockerfile"]
     if spec.wheelhouse:
         parts.append("wheelhouse.Dockerfile")
     parts += ["deps_install.Dockerfile", "image.Dockerfile"]

@@ -3,8 +3,9 @@
 The check itself is `templates/smoke_check.py`, a stdlib-only script the image's own Python
 runs: import the framework, check it is the pinned build, run a small conv net forward; with
 a GPU attached, check it is visible, run a matmul and a conv on it and check the build's arch
-list covers the device. Here: run it, read its one JSON line, and turn failures into a
-ContainerError that names the failed check.
+list covers the device; last, `pip check` of the image's venv (`pip_check`: a requirement that
+no installed version meets fails the build, with pip's report). Here: run it, read its one
+JSON line, and turn failures into a ContainerError that names the failed check.
 """
 
 from __future__ import annotations
@@ -105,8 +106,11 @@ def run_smoke(client: Any, image: str, spec: ImageSpec, gpu: bool,
 
 def require_smoke_ok(result: SmokeResult, image: str) -> None:
     if not result.ok:
+        short = image[:19]
+        look = f"docker run --rm -it {short} bash"
+        if any(check.name == "pip_check" for check in result.failures):
+            look = f"docker run --rm {short} pip check"
         raise ContainerError(
             f"the new image fails its smoke test: {result.summary().split(': ', 1)[-1]}",
-            hint=f"the image is kept untagged as {image[:19]} for a look: docker run --rm -it "
-                 f"{image[:19]} bash",
+            hint=f"the image is kept untagged as {short} for a look: {look}",
         )

@@ -1,4 +1,4 @@
 
 # ---- deps: exactly the versions pinned in dlbox.lock ----------------------------------------
-FROM system AS deps
+FROM venv AS deps
 COPY {{context_lock}} /opt/dlbox/requirements.lock.txt

@@ -1,5 +1,6 @@
 # Dockerfile for {{project}}, rendered by dlbox {{dlbox_version}}. Do not edit: re-render with
 #   dlbox image build --dry-run
 # {{framework_line}}
-# Stages: system (Python venv, tini, user) -> deps (pinned requirements from dlbox.lock)
-#         -> image (the venv, then the code: a code change rebuilds only the last layers).
+# Stages: system (Python, tini, user) -> venv -> deps (pinned requirements from dlbox.lock)
+#         -> image (system + the venv of deps, then the code: a code change rebuilds only
+#         the last layers).

@@ -1,5 +1,5 @@
 
-# ---- image: the venv, then the code ---------------------------------------------------------
+# ---- image: system, the venv exactly as deps left it, then the code -------------------------
 FROM system
 COPY --from=deps {{venv}} {{venv}}
 ENV HOME={{home}} \

@@ -6,6 +6,8 @@ Settings come from the environment:
     DLBOX_SMOKE_CUDA       CUDA the build must carry ("12.6"), empty for a CPU build
     DLBOX_SMOKE_GPU        1: a GPU is attached, check it (visible, matmul, conv, arch list)
     DLBOX_SMOKE_IMPORTS    comma-separated modules of the project to import
+Also runs `pip check` on the image's environment: a package whose requirements are not met
+(a missing dependency, or a stale copy of one left beside the pinned version) fails it.
 Prints one line `DLBOX_SMOKE {json}` and exits 0 when every check passed, 1 otherwise.
 """
 
@@ -13,6 +15,7 @@ import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -227,6 +230,18 @@ def smoke_jax(gpu):
     check("gpu_matmul_conv", lambda: forward(jax.devices("gpu")[0]))
 
 
+def pip_check():
+    """`python -m pip check` of the environment this Python runs in; its report, one line."""
+    run = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True,
+                         text=True, timeout=180, check=False)
+    output = " ".join((run.stdout + run.stderr).split())
+    if run.returncode and "No module named pip" in output:
+        return "pip is not in the image: not checked"
+    if run.returncode:
+        raise AssertionError(output or f"pip check exited with {run.returncode}")
+    return output or "no broken requirements"
+
+
 def main():
     framework = os.environ.get("DLBOX_SMOKE_FRAMEWORK", "torch")
     gpu = os.environ.get("DLBOX_SMOKE_GPU") == "1"
@@ -237,6 +252,7 @@ def main():
                                                            "__version__", "ok"))
     runner = {"torch": smoke_torch, "tensorflow": smoke_tensorflow, "jax": smoke_jax}[framework]
     check(f"import {framework}", lambda: runner(gpu) or "ok")
+    check("pip_check", pip_check)
     RESULT["ok"] = all(item["ok"] for item in RESULT["checks"])
     print("DLBOX_SMOKE " + json.dumps(RESULT), flush=True)
     return 0 if RESULT["ok"] else 1

@@ -1,5 +1,5 @@
 
-# ---- system: Python venv, tini, the non-root user ------------------------------------------
+# ---- system: Python, tini, the non-root user (the image starts here: no venv yet) -----------
 FROM {{base_image}} AS system
 ENV LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
@@ -23,7 +23,6 @@ RUN set -eu; \
     getent passwd {{uid}} >/dev/null || useradd --uid {{uid}} --gid {{gid}} --no-create-home \
         --home-dir {{home}} --shell /bin/bash {{user}}; \
     mkdir -p {{home}} {{workdir}} {{data_dir}}; \
-    chown {{uid}}:{{gid}} {{home}} {{workdir}} {{data_dir}}; \
-    python3 -m venv {{venv}}
+    chown {{uid}}:{{gid}} {{home}} {{workdir}} {{data_dir}}
 ENV VIRTUAL_ENV={{venv}} \
     PATH={{venv}}/bin:$PATH
