@@ -376,3 +376,40 @@ def test_the_archive_holds_no_secret_or_weight_file(tmp_path: Path) -> None:
         files = sorted(m.name for m in tar.getmembers() if m.isfile()
                        and m.name.startswith("project/"))
     assert files == ["project/requirements.txt", "project/train.py"]
+
+
+def test_apt_txt_lists_the_system_packages(tmp_path: Path) -> None:
+    from dlbox.container.project import read_apt_file
+
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    assert detect_project(tmp_path).system_packages == ()
+    (tmp_path / "apt.txt").write_text("# to build the C extension\nbuild-essential\n\n"
+                                      "libsndfile1  # at run time\ngit\nlibfoo=1.2-3\ngit\n")
+    assert detect_project(tmp_path).system_packages == (
+        "build-essential", "libsndfile1", "git", "libfoo=1.2-3")
+    for bad in ("rm -rf /", "Git", "pkg; curl x", "$(id)"):
+        (tmp_path / "apt.txt").write_text(f"git\n{bad}\n")
+        with pytest.raises(UsageError, match=r"apt.txt:2: .* is not a Debian package name"):
+            read_apt_file(tmp_path / "apt.txt")
+    (tmp_path / "apt.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(UsageError, match="is not UTF-8"):
+        read_apt_file(tmp_path / "apt.txt")
+
+
+@pytest.mark.parametrize("line, package", [
+    ("      error: command 'gcc' failed: No such file or directory", "build-essential"),
+    ("  Cannot find command 'git' - do you have 'git' installed and in your PATH?", "git"),
+    ("      netifaces.c:1:10: fatal error: Python.h: No such file or directory",
+     "python3-dev"),
+    ("      error: can't find Rust compiler", "cargo"),
+])
+def test_a_build_that_lacks_a_tool_names_the_package_for_apt_txt(line: str,
+                                                                 package: str) -> None:
+    from dlbox.container.engine import build_error
+    from dlbox.container.spec import missing_tool_hint
+
+    hint = missing_tool_hint(["Collecting x", line, "error: subprocess-exited-with-error"])
+    assert hint is not None and f"Debian package {package} to the project's apt.txt" in hint
+    failed = build_error("The command ... returned a non-zero code: 1", None, ["...", line])
+    assert failed.hint == hint
+    assert missing_tool_hint(["Successfully installed six-1.16.0"]) is None

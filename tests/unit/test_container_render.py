@@ -331,3 +331,14 @@ def test_default_tag() -> None:
     assert default_tag("proj", TF_AND_CUDA) == "proj:tensorflow-and-cuda"
     assert default_tag("proj", JAX_CUDA12) == "proj:jax-cuda12"
     assert SPECS["jax-gpu"].device == "gpu" and SPECS["jax-cpu"].device == "cpu"
+
+
+def test_apt_packages_install_in_the_system_stage_before_the_venv() -> None:
+    text = render_dockerfile(make_spec(TORCH_CPU, system_packages=("build-essential", "git")))
+    install = text.index("apt-get install -y --no-install-recommends \\\n        "
+                         "build-essential git")
+    # In the system stage, so the lock's resolution, the deps stage and the image all have
+    # them (a compiler for pip, git for a VCS requirement, a library at run time).
+    assert text.index("AS system") < install < text.index("AS venv")
+    assert "apt-get install -y --no-install-recommends \\\n        build" not in \
+        render_dockerfile(make_spec(TORCH_CPU))

@@ -549,6 +549,7 @@ def spec_for(project: Project, entry: LockEntry, *, base_digest: str | None = No
         offline=offline,
         ca_cert=ca_cert,
         command=project.command,
+        system_packages=project.system_packages,
         lock_sha256=entry.sha256(),
     )
 
@@ -788,7 +789,8 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
             data = json.loads(line[len("DLBOX_RESOLVE "):])
             return data["python"], pins_from_report({"install": data["install"]})
     tail = "\n".join((captured.stderr or captured.stdout).strip().splitlines()[-15:])
-    hint = "fix the requirement pip names above, or pass --wheelhouse DIR with the wheels"
+    hint = (S.missing_tool_hint((captured.stderr + "\n" + captured.stdout).splitlines())
+            or "fix the requirement pip names above, or pass --wheelhouse DIR with the wheels")
     if "CERTIFICATE_VERIFY_FAILED" in tail or "SSLError" in tail:
         hint = "behind a TLS-intercepting proxy: pass its CA certificate with --ca-cert FILE"
     elif "No matching distribution" in tail or "Could not find a version" in tail:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlbox.container.spec import missing_tool_hint
 from dlbox.errors import ContainerError, HostEnvError
 
 DEFAULT_TIMEOUT_S = 60  # API calls other than builds and log streams (those have none)
@@ -234,6 +235,8 @@ def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -
                 "with --ca-cert FILE")
     elif "no space left" in lowered:
         hint = "the engine's disk is full: docker system prune, or free space"
+    elif (tool := missing_tool_hint(log[-80:])) is not None:
+        hint = tool
     return ContainerError(f"image build failed{where}: {message}", hint=hint)
 
 

@@ -20,6 +20,8 @@ from dlbox.errors import ContainerError, UsageError
 
 REQUIREMENTS_FILE = "requirements.txt"
 PYPROJECT_FILE = "pyproject.toml"
+APT_FILE = "apt.txt"  # Debian packages to install in the image, one per line (as repo2docker)
+_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?")
 SETUP_PY_FILE = "setup.py"
 # What pip assumes for a project that names no build system (PEP 517 fallback).
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
@@ -71,6 +73,9 @@ class Project:
     # What the reading noticed and the user should hear about, one line each, without the
     # "note: " prefix (hash options not checked, a computed install_requires, ...).
     notes: tuple[str, ...] = ()
+    # Debian packages from the project's apt.txt (repo2docker's convention): compilers,
+    # libraries and tools its requirements need to build or run (build-essential, git, ...).
+    system_packages: tuple[str, ...] = ()
 
     @property
     def image_name(self) -> str:
@@ -537,6 +542,33 @@ def builtin_project_dir() -> Path:
     return root
 
 
+def read_apt_file(path: Path) -> tuple[str, ...]:
+    """The Debian packages listed in apt.txt (one per line, # comments), in the order given;
+    () without the file. A line that is not a package name is a UsageError naming it."""
+    if not path.is_file():
+        return ()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path} is not UTF-8 text (byte {error.start})",
+                         hint="save it as UTF-8: one Debian package name per line") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}",
+                         hint="make it readable, or remove it") from None
+    packages: list[str] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not _DEBIAN_PACKAGE.fullmatch(line):
+            raise UsageError(f"{path.name}:{number}: {line!r} is not a Debian package name",
+                             hint="one package per line, as apt-get install takes it, e.g. "
+                                  "build-essential or libsndfile1 (pkg=VERSION pins one)")
+        if line not in packages:
+            packages.append(line)
+    return tuple(packages)
+
+
 def default_project_dir(cwd: Path | None = None) -> Path | None:
     """The project `dlbox image build` takes without PROJECT_DIR: the current folder when it
     is a project (requirements.txt, pyproject.toml or setup.py in it), as Cog and
@@ -674,4 +706,5 @@ def detect_project(project_dir: str | Path | None = None,
         extras=tuple(extras or ()),
         command=command,
         notes=tuple(notes),
+        system_packages=read_apt_file(root / APT_FILE),
     )

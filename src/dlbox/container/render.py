@@ -113,10 +113,13 @@ def render_dockerfile(spec: ImageSpec) -> str:
         "extra_env": _extra_env(spec),
         "command": json.dumps(list(spec.command)),
         "labels": _labels(spec),
+        "system_packages": " ".join(spec.system_packages),
     }
     parts = ["header.Dockerfile", "system.Dockerfile"]
     if spec.ca_cert:
         parts.append("ca_cert.Dockerfile")
+    if spec.system_packages:
+        parts.append("system_packages.Dockerfile")
     parts += ["venv.Dockerfile", "deps.Dockerfile"]
     if spec.wheelhouse:
         parts.append("wheelhouse.Dockerfile")

@@ -8,6 +8,7 @@ the resolved framework build and the lock by `build.plan_build`; nothing here pr
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dlbox import __version__
@@ -73,6 +74,7 @@ class ImageSpec:
     use_wheel_index: bool = True
     offline: bool = False  # pip --no-index: every pinned requirement is in the wheelhouse
     ca_cert: bool = False  # an extra CA certificate in the context (dlbox/extra-ca.crt)
+    system_packages: tuple[str, ...] = ()  # Debian packages from the project's apt.txt
     command: tuple[str, ...] = ("python3",)
     lock_sha256: str | None = None
     dlbox_version: str = __version__
@@ -116,6 +118,33 @@ def image_labels(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
     }
     labels.update(dict(spec.extra_labels))
     return tuple(sorted((key, value) for key, value in labels.items() if value))
+
+
+# What a failed pip install prints when the base image lacks a tool, and the Debian
+# packages that bring it: the hint of a failed build names them for the project's apt.txt.
+_MISSING_TOOLS = (
+    (("cannot find command 'git'", "git: not found", "no such file or directory: 'git'"),
+     "git", "git"),
+    (("command 'gcc' failed", "gcc: not found", "unable to execute 'gcc'", "gcc: no such file",
+      "linux-gnu-gcc' failed", "no such file or directory: 'gcc'", "c compiler cannot create",
+      "error: command 'cc' failed", "command 'c++' failed", "g++: not found"),
+     "a C/C++ compiler", "build-essential"),
+    (("python.h: no such file",), "Python's headers", "python3-dev"),
+    (("pkg-config: not found", "could not find pkg-config", "pkg-config is required"),
+     "pkg-config", "pkg-config"),
+    (("can't find rust compiler", "cargo: not found", "rustc: not found"),
+     "a Rust compiler", "cargo"),
+)
+
+
+def missing_tool_hint(log: Sequence[str]) -> str | None:
+    """A hint naming the Debian package for a tool the build's output says is missing."""
+    text = "\n".join(log).lower()
+    for needles, what, package in _MISSING_TOOLS:
+        if any(needle in text for needle in needles):
+            return (f"the base image lacks {what}: add the Debian package {package} to the "
+                    "project's apt.txt (one package per line) and build again")
+    return None
 
 
 def default_tag(project_image_name: str, framework: FrameworkBuild) -> str:
