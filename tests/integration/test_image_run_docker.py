@@ -103,3 +103,21 @@ def test_a_killed_runs_exited_container_is_removed_by_the_next_run(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_each_run_closes_its_connection_to_the_engine(engine: Any) -> None:  # noqa: F811
+    import gc
+    import warnings
+
+    from dlbox.container import engine as E
+
+    request = E.RunRequest(image=TAG, command=("true",))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(3):
+            with open(os.devnull, "wb") as sink:
+                assert E.run_streaming(engine, request, out=sink, err=sink).exit_code == 0
+        gc.collect()
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)
+                and "docker.sock" in str(w.message)]
+    assert unclosed == []  # the attach socket of each run was left open before

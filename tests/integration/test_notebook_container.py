@@ -229,7 +229,8 @@ def test_ctrl_c_between_create_and_start_leaves_no_container(
 
 def test_a_container_whose_dlbox_was_killed_is_removed_by_the_next_start(
         engine: Any, cpu_image: str, notebook_dir: Path) -> None:
-    from dlbox.jupyter.container import OWNER_LABEL, owner_gone, owner_id, remove_orphans
+    from dlbox.container.owner import OWNER_LABEL, owner_gone, owner_id
+    from dlbox.jupyter.container import remove_orphans
 
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()

@@ -413,3 +413,16 @@ def test_a_build_that_lacks_a_tool_names_the_package_for_apt_txt(line: str,
     failed = build_error("The command ... returned a non-zero code: 1", None, ["...", line])
     assert failed.hint == hint
     assert missing_tool_hint(["Successfully installed six-1.16.0"]) is None
+
+
+def test_offline_with_an_apt_txt_is_refused_before_the_build(tmp_path: Path) -> None:
+    from dlbox.container.build import BuildRequest, plan
+
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    (tmp_path / "apt.txt").write_text("gcc\n")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    request = BuildRequest(project_dir=tmp_path, device="cpu", offline=True, wheelhouse=wheels,
+                           lock_path=tmp_path / "dlbox.lock")
+    with pytest.raises(UsageError, match="--offline, but apt.txt lists 1 Debian packages"):
+        plan(request)

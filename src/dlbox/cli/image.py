@@ -293,4 +293,9 @@ def run_run(args: argparse.Namespace) -> int:
         runs_dir=args.runs,
         environment=_parse_env(args.env),
     )
-    return run_in_image(options)
+    outcome = run_in_image(options)
+    if outcome.problem is not None:
+        from dlbox.cli import report_error
+
+        report_error(outcome.problem)
+    return outcome.exit_code

@@ -618,6 +618,12 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     _buildargs(request)  # credentials in a build arg: refused before anything (dry runs too)
     project = detect_project(request.project_dir, request.extras)
     project_patterns(project.root)  # an unreadable .dockerignore: refused before any build
+    if request.offline and project.system_packages:
+        raise UsageError(
+            f"--offline, but apt.txt lists {len(project.system_packages)} Debian packages "
+            f"({', '.join(project.system_packages[:4])}), which apt must download",
+            hint="build once online (the engine caches the system stage), or leave --offline "
+                 "out")
     framework = (_normalize_framework(request.framework)
                  or detect_framework(project.requirements) or "torch")
     target = choose_target(request, facts)

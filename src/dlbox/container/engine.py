@@ -7,6 +7,7 @@ here (which GPUs, which user, what to mount): callers decide, this module does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -399,6 +400,35 @@ def start_container(client: Any, request: RunRequest) -> Any:
         raise engine_error(error) from None
 
 
+def list_containers(client: Any, label: str, statuses: Sequence[str] = ()) -> list[Any]:
+    """The containers (any state, or those in `statuses`) that carry `label`."""
+    filters: dict[str, Any] = {"label": label}
+    if statuses:
+        filters["status"] = list(statuses)
+    try:
+        return list(client.containers.list(all=True, filters=filters))
+    except Exception as error:  # noqa: BLE001 - the SDK's and requests' errors
+        raise engine_error(error) from None
+
+
+def remove_by_name(client: Any, name: str, settle_s: float = 0.5) -> None:
+    """Remove the container called `name`, if there is one. A create request that was
+    interrupted on its way may still complete in the engine: look twice."""
+    import docker
+
+    for attempt in range(2):
+        try:
+            container = client.containers.get(name)
+        except docker.errors.NotFound:
+            if attempt == 0:
+                time.sleep(settle_s)
+            continue
+        except Exception:  # noqa: BLE001 - the engine is gone: nothing we can remove
+            return
+        remove_container(container)
+        return
+
+
 def remove_container(container: Any) -> None:
     try:
         container.remove(force=True)
@@ -568,6 +598,7 @@ def run_streaming(client: Any, request: RunRequest, stop_timeout: float = STOP_T
     err = err or getattr(sys.stderr, "buffer", sys.stderr)
     container = create_container(client, request)
     tail = bytearray()
+    sock = None
     try:
         with _signals_stop(container, stop_timeout):
             try:
@@ -590,6 +621,10 @@ def run_streaming(client: Any, request: RunRequest, stop_timeout: float = STOP_T
             return StreamedRun(wait_exit_code(container), bytes(tail))
     finally:
         remove_container(container)
+        if sock is not None:
+            for closable in (_raw_socket(sock), sock):
+                with contextlib.suppress(Exception):
+                    closable.close()
 
 
 @dataclass(frozen=True)

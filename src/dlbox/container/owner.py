@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from dlbox.errors import DlboxError
 
 OWNER_LABEL = "dlbox.owner"
 
@@ -42,3 +46,24 @@ def owner_gone(owner: str) -> bool:
     except PermissionError:  # alive, another user's
         pass
     return bool(start) and _process_start(pid) not in ("", start)
+
+
+def remove_orphaned(client: Any, label: str, statuses: Sequence[str] = (),
+                    stop_timeout: float | None = None) -> list[str]:
+    """Remove the containers carrying `label` (in `statuses`, if given) whose dlbox is gone;
+    stop each first when `stop_timeout` is given. Their names; tidying up never fails."""
+    from dlbox.container import engine
+
+    try:
+        containers = engine.list_containers(client, label, statuses)
+    except DlboxError:
+        return []
+    removed = []
+    for container in containers:
+        owner = (container.labels or {}).get(OWNER_LABEL)
+        if owner and owner_gone(owner):
+            if stop_timeout is not None:
+                engine.stop_container(container, stop_timeout)
+            engine.remove_container(container)
+            removed.append(container.name)
+    return removed

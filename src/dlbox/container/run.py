@@ -26,8 +26,8 @@ from typing import Any
 
 from dlbox.container import engine
 from dlbox.container import spec as S
-from dlbox.container.owner import OWNER_LABEL, owner_gone, owner_id
-from dlbox.errors import HostEnvError, UsageError
+from dlbox.container.owner import OWNER_LABEL, owner_id, remove_orphaned
+from dlbox.errors import ContainerError, HostEnvError, UsageError
 
 DEFAULT_SHM_SIZE = "2g"
 RUN_LABEL = "dlbox.image-run"  # on every container `dlbox image run` starts (docker ps --filter)
@@ -160,10 +160,10 @@ def terminal_mode(no_tty: bool, stdin_fd: int = 0, stdout_fd: int = 1) -> tuple[
     own, so a shell or a REPL works; `--no-tty`, output redirected to a file, or dlbox in the
     background: the terminal's input stays with the terminal."""
     try:
-        stdin_tty = os.isatty(stdin_fd)
-    except OSError:
-        stdin_tty = False
-    if not stdin_tty:
+        os.fstat(stdin_fd)
+    except OSError:  # no stdin at all: nothing to pass on
+        return False, False
+    if not os.isatty(stdin_fd):
         return True, False
     try:
         foreground = os.tcgetpgrp(stdin_fd) == os.getpgrp()
@@ -209,8 +209,11 @@ def host_facts() -> Any:
 
 
 def run_in_image(options: RunOptions, client: Any = None,
-                 facts: Callable[[], Any] = host_facts) -> int:
-    """Run the command to completion (streaming its output); its exit code."""
+                 facts: Callable[[], Any] = host_facts) -> RunOutcome:
+    """Run the command to completion (streaming its output): its exit code, and why the image
+    could not start it when it could not."""
+    # Before the engine's connection can take fd 0, when our stdin is closed.
+    stdin_open, tty = terminal_mode(options.no_tty)
     client = client or engine.connect()
     data = engine.inspect_image(client, options.image)
     if data is None:
@@ -231,52 +234,40 @@ def run_in_image(options: RunOptions, client: Any = None,
     runs_dir = None
     if options.runs_dir is not None:
         runs_dir = prepare_runs_dir(options.runs_dir, uid, gid, euid == 0)
-    for name in remove_leftovers(client):
-        print(f"note: removed container {name}, left behind (exited) by a dlbox image run "
-              "that was killed", file=sys.stderr)
-    stdin_open, tty = terminal_mode(options.no_tty)
+    # Containers of killed runs: done (exited), or never started (created).
+    for name in remove_orphaned(client, RUN_LABEL, ("exited", "created")):
+        print(f"note: removed container {name}, left behind by a dlbox image run that was "
+              "killed", file=sys.stderr)
     if tty:
         environment = dict(options.environment)
         environment.setdefault("TERM", os.environ.get("TERM", "xterm"))
         options = dataclasses.replace(options, environment=tuple(environment.items()))
     request = run_request(options, gpus, uid, gid, data_dir, runs_dir, stdin_open, tty)
     result = engine.run_streaming(client, request, stdin_fd=0 if stdin_open else None)
-    if result.exit_code in (126, 127):
-        missing = not_runnable(result.stderr_tail, options)
-        if missing:
-            print(missing, file=sys.stderr)
-    return result.exit_code
+    problem = not_runnable(result.stderr_tail, options) if result.exit_code in (126, 127) \
+        else None
+    return RunOutcome(result.exit_code, problem)
 
 
-def remove_leftovers(client: Any) -> list[str]:
-    """Remove the exited containers of `image run`s that were killed (SIGKILL) before they
-    could remove them; their names. A running one is left alone: its command goes on."""
-    try:
-        containers = client.containers.list(all=True, filters={"label": RUN_LABEL,
-                                                               "status": "exited"})
-    except Exception:  # noqa: BLE001 - tidying up is never worth failing the run
-        return []
-    removed = []
-    for container in containers:
-        owner = (container.labels or {}).get(OWNER_LABEL)
-        if owner and owner_gone(owner):
-            engine.remove_container(container)
-            removed.append(container.name)
-    return removed
+@dataclass(frozen=True)
+class RunOutcome:
+    exit_code: int  # the command's
+    problem: ContainerError | None = None  # why the image could not start it, if it could not
 
 
-def not_runnable(stderr_tail: bytes, options: RunOptions) -> str | None:
-    """The error lines for a command the image cannot start (tini's 'exec X failed'), or None
-    when the command itself exited with 126/127."""
+def not_runnable(stderr_tail: bytes, options: RunOptions) -> ContainerError | None:
+    """The error for a command the image cannot start (tini's 'exec X failed'), or None when
+    the command itself exited with 126/127."""
     match = re.search(rb"\[FATAL tini \(\d+\)\] exec (.+?) failed: ([^\r\n]+)", stderr_tail)
     if not match:
         return None
     command = match.group(1).decode(errors="replace")
     why = match.group(2).decode(errors="replace")
     if "permission denied" in why.lower():
-        return (f"error: {command} is not executable in {options.image} ({why})\n"
-                f"hint: run it through its interpreter (-- python3 {command} or -- sh "
-                f"{command}), or chmod +x it in the project and build again")
-    return (f"error: there is no command {command} in {options.image} ({why})\n"
-            f"hint: check the name; the project's files are in {S.WORKDIR} (-- ls), and "
-            "programs its requirements install are on PATH")
+        return ContainerError(f"{command} is not executable in {options.image} ({why})",
+                              hint=f"run it through its interpreter (-- python3 {command} or "
+                                   f"-- sh {command}), or chmod +x it in the project and build "
+                                   "again")
+    return ContainerError(f"there is no command {command} in {options.image} ({why})",
+                          hint=f"check the name; the project's files are in {S.WORKDIR} "
+                               "(-- ls), and programs its requirements install are on PATH")

@@ -13,14 +13,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets as pysecrets
-import time
 from pathlib import Path
 from typing import Any
 
-from dlbox.container.owner import OWNER_LABEL, owner_gone, owner_id
+from dlbox.container.owner import OWNER_LABEL, owner_id, remove_orphaned
 from dlbox.container.run import container_user, writable_by
 from dlbox.container.spec import DATA_DIR
 from dlbox.errors import ContainerError
@@ -112,20 +110,7 @@ def publish_ip(ip: str) -> str:
 
 def remove_orphans(client: Any, timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
     """Stop and remove the notebook containers whose dlbox was killed; their names."""
-    from dlbox.container.engine import remove_container, stop_container
-
-    removed: list[str] = []
-    try:
-        containers = client.containers.list(all=True, filters={"label": LABEL})
-    except Exception:  # noqa: BLE001 - tidying up is never worth failing the start
-        return removed
-    for container in containers:
-        owner = (container.labels or {}).get(OWNER_LABEL)
-        if owner and owner_gone(owner):
-            stop_container(container, timeout_s)
-            remove_container(container)
-            removed.append(container.name)
-    return removed
+    return remove_orphaned(client, LABEL, stop_timeout=timeout_s)
 
 
 class ContainerServer(ManagedServer):
@@ -216,6 +201,7 @@ class ContainerServer(ManagedServer):
         return wait_exit_code(self.container)
 
     def _halt(self, timeout_s: float) -> None:
+        from dlbox.container import engine
         from dlbox.container.engine import remove_container, stop_container
 
         container, self.container = self.container, None
@@ -226,26 +212,7 @@ class ContainerServer(ManagedServer):
         elif name is not None and self.client is not None:
             # The start failed or was interrupted (Ctrl-C) between the engine's create and
             # start: a container in state "created" may exist that no one holds.
-            remove_by_name(self.client, name)
-
-
-def remove_by_name(client: Any, name: str, settle_s: float = 0.5) -> None:
-    """Remove the container called `name`, if there is one. A create request that was
-    interrupted on its way may still complete in the engine: look twice."""
-    import docker
-
-    for attempt in range(2):
-        try:
-            container = client.containers.get(name)
-        except docker.errors.NotFound:
-            if attempt == 0:
-                time.sleep(settle_s)
-            continue
-        except Exception:  # noqa: BLE001 - the engine is gone: nothing we can remove
-            return
-        with contextlib.suppress(Exception):
-            container.remove(force=True)
-        return
+            engine.remove_by_name(self.client, name)
 
 
 def _host_data_dir() -> Path | None:
