@@ -7,6 +7,8 @@ Components that CI provisions (Docker engine, Jupyter, Chromium) are required wh
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,34 @@ def require(available: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is required when CI=true but is not available")
     pytest.skip(f"{what} is not available")
+
+
+def port_in_time_wait() -> int:
+    """A port of 127.0.0.1 whose last connection lingers in TIME_WAIT, as after a Jupyter
+    server (whose listening socket has SO_REUSEADDR, as tornado's does) closed one."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server's side closes first: it is the one left in TIME_WAIT
+        assert client.recv(1) == b""
+        client.close()
+    time.sleep(0.1)
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # a bind without SO_REUSEADDR is refused
+    return port
+
+
+def ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require
+from conftest import ipv6_loopback_available, require
 from test_notebook_server import (
     check_token_auth,
     get,
@@ -151,13 +150,6 @@ def test_container_server_wants_its_token_runs_non_root_and_stops(
         assert get(f"{second.base_url}/api/status", first_token)[0] == 403
 
 
-def ipv6_loopback_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 300)

@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import require
+from conftest import ipv6_loopback_available, port_in_time_wait, require
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
@@ -320,23 +320,6 @@ def test_sigterm_also_stops_the_server(notebook_dir: Path) -> None:
 
 # ------------------------------------------------------------------ the launch's checks and words
 
-def port_in_time_wait() -> int:
-    """A port of 127.0.0.1 whose last connection lingers in TIME_WAIT, as right after a Jupyter
-    server on it (its listening socket has SO_REUSEADDR, as tornado's does) closed one."""
-    with socket.socket() as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        port = int(listener.getsockname()[1])
-        client = socket.create_connection(("127.0.0.1", port))
-        accepted, _ = listener.accept()
-        accepted.close()  # the server's side closes first: it is the one left in TIME_WAIT
-        assert client.recv(1) == b""
-        client.close()
-    time.sleep(0.1)
-    with socket.socket() as plain, pytest.raises(OSError):
-        plain.bind(("127.0.0.1", port))  # a bind without SO_REUSEADDR is refused
-    return port
 
 
 @pytest.mark.timeout(300)
@@ -348,13 +331,6 @@ def test_a_port_in_time_wait_is_used_not_refused(notebook_dir: Path) -> None:
         check_token_auth(launch)
 
 
-def ipv6_loopback_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.timeout(300)

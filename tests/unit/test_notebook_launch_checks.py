@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
-import time
 from pathlib import Path
 
 import pytest
+from conftest import ipv6_loopback_available, port_in_time_wait
 
 from dlbox.errors import UsageError
 from dlbox.jupyter.container import run_request
@@ -32,32 +32,8 @@ from dlbox.jupyter.settings import (
 NOT_OURS = "10.255.255.1"  # a private address no interface of a test machine has
 
 
-def port_in_time_wait() -> int:
-    """A port of 127.0.0.1 whose last connection lingers in TIME_WAIT, as after a Jupyter
-    server (whose listening socket has SO_REUSEADDR, as tornado's does) closed one."""
-    with socket.socket() as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        port = int(listener.getsockname()[1])
-        client = socket.create_connection(("127.0.0.1", port))
-        accepted, _ = listener.accept()
-        accepted.close()  # the server's side closes first: it is the one left in TIME_WAIT
-        assert client.recv(1) == b""
-        client.close()
-    time.sleep(0.1)
-    with socket.socket() as plain, pytest.raises(OSError):
-        plain.bind(("127.0.0.1", port))  # the state the check must see through
-    return port
 
 
-def ipv6_loopback_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 # ---- bug: a port in TIME_WAIT was reported "in use" -----------------------------------------

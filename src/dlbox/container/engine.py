@@ -386,18 +386,15 @@ def run_error(error: BaseException, request: RunRequest) -> Exception:
 
 
 def start_container(client: Any, request: RunRequest) -> Any:
-    """Create and start a container (detached); the caller stops and removes it."""
-    import docker
-
+    """Create and start a container (detached); the caller stops and removes it. One that
+    was created but could not start is removed here."""
+    container = create_container(client, request)
     try:
-        return client.containers.run(**_run_kwargs(request))
-    except docker.errors.ImageNotFound:
-        raise ContainerError(f"image {request.image} is not on this machine",
-                             hint="build it first: dlbox image build (or pass --tag)") from None
-    except docker.errors.APIError as error:
-        raise run_error(error, request) from None
-    except docker.errors.DockerException as error:
-        raise engine_error(error) from None
+        start_created(container, request)
+    except BaseException:
+        remove_container(container)
+        raise
+    return container
 
 
 def list_containers(client: Any, label: str, statuses: Sequence[str] = ()) -> list[Any]:
