@@ -97,7 +97,8 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
                     "(where `dlbox train` writes), and the container runs as your uid "
                     "(uid 1000 when you are root). Ctrl-C or SIGTERM stops it like "
                     "`docker stop`, so training saves its checkpoint; a second Ctrl-C kills "
-                    "it.",
+                    "it. When the command has a terminal (dlbox at an interactive terminal), "
+                    "Ctrl-C goes to the command through it, as with docker run -it.",
     )
     run.add_argument("--tag", "-t", metavar="IMAGE",
                      help="image to run (default: NAME:latest of the project in the current "
