@@ -5,7 +5,8 @@ the registry-free base image that scripts/build-base-image.sh makes), then:
 - its user is not root;
 - `dlbox image run -- dlbox train` trains one epoch on tiny data inside it and leaves the
   run folder on the host;
-- a code-only change rebuilds with the dependency layer from the cache;
+- a code-only change rebuilds with the dependency layer from the cache, and the image it
+  replaced is removed (kept while a container uses it);
 - `docker stop` mid-training reaches the training process (SIGTERM) and the checkpoint it
   leaves loads and resumes.
 """
@@ -222,7 +223,7 @@ def test_a_second_ctrl_c_kills_a_command_that_ignores_sigterm(
 
 
 def test_code_only_change_rebuilds_with_the_dependency_layer_cached(
-        cpu_image: dict[str, Any], lock_dir: Path, tmp_path: Path) -> None:
+        engine: Any, cpu_image: dict[str, Any], lock_dir: Path, tmp_path: Path) -> None:
     from dlbox.container.build import BuildRequest, build_image
     from dlbox.container.context import copy_project
     from dlbox.container.project import detect_project
@@ -232,12 +233,17 @@ def test_code_only_change_rebuilds_with_the_dependency_layer_cached(
     request = BuildRequest(project_dir=project, device="cpu", base_image=BASE,
                            wheelhouse=WHEELHOUSE, extras=("notebook",), tag="dlbox-copy:test",
                            smoke=False)
-    build_image(request, log=lambda line: None)
+    first = build_image(request, log=lambda line: None)
     changed = project / "src" / "dlbox" / "cli" / "models.py"
     changed.write_text(changed.read_text() + "\n# a code-only change\n")
     start = time.monotonic()
     outcome = build_image(request, log=lambda line: None)
     seconds = time.monotonic() - start
+    # The image the rebuild took the tag from is gone, not left dangling.
+    assert outcome.image_id != first.image_id
+    assert _image_gone(engine, first.image_id)
+    assert any(note.startswith("removed the image this build replaced") for note in
+               outcome.notes), outcome.notes
     assert outcome.build is not None
     steps = outcome.build.steps
     deps = [s for s in steps if s.instruction.startswith("RUN pip install --no-deps")
@@ -246,6 +252,27 @@ def test_code_only_change_rebuilds_with_the_dependency_layer_cached(
     assert deps and all(s.cached for s in deps), [(s.instruction[:50], s.cached) for s in steps]
     assert code and not any(s.cached for s in code)
     assert seconds < 300, seconds  # generous: the point is that torch was not reinstalled
+
+    # An image that a container still uses is kept, and the note says how to clear it.
+    container = engine.containers.create(outcome.image_id, ["true"])
+    try:
+        changed.write_text(changed.read_text() + "\n# another change\n")
+        third = build_image(request, log=lambda line: None)
+        assert not _image_gone(engine, outcome.image_id)
+        assert any("is kept: a container uses it" in note for note in third.notes), \
+            third.notes
+    finally:
+        container.remove(force=True)
+
+
+def _image_gone(engine: Any, image_id: str) -> bool:
+    import docker
+
+    try:
+        engine.images.get(image_id)
+    except docker.errors.ImageNotFound:
+        return True
+    return False
 
 
 def test_docker_stop_reaches_training_and_the_checkpoint_survives(

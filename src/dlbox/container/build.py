@@ -961,7 +961,9 @@ def build_image(request: BuildRequest, log: Log = print,
         log(f"wrote {p.lock_path} ({p.key}: {len(entry.pinned)} pins)")
     tags = [request.tag] if request.tag else [
         default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]
+    replaced = {data["Id"] for tag in tags if (data := engine.inspect_image(client, tag))}
     engine.tag_image(client, result.image_id, tags)
+    notes += _remove_replaced(client, replaced - {result.image_id})
     data = engine.inspect_image(client, result.image_id) or {}
     return BuildOutcome(
         image_id=result.image_id, tags=tags, spec=spec, entry=entry, lock_path=p.lock_path,
@@ -969,6 +971,23 @@ def build_image(request: BuildRequest, log: Log = print,
         smoke=smoke_result, size_bytes=data.get("Size"), context=context, notes=notes,
         project=project,
     )
+
+
+def _remove_replaced(client: Any, image_ids: set[str]) -> list[str]:
+    """Each rebuild moves the tags to a new image; the old one, untagged, would keep its
+    layers (a dependency change: gigabytes) until `docker image prune`. Remove it, unless a
+    container still uses it."""
+    notes = []
+    for image_id in sorted(image_ids):
+        outcome = engine.remove_replaced_image(client, image_id, S.PROJECT_LABEL)
+        short = image_id.removeprefix("sha256:")[:12]
+        if outcome == "removed":
+            notes.append(f"removed the image this build replaced ({short})")
+        elif outcome == "in use":
+            notes.append(f"the image this build replaced ({short}) is kept: a container "
+                         f"uses it (docker ps -a --filter ancestor={short}); docker image "
+                         "prune removes it once that container is gone")
+    return notes
 
 
 def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path | None,

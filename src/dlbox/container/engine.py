@@ -257,6 +257,27 @@ def tag_image(client: Any, image_id: str, tags: Sequence[str]) -> None:
             raise engine_error(error) from None
 
 
+def remove_replaced_image(client: Any, image_id: str, label: str) -> str:
+    """Remove an image that a new build took its tags from, if it is now untagged and carries
+    `label` (dlbox built it): "removed", "in use" (a container still uses it), or "kept"
+    (tagged elsewhere, not dlbox's, or already gone)."""
+    import docker
+
+    data = inspect_image(client, image_id)
+    if data is None or data.get("RepoTags") or label not in \
+            ((data.get("Config") or {}).get("Labels") or {}):
+        return "kept"
+    try:
+        client.api.remove_image(image_id)
+    except docker.errors.APIError as error:
+        if getattr(error, "status_code", None) == 409:
+            return "in use"
+        return "kept"
+    except docker.errors.DockerException as error:
+        raise engine_error(error) from None
+    return "removed"
+
+
 def split_tag(tag: str) -> tuple[str, str]:
     """("registry:5000/team/app", "v1") from "registry:5000/team/app:v1"; tag "latest" if none."""
     if ":" in tag.rsplit("/", 1)[-1]:

@@ -91,6 +91,9 @@ class ImageSpec:
         return "gpu" if self.gpu else "cpu"
 
 
+PROJECT_LABEL = "dlbox.project"  # on every image dlbox builds
+
+
 def image_labels(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
     """The image's labels, sorted: OCI annotations plus the resolved tuple under dlbox.*."""
     fw = spec.framework
@@ -102,7 +105,7 @@ def image_labels(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
         "org.opencontainers.image.base.name": spec.base_image,
         "org.opencontainers.image.base.digest": spec.base_digest,
         "dlbox.version": spec.dlbox_version,
-        "dlbox.project": spec.project_name,
+        PROJECT_LABEL: spec.project_name,
         "dlbox.project.kind": spec.project_kind,
         "dlbox.python": spec.python,
         "dlbox.framework": fw.name,
