@@ -1,6 +1,6 @@
 """What a project gives `dlbox image build`: setup.py, pyproject.toml fields of the wrong type,
-Poetry, files that are not UTF-8, --hash options, the wheelhouse inside the project, and the
-secrets and weights that never reach the image."""
+Poetry, files that are not UTF-8, --hash options, bare URL requirements, the wheelhouse inside
+the project, and the secrets and weights that never reach the image."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from dlbox.container.context import copy_project, iter_project_files, write_context
 from dlbox.container.dockerignore import DEFAULT_PATTERNS, IgnoreMatcher, project_patterns
 from dlbox.container.project import detect_project, setup_py_requirements
-from dlbox.errors import EXIT_USAGE, UsageError
+from dlbox.errors import EXIT_USAGE, ContainerError, UsageError
 
 
 def write(path: Path, text: str = "x") -> Path:
@@ -426,3 +426,33 @@ def test_offline_with_an_apt_txt_is_refused_before_the_build(tmp_path: Path) -> 
                            lock_path=tmp_path / "dlbox.lock")
     with pytest.raises(UsageError, match="--offline, but apt.txt lists 1 Debian packages"):
         plan(request)
+
+
+@pytest.mark.parametrize("line, expected", [
+    # pip takes a bare URL; the lock needs the name: a wheel's file name gives it ...
+    ("https://files.example/pkgs/Typing_Extensions-4.12.2-py3-none-any.whl",
+     "typing-extensions @ https://files.example/pkgs/Typing_Extensions-4.12.2-py3-none-any.whl"),
+    # ... and so does an #egg= fragment
+    ("https://files.example/mylib-1.0.tar.gz#egg=my_lib",
+     "my-lib @ https://files.example/mylib-1.0.tar.gz#egg=my_lib"),
+    ("six @ https://files.example/six-1.16.0-py2.py3-none-any.whl",
+     "six @ https://files.example/six-1.16.0-py2.py3-none-any.whl"),
+])
+def test_a_bare_url_requirement_is_named(tmp_path: Path, line: str, expected: str) -> None:
+    write(tmp_path / "requirements.txt", f"rich\n{line}\n")
+    project = detect_project(tmp_path)
+    assert expected in project.requirements
+    assert "rich" in project.requirements
+
+
+@pytest.mark.parametrize("line, hint", [
+    ("https://files.example/mylib-1.0.tar.gz", "mylib @ https://files.example/mylib-1.0.tar.gz"),
+    ("git+https://git.example/org/tool.git", "tool @ git+https://git.example/org/tool.git"),
+])
+def test_a_bare_url_without_a_name_says_how_to_name_it(tmp_path: Path, line: str,
+                                                        hint: str) -> None:
+    write(tmp_path / "requirements.txt", f"rich\n{line}\n")
+    with pytest.raises(ContainerError) as info:
+        detect_project(tmp_path)
+    assert info.value.message == f"requirements.txt:2: {line!r} is a URL without a package name"
+    assert info.value.hint == f"name the package: {hint}"

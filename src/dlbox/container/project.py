@@ -318,7 +318,7 @@ def read_requirements_file(path: Path, project_root: Path,
                 hint="build a wheel of it into a folder and pass --wheelhouse DIR, then "
                      "require it by name",
             )
-        requirements.append(normalize_requirement(requirement, where))
+        requirements.append(normalize_requirement(_named_url(requirement, where), where))
     if hashed and notes is not None:
         # pip-compile --generate-hashes output: the lock re-resolves and pins versions only,
         # and pip in the image cannot check hashes of the packages the lock adds.
@@ -327,6 +327,29 @@ def read_requirements_file(path: Path, project_root: Path,
             f"requirement{'s' if hashed != 1 else ''} are not checked: dlbox resolves every "
             "requirement into dlbox.lock, which pins versions, not hashes")
     return requirements, options
+
+
+_BARE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def _named_url(requirement: str, where: str) -> str:
+    """A bare URL requirement as PEP 508's `name @ URL`, which the lock needs (pip takes both):
+    the name from a wheel's file name or an #egg= fragment; any other URL, ContainerError."""
+    if not _BARE_URL.fullmatch(requirement):
+        return requirement
+    url = requirement
+    egg = re.search(r"[#&]egg=([A-Za-z0-9][A-Za-z0-9._-]*)", url)
+    filename = url.split("#", 1)[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    if egg:
+        name = egg.group(1)
+    elif filename.endswith(".whl") and filename.count("-") >= 4:
+        name = filename.split("-", 1)[0]
+    else:
+        guess = re.sub(r"(\.git|-\d.*)$", "", filename) or "NAME"
+        raise ContainerError(
+            f"{where}: {redact_url_credentials(url)!r} is a URL without a package name",
+            hint=f"name the package: {guess} @ {redact_url_credentials(url)}")
+    return f"{normalize_name(name)} @ {url}"
 
 
 # ---- pyproject.toml --------------------------------------------------------------------------
