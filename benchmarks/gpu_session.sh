@@ -14,7 +14,8 @@
 # steps after it are kept, and its exit status is logged; a failing step never stops the next.
 #   a  env        PYTHONPATH=src (no install, no network); platformdirs from .data/pylib
 #                 when the image has none; versions and the GPU as Python sees them
-#   b  data       .data/cifar10-jpeg.tar.gz -> /tmp/cifar10/cifar-10-batches-py (converter)
+#   b  data       .data/cifar10-jpeg.tar.gz -> /tmp/cifar10/cifar-10-batches-py (converter;
+#                 GPU_DATA=DIR for another folder than /tmp/cifar10)
 #   c  gpu        nvidia-smi; dlbox doctor --json > $OUT/doctor.json
 #   d  speedrun   benchmarks/time_to_accuracy.py, 10 runs -> $OUT/speedrun.json
 #   e  e2e1, e2e2 `dlbox train` (defaults) end to end, twice; the time its accuracy line is
@@ -58,7 +59,7 @@ if [ "$MODE" = smoke ]; then
     export RUNS=${SMOKE_RUNS:-2}
     export AIRBENCH_SCRIPT="$WORK/fake_airbench.py"
 else
-    export DEV=cuda DATA=/tmp/cifar10 SMALL="" AB_SMALL=""
+    export DEV=cuda DATA=${GPU_DATA:-/tmp/cifar10} SMALL="" AB_SMALL=""
 fi
 export DLBOX="$PY -m dlbox"
 
@@ -338,5 +339,30 @@ main() {
     ls -la "$OUT"
 }
 
+# What the call needs carried, checked before anything runs: a missing folder would otherwise
+# show only as every step failing, the device time spent.
+preflight() {
+    local missing=() blocked=" ${SMOKE_BLOCK-docker platformdirs} "
+    if selected data && [ "$MODE" = smoke -o ! -f "$DATA/cifar-10-batches-py/test_batch" ]; then
+        [ -f .data/jpeg_to_cifar_batches.py ] || missing+=(.data/jpeg_to_cifar_batches.py)
+        if [ "$MODE" = gpu ]; then
+            [ -f .data/cifar10-jpeg.tar.gz ] || missing+=(.data/cifar10-jpeg.tar.gz)
+        fi
+    fi
+    if { { [ "$MODE" = smoke ] && [[ "$blocked" == *" platformdirs "* ]]; } ||
+            ! $PY -c "import platformdirs" 2>/dev/null; } && [ ! -d .data/pylib/platformdirs ]; then
+        missing+=(.data/pylib/platformdirs)
+    fi
+    if [ "$MODE" = gpu ] && selected airbench && [ ! -f "$AIRBENCH_SCRIPT" ]; then
+        missing+=("$AIRBENCH_SCRIPT")
+    fi
+    if (( ${#missing[@]} )); then
+        echo "gpu_session.sh: missing ${missing[*]}: make .data and .airbench as" \
+             "docs/gpu-session.md's table says, and carry them" | tee -a "$OUT/session.log" >&2
+        exit 2
+    fi
+}
+
+preflight
 main 2>&1 | tee -a "$OUT/session.log"
 exit 0

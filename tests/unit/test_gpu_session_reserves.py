@@ -1,10 +1,11 @@
-"""benchmarks/gpu_session.sh's time budget: what each step leaves to the later ones
+"""benchmarks/gpu_session.sh: its time budget, what each step leaves to the later ones
 (`--print-reserves` prints it and exits; no step runs)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,30 @@ def test_an_unknown_step_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(subprocess.CalledProcessError) as error:
         reserves(tmp_path, "env data compiled")
     assert "compiled without speedrun" in error.value.stderr
+
+
+def test_a_missing_carried_folder_stops_the_call_before_any_step(tmp_path: Path) -> None:
+    # A repo copy without .data and .airbench: every step would fail, the device time spent.
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "benchmarks" / "gpu_session.sh").write_bytes(SCRIPT.read_bytes())
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK_DIR": str(tmp_path / "work"),
+           "PYTHON": sys.executable, "GPU_DATA": str(tmp_path / "cifar10")}
+    for name in ("ONLY", "BUDGET_S", "SMOKE_BLOCK"):
+        env.pop(name, None)
+    result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    message = result.stderr.strip()
+    assert message.startswith("gpu_session.sh: missing .data/jpeg_to_cifar_batches.py "
+                              ".data/cifar10-jpeg.tar.gz .airbench/airbench94_muon.py: make")
+    assert "docs/gpu-session.md" in message
+    assert not (tmp_path / "work").exists()  # no step ran
+    assert message in (tmp_path / "out" / "session.log").read_text()
+    # The smoke mode needs the converter and platformdirs' stand-in (it blocks the real one),
+    # not airbench
+    result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh"), "--smoke"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "missing .data/jpeg_to_cifar_batches.py .data/pylib/platformdirs: make" in \
+        result.stderr
