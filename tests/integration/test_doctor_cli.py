@@ -107,7 +107,8 @@ def test_resolve_for_this_host(capsys: pytest.CaptureFixture[str]) -> None:
     (["doctor", "--resolve", "torch", "--driver", "banana"], "not a version number"),
     (["doctor", "--driver", "535.104.05"], "go with --resolve"),
     (["doctor", "--resolve", "torch", "--cpu", "--driver", "535.104.05"], "--cpu cannot"),
-    (["doctor", "--replay", "/nonexistent/recording"], "not a dlbox host recording"),
+    (["doctor", "--replay", "/nonexistent/recording"],
+     "/nonexistent/recording does not exist: --replay takes a recording's folder"),
 ])
 def test_usage_errors(args: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(args, capsys)
@@ -145,6 +146,8 @@ def _set(key: str, value: Any, under: str | None = None) -> Any:
      "'system.in_container' must be true or false, got a string (\"no\")"),
     ("host.json", lambda d: {**d, "frameworks": [{**d["frameworks"][0], "name": None}]},
      "'frameworks[0].name' must be \"torch\" or \"tensorflow\" or \"jax\", got null"),
+    ("host.json", _set("nvidia_hook_path", True),
+     "'nvidia_hook_path' must be a string or null, got true"),
     ("nvml.json", _set("driver_version", None), "'driver_version' must be a string, got null"),
     ("nvml.json", _set("gpus", {}), "'gpus' must be a list of GPU objects, got an object"),
     ("nvml.json", _set("cuda_driver_version", "12020"),
@@ -207,6 +210,37 @@ def test_nothing_fits_is_an_error_with_hint(capsys: pytest.CaptureFixture[str]) 
     assert "hint: update the NVIDIA driver to >= 450.80.02" in err
 
 
+def test_replay_of_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(["doctor", "--replay", str(tmp_path)], capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"error: {tmp_path} is not a dlbox host recording (no host.json)",
+                                "hint: create one with: dlbox doctor --record DIR"]
+
+
+def test_record_into_a_file_is_a_one_line_error(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    file = tmp_path / "notes.txt"
+    file.write_text("keep me")
+    code, out, err = run_cli(["doctor", "--json", "--record", str(file)], capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"error: {file} is a file: --record takes a folder to write the recording into",
+        "hint: pass a new or empty folder, e.g. dlbox doctor --record host-rec/"]
+    assert file.read_text() == "keep me"
+
+
+def test_record_where_no_folder_can_be_made(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    target = blocker / "rec"  # a folder below a file cannot be created
+    code, out, err = run_cli(["doctor", "--record", str(target)], capsys)
+    assert (code, out) == (1, "")
+    error, hint = err.splitlines()
+    assert error.startswith(f"error: cannot write the recording to {target}: ")
+    assert hint == "hint: pass a folder you can write to, e.g. dlbox doctor --record host-rec/"
+
+
 def test_record_then_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["doctor", "--json", "--record", str(tmp_path / "rec")], capsys)
     first = json.loads(out)
@@ -245,3 +279,21 @@ def test_doctor_json_reports_the_gpu() -> None:
     errors = [f for f in report["findings"] if f["level"] == "error"]
     assert errors == [], errors
     assert proc.returncode == 0
+
+
+def test_broken_driver_host_gets_no_cpu_build_as_its_recommendation(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # a GPU host whose driver fails (update without reboot) is not a CPU host: recommending
+    # a CPU-only torch there would be wrong advice
+    folder = str(HOSTS / "nvml-driver-library-mismatch")
+    code, out, _ = run_cli(["doctor", "--json", "--replay", folder], capsys)
+    assert code == 1
+    for build in json.loads(out)["recommended"].values():
+        assert build["error"].startswith("the NVIDIA driver on this host is not working "
+                                         "(Failed to initialize NVML: Driver/library version "
+                                         "mismatch)")
+    code, out, err = run_cli(["doctor", "--resolve", "torch", "--replay", folder], capsys)
+    assert (code, out) == (1, "")
+    assert err.splitlines()[1] == (
+        "hint: fix the driver first (dlbox doctor says how), or resolve for a given host: "
+        "--driver VERSION --compute-capability X.Y, or --cpu")

@@ -314,10 +314,11 @@ def test_driver_580_hopper_gets_the_newest_release() -> None:
 def test_driver_470_k80_gets_an_old_cu118_build() -> None:
     # 470.x predates CUDA 12 (needs >= 525.60.13), so only CUDA 11.x builds can run (>=
     # 450.80.02). The K80 is sm_37; of the torch arch sets only "cu118" (and "cu117_2.0")
-    # still list 3.7. The newest release that ships cu118 is torch 2.7 (2.7.1).
+    # still list 3.7, and of those only builds with a cuDNN before 8.9 (which needs sm_50) run
+    # convolutions on Kepler: torch 2.3.1 (cuDNN 8.7), not 2.7.1 (cuDNN 9.1).
     build = B.resolve_framework("torch", target_for(device="gpu", driver="470.82.01",
                                                     compute_capabilities=("3.7",)))
-    assert (build.version, build.variant, build.cuda) == ("2.7.1", "cu118", "11.8")
+    assert (build.version, build.variant, build.cuda) == ("2.3.1", "cu118", "11.8")
     assert build.min_driver == "450.80.02"
     assert any("newer torch 2.15.0 has no build" in reason for reason in build.reasons)
     # jax has no CUDA 11 plugin left in the matrix: an error naming the driver, not a guess.
@@ -735,7 +736,8 @@ def test_a_pin_no_known_version_meets_names_the_pin_and_a_version(tmp_path: Path
 
 
 def test_a_pin_whose_versions_the_target_cannot_run(tmp_path: Path) -> None:
-    # Driver 470 runs only CUDA 11.x builds; the newest torch with one (cu118) is 2.7.1.
+    # Driver 470 runs only CUDA 11.x builds; the newest torch with one (cu118) whose cuDNN
+    # still runs on a K80 is 2.3.1.
     project = make_project(tmp_path, ("torch>=2.9",))
     pins = B._project_pins(project, "torch")
     target = target_for(device="gpu", driver="470.82.01", compute_capabilities=("3.7",))
@@ -745,7 +747,7 @@ def test_a_pin_whose_versions_the_target_cannot_run(tmp_path: Path) -> None:
     assert message.startswith("the project requires torch>=2.9, and no torch build of the "
                               "versions it admits (2.15.0, 2.14.1, 2.14.0, 2.13.0, ...) runs "
                               "on this target: ")
-    assert "require torch==2.7.1 (the newest this target runs)" in (info.value.hint or "")
+    assert "require torch==2.3.1 (the newest this target runs)" in (info.value.hint or "")
     # The base image's Python: no admitted release supports it.
     old = make_project(tmp_path, ("torch==2.0.1",))
     python = dataclasses.replace(target_for(device="cpu"), python="3.13")

@@ -16,7 +16,7 @@ from dlbox.hostenv.versions import (
     version_at_least,
 )
 
-CHECKED = "2026-11-22"
+CHECKED = {"2026-11-22", "2026-12-04"}  # the first check; rows added or fixed in review
 
 
 @pytest.mark.parametrize("name", ["cuda.json", "torch.json", "tensorflow.json", "jax.json"])
@@ -26,7 +26,7 @@ def test_every_row_has_source_and_date(name: str) -> None:
     assert rows
     for row in rows:
         assert row["source"].strip(), row
-        assert row["checked"] == CHECKED, row
+        assert row["checked"] in CHECKED, row
         assert isinstance(row.get("uncertain", False), bool)
 
 
@@ -37,7 +37,7 @@ def test_releases_newest_first_and_cover_torch_2_0_up() -> None:
         assert versions == sorted(versions, reverse=True)
     releases = {r.release for r in matrix.torch}
     assert {"2.0", "2.7", "2.9", "2.13", "2.14"} <= releases
-    assert {r.release for r in matrix.tensorflow} >= {"2.0", "2.15", "2.21"}
+    assert {r.release for r in matrix.tensorflow} >= {"1.0", "1.12", "1.15", "2.0", "2.15", "2.21"}
 
 
 def test_torch_variants_are_consistent() -> None:
@@ -78,7 +78,9 @@ def test_max_cuda_for_driver_matches_nvidia_smi() -> None:
     assert matrix.max_cuda_for_driver("535.104.05") == "12.2"
     assert matrix.max_cuda_for_driver("470.256.02") == "11.4"
     assert matrix.max_cuda_for_driver("580.95.05") == "13.0"
-    assert matrix.max_cuda_for_driver("390.12") is None
+    assert matrix.max_cuda_for_driver("390.12") == "9.0"  # 9.1 needs 390.46
+    assert matrix.max_cuda_for_driver("396.37") == "9.2"
+    assert matrix.max_cuda_for_driver("340.108") is None
 
 
 def test_nearest_release_for_unknown_versions() -> None:
@@ -125,3 +127,55 @@ def test_driver_fit_tiers() -> None:
     assert driver_fit(matrix, "580.95.05", "13.0").ga_ok is True
     unknown = driver_fit(matrix, "600.10", "13.9")
     assert unknown.known_cuda is False and unknown.ok is True
+
+
+def test_cuda_11_0_runs_on_its_own_ga_driver_below_the_11x_floor() -> None:
+    # CUDA 11.0's GA driver (11.0.2: 450.51.05, 11.0.3: 450.51.06) is older than the 11.x
+    # minor-version floor 450.80.02; a build made with 11.0 still runs on it.
+    matrix = load_matrix()
+    fit = driver_fit(matrix, "450.51.06", "11.0")
+    assert (fit.ok, fit.ga_ok) == (True, True)
+    assert (fit.min_driver, fit.ga_driver) == ("450.51.05", "450.51.05")
+    assert driver_fit(matrix, "450.36.06", "11.0").ok is False  # the 11.0.1 RC's driver
+    assert driver_fit(matrix, "450.51.06", "11.1").ok is False  # 11.1 needs the floor
+
+
+def test_last_driver_branch_per_architecture() -> None:
+    matrix = load_matrix()
+    assert matrix.last_driver_branch("3.7") == (470, "Kepler")
+    assert matrix.last_driver_branch("2.1") == (390, "Fermi")
+    for cc in ("5.0", "6.1", "7.0", "7.2"):
+        assert matrix.last_driver_branch(cc) == (580, "Maxwell, Pascal and Volta"), cc
+    assert matrix.last_driver_branch("7.5") is None
+    assert matrix.last_driver_branch("12.0") is None
+    assert matrix.last_driver_branch(None) is None
+
+
+def test_tensorflow_1x_tested_builds() -> None:
+    # tensorflow.org "Tested build configurations", Linux GPU
+    matrix = load_matrix()
+    rows = {r.release: r for r in matrix.tensorflow}
+    assert (rows["1.15"].cuda, rows["1.15"].cudnn) == ("10.0", "7.4")
+    assert (rows["1.13"].cuda, rows["1.13"].cudnn) == ("10.0", "7.4")
+    for release in ("1.5", "1.9", "1.12"):
+        assert (rows[release].cuda, rows[release].cudnn) == ("9.0", "7"), release
+    assert (rows["1.4"].cuda, rows["1.4"].cudnn) == ("8.0", "6")
+    assert (rows["1.0"].cuda, rows["1.0"].cudnn) == ("8.0", "5.1")
+    # the GPU wheels of 2.0 and older are tensorflow-gpu; tensorflow was CPU-only
+    for release in ("1.12", "1.15", "2.0"):
+        assert (rows[release].gpu_package, rows[release].cpu_package) == ("tensorflow-gpu",
+                                                                          "tensorflow")
+    assert (rows["2.1"].gpu_package, rows["2.1"].cpu_package) == ("tensorflow", "tensorflow-cpu")
+    for row in matrix.tensorflow:
+        assert matrix.cuda_release(row.cuda) is not None, row.release
+    fit = driver_fit(matrix, "384.130", "9.0")
+    assert (fit.ok, fit.min_driver) == (True, "384.81")  # before CUDA 11: the GA driver
+    assert driver_fit(matrix, "375.26", "9.0").ok is False
+
+
+def test_cudnn_minimum_compute_capability() -> None:
+    matrix = load_matrix()
+    assert matrix.cudnn_min_cc("9.1") == "5.0" and matrix.cudnn_min_cc("9.10") == "5.0"
+    assert matrix.cudnn_min_cc("8.9") == "5.0"
+    assert matrix.cudnn_min_cc("8.7") is None  # not recorded: not checked
+    assert matrix.cudnn_min_cc(None) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -169,6 +170,14 @@ def test_torch_version_py_and_tf_build_info() -> None:
     assert parse_torch_version_py("cuda: Optional[str] = None\n")["cuda"] is None
     info = parse_tf_build_info("import collections\nbuild_info = collections.OrderedDict()\n")
     assert info == {}
+    # TF 2.4+: an OrderedDict of sorted pairs, as the generated file writes it
+    info = parse_tf_build_info(
+        "import collections\n\nbuild_info = collections.OrderedDict([('cuda_version', '11.8'), "
+        "('cudnn_version', '8'), ('is_cuda_build', True), ('is_rocm_build', False)])\n")
+    assert (info["cuda_version"], info["cudnn_version"], info["is_cuda_build"]) == ("11.8", "8",
+                                                                                    True)
+    assert parse_tf_build_info("build_info = collections.OrderedDict([1, 2])\n") == {}
+    assert parse_tf_build_info("build_info = make_info('12.2')\n") == {}
     info = parse_tf_build_info("build_info = {'cuda_version': '12.2', 'cudnn_version': '8', "
                                "'is_cuda_build': True}\n")
     assert info["cuda_version"] == "12.2"
@@ -191,6 +200,25 @@ def test_gpu_names() -> None:
     assert gpu_name_compute_capability("Tesla T4") == "7.5"
     assert gpu_name_compute_capability("NVIDIA L40S") == "8.9"
     assert gpu_name_compute_capability("Mystery Accelerator 9000") is None
+
+
+@pytest.mark.parametrize("name, cc", [
+    # Turing Quadros: not an RTX 50 (sm_120) or RTX 40 (sm_89)
+    ("Quadro RTX 5000", "7.5"), ("Quadro RTX 4000", "7.5"), ("Quadro RTX 8000", "7.5"),
+    # Ada workstation cards: not an RTX 50 / RTX 20 / RTX 30
+    ("NVIDIA RTX 5000 Ada Generation", "8.9"), ("NVIDIA RTX 2000 Ada Generation", "8.9"),
+    ("NVIDIA RTX 3000 Ada Generation Laptop GPU", "8.9"), ("NVIDIA RTX 6000 Ada Generation", "8.9"),
+    ("NVIDIA GeForce RTX 5080", "12.0"), ("NVIDIA GeForce RTX 2080 Ti", "7.5"),
+])
+def test_gpu_names_that_share_a_series_prefix(name: str, cc: str) -> None:
+    assert gpu_name_compute_capability(name) == cc
+
+
+def test_csv_fallback_on_a_turing_quadro_with_driver_470() -> None:
+    # the compute_cap-less query of a 470 driver (format of the K80 recording)
+    result = parse_nvidia_smi_csv("Quadro RTX 5000, 16125 MiB, 470.256.02\n",
+                                  SMI_QUERY_FIELDS_OLD)
+    assert result.error is None and result.gpus[0].compute_capability == "7.5"
 
 
 # ------------------------------------------------------------------------------------------

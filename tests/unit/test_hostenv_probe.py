@@ -116,3 +116,103 @@ def test_framework_probe_failure_is_kept(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(probe_module.DEEP_PROBE, "torch", "raise SystemExit(3)")
     output, error = probe_module._deep_probe("torch")
     assert output is None and error and "printed no result" in error
+
+
+# tensorflow/python/platform/build_info.py as TF 2.4+ wheels ship it: the generated header, then
+# the build info as an OrderedDict of sorted pairs (format of the published files, e.g.
+# tf_gpu-2.9.1 and keras' vendored copy; values of TF 2.15.1's Linux wheel, whose
+# tf.sysconfig.get_build_info() reports CUDA 12.2 / cuDNN 8)
+TF_BUILD_INFO_2_15 = '''# Copyright 2020 The TensorFlow Authors. All Rights Reserved.
+# ==============================================================================
+"""Auto-generated module providing information about the build."""
+import collections
+
+build_info = collections.OrderedDict([('cpu_compiler', '/usr/lib/llvm-16/bin/clang'), \
+('cuda_compute_capabilities', ['sm_50', 'sm_60', 'sm_70', 'sm_80', 'compute_90']), \
+('cuda_version', '12.2'), ('cudnn_version', '8'), ('is_cuda_build', True), \
+('is_rocm_build', False), ('is_tensorrt_build', True)])
+'''
+
+
+def test_tensorflow_cuda_build_read_from_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform = tmp_path / "tensorflow" / "python" / "platform"
+    platform.mkdir(parents=True)
+    (tmp_path / "tensorflow" / "__init__.py").write_text("")
+    (platform / "build_info.py").write_text(TF_BUILD_INFO_2_15)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    raw = probe_module._collect_framework_files("tensorflow")
+    assert (raw.installed, raw.build_cuda, raw.build_cudnn) == (True, "12.2", "8")
+    # TF 1.x-2.2 wrote module-level names
+    (platform / "build_info.py").write_text(
+        "is_rocm_build = False\nis_cuda_build = True\ncuda_version_number = '10.0'\n"
+        "cudnn_version_number = '7'\n")
+    raw = probe_module._collect_framework_files("tensorflow")
+    assert (raw.build_cuda, raw.build_cudnn) == ("10.0", "7")
+
+
+def test_tensorflow_probe_before_get_build_info(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TF < 2.3 has no tf.sysconfig.get_build_info() (and TF < 1.14 no tf.config): the probe
+    # reads build_info's module-level names and lists GPUs through device_lib instead of
+    # failing. A stand-in package with just those parts of the 1.x API:
+    package = tmp_path / "tensorflow"
+    (package / "python" / "platform").mkdir(parents=True)
+    (package / "python" / "client").mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "__version__ = '1.12.3'\nclass sysconfig:\n    pass\n")
+    (package / "python" / "__init__.py").write_text("")
+    (package / "python" / "platform" / "__init__.py").write_text("")
+    (package / "python" / "platform" / "build_info.py").write_text(
+        "is_cuda_build = True\ncuda_version_number = '9.0'\ncudnn_version_number = '7'\n")
+    (package / "python" / "client" / "__init__.py").write_text("")
+    (package / "python" / "client" / "device_lib.py").write_text(
+        "class _Device:\n    def __init__(self, kind):\n        self.device_type = kind\n"
+        "def list_local_devices():\n    return [_Device('CPU'), _Device('GPU')]\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    output, error = probe_module._deep_probe("tensorflow")
+    assert error is None and output is not None
+    facts = probe_module.framework_from_probe_json("tensorflow", output)
+    assert facts.error is None
+    assert (facts.version, facts.cuda, facts.cudnn) == ("1.12.3", "9.0", "7")
+    assert (facts.gpu_available, facts.visible_gpus) == (True, 1)
+
+
+def test_nvml_driver_without_gpus_and_without_nvidia_smi() -> None:
+    # NVML answers (driver loaded) but lists no GPU, and nvidia-smi is not on PATH: that is
+    # "a driver but no visible GPU", not "no NVIDIA driver"
+    raw = RawHost(nvml={"driver_version": "550.54.15", "cuda_driver_version": 12040, "gpus": []})
+    facts = facts_from_raw(raw)
+    assert (facts.nvidia.driver_version, facts.nvidia.gpus) == ("550.54.15", ())
+    codes = [f.code for f in evaluate(facts)]
+    assert "no-gpu-visible" in codes and "no-gpu" not in codes
+
+
+def test_recording_keeps_the_nvidia_hook(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    raw = replace(load_raw(HOSTS / "gpu-no-container-runtime"),
+                  nvidia_hook_path="/usr/bin/nvidia-container-runtime-hook")
+    save_raw(raw, tmp_path / "rec")
+    again = load_raw(tmp_path / "rec")
+    assert again.nvidia_hook_path == "/usr/bin/nvidia-container-runtime-hook"
+    assert facts_from_raw(again).docker.nvidia_hook is True
+
+
+def test_jax_before_the_cuda_plugins_is_a_cuda_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # jax < 0.4.26 came with a CUDA jaxlib from the jax releases index (jax[cuda12_pip]):
+    # its version carries the CUDA major, e.g. "0.4.25+cuda12.cudnn89"; no plugin package
+    (tmp_path / "jax").mkdir()
+    (tmp_path / "jax" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    versions = {"jax": "0.4.25", "jaxlib": "0.4.25+cuda12.cudnn89"}
+    monkeypatch.setattr(probe_module, "_dist_version",
+                        lambda names: next((versions[n] for n in names if n in versions), None))
+    raw = probe_module._collect_framework_files("jax")
+    assert (raw.dist_version, raw.build_cuda) == ("0.4.25", "12")
+    versions["jaxlib"] = "0.4.25"  # the CPU jaxlib from PyPI
+    assert probe_module._collect_framework_files("jax").build_cuda is None

@@ -184,3 +184,55 @@ def test_target_from_host() -> None:
                                              compute_capabilities=("8.0", "8.9"), python="3.11")
     broken = HostFacts(nvidia=NvidiaFacts(error="Failed to initialize NVML: Unknown Error"))
     assert target_from_host(broken).cpu
+
+
+def test_tensorflow_2_4_on_a_cuda_11_0_driver() -> None:
+    # driver 450.51.06 is CUDA 11.0.3's own driver: TF 2.4 (CUDA 11.0) runs on it
+    build = resolve_build("tensorflow", Target(driver="450.51.06", compute_capabilities=("7.0",),
+                                               python="3.8"))
+    assert (build.version, build.cuda, build.min_driver) == ("2.4.4", "11.0", "450.51.05")
+
+
+def test_tensorflow_2_0_and_1x_gpu_builds_are_tensorflow_gpu() -> None:
+    # up to 2.0 the tensorflow wheel is CPU-only: a GPU host needs tensorflow-gpu
+    build = resolve_build("tensorflow", Target(driver="410.104", compute_capabilities=("7.0",),
+                                               python="3.7"))
+    assert (build.version, build.cuda) == ("2.0.4", "10.0")
+    assert build.requirements == ("tensorflow-gpu==2.0.4",)
+    cpu = resolve_build("tensorflow", Target(cpu=True, version="2.0"))
+    assert cpu.requirements == ("tensorflow==2.0.4",)
+    assert resolve_build("tensorflow", Target(cpu=True)).requirements[0].startswith(
+        "tensorflow-cpu==")
+    # a CUDA 9.0 driver gets the last TensorFlow built with CUDA 9.0
+    old = resolve_build("tensorflow", Target(driver="384.130", compute_capabilities=("6.1",),
+                                             python="3.6"))
+    assert (old.version, old.cuda, old.cudnn, old.min_driver) == ("1.12.3", "9.0", "7", "384.81")
+    assert old.requirements == ("tensorflow-gpu==1.12.3",)
+
+
+def test_a_gpu_too_old_for_every_build_is_not_told_to_update_the_driver() -> None:
+    # a Tesla K80 (sm_37) on its last driver branch (R470): jax needs sm_52+, so a driver
+    # update would not help; the error names the GPU, not the driver
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("jax", gpu("470.256.02", "3.7"))
+    assert "needs compute capability >= 5.2, GPU has 3.7" in info.value.message
+    assert "driver 470.256.02 <" not in info.value.message
+    assert info.value.hint == "no jax GPU build supports this GPU: resolve with --cpu"
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("tensorflow", gpu("470.256.02", "3.0", python="3.11"))
+    assert info.value.hint == ("no tensorflow GPU build for Python 3.11 supports this GPU: "
+                               "resolve with --cpu, or another --python")
+    # where the driver is what blocks, the hint names the driver that is needed
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("jax", gpu("470.256.02", "7.5"))
+    assert info.value.hint == "update the NVIDIA driver to >= 525.60.13, or resolve with --cpu"
+
+
+def test_kepler_gets_the_newest_torch_whose_cudnn_still_supports_it() -> None:
+    # cu118 wheels of torch 2.4-2.7 keep sm_37 kernels but ship cuDNN 9.1 (Maxwell and newer)
+    build = resolve_build("torch", gpu("470.82.01", "3.7"))
+    assert (build.version, build.variant, build.cudnn) == ("2.3.1", "cu118", "8.7")
+    assert any("torch 2.7.1 cu118: its cuDNN 9.1 supports compute capability >= 5.0, not sm_37"
+               in reason for reason in build.reasons)
+    # a Maxwell GPU on the same driver is not held back
+    assert resolve_build("torch", gpu("470.82.01", "5.2")).version == "2.7.1"

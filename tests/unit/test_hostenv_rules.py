@@ -149,3 +149,169 @@ def test_a_failing_rule_does_not_hide_the_others(monkeypatch: pytest.MonkeyPatch
     findings = rules.evaluate(host("cpu-only-host"))
     assert findings[0].code == "rule-failed" and "boom" in findings[0].what
     assert any(f.code == "no-gpu" for f in findings)
+
+
+def test_k80_is_not_told_to_update_past_r470() -> None:
+    # R470 is the last driver branch for Kepler: "update to >= 515.43.04" cannot be done
+    below_ga = next(f for f in evaluate(host("k80-driver470-smi-fallback"))
+                    if f.code == "driver-below-ga")
+    assert "515.43.04 when convenient" not in below_ga.fix
+    assert below_ga.fix.startswith("keep the R470 driver: R470 is the last driver branch for "
+                                   "Kepler GPUs such as GPU 0 Tesla K80 (sm_37)")
+
+
+def test_k80_with_a_cuda_12_torch_gets_a_build_not_a_driver() -> None:
+    facts = replace(host("k80-driver470-smi-fallback"), frameworks=(FrameworkFacts(
+        name="torch", installed=True, version="2.5.1+cu124", cuda="12.4", gpu_available=False),))
+    too_old = next(f for f in evaluate(facts) if f.code == "driver-too-old")
+    assert "nvidia-driver-" not in too_old.fix  # no driver for a K80 runs CUDA 12
+    assert too_old.fix == (
+        "no driver runs CUDA 12.4 on this GPU (R470 is the last driver branch for Kepler GPUs "
+        "such as GPU 0 Tesla K80 (sm_37)): install a build this driver runs: "
+        "pip install torch==2.3.1 --index-url https://download.pytorch.org/whl/cu118")
+
+
+def test_kepler_below_the_11x_floor_is_sent_to_r470_not_beyond() -> None:
+    facts = replace(
+        host("k80-driver470-smi-fallback"),
+        nvidia=NvidiaFacts(source="nvidia-smi", driver_version="418.87.01",
+                           cuda_driver_version="10.1", gpus=(GpuFacts(0, "Tesla K80", "3.7"),)))
+    too_old = next(f for f in evaluate(facts) if f.code == "driver-too-old")
+    assert too_old.fix.startswith("update the NVIDIA driver to >= 450.80.02 (Ubuntu: sudo apt "
+                                  "install nvidia-driver-470, then reboot); R470 is the last")
+
+
+def test_volta_is_not_told_to_update_past_r580() -> None:
+    # R580 is the last branch for Maxwell, Pascal and Volta: CUDA 13.2's own driver (595)
+    # never comes to a V100
+    facts = HostFacts(
+        nvidia=NvidiaFacts(source="nvml", driver_version="580.95.05", cuda_driver_version="13.0",
+                           gpus=(GpuFacts(0, "Tesla V100-SXM2-16GB", "7.0"),)),
+        frameworks=(FrameworkFacts(name="torch", installed=True, version="2.14.1+cu132",
+                                   cuda="13.2", gpu_available=True),),
+    )
+    below = next(f for f in evaluate(facts) if f.code == "driver-below-ga")
+    assert below.fix.startswith("keep the R580 driver: R580 is the last driver branch for "
+                                "Maxwell, Pascal and Volta GPUs such as GPU 0 Tesla V100")
+    # a Turing GPU on the same driver is told to update
+    turing = replace(facts, nvidia=replace(facts.nvidia, gpus=(GpuFacts(0, "Tesla T4", "7.5"),)))
+    below = next(f for f in evaluate(turing) if f.code == "driver-below-ga")
+    assert below.fix == "update the driver to >= 595.45.04 when convenient"
+
+
+def test_tensorflow_1_12_is_checked_against_cuda_9_0() -> None:
+    # TF 1.5-1.12 were built with CUDA 9.0 / cuDNN 7: not TF 2.0's CUDA 10.0
+    facts = HostFacts(
+        nvidia=NvidiaFacts(source="nvidia-smi", driver_version="390.116", cuda_driver_version="9.1",
+                           gpus=(GpuFacts(0, "GeForce GTX 1080 Ti", "6.1"),)),
+        frameworks=(FrameworkFacts(name="tensorflow", installed=True, version="1.12.0",
+                                   cuda="9.0", cudnn="7", gpu_available=True),),
+    )
+    findings = evaluate(facts)
+    codes = [f.code for f in findings]
+    assert "tf-cuda-mismatch" not in codes and "framework-version-unknown" not in codes
+    assert "framework-ok" in codes and not has_errors(findings)
+    # on a driver older than CUDA 9.0's (384.81) it is an error naming that driver
+    older = replace(facts, nvidia=replace(facts.nvidia, driver_version="375.66",
+                                          cuda_driver_version="8.0"))
+    too_old = next(f for f in evaluate(older) if f.code == "driver-too-old")
+    assert "CUDA 9.0 needs driver >= 384.81" in too_old.why
+    assert "pip install tensorflow-gpu==1.4.1" in too_old.fix  # the last CUDA 8.0 TensorFlow
+
+
+def test_jax_cuda13_on_a_pascal_gpu_is_an_error() -> None:
+    # jax[cuda13] needs compute capability >= 7.5 (CUDA 13 dropped Maxwell to Volta)
+    facts = replace(host("healthy-h100-cuda13"), nvidia=NvidiaFacts(
+        source="nvml", driver_version="580.95.05", cuda_driver_version="13.0",
+        gpus=(GpuFacts(0, "NVIDIA GeForce GTX 1080 Ti", "6.1"),)))
+    jax_findings = [f for f in evaluate(facts) if "jax" in f.what]
+    assert [f.code for f in jax_findings] == ["arch-not-in-build"]
+    finding = jax_findings[0]
+    assert finding.what == ("GPU 0 NVIDIA GeForce GTX 1080 Ti (sm_61) is too old for jax's "
+                            "cuda13 plugin (CUDA 13)")
+    assert "compute capability >= 7.5" in finding.why
+    assert finding.fix.startswith("pip uninstall -y jax-cuda13-plugin jax-cuda13-pjrt && "
+                                  "pip install 'jax[cuda12]==")
+    # the same jax on the H100 of the recording fits
+    assert "framework-ok" in [f.code for f in evaluate(host("healthy-h100-cuda13"))
+                              if "jax" in f.what]
+
+
+def test_tensorflow_too_new_for_a_k80_names_the_tensorflow_that_runs() -> None:
+    facts = replace(host("k80-driver470-smi-fallback"), frameworks=(FrameworkFacts(
+        name="tensorflow", installed=True, version="2.15.1", cuda="12.2", cudnn="8",
+        gpu_available=False),))
+    arch = next(f for f in evaluate(facts) if f.code == "arch-not-in-build")
+    assert arch.what == "GPU 0 Tesla K80 (sm_37) is too old for tensorflow 2.15.1 (CUDA 12.2)"
+    # TF 2.14 (CUDA 11.8) still has sm_35+ kernels and runs on R470 (Python 3.9 host)
+    assert arch.fix == ("use an older TensorFlow: pip install --force-reinstall "
+                        "'tensorflow[and-cuda]==2.14.1'")
+
+
+@pytest.mark.parametrize("output, needle", [
+    # one GPU of several stopped answering: nvidia-smi prints this line and exits non-zero
+    ("Unable to determine the device handle for GPU0000:02:00.0: Unknown Error\n", "xid"),
+    ("Unable to determine the device handle for gpu 0000:3B:00.0: GPU is lost.  Reboot the "
+     "system to recover this GPU\n", "reboot"),
+])
+def test_a_lost_gpu_is_a_broken_driver_error_with_a_fix(output: str, needle: str) -> None:
+    from dlbox.hostenv.probe import CommandOutput, RawHost
+
+    raw = RawHost(smi_path="/usr/bin/nvidia-smi", smi_query=CommandOutput(
+        ("/usr/bin/nvidia-smi", "--query-gpu=name,compute_cap,memory.total,driver_version",
+         "--format=csv,noheader"), output=output, returncode=15))
+    finding = evaluate(facts_from_raw(raw))[0]
+    assert (finding.level, finding.code) == ("error", "nvidia-driver-broken")
+    assert finding.what == f"probe nvidia-smi failed: {output.strip()}"
+    assert needle in finding.fix.lower()
+
+
+def test_toolkit_hook_without_the_nvidia_runtime_still_gives_docker_the_gpu(
+        tmp_path: Path) -> None:
+    # dockerd registers the device driver behind `docker run --gpus` whenever
+    # nvidia-container-runtime-hook is on its PATH (moby daemon/nvidia_linux.go), so a host
+    # with the NVIDIA Container Toolkit installed but no `nvidia` runtime in daemon.json is fine
+    import shutil
+
+    folder = tmp_path / "rec"
+    shutil.copytree(HOSTS / "gpu-no-container-runtime", folder)
+    meta = json.loads((folder / "host.json").read_text())
+    meta["nvidia_hook_path"] = "/usr/bin/nvidia-container-runtime-hook"
+    (folder / "host.json").write_text(json.dumps(meta))
+    facts = facts_from_raw(load_raw(folder))
+    assert facts.docker.gpu_capable and not facts.docker.nvidia_runtime
+    findings = evaluate(facts)
+    assert "docker-no-nvidia-runtime" not in [f.code for f in findings]
+    docker = next(f for f in findings if f.code == "docker")
+    assert docker.what.endswith("; nvidia-container-runtime-hook (docker run --gpus)")
+    # without the hook (the recording as made) the warning stays
+    assert evaluate(host("gpu-no-container-runtime"))[0].code == "docker-no-nvidia-runtime"
+
+
+def test_kepler_with_a_cudnn_9_torch_is_an_error_and_gets_a_cudnn_8_build() -> None:
+    # torch 2.4-2.7 cu118 still list sm_37, but their cuDNN 9.1 starts at compute capability
+    # 5.0 (cuDNN support matrix): a convnet on a K80 fails. torch 2.3.1 cu118 has cuDNN 8.7.
+    facts = replace(host("k80-driver470-smi-fallback"), frameworks=(FrameworkFacts(
+        name="torch", installed=True, version="2.5.1+cu118", cuda="11.8", cudnn="90100",
+        gpu_available=True, arch_list=("sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80",
+                                       "sm_86", "sm_90")),))
+    errors = [f for f in evaluate(facts) if f.level == "error"]
+    assert [f.code for f in errors] == ["arch-not-in-build"]
+    assert errors[0].what == ("GPU 0 Tesla K80 (sm_37) is not supported by the cuDNN of torch "
+                              "2.5.1+cu118 (CUDA 11.8)")
+    assert "cuDNN 9.1 supports compute capability >= 5.0, not sm_37" in errors[0].why
+    assert errors[0].fix == ("pip uninstall -y torch && pip install torch==2.3.1 --index-url "
+                             "https://download.pytorch.org/whl/cu118")
+    # the recorded K80 host (torch 2.0.1+cu117, cuDNN 8.5) is fine
+    assert not has_errors(evaluate(host("k80-driver470-smi-fallback")))
+
+
+def test_cudnn_versions_as_torch_reports_them() -> None:
+    from dlbox.hostenv.rules import cudnn_from_torch
+
+    assert cudnn_from_torch("8500") == "8.5"
+    assert cudnn_from_torch("8902") == "8.9"
+    assert cudnn_from_torch("90100") == "9.1"
+    assert cudnn_from_torch("91002") == "9.10"
+    assert cudnn_from_torch("9.1.0.70") == "9.1"
+    assert cudnn_from_torch(None) is None and cudnn_from_torch("n/a") is None

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dlbox.errors import EXIT_ERROR, EXIT_OK, UsageError
+from dlbox.errors import EXIT_ERROR, EXIT_OK, HostEnvError, UsageError
 from dlbox.hostenv.facts import HostFacts
 from dlbox.hostenv.probe import collect_raw, facts_from_raw, load_raw, save_raw
 from dlbox.hostenv.recording import HOST_JSON, RecordingError
-from dlbox.hostenv.report import render_build, render_text, report_dict
+from dlbox.hostenv.report import broken_driver_error, render_build, render_text, report_dict
 from dlbox.hostenv.resolve import SUPPORTED_FRAMEWORKS, Target, resolve_build, target_from_host
 from dlbox.hostenv.rules import evaluate, has_errors
 
@@ -65,6 +65,10 @@ def _facts(args: argparse.Namespace) -> HostFacts:
                     else "pass the folder that `dlbox doctor --record DIR` wrote")
             raise UsageError(f"{args.replay} is a file: --replay takes a recording's folder "
                              f"(the one that holds {HOST_JSON})", hint=hint)
+        if not args.replay.exists():
+            raise UsageError(f"{args.replay} does not exist: --replay takes a recording's "
+                             f"folder (the one that holds {HOST_JSON})",
+                             hint="create one with: dlbox doctor --record DIR")
         if not (args.replay / HOST_JSON).is_file():
             raise UsageError(f"{args.replay} is not a dlbox host recording (no {HOST_JSON})",
                              hint="create one with: dlbox doctor --record DIR")
@@ -76,9 +80,19 @@ def _facts(args: argparse.Namespace) -> HostFacts:
             raise UsageError(f"cannot read recording {args.replay}: "
                              f"{error.strerror or error}", hint=RECORDING_HINT) from error
     else:
+        if args.record is not None and args.record.exists() and not args.record.is_dir():
+            raise UsageError(f"{args.record} is a file: --record takes a folder to write the "
+                             "recording into", hint="pass a new or empty folder, e.g. "
+                                                    "dlbox doctor --record host-rec/")
         raw = collect_raw(deep=args.deep)
         if args.record is not None:
-            save_raw(raw, args.record)
+            try:
+                save_raw(raw, args.record)
+            except OSError as error:
+                raise HostEnvError(f"cannot write the recording to {args.record}: "
+                                   f"{error.strerror or error}",
+                                   hint="pass a folder you can write to, e.g. "
+                                        "dlbox doctor --record host-rec/") from error
     return facts_from_raw(raw)
 
 
@@ -98,7 +112,11 @@ def run(args: argparse.Namespace) -> int:
                             cpu=args.cpu, python=args.python, cuda=args.cuda,
                             version=args.framework_version)
         else:
-            host = target_from_host(_facts(args))
+            facts = _facts(args)
+            broken = broken_driver_error(facts)
+            if broken is not None:
+                raise broken
+            host = target_from_host(facts)
             target = Target(driver=host.driver, compute_capabilities=host.compute_capabilities,
                             cpu=host.cpu, python=args.python or host.python, cuda=args.cuda,
                             version=args.framework_version)

@@ -6,8 +6,8 @@ Compatibility guide ("minor version compatibility"):
   major only);
 - PTX built for compute_XY is JIT-compiled by the driver for any GPU with capability >= X.Y;
 - an application built with CUDA X.y runs on any driver >= the minimum of its major X
-  (11.x: 450.80.02, 12.x: 525.60.13, 13.x: 580), and without caveats on a driver >= the
-  toolkit's own GA driver.
+  (11.x: 450.80.02, 12.x: 525.60.13, 13.x: 580), or >= the toolkit's own GA driver where
+  that is lower (CUDA 11.0: 450.51.05), and without caveats on a driver >= that GA driver.
 """
 
 from __future__ import annotations
@@ -90,6 +90,10 @@ def driver_fit(matrix: Matrix, driver: str | None, cuda: str | None) -> DriverFi
     min_driver = matrix.minor_compat_driver(cuda)
     ga_driver = matrix.ga_driver(cuda)
     if min_driver is None:  # CUDA 10.x and older: no minor-version compatibility
+        min_driver = ga_driver
+    elif ga_driver and version_at_least(ga_driver, min_driver) is False:
+        # the toolkit's own driver always runs it, even below its major's minor-version
+        # floor: CUDA 11.0 (GA driver 450.51.05 < 450.80.02)
         min_driver = ga_driver
     if ga_driver is None and row is None:
         nearest = matrix.nearest_cuda_release(cuda)

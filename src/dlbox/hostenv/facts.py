@@ -87,6 +87,9 @@ class DockerFacts:
     default_runtime: str | None = None
     cdi_spec_dirs: tuple[str, ...] = ()
     cdi_nvidia: bool = False  # a CDI spec for nvidia.com/gpu exists in a spec dir
+    # nvidia-container-runtime-hook is on PATH: dockerd then registers the "nvidia" device
+    # driver that `docker run --gpus` uses, with or without the nvidia runtime configured
+    nvidia_hook: bool = False
     default_shm_mib: int | None = None  # from daemon.json default-shm-size, else 64
     error: str | None = None
 
@@ -96,7 +99,7 @@ class DockerFacts:
 
     @property
     def gpu_capable(self) -> bool:
-        return self.nvidia_runtime or self.cdi_nvidia
+        return self.nvidia_runtime or self.cdi_nvidia or self.nvidia_hook
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ class TensorflowRelease:
     checked: str
     uncertain: bool = False
     note: str = ""
+    gpu_package: str = "tensorflow"  # the GPU wheel: tensorflow-gpu up to 2.0
+    cpu_package: str = "tensorflow-cpu"  # the CPU-only wheel: tensorflow up to 2.0
 
     @property
     def latest(self) -> str:
@@ -112,6 +114,10 @@ class Matrix:
     jax: tuple[JaxRelease, ...]  # newest first
     checked: str
     torch_wheel_index: str
+    # ((below compute capability, last driver branch, architecture),), lowest capability first
+    last_driver_branches: tuple[tuple[str, str, str], ...] = ()
+    # (("9", "5.0"), ("8.9", "5.0")): the lowest compute capability a cuDNN release supports
+    cudnn_min_compute_capability: tuple[tuple[str, str], ...] = ()
 
     # ---- CUDA / driver -------------------------------------------------------------
     def minor_compat_driver(self, cuda: str | None) -> str | None:
@@ -161,6 +167,28 @@ class Matrix:
             if version_at_least(driver, row.ga_driver):
                 best = row.cuda
         return best
+
+    def last_driver_branch(self, cc: str | None) -> tuple[int, str] | None:
+        """(branch, architecture) of the last driver branch for a GPU of capability `cc`:
+        (470, "Kepler") for sm_37; None when current drivers still support it (or unknown)."""
+        gpu = compute_capability_tuple(cc)
+        if gpu is None:
+            return None
+        for below, branch, architecture in self.last_driver_branches:
+            if gpu < (compute_capability_tuple(below) or (0, 0)):
+                return int(branch), architecture
+        return None
+
+    def cudnn_min_cc(self, cudnn: str | None) -> str | None:
+        """Lowest compute capability cuDNN `cudnn` ("9.1", "8.9.2") supports; None if unknown."""
+        parts = parse_version(cudnn)
+        if not parts:
+            return None
+        table = dict(self.cudnn_min_compute_capability)
+        for key in (".".join(map(str, parts[:2])), str(parts[0])):
+            if key in table:
+                return table[key]
+        return None
 
     def cuda_archs(self, cuda: str | None) -> tuple[str, ...]:
         row = self.cuda_release(cuda) or self.nearest_cuda_release(cuda)
@@ -278,6 +306,8 @@ def load_matrix() -> Matrix:
             checked=row["checked"],
             uncertain=row.get("uncertain", False),
             note=row.get("note", ""),
+            gpu_package=row.get("gpu_package", "tensorflow"),
+            cpu_package=row.get("cpu_package", "tensorflow-cpu"),
         )
         for row in tf_doc["releases"]
     )
@@ -303,4 +333,13 @@ def load_matrix() -> Matrix:
         jax=jax_rows,
         checked=cuda_doc["checked"],
         torch_wheel_index=torch_doc["wheel_index"],
+        cudnn_min_compute_capability=tuple(
+            torch_doc.get("cudnn_min_compute_capability", {}).get("minimums", {}).items()),
+        last_driver_branches=tuple(
+            (entry["below_compute_capability"], entry["branch"], entry["architecture"])
+            for entry in sorted(
+                cuda_doc.get("last_driver_branch", {}).get("branches", ()),
+                key=lambda e: compute_capability_tuple(e["below_compute_capability"]) or (0, 0),
+            )
+        ),
     )

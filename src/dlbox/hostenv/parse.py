@@ -343,19 +343,47 @@ def parse_torch_version_py(text: str) -> dict[str, str | None]:
     return result
 
 
+_TF_MODULE_NAMES = {  # TF 1.x-2.2 wrote module-level names instead of a build_info dict
+    "is_cuda_build": "is_cuda_build",
+    "cuda_version_number": "cuda_version",
+    "cudnn_version_number": "cudnn_version",
+}
+
+
+def _dict_value(node: ast.expr) -> Any:
+    """A literal dict, or `collections.OrderedDict([(key, value), ...])` / `OrderedDict({...})`
+    / `dict(...)` of literals, as TensorFlow's generated build_info.py writes it."""
+    if isinstance(node, ast.Call) and len(node.args) <= 1 and not node.keywords:
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name in ("OrderedDict", "dict"):
+            return dict(ast.literal_eval(node.args[0])) if node.args else {}
+    return ast.literal_eval(node)
+
+
 def parse_tf_build_info(text: str) -> dict[str, Any]:
-    """The `build_info` dict of tensorflow/python/platform/build_info.py, read as text."""
+    """The build info of tensorflow/python/platform/build_info.py, read as text (no import).
+
+    TF 2.4+ writes `build_info = collections.OrderedDict([('cuda_version', '12.2'), ...])`,
+    2.3 a plain dict, 1.x-2.2 module-level names (`is_cuda_build = True`,
+    `cuda_version_number = '10.0'`); all come back as a dict with the 2.x keys."""
+    result: dict[str, Any] = {}
     try:
         tree = ast.parse(text)
         for node in tree.body:
-            if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "build_info" for t in node.targets
-            ):
-                value = ast.literal_eval(node.value)
-                return value if isinstance(value, dict) else {}
+            if not isinstance(node, ast.Assign):
+                continue
+            for target in node.targets:
+                if not isinstance(target, ast.Name):
+                    continue
+                if target.id == "build_info":
+                    value = _dict_value(node.value)
+                    return value if isinstance(value, dict) else {}
+                if target.id in _TF_MODULE_NAMES:
+                    result[_TF_MODULE_NAMES[target.id]] = ast.literal_eval(node.value)
     except (ValueError, SyntaxError, TypeError, RecursionError):
-        pass
-    return {}
+        return {}
+    return result
 
 
 def framework_from_probe_json(name: str, text: str) -> FrameworkFacts:
@@ -390,13 +418,15 @@ def framework_from_probe_json(name: str, text: str) -> FrameworkFacts:
 
 _GPU_NAME_CC: tuple[tuple[str, str], ...] = (
     # order matters: more specific names first. Source: https://developer.nvidia.com/cuda-gpus
+    # Turing Quadros and Ada workstation cards before the GeForce series prefixes: "Quadro RTX
+    # 5000" is sm_75 (not an RTX 50), "RTX 2000 Ada Generation" sm_89 (not an RTX 20)
+    ("Quadro RTX", "7.5"), ("Ada Generation", "8.9"),
     ("RTX PRO 6000 Blackwell", "12.0"), ("RTX 50", "12.0"), ("B200", "10.0"), ("B100", "10.0"),
     ("GB200", "10.0"), ("GB10", "12.1"), ("H100", "9.0"), ("H200", "9.0"), ("GH200", "9.0"),
-    ("L40", "8.9"), ("L4", "8.9"), ("RTX 40", "8.9"), ("RTX 6000 Ada", "8.9"),
-    ("RTX 4000 Ada", "8.9"), ("A100", "8.0"), ("A30", "8.0"), ("A800", "8.0"), ("A10G", "8.6"),
-    ("A10", "8.6"), ("A40", "8.6"), ("A16", "8.6"),
+    ("L40", "8.9"), ("L4", "8.9"), ("RTX 40", "8.9"), ("A100", "8.0"), ("A30", "8.0"),
+    ("A800", "8.0"), ("A10G", "8.6"), ("A10", "8.6"), ("A40", "8.6"), ("A16", "8.6"),
     ("A2", "8.6"), ("RTX A", "8.6"), ("RTX 30", "8.6"), ("T4", "7.5"), ("RTX 20", "7.5"),
-    ("GTX 16", "7.5"), ("Quadro RTX", "7.5"), ("TITAN RTX", "7.5"), ("V100", "7.0"),
+    ("GTX 16", "7.5"), ("TITAN RTX", "7.5"), ("V100", "7.0"),
     ("TITAN V", "7.0"), ("P100", "6.0"), ("P40", "6.1"), ("P4", "6.1"), ("GTX 10", "6.1"),
     ("M60", "5.2"), ("M40", "5.2"), ("GTX 9", "5.2"), ("K80", "3.7"),
 )

@@ -73,6 +73,7 @@ NVML_TIMEOUT_S = 5.0
 DEEP_TIMEOUT_S = {"torch": 60.0, "tensorflow": 120.0, "jax": 60.0}
 DOCKER_DEFAULT_SHM_MIB = 64  # dockerd's default --default-shm-size
 CDI_DEFAULT_DIRS = ("/etc/cdi", "/var/run/cdi")
+NVIDIA_HOOK = "nvidia-container-runtime-hook"  # NVIDIA Container Toolkit's OCI hook
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class RawHost:
     docker_error: str | None = None
     docker_daemon_json: str | None = None
     cdi_nvidia_specs: tuple[str, ...] = ()
+    nvidia_hook_path: str | None = None  # where nvidia-container-runtime-hook is (docker --gpus)
     frameworks: tuple[RawFramework, ...] = ()
     seconds: float | None = None
 
@@ -306,16 +308,22 @@ def _fields_of(query: CommandOutput) -> tuple[str, ...]:
 
 def _nvidia_facts(raw: RawHost, failures: list[ProbeFailure]) -> NvidiaFacts:
     matrix = load_matrix()
+    nvml_facts: NvidiaFacts | None = None
     if raw.nvml is not None:
         facts = nvidia_from_nvml_record(raw.nvml)
         if facts.error is None and facts.gpus:
             return replace(facts, nvidia_smi=raw.smi_path)
         if facts.error:
             failures.append(ProbeFailure("NVML", facts.error))
+        else:
+            nvml_facts = facts
     elif raw.nvml_error and raw.smi_path:
         # without nvidia-smi either, a missing NVML just means "no NVIDIA driver": no failure
         failures.append(ProbeFailure("NVML", raw.nvml_error))
     if raw.smi_path is None:
+        if nvml_facts is not None:
+            # NVML answered with a driver but no GPU, and there is no nvidia-smi to ask
+            return nvml_facts
         return NvidiaFacts(source="none")
     result: SmiResult | None = None
     query = raw.smi_query
@@ -397,6 +405,11 @@ def _collect_docker() -> dict[str, Any]:
         except OSError:
             continue
     out["cdi_nvidia_specs"] = tuple(specs)
+    # dockerd registers its "nvidia" device driver (docker run --gpus) when this hook is on
+    # its PATH, whether or not the nvidia runtime is configured in daemon.json
+    out["nvidia_hook_path"] = shutil.which(NVIDIA_HOOK) or next(
+        (path for path in (f"/usr/bin/{NVIDIA_HOOK}", f"/usr/local/bin/{NVIDIA_HOOK}")
+         if os.access(path, os.X_OK)), None)
     return out
 
 
@@ -426,7 +439,8 @@ def _docker_facts(raw: RawHost, failures: list[ProbeFailure]) -> DockerFacts:
             shm = parse_shm_size(config.get("default-shm-size")) or shm
         except (ValueError, AttributeError):
             failures.append(ProbeFailure("docker", "/etc/docker/daemon.json is not valid JSON"))
-    return replace(facts, default_shm_mib=shm, cdi_nvidia=bool(raw.cdi_nvidia_specs))
+    return replace(facts, default_shm_mib=shm, cdi_nvidia=bool(raw.cdi_nvidia_specs),
+                   nvidia_hook=bool(raw.nvidia_hook_path))
 
 
 # ------------------------------------------------------------------------------------------
@@ -469,11 +483,23 @@ DEEP_PROBE = {
         "out = {}\n"
         "try:\n"
         "    import tensorflow as tf\n"
-        "    info = tf.sysconfig.get_build_info()\n"
         "    out['version'] = tf.__version__\n"
+        "    try:\n"
+        "        info = dict(tf.sysconfig.get_build_info())\n"
+        "    except AttributeError:  # TF < 2.3: module-level names\n"
+        "        from tensorflow.python.platform import build_info as b\n"
+        "        info = {'cuda_version': getattr(b, 'cuda_version_number', None),\n"
+        "                'cudnn_version': getattr(b, 'cudnn_version_number', None)}\n"
         "    out['cuda'] = info.get('cuda_version')\n"
         "    out['cudnn'] = info.get('cudnn_version')\n"
-        "    gpus = tf.config.list_physical_devices('GPU')\n"
+        "    config = getattr(tf, 'config', None)\n"
+        "    listing = getattr(config, 'list_physical_devices', None) or getattr(\n"
+        "        getattr(config, 'experimental', None), 'list_physical_devices', None)\n"
+        "    if listing is not None:  # TF >= 2.1, else tf.config.experimental (1.14+)\n"
+        "        gpus = listing('GPU')\n"
+        "    else:\n"
+        "        from tensorflow.python.client import device_lib\n"
+        "        gpus = [d for d in device_lib.list_local_devices() if d.device_type == 'GPU']\n"
         "    out['visible_gpus'] = len(gpus)\n"
         "    out['gpu_available'] = bool(gpus)\n"
         "    out['arch_list'] = list(info.get('cuda_compute_capabilities') or [])\n"
@@ -536,6 +562,9 @@ def _collect_framework_files(name: str) -> RawFramework:
             if f"jax-cuda{major}-plugin" in packages:
                 build_cuda = major
                 break
+        else:  # jax before the plugins (< 0.4.26): a CUDA jaxlib, "0.4.25+cuda12.cudnn89"
+            local = re.search(r"\+cuda(\d+)", packages.get("jaxlib", ""))
+            build_cuda = local.group(1) if local else None
     return RawFramework(name=name, installed=True, dist_version=_dist_version(_DIST_NAMES[name]),
                         build_cuda=build_cuda, build_cudnn=build_cudnn, packages=packages)
 
@@ -653,6 +682,7 @@ def collect_raw(deep: bool | None = None, disk_path: str | None = None) -> RawHo
         docker_error=results.get("docker_error"),
         docker_daemon_json=results.get("docker_daemon_json"),
         cdi_nvidia_specs=tuple(results.get("cdi_nvidia_specs") or ()),
+        nvidia_hook_path=results.get("nvidia_hook_path"),
         frameworks=tuple(frameworks),
         seconds=round(time.monotonic() - start, 3),
     )
@@ -714,6 +744,7 @@ def save_raw(raw: RawHost, folder: Path) -> None:
         "system_error": raw.system_error,
         "smi_path": raw.smi_path,
         "cdi_nvidia_specs": list(raw.cdi_nvidia_specs),
+        "nvidia_hook_path": raw.nvidia_hook_path,
         "seconds": raw.seconds,
         "commands": {},
         "frameworks": [],
@@ -799,6 +830,7 @@ def load_raw(folder: Path) -> RawHost:
         docker_error=text("docker_error"),
         docker_daemon_json=text("docker_daemon_json"),
         cdi_nvidia_specs=tuple(meta.get("cdi_nvidia_specs") or ()),
+        nvidia_hook_path=meta.get("nvidia_hook_path"),
         frameworks=tuple(frameworks),
         seconds=meta.get("seconds"),
     )

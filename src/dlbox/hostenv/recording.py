@@ -168,6 +168,7 @@ def check_host_json(meta: Any, path: Path) -> None:
             check.flag(system["in_container"], "system.in_container")
     check.text(meta.get("system_error"), "system_error")
     check.text(meta.get("smi_path"), "smi_path")
+    check.text(meta.get("nvidia_hook_path"), "nvidia_hook_path")
     check.text_list(meta.get("cdi_nvidia_specs"), "cdi_nvidia_specs")
     seconds = meta.get("seconds")
     if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlbox import __version__
-from dlbox.errors import DlboxError
+from dlbox.errors import DlboxError, HostEnvError
 from dlbox.hostenv.facts import HostFacts
 from dlbox.hostenv.resolve import (
     SUPPORTED_FRAMEWORKS,
@@ -72,8 +72,12 @@ def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
     d = facts.docker
     if d.reachable:
         support = "no GPU support"
-        if d.nvidia_runtime or d.cdi_nvidia:
-            support = "nvidia runtime" if d.nvidia_runtime else "CDI"
+        if d.nvidia_runtime:
+            support = "nvidia runtime"
+        elif d.cdi_nvidia:
+            support = "CDI"
+        elif d.nvidia_hook:
+            support = "--gpus (nvidia-container-runtime-hook)"
         rows.append(("Docker", f"{d.server_version}, {support}, "
                                f"default shm {_mib(d.default_shm_mib)}"))
     else:
@@ -104,11 +108,28 @@ def render_text(facts: HostFacts, findings: list[Finding], console: Console) -> 
                        style="bold red" if errors else "bold"), soft_wrap=True)
 
 
+def broken_driver_error(facts: HostFacts) -> HostEnvError | None:
+    """Why no build can be picked for a host whose NVIDIA driver is installed but failing
+    (a CPU-only pick would be wrong advice there), or None."""
+    if not facts.nvidia.error:
+        return None
+    return HostEnvError(
+        f"the NVIDIA driver on this host is not working ({facts.nvidia.error}), so its GPU "
+        "cannot be matched to a build",
+        hint="fix the driver first (dlbox doctor says how), or resolve for a given host: "
+             "--driver VERSION --compute-capability X.Y, or --cpu",
+    )
+
+
 def recommended_builds(facts: HostFacts) -> dict[str, Any]:
     """The resolver's pick for this host per framework (or why there is none)."""
     target = target_from_host(facts)
     out: dict[str, Any] = {}
+    broken = broken_driver_error(facts)
     for name in SUPPORTED_FRAMEWORKS:
+        if broken is not None:
+            out[name] = {"error": broken.message, "hint": broken.hint}
+            continue
         try:
             out[name] = resolve_build(name, target).to_dict()
         except DlboxError as error:

@@ -255,7 +255,22 @@ def _torch_variant_rejection(
         if build_fit(matrix, cc, variant.archs, variant.ptx, variant.cuda) == "none":
             return (f"{variant.name}: built for {describe_archs(variant.archs, variant.ptx)}, "
                     f"no kernel image for sm_{cc.replace('.', '')}")
+        below = cudnn_below_minimum(matrix, variant.cudnn, cc)
+        if below:
+            return f"{variant.name}: {below}"
     return None
+
+
+def cudnn_below_minimum(matrix: Matrix, cudnn: str | None, cc: str | None) -> str | None:
+    """Why cuDNN `cudnn` cannot serve a GPU of capability `cc` (None when it can or when
+    unknown): cuDNN 8.9 and 9.x start at Maxwell (5.0), so a Kepler GPU fails every
+    convolution even where torch's own arch list still has sm_37."""
+    minimum = matrix.cudnn_min_cc(cudnn)
+    gpu = compute_capability_tuple(cc)
+    if minimum is None or gpu is None or gpu >= (compute_capability_tuple(minimum) or (0, 0)):
+        return None
+    return (f"its cuDNN {cudnn} supports compute capability >= {minimum}, not "
+            f"sm_{format_cc(gpu).replace('.', '')}, so convolutions fail")
 
 
 def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
@@ -308,7 +323,9 @@ def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
                 reasons.append(f"sm_{cc.replace('.', '')} runs through PTX JIT (first start slow)")
         if target.cuda:
             reasons.append(f"CUDA {target.cuda} was requested")
-        reasons.extend(f"rejected: {r}" for r in rejections[:6])
+        # the GPU's own reasons (kernels, cuDNN) first: they say why newer releases are out
+        shown = sorted(rejections, key=lambda r: "no kernel image" not in r and "cuDNN" not in r)
+        reasons.extend(f"rejected: {r}" for r in shown[:6])
         return _torch_build(release, chosen, target, matrix, reasons)
 
     raise _torch_unresolvable(target, releases, matrix, rejections)
@@ -396,6 +413,24 @@ def _tf_min_cc(matrix: Matrix, cuda: str) -> str:
     return table["cuda12"] if major >= 12 else table["cuda10-11"]
 
 
+def _target_words(target: Target) -> str:
+    """"driver 470.82.01, sm_37": the GPU target an error is about."""
+    caps = ", ".join(f"sm_{c.replace('.', '')}" for c in target.compute_capabilities)
+    return f"driver {target.driver}" + (f", {caps}" if caps else "")
+
+
+def _unresolvable_hint(target: Target, driver_minimums: list[str], framework: str) -> str:
+    """What to do when no build fits: a newer driver only when a driver was what refused one
+    (builds refused for the GPU itself are checked first: a GPU cannot be updated)."""
+    if not driver_minimums:
+        python = f" for Python {target.python}" if target.python else ""
+        other = ", or another --python" if target.python else ""
+        return (f"no {framework} GPU build{python} supports this GPU: resolve with "
+                f"--cpu{other}")
+    lowest = min(driver_minimums, key=lambda d: parse_version(d) or ())
+    return f"update the NVIDIA driver to >= {lowest}, or resolve with --cpu"
+
+
 def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
     candidates = pin_rows(matrix.tensorflow, target.version, "tensorflow", matrix.checked)
     releases = [r for r in candidates if _python_ok(target.python, r.python)]
@@ -408,21 +443,18 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
         return ResolvedBuild(
             framework="tensorflow", version=release.latest, variant="cpu", cuda=None,
             cudnn=None, wheel_index=None,
-            requirements=(f"tensorflow-cpu=={release.latest}",),
+            requirements=(f"{release.cpu_package}=={release.latest}",),
             python_versions=release.python, min_driver=None,
             reasons=(_cpu_reason(target), f"tensorflow {release.latest} is the newest release"),
             warnings=_uncertain_warning(release), sources=(release.source,),
             checked=release.checked,
         )
     rejections: list[str] = []
+    driver_minimums: list[str] = []  # the drivers that driver-rejected builds need
     for release in releases:
         if target.cuda and not same_release(release.cuda, target.cuda):
             continue
-        fit = driver_fit(matrix, target.driver, release.cuda)
-        if fit.ok is False:
-            rejections.append(f"tensorflow {release.latest} (CUDA {release.cuda}): driver "
-                              f"{target.driver} < {fit.min_driver}")
-            continue
+        # the GPU first: a driver can be updated, a GPU cannot
         min_cc = _tf_min_cc(matrix, release.cuda)
         too_old = [cc for cc in target.compute_capabilities
                    if (compute_capability_tuple(cc) or (0, 0)) < (compute_capability_tuple(min_cc)
@@ -430,6 +462,12 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
         if too_old:
             rejections.append(f"tensorflow {release.latest} (CUDA {release.cuda}) needs compute "
                               f"capability >= {min_cc}, GPU has {', '.join(too_old)}")
+            continue
+        fit = driver_fit(matrix, target.driver, release.cuda)
+        if fit.ok is False:
+            rejections.append(f"tensorflow {release.latest} (CUDA {release.cuda}): driver "
+                              f"{target.driver} < {fit.min_driver}")
+            driver_minimums.append(fit.min_driver or "")
             continue
         reasons = _gpu_reasons(target)
         reasons.append(f"tensorflow {release.latest} is the newest release with a build this "
@@ -457,7 +495,7 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
             variant, requirements = "and-cuda", (f"tensorflow[and-cuda]=={release.latest}",)
             reasons.append("tensorflow[and-cuda] installs that CUDA and cuDNN from pip")
         else:
-            variant, requirements = "cuda-system", (f"tensorflow=={release.latest}",)
+            variant, requirements = "cuda-system", (f"{release.gpu_package}=={release.latest}",)
             reasons.append(f"needs CUDA {release.cuda} and cuDNN {release.cudnn} installed "
                            "on the system or in the base image")
         return ResolvedBuild(
@@ -469,9 +507,9 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
         )
     wanted = f" with CUDA {target.cuda}" if target.cuda else ""
     raise HostEnvError(
-        f"no tensorflow build{wanted} runs on this target: "
+        f"no tensorflow build{wanted} runs on this target ({_target_words(target)}): "
         f"{'; '.join(rejections[:3]) or 'no release matches'}",
-        hint="update the NVIDIA driver, or resolve with --cpu",
+        hint=_unresolvable_hint(target, driver_minimums, "tensorflow"),
     )
 
 
@@ -496,6 +534,7 @@ def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
             checked=release.checked,
         )
     rejections: list[str] = []
+    driver_minimums: list[str] = []  # the drivers that driver-rejected builds need
     for release in releases:
         for plugin in release.plugins:
             if target.cuda and not same_release(plugin.cuda, (parse_version(target.cuda)
@@ -505,11 +544,7 @@ def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
                         if plugin.since is None or version_at_least(v, plugin.since)]
             if not versions:
                 continue
-            fit = driver_fit(matrix, target.driver, plugin.cuda)
-            if fit.ok is False:
-                rejections.append(f"jax {versions[-1]} [{plugin.name}]: driver {target.driver} "
-                                  f"< {fit.min_driver}")
-                continue
+            # the GPU first: a driver can be updated, a GPU cannot
             min_cc = compute_capability_tuple(plugin.min_compute_capability) or (0, 0)
             too_old = [cc for cc in target.compute_capabilities
                        if (compute_capability_tuple(cc) or (0, 0)) < min_cc]
@@ -517,6 +552,12 @@ def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
                 rejections.append(f"jax {versions[-1]} [{plugin.name}] needs compute capability "
                                   f">= {plugin.min_compute_capability}, GPU has "
                                   f"{', '.join(too_old)}")
+                continue
+            fit = driver_fit(matrix, target.driver, plugin.cuda)
+            if fit.ok is False:
+                rejections.append(f"jax {versions[-1]} [{plugin.name}]: driver {target.driver} "
+                                  f"< {fit.min_driver}")
+                driver_minimums.append(fit.min_driver or "")
                 continue
             reasons = _gpu_reasons(target)
             reasons.append(f"jax {versions[-1]} is the newest release with a plugin this host "
@@ -534,6 +575,7 @@ def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
                 checked=release.checked,
             )
     raise HostEnvError(
-        f"no jax build runs on this target: {'; '.join(rejections[:3]) or 'no plugin matches'}",
-        hint="update the NVIDIA driver, or resolve with --cpu",
+        f"no jax build runs on this target ({_target_words(target)}): "
+        f"{'; '.join(rejections[:3]) or 'no plugin matches'}",
+        hint=_unresolvable_hint(target, driver_minimums, "jax"),
     )

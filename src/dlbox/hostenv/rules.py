@@ -21,7 +21,13 @@ from dlbox.hostenv.compat import (
 )
 from dlbox.hostenv.facts import FrameworkFacts, GpuFacts, HostFacts
 from dlbox.hostenv.matrix import Matrix, load_matrix, nearest_release
-from dlbox.hostenv.resolve import ResolvedBuild, Target, resolve_build, target_from_host
+from dlbox.hostenv.resolve import (
+    ResolvedBuild,
+    Target,
+    cudnn_below_minimum,
+    resolve_build,
+    target_from_host,
+)
 from dlbox.hostenv.versions import major_minor, parse_version, same_release
 
 Level = Literal["ok", "warn", "error"]
@@ -103,6 +109,16 @@ _SMI_EXPLAIN = (
      "blocked by Secure Boot)",
      "install the driver for the running kernel (Ubuntu: sudo ubuntu-drivers install) and "
      "reboot; with Secure Boot, enrol the module signing key"),
+    ("gpu is lost",
+     "a GPU stopped answering the driver (fell off the bus: Xid 79 in the kernel log), usually "
+     "from overheating, power or a PCIe fault",
+     "reboot to recover it; check sudo dmesg | grep -i xid, and the GPU's power, cooling and "
+     "seating if it recurs"),
+    ("unable to determine the device handle",
+     "the driver cannot reach one of the GPUs (it fell off the bus or failed: look for Xid "
+     "errors in the kernel log)",
+     "check sudo dmesg | grep -i xid; reboot (or reset it with sudo nvidia-smi -r -i <index>); "
+     "if it recurs, check the GPU's power, cooling and seating"),
     ("no devices were found",
      "the driver is loaded but sees no GPU (GPU not passed through to this VM/container, or "
      "fallen off the bus)",
@@ -185,10 +201,38 @@ def _version_row_warning(fw: FrameworkFacts, rows: tuple[Any, ...], checked: str
         "update dlbox for newer data; results for this version may be off")
 
 
+@dataclass(frozen=True)
+class _DriverCeiling:
+    branch: int  # the last driver branch that supports `gpu`
+    architecture: str
+    gpu: GpuFacts
+
+    def below(self, driver: str | None) -> bool:
+        """True when `driver` lies beyond this branch (no driver for the GPU reaches it)."""
+        parts = parse_version(driver)
+        return parts is not None and parts[0] > self.branch
+
+    def why(self) -> str:
+        return (f"R{self.branch} is the last driver branch for {self.architecture} GPUs such as "
+                f"{_gpu_label(self.gpu)}")
+
+
+def _driver_ceiling(facts: HostFacts, matrix: Matrix) -> _DriverCeiling | None:
+    """The lowest 'last driver branch' among the host's GPUs (Kepler: R470, Maxwell to
+    Volta: R580), or None when current drivers support every GPU."""
+    best: _DriverCeiling | None = None
+    for gpu in _usable_gpus(facts):
+        cap = matrix.last_driver_branch(gpu.compute_capability)
+        if cap and (best is None or cap[0] < best.branch):
+            best = _DriverCeiling(cap[0], cap[1], gpu)
+    return best
+
+
 def _driver_findings(fw: FrameworkFacts, facts: HostFacts, matrix: Matrix) -> list[Finding]:
     driver = facts.nvidia.driver_version
     if not fw.cuda or not driver or not _usable_gpus(facts):
         return []
+    ceiling = _driver_ceiling(facts, matrix)
     findings: list[Finding] = []
     fit = driver_fit(matrix, driver, fw.cuda)
     major_only = len(parse_version(fw.cuda) or ()) == 1  # jax plugins: "12", "13"
@@ -203,11 +247,23 @@ def _driver_findings(fw: FrameworkFacts, facts: HostFacts, matrix: Matrix) -> li
             "update dlbox for newer data"))
     if fit.ok is False:
         better = _resolved(fw.name, facts, matrix)
-        fix = (f"update the NVIDIA driver to >= {fit.ga_driver or fit.min_driver} (Ubuntu: sudo "
-               f"apt install nvidia-driver-{_driver_branch(fit.ga_driver or fit.min_driver)}, "
-               "then reboot)")
-        if better is not None:
-            fix += f", or install a build this driver runs: {_pip_line(better)}"
+        wanted: str | None = fit.ga_driver or fit.min_driver
+        branch = _driver_branch(wanted)
+        if ceiling and ceiling.below(wanted):
+            # no driver for this GPU reaches the GA driver: the minimum, if any, in its branch
+            wanted = None if ceiling.below(fit.min_driver) else fit.min_driver
+            branch = str(ceiling.branch)
+        if wanted is None:
+            fix = (f"no driver runs CUDA {fw.cuda} on this GPU ({ceiling.why() if ceiling else ''}"
+                   "): install a build this driver runs: "
+                   + (_pip_line(better) if better else "one made with an older CUDA"))
+        else:
+            fix = (f"update the NVIDIA driver to >= {wanted} (Ubuntu: sudo apt install "
+                   f"nvidia-driver-{branch}, then reboot)")
+            if ceiling and ceiling.below(fit.ga_driver or fit.min_driver):
+                fix += f"; {ceiling.why()}"
+            if better is not None:
+                fix += f", or install a build this driver runs: {_pip_line(better)}"
         findings.append(Finding(
             "error", "driver-too-old",
             f"driver {driver} is too old for {_framework_label(fw)}",
@@ -215,13 +271,45 @@ def _driver_findings(fw: FrameworkFacts, facts: HostFacts, matrix: Matrix) -> li
             f"compatibility; {fw.name} will report no GPU or fail with 'driver is too old'",
             fix))
     elif fit.ga_ok is False:
+        fix = f"update the driver to >= {fit.ga_driver} when convenient"
+        if ceiling and ceiling.below(fit.ga_driver):
+            fix = (f"keep the R{ceiling.branch} driver: {ceiling.why()}, so no driver reaches "
+                   f"{fit.ga_driver}; pip wheels run fine this way, only avoid JIT-compiling "
+                   "PTX newer than the driver's CUDA")
         findings.append(Finding(
             "warn", "driver-below-ga",
             f"driver {driver} is older than CUDA {fw.cuda}'s own driver {fit.ga_driver}",
             f"{fw.name} runs through minor-version compatibility (driver >= {fit.min_driver}); "
             "code that JIT-compiles newer PTX can fail with 'unsupported toolchain'",
-            f"update the driver to >= {fit.ga_driver} when convenient"))
+            fix))
     return findings
+
+
+def cudnn_from_torch(value: str | None) -> str | None:
+    """torch.backends.cudnn.version() as "major.minor": 8500 -> "8.5", 90100 -> "9.1",
+    91002 -> "9.10"; a dotted version ("9.1.0.70") keeps its first two parts."""
+    if not value:
+        return None
+    if "." in value:
+        return major_minor(value)
+    if not value.isdigit():
+        return None
+    number = int(value)
+    if number >= 10000:  # cuDNN 9+: major * 10000 + minor * 100 + patch
+        return f"{number // 10000}.{number % 10000 // 100}"
+    return f"{number // 1000}.{number % 1000 // 100}"  # cuDNN 8: major * 1000 + minor * 100
+
+
+def _torch_cudnn(fw: FrameworkFacts, matrix: Matrix) -> str | None:
+    """The cuDNN torch uses: what it reported, else its nvidia-cudnn package, else the data."""
+    found = cudnn_from_torch(fw.cudnn) or major_minor(fw.cudnn_installed)
+    if found:
+        return found
+    release = matrix.torch_release(fw.version) or nearest_release(matrix.torch, fw.version)
+    for variant in release.variants if release else ():
+        if same_release(fw.cuda, variant.cuda):
+            return variant.cudnn
+    return None
 
 
 def _torch_archs(
@@ -292,6 +380,19 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                     "no native kernels for this GPU: the first start compiles them (minutes) "
                     "and some kernels may be slower",
                     "install a build with native kernels when one exists"))
+    cudnn = _torch_cudnn(fw, matrix)
+    for gpu in gpus:
+        below = cudnn_below_minimum(matrix, cudnn, gpu.compute_capability)
+        if below and not arch_error:
+            arch_error = True
+            better = _resolved("torch", facts, matrix)
+            findings.append(Finding(
+                "error", "arch-not-in-build",
+                f"{_gpu_label(gpu)} is not supported by the cuDNN of {_framework_label(fw)}",
+                f"torch has kernels for it, but {below}: cuDNN reports an architecture "
+                "mismatch",
+                f"pip uninstall -y torch && {_pip_line(better)}" if better else
+                "set torch.backends.cudnn.enabled = False (slow), or use another GPU"))
     if fw.gpu_available is False and not any(f.code == "driver-too-old" for f in driver_findings):
         findings.append(Finding(
             "error", "framework-gpu-unavailable",
@@ -357,7 +458,8 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                     "error", "arch-not-in-build",
                     f"{_gpu_label(gpu)} is too old for tensorflow {fw.version} (CUDA {row.cuda})",
                     f"CUDA {row.cuda} supports {_sm(rng[0])} and newer",
-                    "use an older TensorFlow, or run on CPU"))
+                    f"use an older TensorFlow: {fix_install}" if fix_install
+                    else "use an older TensorFlow, or run on CPU"))
             else:
                 findings.append(Finding(
                     "warn", "arch-ptx-only",
@@ -378,6 +480,30 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
 
 def replace_cuda(fw: FrameworkFacts, cuda: str) -> FrameworkFacts:
     return replace(fw, cuda=cuda)
+
+
+def _jax_arch_findings(fw: FrameworkFacts, gpus: tuple[GpuFacts, ...], matrix: Matrix,
+                       better: ResolvedBuild | None) -> list[Finding]:
+    """A GPU below the installed plugin's minimum compute capability (cuda13: sm_75)."""
+    row = matrix.jax_release(fw.version) or nearest_release(matrix.jax, fw.version)
+    plugins = [p for p in (row.plugins if row else ()) if same_release(fw.cuda, p.cuda)]
+    if not plugins:
+        return []
+    plugin = plugins[0]
+    minimum = parse_version(plugin.min_compute_capability) or (0,)
+    findings = []
+    for gpu in gpus:
+        cc = parse_version(gpu.compute_capability)
+        if cc is None or cc >= minimum:
+            continue
+        findings.append(Finding(
+            "error", "arch-not-in-build",
+            f"{_gpu_label(gpu)} is too old for jax's {plugin.name} plugin (CUDA {fw.cuda})",
+            f"the {plugin.name} plugin needs compute capability >= "
+            f"{plugin.min_compute_capability} (JAX install guide): jax finds no usable GPU",
+            f"pip uninstall -y jax-{plugin.name}-plugin jax-{plugin.name}-pjrt && "
+            + (_pip_line(better) if better else "run jax on the CPU")))
+    return findings
 
 
 def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
@@ -405,6 +531,7 @@ def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             _pip_line(better) if better else "pip install 'jax[cuda12]'"))
         return findings
     findings += _driver_findings(fw, facts, matrix)
+    findings += _jax_arch_findings(fw, gpus, matrix, better)
     if fw.gpu_available is False:
         findings.append(Finding(
             "error", "framework-gpu-unavailable", f"jax {fw.version} lists no GPU",
@@ -429,12 +556,14 @@ def rule_docker(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                         "user to the docker group")]
     findings = [Finding("ok", "docker", f"Docker engine {docker.server_version}; runtimes: "
                         f"{', '.join(docker.runtimes) or 'none'}"
-                        + ("; CDI spec for nvidia.com/gpu" if docker.cdi_nvidia else ""))]
+                        + ("; CDI spec for nvidia.com/gpu" if docker.cdi_nvidia else "")
+                        + ("; nvidia-container-runtime-hook (docker run --gpus)"
+                           if docker.nvidia_hook and not docker.nvidia_runtime else ""))]
     if _usable_gpus(facts) and not docker.gpu_capable:
         findings.append(Finding(
             "warn", "docker-no-nvidia-runtime",
-            "the GPU is not available to Docker containers: no 'nvidia' runtime and no CDI "
-            "spec for nvidia.com/gpu",
+            "the GPU is not available to Docker containers: no 'nvidia' runtime, no CDI "
+            "spec for nvidia.com/gpu and no nvidia-container-runtime-hook",
             "docker run --gpus all fails with 'could not select device driver \"\" with "
             "capabilities: [[gpu]]'",
             "install the NVIDIA Container Toolkit, then: sudo nvidia-ctk runtime configure "
