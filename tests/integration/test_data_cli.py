@@ -345,3 +345,117 @@ def test_subprocess_malformed_url_and_file_data_dir(tmp_path: Path) -> None:
                       env={"DLBOX_DATA": str(tmp_path / "afile")})
     assert as_file.returncode == 1, as_file.stderr
     assert_clean_error(as_file.stderr, "is a file, not a folder")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--sha256", ""), ("--from", "")])
+def test_an_empty_sha256_or_from_is_a_usage_error(tmp_path: Path, archive: tuple[Path, str],
+                                                  option: str, value: str) -> None:
+    """As the shell passes `--sha256 "$(sha256sum missing.tar.gz | cut ...)"` or
+    `--from "$UNSET"`: exit 2 before anything is fetched, not the md5 / official URL."""
+    path, digest = archive
+    args = {"--from": str(path), "--sha256": digest, option: value}
+    result = run_cli("data", "fetch", "--data", str(tmp_path / "d"),
+                     *[item for pair in args.items() for item in pair])
+    assert result.returncode == 2, result.stderr
+    assert f"error: {option} '' is empty" in result.stderr and "hint:" in result.stderr
+    assert "fetching" not in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_check_notes_the_files_an_image_tree_passes_over(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_fake_image_folder(tmp_path / "train", per_class=2, classes=2)
+    write_fake_image_folder(tmp_path / "test", per_class=1, classes=2)
+    (tmp_path / "train" / "class_0" / "cat.webp").write_bytes(b"x")
+    (tmp_path / "train" / "class_1" / "more").mkdir()
+    assert main(["data", "check", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert ("note: train: skipped 1 file that is not a .png/.jpg/.jpeg image "
+            "(class_0/cat.webp)") in out
+    assert "note: train: skipped 1 folder inside a class folder (class_1/more/)" in out
+    assert "test: skipped" not in out and out.rstrip().endswith("ok")
+
+
+def test_check_a_tree_without_splits(tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    write_fake_image_folder(tmp_path / "pets", per_class=1, classes=2)
+    assert main(["data", "check", "--data", str(tmp_path / "pets")]) == 1
+    captured = capsys.readouterr()
+    assert "no train/ or test/ split folder" in captured.out
+    assert "error: no CIFAR-10 data found" in captured.err and "split folder" in captured.err
+    assert f"hint: an image tree needs one folder per split: move the class folders into " \
+           f"{tmp_path / 'pets' / 'train'}/" in captured.err
+
+
+def test_check_a_meta_file_naming_no_classes_reports_it_without_crashing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """batches.meta with an empty label_names once crashed the report (min() of nothing,
+    exit 70); it is a problem like any other, exit 1."""
+    directory = write_fake_cifar10(tmp_path, n_train=20, n_test=10)
+    (directory / "batches.meta").write_bytes(pickle.dumps({b"label_names": []}, protocol=2))
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "unexpected" not in captured.err
+    assert "error: data check found 7 problem(s)" in captured.err
+    assert "problem: batches.meta names 0 classes, expected 10" in captured.out
+    assert "problem: test_batch has labels, but batches.meta names no classes" in captured.out
+    assert "train     20 images, 0 classes, labels 0..9, no class to count them in" in captured.out
+
+
+def test_check_notes_an_image_tree_that_the_batches_shadow(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dlbox data fetch --data MYTREE` by mistake: from then on the batches are read, not the
+    user's images; `data check` says so instead of staying silent."""
+    write_fake_image_folder(tmp_path / "train", per_class=1, classes=2)
+    write_fake_image_folder(tmp_path / "test", per_class=1, classes=2)
+    write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    assert main(["data", "check", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (f"note: the image tree in {tmp_path} is not read: the CIFAR-10 batches in "
+            f"{tmp_path / 'cifar-10-batches-py'} come first") in out
+    assert "layout    CIFAR-10 batches" in out
+
+
+def test_help_names_every_source_form_and_both_layouts() -> None:
+    fetch_help = " ".join(run_cli("data", "fetch", "--help").stdout.split())
+    assert "file:// URL" in fetch_help and "ftp://" in fetch_help
+    assert "https://USER:PASSWORD@host/" in fetch_help
+    check_help = " ".join(run_cli("data", "check", "--help").stdout.split())
+    assert "CIFAR-10 batches or an image tree" in check_help
+
+
+def test_check_notes_an_old_copy_a_forced_fetch_left(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The one-time `warning:` of `fetch --force` scrolls away; `data check` keeps saying
+    that the undeletable old copy (up to 180 MB) is still there."""
+    write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    old_copy = tmp_path / ".cifar-10-batches-py.old.k2j4"
+    old_copy.mkdir()
+    assert main(["data", "check", "--data", str(tmp_path)]) == 0
+    assert (f"note: {old_copy} is an old copy that a `dlbox data fetch --force` could not "
+            "delete; delete it by hand") in capsys.readouterr().out
+
+
+def test_check_lists_every_unreadable_image_not_only_the_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three bad files: all three are problems (one per line), so one `data check` run finds
+    them all instead of one per run; past MAX_LISTED_FAILURES the rest is counted."""
+    from dlbox.data import loading
+
+    write_fake_image_folder(tmp_path / "train", per_class=3, classes=2)
+    write_fake_image_folder(tmp_path / "test", per_class=1, classes=2)
+    bad = [tmp_path / "train" / "class_0" / "0001.png", tmp_path / "train" / "class_1" / "0002.png",
+           tmp_path / "test" / "class_1" / "0000.png"]
+    for path in bad:
+        path.write_bytes(b"not an image")
+    assert main(["data", "check", "--data", str(tmp_path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert [p.split(":")[0] for p in report["problems"]] == [f"image {p}" for p in bad]
+    train = next(f for f in report["files"] if f["name"] == "train/")
+    assert not train["ok"] and train["detail"].startswith("2 of 6 images unreadable, first: ")
+    monkeypatch.setattr(loading, "MAX_LISTED_FAILURES", 1)
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"problem: image {bad[0]}: " in out and f"image {bad[1]}" not in out
+    assert f"problem: ... and 1 more unreadable image(s) in {tmp_path / 'train'}" in out

@@ -237,3 +237,50 @@ def test_the_official_batches_load_when_present() -> None:
     test = load_cifar10(real, "test", cache=False)
     assert test.images.shape == (10000, 3, 32, 32) and test.classes == CIFAR10_CLASSES
     assert int(test.labels.min()) == 0 and int(test.labels.max()) == 9
+
+
+@pytest.mark.parametrize(("data", "labels", "why"), [
+    (np.full((2, 3072), 0.5, np.float32), [1, 2], "float32"),  # pixels scaled to [0, 1]
+    (np.full((2, 3072), 300, np.int64), [1, 2], "outside the pixel range"),
+    (np.full((2, 3072), -1, np.int16), [1, 2], "outside the pixel range"),
+    (np.zeros((2, 3072), np.uint8), [1.7, 2.0], "not integers"),
+    (np.zeros((2, 3072), np.uint8), ["3", "4"], "not integers"),
+    (np.zeros((2, 3072), np.uint8), [True, False], "not integers"),
+])
+def test_pixels_and_labels_are_never_silently_cast(tmp_path: Path, data: object, labels: object,
+                                                   why: str) -> None:
+    """A cast to uint8 / int64 would load float pixels as a black image, wrap 300 to 44 and
+    round label 1.7 to 1; each is refused instead, naming the file."""
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    _write_record(directory / "test_batch", {b"data": data, b"labels": labels})
+    with pytest.raises(DataError, match=why) as info:
+        load_cifar10(tmp_path, "test", cache=False)
+    assert "test_batch is not a CIFAR-10 batch" in info.value.message
+
+
+def test_integer_pixels_in_range_and_empty_batches_still_load(tmp_path: Path) -> None:
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    pixels = np.arange(2 * 3072, dtype=np.int64).reshape(2, 3072) % 256
+    _write_record(directory / "test_batch", {b"data": pixels, b"labels": np.array([3, 4])})
+    test = load_cifar10(tmp_path, "test", cache=False)
+    assert test.images.dtype == torch.uint8 and test.labels.tolist() == [3, 4]
+    assert np.array_equal(test.images.numpy().reshape(2, -1), pixels)
+    _write_record(directory / "test_batch", {b"data": np.zeros((0, 3072), np.uint8),
+                                             b"labels": []})
+    assert len(load_cifar10(tmp_path, "test", cache=False)) == 0
+
+
+def test_protocol_2_empty_bytes_load_but_bytes_with_arguments_do_not(tmp_path: Path) -> None:
+    """Protocol 2 writes b"" as a call to __builtin__.bytes(): a Python 3 re-pickle with an
+    empty filename loads; bytes called with anything (a way to build data) is refused."""
+    import pickle
+
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    record = pickle.loads((directory / "test_batch").read_bytes(), encoding="bytes")
+    record[b"filenames"][0] = b""
+    _write_record(directory / "test_batch", record, protocol=2)
+    assert b"__builtin__\nbytes" in (directory / "test_batch").read_bytes()
+    assert len(load_cifar10(tmp_path, "test", cache=False)) == 10
+    (directory / "test_batch").write_bytes(b"\x80\x02c__builtin__\nbytes\nK\x05\x85R.")
+    with pytest.raises(DataError, match="test_batch is not a CIFAR-10 batch"):
+        load_cifar10(tmp_path, "test", cache=False)

@@ -151,3 +151,11 @@ def test_cutout_fills_per_channel_and_keeps_the_layout() -> None:
     assert torch.equal(random_cutout(x, 0), x)
     with pytest.raises(ValueError, match="larger than the images"):
         random_cutout(x, 9)
+
+
+def test_a_negative_padding_or_shift_is_a_value_error_like_crop_ats() -> None:
+    images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        random_crop(images, -1)
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        random_translate(images, -2)

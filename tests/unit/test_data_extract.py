@@ -243,3 +243,79 @@ def test_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="is a file, not a folder"):
         extract_cifar10_archive(archive, tmp_path / "afile")
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def dir_member(name: str) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info, None
+
+
+def test_an_image_tree_archive_is_named_as_one(tmp_path: Path) -> None:
+    """The shared cifar10-jpeg.tar.gz passed to `fetch`: refused, with a hint to unpack it and
+    use it as an image folder rather than "use the official archive"."""
+    archive = make_archive(tmp_path / "cifar10-jpeg.tar.gz", [
+        dir_member("cifar10-jpeg"), dir_member("cifar10-jpeg/test"),
+        dir_member("cifar10-jpeg/test/airplane"),
+        file_member("cifar10-jpeg/test/airplane/0001.JPG", b"\xff\xd8jpeg"),
+    ], with_good=False)
+    with pytest.raises(DataError) as info:
+        extract_cifar10_archive(archive, tmp_path / "data")
+    assert info.value.message == ("refusing the archive: member 'cifar10-jpeg' is not a "
+                                  "CIFAR-10 file (a directory)")
+    hint = info.value.hint or ""
+    assert f"{archive} holds an image tree" in hint and f"tar -xzf {archive} -C DIR" in hint
+    assert_nothing_written(tmp_path / "data")
+    # an archive with a stray non-image member keeps the usual hint
+    other = make_archive(tmp_path / "other.tar.gz", [file_member("cifar-10-batches-py/x.txt")])
+    with pytest.raises(DataError) as info:
+        extract_cifar10_archive(other, tmp_path / "data")
+    assert "image tree" not in (info.value.hint or "")
+    assert "official cifar-10-python.tar.gz" in (info.value.hint or "")
+
+
+def test_temp_folders_of_a_killed_fetch_are_cleared_by_the_next(tmp_path: Path) -> None:
+    """SIGKILL (or power loss) mid-extraction leaves DATA_DIR/.cifar-10-batches-py.*.tmp with
+    up to 180 MB in it; the next extraction deletes such folders once over an hour old, and
+    leaves a fresh one (a fetch running in another terminal) alone."""
+    data_dir = tmp_path / "data"
+    stale = data_dir / ".cifar-10-batches-py.abc123.tmp"
+    fresh = data_dir / ".cifar-10-batches-py.def456.tmp"
+    for folder in (stale, fresh):
+        folder.mkdir(parents=True)
+        (folder / "data_batch_1").write_bytes(b"x" * 100)
+    two_hours_ago = os.path.getmtime(stale) - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10), data_dir)
+    assert sorted(p.name for p in data_dir.iterdir()) == [fresh.name, "cifar-10-batches-py"]
+
+
+def test_a_zip_archive_is_named_as_one(tmp_path: Path) -> None:
+    import zipfile
+
+    directory = write_fake_cifar10(tmp_path / "src", n_train=10, n_test=10)
+    archive = tmp_path / "cifar-10-python.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for member in directory.iterdir():
+            zipped.write(member, f"cifar-10-batches-py/{member.name}")
+    with pytest.raises(DataError) as info:
+        extract_cifar10_archive(archive, tmp_path / "data")
+    assert info.value.message == f"archive {archive} is a ZIP archive, not a .tar.gz"
+    assert "unpack it yourself and pass --data" in (info.value.hint or "")
+    assert_nothing_written(tmp_path / "data")
+
+
+@pytest.mark.parametrize("name", ["cifar-10-batches-py/._data_batch_1",
+                                  "cifar-10-batches-py/.DS_Store", "._cifar-10-batches-py",
+                                  "__MACOSX/cifar-10-batches-py/._test_batch"])
+def test_macos_metadata_members_are_refused_with_the_repack_command(tmp_path: Path,
+                                                                    name: str) -> None:
+    """An archive re-packed with a Mac's tar carries ._ files (and .DS_Store): still refused,
+    but the hint gives the command that packs it without them."""
+    archive = make_archive(tmp_path / "mac.tar.gz", [file_member(name)])
+    with pytest.raises(DataError) as info:
+        extract_cifar10_archive(archive, tmp_path / "data")
+    assert info.value.message == f"refusing the archive: member {name!r} is macOS metadata, " \
+                                 "not a CIFAR-10 file"
+    assert "COPYFILE_DISABLE=1 tar" in (info.value.hint or "")
+    assert_nothing_written(tmp_path / "data")

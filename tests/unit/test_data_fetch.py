@@ -437,3 +437,211 @@ def test_inspect_checksums(tmp_path: Path, archive: Path) -> None:
         assert problem.startswith(f"{path} is damaged: ") and why in problem, problem
     path.write_bytes(b"\xff\xfe\x00garbage")
     assert "not UTF-8" in (inspect_checksums(tmp_path / "d")[1] or "")
+
+
+def test_a_download_that_fails_to_extract_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A download whose checksum matches but is not a tar: the error names the URL (not a
+    temp path), and neither the 'downloaded archive' nor the new data dir stays behind."""
+    import gzip
+
+    payload = gzip.compress(b"not a tar archive\n" * 50)
+    running = Server(payload)
+    try:
+        with pytest.raises(DataError) as info:
+            fetch_cifar10(config(tmp_path / "d", source=running.url,
+                                 sha256=hashlib.sha256(payload).hexdigest()))
+    finally:
+        running.close()
+    assert "not a readable .tar.gz" in info.value.message
+    assert running.url in info.value.message and str(tmp_path) not in info.value.message
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_fetch_interrupted_while_extracting_a_download_leaves_nothing(
+        tmp_path: Path, archive: Path, server: Server,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C after the download, during extraction: the complete archive (which no later run
+    would reuse) is deleted, and the pre-existing data dir is left as it was."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "keep.txt").write_text("mine")
+
+    def interrupted(*args: object, **kwargs: object) -> Path:
+        assert (data / ARCHIVE_NAME).is_file()  # the download did complete
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fetch_module, "extract_cifar10_archive", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_cifar10(config(data, source=server.url, sha256=sha256_of(archive)))
+    assert sorted(p.name for p in data.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("field", ["sha256", "source"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_sha256_or_source_is_refused_not_ignored(
+        tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch,
+        field: str, value: str) -> None:
+    """`--sha256 "$(...)"` or `--from "$ARCHIVE"` that came out empty must not quietly mean
+    "check the official md5" or "download the official URL"."""
+    def no_download(*args: object, **kwargs: object) -> Path:
+        raise AssertionError("an empty --from must not download anything")
+
+    monkeypatch.setattr(fetch_module, "download", no_download)
+    kwargs = {"source": str(archive), "sha256": sha256_of(archive), field: value}
+    with pytest.raises(UsageError) as info:
+        fetch_cifar10(config(tmp_path / "d", **kwargs))
+    assert "empty" in info.value.message
+    assert not (tmp_path / "d").exists()
+
+
+def test_sha256_errors_say_what_was_passed_instead(archive: Path) -> None:
+    digest = sha256_of(archive)
+    with pytest.raises(UsageError) as info:
+        normalize_sha256(f"{digest}  {archive}")  # `$(sha256sum FILE)` without the cut
+    assert "whole `sha256sum` line" in info.value.message
+    assert "cut -d' ' -f1" in (info.value.hint or "")
+    with pytest.raises(UsageError) as info:
+        normalize_sha256(hashlib.md5(archive.read_bytes()).hexdigest())
+    assert "an md5" in info.value.message and "leave out --sha256" in (info.value.hint or "")
+
+
+def test_a_folder_passed_to_from_gets_a_hint_for_what_it_holds(tmp_path: Path,
+                                                               archive: Path) -> None:
+    """--from DIR: the archive inside it, or extracted batches to use with --data."""
+    holder = tmp_path / "downloads"
+    holder.mkdir()
+    (holder / ARCHIVE_NAME).write_bytes(archive.read_bytes())
+    with pytest.raises(DataError) as info:
+        fetch_cifar10(config(tmp_path / "d", source=str(holder)))
+    assert info.value.message == f"archive {holder} is a folder, not a .tar.gz file"
+    assert info.value.hint == f"pass the archive in it: --from {holder / ARCHIVE_NAME}"
+    fetch_cifar10(config(tmp_path / "got", source=str(archive), sha256=sha256_of(archive)))
+    for source in (tmp_path / "got", tmp_path / "got" / "cifar-10-batches-py"):
+        with pytest.raises(DataError) as info:
+            fetch_cifar10(config(tmp_path / "d", source=str(source)))
+        assert f"use them with --data {tmp_path / 'got'} " in (info.value.hint or "")
+    assert not (tmp_path / "d").exists()
+
+
+class AuthServer:
+    """A loopback server that serves the payload only with HTTP Basic auth for `login`."""
+
+    def __init__(self, payload: bytes, login: str) -> None:
+        import base64
+
+        expected = "Basic " + base64.b64encode(login.encode()).decode()
+        self.seen: list[str | None] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                outer.seen.append(self.headers.get("Authorization"))
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.hostport = f"127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def test_a_mirror_url_with_a_login_is_fetched_and_its_password_never_shown(
+        tmp_path: Path, archive: Path) -> None:
+    """http://USER:PASSWORD@host/...: urllib alone looked up "user:password@host" as a host
+    name ("Name or service not known") and printed the password; now the login goes as
+    Basic auth and messages and the record show `***`."""
+    running = AuthServer(archive.read_bytes(), "mirror user:s3cr@t")
+    try:
+        url = f"http://mirror%20user:s3cr%40t@{running.hostport}/{ARCHIVE_NAME}"
+        result = fetch_cifar10(config(tmp_path / "d", source=url, sha256=sha256_of(archive)))
+        assert result.status == "fetched"
+        shown = f"http://mirror%20user:***@{running.hostport}/{ARCHIVE_NAME}"
+        assert result.source == shown
+        record = (tmp_path / "d" / "cifar-10-batches-py" / CHECKSUMS_FILE).read_text()
+        assert "s3cr" not in record and shown in record
+        wrong = url.replace("s3cr%40t", "guess")
+        with pytest.raises(DataError) as info:
+            fetch_cifar10(config(tmp_path / "e", source=wrong, sha256=sha256_of(archive)))
+        assert "HTTP 401" in info.value.message and "guess" not in info.value.message
+        assert "check the user name and password" in (info.value.hint or "")
+        assert "on a machine with network access" not in (info.value.hint or "")
+        assert not (tmp_path / "e").exists()
+    finally:
+        running.close()
+    with pytest.raises(UsageError) as usage:
+        check_source("http://user:hunter2@[::1/x")
+    assert "hunter2" not in usage.value.message and "user:***@" in usage.value.message
+
+
+def test_a_web_page_instead_of_the_archive_is_named_as_one(tmp_path: Path) -> None:
+    """A mirror link that answers 200 with a login or download page: the checksum fails, and
+    the message says it was a web page, with a hint to take the direct link."""
+    running = Server(b"\n  <!DOCTYPE html>\n<html><body>Please sign in</body></html>\n")
+    try:
+        with pytest.raises(DataError) as info:
+            fetch_cifar10(config(tmp_path / "d", source=running.url))
+    finally:
+        running.close()
+    assert info.value.message.startswith(f"checksum mismatch for {running.url}")
+    assert info.value.message.endswith("the server sent a web page (HTML), not the archive")
+    assert "direct link" in (info.value.hint or "")
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_second_download_into_the_same_data_dir_is_refused_at_once(
+        tmp_path: Path, archive: Path, server: Server) -> None:
+    """Two fetches downloading into one data dir (two terminals, parallel jobs) used to write
+    the same .part; the second is now told another fetch is running, and writes nothing."""
+    import fcntl
+    import os
+
+    data = tmp_path / "d"
+    data.mkdir()
+    holder = os.open(data, os.O_RDONLY)  # what a running fetch holds
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(DataError) as info:
+            fetch_cifar10(config(data, source=server.url, sha256=sha256_of(archive)))
+        assert info.value.message == f"another `dlbox data fetch` is downloading into {data}"
+        assert "wait for it to finish" in (info.value.hint or "")
+        assert list(data.iterdir()) == [] and server.ranges == []
+    finally:
+        os.close(holder)
+    assert fetch_cifar10(config(data, source=server.url,
+                                sha256=sha256_of(archive))).status == "fetched"
+
+
+def test_a_fetch_from_a_local_file_clears_an_abandoned_partial_download(
+        tmp_path: Path, archive: Path, server: Server) -> None:
+    """Ctrl-C during a download, then the archive copied over and fetched with --from FILE:
+    the interrupted download's .part (up to 163 MB) had nothing left to resume into and
+    stayed for good."""
+    server.cut_after = 1000
+    with pytest.raises(DataError):
+        fetch_cifar10(config(tmp_path / "d", source=server.url, sha256=sha256_of(archive)))
+    part = tmp_path / "d" / (ARCHIVE_NAME + ".part")
+    assert part.is_file()
+    fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=sha256_of(archive)))
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["cifar-10-batches-py"]
+    # ... but never the very file it was given
+    other = tmp_path / "e"
+    other.mkdir()
+    own_part = other / (ARCHIVE_NAME + ".part")
+    own_part.write_bytes(archive.read_bytes())
+    fetch_cifar10(config(other, source=str(own_part), sha256=sha256_of(archive)))
+    assert own_part.is_file()

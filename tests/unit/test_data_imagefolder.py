@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from dlbox.data import imagefolder
-from dlbox.data.imagefolder import decode_image, load_image_folder
+from dlbox.data.imagefolder import decode_image, load_image_folder, skipped_entries
 from dlbox.data.loading import detect_layout, load_dataset
 from dlbox.data.synthetic import make_synthetic_images, write_fake_cifar10, write_fake_image_folder
 from dlbox.errors import DataError
@@ -236,3 +236,113 @@ def test_an_orientation_kept_only_in_xmp_is_applied(tmp_path: Path, fmt: str) ->
     array = decode_image(path)
     # turned 90 degrees clockwise to view: the red left half is now the top half
     assert array[0, :12].min() > 240 and array[0, 20:].max() < 15
+
+
+@pytest.mark.parametrize("point_at", ["tree", "split"])
+def test_a_tree_without_split_folders_says_so(tmp_path: Path, point_at: str) -> None:
+    """DIR/<class>/*.png (the plain ImageFolder layout, or --data at one split folder) is not
+    "no CIFAR-10 data": the error says what is there and how to lay it out."""
+    if point_at == "tree":
+        data_dir = write_fake_image_folder(tmp_path / "pets", per_class=2, classes=2)
+    else:
+        write_fake_image_folder(tmp_path / "train", per_class=2, classes=2)
+        write_fake_image_folder(tmp_path / "test", per_class=1, classes=2)
+        data_dir = tmp_path / "train"
+    with pytest.raises(DataError) as info:
+        load_dataset(data_dir, "train")
+    message, hint = info.value.message, info.value.hint or ""
+    assert "class folders with images (class_0, class_1)" in message
+    assert "no train/ or test/ split folder" in message
+    if point_at == "tree":
+        assert f"{data_dir / 'train'}/" in hint and f"{data_dir / 'test'}/<class>/" in hint
+    else:
+        assert f"--data {tmp_path} " in hint
+    # an empty folder, or one holding class folders without images, keeps the fetch hint
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path / "empty", "train")
+    assert "dlbox data fetch" in (info.value.hint or "")
+
+
+def test_skipped_entries_lists_what_loading_passes_over(tmp_path: Path) -> None:
+    root = write_fake_image_folder(tmp_path / "train", per_class=1, classes=2)
+    (root / "class_0" / "notes.txt").write_text("x")
+    (root / "class_0" / "photo.webp").write_bytes(b"x")
+    (root / "class_0" / ".DS_Store").write_bytes(b"x")
+    (root / "class_1" / "more").mkdir()
+    (root / "loose.png").write_bytes((root / "class_1" / "0000.png").read_bytes())
+    assert skipped_entries(root) == (["class_0/notes.txt", "class_0/photo.webp"],
+                                     ["loose.png"], ["class_1/more/"])
+    assert len(load_image_folder(root)) == 2  # and loading indeed passes over them
+
+
+def test_two_image_trees_one_level_down_are_named_not_reported_as_nothing(
+        tmp_path: Path) -> None:
+    for name in ("jpeg", "png"):
+        write_fake_image_folder(tmp_path / name / "train", per_class=1, classes=2)
+        write_fake_image_folder(tmp_path / name / "test", per_class=1, classes=2)
+    assert detect_layout(tmp_path) is None  # dlbox does not guess which one
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path, "train")
+    assert "it holds 2 image trees (jpeg/, png/)" in info.value.message
+    assert f"--data {tmp_path / 'jpeg'}" in (info.value.hint or "")
+    assert len(load_dataset(tmp_path / "png", "train")) == 2
+
+
+@pytest.mark.parametrize("failure", [DataError("image bad.png: not an image"),
+                                     KeyboardInterrupt()])
+def test_a_failing_or_interrupted_load_stops_the_other_threads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException) -> None:
+    """A bad file, or Ctrl-C, stops the decode at once: the other threads used to decode the
+    rest of the tree before the error (or the interrupt) got through, 5 s and more on the
+    shared 60,000-image tree."""
+    import threading
+    import time
+
+    write_fake_image_folder(tmp_path, per_class=100, classes=4)
+    decoded: list[str] = []
+    lock = threading.Lock()
+
+    def slow_decode(path: Path, size: int = 32) -> np.ndarray:
+        if Path(path).name == "0000.png" and Path(path).parent.name == "class_0":
+            raise failure
+        time.sleep(0.01)
+        with lock:
+            decoded.append(str(path))
+        return np.zeros((3, size, size), np.uint8)
+
+    monkeypatch.setattr(imagefolder, "_worker_count", lambda n: 4)
+    monkeypatch.setattr(imagefolder, "decode_image", slow_decode)
+    with pytest.raises(type(failure)):
+        load_image_folder(tmp_path)
+    assert len(decoded) < 40  # of 399 good files, 100 per thread
+
+
+def test_batch_files_in_a_renamed_folder_are_pointed_out(tmp_path: Path) -> None:
+    """The batches in a folder not named cifar-10-batches-py (a renamed or hand-made copy)
+    were "no CIFAR-10 data found" with a hint to download them again."""
+    batches = write_fake_cifar10(tmp_path / "src", n_train=10, n_test=10)
+    renamed = batches.rename(tmp_path / "cifar10")
+    with pytest.raises(DataError) as info:
+        load_dataset(renamed, "train")
+    assert info.value.message == (f"no CIFAR-10 data found in {renamed}: it holds CIFAR-10 "
+                                  "batch files (data_batch_1, data_batch_2, ...) but not in a "
+                                  "folder named cifar-10-batches-py")
+    assert f"rename {renamed} to {tmp_path / 'cifar-10-batches-py'}" in (info.value.hint or "")
+    renamed.rename(tmp_path / "cifar-10-batches-py")
+    assert len(load_dataset(tmp_path, "train")) == 10
+
+
+def test_a_macos_zip_folder_is_not_a_class(tmp_path: Path) -> None:
+    """A tree unzipped from a macOS zip has __MACOSX/ beside the class folders (and beside the
+    splits): it was taken as an extra, empty class, so the model got one output too many."""
+    root = tmp_path / "tree"
+    write_fake_image_folder(root / "train", per_class=2, classes=2)
+    write_fake_image_folder(root / "test", per_class=1, classes=2)
+    for junk in (root / "train" / "__MACOSX" / "class_0",
+                 tmp_path / "__MACOSX" / "train" / "class_0"):  # beside the tree itself
+        junk.mkdir(parents=True)
+        (junk / "._0000.png").write_bytes(b"\x00\x05\x16\x07")
+    train = load_dataset(tmp_path, "train")
+    assert train.classes == ("class_0", "class_1") and len(train) == 4
+    assert skipped_entries(root / "train") == ([], [], [])

@@ -67,3 +67,22 @@ def test_data_dir_path_that_is_an_archive_hints_at_fetch(tmp_path: Path) -> None
     with pytest.raises(DataError) as info:
         check_data_dir_path(archive)
     assert f"dlbox data fetch --from {archive}" in (info.value.hint or "")
+
+
+def test_data_dir_that_is_a_dangling_link_says_where_it_points(tmp_path: Path) -> None:
+    """A symlink to a folder that is gone: `fetch` failed with a bare "cannot create the data
+    dir LINK: File exists" and `check` said "no CIFAR-10 data"; now both name the link."""
+    link = tmp_path / "data"
+    link.symlink_to(tmp_path / "gone")
+    with pytest.raises(DataError) as info:
+        check_data_dir_path(link)
+    assert info.value.message == (f"the data dir {link} is a symbolic link to "
+                                  f"{tmp_path / 'gone'}, which does not exist")
+    assert f"mkdir -p {tmp_path / 'gone'}" in (info.value.hint or "")
+    with pytest.raises(DataError) as under:
+        check_data_dir_path(link / "cifar")
+    assert under.value.message.startswith(f"the data dir {link / 'cifar'} lies under {link}, "
+                                          "which is a symbolic link to")
+    (tmp_path / "gone").mkdir()
+    check_data_dir_path(link)
+    check_data_dir_path(link / "cifar")

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 from dlbox.data.fetch import (
     OFFICIAL_URL,
     FetchConfig,
+    check_not_empty_source,
     check_source,
     cifar10_present,
     fetch_cifar10,
     normalize_sha256,
+    redact_url,
 )
 from dlbox.data.paths import DATA_ENV_VAR, check_data_dir_path, resolve_data_dir
 from dlbox.errors import EXIT_USAGE, DataError
@@ -42,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(or --sha256), and extract it into DATA_DIR/cifar-10-batches-py.")
     add_data_argument(fetch)
     fetch.add_argument("--from", dest="source", metavar="FILE_OR_URL", default=None,
-                       help="a local cifar-10-python.tar.gz or a mirror URL")
+                       help="a local cifar-10-python.tar.gz (a path or a file:// URL) or a "
+                            "mirror URL (http(s):// or ftp://; a login goes in it as "
+                            "https://USER:PASSWORD@host/...)")
     fetch.add_argument("--sha256", metavar="HEX", default=None,
                        help="expected sha256 of the archive (for a mirror or a local copy); "
                             "without it the official md5 is checked")
@@ -52,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     check = actions.add_parser(
         "check", help="verify the data on disk (files, counts, labels, checksums)",
-        description="Verify the data in the data dir; exits non-zero on any problem.")
+        description="Verify the data in the data dir (CIFAR-10 batches or an image tree "
+                    "<split>/<class>/*.png|jpg): every file present and loadable, counts, "
+                    "labels, checksums; exits non-zero on any problem.")
     add_data_argument(check)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=run_check)
@@ -70,12 +76,14 @@ def run_fetch(args: argparse.Namespace) -> int:
     config = FetchConfig(data_dir=data_dir, source=args.source, sha256=args.sha256,
                          force=args.force, progress=sys.stderr.isatty())
     # Bad arguments fail before the "fetching ..." line (fetch_cifar10 checks them too).
-    if args.sha256:
+    # `is not None`: an empty --sha256 or --from is refused, never taken as not given.
+    if args.sha256 is not None:
         normalize_sha256(args.sha256)
-    check_source(args.source or OFFICIAL_URL)
+    source = OFFICIAL_URL if args.source is None else check_not_empty_source(args.source)
+    check_source(source)
     check_data_dir_path(data_dir)
     if not config.progress and (config.force or not cifar10_present(data_dir)):
-        print(f"fetching CIFAR-10 from {args.source or OFFICIAL_URL} into {data_dir}",
+        print(f"fetching CIFAR-10 from {redact_url(source)} into {data_dir}",
               file=sys.stderr)
     result = fetch_cifar10(config)
     for warning in result.warnings:
@@ -103,8 +111,12 @@ def format_report(report: DataReport) -> str:
     for split, info in report.splits.items():
         labels = (f"labels {info.label_min}..{info.label_max}" if info.count else "no labels")
         spread = sorted(set(info.per_class))
-        per_class = (f"{spread[0]} per class" if len(spread) == 1
-                     else f"{min(info.per_class)}..{max(info.per_class)} per class")
+        if not spread:  # batches.meta names no classes: a problem listed below
+            per_class = "no class to count them in"
+        elif len(spread) == 1:
+            per_class = f"{spread[0]} per class"
+        else:
+            per_class = f"{spread[0]}..{spread[-1]} per class"
         lines.append(f"{split:<9} {info.count} images, {len(report.classes)} classes, {labels}, "
                      f"{per_class}")
     lines.extend(f"note: {note}" for note in report.notes)
@@ -126,9 +138,9 @@ def run_check(args: argparse.Namespace) -> int:
     if report.ok:
         return 0
     if report.layout is None:
-        from dlbox.data.loading import FETCH_HINT
+        from dlbox.data.loading import no_data_error
 
-        raise DataError(f"no CIFAR-10 data found in {data_dir}", hint=FETCH_HINT)
+        raise no_data_error(data_dir)
     raise DataError(f"data check found {len(report.problems)} problem(s) in {data_dir}: "
                     f"{report.problems[0]}", hint=check_hint(report))
 
@@ -142,7 +154,7 @@ def check_hint(report: DataReport) -> str:
             return (f"add the {failed.name.rstrip('/')} split as "
                     f"{report.layout.root}/{failed.name}<class>/*.png|jpg, then run "
                     "`dlbox data check` again")
-        return ("replace the image file named above with a good copy, or remove it, then run "
+        return ("replace each image file named above with a good copy, or remove it, then run "
                 "`dlbox data check` again (`dlbox data fetch` does not touch an image tree)")
     return ("run `dlbox data fetch --force` (with the same --data and --from) "
             "to fetch and extract it again")

@@ -113,6 +113,8 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator |
                 mode: PadMode = "reflect") -> torch.Tensor:
     """Pad by `padding` (reflect or zeros) and crop back to HxW at a random offset per image."""
     _check_batch(images)
+    if padding < 0:  # else torch.randint's "random_ expects 'from' to be less than 'to'"
+        raise ValueError("padding must be >= 0")
     n = images.shape[0]
     if padding == 0 or n == 0:
         return images.clone()

@@ -76,6 +76,8 @@ _ALLOWED_GLOBALS = frozenset({
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("_codecs", "encode"),
+    ("__builtin__", "bytes"),  # how protocol 2 writes an empty bytes value (b""), e.g. the
+    ("builtins", "bytes"),  # buffer of an empty array: narrowed to bytes() with no argument
 })
 
 
@@ -95,6 +97,13 @@ def _latin1_encode(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -
     return text.encode("latin-1")
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """bytes as a batch may call it: with no argument (protocol 2's b""), nothing else."""
+    if args:
+        raise pickle.UnpicklingError("bytes() is allowed only without arguments")
+    return b""
+
+
 class _ForbiddenGlobal(pickle.UnpicklingError):
     def __init__(self, module: str, name: str) -> None:
         super().__init__(f"{module}.{name}")
@@ -112,6 +121,8 @@ class _BatchUnpickler(pickle.Unpickler):
             return _latin1_encode
         if (module, name) == ("numpy", "dtype"):
             return _plain_dtype
+        if name == "bytes":
+            return _empty_bytes
         return super().find_class(module, name)
 
 
@@ -156,12 +167,37 @@ def read_batch_file(path: Path) -> dict[Any, Any]:
     return record
 
 
+def _pixel_array(value: Any) -> np.ndarray:
+    """A batch's `data` as uint8. Only integers in 0..255 pass: a plain cast would turn pixels
+    stored as floats in [0, 1] into a black image and wrap 256 to 0, without a word."""
+    array = np.asarray(value)
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"data holds {array.dtype} values, not uint8 pixels")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"data holds values {array.min()}..{array.max()}, outside the "
+                         "pixel range 0..255")
+    return array.astype(np.uint8)
+
+
+def _label_array(value: Any) -> np.ndarray:
+    """A batch's `labels` as int64; labels that are not integers (3.7, "cat", True) are
+    refused, never rounded or parsed."""
+    array = np.asarray(value)
+    if array.size == 0:
+        return array.astype(np.int64)  # np.asarray([]) is float64
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"labels are {array.dtype} values, not integers")
+    return array.astype(np.int64)
+
+
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One batch file as (uint8 [N, 3, 32, 32], int64 [N])."""
     record = read_batch_file(path)
     try:
-        data = np.asarray(_get(record, "data"), dtype=np.uint8)
-        labels = np.asarray(_get(record, "labels"), dtype=np.int64)
+        data = _pixel_array(_get(record, "data"))
+        labels = _label_array(_get(record, "labels"))
     except KeyError as missing:
         raise DataError(f"CIFAR-10 batch file {path} has no '{missing.args[0]}' field",
                         hint=REFETCH_HINT) from None

@@ -17,6 +17,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 import warnings
 import zlib
 from collections.abc import Callable
@@ -96,6 +97,13 @@ def classify_member(member: tarfile.TarInfo) -> str | None:
                 hint="the archive was packed from a data dir dlbox had fetched into or trained "
                      f"from; pack it again without the {DLBOX_FILE_PREFIX}* files (for the "
                      "converter in ../shared/data: into a new, empty output folder)")
+        if parts and (parts[-1].startswith("._") or parts[-1] == ".DS_Store"
+                      or parts[0] == "__MACOSX"):
+            raise DataError(
+                refuse.format(name, "is macOS metadata, not a CIFAR-10 file"),
+                hint="the archive was packed on a Mac with its metadata files; pack it again "
+                     "without them: `COPYFILE_DISABLE=1 tar --exclude=.DS_Store -czf "
+                     f"cifar-10-python.tar.gz {BATCHES_DIRNAME}`")
         raise DataError(refuse.format(name, f"is not a CIFAR-10 file ({kind})"),
                         hint=BAD_ARCHIVE_HINT)
     if not member.isfile():
@@ -105,6 +113,33 @@ def classify_member(member: tarfile.TarInfo) -> str | None:
         raise DataError(refuse.format(name, f"is {member.size} bytes, too large for CIFAR-10"),
                         hint=BAD_ARCHIVE_HINT)
     return parts[1]
+
+
+# What an image tree's files end with (as dlbox.data.imagefolder reads them; that module
+# needs torch, which the fetch path does not import).
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_LOOKAHEAD_MEMBERS = 64
+
+
+def _image_tree_hint(archive: str) -> str:
+    return (f"{archive} holds an image tree (<split>/<class>/*.jpg), not the CIFAR-10 batches: "
+            "`dlbox data fetch` does not unpack it; unpack it yourself (`mkdir -p DIR && "
+            f"tar -xzf {archive} -C DIR`) and pass --data DIR, which dlbox reads as an image "
+            "folder")
+
+
+def _holds_images(first: tarfile.TarInfo, tar: tarfile.TarFile) -> bool:
+    """Whether `first` or one of the next few members is an image file: the archive is then an
+    image tree (such as ../shared/data/cifar10-jpeg.tar.gz), not a wrong CIFAR-10 archive.
+    Only member names are read; nothing is extracted."""
+    member: tarfile.TarInfo | None = first
+    for _ in range(_LOOKAHEAD_MEMBERS):
+        if member is None:
+            return False
+        if member.isfile() and member.name.lower().endswith(_IMAGE_SUFFIXES):
+            return True
+        member = tar.next()
+    return False
 
 
 def _remove_tree(path: Path) -> None:
@@ -121,14 +156,21 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _extract_members(archive: Path, into: Path,
-                     on_file: Callable[[str], None] | None) -> list[ExtractedFile]:
+def _extract_members(archive: Path, into: Path, on_file: Callable[[str], None] | None,
+                     label: str) -> list[ExtractedFile]:
     written: list[ExtractedFile] = []
     seen: set[str] = set()
     # Stream mode reads the gzip once, front to back; no random access, no member list held.
     with tarfile.open(archive, mode="r|*") as tar:
         for member in tar:
-            name = classify_member(member)
+            try:
+                name = classify_member(member)
+            except DataError as error:
+                # A member outside cifar-10-batches-py/ that starts an image tree: say what the
+                # archive is, rather than "use the official archive".
+                if "is not a CIFAR-10 file" in error.message and _holds_images(member, tar):
+                    raise DataError(error.message, hint=_image_tree_hint(label)) from None
+                raise
             if not name:
                 continue
             if name in seen:
@@ -137,7 +179,7 @@ def _extract_members(archive: Path, into: Path,
             seen.add(name)
             source = tar.extractfile(member)
             if source is None:  # pragma: no cover - isfile() members always have data
-                raise DataError(f"cannot read {member.name} from {archive}", hint=BAD_ARCHIVE_HINT)
+                raise DataError(f"cannot read {member.name} from {label}", hint=BAD_ARCHIVE_HINT)
             target = into / name
             size = 0
             digest = hashlib.sha256()
@@ -155,8 +197,32 @@ def _extract_members(archive: Path, into: Path,
                 on_file(name)
     missing = [name for name in REQUIRED_FILES if name not in seen]
     if missing:
-        raise DataError(f"archive {archive} lacks {', '.join(missing)}", hint=BAD_ARCHIVE_HINT)
+        raise DataError(f"archive {label} lacks {', '.join(missing)}", hint=BAD_ARCHIVE_HINT)
     return written
+
+
+# How other archive formats begin: a mirror (or a helpful colleague) may hand one over.
+_OTHER_FORMATS = ((b"PK\x03\x04", "a ZIP archive"), (b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
+                  (b"Rar!\x1a\x07", "a RAR archive"))
+
+
+def _unreadable_archive(archive: Path, label: str, error: BaseException) -> DataError:
+    """The error for an archive tarfile cannot read; names a ZIP, 7z or RAR for what it is."""
+    try:
+        with open(archive, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        head = b""
+    for magic, kind in _OTHER_FORMATS:
+        if head.startswith(magic):
+            return DataError(
+                f"archive {label} is {kind}, not a .tar.gz",
+                hint=f"unpack it yourself and pass --data the folder that holds "
+                     f"{BATCHES_DIRNAME}/ (no fetch needed), or get the official "
+                     "cifar-10-python.tar.gz")
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return DataError(f"archive {label} is not a readable .tar.gz ({reason})",
+                     hint=BAD_ARCHIVE_HINT)
 
 
 def data_dir_error(data_dir: Path, error: OSError, doing: str) -> DataError:
@@ -181,6 +247,7 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
                             on_file: Callable[[str], None] | None = None,
                             finalize: Callable[[Path, list[ExtractedFile]], None] | None = None,
                             on_leftover: Callable[[Path, OSError], None] | None = None,
+                            label: str | None = None,
                             ) -> Path:
     """Extract `archive` into DATA_DIR/cifar-10-batches-py, all or nothing; returns that dir.
 
@@ -189,8 +256,10 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
     record written there appears atomically with the data it describes.
     `on_leftover(path, error)` hears of an old folder that was swapped out but could not be
     deleted (the new data is in place all the same); without it, a RuntimeWarning says so.
+    `label` names the archive in messages (default: its path), e.g. the URL it came from.
     """
     archive = Path(archive)
+    label = label or str(archive)
     data_dir = Path(data_dir)
     target = data_dir / BATCHES_DIRNAME
     if target.exists() and not replace:
@@ -203,6 +272,7 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
         raise DataError(f"cannot create the data dir {data_dir}: {error.strerror or error}",
                         hint="pass --data DIR (or set DLBOX_DATA) to a writable folder",
                         ) from None
+    _remove_stale_staging(data_dir)
     staging: Path | None = None
     leftover: tuple[Path, OSError] | None = None
     try:
@@ -212,22 +282,20 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
         except OSError as error:
             raise data_dir_error(data_dir, error, "create a temp folder") from None
         try:
-            files = _extract_members(archive, staging, on_file)
+            files = _extract_members(archive, staging, on_file, label)
         except (tarfile.TarError, EOFError, zlib.error) as error:
-            raise DataError(f"archive {archive} is not a readable .tar.gz ({error})",
-                            hint=BAD_ARCHIVE_HINT) from None
+            raise _unreadable_archive(archive, label, error) from None
         except FileExistsError:
-            raise DataError(f"archive {archive} holds a member twice",
+            raise DataError(f"archive {label} holds a member twice",
                             hint=BAD_ARCHIVE_HINT) from None
         except OSError as error:
             if error.errno is None:  # gzip.BadGzipFile and friends: the archive, not the disk
-                raise DataError(f"archive {archive} is not a readable .tar.gz ({error})",
-                                hint=BAD_ARCHIVE_HINT) from None
+                raise _unreadable_archive(archive, label, error) from None
             if error.filename is not None and Path(error.filename) == archive:
-                raise DataError(f"cannot read the archive {archive}: "
+                raise DataError(f"cannot read the archive {label}: "
                                 f"{error.strerror or error}",
                                 hint="check that the file is readable for you") from None
-            raise data_dir_error(data_dir, error, f"extract {archive}") from None
+            raise data_dir_error(data_dir, error, f"extract {label}") from None
         try:
             if finalize is not None:
                 finalize(staging, files)
@@ -252,6 +320,23 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
         else:
             warnings.warn(leftover_message(*leftover), RuntimeWarning, stacklevel=2)
     return target
+
+
+# A staging folder older than this is from a fetch that was killed (SIGKILL, power loss: no
+# chance to clean up); a fetch still running in another terminal refreshes its folder's
+# mtime with every file it writes, each within seconds.
+STALE_STAGING_S = 3600
+
+
+def _remove_stale_staging(data_dir: Path) -> None:
+    """Delete temp folders (DATA_DIR/.cifar-10-batches-py.*.tmp, up to 180 MB each) that a
+    killed fetch left behind; best effort."""
+    now = time.time()
+    for stale in data_dir.glob(f".{BATCHES_DIRNAME}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if stale.is_dir() and not stale.is_symlink() \
+                    and now - stale.stat().st_mtime > STALE_STAGING_S:
+                shutil.rmtree(stale)
 
 
 def leftover_message(path: Path, error: OSError) -> str:

@@ -14,6 +14,7 @@ keeps its checksum); a local `--from FILE` is only read.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as _dt
 import hashlib
@@ -94,10 +95,20 @@ def normalize_sha256(text: str) -> str:
     value = text.strip().lower()
     if value.startswith("sha256:"):
         value = value[len("sha256:"):]
-    if not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise UsageError(f"--sha256 {text!r} is not a sha256 (64 hexadecimal characters)",
-                         hint="compute it with `sha256sum cifar-10-python.tar.gz`")
-    return value
+    if re.fullmatch(r"[0-9a-f]{64}", value):
+        return value
+    hint = ("pass the 64 hexadecimal characters alone: "
+            "`--sha256 \"$(sha256sum cifar-10-python.tar.gz | cut -d' ' -f1)\"`")
+    if not value:
+        why = "is empty"
+    elif re.fullmatch(r"[0-9a-f]{64}\s+\*?\S.*", value):
+        why = "is a whole `sha256sum` line (the checksum and a file name)"
+    elif re.fullmatch(r"[0-9a-f]{32}", value):
+        why = "is 32 hexadecimal characters, an md5, not a sha256 (64)"
+        hint = ("leave out --sha256 to check the official archive's md5, or " + hint)
+    else:
+        why = "is not a sha256 (64 hexadecimal characters)"
+    raise UsageError(f"--sha256 {text!r} {why}", hint=hint)
 
 
 def is_url(source: str) -> bool:
@@ -125,8 +136,51 @@ def check_source(source: str) -> None:
             raise ValueError("no host name")
         urllib.request.Request(source)
     except ValueError as error:
-        raise UsageError(f"--from {source!r} is not a valid URL: {one_line(error)}",
+        raise UsageError(f"--from {redact_url(source)!r} is not a valid URL: {one_line(error)}",
                          hint=URL_HINT) from None
+
+
+def redact_url(source: str) -> str:
+    """`source` with the password of a `user:password@` part shown as `***`: what messages
+    print and what the checksum record (and so a run's manifest) keeps."""
+    if not is_url(source):
+        return source
+    try:
+        parts = urllib.parse.urlsplit(source)
+    except ValueError:  # a malformed URL (reported as such): hide what looks like a password
+        return re.sub(r"^([^:/]+://[^/?#@:]*):[^/?#]*@", r"\1:***@", source)
+    if parts.password is None:
+        return source
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _request(url: str) -> urllib.request.Request:
+    """The request for `url`. urllib does not send the `user:password@` of an http(s) URL
+    (it would look the whole `user:password@host` up as a host name), so it goes as a Basic
+    Authorization header, one that is not carried along a redirect to another server."""
+    headers = {"User-Agent": "dlbox"}
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or "@" not in parts.netloc:
+        return urllib.request.Request(url, headers=headers)
+    host = parts.netloc.rsplit("@", 1)[1]
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=host)),
+                                     headers=headers)
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    request.add_unredirected_header("Authorization", f"Basic {token}")
+    return request
+
+
+def check_not_empty_source(source: str) -> str:
+    """`source` itself, or UsageError when --from was given but is empty or blank (an unset
+    shell variable, say): it must not quietly mean the official URL."""
+    if not source.strip():
+        raise UsageError(f"--from {source!r} is empty",
+                         hint="pass --from /path/to/cifar-10-python.tar.gz or a URL, or leave "
+                              f"--from out to download {OFFICIAL_URL}")
+    return source
 
 
 def data_root(data_dir: str | Path) -> Path:
@@ -301,14 +355,35 @@ class _Progress:
 
 # ---- side effects ---------------------------------------------------------------------------
 
+LOCAL_COPY_HINT = ("or download cifar-10-python.tar.gz another way, copy it here and run "
+                   "`dlbox data fetch --from /path/to/cifar-10-python.tar.gz` (with `--sha256 "
+                   "HEX` for a copy that is not byte-identical to the official one)")
+
+
+def _http_error_hint(code: int, url: str) -> str:
+    """The fix for an HTTP error status: the server answered, so the network is not the
+    problem (OFFLINE_HINT would send the user to another machine for nothing)."""
+    if code in (401, 403):
+        has_login = "@" in urllib.parse.urlsplit(url).netloc
+        login = ("check the user name and password in the URL" if has_login else
+                 "if it needs a login, put it in the URL: https://USER:PASSWORD@host/path")
+        return f"the server refused access: {login}; " + LOCAL_COPY_HINT
+    if code == 404:
+        return "check the URL (the server has no file there), or use another mirror; " \
+               + LOCAL_COPY_HINT
+    return "the server answered with an error: try again later or use another mirror; " \
+        + LOCAL_COPY_HINT
+
+
 def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = False,
              resume: bool = True) -> Path:
     """Download `url` to `dest` through `dest.part` (resumed when possible); returns `dest`."""
     check_source(url)
+    shown = redact_url(url)
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if resume and part.exists() else 0
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": "dlbox"})
+        request = _request(url)
         if start:
             request.add_header("Range", f"bytes={start}-")
         response = urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 - user URL
@@ -319,13 +394,14 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
             except OSError as unlink_error:
                 raise data_dir_error(dest.parent, unlink_error, f"delete {part}") from None
             return download(url, dest, timeout_s=timeout_s, progress=progress, resume=False)
-        raise DataError(f"could not download {url}: HTTP {error.code} {one_line(error.reason)}",
-                        hint=OFFLINE_HINT) from None
+        raise DataError(f"could not download {shown}: HTTP {error.code} {one_line(error.reason)}",
+                        hint=_http_error_hint(error.code, url)) from None
     except urllib.error.URLError as error:
-        raise DataError(f"could not download {url}: {one_line(error.reason)}",
+        raise DataError(f"could not download {shown}: {one_line(error.reason)}",
                         hint=OFFLINE_HINT) from None
     except (OSError, http.client.HTTPException, ValueError) as error:
-        raise DataError(f"could not download {url}: {one_line(error)}", hint=OFFLINE_HINT) from None
+        raise DataError(f"could not download {shown}: {one_line(error)}",
+                        hint=OFFLINE_HINT) from None
     with response:
         status = getattr(response, "status", 200)
         if start and status != 206:
@@ -347,10 +423,10 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                     error, (ConnectionError, socket.timeout, TimeoutError)):
                 raise data_dir_error(dest.parent, error, f"write {part.name}") from None
             raise DataError(
-                f"download of {url} was interrupted after {received} bytes: {one_line(error)}",
+                f"download of {shown} was interrupted after {received} bytes: {one_line(error)}",
                 hint="run the same command again to resume; " + OFFLINE_HINT) from None
     if total is not None and received != total:
-        raise DataError(f"download of {url} stopped at {received} of {total} bytes",
+        raise DataError(f"download of {shown} stopped at {received} of {total} bytes",
                         hint="run the same command again to resume; " + OFFLINE_HINT)
     try:
         os.replace(part, dest)
@@ -359,17 +435,47 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
     return dest
 
 
+HTML_HINT = ("the URL leads to a page (a login, a download or error page), not to the file "
+             "itself: open it in a browser, take the direct link to cifar-10-python.tar.gz "
+             "and pass that to --from, or download it there and run `dlbox data fetch --from "
+             "/path/to/cifar-10-python.tar.gz`")
+
+
+def _looks_like_html(path: Path) -> bool:
+    """Whether a download starts like a web page (a gzip archive starts with 1f 8b)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512).lstrip().lower()
+    except OSError:
+        return False
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml"))
+
+
 def _local_archive(source: str) -> Path:
     if source.lower().startswith("file://"):
         check_source(source)
         parsed = urllib.parse.urlparse(source)
         source = urllib.request.url2pathname(parsed.path)
     path = Path(source).expanduser()
+    if path.is_dir():
+        raise DataError(f"archive {path} is a folder, not a .tar.gz file",
+                        hint=_folder_source_hint(path))
     if not path.is_file():
         raise DataError(f"archive {path} not found" if not path.exists()
                         else f"archive {path} is not a file",
                         hint="pass --from /path/to/cifar-10-python.tar.gz (a file or a URL)")
     return path
+
+
+def _folder_source_hint(folder: Path) -> str:
+    """What a user who passed a folder to --from most likely meant."""
+    if (folder / ARCHIVE_NAME).is_file():
+        return f"pass the archive in it: --from {folder / ARCHIVE_NAME}"
+    if cifar10_present(folder):
+        where = batches_dir(folder)
+        return (f"{where} already holds extracted batches: use them with --data "
+                f"{where.parent} (no fetch needed)")
+    return "pass --from /path/to/cifar-10-python.tar.gz (a file or a URL)"
 
 
 def _write_record(staging: Path, files: list[ExtractedFile], digest: ArchiveDigest,
@@ -392,15 +498,19 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
     """Make DATA_DIR/cifar-10-batches-py hold verified CIFAR-10 batches (see module docstring)."""
     root = data_root(config.data_dir)
     target = root / BATCHES_DIRNAME
-    expected = normalize_sha256(config.sha256) if config.sha256 else None
-    source = config.source or OFFICIAL_URL
+    # None means "not given"; an empty string was given (say, a `$(...)` that printed
+    # nothing) and is refused, never read as "check the official md5 / use the official URL".
+    expected = normalize_sha256(config.sha256) if config.sha256 is not None else None
+    source = OFFICIAL_URL if config.source is None else check_not_empty_source(config.source)
     check_source(source)
+    shown = redact_url(source)  # never a password in a message or the record
     check_data_dir_path(config.data_dir)
     if cifar10_present(root) and not config.force:
         return FetchResult("present", target, str(target), data_checksum(root))
     created_root = not root.exists()
     downloaded: Path | None = None
     warnings: list[str] = []
+    held = contextlib.ExitStack()
     try:
         if is_url(source) and not source.lower().startswith("file://"):
             try:
@@ -409,6 +519,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                 raise DataError(f"cannot create the data dir {root}: {one_line(error)}",
                                 hint="pass --data DIR (or set DLBOX_DATA) to a writable "
                                      "folder") from None
+            held.enter_context(_download_lock(root))
             downloaded = download(source, root / ARCHIVE_NAME, timeout_s=config.timeout_s,
                                   progress=config.progress)
             archive = downloaded
@@ -423,19 +534,22 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                             f"{error.strerror or one_line(error)}",
                             hint="check that the file is readable for you, or download it "
                                  "again") from None
+        # A bad download is deleted below (it must not be resumed).
         try:
-            check_digest(digest, expected, str(archive) if downloaded is None else source,
+            check_digest(digest, expected, str(archive) if downloaded is None else shown,
                          local_file=downloaded is None)
-        except DataError:
-            if downloaded is not None:
-                downloaded.unlink(missing_ok=True)  # a bad download must not be resumed
+        except DataError as error:
+            if downloaded is not None and _looks_like_html(downloaded):
+                raise DataError(f"{error.message}: the server sent a web page (HTML), not "
+                                "the archive", hint=HTML_HINT) from None
             raise
         with _Progress(config.progress, unit="files").task(
                 "extracting", len(EXPECTED_FILES)) as advance:
             extract_cifar10_archive(
                 archive, root, replace=True, on_file=lambda _name: advance(1),
-                finalize=lambda staging, files: _write_record(staging, files, digest, source),
-                on_leftover=lambda path, error: warnings.append(leftover_message(path, error)))
+                finalize=lambda staging, files: _write_record(staging, files, digest, shown),
+                on_leftover=lambda path, error: warnings.append(leftover_message(path, error)),
+                label=str(archive) if downloaded is None else shown)
         if downloaded is not None:
             try:
                 downloaded.unlink(missing_ok=True)  # the record keeps its checksum
@@ -443,11 +557,65 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                 warnings.append(f"could not delete the downloaded {downloaded} "
                                 f"({error.strerror or one_line(error)}); the data is in place, "
                                 "delete the archive by hand")
+        if downloaded is None:
+            _remove_stale_part(root, archive)
     except BaseException:
+        # A complete download that failed to verify or extract (or was interrupted while it
+        # did) is never used again: the next run downloads through a fresh .part. Deleted, so
+        # a failed fetch leaves no 163 MB file behind (an interrupted *download* keeps its
+        # .part, which the next run resumes). Deleted before the lock goes.
+        if downloaded is not None:
+            with contextlib.suppress(OSError):
+                downloaded.unlink(missing_ok=True)
+        held.close()
         if created_root:
             _remove_if_empty(root)
         raise
-    return FetchResult("fetched", target, source, digest.sha256, tuple(warnings))
+    held.close()
+    return FetchResult("fetched", target, shown, digest.sha256, tuple(warnings))
+
+
+def _remove_stale_part(root: Path, archive: Path) -> None:
+    """After a fetch from a local file: the .part of an earlier, interrupted download (up to
+    163 MB) has nothing left to resume into. Left alone while another fetch holds the data
+    dir (it may be writing that very file), and when it is the file just read."""
+    part = root / (ARCHIVE_NAME + ".part")
+    with contextlib.suppress(OSError):
+        if not part.exists() or part.samefile(archive):
+            return
+    with contextlib.suppress(DataError, OSError), _download_lock(root):
+        part.unlink()
+
+
+@contextlib.contextmanager
+def _download_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the data dir while downloading into it and extracting: two
+    fetches at once (two terminals, parallel jobs) would otherwise write the same .part and
+    delete each other's archive. The second one is told at once. Best effort: where folders
+    can't be locked (no fcntl, some network filesystems) it goes on unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        fd = os.open(root, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"another `dlbox data fetch` is downloading into {root}",
+                            hint="wait for it to finish, then run the command again (it will "
+                                 "find the data in place); or pass --data DIR (or set "
+                                 "DLBOX_DATA) to another folder") from None
+        except OSError:
+            pass  # a filesystem without locks: go on
+        yield
+    finally:
+        os.close(fd)
 
 
 def _remove_if_empty(path: Path) -> None:

@@ -16,8 +16,9 @@ JPEGs load in seconds. Nothing is cached on disk.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -54,13 +55,23 @@ def is_image_file(path: Path) -> bool:
             and path.is_file())
 
 
+# Folders that tools put beside the user's own and that never hold a class: macOS's zip
+# leaves __MACOSX/ (full of ._name.jpg resource forks) next to every folder it zipped.
+NOT_CLASS_FOLDERS = frozenset({"__MACOSX"})
+
+
+def is_hidden(path: Path) -> bool:
+    """A name no image tree means as data: hidden (.DS_Store, ._x.jpg, .ipynb_checkpoints)
+    or a tool's by-product (__MACOSX)."""
+    return path.name.startswith(".") or path.name in NOT_CLASS_FOLDERS
+
+
 def find_classes(root: str | Path) -> tuple[str, ...]:
-    """Class names: the sub-folders of `root` (hidden ones skipped), sorted by name."""
+    """Class names: the sub-folders of `root` (hidden ones and __MACOSX skipped), sorted."""
     root = Path(root)
     if not root.is_dir():
         return ()
-    return tuple(sorted(p.name for p in root.iterdir()
-                        if p.is_dir() and not p.name.startswith(".")))
+    return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p)))
 
 
 def interleave_classes(per_class: Sequence[Sequence[Path]]) -> tuple[list[Path], list[int]]:
@@ -102,6 +113,35 @@ def list_image_files(
     return files, labels, names
 
 
+def skipped_entries(root: str | Path, classes: Sequence[str] | None = None,
+                    ) -> tuple[list[str], list[str], list[str]]:
+    """What loading `root` passes over, as paths relative to it: (files in a class folder
+    that are not .png/.jpg/.jpeg, files lying in `root` outside any class folder, folders
+    nested inside a class folder: only ROOT/<class>/<image> is read). Hidden names
+    (.DS_Store, ._x.jpg) are left out: they are never images the user meant."""
+    root = Path(root)
+    names = tuple(classes) if classes is not None else find_classes(root)
+    not_images: list[str] = []
+    loose: list[str] = []
+    nested: list[str] = []
+    if not root.is_dir():
+        return not_images, loose, nested
+    loose.extend(entry.name for entry in sorted(root.iterdir())
+                 if not is_hidden(entry) and not entry.is_dir())
+    for name in names:
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            if is_hidden(entry):
+                continue
+            if entry.is_dir():
+                nested.append(f"{name}/{entry.name}/")
+            elif not is_image_file(entry):
+                not_images.append(f"{name}/{entry.name}")
+    return not_images, loose, nested
+
+
 def _worker_count(n_files: int) -> int:
     if hasattr(os, "sched_getaffinity"):
         cores = len(os.sched_getaffinity(0))
@@ -112,11 +152,14 @@ def _worker_count(n_files: int) -> int:
 
 
 def load_image_folder(root: str | Path, classes: Sequence[str] | None = None,
-                      size: int = DEFAULT_SIZE) -> ImageDataset:
+                      size: int = DEFAULT_SIZE,
+                      failures: list[DataError] | None = None) -> ImageDataset:
     """Load ROOT/<class>/*.png|jpg|jpeg into memory as uint8 [N, 3, size, size] plus labels.
 
     `classes` fixes the class order (so train and test splits agree on labels); by default it
-    is the sorted folder names.
+    is the sorted folder names. The first file that can't be read raises its DataError, unless
+    `failures` is given (`dlbox data check`, which lists them all): then every such error is
+    appended to it, in file order, and the load goes on (those images are left black).
     """
     root = Path(root)
     if not root.is_dir():
@@ -131,10 +174,23 @@ def load_image_folder(root: str | Path, classes: Sequence[str] | None = None,
         raise DataError(f"image folder {root} holds no .png/.jpg/.jpeg images",
                         hint="lay it out as ROOT/<class>/<image>.png|jpg")
     images = np.empty((len(files), 3, size, size), dtype=np.uint8)
+    # Set when the load is failing (a bad file) or interrupted (Ctrl-C): the other threads
+    # stop at their next image instead of decoding the rest of the tree first.
+    abandon = threading.Event()
+
+    failed: dict[int, DataError] = {}
 
     def decode_range(start: int, stop: int) -> None:
         for i in range(start, stop):
-            images[i] = decode_image(files[i], size)
+            if abandon.is_set():
+                return
+            try:
+                images[i] = decode_image(files[i], size)
+            except DataError as error:
+                if failures is None:
+                    raise
+                images[i] = 0
+                failed[i] = error  # one key per thread's own range: no lock needed
 
     workers = _worker_count(len(files))
     bounds = np.linspace(0, len(files), workers + 1).astype(int)
@@ -146,7 +202,14 @@ def load_image_folder(root: str | Path, classes: Sequence[str] | None = None,
                                     thread_name_prefix="dlbox-decode") as pool:
                 futures = [pool.submit(decode_range, int(a), int(b))
                            for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-                for future in futures:
-                    future.result()  # re-raises the first DataError
+                try:
+                    wait(futures, return_when=FIRST_EXCEPTION)
+                    for future in futures:
+                        future.result()  # re-raises the first DataError
+                except BaseException:
+                    abandon.set()
+                    raise
+    if failures is not None:
+        failures.extend(failed[i] for i in sorted(failed))
     return ImageDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64),
                         tuple(names), str(root))

@@ -16,9 +16,22 @@ from typing import Any
 
 import torch
 
-from dlbox.data.cifar10 import BATCHES_DIRNAME, SPLITS, batches_dir, load_cifar10
+from dlbox.data.cifar10 import (
+    BATCHES_DIRNAME,
+    SPLITS,
+    TEST_BATCHES,
+    TRAIN_BATCHES,
+    batches_dir,
+    load_cifar10,
+)
 from dlbox.data.dataset import ImageDataset
-from dlbox.data.imagefolder import find_classes, load_image_folder
+from dlbox.data.imagefolder import (
+    find_classes,
+    is_hidden,
+    is_image_file,
+    load_image_folder,
+    skipped_entries,
+)
 from dlbox.errors import DataError
 
 FETCH_HINT = ("run `dlbox data fetch` (offline: `dlbox data fetch --from "
@@ -34,17 +47,24 @@ class DataLayout:
     root: Path
 
 
-def _image_folder_root(data_dir: Path) -> Path | None:
-    """The folder whose children are split folders with class sub-folders, if any."""
-    def has_split(folder: Path) -> bool:
-        return any(find_classes(folder / split) for split in SPLITS)
+def _has_split(folder: Path) -> bool:
+    return any(find_classes(folder / split) for split in SPLITS)
 
-    if has_split(data_dir):
-        return data_dir
+
+def _nested_image_trees(data_dir: Path) -> list[Path]:
+    """The folders one level down that hold split folders (DATA_DIR/<name>/<split>/...)."""
     if not data_dir.is_dir():
-        return None
-    candidates = [child for child in sorted(data_dir.iterdir())
-                  if child.is_dir() and not child.name.startswith(".") and has_split(child)]
+        return []
+    return [child for child in sorted(data_dir.iterdir())
+            if child.is_dir() and not is_hidden(child) and _has_split(child)]
+
+
+def _image_folder_root(data_dir: Path) -> Path | None:
+    """The folder whose children are split folders with class sub-folders, if any (one
+    level down only when exactly one folder there is such a tree)."""
+    if _has_split(data_dir):
+        return data_dir
+    candidates = _nested_image_trees(data_dir)
     return candidates[0] if len(candidates) == 1 else None
 
 
@@ -60,6 +80,57 @@ def detect_layout(data_dir: str | Path) -> DataLayout | None:
     return None
 
 
+def _holds_images(folder: Path) -> bool:
+    """True when `folder` has at least one image file directly in it (stops at the first)."""
+    try:
+        return any(is_image_file(p) for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def no_data_error(data_dir: str | Path) -> DataError:
+    """The error for a data dir with no layout dlbox reads. When what is there is nearly a
+    layout -- batch files in a folder not named cifar-10-batches-py, two or more image trees
+    one level down, an image tree without split folders (DIR/<class>/*.png, the plain
+    ImageFolder layout, or one split folder itself) -- it says so and what to change, instead
+    of just "no CIFAR-10 data found" with a hint to download it."""
+    data_dir = Path(data_dir)
+    message = f"no CIFAR-10 data found in {data_dir}"
+    loose = [name for name in (*TRAIN_BATCHES, *TEST_BATCHES) if (data_dir / name).is_file()]
+    if loose:
+        return DataError(
+            f"{message}: it holds CIFAR-10 batch files ({', '.join(loose[:2])}"
+            f"{', ...' if len(loose) > 2 else ''}) but not in a folder named {BATCHES_DIRNAME}",
+            hint=f"rename {data_dir} to {data_dir.parent / BATCHES_DIRNAME} (and pass --data "
+                 f"{data_dir.parent}), or move the files into {data_dir / BATCHES_DIRNAME}/")
+    try:
+        trees = _nested_image_trees(data_dir)
+    except OSError:
+        trees = []
+    if len(trees) > 1:
+        names = ", ".join(f"{tree.name}/" for tree in trees)
+        return DataError(f"{message}: it holds {len(trees)} image trees ({names}) and dlbox "
+                         "does not pick one", hint=f"pass --data {trees[0]} (or another of them)")
+    try:
+        class_dirs = [data_dir / name for name in find_classes(data_dir)]
+    except OSError:
+        class_dirs = []
+    with_images = [folder.name for folder in class_dirs if _holds_images(folder)]
+    if not with_images:
+        return DataError(message, hint=FETCH_HINT)
+    shown = ", ".join(with_images[:3]) + (", ..." if len(with_images) > 3 else "")
+    message = (f"{message}: it holds class folders with images ({shown}) but no "
+               f"{' or '.join(s + '/' for s in SPLITS)} split folder")
+    if data_dir.name in SPLITS:
+        hint = (f"pass --data {data_dir.parent} (the folder that holds {data_dir.name}/), "
+                "with the other split beside it")
+    else:
+        hint = (f"an image tree needs one folder per split: move the class folders into "
+                f"{data_dir / 'train'}/ and put held-out images in "
+                f"{data_dir / 'test'}/<class>/")
+    return DataError(message, hint=hint)
+
+
 def image_folder_classes(root: str | Path) -> tuple[str, ...]:
     """Sorted union of the class folders of every split under `root`."""
     root = Path(root)
@@ -72,7 +143,7 @@ def load_dataset(data_dir: str | Path, split: str) -> ImageDataset:
         raise DataError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
     layout = detect_layout(data_dir)
     if layout is None:
-        raise DataError(f"no CIFAR-10 data found in {Path(data_dir)}", hint=FETCH_HINT)
+        raise no_data_error(data_dir)
     if layout.kind == "cifar10-batches":
         return load_cifar10(layout.root, split)
     split_root = layout.root / split
@@ -85,6 +156,7 @@ def load_dataset(data_dir: str | Path, split: str) -> ImageDataset:
 # ---- `dlbox data check`: what is on disk, and does it load ---------------------------------
 
 OFFICIAL_COUNTS = {"train": 50000, "test": 10000}
+MAX_LISTED_FAILURES = 20  # unreadable images listed one per line by `dlbox data check`
 
 
 @dataclass(frozen=True)
@@ -190,7 +262,8 @@ def _check_cifar_batches(directory: Path, record: dict[str, Any] | None,
                 continue
             bad = labels.size and (labels.min() < 0 or labels.max() >= len(classes))
             if bad:
-                problems.append(f"{name} has labels outside 0..{len(classes) - 1}")
+                problems.append(f"{name} has labels outside 0..{len(classes) - 1}" if classes
+                                else f"{name} has labels, but {META_FILE} names no classes")
             files.append(FileReport(name, not bad, f"{labels.size} images", int(labels.size)))
             labels_by_split[split].append(torch.from_numpy(labels))
     for name, info in recorded.items():
@@ -231,13 +304,34 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
             files.append(FileReport(f"{split}/", False, "missing"))
             problems.append(f"{root / split} holds no class folders")
             continue
+        failures: list[DataError] = []
         try:
-            dataset = load_image_folder(root / split, classes=classes)
+            dataset = load_image_folder(root / split, classes=classes, failures=failures)
         except DataError as error:
             files.append(FileReport(f"{split}/", False, error.message))
             problems.append(error.message)
             continue
+        if failures:  # every unreadable image, not just the first
+            listed = failures[:MAX_LISTED_FAILURES]
+            problems.extend(error.message for error in listed)
+            if len(failures) > len(listed):
+                problems.append(f"... and {len(failures) - len(listed)} more unreadable "
+                                f"image(s) in {root / split}")
+            files.append(FileReport(f"{split}/", False,
+                                    f"{len(failures)} of {len(dataset)} images unreadable, "
+                                    f"first: {failures[0].message}", len(dataset)))
+            continue
         files.append(FileReport(f"{split}/", True, f"{len(dataset)} images", len(dataset)))
+        not_images, loose, nested = skipped_entries(root / split, classes)
+        for items, one, many in (
+                (not_images, "file that is not a .png/.jpg/.jpeg image",
+                 "files that are not .png/.jpg/.jpeg images"),
+                (loose, "file outside the class folders", "files outside the class folders"),
+                (nested, "folder inside a class folder", "folders inside class folders")):
+            if items:
+                shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+                notes.append(f"{split}: skipped {len(items)} {one if len(items) == 1 else many} "
+                             f"({shown}); only {split}/<class>/*.png|jpg|jpeg is read")
         splits[split] = _split_report(dataset.labels, len(classes))
         empty = [c for c, n in zip(classes, splits[split].per_class, strict=True) if n == 0]
         if empty:
@@ -254,7 +348,7 @@ def check_data(data_dir: str | Path) -> DataReport:
     problems: list[str] = []
     notes: list[str] = []
     if layout is None:
-        problems.append(f"no CIFAR-10 data found in {data_dir}")
+        problems.append(no_data_error(data_dir).message)
         return DataReport(data_dir, None, (), (), {}, None, tuple(problems), ())
     if layout.kind == "cifar10-batches":
         # A record that is there but damaged is a problem, never "nothing recorded": it would
@@ -266,6 +360,14 @@ def check_data(data_dir: str | Path) -> DataReport:
             notes.append("no archive checksum recorded (data not extracted by `dlbox data fetch`)")
         classes, files, splits = _check_cifar_batches(layout.root, record, problems, notes)
         checksum = record["archive"]["sha256"] if record is not None else None
+        for old_copy in sorted(layout.root.parent.glob(f".{BATCHES_DIRNAME}.old.*")):
+            notes.append(f"{old_copy} is an old copy that a `dlbox data fetch --force` could "
+                         "not delete; delete it by hand to get its space back")
+        shadowed = _image_folder_root(data_dir) if data_dir != layout.root else None
+        if shadowed is not None:
+            notes.append(f"the image tree in {shadowed} is not read: the CIFAR-10 batches in "
+                         f"{layout.root} come first (move that folder out to read the tree)")
+
     else:
         classes, files, splits = _check_image_folder(layout.root, problems, notes)
         checksum = None

@@ -44,8 +44,19 @@ def check_data_dir_path(data_dir: str | Path) -> None:
         if exists or path.is_symlink() or path.parent == path:
             break
         path = path.parent
+    if not exists and path.is_symlink():
+        # `mkdir` would fail on it with a bare "File exists", and `check` would say no data.
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        where = (f"the data dir {data_dir} is" if path == data_dir
+                 else f"the data dir {data_dir} lies under {path}, which is")
+        raise DataError(f"{where} a symbolic link to {target}, which does not exist",
+                        hint=f"create the folder it points to (`mkdir -p {path.parent / target}`)"
+                             f", or {FOLDER_HINT}")
     if not exists or is_dir:
-        return  # a dangling link, the root, or an existing folder: nothing to say here
+        return  # the root, or an existing folder: nothing to say here
     what = "a file, not a folder" if path.is_file() else "not a folder"
     archive_hint = ""
     if path.name.endswith((".tar.gz", ".tgz", ".tar")):
