@@ -360,7 +360,7 @@ CELLS = [
     the next cell draws a simple picture of a ship.
     """),
     code("""
-    from PIL import Image as PILImage, ImageDraw
+    from PIL import Image as PILImage, ImageDraw, ImageOps
 
     from dlbox.training.predict import predict_images
 
@@ -381,7 +381,9 @@ CELLS = [
         print(f"could not read {my_image}: {result.error}")
     else:
         figure, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
-        left.imshow(PILImage.open(my_image).convert("RGB"))
+        # Upright, as the network reads it (a phone's photo is often stored on its side,
+        # with a note in its EXIF data saying how to turn it).
+        left.imshow(ImageOps.exif_transpose(PILImage.open(my_image)).convert("RGB"))
         left.set_title(my_image.name)
         left.axis("off")
         names = [name for name, _ in result.top_k][::-1]

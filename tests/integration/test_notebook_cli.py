@@ -162,3 +162,15 @@ def test_startup_timeout_must_be_a_positive_finite_number(tmp_path: Path, value:
     assert result.stderr.splitlines()[0] == (
         f"error: --startup-timeout {float(value)} is not a positive number of seconds")
     assert "hint: " in result.stderr and "starting" not in result.stdout
+
+
+def test_tag_without_container_is_a_usage_error(tmp_path: Path) -> None:
+    """--tag names the image of --container: alone it used to be ignored silently (Jupyter
+    started on the host, not in the image the user named)."""
+    result = dlbox("notebook", "--no-browser", "--port", "0", "--tag", "myimage:latest",
+                   "--notebook-dir", str(tmp_path), "--startup-timeout", "0.001")
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: --tag myimage:latest names the image for --container, which is not given",
+        "hint: add --container to run Jupyter in that image, or leave --tag out"]
+    assert "starting" not in result.stdout

@@ -24,7 +24,9 @@ from test_notebook_server import (
     get,
     launched_notebook,
     port_is_closed,
+    read_only_folder,
     stop_launch,
+    wait_for_output,
 )
 
 from dlbox.jupyter.container import LABEL, ContainerServer, default_image_tag
@@ -285,3 +287,61 @@ def test_sigkill_of_dlbox_leaves_a_container_the_next_notebook_removes(
         for container in engine.containers.list(all=True, filters={"label": LABEL}):
             if container.labels.get("dlbox.owner", "").split(":")[1:2] == [str(first.pid)]:
                 container.remove(force=True)
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
+def test_a_second_ctrl_c_while_stopping_still_removes_the_container(
+        engine: Any, cpu_image: str, notebook_dir: Path) -> None:
+    """An impatient user presses Ctrl-C twice: the second one, while `docker stop` waits for
+    Jupyter, must not leave the container behind (it used to stay, exited, never removed)."""
+    with launched_notebook(notebook_dir, ["--container", "--tag", cpu_image],
+                           timeout_s=240) as launch:
+        name = container_on_port(engine, launch.port).name
+        launch.process.send_signal(signal.SIGINT)
+        wait_for_output(launch, "stopping the Jupyter server")
+        launch.process.send_signal(signal.SIGINT)  # again, while the container stops
+        assert launch.process.wait(timeout=90) == 130, launch.text()
+    left = [c for c in notebook_containers(engine) if c.name == name]
+    for container in left:  # do not leave it to the next test run
+        container.remove(force=True)
+    assert not left, f"container left over: {name}"
+    assert "stopped." in launch.text(), launch.text()
+    assert port_is_closed(launch.port)
+
+
+def test_an_image_without_jupyterlab_gets_a_hint_about_the_image(
+        engine: Any, notebook_dir: Path) -> None:
+    """An image that cannot run JupyterLab: the hint names the image and how to build one
+    (it used to say `pip install 'dlbox[notebook]'`, which changes the host, not the image)."""
+    bare = os.environ.get("DLBOX_BASE_IMAGE") or "dlbox-base:bookworm"  # no JupyterLab in it
+    if not image_present(engine, bare):
+        pytest.skip(f"no image without JupyterLab here ({bare})")
+    result = subprocess.run(
+        [sys.executable, "-m", "dlbox", "notebook", "--no-browser", "--container", "--port",
+         "0", "--tag", bare, "--notebook-dir", str(notebook_dir), "--startup-timeout", "60"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1, result.stderr
+    assert "No module named jupyterlab" in result.stderr, result.stderr
+    hint = result.stderr.rstrip("\n").splitlines()[-1]
+    assert hint.startswith("hint: read the container log above; the image needs JupyterLab"), \
+        result.stderr
+    assert "dlbox image build --cpu" in hint and "pip install" not in hint, hint
+    assert not [c for c in notebook_containers(engine)
+                if c.attrs["Config"]["Image"] == bare], "container left over"
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
+def test_a_read_only_notebook_folder_gets_a_warning_in_container_mode(
+        engine: Any, cpu_image: str, notebook_dir: Path, tmp_path: Path) -> None:
+    """A folder on a read-only mount: its mode bits (0777 here) say the container's user may
+    write, yet nobody can. dlbox used to say nothing; now it warns before it starts."""
+    with read_only_folder(notebook_dir, tmp_path / "read-only") as folder:
+        if not os.statvfs(folder).f_flag & os.ST_RDONLY:
+            pytest.skip("needs a read-only mount (root)")
+        with launched_notebook(folder, ["--container", "--tag", cpu_image],
+                               timeout_s=240) as launch:
+            text = wait_for_output(launch, "Press Ctrl-C")
+            assert (f"warning: {folder} is read-only for the container: Jupyter cannot save "
+                    "the notebook there") in text, text
+            check_token_auth(launch)
+            assert stop_launch(launch, signal.SIGINT, timeout_s=90) == 130

@@ -166,3 +166,32 @@ def test_synthetic_data_and_run_folders_are_removed_when_the_kernel_stops(
     assert left == [], f"left behind in the kernel's temp folder: {left}"
     # ... and the notebook said so where it saved the run.
     assert f"deleted when the kernel stops: {temp}/dlbox-notebook-run-" in text, text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_phone_photo_is_shown_upright_as_the_network_reads_it(tmp_path: Path) -> None:
+    """A photo whose EXIF says "rotate me" (as phones save them): the network reads it
+    upright, so the notebook must show it upright too (it used to show it on its side, next
+    to the network's guess about the upright picture)."""
+    require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
+    import nbformat
+    from nbclient import NotebookClient
+    from PIL import Image
+
+    photo = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the stored pixels are to be turned 90 degrees clockwise
+    Image.new("RGB", (60, 30), (200, 30, 30)).save(photo, exif=exif)  # upright: 30 x 60
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    inject_parameters(notebook, {
+        "DATA_DIR": None, "NUM_TRAIN": 64, "NUM_TEST": 32, "EPOCHS": 1, "MODEL": "tiny",
+        "DEVICE": "cpu", "RUN_DIR": str(tmp_path / "run"), "MY_IMAGE": str(photo),
+    })
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        "print('shown:', left.get_images()[0].get_array().shape)"))
+    client = NotebookClient(notebook, timeout=240, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    text = output_texts(notebook)
+    assert "shown: (60, 30, 3)" in text, text  # height 60, width 30: upright

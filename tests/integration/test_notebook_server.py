@@ -233,6 +233,35 @@ def all_command_lines() -> str:
     return "\n".join(texts)
 
 
+@contextlib.contextmanager
+def read_only_folder(source: Path, mount_point: Path) -> Iterator[Path]:
+    """`source` seen read-only at `mount_point`: a read-only bind mount (root; not even root
+    can write there), else a folder without write permission (a normal user). Skips the test
+    where neither makes a folder this process cannot write to."""
+    mount_point.mkdir()
+    mounted = False
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        made = subprocess.run(["mount", "--bind", str(source), str(mount_point)],
+                              capture_output=True, text=True)
+        mounted = made.returncode == 0
+        if mounted and subprocess.run(["mount", "-o", "remount,bind,ro", str(mount_point)],
+                                      capture_output=True).returncode != 0:
+            subprocess.run(["umount", str(mount_point)], capture_output=True)
+            mounted = False
+        folder = mount_point
+    else:
+        folder = source
+        source.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("cannot make a read-only folder here (no mount, and root)")
+        yield folder
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mount_point)], capture_output=True)
+        source.chmod(0o755)
+
+
 # ------------------------------------------------------------------ tests
 
 @pytest.fixture
@@ -275,6 +304,24 @@ def test_server_wants_its_token_and_each_launch_gets_a_new_one(notebook_dir: Pat
         assert get(f"{second.base_url}/api/status", first_token)[0] == 403
 
 
+def start_kernel(launch: Launch) -> list[int]:
+    """Start a kernel through the API; the server's process tree once the kernel is in it."""
+    connection = http.client.HTTPConnection("127.0.0.1", launch.port, timeout=60)
+    connection.request("POST", "/api/kernels", body="{}",
+                       headers={"Authorization": f"token {launch.token}",
+                                "Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 201, response.read()
+    connection.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        tree = descendants_of(launch.process.pid)
+        if len(tree) >= 2:  # the server and its kernel
+            return tree
+        time.sleep(0.5)
+    raise AssertionError(f"no kernel under the server: {tree}")
+
+
 @pytest.mark.timeout(300)
 def test_sigint_stops_server_and_its_kernels(notebook_dir: Path) -> None:
     require(have_jupyterlab(), "JupyterLab")
@@ -282,20 +329,7 @@ def test_sigint_stops_server_and_its_kernels(notebook_dir: Path) -> None:
         pytest.skip("reads /proc to find the server's processes")
     with launched_notebook(notebook_dir) as launch:
         # Start a kernel, so stopping must also end a grandchild of dlbox.
-        connection = http.client.HTTPConnection("127.0.0.1", launch.port, timeout=60)
-        connection.request("POST", "/api/kernels", body="{}",
-                           headers={"Authorization": f"token {launch.token}",
-                                    "Content-Type": "application/json"})
-        response = connection.getresponse()
-        assert response.status == 201, response.read()
-        connection.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            tree = descendants_of(launch.process.pid)
-            if len(tree) >= 2:  # the server and its kernel
-                break
-            time.sleep(0.5)
-        assert len(tree) >= 2, tree
+        tree = start_kernel(launch)
         started = time.monotonic()
         assert stop_launch(launch, signal.SIGINT, timeout_s=60) == 130
         assert time.monotonic() - started < 60
@@ -308,6 +342,25 @@ def test_sigint_stops_server_and_its_kernels(notebook_dir: Path) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_a_second_ctrl_c_while_stopping_kills_server_and_kernels_at_once(
+        notebook_dir: Path) -> None:
+    """Ctrl-C twice: dlbox used to give up on the stop at the second one and exit while the
+    server and its kernel still ran. Now the second one kills them, then dlbox exits."""
+    require(have_jupyterlab(), "JupyterLab")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc to find the server's processes")
+    with launched_notebook(notebook_dir) as launch:
+        tree = start_kernel(launch)
+        launch.process.send_signal(signal.SIGINT)
+        wait_for_output(launch, "stopping the Jupyter server")
+        launch.process.send_signal(signal.SIGINT)
+        assert launch.process.wait(timeout=60) == 130, launch.text()
+        assert not [pid for pid in tree if alive(pid)], "server or kernel outlived dlbox"
+        assert "stopped." in launch.text(), launch.text()
+        assert port_is_closed(launch.port)
+
+
+@pytest.mark.timeout(300)
 def test_sigterm_also_stops_the_server(notebook_dir: Path) -> None:
     require(have_jupyterlab(), "JupyterLab")
     with launched_notebook(notebook_dir) as launch:
@@ -316,6 +369,42 @@ def test_sigterm_also_stops_the_server(notebook_dir: Path) -> None:
         assert port_is_closed(launch.port)
         time.sleep(1)
         assert not [pid for pid in tree if alive(pid)]
+
+
+@pytest.mark.timeout(300)
+def test_the_folder_of_a_killed_launch_is_removed_by_the_next_one(notebook_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    """SIGKILL of dlbox: its server stops (it dies with its parent), but the launch's folder,
+    token file included, used to stay in the temp folder forever. The next launch removes it
+    (and leaves other folders alone: a live launch's, a notebook's run folder)."""
+    require(have_jupyterlab(), "JupyterLab")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("relies on PR_SET_PDEATHSIG and /proc")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    notebook_run = temp / "dlbox-notebook-run-abc123"  # a notebook's run: not ours to remove
+    notebook_run.mkdir()
+    env = {"TMPDIR": str(temp)}
+    with launched_notebook(notebook_dir, env=env) as killed:
+        (killed_folder,) = [p for p in temp.glob("dlbox-notebook-*") if p != notebook_run]
+        assert (killed_folder / "token").read_text() == killed.token
+        tree = descendants_of(killed.process.pid)
+        killed.process.kill()
+        killed.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in tree if alive(pid)], "the server outlived its killed dlbox"
+        assert killed_folder.exists()
+    with launched_notebook(notebook_dir, env=env) as live:
+        check_token_auth(live)
+        assert not killed_folder.exists(), "the killed launch's folder (its token) is left"
+        (live_folder,) = [p for p in temp.glob("dlbox-notebook-*") if p != notebook_run]
+        with launched_notebook(notebook_dir, env=env) as another:  # a second instance
+            check_token_auth(another)
+            assert live_folder.exists(), "a running launch's folder was removed"
+            check_token_auth(live)
+        assert notebook_run.exists()
 
 
 # ------------------------------------------------------------------ the launch's checks and words
@@ -443,3 +532,20 @@ def test_the_run_lock_file_is_not_listed_even_with_hidden_files_shown(
         assert response.status == 200, listing
         names = {entry["name"] for entry in listing["content"]}
         assert names == {".visible-dotfile", "metrics.json"}, names
+
+
+@pytest.mark.timeout(300)
+def test_a_read_only_notebook_folder_gets_a_warning(notebook_dir: Path,
+                                                    tmp_path: Path) -> None:
+    """Jupyter starts on a folder it cannot write to, where saving the notebook and its runs
+    fails later in the browser: dlbox says so up front (it used to say nothing)."""
+    require(have_jupyterlab(), "JupyterLab")
+    with read_only_folder(notebook_dir, tmp_path / "read-only") as folder, \
+            launched_notebook(folder) as launch:
+        text = wait_for_output(launch, "Press Ctrl-C")
+        assert (f"warning: {folder} is read-only for you: Jupyter cannot save the notebook "
+                "there") in text, text
+        check_token_auth(launch)
+        assert stop_launch(launch) == 130
+    with launched_notebook(notebook_dir) as launch:  # a folder it can write to: no warning
+        assert "read-only" not in wait_for_output(launch, "Press Ctrl-C")

@@ -57,7 +57,7 @@ def answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The HTTP checks of a start, stood in for: they pass and log their calls."""
     calls: list[str] = []
     monkeypatch.setattr(server_module, "wait_until_ready",
-                        lambda url, token, timeout_s, still_starting: calls.append("ready"))
+                        lambda url, token, timeout_s, still_starting, **kw: calls.append("ready"))
     monkeypatch.setattr(server_module, "check_token_required",
                         lambda url: calls.append("token required"))
     return calls
@@ -97,7 +97,7 @@ def test_a_server_that_dies_while_starting_is_stopped(settings: NotebookSettings
 
 def test_a_server_without_token_auth_is_refused_and_stopped(
         settings: NotebookSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_module, "wait_until_ready", lambda *args: None)
+    monkeypatch.setattr(server_module, "wait_until_ready", lambda *args, **kw: None)
 
     def open_server(url: str) -> None:
         raise DlboxError("answered without the token")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from dlbox.errors import EXIT_INTERRUPTED
+from dlbox.errors import EXIT_INTERRUPTED, UsageError
 from dlbox.jupyter.notebooks import damaged_notebook_hint, notebook_problem, resolve_notebook_dir
 from dlbox.jupyter.probe import StartupTimeout
 from dlbox.jupyter.server import LocalServer, NotebookServer, ServerInfo
@@ -86,6 +86,10 @@ def open_in_browser(url: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tag is not None and not args.container:
+        raise UsageError(f"--tag {args.tag} names the image for --container, which is not "
+                         "given", hint="add --container to run Jupyter in that image, or "
+                                       "leave --tag out")
     settings = NotebookSettings(
         notebook_dir=resolve_notebook_dir(args.notebook_dir),
         ip=args.ip,
@@ -128,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
                       + error.log_tail.rstrip("\n") + "\n---", file=sys.stderr, flush=True)
             raise
         except KeyboardInterrupt:
-            print("\nstopping the Jupyter server ...", file=sys.stderr, flush=True)
-            server.stop()
+            print("\nstopping the Jupyter server (Ctrl-C again: stop it at once) ...",
+                  file=sys.stderr, flush=True)
+            with contextlib.suppress(KeyboardInterrupt):  # stop() stopped it all the same
+                server.stop()
             print("stopped.", file=sys.stderr)
             return EXIT_INTERRUPTED
         finally:

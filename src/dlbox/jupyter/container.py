@@ -22,7 +22,13 @@ from dlbox.container.owner import OWNER_LABEL, owner_id, remove_orphaned
 from dlbox.container.run import container_user, writable_by
 from dlbox.container.spec import DATA_DIR
 from dlbox.errors import ContainerError
-from dlbox.jupyter.server import ManagedServer, ServerInfo, resolve_port
+from dlbox.jupyter.server import (
+    ManagedServer,
+    ServerInfo,
+    on_read_only_filesystem,
+    read_only_warning,
+    resolve_port,
+)
 from dlbox.jupyter.settings import (
     TOKEN_FILE_ENV,
     NotebookSettings,
@@ -117,6 +123,10 @@ class ContainerServer(ManagedServer):
     """JupyterLab in a container of the dlbox image, through dlbox.container.engine."""
 
     stop_timeout_s = STOP_TIMEOUT_S
+    # Not `pip install` on the host: the image is what lacks JupyterLab, or fails to run it.
+    stopped_hint = ("read the container log above; the image needs JupyterLab and ipykernel "
+                    "(dlbox's `notebook` extra): `dlbox image build --cpu` builds one, or "
+                    "pass --tag IMAGE")
 
     def __init__(self, settings: NotebookSettings) -> None:
         super().__init__(settings)
@@ -145,7 +155,9 @@ class ContainerServer(ManagedServer):
         if listens_on_all_interfaces(settings.ip):
             warnings.append(all_interfaces_warning(settings.ip, self.host_port))
         uid, gid = self.user
-        if not writable_by(settings.notebook_dir, uid, gid):
+        if on_read_only_filesystem(settings.notebook_dir):  # whatever the mode bits say
+            warnings.append(read_only_warning(settings.notebook_dir, "the container"))
+        elif not writable_by(settings.notebook_dir, uid, gid):
             warnings.append(f"warning: the container's user (uid {uid}) cannot write to "
                             f"{settings.notebook_dir}: the notebook cannot be saved there. Run "
                             f"dlbox as a normal user, or: chown {uid} {settings.notebook_dir}")
@@ -190,9 +202,7 @@ class ContainerServer(ManagedServer):
             return None
         logs = self.container.logs(tail=40).decode("utf-8", "replace")
         code = self.container.attrs.get("State", {}).get("ExitCode")
-        hint = ("\n(the image needs JupyterLab: dlbox's `notebook` extra)"
-                if "No module named jupyterlab" in logs else "")
-        return f"container exited with status {code}\n--- container log ---\n{logs}{hint}"
+        return f"container exited with status {code}\n--- container log ---\n{logs}"
 
     def wait(self) -> int:
         from dlbox.container.engine import wait_exit_code
@@ -204,15 +214,15 @@ class ContainerServer(ManagedServer):
         from dlbox.container import engine
         from dlbox.container.engine import remove_container, stop_container
 
-        container, self.container = self.container, None
-        name, self.container_name = self.container_name, None
-        if container is not None:
-            stop_container(container, timeout_s)
-            remove_container(container)
-        elif name is not None and self.client is not None:
+        if self.container is not None:
+            if timeout_s > 0:
+                stop_container(self.container, timeout_s)
+            remove_container(self.container)  # forced: kills it if it still runs
+        elif self.container_name is not None and self.client is not None:
             # The start failed or was interrupted (Ctrl-C) between the engine's create and
             # start: a container in state "created" may exist that no one holds.
-            engine.remove_by_name(self.client, name)
+            engine.remove_by_name(self.client, self.container_name)
+        self.container = self.container_name = None
 
 
 def _host_data_dir() -> Path | None:

@@ -49,9 +49,13 @@ def http_get(url: str, token: str | None = None, timeout_s: float = 5.0) -> Http
         connection.close()
 
 
+STOPPED_HINT = ("read the server log above; `pip install 'dlbox[notebook]'` installs "
+                "JupyterLab")
+
+
 def wait_until_ready(base_url: str, token: str, timeout_s: float,
                      still_starting: Callable[[], str | None],
-                     poll_s: float = 0.3) -> None:
+                     poll_s: float = 0.3, stopped_hint: str = STOPPED_HINT) -> None:
     """Poll {base_url}/api/status with the token until it answers 200.
 
     `still_starting()` returns None while the server process is alive, or a reason (its exit
@@ -63,8 +67,7 @@ def wait_until_ready(base_url: str, token: str, timeout_s: float,
         reason = still_starting()
         if reason is not None:
             raise DlboxError(f"the Jupyter server stopped while starting: {reason}",
-                             hint="read the server log above; `pip install 'dlbox[notebook]'` "
-                                  "installs JupyterLab")
+                             hint=stopped_hint)
         try:
             answer = http_get(f"{base_url}/api/status", token, timeout_s=5.0)
             if answer.status == 200:

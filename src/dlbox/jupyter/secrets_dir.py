@@ -1,6 +1,8 @@
 """A private folder per launch (0700) holding the token file (0600), the Jupyter config and log.
 
-Removed when the launch ends, so the token lives on disk only while its server runs.
+Removed when the launch ends, so the token lives on disk only while its server runs. A dlbox
+killed outright (SIGKILL) cannot remove it: its `owner` file (host, pid, start time) lets the
+next launch recognise the folder as abandoned and remove it.
 """
 
 from __future__ import annotations
@@ -11,17 +13,22 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from dlbox.container.owner import owner_gone, owner_id
+
 TOKEN_FILENAME = "token"
 CONFIG_FILENAME = "dlbox_jupyter_config.json"
 LOG_FILENAME = "jupyter.log"
+OWNER_FILENAME = "owner"
+PREFIX = "dlbox-notebook-"
 
 
 class LaunchDir:
     """The launch's private folder. Use as a context manager or call `remove()`."""
 
-    def __init__(self, prefix: str = "dlbox-notebook-") -> None:
+    def __init__(self, prefix: str = PREFIX) -> None:
         self.path = Path(tempfile.mkdtemp(prefix=prefix))  # mkdtemp: mode 0700
         os.chmod(self.path, 0o700)
+        (self.path / OWNER_FILENAME).write_text(owner_id() + "\n", encoding="utf-8")
 
     @property
     def token_file(self) -> Path:
@@ -66,3 +73,28 @@ class LaunchDir:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+def remove_abandoned_launch_dirs(parent: Path | None = None, prefix: str = PREFIX) -> list[Path]:
+    """Remove the launch folders (in the temp folder) of dlbox launches that were killed
+    before they could remove their own; the folders removed. Only folders of this user with
+    an `owner` file whose dlbox is gone: a live launch's folder, or any other folder that
+    shares the prefix (a notebook's `dlbox-notebook-run-*`), is left alone."""
+    parent = Path(tempfile.gettempdir()) if parent is None else parent
+    removed = []
+    try:
+        candidates = list(parent.glob(f"{prefix}*"))
+    except OSError:
+        return []
+    for folder in candidates:
+        try:
+            if (folder.is_symlink() or not folder.is_dir()
+                    or (hasattr(os, "geteuid") and folder.stat().st_uid != os.geteuid())):
+                continue
+            owner = (folder / OWNER_FILENAME).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if owner and owner_gone(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed

@@ -28,12 +28,13 @@ from typing import IO, Protocol
 
 from dlbox.errors import HostEnvError, UsageError
 from dlbox.jupyter.probe import (
+    STOPPED_HINT,
     TIMEOUT_HINT,
     StartupTimeout,
     check_token_required,
     wait_until_ready,
 )
-from dlbox.jupyter.secrets_dir import LaunchDir
+from dlbox.jupyter.secrets_dir import LaunchDir, remove_abandoned_launch_dirs
 from dlbox.jupyter.settings import (
     TOKEN_ENV,
     TOKEN_FILE_ENV,
@@ -155,6 +156,20 @@ def require_jupyterlab() -> None:
                                 "dlbox notebook --container")
 
 
+def on_read_only_filesystem(path: Path) -> bool:
+    """Whether `path` is on a read-only mount (where not even root can write)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): say nothing
+        return False
+
+
+def read_only_warning(folder: Path, who: str = "you") -> str:
+    return (f"warning: {folder} is read-only for {who}: Jupyter cannot save the notebook "
+            "there, nor can the notebook save its runs. Serve a copy you can write to: "
+            "--notebook-dir COPY")
+
+
 def running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -188,9 +203,12 @@ class ManagedServer(ABC):
     `_halt` stops and clears (so a second stop does nothing)."""
 
     stop_timeout_s: float = 20.0  # stop()'s default
+    # The hint when the server stops while starting (its log is in the message).
+    stopped_hint: str = STOPPED_HINT
 
     def __init__(self, settings: NotebookSettings) -> None:
         self.settings = settings
+        remove_abandoned_launch_dirs()  # those of a dlbox notebook killed with SIGKILL
         self.launch = LaunchDir()
         self.info: ServerInfo
         self._warnings: list[str] | None = None
@@ -215,7 +233,7 @@ class ManagedServer(ABC):
                     print(warning, file=sys.stderr)
             info = self._launch()
             wait_until_ready(info.base_url, info.token, self.settings.startup_timeout_s,
-                             self._exit_reason)
+                             self._exit_reason, stopped_hint=self.stopped_hint)
             check_token_required(info.base_url)
         except StartupTimeout as error:
             try:
@@ -234,11 +252,24 @@ class ManagedServer(ABC):
         return info
 
     def stop(self, timeout_s: float | None = None) -> None:
-        """Stop the server (idempotent); the launch's folder (the token file) goes too."""
-        try:
-            self._halt(self.stop_timeout_s if timeout_s is None else timeout_s)
-        finally:
-            self.launch.remove()
+        """Stop the server (idempotent); the launch's folder (the token file) goes too.
+
+        Ctrl-C while it stops (an impatient second one) does not abandon the stop half-way
+        (a container stopped but never removed): the stop goes on with no grace period (the
+        server killed at once), and the KeyboardInterrupt is raised once it is done."""
+        timeout = self.stop_timeout_s if timeout_s is None else timeout_s
+        interrupted = False
+        while True:
+            try:
+                try:
+                    self._halt(timeout)
+                finally:
+                    self.launch.remove()
+                break
+            except KeyboardInterrupt:
+                interrupted, timeout = True, 0
+        if interrupted:
+            raise KeyboardInterrupt
 
     def _prepare(self) -> list[str]:
         """The checks of `prepare` (raise on a problem); the warnings."""
@@ -258,7 +289,9 @@ class ManagedServer(ABC):
 
     @abstractmethod
     def _halt(self, timeout_s: float) -> None:
-        """Stop and release what `_launch` made, if anything (called again: no-op)."""
+        """Stop and release what `_launch` made, if anything (called again: no-op); forget it
+        only once released, so that a stop interrupted half-way can be run again. Timeout 0:
+        no grace period, kill it now."""
 
     @abstractmethod
     def wait(self) -> int:
@@ -282,6 +315,8 @@ class LocalServer(ManagedServer):
         warnings = []
         if listens_on_all_interfaces(settings.ip):
             warnings.append(all_interfaces_warning(settings.ip, self.port))
+        if not os.access(settings.notebook_dir, os.W_OK):  # mode bits, or a read-only mount
+            warnings.append(read_only_warning(settings.notebook_dir))
         if running_as_root():
             warnings.append("warning: running Jupyter as root (its kernels can change anything "
                             "on this machine); prefer a normal user, or --container")
@@ -322,10 +357,10 @@ class LocalServer(ManagedServer):
         return self.process.wait()
 
     def _halt(self, timeout_s: float) -> None:
-        process, self.process = self.process, None
         try:
-            if process is not None:
-                _terminate_group(process, timeout_s)
+            if self.process is not None:
+                _terminate_group(self.process, timeout_s)
+                self.process = None
         finally:
             if self._log is not None:
                 self._log.close()
