@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -131,6 +132,99 @@ def test_evaluate_a_checkpoint_the_run_lacks_lists_those_it_has(
     assert "--resume" not in err  # the run finished: resuming is not the fix
 
 
+@pytest.mark.parametrize("given, message", [
+    ("elsewhere/last.pt", "checkpoint elsewhere/last.pt does not exist"),
+    ("../config", "checkpoint ../config does not exist"),
+    ("checkpoints", None),  # a folder: filled in below
+])
+def test_a_checkpoint_path_that_is_not_a_file_is_named_as_given(
+        run_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        given: str, message: str | None) -> None:
+    """Found by hand: `--checkpoint elsewhere/last.pt` said `has no checkpoint last.pt` with
+    the hint `its checkpoints are: last`, and `../config` read RUN_DIR/config.pt."""
+    monkeypatch.chdir(run_copy)
+    if message is None:
+        given = str(run_copy / "checkpoints")
+        message = f"checkpoint {given} is a folder, not a .pt file"
+    before = (run_copy / "metrics.json").read_bytes()
+    for command in (["evaluate", str(run_copy)], ["predict", str(run_copy), "x.png"]):
+        assert main([*command, "--checkpoint", given]) == EXIT_ERROR
+        err = capsys.readouterr().err
+        assert err.splitlines()[0] == f"error: {message}"
+        assert "one of the run's checkpoints: last" in err
+    assert (run_copy / "metrics.json").read_bytes() == before
+
+
+def test_an_empty_checkpoint_name_is_a_usage_error(
+        run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(run_copy), "--checkpoint", ""]) == EXIT_USAGE
+    assert "error: --checkpoint needs a name or a path" in capsys.readouterr().err
+
+
+def test_a_checkpoint_given_as_a_path_is_used(
+        run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kept = tmp_path / "kept" / "epoch1.pt"
+    kept.parent.mkdir()
+    shutil.copy(run_copy / "checkpoints" / "last.pt", kept)
+    assert main(["evaluate", str(run_copy), "--checkpoint", str(kept), "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(kept)
+
+
+def test_evaluate_waits_for_a_run_that_is_training(
+        run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by reading: `dlbox evaluate` of a run that is training read metrics.json, the
+    trainer rewrote it for its next epoch, and the evaluation then wrote the older history
+    back (and the next epoch's write dropped the evaluation)."""
+    from dlbox.training.loop import run_lock
+
+    before = (run_copy / "metrics.json").read_bytes()
+    with run_lock(run_copy):  # `dlbox train` holds this while it trains
+        assert main(["evaluate", str(run_copy), "--json"]) == EXIT_ERROR
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith(f"error: a dlbox run is training in {run_copy} right now")
+        assert "evaluate it when training ends" in captured.err
+    assert (run_copy / "metrics.json").read_bytes() == before
+    assert not (run_copy / "predictions.csv").exists()
+    assert main(["evaluate", str(run_copy), "--json"]) == EXIT_OK  # the run ended
+
+
+# `dlbox evaluate`, with a real SIGTERM sent to itself while it writes confusion_matrix.png
+# (half of the PNG in its temp file), as `docker stop` may.
+SIGTERM_MID_WRITE_SCRIPT = """
+import os, signal, sys
+import dlbox.cli
+from dlbox.training import report
+atomic = report.write_with_atomic
+def write_then_term(path, writer, mode="wb"):
+    def half_then_term(handle):
+        handle.write(b"half a PNG")
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGTERM)
+        writer(handle)
+    atomic(path, half_then_term, mode)
+report.write_with_atomic = write_then_term
+sys.exit(dlbox.cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_sigterm_while_the_report_is_written_leaves_no_temp_file(
+        run_copy: Path, fake_cifar_dir: Path, tmp_path: Path, command: str) -> None:
+    """Found by reading: SIGTERM's default action ended `dlbox evaluate` (and the report at
+    the end of `dlbox train`, after the training loop's own handler) at once, leaving
+    `.confusion_matrix.png.XXXX.tmp` behind."""
+    run_dir = run_copy if command == "evaluate" else tmp_path / "new-run"
+    argv = (["evaluate", str(run_dir)] if command == "evaluate" else
+            ["train", "--model", "tiny", "--num-train", "100", "--num-test", "20",
+             "--no-progress", "--data", str(fake_cifar_dir), "--run-dir", str(run_dir)])
+    result = subprocess.run([sys.executable, "-c", SIGTERM_MID_WRITE_SCRIPT, *argv,
+                             "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "stopped (SIGTERM)"
+    assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "confusion_matrix.png").exists()
+
+
 def test_evaluate_on_missing_data(run_copy: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(run_copy), "--data", str(tmp_path / "empty")]) == EXIT_ERROR
@@ -191,3 +285,81 @@ def test_predict_bad_arguments(trained_run: Path, tmp_path: Path, images: dict[s
     assert main(["predict", str(trained_run), photo, "--top-k", "0"]) == EXIT_USAGE
     assert main(["predict", str(tmp_path / "no_run"), photo]) == EXIT_ERROR
     assert "hint: " in capsys.readouterr().err
+
+
+def test_predict_with_a_checkpoint_without_class_names_is_a_one_line_error(
+        run_copy: Path, images: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by hand: a checkpoint without "classes" (which the checks allow, and evaluate
+    handles by taking the data's) made predict fail with `unexpected IndexError` (exit 70)."""
+    import torch
+
+    path = run_copy / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    del state["classes"]
+    torch.save(state, path)
+    assert main(["predict", str(run_copy), str(images["photo"])]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: checkpoint {path} has no class names")
+    assert len(err.strip().splitlines()) == 2
+
+
+# --- out of memory ------------------------------------------------------------------------
+
+# Runs the CLI with its address space capped at what it uses once imported plus 1.2 GiB: the
+# run's model (tiny at width 2048, 0.3 GB of weights) loads, its first activation for a batch
+# (2 GB and more) does not.
+OUT_OF_MEMORY_SCRIPT = """
+import resource, sys
+import dlbox.cli, dlbox.training.evaluate, dlbox.training.predict, torch
+with open("/proc/self/status") as status:
+    peak = int(status.read().split("VmPeak:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (peak + 1229 * 2**20, resource.RLIM_INFINITY))
+sys.exit(dlbox.cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run dir of a tiny net at width 2048 (untrained: only its size matters), with 400
+    test images."""
+    import torch
+
+    from dlbox.data.synthetic import write_fake_cifar10
+    from dlbox.models import create_model
+    from dlbox.training.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
+    from dlbox.training.config import build_config
+
+    root = tmp_path_factory.mktemp("wide")
+    write_fake_cifar10(root / "data", n_train=10, n_test=400)
+    run = root / "run"
+    config = build_config("tiny", device="cpu", width=2048, data_dir=str(root / "data"),
+                          run_dir=str(run))
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    save_checkpoint(run / "checkpoints" / "last.pt", {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+        "config": config.to_dict(), "classes": list(CIFAR10_CLASSES), "epoch": 1,
+        "model": create_model("tiny", width=2048).state_dict(), "finished": True})
+    del torch
+    return run
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_running_out_of_memory_is_a_one_line_error(
+        wide_run: Path, images: dict[str, Path], command: str) -> None:
+    """Found by hand: running out of memory ended in `unexpected RuntimeError: [enforce fail
+    at alloc_cpu.cpp:127] ... please report it` (exit 70); on a GPU, in CUDA's
+    OutOfMemoryError, the same way."""
+    argv = [command, str(wide_run), "--device", "cpu"]
+    if command == "predict":
+        argv += [str(images["photo"])] * 256  # one batch of 256 images
+    result = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY_SCRIPT, *argv],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == EXIT_ERROR, result.stderr
+    error, hint = result.stderr.splitlines()
+    doing = {"evaluate": "evaluating in batches of 1000 images", "predict": "predicting"}
+    assert re.fullmatch(f"error: out of memory on cpu {doing[command]} "
+                        r"\(it asked for [\d,]+ MiB more\)", error), error
+    assert hint == "hint: free memory used by other programs"
+    assert not (wide_run / "predictions.csv").exists()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,6 +103,116 @@ def test_bad_values_are_usage_errors(fake_cifar_dir: Path, tmp_path: Path,
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("model", ["tiny", "resnet"])
+def test_a_width_too_big_for_memory_is_a_usage_error_before_allocating(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        model: str) -> None:
+    """Found by hand: `--width 100000` tried to allocate 720 GB and ended in `unexpected
+    RuntimeError ... please report it` (exit 70), or, where memory is overcommitted, in the
+    kernel killing the process. The weights' size is known without allocating them."""
+    code = main(["train", "--model", model, "--width", "100000", "--device", "cpu",
+                 "--data", str(fake_cifar_dir), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    first, hint = err.splitlines()
+    assert first.startswith(f"error: model '{model}' with width 100000 has ")
+    assert re.search(r" has [\d.,]+ [GT]iB of weights, more than this machine's [\d.,]+ [GT]iB "
+                     r"of memory$", first), first
+    assert hint.startswith("hint: ") and "--width" in hint
+    assert not (tmp_path / "run").exists()
+
+
+# Runs `dlbox train` with its address space capped at what it uses once imported plus
+# 1.5 GiB: a batch of 500 images at width 2048 needs 4 GiB for its first activation alone.
+OUT_OF_MEMORY_SCRIPT = """
+import resource, sys
+import dlbox.cli, dlbox.training.loop, torch
+with open("/proc/self/status") as status:
+    peak = int(status.read().split("VmPeak:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (peak + 1536 * 2**20, resource.RLIM_INFINITY))
+sys.exit(dlbox.cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_running_out_of_memory_is_a_one_line_error_naming_the_settings(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    """Found by hand: a batch too big for the machine's memory ended in `unexpected
+    RuntimeError: [enforce fail at alloc_cpu.cpp:127] ... please report it` (exit 70); on a
+    GPU, CUDA's OutOfMemoryError did the same."""
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-c", OUT_OF_MEMORY_SCRIPT, "train", "--model", "tiny", "--width",
+         "2048", "--batch-size", "500", "--device", "cpu", "--threads", "1", "--no-progress",
+         "--data", str(fake_cifar_dir), "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == EXIT_ERROR, result.stderr
+    error, hint = result.stderr.splitlines()
+    assert error.startswith("error: out of memory on cpu training model 'tiny' with batch size "
+                            "500 (it asked for "), error
+    assert hint.startswith("hint: train again with a smaller --batch-size (this run's: 500) or "
+                           "--width (this run's: 2048)")
+    assert f"--run-dir {run_dir.resolve()} may be reused" in hint
+    assert not (run_dir / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--resume", ""],
+    ["train", *QUICK, "--data", " "],
+    ["train", *QUICK, "--run-dir", ""],
+    ["evaluate", "RUN", "--data", ""],
+])
+def test_an_empty_path_is_an_error_not_the_default(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
+    """Found by hand: `dlbox train --resume "$RUN"` with RUN unset started a new run of the
+    default model, and `--data ""` trained on the default data dir instead of failing."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DLBOX_DATA", str(fake_cifar_dir))
+    argv = [str(tmp_path / "run") if arg == "RUN" else arg for arg in argv]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("error: --") and "was given an empty path" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a pseudo-terminal")
+def test_stdout_redirected_from_a_terminal_keeps_every_epoch_line(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    """Found by hand: `dlbox train > train.log` in a terminal drew the bar on the terminal
+    (right) but sent the epoch lines there too, so the log lacked them (rich printed them
+    on the bar's console, stderr)."""
+    import pty
+    import threading
+
+    leader, follower = pty.openpty()
+
+    def drain() -> None:  # read the terminal's side, so a full pty buffer never blocks dlbox
+        with contextlib.suppress(OSError):
+            while os.read(leader, 4096):
+                pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "dlbox", "train", *QUICK[:-1], "--epochs", "2",
+             "--data", str(fake_cifar_dir), "--run-dir", str(tmp_path / "run"),
+             "--no-evaluate"],
+            stdout=subprocess.PIPE, stderr=follower, text=True, timeout=300,
+            env={**os.environ, "TERM": "xterm", "COLUMNS": "120"})
+    finally:
+        os.close(follower)
+        reader.join(timeout=10)  # ends when the terminal's last writer is gone
+        os.close(leader)
+    assert result.returncode == EXIT_OK
+    lines = result.stdout.splitlines()
+    assert [line.split("  ")[0] for line in lines if line.startswith("epoch ")] == \
+        ["epoch 1/2", "epoch 2/2"], result.stdout
+    assert lines[-1].startswith("test accuracy: ")
+    assert "\x1b" not in result.stdout  # the bar itself stays on the terminal
+
+
 def test_resume_of_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
@@ -141,19 +253,23 @@ def test_a_signal_stops_cleanly_with_the_checkpoint_saved(fake_cifar_dir: Path, 
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.pt"]
 
 
+@pytest.mark.parametrize("named", [True, False])  # --run-dir, or runs/<time>-<model>
 def test_ctrl_c_in_the_final_evaluation_points_to_evaluate_not_resume(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, named: bool) -> None:
     from dlbox.training import loop
 
     def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt  # a second Ctrl-C while the report is being written
 
     monkeypatch.setattr(loop, "_report", interrupted)
+    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
     code = main(["train", *QUICK, "--epochs", "1", "--data", str(fake_cifar_dir),
-                 "--run-dir", str(run_dir)])
+                 *(["--run-dir", str(run_dir)] if named else [])])
     err = capsys.readouterr().err
+    if not named:
+        [run_dir] = (tmp_path / "runs").iterdir()
     assert code == 130
     assert f"evaluate with: dlbox evaluate {run_dir.resolve()}" in err
     assert "--resume" not in err  # resuming a finished run is refused

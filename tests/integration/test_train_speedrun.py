@@ -31,6 +31,7 @@ def test_train_speedrun_writes_the_run_dir(small_cifar_dir: Path, tmp_path: Path
     out = capsys.readouterr().out
     assert code == EXIT_OK
     assert "speedrun trainer" in out and "epoch 1/1" in out
+    assert "after 1 epoch," in out and "1 epochs" not in out  # it said "after 1 epochs"
     assert "test accuracy:" in out and "with TTA" in out
     assert out.strip().splitlines()[-1].startswith("test accuracy: ")  # the last line too
     assert " with TTA; wrote " in out.strip().splitlines()[-1]
@@ -74,8 +75,8 @@ def _predictions(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_stopped_speedrun_resumes_to_the_uninterrupted_weights(small_cifar_dir: Path,
-                                                               tmp_path: Path) -> None:
+def test_stopped_speedrun_resumes_to_the_uninterrupted_weights(
+        small_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Stopped after epoch 1 of 3 (as Ctrl-C / SIGTERM would), resumed: the final weights
     equal those of a run that was never interrupted (CPU, same seed and threads)."""
     import torch
@@ -99,7 +100,10 @@ def test_stopped_speedrun_resumes_to_the_uninterrupted_weights(small_cifar_dir: 
     assert saved["trainer"] == "speedrun" and saved["speedrun_state"]["step"] > 0
     assert len(read_json(parted / "metrics.json")["history"]) == 1
 
+    capsys.readouterr()
     resume(parted, progress=False, evaluate_at_end=False)
+    # It said "resuming at epoch 2 speedrun on cpu"; now as the generic loop says it.
+    assert capsys.readouterr().out.startswith("resuming speedrun at epoch 2 of 3 on cpu (")
     a = load_checkpoint(whole / "checkpoints" / "last.pt")
     b = load_checkpoint(parted / "checkpoints" / "last.pt")
     assert b["finished"] and b["epoch"] == 3
@@ -167,8 +171,26 @@ def test_a_speedrun_stopped_before_its_first_epoch_ended_says_nothing_was_saved(
     assert "epoch in progress is lost" in later.value.message
 
 
+def test_a_first_epoch_stop_in_a_default_run_dir_says_how_to_reuse_it(
+        small_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by hand: without --run-dir, the hint said the same command `may reuse` the run's
+    folder; the same command makes a new runs/<time>-<model> and leaves that one behind."""
+    from dlbox.training.config import build_config
+    from dlbox.training.loop import TrainingStopped, train
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TrainingStopped) as early:
+        train(build_config("speedrun", device="cpu", epochs=1, batch_size=100, threads=1,
+                           data_dir=str(small_cifar_dir)),
+              progress=False, evaluate_at_end=False, stop=lambda epoch, step: step == 1)
+    [run_dir] = (tmp_path / "runs").iterdir()
+    assert early.value.hint == (f"start again with the same command; add --run-dir {run_dir} "
+                                "to it to reuse this run's folder, which holds no checkpoint")
+
+
 @pytest.mark.parametrize("key, damage", [("optimizers", [None, None]), ("generator", "x"),
-                                         ("step", None)])
+                                         ("step", None), ("history", "x"),
+                                         ("history", [1]), ("top-level history", "x")])
 def test_a_damaged_speedrun_state_is_refused_before_resume_writes(
         small_cifar_dir: Path, tmp_path: Path, key: str, damage: object) -> None:
     import torch
@@ -186,7 +208,10 @@ def test_a_damaged_speedrun_state_is_refused_before_resume_writes(
               stop=lambda epoch, step: epoch == 1 and step == 1)
     path = run / "checkpoints" / "last.pt"
     state = load_checkpoint(path)
-    state["speedrun_state"][key] = damage
+    if key == "top-level history":  # the history metrics.json and the epoch lines read
+        state["history"] = damage
+    else:
+        state["speedrun_state"][key] = damage
     torch.save(state, path)
     manifest = (run / "manifest.json").read_bytes()
     with pytest.raises(RunDirError, match="is damaged") as error:

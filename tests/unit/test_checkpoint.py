@@ -80,6 +80,30 @@ def test_damaged_and_missing_checkpoints(tmp_path: Path) -> None:
         load_checkpoint(plain)
 
 
+def _cut(data: bytes) -> bytes:
+    return data[:5000]
+
+
+@pytest.mark.parametrize("make, reason", [
+    # Found by hand: a text file in place of last.pt ended in `unexpected KeyError: 101`
+    # (exit 70), and a cut-short one said only `EOFError` or `[Errno 22] Invalid argument`.
+    (lambda good: b"hello\n", "not a PyTorch checkpoint file (KeyError: 101)"),
+    (lambda good: b"", "the file is empty"),
+    (_cut, "the file is cut short"),
+    (lambda good: good[:100], "the file is cut short or damaged: PytorchStreamReader failed "
+                              "reading zip archive: failed finding central directory"),
+])
+def test_a_foreign_or_cut_short_checkpoint_says_so_in_a_few_words(
+        tmp_path: Path, make, reason: str) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, {"model": create_model("tiny").state_dict(), "epoch": 1})
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(make(good.read_bytes()))
+    with pytest.raises(RunDirError) as error:
+        load_checkpoint(bad)
+    assert error.value.message == f"checkpoint {bad} cannot be loaded safely ({reason})"
+
+
 def test_rng_state_roundtrip_through_a_checkpoint(tmp_path: Path) -> None:
     generator = torch.Generator()
     generator.manual_seed(7)

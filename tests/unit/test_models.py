@@ -86,6 +86,18 @@ def test_a_width_not_a_positive_int_is_a_usage_error(name: str, width: int) -> N
     assert info.value.hint and "width" in info.value.hint
 
 
+def test_a_model_bigger_than_memory_is_refused_without_allocating_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pretend the machine has 1 MiB: tiny at width 8 (6 KiB) fits, at width 200 (about
+    # 1.4 MiB of weights) it does not, and nothing of that size is allocated to find out.
+    monkeypatch.setattr(registry_module, "physical_memory_bytes", lambda: 2**20)
+    create_model("tiny", width=8)
+    with pytest.raises(UsageError, match=r"model 'tiny' with width 200 has 2.\d+ MiB of "
+                                         r"weights, more than this machine's 1 MiB") as error:
+        create_model("tiny", width=200)
+    assert "--width" in (error.value.hint or "")
+
+
 def test_unknown_setting_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="'depth'"):
         create_model("resnet", depth=50)

@@ -170,6 +170,22 @@ def test_resuming_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path) -
         resume(run_dir, progress=False)
 
 
+def test_resume_of_a_run_whose_checkpoint_was_deleted_says_so(fake_cifar_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """Found by hand: the hint said the run `saved nothing` and that its --run-dir `may be
+    reused`, for a run whose metrics.json records its epochs (a new run there is refused)."""
+    run = tmp_path / "run"  # stopped in epoch 3 of 3: metrics.json records 2 epochs
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(fake_cifar_dir, run, epochs=3), progress=False,
+              evaluate_at_end=False, stop=lambda epoch, step: epoch == 3 and step == 2)
+    (run / "checkpoints" / "last.pt").unlink()
+    with pytest.raises(RunDirError, match="has no checkpoint to resume from") as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    hint = error.value.hint or ""
+    assert "records 2 finished epoch(s), so the checkpoint was moved or deleted" in hint
+    assert "saved nothing" not in hint and "may be reused" not in hint
+
+
 def test_an_existing_run_dir_is_not_overwritten(fake_cifar_dir: Path, tmp_path: Path) -> None:
     config = tiny_config(fake_cifar_dir, tmp_path / "run")
     train(config, progress=False, evaluate_at_end=False)
@@ -214,6 +230,38 @@ def test_default_run_dir_is_under_runs(fake_cifar_dir: Path, tmp_path: Path,
     assert run_dir.parent == tmp_path / "runs" and run_dir.name.endswith("-tiny")
 
 
+def test_runs_started_together_each_get_their_own_default_run_dir(
+        fake_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by hand: two `dlbox train` without --run-dir started in the same second (a sweep
+    started with `&`) picked the same runs/<time>-<model>, and all but one failed with `a
+    dlbox run is training in ... right now; pass another --run-dir`."""
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    start = threading.Barrier(3)
+    made: list[Path] = []
+    failed: list[BaseException] = []
+
+    def one_run() -> None:
+        start.wait()
+        try:
+            made.append(train(tiny_config(fake_cifar_dir, None, num_train=64, num_test=20),
+                              progress=False, evaluate_at_end=False))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failed.append(error)
+
+    runs = [threading.Thread(target=one_run) for _ in range(3)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=120)
+    assert not failed, failed
+    assert len(set(made)) == 3 and all(run.parent == tmp_path / "runs" for run in made)
+    for run in made:
+        assert read_json(run / "config.json")["run_dir"] == str(run)
+        assert load_checkpoint(run / "checkpoints" / "last.pt")["finished"]
+
+
 def test_the_generic_loop_cuts_out_a_square_filled_with_the_mean() -> None:
     config = TrainConfig(model="tiny", crop_padding=0, flip=False, cutout=5)
     images = torch.zeros(6, 3, 32, 32, dtype=torch.uint8)
@@ -226,7 +274,8 @@ def test_the_generic_loop_cuts_out_a_square_filled_with_the_mean() -> None:
 
 
 def _stopped_in_epoch_2(data_dir: Path, run: Path) -> Path:
-    """A 2-epoch tiny run stopped at step 2 of epoch 2: a run to resume."""
+    """A 2-epoch tiny run stopped at step 2 of its first epoch (no metrics.json yet): a run
+    to resume."""
     with pytest.raises(TrainingStopped):
         train(tiny_config(data_dir, run, epochs=2), progress=False,
               evaluate_at_end=False, stop=lambda epoch, step: epoch == 1 and step == 2)
@@ -280,6 +329,15 @@ def test_resume_refuses_weights_that_do_not_fit_in_one_line(fake_cifar_dir: Path
     ("epoch_partial", {"x": 1}, "counters"),
     ("scaler", [1], "scaler"),
     ("epoch_perm", torch.zeros(3, 3), "order"),
+    # Found by hand: these passed the rehearsal, then crashed after a whole epoch of
+    # training (the history), or resumed with nonsense counts (the others).
+    ("history", "x", "history: it is str"),
+    ("history", [1, 2], "history: an entry is int"),
+    ("epoch_partial", {"loss": 1.0}, "counters"),
+    ("step_in_epoch", 10**6, "counters: step_in_epoch 1000000 is outside 0..9"),
+    ("step_in_epoch", -1, "counters"),
+    ("epoch_perm", torch.arange(5), "order: it is not an order of the 320"),
+    ("epoch_perm", torch.full((320,), 7), "order"),
 ])
 def test_resume_refuses_a_damaged_checkpoint_part_before_writing(
         fake_cifar_dir: Path, tmp_path: Path, key: str, damage: object, part: str) -> None:
@@ -293,6 +351,69 @@ def test_resume_refuses_a_damaged_checkpoint_part_before_writing(
         resume(run, progress=False, evaluate_at_end=False)
     assert "\n" not in error.value.message
     assert before == {name: (run / name).read_bytes() for name in before}  # nothing written
+
+
+@pytest.mark.parametrize("text, problem", [('{"history": [', "is not valid JSON"),
+                                           ("[]", "does not hold a JSON object"),
+                                           ('{"history": 3}', '"history" is not a list')])
+def test_resume_refuses_a_damaged_metrics_json_before_training(
+        fake_cifar_dir: Path, tmp_path: Path, text: str, problem: str) -> None:
+    """Found by hand: resume trained a whole epoch, saved its checkpoint, then failed to read
+    metrics.json with `unexpected JSONDecodeError ... please report it` (exit 70)."""
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    metrics = run / "metrics.json"
+    metrics.write_text(text)
+    before = {name: (run / name).read_bytes()
+              for name in ("config.json", "manifest.json", "checkpoints/last.pt")}
+    with pytest.raises(RunDirError, match=problem) as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert f"delete {metrics}" in (error.value.hint or "")
+    assert before == {name: (run / name).read_bytes() for name in before}  # nothing written
+    metrics.unlink()  # as the hint says: the checkpoint's history writes it again
+    resume(run, progress=False, evaluate_at_end=False)
+    assert [entry["epoch"] for entry in read_json(metrics)["history"]] == [1, 2]
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"model": "vgg99"}, "unknown model 'vgg99'"),
+    ({"model_kwargs": {"depth": 3}}, "model 'tiny' has no setting 'depth'"),
+])
+def test_resume_names_the_config_json_that_names_an_unknown_model(
+        fake_cifar_dir: Path, tmp_path: Path, changes: dict, problem: str) -> None:
+    """Found by hand: resume reported `error: unknown model 'vgg99'` with the hint `choose
+    one of: ...` and exit 2, as if the user had passed --model; the model comes from the
+    run's config.json, which `dlbox evaluate` names in the same case."""
+    import json
+
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    config = run / "config.json"
+    config.write_text(json.dumps({**read_json(config), **changes}))
+    manifest = (run / "manifest.json").read_bytes()
+    with pytest.raises(RunDirError) as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert not isinstance(error.value, UsageError)
+    assert error.value.message == (f"{config} names a model this dlbox cannot build "
+                                   f"({problem})")
+    assert (run / "manifest.json").read_bytes() == manifest
+
+
+@pytest.mark.parametrize("text, problem", [("garbage", "is not valid JSON"),
+                                           ("[1]", "does not hold a JSON object"),
+                                           ('{"resumed": 5}', '"resumed" is not a list')])
+def test_resume_refuses_a_damaged_manifest_json_before_writing(
+        fake_cifar_dir: Path, tmp_path: Path, text: str, problem: str) -> None:
+    """Found by hand: `unexpected JSONDecodeError` / `AttributeError` (exit 70)."""
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    manifest = run / "manifest.json"
+    manifest.write_text(text)
+    config = (run / "config.json").read_bytes()
+    with pytest.raises(RunDirError, match=problem) as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert f"restore {manifest}, or delete it" in (error.value.hint or "")
+    assert manifest.read_text() == text and (run / "config.json").read_bytes() == config
+    manifest.unlink()
+    resume(run, progress=False, evaluate_at_end=False)
+    assert len(read_json(manifest)["resumed"]) == 1
 
 
 def test_a_failed_checkpoint_write_leaves_no_epoch_claimed(
@@ -338,8 +459,10 @@ def test_a_run_dir_in_use_is_refused_even_when_it_has_saved_nothing_yet(
     with run_lock(run):  # the first run, still training
         with pytest.raises(RunDirError, match="training in .* right now"):
             train(tiny_config(fake_cifar_dir, run), progress=False, evaluate_at_end=False)
-        with pytest.raises(RunDirError, match="right now"):
+        with pytest.raises(RunDirError, match="right now") as busy:
             resume(run, progress=False, evaluate_at_end=False)
+        # --run-dir cannot be given with --resume: the hint said to pass another one
+        assert "--run-dir" not in (busy.value.hint or "")
         assert (run / "config.json").read_text() == '{"model": "tiny"}'  # untouched
     train(tiny_config(fake_cifar_dir, run), progress=False, evaluate_at_end=False)  # it ended
     assert (run / "checkpoints" / "last.pt").is_file()

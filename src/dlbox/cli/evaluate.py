@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from dlbox.errors import EXIT_OK
@@ -41,14 +43,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dlbox.cli.train import reject_empty_paths, sigterm_stops_cleanly
     from dlbox.training.evaluate import evaluate_run
 
+    reject_empty_paths(args, ("data",))
     data_dir = Path(args.data) if args.data else None
-    metrics = evaluate_run(args.run_dir, data_dir=data_dir, device=args.device,
-                           quiet=args.json, tta=args.tta, checkpoint=args.checkpoint)
+    with sigterm_stops_cleanly(), _not_while_training(args.run_dir):
+        metrics = evaluate_run(args.run_dir, data_dir=data_dir, device=args.device,
+                               quiet=args.json, tta=args.tta, checkpoint=args.checkpoint)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         written = [*metrics.get("files", {}).values(), "metrics.json"]
         print(f"wrote {', '.join(written)} in {args.run_dir}")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _not_while_training(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock while evaluating: `dlbox train` rewrites metrics.json after every
+    epoch, so an evaluation written meanwhile could drop an epoch from its history (or the
+    trainer the evaluation). A run dir that is not one yet is left to evaluate_run's errors."""
+    from dlbox.training.loop import run_lock
+
+    if not (run_dir / "config.json").is_file():
+        yield
+        return
+    with run_lock(run_dir, busy_hint="evaluate it when training ends (training evaluates "
+                                     "its last epoch itself), or evaluate a copy of the run "
+                                     "dir"):
+        yield

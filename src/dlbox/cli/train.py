@@ -2,13 +2,16 @@
 
 Settings come from the model's recipe for the device (`dlbox models` lists them); every flag
 given overrides its setting. `--resume RUN_DIR` continues an interrupted run with its own
-settings (only --device, --data and --no-progress may change).
+settings (only --device, --data, --no-progress and --no-evaluate may be given with it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +71,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    reject_empty_paths(args, ("data", "run_dir", "resume"))
+    with sigterm_stops_cleanly():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from dlbox.errors import EXIT_INTERRUPTED
-    from dlbox.training.loop import TrainingStopped, default_run_dir, resume, train
+    from dlbox.training.loop import TrainingStopped, resume, train
 
     run_dir = args.resume
     try:
-        if args.resume:
+        if args.resume is not None:
             given = [f"--{name.replace('_', '-')}" for name in SETTING_FLAGS
                      if getattr(args, name, None) is not None]
             if given:
@@ -87,16 +96,16 @@ def run(args: argparse.Namespace) -> int:
                    progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
         else:
             config = config_from_args(args)
-            if config.run_dir is None:
-                config = config.replace(run_dir=str(default_run_dir(config.model)))
-            run_dir = config.run_dir
+            run_dir = config.run_dir  # None: train makes runs/<time>-<model> (and says which)
             train(config, progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
     except TrainingStopped as stopped:
         print(stopped.message)
         print(f"resume with: dlbox train --resume {stopped.run_dir}" if stopped.resumable
               else f"hint: {stopped.hint}")
         return stopped.exit_code
-    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, the last epoch's state kept
+    except KeyboardInterrupt as interrupt:  # a second Ctrl-C: stopped at once, the last
+        # epoch's state kept
+        run_dir = getattr(interrupt, "run_dir", None) or run_dir
         last = Path(run_dir or "") / "checkpoints" / "last.pt"
         print("interrupted", file=sys.stderr)
         if run_dir and last.is_file():
@@ -109,6 +118,40 @@ def run(args: argparse.Namespace) -> int:
                       f"{where}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+@contextlib.contextmanager
+def sigterm_stops_cleanly() -> Iterator[None]:
+    """SIGTERM (`docker stop`, a batch scheduler) as a Python exception, exit 143, while a
+    command writes its files: the atomic writes then remove their temp files, where the
+    default action ends the process at once and leaves `.NAME.XXXX.tmp` files behind. (The
+    training loop has its own handler: it finishes the step and saves.)"""
+    def stop(signum: int, frame: Any) -> None:
+        print("stopped (SIGTERM)", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def reject_empty_paths(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """A path flag given an empty value (`--resume "$RUN"` with RUN unset) is an error, not
+    the flag left out: `--resume ""` would otherwise start a new run with the default model,
+    and `--data ""` train on the default data."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and not str(value).strip():
+            flag = f"--{name.replace('_', '-')}"
+            raise UsageError(f"{flag} was given an empty path",
+                             hint=f"pass a path after {flag} (is the shell variable you used "
+                                  "set?), or leave the flag out for its default")
 
 
 def _finished(checkpoint: Path) -> bool:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import itertools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +50,7 @@ class Recipe:
     label_smoothing: float = 0.2
     schedule: str = "onecycle"
     warmup_fraction: float = 0.2
-    crop_padding: int = 4  # random crop after zero-padding this many pixels; 0 = no crop
+    crop_padding: int = 4  # random crop after reflect-padding this many pixels; 0 = no crop
     flip: bool = True  # random horizontal flip
     cutout: int = 0  # side of a square cut out of each training image; 0 = none
     tta: bool = False  # evaluate on each image and its mirror image, averaging the logits
@@ -160,13 +162,58 @@ def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
             f"model '{name}' has no setting {', '.join(repr(k) for k in unknown)}",
             hint=f"model '{name}' takes: {settings}",
         )
+    settings = ", ".join(k for k in accepted if k != "num_classes") or "no settings"
     try:
+        _check_fits_in_memory(name, info.factory, num_classes, kwargs, settings)
         return info.factory(num_classes=num_classes, **kwargs)
     except ValueError as error:
-        settings = ", ".join(k for k in accepted if k != "num_classes") or "no settings"
         raise UsageError(f"model '{name}': {error}",
                          hint=f"change the model's settings (model '{name}' takes: {settings}; "
                               "`dlbox models` lists the models)") from None
+
+
+def _check_fits_in_memory(name: str, factory: ModelFactory, num_classes: int,
+                          kwargs: dict[str, Any], settings: str) -> None:
+    """Refuse settings (a `--width 100000`) whose weights alone exceed this machine's memory,
+    before allocating them: built on the meta device, which allocates nothing. Without this,
+    the allocation fails deep in torch (an "internal error", exit 70), or on a host that
+    overcommits memory the process is killed. A factory that cannot build on meta is let
+    through (the real build then says what it says)."""
+    try:
+        with torch.device("meta"):
+            probe = factory(num_classes=num_classes, **kwargs)
+        size = sum(t.numel() * t.element_size()
+                   for t in itertools.chain(probe.parameters(), probe.buffers()))
+    except ValueError:
+        raise
+    except Exception:  # noqa: BLE001 - a factory meta cannot run: checked by the real build
+        return
+    memory = physical_memory_bytes()
+    if memory and size > memory:
+        given = ", ".join(f"{key} {value}" for key, value in kwargs.items()) or "its defaults"
+        raise UsageError(
+            f"model '{name}' with {given} has {_bytes_text(size)} of weights, more than "
+            f"this machine's {_bytes_text(memory)} of memory",
+            hint=f"use smaller settings (model '{name}' takes: {settings}), e.g. a smaller "
+                 "--width; `dlbox models` shows each model's size")
+
+
+def _bytes_text(count: int) -> str:
+    """1536 -> "1.5 KiB", 720e9 -> "671 GiB": three significant figures at most."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}" if value >= 100 or unit == "B" else f"{value:.3g} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def physical_memory_bytes() -> int | None:
+    """The machine's RAM in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -17,6 +17,8 @@ A checkpoint is one dict saved with torch.save, holding only tensors and plain P
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import pickle
 import random
 import re
@@ -43,12 +45,25 @@ CONFIG_FILE = "config.json"
 
 
 def checkpoint_path(run_dir: str | Path, name: str = "last") -> Path:
-    """RUN_DIR/checkpoints/NAME.pt (`name` may also be a path to a .pt file)."""
-    candidate = Path(name)
-    if candidate.suffix == ".pt" and (candidate.is_absolute() or candidate.exists()):
+    """RUN_DIR/checkpoints/NAME.pt for a bare name (`best` or `best.pt`); a path (one with a
+    folder in it, or an existing .pt file) is taken as it is, so `../x` never reaches
+    outside the checkpoints folder by way of a name. An empty name is a UsageError."""
+    if not name.strip():
+        raise UsageError("--checkpoint needs a name or a path, got an empty one",
+                         hint="e.g. --checkpoint last (RUN_DIR/checkpoints/last.pt), or a path "
+                              "to a .pt file")
+    candidate = Path(name).expanduser()
+    if is_checkpoint_file_path(name) or (candidate.suffix == ".pt" and candidate.exists()):
         return candidate
     stem = name[:-len(".pt")] if name.endswith(".pt") else name  # `best.pt` means best
     return Path(run_dir) / CHECKPOINTS_DIRNAME / f"{stem}.pt"
+
+
+def is_checkpoint_file_path(name: str) -> bool:
+    """Whether `--checkpoint NAME` is a path (absolute, ~, or with a folder in it) rather
+    than the name of a checkpoint in the run's checkpoints folder."""
+    path = Path(name).expanduser()
+    return path.is_absolute() or len(path.parts) > 1
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -69,9 +84,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         with warnings.catch_warnings():  # torch's pickle-protocol notes: the error says it all
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+    except Exception as error:  # noqa: BLE001 - torch.load fails on a foreign or damaged file
+        # with errors of many types (a text file: KeyError; an empty one: EOFError)
+        from dlbox.training.loop import is_out_of_memory
+
+        if is_out_of_memory(error):
+            raise
         raise RunDirError(
-            f"checkpoint {path} cannot be loaded safely ({_load_failure(error)})",
+            f"checkpoint {path} cannot be loaded safely ({_load_failure(error, path)})",
             hint="it is damaged or not a dlbox checkpoint; train again or resume from a good copy",
         ) from None
     if not isinstance(state, dict):
@@ -80,15 +100,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def _load_failure(error: BaseException) -> str:
-    """Why torch.load refused a file, without torch's advice to load it with
-    weights_only=False (which would run whatever code the file holds)."""
+def _load_failure(error: BaseException, path: Path | None = None) -> str:
+    """Why torch.load refused a file, in a few words: without torch's advice to load it with
+    weights_only=False (which would run whatever code the file holds), and without its
+    paragraph about corrupted zip files."""
     text = " ".join(str(error).split())
     if "weights_only" in text or "Weights only load failed" in text:
         detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
         return ("it holds something other than tensors and plain values"
                 + (f": {detail.group(1).strip().rstrip('.')}" if detail else ""))
-    return first_line(error)
+    with contextlib.suppress(OSError):
+        if path is not None and path.stat().st_size == 0:
+            return "the file is empty"
+    if "PytorchStreamReader" in text:  # torch's zip reader: the sentence before its advice
+        return ("the file is cut short or damaged: "
+                + text.split(". This is an internal miniz error")[0].rstrip("."))
+    if isinstance(error, EOFError) or getattr(error, "errno", None) == errno.EINVAL:
+        return "the file is cut short"
+    if isinstance(error, (pickle.UnpicklingError, RuntimeError, OSError, zipfile.BadZipFile)):
+        return first_line(error)
+    return f"not a PyTorch checkpoint file ({type(error).__name__}: {first_line(error)})"
 
 
 MAX_REASON_CHARS = 240  # of torch's reason in a one-line error
@@ -184,6 +215,20 @@ def expect_type(value: Any, kinds: type | tuple[type, ...], what: str) -> Any:
     return value
 
 
+def expect_history(value: Any) -> list[dict[str, Any]]:
+    """A checkpoint's metrics history: a list of per-epoch dicts (absent: none yet), or a
+    TypeError saying what it is instead (for CheckpointParts to report). Every epoch line,
+    metrics.json and the report read its entries as dicts."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"it is {type(value).__name__}, not a list of epochs")
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise TypeError(f"an entry is {type(entry).__name__}, not an epoch's metrics")
+    return list(value)
+
+
 def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
     torch.set_rng_state(state["torch_cpu"])
     cuda_states = state.get("torch_cuda") or []
@@ -247,12 +292,12 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
                           hint=hint) from None
 
 
-def _missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: int = 1) -> str:
+def missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: int = 1) -> str:
     """What to do about a run without the checkpoint asked for: name the ones it has; for a
     run whose metrics.json records an epoch that was checkpointed (every `checkpoint_every`),
     the checkpoint was lost, not never made."""
     folder = run_dir / CHECKPOINTS_DIRNAME
-    saved = sorted(p.stem for p in folder.glob("*.pt") if p.is_file()) if folder.is_dir() else []
+    saved = _saved_checkpoints(run_dir)
     if checkpoint != "last" and saved:
         return f"its checkpoints are: {', '.join(saved)} (--checkpoint NAME)"
     try:
@@ -263,6 +308,12 @@ def _missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: i
         return (f"its metrics.json records {len(history)} finished epoch(s), so the checkpoint "
                 f"was moved or deleted: put it back in {folder}, or train again")
     return saved_nothing_hint(run_dir)
+
+
+def _saved_checkpoints(run_dir: Path) -> list[str]:
+    """The names of the .pt files in RUN_DIR/checkpoints, sorted."""
+    folder = run_dir / CHECKPOINTS_DIRNAME
+    return sorted(p.stem for p in folder.glob("*.pt") if p.is_file()) if folder.is_dir() else []
 
 
 def saved_nothing_hint(run_dir: Path) -> str:
@@ -322,32 +373,46 @@ class LoadedModel:
         return torch.softmax(self.logits(images, batch_size), dim=1)
 
 
+def build_run_model(run_dir: str | Path, config: TrainConfig, num_classes: int) -> nn.Module:
+    """A fresh model as the run's config.json describes it; a model or setting this dlbox
+    does not know (a config.json edited by hand, or from another dlbox) is a RunDirError
+    about that file, not a usage error about flags the user did not give."""
+    from dlbox.models.registry import create_model
+
+    try:
+        return create_model(config.model, num_classes=num_classes, **config.model_kwargs)
+    except UsageError as error:
+        raise RunDirError(f"{Path(run_dir) / CONFIG_FILE} names a model this dlbox cannot "
+                          f"build ({error.message})",
+                          hint="it was edited or written by another dlbox version; "
+                               "`dlbox models` lists the models and their settings") from None
+
+
 def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto",
                         checkpoint: str = "last") -> LoadedModel:
     """The model of a run (its `checkpoint`, default checkpoints/last.pt), ready to predict."""
-    from dlbox.models.registry import create_model
     from dlbox.training.device import amp_dtype, resolve_device
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     torch_device = device if isinstance(device, torch.device) else resolve_device(device)
     path = checkpoint_path(run_dir, checkpoint)
+    if not path.is_file() and is_checkpoint_file_path(checkpoint):
+        saved = _saved_checkpoints(run_dir)
+        raise RunDirError(f"checkpoint {path} "
+                          + ("is a folder, not a .pt file" if path.is_dir() else "does not exist"),
+                          hint="pass the path of a .pt file, or the name of one of the run's "
+                               + (f"checkpoints: {', '.join(saved)}" if saved else
+                                  f"checkpoints in {run_dir / CHECKPOINTS_DIRNAME}"))
     if not path.is_file():
         raise RunDirError(f"run {run_dir} has no checkpoint {path.name}"
                           + (" (a folder of that name is in its place)" if path.is_dir() else ""),
-                          hint=_missing_checkpoint_hint(run_dir, checkpoint,
+                          hint=missing_checkpoint_hint(run_dir, checkpoint,
                                                         config.checkpoint_every))
     state = load_checkpoint(path)
     check_checkpoint(state, path)
     classes = tuple(state.get("classes") or ())
-    try:
-        model = create_model(config.model, num_classes=len(classes) or 10,
-                             **config.model_kwargs)
-    except UsageError as error:  # a config.json edited by hand, or from another dlbox
-        raise RunDirError(f"{run_dir / CONFIG_FILE} names a model this dlbox cannot build "
-                          f"({error.message})",
-                          hint="it was edited or written by another dlbox version; "
-                               "`dlbox models` lists the models and their settings") from None
+    model = build_run_model(run_dir, config, len(classes) or 10)
     load_state_dict_checked(model, state.get("model"), path, what=f"model '{config.model}'")
     channels_last = config.use_channels_last(torch_device)
     from dlbox.training.loop import to_device

@@ -19,8 +19,9 @@ model_fn (see with_flip_tta and build_model_fn).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -390,14 +391,16 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
     Prints the tutorial-style accuracy lines unless `quiet`. Returns the metrics document.
     """
     run_dir = Path(run_dir)
-    loaded, resolved = load_run_model(run_dir, device, checkpoint)
+    with out_of_memory_is_an_error(device, "evaluating"):
+        loaded, resolved = load_run_model(run_dir, device, checkpoint)
     dataset = load_test_split(loaded.config, data_dir)
     classes = check_classes(getattr(loaded, "classes", None), dataset.classes)
     use_tta = resolve_tta(tta, loaded.config)
     if batch_size is None:
         batch_size = int(getattr(loaded.config, "eval_batch_size", DEFAULT_BATCH_SIZE))
-    evaluation = evaluate_model(build_model_fn(loaded, use_tta), dataset, classes, resolved,
-                                batch_size, run_amp_dtype(loaded))
+    with out_of_memory_is_an_error(resolved, f"evaluating in batches of {batch_size} images"):
+        evaluation = evaluate_model(build_model_fn(loaded, use_tta), dataset, classes,
+                                    resolved, batch_size, run_amp_dtype(loaded))
     details = {
         "run_dir": str(run_dir),
         "checkpoint": str(getattr(loaded, "checkpoint_path", checkpoint)),
@@ -407,6 +410,26 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         "data": dataset.source,
     }
     return report_evaluation(run_dir, evaluation, details, quiet)
+
+
+@contextlib.contextmanager
+def out_of_memory_is_an_error(device: str | torch.device, doing: str) -> Iterator[None]:
+    """Running out of memory (a model or a batch too big for the GPU or RAM) as a one-line
+    DlboxError pointing at the CPU, not an "unexpected error" asking for a bug report."""
+    from dlbox.training.loop import is_out_of_memory, memory_asked_for
+
+    try:
+        yield
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        on_cpu = str(device) == "cpu"
+        amount = memory_asked_for(error)
+        raise DlboxError(f"out of memory on {device} {doing}"
+                         + (f" (it asked for {amount} more)" if amount else ""),
+                         hint="free memory used by other programs" if on_cpu else
+                         "run it on the CPU with --device cpu, or free GPU memory used by "
+                         "other programs") from None
 
 
 def report_evaluation(run_dir: Path, evaluation: Evaluation, details: dict[str, Any],

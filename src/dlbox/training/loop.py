@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import DlboxError, RunDirError, write_error
+from dlbox.errors import DlboxError, RunDirError, first_line, write_error
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.text import plural
 from dlbox.training.checkpoint import (
@@ -42,16 +42,18 @@ from dlbox.training.checkpoint import (
     CONFIG_FILE,
     DAMAGED_HINT,
     CheckpointParts,
+    build_run_model,
     capture_rng_state,
     check_checkpoint,
     checkpoint_path,
+    expect_history,
     expect_type,
     load_checkpoint,
     load_state_dict_checked,
+    missing_checkpoint_hint,
     read_run_config,
     restore_rng_state,
     save_checkpoint,
-    saved_nothing_hint,
 )
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype, configure_host, resolve_device
@@ -172,11 +174,39 @@ def default_run_dir(model: str, base: Path | None = None) -> Path:
     return candidate
 
 
+def claim_default_run_dir(model: str, base: Path | None = None) -> Path:
+    """Make and return a new runs/<YYYYmmdd-HHMMSS>-<model>[-N] (with its checkpoints/).
+    Each name is taken with an exclusive mkdir, so runs started in the same second (a sweep
+    started with `&`) each get their own, where a check-then-create would give several of
+    them the same one."""
+    base = base or Path.cwd() / RUNS_DIRNAME
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"cannot create the runs folder {base} ({error.strerror})",
+                          hint="run from a writable folder, or pass --run-dir") from None
+    first = default_run_dir(model, base)
+    candidate, counter = first, 2
+    while True:
+        try:
+            candidate.mkdir()
+            break
+        except FileExistsError:
+            candidate = first.with_name(f"{first.name}-{counter}")
+            counter += 1
+        except OSError as error:
+            raise RunDirError(f"cannot create run directory {candidate} ({error.strerror})",
+                              hint="pass a writable --run-dir") from None
+    (candidate / "checkpoints").mkdir()
+    return candidate
+
+
 RUN_LOCK_FILE = ".dlbox-run.lock"
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
+def run_lock(run_dir: Path,
+             busy_hint: str = "wait for it to end, or pass another --run-dir") -> Iterator[None]:
     """Hold an exclusive lock on `run_dir` while a run trains in it, so a second
     `dlbox train --run-dir` into it or a second `--resume` of it is refused meanwhile. It is
     the kernel's lock (flock) on RUN_DIR/.dlbox-run.lock: it ends with the process, a crash or
@@ -195,7 +225,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunDirError(f"a dlbox run is training in {run_dir} right now",
-                              hint="wait for it to end, or pass another --run-dir") from None
+                              hint=busy_hint) from None
         yield
     finally:
         os.close(fd)
@@ -327,10 +357,16 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     the same run-dir files, progress and stop; it saves and resumes at epoch boundaries).
     """
     device = resolve_device(config.device)
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.model)
-    run_dir = run_dir.expanduser().resolve()
+    # No run_dir: runs/<time>-<model>, claimed when it is made (see claim_default_run_dir).
+    run_dir = Path(config.run_dir).expanduser().resolve() if config.run_dir else None
     data_dir = resolve_data(config)
-    config = config.replace(run_dir=str(run_dir), data_dir=str(data_dir))
+    config = config.replace(run_dir=str(run_dir) if run_dir else None, data_dir=str(data_dir))
+    with out_of_memory_is_an_error(config, device, run_dir):
+        return _train(config, device, run_dir, data_dir, progress, evaluate_at_end, stop)
+
+
+def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data_dir: Path,
+           progress: bool, evaluate_at_end: bool, stop: StopCheck | None) -> Path:
     # Check the model and load the data before making the run dir: a bad --model, a bad
     # setting or missing data leaves nothing behind.
     from dlbox.models.registry import create_model
@@ -339,7 +375,28 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     speedrun = isinstance(create_model(config.model, **config.model_kwargs), SpeedrunNet)
     train_set = load_split(data_dir, "train", config.num_train)
     test_set = load_split(data_dir, "test", config.num_test)
-    create_run_dir(run_dir)
+    named = run_dir is not None
+    if run_dir is None:
+        run_dir = claim_default_run_dir(config.model).resolve()
+        config = config.replace(run_dir=str(run_dir))
+    else:
+        create_run_dir(run_dir)
+    try:
+        return _train_in(config, device, run_dir, data_dir, train_set, test_set, speedrun,
+                         progress, evaluate_at_end, stop)
+    except TrainingStopped as stopped:
+        if not named and not stopped.resumable:  # the same command makes a new runs/ folder
+            stopped.hint = (f"start again with the same command; add --run-dir {run_dir} to "
+                            "it to reuse this run's folder, which holds no checkpoint")
+        raise
+    except KeyboardInterrupt as interrupt:  # a second Ctrl-C: the CLI names the run dir
+        interrupt.run_dir = run_dir  # type: ignore[attr-defined]
+        raise
+
+
+def _train_in(config: TrainConfig, device: torch.device, run_dir: Path, data_dir: Path,
+              train_set: ImageDataset, test_set: ImageDataset, speedrun: bool,
+              progress: bool, evaluate_at_end: bool, stop: StopCheck | None) -> Path:
     with run_lock(run_dir):  # before any file is written: a run may still live in a reused dir
         write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
         configure_host(device, config.threads)
@@ -362,8 +419,60 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     """
     run_dir = Path(run_dir).expanduser().resolve()
     config = read_run_config(run_dir)
-    with run_lock(run_dir):  # a second resume of a run that is training is refused
+    where = resolve_device(device or config.device)
+    # A second resume of a run that is training is refused; waiting is the only fix.
+    with run_lock(run_dir, busy_hint="wait for it to end (it saves its state as it goes; "
+                                     "resume it again if it stops before its last epoch)"), \
+            out_of_memory_is_an_error(config, where, run_dir):
         return _resume(run_dir, config, device, data_dir, progress, evaluate_at_end, stop)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether torch failed for want of memory: CUDA's OutOfMemoryError, or the CPU
+    allocator's "can't allocate memory" (a RuntimeError), or Python's MemoryError."""
+    if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text
+                                                or "out of memory" in text.lower())
+
+
+def memory_asked_for(error: BaseException) -> str | None:
+    """How much the failed allocation asked for ("800 MiB", "20.00 GiB"), when torch says."""
+    asked = re.search(r"[Tt]ried to allocate ([\d.]+) (\w+)", str(error))
+    if not asked:
+        return None
+    if asked.group(2) == "bytes":
+        return f"{float(asked.group(1)) / 2**20:,.0f} MiB"
+    return f"{asked.group(1)} {asked.group(2)}"
+
+
+@contextlib.contextmanager
+def out_of_memory_is_an_error(config: TrainConfig, device: torch.device,
+                              run_dir: Path | None) -> Iterator[None]:
+    """Turn running out of memory (a batch or a model too big for the GPU or RAM) into a
+    one-line DlboxError whose hint names the settings to lower, instead of an "unexpected
+    error" (exit 70) that asks the user to report a bug."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        amount = memory_asked_for(error)
+        width = config.model_kwargs.get("width")
+        lower = f"--batch-size (this run's: {config.batch_size})" + (
+            f" or --width (this run's: {width})" if width is not None else "")
+        # A run dir the user named and that saved nothing can be named again (a default
+        # one is not: the next run gets a new one).
+        saved = run_dir is None or checkpoint_path(run_dir, "last").is_file()
+        raise DlboxError(
+            f"out of memory on {device} training model {config.model!r} with batch size "
+            f"{config.batch_size}" + (f" (it asked for {amount} more)" if amount else ""),
+            hint=f"train again with a smaller {lower}, or free memory used by other programs"
+                 + (" (with another --run-dir)" if saved and run_dir is not None
+                    else "" if saved else
+                    f"; --run-dir {run_dir} may be reused, it saved nothing"),
+        ) from None
 
 
 def _resume(run_dir: Path, config: TrainConfig, device: str | None,
@@ -372,7 +481,7 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     path = checkpoint_path(run_dir, "last")
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no checkpoint to resume from",
-                          hint=saved_nothing_hint(run_dir))
+                          hint=missing_checkpoint_hint(run_dir, "last", config.checkpoint_every))
     state = load_checkpoint(path)
     check_checkpoint(state, path)
     if state.get("finished"):
@@ -391,11 +500,13 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     config = config.replace(data_dir=str(resolved_data))
     train_set = load_split(resolved_data, "train", config.num_train)
     test_set = load_split(resolved_data, "test", config.num_test)
-    # Nothing in the run dir changes until the checkpoint is known to fit this data.
+    # Nothing in the run dir changes until the checkpoint is known to fit this data, and
+    # metrics.json (which every epoch rewrites, keeping what evaluate added) to be readable.
     _check_resume_fits(path, state, config, train_set, trained_on)
+    _check_metrics_file(run_dir / METRICS_FILE)
     configure_host(torch_device, config.threads)
-    manifest_path = run_dir / "manifest.json"
-    manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+    manifest_path = run_dir / MANIFEST_FILE
+    manifest = _read_manifest(manifest_path)
     manifest.setdefault("resumed", []).append(
         {**build_manifest(torch_device, resolved_data, train_set.source),
          "from_epoch": int(state["epoch"]), "from_step": int(state.get("step_in_epoch", 0))})
@@ -412,8 +523,6 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
                        train_set: ImageDataset, trained_on: str | None) -> None:
     """Refuse to resume on other data (other classes, another number of training images)
     or with weights that don't fit the model, before anything is written."""
-    from dlbox.models.registry import create_model
-
     hint = (f"resume with the data it was trained on: --data {trained_on}" if trained_on
             else "resume with the data it was trained on (--data DIR)")
     saved_classes = tuple(str(c) for c in state.get("classes") or ())
@@ -431,9 +540,40 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
         raise RunDirError(
             f"{path} was trained on {int(saved_count)} training images, but "
             f"{config.data_dir} gives {len(train_set)}", hint=hint)
-    model = create_model(config.model, num_classes=len(train_set.classes), **config.model_kwargs)
+    model = build_run_model(path.parent.parent, config, len(train_set.classes))
     load_state_dict_checked(model, state.get("model"), path, what=f"model {config.model!r}")
     _rehearse_restore(path, state, config, model, len(train_set))
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The run's manifest.json ({} when missing), to add a resume to; RunDirError when it is
+    damaged (before resume writes anything), rather than an "unexpected" error."""
+    if not path.is_file():
+        return {}
+    hint = (f"restore {path}, or delete it (resume then starts a new one, without the record "
+            "of how the run started)")
+    try:
+        manifest = read_json(path)
+    except (OSError, ValueError) as error:
+        raise RunDirError(f"{path} is not valid JSON ({first_line(error)})", hint=hint) from None
+    if not isinstance(manifest, dict):
+        raise RunDirError(f"{path} does not hold a JSON object", hint=hint)
+    if not isinstance(manifest.get("resumed", []), list):
+        raise RunDirError(f"{path} is damaged: its \"resumed\" is not a list", hint=hint)
+    return manifest
+
+
+def _check_metrics_file(path: Path) -> None:
+    """RunDirError for a metrics.json that is not a JSON object of the trainer's shape, found
+    before resume writes anything rather than after its first epoch."""
+    from dlbox.training.evaluate import read_metrics_file
+
+    try:
+        read_metrics_file(path)
+    except RunDirError as error:
+        raise RunDirError(error.message, hint=f"delete {path} (the checkpoint holds the "
+                                              "training history, and resume writes the file "
+                                              "again), or restore it") from None
 
 
 def _rehearse_restore(path: Path, state: dict[str, Any], config: TrainConfig, model: nn.Module,
@@ -459,21 +599,30 @@ def _rehearse_restore(path: Path, state: dict[str, Any], config: TrainConfig, mo
             optimizers = build_optimizers(model, recipe, min(recipe.batch_size, num_train))
             restore_speedrun(state.get("speedrun_state"), path, optimizers, torch.Generator(),
                              torch.device("cpu"))
+            parts = CheckpointParts(path)
+            with parts.reading():
+                parts("the history")
+                expect_history(state.get("history"))
             return
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
         scheduler = make_scheduler(optimizer, config.schedule,
                                    config.epochs * steps_per_epoch(num_train, config.batch_size),
                                    config.warmup_fraction)
         restore_training(state, path, optimizer, scheduler,
-                         torch.amp.GradScaler("cpu", enabled=False), torch.Generator())
+                         torch.amp.GradScaler("cpu", enabled=False), torch.Generator(),
+                         num_images=num_train,
+                         per_epoch=steps_per_epoch(num_train, config.batch_size))
 
 
 def restore_training(checkpoint: dict[str, Any], path: Path, optimizer: torch.optim.Optimizer,
                      scheduler: Any, scaler: torch.amp.GradScaler,
-                     generator: torch.Generator) -> TrainState:
+                     generator: torch.Generator, num_images: int | None = None,
+                     per_epoch: int | None = None) -> TrainState:
     """The generic loop's restore: everything in the checkpoint but the model's weights, into
     the trainer's objects; the counters come back as a TrainState. A damaged part is a
-    RunDirError naming it (resume rehearses this on throwaway copies before writing)."""
+    RunDirError naming it (resume rehearses this on throwaway copies before writing).
+    `num_images` and `per_epoch` (the training images and steps per epoch of the resumed
+    run), when given, are what a mid-epoch order and step count must fit."""
     parts = CheckpointParts(path)
     with parts.reading():
         parts("the optimizer state")
@@ -491,13 +640,27 @@ def restore_training(checkpoint: dict[str, Any], path: Path, optimizer: torch.op
         if order is not None and (not isinstance(order, torch.Tensor) or order.dim() != 1
                                   or order.dtype not in (torch.int64, torch.int32)):
             raise TypeError("it is not a list of image indices")
+        if order is not None and num_images is not None and not torch.equal(
+                order.sort().values.cpu(), torch.arange(num_images, dtype=order.dtype)):
+            raise ValueError(f"it is not an order of the {num_images} training images")
+        parts("the history")
+        history = expect_history(checkpoint.get("history"))
         parts("the counters")
+        step = expect_type(checkpoint.get("step_in_epoch", 0), int, "step_in_epoch")
+        if step < 0 or (per_epoch is not None and step >= per_epoch):
+            raise ValueError(f"step_in_epoch {step} is outside 0..{(per_epoch or 1) - 1}")
+        if step and order is None:
+            raise ValueError(f"it stopped at step {step} of an epoch but has no epoch order")
         partial = checkpoint.get("epoch_partial")
+        if partial is not None and (not isinstance(partial, dict)
+                                    or set(partial) != set(EpochSums().to_dict())):
+            raise ValueError("epoch_partial does not hold the epoch's loss, correct, seen "
+                             "and seconds")
         return TrainState(
-            epoch=int(checkpoint["epoch"]), step_in_epoch=int(checkpoint.get("step_in_epoch", 0)),
+            epoch=int(checkpoint["epoch"]), step_in_epoch=step,
             global_step=int(checkpoint.get("global_step", 0)),
             train_seconds=float(checkpoint.get("train_seconds", 0.0)),
-            history=list(checkpoint.get("history", [])), epoch_perm=order,
+            history=history, epoch_perm=order,
             sums=EpochSums(**partial) if partial else EpochSums())
 
 
@@ -546,7 +709,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         state = restore_training(checkpoint, checkpoint_path(run_dir, "last"), optimizer,
-                                 scheduler, scaler, generator)
+                                 scheduler, scaler, generator, num_images=len(train_set),
+                                 per_epoch=per_epoch)
 
     # Whole splits live on the device; batches are cut from them by index.
     train_images = train_set.images.to(device)
@@ -711,9 +875,11 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
         state.history = list(checkpoint.get("history", []))
         state.epoch = int(checkpoint["epoch"])
     flag = StopFlag()
-    verb = f"resuming at epoch {state.epoch + 1}" if checkpoint else "training"
-    print(f"{verb} {config.model} on {device} ({len(train_set)} train / {len(test_set)} "
-          f"test images, {plural(config.epochs, 'epoch')}, speedrun trainer) -> {run_dir}")
+    verb = "resuming" if checkpoint else "training"
+    where = f" at epoch {state.epoch + 1} of {config.epochs}" if checkpoint else ""
+    print(f"{verb} {config.model}{where} on {device} ({len(train_set)} train / "
+          f"{len(test_set)} test images, {plural(config.epochs, 'epoch')}, speedrun trainer) "
+          f"-> {run_dir}")
 
     def checkpoint_state(trainer_state: dict[str, Any], finished: bool) -> dict[str, Any]:
         return {
@@ -817,8 +983,9 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
     tta = (f" ({100 * result.tta_accuracy:.2f}% with TTA)"
            if result.tta_accuracy is not None else "")
     plain = "-" if result.accuracy is None else f"{100 * result.accuracy:.2f}%"
-    print(f"test accuracy: {plain}{tta} on {len(test_set)} test images after {config.epochs} "
-          f"epochs, {result.train_seconds:.1f} s of training ({run_dir})")
+    print(f"test accuracy: {plain}{tta} on {len(test_set)} test images after "
+          f"{plural(config.epochs, 'epoch')}, {result.train_seconds:.1f} s of training "
+          f"({run_dir})")
     if evaluate_at_end:
         _report(run_dir, config, device, test_set, classes, state.epoch, result.test_logits,
                 result.eval_seconds)

@@ -30,10 +30,11 @@ from dlbox.data.images import (
     quiet_pillow_warnings,
     read_image,
 )
-from dlbox.errors import UsageError
+from dlbox.errors import RunDirError, UsageError
 from dlbox.training.evaluate import (
     build_model_fn,
     load_run_model,
+    out_of_memory_is_an_error,
     predict_logits,
     resolve_tta,
     run_amp_dtype,
@@ -131,8 +132,14 @@ def predict_images(run_dir: str | Path, paths: Sequence[str | Path], device: str
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
     if fit not in FITS:
         raise UsageError(f"unknown fit '{fit}'", hint=f"use one of {', '.join(FITS)}")
-    loaded, resolved = load_run_model(Path(run_dir), device, checkpoint)
-    model_fn = build_model_fn(loaded, resolve_tta(tta, loaded.config))
-    classes = tuple(loaded.classes)
-    return predict_with_model_fn(model_fn, classes, paths, resolved, top_k, IMAGE_SIZE, fit,
-                                 run_amp_dtype(loaded))
+    with out_of_memory_is_an_error(device, "predicting"):
+        loaded, resolved = load_run_model(Path(run_dir), device, checkpoint)
+        model_fn = build_model_fn(loaded, resolve_tta(tta, loaded.config))
+        classes = tuple(loaded.classes)
+        if not classes:  # evaluate takes them from the test data; predict has none
+            raise RunDirError(f"checkpoint {loaded.checkpoint_path} has no class names, so "
+                              "its predictions cannot be named",
+                              hint="use a checkpoint written by `dlbox train` (it records "
+                                   "them), or train the run again")
+        return predict_with_model_fn(model_fn, classes, paths, resolved, top_k, IMAGE_SIZE,
+                                     fit, run_amp_dtype(loaded))

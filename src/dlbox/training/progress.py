@@ -42,6 +42,9 @@ class TrainProgress:
                 TimeRemainingColumn(),
                 console=console,
                 transient=True,
+                # stdout stays stdout: `dlbox train > log` on a terminal keeps its epoch lines
+                # and results in the log (rich would send them to the bar's stderr).
+                redirect_stdout=False,
             )
 
     def __enter__(self) -> TrainProgress:
@@ -76,8 +79,16 @@ class TrainProgress:
                              ips=images_per_s)
 
     def message(self, text: str) -> None:
-        """A line printed above the bar (or plainly without one)."""
-        if self.progress is not None:
+        """A line on stdout: printed above the bar when stdout is the bar's terminal too, else
+        plainly (stdout redirected to a file or a pipe gets every epoch line, bar or not)."""
+        if self.progress is not None and _is_terminal(sys.stdout):
             self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
         else:
             print(text, flush=True)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False

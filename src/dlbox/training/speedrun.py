@@ -46,7 +46,12 @@ from dlbox.data.augment import flip_where, random_crop, random_cutout
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import UsageError
 from dlbox.models.speedrun import DEFAULT_WIDTHS, SpeedrunNet
-from dlbox.training.checkpoint import CheckpointParts, expect_type, restore_generator
+from dlbox.training.checkpoint import (
+    CheckpointParts,
+    expect_history,
+    expect_type,
+    restore_generator,
+)
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype
 from dlbox.training.inputs import CIFAR10_MEAN, CIFAR10_STD, prepare_batch
@@ -595,7 +600,7 @@ def restore_speedrun(saved: Any, path: str | Path, optimizers: Sequence[PlainOpt
             lookahead=Lookahead.from_average(average, device) if average is not None else None,
             step=int(saved["step"]), epoch=int(saved["epoch"]),
             images_seen=int(saved["images_seen"]), train_seconds=float(saved["train_seconds"]),
-            history=list(saved["history"]), curve=list(saved["curve"]))
+            history=expect_history(saved["history"]), curve=list(saved["curve"]))
 
 
 def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: SpeedrunConfig,
