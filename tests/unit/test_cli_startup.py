@@ -73,3 +73,23 @@ def test_a_closed_stdout_pipe_ends_quietly(tmp_path: Path) -> None:
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_ctrl_c_while_the_commands_import_is_a_word_not_a_traceback(tmp_path: Path) -> None:
+    # Ctrl-C lands while build_parser() imports the subcommands (the first ~0.15 s): the
+    # KeyboardInterrupt is raised from inside that import, as the signal would raise it.
+    code = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'dlbox.cli.train':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from dlbox.cli import main\n"
+        "sys.exit(main(['--help']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 130
+    assert out.stderr == "interrupted\n"
+    assert out.stdout == ""

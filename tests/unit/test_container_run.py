@@ -478,3 +478,29 @@ def test_image_run_defaults_to_the_current_projects_image(
     (project / "requirements.txt").write_text("numpy\n")
     monkeypatch.chdir(project)
     assert default_run_image() == "my_proj:latest"
+
+
+def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:
+    # A dlbox killed with SIGKILL stays a zombie until its parent reaps it: its containers
+    # are orphans already, or the next launch on the same port is refused as "in use".
+    import subprocess
+    import time
+
+    from dlbox.container.owner import owner_gone, owner_id
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        owner = owner_id(child.pid)
+        assert not owner_gone(owner)
+        child.kill()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # not reaped: we do not wait() yet
+            state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            time.sleep(0.05)
+        assert state == "Z"
+        assert owner_gone(owner)
+    finally:
+        child.kill()
+        child.wait()

@@ -83,7 +83,11 @@ def debugging() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:  # Ctrl-C while the subcommands' modules import: a word, not a traceback
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

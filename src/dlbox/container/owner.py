@@ -18,12 +18,18 @@ from dlbox.errors import DlboxError
 OWNER_LABEL = "dlbox.owner"
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: [state, ppid, ...]; [] if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def _process_start(pid: int) -> str:
     """The kernel's start time of process `pid` (tells a reused pid apart); "" if unknown."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
+    fields = _stat_fields(pid)
+    return fields[19] if len(fields) > 19 else ""
 
 
 def owner_id(pid: int | None = None) -> str:
@@ -45,6 +51,9 @@ def owner_gone(owner: str) -> bool:
         return True
     except PermissionError:  # alive, another user's
         pass
+    fields = _stat_fields(pid)
+    if fields[:1] == ["Z"]:  # killed, not yet reaped by its parent: ended all the same
+        return True
     return bool(start) and _process_start(pid) not in ("", start)
 
 
