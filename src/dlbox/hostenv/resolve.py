@@ -150,6 +150,12 @@ def resolve_build(framework: str, target: Target, matrix: Matrix | None = None) 
     return _resolve_jax(target, matrix)
 
 
+def _below(capabilities: tuple[str, ...], minimum: str | None) -> list[str]:
+    """The compute capabilities under `minimum` (none when it is unknown)."""
+    floor = compute_capability_tuple(minimum) or (0, 0)
+    return [cc for cc in capabilities if (compute_capability_tuple(cc) or (0, 0)) < floor]
+
+
 def first_cuda_for_arch(matrix: Matrix, cc: str) -> Any | None:
     """The oldest CUDA release that compiles for `cc` (its GA driver is the first to run it)."""
     wanted = compute_capability_tuple(cc)
@@ -456,9 +462,7 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
             continue
         # the GPU first: a driver can be updated, a GPU cannot
         min_cc = _tf_min_cc(matrix, release.cuda)
-        too_old = [cc for cc in target.compute_capabilities
-                   if (compute_capability_tuple(cc) or (0, 0)) < (compute_capability_tuple(min_cc)
-                                                                  or (0, 0))]
+        too_old = _below(target.compute_capabilities, min_cc)
         if too_old:
             rejections.append(f"tensorflow {release.latest} (CUDA {release.cuda}) needs compute "
                               f"capability >= {min_cc}, GPU has {', '.join(too_old)}")
@@ -545,9 +549,7 @@ def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
             if not versions:
                 continue
             # the GPU first: a driver can be updated, a GPU cannot
-            min_cc = compute_capability_tuple(plugin.min_compute_capability) or (0, 0)
-            too_old = [cc for cc in target.compute_capabilities
-                       if (compute_capability_tuple(cc) or (0, 0)) < min_cc]
+            too_old = _below(target.compute_capabilities, plugin.min_compute_capability)
             if too_old:
                 rejections.append(f"jax {versions[-1]} [{plugin.name}] needs compute capability "
                                   f">= {plugin.min_compute_capability}, GPU has "
