@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dlbox.cli.train import reject_empty_paths, sigterm_stops_cleanly
+    from dlbox.cli.common import reject_empty_paths, sigterm_stops_cleanly
     from dlbox.training.evaluate import evaluate_run
 
     reject_empty_paths(args, ("data",))
