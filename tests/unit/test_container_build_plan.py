@@ -760,6 +760,77 @@ def test_a_pin_whose_versions_the_target_cannot_run(tmp_path: Path) -> None:
     assert "or require torch==2.15.0" in hint
 
 
+K80_RECORDING = Path(__file__).resolve().parents[1] / "fixtures" / "hosts" / \
+    "k80-driver470-smi-fallback"
+
+
+def k80_host() -> HostFacts:
+    from dlbox.hostenv.probe import facts_from_raw, load_raw
+
+    return facts_from_raw(load_raw(K80_RECORDING))
+
+
+def test_a_k80_pin_past_r470_is_not_told_to_update_the_driver(tmp_path: Path) -> None:
+    # The recorded Tesla K80 host (driver 470.256.02, sm_37). torch 2.9.1's builds are all
+    # CUDA 12.x (driver >= 525.60.13), and R470 is the last driver branch for Kepler
+    # (cuda.json last_driver_branch), so "update the driver to >= 525.60.13" cannot be done:
+    # the way out is the newest torch a K80 runs (2.3.1 cu118, cuDNN 8.7), or the CPU.
+    k80 = k80_host()
+    assert (k80.nvidia.driver_version, k80.nvidia.compute_capabilities) == ("470.256.02",
+                                                                            ("3.7",))
+    write(tmp_path / "requirements.txt", "torch==2.9.1\n")
+    with pytest.raises(ContainerError) as info:
+        B.dry_run(B.BuildRequest(project_dir=tmp_path, device="gpu"), facts=lambda: k80)
+    assert "the lowest is 525.60.13, for torch 2.9.1 cu128" in info.value.message
+    assert info.value.hint == ("R470 is the last driver branch for Kepler GPUs (sm_37), and no "
+                               "torch build that torch==2.9.1 admits runs on it: require "
+                               "torch==2.3.1 (the newest this target runs), or build with --cpu")
+    # The same pin given as --framework-version.
+    write(tmp_path / "requirements.txt", "numpy\n")
+    request = B.BuildRequest(project_dir=tmp_path, device="gpu", framework_version="2.9")
+    with pytest.raises(HostEnvError) as flag:
+        B.dry_run(request, facts=lambda: k80)
+    assert flag.value.hint == ("R470 is the last driver branch for Kepler GPUs (sm_37), and no "
+                               "torch 2.9 build runs on it: pass --framework-version 2.3.1 (the "
+                               "newest torch this target runs), or leave it out, or build with "
+                               "--cpu")
+    # The way out the hint names works on that host.
+    _, notes = B.dry_run(dataclasses.replace(request, framework_version="2.3.1"),
+                         facts=lambda: k80)
+    assert notes[0].startswith("torch 2.3.1+cu118 (cu118) for GPU")
+    # A pin whose builds need compute capability 5.0 gets the same truth, not the resolver's
+    # "no tensorflow GPU build supports this GPU" (tensorflow 2.14.1 does).
+    with pytest.raises(HostEnvError) as flag:
+        B.resolve_framework("tensorflow", target_for(device="gpu", driver="470.256.02",
+                                                     compute_capabilities=("3.7",)),
+                            version="2.15")
+    assert flag.value.hint == ("R470 is the last driver branch for Kepler GPUs (sm_37), and no "
+                               "tensorflow 2.15 build runs on it: pass --framework-version "
+                               "2.14.1 (the newest tensorflow this target runs), or leave it "
+                               "out, or build with --cpu")
+
+
+def test_a_driver_update_the_gpu_can_take_is_still_the_hint() -> None:
+    # A K80 on driver 418: torch 2.3.1 cu118 needs 450.80.02, which R470 has: update.
+    kepler = target_for(device="gpu", driver="418.87.01", compute_capabilities=("3.7",))
+    with pytest.raises(HostEnvError) as info:
+        B.resolve_framework("torch", kepler, version="2.3")
+    assert info.value.hint == "update the NVIDIA driver to >= 450.80.02, or resolve with --cpu"
+    # A Turing GPU has no last branch yet: torch 2.9's 525.60.13 is an update it can take.
+    turing = target_for(device="gpu", driver="470.256.02", compute_capabilities=("7.5",))
+    with pytest.raises(HostEnvError) as info:
+        B.resolve_framework("torch", turing, version="2.9")
+    assert info.value.hint == "update the NVIDIA driver to >= 525.60.13, or resolve with --cpu"
+    # And through a project pin: the resolver's hint, plus the version to require.
+    project = Project(root=Path("."), name="demo", version=None, kind="requirements",
+                      requirements=("torch==2.9.1",), build_requirements=(),
+                      installable=False, requires_python=None, pip_options=(), include=None)
+    with pytest.raises(ContainerError) as pinned:
+        B.resolve_framework("torch", turing, pins=B._project_pins(project, "torch"))
+    assert pinned.value.hint == ("update the NVIDIA driver to >= 525.60.13, or resolve with "
+                               "--cpu; or require torch==2.7.1 (the newest this target runs)")
+
+
 # ---- the lock is written only after a good build -----------------------------------------
 
 class FakeEngine:

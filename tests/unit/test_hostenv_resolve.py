@@ -107,7 +107,21 @@ def test_gpu_newer_than_the_driver_is_refused() -> None:
 def test_too_old_gpu_names_the_missing_kernels() -> None:
     with pytest.raises(HostEnvError) as info:
         resolve_build("torch", gpu("570.124.06", "3.5"))
-    assert info.value.message.startswith("no torch build has kernels for sm_35")
+    assert info.value.message.startswith("no torch build runs on sm_35 with driver 570.124.06: ")
+    assert "no kernel image for sm_35" in info.value.message
+
+
+def test_a_pin_refused_for_the_gpus_cudnn_says_so_first_and_names_what_runs() -> None:
+    """torch 2.5 on a K80: its cu118 build still has sm_37 kernels but ships cuDNN 9.1
+    (Maxwell and newer); that, not the driver, is the cause to name first."""
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", Target(driver="470.256.02", compute_capabilities=("3.7",),
+                                      version="2.5"))
+    assert info.value.message.startswith(
+        "no torch build runs on sm_37 with driver 470.256.02: torch 2.5.1 cu118: its cuDNN 9.1 "
+        "supports compute capability >= 5.0, not sm_37")
+    assert info.value.hint == ("leave --framework-version out (torch 2.3.1 cu118 runs here), "
+                               "or resolve with --cpu")
 
 
 @pytest.mark.parametrize("target, needle", [
@@ -236,3 +250,39 @@ def test_kepler_gets_the_newest_torch_whose_cudnn_still_supports_it() -> None:
                in reason for reason in build.reasons)
     # a Maxwell GPU on the same driver is not held back
     assert resolve_build("torch", gpu("470.82.01", "5.2")).version == "2.7.1"
+
+
+def test_a_gpu_past_its_last_driver_branch_is_not_told_to_update_the_driver() -> None:
+    """Found by a review: `doctor --resolve torch --framework-version 2.9` for a Tesla K80
+    said "update the NVIDIA driver to >= 525.60.13", which Kepler (last branch R470) can
+    never run; the hint now says so, and names the release that does run."""
+    kepler = Target(driver="470.256.02", compute_capabilities=("3.7",), version="2.9")
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", kepler)
+    assert info.value.hint == (
+        "R470 is the last driver branch for Kepler GPUs (sm_37), and these torch builds need "
+        ">= 525.60.13: leave --framework-version out (torch 2.3.1 cu118 runs here), or "
+        "resolve with --cpu")
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", Target(driver="470.256.02", compute_capabilities=("3.7",),
+                                      cuda="12.4"))
+    assert info.value.hint is not None
+    assert info.value.hint.endswith(": leave --cuda out (torch 2.3.1 cu118 runs here), or "
+                                    "resolve with --cpu")
+    # a pin refused for the GPU itself names the release that runs
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("tensorflow", Target(driver="470.256.02", compute_capabilities=("3.7",),
+                                           version="2.15"))
+    assert info.value.hint == (
+        "no tensorflow GPU build that you asked for supports this GPU: leave "
+        "--framework-version out (tensorflow 2.14.1 and-cuda runs here), or resolve with --cpu")
+    # a K80 whose driver is older than its last branch can still be told to update
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", Target(driver="418.40", compute_capabilities=("3.7",),
+                                      version="2.3"))
+    assert info.value.hint == "update the NVIDIA driver to >= 450.80.02, or resolve with --cpu"
+    # and a Turing GPU on R470 can really take R525
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", Target(driver="470.42", compute_capabilities=("7.5",),
+                                      version="2.9"))
+    assert info.value.hint == "update the NVIDIA driver to >= 525.60.13, or resolve with --cpu"

@@ -216,6 +216,32 @@ def _python_error(error: HostEnvError, framework: str, version: str | None,
              + (", or another --framework-version" if version else ""))
 
 
+def _past_last_driver(error: HostEnvError, framework: str, target: Any, matrix: Any,
+                      what: str, way_out: str) -> HostEnvError:
+    """The resolver's error, with a hint that holds for a GPU past its last driver branch.
+
+    The resolver knows only the driver: for a pin whose builds all need CUDA 12 it says
+    "update the NVIDIA driver to >= 525.60.13", which a Tesla K80 (Kepler, last branch R470)
+    can never do. When even the newest driver of the GPU's last branch runs no build in
+    `matrix` (the one the resolver was given), the hint says so and gives `way_out` instead."""
+    from dlbox.hostenv.resolve import last_driver_ceiling, resolve_build
+    from dlbox.hostenv.versions import parse_version
+
+    ceiling = last_driver_ceiling(target, matrix)
+    driver = parse_version(target.driver)
+    if ceiling is None or driver is None or driver[0] > ceiling[0]:
+        return error
+    branch, architecture, arch = ceiling
+    # Any real driver of the branch sorts below <branch>.999: the newest the GPU can have.
+    try:
+        resolve_build(framework, dataclasses.replace(target, driver=f"{branch}.999"), matrix)
+    except DlboxError:
+        return HostEnvError(error.message, hint=(
+            f"R{branch} is the last driver branch for {architecture} GPUs ({arch}), and no "
+            f"{what} runs on it: {way_out}"))
+    return error  # a driver of that branch runs one: the resolver's hint holds
+
+
 def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None) -> Any:
     """The resolver's build for `--framework-version`: a release ("2.1") gives its newest
     known patch, a patch version ("2.1.0") exactly that one."""
@@ -224,11 +250,19 @@ def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None
     from dlbox.hostenv.versions import parse_version
 
     matrix = matrix or load_matrix()
+    narrowed = _matrix_for_version(matrix, framework, version)
     try:
-        resolved = resolve_build(framework, target,
-                                 _matrix_for_version(matrix, framework, version))
+        resolved = resolve_build(framework, target, narrowed)
     except HostEnvError as error:
-        raise _python_error(error, framework, version, target) from None
+        python = _python_error(error, framework, version, target)
+        if python is not error:
+            raise python from None
+        best = _newest_runnable(framework, target, matrix)
+        way_out = (f"pass --framework-version {best} (the newest {framework} this target "
+                   "runs), or leave it out, or build with --cpu" if best
+                   else "build with --cpu")
+        raise _past_last_driver(error, framework, target, narrowed,
+                                f"{framework} {version} build", way_out) from None
     reasons = resolved.reasons + (f"{framework} {version} requested",)
     public = version.split("+")[0]
     if len(parse_version(public) or ()) < 3:
@@ -358,20 +392,25 @@ def _resolve_admitted(framework: str, target: Any, matrix: Any,
             f"(it knows {framework} {known[0]} to {known[-1]})",
             hint=f"require a version dlbox knows, e.g. {example}",
         )
+    narrowed = dataclasses.replace(matrix, **{framework: kept})
     try:
-        resolved = resolve_build(framework, target, dataclasses.replace(matrix,
-                                                                        **{framework: kept}))
+        resolved = resolve_build(framework, target, narrowed)
     except HostEnvError as error:
         versions = sorted({v for row in kept for v in row.versions}, key=_version_key,
                           reverse=True)
         shown = ", ".join(versions[:4]) + (", ..." if len(versions) > 4 else "")
+        other = instead()
         python = _python_error(error, framework, None, target)
         if python is not error:
             detail = f"none of them supports Python {target.python}, the base image's"
+            hint = python.hint or ""
         else:
-            detail = error.message
-        hint = python.hint or ""
-        other = instead()
+            detail, hint = error.message, error.hint or ""
+            way_out = f"require {other}, or build with --cpu" if other else "build with --cpu"
+            ceiling = _past_last_driver(error, framework, target, narrowed,
+                                        f"{framework} build that {text} admits", way_out)
+            if ceiling is not error:
+                hint, other = ceiling.hint or "", None  # its way out names the version
         if other:
             hint += f"; or require {other}" if hint else f"require {other}"
         raise ContainerError(
@@ -490,11 +529,33 @@ def requirements_input(project: Project, framework: str,
 
 
 def default_base_image(resolved: Any) -> str:
-    """dlbox's default base, unless the build needs CUDA installed on the system."""
+    """dlbox's default base, unless the build needs CUDA installed on the system: then the
+    published nvidia/cuda image with that CUDA and cuDNN (`cuda_base_image`)."""
     if resolved.variant == "cuda-system" and resolved.cuda:
-        cudnn = (resolved.cudnn or "8").split(".")[0]
-        return f"nvidia/cuda:{resolved.cuda}.0-cudnn{cudnn}-runtime-ubuntu22.04"
+        return cuda_base_image(resolved).image
     return os.environ.get(S.BASE_IMAGE_ENV) or S.DEFAULT_BASE_IMAGE
+
+
+def cuda_base_image(resolved: Any) -> S.CudaBaseImage:
+    """The nvidia/cuda image for a cuda-system build: its CUDA release and cuDNN major in
+    `spec.CUDA_BASE_IMAGES`, else a ContainerError telling the user to bring a base."""
+    from dlbox.hostenv.versions import parse_version, same_release
+
+    cudnn = (resolved.cudnn or "8").split(".")[0]
+    for row in S.CUDA_BASE_IMAGES:
+        if same_release(resolved.cuda, row.cuda) and row.cudnn == cudnn:
+            return row
+    major = (parse_version(resolved.cuda) or (0,))[0]
+    why = (f"NVIDIA removed the nvidia/cuda images of CUDA {S.REMOVED_CUDA_BELOW - 1}.x and "
+           "older from Docker Hub" if major < S.REMOVED_CUDA_BELOW
+           else "dlbox knows no published nvidia/cuda image with them")
+    # DLBOX_BASE_IMAGE is not the way out: it replaces the CPU-and-pip default, which has no
+    # CUDA, so only --base-image overrides this choice.
+    raise ContainerError(
+        f"{resolved.framework} {resolved.version} needs CUDA {resolved.cuda} and cuDNN "
+        f"{resolved.cudnn or cudnn} installed in the image, and {why}",
+        hint=f"pass --base-image IMAGE: an Ubuntu image with CUDA {resolved.cuda} and cuDNN "
+             f"{resolved.cudnn or cudnn} installed (one you build, or a copy you keep)")
 
 
 def split_pip_options(options: Sequence[str]) -> tuple[str | None, tuple[str, ...],

@@ -39,6 +39,33 @@ NVIDIA_ENV = (
 
 
 @dataclass(frozen=True)
+class CudaBaseImage:
+    """A published nvidia/cuda image with CUDA and cuDNN installed, for builds that need them
+    on the system (TensorFlow <= 2.13: "cuda-system")."""
+
+    cuda: str  # "11.8": the CUDA release (major.minor) it carries
+    cudnn: str  # "8": the cuDNN major version in its tag
+    image: str  # the exact reference
+    python: str  # its Ubuntu's python3, which the system stage uses when the base has one
+
+
+# The exact tags, from NVIDIA's tag lists (gitlab.com/nvidia/container-images/cuda,
+# doc/supported-tags.md and doc/unsupported-tags.md) and its 2023 deletion notice (quoted in
+# NVIDIA/cudf-spark-examples PR #311): per CUDA minor only the last update release keeps its
+# tags (11.2.2, not 11.2.0; 11.0.3, not 11.0), ubuntu22.04 images start at CUDA 11.7, 12.3+
+# tags say `cudnn` without a version (12.4.1-cudnn-runtime-ubuntu22.04), and every CUDA 10.x,
+# 9.x and 8.0 tag is gone. 11.2.2 and 11.0.3 are on NVIDIA's "unsupported" list (still pulled,
+# no more security updates). Ubuntu 20.04 for those also gives Python 3.8, which every
+# TensorFlow 2.4-2.11 supports (22.04's 3.10 does not fit 2.4-2.7).
+CUDA_BASE_IMAGES = (
+    CudaBaseImage("11.8", "8", "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", "3.10"),
+    CudaBaseImage("11.2", "8", "nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04", "3.8"),
+    CudaBaseImage("11.0", "8", "nvidia/cuda:11.0.3-cudnn8-runtime-ubuntu20.04", "3.8"),
+)
+REMOVED_CUDA_BELOW = 11  # NVIDIA deleted every nvidia/cuda tag of CUDA 10.x and older (2023)
+
+
+@dataclass(frozen=True)
 class FrameworkBuild:
     """The framework build an image carries (what the resolver or the lock chose)."""
 

@@ -358,16 +358,18 @@ def _torch_unresolvable(
         return HostEnvError(
             f"driver {target.driver} is older than every torch build{wanted} needs "
             f"(the lowest is {lowest[1]}, for {lowest[2]})",
-            hint=f"update the NVIDIA driver to >= {lowest[1]}, or resolve with --cpu",
+            hint=update_driver_hint(target, matrix, lowest[1], "torch"),
         )
     caps = ", ".join(f"sm_{c.replace('.', '')}" for c in target.compute_capabilities)
-    arch_first = sorted(rejections, key=lambda r: "no kernel image" not in r)
-    detail = "; ".join(arch_first[:2])
+    # the GPU's own reasons (no kernels, a cuDNN that dropped it) first: they are the cause
+    gpu_first = sorted(rejections, key=lambda r: "no kernel image" not in r and "cuDNN" not in r)
+    detail = "; ".join(gpu_first[:2])
+    unpinned = _unpinned_way_out(target, matrix, "torch")
     return HostEnvError(
-        f"no torch build{wanted} has kernels for {caps or 'this GPU'} on driver "
+        f"no torch build{wanted} runs on {caps or 'this GPU'} with driver "
         f"{target.driver}: {detail}",
-        hint="a newer GPU needs a newer driver and torch; an old GPU an older torch (or "
-             "--cpu)",
+        hint=f"{unpinned}, or resolve with --cpu" if unpinned else
+        "a newer GPU needs a newer driver and torch; an old GPU an older torch (or --cpu)",
     )
 
 
@@ -425,16 +427,62 @@ def _target_words(target: Target) -> str:
     return f"driver {target.driver}" + (f", {caps}" if caps else "")
 
 
-def _unresolvable_hint(target: Target, driver_minimums: list[str], framework: str) -> str:
+def _unresolvable_hint(target: Target, driver_minimums: list[str], framework: str,
+                       matrix: Matrix) -> str:
     """What to do when no build fits: a newer driver only when a driver was what refused one
     (builds refused for the GPU itself are checked first: a GPU cannot be updated)."""
     if not driver_minimums:
         python = f" for Python {target.python}" if target.python else ""
         other = ", or another --python" if target.python else ""
+        unpinned = _unpinned_way_out(target, matrix, framework)
+        if unpinned:
+            return (f"no {framework} GPU build{python} that you asked for supports this GPU: "
+                    f"{unpinned}, or resolve with --cpu{other}")
         return (f"no {framework} GPU build{python} supports this GPU: resolve with "
                 f"--cpu{other}")
     lowest = min(driver_minimums, key=lambda d: parse_version(d) or ())
-    return f"update the NVIDIA driver to >= {lowest}, or resolve with --cpu"
+    return update_driver_hint(target, matrix, lowest, framework)
+
+
+def last_driver_ceiling(target: Target, matrix: Matrix) -> tuple[int, str, str] | None:
+    """(branch, architecture, "sm_37") of the oldest last driver branch among the target's
+    GPUs (Kepler: R470), from the matrix; None when current drivers support them all."""
+    ceiling: tuple[int, str, str] | None = None
+    for cc in target.compute_capabilities:
+        last = matrix.last_driver_branch(cc)
+        if last and (ceiling is None or last[0] < ceiling[0]):
+            ceiling = (last[0], last[1], f"sm_{cc.replace('.', '')}")
+    return ceiling
+
+
+def update_driver_hint(target: Target, matrix: Matrix, needed: str, framework: str) -> str:
+    """"update the NVIDIA driver to >= `needed`", unless the GPU's last driver branch is
+    older than that (a Tesla K80 stops at R470, so 525.60.13 is out of its reach): then say
+    so, and what can be done instead."""
+    ceiling = last_driver_ceiling(target, matrix)
+    major = (parse_version(needed) or (0,))[0]
+    if ceiling is None or major <= ceiling[0]:
+        return f"update the NVIDIA driver to >= {needed}, or resolve with --cpu"
+    branch, architecture, arch = ceiling
+    unpinned = _unpinned_way_out(target, matrix, framework)
+    way_out = f"{unpinned}, or resolve with --cpu" if unpinned else "resolve with --cpu"
+    return (f"R{branch} is the last driver branch for {architecture} GPUs ({arch}), and "
+            f"these {framework} builds need >= {needed}: {way_out}")
+
+
+def _unpinned_way_out(target: Target, matrix: Matrix, framework: str) -> str | None:
+    """"leave --framework-version out (torch 2.3.1 cu118 runs here)" when the target pinned a
+    release or a CUDA version and, without the pins, a build does run; else None."""
+    pinned = [flag for flag, value in (("--framework-version", target.version),
+                                       ("--cuda", target.cuda)) if value]
+    if not pinned:
+        return None
+    try:
+        build = resolve_build(framework, replace(target, version=None, cuda=None), matrix)
+    except (HostEnvError, UsageError):
+        return None
+    return (f"leave {' and '.join(pinned)} out ({framework} {build.version} {build.variant} "
+            "runs here)")
 
 
 def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
@@ -513,7 +561,7 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
     raise HostEnvError(
         f"no tensorflow build{wanted} runs on this target ({_target_words(target)}): "
         f"{'; '.join(rejections[:3]) or 'no release matches'}",
-        hint=_unresolvable_hint(target, driver_minimums, "tensorflow"),
+        hint=_unresolvable_hint(target, driver_minimums, "tensorflow", matrix),
     )
 
 
@@ -579,5 +627,5 @@ def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
     raise HostEnvError(
         f"no jax build runs on this target ({_target_words(target)}): "
         f"{'; '.join(rejections[:3]) or 'no plugin matches'}",
-        hint=_unresolvable_hint(target, driver_minimums, "jax"),
+        hint=_unresolvable_hint(target, driver_minimums, "jax", matrix),
     )
