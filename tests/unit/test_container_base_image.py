@@ -127,3 +127,17 @@ def test_base_image_flag_is_the_way_out(tmp_path: Path) -> None:
     own = dataclasses.replace(request, base_image="registry.local/cuda:11.8-tf")
     dockerfile, notes = B.dry_run(own)
     assert "FROM registry.local/cuda:11.8-tf" in dockerfile
+
+
+def test_a_dry_run_assumes_the_python_of_the_cuda_image_it_will_start_from(
+        tmp_path: Path) -> None:
+    """Found by a review: a dry run assumed Python 3.11 (the CPU base's) before any lock, so
+    tensorflow==2.11.0 (Python 3.7 to 3.10) was refused, whereas the real build starts from
+    CUDA 11.2's Ubuntu 20.04 image, finds its Python 3.8, and builds it."""
+    (tmp_path / "requirements.txt").write_text("tensorflow==2.11.0\n")
+    request = B.BuildRequest(project_dir=tmp_path, device="gpu", driver="535.104.05",
+                             compute_capabilities=("8.6",))
+    dockerfile, notes = B.dry_run(request)
+    assert notes[0].startswith("tensorflow 2.11.0 ")
+    assert "FROM nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04 AS system" in dockerfile
+    assert any("assuming Python 3.8" in note for note in notes), notes

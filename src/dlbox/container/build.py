@@ -770,10 +770,18 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
     else:
         import dataclasses as dc
 
-        python = S.DEFAULT_PYTHON
+        # As the build does: the first choice picks the base image, whose Python then picks
+        # the build. Without an engine, that Python is the known one of dlbox's bases (a
+        # TensorFlow 2.11 needs CUDA 11.2's Ubuntu 20.04 image and gets its Python 3.8).
+        pins = _project_pins(p.project, p.framework)
+        first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version,
+                                  pins=pins)
+        python = (cuda_base_image(first).python
+                  if first.variant == "cuda-system" and not request.base_image
+                  else S.DEFAULT_PYTHON)
         target = dc.replace(p.target, python=python)
         resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version,
-                                     pins=_project_pins(p.project, p.framework))
+                                     pins=pins)
         check_project_allows(p.project, p.framework, resolved.version)
         base = request.base_image or default_base_image(resolved)
         entry = provisional_entry(p.project, resolved, p.key, base, None)
