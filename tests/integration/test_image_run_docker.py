@@ -121,3 +121,39 @@ def test_each_run_closes_its_connection_to_the_engine(engine: Any) -> None:  # n
     unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)
                 and "docker.sock" in str(w.message)]
     assert unclosed == []  # the attach socket of each run was left open before
+
+
+def test_folders_whose_paths_hold_colons_and_commas_are_mounted(tmp_path: Path) -> None:
+    """The engine splits a bind string "src:dst:mode" at each ':', so a folder named "a:b"
+    was refused ("invalid volume specification"); mounts pass the path as one field."""
+    data = tmp_path / "in:put,1"
+    data.mkdir()
+    (data / "x.txt").write_text("from the host\n")
+    runs = tmp_path / "r:uns,2"  # created by dlbox
+    result = dlbox("image", "run", "--tag", TAG, "--gpus", "none", "--data", str(data),
+                   "--runs", str(runs), "--", "sh", "-c",
+                   "cat /data/x.txt && echo from the container > /workspace/runs/y.txt",
+                   timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "from the host\n"
+    assert (runs / "y.txt").read_text() == "from the container\n"
+
+
+def test_a_missing_mount_source_is_a_clear_error(engine: Any, tmp_path: Path,  # noqa: F811
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bind mount, unlike the old bind string, never creates a missing source (as a folder
+    owned by root): dlbox names it, and so it does when the engine is the one to refuse."""
+    from dlbox.container import engine as E
+    from dlbox.errors import ContainerError
+
+    missing = tmp_path / "gone:away"
+    request = E.RunRequest(image=TAG, command=("true",), mounts=(E.Mount(str(missing), "/d"),))
+    with pytest.raises(ContainerError) as ours:
+        E.run_streaming(engine, request)
+    assert ours.value.message == f"cannot mount {missing} at /d: it does not exist"
+    monkeypatch.setattr(E, "check_mount_sources", lambda request: None)  # as a remote engine
+    with pytest.raises(ContainerError) as theirs:
+        E.run_streaming(engine, request)
+    assert theirs.value.message == (f"cannot mount {missing} at /d: it does not exist on the "
+                                    "engine's machine"), theirs.value.message
+    assert not missing.exists()

@@ -345,3 +345,24 @@ def test_a_read_only_notebook_folder_gets_a_warning_in_container_mode(
                     "the notebook there") in text, text
             check_token_auth(launch)
             assert stop_launch(launch, signal.SIGINT, timeout_s=90) == 130
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
+def test_a_notebook_folder_whose_path_holds_a_colon_is_served(
+        engine: Any, cpu_image: str, tmp_path: Path) -> None:
+    """The engine splits a bind string "src:dst:mode" at each ':': a folder named "a:b" was
+    refused ("invalid volume specification"); mounts pass the path as one field."""
+    folder = tmp_path / "note:books,1"
+    folder.mkdir()
+    (folder / "from-host.txt").write_text("hello\n")
+    folder.chmod(0o777)  # when the tests run as root, the container's user (uid 1000) writes
+    with launched_notebook(folder, ["--container", "--tag", cpu_image],
+                           timeout_s=240) as launch:
+        check_token_auth(launch)
+        container = container_on_port(engine, launch.port)
+        exit_code, output = container.exec_run(
+            ["sh", "-c", "cat /workspace/notebooks/from-host.txt && "
+                         "echo saved > /workspace/notebooks/from-container.txt"])
+        assert (exit_code, output) == (0, b"hello\n"), output
+        assert (folder / "from-container.txt").read_text() == "saved\n"
+        assert stop_launch(launch, signal.SIGINT, timeout_s=90) == 130

@@ -237,11 +237,58 @@ def test_run_kwargs_for_the_engine(tmp_path: Path) -> None:
     request = run_request(RunOptions(image="x", command=("python3", "-V")),
                           engine.GpuRequest(count=1), 1234, 1234, tmp_path, None)
     kwargs = engine._run_kwargs(request)
-    assert kwargs["volumes"] == {str(tmp_path): {"bind": "/data", "mode": "rw"}}
+    assert "volumes" not in kwargs
+    assert kwargs["mounts"] == [{"Target": "/data", "Source": str(tmp_path), "Type": "bind",
+                                 "ReadOnly": False}]
     assert kwargs["user"] == "1234:1234" and kwargs["shm_size"] == "2g"
     assert kwargs["working_dir"] == "/workspace" and kwargs["detach"] is True
     assert kwargs["device_requests"][0]["Count"] == 1
     assert "init" not in kwargs and "ports" not in kwargs and "name" not in kwargs
+
+
+# ---- bug: a host path holding ':' (or ',') could not be mounted ----------------------------
+
+def test_mounts_keep_source_and_target_apart(tmp_path: Path) -> None:
+    """A bind string "src:dst:mode" is split at each ':' by the engine; a Mount is not."""
+    pytest.importorskip("docker")
+    odd = tmp_path / "a:b,c=d"
+    request = engine.RunRequest(image="x", mounts=(engine.Mount(str(odd), "/data"),
+                                                   engine.Mount("/t", "/run/t", read_only=True)))
+    mounts = engine._run_kwargs(request)["mounts"]
+    assert [(m["Source"], m["Target"], m["Type"], m["ReadOnly"]) for m in mounts] == [
+        (str(odd), "/data", "bind", False), ("/t", "/run/t", "bind", True)]
+    assert "mounts" not in engine._run_kwargs(engine.RunRequest(image="x"))
+
+
+def test_a_missing_mount_source_is_named_before_the_engine_is_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    (tmp_path / "a:b").mkdir()
+    present = engine.Mount(str(tmp_path / "a:b"), "/data")
+    engine.check_mount_sources(engine.RunRequest(image="x", mounts=(present,)))
+    gone = engine.Mount(str(tmp_path / "gone"), "/workspace/runs")
+    with pytest.raises(ContainerError) as missing:
+        engine.check_mount_sources(engine.RunRequest(image="x", mounts=(present, gone)))
+    assert missing.value.message == (f"cannot mount {tmp_path / 'gone'} at /workspace/runs: "
+                                     "it does not exist")
+    assert missing.value.hint and "create it" in missing.value.hint
+    with pytest.raises(ContainerError, match="not an absolute path"):
+        engine.check_mount_sources(engine.RunRequest(image="x",
+                                                     mounts=(engine.Mount("data", "/data"),)))
+    # A remote engine's paths are not ours to look at: its own refusal is mapped instead.
+    monkeypatch.setenv("DOCKER_HOST", "tcp://build-box:2376")
+    engine.check_mount_sources(engine.RunRequest(image="x", mounts=(gone,)))
+
+
+def test_run_error_names_a_mount_source_the_engine_does_not_have() -> None:
+    request = engine.RunRequest(image="x", mounts=(engine.Mount("/srv/a:b", "/data"),))
+    error = engine.run_error(FakeAPIError(
+        'invalid mount config for type "bind": bind source path does not exist: /srv/a:b'),
+        request)
+    assert isinstance(error, ContainerError)
+    assert error.message == ("cannot mount /srv/a:b at /data: it does not exist on the "
+                             "engine's machine")
+    assert error.hint and "DOCKER_HOST" in error.hint
 
 
 # ---- the runs folder -----------------------------------------------------------------------

@@ -163,3 +163,42 @@ def test_the_container_port_is_published_on_the_address_asked_for(
     assert request.host_ip == published and request.ports == ((8888, 8123),)
     assert request.cap_drop == ("ALL",) and request.no_new_privileges is True
     assert request.user == "1000:1000" and request.name == "n"
+
+
+# ---- bug: a malformed --tag got the engine's garbled refusal and exit status 1 ---------------
+
+@pytest.mark.parametrize("tag", ["BAD TAG!!", "Dlbox:cpu", "dlbox:", "x@sha256:abc"])
+def test_a_malformed_image_reference_is_a_usage_error_before_anything_starts(
+        tag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from dlbox.cli import main
+    from dlbox.container import engine
+
+    def no_engine(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the engine was asked before the tag was checked")
+
+    monkeypatch.setattr(engine, "connect", no_engine)
+    code = main(["notebook", "--container", "--no-browser", "--tag", tag,
+                 "--notebook-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", (code, out)
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith(f"error: --tag {tag!r} is not a valid image name: "), err
+    assert lines[1].startswith("hint: use lowercase letters, digits and . _ - in the name"), err
+
+
+@pytest.mark.parametrize("tag", ["dlbox:cpu", "registry:5000/team/app:v1.2_rc-1",
+                                 "app@sha256:" + "0" * 64])
+def test_a_valid_image_reference_gets_past_the_check(
+        tag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlbox.cli import main
+    from dlbox.container import engine
+    from dlbox.errors import ContainerError
+
+    def no_engine(*args: object, **kwargs: object) -> None:
+        raise ContainerError("no engine in this test")
+
+    monkeypatch.setattr(engine, "connect", no_engine)
+    assert main(["notebook", "--container", "--no-browser", "--tag", tag,
+                 "--notebook-dir", str(tmp_path)]) == 1  # the engine is the next step

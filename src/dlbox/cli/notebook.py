@@ -90,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--tag {args.tag} names the image for --container, which is not "
                          "given", hint="add --container to run Jupyter in that image, or "
                                        "leave --tag out")
+    if args.tag is not None:
+        from dlbox.container.spec import check_image_reference
+
+        # Before anything starts: the engine's own refusal of a malformed reference comes
+        # late (after the notebook folder is resolved) and garbled, with exit status 1.
+        check_image_reference(args.tag, "--tag")
     settings = NotebookSettings(
         notebook_dir=resolve_notebook_dir(args.notebook_dir),
         ip=args.ip,

@@ -340,13 +340,19 @@ class RunRequest:
 
 
 def _run_kwargs(request: RunRequest) -> dict[str, Any]:
+    import docker
+
     kwargs: dict[str, Any] = {
         "image": request.image,
         "command": list(request.command) or None,
         "detach": True,
         "environment": dict(request.environment) or None,
-        "volumes": {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
-                    for m in request.mounts} or None,
+        # Mounts, not `volumes` (Binds): the engine splits a bind string "src:dst:mode" at
+        # each ':', so a host path holding one (a folder named "a:b") was refused; a Mount
+        # passes source and target as separate fields. Unlike Binds it never creates a
+        # missing source (as a root-owned folder): check_mount_sources says so first.
+        "mounts": [docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only)
+                   for m in request.mounts] or None,
         "labels": dict(request.labels) or None,
     }
     if request.gpus is not None:
@@ -377,10 +383,36 @@ def _run_kwargs(request: RunRequest) -> dict[str, Any]:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
+MISSING_SOURCE_HINT = "create it, or pass a folder that exists"
+_MISSING_SOURCE = re.compile(r"bind source path does not exist: (.+)$", re.MULTILINE)
+
+
+def check_mount_sources(request: RunRequest) -> None:
+    """ContainerError naming a mount's host path that is missing or relative: a bind Mount
+    needs its source to exist (the engine would refuse it with a longer message). Only a
+    local engine's paths are ours to look at; a remote one's refusal is mapped by run_error."""
+    for mount in request.mounts:
+        if not os.path.isabs(mount.source):
+            raise ContainerError(f"cannot mount {mount.source} at {mount.target}: not an "
+                                 "absolute path", hint="pass the folder's full path")
+        if is_local_engine() and not os.path.exists(mount.source):
+            raise ContainerError(f"cannot mount {mount.source} at {mount.target}: it does not "
+                                 "exist", hint=MISSING_SOURCE_HINT)
+
+
 def run_error(error: BaseException, request: RunRequest) -> Exception:
     """Map an engine error at container start to an error that names what is missing."""
     text = api_error_text(error)
     lowered = text.lower()
+    missing = _MISSING_SOURCE.search(text)
+    if missing:
+        source = missing.group(1).strip()
+        targets = [m.target for m in request.mounts if m.source == source]
+        at = f" at {targets[0]}" if targets else ""
+        return ContainerError(f"cannot mount {source}{at}: it does not exist on the engine's "
+                              "machine", hint="create it there: an engine on another machine "
+                                              "(DOCKER_HOST) mounts that machine's paths, "
+                                              "not this one's")
     if request.gpus is not None and ("could not select device driver" in lowered
                                      or "unknown or invalid runtime" in lowered):
         return HostEnvError(
@@ -479,6 +511,7 @@ def create_container(client: Any, request: RunRequest) -> Any:
     """Create a container without starting it; the caller starts, stops and removes it."""
     import docker
 
+    check_mount_sources(request)
     kwargs = _run_kwargs(request)
     kwargs.pop("detach", None)
     try:
