@@ -211,4 +211,9 @@ def check_image_reference(reference: str, flag: str = "--tag") -> str:
     """An image to run: NAME[:TAG], NAME@sha256:..., or an image id."""
     if _DIGEST_RE.fullmatch(reference) or _ID_RE.fullmatch(reference):
         return reference
-    return check_tag(reference, flag)
+    try:
+        return check_tag(reference, flag)
+    except UsageError as error:  # an image to run may also be named by digest or id: say so
+        raise UsageError(error.message.replace("expected NAME[:TAG]",
+                                               "expected NAME[:TAG], NAME@sha256:DIGEST or an "
+                                               "image id"), hint=error.hint) from None
