@@ -459,3 +459,37 @@ def test_check_lists_every_unreadable_image_not_only_the_first(
     out = capsys.readouterr().out
     assert f"problem: image {bad[0]}: " in out and f"image {bad[1]}" not in out
     assert f"problem: ... and 1 more unreadable image(s) in {tmp_path / 'train'}" in out
+
+
+def test_an_empty_data_path_is_the_same_usage_error_in_every_command(
+        tmp_path: Path, archive: tuple[Path, str]) -> None:
+    """Found by reading: `dlbox data fetch --data "$DIR"` with DIR unset fetched into the
+    default data dir (and `data check` checked it), where train and evaluate refuse it."""
+    path, digest = archive
+    env = {"DLBOX_DATA": str(tmp_path / "env-data"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    results = [run_cli(*argv, env=env) for argv in (
+        ["data", "fetch", "--data", "", "--from", str(path), "--sha256", digest],
+        ["data", "check", "--data", " "],
+        ["train", "--data", ""],
+        ["evaluate", str(tmp_path / "run"), "--data", ""],
+    )]
+    for result in results:
+        assert result.returncode == 2, result.stderr
+        assert result.stdout == ""
+        assert result.stderr == results[0].stderr  # one message, whichever command
+    hint = assert_clean_error(results[0].stderr, "--data was given an empty path")
+    assert "leave the flag out" in hint
+    assert not (tmp_path / "env-data").exists() and not (tmp_path / "cache").exists()
+
+
+def test_an_empty_dlbox_data_variable_counts_as_unset(tmp_path: Path,
+                                                      archive: tuple[Path, str]) -> None:
+    """Unlike an empty --data: `DLBOX_DATA= dlbox ...` is how a shell clears a variable."""
+    path, digest = archive
+    env = {"DLBOX_DATA": "", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    fetched = run_cli("data", "fetch", "--from", str(path), "--sha256", digest, env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    default = tmp_path / "cache" / "dlbox" / "data" / "cifar-10-batches-py"
+    assert f"fetched CIFAR-10 into {default}" in fetched.stdout
+    checked = run_cli("data", "check", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -289,3 +290,59 @@ def test_a_folder_in_place_of_a_run_file_is_a_one_line_error(
     assert f"error: cannot write {run_dir / 'predictions.csv'}:" in err
     assert "unexpected" not in err and ".tmp" not in err
     assert len(err.strip().splitlines()) == 2  # the error and its hint
+
+
+@pytest.mark.parametrize("flag, value, available, split", [
+    ("--num-train", "501", 500, "train"),
+    ("--num-test", "101", 100, "test"),
+])
+def test_a_subset_larger_than_the_data_is_a_usage_error(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        flag: str, value: str, available: int, split: str) -> None:
+    """Found by reading: `--num-train 5000` on 500 images trained on the 500, silently."""
+    argv = ["train", "--model", "tiny", "--device", "cpu", "--no-progress", flag, value,
+            "--data", str(fake_cifar_dir), "--run-dir", str(tmp_path / "run")]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: {flag} {value} is more than the {available} {split} images in "
+        f"{fake_cifar_dir.resolve()}",
+        f"hint: pass {flag} {available} or less, or leave {flag} out to use them all"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_subset_larger_than_an_image_folder_counts_its_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dlbox.data.synthetic import write_fake_image_folder
+
+    write_fake_image_folder(tmp_path / "tree" / "train", per_class=4, classes=3)
+    write_fake_image_folder(tmp_path / "tree" / "test", per_class=2, classes=3)
+    assert main(["train", "--model", "tiny", "--device", "cpu", "--num-train", "13",
+                 "--data", str(tmp_path / "tree"), "--run-dir", str(tmp_path / "run")]) \
+        == EXIT_USAGE
+    assert "--num-train 13 is more than the 12 train images" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_subset_of_exactly_the_data_is_fine(fake_cifar_dir: Path) -> None:
+    from dlbox.cli.train import check_subsets_fit
+    from dlbox.training.config import build_config
+
+    check_subsets_fit(build_config("tiny", device="cpu", data_dir=str(fake_cifar_dir),
+                                   num_train=500, num_test=100))
+
+
+def test_models_shows_each_recipes_parameter_count(capsys: pytest.CaptureFixture[str]) -> None:
+    from dlbox.models import count_parameters, create_model
+
+    narrow = count_parameters(create_model("resnet", width=16))
+    wide = count_parameters(create_model("resnet"))
+    assert main(["models", "--json"]) == EXIT_OK
+    entries = {entry["name"]: entry for entry in json.loads(capsys.readouterr().out)}
+    assert entries["resnet"]["params"] == wide  # unchanged: the default (GPU) recipe's
+    assert entries["resnet"]["params_by_recipe"] == {"gpu": wide, "cpu": narrow}
+    assert entries["tutorial"]["params_by_recipe"] == {"gpu": 62006}
+    assert main(["models"]) == EXIT_OK
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert f"{wide / 1e6:.2f}M gpu / {narrow / 1e6:.2f}M cpu" in rows["resnet"]
+    assert "62,006" in rows["tutorial"] and " gpu" not in rows["tutorial"].split("any:")[0]

@@ -1,11 +1,18 @@
 """The CLI starts without importing torch (about 3 s here) for what does not need it:
---help, --version, `doctor`, `data fetch`; torch loads only in the commands that use it."""
+--help, --version, `doctor`, `data fetch`; torch loads only in the commands that use it.
+And how any command ends early: a closed pipe, Ctrl-C, SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,3 +100,160 @@ def test_ctrl_c_while_the_commands_import_is_a_word_not_a_traceback(tmp_path: Pa
     assert out.returncode == 130
     assert out.stderr == "interrupted\n"
     assert out.stdout == ""
+
+
+# ---- SIGTERM: every command stops cleanly with 143 -------------------------------------------
+
+def _stalling_server() -> tuple[socket.socket, threading.Event]:
+    """A local HTTP server that sends the headers and a first few bytes of a 1 MB file, then
+    nothing more until `release` is set: a download that hangs mid-file."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    release = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"
+                                   + b"\x1f\x8b" + b"\0" * 98)
+                release.wait(60)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, release
+
+
+def _terminate_when(process: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the command never got to the point to stop it at"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+
+
+def test_sigterm_during_a_download_exits_143_and_keeps_only_the_resumable_part(
+        tmp_path: Path) -> None:
+    """Found by reading: only train and evaluate handled SIGTERM; `dlbox data fetch` (like
+    predict, doctor, models) died by the signal, with no word and a 'killed' status."""
+    listener, release = _stalling_server()
+    data = tmp_path / "data"
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/cifar-10-python.tar.gz"
+    process = subprocess.Popen([sys.executable, "-m", "dlbox", "data", "fetch", "--data",
+                                str(data), "--from", url], cwd=tmp_path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _terminate_when(process, (data / "cifar-10-python.tar.gz.part").exists)
+        out, err = process.communicate(timeout=60)
+    finally:
+        release.set()
+        listener.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143, err
+    assert err.splitlines()[-1] == "stopped (SIGTERM)" and "Traceback" not in err, err
+    assert out == ""
+    # The .part is kept on purpose: the next fetch resumes it (no temp file besides it).
+    assert [p.name for p in data.iterdir()] == ["cifar-10-python.tar.gz.part"]
+
+
+# Holds `dlbox data fetch` after it extracted the archive into its temp folder, before that
+# folder moves into place: the moment the default SIGTERM action left the folder behind.
+HELD_IN_EXTRACTION = """
+import sys, time
+import dlbox.cli
+from dlbox.data import extract
+real = extract._extract_members
+def extract_then_wait(*args, **kwargs):
+    files = real(*args, **kwargs)
+    print("extracted", flush=True)
+    time.sleep(60)
+    return files
+extract._extract_members = extract_then_wait
+sys.exit(dlbox.cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_extraction_removes_the_temp_folder(tmp_path: Path) -> None:
+    archive = write_fake_cifar10_archive(tmp_path / "cifar-10-python.tar.gz")
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    data = tmp_path / "data"
+    process = subprocess.Popen([sys.executable, "-c", HELD_IN_EXTRACTION, "data", "fetch",
+                                "--data", str(data), "--from", str(archive), "--sha256", sha],
+                               cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    try:
+        _terminate_when(process, lambda: process.stdout.readline() == "extracted\n")
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143, err
+    assert err.splitlines()[-1] == "stopped (SIGTERM)" and "Traceback" not in err, err
+    assert not data.exists()  # the temp folder went, and with it the data dir fetch created
+
+
+# Each command's work replaced by a wait (its module's `run` function, read when main() builds
+# the parser), so that every command is stopped at a known point.
+WAITING_COMMAND = """
+import signal, sys, time
+import dlbox.cli
+module = __import__(f"dlbox.cli.{sys.argv[1]}", fromlist=["x"])
+def wait(args):
+    print("waiting", flush=True)
+    time.sleep(60)
+setattr(module, sys.argv[2], wait)
+sys.exit(dlbox.cli.main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("module, function, argv", [
+    ("doctor", "run", ["doctor"]),
+    ("models", "run", ["models"]),
+    ("predict", "run", ["predict", "RUN", "a.png"]),
+    ("image", "run_build", ["image", "build"]),
+    ("image", "run_run", ["image", "run"]),
+    ("notebook", "run", ["notebook"]),
+    ("data", "run_check", ["data", "check"]),
+])
+def test_sigterm_in_any_command_is_a_clean_143(module: str, function: str, argv: list[str],
+                                               tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", WAITING_COMMAND, module, function,
+                                *argv], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    try:
+        _terminate_when(process, lambda: process.stdout.readline() == "waiting\n")
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143, err
+    assert err == "stopped (SIGTERM)\n"
+
+
+def test_handlers_of_their_own_inside_a_command_put_main_s_back() -> None:
+    """The training loop (finish the step, save), `notebook` and `image run` (stop what they
+    started) install their own SIGTERM handler while they run; after them, SIGTERM must again
+    be main()'s clean stop, not Python's default (die at once)."""
+    from dlbox.cli.common import sigterm_stops_cleanly
+    from dlbox.cli.notebook import _stop_signals_interrupt
+    from dlbox.container.engine import _signals_stop
+    from dlbox.training.loop import StopFlag, stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_stops_cleanly():
+        installed = signal.getsignal(signal.SIGTERM)
+        assert installed is not before and callable(installed)
+        for nested in (stop_on_signals(StopFlag()), _stop_signals_interrupt(),
+                       _signals_stop(object(), 1.0)):
+            with nested:
+                assert signal.getsignal(signal.SIGTERM) is not installed
+            assert signal.getsignal(signal.SIGTERM) is installed
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -9,7 +9,7 @@ from dlbox.data.paths import (
     default_data_dir,
     resolve_data_dir,
 )
-from dlbox.errors import DataError
+from dlbox.errors import DataError, UsageError
 
 
 def test_argument_wins_over_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,3 +86,17 @@ def test_data_dir_that_is_a_dangling_link_says_where_it_points(tmp_path: Path) -
     (tmp_path / "gone").mkdir()
     check_data_dir_path(link)
     check_data_dir_path(link / "cifar")
+
+
+@pytest.mark.parametrize("empty", ["", " "])
+def test_an_empty_data_dir_argument_is_refused_not_the_default(
+        empty: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only None means "not given" (TrainConfig(data_dir="") once trained on the default)."""
+    monkeypatch.setenv(DATA_ENV_VAR, str(tmp_path / "env"))
+    with pytest.raises(UsageError, match="empty path"):
+        resolve_data_dir(empty)
+
+
+def test_an_empty_env_var_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DATA_ENV_VAR, "")
+    assert resolve_data_dir(None) == default_data_dir()

@@ -132,3 +132,40 @@ def test_register_a_new_model(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_model_for("cpu") == "linear-test"
     with pytest.raises(ValueError, match="already registered"):
         register_model("linear-test", "again")(lambda num_classes=10: nn.Identity())
+
+
+def test_params_by_recipe_counts_the_model_each_recipe_builds() -> None:
+    """Found by reading: `dlbox models` showed resnet's 6.57 M parameters (width 64) for its
+    CPU recipe too, which trains width 16 (0.41 M). Counted on the meta device, each must
+    equal the parameters of the model really built with that recipe's settings."""
+    for info in list_models():
+        counts = info.params_by_recipe
+        recipes = {"gpu": info.recipe, **({"cpu": info.cpu_recipe} if info.cpu_recipe else {})}
+        assert counts.keys() == recipes.keys()
+        for kind, recipe in recipes.items():
+            real = create_model(info.name, **recipe.model_kwargs)
+            assert counts[kind] == count_parameters(real), (info.name, kind)
+        assert info.params == counts["gpu"]
+    resnet = get_model_info("resnet").params_by_recipe
+    assert resnet["cpu"] == count_parameters(create_model("resnet", width=16)) < resnet["gpu"]
+
+
+def test_parameters_are_counted_without_allocating_the_model(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    built_on: list[str] = []
+
+    def factory(num_classes: int = 10, width: int = 4) -> nn.Module:
+        layer = nn.Linear(width, num_classes)
+        built_on.append(layer.weight.device.type)
+        return layer
+
+    assert registry_module.count_factory_parameters(factory, {"width": 6}) == 6 * 10 + 10
+    assert built_on == ["meta"]
+
+    def no_meta(num_classes: int = 10) -> nn.Module:
+        layer = nn.Linear(3, num_classes)
+        if layer.weight.is_meta:
+            raise NotImplementedError("needs real weights")  # as a data-dependent init would
+        return layer
+
+    assert registry_module.count_factory_parameters(no_meta, {}) == 3 * 10 + 10

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from dlbox import __version__
+from dlbox.cli.common import EXIT_SIGTERM, Terminated, sigterm_stops_cleanly
 from dlbox.errors import (
     EXIT_ERROR,
     EXIT_INTERNAL,
@@ -83,6 +84,17 @@ def debugging() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # SIGTERM is handled for every command, from the first import on, so that whatever it
+    # interrupts unwinds (temp files and folders removed) before the exit with 143.
+    try:
+        with sigterm_stops_cleanly():
+            return _main(argv)
+    except Terminated:
+        print("stopped (SIGTERM)", file=sys.stderr)
+        return EXIT_SIGTERM
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:  # Ctrl-C while the subcommands' modules import: a word, not a traceback
         parser = build_parser()
     except KeyboardInterrupt:

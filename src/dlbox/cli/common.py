@@ -1,22 +1,24 @@
-"""What several commands share: refusing empty path flags, and SIGTERM as a clean exit while
-a command writes its files."""
+"""What several commands share: refusing empty path flags, and SIGTERM as a clean exit."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import signal
-import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from dlbox.errors import UsageError
+
+EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a process SIGTERM ended
 
 
 def reject_empty_paths(args: argparse.Namespace, names: tuple[str, ...]) -> None:
     """A path flag given an empty value (`--resume "$RUN"` with RUN unset) is an error, not
     the flag left out: `--resume ""` would otherwise start a new run with the default model,
-    and `--data ""` train on the default data."""
+    and `--data ""` train on (or fetch into) the default data dir. Every command checks its
+    path flags here, so the message is the same everywhere."""
     for name in names:
         value = getattr(args, name, None)
         if value is not None and not str(value).strip():
@@ -26,15 +28,40 @@ def reject_empty_paths(args: argparse.Namespace, names: tuple[str, ...]) -> None
                                   "set?), or leave the flag out for its default")
 
 
+def path_flag(value: str) -> Path | str:
+    """argparse `type` for a path flag: a Path, except that an empty value stays "" for
+    reject_empty_paths to refuse (`Path("")` is ".", the current folder, silently)."""
+    return Path(value) if value.strip() else value
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread when SIGTERM arrives. A SystemExit, so `except Exception`
+    lets it through while `finally` blocks and the atomic writes' cleanup still run; the CLI
+    catches it to print `stopped (SIGTERM)` (printing inside the handler could interrupt a
+    print already in progress on stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(EXIT_SIGTERM)
+
+
 @contextlib.contextmanager
 def sigterm_stops_cleanly() -> Iterator[None]:
-    """SIGTERM (`docker stop`, a batch scheduler) as a Python exception, exit 143, while a
-    command writes its files: the atomic writes then remove their temp files, where the
-    default action ends the process at once and leaves `.NAME.XXXX.tmp` files behind. (The
-    training loop has its own handler: it finishes the step and saves.)"""
+    """SIGTERM (`docker stop`, a batch scheduler) raises Terminated instead of ending the
+    process at once: the default action skips every cleanup and leaves `.NAME.XXXX.tmp`
+    files and half-extracted folders behind. Handlers installed inside (the training loop's
+    "finish the step and save", `notebook` and `image run` stopping what they started)
+    replace this one while they run and put it back when done.
+
+    A SIGTERM repeated while the first one unwinds is ignored, so it cannot cut the cleanup
+    short (a scheduler that means it sends SIGKILL)."""
+    stopping = False
+
     def stop(signum: int, frame: Any) -> None:
-        print("stopped (SIGTERM)", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM)
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise Terminated
 
     try:
         previous = signal.signal(signal.SIGTERM, stop)

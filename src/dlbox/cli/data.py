@@ -7,6 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from dlbox.cli.common import reject_empty_paths
 from dlbox.data.fetch import (
     OFFICIAL_URL,
     FetchConfig,
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    reject_empty_paths(args, ("data",))  # `--data ""` is a mistake, never the default dir
     data_dir = resolve_data_dir(args.data)
     config = FetchConfig(data_dir=data_dir, source=args.source, sha256=args.sha256,
                          force=args.force, progress=sys.stderr.isatty())
@@ -128,6 +130,7 @@ def format_report(report: DataReport) -> str:
 def run_check(args: argparse.Namespace) -> int:
     from dlbox.data.loading import check_data
 
+    reject_empty_paths(args, ("data",))
     data_dir = resolve_data_dir(args.data)
     check_data_dir_path(data_dir)
     report = check_data(data_dir)

@@ -43,12 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dlbox.cli.common import reject_empty_paths, sigterm_stops_cleanly
+    from dlbox.cli.common import reject_empty_paths
     from dlbox.training.evaluate import evaluate_run
 
     reject_empty_paths(args, ("data",))
     data_dir = Path(args.data) if args.data else None
-    with sigterm_stops_cleanly(), _not_while_training(args.run_dir):
+    with _not_while_training(args.run_dir):  # SIGTERM: main()'s handler, exit 143
         metrics = evaluate_run(args.run_dir, data_dir=data_dir, device=args.device,
                                quiet=args.json, tta=args.tta, checkpoint=args.checkpoint)
     if args.json:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dlbox.cli.common import path_flag, reject_empty_paths
 from dlbox.errors import UsageError
 
 
@@ -66,15 +67,15 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
     build.add_argument("--base-image", metavar="IMAGE",
                        help="base image (default: $DLBOX_BASE_IMAGE, else "
                             "python:3.11-slim-bookworm); any Debian/Ubuntu image with apt")
-    build.add_argument("--wheelhouse", metavar="DIR", type=Path,
+    build.add_argument("--wheelhouse", metavar="DIR", type=path_flag,
                        help="folder of wheels to install from first (offline builds)")
     build.add_argument("--offline", action="store_true",
                        help="install only from --wheelhouse (pip --no-index)")
-    build.add_argument("--ca-cert", metavar="FILE", type=Path,
+    build.add_argument("--ca-cert", metavar="FILE", type=path_flag,
                        help="CA certificate of a TLS-intercepting proxy, trusted in the build")
     build.add_argument("--extras", metavar="NAME", action="append",
                        help="optional-dependency groups of a pyproject project (repeatable)")
-    build.add_argument("--lock", metavar="FILE", type=Path,
+    build.add_argument("--lock", metavar="FILE", type=path_flag,
                        help="lock file (default: PROJECT_DIR/dlbox.lock)")
     build.add_argument("--relock", action="store_true",
                        help="resolve again and rewrite the lock entry for this build")
@@ -116,10 +117,10 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
     run.add_argument("--shm-size", default="2g", metavar="SIZE",
                      help="size of /dev/shm (default 2g: a project's DataLoader workers pass "
                           "batches through it; dlbox's own training uses none)")
-    run.add_argument("--data", metavar="DIR", type=Path,
+    run.add_argument("--data", metavar="DIR", type=path_flag,
                      help="data folder to mount at /data (default: $DLBOX_DATA, else the user "
                           "cache dir, when it exists)")
-    run.add_argument("--runs", metavar="DIR", type=Path, default=Path("runs"),
+    run.add_argument("--runs", metavar="DIR", type=path_flag, default=Path("runs"),
                      help="folder for run directories, mounted at /workspace/runs "
                           "(default ./runs)")
     run.add_argument("--env", "-e", metavar="NAME=VALUE", action="append", default=[],
@@ -182,6 +183,11 @@ class BuildProgress:
 def run_build(args: argparse.Namespace) -> int:
     from dlbox.container.build import build_image, dry_run
 
+    if args.project_dir is not None and not args.project_dir.strip():
+        raise UsageError("PROJECT_DIR was given as an empty path",
+                         hint="pass the project's folder (is the shell variable you used set?), "
+                              "or leave it out for the current folder")
+    reject_empty_paths(args, ("wheelhouse", "ca_cert", "lock"))
     request = _build_request(args)
     if args.dry_run:
         dockerfile, notes = dry_run(request)
@@ -280,6 +286,7 @@ def run_run(args: argparse.Namespace) -> int:
     from dlbox.container.run import RunOptions, check_shm_size, run_in_image
     from dlbox.container.spec import check_image_reference
 
+    reject_empty_paths(args, ("data", "runs"))
     image = check_image_reference(args.tag) if args.tag is not None else default_run_image()
     command = list(args.cmd)
     if command and command[0] == "--":

@@ -21,15 +21,28 @@ def describe(info: Any) -> dict[str, Any]:
     recipes = {"gpu": info.recipe}
     if info.cpu_recipe is not None:
         recipes["cpu"] = info.cpu_recipe
+    params = info.params_by_recipe  # the same keys as "recipes"
     return {
         "name": info.name,
-        "params": info.params,
+        "params": params["gpu"],  # the default (GPU) recipe's, as before params_by_recipe
+        "params_by_recipe": params,
         "description": info.description,
         "default_on": [kind for kind in ("cpu", "cuda") if default_model_for(kind) == info.name],
         "recipes": {kind: {"epochs": r.epochs, "batch_size": r.batch_size, "lr": r.lr,
                            "schedule": r.schedule, **r.model_kwargs}
                     for kind, r in recipes.items()},
     }
+
+
+def params_text(entry: dict[str, Any]) -> str:
+    """One count, or one per recipe where their model_kwargs make different models:
+    `6,573,120`, `1.97M gpu / 0.29M cpu`."""
+    counts = entry["params_by_recipe"]
+    if len(set(counts.values())) == 1:
+        return f"{entry['params']:,}"
+    if min(counts.values()) >= 10_000:  # millions with two decimals say it at a glance
+        return " / ".join(f"{count / 1e6:.2f}M {kind}" for kind, count in counts.items())
+    return " / ".join(f"{count:,} {kind}" for kind, count in counts.items())
 
 
 def recipe_text(entry: dict[str, Any]) -> str:
@@ -51,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(entries, indent=2))
         return 0
     rows = [(e["name"] + (f" ({'+'.join(e['default_on'])} default)" if e["default_on"] else ""),
-             f"{e['params']:,}", recipe_text(e), e["description"]) for e in entries]
+             params_text(e), recipe_text(e), e["description"]) for e in entries]
     header = ("MODEL", "PARAMS", "DEFAULT RECIPE", "DESCRIPTION")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:

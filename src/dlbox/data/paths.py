@@ -7,7 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
-from dlbox.errors import DataError
+from dlbox.errors import DataError, UsageError
 
 DATA_ENV_VAR = "DLBOX_DATA"
 FOLDER_HINT = (f"point --data DIR (or {DATA_ENV_VAR}) at a folder; "
@@ -20,8 +20,17 @@ def default_data_dir() -> Path:
 
 
 def resolve_data_dir(arg: str | Path | None) -> Path:
-    """The data dir a command uses: the --data argument if given, else $DLBOX_DATA, else cache."""
-    if arg is not None and str(arg) != "":
+    """The data dir a command uses: the --data argument if given, else $DLBOX_DATA, else cache.
+
+    Only None means "not given". An empty `arg` is refused (UsageError): it is what
+    `--data "$DIR"` passes with DIR unset, and reading or fetching into the default data dir
+    instead would be a silent surprise. An empty $DLBOX_DATA counts as unset, as an empty
+    environment variable conventionally does (`DLBOX_DATA= dlbox ...` clears it)."""
+    if arg is not None:
+        if not str(arg).strip():
+            raise UsageError("the data dir was given as an empty path",
+                             hint=f"pass a folder, or None for the default (${DATA_ENV_VAR}, "
+                                  "else the user cache dir)")
         return Path(arg).expanduser()
     env = os.environ.get(DATA_ENV_VAR, "")
     if env:

@@ -79,7 +79,19 @@ class ModelInfo:
     @property
     def params(self) -> int:
         """Trainable parameters of the default (GPU) recipe's model, for 10 classes."""
-        return count_parameters(self.factory(num_classes=10, **self.recipe.model_kwargs))
+        return count_factory_parameters(self.factory, self.recipe.model_kwargs)
+
+    @property
+    def params_by_recipe(self) -> dict[str, int]:
+        """Trainable parameters of the model each recipe builds, for 10 classes: "gpu" (the
+        default recipe), and "cpu" when there is a CPU recipe. They differ where the CPU
+        recipe's model_kwargs do (resnet's width 16 against 64)."""
+        counts = {"gpu": count_factory_parameters(self.factory, self.recipe.model_kwargs)}
+        if self.cpu_recipe is not None:
+            same = self.cpu_recipe.model_kwargs == self.recipe.model_kwargs
+            counts["cpu"] = counts["gpu"] if same else count_factory_parameters(
+                self.factory, self.cpu_recipe.model_kwargs)
+        return counts
 
     def recipe_for(self, device: str | torch.device) -> Recipe:
         kind = torch.device(device).type if not isinstance(device, torch.device) else device.type
@@ -218,3 +230,17 @@ def physical_memory_bytes() -> int | None:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_factory_parameters(factory: ModelFactory, kwargs: dict[str, Any],
+                             num_classes: int = 10) -> int:
+    """count_parameters of the model `factory(num_classes, **kwargs)` builds, built on the meta
+    device: the same parameters, shapes and requires_grad, with no memory allocated and no
+    weights initialised (`dlbox models` builds every model at every recipe's size). A factory
+    that cannot build on meta is built for real."""
+    try:
+        with torch.device("meta"):
+            model = factory(num_classes=num_classes, **kwargs)
+    except Exception:  # noqa: BLE001 - the real build below raises what is really wrong
+        model = factory(num_classes=num_classes, **kwargs)
+    return count_parameters(model)
