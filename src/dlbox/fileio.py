@@ -2,11 +2,14 @@
 
 Write to a temp file in the same directory, fsync it, then os.replace over the target; a
 failure removes the temp file and leaves any previous version of the target untouched.
+
+Also `exclusive_lock`: one process at a time in a run dir or a data dir.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -16,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from dlbox.errors import FileWriteError, first_line, write_error
+from dlbox.errors import DlboxError, FileWriteError, first_line, write_error
 
 # Below this many free bytes, a writer's failure (torch.save's "unexpected pos", say) is read
 # as the disk running full.
@@ -61,6 +64,73 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
                                  hint="free some disk space, or write elsewhere") from error
         raise
     _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, busy: DlboxError, *,
+                   best_effort: bool = False) -> Iterator[bool]:
+    """Hold the kernel's exclusive lock (flock) on `path` for the with-block, or raise `busy`
+    at once when another open of it holds the lock (another process, or another
+    exclusive_lock in this one); it never waits. Yields True while the lock is held.
+
+    `path` is a lock file, created (never through a symlink) if missing, or an existing
+    folder, locked itself so that nothing is written into it. The lock ends when the block
+    exits, an exception included, and with the process, SIGKILL included: a stale lock never
+    blocks anyone. Where there are no locks (no fcntl on Windows, a filesystem that refuses
+    flock) the block runs unlocked and gets False. A lock file that cannot be opened (its
+    folder missing or not writable) is FileWriteError naming it, or with best_effort, the
+    block runs unlocked too."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield False
+        return
+    try:
+        fd = _open_lock_target(Path(path))
+    except OSError as error:
+        if best_effort:
+            yield False
+            return
+        raise _lock_open_error(Path(path), error) from error
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        except OSError:
+            # ENOLCK, EOPNOTSUPP, EINVAL: this filesystem (some network ones) has no flock.
+            # Refusing to work there would be worse than the race the lock guards against.
+            held = False
+        else:
+            held = True
+        yield held
+    finally:
+        os.close(fd)  # closing the only descriptor of the open file drops its lock
+
+
+def _open_lock_target(path: Path) -> int:
+    # O_NOFOLLOW: a symlink planted at a lock file's name must not make dlbox create or open
+    # a file elsewhere; O_RDWR fails with EISDIR on a folder, which is then locked itself
+    # (a symlink to a folder, such as a data dir on shared storage, included).
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        if error.errno not in (errno.EISDIR, errno.ELOOP):
+            raise
+        try:
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            raise error from None
+
+
+def _lock_open_error(path: Path, error: OSError) -> FileWriteError:
+    if error.errno == errno.ENOENT:
+        return FileWriteError(path, f"its folder {path.parent} does not exist",
+                              hint="create that folder first, or pass another one")
+    if error.errno == errno.ELOOP:
+        return FileWriteError(path, "it is a symlink (a lock file never is)",
+                              hint=f"delete {path}; dlbox makes it again")
+    return write_error(path, error)
 
 
 def _low_on_space(directory: Path) -> bool:

@@ -1,9 +1,20 @@
+import errno
+import fcntl
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from dlbox.fileio import finite_json, read_json, write_json_atomic, write_with_atomic
+from dlbox.errors import DlboxError, FileWriteError
+from dlbox.fileio import (
+    exclusive_lock,
+    finite_json,
+    read_json,
+    write_json_atomic,
+    write_with_atomic,
+)
 
 
 def test_write_json_atomic_roundtrip(tmp_path: Path) -> None:
@@ -152,3 +163,139 @@ def test_a_cache_that_does_not_fit_is_skipped_not_fatal(
     monkeypatch.setattr(torch, "save", full_disk)
     assert len(cifar10.load_cifar10(tmp_path, "train")) == 30
     assert not list((tmp_path / "cifar-10-batches-py").glob("dlbox-cache-*"))
+
+
+# ---- exclusive_lock: the other holder is a real process, as in use ---------------------------
+
+_HOLDER = """
+import sys
+from dlbox.errors import DlboxError
+from dlbox.fileio import exclusive_lock
+try:
+    with exclusive_lock(sys.argv[1], DlboxError("busy")) as held:
+        print("held" if held else "unlocked", flush=True)
+        if sys.argv[2] == "hold":
+            sys.stdin.readline()  # keep the lock until the test says so (or kills us)
+except DlboxError:
+    print("refused", flush=True)
+"""
+
+
+def _lock_holder(path: Path, mode: str = "hold") -> subprocess.Popen[str]:
+    """Another process taking exclusive_lock(path); its first line says how that went."""
+    return subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), mode], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def _try_lock_elsewhere(path: Path) -> str:
+    child = _lock_holder(path, mode="try")
+    out, _ = child.communicate(timeout=60)
+    return out.strip()
+
+
+def test_a_lock_held_by_another_process_refuses_at_once_and_frees_when_it_exits(
+        tmp_path: Path) -> None:
+    lock = tmp_path / "run.lock"
+    holder = _lock_holder(lock)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        busy = DlboxError("a run is in there", hint="wait")
+        with pytest.raises(DlboxError) as refused:
+            with exclusive_lock(lock, busy):
+                pytest.fail("the block ran while another process held the lock")
+        assert refused.value is busy
+        holder.communicate("go on\n", timeout=60)  # the holder leaves its block and exits
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    with exclusive_lock(lock, busy) as held:
+        assert held is True
+        assert _try_lock_elsewhere(lock) == "refused"  # and now we are the holder
+    assert lock.is_file()  # the lock file stays (its removal would race the next taker)
+
+
+def test_a_holder_killed_outright_leaves_no_stale_lock(tmp_path: Path) -> None:
+    """SIGKILL gives no chance to clean up: the kernel drops the lock with the process."""
+    lock = tmp_path / "run.lock"
+    holder = _lock_holder(lock)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    holder.kill()
+    holder.wait(timeout=60)
+    with exclusive_lock(lock, DlboxError("busy")) as held:
+        assert held is True
+
+
+def test_the_lock_is_released_when_the_block_raises(tmp_path: Path) -> None:
+    lock = tmp_path / "run.lock"
+    with pytest.raises(ZeroDivisionError):
+        with exclusive_lock(lock, DlboxError("busy")):
+            assert _try_lock_elsewhere(lock) == "refused"
+            1 / 0  # noqa: B018
+    assert _try_lock_elsewhere(lock) == "held"
+
+
+def test_a_second_lock_in_the_same_process_is_refused_too(tmp_path: Path) -> None:
+    """flock belongs to the open file, not the process: a nested take (evaluate inside a
+    train, say) is refused like another process's, never silently shared."""
+    lock = tmp_path / "run.lock"
+    with exclusive_lock(lock, DlboxError("first")):
+        with pytest.raises(DlboxError, match="second"):
+            with exclusive_lock(lock, DlboxError("second")):
+                pass
+
+
+def test_a_folder_is_locked_itself_and_nothing_is_written_into_it(tmp_path: Path) -> None:
+    """The data dir's lock: a folder (or a symlink to one, a data dir on shared storage)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    link = tmp_path / "data-link"
+    link.symlink_to(folder)
+    holder = _lock_holder(folder)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(DlboxError, match="busy"):
+            with exclusive_lock(link, DlboxError("busy"), best_effort=True):
+                pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    with exclusive_lock(link, DlboxError("busy")) as held:
+        assert held is True
+    assert list(folder.iterdir()) == []
+
+
+def test_a_lock_file_whose_folder_is_missing_is_a_clear_error_or_skipped(
+        tmp_path: Path) -> None:
+    lock = tmp_path / "gone" / "run.lock"
+    with pytest.raises(FileWriteError) as error:
+        with exclusive_lock(lock, DlboxError("busy")):
+            pytest.fail("ran without the lock it was told to take")
+    assert str(error.value) == f"cannot write {lock}: its folder {lock.parent} does not exist"
+    with exclusive_lock(lock, DlboxError("busy"), best_effort=True) as held:
+        assert held is False
+    assert not lock.parent.exists()  # neither call made the folder
+
+
+def test_a_symlink_at_the_lock_files_name_is_not_followed(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    lock = tmp_path / "run.lock"
+    lock.symlink_to(elsewhere)
+    with pytest.raises(FileWriteError, match="is a symlink"):
+        with exclusive_lock(lock, DlboxError("busy")):
+            pass
+    assert not elsewhere.exists()
+
+
+def test_a_filesystem_without_flock_runs_the_block_unlocked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some network filesystems answer flock with ENOLCK or EOPNOTSUPP: refusing to train or
+    fetch there at all would be worse than the race the lock guards against."""
+    def no_locks_here(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks_here)
+    ran = []
+    with exclusive_lock(tmp_path / "run.lock", DlboxError("busy")) as held:
+        ran.append(held)
+    assert ran == [False]

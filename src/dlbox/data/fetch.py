@@ -42,6 +42,7 @@ from dlbox.data.extract import (
 from dlbox.data.layout import BATCHES_DIRNAME, batches_dir
 from dlbox.data.paths import check_data_dir_path
 from dlbox.errors import DataError, UsageError
+from dlbox.fileio import exclusive_lock
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -592,30 +593,14 @@ def _download_lock(root: Path) -> Iterator[None]:
     """Hold an exclusive lock on the data dir while downloading into it and extracting: two
     fetches at once (two terminals, parallel jobs) would otherwise write the same .part and
     delete each other's archive. The second one is told at once. Best effort: where folders
-    can't be locked (no fcntl, some network filesystems) it goes on unlocked."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    can't be locked (no fcntl, some network filesystems) it goes on unlocked. The folder
+    itself is locked, so the lock leaves no file in the data dir."""
+    busy = DataError(f"another `dlbox data fetch` is downloading into {root}",
+                     hint="wait for it to finish, then run the command again (it will find "
+                          "the data in place); or pass --data DIR (or set DLBOX_DATA) to "
+                          "another folder")
+    with exclusive_lock(root, busy, best_effort=True):
         yield
-        return
-    try:
-        fd = os.open(root, os.O_RDONLY)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataError(f"another `dlbox data fetch` is downloading into {root}",
-                            hint="wait for it to finish, then run the command again (it will "
-                                 "find the data in place); or pass --data DIR (or set "
-                                 "DLBOX_DATA) to another folder") from None
-        except OSError:
-            pass  # a filesystem without locks: go on
-        yield
-    finally:
-        os.close(fd)
 
 
 def _remove_if_empty(path: Path) -> None:

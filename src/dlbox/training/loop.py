@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import re
 import signal
@@ -33,8 +32,8 @@ import torch
 from torch import nn
 
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import DlboxError, RunDirError, first_line, write_error
-from dlbox.fileio import read_json, write_json_atomic
+from dlbox.errors import DlboxError, RunDirError, first_line
+from dlbox.fileio import exclusive_lock, read_json, write_json_atomic
 from dlbox.text import plural
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -209,26 +208,11 @@ def run_lock(run_dir: Path,
              busy_hint: str = "wait for it to end, or pass another --run-dir") -> Iterator[None]:
     """Hold an exclusive lock on `run_dir` while a run trains in it, so a second
     `dlbox train --run-dir` into it or a second `--resume` of it is refused meanwhile. It is
-    the kernel's lock (flock) on RUN_DIR/.dlbox-run.lock: it ends with the process, a crash or
-    SIGKILL included, so a stale lock never blocks anyone."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not on POSIX: runs go unlocked
+    the kernel's lock (flock) on RUN_DIR/.dlbox-run.lock (see fileio.exclusive_lock): it ends
+    with the process, a crash or SIGKILL included, so a stale lock never blocks anyone."""
+    busy = RunDirError(f"a dlbox run is training in {run_dir} right now", hint=busy_hint)
+    with exclusive_lock(run_dir / RUN_LOCK_FILE, busy):
         yield
-        return
-    try:
-        fd = os.open(run_dir / RUN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as error:
-        raise write_error(run_dir / RUN_LOCK_FILE, error) from error
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunDirError(f"a dlbox run is training in {run_dir} right now",
-                              hint=busy_hint) from None
-        yield
-    finally:
-        os.close(fd)
 
 
 def saved_nothing(path: Path) -> bool:
