@@ -319,3 +319,42 @@ def test_macos_metadata_members_are_refused_with_the_repack_command(tmp_path: Pa
                                  "not a CIFAR-10 file"
     assert "COPYFILE_DISABLE=1 tar" in (info.value.hint or "")
     assert_nothing_written(tmp_path / "data")
+
+
+def test_the_temp_folder_of_a_fetch_killed_outright_goes_at_once(tmp_path: Path) -> None:
+    """A temp folder names the process extracting into it; once that process has ended (here
+    a real one, killed with SIGKILL while it extracts), the next extraction clears it without
+    waiting an hour. One of a live process, or of another machine sharing the data dir, stays."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from dlbox.processes import owner_id
+
+    data_dir = tmp_path / "data"
+    archive = write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10)
+    script = (
+        "import sys, time\n"
+        "from dlbox.data import extract\n"
+        "def hang(*args, **kwargs):\n"
+        "    print('extracting', flush=True)\n"
+        "    time.sleep(600)\n"
+        "extract._extract_members = hang\n"
+        "extract.extract_cifar10_archive(sys.argv[1], sys.argv[2])\n")
+    child = subprocess.Popen([sys.executable, "-c", script, str(archive), str(data_dir)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "extracting\n"
+        (killed,) = data_dir.glob(".cifar-10-batches-py.*.tmp")
+        assert extract_module.staging_owner(killed) == owner_id(child.pid)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    live = data_dir / f".cifar-10-batches-py.{owner_id()}.abcd1234.tmp"
+    elsewhere = data_dir / f".cifar-10-batches-py.{socket.gethostname()}-other:1:1:1.x.tmp"
+    for folder in (live, elsewhere):
+        folder.mkdir()
+    extract_cifar10_archive(archive, data_dir)
+    assert sorted(p.name for p in data_dir.iterdir()) == sorted(
+        [live.name, elsewhere.name, "cifar-10-batches-py"])

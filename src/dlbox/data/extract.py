@@ -34,6 +34,7 @@ from dlbox.data.layout import (
 )
 from dlbox.data.paths import check_data_dir_path
 from dlbox.errors import DataError, write_failure_kind
+from dlbox.processes import owner_gone, owner_id
 
 REQUIRED_FILES: tuple[str, ...] = (*TRAIN_BATCHES, *TEST_BATCHES, META_FILE)
 OPTIONAL_FILES: tuple[str, ...] = ("readme.html",)
@@ -277,8 +278,8 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
     leftover: tuple[Path, OSError] | None = None
     try:
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{BATCHES_DIRNAME}.", suffix=".tmp",
-                                            dir=data_dir))
+            staging = Path(tempfile.mkdtemp(prefix=f".{BATCHES_DIRNAME}.{owner_id()}.",
+                                            suffix=".tmp", dir=data_dir))
         except OSError as error:
             raise data_dir_error(data_dir, error, "create a temp folder") from None
         try:
@@ -328,14 +329,26 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
 STALE_STAGING_S = 3600
 
 
+def staging_owner(folder: Path) -> str | None:
+    """The owner id in a temp folder's name (.cifar-10-batches-py.OWNER.XXXXXXXX.tmp); None
+    for a name without one (a dlbox before owners were named)."""
+    middle = folder.name.removeprefix(f".{BATCHES_DIRNAME}.").removesuffix(".tmp")
+    owner, dot, _ = middle.rpartition(".")
+    return owner if dot and owner.count(":") >= 2 else None
+
+
 def _remove_stale_staging(data_dir: Path) -> None:
     """Delete temp folders (DATA_DIR/.cifar-10-batches-py.*.tmp, up to 180 MB each) that a
-    killed fetch left behind; best effort."""
+    killed fetch left behind; best effort. One whose fetch has ended on this machine goes at
+    once; one of another machine (a shared data dir), or of unknown owner, once it is old."""
     now = time.time()
     for stale in data_dir.glob(f".{BATCHES_DIRNAME}.*.tmp"):
         with contextlib.suppress(OSError):
-            if stale.is_dir() and not stale.is_symlink() \
-                    and now - stale.stat().st_mtime > STALE_STAGING_S:
+            if not stale.is_dir() or stale.is_symlink():
+                continue
+            owner = staging_owner(stale)
+            if (owner is not None and owner_gone(owner)) \
+                    or now - stale.stat().st_mtime > STALE_STAGING_S:
                 shutil.rmtree(stale)
 
 

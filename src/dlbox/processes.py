@@ -1,0 +1,65 @@
+"""Which process left a thing behind (a container, a temp folder): an owner id of host, pid
+and process start time, and whether that process has ended.
+
+The start time tells a reused pid apart; the host keeps a machine from judging another's
+processes (a shared Docker engine, a data dir on a network drive): those are never gone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: [state, ppid, ...]; [] if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _process_start(pid: int) -> str:
+    """The kernel's start time of process `pid` (tells a reused pid apart); "" if unknown."""
+    fields = _stat_fields(pid)
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _pid_namespace(pid: int | str = "self") -> str:
+    """The inode of a process's pid namespace ("4026531836"); "" if unknown. Two containers
+    sharing the host's name (`--network host`) still have their own pids: a pid missing in
+    ours may be alive in theirs."""
+    try:
+        link = os.readlink(f"/proc/{pid}/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return ""
+    return "".join(ch for ch in link if ch.isdigit())
+
+
+def owner_id(pid: int | None = None) -> str:
+    """"HOST:PID:START:PIDNS" of process `pid` (this one by default)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}:{_pid_namespace(pid)}"
+
+
+def owner_gone(owner: str) -> bool:
+    """Whether the process an owner id names has ended. One of another machine (a shared
+    engine, a shared folder) or of another pid namespace, or an id that cannot be read, is
+    never judged gone. (Ids written before the namespace was part of them have three parts.)"""
+    host, pid_text, start, namespace = (owner.split(":", 3) + ["", "", ""])[:4]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    if namespace and namespace != _pid_namespace():
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        pass
+    fields = _stat_fields(pid)
+    if fields[:1] == ["Z"]:  # killed, not yet reaped by its parent: ended all the same
+        return True
+    return bool(start) and _process_start(pid) not in ("", start)
