@@ -310,3 +310,46 @@ def test_docker_stop_reaches_training_and_the_checkpoint_survives(
                                       .get("history", [])) < 500
     metrics = json.loads((runs / "long" / "metrics.json").read_text())
     assert metrics["history"][-1]["epoch"] >= 1
+
+
+def test_a_projects_syntax_error_fails_the_build_and_a_relock_frees_the_old_deps_stage(
+        engine: Any, tmp_path: Path) -> None:
+    # Two defects, one project: code with a syntax error passed the smoke test (it only
+    # imported torch), and every dependency change left the old deps stage (the venv,
+    # gigabytes) as an untagged image nothing referred to.
+    import docker
+
+    require(bool(torch_wheels()), f"a CPU torch wheel in {WHEELHOUSE} (DLBOX_WHEELHOUSE)")
+    project = tmp_path / "dlbox-smoke-syntax"
+    project.mkdir()
+    (project / "requirements.txt").write_text("torch\n")
+    (project / "train.py").write_text("import torch\n\ndef main(:\n    pass\n")
+    tag = "dlbox-test-smoke:cpu"
+    build = ("image", "build", str(project), "--cpu", "--tag", tag, "--base-image", BASE,
+             "--wheelhouse", str(WHEELHOUSE))
+    try:
+        failed = dlbox(*build, timeout=BUILD_TIMEOUT_S)
+        assert failed.returncode == 1, failed.stderr[-3000:]
+        assert "error: the project's code does not compile: train.py:3: invalid syntax" \
+            in failed.stderr, failed.stderr[-3000:]
+        assert not (project / "dlbox.lock").exists()
+        assert not engine.images.list(filters={"dangling": True,
+                                               "label": "dlbox.project=dlbox-smoke-syntax"})
+
+        (project / "train.py").write_text("import torch\n\ndef main():\n    pass\n")
+        first = dlbox(*build, timeout=BUILD_TIMEOUT_S)
+        assert first.returncode == 0, first.stderr[-3000:]
+        old_deps = engine.images.get(f"{tag}-deps").id
+
+        (project / "requirements.txt").write_text("torch\nsix\n")
+        relocked = dlbox(*build, "--relock", timeout=BUILD_TIMEOUT_S)
+        assert relocked.returncode == 0, relocked.stderr[-3000:]
+        assert engine.images.get(f"{tag}-deps").id != old_deps
+        assert _image_gone(engine, old_deps)
+        assert "removed the dependency stage this build replaced" in relocked.stdout
+    finally:
+        for name in (tag, f"{tag}-deps"):
+            try:
+                engine.images.remove(name)
+            except docker.errors.ImageNotFound:
+                pass

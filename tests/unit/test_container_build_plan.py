@@ -879,12 +879,13 @@ def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeBuild:
     monkeypatch.setattr(B, "_lock", lambda *args: entry)
     monkeypatch.setattr(engine, "inspect_image", lambda client, name: {})
 
-    def run(fail_at: str | None, error: BaseException | None = None) -> Path:
+    def run(fail_at: str | None, error: BaseException | None = None,
+            log: Callable[[str], None] = lambda line: None) -> Path:
         fake = FakeEngine(fail_at, error)
         monkeypatch.setattr(engine, "build", fake.build)
         monkeypatch.setattr(engine, "tag_image", fake.tag)
         monkeypatch.setattr(B, "run_smoke", fake.smoke)
-        B.build_image(B.BuildRequest(project_dir=root, device="cpu"), log=lambda line: None,
+        B.build_image(B.BuildRequest(project_dir=root, device="cpu"), log=log,
                       facts=no_probe, client=object())
         return root / "dlbox.lock"
 
@@ -943,3 +944,148 @@ def test_the_smoke_test_fails_on_a_broken_environment_with_pip_checks_report(
     assert "fails its smoke test: pip_check: AssertionError: broken-pkg 1.0 requires " \
         "dlbox-absent-dependency" in info.value.message
     assert (info.value.hint or "").endswith("docker run --rm sha256:bbbbbbbbbbbb pip check")
+
+
+# ---- the smoke test checks the project's own code ----------------------------------------
+
+def test_the_smoke_test_fails_on_a_syntax_error_in_the_projects_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A train.py with a syntax error passed the smoke test (it only imported the framework):
+    # the build said "run it: python3 train.py", and that run failed at once.
+    import json
+
+    from dlbox.container.smoke import (
+        parse_smoke_output,
+        require_smoke_ok,
+        smoke_environment,
+        smoke_script,
+    )
+
+    torch = S.FrameworkBuild("torch", "2.13.0+cpu", "cpu")
+    env = smoke_environment(S.ImageSpec("proj", "requirements", torch, "base"), gpu=False)
+    assert env["DLBOX_SMOKE_SOURCES"] == S.WORKDIR and env["DLBOX_SMOKE_DIST"] == ""
+    installed = S.ImageSpec("mypkg", "pyproject", torch, "base", install_project=True)
+    assert smoke_environment(installed, gpu=False)["DLBOX_SMOKE_DIST"] == "mypkg"
+    # requirements.txt + setup.py: named after its folder, which the distribution need not be
+    setup_py = S.ImageSpec("folder", "requirements", torch, "base", install_project=True)
+    assert smoke_environment(setup_py, gpu=False)["DLBOX_SMOKE_DIST"] == ""
+    builtin = smoke_environment(S.ImageSpec("dlbox", "builtin", torch, "base"), gpu=False)
+    assert builtin["DLBOX_SMOKE_SOURCES"] == "" and builtin["DLBOX_SMOKE_DIST"] == ""
+
+    script: dict[str, object] = {"__name__": "dlbox_smoke"}
+    exec(compile(smoke_script(), "smoke_check.py", "exec"), script)  # noqa: S102 - our own
+    check, compile_sources = script["check"], script["compile_sources"]
+    write(tmp_path / "main.py", "import torch\n")
+    write(tmp_path / "runs" / "old.py", "def f(:\n")  # the mounted runs folder: not code
+    assert check("project_sources", lambda: compile_sources(str(tmp_path)))
+    write(tmp_path / "pkg" / "train.py", "x = 1\n\ndef f(:\n    pass\n")
+    assert not check("project_sources", lambda: compile_sources(str(tmp_path)))
+    checks = script["RESULT"]["checks"]
+    result = parse_smoke_output("DLBOX_SMOKE " + json.dumps(
+        {"ok": False, "framework": "torch", "checks": checks}), "", 1)
+    with pytest.raises(ContainerError) as info:
+        require_smoke_ok(result, "sha256:" + "b" * 64)
+    assert info.value.message == "the project's code does not compile: pkg/train.py:3: " \
+                                 "invalid syntax"
+    assert ".dockerignore" in (info.value.hint or "")
+
+
+def test_the_smoke_test_imports_the_package_the_project_installs() -> None:
+    # A pyproject project whose package imports a module its dependencies lack built fine;
+    # the smoke test now imports the package's top-level modules, found from its metadata.
+    from dlbox.container.smoke import smoke_script
+
+    script: dict[str, object] = {"__name__": "dlbox_smoke"}
+    exec(compile(smoke_script(), "smoke_check.py", "exec"), script)  # noqa: S102 - our own
+    assert script["dist_modules"]("packaging") == ["packaging"]
+    assert script["dist_modules"]("dlbox-no-such-distribution") == []
+
+
+# ---- pip's resolution failing on a requirement ---------------------------------------------
+
+def test_a_misspelt_or_impossible_requirement_is_one_error_line_naming_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # pip's two ERROR lines came through as a multi-line `error:`, with one hint for both a
+    # typo ("from versions: none") and a version that was never released.
+    from dlbox.container import engine
+
+    def resolve_with(stderr: str) -> ContainerError:
+        monkeypatch.setattr(engine, "run_captured",
+                            lambda *args, **kwargs: engine.Captured(1, "", stderr))
+        with pytest.raises(ContainerError) as info:
+            B.resolve_pins(object(), "img", ["six==99.0"], (), (), log=lambda line: None)
+        return info.value
+
+    typo = resolve_with(
+        "ERROR: Could not find a version that satisfies the requirement reqeusts-xyz "
+        "(from versions: none)\nERROR: No matching distribution found for reqeusts-xyz\n")
+    assert typo.message == ("pip found no release of reqeusts-xyz for this image's Python "
+                            "and platform")
+    assert "\n" not in typo.message and "a typo?" in (typo.hint or "")
+    impossible = resolve_with(
+        "ERROR: Could not find a version that satisfies the requirement six==99.0 (from "
+        "versions: 0.8.0, 0.9.0, 1.0b1, 1.15.0, 1.16.0, 1.17.0)\n"
+        "ERROR: No matching distribution found for six==99.0\n")
+    assert impossible.message == ("no release of six meets six==99.0: the index has 0.9.0, "
+                                  "1.0b1, 1.15.0, 1.16.0, 1.17.0 (newest last)")
+    assert (impossible.hint or "").endswith("e.g. six==1.17.0")
+    other = resolve_with("ERROR: ResolutionImpossible: a conflict\n")  # pip's own words stay
+    assert "pip could not resolve the requirements" in other.message
+
+
+# ---- the deps stage: tagged, and the one a dependency change replaces removed -------------
+
+BUILD_LOG = [
+    "Step 9/19 : COPY dlbox/requirements.lock.txt /opt/dlbox/requirements.lock.txt",
+    " ---> Using cache", " ---> 3c1f2a9b8d7e",
+    "Step 10/19 : RUN pip install --no-deps -r /opt/dlbox/requirements.lock.txt && pip check",
+    " ---> Running in 0badc0ffee00", "No broken requirements found.",
+    "Removing intermediate container 0badc0ffee00", " ---> b5ab15b3f973",
+    "Step 11/19 : FROM system", " ---> 2476f2118a5a",
+    "Step 12/19 : COPY --from=deps /opt/venv /opt/venv", " ---> 9e9e9e9e9e9e",
+]
+
+
+def test_a_dependency_change_removes_the_deps_stage_it_replaced(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every relock left the old deps stage (the whole venv: 1.3 GB on CPU, several GB with
+    # CUDA) as an untagged image that nothing referred to, until `docker image prune`.
+    from dlbox.container import engine
+
+    assert B.deps_stage_image(BUILD_LOG) == "b5ab15b3f973"
+    assert B.deps_stage_image(BUILD_LOG[:8]) is None  # no image stage: nothing to tag
+    assert B.deps_tag("p1:cpu") == "p1:cpu-deps"
+    assert B.deps_tag("registry:5000/team/app") == "registry:5000/team/app:latest-deps"
+
+    images = {"p1:cpu-deps": "sha256:" + "e" * 64}
+    removed: list[str] = []
+
+    def tag(client: object, image_id: str, tags: list[str]) -> None:
+        images.update({name: "sha256:" + image_id for name in tags})
+
+    monkeypatch.setattr(engine, "inspect_image", lambda client, name: (
+        {"Id": images[name]} if name in images else None))
+    monkeypatch.setattr(engine, "tag_image", tag)
+    monkeypatch.setattr(engine, "remove_replaced_image",
+                        lambda client, image_id, label: removed.append(image_id) or "removed")
+    result = engine.BuildResult(image_id="sha256:" + "a" * 64, log=BUILD_LOG)
+    notes = B._tag_deps_stage(object(), result, "p1:cpu")
+    assert images["p1:cpu-deps"] == "sha256:b5ab15b3f973"
+    assert removed == ["sha256:" + "e" * 64]
+    assert notes == ["removed the dependency stage this build replaced (eeeeeeeeeeee)"]
+    removed.clear()  # a code-only rebuild: the same deps stage, nothing removed
+    assert B._tag_deps_stage(object(), result, "p1:cpu") == [] and removed == []
+
+
+def test_a_project_that_sends_data_is_told_before_the_build_not_after(
+        tmp_path: Path, fake_build: FakeBuild, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The note about a big project (a dataset beside the code) came only with the result,
+    # after the engine had copied it into the image.
+    monkeypatch.setattr(B, "WARN_CONTEXT_BYTES", 1000)
+    write(tmp_path / "proj" / "train.csv", "1,2\n" * 1000)
+    lines: list[str] = []
+    fake_build(None, log=lines.append)
+    warned = [i for i, line in enumerate(lines) if "the project sends" in line]
+    building = [i for i, line in enumerate(lines) if line.startswith("building torch")]
+    assert warned and building and warned[0] < building[0], lines  # the engine starts after
+    assert "train.csv" in lines[warned[0]]

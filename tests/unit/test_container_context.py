@@ -170,6 +170,23 @@ def test_iter_project_files_leaves_out_ignored(project_dir: Path) -> None:
     assert rels == [rel for rel, _ in iter_project_files(project)]  # same order every time
 
 
+def test_virtual_environments_are_left_out_whatever_their_name(project_dir: Path) -> None:
+    # `python -m venv env` (or a venv below the top, a conda env) went into the image: only
+    # `.venv` and `venv` at the top were left out, and such a folder holds the host's whole
+    # site-packages (gigabytes with torch).
+    write(project_dir / "env" / "pyvenv.cfg", "home = /usr/bin\n")
+    write(project_dir / "env" / "lib" / "python3.11" / "site-packages" / "torch" / "x.py")
+    write(project_dir / "tools" / ".venv" / "pyvenv.cfg", "home = /usr/bin\n")
+    write(project_dir / "tools" / "lint.py")
+    write(project_dir / "envs" / "py311" / "conda-meta" / "history")
+    write(project_dir / "envs" / "py311" / "bin" / "python")
+    write(project_dir / "environment" / "settings.py")  # a folder named like one: kept
+    rels = {rel for rel, _ in iter_project_files(detect_project(project_dir))}
+    assert {"tools", "tools/lint.py", "envs", "environment/settings.py"} <= rels
+    assert not any(rel.startswith(("env/", "tools/.venv", "envs/py311")) or rel == "env"
+                   for rel in rels)
+
+
 def test_write_context_archive(project_dir: Path, tmp_path: Path) -> None:
     project = detect_project(project_dir)
     tar_path = tmp_path / "context.tar"

@@ -415,6 +415,28 @@ def test_a_build_that_lacks_a_tool_names_the_package_for_apt_txt(line: str,
     assert missing_tool_hint(["Successfully installed six-1.16.0"]) is None
 
 
+@pytest.mark.parametrize("line, package", [
+    ("\x1b[91mUnable to locate package libfoo-doesnotexist\x1b[0m", "libfoo-doesnotexist"),
+    ("E: Package 'libssl1.0' has no installation candidate", "libssl1.0"),
+    ("E: Version '9.9' for 'curl' was not found", "curl=9.9"),
+])
+def test_an_apt_txt_package_apt_cannot_find_is_named_with_the_file_to_fix(
+        line: str, package: str) -> None:
+    # The build said only "image build failed at step 5/7 (RUN apt-get update ...): ...
+    # returned a non-zero code: 100", with the hint "the lines above show the failing
+    # command's output": not which line of apt.txt to fix.
+    from dlbox.container.engine import build_error
+
+    step = {"number": 5, "total": 7, "instruction": "RUN apt-get update     && apt-get ..."}
+    failed = build_error("The command ... returned a non-zero code: 100", step,
+                         ["Reading package lists...", line])
+    assert failed.message == (f"image build failed: apt found no Debian package {package} "
+                              "(from the project's apt.txt) for the base image")
+    assert "apt.txt" in (failed.hint or "")
+    other = dict(step, instruction="RUN pip install --no-deps -r x")
+    assert "apt.txt" not in build_error("code 1", other, ["Unable to locate package x"]).message
+
+
 def test_offline_with_an_apt_txt_is_refused_before_the_build(tmp_path: Path) -> None:
     from dlbox.container.build import BuildRequest, plan
 

@@ -33,6 +33,7 @@ from dlbox import __version__
 from dlbox.container import engine
 from dlbox.container import spec as S
 from dlbox.container.context import (
+    WARN_CONTEXT_BYTES,
     ContextSummary,
     Distribution,
     read_ca_cert,
@@ -863,6 +864,9 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
         if line.startswith("DLBOX_RESOLVE "):
             data = json.loads(line[len("DLBOX_RESOLVE "):])
             return data["python"], pins_from_report({"install": data["install"]})
+    missing = missing_requirement(captured.stderr + "\n" + captured.stdout)
+    if missing is not None:
+        raise ContainerError(missing[0], hint=missing[1])
     tail = "\n".join((captured.stderr or captured.stdout).strip().splitlines()[-15:])
     hint = (S.missing_tool_hint((captured.stderr + "\n" + captured.stdout).splitlines())
             or "fix the requirement pip names above, or pass --wheelhouse DIR with the wheels")
@@ -873,6 +877,32 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
                 "version, or pass --wheelhouse DIR holding it")
     raise ContainerError(f"pip could not resolve the requirements inside the image:\n{tail}",
                          hint=hint)
+
+
+_NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+) "
+                         r"\(from versions: ([^)]*)\)")
+
+
+def missing_requirement(output: str) -> tuple[str, str] | None:
+    """(error, hint) when pip's resolution failed on a requirement that no release meets: a
+    name the index does not know (a typo) or a version it never had. None otherwise (the
+    caller shows pip's own output)."""
+    match = _NO_VERSION.search(output)
+    if match is None:
+        return None
+    requirement = match.group(1)
+    name = requirement_name(requirement) or requirement
+    versions = [v.strip() for v in match.group(2).split(",") if v.strip() and v.strip() != "none"]
+    if not versions:
+        asked = f" (required as {requirement})" if requirement != name else ""
+        return (f"pip found no release of {name}{asked} for this image's Python and platform",
+                f"check the name in the project's requirements (a typo? pip index versions "
+                f"{name} asks the index), that the build reaches the index, or pass "
+                "--wheelhouse DIR holding its wheel")
+    shown = ", ".join(versions[-5:])
+    return (f"no release of {name} meets {requirement}: the index has {shown}"
+            f"{' (newest last)' if len(versions) > 1 else ''}",
+            f"change the requirement in the project's requirements, e.g. {name}=={versions[-1]}")
 
 
 def probe_python(client: Any, image: str) -> str:
@@ -996,10 +1026,13 @@ def build_image(request: BuildRequest, log: Log = print,
                                  [w.path for w in wheels], ca_cert,
                                  exclude=[request.wheelhouse.expanduser().resolve()]
                                  if request.wheelhouse else [])
-        if context.project_bytes > 500 * 1024 * 1024:
+        if context.project_bytes > WARN_CONTEXT_BYTES:
             biggest = ", ".join(f"{name} ({size // 2**20} MiB)" for name, size in context.largest)
             notes.append(f"the project sends {context.project_bytes // 2**20} MiB to the image "
                          f"(biggest: {biggest}); list data in .dockerignore")
+            # Said now too, not only after the build: a dataset copied into the image takes
+            # minutes and gigabytes, and Ctrl-C here costs nothing.
+            log(f"note: {notes[-1]}")
         log(f"building {spec.framework.name} {spec.framework.version} image of "
             f"{project.name} ({project.root}) on {spec.base_image} "
             f"({context.bytes // 2**20} MiB context)")
@@ -1015,6 +1048,11 @@ def build_image(request: BuildRequest, log: Log = print,
                              "build on the GPU machine")
         log("smoke test inside the new image" + (" (GPU attached)" if gpu_now else ""))
         smoke_result = run_smoke(client, result.image_id, spec, gpu_now)
+        failures = smoke_result.failures
+        if failures and all(check.name == "project_sources" for check in failures):
+            # Only the project's code failed to compile: the error names the file and line,
+            # and an image kept for a look would only pile up, one per attempt.
+            engine.remove_replaced_image(client, result.image_id, S.PROJECT_LABEL)
         require_smoke_ok(smoke_result, result.image_id)
         if smoke_result.python and not smoke_result.python.startswith(
                 ".".join(entry.python.split(".")[:2])):
@@ -1033,6 +1071,7 @@ def build_image(request: BuildRequest, log: Log = print,
     replaced = {data["Id"] for tag in tags if (data := engine.inspect_image(client, tag))}
     engine.tag_image(client, result.image_id, tags)
     notes += _remove_replaced(client, replaced - {result.image_id})
+    notes += _tag_deps_stage(client, result, tags[0])
     data = engine.inspect_image(client, result.image_id) or {}
     return BuildOutcome(
         image_id=result.image_id, tags=tags, spec=spec, entry=entry, lock_path=p.lock_path,
@@ -1057,6 +1096,55 @@ def _remove_replaced(client: Any, image_ids: set[str]) -> list[str]:
                          f"uses it (docker ps -a --filter ancestor={short}); docker image "
                          "prune removes it once that container is gone")
     return notes
+
+
+_STEP_IMAGE = re.compile(r"^---> ([0-9a-f]{12,64})$")
+_FINAL_STAGE = re.compile(r"^Step \d+/\d+ : FROM system$")
+
+
+def deps_stage_image(log: Sequence[str]) -> str | None:
+    """The image the deps stage ended in, from the engine's build output: the last step's
+    ` ---> ID` before the image stage (`FROM system`) begins. None when not found."""
+    last = None
+    for line in log:
+        text = line.strip()
+        if _FINAL_STAGE.match(text):
+            return last
+        if match := _STEP_IMAGE.match(text):
+            last = match.group(1)
+    return None
+
+
+def deps_tag(tag: str) -> str:
+    """`p1:cpu` -> `p1:cpu-deps` (the tag part stays within the engine's 128 characters)."""
+    repository, name = engine.split_tag(tag)
+    return f"{repository}:{name[:123]}-deps"
+
+
+def _tag_deps_stage(client: Any, result: engine.BuildResult, tag: str) -> list[str]:
+    """Tag the deps stage beside the image, and remove the deps stage it replaces.
+
+    The engine keeps a multi-stage build's deps stage as an untagged image: it is the cache
+    that makes a code-only rebuild fast, and as big as the venv (gigabytes). After a
+    dependency change nothing referred to the old one, and every relock left one behind
+    until `docker image prune` (which also throws away the current cache). Tagged, the
+    cache survives a prune, and the next dependency change frees the old one."""
+    deps = deps_stage_image(result.log)
+    if deps is None:
+        return []
+    name = deps_tag(tag)
+    try:
+        old = engine.inspect_image(client, name)
+        engine.tag_image(client, deps, [name])
+        new = engine.inspect_image(client, name)
+    except ContainerError as error:  # the image is built and tagged: this is housekeeping
+        return [f"the dependency stage {deps} is left untagged: {error.message}"]
+    if not old or not new or old.get("Id") == new.get("Id"):
+        return []
+    outcome = engine.remove_replaced_image(client, old["Id"], None)
+    short = old["Id"].removeprefix("sha256:")[:12]
+    return [f"removed the dependency stage this build replaced ({short})"] \
+        if outcome == "removed" else []
 
 
 def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path | None,

@@ -143,6 +143,14 @@ def _escape_pattern(rel: str) -> str:
     return "\\" + escaped if escaped.startswith("!") else escaped
 
 
+def is_environment(folder: Path) -> bool:
+    """A virtual environment (venv and virtualenv write pyvenv.cfg) or a conda environment
+    (conda-meta/), whatever its name: `env/`, `tools/.venv`, ... The default patterns know
+    only `.venv` and `venv` at the top; one under any other name would ship the host's
+    packages (gigabytes with torch) into an image whose venv is already complete."""
+    return (folder / "pyvenv.cfg").is_file() or (folder / "conda-meta").is_dir()
+
+
 def iter_project_files(project: Project,
                        exclude: Sequence[Path] = ()) -> Iterator[tuple[str, Path]]:
     """(relative path, path) of every file, folder and link the image gets, sorted.
@@ -170,7 +178,7 @@ def iter_project_files(project: Project,
                 if not matcher.ignored(rel):
                     yield rel, full
                 continue
-            if matcher.prune(rel):
+            if matcher.prune(rel) or is_environment(full):
                 continue
             if not matcher.ignored(rel):
                 yield rel, full

@@ -216,9 +216,38 @@ def build(
     return result
 
 
+_APT_MISSING = (
+    re.compile(r"Unable to locate package ([^\s\x1b]+)"),
+    re.compile(r"Package '([^']+)' has no installation candidate"),
+    re.compile(r"Version '([^']+)' for '([^']+)' was not found"),
+)
+
+
+def apt_missing(log: Sequence[str]) -> str | None:
+    """The apt.txt entry apt could not find ("libfoo", "curl=9.9"), from the build's output."""
+    for line in reversed(log):
+        for pattern in _APT_MISSING:
+            match = pattern.search(line)
+            if match and match.lastindex == 2:
+                return f"{match.group(2)}={match.group(1)}"
+            if match:
+                return match.group(1)
+    return None
+
+
 def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -> ContainerError:
     where = (f" at step {step['number']}/{step['total']} ({step['instruction'][:70]})"
              if step else "")
+    if step is not None and step["instruction"].startswith("RUN apt-get") \
+            and (package := apt_missing(log[-40:])) is not None:
+        # apt's own words ("E: Unable to locate package x", exit code 100) do not say that
+        # the name came from the project's apt.txt, which is where the fix goes.
+        return ContainerError(
+            f"image build failed: apt found no Debian package {package} (from the project's "
+            "apt.txt) for the base image",
+            hint="check the name and version in apt.txt (apt-cache search NAME, or "
+                 "packages.debian.org / packages.ubuntu.com for the base image's release), "
+                 "or remove the line")
     hint = "the lines above show the failing command's output"
     lowered = message.lower()
     if ("pull access denied" in lowered or "manifest unknown" in lowered
@@ -257,15 +286,16 @@ def tag_image(client: Any, image_id: str, tags: Sequence[str]) -> None:
             raise engine_error(error) from None
 
 
-def remove_replaced_image(client: Any, image_id: str, label: str) -> str:
+def remove_replaced_image(client: Any, image_id: str, label: str | None) -> str:
     """Remove an image that a new build took its tags from, if it is now untagged and carries
-    `label` (dlbox built it): "removed", "in use" (a container still uses it), or "kept"
-    (tagged elsewhere, not dlbox's, or already gone)."""
+    `label` (dlbox built it; None: the tag alone says so, as for a deps stage, which has no
+    labels): "removed", "in use" (a container still uses it), or "kept" (tagged elsewhere,
+    not dlbox's, or already gone)."""
     import docker
 
     data = inspect_image(client, image_id)
-    if data is None or data.get("RepoTags") or label not in \
-            ((data.get("Config") or {}).get("Labels") or {}):
+    if data is None or data.get("RepoTags") or (label is not None and label not in (
+            (data.get("Config") or {}).get("Labels") or {})):
         return "kept"
     try:
         client.api.remove_image(image_id)

@@ -3,20 +3,23 @@
 The check itself is `templates/smoke_check.py`, a stdlib-only script the image's own Python
 runs: import the framework, check it is the pinned build, run a small conv net forward; with
 a GPU attached, check it is visible, run a matmul and a conv on it and check the build's arch
-list covers the device; last, `pip check` of the image's venv (`pip_check`: a requirement that
-no installed version meets fails the build, with pip's report). Here: run it, read its one
-JSON line, and turn failures into a ContainerError that names the failed check.
+list covers the device; for a project other than dlbox, compile every .py file of its code
+(never running it) and import the package it installs, if any; last, `pip check` of the
+image's venv (`pip_check`: a requirement that no installed version meets fails the build,
+with pip's report). Here: run it, read its one JSON line, and turn failures into a
+ContainerError that names the failed check.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from dlbox.container import engine
 from dlbox.container.render import load_template
-from dlbox.container.spec import ImageSpec
+from dlbox.container.spec import WORKDIR, ImageSpec
 from dlbox.errors import ContainerError
 
 SMOKE_TIMEOUT_S = 300
@@ -58,13 +61,22 @@ def smoke_script() -> str:
 
 
 def smoke_environment(spec: ImageSpec, gpu: bool) -> dict[str, str]:
-    imports = "dlbox,dlbox.cli" if spec.project_kind == "builtin" else ""
+    builtin = spec.project_kind == "builtin"
+    imports = "dlbox,dlbox.cli" if builtin else ""
     return {
         "DLBOX_SMOKE_FRAMEWORK": spec.framework.name,
         "DLBOX_SMOKE_VERSION": spec.framework.version,
         "DLBOX_SMOKE_CUDA": spec.framework.cuda or "" if spec.framework.name == "torch" else "",
         "DLBOX_SMOKE_GPU": "1" if gpu else "0",
         "DLBOX_SMOKE_IMPORTS": imports,
+        # Another project's code is checked too, without running it: a syntax error in any of
+        # its files, or an installed package that does not import (a dependency left out of
+        # its requirements), fails the build instead of the image's first run.
+        "DLBOX_SMOKE_SOURCES": "" if builtin else WORKDIR,
+        # Only a [project] name is the installed distribution's; a setup.py project is named
+        # after its folder here, which its distribution need not be.
+        "DLBOX_SMOKE_DIST": (spec.project_name if spec.install_project
+                             and spec.project_kind == "pyproject" else ""),
     }
 
 
@@ -110,6 +122,17 @@ def require_smoke_ok(result: SmokeResult, image: str) -> None:
         look = f"docker run --rm -it {short} bash"
         if any(check.name == "pip_check" for check in result.failures):
             look = f"docker run --rm {short} pip check"
+        for check in result.failures:
+            if check.name != "project_sources":
+                continue
+            # "AssertionError: train.py:3: invalid syntax (<string>:210)": the file and line
+            # are the project's; the exception's type and the script's line are noise.
+            detail = re.sub(r"^AssertionError: | \([^()]*:\d+\)$", "", check.detail)
+            raise ContainerError(
+                f"the project's code does not compile: {detail}",
+                hint="fix that file and build again (only the code layer is rebuilt), or "
+                     "leave it out of the image in the project's .dockerignore",
+            )
         raise ContainerError(
             f"the new image fails its smoke test: {result.summary().split(': ', 1)[-1]}",
             hint=f"the image is kept untagged as {short} for a look: {look}",

@@ -6,6 +6,8 @@ Settings come from the environment:
     DLBOX_SMOKE_CUDA       CUDA the build must carry ("12.6"), empty for a CPU build
     DLBOX_SMOKE_GPU        1: a GPU is attached, check it (visible, matmul, conv, arch list)
     DLBOX_SMOKE_IMPORTS    comma-separated modules of the project to import
+    DLBOX_SMOKE_SOURCES    the project's folder: every .py file in it must compile (never run)
+    DLBOX_SMOKE_DIST       the project's installed distribution: its top-level modules import
 Also runs `pip check` on the image's environment: a package whose requirements are not met
 (a missing dependency, or a stale copy of one left beside the pinned version) fails it.
 Prints one line `DLBOX_SMOKE {json}` and exits 0 when every check passed, 1 otherwise.
@@ -242,12 +244,73 @@ def pip_check():
     return output or "no broken requirements"
 
 
+def compile_sources(root):
+    """Compile (never run, never write bytecode) every .py file under `root`: a syntax error
+    in the project's code fails the build, not the user's first run of the image."""
+    count = 0
+    for folder, subfolders, files in os.walk(root):
+        # runs/ is where `dlbox image run` mounts the host's runs folder: not the project's code
+        subfolders[:] = sorted(name for name in subfolders
+                               if not (folder == root and name == "runs"))
+        for name in sorted(files):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            with open(path, "rb") as handle:
+                source = handle.read()
+            try:
+                compile(source, path, "exec", dont_inherit=True)
+            except (SyntaxError, ValueError) as error:
+                line = getattr(error, "lineno", None)
+                where = os.path.relpath(path, root) + (f":{line}" if line else "")
+                raise AssertionError(f"{where}: {getattr(error, 'msg', error)}") from None
+            count += 1
+    return f"{count} Python files compile"
+
+
+def dist_modules(dist_name):
+    """The top-level modules an installed distribution provides (top_level.txt, else its
+    RECORD), so the smoke test can import the project as its users will."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:  # installed under another name: nothing to import
+        return []
+    names = set((dist.read_text("top_level.txt") or "").split())
+    if not names:
+        for item in dist.files or ():
+            parts = item.parts
+            if not parts or parts[0] in ("..", "__pycache__") \
+                    or parts[0].endswith((".dist-info", ".data")):
+                continue
+            if len(parts) > 1 and parts[-1].endswith(".py"):
+                names.add(parts[0])
+            elif len(parts) == 1 and parts[0].endswith(".py"):
+                names.add(parts[0][:-3])
+    return sorted(name for name in names if name.isidentifier() and not name.startswith("_"))
+
+
 def main():
     framework = os.environ.get("DLBOX_SMOKE_FRAMEWORK", "torch")
     gpu = os.environ.get("DLBOX_SMOKE_GPU") == "1"
     RESULT["framework"] = framework
     RESULT["gpu"] = gpu
-    for module in filter(None, os.environ.get("DLBOX_SMOKE_IMPORTS", "").split(",")):
+    sources = os.environ.get("DLBOX_SMOKE_SOURCES", "")
+    if sources and os.path.isdir(sources):
+        check("project_sources", lambda: compile_sources(sources))
+    modules = list(filter(None, os.environ.get("DLBOX_SMOKE_IMPORTS", "").split(",")))
+    dist = os.environ.get("DLBOX_SMOKE_DIST", "")
+    if dist:
+        found = []
+
+        def find():
+            found.extend(dist_modules(dist))
+            return ", ".join(found) or "no modules"
+
+        if check(f"modules of {dist}", find):
+            modules += [module for module in found if module not in modules]
+    for module in modules:
         check(f"import {module}", lambda m=module: getattr(importlib.import_module(m),
                                                            "__version__", "ok"))
     runner = {"torch": smoke_torch, "tensorflow": smoke_tensorflow, "jax": smoke_jax}[framework]
