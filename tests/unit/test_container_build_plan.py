@@ -1089,3 +1089,19 @@ def test_a_project_that_sends_data_is_told_before_the_build_not_after(
     building = [i for i, line in enumerate(lines) if line.startswith("building torch")]
     assert warned and building and warned[0] < building[0], lines  # the engine starts after
     assert "train.csv" in lines[warned[0]]
+
+
+def test_a_gpu_only_old_releases_serve_keeps_the_resolvers_reason() -> None:
+    """Found in review: the resolver's "no tensorflow GPU build for Python 3.11 supports this
+    GPU: resolve with --cpu, or another --python" was parsed as a Python error and came out as
+    "no tensorflow release dlbox knows supports Python 3.11 ... pass --base-image with Python
+    3.11", which is the base image's Python itself. The GPU is the reason; image build has no
+    --python, so the way out names --base-image."""
+    target = dataclasses.replace(target_for(device="gpu", driver="470.256.02",
+                                            compute_capabilities=("3.0",)), python="3.11")
+    with pytest.raises(HostEnvError) as info:
+        B.resolve_framework("tensorflow", target)
+    assert info.value.message.startswith("no tensorflow build runs on this target (driver "
+                                         "470.256.02, sm_30): ")
+    assert info.value.hint == ("no tensorflow GPU build for Python 3.11 supports this GPU: "
+                               "resolve with --cpu, or --base-image with another Python")

@@ -204,10 +204,18 @@ def _python_error(error: HostEnvError, framework: str, version: str | None,
                   target: Any) -> HostEnvError:
     """The resolver's "no build for Python X" in image build's terms: the Python is the base
     image's, so the way out is another --base-image (image build has no --python)."""
-    hint = error.hint or ""
-    if "--python" not in hint or not target.python:
+    from dlbox.hostenv.resolve import NoBuildForPython
+
+    if not target.python:
         return error
-    known = re.findall(r"\d+\.\d+", hint.split("Python", 1)[-1])
+    if not isinstance(error, NoBuildForPython):
+        # "... for Python 3.11 ...: resolve with --cpu, or another --python" (a GPU only old
+        # releases serve): image build's Python is the base image's.
+        if error.hint and error.hint.endswith(", or another --python"):
+            return HostEnvError(error.message, hint=error.hint.removesuffix(
+                ", or another --python") + ", or --base-image with another Python")
+        return error
+    known = list(error.pythons)
     what = f"{framework} {version}" if version else f"no {framework} release dlbox knows"
     verb = "does not support" if version else "supports"
     example = f" (e.g. python:{known[-1]}-slim-bookworm)" if known else ""

@@ -211,14 +211,26 @@ def _python_ok(python: str | None, versions: tuple[str, ...]) -> bool:
     return python is None or python in versions
 
 
+class NoBuildForPython(HostEnvError):
+    """No release (of the pinned version, if any) supports the target's Python. `pythons`
+    are the ones that would do, oldest first, so that a caller whose Python comes from
+    elsewhere (image build: the base image's) can word its own way out."""
+
+    def __init__(self, message: str, hint: str, pythons: tuple[str, ...]) -> None:
+        super().__init__(message, hint=hint)
+        self.pythons = pythons
+
+
 def _no_python_error(framework: str, python: str, rows: list[Any],
-                     version: str | None) -> HostEnvError:
-    known = sorted({p for r in rows for p in r.python}, key=lambda v: parse_version(v) or ())
+                     version: str | None) -> NoBuildForPython:
+    known = tuple(sorted({p for r in rows for p in r.python},
+                         key=lambda v: parse_version(v) or ()))
     what = f"{framework} {version}" if version else f"no {framework} release in the matrix"
     verb = "does not support" if version else "supports"
-    return HostEnvError(
+    return NoBuildForPython(
         f"{what} {verb} Python {python}",
         hint=f"use one of Python {', '.join(known)}, or leave --python out",
+        pythons=known,
     )
 
 
