@@ -42,3 +42,23 @@ def test_a_given_path_still_reaches_the_command(tmp_path: Path, monkeypatch: pyt
     assert main(["image", "build", "--dry-run", "--wheelhouse", str(tmp_path / "nowhere")]) \
         == EXIT_USAGE
     assert f"--wheelhouse {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+
+
+def test_env_takes_name_equals_value_or_a_name_whose_value_this_shell_has(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--env NAME` passes this shell's value on, as `docker run -e NAME` does (it was refused
+    as "not NAME=VALUE"); an unset NAME is an error, where docker drops it without a word."""
+    from dlbox.cli.image import _parse_env
+    from dlbox.errors import UsageError
+
+    monkeypatch.setenv("DLBOX_TEST_TOKEN", "s3cret=1")
+    monkeypatch.delenv("DLBOX_TEST_UNSET", raising=False)
+    assert _parse_env(["SEED=1", "DLBOX_TEST_TOKEN", "EMPTY="]) == (
+        ("SEED", "1"), ("DLBOX_TEST_TOKEN", "s3cret=1"), ("EMPTY", ""))
+    with pytest.raises(UsageError) as info:
+        _parse_env(["DLBOX_TEST_UNSET"])
+    assert info.value.message == ("--env DLBOX_TEST_UNSET: DLBOX_TEST_UNSET is not set in this "
+                                  "shell, so there is no value to pass on")
+    for bad in ("=1", "A B=1", ""):
+        with pytest.raises(UsageError, match="is not NAME=VALUE or NAME"):
+            _parse_env([bad])

@@ -123,8 +123,9 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
     run.add_argument("--runs", metavar="DIR", type=path_flag, default=Path("runs"),
                      help="folder for run directories, mounted at /workspace/runs "
                           "(default ./runs)")
-    run.add_argument("--env", "-e", metavar="NAME=VALUE", action="append", default=[],
-                     help="an environment variable for the command (repeatable)")
+    run.add_argument("--env", "-e", metavar="NAME[=VALUE]", action="append", default=[],
+                     help="an environment variable for the command (repeatable); NAME alone "
+                          "passes this shell's value on")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
                      help="the command (default: the image's own, `dlbox --help`)")
     run.set_defaults(func=run_run)
@@ -251,11 +252,23 @@ def example_command(outcome: Any) -> str:
 
 
 def _parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """--env NAME=VALUE, or --env NAME for this shell's value of NAME (as `docker run -e`
+    does; an unset NAME is an error here, where docker leaves it out without a word)."""
+    import os
+
     pairs = []
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--env {item!r} is not NAME=VALUE", hint="e.g. --env SEED=1")
+        if not name.strip() or any(ch.isspace() for ch in name):
+            raise UsageError(f"--env {item!r} is not NAME=VALUE or NAME",
+                             hint="e.g. --env SEED=1, or --env WANDB_API_KEY to pass this "
+                                  "shell's value on")
+        if not sep:
+            if name not in os.environ:
+                raise UsageError(f"--env {name}: {name} is not set in this shell, so there is "
+                                 "no value to pass on", hint=f"export {name}=... first, or "
+                                                             f"pass --env {name}=VALUE")
+            value = os.environ[name]
         pairs.append((name, value))
     return tuple(pairs)
 
