@@ -123,6 +123,22 @@ def test_a_width_too_big_for_memory_is_a_usage_error_before_allocating(
     assert not (tmp_path / "run").exists()
 
 
+def test_a_width_too_big_for_torch_to_size_is_the_same_usage_error(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by a docs check: at `--width 100000000` even the meta-device build overflows
+    ("Storage size calculation overflowed"), which the size check let through, and the real
+    build ended in out-of-memory (exit 1) instead of the usage error the docs promise."""
+    code = main(["train", "--model", "resnet", "--width", "100000000", "--device", "cpu",
+                 "--data", str(fake_cifar_dir), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    first, hint = err.splitlines()
+    assert first == ("error: model 'resnet' with width 100000000 has more weights than torch "
+                     "can size a tensor for")
+    assert hint.startswith("hint: use smaller settings") and "--width" in hint
+    assert not (tmp_path / "run").exists()
+
+
 # Runs `dlbox train` with its address space capped at what it uses once imported plus
 # 1.5 GiB: a batch of 500 images at width 2048 needs 4 GiB for its first activation alone.
 OUT_OF_MEMORY_SCRIPT = """

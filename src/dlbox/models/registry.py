@@ -198,14 +198,23 @@ def _check_fits_in_memory(name: str, factory: ModelFactory, num_classes: int,
                    for t in itertools.chain(probe.parameters(), probe.buffers()))
     except ValueError:
         raise
+    except RuntimeError as error:
+        # A tensor too big for torch to even size ("Storage size calculation overflowed"):
+        # far beyond any machine's memory, and the real build would end in out-of-memory.
+        if "overflow" not in str(error).lower():
+            return  # a factory meta cannot run: checked by the real build
+        size = None
     except Exception:  # noqa: BLE001 - a factory meta cannot run: checked by the real build
         return
     memory = physical_memory_bytes()
-    if memory and size > memory:
+    if size is None or (memory and size > memory):
         given = ", ".join(f"{key} {value}" for key, value in kwargs.items()) or "its defaults"
+        weights = ("more weights than torch can size a tensor for" if size is None
+                   else f"{_bytes_text(size)} of weights")
+        than = (f", more than this machine's {_bytes_text(memory)} of memory"
+                if memory and size is not None else "")
         raise UsageError(
-            f"model '{name}' with {given} has {_bytes_text(size)} of weights, more than "
-            f"this machine's {_bytes_text(memory)} of memory",
+            f"model '{name}' with {given} has {weights}{than}",
             hint=f"use smaller settings (model '{name}' takes: {settings}), e.g. a smaller "
                  "--width; `dlbox models` shows each model's size")
 
