@@ -1,8 +1,21 @@
-"""Small text helpers shared by the CLI, training and the notebook."""
+"""Small text helpers shared by the CLI, training, the notebook and the image build."""
 
 from __future__ import annotations
+
+import re
+
+# ANSI escape sequences (colours, cursor moves: CSI "ESC [ ... letter", OSC "ESC ] ... BEL"
+# or "ESC \"), then any other control character but tab.
+_TERMINAL_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
+                               r"|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
     """"1 epoch", "2 epochs", "0 epochs" (`many`: an irregular plural)."""
     return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def plain(line: str) -> str:
+    """`line` without terminal colours and control characters: a build step's output
+    (apt's and pip's colours) shown in dlbox's own progress, or quoted in an error."""
+    return _TERMINAL_CONTROL.sub("", line)

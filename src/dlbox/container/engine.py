@@ -23,6 +23,7 @@ from typing import Any
 
 from dlbox.container.spec import missing_tool_hint
 from dlbox.errors import ContainerError, HostEnvError
+from dlbox.text import plain
 
 DEFAULT_TIMEOUT_S = 60  # API calls other than builds and log streams (those have none)
 STOP_TIMEOUT_S = 30  # `docker stop` grace before SIGKILL: time to save a checkpoint
@@ -181,7 +182,7 @@ def build(
                 text = event.get("stream")
                 if not text:
                     continue
-                for line in text.splitlines():
+                for line in map(plain, text.splitlines()):  # no colours in dlbox's output
                     if not line.strip():
                         continue
                     result.log.append(line)
