@@ -1031,6 +1031,26 @@ def test_a_misspelt_or_impossible_requirement_is_one_error_line_naming_it(
     assert (impossible.hint or "").endswith("e.g. six==1.17.0")
     other = resolve_with("ERROR: ResolutionImpossible: a conflict\n")  # pip's own words stay
     assert "pip could not resolve the requirements" in other.message
+    # Requirements that cannot go together (recorded from pip 25 on botocore and urllib3):
+    # one line naming both and the dependency that clashes, not pip's fifteen.
+    conflict = resolve_with(
+        "INFO: pip is looking at multiple versions of botocore to determine which version is "
+        "compatible with other requirements. This could take a while.\n"
+        "ERROR: Cannot install botocore==1.34.0 and urllib3==2.2.0 because these package "
+        "versions have conflicting dependencies.\n\n"
+        "The conflict is caused by:\n"
+        "    The user requested urllib3==2.2.0\n"
+        "    botocore 1.34.0 depends on urllib3<2.1 and >=1.25.4; python_version >= \"3.10\"\n"
+        "\nTo fix this you could try to:\n"
+        "1. loosen the range of package versions you've specified\n"
+        "2. remove package versions to allow pip attempt to solve the dependency conflict\n\n"
+        "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/"
+        "dependency-resolution/#dealing-with-dependency-conflicts\n")
+    assert conflict.message == (
+        "pip cannot install botocore==1.34.0 and urllib3==2.2.0 together (conflicting "
+        "dependencies): The user requested urllib3==2.2.0; botocore 1.34.0 depends on "
+        "urllib3<2.1 and >=1.25.4; python_version >= \"3.10\"")
+    assert (conflict.hint or "").startswith("loosen or drop one of these pins")
 
 
 # ---- the deps stage: tagged, and the one a dependency change replaces removed -------------

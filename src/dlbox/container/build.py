@@ -827,7 +827,7 @@ if version < (22, 2):  # --dry-run --report arrived in pip 22.2: use a newer pip
     subprocess.run([python, "-m", "pip", "install", "-q", "pip>=23.1"] + [
         a for a in args if a.startswith(("--index-url", "--extra-index-url", "--find-links",
                                          "--no-index", "--trusted-host"))], check=True)
-cmd = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+cmd = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed",
        "--report", base + "/report.json", "-r", base + "/requirements.in"] + args
 code = subprocess.run(cmd).returncode
 if code:
@@ -872,7 +872,8 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
         if line.startswith("DLBOX_RESOLVE "):
             data = json.loads(line[len("DLBOX_RESOLVE "):])
             return data["python"], pins_from_report({"install": data["install"]})
-    missing = missing_requirement(captured.stderr + "\n" + captured.stdout)
+    missing = (missing_requirement(captured.stderr + "\n" + captured.stdout)
+               or conflicting_requirements(captured.stderr + "\n" + captured.stdout))
     if missing is not None:
         raise ContainerError(missing[0], hint=missing[1])
     tail = "\n".join((captured.stderr or captured.stdout).strip().splitlines()[-15:])
@@ -911,6 +912,32 @@ def missing_requirement(output: str) -> tuple[str, str] | None:
     return (f"no release of {name} meets {requirement}: the index has {shown}"
             f"{' (newest last)' if len(versions) > 1 else ''}",
             f"change the requirement in the project's requirements, e.g. {name}=={versions[-1]}")
+
+
+_CONFLICT = re.compile(r"Cannot install (.+?) because these package versions have "
+                       r"conflicting dependencies")
+
+
+def conflicting_requirements(output: str) -> tuple[str, str] | None:
+    """(error, hint) when pip's resolution failed on requirements that cannot go together
+    (ResolutionImpossible): the requirements it names and, when pip says, what clashes
+    ("botocore 1.34.0 depends on urllib3<2.1"). None otherwise."""
+    match = _CONFLICT.search(output)
+    if match is None:
+        return None
+    lines = output.splitlines()
+    causes: list[str] = []
+    for index, line in enumerate(lines):
+        if line.strip() == "The conflict is caused by:":
+            for cause in lines[index + 1:]:
+                if not cause.strip():
+                    break
+                causes.append(cause.strip())
+            break
+    why = f": {'; '.join(causes)}" if causes else ""
+    return (f"pip cannot install {match.group(1)} together (conflicting dependencies){why}",
+            "loosen or drop one of these pins in the project's requirements (pip install "
+            "--dry-run with them, on any machine, shows the clash in full)")
 
 
 def probe_python(client: Any, image: str) -> str:
