@@ -93,7 +93,6 @@ def _run(args: argparse.Namespace) -> int:
                    progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
         else:
             config = config_from_args(args)
-            check_subsets_fit(config)
             run_dir = config.run_dir  # None: train makes runs/<time>-<model> (and says which)
             train(config, progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
     except TrainingStopped as stopped:
@@ -142,42 +141,3 @@ def config_from_args(args: argparse.Namespace) -> Any:
         channels_last=args.channels_last,
     )
 
-
-def check_subsets_fit(config: Any) -> None:
-    """`--num-train N` / `--num-test N` beyond the split's size is a usage error, before the
-    run dir is made: training would otherwise take all the images there are, fewer than
-    asked, with nothing said (a 5,000-image quick run on a 1,000-image folder)."""
-    wanted = {"train": config.num_train, "test": config.num_test}
-    if all(count is None for count in wanted.values()):
-        return
-    from dlbox.data.paths import resolve_data_dir
-
-    data_dir = resolve_data_dir(config.data_dir).resolve()
-    for split, count in wanted.items():
-        if count is None:
-            continue
-        available = split_size(data_dir, split)
-        if count > available:
-            flag = f"--num-{split}"
-            raise UsageError(f"{flag} {count} is more than the {available:,} {split} images in "
-                             f"{data_dir}",
-                             hint=f"pass {flag} {available} or less, or leave {flag} out to use "
-                                  "them all")
-
-
-def split_size(data_dir: Path, split: str) -> int:
-    """How many images training would load from a split, without decoding an image tree: its
-    files are counted (training refuses the tree if one of them does not decode). CIFAR-10
-    batches are loaded, which the decoded-data cache makes about 0.1 s (the first load,
-    about a second, writes the cache that training then reads). A missing split or missing
-    data raises the error training would."""
-    from dlbox.data.imagefolder import find_classes, list_image_files
-    from dlbox.data.loading import detect_layout, image_folder_classes, load_dataset
-
-    layout = detect_layout(data_dir)
-    if layout is not None and layout.kind == "image-folder" \
-            and find_classes(layout.root / split):
-        files, _, _ = list_image_files(layout.root / split, image_folder_classes(layout.root))
-        if files:
-            return len(files)
-    return len(load_dataset(data_dir, split))

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import DlboxError, RunDirError, first_line
+from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
 from dlbox.fileio import exclusive_lock, read_json, write_json_atomic
 from dlbox.text import plural
 from dlbox.training.checkpoint import (
@@ -251,10 +251,20 @@ def create_run_dir(path: Path) -> Path:
 
 # ---- data -------------------------------------------------------------------------------------
 
-def load_split(data_dir: Path, split: str, limit: int | None) -> ImageDataset:
+def load_split(data_dir: Path, split: str, limit: int | None, *,
+               refuse_short: bool = False) -> ImageDataset:
+    """The split's first `limit` images (all when None). With `refuse_short` (a new run's
+    --num-train / --num-test), a `limit` beyond the split is a UsageError, before the run dir
+    is made: silently taking fewer images than asked hides a wrong data dir."""
     from dlbox.data.loading import load_dataset
 
-    return load_dataset(data_dir, split).subset(limit)
+    dataset = load_dataset(data_dir, split)
+    if refuse_short and limit is not None and limit > len(dataset):
+        flag = f"--num-{split}"
+        raise UsageError(f"{flag} {limit} is more than the {len(dataset):,} {split} images in "
+                         f"{data_dir}", hint=f"pass {flag} {len(dataset)} or less, or leave "
+                                             f"{flag} out to use them all")
+    return dataset.subset(limit)
 
 
 def resolve_data(config: TrainConfig) -> Path:
@@ -357,8 +367,8 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
     from dlbox.models.speedrun import SpeedrunNet
 
     speedrun = isinstance(create_model(config.model, **config.model_kwargs), SpeedrunNet)
-    train_set = load_split(data_dir, "train", config.num_train)
-    test_set = load_split(data_dir, "test", config.num_test)
+    train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
+    test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
     named = run_dir is not None
     if run_dir is None:
         run_dir = claim_default_run_dir(config.model).resolve()
