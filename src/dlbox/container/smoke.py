@@ -75,8 +75,8 @@ def smoke_environment(spec: ImageSpec, gpu: bool) -> dict[str, str]:
         "DLBOX_SMOKE_SOURCES": "" if builtin else WORKDIR,
         # Only a [project] name is the installed distribution's; a setup.py project is named
         # after its folder here, which its distribution need not be.
-        "DLBOX_SMOKE_DIST": (spec.project_name if spec.install_project
-                             and spec.project_kind == "pyproject" else ""),
+        "DLBOX_SMOKE_DIST": (spec.project_name if spec.project_kind == "pyproject"
+                             and spec.install_project else ""),
     }
 
 
