@@ -1051,6 +1051,17 @@ def test_a_misspelt_or_impossible_requirement_is_one_error_line_naming_it(
         "dependencies): The user requested urllib3==2.2.0; botocore 1.34.0 depends on "
         "urllib3<2.1 and >=1.25.4; python_version >= \"3.10\"")
     assert (conflict.hint or "").startswith("loosen or drop one of these pins")
+    # In the image, pip names a line of the requirements file dlbox wrote: the requirement
+    # on that line is shown instead (recorded from a real build of that project).
+    monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
+        1, "", "ERROR: Cannot install -r /tmp/dlbox-resolve/requirements.in (line 1) and "
+               "urllib3==2.2.0 because these package versions have conflicting "
+               "dependencies.\n"))
+    with pytest.raises(ContainerError) as info:
+        B.resolve_pins(object(), "img", ["botocore==1.34.0", "urllib3==2.2.0"], (), (),
+                       log=lambda line: None)
+    assert info.value.message == ("pip cannot install botocore==1.34.0 and urllib3==2.2.0 "
+                                  "together (conflicting dependencies)")
 
 
 # ---- the deps stage: tagged, and the one a dependency change replaces removed -------------

@@ -873,7 +873,8 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
             data = json.loads(line[len("DLBOX_RESOLVE "):])
             return data["python"], pins_from_report({"install": data["install"]})
     missing = (missing_requirement(captured.stderr + "\n" + captured.stdout)
-               or conflicting_requirements(captured.stderr + "\n" + captured.stdout))
+               or conflicting_requirements(captured.stderr + "\n" + captured.stdout,
+                                           requirements))
     if missing is not None:
         raise ContainerError(missing[0], hint=missing[1])
     tail = "\n".join((captured.stderr or captured.stdout).strip().splitlines()[-15:])
@@ -918,10 +919,18 @@ _CONFLICT = re.compile(r"Cannot install (.+?) because these package versions hav
                        r"conflicting dependencies")
 
 
-def conflicting_requirements(output: str) -> tuple[str, str] | None:
+def conflicting_requirements(output: str, requirements: Sequence[str] = ()
+                             ) -> tuple[str, str] | None:
     """(error, hint) when pip's resolution failed on requirements that cannot go together
     (ResolutionImpossible): the requirements it names and, when pip says, what clashes
-    ("botocore 1.34.0 depends on urllib3<2.1"). None otherwise."""
+    ("botocore 1.34.0 depends on urllib3<2.1"). None otherwise. pip names a line of the
+    requirements file dlbox wrote ("-r /tmp/.../requirements.in (line 1)"): `requirements`,
+    that file's lines, put the requirement itself in its place."""
+    def named(match: re.Match[str]) -> str:
+        number = int(match.group(1))
+        return requirements[number - 1] if 0 < number <= len(requirements) else match.group(0)
+
+    output = re.sub(r"-r \S*requirements\.in \(line (\d+)\)", named, output)
     match = _CONFLICT.search(output)
     if match is None:
         return None
