@@ -60,7 +60,8 @@ from typing import Any
 
 import torch
 
-from dlbox.benchmark_report import num, pct, summarize, summary_lines
+from dlbox.benchmark_report import check_writable, num, pct, summarize, summary_lines
+from dlbox.errors import EXIT_INTERRUPTED, DlboxError
 from dlbox.fileio import write_json_atomic
 
 DATA_SUBDIR = "cifar10"  # airbench's loaders read cifar10/{train,test}.pt under their cwd
@@ -81,7 +82,10 @@ def load_dlbox_splits(data_dir: Path, num_train: int | None = None,
     """(train, test) ImageDatasets exactly as dlbox loads them (uint8 [N, 3, H, W], int64)."""
     from dlbox.training.loop import load_split
 
-    return load_split(data_dir, "train", num_train), load_split(data_dir, "test", num_test)
+    # refuse_short: airbench on fewer images than asked, compared with a dlbox run on the
+    # number asked for, would be a ratio between different workloads
+    return (load_split(data_dir, "train", num_train, refuse_short=True),
+            load_split(data_dir, "test", num_test, refuse_short=True))
 
 
 def airbench_record(dataset: Any) -> dict[str, Any]:
@@ -185,6 +189,29 @@ def has_torchvision(python: str) -> bool:
     probe = subprocess.run([python, "-c", "import torchvision"], capture_output=True,
                            timeout=120, check=False)
     return probe.returncode == 0
+
+
+VERSIONS_PROBE = """\
+import json, platform
+try:
+    import torch
+    found = {"torch": torch.__version__, "cuda": torch.version.cuda,
+             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+except Exception:
+    found = {"torch": None, "cuda": None, "gpu": None}
+print(json.dumps({"python": platform.python_version(), **found}))
+"""
+
+
+def script_versions(python: str) -> dict[str, Any]:
+    """Python, torch, CUDA and the GPU as the Python that runs the script sees them: with
+    --python it is another environment, and the harness's own torch would mislabel the run."""
+    try:
+        probe = subprocess.run([python, "-c", VERSIONS_PROBE], capture_output=True, text=True,
+                               timeout=120, check=False)
+        return dict(json.loads(probe.stdout.strip().splitlines()[-1]))
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return {"python": None, "torch": None, "cuda": None, "gpu": None}
 
 
 # ---- running ----------------------------------------------------------------------------------
@@ -342,8 +369,9 @@ def compare(airbench_summary: dict[str, Any], dlbox_doc: dict[str, Any]) -> dict
                            "benchmarks/time_to_accuracy.py with the speedrun model?)")
     ratio = dlbox_time / airbench_time if airbench_time else None
     return {
+        # the runs behind dlbox's mean: a failed one (NaN loss) is in "runs" but not in it
         "dlbox": {"model": dlbox_doc.get("model"), "device": dlbox_doc.get("device"),
-                  "runs": len(dlbox_doc.get("runs") or []),
+                  "runs": sum(1 for r in dlbox_doc.get("runs") or [] if not r.get("failed")),
                   "tta_accuracy_mean": _mean(dlbox_doc, "tta_accuracy"),
                   "accuracy_mean": _mean(dlbox_doc, "accuracy"),
                   "time_seconds_mean": dlbox_time,
@@ -384,6 +412,16 @@ def same_data_notes(comparison: dict[str, Any], num_train: int, num_test: int,
     if d["data_checksum"] and data_checksum and d["data_checksum"] != data_checksum:
         notes.append("the data dirs' checksums differ: not the same data")
     return notes
+
+
+def same_hardware_notes(dlbox_doc: dict[str, Any], script_device: str | None) -> list[str]:
+    """A note when the dlbox JSON was measured on another device than the script ran on: a
+    ratio between a CPU run and a GPU run (or two GPU models) says nothing about dlbox."""
+    dlbox_device = (dlbox_doc.get("environment") or {}).get("device_name")
+    if dlbox_device and script_device and dlbox_device != script_device:
+        return [f"different hardware: dlbox ran on {dlbox_device}, the script on "
+                f"{script_device}: the time ratio compares machines, not code"]
+    return []
 
 
 # ---- the CPU stand-in -------------------------------------------------------------------------
@@ -463,7 +501,10 @@ def write_fake_script(path: Path) -> Path:
 # ---- main -------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # the rest of the docstring (what each figure is, how it is timed) is the epilog: --help
+    # is where a user looks for what the numbers mean
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--script", type=Path, help="the airbench script to run")
     parser.add_argument("--runs", type=int, default=10, help="runs after its warm-up (default 10)")
@@ -490,6 +531,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--script is required")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.timeout is not None and not args.timeout > 0:
+        parser.error("--timeout must be more than 0 seconds")
     return args
 
 
@@ -507,10 +550,14 @@ def main(argv: list[str] | None = None) -> int:
     script = args.script.expanduser().resolve()
     if not script.is_file():
         raise HarnessError(f"no script at {script}")
+    if args.json:
+        check_writable(args.json)  # before the script's minutes, not after them
     from dlbox.data.paths import resolve_data_dir
-    from dlbox.training.manifest import data_checksum
+    from dlbox.training.manifest import build_manifest, data_checksum
 
     data_dir = resolve_data_dir(args.data).resolve()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    environment = build_manifest(device)  # the host: CPU, GPU, driver, platform, git
     if args.keep_work_dir is not None:
         work_dir = args.keep_work_dir.expanduser().resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -542,6 +589,10 @@ def main(argv: list[str] | None = None) -> int:
             shim = True
             print("note: no torchvision for that Python: using the harness's stand-in "
                   "(transforms.Normalize)", flush=True)
+        versions = script_versions(args.python)
+        print(f"{args.python}: Python {versions['python']}, torch {versions['torch']}, CUDA "
+              f"{versions['cuda']}, GPU {versions['gpu']}; host {environment['device_name']}, "
+              f"{environment['cpu_cores']} CPU cores", flush=True)
         print(f"airbench side by side: {script.name} (run count {original_runs} -> {args.runs}) "
               f"on {data_dir}: {len(train)} train / {len(test)} test images, work dir "
               f"{work_dir}, {prepare_seconds:.1f} s to prepare", flush=True)
@@ -574,7 +625,10 @@ def main(argv: list[str] | None = None) -> int:
         "runs_requested": args.runs, "script_run_count": original_runs,
         "data_dir": str(data_dir), "data_checksum": checksum,
         "num_train": len(train), "num_test": len(test), "data_files": written,
-        "python": args.python, "torch": torch.__version__, "torchvision_shim": shim,
+        # the script's Python and torch (not the harness's, which may differ: --python)
+        "python": args.python, "python_version": versions["python"],
+        "torch": versions["torch"], "cuda": versions["cuda"], "gpu": versions["gpu"],
+        "environment": environment, "torchvision_shim": shim,
         "returncode": rc, "stopped_by": run.stopped_by, "timeout": args.timeout,
         "prepare_seconds": round(prepare_seconds, 3), "wall_seconds": round(wall, 3),
         "time_column": parsed["time_column"], "warmup": parsed["warmup"], "runs": runs,
@@ -588,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
             dlbox_doc = json.loads(Path(args.dlbox_json).read_text())
             comparison = compare(summary, dlbox_doc)
             comparison["notes"] = same_data_notes(comparison, len(train), len(test), checksum)
+            comparison["notes"] += same_hardware_notes(
+                dlbox_doc, versions["gpu"] or environment["device_name"])
             comparison["dlbox_json"] = str(args.dlbox_json)
             document["comparison"] = comparison
             print("\n".join(comparison_lines(comparison, script.name)))
@@ -607,3 +663,12 @@ if __name__ == "__main__":
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except DlboxError as error:  # dlbox's loader (no data there), the --json write
+        print(f"error: {error}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C while the data is written, before the script starts
+        print("\ninterrupted before the script started: nothing run, no JSON written",
+              file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from dlbox.benchmark_report import check_writable
+from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError
 from dlbox.fileio import write_json_atomic
 from dlbox.models.speedrun import CPU_WIDTHS, SpeedrunNet
 
@@ -79,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     parser.add_argument("--json", metavar="OUT", help="write the figures here as JSON")
     args = parser.parse_args(argv)
+    # checked before the minutes of measuring: --repeats 0 printed an empty table, and an
+    # unwritable --json failed only at the end
+    if not args.seconds > 0:
+        raise UsageError(f"--seconds must be more than 0, got {args.seconds}",
+                         hint="pass --seconds 0.5 or more for steady figures")
+    for flag, value in (("--repeats", args.repeats), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}",
+                             hint=f"pass {flag} 1 or more")
+    if args.json:
+        check_writable(args.json)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"speedrun CPU net (widths {CPU_WIDTHS}, stride-2 whitening), "
@@ -98,5 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    try:
+        return main()
+    except DlboxError as error:
+        print(f"error: {error}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: no table, no JSON written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -32,12 +32,22 @@ and two ratios (recipe mean / tutorial) are printed with both accuracies: of tra
 and of time_seconds (training + the evaluation that gives the accuracy the recipe reports).
 Hardware and versions (dlbox's run manifest) go into the output and the JSON.
 On CUDA one short untimed warm-up run (1 epoch on two batches) comes first (--warmup 0: none).
+
+A run whose training loss is not finite (NaN, inf) or that gives no accuracy is printed as
+FAILED, kept in the JSON's runs with its "failed" reason, left out of the summary and the
+ratios, and makes the exit status 1. Bad input is one `error:` line and a `hint:` line, exit
+status 2, before any training (an unwritable --json path included; so are --compile,
+--precision and --tta-level with a model the generic loop trains: it has none of them).
+Ctrl-C (or SIGTERM) stops the benchmark with exit status 130 and writes no JSON: half a
+benchmark is no result.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -46,9 +56,9 @@ from typing import Any
 
 import torch
 
-from dlbox.benchmark_report import num, pct, summarize, summary_lines
+from dlbox.benchmark_report import check_writable, num, pct, summarize, summary_lines
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import DlboxError
+from dlbox.errors import EXIT_ERROR, EXIT_INTERRUPTED, DlboxError, UsageError
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.models.registry import create_model
 from dlbox.models.speedrun import SpeedrunNet
@@ -67,7 +77,10 @@ METRICS = ("accuracy", "tta_accuracy", "train_seconds", "eval_seconds", "time_se
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # the rest of the docstring (what each figure is, how it is timed) is the epilog: --help
+    # is where a user looks for what the numbers mean
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="data dir holding cifar-10-batches-py (or an image-folder tree)")
@@ -105,9 +118,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT", help="write the results here as JSON")
     args = parser.parse_args(argv)
     if args.compile_mode and not args.compile:
-        parser.error("--compile-mode needs --compile")
-    if args.runs < 1 or (args.epochs is not None and args.epochs < 1):
-        parser.error("--runs and --epochs must be at least 1")
+        raise UsageError("--compile-mode needs --compile",
+                         hint="add --compile, or leave --compile-mode out")
+    # All checked here, before any training: a bad --baseline-epochs found after the recipe's
+    # runs would throw their minutes away.
+    for flag, value, least in (("--runs", args.runs, 1), ("--epochs", args.epochs, 1),
+                               ("--num-train", args.num_train, 1),
+                               ("--num-test", args.num_test, 1),
+                               ("--warmup", args.warmup, 0),
+                               ("--baseline-epochs", args.baseline_epochs, 1),
+                               ("--baseline-num-train", args.baseline_num_train, 1),
+                               ("--threads", args.threads, 1)):
+        if value is not None and value < least:
+            raise UsageError(f"{flag} must be at least {least}, got {value}",
+                             hint=f"pass {flag} {least} or more"
+                                  + ("" if flag in ("--runs", "--warmup",
+                                                    "--baseline-epochs")
+                                     else f", or leave {flag} out"))
+    if args.json:
+        check_writable(args.json)
     return args
 
 
@@ -151,7 +180,10 @@ def speedrun_once(config: TrainConfig, device: torch.device, train_set: ImageDat
     result = train_speedrun(
         train_set, test_set, recipe, device,
         make_model=lambda n: create_model(config.model, num_classes=n, **config.model_kwargs))
+    losses = [entry.get("train_loss") for entry in result.history]
     return {"accuracy": result.accuracy, "tta_accuracy": result.tta_accuracy,
+            "train_loss": losses[-1] if losses else None,
+            "failed": failure_of(losses, result.accuracy),
             "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
             "time_seconds": result.time_seconds, "tta_level": recipe.tta_level,
             "images_per_second": result.images_per_second,
@@ -159,6 +191,17 @@ def speedrun_once(config: TrainConfig, device: torch.device, train_set: ImageDat
             "precision": str(resolve_precision(recipe.precision, device) or torch.float32)
             .removeprefix("torch."),
             "timer": "cuda events" if device.type == "cuda" else "perf_counter"}
+
+
+def failure_of(losses: list[Any], accuracy: float | None) -> str | None:
+    """Why a run is no result, or None. The speedrun trainer, unlike the generic loop, does
+    not stop on a NaN loss: its accuracy (chance, about 10%) would look like a slow recipe."""
+    for epoch, loss in enumerate(losses, 1):
+        if loss is None or not math.isfinite(loss):
+            return f"train loss {loss} in epoch {epoch}"
+    if accuracy is None or not math.isfinite(accuracy):
+        return "no test accuracy"
+    return None
 
 
 def generic_once(config: TrainConfig, device: torch.device, test_set: ImageDataset
@@ -187,7 +230,7 @@ def generic_once(config: TrainConfig, device: torch.device, test_set: ImageDatas
             accuracies[key] = evaluation.metrics["accuracy"]
     seconds = float(final["train_seconds"])
     images = sum((h["images_per_s"] or 0.0) * h["epoch_s"] for h in history)
-    return {**accuracies, "train_seconds": seconds, "eval_seconds": eval_seconds,
+    return {**accuracies, "failed": None, "train_seconds": seconds, "eval_seconds": eval_seconds,
             "time_seconds": seconds + eval_seconds,
             "images_per_second": images / seconds if seconds > 0 else None,
             "timer": "perf_counter (synchronised)"}
@@ -213,6 +256,8 @@ def ratio_of(recipe: float | None, baseline: float | None) -> float | None:
 # ---- reporting --------------------------------------------------------------------------------
 
 def run_line(label: str, r: dict[str, Any]) -> str:
+    if r.get("failed"):
+        return f"{label}: FAILED ({r['failed']}); left out of the summary"
     return (f"{label}: acc {pct(r['accuracy'])}  tta {pct(r['tta_accuracy'])}  "
             f"train {num(r['train_seconds'])} s  eval {num(r.get('eval_seconds'))} s  "
             f"total {num(r.get('time_seconds'))} s  "
@@ -230,10 +275,20 @@ def main(argv: list[str] | None = None) -> int:
     base = build_config(args.model, device=str(device), epochs=args.epochs, seed=args.seed,
                         data_dir=str(data_dir), num_train=args.num_train,
                         num_test=args.num_test, threads=args.threads)
-    create_model(base.model, **base.model_kwargs)  # a bad --model fails before any work
+    model = create_model(base.model, **base.model_kwargs)  # a bad --model fails before work
+    speedrun_only = [flag for flag, value in (
+        ("--compile", args.compile), ("--precision", args.precision),
+        ("--tta-level", args.tta_level))
+        if value is not None and value is not False]  # --tta-level 0 counts
+    if speedrun_only and not isinstance(model, SpeedrunNet):
+        # the generic loop has none of these: the JSON's settings would claim what never ran
+        raise UsageError(f"{', '.join(speedrun_only)}: only for speedrun models, and "
+                         f"--model {base.model} is trained by the generic loop",
+                         hint=f"leave {', '.join(speedrun_only)} out, or pick a speedrun model")
     load_start = time.perf_counter()
-    train_set = load_split(data_dir, "train", args.num_train)
-    test_set = load_split(data_dir, "test", args.num_test)
+    # refuse_short: fewer images than asked would make a faster, meaningless benchmark
+    train_set = load_split(data_dir, "train", args.num_train, refuse_short=True)
+    test_set = load_split(data_dir, "test", args.num_test, refuse_short=True)
     load_seconds = time.perf_counter() - load_start
     environment = build_manifest(device, data_dir, train_set.source)
     print(f"time to accuracy: {base.model} on {device} = {environment['device_name']}, "
@@ -248,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         run_once(small, device, train_set.subset(small.num_train), test_set,
                  args.compile, args.tta_level, **speedrun_changes)
 
-    runs = []
+    runs = PROGRESS["runs"] = []
+    PROGRESS["total"] = args.runs
     for index in range(args.runs):
         config = base.replace(seed=args.seed + index)
         result = {"run": index + 1, "seed": config.seed,
@@ -257,8 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(result)
         print(run_line(f"run {index + 1}/{args.runs}", result), flush=True)
 
-    summary = {key: summarize([r.get(key) for r in runs]) for key in METRICS}
-    print("\n".join(summary_lines(summary, len(runs), decimals=3)))
+    good = [r for r in runs if not r.get("failed")]
+    summary = {key: summarize([r.get(key) for r in good]) for key in METRICS}
+    print("\n".join(summary_lines(summary, len(good), decimals=3)))
+    failed = len(runs) - len(good)
+    if failed:
+        print(f"{failed} of {len(runs)} run(s) FAILED, left out of the summary and the ratios "
+              "(exit status 1)")
 
     document: dict[str, Any] = {
         "benchmark": "time_to_accuracy",
@@ -273,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": {**environment, "torch_threads": torch.get_num_threads()},
         "data_load_seconds": round(load_seconds, 3),
         "runs": runs,
+        "failed_runs": failed,
         "summary": summary,
     }
     if args.baseline:
@@ -280,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                                 seed=args.seed, data_dir=str(data_dir),
                                 num_train=args.baseline_num_train, num_test=args.num_test,
                                 threads=args.threads)
+        PROGRESS["phase"] = "the baseline"
         baseline = run_once(tutorial, device, train_set, test_set, False)
         ratio = ratio_of(summary["train_seconds"]["mean"], baseline["train_seconds"])
         time_ratio = ratio_of(summary["time_seconds"]["mean"], baseline["time_seconds"])
@@ -298,12 +361,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json_atomic(Path(args.json), document)
         print(f"wrote {args.json}")
-    return 0
+    return EXIT_ERROR if failed else 0
+
+
+# How far main got, for the message when it is interrupted.
+PROGRESS: dict[str, Any] = {"runs": [], "total": 0, "phase": None}
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def cli(argv: list[str] | None = None) -> int:
+    from dlbox.training.loop import TrainingStopped
+
+    # SIGTERM (a job scheduler, `timeout`) stops like Ctrl-C, not with a bare "Terminated".
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return main(argv)
+    except (KeyboardInterrupt, TrainingStopped):
+        # TrainingStopped: the generic loop (the baseline) catches Ctrl-C itself; its message
+        # would name a checkpoint in a temporary run dir that is already gone.
+        done = sum(1 for r in PROGRESS["runs"] if not r.get("failed"))
+        where = (f" during {PROGRESS['phase']}" if PROGRESS["phase"] else
+                 f" after {len(PROGRESS['runs'])} of {PROGRESS['total']} run(s)"
+                 if PROGRESS["total"] else " before the first run")
+        print(f"\ninterrupted{where}: no summary, no JSON written ({done} finished run(s) "
+              "discarded)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except DlboxError as error:
+        print(f"error: {error}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except DlboxError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(cli())

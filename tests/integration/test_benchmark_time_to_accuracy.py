@@ -73,3 +73,136 @@ def test_benchmark_precision_and_compile_mode_options(tmp_path: Path) -> None:
                           text=True, timeout=120, check=False)
     assert proc.returncode == 2 and "--compile-mode needs --compile" in proc.stderr
     assert not out.exists()
+
+
+def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    data = tmp_path_factory.mktemp("ttadata")
+    write_fake_cifar10(data, n_train=200, n_test=50, seed=0)
+    return data
+
+
+@pytest.mark.parametrize("bad", [
+    ("--data", "MISSING"), ("--runs", "0"), ("--epochs", "-1"), ("--json", "UNWRITABLE"),
+    ("--model", "no-such-model"), ("--num-train", "100000"), ("--warmup", "-1"),
+    ("--baseline-epochs", "0"), ("--compile-mode", "default"),
+    # speedrun-only options with a generic model were silently ignored, yet in the JSON
+    ("--model", "tiny --compile"), ("--model", "tiny --tta-level 0")])
+def test_bad_input_is_an_error_and_a_hint_before_any_training(bad: tuple[str, str],
+                                                              small_data: Path,
+                                                              tmp_path: Path) -> None:
+    # Each of these used to be a usage dump, a traceback, silently accepted, or found only
+    # after every run had trained (--json, --baseline-epochs).
+    out = tmp_path / "bench.json"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    values = {"--data": str(small_data), "--runs": "1", "--epochs": "1", "--device": "cpu",
+              "--threads": "1", "--baseline": "tutorial", "--json": str(out)}
+    flag, value = bad
+    values[flag] = {"MISSING": str(tmp_path / "no-data"),
+                    "UNWRITABLE": str(blocker / "bench.json")}.get(value, value)
+    words = [word for pair in values.items() for item in pair for word in item.split()]
+    proc = _bench(*words)
+    assert proc.returncode == 2, proc.stdout[-1000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "run 1/" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-2].startswith("error: ") and lines[-1].startswith("hint: "), proc.stderr
+    assert not out.exists() and not (blocker / "bench.json").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_writes_no_json(small_data: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--data", str(small_data), "--runs", "200", "--epochs",
+         "1", "--device", "cpu", "--threads", "1", "--json", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("run 1/200"):
+            break
+    time.sleep(0.5)  # into a later run
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert "interrupted after" in stderr and "no JSON written" in stderr
+    assert not out.exists() and not list(tmp_path.glob(".bench.json.*"))
+
+
+def _load_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("time_to_accuracy_bench", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_a_run_with_a_nan_loss_is_reported_not_averaged_in(small_data: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    bench = _load_module()
+    real = bench.train_speedrun
+    calls = []
+
+    def second_run_diverges(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:  # the speedrun trainer does not stop on a NaN loss by itself
+            result.history[-1]["train_loss"] = float("nan")
+        return result
+
+    monkeypatch.setattr(bench, "train_speedrun", second_run_diverges)
+    out = tmp_path / "bench.json"
+    status = bench.main(["--data", str(small_data), "--runs", "3", "--epochs", "1",
+                         "--device", "cpu", "--threads", "1", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 1
+    assert "run 2/3: FAILED (train loss nan in epoch 1)" in printed
+    assert "1 of 3 run(s) FAILED" in printed and "over 2 run(s)" in printed
+    doc = read_json(out)
+    assert doc["failed_runs"] == 1
+    assert [bool(r["failed"]) for r in doc["runs"]] == [False, True, False]
+    good = [doc["runs"][0]["accuracy"], doc["runs"][2]["accuracy"]]
+    assert doc["summary"]["accuracy"]["n"] == 2
+    assert doc["summary"]["accuracy"]["mean"] == pytest.approx(sum(good) / 2)
+
+
+@pytest.mark.parametrize("bad", [("--repeats", "0"), ("--seconds", "0"), ("--json", "BLOCKED")])
+def test_cpu_layout_bad_input_is_an_error_and_a_hint(bad: tuple[str, str],
+                                                     tmp_path: Path) -> None:
+    # benchmarks/cpu_layout.py: --repeats 0 used to print an empty table and exit 0, and an
+    # unwritable --json was a traceback after all the measuring.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    flag, value = bad
+    value = str(blocker / "layout.json") if value == "BLOCKED" else value
+    proc = subprocess.run([sys.executable, str(SCRIPT.parent / "cpu_layout.py"), flag, value],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stdout[-1000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "case" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-2].startswith("error: ") and lines[-1].startswith("hint: "), proc.stderr
+
+
+def test_help_says_what_each_figure_is_and_how_it_is_timed() -> None:
+    # --help used to show the docstring's first line only: none of the timing rules
+    proc = _bench("--help")
+    assert proc.returncode == 0
+    for phrase in ("train_seconds", "airbench's rule", "CUDA events", "peak_memory_mib",
+                   "--baseline tutorial", "FAILED", "130"):
+        assert phrase in proc.stdout, phrase

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -325,3 +326,88 @@ def test_timeout_stops_the_script_and_keeps_finished_runs(data_dir: Path,
     assert status == 1 and doc["stopped_by"] == "timeout" and doc["returncode"] != 0
     assert [r["tta_val_acc"] for r in doc["runs"]] == [0.9411]
     assert doc["wall_seconds"] < 60
+
+
+# ---- bad input: one error line and a hint, before the script runs, no JSON ---------------------
+
+def _harness(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+@pytest.mark.parametrize("case", ["missing-data", "unwritable-json", "num-train-too-big"])
+def test_bad_input_is_an_error_and_a_hint_without_a_traceback(case: str, data_dir: Path,
+                                                               tmp_path: Path) -> None:
+    fake = bench.write_fake_script(tmp_path / "fake_airbench.py")
+    out = tmp_path / "airbench.json"
+    args = ["--script", str(fake), "--runs", "1", "--data", str(data_dir), "--quiet",
+            "--json", str(out)]
+    if case == "missing-data":
+        args[args.index(str(data_dir))] = str(tmp_path / "no-such-data")
+    elif case == "unwritable-json":
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        out = blocker / "airbench.json"  # under a file: never writable
+        args[-1] = str(out)
+    else:
+        args += ["--num-train", "100000"]
+    proc = _harness(*args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-2].startswith("error: ") and lines[-1].startswith("hint: "), proc.stderr
+    assert "airbench side by side:" not in proc.stdout  # stopped before the script started
+    assert not out.exists()
+
+
+def test_timeout_must_be_positive(data_dir: Path, tmp_path: Path) -> None:
+    fake = bench.write_fake_script(tmp_path / "fake_airbench.py")
+    proc = _harness("--script", str(fake), "--data", str(data_dir), "--timeout", "-1")
+    assert proc.returncode == 2 and "--timeout must be more than 0" in proc.stderr
+
+
+def test_versions_are_those_of_the_python_that_runs_the_script(tmp_path: Path) -> None:
+    # --python may be airbench's own environment: the JSON used to record the harness's
+    # torch.__version__ as if the script had run on it
+    fake_torch = tmp_path / "site" / "torch"
+    fake_torch.mkdir(parents=True)
+    (fake_torch / "__init__.py").write_text(
+        "__version__ = '9.9.9+other'\n"
+        "class version:\n    cuda = '12.9'\n"
+        "class cuda:\n    @staticmethod\n    def is_available():\n        return False\n")
+    python = tmp_path / "other-python"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={tmp_path / 'site'} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    found = bench.script_versions(str(python))
+    assert found["torch"] == "9.9.9+other" and found["cuda"] == "12.9" and found["gpu"] is None
+    assert found["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert bench.script_versions(str(tmp_path / "no-such-python"))["torch"] is None
+
+
+@pytest.mark.slow
+def test_the_json_records_the_script_python_and_the_host(data_dir: Path, tmp_path: Path) -> None:
+    fake = bench.write_fake_script(tmp_path / "fake_airbench.py")
+    out = tmp_path / "airbench.json"
+    assert bench.main(["--script", str(fake), "--runs", "1", "--data", str(data_dir),
+                       "--quiet", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["torch"] == torch.__version__ and doc["python_version"]
+    for key in ("device_name", "cpu_cores", "platform", "dlbox"):
+        assert doc["environment"].get(key) is not None, key
+
+
+def test_a_dlbox_json_from_other_hardware_gets_a_note() -> None:
+    # a speedrun.json measured on the CPU (or another GPU) gave a ratio with no word of it
+    doc = {"environment": {"device_name": "AMD EPYC (2 cores)"}}
+    notes = bench.same_hardware_notes(doc, "NVIDIA H200")
+    assert len(notes) == 1 and notes[0].startswith("different hardware: dlbox ran on AMD EPYC")
+    assert bench.same_hardware_notes(doc, "AMD EPYC (2 cores)") == []
+    assert bench.same_hardware_notes({}, "NVIDIA H200") == []  # nothing recorded: no claim
+
+
+def test_compare_counts_only_the_dlbox_runs_behind_its_mean() -> None:
+    doc = dlbox_doc(1.5, 0.94, runs=10)
+    for run in doc["runs"][:3]:
+        run["failed"] = "train loss nan in epoch 2"  # out of time_to_accuracy's summary
+    airbench = {"time_seconds": {"mean": 2.0}, "tta_val_acc": {"mean": 0.94, "n": 10}}
+    assert bench.compare(airbench, doc)["dlbox"]["runs"] == 7

@@ -223,3 +223,16 @@ def test_main_writes_summary_json(session: tuple[Path, Path],
     assert printed[3].split()[-4:] == [">=", "0.908", "0.912", "PASS"]
     assert sum(line.endswith("  PASS") for line in printed) == 10
     assert printed[-1] == f"wrote {out / 'summary.json'}"
+
+
+def test_failed_speedrun_runs_do_not_count(session: tuple[Path, Path]) -> None:
+    # time_to_accuracy.py keeps a failed run (NaN loss) in "runs", out of the summary: ten
+    # runs of which two failed are eight runs behind the mean, short of the target
+    out, work = session
+    runs = [{"peak_memory_mib": 1000.0, "failed": None} for _ in range(8)]
+    runs += [{"peak_memory_mib": 1000.0, "failed": "train loss nan in epoch 3"}] * 2
+    _write(out / "speedrun.json", {
+        "summary": {"tta_accuracy": {"mean": 0.912}, "time_seconds": {"mean": 1.6}},
+        "runs": runs, "failed_runs": 2})
+    rows = _targets(out, work)
+    assert rows["speedrun_runs"]["value"] == 8 and rows["speedrun_runs"]["pass"] is False
