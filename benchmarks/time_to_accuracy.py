@@ -62,6 +62,7 @@ from dlbox.errors import EXIT_ERROR, EXIT_INTERRUPTED, DlboxError, UsageError
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.models.registry import create_model
 from dlbox.models.speedrun import SpeedrunNet
+from dlbox.text import plural
 from dlbox.training.config import TrainConfig, build_config
 from dlbox.training.device import configure_host, resolve_device
 from dlbox.training.manifest import build_manifest
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     environment = build_manifest(device, data_dir, train_set.source)
     print(f"time to accuracy: {base.model} on {device} = {environment['device_name']}, "
           f"{threads} CPU threads, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"{len(train_set)} train / {len(test_set)} test images, {base.epochs} epochs, "
+          f"{len(train_set)} train / {len(test_set)} test images, {plural(base.epochs, 'epoch')}, "
           f"{args.runs} run(s)")
 
     speedrun_changes = {"precision": args.precision, "compile_mode": args.compile_mode}
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "momentum": tutorial.momentum, **baseline,
                                 "train_seconds_ratio": ratio,
                                 "time_seconds_ratio": time_ratio}
-        print(run_line(f"baseline {tutorial.model} ({tutorial.epochs} epochs, batch "
+        print(run_line(f"baseline {tutorial.model} ({plural(tutorial.epochs, 'epoch')}, batch "
                        f"{tutorial.batch_size})", baseline))
         print(f"training time {base.model} / {tutorial.model}: {num(ratio, '.3f')}; "
               f"training + final evaluation: {num(time_ratio, '.3f')}  "
