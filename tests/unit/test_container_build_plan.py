@@ -988,6 +988,16 @@ def test_the_smoke_test_fails_on_a_syntax_error_in_the_projects_code(
     assert info.value.message == "the project's code does not compile: pkg/train.py:3: " \
                                  "invalid syntax"
     assert ".dockerignore" in (info.value.hint or "")
+    # With another failure too, the smoke test's full summary is the error (pip check's
+    # failure not hidden behind the compile error), and the image is kept for a look.
+    both = checks + [{"name": "pip_check", "ok": False, "detail": "torch 2 requires x, "
+                      "which is not installed", "seconds": 0.1}]
+    result = parse_smoke_output("DLBOX_SMOKE " + json.dumps(
+        {"ok": False, "framework": "torch", "checks": both}), "", 1)
+    with pytest.raises(ContainerError) as info:
+        require_smoke_ok(result, "sha256:" + "b" * 64)
+    assert info.value.message.startswith("the new image fails its smoke test: ")
+    assert "pip_check" in info.value.message and "project_sources" in info.value.message
 
 
 def test_the_smoke_test_imports_the_package_the_project_installs() -> None:
@@ -999,6 +1009,33 @@ def test_the_smoke_test_imports_the_package_the_project_installs() -> None:
     exec(compile(smoke_script(), "smoke_check.py", "exec"), script)  # noqa: S102 - our own
     assert script["dist_modules"]("packaging") == ["packaging"]
     assert script["dist_modules"]("dlbox-no-such-distribution") == []
+    # Found in review: a project's `train.py`, installed as module `train`, was imported, so
+    # the smoke test ran the training script. Single-file modules are scripts: left out.
+    assert script["dist_modules"]("typing_extensions") == []
+
+
+def test_a_module_that_exits_when_imported_is_a_failed_check_not_a_lost_result(
+        tmp_path: Path) -> None:
+    """`sys.exit(main())` at import ended the smoke script before its result line, so the
+    build failed with no reason. And a link whose target stayed outside the build context,
+    or an unreadable file, is skipped by the compile check, not called a syntax error."""
+    import sys
+    from typing import Any
+
+    from dlbox.container.smoke import smoke_script
+
+    script: dict[str, Any] = {"__name__": "dlbox_smoke"}
+    exec(compile(smoke_script(), "smoke_check.py", "exec"), script)  # noqa: S102 - our own
+    assert script["check"]("import train", lambda: sys.exit(3)) is False
+    last = script["RESULT"]["checks"][-1]
+    assert last["name"] == "import train" and last["detail"].startswith("SystemExit: 3")
+    (tmp_path / "ok.py").write_text("x = 1\n")
+    (tmp_path / "common.py").symlink_to(tmp_path / "outside" / "common.py")
+    assert script["compile_sources"](str(tmp_path)) == \
+        "1 Python files compile (1 unreadable, skipped)"
+    (tmp_path / "bad.py").write_text("def f(:\n")
+    with pytest.raises(AssertionError, match=r"^bad.py:1: "):
+        script["compile_sources"](str(tmp_path))
 
 
 # ---- pip's resolution failing on a requirement ---------------------------------------------

@@ -122,9 +122,10 @@ def require_smoke_ok(result: SmokeResult, image: str) -> None:
         look = f"docker run --rm -it {short} bash"
         if any(check.name == "pip_check" for check in result.failures):
             look = f"docker run --rm {short} pip check"
-        for check in result.failures:
-            if check.name != "project_sources":
-                continue
+        # Only when compiling was all that failed: another failure (pip check, say) must
+        # be shown too, and then the image is kept for a look.
+        for check in result.failures if all(
+                c.name == "project_sources" for c in result.failures) else ():
             # "AssertionError: train.py:3: invalid syntax (<string>:210)": the file and line
             # are the project's; the exception's type and the script's line are noise.
             detail = re.sub(r"^AssertionError: | \([^()]*:\d+\)$", "", check.detail)

@@ -30,7 +30,10 @@ def check(name, fn):
     try:
         detail = fn()
         ok = True
-    except Exception as error:  # noqa: BLE001 - every failure is a result
+    except BaseException as error:  # noqa: BLE001 - every failure is a result (SystemExit too:
+        # a module that exits when imported must not end the script before its result line)
+        if isinstance(error, KeyboardInterrupt):
+            raise
         detail = f"{type(error).__name__}: {error}".strip()
         last = traceback.extract_tb(error.__traceback__)[-1:]
         if last:
@@ -247,7 +250,7 @@ def pip_check():
 def compile_sources(root):
     """Compile (never run, never write bytecode) every .py file under `root`: a syntax error
     in the project's code fails the build, not the user's first run of the image."""
-    count = 0
+    count = skipped = 0
     for folder, subfolders, files in os.walk(root):
         # runs/ is where `dlbox image run` mounts the host's runs folder: not the project's code
         subfolders[:] = sorted(name for name in subfolders
@@ -256,8 +259,12 @@ def compile_sources(root):
             if not name.endswith(".py"):
                 continue
             path = os.path.join(folder, name)
-            with open(path, "rb") as handle:
-                source = handle.read()
+            try:  # a link whose target stayed outside the context, an unreadable file: not
+                with open(path, "rb") as handle:  # a syntax error, and not ours to judge
+                    source = handle.read()
+            except OSError:
+                skipped += 1
+                continue
             try:
                 compile(source, path, "exec", dont_inherit=True)
             except (SyntaxError, ValueError) as error:
@@ -265,29 +272,27 @@ def compile_sources(root):
                 where = os.path.relpath(path, root) + (f":{line}" if line else "")
                 raise AssertionError(f"{where}: {getattr(error, 'msg', error)}") from None
             count += 1
-    return f"{count} Python files compile"
+    return f"{count} Python files compile" + (f" ({skipped} unreadable, skipped)"
+                                              if skipped else "")
 
 
 def dist_modules(dist_name):
-    """The top-level modules an installed distribution provides (top_level.txt, else its
-    RECORD), so the smoke test can import the project as its users will."""
+    """The top-level packages (folders with an __init__.py) an installed distribution
+    provides, so the smoke test can import the project as its users will. Single-file
+    modules are left out: a project's `train.py`, installed as module `train`, is a script,
+    and importing it would run it."""
     from importlib import metadata
 
     try:
         dist = metadata.distribution(dist_name)
     except metadata.PackageNotFoundError:  # installed under another name: nothing to import
         return []
-    names = set((dist.read_text("top_level.txt") or "").split())
-    if not names:
-        for item in dist.files or ():
-            parts = item.parts
-            if not parts or parts[0] in ("..", "__pycache__") \
-                    or parts[0].endswith((".dist-info", ".data")):
-                continue
-            if len(parts) > 1 and parts[-1].endswith(".py"):
-                names.add(parts[0])
-            elif len(parts) == 1 and parts[0].endswith(".py"):
-                names.add(parts[0][:-3])
+    names = set()
+    for item in dist.files or ():
+        parts = item.parts
+        if len(parts) == 2 and parts[1] == "__init__.py" and parts[0] not in ("..", "__pycache__") \
+                and not parts[0].endswith((".dist-info", ".data")):
+            names.add(parts[0])
     return sorted(name for name in names if name.isidentifier() and not name.startswith("_"))
 
 
