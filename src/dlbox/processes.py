@@ -37,10 +37,15 @@ def _pid_namespace(pid: int | str = "self") -> str:
     return "".join(ch for ch in link if ch.isdigit())
 
 
-def owner_id(pid: int | None = None) -> str:
-    """"HOST:PID:START:PIDNS" of process `pid` (this one by default)."""
+def owner_id(pid: int | None = None, *, namespace: bool = False) -> str:
+    """"HOST:PID:START" of process `pid` (this one by default), with ":PIDNS" when
+    `namespace`. Container labels and token folders keep the three parts: an older dlbox
+    reads everything after the pid as the start time, so a fourth part would make it judge a
+    live owner gone (and remove its notebook container). Names only this dlbox reads (a
+    fetch's temp folder) carry the namespace."""
     pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}:{_pid_namespace(pid)}"
+    owner = f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+    return f"{owner}:{_pid_namespace(pid)}" if namespace else owner
 
 
 def owner_gone(owner: str) -> bool:

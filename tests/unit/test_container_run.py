@@ -551,3 +551,25 @@ def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_owner_label_keeps_the_form_older_dlbox_versions_read() -> None:
+    """Found in review: an owner id of four parts (with the pid namespace) read by an older
+    dlbox, which takes everything after the pid as the start time, never matched, so that
+    dlbox judged a live owner gone and removed its notebook container on a shared engine.
+    Labels keep HOST:PID:START; only names no other version reads carry the namespace."""
+    import os
+
+    from dlbox.container.owner import owner_gone, owner_id
+
+    label = owner_id()
+    host, pid, start = label.split(":")  # exactly three parts
+    assert pid == str(os.getpid())
+    older_reads_start = label.partition(":")[2].partition(":")[2]  # the old parser's split
+    assert older_reads_start == start and start.isdigit()
+    assert not owner_gone(label)
+    with_namespace = owner_id(namespace=True)
+    assert with_namespace.startswith(label + ":") and not owner_gone(with_namespace)
+    # another pid namespace's owner is never judged, even where its pid is free here
+    assert not owner_gone(f"{host}:{2**22 + 1}:1:1")
+    assert owner_gone(f"{host}:{2**22 + 1}:1")

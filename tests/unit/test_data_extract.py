@@ -347,11 +347,11 @@ def test_the_temp_folder_of_a_fetch_killed_outright_goes_at_once(tmp_path: Path)
     try:
         assert child.stdout is not None and child.stdout.readline() == "extracting\n"
         (killed,) = data_dir.glob(".cifar-10-batches-py.*.tmp")
-        assert extract_module.staging_owner(killed) == owner_id(child.pid)
+        assert extract_module.staging_owner(killed) == owner_id(child.pid, namespace=True)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    live = data_dir / f".cifar-10-batches-py.{owner_id()}.abcd1234.tmp"
+    live = data_dir / f".cifar-10-batches-py.{owner_id(namespace=True)}.abcd1234.tmp"
     elsewhere = data_dir / f".cifar-10-batches-py.{socket.gethostname()}-other:1:1:1.x.tmp"
     for folder in (live, elsewhere):
         folder.mkdir()

@@ -278,7 +278,8 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
     leftover: tuple[Path, OSError] | None = None
     try:
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{BATCHES_DIRNAME}.{owner_id()}.",
+            owner = owner_id(namespace=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{BATCHES_DIRNAME}.{owner}.",
                                             suffix=".tmp", dir=data_dir))
         except OSError as error:
             raise data_dir_error(data_dir, error, "create a temp folder") from None
