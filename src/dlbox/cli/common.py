@@ -28,6 +28,17 @@ def reject_empty_paths(args: argparse.Namespace, names: tuple[str, ...]) -> None
                                   "set?), or leave the flag out for its default")
 
 
+def reject_empty_run_dir(args: argparse.Namespace) -> None:
+    """RUN_DIR given as "" (`dlbox evaluate "$RUN"` with RUN unset) is an error: as a Path it
+    is ".", so run from inside a run dir it would silently evaluate (or predict with) that
+    one. Worded as `image build` words its PROJECT_DIR."""
+    value = getattr(args, "run_dir", None)
+    if value is not None and not str(value).strip():
+        raise UsageError("RUN_DIR was given as an empty path",
+                         hint="pass the directory `dlbox train` wrote (is the shell variable "
+                              "you used set?)")
+
+
 def path_flag(value: str) -> Path | str:
     """argparse `type` for a path flag: a Path, except that an empty value stays "" for
     reject_empty_paths to refuse (`Path("")` is ".", the current folder, silently)."""

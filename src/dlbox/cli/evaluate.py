@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from dlbox.cli.common import path_flag, reject_empty_paths, reject_empty_run_dir
 from dlbox.errors import EXIT_OK
 
 
@@ -22,9 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "into the run directory."
         ),
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path,
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=path_flag,
                         help="the directory `dlbox train` wrote")
-    parser.add_argument("--data", metavar="DIR", default=None,
+    parser.add_argument("--data", metavar="DIR", default=None, type=path_flag,
                         help="data dir holding the test set (default: the one the run used, "
                              "else $DLBOX_DATA, else the user cache)")
     parser.add_argument("--device", default="auto",
@@ -43,10 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dlbox.cli.common import reject_empty_paths
+    from dlbox.training.checkpoint import checkpoint_path
     from dlbox.training.evaluate import evaluate_run
 
+    # Empty paths are refused before anything is read or written (the run's lock file
+    # included): RUN_DIR "" would be ".", --data "" the default data dir.
+    reject_empty_run_dir(args)
     reject_empty_paths(args, ("data",))
+    checkpoint_path(args.run_dir, args.checkpoint)  # --checkpoint "": its usage error, now
     data_dir = Path(args.data) if args.data else None
     with _not_while_training(args.run_dir):  # SIGTERM: main()'s handler, exit 143
         metrics = evaluate_run(args.run_dir, data_dir=data_dir, device=args.device,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+from dlbox.cli.common import path_flag, reject_empty_paths
 from dlbox.errors import EXIT_INTERRUPTED, UsageError
 from dlbox.jupyter.notebooks import damaged_notebook_hint, notebook_problem, resolve_notebook_dir
 from dlbox.jupyter.probe import StartupTimeout
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "0.0.0.0 or :: opens it to the network)")
     parser.add_argument("--no-browser", action="store_true",
                         help="only print the URL; do not open a browser")
-    parser.add_argument("--notebook-dir", metavar="DIR",
+    parser.add_argument("--notebook-dir", metavar="DIR", type=path_flag,
                         help="folder to serve (default: dlbox's notebooks folder)")
     parser.add_argument("--tag", metavar="IMAGE",
                         help="image to run with --container (default: the dlbox CPU image)")
@@ -86,6 +87,7 @@ def open_in_browser(url: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    reject_empty_paths(args, ("notebook_dir",))  # "" would serve the current folder
     if args.tag is not None and not args.container:
         raise UsageError(f"--tag {args.tag} names the image for --container, which is not "
                          "given", hint="add --container to run Jupyter in that image, or "

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dlbox.cli.common import path_flag, reject_empty_run_dir
 from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from dlbox.text import plural
 
 if TYPE_CHECKING:
     from dlbox.training.predict import PredictionResult
+
+
+EMPTY_IMAGE_PATH = "an empty path, not an image file (is the shell variable you used set?)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "still get predictions. Exit code: 0 all succeeded, 3 some failed, 1 all failed."
         ),
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path,
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=path_flag,
                         help="the directory `dlbox train` wrote")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
     parser.add_argument("--top-k", type=int, default=3, metavar="K",
@@ -62,15 +65,25 @@ def exit_code_for(succeeded: int, failed: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dlbox.training.checkpoint import checkpoint_path
     from dlbox.training.predict import PredictionFailure, predict_images
 
-    results = predict_images(args.run_dir, args.images, device=args.device, top_k=args.top_k,
-                             fit=args.fit, tta=args.tta, checkpoint=args.checkpoint)
+    reject_empty_run_dir(args)  # "" would be ".": the run dir predict was started in
+    checkpoint_path(args.run_dir, args.checkpoint)  # --checkpoint "": its usage error, first
+    # An empty IMAGE ("$IMG" unset) fails on its own like any file that cannot be read (the
+    # others still get predictions), with a reason that says so rather than `no such file`.
+    named = [image for image in args.images if image.strip()]
+    predicted = iter(predict_images(args.run_dir, named, device=args.device,
+                                    top_k=args.top_k, fit=args.fit, tta=args.tta,
+                                    checkpoint=args.checkpoint))
+    results = [next(predicted) if image.strip() else PredictionFailure(image, EMPTY_IMAGE_PATH)
+               for image in args.images]
     failed = 0
     for result in results:
         if isinstance(result, PredictionFailure):
             failed += 1
-            print(f"error: {result.path}: {result.error}", file=sys.stderr)
+            shown = result.path if result.path.strip() else f'"{result.path}"'
+            print(f"error: {shown}: {result.error}", file=sys.stderr)
         elif not args.json:
             print(format_result(result))
     if args.json:
