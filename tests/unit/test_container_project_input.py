@@ -437,6 +437,25 @@ def test_an_apt_txt_package_apt_cannot_find_is_named_with_the_file_to_fix(
     assert "apt.txt" not in build_error("code 1", other, ["Unable to locate package x"]).message
 
 
+def test_apt_that_cannot_reach_its_mirrors_is_named_as_the_network_not_apt_txt() -> None:
+    """Found in review: with no network, `apt-get update` only warns, and then every package
+    is "unable to locate": the error blamed apt.txt. Recorded lines of Debian's apt."""
+    from dlbox.container.engine import build_error
+
+    step = {"number": 5, "total": 7, "instruction": "RUN apt-get update     && apt-get ..."}
+    log = ["Err:1 http://deb.debian.org/debian bookworm InRelease",
+           "  Temporary failure resolving 'deb.debian.org'",
+           "W: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  "
+           "Temporary failure resolving 'deb.debian.org'",
+           "W: Some index files failed to download. They have been ignored, or old ones used "
+           "instead.", "Reading package lists...", "E: Unable to locate package build-essential"]
+    failed = build_error("The command ... returned a non-zero code: 100", step, log)
+    assert failed.message == ("image build failed at step 5/7 (RUN apt-get update     && "
+                              "apt-get ...): apt could not reach its package mirrors "
+                              "(Temporary failure resolving 'deb.debian.org')")
+    assert "proxy" in (failed.hint or "") and "apt.txt" not in failed.message
+
+
 def test_offline_with_an_apt_txt_is_refused_before_the_build(tmp_path: Path) -> None:
     from dlbox.container.build import BuildRequest, plan
 

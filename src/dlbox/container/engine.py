@@ -236,9 +236,32 @@ def apt_missing(log: Sequence[str]) -> str | None:
     return None
 
 
+_APT_UNREACHABLE = re.compile(r"Temporary failure resolving '[^']+'|Could not resolve '[^']+'"
+                              r"|Could not connect to [^\s]+|Failed to fetch \S+")
+
+
+def apt_unreachable(log: Sequence[str]) -> str | None:
+    """apt's words when it could not reach a mirror ("Temporary failure resolving
+    'deb.debian.org'"), from the build's output; None when it could."""
+    for line in log:
+        match = _APT_UNREACHABLE.search(line)
+        if match:
+            return match.group(0)
+    return None
+
+
 def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -> ContainerError:
     where = (f" at step {step['number']}/{step['total']} ({step['instruction'][:70]})"
              if step else "")
+    unreachable = apt_unreachable(log[-40:])
+    if step is not None and step["instruction"].startswith("RUN apt-get") and unreachable:
+        # Then every package is "unable to locate": the network, not apt.txt, is the cause.
+        return ContainerError(
+            f"image build failed{where}: apt could not reach its package mirrors "
+            f"({unreachable})",
+            hint="check the engine's network and proxy (HTTP_PROXY / HTTPS_PROXY reach the "
+                 "build as build arguments), or use a base image that already has the "
+                 "packages")
     if step is not None and step["instruction"].startswith("RUN apt-get") \
             and (package := apt_missing(log[-40:])) is not None:
         # apt's own words ("E: Unable to locate package x", exit code 100) do not say that
@@ -289,9 +312,9 @@ def tag_image(client: Any, image_id: str, tags: Sequence[str]) -> None:
 
 def remove_replaced_image(client: Any, image_id: str, label: str | None) -> str:
     """Remove an image that a new build took its tags from, if it is now untagged and carries
-    `label` (dlbox built it; None: the tag alone says so, as for a deps stage, which has no
-    labels): "removed", "in use" (a container still uses it), or "kept" (tagged elsewhere,
-    not dlbox's, or already gone)."""
+    `label` (dlbox built it: dlbox.project on an image, dlbox.stage on a deps stage; None:
+    the tag alone says so): "removed", "in use" (a container still uses it), or "kept"
+    (tagged elsewhere, not dlbox's, or already gone)."""
     import docker
 
     data = inspect_image(client, image_id)
