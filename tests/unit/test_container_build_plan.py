@@ -1131,11 +1131,14 @@ def test_a_dependency_change_removes_the_deps_stage_it_replaced(
     def tag(client: object, image_id: str, tags: list[str]) -> None:
         images.update({name: "sha256:" + image_id for name in tags})
 
+    deps_label = {"Config": {"Labels": {S.DEPS_STAGE_LABEL: "deps"}}}
+    theirs = {"sha256:" + "f" * 64}  # an image the user tagged app:gpu-deps themselves
     monkeypatch.setattr(engine, "inspect_image", lambda client, name: (
-        {"Id": images[name]} if name in images else None))
+        {"Id": images[name], **({} if images[name] in theirs else deps_label)}
+        if name in images else None))
     monkeypatch.setattr(engine, "tag_image", tag)
-    monkeypatch.setattr(engine, "remove_replaced_image",
-                        lambda client, image_id, label: removed.append(image_id) or "removed")
+    monkeypatch.setattr(engine, "remove_replaced_image", lambda client, image_id, label: (
+        removed.append(image_id) or "removed" if label == S.DEPS_STAGE_LABEL else "kept"))
     result = engine.BuildResult(image_id="sha256:" + "a" * 64, log=BUILD_LOG)
     notes = B._tag_deps_stage(object(), result, "p1:cpu")
     assert images["p1:cpu-deps"] == "sha256:b5ab15b3f973"
@@ -1143,6 +1146,13 @@ def test_a_dependency_change_removes_the_deps_stage_it_replaced(
     assert notes == ["removed the dependency stage this build replaced (eeeeeeeeeeee)"]
     removed.clear()  # a code-only rebuild: the same deps stage, nothing removed
     assert B._tag_deps_stage(object(), result, "p1:cpu") == [] and removed == []
+    # Found in review: NAME:TAG-deps naming the user's own image was moved and that image
+    # deleted. An image without dlbox's deps-stage label is left alone, tag and all.
+    images["app:gpu-deps"] = "sha256:" + "f" * 64
+    notes = B._tag_deps_stage(object(), result, "app:gpu")
+    assert images["app:gpu-deps"] == "sha256:" + "f" * 64 and removed == []
+    assert notes == ["the dependency stage b5ab15b3f973 is left untagged: app:gpu-deps names "
+                     "an image that is not a dlbox dependency stage"]
 
 
 def test_a_project_that_sends_data_is_told_before_the_build_not_after(

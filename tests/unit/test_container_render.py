@@ -269,7 +269,7 @@ def test_dockerfile_string_escapes() -> None:
 def docker_label_values(dockerfile: str) -> dict[str, str]:
     """LABEL key="value" pairs as the engine reads them: in a double-quoted word, \\ escapes
     only ", $ and \\ (any other backslash stays), and an unescaped $ would be expanded."""
-    instruction = dockerfile.split("\nLABEL ", 1)[1]
+    instruction = dockerfile.rsplit("\nLABEL ", 1)[1]  # the image's (the last; deps has one)
     text = re.sub(r"\\\n\s*", " ", instruction.rstrip("\n"))  # line continuations
     assert "\n" not in text, "a line break inside the LABEL instruction"
     labels: dict[str, str] = {}

@@ -1179,13 +1179,17 @@ def _tag_deps_stage(client: Any, result: engine.BuildResult, tag: str) -> list[s
     name = deps_tag(tag)
     try:
         old = engine.inspect_image(client, name)
+        if old and S.DEPS_STAGE_LABEL not in ((old.get("Config") or {}).get("Labels") or {}):
+            # NAME:TAG-deps is an image dlbox did not make (the user's own): leave it alone
+            return [f"the dependency stage {deps[:19]} is left untagged: {name} names an "
+                    "image that is not a dlbox dependency stage"]
         engine.tag_image(client, deps, [name])
         new = engine.inspect_image(client, name)
+        if not old or not new or old.get("Id") == new.get("Id"):
+            return []
+        outcome = engine.remove_replaced_image(client, old["Id"], S.DEPS_STAGE_LABEL)
     except ContainerError as error:  # the image is built and tagged: this is housekeeping
-        return [f"the dependency stage {deps} is left untagged: {error.message}"]
-    if not old or not new or old.get("Id") == new.get("Id"):
-        return []
-    outcome = engine.remove_replaced_image(client, old["Id"], None)
+        return [f"the dependency stage {deps[:19]} is left untagged: {error.message}"]
     short = old["Id"].removeprefix("sha256:")[:12]
     return [f"removed the dependency stage this build replaced ({short})"] \
         if outcome == "removed" else []

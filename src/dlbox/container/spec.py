@@ -119,6 +119,7 @@ class ImageSpec:
 
 
 PROJECT_LABEL = "dlbox.project"  # on every image dlbox builds
+DEPS_STAGE_LABEL = "dlbox.stage"  # "deps" on the deps stage (deps_install.Dockerfile)
 
 
 def image_labels(spec: ImageSpec) -> tuple[tuple[str, str], ...]:

@@ -1,3 +1,4 @@
 RUN pip install --no-deps{{pip_options}} \
         -r /opt/dlbox/requirements.lock.txt \
     && pip check
+LABEL dlbox.stage="deps"
