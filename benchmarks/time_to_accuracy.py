@@ -35,9 +35,12 @@ On CUDA one short untimed warm-up run (1 epoch on two batches) comes first (--wa
 
 A run whose training loss is not finite (NaN, inf) or that gives no accuracy is printed as
 FAILED, kept in the JSON's runs with its "failed" reason, left out of the summary and the
-ratios, and makes the exit status 1. Bad input is one `error:` line and a `hint:` line, exit
-status 2, before any training (an unwritable --json path included; so are --compile,
---precision and --tta-level with a model the generic loop trains: it has none of them).
+ratios, and makes the exit status 1 (the generic loop stops such a run at the epoch where its
+loss turns NaN; the baseline's failure counts too). Bad input is one `error:` line and a
+`hint:` line, exit status 2, before any training (an unwritable --json path included, and
+--num-train or --baseline-num-train beyond the data; so are --compile, --precision and
+--tta-level with a model the generic loop trains: it has none of them). Any other error once
+the runs have started stops the benchmark with its `error:` line, exit status 1, no JSON.
 Ctrl-C (or SIGTERM) stops the benchmark with exit status 130 and writes no JSON: half a
 benchmark is no result.
 """
@@ -58,7 +61,7 @@ import torch
 
 from dlbox.benchmark_report import check_writable, num, pct, summarize, summary_lines
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import EXIT_ERROR, EXIT_INTERRUPTED, DlboxError, UsageError
+from dlbox.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, DlboxError, UsageError
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.models.registry import create_model
 from dlbox.models.speedrun import SpeedrunNet
@@ -205,16 +208,40 @@ def failure_of(losses: list[Any], accuracy: float | None) -> str | None:
     return None
 
 
+# How the generic loop's divergence error (dlbox.training.loop._diverged) begins; nothing
+# else it raises is a failed run.
+DIVERGED = "training diverged in epoch "
+
+
+def divergence_of(error: DlboxError) -> str | None:
+    """The failed reason of a generic run stopped by a NaN / infinite loss, or None when
+    `error` is anything else (those still stop the benchmark)."""
+    if type(error) is not DlboxError or not error.message.startswith(DIVERGED):
+        return None
+    # Its "(… <run dir> keeps the last good one)" names a temporary dir that is gone.
+    return error.message.split(" (", 1)[0]
+
+
 def generic_once(config: TrainConfig, device: torch.device, test_set: ImageDataset
                  ) -> dict[str, Any]:
-    """A run of dlbox's generic loop in a throw-away run dir, then both evaluations."""
+    """A run of dlbox's generic loop in a throw-away run dir, then both evaluations. A run
+    the loop stops for a NaN or infinite loss is a failed run, not an error: the speedrun
+    trainer's NaN runs are too (failure_of), and the finished runs are kept."""
     from dlbox.training.checkpoint import load_model_from_run
     from dlbox.training.evaluate import build_model_fn, evaluate_model
     from dlbox.training.loop import train
 
     with tempfile.TemporaryDirectory(prefix="dlbox-tta-bench-") as tmp:
-        run_dir = train(config.replace(run_dir=str(Path(tmp) / "run")), progress=False,
-                        evaluate_at_end=False)
+        try:
+            run_dir = train(config.replace(run_dir=str(Path(tmp) / "run")), progress=False,
+                            evaluate_at_end=False)
+        except DlboxError as error:
+            reason = divergence_of(error)
+            if reason is None:
+                raise
+            return {"accuracy": None, "tta_accuracy": None, "failed": reason,
+                    "train_seconds": None, "eval_seconds": None, "time_seconds": None,
+                    "images_per_second": None, "timer": "perf_counter (synchronised)"}
         final = read_json(run_dir / "metrics.json")["final"]
         history = read_json(run_dir / "metrics.json")["history"]
         loaded = load_model_from_run(run_dir, device)
@@ -270,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from dlbox.training.loop import load_split
 
+    PROGRESS["training"] = False  # bad input until the first run starts (cli: exit 2, not 1)
+
     device = resolve_device(args.device)
     threads = configure_host(device, args.threads)
     data_dir = Path(args.data).expanduser().resolve()
@@ -287,9 +316,21 @@ def main(argv: list[str] | None = None) -> int:
                          f"--model {base.model} is trained by the generic loop",
                          hint=f"leave {', '.join(speedrun_only)} out, or pick a speedrun model")
     load_start = time.perf_counter()
-    # refuse_short: fewer images than asked would make a faster, meaningless benchmark
-    train_set = load_split(data_dir, "train", args.num_train, refuse_short=True)
+    # Counts beyond the data are refused (refuse_short and the loop below): fewer images than
+    # asked would make a faster, meaningless benchmark.
+    all_train = load_split(data_dir, "train", None)
     test_set = load_split(data_dir, "test", args.num_test, refuse_short=True)
+    # The baseline's counts too, here and not when it starts, after every recipe run: it
+    # trains on the same data dir (its test images: --num-test, checked just above).
+    for flag, limit in (("--num-train", args.num_train),
+                        ("--baseline-num-train", args.baseline_num_train if args.baseline
+                         else None)):
+        if limit is not None and limit > len(all_train):
+            raise UsageError(f"{flag} {limit} is more than the {len(all_train):,} train "
+                             f"images in {data_dir}",
+                             hint=f"pass {flag} {len(all_train)} or less, or leave {flag} "
+                                  "out to use them all")
+    train_set = all_train.subset(args.num_train)
     load_seconds = time.perf_counter() - load_start
     environment = build_manifest(device, data_dir, train_set.source)
     print(f"time to accuracy: {base.model} on {device} = {environment['device_name']}, "
@@ -299,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
 
     speedrun_changes = {"precision": args.precision, "compile_mode": args.compile_mode}
     warmups = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
+    PROGRESS["training"] = True  # from here an error is a failed benchmark (exit 1)
     for _ in range(warmups):
         small = base.replace(epochs=1, num_train=min(len(train_set), 2 * base.batch_size))
         run_once(small, device, train_set.subset(small.num_train), test_set,
@@ -338,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "failed_runs": failed,
         "summary": summary,
     }
+    failed_baseline = False
     if args.baseline:
         tutorial = build_config(args.baseline, device=str(device), epochs=args.baseline_epochs,
                                 seed=args.seed, data_dir=str(data_dir),
@@ -355,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "time_seconds_ratio": time_ratio}
         print(run_line(f"baseline {tutorial.model} ({plural(tutorial.epochs, 'epoch')}, batch "
                        f"{tutorial.batch_size})", baseline))
+        if baseline.get("failed"):
+            failed_baseline = True
+            print("the baseline FAILED: no ratios (exit status 1)")
         print(f"training time {base.model} / {tutorial.model}: {num(ratio, '.3f')}; "
               f"training + final evaluation: {num(time_ratio, '.3f')}  "
               f"(accuracy {pct(summary['accuracy']['mean'])} vs {pct(baseline['accuracy'])}; "
@@ -362,11 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json_atomic(Path(args.json), document)
         print(f"wrote {args.json}")
-    return EXIT_ERROR if failed else 0
+    return EXIT_ERROR if failed or failed_baseline else 0
 
 
 # How far main got, for the message when it is interrupted.
-PROGRESS: dict[str, Any] = {"runs": [], "total": 0, "phase": None}
+PROGRESS: dict[str, Any] = {"runs": [], "total": 0, "phase": None, "training": False}
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -394,7 +440,9 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         if error.hint:
             print(f"hint: {error.hint}", file=sys.stderr)
-        return 2
+        # Bad input is found before any training (exit status 2); an error once the runs
+        # have started is a failed benchmark, like a failed run (1).
+        return EXIT_ERROR if PROGRESS["training"] else EXIT_USAGE
 
 
 if __name__ == "__main__":

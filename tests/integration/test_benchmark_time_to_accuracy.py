@@ -92,7 +92,7 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("bad", [
     ("--data", "MISSING"), ("--runs", "0"), ("--epochs", "-1"), ("--json", "UNWRITABLE"),
     ("--model", "no-such-model"), ("--num-train", "100000"), ("--warmup", "-1"),
-    ("--baseline-epochs", "0"), ("--compile-mode", "default"),
+    ("--baseline-epochs", "0"), ("--baseline-num-train", "1000"), ("--compile-mode", "default"),
     # speedrun-only options with a generic model were silently ignored, yet in the JSON
     ("--model", "tiny --compile"), ("--model", "tiny --tta-level 0")])
 def test_bad_input_is_an_error_and_a_hint_before_any_training(bad: tuple[str, str],
@@ -180,6 +180,101 @@ def test_a_run_with_a_nan_loss_is_reported_not_averaged_in(small_data: Path, tmp
     good = [doc["runs"][0]["accuracy"], doc["runs"][2]["accuracy"]]
     assert doc["summary"]["accuracy"]["n"] == 2
     assert doc["summary"]["accuracy"]["mean"] == pytest.approx(sum(good) / 2)
+
+
+def test_baseline_num_train_beyond_the_data_is_refused_before_any_training(
+        small_data: Path, tmp_path: Path) -> None:
+    # It used to be found only after every recipe run had trained, as "--num-train 1000 is
+    # more than the 200 train images": the wrong flag, and the runs' minutes thrown away.
+    out = tmp_path / "bench.json"
+    proc = _bench("--data", str(small_data), "--model", "tiny", "--runs", "1", "--epochs",
+                  "1", "--device", "cpu", "--threads", "1", "--baseline", "tutorial",
+                  "--baseline-epochs", "1", "--baseline-num-train", "1000", "--json", str(out))
+    assert proc.returncode == 2, proc.stdout[-1000:] + proc.stderr[-2000:]
+    assert "run 1/" not in proc.stdout and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-2].startswith("error: --baseline-num-train 1000 ") and "200" in lines[-2]
+    assert lines[-1].startswith("hint: ") and "--baseline-num-train" in lines[-1]
+    assert not out.exists()
+
+
+def _diverge_on_call(monkeypatch: pytest.MonkeyPatch, which: int) -> None:
+    """Make the generic loop's `which`-th training (1-based) have a NaN loss: the real loop
+    then stops it with its divergence error."""
+    import torch
+
+    import dlbox.training.loop as loop
+
+    real_train = loop.train
+    real_forward = torch.nn.CrossEntropyLoss.forward
+    calls: list[int] = []
+    poisoned: list[bool] = [False]
+
+    def train(*args, **kwargs):
+        calls.append(1)
+        poisoned[0] = len(calls) == which
+        try:
+            return real_train(*args, **kwargs)
+        finally:
+            poisoned[0] = False
+
+    def forward(self, *args, **kwargs):
+        loss = real_forward(self, *args, **kwargs)
+        return loss * float("nan") if poisoned[0] else loss
+
+    monkeypatch.setattr(loop, "train", train)
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", forward)
+
+
+@pytest.mark.slow
+def test_a_generic_run_that_diverges_is_reported_not_fatal(small_data: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    # The generic loop raises on a NaN loss; that error used to end the whole benchmark with
+    # exit status 2 and no JSON, throwing the finished runs away.
+    bench = _load_module()
+    _diverge_on_call(monkeypatch, 2)
+    monkeypatch.setattr(bench.signal, "signal", lambda *args: None)  # leave pytest's SIGTERM
+    out = tmp_path / "bench.json"
+    status = bench.cli(["--data", str(small_data), "--model", "tiny", "--runs", "3",
+                        "--epochs", "1", "--device", "cpu", "--threads", "1",
+                        "--json", str(out)])
+    captured = capsys.readouterr()
+    assert status == 1, captured.err[-2000:]
+    assert "run 2/3: FAILED (training diverged in epoch 1" in captured.out
+    assert "1 of 3 run(s) FAILED" in captured.out and "over 2 run(s)" in captured.out
+    doc = read_json(out)
+    assert doc["failed_runs"] == 1
+    assert [bool(r["failed"]) for r in doc["runs"]] == [False, True, False]
+    assert "diverged" in doc["runs"][1]["failed"]
+    assert doc["summary"]["accuracy"]["n"] == 2
+
+
+@pytest.mark.slow
+def test_an_error_during_the_runs_is_exit_status_1_not_a_failed_run(
+        small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Only the divergence error is a failed run; any other error still stops the benchmark,
+    # but it is not bad input (exit status 2): the input passed every check.
+    import dlbox.training.loop as loop
+    from dlbox.errors import DlboxError
+
+    bench = _load_module()
+
+    def broken(*args, **kwargs):
+        raise DlboxError("the disk went away", hint="put it back")
+
+    monkeypatch.setattr(loop, "train", broken)
+    monkeypatch.setattr(bench.signal, "signal", lambda *args: None)
+    out = tmp_path / "bench.json"
+    status = bench.cli(["--data", str(small_data), "--model", "tiny", "--runs", "2",
+                        "--epochs", "1", "--device", "cpu", "--threads", "1",
+                        "--json", str(out)])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "error: the disk went away" in captured.err and "FAILED" not in captured.out
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("bad", [("--repeats", "0"), ("--seconds", "0"), ("--json", "BLOCKED")])
