@@ -27,14 +27,29 @@ def _process_start(pid: int) -> str:
 
 
 def _pid_namespace(pid: int | str = "self") -> str:
-    """The inode of a process's pid namespace ("4026531836"); "" if unknown. Two containers
-    sharing the host's name (`--network host`) still have their own pids: a pid missing in
-    ours may be alive in theirs."""
+    """Where a pid means something: the inode of the process's pid namespace, and this
+    machine's id ("4026531836-3d1219c7c4c5404a"); "" if unknown. Two containers sharing the
+    host's name (`--network host`) still have their own pids, and every machine's first pid
+    namespace has the same inode (cloned VMs sharing a data dir over NFS may share a name
+    too): a pid missing here may be alive there."""
     try:
         link = os.readlink(f"/proc/{pid}/ns/pid")  # "pid:[4026531836]"
     except OSError:
         return ""
-    return "".join(ch for ch in link if ch.isdigit())
+    namespace = "".join(ch for ch in link if ch.isdigit())
+    return f"{namespace}-{_machine_id()}" if _machine_id() else namespace
+
+
+def _machine_id() -> str:
+    """The first 16 hex digits of /etc/machine-id (systemd's, or D-Bus's); "" where none."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            text = Path(path).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text and all(ch in "0123456789abcdef" for ch in text):
+            return text[:16]
+    return ""
 
 
 def owner_id(pid: int | None = None, *, namespace: bool = False) -> str:

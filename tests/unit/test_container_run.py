@@ -573,3 +573,9 @@ def test_the_owner_label_keeps_the_form_older_dlbox_versions_read() -> None:
     # another pid namespace's owner is never judged, even where its pid is free here
     assert not owner_gone(f"{host}:{2**22 + 1}:1:1")
     assert owner_gone(f"{host}:{2**22 + 1}:1")
+    here = with_namespace.split(":", 3)[3]
+    assert owner_gone(f"{host}:{2**22 + 1}:1:{here}")
+    # nor another machine's of the same name whose first pid namespace has our inode
+    inode = here.split("-")[0]
+    if "-" in here:
+        assert not owner_gone(f"{host}:{2**22 + 1}:1:{inode}-0123456789abcdef")
