@@ -849,7 +849,8 @@ class FakeEngine:
             raise self.error
         return BuildResult(image_id="sha256:" + "a" * 64)
 
-    def smoke(self, client: object, image: str, spec: object, gpu: bool) -> object:
+    def smoke(self, client: object, image: str, spec: object, gpu: bool,
+              compile_sources: bool = True) -> object:
         from dlbox.container.smoke import SmokeCheck, SmokeResult
 
         ok = self.fail_at != "smoke"
@@ -971,6 +972,17 @@ def test_the_smoke_test_fails_on_a_syntax_error_in_the_projects_code(
     assert smoke_environment(setup_py, gpu=False)["DLBOX_SMOKE_DIST"] == ""
     builtin = smoke_environment(S.ImageSpec("dlbox", "builtin", torch, "base"), gpu=False)
     assert builtin["DLBOX_SMOKE_SOURCES"] == "" and builtin["DLBOX_SMOKE_DIST"] == ""
+    # --no-compile-check: a project that ships templates or Python 2 files (which are not
+    # meant to compile) keeps every other check, and relocks with the same flag
+    unchecked = smoke_environment(installed, gpu=False, compile_sources=False)
+    assert unchecked["DLBOX_SMOKE_SOURCES"] == "" and unchecked["DLBOX_SMOKE_DIST"] == "mypkg"
+    from dlbox.cli import build_parser
+    from dlbox.cli.image import _build_request
+
+    args = build_parser().parse_args(["image", "build", "--cpu", "--no-compile-check"])
+    request = _build_request(args)
+    assert request.compile_check is False and request.smoke is True
+    assert B.relock_command(request).endswith("--no-compile-check --relock")
 
     script: dict[str, object] = {"__name__": "dlbox_smoke"}
     exec(compile(smoke_script(), "smoke_check.py", "exec"), script)  # noqa: S102 - our own

@@ -82,6 +82,9 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
     build.add_argument("--no-cache", action="store_true", help="build without the layer cache")
     build.add_argument("--no-smoke", action="store_true",
                        help="skip the smoke test inside the new image")
+    build.add_argument("--no-compile-check", action="store_true",
+                       help="in the smoke test, do not compile the project's .py files (for "
+                            "templates or Python 2 files it ships); the other checks run")
     build.add_argument("--dry-run", action="store_true",
                        help="print the Dockerfile (and how it was chosen); build nothing")
     build.add_argument("--json", action="store_true",
@@ -161,6 +164,7 @@ def _build_request(args: argparse.Namespace) -> Any:
         relock=args.relock,
         no_cache=args.no_cache,
         smoke=not args.no_smoke,
+        compile_check=not args.no_compile_check,
     )
 
 

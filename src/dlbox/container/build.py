@@ -94,6 +94,7 @@ class BuildRequest:
     relock: bool = False
     no_cache: bool = False
     smoke: bool = True
+    compile_check: bool = True  # the smoke test compiles the project's .py files
     buildargs: tuple[tuple[str, str], ...] = ()
 
 
@@ -764,6 +765,8 @@ def relock_command(request: BuildRequest) -> str:
         args.append("--no-cache")
     if not request.smoke:
         args.append("--no-smoke")
+    elif not request.compile_check:
+        args.append("--no-compile-check")
     return shlex.join(args + ["--relock"])
 
 
@@ -1091,7 +1094,8 @@ def build_image(request: BuildRequest, log: Log = print,
                 notes.append(f"GPU checks of the smoke test skipped: {why}; they run when you "
                              "build on the GPU machine")
         log("smoke test inside the new image" + (" (GPU attached)" if gpu_now else ""))
-        smoke_result = run_smoke(client, result.image_id, spec, gpu_now)
+        smoke_result = run_smoke(client, result.image_id, spec, gpu_now,
+                                 compile_sources=request.compile_check)
         failures = smoke_result.failures
         if failures and all(check.name == "project_sources" for check in failures):
             # Only the project's code failed to compile: the error names the file and line,

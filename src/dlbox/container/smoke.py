@@ -60,7 +60,8 @@ def smoke_script() -> str:
     return load_template("smoke_check.py")
 
 
-def smoke_environment(spec: ImageSpec, gpu: bool) -> dict[str, str]:
+def smoke_environment(spec: ImageSpec, gpu: bool, compile_sources: bool = True
+                      ) -> dict[str, str]:
     builtin = spec.project_kind == "builtin"
     imports = "dlbox,dlbox.cli" if builtin else ""
     return {
@@ -72,7 +73,7 @@ def smoke_environment(spec: ImageSpec, gpu: bool) -> dict[str, str]:
         # Another project's code is checked too, without running it: a syntax error in any of
         # its files, or an installed package that does not import (a dependency left out of
         # its requirements), fails the build instead of the image's first run.
-        "DLBOX_SMOKE_SOURCES": "" if builtin else WORKDIR,
+        "DLBOX_SMOKE_SOURCES": "" if builtin or not compile_sources else WORKDIR,
         # Only a [project] name is the installed distribution's; a setup.py project is named
         # after its folder here, which its distribution need not be.
         "DLBOX_SMOKE_DIST": (spec.project_name if spec.project_kind == "pyproject"
@@ -103,12 +104,13 @@ def parse_smoke_output(stdout: str, stderr: str = "", exit_code: int = 0) -> Smo
 
 
 def run_smoke(client: Any, image: str, spec: ImageSpec, gpu: bool,
-              gpus: engine.GpuRequest | None = None) -> SmokeResult:
+              gpus: engine.GpuRequest | None = None, compile_sources: bool = True
+              ) -> SmokeResult:
     """Run the smoke test in `image`; the GPU checks only when `gpu` (a GPU is attached)."""
     request = engine.RunRequest(
         image=image,
         command=("python", "-c", smoke_script()),
-        environment=tuple(sorted(smoke_environment(spec, gpu).items())),
+        environment=tuple(sorted(smoke_environment(spec, gpu, compile_sources).items())),
         gpus=(gpus or engine.GpuRequest(count=-1)) if gpu else None,
         network="none",
     )
@@ -131,8 +133,10 @@ def require_smoke_ok(result: SmokeResult, image: str) -> None:
             detail = re.sub(r"^AssertionError: | \([^()]*:\d+\)$", "", check.detail)
             raise ContainerError(
                 f"the project's code does not compile: {detail}",
-                hint="fix that file and build again (only the code layer is rebuilt), or "
-                     "leave it out of the image in the project's .dockerignore",
+                hint="fix that file and build again (only the code layer is rebuilt), leave "
+                     "it out of the image in the project's .dockerignore, or, for files that "
+                     "are not meant to compile (templates, Python 2), build with "
+                     "--no-compile-check",
             )
         raise ContainerError(
             f"the new image fails its smoke test: {result.summary().split(': ', 1)[-1]}",
