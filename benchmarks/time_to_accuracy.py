@@ -295,7 +295,7 @@ def run_line(label: str, r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from dlbox.training.loop import load_split
+    from dlbox.training.loop import load_split, refuse_beyond
 
     PROGRESS["training"] = False  # bad input until the first run starts (cli: exit 2, not 1)
 
@@ -325,11 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag, limit in (("--num-train", args.num_train),
                         ("--baseline-num-train", args.baseline_num_train if args.baseline
                          else None)):
-        if limit is not None and limit > len(all_train):
-            raise UsageError(f"{flag} {limit} is more than the {len(all_train):,} train "
-                             f"images in {data_dir}",
-                             hint=f"pass {flag} {len(all_train)} or less, or leave {flag} "
-                                  "out to use them all")
+        refuse_beyond(all_train, limit, flag, "train", data_dir)
     train_set = all_train.subset(args.num_train)
     load_seconds = time.perf_counter() - load_start
     environment = build_manifest(device, data_dir, train_set.source)

@@ -28,15 +28,20 @@ def reject_empty_paths(args: argparse.Namespace, names: tuple[str, ...]) -> None
                                   "set?), or leave the flag out for its default")
 
 
-def reject_empty_run_dir(args: argparse.Namespace) -> None:
-    """RUN_DIR given as "" (`dlbox evaluate "$RUN"` with RUN unset) is an error: as a Path it
-    is ".", so run from inside a run dir it would silently evaluate (or predict with) that
-    one. Worded as `image build` words its PROJECT_DIR."""
-    value = getattr(args, "run_dir", None)
+def reject_empty_positional(value: object, metavar: str, what: str, otherwise: str = "") -> None:
+    """A path argument given as "" (`dlbox evaluate "$RUN"` with RUN unset) is an error: as a
+    Path it is ".", so run from inside a run dir `evaluate` would silently use that one, and
+    `image build` the current folder. `what` says what to pass instead, `otherwise` the
+    other way out."""
     if value is not None and not str(value).strip():
-        raise UsageError("RUN_DIR was given as an empty path",
-                         hint="pass the directory `dlbox train` wrote (is the shell variable "
-                              "you used set?)")
+        raise UsageError(f"{metavar} was given as an empty path",
+                         hint=f"pass {what} (is the shell variable you used set?){otherwise}")
+
+
+def reject_empty_run_dir(args: argparse.Namespace) -> None:
+    """RUN_DIR of `evaluate` and `predict` (reject_empty_positional)."""
+    reject_empty_positional(getattr(args, "run_dir", None), "RUN_DIR",
+                            "the directory `dlbox train` wrote")
 
 
 def path_flag(value: str) -> Path | str:

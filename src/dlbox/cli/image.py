@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dlbox.cli.common import path_flag, reject_empty_paths
+from dlbox.cli.common import path_flag, reject_empty_paths, reject_empty_positional
 from dlbox.errors import UsageError
 
 
@@ -188,10 +188,8 @@ class BuildProgress:
 def run_build(args: argparse.Namespace) -> int:
     from dlbox.container.build import build_image, dry_run
 
-    if args.project_dir is not None and not args.project_dir.strip():
-        raise UsageError("PROJECT_DIR was given as an empty path",
-                         hint="pass the project's folder (is the shell variable you used set?), "
-                              "or leave it out for the current folder")
+    reject_empty_positional(args.project_dir, "PROJECT_DIR", "the project's folder",
+                            ", or leave it out for the current folder")
     reject_empty_paths(args, ("wheelhouse", "ca_cert", "lock"))
     request = _build_request(args)
     if args.dry_run:

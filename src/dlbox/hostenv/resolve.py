@@ -15,6 +15,7 @@ from typing import Any
 from dlbox.errors import HostEnvError, UsageError
 from dlbox.fileio import dataclass_to_json
 from dlbox.hostenv.compat import (
+    DriverFit,
     arch_fit,
     build_fit,
     cuda_arch_range,
@@ -427,6 +428,22 @@ def _torch_build(
 # tensorflow -----------------------------------------------------------------------------
 
 
+def _gpu_then_driver(target: Target, matrix: Matrix, build: str, min_cc: str | None,
+                     cuda: str | None, driver_minimums: list[str]) -> tuple[str | None, DriverFit]:
+    """Why `build` (a TensorFlow release, a jax plugin) cannot run on the target, or None,
+    with its driver fit. The GPU is checked first: a driver can be updated, a GPU cannot; a
+    driver too old adds the driver it needs to `driver_minimums` (for the hint)."""
+    fit = driver_fit(matrix, target.driver, cuda)
+    too_old = _below(target.compute_capabilities, min_cc)
+    if too_old:
+        return (f"{build} needs compute capability >= {min_cc}, GPU has "
+                f"{', '.join(too_old)}", fit)
+    if fit.ok is False:
+        driver_minimums.append(fit.min_driver or "")
+        return f"{build}: driver {target.driver} < {fit.min_driver}", fit
+    return None, fit
+
+
 def _tf_min_cc(matrix: Matrix, cuda: str) -> str:
     table = dict(matrix.tensorflow_min_cc)
     major = (parse_version(cuda) or (0,))[0]
@@ -520,18 +537,11 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
     for release in releases:
         if target.cuda and not same_release(release.cuda, target.cuda):
             continue
-        # the GPU first: a driver can be updated, a GPU cannot
-        min_cc = _tf_min_cc(matrix, release.cuda)
-        too_old = _below(target.compute_capabilities, min_cc)
-        if too_old:
-            rejections.append(f"tensorflow {release.latest} (CUDA {release.cuda}) needs compute "
-                              f"capability >= {min_cc}, GPU has {', '.join(too_old)}")
-            continue
-        fit = driver_fit(matrix, target.driver, release.cuda)
-        if fit.ok is False:
-            rejections.append(f"tensorflow {release.latest} (CUDA {release.cuda}): driver "
-                              f"{target.driver} < {fit.min_driver}")
-            driver_minimums.append(fit.min_driver or "")
+        why, fit = _gpu_then_driver(target, matrix, f"tensorflow {release.latest} (CUDA "
+                                    f"{release.cuda})", _tf_min_cc(matrix, release.cuda),
+                                    release.cuda, driver_minimums)
+        if why:
+            rejections.append(why)
             continue
         reasons = _gpu_reasons(target)
         reasons.append(f"tensorflow {release.latest} is the newest release with a build this "
@@ -608,18 +618,11 @@ def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
                         if plugin.since is None or version_at_least(v, plugin.since)]
             if not versions:
                 continue
-            # the GPU first: a driver can be updated, a GPU cannot
-            too_old = _below(target.compute_capabilities, plugin.min_compute_capability)
-            if too_old:
-                rejections.append(f"jax {versions[-1]} [{plugin.name}] needs compute capability "
-                                  f">= {plugin.min_compute_capability}, GPU has "
-                                  f"{', '.join(too_old)}")
-                continue
-            fit = driver_fit(matrix, target.driver, plugin.cuda)
-            if fit.ok is False:
-                rejections.append(f"jax {versions[-1]} [{plugin.name}]: driver {target.driver} "
-                                  f"< {fit.min_driver}")
-                driver_minimums.append(fit.min_driver or "")
+            why, fit = _gpu_then_driver(target, matrix, f"jax {versions[-1]} [{plugin.name}]",
+                                        plugin.min_compute_capability, plugin.cuda,
+                                        driver_minimums)
+            if why:
+                rejections.append(why)
                 continue
             reasons = _gpu_reasons(target)
             reasons.append(f"jax {versions[-1]} is the newest release with a plugin this host "

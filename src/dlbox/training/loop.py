@@ -259,12 +259,18 @@ def load_split(data_dir: Path, split: str, limit: int | None, *,
     from dlbox.data.loading import load_dataset
 
     dataset = load_dataset(data_dir, split)
-    if refuse_short and limit is not None and limit > len(dataset):
-        flag = f"--num-{split}"
+    if refuse_short:
+        refuse_beyond(dataset, limit, f"--num-{split}", split, data_dir)
+    return dataset.subset(limit)
+
+
+def refuse_beyond(dataset: ImageDataset, limit: int | None, flag: str, split: str,
+                  data_dir: Path) -> None:
+    """UsageError when `flag`'s count of images, `limit`, is more than `dataset` holds."""
+    if limit is not None and limit > len(dataset):
         raise UsageError(f"{flag} {limit} is more than the {len(dataset):,} {split} images in "
                          f"{data_dir}", hint=f"pass {flag} {len(dataset)} or less, or leave "
                                              f"{flag} out to use them all")
-    return dataset.subset(limit)
 
 
 def resolve_data(config: TrainConfig) -> Path:
