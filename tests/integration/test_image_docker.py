@@ -353,3 +353,58 @@ def test_a_projects_syntax_error_fails_the_build_and_a_relock_frees_the_old_deps
                 engine.images.remove(name)
             except docker.errors.ImageNotFound:
                 pass
+
+
+def test_an_image_that_fails_its_smoke_test_is_kept_under_one_name_until_a_build_passes(
+        engine: Any, tmp_path: Path) -> None:
+    # An image that failed its smoke test (here: the project's package does not import) was
+    # kept untagged, one more per attempt, named only by an id in the error's hint.
+    import docker
+
+    require(bool(torch_wheels()), f"a CPU torch wheel in {WHEELHOUSE} (DLBOX_WHEELHOUSE)")
+    project = tmp_path / "dlbox-smoke-import"
+    (project / "brokenpkg").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "dlbox-smoke-import"\nversion = "0.1"\ndependencies = ["torch"]\n\n'
+        '[tool.setuptools]\npackages = ["brokenpkg"]\n')
+    init = project / "brokenpkg" / "__init__.py"
+    init.write_text('raise ImportError("brokenpkg needs a module it does not list")\n')
+    tag = "dlbox-test-failed:cpu"
+    failed_tag = f"{tag}-failed"
+    build = ("image", "build", str(project), "--cpu", "--tag", tag, "--base-image", BASE,
+             "--wheelhouse", str(WHEELHOUSE))
+    try:
+        first = dlbox(*build, timeout=BUILD_TIMEOUT_S)
+        assert first.returncode == 1, first.stderr[-3000:]
+        assert "fails its smoke test" in first.stderr and "import brokenpkg" in first.stderr, \
+            first.stderr[-3000:]
+        assert f"kept as {failed_tag} for a look" in first.stderr, first.stderr[-3000:]
+        assert f"docker run --rm -it {failed_tag} bash" in first.stderr
+        kept = engine.images.get(failed_tag)
+        assert kept.labels.get("dlbox.project") == "dlbox-smoke-import"
+        with pytest.raises(docker.errors.ImageNotFound):
+            engine.images.get(tag)  # the name is given only to an image that passed
+        assert not (project / "dlbox.lock").exists()
+
+        init.write_text('raise ImportError("still broken")\n')  # another image, same fault
+        second = dlbox(*build, timeout=BUILD_TIMEOUT_S)
+        assert second.returncode == 1, second.stderr[-3000:]
+        assert engine.images.get(failed_tag).id != kept.id
+        assert _image_gone(engine, kept.id)  # replaced, not piled up
+
+        init.write_text("VALUE = 1\n")
+        fixed = dlbox(*build, timeout=BUILD_TIMEOUT_S)
+        assert fixed.returncode == 0, fixed.stderr[-3000:]
+        assert f"removed {failed_tag}" in fixed.stdout, fixed.stdout[-2000:]
+        with pytest.raises(docker.errors.ImageNotFound):
+            engine.images.get(failed_tag)
+        assert not engine.images.list(filters={"dangling": True,
+                                               "label": "dlbox.project=dlbox-smoke-import"})
+    finally:
+        for name in (tag, f"{tag}-deps", failed_tag):
+            try:
+                engine.images.remove(name)
+            except docker.errors.ImageNotFound:
+                pass

@@ -1136,6 +1136,10 @@ def test_a_dependency_change_removes_the_deps_stage_it_replaced(
     assert B.deps_stage_image(BUILD_LOG[:8]) is None  # no image stage: nothing to tag
     assert B.deps_tag("p1:cpu") == "p1:cpu-deps"
     assert B.deps_tag("registry:5000/team/app") == "registry:5000/team/app:latest-deps"
+    # Where an image that failed its smoke test is kept: within the engine's 128 characters.
+    assert B.failed_tag("p1:cpu") == "p1:cpu-failed"
+    assert B.failed_tag("registry:5000/team/app") == "registry:5000/team/app:latest-failed"
+    assert len(B.failed_tag("p1:" + "v" * 128).split(":")[1]) == 128
 
     images = {"p1:cpu-deps": "sha256:" + "e" * 64}
     removed: list[str] = []

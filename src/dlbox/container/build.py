@@ -1085,6 +1085,8 @@ def build_image(request: BuildRequest, log: Log = print,
             f"({context.bytes // 2**20} MiB context)")
         result = engine.build(client, context.path, nocache=request.no_cache,
                               buildargs=buildargs, on_event=on_event)
+    tags = [request.tag] if request.tag else [
+        default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]
     smoke_result = None
     if request.smoke:
         gpu_now = False
@@ -1097,13 +1099,18 @@ def build_image(request: BuildRequest, log: Log = print,
         smoke_result = run_smoke(client, result.image_id, spec, gpu_now,
                                  compile_sources=request.compile_check)
         failures = smoke_result.failures
+        kept = result.image_id
         if failures and all(check.name == "project_sources" for check in failures):
             # Only the project's code failed to compile: the error names the file and line,
             # and an image kept for a look would only pile up, one per attempt.
             engine.remove_replaced_image(client, result.image_id, S.PROJECT_LABEL)
-        require_smoke_ok(smoke_result, result.image_id)
+        elif failures:
+            kept = _keep_failed(client, result.image_id, failed_tag(tags[0]))
+        require_smoke_ok(smoke_result, kept)
         if smoke_result.python and not smoke_result.python.startswith(
                 ".".join(entry.python.split(".")[:2])):
+            # Built for a Python the lock was not made for: of no use once relocked.
+            engine.remove_replaced_image(client, result.image_id, S.PROJECT_LABEL)
             raise ContainerError(
                 f"the image's Python is {smoke_result.python}, the lock was made for "
                 f"{entry.python} (the base image changed)",
@@ -1114,11 +1121,10 @@ def build_image(request: BuildRequest, log: Log = print,
         entries[p.key] = entry
         write_lock(p.lock_path, entries)
         log(f"wrote {p.lock_path} ({p.key}: {len(entry.pinned)} pins)")
-    tags = [request.tag] if request.tag else [
-        default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]
     replaced = {data["Id"] for tag in tags if (data := engine.inspect_image(client, tag))}
     engine.tag_image(client, result.image_id, tags)
     notes += _remove_replaced(client, replaced - {result.image_id})
+    notes += _drop_failed(client, failed_tag(tags[0]))
     notes += _tag_deps_stage(client, result, tags[0])
     data = engine.inspect_image(client, result.image_id) or {}
     return BuildOutcome(
@@ -1161,6 +1167,51 @@ def deps_stage_image(log: Sequence[str]) -> str | None:
         if match := _STEP_IMAGE.match(text):
             last = match.group(1)
     return None
+
+
+def failed_tag(tag: str) -> str:
+    """`p1:cpu` -> `p1:cpu-failed`: where an image that failed its smoke test is kept."""
+    repository, name = engine.split_tag(tag)
+    return f"{repository}:{name[:121]}-failed"
+
+
+def _dlbox_built(data: dict[str, Any] | None) -> bool:
+    labels = ((data or {}).get("Config") or {}).get("Labels") or {}
+    return S.PROJECT_LABEL in labels
+
+
+def _keep_failed(client: Any, image_id: str, name: str) -> str:
+    """Tag an image that failed its smoke test as `name` (NAME:TAG-failed) for a look, and
+    remove the failed image it replaces: untagged, one would pile up per attempt. The name
+    to show the user; the image's id when `name` is taken by an image dlbox did not build."""
+    try:
+        old = engine.inspect_image(client, name)
+        if old and not _dlbox_built(old):
+            return image_id
+        engine.tag_image(client, image_id, [name])
+        if old and old.get("Id") != image_id:
+            engine.remove_replaced_image(client, old["Id"], S.PROJECT_LABEL)
+    except ContainerError:  # housekeeping: the smoke test's failure is what the user needs
+        return image_id
+    return name
+
+
+def _drop_failed(client: Any, name: str) -> list[str]:
+    """After a build that passed, the image an earlier attempt kept as NAME:TAG-failed is of
+    no more use: remove it (its tag, and the image unless a container uses it)."""
+    import docker
+
+    data = engine.inspect_image(client, name)
+    if not _dlbox_built(data):
+        return []
+    try:
+        client.api.remove_image(name)
+    except docker.errors.APIError as error:
+        return [f"left {name} (the image an earlier build kept when its smoke test failed): "
+                f"{engine.api_error_text(error)}"]
+    except docker.errors.DockerException:
+        return []
+    return [f"removed {name}, the image an earlier build kept when its smoke test failed"]
 
 
 def deps_tag(tag: str) -> str:

@@ -119,8 +119,11 @@ def run_smoke(client: Any, image: str, spec: ImageSpec, gpu: bool,
 
 
 def require_smoke_ok(result: SmokeResult, image: str) -> None:
+    """Raise when the smoke test failed; `image`: the image's id, or the tag it is kept
+    under for a look (NAME:TAG-failed)."""
     if not result.ok:
-        short = image[:19]
+        tagged = ":" in image and not image.startswith("sha256:")
+        short = image if tagged else image[:19]
         look = f"docker run --rm -it {short} bash"
         if any(check.name == "pip_check" for check in result.failures):
             look = f"docker run --rm {short} pip check"
@@ -140,5 +143,7 @@ def require_smoke_ok(result: SmokeResult, image: str) -> None:
             )
         raise ContainerError(
             f"the new image fails its smoke test: {result.summary().split(': ', 1)[-1]}",
-            hint=f"the image is kept untagged as {short} for a look: {look}",
+            hint=(f"the image is kept as {short} for a look (the next build replaces it)"
+                  if tagged else f"the image is kept untagged as {short} for a look")
+            + f": {look}",
         )
