@@ -359,6 +359,16 @@ def _mean(doc: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def partial_notes(dlbox_doc: dict[str, Any]) -> list[str]:
+    """A note when the dlbox JSON is what an interrupted benchmark kept (its "partial")."""
+    partial = dlbox_doc.get("partial")
+    if not isinstance(partial, dict):
+        return []
+    return [f"the dlbox JSON is partial: {partial.get('runs_finished')} of "
+            f"{partial.get('runs_asked')} runs finished ({partial.get('interrupted')}); its "
+            "mean rests on those"]
+
+
 def compare(airbench_summary: dict[str, Any], dlbox_doc: dict[str, Any]) -> dict[str, Any]:
     """dlbox (time_to_accuracy.py's JSON) next to airbench's summary: the time ratio and both
     accuracies. ratio = dlbox mean time_seconds / airbench mean time_seconds (< 1: dlbox faster)."""
@@ -644,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
             comparison["notes"] = same_data_notes(comparison, len(train), len(test), checksum)
             comparison["notes"] += same_hardware_notes(
                 dlbox_doc, versions["gpu"] or environment["device_name"])
+            comparison["notes"] += partial_notes(dlbox_doc)
             comparison["dlbox_json"] = str(args.dlbox_json)
             document["comparison"] = comparison
             print("\n".join(comparison_lines(comparison, script.name)))

@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"time to accuracy: {base.model} on {device} = {environment['device_name']}, "
           f"{threads} CPU threads, torch {torch.__version__}, CUDA {torch.version.cuda}, "
           f"{len(train_set)} train / {len(test_set)} test images, {plural(base.epochs, 'epoch')}, "
-          f"{args.runs} run(s)")
+          f"{args.runs} run(s)", flush=True)
 
     speedrun_changes = {"precision": args.precision, "compile_mode": args.compile_mode}
     warmups = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
@@ -344,6 +344,28 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = PROGRESS["runs"] = []
     PROGRESS["total"] = args.runs
+
+    def document_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        good = [r for r in runs if not r.get("failed")]
+        return {
+            "benchmark": "time_to_accuracy",
+            "model": base.model,
+            "device": str(device),
+            "settings": {"runs": args.runs, "epochs": base.epochs,
+                         "batch_size": base.batch_size, "num_train": len(train_set),
+                         "num_test": len(test_set), "seed": args.seed, "threads": threads,
+                         "compile": args.compile, "compile_mode": args.compile_mode,
+                         "precision": args.precision, "tta_level": args.tta_level,
+                         "warmup_runs": warmups, "recipe": base.to_dict()},
+            "environment": {**environment, "torch_threads": torch.get_num_threads()},
+            "data_load_seconds": round(load_seconds, 3),
+            "runs": runs,
+            "failed_runs": len(runs) - len(good),
+            "summary": {key: summarize([r.get(key) for r in good]) for key in METRICS},
+        }
+
+    if args.json:  # what an interrupted benchmark still writes (cli), marked partial
+        PROGRESS["partial"] = (Path(args.json), document_of)
     for index in range(args.runs):
         config = base.replace(seed=args.seed + index)
         result = {"run": index + 1, "seed": config.seed,
@@ -352,30 +374,12 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(result)
         print(run_line(f"run {index + 1}/{args.runs}", result), flush=True)
 
-    good = [r for r in runs if not r.get("failed")]
-    summary = {key: summarize([r.get(key) for r in good]) for key in METRICS}
-    print("\n".join(summary_lines(summary, len(good), decimals=3)))
-    failed = len(runs) - len(good)
+    document = document_of(runs)
+    summary, failed = document["summary"], document["failed_runs"]
+    print("\n".join(summary_lines(summary, len(runs) - failed, decimals=3)))
     if failed:
         print(f"{failed} of {len(runs)} run(s) FAILED, left out of the summary and the ratios "
               "(exit status 1)")
-
-    document: dict[str, Any] = {
-        "benchmark": "time_to_accuracy",
-        "model": base.model,
-        "device": str(device),
-        "settings": {"runs": args.runs, "epochs": base.epochs, "batch_size": base.batch_size,
-                     "num_train": len(train_set), "num_test": len(test_set),
-                     "seed": args.seed, "threads": threads, "compile": args.compile,
-                     "compile_mode": args.compile_mode, "precision": args.precision,
-                     "tta_level": args.tta_level,
-                     "warmup_runs": warmups, "recipe": base.to_dict()},
-        "environment": {**environment, "torch_threads": torch.get_num_threads()},
-        "data_load_seconds": round(load_seconds, 3),
-        "runs": runs,
-        "failed_runs": failed,
-        "summary": summary,
-    }
     failed_baseline = False
     if args.baseline:
         tutorial = build_config(args.baseline, device=str(device), epochs=args.baseline_epochs,
@@ -402,13 +406,31 @@ def main(argv: list[str] | None = None) -> int:
               f"(accuracy {pct(summary['accuracy']['mean'])} vs {pct(baseline['accuracy'])}; "
               f"with TTA {pct(summary['tta_accuracy']['mean'])})")
     if args.json:
+        PROGRESS["partial"] = None  # the whole document, from here
         write_json_atomic(Path(args.json), document)
         print(f"wrote {args.json}")
     return EXIT_ERROR if failed or failed_baseline else 0
 
 
-# How far main got, for the message when it is interrupted.
-PROGRESS: dict[str, Any] = {"runs": [], "total": 0, "phase": None, "training": False}
+# How far main got, for the message when it is interrupted; "partial": (the --json path, a
+# function of the finished runs giving the document) once the runs start.
+PROGRESS: dict[str, Any] = {"runs": [], "total": 0, "phase": None, "training": False,
+                            "partial": None}
+
+
+def write_partial(where: str) -> str:
+    """On an interrupt: the runs that finished, written to --json marked partial (a step
+    killed by its time limit keeps what it measured); what to say of them."""
+    finished = [r for r in PROGRESS["runs"] if not r.get("failed")]
+    if PROGRESS.get("partial") is None or not finished:
+        return f"no summary, no JSON written ({len(finished)} finished run(s))"
+    path, document_of = PROGRESS["partial"]
+    document = document_of(list(PROGRESS["runs"]))
+    document["partial"] = {"interrupted": where.strip(), "runs_finished": len(finished),
+                           "runs_asked": PROGRESS["total"]}
+    write_json_atomic(path, document)
+    return (f"wrote {path}, marked partial: {len(finished)} of {PROGRESS['total']} run(s) "
+            "finished, summarised there; no baseline ratio")
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -425,12 +447,10 @@ def cli(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, TrainingStopped):
         # TrainingStopped: the generic loop (the baseline) catches Ctrl-C itself; its message
         # would name a checkpoint in a temporary run dir that is already gone.
-        done = sum(1 for r in PROGRESS["runs"] if not r.get("failed"))
         where = (f" during {PROGRESS['phase']}" if PROGRESS["phase"] else
                  f" after {len(PROGRESS['runs'])} of {PROGRESS['total']} run(s)"
                  if PROGRESS["total"] else " before the first run")
-        print(f"\ninterrupted{where}: no summary, no JSON written ({done} finished run(s) "
-              "discarded)", file=sys.stderr)
+        print(f"\ninterrupted{where}: {write_partial(where)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except DlboxError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -405,6 +405,16 @@ def test_a_dlbox_json_from_other_hardware_gets_a_note() -> None:
     assert bench.same_hardware_notes({}, "NVIDIA H200") == []  # nothing recorded: no claim
 
 
+def test_a_partial_dlbox_json_gets_a_note() -> None:
+    # time_to_accuracy.py stopped by its step's limit keeps its finished runs, marked partial
+    doc = dlbox_doc(1.5, 0.94, runs=4)
+    assert bench.partial_notes(doc) == []
+    doc["partial"] = {"interrupted": "after 4 of 10 run(s)", "runs_finished": 4,
+                      "runs_asked": 10}
+    notes = bench.partial_notes(doc)
+    assert len(notes) == 1 and "partial: 4 of 10 runs finished" in notes[0]
+
+
 def test_compare_counts_only_the_dlbox_runs_behind_its_mean() -> None:
     doc = dlbox_doc(1.5, 0.94, runs=10)
     for run in doc["runs"][:3]:

@@ -201,8 +201,9 @@ def test_main_writes_summary_json(session: tuple[Path, Path],
     assert text.endswith("}\n") and text.startswith('{\n  "mode": "smoke",')  # indent 2
     document = json.loads(text)
     assert list(document) == ["mode", "budget_s", "targets", "steps", "e2e", "train_runs",
-                              "speedrun", "speedrun_compiled", "speedrun_long", "airbench",
-                              "environment"]
+                              "speedrun", "speedrun_partial", "speedrun_long_partial",
+                              "speedrun_compiled", "speedrun_long", "airbench", "environment"]
+    assert document["speedrun_partial"] is None  # the smoke's speedrun finished its runs
     assert document["mode"] == "smoke" and document["budget_s"] == 540.0
     assert all(list(t) == ["target", "goal", "value", "pass"] for t in document["targets"])
     assert [s["step"] for s in document["steps"]] == [name for name, _, _ in STEP_TIMES]

@@ -202,3 +202,15 @@ def test_a_valid_image_reference_gets_past_the_check(
     monkeypatch.setattr(engine, "connect", no_engine)
     assert main(["notebook", "--container", "--no-browser", "--tag", tag,
                  "--notebook-dir", str(tmp_path)]) == 1  # the engine is the next step
+
+
+def test_a_stop_signal_gives_the_exit_status_a_shell_gives_for_it() -> None:
+    # SIGTERM and SIGHUP stopped `dlbox notebook` with Ctrl-C's 130; every other command
+    # exits 143 for SIGTERM, and a scheduler tells the two apart by the status.
+    import signal
+
+    from dlbox.cli.notebook import StopSignal, exit_status
+
+    assert exit_status(KeyboardInterrupt()) == 130
+    assert exit_status(StopSignal(signal.SIGTERM)) == 143
+    assert exit_status(StopSignal(signal.SIGHUP)) == 129

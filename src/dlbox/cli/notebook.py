@@ -55,12 +55,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stops the launch as Ctrl-C does; the exit status is 128 + signal
+    (143, 129), as a shell reports for a process that signal ended, not Ctrl-C's 130."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def exit_status(stop: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C; 128 + the signal for SIGTERM (143) and SIGHUP (129)."""
+    return 128 + stop.signum if isinstance(stop, StopSignal) else EXIT_INTERRUPTED
+
+
 @contextlib.contextmanager
 def _stop_signals_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP end the launch like Ctrl-C does, so the server is always stopped."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise StopSignal(signum)
 
     previous = {}
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
@@ -139,13 +153,15 @@ def run(args: argparse.Namespace) -> int:
                 print("--- the end of the Jupyter server's log ---\n"
                       + error.log_tail.rstrip("\n") + "\n---", file=sys.stderr, flush=True)
             raise
-        except KeyboardInterrupt:
-            print("\nstopping the Jupyter server (Ctrl-C again: stop it at once) ...",
+        except KeyboardInterrupt as stop:
+            why = (f" ({signal.Signals(stop.signum).name})" if isinstance(stop, StopSignal)
+                   else "")
+            print(f"\nstopping the Jupyter server{why} (Ctrl-C again: stop it at once) ...",
                   file=sys.stderr, flush=True)
             with contextlib.suppress(KeyboardInterrupt):  # stop() stopped it all the same
                 server.stop()
             print("stopped.", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return exit_status(stop)
         finally:
             server.stop()
 
