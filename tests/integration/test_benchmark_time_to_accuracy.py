@@ -118,11 +118,28 @@ def test_bad_input_is_an_error_and_a_hint_before_any_training(bad: tuple[str, st
     assert not out.exists() and not (blocker / "bench.json").exists()
 
 
-def _start(out: Path, small_data: Path, runs: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--data", str(small_data), "--runs", str(runs),
+def _stopped(out: Path, small_data: Path, after_line: str, sig: int,
+             delay_s: float = 0.0) -> tuple[str, str]:
+    """Run 200 one-epoch runs, send `sig` once a line starting with `after_line` is printed
+    (plus `delay_s`); its output, after checking it stopped cleanly with status 130."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--data", str(small_data), "--runs", "200",
          "--epochs", "1", "--device", "cpu", "--threads", "1", "--json", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(after_line):
+            break
+    time.sleep(delay_s)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert not list(out.parent.glob(f".{out.name}.*")), signal.Signals(sig).name  # no temp
+    return stdout, stderr
 
 
 @pytest.mark.slow
@@ -131,25 +148,14 @@ def test_sigterm_after_finished_runs_keeps_them_in_a_partial_json(small_data: Pa
     # A step that `timeout` stopped (SIGTERM) threw away every run it had finished: a GPU
     # session's whole measurement lost to a time limit a few seconds too short.
     import signal
-    import time
 
     out = tmp_path / "bench.json"
-    proc = _start(out, small_data, 200)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("run 2/200"):
-            break
-    time.sleep(0.5)  # into a later run
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr[-2000:]
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    _, stderr = _stopped(out, small_data, "run 2/200", signal.SIGTERM, delay_s=0.5)
     assert "interrupted after" in stderr and "marked partial" in stderr, stderr[-2000:]
     document = json.loads(out.read_text())
     finished = document["partial"]["runs_finished"]
     assert finished >= 2 and document["partial"]["runs_asked"] == 200
     assert len(document["runs"]) == finished and document["summary"]["accuracy"]["n"] == finished
-    assert not list(tmp_path.glob(".bench.json.*"))
 
 
 @pytest.mark.slow
@@ -158,17 +164,10 @@ def test_ctrl_c_before_any_run_finished_writes_no_json(small_data: Path,
     import signal
 
     out = tmp_path / "bench.json"
-    proc = _start(out, small_data, 200)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("time to accuracy:"):  # printed just before the first run
-            break
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr[-2000:]
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    # "time to accuracy:" is printed just before the first run
+    _, stderr = _stopped(out, small_data, "time to accuracy:", signal.SIGINT)
     assert "interrupted" in stderr and "no JSON written" in stderr, stderr[-2000:]
-    assert not out.exists() and not list(tmp_path.glob(".bench.json.*"))
+    assert not out.exists()
 
 
 def _load_module():
