@@ -11,6 +11,7 @@ default generator for that device).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -141,11 +142,19 @@ def random_cutout(images: torch.Tensor, size: int, fill: Sequence[float] | None 
     inside_rows = (rows >= top.view(n, 1)) & (rows < top.view(n, 1) + size)
     inside_cols = (cols >= left.view(n, 1)) & (cols < left.view(n, 1) + size)
     mask = (inside_rows.view(n, 1, h, 1) & inside_cols.view(n, 1, 1, w))
-    values = torch.as_tensor(list(fill) if fill is not None else [0.0] * c,
-                             dtype=torch.float32).to(images.device)
-    filler = values.round().to(images.dtype) if not images.is_floating_point() \
-        else values.to(images.dtype)
+    filler = _cutout_fill(tuple(fill) if fill is not None else (0.0,) * c, images.device,
+                          images.dtype)
     return keep_layout(torch.where(mask, filler.view(1, c, 1, 1), images), images)
+
+
+@functools.lru_cache(maxsize=16)
+def _cutout_fill(fill: tuple[float, ...], device: torch.device,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """The fill values on the images' device, made once: a copy to a GPU on every call
+    would make the host wait for the GPU's queue each time."""
+    values = torch.tensor(fill, dtype=torch.float32)
+    values = values.to(dtype) if dtype.is_floating_point else values.round().to(dtype)
+    return values.to(device)
 
 
 def random_translate(images: torch.Tensor, max_shift: int,
