@@ -408,3 +408,48 @@ def test_an_image_that_fails_its_smoke_test_is_kept_under_one_name_until_a_build
                 engine.images.remove(name)
             except docker.errors.ImageNotFound:
                 pass
+
+
+def test_a_folder_of_the_same_name_elsewhere_does_not_remove_this_ones_image(
+        engine: Any, tmp_path: Path) -> None:
+    # Two project folders called the same get the same default tag: building the second
+    # removed the first one's image, and `image run` in the first folder then ran the second
+    # one's code without a word.
+    import docker
+
+    require(bool(torch_wheels()), f"a CPU torch wheel in {WHEELHOUSE} (DLBOX_WHEELHOUSE)")
+    folders = [tmp_path / "a" / "dlbox-twin", tmp_path / "b" / "dlbox-twin"]
+    for folder, word in zip(folders, ("first", "second")):
+        folder.mkdir(parents=True)
+        (folder / "requirements.txt").write_text("torch\n")
+        (folder / "main.py").write_text(f"print('I am the {word} twin')\n")
+    build = ("image", "build", "--base-image", BASE, "--wheelhouse", str(WHEELHOUSE))
+    first_id = None
+    try:
+        first = dlbox(*build, cwd=folders[0], timeout=BUILD_TIMEOUT_S)
+        assert first.returncode == 0, first.stderr[-3000:]
+        first_id = engine.images.get("dlbox-twin:latest").id
+        second = dlbox(*build, cwd=folders[1], timeout=BUILD_TIMEOUT_S)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert engine.images.get("dlbox-twin:latest").id != first_id
+        assert not _image_gone(engine, first_id), "the other folder's image was removed"
+        assert "named the image of another project folder called 'dlbox-twin'" \
+            in second.stdout, second.stdout[-2000:]
+
+        ran = dlbox("image", "run", "--no-tty", "--", "python3", "main.py", cwd=folders[0],
+                    timeout=300)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        assert "I am the second twin" in ran.stdout  # the tag's image: the second build's
+        assert "warning: dlbox-twin:latest was built from another project folder" \
+            in ran.stderr, ran.stderr[-2000:]
+        same = dlbox("image", "run", "--no-tty", "--", "python3", "main.py", cwd=folders[1],
+                     timeout=300)
+        assert same.returncode == 0 and "warning" not in same.stderr, same.stderr[-2000:]
+    finally:
+        for name in ("dlbox-twin:cpu", "dlbox-twin:latest", "dlbox-twin:cpu-deps", first_id):
+            if name is None:
+                continue
+            try:
+                engine.images.remove(name, force=True)
+            except docker.errors.ImageNotFound:
+                pass

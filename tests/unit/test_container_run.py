@@ -519,12 +519,12 @@ def test_image_run_defaults_to_the_current_projects_image(
     from dlbox.cli.image import default_run_image
 
     monkeypatch.chdir(tmp_path)
-    assert default_run_image() == "dlbox:latest"
+    assert default_run_image() == ("dlbox:latest", None)
     project = tmp_path / "My_Proj"
     project.mkdir()
     (project / "requirements.txt").write_text("numpy\n")
     monkeypatch.chdir(project)
-    assert default_run_image() == "my_proj:latest"
+    assert default_run_image() == ("my_proj:latest", project)
 
 
 def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:

@@ -282,19 +282,20 @@ def default_data_dir() -> Path | None:
     return directory if directory.is_dir() else None
 
 
-def default_run_image() -> str:
+def default_run_image() -> tuple[str, Path | None]:
     """NAME:latest of the project in the current folder (what `dlbox image build` there
-    tags), else dlbox:latest."""
+    tags), and that folder; else dlbox:latest and None."""
     from dlbox.container.project import default_project_dir, detect_project
     from dlbox.errors import DlboxError
 
     folder = default_project_dir()
     if folder is not None:
         try:
-            return f"{detect_project(folder).image_name}:latest"
+            project = detect_project(folder)
+            return f"{project.image_name}:latest", project.root
         except DlboxError:
             pass  # a folder `image build` would refuse has no image of its own
-    return "dlbox:latest"
+    return "dlbox:latest", None
 
 
 def run_run(args: argparse.Namespace) -> int:
@@ -302,7 +303,8 @@ def run_run(args: argparse.Namespace) -> int:
     from dlbox.container.spec import check_image_reference
 
     reject_empty_paths(args, ("data", "runs"))
-    image = check_image_reference(args.tag) if args.tag is not None else default_run_image()
+    image, project_dir = (check_image_reference(args.tag), None) if args.tag is not None \
+        else default_run_image()
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
@@ -315,6 +317,7 @@ def run_run(args: argparse.Namespace) -> int:
         data_dir=args.data if args.data is not None else default_data_dir(),
         runs_dir=args.runs,
         environment=_parse_env(args.env),
+        project_dir=project_dir,
     )
     outcome = run_in_image(options)
     if outcome.problem is not None:

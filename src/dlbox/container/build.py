@@ -1084,7 +1084,9 @@ def build_image(request: BuildRequest, log: Log = print,
             f"{project.name} ({project.root}) on {spec.base_image} "
             f"({context.bytes // 2**20} MiB context)")
         result = engine.build(client, context.path, nocache=request.no_cache,
-                              buildargs=buildargs, on_event=on_event)
+                              buildargs=buildargs,
+                              labels={S.SOURCE_LABEL: S.source_id(project.root)},
+                              on_event=on_event)
     tags = [request.tag] if request.tag else [
         default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]
     smoke_result = None
@@ -1121,9 +1123,12 @@ def build_image(request: BuildRequest, log: Log = print,
         entries[p.key] = entry
         write_lock(p.lock_path, entries)
         log(f"wrote {p.lock_path} ({p.key}: {len(entry.pinned)} pins)")
-    replaced = {data["Id"] for tag in tags if (data := engine.inspect_image(client, tag))}
+    replaced: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    for tag in tags:
+        if (data := engine.inspect_image(client, tag)) and data["Id"] != result.image_id:
+            replaced.setdefault(data["Id"], ([], data))[0].append(tag)
     engine.tag_image(client, result.image_id, tags)
-    notes += _remove_replaced(client, replaced - {result.image_id})
+    notes += _remove_replaced(client, replaced, project.root)
     notes += _drop_failed(client, failed_tag(tags[0]))
     notes += _tag_deps_stage(client, result, tags[0])
     data = engine.inspect_image(client, result.image_id) or {}
@@ -1135,14 +1140,22 @@ def build_image(request: BuildRequest, log: Log = print,
     )
 
 
-def _remove_replaced(client: Any, image_ids: set[str]) -> list[str]:
+def _remove_replaced(client: Any, replaced: dict[str, tuple[list[str], dict[str, Any]]],
+                     root: Path) -> list[str]:
     """Each rebuild moves the tags to a new image; the old one, untagged, would keep its
     layers (a dependency change: gigabytes) until `docker image prune`. Remove it, unless a
-    container still uses it."""
+    container still uses it, or another project folder (of the same name: the same default
+    tag) built it. `replaced`: image id -> (the tags this build took from it, its data)."""
     notes = []
-    for image_id in sorted(image_ids):
-        outcome = engine.remove_replaced_image(client, image_id, S.PROJECT_LABEL)
+    for image_id, (tags, data) in sorted(replaced.items()):
         short = image_id.removeprefix("sha256:")[:12]
+        if S.built_from_elsewhere((data.get("Config") or {}).get("Labels"), root):
+            notes.append(f"{', '.join(tags)} named the image of another project folder called "
+                         f"{root.name!r}; this build took the name, and that image is kept "
+                         f"untagged as {short}: `docker tag {short} NAME:TAG` names it again "
+                         "(build each folder with its own --tag to keep both)")
+            continue
+        outcome = engine.remove_replaced_image(client, image_id, S.PROJECT_LABEL)
         if outcome == "removed":
             notes.append(f"removed the image this build replaced ({short})")
         elif outcome == "in use":

@@ -142,6 +142,7 @@ def build(
     target: str | None = None,
     nocache: bool = False,
     buildargs: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
     on_event: EventCallback | None = None,
 ) -> BuildResult:
     """Build from a context archive; stream progress to `on_event(kind, data)`.
@@ -168,7 +169,7 @@ def build(
             stream = client.api.build(
                 fileobj=context, custom_context=True, tag=tag, target=target, nocache=nocache,
                 rm=True, forcerm=True, pull=False, decode=True, buildargs=buildargs or None,
-                timeout=None,
+                labels=labels or None, timeout=None,
             )
             for event in stream:
                 if "error" in event:

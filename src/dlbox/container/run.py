@@ -48,6 +48,9 @@ class RunOptions:
     runs_dir: Path | None = None
     environment: tuple[tuple[str, str], ...] = ()
     no_tty: bool = False  # never a terminal, and the terminal's input not passed on
+    # The project folder the image's default tag came from (no --tag): warned about when
+    # another folder of the same name built the image.
+    project_dir: Path | None = None
 
 
 def parse_gpus(value: str | None, image_device: str | None) -> engine.GpuRequest | None:
@@ -220,6 +223,11 @@ def run_in_image(options: RunOptions, client: Any = None,
         raise UsageError(f"image {options.image} is not on this machine",
                          hint="build it first: dlbox image build (or pass --tag IMAGE)")
     labels = (data.get("Config") or {}).get("Labels") or {}
+    if options.project_dir is not None and S.built_from_elsewhere(labels, options.project_dir):
+        print(f"warning: {options.image} was built from another project folder called "
+              f"{options.project_dir.name!r}, not this one ({options.project_dir}): it runs "
+              "that folder's code. Build this one with `dlbox image build --tag NAME:TAG`, "
+              "or pass --tag", file=sys.stderr)
     gpus = parse_gpus(options.gpus, labels.get("dlbox.device"))
     if gpus is not None:
         check_gpus_available(gpus, facts())

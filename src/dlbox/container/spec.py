@@ -7,9 +7,11 @@ the resolved framework build and the lock by `build.plan_build`; nothing here pr
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dlbox import __version__
 from dlbox.errors import UsageError
@@ -120,6 +122,23 @@ class ImageSpec:
 
 PROJECT_LABEL = "dlbox.project"  # on every image dlbox builds
 DEPS_STAGE_LABEL = "dlbox.stage"  # "deps" on the deps stage (deps_install.Dockerfile)
+# Which project folder an image was built from: two folders of the same name get the same
+# default tag, and a build must not remove the other's image. Given to the engine with the
+# build (not in the Dockerfile, which stays the same wherever the project lies).
+SOURCE_LABEL = "dlbox.project.source"
+
+
+def source_id(root: Path) -> str:
+    """The SOURCE_LABEL of a project folder: a digest of its resolved path (the path itself,
+    a home folder's user name in it, stays out of an image that may be pushed)."""
+    return hashlib.sha256(str(Path(root).resolve()).encode("utf-8")).hexdigest()[:16]
+
+
+def built_from_elsewhere(labels: dict[str, str] | None, root: Path) -> bool:
+    """Whether an image's labels say another project folder built it (no label: unknown,
+    as for an image an older dlbox built, so not elsewhere)."""
+    source = (labels or {}).get(SOURCE_LABEL)
+    return bool(source) and source != source_id(root)
 
 
 def image_labels(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
