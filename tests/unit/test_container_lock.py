@@ -259,6 +259,31 @@ def test_plan_refuses_a_stale_lock_with_relock_hint(tmp_path: Path) -> None:
         B.dry_run(request, facts=no_probe)
 
 
+def test_a_relock_keeps_the_base_image_the_user_chose(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The relock hint (and --relock typed by hand) swapped a lock made on the user's own base
+    # (a registry-free one) for dlbox's default: offline the pasted hint failed to pull it.
+    monkeypatch.delenv("DLBOX_BASE_IMAGE", raising=False)
+    root = write_project(tmp_path / "proj")
+    chosen = dataclasses.replace(locked_cpu_entry(root), base_image="dlbox-base:bookworm")
+    write_lock(root / LOCK_FILE, {"torch-cpu": chosen})
+    (root / "requirements.txt").write_text("numpy>=1.24\ntorch>=2.0\nrich\n")
+    relock = B.BuildRequest(project_dir=root, device="cpu", relock=True)
+    p = B.plan(relock, facts=no_probe)
+    assert p.entry is None and p.base_image == "dlbox-base:bookworm"
+    dockerfile, notes = B.dry_run(relock, facts=no_probe)
+    assert "FROM dlbox-base:bookworm" in dockerfile
+    assert any("--relock keeps the base image" in note for note in notes), notes
+    assert any(note.startswith("--relock: the build resolves a new torch-cpu entry")
+               for note in notes), notes
+    # --base-image still changes it; a base dlbox chose itself is chosen again
+    other = dataclasses.replace(relock, base_image="debian:12-slim")
+    assert B.plan(other, facts=no_probe).base_image == "debian:12-slim"
+    write_lock(root / LOCK_FILE, {"torch-cpu": dataclasses.replace(
+        chosen, base_image="python:3.11-slim-bookworm")})
+    assert B.plan(relock, facts=no_probe).base_image is None
+
+
 def test_plan_refuses_lock_when_base_image_changes(tmp_path: Path) -> None:
     root = write_project(tmp_path / "proj")
     write_lock(root / LOCK_FILE, {"torch-cpu": locked_cpu_entry(root)})

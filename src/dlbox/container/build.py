@@ -664,6 +664,7 @@ class Plan:
     wheelhouse: tuple[Distribution, ...]
     framework_version: str | None = None  # --framework-version, for the project's pins
     lock_notes: tuple[str, ...] = ()  # what the user should know about the lock entry used
+    base_image: str | None = None  # --base-image, or the chosen base a --relock keeps
 
 
 def check_request(request: BuildRequest) -> None:
@@ -704,6 +705,15 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     entries = read_lock(lock_path)
     entry = None if request.relock else entries.get(key)
     lock_notes: tuple[str, ...] = ()
+    base_image = request.base_image
+    old = entries.get(key)
+    if request.relock and base_image is None and old is not None \
+            and old.base_image not in _default_bases():
+        # A base the user chose (a registry-free one, say) is what the lock was made on;
+        # a relock for changed requirements must not swap it for dlbox's default.
+        base_image = old.base_image
+        lock_notes += (f"--relock keeps the base image {lock_path.name} was made on, "
+                       f"{base_image} (--base-image changes it)",)
     if entry is not None:
         requirements = project.input_requirements()
         reasons = stale_reasons(
@@ -729,7 +739,13 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     wheelhouse = scan_wheelhouse(request.wheelhouse.expanduser()) if request.wheelhouse else ()
     return Plan(project, framework, target, key, lock_path, entries, entry, wheelhouse,
                 version_for_project(project, framework, request.framework_version),
-                lock_notes)
+                lock_notes, base_image)
+
+
+def _default_bases() -> set[str]:
+    """The bases dlbox picks by itself (a relock picks again), as opposed to a user's."""
+    return {S.DEFAULT_BASE_IMAGE, os.environ.get(S.BASE_IMAGE_ENV) or S.DEFAULT_BASE_IMAGE,
+            *(row.image for row in S.CUDA_BASE_IMAGES)}
 
 
 def relock_command(request: BuildRequest) -> str:
@@ -789,17 +805,21 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
         first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version,
                                   pins=pins)
         python = (cuda_base_image(first).python
-                  if first.variant == "cuda-system" and not request.base_image
+                  if first.variant == "cuda-system" and not p.base_image
                   else S.DEFAULT_PYTHON)
         target = dc.replace(p.target, python=python)
         resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version,
                                      pins=pins)
         check_project_allows(p.project, p.framework, resolved.version)
-        base = request.base_image or default_base_image(resolved)
+        base = p.base_image or default_base_image(resolved)
         entry = provisional_entry(p.project, resolved, p.key, base, None)
         entry = dataclasses.replace(entry, python="")
-        notes.append(f"no {p.key} entry in {p.lock_path.name} yet: the build resolves one "
-                     f"(assuming Python {python} for the framework choice) and writes it")
+        notes += p.lock_notes
+        what = (f"--relock: the build resolves a new {p.key} entry for {p.lock_path.name}"
+                if request.relock and p.key in p.entries else
+                f"no {p.key} entry in {p.lock_path.name} yet: the build resolves one")
+        notes.append(f"{what} (assuming Python {python} for the framework choice) and "
+                     "writes it")
         notes += [f"why: {reason}" for reason in resolved.reasons]
     wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python or None)
     in_house = framework_in_wheelhouse(p.wheelhouse, entry.framework, entry.framework_version,
@@ -1271,7 +1291,7 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
     framework_pins = _project_pins(project, p.framework)
     first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version,
                               pins=framework_pins)
-    base_image = request.base_image or default_base_image(first)
+    base_image = p.base_image or default_base_image(first)
     provisional = provisional_entry(project, first, p.key, base_image, None)
     system_spec = spec_for(project, provisional, ca_cert=ca_cert is not None)
     system_file = _system_only(render_dockerfile(system_spec))
