@@ -582,6 +582,21 @@ def test_dry_run_on_a_gpu_host_without_lock(tmp_path: Path,
     assert not (tmp_path / "dlbox.lock").exists()  # a dry run writes nothing
 
 
+def test_the_build_shows_the_resolvers_warnings(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # `doctor --resolve` warned that 535 is below CUDA 12.6's GA driver (an nvidia/cuda base
+    # of it refuses to start); `image build` chose the same build and said nothing.
+    monkeypatch.delenv(S.BASE_IMAGE_ENV, raising=False)
+    write(tmp_path / "requirements.txt", "torch>=2.0\n")
+    _, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path),
+                         facts=lambda: gpu_host("535.104.05", "8.6"))
+    assert any(note.startswith("warning: driver 535.104.05 is below CUDA 12.6's GA driver")
+               for note in notes), notes
+    _, quiet = B.dry_run(B.BuildRequest(project_dir=tmp_path),
+                         facts=lambda: gpu_host("560.35.03", "8.6"))
+    assert not any("GA driver 560" in note and note.startswith("warning: ") for note in quiet)
+
+
 def test_dry_run_cpu_tensorflow_project(tmp_path: Path) -> None:
     write(tmp_path / "pyproject.toml",
           '[project]\nname = "tfp"\nversion = "0.1"\ndependencies = ["tensorflow>=2.15"]\n')

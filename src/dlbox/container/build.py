@@ -821,6 +821,9 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
         notes.append(f"{what} (assuming Python {python} for the framework choice) and "
                      "writes it")
         notes += [f"why: {reason}" for reason in resolved.reasons]
+        # what `doctor --resolve` warns of for this build (uncertain data, a driver below the
+        # CUDA release's GA driver, no native kernels for a GPU): the build's user needs it too
+        notes += [f"warning: {warning}" for warning in resolved.warnings]
     wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python or None)
     in_house = framework_in_wheelhouse(p.wheelhouse, entry.framework, entry.framework_version,
                                        entry.python)
@@ -1324,6 +1327,8 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
                             request.offline)
     for reason in resolved.reasons:
         log(f"  {reason}")
+    for warning in resolved.warnings:
+        log(f"  warning: {warning}")
     python_found, pins = resolve_pins(client, system.image_id, requirements, pip_args,
                                       p.wheelhouse, log)
     dist = framework_dist(resolved)
