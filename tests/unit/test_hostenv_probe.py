@@ -216,3 +216,18 @@ def test_jax_before_the_cuda_plugins_is_a_cuda_build(
     assert (raw.dist_version, raw.build_cuda) == ("0.4.25", "12")
     versions["jaxlib"] = "0.4.25"  # the CPU jaxlib from PyPI
     assert probe_module._collect_framework_files("jax").build_cuda is None
+
+
+def test_the_docker_error_names_the_socket_docker_host_points_at(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # doctor named /var/run/docker.sock (present and fine) when DOCKER_HOST pointed elsewhere
+    from dlbox.hostenv.probe import _docker_error_text
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/nonexist.sock")
+    missing = _docker_error_text(FileNotFoundError(2, "No such file or directory"))
+    assert "no socket at /tmp/nonexist.sock" in missing and "/var/run" not in missing
+    denied = _docker_error_text(PermissionError(13, "Permission denied"))
+    assert "permission denied on /tmp/nonexist.sock" in denied
+    monkeypatch.delenv("DOCKER_HOST")
+    assert "no socket at /var/run/docker.sock" in _docker_error_text(
+        FileNotFoundError(2, "No such file or directory"))

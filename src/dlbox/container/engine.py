@@ -23,6 +23,7 @@ from typing import Any
 
 from dlbox.container.spec import missing_tool_hint
 from dlbox.errors import ContainerError, HostEnvError
+from dlbox.hostenv.probe import docker_host
 from dlbox.text import plain
 
 DEFAULT_TIMEOUT_S = 60  # API calls other than builds and log streams (those have none)
@@ -36,7 +37,7 @@ EventCallback = Callable[[str, dict[str, Any]], None]
 def engine_error(error: BaseException) -> ContainerError:
     """The engine could not be reached: say why in one line and how to fix it."""
     text = str(error)
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    host = docker_host()
     if "Permission denied" in text or "PermissionError" in text:
         return ContainerError(
             f"no permission to use the Docker engine at {host}",

@@ -413,14 +413,23 @@ def _collect_docker() -> dict[str, Any]:
     return out
 
 
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+def docker_host() -> str:
+    """The engine address the Docker SDK uses: $DOCKER_HOST, else the default socket."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
 def _docker_error_text(error: BaseException) -> str:
     text = _one_line(error)
+    host = docker_host()
+    where = host.removeprefix("unix://")
     if "FileNotFoundError" in text or "No such file or directory" in text:
-        return ("Docker engine not reachable: no socket at /var/run/docker.sock "
-                "(is dockerd running?)")
+        return f"Docker engine not reachable: no socket at {where} (is dockerd running?)"
     if "PermissionError" in text or "Permission denied" in text:
-        return "Docker engine not reachable: permission denied on /var/run/docker.sock"
-    return f"Docker engine not reachable: {text}"
+        return f"Docker engine not reachable: permission denied on {where}"
+    return f"Docker engine not reachable at {host}: {text}"
 
 
 def _docker_facts(raw: RawHost, failures: list[ProbeFailure]) -> DockerFacts:
