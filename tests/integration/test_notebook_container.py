@@ -182,7 +182,7 @@ def test_a_refused_container_launch_prints_no_warning_first(engine: Any,
          "--ip", "0.0.0.0", "--port", "0", "--tag", "dlbox-test-no-such-image:none",
          "--notebook-dir", str(notebook_dir)],
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr  # as `dlbox image run --tag` of one
     assert result.stderr.splitlines()[0] == (
         "error: the image dlbox-test-no-such-image:none is not on this machine"), result.stderr
     assert "warning:" not in result.stderr and "starting" not in result.stdout

@@ -214,3 +214,15 @@ def test_a_stop_signal_gives_the_exit_status_a_shell_gives_for_it() -> None:
     assert exit_status(KeyboardInterrupt()) == 130
     assert exit_status(StopSignal(signal.SIGTERM)) == 143
     assert exit_status(StopSignal(signal.SIGHUP)) == 129
+
+
+def test_the_image_hint_says_where_dlbox_image_build_builds_dlbox(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In a project's folder `dlbox image build --cpu` builds that project, not the dlbox
+    # image the notebook wants: the hint sent the user to build the wrong image.
+    from dlbox.jupyter.container import builtin_build_command
+
+    monkeypatch.chdir(tmp_path)
+    assert builtin_build_command() == "`dlbox image build --cpu`"
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    assert "in a folder without requirements.txt" in builtin_build_command()

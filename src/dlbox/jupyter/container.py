@@ -21,7 +21,7 @@ from typing import Any
 from dlbox.container.owner import OWNER_LABEL, owner_id, remove_orphaned
 from dlbox.container.run import container_user, writable_by
 from dlbox.container.spec import DATA_DIR
-from dlbox.errors import ContainerError
+from dlbox.errors import UsageError
 from dlbox.jupyter.server import (
     ManagedServer,
     ServerInfo,
@@ -52,6 +52,17 @@ DEFAULT_IMAGE = "dlbox:cpu"  # what `dlbox image build --cpu` tags the built-in 
 
 def default_image_tag() -> str:
     return DEFAULT_IMAGE
+
+
+def builtin_build_command() -> str:
+    """How to build dlbox's own CPU image from here: in a project's folder, `dlbox image
+    build` builds that project instead."""
+    from dlbox.container.project import default_project_dir
+
+    if default_project_dir() is None:
+        return "`dlbox image build --cpu`"
+    return ("`dlbox image build --cpu` in a folder without requirements.txt, pyproject.toml "
+            "or setup.py (here it builds this project)")
 
 
 def container_command(config_file: str) -> list[str]:
@@ -123,13 +134,13 @@ class ContainerServer(ManagedServer):
     """JupyterLab in a container of the dlbox image, through dlbox.container.engine."""
 
     stop_timeout_s = STOP_TIMEOUT_S
-    # Not `pip install` on the host: the image is what lacks JupyterLab, or fails to run it.
-    stopped_hint = ("read the container log above; the image needs JupyterLab and ipykernel "
-                    "(dlbox's `notebook` extra): `dlbox image build --cpu` builds one, or "
-                    "pass --tag IMAGE")
 
     def __init__(self, settings: NotebookSettings) -> None:
         super().__init__(settings)
+        # Not `pip install` on the host: the image is what lacks JupyterLab, or fails to run it.
+        self.stopped_hint = ("read the container log above; the image needs JupyterLab and "
+                             "ipykernel (dlbox's `notebook` extra): "
+                             f"{builtin_build_command()} builds one, or pass --tag IMAGE")
         self.image = settings.image or default_image_tag()
         self.client: Any = None
         self.host_port: int | None = None  # checked free on the host by prepare()
@@ -145,9 +156,10 @@ class ContainerServer(ManagedServer):
         settings = self.settings
         self.client = engine.connect()
         if engine.inspect_image(self.client, self.image) is None:
-            raise ContainerError(f"the image {self.image} is not on this machine",
-                                 hint="build it with `dlbox image build --cpu` (or pass "
-                                      "--tag IMAGE)")
+            # a usage error (exit 2), as for `dlbox image run --tag` of a missing image
+            raise UsageError(f"the image {self.image} is not on this machine",
+                             hint=f"build it with {builtin_build_command()} (or pass "
+                                  "--tag IMAGE)")
         warnings = [f"note: removed notebook container {name}: the dlbox that started it "
                     "was killed" for name in remove_orphans(self.client)]
         # The engine publishes the port on this host's address: the same check as locally.
