@@ -350,3 +350,51 @@ def test_a_dockerignore_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> Non
     with pytest.raises(UsageError, match=r"\.dockerignore is not UTF-8 text") as caught:
         project_patterns(tmp_path)
     assert "UTF-8" in (caught.value.hint or "")
+
+
+def test_a_package_the_default_patterns_leave_out_gets_a_note(tmp_path: Path) -> None:
+    # `data/` (a Python package here, `from data.loader import load`) was left out of the
+    # image without a word: the build passed and the image's first run failed.
+    from dlbox.container import build as B
+    from dlbox.container.context import left_out_packages
+
+    root = tmp_path / "proj"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "__init__.py").write_text("")
+    (root / "data" / "loader.py").write_text("def load():\n    return 1\n")
+    (root / "runs").mkdir()  # no package: nothing to say
+    (root / "requirements.txt").write_text("numpy\n")
+    (root / "train.py").write_text("from data.loader import load\n")
+    notes = left_out_packages(root)
+    assert len(notes) == 1 and notes[0].startswith("data/ is a Python package")
+    assert "!data" in notes[0]
+    assert "data/loader.py" not in [rel for rel, _ in iter_project_files(detect_project(root))]
+    _, dry_notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"),
+                             facts=lambda: None)
+    assert any(note.startswith("data/ is a Python package") for note in dry_notes), dry_notes
+
+    (root / ".dockerignore").write_text("!data\n")  # the fix the note gives
+    assert left_out_packages(root) == []
+    assert "data/loader.py" in [rel for rel, _ in iter_project_files(detect_project(root))]
+    (root / ".dockerignore").write_text("data\n")  # left out on purpose: no note
+    assert left_out_packages(root) == []
+
+
+def test_a_folder_that_cannot_be_read_is_named_with_its_fix(
+        project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A folder without read permission gave "cannot use .../private/pyvenv.cfg: Permission
+    # denied" (a file the user never had) and a "please report it" hint.
+    private = project_dir / "private"
+    private.mkdir()
+    real_is_file = Path.is_file
+
+    def is_file(self: Path) -> bool:
+        if self.parent == private:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    with pytest.raises(UsageError) as info:
+        list(iter_project_files(detect_project(project_dir)))
+    assert info.value.message == "cannot read the project's folder private/: Permission denied"
+    assert "private to the project's .dockerignore" in (info.value.hint or "")

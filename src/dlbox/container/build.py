@@ -36,6 +36,7 @@ from dlbox.container.context import (
     WARN_CONTEXT_BYTES,
     ContextSummary,
     Distribution,
+    left_out_packages,
     read_ca_cert,
     scan_wheelhouse,
     wheels_for_pins,
@@ -690,6 +691,10 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     _buildargs(request)  # credentials in a build arg: refused before anything (dry runs too)
     project = detect_project(request.project_dir, request.extras)
     project_patterns(project.root)  # an unreadable .dockerignore: refused before any build
+    if project.kind != "builtin":
+        left_out = left_out_packages(project.root)  # a `data/` package, say: said up front
+        if left_out:
+            project = dataclasses.replace(project, notes=project.notes + tuple(left_out))
     if request.offline and project.system_packages:
         raise UsageError(
             f"--offline, but apt.txt lists {len(project.system_packages)} Debian packages "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import stat
 import tarfile
@@ -26,7 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlbox.container import spec as S
-from dlbox.container.dockerignore import IgnoreMatcher, project_patterns, render_dockerignore
+from dlbox.container.dockerignore import (
+    DEFAULT_PATTERNS,
+    IgnoreMatcher,
+    project_patterns,
+    render_dockerignore,
+)
 from dlbox.container.project import Project, normalize_name
 from dlbox.errors import ContainerError, UsageError
 
@@ -143,12 +149,50 @@ def _escape_pattern(rel: str) -> str:
     return "\\" + escaped if escaped.startswith("!") else escaped
 
 
-def is_environment(folder: Path) -> bool:
+def is_environment(folder: Path, rel: str | None = None) -> bool:
     """A virtual environment (venv and virtualenv write pyvenv.cfg) or a conda environment
     (conda-meta/), whatever its name: `env/`, `tools/.venv`, ... The default patterns know
     only `.venv` and `venv` at the top; one under any other name would ship the host's
-    packages (gigabytes with torch) into an image whose venv is already complete."""
-    return (folder / "pyvenv.cfg").is_file() or (folder / "conda-meta").is_dir()
+    packages (gigabytes with torch) into an image whose venv is already complete.
+    `rel`: the folder's path in the project, for the error when it cannot be read."""
+    try:
+        return (folder / "pyvenv.cfg").is_file() or (folder / "conda-meta").is_dir()
+    except PermissionError as error:
+        raise unreadable_folder(rel or folder.name, error) from None
+
+
+def unreadable_folder(rel: str, error: OSError) -> UsageError:
+    return UsageError(f"cannot read the project's folder {rel}/: "
+                      f"{error.strerror or error}",
+                      hint=f"make it readable (chmod -R u+rX {shlex.quote(rel)}), or leave "
+                           f"it out of the image: add {rel} to the project's .dockerignore")
+
+
+def left_out_packages(root: Path) -> list[str]:
+    """Top-level Python packages (a folder with an __init__.py) that only dlbox's default
+    ignore patterns leave out of the image: `data/` is a common package name in deep-learning
+    projects, and also where datasets go, which the defaults keep out. Each is a note for
+    the user, with the `!NAME` that ships it."""
+    defaults = IgnoreMatcher(DEFAULT_PATTERNS)
+    own = IgnoreMatcher(project_patterns(root)[len(DEFAULT_PATTERNS):])
+    everything = IgnoreMatcher(project_patterns(root))
+    notes = []
+    try:
+        folders = sorted(child for child in root.iterdir() if child.is_dir())
+    except OSError:
+        return []
+    for folder in folders:
+        name = folder.name
+        try:
+            package = (folder / "__init__.py").is_file()
+        except OSError:
+            continue
+        if package and defaults.ignored(name) and everything.ignored(name) \
+                and not own.ignored(name):
+            notes.append(f"{name}/ is a Python package ({name}/__init__.py), but dlbox leaves "
+                         f"{name}/ out of the image by default: add the line !{name} to the "
+                         "project's .dockerignore to ship it")
+    return notes
 
 
 def iter_project_files(project: Project,
@@ -163,7 +207,11 @@ def iter_project_files(project: Project,
     include = set(project.include) if project.include is not None else None
     excluded = set(excluded_project_paths(project, exclude))
 
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    def cannot_list(error: OSError) -> None:
+        rel = os.path.relpath(error.filename or root, root).replace(os.sep, "/")
+        raise unreadable_folder(rel, error)
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=cannot_list):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
         kept_dirs = []
@@ -178,7 +226,7 @@ def iter_project_files(project: Project,
                 if not matcher.ignored(rel):
                     yield rel, full
                 continue
-            if matcher.prune(rel) or is_environment(full):
+            if matcher.prune(rel) or is_environment(full, rel):
                 continue
             if not matcher.ignored(rel):
                 yield rel, full
