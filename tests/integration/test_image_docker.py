@@ -419,7 +419,7 @@ def test_a_folder_of_the_same_name_elsewhere_does_not_remove_this_ones_image(
 
     require(bool(torch_wheels()), f"a CPU torch wheel in {WHEELHOUSE} (DLBOX_WHEELHOUSE)")
     folders = [tmp_path / "a" / "dlbox-twin", tmp_path / "b" / "dlbox-twin"]
-    for folder, word in zip(folders, ("first", "second")):
+    for folder, word in zip(folders, ("first", "second"), strict=True):
         folder.mkdir(parents=True)
         (folder / "requirements.txt").write_text("torch\n")
         (folder / "main.py").write_text(f"print('I am the {word} twin')\n")

@@ -22,7 +22,7 @@ from dlbox.container.lock import (
     write_lock,
 )
 from dlbox.container.project import detect_project
-from dlbox.errors import ContainerError
+from dlbox.errors import ContainerError, UsageError
 
 PROJECT_REQS = ("numpy>=1.24", "torch>=2.0")
 
@@ -621,3 +621,16 @@ def test_a_new_lock_records_the_extras(tmp_path: Path, monkeypatch: pytest.Monke
     assert entry.extras == ("viz",)
     write_lock(tmp_path / LOCK_FILE, {"torch-cpu": entry})
     assert read_lock(tmp_path / LOCK_FILE)["torch-cpu"].extras == ("viz",)
+
+
+def test_an_unknown_framework_version_is_refused_before_the_lock_is_compared(
+        tmp_path: Path) -> None:
+    # On a locked project, --framework-version 1.0 said the lock was stale and to --relock,
+    # which then failed: 1.0 is not in dlbox's matrix.
+    root = write_project(tmp_path / "proj")
+    write_lock(root / LOCK_FILE, {"torch-cpu": locked_cpu_entry(root)})
+    with pytest.raises(UsageError) as info:
+        B.plan(B.BuildRequest(project_dir=root, device="cpu", framework_version="1.0"),
+               facts=no_probe)
+    assert info.value.message == "torch 1.0 is not in dlbox's compatibility matrix"
+    assert "--relock" not in (info.value.hint or "")

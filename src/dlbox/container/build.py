@@ -703,6 +703,12 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
                  "out")
     framework = (_normalize_framework(request.framework)
                  or detect_framework(project.requirements) or "torch")
+    if request.framework_version is not None:
+        from dlbox.hostenv.matrix import load_matrix
+
+        # A version dlbox does not know is refused now, not after a lock compare whose
+        # --relock hint would only lead to this same refusal.
+        _matrix_for_version(load_matrix(), framework, request.framework_version)
     target = choose_target(request, facts)
     gpu = not target.cpu
     key = lock_key(framework, gpu)
