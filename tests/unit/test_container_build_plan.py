@@ -1193,11 +1193,19 @@ def test_a_project_that_sends_data_is_told_before_the_build_not_after(
     monkeypatch.setattr(B, "WARN_CONTEXT_BYTES", 1000)
     write(tmp_path / "proj" / "train.csv", "1,2\n" * 1000)
     lines: list[str] = []
+    locked = B._lock  # the fixture's stand-in; the real one logs as pip resolves (minutes)
+    monkeypatch.setattr(B, "_lock", lambda *args: (args[6]("resolving the lock"),
+                                                    locked(*args))[1])
     fake_build(None, log=lines.append)
     warned = [i for i, line in enumerate(lines) if "the project sends" in line]
     building = [i for i, line in enumerate(lines) if line.startswith("building torch")]
     assert warned and building and warned[0] < building[0], lines  # the engine starts after
     assert "train.csv" in lines[warned[0]]
+    # and before pip resolves the lock (minutes) and the context is written (the copy): from
+    # the file sizes alone
+    resolving = [i for i, line in enumerate(lines) if line == "resolving the lock"]
+    assert resolving and warned[0] < resolving[0], lines
+    assert len(warned) == 1
 
 
 def test_a_gpu_only_old_releases_serve_keeps_the_resolvers_reason() -> None:

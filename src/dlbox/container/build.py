@@ -37,6 +37,7 @@ from dlbox.container.context import (
     ContextSummary,
     Distribution,
     left_out_packages,
+    measure_project,
     read_ca_cert,
     scan_wheelhouse,
     wheels_for_pins,
@@ -1079,6 +1080,15 @@ def build_image(request: BuildRequest, log: Log = print,
     ca_cert = request.ca_cert.expanduser() if request.ca_cert else None
     entry = p.entry
     new_entry = entry is None
+    project_bytes, largest = measure_project(project, exclude=[
+        request.wheelhouse.expanduser().resolve()] if request.wheelhouse else [])
+    if project_bytes > WARN_CONTEXT_BYTES:
+        biggest = ", ".join(f"{name} ({size // 2**20} MiB)" for name, size in largest[:3])
+        notes.append(f"the project sends {project_bytes // 2**20} MiB to the image "
+                     f"(biggest: {biggest}); list data in .dockerignore")
+        # Said now too, not only after the build: a dataset copied into the image takes
+        # minutes and gigabytes, and Ctrl-C here costs nothing (nothing is copied yet).
+        log(f"note: {notes[-1]}")
     with tempfile.TemporaryDirectory(prefix="dlbox-build-") as tmp_name:
         tmp = Path(tmp_name)
         if entry is None:
@@ -1107,13 +1117,6 @@ def build_image(request: BuildRequest, log: Log = print,
                                  [w.path for w in wheels], ca_cert,
                                  exclude=[request.wheelhouse.expanduser().resolve()]
                                  if request.wheelhouse else [])
-        if context.project_bytes > WARN_CONTEXT_BYTES:
-            biggest = ", ".join(f"{name} ({size // 2**20} MiB)" for name, size in context.largest)
-            notes.append(f"the project sends {context.project_bytes // 2**20} MiB to the image "
-                         f"(biggest: {biggest}); list data in .dockerignore")
-            # Said now too, not only after the build: a dataset copied into the image takes
-            # minutes and gigabytes, and Ctrl-C here costs nothing.
-            log(f"note: {notes[-1]}")
         log(f"building {spec.framework.name} {spec.framework.version} image of "
             f"{project.name} ({project.root}) on {spec.base_image} "
             f"({context.bytes // 2**20} MiB context)")
