@@ -193,41 +193,69 @@ def test_an_empty_path_is_an_error_not_the_default(
     assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
 
 
+def _stderr_on_a_terminal(argv: list[str]) -> tuple[subprocess.CompletedProcess, str]:
+    """Run `dlbox ARGV` with stderr on a pseudo-terminal (stdout a pipe): the result, and what
+    the terminal showed, escape sequences removed."""
+    import pty
+    import re
+    import threading
+
+    leader, follower = pty.openpty()
+    shown: list[bytes] = []
+
+    def drain() -> None:  # read the terminal's side, so a full pty buffer never blocks dlbox
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 4096):
+                shown.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "dlbox", *argv], stdout=subprocess.PIPE, stderr=follower,
+            text=True, timeout=300, env={**os.environ, "TERM": "xterm", "COLUMNS": "160"})
+    finally:
+        os.close(follower)
+        reader.join(timeout=10)  # ends when the terminal's last writer is gone
+        os.close(leader)
+    text = b"".join(shown).decode("utf-8", "replace")
+    return result, re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", text)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a pseudo-terminal")
 def test_stdout_redirected_from_a_terminal_keeps_every_epoch_line(
         fake_cifar_dir: Path, tmp_path: Path) -> None:
     """Found by hand: `dlbox train > train.log` in a terminal drew the bar on the terminal
     (right) but sent the epoch lines there too, so the log lacked them (rich printed them
     on the bar's console, stderr)."""
-    import pty
-    import threading
-
-    leader, follower = pty.openpty()
-
-    def drain() -> None:  # read the terminal's side, so a full pty buffer never blocks dlbox
-        with contextlib.suppress(OSError):
-            while os.read(leader, 4096):
-                pass
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "dlbox", "train", *QUICK[:-1], "--epochs", "2",
-             "--data", str(fake_cifar_dir), "--run-dir", str(tmp_path / "run"),
-             "--no-evaluate"],
-            stdout=subprocess.PIPE, stderr=follower, text=True, timeout=300,
-            env={**os.environ, "TERM": "xterm", "COLUMNS": "120"})
-    finally:
-        os.close(follower)
-        reader.join(timeout=10)  # ends when the terminal's last writer is gone
-        os.close(leader)
+    result, _ = _stderr_on_a_terminal(
+        ["train", *QUICK[:-1], "--epochs", "2", "--data", str(fake_cifar_dir),
+         "--run-dir", str(tmp_path / "run"), "--no-evaluate"])
     assert result.returncode == EXIT_OK
     lines = result.stdout.splitlines()
     assert [line.split("  ")[0] for line in lines if line.startswith("epoch ")] == \
         ["epoch 1/2", "epoch 2/2"], result.stdout
     assert lines[-1].startswith("test accuracy: ")
     assert "\x1b" not in result.stdout  # the bar itself stays on the terminal
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a pseudo-terminal")
+def test_the_terminal_says_when_the_test_images_are_evaluated(fake_cifar_dir: Path,
+                                                              tmp_path: Path) -> None:
+    # The bar stood at N/N for seconds while the test images were evaluated (6 TTA views at
+    # the end), and `dlbox evaluate` printed nothing for 13 s on a CPU.
+    run_dir = tmp_path / "run"
+    trained, shown = _stderr_on_a_terminal(
+        ["train", "--model", "speedrun", "--device", "cpu", "--epochs", "2", "--num-train",
+         "500", "--num-test", "100", "--threads", "1", "--data", str(fake_cifar_dir),
+         "--run-dir", str(run_dir)])
+    assert trained.returncode == EXIT_OK, trained.stdout[-2000:]
+    assert "epoch 2/2 · testing on 100 images x 6 TTA views, saving" in shown, shown[-3000:]
+    assert "testing" not in trained.stdout  # the bar's words stay on the terminal
+    evaluated, shown = _stderr_on_a_terminal(["evaluate", str(run_dir)])
+    assert evaluated.returncode == EXIT_OK, evaluated.stdout[-2000:]
+    assert "evaluating 100 test images on cpu with test-time augmentation" in shown, shown
+    assert "evaluating" not in evaluated.stdout
 
 
 def test_resume_of_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path,

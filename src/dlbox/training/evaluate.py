@@ -398,7 +398,9 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
     use_tta = resolve_tta(tta, loaded.config)
     if batch_size is None:
         batch_size = int(getattr(loaded.config, "eval_batch_size", DEFAULT_BATCH_SIZE))
-    with out_of_memory_is_an_error(resolved, f"evaluating in batches of {batch_size} images"):
+    with out_of_memory_is_an_error(resolved, f"evaluating in batches of {batch_size} images"), \
+            _status(quiet, f"evaluating {len(dataset):,} test images on {resolved}"
+                    + (" with test-time augmentation" if use_tta else "")):
         evaluation = evaluate_model(build_model_fn(loaded, use_tta), dataset, classes,
                                     resolved, batch_size, run_amp_dtype(loaded))
     details = {
@@ -410,6 +412,20 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         "data": dataset.source,
     }
     return report_evaluation(run_dir, evaluation, details, quiet)
+
+
+@contextlib.contextmanager
+def _status(quiet: bool, text: str) -> Iterator[None]:
+    """A spinner with `text` on stderr while the predictions are made (seconds with TTA on a
+    CPU), at a terminal only: logs and pipes get the result lines alone."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        yield
+        return
+    with console.status(text):
+        yield
 
 
 @contextlib.contextmanager

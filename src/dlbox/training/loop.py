@@ -60,6 +60,7 @@ from dlbox.training.inputs import prepare_batch
 from dlbox.training.manifest import build_manifest, utc_now
 from dlbox.training.progress import TrainProgress
 from dlbox.training.schedules import make_scheduler
+from dlbox.training.tta import views_for_level
 
 MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.json"
@@ -809,6 +810,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
             if not math.isfinite(state.sums.loss):
                 raise _diverged(epoch, config, run_dir)
             sums = state.sums
+            bar.phase(f"testing on {len(test_set):,} images"
+                      + (" (with flips)" if config.tta else ""))
             eval_start = time.perf_counter()
             test_logits = predict_logits(model, test_set.images, device, config.eval_batch_size,
                                          channels_last, mixed, config.mean, config.std,
@@ -947,6 +950,14 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
                 elapsed = time.monotonic() - epoch_start[0]
                 loss, accuracy = stats()
                 bar.update(done, loss, accuracy, done * batch / elapsed if elapsed else 0.0)
+            if done == total:
+                # what follows the epoch's last step: the final TTA evaluation after the last
+                # epoch (seconds on a CPU), a test evaluation when one is due, the checkpoint
+                last = state.epoch + 1 >= config.epochs
+                views = len(views_for_level(recipe.tta_level)) if last else 1
+                bar.phase((f"testing on {len(test_set):,} images"
+                           + (f" x {views} TTA views" if views > 1 else "") + ", saving")
+                          if len(test_set) else "saving")
 
         def should_stop() -> bool:
             # `stop(epoch, step)` as in the generic loop: epochs done, steps done in this one.

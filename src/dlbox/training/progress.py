@@ -33,7 +33,8 @@ class TrainProgress:
         self.last_update = 0.0
         if self.enabled:
             self.progress = Progress(
-                TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+                TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"
+                           "{task.fields[phase]}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:6.2%}  "
@@ -63,7 +64,16 @@ class TrainProgress:
         if self.task is not None:
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task("train", total=steps, completed=done, epoch=epoch,
-                                           epochs=self.total_epochs, loss=0.0, acc=0.0, ips=0.0)
+                                           epochs=self.total_epochs, loss=0.0, acc=0.0, ips=0.0,
+                                           phase="")
+
+    def phase(self, text: str) -> None:
+        """Say on the bar what happens after the epoch's last step (testing, saving): the bar
+        stood still at N/N for seconds, as if stuck."""
+        if self.progress is None or self.task is None:
+            return
+        self.progress.update(self.task, phase=f" · {text}" if text else "")
+        self.progress.refresh()
 
     def wants_update(self, last_step: bool = False) -> bool:
         """Whether `update` would draw now (so the caller computes its numbers only then)."""
