@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag, limit in (("--num-train", args.num_train),
                         ("--baseline-num-train", args.baseline_num_train if args.baseline
                          else None)):
-        refuse_beyond(all_train, limit, flag, "train", data_dir)
+        refuse_beyond(len(all_train), limit, flag, "train", data_dir)
     train_set = all_train.subset(args.num_train)
     load_seconds = time.perf_counter() - load_start
     environment = build_manifest(device, data_dir, train_set.source)

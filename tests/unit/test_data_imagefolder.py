@@ -12,7 +12,7 @@ from dlbox.data import imagefolder
 from dlbox.data.imagefolder import decode_image, load_image_folder, skipped_entries
 from dlbox.data.loading import detect_layout, load_dataset
 from dlbox.data.synthetic import make_synthetic_images, write_fake_cifar10, write_fake_image_folder
-from dlbox.errors import DataError
+from dlbox.errors import DataError, UsageError
 
 
 def test_png_tree_loads_exactly(tmp_path: Path) -> None:
@@ -208,6 +208,28 @@ def test_a_subset_of_an_image_tree_holds_every_class(tmp_path: Path) -> None:
     assert small.labels.bincount(minlength=4).tolist() == [3, 3, 2, 2]
     assert torch.equal(small.images, load_dataset(tmp_path, "train").subset(10).images)
     assert load_dataset(tmp_path, "test").subset(8).labels.bincount().tolist() == [2] * 4
+
+
+def test_a_limit_decodes_only_the_first_images_of_a_tree(tmp_path: Path) -> None:
+    # --num-train 500 on a tree of 50,000 JPEGs decoded all 50,000 (14 s) to keep 500.
+    from dlbox.data.imagefolder import list_image_files
+    from dlbox.data.loading import split_size
+    from dlbox.training.loop import load_split
+
+    for split in ("train", "test"):
+        write_fake_image_folder(tmp_path / split, per_class=20, classes=4, seed=3)
+    whole = load_dataset(tmp_path, "train")
+    first = load_dataset(tmp_path, "train", limit=10)
+    assert torch.equal(first.images, whole.subset(10).images)
+    assert torch.equal(first.labels, whole.subset(10).labels)
+    files, _, _ = list_image_files(tmp_path / "train")
+    files[-1].write_bytes(b"not an image")  # the last file: decoded only by a whole load
+    assert len(load_split(tmp_path, "train", 10, refuse_short=True)) == 10
+    assert split_size(tmp_path, "train") == 80
+    with pytest.raises(DataError):
+        load_dataset(tmp_path, "train")
+    with pytest.raises(UsageError, match="--num-train 81 is more than the 80 train images"):
+        load_split(tmp_path, "train", 81, refuse_short=True)
 
 
 def test_a_subset_of_cifar_batches_keeps_the_official_order(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from dlbox.data.imagefolder import (
     find_classes,
     is_hidden,
     is_image_file,
+    list_image_files,
     load_image_folder,
     skipped_entries,
 )
@@ -137,20 +138,36 @@ def image_folder_classes(root: str | Path) -> tuple[str, ...]:
     return tuple(sorted({name for split in SPLITS for name in find_classes(root / split)}))
 
 
-def load_dataset(data_dir: str | Path, split: str) -> ImageDataset:
-    """A whole split (`train` or `test`) in memory, from CIFAR batches or an image tree."""
+def load_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> ImageDataset:
+    """A split (`train` or `test`) in memory, from CIFAR batches or an image tree: all of it,
+    or its first `limit` images (`subset(limit)`; an image tree decodes only those)."""
+    layout, split_root = _split_layout(data_dir, split)
+    if layout.kind == "cifar10-batches":
+        return load_cifar10(layout.root, split).subset(limit)
+    return load_image_folder(split_root, classes=image_folder_classes(layout.root),
+                             limit=limit)
+
+
+def split_size(data_dir: str | Path, split: str) -> int:
+    """How many images the split holds, without decoding an image tree's files."""
+    layout, split_root = _split_layout(data_dir, split)
+    if layout.kind == "cifar10-batches":
+        return len(load_cifar10(layout.root, split))  # the decoded cache: a fraction of a s
+    files, _, _ = list_image_files(split_root, image_folder_classes(layout.root))
+    return len(files)
+
+
+def _split_layout(data_dir: str | Path, split: str) -> tuple[DataLayout, Path]:
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
     layout = detect_layout(data_dir)
     if layout is None:
         raise no_data_error(data_dir)
-    if layout.kind == "cifar10-batches":
-        return load_cifar10(layout.root, split)
     split_root = layout.root / split
-    if not find_classes(split_root):
+    if layout.kind != "cifar10-batches" and not find_classes(split_root):
         raise DataError(f"image folder {layout.root} has no '{split}' split",
                         hint=f"add {split_root}/<class>/*.png|jpg")
-    return load_image_folder(split_root, classes=image_folder_classes(layout.root))
+    return layout, split_root
 
 
 # ---- `dlbox data check`: what is on disk, and does it load ---------------------------------

@@ -257,20 +257,19 @@ def load_split(data_dir: Path, split: str, limit: int | None, *,
     """The split's first `limit` images (all when None). With `refuse_short` (a new run's
     --num-train / --num-test), a `limit` beyond the split is a UsageError, before the run dir
     is made: silently taking fewer images than asked hides a wrong data dir."""
-    from dlbox.data.loading import load_dataset
+    from dlbox.data.loading import load_dataset, split_size
 
-    dataset = load_dataset(data_dir, split)
-    if refuse_short:
-        refuse_beyond(dataset, limit, f"--num-{split}", split, data_dir)
-    return dataset.subset(limit)
+    if refuse_short and limit is not None:  # counted first: an image tree is decoded after
+        refuse_beyond(split_size(data_dir, split), limit, f"--num-{split}", split, data_dir)
+    return load_dataset(data_dir, split, limit)
 
 
-def refuse_beyond(dataset: ImageDataset, limit: int | None, flag: str, split: str,
+def refuse_beyond(available: int, limit: int | None, flag: str, split: str,
                   data_dir: Path) -> None:
-    """UsageError when `flag`'s count of images, `limit`, is more than `dataset` holds."""
-    if limit is not None and limit > len(dataset):
-        raise UsageError(f"{flag} {limit} is more than the {len(dataset):,} {split} images in "
-                         f"{data_dir}", hint=f"pass {flag} {len(dataset)} or less, or leave "
+    """UsageError when `flag`'s count of images, `limit`, is more than the `available`."""
+    if limit is not None and limit > available:
+        raise UsageError(f"{flag} {limit} is more than the {available:,} {split} images in "
+                         f"{data_dir}", hint=f"pass {flag} {available} or less, or leave "
                                              f"{flag} out to use them all")
 
 
