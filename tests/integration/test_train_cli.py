@@ -46,7 +46,9 @@ def test_train_then_evaluate_writes_the_run(fake_cifar_dir: Path, tmp_path: Path
     assert "predictions.csv" in last and last.endswith(f" in {run_dir.resolve()}")
 
 
-def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # wide enough for the table, one row per model
     assert main(["models"]) == EXIT_OK
     out = capsys.readouterr().out
     for name in ("tutorial", "resnet", "tiny", "speedrun"):
@@ -377,8 +379,11 @@ def test_a_subset_of_exactly_the_data_is_fine(fake_cifar_dir: Path) -> None:
     assert len(load_split(fake_cifar_dir, "train", 501)) == 500
 
 
-def test_models_shows_each_recipes_parameter_count(capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_shows_each_recipes_parameter_count(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from dlbox.models import count_parameters, create_model
+
+    monkeypatch.setenv("COLUMNS", "1000")  # wide enough for the table, one row per model
 
     narrow = count_parameters(create_model("resnet", width=16))
     wide = count_parameters(create_model("resnet"))

@@ -8,6 +8,7 @@ No logic lives here beyond the dispatch.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import signal
@@ -69,14 +70,30 @@ def report_unexpected(error: Exception) -> None:
           file=sys.stderr)
 
 
+# Write failures an OSError without a filename names: the files dlbox writes itself go
+# through dlbox.fileio, whose errors name the file, so one of these with no filename is
+# the command's output (stdout redirected to a full disk, /dev/full, a broken device).
+# EPIPE (a closed pipe) is BrokenPipeError, which main ends quietly before this.
+OUTPUT_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE)
+
+
 def report_os_error(error: OSError) -> None:
-    """One line for an OSError no command caught: what failed, on which path."""
-    where = f" {error.filename}" if error.filename else ""
+    """One line for an OSError no command caught: what failed (the path, or the output)."""
     reason = error.strerror or first_line(error)
-    print(f"error: cannot use{where}: {reason}", file=sys.stderr)
-    print("hint: check that the path exists, is the right kind (file or folder), is readable "
-          f"and writable for you, and that the disk has space; if all is well, rerun with "
-          f"{DEBUG_ENV}=1 for the traceback and please report it", file=sys.stderr)
+    if error.filename:
+        print(f"error: cannot use {error.filename}: {reason}", file=sys.stderr)
+        print("hint: check that the path exists, is the right kind (file or folder), is "
+              "readable and writable for you, and that the disk has space; if all is well, "
+              f"rerun with {DEBUG_ENV}=1 for the traceback and please report it",
+              file=sys.stderr)
+    elif error.errno in OUTPUT_WRITE_ERRNOS:
+        print(f"error: cannot write the output: {reason}", file=sys.stderr)
+        print("hint: standard output goes somewhere that cannot take it (a full disk or "
+              "device): free some space, or redirect it elsewhere", file=sys.stderr)
+    else:
+        print(f"error: {reason}", file=sys.stderr)
+        print(f"hint: rerun with {DEBUG_ENV}=1 for the traceback, which shows what failed, "
+              "and please report it", file=sys.stderr)
 
 
 def debugging() -> bool:

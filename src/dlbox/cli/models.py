@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import textwrap
 from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list the models `dlbox train` can train",
                                    description="List the registered models: name, "
-                                               "parameters, default recipe, description.")
+                                               "parameters, default recipe, description. "
+                                               "One table row each; on a terminal too "
+                                               "narrow for the table, one block each.")
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
     parser.set_defaults(func=run)
 
@@ -45,15 +49,23 @@ def params_text(entry: dict[str, Any]) -> str:
     return " / ".join(f"{count:,} {kind}" for kind, count in counts.items())
 
 
-def recipe_text(entry: dict[str, Any]) -> str:
+def recipe_parts(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, settings) per recipe: ("gpu", "16 ep, bs 512, lr 0.4"), or one "any"."""
     parts = []
     for kind, recipe in entry["recipes"].items():
         label = kind if len(entry["recipes"]) > 1 else "any"
         extra = "".join(f", {k} {v}" for k, v in recipe.items()
                         if k not in ("epochs", "batch_size", "lr", "schedule"))
-        parts.append(f"{label}: {recipe['epochs']} ep, bs {recipe['batch_size']}, "
-                     f"lr {recipe['lr']:g}{extra}")
-    return "; ".join(parts)
+        parts.append((label, f"{recipe['epochs']} ep, bs {recipe['batch_size']}, "
+                             f"lr {recipe['lr']:g}{extra}"))
+    return parts
+
+
+def recipe_text(entry: dict[str, Any]) -> str:
+    return "; ".join(f"{label}: {text}" for label, text in recipe_parts(entry))
+
+
+BLOCK_INDENT = "    "  # a model's lines under its name, when the table does not fit
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,12 +75,35 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
-    rows = [(e["name"] + (f" ({'+'.join(e['default_on'])} default)" if e["default_on"] else ""),
-             params_text(e), recipe_text(e), e["description"]) for e in entries]
+    names = [e["name"] + (f" ({'+'.join(e['default_on'])} default)" if e["default_on"] else "")
+             for e in entries]
+    rows = [(name, params_text(e), recipe_text(e), e["description"])
+            for name, e in zip(names, entries, strict=True)]
     header = ("MODEL", "PARAMS", "DEFAULT RECIPE", "DESCRIPTION")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
-    for row in [header, *rows]:
-        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
-        print("  ".join([*cells, row[3]]))
-    print("(... default): what `dlbox train` trains on that device without --model")
+    table_width = sum(widths) + 2 * len(widths) + max(len(row[3]) for row in [header, *rows])
+    columns = terminal_columns()
+    if columns is None or table_width <= columns:
+        for row in [header, *rows]:
+            cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+            print("  ".join([*cells, row[3]]))
+    else:  # the table would wrap every row: one block per model, wrapped to the width
+        for name, entry in zip(names, entries, strict=True):
+            print(f"{name}  {params_text(entry)}")
+            lines = [f"{label} recipe: {text}" for label, text in recipe_parts(entry)]
+            for text in [*lines, entry["description"]]:
+                print(textwrap.fill(text, width=columns, initial_indent=BLOCK_INDENT,
+                                    subsequent_indent=BLOCK_INDENT * 2,
+                                    break_on_hyphens=False))
+            print()
+    footnote = "(... default): what `dlbox train` trains on that device without --model"
+    print(footnote if columns is None else textwrap.fill(footnote, width=columns))
     return 0
+
+
+
+def terminal_columns() -> int | None:
+    """The width to fit: $COLUMNS, else the terminal's; None when stdout is no terminal
+    (a pipe or a file), which gets the table with one line per model, whatever its width."""
+    columns = shutil.get_terminal_size(fallback=(0, 0)).columns
+    return max(columns, 40) if columns > 0 else None

@@ -101,9 +101,12 @@ class TrainConfig:
         for name in ("data_dir", "run_dir"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise UsageError(f"{name} must be a path, got {getattr(self, name)!r}")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise UsageError("weight decay must be >= 0 and momentum in [0, 1)",
-                             hint="e.g. --weight-decay 5e-4 (momentum 0.9)")
+        if self.weight_decay < 0:
+            raise UsageError(f"weight decay must be >= 0, got {self.weight_decay:g}",
+                             hint="pass --weight-decay 0 or more, e.g. --weight-decay 5e-4")
+        if not 0 <= self.momentum < 1:
+            raise UsageError(f"momentum must be in [0, 1), got {self.momentum:g}",
+                             hint="e.g. --momentum 0.9")
         if not 0 <= self.label_smoothing < 1:
             raise UsageError(f"label smoothing must be in [0, 1), got {self.label_smoothing}",
                              hint="e.g. --label-smoothing 0.1")

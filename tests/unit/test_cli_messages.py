@@ -1,0 +1,167 @@
+"""What the CLI says: each bad setting named with its flag and value, a failed write of the
+output named as such, and `dlbox models` fitted to the terminal's width."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dlbox import cli
+from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ---- weight decay and momentum: each its own message, naming flag and value -----------------
+
+@pytest.mark.parametrize("flag, value, message, hint", [
+    ("--momentum", "5", "error: momentum must be in [0, 1), got 5", "--momentum 0.9"),
+    ("--momentum", "-0.5", "error: momentum must be in [0, 1), got -0.5", "--momentum 0.9"),
+    ("--momentum", "1", "error: momentum must be in [0, 1), got 1", "--momentum 0.9"),
+    ("--weight-decay", "-1", "error: weight decay must be >= 0, got -1", "--weight-decay"),
+])
+def test_a_bad_momentum_or_weight_decay_is_named_with_its_value(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        flag: str, value: str, message: str, hint: str) -> None:
+    run_dir = tmp_path / "run"
+    code, _, err = _cli(["train", "--model", "tiny", "--device", "cpu",
+                         "--run-dir", str(run_dir), "--data", str(tmp_path / "data"),
+                         f"{flag}={value}"], capsys)
+    assert code == EXIT_USAGE
+    lines = err.splitlines()
+    assert lines[0] == message, err
+    assert lines[1].startswith("hint: ") and hint in lines[1], err
+    other = "momentum" if flag == "--weight-decay" else "weight decay"
+    assert other not in err  # the setting that is fine is not blamed
+    assert not run_dir.exists()
+
+
+# ---- an OSError with no filename: the output could not be written ---------------------------
+
+def _raising(error: OSError) -> Any:
+    def run(args: Any) -> int:
+        raise error
+
+    return run
+
+
+def test_a_full_disk_under_stdout_is_named_as_the_output(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import dlbox.cli.models
+
+    monkeypatch.delenv("DLBOX_DEBUG", raising=False)
+    monkeypatch.setattr(dlbox.cli.models, "run",
+                        _raising(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    code, _, err = _cli(["models"], capsys)
+    assert code == EXIT_ERROR
+    lines = err.splitlines()
+    assert lines[0] == f"error: cannot write the output: {os.strerror(errno.ENOSPC)}"
+    assert len(lines) == 2 and lines[1].startswith("hint: ")
+    assert "path" not in lines[1] and "folder" not in lines[1]  # no path hint: none applies
+
+
+def test_an_os_error_with_a_filename_still_names_the_path(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    import dlbox.cli.models
+
+    missing = tmp_path / "nowhere"
+    monkeypatch.delenv("DLBOX_DEBUG", raising=False)
+    monkeypatch.setattr(dlbox.cli.models, "run", _raising(
+        FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(missing))))
+    code, _, err = _cli(["models"], capsys)
+    assert code == EXIT_ERROR
+    assert err.splitlines()[0] == f"error: cannot use {missing}: {os.strerror(errno.ENOENT)}"
+    assert "path exists" in err.splitlines()[1]
+
+
+def test_another_os_error_without_a_filename_gets_no_path_hint(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import dlbox.cli.models
+
+    monkeypatch.delenv("DLBOX_DEBUG", raising=False)
+    monkeypatch.setattr(dlbox.cli.models, "run", _raising(
+        ConnectionRefusedError(errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED))))
+    code, _, err = _cli(["models"], capsys)
+    assert code == EXIT_ERROR
+    lines = err.splitlines()
+    assert lines[0] == f"error: {os.strerror(errno.ECONNREFUSED)}"
+    assert "cannot use" not in err and "path" not in err and "DLBOX_DEBUG=1" in lines[1]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_stdout_on_a_full_device_says_the_output_could_not_be_written(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "DLBOX_DEBUG"}
+    with open("/dev/full", "w") as full:
+        out = subprocess.run([sys.executable, "-m", "dlbox", "models"], cwd=tmp_path,
+                             stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+                             env=env)
+    assert out.returncode == EXIT_ERROR
+    lines = out.stderr.splitlines()
+    assert lines[0] == f"error: cannot write the output: {os.strerror(errno.ENOSPC)}", out.stderr
+    assert len(lines) == 2 and "path" not in lines[1] and "Traceback" not in out.stderr
+
+
+# ---- `dlbox models` fits the terminal ------------------------------------------------------
+
+def _models(columns: int | None, capsys: pytest.CaptureFixture[str],
+            monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
+    if columns is None:  # and stdout no terminal, even under `pytest -s`
+        monkeypatch.delenv("COLUMNS", raising=False)
+
+        def no_terminal(fd: int = 1) -> os.terminal_size:
+            raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
+
+        monkeypatch.setattr(os, "get_terminal_size", no_terminal)
+    else:
+        monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, _ = _cli(["models", *args], capsys)
+    assert code == EXIT_OK
+    return out
+
+
+def test_models_on_a_narrow_terminal_prints_a_block_per_model_within_the_width(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    out = _models(80, capsys, monkeypatch)
+    lines = out.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80, out
+    assert "DEFAULT RECIPE" not in out  # no table header: blocks
+    entries = json.loads(_models(80, capsys, monkeypatch, "--json"))
+    heads = {line.split()[0]: line for line in lines if line and not line.startswith(" ")}
+    for entry in entries:  # each model heads its block, with its parameter count
+        head = heads[entry["name"]]
+        assert (f"{entry['params']:,}" in head
+                or f"{entry['params'] / 1e6:.2f}M" in head), head
+    tutorial = out[out.index("\ntutorial "):]
+    assert "    any recipe: 2 ep, bs 4, lr 0.001" in tutorial
+    assert "    the CNN of PyTorch" in tutorial
+    resnet = out[out.index("resnet "):]
+    assert "\n    gpu recipe: " in resnet and "\n    cpu recipe: " in resnet
+
+
+def test_models_keeps_the_table_where_it_fits_or_no_terminal_limits_it(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    wide = _models(400, capsys, monkeypatch)
+    assert wide.splitlines()[0].split() == ["MODEL", "PARAMS", "DEFAULT", "RECIPE",
+                                            "DESCRIPTION"]
+    entries = json.loads(_models(400, capsys, monkeypatch, "--json"))
+    assert len(wide.splitlines()) == len(entries) + 2  # header, a row each, the footnote
+    # Captured (not a terminal) and no COLUMNS: the table, one line per model, as in a pipe.
+    assert _models(None, capsys, monkeypatch) == wide
+
+
+def test_models_json_ignores_the_width(capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _models(40, capsys, monkeypatch, "--json") == _models(400, capsys, monkeypatch,
+                                                                 "--json")
