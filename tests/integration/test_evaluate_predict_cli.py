@@ -109,6 +109,31 @@ def test_evaluate_json_is_the_only_stdout(run_copy: Path) -> None:
     assert (run_copy / "predictions.csv").is_file()
 
 
+def test_evaluate_records_absolute_paths_and_names_data_of_other_classes(
+        run_copy: Path, fake_cifar_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # metrics.json recorded `run` and `cifar/cifar-10-batches-py` as typed, relative to a
+    # folder it does not name; data of other classes was refused without saying which data.
+    from dlbox.data.synthetic import write_fake_image_folder
+
+    copy = tmp_path / "data"
+    shutil.copytree(fake_cifar_dir, copy)
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "run", "--data", "data", "--device", "cpu"]) == EXIT_OK
+    evaluation = read_json(run_copy / "metrics.json")["evaluation"]
+    assert evaluation["run_dir"] == str(run_copy.resolve())
+    assert Path(evaluation["data"]).is_absolute()
+    assert Path(evaluation["data"]).is_relative_to(copy.resolve())
+    capsys.readouterr()
+
+    pets = tmp_path / "pets"
+    for split in ("train", "test"):
+        write_fake_image_folder(pets / split, per_class=2, classes=3)
+    assert main(["evaluate", "run", "--data", "pets", "--device", "cpu"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"but the test data in {(pets / 'test').resolve()} has class_0" in err, err
+
+
 def test_evaluate_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(tmp_path / "nope")]) == EXIT_ERROR
     err = capsys.readouterr().err

@@ -266,19 +266,21 @@ def load_test_split(config: Any, data_dir: str | Path | None) -> ImageDataset:
     from dlbox.data.paths import resolve_data_dir
 
     chosen = data_dir if data_dir is not None else getattr(config, "data_dir", None)
-    dataset = load_dataset(resolve_data_dir(chosen), "test")
-    return dataset.subset(getattr(config, "num_test", None))
+    # resolved: metrics.json records where the test images came from, from any folder
+    return load_dataset(resolve_data_dir(chosen).resolve(), "test",
+                        getattr(config, "num_test", None))
 
 
 def check_classes(model_classes: Sequence[str] | None,
-                  data_classes: Sequence[str]) -> tuple[str, ...]:
-    """The class names to report with; the model's and the data's must agree."""
+                  data_classes: Sequence[str], where: str = "") -> tuple[str, ...]:
+    """The class names to report with; the model's and the data's (from `where`) must
+    agree."""
     if model_classes is None or len(model_classes) == 0:
         return tuple(data_classes)
     if tuple(model_classes) != tuple(data_classes):
         raise DataError(
-            f"the run was trained on classes {', '.join(model_classes)} but the test data has "
-            f"{', '.join(data_classes)}",
+            f"the run was trained on classes {', '.join(model_classes)} but the test data"
+            f"{f' in {where}' if where else ''} has {', '.join(data_classes)}",
             hint="pass the data the run was trained on with --data DIR")
     return tuple(model_classes)
 
@@ -394,7 +396,7 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
     with out_of_memory_is_an_error(device, "evaluating"):
         loaded, resolved = load_run_model(run_dir, device, checkpoint)
     dataset = load_test_split(loaded.config, data_dir)
-    classes = check_classes(getattr(loaded, "classes", None), dataset.classes)
+    classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source)
     use_tta = resolve_tta(tta, loaded.config)
     if batch_size is None:
         batch_size = int(getattr(loaded.config, "eval_batch_size", DEFAULT_BATCH_SIZE))
@@ -404,7 +406,7 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         evaluation = evaluate_model(build_model_fn(loaded, use_tta), dataset, classes,
                                     resolved, batch_size, run_amp_dtype(loaded))
     details = {
-        "run_dir": str(run_dir),
+        "run_dir": str(run_dir.resolve()),
         "checkpoint": str(getattr(loaded, "checkpoint_path", checkpoint)),
         "epoch": getattr(loaded, "epoch", None),
         "device": str(resolved),
