@@ -11,7 +11,7 @@ import pytest
 
 from dlbox.data import extract as extract_module
 from dlbox.data.cifar10 import load_cifar10
-from dlbox.data.extract import classify_member, extract_cifar10_archive
+from dlbox.data.extract import check_cifar10_archive, classify_member, extract_cifar10_archive
 from dlbox.data.synthetic import write_fake_cifar10, write_fake_cifar10_archive
 from dlbox.errors import DataError
 
@@ -358,3 +358,60 @@ def test_the_temp_folder_of_a_fetch_killed_outright_goes_at_once(tmp_path: Path)
     extract_cifar10_archive(archive, data_dir)
     assert sorted(p.name for p in data_dir.iterdir()) == sorted(
         [live.name, elsewhere.name, "cifar-10-batches-py"])
+
+
+# ---- check_cifar10_archive: extraction's checks, reading member headers only -----------------
+
+def _refusal(call: Callable[[], object]) -> tuple[str, str | None]:
+    with pytest.raises(DataError) as info:
+        call()
+    return info.value.message, info.value.hint
+
+
+def _bad_archives(tmp_path: Path) -> dict[str, Path]:
+    import zipfile
+
+    tmp_path.mkdir()
+    cases = {f"member_{case}": make_archive(tmp_path / f"{case}.tar.gz", extra)  # type: ignore[arg-type]
+             for case, extra in BAD_MEMBERS.items()}
+    cases["duplicate"] = make_archive(tmp_path / "dup.tar.gz",
+                                      [file_member("cifar-10-batches-py/test_batch")])
+    cases["missing"] = make_archive(tmp_path / "few.tar.gz",
+                                    [file_member("cifar-10-batches-py/data_batch_1")],
+                                    with_good=False)
+    cases["image_tree"] = make_archive(tmp_path / "jpeg.tar.gz", [
+        dir_member("jpeg"), file_member("jpeg/train/cat/0001.jpg", b"\xff\xd8")],
+        with_good=False)
+    good = write_fake_cifar10_archive(tmp_path / "good.tar.gz", n_train=20, n_test=10)
+    cases["truncated"] = tmp_path / "cut.tar.gz"
+    cases["truncated"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cases["not_gzip"] = tmp_path / "junk.tar.gz"
+    cases["not_gzip"].write_bytes(b"this is not gzip")
+    cases["zip"] = tmp_path / "cifar.zip"
+    with zipfile.ZipFile(cases["zip"], "w") as zipped:
+        zipped.writestr("cifar-10-batches-py/test_batch", b"x")
+    return cases
+
+
+def test_check_archive_refuses_what_extraction_refuses_with_the_same_error(
+        tmp_path: Path) -> None:
+    for case, archive in _bad_archives(tmp_path / "arcs").items():
+        checked = _refusal(lambda archive=archive: check_cifar10_archive(archive))  # type: ignore[misc]
+        extracted = _refusal(lambda archive=archive: extract_cifar10_archive(
+            archive, tmp_path / "data"))  # type: ignore[misc]
+        assert checked == extracted, case
+        assert_nothing_written(tmp_path / "data")
+
+
+def test_check_archive_passes_a_good_one_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    archive = write_fake_cifar10_archive(tmp_path / "a" / "a.tar.gz", n_train=20, n_test=10)
+    check_cifar10_archive(archive, label="https://mirror.example/a.tar.gz")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["a.tar.gz"]
+
+
+def test_check_archive_names_the_label_not_the_path(tmp_path: Path) -> None:
+    (tmp_path / "junk").write_bytes(b"PK\x03\x04rest")
+    message, _hint = _refusal(lambda: check_cifar10_archive(tmp_path / "junk",
+                                                            label="https://m.example/a"))
+    assert message == "archive https://m.example/a is a ZIP archive, not a .tar.gz"

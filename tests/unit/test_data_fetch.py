@@ -645,3 +645,132 @@ def test_a_fetch_from_a_local_file_clears_an_abandoned_partial_download(
     own_part.write_bytes(archive.read_bytes())
     fetch_cifar10(config(other, source=str(own_part), sha256=sha256_of(archive)))
     assert own_part.is_file()
+
+
+# ---- the archive's format and members are checked before its checksum ----------------------
+# A file that could not be extracted anyway gets the error that says what it is, never a
+# "checksum mismatch" whose hint offers `--sha256 <this file's sha256>` (which, pasted back,
+# only led to the format error on a second run).
+
+def zip_of_fake_cifar10(path: Path) -> Path:
+    import zipfile
+
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    directory = write_fake_cifar10(path.parent / "zip-src", n_train=10, n_test=10)
+    with zipfile.ZipFile(path, "w") as zipped:
+        for member in sorted(directory.iterdir()):
+            zipped.write(member, f"cifar-10-batches-py/{member.name}")
+    return path
+
+
+def image_tree_archive(path: Path) -> Path:
+    """A tiny cifar10-jpeg.tar.gz look-alike: <top>/<split>/<class>/*.jpg."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name in ("cifar10-jpeg", "cifar10-jpeg/train", "cifar10-jpeg/train/cat"):
+            folder = tarfile.TarInfo(name)
+            folder.type = tarfile.DIRTYPE
+            tar.addfile(folder)
+        for index in range(3):
+            payload = b"\xff\xd8\xff\xe0 not really a jpeg"
+            image = tarfile.TarInfo(f"cifar10-jpeg/train/cat/{index:04d}.jpg")
+            image.size = len(payload)
+            tar.addfile(image, io.BytesIO(payload))
+    return path
+
+
+def archive_with_a_stray_member(path: Path, archive: Path) -> Path:
+    """The fake CIFAR-10 archive plus one member the official one does not have."""
+    import io
+    import tarfile
+
+    with tarfile.open(archive) as good, tarfile.open(path, "w:gz") as tar:
+        for member in good.getmembers():
+            tar.addfile(member, good.extractfile(member) if member.isfile() else None)
+        stray = tarfile.TarInfo("cifar-10-batches-py/notes.txt")
+        stray.size = 2
+        tar.addfile(stray, io.BytesIO(b"hi"))
+    return path
+
+
+def junk_file(path: Path) -> Path:
+    path.write_bytes(b"junk" * 100)
+    return path
+
+
+def test_a_zip_passed_with_from_gets_the_zip_error_not_a_checksum_hint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dlbox import cli
+    from dlbox.errors import EXIT_ERROR
+
+    zipped = zip_of_fake_cifar10(tmp_path / "cifar-10-python.zip")
+    code = cli.main(["data", "fetch", "--from", str(zipped), "--data", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR == 1
+    assert f"error: archive {zipped} is a ZIP archive, not a .tar.gz\n" in err
+    assert "unpack it yourself and pass --data" in err
+    assert "checksum" not in err and "--sha256" not in err and sha256_of(zipped) not in err
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("via", ["file", "url"])
+@pytest.mark.parametrize("kind", ["zip", "image_tree", "stray_member", "not_gzip"])
+@pytest.mark.parametrize("with_sha256", [False, True])
+def test_a_wrong_archive_gets_its_format_error_before_any_checksum(
+        tmp_path: Path, archive: Path, via: str, kind: str, with_sha256: bool) -> None:
+    made = tmp_path / "made"
+    made.mkdir()
+    wrong = {
+        "zip": lambda: zip_of_fake_cifar10(made / "cifar.zip"),
+        "image_tree": lambda: image_tree_archive(made / "cifar10-jpeg.tar.gz"),
+        "stray_member": lambda: archive_with_a_stray_member(made / "stray.tar.gz", archive),
+        "not_gzip": lambda: junk_file(made / "junk.tar.gz"),
+    }[kind]()
+    expected = {
+        "zip": "is a ZIP archive, not a .tar.gz",
+        "image_tree": "refusing the archive: member 'cifar10-jpeg' is not a CIFAR-10 file",
+        "stray_member": "refusing the archive: member 'cifar-10-batches-py/notes.txt'",
+        "not_gzip": "is not a readable .tar.gz",
+    }[kind]
+    # without --sha256 (the official md5 fails too), and with the file's own, as pasted from
+    # the hint the user used to get
+    sha256 = sha256_of(wrong) if with_sha256 else None
+    running = Server(wrong.read_bytes()) if via == "url" else None
+    source = running.url if running is not None else str(wrong)
+    try:
+        with pytest.raises(DataError) as info:
+            fetch_cifar10(config(tmp_path / "d", source=source, sha256=sha256))
+    finally:
+        if running is not None:
+            running.close()
+    message, hint = info.value.message, info.value.hint or ""
+    assert expected in message
+    assert "checksum" not in message and sha256_of(wrong) not in message + hint
+    if kind == "image_tree":
+        assert "holds an image tree" in hint and "--data DIR" in hint
+    assert not (tmp_path / "d").exists()  # nor a downloaded archive left in it
+
+
+@pytest.mark.parametrize("via", ["file", "url"])
+def test_a_right_format_archive_with_a_wrong_checksum_is_still_refused(
+        tmp_path: Path, archive: Path, server: Server, via: str) -> None:
+    source = str(archive) if via == "file" else server.url
+    # no --sha256: the official md5
+    with pytest.raises(DataError) as info:
+        fetch_cifar10(config(tmp_path / "d", source=source))
+    assert info.value.message == (
+        f"checksum mismatch for {source}: md5 is {hashlib.md5(archive.read_bytes()).hexdigest()}"
+        f", expected the official {fetch_module.OFFICIAL_MD5}")
+    hint = info.value.hint or ""
+    assert "--sha256 HEX" in hint
+    assert (sha256_of(archive) in hint) == (via == "file")
+    # a --sha256 that does not match
+    with pytest.raises(DataError) as info:
+        fetch_cifar10(config(tmp_path / "d", source=source, sha256="2" * 64))
+    assert info.value.message.startswith(f"checksum mismatch for {source}: ")
+    assert info.value.message.endswith(f"expected {'2' * 64}")
+    assert "--sha256 HEX" in (info.value.hint or "")
+    assert not (tmp_path / "d").exists()

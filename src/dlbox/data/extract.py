@@ -20,7 +20,7 @@ import tempfile
 import time
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -157,27 +157,43 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _accepted_members(tar: tarfile.TarFile,
+                      label: str) -> Iterator[tuple[tarfile.TarInfo, str]]:
+    """(member, file name under cifar-10-batches-py/) for each file `tar` may extract, in
+    archive order; raises DataError at the first member that refuses the archive (see
+    classify_member) or one that appears twice."""
+    seen: set[str] = set()
+    for member in tar:
+        try:
+            name = classify_member(member)
+        except DataError as error:
+            # A member outside cifar-10-batches-py/ that starts an image tree: say what the
+            # archive is, rather than "use the official archive".
+            if "is not a CIFAR-10 file" in error.message and _holds_images(member, tar):
+                raise DataError(error.message, hint=_image_tree_hint(label)) from None
+            raise
+        if not name:
+            continue
+        if name in seen:
+            raise DataError(f"refusing the archive: {BATCHES_DIRNAME}/{name} appears twice",
+                            hint=BAD_ARCHIVE_HINT)
+        seen.add(name)
+        yield member, name
+
+
+def _check_complete(names: Iterable[str], label: str) -> None:
+    present = set(names)
+    missing = [name for name in REQUIRED_FILES if name not in present]
+    if missing:
+        raise DataError(f"archive {label} lacks {', '.join(missing)}", hint=BAD_ARCHIVE_HINT)
+
+
 def _extract_members(archive: Path, into: Path, on_file: Callable[[str], None] | None,
                      label: str) -> list[ExtractedFile]:
     written: list[ExtractedFile] = []
-    seen: set[str] = set()
     # Stream mode reads the gzip once, front to back; no random access, no member list held.
     with tarfile.open(archive, mode="r|*") as tar:
-        for member in tar:
-            try:
-                name = classify_member(member)
-            except DataError as error:
-                # A member outside cifar-10-batches-py/ that starts an image tree: say what the
-                # archive is, rather than "use the official archive".
-                if "is not a CIFAR-10 file" in error.message and _holds_images(member, tar):
-                    raise DataError(error.message, hint=_image_tree_hint(label)) from None
-                raise
-            if not name:
-                continue
-            if name in seen:
-                raise DataError(f"refusing the archive: {BATCHES_DIRNAME}/{name} appears twice",
-                                hint=BAD_ARCHIVE_HINT)
-            seen.add(name)
+        for member, name in _accepted_members(tar, label):
             source = tar.extractfile(member)
             if source is None:  # pragma: no cover - isfile() members always have data
                 raise DataError(f"cannot read {member.name} from {label}", hint=BAD_ARCHIVE_HINT)
@@ -196,10 +212,34 @@ def _extract_members(archive: Path, into: Path, on_file: Callable[[str], None] |
             written.append(ExtractedFile(name, size, digest.hexdigest()))
             if on_file is not None:
                 on_file(name)
-    missing = [name for name in REQUIRED_FILES if name not in seen]
-    if missing:
-        raise DataError(f"archive {label} lacks {', '.join(missing)}", hint=BAD_ARCHIVE_HINT)
+    _check_complete((f.name for f in written), label)
     return written
+
+
+def check_cifar10_archive(archive: str | Path, *, label: str | None = None) -> None:
+    """Raise DataError unless `archive` is a tar(.gz) that extract_cifar10_archive would
+    accept: not a ZIP/7z/RAR or other unreadable file, no image tree, no unexpected, unsafe,
+    duplicate or oversized member, none of the required files missing. The same checks and
+    messages as extraction, but only member headers are read (the gzip streams through once,
+    member data is skipped, nothing is written or held in memory); a wrong format or a
+    foreign first member fails at the first bytes.
+
+    `fetch` runs this before the checksum: a file that could not be extracted anyway must
+    get the error that says what it is, never a "pass --sha256 <its checksum>" hint.
+    """
+    archive = Path(archive)
+    label = label or str(archive)
+    try:
+        with tarfile.open(archive, mode="r|*") as tar:
+            names = [name for _member, name in _accepted_members(tar, label)]
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        raise _unreadable_archive(archive, label, error) from None
+    except OSError as error:
+        if error.errno is None:  # gzip.BadGzipFile and friends: the archive, not the disk
+            raise _unreadable_archive(archive, label, error) from None
+        raise DataError(f"cannot read the archive {label}: {error.strerror or error}",
+                        hint="check that the file is readable for you") from None
+    _check_complete(names, label)
 
 
 # How other archive formats begin: a mirror (or a helpful colleague) may hand one over.

@@ -1,6 +1,8 @@
 """`dlbox data fetch`: get cifar-10-python.tar.gz, verify it, extract it safely.
 
     source   the official URL, a mirror URL (--from URL), or a local file (--from FILE)
+    inspect  the archive's format and member names (extract.check_cifar10_archive): a ZIP, an
+             image tree or a foreign archive is refused before any checksum is compared
     verify   md5 of the official archive, or the --sha256 given for a mirror or a local copy
     extract  only the expected members, via a temp dir renamed into place (see extract.py)
     record   DATA_DIR/cifar-10-batches-py/dlbox-checksums.json: the archive's sha256 and md5
@@ -35,6 +37,7 @@ from dlbox.data.extract import (
     EXPECTED_FILES,
     REQUIRED_FILES,
     ExtractedFile,
+    check_cifar10_archive,
     data_dir_error,
     extract_cifar10_archive,
     leftover_message,
@@ -526,6 +529,13 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
             archive = downloaded
         else:
             archive = _local_archive(source)
+        label = str(archive) if downloaded is None else shown
+        # Format and contents first (member headers only): a ZIP, an image tree or a foreign
+        # archive gets the error that says what it is, never a checksum mismatch whose hint
+        # offers `--sha256 <this file's sha256>` for a file that could not be extracted
+        # anyway. A web page sent for a download is named as one below instead.
+        if downloaded is None or not _looks_like_html(downloaded):
+            check_cifar10_archive(archive, label=label)
         try:
             with _Progress(config.progress).task("verifying",
                                                  archive.stat().st_size) as advance:
@@ -537,8 +547,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                                  "again") from None
         # A bad download is deleted below (it must not be resumed).
         try:
-            check_digest(digest, expected, str(archive) if downloaded is None else shown,
-                         local_file=downloaded is None)
+            check_digest(digest, expected, label, local_file=downloaded is None)
         except DataError as error:
             if downloaded is not None and _looks_like_html(downloaded):
                 raise DataError(f"{error.message}: the server sent a web page (HTML), not "
@@ -550,7 +559,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                 archive, root, replace=True, on_file=lambda _name: advance(1),
                 finalize=lambda staging, files: _write_record(staging, files, digest, shown),
                 on_leftover=lambda path, error: warnings.append(leftover_message(path, error)),
-                label=str(archive) if downloaded is None else shown)
+                label=label)
         if downloaded is not None:
             try:
                 downloaded.unlink(missing_ok=True)  # the record keeps its checksum
