@@ -170,6 +170,23 @@ def test_resuming_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path) -
         resume(run_dir, progress=False)
 
 
+def test_a_resume_may_use_another_number_of_threads(fake_cifar_dir: Path,
+                                                    tmp_path: Path) -> None:
+    # `--resume RUN --threads 2` was refused ("--threads cannot change"), so a run could not
+    # be capped to the cores a shared host lends it when it continued.
+    def stop_in_epoch_2(epoch: int, step: int) -> bool:
+        return epoch == 2 and step == 2
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(fake_cifar_dir, run_dir, epochs=2), progress=False,
+              evaluate_at_end=False, stop=stop_in_epoch_2)
+    resume(run_dir, progress=False, evaluate_at_end=False, threads=1)
+    assert read_json(run_dir / "config.json")["threads"] == 1
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["finished"]
+    assert read_json(run_dir / "manifest.json")["resumed"][0]["cpu_threads"] == 1
+
+
 def test_resume_of_a_run_whose_checkpoint_was_deleted_says_so(fake_cifar_dir: Path,
                                                               tmp_path: Path) -> None:
     """Found by hand: the hint said the run `saved nothing` and that its --run-dir `may be

@@ -16,9 +16,11 @@ from dlbox.cli.common import reject_empty_paths
 from dlbox.errors import UsageError
 
 # Flags that set a training setting; with --resume the run's own config.json decides them.
+# What --resume refuses: the run's own settings. --threads is not one (how many cores this
+# machine lends it), nor --device or --data.
 SETTING_FLAGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "momentum",
                  "label_smoothing", "width", "seed", "run_dir", "num_train", "num_test",
-                 "threads", "amp", "channels_last")
+                 "amp", "channels_last")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from dlbox.errors import EXIT_INTERRUPTED
-    from dlbox.training.loop import TrainingStopped, resume, train
+    from dlbox.training.loop import AlreadyFinished, TrainingStopped, resume, train
 
     run_dir = args.resume
     try:
@@ -86,11 +88,17 @@ def _run(args: argparse.Namespace) -> int:
                 raise UsageError(
                     f"--resume continues with the run's own settings; {', '.join(given)} "
                     "cannot change",
-                    hint="drop those flags (only --device, --data, --no-progress and --no-evaluate "
-                     "may be given with --resume)",
+                    hint="drop those flags (only --device, --data, --threads, --no-progress "
+                         "and --no-evaluate may be given with --resume)",
                 )
-            resume(args.resume, device=args.device, data_dir=args.data,
-                   progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
+            try:
+                resume(args.resume, device=args.device, data_dir=args.data,
+                       progress=not args.no_progress, evaluate_at_end=not args.no_evaluate,
+                       threads=args.threads)
+            except AlreadyFinished as done:  # asked again (a requeued job): nothing to do
+                print(done.message)
+                print(f"hint: {done.hint}")
+                return 0
         else:
             config = config_from_args(args)
             run_dir = config.run_dir  # None: train makes runs/<time>-<model> (and says which)

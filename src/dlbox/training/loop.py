@@ -70,6 +70,11 @@ RUNS_DIRNAME = "runs"
 StopCheck = Callable[[int, int], bool]
 
 
+class AlreadyFinished(RunDirError):
+    """`--resume` of a run whose every epoch is done: nothing to do, not a failure (a job
+    that a scheduler requeues after its run finished asks again)."""
+
+
 class TrainingStopped(DlboxError):
     """Training stopped early on request (Ctrl-C, SIGTERM).
 
@@ -411,11 +416,12 @@ def _train_in(config: TrainConfig, device: torch.device, run_dir: Path, data_dir
 
 def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path | None = None,
            progress: bool = True, evaluate_at_end: bool = True,
-           stop: StopCheck | None = None) -> Path:
+           stop: StopCheck | None = None, threads: int | None = None) -> Path:
     """Continue an interrupted run from checkpoints/last.pt with its own config.json.
 
-    `device` and `data_dir` may differ from the original run's (a moved data dir, another
-    machine); every other setting is the run's.
+    `device`, `data_dir` and `threads` may differ from the original run's (a moved data dir,
+    another machine, a shared host); every other setting is the run's. A run that finished
+    raises AlreadyFinished.
     """
     run_dir = Path(run_dir).expanduser().resolve()
     config = read_run_config(run_dir)
@@ -424,7 +430,8 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     with run_lock(run_dir, busy_hint="wait for it to end (it saves its state as it goes; "
                                      "resume it again if it stops before its last epoch)"), \
             out_of_memory_is_an_error(config, where, run_dir):
-        return _resume(run_dir, config, device, data_dir, progress, evaluate_at_end, stop)
+        return _resume(run_dir, config, device, data_dir, progress, evaluate_at_end, stop,
+                       threads)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -477,7 +484,7 @@ def out_of_memory_is_an_error(config: TrainConfig, device: torch.device,
 
 def _resume(run_dir: Path, config: TrainConfig, device: str | None,
             data_dir: str | Path | None, progress: bool, evaluate_at_end: bool,
-            stop: StopCheck | None) -> Path:
+            stop: StopCheck | None, threads: int | None = None) -> Path:
     path = checkpoint_path(run_dir, "last")
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no checkpoint to resume from",
@@ -485,13 +492,16 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     state = load_checkpoint(path)
     check_checkpoint(state, path)
     if state.get("finished"):
-        raise RunDirError(f"run {run_dir} already finished all {plural(config.epochs, 'epoch')}",
-                          hint=f"evaluate it with `dlbox evaluate {run_dir}`, or start a new "
-                               "run with more --epochs")
+        raise AlreadyFinished(f"run {run_dir} already finished all "
+                              f"{plural(config.epochs, 'epoch')}: nothing to resume",
+                              hint=f"evaluate it with `dlbox evaluate {run_dir}`, or start a "
+                                   "new run with more --epochs")
     trained_on = config.data_dir
     changes: dict[str, Any] = {"run_dir": str(run_dir)}
     if device is not None:
         changes["device"] = device
+    if threads is not None:  # how many cores this machine gives it: not a result setting
+        changes["threads"] = threads
     if data_dir is not None:
         changes["data_dir"] = str(data_dir)
     config = config.replace(**changes)
