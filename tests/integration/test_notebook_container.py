@@ -140,6 +140,8 @@ def test_container_server_wants_its_token_runs_non_root_and_stops(
         exit_code, output = container.exec_run(["touch", "/workspace/notebooks/written"])
         assert exit_code == 0, output
         assert (notebook_dir / "written").exists()
+        # The image's tini under the engine's init: a subreaper, without a warning each start
+        assert "Tini is not running as PID 1" not in container.logs().decode("utf-8", "replace")
         first_token, name = first.token, container.name
         assert stop_launch(first, signal.SIGINT, timeout_s=90) == 130
         assert port_is_closed(first.port)

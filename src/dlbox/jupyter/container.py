@@ -79,6 +79,10 @@ def container_environment(host_env: dict[str, str], has_data: bool) -> dict[str,
         "JUPYTER_RUNTIME_DIR": "/tmp/dlbox-home/jupyter-runtime",
         "MPLCONFIGDIR": "/tmp/dlbox-home/matplotlib",
         "PYTHONUNBUFFERED": "1",
+        # The image's own tini (its entrypoint) runs under the engine's init (init=True, for
+        # images without one): as a subreaper it reaps as well, without warning in the log
+        # that it is "not running as PID 1".
+        "TINI_SUBREAPER": "1",
     }
     if has_data:
         env["DLBOX_DATA"] = DATA_DIR
