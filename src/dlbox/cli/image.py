@@ -130,7 +130,8 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
                      help="an environment variable for the command (repeatable); NAME alone "
                           "passes this shell's value on")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
-                     help="the command (default: the image's own, `dlbox --help`)")
+                     help="the command (default: the image's own: `dlbox --help` in "
+                          "dlbox's image, python3 in a project's)")
     run.set_defaults(func=run_run)
 
 
