@@ -231,3 +231,34 @@ def test_the_docker_error_names_the_socket_docker_host_points_at(
     monkeypatch.delenv("DOCKER_HOST")
     assert "no socket at /var/run/docker.sock" in _docker_error_text(
         FileNotFoundError(2, "No such file or directory"))
+
+
+def test_recording_again_into_a_folder_replaces_the_earlier_recording_whole(
+        tmp_path: Path) -> None:
+    # A second --record into the same folder left the first one's files that the second
+    # did not write (nvml.json of a GPU host): replayed, the two hosts were mixed into one.
+    from dlbox.hostenv.probe import save_recording
+
+    folder = tmp_path / "rec"
+    gpu = load_raw(HOSTS / "healthy-h100-cuda13")
+    cpu = load_raw(HOSTS / "cpu-only-host")
+    save_recording(gpu, folder)
+    assert (folder / "nvml.json").is_file() and load_raw(folder) == gpu
+    save_recording(cpu, folder)
+    assert not (folder / "nvml.json").exists()
+    assert facts_from_raw(load_raw(folder)) == facts_from_raw(cpu)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec"]  # no staging left
+
+
+def test_record_refuses_a_folder_of_other_files(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # "pass a new or empty folder", said the hint, yet --record wrote into any folder
+    from dlbox.cli import main
+
+    folder = tmp_path / "home"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    assert main(["doctor", "--record", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {folder} is not empty and holds no dlbox recording" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]

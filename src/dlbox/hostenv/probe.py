@@ -743,6 +743,35 @@ _FILES = {
 }
 
 
+def save_recording(raw: RawHost, folder: Path) -> None:
+    """Write a recording into `folder` whole: made in a temp folder beside it, then put in
+    place, replacing an earlier recording there (whose files the new one does not write,
+    nvml.json of a host that had a GPU, say, would otherwise be read back with it)."""
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    old = None
+    try:
+        save_raw(raw, staging)
+        mask = os.umask(0)
+        os.umask(mask)
+        staging.chmod(0o777 & ~mask)  # mkdtemp's 0700 would outlive it: as mkdir makes one
+        if folder.exists():
+            old = folder.with_name(f"{staging.name}.old")
+            folder.rename(old)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old is not None and not folder.exists():
+            old.rename(folder)  # the earlier recording back in place
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def save_raw(raw: RawHost, folder: Path) -> None:
     """Write a recording: the tools' outputs as files, the rest in host.json."""
     from dlbox.fileio import write_json_atomic, write_text_atomic
