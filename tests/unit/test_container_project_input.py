@@ -12,7 +12,7 @@ import pytest
 from dlbox.container.context import copy_project, iter_project_files, write_context
 from dlbox.container.dockerignore import DEFAULT_PATTERNS, IgnoreMatcher, project_patterns
 from dlbox.container.project import detect_project, setup_py_requirements
-from dlbox.errors import EXIT_USAGE, ContainerError, UsageError
+from dlbox.errors import EXIT_USAGE, UsageError
 
 
 def write(path: Path, text: str = "x") -> Path:
@@ -493,7 +493,7 @@ def test_a_bare_url_requirement_is_named(tmp_path: Path, line: str, expected: st
 def test_a_bare_url_without_a_name_says_how_to_name_it(tmp_path: Path, line: str,
                                                         hint: str) -> None:
     write(tmp_path / "requirements.txt", f"rich\n{line}\n")
-    with pytest.raises(ContainerError) as info:
+    with pytest.raises(UsageError) as info:
         detect_project(tmp_path)
     assert info.value.message == f"requirements.txt:2: {line!r} is a URL without a package name"
     assert info.value.hint == f"name the package: {hint}"

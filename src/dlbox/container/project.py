@@ -96,15 +96,17 @@ def normalize_name(name: str) -> str:
 
 
 def parse_requirement(line: str, where: str) -> Any:
-    """A packaging Requirement, or ContainerError naming the file and line."""
+    """A packaging Requirement, or UsageError naming the file and line."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     try:
         return Requirement(line)
     except InvalidRequirement as error:
-        raise ContainerError(
+        # packaging's message goes on with the line and a caret under the fault: one line
+        reason = (str(error).strip().splitlines() or ["invalid"])[0]
+        raise UsageError(
             f"{where}: {redact_url_credentials(line)!r} is not a valid requirement "
-            f"({redact_url_credentials(str(error))})",
+            f"({redact_url_credentials(reason)})",
             hint="write it as pip does, e.g. numpy>=1.24 or rich==13.7.1",
         ) from None
 
@@ -146,11 +148,11 @@ def redact_url_credentials(text: str) -> str:
 
 
 def refuse_url_credentials(line: str, where: str) -> None:
-    """ContainerError when `line` (which would reach the Dockerfile or the lock) has a URL
+    """UsageError when `line` (which would reach the Dockerfile or the lock) has a URL
     with credentials: the image's history would keep them."""
     if has_url_credentials(line):
         from_env = "${" in line  # pip's ${VAR}: the value would need a build arg, kept in history
-        raise ContainerError(
+        raise UsageError(
             f"{where}: {redact_url_credentials(line)!r} has credentials in a URL"
             + (" (from an environment variable, which a build would need as a build arg, "
                "which the image's history keeps)" if from_env else "")
@@ -240,7 +242,8 @@ def read_requirements_file(path: Path, project_root: Path,
 
     The project itself (`.`, `-e .`) is skipped: it is installed with the code. Options pip
     would need a local path for, constraints files and editable installs of other folders
-    raise ContainerError naming the line; a file that is not UTF-8 text, UsageError. What the
+    raise UsageError naming the line (exit status 2, as for every problem in the project's
+    files), and so does a file that is not UTF-8 text. What the
     user should hear about (`--hash` options, which are not checked) goes to `notes`.
     """
     path = path.resolve()
@@ -249,8 +252,8 @@ def read_requirements_file(path: Path, project_root: Path,
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ContainerError(f"cannot read {path}: {error.strerror}",
-                             hint="check the -r include path in your requirements file") from None
+        raise UsageError(f"cannot read {path}: {error.strerror}",
+                         hint="check the -r include path in your requirements file") from None
     text = decode_text(data, _shown_path(path, project_root),
                        hint="save it as UTF-8, as pip reads it (e.g. iconv -f latin1 -t utf-8 "
                             "FILE > FILE.new, then replace FILE with it)")
@@ -264,8 +267,8 @@ def read_requirements_file(path: Path, project_root: Path,
             option, value = _split_option(line)
             if option in ("-r", "--requirement"):
                 if not value:
-                    raise ContainerError(f"{where}: -r needs a file name",
-                                         hint="e.g. -r requirements-base.txt")
+                    raise UsageError(f"{where}: -r needs a file name",
+                                     hint="e.g. -r requirements-base.txt")
                 more, more_options = read_requirements_file(path.parent / value, project_root,
                                                              _seen | {path}, notes)
                 requirements += more
@@ -273,13 +276,13 @@ def read_requirements_file(path: Path, project_root: Path,
             elif option in ("-e", "--editable"):
                 if value and (path.parent / value).resolve() == project_root.resolve():
                     continue  # the project itself: installed after the code is copied
-                raise ContainerError(
+                raise UsageError(
                     f"{where}: editable install of {value!r} is not supported in an image",
                     hint="list the package as a normal requirement, or make it part of the "
                          "project folder",
                 )
             elif option in ("-c", "--constraint"):
-                raise ContainerError(
+                raise UsageError(
                     f"{where}: constraints files are not supported",
                     hint="dlbox pins every requirement in dlbox.lock; put the pins you need "
                          "into requirements.txt (name==version)",
@@ -290,10 +293,10 @@ def read_requirements_file(path: Path, project_root: Path,
                     options.append(canonical)
                     continue
                 if not value:
-                    raise ContainerError(f"{where}: {option} needs a value",
-                                         hint=f"e.g. {option} https://example.org/simple")
+                    raise UsageError(f"{where}: {option} needs a value",
+                                     hint=f"e.g. {option} https://example.org/simple")
                 if canonical == "--find-links" and "://" not in value:
-                    raise ContainerError(
+                    raise UsageError(
                         f"{where}: --find-links {value} is a local folder, which the image "
                         "build cannot see",
                         hint=f"pass it to the build instead: dlbox image build --wheelhouse "
@@ -301,8 +304,8 @@ def read_requirements_file(path: Path, project_root: Path,
                     )
                 options.append(f"{canonical}={value}")
             else:
-                raise ContainerError(f"{where}: pip option {option} is not supported here",
-                                     hint="remove it from the requirements file")
+                raise UsageError(f"{where}: pip option {option} is not supported here",
+                                 hint="remove it from the requirements file")
             continue
         parts = re.split(r"\s+--hash[= ]", line)
         requirement = parts[0].strip()
@@ -313,7 +316,7 @@ def read_requirements_file(path: Path, project_root: Path,
         ):
             continue
         if requirement.startswith((".", "/", "file:")):
-            raise ContainerError(
+            raise UsageError(
                 f"{where}: local path requirement {requirement!r} is not supported",
                 hint="build a wheel of it into a folder and pass --wheelhouse DIR, then "
                      "require it by name",
@@ -334,7 +337,7 @@ _BARE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 def _named_url(requirement: str, where: str) -> str:
     """A bare URL requirement as PEP 508's `name @ URL`, which the lock needs (pip takes both):
-    the name from a wheel's file name or an #egg= fragment; any other URL, ContainerError."""
+    the name from a wheel's file name or an #egg= fragment; any other URL, UsageError."""
     if not _BARE_URL.fullmatch(requirement):
         return requirement
     url = requirement
@@ -346,7 +349,7 @@ def _named_url(requirement: str, where: str) -> str:
         name = filename.split("-", 1)[0]
     else:
         guess = re.sub(r"(\.git|-\d.*)$", "", filename) or "NAME"
-        raise ContainerError(
+        raise UsageError(
             f"{where}: {redact_url_credentials(url)!r} is a URL without a package name",
             hint=f"name the package: {guess} @ {redact_url_credentials(url)}")
     return f"{normalize_name(name)} @ {url}"
@@ -620,7 +623,7 @@ def detect_project(project_dir: str | Path | None = None,
     if not pyproject_path.is_file() and not has_requirements_txt:
         if has_setup_py:
             raise _setup_py_only_error(root)
-        raise ContainerError(
+        raise UsageError(
             f"{root} has neither {REQUIREMENTS_FILE} nor {PYPROJECT_FILE}",
             hint="add a requirements.txt listing what the code imports (one package a line); "
                  "for the built-in dlbox project, run dlbox image build without PROJECT_DIR "
@@ -676,7 +679,7 @@ def detect_project(project_dir: str | Path | None = None,
             )
         if project_table:
             if "dependencies" in dynamic and not has_requirements_txt:
-                raise ContainerError(
+                raise UsageError(
                     f"{pyproject_path.name} declares its dependencies as dynamic, which dlbox "
                     "cannot read without running the build backend",
                     hint="add a requirements.txt next to it listing the dependencies",
