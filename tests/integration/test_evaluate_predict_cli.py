@@ -195,6 +195,23 @@ def test_a_checkpoint_given_as_a_path_is_used(
     assert json.loads(capsys.readouterr().out)["checkpoint"] == str(kept)
 
 
+def test_a_checkpoint_of_another_model_is_named_as_such(
+        run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Another run's checkpoint gave torch's list of missing keys and the hint "train again".
+    import torch
+
+    state = torch.load(run_copy / "checkpoints" / "last.pt", weights_only=True)
+    state["config"]["model"] = "speedrun"
+    other = tmp_path / "other.pt"
+    torch.save(state, other)
+    for command in (["evaluate", str(run_copy)], ["predict", str(run_copy), "x.png"]):
+        assert main([*command, "--checkpoint", str(other)]) == EXIT_ERROR
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: checkpoint {other} is of a 'speedrun' model, and "
+                              f"{run_copy} is a 'tiny' run"), err
+        assert "Missing key" not in err and "train again" not in err
+
+
 def test_evaluate_waits_for_a_run_that_is_training(
         run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Found by reading: `dlbox evaluate` of a run that is training read metrics.json, the

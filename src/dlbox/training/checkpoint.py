@@ -388,6 +388,19 @@ def build_run_model(run_dir: str | Path, config: TrainConfig, num_classes: int) 
                                "`dlbox models` lists the models and their settings") from None
 
 
+def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
+                         config: TrainConfig) -> None:
+    """A checkpoint of another model (`--checkpoint` of another run) named as such: torch's
+    list of missing keys, and "train again", said nothing of the kind."""
+    saved = state.get("config")
+    model = saved.get("model") if isinstance(saved, Mapping) else None
+    if isinstance(model, str) and model != config.model:
+        raise RunDirError(f"checkpoint {path} is of a '{model}' model, and {run_dir} is a "
+                          f"'{config.model}' run",
+                          hint="pass one of this run's checkpoints (in its checkpoints/ "
+                               "folder), or evaluate the run that checkpoint belongs to")
+
+
 def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto",
                         checkpoint: str = "last") -> LoadedModel:
     """The model of a run (its `checkpoint`, default checkpoints/last.pt), ready to predict."""
@@ -411,6 +424,7 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
                                                         config.checkpoint_every))
     state = load_checkpoint(path)
     check_checkpoint(state, path)
+    _refuse_another_runs(state, path, run_dir, config)
     classes = tuple(state.get("classes") or ())
     model = build_run_model(run_dir, config, len(classes) or 10)
     load_state_dict_checked(model, state.get("model"), path, what=f"model '{config.model}'")
