@@ -397,3 +397,17 @@ def test_models_shows_each_recipes_parameter_count(capsys: pytest.CaptureFixture
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert f"{wide / 1e6:.2f}M gpu / {narrow / 1e6:.2f}M cpu" in rows["resnet"]
     assert "62,006" in rows["tutorial"] and " gpu" not in rows["tutorial"].split("any:")[0]
+
+
+def test_a_batch_larger_than_the_data_is_said(fake_cifar_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # --batch-size 1000 on 500 images ran with batches of 500, and said nothing of it
+    assert main(["train", "--model", "tiny", "--device", "cpu", "--batch-size", "1000",
+                 "--data", str(fake_cifar_dir), "--run-dir", str(tmp_path / "run"),
+                 "--no-progress", "--no-evaluate"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert ("note: the batch size, 1000, is more than the 500 training images: each step "
+            "takes all 500, one step an epoch") in err, err
+    assert main(["train", *QUICK, "--data", str(fake_cifar_dir), "--run-dir",
+                 str(tmp_path / "quiet"), "--no-evaluate"]) == EXIT_OK
+    assert "note: the batch size" not in capsys.readouterr().err

@@ -19,6 +19,7 @@ import math
 import random
 import re
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -380,6 +381,10 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
     speedrun = isinstance(create_model(config.model, **config.model_kwargs), SpeedrunNet)
     train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
     test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
+    if config.batch_size > len(train_set):  # config.json keeps the value asked for
+        print(f"note: the batch size, {config.batch_size}, is more than the {len(train_set)} "
+              f"training images: each step takes all {len(train_set)}, one step an epoch",
+              file=sys.stderr)
     named = run_dir is not None
     if run_dir is None:
         run_dir = claim_default_run_dir(config.model).resolve()
