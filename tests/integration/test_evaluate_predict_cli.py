@@ -134,6 +134,32 @@ def test_evaluate_records_absolute_paths_and_names_data_of_other_classes(
     assert f"but the test data in {(pets / 'test').resolve()} has class_0" in err, err
 
 
+def test_evaluate_output_leaves_the_run_as_it_is(run_copy: Path, fake_cifar_dir: Path,
+                                                tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # An evaluation on other data replaced the run's own predictions.csv, confusion matrix
+    # and final test accuracy, with no way to write them elsewhere.
+    other = tmp_path / "other"
+    shutil.copytree(fake_cifar_dir, other)
+    before = {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()}
+    out = tmp_path / "reports" / "on-other"
+    assert main(["evaluate", str(run_copy), "--data", str(other), "--output", str(out),
+                 "--device", "cpu"]) == EXIT_OK
+    assert capsys.readouterr().out.strip().endswith(
+        f"wrote predictions.csv, confusion_matrix.json, confusion_matrix.png, evaluation.json "
+        f"in {out}")
+    assert {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()} == before
+    document = json.loads((out / "evaluation.json").read_text())
+    assert document["test_images"] == TEST_IMAGES and document["run_dir"] == str(run_copy)
+    assert Path(document["data"]).is_relative_to(other)
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert len(rows) == TEST_IMAGES + 1
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["evaluate", str(run_copy), "--output", str(blocker)]) == EXIT_USAGE
+    assert "--output" in capsys.readouterr().err and blocker.read_text() == ""
+
+
 def test_evaluate_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(tmp_path / "nope")]) == EXIT_ERROR
     err = capsys.readouterr().err

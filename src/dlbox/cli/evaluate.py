@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Predict every test image with the run's model and write predictions.csv, "
             "confusion_matrix.json, confusion_matrix.png, training_curves.png (when the run has "
             "a history) and the test metrics (metrics.json) "
-            "into the run directory."
+            "into the run directory, or with --output into another folder."
         ),
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", type=path_flag,
@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "1-pixel shifts), else each image averaged with its mirror")
     tta.add_argument("--no-tta", dest="tta", action="store_false",
                      help="no test-time augmentation (default unless the run's config asks)")
+    parser.add_argument("--output", metavar="DIR", default=None, type=path_flag,
+                        help="write predictions.csv, the confusion matrix and the metrics "
+                             "(evaluation.json) into DIR, leaving the run directory as it "
+                             "is: for an evaluation on other data (default: the run "
+                             "directory, its metrics.json updated)")
     parser.add_argument("--json", action="store_true",
                         help="print the metrics as JSON on stdout (and nothing else there)")
     parser.set_defaults(func=run)
@@ -50,18 +55,38 @@ def run(args: argparse.Namespace) -> int:
     # Empty paths are refused before anything is read or written (the run's lock file
     # included): RUN_DIR "" would be ".", --data "" the default data dir.
     reject_empty_run_dir(args)
-    reject_empty_paths(args, ("data",))
+    reject_empty_paths(args, ("data", "output"))
     checkpoint_path(args.run_dir, args.checkpoint)  # --checkpoint "": its usage error, now
     data_dir = Path(args.data) if args.data else None
-    with _not_while_training(args.run_dir):  # SIGTERM: main()'s handler, exit 143
+    output = _output_folder(args.output, args.run_dir)
+    # The run's lock only when its files are written: an --output evaluation reads the
+    # checkpoint, which training replaces whole, and may run while the run trains.
+    with _not_while_training(args.run_dir) if output is None else contextlib.nullcontext():
         metrics = evaluate_run(args.run_dir, data_dir=data_dir, device=args.device,
-                               quiet=args.json, tta=args.tta, checkpoint=args.checkpoint)
+                               quiet=args.json, tta=args.tta, checkpoint=args.checkpoint,
+                               output=output)  # SIGTERM: main()'s handler, exit 143
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        written = [*metrics.get("files", {}).values(), "metrics.json"]
-        print(f"wrote {', '.join(written)} in {args.run_dir}")
+        written = [*metrics.get("files", {}).values()]
+        if output is None:
+            written.append("metrics.json")
+        print(f"wrote {', '.join(written)} in {output or args.run_dir}")
     return EXIT_OK
+
+
+def _output_folder(output: Path | None, run_dir: Path) -> Path | None:
+    """--output as a folder to write into; None for the run dir itself (the default)."""
+    from dlbox.errors import UsageError
+
+    if output is None:
+        return None
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output} is a file, not a folder",
+                         hint="pass a folder (made if missing) for the report files")
+    if output.exists() and run_dir.exists() and output.resolve() == run_dir.resolve():
+        return None
+    return output
 
 
 @contextlib.contextmanager

@@ -324,23 +324,33 @@ def merge_metrics_file(path: Path, final: dict[str, Any], evaluation: dict[str, 
     write_json_atomic(path, merge_metrics(read_metrics_file(path), final, evaluation))
 
 
+EVALUATION_FILE = "evaluation.json"  # the metrics document, in an --output folder
+
+
 def write_evaluation(run_dir: Path, evaluation: Evaluation,
-                     details: dict[str, Any] | None = None) -> dict[str, Any]:
+                     details: dict[str, Any] | None = None,
+                     output: Path | None = None) -> dict[str, Any]:
     """Write predictions, confusion matrix (JSON, PNG), training curves and metrics.
 
-    Returns the metrics document (also stored as "evaluation" in metrics.json).
+    Returns the metrics document (also stored as "evaluation" in metrics.json). With
+    `output`, the predictions and the confusion matrix go there, with the document as
+    evaluation.json, and the run dir is left as it is (an evaluation on other data).
     """
     run_dir = Path(run_dir)
+    target = run_dir if output is None else Path(output)
     m = evaluation.metrics
-    existing = read_metrics_file(run_dir / METRICS_FILE)  # a damaged file stops us first
-    report.write_predictions_csv(run_dir / report.PREDICTIONS_FILE, evaluation.probabilities,
+    # a damaged metrics.json stops us first (read for its history)
+    existing = read_metrics_file(run_dir / METRICS_FILE) if output is None else {}
+    if output is not None:
+        target.mkdir(parents=True, exist_ok=True)
+    report.write_predictions_csv(target / report.PREDICTIONS_FILE, evaluation.probabilities,
                                  evaluation.true_labels, evaluation.classes)
-    report.write_confusion_matrix_json(run_dir / report.CONFUSION_JSON_FILE, evaluation.matrix,
+    report.write_confusion_matrix_json(target / report.CONFUSION_JSON_FILE, evaluation.matrix,
                                        evaluation.classes)
     accuracy = m["accuracy"]
     title = (f"test accuracy {100 * accuracy:.1f} % on {m['total']} images"
              if accuracy is not None else "no test images")
-    report.plot_confusion_matrix(run_dir / report.CONFUSION_PNG_FILE, evaluation.matrix,
+    report.plot_confusion_matrix(target / report.CONFUSION_PNG_FILE, evaluation.matrix,
                                  evaluation.classes, title=title)
     files = {
         "predictions": report.PREDICTIONS_FILE,
@@ -373,6 +383,10 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
         "mean_confidence": m["mean_confidence"],
         "per_class_accuracy": {name: entry["accuracy"] for name, entry in m["per_class"].items()},
     }
+    if output is not None:
+        files["evaluation"] = EVALUATION_FILE
+        write_json_atomic(target / EVALUATION_FILE, document)
+        return document
     write_json_atomic(run_dir / METRICS_FILE, merge_metrics(existing, final, document))
     return document
 
@@ -384,12 +398,13 @@ def run_amp_dtype(loaded: Any) -> torch.dtype | None:
 
 def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "auto",
                  quiet: bool = False, tta: bool | None = None, checkpoint: str = "last",
-                 batch_size: int | None = None) -> dict[str, Any]:
+                 batch_size: int | None = None, output: Path | None = None) -> dict[str, Any]:
     """Evaluate the run's model on the test split and write the report files into `run_dir`.
 
     data_dir: where the test data lives (default: the data dir the run trained on).
     tta: test-time augmentation; None follows the run's config.
     batch_size: images per model call (default: the run's eval_batch_size).
+    output: a folder for the report files instead of the run dir (see write_evaluation).
     Prints the tutorial-style accuracy lines unless `quiet`. Returns the metrics document.
     """
     run_dir = Path(run_dir)
@@ -413,7 +428,7 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         "tta": use_tta,
         "data": dataset.source,
     }
-    return report_evaluation(run_dir, evaluation, details, quiet)
+    return report_evaluation(run_dir, evaluation, details, quiet, output)
 
 
 @contextlib.contextmanager
@@ -451,9 +466,9 @@ def out_of_memory_is_an_error(device: str | torch.device, doing: str) -> Iterato
 
 
 def report_evaluation(run_dir: Path, evaluation: Evaluation, details: dict[str, Any],
-                      quiet: bool = False) -> dict[str, Any]:
+                      quiet: bool = False, output: Path | None = None) -> dict[str, Any]:
     """write_evaluation, then the tutorial-style accuracy lines unless `quiet`."""
-    document = write_evaluation(run_dir, evaluation, details)
+    document = write_evaluation(run_dir, evaluation, details, output)
     if not quiet:
         for line in report.accuracy_lines(evaluation.metrics):
             print(line)
