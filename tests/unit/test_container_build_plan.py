@@ -1223,3 +1223,16 @@ def test_a_gpu_only_old_releases_serve_keeps_the_resolvers_reason() -> None:
                                          "470.256.02, sm_30): ")
     assert info.value.hint == ("no tensorflow GPU build for Python 3.11 supports this GPU: "
                                "resolve with --cpu, or --base-image with another Python")
+
+
+def test_a_build_outside_any_project_says_it_builds_dlbox(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `dlbox image build` in a folder whose requirements.txt was forgotten quietly built the
+    # built-in dlbox project instead.
+    monkeypatch.chdir(tmp_path)
+    _, notes = B.dry_run(B.BuildRequest(device="cpu"), facts=no_probe)
+    assert any(note.startswith("building dlbox's own CIFAR-10 project: the current folder "
+                               "has no requirements.txt") for note in notes), notes
+    write(tmp_path / "requirements.txt", "numpy\n")
+    _, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"), facts=no_probe)
+    assert not any("dlbox's own" in note for note in notes)

@@ -692,6 +692,12 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     _buildargs(request)  # credentials in a build arg: refused before anything (dry runs too)
     project = detect_project(request.project_dir, request.extras)
     project_patterns(project.root)  # an unreadable .dockerignore: refused before any build
+    if request.project_dir is None and Path.cwd().resolve() != project.root.resolve():
+        # `dlbox image build` in a folder meant as a project, but missing its requirements
+        project = dataclasses.replace(project, notes=project.notes + (
+            "building dlbox's own CIFAR-10 project: the current folder has no "
+            "requirements.txt, pyproject.toml or setup.py (pass PROJECT_DIR to build "
+            "another)",))
     if project.kind != "builtin":
         left_out = left_out_packages(project.root)  # a `data/` package, say: said up front
         if left_out:
