@@ -57,9 +57,12 @@ def test_train_speedrun_writes_the_run_dir(small_cifar_dir: Path, tmp_path: Path
     assert len(trained) == 100
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert state["finished"] and state["trainer"] == "speedrun" and state["classes"]
-    # A finished run cannot be resumed, and `dlbox evaluate` reloads it from the checkpoint:
-    # the same predictions, so the report's figures are those of the saved weights.
-    assert main(["train", "--resume", str(run_dir)]) != EXIT_OK
+    # A finished run has nothing to resume (said, exit 0, the checkpoint untouched), and
+    # `dlbox evaluate` reloads it from the checkpoint: the same predictions, so the report's
+    # figures are those of the saved weights.
+    saved = (run_dir / "checkpoints" / "last.pt").read_bytes()
+    assert main(["train", "--resume", str(run_dir)]) == EXIT_OK
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == saved
     assert main(["evaluate", str(run_dir), "--device", "cpu"]) == EXIT_OK
     evaluated = _predictions(run_dir)
     assert "from" not in read_json(run_dir / "metrics.json")["evaluation"]
