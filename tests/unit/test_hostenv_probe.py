@@ -244,10 +244,29 @@ def test_recording_again_into_a_folder_replaces_the_earlier_recording_whole(
     cpu = load_raw(HOSTS / "cpu-only-host")
     save_recording(gpu, folder)
     assert (folder / "nvml.json").is_file() and load_raw(folder) == gpu
+    (folder / "SOURCE.md").write_text("how this host was recorded\n")  # a fixture's own
     save_recording(cpu, folder)
     assert not (folder / "nvml.json").exists()
     assert facts_from_raw(load_raw(folder)) == facts_from_raw(cpu)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec"]  # no staging left
+    assert (folder / "SOURCE.md").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec"]  # nothing beside it
+
+
+def test_a_recording_goes_into_dot_or_a_link_in_place(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--record .` and a link to a folder (or a mount point) failed once the recording was
+    # made beside the folder and renamed into place.
+    from dlbox.hostenv.probe import save_recording
+
+    real = tmp_path / "real"
+    real.mkdir()
+    monkeypatch.chdir(real)
+    save_recording(load_raw(HOSTS / "healthy-h100-cuda13"), Path("."))
+    assert (real / "nvml.json").is_file() and (real / "host.json").is_file()
+    (tmp_path / "link").symlink_to(real)
+    save_recording(load_raw(HOSTS / "cpu-only-host"), tmp_path / "link")
+    assert (tmp_path / "link").is_symlink() and not (real / "nvml.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
 
 
 def test_record_refuses_a_folder_of_other_files(tmp_path: Path,

@@ -10,7 +10,13 @@ from rich.console import Console
 
 from dlbox.errors import EXIT_ERROR, EXIT_OK, HostEnvError, UsageError
 from dlbox.hostenv.facts import HostFacts
-from dlbox.hostenv.probe import collect_raw, facts_from_raw, load_raw, save_recording
+from dlbox.hostenv.probe import (
+    collect_raw,
+    facts_from_raw,
+    is_recording_file,
+    load_raw,
+    save_recording,
+)
 from dlbox.hostenv.recording import HOST_JSON, RecordingError
 from dlbox.hostenv.report import broken_driver_error, render_build, render_text, report_dict
 from dlbox.hostenv.resolve import SUPPORTED_FRAMEWORKS, Target, resolve_build, target_from_host
@@ -85,7 +91,8 @@ def _facts(args: argparse.Namespace) -> HostFacts:
                              "recording into", hint="pass a new or empty folder, e.g. "
                                                     "dlbox doctor --record host-rec/")
         if args.record is not None and args.record.is_dir() \
-                and not (args.record / HOST_JSON).is_file() and any(args.record.iterdir()):
+                and not (args.record / HOST_JSON).is_file() \
+                and any(not is_recording_file(child.name) for child in args.record.iterdir()):
             # an earlier recording (host.json) is replaced whole; any other folder is not ours
             raise UsageError(f"{args.record} is not empty and holds no dlbox recording (no "
                              f"{HOST_JSON})", hint="pass a new or empty folder, e.g. "

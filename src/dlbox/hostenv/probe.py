@@ -743,40 +743,31 @@ _FILES = {
 }
 
 
+def is_recording_file(name: str) -> bool:
+    """Whether a file name is one a recording is made of (what `save_raw` writes)."""
+    return name == HOST_JSON or name in _FILES.values() or name.endswith("-probe.json")
+
+
 def save_recording(raw: RawHost, folder: Path) -> None:
-    """Write a recording into `folder` whole: made in a temp folder beside it, then put in
-    place, replacing an earlier recording there (whose files the new one does not write,
-    nvml.json of a host that had a GPU, say, would otherwise be read back with it)."""
-    import shutil
-    import tempfile
-
+    """Write a recording into `folder`, in place (a mount point, `.` or a link to a folder
+    work as any folder), replacing an earlier recording there whole: its host.json goes
+    first, so a write cut short is no recording at all, and its files the new one does not
+    write (nvml.json of a host that had a GPU, say) go before the new host.json is written.
+    Other files (a fixture's SOURCE.md) are left alone."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    old = None
-    try:
-        save_raw(raw, staging)
-        mask = os.umask(0)
-        os.umask(mask)
-        staging.chmod(0o777 & ~mask)  # mkdtemp's 0700 would outlive it: as mkdir makes one
-        if folder.exists():
-            old = folder.with_name(f"{staging.name}.old")
-            folder.rename(old)
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if old is not None and not folder.exists():
-            old.rename(folder)  # the earlier recording back in place
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / HOST_JSON).unlink(missing_ok=True)
+    save_raw(raw, folder, drop_others=True)
 
 
-def save_raw(raw: RawHost, folder: Path) -> None:
-    """Write a recording: the tools' outputs as files, the rest in host.json."""
+def save_raw(raw: RawHost, folder: Path, drop_others: bool = False) -> None:
+    """Write a recording: the tools' outputs as files, the rest in host.json (last).
+    `drop_others`: remove the recording files of an earlier recording that this one does
+    not write, before host.json."""
     from dlbox.fileio import write_json_atomic, write_text_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
+    written: set[str] = set()
     meta: dict[str, Any] = {
         "system": asdict(raw.system),
         "system_error": raw.system_error,
@@ -789,14 +780,17 @@ def save_raw(raw: RawHost, folder: Path) -> None:
     }
     if raw.nvml is not None:
         write_json_atomic(folder / _FILES["nvml"], raw.nvml)
+        written.add(_FILES["nvml"])
     for key in ("nvml_error", "docker_info", "docker_error", "docker_daemon_json"):
         value = getattr(raw, key)
         if value is not None:
             write_text_atomic(folder / _FILES[key], value)
+            written.add(_FILES[key])
     for key in ("smi_query", "smi_q"):
         command: CommandOutput | None = getattr(raw, key)
         if command is not None:
             write_text_atomic(folder / _FILES[key], command.output)
+            written.add(_FILES[key])
             meta["commands"][key] = {"argv": list(command.argv),
                                      "returncode": command.returncode, "error": command.error}
     for item in raw.frameworks:
@@ -804,7 +798,13 @@ def save_raw(raw: RawHost, folder: Path) -> None:
         deep = entry.pop("deep_output")
         if deep is not None:
             write_text_atomic(folder / f"{item.name}-probe.json", deep)
+            written.add(f"{item.name}-probe.json")
         meta["frameworks"].append(entry)
+    if drop_others:
+        for child in folder.iterdir():
+            if is_recording_file(child.name) and child.name not in written \
+                    and child.name != HOST_JSON and child.is_file():
+                child.unlink()
     write_json_atomic(folder / HOST_JSON, meta)
 
 
