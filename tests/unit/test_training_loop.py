@@ -181,6 +181,12 @@ def test_a_resume_may_use_another_number_of_threads(fake_cifar_dir: Path,
     with pytest.raises(TrainingStopped):
         train(tiny_config(fake_cifar_dir, run_dir, epochs=2), progress=False,
               evaluate_at_end=False, stop=stop_in_epoch_2)
+    from dlbox.training.device import available_cpus
+
+    before = (run_dir / "config.json").read_bytes()
+    with pytest.raises(UsageError, match="threads must be at most"):  # as for a new run
+        resume(run_dir, progress=False, threads=4 * available_cpus() + 1)
+    assert (run_dir / "config.json").read_bytes() == before
     resume(run_dir, progress=False, evaluate_at_end=False, threads=1)
     assert read_json(run_dir / "config.json")["threads"] == 1
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["finished"]

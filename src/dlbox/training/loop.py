@@ -428,6 +428,9 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     another machine, a shared host); every other setting is the run's. A run that finished
     raises AlreadyFinished.
     """
+    from dlbox.training.config import check_threads
+
+    check_threads(threads)  # at most 4 per core, as for a new run (torch crashes beyond)
     run_dir = Path(run_dir).expanduser().resolve()
     config = read_run_config(run_dir)
     where = resolve_device(device or config.device)
