@@ -70,11 +70,36 @@ def report_unexpected(error: Exception) -> None:
           file=sys.stderr)
 
 
-# Write failures an OSError without a filename names: the files dlbox writes itself go
-# through dlbox.fileio, whose errors name the file, so one of these with no filename is
-# the command's output (stdout redirected to a full disk, /dev/full, a broken device).
+# Write failures an OSError without a filename may be: of the command's output (stdout
+# redirected to a full disk, /dev/full, a broken device), or of a file written through a
+# library that names none (tarfile writing a build context into a full temp folder).
 # EPIPE (a closed pipe) is BrokenPipeError, which main ends quietly before this.
 OUTPUT_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE)
+
+
+def _stdout_fails() -> bool:
+    """Whether standard output is what could not be written: it still fails to flush, or it
+    goes to a file on a full disk, or to a device that is neither a terminal nor /dev/null
+    (/dev/full; a failed flush may have dropped its buffer, so flushing again proves
+    nothing)."""
+    import stat
+
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
+    except (ValueError, AttributeError):  # closed, or replaced by something without flush
+        return False
+    try:
+        fd = sys.stdout.fileno()  # a captured stdout has none (io.UnsupportedOperation)
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            return os.fstatvfs(fd).f_bavail == 0
+        if stat.S_ISCHR(info.st_mode) and not os.isatty(fd):
+            return info.st_rdev != os.stat(os.devnull).st_rdev
+    except (OSError, ValueError, AttributeError):
+        return False
+    return False
 
 
 def report_os_error(error: OSError) -> None:
@@ -86,10 +111,15 @@ def report_os_error(error: OSError) -> None:
               "readable and writable for you, and that the disk has space; if all is well, "
               f"rerun with {DEBUG_ENV}=1 for the traceback and please report it",
               file=sys.stderr)
-    elif error.errno in OUTPUT_WRITE_ERRNOS:
+    elif error.errno in OUTPUT_WRITE_ERRNOS and _stdout_fails():
         print(f"error: cannot write the output: {reason}", file=sys.stderr)
         print("hint: standard output goes somewhere that cannot take it (a full disk or "
               "device): free some space, or redirect it elsewhere", file=sys.stderr)
+    elif error.errno in OUTPUT_WRITE_ERRNOS:
+        print(f"error: cannot write a file: {reason}", file=sys.stderr)
+        print("hint: free some space where dlbox writes (its temp folder, $TMPDIR, the run or "
+              f"data folder: df -h shows them); rerun with {DEBUG_ENV}=1 to see which file",
+              file=sys.stderr)
     else:
         print(f"error: {reason}", file=sys.stderr)
         print(f"hint: rerun with {DEBUG_ENV}=1 for the traceback, which shows what failed, "
