@@ -253,6 +253,8 @@ def test_the_terminal_says_when_the_test_images_are_evaluated(fake_cifar_dir: Pa
          "--run-dir", str(run_dir)])
     assert trained.returncode == EXIT_OK, trained.stdout[-2000:]
     assert "epoch 2/2 · testing on 100 images x 6 TTA views, saving" in shown, shown[-3000:]
+    assert "epoch 1/2 · saving" in shown  # its test ran before: only the checkpoint follows
+    assert "epoch 1/2 · testing" not in shown
     assert "testing" not in trained.stdout  # the bar's words stay on the terminal
     evaluated, shown = _stderr_on_a_terminal(["evaluate", str(run_dir)])
     assert evaluated.returncode == EXIT_OK, evaluated.stdout[-2000:]

@@ -968,13 +968,14 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
                 loss, accuracy = stats()
                 bar.update(done, loss, accuracy, done * batch / elapsed if elapsed else 0.0)
             if done == total:
-                # what follows the epoch's last step: the final TTA evaluation after the last
-                # epoch (seconds on a CPU), a test evaluation when one is due, the checkpoint
+                # What follows the epoch's last step: the final TTA evaluation after the last
+                # epoch (seconds on a CPU), then the checkpoint. (An epoch's own test ran
+                # before this call.)
                 last = state.epoch + 1 >= config.epochs
-                views = len(views_for_level(recipe.tta_level)) if last else 1
-                bar.phase((f"testing on {len(test_set):,} images"
-                           + (f" x {views} TTA views" if views > 1 else "") + ", saving")
-                          if len(test_set) else "saving")
+                views = len(views_for_level(recipe.tta_level))
+                bar.phase(f"testing on {len(test_set):,} images"
+                          + (f" x {views} TTA views" if views > 1 else "") + ", saving"
+                          if last and len(test_set) else "saving")
 
         def should_stop() -> bool:
             # `stop(epoch, step)` as in the generic loop: epochs done, steps done in this one.
