@@ -317,6 +317,27 @@ def test_predict_all_good(trained_run: Path, images: dict[str, Path],
         assert line.count(" %") == 3  # top-3 by default
 
 
+def test_predict_a_folder_classifies_the_images_in_it(
+        trained_run: Path, images: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A folder of photos got "is a directory, not an image file": every file had to be named.
+    photos = tmp_path / "photos"
+    (photos / "trip").mkdir(parents=True)
+    (photos / ".thumbnails").mkdir()
+    shutil.copy(images["photo"], photos / "b.jpg")
+    shutil.copy(images["icon"], photos / "trip" / "a.PNG")
+    shutil.copy(images["icon"], photos / ".thumbnails" / "a.png")  # hidden: left out
+    (photos / "notes.txt").write_text("not an image\n")  # not an image name: left out
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(trained_run), str(photos), str(images["deep"]),
+                 str(tmp_path / "empty")]) == EXIT_PARTIAL
+    captured = capsys.readouterr()
+    named = [line.split(": ", 1)[0] for line in captured.out.splitlines()]
+    assert named == [str(photos / "b.jpg"), str(photos / "trip" / "a.PNG"), str(images["deep"])]
+    assert f"error: {tmp_path / 'empty'}: is a folder without image files" in captured.err
+    assert "1 of 4 files failed" in captured.err
+
+
 def test_predict_json_and_top_k(trained_run: Path, images: dict[str, Path],
                                 capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["predict", str(trained_run), str(images["photo"]), "--top-k", "5", "--json"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlbox.cli.common import path_flag, reject_empty_run_dir
@@ -24,14 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="classify your own images with a trained run",
         description=(
             "Print the predicted label and the top-k class probabilities for each image "
-            "(PNG, JPEG or any format Pillow reads; any size and mode, resized to 32x32). "
+            "(PNG, JPEG or any format Pillow reads; any size and mode, resized to 32x32); "
+            "a folder stands for the image files in it and its sub-folders. "
             "A file that cannot be read gets `error: PATH: reason` on stderr and the others "
             "still get predictions. Exit code: 0 all succeeded, 3 some failed, 1 all failed."
         ),
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", type=path_flag,
                         help="the directory `dlbox train` wrote")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
+    parser.add_argument("images", metavar="IMAGE", nargs="+",
+                        help="image files to classify, or folders of them")
     parser.add_argument("--top-k", type=int, default=3, metavar="K",
                         help="how many classes to list per image (default: 3)")
     parser.add_argument("--fit", choices=("crop", "stretch"), default="crop",
@@ -66,18 +69,32 @@ def exit_code_for(succeeded: int, failed: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from dlbox.training.checkpoint import checkpoint_path
-    from dlbox.training.predict import PredictionFailure, predict_images
+    from dlbox.training.predict import (
+        FOLDER_IMAGE_EXTENSIONS,
+        PredictionFailure,
+        images_in_folder,
+        predict_images,
+    )
 
     reject_empty_run_dir(args)  # "" would be ".": the run dir predict was started in
     checkpoint_path(args.run_dir, args.checkpoint)  # --checkpoint "": its usage error, first
     # An empty IMAGE ("$IMG" unset) fails on its own like any file that cannot be read (the
     # others still get predictions), with a reason that says so rather than `no such file`.
-    named = [image for image in args.images if image.strip()]
+    entries: list[str | PredictionFailure] = []
+    for image in args.images:
+        if not image.strip():
+            entries.append(PredictionFailure(image, EMPTY_IMAGE_PATH))
+        elif Path(image).is_dir():  # the images in it, in path order
+            found = images_in_folder(Path(image))
+            entries += [str(path) for path in found] or [PredictionFailure(
+                image, f"is a folder without image files ({', '.join(FOLDER_IMAGE_EXTENSIONS)})")]
+        else:
+            entries.append(image)
+    named = [entry for entry in entries if isinstance(entry, str)]
     predicted = iter(predict_images(args.run_dir, named, device=args.device,
                                     top_k=args.top_k, fit=args.fit, tta=args.tta,
                                     checkpoint=args.checkpoint))
-    results = [next(predicted) if image.strip() else PredictionFailure(image, EMPTY_IMAGE_PATH)
-               for image in args.images]
+    results = [next(predicted) if isinstance(entry, str) else entry for entry in entries]
     failed = 0
     for result in results:
         if isinstance(result, PredictionFailure):

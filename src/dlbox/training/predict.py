@@ -120,6 +120,24 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str], paths: Sequence
     return [r for r in results if r is not None]
 
 
+# What a folder given to predict is searched for: the formats Pillow reads that photos and
+# datasets come in (any other file, given by name, is still tried).
+FOLDER_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def images_in_folder(folder: Path) -> list[Path]:
+    """The image files under `folder`, its sub-folders too, sorted by path; hidden files
+    and folders (.DS_Store, ._x.jpg, .ipynb_checkpoints) left out."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in parts):
+            continue
+        if path.suffix.lower() in FOLDER_IMAGE_EXTENSIONS and path.is_file():
+            found.append(path)
+    return found
+
+
 def predict_images(run_dir: str | Path, paths: Sequence[str | Path], device: str = "auto",
                    top_k: int = 3, fit: Fit = "crop", tta: bool | None = None,
                    checkpoint: str = "last") -> list[PredictionResult | PredictionFailure]:
