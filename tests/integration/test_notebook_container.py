@@ -187,6 +187,7 @@ def test_a_refused_container_launch_prints_no_warning_first(engine: Any,
     assert result.returncode == 2, result.stderr  # as `dlbox image run --tag` of one
     assert result.stderr.splitlines()[0] == (
         "error: the image dlbox-test-no-such-image:none is not on this machine"), result.stderr
+    assert "hint: check its name" in result.stderr  # not "or pass --tag", which it was given
     assert "warning:" not in result.stderr and "starting" not in result.stdout
 
 

@@ -154,10 +154,9 @@ def run(args: argparse.Namespace) -> int:
                       + error.log_tail.rstrip("\n") + "\n---", file=sys.stderr, flush=True)
             raise
         except KeyboardInterrupt as stop:
-            why = (f" ({signal.Signals(stop.signum).name})" if isinstance(stop, StopSignal)
-                   else "")
-            print(f"\nstopping the Jupyter server{why} (Ctrl-C again: stop it at once) ...",
-                  file=sys.stderr, flush=True)
+            why = (f"{signal.Signals(stop.signum).name}" if isinstance(stop, StopSignal)
+                   else "Ctrl-C again: stop it at once")
+            print(f"\nstopping the Jupyter server ({why}) ...", file=sys.stderr, flush=True)
             with contextlib.suppress(KeyboardInterrupt):  # stop() stopped it all the same
                 server.stop()
             print("stopped.", file=sys.stderr)

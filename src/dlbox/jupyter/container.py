@@ -162,7 +162,9 @@ class ContainerServer(ManagedServer):
         if engine.inspect_image(self.client, self.image) is None:
             # a usage error (exit 2), as for `dlbox image run --tag` of a missing image
             raise UsageError(f"the image {self.image} is not on this machine",
-                             hint=f"build it with {builtin_build_command()} (or pass "
+                             hint="check its name (docker images lists those here), or "
+                                  "leave --tag out for dlbox's CPU image" if settings.image
+                             else f"build it with {builtin_build_command()} (or pass "
                                   "--tag IMAGE)")
         warnings = [f"note: removed notebook container {name}: the dlbox that started it "
                     "was killed" for name in remove_orphans(self.client)]
