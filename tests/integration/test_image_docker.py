@@ -265,6 +265,19 @@ def test_code_only_change_rebuilds_with_the_dependency_layer_cached(
         container.remove(force=True)
 
 
+def _remove_images(engine: Any, *names: str | None, force: bool = False) -> None:
+    """A test's clean-up: remove each image named (None: none), those already gone too."""
+    import docker
+
+    for name in names:
+        if name is None:
+            continue
+        try:
+            engine.images.remove(name, force=force)
+        except docker.errors.ImageNotFound:
+            pass
+
+
 def _image_gone(engine: Any, image_id: str) -> bool:
     import docker
 
@@ -317,7 +330,6 @@ def test_a_projects_syntax_error_fails_the_build_and_a_relock_frees_the_old_deps
     # Two defects, one project: code with a syntax error passed the smoke test (it only
     # imported torch), and every dependency change left the old deps stage (the venv,
     # gigabytes) as an untagged image nothing referred to.
-    import docker
 
     require(bool(torch_wheels()), f"a CPU torch wheel in {WHEELHOUSE} (DLBOX_WHEELHOUSE)")
     project = tmp_path / "dlbox-smoke-syntax"
@@ -348,11 +360,7 @@ def test_a_projects_syntax_error_fails_the_build_and_a_relock_frees_the_old_deps
         assert _image_gone(engine, old_deps)
         assert "removed the dependency stage this build replaced" in relocked.stdout
     finally:
-        for name in (tag, f"{tag}-deps"):
-            try:
-                engine.images.remove(name)
-            except docker.errors.ImageNotFound:
-                pass
+        _remove_images(engine, tag, f"{tag}-deps")
 
 
 def test_an_image_that_fails_its_smoke_test_is_kept_under_one_name_until_a_build_passes(
@@ -403,11 +411,7 @@ def test_an_image_that_fails_its_smoke_test_is_kept_under_one_name_until_a_build
         assert not engine.images.list(filters={"dangling": True,
                                                "label": "dlbox.project=dlbox-smoke-import"})
     finally:
-        for name in (tag, f"{tag}-deps", failed_tag):
-            try:
-                engine.images.remove(name)
-            except docker.errors.ImageNotFound:
-                pass
+        _remove_images(engine, tag, f"{tag}-deps", failed_tag)
 
 
 def test_a_folder_of_the_same_name_elsewhere_does_not_remove_this_ones_image(
@@ -415,7 +419,6 @@ def test_a_folder_of_the_same_name_elsewhere_does_not_remove_this_ones_image(
     # Two project folders called the same get the same default tag: building the second
     # removed the first one's image, and `image run` in the first folder then ran the second
     # one's code without a word.
-    import docker
 
     require(bool(torch_wheels()), f"a CPU torch wheel in {WHEELHOUSE} (DLBOX_WHEELHOUSE)")
     folders = [tmp_path / "a" / "dlbox-twin", tmp_path / "b" / "dlbox-twin"]
@@ -446,10 +449,5 @@ def test_a_folder_of_the_same_name_elsewhere_does_not_remove_this_ones_image(
                      timeout=300)
         assert same.returncode == 0 and "warning" not in same.stderr, same.stderr[-2000:]
     finally:
-        for name in ("dlbox-twin:cpu", "dlbox-twin:latest", "dlbox-twin:cpu-deps", first_id):
-            if name is None:
-                continue
-            try:
-                engine.images.remove(name, force=True)
-            except docker.errors.ImageNotFound:
-                pass
+        _remove_images(engine, "dlbox-twin:cpu", "dlbox-twin:latest", "dlbox-twin:cpu-deps",
+                       first_id, force=True)

@@ -1192,7 +1192,7 @@ def _remove_replaced(client: Any, replaced: dict[str, tuple[list[str], dict[str,
     notes = []
     for image_id, (tags, data) in sorted(replaced.items()):
         short = image_id.removeprefix("sha256:")[:12]
-        if S.built_from_elsewhere((data.get("Config") or {}).get("Labels"), root):
+        if S.built_from_elsewhere(engine.image_labels(data), root):
             notes.append(f"{', '.join(tags)} named the image of another project folder called "
                          f"{root.name!r}; this build took the name, and that image is kept "
                          f"untagged as {short}: `docker tag {short} NAME:TAG` names it again "
@@ -1225,15 +1225,42 @@ def deps_stage_image(log: Sequence[str]) -> str | None:
     return None
 
 
+def _side_tag(tag: str, suffix: str) -> str:
+    """`p1:cpu` -> `p1:cpu-SUFFIX`: a name beside the image's (its deps stage, a failed
+    build); the tag part stays within the engine's 128 characters."""
+    repository, name = engine.split_tag(tag)
+    return f"{repository}:{name[:127 - len(suffix)]}-{suffix}"
+
+
 def failed_tag(tag: str) -> str:
     """`p1:cpu` -> `p1:cpu-failed`: where an image that failed its smoke test is kept."""
-    repository, name = engine.split_tag(tag)
-    return f"{repository}:{name[:121]}-failed"
+    return _side_tag(tag, "failed")
+
+
+def deps_tag(tag: str) -> str:
+    """`p1:cpu` -> `p1:cpu-deps`: where the deps stage is kept."""
+    return _side_tag(tag, "deps")
 
 
 def _dlbox_built(data: dict[str, Any] | None) -> bool:
-    labels = ((data or {}).get("Config") or {}).get("Labels") or {}
-    return S.PROJECT_LABEL in labels
+    return S.PROJECT_LABEL in engine.image_labels(data)
+
+
+def _move_name(client: Any, image_id: str, name: str,
+               label: str) -> tuple[str, dict[str, Any] | None]:
+    """Tag `image_id` as `name` too, and remove the image `name` named before when dlbox made
+    it (it carries `label`) and nothing else names it now. Returns (outcome, the image `name`
+    named before): "theirs" when that image lacks `label` (the user's own: left alone, and
+    `name` not moved), "none" when no other image was replaced, else remove_replaced_image's
+    outcome ("removed", "in use", "kept")."""
+    old = engine.inspect_image(client, name)
+    if old and label not in engine.image_labels(old):
+        return "theirs", old
+    engine.tag_image(client, image_id, [name])
+    new = engine.inspect_image(client, name)
+    if not old or not new or old.get("Id") == new.get("Id"):
+        return "none", old
+    return engine.remove_replaced_image(client, old["Id"], label), old
 
 
 def _keep_failed(client: Any, image_id: str, name: str) -> str:
@@ -1241,15 +1268,10 @@ def _keep_failed(client: Any, image_id: str, name: str) -> str:
     remove the failed image it replaces: untagged, one would pile up per attempt. The name
     to show the user; the image's id when `name` is taken by an image dlbox did not build."""
     try:
-        old = engine.inspect_image(client, name)
-        if old and not _dlbox_built(old):
-            return image_id
-        engine.tag_image(client, image_id, [name])
-        if old and old.get("Id") != image_id:
-            engine.remove_replaced_image(client, old["Id"], S.PROJECT_LABEL)
+        outcome, _ = _move_name(client, image_id, name, S.PROJECT_LABEL)
     except ContainerError:  # housekeeping: the smoke test's failure is what the user needs
         return image_id
-    return name
+    return image_id if outcome == "theirs" else name
 
 
 def _drop_failed(client: Any, name: str) -> list[str]:
@@ -1270,12 +1292,6 @@ def _drop_failed(client: Any, name: str) -> list[str]:
     return [f"removed {name}, the image an earlier build kept when its smoke test failed"]
 
 
-def deps_tag(tag: str) -> str:
-    """`p1:cpu` -> `p1:cpu-deps` (the tag part stays within the engine's 128 characters)."""
-    repository, name = engine.split_tag(tag)
-    return f"{repository}:{name[:123]}-deps"
-
-
 def _tag_deps_stage(client: Any, result: engine.BuildResult, tag: str) -> list[str]:
     """Tag the deps stage beside the image, and remove the deps stage it replaces.
 
@@ -1289,21 +1305,16 @@ def _tag_deps_stage(client: Any, result: engine.BuildResult, tag: str) -> list[s
         return []
     name = deps_tag(tag)
     try:
-        old = engine.inspect_image(client, name)
-        if old and S.DEPS_STAGE_LABEL not in ((old.get("Config") or {}).get("Labels") or {}):
-            # NAME:TAG-deps is an image dlbox did not make (the user's own): leave it alone
-            return [f"the dependency stage {deps[:19]} is left untagged: {name} names an "
-                    "image that is not a dlbox dependency stage"]
-        engine.tag_image(client, deps, [name])
-        new = engine.inspect_image(client, name)
-        if not old or not new or old.get("Id") == new.get("Id"):
-            return []
-        outcome = engine.remove_replaced_image(client, old["Id"], S.DEPS_STAGE_LABEL)
+        outcome, old = _move_name(client, deps, name, S.DEPS_STAGE_LABEL)
     except ContainerError as error:  # the image is built and tagged: this is housekeeping
         return [f"the dependency stage {deps[:19]} is left untagged: {error.message}"]
+    if outcome == "theirs":  # NAME:TAG-deps is an image dlbox did not make: left alone
+        return [f"the dependency stage {deps[:19]} is left untagged: {name} names an "
+                "image that is not a dlbox dependency stage"]
+    if outcome != "removed" or old is None:
+        return []
     short = old["Id"].removeprefix("sha256:")[:12]
-    return [f"removed the dependency stage this build replaced ({short})"] \
-        if outcome == "removed" else []
+    return [f"removed the dependency stage this build replaced ({short})"]
 
 
 def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path | None,

@@ -173,9 +173,10 @@ def left_out_packages(root: Path) -> list[str]:
     ignore patterns leave out of the image: `data/` is a common package name in deep-learning
     projects, and also where datasets go, which the defaults keep out. Each is a note for
     the user, with the `!NAME` that ships it."""
+    patterns = project_patterns(root)  # the defaults, then the project's own .dockerignore
     defaults = IgnoreMatcher(DEFAULT_PATTERNS)
-    own = IgnoreMatcher(project_patterns(root)[len(DEFAULT_PATTERNS):])
-    everything = IgnoreMatcher(project_patterns(root))
+    own = IgnoreMatcher(patterns[len(DEFAULT_PATTERNS):])
+    everything = IgnoreMatcher(patterns)
     notes = []
     try:
         folders = sorted(child for child in root.iterdir() if child.is_dir())

@@ -102,6 +102,11 @@ def inspect_image(client: Any, name: str) -> dict[str, Any] | None:
         raise ContainerError(f"cannot inspect image {name}: {api_error_text(error)}") from None
 
 
+def image_labels(data: dict[str, Any] | None) -> dict[str, str]:
+    """The labels of an image `inspect_image` described ({} for none, or no image)."""
+    return ((data or {}).get("Config") or {}).get("Labels") or {}
+
+
 def image_digest(data: dict[str, Any] | None) -> str | None:
     """The registry digest of an image ("sha256:..."), when it came from a registry."""
     for ref in (data or {}).get("RepoDigests") or ():
@@ -320,8 +325,8 @@ def remove_replaced_image(client: Any, image_id: str, label: str | None) -> str:
     import docker
 
     data = inspect_image(client, image_id)
-    if data is None or data.get("RepoTags") or (label is not None and label not in (
-            (data.get("Config") or {}).get("Labels") or {})):
+    if data is None or data.get("RepoTags") or (label is not None
+                                                and label not in image_labels(data)):
         return "kept"
     try:
         client.api.remove_image(image_id)

@@ -222,7 +222,7 @@ def run_in_image(options: RunOptions, client: Any = None,
     if data is None:
         raise UsageError(f"image {options.image} is not on this machine",
                          hint="build it first: dlbox image build (or pass --tag IMAGE)")
-    labels = (data.get("Config") or {}).get("Labels") or {}
+    labels = engine.image_labels(data)
     if options.project_dir is not None and S.built_from_elsewhere(labels, options.project_dir):
         print(f"warning: {options.image} was built from another project folder called "
               f"{options.project_dir.name!r}, not this one ({options.project_dir}): it runs "

@@ -126,12 +126,14 @@ FOLDER_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".t
 
 
 def images_in_folder(folder: Path) -> list[Path]:
-    """The image files under `folder`, its sub-folders too, sorted by path; hidden files
-    and folders (.DS_Store, ._x.jpg, .ipynb_checkpoints) left out."""
+    """The image files under `folder`, its sub-folders too, sorted by path; what an image
+    tree leaves out is left out here too (dlbox.data.imagefolder.is_hidden: .DS_Store,
+    ._x.jpg, .ipynb_checkpoints, __MACOSX)."""
+    from dlbox.data.imagefolder import is_hidden
+
     found = []
     for path in sorted(folder.rglob("*")):
-        parts = path.relative_to(folder).parts
-        if any(part.startswith(".") for part in parts):
+        if any(is_hidden(Path(part)) for part in path.relative_to(folder).parts):
             continue
         if path.suffix.lower() in FOLDER_IMAGE_EXTENSIONS and path.is_file():
             found.append(path)
