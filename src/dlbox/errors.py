@@ -28,6 +28,15 @@ class DlboxError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def report_lines(self) -> list[str]:
+        """What the user reads: `error: <message>`, then `hint: <hint>` when there is one."""
+        return [f"error: {self.message}"] + ([f"hint: {self.hint}"] if self.hint else [])
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython (a notebook, a console) shows these lines instead of a traceback, so an
+        # error reads there as it does on the command line; the cell still fails.
+        return self.report_lines()
+
 
 class UsageError(DlboxError):
     """The command line or a config value is wrong."""

@@ -195,3 +195,48 @@ def test_a_phone_photo_is_shown_upright_as_the_network_reads_it(tmp_path: Path) 
     client.execute()
     text = output_texts(notebook)
     assert "shown: (60, 30, 3)" in text, text  # height 60, width 30: upright
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_stop_button_and_dlbox_errors_read_as_on_the_command_line(tmp_path: Path) -> None:
+    """The kernel's stop button (a SIGINT to the kernel) during training, and a DlboxError
+    raised in a cell, show the CLI's lines (what was saved, how to resume; error and hint)
+    instead of a traceback through dlbox's code; the cell still fails."""
+    require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    last = next(i for i, cell in enumerate(notebook.cells) if "bar.finish()" in cell.source)
+    notebook.cells = notebook.cells[:last + 1]
+    # The stop button: Jupyter interrupts a kernel by sending it SIGINT; send one after the
+    # first training step.
+    notebook.cells.insert(last, nbformat.v4.new_code_cell(
+        "import os, signal\n"
+        "from dlbox.jupyter import progress as _progress\n"
+        "_update = _progress.NotebookProgress.update\n"
+        "def _press_stop(self, epoch, step):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return _update(self, epoch, step)\n"
+        "_progress.NotebookProgress.update = _press_stop\n"
+        "from dlbox.errors import DataError\n"
+        "raise DataError('no data here', hint='pass DATA_DIR')"))
+    notebook.cells.append(nbformat.v4.new_code_cell("print('after the stop')"))
+    run_dir = tmp_path / "run"
+    inject_parameters(notebook, {
+        "DATA_DIR": None, "NUM_TRAIN": 256, "NUM_TEST": 32, "EPOCHS": 3, "MODEL": "tiny",
+        "DEVICE": "cpu", "RUN_DIR": str(run_dir),
+    })
+    client = NotebookClient(notebook, timeout=240, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
+              if output.get("output_type") == "error"]
+    assert [error["traceback"] for error in errors] == [
+        ["error: no data here", "hint: pass DATA_DIR"],
+        [f"training stopped (interrupted); state saved in {run_dir}/checkpoints/last.pt",
+         f"resume with: dlbox train --resume {run_dir}"],
+    ], errors
+    assert errors[1]["ename"] == "TrainingStopped"
+    assert (run_dir / "checkpoints" / "last.pt").is_file()

@@ -57,9 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def report_error(error: DlboxError) -> None:
-    print(f"error: {error.message}", file=sys.stderr)
-    if error.hint:
-        print(f"hint: {error.hint}", file=sys.stderr)
+    print("\n".join(error.report_lines()), file=sys.stderr)
 
 
 def report_unexpected(error: Exception) -> None:

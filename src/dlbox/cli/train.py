@@ -104,9 +104,7 @@ def _run(args: argparse.Namespace) -> int:
             run_dir = config.run_dir  # None: train makes runs/<time>-<model> (and says which)
             train(config, progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
     except TrainingStopped as stopped:
-        print(stopped.message)
-        print(f"resume with: dlbox train --resume {stopped.run_dir}" if stopped.resumable
-              else f"hint: {stopped.hint}")
+        print("\n".join(stopped.report_lines()))
         return stopped.exit_code
     except KeyboardInterrupt as interrupt:  # a second Ctrl-C: stopped at once, the last
         # epoch's state kept

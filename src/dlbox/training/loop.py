@@ -106,6 +106,11 @@ class TrainingStopped(DlboxError):
         self.run_dir = run_dir
         self.exit_code = exit_code
 
+    def report_lines(self) -> list[str]:
+        """Not an error: what was saved, and how to go on."""
+        return [self.message, f"resume with: dlbox train --resume {self.run_dir}"
+                if self.resumable else f"hint: {self.hint}"]
+
 
 # ---- the input pipeline: prepare_batch (dlbox.training.inputs) is used by training, evaluate
 # and predict; the rest of it lives here.
