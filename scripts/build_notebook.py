@@ -168,10 +168,16 @@ CELLS = [
     per class; the highest score is its guess. dlbox knows several networks by name:
     """),
     code("""
-    from dlbox.models import count_parameters, create_model, list_models
+    from dlbox.models import count_parameters, create_model, list_models, recipe_for
+    from dlbox.training.device import resolve_device
 
+    # Some networks are built narrower on a CPU, to train there in minutes: the counts are
+    # those of the networks DEVICE trains.
+    on = "cpu" if resolve_device(DEVICE).type == "cpu" else "gpu"
+    print(f"as built for the {on.upper()}:")
     for info in list_models():
-        print(f"{info.name:13s} {info.params:>10,} parameters   {info.description}")
+        count = info.params_by_recipe.get(on, info.params)
+        print(f"{info.name:13s} {count:>10,} parameters   {info.description}")
     """),
     md("""
     `tutorial` is the network of PyTorch's tutorial: two *convolution* layers that look for
@@ -201,7 +207,9 @@ CELLS = [
             print(f"{name:22s} {kind:18s} {str(shape):20s} {count:>10,}")
         print(f"total: {count_parameters(model):,} trainable parameters")
 
-    model = create_model(MODEL, num_classes=len(classes))
+    # The network as DEVICE trains it (its recipe's settings: resnet is narrower on a CPU).
+    settings = recipe_for(MODEL, resolve_device(DEVICE)).model_kwargs
+    model = create_model(MODEL, num_classes=len(classes), **settings)
     print(model)
     print()
     summarize(model)

@@ -110,6 +110,12 @@ def test_notebook_runs_top_to_bottom_on_tiny_synthetic_data(tmp_path: Path, mode
     assert len(per_class) == 10, text
     assert {name for name, _ in per_class} >= {"airplane", "cat", "truck"}
     assert "100 predictions, one per test image" in text
+    # The network shown is the one trained on the CPU (speedrun is narrower there).
+    from dlbox.models import get_model_info
+
+    cpu_count = get_model_info(model).params_by_recipe.get("cpu", get_model_info(model).params)
+    assert f"total: {cpu_count:,} trainable parameters" in text, text
+    assert re.search(rf"^{model} +{cpu_count:,} parameters", text, re.M), text
     assert re.search(r"The network's guess for mine\.jpg: \w+ \(\d+\.\d% sure\)", text), text
     # sample grid, loss curves, confusion matrix, misclassified gallery, own-image plot
     assert png_outputs(notebook) >= 5, png_outputs(notebook)
