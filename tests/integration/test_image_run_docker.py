@@ -137,6 +137,9 @@ def test_folders_whose_paths_hold_colons_and_commas_are_mounted(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "from the host\n"
     assert (runs / "y.txt").read_text() == "from the container\n"
+    # The container's path is no path here: dlbox says where it is.
+    assert f"note: /workspace/runs in the container is {runs} here: {runs}/y.txt" \
+        in result.stderr, result.stderr
 
 
 def test_a_missing_mount_source_is_a_clear_error(engine: Any, tmp_path: Path,  # noqa: F811

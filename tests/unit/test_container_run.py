@@ -19,6 +19,8 @@ from dlbox.container.run import (
     check_gpus_available,
     check_shm_size,
     container_user,
+    folder_names,
+    made_here_note,
     parse_gpus,
     prepare_runs_dir,
     run_request,
@@ -579,3 +581,19 @@ def test_the_owner_label_keeps_the_form_older_dlbox_versions_read() -> None:
     inode = here.split("-")[0]
     if "-" in here:
         assert not owner_gone(f"{host}:{2**22 + 1}:1:{inode}-0123456789abcdef")
+
+
+def test_the_runs_a_command_made_are_named_by_their_path_here(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    assert folder_names(runs) == set() and folder_names(None) == set()  # not there yet
+    runs.mkdir()
+    (runs / "old").mkdir()
+    before = folder_names(runs)
+    for name in ("b-run", "a-run"):
+        (runs / name).mkdir()
+    made = sorted(folder_names(runs) - before)
+    assert made_here_note(runs, made) == (
+        f"note: /workspace/runs in the container is {runs} here: {runs}/a-run, {runs}/b-run")
+    many = made_here_note(runs, [f"r{i}" for i in range(5)])
+    assert many is not None and many.endswith(f"{runs}/r2 (and 2 more)")
+    assert made_here_note(runs, []) is None

@@ -205,6 +205,24 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
     )
 
 
+def folder_names(folder: Path | None) -> set[str]:
+    """The names in `folder` (none when it is None or cannot be read)."""
+    try:
+        return set(os.listdir(folder)) if folder is not None else set()
+    except OSError:
+        return set()
+
+
+def made_here_note(runs_dir: Path, names: list[str], shown: int = 3) -> str | None:
+    """Where the runs a command made are on this machine: the command printed them as the
+    container sees them (/workspace/runs/NAME), which is no path here."""
+    if not names:
+        return None
+    more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
+    return (f"note: {S.RUNS_DIR} in the container is {runs_dir} here: "
+            + ", ".join(str(runs_dir / name) for name in names[:shown]) + more)
+
+
 def host_facts() -> Any:
     from dlbox.hostenv.probe import probe_host
 
@@ -251,7 +269,12 @@ def run_in_image(options: RunOptions, client: Any = None,
         environment.setdefault("TERM", os.environ.get("TERM", "xterm"))
         options = dataclasses.replace(options, environment=tuple(environment.items()))
     request = run_request(options, gpus, uid, gid, data_dir, runs_dir, stdin_open, tty)
+    before = folder_names(runs_dir)
     result = engine.run_streaming(client, request, stdin_fd=0 if stdin_open else None)
+    if runs_dir is not None:
+        note = made_here_note(runs_dir, sorted(folder_names(runs_dir) - before))
+        if note:
+            print(note, file=sys.stderr)
     problem = not_runnable(result.stderr_tail, options) if result.exit_code in (126, 127) \
         else None
     return RunOutcome(result.exit_code, problem)
