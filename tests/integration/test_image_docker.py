@@ -448,6 +448,17 @@ def test_a_folder_of_the_same_name_elsewhere_does_not_remove_this_ones_image(
         same = dlbox("image", "run", "--no-tty", "--", "python3", "main.py", cwd=folders[1],
                      timeout=300)
         assert same.returncode == 0 and "warning" not in same.stderr, same.stderr[-2000:]
+        # The runs folder that run made is no project file: still no warning. An edit is:
+        # the image runs the code of its build, and dlbox says so.
+        assert (folders[1] / "runs").is_dir()
+        again = dlbox("image", "run", "--no-tty", "--", "true", cwd=folders[1], timeout=300)
+        assert again.returncode == 0 and "warning" not in again.stderr, again.stderr[-2000:]
+        (folders[1] / "main.py").write_text("print('I am the edited twin')\n")
+        edited = dlbox("image", "run", "--no-tty", "--tag", "dlbox-twin:latest", "--",
+                       "python3", "main.py", cwd=folders[1], timeout=300)
+        assert edited.returncode == 0 and "I am the second twin" in edited.stdout
+        assert "warning: the project's files changed since dlbox-twin:latest was built" \
+            in edited.stderr, edited.stderr[-2000:]
     finally:
         _remove_images(engine, "dlbox-twin:cpu", "dlbox-twin:latest", "dlbox-twin:cpu-deps",
                        first_id, force=True)

@@ -398,3 +398,53 @@ def test_a_folder_that_cannot_be_read_is_named_with_its_fix(
         list(iter_project_files(detect_project(project_dir)))
     assert info.value.message == "cannot read the project's folder private/: Permission denied"
     assert "private to the project's .dockerignore" in (info.value.hint or "")
+
+
+def test_the_project_digest_follows_what_the_image_gets(tmp_path: Path) -> None:
+    """`image run` compares it with the image's label: it changes with a file the image gets
+    (contents, a new file, the executable bit), not with what the image leaves out."""
+    from dlbox.container.context import project_digest
+
+    (tmp_path / "requirements.txt").write_text("torch\n")
+    (tmp_path / "main.py").write_text("print(1)\n")
+    (tmp_path / ".dockerignore").write_text("scratch/\n")
+
+    def digest() -> str:
+        return project_digest(detect_project(tmp_path))
+
+    first = digest()
+    assert digest() == first and len(first) == 32
+    for left_out in ("runs/r1/metrics.json", "scratch/notes.txt", ".venv/bin/python",
+                     "__pycache__/main.cpython-311.pyc"):
+        path = tmp_path / left_out
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    (tmp_path / ".venv" / "pyvenv.cfg").write_text("home = /usr\n")
+    (tmp_path / "dlbox.lock").write_text("{}")  # the build writes it after the engine read
+    assert digest() == first
+    seen = {first}
+    (tmp_path / "main.py").write_text("print(2)\n")
+    seen.add(digest())
+    (tmp_path / "main.py").chmod(0o755)
+    seen.add(digest())
+    (tmp_path / "util.py").write_text("")
+    seen.add(digest())
+    (tmp_path / "util.py").rename(tmp_path / "other.py")
+    seen.add(digest())
+    assert len(seen) == 5, "each change gives a new digest"
+
+
+def test_image_run_warns_only_for_its_own_folders_changed_files(tmp_path: Path) -> None:
+    from dlbox.container.context import project_digest
+    from dlbox.container.run import files_changed
+
+    (tmp_path / "requirements.txt").write_text("torch\n")
+    (tmp_path / "main.py").write_text("print(1)\n")
+    labels = {S.SOURCE_LABEL: S.source_id(tmp_path),
+              S.FILES_LABEL: project_digest(detect_project(tmp_path))}
+    assert not files_changed(labels, tmp_path)
+    (tmp_path / "main.py").write_text("print(2)\n")
+    assert files_changed(labels, tmp_path)
+    # An image that does not say (an older dlbox's, or one dlbox did not build): no warning.
+    assert not files_changed({S.SOURCE_LABEL: S.source_id(tmp_path)}, tmp_path)
+    assert not files_changed({}, tmp_path)

@@ -306,6 +306,7 @@ def run_run(args: argparse.Namespace) -> int:
     reject_empty_paths(args, ("data", "runs"))
     image, project_dir = (check_image_reference(args.tag), None) if args.tag is not None \
         else default_run_image()
+    here = project_dir if args.tag is None else default_run_image()[1]
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
@@ -319,6 +320,7 @@ def run_run(args: argparse.Namespace) -> int:
         runs_dir=args.runs,
         environment=_parse_env(args.env),
         project_dir=project_dir,
+        here=here,
     )
     outcome = run_in_image(options)
     if outcome.problem is not None:

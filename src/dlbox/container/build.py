@@ -38,6 +38,7 @@ from dlbox.container.context import (
     Distribution,
     left_out_packages,
     measure_project,
+    project_digest,
     read_ca_cert,
     scan_wheelhouse,
     wheels_for_pins,
@@ -1128,7 +1129,8 @@ def build_image(request: BuildRequest, log: Log = print,
             f"({context.bytes // 2**20} MiB context)")
         result = engine.build(client, context.path, nocache=request.no_cache,
                               buildargs=buildargs,
-                              labels={S.SOURCE_LABEL: S.source_id(project.root)},
+                              labels={S.SOURCE_LABEL: S.source_id(project.root),
+                                      S.FILES_LABEL: project_digest(project)},
                               on_event=on_event)
     tags = [request.tag] if request.tag else [
         default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]

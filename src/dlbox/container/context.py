@@ -16,6 +16,7 @@ virtual environments out whatever the project folder holds.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -33,6 +34,7 @@ from dlbox.container.dockerignore import (
     project_patterns,
     render_dockerignore,
 )
+from dlbox.container.lock import LOCK_FILE
 from dlbox.container.project import Project, normalize_name
 from dlbox.errors import ContainerError, UsageError
 
@@ -239,6 +241,39 @@ def iter_project_files(project: Project,
                 continue
             if rel not in excluded and not matcher.ignored(rel):
                 yield rel, Path(dirpath) / name
+
+
+def project_digest(project: Project) -> str:
+    """A digest of the project files an image gets (paths, contents, link targets, the
+    executable bit): equal when the image holds the folder's code as it is now. The lock
+    file is left out: the build writes it after the engine took the files."""
+    digest = hashlib.sha256()
+    for rel, path in iter_project_files(project):
+        if rel == LOCK_FILE:
+            continue
+        try:
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                kind, body = b"L", os.readlink(path).encode("utf-8", "surrogateescape")
+            elif stat.S_ISDIR(mode):
+                kind, body = b"D", b""
+            elif stat.S_ISREG(mode):
+                kind, body = (b"X" if mode & stat.S_IXUSR else b"F"), _file_digest(path)
+            else:
+                continue  # sockets, fifos, devices: never in an image
+        except OSError:
+            kind, body = b"?", b""  # unreadable now: differs from a build that read it
+        name = rel.encode("utf-8", "surrogateescape")
+        digest.update(kind + len(name).to_bytes(4, "big") + name + body)
+    return digest.hexdigest()[:32]
+
+
+def _file_digest(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def copy_project(project: Project, target: Path, exclude: Sequence[Path] = ()) -> Path:

@@ -51,6 +51,9 @@ class RunOptions:
     # The project folder the image's default tag came from (no --tag): warned about when
     # another folder of the same name built the image.
     project_dir: Path | None = None
+    # The project folder dlbox runs in, with or without --tag: warned about when the image
+    # was built from it and its files changed since.
+    here: Path | None = None
 
 
 def parse_gpus(value: str | None, image_device: str | None) -> engine.GpuRequest | None:
@@ -205,6 +208,22 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
     )
 
 
+def files_changed(labels: dict[str, str], project_dir: Path) -> bool:
+    """Whether the project's files differ from those the image got (False when the image
+    does not say, as one an older dlbox built, or the folder is no project now)."""
+    from dlbox.container.context import project_digest
+    from dlbox.container.project import detect_project
+    from dlbox.errors import DlboxError
+
+    built = labels.get(S.FILES_LABEL)
+    if not built or not labels.get(S.SOURCE_LABEL):
+        return False
+    try:
+        return project_digest(detect_project(project_dir)) != built
+    except DlboxError:
+        return False
+
+
 def folder_names(folder: Path | None) -> set[str]:
     """The names in `folder` (none when it is None or cannot be read)."""
     try:
@@ -246,6 +265,11 @@ def run_in_image(options: RunOptions, client: Any = None,
               f"{options.project_dir.name!r}, not this one ({options.project_dir}): it runs "
               "that folder's code. Build this one with `dlbox image build --tag NAME:TAG`, "
               "or pass --tag", file=sys.stderr)
+    elif options.here is not None and not S.built_from_elsewhere(labels, options.here) \
+            and files_changed(labels, options.here):
+        print(f"warning: the project's files changed since {options.image} was built: it "
+              "runs the code of its build. Rebuild it first: dlbox image build",
+              file=sys.stderr)
     gpus = parse_gpus(options.gpus, labels.get("dlbox.device"))
     if gpus is not None:
         check_gpus_available(gpus, facts())

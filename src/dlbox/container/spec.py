@@ -128,6 +128,11 @@ DEPS_STAGE_LABEL = "dlbox.stage"  # "deps" on the deps stage (deps_install.Docke
 SOURCE_LABEL = "dlbox.project.source"
 
 
+# A digest of the project files an image got (context.project_digest): `image run` warns
+# when the folder's files no longer match, as the image runs the code of its build.
+FILES_LABEL = "dlbox.project.files"
+
+
 def source_id(root: Path) -> str:
     """The SOURCE_LABEL of a project folder: a digest of its resolved path (the path itself,
     a home folder's user name in it, stays out of an image that may be pushed)."""
