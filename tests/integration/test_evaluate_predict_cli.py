@@ -452,3 +452,27 @@ def test_running_out_of_memory_is_a_one_line_error(
                         r"\(it asked for [\d,]+ MiB more\)", error), error
     assert hint == "hint: free memory used by other programs"
     assert not (wide_run / "predictions.csv").exists()
+
+
+def test_a_bare_checkpoint_name_is_the_runs_own_before_a_file_here(
+        run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: in another run's checkpoints folder, `--checkpoint last.pt` took that
+    run's last.pt (a file of that name here) and wrote its results into this run's metrics."""
+    import torch
+
+    elsewhere = tmp_path / "other-run" / "checkpoints"
+    elsewhere.mkdir(parents=True)
+    state = torch.load(run_copy / "checkpoints" / "last.pt", weights_only=True)
+    state["epoch"] = 67
+    torch.save(state, elsewhere / "last.pt")
+    torch.save(state, elsewhere / "mine.pt")
+    monkeypatch.chdir(elsewhere)
+    assert main(["evaluate", str(run_copy), "--checkpoint", "last.pt", "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["checkpoint"] == str(run_copy / "checkpoints" / "last.pt")
+    assert report["epoch"] != 67
+    # A name the run lacks, with a file of that name here: that file, recorded in full.
+    assert main(["evaluate", str(run_copy), "--checkpoint", "mine.pt", "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert (report["checkpoint"], report["epoch"]) == (str(elsewhere / "mine.pt"), 67)

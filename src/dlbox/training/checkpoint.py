@@ -46,17 +46,23 @@ CONFIG_FILE = "config.json"
 
 def checkpoint_path(run_dir: str | Path, name: str = "last") -> Path:
     """RUN_DIR/checkpoints/NAME.pt for a bare name (`best` or `best.pt`); a path (one with a
-    folder in it, or an existing .pt file) is taken as it is, so `../x` never reaches
-    outside the checkpoints folder by way of a name. An empty name is a UsageError."""
+    folder in it) is taken as it is, so `../x` never reaches outside the checkpoints folder
+    by way of a name. A bare `NAME.pt` that the run lacks is the file of that name in the
+    current folder, when there is one: the run's own checkpoint comes first (`last.pt` in
+    another run's checkpoints folder is no checkpoint of this run). An empty name is a
+    UsageError."""
     if not name.strip():
         raise UsageError("--checkpoint needs a name or a path, got an empty one",
                          hint="e.g. --checkpoint last (RUN_DIR/checkpoints/last.pt), or a path "
                               "to a .pt file")
     candidate = Path(name).expanduser()
-    if is_checkpoint_file_path(name) or (candidate.suffix == ".pt" and candidate.exists()):
+    if is_checkpoint_file_path(name):
         return candidate
     stem = name[:-len(".pt")] if name.endswith(".pt") else name  # `best.pt` means best
-    return Path(run_dir) / CHECKPOINTS_DIRNAME / f"{stem}.pt"
+    own = Path(run_dir) / CHECKPOINTS_DIRNAME / f"{stem}.pt"
+    if not own.exists() and candidate.suffix == ".pt" and candidate.is_file():
+        return candidate
+    return own
 
 
 def is_checkpoint_file_path(name: str) -> bool:
@@ -433,7 +439,7 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
 
     model = to_device(model, torch_device, channels_last).eval()
     return LoadedModel(model=model, config=config, classes=classes, device=torch_device,
-                       epoch=int(state.get("epoch", 0)), checkpoint_path=path,
+                       epoch=int(state.get("epoch", 0)), checkpoint_path=path.resolve(),
                        channels_last=channels_last,
                        amp_dtype=amp_dtype(torch_device) if config.use_amp(torch_device) else None)
 
