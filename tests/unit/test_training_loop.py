@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,28 @@ def test_a_resume_may_use_another_number_of_threads(fake_cifar_dir: Path,
     assert read_json(run_dir / "config.json")["threads"] == 1
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["finished"]
     assert read_json(run_dir / "manifest.json")["resumed"][0]["cpu_threads"] == 1
+
+
+def test_a_run_set_for_more_threads_than_cores_here_resumes_with_the_cores_here(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found in review: a run trained with --threads 64 resumed on 2 cores ran 64 threads,
+    fifty times slower; only a --threads given here was checked."""
+    from dlbox.training.device import available_cpus
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(fake_cifar_dir, run_dir, epochs=2), progress=False,
+              evaluate_at_end=False, stop=lambda epoch, step: epoch == 2 and step == 2)
+    config = read_json(run_dir / "config.json")
+    config["threads"] = 16 * available_cpus()  # as on a machine sixteen times bigger
+    (run_dir / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    resume(run_dir, progress=False, evaluate_at_end=False)
+    assert read_json(run_dir / "manifest.json")["resumed"][0]["cpu_threads"] == available_cpus()
+    assert read_json(run_dir / "config.json")["threads"] is None
+    assert (f"note: the run was set to {16 * available_cpus()} CPU threads, more than the "
+            f"{available_cpus()} cores here: it resumes with {available_cpus()}"
+            in capsys.readouterr().err)
 
 
 def test_resume_of_a_run_whose_checkpoint_was_deleted_says_so(fake_cifar_dir: Path,

@@ -56,7 +56,7 @@ from dlbox.training.checkpoint import (
     save_checkpoint,
 )
 from dlbox.training.config import TrainConfig
-from dlbox.training.device import amp_dtype, configure_host, resolve_device
+from dlbox.training.device import amp_dtype, available_cpus, configure_host, resolve_device
 from dlbox.training.inputs import prepare_batch
 from dlbox.training.manifest import build_manifest, utc_now
 from dlbox.training.progress import TrainProgress
@@ -515,6 +515,11 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
         changes["device"] = device
     if threads is not None:  # how many cores this machine gives it: not a result setting
         changes["threads"] = threads
+    elif config.threads and config.threads > available_cpus():  # set for a bigger machine
+        print(f"note: the run was set to {config.threads} CPU threads, more than the "
+              f"{available_cpus()} cores here: it resumes with {available_cpus()} (--threads N "
+              "to choose)", file=sys.stderr)
+        changes["threads"] = None
     if data_dir is not None:
         changes["data_dir"] = str(data_dir)
     config = config.replace(**changes)
