@@ -102,14 +102,39 @@ def test_unknown_keys_are_ignored_and_missing_keys_fail(tmp_path: Path) -> None:
     assert "pinned" in info.value.message and "--relock" in (info.value.hint or "")
 
 
-@pytest.mark.parametrize("text", ["{not json", json.dumps({"schema": 99, "builds": {}}),
-                                  json.dumps(["a", "list"])])
+CORRUPT_LOCKS = [
+    "{not json", json.dumps({"schema": 99, "builds": {}}), json.dumps(["a", "list"]),
+    # Found in review: these crashed with AttributeError / TypeError ("please report it").
+    json.dumps({"schema": LOCK_SCHEMA, "builds": [1]}),
+    json.dumps({"schema": LOCK_SCHEMA, "builds": {"torch-cpu": 5}}),
+    json.dumps({"schema": LOCK_SCHEMA, "builds": {"torch-cpu": {
+        **make_entry().to_dict(), "project_requirements": 5}}}),
+    json.dumps({"schema": LOCK_SCHEMA, "builds": {"torch-cpu": {
+        **make_entry().to_dict(), "python": ["3.11"]}}}),
+]
+
+
+@pytest.mark.parametrize("text", CORRUPT_LOCKS)
 def test_corrupt_or_foreign_lock_fails_with_hint(tmp_path: Path, text: str) -> None:
     path = tmp_path / LOCK_FILE
     path.write_text(text)
     with pytest.raises(ContainerError) as info:
         read_lock(path)
     assert "--relock" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("text", CORRUPT_LOCKS)
+def test_relock_is_the_way_out_of_a_lock_it_cannot_read(tmp_path: Path, text: str) -> None:
+    """The hint says --relock; it read the lock first and failed the same way."""
+    root = write_project(tmp_path / "proj")
+    (root / LOCK_FILE).write_text(text)
+    request = B.BuildRequest(project_dir=root, device="cpu")
+    with pytest.raises(ContainerError, match="lock"):
+        B.plan(request, facts=no_probe)
+    relocked = B.plan(dataclasses.replace(request, relock=True), facts=no_probe)
+    assert relocked.entry is None and relocked.entries == {}
+    assert any(note.startswith("--relock: ") and "writes a new dlbox.lock" in note
+               for note in relocked.lock_notes), relocked.lock_notes
 
 
 def test_sha256_depends_on_what_the_image_installs() -> None:

@@ -48,6 +48,7 @@ from dlbox.container.dockerignore import project_patterns
 from dlbox.container.lock import (
     LOCK_FILE,
     LockEntry,
+    LockUnreadable,
     describe_extras,
     lock_key,
     pinned_version,
@@ -721,9 +722,16 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     gpu = not target.cpu
     key = lock_key(framework, gpu)
     lock_path = (request.lock_path or project.root / LOCK_FILE).expanduser().resolve()
-    entries = read_lock(lock_path)
-    entry = None if request.relock else entries.get(key)
     lock_notes: tuple[str, ...] = ()
+    try:
+        entries = read_lock(lock_path)
+    except LockUnreadable as unreadable:
+        if not request.relock:
+            raise
+        entries = {}  # what cannot be read cannot be kept: --relock writes a new lock
+        lock_notes += (f"--relock: {unreadable.message}; the build writes a new "
+                       f"{lock_path.name} with its entry alone",)
+    entry = None if request.relock else entries.get(key)
     base_image = request.base_image
     old = entries.get(key)
     if request.relock and base_image is None and old is not None \

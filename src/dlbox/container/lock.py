@@ -68,11 +68,15 @@ class LockEntry:
         for key, value in data.items():
             if key not in known:
                 continue  # written by a newer dlbox: ignore what we do not know
+            if not _fits(str(known[key].type), value):
+                raise LockUnreadable(
+                    f"dlbox.lock entry {data.get('key', '?')!r} has a {key} of the wrong kind "
+                    f"({type(value).__name__})", hint="re-resolve with --relock")
             values[key] = tuple(value) if isinstance(value, list) else value
         missing = [name for name, f in known.items() if name not in values
                    and f.default is MISSING and f.default_factory is MISSING]
         if missing:
-            raise ContainerError(
+            raise LockUnreadable(
                 f"dlbox.lock entry {data.get('key', '?')!r} lacks {', '.join(missing)}",
                 hint="re-resolve with --relock",
             )
@@ -89,6 +93,23 @@ class LockEntry:
             "options": list(self.project_pip_options),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class LockUnreadable(ContainerError):
+    """The lock file is not one dlbox can read (damaged, hand-edited, another schema):
+    `--relock` writes a new one in its place."""
+
+
+def _fits(annotation: str, value: Any) -> bool:
+    """Whether a lock field's JSON value has the kind its annotation says (the lock is a
+    file people edit and merge: a wrong kind is an error, not a crash further on)."""
+    if value is None:
+        return "None" in annotation
+    if annotation.startswith("tuple[str"):
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if annotation.startswith("dict"):
+        return isinstance(value, dict)
+    return isinstance(value, str)
 
 
 def lock_key(framework: str, gpu: bool) -> str:
@@ -121,15 +142,22 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
         return {}
     try:
         data = read_json(path)
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise ContainerError(f"cannot read {path}: {error}",
-                             hint="delete it and build again, or build with --relock") from None
+                             hint="make it readable, or pass another --lock file") from None
+    except ValueError as error:
+        raise LockUnreadable(f"cannot read {path}: {error}",
+                             hint="build with --relock to write a fresh one") from None
     if not isinstance(data, dict) or data.get("schema") != LOCK_SCHEMA:
-        raise ContainerError(
+        raise LockUnreadable(
             f"{path} is not a dlbox lock of schema {LOCK_SCHEMA}",
             hint="build with --relock to write a fresh one",
         )
     builds = data.get("builds") or {}
+    if not isinstance(builds, dict) or not all(isinstance(entry, dict)
+                                               for entry in builds.values()):
+        raise LockUnreadable(f"{path}: its \"builds\" is not a table of lock entries",
+                             hint="build with --relock to write a fresh one")
     return {key: LockEntry.from_dict(entry) for key, entry in sorted(builds.items())}
 
 
