@@ -448,3 +448,19 @@ def test_image_run_warns_only_for_its_own_folders_changed_files(tmp_path: Path) 
     # An image that does not say (an older dlbox's, or one dlbox did not build): no warning.
     assert not files_changed({S.SOURCE_LABEL: S.source_id(tmp_path)}, tmp_path)
     assert not files_changed({}, tmp_path)
+
+
+@pytest.mark.parametrize("line, why", [("a[]b", "unterminated character set"),
+                                       ("!x[z-a]", "bad character range z-a")])
+def test_a_dockerignore_pattern_that_is_no_pattern_is_named(tmp_path: Path, line: str,
+                                                            why: str) -> None:
+    """Found in review: these raised re.error, an 'unexpected error' of dlbox."""
+    (tmp_path / "requirements.txt").write_text("torch\n")
+    (tmp_path / ".dockerignore").write_text(f"# mine\n*.log\n{line}\n")
+    with pytest.raises(UsageError) as info:
+        project_patterns(tmp_path)
+    assert info.value.message == (f"{tmp_path / '.dockerignore'}: the pattern {line!r} is not "
+                                  f"valid ({why})")
+    (tmp_path / ".dockerignore").write_text("*.log\n[ab]*.py\n\\[x\n")  # sets, an escaped [
+    matcher = IgnoreMatcher(project_patterns(tmp_path))
+    assert matcher.ignored("a1.py") and matcher.ignored("[x") and not matcher.ignored("c.py")

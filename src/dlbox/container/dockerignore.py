@@ -214,4 +214,13 @@ def project_patterns(project_dir: Path) -> tuple[str, ...]:
     except OSError as error:
         raise UsageError(f"cannot read {own}: {error.strerror}",
                          hint="make it readable (chmod a+r), or remove it") from None
-    return DEFAULT_PATTERNS + parse_dockerignore(text)
+    own_patterns = parse_dockerignore(text)
+    for pattern in own_patterns:
+        body = pattern[1:] if pattern.startswith("!") else pattern
+        try:
+            re.compile(_translate(body))
+        except re.error as error:  # "a[]b", "x[z-a]": docker build refuses them as well
+            raise UsageError(f"{own}: the pattern {pattern!r} is not valid ({error.msg})",
+                             hint="fix or remove that line (a '[' starts a set of characters "
+                                  "such as [a-z]; write \\[ for the character itself)") from None
+    return DEFAULT_PATTERNS + own_patterns
