@@ -158,6 +158,18 @@ def test_evaluate_output_leaves_the_run_as_it_is(run_copy: Path, fake_cifar_dir:
     blocker.write_text("")
     assert main(["evaluate", str(run_copy), "--output", str(blocker)]) == EXIT_USAGE
     assert "--output" in capsys.readouterr().err and blocker.read_text() == ""
+    # Under a file: refused before evaluating (it failed after, with "please report it").
+    assert main(["evaluate", str(run_copy), "--output", str(blocker / "sub" / "x")]) \
+        == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0] == (f"error: --output {blocker / 'sub' / 'x'} cannot "
+                                            f"be made: {blocker} is a file"), captured.err
+    assert captured.out == "" and "please report" not in captured.err
+    from dlbox.errors import UsageError
+    from dlbox.training.evaluate import evaluate_run
+
+    with pytest.raises(UsageError, match="cannot be made"):  # before the run is even read
+        evaluate_run(tmp_path / "no-such-run", output=blocker / "sub")
 
 
 def test_evaluate_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

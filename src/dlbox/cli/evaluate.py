@@ -77,13 +77,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _output_folder(output: Path | None, run_dir: Path) -> Path | None:
     """--output as a folder to write into; None for the run dir itself (the default)."""
-    from dlbox.errors import UsageError
+    from dlbox.training.evaluate import check_output_folder
 
     if output is None:
         return None
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"--output {output} is a file, not a folder",
-                         hint="pass a folder (made if missing) for the report files")
+    check_output_folder(output)  # before the lock and the evaluation
     if output.exists() and run_dir.exists() and output.resolve() == run_dir.resolve():
         return None
     return output

@@ -20,6 +20,7 @@ model_fn (see with_flip_tta and build_model_fn).
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,13 @@ from typing import Any
 import torch
 
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import DataError, DlboxError, RunDirError
+from dlbox.errors import (
+    DataError,
+    DlboxError,
+    FileWriteError,
+    RunDirError,
+    UsageError,
+)
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.training import report
 
@@ -342,7 +349,11 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
     # a damaged metrics.json stops us first (read for its history)
     existing = read_metrics_file(run_dir / METRICS_FILE) if output is None else {}
     if output is not None:
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise FileWriteError(target, getattr(error, "strerror", None) or str(error),
+                                 hint="pass an --output folder you can write to") from None
     report.write_predictions_csv(target / report.PREDICTIONS_FILE, evaluation.probabilities,
                                  evaluation.true_labels, evaluation.classes)
     report.write_confusion_matrix_json(target / report.CONFUSION_JSON_FILE, evaluation.matrix,
@@ -408,6 +419,8 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
     Prints the tutorial-style accuracy lines unless `quiet`. Returns the metrics document.
     """
     run_dir = Path(run_dir)
+    if output is not None:
+        check_output_folder(Path(output))
     with out_of_memory_is_an_error(device, "evaluating"):
         loaded, resolved = load_run_model(run_dir, device, checkpoint)
     dataset = load_test_split(loaded.config, data_dir)
@@ -429,6 +442,23 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         "data": dataset.source,
     }
     return report_evaluation(run_dir, evaluation, details, quiet, output)
+
+
+def check_output_folder(output: Path) -> None:
+    """Refuse an `output` folder that cannot be made or written to before evaluating (minutes
+    on a CPU), not after; nothing is made yet (write_evaluation makes it)."""
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output} is a file, not a folder",
+                         hint="pass a folder (made if missing) for the report files")
+    existing = output.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--output {output} cannot be made: {existing} is a file",
+                         hint="pass a folder path (made if missing) for the report files")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FileWriteError(output, f"{existing} is not writable for you",
+                             hint="pass a folder you can write to, or fix its permissions")
 
 
 @contextlib.contextmanager
