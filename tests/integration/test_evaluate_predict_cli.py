@@ -151,6 +151,12 @@ def test_evaluate_output_leaves_the_run_as_it_is(run_copy: Path, fake_cifar_dir:
     assert {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()} == before
     document = json.loads((out / "evaluation.json").read_text())
     assert document["test_images"] == TEST_IMAGES and document["run_dir"] == str(run_copy)
+    import torch
+
+    import dlbox  # every artifact carries its provenance, this one too
+    assert document["versions"]["dlbox"] == dlbox.__version__
+    assert (document["versions"]["torch"], document["versions"]["device"]) == (
+        torch.__version__, "cpu")
     assert Path(document["data"]).is_relative_to(other)
     rows = (out / "predictions.csv").read_text().splitlines()
     assert len(rows) == TEST_IMAGES + 1

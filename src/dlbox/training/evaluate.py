@@ -40,6 +40,7 @@ from dlbox.errors import (
 )
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.training import report
+from dlbox.training.manifest import software_versions
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -440,6 +441,7 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         "device": str(resolved),
         "tta": use_tta,
         "data": dataset.source,
+        "versions": software_versions(resolved),  # what the numbers came from
     }
     return report_evaluation(run_dir, evaluation, details, quiet, output)
 

@@ -76,12 +76,11 @@ def data_checksum(data_dir: str | Path | None) -> str | None:
     return None if value is None else str(value)
 
 
-def build_manifest(device: torch.device, data_dir: str | Path | None = None,
-                   data_source: str | None = None) -> dict[str, Any]:
-    """Versions, hardware, code and data of this process, as a JSON-ready dict."""
+def software_versions(device: torch.device) -> dict[str, Any]:
+    """The versions a result depends on (dlbox, torch, CUDA, cuDNN, driver, Python) and the
+    device it came from: the provenance of every artifact, a run's or an evaluation's."""
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {
-        "created": utc_now(),
         "dlbox": dlbox.__version__,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
@@ -92,6 +91,15 @@ def build_manifest(device: torch.device, data_dir: str | Path | None = None,
         "hostname": platform.node(),
         "device": str(device),
         "device_name": device_name(device),
+    }
+
+
+def build_manifest(device: torch.device, data_dir: str | Path | None = None,
+                   data_source: str | None = None) -> dict[str, Any]:
+    """Versions, hardware, code and data of this process, as a JSON-ready dict."""
+    return {
+        "created": utc_now(),
+        **software_versions(device),
         "cpu_threads": torch.get_num_threads(),
         "cpu_cores": available_cpus(),
         "git": git_commit(),
