@@ -41,8 +41,9 @@ loss turns NaN; the baseline's failure counts too). Bad input is one `error:` li
 --num-train or --baseline-num-train beyond the data; so are --compile, --precision and
 --tta-level with a model the generic loop trains: it has none of them). Any other error once
 the runs have started stops the benchmark with its `error:` line, exit status 1, no JSON.
-Ctrl-C (or SIGTERM) stops the benchmark with exit status 130 and writes no JSON: half a
-benchmark is no result.
+Ctrl-C (or SIGTERM, a `timeout`) stops the benchmark with exit status 130; the runs it
+finished are written to --json and summarised, marked "partial" (runs finished and asked, no
+baseline ratio), so that a step's time limit does not lose them.
 """
 
 from __future__ import annotations

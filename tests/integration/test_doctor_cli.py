@@ -65,6 +65,20 @@ def test_replay_json_has_findings_and_recommendation(capsys: pytest.CaptureFixtu
     assert (torch["version"], torch["variant"]) == ("2.11.0", "cu128")
 
 
+def test_cuda_on_a_host_without_a_driver_names_the_host_not_a_cpu_flag(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Found in review: "a CPU-only build cannot have a CUDA version / hint: ... drop --cpu",
+    # to a user who gave no --cpu (the host has no driver).
+    code, _, err = run_cli(["doctor", "--resolve", "torch", "--cuda", "12.6", "--replay",
+                            str(HOSTS / "cpu-only-host")], capsys)
+    assert code == 2
+    assert err.splitlines() == [
+        "error: --cuda 12.6: this machine has no NVIDIA driver, so it resolves a CPU-only "
+        "build, which has no CUDA version",
+        "hint: to resolve for a GPU machine, add its --driver VERSION (and "
+        "--compute-capability X.Y); or drop --cuda"]
+
+
 def test_resolve_hypothetical_host(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["doctor", "--resolve", "torch", "--driver", "570.86.16",
                             "--compute-capability", "12.0", "--json"], capsys)

@@ -494,3 +494,9 @@ def test_a_bare_checkpoint_name_is_the_runs_own_before_a_file_here(
     assert main(["evaluate", str(run_copy), "--checkpoint", "mine.pt", "--json"]) == EXIT_OK
     report = json.loads(capsys.readouterr().out)
     assert (report["checkpoint"], report["epoch"]) == (str(elsewhere / "mine.pt"), 67)
+    # ./NAME.pt is a path, as the docs say: the file here, though the run has one too.
+    assert main(["evaluate", str(run_copy), "--checkpoint", "./last.pt", "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert (report["checkpoint"], report["epoch"]) == (str(elsewhere / "last.pt"), 67)
+    assert main(["evaluate", str(run_copy), "--checkpoint", "./gone.pt"]) == EXIT_ERROR
+    assert capsys.readouterr().err.startswith("error: checkpoint gone.pt does not exist")

@@ -130,6 +130,11 @@ def run(args: argparse.Namespace) -> int:
             if broken is not None:
                 raise broken
             host = target_from_host(facts)
+            if host.cpu and args.cuda:  # resolve's own message says "drop --cpu"
+                raise UsageError(f"--cuda {args.cuda}: this machine has no NVIDIA driver, so "
+                                 "it resolves a CPU-only build, which has no CUDA version",
+                                 hint="to resolve for a GPU machine, add its --driver VERSION "
+                                      "(and --compute-capability X.Y); or drop --cuda")
             target = Target(driver=host.driver, compute_capabilities=host.compute_capabilities,
                             cpu=host.cpu, python=args.python or host.python, cuda=args.cuda,
                             version=args.framework_version)

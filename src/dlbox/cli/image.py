@@ -34,9 +34,9 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
     build = actions.add_parser(
         "build", help="build the image (default project: the current folder, else dlbox's "
                       "own CIFAR-10 project)",
-        description="Build PROJECT_DIR (a folder with requirements.txt or pyproject.toml; "
-                    "default: the current folder when it has one of them, else the built-in "
-                    "dlbox CIFAR-10 project) into an image. The first "
+        description="Build PROJECT_DIR (a folder with requirements.txt, pyproject.toml or "
+                    "setup.py; default: the current folder when it has one of them, else the "
+                    "built-in dlbox CIFAR-10 project) into an image. The first "
                     "build resolves every requirement and writes dlbox.lock next to the "
                     "project; later builds install exactly what it pins.",
     )

@@ -2,7 +2,8 @@
 
 Settings come from the model's recipe for the device (`dlbox models` lists them); every flag
 given overrides its setting. `--resume RUN_DIR` continues an interrupted run with its own
-settings (only --device, --data, --no-progress and --no-evaluate may be given with it).
+settings (only --device, --data, --threads, --no-progress and --no-evaluate may be given
+with it).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import pickle
 import random
 import re
@@ -69,7 +70,8 @@ def is_checkpoint_file_path(name: str) -> bool:
     """Whether `--checkpoint NAME` is a path (absolute, ~, or with a folder in it) rather
     than the name of a checkpoint in the run's checkpoints folder."""
     path = Path(name).expanduser()
-    return path.is_absolute() or len(path.parts) > 1
+    # The text, not the parts: Path("./epoch5.pt").parts is ("epoch5.pt",).
+    return path.is_absolute() or "/" in name or os.sep in name
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
