@@ -155,3 +155,20 @@ def test_scheduler_sets_the_lr_per_step_and_its_state_is_plain() -> None:
     assert lrs[1] == pytest.approx(0.4) and lrs[0] == pytest.approx(0.2)
     assert all(isinstance(v, (int, float, list, type(None))) for v in
                scheduler.state_dict().values() if not isinstance(v, dict))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"flip": "no"}, "flip must be true or false, got 'no'"),
+    ({"tta": 1}, "tta must be true or false, got 1"),
+    ({"amp": "yes"}, "amp must be true, false or null (the device decides), got 'yes'"),
+    ({"eval_batch_size": True}, "eval_batch_size must be a positive whole number, got True"),
+    ({"threads": True}, "threads must be a positive whole number, got True"),
+    ({"cutout": 12.5}, "cutout must be a whole number of pixels, got 12.5"),
+])
+def test_a_hand_edited_setting_of_the_wrong_kind_is_named(change: dict, message: str) -> None:
+    """Found in review: an edited config.json's "flip": "no" trained with flips (a non-empty
+    string is true), and "eval_batch_size": true evaluated one image at a time."""
+    values = {**TrainConfig(model="tiny").to_dict(), **change}
+    with pytest.raises(UsageError) as info:
+        TrainConfig.from_dict(values)
+    assert info.value.message == message

@@ -63,17 +63,30 @@ class TrainConfig:
                     "checkpoint_every": self.checkpoint_every,
                     "eval_batch_size": self.eval_batch_size}
         for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive whole number, got {value!r}",
                                  hint=f"pass --{name.replace('_', '-')} 1 or more")
         for name in ("num_train", "num_test", "threads"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 1):
                 raise UsageError(f"{name} must be a positive whole number, got {value!r}",
                                  hint=f"pass --{name.replace('_', '-')} 1 or more, or leave it out")
         for name in ("model", "schedule", "device"):
             if not isinstance(getattr(self, name), str):
                 raise UsageError(f"{name} must be a name, got {getattr(self, name)!r}")
+        # A hand-edited config.json's "flip": "no" would read as on, "amp": 1 as a switch.
+        for name in ("nesterov", "flip", "tta"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("amp", "channels_last"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name} must be true, false or null (the device decides), "
+                                 f"got {getattr(self, name)!r}")
+        for name in ("crop_padding", "cutout"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name} must be a whole number of pixels, got "
+                                 f"{getattr(self, name)!r}")
         if not isinstance(self.model_kwargs, dict):
             raise UsageError(f"model_kwargs must be a dict of settings, got {self.model_kwargs!r}")
         # (value, a sensible example) of each float setting; NaN and inf pass `x > 0` checks
