@@ -617,12 +617,33 @@ def test_a_second_download_into_the_same_data_dir_is_refused_at_once(
         fcntl.flock(holder, fcntl.LOCK_EX)
         with pytest.raises(DataError) as info:
             fetch_cifar10(config(data, source=server.url, sha256=sha256_of(archive)))
-        assert info.value.message == f"another `dlbox data fetch` is downloading into {data}"
+        assert info.value.message == f"another `dlbox data fetch` is fetching into {data}"
         assert "wait for it to finish" in (info.value.hint or "")
         assert list(data.iterdir()) == [] and server.ranges == []
     finally:
         os.close(holder)
     assert fetch_cifar10(config(data, source=server.url,
+                                sha256=sha256_of(archive))).status == "fetched"
+
+
+def test_a_fetch_from_a_local_file_waits_its_turn_too(tmp_path: Path, archive: Path) -> None:
+    """Found in review: only downloads took the data dir's lock, so two fetches from local
+    files could swap their folders into place at the same time."""
+    import fcntl
+    import os
+
+    data = tmp_path / "d"
+    data.mkdir()
+    holder = os.open(data, os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(DataError) as info:
+            fetch_cifar10(config(data, source=str(archive), sha256=sha256_of(archive)))
+        assert info.value.message == f"another `dlbox data fetch` is fetching into {data}"
+        assert list(data.iterdir()) == []
+    finally:
+        os.close(holder)
+    assert fetch_cifar10(config(data, source=str(archive),
                                 sha256=sha256_of(archive))).status == "fetched"
 
 

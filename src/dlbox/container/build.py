@@ -1128,6 +1128,9 @@ def build_image(request: BuildRequest, log: Log = print,
                         wheelhouse=bool(wheels), offline=offline, ca_cert=ca_cert is not None,
                         use_wheel_index=not in_house)
         dockerfile = render_dockerfile(spec)
+        # Before the context is written: a file edited meanwhile makes `image run` warn
+        # (the label is older than the image's files), never stay silent.
+        files_digest = project_digest(project)
         context = _build_context(tmp, project, dockerfile, lock_requirements_text(entry),
                                  [w.path for w in wheels], ca_cert,
                                  exclude=[request.wheelhouse.expanduser().resolve()]
@@ -1138,7 +1141,7 @@ def build_image(request: BuildRequest, log: Log = print,
         result = engine.build(client, context.path, nocache=request.no_cache,
                               buildargs=buildargs,
                               labels={S.SOURCE_LABEL: S.source_id(project.root),
-                                      S.FILES_LABEL: project_digest(project)},
+                                      S.FILES_LABEL: files_digest},
                               on_event=on_event)
     tags = [request.tag] if request.tag else [
         default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]

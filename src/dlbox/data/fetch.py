@@ -517,12 +517,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
     held = contextlib.ExitStack()
     try:
         if is_url(source) and not source.lower().startswith("file://"):
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise DataError(f"cannot create the data dir {root}: {one_line(error)}",
-                                hint="pass --data DIR (or set DLBOX_DATA) to a writable "
-                                     "folder") from None
+            _make_data_dir(root)
             held.enter_context(_download_lock(root))
             downloaded = download(source, root / ARCHIVE_NAME, timeout_s=config.timeout_s,
                                   progress=config.progress)
@@ -553,6 +548,9 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                 raise DataError(f"{error.message}: the server sent a web page (HTML), not "
                                 "the archive", hint=HTML_HINT) from None
             raise
+        if downloaded is None:  # a local archive: two fetches would still swap in turn
+            _make_data_dir(root)
+            held.enter_context(_download_lock(root))
         with _Progress(config.progress, unit="files").task(
                 "extracting", len(EXPECTED_FILES)) as advance:
             extract_cifar10_archive(
@@ -587,24 +585,31 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
 
 def _remove_stale_part(root: Path, archive: Path) -> None:
     """After a fetch from a local file: the .part of an earlier, interrupted download (up to
-    163 MB) has nothing left to resume into. Left alone while another fetch holds the data
-    dir (it may be writing that very file), and when it is the file just read."""
+    163 MB) has nothing left to resume into. Called with the data dir's lock held (no other
+    fetch may be writing that very file); left alone when it is the file just read."""
     part = root / (ARCHIVE_NAME + ".part")
     with contextlib.suppress(OSError):
         if not part.exists() or part.samefile(archive):
             return
-    with contextlib.suppress(DataError, OSError), _download_lock(root):
         part.unlink()
+
+
+def _make_data_dir(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create the data dir {root}: {one_line(error)}",
+                        hint="pass --data DIR (or set DLBOX_DATA) to a writable folder") from None
 
 
 @contextlib.contextmanager
 def _download_lock(root: Path) -> Iterator[None]:
     """Hold an exclusive lock on the data dir while downloading into it and extracting: two
-    fetches at once (two terminals, parallel jobs) would otherwise write the same .part and
-    delete each other's archive. The second one is told at once. Best effort: where folders
+    fetches at once (two terminals, parallel jobs) would otherwise write the same .part,
+    delete each other's archive, or swap their folders into place at the same time. The second one is told at once. Best effort: where folders
     can't be locked (no fcntl, some network filesystems) it goes on unlocked. The folder
     itself is locked, so the lock leaves no file in the data dir."""
-    busy = DataError(f"another `dlbox data fetch` is downloading into {root}",
+    busy = DataError(f"another `dlbox data fetch` is fetching into {root}",
                      hint="wait for it to finish, then run the command again (it will find "
                           "the data in place); or pass --data DIR (or set DLBOX_DATA) to "
                           "another folder")
