@@ -380,8 +380,9 @@ def staging_owner(folder: Path) -> str | None:
 
 def _remove_stale_staging(data_dir: Path) -> None:
     """Delete temp folders (DATA_DIR/.cifar-10-batches-py.*.tmp, up to 180 MB each) and old
-    copies (.old.*) that a killed fetch left behind; best effort. One whose fetch has ended on this machine goes at
-    once; one of another machine (a shared data dir), or of unknown owner, once it is old."""
+    copies (.old.*) that a killed fetch left behind; best effort. A temp folder whose fetch
+    has ended on this machine goes at once; one of another machine (a shared data dir), or
+    of unknown owner, once it is old."""
     now = time.time()
     # The old copy a --force fetch swaps out (DATA_DIR/.cifar-10-batches-py.old.*), left by a
     # fetch killed before it deleted it: this fetch puts new data in place, so it goes.

@@ -606,9 +606,10 @@ def _make_data_dir(root: Path) -> None:
 def _download_lock(root: Path) -> Iterator[None]:
     """Hold an exclusive lock on the data dir while downloading into it and extracting: two
     fetches at once (two terminals, parallel jobs) would otherwise write the same .part,
-    delete each other's archive, or swap their folders into place at the same time. The second one is told at once. Best effort: where folders
-    can't be locked (no fcntl, some network filesystems) it goes on unlocked. The folder
-    itself is locked, so the lock leaves no file in the data dir."""
+    delete each other's archive, or swap their folders into place at the same time. The
+    second one is told at once. Best effort: where folders can't be locked (no fcntl, some
+    network filesystems) it goes on unlocked. The folder itself is locked, so the lock
+    leaves no file in the data dir."""
     busy = DataError(f"another `dlbox data fetch` is fetching into {root}",
                      hint="wait for it to finish, then run the command again (it will find "
                           "the data in place); or pass --data DIR (or set DLBOX_DATA) to "
