@@ -176,6 +176,17 @@ def test_evaluate_output_leaves_the_run_as_it_is(run_copy: Path, fake_cifar_dir:
 
     with pytest.raises(UsageError, match="cannot be made"):  # before the run is even read
         evaluate_run(tmp_path / "no-such-run", output=blocker / "sub")
+    # Another run's folder: its own predictions would be replaced. This run's is the default.
+    other_run = tmp_path / "other-run"
+    shutil.copytree(run_copy, other_run)
+    kept = {path.name: path.read_bytes() for path in other_run.iterdir() if path.is_file()}
+    assert main(["evaluate", str(run_copy), "--output", str(other_run)]) == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"error: --output {other_run} is another run's folder: its predictions.csv and "
+        "confusion matrix would be replaced")
+    assert {path.name: path.read_bytes() for path in other_run.iterdir()
+            if path.is_file()} == kept
+    assert main(["evaluate", str(run_copy), "--output", str(run_copy)]) == EXIT_OK
 
 
 def test_evaluate_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

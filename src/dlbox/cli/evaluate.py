@@ -81,7 +81,7 @@ def _output_folder(output: Path | None, run_dir: Path) -> Path | None:
 
     if output is None:
         return None
-    check_output_folder(output)  # before the lock and the evaluation
+    check_output_folder(output, run_dir)  # before the lock and the evaluation
     if output.exists() and run_dir.exists() and output.resolve() == run_dir.resolve():
         return None
     return output

@@ -421,7 +421,7 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
     """
     run_dir = Path(run_dir)
     if output is not None:
-        check_output_folder(Path(output))
+        check_output_folder(Path(output), run_dir)
     with out_of_memory_is_an_error(device, "evaluating"):
         loaded, resolved = load_run_model(run_dir, device, checkpoint)
     dataset = load_test_split(loaded.config, data_dir)
@@ -446,12 +446,18 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
     return report_evaluation(run_dir, evaluation, details, quiet, output)
 
 
-def check_output_folder(output: Path) -> None:
+def check_output_folder(output: Path, run_dir: Path | None = None) -> None:
     """Refuse an `output` folder that cannot be made or written to before evaluating (minutes
-    on a CPU), not after; nothing is made yet (write_evaluation makes it)."""
+    on a CPU), not after; nothing is made yet (write_evaluation makes it). Another run's
+    folder is refused too: its own predictions and confusion matrix would be replaced."""
     if output.exists() and not output.is_dir():
         raise UsageError(f"--output {output} is a file, not a folder",
                          hint="pass a folder (made if missing) for the report files")
+    if (output / "config.json").is_file() and (run_dir is None or not run_dir.exists()
+                                               or not output.samefile(run_dir)):
+        raise UsageError(f"--output {output} is another run's folder: its predictions.csv and "
+                         "confusion matrix would be replaced",
+                         hint="pass a new folder (made if missing) for the report files")
     existing = output.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
