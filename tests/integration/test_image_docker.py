@@ -185,11 +185,11 @@ def test_a_command_that_exits_at_once_keeps_its_output_and_exit_code(
     for attempt in range(6):
         result = dlbox("image", "run", "--tag", TAG, "--runs", str(tmp_path / "runs"), "--",
                        "sh", "-c", f"echo out{attempt}; echo err{attempt} >&2; exit 7",
-                       timeout=60)
+                       timeout=60, cwd=tmp_path)  # no project here: no notes of its own
         assert (result.returncode, result.stdout, result.stderr) == (
             7, f"out{attempt}\n", f"err{attempt}\n")
     result = dlbox("image", "run", "--tag", TAG, "--runs", str(tmp_path / "runs"), "--",
-                   "true", timeout=60)
+                   "true", timeout=60, cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert {c.id for c in run_containers(engine)} <= before  # each one removed
 

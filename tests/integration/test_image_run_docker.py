@@ -19,6 +19,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.usefixtures("cpu
 
 
 def run_args(tmp_path: Path, *command: str) -> list[str]:
+    """The command line of `dlbox image run`; run it in tmp_path (no project there, so no
+    note about one joins the command's own output)."""
     return [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--runs",
             str(tmp_path / "runs"), "--", *command]
 
@@ -28,7 +30,7 @@ def test_output_reaches_us_byte_for_byte(tmp_path: Path) -> None:
     script = ("import sys; sys.stdout.buffer.write(bytes(range(256)) * 4000); "
               "sys.stderr.write('\u2713' * 300000)")
     result = subprocess.run(run_args(tmp_path, "python3", "-c", script), capture_output=True,
-                            timeout=120, stdin=subprocess.DEVNULL)
+                            timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-500:]
     assert result.stdout == bytes(range(256)) * 4000
     assert result.stderr == ("\u2713" * 300000).encode()
@@ -37,7 +39,7 @@ def test_output_reaches_us_byte_for_byte(tmp_path: Path) -> None:
 def test_piped_input_reaches_the_command_and_ends_with_eof(tmp_path: Path) -> None:
     data = b"".join(b"line %d\n" % i for i in range(20000))
     result = subprocess.run(run_args(tmp_path, "sh", "-c", "cat; echo done >&2"), input=data,
-                            capture_output=True, timeout=120)
+                            capture_output=True, timeout=120, cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, data, b"done\n")
 
 

@@ -512,6 +512,9 @@ def test_a_run_dir_in_use_is_refused_even_when_it_has_saved_nothing_yet(
         assert (run / "config.json").read_text() == '{"model": "tiny"}'  # untouched
     train(tiny_config(fake_cifar_dir, run), progress=False, evaluate_at_end=False)  # it ended
     assert (run / "checkpoints" / "last.pt").is_file()
+    # The lock is the folder's own: no lock file among the run's files.
+    assert sorted(path.name for path in run.iterdir()) == [
+        "checkpoints", "config.json", "manifest.json", "metrics.json"]
 
 
 def test_the_trainers_restore_functions_report_a_damaged_part_themselves(

@@ -212,7 +212,7 @@ def claim_default_run_dir(model: str, base: Path | None = None) -> Path:
     return candidate
 
 
-RUN_LOCK_FILE = ".dlbox-run.lock"
+RUN_LOCK_FILE = ".dlbox-run.lock"  # the lock file of runs an earlier dlbox made
 
 
 @contextlib.contextmanager
@@ -220,10 +220,11 @@ def run_lock(run_dir: Path,
              busy_hint: str = "wait for it to end, or pass another --run-dir") -> Iterator[None]:
     """Hold an exclusive lock on `run_dir` while a run trains in it, so a second
     `dlbox train --run-dir` into it or a second `--resume` of it is refused meanwhile. It is
-    the kernel's lock (flock) on RUN_DIR/.dlbox-run.lock (see fileio.exclusive_lock): it ends
-    with the process, a crash or SIGKILL included, so a stale lock never blocks anyone."""
+    the kernel's lock (flock) on the folder itself (see fileio.exclusive_lock), so it leaves
+    no file in the run; it ends with the process, a crash or SIGKILL included, so a stale
+    lock never blocks anyone."""
     busy = RunDirError(f"a dlbox run is training in {run_dir} right now", hint=busy_hint)
-    with exclusive_lock(run_dir / RUN_LOCK_FILE, busy):
+    with exclusive_lock(run_dir, busy):
         yield
 
 
