@@ -7,17 +7,31 @@
 # the default data dir).
 # Extra training flags: DLBOX_TRAIN_ARGS="--epochs 2 --model tutorial" scripts/main.sh
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
+# Relative --from / --data paths are the caller's: made absolute before they are used here.
+absolute() {
+    case "$1" in
+        "" | /* | *://*) printf '%s' "$1" ;;
+        *) printf '%s/%s' "$caller" "$1" ;;
+    esac
+}
+args=()
 data_args=()
 previous=""
 for arg in "$@"; do
     case "$previous:$arg" in
+        --from:* | --data:*) arg=$(absolute "$arg") ;;
+        *:--from=* | *:--data=*) arg="${arg%%=*}=$(absolute "${arg#*=}")" ;;
+    esac
+    case "$previous:$arg" in
         --data:*) data_args=(--data "$arg") ;;
         *:--data=*) data_args=(--data "${arg#--data=}") ;;
     esac
+    args+=("$arg")
     previous=$arg
 done
 scripts/setup.sh
-.venv/bin/dlbox data fetch "$@"
+.venv/bin/dlbox data fetch ${args[@]+"${args[@]}"}
 # shellcheck disable=SC2086
 .venv/bin/dlbox train ${data_args[@]+"${data_args[@]}"} ${DLBOX_TRAIN_ARGS:-}

@@ -8,9 +8,22 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${DLBOX_TORCH_SPEC:-torch==2.13.0}
 
-if [ ! -x .venv/bin/python ]; then
+if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then
+    # Debian's python3 has no venv module without python3-venv.
+    if ! "$PYTHON" -c "import ensurepip, venv" 2>/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "==> apt-get install python3-venv"
+            apt-get update -q >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+        else
+            echo "error: $PYTHON cannot make a virtual environment (no venv/ensurepip)" >&2
+            echo "hint: sudo apt-get install python3-venv (Debian, Ubuntu), then run this again" >&2
+            exit 1
+        fi
+    fi
     echo "==> creating .venv"
-    "$PYTHON" -m venv .venv
+    rm -rf .venv  # a half-made one (no pip) from a failed attempt
+    "$PYTHON" -m venv .venv || { rm -rf .venv; exit 1; }
 fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     echo "==> installing $TORCH_SPEC (alone, first)"

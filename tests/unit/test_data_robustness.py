@@ -33,8 +33,10 @@ def run_main(tmp_path: Path, *args: str, train_args: str | None = None) -> list[
            if key not in ("DLBOX_TRAIN_ARGS", "DLBOX_DATA")}
     if train_args is not None:
         env["DLBOX_TRAIN_ARGS"] = train_args
+    caller = tmp_path / "caller's dir"  # where the user types the command
+    caller.mkdir()
     done = subprocess.run(["bash", str(root / "scripts" / "main.sh"), *args], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+                          capture_output=True, text=True, timeout=60, check=False, cwd=caller)
     assert done.returncode == 0, done.stderr
     return [line.rstrip("\0").split("\0") if line.strip("\0") else []
             for line in log.read_text().splitlines()]
@@ -51,5 +53,19 @@ def test_main_sh_trains_from_the_data_dir_it_fetched_into(tmp_path: Path,
 
 def test_main_sh_without_data_is_unchanged(tmp_path: Path) -> None:
     assert run_main(tmp_path / "plain") == [["data", "fetch"], ["train"]]
-    assert run_main(tmp_path / "force", "--force", "--from", "x.tar.gz") == [
-        ["data", "fetch", "--force", "--from", "x.tar.gz"], ["train"]]
+    assert run_main(tmp_path / "force", "--force", "--from", "https://m/x.tar.gz") == [
+        ["data", "fetch", "--force", "--from", "https://m/x.tar.gz"], ["train"]]
+
+
+def test_main_sh_reads_relative_paths_from_where_it_was_called(tmp_path: Path) -> None:
+    """Found in review: main.sh changed to the repo before it used its arguments, so
+    `--from ./cifar-10-python.tar.gz` typed in the download folder was not found there."""
+    caller = tmp_path / "caller's dir"
+    assert run_main(tmp_path, "--from", "./a.tar.gz", "--data=d", "--sha256", "ab") == [
+        ["data", "fetch", "--from", f"{caller}/./a.tar.gz", f"--data={caller}/d",
+         "--sha256", "ab"],
+        ["train", "--data", f"{caller}/d"]]
+    other = tmp_path / "2" / "caller's dir"
+    assert run_main(tmp_path / "2", "--from=x.tgz", "--data", "../d i r") == [
+        ["data", "fetch", f"--from={other}/x.tgz", "--data", f"{other}/../d i r"],
+        ["train", "--data", f"{other}/../d i r"]]

@@ -237,3 +237,7 @@ def test_failed_speedrun_runs_do_not_count(session: tuple[Path, Path]) -> None:
         "runs": runs, "failed_runs": 2})
     rows = _targets(out, work)
     assert rows["speedrun_runs"]["value"] == 8 and rows["speedrun_runs"]["pass"] is False
+    # every run failed: 0 runs is a FAIL, not "missing" (the file is there)
+    _write(out / "speedrun.json", {"summary": {}, "runs": runs[8:], "failed_runs": 2})
+    rows = _targets(out, work)
+    assert rows["speedrun_runs"]["value"] == 0 and rows["speedrun_runs"]["pass"] is False
