@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import sys
@@ -31,6 +30,10 @@ from dlbox.container import engine  # noqa: E402
 from dlbox.container.build import BuildRequest, build_image  # noqa: E402
 from dlbox.container.context import copy_project  # noqa: E402
 from dlbox.container.project import detect_project  # noqa: E402
+from dlbox.errors import DlboxError  # noqa: E402
+from dlbox.fileio import write_json_atomic  # noqa: E402
+
+TAG = "dlbox-bench:cpu"
 
 
 def main() -> int:
@@ -40,14 +43,44 @@ def main() -> int:
     parser.add_argument("--wheelhouse", type=Path, default=Path("/opt/wheels"))
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
+    if args.json is not None and not args.json.absolute().parent.is_dir():
+        print(f"error: --json {args.json}: its folder does not exist", file=sys.stderr)
+        print("hint: make the folder first, or pass another path", file=sys.stderr)
+        return 2
+    try:
+        client = engine.connect()
+        try:
+            figures = measure(client, args)
+        finally:  # the benchmark's images go, also after a failed or interrupted build
+            for name in (TAG, f"{TAG}-deps"):
+                try:
+                    client.images.remove(name, force=True)
+                except Exception:  # noqa: BLE001 - never made, or already gone
+                    pass
+    except DlboxError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
+        return 1
+    print(f"image size        {figures['image_size_mib']} MiB ({figures['framework']}, "
+          f"base {args.base_image})")
+    print(f"cold build        {figures['cold_build_s']:7.1f} s   (baseline)")
+    print(f"warm build        {figures['warm_build_s']:7.1f} s   ratio "
+          f"{figures['warm_over_cold']:.3f} of cold; {figures['warm_cached_steps']} steps from "
+          "cache")
+    if args.json:
+        write_json_atomic(args.json, figures)
+    return 0
 
-    client = engine.connect()
+
+def measure(client: object, args: argparse.Namespace) -> dict[str, object]:
+    """Lock (not timed), build cold, change one source file, build warm: the figures."""
     quiet = lambda line: None  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="dlbox-bench-") as tmp:
         project = copy_project(detect_project(None), Path(tmp) / "project")
         request = BuildRequest(project_dir=project, device="cpu", base_image=args.base_image,
                                wheelhouse=args.wheelhouse if args.wheelhouse.is_dir() else None,
-                               extras=("notebook",), tag="dlbox-bench:cpu", smoke=False)
+                               extras=("notebook",), tag=TAG, smoke=False)
         print("locking (not timed) ...", flush=True)
         build_image(request, log=quiet)
         print("cold build (--no-cache) ...", flush=True)
@@ -61,7 +94,7 @@ def main() -> int:
         warm = build_image(request, log=quiet)
         warm_s = time.monotonic() - start
     assert warm.build is not None and cold.build is not None
-    figures = {
+    return {
         "dlbox": __version__,
         "host": {"platform": platform.platform(), "cpus": os.cpu_count(),
                  "docker": engine.engine_info(client).get("ServerVersion")},
@@ -73,18 +106,6 @@ def main() -> int:
         "warm_over_cold": round(warm_s / cold_s, 3),
         "warm_cached_steps": f"{warm.build.cached_steps}/{len(warm.build.steps)}",
     }
-    print(f"image size        {figures['image_size_mib']} MiB ({figures['framework']}, "
-          f"base {args.base_image})")
-    print(f"cold build        {cold_s:7.1f} s   (baseline)")
-    print(f"warm build        {warm_s:7.1f} s   ratio {figures['warm_over_cold']:.3f} of cold; "
-          f"{figures['warm_cached_steps']} steps from cache")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    try:
-        client.images.remove("dlbox-bench:cpu", force=True)
-    except Exception:  # noqa: BLE001 - already gone
-        pass
-    return 0
 
 
 if __name__ == "__main__":
