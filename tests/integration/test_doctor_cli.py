@@ -79,6 +79,33 @@ def test_cuda_on_a_host_without_a_driver_names_the_host_not_a_cpu_flag(
         "--compute-capability X.Y); or drop --cuda"]
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--driver", ""], "--driver was given an empty value"),
+    (["--resolve", "torch", "--framework-version", " "],
+     "--framework-version was given an empty value"),
+    (["--resolve", "torch", "--driver", "535.104.05", "--compute-capability", ""],
+     "--compute-capability was given an empty value"),
+    (["--record", ""], "--record was given an empty path"),
+    (["--resolve", "torch", "--driver", "535.104.05", "--replay", "/nonexistent"],
+     "--record and --replay are about a real host; --driver, --compute-capability and --cpu "
+     "describe a hypothetical one"),
+    (["--resolve", "torch", "--framework-version", "1.0"],
+     "torch 1.0 is older than dlbox's compatibility data"),
+    (["--resolve", "torch", "--framework-version", "2.7", "--cuda", "13.0", "--driver",
+      "580.65.06"], "torch 2.7 has no CUDA 13.0 build (its CUDA builds: 11.8, 12.6, 12.8)"),
+])
+def test_doctor_refuses_what_it_would_otherwise_get_wrong(
+        args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found in review: an empty --driver or --framework-version ("$V" unset) was read as
+    not given; --record/--replay were ignored beside a hypothetical host; torch 1.0 resolved
+    with Python and CUDA facts copied from 2.0; a pinned torch without a CUDA 13.0 build
+    said that no torch in the matrix had one."""
+    code, out, err = run_cli(["doctor", *args], capsys)
+    assert code in (1, 2) and out == "", out
+    assert err.startswith(f"error: {message}"), err
+    assert "hint: " in err
+
+
 def test_resolve_hypothetical_host(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["doctor", "--resolve", "torch", "--driver", "570.86.16",
                             "--compute-capability", "12.0", "--json"], capsys)

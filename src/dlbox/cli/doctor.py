@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from rich.console import Console
 
+from dlbox.cli.common import path_flag, reject_empty_paths
 from dlbox.errors import EXIT_ERROR, EXIT_OK, HostEnvError, UsageError
 from dlbox.hostenv.facts import HostFacts
 from dlbox.hostenv.probe import (
@@ -52,9 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--deep", action=argparse.BooleanOptionalAction, default=None,
                         help="import installed frameworks to check them (default: only when "
                              "an NVIDIA GPU is present)")
-    parser.add_argument("--record", metavar="DIR", type=Path,
+    parser.add_argument("--record", metavar="DIR", type=path_flag,
                         help="also save the raw probe outputs to DIR (to share or replay)")
-    parser.add_argument("--replay", metavar="DIR", type=Path,
+    parser.add_argument("--replay", metavar="DIR", type=path_flag,
                         help="check a recorded host (a folder written by --record) instead "
                              "of probing this one")
     parser.set_defaults(func=run)
@@ -111,15 +111,32 @@ def _facts(args: argparse.Namespace) -> HostFacts:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
-    hypothetical = (args.driver or args.compute_capability or args.cpu or args.cuda
-                    or args.python or args.framework_version)
+    reject_empty_paths(args, ("record", "replay"))
+    # `--framework-version "$V"` with V unset is an error, not a resolve without a pin.
+    for name, values in (("driver", [args.driver]), ("python", [args.python]),
+                         ("cuda", [args.cuda]), ("framework_version", [args.framework_version]),
+                         ("compute_capability", args.compute_capability)):
+        if any(value is not None and not value.strip() for value in values):
+            flag = f"--{name.replace('_', '-')}"
+            raise UsageError(f"{flag} was given an empty value",
+                             hint=f"pass a value after {flag} (is the shell variable you used "
+                                  "set?), or leave the flag out")
+    hypothetical = (args.driver is not None or args.compute_capability or args.cpu
+                    or args.cuda is not None or args.python is not None
+                    or args.framework_version is not None)
+    if (args.driver is not None or args.compute_capability or args.cpu) \
+            and (args.record is not None or args.replay is not None):
+        raise UsageError("--record and --replay are about a real host; --driver, "
+                         "--compute-capability and --cpu describe a hypothetical one",
+                         hint="give one or the other: e.g. dlbox doctor --replay DIR "
+                              "--resolve torch")
     if hypothetical and not args.resolve:
         raise UsageError("--driver, --compute-capability, --cpu, --python, --cuda and "
                          "--framework-version go with --resolve",
                          hint="e.g. dlbox doctor --resolve torch --driver 535.104.05 "
                               "--compute-capability 8.6")
     if args.resolve:
-        if args.driver or args.compute_capability or args.cpu:
+        if args.driver is not None or args.compute_capability or args.cpu:
             target = Target(driver=args.driver,
                             compute_capabilities=tuple(args.compute_capability),
                             cpu=args.cpu, python=args.python, cuda=args.cuda,

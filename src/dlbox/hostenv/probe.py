@@ -341,9 +341,9 @@ def _nvidia_facts(raw: RawHost, failures: list[ProbeFailure]) -> NvidiaFacts:
             if result is not None and result.error:
                 failures.append(ProbeFailure("nvidia-smi --query-gpu", result.error))
             result, source = q_result, "nvidia-smi -q"
-    if result is None:
-        return NvidiaFacts(source="none", nvidia_smi=raw.smi_path,
-                           error="nvidia-smi did not run")
+    if result is None:  # why: a timeout ("timed out after 10 s") is no "did not run"
+        why = query.error if query is not None and query.error else "did not run"
+        return NvidiaFacts(source="none", nvidia_smi=raw.smi_path, error=f"nvidia-smi {why}")
     if result.error:
         failures.append(ProbeFailure("nvidia-smi", result.error))
         return NvidiaFacts(source=source, nvidia_smi=raw.smi_path, error=result.error)

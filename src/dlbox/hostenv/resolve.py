@@ -202,6 +202,12 @@ def pin_rows(rows: tuple[Any, ...], version: str | None, framework: str,
     if nearest is None:
         return []
     parts = parse_version(version) or ()
+    oldest = rows[-1].release  # rows newest first
+    if parts < (parse_version(oldest) or ()):  # no row speaks for it: its facts would be made up
+        raise UsageError(f"{framework} {version} is older than dlbox's compatibility data "
+                         f"(checked {checked}), which starts at {framework} {oldest}",
+                         hint=f"pin a release the data knows, {oldest} or newer (e.g. "
+                              f"{rows[0].release}), or install {framework} {version} yourself")
     exact = version if len(parts) >= 3 else f"{version}.*"
     note = (f"{framework} {version} is not in dlbox's compatibility data (checked {checked}); "
             f"using the nearest known row, {framework} {nearest.release}")
@@ -356,6 +362,14 @@ def _torch_unresolvable(
     """One line naming the blocking cause (driver or architecture) and the fix."""
     wanted = f" with CUDA {target.cuda}" if target.cuda else ""
     if target.cuda and not rejections:
+        if target.version is not None:  # the pin, not the matrix, lacks it
+            cudas = sorted({v.cuda for r in releases for v in r.variants if v.cuda},
+                           key=lambda c: parse_version(c) or ())
+            return HostEnvError(
+                f"torch {target.version} has no CUDA {target.cuda} build"
+                + (f" (its CUDA builds: {', '.join(cudas)})" if cudas else ""),
+                hint="pick one of its CUDA versions with --cuda, leave --cuda out, or pin "
+                     "a newer torch")
         return HostEnvError(f"no torch release in the matrix has a CUDA {target.cuda} build",
                             hint="leave --cuda out to let dlbox pick the CUDA variant")
     lowest: tuple[tuple[int, ...], str, str] | None = None  # (driver, driver text, build)
