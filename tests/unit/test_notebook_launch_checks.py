@@ -226,3 +226,21 @@ def test_the_image_hint_says_where_dlbox_image_build_builds_dlbox(
     assert builtin_build_command() == "`dlbox image build --cpu`"
     (tmp_path / "requirements.txt").write_text("numpy\n")
     assert "in a folder without requirements.txt" in builtin_build_command()
+
+
+def test_a_server_that_stops_answering_after_it_started_is_a_clear_error() -> None:
+    """Found in review: the token check after the server answered had no guard, so a server
+    that died right then gave a raw ConnectionRefusedError (an 'unexpected' error)."""
+    import socket
+
+    from dlbox.errors import DlboxError
+    from dlbox.jupyter.probe import check_token_required
+
+    with socket.socket() as sock:  # a port nothing listens on once this closes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DlboxError) as info:
+        check_token_required(f"http://127.0.0.1:{port}")
+    assert info.value.message == (f"the Jupyter server stopped answering at "
+                                  f"http://127.0.0.1:{port} right after it started "
+                                  "(ConnectionRefusedError)")

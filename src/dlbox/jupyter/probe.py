@@ -84,7 +84,14 @@ def wait_until_ready(base_url: str, token: str, timeout_s: float,
 
 def check_token_required(base_url: str) -> None:
     """Refuse a server that answers its API without the token (a config file disabled it)."""
-    answer = http_get(f"{base_url}/api/status", token=None)
+    try:
+        answer = http_get(f"{base_url}/api/status", token=None)
+    except (TimeoutError, ConnectionError, OSError, http.client.HTTPException) as error:
+        # it answered a moment ago: it died or hung since
+        raise DlboxError(f"the Jupyter server stopped answering at {base_url} right after it "
+                         f"started ({type(error).__name__})",
+                         hint="start it again; if this repeats, run jupyter lab by hand to "
+                              "see why it stops") from None
     if answer.status != 403:
         raise DlboxError(
             f"the Jupyter server answered /api/status without the token (HTTP {answer.status})",
