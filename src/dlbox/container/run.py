@@ -267,9 +267,10 @@ def run_in_image(options: RunOptions, client: Any = None,
               "or pass --tag", file=sys.stderr)
     elif options.here is not None and not S.built_from_elsewhere(labels, options.here) \
             and files_changed(labels, options.here):
+        rebuild = "dlbox image build" if options.project_dir is not None else \
+            f"dlbox image build --tag {options.image} (with the flags it was built with)"
         print(f"warning: the project's files changed since {options.image} was built: it "
-              "runs the code of its build. Rebuild it first: dlbox image build",
-              file=sys.stderr)
+              f"runs the code of its build. Rebuild it first: {rebuild}", file=sys.stderr)
     gpus = parse_gpus(options.gpus, labels.get("dlbox.device"))
     if gpus is not None:
         check_gpus_available(gpus, facts())
