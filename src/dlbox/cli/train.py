@@ -114,7 +114,9 @@ def _run(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         if run_dir and last.is_file():
             where = Path(run_dir).resolve()
-            if _finished(last):  # stopped in the final evaluation: training itself is done
+            from dlbox.training.checkpoint import says_finished
+
+            if says_finished(last):  # stopped in the final evaluation: training is done
                 print(f"training had finished ({last}); its evaluation was cut short\n"
                       f"evaluate with: dlbox evaluate {where}", file=sys.stderr)
             else:
@@ -122,17 +124,6 @@ def _run(args: argparse.Namespace) -> int:
                       f"{where}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
-
-
-def _finished(checkpoint: Path) -> bool:
-    """Whether a run's checkpoint says all its epochs are done (False when unreadable)."""
-    from dlbox.errors import DlboxError
-    from dlbox.training.checkpoint import load_checkpoint
-
-    try:
-        return bool(load_checkpoint(checkpoint).get("finished"))
-    except DlboxError:
-        return False
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlbox.errors import RunDirError, UsageError, first_line
+from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
 from dlbox.fileio import read_json, write_with_atomic
 from dlbox.training.config import TrainConfig
 
@@ -64,6 +64,14 @@ def checkpoint_path(run_dir: str | Path, name: str = "last") -> Path:
     if not own.exists() and candidate.suffix == ".pt" and candidate.is_file():
         return candidate
     return own
+
+
+def says_finished(checkpoint: Path) -> bool:
+    """Whether a run's checkpoint says all its epochs are done (False when unreadable)."""
+    try:
+        return bool(load_checkpoint(checkpoint).get("finished"))
+    except DlboxError:
+        return False
 
 
 def is_checkpoint_file_path(name: str) -> bool:
