@@ -41,6 +41,7 @@ def test_train_then_evaluate_writes_the_run(fake_cifar_dir: Path, tmp_path: Path
     assert (run_dir / "predictions.csv").is_file()  # train ends with evaluate
     # ... and its last line is the result, with the files it wrote
     evaluation = read_json(run_dir / "metrics.json")["evaluation"]
+    assert evaluation["versions"]["dlbox"] and evaluation["versions"]["device"] == "cpu"
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"test accuracy: {100 * evaluation['test_accuracy']:.2f}%; wrote ")
     assert "predictions.csv" in last and last.endswith(f" in {run_dir.resolve()}")

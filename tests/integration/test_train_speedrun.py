@@ -50,6 +50,11 @@ def test_train_speedrun_writes_the_run_dir(small_cifar_dir: Path, tmp_path: Path
     # The end-of-training report is the trainer's own final (6-view TTA) evaluation, not a
     # second pass over the test set.
     assert metrics["evaluation"]["from"] == "the trainer's final evaluation"
+    # with the versions its numbers came from, as `dlbox evaluate` records them
+    import torch
+
+    assert metrics["evaluation"]["versions"]["torch"] == torch.__version__
+    assert metrics["evaluation"]["versions"]["device"] == "cpu"
     assert final["test_accuracy"] == final["test_accuracy_tta"]
     assert metrics["evaluation"]["eval_seconds"] == pytest.approx(
         metrics["speedrun"]["eval_seconds"], abs=1e-3)

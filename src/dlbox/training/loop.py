@@ -58,7 +58,7 @@ from dlbox.training.checkpoint import (
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype, available_cpus, configure_host, resolve_device
 from dlbox.training.inputs import prepare_batch
-from dlbox.training.manifest import build_manifest, utc_now
+from dlbox.training.manifest import build_manifest, software_versions, utc_now
 from dlbox.training.progress import TrainProgress
 from dlbox.training.schedules import make_scheduler
 from dlbox.training.tta import views_for_level
@@ -1126,6 +1126,7 @@ def _report_logits(run_dir: Path, config: TrainConfig, device: torch.device,
         "device": str(device),
         "tta": config.tta,
         "data": test_set.source,
+        "versions": software_versions(device),  # what the numbers came from
         "from": "the trainer's final evaluation",
     })
 
