@@ -128,6 +128,19 @@ def test_small_shm_and_low_disk() -> None:
     assert findings["disk-low"].what == "2 GiB free on /data"
 
 
+def test_docker_shm_names_the_daemons_size_and_what_dlbox_gives() -> None:
+    # daemon.json's default-shm-size 512m: the finding named 64 MiB, dockerd's own default
+    facts = host("cpu-only-host")
+    facts = replace(facts, docker=replace(facts.docker, default_shm_mib=512))
+    finding = next(f for f in evaluate(facts) if f.code == "docker-shm")
+    assert finding.what == "containers get 512 MiB of /dev/shm by default"
+    assert "512 MiB is too small" in finding.why and "64" not in finding.why
+    assert "dlbox image run" in finding.why
+    assert "--shm-size=2g" in finding.fix
+    big = replace(facts, docker=replace(facts.docker, default_shm_mib=2048))
+    assert "docker-shm" not in [f.code for f in evaluate(big)]
+
+
 def test_gpu_unavailable_in_torch_despite_fitting_driver() -> None:
     facts = HostFacts(
         nvidia=NvidiaFacts(source="nvml", driver_version="550.54.15", cuda_driver_version="12.4",

@@ -573,8 +573,9 @@ def rule_docker(facts: HostFacts, matrix: Matrix) -> list[Finding]:
         findings.append(Finding(
             "ok", "docker-shm",
             f"containers get {shm} MiB of /dev/shm by default",
-            "DataLoader workers pass batches through /dev/shm; 64 MiB is too small for them",
-            "start training containers with --shm-size=2g or --ipc=host"))
+            f"DataLoader workers pass batches through /dev/shm; {shm} MiB is too small for "
+            "them (dlbox image run and dlbox notebook --container give their containers more)",
+            "start other training containers with --shm-size=2g or --ipc=host"))
     return findings
 
 
