@@ -200,7 +200,9 @@ EOF
     fi
     # --tar (also cifar-10-python.tar.gz) is left out unless CONVERT_TAR=1: nothing here reads
     # it, and gzipping ~180 MB costs seconds of the budget.
-    $PY .data/jpeg_to_cifar_batches.py "$src" "$DATA" ${CONVERT_TAR:+--tar} || return 1
+    local tar_flag=()
+    [ "${CONVERT_TAR:-0}" = 1 ] && tar_flag=(--tar)
+    $PY .data/jpeg_to_cifar_batches.py "$src" "$DATA" "${tar_flag[@]}" || return 1
     ls -la "$DATA/cifar-10-batches-py"
 }
 
