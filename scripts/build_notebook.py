@@ -353,7 +353,7 @@ CELLS = [
     from dlbox.training.checkpoint import load_model_from_run
 
     for path in sorted(run_dir.rglob("*")):
-        if path.is_file() and not path.name.startswith("."):  # not the run's lock file
+        if path.is_file():
             print(f"{path.relative_to(run_dir)!s:32s} {path.stat().st_size:>12,} bytes")
 
     loaded = load_model_from_run(run_dir, device=DEVICE)
