@@ -96,6 +96,7 @@ def render_dockerfile(spec: ImageSpec) -> str:
         "project": _one_line(spec.project_name),
         "dlbox_version": spec.dlbox_version,
         "framework_line": _framework_line(spec),
+        "device": spec.device,  # the re-render command's --cpu / --gpu
         "base_image": spec.base_image,
         "tini": S.TINI,
         "uid": spec.uid,
