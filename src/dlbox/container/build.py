@@ -238,21 +238,20 @@ def _past_last_driver(error: HostEnvError, framework: str, target: Any, matrix: 
     "update the NVIDIA driver to >= 525.60.13", which a Tesla K80 (Kepler, last branch R470)
     can never do. When even the newest driver of the GPU's last branch runs no build in
     `matrix` (the one the resolver was given), the hint says so and gives `way_out` instead."""
-    from dlbox.hostenv.resolve import last_driver_ceiling, resolve_build
+    from dlbox.hostenv.resolve import last_branch_words, last_driver_ceiling, resolve_build
     from dlbox.hostenv.versions import parse_version
 
     ceiling = last_driver_ceiling(target, matrix)
     driver = parse_version(target.driver)
     if ceiling is None or driver is None or driver[0] > ceiling[0]:
         return error
-    branch, architecture, arch = ceiling
     # Any real driver of the branch sorts below <branch>.999: the newest the GPU can have.
     try:
-        resolve_build(framework, dataclasses.replace(target, driver=f"{branch}.999"), matrix)
+        resolve_build(framework, dataclasses.replace(target, driver=f"{ceiling[0]}.999"),
+                      matrix)
     except DlboxError:
         return HostEnvError(error.message, hint=(
-            f"R{branch} is the last driver branch for {architecture} GPUs ({arch}), and no "
-            f"{what} runs on it: {way_out}"))
+            f"{last_branch_words(ceiling)}, and no {what} runs on it: {way_out}"))
     return error  # a driver of that branch runs one: the resolver's hint holds
 
 

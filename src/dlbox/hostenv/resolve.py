@@ -498,6 +498,12 @@ def last_driver_ceiling(target: Target, matrix: Matrix) -> tuple[int, str, str] 
     return ceiling
 
 
+def last_branch_words(ceiling: tuple[int, str, str]) -> str:
+    """"R470 is the last driver branch for Kepler GPUs (sm_37)": how hints name a ceiling."""
+    branch, architecture, arch = ceiling
+    return f"R{branch} is the last driver branch for {architecture} GPUs ({arch})"
+
+
 def update_driver_hint(target: Target, matrix: Matrix, needed: str, framework: str) -> str:
     """"update the NVIDIA driver to >= `needed`", unless the GPU's last driver branch is
     older than that (a Tesla K80 stops at R470, so 525.60.13 is out of its reach): then say
@@ -506,11 +512,9 @@ def update_driver_hint(target: Target, matrix: Matrix, needed: str, framework: s
     major = (parse_version(needed) or (0,))[0]
     if ceiling is None or major <= ceiling[0]:
         return f"update the NVIDIA driver to >= {needed}, or resolve with --cpu"
-    branch, architecture, arch = ceiling
     unpinned = _unpinned_way_out(target, matrix, framework)
     way_out = f"{unpinned}, or resolve with --cpu" if unpinned else "resolve with --cpu"
-    return (f"R{branch} is the last driver branch for {architecture} GPUs ({arch}), and "
-            f"these {framework} builds need >= {needed}: {way_out}")
+    return f"{last_branch_words(ceiling)}, and these {framework} builds need >= {needed}: {way_out}"
 
 
 def _unpinned_way_out(target: Target, matrix: Matrix, framework: str) -> str | None:
