@@ -65,8 +65,9 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
     build.add_argument("--tag", "-t", metavar="NAME:TAG",
                        help="image tag (default: <project>:<variant> and <project>:latest)")
     build.add_argument("--base-image", metavar="IMAGE",
-                       help="base image (default: $DLBOX_BASE_IMAGE, else "
-                            "python:3.11-slim-bookworm); any Debian/Ubuntu image with apt")
+                       help="base image: any Debian/Ubuntu image with apt (default: the "
+                            "one in dlbox.lock; for a first build $DLBOX_BASE_IMAGE, else "
+                            "python:3.11-slim-bookworm)")
     build.add_argument("--wheelhouse", metavar="DIR", type=path_flag,
                        help="folder of wheels to install from first (offline builds)")
     build.add_argument("--offline", action="store_true",
