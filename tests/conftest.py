@@ -7,7 +7,10 @@ Components that CI provisions (Docker engine, Jupyter, Chromium) are required wh
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +106,35 @@ def undeletable_old_copies(monkeypatch: pytest.MonkeyPatch) -> None:
         real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(extract.shutil, "rmtree", rmtree)
+
+
+# Root reads any file whatever its mode (CAP_DAC_OVERRIDE), and CI runs the tests as root, so
+# these run the CLI in a child without that power: setpriv drops CAP_DAC_OVERRIDE and
+# CAP_DAC_READ_SEARCH from root's bounding set (a user's child needs nothing dropped).
+DROP_ROOTS_READ_POWER = ["--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search",
+                         "--"]
+
+
+@pytest.fixture()
+def refused_prefix(tmp_path: Path) -> list[str]:
+    """The prefix of a command whose process a `chmod 000` file refuses, as it would a user;
+    the test is skipped where there is none (root without setpriv, a user with CAP_DAC_*)."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        require(setpriv is not None, "setpriv (util-linux), to drop root's power to read "
+                                     "any file")
+        prefix = [str(setpriv), *DROP_ROOTS_READ_POWER]
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    probe.chmod(0)
+    try:
+        result = subprocess.run(
+            [*prefix, sys.executable, "-c", f"import os; os.listdir({str(probe)!r})"],
+            capture_output=True, text=True, check=False)
+    finally:
+        probe.chmod(0o755)
+        probe.rmdir()
+    require("PermissionError" in result.stderr,
+            f"a process a chmod 000 folder refuses ({result.stderr.strip()[-200:]})")
+    return prefix

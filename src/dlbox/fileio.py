@@ -205,3 +205,22 @@ def dataclass_to_json(value: Any) -> dict[str, Any]:
 
     data = dataclasses.asdict(value)
     return {key: list(item) if isinstance(item, tuple) else item for key, item in data.items()}
+
+
+# OSError numbers about who may read a path, not about what it holds.
+ACCESS_ERRNOS = (errno.EACCES, errno.EPERM)
+
+
+def unsearchable_folder(path: Path) -> Path | None:
+    """The folder above `path` that keeps it out of reach (one without search permission: a
+    stat of what is in it fails with EACCES), named as `path` is (relative stays relative);
+    None when `path` itself is what may not be read, or the folder cannot be told."""
+    chain = [*reversed(path.parents), path]
+    for parent, child in zip(chain[:-1], chain[1:], strict=True):
+        try:
+            os.stat(child)
+        except PermissionError:
+            return parent
+        except OSError:
+            return None
+    return None

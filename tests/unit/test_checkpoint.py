@@ -175,3 +175,74 @@ def test_a_generator_state_from_another_device_type_is_refused_with_a_warning() 
     other = torch.Generator().manual_seed(7)
     assert restore_generator(generator, other.get_state()) is True
     assert torch.equal(torch.rand(3, generator=generator), torch.rand(3, generator=other))
+
+
+# ---- run files that are there but cannot be read: a permission to fix, not damage ---------
+
+def _denied(path: Path) -> PermissionError:
+    import errno
+
+    return PermissionError(errno.EACCES, "Permission denied", str(path))
+
+
+def _assert_says_permission_denied(error: RunDirError, path: Path) -> None:
+    assert error.message == f"cannot read {path}: permission denied"
+    assert f"chmod u+r {path}" in (error.hint or "") and "user that owns it" in (error.hint or "")
+    text = f"{error.message} {error.hint}"
+    assert "damaged" not in text and "train again" not in text and "delete" not in text
+
+
+@pytest.mark.parametrize("code", ["EACCES", "EPERM"])
+def test_unreadable_error_is_about_permissions_only(tmp_path: Path, code: str) -> None:
+    import errno
+
+    from dlbox.training.checkpoint import RunFileUnreadable, unreadable_error
+
+    path = tmp_path / "config.json"
+    path.write_text("{}")
+    error = unreadable_error(path, PermissionError(getattr(errno, code), "denied", str(path)))
+    assert isinstance(error, RunFileUnreadable) and isinstance(error, RunDirError)
+    _assert_says_permission_denied(error, path)
+    folder = unreadable_error(tmp_path, IsADirectoryError(errno.EISDIR, "Is a directory"))
+    assert folder is not None and folder.message == f"cannot read {tmp_path}: it is a folder, " \
+                                                    "not a file"
+    # about the content or the disk: the caller's own error, not this one
+    assert unreadable_error(path, OSError(errno.EIO, "Input/output error")) is None
+    assert unreadable_error(path, ValueError("not JSON")) is None
+
+
+def test_a_checkpoint_without_read_permission_is_not_called_damaged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: `chmod 000 last.pt` (or a run made by another user) said "it is damaged
+    or not a dlbox checkpoint; train again" (hours of training to redo for a chmod).
+    torch.load's own PermissionError is simulated: root, as in CI, reads any file."""
+    path = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint(path, {"epoch": 1})
+    before = path.read_bytes()
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise _denied(path)
+
+    monkeypatch.setattr(torch, "load", denied)
+    with pytest.raises(RunDirError) as info:
+        load_checkpoint(path)
+    _assert_says_permission_denied(info.value, path)
+    assert path.read_bytes() == before
+
+
+def test_a_config_json_without_read_permission_is_not_called_damaged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: "config.json is not valid JSON ([Errno 13] Permission denied ...)" with
+    the hint "it was edited or damaged; train again"."""
+    from dlbox.training.checkpoint import read_run_config
+
+    run_dir = tmp_path / "run"
+    write_json_atomic(run_dir / "config.json", TrainConfig(model="tiny").to_dict())
+
+    def denied(path: Path) -> None:
+        raise _denied(path)
+
+    monkeypatch.setattr(checkpoint_module, "read_json", denied)
+    with pytest.raises(RunDirError) as info:
+        read_run_config(run_dir)
+    _assert_says_permission_denied(info.value, run_dir / "config.json")

@@ -374,3 +374,59 @@ def test_cuda_autocast_matches_cpu(amp_dtype: torch.dtype | None) -> None:
     assert gpu.probabilities.device.type == "cpu" and gpu.probabilities.dtype == torch.float32
     assert torch.allclose(gpu.probabilities, cpu.probabilities, atol=2e-2)
     assert int((gpu.predicted == cpu.predicted).sum()) >= 60
+
+
+# --- run files that are there but cannot be read: a permission to fix, not damage ----------
+
+
+def test_a_metrics_file_without_read_permission_is_not_called_damaged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: "metrics.json is not valid JSON ([Errno 13] Permission denied ...)"
+    with the hint "restore it, or delete it". (The PermissionError is simulated: root, as in
+    CI, reads any file; test_run_files_robustness runs the real thing without root's powers.)"""
+    import errno
+
+    path = tmp_path / "metrics.json"
+    path.write_text('{"history": []}')
+
+    def denied(where: Path) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(where))
+
+    monkeypatch.setattr(ev, "read_json", denied)
+    with pytest.raises(RunDirError) as info:
+        ev.read_metrics_file(path)
+    assert info.value.message == f"cannot read {path}: permission denied"
+    assert f"chmod u+r {path}" in (info.value.hint or "")
+    assert "delete" not in (info.value.hint or "") and "damaged" not in info.value.message
+    assert path.read_text() == '{"history": []}'
+
+
+def test_a_folder_in_place_of_metrics_json_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").mkdir()
+    evaluation = evaluate_model(model_fn_of(TinyNet()), small_dataset(20), CLASSES)
+    with pytest.raises(RunDirError) as info:
+        write_evaluation(tmp_path, evaluation)
+    assert info.value.message == (f"cannot read {tmp_path / 'metrics.json'}: it is a folder, "
+                                  "not a file")
+    assert "not valid JSON" not in info.value.message and "delete" not in (info.value.hint or "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_evaluate_run_reads_metrics_json_before_evaluating(
+        tmp_path: Path, fake_cifar_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreadable or damaged metrics.json stops evaluate at once, not after it has
+    predicted every test image (minutes on a CPU) only to fail writing the report."""
+    config = SimpleNamespace(data_dir=str(fake_cifar_dir), num_test=60)
+    monkeypatch.setattr(ev, "load_run_model", fake_loader(config, TinyNet()))
+
+    def not_now(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluated before metrics.json was read")
+
+    monkeypatch.setattr(ev, "evaluate_model", not_now)
+    (tmp_path / "metrics.json").write_text("[1, 2")
+    with pytest.raises(RunDirError, match="metrics.json"):
+        evaluate_run(tmp_path, device="cpu", quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    # with --output, the run's metrics.json is not read: nothing to check first
+    with pytest.raises(AssertionError, match="evaluated before"):
+        evaluate_run(tmp_path, device="cpu", quiet=True, output=tmp_path / "elsewhere")

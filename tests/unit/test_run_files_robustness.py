@@ -252,3 +252,104 @@ def test_the_last_resort_leaves_interrupts_exits_and_broken_pipes_alone(
     assert cli.main(["models"]) == 130
     assert "interrupted" in capsys.readouterr().err
 
+
+# ---- run files that are there but may not be read: permissions, not damage -------------------
+# (refused_prefix, in conftest.py: the CLI runs without root's power to read any file)
+
+def _cli_without_read_override(prefix: list[str], argv: list[str]) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    result = subprocess.run([*prefix, sys.executable, "-m", "dlbox", *argv],
+                            capture_output=True, text=True, check=False, timeout=300)
+    return result.returncode, result.stderr
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    """Every path under `root` with its mode and (for files) its bytes."""
+    return {str(p.relative_to(root)): (p.stat().st_mode,
+                                       p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def _check_permission_error(code: int, err: str, path: Path, folder: Path | None) -> None:
+    _check_one_error_line(err)
+    assert code == EXIT_ERROR, err
+    message, hint = err.strip().splitlines()
+    assert message == (f"error: cannot read {path}: permission denied"
+                       + (f" on the folder {folder}" if folder else "")), err
+    assert f"chmod u+{'rx' if folder else 'r'} {folder or path}" in hint, err
+    assert "user that owns it" in hint, err
+    assert "damaged" not in err and "train again" not in err and "delete" not in err, err
+
+
+# what is made unreadable, and the folder the error names (None: the file itself)
+UNREADABLE = {"config": ("config.json", None), "checkpoint": ("checkpoints/last.pt", None),
+              "checkpoints folder": ("checkpoints", "checkpoints"),
+              "checkpoints folder, r without x": ("checkpoints", "checkpoints"),
+              "run folder": (".", "."), "metrics": ("metrics.json", None)}
+
+
+@pytest.mark.parametrize("command, what", [
+    ("evaluate", "config"), ("evaluate", "checkpoint"), ("evaluate", "checkpoints folder"),
+    ("evaluate", "checkpoints folder, r without x"), ("evaluate", "run folder"),
+    ("evaluate", "metrics"),
+    ("train --resume", "config"), ("train --resume", "checkpoint"),
+    ("train --resume", "checkpoints folder"), ("train --resume", "run folder"),
+    ("predict", "checkpoint"),
+])
+def test_cli_says_permission_denied_for_a_run_file_it_may_not_read(
+        tmp_path: Path, refused_prefix: list[str], command: str, what: str) -> None:
+    """Found by review: a run file that exists but may not be read (chmod 000, a run made by
+    root or in a container) was "damaged; train again", or (a folder) an "unexpected"-style
+    `cannot use ...` with a hint about disk space. The file is intact: the message names it,
+    says permission denied, and the hint how to fix it; nothing is changed or deleted."""
+    from PIL import Image
+
+    run_dir = _run_dir(tmp_path)
+    write_json_atomic(run_dir / "metrics.json", {"history": []})
+    image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(image)
+    name, folder_name = UNREADABLE[what]
+    target = run_dir / name if name != "." else run_dir
+    before = _snapshot(run_dir)
+    argv = {"evaluate": ["evaluate", str(run_dir), "--device", "cpu"],
+            "predict": ["predict", str(run_dir), str(image), "--device", "cpu"],
+            "train --resume": ["train", "--resume", str(run_dir), "--device", "cpu"]}[command]
+    mode = 0o600 if what.endswith("r without x") else 0
+    target.chmod(mode)
+    try:
+        code, err = _cli_without_read_override(refused_prefix, argv)
+    finally:
+        target.chmod(0o755 if target.is_dir() else 0o644)
+    unreadable = run_dir / ("config.json" if command == "train --resume" and what == "run folder"
+                            else "checkpoints/last.pt" if folder_name else name)
+    folder = None if folder_name is None else run_dir / folder_name if folder_name != "." \
+        else run_dir
+    _check_permission_error(code, err, unreadable, folder)
+    assert _snapshot(run_dir) == before
+
+
+def test_resume_says_permission_denied_for_a_metrics_json_it_may_not_read(
+        tmp_path: Path, fake_cifar_dir: Path, refused_prefix: list[str]) -> None:
+    """Before the fix: "metrics.json is not valid JSON ([Errno 13] ...)", hint "delete it"."""
+    from dlbox.training.config import build_config
+    from dlbox.training.loop import TrainingStopped, train
+
+    run_dir = tmp_path / "run"
+    config = build_config("tiny", epochs=2, num_train=320, num_test=100, device="cpu",
+                          data_dir=str(fake_cifar_dir), run_dir=str(run_dir), threads=2, seed=1)
+    with pytest.raises(TrainingStopped):  # a run to resume, stopped in its first epoch
+        train(config, progress=False, evaluate_at_end=False,
+              stop=lambda epoch, step: epoch == 1 and step == 2)
+    metrics = run_dir / "metrics.json"
+    write_json_atomic(metrics, {"history": []})
+    before = _snapshot(run_dir)
+    metrics.chmod(0)
+    try:
+        code, err = _cli_without_read_override(
+            refused_prefix, ["train", "--resume", str(run_dir), "--no-progress"])
+    finally:
+        metrics.chmod(0o644)
+    _check_permission_error(code, err, metrics, None)
+    assert _snapshot(run_dir) == before

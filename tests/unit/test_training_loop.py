@@ -542,3 +542,37 @@ def test_the_trainers_restore_functions_report_a_damaged_part_themselves(
     assert (restored.epoch, restored.step_in_epoch) == (state["epoch"], state["step_in_epoch"])
     with pytest.raises(RunDirError, match=r"is damaged \(the speedrun state: it is list"):
         restore_speedrun([1], path, [], torch.Generator(), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name, module", [("metrics.json", "dlbox.training.evaluate"),
+                                          ("manifest.json", "dlbox.training.loop")])
+def test_resume_says_permission_denied_for_a_run_file_it_may_not_read(
+        fake_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+        module: str) -> None:
+    """Found by review: an unreadable metrics.json (a run made by another user, chmod 000)
+    was "not valid JSON" with the hint "delete it", and manifest.json "restore it, or delete
+    it". The file is intact: the fix is its permissions. (The PermissionError is simulated,
+    root reads any file; test_run_files_robustness runs the real thing.)"""
+    import errno
+    import importlib
+
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    path = run / name
+    if not path.exists():
+        path.write_text('{"history": []}')
+    target = importlib.import_module(module)
+    real_read_json = target.read_json
+
+    def read_json_denied(where: Path) -> object:
+        if Path(where) == path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(where))
+        return real_read_json(where)
+
+    monkeypatch.setattr(target, "read_json", read_json_denied)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(RunDirError) as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert error.value.message == f"cannot read {path}: permission denied"
+    assert f"chmod u+r {path}" in (error.value.hint or "")
+    assert "delete" not in (error.value.hint or "")
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}  # untouched

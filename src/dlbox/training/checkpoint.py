@@ -36,13 +36,63 @@ import torch
 from torch import nn
 
 from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
-from dlbox.fileio import read_json, write_with_atomic
+from dlbox.fileio import ACCESS_ERRNOS, read_json, unsearchable_folder, write_with_atomic
 from dlbox.training.config import TrainConfig
 
 CHECKPOINT_FORMAT = "dlbox-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINTS_DIRNAME = "checkpoints"
 CONFIG_FILE = "config.json"
+
+
+# ---- run files that exist but cannot be read ---------------------------------------------
+
+
+
+class RunFileUnreadable(RunDirError):
+    """A run file that is there but cannot be read (permissions): intact, so its hint is
+    never "delete it" or "train again" (a caller that rewords a damaged file's hint leaves
+    this one as it is)."""
+
+
+def unreadable_error(path: str | Path, error: BaseException) -> RunFileUnreadable | None:
+    """The RunDirError for an OSError raised while reading the run file `path` when it is not
+    about the file's content: no permission to read it or a folder above it (EACCES, EPERM),
+    or a folder where the file should be (EISDIR). None for any other error, which the
+    caller reports as its own (a damaged file, say). Such a file is intact: the message
+    names it and the fix (its permissions), never "train again"."""
+    path = Path(path)
+    code = getattr(error, "errno", None)
+    if code == errno.EISDIR:
+        return RunFileUnreadable(f"cannot read {path}: it is a folder, not a file",
+                                 hint=f"move the folder {path} out of the way and put the "
+                                      "run's file back; nothing was changed")
+    if code not in ACCESS_ERRNOS:
+        return None
+    folder = unsearchable_folder(path.absolute())
+    if folder is None:
+        return RunFileUnreadable(f"cannot read {path}: permission denied",
+                                 hint=f"make it readable for you (`chmod u+r {path}`), or run "
+                                      f"dlbox as the user that owns it (`ls -l {path}` shows "
+                                      "who); the file was not changed")
+    return RunFileUnreadable(f"cannot read {path}: permission denied on the folder {folder}",
+                             hint=f"make the folder readable for you (`chmod u+rx {folder}`), "
+                                  f"or run dlbox as the user that owns it (`ls -ld {folder}` "
+                                  "shows who); nothing in it was changed")
+
+
+@contextmanager
+def reading_run_file(path: str | Path) -> Iterator[None]:
+    """Reads (and existence checks: `is_file` raises PermissionError under a folder that
+    cannot be searched) of run file `path`: an access error is unreadable_error's one-line
+    RunDirError; any other error goes on as it was."""
+    try:
+        yield
+    except OSError as error:
+        unreadable = unreadable_error(path, error)
+        if unreadable is None:
+            raise
+        raise unreadable from None
 
 
 def checkpoint_path(run_dir: str | Path, name: str = "last") -> Path:
@@ -61,7 +111,9 @@ def checkpoint_path(run_dir: str | Path, name: str = "last") -> Path:
         return candidate
     stem = name[:-len(".pt")] if name.endswith(".pt") else name  # `best.pt` means best
     own = Path(run_dir) / CHECKPOINTS_DIRNAME / f"{stem}.pt"
-    if not own.exists() and candidate.suffix == ".pt" and candidate.is_file():
+    with reading_run_file(own):
+        missing = not own.exists()
+    if missing and candidate.suffix == ".pt" and candidate.is_file():
         return candidate
     return own
 
@@ -93,7 +145,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with weights_only=True (tensors and plain values only)."""
     path = Path(path)
-    if not path.is_file():
+    with reading_run_file(path):
+        found = path.is_file()
+    if not found:
         raise RunDirError(f"checkpoint {path} does not exist",
                           hint="train first (`dlbox train`), or pass the right run directory")
     try:
@@ -106,6 +160,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
         if is_out_of_memory(error):
             raise
+        unreadable = unreadable_error(path, error)
+        if unreadable is not None:  # a permission to fix, not a damaged file
+            raise unreadable from None
         raise RunDirError(
             f"checkpoint {path} cannot be loaded safely ({_load_failure(error, path)})",
             hint="it is damaged or not a dlbox checkpoint; train again or resume from a good copy",
@@ -278,23 +335,28 @@ def restore_generator(generator: torch.Generator, saved: torch.Tensor | None) ->
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
+    path = run_dir / CONFIG_FILE
+    with reading_run_file(path):  # a folder on the way that is not open to the user
+        exists, is_dir = run_dir.exists(), run_dir.is_dir()
+        found = is_dir and path.is_file()
+    if exists and not is_dir:
         raise RunDirError(f"{run_dir} is a file, not a run directory",
                           hint="pass the folder `dlbox train` wrote (default: "
                                "runs/<time>-<model>)")
-    if not run_dir.is_dir():
+    if not is_dir:
         raise RunDirError(f"run directory {run_dir} does not exist",
                           hint="pass a directory made by `dlbox train` "
                                "(default: runs/<time>-<model>)")
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
+    if not found:
         raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, so it is not a dlbox run directory",
                           hint="pass a directory made by `dlbox train`")
     hint = "it was edited or damaged; train again"
     try:
         data = read_json(path)
     except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
-        raise RunDirError(f"{path} is not valid JSON ({first_line(error)})", hint=hint) from None
+        raise (unreadable_error(path, error)
+               or RunDirError(f"{path} is not valid JSON ({first_line(error)})", hint=hint)
+               ) from None
     if not isinstance(data, dict):
         raise RunDirError(f"{path} is not a valid run config (it holds a JSON "
                           f"{_json_kind(data)}, not an object of settings)", hint=hint)
@@ -329,7 +391,10 @@ def missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: in
 def _saved_checkpoints(run_dir: Path) -> list[str]:
     """The names of the .pt files in RUN_DIR/checkpoints, sorted."""
     folder = run_dir / CHECKPOINTS_DIRNAME
-    return sorted(p.stem for p in folder.glob("*.pt") if p.is_file()) if folder.is_dir() else []
+    try:
+        return sorted(p.stem for p in folder.glob("*.pt") if p.is_file()) if folder.is_dir() else []
+    except OSError:  # a folder not open to the user: no names to offer in a hint
+        return []
 
 
 def saved_nothing_hint(run_dir: Path) -> str:
@@ -426,14 +491,16 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
     config = read_run_config(run_dir)
     torch_device = device if isinstance(device, torch.device) else resolve_device(device)
     path = checkpoint_path(run_dir, checkpoint)
-    if not path.is_file() and is_checkpoint_file_path(checkpoint):
+    with reading_run_file(path):  # a folder on the way that is not open to the user
+        found = path.is_file()
+    if not found and is_checkpoint_file_path(checkpoint):
         saved = _saved_checkpoints(run_dir)
         raise RunDirError(f"checkpoint {path} "
                           + ("is a folder, not a .pt file" if path.is_dir() else "does not exist"),
                           hint="pass the path of a .pt file, or the name of one of the run's "
                                + (f"checkpoints: {', '.join(saved)}" if saved else
                                   f"checkpoints in {run_dir / CHECKPOINTS_DIRNAME}"))
-    if not path.is_file():
+    if not found:
         raise RunDirError(f"run {run_dir} has no checkpoint {path.name}"
                           + (" (a folder of that name is in its place)" if path.is_dir() else ""),
                           hint=missing_checkpoint_hint(run_dir, checkpoint,

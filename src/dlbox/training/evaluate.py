@@ -240,7 +240,11 @@ def evaluation_from_logits(logits: torch.Tensor, dataset: ImageDataset, classes:
 
 
 def _require_run_dir(run_dir: Path) -> None:
-    if not run_dir.exists():
+    from dlbox.training.checkpoint import reading_run_file
+
+    with reading_run_file(run_dir):  # a folder above it that is not open to the user
+        exists = run_dir.exists()
+    if not exists:
         raise RunDirError(f"run directory {run_dir} does not exist",
                           hint="pass the folder `dlbox train` wrote (its --run-dir; "
                                "the path is printed when training starts)")
@@ -295,14 +299,19 @@ def check_classes(model_classes: Sequence[str] | None,
 
 def read_metrics_file(path: Path) -> dict[str, Any]:
     """metrics.json as a dict ({} when missing); RunDirError when it is damaged."""
-    if not path.exists():
-        return {}
+    from dlbox.training.checkpoint import reading_run_file, unreadable_error
+
+    with reading_run_file(path):  # a folder on the way that is not open to the user
+        if not path.exists():
+            return {}
     try:
         existing = read_json(path)
     except (OSError, ValueError) as error:
-        raise RunDirError(f"{path} is not valid JSON ({error})",
-                          hint="restore it, or delete it to keep only the test metrics"
-                          ) from None
+        # no permission to read it: the file is intact, and its fix is not deleting it
+        raise (unreadable_error(path, error)
+               or RunDirError(f"{path} is not valid JSON ({error})",
+                              hint="restore it, or delete it to keep only the test metrics")
+               ) from None
     hint = "restore it, or delete it to keep only the test metrics"
     if not isinstance(existing, dict):
         raise RunDirError(f"{path} does not hold a JSON object", hint=hint)
@@ -424,6 +433,8 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         check_output_folder(Path(output), run_dir)
     with out_of_memory_is_an_error(device, "evaluating"):
         loaded, resolved = load_run_model(run_dir, device, checkpoint)
+    if output is None:  # metrics.json, unreadable or damaged, stops us now, not after minutes
+        read_metrics_file(run_dir / METRICS_FILE)
     dataset = load_test_split(loaded.config, data_dir)
     classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source)
     use_tta = resolve_tta(tta, loaded.config)

@@ -42,6 +42,7 @@ from dlbox.training.checkpoint import (
     CONFIG_FILE,
     DAMAGED_HINT,
     CheckpointParts,
+    RunFileUnreadable,
     build_run_model,
     capture_rng_state,
     check_checkpoint,
@@ -52,8 +53,10 @@ from dlbox.training.checkpoint import (
     load_state_dict_checked,
     missing_checkpoint_hint,
     read_run_config,
+    reading_run_file,
     restore_rng_state,
     save_checkpoint,
+    unreadable_error,
 )
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype, available_cpus, configure_host, resolve_device
@@ -500,7 +503,9 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
             data_dir: str | Path | None, progress: bool, evaluate_at_end: bool,
             stop: StopCheck | None, threads: int | None = None) -> Path:
     path = checkpoint_path(run_dir, "last")
-    if not path.is_file():
+    with reading_run_file(path):  # a folder on the way that is not open to the user
+        found = path.is_file()
+    if not found:
         raise RunDirError(f"{run_dir} has no checkpoint to resume from",
                           hint=missing_checkpoint_hint(run_dir, "last", config.checkpoint_every))
     state = load_checkpoint(path)
@@ -577,14 +582,18 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
 def _read_manifest(path: Path) -> dict[str, Any]:
     """The run's manifest.json ({} when missing), to add a resume to; RunDirError when it is
     damaged (before resume writes anything), rather than an "unexpected" error."""
-    if not path.is_file():
-        return {}
+    with reading_run_file(path):  # a folder on the way that is not open to the user
+        if not path.is_file():
+            return {}
     hint = (f"restore {path}, or delete it (resume then starts a new one, without the record "
             "of how the run started)")
     try:
         manifest = read_json(path)
     except (OSError, ValueError) as error:
-        raise RunDirError(f"{path} is not valid JSON ({first_line(error)})", hint=hint) from None
+        # no permission to read it: the file is intact, and its fix is not deleting it
+        raise (unreadable_error(path, error)
+               or RunDirError(f"{path} is not valid JSON ({first_line(error)})", hint=hint)
+               ) from None
     if not isinstance(manifest, dict):
         raise RunDirError(f"{path} does not hold a JSON object", hint=hint)
     if not isinstance(manifest.get("resumed", []), list):
@@ -599,6 +608,8 @@ def _check_metrics_file(path: Path) -> None:
 
     try:
         read_metrics_file(path)
+    except RunFileUnreadable:  # intact: its permissions to fix, never a file to delete
+        raise
     except RunDirError as error:
         raise RunDirError(error.message, hint=f"delete {path} (the checkpoint holds the "
                                               "training history, and resume writes the file "
