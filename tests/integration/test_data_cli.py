@@ -364,15 +364,21 @@ def test_an_empty_sha256_or_from_is_a_usage_error(tmp_path: Path, archive: tuple
 
 def test_check_notes_the_files_an_image_tree_passes_over(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
     write_fake_image_folder(tmp_path / "train", per_class=2, classes=2)
     write_fake_image_folder(tmp_path / "test", per_class=1, classes=2)
-    (tmp_path / "train" / "class_0" / "cat.webp").write_bytes(b"x")
+    (tmp_path / "train" / "class_0" / "cat.heic").write_bytes(b"x")
     (tmp_path / "train" / "class_1" / "more").mkdir()
+    # .webp was passed over too, though read_image reads it and `dlbox predict DIR` finds it
+    Image.new("RGB", (40, 40)).save(tmp_path / "train" / "class_0" / "cat.webp", format="WEBP")
     assert main(["data", "check", "--data", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert ("note: train: skipped 1 file that is not a .png/.jpg/.jpeg image "
-            "(class_0/cat.webp)") in out
+    assert ("note: train: skipped 1 file without an image extension (class_0/cat.heic); only "
+            "train/<class>/<image> ending in .png, .jpg, .jpeg, .gif, .bmp, .webp, .tif, .tiff "
+            "is read") in out
     assert "note: train: skipped 1 folder inside a class folder (class_1/more/)" in out
+    assert "train     5 images" in out and "cat.webp" not in out
     assert "test: skipped" not in out and out.rstrip().endswith("ok")
 
 
@@ -493,3 +499,96 @@ def test_an_empty_dlbox_data_variable_counts_as_unset(tmp_path: Path,
     assert f"fetched CIFAR-10 into {default}" in fetched.stdout
     checked = run_cli("data", "check", env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# ---- found by review: an image tree's permissions, and a split with no images ---------------
+
+def test_check_an_empty_split_hints_where_the_images_go(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The hint was "replace each image file named above" when no image was named: a split
+    whose class folders hold no image says where they go and which extensions are read."""
+    write_fake_image_folder(tmp_path / "train", per_class=1, classes=2)
+    write_fake_image_folder(tmp_path / "test", per_class=1, classes=2)
+    for image in (tmp_path / "train").glob("*/*.png"):
+        image.rename(image.with_suffix(".heic"))
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    hint = assert_clean_error(captured.err, f"image folder {tmp_path / 'train'} holds no images")
+    assert "replace" not in hint and "named above" not in hint
+    assert f"{tmp_path / 'train'}/<class>/<image>" in hint
+    assert ".png, .jpg, .jpeg, .gif, .bmp, .webp, .tif, .tiff" in hint
+    assert "2 files without an image extension (class_0/0000.heic, class_1/0000.heic)" in hint
+    assert hint.endswith("then run `dlbox data check` again")
+
+
+def run_refused(prefix: list[str], *args: str, chmod: dict[Path, int]
+                ) -> subprocess.CompletedProcess[str]:
+    """The CLI, run with `chmod` applied (path: mode) and undone afterwards."""
+    modes = {path: path.stat().st_mode & 0o7777 for path in chmod}
+    for path, mode in chmod.items():
+        path.chmod(mode)
+    try:
+        return subprocess.run([*prefix, *dlbox_command(), *args], capture_output=True,
+                              text=True, timeout=300, check=False)
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+
+
+def image_tree(root: Path) -> Path:
+    write_fake_image_folder(root / "train", per_class=2, classes=2)
+    write_fake_image_folder(root / "test", per_class=1, classes=2)
+    return root
+
+
+@pytest.mark.parametrize("mode", [0o000, 0o644], ids=["no-read", "read-without-search"])
+@pytest.mark.parametrize("command", ["data check", "train"])
+def test_a_class_folder_that_may_not_be_read_is_a_clear_error(
+        tmp_path: Path, refused_prefix: list[str], mode: int, command: str) -> None:
+    """Found by review: a class folder without read or search permission was the generic
+    "cannot use ...: Permission denied" with "please report it", in `data check` and in
+    training alike. It is one error naming the folder and a hint to fix its permissions."""
+    data = image_tree(tmp_path / "data")
+    folder = data / "train" / "class_1"
+    argv = {"data check": ["data", "check", "--data", str(data)],
+            "train": ["train", "--data", str(data), "--model", "tiny", "--epochs", "1",
+                      "--device", "cpu", "--no-progress", "--run-dir", str(tmp_path / "run")]}
+    result = run_refused(refused_prefix, *argv[command], chmod={folder: mode})
+    assert result.returncode == 1, result.stderr
+    message = f"cannot read the class folder {folder}: permission denied"
+    hint = assert_clean_error(result.stderr, message)
+    assert "please report" not in result.stderr and "DLBOX_DEBUG" not in result.stderr
+    assert f"`chmod u+rx {folder}`" in hint and f"`ls -ld {folder}`" in hint
+    assert "chown" in hint and "replace" not in hint
+    if command == "data check":
+        assert f"problem: {message}" in result.stdout
+    else:
+        assert not (tmp_path / "run").exists()
+
+
+def test_check_hints_at_permissions_for_images_that_may_not_be_read(
+        tmp_path: Path, refused_prefix: list[str]) -> None:
+    """Found by review: an image refused for its permissions got the hint "replace the file".
+    One such image: `chmod u+r` it; several: the whole split; beside damaged ones: both."""
+    data = image_tree(tmp_path / "data")
+    first, second = data / "train" / "class_0" / "0000.png", data / "train" / "class_1" / "0001.png"
+    check = ["data", "check", "--data", str(data)]
+
+    one = run_refused(refused_prefix, *check, chmod={first: 0})
+    assert one.returncode == 1, one.stderr
+    hint = assert_clean_error(one.stderr, f"image {first}: permission denied")
+    assert f"`chmod u+r {first}`" in hint and f"`ls -l {first}`" in hint
+    assert "replace" not in hint and hint.endswith("then run `dlbox data check` again")
+
+    both = run_refused(refused_prefix, *check, chmod={first: 0, second: 0})
+    assert both.returncode == 1, both.stderr
+    hint = assert_clean_error(both.stderr, "data check found 2 problem(s)")
+    assert f"`chmod -R u+rX {data / 'train'}`" in hint and "replace" not in hint
+    assert f"problem: image {second}: permission denied" in both.stdout
+
+    second.write_bytes(b"damaged")
+    mixed = run_refused(refused_prefix, *check, chmod={first: 0})
+    assert mixed.returncode == 1, mixed.stderr
+    hint = assert_clean_error(mixed.stderr, "data check found 2 problem(s)")
+    assert f"`chmod -R u+rX {data / 'train'}`" in hint
+    assert "replace each other image named above" in hint

@@ -289,11 +289,11 @@ def test_a_tree_without_split_folders_says_so(tmp_path: Path, point_at: str) -> 
 def test_skipped_entries_lists_what_loading_passes_over(tmp_path: Path) -> None:
     root = write_fake_image_folder(tmp_path / "train", per_class=1, classes=2)
     (root / "class_0" / "notes.txt").write_text("x")
-    (root / "class_0" / "photo.webp").write_bytes(b"x")
+    (root / "class_0" / "photo.heic").write_bytes(b"x")
     (root / "class_0" / ".DS_Store").write_bytes(b"x")
     (root / "class_1" / "more").mkdir()
     (root / "loose.png").write_bytes((root / "class_1" / "0000.png").read_bytes())
-    assert skipped_entries(root) == (["class_0/notes.txt", "class_0/photo.webp"],
+    assert skipped_entries(root) == (["class_0/notes.txt", "class_0/photo.heic"],
                                      ["loose.png"], ["class_1/more/"])
     assert len(load_image_folder(root)) == 2  # and loading indeed passes over them
 
@@ -368,3 +368,127 @@ def test_a_macos_zip_folder_is_not_a_class(tmp_path: Path) -> None:
     train = load_dataset(tmp_path, "train")
     assert train.classes == ("class_0", "class_1") and len(train) == 4
     assert skipped_entries(root / "train") == ([], [], [])
+
+
+# ---- found by review of `dlbox data check`: formats, empty splits, permissions ---------------
+
+def test_a_tree_reads_every_format_a_predict_folder_is_searched_for(tmp_path: Path) -> None:
+    """.webp, .gif, .bmp, .tif and .tiff files (which read_image reads, and `dlbox predict DIR`
+    finds) were passed over by the tree scan without a word: the two lists are one now."""
+    from dlbox.data.imagefolder import IMAGE_EXTENSIONS, list_image_files
+    from dlbox.training.predict import FOLDER_IMAGE_EXTENSIONS
+
+    assert set(IMAGE_EXTENSIONS) == set(FOLDER_IMAGE_EXTENSIONS)
+    colours = {".webp": (200, 0, 0), ".GIF": (0, 200, 0), ".bmp": (0, 0, 200),
+               ".tif": (200, 200, 0), ".tiff": (0, 200, 200), ".png": (200, 0, 200)}
+    formats = {".webp": "WEBP", ".GIF": "GIF", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+               ".png": "PNG"}
+    for i, (ext, colour) in enumerate(colours.items()):
+        _save(tmp_path / "cls" / f"{i}{ext}", Image.new("RGB", (40, 30), colour), formats[ext])
+    files, _, _ = list_image_files(tmp_path)
+    assert [f.suffix for f in files] == list(colours)
+    data = load_image_folder(tmp_path)
+    means = data.images.float().mean(dim=(2, 3))
+    for row, colour in zip(means.tolist(), colours.values(), strict=True):
+        assert max(abs(a - b) for a, b in zip(row, colour, strict=True)) < 3, (row, colour)
+    assert skipped_entries(tmp_path) == ([], [], [])
+
+
+def test_a_split_without_images_says_where_they_go_and_what_is_read(tmp_path: Path) -> None:
+    """Its hint was "lay it out as ROOT/<class>/<image>.png|jpg": no word of which extensions
+    are read, nor of what the class folders hold instead."""
+    from dlbox.data.imagefolder import IMAGE_EXTENSIONS
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.heic").write_bytes(b"x")
+    (tmp_path / "dog" / "photos").mkdir(parents=True)
+    with pytest.raises(DataError) as info:
+        load_image_folder(tmp_path)
+    message, hint = info.value.message, info.value.hint or ""
+    assert message.startswith(f"image folder {tmp_path} holds no images: its class folders "
+                              "(cat/, dog/) have no file ending in .png, .jpg, .jpeg")
+    assert f"{tmp_path}/<class>/<image>" in hint
+    assert all(ext in hint for ext in IMAGE_EXTENSIONS), hint
+    assert "1 file without an image extension (cat/a.heic)" in hint
+    assert "1 folder inside a class folder (dog/photos/)" in hint
+    assert "replace" not in hint
+
+
+def _refuse(monkeypatch: pytest.MonkeyPatch, name: str, refused: Path) -> None:
+    """os.<name>(refused) fails as it does for a user without the permission (root, which
+    CI runs the tests as, is never refused); every other call goes through."""
+    import errno
+    import os
+
+    real = getattr(os, name)
+
+    def call(path: object, *args: object, **kwargs: object) -> object:
+        if Path(os.fsdecode(path)) == refused:  # type: ignore[arg-type]
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(os, name, call)
+
+
+@pytest.mark.parametrize("refused", ["listdir", "stat"])
+def test_a_class_folder_that_may_not_be_read_is_named_with_the_fix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: str) -> None:
+    """A class folder without read permission (listdir refused) or with read but no search
+    permission (each entry's stat refused) was a bare PermissionError: "cannot use ...",
+    rerun with DLBOX_DEBUG=1 and please report it."""
+    write_fake_image_folder(tmp_path / "train", per_class=2, classes=2)
+    write_fake_image_folder(tmp_path / "test", per_class=1, classes=2)
+    folder = tmp_path / "train" / "class_1"
+    if refused == "listdir":
+        _refuse(monkeypatch, "listdir", folder)
+    else:
+        _refuse(monkeypatch, "stat", folder / "0000.png")
+        _refuse(monkeypatch, "lstat", folder / "0000.png")
+    with pytest.raises(DataError) as info:  # was a bare PermissionError
+        load_dataset(tmp_path, "train")
+    assert info.value.message == f"cannot read the class folder {folder}: permission denied"
+    assert f"`chmod u+rx {folder}`" in (info.value.hint or "")
+    assert "chown" in (info.value.hint or "") and "replace" not in (info.value.hint or "")
+    assert len(load_dataset(tmp_path, "test")) == 2  # the other split still loads
+
+
+def test_an_image_that_may_not_be_read_hints_at_its_permissions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its hint was "replace that file with a readable PNG or JPEG": the file is not damaged,
+    its permissions are the fix. A damaged file keeps the replace hint."""
+    import errno
+
+    from dlbox.data.images import ImageLoadError
+
+    path = tmp_path / "cls" / "a.png"
+    _save(path, Image.new("RGB", (32, 32)), "PNG")
+
+    def denied(source: object, size: int, fit: str) -> np.ndarray:
+        try:
+            raise PermissionError(errno.EACCES, "Permission denied", str(source))
+        except PermissionError as error:
+            raise ImageLoadError("permission denied") from error
+    monkeypatch.setattr(imagefolder, "read_image", denied)
+    with pytest.raises(DataError) as info:
+        load_image_folder(tmp_path)
+    assert info.value.message == f"image {path}: permission denied"
+    assert f"`chmod u+r {path}`" in (info.value.hint or "")
+    assert "replace" not in (info.value.hint or "")
+    monkeypatch.undo()
+    path.write_bytes(b"damaged")
+    with pytest.raises(DataError) as info:
+        load_image_folder(tmp_path)
+    assert "replace that file" in (info.value.hint or "") and "chmod" not in (info.value.hint or "")
+
+
+def test_an_unreadable_folder_beside_a_tree_is_not_taken_for_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data dir at the top of a disk holds lost+found, which only root may read: looking for
+    a tree one folder down passes over it instead of failing on it."""
+    tree = tmp_path / "cifar10-jpeg"
+    write_fake_image_folder(tree / "train", per_class=1, classes=2)
+    write_fake_image_folder(tree / "test", per_class=1, classes=2)
+    (tmp_path / "lost+found").mkdir()
+    _refuse(monkeypatch, "listdir", tmp_path / "lost+found")
+    _refuse(monkeypatch, "stat", tmp_path / "lost+found" / "train")
+    assert detect_layout(tmp_path).root == tree  # type: ignore[union-attr]
+    assert len(load_dataset(tmp_path, "train")) == 2

@@ -18,6 +18,7 @@ from dlbox.data.fetch import (
     normalize_sha256,
     redact_url,
 )
+from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
 from dlbox.data.paths import DATA_ENV_VAR, check_data_dir_path, resolve_data_dir
 from dlbox.errors import EXIT_USAGE, DataError
 
@@ -58,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = actions.add_parser(
         "check", help="verify the data on disk (files, counts, labels, checksums)",
         description="Verify the data in the data dir (CIFAR-10 batches or an image tree "
-                    "<split>/<class>/*.png|jpg): every file present and loadable, counts, "
+                    "<split>/<class>/<image>, the images ending in "
+                    f"{IMAGE_EXTENSIONS_TEXT}): every file present and loadable, counts, "
                     "labels, checksums; exits non-zero on any problem.")
     add_data_argument(check)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -150,14 +152,19 @@ def run_check(args: argparse.Namespace) -> int:
 
 def check_hint(report: DataReport) -> str:
     """The fix for a failed check, by layout: CIFAR batches can be fetched again; an image
-    tree is the user's own, which `dlbox data fetch` neither writes nor repairs."""
+    tree is the user's own, which `dlbox data fetch` neither writes nor repairs. For a tree,
+    the fix of the first failed split: the one the check found for it (permissions, where the
+    images go), else to add the missing split or replace the damaged images."""
     if report.layout is not None and report.layout.kind == "image-folder":
+        again = "then run `dlbox data check` again"
         failed = next((item for item in report.files if not item.ok), None)
         if failed is not None and failed.detail == "missing":
             return (f"add the {failed.name.rstrip('/')} split as "
-                    f"{report.layout.root}/{failed.name}<class>/*.png|jpg, then run "
-                    "`dlbox data check` again")
-        return ("replace each image file named above with a good copy, or remove it, then run "
-                "`dlbox data check` again (`dlbox data fetch` does not touch an image tree)")
+                    f"{report.layout.root}/{failed.name}<class>/<image> "
+                    f"({IMAGE_EXTENSIONS_TEXT}), {again}")
+        if failed is not None and failed.hint:
+            return f"{failed.hint}; {again}"
+        return (f"replace each image file named above with a good copy, or remove it, {again} "
+                "(`dlbox data fetch` does not touch an image tree)")
     return ("run `dlbox data fetch --force` (with the same --data and --from) "
             "to fetch and extract it again")

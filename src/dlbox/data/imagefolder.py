@@ -1,6 +1,7 @@
 """Class-per-folder image trees (the ImageFolder layout) as an in-memory ImageDataset.
 
-    ROOT/<class>/<name>.png|jpg|jpeg       classes sorted by folder name -> labels 0..K-1
+    ROOT/<class>/<name>.png|jpg|jpeg|gif|bmp|webp|tif|tiff   classes sorted by folder name
+                                                             -> labels 0..K-1
 
 Images are ordered round-robin across classes (each class's files sorted by name; class 0's
 first, class 1's first, ..., then the second of each), so the first N images of a split are
@@ -11,11 +12,15 @@ the user's own images: EXIF rotation applied, converted to RGB (transparent pixe
 white), its centre square resized to SIZE x SIZE (Lanczos) when it is not that size already.
 Decoding runs in a thread pool: Pillow releases the GIL while it decodes, so 50,000 small
 JPEGs load in seconds. Nothing is cached on disk.
+
+A folder or file of the tree that is there but may not be read (its permissions) is an
+ImageTreeAccessError naming it, whose hint is to fix its permissions, never to replace it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -26,10 +31,97 @@ import torch
 
 from dlbox.data.dataset import ImageDataset
 from dlbox.data.images import ImageLoadError, quiet_pillow_warnings, read_image
+from dlbox.data.layout import IMAGE_EXTENSIONS, IMAGE_EXTENSIONS_TEXT
 from dlbox.errors import DataError
+from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# IMAGE_EXTENSIONS(_TEXT) re-exported: they live in dlbox.data.layout, which needs no torch.
+__all__ = ["ACCESS_ERRNOS", "DEFAULT_SIZE", "IMAGE_EXTENSIONS", "IMAGE_EXTENSIONS_TEXT",
+           "NOT_CLASS_FOLDERS", "ImageTreeAccessError", "decode_image", "describe_skipped",
+           "file_access_error", "find_classes", "folder_access_error", "has_image_extension",
+           "interleave_classes", "is_hidden", "is_image_file", "list_image_files",
+           "load_image_folder", "no_images_error", "skipped_entries"]
+
 DEFAULT_SIZE = 32
+
+
+
+class ImageTreeAccessError(DataError):
+    """A folder or image file of an image tree that is there but may not be read (its
+    permissions, or those of a folder above it): the fix is its permissions, not a new copy."""
+
+    def __init__(self, message: str, hint: str, path: Path) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+def folder_access_error(folder: Path, what: str = "folder") -> ImageTreeAccessError:
+    """`folder` (a "class folder", a "split folder", ...) may not be listed or searched."""
+    return ImageTreeAccessError(
+        f"cannot read the {what} {folder}: permission denied",
+        hint=f"fix its permissions: `chmod u+rx {folder}`, or, if another user owns it "
+             f"(`ls -ld {folder}` shows who), run dlbox as that user or take it over with "
+             f"`sudo chown -R $USER {folder}`", path=folder)
+
+
+def file_access_error(path: Path) -> ImageTreeAccessError:
+    """The image file `path` may not be read."""
+    return ImageTreeAccessError(
+        f"image {path}: permission denied",
+        hint=f"fix its permissions: `chmod u+r {path}`, or, if another user owns it "
+             f"(`ls -l {path}` shows who), run dlbox as that user or take it over with "
+             f"`sudo chown $USER {path}`", path=path)
+
+
+def _is_access_error(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in ACCESS_ERRNOS
+
+
+def _mode(path: Path) -> int | None:
+    """`path`'s st_mode (links followed), None when there is nothing there (or a broken link);
+    ImageTreeAccessError naming the folder that keeps it out of reach. Path.is_dir/is_file
+    would raise a bare PermissionError here (Python < 3.14) or say False (3.14)."""
+    try:
+        return os.stat(path).st_mode
+    except OSError as error:
+        if _is_access_error(error):
+            raise folder_access_error(unsearchable_folder(path) or path.parent) from None
+        return None
+
+
+def _entries(folder: Path, what: str) -> list[tuple[Path, int | None]]:
+    """(path, st_mode) of every entry of `folder` that is not hidden (is_hidden), sorted by
+    name; mode None for a broken link. A folder that may not be listed, or whose entries may
+    not be looked at (read but no search permission), raises ImageTreeAccessError naming it."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as error:
+        if _is_access_error(error):
+            raise folder_access_error(folder, what) from None
+        raise
+    found: list[tuple[Path, int | None]] = []
+    for name in names:
+        path = folder / name
+        if is_hidden(path):
+            continue
+        try:
+            mode: int | None = os.stat(path).st_mode
+        except OSError as error:
+            if not _is_access_error(error):
+                mode = None  # a broken link, or gone since the listing
+            else:
+                try:
+                    os.lstat(path)
+                except OSError:  # the folder itself may not be searched
+                    raise folder_access_error(folder, what) from None
+                # a link whose target is out of reach: a file, and reading it says why
+                mode = stat.S_IFREG
+        found.append((path, mode))
+    return found
+
+
+def has_image_extension(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
 def decode_image(source: str | Path | bytes, size: int = DEFAULT_SIZE) -> np.ndarray:
@@ -45,14 +137,16 @@ def decode_image(source: str | Path | bytes, size: int = DEFAULT_SIZE) -> np.nda
         return read_image(source, size, fit="crop")
     except ImageLoadError as error:
         name = "<bytes>" if isinstance(source, bytes) else str(source)
+        if not isinstance(source, bytes) and (isinstance(error.__cause__, PermissionError)
+                                              or error.message == "permission denied"):
+            raise file_access_error(Path(source)) from None
         raise DataError(f"image {name}: {error.message}",
                         hint="replace that file with a readable PNG or JPEG, or remove it "
                              "from the image folder") from None
 
 
 def is_image_file(path: Path) -> bool:
-    return (path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-            and path.is_file())
+    return has_image_extension(path) and path.is_file()
 
 
 # Folders that tools put beside the user's own and that never hold a class: macOS's zip
@@ -67,11 +161,14 @@ def is_hidden(path: Path) -> bool:
 
 
 def find_classes(root: str | Path) -> tuple[str, ...]:
-    """Class names: the sub-folders of `root` (hidden ones and __MACOSX skipped), sorted."""
+    """Class names: the sub-folders of `root` (hidden ones and __MACOSX skipped), sorted.
+    Raises ImageTreeAccessError when `root` is there but may not be read."""
     root = Path(root)
-    if not root.is_dir():
+    mode = _mode(root)
+    if mode is None or not stat.S_ISDIR(mode):
         return ()
-    return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p)))
+    return tuple(path.name for path, mode in _entries(root, "folder")
+                 if mode is not None and stat.S_ISDIR(mode))
 
 
 def interleave_classes(per_class: Sequence[Sequence[Path]]) -> tuple[list[Path], list[int]]:
@@ -107,8 +204,10 @@ def list_image_files(
     per_class: list[list[Path]] = []
     for name in names:
         folder = root / name
-        per_class.append(sorted(p for p in folder.iterdir() if is_image_file(p))
-                         if folder.is_dir() else [])
+        mode = _mode(folder)
+        per_class.append([path for path, kind in _entries(folder, "class folder")
+                          if kind is not None and stat.S_ISREG(kind) and has_image_extension(path)]
+                         if mode is not None and stat.S_ISDIR(mode) else [])
     files, labels = interleave_classes(per_class)
     return files, labels, names
 
@@ -116,30 +215,58 @@ def list_image_files(
 def skipped_entries(root: str | Path, classes: Sequence[str] | None = None,
                     ) -> tuple[list[str], list[str], list[str]]:
     """What loading `root` passes over, as paths relative to it: (files in a class folder
-    that are not .png/.jpg/.jpeg, files lying in `root` outside any class folder, folders
-    nested inside a class folder: only ROOT/<class>/<image> is read). Hidden names
-    (.DS_Store, ._x.jpg) are left out: they are never images the user meant."""
+    without an image extension (IMAGE_EXTENSIONS), files lying in `root` outside any class
+    folder, folders nested inside a class folder: only ROOT/<class>/<image> is read). Hidden
+    names (.DS_Store, ._x.jpg) are left out: they are never images the user meant."""
     root = Path(root)
     names = tuple(classes) if classes is not None else find_classes(root)
     not_images: list[str] = []
     loose: list[str] = []
     nested: list[str] = []
-    if not root.is_dir():
+    root_mode = _mode(root)
+    if root_mode is None or not stat.S_ISDIR(root_mode):
         return not_images, loose, nested
-    loose.extend(entry.name for entry in sorted(root.iterdir())
-                 if not is_hidden(entry) and not entry.is_dir())
+    loose.extend(entry.name for entry, mode in _entries(root, "folder")
+                 if mode is None or not stat.S_ISDIR(mode))
     for name in names:
         folder = root / name
-        if not folder.is_dir():
+        mode = _mode(folder)
+        if mode is None or not stat.S_ISDIR(mode):
             continue
-        for entry in sorted(folder.iterdir()):
-            if is_hidden(entry):
-                continue
-            if entry.is_dir():
+        for entry, kind in _entries(folder, "class folder"):
+            if kind is not None and stat.S_ISDIR(kind):
                 nested.append(f"{name}/{entry.name}/")
-            elif not is_image_file(entry):
+            elif kind is None or not stat.S_ISREG(kind) or not has_image_extension(entry):
                 not_images.append(f"{name}/{entry.name}")
     return not_images, loose, nested
+
+
+def describe_skipped(not_images: Sequence[str], loose: Sequence[str],
+                     nested: Sequence[str]) -> list[str]:
+    """skipped_entries' three lists in words, one phrase per kind that is not empty:
+    "2 files without an image extension (a/x.heic, a/y.txt)", ..."""
+    phrases = []
+    for items, one, many in (
+            (not_images, "file without an image extension", "files without an image extension"),
+            (loose, "file outside the class folders", "files outside the class folders"),
+            (nested, "folder inside a class folder", "folders inside class folders")):
+        if items:
+            shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+            phrases.append(f"{len(items)} {one if len(items) == 1 else many} ({shown})")
+    return phrases
+
+
+def no_images_error(root: Path, classes: Sequence[str]) -> DataError:
+    """The error for a tree whose class folders hold no image file: where the images go,
+    which extensions are read, and what is there instead (other files, nested folders)."""
+    shown = ", ".join(f"{name}/" for name in classes[:3]) + (", ..." if len(classes) > 3 else "")
+    instead = describe_skipped(*skipped_entries(root, classes))
+    return DataError(
+        f"image folder {root} holds no images: its class folders ({shown}) have no file "
+        f"ending in {IMAGE_EXTENSIONS_TEXT}",
+        hint=f"put each class's images directly in its folder, {root}/<class>/<image>, as "
+             f"{IMAGE_EXTENSIONS_TEXT} files"
+             + (f"; passed over now: {'; '.join(instead)}" if instead else ""))
 
 
 def _worker_count(n_files: int) -> int:
@@ -155,7 +282,8 @@ def load_image_folder(root: str | Path, classes: Sequence[str] | None = None,
                       size: int = DEFAULT_SIZE,
                       failures: list[DataError] | None = None,
                       limit: int | None = None) -> ImageDataset:
-    """Load ROOT/<class>/*.png|jpg|jpeg into memory as uint8 [N, 3, size, size] plus labels.
+    """Load ROOT/<class>/<image> (IMAGE_EXTENSIONS) into memory as uint8 [N, 3, size, size]
+    plus labels.
 
     `classes` fixes the class order (so train and test splits agree on labels); by default it
     is the sorted folder names. The first file that can't be read raises its DataError, unless
@@ -165,17 +293,18 @@ def load_image_folder(root: str | Path, classes: Sequence[str] | None = None,
     decoding the rest: `--num-train 500` on a tree of 50,000 JPEGs).
     """
     root = Path(root)
-    if not root.is_dir():
+    mode = _mode(root)
+    if mode is None or not stat.S_ISDIR(mode):
         raise DataError(f"no image folder at {root}",
-                        hint="pass --data DIR holding <split>/<class>/*.png|jpg, or run "
+                        hint="pass --data DIR holding <split>/<class>/<image>.png|jpg, or run "
                              "`dlbox data fetch`")
     files, labels, names = list_image_files(root, classes)
     if not names:
         raise DataError(f"image folder {root} has no class sub-folders",
-                        hint="lay it out as ROOT/<class>/<image>.png|jpg")
+                        hint=f"lay it out as {root}/<class>/<image>, one folder per class, "
+                             f"the images ending in {IMAGE_EXTENSIONS_TEXT}")
     if not files:
-        raise DataError(f"image folder {root} holds no .png/.jpg/.jpeg images",
-                        hint="lay it out as ROOT/<class>/<image>.png|jpg")
+        raise no_images_error(root, names)
     if limit is not None:  # list_image_files interleaves the classes: the first N cover all
         files, labels = files[:limit], labels[:limit]
     images = np.empty((len(files), 3, size, size), dtype=np.uint8)

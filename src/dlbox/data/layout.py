@@ -1,7 +1,9 @@
-"""CIFAR-10's official layout on disk, by name only (no torch here, so `dlbox data fetch`,
-the archive checks and the CLI start without importing it):
+"""The layouts on disk, by name only (no torch here, so `dlbox data fetch`, the archive
+checks and the CLI start without importing it): CIFAR-10's official one,
 
     DATA_DIR/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta, readme.html}
+
+and the file extensions an image tree (DATA_DIR/<split>/<class>/<image>) is read for.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ CIFAR10_CLASSES = (
     "dog", "frog", "horse", "ship", "truck",
 )
 SPLITS = ("train", "test")
+# The files an image tree (dlbox.data.imagefolder) is read for, and what a folder given to
+# `dlbox predict` is searched for: the formats Pillow reads that photos and datasets come in.
+# Any other file in a class folder is passed over, and `dlbox data check` notes it.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS_TEXT = ", ".join(IMAGE_EXTENSIONS)  # for messages: ".png, .jpg, ..."
 
 
 def batches_dir(data_dir: str | Path) -> Path:

@@ -2,8 +2,9 @@
 
 Looked for, in this order:
 1. the official CIFAR-10 batches: DATA_DIR/cifar-10-batches-py/ (or DATA_DIR is that folder);
-2. an ImageFolder tree per split: DATA_DIR/<split>/<class>/*.png|jpg|jpeg, or the same one
-   folder down (DATA_DIR/<name>/<split>/..., as the extracted cifar10-jpeg.tar.gz holds it).
+2. an ImageFolder tree per split: DATA_DIR/<split>/<class>/<image> (an image: a file ending
+   in one of layout.IMAGE_EXTENSIONS, .png, .jpg, .webp, ...), or the same one folder down
+   (DATA_DIR/<name>/<split>/..., as the extracted cifar10-jpeg.tar.gz holds it).
 Class names of an image tree come from the union of its split folders, sorted, so train and
 test agree on labels even when a split lacks a class.
 """
@@ -26,6 +27,9 @@ from dlbox.data.cifar10 import (
 )
 from dlbox.data.dataset import ImageDataset
 from dlbox.data.imagefolder import (
+    IMAGE_EXTENSIONS_TEXT,
+    ImageTreeAccessError,
+    describe_skipped,
     find_classes,
     is_hidden,
     is_image_file,
@@ -53,11 +57,20 @@ def _has_split(folder: Path) -> bool:
 
 
 def _nested_image_trees(data_dir: Path) -> list[Path]:
-    """The folders one level down that hold split folders (DATA_DIR/<name>/<split>/...)."""
+    """The folders one level down that hold split folders (DATA_DIR/<name>/<split>/...). One
+    that may not be read is not taken for a tree (a data dir at the top of a disk holds
+    lost+found, which only root reads)."""
     if not data_dir.is_dir():
         return []
     return [child for child in sorted(data_dir.iterdir())
-            if child.is_dir() and not is_hidden(child) and _has_split(child)]
+            if child.is_dir() and not is_hidden(child) and _readable_tree(child)]
+
+
+def _readable_tree(folder: Path) -> bool:
+    try:
+        return _has_split(folder)
+    except (OSError, ImageTreeAccessError):
+        return False
 
 
 def _image_folder_root(data_dir: Path) -> Path | None:
@@ -166,7 +179,7 @@ def _split_layout(data_dir: str | Path, split: str) -> tuple[DataLayout, Path]:
     split_root = layout.root / split
     if layout.kind != "cifar10-batches" and not find_classes(split_root):
         raise DataError(f"image folder {layout.root} has no '{split}' split",
-                        hint=f"add {split_root}/<class>/*.png|jpg")
+                        hint=f"add {split_root}/<class>/<image> ({IMAGE_EXTENSIONS_TEXT})")
     return layout, split_root
 
 
@@ -182,6 +195,7 @@ class FileReport:
     ok: bool
     detail: str  # "10000 images", "10 classes", or what is wrong
     count: int | None = None
+    hint: str | None = None  # the fix, when the check knows one for this file (or split)
 
 
 @dataclass(frozen=True)
@@ -325,7 +339,7 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
         try:
             dataset = load_image_folder(root / split, classes=classes, failures=failures)
         except DataError as error:
-            files.append(FileReport(f"{split}/", False, error.message))
+            files.append(FileReport(f"{split}/", False, error.message, hint=error.hint))
             problems.append(error.message)
             continue
         if failures:  # every unreadable image, not just the first
@@ -336,24 +350,36 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
                                 f"image(s) in {root / split}")
             files.append(FileReport(f"{split}/", False,
                                     f"{len(failures)} of {len(dataset)} images unreadable, "
-                                    f"first: {failures[0].message}", len(dataset)))
+                                    f"first: {failures[0].message}", len(dataset),
+                                    hint=_failures_hint(failures, root / split)))
             continue
         files.append(FileReport(f"{split}/", True, f"{len(dataset)} images", len(dataset)))
-        not_images, loose, nested = skipped_entries(root / split, classes)
-        for items, one, many in (
-                (not_images, "file that is not a .png/.jpg/.jpeg image",
-                 "files that are not .png/.jpg/.jpeg images"),
-                (loose, "file outside the class folders", "files outside the class folders"),
-                (nested, "folder inside a class folder", "folders inside class folders")):
-            if items:
-                shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
-                notes.append(f"{split}: skipped {len(items)} {one if len(items) == 1 else many} "
-                             f"({shown}); only {split}/<class>/*.png|jpg|jpeg is read")
+        for phrase in describe_skipped(*skipped_entries(root / split, classes)):
+            notes.append(f"{split}: skipped {phrase}; only {split}/<class>/<image> ending in "
+                         f"{IMAGE_EXTENSIONS_TEXT} is read")
         splits[split] = _split_report(dataset.labels, len(classes))
         empty = [c for c, n in zip(classes, splits[split].per_class, strict=True) if n == 0]
         if empty:
             notes.append(f"{split} has no images of class {', '.join(empty)}")
     return classes, files, splits
+
+
+def _failures_hint(failures: list[DataError], split_root: Path) -> str | None:
+    """The fix for a split's unreadable images: their own hint when there is one; for several,
+    fix the permissions of those refused (ImageTreeAccessError) and replace the damaged."""
+    if len(failures) == 1:
+        return failures[0].hint
+    denied = sum(isinstance(error, ImageTreeAccessError) for error in failures)
+    permissions = (f"fix the permissions of the images marked 'permission denied' above: "
+                   f"`chmod -R u+rX {split_root}`, or, if another user owns them (`ls -l` "
+                   f"shows who), run dlbox as that user or take them over with "
+                   f"`sudo chown -R $USER {split_root}`")
+    if denied == len(failures):
+        return permissions
+    if denied:
+        return (f"{permissions}; replace each other image named above with a good copy, or "
+                "remove it")
+    return None  # damaged images only: the caller's "replace each image" hint
 
 
 def check_data(data_dir: str | Path) -> DataReport:
