@@ -405,6 +405,94 @@ def test_predict_bad_arguments(trained_run: Path, tmp_path: Path, images: dict[s
     assert "hint: " in capsys.readouterr().err
 
 
+def test_a_path_too_long_to_look_up_fails_alone(trained_run: Path, images: dict[str, Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: telling a folder from a file (`Path.is_dir`) raised on a name too
+    long for the system (ENAMETOOLONG), so the whole batch ended in `cannot use ...: File
+    name too long` with "please report it". Such a path now fails on its own."""
+    long_name = str(images["photo"].parent / ("a" * 5000))
+    assert main(["predict", str(trained_run), str(images["photo"]), long_name]) == EXIT_PARTIAL
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{images['photo']}: ")
+    assert f"error: {long_name}: cannot open the file (File name too long)\n" in captured.err
+    assert "1 of 2 files failed" in captured.err and "please report" not in captured.err
+
+
+def predict_refused(prefix: list[str], run_dir: Path, *paths: Path,
+                    chmod: dict[Path, int]) -> subprocess.CompletedProcess[str]:
+    """`dlbox predict` of `paths` in a child process, with `chmod` (path: mode) applied and
+    undone afterwards."""
+    modes = {path: path.stat().st_mode & 0o7777 for path in chmod}
+    for path, mode in chmod.items():
+        path.chmod(mode)
+    try:
+        return subprocess.run([*prefix, sys.executable, "-m", "dlbox", "predict", str(run_dir),
+                               *map(str, paths), "--device", "cpu"],
+                              capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+
+
+def test_a_file_that_may_not_be_read_fails_alone_with_its_fix(
+        trained_run: Path, images: dict[str, Path], tmp_path: Path,
+        refused_prefix: list[str]) -> None:
+    """Found by review: an IMAGE in a folder without search permission made telling a folder
+    from a file raise EACCES, and the whole batch ended in `cannot use ...: Permission
+    denied` with "please report it". Each such file fails on its own, with the fix: the
+    permissions of the file, or of the folder above it that refuses."""
+    secret = tmp_path / "secret.png"
+    shutil.copy(images["icon"], secret)
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    inside = closed / "inside.png"
+    shutil.copy(images["icon"], inside)
+    result = predict_refused(refused_prefix, trained_run, secret, images["photo"], inside,
+                             chmod={secret: 0o000, closed: 0o644})
+    assert result.returncode == EXIT_PARTIAL, result.stderr
+    assert [line.split(": ", 1)[0] for line in result.stdout.splitlines()] == [
+        str(images["photo"])]
+    assert result.stderr.splitlines() == [
+        f"error: {secret}: permission denied; make it readable for you (chmod u+r), or run "
+        "dlbox as the user that owns it (ls -l shows who)",
+        f"error: {inside}: permission denied on the folder {closed}; make that folder "
+        f"readable for you (chmod u+rx {closed}), or run dlbox as the user that owns it "
+        "(ls -ld shows who)",
+        "2 of 3 files failed"]
+
+
+def test_a_folder_that_may_not_be_read_fails_alone_and_the_rest_is_predicted(
+        trained_run: Path, images: dict[str, Path], tmp_path: Path,
+        refused_prefix: list[str]) -> None:
+    """Found by review: in a folder given to predict, a sub-folder that may not be listed
+    was left out without a word, one that may be listed but not searched ended the batch
+    with "please report it", and a folder given itself that may not be listed was "a folder
+    without image files". Each is now a failure of its own, in path order, with the fix."""
+    photos = tmp_path / "photos"
+    for folder in ("private", "listed"):
+        (photos / folder).mkdir(parents=True)
+        shutil.copy(images["icon"], photos / folder / "b.png")
+    shutil.copy(images["photo"], photos / "a.jpg")
+    shutil.copy(images["icon"], photos / "z.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    shutil.copy(images["icon"], locked / "c.png")
+    result = predict_refused(refused_prefix, trained_run, photos, locked,
+                             chmod={photos / "private": 0o000, photos / "listed": 0o644,
+                                    locked: 0o000})
+    assert result.returncode == EXIT_PARTIAL, result.stderr
+    assert [line.split(": ", 1)[0] for line in result.stdout.splitlines()] == [
+        str(photos / "a.jpg"), str(photos / "z.png")]
+    fix = ("make it readable for you (chmod u+rx), or run dlbox as the user that owns it "
+           "(ls -ld shows who)")
+    assert result.stderr.splitlines() == [
+        f"error: {photos / 'listed'}: permission denied: cannot open the files in this "
+        f"folder; {fix}",
+        f"error: {photos / 'private'}: permission denied: cannot list this folder; {fix}",
+        f"error: {locked}: permission denied: cannot list this folder; {fix}",
+        "3 of 5 files failed"]
+
+
 def test_predict_with_a_checkpoint_without_class_names_is_a_one_line_error(
         run_copy: Path, images: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """Found by hand: a checkpoint without "classes" (which the checks allow, and evaluate

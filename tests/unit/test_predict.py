@@ -112,6 +112,75 @@ def test_float_and_int32_images_are_scaled(tmp_path: Path) -> None:
     assert load_image(tmp_path / "i.tif").eq(255).all()
 
 
+def whole_image_reference(values: np.ndarray, mode: str) -> np.ndarray:
+    """8-bit grey from high-depth values, as the whole image at once in float64 (how dlbox
+    converted them before it did so band by band)."""
+    values = values.astype(np.float64)
+    if mode.startswith("I;16") or (mode == "I" and values.max() > 255):
+        values = values / 257.0
+    elif mode == "F":
+        finite = values[np.isfinite(values)]
+        in_unit = finite.min() >= 0.0 and finite.max() <= 1.0
+        values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0) * (
+            255.0 if in_unit else 1.0)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I-16-bit", "I-8-bit", "F-unit", "F-255"])
+def test_high_depth_grey_is_scaled_as_a_whole_image_band_by_band(mode: str) -> None:
+    """The conversion runs a band of rows at a time (memory, below); the scale is still the
+    whole image's: the value that decides it (over 255 in mode I, over 1.0 in mode F) lies
+    in the last band only, and the first band holds NaN and infinities."""
+    from dlbox.data.images import DEPTH_BAND_PIXELS, _high_depth_to_8bit
+
+    width = 1024
+    height = 3 * DEPTH_BAND_PIXELS // width - 5  # three bands, the last one shorter
+    rng = np.random.default_rng(2)
+    base = mode.split("-")[0]
+    if base.startswith("I;16"):
+        values = rng.integers(0, 65536, (height, width)).astype(
+            ">u2" if base == "I;16B" else np.uint16)
+    elif base == "I":
+        values = rng.integers(0, 256, (height, width)).astype(np.int32)
+        if mode == "I-16-bit":
+            values[-1, -1] = 65535  # a 16-bit image: every pixel divided by 257
+    else:
+        values = rng.random((height, width), dtype=np.float32)
+        values[0, :3] = (np.nan, np.inf, -np.inf)
+        if mode == "F-255":
+            values *= 200
+            values[-1, -1] = 255.0  # not in 0..1: every pixel read as 0..255
+    image = Image.fromarray(values, mode=None if base != "I" else "I")
+    assert image.mode == base
+    converted = _high_depth_to_8bit(image)
+    assert converted.mode == "L"
+    assert np.array_equal(np.asarray(converted), whole_image_reference(values, base))
+
+
+def test_a_16_bit_image_is_read_without_a_float_copy_of_all_its_pixels(tmp_path: Path) -> None:
+    """Found by review: a 49-megapixel 16-bit PNG took about 1.9 GB in `dlbox predict`, the
+    whole image as float64 (8 bytes a pixel) and as much again for each step of its scaling.
+    What numpy allocates (tracemalloc sees it; Pillow's own image it does not) is now the
+    8-bit result (1 byte a pixel) and a few MiB for one band of rows at a time, whatever the
+    size of the image (this one: 8 megapixels, 32 bytes a pixel, 270 MB, before)."""
+    import tracemalloc
+
+    height, width = 2048, 4096
+    ramp = (np.arange(width, dtype=np.uint32) * 65535 // (width - 1)).astype(np.uint16)
+    Image.fromarray(np.broadcast_to(ramp, (height, width)).copy()).save(
+        tmp_path / "deep.png", compress_level=1)
+    tracemalloc.start()
+    try:
+        array = load_image(tmp_path / "deep.png", fit="stretch")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    beyond_result = peak - width * height
+    assert beyond_result < 16 * 2**20, f"{beyond_result / 2**20:.0f} MiB beyond the result"
+    row = array[0, 16].numpy().astype(int)  # the ramp, scaled 0..255, not clipped
+    assert row[0] <= 8 and row[-1] >= 247 and (np.diff(row) >= 0).all()
+
+
 def test_grey_and_colour_content_survive(mode_files: dict[str, Path]) -> None:
     grey = load_image(mode_files["L"])
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
@@ -165,10 +234,24 @@ def write_truncated(path: Path, fmt: str) -> Path:
     return path
 
 
+def write_png_with_text(path: Path, chunks: int, text_bytes: int) -> Path:
+    """A small valid PNG with `chunks` zTXt chunks of `text_bytes` of text each, a few KiB on
+    disk: past 1 MiB, one chunk is over Pillow's MAX_TEXT_CHUNK; 65 of 1 MiB are over its
+    MAX_TEXT_MEMORY (64 MiB of text in all)."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(RGB).save(buffer, format="PNG")
+    data = buffer.getvalue()  # the IHDR chunk ends at byte 33
+    chunk = png_chunk(b"zTXt", b"comment\0\0" + zlib.compress(b"x" * text_bytes, 9))
+    path.write_bytes(data[:33] + chunk * chunks + data[33:])
+    return path
+
+
 @pytest.mark.parametrize("make, expected", [
     (lambda d: (d / "notes.png").write_text("this is not an image") and d / "notes.png",
      "not an image"),
-    (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg", "not an image"),
+    (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg", "empty file (0 bytes)"),
     (lambda d: write_truncated(d / "cut.png", "PNG"), "truncated"),
     (lambda d: write_truncated(d / "cut.jpg", "JPEG"), "truncated"),
     (lambda d: write_bomb_png(d / "bomb.png", 100_000, 100_000),
@@ -197,6 +280,49 @@ def test_bad_files_get_a_one_line_reason(tmp_path: Path, make, expected: str) ->
         load_image(path)
     assert expected in info.value.message
     assert "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("make, reason, fix", [
+    (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg",
+     "empty file (0 bytes)", "copy or download it again"),
+    (lambda d: write_truncated(d / "cut.png", "PNG"),
+     "truncated or incomplete image file", "copy or download it again"),
+    (lambda d: write_truncated(d / "cut.jpg", "JPEG"),
+     "truncated or incomplete image file", "copy or download it again"),
+    (lambda d: write_bomb_png(d / "bomb50.png", 8_000, 8_000),
+     "image claims 8000x8000 pixels, over the 50-megapixel limit",
+     "downscale it to a few megapixels first (the model sees 32x32 pixels)"),
+    (lambda d: write_bomb_png(d / "bomb200.png", 20_000, 10_000),  # Pillow's own refusal
+     "image claims 200,000,000 pixels, over the 50-megapixel limit",
+     "downscale it to a few megapixels first (the model sees 32x32 pixels)"),
+    (lambda d: write_png_with_text(d / "big_text.png", 1, 2 << 20),  # MAX_TEXT_CHUNK
+     "PNG metadata (text or colour profile chunks) too large to read",
+     "re-save the image without its metadata"),
+    (lambda d: write_png_with_text(d / "much_text.png", 65, 1 << 20),  # MAX_TEXT_MEMORY
+     "PNG metadata (text or colour profile chunks) too large to read",
+     "re-save the image without its metadata"),
+    (lambda d: (d / "notes.png").write_text("this is not an image") and d / "notes.png",
+     "not an image (Pillow does not recognise the format)", "convert it to PNG or JPEG"),
+], ids=["empty", "cut-png", "cut-jpeg", "64-megapixels", "200-megapixels", "text-chunk",
+        "text-memory", "not-an-image"])
+def test_a_bad_files_reason_says_the_fix(tmp_path: Path, make, reason: str, fix: str) -> None:
+    """Found by review: a 0-byte file was "not an image (Pillow does not recognise the
+    format)", a truncated one carried Pillow's "(image file is truncated (28 bytes not
+    processed))", a PNG with too much text "cannot decode image: Too much memory used in
+    text chunks: 68157440>MAX_TEXT_MEMORY", and none said what to do. Each reason is now one
+    line, in dlbox's words, that ends in its fix; `dlbox predict` prints it as it is."""
+    path = make(tmp_path)
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path)
+    line = info.value.one_line()
+    assert line.startswith(reason) and line.endswith(fix), line
+    assert info.value.message.startswith(reason) and fix in (info.value.hint or "")
+    assert "\n" not in line and path.name not in line
+    for internal in ("MAX_TEXT", "text chunks:", "bytes not processed", "Truncated File Read",
+                     "image file is truncated"):
+        assert internal not in line
+    (failure,) = predict_with_model_fn(colour_model_fn, CIFAR10_CLASSES, [path])
+    assert isinstance(failure, PredictionFailure) and failure.error == line
 
 
 # --- predictions --------------------------------------------------------------------------

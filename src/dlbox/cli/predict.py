@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,6 +63,16 @@ def format_result(result: PredictionResult) -> str:
     return f"{result.path}: {result.label}  ({ranked})"
 
 
+def is_folder(path: str) -> bool:
+    """Whether `path` is a folder (or a link to one); False when it cannot be told (a name
+    too long, a folder above it without search permission): the path is then read as a
+    file, and that read fails for it alone with the reason."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def exit_code_for(succeeded: int, failed: int) -> int:
     if failed == 0:
         return EXIT_OK
@@ -84,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
     for image in args.images:
         if not image.strip():
             entries.append(PredictionFailure(image, EMPTY_IMAGE_PATH))
-        elif Path(image).is_dir():  # the images in it, in path order
+        elif is_folder(image):  # the images in it, in path order
             found = images_in_folder(Path(image))
-            entries += [str(path) for path in found] or [PredictionFailure(
+            entries += [entry if isinstance(entry, PredictionFailure) else str(entry)
+                        for entry in found] or [PredictionFailure(
                 image, f"is a folder without image files ({', '.join(FOLDER_IMAGE_EXTENSIONS)})")]
         else:
             entries.append(image)

@@ -9,8 +9,9 @@ Any file Pillow opens works, of any size and mode: EXIF rotation is applied, it 
 to 8-bit RGB (alpha composited on white, 16-bit and 32-bit grey scaled down to 8 bits), its
 centre square is cut out (fit="crop"; or the whole image is squeezed, fit="stretch") and
 resized to size x size with Lanczos. A file that cannot be read (not an image, truncated, too
-many pixels) raises ImageLoadError whose message is a one-line reason, without the file name:
-callers add the name where they need it.
+many pixels) raises ImageLoadError whose message is a one-line reason and whose hint, when
+there is one, is the fix, both without the file name: callers add the name where they need it
+(`error.one_line()` is "reason; fix", what `dlbox predict` prints).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dlbox.errors import DataError, first_line
+from dlbox.fileio import unsearchable_folder
 
 # The most pixels (width * height) an input may claim. Pillow's own guard is about 89
 # megapixels (warning) and 179 (error); 50 covers a 48-megapixel phone photo and stops a
@@ -43,7 +45,12 @@ EXCLUDED_FORMATS = frozenset({"EPS"})
 
 
 class ImageLoadError(DataError):
-    """One input file could not be turned into an image; the message says why."""
+    """One input file could not be turned into an image: the message says why, the hint (when
+    there is one) what to do about it; one line each, without the file name."""
+
+    def one_line(self) -> str:
+        """The reason and its fix on one line: "reason; fix"."""
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 # Tried first: Image.open asks each format in turn whether the file is its own, and the
@@ -70,32 +77,70 @@ def quiet_pillow_warnings() -> Iterator[None]:
         yield
 
 
+def is_high_depth(mode: str) -> bool:
+    """Grey of more than 8 bits: I;16 (and its byte orders), I (32-bit int), F (32-bit float)."""
+    return mode.startswith("I;16") or mode in ("I", "F")
+
+
+# How many pixels _high_depth_to_8bit converts at a time: a band of this many pixels costs a
+# few MiB of float64, where the whole of a 49-megapixel image cost over 1.5 GB.
+DEPTH_BAND_PIXELS = 1 << 18
+
+
+def _bands(image: Image.Image) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, float64 values) of successive bands of rows of a one-band image."""
+    width, height = image.size
+    rows = max(1, DEPTH_BAND_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(top + rows, height)))
+        yield top, np.array(band, dtype=np.float64)  # a copy of its own, to change in place
+
+
 def _high_depth_to_8bit(image: Image.Image) -> Image.Image:
     """Grey images of more than 8 bits (I;16*, I, F) as an 8-bit "L" image, scaled not clipped.
 
     I;16 variants span 0..65535. Mode I (32-bit int) is how 16-bit files often arrive, so it
     is read as 0..65535 too, unless every value fits in 0..255 (an 8-bit image widened). Mode F
-    is read as 0..1 when every value lies in [0, 1], else as 0..255.
+    is read as 0..1 when every value lies in [0, 1], else as 0..255. Converted a band of rows
+    at a time into the uint8 result, so memory beyond the image itself is that result (one
+    byte a pixel) and one band, not a float64 copy of the whole image (8 bytes a pixel, and
+    as much again for each step of the arithmetic).
     """
-    values = np.asarray(image, dtype=np.float64)
     mode = image.mode
+    width, height = image.size
+    divisor, factor, from_float = 1.0, 1.0, mode == "F"
     if mode.startswith("I;16"):
-        scaled = values / 257.0
+        divisor = 257.0
     elif mode == "I":
-        scaled = values / 257.0 if values.size and values.max() > 255 else values
-    else:  # "F"
-        finite = values[np.isfinite(values)]
-        in_unit = finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0)
-        scaled = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
-        if in_unit:
-            scaled = scaled * 255.0
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+        extrema = image.getextrema() if width and height else None  # no copy of the pixels
+        if extrema is not None and float(extrema[1]) > 255:  # type: ignore[arg-type, index]
+            divisor = 257.0
+    else:  # "F": the range of its finite values decides, so a first pass reads them
+        low, high = np.inf, -np.inf
+        for _, values in _bands(image):
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                low, high = min(low, float(finite.min())), max(high, float(finite.max()))
+        if low == np.inf or (low >= 0.0 and high <= 1.0):
+            factor = 255.0
+    result = np.empty((height, width), dtype=np.uint8)
+    for top, values in _bands(image):  # each band a fresh float64 array: changed in place
+        if from_float:
+            np.nan_to_num(values, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+        if divisor != 1.0:
+            values /= divisor
+        if factor != 1.0:
+            values *= factor
+        np.rint(values, out=values)
+        np.clip(values, 0, 255, out=values)
+        result[top:top + values.shape[0]] = values
+    return Image.fromarray(result, mode="L")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow image as mode RGB; transparency composited on a white background."""
     mode = image.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
+    if is_high_depth(mode):
         return _high_depth_to_8bit(image).convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
     if has_alpha:
@@ -123,33 +168,70 @@ def fit_to_square(image: Image.Image, size: int = IMAGE_SIZE, fit: Fit = "crop")
     return image.resize((size, size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
 
 
-def describe_error(error: BaseException) -> str:
-    """A one-line reason for any exception raised while opening or decoding one file."""
+# The fixes of ImageLoadError's hints, one line each and without the file name.
+FIX_PERMISSIONS = ("make it readable for you (chmod u+r), or run dlbox as the user that owns "
+                   "it (ls -l shows who)")
+FIX_COPY_AGAIN = "copy or download it again"
+FIX_DOWNSCALE = "downscale it to a few megapixels first (the model sees 32x32 pixels)"
+FIX_RESAVE = "re-save it as PNG or JPEG with an image editor, or copy it again"
+FIX_METADATA = "re-save the image without its metadata"
+FIX_NOT_AN_IMAGE = "check that it is the image you meant, or convert it to PNG or JPEG"
+FIX_MEMORY = "free memory used by other programs, or downscale the image first"
+
+
+def _too_many_pixels(claimed: str) -> ImageLoadError:
+    return ImageLoadError(f"image claims {claimed}, over the "
+                          f"{MAX_IMAGE_PIXELS // 1_000_000}-megapixel limit "
+                          "(refused as a possible decompression bomb)", hint=FIX_DOWNSCALE)
+
+
+def image_load_error(error: BaseException, path: str | Path | None = None) -> ImageLoadError:
+    """The ImageLoadError for any exception raised while opening or decoding one file: a
+    one-line reason and, where there is one, the fix as its hint. `path` (the file, when it
+    was one) tells a file that may not be read from one in a folder that may not be searched."""
     if isinstance(error, ImageLoadError):
-        return error.message
+        return error
     if isinstance(error, FileNotFoundError):
-        return "no such file"
+        return ImageLoadError("no such file")
     if isinstance(error, IsADirectoryError):
-        return "is a directory, not an image file"
+        return ImageLoadError("is a directory, not an image file")
     if isinstance(error, PermissionError):
-        return "permission denied"
+        folder = unsearchable_folder(Path(path).absolute()) if path is not None else None
+        if folder is None:
+            return ImageLoadError("permission denied", hint=FIX_PERMISSIONS)
+        return ImageLoadError(f"permission denied on the folder {folder}",
+                              hint=f"make that folder readable for you (chmod u+rx {folder}), "
+                                   "or run dlbox as the user that owns it (ls -ld shows who)")
     if isinstance(error, UnidentifiedImageError):
-        return "not an image (Pillow does not recognise the format)"
+        return ImageLoadError("not an image (Pillow does not recognise the format)",
+                              hint=FIX_NOT_AN_IMAGE)
     if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         # Past Pillow's own limit (about 89 megapixels) Image.open refuses before dlbox's
         # check sees the size: the same words as that check, with the count Pillow read.
         match = re.search(r"\((\d+) pixels\)", str(error))
-        claimed = f"{int(match.group(1)):,} pixels" if match else "too many pixels"
-        return (f"image claims {claimed}, over the {MAX_IMAGE_PIXELS // 1_000_000}-megapixel "
-                "limit (refused as a possible decompression bomb)")
+        return _too_many_pixels(f"{int(match.group(1)):,} pixels" if match else "too many pixels")
     if isinstance(error, OSError) and error.errno is not None:  # the path, not the pixels
-        return f"cannot open the file ({error.strerror})"
+        return ImageLoadError(f"cannot open the file ({error.strerror})")
     text = first_line(error)
     if "truncated" in text.lower() or isinstance(error, EOFError):
-        return f"truncated or incomplete image file ({text})"
+        # Pillow's own words ("image file is truncated (28 bytes not processed)") add nothing
+        return ImageLoadError("truncated or incomplete image file (it ends before the image "
+                              "does)", hint=FIX_COPY_AGAIN)
+    if isinstance(error, ValueError) and ("MAX_TEXT_CHUNK" in text
+                                          or "MAX_TEXT_MEMORY" in text):
+        # Pillow's PngImagePlugin refuses text (tEXt, zTXt, iTXt) or colour profile (iCCP)
+        # chunks past its limits: "Too much memory used in text chunks: N>MAX_TEXT_MEMORY".
+        return ImageLoadError("PNG metadata (text or colour profile chunks) too large to read",
+                              hint=FIX_METADATA)
     if isinstance(error, MemoryError):
-        return "not enough memory to decode this image"
-    return f"cannot decode image: {text}"
+        return ImageLoadError("not enough memory to decode this image", hint=FIX_MEMORY)
+    return ImageLoadError(f"cannot decode image: {text}", hint=FIX_RESAVE)
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line reason for any exception raised while opening or decoding one file (the
+    message of image_load_error, without its fix)."""
+    return image_load_error(error).message
 
 
 EXIF_ORIENTATION = 0x0112
@@ -190,19 +272,25 @@ def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
                fit: Fit = "crop") -> np.ndarray:
     """One image (a path or the file's bytes) as uint8 [3, size, size] RGB.
 
-    Raises ImageLoadError, whose message is the one-line reason, for anything that is not a
-    readable image of at most MAX_IMAGE_PIXELS pixels. Safe to call from several threads;
-    wrap a batch of calls in quiet_pillow_warnings() to keep Pillow's warnings off stderr.
+    Raises ImageLoadError, whose message is the one-line reason (and hint the fix, where
+    there is one), for anything that is not a readable image of at most MAX_IMAGE_PIXELS
+    pixels. Safe to call from several threads; wrap a batch of calls in
+    quiet_pillow_warnings() to keep Pillow's warnings off stderr.
     """
-    if not isinstance(source, bytes):
+    if isinstance(source, bytes):
+        length: int | None = len(source)
+    else:
         try:
-            mode = os.stat(source).st_mode
-        except OSError:
-            mode = None  # missing, a loop, ...: Image.open says which, below
-        if mode is not None and not stat.S_ISREG(mode):
+            status: os.stat_result | None = os.stat(source)
+        except (OSError, ValueError):
+            status = None  # missing, a loop, out of reach, ...: Image.open says which, below
+        if status is not None and not stat.S_ISREG(status.st_mode):
             # A folder, a FIFO or a device: opening it could block or read forever.
-            raise ImageLoadError("is a directory, not an image file" if stat.S_ISDIR(mode)
-                                 else "not a regular file")
+            raise ImageLoadError("is a directory, not an image file"
+                                 if stat.S_ISDIR(status.st_mode) else "not a regular file")
+        length = status.st_size if status is not None else None
+    if length == 0:  # Pillow would say only that it does not know the format
+        raise ImageLoadError("empty file (0 bytes)", hint=FIX_COPY_AGAIN)
     try:
         opened = io.BytesIO(source) if isinstance(source, bytes) else source
         # Pillow refuses past about 179 megapixels (DecompressionBombError) and only warns
@@ -210,16 +298,20 @@ def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
         with Image.open(opened, formats=_open_formats()) as image:
             width, height = image.size
             if width < 1 or height < 1:
-                raise ImageLoadError(f"image has no pixels ({width}x{height})")
+                raise ImageLoadError(f"image has no pixels ({width}x{height})",
+                                     hint=FIX_RESAVE)
             if width * height > MAX_IMAGE_PIXELS:
-                raise ImageLoadError(
-                    f"image claims {width}x{height} pixels, over the "
-                    f"{MAX_IMAGE_PIXELS // 1_000_000}-megapixel limit "
-                    "(refused as a possible decompression bomb)")
+                raise _too_many_pixels(f"{width}x{height} pixels")
             # JPEG decodes straight at 1/2, 1/4 or 1/8 scale when that is still >= size.
             image.draft(None, (size, size))
             image.load()
-            square = fit_to_square(to_rgb(upright(image)), size, fit)
+            turned = upright(image)
+            if is_high_depth(turned.mode):
+                # Grey stays one band until it is size x size: the same pixels as converting
+                # to RGB first (each band is resized alike), at a third of the memory.
+                square = fit_to_square(_high_depth_to_8bit(turned), size, fit).convert("RGB")
+            else:
+                square = fit_to_square(to_rgb(turned), size, fit)
             array = np.asarray(square, dtype=np.uint8)
     except ImageLoadError:
         raise
@@ -227,7 +319,8 @@ def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
         if _is_postscript(source):
             raise ImageLoadError("EPS/PostScript is not read (Pillow would hand it to "
                                  "Ghostscript); convert it to PNG or JPEG") from error
-        raise ImageLoadError(describe_error(error)) from error
+        raise image_load_error(error) from error
     except Exception as error:  # any decoder failure is this file's problem, not the run's
-        raise ImageLoadError(describe_error(error)) from error
+        path = None if isinstance(source, bytes) else source
+        raise image_load_error(error, path) from error
     return np.ascontiguousarray(array.transpose(2, 0, 1))

@@ -9,12 +9,13 @@ Any file Pillow opens works, of any size and mode: dlbox.data.images.read_image 
 rotation applied), cropped to its centre square (or stretched, fit="stretch") and resized to
 32x32, exactly as training on an image folder reads its files; then it goes through the
 same preprocessing as in training. A file that cannot be read (not an image,
-truncated, too many pixels) becomes a PredictionFailure with a one-line reason; the other
-files still get their predictions.
+truncated, too many pixels, permission denied) becomes a PredictionFailure with a one-line
+reason that ends in its fix; the other files still get their predictions.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ from dlbox.data.images import (
     quiet_pillow_warnings,
     read_image,
 )
-from dlbox.errors import RunDirError, UsageError
+from dlbox.data.layout import IMAGE_EXTENSIONS
+from dlbox.errors import RunDirError, UsageError, first_line
 from dlbox.training.evaluate import (
     build_model_fn,
     load_run_model,
@@ -104,7 +106,7 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str], paths: Sequence
             images.append(load_image(path, size, fit))
             positions.append(position)
         except ImageLoadError as error:
-            results[position] = PredictionFailure(str(path), error.message)
+            results[position] = PredictionFailure(str(path), error.one_line())
     if images:
         logits = predict_logits(model_fn, torch.stack(images), PREDICT_BATCH_SIZE, device,
                                 amp_dtype)
@@ -120,23 +122,72 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str], paths: Sequence
     return [r for r in results if r is not None]
 
 
-# What a folder given to predict is searched for: the formats Pillow reads that photos and
-# datasets come in (any other file, given by name, is still tried).
-FOLDER_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+# What a folder given to predict is searched for: the formats an image tree is read in
+# (any other file, given by name, is still tried).
+FOLDER_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS
 
 
-def images_in_folder(folder: Path) -> list[Path]:
+FIX_FOLDER_PERMISSIONS = ("make it readable for you (chmod u+rx), or run dlbox as the user "
+                          "that owns it (ls -ld shows who)")
+
+
+def folder_failure(folder: Path, error: OSError, listed: bool = False) -> PredictionFailure:
+    """The folder `folder` as one failure: it could not be listed, or (`listed`) it could,
+    but the files in it may not be reached (read permission without search permission)."""
+    if isinstance(error, PermissionError):
+        what = "open the files in" if listed else "list"
+        return PredictionFailure(str(folder), f"permission denied: cannot {what} this folder; "
+                                              + FIX_FOLDER_PERMISSIONS)
+    return PredictionFailure(str(folder),
+                             f"cannot list this folder ({error.strerror or first_line(error)})")
+
+
+def images_in_folder(folder: Path) -> list[Path | PredictionFailure]:
     """The image files under `folder`, its sub-folders too, sorted by path; what an image
     tree leaves out is left out here too (dlbox.data.imagefolder.is_hidden: .DS_Store,
-    ._x.jpg, .ipynb_checkpoints, __MACOSX)."""
+    ._x.jpg, .ipynb_checkpoints, __MACOSX), and links to folders are not followed. A folder
+    that cannot be listed, or whose files cannot be reached (no search permission), takes
+    its place in that order as a PredictionFailure: the readable rest is still found."""
     from dlbox.data.imagefolder import is_hidden
 
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if any(is_hidden(Path(part)) for part in path.relative_to(folder).parts):
+    found: list[Path | PredictionFailure] = []
+    # Depth first, each folder's entries in name order (the order of sorted paths), with a
+    # stack rather than recursion, which a tree deep enough would exhaust: (path, is a folder)
+    pending: list[tuple[Path, bool]] = [(folder, True)]
+    while pending:
+        current, is_folder = pending.pop()
+        if not is_folder:
+            found.append(current)
             continue
-        if path.suffix.lower() in FOLDER_IMAGE_EXTENSIONS and path.is_file():
-            found.append(path)
+        try:
+            with os.scandir(current) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as error:
+            found.append(folder_failure(current, error))
+            continue
+        try:  # listed, but may what is in it be reached? (read without search permission)
+            if entries:
+                os.stat(entries[0].path, follow_symlinks=False)
+        except PermissionError as error:
+            found.append(folder_failure(current, error, listed=True))
+            continue
+        except OSError:
+            pass  # gone since the listing, say: each entry is tried below
+        children: list[tuple[Path, bool]] = []
+        for entry in entries:
+            if is_hidden(Path(entry.name)):
+                continue
+            path = current / entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    children.append((path, True))
+                    continue
+                is_file = entry.is_file()  # a link to a file counts, as the file
+            except OSError:
+                is_file = True  # a file out of reach: reading it says why
+            if is_file and path.suffix.lower() in FOLDER_IMAGE_EXTENSIONS:
+                children.append((path, False))
+        pending.extend(reversed(children))
     return found
 
 
