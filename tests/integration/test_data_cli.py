@@ -592,3 +592,22 @@ def test_check_hints_at_permissions_for_images_that_may_not_be_read(
     hint = assert_clean_error(mixed.stderr, "data check found 2 problem(s)")
     assert f"`chmod -R u+rX {data / 'train'}`" in hint
     assert "replace each other image named above" in hint
+
+
+@pytest.mark.parametrize("command", ["data check", "train"])
+def test_a_data_dir_that_may_not_be_read_names_the_folder_and_the_fix(
+        tmp_path: Path, refused_prefix: list[str], command: str) -> None:
+    """Found by review: a --data folder without read or search permission ended in `cannot
+    use DIR/cifar-10-batches-py: Permission denied`, a hint about disk space, and "please
+    report it". It names the folder that keeps the data out of reach and its chmod."""
+    data = tmp_path / "data"
+    data.mkdir()
+    argv = {"data check": ["data", "check", "--data", str(data)],
+            "train": ["train", "--data", str(data), "--run-dir", str(tmp_path / "run"),
+                      "--epochs", "1", "--no-progress"]}[command]
+    result = run_refused(refused_prefix, *argv, chmod={data: 0})
+    assert result.returncode == 1, result.stderr
+    assert f"permission denied on the folder {data}\n" in result.stderr
+    assert f"chmod u+rx {data}" in result.stderr
+    assert "please report it" not in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dlbox import __version__
 from dlbox.cli.common import EXIT_SIGTERM, Terminated, sigterm_stops_cleanly
@@ -24,6 +25,7 @@ from dlbox.errors import (
     DlboxError,
     first_line,
 )
+from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
 
 DEBUG_ENV = "DLBOX_DEBUG"  # set to 1: an unexpected error shows its full traceback
 
@@ -103,7 +105,9 @@ def _stdout_fails() -> bool:
 def report_os_error(error: OSError) -> None:
     """One line for an OSError no command caught: what failed (the path, or the output)."""
     reason = error.strerror or first_line(error)
-    if error.filename:
+    if error.filename and error.errno in ACCESS_ERRNOS:
+        report_access_error(os.fsdecode(error.filename))
+    elif error.filename:
         print(f"error: cannot use {error.filename}: {reason}", file=sys.stderr)
         print("hint: check that the path exists, is the right kind (file or folder), is "
               "readable and writable for you, and that the disk has space; if all is well, "
@@ -122,6 +126,21 @@ def report_os_error(error: OSError) -> None:
         print(f"error: {reason}", file=sys.stderr)
         print(f"hint: rerun with {DEBUG_ENV}=1 for the traceback, which shows what failed, "
               "and please report it", file=sys.stderr)
+
+
+def report_access_error(name: str) -> None:
+    """The error for a path dlbox may not use (EACCES, EPERM): the folder that keeps it out
+    of reach when there is one, and the fix, which is the permissions, not the file."""
+    folder = unsearchable_folder(Path(name).absolute())
+    if folder is not None:
+        print(f"error: cannot use {name}: permission denied on the folder {folder}",
+              file=sys.stderr)
+        print(f"hint: make the folder readable for you (`chmod u+rx {folder}`), or run dlbox "
+              f"as the user that owns it (`ls -ld {folder}` shows who)", file=sys.stderr)
+        return
+    print(f"error: cannot use {name}: permission denied", file=sys.stderr)
+    print(f"hint: give yourself access (`chmod u+rw {name}`; u+rwx for a folder), or run dlbox "
+          f"as the user that owns it (`ls -ld {name}` shows who)", file=sys.stderr)
 
 
 def debugging() -> bool:
