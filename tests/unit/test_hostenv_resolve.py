@@ -127,6 +127,9 @@ def test_a_pin_refused_for_the_gpus_cudnn_says_so_first_and_names_what_runs() ->
 @pytest.mark.parametrize("target, needle", [
     (Target(driver="five-three-five"), "not a version number"),
     (Target(driver="535.104.05", compute_capabilities=("ampere",)), "MAJOR.MINOR"),
+    # Parses as MAJOR.MINOR but no GPU has it: it printed "no torch build runs on sm_990".
+    (Target(driver="535.104.05", compute_capabilities=("99.0",)), "not one an NVIDIA GPU has"),
+    (Target(driver="535.104.05", compute_capabilities=("0.5",)), "not one an NVIDIA GPU has"),
     (Target(cpu=True, cuda="12.4"), "CPU-only"),
     (Target(cpu=True, driver="535.104.05"), "--cpu cannot"),
     (Target(compute_capabilities=("8.6",)), "needs a driver"),

@@ -36,6 +36,10 @@ from dlbox.hostenv.versions import (
 SUPPORTED_FRAMEWORKS = ("torch", "tensorflow", "jax")
 
 
+# The newest NVIDIA GPUs are compute capability 12.x; a major version past this is a typo
+# ("99.0", "86.0"), not a GPU dlbox has yet to hear of.
+HIGHEST_PLAUSIBLE_CC_MAJOR = 19
+
 @dataclass(frozen=True)
 class Target:
     driver: str | None = None  # "535.104.05"; None = no NVIDIA driver
@@ -86,6 +90,13 @@ def normalize_target(target: Target) -> Target:
             raise UsageError(
                 f"compute capability {value!r} is not of the form MAJOR.MINOR",
                 hint="e.g. --compute-capability 8.6 (nvidia-smi --query-gpu=compute_cap)",
+            )
+        if not 1 <= cc[0] <= HIGHEST_PLAUSIBLE_CC_MAJOR:
+            raise UsageError(
+                f"compute capability {value!r} is not one an NVIDIA GPU has "
+                f"(they run from 1.0 to 12.x)",
+                hint="check it with nvidia-smi --query-gpu=compute_cap, e.g. "
+                     "--compute-capability 8.6",
             )
         if format_cc(cc) not in caps:
             caps.append(format_cc(cc))
