@@ -611,3 +611,24 @@ def test_a_data_dir_that_may_not_be_read_names_the_folder_and_the_fix(
     assert f"chmod u+rx {data}" in result.stderr
     assert "please report it" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_check_an_image_too_large_hints_to_downscale_it_in_text_and_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An image over the pixel limit in a tree was told to "replace that file with a readable
+    PNG or JPEG" (it is readable: it is too large), and `--json` carried no fix at all. The
+    image's own fix (downscale it) is the hint now, in the error and in the split's entry."""
+    from PIL import Image
+
+    write_fake_image_folder(tmp_path / "train", per_class=2, classes=2)
+    write_fake_image_folder(tmp_path / "test", per_class=1, classes=2)
+    huge = tmp_path / "train" / "class_0" / "huge.png"
+    Image.new("L", (8000, 8000)).save(huge)  # 64 megapixels, a few hundred KB
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    hint = assert_clean_error(capsys.readouterr().err, f"image {huge}: image claims 8000x8000")
+    assert hint.startswith("hint: downscale it to a few megapixels first")
+    assert "remove it from the image folder" in hint and "replace" not in hint
+    assert main(["data", "check", "--data", str(tmp_path), "--json"]) == 1
+    files = {f["name"]: f for f in json.loads(capsys.readouterr().out)["files"]}
+    assert files["train/"]["hint"].startswith("downscale it to a few megapixels first")
+    assert files["test/"]["ok"] and files["test/"]["hint"] is None

@@ -414,7 +414,9 @@ def test_a_path_too_long_to_look_up_fails_alone(trained_run: Path, images: dict[
     assert main(["predict", str(trained_run), str(images["photo"]), long_name]) == EXIT_PARTIAL
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{images['photo']}: ")
-    assert f"error: {long_name}: cannot open the file (File name too long)\n" in captured.err
+    assert (f"error: {long_name}: the path or a name in it is too long to open; rename the "
+            "file or a folder above it to a shorter name (at most 255 bytes a name)\n"
+            in captured.err)
     assert "1 of 2 files failed" in captured.err and "please report" not in captured.err
 
 

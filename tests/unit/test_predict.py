@@ -226,11 +226,12 @@ def write_bomb_png(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def write_truncated(path: Path, fmt: str) -> Path:
+def write_truncated(path: Path, fmt: str, keep: float = 0.5) -> Path:
+    """A 64x64 noise image in `fmt`, cut to the first `keep` of its bytes."""
     noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     Image.fromarray(noise).save(path, format=fmt)
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: int(len(data) * keep)])
     return path
 
 
@@ -266,9 +267,9 @@ def write_png_with_text(path: Path, chunks: int, text_bytes: int) -> Path:
      and d / "art.eps", "EPS/PostScript is not read"),
     (lambda d: d / "missing.png", "no such file"),
     (lambda d: (d / "loop.png").symlink_to(d / "loop.png") or d / "loop.png",
-     "cannot open the file (Too many levels of symbolic links)"),
+     "a symbolic link on the path points back into itself"),
     (lambda d: (d / "a.png").write_bytes(b"") or d / "a.png" / "x.png",
-     "cannot open the file (Not a directory)"),
+     "a part of the path is a file, not a folder"),
     (lambda d: d, "directory"),
     (lambda d: os.mkfifo(d / "pipe.png") or d / "pipe.png", "not a regular file"),
 ])
@@ -303,8 +304,24 @@ def test_bad_files_get_a_one_line_reason(tmp_path: Path, make, expected: str) ->
      "re-save the image without its metadata"),
     (lambda d: (d / "notes.png").write_text("this is not an image") and d / "notes.png",
      "not an image (Pillow does not recognise the format)", "convert it to PNG or JPEG"),
+    # "cannot decode image: could not create decoder object; re-save it ..."
+    (lambda d: write_truncated(d / "cut.webp", "WEBP"),
+     "truncated or incomplete image file", "copy or download it again"),
+    # cut inside its colour table: "not an image (Pillow does not recognise the format)"
+    (lambda d: write_truncated(d / "cut.gif", "GIF", keep=0.01),
+     "truncated or incomplete image file", "copy or download it again"),
+    # the next four named no fix, or only the OS's words ("cannot open the file (File name
+    # too long)")
+    (lambda d: d / "missing.png", "no such file", "check the path (ls shows what is there"),
+    (lambda d: d / ("n" * 300 + ".png"), "the path or a name in it is too long to open",
+     "rename the file or a folder above it to a shorter name"),
+    (lambda d: (d / "loop.png").symlink_to(d / "loop.png") or d / "loop.png",
+     "a symbolic link on the path points back into itself", "fix or remove the link"),
+    (lambda d: (d / "a.png").write_bytes(b"") or d / "a.png" / "x.png",
+     "a part of the path is a file, not a folder", "check the path"),
 ], ids=["empty", "cut-png", "cut-jpeg", "64-megapixels", "200-megapixels", "text-chunk",
-        "text-memory", "not-an-image"])
+        "text-memory", "not-an-image", "cut-webp", "cut-gif", "missing", "name-too-long",
+        "link-loop", "file-as-folder"])
 def test_a_bad_files_reason_says_the_fix(tmp_path: Path, make, reason: str, fix: str) -> None:
     """Found by review: a 0-byte file was "not an image (Pillow does not recognise the
     format)", a truncated one carried Pillow's "(image file is truncated (28 bytes not
@@ -315,14 +332,17 @@ def test_a_bad_files_reason_says_the_fix(tmp_path: Path, make, reason: str, fix:
     with pytest.raises(ImageLoadError) as info:
         load_image(path)
     line = info.value.one_line()
-    assert line.startswith(reason) and line.endswith(fix), line
+    assert line.startswith(reason) and fix in line.split("; ", 1)[1], line
     assert info.value.message.startswith(reason) and fix in (info.value.hint or "")
     assert "\n" not in line and path.name not in line
     for internal in ("MAX_TEXT", "text chunks:", "bytes not processed", "Truncated File Read",
                      "image file is truncated"):
         assert internal not in line
     (failure,) = predict_with_model_fn(colour_model_fn, CIFAR10_CLASSES, [path])
-    assert isinstance(failure, PredictionFailure) and failure.error == line
+    assert isinstance(failure, PredictionFailure) and failure.one_line() == line
+    # --json keeps them apart: the reason, and the fix
+    assert (failure.to_dict()["error"], failure.to_dict()["fix"]) == (
+        info.value.message, info.value.hint)
 
 
 # --- predictions --------------------------------------------------------------------------
@@ -353,7 +373,9 @@ def test_predictions_in_order_with_failures_in_place(tmp_path: Path) -> None:
     assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-9
     assert red_result.confidence == probs[0]
     assert red_result.to_dict()["top_k"][0] == {"label": "airplane", "probability": probs[0]}
-    assert failure.to_dict() == {"path": str(paths[1]), "ok": False, "error": failure.error}
+    assert failure.to_dict() == {"path": str(paths[1]), "ok": False, "error": failure.error,
+                                 "fix": failure.fix}
+    assert failure.error.startswith("not an image") and failure.fix.startswith("check that")
 
 
 def test_top_k_is_clamped_and_validated(tmp_path: Path) -> None:
@@ -389,3 +411,18 @@ def test_predict_images_uses_the_runs_model_and_preprocessing(
     assert flipped.label == "bird" and len(seen) == 3  # TTA: the image and its mirror
     with pytest.raises(UsageError):
         predict_images(tmp_path, [tmp_path / "b.png"], fit="zoom")  # type: ignore[arg-type]
+
+
+def test_a_disk_error_says_to_copy_the_file_again() -> None:
+    """EIO cannot be made on a healthy disk: the error a failing one raises. It read "cannot
+    open the file (Input/output error)", with no fix; any errno without words of dlbox's own
+    still names the system's reason."""
+    import errno
+
+    from dlbox.data.images import image_load_error
+
+    failing = image_load_error(OSError(errno.EIO, "Input/output error", "cat.png"))
+    assert failing.message == "the disk reported an error reading it (Input/output error)"
+    assert failing.hint and failing.hint.startswith("copy the file again from a good copy")
+    other = image_load_error(OSError(errno.EBUSY, "Device or resource busy", "cat.png"))
+    assert other.message == "cannot open the file (Device or resource busy)"

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(result, PredictionFailure):
             failed += 1
             shown = result.path if result.path.strip() else f'"{result.path}"'
-            print(f"error: {shown}: {result.error}", file=sys.stderr)
+            print(f"error: {shown}: {result.one_line()}", file=sys.stderr)
         elif not args.json:
             print(format_result(result))
     if args.json:

@@ -140,9 +140,11 @@ def decode_image(source: str | Path | bytes, size: int = DEFAULT_SIZE) -> np.nda
         if not isinstance(source, bytes) and (isinstance(error.__cause__, PermissionError)
                                               or error.message == "permission denied"):
             raise file_access_error(Path(source)) from None
+        # The reason's own fix (downscale it, re-save it without its metadata, copy it
+        # again...), or failing one, replacing it; removing it from the tree always works.
+        fix = error.hint or "replace that file with a readable PNG or JPEG"
         raise DataError(f"image {name}: {error.message}",
-                        hint="replace that file with a readable PNG or JPEG, or remove it "
-                             "from the image folder") from None
+                        hint=f"{fix}, or remove it from the image folder") from None
 
 
 def is_image_file(path: Path) -> bool:

@@ -17,6 +17,7 @@ there is one, is the fix, both without the file name: callers add the name where
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import io
 import os
@@ -179,6 +180,33 @@ FIX_NOT_AN_IMAGE = "check that it is the image you meant, or convert it to PNG o
 FIX_MEMORY = "free memory used by other programs, or downscale the image first"
 
 
+FIX_PATH = "check the path (ls shows what is there; a relative path starts from the current folder)"
+# Errors of the path rather than the pixels: (reason, fix) by errno; any other names its
+# strerror alone.
+PATH_ERRORS = {
+    errno.ENOENT: ("no such file", FIX_PATH),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", FIX_PATH),
+    errno.ENAMETOOLONG: ("the path or a name in it is too long to open",
+                         "rename the file or a folder above it to a shorter name (at most "
+                         "255 bytes a name)"),
+    errno.ELOOP: ("a symbolic link on the path points back into itself",
+                  "fix or remove the link (ls -l shows where it points)"),
+    errno.EIO: ("the disk reported an error reading it (Input/output error)",
+                "copy the file again from a good copy, and check the disk (dmesg shows its "
+                "errors)"),
+}
+
+
+# How the reason for a decoder failure dlbox has no words of its own for begins.
+UNDECODABLE = "cannot decode image"
+
+
+def _truncated() -> ImageLoadError:
+    # Pillow's own words ("image file is truncated (28 bytes not processed)") add nothing
+    return ImageLoadError("truncated or incomplete image file (it ends before the image does)",
+                          hint=FIX_COPY_AGAIN)
+
+
 def _too_many_pixels(claimed: str) -> ImageLoadError:
     return ImageLoadError(f"image claims {claimed}, over the "
                           f"{MAX_IMAGE_PIXELS // 1_000_000}-megapixel limit "
@@ -191,8 +219,9 @@ def image_load_error(error: BaseException, path: str | Path | None = None) -> Im
     was one) tells a file that may not be read from one in a folder that may not be searched."""
     if isinstance(error, ImageLoadError):
         return error
-    if isinstance(error, FileNotFoundError):
-        return ImageLoadError("no such file")
+    if isinstance(error, OSError) and error.errno in PATH_ERRORS:
+        reason, fix = PATH_ERRORS[error.errno]
+        return ImageLoadError(reason, hint=fix)
     if isinstance(error, IsADirectoryError):
         return ImageLoadError("is a directory, not an image file")
     if isinstance(error, PermissionError):
@@ -214,9 +243,7 @@ def image_load_error(error: BaseException, path: str | Path | None = None) -> Im
         return ImageLoadError(f"cannot open the file ({error.strerror})")
     text = first_line(error)
     if "truncated" in text.lower() or isinstance(error, EOFError):
-        # Pillow's own words ("image file is truncated (28 bytes not processed)") add nothing
-        return ImageLoadError("truncated or incomplete image file (it ends before the image "
-                              "does)", hint=FIX_COPY_AGAIN)
+        return _truncated()
     if isinstance(error, ValueError) and ("MAX_TEXT_CHUNK" in text
                                           or "MAX_TEXT_MEMORY" in text):
         # Pillow's PngImagePlugin refuses text (tEXt, zTXt, iTXt) or colour profile (iCCP)
@@ -225,7 +252,7 @@ def image_load_error(error: BaseException, path: str | Path | None = None) -> Im
                               hint=FIX_METADATA)
     if isinstance(error, MemoryError):
         return ImageLoadError("not enough memory to decode this image", hint=FIX_MEMORY)
-    return ImageLoadError(f"cannot decode image: {text}", hint=FIX_RESAVE)
+    return ImageLoadError(f"{UNDECODABLE}: {text}", hint=FIX_RESAVE)
 
 
 def describe_error(error: BaseException) -> str:
@@ -254,18 +281,37 @@ def upright(image: Image.Image) -> Image.Image:
 
 # How PostScript / EPS files begin: plain text, or the binary DOS EPS header.
 POSTSCRIPT_MAGIC = (b"%!PS", b"\xc5\xd0\xd3\xc6")
+# How the common formats begin: a file that starts as one of them but that Pillow does not
+# recognise was cut short (a GIF cut inside its colour table, say), not some other format.
+IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+               (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def _head(source: str | Path | bytes, size: int = 12) -> bytes:
+    """The first `size` bytes of a file (or of its bytes); b"" when it cannot be read."""
+    if isinstance(source, bytes):
+        return source[:size]
+    try:
+        with open(source, "rb") as handle:
+            return handle.read(size)
+    except OSError:
+        return b""
 
 
 def _is_postscript(source: str | Path | bytes) -> bool:
-    try:
-        if isinstance(source, bytes):
-            head = source[:4]
-        else:
-            with open(source, "rb") as handle:
-                head = handle.read(4)
-    except OSError:
-        return False
-    return head in POSTSCRIPT_MAGIC
+    return _head(source, 4) in POSTSCRIPT_MAGIC
+
+
+def _looks_cut_short(source: str | Path | bytes, length: int | None) -> bool:
+    """Whether a file Pillow failed on begins as a known image format (PNG, JPEG, GIF, TIFF),
+    or is a WebP shorter than the size its RIFF header declares: a cut copy, not a damaged
+    or unknown kind of file."""
+    head = _head(source)
+    if any(head.startswith(magic) for magic, _ in IMAGE_MAGIC):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and length is not None:
+        return length < int.from_bytes(head[4:8], "little") + 8
+    return False
 
 
 def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
@@ -319,8 +365,12 @@ def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
         if _is_postscript(source):
             raise ImageLoadError("EPS/PostScript is not read (Pillow would hand it to "
                                  "Ghostscript); convert it to PNG or JPEG") from error
+        if _looks_cut_short(source, length):
+            raise _truncated() from error
         raise image_load_error(error) from error
     except Exception as error:  # any decoder failure is this file's problem, not the run's
-        path = None if isinstance(source, bytes) else source
-        raise image_load_error(error, path) from error
+        problem = image_load_error(error, None if isinstance(source, bytes) else source)
+        if problem.message.startswith(UNDECODABLE) and _looks_cut_short(source, length):
+            raise _truncated() from error  # WebP: "could not create decoder object"
+        raise problem from error
     return np.ascontiguousarray(array.transpose(2, 0, 1))

@@ -229,8 +229,8 @@ class DataReport:
             "root": str(self.layout.root) if self.layout else None,
             "classes": list(self.classes),
             "archive_sha256": self.archive_sha256,
-            "files": [{"name": f.name, "ok": f.ok, "detail": f.detail, "count": f.count}
-                      for f in self.files],
+            "files": [{"name": f.name, "ok": f.ok, "detail": f.detail, "count": f.count,
+                       "hint": f.hint} for f in self.files],
             "splits": {name: {"count": s.count, "label_min": s.label_min,
                               "label_max": s.label_max, "per_class": list(s.per_class)}
                        for name, s in self.splits.items()},

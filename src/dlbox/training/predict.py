@@ -2,7 +2,7 @@
 
     results = predict_images(Path("runs/tutorial-0"), ["cat.jpg", "plane.png"])
     for r in results:
-        print(r.path, r.label if isinstance(r, PredictionResult) else r.error)
+        print(r.path, r.label if isinstance(r, PredictionResult) else r.one_line())
 
 Any file Pillow opens works, of any size and mode: dlbox.data.images.read_image turns it into
 8-bit RGB (alpha composited on white, 16-bit and 32-bit grey scaled down to 8 bits, EXIF
@@ -10,7 +10,7 @@ rotation applied), cropped to its centre square (or stretched, fit="stretch") an
 32x32, exactly as training on an image folder reads its files; then it goes through the
 same preprocessing as in training. A file that cannot be read (not an image,
 truncated, too many pixels, permission denied) becomes a PredictionFailure with a one-line
-reason that ends in its fix; the other files still get their predictions.
+reason and, where there is one, its fix; the other files still get their predictions.
 """
 
 from __future__ import annotations
@@ -62,13 +62,18 @@ class PredictionResult:
 
 @dataclass(frozen=True)
 class PredictionFailure:
-    """A file that got no prediction, and the one-line reason."""
+    """A file that got no prediction: the one-line reason and, where there is one, its fix."""
 
     path: str
     error: str
+    fix: str = ""
+
+    def one_line(self) -> str:
+        """The reason and its fix on one line, "reason; fix": what `dlbox predict` prints."""
+        return f"{self.error}; {self.fix}" if self.fix else self.error
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "ok": False, "error": self.error}
+        return {"path": self.path, "ok": False, "error": self.error, "fix": self.fix or None}
 
 
 def load_image(path: str | Path, size: int = IMAGE_SIZE, fit: Fit = "crop") -> torch.Tensor:
@@ -106,7 +111,7 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str], paths: Sequence
             images.append(load_image(path, size, fit))
             positions.append(position)
         except ImageLoadError as error:
-            results[position] = PredictionFailure(str(path), error.one_line())
+            results[position] = PredictionFailure(str(path), error.message, error.hint or "")
     if images:
         logits = predict_logits(model_fn, torch.stack(images), PREDICT_BATCH_SIZE, device,
                                 amp_dtype)
@@ -136,8 +141,8 @@ def folder_failure(folder: Path, error: OSError, listed: bool = False) -> Predic
     but the files in it may not be reached (read permission without search permission)."""
     if isinstance(error, PermissionError):
         what = "open the files in" if listed else "list"
-        return PredictionFailure(str(folder), f"permission denied: cannot {what} this folder; "
-                                              + FIX_FOLDER_PERMISSIONS)
+        return PredictionFailure(str(folder), f"permission denied: cannot {what} this folder",
+                                 FIX_FOLDER_PERMISSIONS)
     return PredictionFailure(str(folder),
                              f"cannot list this folder ({error.strerror or first_line(error)})")
 
