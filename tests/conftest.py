@@ -6,13 +6,14 @@ Components that CI provisions (Docker engine, Jupyter, Chromium) are required wh
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,23 @@ def refused_prefix(tmp_path: Path) -> list[str]:
     require("PermissionError" in result.stderr,
             f"a process a chmod 000 folder refuses ({result.stderr.strip()[-200:]})")
     return prefix
+
+
+@pytest.fixture()
+def failing_read_json(monkeypatch: pytest.MonkeyPatch
+                      ) -> Callable[[str, Path, OSError], None]:
+    """fail(module, path, error): the module's read_json raises `error` for the file `path`
+    and reads any other file as before: a read the system refuses (EACCES, which root never
+    meets) or fails (EIO, which a healthy disk never raises)."""
+    def fail(module: str, path: Path, error: OSError) -> None:
+        target = importlib.import_module(module)
+        real_read_json = target.read_json
+
+        def read_json(where: Path) -> object:
+            if Path(where) == Path(path):
+                raise error
+            return real_read_json(where)
+
+        monkeypatch.setattr(target, "read_json", read_json)
+
+    return fail

@@ -353,3 +353,39 @@ def test_resume_says_permission_denied_for_a_metrics_json_it_may_not_read(
         metrics.chmod(0o644)
     _check_permission_error(code, err, metrics, None)
     assert _snapshot(run_dir) == before
+
+
+def test_a_folder_in_place_of_config_json_is_named(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """It read "RUN has no config.json, so it is not a dlbox run directory": there is one,
+    a folder, and the fix is to put the file back."""
+    run_dir = _run_dir(tmp_path)
+    (run_dir / "config.json").unlink()
+    (run_dir / "config.json").mkdir()
+    code, err = _cli(["evaluate", str(run_dir), "--device", "cpu"], capsys)
+    assert code == EXIT_ERROR
+    _check_one_error_line(err)
+    assert err.splitlines()[0] == (f"error: cannot read {run_dir / 'config.json'}: it is a "
+                                   "folder, not a file")
+
+
+def test_a_lost_checkpoint_beside_an_unreadable_metrics_json_is_not_called_never_saved(
+        tmp_path: Path, failing_read_json: Any) -> None:
+    """With last.pt gone and metrics.json out of reach, the hint said the run "stopped before
+    the first epoch ended and saved nothing": dlbox cannot tell, and says both fixes."""
+    import errno
+
+    from dlbox.training import checkpoint
+
+    run_dir = _run_dir(tmp_path)
+    (run_dir / "checkpoints" / "last.pt").unlink()
+    metrics = run_dir / "metrics.json"
+    metrics.write_text('{"history": [{}, {}]}')
+    assert "finished epoch(s)" in checkpoint.missing_checkpoint_hint(run_dir, "last")
+    failing_read_json("dlbox.training.checkpoint", metrics,
+                      PermissionError(errno.EACCES, "Permission denied", str(metrics)))
+    hint = checkpoint.missing_checkpoint_hint(run_dir, "last")
+    assert hint.startswith("its metrics.json cannot be read (Permission denied), so whether "
+                           "it finished an epoch is not known")
+    assert f"put it back in {run_dir / 'checkpoints'}" in hint
+    assert f"`--run-dir {run_dir}` may be reused" in hint and "saved nothing" not in hint

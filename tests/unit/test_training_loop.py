@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -544,35 +545,53 @@ def test_the_trainers_restore_functions_report_a_damaged_part_themselves(
         restore_speedrun([1], path, [], torch.Generator(), torch.device("cpu"))
 
 
-@pytest.mark.parametrize("name, module", [("metrics.json", "dlbox.training.evaluate"),
+@pytest.mark.parametrize("failure", ["EACCES", "EIO"])
+@pytest.mark.parametrize("name, module", [("config.json", "dlbox.training.checkpoint"),
+                                          ("metrics.json", "dlbox.training.evaluate"),
                                           ("manifest.json", "dlbox.training.loop")])
-def test_resume_says_permission_denied_for_a_run_file_it_may_not_read(
-        fake_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
-        module: str) -> None:
+def test_resume_says_why_a_run_file_it_cannot_read_was_not_read(
+        fake_cifar_dir: Path, tmp_path: Path, failing_read_json: Any, name: str, module: str,
+        failure: str) -> None:
     """Found by review: an unreadable metrics.json (a run made by another user, chmod 000)
     was "not valid JSON" with the hint "delete it", and manifest.json "restore it, or delete
-    it". The file is intact: the fix is its permissions. (The PermissionError is simulated,
-    root reads any file; test_run_files_robustness runs the real thing.)"""
+    it"; a read error of the disk (EIO) was "not valid JSON ([Errno 5] Input/output error)"
+    with "it was edited or damaged; train again". The file is intact, or may be: the fix is
+    its permissions, or the disk, and the run is left as it was. (Both errors are simulated:
+    root reads any file, and a healthy disk does not fail; test_run_files_robustness runs a
+    real refusal.)"""
     import errno
-    import importlib
 
     run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
     path = run / name
     if not path.exists():
         path.write_text('{"history": []}')
-    target = importlib.import_module(module)
-    real_read_json = target.read_json
-
-    def read_json_denied(where: Path) -> object:
-        if Path(where) == path:
-            raise PermissionError(errno.EACCES, "Permission denied", str(where))
-        return real_read_json(where)
-
-    monkeypatch.setattr(target, "read_json", read_json_denied)
+    reason = {"EACCES": "Permission denied", "EIO": "Input/output error"}[failure]
+    failing_read_json(module, path, OSError(getattr(errno, failure), reason, str(path)))
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     with pytest.raises(RunDirError) as error:
         resume(run, progress=False, evaluate_at_end=False)
-    assert error.value.message == f"cannot read {path}: permission denied"
-    assert f"chmod u+r {path}" in (error.value.hint or "")
-    assert "delete" not in (error.value.hint or "")
+    hint = error.value.hint or ""
+    if failure == "EACCES":
+        assert error.value.message == f"cannot read {path}: permission denied"
+        assert f"chmod u+r {path}" in hint
+    else:
+        assert error.value.message == f"cannot read {path} (Input/output error)"
+        assert "check the disk" in hint and "nothing was changed" in hint
+    for wrong in ("damaged", "delete", "train again", "valid JSON"):
+        assert wrong not in f"{error.value.message} {hint}"
     assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}  # untouched
+
+
+def test_resume_refuses_a_folder_in_place_of_manifest_json_before_it_trains(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    """A folder named manifest.json was taken for no manifest: resume trained on until its
+    first write of the manifest failed. It is refused first, the run left as it was."""
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    (run / "manifest.json").unlink()
+    (run / "manifest.json").mkdir()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(RunDirError) as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert error.value.message == f"cannot read {run / 'manifest.json'}: it is a folder, not a file"
+    assert "move the folder" in (error.value.hint or "")
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}

@@ -81,6 +81,25 @@ def unreadable_error(path: str | Path, error: BaseException) -> RunFileUnreadabl
                                   "shows who); nothing in it was changed")
 
 
+def run_json_error(path: str | Path, error: BaseException, damaged_hint: str) -> RunDirError:
+    """The RunDirError for a run's JSON file (config.json, metrics.json, manifest.json) that
+    read_json failed on: unreadable_error's for permissions or a folder in its place; for
+    any other error of the system (EIO from a failing disk, say) the file may be intact, so
+    it is named with the system's reason and nothing says to delete it or train again; only
+    content that is not JSON is damaged, with `damaged_hint`."""
+    path = Path(path)
+    unreadable = unreadable_error(path, error)
+    if unreadable is not None:
+        return unreadable
+    if isinstance(error, OSError):
+        reason = error.strerror or first_line(error)
+        return RunFileUnreadable(f"cannot read {path} ({reason})",
+                                 hint="the system failed to read it, so it may be intact: "
+                                      "check the disk (dmesg shows its errors) and try again, "
+                                      "or copy the run folder from a backup; nothing was changed")
+    return RunDirError(f"{path} is not valid JSON ({first_line(error)})", hint=damaged_hint)
+
+
 @contextmanager
 def reading_run_file(path: str | Path) -> Iterator[None]:
     """Reads (and existence checks: `is_file` raises PermissionError under a folder that
@@ -338,7 +357,7 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     path = run_dir / CONFIG_FILE
     with reading_run_file(path):  # a folder on the way that is not open to the user
         exists, is_dir = run_dir.exists(), run_dir.is_dir()
-        found = is_dir and path.is_file()
+        found = is_dir and path.exists()  # a folder in its place: read_json says so, below
     if exists and not is_dir:
         raise RunDirError(f"{run_dir} is a file, not a run directory",
                           hint="pass the folder `dlbox train` wrote (default: "
@@ -354,9 +373,7 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     try:
         data = read_json(path)
     except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
-        raise (unreadable_error(path, error)
-               or RunDirError(f"{path} is not valid JSON ({first_line(error)})", hint=hint)
-               ) from None
+        raise run_json_error(path, error, hint) from None
     if not isinstance(data, dict):
         raise RunDirError(f"{path} is not a valid run config (it holds a JSON "
                           f"{_json_kind(data)}, not an object of settings)", hint=hint)
@@ -378,9 +395,18 @@ def missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: in
     saved = _saved_checkpoints(run_dir)
     if checkpoint != "last" and saved:
         return f"its checkpoints are: {', '.join(saved)} (--checkpoint NAME)"
+    metrics = run_dir / "metrics.json"
     try:
-        history = read_json(run_dir / "metrics.json").get("history")
-    except (OSError, ValueError, AttributeError):
+        history = read_json(metrics).get("history")
+    except FileNotFoundError:
+        history = None
+    except OSError as error:  # there, but out of reach: whether epochs ended is not known
+        return (f"its {metrics.name} cannot be read ({error.strerror or first_line(error)}), "
+                "so whether it finished an epoch is not known: if it did, the checkpoint was "
+                f"moved or deleted (put it back in {folder}); if not, start it again with "
+                f"the command that started it (without --resume; `--run-dir {run_dir}` may "
+                "be reused)")
+    except (ValueError, AttributeError):
         history = None
     if isinstance(history, list) and len(history) >= max(1, checkpoint_every):
         return (f"its metrics.json records {len(history)} finished epoch(s), so the checkpoint "

@@ -299,20 +299,17 @@ def check_classes(model_classes: Sequence[str] | None,
 
 def read_metrics_file(path: Path) -> dict[str, Any]:
     """metrics.json as a dict ({} when missing); RunDirError when it is damaged."""
-    from dlbox.training.checkpoint import reading_run_file, unreadable_error
+    from dlbox.training.checkpoint import reading_run_file, run_json_error
 
     with reading_run_file(path):  # a folder on the way that is not open to the user
         if not path.exists():
             return {}
+    hint = "restore it, or delete it to keep only the test metrics"
     try:
         existing = read_json(path)
     except (OSError, ValueError) as error:
         # no permission to read it: the file is intact, and its fix is not deleting it
-        raise (unreadable_error(path, error)
-               or RunDirError(f"{path} is not valid JSON ({error})",
-                              hint="restore it, or delete it to keep only the test metrics")
-               ) from None
-    hint = "restore it, or delete it to keep only the test metrics"
+        raise run_json_error(path, error, hint) from None
     if not isinstance(existing, dict):
         raise RunDirError(f"{path} does not hold a JSON object", hint=hint)
     shapes = {"final": (dict, "an object"), "evaluation": (dict, "an object"),

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
+from dlbox.errors import DlboxError, RunDirError, UsageError
 from dlbox.fileio import exclusive_lock, read_json, write_json_atomic
 from dlbox.text import plural
 from dlbox.training.checkpoint import (
@@ -55,8 +55,8 @@ from dlbox.training.checkpoint import (
     read_run_config,
     reading_run_file,
     restore_rng_state,
+    run_json_error,
     save_checkpoint,
-    unreadable_error,
 )
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype, available_cpus, configure_host, resolve_device
@@ -583,7 +583,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     """The run's manifest.json ({} when missing), to add a resume to; RunDirError when it is
     damaged (before resume writes anything), rather than an "unexpected" error."""
     with reading_run_file(path):  # a folder on the way that is not open to the user
-        if not path.is_file():
+        if not path.exists():  # a folder in its place is refused below, not taken for none
             return {}
     hint = (f"restore {path}, or delete it (resume then starts a new one, without the record "
             "of how the run started)")
@@ -591,9 +591,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         manifest = read_json(path)
     except (OSError, ValueError) as error:
         # no permission to read it: the file is intact, and its fix is not deleting it
-        raise (unreadable_error(path, error)
-               or RunDirError(f"{path} is not valid JSON ({first_line(error)})", hint=hint)
-               ) from None
+        raise run_json_error(path, error, hint) from None
     if not isinstance(manifest, dict):
         raise RunDirError(f"{path} does not hold a JSON object", hint=hint)
     if not isinstance(manifest.get("resumed", []), list):
