@@ -386,7 +386,7 @@ CELLS = [
     my_image = Path(MY_IMAGE) if MY_IMAGE else draw_a_ship(run_dir / "my_ship.png")
     (result,) = predict_images(run_dir, [my_image], device=DEVICE)
     if hasattr(result, "error"):
-        print(f"could not read {my_image}: {result.error}")
+        print(f"could not read {my_image}: {result.one_line()}")
     else:
         figure, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
         # Upright, as the network reads it (a phone's photo is often stored on its side,
@@ -499,9 +499,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_output_path(args.output)
         if args.check:
-            current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-            if current != text:
-                print(f"{args.output} is stale: run scripts/build_notebook.py", file=sys.stderr)
+            rebuild = "scripts/build_notebook.py" + (
+                "" if args.output == NOTEBOOK_PATH else f" --output {args.output}")
+            if not args.output.exists():
+                print(f"error: {args.output} does not exist\nhint: write it with {rebuild}",
+                      file=sys.stderr)
+                return 1
+            if args.output.read_text(encoding="utf-8") != text:
+                print(f"error: {args.output} is stale (its cells differ from the builder's)\n"
+                      f"hint: write it again with {rebuild}", file=sys.stderr)
                 return 1
             print(f"{args.output} is up to date")
             return 0

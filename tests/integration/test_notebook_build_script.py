@@ -88,3 +88,22 @@ def test_a_good_output_is_written_whole_with_the_usual_mode(tmp_path: Path) -> N
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
     assert all_files(tmp_path) == ["out.ipynb"]
     assert build("--check", "--output", "out.ipynb", cwd=tmp_path).returncode == 0
+
+
+def test_check_tells_a_missing_notebook_from_a_stale_one_and_names_its_output(
+        tmp_path: Path) -> None:
+    """`--check --output X` said "X is stale: run scripts/build_notebook.py" for a missing X
+    too, without `error:`, and that command (no --output) would rewrite the default notebook
+    instead of X."""
+    missing = build("--check", "--output", "out.ipynb", cwd=tmp_path)
+    assert_one_line_error(missing, 1, "out.ipynb does not exist")
+    assert missing.stderr.splitlines()[1] == (
+        "hint: write it with scripts/build_notebook.py --output out.ipynb")
+    (tmp_path / "out.ipynb").write_text("an older notebook\n")
+    stale = build("--check", "--output", "out.ipynb", cwd=tmp_path)
+    assert_one_line_error(stale, 1, "out.ipynb is stale")
+    assert stale.stderr.splitlines()[1].endswith("scripts/build_notebook.py --output out.ipynb")
+    assert build("--output", "out.ipynb", cwd=tmp_path).returncode == 0
+    fresh = build("--check", "--output", "out.ipynb", cwd=tmp_path)
+    assert (fresh.returncode, fresh.stderr) == (0, "")
+    assert all_files(tmp_path) == ["out.ipynb"]
