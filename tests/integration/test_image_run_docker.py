@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_image_docker import TAG, cpu_image, dlbox, engine, lock_dir  # noqa: F401 - fixtures
+from test_image_docker import BASE, TAG, cpu_image, dlbox, engine, lock_dir  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.usefixtures("cpu_image")]
 
@@ -81,6 +81,28 @@ def test_a_command_the_image_cannot_start_is_a_clear_error(
                    *command, timeout=60)
     assert result.returncode in (126, 127)  # the engine's exit code, kept
     assert words in result.stderr and "\nhint: " in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command, code, message", [
+    ("no-such-command", 127, "there is no command no-such-command in {image} (executable file "
+                             "not found in $PATH)"),
+    ("/etc/passwd", 126, "/etc/passwd is not executable in {image} (permission denied)"),
+])
+def test_an_image_dlbox_did_not_build_says_the_same_of_a_command_it_cannot_start(
+        engine: Any, tmp_path: Path, command: str, code: int,  # noqa: F811 - a fixture
+        message: str) -> None:
+    """`--tag` takes any image. Without dlbox's init, the engine itself refuses to start the
+    command: that was exit 1 and "cannot start the container: failed to create shim task:
+    OCI runtime create failed: ..." with a hint about `docker logs`. Now the same error as in
+    a dlbox image, the shell's exit code, and no container left."""
+    before = {c.id for c in engine.containers.list(all=True)}
+    result = dlbox("image", "run", "--tag", BASE, "--no-tty", "--runs", str(tmp_path / "runs"),
+                   "--", command, timeout=60, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"error: {message.format(image=BASE)}", result.stderr
+    assert len(lines) == 2 and lines[1].startswith("hint: ") and "docker logs" not in lines[1]
+    assert {c.id for c in engine.containers.list(all=True)} <= before
 
 
 def test_a_killed_runs_exited_container_is_removed_by_the_next_run(

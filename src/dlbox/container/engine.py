@@ -461,10 +461,42 @@ def check_mount_sources(request: RunRequest) -> None:
                                  "exist", hint=MISSING_SOURCE_HINT)
 
 
+class CommandNotRunnable(ContainerError):
+    """The image cannot start the command (none by that name, or not executable): the exit
+    code is the one a shell, and `docker run`, give: 127, or 126 for a file it may not run."""
+
+    def __init__(self, command: str, why: str, image: str, project_in: str | None) -> None:
+        """`project_in`: where a dlbox image keeps the project's files; None for an image
+        dlbox did not build."""
+        self.exit_code = 126 if "permission denied" in why.lower() else 127
+        if self.exit_code == 126:
+            rebuild = ", or chmod +x it in the project and build again" if project_in else ""
+            super().__init__(f"{command} is not executable in {image} ({why})",
+                             hint=f"run it through its interpreter (-- python3 {command} or "
+                                  f"-- sh {command}){rebuild}")
+        elif project_in:
+            super().__init__(f"there is no command {command} in {image} ({why})",
+                             hint=f"check the name; the project's files are in {project_in} "
+                                  "(-- ls), and programs its requirements install are on PATH")
+        else:
+            super().__init__(f"there is no command {command} in {image} ({why})",
+                             hint="check the name: a program on the image's PATH, or the path "
+                                  "of one in the image")
+
+
+# runc, for an image without an init of its own to run the command (any image but dlbox's):
+# `exec: "x": executable file not found in $PATH: unknown`, `exec: "/etc": permission denied`
+_OCI_EXEC_FAILED = re.compile(r'exec: "(.+?)": (.+?)(?:: unknown)?$', re.MULTILINE)
+
+
 def run_error(error: BaseException, request: RunRequest) -> Exception:
     """Map an engine error at container start to an error that names what is missing."""
     text = api_error_text(error)
     lowered = text.lower()
+    exec_failed = _OCI_EXEC_FAILED.search(text)
+    if exec_failed and request.command:
+        return CommandNotRunnable(exec_failed.group(1), exec_failed.group(2), request.image,
+                                  None)  # a dlbox image starts it through tini: not_runnable
     missing = _MISSING_SOURCE.search(text)
     if missing:
         source = missing.group(1).strip()

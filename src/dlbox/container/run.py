@@ -317,13 +317,6 @@ def not_runnable(stderr_tail: bytes, options: RunOptions) -> ContainerError | No
     match = re.search(rb"\[FATAL tini \(\d+\)\] exec (.+?) failed: ([^\r\n]+)", stderr_tail)
     if not match:
         return None
-    command = match.group(1).decode(errors="replace")
-    why = match.group(2).decode(errors="replace")
-    if "permission denied" in why.lower():
-        return ContainerError(f"{command} is not executable in {options.image} ({why})",
-                              hint=f"run it through its interpreter (-- python3 {command} or "
-                                   f"-- sh {command}), or chmod +x it in the project and build "
-                                   "again")
-    return ContainerError(f"there is no command {command} in {options.image} ({why})",
-                          hint=f"check the name; the project's files are in {S.WORKDIR} "
-                               "(-- ls), and programs its requirements install are on PATH")
+    return engine.CommandNotRunnable(match.group(1).decode(errors="replace"),
+                                     match.group(2).decode(errors="replace"), options.image,
+                                     S.WORKDIR)
