@@ -385,11 +385,14 @@ def test_a_framework_release_without_the_base_images_python_names_base_image() -
     assert "--base-image" in hint and "3.8" in hint and "--python" not in hint
 
 
-@pytest.mark.parametrize("field, flag", [("framework_version", "--framework-version"),
-                                         ("driver", "--driver"), ("cuda", "--cuda"),
-                                         ("base_image", "--base-image")])
-def test_empty_values_are_refused(field: str, flag: str) -> None:
-    request = B.BuildRequest(device="gpu", **{field: " "})
+@pytest.mark.parametrize("field, flag, value", [
+    ("framework_version", "--framework-version", " "), ("driver", "--driver", " "),
+    ("cuda", "--cuda", " "), ("base_image", "--base-image", " "),
+    # these two read "PROJECT has no extra ''" and "compute capability '' is not of the form
+    # MAJOR.MINOR"
+    ("extras", "--extras", ("",)), ("compute_capabilities", "--compute-capability", ("",))])
+def test_empty_values_are_refused(field: str, flag: str, value: object) -> None:
+    request = B.BuildRequest(device="gpu", **{field: value})
     with pytest.raises(UsageError, match=f"{flag} is empty"):
         B.plan(request, no_probe)
 

@@ -134,6 +134,8 @@ def test_a_pin_refused_for_the_gpus_cudnn_says_so_first_and_names_what_runs() ->
     (Target(cpu=True, driver="535.104.05"), "--cpu cannot"),
     (Target(compute_capabilities=("8.6",)), "needs a driver"),
     (Target(cpu=True, python="two"), "Python version"),
+    # It read "Python version '2.7' is not like 3.11": it is, and Python 2 is the problem.
+    (Target(cpu=True, python="2.7"), "Python 2.7 is not supported"),
 ])
 def test_bad_targets_are_usage_errors(target: Target, needle: str) -> None:
     with pytest.raises(UsageError) as info:
@@ -289,3 +291,22 @@ def test_a_gpu_past_its_last_driver_branch_is_not_told_to_update_the_driver() ->
         resolve_build("torch", Target(driver="470.42", compute_capabilities=("7.5",),
                                       version="2.9"))
     assert info.value.hint == "update the NVIDIA driver to >= 525.60.13, or resolve with --cpu"
+
+
+def test_a_pinned_release_is_not_called_the_newest_this_host_runs() -> None:
+    """With --framework-version 2.7 it said "torch 2.7.1 is the newest release with a build
+    this host runs", where the same host resolves 2.11 unpinned."""
+    host = Target(driver="570.86.16", compute_capabilities=("12.0",))
+    newest = resolve_build("torch", host)
+    assert f"torch {newest.version} is the newest release with a build this host runs" \
+        in newest.reasons
+    series = resolve_build("torch", Target(driver="570.86.16", compute_capabilities=("12.0",),
+                                           version="2.7"))
+    assert series.version.startswith("2.7.") and series.version != newest.version
+    assert (f"torch {series.version} is the newest 2.7 release with a build this host runs "
+            "(--framework-version)") in series.reasons
+    exact = resolve_build("torch", Target(driver="570.86.16", compute_capabilities=("12.0",),
+                                          version=series.version))
+    assert f"torch {series.version}, as --framework-version asks, has a build this host " \
+           "runs" in exact.reasons
+    assert not any("is the newest release" in reason for reason in series.reasons + exact.reasons)

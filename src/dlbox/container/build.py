@@ -677,6 +677,14 @@ def check_request(request: BuildRequest) -> None:
                         ("--base-image", request.base_image), ("--framework", request.framework)):
         if value is not None and not value.strip():
             raise UsageError(f"{flag} is empty", hint=f"give a value, or leave {flag} out")
+    for extra in request.extras or ():  # `--extras "$EXTRA"` with EXTRA unset
+        if not extra.strip():
+            raise UsageError("--extras is empty",
+                             hint="give an extra's name, or leave --extras out")
+    for value in request.compute_capabilities:
+        if not value.strip():
+            raise UsageError("--compute-capability is empty",
+                             hint="give a value such as 8.6, or leave --compute-capability out")
     if request.tag is not None:
         S.check_tag(request.tag)
     if request.base_image is not None:

@@ -103,7 +103,10 @@ def normalize_target(target: Target) -> Target:
     python = target.python.strip() if target.python else None
     if python is not None:
         parts = parse_version(python)
-        if parts is None or len(parts) < 2 or parts[0] != 3:
+        if parts is not None and len(parts) >= 2 and parts[0] != 3:
+            raise UsageError(f"Python {target.python} is not supported: the frameworks dlbox "
+                             "resolves are built for Python 3", hint="e.g. --python 3.11")
+        if parts is None or len(parts) < 2:
             raise UsageError(f"Python version {target.python!r} is not like 3.11",
                              hint="e.g. --python 3.11")
         python = f"{parts[0]}.{parts[1]}"
@@ -309,6 +312,17 @@ def cudnn_below_minimum(matrix: Matrix, cudnn: str | None, cc: str | None) -> st
             f"sm_{format_cc(gpu).replace('.', '')}, so convolutions fail")
 
 
+def _newest_reason(build: str, pinned: str | None) -> str:
+    """Why this release: the newest this host runs, or, with --framework-version, the newest
+    of the pinned series (a newer, unpinned release may well run too)."""
+    if pinned and build.endswith(f" {pinned}"):
+        return f"{build}, as --framework-version asks, has a build this host runs"
+    if pinned:
+        return (f"{build} is the newest {pinned} release with a build this host runs "
+                "(--framework-version)")
+    return f"{build} is the newest release with a build this host runs"
+
+
 def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
     candidates = pin_rows(matrix.torch, target.version, "torch", matrix.checked)
     releases = [r for r in candidates if _python_ok(target.python, r.python)]
@@ -336,7 +350,7 @@ def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
         ga_clean = [v for v in fitting if driver_fit(matrix, target.driver, v.cuda).ga_ok]
         chosen = (ga_clean or fitting)[0]
         reasons = _gpu_reasons(target)
-        reasons.append(f"torch {release.latest} is the newest release with a build this host runs")
+        reasons.append(_newest_reason(f"torch {release.latest}", target.version))
         if release is not releases[0]:
             newer = releases[0]
             reasons.append(f"newer torch {newer.latest} has no build for this host "
@@ -573,8 +587,7 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
             rejections.append(why)
             continue
         reasons = _gpu_reasons(target)
-        reasons.append(f"tensorflow {release.latest} is the newest release with a build this "
-                       "host runs")
+        reasons.append(_newest_reason(f"tensorflow {release.latest}", target.version))
         reasons.append(f"tested with CUDA {release.cuda} and cuDNN {release.cudnn} "
                        "(tensorflow.org tested build configurations)")
         warnings = list(_uncertain_warning(release))
