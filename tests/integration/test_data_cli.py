@@ -177,7 +177,7 @@ def test_check_image_folder_with_a_broken_image_hints_at_the_file(
     errors = [line for line in err if line.startswith("error:")]
     hints = [line for line in err if line.startswith("hint:")]
     assert len(errors) == 1 and "broken.png" in errors[0]
-    assert len(hints) == 1 and "replace" in hints[0] and "remove" in hints[0]
+    assert len(hints) == 1 and "convert it to PNG or JPEG" in hints[0] and "remove" in hints[0]
     assert "fetch --force" not in hints[0]
 
 
@@ -333,6 +333,19 @@ def test_data_dir_that_is_a_file(tmp_path: Path, archive: tuple[Path, str], how:
     assert main(["data", "check", *where]) == 1
     captured = capsys.readouterr()
     assert_clean_error(captured.err, f"the data dir {afile} is a file, not a folder")
+    # --json printed nothing at all here (a missing data dir had its JSON)
+    assert main(["data", "check", *where, "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert not report["ok"] and report["problems"] == [
+        f"the data dir {afile} is a file, not a folder"]
+    assert_clean_error(captured.err, f"the data dir {afile} is a file, not a folder")
+    # train and evaluate said "no CIFAR-10 data found" with the hint to fetch, which refuses
+    assert main(["train", *where, "--model", "tiny", "--device", "cpu",
+                 "--run-dir", str(tmp_path / "run")]) == 1
+    hint = assert_clean_error(capsys.readouterr().err,
+                              f"the data dir {afile} is a file, not a folder")
+    assert "fetch --from" not in hint and not (tmp_path / "run").exists()
     assert afile.read_text() == "x"
 
 

@@ -37,6 +37,7 @@ from dlbox.data.imagefolder import (
     load_image_folder,
     skipped_entries,
 )
+from dlbox.data.paths import check_data_dir_path
 from dlbox.errors import DataError
 
 FETCH_HINT = ("run `dlbox data fetch` (offline: `dlbox data fetch --from "
@@ -109,6 +110,10 @@ def no_data_error(data_dir: str | Path) -> DataError:
     ImageFolder layout, or one split folder itself) -- it says so and what to change, instead
     of just "no CIFAR-10 data found" with a hint to download it."""
     data_dir = Path(data_dir)
+    try:  # a file, or a link to nothing, where the folder should be: say that, not "fetch"
+        check_data_dir_path(data_dir)
+    except DataError as error:
+        return error
     message = f"no CIFAR-10 data found in {data_dir}"
     loose = [name for name in (*TRAIN_BATCHES, *TEST_BATCHES) if (data_dir / name).is_file()]
     if loose:
