@@ -326,6 +326,27 @@ def test_evaluate_run_data_dir_argument_wins(tmp_path: Path, fake_cifar_dir: Pat
     assert document["test_images"] == 100  # the whole fake test split
 
 
+def test_other_data_with_fewer_test_images_than_the_run_used_is_noted(
+        tmp_path: Path, fake_cifar_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A run tested on its first 60 images (--num-test 60), evaluated with --data on a split
+    of 40: all 40 were evaluated without a word, where train refuses such a --num-test."""
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    small = tmp_path / "small"
+    write_fake_cifar10(small, n_train=20, n_test=40)
+    config = SimpleNamespace(data_dir=str(fake_cifar_dir), num_test=60)
+    monkeypatch.setattr(ev, "load_run_model", fake_loader(config, TinyNet()))
+    document = evaluate_run(tmp_path, data_dir=small, device="cpu", quiet=True,
+                            output=tmp_path / "report")
+    assert document["test_images"] == 40
+    assert capsys.readouterr().err == (
+        f"note: the run was tested on its first 60 test images (--num-test); "
+        f"{small.resolve()} has 40, and all 40 are evaluated\n")
+    evaluate_run(tmp_path, device="cpu", quiet=True)  # its own data: 60 of 100, no note
+    assert capsys.readouterr().err == ""
+
+
 def test_missing_run_dir_is_a_run_dir_error_with_hint(tmp_path: Path) -> None:
     with pytest.raises(RunDirError) as info:
         evaluate_run(tmp_path / "nope", device="cpu")

@@ -384,8 +384,9 @@ def test_top_k_is_clamped_and_validated(tmp_path: Path) -> None:
                                       top_k=50)
     assert len(result.top_k) == 10
     assert sum(p for _, p in result.top_k) == pytest.approx(1.0)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError) as info:
         predict_with_model_fn(colour_model_fn, CIFAR10_CLASSES, [tmp_path / "x.png"], top_k=0)
+    assert info.value.hint and "--top-k 3" in info.value.hint  # it had no hint line
 
 
 def test_predict_images_uses_the_runs_model_and_preprocessing(

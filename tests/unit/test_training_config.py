@@ -172,3 +172,15 @@ def test_a_hand_edited_setting_of_the_wrong_kind_is_named(change: dict, message:
     with pytest.raises(UsageError) as info:
         TrainConfig.from_dict(values)
     assert info.value.message == message
+
+
+@pytest.mark.parametrize("model", ["speedrun", "tutorial"])
+def test_width_on_a_model_without_one_names_the_flag_and_the_models_with_one(
+        model: str) -> None:
+    """Its hint was "model 'speedrun' takes: widths, depth, whiten_kernel, ...", settings no
+    flag of `dlbox train` sets (and "takes: no settings" for the tutorial)."""
+    with pytest.raises(UsageError) as info:
+        build_config(model, device="cpu", width=8)
+    assert info.value.message == f"--width does not apply to model '{model}'"
+    assert info.value.hint == "leave --width out; the models with a width: resnet, tiny"
+    assert build_config("tiny", device="cpu", width=8).model_kwargs["width"] == 8

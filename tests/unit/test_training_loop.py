@@ -491,6 +491,10 @@ def test_a_diverged_run_stops_with_a_hint_and_saves_no_nan_state(
     assert "--lr 900" in (error.value.hint or "")
     assert not (run / "checkpoints" / "last.pt").exists()
     assert not (run / "predictions.csv").exists()  # no report of a 10 % NaN model
+    # It saved nothing: the hint says its run dir may be named again, and it may
+    assert f"--run-dir {run} may be reused, it saved nothing" in (error.value.hint or "")
+    train(tiny_config(fake_cifar_dir, run, epochs=1), progress=False, evaluate_at_end=False)
+    assert (run / "checkpoints" / "last.pt").is_file()
 
 
 def test_a_run_dir_in_use_is_refused_even_when_it_has_saved_nothing_yet(

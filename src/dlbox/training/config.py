@@ -208,6 +208,23 @@ RECIPE_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "nest
                  "cutout", "tta", "model_kwargs", "mean", "std")
 
 
+def check_takes_width(name: str) -> None:
+    """UsageError for `--width` on a model without one (speedrun sizes each stage, tutorial
+    is fixed): its hint named settings no flag sets ("takes: widths, depth, ...")."""
+    import inspect
+
+    from dlbox.models.registry import get_model_info, model_names
+
+    def has_width(model: str) -> bool:
+        return "width" in inspect.signature(get_model_info(model).factory).parameters
+
+    if not has_width(name):
+        with_width = [model for model in model_names() if has_width(model)]
+        raise UsageError(f"--width does not apply to model '{name}'",
+                         hint=f"leave --width out; the models with a width: "
+                              f"{', '.join(with_width)}")
+
+
 def build_config(model: str | None = None, device: str = "auto", **overrides: Any) -> TrainConfig:
     """The model's recipe for this device, with every non-None override applied on top.
 
@@ -227,6 +244,7 @@ def build_config(model: str | None = None, device: str = "auto", **overrides: An
             values[key] = getattr(recipe, key)
     width = overrides.pop("width", None)
     if width is not None:
+        check_takes_width(name)
         values["model_kwargs"]["width"] = width
     unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:

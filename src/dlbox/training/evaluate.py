@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -274,13 +275,20 @@ def load_run_model(run_dir: Path, device: str | torch.device = "auto",
 
 def load_test_split(config: Any, data_dir: str | Path | None) -> ImageDataset:
     """The test split the run is evaluated on: --data, else the run's data dir; num_test cap."""
-    from dlbox.data.loading import load_dataset
+    from dlbox.data.loading import load_dataset, split_size
     from dlbox.data.paths import resolve_data_dir
 
     chosen = data_dir if data_dir is not None else getattr(config, "data_dir", None)
     # resolved: metrics.json records where the test images came from, from any folder
-    return load_dataset(resolve_data_dir(chosen).resolve(), "test",
-                        getattr(config, "num_test", None))
+    root = resolve_data_dir(chosen).resolve()
+    limit = getattr(config, "num_test", None)
+    if limit is not None:
+        available = split_size(root, "test")
+        if available < limit:  # other data (--data), or a data dir that lost images
+            print(f"note: the run was tested on its first {limit:,} test images (--num-test); "
+                  f"{root} has {available:,}, and all {available:,} are evaluated",
+                  file=sys.stderr)
+    return load_dataset(root, "test", limit)
 
 
 def check_classes(model_classes: Sequence[str] | None,

@@ -705,11 +705,18 @@ def restore_training(checkpoint: dict[str, Any], path: Path, optimizer: torch.op
 def _diverged(epoch: int, config: TrainConfig, run_dir: Path) -> DlboxError:
     """The error for an epoch whose training loss is NaN or infinite: nothing after it can
     recover, so training stops before that epoch's state is saved."""
+    if checkpoint_path(run_dir, "last").is_file():  # resuming would diverge again
+        return DlboxError(f"training diverged in epoch {epoch}: the training loss became NaN "
+                          f"or infinite (the epoch's state was not saved; {run_dir} keeps the "
+                          "last one it saved)",
+                          hint=f"train again with a lower learning rate (this run's: --lr "
+                               f"{config.lr:g}) and another --run-dir; resuming this run would "
+                               "diverge again")
     return DlboxError(f"training diverged in epoch {epoch}: the training loss became NaN or "
-                      f"infinite (the epoch's state was not saved; {run_dir} keeps the last "
-                      "good one, if any)",
+                      f"infinite, before {run_dir} saved anything",
                       hint=f"train again with a lower learning rate (this run's: --lr "
-                           f"{config.lr:g})")
+                           f"{config.lr:g}); --run-dir {run_dir} may be reused, it saved "
+                           "nothing")
 
 
 def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: ImageDataset,

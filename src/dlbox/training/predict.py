@@ -102,7 +102,8 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str], paths: Sequence
                           ) -> list[PredictionResult | PredictionFailure]:
     """Predict each file with `model_fn` (uint8 batch -> logits); one result per path, in order."""
     if top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, got {top_k}")
+        raise UsageError(f"--top-k must be at least 1, got {top_k}",
+                         hint="e.g. --top-k 3 (the default), or --top-k 1 for the label alone")
     results: list[PredictionResult | PredictionFailure | None] = [None] * len(paths)
     images: list[torch.Tensor] = []
     positions: list[int] = []
@@ -205,7 +206,8 @@ def predict_images(run_dir: str | Path, paths: Sequence[str | Path], device: str
     checkpoint, a bad top_k. A file that cannot be read fails on its own.
     """
     if top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, got {top_k}")
+        raise UsageError(f"--top-k must be at least 1, got {top_k}",
+                         hint="e.g. --top-k 3 (the default), or --top-k 1 for the label alone")
     if fit not in FITS:
         raise UsageError(f"unknown fit '{fit}'", hint=f"use one of {', '.join(FITS)}")
     with out_of_memory_is_an_error(device, "predicting"):
