@@ -87,7 +87,12 @@ def _cut(data: bytes) -> bytes:
 @pytest.mark.parametrize("make, reason", [
     # Found by hand: a text file in place of last.pt ended in `unexpected KeyError: 101`
     # (exit 70), and a cut-short one said only `EOFError` or `[Errno 22] Invalid argument`.
-    (lambda good: b"hello\n", "not a PyTorch checkpoint file (KeyError: 101)"),
+    (lambda good: b"hello\n", "not a PyTorch checkpoint file: it is neither the zip archive "
+                              "torch.save writes nor a pickle"),
+    # It said "it holds something other than tensors and plain values: Unsupported operand
+    # 103", as if it were a checkpoint with code in it.
+    (lambda good: b"garbage text\n", "not a PyTorch checkpoint file: it is neither the zip "
+                                     "archive torch.save writes nor a pickle"),
     (lambda good: b"", "the file is empty"),
     (_cut, "the file is cut short"),
     (lambda good: good[:100], "the file is cut short or damaged: PytorchStreamReader failed "

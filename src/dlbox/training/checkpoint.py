@@ -192,11 +192,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+# How a file torch.save wrote begins: a zip archive (since torch 1.6), or the pickle of the
+# legacy format (protocol 2 or later).
+CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
 def _load_failure(error: BaseException, path: Path | None = None) -> str:
     """Why torch.load refused a file, in a few words: without torch's advice to load it with
     weights_only=False (which would run whatever code the file holds), and without its
     paragraph about corrupted zip files."""
     text = " ".join(str(error).split())
+    head = b""
+    with contextlib.suppress(OSError):
+        if path is not None:
+            with open(path, "rb") as handle:
+                head = handle.read(4)
+    if head and not head.startswith(CHECKPOINT_MAGIC):  # text, an image, random bytes...
+        return ("not a PyTorch checkpoint file: it is neither the zip archive torch.save "
+                "writes nor a pickle")
     if "weights_only" in text or "Weights only load failed" in text:
         detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
         return ("it holds something other than tensors and plain values"
