@@ -31,6 +31,11 @@ both accuracies side by side (and stores them under "comparison").
 Killed by --timeout, by SIGTERM or SIGINT, the harness stops the script's process group and
 still writes what the runs finished so far produced.
 
+Exit status: 0 every run finished; 1 the script failed or finished fewer runs; 2 bad input
+(checked before the data is written or the script starts: --dlbox-json is read then too);
+3 the runs finished but could not be compared with --dlbox-json; 130 interrupted before the
+script started.
+
 If the Python that runs the script has no torchvision (airbench imports it for
 T.Normalize only, the download never happening here), a minimal stand-in of the harness's own
 is put on the script's path (--torchvision-shim auto; "torchvision_shim" in the JSON says so).
@@ -61,7 +66,7 @@ from typing import Any
 import torch
 
 from dlbox.benchmark_report import check_writable, num, pct, summarize, summary_lines
-from dlbox.errors import EXIT_INTERRUPTED, DlboxError
+from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError
 from dlbox.fileio import write_json_atomic
 
 DATA_SUBDIR = "cifar10"  # airbench's loaders read cifar10/{train,test}.pt under their cwd
@@ -538,12 +543,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="write the CPU stand-in for airbench to PATH and exit")
     args = parser.parse_args(argv)
     if args.write_fake_script is None and args.script is None:
-        parser.error("--script is required")
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
+        raise UsageError("--script is required",
+                         hint="pass airbench's script, e.g. --script airbench94_muon.py (or "
+                              "--write-fake-script PATH for a CPU stand-in to try it with)")
+    # Checked before the data is written and the script's minutes: --num-test 0 ran and
+    # reported nan accuracy with exit 0, --num-train -5 took all but 5 images.
+    for flag, value in (("--runs", args.runs), ("--num-train", args.num_train),
+                        ("--num-test", args.num_test)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}",
+                             hint=f"pass {flag} 1 or more" + (
+                                 "" if flag == "--runs" else f", or leave {flag} out for all"))
     if args.timeout is not None and not args.timeout > 0:
-        parser.error("--timeout must be more than 0 seconds")
+        raise UsageError(f"--timeout must be more than 0 seconds, got {args.timeout:g}",
+                         hint="pass the seconds the script may take, or leave --timeout out")
+    if args.write_fake_script is None and shutil.which(args.python) is None:
+        raise UsageError(f"--python {args.python}: no such program",
+                         hint="pass the path of the Python that has airbench's torch")
+    work = args.keep_work_dir
+    if work is not None and work.expanduser().exists() and not work.expanduser().is_dir():
+        raise UsageError(f"--keep-work-dir {work} is a file, not a folder",
+                         hint="pass a folder (it is made if missing)")
     return args
+
+
+def read_dlbox_json(path: Path) -> dict[str, Any]:
+    """time_to_accuracy.py's JSON, read before the script runs (a wrong path found after
+    minutes of compiling costs them): UsageError when it cannot be read or has no time."""
+    try:
+        document = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise UsageError(f"--dlbox-json {path}: cannot read it ({reason})",
+                         hint="pass the --json file of benchmarks/time_to_accuracy.py") from None
+    try:
+        time_mean = _mean(document, "time_seconds") if isinstance(document, dict) else None
+    except (AttributeError, TypeError, ValueError):  # a summary of another shape
+        time_mean = None
+    if time_mean is None:
+        raise UsageError(f"--dlbox-json {path} has no summary.time_seconds.mean",
+                         hint="pass the --json file of benchmarks/time_to_accuracy.py with "
+                              "the speedrun model")
+    return document
 
 
 def run_line(r: dict[str, Any]) -> str:
@@ -559,9 +600,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     script = args.script.expanduser().resolve()
     if not script.is_file():
-        raise HarnessError(f"no script at {script}")
+        raise UsageError(f"no script at {script}",
+                         hint="pass the path of airbench's script, e.g. airbench94_muon.py")
     if args.json:
         check_writable(args.json)  # before the script's minutes, not after them
+    dlbox_doc = read_dlbox_json(args.dlbox_json) if args.dlbox_json is not None else None
     from dlbox.data.paths import resolve_data_dir
     from dlbox.training.manifest import build_manifest, data_checksum
 
@@ -647,9 +690,8 @@ def main(argv: list[str] | None = None) -> int:
         "output_tail": run.lines[-40:],
     }
     status = 0 if rc == 0 and len(runs) == args.runs else 1
-    if args.dlbox_json is not None:
+    if dlbox_doc is not None:
         try:
-            dlbox_doc = json.loads(Path(args.dlbox_json).read_text())
             comparison = compare(summary, dlbox_doc)
             comparison["notes"] = same_data_notes(comparison, len(train), len(test), checksum)
             comparison["notes"] += same_hardware_notes(
@@ -658,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
             comparison["dlbox_json"] = str(args.dlbox_json)
             document["comparison"] = comparison
             print("\n".join(comparison_lines(comparison, script.name)))
-        except (OSError, ValueError, HarnessError) as error:
+        except HarnessError as error:
             document["comparison"] = {"error": str(error), "dlbox_json": str(args.dlbox_json)}
             print(f"error: no comparison with {args.dlbox_json}: {error}", file=sys.stderr)
             status = status or 3

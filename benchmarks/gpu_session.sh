@@ -36,9 +36,26 @@ set -u
 set -o pipefail
 
 MODE=gpu
-if [ "${1:-}" = "--smoke" ]; then MODE=smoke; fi
 PRINT_RESERVES=0  # --print-reserves: the GPU session's budget per step, then exit
-if [ "${1:-}" = "--print-reserves" ]; then PRINT_RESERVES=1 OUT=${OUT:-/tmp/gpu-reserves}; fi
+# Anything else is refused: a typo (--smok, --help) must not start the 540 s GPU session.
+if [ $# -gt 1 ]; then
+    echo "error: one argument at most, got $#: $*" >&2
+    echo "hint: no argument for the GPU session, or --smoke, or --print-reserves" >&2
+    exit 2
+fi
+case "${1:-}" in
+    "") ;;
+    --smoke) MODE=smoke ;;
+    --print-reserves) PRINT_RESERVES=1 OUT=${OUT:-/tmp/gpu-reserves} ;;
+    -h | --help)
+        sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0 ;;
+    *)
+        echo "error: unknown argument $1" >&2
+        echo "hint: no argument for the GPU session, or --smoke, or --print-reserves" \
+             "(--help says what each does)" >&2
+        exit 2 ;;
+esac
 if [ -z "${OUT:-}" ]; then echo "OUT is not set (the folder that comes back)" >&2; exit 2; fi
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.." || exit 2

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.benchmark_report import num
+from dlbox.errors import DlboxError, UsageError
 from dlbox.fileio import read_json, write_json_atomic
 
 SUMMARY_FILE = "summary.json"
@@ -228,7 +229,7 @@ def report_lines(document: dict[str, Any]) -> list[str]:
         lines.append(f"(with --compile: ratio {compiled_ratio:.3f})")
     for step in document["steps"]:
         lines.append(f"  step {step['step']:<9} rc {step.get('rc')}  {step.get('seconds', '-')} s"
-                     f"  gpu peak {step.get('gpu_memory_used_peak_mib')} MiB")
+                     f"  gpu peak {num(step.get('gpu_memory_used_peak_mib'), '.0f')} MiB")
     return lines
 
 
@@ -241,9 +242,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the session's OUT (the benchmarks' JSON; summary.json goes here)")
     parser.add_argument("--work", type=Path, required=True,
                         help="the session's WORK (steps.jsonl, the e2e records, the run dirs)")
-    parser.add_argument("--mode", required=True, help="gpu or smoke, as recorded")
+    parser.add_argument("--mode", required=True, choices=("gpu", "smoke"),
+                        help="gpu or smoke, as recorded")
     parser.add_argument("--budget-s", type=float, required=True, help="the session's BUDGET_S")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # what a session wrote is read from these: a typo would summarise nothing as "missing"
+    for flag, folder in (("--out", args.out), ("--work", args.work)):
+        if not folder.is_dir():
+            raise UsageError(f"{flag} {folder} is not a folder",
+                             hint=f"pass the session's {flag[2:].upper()} folder")
+    if not args.budget_s > 0:
+        raise UsageError(f"--budget-s must be more than 0, got {args.budget_s:g}",
+                         hint="pass the session's BUDGET_S (540 by default)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,4 +267,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DlboxError as error:
+        print("\n".join(error.report_lines()), file=sys.stderr)
+        sys.exit(2)

@@ -26,26 +26,38 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from dlbox import __version__  # noqa: E402
+from dlbox.benchmark_report import check_writable  # noqa: E402
 from dlbox.container import engine  # noqa: E402
 from dlbox.container.build import BuildRequest, build_image  # noqa: E402
 from dlbox.container.context import copy_project  # noqa: E402
 from dlbox.container.project import detect_project  # noqa: E402
-from dlbox.errors import DlboxError  # noqa: E402
+from dlbox.errors import DlboxError, UsageError  # noqa: E402
 from dlbox.fileio import write_json_atomic  # noqa: E402
 
 TAG = "dlbox-bench:cpu"
 
 
-def main() -> int:
+def report(error: DlboxError) -> None:
+    print("\n".join(error.report_lines()), file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--base-image", default=os.environ.get("DLBOX_BASE_IMAGE",
                                                                "dlbox-base:bookworm"))
-    parser.add_argument("--wheelhouse", type=Path, default=Path("/opt/wheels"))
+    parser.add_argument("--wheelhouse", type=Path, dest="wheelhouse_given",
+                        help="a folder of wheels to install from (default: /opt/wheels when "
+                             "it exists)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
-    if args.json is not None and not args.json.absolute().parent.is_dir():
-        print(f"error: --json {args.json}: its folder does not exist", file=sys.stderr)
-        print("hint: make the folder first, or pass another path", file=sys.stderr)
+    args = parser.parse_args(argv)
+    try:  # before minutes of building: a folder given as --json failed only at the end
+        if args.json is not None:
+            check_writable(args.json)
+        if args.wheelhouse_given is not None and not args.wheelhouse_given.is_dir():
+            raise UsageError(f"--wheelhouse {args.wheelhouse_given} is not a folder",
+                             hint="pass the folder of wheels, or leave --wheelhouse out")
+    except DlboxError as error:
+        report(error)
         return 2
     try:
         client = engine.connect()
@@ -58,9 +70,7 @@ def main() -> int:
                 except Exception:  # noqa: BLE001 - never made, or already gone
                     pass
     except DlboxError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        if error.hint:
-            print(f"hint: {error.hint}", file=sys.stderr)
+        report(error)
         return 1
     print(f"image size        {figures['image_size_mib']} MiB ({figures['framework']}, "
           f"base {args.base_image})")
@@ -73,13 +83,23 @@ def main() -> int:
     return 0
 
 
+DEFAULT_WHEELHOUSE = Path("/opt/wheels")
+
+
+def wheelhouse(args: argparse.Namespace) -> Path | None:
+    """--wheelhouse (checked to be a folder), else /opt/wheels when this machine has one."""
+    if args.wheelhouse_given is not None:
+        return Path(args.wheelhouse_given)
+    return DEFAULT_WHEELHOUSE if DEFAULT_WHEELHOUSE.is_dir() else None
+
+
 def measure(client: object, args: argparse.Namespace) -> dict[str, object]:
     """Lock (not timed), build cold, change one source file, build warm: the figures."""
     quiet = lambda line: None  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="dlbox-bench-") as tmp:
         project = copy_project(detect_project(None), Path(tmp) / "project")
         request = BuildRequest(project_dir=project, device="cpu", base_image=args.base_image,
-                               wheelhouse=args.wheelhouse if args.wheelhouse.is_dir() else None,
+                               wheelhouse=wheelhouse(args),
                                extras=("notebook",), tag=TAG, smoke=False)
         print("locking (not timed) ...", flush=True)
         build_image(request, log=quiet)

@@ -335,7 +335,12 @@ def _harness(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120, check=False)
 
 
-@pytest.mark.parametrize("case", ["missing-data", "unwritable-json", "num-train-too-big"])
+# Found in review: --num-test 0 ran and reported nan with exit 0, --num-train -5 took all but
+# 5 images, a missing --python or a file as --keep-work-dir ended in a traceback, and a
+# --dlbox-json that cannot be read was found only after the script's runs.
+@pytest.mark.parametrize("case", ["missing-data", "unwritable-json", "num-train-too-big",
+                                  "num-train-negative", "num-test-zero", "missing-python",
+                                  "work-dir-a-file", "missing-dlbox-json", "dlbox-json-no-time"])
 def test_bad_input_is_an_error_and_a_hint_without_a_traceback(case: str, data_dir: Path,
                                                                tmp_path: Path) -> None:
     fake = bench.write_fake_script(tmp_path / "fake_airbench.py")
@@ -349,8 +354,16 @@ def test_bad_input_is_an_error_and_a_hint_without_a_traceback(case: str, data_di
         blocker.write_text("")
         out = blocker / "airbench.json"  # under a file: never writable
         args[-1] = str(out)
+    elif case == "dlbox-json-no-time":
+        (tmp_path / "dlbox.json").write_text('{"summary": []}')
+        args += ["--dlbox-json", str(tmp_path / "dlbox.json")]
     else:
-        args += ["--num-train", "100000"]
+        args += {"num-train-too-big": ["--num-train", "100000"],
+                 "num-train-negative": ["--num-train", "-5"],
+                 "num-test-zero": ["--num-test", "0"],
+                 "missing-python": ["--python", str(tmp_path / "no-python")],
+                 "work-dir-a-file": ["--keep-work-dir", str(fake)],
+                 "missing-dlbox-json": ["--dlbox-json", str(tmp_path / "none.json")]}[case]
     proc = _harness(*args)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

@@ -91,3 +91,21 @@ def test_a_missing_carried_folder_stops_the_call_before_any_step(tmp_path: Path)
     assert result.returncode == 2
     assert "missing .data/jpeg_to_cifar_batches.py .data/pylib/platformdirs: make" in \
         result.stderr
+
+
+@pytest.mark.parametrize("args", [["--smok"], ["--help", "extra"], ["-x"]])
+def test_an_unknown_argument_is_refused_before_anything_runs(tmp_path: Path,
+                                                             args: list[str]) -> None:
+    """Found in review: any first argument but --smoke and --print-reserves started the full
+    GPU session (540 s of device time for a typo)."""
+    env = {**os.environ, "OUT": str(tmp_path / "out")}
+    proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: ")
+    assert not (tmp_path / "out").exists()
+    helped = subprocess.run(["bash", str(SCRIPT), "--help"], env=env, capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert "--smoke" in helped.stdout and "ONLY=" in helped.stdout
+    assert not (tmp_path / "out").exists()

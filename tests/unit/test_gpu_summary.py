@@ -162,7 +162,7 @@ def test_missing_or_failed_steps_are_missing_not_fail(session: tuple[Path, Path]
     assert [s["gpu_memory_used_peak_mib"] for s in document["steps"]] == [3000.0, None]
     lines = summary_module.report_lines(document)
     assert sum(line.endswith("  missing") for line in lines) == 8
-    assert lines[-1] == "  step long      rc None  - s  gpu peak None MiB"
+    assert lines[-1] == "  step long      rc None  - s  gpu peak - MiB"
     assert not any(line.endswith("  FAIL") for line in lines)
     # No step ran at all (ONLY named none): still a summary, every target missing.
     (work / "steps.jsonl").unlink()
@@ -224,6 +224,28 @@ def test_main_writes_summary_json(session: tuple[Path, Path],
     assert printed[3].split()[-4:] == [">=", "0.908", "0.912", "PASS"]
     assert sum(line.endswith("  PASS") for line in printed) == 10
     assert printed[-1] == f"wrote {out / 'summary.json'}"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"--out": "missing"}, "--out {tmp}/missing is not a folder"),
+    ({"--work": "missing"}, "--work {tmp}/missing is not a folder"),
+    ({"--budget-s": "-5"}, "--budget-s must be more than 0, got -5"),
+])
+def test_bad_arguments_write_no_summary(session: tuple[Path, Path], tmp_path: Path,
+                                        change: dict[str, str], message: str) -> None:
+    """Found in review: `--out /nonexistent` made that folder and wrote a summary of every
+    target "missing", with exit 0; --mode banana and --budget-s -5 were taken as they were."""
+    out, work = session
+    args = {"--out": str(out), "--work": str(work), "--mode": "gpu", "--budget-s": "540"}
+    args.update({flag: str(tmp_path / value) if flag in ("--out", "--work") else value
+                 for flag, value in change.items()})
+    with pytest.raises(summary_module.UsageError) as info:
+        summary_module.main([item for pair in args.items() for item in pair])
+    assert info.value.message == message.format(tmp=tmp_path) and info.value.hint
+    assert not (tmp_path / "missing").exists() and not (out / "summary.json").exists()
+    with pytest.raises(SystemExit):  # argparse's own refusal: not one of gpu, smoke
+        summary_module.main([*(item for pair in args.items() for item in pair),
+                             "--mode", "banana"])
 
 
 def test_failed_speedrun_runs_do_not_count(session: tuple[Path, Path]) -> None:

@@ -1,0 +1,35 @@
+"""benchmarks/image_build.py refuses bad arguments before its minutes of building."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "image_build.py"
+
+
+@pytest.mark.parametrize("case", ["json-a-folder", "json-under-a-file", "missing-wheelhouse"])
+def test_bad_arguments_are_refused_before_any_build(tmp_path: Path, case: str) -> None:
+    """Found in review: a folder given as --json was found only after both builds (over three
+    minutes), with a traceback; a --wheelhouse that does not exist was dropped silently, and
+    the build then failed on a torch requirement it could not meet."""
+    (tmp_path / "a-file").write_text("")
+    args, message = {
+        "json-a-folder": (["--json", str(tmp_path)], f"cannot write {tmp_path}: it is a folder"),
+        "json-under-a-file": (["--json", str(tmp_path / "a-file" / "out.json")],
+                              "is not a folder"),
+        "missing-wheelhouse": (["--wheelhouse", str(tmp_path / "wheels")],
+                               f"--wheelhouse {tmp_path / 'wheels'} is not a folder"),
+    }[case]
+    # No engine is needed: DOCKER_HOST points nowhere, so a build would fail otherwise.
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=120, check=False,
+                          env={"DOCKER_HOST": "unix:///nonexistent.sock", "PATH": "/usr/bin"})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert lines[1].startswith("hint: ") and proc.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
