@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}",
                              hint=f"pass {flag} 1 or more")
-    if args.json:
+    if args.json is not None:
         check_writable(args.json)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -140,7 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                   + ("" if flag in ("--runs", "--warmup",
                                                     "--baseline-epochs")
                                      else f", or leave {flag} out"))
-    if args.json:
+    if args.json is not None:
         check_writable(args.json)
     return args
 

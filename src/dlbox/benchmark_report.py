@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from dlbox.errors import FileWriteError
+from dlbox.errors import FileWriteError, UsageError
 
 
 def summarize(values: Iterable[float | None]) -> dict[str, float | None]:
@@ -22,7 +22,8 @@ def summarize(values: Iterable[float | None]) -> dict[str, float | None]:
     if not present:
         return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
     return {"mean": statistics.fmean(present),
-            "std": statistics.stdev(present) if len(present) > 1 else 0.0,
+            # one run has no spread to speak of: None ("-"), not a std of 0
+            "std": statistics.stdev(present) if len(present) > 1 else None,
             "min": min(present), "max": max(present), "n": len(present)}
 
 
@@ -43,9 +44,10 @@ def summary_lines(summary: Mapping[str, Mapping[str, float | None]], runs: int,
         if s["mean"] is None:
             continue
         scale = 100.0 if "acc" in key else 1.0
+        cells = [s[k] for k in ("mean", "std", "min", "max")]
         lines.append(f"  {key:<18}" + "".join(
-            f" {num((s[k] or 0.0) * scale, f'10.{decimals}f')}"
-            for k in ("mean", "std", "min", "max")) + (" %" if scale == 100.0 else unit))
+            f" {num(None if v is None else v * scale, f'10.{decimals}f'):>10}" for v in cells)
+            + (" %" if scale == 100.0 else unit))
     return lines
 
 
@@ -53,8 +55,10 @@ def check_writable(path: str | Path, flag: str = "--json") -> None:
     """Fail before any work when `path` cannot be written (the benchmark would otherwise
     train for minutes and only then find out): a folder there, or its nearest existing
     parent not a writable folder. The atomic write at the end makes missing parents."""
-    target = Path(path).expanduser()
     hint = f"pass {flag} a file path in a folder you can write to"
+    if not str(path).strip():  # `--json "$OUT"` with OUT unset: it wrote nothing, silently
+        raise UsageError(f"{flag} was given an empty path", hint=hint)
+    target = Path(path).expanduser()
     if target.is_dir():
         raise FileWriteError(target, "it is a folder", hint=hint)
     parent = target.parent.absolute()

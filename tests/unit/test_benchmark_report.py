@@ -1,0 +1,35 @@
+"""dlbox.benchmark_report: the summary the benchmarks print and write, and their --json check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dlbox.benchmark_report import check_writable, summarize, summary_lines
+from dlbox.errors import FileWriteError, UsageError
+
+
+def test_one_run_has_no_standard_deviation_rather_than_zero() -> None:
+    """Found in review: `--runs 1` printed and wrote "std 0.000", as if runs had agreed."""
+    one = summarize([0.5, None, float("nan")])
+    assert one == {"mean": 0.5, "std": None, "min": 0.5, "max": 0.5, "n": 1}
+    two = summarize([0.5, 0.7])
+    assert two["std"] == pytest.approx(0.1414, abs=1e-4) and two["n"] == 2
+    header, row = summary_lines({"accuracy": one}, runs=1)
+    assert row.split() == ["accuracy", "50.000", "-", "50.000", "50.000", "%"]
+    assert len(row) == len(summary_lines({"accuracy": two}, runs=2)[1])  # columns line up
+
+
+def test_check_writable_refuses_an_empty_path_a_folder_and_a_path_under_a_file(
+        tmp_path: Path) -> None:
+    """`--json ""` (a variable unset) wrote no JSON and said nothing."""
+    with pytest.raises(UsageError, match="--json was given an empty path"):
+        check_writable("")
+    with pytest.raises(FileWriteError, match="it is a folder"):
+        check_writable(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(FileWriteError, match="is not a folder"):
+        check_writable(tmp_path / "a-file" / "out.json")
+    check_writable(tmp_path / "new" / "out.json")  # missing folders are made by the write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
