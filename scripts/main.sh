@@ -7,6 +7,18 @@
 # the default data dir).
 # Extra training flags: DLBOX_TRAIN_ARGS="--epochs 2 --model tutorial" scripts/main.sh
 set -euo pipefail
+for arg in "$@"; do  # `dlbox data fetch --help` exits 0: training would start after it
+    case "$arg" in
+        -h | --help)
+            sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'
+            echo
+            echo "The arguments (dlbox data fetch's):"
+            dlbox="$(dirname "$0")/../.venv/bin/dlbox"
+            if [ -x "$dlbox" ]; then "$dlbox" data fetch --help; else
+                echo "(run scripts/setup.sh first to list them)"; fi
+            exit 0 ;;
+    esac
+done
 caller=$PWD
 cd "$(dirname "$0")/.."
 # Relative --from / --data paths are the caller's: made absolute before they are used here.

@@ -4,6 +4,17 @@
 # Usage: scripts/setup.sh            (python only)
 #        scripts/setup.sh --system   (also Docker engine, base image, Chromium; needs root)
 set -euo pipefail
+# Checked before anything is installed: a typo (--sytem) must not pass for a full set-up.
+SYSTEM=0
+case "$#:${1:-}" in
+    0:) ;;
+    1:--system) SYSTEM=1 ;;
+    1:-h | 1:--help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *)
+        echo "error: unknown argument(s): $*" >&2
+        echo "hint: scripts/setup.sh (Python only), or scripts/setup.sh --system" >&2
+        exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${DLBOX_TORCH_SPEC:-torch==2.13.0}
@@ -34,6 +45,6 @@ fi
 echo "==> installing dlbox with its dev extras"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 
-if [ "${1:-}" = "--system" ]; then
+if [ "$SYSTEM" = 1 ]; then
     scripts/provision-system.sh
 fi

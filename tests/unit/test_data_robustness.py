@@ -57,6 +57,13 @@ def test_main_sh_without_data_is_unchanged(tmp_path: Path) -> None:
         ["data", "fetch", "--force", "--from", "https://m/x.tar.gz"], ["train"]]
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_main_sh_help_does_not_go_on_to_train(tmp_path: Path, flag: str) -> None:
+    """Found in review: `scripts/main.sh --help` printed fetch's help (which exits 0), then
+    started the default training job."""
+    assert run_main(tmp_path, "--from", "/a.tar.gz", flag) == [["data", "fetch", "--help"]]
+
+
 def test_main_sh_reads_relative_paths_from_where_it_was_called(tmp_path: Path) -> None:
     """Found in review: main.sh changed to the repo before it used its arguments, so
     `--from ./cifar-10-python.tar.gz` typed in the download folder was not found there."""
