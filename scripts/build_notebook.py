@@ -82,6 +82,7 @@ CELLS = [
     SEED = 0             # the same seed gives the same run on the same machine
     MY_IMAGE = None      # a photo of yours to classify (a path); None = draw one
     RUN_DIR = None       # where the trained model is saved; None = a new folder under runs/
+                         # each time (a folder named here must not hold a run already)
     """, tags=["parameters"]),
     code("""
     import atexit
@@ -192,8 +193,14 @@ CELLS = [
         rows = []
 
         def record(module, inputs, output, name):
-            own = sum(p.numel() for p in module.parameters(recurse=False))
-            rows.append((name, type(module).__name__, tuple(output.shape), own))
+            own = module.parameters(recurse=False)
+            learned = frozen = 0
+            for p in own:
+                if p.requires_grad:
+                    learned += p.numel()
+                else:  # set once and kept (speedrun's whitening layer): not learned
+                    frozen += p.numel()
+            rows.append((name, type(module).__name__, tuple(output.shape), learned, frozen))
 
         leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
         hooks = [m.register_forward_hook(lambda mod, i, o, n=n: record(mod, i, o, n))
@@ -202,10 +209,14 @@ CELLS = [
             model.eval()(torch.zeros(input_shape))
         for hook in hooks:
             hook.remove()
-        print(f"{'layer':22s} {'type':18s} {'output shape':20s} {'parameters':>10s}")
-        for name, kind, shape, count in rows:
-            print(f"{name:22s} {kind:18s} {str(shape):20s} {count:>10,}")
-        print(f"total: {count_parameters(model):,} trainable parameters")
+        width = max([len(kind) for _, kind, _, _, _ in rows] + [18])
+        print(f"{'layer':22s} {'type':{width}s} {'output shape':20s} {'parameters':>10s}")
+        for name, kind, shape, count, frozen in rows:
+            print(f"{name:22s} {kind:{width}s} {str(shape):20s} {count:>10,}"
+                  + (f"  (+ {frozen:,} frozen)" if frozen else ""))
+        frozen = sum(row[4] for row in rows)
+        print(f"total: {count_parameters(model):,} trainable parameters"
+              + (f" (+ {frozen:,} frozen: not learned)" if frozen else ""))
 
     # The network as DEVICE trains it (its recipe's settings: resnet is narrower on a CPU).
     settings = recipe_for(MODEL, resolve_device(DEVICE)).model_kwargs

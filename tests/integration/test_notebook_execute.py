@@ -115,6 +115,13 @@ def test_notebook_runs_top_to_bottom_on_tiny_synthetic_data(tmp_path: Path, mode
 
     cpu_count = get_model_info(model).params_by_recipe.get("cpu", get_model_info(model).params)
     assert f"total: {cpu_count:,} trainable parameters" in text, text
+    # The layer table counts what is learned, as its total does; frozen weights (speedrun's
+    # whitening, its BatchNorm scales) are named apart: the rows added up to more than it.
+    table = text.split("output shape")[1].split("total: ")[0]
+    rows = [line.split() for line in table.splitlines()[1:] if line.strip()]  # after the head
+    assert sum(int(row[-1].replace(",", "")) if "frozen)" not in row else
+               int(row[row.index("(+") - 1].replace(",", "")) for row in rows) == cpu_count
+    assert ("frozen: not learned" in text) == (model == "speedrun"), text
     assert re.search(rf"^{model} +{cpu_count:,} parameters", text, re.M), text
     assert re.search(r"The network's guess for mine\.jpg: \w+ \(\d+\.\d% sure\)", text), text
     # sample grid, loss curves, confusion matrix, misclassified gallery, own-image plot
