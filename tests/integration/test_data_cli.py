@@ -645,3 +645,16 @@ def test_check_an_image_too_large_hints_to_downscale_it_in_text_and_json(
     files = {f["name"]: f for f in json.loads(capsys.readouterr().out)["files"]}
     assert files["train/"]["hint"].startswith("downscale it to a few megapixels first")
     assert files["test/"]["ok"] and files["test/"]["hint"] is None
+
+
+def test_train_on_a_data_dir_that_links_to_nothing_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """train read the folder the link points to: "no CIFAR-10 data found in .../nowhere" with
+    the hint to run `dlbox data fetch`, which refuses that link with its own hint."""
+    link = tmp_path / "data"
+    link.symlink_to(tmp_path / "nowhere")
+    assert main(["train", "--data", str(link), "--model", "tiny", "--device", "cpu",
+                 "--run-dir", str(tmp_path / "run")]) == 1
+    hint = assert_clean_error(capsys.readouterr().err,
+                              f"the data dir {link} is a symbolic link to {tmp_path / 'nowhere'}")
+    assert f"mkdir -p {tmp_path / 'nowhere'}" in hint and not (tmp_path / "run").exists()
