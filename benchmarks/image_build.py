@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--base-image", default=os.environ.get("DLBOX_BASE_IMAGE",
                                                                "dlbox-base:bookworm"))
-    parser.add_argument("--wheelhouse", type=Path, dest="wheelhouse_given",
+    parser.add_argument("--wheelhouse", type=Path,
                         help="a folder of wheels to install from (default: /opt/wheels when "
                              "it exists)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:  # before minutes of building: a folder given as --json failed only at the end
         if args.json is not None:
             check_writable(args.json)
-        if args.wheelhouse_given is not None and not args.wheelhouse_given.is_dir():
-            raise UsageError(f"--wheelhouse {args.wheelhouse_given} is not a folder",
+        if args.wheelhouse is not None and not args.wheelhouse.is_dir():
+            raise UsageError(f"--wheelhouse {args.wheelhouse} is not a folder",
                              hint="pass the folder of wheels, or leave --wheelhouse out")
     except DlboxError as error:
         report(error)
@@ -86,10 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 DEFAULT_WHEELHOUSE = Path("/opt/wheels")
 
 
-def wheelhouse(args: argparse.Namespace) -> Path | None:
-    """--wheelhouse (checked to be a folder), else /opt/wheels when this machine has one."""
-    if args.wheelhouse_given is not None:
-        return Path(args.wheelhouse_given)
+def default_wheelhouse() -> Path | None:
+    """Without --wheelhouse: /opt/wheels when this machine has one."""
     return DEFAULT_WHEELHOUSE if DEFAULT_WHEELHOUSE.is_dir() else None
 
 
@@ -99,7 +97,7 @@ def measure(client: object, args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="dlbox-bench-") as tmp:
         project = copy_project(detect_project(None), Path(tmp) / "project")
         request = BuildRequest(project_dir=project, device="cpu", base_image=args.base_image,
-                               wheelhouse=wheelhouse(args),
+                               wheelhouse=args.wheelhouse or default_wheelhouse(),
                                extras=("notebook",), tag=TAG, smoke=False)
         print("locking (not timed) ...", flush=True)
         build_image(request, log=quiet)

@@ -194,6 +194,16 @@ def write_with_atomic(
         writer(handle)
 
 
+def file_head(path: str | Path, size: int) -> bytes:
+    """The first `size` bytes of the file `path` (fewer for a shorter file); b"" when it
+    cannot be read. For telling a file's kind by its magic bytes."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except OSError:
+        return b""
+
+
 def read_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)

@@ -19,3 +19,9 @@ def plain(line: str) -> str:
     """`line` without terminal colours and control characters: a build step's output
     (apt's and pip's colours) shown in dlbox's own progress, or quoted in an error."""
     return _TERMINAL_CONTROL.sub("", line)
+
+
+def reason_and_fix(reason: str, fix: str | None) -> str:
+    """A failure on one line, its fix after the reason: "reason; fix" (the reason alone
+    without one), as `dlbox predict` prints each file it could not read."""
+    return f"{reason}; {fix}" if fix else reason

@@ -32,7 +32,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dlbox.errors import DataError, first_line
-from dlbox.fileio import unsearchable_folder
+from dlbox.fileio import file_head, unsearchable_folder
+from dlbox.text import reason_and_fix
 
 # The most pixels (width * height) an input may claim. Pillow's own guard is about 89
 # megapixels (warning) and 179 (error); 50 covers a 48-megapixel phone photo and stops a
@@ -51,7 +52,7 @@ class ImageLoadError(DataError):
 
     def one_line(self) -> str:
         """The reason and its fix on one line: "reason; fix"."""
-        return f"{self.message}; {self.hint}" if self.hint else self.message
+        return reason_and_fix(self.message, self.hint)
 
 
 # Tried first: Image.open asks each format in turn whether the file is its own, and the
@@ -289,13 +290,7 @@ IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8
 
 def _head(source: str | Path | bytes, size: int = 12) -> bytes:
     """The first `size` bytes of a file (or of its bytes); b"" when it cannot be read."""
-    if isinstance(source, bytes):
-        return source[:size]
-    try:
-        with open(source, "rb") as handle:
-            return handle.read(size)
-    except OSError:
-        return b""
+    return source[:size] if isinstance(source, bytes) else file_head(source, size)
 
 
 def _is_postscript(source: str | Path | bytes) -> bool:

@@ -38,6 +38,16 @@ def resolve_data_dir(arg: str | Path | None) -> Path:
     return default_data_dir()
 
 
+def resolved_data_dir(arg: str | Path | None) -> Path:
+    """resolve_data_dir's folder as an absolute path without links, for the commands that
+    read data (train, evaluate): checked first (check_data_dir_path), since resolving turns
+    a link to nothing into the missing folder it points to, whose "no data; run dlbox data
+    fetch" is a fix that fetch refuses on the link."""
+    given = resolve_data_dir(arg)
+    check_data_dir_path(given)
+    return given.resolve()
+
+
 def check_data_dir_path(data_dir: str | Path) -> None:
     """Raise DataError when `data_dir`, or the nearest part of it that exists, is not a folder
     (a regular file, say): no data can be read from it nor fetched into it. A data dir that

@@ -36,7 +36,13 @@ import torch
 from torch import nn
 
 from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
-from dlbox.fileio import ACCESS_ERRNOS, read_json, unsearchable_folder, write_with_atomic
+from dlbox.fileio import (
+    ACCESS_ERRNOS,
+    file_head,
+    read_json,
+    unsearchable_folder,
+    write_with_atomic,
+)
 from dlbox.training.config import TrainConfig
 
 CHECKPOINT_FORMAT = "dlbox-checkpoint"
@@ -202,11 +208,7 @@ def _load_failure(error: BaseException, path: Path | None = None) -> str:
     weights_only=False (which would run whatever code the file holds), and without its
     paragraph about corrupted zip files."""
     text = " ".join(str(error).split())
-    head = b""
-    with contextlib.suppress(OSError):
-        if path is not None:
-            with open(path, "rb") as handle:
-                head = handle.read(4)
+    head = file_head(path, 4) if path is not None else b""
     if head and not head.startswith(CHECKPOINT_MAGIC):  # text, an image, random bytes...
         return ("not a PyTorch checkpoint file: it is neither the zip archive torch.save "
                 "writes nor a pickle")

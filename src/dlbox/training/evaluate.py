@@ -276,11 +276,11 @@ def load_run_model(run_dir: Path, device: str | torch.device = "auto",
 def load_test_split(config: Any, data_dir: str | Path | None) -> ImageDataset:
     """The test split the run is evaluated on: --data, else the run's data dir; num_test cap."""
     from dlbox.data.loading import load_dataset, split_size
-    from dlbox.data.paths import resolve_data_dir
+    from dlbox.data.paths import resolved_data_dir
 
     chosen = data_dir if data_dir is not None else getattr(config, "data_dir", None)
     # resolved: metrics.json records where the test images came from, from any folder
-    root = resolve_data_dir(chosen).resolve()
+    root = resolved_data_dir(chosen)
     limit = getattr(config, "num_test", None)
     if limit is not None:
         available = split_size(root, "test")

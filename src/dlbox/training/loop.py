@@ -289,13 +289,9 @@ def refuse_beyond(available: int, limit: int | None, flag: str, split: str,
 
 
 def resolve_data(config: TrainConfig) -> Path:
-    from dlbox.data.paths import check_data_dir_path, resolve_data_dir
+    from dlbox.data.paths import resolved_data_dir
 
-    given = resolve_data_dir(config.data_dir)
-    # before resolve() turns a link to nothing into the missing folder it points to (whose
-    # "no data; run dlbox data fetch" is a fix fetch refuses on the link)
-    check_data_dir_path(given)
-    return given.resolve()
+    return resolved_data_dir(config.data_dir)
 
 
 # ---- stopping cleanly ------------------------------------------------------------------------

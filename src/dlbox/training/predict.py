@@ -33,6 +33,7 @@ from dlbox.data.images import (
 )
 from dlbox.data.layout import IMAGE_EXTENSIONS
 from dlbox.errors import RunDirError, UsageError, first_line
+from dlbox.text import reason_and_fix
 from dlbox.training.evaluate import (
     build_model_fn,
     load_run_model,
@@ -70,7 +71,7 @@ class PredictionFailure:
 
     def one_line(self) -> str:
         """The reason and its fix on one line, "reason; fix": what `dlbox predict` prints."""
-        return f"{self.error}; {self.fix}" if self.fix else self.error
+        return reason_and_fix(self.error, self.fix)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "ok": False, "error": self.error, "fix": self.fix or None}
