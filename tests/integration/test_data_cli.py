@@ -626,6 +626,27 @@ def test_a_data_dir_that_may_not_be_read_names_the_folder_and_the_fix(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("where", ["the run dir", "the folder above"])
+def test_a_run_dir_that_may_not_be_written_names_the_folder_to_chmod(
+        tmp_path: Path, refused_prefix: list[str], where: str) -> None:
+    """Found by reading: `--run-dir X` that could not be made said only "pass a writable
+    --run-dir"; the folder that refused (X itself, or the one above a new X) and its chmod
+    are named now."""
+    data = image_tree(tmp_path / "data")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    run_dir = locked if where == "the run dir" else locked / "run"
+    result = run_refused(refused_prefix, "train", "--data", str(data), "--model", "tiny",
+                         "--epochs", "1", "--device", "cpu", "--no-progress",
+                         "--run-dir", str(run_dir), chmod={locked: 0o555})
+    assert result.returncode == 1, result.stderr
+    hint = assert_clean_error(result.stderr,
+                              f"cannot create run directory {run_dir} (Permission denied)")
+    assert hint == (f"hint: make {locked} writable for you (`chmod u+rwx {locked}`), or pass "
+                    "another --run-dir")
+    assert list(locked.iterdir()) == []
+
+
 def test_check_an_image_too_large_hints_to_downscale_it_in_text_and_json(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An image over the pixel limit in a tree was told to "replace that file with a readable

@@ -328,6 +328,38 @@ def test_ctrl_c_in_the_final_evaluation_points_to_evaluate_not_resume(
     assert main(["evaluate", str(run_dir)]) == EXIT_OK
 
 
+def test_ctrl_c_when_the_checkpoint_cannot_be_looked_at_still_names_the_resume(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by reading: the handler's last.is_file() raised PermissionError (a traceback
+    after 'interrupted') when the checkpoints folder had lost its search permission."""
+    from dlbox.training import loop
+
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.pt"
+    real_stat = Path.stat
+
+    def refused_stat(self: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self == last:  # what a folder without search permission does to a non-root user
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(Path, "stat", refused_stat)
+        raise KeyboardInterrupt  # a second Ctrl-C while the report is being written
+
+    monkeypatch.setattr(loop, "_report", interrupted)
+    code = main(["train", *QUICK, "--epochs", "1", "--data", str(fake_cifar_dir),
+                 "--run-dir", str(run_dir)])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert code == 130
+    assert err.splitlines()[-3:] == [
+        "interrupted",
+        f"cannot tell whether {last} was saved: Permission denied",
+        f"once it can be read, resume with: dlbox train --resume {run_dir.absolute()}"]
+
+
 def test_a_folder_in_place_of_a_run_file_is_a_one_line_error(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"

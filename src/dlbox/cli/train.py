@@ -112,7 +112,14 @@ def _run(args: argparse.Namespace) -> int:
         run_dir = getattr(interrupt, "run_dir", None) or run_dir
         last = Path(run_dir or "") / "checkpoints" / "last.pt"
         print("interrupted", file=sys.stderr)
-        if run_dir and last.is_file():
+        try:
+            saved = bool(run_dir) and last.is_file()
+        except OSError as error:  # the folder lost its search permission mid-run, say
+            print(f"cannot tell whether {last} was saved: {error.strerror or error}\n"
+                  f"once it can be read, resume with: dlbox train --resume "
+                  f"{Path(run_dir or '').absolute()}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if saved:
             where = Path(run_dir).resolve()
             from dlbox.training.checkpoint import says_finished
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import DlboxError, RunDirError, UsageError
-from dlbox.fileio import exclusive_lock, read_json, write_json_atomic
+from dlbox.fileio import ACCESS_ERRNOS, exclusive_lock, read_json, write_json_atomic
 from dlbox.text import plural
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -209,8 +209,7 @@ def claim_default_run_dir(model: str, base: Path | None = None) -> Path:
             candidate = first.with_name(f"{first.name}-{counter}")
             counter += 1
         except OSError as error:
-            raise RunDirError(f"cannot create run directory {candidate} ({error.strerror})",
-                              hint="pass a writable --run-dir") from None
+            raise run_dir_create_error(candidate, error) from None
     (candidate / "checkpoints").mkdir()
     return candidate
 
@@ -260,9 +259,26 @@ def create_run_dir(path: Path) -> Path:
     try:
         (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RunDirError(f"cannot create run directory {path} ({error.strerror})",
-                          hint="pass a writable --run-dir") from None
+        raise run_dir_create_error(path, error) from None
     return path
+
+
+def run_dir_create_error(path: Path, error: OSError) -> RunDirError:
+    """The error for a run dir that cannot be made; a permission refused names the folder
+    to make writable (the run dir itself when it exists, else the nearest folder above)."""
+    message = f"cannot create run directory {path} ({error.strerror})"
+    if error.errno not in ACCESS_ERRNOS:
+        return RunDirError(message, hint="pass a writable --run-dir")
+    folder = next((where for where in (path, *path.parents) if _is_folder(where)), path)
+    return RunDirError(message, hint=f"make {folder} writable for you (`chmod u+rwx {folder}`), "
+                                     "or pass another --run-dir")
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # in a folder without search permission
+        return False
 
 
 # ---- data -------------------------------------------------------------------------------------
