@@ -49,6 +49,8 @@ baseline ratio), so that a step's time limit does not lose them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import resource
 import signal
@@ -223,6 +225,23 @@ def divergence_of(error: DlboxError) -> str | None:
     return error.message.split(" (", 1)[0]
 
 
+THROWAWAY = "a throw-away run dir"
+
+
+class Renamed(io.TextIOBase):
+    """Standard output with one text (a temporary path) written as another."""
+
+    def __init__(self, target: Any, old: str, new: str) -> None:
+        self.target, self.old, self.new = target, old, new
+
+    def write(self, text: str) -> int:
+        self.target.write(text.replace(self.old, self.new))
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
 def generic_once(config: TrainConfig, device: torch.device, test_set: ImageDataset
                  ) -> dict[str, Any]:
     """A run of dlbox's generic loop in a throw-away run dir, then both evaluations. A run
@@ -233,9 +252,12 @@ def generic_once(config: TrainConfig, device: torch.device, test_set: ImageDatas
     from dlbox.training.loop import train
 
     with tempfile.TemporaryDirectory(prefix="dlbox-tta-bench-") as tmp:
+        run_dir = Path(tmp) / "run"
         try:
-            run_dir = train(config.replace(run_dir=str(Path(tmp) / "run")), progress=False,
-                            evaluate_at_end=False)
+            # train names its run dir; this one is gone when the benchmark ends
+            with contextlib.redirect_stdout(Renamed(sys.stdout, str(run_dir), THROWAWAY)):
+                train(config.replace(run_dir=str(run_dir)), progress=False,
+                      evaluate_at_end=False)
         except DlboxError as error:
             reason = divergence_of(error)
             if reason is None:

@@ -29,6 +29,10 @@ def test_benchmark_writes_runs_summary_environment_and_baseline(tmp_path: Path) 
         capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "run 2/2" in proc.stdout and "training time speedrun / tutorial" in proc.stdout
+    # the baseline's run dir is a temporary folder, gone when the benchmark ends: not named
+    assert "training tutorial on cpu (300 train / 100 test images, 1 epoch) -> a throw-away " \
+           "run dir" in proc.stdout
+    assert "dlbox-tta-bench-" not in proc.stdout + proc.stderr
     doc = read_json(out)
     assert doc["model"] == "speedrun" and doc["device"] == "cpu"
     assert doc["settings"]["runs"] == 2 and doc["settings"]["num_train"] == 200

@@ -179,10 +179,11 @@ def test_a_speedrun_stopped_before_its_first_epoch_ended_says_nothing_was_saved(
     assert "epoch in progress is lost" in later.value.message
 
 
-def test_a_first_epoch_stop_in_a_default_run_dir_says_how_to_reuse_it(
+def test_a_first_epoch_stop_in_a_default_run_dir_removes_it(
         small_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by hand: without --run-dir, the hint said the same command `may reuse` the run's
-    folder; the same command makes a new runs/<time>-<model> and leaves that one behind."""
+    folder; the same command makes a new runs/<time>-<model> and leaves that one behind. The
+    folder, which holds no checkpoint, is removed now, and the hint says so."""
     from dlbox.training.config import build_config
     from dlbox.training.loop import TrainingStopped, train
 
@@ -191,9 +192,10 @@ def test_a_first_epoch_stop_in_a_default_run_dir_says_how_to_reuse_it(
         train(build_config("speedrun", device="cpu", epochs=1, batch_size=100, threads=1,
                            data_dir=str(small_cifar_dir)),
               progress=False, evaluate_at_end=False, stop=lambda epoch, step: step == 1)
-    [run_dir] = (tmp_path / "runs").iterdir()
-    assert early.value.hint == (f"start again with the same command; add --run-dir {run_dir} "
-                                "to it to reuse this run's folder, which holds no checkpoint")
+    assert list((tmp_path / "runs").iterdir()) == []
+    assert early.value.hint == (f"start again with the same command (the run's folder "
+                                f"{early.value.run_dir}, which held no checkpoint, is removed)")
+    assert early.value.run_dir.parent == tmp_path / "runs"
 
 
 @pytest.mark.parametrize("key, damage", [("optimizers", [None, None]), ("generator", "x"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -495,6 +496,44 @@ def test_a_diverged_run_stops_with_a_hint_and_saves_no_nan_state(
     assert f"--run-dir {run} may be reused, it saved nothing" in (error.value.hint or "")
     train(tiny_config(fake_cifar_dir, run, epochs=1), progress=False, evaluate_at_end=False)
     assert (run / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("failure", ["diverged", "out of memory", "stopped"])
+def test_a_default_run_dir_that_saved_nothing_is_removed_when_the_run_fails(
+        fake_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        failure: str) -> None:
+    """Found by reading: without --run-dir, a run that diverged, ran out of memory or was
+    stopped before its first save left runs/<time>-<model> behind with no checkpoint (the
+    next run makes a new folder, so it was clutter that `evaluate` refuses). It is removed,
+    and the message says so instead of offering it for reuse."""
+    from dlbox.errors import DlboxError
+    from dlbox.training import loop
+
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config(fake_cifar_dir, None)  # type: ignore[arg-type]
+    if failure == "diverged":
+        config = config.replace(lr=900.0, weight_decay=10.0)
+    elif failure == "out of memory":
+        def no_memory(*args, **kwargs):  # type: ignore[no-untyped-def]
+            raise MemoryError
+        monkeypatch.setattr(loop, "_run", no_memory)
+    with pytest.raises(DlboxError) as error:
+        train(config, progress=False, stop=lambda epoch, step: failure == "stopped")
+    left = list((tmp_path / "runs").iterdir())
+    if failure == "stopped":  # the generic loop saves the step it stopped at: kept to resume
+        assert isinstance(error.value, loop.TrainingStopped) and error.value.resumable
+        assert [p.name for p in (left[0] / "checkpoints").iterdir()] == ["last.pt"]
+        return
+    assert left == []
+    if failure == "diverged":
+        assert re.fullmatch(
+            r"training diverged in epoch 1: the training loss became NaN or infinite, before "
+            rf"anything was saved \(its folder {re.escape(str(tmp_path))}/runs/\d{{8}}-\d{{6}}-"
+            r"tiny is removed\)", error.value.message), error.value.message
+        assert error.value.hint == "train again with a lower learning rate (this run's: --lr 900)"
+    else:
+        assert error.value.message.startswith("out of memory on cpu")
+        assert "--run-dir" not in (error.value.hint or "")
 
 
 def test_a_run_dir_in_use_is_refused_even_when_it_has_saved_nothing_yet(

@@ -18,6 +18,7 @@ import contextlib
 import math
 import random
 import re
+import shutil
 import signal
 import sys
 import time
@@ -235,12 +236,30 @@ def saved_nothing(path: Path) -> bool:
     config.json and manifest.json and an empty checkpoints/ (a speedrun stopped in its first
     epoch, a crash before the first checkpoint). Starting again there loses nothing; a run
     still training in it holds its run_lock, which the new run then cannot take."""
+    return (path / CONFIG_FILE).exists() and _holds_only_a_start(path)
+
+
+def _holds_only_a_start(path: Path) -> bool:
+    """Whether `path` holds no more than a run's start: config.json, manifest.json and an
+    empty checkpoints/, or fewer of them."""
     started = {CONFIG_FILE, MANIFEST_FILE, "checkpoints", RUN_LOCK_FILE}
-    names = {p.name for p in path.iterdir()}
     checkpoints = path / "checkpoints"
-    return (CONFIG_FILE in names and names <= started
+    return ({p.name for p in path.iterdir()} <= started
             and (not checkpoints.exists() or (checkpoints.is_dir()
                                               and not any(checkpoints.iterdir()))))
+
+
+def discard_unsaved(run_dir: Path) -> bool:
+    """Remove a default run dir (runs/<time>-<model>) that a failed start left holding nothing
+    worth keeping: the same command makes a new one, so it would be clutter in runs/. True
+    when it was removed."""
+    try:
+        if not _holds_only_a_start(run_dir):
+            return False
+        shutil.rmtree(run_dir)
+    except OSError:  # kept: the error that stopped the run is the one to report
+        return False
+    return True
 
 
 def create_run_dir(path: Path) -> Path:
@@ -420,12 +439,23 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
         return _train_in(config, device, run_dir, data_dir, train_set, test_set, speedrun,
                          progress, evaluate_at_end, stop)
     except TrainingStopped as stopped:
-        if not named and not stopped.resumable:  # the same command makes a new runs/ folder
-            stopped.hint = (f"start again with the same command; add --run-dir {run_dir} to "
-                            "it to reuse this run's folder, which holds no checkpoint")
+        if not named and not stopped.resumable and discard_unsaved(run_dir):
+            stopped.hint = (f"start again with the same command (the run's folder {run_dir}, "
+                            "which held no checkpoint, is removed)")
+        raise
+    except Diverged as diverged:
+        if not named and discard_unsaved(run_dir):
+            raise diverged.folder_removed() from None
         raise
     except KeyboardInterrupt as interrupt:  # a second Ctrl-C: the CLI names the run dir
+        if not named:
+            discard_unsaved(run_dir)
         interrupt.run_dir = run_dir  # type: ignore[attr-defined]
+        raise
+    except BaseException:  # out of memory, a disk error: a default folder with nothing saved
+        # is clutter (the out-of-memory error names no folder for it)
+        if not named:
+            discard_unsaved(run_dir)
         raise
 
 
@@ -718,21 +748,31 @@ def restore_training(checkpoint: dict[str, Any], path: Path, optimizer: torch.op
             sums=EpochSums(**partial) if partial else EpochSums())
 
 
-def _diverged(epoch: int, config: TrainConfig, run_dir: Path) -> DlboxError:
-    """The error for an epoch whose training loss is NaN or infinite: nothing after it can
-    recover, so training stops before that epoch's state is saved."""
+class Diverged(DlboxError):
+    """An epoch's training loss became NaN or infinite: nothing after it can recover, so
+    training stops before that epoch's state is saved."""
+
+    def __init__(self, epoch: int, lr: float, run_dir: Path, message: str, hint: str) -> None:
+        super().__init__(f"training diverged in epoch {epoch}: the training loss became NaN "
+                         f"or infinite{message}",
+                         hint=f"train again with a lower learning rate (this run's: --lr "
+                              f"{lr:g}){hint}")
+        self.epoch, self.lr, self.run_dir = epoch, lr, run_dir
+
+    def folder_removed(self) -> Diverged:
+        """The error once the default run dir that saved nothing is removed."""
+        return Diverged(self.epoch, self.lr, self.run_dir,
+                        f", before anything was saved (its folder {self.run_dir} is removed)", "")
+
+
+def _diverged(epoch: int, config: TrainConfig, run_dir: Path) -> Diverged:
     if checkpoint_path(run_dir, "last").is_file():  # resuming would diverge again
-        return DlboxError(f"training diverged in epoch {epoch}: the training loss became NaN "
-                          f"or infinite (the epoch's state was not saved; {run_dir} keeps the "
-                          "last one it saved)",
-                          hint=f"train again with a lower learning rate (this run's: --lr "
-                               f"{config.lr:g}) and another --run-dir; resuming this run would "
-                               "diverge again")
-    return DlboxError(f"training diverged in epoch {epoch}: the training loss became NaN or "
-                      f"infinite, before {run_dir} saved anything",
-                      hint=f"train again with a lower learning rate (this run's: --lr "
-                           f"{config.lr:g}); --run-dir {run_dir} may be reused, it saved "
-                           "nothing")
+        return Diverged(epoch, config.lr, run_dir,
+                        f" (the epoch's state was not saved; {run_dir} keeps the last one it "
+                        "saved)",
+                        " and another --run-dir; resuming this run would diverge again")
+    return Diverged(epoch, config.lr, run_dir, f", before {run_dir} saved anything",
+                    f"; --run-dir {run_dir} may be reused, it saved nothing")
 
 
 def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: ImageDataset,
