@@ -14,12 +14,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from dlbox.data.cifar10 import CIFAR10_CLASSES
 from dlbox.data.synthetic import write_fake_cifar10
+from dlbox.errors import UsageError
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "airbench_side_by_side.py"
 
@@ -252,12 +254,34 @@ def test_compare_gives_the_time_ratio_and_both_accuracies() -> None:
     assert bench.same_data_notes(comparison, 50000, 10000, "abc") == []
 
 
-def test_compare_needs_the_dlbox_time() -> None:
+@pytest.mark.parametrize("damage", ["no time", "time of another shape", "not an object"])
+def test_a_dlbox_json_without_its_mean_time_is_refused_when_read(tmp_path: Path,
+                                                                 damage: str) -> None:
+    """compare() needs the dlbox mean time; read_dlbox_json, before the script runs, is the
+    one check of it (compare checked it again after the runs, an exit status 3 that nothing
+    but a file changed meanwhile could reach)."""
+    doc: object = dlbox_doc(1.5, 0.94)
+    assert isinstance(doc, dict)
+    if damage == "no time":
+        del doc["summary"]["time_seconds"]
+    elif damage == "time of another shape":
+        doc["summary"]["time_seconds"] = [1.5]
+    else:
+        doc = [doc]
+    path = tmp_path / "dlbox.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UsageError, match=r"has no summary\.time_seconds\.mean") as caught:
+        bench.read_dlbox_json(path)
+    assert "time_to_accuracy.py" in (caught.value.hint or "")
     summary = bench.summarize_runs(bench.parse_output(MUON_SAMPLE.splitlines())["runs"])
-    doc = dlbox_doc(1.5, 0.94)
-    del doc["summary"]["time_seconds"]
-    with pytest.raises(bench.HarnessError, match="time_seconds"):
-        bench.compare(summary, doc)
+    assert bench.compare(summary, bench.read_dlbox_json(_written(tmp_path, dlbox_doc(
+        1.5, 0.94))))["time_seconds_ratio"] == pytest.approx(1.5 / summary["time_seconds"]["mean"])
+
+
+def _written(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps(doc))
+    return path
 
 
 def test_torchvision_shim_normalizes_like_the_formula(tmp_path: Path) -> None:

@@ -393,8 +393,11 @@ def test_a_framework_release_without_the_base_images_python_names_base_image() -
     ("extras", "--extras", ("",)), ("compute_capabilities", "--compute-capability", ("",))])
 def test_empty_values_are_refused(field: str, flag: str, value: object) -> None:
     request = B.BuildRequest(device="gpu", **{field: value})
-    with pytest.raises(UsageError, match=f"{flag} is empty"):
+    with pytest.raises(UsageError, match=f"{flag} is empty") as caught:
         B.plan(request, no_probe)
+    what = {"--extras": "an extra's name",
+            "--compute-capability": "a value such as 8.6"}.get(flag, "a value")
+    assert caught.value.hint == f"give {what}, or leave {flag} out"
 
 
 def test_request_values_are_checked_before_a_dry_run(tmp_path: Path) -> None:

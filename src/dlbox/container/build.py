@@ -672,19 +672,17 @@ class Plan:
 
 def check_request(request: BuildRequest) -> None:
     """What is wrong with the request's own values, before the project or the engine is read."""
-    for flag, value in (("--framework-version", request.framework_version),
-                        ("--driver", request.driver), ("--cuda", request.cuda),
-                        ("--base-image", request.base_image), ("--framework", request.framework)):
+    # `--extras "$EXTRA"` with EXTRA unset: each value given, the repeatable flags' included
+    given = [("--framework-version", request.framework_version, "a value"),
+             ("--driver", request.driver, "a value"), ("--cuda", request.cuda, "a value"),
+             ("--base-image", request.base_image, "a value"),
+             ("--framework", request.framework, "a value"),
+             *(("--extras", extra, "an extra's name") for extra in request.extras or ()),
+             *(("--compute-capability", value, "a value such as 8.6")
+               for value in request.compute_capabilities)]
+    for flag, value, what in given:
         if value is not None and not value.strip():
-            raise UsageError(f"{flag} is empty", hint=f"give a value, or leave {flag} out")
-    for extra in request.extras or ():  # `--extras "$EXTRA"` with EXTRA unset
-        if not extra.strip():
-            raise UsageError("--extras is empty",
-                             hint="give an extra's name, or leave --extras out")
-    for value in request.compute_capabilities:
-        if not value.strip():
-            raise UsageError("--compute-capability is empty",
-                             hint="give a value such as 8.6, or leave --compute-capability out")
+            raise UsageError(f"{flag} is empty", hint=f"give {what}, or leave {flag} out")
     if request.tag is not None:
         S.check_tag(request.tag)
     if request.base_image is not None:
