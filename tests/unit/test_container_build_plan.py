@@ -663,6 +663,24 @@ def test_a_release_asked_for_takes_the_patch_the_project_pins(tmp_path: Path) ->
         B.dry_run(dataclasses.replace(request, framework_version="2.2"), facts=no_probe)
 
 
+def test_a_pinned_project_without_the_asked_cuda_names_the_pins_cuda_builds(
+        tmp_path: Path) -> None:
+    """Found by review: a project pinning torch==2.13.0 built with --cuda 12.4 was told "no
+    torch release in the matrix has a CUDA 12.4 build" (torch 2.4 to 2.6 have one, as its
+    own hint went on to say). The pin's CUDA builds are named now."""
+    write(tmp_path / "requirements.txt", "torch==2.13.0\n")
+    request = B.BuildRequest(project_dir=tmp_path, device="gpu", driver="550.54.15",
+                             cuda="12.4")
+    with pytest.raises(ContainerError) as caught:
+        B.dry_run(request, facts=no_probe)
+    assert caught.value.message == (
+        "the project requires torch==2.13.0, and no torch build of the versions it admits "
+        "(2.13.0) runs on this target: torch 2.13.0 has no CUDA 12.4 build (its CUDA builds: "
+        "12.6, 13.0, 13.2)")
+    assert (caught.value.hint or "").startswith("pick one of those CUDA versions with --cuda")
+    assert "require torch==2.6.0" in (caught.value.hint or "")
+
+
 def test_plan_framework_choice(tmp_path: Path) -> None:
     write(tmp_path / "requirements.txt", "jax\n")
     assert B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu"),

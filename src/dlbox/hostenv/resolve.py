@@ -387,16 +387,24 @@ def _torch_unresolvable(
     """One line naming the blocking cause (driver or architecture) and the fix."""
     wanted = f" with CUDA {target.cuda}" if target.cuda else ""
     if target.cuda and not rejections:
+        cudas = sorted({v.cuda for r in releases for v in r.variants if v.cuda},
+                       key=lambda c: parse_version(c) or ())
+        builds = f" ({'its' if len(releases) == 1 else 'their'} CUDA builds: {', '.join(cudas)})"
         if target.version is not None:  # the pin, not the matrix, lacks it
-            cudas = sorted({v.cuda for r in releases for v in r.variants if v.cuda},
-                           key=lambda c: parse_version(c) or ())
             return HostEnvError(
                 f"torch {target.version} has no CUDA {target.cuda} build"
-                + (f" (its CUDA builds: {', '.join(cudas)})" if cudas else ""),
+                + (builds if cudas else ""),
                 hint="pick one of its CUDA versions with --cuda, leave --cuda out, or pin "
                      "a newer torch")
-        return HostEnvError(f"no torch release in the matrix has a CUDA {target.cuda} build",
-                            hint="leave --cuda out to let dlbox pick the CUDA variant")
+        # the releases a project's requirement admits (image build), or the whole matrix
+        span = (releases[0].latest if len(releases) == 1 else
+                f"{releases[-1].latest} to {releases[0].latest}")
+        return HostEnvError(
+            f"{'torch' if len(releases) == 1 else 'no torch release of'} {span} "
+            f"{'has no' if len(releases) == 1 else 'has a'} CUDA {target.cuda} build"
+            + (builds if cudas else ""),
+            hint="pick one of those CUDA versions with --cuda, or leave --cuda out to let "
+                 "dlbox pick the CUDA variant")
     lowest: tuple[tuple[int, ...], str, str] | None = None  # (driver, driver text, build)
     for release in releases:
         for variant in release.variants:
