@@ -15,7 +15,7 @@ import pytest
 
 from dlbox.container import build as B
 from dlbox.container import spec as S
-from dlbox.errors import ContainerError
+from dlbox.errors import ContainerError, UsageError
 from dlbox.hostenv.matrix import TensorflowRelease, load_matrix
 from dlbox.hostenv.resolve import ResolvedBuild, Target
 
@@ -113,6 +113,26 @@ def test_the_env_base_does_not_replace_the_cuda_image(monkeypatch: pytest.Monkey
     monkeypatch.setenv(S.BASE_IMAGE_ENV, "dlbox-base:test")
     assert B.default_base_image(resolved_tensorflow("2.13")) == \
         "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
+
+
+@pytest.mark.parametrize("value", ["bad image", "Upper:case", "x:" + "t" * 200])
+def test_a_bad_env_base_is_refused_before_the_build_as_the_flag_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """Found by review: DLBOX_BASE_IMAGE='bad image' went unchecked into `FROM bad image`
+    (a dry run exited 0 with it; a build failed with the engine's parse error and a hint about
+    lines that were not there). It is refused, naming the variable, as --base-image is."""
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    monkeypatch.setenv(S.BASE_IMAGE_ENV, value)
+    with pytest.raises(UsageError) as caught:
+        B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"))
+    assert caught.value.message.startswith(f"$DLBOX_BASE_IMAGE {value!r} is not a valid image "
+                                           "name: ")
+    assert caught.value.hint == ("set DLBOX_BASE_IMAGE to an image name such as "
+                                 f"{S.DEFAULT_BASE_IMAGE}, or unset it")
+    assert not (tmp_path / "dlbox.lock").exists()
+    monkeypatch.setenv(S.BASE_IMAGE_ENV, "dlbox-base:test")  # a good one is taken
+    assert "FROM dlbox-base:test AS system" in B.dry_run(
+        B.BuildRequest(project_dir=tmp_path, device="cpu"))[0]
 
 
 def test_base_image_flag_is_the_way_out(tmp_path: Path) -> None:

@@ -546,7 +546,19 @@ def default_base_image(resolved: Any) -> str:
     published nvidia/cuda image with that CUDA and cuDNN (`cuda_base_image`)."""
     if resolved.variant == "cuda-system" and resolved.cuda:
         return cuda_base_image(resolved).image
-    return os.environ.get(S.BASE_IMAGE_ENV) or S.DEFAULT_BASE_IMAGE
+    return env_base_image() or S.DEFAULT_BASE_IMAGE
+
+
+def env_base_image() -> str | None:
+    """$DLBOX_BASE_IMAGE, checked as --base-image is (None when unset or empty)."""
+    value = os.environ.get(S.BASE_IMAGE_ENV)
+    if not value:
+        return None
+    try:
+        return S.check_image_reference(value, f"${S.BASE_IMAGE_ENV}")
+    except UsageError as error:
+        raise UsageError(error.message, hint=f"set {S.BASE_IMAGE_ENV} to an image name such as "
+                                             f"{S.DEFAULT_BASE_IMAGE}, or unset it") from None
 
 
 def cuda_base_image(resolved: Any) -> S.CudaBaseImage:
@@ -687,6 +699,7 @@ def check_request(request: BuildRequest) -> None:
         S.check_tag(request.tag)
     if request.base_image is not None:
         S.check_image_reference(request.base_image, "--base-image")
+    env_base_image()  # a bad $DLBOX_BASE_IMAGE: refused before anything, as --base-image is
     if request.ca_cert is not None:
         read_ca_cert(request.ca_cert.expanduser())
     if request.lock_path is not None and request.lock_path.expanduser().is_dir():
@@ -776,7 +789,7 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
 
 def _default_bases() -> set[str]:
     """The bases dlbox picks by itself (a relock picks again), as opposed to a user's."""
-    return {S.DEFAULT_BASE_IMAGE, os.environ.get(S.BASE_IMAGE_ENV) or S.DEFAULT_BASE_IMAGE,
+    return {S.DEFAULT_BASE_IMAGE, env_base_image() or S.DEFAULT_BASE_IMAGE,
             *(row.image for row in S.CUDA_BASE_IMAGES)}
 
 
