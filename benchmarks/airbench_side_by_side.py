@@ -64,9 +64,9 @@ from typing import Any
 
 import torch
 
-from dlbox.benchmark_report import check_writable, num, pct, summarize, summary_lines
+from dlbox.benchmark_report import num, pct, summarize, summary_lines
 from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError
-from dlbox.fileio import write_json_atomic
+from dlbox.fileio import check_writable, write_json_atomic
 
 DATA_SUBDIR = "cifar10"  # airbench's loaders read cifar10/{train,test}.pt under their cwd
 RUN_LOOP = re.compile(r"for\s+run\s+in\s+range\(\s*(\d+)\s*\)")

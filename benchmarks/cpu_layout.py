@@ -23,9 +23,8 @@ from typing import Any
 
 import torch
 
-from dlbox.benchmark_report import check_writable
 from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError
-from dlbox.fileio import write_json_atomic
+from dlbox.fileio import check_writable, write_json_atomic
 from dlbox.models.speedrun import CPU_WIDTHS, SpeedrunNet
 
 CASES = (("train", 256), ("eval", 250), ("eval", 500), ("eval", 1000), ("eval", 2000))

@@ -26,13 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from dlbox import __version__  # noqa: E402
-from dlbox.benchmark_report import check_writable  # noqa: E402
 from dlbox.container import engine  # noqa: E402
 from dlbox.container.build import BuildRequest, build_image  # noqa: E402
 from dlbox.container.context import copy_project  # noqa: E402
 from dlbox.container.project import detect_project  # noqa: E402
 from dlbox.errors import DlboxError, UsageError  # noqa: E402
-from dlbox.fileio import write_json_atomic  # noqa: E402
+from dlbox.fileio import check_writable, write_json_atomic  # noqa: E402
 
 TAG = "dlbox-bench:cpu"
 

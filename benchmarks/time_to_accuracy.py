@@ -62,10 +62,10 @@ from typing import Any
 
 import torch
 
-from dlbox.benchmark_report import check_writable, num, pct, summarize, summary_lines
+from dlbox.benchmark_report import num, pct, summarize, summary_lines
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, DlboxError, UsageError
-from dlbox.fileio import read_json, write_json_atomic
+from dlbox.fileio import check_writable, read_json, write_json_atomic
 from dlbox.models.registry import create_model
 from dlbox.models.speedrun import SpeedrunNet
 from dlbox.text import plural

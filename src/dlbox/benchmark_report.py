@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
-import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
-
-from dlbox.errors import FileWriteError, UsageError
 
 
 def summarize(values: Iterable[float | None]) -> dict[str, float | None]:
@@ -49,28 +45,3 @@ def summary_lines(summary: Mapping[str, Mapping[str, float | None]], runs: int,
             f" {num(None if v is None else v * scale, f'10.{decimals}f'):>10}" for v in cells)
             + (" %" if scale == 100.0 else unit))
     return lines
-
-
-def check_writable(path: str | Path, flag: str = "--json") -> None:
-    """Fail before any work when `path` cannot be written (the benchmark would otherwise
-    train for minutes and only then find out): a folder there, or its nearest existing
-    parent not a writable folder. The atomic write at the end makes missing parents."""
-    hint = f"pass {flag} a file path in a folder you can write to"
-    if not str(path).strip():  # `--json "$OUT"` with OUT unset: it wrote nothing, silently
-        raise UsageError(f"{flag} was given an empty path", hint=hint)
-    target = Path(path).expanduser()
-    if target.is_dir():
-        raise FileWriteError(target, "it is a folder", hint=hint)
-    parent = target.parent.absolute()
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise FileWriteError(target, f"{parent} is not a folder", hint=hint)
-    # A real file, made and removed at once: os.access says yes to root even on /proc or a
-    # read-only mount.
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as error:
-        raise FileWriteError(target, f"{parent} is not writable ({error.strerror})",
-                             hint=hint) from error

@@ -88,15 +88,23 @@ def write_failure_kind(error: BaseException) -> str | None:
 def write_error(path: object, error: BaseException) -> FileWriteError:
     """The FileWriteError for an OSError raised while writing `path` (named as the final file,
     never its temp file)."""
+    import errno
+    from pathlib import Path
+
     reason = getattr(error, "strerror", None) or first_line(error)
     kind = write_failure_kind(error)
+    folder = Path(str(path)).parent
+    # Said of the folder, not of a flag: --run-dir, --data, --record and --lock all lead here.
     if kind == "no-space":
-        return FileWriteError(path, reason, hint="free some disk space, or write elsewhere "
-                                                  "(--run-dir for runs, --data for data)")
+        return FileWriteError(path, reason, hint=f"free some disk space where {folder} is "
+                                                  f"(`df -h {folder}` shows it), or write "
+                                                  "elsewhere")
+    if getattr(error, "errno", None) == errno.EROFS:
+        return FileWriteError(path, reason, hint=f"{folder} is on a read-only filesystem: "
+                                                  "write elsewhere")
     if kind == "not-writable":
-        return FileWriteError(path, reason, hint="the folder is not writable for you: fix its "
-                                                  "permissions, or write elsewhere (--run-dir "
-                                                  "for runs, --data for data)")
+        return FileWriteError(path, reason, hint=f"make {folder} writable for you (`chmod u+w "
+                                                  f"{folder}`), or write elsewhere")
     return FileWriteError(path, reason)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from dlbox.errors import DlboxError, FileWriteError, first_line, write_error
+from dlbox.errors import DlboxError, FileWriteError, UsageError, first_line, write_error
 
 # Below this many free bytes, a writer's failure (torch.save's "unexpected pos", say) is read
 # as the disk running full.
@@ -234,3 +234,29 @@ def unsearchable_folder(path: Path) -> Path | None:
         except OSError:
             return None
     return None
+
+
+def check_writable(path: str | Path, flag: str = "--json") -> None:
+    """Fail before any work when `path` cannot be written (a benchmark would otherwise
+    train, an image build build, for minutes and only then find out): a folder there, or its
+    nearest existing parent not a writable folder. The atomic write at the end makes missing
+    parents."""
+    hint = f"pass {flag} a file path in a folder you can write to"
+    if not str(path).strip():  # `--json "$OUT"` with OUT unset: it wrote nothing, silently
+        raise UsageError(f"{flag} was given an empty path", hint=hint)
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise FileWriteError(target, "it is a folder", hint=hint)
+    parent = target.parent.absolute()
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise FileWriteError(target, f"{parent} is not a folder", hint=hint)
+    # A real file, made and removed at once: os.access says yes to root even on /proc or a
+    # read-only mount.
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        raise FileWriteError(target, f"{parent} is not writable ({error.strerror})",
+                             hint=hint) from error

@@ -341,3 +341,25 @@ def test_broken_driver_host_gets_no_cpu_build_as_its_recommendation(
     assert err.splitlines()[1] == (
         "hint: fix the driver first (dlbox doctor says how), or resolve for a given host: "
         "--driver VERSION --compute-capability X.Y, or --cpu")
+
+
+def test_a_recording_file_that_may_not_be_read_gets_the_chmod_not_a_re_record(
+        tmp_path: Path, refused_prefix: list[str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: a replayed host.json the user may not read was told to re-record the
+    host; its content is fine, its permission is the fix."""
+    recording = tmp_path / "rec"
+    assert main(["doctor", "--record", str(recording)]) in (0, 1)
+    capsys.readouterr()
+    host = recording / "host.json"
+    host.chmod(0)
+    try:
+        result = subprocess.run([*refused_prefix, sys.executable, "-m", "dlbox", "doctor",
+                                 "--replay", str(recording)],
+                                capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        host.chmod(0o644)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {host}: cannot read it: Permission denied",
+        f"hint: make it readable (`chmod a+r {host}`)"]

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dlbox.benchmark_report import check_writable, summarize, summary_lines
+from dlbox.benchmark_report import summarize, summary_lines
 from dlbox.errors import FileWriteError, UsageError
+from dlbox.fileio import check_writable
 
 
 def test_one_run_has_no_standard_deviation_rather_than_zero() -> None:

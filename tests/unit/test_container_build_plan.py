@@ -7,6 +7,8 @@ The resolver's answers below are checked against the shipped matrix
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +51,54 @@ def no_probe() -> HostFacts:
 
 
 # ---- project detection ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["requirements.txt", "pyproject.toml"])
+@pytest.mark.parametrize("kind", ["dangling link", "folder"])
+def test_a_project_file_that_is_not_a_file_is_named(tmp_path: Path, name: str,
+                                                   kind: str) -> None:
+    """Found by review: a requirements.txt that was a link to nothing, or a folder, read as
+    "has neither requirements.txt nor pyproject.toml" with the hint to add one."""
+    path = tmp_path / name
+    if kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to(tmp_path / "moved-away.txt")
+    with pytest.raises(UsageError) as caught:
+        detect_project(tmp_path)
+    if kind == "folder":
+        assert caught.value.message == f"{path} is a folder, not a file"
+        assert caught.value.hint == f"{name} must be a file; rename the folder"
+    else:
+        assert caught.value.message == (f"{path} is a link to nothing "
+                                        f"({tmp_path / 'moved-away.txt'})")
+        assert caught.value.hint == f"point it at the real {name}, or replace it with the file"
+
+
+@pytest.mark.parametrize("code, included, hint", [
+    (errno.EACCES, False, "make it readable (`chmod a+r {path}`)"),
+    (errno.EACCES, True, "make it readable (`chmod a+r {path}`)"),
+    (errno.ENOENT, True, "check the -r include path in your requirements file"),
+    (errno.EISDIR, True, "requirements.txt must be a file; rename the folder"),
+])
+def test_an_unreadable_requirements_file_gets_the_fix_for_its_reason(
+        tmp_path: Path, code: int, included: bool, hint: str) -> None:
+    """Found by review: a top-level requirements.txt that may not be read was told to "check
+    the -r include path", the hint for a broken include."""
+    from dlbox.container.project import unreadable_project_file
+
+    path = tmp_path / "requirements.txt"
+    error = unreadable_project_file(path, OSError(code, os.strerror(code)), included=included)
+    assert error.message == f"cannot read {path}: {os.strerror(code)}"
+    assert error.hint == hint.format(path=path)
+
+
+def test_a_missing_include_says_to_check_its_path(tmp_path: Path) -> None:
+    write(tmp_path / "requirements.txt", "-r base.txt\n")
+    with pytest.raises(UsageError) as caught:
+        detect_project(tmp_path)
+    assert caught.value.message == f"cannot read {tmp_path / 'base.txt'}: No such file or directory"
+    assert caught.value.hint == "check the -r include path in your requirements file"
+
 
 def test_requirements_txt_project(tmp_path: Path) -> None:
     root = tmp_path / "My_Proj"

@@ -659,3 +659,27 @@ def test_an_unknown_framework_version_is_refused_before_the_lock_is_compared(
                facts=no_probe)
     assert info.value.message == "torch 1.0 is not in dlbox's compatibility matrix"
     assert "--relock" not in (info.value.hint or "")
+
+
+class NoEngine:
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the build reached the engine ({name})")
+
+
+def test_a_lock_that_cannot_be_written_is_refused_before_the_build(tmp_path: Path) -> None:
+    """Found by review: `image build --lock` in a folder the user may not write built the
+    image and ran its smoke test (minutes), and only then failed to write the lock, leaving
+    the image untagged. The lock's place is checked before the engine is asked anything."""
+    from dlbox.container.build import BuildRequest, build_image
+    from dlbox.errors import FileWriteError
+
+    project = write_project(tmp_path / "p")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    lock = blocker / "dlbox.lock"  # under a file: never writable, root or not
+    with pytest.raises(FileWriteError) as caught:
+        build_image(BuildRequest(project_dir=project, device="cpu", lock_path=lock),
+                    log=lambda line: None, facts=no_probe, client=NoEngine())
+    assert caught.value.message == f"cannot write {lock}: {blocker} is not a folder"
+    assert caught.value.hint == "pass --lock a file path in a folder you can write to"
+    assert not lock.exists()

@@ -299,3 +299,23 @@ def test_a_filesystem_without_flock_runs_the_block_unlocked(
     with exclusive_lock(tmp_path / "run.lock", DlboxError("busy")) as held:
         ran.append(held)
     assert ran == [False]
+
+
+@pytest.mark.parametrize("code, hint", [
+    (errno.ENOSPC, "free some disk space where {folder} is (`df -h {folder}` shows it), or "
+                   "write elsewhere"),
+    (errno.EACCES, "make {folder} writable for you (`chmod u+w {folder}`), or write elsewhere"),
+    (errno.EROFS, "{folder} is on a read-only filesystem: write elsewhere"),
+])
+def test_a_write_error_names_its_folder_and_no_other_commands_flags(
+        tmp_path: Path, code: int, hint: str) -> None:
+    """Found by review: `doctor --record DIR` and `image build --lock FILE` that could not
+    write were told to use --run-dir or --data, flags those commands do not have; and chmod
+    was offered for a read-only filesystem."""
+    from dlbox.errors import write_error
+
+    target = tmp_path / "out" / "file.json"
+    error = write_error(target, OSError(code, errno.errorcode[code], str(target)))
+    assert error.message == f"cannot write {target}: {errno.errorcode[code]}"
+    assert error.hint == hint.format(folder=target.parent)
+    assert "--run-dir" not in (error.hint or "")

@@ -81,10 +81,14 @@ def _facts(args: argparse.Namespace) -> HostFacts:
         try:
             raw = load_raw(args.replay)
         except RecordingError as error:
-            raise UsageError(str(error), hint=RECORDING_HINT) from error
+            raise UsageError(str(error), hint=f"make it readable (`chmod a+r {error.path}`)"
+                             if error.denied else RECORDING_HINT) from error
         except OSError as error:
             raise UsageError(f"cannot read recording {args.replay}: "
-                             f"{error.strerror or error}", hint=RECORDING_HINT) from error
+                             f"{error.strerror or error}",
+                             hint=f"make the folder readable (`chmod u+rx {args.replay}`)"
+                             if isinstance(error, PermissionError) else RECORDING_HINT
+                             ) from error
     else:
         if args.record is not None and args.record.exists() and not args.record.is_dir():
             raise UsageError(f"{args.record} is a file: --record takes a folder to write the "

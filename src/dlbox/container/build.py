@@ -72,6 +72,7 @@ from dlbox.container.render import render_dockerfile, render_lock_requirements
 from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
 from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
 from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
+from dlbox.fileio import check_writable
 
 Log = Callable[[str], None]
 RESOLVE_TIMEOUT_S = 900
@@ -1106,6 +1107,8 @@ def build_image(request: BuildRequest, log: Log = print,
 
     start = time.monotonic()
     p = plan(request, facts)
+    if p.entry is None:  # the build ends by writing the lock: its place is checked now, not
+        check_writable(p.lock_path, "--lock")  # after minutes of building
     project = p.project
     client = client or engine.connect()
     notes: list[str] = list(p.project.notes) + list(p.lock_notes)

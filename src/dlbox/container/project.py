@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import codecs
+import errno
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +237,20 @@ def decode_text(data: bytes, shown: str, hint: str) -> str:
                          f"{data[error.start]:#04x})", hint=hint) from None
 
 
+def unreadable_project_file(path: Path, error: OSError, included: bool = False) -> UsageError:
+    """The error for a project file that cannot be read, with the fix its errno points at:
+    a permission, a folder in its place, or (a `-r` include) a wrong path."""
+    if error.errno in (errno.EACCES, errno.EPERM):
+        hint = f"make it readable (`chmod a+r {path}`)"
+    elif error.errno == errno.EISDIR:
+        hint = f"{path.name} must be a file; rename the folder"
+    elif included:
+        hint = "check the -r include path in your requirements file"
+    else:
+        hint = f"check that {path} is there and readable"
+    return UsageError(f"cannot read {path}: {error.strerror}", hint=hint)
+
+
 def read_requirements_file(path: Path, project_root: Path,
                            _seen: frozenset[Path] = frozenset(),
                            notes: list[str] | None = None) -> tuple[list[str], list[str]]:
@@ -252,8 +268,7 @@ def read_requirements_file(path: Path, project_root: Path,
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}",
-                         hint="check the -r include path in your requirements file") from None
+        raise unreadable_project_file(path, error, included=bool(_seen)) from None
     text = decode_text(data, _shown_path(path, project_root),
                        hint="save it as UTF-8, as pip reads it (e.g. iconv -f latin1 -t utf-8 "
                             "FILE > FILE.new, then replace FILE with it)")
@@ -367,8 +382,7 @@ def _load_toml(path: Path) -> dict[str, Any]:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}",
-                         hint="make it readable (chmod a+r)") from None
+        raise unreadable_project_file(path, error) from None
     check = (f"python3 -c \"import tomllib; tomllib.load(open('{path.name}', 'rb'))\" "
              "checks it")
     if data.startswith(codecs.BOM_UTF8):
@@ -621,6 +635,14 @@ def detect_project(project_dir: str | Path | None = None,
     has_setup_py = (root / SETUP_PY_FILE).is_file()
     has_requirements_txt = requirements_path.is_file()
     if not pyproject_path.is_file() and not has_requirements_txt:
+        for path in (requirements_path, pyproject_path):  # there, but not as a file
+            if path.is_symlink() and not path.exists():
+                raise UsageError(f"{path} is a link to nothing ({os.readlink(path)})",
+                                 hint=f"point it at the real {path.name}, or replace it with "
+                                      "the file")
+            if path.is_dir():
+                raise UsageError(f"{path} is a folder, not a file",
+                                 hint=f"{path.name} must be a file; rename the folder")
         if has_setup_py:
             raise _setup_py_only_error(root)
         raise UsageError(

@@ -38,10 +38,11 @@ _FRAMEWORK_TEXT = ("dist_version", "build_cuda", "build_cudnn", "deep_error")
 class RecordingError(ValueError):
     """A recording file is unreadable or has the wrong shape; the message names the file."""
 
-    def __init__(self, path: Path | str, problem: str) -> None:
+    def __init__(self, path: Path | str, problem: str, denied: bool = False) -> None:
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
         self.problem = problem
+        self.denied = denied  # the system refused the read: a permission, not the content
 
 
 def read_text(path: Path) -> str:
@@ -53,7 +54,8 @@ def read_text(path: Path) -> str:
     except IsADirectoryError as error:
         raise RecordingError(path, "is a folder, not a file") from error
     except OSError as error:
-        raise RecordingError(path, f"cannot read it: {error.strerror or error}") from error
+        raise RecordingError(path, f"cannot read it: {error.strerror or error}",
+                             denied=isinstance(error, PermissionError)) from error
 
 
 def read_json(path: Path) -> Any:
