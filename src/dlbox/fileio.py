@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import math
 import os
@@ -156,9 +157,23 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+def write_bytes_atomic(path: str | Path, data: bytes | memoryview) -> None:
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+
+
+def write_through_memory(path: str | Path, writer: Callable[[IO[bytes]], None]) -> None:
+    """`writer(buffer)` into memory, then the bytes to `path` atomically: for torch.save.
+
+    Written straight to a file, torch.save's C++ writer calls the file's write(), where a
+    signal's handler may run (a write cut short by the signal checks for it): SIGTERM's
+    Terminated or Ctrl-C's KeyboardInterrupt raised there comes out of torch as a
+    RuntimeError, which a caller that forgives a failed write (the data cache) then loses,
+    and the command runs on. An in-memory buffer's write runs no handler: the signal is
+    raised in Python code, as itself."""
+    buffer = io.BytesIO()
+    writer(buffer)
+    write_bytes_atomic(path, buffer.getbuffer())
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,19 +39,40 @@ def test_roundtrip_with_weights_only(tmp_path: Path) -> None:
     assert torch.load(path, weights_only=True)["epoch"] == 3
 
 
+def disk_full_after(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """Files dlbox writes atomically take `size` bytes, then fail as a full disk does."""
+    from dlbox import fileio
+
+    real_fdopen = fileio.os.fdopen
+
+    class FillingUp:
+        def __init__(self, handle: Any) -> None:
+            self.handle = handle
+
+        def write(self, data: Any) -> int:
+            self.handle.write(bytes(data)[:size])
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.handle, name)
+
+        def __enter__(self) -> FillingUp:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+    monkeypatch.setattr(fileio.os, "fdopen",
+                        lambda *args, **kwargs: FillingUp(real_fdopen(*args, **kwargs)))
+
+
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"epoch": 1})
-    real_save = torch.save
-
-    def failing_save(obj, handle):  # type: ignore[no-untyped-def]
-        real_save({"epoch": 2, "pad": torch.zeros(1000)}, handle)  # half-written, then...
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(checkpoint_module.torch, "save", failing_save)
+    disk_full_after(monkeypatch, 100)  # half-written, then the disk is full
     with pytest.raises(FileWriteError, match="cannot write .*last.pt: No space left"):
-        save_checkpoint(path, {"epoch": 2})
+        save_checkpoint(path, {"epoch": 2, "pad": torch.zeros(1000)})
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
 

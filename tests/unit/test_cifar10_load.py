@@ -138,7 +138,7 @@ def test_the_cache_can_be_turned_off_and_a_failed_write_costs_nothing(
     assert cifar10.cache_path(tmp_path, "test").is_file()
     cifar10.cache_path(tmp_path, "test").unlink()
 
-    monkeypatch.setattr(cifar10, "write_with_atomic", read_only)
+    monkeypatch.setattr(cifar10, "write_through_memory", read_only)
     assert load_cifar10(tmp_path, "test").images.shape == (10, 3, 32, 32)
     assert not cifar10.cache_path(tmp_path, "test").exists()
 

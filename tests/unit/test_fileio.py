@@ -1,6 +1,7 @@
 import errno
 import fcntl
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,21 +149,82 @@ def test_the_space_is_measured_before_the_partial_file_is_deleted(
 
 def test_a_cache_that_does_not_fit_is_skipped_not_fatal(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """torch.save reports a full disk as a RuntimeError: the decoded-data cache is optional,
-    so loading the data still works, without a cache."""
-    import torch
-
+    """The decoded-data cache is optional: on a full disk, loading the data still works,
+    without a cache and without a temp file left."""
     from dlbox.data import cifar10
     from dlbox.data.synthetic import write_fake_cifar10
 
     write_fake_cifar10(tmp_path, n_train=30, n_test=10)
+    real_write = cifar10.write_through_memory
 
-    def full_disk(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1024")
+    def full_disk(path, writer):  # type: ignore[no-untyped-def]
+        real_fdopen = os.fdopen
 
-    monkeypatch.setattr(torch, "save", full_disk)
+        class Full:
+            def __init__(self, handle):  # type: ignore[no-untyped-def]
+                self.handle = handle
+
+            def __enter__(self):  # type: ignore[no-untyped-def]
+                return self
+
+            def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+                self.handle.close()
+
+            def write(self, data):  # type: ignore[no-untyped-def]
+                self.handle.write(bytes(data)[:512])
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "fdopen", lambda *a, **k: Full(real_fdopen(*a, **k)))
+        try:
+            real_write(path, writer)
+        finally:
+            monkeypatch.setattr(os, "fdopen", real_fdopen)
+
+    monkeypatch.setattr(cifar10, "write_through_memory", full_disk)
     assert len(cifar10.load_cifar10(tmp_path, "train")) == 30
-    assert not list((tmp_path / "cifar-10-batches-py").glob("dlbox-cache-*"))
+    assert [p.name for p in (tmp_path / "cifar-10-batches-py").iterdir()
+            if "cache" in p.name] == []
+
+
+def test_a_signal_while_the_cache_is_written_stops_the_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: SIGTERM (or Ctrl-C) while the data cache was written raised its
+    exception inside torch.save's call of the file's write(); torch turned it into a
+    RuntimeError, the cache writer forgave it as a failed write, and the command ran to the
+    end with exit 0 (and ignored every later SIGTERM). torch.save now writes into memory,
+    and the file write, where the handler runs, is plain Python: the signal stops the load."""
+    from dlbox.data import cifar10
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    write_fake_cifar10(tmp_path, n_train=30, n_test=10)
+    real_fdopen = os.fdopen
+
+    class Interrupted:  # the signal arrives once 1000 bytes are out; its handler raises
+        def __init__(self, handle):  # type: ignore[no-untyped-def]
+            self.handle, self.written, self.raised = handle, 0, False
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+            self.handle.close()
+
+        def write(self, data):  # type: ignore[no-untyped-def]
+            if not self.raised and self.written + len(data) > 1000:
+                self.raised = True
+                raise KeyboardInterrupt
+            self.written += len(data)
+            return self.handle.write(data)
+
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(self.handle, name)
+
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: Interrupted(real_fdopen(*a, **k)))
+    with pytest.raises(KeyboardInterrupt):
+        cifar10.load_cifar10(tmp_path, "train")
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "cifar-10-batches-py").iterdir()
+            if "cache" in p.name] == []
 
 
 # ---- exclusive_lock: the other holder is a real process, as in use ---------------------------

@@ -41,7 +41,7 @@ from dlbox.data.layout import (
     batches_dir,
 )
 from dlbox.errors import DataError, FileWriteError
-from dlbox.fileio import write_with_atomic
+from dlbox.fileio import write_through_memory
 
 CACHE_ENV_VAR = "DLBOX_DATA_CACHE"
 CACHE_FORMAT = 1
@@ -273,9 +273,9 @@ def _write_cache(path: Path, key: str, dataset: ImageDataset) -> None:
             if time.time() - stale.stat().st_mtime > 3600:
                 stale.unlink()
     try:
-        write_with_atomic(path, lambda handle: torch.save(state, handle))
-    except (OSError, RuntimeError, FileWriteError):  # a read-only or full data dir (torch.save
-        pass  # reports a full disk as a RuntimeError): no cache, and nothing else lost
+        write_through_memory(path, lambda buffer: torch.save(state, buffer))
+    except (OSError, FileWriteError):  # a read-only or full data dir: no cache, nothing lost
+        pass
 
 
 def load_cifar10(data_dir: str | Path, split: str = "train",

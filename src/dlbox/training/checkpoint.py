@@ -41,7 +41,7 @@ from dlbox.fileio import (
     file_head,
     read_json,
     unsearchable_folder,
-    write_with_atomic,
+    write_through_memory,
 )
 from dlbox.training.config import TrainConfig
 
@@ -164,7 +164,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
     If anything fails (disk full, Ctrl-C mid-write) the previous checkpoint stays as it was.
     """
-    write_with_atomic(path, lambda handle: torch.save(state, handle))
+    write_through_memory(path, lambda buffer: torch.save(state, buffer))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
