@@ -494,3 +494,22 @@ def test_an_unreadable_folder_beside_a_tree_is_not_taken_for_one(
     _refuse(monkeypatch, "stat", tmp_path / "lost+found" / "train")
     assert detect_layout(tmp_path).root == tree  # type: ignore[union-attr]
     assert len(load_dataset(tmp_path, "train")) == 2
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_refused_before_training(
+        tmp_path: Path) -> None:
+    """Found by review: a Latin-1 class folder (`gr\\xfcn`, from an old zip) passed `data check`
+    and trained, then every evaluation failed writing predictions.csv (exit 70, "please
+    report it"). It is refused when the classes are read, naming the folder and the fix."""
+    import os
+
+    for split in ("train", "test"):
+        for name in (b"gr\xfcn", b"rot"):
+            folder = os.path.join(os.fsencode(tmp_path), split.encode(), name)
+            os.makedirs(folder)
+            Image.new("RGB", (8, 8), (200, 0, 0)).save(os.fsdecode(folder + b"/0.png"))
+    with pytest.raises(DataError) as caught:
+        load_dataset(tmp_path, "train")
+    assert caught.value.message == (f"the class folder {tmp_path / 'train'}/gr\\xfcn has a "
+                                    "name that is not UTF-8")
+    assert "convmv -f latin1 -t utf8" in (caught.value.hint or "")

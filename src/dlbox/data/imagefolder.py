@@ -169,8 +169,25 @@ def find_classes(root: str | Path) -> tuple[str, ...]:
     mode = _mode(root)
     if mode is None or not stat.S_ISDIR(mode):
         return ()
-    return tuple(path.name for path, mode in _entries(root, "folder")
-                 if mode is not None and stat.S_ISDIR(mode))
+    names = tuple(path.name for path, mode in _entries(root, "folder")
+                  if mode is not None and stat.S_ISDIR(mode))
+    for name in names:
+        _check_class_name(root, name)
+    return names
+
+
+def _check_class_name(root: Path, name: str) -> None:
+    """A class name goes into predictions.csv, metrics.json and the checkpoint, all UTF-8:
+    a folder name in another encoding (Latin-1 from an old zip, say; Python holds its bytes
+    as surrogates) is refused before training rather than failing every report after it."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+        raise DataError(f"the class folder {root / shown} has a name that is not UTF-8",
+                        hint="rename it to UTF-8 (`convmv -f latin1 -t utf8 --notest -r "
+                             f"{root}` renames a Latin-1 tree): class names are written to "
+                             "predictions.csv and metrics.json") from None
 
 
 def interleave_classes(per_class: Sequence[Sequence[Path]]) -> tuple[list[Path], list[int]]:
