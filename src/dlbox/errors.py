@@ -48,6 +48,14 @@ class DataError(DlboxError):
     """Data is missing, corrupt, or fails its checksum."""
 
 
+class NoDataError(DataError):
+    """A data dir holds no data at all (none fetched there, or it moved away)."""
+
+    def __init__(self, message: str, data_dir: object, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.data_dir = data_dir
+
+
 class RunDirError(DlboxError):
     """A run directory is missing or lacks a file a command needs."""
 

@@ -446,3 +446,59 @@ def test_a_batch_larger_than_the_data_is_said(fake_cifar_dir: Path, tmp_path: Pa
     assert main(["train", *QUICK, "--data", str(fake_cifar_dir), "--run-dir",
                  str(tmp_path / "quiet"), "--no-evaluate"]) == EXIT_OK
     assert "note: the batch size" not in capsys.readouterr().err
+
+
+def test_a_run_whose_data_moved_says_the_path_is_the_runs_and_how_to_point_elsewhere(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: after the data dir moved, `evaluate RUN` and `train --resume RUN`
+    said "no CIFAR-10 data found in OLD" with the hint to run a bare `dlbox data fetch`
+    (which fills the default data dir, not OLD): the path came from the run's config.json,
+    which they did not say, and --data was not offered as the fix."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(fake_cifar_dir, data)
+    run_dir = tmp_path / "run"
+    assert main(["train", *QUICK, "--epochs", "2", "--data", str(data), "--run-dir",
+                 str(run_dir), "--no-evaluate"]) == EXIT_OK
+    stopped = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert stopped["finished"]
+    moved = data.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir)]) == EXIT_ERROR
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: no CIFAR-10 data found in {data} (the data dir the run was trained on, from "
+        "its config.json)",
+        f"hint: if the data moved, pass --data DIR where it is now; if it is gone, fetch it "
+        f"again: `dlbox data fetch --data {data}` (offline: `dlbox data fetch --data {data} "
+        "--from ARCHIVE --sha256 HEX`)"]
+    assert main(["evaluate", str(run_dir), "--data", str(moved)]) == EXIT_OK
+    # a --data given that holds nothing is the plain error, naming that folder
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--data", str(empty)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no CIFAR-10 data found in {empty}\n")
+    assert f"hint: run `dlbox data fetch --data {empty}`" in err and "config.json" not in err
+
+
+def test_resume_of_a_run_whose_data_moved_names_its_config(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(fake_cifar_dir, data)
+    run_dir = tmp_path / "run"
+    assert main(["train", *QUICK, "--epochs", "3", "--data", str(data), "--run-dir",
+                 str(run_dir), "--no-evaluate"]) == EXIT_OK
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    state["finished"], state["epoch"] = False, 1  # as if stopped after epoch 1
+    torch.save(state, run_dir / "checkpoints" / "last.pt")
+    data.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no CIFAR-10 data found in {data} (the data dir the run "
+                          "was trained on, from its config.json)\n"), err
+    assert "pass --data DIR where it is now" in err

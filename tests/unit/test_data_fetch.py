@@ -214,7 +214,9 @@ def test_offline_error_says_how_to_supply_the_archive(tmp_path: Path) -> None:
         fetch_cifar10(config(tmp_path / "d", source=url))
     message, hint = info.value.message, info.value.hint or ""
     assert "\n" not in message and url in message and "could not download" in message
-    assert "dlbox data fetch --from /path/to/cifar-10-python.tar.gz" in hint
+    # with the data dir it was asked to fill: a bare `dlbox data fetch` fills the default one
+    assert (f"dlbox data fetch --data {tmp_path / 'd'} --from /path/to/cifar-10-python.tar.gz"
+            in hint)
     assert "--sha256" in hint
     assert not (tmp_path / "d").exists()
 

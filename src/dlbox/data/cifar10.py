@@ -40,7 +40,8 @@ from dlbox.data.layout import (
     TRAIN_BATCHES,
     batches_dir,
 )
-from dlbox.errors import DataError, FileWriteError
+from dlbox.data.paths import fetch_hint
+from dlbox.errors import DataError, FileWriteError, NoDataError
 from dlbox.fileio import write_through_memory
 
 CACHE_ENV_VAR = "DLBOX_DATA_CACHE"
@@ -288,11 +289,8 @@ def load_cifar10(data_dir: str | Path, split: str = "train",
         raise DataError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
     directory = batches_dir(data_dir)
     if not directory.is_dir():
-        raise DataError(
-            f"no CIFAR-10 data at {directory}",
-            hint="run `dlbox data fetch` (offline: `dlbox data fetch --from "
-                 "/path/to/cifar-10-python.tar.gz`) or pass --data DIR",
-        )
+        raise NoDataError(f"no CIFAR-10 data at {directory}", data_dir,
+                          hint=fetch_hint(data_dir))
     names = TRAIN_BATCHES if split == "train" else TEST_BATCHES
     use_cache = cache_enabled() if cache is None else cache
     key = _fingerprint(directory, names) if use_cache else None

@@ -43,7 +43,7 @@ from dlbox.data.extract import (
     leftover_message,
 )
 from dlbox.data.layout import BATCHES_DIRNAME, batches_dir
-from dlbox.data.paths import check_data_dir_path
+from dlbox.data.paths import check_data_dir_path, data_flag
 from dlbox.errors import DataError, UsageError
 from dlbox.fileio import exclusive_lock
 
@@ -54,9 +54,11 @@ CHECKSUMS_FILE = "dlbox-checksums.json"
 URL_SCHEMES = ("http", "https", "ftp")  # what `download` (urllib) fetches; file:// is local
 _CHUNK = 1024 * 1024
 
-OFFLINE_HINT = (f"on a machine with network access download {OFFICIAL_URL}, copy it here and run "
-                "`dlbox data fetch --from /path/to/cifar-10-python.tar.gz` "
-                "(add `--sha256 HEX` for a copy that is not byte-identical to the official one)")
+def offline_hint(data_dir: Path) -> str:
+    """How to fetch without this machine's network, into the same data dir."""
+    return (f"on a machine with network access download {OFFICIAL_URL}, copy it here and run "
+            f"`dlbox data fetch{data_flag(data_dir)} --from /path/to/cifar-10-python.tar.gz` "
+            "(add `--sha256 HEX` for a copy that is not byte-identical to the official one)")
 
 
 @dataclass(frozen=True)
@@ -366,7 +368,7 @@ LOCAL_COPY_HINT = ("or download cifar-10-python.tar.gz another way, copy it here
 
 def _http_error_hint(code: int, url: str) -> str:
     """The fix for an HTTP error status: the server answered, so the network is not the
-    problem (OFFLINE_HINT would send the user to another machine for nothing)."""
+    problem (offline_hint would send the user to another machine for nothing)."""
     if code in (401, 403):
         has_login = "@" in urllib.parse.urlsplit(url).netloc
         login = ("check the user name and password in the URL" if has_login else
@@ -402,10 +404,10 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                         hint=_http_error_hint(error.code, url)) from None
     except urllib.error.URLError as error:
         raise DataError(f"could not download {shown}: {one_line(error.reason)}",
-                        hint=OFFLINE_HINT) from None
+                        hint=offline_hint(dest.parent)) from None
     except (OSError, http.client.HTTPException, ValueError) as error:
         raise DataError(f"could not download {shown}: {one_line(error)}",
-                        hint=OFFLINE_HINT) from None
+                        hint=offline_hint(dest.parent)) from None
     with response:
         status = getattr(response, "status", 200)
         if start and status != 206:
@@ -428,10 +430,10 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                 raise data_dir_error(dest.parent, error, f"write {part.name}") from None
             raise DataError(
                 f"download of {shown} was interrupted after {received} bytes: {one_line(error)}",
-                hint="run the same command again to resume; " + OFFLINE_HINT) from None
+                hint="run the same command again to resume; " + offline_hint(dest.parent)) from None
     if total is not None and received != total:
         raise DataError(f"download of {shown} stopped at {received} of {total} bytes",
-                        hint="run the same command again to resume; " + OFFLINE_HINT)
+                        hint="run the same command again to resume; " + offline_hint(dest.parent))
     try:
         os.replace(part, dest)
     except OSError as error:

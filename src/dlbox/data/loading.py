@@ -11,6 +11,8 @@ test agree on labels even when a split lacks a class.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +39,8 @@ from dlbox.data.imagefolder import (
     load_image_folder,
     skipped_entries,
 )
-from dlbox.data.paths import check_data_dir_path
-from dlbox.errors import DataError
-
-FETCH_HINT = ("run `dlbox data fetch` (offline: `dlbox data fetch --from "
-              "/path/to/cifar-10-python.tar.gz --sha256 HEX`), or pass --data DIR holding "
-              f"{BATCHES_DIRNAME}/ or <split>/<class>/*.png|jpg")
+from dlbox.data.paths import check_data_dir_path, data_flag, fetch_hint
+from dlbox.errors import DataError, NoDataError
 
 
 @dataclass(frozen=True)
@@ -136,7 +134,7 @@ def no_data_error(data_dir: str | Path) -> DataError:
         class_dirs = []
     with_images = [folder.name for folder in class_dirs if _holds_images(folder)]
     if not with_images:
-        return DataError(message, hint=FETCH_HINT)
+        return NoDataError(message, data_dir, hint=fetch_hint(data_dir))
     shown = ", ".join(with_images[:3]) + (", ..." if len(with_images) > 3 else "")
     message = (f"{message}: it holds class folders with images ({shown}) but no "
                f"{' or '.join(s + '/' for s in SPLITS)} split folder")
@@ -148,6 +146,25 @@ def no_data_error(data_dir: str | Path) -> DataError:
                 f"{data_dir / 'train'}/ and put held-out images in "
                 f"{data_dir / 'test'}/<class>/")
     return DataError(message, hint=hint)
+
+
+@contextlib.contextmanager
+def reading_the_runs_data_dir(given: bool) -> Iterator[None]:
+    """Around loading a run's data when no --data was given (evaluate, resume): the data dir
+    is the one in the run's config.json, so a folder that holds no data any more (moved,
+    deleted) is named as that, with --data as the first way out."""
+    try:
+        yield
+    except NoDataError as error:
+        if given:
+            raise
+        where = data_flag(Path(str(error.data_dir)))
+        raise NoDataError(f"{error.message} (the data dir the run was trained on, from its "
+                          "config.json)", error.data_dir,
+                          hint=f"if the data moved, pass --data DIR where it is now; if it is "
+                               f"gone, fetch it again: `dlbox data fetch{where}` (offline: "
+                               f"`dlbox data fetch{where} --from ARCHIVE --sha256 HEX`)"
+                          ) from None
 
 
 def image_folder_classes(root: str | Path) -> tuple[str, ...]:

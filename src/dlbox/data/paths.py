@@ -7,6 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
+from dlbox.data.layout import BATCHES_DIRNAME
 from dlbox.errors import DataError, UsageError
 
 DATA_ENV_VAR = "DLBOX_DATA"
@@ -17,6 +18,24 @@ FOLDER_HINT = (f"point --data DIR (or {DATA_ENV_VAR}) at a folder; "
 def default_data_dir() -> Path:
     """The per-user cache location, e.g. ~/.cache/dlbox/data on Linux."""
     return Path(platformdirs.user_cache_dir("dlbox", appauthor=False)) / "data"
+
+
+def data_flag(data_dir: str | Path) -> str:
+    """` --data DIR` for a command a hint suggests, so that it acts on the data dir that was
+    looked at; "" for the default one (a bare command uses it)."""
+    import shlex
+
+    if Path(data_dir).expanduser().absolute() == default_data_dir().absolute():
+        return ""
+    return f" --data {shlex.quote(str(data_dir))}"
+
+
+def fetch_hint(data_dir: str | Path) -> str:
+    """Get the data into `data_dir` (the one that was looked at), or point at another."""
+    where = data_flag(data_dir)
+    return (f"run `dlbox data fetch{where}` (offline: `dlbox data fetch{where} --from "
+            "/path/to/cifar-10-python.tar.gz --sha256 HEX`), or pass --data DIR holding "
+            f"{BATCHES_DIRNAME}/ or <split>/<class>/*.png|jpg")
 
 
 def resolve_data_dir(arg: str | Path | None) -> Path:

@@ -275,7 +275,7 @@ def load_run_model(run_dir: Path, device: str | torch.device = "auto",
 
 def load_test_split(config: Any, data_dir: str | Path | None) -> ImageDataset:
     """The test split the run is evaluated on: --data, else the run's data dir; num_test cap."""
-    from dlbox.data.loading import load_dataset, split_size
+    from dlbox.data.loading import load_dataset, reading_the_runs_data_dir, split_size
     from dlbox.data.paths import resolved_data_dir
 
     chosen = data_dir if data_dir is not None else getattr(config, "data_dir", None)
@@ -283,12 +283,14 @@ def load_test_split(config: Any, data_dir: str | Path | None) -> ImageDataset:
     root = resolved_data_dir(chosen)
     limit = getattr(config, "num_test", None)
     if limit is not None:
-        available = split_size(root, "test")
+        with reading_the_runs_data_dir(given=data_dir is not None or chosen is None):
+            available = split_size(root, "test")
         if available < limit:  # other data (--data), or a data dir that lost images
             print(f"note: the run was tested on its first {limit:,} test images (--num-test); "
                   f"{root} has {available:,}, and all {available:,} are evaluated",
                   file=sys.stderr)
-    return load_dataset(root, "test", limit)
+    with reading_the_runs_data_dir(given=data_dir is not None or chosen is None):
+        return load_dataset(root, "test", limit)
 
 
 def check_classes(model_classes: Sequence[str] | None,

@@ -578,8 +578,11 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     torch_device = resolve_device(config.device)
     resolved_data = resolve_data(config)
     config = config.replace(data_dir=str(resolved_data))
-    train_set = load_split(resolved_data, "train", config.num_train)
-    test_set = load_split(resolved_data, "test", config.num_test)
+    from dlbox.data.loading import reading_the_runs_data_dir
+
+    with reading_the_runs_data_dir(given=data_dir is not None or trained_on is None):
+        train_set = load_split(resolved_data, "train", config.num_train)
+        test_set = load_split(resolved_data, "test", config.num_test)
     # Nothing in the run dir changes until the checkpoint is known to fit this data, and
     # metrics.json (which every epoch rewrites, keeping what evaluate added) to be readable.
     _check_resume_fits(path, state, config, train_set, trained_on)
