@@ -448,12 +448,8 @@ def test_a_batch_larger_than_the_data_is_said(fake_cifar_dir: Path, tmp_path: Pa
     assert "note: the batch size" not in capsys.readouterr().err
 
 
-def test_a_run_whose_data_moved_says_the_path_is_the_runs_and_how_to_point_elsewhere(
-        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Found by review: after the data dir moved, `evaluate RUN` and `train --resume RUN`
-    said "no CIFAR-10 data found in OLD" with the hint to run a bare `dlbox data fetch`
-    (which fills the default data dir, not OLD): the path came from the run's config.json,
-    which they did not say, and --data was not offered as the fix."""
+def trained_on_a_copy(fake_cifar_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(data, run_dir): a finished 2-epoch run on a copy of the data, which may be moved."""
     import shutil
 
     data = tmp_path / "data"
@@ -461,8 +457,16 @@ def test_a_run_whose_data_moved_says_the_path_is_the_runs_and_how_to_point_elsew
     run_dir = tmp_path / "run"
     assert main(["train", *QUICK, "--epochs", "2", "--data", str(data), "--run-dir",
                  str(run_dir), "--no-evaluate"]) == EXIT_OK
-    stopped = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    assert stopped["finished"]
+    return data, run_dir
+
+
+def test_a_run_whose_data_moved_says_the_path_is_the_runs_and_how_to_point_elsewhere(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: after the data dir moved, `evaluate RUN` and `train --resume RUN`
+    said "no CIFAR-10 data found in OLD" with the hint to run a bare `dlbox data fetch`
+    (which fills the default data dir, not OLD): the path came from the run's config.json,
+    which they did not say, and --data was not offered as the fix."""
+    data, run_dir = trained_on_a_copy(fake_cifar_dir, tmp_path)
     moved = data.rename(tmp_path / "moved")
     capsys.readouterr()
     assert main(["evaluate", str(run_dir)]) == EXIT_ERROR
@@ -485,13 +489,7 @@ def test_a_run_whose_data_moved_says_the_path_is_the_runs_and_how_to_point_elsew
 
 def test_resume_of_a_run_whose_data_moved_names_its_config(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import shutil
-
-    data = tmp_path / "data"
-    shutil.copytree(fake_cifar_dir, data)
-    run_dir = tmp_path / "run"
-    assert main(["train", *QUICK, "--epochs", "3", "--data", str(data), "--run-dir",
-                 str(run_dir), "--no-evaluate"]) == EXIT_OK
+    data, run_dir = trained_on_a_copy(fake_cifar_dir, tmp_path)
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     state["finished"], state["epoch"] = False, 1  # as if stopped after epoch 1
     torch.save(state, run_dir / "checkpoints" / "last.pt")
