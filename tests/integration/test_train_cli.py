@@ -500,3 +500,32 @@ def test_resume_of_a_run_whose_data_moved_names_its_config(
     assert err.startswith(f"error: no CIFAR-10 data found in {data} (the data dir the run "
                           "was trained on, from its config.json)\n"), err
     assert "pass --data DIR where it is now" in err
+
+
+def test_train_into_a_pipe_that_closes_says_where_to_resume(fake_cifar_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """Found by review: `dlbox train ... | head -1` stopped training at the next printed line
+    with exit 141 and nothing on stderr, though the run was cut short and resumable."""
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlbox", "train", *QUICK, "--epochs", "500", "--threads", "1",
+         "--data", str(fake_cifar_dir), "--run-dir", str(run_dir), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()  # what `head -1` reads, before it exits
+        process.stdout.close()
+        err = process.stderr.read()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert first.startswith("training tiny on cpu")
+    assert process.returncode == 141, err
+    assert err.splitlines()[-3:] == [
+        "stopped: standard output was closed (the program reading it ended)",
+        f"the last saved state is in {run_dir}/checkpoints/last.pt",
+        f"resume with: dlbox train --resume {run_dir}"], err
+    assert not load_checkpoint(run_dir / "checkpoints" / "last.pt")["finished"]

@@ -9,6 +9,8 @@ with it).
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -109,28 +111,40 @@ def _run(args: argparse.Namespace) -> int:
         return stopped.exit_code
     except KeyboardInterrupt as interrupt:  # a second Ctrl-C: stopped at once, the last
         # epoch's state kept
-        run_dir = getattr(interrupt, "run_dir", None) or run_dir
-        last = Path(run_dir or "") / "checkpoints" / "last.pt"
         print("interrupted", file=sys.stderr)
-        try:
-            saved = bool(run_dir) and last.is_file()
-        except OSError as error:  # the folder lost its search permission mid-run, say
-            print(f"cannot tell whether {last} was saved: {error.strerror or error}\n"
-                  f"once it can be read, resume with: dlbox train --resume "
-                  f"{Path(run_dir or '').absolute()}", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        if saved:
-            where = Path(run_dir).resolve()
-            from dlbox.training.checkpoint import says_finished
-
-            if says_finished(last):  # stopped in the final evaluation: training is done
-                print(f"training had finished ({last}); its evaluation was cut short\n"
-                      f"evaluate with: dlbox evaluate {where}", file=sys.stderr)
-            else:
-                print(f"the last saved state is in {last}\nresume with: dlbox train --resume "
-                      f"{where}", file=sys.stderr)
+        say_what_was_kept(getattr(interrupt, "run_dir", None) or run_dir)
         return EXIT_INTERRUPTED
+    except BrokenPipeError as closed:  # `dlbox train | head`: the reader went away mid-run
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("stopped: standard output was closed (the program reading it ended)",
+              file=sys.stderr)
+        say_what_was_kept(getattr(closed, "run_dir", None) or run_dir)
+        return 128 + signal.SIGPIPE
     return 0
+
+
+def say_what_was_kept(run_dir: str | Path | None) -> None:
+    """After a stop that skipped the trainer's own report: what the run saved, and the
+    command that goes on from it."""
+    last = Path(run_dir or "") / "checkpoints" / "last.pt"
+    try:
+        saved = bool(run_dir) and last.is_file()
+    except OSError as error:  # the folder lost its search permission mid-run, say
+        print(f"cannot tell whether {last} was saved: {error.strerror or error}\n"
+              f"once it can be read, resume with: dlbox train --resume "
+              f"{Path(run_dir or '').absolute()}", file=sys.stderr)
+        return
+    if not saved:
+        return
+    where = Path(run_dir or "").resolve()
+    from dlbox.training.checkpoint import says_finished
+
+    if says_finished(last):  # stopped in the final evaluation: training is done
+        print(f"training had finished ({last}); its evaluation was cut short\n"
+              f"evaluate with: dlbox evaluate {where}", file=sys.stderr)
+    else:
+        print(f"the last saved state is in {last}\nresume with: dlbox train --resume "
+              f"{where}", file=sys.stderr)
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

@@ -447,10 +447,11 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
         if not named and discard_unsaved(run_dir):
             raise diverged.folder_removed() from None
         raise
-    except KeyboardInterrupt as interrupt:  # a second Ctrl-C: the CLI names the run dir
+    except (KeyboardInterrupt, BrokenPipeError) as interrupt:  # a second Ctrl-C, or stdout
+        # closed (`| head`): the CLI names the run dir
         if not named:
             discard_unsaved(run_dir)
-        interrupt.run_dir = run_dir  # type: ignore[attr-defined]
+        interrupt.run_dir = run_dir  # type: ignore[union-attr]
         raise
     except BaseException:  # out of memory, a disk error: a default folder with nothing saved
         # is clutter (the out-of-memory error names no folder for it)
