@@ -451,3 +451,28 @@ def test_evaluate_run_reads_metrics_json_before_evaluating(
     # with --output, the run's metrics.json is not read: nothing to check first
     with pytest.raises(AssertionError, match="evaluated before"):
         evaluate_run(tmp_path, device="cpu", quiet=True, output=tmp_path / "elsewhere")
+
+
+def test_the_training_curves_tick_whole_epochs(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a 3-epoch run's curves had ticks at epochs 1.25, 1.5, 1.75."""
+    from matplotlib.figure import Figure
+
+    from dlbox.training.report import plot_training_history
+
+    drawn: list[Figure] = []
+    real_savefig = Figure.savefig
+
+    def savefig(self: Figure, *args: object, **kwargs: object) -> None:
+        drawn.append(self)
+        real_savefig(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    history = [{"epoch": e, "train_loss": 2.0 / e, "train_accuracy": 0.2 * e,
+                "test_accuracy": 0.15 * e} for e in (1, 2, 3)]
+    assert plot_training_history(tmp_path / "curves.png", history)
+    [figure] = drawn
+    for axes in figure.axes:
+        ticks = [t for t in axes.get_xticks() if 1 <= t <= 3]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert (tmp_path / "curves.png").stat().st_size > 1000

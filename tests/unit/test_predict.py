@@ -319,9 +319,15 @@ def test_bad_files_get_a_one_line_reason(tmp_path: Path, make, expected: str) ->
      "a symbolic link on the path points back into itself", "fix or remove the link"),
     (lambda d: (d / "a.png").write_bytes(b"") or d / "a.png" / "x.png",
      "a part of the path is a file, not a folder", "check the path"),
+    # found by review: these two named no fix ("error: /dev/zero: not a regular file")
+    (lambda d: os.mkfifo(d / "pipe.png") or d / "pipe.png",
+     "not a regular file (a pipe, socket or device)",
+     "save the image to a file and pass that file"),
+    (lambda d: (d / "photos.png").mkdir() or d / "photos.png",
+     "is a directory, not an image file", "pass the image files in it"),
 ], ids=["empty", "cut-png", "cut-jpeg", "64-megapixels", "200-megapixels", "text-chunk",
         "text-memory", "not-an-image", "cut-webp", "cut-gif", "missing", "name-too-long",
-        "link-loop", "file-as-folder"])
+        "link-loop", "file-as-folder", "fifo", "folder"])
 def test_a_bad_files_reason_says_the_fix(tmp_path: Path, make, reason: str, fix: str) -> None:
     """Found by review: a 0-byte file was "not an image (Pillow does not recognise the
     format)", a truncated one carried Pillow's "(image file is truncated (28 bytes not

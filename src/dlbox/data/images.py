@@ -327,8 +327,11 @@ def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
             status = None  # missing, a loop, out of reach, ...: Image.open says which, below
         if status is not None and not stat.S_ISREG(status.st_mode):
             # A folder, a FIFO or a device: opening it could block or read forever.
-            raise ImageLoadError("is a directory, not an image file"
-                                 if stat.S_ISDIR(status.st_mode) else "not a regular file")
+            if stat.S_ISDIR(status.st_mode):
+                raise ImageLoadError("is a directory, not an image file",
+                                     hint="pass the image files in it, or move the folder out")
+            raise ImageLoadError("not a regular file (a pipe, socket or device)",
+                                 hint="save the image to a file and pass that file")
         length = status.st_size if status is not None else None
     if length == 0:  # Pillow would say only that it does not know the format
         raise ImageLoadError("empty file (0 bytes)", hint=FIX_COPY_AGAIN)

@@ -58,6 +58,7 @@ from dlbox.training.checkpoint import (
     restore_rng_state,
     run_json_error,
     save_checkpoint,
+    says_finished,
 )
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype, available_cpus, configure_host, resolve_device
@@ -270,6 +271,10 @@ def create_run_dir(path: Path) -> Path:
                           hint="pass another --run-dir")
     if path.is_dir() and any(path.iterdir()) and not saved_nothing(path):
         if (path / CONFIG_FILE).exists():
+            if says_finished(checkpoint_path(path, "last")):  # --resume: "nothing to resume"
+                raise RunDirError(f"{path} already holds a run, which finished",
+                                  hint=f"evaluate it with `dlbox evaluate {path}`, or pass "
+                                       "another --run-dir for a new run")
             raise RunDirError(f"{path} already holds a run",
                               hint=f"continue it with `dlbox train --resume {path}`, "
                                    "or pass another --run-dir")

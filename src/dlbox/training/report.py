@@ -158,6 +158,7 @@ def plot_training_history(path: Path, history: Sequence[dict[str, Any]]) -> bool
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     loss = _series(history, "train_loss")
     accuracies = {label: _series(history, key) for key, label in
@@ -181,6 +182,8 @@ def plot_training_history(path: Path, history: Sequence[dict[str, Any]]) -> bool
     right.set_title("accuracy")
     right.grid(alpha=0.3)
     right.legend()
+    for axes in (left, right):  # epochs are whole numbers: no 1.25, 1.5 ticks for a short run
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     write_with_atomic(path, lambda handle: figure.savefig(handle, format="png"))
     return True
