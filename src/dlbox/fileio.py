@@ -236,6 +236,18 @@ def dataclass_to_json(value: Any) -> dict[str, Any]:
 ACCESS_ERRNOS = (errno.EACCES, errno.EPERM)
 
 
+def nearest_folder(path: Path) -> Path:
+    """`path` if it is a folder, else the nearest folder above it: the one whose permission
+    decides whether `path` can be made (`path` itself when none can be told)."""
+    for where in (path, *path.parents):
+        try:
+            if where.is_dir():
+                return where
+        except OSError:  # in a folder without search permission
+            continue
+    return path
+
+
 def unsearchable_folder(path: Path) -> Path | None:
     """The folder above `path` that keeps it out of reach (one without search permission: a
     stat of what is in it fails with EACCES), named as `path` is (relative stays relative);

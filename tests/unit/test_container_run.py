@@ -308,6 +308,29 @@ def test_prepare_runs_dir_rejects_a_file(tmp_path: Path) -> None:
         prepare_runs_dir(tmp_path / "runs", os.geteuid(), os.getegid(), as_root=False)
 
 
+def test_a_runs_dir_that_may_not_be_made_names_the_folder_that_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: `--runs ro/sub` under a folder the user may not write got the generic
+    "give yourself access (chmod u+rw ro/sub ...)", a folder that does not exist; the one to
+    make writable is `ro`. (Root writes anywhere: the refusal is the system's, recorded.)"""
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    real_mkdir = Path.mkdir
+
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        if self.parent == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    with pytest.raises(UsageError) as info:
+        prepare_runs_dir(locked / "sub" / "runs", os.geteuid(), os.getegid(), as_root=False)
+    assert info.value.message == (f"cannot create --runs {locked.resolve() / 'sub' / 'runs'} "
+                                  "(Permission denied)")
+    assert info.value.hint == (f"make {locked.resolve()} writable for you (`chmod u+rwx "
+                               f"{locked.resolve()}`), or pass --runs a folder you can write to")
+
+
 def test_prepare_runs_dir_the_container_user_cannot_write(tmp_path: Path) -> None:
     path = tmp_path / "runs"
     path.mkdir()

@@ -35,7 +35,13 @@ from torch import nn
 
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import DlboxError, RunDirError, UsageError
-from dlbox.fileio import ACCESS_ERRNOS, exclusive_lock, read_json, write_json_atomic
+from dlbox.fileio import (
+    ACCESS_ERRNOS,
+    exclusive_lock,
+    nearest_folder,
+    read_json,
+    write_json_atomic,
+)
 from dlbox.text import plural
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -293,16 +299,9 @@ def run_dir_create_error(path: Path, error: OSError) -> RunDirError:
     message = f"cannot create run directory {path} ({error.strerror})"
     if error.errno not in ACCESS_ERRNOS:
         return RunDirError(message, hint="pass a writable --run-dir")
-    folder = next((where for where in (path, *path.parents) if _is_folder(where)), path)
+    folder = nearest_folder(path)
     return RunDirError(message, hint=f"make {folder} writable for you (`chmod u+rwx {folder}`), "
                                      "or pass another --run-dir")
-
-
-def _is_folder(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except OSError:  # in a folder without search permission
-        return False
 
 
 # ---- data -------------------------------------------------------------------------------------
