@@ -93,6 +93,9 @@ def test_cuda_on_a_host_without_a_driver_names_the_host_not_a_cpu_flag(
      "torch 1.0 is older than dlbox's compatibility data"),
     (["--resolve", "torch", "--framework-version", "2.7", "--cuda", "13.0", "--driver",
       "580.65.06"], "torch 2.7 has no CUDA 13.0 build (its CUDA builds: 11.8, 12.6, 12.8)"),
+    # found by review: printed `pip install torch==2.1.99`, a release that never was
+    (["--resolve", "torch", "--framework-version", "2.1.99", "--cpu"],
+     "torch 2.1.99 is not a torch release dlbox knows"),
     (["--resolve", "torch", "--cuda", "12.5", "--driver", "580.65.06"],
      "no torch release of 2.0.1 to 2.15.0 has a CUDA 12.5 build (their CUDA builds: 11.7, "
      "11.8, 12.1, 12.4, 12.6, 12.8, 12.9, 13.0, 13.2)"),

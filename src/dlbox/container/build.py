@@ -178,6 +178,7 @@ def _normalize_framework(name: str | None) -> str | None:
 
 
 def _matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
+    from dlbox.hostenv.resolve import refuse_unreleased_patch
     from dlbox.hostenv.versions import parse_version, same_release
 
     rows = getattr(matrix, framework)
@@ -192,17 +193,7 @@ def _matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
         known = ", ".join(row.release for row in rows[:8])
         raise UsageError(f"{framework} {version} is not in dlbox's compatibility matrix",
                          hint=f"pick a listed release ({known}, ...) or leave the version out")
-    patches = sorted({v for row in kept for v in row.versions if parse_version(v)},
-                     key=lambda v: parse_version(v) or ())
-    newest_release = max((parse_version(row.release) or () for row in rows), default=())
-    settled = (parse_version(kept[0].release) or ()) < newest_release
-    if len(parsed) >= 3 and patches and public not in patches \
-            and (settled or parsed <= (parse_version(patches[-1]) or ())):
-        # A release older than the newest gets no more patches: a version the matrix does not
-        # list was never released. The newest release may have one newer than dlbox's data.
-        raise UsageError(f"{framework} {public} is not a {framework} release dlbox knows",
-                         hint=f"{framework} {kept[0].release} has {', '.join(patches)}: "
-                              f"pick one, or give just {kept[0].release} for its newest")
+    refuse_unreleased_patch(rows, public, framework)
     return dataclasses.replace(matrix, **{framework: kept})
 
 

@@ -210,6 +210,7 @@ def pin_rows(rows: tuple[Any, ...], version: str | None, framework: str,
     for row in rows:
         if same_release(version, row.release) and len(parse_version(version) or ()) <= 2:
             return [row]
+    refuse_unreleased_patch(rows, version, framework)
     from dlbox.hostenv.matrix import nearest_release
 
     nearest = nearest_release(rows, version)
@@ -226,6 +227,25 @@ def pin_rows(rows: tuple[Any, ...], version: str | None, framework: str,
     note = (f"{framework} {version} is not in dlbox's compatibility data (checked {checked}); "
             f"using the nearest known row, {framework} {nearest.release}")
     return [replace(nearest, versions=(exact,), uncertain=True, note=note)]
+
+
+def refuse_unreleased_patch(rows: tuple[Any, ...], version: str, framework: str) -> None:
+    """UsageError for an exact version (2.1.99) of a known release that was never published:
+    a release older than the newest gets no more patches, so one the data does not list does
+    not exist; the newest release may have one newer than the data, which is let through."""
+    public = version.split("+")[0]
+    parsed = parse_version(public) or ()
+    kept = [row for row in rows if same_release(public, row.release)]
+    if len(parsed) < 3 or not kept or any(public in row.versions for row in kept):
+        return
+    patches = sorted({v for row in kept for v in row.versions if parse_version(v)},
+                     key=lambda v: parse_version(v) or ())
+    newest_release = max((parse_version(row.release) or () for row in rows), default=())
+    settled = (parse_version(kept[0].release) or ()) < newest_release
+    if patches and (settled or parsed <= (parse_version(patches[-1]) or ())):
+        raise UsageError(f"{framework} {public} is not a {framework} release dlbox knows",
+                         hint=f"{framework} {kept[0].release} has {', '.join(patches)}: "
+                              f"pick one, or give just {kept[0].release} for its newest")
 
 
 def _python_ok(python: str | None, versions: tuple[str, ...]) -> bool:
