@@ -123,6 +123,22 @@ def test_corrupt_or_foreign_lock_fails_with_hint(tmp_path: Path, text: str) -> N
     assert "--relock" in (info.value.hint or "")
 
 
+def test_a_lock_with_merge_conflict_markers_says_so(tmp_path: Path) -> None:
+    """Found by review: a dlbox.lock two branches changed read "cannot read ...: Expecting
+    value: line 1 column 1 (char 0)", with no word of the merge."""
+    path = tmp_path / LOCK_FILE
+    entry = json.dumps({"schema": LOCK_SCHEMA, "builds": {}}, indent=2)
+    path.write_text(f"<<<<<<< HEAD\n{entry}\n=======\n{entry}\n>>>>>>> other\n")
+    with pytest.raises(ContainerError) as info:
+        read_lock(path)
+    assert info.value.message == f"{path} holds git merge conflict markers (<<<<<<<)"
+    assert "resolve the conflict" in (info.value.hint or "")
+    path.write_text("{not json")
+    with pytest.raises(ContainerError) as plain:
+        read_lock(path)
+    assert plain.value.message.startswith(f"{path} is not valid JSON (")
+
+
 @pytest.mark.parametrize("text", CORRUPT_LOCKS)
 def test_relock_is_the_way_out_of_a_lock_it_cannot_read(tmp_path: Path, text: str) -> None:
     """The hint says --relock; it read the lock first and failed the same way."""

@@ -143,10 +143,15 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
     try:
         data = read_json(path)
     except OSError as error:
-        raise ContainerError(f"cannot read {path}: {error}",
-                             hint="make it readable, or pass another --lock file") from None
+        raise ContainerError(f"cannot read {path}: {error.strerror or error}",
+                             hint=f"make it readable (`chmod a+r {path}`), or pass another "
+                                  "--lock file") from None
     except ValueError as error:
-        raise LockUnreadable(f"cannot read {path}: {error}",
+        if _has_conflict_markers(path):  # a merge left both sides in it
+            raise LockUnreadable(f"{path} holds git merge conflict markers (<<<<<<<)",
+                                 hint="resolve the conflict (keep one side, or delete the file "
+                                      "and build with --relock)") from None
+        raise LockUnreadable(f"{path} is not valid JSON ({error})",
                              hint="build with --relock to write a fresh one") from None
     if not isinstance(data, dict) or data.get("schema") != LOCK_SCHEMA:
         raise LockUnreadable(
@@ -159,6 +164,14 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
         raise LockUnreadable(f"{path}: its \"builds\" is not a table of lock entries",
                              hint="build with --relock to write a fresh one")
     return {key: LockEntry.from_dict(entry) for key, entry in sorted(builds.items())}
+
+
+def _has_conflict_markers(path: Path) -> bool:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return False
+    return any(line.startswith("<<<<<<< ") for line in lines) and "=======" in lines
 
 
 def write_lock(path: Path, entries: dict[str, LockEntry]) -> None:
