@@ -1310,3 +1310,27 @@ def test_a_build_outside_any_project_says_it_builds_dlbox(
     write(tmp_path / "requirements.txt", "numpy\n")
     _, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"), facts=no_probe)
     assert not any("dlbox's own" in note for note in notes)
+
+
+@pytest.mark.parametrize("ignore, refused", [
+    ("pyproject.toml\n", True), ("*.toml\n", True), ("*.toml\n!pyproject.toml\n", False),
+    ("data/\n", False)])
+def test_a_dockerignore_that_leaves_out_pyproject_is_refused_before_the_build(
+        tmp_path: Path, ignore: str, refused: bool) -> None:
+    """Found by review: `.dockerignore` listing pyproject.toml built until step 17 of 23 and
+    failed with pip's "Directory ... is not installable"; dlbox knows both before building."""
+    write(tmp_path / "pyproject.toml",
+          '[project]\nname = "p"\nversion = "0.1"\ndependencies = ["numpy"]\n'
+          '[build-system]\nrequires = ["setuptools>=61"]\n'
+          'build-backend = "setuptools.build_meta"\n')
+    write(tmp_path / "p" / "__init__.py", "")
+    write(tmp_path / ".dockerignore", ignore)
+    request = B.BuildRequest(project_dir=tmp_path, device="cpu")
+    if not refused:
+        assert B.plan(request, no_probe).project.installable
+        return
+    with pytest.raises(UsageError) as caught:
+        B.plan(request, no_probe)
+    assert caught.value.message == ("the project's .dockerignore leaves out pyproject.toml, "
+                                    "which installing the project in the image needs")
+    assert "`!pyproject.toml`" in (caught.value.hint or "")

@@ -44,7 +44,7 @@ from dlbox.container.context import (
     wheels_for_pins,
     write_context,
 )
-from dlbox.container.dockerignore import project_patterns
+from dlbox.container.dockerignore import IgnoreMatcher, project_patterns
 from dlbox.container.lock import (
     LOCK_FILE,
     LockEntry,
@@ -60,6 +60,8 @@ from dlbox.container.lock import (
 )
 from dlbox.container.project import (
     FRAMEWORK_DISTS,
+    PYPROJECT_FILE,
+    SETUP_PY_FILE,
     Project,
     detect_framework,
     detect_project,
@@ -703,7 +705,16 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     check_request(request)
     _buildargs(request)  # credentials in a build arg: refused before anything (dry runs too)
     project = detect_project(request.project_dir, request.extras)
-    project_patterns(project.root)  # an unreadable .dockerignore: refused before any build
+    patterns = project_patterns(project.root)  # unreadable: refused before any build
+    if project.installable:  # `pip install .` in the image needs the files that describe it
+        matcher = IgnoreMatcher(patterns)
+        for name in (PYPROJECT_FILE, SETUP_PY_FILE, "setup.cfg"):
+            if (project.root / name).is_file() and matcher.ignored(name):
+                raise UsageError(
+                    f"the project's .dockerignore leaves out {name}, which installing the "
+                    "project in the image needs",
+                    hint=f"remove the line of .dockerignore that matches {name} (or add "
+                         f"`!{name}` after it)")
     if request.project_dir is None and Path.cwd().resolve() != project.root.resolve():
         # `dlbox image build` in a folder meant as a project, but missing its requirements
         project = dataclasses.replace(project, notes=project.notes + (
