@@ -101,6 +101,50 @@ def test_a_short_startup_timeout_is_named_as_given() -> None:
         wait_until_ready(f"http://127.0.0.1:{port}", "t", 0.5, lambda: None, poll_s=0.1)
 
 
+# ---- bug: --ip of this machine's own network address waited 120 s for a 403 ---------------
+
+@pytest.mark.parametrize("ip, remote", [("127.0.0.1", False), ("::1", False),
+                                        ("localhost", False), ("0.0.0.0", True), ("::", True),
+                                        ("192.0.2.2", True)])
+def test_a_non_loopback_ip_lets_jupyter_answer_its_own_address(ip: str, remote: bool) -> None:
+    """Found by review: --ip 192.0.2.2 (this machine's eth0) started a server that refused
+    every request for its Host (403, "non-local Host"), so dlbox waited out --startup-timeout
+    and suggested a longer one. Jupyter's remote-access check is off for any address that is
+    not a loopback one, as for a wildcard."""
+    config = lab_config("/nb", ip, 8888, allow_root=False)
+    assert config["ServerApp"]["allow_remote_access"] is remote  # type: ignore[index]
+
+
+def test_a_server_that_refuses_its_own_token_is_an_error_at_once() -> None:
+    import http.server
+    import threading
+    import time
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the handler's name is http.server's)
+            self.send_response(403)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        start = time.monotonic()
+        with pytest.raises(StartupTimeout) as caught:
+            wait_until_ready(f"http://127.0.0.1:{server.server_port}", "t", 60, lambda: None,
+                             poll_s=0.05)
+        assert time.monotonic() - start < 10  # not the 60 s timeout
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert caught.value.message == (f"the Jupyter server at http://127.0.0.1:"
+                                    f"{server.server_port} refuses requests with its own token "
+                                    "(HTTP 403)")
+    assert "startup-timeout" not in (caught.value.hint or "")
+
+
 # ---- bug: the lock file of a run is shown ---------------------------------------------------
 
 def test_the_file_browser_hides_the_run_lock_and_keeps_jupyters_own_hidden_files() -> None:

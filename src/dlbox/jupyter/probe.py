@@ -15,6 +15,9 @@ from dlbox.errors import DlboxError
 from dlbox.jupyter.settings import seconds_text
 
 TIMEOUT_HINT = "the machine may be busy: try again with --startup-timeout 300"
+REFUSED_HINT = ("its log above says why (a Jupyter config of yours, in ~/.jupyter or "
+                "$JUPYTER_CONFIG_DIR, may set the token, allow_remote_access or "
+                "local_hostnames); or try --ip 127.0.0.1")
 
 
 class StartupTimeout(DlboxError):
@@ -63,6 +66,7 @@ def wait_until_ready(base_url: str, token: str, timeout_s: float,
     """
     deadline = time.monotonic() + timeout_s
     last_problem = "no answer yet"
+    refused = 0  # answers of 403 in a row: up, but refusing its own token
     while True:
         reason = still_starting()
         if reason is not None:
@@ -73,6 +77,11 @@ def wait_until_ready(base_url: str, token: str, timeout_s: float,
             if answer.status == 200:
                 return
             last_problem = f"HTTP {answer.status}"
+            refused = refused + 1 if answer.status == 403 else 0
+            if refused >= 3:  # waiting longer cannot help: say so now, not at the timeout
+                raise StartupTimeout(
+                    f"the Jupyter server at {base_url} refuses requests with its own token "
+                    "(HTTP 403)", hint=REFUSED_HINT)
         except (TimeoutError, ConnectionError, OSError, http.client.HTTPException) as error:
             last_problem = type(error).__name__
         if time.monotonic() >= deadline:

@@ -149,7 +149,9 @@ def lab_config(notebook_root: str, ip: str, port: int, allow_root: bool) -> dict
             "open_browser": False,  # dlbox opens it once the server answers
             "root_dir": notebook_root,
             "allow_root": allow_root,
-            "allow_remote_access": listens_on_all_interfaces(ip),
+            # Jupyter refuses (403) a request whose Host is not a loopback name unless this
+            # is on: one of this machine's own network addresses needs it as a wildcard does.
+            "allow_remote_access": not is_loopback(ip),
         },
         # The file browser does not list these (.dlbox-run.lock in a run folder, say), even
         # for a user whose own config shows hidden files.
