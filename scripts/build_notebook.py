@@ -74,14 +74,14 @@ CELLS = [
     # Where CIFAR-10 is: "auto" = the copy `dlbox data fetch` downloaded, if there is one,
     # else a small synthetic look-alike; None = always the synthetic look-alike; or a folder.
     DATA_DIR = "auto"
-    NUM_TRAIN = None     # how many training images to use (None = all of them)
-    NUM_TEST = None      # how many test images to use (None = all of them)
+    NUM_TRAIN = None     # how many training images to use (None: all of them)
+    NUM_TEST = None      # how many test images to use (None: all of them)
     EPOCHS = 2           # passes over the training images
     MODEL = "tutorial"   # "tutorial" (the PyTorch tutorial's network) or "resnet" (better, slower)
-    DEVICE = "auto"      # "auto" = the GPU if there is one, else the CPU; or "cpu", "cuda"
+    DEVICE = "auto"      # "auto": the GPU if there is one, else the CPU; or "cpu", "cuda"
     SEED = 0             # the same seed gives the same run on the same machine
-    MY_IMAGE = None      # a photo of yours to classify (a path); None = draw one
-    RUN_DIR = None       # where the trained model is saved; None = a new folder under runs/
+    MY_IMAGE = None      # a photo of yours to classify (a path); None: draw one
+    RUN_DIR = None       # where the trained model is saved; None: a new folder under runs/
                          # each time (a folder named here must not hold a run already)
     """, tags=["parameters"]),
     code("""
@@ -98,6 +98,7 @@ CELLS = [
     from dlbox.data.loading import detect_layout, load_dataset
     from dlbox.data.paths import resolve_data_dir
     from dlbox.data.synthetic import write_fake_cifar10
+    from dlbox.jupyter.notebooks import check_settings
 
     # A quick smoke run (used by dlbox's own tests): tiny synthetic data, one short epoch.
     if os.environ.get("DLBOX_NOTEBOOK_SMOKE") == "1":
@@ -118,11 +119,12 @@ CELLS = [
             print(f"CIFAR-10 is not in {candidate}: using a small synthetic look-alike.")
             print("To get the real photos, run `dlbox data fetch` in a terminal, then re-run.")
         elif setting is not None:
-            return Path(setting), False
+            return Path(setting).expanduser(), False
         folder = scratch_folder("dlbox-synthetic-")
         write_fake_cifar10(folder, n_train=NUM_TRAIN or 500, n_test=NUM_TEST or 100, seed=SEED)
         return folder, True
 
+    check_settings(NUM_TRAIN=NUM_TRAIN, NUM_TEST=NUM_TEST, EPOCHS=EPOCHS, SEED=SEED)
     data_dir, synthetic = find_cifar10(DATA_DIR)
     print(f"dlbox {dlbox.__version__}, torch {torch.__version__}")
     note = "  (synthetic: coloured stripes, not photos)" if synthetic else ""
@@ -394,7 +396,7 @@ CELLS = [
         picture.save(path)
         return path
 
-    my_image = Path(MY_IMAGE) if MY_IMAGE else draw_a_ship(run_dir / "my_ship.png")
+    my_image = Path(MY_IMAGE).expanduser() if MY_IMAGE else draw_a_ship(run_dir / "my_ship.png")
     (result,) = predict_images(run_dir, [my_image], device=DEVICE)
     if hasattr(result, "error"):
         print(f"could not read {my_image}: {result.one_line()}")

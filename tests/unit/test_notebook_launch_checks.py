@@ -288,3 +288,41 @@ def test_a_server_that_stops_answering_after_it_started_is_a_clear_error() -> No
     assert info.value.message == (f"the Jupyter server stopped answering at "
                                   f"http://127.0.0.1:{port} right after it started "
                                   "(ConnectionRefusedError)")
+
+
+# ---- bug: bad notebook settings ended in numpy / matplotlib tracebacks ----------------------
+
+@pytest.mark.parametrize("settings, message", [
+    ({"NUM_TRAIN": 0}, "NUM_TRAIN = 0 is not a number of images"),
+    ({"NUM_TRAIN": -5}, "NUM_TRAIN = -5 is not a number of images"),  # kept all but 5
+    ({"NUM_TEST": "100"}, "NUM_TEST = '100' is not a number of images"),
+    ({"EPOCHS": 1.5}, "EPOCHS = 1.5 is not a number of passes"),
+    ({"SEED": None}, "SEED = None is not a whole number"),
+    ({"SEED": True}, "SEED = True is not a whole number"),
+])
+def test_bad_notebook_settings_are_one_error_naming_the_setting(
+        settings: dict[str, object], message: str) -> None:
+    """Found by review: NUM_TRAIN = 0 failed in matplotlib, -5 silently kept 49 995 images,
+    "100" and SEED = None ended in TypeErrors."""
+    from dlbox.jupyter.notebooks import check_settings
+
+    values: dict[str, object] = {"NUM_TRAIN": None, "NUM_TEST": None, "EPOCHS": 2, "SEED": 0}
+    check_settings(**values)  # the defaults pass
+    with pytest.raises(UsageError) as caught:
+        check_settings(**{**values, **settings})
+    assert caught.value.message == message
+    [name] = settings
+    assert (caught.value.hint or "").startswith(f"set {name} to a whole number")
+
+
+def test_a_subset_of_no_images_is_refused() -> None:
+    import torch
+
+    from dlbox.data.dataset import ImageDataset
+
+    data = ImageDataset(torch.zeros(10, 3, 4, 4, dtype=torch.uint8),
+                        torch.zeros(10, dtype=torch.int64), ("a",), "test")
+    assert len(data.subset(3)) == 3 and data.subset(None) is data
+    for count in (0, -5):
+        with pytest.raises(UsageError, match=f"a subset of {count} images"):
+            data.subset(count)

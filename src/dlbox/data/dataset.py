@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dlbox.errors import UsageError
+
 
 @dataclass(frozen=True)
 class ImageDataset:
@@ -40,6 +42,9 @@ class ImageDataset:
         interleaved across classes (dlbox.data.imagefolder.list_image_files). So the first N
         are a balanced, deterministic sample, and index i means the same image in the subset
         as in the whole split."""
+        if count is not None and count < 1:  # images[:-5] would keep all but 5, silently
+            raise UsageError(f"a subset of {count} images was asked for",
+                             hint="ask for 1 image or more, or None for all of them")
         if count is None or count >= len(self):
             return self
         return ImageDataset(self.images[:count], self.labels[:count], self.classes, self.source)

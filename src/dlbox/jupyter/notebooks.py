@@ -100,3 +100,29 @@ def damaged_notebook_hint(path: Path) -> str:
     if folder == user_notebooks_dir().resolve():
         return f"delete it (rm {path}): dlbox copies a fresh one at its next launch"
     return "restore it from a good copy, or delete it; the folder's URL above still works"
+
+
+def check_settings(**settings: object) -> None:
+    """The notebook's settings cell, checked before anything uses it: a bad value is one
+    error naming the setting (as the notebook spells it) and the value to give instead, not
+    a traceback from deep in numpy or matplotlib, nor a silent surprise (NUM_TRAIN = -5 kept
+    all but 5 images). Takes NUM_TRAIN, NUM_TEST, EPOCHS and SEED."""
+    def whole(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for name in ("NUM_TRAIN", "NUM_TEST"):
+        value = settings.get(name)
+        if value is not None and (not whole(value) or int(value) < 1):  # type: ignore[call-overload]
+            raise UsageError(f"{name} = {value!r} is not a number of images",
+                             hint=f"set {name} to a whole number, 1 or more, or to None for "
+                                  "all of them")
+    epochs = settings.get("EPOCHS")
+    if "EPOCHS" in settings and (not whole(epochs) or int(epochs) < 1):  # type: ignore[call-overload]
+        raise UsageError(f"EPOCHS = {epochs!r} is not a number of passes",
+                         hint="set EPOCHS to a whole number, 1 or more")
+    seed = settings.get("SEED")
+    if "SEED" in settings and not whole(seed):
+        raise UsageError(f"SEED = {seed!r} is not a whole number",
+                         hint="set SEED to a whole number such as 0 (the same seed gives the "
+                              "same run on the same machine)")
+
