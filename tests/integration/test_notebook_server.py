@@ -550,3 +550,23 @@ def test_a_read_only_notebook_folder_gets_a_warning(notebook_dir: Path,
         assert stop_launch(launch) == 130
     with launched_notebook(notebook_dir) as launch:  # a folder it can write to: no warning
         assert "read-only" not in wait_for_output(launch, "Press Ctrl-C")
+
+
+@pytest.mark.timeout(300)
+def test_a_server_that_dies_by_itself_is_an_error_with_its_log(notebook_dir: Path) -> None:
+    """Found by review: a Jupyter server killed from outside (OOM killer, kill -9) ended
+    `dlbox notebook` with only "the Jupyter server exited (status -9)": no error line, no
+    hint, no log."""
+    require(have_jupyterlab(), "JupyterLab")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc to find the server's process")
+    with launched_notebook(notebook_dir) as launch:
+        [server] = children_of(launch.process.pid)
+        os.kill(server, signal.SIGKILL)
+        launch.process.wait(timeout=60)
+        text = launch.text()
+    assert launch.process.returncode == 1, text
+    assert "--- the end of the Jupyter server's log ---" in text
+    lines = text.strip().splitlines()
+    assert lines[-2:] == ["error: the Jupyter server stopped by itself (killed by signal 9)",
+                          "hint: its log above says why; start it again with the same command"]

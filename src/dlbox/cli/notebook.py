@@ -146,8 +146,18 @@ def run(args: argparse.Namespace) -> int:
             if settings.open_browser:
                 open_in_browser(info.url)
             status = server.wait()
-            print(f"the Jupyter server exited (status {status})", file=sys.stderr)
-            return 0 if status == 0 else 1
+            if status == 0:  # JupyterLab's File > Shut Down, or `docker stop` of its container
+                print("the Jupyter server shut down", file=sys.stderr)
+                return 0
+            tail = server.log_tail().strip()
+            if tail:
+                print("--- the end of the Jupyter server's log ---\n" + tail + "\n---",
+                      file=sys.stderr, flush=True)
+            how = (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
+            print(f"error: the Jupyter server stopped by itself ({how})", file=sys.stderr)
+            print("hint: " + ("its log above says why; " if tail else "")
+                  + "start it again with the same command", file=sys.stderr)
+            return 1
         except StartupTimeout as error:
             if error.log_tail.strip():
                 print("--- the end of the Jupyter server's log ---\n"

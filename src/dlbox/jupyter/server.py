@@ -81,6 +81,9 @@ class NotebookServer(Protocol):
     def wait(self) -> int:
         """Block until the server ends by itself; its exit status."""
 
+    def log_tail(self) -> str:
+        """The end of the server's log, while its launch is still there ("" if none)."""
+
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop the server (idempotent); None: the server's own default timeout."""
 
@@ -278,6 +281,12 @@ class ManagedServer(ABC):
     def _log_tail(self) -> str:
         """The end of the server's log while it still runs ("" when there is none)."""
         return ""
+
+    def log_tail(self) -> str:
+        try:
+            return self._log_tail()
+        except Exception:  # noqa: BLE001 (a log gone or unreadable: there is none to show)
+            return ""
 
     @abstractmethod
     def _launch(self) -> ServerInfo:
