@@ -529,3 +529,28 @@ def test_train_into_a_pipe_that_closes_says_where_to_resume(fake_cifar_dir: Path
         f"the last saved state is in {run_dir}/checkpoints/last.pt",
         f"resume with: dlbox train --resume {run_dir}"], err
     assert not load_checkpoint(run_dir / "checkpoints" / "last.pt")["finished"]
+
+
+def test_resume_without_evaluate_names_an_evaluation_of_an_earlier_epoch(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: evaluate a stopped run (epoch 1), resume it with --no-evaluate to
+    epoch 3: predictions.csv, the confusion matrix and metrics.json's evaluation were epoch
+    1's, with nothing saying so."""
+    from dlbox.training.config import build_config
+    from dlbox.training.loop import TrainingStopped, train
+
+    run_dir = tmp_path / "run"
+    config = build_config("tiny", device="cpu", epochs=3, num_train=200, num_test=50,
+                          data_dir=str(fake_cifar_dir), run_dir=str(run_dir), threads=1)
+    with pytest.raises(TrainingStopped):
+        train(config, progress=False, evaluate_at_end=False,
+              stop=lambda epoch, step: epoch == 2 and step == 1)
+    assert main(["evaluate", str(run_dir)]) == EXIT_OK
+    assert read_json(run_dir / "metrics.json")["evaluation"]["epoch"] == 1
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--no-evaluate", "--no-progress"]) == EXIT_OK
+    assert (f"note: predictions.csv, the confusion matrix and metrics.json's evaluation in "
+            f"{run_dir} are of epoch 1; `dlbox evaluate {run_dir}` brings them to epoch 3"
+            in capsys.readouterr().err)
+    assert main(["evaluate", str(run_dir)]) == EXIT_OK
+    assert read_json(run_dir / "metrics.json")["evaluation"]["epoch"] == 3

@@ -959,6 +959,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
     if evaluate_at_end:
         _report(run_dir, config, device, test_set, classes, state.epoch, test_logits,
                 eval_seconds)
+    else:
+        _note_an_older_evaluation(run_dir, state.epoch)
     return run_dir
 
 
@@ -1109,6 +1111,8 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
     if evaluate_at_end:
         _report(run_dir, config, device, test_set, classes, state.epoch, result.test_logits,
                 result.eval_seconds)
+    else:
+        _note_an_older_evaluation(run_dir, state.epoch)
     return run_dir
 
 
@@ -1169,6 +1173,19 @@ def _write_metrics(run_dir: Path, config: TrainConfig, state: TrainState,
         },
     }
     write_json_atomic(path, metrics)
+
+
+def _note_an_older_evaluation(run_dir: Path, epoch: int) -> None:
+    """--no-evaluate after a resume: an evaluation of an earlier epoch (a `dlbox evaluate`
+    of the stopped run) is still in the run's files; say so, since nothing else does."""
+    try:
+        evaluated = (read_json(run_dir / METRICS_FILE).get("evaluation") or {}).get("epoch")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(evaluated, int) and evaluated < epoch:
+        print(f"note: predictions.csv, the confusion matrix and metrics.json's evaluation in "
+              f"{run_dir} are of epoch {evaluated}; `dlbox evaluate {run_dir}` brings them "
+              f"to epoch {epoch}", file=sys.stderr)
 
 
 def _report(run_dir: Path, config: TrainConfig, device: torch.device, test_set: ImageDataset,
