@@ -357,6 +357,8 @@ def test_predict_a_folder_classifies_the_images_in_it(
     shutil.copy(images["icon"], photos / "trip" / "a.PNG")
     shutil.copy(images["icon"], photos / ".thumbnails" / "a.png")  # hidden: left out
     (photos / "notes.txt").write_text("not an image\n")  # not an image name: left out
+    # found by review: a link to nothing was skipped in silence; it is reported
+    (photos / "c.png").symlink_to(tmp_path / "gone.png")
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(trained_run), str(photos), str(images["deep"]),
                  str(tmp_path / "empty")]) == EXIT_PARTIAL
@@ -364,7 +366,9 @@ def test_predict_a_folder_classifies_the_images_in_it(
     named = [line.split(": ", 1)[0] for line in captured.out.splitlines()]
     assert named == [str(photos / "b.jpg"), str(photos / "trip" / "a.PNG"), str(images["deep"])]
     assert f"error: {tmp_path / 'empty'}: is a folder without image files" in captured.err
-    assert "1 of 4 files failed" in captured.err
+    assert (f"error: {photos / 'c.png'}: a link to nothing (it points to "
+            f"{tmp_path / 'gone.png'})") in captured.err
+    assert "2 of 5 files failed" in captured.err
 
 
 def test_predict_json_and_top_k(trained_run: Path, images: dict[str, Path],

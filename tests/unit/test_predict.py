@@ -325,9 +325,12 @@ def test_bad_files_get_a_one_line_reason(tmp_path: Path, make, expected: str) ->
      "save the image to a file and pass that file"),
     (lambda d: (d / "photos.png").mkdir() or d / "photos.png",
      "is a directory, not an image file", "pass the image files in it"),
+    # found by review: "no such file", though the link is there (ls shows it)
+    (lambda d: (d / "cat.png").symlink_to(d / "moved" / "photo.png") or d / "cat.png",
+     "a link to nothing (it points to ", "fix or remove the link"),
 ], ids=["empty", "cut-png", "cut-jpeg", "64-megapixels", "200-megapixels", "text-chunk",
         "text-memory", "not-an-image", "cut-webp", "cut-gif", "missing", "name-too-long",
-        "link-loop", "file-as-folder", "fifo", "folder"])
+        "link-loop", "file-as-folder", "fifo", "folder", "dangling-link"])
 def test_a_bad_files_reason_says_the_fix(tmp_path: Path, make, reason: str, fix: str) -> None:
     """Found by review: a 0-byte file was "not an image (Pillow does not recognise the
     format)", a truncated one carried Pillow's "(image file is truncated (28 bytes not

@@ -220,6 +220,10 @@ def image_load_error(error: BaseException, path: str | Path | None = None) -> Im
     was one) tells a file that may not be read from one in a folder that may not be searched."""
     if isinstance(error, ImageLoadError):
         return error
+    if isinstance(error, OSError) and error.errno == errno.ENOENT and path is not None \
+            and os.path.islink(path):  # the link is there, what it names is not
+        return ImageLoadError(f"a link to nothing (it points to {os.readlink(path)})",
+                              hint="fix or remove the link (ls -l shows where it points)")
     if isinstance(error, OSError) and error.errno in PATH_ERRORS:
         reason, fix = PATH_ERRORS[error.errno]
         return ImageLoadError(reason, hint=fix)

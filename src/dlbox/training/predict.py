@@ -189,7 +189,9 @@ def images_in_folder(folder: Path) -> list[Path | PredictionFailure]:
                 if entry.is_dir(follow_symlinks=False):
                     children.append((path, True))
                     continue
-                is_file = entry.is_file()  # a link to a file counts, as the file
+                # a link to a file counts, as the file; a link to nothing too, so that it is
+                # reported, not skipped (reading it says what is wrong)
+                is_file = entry.is_file() or (entry.is_symlink() and not path.exists())
             except OSError:
                 is_file = True  # a file out of reach: reading it says why
             if is_file and path.suffix.lower() in FOLDER_IMAGE_EXTENSIONS:
