@@ -181,6 +181,10 @@ def test_running_out_of_memory_is_a_one_line_error_naming_the_settings(
     ["train", *QUICK, "--data", " "],
     ["train", *QUICK, "--run-dir", ""],
     ["evaluate", "RUN", "--data", ""],
+    # found by review: `--device "$DEV"` with DEV unset was read as auto
+    ["train", "--model", "tiny", "--device", ""],
+    ["evaluate", "RUN", "--device", " "],
+    ["predict", "RUN", "x.png", "--device", ""],
 ])
 def test_an_empty_path_is_an_error_not_the_default(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -192,7 +196,8 @@ def test_an_empty_path_is_an_error_not_the_default(
     argv = [str(tmp_path / "run") if arg == "RUN" else arg for arg in argv]
     assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert err.startswith("error: --") and "was given an empty path" in err
+    kind = "value" if "--device" in argv else "path"
+    assert err.startswith("error: --") and f"was given an empty {kind}" in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
 
 

@@ -14,17 +14,19 @@ from dlbox.errors import UsageError
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a process SIGTERM ended
 
 
-def reject_empty_paths(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+def reject_empty_paths(args: argparse.Namespace, names: tuple[str, ...],
+                       kind: str = "path") -> None:
     """A path flag given an empty value (`--resume "$RUN"` with RUN unset) is an error, not
     the flag left out: `--resume ""` would otherwise start a new run with the default model,
     and `--data ""` train on (or fetch into) the default data dir. Every command checks its
-    path flags here, so the message is the same everywhere."""
+    path flags here, so the message is the same everywhere; `kind` "value" for another
+    flag (`--device ""` read as auto)."""
     for name in names:
         value = getattr(args, name, None)
         if value is not None and not str(value).strip():
             flag = f"--{name.replace('_', '-')}"
-            raise UsageError(f"{flag} was given an empty path",
-                             hint=f"pass a path after {flag} (is the shell variable you used "
+            raise UsageError(f"{flag} was given an empty {kind}",
+                             hint=f"pass a {kind} after {flag} (is the shell variable you used "
                                   "set?), or leave the flag out for its default")
 
 

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     # included): RUN_DIR "" would be ".", --data "" the default data dir.
     reject_empty_run_dir(args)
     reject_empty_paths(args, ("data", "output"))
+    reject_empty_paths(args, ("device",), kind="value")
     checkpoint_path(args.run_dir, args.checkpoint)  # --checkpoint "": its usage error, now
     data_dir = Path(args.data) if args.data else None
     output = _output_folder(args.output, args.run_dir)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlbox.cli.common import path_flag, reject_empty_run_dir
+from dlbox.cli.common import path_flag, reject_empty_paths, reject_empty_run_dir
 from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from dlbox.text import plural
 
@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     reject_empty_run_dir(args)  # "" would be ".": the run dir predict was started in
+    reject_empty_paths(args, ("device",), kind="value")
     checkpoint_path(args.run_dir, args.checkpoint)  # --checkpoint "": its usage error, first
     # An empty IMAGE ("$IMG" unset) fails on its own like any file that cannot be read (the
     # others still get predictions), with a reason that says so rather than `no such file`.
