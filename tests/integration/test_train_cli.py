@@ -196,7 +196,8 @@ def test_an_empty_path_is_an_error_not_the_default(
     argv = [str(tmp_path / "run") if arg == "RUN" else arg for arg in argv]
     assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
-    kind = "value" if "--device" in argv else "path"
+    [flag] = [argv[i - 1] for i, arg in enumerate(argv) if not arg.strip()]
+    kind = "value" if flag == "--device" else "path"
     assert err.startswith("error: --") and f"was given an empty {kind}" in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
 
