@@ -501,10 +501,17 @@ def test_wheelhouse_build_wins_when_the_target_runs_it(tmp_path: Path) -> None:
     target = dataclasses.replace(target_for(device="cpu"), python="3.11")
     build = B.resolve_framework("torch", target, wheels)
     assert (build.version, build.variant) == ("2.5.1", "cpu")
-    assert "is in the wheelhouse" in build.reasons[-1]
+    assert build.reasons[-1] == ("torch 2.5.1+cpu is in the wheelhouse: used instead of the "
+                                 "newest release 2.15.0, so the build needs no download of it")
     assert not any("requested" in reason for reason in build.reasons)
     # Nothing usable in it: the newest release.
     assert B.resolve_framework("torch", target, wheels[1:]).version == "2.15.0"
+    # Found by review: the newest release itself in the wheelhouse was "used instead of the
+    # newest release 2.15.0", the same version named twice.
+    write(house / "torch-2.15.0+cpu-cp311-cp311-linux_x86_64.whl", "")
+    newest = B.resolve_framework("torch", target, scan_wheelhouse(house))
+    assert newest.reasons[-1] == ("torch 2.15.0+cpu is in the wheelhouse: used, so the build "
+                                  "needs no download of it")
 
 
 def test_default_base_image(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -331,7 +331,9 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
             continue  # a cu126 wheel is no use to a CPU image, and the other way round
         if framework == "torch" and not local and chosen.variant == "cpu":
             continue  # PyPI's plain torch wheel on Linux is a CUDA build
-        note = (f"{dist} {candidate} is in the wheelhouse: used instead of the newest "
+        note = (f"{dist} {candidate} is in the wheelhouse: used, so the build needs no "
+                "download of it" if public == newest.version.split("+")[0] else
+                f"{dist} {candidate} is in the wheelhouse: used instead of the newest "
                 f"{'admitted ' if pins else ''}release {newest.version}, so the build needs "
                 "no download of it")
         reasons = tuple(r for r in chosen.reasons if "requested" not in r)
