@@ -699,3 +699,32 @@ def test_a_lock_that_cannot_be_written_is_refused_before_the_build(tmp_path: Pat
     assert caught.value.message == f"cannot write {lock}: {blocker} is not a folder"
     assert caught.value.hint == "pass --lock a file path in a folder you can write to"
     assert not lock.exists()
+
+
+def test_offline_with_pins_missing_from_the_wheelhouse_pastes_the_download(
+        tmp_path: Path) -> None:
+    """Found by review: the hint was `pip download --no-deps -d DIR -r <(the pins in
+    dlbox.lock)`, not a command one can paste; it names the missing pins, the image's Python
+    and the framework's wheel index now, and comes before the engine is asked anything."""
+    import shlex
+
+    from dlbox.container.build import BuildRequest, build_image
+    from dlbox.errors import UsageError
+
+    root = write_project(tmp_path / "proj")
+    entry = locked_cpu_entry(root)
+    write_lock(root / LOCK_FILE, {"torch-cpu": entry})
+    house = tmp_path / "wheel house"
+    house.mkdir()
+    with pytest.raises(UsageError) as caught:
+        build_image(BuildRequest(project_dir=root, device="cpu", offline=True, wheelhouse=house),
+                    log=lambda line: None, facts=no_probe, client=NoEngine())
+    assert caught.value.message.startswith(
+        f"--offline, but the wheelhouse lacks {len(entry.pinned)} pinned packages: ")
+    hint = caught.value.hint or ""
+    command = hint.split("fill it on a machine with network: ", 1)[1].rsplit("; or drop", 1)[0]
+    words = shlex.split(command)
+    assert words[:2] == ["pip", "download"] and str(house) in words
+    assert "--extra-index-url" in words and entry.wheel_index in words
+    assert words[words.index("--python-version") + 1] == ".".join(entry.python.split(".")[:2])
+    assert set(entry.pinned) <= set(words)

@@ -798,6 +798,19 @@ def _default_bases() -> set[str]:
             *(row.image for row in S.CUDA_BASE_IMAGES)}
 
 
+def download_command(request: BuildRequest, entry: LockEntry, pins: Sequence[str]) -> str:
+    """The pip command (pasteable) that puts wheels for `pins` into the wheelhouse: for the
+    image's Python and Linux, from PyPI and the framework's own wheel index."""
+    import shlex
+
+    python = ".".join(entry.python.split(".")[:2])
+    where = shlex.quote(str(request.wheelhouse or "WHEELHOUSE"))
+    index = f" --extra-index-url {shlex.quote(entry.wheel_index)}" if entry.wheel_index else ""
+    return (f"pip download --no-deps --only-binary=:all: --python-version {python} "
+            f"--platform manylinux2014_x86_64 --platform linux_x86_64{index} -d {where} "
+            + " ".join(shlex.quote(pin) for pin in pins))
+
+
 def relock_command(request: BuildRequest) -> str:
     """The build command of `request` with --relock: every flag the user gave (but --dry-run
     and --json), shell-quoted, so the hint pastes."""
@@ -1135,15 +1148,15 @@ def build_image(request: BuildRequest, log: Log = print,
             # Written only once the image is built and passed its smoke test (below): a build
             # that fails or is interrupted must not leave a lock that later builds trust.
             entry = _lock(request, p, client, tmp, ca_cert, buildargs, log, on_event)
-        base_data = engine.inspect_image(client, entry.base_image)
         wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python)
         if request.offline and uncovered:
             raise UsageError(
                 f"--offline, but the wheelhouse lacks {len(uncovered)} pinned packages: "
                 f"{', '.join(uncovered[:5])}{' ...' if len(uncovered) > 5 else ''}",
-                hint="fill it on a machine with network: pip download --no-deps -d DIR "
-                     "-r <(the pins in dlbox.lock), or drop --offline",
+                hint="fill it on a machine with network: "
+                     f"{download_command(request, entry, uncovered)}; or drop --offline",
             )
+        base_data = engine.inspect_image(client, entry.base_image)
         offline = request.offline or bool(wheels and not uncovered)
         if offline and not request.offline:
             notes.append("every pinned package is in the wheelhouse: pip runs with --no-index")
