@@ -273,3 +273,32 @@ def test_a_config_json_without_read_permission_is_not_called_damaged(
     with pytest.raises(RunDirError) as info:
         read_run_config(run_dir)
     _assert_says_permission_denied(info.value, run_dir / "config.json")
+
+
+def test_a_damaged_config_json_names_the_command_that_restores_it(tmp_path: Path) -> None:
+    """Found by review: a damaged config.json said "train again", though every checkpoint
+    holds the run's settings; the hint is a command that writes them back, and it works."""
+    import shlex
+    import subprocess
+    import sys
+
+    from dlbox.training.checkpoint import read_run_config
+
+    run_dir = tmp_path / "my run"
+    config = TrainConfig(model="tiny", epochs=3)
+    save_checkpoint(run_dir / "checkpoints" / "last.pt", {"config": config.to_dict()})
+    (run_dir / "config.json").write_text("{broken")
+    with pytest.raises(RunDirError) as info:
+        read_run_config(run_dir)
+    hint = info.value.hint or ""
+    assert hint.startswith("it was edited or damaged; its checkpoint holds the settings too: "
+                           "python -c ")
+    words = shlex.split(hint.split("settings too: ", 1)[1])
+    subprocess.run([sys.executable, *words[1:]], check=True, timeout=120)
+    assert read_run_config(run_dir) == config
+    # No checkpoint to restore from: training again is the way.
+    (run_dir / "checkpoints" / "last.pt").unlink()
+    (run_dir / "config.json").write_text("{broken")
+    with pytest.raises(RunDirError) as again:
+        read_run_config(run_dir)
+    assert again.value.hint == "it was edited or damaged; train again"

@@ -23,6 +23,7 @@ import os
 import pickle
 import random
 import re
+import shlex
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -367,6 +368,18 @@ def restore_generator(generator: torch.Generator, saved: torch.Tensor | None) ->
 
 # ---- a trained model, ready for evaluate / predict ----------------------------------------
 
+def config_damaged_hint(run_dir: Path) -> str:
+    """How to get a damaged config.json back: every checkpoint holds the run's settings."""
+    last = checkpoint_path(run_dir, "last")
+    if not last.is_file():
+        return "it was edited or damaged; train again"
+    code = ('import json, sys, torch; json.dump(torch.load(sys.argv[1], weights_only=True)'
+            '["config"], open(sys.argv[2], "w"), indent=2)')
+    return ("it was edited or damaged; its checkpoint holds the settings too: "
+            f"python -c {shlex.quote(code)} {shlex.quote(str(last))} "
+            f"{shlex.quote(str(run_dir / CONFIG_FILE))}")
+
+
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
@@ -384,7 +397,7 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     if not found:
         raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, so it is not a dlbox run directory",
                           hint="pass a directory made by `dlbox train`")
-    hint = "it was edited or damaged; train again"
+    hint = config_damaged_hint(run_dir)
     try:
         data = read_json(path)
     except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
