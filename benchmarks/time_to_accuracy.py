@@ -211,18 +211,13 @@ def failure_of(losses: list[Any], accuracy: float | None) -> str | None:
     return None
 
 
-# How the generic loop's divergence error (dlbox.training.loop._diverged) begins; nothing
-# else it raises is a failed run.
-DIVERGED = "training diverged in epoch "
-
-
 def divergence_of(error: DlboxError) -> str | None:
-    """The failed reason of a generic run stopped by a NaN / infinite loss, or None when
-    `error` is anything else (those still stop the benchmark)."""
-    if type(error) is not DlboxError or not error.message.startswith(DIVERGED):
-        return None
-    # Its "(… <run dir> keeps the last good one)" names a temporary dir that is gone.
-    return error.message.split(" (", 1)[0]
+    """The failed reason of a generic run stopped by a NaN / infinite loss (the loop's
+    Diverged, without its run dir, a temporary one that is gone), or None when `error` is
+    anything else (those still stop the benchmark)."""
+    from dlbox.training.loop import Diverged
+
+    return error.reason if isinstance(error, Diverged) else None
 
 
 THROWAWAY = "a throw-away run dir"

@@ -761,8 +761,10 @@ class Diverged(DlboxError):
     training stops before that epoch's state is saved."""
 
     def __init__(self, epoch: int, lr: float, run_dir: Path, message: str, hint: str) -> None:
-        super().__init__(f"training diverged in epoch {epoch}: the training loss became NaN "
-                         f"or infinite{message}",
+        # what happened, without where: a benchmark's run dir is gone by the time it reports
+        self.reason = (f"training diverged in epoch {epoch}: the training loss became NaN or "
+                       "infinite")
+        super().__init__(self.reason + message,
                          hint=f"train again with a lower learning rate (this run's: --lr "
                               f"{lr:g}){hint}")
         self.epoch, self.lr, self.run_dir = epoch, lr, run_dir
