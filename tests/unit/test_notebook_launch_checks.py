@@ -115,10 +115,14 @@ def test_a_non_loopback_ip_lets_jupyter_answer_its_own_address(ip: str, remote: 
     assert config["ServerApp"]["allow_remote_access"] is remote  # type: ignore[index]
 
 
-def test_a_server_that_refuses_its_own_token_is_an_error_at_once() -> None:
+def test_a_server_that_refuses_its_own_token_is_an_error_at_once(tmp_path: Path) -> None:
+    """Through ManagedServer.start, which adds the log's whereabouts to the hint (and once
+    replaced the refusal's hint with the timeout's)."""
     import http.server
     import threading
     import time
+
+    from dlbox.jupyter.server import ManagedServer, ServerInfo
 
     class Refusing(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the handler's name is http.server's)
@@ -128,21 +132,40 @@ def test_a_server_that_refuses_its_own_token_is_an_error_at_once() -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    http_server = http.server.HTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=http_server.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{http_server.server_port}"
+
+    class Answering(ManagedServer):  # what a launched Jupyter is to start(): a URL, a log
+        def _launch(self) -> ServerInfo:
+            return ServerInfo(base_url, "t", tmp_path, None)
+
+        def _exit_reason(self) -> str | None:
+            return None
+
+        def _halt(self, timeout_s: float) -> None:
+            pass
+
+        def wait(self) -> int:
+            return 0
+
+        def _log_tail(self) -> str:
+            return "[W] Blocking request with non-local 'Host'\n"
+
     try:
         start = time.monotonic()
         with pytest.raises(StartupTimeout) as caught:
-            wait_until_ready(f"http://127.0.0.1:{server.server_port}", "t", 60, lambda: None,
-                             poll_s=0.05)
+            Answering(NotebookSettings(tmp_path, startup_timeout_s=60)).start()
         assert time.monotonic() - start < 10  # not the 60 s timeout
     finally:
-        server.shutdown()
-        server.server_close()
-    assert caught.value.message == (f"the Jupyter server at http://127.0.0.1:"
-                                    f"{server.server_port} refuses requests with its own token "
-                                    "(HTTP 403)")
-    assert "startup-timeout" not in (caught.value.hint or "")
+        http_server.shutdown()
+        http_server.server_close()
+    assert caught.value.message == (f"the Jupyter server at {base_url} refuses requests with "
+                                    "its own token (HTTP 403)")
+    hint = caught.value.hint or ""
+    assert "startup-timeout" not in hint and "allow_remote_access" in hint
+    assert hint.endswith("; the end of the server's log is above")
+    assert "Blocking request" in caught.value.log_tail
 
 
 # ---- bug: the lock file of a run is shown ---------------------------------------------------

@@ -15,9 +15,8 @@ from dlbox.errors import DlboxError
 from dlbox.jupyter.settings import seconds_text
 
 TIMEOUT_HINT = "the machine may be busy: try again with --startup-timeout 300"
-REFUSED_HINT = ("its log above says why (a Jupyter config of yours, in ~/.jupyter or "
-                "$JUPYTER_CONFIG_DIR, may set the token, allow_remote_access or "
-                "local_hostnames); or try --ip 127.0.0.1")
+REFUSED_HINT = ("a Jupyter config of yours (in ~/.jupyter or $JUPYTER_CONFIG_DIR) may set "
+                "the token, allow_remote_access or local_hostnames; or try --ip 127.0.0.1")
 
 
 class StartupTimeout(DlboxError):

@@ -243,9 +243,10 @@ class ManagedServer(ABC):
                 error.log_tail = self._log_tail()
             except Exception:  # noqa: BLE001 - a log we cannot read: say so, below
                 error.log_tail = ""
-            error.hint = (f"{TIMEOUT_HINT}; the end of the server's log is above"
+            base = error.hint or TIMEOUT_HINT  # a refusal (HTTP 403) brings its own
+            error.hint = (f"{base}; the end of the server's log is above"
                           if error.log_tail.strip() else
-                          f"{TIMEOUT_HINT} (the server wrote nothing to its log)")
+                          f"{base} (the server wrote nothing to its log)")
             self.stop()
             raise
         except BaseException:
