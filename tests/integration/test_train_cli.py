@@ -97,6 +97,29 @@ def test_missing_data_fails_with_a_fetch_hint(tmp_path: Path,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("env", ["unset", "another", "this one"])
+def test_the_fetch_hint_names_the_data_dir_a_bare_fetch_would_not_fill(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        env: str) -> None:
+    """Found by review: the hint said a bare `dlbox data fetch`, which fills $DLBOX_DATA (or
+    the cache dir), not the --data folder that was looked at; it names --data exactly when a
+    bare fetch would fill another folder."""
+    empty = tmp_path / "empty data"
+    empty.mkdir()
+    if env == "unset":
+        monkeypatch.delenv("DLBOX_DATA", raising=False)
+    else:
+        monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "elsewhere" if env == "another"
+                                             else empty))
+    assert main(["train", *QUICK, "--data", str(empty)]) == EXIT_ERROR
+    hint = capsys.readouterr().err.splitlines()[-1]
+    named = f"dlbox data fetch --data '{empty}'"
+    if env == "this one":
+        assert "`dlbox data fetch` (offline" in hint and named not in hint
+    else:
+        assert f"`{named}` (offline: `{named} --from" in hint
+
+
 def test_bad_values_are_usage_errors(fake_cifar_dir: Path, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", *QUICK, "--epochs", "0", "--data", str(fake_cifar_dir)]) == EXIT_USAGE

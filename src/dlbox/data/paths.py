@@ -22,10 +22,16 @@ def default_data_dir() -> Path:
 
 def data_flag(data_dir: str | Path) -> str:
     """` --data DIR` for a command a hint suggests, so that it acts on the data dir that was
-    looked at; "" for the default one (a bare command uses it)."""
+    looked at; "" for the one a bare command uses ($DLBOX_DATA, else the cache dir)."""
     import shlex
 
-    if Path(data_dir).expanduser().absolute() == default_data_dir().absolute():
+    def where(path: Path) -> Path:
+        try:
+            return path.expanduser().resolve()
+        except (OSError, RuntimeError):  # a link loop, say: compared as written
+            return path.expanduser().absolute()
+
+    if where(Path(data_dir)) == where(resolve_data_dir(None)):
         return ""
     return f" --data {shlex.quote(str(data_dir))}"
 
