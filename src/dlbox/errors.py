@@ -99,20 +99,30 @@ def write_error(path: object, error: BaseException) -> FileWriteError:
     import errno
     from pathlib import Path
 
+    from dlbox.text import make_writable, shell_quote
+
     reason = getattr(error, "strerror", None) or first_line(error)
     kind = write_failure_kind(error)
     folder = Path(str(path)).parent
+    while folder != folder.parent:  # the nearest that exists: the one a mkdir -p failed in
+        try:
+            if folder.is_dir():
+                break
+        except OSError:
+            pass
+        folder = folder.parent
+    quoted = shell_quote(folder)
     # Said of the folder, not of a flag: --run-dir, --data, --record and --lock all lead here.
     if kind == "no-space":
         return FileWriteError(path, reason, hint=f"free some disk space where {folder} is "
-                                                  f"(`df -h {folder}` shows it), or write "
+                                                  f"(`df -h {quoted}` shows it), or write "
                                                   "elsewhere")
     if getattr(error, "errno", None) == errno.EROFS:
         return FileWriteError(path, reason, hint=f"{folder} is on a read-only filesystem: "
                                                   "write elsewhere")
     if kind == "not-writable":
-        return FileWriteError(path, reason, hint=f"make {folder} writable for you (`chmod u+w "
-                                                  f"{folder}`), or write elsewhere")
+        return FileWriteError(path, reason, hint=f"{make_writable(folder)}, or write "
+                                                  "elsewhere")
     return FileWriteError(path, reason)
 
 

@@ -25,3 +25,17 @@ def reason_and_fix(reason: str, fix: str | None) -> str:
     """A failure on one line, its fix after the reason: "reason; fix" (the reason alone
     without one), as `dlbox predict` prints each file it could not read."""
     return f"{reason}; {fix}" if fix else reason
+
+
+def shell_quote(path: object) -> str:
+    """A path as it goes into a command a hint gives, quoted for a POSIX shell when it needs
+    it (a space, a quote), so that the command pastes."""
+    import shlex
+
+    return shlex.quote(str(path))
+
+
+def make_writable(folder: object) -> str:
+    """The fix for a folder one may not write in, as a hint says it."""
+    return f"make {folder} writable for you (`chmod u+rwx {shell_quote(folder)}`)"
+

@@ -313,7 +313,7 @@ def test_a_runs_dir_that_may_not_be_made_names_the_folder_that_refused(
     """Found by review: `--runs ro/sub` under a folder the user may not write got the generic
     "give yourself access (chmod u+rw ro/sub ...)", a folder that does not exist; the one to
     make writable is `ro`. (Root writes anywhere: the refusal is the system's, recorded.)"""
-    locked = tmp_path / "ro"
+    locked = tmp_path / "read only"  # a space: the chmod in the hint is quoted to paste
     locked.mkdir()
     real_mkdir = Path.mkdir
 
@@ -328,7 +328,8 @@ def test_a_runs_dir_that_may_not_be_made_names_the_folder_that_refused(
     assert info.value.message == (f"cannot create --runs {locked.resolve() / 'sub' / 'runs'} "
                                   "(Permission denied)")
     assert info.value.hint == (f"make {locked.resolve()} writable for you (`chmod u+rwx "
-                               f"{locked.resolve()}`), or pass --runs a folder you can write to")
+                               f"'{locked.resolve()}'`), or pass --runs a folder you can write "
+                               "to")
 
 
 def test_prepare_runs_dir_the_container_user_cannot_write(tmp_path: Path) -> None:

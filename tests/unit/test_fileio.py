@@ -366,7 +366,7 @@ def test_a_filesystem_without_flock_runs_the_block_unlocked(
 @pytest.mark.parametrize("code, hint", [
     (errno.ENOSPC, "free some disk space where {folder} is (`df -h {folder}` shows it), or "
                    "write elsewhere"),
-    (errno.EACCES, "make {folder} writable for you (`chmod u+w {folder}`), or write elsewhere"),
+    (errno.EACCES, "make {folder} writable for you (`chmod u+rwx {folder}`), or write elsewhere"),
     (errno.EROFS, "{folder} is on a read-only filesystem: write elsewhere"),
 ])
 def test_a_write_error_names_its_folder_and_no_other_commands_flags(
@@ -376,8 +376,10 @@ def test_a_write_error_names_its_folder_and_no_other_commands_flags(
     was offered for a read-only filesystem."""
     from dlbox.errors import write_error
 
-    target = tmp_path / "out" / "file.json"
+    # named by the nearest folder that exists: a `mkdir -p` of "new/" failed in "out"
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "new" / "file.json"
     error = write_error(target, OSError(code, errno.errorcode[code], str(target)))
     assert error.message == f"cannot write {target}: {errno.errorcode[code]}"
-    assert error.hint == hint.format(folder=target.parent)
+    assert error.hint == hint.format(folder=tmp_path / "out")
     assert "--run-dir" not in (error.hint or "")

@@ -26,6 +26,7 @@ from dlbox.errors import (
     first_line,
 )
 from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
+from dlbox.text import shell_quote
 
 DEBUG_ENV = "DLBOX_DEBUG"  # set to 1: an unexpected error shows its full traceback
 
@@ -135,12 +136,14 @@ def report_access_error(name: str) -> None:
     if folder is not None:
         print(f"error: cannot use {name}: permission denied on the folder {folder}",
               file=sys.stderr)
-        print(f"hint: make the folder readable for you (`chmod u+rx {folder}`), or run dlbox "
-              f"as the user that owns it (`ls -ld {folder}` shows who)", file=sys.stderr)
+        where = shell_quote(folder)
+        print(f"hint: make the folder readable for you (`chmod u+rx {where}`), or run dlbox "
+              f"as the user that owns it (`ls -ld {where}` shows who)", file=sys.stderr)
         return
     print(f"error: cannot use {name}: permission denied", file=sys.stderr)
-    print(f"hint: give yourself access (`chmod u+rw {name}`; u+rwx for a folder), or run dlbox "
-          f"as the user that owns it (`ls -ld {name}` shows who)", file=sys.stderr)
+    where = shell_quote(name)
+    print(f"hint: give yourself access (`chmod u+rw {where}`; u+rwx for a folder), or run dlbox "
+          f"as the user that owns it (`ls -ld {where}` shows who)", file=sys.stderr)
 
 
 def debugging() -> bool:

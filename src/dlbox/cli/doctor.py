@@ -21,6 +21,7 @@ from dlbox.hostenv.recording import HOST_JSON, RecordingError
 from dlbox.hostenv.report import broken_driver_error, render_build, render_text, report_dict
 from dlbox.hostenv.resolve import SUPPORTED_FRAMEWORKS, Target, resolve_build, target_from_host
 from dlbox.hostenv.rules import evaluate, has_errors
+from dlbox.text import shell_quote
 
 RECORDING_HINT = ("re-record it with: dlbox doctor --record DIR (the files and their fields are "
                   "described under 'Recordings' in docs/doctor.md)")
@@ -81,14 +82,15 @@ def _facts(args: argparse.Namespace) -> HostFacts:
         try:
             raw = load_raw(args.replay)
         except RecordingError as error:
-            raise UsageError(str(error), hint=f"make it readable (`chmod a+r {error.path}`)"
-                             if error.denied else RECORDING_HINT) from error
+            readable = f"make it readable (`chmod a+r {shell_quote(error.path)}`)"
+            raise UsageError(str(error), hint=readable if error.denied else RECORDING_HINT
+                             ) from error
         except OSError as error:
+            searchable = f"make the folder readable (`chmod u+rx {shell_quote(args.replay)}`)"
             raise UsageError(f"cannot read recording {args.replay}: "
                              f"{error.strerror or error}",
-                             hint=f"make the folder readable (`chmod u+rx {args.replay}`)"
-                             if isinstance(error, PermissionError) else RECORDING_HINT
-                             ) from error
+                             hint=searchable if isinstance(error, PermissionError)
+                             else RECORDING_HINT) from error
     else:
         if args.record is not None and args.record.exists() and not args.record.is_dir():
             raise UsageError(f"{args.record} is a file: --record takes a folder to write the "

@@ -20,6 +20,7 @@ from typing import Any
 
 from dlbox.errors import ContainerError
 from dlbox.fileio import dataclass_to_json, read_json, write_json_atomic
+from dlbox.text import shell_quote
 
 LOCK_FILE = "dlbox.lock"
 LOCK_SCHEMA = 1
@@ -144,8 +145,8 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
         data = read_json(path)
     except OSError as error:
         raise ContainerError(f"cannot read {path}: {error.strerror or error}",
-                             hint=f"make it readable (`chmod a+r {path}`), or pass another "
-                                  "--lock file") from None
+                             hint=f"make it readable (`chmod a+r {shell_quote(path)}`), or "
+                                  "pass another --lock file") from None
     except ValueError as error:
         if _has_conflict_markers(path):  # a merge left both sides in it
             raise LockUnreadable(f"{path} holds git merge conflict markers (<<<<<<<)",

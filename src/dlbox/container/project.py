@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.errors import ContainerError, UsageError
+from dlbox.text import shell_quote
 
 REQUIREMENTS_FILE = "requirements.txt"
 PYPROJECT_FILE = "pyproject.toml"
@@ -241,7 +242,7 @@ def unreadable_project_file(path: Path, error: OSError, included: bool = False) 
     """The error for a project file that cannot be read, with the fix its errno points at:
     a permission, a folder in its place, or (a `-r` include) a wrong path."""
     if error.errno in (errno.EACCES, errno.EPERM):
-        hint = f"make it readable (`chmod a+r {path}`)"
+        hint = f"make it readable (`chmod a+r {shell_quote(path)}`)"
     elif error.errno == errno.EISDIR:
         hint = f"{path.name} must be a file; rename the folder"
     elif included:

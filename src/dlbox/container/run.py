@@ -29,6 +29,7 @@ from dlbox.container import spec as S
 from dlbox.container.owner import OWNER_LABEL, owner_id, remove_orphaned
 from dlbox.errors import ContainerError, HostEnvError, UsageError
 from dlbox.fileio import nearest_folder
+from dlbox.text import make_writable
 
 DEFAULT_SHM_SIZE = "2g"
 RUN_LABEL = "dlbox.image-run"  # on every container `dlbox image run` starts (docker ps --filter)
@@ -156,8 +157,8 @@ def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
     except PermissionError as error:  # named by the folder that refused, which exists
         folder = nearest_folder(path)
         raise UsageError(f"cannot create --runs {path} ({error.strerror})",
-                         hint=f"make {folder} writable for you (`chmod u+rwx {folder}`), or "
-                              "pass --runs a folder you can write to") from None
+                         hint=f"{make_writable(folder)}, or pass --runs a folder you can "
+                              "write to") from None
     if as_root and created:
         os.chown(path, uid, gid)
     if not writable_by(path, uid, gid):

@@ -34,6 +34,7 @@ from dlbox.data.images import ImageLoadError, quiet_pillow_warnings, read_image
 from dlbox.data.layout import IMAGE_EXTENSIONS, IMAGE_EXTENSIONS_TEXT
 from dlbox.errors import DataError
 from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
+from dlbox.text import shell_quote
 
 # IMAGE_EXTENSIONS(_TEXT) re-exported: they live in dlbox.data.layout, which needs no torch.
 __all__ = ["ACCESS_ERRNOS", "DEFAULT_SIZE", "IMAGE_EXTENSIONS", "IMAGE_EXTENSIONS_TEXT",
@@ -162,16 +163,18 @@ def is_hidden(path: Path) -> bool:
     return path.name.startswith(".") or path.name in NOT_CLASS_FOLDERS
 
 
-def find_classes(root: str | Path) -> tuple[str, ...]:
+def find_classes(root: str | Path, check_names: bool = False) -> tuple[str, ...]:
     """Class names: the sub-folders of `root` (hidden ones and __MACOSX skipped), sorted.
-    Raises ImageTreeAccessError when `root` is there but may not be read."""
+    Raises ImageTreeAccessError when `root` is there but may not be read; with
+    `check_names` (a split about to be loaded, not a folder looked at to tell its layout),
+    DataError for a name that is not UTF-8."""
     root = Path(root)
     mode = _mode(root)
     if mode is None or not stat.S_ISDIR(mode):
         return ()
     names = tuple(path.name for path, mode in _entries(root, "folder")
                   if mode is not None and stat.S_ISDIR(mode))
-    for name in names:
+    for name in names if check_names else ():
         _check_class_name(root, name)
     return names
 
@@ -186,8 +189,8 @@ def _check_class_name(root: Path, name: str) -> None:
         shown = os.fsencode(name).decode("utf-8", "backslashreplace")
         raise DataError(f"the class folder {root / shown} has a name that is not UTF-8",
                         hint="rename it to UTF-8 (`convmv -f latin1 -t utf8 --notest -r "
-                             f"{root}` renames a Latin-1 tree): class names are written to "
-                             "predictions.csv and metrics.json") from None
+                             f"{shell_quote(root)}` renames a Latin-1 tree): class names are "
+                             "written to predictions.csv and metrics.json") from None
 
 
 def interleave_classes(per_class: Sequence[Sequence[Path]]) -> tuple[list[Path], list[int]]:
@@ -214,7 +217,7 @@ def list_image_files(
     interleave_classes). Image i of a loaded split, and row `index` i of predictions.csv,
     is files[i]."""
     root = Path(root)
-    found = find_classes(root)
+    found = find_classes(root, check_names=True)
     names = tuple(classes) if classes is not None else found
     unknown = sorted(set(found) - set(names))
     if unknown:

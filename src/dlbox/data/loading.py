@@ -170,7 +170,8 @@ def reading_the_runs_data_dir(given: bool) -> Iterator[None]:
 def image_folder_classes(root: str | Path) -> tuple[str, ...]:
     """Sorted union of the class folders of every split under `root`."""
     root = Path(root)
-    return tuple(sorted({name for split in SPLITS for name in find_classes(root / split)}))
+    return tuple(sorted({name for split in SPLITS
+                         for name in find_classes(root / split, check_names=True)}))
 
 
 def load_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> ImageDataset:

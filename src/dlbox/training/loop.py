@@ -42,7 +42,7 @@ from dlbox.fileio import (
     read_json,
     write_json_atomic,
 )
-from dlbox.text import plural
+from dlbox.text import make_writable, plural
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -300,8 +300,7 @@ def run_dir_create_error(path: Path, error: OSError) -> RunDirError:
     if error.errno not in ACCESS_ERRNOS:
         return RunDirError(message, hint="pass a writable --run-dir")
     folder = nearest_folder(path)
-    return RunDirError(message, hint=f"make {folder} writable for you (`chmod u+rwx {folder}`), "
-                                     "or pass another --run-dir")
+    return RunDirError(message, hint=f"{make_writable(folder)}, or pass another --run-dir")
 
 
 # ---- data -------------------------------------------------------------------------------------
