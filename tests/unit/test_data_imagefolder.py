@@ -513,3 +513,14 @@ def test_a_class_folder_name_that_is_not_utf8_is_refused_before_training(
     assert caught.value.message == (f"the class folder {tmp_path / 'train'}/gr\\xfcn has a "
                                     "name that is not UTF-8")
     assert "convmv -f latin1 -t utf8" in (caught.value.hint or "")
+
+
+def test_a_stray_non_utf8_folder_in_a_data_dir_without_data_is_no_data(tmp_path: Path) -> None:
+    """Found by review of the check above: it ran on every folder looked at, so a data dir
+    holding only `Caf\\xe9 photos/` read as a bad class folder instead of "no data"."""
+    import os
+
+    os.makedirs(os.path.join(os.fsencode(tmp_path), b"Caf\xe9 photos"))
+    with pytest.raises(DataError) as caught:
+        load_dataset(tmp_path, "train")
+    assert caught.value.message == f"no CIFAR-10 data found in {tmp_path}"
