@@ -366,3 +366,18 @@ def test_a_recording_file_that_may_not_be_read_gets_the_chmod_not_a_re_record(
     assert result.stderr.splitlines() == [
         f"error: {host}: cannot read it: Permission denied",
         f"hint: make it readable (`chmod a+r {host}`)"]
+
+
+def test_a_patch_below_the_datas_first_is_resolved_with_a_warning_not_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: the data's jax 0.4 row starts at 0.4.26, so refusing 0.4.20 as "never
+    published" (the rule for a gap between listed patches) was false; it resolves against
+    the nearest row with a warning, as before. A gap (torch 2.1.99) is still refused."""
+    code, out, err = run_cli(["doctor", "--resolve", "jax", "--cpu", "--python", "3.11",
+                              "--framework-version", "0.4.20"], capsys)
+    assert code == 0, err
+    assert out.startswith("jax 0.4.20 (cpu)")
+    assert "warning: jax 0.4.20 is not in dlbox's compatibility data" in out
+    code, out, err = run_cli(["doctor", "--resolve", "torch", "--cpu", "--framework-version",
+                              "2.1.99"], capsys)
+    assert code == 2 and err.startswith("error: torch 2.1.99 is not a torch release")

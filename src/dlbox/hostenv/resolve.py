@@ -242,7 +242,11 @@ def refuse_unreleased_patch(rows: tuple[Any, ...], version: str, framework: str)
                      key=lambda v: parse_version(v) or ())
     newest_release = max((parse_version(row.release) or () for row in rows), default=())
     settled = (parse_version(kept[0].release) or ()) < newest_release
-    if patches and (settled or parsed <= (parse_version(patches[-1]) or ())):
+    # Below the oldest patch listed the data may just not cover the release's start (jax
+    # 0.4 from 0.4.26 on): only a gap between listed patches, or past the last of a settled
+    # release, is known never to have been published.
+    covered = bool(patches) and parsed >= (parse_version(patches[0]) or ())
+    if covered and (settled or parsed <= (parse_version(patches[-1]) or ())):
         raise UsageError(f"{framework} {public} is not a {framework} release dlbox knows",
                          hint=f"{framework} {kept[0].release} has {', '.join(patches)}: "
                               f"pick one, or give just {kept[0].release} for its newest")
