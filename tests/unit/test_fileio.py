@@ -383,3 +383,23 @@ def test_a_write_error_names_its_folder_and_no_other_commands_flags(
     assert error.message == f"cannot write {target}: {errno.errorcode[code]}"
     assert error.hint == hint.format(folder=tmp_path / "out")
     assert "--run-dir" not in (error.hint or "")
+
+
+def test_a_cache_without_memory_for_its_buffer_is_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: torch.save into memory reports a buffer that cannot grow as a
+    RuntimeError ("unexpected pos"); the optional cache forgives it, as it forgave a full
+    disk, instead of ending the load as an unexpected error."""
+    import torch
+
+    from dlbox.data import cifar10
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    write_fake_cifar10(tmp_path, n_train=30, n_test=10)
+
+    def no_memory(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", no_memory)
+    assert len(cifar10.load_cifar10(tmp_path, "train")) == 30
+    assert not list((tmp_path / "cifar-10-batches-py").glob("*cache*"))

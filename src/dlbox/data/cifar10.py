@@ -275,7 +275,9 @@ def _write_cache(path: Path, key: str, dataset: ImageDataset) -> None:
                 stale.unlink()
     try:
         write_through_memory(path, lambda buffer: torch.save(state, buffer))
-    except (OSError, FileWriteError):  # a read-only or full data dir: no cache, nothing lost
+    except (OSError, FileWriteError, MemoryError, RuntimeError):
+        # a read-only or full data dir, or no memory for the buffer (torch.save reports that
+        # as a RuntimeError): no cache, and nothing else lost. A signal is none of these.
         pass
 
 
