@@ -33,7 +33,7 @@ still writes what the runs finished so far produced.
 
 Exit status: 0 every run finished; 1 the script failed or finished fewer runs; 2 bad input
 (checked before the data is written or the script starts: --dlbox-json is read then too,
-so a comparison never fails after the runs); 130 interrupted before the script started.
+and must hold its mean time); 130 interrupted before the script started.
 
 If the Python that runs the script has no torchvision (airbench imports it for
 T.Normalize only, the download never happening here), a minimal stand-in of the harness's own

@@ -1321,7 +1321,8 @@ def test_a_build_outside_any_project_says_it_builds_dlbox(
 
 @pytest.mark.parametrize("ignore, refused", [
     ("pyproject.toml\n", True), ("*.toml\n", True), ("*.toml\n!pyproject.toml\n", False),
-    ("data/\n", False)])
+    ("data/\n", False),
+    ("setup.cfg\n", False)])  # beside a pyproject.toml it holds tool settings, not metadata
 def test_a_dockerignore_that_leaves_out_pyproject_is_refused_before_the_build(
         tmp_path: Path, ignore: str, refused: bool) -> None:
     """Found by review: `.dockerignore` listing pyproject.toml built until step 17 of 23 and
@@ -1331,6 +1332,7 @@ def test_a_dockerignore_that_leaves_out_pyproject_is_refused_before_the_build(
           '[build-system]\nrequires = ["setuptools>=61"]\n'
           'build-backend = "setuptools.build_meta"\n')
     write(tmp_path / "p" / "__init__.py", "")
+    write(tmp_path / "setup.cfg", "[flake8]\nmax-line-length = 100\n")
     write(tmp_path / ".dockerignore", ignore)
     request = B.BuildRequest(project_dir=tmp_path, device="cpu")
     if not refused:

@@ -710,7 +710,9 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     patterns = project_patterns(project.root)  # unreadable: refused before any build
     if project.installable:  # `pip install .` in the image needs the files that describe it
         matcher = IgnoreMatcher(patterns)
-        for name in (PYPROJECT_FILE, SETUP_PY_FILE, "setup.cfg"):
+        # setup.cfg is metadata only beside a setup.py; elsewhere it may hold tool settings
+        legacy = (project.root / SETUP_PY_FILE).is_file()
+        for name in (PYPROJECT_FILE, SETUP_PY_FILE, *(("setup.cfg",) if legacy else ())):
             if (project.root / name).is_file() and matcher.ignored(name):
                 raise UsageError(
                     f"the project's .dockerignore leaves out {name}, which installing the "

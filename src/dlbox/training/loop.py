@@ -442,9 +442,11 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
         return _train_in(config, device, run_dir, data_dir, train_set, test_set, speedrun,
                          progress, evaluate_at_end, stop)
     except TrainingStopped as stopped:
-        if not named and not stopped.resumable and discard_unsaved(run_dir):
+        if not named and not stopped.resumable:  # the same command makes a new runs/ folder
             stopped.hint = (f"start again with the same command (the run's folder {run_dir}, "
-                            "which held no checkpoint, is removed)")
+                            "which held no checkpoint, is removed)" if discard_unsaved(run_dir)
+                            else f"start again with the same command; add --run-dir {run_dir} "
+                                 "to it to reuse this run's folder, which holds no checkpoint")
         raise
     except Diverged as diverged:
         if not named and discard_unsaved(run_dir):
