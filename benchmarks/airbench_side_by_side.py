@@ -31,7 +31,8 @@ both accuracies side by side (and stores them under "comparison").
 Killed by --timeout, by SIGTERM or SIGINT, the harness stops the script's process group and
 still writes what the runs finished so far produced.
 
-Exit status: 0 every run finished; 1 the script failed or finished fewer runs; 2 bad input
+Exit status: 0 every run finished; 1 the script failed, finished fewer runs, or printed a
+table the harness cannot read (its JSON is still written, with `table_error`); 2 bad input
 (checked before the data is written or the script starts: --dlbox-json is read then too,
 and must hold its mean time); 130 interrupted before the script started.
 
@@ -65,8 +66,9 @@ from typing import Any
 import torch
 
 from dlbox.benchmark_report import num, pct, summarize, summary_lines
+from dlbox.cli.common import path_flag, reject_empty_paths
 from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError
-from dlbox.fileio import check_writable, write_json_atomic
+from dlbox.fileio import check_writable, write_json_atomic, write_text_atomic
 
 DATA_SUBDIR = "cifar10"  # airbench's loaders read cifar10/{train,test}.pt under their cwd
 RUN_LOOP = re.compile(r"for\s+run\s+in\s+range\(\s*(\d+)\s*\)")
@@ -76,7 +78,11 @@ METRICS = ("tta_val_acc", "val_acc", "time_seconds")
 
 
 class HarnessError(Exception):
-    """A problem the harness reports as `error: ...` and exit status 2."""
+    """A problem the harness reports as `error: ...` (and `hint: ...`) and exit status 2."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -125,14 +131,16 @@ def write_airbench_data(work_dir: Path, train: Any, test: Any) -> dict[str, Any]
 def patch_run_count(source: str, runs: int) -> tuple[str, int]:
     """The script's text with its one `for run in range(K)` set to `runs`; returns (text, K)."""
     if runs < 1:
-        raise HarnessError(f"--runs must be at least 1, got {runs}")
+        raise HarnessError(f"--runs must be at least 1, got {runs}", hint="pass --runs 1 or more")
     found = list(RUN_LOOP.finditer(source))
     if len(found) != 1:
         what = "no" if not found else f"{len(found)}"
         raise HarnessError(
             f"cannot set the run count: the script has {what} `for run in range(N)` loop(s) "
             "(airbench94_muon.py ends with `accs = torch.tensor([main(run, model) for run in "
-            "range(200)])`); is it an airbench script, or did its last lines change?")
+            "range(200)])`); is it an airbench script, or did its last lines change?",
+            hint="pass airbench's own script as published (airbench94_muon.py, airbench94.py, "
+                 "airbench96_faster.py)")
     match = found[0]
     start, end = match.span(1)
     return source[:start] + str(runs) + source[end:], int(match.group(1))
@@ -140,7 +148,12 @@ def patch_run_count(source: str, runs: int) -> tuple[str, int]:
 
 def prepare_script(script: Path, work_dir: Path, runs: int) -> tuple[Path, int, str]:
     """Copy the script into WORK with the run count patched: (path, original count, sha256)."""
-    source = Path(script).read_text(encoding="utf-8")
+    try:
+        source = Path(script).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else error.strerror
+        raise HarnessError(f"--script {script}: cannot read it as a Python script ({reason})",
+                           hint="pass airbench's script, e.g. airbench94_muon.py") from None
     patched, original = patch_run_count(source, runs)
     target = Path(work_dir) / Path(script).name
     target.write_text(patched, encoding="utf-8")
@@ -320,7 +333,10 @@ def parse_output(lines: list[str], stamps: list[float] | None = None) -> dict[st
                 columns = cells
                 time_column = next((c for c in TIME_COLUMNS if c in cells), None)
                 if time_column is None or "tta_val_acc" not in cells:
-                    raise HarnessError(f"table header without tta_val_acc / time_seconds: {line!r}")
+                    raise HarnessError(
+                        f"table header without tta_val_acc / time_seconds: {line!r}",
+                        hint="the script prints another table than airbench's: pass airbench's "
+                             "own script as published")
             continue
         if len(cells) != len(columns) or cells == columns:
             continue
@@ -505,8 +521,10 @@ if __name__ == "__main__":
 
 def write_fake_script(path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(FAKE_SCRIPT, encoding="utf-8")
+    if path.is_dir():
+        raise UsageError(f"--write-fake-script {path} is a folder",
+                         hint=f"pass a file path, e.g. {path / 'fake_airbench.py'}")
+    write_text_atomic(path, FAKE_SCRIPT)  # a write that fails is a FileWriteError with a fix
     return path
 
 
@@ -518,7 +536,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--script", type=Path, help="the airbench script to run")
+    parser.add_argument("--script", type=path_flag, help="the airbench script to run")
     parser.add_argument("--runs", type=int, default=10, help="runs after its warm-up (default 10)")
     parser.add_argument("--data", metavar="DIR",
                         help="data dir, as dlbox's --data (default: $DLBOX_DATA, else the cache)")
@@ -530,15 +548,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="stop the script after S seconds (what finished is still reported)")
     parser.add_argument("--torchvision-shim", choices=("auto", "always", "never"), default="auto",
                         help="auto: a minimal torchvision stand-in only where none imports")
-    parser.add_argument("--keep-work-dir", type=Path, metavar="DIR",
+    parser.add_argument("--keep-work-dir", type=path_flag, metavar="DIR",
                         help="work in DIR and leave it (default: a temporary dir, removed)")
     parser.add_argument("--quiet", action="store_true", help="do not echo the script's output")
-    parser.add_argument("--dlbox-json", type=Path, metavar="FILE",
+    parser.add_argument("--dlbox-json", type=path_flag, metavar="FILE",
                         help="benchmarks/time_to_accuracy.py --json output to compare with")
-    parser.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
-    parser.add_argument("--write-fake-script", type=Path, metavar="PATH",
+    parser.add_argument("--json", type=path_flag, metavar="OUT", help="write the results here")
+    parser.add_argument("--write-fake-script", type=path_flag, metavar="PATH",
                         help="write the CPU stand-in for airbench to PATH and exit")
     args = parser.parse_args(argv)
+    # `--json "$OUT"` with OUT unset: refused, not the current folder
+    reject_empty_paths(args, ("script", "data", "keep_work_dir", "dlbox_json", "json",
+                              "write_fake_script"))
     if args.write_fake_script is None and args.script is None:
         raise UsageError("--script is required",
                          hint="pass airbench's script, e.g. --script airbench94_muon.py (or "
@@ -561,6 +582,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if work is not None and work.expanduser().exists() and not work.expanduser().is_dir():
         raise UsageError(f"--keep-work-dir {work} is a file, not a folder",
                          hint="pass a folder (it is made if missing)")
+    if work is not None and args.script is not None and \
+            work.expanduser().resolve() == args.script.expanduser().resolve().parent:
+        # the patched copy (another run count) is written there under the script's name
+        raise UsageError(f"--keep-work-dir {work} holds the script {args.script.name}, which "
+                         "its patched copy would replace",
+                         hint="pass a folder of its own, e.g. --keep-work-dir airbench-work")
     return args
 
 
@@ -649,7 +676,12 @@ def main(argv: list[str] | None = None) -> int:
         run = ScriptRun([args.python, str(target)], work_dir, env, args.timeout,
                         echo=not args.quiet)
         rc, wall = run.run()
-        parsed = parse_output(run.lines, run.stamps)
+        try:
+            parsed = parse_output(run.lines, run.stamps)
+        except HarnessError as error:  # the script ran: a failed benchmark (1), with its JSON
+            print(f"error: cannot read the script's table: {error}", file=sys.stderr)
+            parsed = {"runs": [], "time_column": None, "warmup": None,
+                      "incomplete_runs": None, "mean_line": None, "table_error": str(error)}
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -683,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         "prepare_seconds": round(prepare_seconds, 3), "wall_seconds": round(wall, 3),
         "time_column": parsed["time_column"], "warmup": parsed["warmup"], "runs": runs,
         "incomplete_runs": parsed["incomplete_runs"], "summary": summary,
-        "mean_line": parsed["mean_line"],
+        "mean_line": parsed["mean_line"], "table_error": parsed.get("table_error"),
         "output_tail": run.lines[-40:],
     }
     status = 0 if rc == 0 and len(runs) == args.runs else 1
@@ -707,6 +739,8 @@ if __name__ == "__main__":
         sys.exit(main())
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
         sys.exit(2)
     except DlboxError as error:  # dlbox's loader (no data there), the --json write
         print(f"error: {error}", file=sys.stderr)

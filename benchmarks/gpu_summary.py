@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.benchmark_report import num
+from dlbox.cli.common import path_flag, reject_empty_paths
 from dlbox.errors import DlboxError, UsageError
 from dlbox.fileio import read_json, write_json_atomic
 
@@ -238,14 +239,15 @@ def report_lines(document: dict[str, Any]) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True,
+    parser.add_argument("--out", type=path_flag, required=True,
                         help="the session's OUT (the benchmarks' JSON; summary.json goes here)")
-    parser.add_argument("--work", type=Path, required=True,
+    parser.add_argument("--work", type=path_flag, required=True,
                         help="the session's WORK (steps.jsonl, the e2e records, the run dirs)")
     parser.add_argument("--mode", required=True, choices=("gpu", "smoke"),
                         help="gpu or smoke, as recorded")
     parser.add_argument("--budget-s", type=float, required=True, help="the session's BUDGET_S")
     args = parser.parse_args(argv)
+    reject_empty_paths(args, ("out", "work"))  # "" is not the current folder
     # what a session wrote is read from these: a typo would summarise nothing as "missing"
     for flag, folder in (("--out", args.out), ("--work", args.work)):
         if not folder.is_dir():

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from dlbox import __version__  # noqa: E402
+from dlbox.cli.common import path_flag, reject_empty_paths  # noqa: E402
 from dlbox.container import engine  # noqa: E402
 from dlbox.container.build import BuildRequest, build_image  # noqa: E402
 from dlbox.container.context import copy_project  # noqa: E402
@@ -44,12 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--base-image", default=os.environ.get("DLBOX_BASE_IMAGE",
                                                                "dlbox-base:bookworm"))
-    parser.add_argument("--wheelhouse", type=Path,
+    parser.add_argument("--wheelhouse", type=path_flag,
                         help="a folder of wheels to install from (default: /opt/wheels when "
                              "it exists)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--json", type=path_flag, help="also write the figures to this file")
     args = parser.parse_args(argv)
     try:  # before minutes of building: a folder given as --json failed only at the end
+        reject_empty_paths(args, ("wheelhouse", "json"))
         if args.json is not None:
             check_writable(args.json)
         if args.wheelhouse is not None and not args.wheelhouse.is_dir():

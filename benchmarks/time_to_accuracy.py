@@ -63,6 +63,7 @@ from typing import Any
 import torch
 
 from dlbox.benchmark_report import num, pct, summarize, summary_lines
+from dlbox.cli.common import reject_empty_paths
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, DlboxError, UsageError
 from dlbox.fileio import check_writable, read_json, write_json_atomic
@@ -124,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "tutorial does, whatever --num-train says)")
     parser.add_argument("--json", metavar="OUT", help="write the results here as JSON")
     args = parser.parse_args(argv)
+    reject_empty_paths(args, ("data",))  # "" would read the current folder, silently
     if args.compile_mode and not args.compile:
         raise UsageError("--compile-mode needs --compile",
                          hint="add --compile, or leave --compile-mode out")

@@ -458,3 +458,68 @@ def test_compare_counts_only_the_dlbox_runs_behind_its_mean() -> None:
         run["failed"] = "train loss nan in epoch 2"  # out of time_to_accuracy's summary
     airbench = {"time_seconds": {"mean": 2.0}, "tta_val_acc": {"mean": 0.94, "n": 10}}
     assert bench.compare(airbench, doc)["dlbox"]["runs"] == 7
+
+
+def test_a_work_dir_holding_the_script_is_refused_and_the_script_kept(
+        data_dir: Path, tmp_path: Path) -> None:
+    """Found by review: --keep-work-dir of the script's own folder replaced the script with its
+    patched copy (run count 200 -> 2): airbench94_muon.py must stay as published."""
+    script = bench.write_fake_script(tmp_path / "ab.py")
+    before = script.read_text()
+    proc = _harness("--script", str(script), "--runs", "2", "--data", str(data_dir),
+                    "--keep-work-dir", str(tmp_path), "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"error: --keep-work-dir {tmp_path} holds the script ab.py, which its patched copy "
+        "would replace",
+        "hint: pass a folder of its own, e.g. --keep-work-dir airbench-work"]
+    assert script.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "ab.py"]
+
+
+@pytest.mark.parametrize("flag", ["--keep-work-dir", "--json", "--dlbox-json", "--data"])
+def test_an_empty_path_flag_is_refused_not_the_current_folder(
+        data_dir: Path, tmp_path: Path, flag: str) -> None:
+    script = bench.write_fake_script(tmp_path / "ab.py")
+    args = ["--script", str(script), "--runs", "1", "--data", str(data_dir), "--quiet"]
+    if flag == "--data":
+        args[args.index("--data") + 1] = ""
+    else:
+        args += [flag, ""]
+    proc = _harness(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {flag} was given an empty path\nhint: ")
+
+
+@pytest.mark.parametrize("case", ["folder", "binary-script"])
+def test_bad_scripts_and_fake_script_paths_are_errors_with_hints(tmp_path: Path,
+                                                                 data_dir: Path,
+                                                                 case: str) -> None:
+    """Found by review: these ended in IsADirectoryError / UnicodeDecodeError tracebacks."""
+    if case == "folder":
+        proc = _harness("--write-fake-script", str(tmp_path))
+    else:
+        (tmp_path / "red.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+        proc = _harness("--script", str(tmp_path / "red.png"), "--data", str(data_dir),
+                        "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-2].startswith("error: ") and lines[-1].startswith("hint: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_table_the_harness_cannot_read_is_a_failed_run_with_its_json(
+        data_dir: Path, tmp_path: Path) -> None:
+    """Found by review: a script whose table lacked airbench's columns was found only after
+    it ran, and ended with exit 2 ("bad input") and no JSON."""
+    script = tmp_path / "other.py"
+    script.write_text("for run in range(3):\n    pass\nprint('| run | epoch | val_acc | secs |')\n"
+                      "print('| 0 | eval | 0.5 | 1.0 |')\n")
+    out = tmp_path / "out.json"
+    proc = _harness("--script", str(script), "--runs", "1", "--data", str(data_dir),
+                    "--quiet", "--json", str(out))
+    assert proc.returncode == 1, proc.stderr
+    assert "error: cannot read the script's table: table header without" in proc.stderr
+    document = json.loads(out.read_text())
+    assert document["returncode"] == 0 and document["runs"] == []
+    assert document["table_error"].startswith("table header without")
