@@ -66,11 +66,20 @@ def load_json(path: Path) -> Any:
 
 
 def read_steps(path: Path) -> list[dict[str, Any]]:
-    """run_step's log, a JSON object per line; [] without it (ONLY named no step)."""
+    """run_step's log, a JSON object per line; [] without it (ONLY named no step). A line
+    cut short (the session killed mid-write) is left out, not the whole summary with it."""
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    steps = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            step = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(step, dict):
+            steps.append(step)
+    return steps
 
 
 def read_gpu_samples(path: Path) -> list[tuple[float, float]]:

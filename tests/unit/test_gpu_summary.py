@@ -263,3 +263,12 @@ def test_failed_speedrun_runs_do_not_count(session: tuple[Path, Path]) -> None:
     _write(out / "speedrun.json", {"summary": {}, "runs": runs[8:], "failed_runs": 2})
     rows = _targets(out, work)
     assert rows["speedrun_runs"]["value"] == 0 and rows["speedrun_runs"]["pass"] is False
+
+
+def test_a_line_cut_short_in_the_step_log_loses_that_step_only(tmp_path: Path) -> None:
+    """Found by review: one truncated line in steps.jsonl (a session killed mid-write) raised
+    JSONDecodeError, and the whole summary was lost."""
+    log = tmp_path / "steps.jsonl"
+    log.write_text('{"step": "env", "rc": 0}\n{"step": "data", "rc": 0}\n{"step": "speedr\n')
+    assert summary_module.read_steps(log) == [{"step": "env", "rc": 0},
+                                              {"step": "data", "rc": 0}]
