@@ -56,7 +56,17 @@ case "${1:-}" in
              "(--help says what each does)" >&2
         exit 2 ;;
 esac
-if [ -z "${OUT:-}" ]; then echo "OUT is not set (the folder that comes back)" >&2; exit 2; fi
+if [ -z "${OUT:-}" ]; then
+    echo "error: OUT is not set (the folder that comes back)" >&2
+    echo "hint: the device tool sets it; by hand: OUT=/tmp/gpu-out bash $0 --smoke" >&2
+    exit 2
+fi
+if ! [[ "${BUDGET_S:-540}" =~ ^[0-9]+$ ]] || (( ${BUDGET_S:-540} < 60 )); then
+    echo "error: BUDGET_S=${BUDGET_S} is not a number of seconds, 60 or more" >&2
+    echo "hint: leave it out for 540 (the whole session), or give the seconds this call may" \
+         "take, e.g. BUDGET_S=300" >&2
+    exit 2
+fi
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.." || exit 2
 
@@ -112,23 +122,32 @@ reserve_after() {
         'BEGIN { f = b / 540; printf "%d", s + t * (f < 1 ? f : 1) }'
 }
 
+# step_reserve NAME: what run_step keeps from step NAME for the steps after it; the data
+# step is kept only the summary's: every later step reads the data, so skipping it to keep
+# their time would fail them all.
+step_reserve() {
+    if [ "$1" = data ]; then echo "$SUMMARY_KEEP"; else reserve_after "$1"; fi
+}
+
 if [ -n "${ONLY:-}" ]; then
     for name in $ONLY; do
         if [[ " ${KEEPS//:/ } summary " != *" $name "* ]] || [[ "$name" =~ ^[0-9]+$ ]]; then
-            echo "ONLY names an unknown step: $name (the steps: $(for e in $KEEPS; do
-                printf '%s ' "${e%%:*}"; done)summary)" >&2
+            echo "error: ONLY names an unknown step: $name" >&2
+            echo "hint: the steps are: $(for e in $KEEPS; do
+                printf '%s ' "${e%%:*}"; done)summary" >&2
             exit 2
         fi
     done
     if selected compiled && ! selected speedrun; then
-        echo "ONLY names compiled without speedrun: step h compiles step d's runs and compares" \
-             "them, so name speedrun too" >&2
+        echo "error: ONLY names compiled without speedrun (step h compiles step d's runs and" \
+             "compares them)" >&2
+        echo "hint: name speedrun too: ONLY=\"... speedrun compiled\"" >&2
         exit 2
     fi
 fi
 
 if (( PRINT_RESERVES )); then  # what each step would leave to the later ones, then exit
-    for entry in $KEEPS; do printf '%s=%s\n' "${entry%%:*}" "$(reserve_after "${entry%%:*}")"; done
+    for entry in $KEEPS; do printf '%s=%s\n' "${entry%%:*}" "$(step_reserve "${entry%%:*}")"; done
     exit 0
 fi
 
@@ -143,7 +162,7 @@ run_step() {
         return 0
     fi
     local reserve left limit start end rc seconds
-    reserve=$(reserve_after "$name")
+    reserve=$(step_reserve "$name")
     left=$(awk -v s="$START_S" -v n="$(date +%s.%N)" -v b="$BUDGET_S" -v r="$reserve" \
         'BEGIN { printf "%d", b - (n - s) - r }')
     limit=$(( cap < left ? cap : left ))
@@ -301,7 +320,7 @@ step_summary() {
         --budget-s "$BUDGET_S"
 }
 
-export -f selected reserve_after run_step step_env step_data step_gpu step_speedrun step_e2e step_resnet \
+export -f selected reserve_after step_reserve run_step step_env step_data step_gpu step_speedrun step_e2e step_resnet \
     step_airbench step_compiled step_long step_summary
 
 main() {
@@ -376,8 +395,9 @@ preflight() {
         missing+=("$AIRBENCH_SCRIPT")
     fi
     if (( ${#missing[@]} )); then
-        echo "gpu_session.sh: missing ${missing[*]}: make .data and .airbench as" \
-             "docs/gpu-session.md's table says, and carry them" | tee -a "$OUT/session.log" >&2
+        { echo "error: gpu_session.sh: missing ${missing[*]}"
+          echo "hint: make .data and .airbench as docs/gpu-session.md's table says, and carry" \
+               "them"; } | tee -a "$OUT/session.log" >&2
         exit 2
     fi
 }
