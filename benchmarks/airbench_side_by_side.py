@@ -405,7 +405,8 @@ def compare(airbench_summary: dict[str, Any], dlbox_doc: dict[str, Any]) -> dict
                   "time_seconds_mean": dlbox_time,
                   "num_train": (dlbox_doc.get("settings") or {}).get("num_train"),
                   "num_test": (dlbox_doc.get("settings") or {}).get("num_test"),
-                  "data_checksum": (dlbox_doc.get("environment") or {}).get("data_checksum")},
+                  "data_checksum": (dlbox_doc.get("environment") or {}).get("data_checksum"),
+                  "data_dir": (dlbox_doc.get("environment") or {}).get("data_dir")},
         "airbench": {"runs": (airbench_summary.get("tta_val_acc") or {}).get("n", 0),
                      "tta_accuracy_mean": (airbench_summary.get("tta_val_acc") or {}).get("mean"),
                      "accuracy_mean": (airbench_summary.get("val_acc") or {}).get("mean"),
@@ -431,14 +432,19 @@ def comparison_lines(comparison: dict[str, Any], script_name: str) -> list[str]:
 
 
 def same_data_notes(comparison: dict[str, Any], num_train: int, num_test: int,
-                    data_checksum: str | None) -> list[str]:
+                    data_checksum: str | None, data_dir: str | None = None) -> list[str]:
     d = comparison["dlbox"]
     notes = []
     if d["num_train"] is not None and (d["num_train"], d["num_test"]) != (num_train, num_test):
         notes.append(f"different data sizes: dlbox {d['num_train']}/{d['num_test']}, airbench "
                      f"{num_train}/{num_test} train/test images")
-    if d["data_checksum"] and data_checksum and d["data_checksum"] != data_checksum:
-        notes.append("the data dirs' checksums differ: not the same data")
+    if d["data_checksum"] and data_checksum:
+        if d["data_checksum"] != data_checksum:
+            notes.append("the data dirs' checksums differ: not the same data")
+    elif d.get("data_dir") and data_dir and d["data_dir"] != data_dir:
+        # converted or synthetic data has no archive checksum: the folders are all there is
+        notes.append(f"different data dirs: dlbox read {d['data_dir']}, the script's data came "
+                     f"from {data_dir} (no checksum tells whether they hold the same images)")
     return notes
 
 
@@ -721,7 +727,8 @@ def main(argv: list[str] | None = None) -> int:
     status = 0 if rc == 0 and len(runs) == args.runs else 1
     if dlbox_doc is not None:  # checked before the script ran (read_dlbox_json)
         comparison = compare(summary, dlbox_doc)
-        comparison["notes"] = same_data_notes(comparison, len(train), len(test), checksum)
+        comparison["notes"] = same_data_notes(comparison, len(train), len(test), checksum,
+                                              str(data_dir))
         comparison["notes"] += same_hardware_notes(
             dlbox_doc, versions["gpu"] or environment["device_name"])
         comparison["notes"] += partial_notes(dlbox_doc)

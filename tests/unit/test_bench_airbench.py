@@ -252,6 +252,13 @@ def test_compare_gives_the_time_ratio_and_both_accuracies() -> None:
     notes = bench.same_data_notes(comparison, 50000, 10000, "other")
     assert notes == ["the data dirs' checksums differ: not the same data"]
     assert bench.same_data_notes(comparison, 50000, 10000, "abc") == []
+    # Found by review: converted or synthetic data has no checksum, so two runs on different
+    # data went unnoticed; the folders are compared then.
+    comparison["dlbox"]["data_checksum"], comparison["dlbox"]["data_dir"] = None, "/a"
+    assert bench.same_data_notes(comparison, 50000, 10000, None, "/b") == [
+        "different data dirs: dlbox read /a, the script's data came from /b (no checksum tells "
+        "whether they hold the same images)"]
+    assert bench.same_data_notes(comparison, 50000, 10000, None, "/a") == []
 
 
 @pytest.mark.parametrize("damage", ["no time", "time of another shape", "not an object"])
