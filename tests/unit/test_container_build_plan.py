@@ -1175,6 +1175,18 @@ def test_a_misspelt_or_impossible_requirement_is_one_error_line_naming_it(
     assert impossible.message == ("no release of six meets six==99.0: the index has 0.9.0, "
                                   "1.0b1, 1.15.0, 1.16.0, 1.17.0 (newest last)")
     assert (impossible.hint or "").endswith("e.g. six==1.17.0")
+    # Found by review (recorded from pip with no route to PyTorch's index): "no release of
+    # torch meets torch==2.15.0+cpu: the index has ..., 2.15.0", with the hint to require
+    # torch==2.15.0, the version asked for. The version is there; its +cpu build is not.
+    local = resolve_with(
+        "ERROR: Could not find a version that satisfies the requirement torch==2.15.0+cpu "
+        "(from versions: 2.12.1, 2.13.0, 2.14.0, 2.14.1, 2.15.0)\n"
+        "ERROR: No matching distribution found for torch==2.15.0+cpu\n")
+    assert local.message == ("no release of torch meets torch==2.15.0+cpu: the index has "
+                             "2.12.1, 2.13.0, 2.14.0, 2.14.1, 2.15.0 (newest last), but not its "
+                             "+cpu build")
+    assert "--wheelhouse DIR holding the torch 2.15.0+cpu wheel" in (local.hint or "")
+    assert "e.g. torch==" not in (local.hint or "")
     other = resolve_with("ERROR: ResolutionImpossible: a conflict\n")  # pip's own words stay
     assert "pip could not resolve the requirements" in other.message
     # Requirements that cannot go together (recorded from pip 25 on botocore and urllib3):

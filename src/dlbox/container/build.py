@@ -1001,8 +1001,15 @@ def missing_requirement(output: str) -> tuple[str, str] | None:
                 f"{name} asks the index), that the build reaches the index, or pass "
                 "--wheelhouse DIR holding its wheel")
     shown = ", ".join(versions[-5:])
-    return (f"no release of {name} meets {requirement}: the index has {shown}"
-            f"{' (newest last)' if len(versions) > 1 else ''}",
+    error = (f"no release of {name} meets {requirement}: the index has {shown}"
+             f"{' (newest last)' if len(versions) > 1 else ''}")
+    local = re.search(r"==\s*([^\s,;+]+)\+(\S+)", requirement)
+    if local and local.group(1) in versions:  # the version is there, its local build is not
+        return (f"{error}, but not its +{local.group(2)} build",
+                f"the +{local.group(2)} build lives on the framework's own wheel index, which "
+                "the build did not reach (behind a proxy? pass --ca-cert), or pass --wheelhouse "
+                f"DIR holding the {name} {local.group(1)}+{local.group(2)} wheel")
+    return (error,
             f"change the requirement in the project's requirements, e.g. {name}=={versions[-1]}")
 
 
