@@ -14,6 +14,7 @@ in the speedrun CPU recipe (dlbox/models/speedrun.py).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # checked before the minutes of measuring: --repeats 0 printed an empty table, and an
     # unwritable --json failed only at the end
-    if not args.seconds > 0:
-        raise UsageError(f"--seconds must be more than 0, got {args.seconds}",
+    if not 0 < args.seconds < math.inf:  # inf measured forever
+        raise UsageError(f"--seconds must be a number more than 0, got {args.seconds}",
                          hint="pass --seconds 0.5 or more for steady figures")
     for flag, value in (("--repeats", args.repeats), ("--threads", args.threads)):
         if value is not None and value < 1:

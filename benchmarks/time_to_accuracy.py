@@ -118,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="untimed warm-up runs first (default: 1 on CUDA, 0 on the CPU)")
     parser.add_argument("--baseline", choices=("tutorial",),
                         help="also run this baseline once and compare training times")
-    parser.add_argument("--baseline-epochs", type=int, default=2,
+    parser.add_argument("--baseline-epochs", type=int,
                         help="epochs of the baseline (default: 2, the tutorial's)")
     parser.add_argument("--baseline-num-train", type=int, metavar="N",
                         help="training images of the baseline (default: all of them, as the "
@@ -144,6 +144,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                   + ("" if flag in ("--runs", "--warmup",
                                                     "--baseline-epochs")
                                      else f", or leave {flag} out"))
+    given = [flag for flag, value in (("--baseline-epochs", args.baseline_epochs),
+                                      ("--baseline-num-train", args.baseline_num_train))
+             if value is not None]
+    if given and args.baseline is None:  # they were ignored, silently
+        raise UsageError(f"{' and '.join(given)} set the baseline, but no --baseline runs",
+                         hint="add --baseline tutorial, or leave them out")
+    if args.baseline_epochs is None:
+        args.baseline_epochs = 2  # the tutorial's
     if args.json is not None:
         check_writable(args.json)
     return args

@@ -122,6 +122,19 @@ def test_bad_input_is_an_error_and_a_hint_before_any_training(bad: tuple[str, st
     assert not out.exists() and not (blocker / "bench.json").exists()
 
 
+@pytest.mark.parametrize("flag, value", [("--baseline-epochs", "1"),
+                                         ("--baseline-num-train", "100")])
+def test_baseline_settings_without_a_baseline_are_refused(small_data: Path, flag: str,
+                                                          value: str) -> None:
+    """Found by review: without --baseline they were ignored, silently."""
+    proc = _bench("--data", str(small_data), "--runs", "1", "--epochs", "1", "--device", "cpu",
+                  flag, value)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-2:] == [
+        f"error: {flag} set the baseline, but no --baseline runs",
+        "hint: add --baseline tutorial, or leave them out"]
+
+
 def _stopped(out: Path, small_data: Path, after_line: str, sig: int,
              delay_s: float = 0.0) -> tuple[str, str]:
     """Run 200 one-epoch runs, send `sig` once a line starting with `after_line` is printed
@@ -311,7 +324,8 @@ def test_an_error_during_the_runs_is_exit_status_1_not_a_failed_run(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("bad", [("--repeats", "0"), ("--seconds", "0"), ("--json", "BLOCKED")])
+@pytest.mark.parametrize("bad", [("--repeats", "0"), ("--seconds", "0"), ("--json", "BLOCKED"),
+                                 ("--seconds", "inf")])  # found by review: measured forever
 def test_cpu_layout_bad_input_is_an_error_and_a_hint(bad: tuple[str, str],
                                                      tmp_path: Path) -> None:
     # benchmarks/cpu_layout.py: --repeats 0 used to print an empty table and exit 0, and an
