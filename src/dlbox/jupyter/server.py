@@ -386,7 +386,9 @@ def _terminate_group(process: subprocess.Popen[bytes], timeout_s: float) -> None
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             pass
-    # Kernels live in the server's process group: make sure none outlives it.
+    # Whatever else is in the server's process group goes with it. Kernels run in sessions
+    # of their own: the server's clean shutdown ends them, and a kernel whose server was
+    # killed ends itself (ipykernel watches its parent).
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, sig)
