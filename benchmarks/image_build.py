@@ -31,7 +31,7 @@ from dlbox.container import engine  # noqa: E402
 from dlbox.container.build import BuildRequest, build_image  # noqa: E402
 from dlbox.container.context import copy_project  # noqa: E402
 from dlbox.container.project import detect_project  # noqa: E402
-from dlbox.errors import DlboxError, UsageError  # noqa: E402
+from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError  # noqa: E402
 from dlbox.fileio import check_writable, write_json_atomic  # noqa: E402
 
 TAG = "dlbox-bench:cpu"
@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     except DlboxError as error:
         report(error)
         return 1
+    except KeyboardInterrupt:  # the benchmark's images are gone (above): nothing to keep
+        print("\ninterrupted: no figures (the benchmark's images are removed)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"image size        {figures['image_size_mib']} MiB ({figures['framework']}, "
           f"base {args.base_image})")
     print(f"cold build        {figures['cold_build_s']:7.1f} s   (baseline)")
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
           "cache")
     if args.json:
         write_json_atomic(args.json, figures)
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -33,3 +33,32 @@ def test_bad_arguments_are_refused_before_any_build(tmp_path: Path, case: str) -
     assert len(lines) == 2 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert lines[1].startswith("hint: ") and proc.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_ctrl_c_during_the_builds_is_a_line_and_130_not_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: Ctrl-C in the minutes of building ended in a traceback."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("image_build_bench", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    removed: list[str] = []
+
+    class Images:
+        def remove(self, name: str, force: bool = False) -> None:
+            removed.append(name)
+
+    class Client:
+        images = Images()
+
+    def interrupted(client: object, args: object) -> dict[str, object]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench.engine, "connect", lambda: Client())
+    monkeypatch.setattr(bench, "measure", interrupted)
+    assert bench.main([]) == 130
+    assert capsys.readouterr().err.strip() == (
+        "interrupted: no figures (the benchmark's images are removed)")
+    assert removed == [bench.TAG, f"{bench.TAG}-deps"]
