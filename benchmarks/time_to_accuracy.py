@@ -450,8 +450,13 @@ def write_partial(where: str) -> str:
     """On an interrupt: the runs that finished, written to --json marked partial (a step
     killed by its time limit keeps what it measured); what to say of them."""
     finished = [r for r in PROGRESS["runs"] if not r.get("failed")]
-    if PROGRESS.get("partial") is None or not finished:
-        return f"no summary, no JSON written ({len(finished)} finished run(s))"
+    if not finished:
+        return "no summary, no JSON written (0 finished runs)"
+    if PROGRESS.get("partial") is None:  # no --json: the finished runs' summary, printed
+        summary = {key: summarize([r.get(key) for r in finished]) for key in METRICS}
+        print("\n".join(summary_lines(summary, len(finished), decimals=3)), flush=True)
+        return (f"{len(finished)} of {PROGRESS['total']} run(s) finished, summarised above "
+                "(no --json, so no JSON written); no baseline ratio")
     path, document_of = PROGRESS["partial"]
     document = document_of(list(PROGRESS["runs"]))
     document["partial"] = {"interrupted": where.strip(), "runs_finished": len(finished),

@@ -349,3 +349,21 @@ def test_help_says_what_each_figure_is_and_how_it_is_timed() -> None:
     for phrase in ("train_seconds", "airbench's rule", "CUDA events", "peak_memory_mib",
                    "--baseline tutorial", "FAILED", "130"):
         assert phrase in proc.stdout, phrase
+
+
+def test_an_interrupt_without_json_still_summarises_the_finished_runs(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: without --json an interrupt said "no summary" though runs had
+    finished; their summary is printed."""
+    bench = _load_module()
+    runs = [{"run": i, "accuracy": 0.5 + i / 100, "tta_accuracy": 0.52, "train_seconds": 1.0,
+             "time_seconds": 1.1, "eval_seconds": 0.1, "images_per_second": 100.0,
+             "peak_memory_mib": 700.0, "failed": None} for i in (1, 2)]
+    monkeypatch.setitem(bench.PROGRESS, "runs", runs)
+    monkeypatch.setitem(bench.PROGRESS, "total", 5)
+    monkeypatch.setitem(bench.PROGRESS, "partial", None)
+    said = bench.write_partial(" after 2 of 5 run(s)")
+    assert said == ("2 of 5 run(s) finished, summarised above (no --json, so no JSON written); "
+                    "no baseline ratio")
+    out = capsys.readouterr().out
+    assert out.startswith("over 2 run(s):") and "accuracy               51.500" in out
