@@ -1355,3 +1355,16 @@ def test_a_dockerignore_that_leaves_out_pyproject_is_refused_before_the_build(
     assert caught.value.message == ("the project's .dockerignore leaves out pyproject.toml, "
                                     "which installing the project in the image needs")
     assert "`!pyproject.toml`" in (caught.value.hint or "")
+
+
+def test_an_environment_variable_in_a_requirement_is_named_as_one(tmp_path: Path) -> None:
+    """Found by review: `numpy==${NUMPY_VERSION}` (pip expands ${NAME}) was refused as "not a
+    valid requirement", without a word of the variable."""
+    write(tmp_path / "requirements.txt", "rich\nnumpy==${NUMPY_VERSION}\n")
+    with pytest.raises(UsageError) as caught:
+        detect_project(tmp_path)
+    assert caught.value.message == (
+        "requirements.txt:2: 'numpy==${NUMPY_VERSION}' uses ${NUMPY_VERSION}, an environment "
+        "variable: dlbox does not expand those (pip does), since the image is built and locked "
+        "from the file as written")
+    assert caught.value.hint == "write the value of NUMPY_VERSION into the line in its place"

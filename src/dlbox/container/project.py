@@ -105,6 +105,14 @@ def parse_requirement(line: str, where: str) -> Any:
     try:
         return Requirement(line)
     except InvalidRequirement as error:
+        variable = re.search(r"\$\{([A-Za-z0-9_]+)\}", line)
+        if variable:  # pip expands ${NAME} from the environment; dlbox does not
+            raise UsageError(
+                f"{where}: {redact_url_credentials(line)!r} uses ${{{variable.group(1)}}}, an "
+                "environment variable: dlbox does not expand those (pip does), since the "
+                "image is built and locked from the file as written",
+                hint=f"write the value of {variable.group(1)} into the line in its place"
+                ) from None
         # packaging's message goes on with the line and a caret under the fault: one line
         reason = (str(error).strip().splitlines() or ["invalid"])[0]
         raise UsageError(
