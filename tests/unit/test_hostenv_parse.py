@@ -309,3 +309,19 @@ def test_fuzz_framework_files(text: str) -> None:
     parse_tf_build_info(text)
     facts = framework_from_probe_json("torch", text)
     assert facts.installed
+
+
+def test_an_unreadable_docker_info_is_not_told_to_install_docker() -> None:
+    """Found by review: a replayed docker-info.json that was not JSON got the fix "install
+    Docker and start it"; an engine that answered is there, what it said is the problem. A
+    refusal (permission denied) keeps the docker-group fix."""
+    from dlbox.hostenv.facts import HostFacts
+    from dlbox.hostenv.matrix import load_matrix
+    from dlbox.hostenv.rules import rule_docker
+
+    def fix_for(text: str) -> str:
+        [finding] = rule_docker(HostFacts(docker=parse_docker_info(text)), load_matrix())
+        return finding.fix or ""
+
+    assert fix_for("{not json").startswith("run `docker info --format '{{json .}}'`")
+    assert "docker group" in fix_for("permission denied while trying to connect")

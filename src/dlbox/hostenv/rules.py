@@ -549,9 +549,17 @@ def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
 def rule_docker(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     docker = facts.docker
     if not docker.reachable:
+        # an engine that answered with something dlbox cannot read is there: installing it
+        # again is not the fix (in a replay, the recording's file is what is damaged)
+        said = (docker.error or "").lower()
+        unreadable = said.startswith("unparsable docker info") and not any(
+            words in said for words in ("permission denied", "cannot connect", "not found"))
         return [Finding("warn", "docker-unreachable",
                         f"probe docker failed: {docker.error or 'engine not reachable'}",
                         "dlbox image build/run and notebook --container need a Docker engine",
+                        "run `docker info --format '{{json .}}'` to see what the engine "
+                        "answered (replaying a recording: its docker-info.json is damaged; "
+                        "record it again)" if unreadable else
                         "install Docker and start it (sudo systemctl start docker); add your "
                         "user to the docker group")]
     findings = [Finding("ok", "docker", f"Docker engine {docker.server_version}; runtimes: "
