@@ -156,6 +156,9 @@ def prepare_script(script: Path, work_dir: Path, runs: int) -> tuple[Path, int, 
                            hint="pass airbench's script, e.g. airbench94_muon.py") from None
     patched, original = patch_run_count(source, runs)
     target = Path(work_dir) / Path(script).name
+    # a new file, never written through a link there (a work dir holding a link to the
+    # script would have the script itself rewritten)
+    target.unlink(missing_ok=True)
     target.write_text(patched, encoding="utf-8")
     return target, original, hashlib.sha256(source.encode("utf-8")).hexdigest()
 
@@ -564,7 +567,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="write the CPU stand-in for airbench to PATH and exit")
     args = parser.parse_args(argv)
     # `--json "$OUT"` with OUT unset: refused, not the current folder
-    reject_empty_paths(args, ("script", "data", "keep_work_dir", "dlbox_json", "json",
+    reject_empty_paths(args, ("script",), required=True)
+    reject_empty_paths(args, ("data", "keep_work_dir", "dlbox_json", "json",
                               "write_fake_script"))
     if args.write_fake_script is None and args.script is None:
         raise UsageError("--script is required",
@@ -643,7 +647,12 @@ def main(argv: list[str] | None = None) -> int:
     environment = build_manifest(device)  # the host: CPU, GPU, driver, platform, git
     if args.keep_work_dir is not None:
         work_dir = args.keep_work_dir.expanduser().resolve()
-        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"--keep-work-dir {args.keep_work_dir}: cannot make it "
+                             f"({error.strerror or error})",
+                             hint="pass a folder you can write to") from None
     else:
         work_dir = Path(tempfile.mkdtemp(prefix="airbench-side-by-side-"))
     run: ScriptRun | None = None
@@ -686,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
             parsed = parse_output(run.lines, run.stamps)
         except HarnessError as error:  # the script ran: a failed benchmark (1), with its JSON
             print(f"error: cannot read the script's table: {error}", file=sys.stderr)
+            print(f"hint: {error.hint}", file=sys.stderr)
             parsed = {"runs": [], "time_column": None, "warmup": None,
                       "incomplete_runs": None, "mean_line": None, "table_error": str(error)}
     finally:

@@ -58,10 +58,10 @@ case "${1:-}" in
 esac
 if [ -z "${OUT:-}" ]; then
     echo "error: OUT is not set (the folder that comes back)" >&2
-    echo "hint: the device tool sets it; by hand: OUT=/tmp/gpu-out bash $0 --smoke" >&2
+    echo "hint: the device tool sets it; by hand: OUT=/tmp/gpu-out bash '$0' --smoke" >&2
     exit 2
 fi
-if ! [[ "${BUDGET_S:-540}" =~ ^[0-9]+$ ]] || (( ${BUDGET_S:-540} < 60 )); then
+if ! [[ "${BUDGET_S:-540}" =~ ^[1-9][0-9]*$ ]] || (( ${BUDGET_S:-540} < 60 )); then
     echo "error: BUDGET_S=${BUDGET_S} is not a number of seconds, 60 or more" >&2
     echo "hint: leave it out for 540 (the whole session), or give the seconds this call may" \
          "take, e.g. BUDGET_S=300" >&2

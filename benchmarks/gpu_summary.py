@@ -256,7 +256,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="gpu or smoke, as recorded")
     parser.add_argument("--budget-s", type=float, required=True, help="the session's BUDGET_S")
     args = parser.parse_args(argv)
-    reject_empty_paths(args, ("out", "work"))  # "" is not the current folder
+    reject_empty_paths(args, ("out", "work"), required=True)  # "" is not the current folder
     # what a session wrote is read from these: a typo would summarise nothing as "missing"
     for flag, folder in (("--out", args.out), ("--work", args.work)):
         if not folder.is_dir():

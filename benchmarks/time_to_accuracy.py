@@ -125,7 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "tutorial does, whatever --num-train says)")
     parser.add_argument("--json", metavar="OUT", help="write the results here as JSON")
     args = parser.parse_args(argv)
-    reject_empty_paths(args, ("data",))  # "" would read the current folder, silently
+    reject_empty_paths(args, ("data",), required=True)  # "" read the current folder
     if args.compile_mode and not args.compile:
         raise UsageError("--compile-mode needs --compile",
                          hint="add --compile, or leave --compile-mode out")

@@ -530,3 +530,17 @@ def test_a_table_the_harness_cannot_read_is_a_failed_run_with_its_json(
     document = json.loads(out.read_text())
     assert document["returncode"] == 0 and document["runs"] == []
     assert document["table_error"].startswith("table header without")
+
+
+def test_a_link_to_the_script_in_the_work_dir_is_replaced_not_written_through(
+        tmp_path: Path) -> None:
+    """Found by review: a work dir holding a link to the script passed the check, and the
+    patched copy was written through the link into the script itself."""
+    original = bench.write_fake_script(tmp_path / "src" / "air.py")
+    before = original.read_text()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "air.py").symlink_to(original)
+    target, runs, _ = bench.prepare_script(work / "air.py", work, 3)
+    assert original.read_text() == before and runs == 200
+    assert not target.is_symlink() and "range(3)" in target.read_text()

@@ -291,10 +291,12 @@ def test_a_damaged_config_json_names_the_command_that_restores_it(tmp_path: Path
     with pytest.raises(RunDirError) as info:
         read_run_config(run_dir)
     hint = info.value.hint or ""
+    # the Python dlbox runs on (it has torch), and a GPU run's tensors load on the CPU
     assert hint.startswith("it was edited or damaged; its checkpoint holds the settings too: "
-                           "python -c ")
+                           f"{shlex.quote(sys.executable)} -c ")
+    assert 'map_location="cpu"' in hint
     words = shlex.split(hint.split("settings too: ", 1)[1])
-    subprocess.run([sys.executable, *words[1:]], check=True, timeout=120)
+    subprocess.run(words, check=True, timeout=120)
     assert read_run_config(run_dir) == config
     # No checkpoint to restore from: training again is the way.
     (run_dir / "checkpoints" / "last.pt").unlink()

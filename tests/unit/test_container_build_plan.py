@@ -1368,3 +1368,19 @@ def test_an_environment_variable_in_a_requirement_is_named_as_one(tmp_path: Path
         "variable: dlbox does not expand those (pip does), since the image is built and locked "
         "from the file as written")
     assert caught.value.hint == "write the value of NUMPY_VERSION into the line in its place"
+
+
+def test_a_setup_cfg_holding_the_metadata_is_kept_in_the_image(tmp_path: Path) -> None:
+    """Found by review of the check above: beside a pyproject.toml without [project] (a
+    setuptools build), setup.cfg holds the metadata; leaving it out installs UNKNOWN-0.0.0."""
+    write(tmp_path / "pyproject.toml", '[build-system]\nrequires = ["setuptools>=61"]\n'
+                                       'build-backend = "setuptools.build_meta"\n')
+    write(tmp_path / "setup.cfg", "[metadata]\nname = p\n[options]\npackages = p\n")
+    write(tmp_path / "requirements.txt", "numpy\n")
+    write(tmp_path / "p" / "__init__.py", "")
+    write(tmp_path / ".dockerignore", "*.cfg\n")
+    project = detect_project(tmp_path)
+    if not project.installable:
+        pytest.skip("this layout is not installed by dlbox")
+    with pytest.raises(UsageError, match="leaves out setup.cfg"):
+        B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu"), no_probe)

@@ -728,3 +728,7 @@ def test_offline_with_pins_missing_from_the_wheelhouse_pastes_the_download(
     assert "--extra-index-url" in words and entry.wheel_index in words
     assert words[words.index("--python-version") + 1] == ".".join(entry.python.split(".")[:2])
     assert set(entry.pinned) <= set(words)
+    # pip matches only the platform tags named: torch 2.7 on ships manylinux_2_28 wheels
+    platforms = {words[i + 1] for i, word in enumerate(words) if word == "--platform"}
+    assert any(tag.startswith("manylinux_2_28_") for tag in platforms)
+    assert any(tag.startswith("manylinux2014_") for tag in platforms)

@@ -116,7 +116,8 @@ def test_an_unknown_argument_is_refused_before_anything_runs(tmp_path: Path,
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("budget", ["abc", "-5", "30", "1e3"])
+@pytest.mark.parametrize("budget", ["abc", "-5", "30", "1e3", "08", "0099"])  # bash reads
+# a leading 0 as octal: "08" slipped past the check
 def test_a_budget_that_is_not_whole_seconds_is_refused(tmp_path: Path, budget: str) -> None:
     """Found by review: BUDGET_S=abc skipped every step and still exited 0 with no summary."""
     env = {**os.environ, "OUT": str(tmp_path / "out"), "BUDGET_S": budget}

@@ -653,3 +653,12 @@ def test_resume_refuses_a_folder_in_place_of_manifest_json_before_it_trains(
     assert error.value.message == f"cannot read {run / 'manifest.json'}: it is a folder, not a file"
     assert "move the folder" in (error.value.hint or "")
     assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
+def test_commands_in_stop_hints_quote_a_run_dir_with_a_space() -> None:
+    """Found by review: `dlbox train --resume /tmp/my run` pasted as two arguments."""
+    from dlbox.training.loop import TrainingStopped
+
+    stopped = TrainingStopped(Path("/tmp/my run"), "interrupted", 130)
+    assert stopped.hint == "continue with: dlbox train --resume '/tmp/my run'"
+    assert stopped.report_lines()[1] == "resume with: dlbox train --resume '/tmp/my run'"

@@ -15,19 +15,20 @@ EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a process S
 
 
 def reject_empty_paths(args: argparse.Namespace, names: tuple[str, ...],
-                       kind: str = "path") -> None:
+                       kind: str = "path", required: bool = False) -> None:
     """A path flag given an empty value (`--resume "$RUN"` with RUN unset) is an error, not
     the flag left out: `--resume ""` would otherwise start a new run with the default model,
     and `--data ""` train on (or fetch into) the default data dir. Every command checks its
     path flags here, so the message is the same everywhere; `kind` "value" for another
-    flag (`--device ""` read as auto)."""
+    flag (`--device ""` read as auto); `required` for flags that have no default."""
     for name in names:
         value = getattr(args, name, None)
         if value is not None and not str(value).strip():
             flag = f"--{name.replace('_', '-')}"
             raise UsageError(f"{flag} was given an empty {kind}",
                              hint=f"pass a {kind} after {flag} (is the shell variable you used "
-                                  "set?), or leave the flag out for its default")
+                                  "set?)" + ("" if required else
+                                             ", or leave the flag out for its default"))
 
 
 def reject_empty_positional(value: object, metavar: str, what: str, otherwise: str = "") -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from dlbox.cli.common import reject_empty_paths
 from dlbox.errors import UsageError
+from dlbox.text import shell_quote
 
 # Flags that set a training setting; with --resume the run's own config.json decides them.
 # What --resume refuses: the run's own settings. --threads is not one (how many cores this
@@ -133,7 +134,7 @@ def say_what_was_kept(run_dir: str | Path | None) -> None:
     except OSError as error:  # the folder lost its search permission mid-run, say
         print(f"cannot tell whether {last} was saved: {error.strerror or error}\n"
               f"once it can be read, resume with: dlbox train --resume "
-              f"{Path(run_dir or '').absolute()}", file=sys.stderr)
+              f"{shell_quote(Path(run_dir or '').absolute())}", file=sys.stderr)
         return
     if not saved:
         return
@@ -142,10 +143,10 @@ def say_what_was_kept(run_dir: str | Path | None) -> None:
 
     if says_finished(last):  # stopped in the final evaluation: training is done
         print(f"training had finished ({last}); its evaluation was cut short\n"
-              f"evaluate with: dlbox evaluate {where}", file=sys.stderr)
+              f"evaluate with: dlbox evaluate {shell_quote(where)}", file=sys.stderr)
     else:
         print(f"the last saved state is in {last}\nresume with: dlbox train --resume "
-              f"{where}", file=sys.stderr)
+              f"{shell_quote(where)}", file=sys.stderr)
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

@@ -703,6 +703,19 @@ def check_request(request: BuildRequest) -> None:
                          hint=f"e.g. --lock {request.lock_path / LOCK_FILE}")
 
 
+def _has_project_table(pyproject: Path) -> bool:
+    """Whether pyproject.toml has a [project] table (False when there is none to read)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return isinstance(tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project"),
+                          dict)
+    except (OSError, ValueError):
+        return False
+
+
 def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     check_request(request)
     _buildargs(request)  # credentials in a build arg: refused before anything (dry runs too)
@@ -710,8 +723,10 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     patterns = project_patterns(project.root)  # unreadable: refused before any build
     if project.installable:  # `pip install .` in the image needs the files that describe it
         matcher = IgnoreMatcher(patterns)
-        # setup.cfg is metadata only beside a setup.py; elsewhere it may hold tool settings
-        legacy = (project.root / SETUP_PY_FILE).is_file()
+        # setup.cfg holds the metadata beside a setup.py, or beside a pyproject.toml without
+        # a [project] table; beside one with it, it may hold tool settings alone
+        legacy = (project.root / SETUP_PY_FILE).is_file() or not _has_project_table(
+            project.root / PYPROJECT_FILE)
         for name in (PYPROJECT_FILE, SETUP_PY_FILE, *(("setup.cfg",) if legacy else ())):
             if (project.root / name).is_file() and matcher.ignored(name):
                 raise UsageError(
@@ -803,14 +818,19 @@ def _default_bases() -> set[str]:
 def download_command(request: BuildRequest, entry: LockEntry, pins: Sequence[str]) -> str:
     """The pip command (pasteable) that puts wheels for `pins` into the wheelhouse: for the
     image's Python and Linux, from PyPI and the framework's own wheel index."""
+    import platform
     import shlex
 
     python = ".".join(entry.python.split(".")[:2])
     where = shlex.quote(str(request.wheelhouse or "WHEELHOUSE"))
     index = f" --extra-index-url {shlex.quote(entry.wheel_index)}" if entry.wheel_index else ""
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
+                                                       platform.machine().lower())
+    # pip matches only the tags named: the manylinux_2_28 of torch 2.7 on, and older ones
+    tags = ("manylinux_2_28", "manylinux_2_17", "manylinux2014", "linux")
+    platforms = " ".join(f"--platform {tag}_{arch}" for tag in tags)
     return (f"pip download --no-deps --only-binary=:all: --python-version {python} "
-            f"--platform manylinux2014_x86_64 --platform linux_x86_64{index} -d {where} "
-            + " ".join(shlex.quote(pin) for pin in pins))
+            f"{platforms}{index} -d {where} " + " ".join(shlex.quote(pin) for pin in pins))
 
 
 def relock_command(request: BuildRequest) -> str:

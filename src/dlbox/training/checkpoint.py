@@ -24,6 +24,7 @@ import pickle
 import random
 import re
 import shlex
+import sys
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -369,14 +370,20 @@ def restore_generator(generator: torch.Generator, saved: torch.Tensor | None) ->
 # ---- a trained model, ready for evaluate / predict ----------------------------------------
 
 def config_damaged_hint(run_dir: Path) -> str:
-    """How to get a damaged config.json back: every checkpoint holds the run's settings."""
-    last = checkpoint_path(run_dir, "last")
-    if not last.is_file():
+    """How to get a damaged config.json back: every checkpoint holds the run's settings.
+    Called only once config.json is known to be damaged (it looks at the checkpoint)."""
+    last = run_dir / "checkpoints" / "last.pt"
+    try:
+        found = last.is_file()
+    except OSError:  # its folder may not be searched: no way back to name
+        found = False
+    if not found:
         return "it was edited or damaged; train again"
-    code = ('import json, sys, torch; json.dump(torch.load(sys.argv[1], weights_only=True)'
-            '["config"], open(sys.argv[2], "w"), indent=2)')
+    # on the CPU: a GPU-trained run's tensors load on any machine
+    code = ('import json, sys, torch; json.dump(torch.load(sys.argv[1], map_location="cpu", '
+            'weights_only=True)["config"], open(sys.argv[2], "w"), indent=2)')
     return ("it was edited or damaged; its checkpoint holds the settings too: "
-            f"python -c {shlex.quote(code)} {shlex.quote(str(last))} "
+            f"{shlex.quote(sys.executable)} -c {shlex.quote(code)} {shlex.quote(str(last))} "
             f"{shlex.quote(str(run_dir / CONFIG_FILE))}")
 
 
@@ -397,22 +404,22 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     if not found:
         raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, so it is not a dlbox run directory",
                           hint="pass a directory made by `dlbox train`")
-    hint = config_damaged_hint(run_dir)
     try:
         data = read_json(path)
     except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
-        raise run_json_error(path, error, hint) from None
+        raise run_json_error(path, error, config_damaged_hint(run_dir)) from None
     if not isinstance(data, dict):
         raise RunDirError(f"{path} is not a valid run config (it holds a JSON "
-                          f"{_json_kind(data)}, not an object of settings)", hint=hint)
+                          f"{_json_kind(data)}, not an object of settings)",
+                          hint=config_damaged_hint(run_dir))
     try:
         return TrainConfig.from_dict(data)
     except UsageError as error:
         raise RunDirError(f"{path} is not a valid run config ({error.message})",
-                          hint=hint) from None
+                          hint=config_damaged_hint(run_dir)) from None
     except (ValueError, TypeError) as error:
         raise RunDirError(f"{path} is not a valid run config ({first_line(error)})",
-                          hint=hint) from None
+                          hint=config_damaged_hint(run_dir)) from None
 
 
 def missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: int = 1) -> str:

@@ -42,7 +42,7 @@ from dlbox.fileio import (
     read_json,
     write_json_atomic,
 )
-from dlbox.text import make_writable, plural
+from dlbox.text import make_writable, plural, shell_quote
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -108,9 +108,10 @@ class TrainingStopped(DlboxError):
         else:
             message = (f"training stopped ({reason}); the state after epoch {saved_epoch} is "
                        f"in {last} (the epoch in progress is lost)")
+        where = shell_quote(run_dir)
         super().__init__(
             message,
-            hint=(f"continue with: dlbox train --resume {run_dir}" if self.resumable else
+            hint=(f"continue with: dlbox train --resume {where}" if self.resumable else
                   f"start again with the same command (it may reuse {run_dir}, which holds "
                   "no checkpoint)"),
         )
@@ -119,7 +120,7 @@ class TrainingStopped(DlboxError):
 
     def report_lines(self) -> list[str]:
         """Not an error: what was saved, and how to go on."""
-        return [self.message, f"resume with: dlbox train --resume {self.run_dir}"
+        return [self.message, f"resume with: dlbox train --resume {shell_quote(self.run_dir)}"
                 if self.resumable else f"hint: {self.hint}"]
 
 
@@ -445,8 +446,9 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
         if not named and not stopped.resumable:  # the same command makes a new runs/ folder
             stopped.hint = (f"start again with the same command (the run's folder {run_dir}, "
                             "which held no checkpoint, is removed)" if discard_unsaved(run_dir)
-                            else f"start again with the same command; add --run-dir {run_dir} "
-                                 "to it to reuse this run's folder, which holds no checkpoint")
+                            else "start again with the same command; add --run-dir "
+                                 f"{shell_quote(run_dir)} to it to reuse this run's folder, "
+                                 "which holds no checkpoint")
         raise
     except Diverged as diverged:
         if not named and discard_unsaved(run_dir):
@@ -547,7 +549,7 @@ def out_of_memory_is_an_error(config: TrainConfig, device: torch.device,
             hint=f"train again with a smaller {lower}, or free memory used by other programs"
                  + (" (with another --run-dir)" if saved and run_dir is not None
                     else "" if saved else
-                    f"; --run-dir {run_dir} may be reused, it saved nothing"),
+                    f"; --run-dir {shell_quote(run_dir)} may be reused, it saved nothing"),
         ) from None
 
 
@@ -565,8 +567,9 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     if state.get("finished"):
         raise AlreadyFinished(f"run {run_dir} already finished all "
                               f"{plural(config.epochs, 'epoch')}: nothing to resume",
-                              hint=f"evaluate it with `dlbox evaluate {run_dir}`, or start a "
-                                   "new run with more --epochs")
+                              hint="evaluate it with `dlbox evaluate "
+                                   f"{shell_quote(run_dir)}`, or start a new run with more "
+                                   "--epochs")
     trained_on = config.data_dir
     changes: dict[str, Any] = {"run_dir": str(run_dir)}
     if device is not None:
@@ -783,7 +786,7 @@ def _diverged(epoch: int, config: TrainConfig, run_dir: Path) -> Diverged:
                         "saved)",
                         " and another --run-dir; resuming this run would diverge again")
     return Diverged(epoch, config.lr, run_dir, f", before {run_dir} saved anything",
-                    f"; --run-dir {run_dir} may be reused, it saved nothing")
+                    f"; --run-dir {shell_quote(run_dir)} may be reused, it saved nothing")
 
 
 def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: ImageDataset,
@@ -1187,8 +1190,8 @@ def _note_an_older_evaluation(run_dir: Path, epoch: int) -> None:
         return
     if isinstance(evaluated, int) and evaluated < epoch:
         print(f"note: predictions.csv, the confusion matrix and metrics.json's evaluation in "
-              f"{run_dir} are of epoch {evaluated}; `dlbox evaluate {run_dir}` brings them "
-              f"to epoch {epoch}", file=sys.stderr)
+              f"{run_dir} are of epoch {evaluated}; `dlbox evaluate {shell_quote(run_dir)}` "
+              f"brings them to epoch {epoch}", file=sys.stderr)
 
 
 def _report(run_dir: Path, config: TrainConfig, device: torch.device, test_set: ImageDataset,
