@@ -98,7 +98,9 @@ CELLS = [
     from dlbox.data.loading import detect_layout, load_dataset
     from dlbox.data.paths import resolve_data_dir
     from dlbox.data.synthetic import write_fake_cifar10
-    from dlbox.jupyter.notebooks import check_settings
+    from dlbox.jupyter.notebooks import check_settings, name_settings_in_errors
+
+    name_settings_in_errors()  # dlbox's hints say EPOCHS, DEVICE, ... here, not --epochs
 
     # A quick smoke run (used by dlbox's own tests): tiny synthetic data, one short epoch.
     if os.environ.get("DLBOX_NOTEBOOK_SMOKE") == "1":

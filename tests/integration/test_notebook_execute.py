@@ -241,7 +241,8 @@ def test_stop_button_and_dlbox_errors_read_as_on_the_command_line(tmp_path: Path
         "    return _update(self, epoch, step)\n"
         "_progress.NotebookProgress.update = _press_stop\n"
         "from dlbox.errors import DataError\n"
-        "raise DataError('no data here', hint='pass DATA_DIR')"))
+        "raise DataError('no data here', hint='pass --data DIR holding it, or run "
+        "`dlbox data fetch --data X`')"))
     notebook.cells.append(nbformat.v4.new_code_cell("print('after the stop')"))
     run_dir = tmp_path / "run"
     inject_parameters(notebook, {
@@ -254,7 +255,9 @@ def test_stop_button_and_dlbox_errors_read_as_on_the_command_line(tmp_path: Path
     errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
               if output.get("output_type") == "error"]
     assert [error["traceback"] for error in errors] == [
-        ["error: no data here", "hint: pass DATA_DIR"],
+        # the command line's flag named as the notebook's setting; a command left whole
+        ["error: no data here",
+         "hint: pass DATA_DIR holding it, or run `dlbox data fetch --data X`"],
         [f"training stopped (interrupted); state saved in {run_dir}/checkpoints/last.pt",
          f"resume with: dlbox train --resume {run_dir}"],
     ], errors

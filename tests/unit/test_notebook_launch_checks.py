@@ -349,3 +349,24 @@ def test_a_subset_of_no_images_is_refused() -> None:
     for count in (0, -5):
         with pytest.raises(UsageError, match=f"a subset of {count} images"):
             data.subset(count)
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("hint: pass --epochs 1 or more", "hint: pass EPOCHS 1 or more"),
+    ("hint: or use --device cpu", "hint: or use DEVICE cpu"),
+    ("hint: pass another --run-dir", "hint: pass another RUN_DIR"),
+    ("hint: or pass --data DIR holding cifar-10-batches-py/",
+     "hint: or pass DATA_DIR holding cifar-10-batches-py/"),
+    # a command in backticks is pasted into a terminal: left whole
+    ("hint: run `dlbox data fetch --data /x`, or pass --data DIR",
+     "hint: run `dlbox data fetch --data /x`, or pass DATA_DIR"),
+    ("hint: train again with a lower learning rate (this run's: --lr 900)",
+     "hint: train again with a lower learning rate (this run's: --lr 900)"),
+    ("hint: pass --num-test-x 3", "hint: pass --num-test-x 3"),  # not a flag it knows
+])
+def test_the_notebook_names_its_settings_for_the_flags(line: str, expected: str) -> None:
+    """Found by review: in the notebook, dlbox's hints named --epochs, --device, --run-dir,
+    flags of the command line, where the notebook has EPOCHS, DEVICE, RUN_DIR."""
+    from dlbox.jupyter.notebooks import in_setting_terms
+
+    assert in_setting_terms(line) == expected

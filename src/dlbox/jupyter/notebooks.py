@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -125,4 +127,46 @@ def check_settings(**settings: object) -> None:
         raise UsageError(f"SEED = {seed!r} is not a whole number",
                          hint="set SEED to a whole number such as 0 (the same seed gives the "
                               "same run on the same machine)")
+
+
+# The command line's flags and the notebook's settings that do the same: a hint written for
+# `dlbox train` ("pass --epochs 1 or more") is read in the notebook in its own words.
+SETTING_OF_FLAG = {"--epochs": "EPOCHS", "--num-train": "NUM_TRAIN", "--num-test": "NUM_TEST",
+                   "--device": "DEVICE", "--seed": "SEED", "--model": "MODEL",
+                   "--data": "DATA_DIR", "--run-dir": "RUN_DIR"}
+
+
+def in_setting_terms(line: str) -> str:
+    """`line` with the flags the notebook has settings for named as those settings ("--data
+    DIR" as DATA_DIR); a command in backticks (`dlbox data fetch --data X`) is left whole."""
+    def setting(match: re.Match[str]) -> str:
+        return SETTING_OF_FLAG.get(match.group(1), match.group(0))
+
+    parts = line.split("`")
+    for index in range(0, len(parts), 2):  # outside backticks
+        parts[index] = re.sub(r"(?<![\w-])(--[a-z][a-z-]*)(?: (?:DIR|N)\b)?", setting,
+                              parts[index])
+    return "`".join(parts)
+
+
+def name_settings_in_errors() -> None:
+    """In a notebook (IPython), show dlbox's errors with the settings' names for the flags
+    (see in_setting_terms); elsewhere, nothing changes."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from dlbox.errors import DlboxError
+
+    def show(shell: Any, etype: type, value: BaseException, tb: Any,
+             tb_offset: int | None = None) -> list[str]:
+        render = getattr(value, "_render_traceback_", None)
+        lines = [in_setting_terms(line) for line in (render() if render else [str(value)])]
+        shell._showtraceback(etype, value, lines)  # how IPython shows a rendered traceback
+        return lines
+
+    shell.set_custom_exc((DlboxError,), show)
 
