@@ -99,18 +99,12 @@ def write_error(path: object, error: BaseException) -> FileWriteError:
     import errno
     from pathlib import Path
 
+    from dlbox.fileio import nearest_folder  # here: fileio imports this module
     from dlbox.text import make_writable, shell_quote
 
     reason = getattr(error, "strerror", None) or first_line(error)
     kind = write_failure_kind(error)
-    folder = Path(str(path)).parent
-    while folder != folder.parent:  # the nearest that exists: the one a mkdir -p failed in
-        try:
-            if folder.is_dir():
-                break
-        except OSError:
-            pass
-        folder = folder.parent
+    folder = nearest_folder(Path(str(path)).parent)  # the one a mkdir -p failed in
     quoted = shell_quote(folder)
     # Said of the folder, not of a flag: --run-dir, --data, --record and --lock all lead here.
     if kind == "no-space":

@@ -703,19 +703,6 @@ def check_request(request: BuildRequest) -> None:
                          hint=f"e.g. --lock {request.lock_path / LOCK_FILE}")
 
 
-def _has_project_table(pyproject: Path) -> bool:
-    """Whether pyproject.toml has a [project] table (False when there is none to read)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        return isinstance(tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project"),
-                          dict)
-    except (OSError, ValueError):
-        return False
-
-
 def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     check_request(request)
     _buildargs(request)  # credentials in a build arg: refused before anything (dry runs too)
@@ -725,8 +712,7 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
         matcher = IgnoreMatcher(patterns)
         # setup.cfg holds the metadata beside a setup.py, or beside a pyproject.toml without
         # a [project] table; beside one with it, it may hold tool settings alone
-        legacy = (project.root / SETUP_PY_FILE).is_file() or not _has_project_table(
-            project.root / PYPROJECT_FILE)
+        legacy = (project.root / SETUP_PY_FILE).is_file() or project.kind != "pyproject"
         for name in (PYPROJECT_FILE, SETUP_PY_FILE, *(("setup.cfg",) if legacy else ())):
             if (project.root / name).is_file() and matcher.ignored(name):
                 raise UsageError(

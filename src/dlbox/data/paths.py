@@ -9,6 +9,7 @@ import platformdirs
 
 from dlbox.data.layout import BATCHES_DIRNAME
 from dlbox.errors import DataError, UsageError
+from dlbox.text import shell_quote
 
 DATA_ENV_VAR = "DLBOX_DATA"
 FOLDER_HINT = (f"point --data DIR (or {DATA_ENV_VAR}) at a folder; "
@@ -23,8 +24,6 @@ def default_data_dir() -> Path:
 def data_flag(data_dir: str | Path) -> str:
     """` --data DIR` for a command a hint suggests, so that it acts on the data dir that was
     looked at; "" for the one a bare command uses ($DLBOX_DATA, else the cache dir)."""
-    import shlex
-
     def where(path: Path) -> Path:
         try:
             return path.expanduser().resolve()
@@ -33,7 +32,7 @@ def data_flag(data_dir: str | Path) -> str:
 
     if where(Path(data_dir)) == where(resolve_data_dir(None)):
         return ""
-    return f" --data {shlex.quote(str(data_dir))}"
+    return f" --data {shell_quote(data_dir)}"
 
 
 def fetch_hint(data_dir: str | Path) -> str:

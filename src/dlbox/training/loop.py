@@ -442,28 +442,21 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
     try:
         return _train_in(config, device, run_dir, data_dir, train_set, test_set, speedrun,
                          progress, evaluate_at_end, stop)
-    except TrainingStopped as stopped:
-        if not named and not stopped.resumable:  # the same command makes a new runs/ folder
-            stopped.hint = (f"start again with the same command (the run's folder {run_dir}, "
-                            "which held no checkpoint, is removed)" if discard_unsaved(run_dir)
-                            else "start again with the same command; add --run-dir "
-                                 f"{shell_quote(run_dir)} to it to reuse this run's folder, "
-                                 "which holds no checkpoint")
-        raise
-    except Diverged as diverged:
-        if not named and discard_unsaved(run_dir):
-            raise diverged.folder_removed() from None
-        raise
-    except (KeyboardInterrupt, BrokenPipeError) as interrupt:  # a second Ctrl-C, or stdout
-        # closed (`| head`): the CLI names the run dir
-        if not named:
-            discard_unsaved(run_dir)
-        interrupt.run_dir = run_dir  # type: ignore[union-attr]
-        raise
-    except BaseException:  # out of memory, a disk error: a default folder with nothing saved
-        # is clutter (the out-of-memory error names no folder for it)
-        if not named:
-            discard_unsaved(run_dir)
+    except BaseException as error:
+        # Whatever stopped it (a stop, divergence, out of memory, a second Ctrl-C, a closed
+        # stdout): a default folder (no --run-dir) that saved nothing is clutter, since the
+        # same command makes a new one; a folder that holds a checkpoint is kept.
+        removed = not named and discard_unsaved(run_dir)
+        if isinstance(error, TrainingStopped) and not named and not error.resumable:
+            error.hint = (f"start again with the same command (the run's folder {run_dir}, "
+                          "which held no checkpoint, is removed)" if removed
+                          else "start again with the same command; add --run-dir "
+                               f"{shell_quote(run_dir)} to it to reuse this run's folder, "
+                               "which holds no checkpoint")
+        if isinstance(error, Diverged) and removed:
+            raise error.folder_removed() from None
+        if isinstance(error, (KeyboardInterrupt, BrokenPipeError)):
+            error.run_dir = run_dir  # type: ignore[union-attr]  # the CLI names it
         raise
 
 
