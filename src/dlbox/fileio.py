@@ -285,5 +285,8 @@ def check_writable(path: str | Path, flag: str = "--json") -> None:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as error:
-        raise FileWriteError(target, f"{parent} is not writable ({error.strerror})",
+        # /proc and /sys answer "No such file or directory" for a folder that is there
+        why = ("no file can be made there" if error.errno == errno.ENOENT
+               else error.strerror)
+        raise FileWriteError(target, f"{parent} is not writable ({why})",
                              hint=hint) from error

@@ -34,3 +34,12 @@ def test_check_writable_refuses_an_empty_path_a_folder_and_a_path_under_a_file(
         check_writable(tmp_path / "a-file" / "out.json")
     check_writable(tmp_path / "new" / "out.json")  # missing folders are made by the write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_check_writable_on_a_folder_where_no_file_can_be_made() -> None:
+    """`--json /proc/x.json` said "/proc is not writable (No such file or directory)": the
+    folder is there, the reason read as if it were not."""
+    with pytest.raises(FileWriteError) as info:
+        check_writable("/proc/dlbox-check.json")
+    assert info.value.message.endswith("/proc is not writable (no file can be made there)")
