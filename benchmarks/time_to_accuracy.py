@@ -383,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
                          "batch_size": base.batch_size, "num_train": len(train_set),
                          "num_test": len(test_set), "seed": args.seed, "threads": threads,
                          "compile": args.compile, "compile_mode": args.compile_mode,
-                         "precision": args.precision, "tta_level": args.tta_level,
+                         "precision": args.precision,
+                         # the level the runs used (the recipe's when --tta-level is left out)
+                         "tta_level": next((r["tta_level"] for r in runs if "tta_level" in r),
+                                           args.tta_level),
                          "warmup_runs": warmups, "recipe": base.to_dict()},
             "environment": {**environment, "torch_threads": torch.get_num_threads()},
             "data_load_seconds": round(load_seconds, 3),
@@ -419,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
         ratio = ratio_of(summary["train_seconds"]["mean"], baseline["train_seconds"])
         time_ratio = ratio_of(summary["time_seconds"]["mean"], baseline["time_seconds"])
         document["baseline"] = {"model": tutorial.model, "epochs": tutorial.epochs,
-                                "num_train": tutorial.num_train,
+                                # None would read as unknown: it trains on every image
+                                "num_train": (tutorial.num_train if tutorial.num_train
+                                              is not None else len(all_train)),
                                 "batch_size": tutorial.batch_size, "lr": tutorial.lr,
                                 "momentum": tutorial.momentum, **baseline,
                                 "train_seconds_ratio": ratio,
@@ -453,8 +458,9 @@ def write_partial(where: str) -> str:
     if not finished:
         return "no summary, no JSON written (0 finished runs)"
     if PROGRESS.get("partial") is None:  # no --json: the finished runs' summary, printed
-        summary = {key: summarize([r.get(key) for r in finished]) for key in METRICS}
-        print("\n".join(summary_lines(summary, len(finished), decimals=3)), flush=True)
+        if not PROGRESS["phase"]:  # during the baseline it is printed already
+            summary = {key: summarize([r.get(key) for r in finished]) for key in METRICS}
+            print("\n".join(summary_lines(summary, len(finished), decimals=3)), flush=True)
         return (f"{len(finished)} of {PROGRESS['total']} run(s) finished, summarised above "
                 "(no --json, so no JSON written); no baseline ratio")
     path, document_of = PROGRESS["partial"]

@@ -52,7 +52,8 @@ def test_benchmark_writes_runs_summary_environment_and_baseline(tmp_path: Path) 
     base = doc["baseline"]
     assert (base["model"], base["epochs"], base["batch_size"]) == ("tutorial", 1, 4)
     assert (base["lr"], base["momentum"]) == (0.001, 0.9)
-    assert base["num_train"] is None  # the tutorial trains on every image, not --num-train
+    assert base["num_train"] == 300  # every image, not --num-train (it said null: unknown)
+    assert doc["settings"]["tta_level"] == doc["runs"][0]["tta_level"] == 2  # the recipe's
     assert 0.0 <= base["accuracy"] <= 1.0 and base["train_seconds"] > 0
     ratio = doc["summary"]["train_seconds"]["mean"] / base["train_seconds"]
     assert base["train_seconds_ratio"] == pytest.approx(ratio)
@@ -367,3 +368,20 @@ def test_an_interrupt_without_json_still_summarises_the_finished_runs(
                     "no baseline ratio")
     out = capsys.readouterr().out
     assert out.startswith("over 2 run(s):") and "accuracy               51.500" in out
+
+
+def test_an_interrupt_during_the_baseline_does_not_print_the_summary_twice(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --json, Ctrl-C during the baseline printed the runs' summary a second time
+    under the one printed when the runs ended."""
+    bench = _load_module()
+    runs = [{"run": 1, "accuracy": 0.5, "tta_accuracy": 0.52, "train_seconds": 1.0,
+             "time_seconds": 1.1, "eval_seconds": 0.1, "images_per_second": 100.0,
+             "peak_memory_mib": 700.0, "failed": None}]
+    monkeypatch.setitem(bench.PROGRESS, "runs", runs)
+    monkeypatch.setitem(bench.PROGRESS, "total", 1)
+    monkeypatch.setitem(bench.PROGRESS, "partial", None)
+    monkeypatch.setitem(bench.PROGRESS, "phase", "the baseline")
+    said = bench.write_partial(" during the baseline")
+    assert said.startswith("1 of 1 run(s) finished, summarised above")
+    assert capsys.readouterr().out == ""
