@@ -154,7 +154,9 @@ def targets(results: StepResults) -> list[dict[str, Any]]:
     """Each issue target with its figure from `results`, and whether it is met."""
     speedrun = results.speedrun
     peaks = [r.get("peak_memory_mib") for r in (get(speedrun, "runs") or [])]
-    peaks = [p for p in peaks if p is not None]
+    # on the CPU (a --smoke session) a run's peak is the process's RSS, no GPU figure
+    on_gpu = str(get(speedrun, "device") or "").startswith("cuda")
+    peaks = [p for p in peaks if p is not None and on_gpu]
     smi_peak = max((s["gpu_memory_used_peak_mib"] for s in results.steps
                     if s["step"] in SPEEDRUN_STEPS
                     and s.get("gpu_memory_used_peak_mib") is not None), default=None)
@@ -230,9 +232,10 @@ RESULTS = {True: "PASS", False: "FAIL", None: "missing"}
 
 def report_lines(document: dict[str, Any]) -> list[str]:
     """The table of targets, the --compile ratio (when there is one), a line per step."""
-    lines = [f"{'target':<74} {'goal':>9} {'value':>9}  result"]
+    width = max((len(t["target"]) for t in document["targets"]), default=0)
+    lines = [f"{'target':<{width}} {'goal':>9} {'value':>9}  result"]
     for t in document["targets"]:
-        lines.append(f"{t['target']:<74} {t['goal']:>9} {num(t['value'], '.4g'):>9}  "
+        lines.append(f"{t['target']:<{width}} {t['goal']:>9} {num(t['value'], '.4g'):>9}  "
                      f"{RESULTS[t['pass']]}")
     compiled_ratio = document["airbench"]["compiled_ratio"]
     if compiled_ratio is not None:

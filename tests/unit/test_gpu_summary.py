@@ -46,6 +46,7 @@ def session(tmp_path: Path) -> tuple[Path, Path]:
     _steps_jsonl(work, [{"step": name, "rc": 0, "start": T0 + a, "end": T0 + b,
                          "seconds": float(b - a), "limit": 100} for name, a, b in STEP_TIMES])
     _write(out / "speedrun.json", {
+        "device": "cuda",
         "summary": {"tta_accuracy": {"mean": 0.912}, "time_seconds": {"mean": 1.6}},
         "runs": [{"peak_memory_mib": 1000.0 + i} for i in range(10)],
         "environment": {"torch": "2.11.0+cu130"}})
@@ -103,6 +104,7 @@ def test_every_target_met_passes(session: tuple[Path, Path]) -> None:
 def test_missed_targets_fail(session: tuple[Path, Path]) -> None:
     out, work = session
     _write(out / "speedrun.json", {
+        "device": "cuda",
         "summary": {"tta_accuracy": {"mean": 0.9079}, "time_seconds": {"mean": 1.81}},
         "runs": [{"peak_memory_mib": 9000.0}] * 9})
     _write(work / "resnet" / "metrics.json", {"final": {"test_accuracy": 0.879}})
@@ -164,6 +166,10 @@ def test_missing_or_failed_steps_are_missing_not_fail(session: tuple[Path, Path]
     assert sum(line.endswith("  missing") for line in lines) == 8
     assert lines[-1] == "  step long      rc None  - s  gpu peak - MiB"
     assert not any(line.endswith("  FAIL") for line in lines)
+    # the table's columns line up: every goal column ends where the header's does (names
+    # longer than the old fixed width pushed theirs right)
+    table = lines[:1 + len(document["targets"])]
+    assert len({line.rindex("  ") for line in table}) == 1, "\n".join(table)
     # No step ran at all (ONLY named none): still a summary, every target missing.
     (work / "steps.jsonl").unlink()
     document = summary_module.build_summary(summary_module.load_results(out, work), "gpu", 540)
@@ -272,3 +278,14 @@ def test_a_line_cut_short_in_the_step_log_loses_that_step_only(tmp_path: Path) -
     log.write_text('{"step": "env", "rc": 0}\n{"step": "data", "rc": 0}\n{"step": "speedr\n')
     assert summary_module.read_steps(log) == [{"step": "env", "rc": 0},
                                               {"step": "data", "rc": 0}]
+
+
+def test_a_smoke_sessions_cpu_memory_is_no_gpu_peak(session: tuple[Path, Path]) -> None:
+    """A --smoke session trains on the CPU, where a run's peak_memory_mib is the process's
+    RSS: the "GPU peak" row showed it, and passed or failed the 8 GB target on it."""
+    out, work = session
+    _write(out / "speedrun.json", {
+        "device": "cpu", "summary": {"tta_accuracy": {"mean": 0.3}},
+        "runs": [{"peak_memory_mib": 9000.0, "failed": None}]})
+    rows = _targets(out, work)
+    assert (rows["torch_peak"]["value"], rows["torch_peak"]["pass"]) == (None, None)
