@@ -44,4 +44,6 @@ def summary_lines(summary: Mapping[str, Mapping[str, float | None]], runs: int,
         lines.append(f"  {key:<18}" + "".join(
             f" {num(None if v is None else v * scale, f'10.{decimals}f'):>10}" for v in cells)
             + (" %" if scale == 100.0 else unit))
+    if len(lines) == 1:  # a header over nothing read as if the table were lost
+        return [f"over {runs} run(s): no figures to summarise"]
     return lines

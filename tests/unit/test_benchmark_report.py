@@ -22,6 +22,12 @@ def test_one_run_has_no_standard_deviation_rather_than_zero() -> None:
     assert len(row) == len(summary_lines({"accuracy": two}, runs=2)[1])  # columns line up
 
 
+def test_no_figures_is_said_not_an_empty_table() -> None:
+    """A benchmark whose script completed no run printed the table's header over nothing."""
+    assert summary_lines({"time_seconds": summarize([])}, runs=0) == [
+        "over 0 run(s): no figures to summarise"]
+
+
 def test_check_writable_refuses_an_empty_path_a_folder_and_a_path_under_a_file(
         tmp_path: Path) -> None:
     """`--json ""` (a variable unset) wrote no JSON and said nothing."""
