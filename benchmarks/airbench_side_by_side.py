@@ -77,12 +77,8 @@ TIME_COLUMNS = ("time_seconds", "total_time_seconds")
 METRICS = ("tta_val_acc", "val_acc", "time_seconds")
 
 
-class HarnessError(Exception):
+class HarnessError(UsageError):
     """A problem the harness reports as `error: ...` (and `hint: ...`) and exit status 2."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -754,15 +750,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except HarnessError as error:
-        print(f"error: {error}", file=sys.stderr)
-        if error.hint:
-            print(f"hint: {error.hint}", file=sys.stderr)
-        sys.exit(2)
-    except DlboxError as error:  # dlbox's loader (no data there), the --json write
-        print(f"error: {error}", file=sys.stderr)
-        if error.hint:
-            print(f"hint: {error.hint}", file=sys.stderr)
+    except DlboxError as error:  # the harness's own, dlbox's loader (no data), the --json write
+        print("\n".join(error.report_lines()), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C while the data is written, before the script starts
         print("\ninterrupted before the script started: nothing run, no JSON written",
