@@ -77,7 +77,12 @@ def test_the_run_dir_message_is_worded_as_project_dirs(
     assert capsys.readouterr().err.splitlines() == [
         "error: --notebook-dir was given an empty path",
         "hint: pass a path after --notebook-dir (is the shell variable you used set?), or "
-        "leave the flag out for its default"]
+        "leave the flag out"]
+    # --record has no default to leave it out "for": without it, doctor records nothing
+    assert main(["doctor", "--record", ""]) == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines()[1] == (
+        "hint: pass a path after --record (is the shell variable you used set?), or leave the "
+        "flag out")
 
 
 @pytest.fixture()

@@ -28,7 +28,7 @@ def reject_empty_paths(args: argparse.Namespace, names: tuple[str, ...],
             raise UsageError(f"{flag} was given an empty {kind}",
                              hint=f"pass a {kind} after {flag} (is the shell variable you used "
                                   "set?)" + ("" if required else
-                                             ", or leave the flag out for its default"))
+                                             ", or leave the flag out"))
 
 
 def reject_empty_positional(value: object, metavar: str, what: str, otherwise: str = "") -> None:
