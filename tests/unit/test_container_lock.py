@@ -732,3 +732,40 @@ def test_offline_with_pins_missing_from_the_wheelhouse_pastes_the_download(
     platforms = {words[i + 1] for i, word in enumerate(words) if word == "--platform"}
     assert any(tag.startswith("manylinux_2_28_") for tag in platforms)
     assert any(tag.startswith("manylinux2014_") for tag in platforms)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("requirements.txt", "torch==2.13.0\nsix\n"),
+    ("package.json", json.dumps({"name": "web", "$schema": "x"})),
+])
+def test_a_file_that_is_no_lock_is_never_relocked_over(tmp_path: Path, name: str,
+                                                       text: str) -> None:
+    """Found by review: `--lock requirements.txt` said "not valid JSON", hint "build with
+    --relock", and the relock replaced the project's requirements with lock JSON."""
+    root = write_project(tmp_path / "proj")
+    path = root / name
+    path.write_text(text)
+    for relock in (False, True):
+        request = B.BuildRequest(project_dir=root, device="cpu", lock_path=path, relock=relock)
+        with pytest.raises(ContainerError) as info:
+            B.plan(request, facts=no_probe)
+        assert info.value.message == (f"{path} is not a dlbox lock, and the build would "
+                                      "replace it with one")
+        assert "--relock" not in (info.value.hint or "")
+    assert path.read_text() == text
+    # a damaged lock under another name is still one: --relock is its way out
+    damaged = root / "ci.lock"
+    damaged.write_text('{"schema": 1, "builds": {')
+    assert B.plan(B.BuildRequest(project_dir=root, device="cpu", lock_path=damaged,
+                                 relock=True), facts=no_probe).entries == {}
+
+
+def test_a_lock_path_that_is_no_regular_file_is_refused(tmp_path: Path) -> None:
+    """`--lock /dev/null --relock` ("no lock, please") replaced the device with a file."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ContainerError, match="is not a regular file"):
+        read_lock(fifo)
+    assert not fifo.is_file()

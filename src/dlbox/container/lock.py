@@ -141,6 +141,10 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
                              hint=f"pass a file path: --lock {path / LOCK_FILE}")
     if not path.exists():
         return {}
+    if not path.is_file():  # a build would replace a device (--lock /dev/null) or a FIFO
+        raise ContainerError(f"{path} is not a regular file, and the build writes its lock "
+                             "there", hint="pass --lock a file path (the default: dlbox.lock "
+                                           "in the project)")
     try:
         data = read_json(path)
     except OSError as error:
@@ -152,9 +156,11 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
             raise LockUnreadable(f"{path} holds git merge conflict markers (<<<<<<<)",
                                  hint="resolve the conflict (keep one side, or delete the file "
                                       "and build with --relock)") from None
+        _refuse_another_file(path)
         raise LockUnreadable(f"{path} is not valid JSON ({error})",
                              hint="build with --relock to write a fresh one") from None
     if not isinstance(data, dict) or data.get("schema") != LOCK_SCHEMA:
+        _refuse_another_file(path)
         raise LockUnreadable(
             f"{path} is not a dlbox lock of schema {LOCK_SCHEMA}",
             hint="build with --relock to write a fresh one",
@@ -165,6 +171,22 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
         raise LockUnreadable(f"{path}: its \"builds\" is not a table of lock entries",
                              hint="build with --relock to write a fresh one")
     return {key: LockEntry.from_dict(entry) for key, entry in sorted(builds.items())}
+
+
+def _refuse_another_file(path: Path) -> None:
+    """A file dlbox cannot read as a lock is replaced by --relock only when it is one: named
+    dlbox.lock, or holding a "schema" key. Anything else (`--lock requirements.txt`, a typo)
+    is the user's own file, which the relock its hint offered would overwrite."""
+    if path.name == LOCK_FILE:
+        return
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    if '"schema"' not in text:
+        raise ContainerError(f"{path} is not a dlbox lock, and the build would replace it "
+                             "with one", hint="pass --lock the project's dlbox.lock, or a path "
+                                              "where no file is yet")
 
 
 def _has_conflict_markers(path: Path) -> bool:
