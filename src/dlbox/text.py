@@ -39,3 +39,22 @@ def make_writable(folder: object) -> str:
     """The fix for a folder one may not write in, as a hint says it."""
     return f"make {folder} writable for you (`chmod u+rwx {shell_quote(folder)}`)"
 
+
+
+# The userinfo of a URL (scheme://user:password@host, scheme://token@host): up to the last @
+# before the path, so a password holding an @ is caught (and redacted) whole.
+URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://([^\s/?#]+)@")
+
+
+def has_url_credentials(text: str) -> bool:
+    """Whether a URL in `text` carries credentials (user:password@ or token@)."""
+    for match in URL_USERINFO.finditer(text):
+        if match.group(1).lower().endswith("ssh") and ":" not in match.group(2):
+            continue  # git+ssh://git@host: a login name; the key is not in the URL
+        return True
+    return False
+
+
+def redact_url_credentials(text: str) -> str:
+    """`text` with the userinfo of every URL replaced by ***."""
+    return URL_USERINFO.sub(lambda match: f"{match.group(1)}://***@", text)

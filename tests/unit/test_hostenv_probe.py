@@ -282,3 +282,22 @@ def test_record_refuses_a_folder_of_other_files(tmp_path: Path,
     err = capsys.readouterr().err
     assert f"error: {folder} is not empty and holds no dlbox recording" in err
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_a_recording_leaves_out_passwords_in_urls(tmp_path: Path) -> None:
+    """Found by review: `doctor --record` copied daemon.json whole, a proxy's and a
+    registry mirror's password in it, into a recording the docs say to share or commit."""
+    from dataclasses import replace
+
+    daemon = ('{"proxies": {"http-proxy": "http://alice:s3cret@proxy.corp:3128"},\n'
+              ' "registry-mirrors": ["https://tok123@mirror.corp"], "runtimes": {}}')
+    info = '{"HttpProxy": "http://alice:s3cret@proxy.corp:3128", "ServerVersion": "26.1"}'
+    raw = replace(load_raw(HOSTS / "two-gpus-mixed"), docker_daemon_json=daemon,
+                  docker_info=info)
+    save_raw(raw, tmp_path / "rec")
+    saved = "".join(path.read_text() for path in (tmp_path / "rec").iterdir())
+    assert "s3cret" not in saved and "tok123" not in saved and "alice" not in saved
+    again = load_raw(tmp_path / "rec")
+    assert again.docker_daemon_json is not None
+    assert '"http://***@proxy.corp:3128"' in again.docker_daemon_json
+    assert facts_from_raw(again).docker == facts_from_raw(replace(raw, docker_info=info)).docker

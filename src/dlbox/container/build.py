@@ -65,9 +65,7 @@ from dlbox.container.project import (
     Project,
     detect_framework,
     detect_project,
-    has_url_credentials,
     parse_requirement,
-    redact_url_credentials,
     requirement_name,
 )
 from dlbox.container.render import render_dockerfile, render_lock_requirements
@@ -75,6 +73,7 @@ from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
 from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
 from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
 from dlbox.fileio import check_writable
+from dlbox.text import has_url_credentials, redact_url_credentials
 
 Log = Callable[[str], None]
 RESOLVE_TIMEOUT_S = 900

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.errors import ContainerError, UsageError
-from dlbox.text import shell_quote
+from dlbox.text import URL_USERINFO, has_url_credentials, redact_url_credentials, shell_quote
 
 REQUIREMENTS_FILE = "requirements.txt"
 PYPROJECT_FILE = "pyproject.toml"
@@ -54,9 +54,6 @@ _PASSTHROUGH_OPTIONS = {
     "--no-binary": "--no-binary",
 }
 _FLAG_OPTIONS = {"--pre", "--prefer-binary"}
-# The userinfo of a URL (scheme://user:password@host, scheme://token@host): up to the last @
-# before the path, so a password holding an @ is caught (and redacted) whole.
-_URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://([^\s/?#]+)@")
 
 
 @dataclass(frozen=True)
@@ -144,20 +141,6 @@ def detect_framework(requirements: tuple[str, ...]) -> str | None:
 
 # ---- credentials in URLs ---------------------------------------------------------------------
 
-def has_url_credentials(text: str) -> bool:
-    """Whether a URL in `text` carries credentials (user:password@ or token@)."""
-    for match in _URL_USERINFO.finditer(text):
-        if match.group(1).lower().endswith("ssh") and ":" not in match.group(2):
-            continue  # git+ssh://git@host: a login name; the key is not in the URL
-        return True
-    return False
-
-
-def redact_url_credentials(text: str) -> str:
-    """`text` with the userinfo of every URL replaced by ***."""
-    return _URL_USERINFO.sub(lambda match: f"{match.group(1)}://***@", text)
-
-
 def refuse_url_credentials(line: str, where: str) -> None:
     """UsageError when `line` (which would reach the Dockerfile or the lock) has a URL
     with credentials: the image's history would keep them."""
@@ -176,7 +159,7 @@ def refuse_url_credentials(line: str, where: str) -> None:
 def _refuse_pyproject_credentials(path: Path, lines: list[str]) -> None:
     """refuse_url_credentials for requirements from pyproject.toml, naming the line."""
     for line in lines:
-        match = _URL_USERINFO.search(line)
+        match = URL_USERINFO.search(line)
         if match is None or not has_url_credentials(line):
             continue
         numbers = [number for number, raw in

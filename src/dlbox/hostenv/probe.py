@@ -64,6 +64,7 @@ from dlbox.hostenv.recording import (
     read_json,
     read_text,
 )
+from dlbox.text import redact_url_credentials
 
 T = TypeVar("T")
 
@@ -784,7 +785,9 @@ def save_raw(raw: RawHost, folder: Path, drop_others: bool = False) -> None:
     for key in ("nvml_error", "docker_info", "docker_error", "docker_daemon_json"):
         value = getattr(raw, key)
         if value is not None:
-            write_text_atomic(folder / _FILES[key], value)
+            # A recording is made to be shared: a proxy's or a registry mirror's password
+            # (daemon.json, docker info) is left out of it.
+            write_text_atomic(folder / _FILES[key], redact_url_credentials(value))
             written.add(_FILES[key])
     for key in ("smi_query", "smi_q"):
         command: CommandOutput | None = getattr(raw, key)
