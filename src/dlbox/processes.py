@@ -8,6 +8,7 @@ processes (a shared Docker engine, a data dir on a network drive): those are nev
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -83,3 +84,18 @@ def owner_gone(owner: str) -> bool:
     if fields[:1] == ["Z"]:  # killed, not yet reaped by its parent: ended all the same
         return True
     return bool(start) and _process_start(pid) not in ("", start)
+
+
+def stop_signals(*names: str) -> tuple[int, ...]:
+    """The signals of `names` ("SIGTERM", "SIGHUP", ...) to install a stop handler for: those
+    this platform has, less SIGHUP when it is ignored (`nohup dlbox ...`: a closed terminal
+    must not stop what the user meant to outlive it). Asked when the handler is installed."""
+    wanted = []
+    for name in names:
+        number = getattr(signal, name, None)
+        if number is None:
+            continue
+        if name == "SIGHUP" and signal.getsignal(number) is signal.SIG_IGN:
+            continue
+        wanted.append(number)
+    return tuple(wanted)

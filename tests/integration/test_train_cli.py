@@ -304,7 +304,9 @@ def test_resume_of_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path,
     assert "already finished all 1 epoch: nothing to resume" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+# SIGHUP: an SSH session that dropped; it killed training at once, the epoch in progress lost
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130),
+                                               (signal.SIGHUP, 129)])
 def test_a_signal_stops_cleanly_with_the_checkpoint_saved(fake_cifar_dir: Path, tmp_path: Path,
                                                           signum: int, exit_code: int) -> None:
     run_dir = tmp_path / "run"
@@ -328,6 +330,8 @@ def test_a_signal_stops_cleanly_with_the_checkpoint_saved(fake_cifar_dir: Path, 
             process.wait()
     assert process.returncode == exit_code, output
     assert f"dlbox train --resume {run_dir}" in output
+    if signum != signal.SIGINT:
+        assert f"training stopped ({signal.Signals(signum).name})" in output
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert state["epoch"] >= 1 and not state["finished"]
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.pt"]

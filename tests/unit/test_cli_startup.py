@@ -238,6 +238,44 @@ def test_sigterm_in_any_command_is_a_clean_143(module: str, function: str, argv:
     assert err == "stopped (SIGTERM)\n"
 
 
+def test_sighup_stops_an_image_build_cleanly_unless_nohup_ignores_it(tmp_path: Path) -> None:
+    """Found by review: a closed terminal (SIGHUP) during `image build` killed it at once,
+    leaving its build context (hundreds of MB) in /tmp; SIGTERM and Ctrl-C cleaned up."""
+    command = [sys.executable, "-c", WAITING_COMMAND, "image", "run_build", "image", "build"]
+    process = subprocess.Popen(command, cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    try:
+        deadline = time.monotonic() + 60
+        assert process.stdout.readline() == "waiting\n"
+        process.send_signal(signal.SIGHUP)
+        _, err = process.communicate(timeout=60)
+        assert time.monotonic() < deadline
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (process.returncode, err) == (129, "stopped (SIGHUP)\n")
+    # under nohup SIGHUP is ignored, and stays so: the work outlives the terminal
+    from dlbox.cli.common import sigterm_stops_cleanly
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with sigterm_stops_cleanly():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+            from dlbox.cli.notebook import _stop_signals_interrupt
+            from dlbox.container.engine import _signals_stop
+            from dlbox.training.loop import StopFlag, stop_on_signals
+
+            for nested in (stop_on_signals(StopFlag()), _stop_signals_interrupt(),
+                           _signals_stop(object(), 1.0)):
+                with nested:  # training, notebook, image run: a nohup'd one goes on too
+                    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_handlers_of_their_own_inside_a_command_put_main_s_back() -> None:
     """The training loop (finish the step, save), `notebook` and `image run` (stop what they
     started) install their own SIGTERM handler while they run; after them, SIGTERM must again

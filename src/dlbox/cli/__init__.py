@@ -8,6 +8,7 @@ No logic lives here beyond the dispatch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
@@ -156,9 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with sigterm_stops_cleanly():
             return _main(argv)
-    except Terminated:
-        print("stopped (SIGTERM)", file=sys.stderr)
-        return EXIT_SIGTERM
+    except Terminated as stopped:
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(f"stopped ({stopped.signal_name})", file=sys.stderr)
+        return int(stopped.code or EXIT_SIGTERM)
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -1,4 +1,5 @@
-"""What several commands share: refusing empty path flags, and SIGTERM as a clean exit."""
+"""What several commands share: refusing empty path flags, and SIGTERM (SIGHUP) as a clean
+exit."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.errors import UsageError
+from dlbox.processes import stop_signals
 
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a process SIGTERM ended
 
@@ -54,24 +56,26 @@ def path_flag(value: str) -> Path | str:
 
 
 class Terminated(SystemExit):
-    """Raised in the main thread when SIGTERM arrives. A SystemExit, so `except Exception`
-    lets it through while `finally` blocks and the atomic writes' cleanup still run; the CLI
-    catches it to print `stopped (SIGTERM)` (printing inside the handler could interrupt a
-    print already in progress on stderr)."""
+    """Raised in the main thread when SIGTERM (or SIGHUP) arrives. A SystemExit, so `except
+    Exception` lets it through while `finally` blocks and the atomic writes' cleanup still
+    run; the CLI catches it to print `stopped (SIGTERM)` (printing inside the handler could
+    interrupt a print already in progress on stderr). Its code is 128 + the signal."""
 
-    def __init__(self) -> None:
-        super().__init__(EXIT_SIGTERM)
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(128 + signum)
+        self.signal_name = signal.Signals(signum).name
 
 
 @contextlib.contextmanager
 def sigterm_stops_cleanly() -> Iterator[None]:
-    """SIGTERM (`docker stop`, a batch scheduler) raises Terminated instead of ending the
-    process at once: the default action skips every cleanup and leaves `.NAME.XXXX.tmp`
-    files and half-extracted folders behind. Handlers installed inside (the training loop's
-    "finish the step and save", `notebook` and `image run` stopping what they started)
-    replace this one while they run and put it back when done.
+    """SIGTERM (`docker stop`, a batch scheduler) and SIGHUP (a closed terminal) raise
+    Terminated instead of ending the process at once: the default action skips every cleanup
+    and leaves `.NAME.XXXX.tmp` files, half-extracted folders and an image build's context
+    behind. Handlers installed inside (the training loop's "finish the step and save",
+    `notebook` and `image run` stopping what they started) replace this one while they run
+    and put it back when done.
 
-    A SIGTERM repeated while the first one unwinds is ignored, so it cannot cut the cleanup
+    A signal repeated while the first one unwinds is ignored, so it cannot cut the cleanup
     short (a scheduler that means it sends SIGKILL)."""
     stopping = False
 
@@ -80,14 +84,17 @@ def sigterm_stops_cleanly() -> Iterator[None]:
         if stopping:
             return
         stopping = True
-        raise Terminated
+        raise Terminated(signum)
 
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, stop)
+        for wanted in stop_signals("SIGTERM", "SIGHUP"):  # SIGHUP: an SSH session dropped
+            previous[wanted] = signal.signal(wanted, stop)
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for installed, old in previous.items():
+            signal.signal(installed, old)

@@ -26,6 +26,7 @@ from dlbox.jupyter.settings import (
     NOTEBOOK_NAME,
     NotebookSettings,
 )
+from dlbox.processes import stop_signals
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,9 +78,8 @@ def _stop_signals_interrupt() -> Iterator[None]:
         raise StopSignal(signum)
 
     previous = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            previous[sig] = signal.signal(sig, interrupt)
+    for sig in stop_signals("SIGTERM", "SIGHUP"):
+        previous[sig] = signal.signal(sig, interrupt)
     try:
         yield
     finally:

@@ -24,6 +24,7 @@ from typing import Any
 from dlbox.container.spec import missing_tool_hint
 from dlbox.errors import ContainerError, HostEnvError
 from dlbox.hostenv.probe import docker_host
+from dlbox.processes import stop_signals
 from dlbox.text import plain
 
 DEFAULT_TIMEOUT_S = 60  # API calls other than builds and log streams (those have none)
@@ -629,10 +630,6 @@ def start_created(container: Any, request: RunRequest) -> None:
         raise engine_error(error) from None
 
 
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
-                     if hasattr(signal, name))
-
-
 @contextmanager
 def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, bool]]:
     """Ctrl-C / SIGTERM / SIGHUP to us: stop the container (SIGTERM to its command) and keep
@@ -655,7 +652,7 @@ def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, boo
 
     previous: dict[int, Any] = {}
     try:
-        for wanted in STOP_SIGNALS:
+        for wanted in stop_signals("SIGINT", "SIGTERM", "SIGHUP"):
             previous[wanted] = signal.signal(wanted, handler)
     except ValueError:  # not the main thread
         pass

@@ -42,6 +42,7 @@ from dlbox.fileio import (
     read_json,
     write_json_atomic,
 )
+from dlbox.processes import stop_signals
 from dlbox.text import make_writable, plural, shell_quote
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -347,7 +348,8 @@ class StopFlag:
 
 @contextlib.contextmanager
 def stop_on_signals(flag: StopFlag) -> Iterator[None]:
-    """First SIGINT/SIGTERM: finish the current step, save, stop. Second: stop at once."""
+    """First SIGINT/SIGTERM/SIGHUP (a dropped SSH session; not under nohup): finish the
+    current step, save, stop. Second: stop at once."""
     previous: dict[int, Any] = {}
 
     def handler(signum: int, frame: Any) -> None:
@@ -356,7 +358,7 @@ def stop_on_signals(flag: StopFlag) -> Iterator[None]:
         flag.signum = signum
 
     try:
-        for wanted in (signal.SIGINT, signal.SIGTERM):
+        for wanted in stop_signals("SIGINT", "SIGTERM", "SIGHUP"):
             previous[wanted] = signal.signal(wanted, handler)
     except ValueError:  # not the main thread: leave signals alone
         pass
@@ -1135,8 +1137,9 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float | None:
 
 
 def _stopped(run_dir: Path, flag: StopFlag, saved_epoch: int | None = None) -> TrainingStopped:
-    if flag.signum == signal.SIGTERM:
-        return TrainingStopped(run_dir, "SIGTERM", 128 + signal.SIGTERM, saved_epoch)
+    if flag.signum is not None and flag.signum != signal.SIGINT:  # SIGTERM, SIGHUP
+        return TrainingStopped(run_dir, signal.Signals(flag.signum).name, 128 + flag.signum,
+                               saved_epoch)
     if flag.signum is not None:
         return TrainingStopped(run_dir, "interrupted", 130, saved_epoch)
     return TrainingStopped(run_dir, "stop requested", 130, saved_epoch)
