@@ -182,3 +182,20 @@ def test_env_takes_name_equals_value_or_a_name_whose_value_this_shell_has(
     for bad in ("=1", "A B=1", ""):
         with pytest.raises(UsageError, match="is not NAME=VALUE or NAME"):
             _parse_env([bad])
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["image", "run", "--tag", "x:y", "--", ""], 'error: the command to run is empty (`-- ""`)'),
+    (["image", "run", "--tag", "x:y", " "], 'error: the command to run is empty (`-- ""`)'),
+    (["image", "run", "--tag", "x:y", "--gpus", "", "--", "echo"],
+     "error: --gpus was given an empty value"),
+])
+def test_image_run_refuses_an_empty_command_or_gpus(
+        argv: list[str], error: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `-- "$CMD"` with CMD unset reached the container, where tini said only
+    `[FATAL tini (7)] exec  failed` (exit 127); `--gpus "$GPUS"` ran with the default GPUs.
+    Both are refused before the engine is asked anything."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    first, hint = usage_error(argv, capsys)
+    assert first == error and hint.startswith("hint: ")

@@ -305,12 +305,18 @@ def run_run(args: argparse.Namespace) -> int:
     from dlbox.container.spec import check_image_reference
 
     reject_empty_paths(args, ("data", "runs"))
-    image, project_dir = (check_image_reference(args.tag), None) if args.tag is not None \
-        else default_run_image()
-    here = project_dir if args.tag is None else default_run_image()[1]
+    reject_empty_paths(args, ("gpus",), kind="value")  # "" was read as left out
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
+    if command and not command[0].strip():  # `-- "$CMD"` with CMD unset: tini's own error
+        raise UsageError("the command to run is empty (`-- \"\"`)",
+                         hint="name the program after --, e.g. -- python3 train.py (is the "
+                              "shell variable you used set?), or leave -- out for the "
+                              "image's own command")
+    image, project_dir = (check_image_reference(args.tag), None) if args.tag is not None \
+        else default_run_image()
+    here = project_dir if args.tag is None else default_run_image()[1]
     options = RunOptions(
         image=image,
         no_tty=args.no_tty,
