@@ -71,6 +71,33 @@ def test_at_a_terminal_the_command_gets_one(tmp_path: Path) -> None:
     assert b"tty True True True" in out and b"got world" in out, out
 
 
+def test_a_terminal_whose_input_ended_early_still_gets_the_output(tmp_path: Path) -> None:
+    """Found by review: under `script ... </dev/null` (CI's way to get a terminal) the
+    terminal's input ends at once, a ^D; read before dlbox made the terminal raw, it was an
+    EOF that closed the TTY container's streams: no output, exit status still 0 or 5."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, run_args(tmp_path, "sh", "-c", "sleep 1; echo late; exit 5"))
+    os.write(fd, b"\x04")  # what `script` sends when its own input ends
+    out = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.5)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 5, out
+    assert b"late" in out, out
+
+
 @pytest.mark.parametrize("command, words", [
     (("no-such-command",), "error: there is no command no-such-command in"),
     (("/workspace/pyproject.toml",), "is not executable in"),

@@ -749,9 +749,12 @@ def run_streaming(client: Any, request: RunRequest, stop_timeout: float = STOP_T
             except Exception as error:  # noqa: BLE001 - the SDK's and requests' errors
                 raise engine_error(error) from None
             start_created(container, request)
-            if request.stdin_open and stdin_fd is not None:
-                threading.Thread(target=_feed_stdin, args=(sock, stdin_fd), daemon=True).start()
             with _terminal(container, stdin_fd if request.tty else None):
+                # Read once the terminal is raw: a ^D read before is an EOF, which closes a
+                # TTY container's streams, and its output was lost.
+                if request.stdin_open and stdin_fd is not None:
+                    threading.Thread(target=_feed_stdin, args=(sock, stdin_fd),
+                                     daemon=True).start()
                 for stream, data in frames_iter(sock, request.tty):
                     target = err if stream == STDERR else out
                     target.write(data)
