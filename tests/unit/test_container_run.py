@@ -491,6 +491,10 @@ def test_the_run_it_line_fits_the_project(tmp_path: Path) -> None:
     assert example_command(outcome("requirements", tmp_path)) == "python3 YOUR_SCRIPT.py"
     (tmp_path / "main.py").write_text("print('hi')\n")
     assert example_command(outcome("pyproject", tmp_path)) == "python3 main.py"
+    # Found by review: a script .dockerignore leaves out (`*`, then `!src`) is not in the
+    # image, and `python3 main.py` there failed with "can't open file"
+    (tmp_path / ".dockerignore").write_text("*\n!src\n")
+    assert example_command(outcome("pyproject", tmp_path)) == "python3 YOUR_SCRIPT.py"
 
 
 def test_gpus_0_is_refused_as_ambiguous() -> None:
