@@ -1384,3 +1384,19 @@ def test_a_setup_cfg_holding_the_metadata_is_kept_in_the_image(tmp_path: Path) -
         pytest.skip("this layout is not installed by dlbox")
     with pytest.raises(UsageError, match="leaves out setup.cfg"):
         B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu"), no_probe)
+
+
+def test_the_projects_own_conflicting_pins_are_named_as_such(tmp_path: Path) -> None:
+    """Found by review: `-r base.txt` with torch>=2.14 beside torch==2.13.0 said "the torch
+    build for this target is 2.13.0" and offered --framework-version, which cannot help."""
+    root = tmp_path / "cf"
+    root.mkdir()
+    (root / "base.txt").write_text("torch>=2.14\n")
+    (root / "requirements.txt").write_text("-r base.txt\ntorch==2.13.0\n")
+    for version in (None, "2.13.0"):
+        with pytest.raises(ContainerError) as info:
+            B.dry_run(B.BuildRequest(project_dir=root, device="cpu", framework_version=version),
+                      facts=no_probe)
+        assert info.value.message == ("the project's requirements on torch conflict: "
+                                      "torch==2.13.0, torch>=2.14 admit no version together")
+        assert "--framework-version" not in (info.value.hint or "")

@@ -301,6 +301,7 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
     from dlbox.hostenv.resolve import resolve_build
 
     matrix = matrix or load_matrix()
+    _refuse_conflicting_pins(framework, matrix, pins)
     if version:
         return resolve_pinned(framework, target, version, matrix)
 
@@ -344,6 +345,27 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
 
 def _pins_text(pins: Sequence[tuple[str, Any]]) -> str:
     return ", ".join(line for line, _ in pins)
+
+
+def _refuse_conflicting_pins(framework: str, matrix: Any,
+                             pins: Sequence[tuple[str, Any]]) -> None:
+    """Pins that each admit versions dlbox knows but not one together (`-r base.txt` says
+    torch>=2.14, the file itself torch==2.13.0): the project's own clash, which no target
+    and no --framework-version can settle."""
+    if len(pins) < 2:
+        return
+    known = [v for row in getattr(matrix, framework) for v in row.versions if _version_key(v)]
+
+    def admitted(specs: Sequence[Any]) -> bool:
+        return any(all(spec.contains(v, prereleases=True) for spec in specs) for v in known)
+
+    specs = [spec for _, spec in pins]
+    if all(admitted([spec]) for spec in specs) and not admitted(specs):
+        raise ContainerError(
+            f"the project's requirements on {framework} conflict: {_pins_text(pins)} admit "
+            "no version together",
+            hint="keep one of them (look in requirements.txt and the files it includes with "
+                 "-r), or make them agree")
 
 
 def _resolve_admitted(framework: str, target: Any, matrix: Any,
