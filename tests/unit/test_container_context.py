@@ -380,6 +380,32 @@ def test_a_package_the_default_patterns_leave_out_gets_a_note(tmp_path: Path) ->
     assert left_out_packages(root) == []
 
 
+def test_a_link_to_outside_the_project_gets_a_note(tmp_path: Path) -> None:
+    """Found by review: links to outside the project (a monorepo's shared config) were
+    shipped as links to nothing, without a word; the first run failed, not the build."""
+    from dlbox.container import build as B
+
+    (tmp_path / "shared.yaml").write_text("lr: 0.1\n")
+    root = tmp_path / "proj"
+    (root / "conf").mkdir(parents=True)
+    (root / "requirements.txt").write_text("numpy\n")
+    (root / "conf" / "local.yaml").write_text("x: 1\n")
+    (root / "config.yaml").symlink_to(tmp_path / "shared.yaml")  # outside: a note
+    (root / "up").symlink_to("../shared.yaml")  # relative, and outside too
+    (root / "inside").symlink_to("conf/local.yaml")  # inside: shipped and working
+    _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
+    linked = sorted(note for note in notes if "outside the project" in note)
+    assert linked == [
+        f"config.yaml is a link to {tmp_path / 'shared.yaml'}, outside the project: the image "
+        "gets the link, not what it points to (copy that into the project, or add "
+        "config.yaml to .dockerignore)",
+        "up is a link to ../shared.yaml, outside the project: the image gets the link, not "
+        "what it points to (copy that into the project, or add up to .dockerignore)"]
+    (root / ".dockerignore").write_text("config.yaml\nup\n")  # the fix the note gives
+    _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
+    assert not any("outside the project" in note for note in notes)
+
+
 def test_a_folder_that_cannot_be_read_is_named_with_its_fix(
         project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A folder without read permission gave "cannot use .../private/pyvenv.cfg: Permission

@@ -38,6 +38,7 @@ from dlbox.container.context import (
     Distribution,
     left_out_packages,
     measure_project,
+    outside_links,
     project_digest,
     read_ca_cert,
     scan_wheelhouse,
@@ -749,6 +750,7 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
             "another)",))
     if project.kind != "builtin":
         left_out = left_out_packages(project.root)  # a `data/` package, say: said up front
+        left_out += outside_links(project)
         if left_out:
             project = dataclasses.replace(project, notes=project.notes + tuple(left_out))
     if request.offline and project.system_packages:

@@ -198,6 +198,30 @@ def left_out_packages(root: Path) -> list[str]:
     return notes
 
 
+def outside_links(project: Project) -> list[str]:
+    """A note for each link the image gets whose target is outside the project: the image
+    holds the link, which points at nothing there (a shared config or module linked in from
+    elsewhere in a monorepo), and the code fails at its first run, not at the build."""
+    root = project.root.resolve()
+    outside = []
+    for rel, path in iter_project_files(project):
+        if not path.is_symlink():
+            continue
+        try:
+            target = os.readlink(path)
+            (path.parent / target).resolve().relative_to(root)
+        except ValueError:
+            outside.append((rel, target))
+        except OSError:
+            continue
+    notes = [f"{rel} is a link to {target}, outside the project: the image gets the link, "
+             f"not what it points to (copy that into the project, or add {rel} to "
+             ".dockerignore)" for rel, target in outside[:3]]
+    if len(outside) > 3:
+        notes.append(f"... and {len(outside) - 3} more links to outside the project")
+    return notes
+
+
 def iter_project_files(project: Project,
                        exclude: Sequence[Path] = ()) -> Iterator[tuple[str, Path]]:
     """(relative path, path) of every file, folder and link the image gets, sorted.
