@@ -74,6 +74,7 @@ class FileWriteError(DlboxError):
     def __init__(self, path: object, reason: str, hint: str | None = None) -> None:
         super().__init__(f"cannot write {path}: {reason}", hint=hint or WRITE_HINT)
         self.path = path
+        self.reason = reason
 
 
 WRITE_HINT = ("free some disk space, or make the folder writable (or write elsewhere: "

@@ -8,7 +8,8 @@ import json
 from rich.console import Console
 
 from dlbox.cli.common import path_flag, reject_empty_paths
-from dlbox.errors import EXIT_ERROR, EXIT_OK, HostEnvError, UsageError
+from dlbox.errors import EXIT_ERROR, EXIT_OK, FileWriteError, HostEnvError, UsageError
+from dlbox.fileio import check_writable
 from dlbox.hostenv.facts import HostFacts
 from dlbox.hostenv.probe import (
     collect_raw,
@@ -23,6 +24,7 @@ from dlbox.hostenv.resolve import SUPPORTED_FRAMEWORKS, Target, resolve_build, t
 from dlbox.hostenv.rules import evaluate, has_errors
 from dlbox.text import shell_quote
 
+RECORD_WHERE_HINT = "pass a folder you can write to, e.g. dlbox doctor --record host-rec/"
 RECORDING_HINT = ("re-record it with: dlbox doctor --record DIR (the files and their fields are "
                   "described under 'Recordings' in docs/doctor.md)")
 
@@ -103,6 +105,13 @@ def _facts(args: argparse.Namespace) -> HostFacts:
             raise UsageError(f"{args.record} is not empty and holds no dlbox recording (no "
                              f"{HOST_JSON})", hint="pass a new or empty folder, e.g. "
                                                    "dlbox doctor --record host-rec/")
+        if args.record is not None:  # before the probe; a bad place is exit 2, not 1 (a
+            # host with an error finding)
+            try:
+                check_writable(args.record / HOST_JSON, "--record")
+            except FileWriteError as error:
+                raise UsageError(f"cannot write the recording to {args.record}: "
+                                 f"{error.reason}", hint=RECORD_WHERE_HINT) from None
         raw = collect_raw(deep=args.deep)
         if args.record is not None:
             try:
@@ -110,8 +119,7 @@ def _facts(args: argparse.Namespace) -> HostFacts:
             except OSError as error:
                 raise HostEnvError(f"cannot write the recording to {args.record}: "
                                    f"{error.strerror or error}",
-                                   hint="pass a folder you can write to, e.g. "
-                                        "dlbox doctor --record host-rec/") from error
+                                   hint=RECORD_WHERE_HINT) from error
     return facts_from_raw(raw)
 
 
