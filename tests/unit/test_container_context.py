@@ -477,7 +477,10 @@ def test_image_run_warns_only_for_its_own_folders_changed_files(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("line, why", [("a[]b", "unterminated character set"),
-                                       ("!x[z-a]", "bad character range z-a")])
+                                       ("!x[z-a]", "bad character range z-a"),
+                                       # was taken as a literal "[", where docker refuses it
+                                       ("[", "a '[' without its closing ']'"),
+                                       ("logs/[0-9", "a '[' without its closing ']'")])
 def test_a_dockerignore_pattern_that_is_no_pattern_is_named(tmp_path: Path, line: str,
                                                             why: str) -> None:
     """Found in review: these raised re.error, an 'unexpected error' of dlbox."""

@@ -133,8 +133,8 @@ def _translate(pattern: str) -> str:
             out.append("[^/]")
         elif char == "[":
             end = pattern.find("]", i + 1)
-            if end == -1:
-                out.append(re.escape(char))
+            if end == -1:  # docker build refuses it ("syntax error in pattern")
+                raise re.error("a '[' without its closing ']'")
             else:
                 body = pattern[i + 1:end]
                 if body.startswith("^") or body.startswith("!"):
