@@ -1010,6 +1010,24 @@ def test_a_failed_or_interrupted_build_or_smoke_test_leaves_no_lock(
     assert read_lock(lock)["torch-cpu"].framework_version == "2.15.0+cpu"
 
 
+def test_an_entry_another_build_wrote_meanwhile_is_kept(
+        tmp_path: Path, fake_build: FakeBuild, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: the lock was read when a build started and written whole when it
+    ended, so a GPU build finishing during a CPU build's minutes lost its entry."""
+    from dlbox.container.lock import read_lock, write_lock
+
+    lock = tmp_path / "proj" / "dlbox.lock"
+    checked = B.require_smoke_ok
+
+    def and_meanwhile(*args: object) -> None:
+        write_lock(lock, {"torch-gpu": entry_for()})  # the other build, done first
+        checked(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(B, "require_smoke_ok", and_meanwhile)
+    fake_build(None)
+    assert sorted(read_lock(lock)) == ["torch-cpu", "torch-gpu"]
+
+
 # ---- the smoke test's pip check ----------------------------------------------------------
 
 def test_the_smoke_test_fails_on_a_broken_environment_with_pip_checks_report(

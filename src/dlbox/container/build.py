@@ -1251,7 +1251,10 @@ def build_image(request: BuildRequest, log: Log = print,
                 hint=f"re-resolve for it: {relock_command(request)}",
             )
     if new_entry:
-        entries = dict(p.entries)
+        try:  # as it is now: a build of another kind may have written its entry meanwhile
+            entries = read_lock(p.lock_path)
+        except ContainerError:  # as it was read (--relock of one it could not read: none)
+            entries = dict(p.entries)
         entries[p.key] = entry
         write_lock(p.lock_path, entries)
         log(f"wrote {p.lock_path} ({p.key}: {len(entry.pinned)} pins)")
