@@ -361,6 +361,59 @@ def test_ctrl_c_in_the_final_evaluation_points_to_evaluate_not_resume(
     assert main(["evaluate", str(run_dir)]) == EXIT_OK
 
 
+@pytest.mark.parametrize("model, signum, code", [("tiny", signal.SIGINT, 130),
+                                                 ("speedrun", signal.SIGTERM, 143)])
+def test_a_signal_in_the_last_epochs_test_pass_stops_before_the_report(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, model: str, signum: int, code: int) -> None:
+    """Found by review: Ctrl-C or SIGTERM in the last epoch's test pass (seconds with TTA)
+    was ignored: the report ran, and the run exited 0; a second Ctrl-C then cut it short."""
+    from dlbox.training import loop, speedrun
+
+    # the generic loop's test pass; the speedrun trainer, whose final TTA pass ends its run
+    module, name = (loop, "predict_logits") if model == "tiny" else (speedrun, "train_speedrun")
+    signalled = getattr(module, name)
+
+    def and_a_signal(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = signalled(*args, **kwargs)
+        os.kill(os.getpid(), signum)  # arrives as the test pass ends: the handler sets the flag
+        return result
+
+    monkeypatch.setattr(module, name, and_a_signal)
+    run_dir = tmp_path / "run"
+    argv = [*QUICK, "--epochs", "1"] if model == "tiny" else [
+        "--model", "speedrun", "--device", "cpu", "--num-train", "200", "--num-test", "50",
+        "--epochs", "1", "--no-progress"]
+    assert main(["train", *argv, "--data", str(fake_cifar_dir), "--run-dir",
+                 str(run_dir)]) == code
+    out = capsys.readouterr().out
+    assert "before the final evaluation; the trained state is in" in out
+    assert out.rstrip().endswith(f"evaluate with: dlbox evaluate {run_dir}")
+    assert not (run_dir / "predictions.csv").exists()  # the report was not made
+    monkeypatch.undo()
+    assert main(["evaluate", str(run_dir)]) == EXIT_OK
+
+
+def test_a_second_ctrl_c_before_any_checkpoint_says_nothing_was_saved(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a second Ctrl-C in the speedrun's first epoch printed `interrupted`
+    alone; what was kept, and what to do, went unsaid."""
+    from dlbox.training import speedrun
+
+    def cut_short(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # the second Ctrl-C: at once, before the epoch's checkpoint
+
+    monkeypatch.setattr(speedrun, "train_speedrun", cut_short)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--model", "speedrun", "--device", "cpu", "--num-train", "200",
+                 "--num-test", "50", "--epochs", "1", "--no-progress", "--data",
+                 str(fake_cifar_dir), "--run-dir", str(run_dir)]) == 130
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "interrupted", "nothing was saved (it stopped before its first checkpoint): start "
+        "again with the same command"]
+
+
 def test_ctrl_c_when_the_checkpoint_cannot_be_looked_at_still_names_the_resume(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -137,6 +137,9 @@ def say_what_was_kept(run_dir: str | Path | None) -> None:
               f"{shell_quote(Path(run_dir or '').absolute())}", file=sys.stderr)
         return
     if not saved:
+        if run_dir:  # a second Ctrl-C in the speedrun's first epoch: silence read as a hang-up
+            print("nothing was saved (it stopped before its first checkpoint): start again "
+                  "with the same command", file=sys.stderr)
         return
     where = Path(run_dir or "").resolve()
     from dlbox.training.checkpoint import says_finished

@@ -98,10 +98,14 @@ class TrainingStopped(DlboxError):
     """
 
     def __init__(self, run_dir: Path, reason: str, exit_code: int,
-                 saved_epoch: int | None = None) -> None:
+                 saved_epoch: int | None = None, finished: bool = False) -> None:
         last = run_dir / "checkpoints" / "last.pt"
-        self.resumable = saved_epoch != 0
-        if saved_epoch is None:
+        self.resumable = saved_epoch != 0 and not finished
+        self.finished = finished
+        if finished:  # the stop came in the last epoch's test pass: training is done
+            message = (f"training stopped ({reason}) after its last epoch, before the final "
+                       f"evaluation; the trained state is in {last}")
+        elif saved_epoch is None:
             message = f"training stopped ({reason}); state saved in {last}"
         elif saved_epoch == 0:
             message = (f"training stopped ({reason}) before its first epoch ended; nothing "
@@ -112,7 +116,8 @@ class TrainingStopped(DlboxError):
         where = shell_quote(run_dir)
         super().__init__(
             message,
-            hint=(f"continue with: dlbox train --resume {where}" if self.resumable else
+            hint=(f"evaluate it with: dlbox evaluate {where}" if finished else
+                  f"continue with: dlbox train --resume {where}" if self.resumable else
                   f"start again with the same command (it may reuse {run_dir}, which holds "
                   "no checkpoint)"),
         )
@@ -121,6 +126,8 @@ class TrainingStopped(DlboxError):
 
     def report_lines(self) -> list[str]:
         """Not an error: what was saved, and how to go on."""
+        if self.finished:
+            return [self.message, f"evaluate with: dlbox evaluate {shell_quote(self.run_dir)}"]
         return [self.message, f"resume with: dlbox train --resume {shell_quote(self.run_dir)}"
                 if self.resumable else f"hint: {self.hint}"]
 
@@ -449,7 +456,8 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
         # stdout): a default folder (no --run-dir) that saved nothing is clutter, since the
         # same command makes a new one; a folder that holds a checkpoint is kept.
         removed = not named and discard_unsaved(run_dir)
-        if isinstance(error, TrainingStopped) and not named and not error.resumable:
+        if isinstance(error, TrainingStopped) and not named and not error.resumable \
+                and not error.finished:
             error.hint = (f"start again with the same command (the run's folder {run_dir}, "
                           "which held no checkpoint, is removed)" if removed
                           else "start again with the same command; add --run-dir "
@@ -957,6 +965,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
     print(f"test accuracy: {100 * final['test_accuracy']:.2f}% on {len(test_set)} test images "
           f"after {plural(config.epochs, 'epoch')}, {state.train_seconds:.1f} s of training "
           f"({run_dir})")
+    if flag.signum is not None:  # asked in the last epoch's test pass: no report then
+        raise _stopped(run_dir, flag, finished=True)
     if evaluate_at_end:
         _report(run_dir, config, device, test_set, classes, state.epoch, test_logits,
                 eval_seconds)
@@ -1109,6 +1119,8 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
     print(f"test accuracy: {plain}{tta} on {len(test_set)} test images after "
           f"{plural(config.epochs, 'epoch')}, {result.train_seconds:.1f} s of training "
           f"({run_dir})")
+    if flag.signum is not None:  # asked in the final TTA evaluation: no report then
+        raise _stopped(run_dir, flag, finished=True)
     if evaluate_at_end:
         _report(run_dir, config, device, test_set, classes, state.epoch, result.test_logits,
                 result.eval_seconds)
@@ -1136,13 +1148,14 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float | None:
     return int((logits.argmax(1) == labels.cpu()).sum()) / labels.shape[0]
 
 
-def _stopped(run_dir: Path, flag: StopFlag, saved_epoch: int | None = None) -> TrainingStopped:
+def _stopped(run_dir: Path, flag: StopFlag, saved_epoch: int | None = None,
+             finished: bool = False) -> TrainingStopped:
     if flag.signum is not None and flag.signum != signal.SIGINT:  # SIGTERM, SIGHUP
         return TrainingStopped(run_dir, signal.Signals(flag.signum).name, 128 + flag.signum,
-                               saved_epoch)
+                               saved_epoch, finished)
     if flag.signum is not None:
-        return TrainingStopped(run_dir, "interrupted", 130, saved_epoch)
-    return TrainingStopped(run_dir, "stop requested", 130, saved_epoch)
+        return TrainingStopped(run_dir, "interrupted", 130, saved_epoch, finished)
+    return TrainingStopped(run_dir, "stop requested", 130, saved_epoch, finished)
 
 
 def _epoch_line(entry: dict[str, Any], epochs: int) -> str:
