@@ -208,6 +208,8 @@ def test_running_out_of_memory_is_a_one_line_error_naming_the_settings(
     ["train", "--model", "tiny", "--device", ""],
     ["evaluate", "RUN", "--device", " "],
     ["predict", "RUN", "x.png", "--device", ""],
+    # found by review: `--model "$MODEL"` with MODEL unset trained the default model
+    ["train", "--model", "", "--device", "cpu"],
 ])
 def test_an_empty_path_is_an_error_not_the_default(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -220,7 +222,7 @@ def test_an_empty_path_is_an_error_not_the_default(
     assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
     [flag] = [argv[i - 1] for i, arg in enumerate(argv) if not arg.strip()]
-    kind = "value" if flag == "--device" else "path"
+    kind = "value" if flag in ("--device", "--model") else "path"
     assert err.startswith("error: --") and f"was given an empty {kind}" in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
 

@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     reject_empty_paths(args, ("data", "run_dir", "resume"))
-    reject_empty_paths(args, ("device",), kind="value")
+    reject_empty_paths(args, ("device", "model"), kind="value")
     return _run(args)  # SIGTERM outside the training loop: main()'s handler, exit 143
 
 
