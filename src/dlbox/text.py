@@ -40,7 +40,6 @@ def make_writable(folder: object) -> str:
     return f"make {folder} writable for you (`chmod u+rwx {shell_quote(folder)}`)"
 
 
-
 # The userinfo of a URL (scheme://user:password@host, scheme://token@host): up to the last @
 # before the path, so a password holding an @ is caught (and redacted) whole.
 URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://([^\s/?#]+)@")

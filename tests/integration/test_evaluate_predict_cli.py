@@ -605,3 +605,31 @@ def test_a_bare_checkpoint_name_is_the_runs_own_before_a_file_here(
     assert (report["checkpoint"], report["epoch"]) == (str(elsewhere / "last.pt"), 67)
     assert main(["evaluate", str(run_copy), "--checkpoint", "./gone.pt"]) == EXIT_ERROR
     assert capsys.readouterr().err.startswith("error: checkpoint gone.pt does not exist")
+
+
+def test_a_run_dir_that_cannot_be_written_is_refused_before_evaluating(
+        run_copy: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: on a read-only run dir (a shared runs folder mounted read-only)
+    evaluate ran the whole evaluation, then failed writing predictions.csv, metrics lost,
+    with no word of --output."""
+    import errno
+    import tempfile
+
+    real = tempfile.TemporaryFile
+
+    def read_only_mount(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(kwargs.get("dir") or ".") == run_copy:  # root writes past chmod: as EROFS
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_mount)
+    assert main(["evaluate", str(run_copy)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing evaluated
+    assert captured.err.splitlines() == [
+        f"error: cannot write {run_copy}: the run's folder is not writable (Read-only file "
+        "system)",
+        f"hint: write the report elsewhere: dlbox evaluate {run_copy} --output DIR"]  # no chmod
+    monkeypatch.undo()
+    assert main(["evaluate", str(run_copy), "--output", str(run_copy.parent / "report")]) == 0

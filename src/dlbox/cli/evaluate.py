@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint_path(args.run_dir, args.checkpoint)  # --checkpoint "": its usage error, now
     data_dir = Path(args.data) if args.data else None
     output = _output_folder(args.output, args.run_dir)
+    if output is None:
+        _check_run_dir_writable(args.run_dir)  # before the evaluation's minutes, not after
     # The run's lock only when its files are written: an --output evaluation reads the
     # checkpoint, which training replaces whole, and may run while the run trains.
     with _not_while_training(args.run_dir) if output is None else contextlib.nullcontext():
@@ -86,6 +88,29 @@ def _output_folder(output: Path | None, run_dir: Path) -> Path | None:
     if output.exists() and run_dir.exists() and output.resolve() == run_dir.resolve():
         return None
     return output
+
+
+def _check_run_dir_writable(run_dir: Path) -> None:
+    """The run dir is where the report goes without --output: one that cannot be written (a
+    read-only mount of shared runs) is refused now, with --output as the way out; it failed
+    after the whole evaluation, its metrics lost. A missing run dir is evaluate_run's error."""
+    import errno
+    import tempfile
+
+    from dlbox.errors import FileWriteError
+    from dlbox.text import make_writable, shell_quote
+
+    try:
+        with tempfile.TemporaryFile(dir=run_dir):  # os.access says yes to root on a
+            pass                                   # read-only mount
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as error:
+        elsewhere = f"write the report elsewhere: dlbox evaluate {shell_quote(run_dir)} " \
+                    "--output DIR"
+        raise FileWriteError(run_dir, f"the run's folder is not writable ({error.strerror})",
+                             hint=elsewhere if error.errno == errno.EROFS  # chmod cannot help
+                             else f"{elsewhere}; or {make_writable(run_dir)}") from None
 
 
 @contextlib.contextmanager
