@@ -109,6 +109,26 @@ def exclusive_lock(path: str | Path, busy: DlboxError, *,
         os.close(fd)  # closing the only descriptor of the open file drops its lock
 
 
+def held_elsewhere(path: str | Path) -> bool:
+    """Whether another open of `path` (a run training in it) holds exclusive_lock's lock now;
+    asked without waiting, and False wherever it cannot be told."""
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY)
+    except (ImportError, OSError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released with the close below
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
 def _open_lock_target(path: Path) -> int:
     # O_NOFOLLOW: a symlink planted at a lock file's name must not make dlbox create or open
     # a file elsewhere; O_RDWR fails with EISDIR on a folder, which is then locked itself

@@ -389,3 +389,26 @@ def test_a_lost_checkpoint_beside_an_unreadable_metrics_json_is_not_called_never
                            "it finished an epoch is not known")
     assert f"put it back in {run_dir / 'checkpoints'}" in hint
     assert f"`--run-dir {run_dir}` may be reused" in hint and "saved nothing" not in hint
+
+
+def test_predict_during_a_runs_first_epoch_says_it_is_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: predict (or evaluate --output) on a run still in its first epoch said
+    its training "stopped before the first epoch ended" and to start it again, which the
+    training run's lock then refused."""
+    from PIL import Image
+
+    from dlbox.cli import main
+    from dlbox.training.loop import run_lock
+
+    run_dir = _run_dir(tmp_path)
+    (run_dir / "checkpoints" / "last.pt").unlink()  # its first epoch is not over
+    image = tmp_path / "cat.png"
+    Image.new("RGB", (32, 32)).save(image)
+    with run_lock(run_dir):  # the training run's
+        assert main(["predict", str(run_dir), str(image)]) == 1
+    hint = capsys.readouterr().err.splitlines()[-1]
+    assert hint == ("hint: a dlbox run is training in it right now, and saves its first "
+                    "checkpoint when its first epoch ends: try again then")
+    assert main(["predict", str(run_dir), str(image)]) == 1  # no run: it saved nothing
+    assert "stopped before the first epoch ended" in capsys.readouterr().err

@@ -41,6 +41,7 @@ from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
 from dlbox.fileio import (
     ACCESS_ERRNOS,
     file_head,
+    held_elsewhere,
     read_json,
     unsearchable_folder,
     write_through_memory,
@@ -430,6 +431,9 @@ def missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: in
     saved = _saved_checkpoints(run_dir)
     if checkpoint != "last" and saved:
         return f"its checkpoints are: {', '.join(saved)} (--checkpoint NAME)"
+    if not saved and held_elsewhere(run_dir):  # its first epoch is not over yet
+        return ("a dlbox run is training in it right now, and saves its first checkpoint when "
+                "its first epoch ends: try again then")
     metrics = run_dir / "metrics.json"
     try:
         history = read_json(metrics).get("history")
