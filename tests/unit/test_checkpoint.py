@@ -304,3 +304,29 @@ def test_a_damaged_config_json_names_the_command_that_restores_it(tmp_path: Path
     with pytest.raises(RunDirError) as again:
         read_run_config(run_dir)
     assert again.value.hint == "it was edited or damaged; train again"
+
+
+def test_a_missing_config_json_beside_a_checkpoint_names_the_command_too(
+        tmp_path: Path) -> None:
+    """Found by review: with config.json deleted (or lost in a copy) but last.pt there, the
+    folder was "not a dlbox run directory", where a damaged one got the command back."""
+    import shlex
+    import subprocess
+
+    from dlbox.training.checkpoint import read_run_config
+
+    run_dir = tmp_path / "run"
+    config = TrainConfig(model="tiny", epochs=2)
+    save_checkpoint(run_dir / "checkpoints" / "last.pt", {"config": config.to_dict()})
+    with pytest.raises(RunDirError) as info:
+        read_run_config(run_dir)
+    assert info.value.message == f"{run_dir} has no config.json, but a checkpoint"
+    hint = info.value.hint or ""
+    prefix = "write config.json back from the checkpoint, which holds the run's settings: "
+    assert hint.startswith(prefix)
+    subprocess.run(shlex.split(hint[len(prefix):]), check=True, timeout=120)
+    assert read_run_config(run_dir) == config
+    (run_dir / "config.json").unlink()
+    (run_dir / "checkpoints" / "last.pt").unlink()  # nothing of a run: not one
+    with pytest.raises(RunDirError, match="so it is not a dlbox run directory"):
+        read_run_config(run_dir)

@@ -370,22 +370,30 @@ def restore_generator(generator: torch.Generator, saved: torch.Tensor | None) ->
 
 # ---- a trained model, ready for evaluate / predict ----------------------------------------
 
-def config_damaged_hint(run_dir: Path) -> str:
-    """How to get a damaged config.json back: every checkpoint holds the run's settings.
-    Called only once config.json is known to be damaged (it looks at the checkpoint)."""
+def config_restore_command(run_dir: Path) -> str | None:
+    """The command that writes config.json back from the run's checkpoint, which holds its
+    settings too; None without a checkpoint to read (it looks at it: called only once
+    config.json is known to be damaged or missing)."""
     last = run_dir / "checkpoints" / "last.pt"
     try:
         found = last.is_file()
     except OSError:  # its folder may not be searched: no way back to name
         found = False
     if not found:
-        return "it was edited or damaged; train again"
+        return None
     # on the CPU: a GPU-trained run's tensors load on any machine
     code = ('import json, sys, torch; json.dump(torch.load(sys.argv[1], map_location="cpu", '
             'weights_only=True)["config"], open(sys.argv[2], "w"), indent=2)')
-    return ("it was edited or damaged; its checkpoint holds the settings too: "
-            f"{shlex.quote(sys.executable)} -c {shlex.quote(code)} {shlex.quote(str(last))} "
+    return (f"{shlex.quote(sys.executable)} -c {shlex.quote(code)} {shlex.quote(str(last))} "
             f"{shlex.quote(str(run_dir / CONFIG_FILE))}")
+
+
+def config_damaged_hint(run_dir: Path) -> str:
+    """How to get a damaged config.json back (config_restore_command)."""
+    command = config_restore_command(run_dir)
+    if command is None:
+        return "it was edited or damaged; train again"
+    return f"it was edited or damaged; its checkpoint holds the settings too: {command}"
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
@@ -403,6 +411,11 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
                           hint="pass a directory made by `dlbox train` "
                                "(default: runs/<time>-<model>)")
     if not found:
+        command = config_restore_command(run_dir)
+        if command is not None:  # deleted, or lost in a copy: the checkpoint has the settings
+            raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, but a checkpoint",
+                              hint=f"write {CONFIG_FILE} back from the checkpoint, which holds "
+                                   f"the run's settings: {command}")
         raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, so it is not a dlbox run directory",
                           hint="pass a directory made by `dlbox train`")
     try:
