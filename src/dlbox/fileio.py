@@ -104,14 +104,26 @@ def exclusive_lock(path: str | Path, busy: DlboxError, *,
             held = False
         else:
             held = True
-        yield held
+        if held:
+            _HELD_HERE.add(Path(path).absolute())
+        try:
+            yield held
+        finally:
+            if held:
+                _HELD_HERE.discard(Path(path).absolute())
     finally:
         os.close(fd)  # closing the only descriptor of the open file drops its lock
 
 
+_HELD_HERE: set[Path] = set()  # what exclusive_lock holds in this process now
+
+
 def held_elsewhere(path: str | Path) -> bool:
-    """Whether another open of `path` (a run training in it) holds exclusive_lock's lock now;
-    asked without waiting, and False wherever it cannot be told."""
+    """Whether another process (a run training in it) holds exclusive_lock's lock on `path`
+    now, this process's own lock aside; asked without waiting, and False wherever it cannot
+    be told."""
+    if Path(path).absolute() in _HELD_HERE:
+        return False
     try:
         import fcntl
 

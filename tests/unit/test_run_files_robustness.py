@@ -396,19 +396,32 @@ def test_predict_during_a_runs_first_epoch_says_it_is_training(
     """Found by review: predict (or evaluate --output) on a run still in its first epoch said
     its training "stopped before the first epoch ended" and to start it again, which the
     training run's lock then refused."""
+    import subprocess
+    import sys
+
     from PIL import Image
 
     from dlbox.cli import main
-    from dlbox.training.loop import run_lock
 
     run_dir = _run_dir(tmp_path)
     (run_dir / "checkpoints" / "last.pt").unlink()  # its first epoch is not over
     image = tmp_path / "cat.png"
     Image.new("RGB", (32, 32)).save(image)
-    with run_lock(run_dir):  # the training run's
+    training = subprocess.Popen(  # the training run's lock, held by another process
+        [sys.executable, "-c", "import sys, time; from dlbox.training.loop import run_lock\n"
+         "with run_lock(__import__('pathlib').Path(sys.argv[1])):\n"
+         "    print('held', flush=True); time.sleep(60)", str(run_dir)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert training.stdout is not None and training.stdout.readline() == "held\n"
         assert main(["predict", str(run_dir), str(image)]) == 1
+    finally:
+        training.kill()
+        training.wait()
     hint = capsys.readouterr().err.splitlines()[-1]
     assert hint == ("hint: a dlbox run is training in it right now, and saves its first "
                     "checkpoint when its first epoch ends: try again then")
-    assert main(["predict", str(run_dir), str(image)]) == 1  # no run: it saved nothing
-    assert "stopped before the first epoch ended" in capsys.readouterr().err
+    for argv in (["predict", str(run_dir), str(image)], ["evaluate", str(run_dir)]):
+        # no run: it saved nothing (evaluate holds the run's lock itself meanwhile)
+        assert main(argv) == 1
+        assert "stopped before the first epoch ended" in capsys.readouterr().err
