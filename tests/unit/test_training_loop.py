@@ -662,3 +662,38 @@ def test_commands_in_stop_hints_quote_a_run_dir_with_a_space() -> None:
     stopped = TrainingStopped(Path("/tmp/my run"), "interrupted", 130)
     assert stopped.hint == "continue with: dlbox train --resume '/tmp/my run'"
     assert stopped.report_lines()[1] == "resume with: dlbox train --resume '/tmp/my run'"
+
+
+def test_a_container_runs_data_dir_falls_back_to_dlbox_data_on_the_host(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a run trained in `dlbox image run` records the container's /data;
+    on the host, resume and evaluate said "no CIFAR-10 data found in /data" and offered
+    `dlbox data fetch --data /data`, though $DLBOX_DATA held the data (docs/image.md says
+    the run resumes on the host)."""
+    from dlbox.training.evaluate import evaluate_run
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(fake_cifar_dir, run_dir, epochs=2), progress=False,
+              evaluate_at_end=False, stop=lambda epoch, step: epoch == 1 and step == 2)
+    config = read_json(run_dir / "config.json")
+    container_data = tmp_path / "not-here" / "data"  # as /data is, outside the container
+    (run_dir / "config.json").write_text(json.dumps({**config,
+                                                     "data_dir": str(container_data)}))
+    monkeypatch.setenv("DLBOX_DATA", str(fake_cifar_dir))
+    capsys.readouterr()
+    resume(run_dir, progress=False, evaluate_at_end=False)
+    note = (f"note: the run's data dir {container_data} (from its config.json) is not on this "
+            f"machine, as when it trained in a container; reading {fake_cifar_dir.resolve()} "
+            "($DLBOX_DATA) instead (--data DIR to choose)")
+    assert note in capsys.readouterr().err
+    assert read_json(run_dir / "config.json")["data_dir"] == str(fake_cifar_dir.resolve())
+    (run_dir / "config.json").write_text(json.dumps({**read_json(run_dir / "config.json"),
+                                                     "data_dir": str(container_data)}))
+    assert evaluate_run(run_dir, device="cpu", quiet=True)["test_accuracy"] is not None
+    assert note in capsys.readouterr().err
+    # $DLBOX_DATA without data: the recorded folder's own error, with --data
+    monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "empty"))
+    with pytest.raises(DataError, match=f"no CIFAR-10 data found in {container_data}"):
+        evaluate_run(run_dir, device="cpu", quiet=True)

@@ -26,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", type=path_flag,
                         help="the directory `dlbox train` wrote")
     parser.add_argument("--data", metavar="DIR", default=None, type=path_flag,
-                        help="data dir holding the test set (default: the one the run used, "
-                             "else $DLBOX_DATA, else the user cache)")
+                        help="data dir holding the test set (default: the one the run used; "
+                             "when that is not on this machine (a container's /data), or the "
+                             "run recorded none, $DLBOX_DATA, else the user cache)")
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--checkpoint", default="last",

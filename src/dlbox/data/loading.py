@@ -40,7 +40,7 @@ from dlbox.data.imagefolder import (
     skipped_entries,
 )
 from dlbox.data.paths import check_data_dir_path, data_flag, fetch_hint
-from dlbox.errors import DataError, NoDataError
+from dlbox.errors import DataError, DlboxError, NoDataError
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,34 @@ def reading_the_runs_data_dir(given: bool) -> Iterator[None]:
                                f"gone, fetch it again: `dlbox data fetch{where}` (offline: "
                                f"`dlbox data fetch{where} --from ARCHIVE --sha256 HEX`)"
                           ) from None
+
+
+def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
+    """Where to read a run's data when no --data is given (evaluate, resume), and whether it
+    is the recorded one: the data dir in its config.json; when that folder is not on this
+    machine at all (a run trained in `dlbox image run`, whose data dir is the container's
+    /data) and $DLBOX_DATA, else the default data dir, holds data, that one, with a note.
+    Other data than the run's is refused later (other classes, another number of images)."""
+    import os
+    import sys
+
+    from dlbox.data.paths import DATA_ENV_VAR, resolved_data_dir
+
+    if recorded is None or Path(recorded).exists():
+        return recorded, True
+    try:
+        fallback = resolved_data_dir(None)
+        usable = detect_layout(fallback) is not None
+    except (DlboxError, OSError):
+        usable = False
+    if not usable:
+        return recorded, True  # its error names the recorded folder, with --data
+    source = (f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR, "").strip()
+              else "the default data dir")
+    print(f"note: the run's data dir {recorded} (from its config.json) is not on this machine, "
+          f"as when it trained in a container; reading {fallback} ({source}) instead (--data "
+          "DIR to choose)", file=sys.stderr)
+    return str(fallback), False
 
 
 def image_folder_classes(root: str | Path) -> tuple[str, ...]:

@@ -275,21 +275,31 @@ def load_run_model(run_dir: Path, device: str | torch.device = "auto",
 
 def load_test_split(config: Any, data_dir: str | Path | None) -> ImageDataset:
     """The test split the run is evaluated on: --data, else the run's data dir; num_test cap."""
-    from dlbox.data.loading import load_dataset, reading_the_runs_data_dir, split_size
+    from dlbox.data.loading import (
+        load_dataset,
+        reading_the_runs_data_dir,
+        runs_data_dir,
+        split_size,
+    )
     from dlbox.data.paths import resolved_data_dir
 
-    chosen = data_dir if data_dir is not None else getattr(config, "data_dir", None)
+    recorded = True
+    if data_dir is not None:
+        chosen: str | Path | None = data_dir
+    else:
+        chosen, recorded = runs_data_dir(getattr(config, "data_dir", None))
+    given = data_dir is not None or chosen is None or not recorded
     # resolved: metrics.json records where the test images came from, from any folder
     root = resolved_data_dir(chosen)
     limit = getattr(config, "num_test", None)
     if limit is not None:
-        with reading_the_runs_data_dir(given=data_dir is not None or chosen is None):
+        with reading_the_runs_data_dir(given=given):
             available = split_size(root, "test")
         if available < limit:  # other data (--data), or a data dir that lost images
             print(f"note: the run was tested on its first {limit:,} test images (--num-test); "
                   f"{root} has {available:,}, and all {available:,} are evaluated",
                   file=sys.stderr)
-    with reading_the_runs_data_dir(given=data_dir is not None or chosen is None):
+    with reading_the_runs_data_dir(given=given):
         return load_dataset(root, "test", limit)
 
 

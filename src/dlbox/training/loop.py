@@ -584,15 +584,20 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
               f"{available_cpus()} cores here: it resumes with {available_cpus()} (--threads N "
               "to choose)", file=sys.stderr)
         changes["threads"] = None
+    from dlbox.data.loading import reading_the_runs_data_dir, runs_data_dir
+
+    recorded = True
     if data_dir is not None:
         changes["data_dir"] = str(data_dir)
+    else:  # a container's /data, not on this machine: $DLBOX_DATA's, with a note
+        changes["data_dir"], recorded = runs_data_dir(trained_on)
     config = config.replace(**changes)
     torch_device = resolve_device(config.device)
     resolved_data = resolve_data(config)
     config = config.replace(data_dir=str(resolved_data))
-    from dlbox.data.loading import reading_the_runs_data_dir
 
-    with reading_the_runs_data_dir(given=data_dir is not None or trained_on is None):
+    with reading_the_runs_data_dir(given=data_dir is not None or trained_on is None
+                                   or not recorded):
         train_set = load_split(resolved_data, "train", config.num_train)
         test_set = load_split(resolved_data, "test", config.num_test)
     # Nothing in the run dir changes until the checkpoint is known to fit this data, and
