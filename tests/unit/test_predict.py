@@ -436,3 +436,16 @@ def test_a_disk_error_says_to_copy_the_file_again() -> None:
     assert failing.hint and failing.hint.startswith("copy the file again from a good copy")
     other = image_load_error(OSError(errno.EBUSY, "Device or resource busy", "cat.png"))
     assert other.message == "cannot open the file (Device or resource busy)"
+
+
+def test_each_file_read_is_counted_for_the_progress_line(tmp_path: Path) -> None:
+    """Found by review: predict on a folder of large photos said nothing for tens of seconds
+    (each file decoded before any output); the CLI counts the files read at a terminal."""
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(tmp_path / "a.png")
+    (tmp_path / "bad.png").write_text("nope")  # a failure is read too, and counted
+    Image.new("RGB", (64, 64), (0, 0, 255)).save(tmp_path / "c.png")
+    counted: list[tuple[int, int]] = []
+    results = predict_with_model_fn(
+        colour_model_fn, CIFAR10_CLASSES, sorted(tmp_path.iterdir()),
+        on_image=lambda done, total: counted.append((done, total)))
+    assert counted == [(1, 3), (2, 3), (3, 3)] and len(results) == 3

@@ -16,7 +16,7 @@ reason and, where there is one, its fix; the other files still get their predict
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +100,10 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str], paths: Sequence
                           device: torch.device | str = "cpu", top_k: int = 3,
                           size: int = IMAGE_SIZE, fit: Fit = "crop",
                           amp_dtype: torch.dtype | None = torch.float16,
+                          on_image: Callable[[int, int], None] | None = None,
                           ) -> list[PredictionResult | PredictionFailure]:
-    """Predict each file with `model_fn` (uint8 batch -> logits); one result per path, in order."""
+    """Predict each file with `model_fn` (uint8 batch -> logits); one result per path, in order.
+    `on_image(done, total)` after each file is read (large photos: seconds each)."""
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}",
                          hint="e.g. --top-k 3 (the default), or --top-k 1 for the label alone")
@@ -114,6 +116,8 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str], paths: Sequence
             positions.append(position)
         except ImageLoadError as error:
             results[position] = PredictionFailure(str(path), error.message, error.hint or "")
+        if on_image is not None:
+            on_image(position + 1, len(paths))
     if images:
         logits = predict_logits(model_fn, torch.stack(images), PREDICT_BATCH_SIZE, device,
                                 amp_dtype)
@@ -202,7 +206,8 @@ def images_in_folder(folder: Path) -> list[Path | PredictionFailure]:
 
 def predict_images(run_dir: str | Path, paths: Sequence[str | Path], device: str = "auto",
                    top_k: int = 3, fit: Fit = "crop", tta: bool | None = None,
-                   checkpoint: str = "last") -> list[PredictionResult | PredictionFailure]:
+                   checkpoint: str = "last", on_image: Callable[[int, int], None] | None = None,
+                   ) -> list[PredictionResult | PredictionFailure]:
     """Load the run's model and predict each file: a PredictionResult or a PredictionFailure.
 
     Raises (RunDirError, UsageError) only for problems of the whole call: a missing run or
@@ -223,4 +228,4 @@ def predict_images(run_dir: str | Path, paths: Sequence[str | Path], device: str
                               hint="use a checkpoint written by `dlbox train` (it records "
                                    "them), or train the run again")
         return predict_with_model_fn(model_fn, classes, paths, resolved, top_k, IMAGE_SIZE,
-                                     fit, run_amp_dtype(loaded))
+                                     fit, run_amp_dtype(loaded), on_image)
