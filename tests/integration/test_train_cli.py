@@ -288,6 +288,8 @@ def test_the_terminal_says_when_the_test_images_are_evaluated(fake_cifar_dir: Pa
     assert "epoch 1/2 · saving" in shown  # its test ran before: only the checkpoint follows
     assert "epoch 1/2 · testing" not in shown
     assert "testing" not in trained.stdout  # the bar's words stay on the terminal
+    # found by review: an image tree's decoding (seconds) said nothing before the bar
+    assert f"reading the data in {fake_cifar_dir.resolve()}" in shown, shown[:2000]
     evaluated, shown = _stderr_on_a_terminal(["evaluate", str(run_dir)])
     assert evaluated.returncode == EXIT_OK, evaluated.stdout[-2000:]
     assert "evaluating 100 test images on cpu with test-time augmentation" in shown, shown

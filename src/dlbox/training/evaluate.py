@@ -42,6 +42,7 @@ from dlbox.errors import (
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.training import report
 from dlbox.training.manifest import software_versions
+from dlbox.training.progress import spinner
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -458,7 +459,7 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
     if batch_size is None:
         batch_size = int(getattr(loaded.config, "eval_batch_size", DEFAULT_BATCH_SIZE))
     with out_of_memory_is_an_error(resolved, f"evaluating in batches of {batch_size} images"), \
-            _status(quiet, f"evaluating {len(dataset):,} test images on {resolved}"
+            spinner(quiet, f"evaluating {len(dataset):,} test images on {resolved}"
                     + (" with test-time augmentation" if use_tta else "")):
         evaluation = evaluate_model(build_model_fn(loaded, use_tta), dataset, classes,
                                     resolved, batch_size, run_amp_dtype(loaded))
@@ -496,19 +497,6 @@ def check_output_folder(output: Path, run_dir: Path | None = None) -> None:
         raise FileWriteError(output, f"{existing} is not writable for you",
                              hint="pass a folder you can write to, or fix its permissions")
 
-
-@contextlib.contextmanager
-def _status(quiet: bool, text: str) -> Iterator[None]:
-    """A spinner with `text` on stderr while the predictions are made (seconds with TTA on a
-    CPU), at a terminal only: logs and pipes get the result lines alone."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if quiet or not console.is_terminal:
-        yield
-        return
-    with console.status(text):
-        yield
 
 
 @contextlib.contextmanager

@@ -71,7 +71,7 @@ from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype, available_cpus, configure_host, resolve_device
 from dlbox.training.inputs import prepare_batch
 from dlbox.training.manifest import build_manifest, software_versions, utc_now
-from dlbox.training.progress import TrainProgress
+from dlbox.training.progress import TrainProgress, spinner
 from dlbox.training.schedules import make_scheduler
 from dlbox.training.tta import views_for_level
 
@@ -436,8 +436,9 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
     from dlbox.models.speedrun import SpeedrunNet
 
     speedrun = isinstance(create_model(config.model, **config.model_kwargs), SpeedrunNet)
-    train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
-    test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
+    with spinner(not progress, f"reading the data in {data_dir}"):  # an image tree: seconds
+        train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
+        test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
     if config.batch_size > len(train_set):  # config.json keeps the value asked for
         print(f"note: the batch size, {config.batch_size}, is more than the {len(train_set)} "
               f"training images: each step takes all {len(train_set)}, one step an epoch",

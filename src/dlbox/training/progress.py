@@ -3,8 +3,10 @@ plain summary line per epoch everywhere (logs, CI, --no-progress)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -102,3 +104,16 @@ def _is_terminal(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+
+
+@contextlib.contextmanager
+def spinner(quiet: bool, text: str) -> Iterator[None]:
+    """A spinner with `text` on stderr for work of seconds that prints nothing meanwhile
+    (evaluate's predictions, training's decoding of an image tree), at a terminal only: logs
+    and pipes get the result lines alone."""
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        yield
+        return
+    with console.status(text):
+        yield
