@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the directory `dlbox train` wrote")
     parser.add_argument("--data", metavar="DIR", default=None, type=path_flag,
                         help="data dir holding the test set (default: the one the run used; "
-                             "when that is not on this machine (a container's /data), or the "
+                             "when that is a container's /data not on this machine, or the "
                              "run recorded none, $DLBOX_DATA, else the user cache)")
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")

@@ -51,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--data", metavar="DIR",
                         help="data dir (default: $DLBOX_DATA, else the user cache dir; with "
-                             "--resume, the run's own, else, when that folder is not on this "
-                             "machine, $DLBOX_DATA or the cache dir)")
+                             "--resume, the run's own, unless that is a container's /data "
+                             "that is not on this machine)")
     parser.add_argument("--run-dir", metavar="DIR",
                         help="where to write the run (default: runs/<time>-<model>)")
     parser.add_argument("--resume", metavar="RUN_DIR",

@@ -161,16 +161,18 @@ def reading_the_runs_data_dir(given: bool) -> Iterator[None]:
 
 def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
     """Where to read a run's data when no --data is given (evaluate, resume), and whether it
-    is the recorded one: the data dir in its config.json; when that folder is not on this
-    machine at all (a run trained in `dlbox image run`, whose data dir is the container's
-    /data) and $DLBOX_DATA, else the default data dir, holds data, that one, with a note.
-    Other data than the run's is refused later (other classes, another number of images)."""
+    is the recorded one: the data dir in its config.json; when that is the container's /data
+    (a run trained in `dlbox image run`), not on this machine, and $DLBOX_DATA, else the
+    default data dir, holds data, that one, with a note. (A data dir that moved is not
+    guessed at: its error offers --data.) Other data than the run's is refused later (other
+    classes, another number of images)."""
     import os
     import sys
 
+    from dlbox.container.spec import DATA_DIR as CONTAINER_DATA_DIR
     from dlbox.data.paths import DATA_ENV_VAR, resolved_data_dir
 
-    if recorded is None or Path(recorded).exists():
+    if recorded != CONTAINER_DATA_DIR or Path(recorded).exists():
         return recorded, True
     try:
         fallback = resolved_data_dir(None)
@@ -181,9 +183,9 @@ def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
         return recorded, True  # its error names the recorded folder, with --data
     source = (f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR, "").strip()
               else "the default data dir")
-    print(f"note: the run's data dir {recorded} (from its config.json) is not on this machine, "
-          f"as when it trained in a container; reading {fallback} ({source}) instead (--data "
-          "DIR to choose)", file=sys.stderr)
+    print(f"note: the run's data dir {recorded} (from its config.json) is a container's, not "
+          f"on this machine; reading {fallback} ({source}) instead (--data DIR to choose)",
+          file=sys.stderr)
     return str(fallback), False
 
 
