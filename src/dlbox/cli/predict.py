@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         images_in_folder,
         predict_images,
     )
+    from dlbox.training.progress import spinner
 
     reject_empty_run_dir(args)  # "" would be ".": the run dir predict was started in
     reject_empty_paths(args, ("device",), kind="value")
@@ -107,10 +106,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             entries.append(image)
     named = [entry for entry in entries if isinstance(entry, str)]
-    with _reading_status(len(named)) as on_image:
-        predicted = iter(predict_images(args.run_dir, named, device=args.device,
-                                        top_k=args.top_k, fit=args.fit, tta=args.tta,
-                                        checkpoint=args.checkpoint, on_image=on_image))
+    # a folder of phone photos: seconds each, minutes in all, said nothing before
+    with spinner(len(named) < 2, f"reading {len(named)} images") as update:
+        predicted = iter(predict_images(
+            args.run_dir, named, device=args.device, top_k=args.top_k, fit=args.fit,
+            tta=args.tta, checkpoint=args.checkpoint,
+            on_image=update and (lambda done, total: update(f"reading images: {done} of "
+                                                            f"{total}"))))
     results = [next(predicted) if isinstance(entry, str) else entry for entry in entries]
     failed = 0
     for result in results:
@@ -126,16 +128,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{failed} of {plural(len(results), 'file')} failed", file=sys.stderr)
     return exit_code_for(len(results) - failed, failed)
 
-
-@contextlib.contextmanager
-def _reading_status(count: int) -> Iterator[Callable[[int, int], None] | None]:
-    """At a terminal, a line on stderr counting the images read (a folder of phone photos:
-    seconds each, minutes in all, said nothing before); logs and pipes get none."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if count < 2 or not console.is_terminal:
-        yield None
-        return
-    with console.status(f"reading {count} images") as status:
-        yield lambda done, total: status.update(f"reading images: {done} of {total}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -107,13 +107,14 @@ def _is_terminal(stream: Any) -> bool:
 
 
 @contextlib.contextmanager
-def spinner(quiet: bool, text: str) -> Iterator[None]:
+def spinner(quiet: bool, text: str) -> Iterator[Callable[[str], None] | None]:
     """A spinner with `text` on stderr for work of seconds that prints nothing meanwhile
-    (evaluate's predictions, training's decoding of an image tree), at a terminal only: logs
-    and pipes get the result lines alone."""
+    (evaluate's predictions, training's decoding of an image tree, predict's reading of the
+    files), at a terminal only: logs and pipes get the result lines alone. It yields the
+    function that changes its text, None where there is no spinner."""
     console = Console(stderr=True)
     if quiet or not console.is_terminal:
-        yield
+        yield None
         return
-    with console.status(text):
-        yield
+    with console.status(text) as status:
+        yield status.update
