@@ -732,6 +732,15 @@ def test_offline_with_pins_missing_from_the_wheelhouse_pastes_the_download(
     platforms = {words[i + 1] for i, word in enumerate(words) if word == "--platform"}
     assert any(tag.startswith("manylinux_2_28_") for tag in platforms)
     assert any(tag.startswith("manylinux2014_") for tag in platforms)
+    # found by review: the dry run said nothing of what the build then refused at once
+    from dlbox.container.build import dry_run
+
+    _, notes = dry_run(BuildRequest(project_dir=root, device="cpu", offline=True,
+                                    wheelhouse=house), facts=no_probe)
+    [warning] = [note for note in notes if "wheelhouse lacks" in note]
+    assert warning.startswith(f"warning: --offline, but the wheelhouse lacks "
+                              f"{len(entry.pinned)} pinned packages (")
+    assert warning.endswith(command)  # the same pasteable download
 
 
 @pytest.mark.parametrize("name, text", [

@@ -919,6 +919,11 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
         # CUDA release's GA driver, no native kernels for a GPU): the build's user needs it too
         notes += [f"warning: {warning}" for warning in resolved.warnings]
     wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python or None)
+    if request.offline and entry.pinned and uncovered:  # what the build refuses at once
+        notes.append(f"warning: --offline, but the wheelhouse lacks {len(uncovered)} pinned "
+                     f"packages ({', '.join(uncovered[:5])}{' ...' if len(uncovered) > 5 else ''}"
+                     f"), so the build will refuse; fill it first: "
+                     f"{download_command(request, entry, uncovered)}")
     in_house = framework_in_wheelhouse(p.wheelhouse, entry.framework, entry.framework_version,
                                        entry.python)
     spec = spec_for(p.project, entry, wheelhouse=bool(p.wheelhouse),
