@@ -125,6 +125,20 @@ def has_image_extension(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+def holds_images(folder: Path) -> bool:
+    """Whether a class folder holds an image file (one is enough: it stops there). One that
+    holds none (`mkdir test/zebra` ahead of the images) is no class: it would add one to the
+    list, and a run trained before it would no longer match its own data."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if has_image_extension(Path(entry.name)) and entry.is_file():
+                    return True
+    except OSError:  # one that may not be read is a class: loading it says why
+        return True
+    return False
+
+
 def decode_image(source: str | Path | bytes, size: int = DEFAULT_SIZE) -> np.ndarray:
     """One image file (path or bytes) as uint8 [3, size, size] RGB, read exactly as
     `dlbox predict` reads the user's images (dlbox.data.images.read_image: EXIF rotation,
@@ -150,17 +164,6 @@ def decode_image(source: str | Path | bytes, size: int = DEFAULT_SIZE) -> np.nda
 
 def is_image_file(path: Path) -> bool:
     return has_image_extension(path) and path.is_file()
-
-
-def holds_images(folder: Path) -> bool:
-    """Whether a folder holds an image file directly in it (it stops at the first). A class
-    folder that holds none (`mkdir test/zebra` ahead of the images) is no class: it would add
-    one to the list, and a run trained before it would no longer match its own data. One
-    that may not be read counts as holding images: loading it says why it cannot."""
-    try:
-        return any(is_image_file(path) for path in folder.iterdir())
-    except OSError:
-        return True
 
 
 # Folders that tools put beside the user's own and that never hold a class: macOS's zip

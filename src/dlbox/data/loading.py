@@ -35,6 +35,7 @@ from dlbox.data.imagefolder import (
     find_classes,
     holds_images,
     is_hidden,
+    is_image_file,
     list_image_files,
     load_image_folder,
     skipped_entries,
@@ -93,6 +94,14 @@ def detect_layout(data_dir: str | Path) -> DataLayout | None:
     return None
 
 
+def _holds_images(folder: Path) -> bool:
+    """True when `folder` has at least one image file directly in it (stops at the first)."""
+    try:
+        return any(is_image_file(p) for p in folder.iterdir())
+    except OSError:
+        return False
+
+
 def no_data_error(data_dir: str | Path) -> DataError:
     """The error for a data dir with no layout dlbox reads. When what is there is nearly a
     layout -- batch files in a folder not named cifar-10-batches-py, two or more image trees
@@ -124,7 +133,7 @@ def no_data_error(data_dir: str | Path) -> DataError:
         class_dirs = [data_dir / name for name in find_classes(data_dir)]
     except OSError:
         class_dirs = []
-    with_images = [folder.name for folder in class_dirs if holds_images(folder)]
+    with_images = [folder.name for folder in class_dirs if _holds_images(folder)]
     if not with_images:
         return NoDataError(message, data_dir, hint=fetch_hint(data_dir))
     shown = ", ".join(with_images[:3]) + (", ..." if len(with_images) > 3 else "")
