@@ -125,20 +125,6 @@ def has_image_extension(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def holds_images(folder: Path) -> bool:
-    """Whether a class folder holds an image file (one is enough: it stops there). One that
-    holds none (`mkdir test/zebra` ahead of the images) is no class: it would add one to the
-    list, and a run trained before it would no longer match its own data."""
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if has_image_extension(Path(entry.name)) and entry.is_file():
-                    return True
-    except OSError:  # one that may not be read is a class: loading it says why
-        return True
-    return False
-
-
 def decode_image(source: str | Path | bytes, size: int = DEFAULT_SIZE) -> np.ndarray:
     """One image file (path or bytes) as uint8 [3, size, size] RGB, read exactly as
     `dlbox predict` reads the user's images (dlbox.data.images.read_image: EXIF rotation,
@@ -233,7 +219,7 @@ def list_image_files(
     root = Path(root)
     found = find_classes(root, check_names=True)
     names = tuple(classes) if classes is not None else found
-    unknown = sorted(name for name in set(found) - set(names) if holds_images(root / name))
+    unknown = sorted(set(found) - set(names))
     if unknown:
         raise DataError(f"image folder {root} has class folders {unknown} not in the class list",
                         hint="give every split the same class folders")

@@ -33,7 +33,6 @@ from dlbox.data.imagefolder import (
     ImageTreeAccessError,
     describe_skipped,
     find_classes,
-    holds_images,
     is_hidden,
     is_image_file,
     list_image_files,
@@ -199,19 +198,10 @@ def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
 
 
 def image_folder_classes(root: str | Path) -> tuple[str, ...]:
-    """Sorted union of the class folders of every split under `root`, less those that hold
-    no image in any split (holds_images)."""
+    """Sorted union of the class folders of every split under `root`."""
     root = Path(root)
-    found = {(split, name) for split in SPLITS
-             for name in find_classes(root / split, check_names=True)}
-    return tuple(sorted({name for split, name in found if holds_images(root / split / name)}))
-
-
-def empty_class_folders(root: Path) -> list[str]:
-    """split/name of the class folders left out of the class list: no image in any split."""
-    classes = set(image_folder_classes(root))
-    return [f"{split}/{name}" for split in SPLITS for name in find_classes(root / split)
-            if name not in classes]
+    return tuple(sorted({name for split in SPLITS
+                         for name in find_classes(root / split, check_names=True)}))
 
 
 def load_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> ImageDataset:
@@ -391,9 +381,6 @@ def _sha256_of(path: Path) -> str:
 def _check_image_folder(root: Path, problems: list[str], notes: list[str],
                         ) -> tuple[tuple[str, ...], list[FileReport], dict[str, SplitReport]]:
     classes = image_folder_classes(root)
-    empty = empty_class_folders(root)
-    if empty:
-        notes.append(f"{', '.join(empty)}: no images in any split, so not a class")
     files: list[FileReport] = []
     splits: dict[str, SplitReport] = {}
     for split in SPLITS:
