@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 from pathlib import Path
 
 
@@ -99,3 +100,29 @@ def stop_signals(*names: str) -> tuple[int, ...]:
             continue
         wanted.append(number)
     return tuple(wanted)
+
+
+def hangup(signum: int) -> bool:
+    """Whether `signum` is SIGHUP: the terminal closed. It comes twice when it does (the
+    shell passes it on, and the kernel sends its own), so it never counts as a signal "asked
+    twice", which stops at once."""
+    return signum == getattr(signal, "SIGHUP", None)
+
+
+def detach_from_terminal() -> None:
+    """After SIGHUP: stdout and stderr that were the terminal go to /dev/null, as under nohup,
+    since every write to a closed terminal fails (EIO), and a progress bar's next update
+    would otherwise end the work before it saves."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        for fd in (1, 2):
+            try:
+                if stat.S_ISCHR(os.fstat(fd).st_mode):  # a terminal (or /dev/null already)
+                    os.dup2(devnull, fd)
+            except OSError:
+                continue
+    finally:
+        os.close(devnull)

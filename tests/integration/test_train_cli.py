@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -363,6 +364,37 @@ def test_ctrl_c_in_the_final_evaluation_points_to_evaluate_not_resume(
     assert "--resume" not in err  # resuming a finished run is refused
     monkeypatch.undo()
     assert main(["evaluate", str(run_dir)]) == EXIT_OK
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a pseudo-terminal")
+def test_a_terminal_that_hangs_up_leaves_the_run_saved(fake_cifar_dir: Path,
+                                                      tmp_path: Path) -> None:
+    """Found by review: a dropped SSH session sends SIGHUP twice (the shell's, the kernel's),
+    read as "asked twice", so training stopped at once and saved nothing; and the progress
+    bar's next write to the closed terminal failed (EIO) before the save."""
+    import pty
+
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, "-m", "dlbox", "train", "--model", "tiny", "--device", "cpu",
+            "--num-train", "200", "--num-test", "50", "--batch-size", "8", "--epochs", "60",
+            "--threads", "1", "--data", str(fake_cifar_dir), "--run-dir", str(run_dir)]
+    pid, fd = pty.fork()
+    if pid == 0:  # dlbox, its progress bar on the terminal
+        os.execv(sys.executable, argv)
+    last = run_dir / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if select.select([fd], [], [], 0.1)[0]:
+                os.read(fd, 65536)  # the terminal shows it
+    saved = load_checkpoint(last)["global_step"]
+    os.close(fd)  # the terminal goes: the kernel sends SIGHUP
+    os.kill(pid, signal.SIGHUP)  # and the shell passes its own on
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 129
+    state = load_checkpoint(last)
+    assert state["global_step"] > saved and not state["finished"]  # the step it stopped at
+    assert main(["train", "--resume", str(run_dir), "--no-progress", "--no-evaluate"]) == 0
 
 
 @pytest.mark.parametrize("model, signum, code", [("tiny", signal.SIGINT, 130),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.errors import UsageError
-from dlbox.processes import stop_signals
+from dlbox.processes import detach_from_terminal, hangup, stop_signals
 
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a process SIGTERM ended
 
@@ -81,6 +81,8 @@ def sigterm_stops_cleanly() -> Iterator[None]:
 
     def stop(signum: int, frame: Any) -> None:
         nonlocal stopping
+        if hangup(signum):
+            detach_from_terminal()  # its messages would fail on the closed terminal
         if stopping:
             return
         stopping = True

@@ -26,7 +26,7 @@ from dlbox.jupyter.settings import (
     NOTEBOOK_NAME,
     NotebookSettings,
 )
-from dlbox.processes import stop_signals
+from dlbox.processes import detach_from_terminal, hangup, stop_signals
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,7 +74,15 @@ def exit_status(stop: KeyboardInterrupt) -> int:
 def _stop_signals_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP end the launch like Ctrl-C does, so the server is always stopped."""
 
+    hung_up = False
+
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        nonlocal hung_up
+        if hangup(signum):
+            detach_from_terminal()  # the shutdown's messages would fail on the closed terminal
+            if hung_up:  # it comes twice: the clean stop under way goes on
+                return
+            hung_up = True
         raise StopSignal(signum)
 
     previous = {}

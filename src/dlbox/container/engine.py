@@ -24,7 +24,7 @@ from typing import Any
 from dlbox.container.spec import missing_tool_hint
 from dlbox.errors import ContainerError, HostEnvError
 from dlbox.hostenv.probe import docker_host
-from dlbox.processes import stop_signals
+from dlbox.processes import detach_from_terminal, hangup, stop_signals
 from dlbox.text import plain
 
 DEFAULT_TIMEOUT_S = 60  # API calls other than builds and log streams (those have none)
@@ -634,12 +634,17 @@ def start_created(container: Any, request: RunRequest) -> None:
 def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, bool]]:
     """Ctrl-C / SIGTERM / SIGHUP to us: stop the container (SIGTERM to its command) and keep
     streaming; a second one kills it (SIGKILL) at once, as `docker stop` then `docker kill`."""
-    state = {"stopping": False, "killed": False}
+    state = {"stopping": False, "killed": False, "hung_up": False}
 
     def handler(signum: int, frame: Any) -> None:
+        if hangup(signum):
+            detach_from_terminal()  # what is printed next would fail on the closed terminal
+            state["hung_up"] = True
         if state["killed"]:
             return
         if state["stopping"]:
+            if state["hung_up"]:  # a hang-up comes twice: the command still saves its work
+                return
             state["killed"] = True
             print("\nkilling the container (SIGKILL)...", file=sys.stderr)
             threading.Thread(target=kill_container, args=(container,), daemon=True).start()

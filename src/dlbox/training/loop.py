@@ -42,7 +42,7 @@ from dlbox.fileio import (
     read_json,
     write_json_atomic,
 )
-from dlbox.processes import stop_signals
+from dlbox.processes import detach_from_terminal, hangup, stop_signals
 from dlbox.text import make_writable, plural, shell_quote
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -356,12 +356,17 @@ class StopFlag:
 @contextlib.contextmanager
 def stop_on_signals(flag: StopFlag) -> Iterator[None]:
     """First SIGINT/SIGTERM/SIGHUP (a dropped SSH session; not under nohup): finish the
-    current step, save, stop. Second: stop at once."""
+    current step, save, stop. Second: stop at once, unless a hang-up is one of the two (it
+    comes twice, and nobody is there to mean it)."""
     previous: dict[int, Any] = {}
 
     def handler(signum: int, frame: Any) -> None:
-        if flag.signum is not None:  # asked twice: the user means it
-            raise KeyboardInterrupt
+        if hangup(signum):
+            detach_from_terminal()  # the progress bar's next write would fail, unsaved
+        if flag.signum is not None:
+            if hangup(signum) or hangup(flag.signum):
+                return
+            raise KeyboardInterrupt  # asked twice: the user means it
         flag.signum = signum
 
     try:
