@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,9 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     if mode not in ("w", "wb"):
         raise ValueError("atomic_open writes only: mode 'w' or 'wb'")
     path = Path(path)
+    if path.is_symlink() and path.exists():  # the file it points to is what is meant
+        path = path.resolve()
+    _refuse_special_file(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
@@ -295,6 +299,18 @@ def unsearchable_folder(path: Path) -> Path | None:
     return None
 
 
+def _refuse_special_file(path: Path) -> None:
+    """A device or FIFO where a file is to be written: the write's rename would replace it
+    with a regular file (as root: `--json /dev/null` replaced the system's /dev/null)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise FileWriteError(path, "it is not a regular file (a device or a FIFO), which the "
+                                   "write would replace", hint="pass a regular file's path")
+
+
 def check_writable(path: str | Path, flag: str = "--json") -> None:
     """Fail before any work when `path` cannot be written (a benchmark would otherwise
     train, an image build build, for minutes and only then find out): a folder there, or its
@@ -306,6 +322,7 @@ def check_writable(path: str | Path, flag: str = "--json") -> None:
     target = Path(path).expanduser()
     if target.is_dir():
         raise FileWriteError(target, "it is a folder", hint=hint)
+    _refuse_special_file(target)
     parent = target.parent.absolute()
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -49,3 +49,28 @@ def test_check_writable_on_a_folder_where_no_file_can_be_made() -> None:
     with pytest.raises(FileWriteError) as info:
         check_writable("/proc/dlbox-check.json")
     assert info.value.message.endswith("/proc is not writable (no file can be made there)")
+
+
+def test_a_device_fifo_or_link_given_as_the_json_path(tmp_path: Path) -> None:
+    """Found by review: the atomic write renamed its temp file over the path, so `--json` at
+    a FIFO, or as root at /dev/null, replaced it with a regular file, and at a link replaced
+    the link instead of writing the file it points to."""
+    import os
+
+    from dlbox.fileio import write_json_atomic
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(FileWriteError, match="not a regular file"):
+        check_writable(fifo)
+    with pytest.raises(FileWriteError, match="not a regular file"):
+        write_json_atomic(fifo, {"a": 1})
+    assert not fifo.is_file()
+    target = tmp_path / "store" / "real.json"
+    target.parent.mkdir()
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    check_writable(link)
+    write_json_atomic(link, {"a": 1})
+    assert link.is_symlink() and target.read_text() == '{\n  "a": 1\n}\n'
