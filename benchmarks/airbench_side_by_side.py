@@ -65,7 +65,7 @@ from typing import Any
 
 import torch
 
-from dlbox.benchmark_report import num, pct, summarize, summary_lines
+from dlbox.benchmark_report import num, pct, summarize, summary_lines, survive_a_closed_stdout
 from dlbox.cli.common import path_flag, reject_empty_paths
 from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError
 from dlbox.fileio import check_writable, write_json_atomic, write_text_atomic
@@ -748,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    survive_a_closed_stdout()  # `... | head`: the script (minutes of compile) and --json go on
     try:
         sys.exit(main())
     except DlboxError as error:  # the harness's own, dlbox's loader (no data), the --json write

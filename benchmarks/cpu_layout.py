@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli() -> int:
+    from dlbox.benchmark_report import survive_a_closed_stdout
+
+    survive_a_closed_stdout()  # `... | head`: the table's --json is still written
     try:
         return main()
     except DlboxError as error:

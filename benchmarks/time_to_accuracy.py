@@ -62,7 +62,7 @@ from typing import Any
 
 import torch
 
-from dlbox.benchmark_report import num, pct, summarize, summary_lines
+from dlbox.benchmark_report import num, pct, summarize, summary_lines, survive_a_closed_stdout
 from dlbox.cli.common import reject_empty_paths
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, DlboxError, UsageError
@@ -479,6 +479,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 def cli(argv: list[str] | None = None) -> int:
     from dlbox.training.loop import TrainingStopped
 
+    survive_a_closed_stdout()  # `... | head`: the runs and their --json go on
     # SIGTERM (a job scheduler, `timeout`) stops like Ctrl-C, not with a bare "Terminated".
     signal.signal(signal.SIGTERM, _interrupt)
     try:

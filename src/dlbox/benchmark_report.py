@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 def summarize(values: Iterable[float | None]) -> dict[str, float | None]:
@@ -47,3 +49,44 @@ def summary_lines(summary: Mapping[str, Mapping[str, float | None]], runs: int,
     if len(lines) == 1:  # a header over nothing read as if the table were lost
         return [f"over {runs} run(s): no figures to summarise"]
     return lines
+
+
+class _StdoutThatOutlivesItsReader:
+    """sys.stdout that, once its reader has gone (`benchmark | head`), drops what is printed
+    and lets the measurement go on to its --json file, instead of a BrokenPipeError
+    traceback that threw away every run (and, for airbench, killed the script)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _gone(self) -> None:
+        import os
+
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def survive_a_closed_stdout() -> None:
+    """A benchmark's first call: printing to a reader that quit no longer stops it."""
+    import sys
+
+    if not isinstance(sys.stdout, _StdoutThatOutlivesItsReader):
+        sys.stdout = _StdoutThatOutlivesItsReader(sys.stdout)  # type: ignore[assignment]

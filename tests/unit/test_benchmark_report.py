@@ -74,3 +74,22 @@ def test_a_device_fifo_or_link_given_as_the_json_path(tmp_path: Path) -> None:
     check_writable(link)
     write_json_atomic(link, {"a": 1})
     assert link.is_symlink() and target.read_text() == '{\n  "a": 1\n}\n'
+
+
+def test_a_benchmark_piped_into_head_still_writes_its_json(tmp_path: Path) -> None:
+    """Found by review: `benchmark | head -1` ended in a BrokenPipeError traceback at the next
+    print, every run and the --json file lost (airbench's script killed with it)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "cpu_layout.py"
+    out = tmp_path / "layout.json"
+    reader = subprocess.Popen(["head", "-1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    bench = subprocess.run([sys.executable, str(script), "--seconds", "0.05", "--repeats", "1",
+                            "--json", str(out)], stdout=reader.stdin, stderr=subprocess.PIPE,
+                           text=True, timeout=300, check=False)
+    assert reader.stdin is not None
+    reader.stdin.close()
+    reader.wait(timeout=30)
+    assert bench.returncode == 0 and "Traceback" not in bench.stderr, bench.stderr
+    assert out.is_file()
