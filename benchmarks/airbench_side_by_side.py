@@ -581,9 +581,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be more than 0 seconds, got {args.timeout:g}",
                          hint="pass the seconds the script may take, or leave --timeout out")
-    if args.write_fake_script is None and shutil.which(args.python) is None:
+    found = shutil.which(args.python)
+    if args.write_fake_script is None and found is None:
         raise UsageError(f"--python {args.python}: no such program",
                          hint="pass the path of the Python that has airbench's torch")
+    if found is not None:  # absolute: the script runs in its own work dir (--python .venv/...)
+        args.python = str(Path(found).absolute())
     work = args.keep_work_dir
     if work is not None and work.expanduser().exists() and not work.expanduser().is_dir():
         raise UsageError(f"--keep-work-dir {work} is a file, not a folder",
@@ -612,6 +615,12 @@ def read_dlbox_json(path: Path) -> dict[str, Any]:
         time_mean = None
     if time_mean is None:
         raise UsageError(f"--dlbox-json {path} has no summary.time_seconds.mean",
+                         hint="pass the --json file of benchmarks/time_to_accuracy.py with "
+                              "the speedrun model")
+    kind = document.get("benchmark") if isinstance(document, dict) else None
+    if kind != "time_to_accuracy":  # airbench.json beside speedrun.json: a ratio of nothing
+        raise UsageError(f"--dlbox-json {path} is not time_to_accuracy.py's output"
+                         + (f" ({kind}'s)" if isinstance(kind, str) else ""),
                          hint="pass the --json file of benchmarks/time_to_accuracy.py with "
                               "the speedrun model")
     return document

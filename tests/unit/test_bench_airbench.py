@@ -544,3 +544,27 @@ def test_a_link_to_the_script_in_the_work_dir_is_replaced_not_written_through(
     target, runs, _ = bench.prepare_script(work / "air.py", work, 3)
     assert original.read_text() == before and runs == 200
     assert not target.is_symlink() and "range(3)" in target.read_text()
+
+
+def test_the_harness_own_json_as_dlbox_json_is_refused(tmp_path: Path) -> None:
+    """Found by review: airbench.json (beside speedrun.json in $OUT) has a mean time too, and
+    was taken as dlbox's: a "dlbox / airbench" ratio of airbench against itself, exit 0."""
+    path = tmp_path / "airbench.json"
+    path.write_text(json.dumps({"benchmark": "airbench_side_by_side",
+                                "summary": {"time_seconds": {"mean": 2.0}}}))
+    with pytest.raises(UsageError) as caught:
+        bench.read_dlbox_json(path)
+    assert caught.value.message == (f"--dlbox-json {path} is not time_to_accuracy.py's output "
+                                    "(airbench_side_by_side's)")
+
+
+def test_a_relative_python_is_made_absolute(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """--python .venv/bin/python passed the check, then failed to start in the script's work
+    dir with a FileNotFoundError traceback."""
+    import sys
+
+    monkeypatch.chdir(Path(sys.executable).parent)
+    args = bench.parse_args(["--script", str(tmp_path / "a.py"), "--python",
+                             f"./{Path(sys.executable).name}"])
+    assert Path(args.python).is_absolute() and Path(args.python).samefile(sys.executable)
