@@ -3,6 +3,8 @@ never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -396,8 +398,6 @@ def test_predict_during_a_runs_first_epoch_says_it_is_training(
     """Found by review: predict (or evaluate --output) on a run still in its first epoch said
     its training "stopped before the first epoch ended" and to start it again, which the
     training run's lock then refused."""
-    import subprocess
-    import sys
 
     from PIL import Image
 
@@ -407,21 +407,36 @@ def test_predict_during_a_runs_first_epoch_says_it_is_training(
     (run_dir / "checkpoints" / "last.pt").unlink()  # its first epoch is not over
     image = tmp_path / "cat.png"
     Image.new("RGB", (32, 32)).save(image)
-    training = subprocess.Popen(  # the training run's lock, held by another process
+    with run_lock_elsewhere(run_dir):
+        assert main(["predict", str(run_dir), str(image)]) == 1
+    hint = capsys.readouterr().err.splitlines()[-1]
+    assert hint == ("hint: a dlbox run is training in it right now, and saves its first "
+                    "checkpoint when its first epoch ends: try again then")
+    from dlbox.training.checkpoint import missing_checkpoint_hint
+
+    with run_lock_elsewhere(run_dir):  # checkpoints every 3 epochs: not after the first
+        assert "saves its first checkpoint when epoch 3 (or its last) ends" in \
+            missing_checkpoint_hint(run_dir, "last", checkpoint_every=3)
+    for argv in (["predict", str(run_dir), str(image)], ["evaluate", str(run_dir)]):
+        # no run: it saved nothing (evaluate holds the run's lock itself meanwhile)
+        assert main(argv) == 1
+        assert "stopped before the first epoch ended" in capsys.readouterr().err
+
+
+@contextlib.contextmanager
+def run_lock_elsewhere(run_dir: Path) -> Iterator[None]:
+    """The run's lock held by another process, as by a run training in it."""
+    import subprocess
+    import sys
+
+    training = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from dlbox.training.loop import run_lock\n"
          "with run_lock(__import__('pathlib').Path(sys.argv[1])):\n"
          "    print('held', flush=True); time.sleep(60)", str(run_dir)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert training.stdout is not None and training.stdout.readline() == "held\n"
-        assert main(["predict", str(run_dir), str(image)]) == 1
+        yield
     finally:
         training.kill()
         training.wait()
-    hint = capsys.readouterr().err.splitlines()[-1]
-    assert hint == ("hint: a dlbox run is training in it right now, and saves its first "
-                    "checkpoint when its first epoch ends: try again then")
-    for argv in (["predict", str(run_dir), str(image)], ["evaluate", str(run_dir)]):
-        # no run: it saved nothing (evaluate holds the run's lock itself meanwhile)
-        assert main(argv) == 1
-        assert "stopped before the first epoch ended" in capsys.readouterr().err

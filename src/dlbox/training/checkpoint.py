@@ -444,9 +444,11 @@ def missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: in
     saved = _saved_checkpoints(run_dir)
     if checkpoint != "last" and saved:
         return f"its checkpoints are: {', '.join(saved)} (--checkpoint NAME)"
-    if not saved and held_elsewhere(run_dir):  # its first epoch is not over yet
-        return ("a dlbox run is training in it right now, and saves its first checkpoint when "
-                "its first epoch ends: try again then")
+    if not saved and held_elsewhere(run_dir):  # before its first checkpoint
+        when = ("its first epoch ends" if checkpoint_every <= 1
+                else f"epoch {checkpoint_every} (or its last) ends")
+        return (f"a dlbox run is training in it right now, and saves its first checkpoint when "
+                f"{when}: try again then")
     metrics = run_dir / "metrics.json"
     try:
         history = read_json(metrics).get("history")
