@@ -695,7 +695,17 @@ def test_a_container_runs_data_dir_falls_back_to_dlbox_data_on_the_host(
                                                      "data_dir": str(container_data)}))
     assert evaluate_run(run_dir, device="cpu", quiet=True)["test_accuracy"] is not None
     assert note in capsys.readouterr().err
+    # `image run --data ~/datasets`, `train --data /data/cifar10`: ~/datasets/cifar10
+    import shutil
+
+    datasets = tmp_path / "datasets"
+    shutil.copytree(fake_cifar_dir, datasets / "cifar10")
+    monkeypatch.setenv("DLBOX_DATA", str(datasets))
+    (run_dir / "config.json").write_text(json.dumps({**read_json(run_dir / "config.json"),
+                                                     "data_dir": "/data/cifar10"}))
+    assert evaluate_run(run_dir, device="cpu", quiet=True)["test_accuracy"] is not None
+    assert f"reading {datasets / 'cifar10'} ($DLBOX_DATA)" in capsys.readouterr().err
     # $DLBOX_DATA without data: the recorded folder's own error, with --data
     monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "empty"))
-    with pytest.raises(DataError, match=f"no CIFAR-10 data found in {container_data}"):
+    with pytest.raises(DataError, match="no CIFAR-10 data found in /data/cifar10"):
         evaluate_run(run_dir, device="cpu", quiet=True)

@@ -170,8 +170,9 @@ def reading_the_runs_data_dir(given: bool) -> Iterator[None]:
 def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
     """Where to read a run's data when no --data is given (evaluate, resume), and whether it
     is the recorded one: the data dir in its config.json; when that is the container's /data
-    (a run trained in `dlbox image run`), not on this machine, and $DLBOX_DATA, else the
-    default data dir, holds data, that one, with a note. (A data dir that moved is not
+    or a folder in it (a run trained in `dlbox image run`) holding no data on this machine,
+    and $DLBOX_DATA, else the default data dir (or the same folder in it), holds data, that
+    one, with a note. (A data dir that moved is not
     guessed at: its error offers --data.) Other data than the run's is refused later (other
     classes, another number of images)."""
     import os
@@ -180,14 +181,28 @@ def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
     from dlbox.container.spec import DATA_DIR as CONTAINER_DATA_DIR
     from dlbox.data.paths import DATA_ENV_VAR, resolved_data_dir
 
-    if recorded != CONTAINER_DATA_DIR or Path(recorded).exists():
+    if recorded is None:
+        return recorded, True
+    mount, path = Path(CONTAINER_DATA_DIR), Path(recorded)
+    if path != mount and mount not in path.parents:
+        return recorded, True
+
+    def holds_data(folder: Path) -> bool:
+        try:
+            return detect_layout(folder) is not None
+        except (DlboxError, OSError):
+            return False
+
+    if holds_data(path):  # a host with a /data of its own, holding the data
         return recorded, True
     try:
-        fallback = resolved_data_dir(None)
-        usable = detect_layout(fallback) is not None
+        root = resolved_data_dir(None)
     except (DlboxError, OSError):
-        usable = False
-    if not usable:
+        return recorded, True
+    # `image run --data ~/datasets` and `train --data /data/cifar10`: ~/datasets/cifar10
+    fallback = next((folder for folder in (root / path.relative_to(mount), root)
+                     if holds_data(folder)), None)
+    if fallback is None:
         return recorded, True  # its error names the recorded folder, with --data
     source = (f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR, "").strip()
               else "the default data dir")
