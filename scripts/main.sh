@@ -19,6 +19,25 @@ for arg in "$@"; do  # `dlbox data fetch --help` exits 0: training would start a
             exit 0 ;;
     esac
 done
+# Checked before the set-up (minutes on a fresh clone): `dlbox data fetch` would take --dat
+# for --data (an abbreviation), and main.sh would not pass it on to training.
+expect_value=""
+for arg in "$@"; do
+    if [ -n "$expect_value" ]; then expect_value=""; continue; fi
+    case "$arg" in
+        --data | --from | --sha256) expect_value=$arg ;;
+        --data=* | --from=* | --sha256=* | --force) ;;
+        *)
+            echo "error: scripts/main.sh takes dlbox data fetch's --data, --from, --sha256 and --force, not $arg" >&2
+            echo "hint: training flags go in DLBOX_TRAIN_ARGS, e.g. DLBOX_TRAIN_ARGS=\"--epochs 2 --model tutorial\" scripts/main.sh" >&2
+            exit 2 ;;
+    esac
+done
+if [ -n "$expect_value" ]; then
+    echo "error: $expect_value needs a value" >&2
+    echo "hint: e.g. scripts/main.sh --from /path/to/cifar-10-python.tar.gz --sha256 HEX" >&2
+    exit 2
+fi
 caller=$PWD
 cd "$(dirname "$0")/.."
 # Relative --from / --data paths are the caller's: made absolute before they are used here.

@@ -23,6 +23,13 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     # found only by `docker import`, after the ~90 s of debootstrap
     ("build-base-image.sh", ["Bad:Tag"], "error: Bad:Tag is not a valid image name"),
     ("build-base-image.sh", ["a", "b"], "error: one argument at most (the tag), got 2: a b"),
+    # found by review: `--dat DIR` was fetch's --data (an abbreviation) and never reached
+    # training; training flags failed only after the whole set-up
+    ("main.sh", ["--dat", "mydata"], "error: scripts/main.sh takes dlbox data fetch's --data, "
+     "--from, --sha256 and --force, not --dat"),
+    ("main.sh", ["--epochs", "2"], "error: scripts/main.sh takes dlbox data fetch's --data, "
+     "--from, --sha256 and --force, not --epochs"),
+    ("main.sh", ["--from"], "error: --from needs a value"),
 ])
 def test_an_unknown_argument_is_refused_before_any_work(script: str, args: list[str],
                                                         message: str) -> None:
