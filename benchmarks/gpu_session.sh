@@ -68,6 +68,10 @@ if ! [[ "${BUDGET_S:-540}" =~ ^[1-9][0-9]*$ ]] || (( ${BUDGET_S:-540} < 60 )); t
     exit 2
 fi
 mkdir -p "$OUT"
+# the caller's relative OUT / WORK_DIR, before the cd below (its steps wrote a second OUT
+# under the repo, and session.log and doctor.json failed)
+OUT=$(cd "$OUT" && pwd) || exit 2
+case "${WORK_DIR:-}" in "" | /*) ;; *) WORK_DIR="$PWD/$WORK_DIR" ;; esac
 cd "$(dirname "$0")/.." || exit 2
 
 export MODE OUT

@@ -127,3 +127,21 @@ def test_a_budget_that_is_not_whole_seconds_is_refused(tmp_path: Path, budget: s
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.splitlines()[0] == (f"error: BUDGET_S={budget} is not a number of "
                                            "seconds, 60 or more")
+
+
+def test_a_relative_out_is_the_callers_folder(tmp_path: Path) -> None:
+    """Found by review: a relative OUT was made in the caller's folder, then the script moved
+    to the repo, where its steps wrote a second OUT, and session.log failed to open."""
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "benchmarks" / "gpu_session.sh").write_bytes(SCRIPT.read_bytes())
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    env = {**os.environ, "OUT": "rel-out", "WORK_DIR": "rel-work", "PYTHON": sys.executable}
+    for name in ("ONLY", "BUDGET_S", "SMOKE_BLOCK"):
+        env.pop(name, None)
+    result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh")], env=env,
+                            cwd=caller, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "missing" in result.stderr  # stops at the pre-flight
+    assert "error: gpu_session.sh: missing" in (caller / "rel-out" / "session.log").read_text()
+    assert not (repo / "rel-out").exists() and "No such file" not in result.stderr
