@@ -126,6 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT", help="write the results here as JSON")
     args = parser.parse_args(argv)
     reject_empty_paths(args, ("data",), required=True)  # "" read the current folder
+    reject_empty_paths(args, ("device", "model"), kind="value")  # "" read as auto
     if args.compile_mode and not args.compile:
         raise UsageError("--compile-mode needs --compile",
                          hint="add --compile, or leave --compile-mode out")

@@ -385,3 +385,14 @@ def test_an_interrupt_during_the_baseline_does_not_print_the_summary_twice(
     said = bench.write_partial(" during the baseline")
     assert said.startswith("1 of 1 run(s) finished, summarised above")
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("flag", ["--device", "--model"])
+def test_an_empty_value_is_refused_not_read_as_the_default(flag: str, small_data: Path) -> None:
+    """Found by review: `--device "$DEV"` with DEV unset meant auto, where dlbox train
+    refuses it."""
+    from dlbox.errors import UsageError
+
+    bench = _load_module()
+    with pytest.raises(UsageError, match=f"{flag} was given an empty value"):
+        bench.parse_args(["--data", str(small_data), flag, ""])
