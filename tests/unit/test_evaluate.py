@@ -476,3 +476,26 @@ def test_the_training_curves_tick_whole_epochs(tmp_path: Path,
         ticks = [t for t in axes.get_xticks() if 1 <= t <= 3]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_an_empty_class_folder_beside_the_runs_classes_is_named(tmp_path: Path) -> None:
+    """Found by review: `mkdir test/zebra` (its images to come) made evaluate say the run
+    was trained on other classes, and to pass the data it was trained on: the same data."""
+    from dlbox.data.synthetic import write_fake_image_folder
+    from dlbox.errors import DataError
+    from dlbox.training.config import build_config
+    from dlbox.training.evaluate import evaluate_run
+    from dlbox.training.loop import train
+
+    tree = tmp_path / "tree"
+    write_fake_image_folder(tree / "train", per_class=8, classes=2)
+    write_fake_image_folder(tree / "test", per_class=2, classes=2)
+    run_dir = train(build_config("tiny", epochs=1, device="cpu", data_dir=str(tree),
+                                 run_dir=str(tmp_path / "run"), threads=1),
+                    progress=False, evaluate_at_end=False)
+    (tree / "test" / "zebra").mkdir()
+    with pytest.raises(DataError) as info:
+        evaluate_run(run_dir, device="cpu", quiet=True)
+    assert info.value.message == (f"the test data in {tree / 'test'} has the class folder(s) "
+                                  "zebra beside the run's classes, with no images in any split")
+    assert (info.value.hint or "").startswith("remove the empty class folder(s)")

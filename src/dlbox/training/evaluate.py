@@ -311,11 +311,33 @@ def check_classes(model_classes: Sequence[str] | None,
     if model_classes is None or len(model_classes) == 0:
         return tuple(data_classes)
     if tuple(model_classes) != tuple(data_classes):
+        extra = sorted(set(data_classes) - set(model_classes))
+        empty = [name for name in extra if where and _no_images_in(Path(where).parent, name)]
+        if empty and empty == extra and set(model_classes) <= set(data_classes):
+            # `mkdir test/zebra` ahead of its images: a folder is a class, images or not
+            raise DataError(
+                f"the test data in {where} has the class folder(s) {', '.join(empty)} beside "
+                f"the run's classes, with no images in any split",
+                hint="remove the empty class folder(s) (a class folder counts as a class, "
+                     "images or not), or pass the data the run was trained on with --data DIR")
         raise DataError(
             f"the run was trained on classes {', '.join(model_classes)} but the test data"
             f"{f' in {where}' if where else ''} has {', '.join(data_classes)}",
             hint="pass the data the run was trained on with --data DIR")
     return tuple(model_classes)
+
+
+def _no_images_in(root: Path, name: str) -> bool:
+    """Whether the class folder `name` holds no image in any split under `root`."""
+    from dlbox.data.imagefolder import is_image_file
+
+    for split in ("train", "test"):
+        try:
+            if any(is_image_file(path) for path in (root / split / name).iterdir()):
+                return False
+        except OSError:
+            continue
+    return True
 
 
 def read_metrics_file(path: Path) -> dict[str, Any]:
