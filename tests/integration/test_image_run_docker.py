@@ -9,6 +9,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +44,11 @@ def test_piped_input_reaches_the_command_and_ends_with_eof(tmp_path: Path) -> No
     assert (result.returncode, result.stdout, result.stderr) == (0, data, b"done\n")
 
 
-def test_at_a_terminal_the_command_gets_one(tmp_path: Path) -> None:
-    import pty
-
-    script = ("import os, sys; print('tty', sys.stdin.isatty(), sys.stdout.isatty(), "
-              "bool(os.environ.get('TERM'))); print('got', input('name? '))")
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: dlbox with the pty as its controlling terminal
-        os.execv(sys.executable, run_args(tmp_path, "python3", "-c", script))
-    out, sent = b"", False
+def _terminal_output(pid: int, fd: int,
+                     on_output: Callable[[bytes], None] = lambda out: None) -> tuple[bytes, int]:
+    """What the child on the pty `fd` printed until it closed it (`on_output` sees it as it
+    grows, to answer a prompt), and its exit code."""
+    out = b""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if not select.select([fd], [], [], 0.5)[0]:
@@ -63,11 +60,29 @@ def test_at_a_terminal_the_command_gets_one(tmp_path: Path) -> None:
         if not chunk:
             break
         out += chunk
+        on_output(out)
+    _, status = os.waitpid(pid, 0)
+    return out, os.waitstatus_to_exitcode(status)
+
+
+def test_at_a_terminal_the_command_gets_one(tmp_path: Path) -> None:
+    import pty
+
+    script = ("import os, sys; print('tty', sys.stdin.isatty(), sys.stdout.isatty(), "
+              "bool(os.environ.get('TERM'))); print('got', input('name? '))")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: dlbox with the pty as its controlling terminal
+        os.execv(sys.executable, run_args(tmp_path, "python3", "-c", script))
+    sent = False
+
+    def answer(out: bytes) -> None:
+        nonlocal sent
         if b"name? " in out and not sent:
             os.write(fd, b"world\r")
             sent = True
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, out
+
+    out, code = _terminal_output(pid, fd, answer)
+    assert code == 0, out
     assert b"tty True True True" in out and b"got world" in out, out
 
 
@@ -81,20 +96,8 @@ def test_a_terminal_whose_input_ended_early_still_gets_the_output(tmp_path: Path
     if pid == 0:
         os.execv(sys.executable, run_args(tmp_path, "sh", "-c", "sleep 1; echo late; exit 5"))
     os.write(fd, b"\x04")  # what `script` sends when its own input ends
-    out = b""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if not select.select([fd], [], [], 0.5)[0]:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 5, out
+    out, code = _terminal_output(pid, fd)
+    assert code == 5, out
     assert b"late" in out, out
 
 
