@@ -7,11 +7,15 @@ processes (a shared Docker engine, a data dir on a network drive): those are nev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -126,3 +130,21 @@ def detach_from_terminal() -> None:
                 continue
     finally:
         os.close(devnull)
+
+
+@contextlib.contextmanager
+def handling(handler: Callable[[int, FrameType | None], Any], *names: str) -> Iterator[None]:
+    """Install `handler` for the signals of `names` (as `stop_signals` picks them) while the
+    block runs, and put the previous handlers back after it. Outside the main thread, where
+    Python allows no handler, the signals are left alone (an embedding program's thread)."""
+    previous: dict[int, Any] = {}
+    try:
+        for wanted in stop_signals(*names):
+            previous[wanted] = signal.signal(wanted, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for installed, old in previous.items():
+            signal.signal(installed, old)

@@ -295,3 +295,32 @@ def test_handlers_of_their_own_inside_a_command_put_main_s_back() -> None:
                 assert signal.getsignal(signal.SIGTERM) is not installed
             assert signal.getsignal(signal.SIGTERM) is installed
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_stop_handlers_leave_signals_alone_outside_the_main_thread() -> None:
+    """Python allows signal handlers only in the main thread. The notebook's SIGTERM/SIGHUP
+    handler raised ValueError there (a program launching the notebook from a worker thread
+    failed before the server started); the others already left signals alone."""
+    from dlbox.cli.common import sigterm_stops_cleanly
+    from dlbox.cli.notebook import _stop_signals_interrupt
+    from dlbox.container.engine import _signals_stop
+    from dlbox.training.loop import StopFlag, stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    errors: list[BaseException] = []
+
+    def in_a_thread() -> None:
+        try:
+            for nested in (sigterm_stops_cleanly(), stop_on_signals(StopFlag()),
+                           _stop_signals_interrupt(), _signals_stop(object(), 1.0)):
+                with nested:
+                    assert signal.getsignal(signal.SIGTERM) is before
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    worker = threading.Thread(target=in_a_thread)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert errors == []
+    assert signal.getsignal(signal.SIGTERM) is before

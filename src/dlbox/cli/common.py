@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.errors import UsageError
-from dlbox.processes import detach_from_terminal, hangup, stop_signals
+from dlbox.processes import detach_from_terminal, handling, hangup
 
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a process SIGTERM ended
 
@@ -88,15 +88,5 @@ def sigterm_stops_cleanly() -> Iterator[None]:
         stopping = True
         raise Terminated(signum)
 
-    previous: dict[int, Any] = {}
-    try:
-        for wanted in stop_signals("SIGTERM", "SIGHUP"):  # SIGHUP: an SSH session dropped
-            previous[wanted] = signal.signal(wanted, stop)
-    except ValueError:  # not the main thread: leave signals alone
+    with handling(stop, "SIGTERM", "SIGHUP"):  # SIGHUP: an SSH session dropped
         yield
-        return
-    try:
-        yield
-    finally:
-        for installed, old in previous.items():
-            signal.signal(installed, old)

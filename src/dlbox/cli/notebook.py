@@ -26,7 +26,7 @@ from dlbox.jupyter.settings import (
     NOTEBOOK_NAME,
     NotebookSettings,
 )
-from dlbox.processes import detach_from_terminal, hangup, stop_signals
+from dlbox.processes import detach_from_terminal, handling, hangup
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,14 +85,8 @@ def _stop_signals_interrupt() -> Iterator[None]:
             hung_up = True
         raise StopSignal(signum)
 
-    previous = {}
-    for sig in stop_signals("SIGTERM", "SIGHUP"):
-        previous[sig] = signal.signal(sig, interrupt)
-    try:
+    with handling(interrupt, "SIGTERM", "SIGHUP"):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def open_in_browser(url: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from dlbox.container.spec import missing_tool_hint
 from dlbox.errors import ContainerError, HostEnvError
 from dlbox.hostenv.probe import docker_host
-from dlbox.processes import detach_from_terminal, hangup, stop_signals
+from dlbox.processes import detach_from_terminal, handling, hangup
 from dlbox.text import plain
 
 DEFAULT_TIMEOUT_S = 60  # API calls other than builds and log streams (those have none)
@@ -655,17 +655,8 @@ def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, boo
         threading.Thread(target=stop_container, args=(container, stop_timeout),
                          daemon=True).start()
 
-    previous: dict[int, Any] = {}
-    try:
-        for wanted in stop_signals("SIGINT", "SIGTERM", "SIGHUP"):
-            previous[wanted] = signal.signal(wanted, handler)
-    except ValueError:  # not the main thread
-        pass
-    try:
+    with handling(handler, "SIGINT", "SIGTERM", "SIGHUP"):
         yield state
-    finally:
-        for installed, old in previous.items():
-            signal.signal(installed, old)
 
 
 @dataclass(frozen=True)

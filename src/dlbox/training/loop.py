@@ -42,7 +42,7 @@ from dlbox.fileio import (
     read_json,
     write_json_atomic,
 )
-from dlbox.processes import detach_from_terminal, hangup, stop_signals
+from dlbox.processes import detach_from_terminal, handling, hangup
 from dlbox.text import make_writable, plural, shell_quote
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -358,7 +358,6 @@ def stop_on_signals(flag: StopFlag) -> Iterator[None]:
     """First SIGINT/SIGTERM/SIGHUP (a dropped SSH session; not under nohup): finish the
     current step, save, stop. Second: stop at once, unless a hang-up is one of the two (it
     comes twice, and nobody is there to mean it)."""
-    previous: dict[int, Any] = {}
 
     def handler(signum: int, frame: Any) -> None:
         if hangup(signum):
@@ -369,16 +368,8 @@ def stop_on_signals(flag: StopFlag) -> Iterator[None]:
             raise KeyboardInterrupt  # asked twice: the user means it
         flag.signum = signum
 
-    try:
-        for wanted in stop_signals("SIGINT", "SIGTERM", "SIGHUP"):
-            previous[wanted] = signal.signal(wanted, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        pass
-    try:
+    with handling(handler, "SIGINT", "SIGTERM", "SIGHUP"):
         yield
-    finally:
-        for installed, old in previous.items():
-            signal.signal(installed, old)
 
 
 # ---- the loop ------------------------------------------------------------------------------
