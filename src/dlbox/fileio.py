@@ -328,14 +328,22 @@ def check_writable(path: str | Path, flag: str = "--json") -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise FileWriteError(target, f"{parent} is not a folder", hint=hint)
-    # A real file, made and removed at once: os.access says yes to root even on /proc or a
-    # read-only mount.
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as error:
+    error = folder_write_error(parent)
+    if error is not None:
         # /proc and /sys answer "No such file or directory" for a folder that is there
         why = ("no file can be made there" if error.errno == errno.ENOENT
                else error.strerror)
         raise FileWriteError(target, f"{parent} is not writable ({why})",
                              hint=hint) from error
+
+
+def folder_write_error(folder: Path) -> OSError | None:
+    """The error that making a file in `folder` meets; None when a file can be made there.
+    A real file, made and removed at once: os.access says yes to root even on /proc or a
+    read-only mount."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return error
+    return None

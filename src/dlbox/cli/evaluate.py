@@ -96,22 +96,18 @@ def _check_run_dir_writable(run_dir: Path) -> None:
     read-only mount of shared runs) is refused now, with --output as the way out; it failed
     after the whole evaluation, its metrics lost. A missing run dir is evaluate_run's error."""
     import errno
-    import tempfile
 
     from dlbox.errors import FileWriteError
+    from dlbox.fileio import folder_write_error
     from dlbox.text import make_writable, shell_quote
 
-    try:
-        with tempfile.TemporaryFile(dir=run_dir):  # os.access says yes to root on a
-            pass                                   # read-only mount
-    except (FileNotFoundError, NotADirectoryError):
+    error = folder_write_error(run_dir)
+    if error is None or isinstance(error, (FileNotFoundError, NotADirectoryError)):
         return
-    except OSError as error:
-        elsewhere = f"write the report elsewhere: dlbox evaluate {shell_quote(run_dir)} " \
-                    "--output DIR"
-        raise FileWriteError(run_dir, f"the run's folder is not writable ({error.strerror})",
-                             hint=elsewhere if error.errno == errno.EROFS  # chmod cannot help
-                             else f"{elsewhere}; or {make_writable(run_dir)}") from None
+    elsewhere = f"write the report elsewhere: dlbox evaluate {shell_quote(run_dir)} --output DIR"
+    raise FileWriteError(run_dir, f"the run's folder is not writable ({error.strerror})",
+                         hint=elsewhere if error.errno == errno.EROFS  # chmod cannot help
+                         else f"{elsewhere}; or {make_writable(run_dir)}")
 
 
 @contextlib.contextmanager
