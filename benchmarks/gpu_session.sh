@@ -92,7 +92,6 @@ if [ "$MODE" = smoke ]; then
 else
     export DEV=cuda DATA=${GPU_DATA:-/tmp/cifar10} SMALL="" AB_SMALL=""
 fi
-export DLBOX="$PY -m dlbox"
 
 log() { echo "== [$(elapsed)s] $*"; }
 elapsed() { awk -v s="$START_S" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }'; }
@@ -165,6 +164,11 @@ run_step() {
         log "step $name: not in ONLY=\"$ONLY\""
         return 0
     fi
+    if [ -n "$STOPPED" ]; then
+        log "step $name: SKIPPED (the session was stopped: $STOPPED)"
+        printf '{"step": "%s", "rc": null, "skipped": true}\n' "$name" >> "$STEPS"
+        return 0
+    fi
     local reserve left limit start end rc seconds
     reserve=$(step_reserve "$name")
     left=$(awk -v s="$START_S" -v n="$(date +%s.%N)" -v b="$BUDGET_S" -v r="$reserve" \
@@ -177,8 +181,18 @@ run_step() {
     fi
     log "step $name: start (limit ${limit}s)"
     start=$(date +%s.%N)
-    STEP_LIMIT=$limit timeout -k 10 "$limit" "$@"
+    # In the background, waited for, so that a Ctrl-C or SIGTERM to this script reaches
+    # stop_steps at once (timeout runs the step in a process group of its own, which the
+    # terminal's Ctrl-C never reaches, and bash runs a trap only after a foreground command).
+    STEP_LIMIT=$limit timeout -k 10 "$limit" "$@" < /dev/null &
+    STEP_PID=$!
+    wait "$STEP_PID"
     rc=$?
+    while kill -0 "$STEP_PID" 2>/dev/null; do  # the wait a signal cut short: the step's end
+        wait "$STEP_PID"
+        rc=$?
+    done
+    STEP_PID=""
     end=$(date +%s.%N)
     seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
     log "step $name: rc=$rc$( ((rc == 124)) && echo ' (TIMED OUT)') in ${seconds}s"
@@ -192,7 +206,7 @@ run_step() {
 step_env() {
     echo "mode $MODE, python $PY, repo $(pwd), commit $(git rev-parse --short HEAD 2>/dev/null)"
     echo "PYTHONPATH=$PYTHONPATH"
-    $PY - <<'EOF'
+    "$PY" - <<'EOF'
 import importlib, sys
 print("python", sys.version.split()[0], sys.executable)
 for name in ("torch", "torchvision", "numpy", "PIL", "platformdirs", "rich", "matplotlib",
@@ -209,7 +223,7 @@ if torch.cuda.is_available():
     print(f"  {p.name}, {p.total_memory / 2**30:.1f} GiB, {p.multi_processor_count} SMs, "
           f"capability {p.major}.{p.minor}, cudnn {torch.backends.cudnn.version()}")
 EOF
-    $DLBOX --version
+    "$PY" -m dlbox --version
 }
 
 step_data() {
@@ -220,7 +234,7 @@ step_data() {
     fi
     if [ "$MODE" = smoke ]; then  # a tiny JPEG tree of the same layout, from synthetic images
         src="$WORK/mini-cifar10-jpeg.tar.gz"
-        $PY - "$src" <<'EOF' || return 1
+        "$PY" - "$src" <<'EOF' || return 1
 import io, sys, tarfile
 from PIL import Image
 from dlbox.data.cifar10 import CIFAR10_CLASSES
@@ -242,7 +256,7 @@ EOF
     # it, and gzipping ~180 MB costs seconds of the budget.
     local tar_flag=()
     [ "${CONVERT_TAR:-0}" = 1 ] && tar_flag=(--tar)
-    $PY .data/jpeg_to_cifar_batches.py "$src" "$DATA" "${tar_flag[@]}" || return 1
+    "$PY" .data/jpeg_to_cifar_batches.py "$src" "$DATA" "${tar_flag[@]}" || return 1
     ls -la "$DATA/cifar-10-batches-py"
 }
 
@@ -255,14 +269,14 @@ step_gpu() {
         echo "no nvidia-smi (expected in --smoke mode)"
     fi
     # doctor imports the installed frameworks on a GPU host; jax would take 75 % of the GPU
-    XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 70 $DLBOX doctor --json > "$OUT/doctor.json"
+    XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 70 "$PY" -m dlbox doctor --json > "$OUT/doctor.json"
     local rc=$?
     echo "dlbox doctor --json: rc=$rc, $(wc -c < "$OUT/doctor.json") bytes -> $OUT/doctor.json"
     return $rc
 }
 
 step_speedrun() {
-    $PY benchmarks/time_to_accuracy.py --data "$DATA" --device "$DEV" --runs "$RUNS" \
+    "$PY" benchmarks/time_to_accuracy.py --data "$DATA" --device "$DEV" --runs "$RUNS" \
         --json "$OUT/speedrun.json" $SMALL
 }
 
@@ -282,24 +296,24 @@ export STAMPER
 step_e2e() {
     local name=$1 t0 t1 rc
     t0=$(date +%s.%N)
-    $DLBOX train --device "$DEV" --data "$DATA" --run-dir "$WORK/$name" $SMALL 2>&1 \
-        | $PY -u -c "$STAMPER" "$t0" "$WORK/$name.e2e.json"
+    "$PY" -m dlbox train --device "$DEV" --data "$DATA" --run-dir "$WORK/$name" $SMALL 2>&1 \
+        | "$PY" -u -c "$STAMPER" "$t0" "$WORK/$name.e2e.json"
     rc=${PIPESTATUS[0]}
     t1=$(date +%s.%N)
-    $PY -c 'import json, sys; p = sys.argv[1]; d = json.load(open(p))
+    "$PY" -c 'import json, sys; p = sys.argv[1]; d = json.load(open(p))
 d.update(rc=int(sys.argv[2]), wall_s=round(float(sys.argv[3]) - float(sys.argv[4]), 3))
 json.dump(d, open(p, "w")); print(f"end to end: {d}")' "$WORK/$name.e2e.json" "$rc" "$t1" "$t0"
     return "$rc"
 }
 
 step_resnet() {
-    $DLBOX train --model resnet --device "$DEV" --data "$DATA" --run-dir "$WORK/resnet" \
+    "$PY" -m dlbox train --model resnet --device "$DEV" --data "$DATA" --run-dir "$WORK/resnet" \
         --no-progress $SMALL
 }
 
 step_airbench() {
     if [ "$MODE" = smoke ]; then
-        $PY benchmarks/airbench_side_by_side.py --write-fake-script "$AIRBENCH_SCRIPT" || return 1
+        "$PY" benchmarks/airbench_side_by_side.py --write-fake-script "$AIRBENCH_SCRIPT" || return 1
     fi
     # stop the script itself before this step's limit, so that its JSON is still written
     local inner=$(( STEP_LIMIT > 60 ? STEP_LIMIT - 25 : STEP_LIMIT * 2 / 3 ))
@@ -311,29 +325,45 @@ step_airbench() {
     else
         log "step airbench: no $OUT/speedrun.json from step d: airbench alone, no ratio"
     fi
-    $PY benchmarks/airbench_side_by_side.py --script "$AIRBENCH_SCRIPT" --runs "$RUNS" \
+    "$PY" benchmarks/airbench_side_by_side.py --script "$AIRBENCH_SCRIPT" --runs "$RUNS" \
         --data "$DATA" "${compare[@]}" --json "$OUT/airbench.json" \
         --timeout "$inner" $AB_SMALL
 }
 
 step_compiled() {
-    $PY benchmarks/time_to_accuracy.py --data "$DATA" --device "$DEV" --runs "$RUNS" \
+    "$PY" benchmarks/time_to_accuracy.py --data "$DATA" --device "$DEV" --runs "$RUNS" \
         --compile --json "$OUT/speedrun_compiled.json" $SMALL
 }
 
 step_long() {
     # speedrun-long, the candidate for the >= 93.1 % target: one run, its recipe (24 epochs).
-    $PY benchmarks/time_to_accuracy.py --model speedrun-long --data "$DATA" --device "$DEV" \
+    "$PY" benchmarks/time_to_accuracy.py --model speedrun-long --data "$DATA" --device "$DEV" \
         --runs 1 --json "$OUT/speedrun_long.json" $SMALL
 }
 
 step_summary() {
-    $PY benchmarks/gpu_summary.py --out "$OUT" --work "$WORK" --mode "$MODE" \
+    "$PY" benchmarks/gpu_summary.py --out "$OUT" --work "$WORK" --mode "$MODE" \
         --budget-s "$BUDGET_S"
 }
 
 export -f selected reserve_after step_reserve run_step step_env step_data step_gpu step_speedrun step_e2e step_resnet \
     step_airbench step_compiled step_long step_summary
+
+# Ctrl-C or SIGTERM: the step under way is stopped (SIGTERM to its process group: a training
+# saves and stops), the later steps are skipped, and the summary still runs over what was
+# measured; the script then exits 128 + the signal.
+STOPPED="" STEP_PID=""
+stop_steps() {
+    [ -n "$STOPPED" ] && return 0
+    STOPPED=$1
+    echo "== stopped ($1): ending the step under way; the later steps are skipped"
+    if [ -n "$STEP_PID" ]; then kill -TERM "$STEP_PID" 2>/dev/null; fi
+}
+
+# The files a session writes to OUT: an earlier session's are removed first, so that the
+# summary never reads one as this session's figure.
+OUT_FILES="session.log doctor.json speedrun.json airbench.json gpumem.csv summary.json
+speedrun_compiled.json speedrun_long.json"
 
 main() {
     rm -rf "$WORK" && mkdir -p "$WORK"
@@ -348,7 +378,7 @@ main() {
         done
         export PYTHONPATH="$PYTHONPATH:$WORK/block"
     fi
-    if ! $PY -c "import platformdirs" 2>/dev/null; then
+    if ! "$PY" -c "import platformdirs" 2>/dev/null; then
         export PYTHONPATH="$PWD/.data/pylib:$PYTHONPATH"
         log "no platformdirs in this Python: using the copy in .data/pylib"
     fi
@@ -400,7 +430,7 @@ preflight() {
         fi
     fi
     if { { [ "$MODE" = smoke ] && [[ "$blocked" == *" platformdirs "* ]]; } ||
-            ! $PY -c "import platformdirs" 2>/dev/null; } && [ ! -d .data/pylib/platformdirs ]; then
+            ! "$PY" -c "import platformdirs" 2>/dev/null; } && [ ! -d .data/pylib/platformdirs ]; then
         missing+=(.data/pylib/platformdirs)
     fi
     if [ "$MODE" = gpu ] && selected airbench && [ ! -f "$AIRBENCH_SCRIPT" ]; then
@@ -415,5 +445,22 @@ preflight() {
 }
 
 preflight
-main 2>&1 | tee -a "$OUT/session.log"
+earlier=()
+for name in $OUT_FILES; do [ -e "$OUT/$name" ] && earlier+=("$name"); done
+(( ${#earlier[@]} )) && (cd "$OUT" && rm -f -- "${earlier[@]}")
+trap 'stop_steps SIGINT' INT
+trap 'stop_steps SIGTERM' TERM
+# Everything to the terminal and to session.log; tee -i: a Ctrl-C must not end the log.
+exec > >(tee -i "$OUT/session.log") 2>&1
+TEE_PID=$!
+if (( ${#earlier[@]} )); then
+    echo "== removed an earlier session's files from $OUT: ${earlier[*]}"
+fi
+main
+exec >&- 2>&-  # the log's last lines written before the script ends
+wait "$TEE_PID" 2>/dev/null
+case "$STOPPED" in
+    SIGINT) exit 130 ;;
+    SIGTERM) exit 143 ;;
+esac
 exit 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,106 @@ def test_a_relative_out_is_the_callers_folder(tmp_path: Path) -> None:
     assert result.returncode == 2 and "missing" in result.stderr  # stops at the pre-flight
     assert "error: gpu_session.sh: missing" in (caller / "rel-out" / "session.log").read_text()
     assert not (repo / "rel-out").exists() and "No such file" not in result.stderr
+
+
+def _repo_copy(tmp_path: Path) -> Path:
+    """The script in a repo of its own, with the carried files --smoke's pre-flight asks for
+    (the converter is not run by the steps these tests select)."""
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "benchmarks" / "gpu_session.sh").write_bytes(SCRIPT.read_bytes())
+    import platformdirs  # --smoke blocks it, as on the GPU image: the carried copy stands in
+
+    shutil.copytree(Path(platformdirs.__file__).parent, repo / ".data" / "pylib" / "platformdirs")
+    (repo / ".data" / "jpeg_to_cifar_batches.py").write_text("")
+    return repo
+
+
+def _session_env(tmp_path: Path, python: Path, only: str) -> dict[str, str]:
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK_DIR": str(tmp_path / "work"),
+           "PYTHON": str(python), "ONLY": only}
+    for name in ("BUDGET_S", "SMOKE_BLOCK"):
+        env.pop(name, None)
+    return env
+
+
+def test_a_python_path_with_a_space_runs_the_steps(tmp_path: Path) -> None:
+    """Found by review: PYTHON was split at its spaces ("$PY" unquoted), so a venv under
+    "my envs/" failed every step with "No such file or directory"."""
+    repo = _repo_copy(tmp_path)
+    python = tmp_path / "my envs" / "python"
+    python.parent.mkdir()
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh"), "--smoke"],
+                            env=_session_env(tmp_path, python, "env"), cwd=repo,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = (tmp_path / "work" / "steps.jsonl").read_text()
+    assert '"step": "env", "rc": 0,' in steps
+    assert "dlbox" in (tmp_path / "out" / "session.log").read_text()
+
+
+def test_an_earlier_sessions_files_in_out_are_not_read_as_this_ones(tmp_path: Path) -> None:
+    """Found by review: a second session into the same OUT left the first one's
+    speedrun.json there, and the summary reported it as measured now."""
+    repo = _repo_copy(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "speedrun.json").write_text('{"stale": true}')
+    (out / "notes.txt").write_text("mine")  # not the script's: left alone
+    result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh"), "--smoke"],
+                            env=_session_env(tmp_path, Path(sys.executable), "env"), cwd=repo,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (out / "speedrun.json").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+    log = (out / "session.log").read_text()
+    assert f"removed an earlier session's files from {out}: speedrun.json" in log
+
+
+def test_ctrl_c_stops_the_step_under_way_and_skips_the_later_ones(tmp_path: Path) -> None:
+    """Found by review: Ctrl-C reached neither the step (timeout runs it in a process group
+    of its own) nor the script (bash waits for a foreground command before its trap), so
+    every remaining step ran on; and tee died, losing the log."""
+    import signal
+    import time
+
+    repo = _repo_copy(tmp_path)
+    python = tmp_path / "python"  # a step that never ends; the summary answers at once
+    python.write_text("#!/bin/sh\n"
+                      'case "$*" in *gpu_summary.py*) echo summary ran; exit 0 ;; esac\n'
+                      'case "$1" in -c) exit 0 ;; esac\n'
+                      f'echo $$ > "{tmp_path}/step.pid"\n'
+                      "exec sleep 300\n")
+    python.chmod(0o755)
+    process = subprocess.Popen(["bash", str(repo / "benchmarks" / "gpu_session.sh"), "--smoke"],
+                               env=_session_env(tmp_path, python, "env gpu"), cwd=repo,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # its own group, as at a terminal
+    assert process.stdout is not None
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "step.pid").exists():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        step_pid = int((tmp_path / "step.pid").read_text())
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, output
+    assert "step env: rc=143" in output  # stopped with SIGTERM, as a training saves on
+    assert "step gpu: SKIPPED (the session was stopped: SIGINT)" in output
+    assert "summary ran" in output
+    log = (tmp_path / "out" / "session.log").read_text()
+    assert "step gpu: SKIPPED" in log and "summary ran" in log
+    deadline = time.monotonic() + 10  # the step's process ended too (or awaits its reaping)
+    while Path(f"/proc/{step_pid}").exists():
+        state = Path(f"/proc/{step_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "Z":
+            break
+        assert time.monotonic() < deadline, f"the step's process {step_pid} still runs"
+        time.sleep(0.1)
