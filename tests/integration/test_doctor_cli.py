@@ -122,8 +122,8 @@ def test_resolve_hypothetical_host(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["doctor", "--resolve", "torch", "--driver", "535.104.05",
                             "--compute-capability", "8.6", "--compute-capability", "6.1"], capsys)
     assert code == 0
-    assert out.startswith("torch 2.15.0 (cu126)")
-    assert "pip install torch==2.15.0 --index-url https://download.pytorch.org/whl/cu126" in out
+    assert out.startswith("torch 2.14.1 (cu126)")
+    assert "pip install torch==2.14.1 --index-url https://download.pytorch.org/whl/cu126" in out
     assert "why:" in out
 
 

@@ -338,15 +338,15 @@ def target_for(**request: object) -> Target:
 def test_driver_535_ampere_gets_cu126() -> None:
     # Driver 535.104.05 is CUDA 12.2's driver. CUDA 12.x wheels run on any driver >= 525.60.13
     # (minor-version compatibility, cuda.json), CUDA 13.x needs >= 580. The newest release,
-    # torch 2.15, ships cu132/cu130/cu126; only cu126 fits, and its arch set (maxwell_hopper)
-    # holds sm_86. So: torch 2.15.0 cu126, not an older cu121/cu118 build.
+    # torch 2.15, ships cu132/cu130 only; torch 2.14 ships cu126 too, and its arch set
+    # (maxwell_hopper) holds sm_86. So: torch 2.14.1 cu126, not an older cu121/cu118 build.
     build = B.resolve_framework("torch", target_for(device="gpu", driver="535.104.05",
                                                     compute_capabilities=("8.6",)))
-    assert (build.version, build.variant, build.cuda) == ("2.15.0", "cu126", "12.6")
+    assert (build.version, build.variant, build.cuda) == ("2.14.1", "cu126", "12.6")
     assert build.min_driver == "525.60.13"
     assert build.wheel_index == "https://download.pytorch.org/whl/cu126"
     assert any("cu130: driver 535.104.05 < 580" in reason for reason in build.reasons)
-    assert B.framework_requirement(build) == ("torch==2.15.0+cu126",)
+    assert B.framework_requirement(build) == ("torch==2.14.1+cu126",)
 
 
 def test_driver_580_hopper_gets_the_newest_release() -> None:
@@ -588,12 +588,12 @@ def test_split_pip_options_and_pip_args(tmp_path: Path) -> None:
 
 def entry_for(**overrides: object) -> LockEntry:
     values: dict[str, object] = dict(
-        key="torch-gpu", framework="torch", framework_version="2.15.0+cu126", variant="cu126",
+        key="torch-gpu", framework="torch", framework_version="2.14.1+cu126", variant="cu126",
         cuda="12.6", cudnn="9.10", wheel_index="https://download.pytorch.org/whl/cu126",
         min_driver="525.60.13", python="3.11.2", base_image="python:3.11-slim-bookworm",
         base_id=None, project_requirements=("numpy",),
         project_pip_options=("--index-url=https://mirror/simple", "--pre"),
-        requirements_in=(), pinned=("numpy==2.1.0", "torch==2.15.0+cu126"))
+        requirements_in=(), pinned=("numpy==2.1.0", "torch==2.14.1+cu126"))
     values.update(overrides)
     return LockEntry(**values)  # type: ignore[arg-type]
 
@@ -604,7 +604,7 @@ def test_spec_for(tmp_path: Path) -> None:
     entry = entry_for()
     spec = B.spec_for(project, entry, base_digest="sha256:abc", wheelhouse=True, ca_cert=True)
     assert spec.framework == S.FrameworkBuild(
-        "torch", "2.15.0+cu126", "cu126", cuda="12.6", cudnn="9.10",
+        "torch", "2.14.1+cu126", "cu126", cuda="12.6", cudnn="9.10",
         wheel_index="https://download.pytorch.org/whl/cu126", min_driver="525.60.13")
     assert (spec.project_name, spec.project_kind, spec.project_version) == (
         "demo", "pyproject", "1.0")
@@ -616,8 +616,8 @@ def test_spec_for(tmp_path: Path) -> None:
     assert spec.python == "3.11.2" and spec.lock_sha256 == entry.sha256()
     assert spec.command == ("python3", "train.py")
     text = B.lock_requirements_text(entry)
-    assert text.splitlines()[-2:] == ["numpy==2.1.0", "torch==2.15.0+cu126"]
-    assert text.startswith("# dlbox.lock torch-gpu: torch 2.15.0+cu126, Python 3.11.2")
+    assert text.splitlines()[-2:] == ["numpy==2.1.0", "torch==2.14.1+cu126"]
+    assert text.startswith("# dlbox.lock torch-gpu: torch 2.14.1+cu126, Python 3.11.2")
 
 
 # ---- plan and dry run (no engine, fake host) ---------------------------------------------
@@ -635,12 +635,12 @@ def test_dry_run_on_a_gpu_host_without_lock(tmp_path: Path,
     dockerfile, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path), facts=facts)
     assert calls  # auto: the host decided
     # 560.35.03 meets CUDA 12.6's GA driver (560.28.03) but not 13.x's minimum (580).
-    assert 'dlbox.framework.version="2.15.0+cu126"' in dockerfile
+    assert 'dlbox.framework.version="2.14.1+cu126"' in dockerfile
     assert "NVIDIA_VISIBLE_DEVICES=all" in dockerfile
     assert "--extra-index-url=https://download.pytorch.org/whl/cu126" in dockerfile
     assert "FROM python:3.11-slim-bookworm AS system" in dockerfile
     assert "dlbox.python" not in dockerfile  # not known before the lock
-    assert notes[0].startswith("torch 2.15.0+cu126 (cu126) for GPU")
+    assert notes[0].startswith("torch 2.14.1+cu126 (cu126) for GPU")
     assert any("no torch-gpu entry in dlbox.lock yet" in note for note in notes)
     assert any(note.startswith("why: ") for note in notes)
     assert not (tmp_path / "dlbox.lock").exists()  # a dry run writes nothing

@@ -31,7 +31,7 @@ def make_entry(**overrides: object) -> LockEntry:
     values: dict[str, object] = dict(
         key="torch-gpu",
         framework="torch",
-        framework_version="2.15.0+cu126",
+        framework_version="2.14.1+cu126",
         variant="cu126",
         cuda="12.6",
         cudnn="9.10",
@@ -42,12 +42,12 @@ def make_entry(**overrides: object) -> LockEntry:
         base_id="sha256:" + "1" * 64,
         project_requirements=PROJECT_REQS,
         project_pip_options=("--extra-index-url=https://extra.example/simple",),
-        requirements_in=("numpy>=1.24", "torch==2.15.0+cu126"),
-        pinned=("numpy==2.1.0", "torch==2.15.0+cu126", "typing-extensions==4.12.2"),
+        requirements_in=("numpy>=1.24", "torch==2.14.1+cu126"),
+        pinned=("numpy==2.1.0", "torch==2.14.1+cu126", "typing-extensions==4.12.2"),
         reasons=("driver 560.35.03",),
         locked_at="2026-11-22T10:00:00+00:00",
         dlbox_version="0.1.0",
-        resolved={"framework": "torch", "version": "2.15.0"},
+        resolved={"framework": "torch", "version": "2.14.1"},
     )
     values.update(overrides)
     return LockEntry(**values)  # type: ignore[arg-type]
@@ -170,7 +170,7 @@ def test_lock_key() -> None:
 
 def test_pins_from_report() -> None:
     report = {"install": [
-        {"metadata": {"name": "Torch", "version": "2.15.0+cu126"}},
+        {"metadata": {"name": "Torch", "version": "2.14.1+cu126"}},
         {"metadata": {"name": "numpy", "version": "2.1.0"}, "is_direct": False},
         {"metadata": {"name": "mylib", "version": "0.1"}, "is_direct": True,
          "download_info": {"url": "https://git.example/mylib.tar.gz"}},
@@ -180,8 +180,8 @@ def test_pins_from_report() -> None:
     ]}
     assert pins_from_report(report) == (
         "localwheel==1.0", "mylib @ https://git.example/mylib.tar.gz", "numpy==2.1.0",
-        "Torch==2.15.0+cu126")
-    assert pinned_version(pins_from_report(report), "torch") == "2.15.0+cu126"
+        "Torch==2.14.1+cu126")
+    assert pinned_version(pins_from_report(report), "torch") == "2.14.1+cu126"
     assert pinned_version(("Typing_Extensions==4.12.2",), "typing-extensions") == "4.12.2"
     assert pinned_version(("numpy==2.1.0",), "torch") is None
 
@@ -193,10 +193,10 @@ def test_fresh_entry_has_no_reasons() -> None:
     assert stale_reasons(entry, PROJECT_REQS, entry.project_pip_options) == []
     # Asking for exactly what is locked is not a change either.
     assert stale_reasons(entry, PROJECT_REQS, entry.project_pip_options,
-                         base_image=entry.base_image, framework_version="2.15.0",
+                         base_image=entry.base_image, framework_version="2.14.1",
                          cuda="12.6", driver="560.35.03") == []
     assert stale_reasons(entry, PROJECT_REQS, entry.project_pip_options,
-                         framework_version="2.15.0+cu126") == []
+                         framework_version="2.14.1+cu126") == []
 
 
 def test_changed_requirements_are_stale() -> None:
@@ -227,8 +227,8 @@ def test_other_base_image_is_stale() -> None:
 def test_other_framework_version_cuda_or_too_old_driver_is_stale() -> None:
     entry = make_entry()
     options = entry.project_pip_options
-    assert "torch 2.14.1 was asked for" in stale_reasons(
-        entry, PROJECT_REQS, options, framework_version="2.14.1")[0]
+    assert "torch 2.13.0 was asked for" in stale_reasons(
+        entry, PROJECT_REQS, options, framework_version="2.13.0")[0]
     assert "CUDA 13.0 was asked for" in stale_reasons(entry, PROJECT_REQS, options,
                                                       cuda="13.0")[0]
     # 470 cannot run CUDA 12.x at all (12.x needs >= 525.60.13): the locked build is useless.
@@ -423,7 +423,7 @@ def test_another_gpu_architecture_is_stale_naming_old_and_new() -> None:
     assert stale_reasons(entry, PROJECT_REQS, options, driver="560.35.03",
                          compute_capabilities=("8.6",)) == []
     assert stale_reasons(entry, PROJECT_REQS, options, compute_capabilities=("sm_86",)) == []
-    # Another GPU the locked build (torch 2.15 cu126: SASS 5.0 to 9.0) runs: still good.
+    # Another GPU the locked build (torch 2.14 cu126: SASS 5.0 to 9.0) runs: still good.
     assert stale_reasons(entry, PROJECT_REQS, options, driver="560.35.03",
                          compute_capabilities=("9.0",)) == []
     reasons = stale_reasons(entry, PROJECT_REQS, options, driver="560.35.03",
@@ -514,7 +514,7 @@ def test_a_new_lock_records_the_target_architectures(tmp_path: Path,
 
     def pins(client: object, image: str, requirements: object, pip_args: object,
              wheels: object, log: object) -> tuple[str, tuple[str, ...]]:
-        return "3.11.2", ("numpy==2.1.0", "torch==2.15.0+cu126")
+        return "3.11.2", ("numpy==2.1.0", "torch==2.14.1+cu126")
 
     monkeypatch.setattr(B, "resolve_pins", pins)
     entry = B._lock(request, p, None, tmp_path, None, {}, lambda line: None, None)

@@ -33,7 +33,7 @@ SHA = "0123456789abcdef" * 4  # a fixed lock digest: the label must not depend o
 # written out here so a matrix update does not change the golden files).
 TORCH_CPU = FrameworkBuild("torch", "2.15.0+cpu", "cpu",
                            wheel_index="https://download.pytorch.org/whl/cpu")
-TORCH_CU126 = FrameworkBuild("torch", "2.15.0+cu126", "cu126", cuda="12.6", cudnn="9.10",
+TORCH_CU126 = FrameworkBuild("torch", "2.14.1+cu126", "cu126", cuda="12.6", cudnn="9.10",
                              wheel_index="https://download.pytorch.org/whl/cu126",
                              min_driver="525.60.13")
 TF_CPU = FrameworkBuild("tensorflow", "2.21.0", "cpu")
@@ -245,7 +245,7 @@ def test_pip_options_are_shell_quoted() -> None:
 def test_labels() -> None:
     labels = dict(image_labels(SPECS["torch-gpu"]))
     assert labels["dlbox.framework"] == "torch"
-    assert labels["dlbox.framework.version"] == "2.15.0+cu126"
+    assert labels["dlbox.framework.version"] == "2.14.1+cu126"
     assert labels["dlbox.cuda"] == "12.6" and labels["dlbox.min_driver"] == "525.60.13"
     assert labels["dlbox.lock.sha256"] == SHA
     assert labels["dlbox.version"] == "0.0.0-golden"

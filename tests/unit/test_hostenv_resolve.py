@@ -181,10 +181,24 @@ def test_uncertain_rows_warn() -> None:
     assert any("uncertain" in w for w in build.warnings)
 
 
+def test_torch_2_15_has_no_cuda_12_6_build() -> None:
+    """Found by review: the 2.15 row was copied from 2.14, cu126 included, but PyTorch 2.15
+    publishes no CUDA 12.6 wheels (pytorch/pytorch #190385): a driver below 580 or a
+    Pascal GPU was given torch==2.15.0+cu126, which pip cannot find."""
+    for driver, arch in (("570.124.06", "9.0"), ("580.95.05", "6.1")):
+        build = resolve_build("torch", gpu(driver, arch))
+        assert (build.version, build.variant) == ("2.14.1", "cu126"), (driver, arch)
+    newest = resolve_build("torch", gpu("580.95.05", "9.0"))
+    assert (newest.version, newest.variant) == ("2.15.0", "cu130")
+    with pytest.raises(HostEnvError):
+        resolve_build("torch", Target(driver="580.95.05", compute_capabilities=("6.1",),
+                                      version="2.15"))
+
+
 def test_to_dict_is_json_ready() -> None:
     build = resolve_build("torch", gpu("535.104.05", "8.6"))
     data = json.loads(json.dumps(build.to_dict()))
-    assert data["requirements"] == ["torch==2.15.0"]
+    assert data["requirements"] == ["torch==2.14.1"]
     assert data["min_driver"] == "525.60.13"
     assert set(data) >= {"framework", "version", "variant", "cuda", "cudnn", "wheel_index",
                          "requirements", "python_versions", "min_driver", "reasons"}

@@ -69,7 +69,7 @@ def test_two_gpus_only_the_old_one_fails() -> None:
     findings = evaluate(host("two-gpus-mixed"))
     errors = [f for f in findings if f.level == "error"]
     assert len(errors) == 1 and "GPU 1 NVIDIA GeForce GTX 1080 Ti (sm_61)" in errors[0].what
-    assert "torch==2.15.0 --index-url https://download.pytorch.org/whl/cu126" in errors[0].fix
+    assert "torch==2.14.1 --index-url https://download.pytorch.org/whl/cu126" in errors[0].fix
     gpu = next(f for f in findings if f.code == "gpu")
     assert "supports CUDA <= 12.6" in gpu.what  # from nvidia-smi -q
 
