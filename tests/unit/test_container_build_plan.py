@@ -311,12 +311,28 @@ def test_explicit_driver_never_probes() -> None:
 def test_auto_follows_the_host() -> None:
     host = gpu_host("560.35.03", "8.6", "8.6", "7.5")
     target = B.choose_target(B.BuildRequest(), facts=lambda: host)
-    assert target == Target(driver="560.35.03", compute_capabilities=("8.6", "7.5"))
+    assert target == Target(driver="560.35.03", compute_capabilities=("8.6", "7.5"),
+                            listed=True)
     assert B.choose_target(B.BuildRequest(), facts=lambda: CPU_HOST) == Target(cpu=True)
-    # A broken driver (NVML mismatch) is no GPU: auto builds for the CPU.
+
+
+def test_a_broken_driver_is_named_not_built_around() -> None:
+    """Found by review: a GPU host whose driver failed (NVML mismatch after an upgrade,
+    before the reboot) got a CPU image from the default --auto without a word, and --gpu
+    said the machine had no driver."""
+    host = gpu_host("560.35.03", "8.6")
     broken = HostFacts(nvidia=NvidiaFacts(driver_version="535.104.05", gpus=host.nvidia.gpus,
                                           error="Driver/library version mismatch"))
-    assert B.choose_target(B.BuildRequest(), facts=lambda: broken).cpu
+    for device in ("auto", "gpu"):
+        with pytest.raises(HostEnvError) as info:
+            B.choose_target(B.BuildRequest(device=device), facts=lambda: broken)
+        assert info.value.message.startswith("the NVIDIA driver on this host is not working "
+                                              "(Driver/library version mismatch)")
+        assert "--cpu" in (info.value.hint or "") and "--driver" in (info.value.hint or "")
+    assert B.choose_target(B.BuildRequest(device="cpu"), facts=lambda: broken).cpu
+    given = B.choose_target(B.BuildRequest(driver="560.35.03", compute_capabilities=("8.6",)),
+                            facts=lambda: broken)
+    assert given.driver == "560.35.03"  # a given target needs no probe
 
 
 def test_gpu_request_on_a_host_without_gpu() -> None:

@@ -101,7 +101,19 @@ def test_gpu_newer_than_the_driver_is_refused() -> None:
     with pytest.raises(HostEnvError) as info:
         resolve_build("torch", gpu("535.104.05", "12.0"))
     assert "does not support sm_120" in info.value.message
-    assert info.value.hint == "install NVIDIA driver >= 570.26 for this GPU"
+    assert info.value.hint == "install an NVIDIA driver of branch 570 or newer for this GPU"
+
+
+def test_a_gpu_the_driver_listed_is_one_it_runs() -> None:
+    """Found by review: an RTX 4090 (sm_89) on its launch driver 520.56.06 was refused,
+    "they arrived with CUDA 11.8, driver >= 520.61.05": CUDA 11.8's GA driver came after."""
+    listed = resolve_build("torch", Target(driver="520.56.06", compute_capabilities=("8.9",),
+                                           listed=True))
+    assert (listed.version, listed.variant) == ("2.7.1", "cu118")
+    # a hypothetical host is judged by the driver's branch: 520.56.06 is of 11.8's branch
+    assert resolve_build("torch", gpu("520.56.06", "8.9")).variant == "cu118"
+    with pytest.raises(HostEnvError, match="does not support sm_89"):
+        resolve_build("torch", gpu("515.65.01", "8.9"))
 
 
 def test_too_old_gpu_names_the_missing_kernels() -> None:
@@ -214,7 +226,8 @@ def test_target_from_host() -> None:
                                  GpuFacts(2, "C", "8.9"))),
     )
     assert target_from_host(facts) == Target(driver="550.54.15",
-                                             compute_capabilities=("8.0", "8.9"), python="3.11")
+                                             compute_capabilities=("8.0", "8.9"), python="3.11",
+                                             listed=True)
     broken = HostFacts(nvidia=NvidiaFacts(error="Failed to initialize NVML: Unknown Error"))
     assert target_from_host(broken).cpu
 

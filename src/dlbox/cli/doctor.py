@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
                                       "(and --compute-capability X.Y); or drop --cuda")
             target = Target(driver=host.driver, compute_capabilities=host.compute_capabilities,
                             cpu=host.cpu, python=args.python or host.python, cuda=args.cuda,
-                            version=args.framework_version)
+                            version=args.framework_version, listed=host.listed)
         build = resolve_build(args.resolve, target)
         if args.json:
             print(json.dumps({"target": target.__dict__, "build": build.to_dict()}, indent=2))

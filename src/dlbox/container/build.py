@@ -133,6 +133,7 @@ def host_facts() -> Any:
 
 def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Any:
     """The resolver Target for the request; probes this host only when it has to."""
+    from dlbox.hostenv.report import broken_driver_error
     from dlbox.hostenv.resolve import Target
 
     if request.device not in DEVICES:
@@ -147,12 +148,14 @@ def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) 
                       cuda=request.cuda)
     host = facts()
     nvidia = host.nvidia
-    has_gpu = bool(nvidia.driver_version and nvidia.gpus and not nvidia.error)
+    broken = broken_driver_error(host)
+    if broken is not None:  # a CPU image would be a silent surprise on a GPU machine
+        raise broken
+    has_gpu = bool(nvidia.driver_version and nvidia.gpus)
     if request.device == "gpu" and not has_gpu:
-        why = f" ({nvidia.error})" if nvidia.error else ""
         raise UsageError(
-            f"--gpu needs the NVIDIA driver of the machine that will run the image, and this "
-            f"machine has none{why}",
+            "--gpu needs the NVIDIA driver of the machine that will run the image, and this "
+            "machine has none",
             hint="pass it: --driver 550.54.15 (nvidia-smi on that machine prints it), "
                  "optionally --cuda 12.4 and --compute-capability 8.6",
         )
@@ -163,7 +166,7 @@ def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) 
         return Target(cpu=True)
     caps = request.compute_capabilities or nvidia.compute_capabilities
     return Target(driver=nvidia.driver_version, compute_capabilities=tuple(caps),
-                  cuda=request.cuda)
+                  cuda=request.cuda, listed=not request.compute_capabilities)
 
 
 # ---- the framework build ----------------------------------------------------------------------

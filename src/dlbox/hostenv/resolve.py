@@ -48,6 +48,7 @@ class Target:
     python: str | None = None  # "3.11"; None = any
     cuda: str | None = None  # force a CUDA version ("12.4"), optional
     version: str | None = None  # pin the framework release ("2.13" or "2.13.0"), optional
+    listed: bool = False  # the driver itself listed these GPUs (a probe): it runs them
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def normalize_target(target: Target) -> Target:
         raise UsageError(f"framework version {target.version!r} is not a version number",
                          hint="e.g. --framework-version 2.13 or 2.13.0")
     return Target(driver=driver, compute_capabilities=tuple(caps), cpu=target.cpu,
-                  python=python, cuda=cuda, version=version)
+                  python=python, cuda=cuda, version=version, listed=target.listed)
 
 
 def target_from_host(facts: Any) -> Target:
@@ -139,6 +140,7 @@ def target_from_host(facts: Any) -> Target:
             driver=nvidia.driver_version,
             compute_capabilities=nvidia.compute_capabilities,
             python=python,
+            listed=True,
         )
     return Target(cpu=True, python=python)
 
@@ -181,16 +183,22 @@ def first_cuda_for_arch(matrix: Matrix, cc: str) -> Any | None:
 
 
 def _check_driver_knows_gpus(target: Target, matrix: Matrix) -> None:
-    """A GPU newer than the driver cannot exist on that host: say so instead of resolving."""
+    """A GPU newer than the driver cannot exist on that host: say so instead of resolving.
+    Only of a hypothetical host: GPUs the driver listed are GPUs it runs. And only by the
+    driver's branch (520 of 520.61.05), since a GPU's launch driver may come before its
+    CUDA's GA driver (the RTX 4090 shipped with 520.56.06; CUDA 11.8's GA is 520.61.05)."""
+    if target.listed:
+        return
     for cc in target.compute_capabilities:
         row = first_cuda_for_arch(matrix, cc)
         if row is matrix.cuda_releases[0]:
             continue  # older than the data: no claim
-        if row is not None and version_at_least(target.driver, row.ga_driver) is False:
+        branch = row.ga_driver.split(".")[0] if row is not None else None
+        if branch is not None and version_at_least(target.driver, branch) is False:
             raise HostEnvError(
                 f"driver {target.driver} does not support sm_{cc.replace('.', '')} GPUs: they "
-                f"arrived with CUDA {row.cuda}, driver >= {row.ga_driver}",
-                hint=f"install NVIDIA driver >= {row.ga_driver} for this GPU",
+                f"arrived with CUDA {row.cuda}, driver branch {branch} (GA {row.ga_driver})",
+                hint=f"install an NVIDIA driver of branch {branch} or newer for this GPU",
             )
 
 
