@@ -337,3 +337,19 @@ def test_a_pinned_release_is_not_called_the_newest_this_host_runs() -> None:
     assert f"torch {series.version}, as --framework-version asks, has a build this host " \
            "runs" in exact.reasons
     assert not any("is the newest release" in reason for reason in series.reasons + exact.reasons)
+
+
+def test_gpus_no_one_build_covers_are_told_to_target_one_kind() -> None:
+    """Found by review: an RTX 5090 beside a GTX 1080 Ti was told "a newer GPU needs a newer
+    driver and torch; an old GPU an older torch", which helps neither: no torch build has
+    both sm_120 and sm_61 kernels, and R580 is Pascal's last driver branch."""
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", Target(driver="580.95.05", compute_capabilities=("12.0", "6.1")))
+    assert info.value.hint == (
+        "no one build runs these GPUs together: target one kind, --compute-capability 12.0 "
+        "(torch 2.15.0 cu130) or --compute-capability 6.1 (torch 2.14.1 cu126), and run it on "
+        "those GPUs only (--gpus device=N, or CUDA_VISIBLE_DEVICES), or resolve with --cpu")
+    # one kind that has no build even alone: the general advice stays
+    with pytest.raises(HostEnvError) as old:
+        resolve_build("torch", Target(driver="580.95.05", compute_capabilities=("12.0", "3.0")))
+    assert "target one kind" not in (old.value.hint or "")

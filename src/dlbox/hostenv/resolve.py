@@ -456,13 +456,33 @@ def _torch_unresolvable(
     # the GPU's own reasons (no kernels, a cuDNN that dropped it) first: they are the cause
     gpu_first = sorted(rejections, key=lambda r: "no kernel image" not in r and "cuDNN" not in r)
     detail = "; ".join(gpu_first[:2])
-    unpinned = _unpinned_way_out(target, matrix, "torch")
+    way_out = _unpinned_way_out(target, matrix, "torch") or _one_kind_way_out(target, matrix)
     return HostEnvError(
         f"no torch build{wanted} runs on {caps or 'this GPU'} with driver "
         f"{target.driver}: {detail}",
-        hint=f"{unpinned}, or resolve with --cpu" if unpinned else
+        hint=f"{way_out}, or resolve with --cpu" if way_out else
         "a newer GPU needs a newer driver and torch; an old GPU an older torch (or --cpu)",
     )
+
+
+def _one_kind_way_out(target: Target, matrix: Matrix) -> str | None:
+    """For GPUs of several kinds that no one torch build covers, though each kind has one
+    (an RTX 5090 beside a GTX 1080 Ti: no build has both sm_120 and sm_61): target one kind
+    and run on those GPUs only. None when some kind has no build even alone."""
+    kinds = list(dict.fromkeys(target.compute_capabilities))
+    if len(kinds) < 2:
+        return None
+    builds = []
+    for cc in kinds:
+        try:
+            builds.append(resolve_build("torch", replace(target, compute_capabilities=(cc,)),
+                                        matrix))
+        except (HostEnvError, UsageError):
+            return None
+    each = " or ".join(f"--compute-capability {cc} (torch {build.version} {build.variant})"
+                       for cc, build in zip(kinds, builds, strict=True))
+    return (f"no one build runs these GPUs together: target one kind, {each}, and run it on "
+            "those GPUs only (--gpus device=N, or CUDA_VISIBLE_DEVICES)")
 
 
 def _torch_build(
