@@ -301,3 +301,28 @@ def test_a_recording_leaves_out_passwords_in_urls(tmp_path: Path) -> None:
     assert again.docker_daemon_json is not None
     assert '"http://***@proxy.corp:3128"' in again.docker_daemon_json
     assert facts_from_raw(again).docker == facts_from_raw(replace(raw, docker_info=info)).docker
+
+
+def test_a_corrupted_inforom_is_a_warning_and_the_answer_is_kept() -> None:
+    """Found by review: nvidia-smi's "WARNING: infoROM is corrupted at gpu ..." line and its
+    exit code 14 made the query count as failed; doctor fell back to -q and said all was OK,
+    the warning dropped."""
+    output = ("WARNING: infoROM is corrupted at gpu 0000:B3:00.0\n"
+              "NVIDIA A100-SXM4-40GB, 8.0, 40960 MiB, 550.54.15\n")
+    raw = RawHost(smi_path="/usr/bin/nvidia-smi",
+                  smi_query=CommandOutput(("nvidia-smi", "--query-gpu=name,compute_cap,"
+                                           "memory.total,driver_version",
+                                           "--format=csv,noheader"), output=output,
+                                          returncode=14))
+    facts = facts_from_raw(raw)
+    assert facts.nvidia.error is None
+    assert (facts.nvidia.driver_version, facts.nvidia.compute_capabilities) == (
+        "550.54.15", ("8.0",))
+    inforom = [f for f in evaluate(facts) if f.code == "gpu-inforom"]
+    assert len(inforom) == 1 and inforom[0].level == "warn"
+    assert inforom[0].what == "nvidia-smi warns: infoROM is corrupted at gpu 0000:B3:00.0"
+    assert not any(f.code == "probe-failed" for f in evaluate(facts))
+    # another failing exit code is still a failed query
+    other = facts_from_raw(RawHost(smi_path="/usr/bin/nvidia-smi", smi_query=CommandOutput(
+        raw.smi_query.argv, output=output, returncode=9)))
+    assert other.nvidia.error == "exit code 9"

@@ -115,12 +115,25 @@ def parse_nvidia_smi_csv(text: str, fields: tuple[str, ...] = SMI_QUERY_FIELDS) 
         return SmiResult(error=f"unparsable nvidia-smi output: {type(error).__name__}: {error}")
 
 
+INFOROM_EXIT = 14  # nvidia-smi's exit code for "infoROM is corrupted" (its man page)
+SMI_WARNING = "nvidia-smi warning"  # the probe name its warnings are kept under
+
+
+def smi_warnings(text: str) -> list[str]:
+    """nvidia-smi's "WARNING: ..." lines, without the prefix ("infoROM is corrupted at gpu
+    0000:B3:00.0": printed before the answer, which still follows, with exit code 14)."""
+    return [line.strip()[len("WARNING:"):].strip() for line in text.splitlines()
+            if line.strip().upper().startswith("WARNING:")]
+
+
 def _parse_nvidia_smi_csv(text: str, fields: tuple[str, ...]) -> SmiResult:
     if not isinstance(text, str):
         return SmiResult(error="unparsable nvidia-smi output: not text")
     failure = smi_failure(text)
     if failure:
         return SmiResult(error=failure)
+    text = "\n".join(line for line in text.splitlines()
+                     if not line.strip().upper().startswith("WARNING:"))
     rows = [row for row in csv.reader(io.StringIO(text), skipinitialspace=True) if row]
     if not rows:
         return SmiResult(error="nvidia-smi printed no GPU")

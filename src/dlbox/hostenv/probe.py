@@ -43,8 +43,10 @@ from dlbox.hostenv.facts import (
 )
 from dlbox.hostenv.matrix import load_matrix
 from dlbox.hostenv.parse import (
+    INFOROM_EXIT,
     SMI_QUERY_FIELDS,
     SMI_QUERY_FIELDS_OLD,
+    SMI_WARNING,
     SmiResult,
     framework_from_probe_json,
     nvidia_from_nvml_record,
@@ -55,6 +57,7 @@ from dlbox.hostenv.parse import (
     parse_tf_build_info,
     parse_torch_version_py,
     smi_failure,
+    smi_warnings,
 )
 from dlbox.hostenv.recording import (
     HOST_JSON,
@@ -333,7 +336,11 @@ def _nvidia_facts(raw: RawHost, failures: list[ProbeFailure]) -> NvidiaFacts:
             failures.append(ProbeFailure("nvidia-smi", query.error))
         else:
             result = parse_nvidia_smi_csv(query.output, _fields_of(query))
-            if result.error is None and query.returncode not in (0, None):
+            warnings = smi_warnings(query.output)
+            if result.error is None and query.returncode == INFOROM_EXIT and warnings:
+                # the answer is whole; the warning is a finding of its own (rule_smi_warnings)
+                failures.extend(ProbeFailure(SMI_WARNING, warning) for warning in warnings)
+            elif result.error is None and query.returncode not in (0, None):
                 result = SmiResult(error=f"exit code {query.returncode}")
     source = "nvidia-smi"
     if (result is None or result.error) and raw.smi_q is not None and raw.smi_q.error is None:

@@ -21,6 +21,7 @@ from dlbox.hostenv.compat import (
 )
 from dlbox.hostenv.facts import FrameworkFacts, GpuFacts, HostFacts
 from dlbox.hostenv.matrix import Matrix, load_matrix, nearest_release
+from dlbox.hostenv.parse import SMI_WARNING
 from dlbox.hostenv.resolve import (
     ResolvedBuild,
     Target,
@@ -611,10 +612,23 @@ def rule_disk(facts: HostFacts, matrix: Matrix) -> list[Finding]:
         "free some space, or keep data, runs and images on a larger disk")]
 
 
+def rule_smi_warnings(facts: HostFacts, matrix: Matrix) -> list[Finding]:
+    """nvidia-smi's warnings with its exit code 14 (a corrupted infoROM): it answered, and the
+    probe kept the answer, so nothing else says it."""
+    return [Finding(
+        "warn", "gpu-inforom",
+        f"nvidia-smi warns: {failure.why}",
+        "the GPU may still work, but what its infoROM keeps (ECC and power settings) can be "
+        "wrong, and nvidia-smi exits 14 on every call, which fails scripts that check it",
+        "report it to the GPU's vendor or cloud provider (an infoROM reflash or a "
+        "replacement); nvidia-smi -q shows the infoROM versions")
+        for failure in facts.failures if failure.probe == SMI_WARNING]
+
+
 def rule_probe_failures(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     """Probe failures no other rule explains (docker and nvidia ones have their own)."""
     explained = {"docker", "nvidia-smi", "nvidia-smi --query-gpu", "NVML", "torch",
-                 "tensorflow", "jax"}
+                 "tensorflow", "jax", SMI_WARNING}
     findings = []
     for failure in facts.failures:
         if failure.probe in explained:
@@ -634,6 +648,7 @@ RULES: tuple[Rule, ...] = (
     rule_docker,
     rule_shm,
     rule_disk,
+    rule_smi_warnings,
     rule_probe_failures,
 )
 
