@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -69,6 +70,28 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
                                  hint="free some disk space, or write elsewhere") from error
         raise
     _fsync_dir(path.parent)
+
+
+# atomic_open's temp file: "." + the target's name + "." + mkstemp's 8 random characters
+_ATOMIC_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def is_atomic_temp(name: str) -> bool:
+    """Whether `name` is an atomic write's temp file (".last.pt.k3j9x_2a.tmp")."""
+    return bool(_ATOMIC_TEMP.match(name))
+
+
+def remove_atomic_temps(folder: Path) -> None:
+    """Remove the temp files that writes killed mid-way (SIGKILL, a power cut) left in
+    `folder`. Only for a folder no other process writes to now: one whose lock is held."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if is_atomic_temp(entry.name) and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
 
 
 @contextlib.contextmanager

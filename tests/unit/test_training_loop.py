@@ -279,6 +279,57 @@ def test_a_run_dir_that_saved_nothing_is_reused_but_nothing_else(tmp_path: Path)
         create_run_dir(other)
 
 
+def test_a_first_checkpoint_killed_mid_write_saved_nothing(fake_cifar_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """Found by review: a SIGKILL during the first checkpoint's write left
+    checkpoints/.last.pt.XXXXXXXX.tmp; training into the folder again said "continue it with
+    --resume", and --resume said "no checkpoint ... start it again": each sent to the other."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "manifest.json").write_text("{}")
+    (run / "checkpoints" / ".last.pt.k3j9x_2a.tmp").write_bytes(b"half a checkpoint")
+    (run / ".metrics.json.a1b2c3d4.tmp").write_text("{")
+    train(tiny_config(fake_cifar_dir, run), progress=False, evaluate_at_end=False)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]
+    assert not list(run.glob(".*.tmp"))  # the killed writes' leftovers are gone
+    # a resume clears a later killed write's leftover too (the run's lock is held then)
+    (run / "checkpoints" / ".last.pt.zzzzzzzz.tmp").write_bytes(b"x")
+    with pytest.raises(RunDirError, match="already finished"):
+        resume(run, progress=False)
+    assert not (run / "checkpoints" / ".last.pt.zzzzzzzz.tmp").exists()
+
+
+def test_metrics_behind_the_final_checkpoint_are_caught_up(fake_cifar_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """Found by review: a kill (or a full disk) after the last epoch's checkpoint, before its
+    metrics.json write, left metrics.json an epoch behind for good: --resume said "nothing to
+    resume", and evaluate kept the old history and final."""
+    from dlbox.training.loop import AlreadyFinished
+
+    run = train(tiny_config(fake_cifar_dir, tmp_path / "run", epochs=2), progress=False,
+                evaluate_at_end=False)
+    whole = read_json(run / "metrics.json")
+    behind = {**whole, "history": whole["history"][:1],
+              "final": {**whole["final"], "epochs_completed": 1, "finished": False}}
+    (run / "metrics.json").write_text(json.dumps(behind))
+    with pytest.raises(AlreadyFinished) as done:
+        resume(run, progress=False)
+    assert "metrics.json lagged its checkpoint: its history is brought up to epoch 2" in (
+        done.value.message)
+    caught_up = read_json(run / "metrics.json")
+    assert caught_up["history"] == whole["history"]
+    assert caught_up["final"] == whole["final"]
+    # evaluate does the same (a run whose metrics.json a full disk kept behind)
+    from dlbox.training.evaluate import evaluate_run
+
+    (run / "metrics.json").write_text(json.dumps(behind))
+    evaluate_run(run, device="cpu", quiet=True)
+    evaluated = read_json(run / "metrics.json")
+    assert evaluated["history"] == whole["history"] and evaluated["final"]["finished"] is True
+    assert evaluated["evaluation"]["epoch"] == 2
+
+
 def test_missing_data_leaves_no_run_dir(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         train(tiny_config(tmp_path / "no-data", tmp_path / "run"), progress=False)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -43,6 +43,9 @@ from dlbox.fileio import read_json, write_json_atomic
 from dlbox.training import report
 from dlbox.training.manifest import software_versions
 from dlbox.training.progress import spinner
+
+if TYPE_CHECKING:
+    from dlbox.training.config import TrainConfig
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -475,6 +478,7 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         loaded, resolved = load_run_model(run_dir, device, checkpoint)
     if output is None:  # metrics.json, unreadable or damaged, stops us now, not after minutes
         read_metrics_file(run_dir / METRICS_FILE)
+        _catch_up_history(run_dir, loaded.config)
     dataset = load_test_split(loaded.config, data_dir)
     classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source)
     use_tta = resolve_tta(tta, loaded.config)
@@ -495,6 +499,17 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         "versions": software_versions(resolved),  # what the numbers came from
     }
     return report_evaluation(run_dir, evaluation, details, quiet, output)
+
+
+def _catch_up_history(run_dir: Path, config: TrainConfig) -> None:
+    """A run stopped between its checkpoint and its metrics.json (a SIGKILL, a full disk):
+    the history the report plots and keeps is brought up to the checkpoint's first."""
+    from dlbox.training.loop import catch_up_metrics
+
+    epoch = catch_up_metrics(run_dir, config)
+    if epoch is not None:
+        print(f"note: metrics.json lagged checkpoints/last.pt (training stopped between the "
+              f"two writes): its history is brought up to epoch {epoch}", file=sys.stderr)
 
 
 def check_output_folder(output: Path, run_dir: Path | None = None) -> None:

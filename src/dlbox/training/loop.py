@@ -38,8 +38,10 @@ from dlbox.errors import DlboxError, RunDirError, UsageError
 from dlbox.fileio import (
     ACCESS_ERRNOS,
     exclusive_lock,
+    is_atomic_temp,
     nearest_folder,
     read_json,
+    remove_atomic_temps,
     write_json_atomic,
 )
 from dlbox.processes import detach_from_terminal, handling, hangup
@@ -260,9 +262,17 @@ def _holds_only_a_start(path: Path) -> bool:
     empty checkpoints/, or fewer of them."""
     started = {CONFIG_FILE, MANIFEST_FILE, "checkpoints", RUN_LOCK_FILE}
     checkpoints = path / "checkpoints"
-    return ({p.name for p in path.iterdir()} <= started
-            and (not checkpoints.exists() or (checkpoints.is_dir()
-                                              and not any(checkpoints.iterdir()))))
+    # a write killed mid-way (SIGKILL during the first checkpoint) saved nothing either
+    return ({p.name for p in path.iterdir() if not is_atomic_temp(p.name)} <= started
+            and (not checkpoints.exists() or (checkpoints.is_dir() and all(
+                is_atomic_temp(p.name) for p in checkpoints.iterdir()))))
+
+
+def _remove_killed_writes(run_dir: Path) -> None:
+    """The temp files of writes a SIGKILL cut short (a checkpoint's can be hundreds of MB),
+    removed once the run's lock is held: no other process writes in the run then."""
+    remove_atomic_temps(run_dir)
+    remove_atomic_temps(run_dir / "checkpoints")
 
 
 def discard_unsaved(run_dir: Path) -> bool:
@@ -471,6 +481,7 @@ def _train_in(config: TrainConfig, device: torch.device, run_dir: Path, data_dir
               train_set: ImageDataset, test_set: ImageDataset, speedrun: bool,
               progress: bool, evaluate_at_end: bool, stop: StopCheck | None) -> Path:
     with run_lock(run_dir):  # before any file is written: a run may still live in a reused dir
+        _remove_killed_writes(run_dir)
         write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
         configure_host(device, config.threads)
         write_json_atomic(run_dir / MANIFEST_FILE,
@@ -501,6 +512,7 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     with run_lock(run_dir, busy_hint="wait for it to end (it saves its state as it goes; "
                                      "resume it again if it stops before its last epoch)"), \
             out_of_memory_is_an_error(config, where, run_dir):
+        _remove_killed_writes(run_dir)
         return _resume(run_dir, config, device, data_dir, progress, evaluate_at_end, stop,
                        threads)
 
@@ -565,6 +577,14 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     state = load_checkpoint(path)
     check_checkpoint(state, path)
     if state.get("finished"):
+        _check_metrics_file(run_dir / METRICS_FILE)
+        caught_up = catch_up_metrics(run_dir, config, state)
+        if caught_up is not None:  # it stopped after its last checkpoint, before the metrics
+            raise AlreadyFinished(
+                f"run {run_dir} had finished all {plural(config.epochs, 'epoch')}, but "
+                f"metrics.json lagged its checkpoint: its history is brought up to epoch "
+                f"{caught_up}", hint="evaluate it with `dlbox evaluate "
+                f"{shell_quote(run_dir)}` for its predictions and confusion matrix")
         raise AlreadyFinished(f"run {run_dir} already finished all "
                               f"{plural(config.epochs, 'epoch')}: nothing to resume",
                               hint="evaluate it with `dlbox evaluate "
@@ -958,7 +978,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
             # disk (a full disk fails the checkpoint, and then nothing claims the epoch).
             if finished or stop_now or epoch % config.checkpoint_every == 0:
                 save(finished)
-            _write_metrics(run_dir, config, state, test_set, finished)
+            _write_metrics(run_dir, config, state, len(test_set), finished)
             bar.message(_epoch_line(entry, config.epochs))
             if stop_now:
                 raise _stopped(run_dir, flag)
@@ -1058,7 +1078,7 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             # else, so a stop from now on loses nothing of it.
             save_checkpoint(checkpoint_path(run_dir, "last"),
                             checkpoint_state(trainer_state, finished))
-            _write_metrics(run_dir, config, state, test_set, finished)
+            _write_metrics(run_dir, config, state, len(test_set), finished)
             bar.message(_epoch_line(record, config.epochs))
             if not finished:
                 bar.start_epoch(state.epoch + 1, steps_per_epoch(len(train_set), batch))
@@ -1169,8 +1189,36 @@ def _epoch_line(entry: dict[str, Any], epochs: int) -> str:
             f"{entry['images_per_s'] or 0:,.0f} img/s  {entry['elapsed_s']:.1f} s")
 
 
+def catch_up_metrics(run_dir: Path, config: TrainConfig,
+                     state: dict[str, Any] | None = None) -> int | None:
+    """metrics.json behind checkpoints/last.pt, which each epoch writes first (a SIGKILL or a
+    full disk between the two writes): its history and final written again from the
+    checkpoint's history. The epoch it was brought up to; None when it was not behind (or
+    the checkpoint cannot tell). The caller holds the run's lock and has checked that
+    metrics.json, if there, reads."""
+    if state is None:
+        path = checkpoint_path(run_dir, "last")
+        if not path.is_file():
+            return None
+        state = load_checkpoint(path)
+    history = state.get("history")
+    path = run_dir / METRICS_FILE
+    existing = read_json(path) if path.is_file() else {}
+    recorded = existing.get("history") if isinstance(existing, dict) else None
+    if (not isinstance(history, list) or not history
+            or len(history) <= len(recorded if isinstance(recorded, list) else [])):
+        return None
+    caught_up = TrainState(epoch=int(state.get("epoch", len(history))),
+                           train_seconds=float(state.get("train_seconds") or 0.0),
+                           history=list(history))
+    test_images = (existing.get("final") or {}).get("test_images") if isinstance(
+        existing.get("final"), dict) else None
+    _write_metrics(run_dir, config, caught_up, test_images, bool(state.get("finished")))
+    return caught_up.epoch
+
+
 def _write_metrics(run_dir: Path, config: TrainConfig, state: TrainState,
-                   test_set: ImageDataset, finished: bool) -> None:
+                   test_images: int | None, finished: bool) -> None:
     last = state.history[-1]
     path = run_dir / METRICS_FILE
     existing = read_json(path) if path.is_file() else {}
@@ -1185,7 +1233,7 @@ def _write_metrics(run_dir: Path, config: TrainConfig, state: TrainState,
             "train_loss": last["train_loss"],
             "train_accuracy": last["train_accuracy"],
             "test_accuracy": last["test_accuracy"],
-            "test_images": len(test_set),
+            "test_images": test_images,
             "best_test_accuracy": max((h["test_accuracy"] or 0.0) for h in state.history),
         },
     }
