@@ -330,3 +330,22 @@ def test_a_missing_config_json_beside_a_checkpoint_names_the_command_too(
     (run_dir / "checkpoints" / "last.pt").unlink()  # nothing of a run: not one
     with pytest.raises(RunDirError, match="so it is not a dlbox run directory"):
         read_run_config(run_dir)
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_refused_not_loaded(tmp_path: Path) -> None:
+    """Found by review: torch.load checks no CRC, so a checkpoint with a flipped byte in a
+    weight loaded silently and training resumed from the damaged weights."""
+    import zipfile
+
+    path = tmp_path / "last.pt"
+    torch.save({"model": {"w": torch.arange(4096, dtype=torch.float32)}, "epoch": 1}, path)
+    assert load_checkpoint(path)["epoch"] == 1
+    with zipfile.ZipFile(path) as archive:
+        member = next(info for info in archive.infolist() if info.file_size >= 4096 * 4)
+    data = bytearray(path.read_bytes())
+    data[member.header_offset + 200] ^= 0xFF  # inside the tensor's bytes, past the header
+    path.write_bytes(bytes(data))
+    with pytest.raises(RunDirError) as info:
+        load_checkpoint(path)
+    assert info.value.message == (f"checkpoint {path} cannot be loaded safely (the file is "
+                                  f"damaged: {member.filename} fails its CRC check)")

@@ -178,6 +178,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not found:
         raise RunDirError(f"checkpoint {path} does not exist",
                           hint="train first (`dlbox train`), or pass the right run directory")
+    damaged = _damaged_member(path)
+    if damaged is not None:
+        raise RunDirError(
+            f"checkpoint {path} cannot be loaded safely (the file is damaged: {damaged} fails "
+            "its CRC check)",
+            hint="it is damaged or not a dlbox checkpoint; train again or resume from a good copy",
+        )
     try:
         with warnings.catch_warnings():  # torch's pickle-protocol notes: the error says it all
             warnings.simplefilter("ignore")
@@ -199,6 +206,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise RunDirError(f"checkpoint {path} is not a dlbox checkpoint",
                           hint="pass a checkpoint written by `dlbox train`")
     return state
+
+
+def _damaged_member(path: Path) -> str | None:
+    """The member of the checkpoint's zip archive whose bytes fail their CRC-32 (a bit flipped
+    on a disk or in a copy), or None. torch.load checks no CRC: a flipped weight loaded
+    silently, and training went on from it (or "diverged", sending the user after the wrong
+    cause). Costs a read of the file. A file that is no zip archive is left to torch.load."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError,
+            NotImplementedError):
+        return None
 
 
 # How a file torch.save wrote begins: a zip archive (since torch 1.6), or the pickle of the
