@@ -366,6 +366,28 @@ def test_ctrl_c_in_the_final_evaluation_points_to_evaluate_not_resume(
     assert main(["evaluate", str(run_dir)]) == EXIT_OK
 
 
+def test_sigterm_in_the_final_evaluation_points_to_evaluate_too(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: SIGTERM while the final report was written (its predictions.csv of
+    the new epoch, the confusion matrix still of an older one) said only `stopped (SIGTERM)`;
+    Ctrl-C there said to evaluate the run."""
+    from dlbox.cli.common import Terminated
+    from dlbox.training import loop
+
+    def terminated(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise Terminated(signal.SIGTERM)  # what main()'s handler raises outside the epochs
+
+    monkeypatch.setattr(loop, "_report", terminated)
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", *QUICK, "--epochs", "1", "--data", str(fake_cifar_dir)])
+    [run_dir] = (tmp_path / "runs").iterdir()
+    assert code == 143
+    assert capsys.readouterr().err.splitlines()[-3:] == [
+        "stopped (SIGTERM)", f"training had finished ({run_dir / 'checkpoints' / 'last.pt'}); "
+        "its evaluation was cut short", f"evaluate with: dlbox evaluate {run_dir.resolve()}"]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a pseudo-terminal")
 def test_a_terminal_that_hangs_up_leaves_the_run_saved(fake_cifar_dir: Path,
                                                       tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ with it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from dlbox.cli.common import reject_empty_paths
+from dlbox.cli.common import EXIT_SIGTERM, Terminated, reject_empty_paths
 from dlbox.errors import UsageError
 from dlbox.text import shell_quote
 
@@ -124,6 +125,12 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         say_what_was_kept(getattr(closed, "run_dir", None) or run_dir)
         return 128 + signal.SIGPIPE
+    except Terminated as stopped:  # SIGTERM/SIGHUP outside the epochs: reading the data, or
+        # the final evaluation, whose files it may have left from two epochs
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(f"stopped ({stopped.signal_name})", file=sys.stderr)
+            say_what_was_kept(getattr(stopped, "run_dir", None) or run_dir)
+        return int(stopped.code or EXIT_SIGTERM)
     return 0
 
 

@@ -472,7 +472,7 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
                                "which holds no checkpoint")
         if isinstance(error, Diverged) and removed:
             raise error.folder_removed() from None
-        if isinstance(error, (KeyboardInterrupt, BrokenPipeError)):
+        if isinstance(error, (KeyboardInterrupt, BrokenPipeError, SystemExit)):
             error.run_dir = run_dir  # type: ignore[union-attr]  # the CLI names it
         raise
 
