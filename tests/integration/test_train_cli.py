@@ -7,6 +7,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -307,6 +308,43 @@ def test_resume_of_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path,
     # asked again (a requeued job): nothing to do, which is no failure
     assert main(["train", "--resume", str(run_dir)]) == EXIT_OK
     assert "already finished all 1 epoch: nothing to resume" in capsys.readouterr().out
+
+
+def test_resuming_a_run_on_a_read_only_mount_says_to_copy_it(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: resuming a run on a read-only mount failed writing its manifest with
+    "write elsewhere", but --run-dir cannot go with --resume: the way out is a copy."""
+    import errno
+    import tempfile
+
+    from dlbox.training import loop
+    from dlbox.training.config import build_config
+
+    run_dir = tmp_path / "run"
+    config = build_config("tiny", epochs=2, num_train=200, num_test=50, device="cpu",
+                          data_dir=str(fake_cifar_dir), run_dir=str(run_dir), threads=1)
+    with pytest.raises(loop.TrainingStopped):  # stopped mid-run: a run to resume
+        loop.train(config, progress=False, stop=lambda epoch, step: epoch == 1 and step == 3)
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    real = tempfile.TemporaryFile
+
+    def read_only_mount(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(kwargs.get("dir") or ".") == run_dir:  # root writes past chmod: as EROFS
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_mount)
+    assert main(["train", "--resume", str(run_dir)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: cannot resume {run_dir}: its folder is not writable (Read-only file system)",
+        f"hint: copy the run to a folder you can write and resume it there: cp -r {run_dir} "
+        "DIR && dlbox train --resume DIR"]
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+    monkeypatch.undo()
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    assert main(["train", "--resume", str(copy), "--no-progress", "--no-evaluate"]) == EXIT_OK
 
 
 # SIGHUP: an SSH session that dropped; it killed training at once, the epoch in progress lost

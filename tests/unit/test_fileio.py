@@ -403,3 +403,28 @@ def test_a_cache_without_memory_for_its_buffer_is_skipped(
     monkeypatch.setattr(torch, "save", no_memory)
     assert len(cifar10.load_cifar10(tmp_path, "train")) == 30
     assert not list((tmp_path / "cifar-10-batches-py").glob("*cache*"))
+
+
+def test_a_file_size_limit_is_named_with_its_own_fix(tmp_path: Path) -> None:
+    """Found by review: a write past `ulimit -f` ("File too large") was told to free disk
+    space or make the folder writable, neither of which helps."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "big.bin"
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+            "from dlbox.errors import DlboxError\n"
+            "from dlbox.fileio import atomic_open\n"
+            "try:\n"
+            "    with atomic_open(sys.argv[1]) as f:\n"
+            "        f.write(b'x' * 65536)\n"
+            "except DlboxError as e:\n"
+            "    print(e.message); print(e.hint)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True,
+                         text=True, timeout=60, check=True).stdout.splitlines()
+    assert out == [f"cannot write {target}: File too large",
+                   "the file outgrew the size this process may write: raise the limit "
+                   "(`ulimit -f unlimited` in the shell that runs dlbox), or write to a "
+                   "filesystem that takes larger files"]
+    assert list(tmp_path.iterdir()) == []  # no temp file left

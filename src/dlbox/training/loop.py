@@ -15,6 +15,7 @@ with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import random
 import re
@@ -38,6 +39,7 @@ from dlbox.errors import DlboxError, RunDirError, UsageError
 from dlbox.fileio import (
     ACCESS_ERRNOS,
     exclusive_lock,
+    folder_write_error,
     is_atomic_temp,
     nearest_folder,
     read_json,
@@ -590,6 +592,7 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
                               hint="evaluate it with `dlbox evaluate "
                                    f"{shell_quote(run_dir)}`, or start a new run with more "
                                    "--epochs")
+    _check_resumable_in_place(run_dir)
     trained_on = config.data_dir
     changes: dict[str, Any] = {"run_dir": str(run_dir)}
     if device is not None:
@@ -634,6 +637,20 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
                              progress, evaluate_at_end, stop)
     return _run(config, run_dir, torch_device, train_set, test_set, state, progress,
                 evaluate_at_end, stop)
+
+
+def _check_resumable_in_place(run_dir: Path) -> None:
+    """A run dir that cannot be written (a read-only mount of finished work, another user's
+    folder) is refused before the data is read. --run-dir cannot go with --resume, so the
+    way out is a copy of the run that can be written."""
+    error = folder_write_error(run_dir)
+    if error is None:
+        return
+    copy = (f"copy the run to a folder you can write and resume it there: cp -r "
+            f"{shell_quote(run_dir)} DIR && dlbox train --resume DIR")
+    raise RunDirError(f"cannot resume {run_dir}: its folder is not writable ({error.strerror})",
+                      hint=copy if error.errno == errno.EROFS  # chmod cannot help there
+                      else f"{make_writable(run_dir)}; or {copy}")
 
 
 def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
