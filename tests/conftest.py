@@ -159,3 +159,24 @@ def failing_read_json(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setattr(target, "read_json", read_json)
 
     return fail
+
+
+@pytest.fixture()
+def read_only_mount(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """mount(folder): making a file in `folder` fails as on a read-only mount (EROFS), the
+    probe dlbox makes before writing there. Root writes past a chmod, so a test cannot use
+    one; mounting needs privileges a test lacks."""
+    import errno
+    import tempfile
+
+    def mount(folder: Path) -> None:
+        real = tempfile.TemporaryFile
+
+        def temporary_file(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if Path(kwargs.get("dir") or ".") == folder:
+                raise OSError(errno.EROFS, "Read-only file system")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
+
+    return mount

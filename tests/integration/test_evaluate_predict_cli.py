@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -609,21 +610,11 @@ def test_a_bare_checkpoint_name_is_the_runs_own_before_a_file_here(
 
 def test_a_run_dir_that_cannot_be_written_is_refused_before_evaluating(
         run_copy: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, read_only_mount: Callable[[Path], None]) -> None:
     """Found by review: on a read-only run dir (a shared runs folder mounted read-only)
     evaluate ran the whole evaluation, then failed writing predictions.csv, metrics lost,
     with no word of --output."""
-    import errno
-    import tempfile
-
-    real = tempfile.TemporaryFile
-
-    def read_only_mount(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if Path(kwargs.get("dir") or ".") == run_copy:  # root writes past chmod: as EROFS
-            raise OSError(errno.EROFS, "Read-only file system")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_mount)
+    read_only_mount(run_copy)
     assert main(["evaluate", str(run_copy)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""  # nothing evaluated

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -312,12 +313,9 @@ def test_resume_of_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path,
 
 def test_resuming_a_run_on_a_read_only_mount_says_to_copy_it(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, read_only_mount: Callable[[Path], None]) -> None:
     """Found by review: resuming a run on a read-only mount failed writing its manifest with
     "write elsewhere", but --run-dir cannot go with --resume: the way out is a copy."""
-    import errno
-    import tempfile
-
     from dlbox.training import loop
     from dlbox.training.config import build_config
 
@@ -327,14 +325,7 @@ def test_resuming_a_run_on_a_read_only_mount_says_to_copy_it(
     with pytest.raises(loop.TrainingStopped):  # stopped mid-run: a run to resume
         loop.train(config, progress=False, stop=lambda epoch, step: epoch == 1 and step == 3)
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
-    real = tempfile.TemporaryFile
-
-    def read_only_mount(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if Path(kwargs.get("dir") or ".") == run_dir:  # root writes past chmod: as EROFS
-            raise OSError(errno.EROFS, "Read-only file system")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_mount)
+    read_only_mount(run_dir)
     assert main(["train", "--resume", str(run_dir)]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"error: cannot resume {run_dir}: its folder is not writable (Read-only file system)",
