@@ -71,10 +71,12 @@ class ContainerError(DlboxError):
 class FileWriteError(DlboxError):
     """A file could not be written: no space left, no permission, a read-only filesystem."""
 
-    def __init__(self, path: object, reason: str, hint: str | None = None) -> None:
+    def __init__(self, path: object, reason: str, hint: str | None = None,
+                 kind: str | None = None) -> None:
         super().__init__(f"cannot write {path}: {reason}", hint=hint or WRITE_HINT)
         self.path = path
         self.reason = reason
+        self.kind = kind  # write_failure_kind's: "no-space", "not-writable", or None
 
 
 WRITE_HINT = ("free some disk space, or make the folder writable (or write elsewhere: "
@@ -111,7 +113,7 @@ def write_error(path: object, error: BaseException) -> FileWriteError:
     if kind == "no-space":
         return FileWriteError(path, reason, hint=f"free some disk space where {folder} is "
                                                   f"(`df -h {quoted}` shows it), or write "
-                                                  "elsewhere")
+                                                  "elsewhere", kind=kind)
     if getattr(error, "errno", None) == errno.EROFS:
         return FileWriteError(path, reason, hint=f"{folder} is on a read-only filesystem: "
                                                   "write elsewhere")

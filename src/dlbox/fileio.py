@@ -67,7 +67,8 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         if disk_full:
             # torch.save reports a full disk as a RuntimeError from its zip writer.
             raise FileWriteError(path, f"no space left on the device ({first_line(error)})",
-                                 hint="free some disk space, or write elsewhere") from error
+                                 hint="free some disk space, or write elsewhere",
+                                 kind="no-space") from error
         raise
     _fsync_dir(path.parent)
 

@@ -338,6 +338,44 @@ def test_resuming_a_run_on_a_read_only_mount_says_to_copy_it(
     assert main(["train", "--resume", str(copy), "--no-progress", "--no-evaluate"]) == EXIT_OK
 
 
+@pytest.mark.parametrize("failing_save", [1, 2])
+def test_a_full_disk_says_how_the_run_goes_on_once_there_is_room(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, failing_save: int) -> None:
+    """Found by review: a checkpoint that a full disk failed mid-run said to free space,
+    not that the run's last checkpoint was intact and could be resumed then."""
+    import errno
+
+    from dlbox.errors import write_error
+    from dlbox.training import loop
+
+    real = loop.save_checkpoint
+    saves = []
+
+    def full_disk(path, state):  # type: ignore[no-untyped-def]
+        saves.append(path)
+        if len(saves) == failing_save:
+            raise write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+        return real(path, state)
+
+    monkeypatch.setattr(loop, "save_checkpoint", full_disk)
+    run_dir = tmp_path / "run"
+    assert main(["train", *QUICK, "--epochs", "3", "--data", str(fake_cifar_dir),
+                 "--run-dir", str(run_dir)]) == EXIT_ERROR
+    hint = capsys.readouterr().err.splitlines()[-1]
+    assert hint.startswith(f"hint: free some disk space where {run_dir / 'checkpoints'} is")
+    if failing_save == 1:  # nothing saved: the run dir is started again in place
+        assert hint.endswith("; then start again with the same command")
+        monkeypatch.undo()
+        assert main(["train", *QUICK, "--epochs", "3", "--data", str(fake_cifar_dir),
+                     "--run-dir", str(run_dir), "--no-evaluate"]) == EXIT_OK
+    else:
+        assert hint.endswith(f"; then go on with: dlbox train --resume {run_dir}")
+        monkeypatch.undo()
+        assert main(["train", "--resume", str(run_dir), "--no-progress",
+                     "--no-evaluate"]) == EXIT_OK
+
+
 # SIGHUP: an SSH session that dropped; it killed training at once, the epoch in progress lost
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130),
                                                (signal.SIGHUP, 129)])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.cli.common import EXIT_SIGTERM, Terminated, reject_empty_paths
-from dlbox.errors import UsageError
+from dlbox.errors import FileWriteError, UsageError
 from dlbox.text import shell_quote
 
 # Flags that set a training setting; with --resume the run's own config.json decides them.
@@ -125,6 +125,11 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         say_what_was_kept(getattr(closed, "run_dir", None) or run_dir)
         return 128 + signal.SIGPIPE
+    except FileWriteError as error:  # a full disk mid-run: what to do once there is room
+        if error.kind == "no-space":
+            where = getattr(error, "run_dir", None) or run_dir
+            error.hint = f"{error.hint}; then {_going_on(where)}"
+        raise
     except Terminated as stopped:  # SIGTERM/SIGHUP outside the epochs: reading the data, or
         # the final evaluation, whose files it may have left from two epochs
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
@@ -132,6 +137,16 @@ def _run(args: argparse.Namespace) -> int:
             say_what_was_kept(getattr(stopped, "run_dir", None) or run_dir)
         return int(stopped.code or EXIT_SIGTERM)
     return 0
+
+
+def _going_on(run_dir: str | Path | None) -> str:
+    """How a run that a full disk stopped goes on once there is room: its checkpoint (every
+    epoch's is written whole or not at all) is resumed, or it saved none and starts again."""
+    last = Path(run_dir or "") / "checkpoints" / "last.pt"
+    with contextlib.suppress(OSError):
+        if run_dir and last.is_file():
+            return f"go on with: dlbox train --resume {shell_quote(Path(run_dir).resolve())}"
+    return "start again with the same command"
 
 
 def say_what_was_kept(run_dir: str | Path | None) -> None:
