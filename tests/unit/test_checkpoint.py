@@ -349,3 +349,7 @@ def test_a_flipped_bit_in_a_checkpoint_is_refused_not_loaded(tmp_path: Path) -> 
         load_checkpoint(path)
     assert info.value.message == (f"checkpoint {path} cannot be loaded safely (the file is "
                                   f"damaged: {member.filename} fails its CRC check)")
+    # "train again" sent the user to `train --run-dir SAME`, refused: "continue it with
+    # --resume", whose checkpoint is this one (found by review)
+    assert info.value.hint == ("it is damaged or was edited: restore a good copy of it, or "
+                               "train again with another --run-dir (this one holds the run)")

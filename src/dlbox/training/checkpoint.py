@@ -170,6 +170,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     write_through_memory(path, lambda buffer: torch.save(state, buffer))
 
 
+DAMAGED_HINT = ("it is damaged or was edited: restore a good copy of it, or train again "
+                "with another --run-dir (this one holds the run)")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with weights_only=True (tensors and plain values only)."""
     path = Path(path)
@@ -183,7 +187,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise RunDirError(
             f"checkpoint {path} cannot be loaded safely (the file is damaged: {damaged} fails "
             "its CRC check)",
-            hint="it is damaged or not a dlbox checkpoint; train again or resume from a good copy",
+            hint=DAMAGED_HINT,
         )
     try:
         with warnings.catch_warnings():  # torch's pickle-protocol notes: the error says it all
@@ -200,7 +204,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise unreadable from None
         raise RunDirError(
             f"checkpoint {path} cannot be loaded safely ({_load_failure(error, path)})",
-            hint="it is damaged or not a dlbox checkpoint; train again or resume from a good copy",
+            hint=DAMAGED_HINT,
         ) from None
     if not isinstance(state, dict):
         raise RunDirError(f"checkpoint {path} is not a dlbox checkpoint",
@@ -261,7 +265,8 @@ def load_state_dict_checked(target: Any, state: Any, path: str | Path,
     is not a dict, or does not fit `target` (other layers, other shapes), raises RunDirError
     with a one-line message instead of torch's TypeError / multi-line RuntimeError.
     `what` names the target in that message (e.g. "model 'resnet'", "the optimizer")."""
-    hint = "the checkpoint does not belong to this run's config.json, or is damaged; train again"
+    hint = ("the checkpoint does not belong to this run's config.json, or is damaged; train "
+            "again with another --run-dir")
     if not isinstance(state, Mapping):
         raise RunDirError(f"checkpoint {path} holds no weights for {what} "
                           f"(found {type(state).__name__})", hint=hint)
@@ -281,7 +286,7 @@ def check_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     if state.get("format") != CHECKPOINT_FORMAT:
         raise RunDirError(f"{path} is not a dlbox training checkpoint",
                           hint="pass a run directory made by `dlbox train`")
-    hint = "it was edited or damaged; train again or resume from a good copy"
+    hint = DAMAGED_HINT
     classes = state.get("classes")
     if classes is not None and (not isinstance(classes, (list, tuple))
                                 or not all(isinstance(name, str) for name in classes)):
@@ -308,7 +313,6 @@ def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any
     }
 
 
-DAMAGED_HINT = "it was edited or damaged; train again or resume from a good copy"
 RESTORE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError)
 
 
