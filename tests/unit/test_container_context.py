@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -404,6 +405,37 @@ def test_a_link_to_outside_the_project_gets_a_note(tmp_path: Path) -> None:
     (root / ".dockerignore").write_text("config.yaml\nup\n")  # the fix the note gives
     _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
     assert not any("outside the project" in note for note in notes)
+
+
+def test_links_that_point_at_nothing_in_the_image_get_a_note(tmp_path: Path) -> None:
+    """Found by review: an absolute link into the project (its path is another in the image)
+    and a link to a file .dockerignore leaves out were shipped as links to nothing, without
+    a word."""
+    from dlbox.container import build as B
+
+    root = tmp_path / "proj"
+    (root / "conf").mkdir(parents=True)
+    (root / "requirements.txt").write_text("numpy\n")
+    (root / "conf" / "local.yaml").write_text("x: 1\n")
+    (root / "secrets.env").write_text("TOKEN=1\n")
+    (root / ".dockerignore").write_text("secrets.env\n")
+    (root / "conf" / "abs.yaml").symlink_to(root / "conf" / "local.yaml")
+    (root / "env").symlink_to("secrets.env")
+    (root / "good").symlink_to("conf/local.yaml")
+    _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
+    linked = sorted(note for note in notes if " is a link to " in note)
+    assert linked == [
+        f"conf/abs.yaml is a link to the absolute path {root / 'conf' / 'local.yaml'}, which the "
+        "image does not have (the project has another path there): make it relative, in the "
+        "project folder: `ln -sfn local.yaml conf/abs.yaml`",
+        "env is a link to secrets.env, which the ignore patterns leave out of the image: the "
+        "link points at nothing there (ship secrets.env, or add env to .dockerignore)"]
+    # the fixes the notes give
+    subprocess.run(["ln", "-sfn", "local.yaml", "conf/abs.yaml"], cwd=root, check=True)
+    (root / ".dockerignore").write_text("secrets.env\nenv\n")
+    _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
+    assert not any(" is a link to " in note for note in notes)
+    assert (root / "conf" / "abs.yaml").read_text() == "x: 1\n"
 
 
 def test_a_folder_that_cannot_be_read_is_named_with_its_fix(

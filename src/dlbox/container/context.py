@@ -37,6 +37,7 @@ from dlbox.container.dockerignore import (
 from dlbox.container.lock import LOCK_FILE
 from dlbox.container.project import Project, normalize_name
 from dlbox.errors import ContainerError, UsageError
+from dlbox.text import shell_quote
 
 WARN_CONTEXT_BYTES = 500 * 1024 * 1024  # a project this big almost always ships data by mistake
 
@@ -199,26 +200,41 @@ def left_out_packages(root: Path) -> list[str]:
 
 
 def outside_links(project: Project) -> list[str]:
-    """A note for each link the image gets whose target is outside the project: the image
-    holds the link, which points at nothing there (a shared config or module linked in from
-    elsewhere in a monorepo), and the code fails at its first run, not at the build."""
+    """A note for each link the image gets that points at nothing there, so that the code
+    fails at its first run, not at the build: a target outside the project (a shared config
+    or module linked in from elsewhere in a monorepo), an absolute path (the project has
+    another path in the image), or a file the ignore patterns leave out."""
     root = project.root.resolve()
-    outside = []
-    for rel, path in iter_project_files(project):
+    files = list(iter_project_files(project))
+    shipped = {rel for rel, _ in files}
+    notes: list[str] = []
+    for rel, path in files:
         if not path.is_symlink():
             continue
         try:
             target = os.readlink(path)
-            (path.parent / target).resolve().relative_to(root)
-        except ValueError:
-            outside.append((rel, target))
+            resolved = (path.parent / target).resolve()
         except OSError:
             continue
-    notes = [f"{rel} is a link to {target}, outside the project: the image gets the link, "
-             f"not what it points to (copy that into the project, or add {rel} to "
-             ".dockerignore)" for rel, target in outside[:3]]
-    if len(outside) > 3:
-        notes.append(f"... and {len(outside) - 3} more links to outside the project")
+        try:
+            inside = resolved.relative_to(root).as_posix()
+        except ValueError:
+            notes.append(f"{rel} is a link to {target}, outside the project: the image gets "
+                         f"the link, not what it points to (copy that into the project, or "
+                         f"add {rel} to .dockerignore)")
+            continue
+        if os.path.isabs(target):
+            relative = os.path.relpath(resolved, path.parent.resolve())
+            notes.append(f"{rel} is a link to the absolute path {target}, which the image "
+                         f"does not have (the project has another path there): make it "
+                         f"relative, in the project folder: `ln -sfn {shell_quote(relative)} "
+                         f"{shell_quote(rel)}`")
+        elif inside not in shipped and inside != ".":
+            notes.append(f"{rel} is a link to {target}, which the ignore patterns leave out "
+                         f"of the image: the link points at nothing there (ship {inside}, or "
+                         f"add {rel} to .dockerignore)")
+    if len(notes) > 3:
+        notes[3:] = [f"... and {len(notes) - 3} more links that point at nothing in the image"]
     return notes
 
 
