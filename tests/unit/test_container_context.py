@@ -381,50 +381,51 @@ def test_a_package_the_default_patterns_leave_out_gets_a_note(tmp_path: Path) ->
     assert left_out_packages(root) == []
 
 
-def test_a_link_to_outside_the_project_gets_a_note(tmp_path: Path) -> None:
-    """Found by review: links to outside the project (a monorepo's shared config) were
-    shipped as links to nothing, without a word; the first run failed, not the build."""
-    from dlbox.container import build as B
-
-    (tmp_path / "shared.yaml").write_text("lr: 0.1\n")
-    root = tmp_path / "proj"
+def _linked_project(root: Path) -> None:
+    """A project with a config folder and a link inside it that works in the image."""
     (root / "conf").mkdir(parents=True)
     (root / "requirements.txt").write_text("numpy\n")
     (root / "conf" / "local.yaml").write_text("x: 1\n")
+    (root / "inside").symlink_to("conf/local.yaml")  # inside: shipped and working
+
+
+def _link_notes(root: Path) -> list[str]:
+    """The dry run's notes about links, sorted."""
+    from dlbox.container import build as B
+
+    _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
+    return sorted(note for note in notes if " is a link to " in note)
+
+
+def test_a_link_to_outside_the_project_gets_a_note(tmp_path: Path) -> None:
+    """Found by review: links to outside the project (a monorepo's shared config) were
+    shipped as links to nothing, without a word; the first run failed, not the build."""
+    (tmp_path / "shared.yaml").write_text("lr: 0.1\n")
+    root = tmp_path / "proj"
+    _linked_project(root)
     (root / "config.yaml").symlink_to(tmp_path / "shared.yaml")  # outside: a note
     (root / "up").symlink_to("../shared.yaml")  # relative, and outside too
-    (root / "inside").symlink_to("conf/local.yaml")  # inside: shipped and working
-    _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
-    linked = sorted(note for note in notes if "outside the project" in note)
-    assert linked == [
+    assert _link_notes(root) == [
         f"config.yaml is a link to {tmp_path / 'shared.yaml'}, outside the project: the image "
         "gets the link, not what it points to (copy that into the project, or add "
         "config.yaml to .dockerignore)",
         "up is a link to ../shared.yaml, outside the project: the image gets the link, not "
         "what it points to (copy that into the project, or add up to .dockerignore)"]
     (root / ".dockerignore").write_text("config.yaml\nup\n")  # the fix the note gives
-    _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
-    assert not any("outside the project" in note for note in notes)
+    assert _link_notes(root) == []
 
 
 def test_links_that_point_at_nothing_in_the_image_get_a_note(tmp_path: Path) -> None:
     """Found by review: an absolute link into the project (its path is another in the image)
     and a link to a file .dockerignore leaves out were shipped as links to nothing, without
     a word."""
-    from dlbox.container import build as B
-
     root = tmp_path / "proj"
-    (root / "conf").mkdir(parents=True)
-    (root / "requirements.txt").write_text("numpy\n")
-    (root / "conf" / "local.yaml").write_text("x: 1\n")
+    _linked_project(root)
     (root / "secrets.env").write_text("TOKEN=1\n")
     (root / ".dockerignore").write_text("secrets.env\n")
     (root / "conf" / "abs.yaml").symlink_to(root / "conf" / "local.yaml")
     (root / "env").symlink_to("secrets.env")
-    (root / "good").symlink_to("conf/local.yaml")
-    _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
-    linked = sorted(note for note in notes if " is a link to " in note)
-    assert linked == [
+    assert _link_notes(root) == [
         f"conf/abs.yaml is a link to the absolute path {root / 'conf' / 'local.yaml'}, which the "
         "image does not have (the project has another path there): make it relative, in the "
         "project folder: `ln -sfn local.yaml conf/abs.yaml`",
@@ -433,8 +434,7 @@ def test_links_that_point_at_nothing_in_the_image_get_a_note(tmp_path: Path) -> 
     # the fixes the notes give
     subprocess.run(["ln", "-sfn", "local.yaml", "conf/abs.yaml"], cwd=root, check=True)
     (root / ".dockerignore").write_text("secrets.env\nenv\n")
-    _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
-    assert not any(" is a link to " in note for note in notes)
+    assert _link_notes(root) == []
     assert (root / "conf" / "abs.yaml").read_text() == "x: 1\n"
 
 
