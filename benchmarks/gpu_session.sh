@@ -444,14 +444,15 @@ preflight() {
     fi
 }
 
-preflight
 earlier=()
 for name in $OUT_FILES; do [ -e "$OUT/$name" ] && earlier+=("$name"); done
 (( ${#earlier[@]} )) && (cd "$OUT" && rm -f -- "${earlier[@]}")
+preflight
 trap 'stop_steps SIGINT' INT
 trap 'stop_steps SIGTERM' TERM
-# Everything to the terminal and to session.log; tee -i: a Ctrl-C must not end the log.
-exec > >(tee -i "$OUT/session.log") 2>&1
+# Everything to the terminal and to session.log. The tee ignores Ctrl-C and SIGTERM (a
+# `timeout` or `kill -- -PGID` signals the whole group): the log must outlast the summary.
+exec > >(trap '' INT TERM; exec tee "$OUT/session.log") 2>&1
 TEE_PID=$!
 if (( ${#earlier[@]} )); then
     echo "== removed an earlier session's files from $OUT: ${earlier[*]}"

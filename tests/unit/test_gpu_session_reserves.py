@@ -204,10 +204,14 @@ def test_an_earlier_sessions_files_in_out_are_not_read_as_this_ones(tmp_path: Pa
     assert f"removed an earlier session's files from {out}: speedrun.json" in log
 
 
-def test_ctrl_c_stops_the_step_under_way_and_skips_the_later_ones(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_stops_the_step_under_way_and_skips_the_later_ones(tmp_path: Path,
+                                                                   signame: str,
+                                                                   code: int) -> None:
     """Found by review: Ctrl-C reached neither the step (timeout runs it in a process group
     of its own) nor the script (bash waits for a foreground command before its trap), so
-    every remaining step ran on; and tee died, losing the log."""
+    every remaining step ran on; and tee died, losing the log. SIGTERM to the whole group
+    (`timeout 500 bash gpu_session.sh`) killed the tee, and the script with it."""
     import signal
     import time
 
@@ -230,15 +234,15 @@ def test_ctrl_c_stops_the_step_under_way_and_skips_the_later_ones(tmp_path: Path
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.1)
         step_pid = int((tmp_path / "step.pid").read_text())
-        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        os.killpg(process.pid, getattr(signal, signame))  # as a terminal's Ctrl-C does
         output, _ = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == 130, output
+    assert process.returncode == code, output
     assert "step env: rc=143" in output  # stopped with SIGTERM, as a training saves on
-    assert "step gpu: SKIPPED (the session was stopped: SIGINT)" in output
+    assert f"step gpu: SKIPPED (the session was stopped: {signame})" in output
     assert "summary ran" in output
     log = (tmp_path / "out" / "session.log").read_text()
     assert "step gpu: SKIPPED" in log and "summary ran" in log
