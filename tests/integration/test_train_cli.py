@@ -338,15 +338,47 @@ def test_resuming_a_run_on_a_read_only_mount_says_to_copy_it(
     assert main(["train", "--resume", str(copy), "--no-progress", "--no-evaluate"]) == EXIT_OK
 
 
+def _no_space(path: Path) -> Exception:
+    """What writing `path` on a full disk raises."""
+    import errno
+
+    from dlbox.errors import write_error
+
+    return write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+
+
+def _hint_of_a_train(data: Path, run_dir: Path, epochs: int,
+                     capsys: pytest.CaptureFixture[str]) -> str:
+    """The hint line of a `dlbox train` into `run_dir` that fails (exit 1)."""
+    assert main(["train", *QUICK, "--epochs", str(epochs), "--data", str(data),
+                 "--run-dir", str(run_dir)]) == EXIT_ERROR
+    return capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_full_disk_in_the_final_report_says_to_evaluate(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a full disk while the final report was written said "then go on
+    with: dlbox train --resume", which only answers "nothing to resume"."""
+    from dlbox.training import loop
+
+    def full_disk(run_dir, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise _no_space(run_dir / "training_curves.png")
+
+    monkeypatch.setattr(loop, "_report", full_disk)
+    run_dir = tmp_path / "run"
+    hint = _hint_of_a_train(fake_cifar_dir, run_dir, 1, capsys)
+    assert hint.endswith(f"; then write the report with: dlbox evaluate {run_dir}")
+    monkeypatch.undo()
+    assert main(["evaluate", str(run_dir)]) == EXIT_OK
+
+
 @pytest.mark.parametrize("failing_save", [1, 2])
 def test_a_full_disk_says_how_the_run_goes_on_once_there_is_room(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch, failing_save: int) -> None:
     """Found by review: a checkpoint that a full disk failed mid-run said to free space,
     not that the run's last checkpoint was intact and could be resumed then."""
-    import errno
-
-    from dlbox.errors import write_error
     from dlbox.training import loop
 
     real = loop.save_checkpoint
@@ -355,14 +387,12 @@ def test_a_full_disk_says_how_the_run_goes_on_once_there_is_room(
     def full_disk(path, state):  # type: ignore[no-untyped-def]
         saves.append(path)
         if len(saves) == failing_save:
-            raise write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+            raise _no_space(path)
         return real(path, state)
 
     monkeypatch.setattr(loop, "save_checkpoint", full_disk)
     run_dir = tmp_path / "run"
-    assert main(["train", *QUICK, "--epochs", "3", "--data", str(fake_cifar_dir),
-                 "--run-dir", str(run_dir)]) == EXIT_ERROR
-    hint = capsys.readouterr().err.splitlines()[-1]
+    hint = _hint_of_a_train(fake_cifar_dir, run_dir, 3, capsys)
     assert hint.startswith(f"hint: free some disk space where {run_dir / 'checkpoints'} is")
     if failing_save == 1:  # nothing saved: the run dir is started again in place
         assert hint.endswith("; then start again with the same command")

@@ -438,6 +438,27 @@ def test_links_that_point_at_nothing_in_the_image_get_a_note(tmp_path: Path) -> 
     assert (root / "conf" / "abs.yaml").read_text() == "x: 1\n"
 
 
+def test_links_that_work_in_the_image_or_nowhere_get_no_note(tmp_path: Path) -> None:
+    """Found by review of the link notes: a link to a folder the patterns leave out but whose
+    files they bring back (`data/**`, `!data/keep/**`) works in the image, yet was noted as
+    left out; and a link broken on this machine too was told to "ship" a file that does not
+    exist."""
+    root = tmp_path / "proj"
+    _linked_project(root)
+    (root / "data" / "keep").mkdir(parents=True)
+    (root / "data" / "keep" / "k.txt").write_text("k")
+    (root / "data" / "drop.txt").write_text("d")
+    (root / ".dockerignore").write_text("data/**\n!data/keep/**\n")
+    (root / "conf" / "d").symlink_to("../data/keep")
+    (root / "gone").symlink_to("missing.txt")
+    (root / "gone-abs").symlink_to(root / "missing.txt")
+    (root / "dropped").symlink_to("data/drop.txt")  # really left out: noted
+    assert _link_notes(root) == [
+        "dropped is a link to data/drop.txt, which the ignore patterns leave out of the image: "
+        "the link points at nothing there (ship data/drop.txt, or add dropped to "
+        ".dockerignore)"]
+
+
 def test_a_folder_that_cannot_be_read_is_named_with_its_fix(
         project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A folder without read permission gave "cannot use .../private/pyvenv.cfg: Permission

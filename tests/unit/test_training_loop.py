@@ -330,6 +330,35 @@ def test_metrics_behind_the_final_checkpoint_are_caught_up(fake_cifar_dir: Path,
     assert evaluated["evaluation"]["epoch"] == 2
 
 
+def test_catching_up_metrics_never_stands_in_the_way(fake_cifar_dir: Path,
+                                                     tmp_path: Path) -> None:
+    """Found by review of the catch-up: with no metrics.json at all its test_images was
+    null; a finished run with a damaged metrics.json made --resume fail (exit 1) instead of
+    "nothing to resume"; and `evaluate --checkpoint GOOD` failed on a damaged last.pt, which
+    only the catch-up read."""
+    from dlbox.training.evaluate import evaluate_run
+    from dlbox.training.loop import AlreadyFinished
+
+    run = train(tiny_config(fake_cifar_dir, tmp_path / "run"), progress=False,
+                evaluate_at_end=False)
+    whole = read_json(run / "metrics.json")
+    (run / "metrics.json").unlink()  # killed before the first metrics write
+    with pytest.raises(AlreadyFinished, match="brought up to epoch 1"):
+        resume(run, progress=False)
+    assert read_json(run / "metrics.json")["final"]["test_images"] == 100 == (
+        whole["final"]["test_images"])
+    (run / "metrics.json").write_text('{"history": [1,')
+    with pytest.raises(AlreadyFinished, match="nothing to resume"):
+        resume(run, progress=False)
+    # a good copy of the checkpoint, and last.pt damaged: the copy is evaluated
+    (run / "metrics.json").write_text(json.dumps(whole))
+    good = tmp_path / "good.pt"
+    good.write_bytes((run / "checkpoints" / "last.pt").read_bytes())
+    (run / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 damaged")
+    report = evaluate_run(run, device="cpu", quiet=True, checkpoint=str(good))
+    assert report["checkpoint"] == str(good)
+
+
 def test_missing_data_leaves_no_run_dir(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         train(tiny_config(tmp_path / "no-data", tmp_path / "run"), progress=False)

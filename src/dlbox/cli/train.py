@@ -142,10 +142,15 @@ def _run(args: argparse.Namespace) -> int:
 def _going_on(run_dir: str | Path | None) -> str:
     """How a run that a full disk stopped goes on once there is room: its checkpoint (every
     epoch's is written whole or not at all) is resumed, or it saved none and starts again."""
+    from dlbox.training.checkpoint import says_finished
+
     last = Path(run_dir or "") / "checkpoints" / "last.pt"
     with contextlib.suppress(OSError):
+        where = shell_quote(Path(run_dir or "").resolve())
         if run_dir and last.is_file():
-            return f"go on with: dlbox train --resume {shell_quote(Path(run_dir).resolve())}"
+            if says_finished(last):  # it failed writing the final report
+                return f"write the report with: dlbox evaluate {where}"
+            return f"go on with: dlbox train --resume {where}"
     return "start again with the same command"
 
 

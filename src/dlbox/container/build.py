@@ -150,7 +150,9 @@ def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) 
     nvidia = host.nvidia
     broken = broken_driver_error(host)
     if broken is not None:  # a CPU image would be a silent surprise on a GPU machine
-        raise broken
+        raise HostEnvError(broken.message, hint="fix the driver (`dlbox doctor` says how); or "
+                                                "choose the image: --cpu, or --driver VERSION "
+                                                "for the GPU machine that will run it")
     has_gpu = bool(nvidia.driver_version and nvidia.gpus)
     if request.device == "gpu" and not has_gpu:
         raise UsageError(

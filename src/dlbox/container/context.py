@@ -207,6 +207,9 @@ def outside_links(project: Project) -> list[str]:
     root = project.root.resolve()
     files = list(iter_project_files(project))
     shipped = {rel for rel, _ in files}
+    # folders the patterns leave out whose files come back (`data/**` then `!data/keep/**`)
+    shipped |= {"/".join(rel.split("/")[:depth]) for rel in shipped
+                for depth in range(1, rel.count("/") + 1)}
     notes: list[str] = []
     for rel, path in files:
         if not path.is_symlink():
@@ -214,7 +217,7 @@ def outside_links(project: Project) -> list[str]:
         try:
             target = os.readlink(path)
             resolved = (path.parent / target).resolve()
-        except OSError:
+        except (OSError, RuntimeError):  # RuntimeError: a loop of links (Python < 3.13)
             continue
         try:
             inside = resolved.relative_to(root).as_posix()
@@ -223,6 +226,8 @@ def outside_links(project: Project) -> list[str]:
                          f"the link, not what it points to (copy that into the project, or "
                          f"add {rel} to .dockerignore)")
             continue
+        if not os.path.lexists(resolved):
+            continue  # broken here too: not a matter of the image
         if os.path.isabs(target):
             relative = os.path.relpath(resolved, path.parent.resolve())
             notes.append(f"{rel} is a link to the absolute path {target}, which the image "

@@ -478,7 +478,8 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         loaded, resolved = load_run_model(run_dir, device, checkpoint)
     if output is None:  # metrics.json, unreadable or damaged, stops us now, not after minutes
         read_metrics_file(run_dir / METRICS_FILE)
-        _catch_up_history(run_dir, loaded.config)
+        if checkpoint == "last":  # another checkpoint is no word on the run's history
+            _catch_up_history(run_dir, loaded.config)
     dataset = load_test_split(loaded.config, data_dir)
     classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source)
     use_tta = resolve_tta(tta, loaded.config)

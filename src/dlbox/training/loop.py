@@ -580,8 +580,12 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     state = load_checkpoint(path)
     check_checkpoint(state, path)
     if state.get("finished"):
-        _check_metrics_file(run_dir / METRICS_FILE)
-        caught_up = catch_up_metrics(run_dir, config, state)
+        try:  # a damaged metrics.json is evaluate's to report: a requeued job ends here
+            _check_metrics_file(run_dir / METRICS_FILE)
+        except RunDirError:
+            caught_up = None
+        else:
+            caught_up = catch_up_metrics(run_dir, config, state)
         if caught_up is not None:  # it stopped after its last checkpoint, before the metrics
             raise AlreadyFinished(
                 f"run {run_dir} had finished all {plural(config.epochs, 'epoch')}, but "
@@ -1229,10 +1233,24 @@ def catch_up_metrics(run_dir: Path, config: TrainConfig,
     caught_up = TrainState(epoch=int(state.get("epoch", len(history))),
                            train_seconds=float(state.get("train_seconds") or 0.0),
                            history=list(history))
-    test_images = (existing.get("final") or {}).get("test_images") if isinstance(
-        existing.get("final"), dict) else None
-    _write_metrics(run_dir, config, caught_up, test_images, bool(state.get("finished")))
+    final = existing.get("final") if isinstance(existing, dict) else None
+    test_images = final.get("test_images") if isinstance(final, dict) else None
+    _write_metrics(run_dir, config, caught_up, test_images or _test_images(config),
+                   bool(state.get("finished")))
     return caught_up.epoch
+
+
+def _test_images(config: TrainConfig) -> int | None:
+    """How many test images the run tested on: its --num-test (a new run refuses one beyond
+    the data), else the whole test split of its data dir; None where that is gone."""
+    if config.num_test:
+        return config.num_test
+    from dlbox.data.loading import split_size
+
+    try:
+        return split_size(resolve_data(config), "test")
+    except (DlboxError, OSError):
+        return None
 
 
 def _write_metrics(run_dir: Path, config: TrainConfig, state: TrainState,
