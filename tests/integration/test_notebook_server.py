@@ -536,6 +536,21 @@ def test_the_run_lock_file_is_not_listed_even_with_hidden_files_shown(
 
 
 @pytest.mark.timeout(300)
+def test_a_base_url_in_the_users_jupyter_config_does_not_move_the_server(
+        notebook_dir: Path, tmp_path: Path) -> None:
+    """Found by review: a user's `c.ServerApp.base_url = "/jupyter/"` moved the API dlbox
+    polls, so it waited out the whole startup timeout (HTTP 404), then blamed a busy
+    machine."""
+    require(have_jupyterlab(), "JupyterLab")
+    config_dir = tmp_path / "jupyter-config"
+    config_dir.mkdir()
+    (config_dir / "jupyter_config.py").write_text('c.ServerApp.base_url = "/jupyter/"\n')
+    with launched_notebook(notebook_dir, env={"JUPYTER_CONFIG_DIR": str(config_dir)}) as launch:
+        assert launch.base_url == f"http://127.0.0.1:{launch.port}"
+        assert get(f"{launch.base_url}/api/status", launch.token)[0] == 200
+
+
+@pytest.mark.timeout(300)
 def test_a_read_only_notebook_folder_gets_a_warning(notebook_dir: Path,
                                                     tmp_path: Path) -> None:
     """Jupyter starts on a folder it cannot write to, where saving the notebook and its runs

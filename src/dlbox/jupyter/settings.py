@@ -146,6 +146,9 @@ def lab_config(notebook_root: str, ip: str, port: int, allow_root: bool) -> dict
             "ip": ip,
             "port": port,
             "port_retries": 0,  # a busy port is an error, never a silent other port
+            # a user's base_url moved the API dlbox polls (404s until the timeout) and the
+            # address it prints
+            "base_url": "/",
             "open_browser": False,  # dlbox opens it once the server answers
             "root_dir": notebook_root,
             "allow_root": allow_root,
