@@ -370,3 +370,28 @@ def test_the_notebook_names_its_settings_for_the_flags(line: str, expected: str)
     from dlbox.jupyter.notebooks import in_setting_terms
 
     assert in_setting_terms(line) == expected
+
+
+def test_two_launches_on_one_port_at_once_are_told_it_is_in_use(tmp_path: Path) -> None:
+    """Found by review: two `dlbox notebook --port N` started together both found the port
+    free; the one whose server could not listen then polled the other's (HTTP 403 to its
+    own token, "a Jupyter config of yours") or stopped with "pip install" advice."""
+    from dlbox.jupyter.server import LocalServer
+    from dlbox.jupyter.settings import NotebookSettings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = NotebookSettings(notebook_dir=tmp_path, port=port, open_browser=False)
+    first, second = LocalServer(settings), LocalServer(settings)
+    try:
+        first.prepare()  # checked free, and claimed until its server answers
+        with pytest.raises(UsageError) as info:
+            second.prepare()
+        assert info.value.message == (f"port {port} on 127.0.0.1 is already in use "
+                                      "(another Jupyter?)")
+        first.stop()  # it gave up before starting: the port is free again
+        second.prepare()
+    finally:
+        first.stop()
+        second.stop()

@@ -215,14 +215,35 @@ class ManagedServer(ABC):
         self.launch = LaunchDir()
         self.info: ServerInfo
         self._warnings: list[str] | None = None
+        self._port_claim = contextlib.ExitStack()
 
     def prepare(self) -> list[str]:
         """Check everything the launch needs before anything starts (the address and port,
         JupyterLab or the image), so a refusal comes before any warning; the warnings to
         show the user. Checks once; `start` calls it too."""
         if self._warnings is None:
+            self._claim_port()
             self._warnings = self._prepare()
         return self._warnings
+
+    def _claim_port(self) -> None:
+        """Hold a claim on the asked port from its check until the server answers: two
+        launches on one port at once both found it free, and the one whose server could not
+        listen then polled the other's (HTTP 403 to its token) or stopped with a hint to
+        install JupyterLab. The claim is a name in Linux's abstract socket namespace: one
+        holder per network namespace (where ports live too), gone with the process, and no
+        file left behind. Port 0 (a free one picked) needs none; elsewhere there is none."""
+        if self.settings.port == 0 or not sys.platform.startswith("linux"):
+            return
+        claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            claim.bind(f"\0dlbox-notebook-port-{self.settings.ip}-{self.settings.port}")
+        except OSError as error:
+            claim.close()
+            if error.errno != errno.EADDRINUSE:
+                return  # no claims here (a sandbox): the port check alone, as before
+            raise listen_error(self.settings.ip, self.settings.port, error) from None
+        self._port_claim.callback(claim.close)
 
     def start(self) -> ServerInfo:
         """Start the server and return once it answers with the token and refuses without
@@ -252,6 +273,8 @@ class ManagedServer(ABC):
         except BaseException:
             self.stop()
             raise
+        finally:
+            self._port_claim.close()  # listening now, or given up
         self.info = info
         return info
 
@@ -261,6 +284,7 @@ class ManagedServer(ABC):
         Ctrl-C while it stops (an impatient second one) does not abandon the stop half-way
         (a container stopped but never removed): the stop goes on with no grace period (the
         server killed at once), and the KeyboardInterrupt is raised once it is done."""
+        self._port_claim.close()  # stopped before it started (prepare, then Ctrl-C)
         timeout = self.stop_timeout_s if timeout_s is None else timeout_s
         interrupted = False
         while True:
