@@ -244,3 +244,28 @@ def test_checks_come_before_the_launch_and_run_once(settings: NotebookSettings,
     fine.start()
     assert fine.launched and fine.prepare() == ["warning: listens on all interfaces"]
     fine.stop()
+
+
+def test_a_second_sigterm_while_a_start_stops_is_still_a_sigterm(
+        settings: NotebookSettings, answers: list[str]) -> None:
+    """Found by review: two SIGTERMs while a container's start was being stopped ended as
+    Ctrl-C (exit 130; the stop raised a plain KeyboardInterrupt), and "stopping the Jupyter
+    server ..." was said only after the stop's seconds, its "Ctrl-C again" too late to use."""
+    from dlbox.cli.notebook import StopSignal
+
+    said: list[str] = []
+
+    class StoppedTwice(StandIn):
+        def _halt(self, timeout_s: float) -> None:
+            super()._halt(timeout_s)
+            said.append(f"halt {timeout_s:g}")
+            if len(self.halts) == 1:  # the second SIGTERM, while the first stop runs
+                raise StopSignal(15)
+
+    server = StoppedTwice(settings, fail_launch=StopSignal(15))
+    server.on_interrupt = lambda stop: said.append(f"stopping ({stop.signum})")
+    with pytest.raises(StopSignal) as info:
+        server.start()
+    assert info.value.signum == 15
+    assert said == ["stopping (15)", "halt 20", "halt 0"]  # said first; then killed at once
+    assert not server.launch.path.exists()

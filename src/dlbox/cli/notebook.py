@@ -19,7 +19,7 @@ from dlbox.cli.common import path_flag, reject_empty_paths
 from dlbox.errors import EXIT_INTERRUPTED, UsageError
 from dlbox.jupyter.notebooks import damaged_notebook_hint, notebook_problem, resolve_notebook_dir
 from dlbox.jupyter.probe import StartupTimeout
-from dlbox.jupyter.server import LocalServer, NotebookServer, ServerInfo
+from dlbox.jupyter.server import LocalServer, ManagedServer, NotebookServer, ServerInfo
 from dlbox.jupyter.settings import (
     DEFAULT_IP,
     DEFAULT_PORT,
@@ -133,6 +133,20 @@ def run(args: argparse.Namespace) -> int:
         server = LocalServer(settings)
 
     where = "in a container" if settings.container else "on this host"
+    announced: list[KeyboardInterrupt] = []
+
+    def stopping(stop: KeyboardInterrupt) -> None:
+        """The line a stop begins with, once, as it begins (a container's stop takes
+        seconds: its "Ctrl-C again" is of use only before them)."""
+        if announced:
+            return
+        announced.append(stop)
+        why = (f"{signal.Signals(stop.signum).name}" if isinstance(stop, StopSignal)
+               else "Ctrl-C again: stop it at once")
+        print(f"\nstopping the Jupyter server ({why}) ...", file=sys.stderr, flush=True)
+
+    if isinstance(server, ManagedServer):
+        server.on_interrupt = stopping
     with _stop_signals_interrupt():
         try:
             # Every check first (a refusal comes alone), then the warnings, then the start.
@@ -166,13 +180,11 @@ def run(args: argparse.Namespace) -> int:
                       + error.log_tail.rstrip("\n") + "\n---", file=sys.stderr, flush=True)
             raise
         except KeyboardInterrupt as stop:
-            why = (f"{signal.Signals(stop.signum).name}" if isinstance(stop, StopSignal)
-                   else "Ctrl-C again: stop it at once")
-            print(f"\nstopping the Jupyter server ({why}) ...", file=sys.stderr, flush=True)
+            stopping(stop)
             with contextlib.suppress(KeyboardInterrupt):  # stop() stopped it all the same
                 server.stop()
             print("stopped.", file=sys.stderr)
-            return exit_status(stop)
+            return exit_status(announced[0])  # the first signal's: 143 for SIGTERM
         finally:
             server.stop()
 

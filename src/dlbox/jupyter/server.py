@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -206,6 +207,8 @@ class ManagedServer(ABC):
     `_halt` stops and clears (so a second stop does nothing)."""
 
     stop_timeout_s: float = 20.0  # stop()'s default
+    # Called with the Ctrl-C (or StopSignal) that cuts a start short, before the stop.
+    on_interrupt: Callable[[KeyboardInterrupt], None] | None = None
     # The hint when the server stops while starting (its log is in the message).
     stopped_hint: str = STOPPED_HINT
 
@@ -270,7 +273,9 @@ class ManagedServer(ABC):
                           f"{base} (the server wrote nothing to its log)")
             self.stop()
             raise
-        except BaseException:
+        except BaseException as error:
+            if isinstance(error, KeyboardInterrupt) and self.on_interrupt is not None:
+                self.on_interrupt(error)  # said before the stop's seconds, not after them
             self.stop()
             raise
         finally:
@@ -286,7 +291,7 @@ class ManagedServer(ABC):
         server killed at once), and the KeyboardInterrupt is raised once it is done."""
         self._port_claim.close()  # stopped before it started (prepare, then Ctrl-C)
         timeout = self.stop_timeout_s if timeout_s is None else timeout_s
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None
         while True:
             try:
                 try:
@@ -294,10 +299,10 @@ class ManagedServer(ABC):
                 finally:
                     self.launch.remove()
                 break
-            except KeyboardInterrupt:
-                interrupted, timeout = True, 0
-        if interrupted:
-            raise KeyboardInterrupt
+            except KeyboardInterrupt as again:  # a StopSignal (SIGTERM) stays one: exit 143
+                interrupted, timeout = interrupted or again, 0
+        if interrupted is not None:
+            raise interrupted
 
     def _prepare(self) -> list[str]:
         """The checks of `prepare` (raise on a problem); the warnings."""
