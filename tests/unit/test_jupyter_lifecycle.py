@@ -269,3 +269,27 @@ def test_a_second_sigterm_while_a_start_stops_is_still_a_sigterm(
     assert info.value.signum == 15
     assert said == ["stopping (15)", "halt 20", "halt 0"]  # said first; then killed at once
     assert not server.launch.path.exists()
+
+
+def test_a_removed_current_folder_is_named_and_leaves_no_launch_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: `dlbox notebook --container` in a shell whose folder was removed
+    failed with "No such file or directory" and "please report it", and left its launch
+    folder (the token's) in the temp folder; `image build` failed the same way."""
+    import os
+
+    from dlbox.container.project import default_project_dir
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    os.rmdir(gone)
+    with pytest.raises(UsageError) as info:
+        default_project_dir()
+    assert (info.value.message, info.value.hint) == (
+        "the current folder no longer exists (it was removed or moved)",
+        "cd to a folder that exists and run the command again")
+    server = ContainerServer(NotebookSettings(tmp_path, port=0, container=True))
+    assert "`dlbox image build --cpu` builds one" in server.stopped_hint
+    server.stop()
+    assert not server.launch.path.exists()

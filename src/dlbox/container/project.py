@@ -605,7 +605,11 @@ def default_project_dir(cwd: Path | None = None) -> Path | None:
     """The project `dlbox image build` takes without PROJECT_DIR: the current folder when it
     is a project (requirements.txt, pyproject.toml or setup.py in it), as Cog and
     repo2docker do; else None, the built-in project."""
-    folder = Path.cwd() if cwd is None else cwd
+    try:
+        folder = Path.cwd() if cwd is None else cwd
+    except FileNotFoundError:  # a shell still in a folder someone removed
+        raise UsageError("the current folder no longer exists (it was removed or moved)",
+                         hint="cd to a folder that exists and run the command again") from None
     markers = (REQUIREMENTS_FILE, PYPROJECT_FILE, "setup.py")
     return folder if any((folder / name).is_file() for name in markers) else None
 

@@ -59,7 +59,11 @@ def builtin_build_command() -> str:
     build` builds that project instead."""
     from dlbox.container.project import default_project_dir
 
-    if default_project_dir() is None:
+    try:
+        here = default_project_dir()
+    except UsageError:  # the current folder is gone: nothing here to build instead
+        here = None
+    if here is None:
         return "`dlbox image build --cpu`"
     return ("`dlbox image build --cpu` in a folder without requirements.txt, pyproject.toml "
             "or setup.py (here it builds this project)")
@@ -140,11 +144,13 @@ class ContainerServer(ManagedServer):
     stop_timeout_s = STOP_TIMEOUT_S
 
     def __init__(self, settings: NotebookSettings) -> None:
-        super().__init__(settings)
         # Not `pip install` on the host: the image is what lacks JupyterLab, or fails to run it.
-        self.stopped_hint = ("read the container log above; the image needs JupyterLab and "
-                             "ipykernel (dlbox's `notebook` extra): "
-                             f"{builtin_build_command()} builds one, or pass --tag IMAGE")
+        # (Before the launch's folder is made: nothing of it may outlive a failure here.)
+        stopped_hint = ("read the container log above; the image needs JupyterLab and "
+                        "ipykernel (dlbox's `notebook` extra): "
+                        f"{builtin_build_command()} builds one, or pass --tag IMAGE")
+        super().__init__(settings)
+        self.stopped_hint = stopped_hint
         self.image = settings.image or default_image_tag()
         self.client: Any = None
         self.host_port: int | None = None  # checked free on the host by prepare()
