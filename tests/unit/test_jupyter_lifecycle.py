@@ -293,3 +293,19 @@ def test_a_removed_current_folder_is_named_and_leaves_no_launch_folder(
     assert "`dlbox image build --cpu` builds one" in server.stopped_hint
     server.stop()
     assert not server.launch.path.exists()
+
+
+def test_a_long_log_is_shown_from_the_beginning_of_a_line(tmp_path: Path) -> None:
+    """Found by review: the log shown after a failed start began mid-line (cut at 3000
+    characters wherever that fell)."""
+    from dlbox.jupyter.secrets_dir import LaunchDir
+
+    with LaunchDir() as launch:
+        lines = [f"[I 2026-12-06 03:00:{i % 60:02d}] line {i} of the server's log"
+                 for i in range(200)]
+        launch.log_file.write_text("\n".join(lines) + "\n")
+        tail = launch.log_tail()
+        assert len(tail) <= 3000 and tail.endswith(lines[-1] + "\n")
+        assert tail.splitlines()[0] in lines  # a whole line
+        launch.log_file.write_text("short\n")
+        assert launch.log_tail() == "short\n"

@@ -169,10 +169,14 @@ def run(args: argparse.Namespace) -> int:
             if tail:
                 print("--- the end of the Jupyter server's log ---\n" + tail + "\n---",
                       file=sys.stderr, flush=True)
-            how = (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
+            killed = status < 0
+            how = (f"killed by {signal_name(-status)}" if killed else f"exit status {status}")
             print(f"error: the Jupyter server stopped by itself ({how})", file=sys.stderr)
-            print("hint: " + ("its log above says why; " if tail else "")
-                  + "start it again with the same command", file=sys.stderr)
+            # a killed server writes no word of it: the killer was another program, or the
+            # kernel short of memory
+            why = ("another program or the system killed it (out of memory? `dmesg | tail` "
+                   "says); " if killed else "its log above says why; " if tail else "")
+            print(f"hint: {why}start it again with the same command", file=sys.stderr)
             return 1
         except StartupTimeout as error:
             if error.log_tail.strip():
@@ -187,6 +191,14 @@ def run(args: argparse.Namespace) -> int:
             return exit_status(announced[0])  # the first signal's: 143 for SIGTERM
         finally:
             server.stop()
+
+
+def signal_name(number: int) -> str:
+    """SIGKILL for 9; "signal N" for a number this platform does not name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def show_notebook_url(notebook: Path, info: ServerInfo) -> None:

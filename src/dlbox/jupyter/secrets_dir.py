@@ -63,7 +63,11 @@ class LaunchDir:
             text = self.log_file.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
-        return text[-max_chars:]
+        if len(text) <= max_chars:
+            return text
+        tail = text[-max_chars:]
+        start = tail.find("\n") + 1  # from a line's beginning, not the middle of one
+        return tail[start:] if 0 < start < len(tail) else tail
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
