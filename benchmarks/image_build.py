@@ -26,7 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from dlbox import __version__  # noqa: E402
-from dlbox.cli.common import path_flag, reject_empty_paths  # noqa: E402
+from dlbox.cli.common import (  # noqa: E402
+    EXIT_SIGTERM,
+    Terminated,
+    path_flag,
+    reject_empty_paths,
+    sigterm_stops_cleanly,
+)
 from dlbox.container import engine  # noqa: E402
 from dlbox.container.build import BuildRequest, build_image  # noqa: E402
 from dlbox.container.context import copy_project  # noqa: E402
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = engine.connect()
         try:
-            figures = measure(client, args)
+            with sigterm_stops_cleanly():  # SIGTERM unwinds too: temp project, images
+                figures = measure(client, args)
         finally:  # the benchmark's images go, also after a failed or interrupted build
             for name in (TAG, f"{TAG}-deps"):
                 try:
@@ -77,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: no figures (the benchmark's images are removed)",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated as stopped:  # `timeout`, a scheduler: it left its temp project before
+        print(f"\nstopped ({stopped.signal_name}): no figures (the benchmark's images are "
+              "removed)", file=sys.stderr)
+        return int(stopped.code or EXIT_SIGTERM)
     print(f"image size        {figures['image_size_mib']} MiB ({figures['framework']}, "
           f"base {args.base_image})")
     print(f"cold build        {figures['cold_build_s']:7.1f} s   (baseline)")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,9 +38,11 @@ def test_bad_arguments_are_refused_before_any_build(tmp_path: Path, case: str) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
-def test_ctrl_c_during_the_builds_is_a_line_and_130_not_a_traceback(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """Found by review: Ctrl-C in the minutes of building ended in a traceback."""
+def _bench_with_a_stand_in_engine(monkeypatch: pytest.MonkeyPatch,
+                                  measure: Callable[[object, object], dict[str, object]]
+                                  ) -> tuple[Any, list[str]]:
+    """The script as a module, its engine a stand-in that records the images removed, and
+    its measuring `measure`."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("image_build_bench", SCRIPT)
@@ -53,12 +58,45 @@ def test_ctrl_c_during_the_builds_is_a_line_and_130_not_a_traceback(
     class Client:
         images = Images()
 
+    monkeypatch.setattr(bench.engine, "connect", lambda: Client())
+    monkeypatch.setattr(bench, "measure", measure)
+    return bench, removed
+
+
+def test_ctrl_c_during_the_builds_is_a_line_and_130_not_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: Ctrl-C in the minutes of building ended in a traceback."""
     def interrupted(client: object, args: object) -> dict[str, object]:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bench.engine, "connect", lambda: Client())
-    monkeypatch.setattr(bench, "measure", interrupted)
+    bench, removed = _bench_with_a_stand_in_engine(monkeypatch, interrupted)
     assert bench.main([]) == 130
     assert capsys.readouterr().err.strip() == (
         "interrupted: no figures (the benchmark's images are removed)")
     assert removed == [bench.TAG, f"{bench.TAG}-deps"]
+
+
+def test_sigterm_during_the_builds_removes_what_it_made(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """Found by review: SIGTERM (`timeout`, a scheduler) ended the benchmark at once: its
+    temporary project copy and its images stayed, and nothing was said."""
+    import os
+    import signal
+    import tempfile
+
+    made: list[Path] = []
+
+    def terminated(client: object, args: object) -> dict[str, object]:
+        with tempfile.TemporaryDirectory(prefix="dlbox-bench-", dir=tmp_path) as tmp:
+            made.append(Path(tmp))
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal arrives meanwhile
+        raise AssertionError("SIGTERM did not stop the build")
+
+    bench, removed = _bench_with_a_stand_in_engine(monkeypatch, terminated)
+    assert bench.main([]) == 143
+    assert capsys.readouterr().err.strip() == (
+        "stopped (SIGTERM): no figures (the benchmark's images are removed)")
+    assert removed == [bench.TAG, f"{bench.TAG}-deps"]
+    assert made and not made[0].exists()
