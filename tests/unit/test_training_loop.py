@@ -359,6 +359,23 @@ def test_catching_up_metrics_never_stands_in_the_way(fake_cifar_dir: Path,
     assert report["checkpoint"] == str(good)
 
 
+def test_an_evaluation_of_a_run_stopped_mid_epoch_says_so(fake_cifar_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """Found by review: a run stopped in epoch 2 was evaluated as "epoch": 1, though its
+    weights held the steps of epoch 2 too (and its accuracy was not epoch 1's)."""
+    from dlbox.training.evaluate import evaluate_run
+
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(fake_cifar_dir, run, epochs=2), progress=False,
+              stop=lambda epoch, step: epoch == 2 and step == 3)
+    report = evaluate_run(run, device="cpu", quiet=True)
+    assert (report["epoch"], report["step_in_epoch"]) == (1, 3)
+    whole = train(tiny_config(fake_cifar_dir, tmp_path / "whole"), progress=False,
+                  evaluate_at_end=False)
+    assert "step_in_epoch" not in evaluate_run(whole, device="cpu", quiet=True)
+
+
 def test_missing_data_leaves_no_run_dir(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         train(tiny_config(tmp_path / "no-data", tmp_path / "run"), progress=False)

@@ -519,6 +519,11 @@ def _json_kind(value: Any) -> str:
     return "null" if value is None else "number"
 
 
+def _count(value: Any) -> int:
+    """A count from a checkpoint; 0 for what is not one (older checkpoints lack some)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 @dataclass
 class LoadedModel:
     """A trained model from a run directory, in eval mode on `device`.
@@ -538,6 +543,7 @@ class LoadedModel:
     checkpoint_path: Path
     channels_last: bool
     amp_dtype: torch.dtype | None
+    step_in_epoch: int = 0  # steps of epoch `epoch + 1` in the weights (a run stopped mid-epoch)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         from dlbox.training.inputs import prepare_batch
@@ -622,5 +628,6 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
     return LoadedModel(model=model, config=config, classes=classes, device=torch_device,
                        epoch=int(state.get("epoch", 0)), checkpoint_path=path.resolve(),
                        channels_last=channels_last,
-                       amp_dtype=amp_dtype(torch_device) if config.use_amp(torch_device) else None)
+                       amp_dtype=amp_dtype(torch_device) if config.use_amp(torch_device) else None,
+                       step_in_epoch=_count(state.get("step_in_epoch")))
 

@@ -494,6 +494,9 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         "run_dir": str(run_dir.resolve()),
         "checkpoint": str(getattr(loaded, "checkpoint_path", checkpoint)),
         "epoch": getattr(loaded, "epoch", None),
+        # weights of a run stopped mid-epoch: `epoch` whole epochs and these steps more
+        **({"step_in_epoch": loaded.step_in_epoch}
+           if getattr(loaded, "step_in_epoch", 0) else {}),
         "device": str(resolved),
         "tta": use_tta,
         "data": dataset.source,
