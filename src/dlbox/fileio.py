@@ -83,16 +83,21 @@ def is_atomic_temp(name: str) -> bool:
 
 
 def remove_atomic_temps(folder: Path) -> None:
-    """Remove the temp files that writes killed mid-way (SIGKILL, a power cut) left in
-    `folder`. Only for a folder no other process writes to now: one whose lock is held."""
+    """Remove the temp files (and an evaluation's staging folders) that writes killed mid-way
+    (SIGKILL, a power cut) left in `folder`. Only for a folder no other process writes to
+    now: one whose lock is held."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return
     for entry in entries:
         with contextlib.suppress(OSError):
-            if is_atomic_temp(entry.name) and entry.is_file(follow_symlinks=False):
+            if not is_atomic_temp(entry.name):
+                continue
+            if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
+            elif entry.is_dir(follow_symlinks=False):  # an evaluation's staging folder
+                shutil.rmtree(entry.path)
 
 
 @contextlib.contextmanager

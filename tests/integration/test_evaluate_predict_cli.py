@@ -329,6 +329,30 @@ def test_sigterm_while_the_report_is_written_leaves_no_temp_file(
     assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "confusion_matrix.png").exists()
 
 
+@pytest.mark.parametrize("where", ["run", "output"])
+def test_ctrl_c_while_the_report_is_written_leaves_the_old_report_whole(
+        run_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """Found by review: Ctrl-C during the slow confusion-matrix plot left a new
+    predictions.csv and confusion_matrix.json beside the old metrics.json (two evaluations in
+    one folder), or a new --output folder holding half a report."""
+    from dlbox.training import report
+
+    assert main(["evaluate", str(run_copy)]) == EXIT_OK  # a whole report to keep
+    before = {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()}
+
+    def cut_short(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "plot_confusion_matrix", cut_short)
+    output = tmp_path / "new-report"
+    argv = ["evaluate", str(run_copy), "--tta", *(["--output", str(output)]
+                                                  if where == "output" else [])]
+    assert main(argv) == 130
+    assert {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()} == before
+    assert not [p for p in run_copy.iterdir() if p.name.endswith(".tmp")]
+    assert not output.exists()
+
+
 def test_evaluate_on_missing_data(run_copy: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(run_copy), "--data", str(tmp_path / "empty")]) == EXIT_ERROR

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from dlbox.errors import (
     FileWriteError,
     RunDirError,
     UsageError,
+    write_error,
 )
 from dlbox.fileio import read_json, write_json_atomic
 from dlbox.training import report
@@ -401,58 +404,98 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
     m = evaluation.metrics
     # a damaged metrics.json stops us first (read for its history)
     existing = read_metrics_file(run_dir / METRICS_FILE) if output is None else {}
+    made = output is not None and not target.exists()
     if output is not None:
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise FileWriteError(target, getattr(error, "strerror", None) or str(error),
                                  hint="pass an --output folder you can write to") from None
-    report.write_predictions_csv(target / report.PREDICTIONS_FILE, evaluation.probabilities,
+    # Every file is written into a staging folder first and moved into place at the end, in
+    # an instant: a Ctrl-C during the slow plots left a report of two evaluations (a new
+    # predictions.csv beside the old metrics.json), or a new --output folder half filled.
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".evaluation.", suffix=".tmp", dir=target))
+    except OSError as error:
+        raise write_error(target / report.PREDICTIONS_FILE, error) from None
+    try:
+        files, moves = _write_staged(staging, run_dir, target, evaluation, existing, output)
+        n = m["total"]
+        document: dict[str, Any] = {
+            "test_images": n,
+            "test_correct": m["correct"],
+            "test_accuracy": m["accuracy"],
+            "mean_confidence": m["mean_confidence"],
+            "per_class": m["per_class"],
+            "classes": list(evaluation.classes),
+            **(details or {}),
+            "eval_seconds": round(evaluation.seconds, 4),
+            "eval_images_per_second": (round(n / evaluation.seconds, 1)
+                                       if evaluation.seconds > 0 else None),
+            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "files": files,
+        }
+        final = {
+            "test_accuracy": m["accuracy"],
+            "test_correct": m["correct"],
+            "test_images": n,
+            "mean_confidence": m["mean_confidence"],
+            "per_class_accuracy": {name: entry["accuracy"]
+                                   for name, entry in m["per_class"].items()},
+        }
+        if output is not None:
+            files["evaluation"] = EVALUATION_FILE
+            write_json_atomic(staging / EVALUATION_FILE, document)
+            moves.append((staging / EVALUATION_FILE, target / EVALUATION_FILE))
+        else:  # last: it names the other files
+            write_json_atomic(staging / METRICS_FILE, merge_metrics(existing, final, document))
+            moves.append((staging / METRICS_FILE, run_dir / METRICS_FILE))
+        for _, final_path in moves:  # all or none: no move once one cannot be made
+            if final_path.is_dir() and not final_path.is_symlink():
+                raise FileWriteError(final_path, "it is a folder",
+                                     hint="remove that folder (the report writes a file "
+                                          "there), or write the report elsewhere: --output DIR")
+        for staged, final_path in moves:
+            try:
+                os.replace(staged, final_path)
+            except OSError as error:  # a folder in the file's place, say: named as the file
+                raise write_error(final_path, error) from None
+    except BaseException:
+        if made:  # a new --output folder: nothing of a report cut short
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return document
+
+
+def _write_staged(staging: Path, run_dir: Path, target: Path, evaluation: Evaluation,
+                  existing: dict[str, Any], output: Path | None
+                  ) -> tuple[dict[str, str], list[tuple[Path, Path]]]:
+    """The report's files, written into `staging`: their names (by kind), and the moves
+    (staged file, where it goes) that put them in place."""
+    m = evaluation.metrics
+    report.write_predictions_csv(staging / report.PREDICTIONS_FILE, evaluation.probabilities,
                                  evaluation.true_labels, evaluation.classes)
-    report.write_confusion_matrix_json(target / report.CONFUSION_JSON_FILE, evaluation.matrix,
+    report.write_confusion_matrix_json(staging / report.CONFUSION_JSON_FILE, evaluation.matrix,
                                        evaluation.classes)
     accuracy = m["accuracy"]
     title = (f"test accuracy {100 * accuracy:.1f} % on {m['total']} images"
              if accuracy is not None else "no test images")
-    report.plot_confusion_matrix(target / report.CONFUSION_PNG_FILE, evaluation.matrix,
+    report.plot_confusion_matrix(staging / report.CONFUSION_PNG_FILE, evaluation.matrix,
                                  evaluation.classes, title=title)
     files = {
         "predictions": report.PREDICTIONS_FILE,
         "confusion_matrix_json": report.CONFUSION_JSON_FILE,
         "confusion_matrix_png": report.CONFUSION_PNG_FILE,
     }
+    moves = [(staging / name, target / name) for name in files.values()]
     history = existing.get("history")
-    if isinstance(history, list) and history:
-        if report.plot_training_history(run_dir / report.HISTORY_PNG_FILE, history):
+    if isinstance(history, list) and history and output is None:
+        if report.plot_training_history(staging / report.HISTORY_PNG_FILE, history):
             files["training_curves_png"] = report.HISTORY_PNG_FILE
-    n = m["total"]
-    document: dict[str, Any] = {
-        "test_images": n,
-        "test_correct": m["correct"],
-        "test_accuracy": accuracy,
-        "mean_confidence": m["mean_confidence"],
-        "per_class": m["per_class"],
-        "classes": list(evaluation.classes),
-        **(details or {}),
-        "eval_seconds": round(evaluation.seconds, 4),
-        "eval_images_per_second": (round(n / evaluation.seconds, 1)
-                                   if evaluation.seconds > 0 else None),
-        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "files": files,
-    }
-    final = {
-        "test_accuracy": accuracy,
-        "test_correct": m["correct"],
-        "test_images": n,
-        "mean_confidence": m["mean_confidence"],
-        "per_class_accuracy": {name: entry["accuracy"] for name, entry in m["per_class"].items()},
-    }
-    if output is not None:
-        files["evaluation"] = EVALUATION_FILE
-        write_json_atomic(target / EVALUATION_FILE, document)
-        return document
-    write_json_atomic(run_dir / METRICS_FILE, merge_metrics(existing, final, document))
-    return document
+            moves.append((staging / report.HISTORY_PNG_FILE, run_dir / report.HISTORY_PNG_FILE))
+    return files, moves
 
 
 def run_amp_dtype(loaded: Any) -> torch.dtype | None:
