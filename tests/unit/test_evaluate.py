@@ -499,3 +499,33 @@ def test_an_empty_class_folder_beside_the_runs_classes_is_named(tmp_path: Path) 
     assert info.value.message == (f"the test data in {tree / 'test'} has the class folder(s) "
                                   "zebra beside the run's classes, with no images in any split")
     assert (info.value.hint or "").startswith("remove the empty class folder(s)")
+
+
+def test_a_run_of_fewer_classes_on_cifar_batches_names_the_difference(
+        tmp_path: Path, fake_cifar_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: a run trained on 8 classes of an image tree, evaluated on CIFAR-10's
+    batches, was told that ship and truck were empty class folders to remove (batches have
+    no class folders), after a note that all the test images would be evaluated."""
+    from dlbox.data.cifar10 import CIFAR10_CLASSES
+    from dlbox.data.synthetic import write_fake_image_folder
+    from dlbox.errors import DataError
+    from dlbox.training.config import build_config
+    from dlbox.training.evaluate import evaluate_run
+    from dlbox.training.loop import train
+
+    tree = tmp_path / "tree"
+    write_fake_image_folder(tree / "train", per_class=8, classes=2)
+    write_fake_image_folder(tree / "test", per_class=60, classes=2)
+    run_dir = train(build_config("tiny", epochs=1, device="cpu", data_dir=str(tree),
+                                 num_test=120, run_dir=str(tmp_path / "run"), threads=1),
+                    progress=False, evaluate_at_end=False)
+    trained = sorted(p.name for p in (tree / "train").iterdir())
+    capsys.readouterr()
+    with pytest.raises(DataError) as info:  # 100 test images there, fewer than its 120
+        evaluate_run(run_dir, data_dir=fake_cifar_dir, device="cpu", quiet=True)
+    lacks = [name for name in trained if name not in CIFAR10_CLASSES]
+    assert "empty class folder" not in (info.value.hint or "")
+    assert info.value.message.endswith(
+        f"({'it lacks ' + ', '.join(lacks) + '; ' if lacks else ''}it adds "
+        f"{', '.join(sorted(set(CIFAR10_CLASSES) - set(trained)))})")
+    assert "note:" not in capsys.readouterr().err  # nothing is evaluated: no word of counts

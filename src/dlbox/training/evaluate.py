@@ -280,8 +280,10 @@ def load_run_model(run_dir: Path, device: str | torch.device = "auto",
     return loaded, resolved
 
 
-def load_test_split(config: Any, data_dir: str | Path | None) -> ImageDataset:
-    """The test split the run is evaluated on: --data, else the run's data dir; num_test cap."""
+def load_test_split(config: Any, data_dir: str | Path | None
+                    ) -> tuple[ImageDataset, str | None]:
+    """The test split the run is evaluated on: --data, else the run's data dir; num_test cap.
+    With it, the note to print once the data is known to fit the run (None: none)."""
     from dlbox.data.loading import (
         load_dataset,
         reading_the_runs_data_dir,
@@ -299,15 +301,16 @@ def load_test_split(config: Any, data_dir: str | Path | None) -> ImageDataset:
     # resolved: metrics.json records where the test images came from, from any folder
     root = resolved_data_dir(chosen)
     limit = getattr(config, "num_test", None)
+    note = None
     if limit is not None:
         with reading_the_runs_data_dir(given=given):
             available = split_size(root, "test")
         if available < limit:  # other data (--data), or a data dir that lost images
-            print(f"note: the run was tested on its first {limit:,} test images (--num-test); "
-                  f"{root} has {available:,}, and all {available:,} are evaluated",
-                  file=sys.stderr)
+            note = (f"note: the run was tested on its first {limit:,} test images "
+                    f"(--num-test); {root} has {available:,}, and all {available:,} are "
+                    "evaluated")
     with reading_the_runs_data_dir(given=given):
-        return load_dataset(root, "test", limit)
+        return load_dataset(root, "test", limit), note
 
 
 def check_classes(model_classes: Sequence[str] | None,
@@ -326,24 +329,34 @@ def check_classes(model_classes: Sequence[str] | None,
                 f"the run's classes, with no images in any split",
                 hint="remove the empty class folder(s) (a class folder counts as a class, "
                      "images or not), or pass the data the run was trained on with --data DIR")
+        missing = [name for name in model_classes if name not in set(data_classes)]
+        differ = "; ".join(part for part in (
+            f"it lacks {', '.join(missing)}" if missing else "",
+            f"it adds {', '.join(extra)}" if extra else "",
+            "" if missing or extra else "in another order") if part)
         raise DataError(
             f"the run was trained on classes {', '.join(model_classes)} but the test data"
-            f"{f' in {where}' if where else ''} has {', '.join(data_classes)}",
+            f"{f' in {where}' if where else ''} has {', '.join(data_classes)} ({differ})",
             hint="pass the data the run was trained on with --data DIR")
     return tuple(model_classes)
 
 
 def _no_images_in(root: Path, name: str) -> bool:
-    """Whether the class folder `name` holds no image in any split under `root`."""
+    """Whether `name` is a class folder under `root` (an image tree's) that holds no image in
+    any split. False where there is no such folder: CIFAR-10's batches have none, and their
+    classes were taken for empty folders."""
     from dlbox.data.imagefolder import is_image_file
 
+    found = False
     for split in ("train", "test"):
         try:
-            if any(is_image_file(path) for path in (root / split / name).iterdir()):
-                return False
+            entries = list((root / split / name).iterdir())
         except OSError:
             continue
-    return True
+        found = True
+        if any(is_image_file(path) for path in entries):
+            return False
+    return found
 
 
 def read_metrics_file(path: Path) -> dict[str, Any]:
@@ -523,8 +536,10 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         read_metrics_file(run_dir / METRICS_FILE)
         if checkpoint == "last":  # another checkpoint is no word on the run's history
             _catch_up_history(run_dir, loaded.config)
-    dataset = load_test_split(loaded.config, data_dir)
+    dataset, note = load_test_split(loaded.config, data_dir)
     classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source)
+    if note is not None:  # after the classes: not said of data that is then refused
+        print(note, file=sys.stderr)
     use_tta = resolve_tta(tta, loaded.config)
     if batch_size is None:
         batch_size = int(getattr(loaded.config, "eval_batch_size", DEFAULT_BATCH_SIZE))
