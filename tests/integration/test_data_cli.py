@@ -395,6 +395,22 @@ def test_check_notes_the_files_an_image_tree_passes_over(
     assert "test: skipped" not in out and out.rstrip().endswith("ok")
 
 
+def test_check_notes_the_passed_over_files_beside_an_unreadable_image_too(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: one unreadable image in a split dropped its `note: ... skipped`
+    lines (and --json's notes); and a split folder that is not there was said to hold no
+    class folders."""
+    write_fake_image_folder(tmp_path / "train", per_class=2, classes=2)
+    (tmp_path / "train" / "class_0" / "notes.txt").write_text("mine")
+    (tmp_path / "train" / "class_1" / "zz_text.jpg").write_text("not a JPEG")
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    said = captured.out + captured.err
+    assert "note: train: skipped 1 file without an image extension (class_0/notes.txt)" in said
+    assert "zz_text.jpg" in said
+    assert f"{tmp_path / 'test'} is missing" in said
+
+
 def test_check_a_tree_without_splits(tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     write_fake_image_folder(tmp_path / "pets", per_class=1, classes=2)

@@ -400,8 +400,11 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
     splits: dict[str, SplitReport] = {}
     for split in SPLITS:
         if not find_classes(root / split):
-            files.append(FileReport(f"{split}/", False, "missing"))
-            problems.append(f"{root / split} holds no class folders")
+            there = (root / split).is_dir()
+            files.append(FileReport(f"{split}/", False, "no class folders" if there
+                                    else "missing"))
+            problems.append(f"{root / split} holds no class folders" if there
+                            else f"{root / split} is missing")
             continue
         failures: list[DataError] = []
         try:
@@ -420,11 +423,12 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
                                     f"{len(failures)} of {len(dataset)} images unreadable, "
                                     f"first: {failures[0].message}", len(dataset),
                                     hint=_failures_hint(failures, root / split)))
-            continue
-        files.append(FileReport(f"{split}/", True, f"{len(dataset)} images", len(dataset)))
         for phrase in describe_skipped(*skipped_entries(root / split, classes)):
             notes.append(f"{split}: skipped {phrase}; only {split}/<class>/<image> ending in "
                          f"{IMAGE_EXTENSIONS_TEXT} is read")
+        if failures:  # its notes above, whatever else is wrong in it
+            continue
+        files.append(FileReport(f"{split}/", True, f"{len(dataset)} images", len(dataset)))
         splits[split] = _split_report(dataset.labels, len(classes))
         empty = [c for c, n in zip(classes, splits[split].per_class, strict=True) if n == 0]
         if empty:
