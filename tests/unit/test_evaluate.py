@@ -529,3 +529,29 @@ def test_a_run_of_fewer_classes_on_cifar_batches_names_the_difference(
         f"({'it lacks ' + ', '.join(lacks) + '; ' if lacks else ''}it adds "
         f"{', '.join(sorted(set(CIFAR10_CLASSES) - set(trained)))})")
     assert "note:" not in capsys.readouterr().err  # nothing is evaluated: no word of counts
+
+
+def test_a_run_whose_image_tree_moved_is_not_told_to_fetch_cifar(tmp_path: Path) -> None:
+    """Found by review: a run trained on an image tree of the user's whose tree then moved
+    was told to `dlbox data fetch` it again, which brings CIFAR-10, not that tree."""
+    from dlbox.data.synthetic import write_fake_image_folder
+    from dlbox.errors import DataError
+    from dlbox.training.config import build_config
+    from dlbox.training.evaluate import evaluate_run
+    from dlbox.training.loop import TrainingStopped, resume, train
+
+    tree = tmp_path / "tree"
+    write_fake_image_folder(tree / "train", per_class=8, classes=2)
+    write_fake_image_folder(tree / "test", per_class=2, classes=2)
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped):  # a run to resume too
+        train(build_config("tiny", epochs=3, device="cpu", data_dir=str(tree),
+                           run_dir=str(run_dir), threads=1),
+              progress=False, evaluate_at_end=False, stop=lambda epoch, step: epoch == 2)
+    tree.rename(tmp_path / "moved")
+    for attempt in (lambda: evaluate_run(run_dir, device="cpu", quiet=True),
+                    lambda: resume(run_dir, progress=False)):
+        with pytest.raises(DataError) as info:
+            attempt()
+        assert info.value.hint == ("the run was trained on an image tree of its own: pass "
+                                   "--data DIR where that tree is now")

@@ -12,7 +12,7 @@ test agree on labels even when a split lacks a class.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import torch
 
 from dlbox.data.cifar10 import (
     BATCHES_DIRNAME,
+    CIFAR10_CLASSES,
     SPLITS,
     TEST_BATCHES,
     TRAIN_BATCHES,
@@ -149,19 +150,25 @@ def no_data_error(data_dir: str | Path) -> DataError:
 
 
 @contextlib.contextmanager
-def reading_the_runs_data_dir(given: bool) -> Iterator[None]:
+def reading_the_runs_data_dir(given: bool,
+                              classes: Sequence[str] | None = None) -> Iterator[None]:
     """Around loading a run's data when no --data was given (evaluate, resume): the data dir
     is the one in the run's config.json, so a folder that holds no data any more (moved,
-    deleted) is named as that, with --data as the first way out."""
+    deleted) is named as that, with --data as the first way out. `classes`: the run's; of
+    other classes than CIFAR-10's, it was an image tree of the user's, which fetching
+    CIFAR-10 cannot bring back."""
     try:
         yield
     except NoDataError as error:
         if given:
             raise
         where = data_flag(Path(str(error.data_dir)))
+        own_tree = classes is not None and tuple(classes) != tuple(CIFAR10_CLASSES)
         raise NoDataError(f"{error.message} (the data dir the run was trained on, from its "
                           "config.json)", error.data_dir,
-                          hint=f"if the data moved, pass --data DIR where it is now; if it is "
+                          hint="the run was trained on an image tree of its own: pass --data "
+                               "DIR where that tree is now" if own_tree else
+                               f"if the data moved, pass --data DIR where it is now; if it is "
                                f"gone, fetch it again: `dlbox data fetch{where}` (offline: "
                                f"`dlbox data fetch{where} --from ARCHIVE --sha256 HEX`)"
                           ) from None
@@ -319,7 +326,6 @@ def _check_cifar_batches(directory: Path, record: dict[str, Any] | None,
                          problems: list[str], notes: list[str],
                          ) -> tuple[tuple[str, ...], list[FileReport], dict[str, SplitReport]]:
     from dlbox.data.cifar10 import (
-        CIFAR10_CLASSES,
         META_FILE,
         TEST_BATCHES,
         TRAIN_BATCHES,

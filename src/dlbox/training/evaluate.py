@@ -280,8 +280,8 @@ def load_run_model(run_dir: Path, device: str | torch.device = "auto",
     return loaded, resolved
 
 
-def load_test_split(config: Any, data_dir: str | Path | None
-                    ) -> tuple[ImageDataset, str | None]:
+def load_test_split(config: Any, data_dir: str | Path | None,
+                    classes: Sequence[str] | None = None) -> tuple[ImageDataset, str | None]:
     """The test split the run is evaluated on: --data, else the run's data dir; num_test cap.
     With it, the note to print once the data is known to fit the run (None: none)."""
     from dlbox.data.loading import (
@@ -303,13 +303,13 @@ def load_test_split(config: Any, data_dir: str | Path | None
     limit = getattr(config, "num_test", None)
     note = None
     if limit is not None:
-        with reading_the_runs_data_dir(given=given):
+        with reading_the_runs_data_dir(given=given, classes=classes):
             available = split_size(root, "test")
         if available < limit:  # other data (--data), or a data dir that lost images
             note = (f"note: the run was tested on its first {limit:,} test images "
                     f"(--num-test); {root} has {available:,}, and all {available:,} are "
                     "evaluated")
-    with reading_the_runs_data_dir(given=given):
+    with reading_the_runs_data_dir(given=given, classes=classes):
         return load_dataset(root, "test", limit), note
 
 
@@ -536,7 +536,7 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         read_metrics_file(run_dir / METRICS_FILE)
         if checkpoint == "last":  # another checkpoint is no word on the run's history
             _catch_up_history(run_dir, loaded.config)
-    dataset, note = load_test_split(loaded.config, data_dir)
+    dataset, note = load_test_split(loaded.config, data_dir, getattr(loaded, "classes", None))
     classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source)
     if note is not None:  # after the classes: not said of data that is then refused
         print(note, file=sys.stderr)

@@ -622,7 +622,7 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     config = config.replace(data_dir=str(resolved_data))
 
     with reading_the_runs_data_dir(given=data_dir is not None or trained_on is None
-                                   or not recorded):
+                                   or not recorded, classes=state.get("classes")):
         train_set = load_split(resolved_data, "train", config.num_train)
         test_set = load_split(resolved_data, "test", config.num_test)
     # Nothing in the run dir changes until the checkpoint is known to fit this data, and
