@@ -229,12 +229,17 @@ def test_a_container_whose_dlbox_was_killed_is_removed_by_the_next_start(
     from dlbox.container.owner import OWNER_LABEL, owner_gone, owner_id
     from dlbox.jupyter.container import remove_orphans
 
-    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    # Its id taken while it runs, as dlbox labels its containers: with the start time, so a
+    # pid the engine's own processes reuse meanwhile is told apart (the test was flaky after
+    # the thousands of processes of a whole test run)
+    ended = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ended_owner = owner_id(ended.pid)
+    ended.kill()
     ended.wait()
-    assert owner_gone(owner_id(ended.pid)) and not owner_gone(owner_id())
+    assert owner_gone(ended_owner) and not owner_gone(owner_id())
     assert not owner_gone(f"another-host:{ended.pid}:1")  # a shared engine's other machines
     orphan = engine.containers.run(cpu_image, ["sleep", "300"], detach=True,
-                                   labels={LABEL: "1", OWNER_LABEL: owner_id(ended.pid)})
+                                   labels={LABEL: "1", OWNER_LABEL: ended_owner})
     ours = engine.containers.run(cpu_image, ["sleep", "300"], detach=True,
                                  labels={LABEL: "1", OWNER_LABEL: owner_id()})
     try:
