@@ -353,6 +353,45 @@ def test_ctrl_c_while_the_report_is_written_leaves_the_old_report_whole(
     assert not output.exists()
 
 
+def test_the_staged_report_keeps_links_names_its_files_and_leaves_nothing(
+        run_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review of the staged report: a linked metrics.json was replaced by a plain
+    file; a full disk named the staging folder's file (gone by then); a new nested --output
+    left its parents; and a killed evaluation's staging folder stayed for good."""
+    import errno
+
+    from dlbox.errors import write_error
+    from dlbox.processes import owner_id
+    from dlbox.training import report
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (run_copy / "metrics.json").rename(shared / "metrics.json")
+    (run_copy / "metrics.json").symlink_to(shared / "metrics.json")
+    killed = run_copy / ".evaluation.abcd1234.tmp"  # a SIGKILLed evaluation's
+    killed.mkdir()
+    (killed / "owner").write_text(owner_id(pid=2**22 + 7, namespace=True))
+    assert main(["evaluate", str(run_copy)]) == EXIT_OK
+    assert (run_copy / "metrics.json").is_symlink()  # the file it points to is updated
+    assert "evaluation" in json.loads((shared / "metrics.json").read_text())
+    assert not killed.exists()
+    real = report.plot_confusion_matrix
+
+    def full_disk(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(report, "plot_confusion_matrix", full_disk)
+    capsys.readouterr()
+    nested = tmp_path / "a" / "b" / "c"
+    assert main(["evaluate", str(run_copy), "--output", str(nested)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"error: cannot write {nested / 'confusion_matrix.png'}: No space left" in err
+    assert ".evaluation." not in err
+    assert not (tmp_path / "a").exists()  # the folders it made for the report, all of them
+    monkeypatch.setattr(report, "plot_confusion_matrix", real)
+
+
 def test_evaluate_on_missing_data(run_copy: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(run_copy), "--data", str(tmp_path / "empty")]) == EXIT_ERROR

@@ -42,7 +42,8 @@ from dlbox.errors import (
     UsageError,
     write_error,
 )
-from dlbox.fileio import read_json, write_json_atomic
+from dlbox.fileio import atomic_open, read_json, write_json_atomic
+from dlbox.processes import owner_gone, owner_id
 from dlbox.training import report
 from dlbox.training.manifest import software_versions
 from dlbox.training.progress import spinner
@@ -417,7 +418,10 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
     m = evaluation.metrics
     # a damaged metrics.json stops us first (read for its history)
     existing = read_metrics_file(run_dir / METRICS_FILE) if output is None else {}
-    made = output is not None and not target.exists()
+    made = None  # the first folder of a new --output that this call makes
+    probe = target
+    while output is not None and not probe.exists() and probe != probe.parent:
+        made, probe = probe, probe.parent
     if output is not None:
         try:
             target.mkdir(parents=True, exist_ok=True)
@@ -427,12 +431,18 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
     # Every file is written into a staging folder first and moved into place at the end, in
     # an instant: a Ctrl-C during the slow plots left a report of two evaluations (a new
     # predictions.csv beside the old metrics.json), or a new --output folder half filled.
+    _remove_killed_stagings(target)
     try:
-        staging = Path(tempfile.mkdtemp(prefix=".evaluation.", suffix=".tmp", dir=target))
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, suffix=".tmp", dir=target))
+        (staging / "owner").write_text(owner_id(namespace=True), encoding="utf-8")
     except OSError as error:
         raise write_error(target / report.PREDICTIONS_FILE, error) from None
     try:
-        files, moves = _write_staged(staging, run_dir, target, evaluation, existing, output)
+        try:
+            files, moves = _write_staged(staging, run_dir, target, evaluation, existing,
+                                         output)
+        except FileWriteError as error:  # named as the report's file, not the staged one
+            raise _as_written_to(error, staging, target) from None
         n = m["total"]
         document: dict[str, Any] = {
             "test_images": n,
@@ -456,30 +466,76 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
             "per_class_accuracy": {name: entry["accuracy"]
                                    for name, entry in m["per_class"].items()},
         }
-        if output is not None:
-            files["evaluation"] = EVALUATION_FILE
-            write_json_atomic(staging / EVALUATION_FILE, document)
-            moves.append((staging / EVALUATION_FILE, target / EVALUATION_FILE))
-        else:  # last: it names the other files
-            write_json_atomic(staging / METRICS_FILE, merge_metrics(existing, final, document))
-            moves.append((staging / METRICS_FILE, run_dir / METRICS_FILE))
+        name = METRICS_FILE if output is None else EVALUATION_FILE
+        try:
+            if output is not None:
+                files["evaluation"] = EVALUATION_FILE
+                write_json_atomic(staging / name, document)
+            else:  # last: it names the other files
+                write_json_atomic(staging / name, merge_metrics(existing, final, document))
+        except FileWriteError as error:
+            raise _as_written_to(error, staging, target) from None
+        moves.append((staging / name, target / name))
         for _, final_path in moves:  # all or none: no move once one cannot be made
             if final_path.is_dir() and not final_path.is_symlink():
                 raise FileWriteError(final_path, "it is a folder",
                                      hint="remove that folder (the report writes a file "
                                           "there), or write the report elsewhere: --output DIR")
         for staged, final_path in moves:
-            try:
-                os.replace(staged, final_path)
-            except OSError as error:  # a folder in the file's place, say: named as the file
-                raise write_error(final_path, error) from None
+            _move_into_place(staged, final_path)
     except BaseException:
-        if made:  # a new --output folder: nothing of a report cut short
-            shutil.rmtree(target, ignore_errors=True)
+        if made is not None:  # a new --output folder: nothing of a report cut short
+            shutil.rmtree(made, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return document
+
+
+STAGING_PREFIX = ".evaluation."  # and 8 random characters, and .tmp: an atomic-temp name
+
+
+def _remove_killed_stagings(folder: Path) -> None:
+    """The staging folders of evaluations killed mid-way (SIGKILL) in `folder`, removed once
+    their process is gone: a live one's (another evaluate into the same --output) stays."""
+    try:
+        candidates = list(folder.glob(f"{STAGING_PREFIX}*.tmp"))
+    except OSError:
+        return
+    for staging in candidates:
+        try:
+            owner = (staging / "owner").read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if owner and owner_gone(owner):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _as_written_to(error: FileWriteError, staging: Path, target: Path) -> FileWriteError:
+    """A staged file's write error, named as the report's file in `target` (the staging
+    folder is gone by the time it is read)."""
+    path = Path(str(error.path))
+    if path.parent != staging:
+        return error
+    final = target / path.name
+    cause = error.__cause__
+    if isinstance(cause, OSError):
+        return write_error(final, cause)
+    hint = error.hint.replace(str(staging), str(target)) if error.hint else None
+    return FileWriteError(final, error.reason, hint=hint, kind=error.kind)
+
+
+def _move_into_place(staged: Path, final_path: Path) -> None:
+    """Put a staged file where it goes: a link there is followed, as every write of dlbox
+    does (its file is replaced, not the link); a folder there is named as the file."""
+    try:
+        if final_path.is_symlink() and final_path.exists():
+            with open(staged, "rb") as source, atomic_open(final_path.resolve()) as handle:
+                shutil.copyfileobj(source, handle)
+            return
+        os.replace(staged, final_path)
+    except OSError as error:
+        raise write_error(final_path, error) from None
 
 
 def _write_staged(staging: Path, run_dir: Path, target: Path, evaluation: Evaluation,
