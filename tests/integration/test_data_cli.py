@@ -409,6 +409,13 @@ def test_check_notes_the_passed_over_files_beside_an_unreadable_image_too(
     assert "note: train: skipped 1 file without an image extension (class_0/notes.txt)" in said
     assert "zz_text.jpg" in said
     assert f"{tmp_path / 'test'} is missing" in said
+    # a split folder without class folders: said so, with where its images go (review)
+    (tmp_path / "train" / "class_1" / "zz_text.jpg").unlink()
+    (tmp_path / "test").mkdir()
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    said = "".join(capsys.readouterr())
+    assert f"{tmp_path / 'test'} holds no class folders" in said
+    assert f"hint: add the test split as {tmp_path}/test/<class>/<image>" in said
 
 
 def test_check_a_tree_without_splits(tmp_path: Path,

@@ -406,7 +406,7 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
     splits: dict[str, SplitReport] = {}
     for split in SPLITS:
         if not find_classes(root / split):
-            there = (root / split).is_dir()
+            there = (root / split).exists()
             files.append(FileReport(f"{split}/", False, "no class folders" if there
                                     else "missing"))
             problems.append(f"{root / split} holds no class folders" if there

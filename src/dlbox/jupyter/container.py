@@ -144,6 +144,9 @@ class ContainerServer(ManagedServer):
     stop_timeout_s = STOP_TIMEOUT_S
 
     def __init__(self, settings: NotebookSettings) -> None:
+        # Imported now, before the stop handlers are in place: a SIGTERM that arrived during
+        # torch's import (the data dir's check needs it) was lost, the server left running.
+        import dlbox.data.loading  # noqa: F401
         # Not `pip install` on the host: the image is what lacks JupyterLab, or fails to run it.
         # (Before the launch's folder is made: nothing of it may outlive a failure here.)
         stopped_hint = ("read the container log above; the image needs JupyterLab and "

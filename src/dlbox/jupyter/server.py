@@ -240,7 +240,8 @@ class ManagedServer(ABC):
             return
         claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            claim.bind(f"\0dlbox-notebook-port-{self.settings.ip}-{self.settings.port}")
+            # by the port alone: 127.0.0.1, localhost and 0.0.0.0 overlap
+            claim.bind(f"\0dlbox-notebook-port-{self.settings.port}")
         except OSError as error:
             claim.close()
             if error.errno != errno.EADDRINUSE:
