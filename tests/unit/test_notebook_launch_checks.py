@@ -390,6 +390,13 @@ def test_two_launches_on_one_port_at_once_are_told_it_is_in_use(tmp_path: Path) 
             second.prepare()
         assert info.value.message == (f"port {port} on 127.0.0.1 is already in use "
                                       "(another Jupyter?)")
+        # another spelling of an address that overlaps (found by review: the claim was by
+        # the --ip text, so localhost and 127.0.0.1 both went ahead)
+        other = LocalServer(NotebookSettings(notebook_dir=tmp_path, ip="localhost", port=port,
+                                             open_browser=False))
+        with pytest.raises(UsageError, match=f"port {port} on localhost is already in use"):
+            other.prepare()
+        other.stop()
         first.stop()  # it gave up before starting: the port is free again
         second.prepare()
     finally:
