@@ -390,6 +390,16 @@ def test_the_staged_report_keeps_links_names_its_files_and_leaves_nothing(
     assert ".evaluation." not in err
     assert not (tmp_path / "a").exists()  # the folders it made for the report, all of them
     monkeypatch.setattr(report, "plot_confusion_matrix", real)
+    # a new --output where not even the staging folder can be made: nothing left either
+    import tempfile
+
+    def no_room(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_room)
+    assert main(["evaluate", str(run_copy), "--output", str(nested)]) == EXIT_ERROR
+    assert "No space left" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
 
 
 def test_evaluate_on_missing_data(run_copy: Path, tmp_path: Path,

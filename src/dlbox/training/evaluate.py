@@ -432,12 +432,13 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
     # an instant: a Ctrl-C during the slow plots left a report of two evaluations (a new
     # predictions.csv beside the old metrics.json), or a new --output folder half filled.
     _remove_killed_stagings(target)
+    staging: Path | None = None
     try:
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, suffix=".tmp", dir=target))
-        (staging / "owner").write_text(owner_id(namespace=True), encoding="utf-8")
-    except OSError as error:
-        raise write_error(target / report.PREDICTIONS_FILE, error) from None
-    try:
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, suffix=".tmp", dir=target))
+            (staging / "owner").write_text(owner_id(namespace=True), encoding="utf-8")
+        except OSError as error:
+            raise write_error(target / report.PREDICTIONS_FILE, error) from None
         try:
             files, moves = _write_staged(staging, run_dir, target, evaluation, existing,
                                          output)
@@ -488,7 +489,8 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
             shutil.rmtree(made, ignore_errors=True)
         raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return document
 
 
