@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -148,3 +149,30 @@ def handling(handler: Callable[[int, FrameType | None], Any], *names: str) -> It
     finally:
         for installed, old in previous.items():
             signal.signal(installed, old)
+
+
+OWNER_FILENAME = "owner"  # in a folder a process works in: its owner_id
+
+
+def remove_abandoned_folders(parent: Path, pattern: str) -> list[Path]:
+    """Remove the folders in `parent` matching `pattern` that processes killed before they
+    could remove their own left (a notebook launch's, an evaluation's staging); the folders
+    removed. Only folders of this user with an `owner` file whose process is gone: a live
+    one's folder, or any other that matches the pattern, is left alone."""
+    removed = []
+    try:
+        candidates = list(parent.glob(pattern))
+    except OSError:
+        return []
+    for folder in candidates:
+        try:
+            if (folder.is_symlink() or not folder.is_dir()
+                    or (hasattr(os, "geteuid") and folder.stat().st_uid != os.geteuid())):
+                continue
+            owner = (folder / OWNER_FILENAME).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if owner and owner_gone(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed

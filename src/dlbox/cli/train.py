@@ -139,16 +139,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _saved(run_dir: str | Path | None) -> tuple[Path, bool] | None:
+    """What a stopped run saved: its checkpoint and whether training had finished (then its
+    report is what is left to make, with evaluate); None when it saved none. OSError when
+    the checkpoint cannot be looked at."""
+    last = Path(run_dir or "") / "checkpoints" / "last.pt"
+    if not run_dir or not last.is_file():
+        return None
+    from dlbox.training.checkpoint import says_finished
+
+    return last, says_finished(last)
+
+
 def _going_on(run_dir: str | Path | None) -> str:
     """How a run that a full disk stopped goes on once there is room: its checkpoint (every
     epoch's is written whole or not at all) is resumed, or it saved none and starts again."""
-    from dlbox.training.checkpoint import says_finished
-
-    last = Path(run_dir or "") / "checkpoints" / "last.pt"
     with contextlib.suppress(OSError):
-        where = shell_quote(Path(run_dir or "").resolve())
-        if run_dir and last.is_file():
-            if says_finished(last):  # it failed writing the final report
+        saved = _saved(run_dir)
+        if saved is not None:
+            where = shell_quote(Path(run_dir or "").resolve())
+            if saved[1]:  # it failed writing the final report
                 return f"write the report with: dlbox evaluate {where}"
             return f"go on with: dlbox train --resume {where}"
     return "start again with the same command"
@@ -159,26 +169,24 @@ def say_what_was_kept(run_dir: str | Path | None) -> None:
     command that goes on from it."""
     last = Path(run_dir or "") / "checkpoints" / "last.pt"
     try:
-        saved = bool(run_dir) and last.is_file()
+        saved = _saved(run_dir)
     except OSError as error:  # the folder lost its search permission mid-run, say
         print(f"cannot tell whether {last} was saved: {error.strerror or error}\n"
               f"once it can be read, resume with: dlbox train --resume "
               f"{shell_quote(Path(run_dir or '').absolute())}", file=sys.stderr)
         return
-    if not saved:
+    if saved is None:
         if run_dir:  # a second Ctrl-C in the speedrun's first epoch: silence read as a hang-up
             print("nothing was saved (it stopped before its first checkpoint): start again "
                   "with the same command", file=sys.stderr)
         return
-    where = Path(run_dir or "").resolve()
-    from dlbox.training.checkpoint import says_finished
-
-    if says_finished(last):  # stopped in the final evaluation: training is done
+    where = shell_quote(Path(run_dir or "").resolve())
+    if saved[1]:  # stopped in the final evaluation: training is done
         print(f"training had finished ({last}); its evaluation was cut short\n"
-              f"evaluate with: dlbox evaluate {shell_quote(where)}", file=sys.stderr)
+              f"evaluate with: dlbox evaluate {where}", file=sys.stderr)
     else:
         print(f"the last saved state is in {last}\nresume with: dlbox train --resume "
-              f"{shell_quote(where)}", file=sys.stderr)
+              f"{where}", file=sys.stderr)
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

@@ -13,12 +13,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dlbox.container.owner import owner_gone, owner_id
+from dlbox.container.owner import owner_id
+from dlbox.processes import OWNER_FILENAME, remove_abandoned_folders
 
 TOKEN_FILENAME = "token"
 CONFIG_FILENAME = "dlbox_jupyter_config.json"
 LOG_FILENAME = "jupyter.log"
-OWNER_FILENAME = "owner"
 PREFIX = "dlbox-notebook-"
 
 
@@ -85,20 +85,4 @@ def remove_abandoned_launch_dirs(parent: Path | None = None, prefix: str = PREFI
     an `owner` file whose dlbox is gone: a live launch's folder, or any other folder that
     shares the prefix (a notebook's `dlbox-notebook-run-*`), is left alone."""
     parent = Path(tempfile.gettempdir()) if parent is None else parent
-    removed = []
-    try:
-        candidates = list(parent.glob(f"{prefix}*"))
-    except OSError:
-        return []
-    for folder in candidates:
-        try:
-            if (folder.is_symlink() or not folder.is_dir()
-                    or (hasattr(os, "geteuid") and folder.stat().st_uid != os.geteuid())):
-                continue
-            owner = (folder / OWNER_FILENAME).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if owner and owner_gone(owner):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
+    return remove_abandoned_folders(parent, f"{prefix}*")

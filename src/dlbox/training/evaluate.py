@@ -43,7 +43,7 @@ from dlbox.errors import (
     write_error,
 )
 from dlbox.fileio import atomic_open, read_json, write_json_atomic
-from dlbox.processes import owner_gone, owner_id
+from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders
 from dlbox.training import report
 from dlbox.training.manifest import software_versions
 from dlbox.training.progress import spinner
@@ -431,12 +431,12 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
     # Every file is written into a staging folder first and moved into place at the end, in
     # an instant: a Ctrl-C during the slow plots left a report of two evaluations (a new
     # predictions.csv beside the old metrics.json), or a new --output folder half filled.
-    _remove_killed_stagings(target)
+    remove_abandoned_folders(target, f"{STAGING_PREFIX}*.tmp")  # of evaluations killed
     staging: Path | None = None
     try:
         try:
             staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, suffix=".tmp", dir=target))
-            (staging / "owner").write_text(owner_id(namespace=True), encoding="utf-8")
+            (staging / OWNER_FILENAME).write_text(owner_id(namespace=True), encoding="utf-8")
         except OSError as error:
             raise write_error(target / report.PREDICTIONS_FILE, error) from None
         try:
@@ -495,22 +495,6 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
 
 
 STAGING_PREFIX = ".evaluation."  # and 8 random characters, and .tmp: an atomic-temp name
-
-
-def _remove_killed_stagings(folder: Path) -> None:
-    """The staging folders of evaluations killed mid-way (SIGKILL) in `folder`, removed once
-    their process is gone: a live one's (another evaluate into the same --output) stays."""
-    try:
-        candidates = list(folder.glob(f"{STAGING_PREFIX}*.tmp"))
-    except OSError:
-        return
-    for staging in candidates:
-        try:
-            owner = (staging / "owner").read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if owner and owner_gone(owner):
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _as_written_to(error: FileWriteError, staging: Path, target: Path) -> FileWriteError:
