@@ -35,6 +35,28 @@ def shell_quote(path: object) -> str:
     return shlex.quote(str(path))
 
 
+# What a line of output cannot show as it is: control characters (a newline would split the
+# line) and the bytes of a name that are not UTF-8 (Python keeps them as lone surrogates).
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
+
+
+def shown_name(name: object) -> str:
+    """A file name for one line of output: as it is, or, where it holds a control character
+    or bytes that are not UTF-8, quoted as bash's $'...' (and `ls`) writes it, so that the
+    line stays whole and the name can be pasted into a command."""
+    text = str(name)
+    if not _UNSHOWABLE.search(text):
+        return text
+
+    def escaped(char: str) -> str:
+        if char in _ESCAPES:
+            return _ESCAPES[char]
+        return f"\\x{ord(char) & 0xff:02x}" if _UNSHOWABLE.match(char) else char
+
+    return "$'" + "".join(escaped(char) for char in text) + "'"
+
+
 def make_writable(folder: object) -> str:
     """The fix for a folder one may not write in, as a hint says it."""
     return f"make {folder} writable for you (`chmod u+rwx {shell_quote(folder)}`)"

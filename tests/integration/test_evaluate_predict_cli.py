@@ -426,6 +426,46 @@ def test_predict_all_good(trained_run: Path, images: dict[str, Path],
         assert line.count(" %") == 3  # top-3 by default
 
 
+def test_names_that_are_not_utf_8_or_hold_a_newline_keep_their_line(
+        trained_run: Path, images: dict[str, Path], tmp_path: Path) -> None:
+    """A name from an old archive (latin-1 bytes) or with a newline is shown quoted as bash
+    reads it back, one line each, under a locale whose stdout refuses such bytes; it
+    failed with exit 70 there, and a newline split the name's line in two."""
+    odd = [os.fsencode(tmp_path) + b"/caf\xe9.jpg", os.fsencode(tmp_path) + b"/two\nlines.jpg"]
+    for name in odd:
+        shutil.copy(images["photo"], name)
+    missing = os.fsencode(tmp_path) + b"/gone\xff.jpg"
+    result = subprocess.run(
+        [sys.executable, "-m", "dlbox", "predict", trained_run, *odd, missing],
+        capture_output=True, env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+        timeout=120, check=False)
+    assert result.returncode == EXIT_PARTIAL, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    for name, line in zip(odd, lines, strict=True):
+        shown, label = line.split(b": ", 1)
+        assert label.split()[0].decode() in CIFAR10_CLASSES
+        pasted = subprocess.run(["bash", "-c", b"printf %s " + shown], capture_output=True,
+                                check=True)
+        assert pasted.stdout == name
+    error = result.stderr.decode().splitlines()[0]
+    assert error.startswith(f"error: $'{tmp_path}/gone\\xff.jpg': no such file")
+
+
+def test_a_run_dir_whose_name_is_not_utf_8_is_written_as_its_bytes(
+        run_copy: Path, fake_cifar_dir: Path) -> None:
+    """stdout under a UTF-8 locale refuses a name's non-UTF-8 bytes; evaluate (as train)
+    failed with exit 70 on its last line, after all the work, where it names the run dir."""
+    odd = os.fsencode(run_copy.parent) + b"/r\xe9sum\xe9"
+    os.rename(run_copy, odd)
+    result = subprocess.run(
+        [sys.executable, "-m", "dlbox", "evaluate", odd, "--data", fake_cifar_dir],
+        capture_output=True, env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+        timeout=120, check=False)
+    assert result.returncode == EXIT_OK, result.stderr
+    assert result.stdout.rstrip().endswith(b" in " + odd)
+
+
 def test_predict_a_folder_classifies_the_images_in_it(
         trained_run: Path, images: dict[str, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -163,6 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(stopped.code or EXIT_SIGTERM)
 
 
+def _write_names_as_they_are(stream: object) -> None:
+    """A file name that is not UTF-8 (bytes Python keeps as lone surrogates) is written to
+    stdout as the bytes it has on disk, as `ls | cat` writes it. Python's stdout refuses it
+    under a UTF-8 locale other than C.UTF-8 (en_US.UTF-8), which failed the command at its
+    last line: `dlbox train --run-dir` into such a folder, after all its epochs."""
+    if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        with contextlib.suppress(ValueError, OSError):
+            stream.reconfigure(errors="surrogateescape")
+
+
 def _main(argv: Sequence[str] | None) -> int:
     try:  # Ctrl-C while the subcommands' modules import: a word, not a traceback
         parser = build_parser()
@@ -170,6 +180,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     args = parser.parse_args(argv)
+    _write_names_as_they_are(sys.stdout)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dlbox.cli.common import path_flag, reject_empty_paths, reject_empty_run_dir
 from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
-from dlbox.text import plural
+from dlbox.text import plural, shown_name
 
 if TYPE_CHECKING:
     from dlbox.training.predict import PredictionResult
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def format_result(result: PredictionResult) -> str:
     ranked = ", ".join(f"{name} {100 * p:.1f} %" for name, p in result.top_k)
-    return f"{result.path}: {result.label}  ({ranked})"
+    return f"{shown_name(result.path)}: {result.label}  ({ranked})"
 
 
 def is_folder(path: str) -> bool:
@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     for result in results:
         if isinstance(result, PredictionFailure):
             failed += 1
-            shown = result.path if result.path.strip() else f'"{result.path}"'
+            shown = shown_name(result.path)
+            shown = shown if shown.strip() else f'"{shown}"'  # an empty or blank name
             print(f"error: {shown}: {result.one_line()}", file=sys.stderr)
         elif not args.json:
             print(format_result(result))
