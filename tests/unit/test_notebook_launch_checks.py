@@ -55,6 +55,34 @@ def test_a_listening_port_is_still_in_use() -> None:
             resolve_port("127.0.0.1", port)
 
 
+def test_localhost_is_checked_on_every_address_the_name_has(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where /etc/hosts gives localhost ::1 too, Jupyter (tornado) listens on both: a port
+    taken on ::1 alone was said to be free, and the server then failed to start."""
+    if not ipv6_loopback_available():
+        pytest.skip("this machine has no IPv6")
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host != "localhost":
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port or 0)),
+                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port or 0, 0, 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with socket.socket(socket.AF_INET6) as busy:
+        busy.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        busy.bind(("::1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        if not port_is_free("127.0.0.1", port):
+            pytest.skip(f"port {port} is taken on 127.0.0.1 too")
+        with pytest.raises(UsageError, match=f"port {port} on localhost is already in use"):
+            resolve_port("localhost", port)
+    port = resolve_port("localhost", 0)  # free on both, as tornado binds it on each
+    assert port_is_free("127.0.0.1", port) and port_is_free("::1", port)
+
+
 # ---- bug: --ip :: and addresses that are not this machine's ---------------------------------
 
 @pytest.mark.parametrize("port", [8888, 0])
