@@ -802,7 +802,14 @@ def test_a_container_runs_data_dir_falls_back_to_dlbox_data_on_the_host(
                                                      "data_dir": "/data/cifar10"}))
     assert evaluate_run(run_dir, device="cpu", quiet=True)["test_accuracy"] is not None
     assert f"reading {datasets / 'cifar10'} ($DLBOX_DATA)" in capsys.readouterr().err
-    # $DLBOX_DATA without data: the recorded folder's own error, with --data
+    # $DLBOX_DATA without data: both named, and the fix is a fetch on this machine (review:
+    # the error named /data alone, and its hint was `dlbox data fetch --data /data`)
     monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "empty"))
-    with pytest.raises(DataError, match="no CIFAR-10 data found in /data/cifar10"):
+    with pytest.raises(DataError) as error:
         evaluate_run(run_dir, device="cpu", quiet=True)
+    assert error.value.message == (
+        "no data for this run: it was trained in a container on /data/cifar10 (from its "
+        f"config.json), which holds no data on this machine, nor does {tmp_path / 'empty'} "
+        "($DLBOX_DATA data dir)")
+    assert (error.value.hint or "").startswith("fetch CIFAR-10 here: `dlbox data fetch` ")
+    assert "--data /data" not in (error.value.hint or "")

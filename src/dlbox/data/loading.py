@@ -164,6 +164,8 @@ def reading_the_runs_data_dir(given: bool,
             raise
         where = data_flag(Path(str(error.data_dir)))
         own_tree = classes is not None and tuple(classes) != tuple(CIFAR10_CLASSES)
+        if in_the_containers_data_dir(Path(str(error.data_dir))):
+            raise _no_container_data_here(error, own_tree) from None
         raise NoDataError(f"{error.message} (the data dir the run was trained on, from its "
                           "config.json)", error.data_dir,
                           hint="the run was trained on an image tree of its own: pass --data "
@@ -172,6 +174,37 @@ def reading_the_runs_data_dir(given: bool,
                                f"gone, fetch it again: `dlbox data fetch{where}` (offline: "
                                f"`dlbox data fetch{where} --from ARCHIVE --sha256 HEX`)"
                           ) from None
+
+
+def in_the_containers_data_dir(path: Path) -> bool:
+    """Whether `path` is the data dir of `dlbox image run` (/data) or a folder in it."""
+    from dlbox.container.spec import DATA_DIR as CONTAINER_DATA_DIR
+
+    mount = Path(CONTAINER_DATA_DIR)
+    return path == mount or mount in path.parents
+
+
+def _no_container_data_here(error: NoDataError, own_tree: bool) -> NoDataError:
+    """A run trained in a container, whose /data holds no data on this machine, and none
+    where runs_data_dir looks instead: the error names both, and the fix is a fetch where
+    dlbox looks by default (not into /data, which a root user would have made)."""
+    import os
+
+    from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
+
+    try:
+        here = str(resolve_data_dir(None))
+    except DlboxError:
+        here = "the default data dir"
+    source = f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR, "").strip() else "the default"
+    message = (f"no data for this run: it was trained in a container on {error.data_dir} "
+               f"(from its config.json), which holds no data on this machine, nor does {here} "
+               f"({source} data dir)")
+    hint = ("the run was trained on an image tree of its own: pass --data DIR where that "
+            "tree is on this machine" if own_tree else
+            "fetch CIFAR-10 here: `dlbox data fetch` (offline: `dlbox data fetch --from "
+            "ARCHIVE --sha256 HEX`), or pass --data DIR where the data is on this machine")
+    return NoDataError(message, error.data_dir, hint=hint)
 
 
 def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
@@ -191,7 +224,7 @@ def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
     if recorded is None:
         return recorded, True
     mount, path = Path(CONTAINER_DATA_DIR), Path(recorded)
-    if path != mount and mount not in path.parents:
+    if not in_the_containers_data_dir(path):
         return recorded, True
 
     def holds_data(folder: Path) -> bool:
