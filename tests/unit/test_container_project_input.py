@@ -489,6 +489,11 @@ def test_a_bare_url_requirement_is_named(tmp_path: Path, line: str, expected: st
 @pytest.mark.parametrize("line, hint", [
     ("https://files.example/mylib-1.0.tar.gz", "mylib @ https://files.example/mylib-1.0.tar.gz"),
     ("git+https://git.example/org/tool.git", "tool @ git+https://git.example/org/tool.git"),
+    # review: the sdist's file name was offered as the name (sdist.tar.gz @ ...)
+    ("https://files.example/sdist.tar.gz", "sdist @ https://files.example/sdist.tar.gz"),
+    ("https://files.example/mylib.zip", "mylib @ https://files.example/mylib.zip"),
+    ("https://code.example/org/tool/archive/refs/heads/main.zip",
+     "NAME @ https://code.example/org/tool/archive/refs/heads/main.zip"),
 ])
 def test_a_bare_url_without_a_name_says_how_to_name_it(tmp_path: Path, line: str,
                                                         hint: str) -> None:

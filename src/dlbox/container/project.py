@@ -355,11 +355,21 @@ def _named_url(requirement: str, where: str) -> str:
     elif filename.endswith(".whl") and filename.count("-") >= 4:
         name = filename.split("-", 1)[0]
     else:
-        guess = re.sub(r"(\.git|-\d.*)$", "", filename) or "NAME"
+        guess = _name_guess(url, filename)
         raise UsageError(
             f"{where}: {redact_url_credentials(url)!r} is a URL without a package name",
             hint=f"name the package: {guess} @ {redact_url_credentials(url)}")
     return f"{normalize_name(name)} @ {url}"
+
+
+def _name_guess(url: str, filename: str) -> str:
+    """The package name a hint offers for a URL without one: a file name without its version
+    and archive suffix (mylib-1.0.tar.gz, tool.git); NAME for a code host's archive of a
+    branch or tag (.../archive/refs/heads/main.zip), whose file name is no package's."""
+    if "/archive/" in url:
+        return "NAME"
+    stem = re.sub(r"\.(git|zip|tgz|tar(\.(gz|bz2|xz))?)$", "", filename)
+    return re.sub(r"-\d.*$", "", stem) or "NAME"
 
 
 # ---- pyproject.toml --------------------------------------------------------------------------
