@@ -37,6 +37,27 @@ def test_output_reaches_us_byte_for_byte(tmp_path: Path) -> None:
     assert result.stderr == ("\u2713" * 300000).encode()
 
 
+def test_a_reader_that_goes_away_ends_the_run(engine: Any, tmp_path: Path) -> None:  # noqa: F811
+    """`dlbox image run -- CMD | head`: review found it waited for ever once head had its
+    lines (the engine's removal waited on the attach stream the command was blocked on)."""
+    import signal
+
+    before = {container.id for container in engine.containers.list(all=True)}
+    script = "import sys; sys.stdout.write('x' * 50_000_000)"
+    with subprocess.Popen(run_args(tmp_path, "python3", "-c", script), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          cwd=tmp_path) as run:
+        assert run.stdout is not None and run.stdout.read(10) == b"x" * 10
+        run.stdout.close()  # as head does when it has what it wants
+        try:
+            code = run.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            raise AssertionError("dlbox image run went on after its reader had gone") from None
+    assert code == 128 + signal.SIGPIPE
+    assert {container.id for container in engine.containers.list(all=True)} <= before
+
+
 def test_piped_input_reaches_the_command_and_ends_with_eof(tmp_path: Path) -> None:
     data = b"".join(b"line %d\n" % i for i in range(20000))
     result = subprocess.run(run_args(tmp_path, "sh", "-c", "cat; echo done >&2"), input=data,

@@ -760,11 +760,14 @@ def run_streaming(client: Any, request: RunRequest, stop_timeout: float = STOP_T
                         del tail[:-4096]
             return StreamedRun(wait_exit_code(container), bytes(tail))
     finally:
-        remove_container(container)
+        # The attach stream first: a command blocked writing to it (we stopped reading: our
+        # stdout's reader went away, `| head`) holds the engine's removal, which waited on it
+        # for ever.
         if sock is not None:
             for closable in (_raw_socket(sock), sock):
                 with contextlib.suppress(Exception):
                     closable.close()
+        remove_container(container)
 
 
 @dataclass(frozen=True)
