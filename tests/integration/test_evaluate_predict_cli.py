@@ -511,6 +511,20 @@ def test_predict_some_bad_files_exit_partial(trained_run: Path, images: dict[str
     assert errors[1].startswith(f"error: {images['cut']}: truncated")
 
 
+def test_a_dash_is_told_images_come_from_files_and_a_file_named_dash_is_dot_slash_dash(
+        trained_run: Path, images: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: `dlbox predict RUN - < cat.png` said "-: no such file"."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(images["photo"], tmp_path / "-")
+    assert main(["predict", str(trained_run), "-", "./-"]) == EXIT_PARTIAL
+    captured = capsys.readouterr()
+    assert captured.out.startswith("./-: ")
+    assert captured.err.splitlines()[0] == (
+        "error: -: images are read from files, not from stdin (-); save the image to a file "
+        "and pass its path (a file named - is ./-)")
+
+
 def test_predict_all_bad_files_exit_error(trained_run: Path, images: dict[str, Path],
                                           tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:

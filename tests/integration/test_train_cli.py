@@ -129,6 +129,9 @@ def test_bad_values_are_usage_errors(fake_cifar_dir: Path, tmp_path: Path,
     assert "epochs" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path), "--epochs", "3"]) == EXIT_USAGE
     assert "--epochs" in capsys.readouterr().err
+    # review: `--resume RUN --no-amp` was told "--amp cannot change", a flag not typed
+    assert main(["train", "--resume", str(tmp_path), "--no-amp", "--channels-last"]) == EXIT_USAGE
+    assert "; --no-amp, --channels-last cannot change" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "none")]) == EXIT_ERROR
     assert "does not exist" in capsys.readouterr().err
 
@@ -152,17 +155,20 @@ def test_a_width_too_big_for_memory_is_a_usage_error_before_allocating(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("model, width", [("resnet", 100000000), ("tiny", 2**63)])
 def test_a_width_too_big_for_torch_to_size_is_the_same_usage_error(
-        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str,
+        width: int) -> None:
     """Found by a docs check: at `--width 100000000` even the meta-device build overflows
     ("Storage size calculation overflowed"), which the size check let through, and the real
-    build ended in out-of-memory (exit 1) instead of the usage error the docs promise."""
-    code = main(["train", "--model", "resnet", "--width", "100000000", "--device", "cpu",
+    build ended in out-of-memory (exit 1) instead of the usage error the docs promise. From
+    2**63 on, torch raises a TypeError ("Overflow when unpacking long long"): exit 70."""
+    code = main(["train", "--model", model, "--width", str(width), "--device", "cpu",
                  "--data", str(fake_cifar_dir), "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == EXIT_USAGE, err
     first, hint = err.splitlines()
-    assert first == ("error: model 'resnet' with width 100000000 has more weights than torch "
+    assert first == (f"error: model '{model}' with width {width} has more weights than torch "
                      "can size a tensor for")
     assert hint.startswith("hint: use smaller settings") and "--width" in hint
     assert not (tmp_path / "run").exists()

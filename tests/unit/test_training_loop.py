@@ -237,23 +237,22 @@ def test_resume_of_a_run_whose_checkpoint_was_deleted_says_so(fake_cifar_dir: Pa
 def test_an_existing_run_dir_is_not_overwritten(fake_cifar_dir: Path, tmp_path: Path) -> None:
     from dlbox.training.loop import TrainingStopped
 
-    run = tmp_path / "run"
+    run = tmp_path / "my run"  # review: the commands in the hints did not paste (the space)
     config = tiny_config(fake_cifar_dir, run, epochs=2)
     with pytest.raises(TrainingStopped):
         train(config, progress=False, evaluate_at_end=False,
               stop=lambda epoch, step: epoch == 1 and step == 1)
     with pytest.raises(RunDirError, match="already holds a run") as caught:
         train(config, progress=False, evaluate_at_end=False)
-    assert caught.value.hint == (f"continue it with `dlbox train --resume {run}`, or pass "
+    assert caught.value.hint == (f"continue it with `dlbox train --resume '{run}'`, or pass "
                                  "another --run-dir")
     # Found by review: a finished run was offered --resume too, which has nothing to do.
-    train(config.replace(run_dir=str(tmp_path / "done")), progress=False,
-          evaluate_at_end=False)
+    done = tmp_path / "done run"
+    train(config.replace(run_dir=str(done)), progress=False, evaluate_at_end=False)
     with pytest.raises(RunDirError) as finished:
-        train(config.replace(run_dir=str(tmp_path / "done")), progress=False,
-              evaluate_at_end=False)
-    assert finished.value.message == f"{tmp_path / 'done'} already holds a run, which finished"
-    assert finished.value.hint == (f"evaluate it with `dlbox evaluate {tmp_path / 'done'}`, or "
+        train(config.replace(run_dir=str(done)), progress=False, evaluate_at_end=False)
+    assert finished.value.message == f"{done} already holds a run, which finished"
+    assert finished.value.hint == (f"evaluate it with `dlbox evaluate '{done}'`, or "
                                    "pass another --run-dir for a new run")
 
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 
 EMPTY_IMAGE_PATH = "an empty path, not an image file (is the shell variable you used set?)"
+STDIN_IMAGE = ("images are read from files, not from stdin (-)",
+               "save the image to a file and pass its path (a file named - is ./-)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -98,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     for image in args.images:
         if not image.strip():
             entries.append(PredictionFailure(image, EMPTY_IMAGE_PATH))
+        elif image == "-":  # the Unix spelling of stdin, which was "no such file"
+            entries.append(PredictionFailure(image, *STDIN_IMAGE))
         elif is_folder(image):  # the images in it, in path order
             found = images_in_folder(Path(image))
             entries += [entry if isinstance(entry, PredictionFailure) else str(entry)

@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = args.resume
     try:
         if args.resume is not None:
-            given = [f"--{name.replace('_', '-')}" for name in SETTING_FLAGS
+            given = [f"--{'no-' if getattr(args, name) is False else ''}"
+                     f"{name.replace('_', '-')}" for name in SETTING_FLAGS
                      if getattr(args, name, None) is not None]
             if given:
                 raise UsageError(

@@ -198,9 +198,10 @@ def _check_fits_in_memory(name: str, factory: ModelFactory, num_classes: int,
                    for t in itertools.chain(probe.parameters(), probe.buffers()))
     except ValueError:
         raise
-    except RuntimeError as error:
-        # A tensor too big for torch to even size ("Storage size calculation overflowed"):
-        # far beyond any machine's memory, and the real build would end in out-of-memory.
+    except (RuntimeError, TypeError) as error:
+        # A tensor too big for torch to even size ("Storage size calculation overflowed"; a
+        # size past 2**63, "Overflow when unpacking long long", a TypeError): far beyond any
+        # machine's memory, and the real build would end in out-of-memory or that TypeError.
         if "overflow" not in str(error).lower():
             return  # a factory meta cannot run: checked by the real build
         size = None

@@ -300,11 +300,11 @@ def create_run_dir(path: Path) -> Path:
         if (path / CONFIG_FILE).exists():
             if says_finished(checkpoint_path(path, "last")):  # --resume: "nothing to resume"
                 raise RunDirError(f"{path} already holds a run, which finished",
-                                  hint=f"evaluate it with `dlbox evaluate {path}`, or pass "
-                                       "another --run-dir for a new run")
+                                  hint=f"evaluate it with `dlbox evaluate {shell_quote(path)}`,"
+                                       " or pass another --run-dir for a new run")
             raise RunDirError(f"{path} already holds a run",
-                              hint=f"continue it with `dlbox train --resume {path}`, "
-                                   "or pass another --run-dir")
+                              hint=f"continue it with `dlbox train --resume "
+                                   f"{shell_quote(path)}`, or pass another --run-dir")
         raise RunDirError(f"run directory {path} is not empty",
                           hint="pass a new or empty --run-dir")
     try:
