@@ -249,3 +249,30 @@ def test_a_first_epoch_stop_whose_folder_cannot_be_removed_says_how_to_reuse_it(
     [run_dir] = (tmp_path / "runs").iterdir()
     assert early.value.hint == (f"start again with the same command; add --run-dir {run_dir} "
                                 "to it to reuse this run's folder, which holds no checkpoint")
+
+
+def test_nan_outputs_at_the_speedruns_end_are_a_divergence_not_a_finished_run(
+        small_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: a run whose loss stayed finite while its test outputs were NaN was saved as
+    finished, which evaluate then refused. The speedrun's final evaluation is made to give
+    one NaN output (which outputs go NaN is the model's business)."""
+    from dlbox.training import speedrun
+
+    real = speedrun.evaluate_logits
+
+    def evaluate_logits(*args, **kwargs):  # type: ignore[no-untyped-def]
+        logits = real(*args, **kwargs)
+        logits[0, 0] = float("inf")
+        return logits
+
+    monkeypatch.setattr(speedrun, "evaluate_logits", evaluate_logits)
+    run_dir = tmp_path / "run"
+    code = main(["train", "--model", "speedrun", "--epochs", "1", "--device", "cpu",
+                 "--data", str(small_cifar_dir), "--run-dir", str(run_dir), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert ("error: training diverged in epoch 1: the model's outputs on the test images "
+            "became NaN or infinite") in err
+    assert not (run_dir / "predictions.csv").exists()
+    assert not (run_dir / "checkpoints" / "last.pt").exists()

@@ -609,6 +609,39 @@ def test_a_diverged_run_stops_with_a_hint_and_saves_no_nan_state(
     assert (run / "checkpoints" / "last.pt").is_file()
 
 
+def test_nan_outputs_under_a_finite_loss_are_a_divergence_not_a_finished_run(
+        fake_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: `--model resnet --lr 999` kept a finite training loss while every test output
+    was NaN; the epoch's test pass read that as 10 %, the run was saved as finished, and
+    evaluate then refused it ("did training diverge?") while resume said "nothing to
+    resume". Which outputs go NaN is the model's business: one of epoch 2's is made so."""
+    from dlbox.errors import DlboxError
+    from dlbox.training import loop
+
+    real = loop.predict_logits
+    calls = []
+
+    def predict_logits(*args, **kwargs):  # type: ignore[no-untyped-def]
+        logits = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:  # epoch 2's test pass
+            logits[3, 5] = float("nan")
+        return logits
+
+    monkeypatch.setattr(loop, "predict_logits", predict_logits)
+    run = tmp_path / "run"
+    with pytest.raises(DlboxError) as error:
+        train(tiny_config(fake_cifar_dir, run, epochs=3), progress=False)
+    assert error.value.message == (
+        "training diverged in epoch 2: the model's outputs on the test images became NaN or "
+        f"infinite (the epoch's state was not saved; {run} keeps the last one it saved)")
+    assert "--lr" in (error.value.hint or "")
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["epoch"] == 1 and not saved["finished"]
+    assert [entry["epoch"] for entry in read_json(run / "metrics.json")["history"]] == [1]
+    assert not (run / "predictions.csv").exists()
+
+
 @pytest.mark.parametrize("failure", ["diverged", "out of memory", "stopped"])
 def test_a_default_run_dir_that_saved_nothing_is_removed_when_the_run_fails(
         fake_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -807,33 +807,41 @@ def restore_training(checkpoint: dict[str, Any], path: Path, optimizer: torch.op
             sums=EpochSums(**partial) if partial else EpochSums())
 
 
-class Diverged(DlboxError):
-    """An epoch's training loss became NaN or infinite: nothing after it can recover, so
-    training stops before that epoch's state is saved."""
+# What became NaN or infinite when a run diverges: its loss, or (the loss still finite) its
+# outputs on the test images, whose accuracy then read as chance and whose state was saved
+# as a finished run that evaluate refused.
+LOSS = "the training loss"
+OUTPUTS = "the model's outputs on the test images"
 
-    def __init__(self, epoch: int, lr: float, run_dir: Path, message: str, hint: str) -> None:
+
+class Diverged(DlboxError):
+    """An epoch's training loss, or the model's outputs, became NaN or infinite: nothing after
+    it can recover, so training stops before that epoch's state is saved."""
+
+    def __init__(self, epoch: int, lr: float, run_dir: Path, message: str, hint: str,
+                 what: str = LOSS) -> None:
         # what happened, without where: a benchmark's run dir is gone by the time it reports
-        self.reason = (f"training diverged in epoch {epoch}: the training loss became NaN or "
-                       "infinite")
+        self.reason = f"training diverged in epoch {epoch}: {what} became NaN or infinite"
         super().__init__(self.reason + message,
                          hint=f"train again with a lower learning rate (this run's: --lr "
                               f"{lr:g}){hint}")
-        self.epoch, self.lr, self.run_dir = epoch, lr, run_dir
+        self.epoch, self.lr, self.run_dir, self.what = epoch, lr, run_dir, what
 
     def folder_removed(self) -> Diverged:
         """The error once the default run dir that saved nothing is removed."""
         return Diverged(self.epoch, self.lr, self.run_dir,
-                        f", before anything was saved (its folder {self.run_dir} is removed)", "")
+                        f", before anything was saved (its folder {self.run_dir} is removed)", "",
+                        self.what)
 
 
-def _diverged(epoch: int, config: TrainConfig, run_dir: Path) -> Diverged:
+def _diverged(epoch: int, config: TrainConfig, run_dir: Path, what: str = LOSS) -> Diverged:
     if checkpoint_path(run_dir, "last").is_file():  # resuming would diverge again
         return Diverged(epoch, config.lr, run_dir,
                         f" (the epoch's state was not saved; {run_dir} keeps the last one it "
                         "saved)",
-                        " and another --run-dir; resuming this run would diverge again")
+                        " and another --run-dir; resuming this run would diverge again", what)
     return Diverged(epoch, config.lr, run_dir, f", before {run_dir} saved anything",
-                    f"; --run-dir {shell_quote(run_dir)} may be reused, it saved nothing")
+                    f"; --run-dir {shell_quote(run_dir)} may be reused, it saved nothing", what)
 
 
 def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: ImageDataset,
@@ -978,6 +986,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
                                          channels_last, mixed, config.mean, config.std,
                                          tta_flip=config.tta)
             eval_seconds = time.perf_counter() - eval_start
+            if not bool(torch.isfinite(test_logits).all()):
+                raise _diverged(epoch, config, run_dir, OUTPUTS)
             test_accuracy = _accuracy(test_logits, test_set.labels)
             entry = {
                 "epoch": epoch,
@@ -1076,6 +1086,8 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
         def on_epoch(entry: dict[str, Any], trainer_state: dict[str, Any]) -> None:
             if not math.isfinite(entry["train_loss"]):
                 raise _diverged(int(entry["epoch"]), config, run_dir)
+            if entry.get("outputs_finite") is False:
+                raise _diverged(int(entry["epoch"]), config, run_dir, OUTPUTS)
             previous = state.history[-1] if state.history else {"elapsed_s": 0.0, "steps": 0}
             seconds = entry["train_seconds"] - previous["elapsed_s"]
             record = {

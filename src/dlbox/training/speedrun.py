@@ -818,6 +818,8 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
             plain = tta_out if config.tta_level == 0 else evaluate_logits(
                 forward, test_images, config, device, 0, channels_last, amp)
             accuracy = accuracy_of(plain, test_labels)
+            entry["outputs_finite"] = bool(torch.isfinite(plain).all()
+                                           and torch.isfinite(tta_out).all())
             entry["test_accuracy"] = accuracy
             entry["test_accuracy_tta"] = accuracy_of(tta_out, test_labels)
             test_logits = tta_out.cpu()
