@@ -444,6 +444,12 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
     from dlbox.models.speedrun import SpeedrunNet
 
     speedrun = isinstance(create_model(config.model, **config.model_kwargs), SpeedrunNet)
+    if speedrun and config.batch_size < 2:
+        # One image: BatchNorm's variance over a tiny feature map is 0, its gradient under
+        # the speedrun's small epsilon infinite, and the run "diverged" at any --lr.
+        raise UsageError(f"model '{config.model}' needs at least 2 images a batch (its "
+                         "BatchNorm learns from the batch), got --batch-size 1",
+                         hint="pass --batch-size 2 or more, or leave it out for the recipe's")
     with spinner(not progress, f"reading the data in {data_dir}"):  # an image tree: seconds
         train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
         test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
