@@ -286,6 +286,34 @@ def test_a_tree_without_split_folders_says_so(tmp_path: Path, point_at: str) -> 
     assert "dlbox data fetch" in (info.value.hint or "")
 
 
+def test_split_folders_named_as_other_tools_name_them_are_told_to_be_renamed(
+        tmp_path: Path) -> None:
+    """Review: Train/ and Test/ were "no CIFAR-10 data found" with a hint to fetch it, and a
+    val/ beside train/ was passed over ("has no 'test' split")."""
+    write_fake_image_folder(tmp_path / "caps" / "Train", per_class=1, classes=2)
+    write_fake_image_folder(tmp_path / "caps" / "Test", per_class=1, classes=2)
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path / "caps", "train")
+    caps = tmp_path / "caps"
+    assert info.value.message == (f"no CIFAR-10 data found in {caps}: it holds Test/, Train/, "
+                                  "where an image tree's split folders are named train/ and "
+                                  "test/")
+    assert info.value.hint == (f"rename them: mv {caps / 'Test'} {caps / 'test'}; "
+                               f"mv {caps / 'Train'} {caps / 'train'}")
+    write_fake_image_folder(tmp_path / "val" / "train", per_class=1, classes=2)
+    write_fake_image_folder(tmp_path / "val" / "val", per_class=1, classes=2)
+    assert len(load_dataset(tmp_path / "val", "train")) == 2
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path / "val", "test")
+    assert info.value.message == (f"image folder {tmp_path / 'val'} has no 'test' split: it "
+                                  "holds val/ instead")
+    assert info.value.hint == (f"rename it: mv {tmp_path / 'val' / 'val'} "
+                               f"{tmp_path / 'val' / 'test'}")
+    for name in ("Train", "Test"):  # the renames it gives make a tree that loads
+        (caps / name).rename(caps / name.lower())
+    assert len(load_dataset(caps, "test")) == 2
+
+
 def test_skipped_entries_lists_what_loading_passes_over(tmp_path: Path) -> None:
     root = write_fake_image_folder(tmp_path / "train", per_class=1, classes=2)
     (root / "class_0" / "notes.txt").write_text("x")

@@ -42,6 +42,7 @@ from dlbox.data.imagefolder import (
 )
 from dlbox.data.paths import check_data_dir_path, data_flag, fetch_hint
 from dlbox.errors import DataError, DlboxError, NoDataError
+from dlbox.text import shell_quote
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,34 @@ def _holds_images(folder: Path) -> bool:
         return False
 
 
+# Split folders named as other tools name them: what dlbox reads for each.
+SPLIT_SYNONYMS = {"val": "test", "valid": "test", "validation": "test"}
+
+
+def split_lookalikes(folder: Path) -> dict[str, str]:
+    """The folders in `folder` named like a split dlbox reads but not as it (Train, TEST, val,
+    validation), each with the split name it would be, where that split folder is not there
+    already."""
+    try:
+        names = sorted(child.name for child in folder.iterdir()
+                       if child.is_dir() and not is_hidden(child))
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        split = SPLIT_SYNONYMS.get(name.lower(), name.lower())
+        if split in SPLITS and name != split and split not in names \
+                and split not in found.values():
+            found[name] = split
+    return found
+
+
+def renames(folder: Path, lookalikes: dict[str, str]) -> str:
+    """`mv` commands that give the folders the names dlbox reads."""
+    return "; ".join(f"mv {shell_quote(folder / name)} {shell_quote(folder / split)}"
+                     for name, split in lookalikes.items())
+
+
 def no_data_error(data_dir: str | Path) -> DataError:
     """The error for a data dir with no layout dlbox reads. When what is there is nearly a
     layout -- batch files in a folder not named cifar-10-batches-py, two or more image trees
@@ -114,6 +143,12 @@ def no_data_error(data_dir: str | Path) -> DataError:
     except DataError as error:
         return error
     message = f"no CIFAR-10 data found in {data_dir}"
+    lookalikes = split_lookalikes(data_dir)
+    if lookalikes:  # review: Train/ and Test/ were told to fetch CIFAR-10
+        shown = ", ".join(f"{name}/" for name in lookalikes)
+        return DataError(f"{message}: it holds {shown}, where an image tree's split folders "
+                         f"are named {' and '.join(s + '/' for s in SPLITS)}",
+                         hint=f"rename them: {renames(data_dir, lookalikes)}")
     loose = [name for name in (*TRAIN_BATCHES, *TEST_BATCHES) if (data_dir / name).is_file()]
     if loose:
         return DataError(
@@ -286,6 +321,12 @@ def _split_layout(data_dir: str | Path, split: str) -> tuple[DataLayout, Path]:
         raise no_data_error(data_dir)
     split_root = layout.root / split
     if layout.kind != "cifar10-batches" and not find_classes(split_root):
+        lookalikes = {name: to for name, to in split_lookalikes(layout.root).items()
+                      if to == split}
+        if lookalikes:  # review: a val/ folder was passed over without a word
+            raise DataError(f"image folder {layout.root} has no '{split}' split: it holds "
+                            f"{', '.join(name + '/' for name in lookalikes)} instead",
+                            hint=f"rename it: {renames(layout.root, lookalikes)}")
         raise DataError(f"image folder {layout.root} has no '{split}' split",
                         hint=f"add {split_root}/<class>/<image> ({IMAGE_EXTENSIONS_TEXT})")
     return layout, split_root
