@@ -308,6 +308,17 @@ def test_prepare_runs_dir_rejects_a_file(tmp_path: Path) -> None:
         prepare_runs_dir(tmp_path / "runs", os.geteuid(), os.getegid(), as_root=False)
 
 
+def test_a_runs_dir_under_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    """Review: `--runs main.py/sub` was "cannot use ...: Not a directory", exit 1, with the
+    hint to report it as a bug."""
+    (tmp_path / "main.py").write_text("print(1)\n")
+    with pytest.raises(UsageError) as error:
+        prepare_runs_dir(tmp_path / "main.py" / "sub", 1000, 1000, as_root=False)
+    assert error.value.message == (f"--runs {tmp_path / 'main.py' / 'sub'} cannot be made: "
+                                   f"{tmp_path / 'main.py'} is a file")
+    assert (tmp_path / "main.py").read_text() == "print(1)\n"
+
+
 def test_a_runs_dir_that_may_not_be_made_names_the_folder_that_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by review: `--runs ro/sub` under a folder the user may not write got the generic
@@ -555,6 +566,14 @@ def test_image_run_defaults_to_the_current_projects_image(
     (project / "requirements.txt").write_text("numpy\n")
     monkeypatch.chdir(project)
     assert default_run_image() == ("my_proj:latest", project)
+    # review: a requirements.txt that cannot be read ran dlbox:latest without a word
+    (project / "requirements.txt").write_text("six==1.16.0\nnumpy==\n")
+    with pytest.raises(UsageError) as error:
+        default_run_image()
+    assert error.value.message.startswith(
+        "the project in this folder cannot be read, so its image is not known: "
+        "requirements.txt:2: 'numpy==' is not a valid requirement")
+    assert (error.value.hint or "").endswith("; or pass --tag IMAGE to run an image you built")
 
 
 def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:

@@ -302,9 +302,14 @@ def default_run_image() -> tuple[str, Path | None]:
     if folder is not None:
         try:
             project = detect_project(folder)
-            return f"{project.image_name}:latest", project.root
-        except DlboxError:
-            pass  # a folder `image build` would refuse has no image of its own
+        except DlboxError as error:
+            # Review: it ran dlbox:latest (the built-in project) without a word, whose
+            # /workspace lacks this project's files.
+            raise UsageError(f"the project in this folder cannot be read, so its image is "
+                             f"not known: {error.message}",
+                             hint=f"{error.hint + '; or' if error.hint else 'fix it, or'} "
+                                  "pass --tag IMAGE to run an image you built") from None
+        return f"{project.image_name}:latest", project.root
     return "dlbox:latest", None
 
 

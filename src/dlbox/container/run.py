@@ -159,6 +159,10 @@ def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
         raise UsageError(f"cannot create --runs {path} ({error.strerror})",
                          hint=f"{make_writable(folder)}, or pass --runs a folder you can "
                               "write to") from None
+    except (NotADirectoryError, FileExistsError):  # a file above it: main.py/runs
+        above = next(where for where in path.parents if where.exists())
+        raise UsageError(f"--runs {path} cannot be made: {above} is a file",
+                         hint="pass a folder path (made if missing) for the runs") from None
     if as_root and created:
         os.chown(path, uid, gid)
     if not writable_by(path, uid, gid):
