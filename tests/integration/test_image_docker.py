@@ -222,6 +222,51 @@ def test_a_second_ctrl_c_kills_a_command_that_ignores_sigterm(
         c.attrs["Config"]["Cmd"] or [])]
 
 
+SAVES_ON_SIGTERM = """
+import signal, sys, time
+def save(*_):
+    open("/workspace/runs/saved", "w").write("saved")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, save)
+print("training", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_stop_reaches_a_training_a_shell_execs_and_a_shell_wrapper_is_noted(
+        cpu_image: dict[str, Any], tmp_path: Path) -> None:
+    """Review: through `sh -c 'cd ... && python t.py; echo done'` SIGTERM reached the shell
+    alone, and the training was killed unsaved. The docs' way (`exec`) is shown to work,
+    and the other form is noted before the run."""
+    import signal
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    runs.chmod(0o777)  # for the container's user (uid 1000 under a root caller)
+    (runs / "t.py").write_text(SAVES_ON_SIGTERM)
+    notes = []
+    for script in ("cd /workspace/runs && exec python3 t.py",
+                   "cd /workspace/runs && python3 t.py; echo done"):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--runs", str(runs),
+             "--", "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, stdin=subprocess.DEVNULL, cwd=tmp_path)
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline() == "training\n"
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 143, err
+        notes.append("start the long command with exec" in err)
+        if "exec" in script:
+            assert (runs / "saved").read_text() == "saved"
+            (runs / "saved").unlink()
+    assert notes == [False, True]
+
+
 def test_code_only_change_rebuilds_with_the_dependency_layer_cached(
         engine: Any, cpu_image: dict[str, Any], lock_dir: Path, tmp_path: Path) -> None:
     from dlbox.container.build import BuildRequest, build_image

@@ -24,6 +24,7 @@ from dlbox.container.run import (
     parse_gpus,
     prepare_runs_dir,
     run_request,
+    shell_wrapper_note,
 )
 from dlbox.errors import ContainerError, HostEnvError, UsageError
 from dlbox.hostenv.facts import DockerFacts, GpuFacts, HostFacts, NvidiaFacts
@@ -306,6 +307,21 @@ def test_prepare_runs_dir_rejects_a_file(tmp_path: Path) -> None:
     (tmp_path / "runs").write_text("")
     with pytest.raises(UsageError, match="is not a folder"):
         prepare_runs_dir(tmp_path / "runs", os.geteuid(), os.getegid(), as_root=False)
+
+
+@pytest.mark.parametrize("command, noted", [
+    (["bash", "-c", "cd /workspace && python3 train.py; echo done"], True),
+    (["/bin/bash", "-lc", "source env.sh && dlbox train"], True),
+    (["sh", "-c", "cd src && exec python train.py"], False),  # the fix the note gives
+    (["sh", "-c", "set -e\nexec python3 train.py"], False),
+    (["sh", "-c", "python train.py"], False),  # a single command: the shell execs it
+    (["sh", "-c", "echo a; ls"], False),  # nothing that saves
+    (["python3", "-c", "import a; a.b()"], False),
+    (["sh", "-c"], False),
+])
+def test_a_shell_that_starts_a_training_it_does_not_exec_is_noted(
+        command: list[str], noted: bool) -> None:
+    assert (shell_wrapper_note(command) is not None) == noted
 
 
 def test_a_runs_dir_under_a_file_is_a_usage_error(tmp_path: Path) -> None:

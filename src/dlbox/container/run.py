@@ -19,9 +19,9 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dlbox.container import engine
@@ -101,6 +101,31 @@ def check_shm_size(value: str) -> str:
         raise UsageError(f"--shm-size {value!r} is under 1 MiB{why}",
                          hint="give a size such as 2g or 512m")
     return text
+
+
+_SHELLS = {"sh", "bash", "dash", "zsh", "ash", "ksh"}
+
+
+def shell_wrapper_note(command: Sequence[str]) -> str | None:
+    """The note for `-- sh -c 'cd src && python train.py; echo done'`: a stop's SIGTERM
+    reaches the shell (tini's child) alone, which ends at once, and the container's end
+    kills the training before it saves its checkpoint (found by review). `exec` hands the
+    shell's place to the command, which then gets the signal. None for anything else."""
+    if len(command) < 3 or PurePosixPath(command[0]).name not in _SHELLS:
+        return None
+    flag = next((at for at, arg in enumerate(command[1:-1], 1)
+                 if re.fullmatch(r"-[a-z]*c[a-z]*", arg)), None)  # -c, -lc, -ec
+    if flag is None:
+        return None
+    script = command[flag + 1]
+    long_running = re.search(r"\b(python[0-9.]*|dlbox|torchrun|accelerate)\b", script)
+    if not long_running or not re.search(r"[;&|\n]", script.strip()) \
+            or re.search(r"(^|[;&|\n(]\s*)exec\s", script):
+        return None
+    return ("note: a stop (Ctrl-C, SIGTERM) reaches only the shell, which ends at once, and "
+            "the end of the container kills what it started before that can save (a "
+            "training's checkpoint); start the long command with exec (sh -c 'cd src && exec "
+            "python train.py') so that it gets the stop itself")
 
 
 def container_user(euid: int, egid: int) -> tuple[int, int]:
@@ -283,6 +308,9 @@ def run_in_image(options: RunOptions, client: Any = None,
             f"dlbox image build --tag {options.image} (with the flags it was built with)"
         print(f"warning: the project's files changed since {options.image} was built: it "
               f"runs the code of its build. Rebuild it first: {rebuild}", file=sys.stderr)
+    note = shell_wrapper_note(options.command)
+    if note:
+        print(note, file=sys.stderr)
     gpus = parse_gpus(options.gpus, labels.get("dlbox.device"))
     if gpus is not None:
         check_gpus_available(gpus, facts())
