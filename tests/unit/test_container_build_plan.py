@@ -1258,6 +1258,72 @@ def test_a_misspelt_or_impossible_requirement_is_one_error_line_naming_it(
                                   "together (conflicting dependencies)")
 
 
+# Recorded from pip 24 resolving psycopg2==2.9.9 in a dlbox image (no pg_config there); the
+# setuptools deprecation banner in the build's output is cut short here.
+PSYCOPG2_STDOUT = """Collecting psycopg2==2.9.9
+  Downloading psycopg2-2.9.9.tar.gz (384 kB)
+  Preparing metadata (setup.py): started
+  Preparing metadata (setup.py): finished with status 'error'
+"""
+PSYCOPG2_STDERR = """  error: subprocess-exited-with-error
+
+  \u00d7 python setup.py egg_info did not run successfully.
+  \u2502 exit code: 1
+  \u2570\u2500> [36 lines of output]
+      .../setuptools/dist.py:765: SetuptoolsDeprecationWarning: License classifiers are deprecated.
+      running egg_info
+      creating /tmp/pip-pip-egg-info-auittwgp/psycopg2.egg-info
+
+      Error: pg_config executable not found.
+
+      pg_config is required to build psycopg2 from source.  Please add the directory
+      containing pg_config to the $PATH or specify the full executable path with the
+      option:
+
+      If you prefer to avoid building psycopg2 from source, please install the PyPI
+      'psycopg2-binary' package instead.
+
+      [end of output]
+
+  note: This error originates from a subprocess, and is likely not a problem with pip.
+error: metadata-generation-failed
+
+\u00d7 Encountered error while generating package metadata.
+\u2570\u2500> See above for output.
+
+note: This is an issue with the package mentioned above, not pip.
+hint: See above for details.
+"""
+
+
+def test_a_package_whose_source_build_fails_is_named_with_its_reason_and_fix(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: the error showed pip's last 15 lines, which began mid-sentence and held
+    neither the package nor the reason, with a hint to look "above", where nothing was."""
+    from dlbox.container import engine
+
+    monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
+        1, PSYCOPG2_STDOUT, PSYCOPG2_STDERR))
+    with pytest.raises(ContainerError) as info:
+        B.resolve_pins(object(), "img", ["psycopg2==2.9.9"], (), (), log=lambda line: None)
+    assert info.value.message == (
+        "pip could not build psycopg2==2.9.9 from source inside the image (no wheel of it "
+        "fits the image, and its build failed):\n  Error: pg_config executable not found.")
+    assert info.value.hint == ("the base image lacks PostgreSQL's pg_config: add the Debian "
+                               "package libpq-dev to the project's apt.txt (one package per "
+                               "line) and build again")
+    # a reason dlbox knows no package for: the build's last lines, and the general fix
+    monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
+        1, "Collecting odd==1.0\n", "  error: subprocess-exited-with-error\n"
+        "  \u2570\u2500> [2 lines of output]\n      running egg_info\n      needs a "
+        "frobnicator\n      [end of output]\nerror: metadata-generation-failed\n"))
+    with pytest.raises(ContainerError) as info:
+        B.resolve_pins(object(), "img", ["odd==1.0"], (), (), log=lambda line: None)
+    assert info.value.message.endswith(":\n  running egg_info\n  needs a frobnicator")
+    assert "odd==1.0" in info.value.message
+    assert (info.value.hint or "").startswith("add the Debian packages its build needs")
+
+
 # ---- the deps stage: tagged, and the one a dependency change replaces removed -------------
 
 BUILD_LOG = [

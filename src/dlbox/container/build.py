@@ -1007,6 +1007,9 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
                                            requirements))
     if missing is not None:
         raise ContainerError(missing[0], hint=missing[1])
+    failed = source_build_failure(captured.stdout, captured.stderr)
+    if failed is not None:
+        raise ContainerError(failed[0], hint=failed[1])
     tail = "\n".join((captured.stderr or captured.stdout).strip().splitlines()[-15:])
     hint = (S.missing_tool_hint((captured.stderr + "\n" + captured.stdout).splitlines())
             or "fix the requirement pip names above, or pass --wheelhouse DIR with the wheels")
@@ -1021,6 +1024,33 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
 
 _NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+) "
                          r"\(from versions: ([^)]*)\)")
+
+
+_BUILD_FAILED = ("subprocess-exited-with-error", "metadata-generation-failed")
+_SUBPROCESS_OUTPUT = re.compile(r"\[\d+ lines of output\]\n(.*?)\[end of output\]", re.S)
+
+
+def source_build_failure(stdout: str, stderr: str) -> tuple[str, str] | None:
+    """(message, hint) when the resolve failed because a package pip had to build from
+    source (an sdist: no wheel fits the image) failed to build: the package, the lines of its
+    build's output that say why, and the fix. pip's last 15 lines, shown before, held
+    neither the package nor the reason (review: psycopg2 without pg_config)."""
+    if not any(marker in stderr for marker in _BUILD_FAILED):
+        return None
+    collected = re.findall(r"^\s*Collecting (\S+)", stdout + "\n" + stderr, re.M)
+    package = collected[-1] if collected else "a package"
+    block = _SUBPROCESS_OUTPUT.search(stderr)
+    lines = [line.strip() for line in (block.group(1) if block else "").splitlines()
+             if line.strip()]
+    said = [line for line in lines if re.search(r"\berror\b", line, re.I)
+            and "warning" not in line.lower()][:4] or lines[-4:]
+    shown = "".join(f"\n  {line}" for line in said)
+    return (f"pip could not build {package} from source inside the image (no wheel of it fits "
+            f"the image, and its build failed):{shown}",
+            S.missing_tool_hint(lines)
+            or "add the Debian packages its build needs to the project's apt.txt (one a line), "
+               "or pin a version, or a variant of the package, that has a wheel for this "
+               "platform")
 
 
 def missing_requirement(output: str) -> tuple[str, str] | None:

@@ -189,6 +189,10 @@ _MISSING_TOOLS = (
      "pkg-config", "pkg-config"),
     (("can't find rust compiler", "cargo: not found", "rustc: not found"),
      "a Rust compiler", "cargo"),
+    (("pg_config executable not found", "pg_config: not found", "pg_config is required"),
+     "PostgreSQL's pg_config", "libpq-dev"),
+    (("mysql_config not found", "mysql_config: not found"), "MySQL's mysql_config",
+     "default-libmysqlclient-dev"),
 )
 
 
