@@ -268,6 +268,56 @@ def test_a_checkpoint_of_another_model_is_named_as_such(
         assert "Missing key" not in err and "train again" not in err
 
 
+def test_data_listing_the_runs_classes_in_another_order_is_matched_by_name(
+        run_copy: Path, fake_cifar_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: the same classes in another order were refused. A copy of the test data whose
+    batches.meta lists the classes reversed, each label turned with it, is the same data:
+    the same images are right, with a note. A checkpoint of other classes, given from
+    elsewhere, is named as the difference (it blamed the data)."""
+    import pickle
+
+    import torch
+
+    source = fake_cifar_dir / "cifar-10-batches-py"
+    reordered = tmp_path / "reordered" / "cifar-10-batches-py"
+    shutil.copytree(source, reordered)
+    meta = pickle.loads((reordered / "batches.meta").read_bytes(), encoding="bytes")
+    names = list(reversed(meta[b"label_names"]))
+    meta[b"label_names"] = names
+    (reordered / "batches.meta").write_bytes(pickle.dumps(meta))
+    batch = pickle.loads((reordered / "test_batch").read_bytes(), encoding="bytes")
+    batch[b"labels"] = [len(names) - 1 - label for label in batch[b"labels"]]
+    (reordered / "test_batch").write_bytes(pickle.dumps(batch))
+    assert main(["evaluate", str(run_copy), "--json"]) == EXIT_OK
+    same = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(run_copy), "--json", "--data", str(tmp_path / "reordered")]
+                ) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "lists the run's classes in another order" in captured.err
+    other = json.loads(captured.out)
+    assert other["test_correct"] == same["test_correct"]
+    assert other["per_class"] == same["per_class"]
+    state = torch.load(run_copy / "checkpoints" / "last.pt", weights_only=True)
+    state["classes"] = ["plane", *state["classes"][1:]]  # another run's, as many
+    foreign = tmp_path / "elsewhere" / "last.pt"
+    foreign.parent.mkdir()
+    torch.save(state, foreign)
+    assert main(["evaluate", str(run_copy), "--checkpoint", str(foreign)]) == EXIT_ERROR
+    assert capsys.readouterr().err.startswith(
+        f"error: checkpoint {foreign} was trained on classes plane, automobile, ")
+    # one of another width: "train again with another --run-dir" was no way out for it
+    state["model"] = {name: tensor[..., :1] if tensor.dim() else tensor
+                      for name, tensor in state["model"].items()}
+    torch.save(state, foreign)
+    assert main(["evaluate", str(run_copy), "--checkpoint", str(foreign)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: checkpoint {foreign} does not fit model 'tiny' ")
+    assert err.splitlines()[1] == ("hint: pass one of this run's checkpoints (in its "
+                                   "checkpoints/ folder), or evaluate the run that checkpoint "
+                                   "belongs to")
+
+
 def test_evaluate_waits_for_a_run_that_is_training(
         run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Found by reading: `dlbox evaluate` of a run that is training read metrics.json, the

@@ -264,6 +264,33 @@ def test_class_names_must_match() -> None:
         ev.check_classes(("a", "b"), CLASSES)
 
 
+def test_the_same_classes_in_another_order_are_matched_by_name() -> None:
+    """Review: the same classes listed in another order were refused ("in another order")
+    with a hint that could not help."""
+    model = ("cat", "dog", "bird")
+    assert ev.check_classes(model, ("bird", "cat", "dog")) == model
+    data = ImageDataset(torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
+                        torch.tensor([0, 1, 2, 0]), ("bird", "cat", "dog"))
+    matched = ev.in_model_order(data, model)
+    assert matched.classes == model
+    assert [model[i] for i in matched.labels] == ["bird", "cat", "dog", "bird"]
+    assert ev.in_model_order(matched, model) is matched
+    with pytest.raises(DataError, match="it lacks cow"):  # not the same set: refused
+        ev.check_classes(("cat", "cow"), ("cat", "dog"))
+
+
+def test_a_checkpoint_from_elsewhere_is_named_when_its_classes_differ() -> None:
+    """Review: `--checkpoint OTHER_RUN/checkpoints/last.pt` of other classes blamed the
+    data ("the run was trained on ...") and hinted at --data, naming that run's classes as
+    this one's."""
+    elsewhere = Path("/runs/b/checkpoints/last.pt")
+    with pytest.raises(DataError) as error:
+        ev.check_classes(("bird", "cat"), CLASSES, "/data/test", elsewhere)
+    assert error.value.message.startswith(f"checkpoint {elsewhere} was trained on classes "
+                                          "bird, cat, but the test data in /data/test has ")
+    assert (error.value.hint or "").startswith("pass one of this run's checkpoints")
+
+
 def test_corrupt_metrics_file_is_a_run_dir_error(tmp_path: Path) -> None:
     (tmp_path / "metrics.json").write_text("{not json")
     with pytest.raises(RunDirError, match="metrics.json"):

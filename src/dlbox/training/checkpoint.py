@@ -259,14 +259,25 @@ def _load_failure(error: BaseException, path: Path | None = None) -> str:
 MAX_REASON_CHARS = 240  # of torch's reason in a one-line error
 
 
+NOT_THIS_RUNS_HINT = ("pass one of this run's checkpoints (in its checkpoints/ folder), or "
+                      "evaluate the run that checkpoint belongs to")
+
+
+def outside_the_run(path: Path, run_dir: Path) -> bool:
+    """Whether checkpoint `path` (a --checkpoint given as a path) is not in the run's own
+    checkpoints/ folder: another run's, most likely."""
+    return path.resolve().parent != (run_dir / CHECKPOINTS_DIRNAME).resolve()
+
+
 def load_state_dict_checked(target: Any, state: Any, path: str | Path,
-                            what: str = "the model") -> None:
+                            what: str = "the model", hint: str | None = None) -> None:
     """`target.load_state_dict(state)` for a state read from checkpoint `path`; a state that
     is not a dict, or does not fit `target` (other layers, other shapes), raises RunDirError
     with a one-line message instead of torch's TypeError / multi-line RuntimeError.
-    `what` names the target in that message (e.g. "model 'resnet'", "the optimizer")."""
-    hint = ("the checkpoint does not belong to this run's config.json, or is damaged; train "
-            "again with another --run-dir")
+    `what` names the target in that message (e.g. "model 'resnet'", "the optimizer");
+    `hint`, the way out (default: the run's own checkpoint is damaged or not its own)."""
+    hint = hint or ("the checkpoint does not belong to this run's config.json, or is damaged; "
+                    "train again with another --run-dir")
     if not isinstance(state, Mapping):
         raise RunDirError(f"checkpoint {path} holds no weights for {what} "
                           f"(found {type(state).__name__})", hint=hint)
@@ -588,8 +599,7 @@ def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
     if isinstance(model, str) and model != config.model:
         raise RunDirError(f"checkpoint {path} is of a '{model}' model, and {run_dir} is a "
                           f"'{config.model}' run",
-                          hint="pass one of this run's checkpoints (in its checkpoints/ "
-                               "folder), or evaluate the run that checkpoint belongs to")
+                          hint=NOT_THIS_RUNS_HINT)
 
 
 def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto",
@@ -620,7 +630,8 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
     _refuse_another_runs(state, path, run_dir, config)
     classes = tuple(state.get("classes") or ())
     model = build_run_model(run_dir, config, len(classes) or 10)
-    load_state_dict_checked(model, state.get("model"), path, what=f"model '{config.model}'")
+    load_state_dict_checked(model, state.get("model"), path, what=f"model '{config.model}'",
+                            hint=NOT_THIS_RUNS_HINT if outside_the_run(path, run_dir) else None)
     channels_last = config.use_channels_last(torch_device)
     from dlbox.training.loop import to_device
 

@@ -20,6 +20,7 @@ model_fn (see with_flip_tta and build_model_fn).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -315,12 +316,21 @@ def load_test_split(config: Any, data_dir: str | Path | None,
 
 
 def check_classes(model_classes: Sequence[str] | None,
-                  data_classes: Sequence[str], where: str = "") -> tuple[str, ...]:
+                  data_classes: Sequence[str], where: str = "",
+                  foreign_checkpoint: Path | None = None) -> tuple[str, ...]:
     """The class names to report with; the model's and the data's (from `where`) must
-    agree."""
+    agree, as sets: the same classes in another order are matched by name (in_model_order).
+    `foreign_checkpoint`: a --checkpoint from outside the run, named as what differs."""
     if model_classes is None or len(model_classes) == 0:
         return tuple(data_classes)
-    if tuple(model_classes) != tuple(data_classes):
+    if foreign_checkpoint is not None and set(model_classes) != set(data_classes):
+        raise DataError(
+            f"checkpoint {foreign_checkpoint} was trained on classes "
+            f"{', '.join(model_classes)}, but the test data"
+            f"{f' in {where}' if where else ''} has {', '.join(data_classes)}",
+            hint="pass one of this run's checkpoints (in its checkpoints/ folder), or --data "
+                 "DIR holding the classes that checkpoint was trained on")
+    if set(model_classes) != set(data_classes) or len(model_classes) != len(data_classes):
         extra = sorted(set(data_classes) - set(model_classes))
         empty = [name for name in extra if where and _no_images_in(Path(where).parent, name)]
         if empty and empty == extra and set(model_classes) <= set(data_classes):
@@ -333,13 +343,23 @@ def check_classes(model_classes: Sequence[str] | None,
         missing = [name for name in model_classes if name not in set(data_classes)]
         differ = "; ".join(part for part in (
             f"it lacks {', '.join(missing)}" if missing else "",
-            f"it adds {', '.join(extra)}" if extra else "",
-            "" if missing or extra else "in another order") if part)
+            f"it adds {', '.join(extra)}" if extra else "") if part)
         raise DataError(
             f"the run was trained on classes {', '.join(model_classes)} but the test data"
             f"{f' in {where}' if where else ''} has {', '.join(data_classes)} ({differ})",
             hint="pass the data the run was trained on with --data DIR")
     return tuple(model_classes)
+
+
+def in_model_order(dataset: ImageDataset, classes: Sequence[str]) -> ImageDataset:
+    """`dataset` with its labels as indexes into `classes` (the model's order), when it lists
+    the same classes in another order (review: that was refused, though the names match each
+    image to the model's output for it)."""
+    if tuple(dataset.classes) == tuple(classes):
+        return dataset
+    position = {name: index for index, name in enumerate(classes)}
+    mapping = torch.tensor([position[name] for name in dataset.classes], dtype=torch.int64)
+    return dataclasses.replace(dataset, labels=mapping[dataset.labels], classes=tuple(classes))
 
 
 def _no_images_in(root: Path, name: str) -> bool:
@@ -579,9 +599,19 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         if checkpoint == "last":  # another checkpoint is no word on the run's history
             _catch_up_history(run_dir, loaded.config)
     dataset, note = load_test_split(loaded.config, data_dir, getattr(loaded, "classes", None))
-    classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source)
+    from dlbox.training.checkpoint import outside_the_run
+
+    used = getattr(loaded, "checkpoint_path", None)
+    foreign = used if used is not None and outside_the_run(used, run_dir) else None
+    classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source,
+                            foreign)
     if note is not None:  # after the classes: not said of data that is then refused
         print(note, file=sys.stderr)
+    if tuple(dataset.classes) != classes:
+        print(f"note: the test data in {dataset.source} lists the run's classes in another "
+              "order: each image is matched to the model's output of its class by name",
+              file=sys.stderr)
+        dataset = in_model_order(dataset, classes)
     use_tta = resolve_tta(tta, loaded.config)
     if batch_size is None:
         batch_size = int(getattr(loaded.config, "eval_batch_size", DEFAULT_BATCH_SIZE))
