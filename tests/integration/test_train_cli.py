@@ -801,3 +801,30 @@ def test_resume_without_evaluate_names_an_evaluation_of_an_earlier_epoch(
             in capsys.readouterr().err)
     assert main(["evaluate", str(run_dir)]) == EXIT_OK
     assert read_json(run_dir / "metrics.json")["evaluation"]["epoch"] == 3
+
+
+def test_classes_training_never_sees_are_warned_of(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: an empty class folder became an output the model is trained never to give,
+    and a one-class tree a "100 %" model, without a word (torchvision's ImageFolder refuses
+    an empty class folder)."""
+    from dlbox.data.synthetic import write_fake_image_folder
+
+    tree = tmp_path / "tree"
+    write_fake_image_folder(tree / "train", per_class=3, classes=2)
+    write_fake_image_folder(tree / "test", per_class=1, classes=2)
+    (tree / "train" / "bird").mkdir()
+    quick = ["--model", "tiny", "--epochs", "1", "--device", "cpu", "--no-progress",
+             "--no-evaluate"]
+    assert main(["train", *quick, "--data", str(tree), "--run-dir", str(tmp_path / "a")]) == 0
+    assert ("warning: the training split has no images of class bird: the model has an output "
+            "for it that training never teaches (remove a class folder that is not a class)"
+            ) in capsys.readouterr().err
+    (tree / "train" / "bird").rmdir()
+    assert main(["train", *quick, "--data", str(tree), "--run-dir", str(tmp_path / "b")]) == 0
+    assert "warning:" not in capsys.readouterr().err
+    for split in ("train", "test"):
+        shutil.rmtree(tree / split / "class_1")
+    assert main(["train", *quick, "--data", str(tree), "--run-dir", str(tmp_path / "c")]) == 0
+    assert ("warning: the data has one class, class_0: every prediction is class_0"
+            in capsys.readouterr().err)

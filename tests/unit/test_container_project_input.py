@@ -402,6 +402,9 @@ def test_apt_txt_lists_the_system_packages(tmp_path: Path) -> None:
     ("      netifaces.c:1:10: fatal error: Python.h: No such file or directory",
      "python3-dev"),
     ("      error: can't find Rust compiler", "cargo"),
+    # review, recorded from psycopg2 2.9.9 built in a dlbox image given only libpq-dev
+    ("      error: [Errno 2] No such file or directory: 'x86_64-linux-gnu-gcc'",
+     "build-essential"),
 ])
 def test_a_build_that_lacks_a_tool_names_the_package_for_apt_txt(line: str,
                                                                  package: str) -> None:

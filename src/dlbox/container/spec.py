@@ -182,6 +182,7 @@ _MISSING_TOOLS = (
      "git", "git"),
     (("command 'gcc' failed", "gcc: not found", "unable to execute 'gcc'", "gcc: no such file",
       "linux-gnu-gcc' failed", "no such file or directory: 'gcc'", "c compiler cannot create",
+      "-linux-gnu-gcc'",
       "error: command 'cc' failed", "command 'c++' failed", "g++: not found"),
      "a C/C++ compiler", "build-essential"),
     (("python.h: no such file",), "Python's headers", "python3-dev"),
@@ -189,20 +190,24 @@ _MISSING_TOOLS = (
      "pkg-config", "pkg-config"),
     (("can't find rust compiler", "cargo: not found", "rustc: not found"),
      "a Rust compiler", "cargo"),
+    # a C library's config tool: the package that needs it compiles against it next
     (("pg_config executable not found", "pg_config: not found", "pg_config is required"),
-     "PostgreSQL's pg_config", "libpq-dev"),
+     "PostgreSQL's pg_config", "libpq-dev build-essential"),
     (("mysql_config not found", "mysql_config: not found"), "MySQL's mysql_config",
-     "default-libmysqlclient-dev"),
+     "default-libmysqlclient-dev build-essential"),
 )
 
 
 def missing_tool_hint(log: Sequence[str]) -> str | None:
     """A hint naming the Debian package for a tool the build's output says is missing."""
     text = "\n".join(log).lower()
-    for needles, what, package in _MISSING_TOOLS:
+    for needles, what, packages in _MISSING_TOOLS:
         if any(needle in text for needle in needles):
-            return (f"the base image lacks {what}: add the Debian package {package} to the "
-                    "project's apt.txt (one package per line) and build again")
+            named = packages.split()
+            them = (f"package {named[0]}" if len(named) == 1
+                    else f"packages {' and '.join(named)}")
+            return (f"the base image lacks {what}: add the Debian {them} to the project's "
+                    "apt.txt (one package per line) and build again")
     return None
 
 

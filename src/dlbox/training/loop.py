@@ -338,6 +338,26 @@ def load_split(data_dir: Path, split: str, limit: int | None, *,
     return load_dataset(data_dir, split, limit)
 
 
+def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None) -> None:
+    """A class without training images (an empty class folder in an image tree, or one the
+    first --num-train images lack) is still one of the model's outputs, never learnt; one
+    class alone makes every prediction that class. torchvision's ImageFolder refuses an
+    empty class folder; dlbox trains, and says so (review: it said nothing)."""
+    classes = train_set.classes
+    counts = torch.bincount(train_set.labels, minlength=len(classes)).tolist()
+    unseen = [name for name, count in zip(classes, counts, strict=True) if count == 0]
+    if len(classes) == 1:
+        print(f"warning: the data has one class, {classes[0]}: every prediction is "
+              f"{classes[0]} (an image tree needs a folder per class)", file=sys.stderr)
+    elif unseen:
+        shown = ", ".join(unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+        what = f"class {shown}" if len(unseen) == 1 else f"{len(unseen)} classes ({shown})"
+        where = f"the first {limit} training images have" if limit else "the training split has"
+        print(f"warning: {where} no images of {what}: the model has an output for "
+              f"{'it' if len(unseen) == 1 else 'each'} that training never teaches (remove a "
+              "class folder that is not a class)", file=sys.stderr)
+
+
 def refuse_beyond(available: int, limit: int | None, flag: str, split: str,
                   data_dir: Path) -> None:
     """UsageError when `flag`'s count of images, `limit`, is more than the `available`."""
@@ -453,6 +473,7 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
     with spinner(not progress, f"reading the data in {data_dir}"):  # an image tree: seconds
         train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
         test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
+    warn_of_classes_it_cannot_learn(train_set, config.num_train)
     if config.batch_size > len(train_set):  # config.json keeps the value asked for
         print(f"note: the batch size, {config.batch_size}, is more than the {len(train_set)} "
               f"training images: each step takes all {len(train_set)}, one step an epoch",
