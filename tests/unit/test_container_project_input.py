@@ -387,6 +387,10 @@ def test_apt_txt_lists_the_system_packages(tmp_path: Path) -> None:
                                       "libsndfile1  # at run time\ngit\nlibfoo=1.2-3\ngit\n")
     assert detect_project(tmp_path).system_packages == (
         "build-essential", "libsndfile1", "git", "libfoo=1.2-3")
+    # review: several a line, as repo2docker reads it, and an architecture were refused
+    (tmp_path / "apt.txt").write_text("build-essential python3-dev\nlibc6:amd64 git\n")
+    assert detect_project(tmp_path).system_packages == (
+        "build-essential", "python3-dev", "libc6:amd64", "git")
     for bad in ("rm -rf /", "Git", "pkg; curl x", "$(id)"):
         (tmp_path / "apt.txt").write_text(f"git\n{bad}\n")
         with pytest.raises(UsageError, match=r"apt.txt:2: .* is not a Debian package name"):

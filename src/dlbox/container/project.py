@@ -24,7 +24,8 @@ from dlbox.text import URL_USERINFO, has_url_credentials, redact_url_credentials
 REQUIREMENTS_FILE = "requirements.txt"
 PYPROJECT_FILE = "pyproject.toml"
 APT_FILE = "apt.txt"  # Debian packages to install in the image, one per line (as repo2docker)
-_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?")
+# name[:arch][=version], as apt-get install takes it (libc6:amd64, curl=7.88.1-10)
+_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?")
 SETUP_PY_FILE = "setup.py"
 # What pip assumes for a project that names no build system (PEP 517 fallback).
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
@@ -585,8 +586,9 @@ def builtin_project_dir() -> Path:
 
 
 def read_apt_file(path: Path) -> tuple[str, ...]:
-    """The Debian packages listed in apt.txt (one per line, # comments), in the order given;
-    () without the file. A line that is not a package name is a UsageError naming it."""
+    """The Debian packages listed in apt.txt (one or more a line, as repo2docker reads it;
+    # comments), in the order given; () without the file. A word that is not a package
+    name is a UsageError naming it."""
     if not path.is_file():
         return ()
     try:
@@ -602,12 +604,14 @@ def read_apt_file(path: Path) -> tuple[str, ...]:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        if not _DEBIAN_PACKAGE.fullmatch(line):
-            raise UsageError(f"{path.name}:{number}: {line!r} is not a Debian package name",
-                             hint="one package per line, as apt-get install takes it, e.g. "
-                                  "build-essential or libsndfile1 (pkg=VERSION pins one)")
-        if line not in packages:
-            packages.append(line)
+        for word in line.split():
+            if not _DEBIAN_PACKAGE.fullmatch(word):
+                raise UsageError(f"{path.name}:{number}: {word!r} is not a Debian package name",
+                                 hint="package names as apt-get install takes them, e.g. "
+                                      "build-essential or libsndfile1 (pkg=VERSION pins one, "
+                                      "pkg:ARCH names an architecture)")
+            if word not in packages:
+                packages.append(word)
     return tuple(packages)
 
 
