@@ -24,6 +24,7 @@ from dlbox.container.run import (
     parse_gpus,
     prepare_runs_dir,
     run_request,
+    runs_go_into_the_image_note,
     shell_wrapper_note,
 )
 from dlbox.errors import ContainerError, HostEnvError, UsageError
@@ -322,6 +323,24 @@ def test_prepare_runs_dir_rejects_a_file(tmp_path: Path) -> None:
 def test_a_shell_that_starts_a_training_it_does_not_exec_is_noted(
         command: list[str], noted: bool) -> None:
     assert (shell_wrapper_note(command) is not None) == noted
+
+
+def test_a_runs_folder_the_image_would_take_is_noted(tmp_path: Path) -> None:
+    """Review: `image run --runs out` in a project put out/ into the next build, and each
+    later run warned that the project's files had changed."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "requirements.txt").write_text("six\n")
+    note = runs_go_into_the_image_note(project, project / "out")
+    assert note is not None and note.startswith("note: --runs out is in the project")
+    assert note.endswith("add the line out to .dockerignore")
+    assert runs_go_into_the_image_note(project, project / "runs") is None  # left out already
+    assert runs_go_into_the_image_note(project, tmp_path / "elsewhere") is None
+    assert runs_go_into_the_image_note(None, project / "out") is None
+    (project / ".dockerignore").write_text("out\n")
+    assert runs_go_into_the_image_note(project, project / "out") is None
+    (project / ".dockerignore").write_text("out\n!out/keep.txt\n")  # something re-included
+    assert runs_go_into_the_image_note(project, project / "out") is None
 
 
 def test_a_runs_dir_under_a_file_is_a_usage_error(tmp_path: Path) -> None:

@@ -196,6 +196,26 @@ def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
     return path
 
 
+def runs_go_into_the_image_note(project_dir: Path | None, runs_dir: Path) -> str | None:
+    """The note for a --runs folder inside the project that its .dockerignore does not leave
+    out (only `runs` is left out by default): what the runs write would go into the next
+    build's image, and each run warned that the project's files changed (found by review)."""
+    from dlbox.container.dockerignore import IgnoreMatcher, project_patterns
+
+    if project_dir is None:
+        return None
+    try:
+        rel = runs_dir.resolve().relative_to(project_dir.resolve()).as_posix()
+        left_out = IgnoreMatcher(project_patterns(project_dir)).ignored(rel)
+    except (ValueError, OSError, UsageError):  # outside the project, or no .dockerignore read
+        return None
+    if left_out or rel == ".":
+        return None
+    return (f"note: --runs {rel} is in the project and its .dockerignore does not leave it "
+            "out: what the runs write goes into the next `dlbox image build`, and the image "
+            f"counts as out of date; add the line {rel} to .dockerignore")
+
+
 def terminal_mode(no_tty: bool, stdin_fd: int = 0, stdout_fd: int = 1) -> tuple[bool, bool]:
     """(pass our stdin on, give the command a terminal), as a user of `docker run` sets -i and
     -t by hand: input from a pipe or a file is passed on; at an interactive terminal (stdin
@@ -325,6 +345,9 @@ def run_in_image(options: RunOptions, client: Any = None,
     runs_dir = None
     if options.runs_dir is not None:
         runs_dir = prepare_runs_dir(options.runs_dir, uid, gid, euid == 0)
+        note = runs_go_into_the_image_note(options.here, runs_dir)
+        if note:
+            print(note, file=sys.stderr)
     # Containers of killed runs: done (exited), or never started (created).
     for name in remove_orphaned(client, RUN_LABEL, ("exited", "created")):
         print(f"note: removed container {name}, left behind by a dlbox image run that was "
