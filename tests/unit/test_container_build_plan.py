@@ -1310,8 +1310,8 @@ def test_a_package_whose_source_build_fails_is_named_with_its_reason_and_fix(
         "pip could not build psycopg2==2.9.9 from source inside the image (no wheel of it "
         "fits the image, and its build failed):\n  Error: pg_config executable not found.")
     assert info.value.hint == ("the base image lacks PostgreSQL's pg_config: add the Debian "
-                               "packages libpq-dev and build-essential to the project's apt.txt "
-                               "(one package per line) and build again")
+                               "packages libpq-dev, build-essential and python3-dev to the "
+                               "project's apt.txt (one package per line) and build again")
     # a reason dlbox knows no package for: the build's last lines, and the general fix
     monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
         1, "Collecting odd==1.0\n", "  error: subprocess-exited-with-error\n"

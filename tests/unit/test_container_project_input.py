@@ -422,6 +422,18 @@ def test_a_build_that_lacks_a_tool_names_the_package_for_apt_txt(line: str,
     assert missing_tool_hint(["Successfully installed six-1.16.0"]) is None
 
 
+def test_missing_python_headers_are_named_though_the_compiler_failed_too() -> None:
+    """Recorded from psycopg2 2.9.9 built with build-essential but no python3-dev: the
+    compiler ran and its command "failed", which was read as no compiler."""
+    from dlbox.container.spec import missing_tool_hint
+
+    log = ["      ./psycopg/psycopg.h:35:10: fatal error: Python.h: No such file or directory",
+           "      error: Command '['x86_64-linux-gnu-gcc', '-Wsign-compare', '-DNDEBUG']' "
+           "failed with exit code 1",
+           "      error: command 'x86_64-linux-gnu-gcc' failed with exit code 1"]
+    assert "Debian package python3-dev to" in (missing_tool_hint(log) or "")
+
+
 @pytest.mark.parametrize("line, package", [
     ("\x1b[91mUnable to locate package libfoo-doesnotexist\x1b[0m", "libfoo-doesnotexist"),
     ("E: Package 'libssl1.0' has no installation candidate", "libssl1.0"),

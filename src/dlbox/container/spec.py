@@ -178,23 +178,25 @@ def image_labels(spec: ImageSpec) -> tuple[tuple[str, str], ...]:
 # What a failed pip install prints when the base image lacks a tool, and the Debian
 # packages that bring it: the hint of a failed build names them for the project's apt.txt.
 _MISSING_TOOLS = (
+    # first: with the headers missing, the compiler ran and "failed" too
+    (("python.h: no such file",), "Python's headers", "python3-dev"),
     (("cannot find command 'git'", "git: not found", "no such file or directory: 'git'"),
      "git", "git"),
     (("command 'gcc' failed", "gcc: not found", "unable to execute 'gcc'", "gcc: no such file",
       "linux-gnu-gcc' failed", "no such file or directory: 'gcc'", "c compiler cannot create",
-      "-linux-gnu-gcc'",
+      "no such file or directory: 'x86_64-linux-gnu-gcc'",
+      "no such file or directory: 'aarch64-linux-gnu-gcc'",
       "error: command 'cc' failed", "command 'c++' failed", "g++: not found"),
      "a C/C++ compiler", "build-essential"),
-    (("python.h: no such file",), "Python's headers", "python3-dev"),
     (("pkg-config: not found", "could not find pkg-config", "pkg-config is required"),
      "pkg-config", "pkg-config"),
     (("can't find rust compiler", "cargo: not found", "rustc: not found"),
      "a Rust compiler", "cargo"),
     # a C library's config tool: the package that needs it compiles against it next
     (("pg_config executable not found", "pg_config: not found", "pg_config is required"),
-     "PostgreSQL's pg_config", "libpq-dev build-essential"),
+     "PostgreSQL's pg_config", "libpq-dev build-essential python3-dev"),
     (("mysql_config not found", "mysql_config: not found"), "MySQL's mysql_config",
-     "default-libmysqlclient-dev build-essential"),
+     "default-libmysqlclient-dev build-essential python3-dev"),
 )
 
 
@@ -205,7 +207,7 @@ def missing_tool_hint(log: Sequence[str]) -> str | None:
         if any(needle in text for needle in needles):
             named = packages.split()
             them = (f"package {named[0]}" if len(named) == 1
-                    else f"packages {' and '.join(named)}")
+                    else f"packages {', '.join(named[:-1])} and {named[-1]}")
             return (f"the base image lacks {what}: add the Debian {them} to the project's "
                     "apt.txt (one package per line) and build again")
     return None
