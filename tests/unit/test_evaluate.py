@@ -291,6 +291,22 @@ def test_a_checkpoint_from_elsewhere_is_named_when_its_classes_differ() -> None:
     assert (error.value.hint or "").startswith("pass one of this run's checkpoints")
 
 
+def test_class_names_the_font_cannot_draw_are_plotted_as_their_index(tmp_path: Path) -> None:
+    """Review: an image tree of 猫 and 犬 gave a confusion matrix of empty boxes and a
+    matplotlib warning per glyph on stderr, with source paths."""
+    import warnings
+
+    classes = ("猫", "犬", "café")
+    assert report.drawable_labels(classes) == ["#0", "#1", "café"]
+    assert report.drawable_labels(CLASSES) == list(CLASSES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report.plot_confusion_matrix(tmp_path / "cm.png", torch.eye(3, dtype=torch.int64) * 4,
+                                     classes)
+    assert not [w for w in caught if "Glyph" in str(w.message)]
+    assert Image.open(tmp_path / "cm.png").size[0] > 100
+
+
 def test_corrupt_metrics_file_is_a_run_dir_error(tmp_path: Path) -> None:
     (tmp_path / "metrics.json").write_text("{not json")
     with pytest.raises(RunDirError, match="metrics.json"):

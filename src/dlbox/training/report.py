@@ -96,6 +96,25 @@ def write_confusion_matrix_json(path: Path, matrix: torch.Tensor, classes: Seque
     write_json_atomic(path, confusion_matrix_document(matrix, classes))
 
 
+def drawable_labels(classes: Sequence[str]) -> list[str]:
+    """The class names as a plot can draw them: a name with a character the plot's font has
+    no glyph for (猫, 犬 in DejaVu Sans) is drawn as its index, "#3"; they were empty boxes,
+    with a matplotlib warning per glyph on stderr (found by review). The JSON and CSV keep
+    the names."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        font = FT2Font(font_manager.findfont(font_manager.FontProperties()))
+    except Exception:  # noqa: BLE001 - no font to ask: draw the names as they are
+        return list(classes)
+
+    def drawable(name: str) -> bool:
+        return all(char.isspace() or font.get_char_index(ord(char)) for char in name)
+
+    return [name if drawable(name) else f"#{index}" for index, name in enumerate(classes)]
+
+
 def plot_confusion_matrix(path: Path, matrix: torch.Tensor, classes: Sequence[str],
                           title: str | None = None) -> None:
     """A PNG heat map of the matrix, each cell annotated with its count.
@@ -118,11 +137,14 @@ def plot_confusion_matrix(path: Path, matrix: torch.Tensor, classes: Sequence[st
     image = axes.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
     colorbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     colorbar.set_label("fraction of the true class")
-    axes.set_xticks(range(n), labels=list(classes), rotation=45, ha="right",
-                    rotation_mode="anchor")
-    axes.set_yticks(range(n), labels=list(classes))
+    labels = drawable_labels(classes)
+    axes.set_xticks(range(n), labels=labels, rotation=45, ha="right", rotation_mode="anchor")
+    axes.set_yticks(range(n), labels=labels)
     axes.set_xlabel("predicted label")
     axes.set_ylabel("true label")
+    if labels != list(classes):
+        title = ((title + "\n") if title else "") + (
+            "#N: class N in confusion_matrix.json (a name the font cannot draw)")
     if title:
         axes.set_title(title)
     font_size = 8 if n <= 12 else 6
