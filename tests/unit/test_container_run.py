@@ -611,6 +611,27 @@ def test_image_run_defaults_to_the_current_projects_image(
     assert (error.value.hint or "").endswith("; or pass --tag IMAGE to run an image you built")
 
 
+def test_a_tag_runs_though_the_project_here_cannot_be_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: `image run --tag IMAGE` in such a folder was refused too, with a hint to pass
+    the --tag it had. What the engine would run is taken where it is handed over."""
+    from dlbox.cli import main
+    from dlbox.container import run
+
+    handed: list[RunOptions] = []
+    monkeypatch.setattr(run, "run_in_image",
+                        lambda options: handed.append(options) or run.RunOutcome(0))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "requirements.txt").write_text("numpy\nthis is not a requirement!!\n")
+    assert main(["image", "run", "--tag", "mine:cpu", "--runs", str(tmp_path / "runs"), "--",
+                 "true"]) == 0
+    assert (handed[0].image, handed[0].command, handed[0].here) == ("mine:cpu", ("true",), None)
+    assert main(["image", "run", "--", "true"]) == 2
+    assert "cannot be read, so its image is not known" in capsys.readouterr().err
+    assert len(handed) == 1
+
+
 def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:
     # A dlbox killed with SIGKILL stays a zombie until its parent reaps it: its containers
     # are orphans already, or the next launch on the same port is refused as "in use".

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.cli.common import path_flag, reject_empty_paths, reject_empty_positional
-from dlbox.errors import UsageError
+from dlbox.errors import DlboxError, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -327,9 +327,15 @@ def run_run(args: argparse.Namespace) -> int:
                          hint="name the program after --, e.g. -- python3 train.py (is the "
                               "shell variable you used set?), or leave -- out for the "
                               "image's own command")
-    image, project_dir = (check_image_reference(args.tag), None) if args.tag is not None \
-        else default_run_image()
-    here = project_dir if args.tag is None else default_run_image()[1]
+    if args.tag is None:
+        image, project_dir = default_run_image()
+        here = project_dir
+    else:  # a project here that cannot be read is no matter: the image is named
+        image, project_dir = check_image_reference(args.tag), None
+        try:
+            here = default_run_image()[1]
+        except DlboxError:
+            here = None
     options = RunOptions(
         image=image,
         no_tty=args.no_tty,
