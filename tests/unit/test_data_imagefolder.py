@@ -312,6 +312,13 @@ def test_split_folders_named_as_other_tools_name_them_are_told_to_be_renamed(
     for name in ("Train", "Test"):  # the renames it gives make a tree that loads
         (caps / name).rename(caps / name.lower())
     assert len(load_dataset(caps, "test")) == 2
+    # review: a class called `valid` (with its images) is a class, not a split to rename
+    flat = write_fake_image_folder(tmp_path / "flat", per_class=1, classes=2)
+    (flat / "class_0").rename(flat / "valid")
+    with pytest.raises(DataError) as info:
+        load_dataset(flat, "train")
+    assert "class folders with images (class_1, valid) but no train/ or test/ split" in (
+        info.value.message)
 
 
 def test_skipped_entries_lists_what_loading_passes_over(tmp_path: Path) -> None:

@@ -109,8 +109,8 @@ SPLIT_SYNONYMS = {"val": "test", "valid": "test", "validation": "test"}
 
 def split_lookalikes(folder: Path) -> dict[str, str]:
     """The folders in `folder` named like a split dlbox reads but not as it (Train, TEST, val,
-    validation), each with the split name it would be, where that split folder is not there
-    already."""
+    validation) that hold class folders, not images (a class named `valid` is a class),
+    each with the split name it would be, where that split folder is not there already."""
     try:
         names = sorted(child.name for child in folder.iterdir()
                        if child.is_dir() and not is_hidden(child))
@@ -120,9 +120,16 @@ def split_lookalikes(folder: Path) -> dict[str, str]:
     for name in names:
         split = SPLIT_SYNONYMS.get(name.lower(), name.lower())
         if split in SPLITS and name != split and split not in names \
-                and split not in found.values():
+                and split not in found.values() and _looks_like_a_split(folder / name):
             found[name] = split
     return found
+
+
+def _looks_like_a_split(folder: Path) -> bool:
+    try:
+        return not _holds_images(folder) and bool(find_classes(folder))
+    except (OSError, DlboxError):
+        return False
 
 
 def renames(folder: Path, lookalikes: dict[str, str]) -> str:
@@ -148,7 +155,8 @@ def no_data_error(data_dir: str | Path) -> DataError:
         shown = ", ".join(f"{name}/" for name in lookalikes)
         return DataError(f"{message}: it holds {shown}, where an image tree's split folders "
                          f"are named {' and '.join(s + '/' for s in SPLITS)}",
-                         hint=f"rename them: {renames(data_dir, lookalikes)}")
+                         hint=f"rename {'it' if len(lookalikes) == 1 else 'them'}: "
+                              f"{renames(data_dir, lookalikes)}")
     loose = [name for name in (*TRAIN_BATCHES, *TEST_BATCHES) if (data_dir / name).is_file()]
     if loose:
         return DataError(
