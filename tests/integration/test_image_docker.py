@@ -245,11 +245,12 @@ def test_a_stop_reaches_a_training_a_shell_execs_and_a_shell_wrapper_is_noted(
     runs.chmod(0o777)  # for the container's user (uid 1000 under a root caller)
     (runs / "t.py").write_text(SAVES_ON_SIGTERM)
     notes = []
-    for script in ("cd /workspace/runs && exec python3 t.py",
-                   "cd /workspace/runs && python3 t.py; echo done"):
+    for shell, script in (("sh", "cd /workspace/runs && exec python3 t.py"),
+                          ("bash", "cd /workspace/runs && python3 t.py"),  # bash execs it
+                          ("sh", "cd /workspace/runs && python3 t.py; echo done")):
         process = subprocess.Popen(
             [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--runs", str(runs),
-             "--", "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+             "--", shell, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, stdin=subprocess.DEVNULL, cwd=tmp_path)
         try:
             assert process.stdout is not None
@@ -261,10 +262,10 @@ def test_a_stop_reaches_a_training_a_shell_execs_and_a_shell_wrapper_is_noted(
                 process.kill()
         assert process.returncode == 143, err
         notes.append("start the long command with exec" in err)
-        if "exec" in script:
+        if "echo done" not in script:
             assert (runs / "saved").read_text() == "saved"
             (runs / "saved").unlink()
-    assert notes == [False, True]
+    assert notes == [False, False, True]
 
 
 def test_code_only_change_rebuilds_with_the_dependency_layer_cached(

@@ -106,26 +106,34 @@ def check_shm_size(value: str) -> str:
 _SHELLS = {"sh", "bash", "dash", "zsh", "ash", "ksh"}
 
 
+_LONG_RUNNING = re.compile(r"\b(python[0-9.]*|dlbox|torchrun|accelerate)\b")
+
+
 def shell_wrapper_note(command: Sequence[str]) -> str | None:
-    """The note for `-- sh -c 'cd src && python train.py; echo done'`: a stop's SIGTERM
-    reaches the shell (tini's child) alone, which ends at once, and the container's end
-    kills the training before it saves its checkpoint (found by review). `exec` hands the
-    shell's place to the command, which then gets the signal. None for anything else."""
+    """The note for `-- sh -c 'cd src && python train.py'`: a stop's SIGTERM reaches the
+    shell (tini's child) alone, which ends at once, and the container's end kills the
+    training before it saves its checkpoint (found by review). `exec` hands the shell's place
+    to the command, which then gets the signal. None where the command gets it anyway: an
+    `exec`, or bash's last command (bash execs `a && b`'s b, or a lone command, itself,
+    unless a pipe or a redirection is on the line). dash, Debian's sh, runs even a lone
+    command as its child (seen in a dlbox image)."""
     if len(command) < 3 or PurePosixPath(command[0]).name not in _SHELLS:
         return None
     flag = next((at for at, arg in enumerate(command[1:-1], 1)
                  if re.fullmatch(r"-[a-z]*c[a-z]*", arg)), None)  # -c, -lc, -ec
     if flag is None:
         return None
-    script = command[flag + 1]
-    long_running = re.search(r"\b(python[0-9.]*|dlbox|torchrun|accelerate)\b", script)
-    if not long_running or not re.search(r"[;&|\n]", script.strip()) \
-            or re.search(r"(^|[;&|\n(]\s*)exec\s", script):
+    script = command[flag + 1].strip()
+    if not _LONG_RUNNING.search(script) or re.search(r"(^|[;&|\n(]\s*)exec\s", script):
         return None
-    return ("note: a stop (Ctrl-C, SIGTERM) reaches only the shell, which ends at once, and "
-            "the end of the container kills what it started before that can save (a "
-            "training's checkpoint); start the long command with exec (sh -c 'cd src && exec "
-            "python train.py') so that it gets the stop itself")
+    last = re.split(r"&&|\|\||[;\n|&]", script)[-1]
+    if PurePosixPath(command[0]).name == "bash" and _LONG_RUNNING.search(last) \
+            and not re.search(r"[|&<>]", script.replace("&&", "").replace("||", "")):
+        return None
+    return ("note: a stop (SIGTERM, and Ctrl-C when dlbox has no terminal) reaches only the "
+            "shell, which ends at once, and the end of the container kills what it started "
+            "before that can save (a training's checkpoint); start the long command with exec "
+            "(sh -c 'cd src && exec python train.py') so that it gets the stop itself")
 
 
 def container_user(euid: int, egid: int) -> tuple[int, int]:
