@@ -352,10 +352,13 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None) 
     elif unseen:
         shown = ", ".join(unseen[:5]) + (", ..." if len(unseen) > 5 else "")
         what = f"class {shown}" if len(unseen) == 1 else f"{len(unseen)} classes ({shown})"
-        where = f"the first {limit} training images have" if limit else "the training split has"
+        where = ("the training split has" if not limit else "the first training image holds"
+                 if limit == 1 else f"the first {limit} training images hold")
+        fix = ("a larger --num-train takes more of the data" if limit
+               else "remove a class folder that is not a class")
         print(f"warning: {where} no images of {what}: the model has an output for "
-              f"{'it' if len(unseen) == 1 else 'each'} that training never teaches (remove a "
-              "class folder that is not a class)", file=sys.stderr)
+              f"{'it' if len(unseen) == 1 else 'each'} that training never teaches ({fix})",
+              file=sys.stderr)
 
 
 def refuse_beyond(available: int, limit: int | None, flag: str, split: str,
