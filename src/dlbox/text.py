@@ -29,15 +29,18 @@ def reason_and_fix(reason: str, fix: str | None) -> str:
 
 def shell_quote(path: object) -> str:
     """A path as it goes into a command a hint gives, quoted for a POSIX shell when it needs
-    it (a space, a quote), so that the command pastes."""
+    it (a space, a quote), so that the command pastes; one with a control character or
+    bytes that are not UTF-8 as bash's $'...' (shown_name)."""
     import shlex
 
-    return shlex.quote(str(path))
+    text = str(path)
+    return shown_name(text) if _UNSHOWABLE.search(text) else shlex.quote(text)
 
 
 # What a line of output cannot show as it is: control characters (a newline would split the
-# line) and the bytes of a name that are not UTF-8 (Python keeps them as lone surrogates).
-_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
+# line; U+0085 and U+2028/9 split it for Python's splitlines) and the bytes of a name that
+# are not UTF-8 (Python keeps them as lone surrogates).
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
 
 
@@ -50,9 +53,14 @@ def shown_name(name: object) -> str:
         return text
 
     def escaped(char: str) -> str:
+        code = ord(char)
         if char in _ESCAPES:
             return _ESCAPES[char]
-        return f"\\x{ord(char) & 0xff:02x}" if _UNSHOWABLE.match(char) else char
+        if not _UNSHOWABLE.match(char):
+            return char
+        if code < 0x80 or code >= 0xdc80:  # a byte: \xHH writes it as it is
+            return f"\\x{code & 0xff:02x}"
+        return f"\\u{code:04x}"  # a character of its own, written as UTF-8
 
     return "$'" + "".join(escaped(char) for char in text) + "'"
 

@@ -167,3 +167,20 @@ def test_models_json_ignores_the_width(capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     assert _models(40, capsys, monkeypatch, "--json") == _models(400, capsys, monkeypatch,
                                                                  "--json")
+
+
+@pytest.mark.parametrize("raw", [
+    b"bad\xffname.png", b"new\nline.png", b"it's\tx\\y.png", "a\u0085b\u2028c".encode(),
+    b"\x1b[31mred", "\u732b\n".encode(), "caf\u00e9 and more".encode(), b"plain.png"])
+def test_a_name_in_a_hint_or_a_line_pastes_back_into_bash_as_its_bytes(raw: bytes) -> None:
+    """A name is shown on one line and pastes back as the bytes it has on disk: bytes that
+    are not UTF-8, control characters, and what Python's splitlines() splits on (U+0085,
+    U+2028), which review found unescaped; a hint's run dir of such a name showed 'r\\udce9'."""
+    from dlbox.text import shell_quote, shown_name
+
+    name = os.fsdecode(raw)
+    for shown in {shown_name(name), shell_quote(name)} - {name}:
+        assert len(shown.splitlines()) == 1 and shown.isprintable(), shown
+        pasted = subprocess.run(["bash", "-c", "printf %s " + shown], capture_output=True,
+                                check=True)
+        assert pasted.stdout == raw
