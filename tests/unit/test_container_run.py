@@ -636,6 +636,14 @@ def test_a_tag_runs_though_the_project_here_cannot_be_read(
     assert main(["image", "run", "--", "true"]) == 2
     assert "cannot be read, so its image is not known" in capsys.readouterr().err
     assert len(handed) == 1
+    # review: in a removed current folder --tag went on, to an internal error
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert main(["image", "run", "--tag", "mine:cpu", "--", "true"]) == 2
+    assert "the current folder no longer exists" in capsys.readouterr().err
+    assert len(handed) == 1
 
 
 def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:

@@ -9,6 +9,7 @@ image with GPUs, the data and the runs folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -331,11 +332,13 @@ def run_run(args: argparse.Namespace) -> int:
         image, project_dir = default_run_image()
         here = project_dir
     else:  # a project here that cannot be read is no matter: the image is named
+        from dlbox.container.project import default_project_dir
+
         image, project_dir = check_image_reference(args.tag), None
-        try:
-            here = default_run_image()[1]
-        except DlboxError:
-            here = None
+        here = None
+        if default_project_dir() is not None:  # a removed current folder: its own error
+            with contextlib.suppress(DlboxError):
+                here = default_run_image()[1]
     options = RunOptions(
         image=image,
         no_tty=args.no_tty,
