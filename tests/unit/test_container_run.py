@@ -313,15 +313,16 @@ def test_prepare_runs_dir_rejects_a_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command, noted", [
     (["bash", "-c", "cd /workspace && python3 train.py; echo done"], True),
     (["/bin/sh", "-ec", ". ./env.sh && dlbox train"], True),
-    (["/bin/bash", "-lc", "source env.sh && dlbox train"], False),
-    (["sh", "-c", "cd src && exec python train.py"], False),  # the fix the note gives
-    (["sh", "-c", "set -e\nexec python3 train.py"], False),
     (["sh", "-c", "python train.py"], True),  # dash runs even a lone command as its child
-    (["bash", "-c", "python train.py"], False),  # bash execs it
-    (["bash", "-c", "cd src && python train.py"], False),  # bash execs the last one too
-    (["bash", "-c", "nvidia-smi; python train.py"], False),
-    (["bash", "-c", "cd src && python train.py > log"], True),  # not with a redirection
-    (["bash", "-c", "python train.py | tee log"], True),
+    (["bash", "-c", "cd src && python train.py > log"], True),
+    (["sh", "-c", "cd src && exec python train.py"], False),  # the fix the note gives
+    (["sh", "-c", "set -e\nexec /opt/venv/bin/python3 train.py 2>&1"], False),
+    (["bash", "-lc", "source env.sh && exec dlbox train"], False),
+    # review: an exec that does not hand the training the shell's place
+    (["sh", "-c", "(cd src && exec python train.py)"], True),  # in a subshell
+    (["sh", "-c", "exec 2>&1; python3 train.py"], True),  # a redirection only
+    (["sh", "-c", "python3 train.py; exec echo done"], True),  # of another command
+    (["sh", "-c", "exec python3 train.py | tee log"], True),  # in a pipe
     (["sh", "-c", "echo a; ls"], False),  # nothing that saves
     (["python3", "-c", "import a; a.b()"], False),
     (["sh", "-c"], False),

@@ -106,34 +106,39 @@ def check_shm_size(value: str) -> str:
 _SHELLS = {"sh", "bash", "dash", "zsh", "ash", "ksh"}
 
 
-_LONG_RUNNING = re.compile(r"\b(python[0-9.]*|dlbox|torchrun|accelerate)\b")
+_LONG_RUNNING = re.compile(r"(.*/)?(python[0-9.]*|dlbox|torchrun|accelerate)")
 
 
 def shell_wrapper_note(command: Sequence[str]) -> str | None:
     """The note for `-- sh -c 'cd src && python train.py'`: a stop's SIGTERM reaches the
-    shell (tini's child) alone, which ends at once, and the container's end kills the
-    training before it saves its checkpoint (found by review). `exec` hands the shell's place
-    to the command, which then gets the signal. None where the command gets it anyway: an
-    `exec`, or bash's last command (bash execs `a && b`'s b, or a lone command, itself,
-    unless a pipe or a redirection is on the line). dash, Debian's sh, runs even a lone
-    command as its child (seen in a dlbox image)."""
+    shell (tini's child), which may end at once, and the container's end then kills the
+    training before it saves its checkpoint (found by review: dash, Debian's sh, runs even a
+    lone command as its child; bash execs the last one in simple cases only). `exec`
+    before the long command hands it the shell's place for certain. None when the script
+    starts no Python or dlbox, or starts it with exec, at the top level (not in a subshell
+    or a pipe, whose exec does not replace the shell)."""
+    import shlex
+
     if len(command) < 3 or PurePosixPath(command[0]).name not in _SHELLS:
         return None
     flag = next((at for at, arg in enumerate(command[1:-1], 1)
                  if re.fullmatch(r"-[a-z]*c[a-z]*", arg)), None)  # -c, -lc, -ec
     if flag is None:
         return None
-    script = command[flag + 1].strip()
-    if not _LONG_RUNNING.search(script) or re.search(r"(^|[;&|\n(]\s*)exec\s", script):
+    try:
+        words = list(shlex.shlex(command[flag + 1], posix=True, punctuation_chars=True))
+    except ValueError:  # unbalanced quotes: the shell refuses it itself
         return None
-    last = re.split(r"&&|\|\||[;\n|&]", script)[-1]
-    if PurePosixPath(command[0]).name == "bash" and _LONG_RUNNING.search(last) \
-            and not re.search(r"[|&<>]", script.replace("&&", "").replace("||", "")):
+    if not any(_LONG_RUNNING.fullmatch(word) for word in words):
         return None
-    return ("note: a stop (SIGTERM, and Ctrl-C when dlbox has no terminal) reaches only the "
-            "shell, which ends at once, and the end of the container kills what it started "
-            "before that can save (a training's checkpoint); start the long command with exec "
-            "(sh -c 'cd src && exec python train.py') so that it gets the stop itself")
+    nested = {"(", "|", "|&", "&"} & set(words)
+    if not nested and any(word == "exec" and _LONG_RUNNING.fullmatch(after)
+                          for word, after in zip(words, words[1:], strict=False)):
+        return None
+    return ("note: through a shell, a stop (SIGTERM, and Ctrl-C when dlbox has no terminal) "
+            "may reach only the shell, and the end of the container then kills the training "
+            "before it saves (its checkpoint); start the long command with exec (sh -c 'cd "
+            "src && exec python train.py') so that it gets the stop itself")
 
 
 def container_user(euid: int, egid: int) -> tuple[int, int]:
