@@ -30,7 +30,8 @@ def reason_and_fix(reason: str, fix: str | None) -> str:
 def shell_quote(path: object) -> str:
     """A path as it goes into a command a hint gives, quoted for a POSIX shell when it needs
     it (a space, a quote), so that the command pastes; one with a control character or
-    bytes that are not UTF-8 as bash's $'...' (shown_name)."""
+    bytes that are not UTF-8 as bash's (and zsh's, ksh's) $'...' (shown_name), which plain
+    POSIX sh has no other way to write."""
     import shlex
 
     text = str(path)
@@ -60,7 +61,9 @@ def shown_name(name: object) -> str:
             return char
         if code < 0x80 or code >= 0xdc80:  # a byte: \xHH writes it as it is
             return f"\\x{code & 0xff:02x}"
-        return f"\\u{code:04x}"  # a character of its own, written as UTF-8
+        # a character of its own: its UTF-8 bytes, which bash's \uHHHH writes only under a
+        # UTF-8 locale (review: LC_ALL=C left the text \u0085)
+        return "".join(f"\\x{byte:02x}" for byte in char.encode("utf-8"))
 
     return "$'" + "".join(escaped(char) for char in text) + "'"
 

@@ -181,6 +181,7 @@ def test_a_name_in_a_hint_or_a_line_pastes_back_into_bash_as_its_bytes(raw: byte
     name = os.fsdecode(raw)
     for shown in {shown_name(name), shell_quote(name)} - {name}:
         assert len(shown.splitlines()) == 1 and shown.isprintable(), shown
-        pasted = subprocess.run(["bash", "-c", "printf %s " + shown], capture_output=True,
-                                check=True)
-        assert pasted.stdout == raw
+        for locale in ("C.UTF-8", "C"):  # review: \u0085 stayed text under LC_ALL=C
+            pasted = subprocess.run(["bash", "-c", "printf %s " + shown], capture_output=True,
+                                    check=True, env={**os.environ, "LC_ALL": locale})
+            assert pasted.stdout == raw, (shown, locale)
