@@ -818,14 +818,18 @@ def test_classes_training_never_sees_are_warned_of(tmp_path: Path,
              "--no-evaluate"]
     assert main(["train", *quick, "--data", str(tree), "--run-dir", str(tmp_path / "a")]) == 0
     assert ("warning: the training split has no images of class bird: the model has an output "
-            "for it that training never teaches (remove a class folder that is not a class)"
-            ) in capsys.readouterr().err
-    # review: with --num-train the fix is more of the data, not a folder to remove
+            "for it that training never teaches (add training images of it, or remove its "
+            "class folders from every split if it is not a class)") in capsys.readouterr().err
+    # review: with --num-train the fix may be more of the data, not a folder to remove
     assert main(["train", *quick, "--data", str(tree), "--num-train", "1", "--run-dir",
                  str(tmp_path / "a1")]) == 0
     assert ("warning: the first training image holds no images of 2 classes (bird, class_1): "
             "the model has an output for each that training never teaches (a larger "
-            "--num-train takes more of the data)") in capsys.readouterr().err
+            "--num-train may take some in)") in capsys.readouterr().err
+    # ... but not when it takes the whole split already
+    assert main(["train", *quick, "--data", str(tree), "--num-train", "6", "--run-dir",
+                 str(tmp_path / "a6")]) == 0
+    assert "(add training images of it," in capsys.readouterr().err
     (tree / "train" / "bird").rmdir()
     assert main(["train", *quick, "--data", str(tree), "--run-dir", str(tmp_path / "b")]) == 0
     assert "warning:" not in capsys.readouterr().err

@@ -338,11 +338,13 @@ def load_split(data_dir: Path, split: str, limit: int | None, *,
     return load_dataset(data_dir, split, limit)
 
 
-def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None) -> None:
+def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
+                                    available: int) -> None:
     """A class without training images (an empty class folder in an image tree, or one the
     first --num-train images lack) is still one of the model's outputs, never learnt; one
     class alone makes every prediction that class. torchvision's ImageFolder refuses an
-    empty class folder; dlbox trains, and says so (review: it said nothing)."""
+    empty class folder; dlbox trains, and says so (review: it said nothing). `limit`:
+    --num-train; `available`: the images the training split holds."""
     classes = train_set.classes
     counts = torch.bincount(train_set.labels, minlength=len(classes)).tolist()
     unseen = [name for name, count in zip(classes, counts, strict=True) if count == 0]
@@ -352,10 +354,13 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None) 
     elif unseen:
         shown = ", ".join(unseen[:5]) + (", ..." if len(unseen) > 5 else "")
         what = f"class {shown}" if len(unseen) == 1 else f"{len(unseen)} classes ({shown})"
-        where = ("the training split has" if not limit else "the first training image holds"
+        taken = limit is not None and limit < available
+        where = ("the training split has" if not taken else "the first training image holds"
                  if limit == 1 else f"the first {limit} training images hold")
-        fix = ("a larger --num-train takes more of the data" if limit
-               else "remove a class folder that is not a class")
+        fix = ("a larger --num-train may take some in" if taken else
+               "add training images of it, or remove its class folders from every split if it "
+               "is not a class" if len(unseen) == 1 else "add training images of them, or "
+               "remove the class folders of any that is not a class from every split")
         print(f"warning: {where} no images of {what}: the model has an output for "
               f"{'it' if len(unseen) == 1 else 'each'} that training never teaches ({fix})",
               file=sys.stderr)
@@ -477,7 +482,13 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
     with spinner(not progress, f"reading the data in {data_dir}"):  # an image tree: seconds
         train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
         test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
-    warn_of_classes_it_cannot_learn(train_set, config.num_train)
+    if config.num_train is None:
+        available = len(train_set)
+    else:
+        from dlbox.data.loading import split_size
+
+        available = split_size(data_dir, "train")  # counted: an image tree is not decoded
+    warn_of_classes_it_cannot_learn(train_set, config.num_train, available)
     if config.batch_size > len(train_set):  # config.json keeps the value asked for
         print(f"note: the batch size, {config.batch_size}, is more than the {len(train_set)} "
               f"training images: each step takes all {len(train_set)}, one step an epoch",
