@@ -1027,6 +1027,13 @@ _NO_VERSION = re.compile(r"Could not find a version that satisfies the requireme
 
 
 _BUILD_FAILED = ("subprocess-exited-with-error", "metadata-generation-failed")
+# A failed build's lines that say why (review: sklearn's "is deprecated, use scikit-learn"
+# and mysqlclient's "Can not find valid pkg-config name" were passed over) ...
+_BUILD_REASON = re.compile(r"error|exception|not found|cannot|can not|could not|required|"
+                           r"deprecated|missing|please", re.I)
+# ... and those that never do: setuptools' chatter and banners, warnings, traceback lines.
+_BUILD_NOISE = re.compile(r"^(running |creating |writing |copying |reading |adding |!!|\*{5}|"
+                          r"Traceback|File \"|raise |\^+$|\[end of output\])|Warning\b")
 _SUBPROCESS_OUTPUT = re.compile(r"\[\d+ lines of output\]\n(.*?)\[end of output\]", re.S)
 
 
@@ -1040,17 +1047,18 @@ def source_build_failure(stdout: str, stderr: str) -> tuple[str, str] | None:
     collected = re.findall(r"^\s*Collecting (\S+)", stdout + "\n" + stderr, re.M)
     package = collected[-1] if collected else "a package"
     block = _SUBPROCESS_OUTPUT.search(stderr)
-    lines = [line.strip() for line in (block.group(1) if block else "").splitlines()
-             if line.strip()]
-    said = [line for line in lines if re.search(r"\berror\b", line, re.I)
-            and "warning" not in line.lower()][:4] or lines[-4:]
+    output = re.sub(r"^\s*!!\s*$.*?^\s*!!\s*$", "", block.group(1) if block else "",
+                    flags=re.S | re.M)  # setuptools' deprecation banners, between !! lines
+    lines = [line.strip() for line in output.splitlines()
+             if line.strip() and not _BUILD_NOISE.search(line.strip())]
+    said = [line for line in lines if _BUILD_REASON.search(line)][:4] or lines[-4:]
     shown = "".join(f"\n  {line}" for line in said)
     return (f"pip could not build {package} from source inside the image (no wheel of it fits "
             f"the image, and its build failed):{shown}",
             S.missing_tool_hint(lines)
-            or "add the Debian packages its build needs to the project's apt.txt (one a line), "
-               "or pin a version, or a variant of the package, that has a wheel for this "
-               "platform")
+            or "where its build needs a system library or tool, add its Debian package to the "
+               "project's apt.txt; else follow the reason above, or pin a version (or a "
+               "package) that has a wheel for this platform")
 
 
 def missing_requirement(output: str) -> tuple[str, str] | None:

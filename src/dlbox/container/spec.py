@@ -188,6 +188,9 @@ _MISSING_TOOLS = (
       "no such file or directory: 'aarch64-linux-gnu-gcc'",
       "error: command 'cc' failed", "command 'c++' failed", "g++: not found"),
      "a C/C++ compiler", "build-essential"),
+    # mysqlclient 2.2+ asks pkg-config for the library: before pkg-config's own entry
+    (("can not find valid pkg-config name", "mysqlclient_cflags"), "MySQL's client library",
+     "pkg-config default-libmysqlclient-dev build-essential python3-dev"),
     (("pkg-config: not found", "could not find pkg-config", "pkg-config is required"),
      "pkg-config", "pkg-config"),
     (("can't find rust compiler", "cargo: not found", "rustc: not found"),
@@ -197,6 +200,10 @@ _MISSING_TOOLS = (
      "PostgreSQL's pg_config", "libpq-dev build-essential python3-dev"),
     (("mysql_config not found", "mysql_config: not found"), "MySQL's mysql_config",
      "default-libmysqlclient-dev build-essential python3-dev"),
+    (("curl-config",), "curl's curl-config", "libcurl4-openssl-dev build-essential python3-dev"),
+    (("xslt-config", "libxml2 and libxslt development packages"), "libxml2 and libxslt",
+     "libxml2-dev libxslt1-dev build-essential python3-dev"),
+    (("krb5-config",), "Kerberos's krb5-config", "libkrb5-dev build-essential python3-dev"),
 )
 
 
@@ -209,7 +216,7 @@ def missing_tool_hint(log: Sequence[str]) -> str | None:
             them = (f"package {named[0]}" if len(named) == 1
                     else f"packages {', '.join(named[:-1])} and {named[-1]}")
             return (f"the base image lacks {what}: add the Debian {them} to the project's "
-                    "apt.txt (one package per line) and build again")
+                    "apt.txt and build again")
     return None
 
 
