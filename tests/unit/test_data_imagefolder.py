@@ -1,6 +1,7 @@
 """Image folders (class-per-folder trees) and load_dataset's layout detection."""
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +293,9 @@ def test_split_folders_named_as_other_tools_name_them_are_told_to_be_renamed(
     val/ beside train/ was passed over ("has no 'test' split")."""
     write_fake_image_folder(tmp_path / "caps" / "Train", per_class=1, classes=2)
     write_fake_image_folder(tmp_path / "caps" / "Test", per_class=1, classes=2)
+    # review: a stray image beside the class folders made Train/ a class, left unnamed
+    shutil.copy(tmp_path / "caps" / "Train" / "class_0" / "0000.png",
+                tmp_path / "caps" / "Train" / "preview.png")
     with pytest.raises(DataError) as info:
         load_dataset(tmp_path / "caps", "train")
     caps = tmp_path / "caps"

@@ -109,8 +109,8 @@ SPLIT_SYNONYMS = {"val": "test", "valid": "test", "validation": "test"}
 
 def split_lookalikes(folder: Path) -> dict[str, str]:
     """The folders in `folder` named like a split dlbox reads but not as it (Train, TEST, val,
-    validation) that hold class folders, not images (a class named `valid` is a class),
-    each with the split name it would be, where that split folder is not there already."""
+    validation) that hold class folders with images (a class named `valid`, images alone, is
+    a class), each with the split name it would be, where that split is not there already."""
     try:
         names = sorted(child.name for child in folder.iterdir()
                        if child.is_dir() and not is_hidden(child))
@@ -126,8 +126,10 @@ def split_lookalikes(folder: Path) -> dict[str, str]:
 
 
 def _looks_like_a_split(folder: Path) -> bool:
+    """Whether `folder` holds class folders with images (loose files beside them or not: a
+    stray preview.jpg in Train/ made it a class, review found)."""
     try:
-        return not _holds_images(folder) and bool(find_classes(folder))
+        return any(_holds_images(folder / name) for name in find_classes(folder))
     except (OSError, DlboxError):
         return False
 
