@@ -842,6 +842,6 @@ def test_a_container_runs_data_dir_falls_back_to_dlbox_data_on_the_host(
     assert error.value.message == (
         "no data for this run: it was trained in a container on /data/cifar10 (from its "
         f"config.json), which holds no data on this machine, nor does {tmp_path / 'empty'} "
-        "($DLBOX_DATA data dir)")
+        "($DLBOX_DATA)")
     assert (error.value.hint or "").startswith("fetch CIFAR-10 here: `dlbox data fetch` ")
     assert "--data /data" not in (error.value.hint or "")

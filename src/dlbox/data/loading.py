@@ -233,23 +233,30 @@ def _no_container_data_here(error: NoDataError, own_tree: bool) -> NoDataError:
     """A run trained in a container, whose /data holds no data on this machine, and none
     where runs_data_dir looks instead: the error names both, and the fix is a fetch where
     dlbox looks by default (not into /data, which a root user would have made)."""
-    import os
-
-    from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
+    from dlbox.data.paths import resolve_data_dir
 
     try:
-        here = str(resolve_data_dir(None))
+        here = f"{resolve_data_dir(None)} ({_where_dlbox_looks()})"
     except DlboxError:
         here = "the default data dir"
-    source = f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR, "").strip() else "the default"
     message = (f"no data for this run: it was trained in a container on {error.data_dir} "
-               f"(from its config.json), which holds no data on this machine, nor does {here} "
-               f"({source} data dir)")
+               f"(from its config.json), which holds no data on this machine, nor does {here}")
     hint = ("the run was trained on an image tree of its own: pass --data DIR where that "
             "tree is on this machine" if own_tree else
             "fetch CIFAR-10 here: `dlbox data fetch` (offline: `dlbox data fetch --from "
             "ARCHIVE --sha256 HEX`), or pass --data DIR where the data is on this machine")
     return NoDataError(message, error.data_dir, hint=hint)
+
+
+def _where_dlbox_looks() -> str:
+    """How the data dir a command takes without --data is named: "$DLBOX_DATA" when that is
+    set, else "the default data dir"."""
+    import os
+
+    from dlbox.data.paths import DATA_ENV_VAR
+
+    return f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR, "").strip() \
+        else "the default data dir"
 
 
 def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
@@ -260,11 +267,10 @@ def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
     one, with a note. (A data dir that moved is not
     guessed at: its error offers --data.) Other data than the run's is refused later (other
     classes, another number of images)."""
-    import os
     import sys
 
     from dlbox.container.spec import DATA_DIR as CONTAINER_DATA_DIR
-    from dlbox.data.paths import DATA_ENV_VAR, resolved_data_dir
+    from dlbox.data.paths import resolved_data_dir
 
     if recorded is None:
         return recorded, True
@@ -289,8 +295,7 @@ def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
                      if holds_data(folder)), None)
     if fallback is None:
         return recorded, True  # its error names the recorded folder, with --data
-    source = (f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR, "").strip()
-              else "the default data dir")
+    source = _where_dlbox_looks()
     print(f"note: the run's data dir {recorded} (from its config.json) is a container's, not "
           f"on this machine; reading {fallback} ({source}) instead (--data DIR to choose)",
           file=sys.stderr)
