@@ -284,3 +284,16 @@ def test_protocol_2_empty_bytes_load_but_bytes_with_arguments_do_not(tmp_path: P
     (directory / "test_batch").write_bytes(b"\x80\x02c__builtin__\nbytes\nK\x05\x85R.")
     with pytest.raises(DataError, match="test_batch is not a CIFAR-10 batch"):
         load_cifar10(tmp_path, "test", cache=False)
+
+
+@pytest.mark.parametrize("n_train, n_test", [(1, 1), (3, 1), (4, 2)])
+def test_fake_cifar_with_fewer_images_than_batches_loads(tmp_path: Path, n_train: int,
+                                                         n_test: int) -> None:
+    """Review: the notebook's NUM_TRAIN = 4 on made-up data failed with a reshape traceback
+    (a training batch of 0 images could not be written)."""
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    write_fake_cifar10(tmp_path, n_train=n_train, n_test=n_test)
+    train = load_cifar10(tmp_path, "train", cache=False)
+    assert len(train) == n_train and tuple(train.images.shape[1:]) == (3, 32, 32)
+    assert len(load_cifar10(tmp_path, "test", cache=False)) == n_test

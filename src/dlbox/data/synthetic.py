@@ -39,7 +39,7 @@ def _batch_record(images: np.ndarray, labels: np.ndarray, name: str) -> dict[byt
     return {
         b"batch_label": name.encode(),
         b"labels": [int(x) for x in labels],
-        b"data": images.reshape(len(images), -1),
+        b"data": images.reshape(len(images), int(np.prod(images.shape[1:]))),
         b"filenames": [f"synthetic_{i:05d}.png".encode() for i in range(len(images))],
     }
 
