@@ -118,9 +118,24 @@ def test_a_gpu_the_driver_listed_is_one_it_runs() -> None:
 
 def test_too_old_gpu_names_the_missing_kernels() -> None:
     with pytest.raises(HostEnvError) as info:
-        resolve_build("torch", gpu("570.124.06", "3.5"))
-    assert info.value.message.startswith("no torch build runs on sm_35 with driver 570.124.06: ")
+        resolve_build("torch", gpu("470.256.02", "3.5"))
+    assert info.value.message.startswith("no torch build runs on sm_35 with driver 470.256.02: ")
     assert "no kernel image for sm_35" in info.value.message
+
+
+@pytest.mark.parametrize("driver, cc, last", [("535.104.05", "3.7", "R470 is the last driver "
+                                               "branch for Kepler GPUs"),
+                                              ("590.44.01", "6.1", "R580 is the last driver "
+                                               "branch for")])
+def test_a_driver_past_the_gpus_last_branch_is_refused(driver: str, cc: str, last: str) -> None:
+    """Review: a K80 (sm_37) on driver 535, or a GTX 1080 (sm_61) on 590, resolved to a build
+    as if such a host could exist."""
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("torch", gpu(driver, cc))
+    assert info.value.message.startswith(f"driver {driver} does not support sm_"
+                                         f"{cc.replace('.', '')} GPUs: {last}")
+    assert resolve_build("torch", Target(driver=driver, compute_capabilities=(cc,),
+                                         listed=True)) is not None  # what nvidia-smi lists
 
 
 def test_a_pin_refused_for_the_gpus_cudnn_says_so_first_and_names_what_runs() -> None:

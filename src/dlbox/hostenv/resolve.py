@@ -183,13 +183,22 @@ def first_cuda_for_arch(matrix: Matrix, cc: str) -> Any | None:
 
 
 def _check_driver_knows_gpus(target: Target, matrix: Matrix) -> None:
-    """A GPU newer than the driver cannot exist on that host: say so instead of resolving.
-    Only of a hypothetical host: GPUs the driver listed are GPUs it runs. And only by the
+    """A GPU newer than the driver, or one whose last driver branch is older than the driver
+    (Kepler stops at R470), cannot exist on that host: say so instead of resolving. Only of
+    a hypothetical host: GPUs the driver listed are GPUs it runs. And only by the
     driver's branch (520 of 520.61.05), since a GPU's launch driver may come before its
     CUDA's GA driver (the RTX 4090 shipped with 520.56.06; CUDA 11.8's GA is 520.61.05)."""
     if target.listed:
         return
     for cc in target.compute_capabilities:
+        last = matrix.last_driver_branch(cc)
+        major = (parse_version(target.driver) or (0,))[0]
+        if last is not None and major > last[0]:
+            # review: a K80 on driver 535 resolved to a build as if that host could exist
+            raise HostEnvError(
+                f"driver {target.driver} does not support sm_{cc.replace('.', '')} GPUs: "
+                f"R{last[0]} is the last driver branch for {last[1]} GPUs",
+                hint=f"pass the driver the host runs (branch {last[0]} or older for this GPU)")
         row = first_cuda_for_arch(matrix, cc)
         if row is matrix.cuda_releases[0]:
             continue  # older than the data: no claim
