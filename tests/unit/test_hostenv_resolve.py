@@ -116,11 +116,15 @@ def test_a_gpu_the_driver_listed_is_one_it_runs() -> None:
         resolve_build("torch", gpu("515.65.01", "8.9"))
 
 
-def test_too_old_gpu_names_the_missing_kernels() -> None:
+@pytest.mark.parametrize("driver", ["418.87.01", "470.256.02"])
+def test_a_gpu_no_known_build_has_kernels_for_says_so_whatever_the_driver(driver: str) -> None:
+    """Review: sm_35 on driver 418 was told to update the driver, and on 470 to use an older
+    torch than dlbox's data holds."""
     with pytest.raises(HostEnvError) as info:
-        resolve_build("torch", gpu("470.256.02", "3.5"))
-    assert info.value.message.startswith("no torch build runs on sm_35 with driver 470.256.02: ")
-    assert "no kernel image for sm_35" in info.value.message
+        resolve_build("torch", gpu(driver, "3.5"))
+    assert info.value.message.startswith("no torch build that dlbox knows (torch 2.0")
+    assert info.value.message.endswith(" has kernels for sm_35, whatever the driver")
+    assert (info.value.hint or "").startswith("resolve with --cpu")
 
 
 @pytest.mark.parametrize("driver, cc, last", [("535.104.05", "3.7", "R470 is the last driver "

@@ -446,6 +446,18 @@ def _torch_unresolvable(
             + (builds if cudas else ""),
             hint="pick one of those CUDA versions with --cuda, or leave --cuda out to let "
                  "dlbox pick the CUDA variant")
+    known = load_matrix().torch  # all of dlbox's data, not only the releases a pin admits
+    uncovered = [cc for cc in target.compute_capabilities
+                 if not any(arch_fit(cc, variant.archs, variant.ptx) in ("sass", "ptx")
+                            for release in known for variant in release.variants
+                            if variant.cuda)]
+    if uncovered:  # review: sm_35 was told to update its driver, then to use an older torch
+        shown = ", ".join(f"sm_{cc.replace('.', '')}" for cc in uncovered)
+        return HostEnvError(
+            f"no torch build that dlbox knows (torch {known[-1].latest} to "
+            f"{known[0].latest}) has kernels for {shown}, whatever the driver",
+            hint="resolve with --cpu (the CPU build runs on any host); a torch older than "
+                 "dlbox's data may still have them, built or installed by hand")
     lowest: tuple[tuple[int, ...], str, str] | None = None  # (driver, driver text, build)
     for release in releases:
         for variant in release.variants:
