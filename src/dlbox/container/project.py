@@ -23,7 +23,7 @@ from dlbox.text import URL_USERINFO, has_url_credentials, redact_url_credentials
 
 REQUIREMENTS_FILE = "requirements.txt"
 PYPROJECT_FILE = "pyproject.toml"
-APT_FILE = "apt.txt"  # Debian packages to install in the image, one per line (as repo2docker)
+APT_FILE = "apt.txt"  # Debian packages to install in the image, one or more a line (as repo2docker)
 # name[:arch][=version], as apt-get install takes it (libc6:amd64, curl=7.88.1-10)
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?")
 SETUP_PY_FILE = "setup.py"
