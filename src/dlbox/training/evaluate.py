@@ -536,7 +536,7 @@ def _move_into_place(staged: Path, final_path: Path) -> None:
     does (its file is replaced, not the link); a folder there is named as the file."""
     try:
         if final_path.is_symlink() and final_path.exists():
-            with open(staged, "rb") as source, atomic_open(final_path.resolve()) as handle:
+            with open(staged, "rb") as source, atomic_open(final_path) as handle:
                 shutil.copyfileobj(source, handle)
             return
         os.replace(staged, final_path)

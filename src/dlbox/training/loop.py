@@ -339,12 +339,12 @@ def load_split(data_dir: Path, split: str, limit: int | None, *,
 
 
 def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
-                                    available: int) -> None:
+                                    data_dir: Path) -> None:
     """A class without training images (an empty class folder in an image tree, or one the
     first --num-train images lack) is still one of the model's outputs, never learnt; one
     class alone makes every prediction that class. torchvision's ImageFolder refuses an
     empty class folder; dlbox trains, and says so (review: it said nothing). `limit`:
-    --num-train; `available`: the images the training split holds."""
+    --num-train, of the training split in `data_dir`."""
     classes = train_set.classes
     counts = torch.bincount(train_set.labels, minlength=len(classes)).tolist()
     unseen = [name for name, count in zip(classes, counts, strict=True) if count == 0]
@@ -354,7 +354,12 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
     elif unseen:
         shown = ", ".join(unseen[:5]) + (", ..." if len(unseen) > 5 else "")
         what = f"class {shown}" if len(unseen) == 1 else f"{len(unseen)} classes ({shown})"
-        taken = limit is not None and limit < available
+        if limit is not None:  # counted only now: an image tree's files are listed again
+            from dlbox.data.loading import split_size
+
+            taken = limit < split_size(data_dir, "train")
+        else:
+            taken = False
         where = ("the training split has" if not taken else "the first training image holds"
                  if limit == 1 else f"the first {limit} training images hold")
         fix = ("a larger --num-train may take some in" if taken else
@@ -482,13 +487,7 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
     with spinner(not progress, f"reading the data in {data_dir}"):  # an image tree: seconds
         train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
         test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
-    if config.num_train is None:
-        available = len(train_set)
-    else:
-        from dlbox.data.loading import split_size
-
-        available = split_size(data_dir, "train")  # counted: an image tree is not decoded
-    warn_of_classes_it_cannot_learn(train_set, config.num_train, available)
+    warn_of_classes_it_cannot_learn(train_set, config.num_train, data_dir)
     if config.batch_size > len(train_set):  # config.json keeps the value asked for
         print(f"note: the batch size, {config.batch_size}, is more than the {len(train_set)} "
               f"training images: each step takes all {len(train_set)}, one step an epoch",
