@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Callable
 
 # ANSI escape sequences (colours, cursor moves: CSI "ESC [ ... letter", OSC "ESC ] ... BEL"
 # or "ESC \"), then any other control character but tab.
 _TERMINAL_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
                                r"|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _as_it_is(line: str) -> str:
+    return line
+
+
+# How a warning's words read where the user is: the command line's flags as they are; the
+# notebook swaps in its settings' names (jupyter.notebooks.name_settings_in_errors).
+_wording: Callable[[str], str] = _as_it_is
+
+
+def use_wording(wording: Callable[[str], str] | None) -> None:
+    """Word every later `tell` with `wording` (None: as it is)."""
+    global _wording
+    _wording = wording or _as_it_is
+
+
+def tell(line: str) -> None:
+    """A warning or note for the user, on stderr, in the words of where they are: "a larger
+    --num-train" on the command line reads "a larger NUM_TRAIN" in the notebook."""
+    print(_wording(line), file=sys.stderr)
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:

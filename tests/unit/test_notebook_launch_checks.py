@@ -430,3 +430,31 @@ def test_two_launches_on_one_port_at_once_are_told_it_is_in_use(tmp_path: Path) 
     finally:
         first.stop()
         second.stop()
+
+
+def test_the_notebook_words_training_warnings_in_its_settings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: in the notebook, training's warning that the first NUM_TRAIN images
+    lack a class advised "a larger --num-train", a flag the notebook has no place for."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from dlbox.data.synthetic import write_fake_cifar10
+    from dlbox.jupyter.notebooks import name_settings_in_errors
+    from dlbox.text import use_wording
+    from dlbox.training.loop import load_split, warn_of_classes_it_cannot_learn
+
+    write_fake_cifar10(tmp_path, n_train=40, n_test=10)
+    first_two = load_split(tmp_path, "train", 2)
+
+    warn_of_classes_it_cannot_learn(first_two, 2, tmp_path)  # the command line's words
+    assert "(a larger --num-train may take some in)" in capsys.readouterr().err
+    InteractiveShell.instance()  # a notebook's kernel runs one
+    try:
+        name_settings_in_errors()  # what the notebook's first code cell calls
+        warn_of_classes_it_cannot_learn(first_two, 2, tmp_path)
+        said = capsys.readouterr().err
+        assert said.startswith("warning: the first 2 training images hold no images of 8 ")
+        assert "(a larger NUM_TRAIN may take some in)" in said and "--" not in said
+    finally:
+        use_wording(None)
+        InteractiveShell.clear_instance()

@@ -42,7 +42,7 @@ from dlbox.data.imagefolder import (
 )
 from dlbox.data.paths import check_data_dir_path, data_flag, fetch_hint
 from dlbox.errors import DataError, DlboxError, NoDataError
-from dlbox.text import shell_quote
+from dlbox.text import shell_quote, tell
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def split_lookalikes(folder: Path) -> dict[str, str]:
                        if child.is_dir() and not is_hidden(child))
     except OSError:
         return {}
-    found = {}
+    found: dict[str, str] = {}
     for name in names:
         split = SPLIT_SYNONYMS.get(name.lower(), name.lower())
         if split in SPLITS and name != split and split not in names \
@@ -267,8 +267,6 @@ def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
     one, with a note. (A data dir that moved is not
     guessed at: its error offers --data.) Other data than the run's is refused later (other
     classes, another number of images)."""
-    import sys
-
     from dlbox.container.spec import DATA_DIR as CONTAINER_DATA_DIR
     from dlbox.data.paths import resolved_data_dir
 
@@ -296,9 +294,8 @@ def runs_data_dir(recorded: str | None) -> tuple[str | None, bool]:
     if fallback is None:
         return recorded, True  # its error names the recorded folder, with --data
     source = _where_dlbox_looks()
-    print(f"note: the run's data dir {recorded} (from its config.json) is a container's, not "
-          f"on this machine; reading {fallback} ({source}) instead (--data DIR to choose)",
-          file=sys.stderr)
+    tell(f"note: the run's data dir {recorded} (from its config.json) is a container's, not "
+         f"on this machine; reading {fallback} ({source}) instead (--data DIR to choose)")
     return str(fallback), False
 
 

@@ -202,8 +202,10 @@ def _check_driver_knows_gpus(target: Target, matrix: Matrix) -> None:
         row = first_cuda_for_arch(matrix, cc)
         if row is matrix.cuda_releases[0]:
             continue  # older than the data: no claim
-        branch = row.ga_driver.split(".")[0] if row is not None else None
-        if branch is not None and version_at_least(target.driver, branch) is False:
+        if row is None:
+            continue
+        branch = row.ga_driver.split(".")[0]
+        if version_at_least(target.driver, branch) is False:
             raise HostEnvError(
                 f"driver {target.driver} does not support sm_{cc.replace('.', '')} GPUs: they "
                 f"arrived with CUDA {row.cuda}, driver branch {branch} (GA {row.ga_driver})",

@@ -14,6 +14,7 @@ import platformdirs
 import dlbox
 from dlbox.errors import UsageError
 from dlbox.jupyter.settings import NOTEBOOK_NAME
+from dlbox.text import use_wording
 
 
 def checkout_notebooks_dir() -> Path:
@@ -150,8 +151,8 @@ def in_setting_terms(line: str) -> str:
 
 
 def name_settings_in_errors() -> None:
-    """In a notebook (IPython), show dlbox's errors with the settings' names for the flags
-    (see in_setting_terms); elsewhere, nothing changes."""
+    """In a notebook (IPython), show dlbox's errors, warnings and notes with the settings'
+    names for the flags (see in_setting_terms); elsewhere, nothing changes."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -169,4 +170,5 @@ def name_settings_in_errors() -> None:
         return lines
 
     shell.set_custom_exc((DlboxError,), show)
+    use_wording(in_setting_terms)
 

@@ -47,7 +47,7 @@ from dlbox.fileio import (
     write_json_atomic,
 )
 from dlbox.processes import detach_from_terminal, handling, hangup
-from dlbox.text import make_writable, plural, shell_quote
+from dlbox.text import make_writable, plural, shell_quote, tell
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -366,9 +366,8 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
                "add training images of it, or remove its class folders from every split if it "
                "is not a class" if len(unseen) == 1 else "add training images of them, or "
                "remove the class folders of any that is not a class from every split")
-        print(f"warning: {where} no images of {what}: the model has an output for "
-              f"{'it' if len(unseen) == 1 else 'each'} that training never teaches ({fix})",
-              file=sys.stderr)
+        tell(f"warning: {where} no images of {what}: the model has an output for "
+             f"{'it' if len(unseen) == 1 else 'each'} that training never teaches ({fix})")
 
 
 def refuse_beyond(available: int, limit: int | None, flag: str, split: str,
