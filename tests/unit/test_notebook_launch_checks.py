@@ -7,6 +7,7 @@ files for the notebook check; no Jupyter, no Docker.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import socket
 from pathlib import Path
@@ -458,3 +459,36 @@ def test_the_notebook_words_training_warnings_in_its_settings(
     finally:
         use_wording(None)
         InteractiveShell.clear_instance()
+
+
+def _a_link_local_address() -> tuple[str, str] | None:
+    """A link-local IPv6 address of this machine and its interface (Linux), if it has one."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+            digits, *_, interface = line.split()
+            if digits.startswith("fe80"):
+                return str(ipaddress.IPv6Address(int(digits, 16))), interface
+    return None
+
+
+def test_a_link_local_address_is_listened_on_through_its_interface() -> None:
+    """Found by review: `dlbox notebook --ip fe80::...%eth0` (an address reached through one
+    interface) failed the port check with "Invalid argument", where Jupyter listens on it;
+    without its interface, "Invalid argument" and a hint about ports."""
+    from dlbox.jupyter.server import bind_probe, listen_error
+
+    with pytest.raises(OSError) as unscoped:
+        bind_probe("fe80::1", 0)
+    error = listen_error("fe80::1", 0, unscoped.value)
+    assert error.message == ("--ip fe80::1 is a link-local address, which is reached through "
+                             "one network interface, and names none")
+    assert (error.hint or "").startswith("add the interface it is on, e.g. --ip fe80::1%eth0")
+    with pytest.raises(OSError) as no_such:
+        bind_probe("fe80::1%dlbox-none9", 0)
+    assert listen_error("fe80::1%dlbox-none9", 0, no_such.value).message == (
+        "--ip fe80::1%dlbox-none9: this machine has no network interface 'dlbox-none9'")
+    found = _a_link_local_address()
+    if found is None:
+        pytest.skip("this machine has no link-local IPv6 address")
+    address, interface = found
+    assert bind_probe(f"{address}%{interface}", 0) > 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib.util
+import ipaddress
 import os
 import signal
 import socket
@@ -25,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from dlbox.errors import HostEnvError, UsageError
 from dlbox.jupyter.probe import (
@@ -131,7 +132,11 @@ def _bind(held: contextlib.ExitStack, host: str, port: int) -> int:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
         probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    probe.bind((host, port))
+    address: tuple[Any, ...] = (host, port)
+    if family == socket.AF_INET6 and "%" in host:  # fe80::1%eth0: bind needs its scope id
+        address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0,
+                                     socket.AI_NUMERICHOST | socket.AI_PASSIVE)[0][4]
+    probe.bind(address)
     return int(probe.getsockname()[1])  # port 0: the free one it got
 
 
@@ -141,6 +146,14 @@ def port_is_free(ip: str, port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _unscoped_link_local(ip: str) -> bool:
+    try:
+        address = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return False
+    return address.is_link_local and not address.scope_id  # "fe80::1%eth0" has its scope
 
 
 def listen_error(ip: str, port: int, error: OSError) -> UsageError:
@@ -161,6 +174,16 @@ def listen_error(ip: str, port: int, error: OSError) -> UsageError:
         return UsageError(f"port {port} on {ip} needs more privileges than this user has",
                           hint="pick a port above 1023 (--port 8888), or --port 0 for any "
                                "free one")
+    if isinstance(error, socket.gaierror) and "%" in ip:  # fe80::1%eth9: bind looked it up
+        interface = ip.partition("%")[2]
+        return UsageError(f"--ip {ip}: this machine has no network interface {interface!r}",
+                          hint="name the interface the address is on (`ip address` lists "
+                               "each interface's addresses)")
+    if code == errno.EINVAL and _unscoped_link_local(ip):
+        return UsageError(f"--ip {ip} is a link-local address, which is reached through one "
+                          "network interface, and names none",
+                          hint=f"add the interface it is on, e.g. --ip {ip}%eth0 (`ip address` "
+                               "lists each interface's addresses)")
     return UsageError(f"cannot listen on {address_text(ip, port)}: {error.strerror or error}",
                       hint="pass --ip 127.0.0.1 and --port 0 to let dlbox pick a free port")
 
