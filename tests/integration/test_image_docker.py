@@ -507,3 +507,47 @@ def test_a_folder_of_the_same_name_elsewhere_does_not_remove_this_ones_image(
     finally:
         _remove_images(engine, "dlbox-twin:cpu", "dlbox-twin:latest", "dlbox-twin:cpu-deps",
                        first_id, force=True)
+
+
+def test_the_resolve_goes_through_the_proxy_the_build_is_given(engine: Any,
+                                                               tmp_path: Path) -> None:
+    """Found by review: HTTP(S)_PROXY reached `docker build` but not the container in which
+    pip resolves a new project's requirements, which went round the proxy (and failed where
+    only the proxy reaches the index); a proxy that refuses got "offline?" as its hint.
+    A proxy of this test's own, which refuses every CONNECT, shows what pip asked it."""
+    import socketserver
+    import threading
+
+    require(bool(torch_wheels()), f"a CPU torch wheel in {WHEELHOUSE} (DLBOX_WHEELHOUSE)")
+    asked: list[str] = []
+
+    class Refusing(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            asked.append(self.rfile.readline().decode("latin-1").strip())
+            self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    with socketserver.ThreadingTCPServer(("0.0.0.0", 0), Refusing) as proxy:
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+        url = f"http://{gateway}:{proxy.server_address[1]}"
+        project = tmp_path / "dlbox-proxied"
+        project.mkdir()
+        (project / "requirements.txt").write_text("torch\nsix\n")  # six: not in the wheelhouse
+        env = {name: value for name, value in os.environ.items()
+               if name.lower() not in ("no_proxy", "http_proxy", "https_proxy")}
+        env.update(HTTPS_PROXY=url, HTTP_PROXY=url)
+        try:
+            built = dlbox("image", "build", str(project), "--cpu", "--tag", "dlbox-test-proxy:cpu",
+                          "--base-image", BASE, "--wheelhouse", str(WHEELHOUSE),
+                          timeout=BUILD_TIMEOUT_S, env=env)
+        finally:
+            proxy.shutdown()
+            _remove_images(engine, "dlbox-test-proxy:cpu", "dlbox-test-proxy:cpu-deps")
+    assert built.returncode == 1, built.stderr[-3000:]
+    assert any(line.startswith("CONNECT ") for line in asked), asked
+    assert ("error: pip could not reach the package index through the proxy while resolving "
+            "the requirements inside the image") in built.stderr, built.stderr[-3000:]
+    assert "hint: pip could not get through the proxy that HTTP_PROXY / HTTPS_PROXY name" \
+        in built.stderr
+    assert not (project / "dlbox.lock").exists()

@@ -991,7 +991,10 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
             image=image,
             command=("python", f"{RESOLVE_DIR}/resolve.py"),
             environment=(("DLBOX_PIP_ARGS", json.dumps(list(pip_args))),
-                         ("DLBOX_RESOLVE_DIR", RESOLVE_DIR)),
+                         ("DLBOX_RESOLVE_DIR", RESOLVE_DIR),
+                         # as the build gets them (review: the resolve went round the proxy)
+                         *((name, value) for name in PROXY_BUILDARGS
+                           if (value := os.environ.get(name)))),
             user="0:0",
         )
         log(f"resolving {len(requirements)} requirements with pip inside the image "
@@ -1002,6 +1005,10 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
         if line.startswith("DLBOX_RESOLVE "):
             data = json.loads(line[len("DLBOX_RESOLVE "):])
             return data["python"], pins_from_report({"install": data["install"]})
+    said = (captured.stderr + "\n" + captured.stdout).splitlines()
+    if (proxy := S.proxy_failure_hint(said)) is not None:  # pip then finds no version either
+        raise ContainerError("pip could not reach the package index through the proxy while "
+                             "resolving the requirements inside the image", hint=proxy)
     missing = (missing_requirement(captured.stderr + "\n" + captured.stdout)
                or conflicting_requirements(captured.stderr + "\n" + captured.stdout,
                                            requirements))

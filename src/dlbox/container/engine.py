@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlbox.container.spec import missing_tool_hint
+from dlbox.container.spec import missing_tool_hint, proxy_failure_hint
 from dlbox.errors import ContainerError, HostEnvError
 from dlbox.hostenv.probe import docker_host
 from dlbox.processes import detach_from_terminal, handling, hangup
@@ -288,6 +288,8 @@ def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -
         hint = ("the base image is not on this machine and could not be pulled: build it "
                 "(scripts/build-base-image.sh) or pass --base-image with a local image or a "
                 "registry mirror")
+    elif (proxy := proxy_failure_hint(log[-40:])) is not None:  # before pip's "no match"
+        hint = proxy
     elif any("Could not find a version that satisfies" in line or "No matching distribution"
              in line for line in log[-40:]):
         hint = ("pip found no matching package: offline? pass --wheelhouse DIR holding the "

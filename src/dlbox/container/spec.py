@@ -220,6 +220,23 @@ def missing_tool_hint(log: Sequence[str]) -> str | None:
     return None
 
 
+# What pip says when the proxy in HTTP(S)_PROXY did not let it through (refused, down, or
+# answered the CONNECT with an error).
+_PROXY_FAILURES = ("proxyerror", "cannot connect to proxy", "tunnel connection failed")
+
+
+def proxy_failure_hint(log: Sequence[str]) -> str | None:
+    """A hint for a build whose pip could not get through the HTTP(S) proxy (review: the hint
+    asked whether the machine was offline, under pip's ProxyError lines)."""
+    text = "\n".join(log).lower()
+    if not any(needle in text for needle in _PROXY_FAILURES):
+        return None
+    return ("pip could not get through the proxy that HTTP_PROXY / HTTPS_PROXY name (the "
+            "build and its resolve use dlbox's): check that it runs and lets the package "
+            "index through, set NO_PROXY for hosts to reach directly, or pass --wheelhouse "
+            "DIR holding the wheels")
+
+
 def default_tag(project_image_name: str, framework: FrameworkBuild) -> str:
     """`dlbox:cpu`, `dlbox:cu126`, `myproj:tensorflow-and-cuda`: one tag per build kind."""
     variant = re.sub(r"[^a-z0-9._-]+", "-", framework.variant.lower())
