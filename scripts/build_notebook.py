@@ -97,8 +97,7 @@ CELLS = [
     import dlbox
     from dlbox.data.loading import detect_layout, load_dataset
     from dlbox.data.paths import resolve_data_dir
-    from dlbox.data.synthetic import write_fake_cifar10
-    from dlbox.jupyter.notebooks import check_settings, name_settings_in_errors
+    from dlbox.jupyter.notebooks import check_settings, name_settings_in_errors, synthetic_cifar10
 
     name_settings_in_errors()  # dlbox's hints say EPOCHS, DEVICE, ... here, not --epochs
 
@@ -122,11 +121,13 @@ CELLS = [
             print("To get the real photos, run `dlbox data fetch` in a terminal, then re-run.")
         elif setting is not None:
             return Path(setting).expanduser(), False
-        folder = scratch_folder("dlbox-synthetic-")
-        write_fake_cifar10(folder, n_train=NUM_TRAIN or 500, n_test=NUM_TEST or 100, seed=SEED)
-        return folder, True
+        # Deleted with the kernel, as a throwaway run is; kept in dlbox's cache for a run
+        # kept in RUN_DIR, to evaluate or resume later.
+        folder = scratch_folder("dlbox-synthetic-") if RUN_DIR is None else None
+        return synthetic_cifar10(folder, NUM_TRAIN, NUM_TEST, SEED), True
 
-    check_settings(NUM_TRAIN=NUM_TRAIN, NUM_TEST=NUM_TEST, EPOCHS=EPOCHS, SEED=SEED)
+    check_settings(DATA_DIR=DATA_DIR, NUM_TRAIN=NUM_TRAIN, NUM_TEST=NUM_TEST, EPOCHS=EPOCHS,
+                   MODEL=MODEL, DEVICE=DEVICE, SEED=SEED, MY_IMAGE=MY_IMAGE, RUN_DIR=RUN_DIR)
     data_dir, synthetic = find_cifar10(DATA_DIR)
     print(f"dlbox {dlbox.__version__}, torch {torch.__version__}")
     note = "  (synthetic: coloured stripes, not photos)" if synthetic else ""
@@ -285,14 +286,14 @@ CELLS = [
     print(f"batch size {config.batch_size}, learning rate {config.lr}, "
           f"{plural(config.epochs, 'epoch')}")
 
-    bar = NotebookProgress(config.epochs, steps_per_epoch(len(train_set), config.batch_size))
-    run_dir = train(config, progress=False, evaluate_at_end=False, stop=bar.update)
-    bar.finish()
+    steps = steps_per_epoch(len(train_set), config.batch_size)
+    with NotebookProgress(config.epochs, steps) as bar:  # the bar says "stopped" if it is
+        run_dir = train(config, progress=False, evaluate_at_end=False, stop=bar.update)
     """),
     code("""
-    import json
+    from dlbox.jupyter.notebooks import training_history
 
-    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    history = training_history(run_dir)  # metrics.json's entries, one per epoch
     epochs = [entry["epoch"] for entry in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     left.plot(epochs, [entry["train_loss"] for entry in history], "o-")
@@ -398,7 +399,10 @@ CELLS = [
         picture.save(path)
         return path
 
-    my_image = Path(MY_IMAGE).expanduser() if MY_IMAGE else draw_a_ship(run_dir / "my_ship.png")
+    if MY_IMAGE:
+        my_image = Path(MY_IMAGE).expanduser()
+    else:  # drawn in a temporary folder, not in the run's
+        my_image = draw_a_ship(scratch_folder("dlbox-ship-") / "my_ship.png")
     (result,) = predict_images(run_dir, [my_image], device=DEVICE)
     if hasattr(result, "error"):
         print(f"could not read {my_image}: {result.one_line()}")

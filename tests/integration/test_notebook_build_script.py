@@ -107,3 +107,16 @@ def test_check_tells_a_missing_notebook_from_a_stale_one_and_names_its_output(
     fresh = build("--check", "--output", "out.ipynb", cwd=tmp_path)
     assert (fresh.returncode, fresh.stderr) == (0, "")
     assert all_files(tmp_path) == ["out.ipynb"]
+
+
+def test_what_running_the_notebook_leaves_is_not_offered_to_git() -> None:
+    """Found by review: the notebook's runs (runs/ in the kernel's folder, notebooks/) and
+    JupyterLab's checkpoints showed in `git status` of the checkout, a commit away from
+    the repository."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    left = ["notebooks/runs/20260101-120000-tutorial/checkpoints/last.pt",
+            "notebooks/.ipynb_checkpoints/first_pytorch_classifier-checkpoint.ipynb"]
+    checked = subprocess.run(["git", "check-ignore", "--no-index", *left], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert checked.stdout.splitlines() == left, checked.stderr

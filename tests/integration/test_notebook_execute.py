@@ -163,7 +163,7 @@ def test_synthetic_data_and_run_folders_are_removed_when_the_kernel_stops(
     monkeypatch.setenv("TMPDIR", str(temp))  # the kernel's temp folder
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # Up to the training cell, then a cell that fails, as a user's edit might.
-    last = next(i for i, cell in enumerate(notebook.cells) if "bar.finish()" in cell.source)
+    last = next(i for i, cell in enumerate(notebook.cells) if "NotebookProgress(" in cell.source)
     notebook.cells = notebook.cells[:last + 1]
     notebook.cells.append(nbformat.v4.new_code_cell(
         "import os\n"
@@ -228,7 +228,8 @@ def test_stop_button_and_dlbox_errors_read_as_on_the_command_line(tmp_path: Path
     from nbclient import NotebookClient
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    last = next(i for i, cell in enumerate(notebook.cells) if "bar.finish()" in cell.source)
+    last = next(i for i, cell in enumerate(notebook.cells) if "NotebookProgress(" in cell.source)
+    curves = next(cell for cell in notebook.cells if "training_history(" in cell.source)
     notebook.cells = notebook.cells[:last + 1]
     # The stop button: Jupyter interrupts a kernel by sending it SIGINT; send one after the
     # first training step.
@@ -243,6 +244,7 @@ def test_stop_button_and_dlbox_errors_read_as_on_the_command_line(tmp_path: Path
         "from dlbox.errors import DataError\n"
         "raise DataError('no data here', hint='pass --data DIR holding it, or run "
         "`dlbox data fetch --data X`')"))
+    notebook.cells.append(curves)  # run after the stop, as a user going cell by cell would
     notebook.cells.append(nbformat.v4.new_code_cell("print('after the stop')"))
     run_dir = tmp_path / "run"
     inject_parameters(notebook, {
@@ -260,6 +262,44 @@ def test_stop_button_and_dlbox_errors_read_as_on_the_command_line(tmp_path: Path
          "hint: pass DATA_DIR holding it, or run `dlbox data fetch --data X`"],
         [f"training stopped (interrupted); state saved in {run_dir}/checkpoints/last.pt",
          f"resume with: dlbox train --resume {run_dir}"],
+        # the curves of a run stopped in its first epoch: one line, not a FileNotFoundError
+        [f"error: the run in {run_dir} has no finished epoch to plot: its training was "
+         "stopped in its first epoch", "hint: run the training cell again, to its end"],
     ], errors
     assert errors[1]["ename"] == "TrainingStopped"
+    # the bar says where it stopped (it stayed at "about 0:53 left")
+    assert re.search(r"\] stopped in epoch 1/3, at step \d+/\d+, after ", output_texts(notebook))
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_run_kept_on_synthetic_data_outlives_the_kernel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: with RUN_DIR named on synthetic data, the run's data was a temp
+    folder deleted with the kernel, so `dlbox evaluate RUN_DIR` then offered to download
+    CIFAR-10 into it; and the drawn ship went into the run's folder, which a run stopped
+    before it saved anything then could not be started in again."""
+    require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
+    import nbformat
+    from nbclient import NotebookClient
+
+    from dlbox.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the kernel's too
+    monkeypatch.delenv("DLBOX_DATA", raising=False)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    run_dir = tmp_path / "kept"
+    inject_parameters(notebook, {
+        "DATA_DIR": None, "NUM_TRAIN": 64, "NUM_TEST": 32, "EPOCHS": 1, "MODEL": "tiny",
+        "DEVICE": "cpu", "RUN_DIR": str(run_dir), "MY_IMAGE": None,
+    })
+    client = NotebookClient(notebook, timeout=240, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # the kernel has stopped when this returns
+    data = tmp_path / "cache" / "dlbox" / "synthetic" / "train500-test100-seed0"
+    assert f"data: {data}  (synthetic" in output_texts(notebook)
+    assert re.search(r"The network's guess for my_ship\.png: ", output_texts(notebook))
+    assert "my_ship.png" not in {path.name for path in run_dir.rglob("*")}
+    assert main(["evaluate", str(run_dir), "--device", "cpu"]) == 0
+    assert (run_dir / "predictions.csv").read_text().count("\n") == 33

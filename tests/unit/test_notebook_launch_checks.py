@@ -492,3 +492,95 @@ def test_a_link_local_address_is_listened_on_through_its_interface() -> None:
         pytest.skip("this machine has no link-local IPv6 address")
     address, interface = found
     assert bind_probe(f"{address}%{interface}", 0) > 0
+
+
+NOTEBOOK_DEFAULTS: dict[str, object] = {
+    "DATA_DIR": "auto", "NUM_TRAIN": None, "NUM_TEST": None, "EPOCHS": 2, "MODEL": "tutorial",
+    "DEVICE": "auto", "SEED": 0, "MY_IMAGE": None, "RUN_DIR": None}
+
+
+@pytest.mark.parametrize("settings, message, hint", [
+    ({"DEVICE": 1}, "DEVICE = 1 is not a device", 'set DEVICE to "auto", "cpu" or "cuda"'),
+    ({"DEVICE": 0}, "DEVICE = 0 is not a device", "set DEVICE to"),  # had meant "auto"
+    ({"DATA_DIR": 5}, "DATA_DIR = 5 is not a folder", 'set DATA_DIR to "auto", None'),
+    ({"RUN_DIR": 5}, "RUN_DIR = 5 is not a folder", "set RUN_DIR to None"),
+    ({"RUN_DIR": ""}, "RUN_DIR = '' is not a folder", "set RUN_DIR to None"),
+    ({"MY_IMAGE": 5}, "MY_IMAGE = 5 is not a file", "set MY_IMAGE to None"),
+    ({"MY_IMAGE": "/no/such/cat.jpg"}, "MY_IMAGE = '/no/such/cat.jpg' is no file here",
+     "set MY_IMAGE to the path of a photo of yours, or None to draw one"),
+    ({"MODEL": "resnet18"}, "MODEL = 'resnet18' is not one of dlbox's models",
+     "set MODEL to one of 'resnet', "),
+    ({"SEED": 2**70}, f"SEED = {2**70} is out of range", "set SEED to a whole number such as 0"),
+])
+def test_every_notebook_setting_is_checked_in_the_first_cell(
+        settings: dict[str, object], message: str, hint: str) -> None:
+    """Found by review: DEVICE = 1 ended in an AttributeError, DATA_DIR = 5 and RUN_DIR = 5
+    in TypeErrors (RUN_DIR's after the data was read), MY_IMAGE = 5 or a mistyped path only
+    after the whole training, MODEL only at the model cell, SEED = 2**70 at the training cell
+    with a hint (`SEED 0`) that is not Python; DEVICE = 0 silently meant "auto"."""
+    from dlbox.jupyter.notebooks import check_settings
+
+    check_settings(**NOTEBOOK_DEFAULTS)  # the defaults pass
+    with pytest.raises(UsageError) as caught:
+        check_settings(**{**NOTEBOOK_DEFAULTS, **settings})
+    assert caught.value.message == message
+    assert (caught.value.hint or "").startswith(hint), caught.value.hint
+
+
+def test_the_notebooks_synthetic_data_takes_any_seed_and_at_most_cifar10s_sizes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: SEED = -1 (a seed `dlbox train --seed` takes) failed in numpy
+    ("expected non-negative integer"); NUM_TRAIN = 10**10 ended in a MemoryError, and a
+    million made a million images; a run kept in RUN_DIR lost its data with the kernel."""
+    from dlbox.data.loading import load_dataset
+    from dlbox.jupyter.notebooks import synthetic_cifar10
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    folder = synthetic_cifar10(scratch, 64, None, -1)
+    assert folder == scratch
+    train = load_dataset(folder, "train")
+    assert len(train) == 500 and len(load_dataset(folder, "test")) == 100  # 64 of 500 taken
+    with pytest.raises(UsageError) as caught:
+        synthetic_cifar10(scratch, 10**10, None, 0)
+    assert caught.value.message == ("NUM_TRAIN = 10000000000 is more than the synthetic "
+                                    "look-alike's 50,000 train images (as many as CIFAR-10 has)")
+    assert caught.value.hint == "set NUM_TRAIN to 50000 or fewer, or to None for all of them"
+    with pytest.raises(UsageError, match="^NUM_TEST = 10001 is more than"):
+        synthetic_cifar10(scratch, None, 10_001, 0)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kept = synthetic_cifar10(None, None, 200, 3)
+    assert kept == tmp_path / "cache" / "dlbox" / "synthetic" / "train500-test200-seed3"
+    assert len(load_dataset(kept, "test")) == 200
+    assert synthetic_cifar10(None, None, 200, 3) == kept  # found again, not written again
+    assert sorted(path.name for path in kept.parent.iterdir()) == [kept.name]  # no half left
+
+
+def test_the_progress_bar_says_where_training_stopped(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: after the stop button the bar stayed at "about 0:53 left"."""
+    from dlbox.jupyter.progress import NotebookProgress
+
+    with pytest.raises(KeyboardInterrupt), NotebookProgress(2, 10, min_interval_s=0) as bar:
+        bar.update(1, 3)
+        raise KeyboardInterrupt
+    last = capsys.readouterr().out.strip().splitlines()[-1]  # outside IPython: printed lines
+    assert last.startswith("[####" + "." * 26 + "] stopped in epoch 1/2, at step 3/20, after ")
+    with NotebookProgress(1, 4, min_interval_s=0) as bar:
+        bar.update(1, 4)
+    assert " done: 1 epoch, 4 steps in " in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_a_run_stopped_in_its_first_epoch_has_no_curves_to_plot(tmp_path: Path) -> None:
+    """Found by review: the notebook's curves cell, after a stop in the first epoch, failed
+    with a FileNotFoundError's traceback (no metrics.json yet)."""
+    from dlbox.errors import RunDirError
+    from dlbox.jupyter.notebooks import training_history
+
+    with pytest.raises(RunDirError) as caught:
+        training_history(tmp_path)
+    assert caught.value.message == (f"the run in {tmp_path} has no finished epoch to plot: "
+                                    "its training was stopped in its first epoch")
+    (tmp_path / "metrics.json").write_text('{"history": [{"epoch": 1}]}')
+    assert training_history(tmp_path) == [{"epoch": 1}]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -108,26 +111,116 @@ def damaged_notebook_hint(path: Path) -> str:
 def check_settings(**settings: object) -> None:
     """The notebook's settings cell, checked before anything uses it: a bad value is one
     error naming the setting (as the notebook spells it) and the value to give instead, not
-    a traceback from deep in numpy or matplotlib, nor a silent surprise (NUM_TRAIN = -5 kept
-    all but 5 images). Takes NUM_TRAIN, NUM_TEST, EPOCHS and SEED."""
+    a traceback from deep in numpy, pathlib or matplotlib, nor a silent surprise (NUM_TRAIN =
+    -5 kept all but 5 images; DEVICE = 0 meant "auto"), nor one found after the training
+    (RUN_DIR = 5, a MY_IMAGE that is not there). Takes any of NUM_TRAIN, NUM_TEST, EPOCHS,
+    SEED, MODEL, DEVICE, DATA_DIR, RUN_DIR and MY_IMAGE."""
+    from dlbox.training.config import MAX_SEED, MIN_SEED
+
     def whole(value: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
+
+    def refuse(name: str, what: str, fix: str) -> None:
+        raise UsageError(f"{name} = {settings[name]!r} {what}", hint=f"set {name} to {fix}")
+
+    def path_like(value: object) -> bool:
+        return isinstance(value, (str, os.PathLike)) and str(value).strip() != ""
 
     for name in ("NUM_TRAIN", "NUM_TEST"):
         value = settings.get(name)
         if value is not None and (not whole(value) or int(value) < 1):  # type: ignore[call-overload]
-            raise UsageError(f"{name} = {value!r} is not a number of images",
-                             hint=f"set {name} to a whole number, 1 or more, or to None for "
-                                  "all of them")
+            refuse(name, "is not a number of images",
+                   "a whole number, 1 or more, or to None for all of them")
     epochs = settings.get("EPOCHS")
     if "EPOCHS" in settings and (not whole(epochs) or int(epochs) < 1):  # type: ignore[call-overload]
-        raise UsageError(f"EPOCHS = {epochs!r} is not a number of passes",
-                         hint="set EPOCHS to a whole number, 1 or more")
+        refuse("EPOCHS", "is not a number of passes", "a whole number, 1 or more")
     seed = settings.get("SEED")
-    if "SEED" in settings and not whole(seed):
-        raise UsageError(f"SEED = {seed!r} is not a whole number",
-                         hint="set SEED to a whole number such as 0 (the same seed gives the "
-                              "same run on the same machine)")
+    if "SEED" in settings and not (whole(seed) and MIN_SEED <= int(seed) <= MAX_SEED):  # type: ignore[call-overload]
+        refuse("SEED", "is not a whole number" if not whole(seed) else "is out of range",
+               "a whole number such as 0 (the same seed gives the same run on the same "
+               "machine)")
+    if "MODEL" in settings:
+        from dlbox.models import model_names
+
+        if settings["MODEL"] not in model_names():
+            refuse("MODEL", "is not one of dlbox's models",
+                   f"one of {', '.join(repr(name) for name in model_names())}")
+    device = settings.get("DEVICE")
+    if "DEVICE" in settings and not isinstance(device, str):
+        refuse("DEVICE", "is not a device", '"auto", "cpu" or "cuda" ("cuda:1" for a second '
+               "GPU)")
+    data = settings.get("DATA_DIR")
+    if data is not None and not path_like(data):
+        refuse("DATA_DIR", "is not a folder", '"auto", None (the synthetic look-alike) or a '
+               'folder\'s path, as a string such as "~/cifar10"')
+    if settings.get("RUN_DIR") is not None and not path_like(settings["RUN_DIR"]):
+        refuse("RUN_DIR", "is not a folder", 'None (a new folder under runs/) or a folder\'s '
+               'path, as a string such as "runs/first"')
+    image = settings.get("MY_IMAGE")
+    if image is not None:
+        if not path_like(image):
+            refuse("MY_IMAGE", "is not a file", "None (a drawing) or a photo's path, as a "
+                   'string such as "~/Pictures/cat.jpg"')
+        elif not Path(str(image)).expanduser().is_file():
+            refuse("MY_IMAGE", "is no file here", "the path of a photo of yours, or None to "
+                   "draw one")
+
+
+# The synthetic look-alike has as many images as CIFAR-10 at most, and at least these (so
+# that a small NUM_TRAIN takes the first few of them, as it does of the real data).
+SYNTHETIC_SIZES = {"train": (500, 50_000), "test": (100, 10_000)}
+
+
+def synthetic_cifar10(folder: Path | None, num_train: int | None, num_test: int | None,
+                      seed: int) -> Path:
+    """The data folder of a synthetic CIFAR-10 look-alike for the notebook: written in
+    `folder` (a temporary one), or, for None, in a folder of dlbox's cache that stays (one
+    per size and seed), so that a run kept in RUN_DIR can be evaluated and resumed after the
+    kernel stopped (review: its data went with the kernel). NUM_TRAIN / NUM_TEST beyond
+    CIFAR-10's sizes are refused (review: 10**10 ended in a MemoryError)."""
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    counts = {}
+    for split, asked in (("train", num_train), ("test", num_test)):
+        least, most = SYNTHETIC_SIZES[split]
+        if asked is not None and asked > most:
+            name = f"NUM_{split.upper()}"
+            raise UsageError(f"{name} = {asked} is more than the synthetic look-alike's "
+                             f"{most:,} {split} images (as many as CIFAR-10 has)",
+                             hint=f"set {name} to {most} or fewer, or to None for all of them")
+        counts[split] = max(asked or 0, least)
+    if folder is not None:
+        write_fake_cifar10(folder, counts["train"], counts["test"], seed)
+        return folder
+    kept = (Path(platformdirs.user_cache_dir("dlbox", appauthor=False)) / "synthetic"
+            / f"train{counts['train']}-test{counts['test']}-seed{seed}")
+    if not kept.is_dir():  # written aside, then renamed: a stopped kernel leaves no half
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        aside = Path(tempfile.mkdtemp(prefix=".writing-", dir=kept.parent))
+        try:
+            write_fake_cifar10(aside, counts["train"], counts["test"], seed)
+            with contextlib.suppress(OSError):  # another kernel's, the same, came first
+                aside.rename(kept)
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+    return kept
+
+
+def training_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's history, one entry per finished epoch (metrics.json), for the notebook's
+    curves; a run stopped in its first epoch has none, which is said in one line (review:
+    a FileNotFoundError's traceback)."""
+    from dlbox.errors import RunDirError
+
+    try:
+        history = json.loads((Path(run_dir) / "metrics.json").read_text())["history"]
+    except FileNotFoundError:
+        history = []
+    if not history:
+        raise RunDirError(f"the run in {run_dir} has no finished epoch to plot: its training "
+                          "was stopped in its first epoch",
+                          hint="run the training cell again, to its end")
+    return list(history)
 
 
 # The command line's flags and the notebook's settings that do the same: a hint written for

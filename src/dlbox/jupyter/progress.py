@@ -26,17 +26,21 @@ class ProgressView:
     """What the bar shows at one moment (an object IPython can render as HTML or text)."""
 
     def __init__(self, done: int, total: int, epoch: int, epochs: int, elapsed_s: float,
-                 finished: bool = False) -> None:
+                 finished: bool = False, stopped: bool = False) -> None:
         self.done, self.total = done, max(1, total)
         self.epoch, self.epochs = epoch, epochs
         self.elapsed_s = elapsed_s
         self.finished = finished
+        self.stopped = stopped
 
     def _caption(self) -> str:
         fraction = self.done / self.total
         if self.finished:
             return (f"done: {plural(self.epochs, 'epoch')}, {plural(self.total, 'step')} in "
                     f"{format_seconds(self.elapsed_s)}")
+        if self.stopped:
+            return (f"stopped in epoch {self.epoch}/{self.epochs}, at step {self.done}/"
+                    f"{self.total}, after {format_seconds(self.elapsed_s)}")
         remaining = self.elapsed_s * (1 - fraction) / fraction if fraction > 0 else 0.0
         return (f"epoch {self.epoch}/{self.epochs}, step {self.done}/{self.total} "
                 f"({100 * fraction:.0f} %), {format_seconds(self.elapsed_s)} elapsed, "
@@ -54,7 +58,9 @@ class ProgressView:
 
 
 class NotebookProgress:
-    """Usage: `train(config, progress=False, stop=bar.update)`, then `bar.finish()`."""
+    """Usage: `with NotebookProgress(epochs, steps) as bar: train(config, progress=False,
+    stop=bar.update)`; the bar ends as "done", or as "stopped" where training was (the stop
+    button), not frozen with a time left (or call `bar.finish()` after the training)."""
 
     def __init__(self, epochs: int, steps_per_epoch: int, min_interval_s: float = 0.5) -> None:
         self.epochs = epochs
@@ -64,6 +70,7 @@ class NotebookProgress:
         self.started = time.monotonic()
         self.last_draw = 0.0
         self.handle: Any = None
+        self.at = (1, 0)  # the last (epoch, step) training reached
         self._show(ProgressView(0, self.total, 1, epochs, 0.0))
 
     def _show(self, view: ProgressView) -> None:
@@ -82,13 +89,30 @@ class NotebookProgress:
 
         Returns False: never asks training to stop."""
         now = time.monotonic()
+        self.at = (epoch, step)
         if now - self.last_draw >= self.min_interval_s:
             self.last_draw = now
-            done = (epoch - 1) * self.steps_per_epoch + step
-            self._show(ProgressView(min(done, self.total), self.total, epoch, self.epochs,
+            self._show(ProgressView(self._done(), self.total, epoch, self.epochs,
                                     now - self.started))
         return False
+
+    def _done(self) -> int:
+        epoch, step = self.at
+        return min((epoch - 1) * self.steps_per_epoch + step, self.total)
 
     def finish(self) -> None:
         self._show(ProgressView(self.total, self.total, self.epochs, self.epochs,
                                 time.monotonic() - self.started, finished=True))
+
+    def stopped(self) -> None:
+        self._show(ProgressView(self._done(), self.total, self.at[0], self.epochs,
+                                time.monotonic() - self.started, stopped=True))
+
+    def __enter__(self) -> NotebookProgress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.finish()
+        else:
+            self.stopped()
