@@ -666,8 +666,8 @@ def test_dry_run_on_a_gpu_host_without_lock(tmp_path: Path,
 
 def test_the_build_shows_the_resolvers_warnings(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    # `doctor --resolve` warned that 535 is below CUDA 12.6's GA driver (an nvidia/cuda base
-    # of it refuses to start); `image build` chose the same build and said nothing.
+    # `doctor --resolve` warned that 535 is below CUDA 12.6's GA driver (PTX JIT may fail
+    # there); `image build` chose the same build and said nothing.
     monkeypatch.delenv(S.BASE_IMAGE_ENV, raising=False)
     write(tmp_path / "requirements.txt", "torch>=2.0\n")
     _, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path),

@@ -519,10 +519,14 @@ def _torch_build(
     warnings = list(_uncertain_warning(release))
     fit = driver_fit(matrix, target.driver, variant.cuda) if variant else None
     if fit and fit.ga_ok is False:
+        # (Not "an nvidia/cuda image refuses to start": NVIDIA_REQUIRE_CUDA lets long-term
+        # datacenter branches through, 535 for 12.x and 470 for 11.8, review found; dlbox's
+        # torch images are not nvidia/cuda's.)
         warnings.append(
             f"driver {target.driver} is below CUDA {variant.cuda if variant else ''}'s GA driver "
-            f"{fit.ga_driver}: fine for pip wheels, but an nvidia/cuda base image of that "
-            "version refuses to start (NVIDIA_REQUIRE_CUDA)"
+            f"{fit.ga_driver}: torch's wheels run on it through minor-version compatibility "
+            f"(driver >= {fit.min_driver}), but code that JIT-compiles newer PTX can fail "
+            "with 'unsupported toolchain'"
         )
     if variant:
         for cc in target.compute_capabilities:
