@@ -235,3 +235,34 @@ def test_a_missing_mount_source_is_a_clear_error(engine: Any, tmp_path: Path,  #
     assert theirs.value.message == (f"cannot mount {missing} at /d: it does not exist on the "
                                     "engine's machine"), theirs.value.message
     assert not missing.exists()
+
+
+def test_a_missing_image_names_the_tags_this_folder_was_built_under(
+        engine: Any, tmp_path: Path) -> None:  # noqa: F811 - the engine fixture
+    """Found by review: in a folder built with `--tag other:cpu`, `image run` (no --tag)
+    said "image hinted:latest is not on this machine" and "build it first", though the
+    folder's image was there; with --tag, the hint still said "or pass --tag IMAGE"."""
+    import io
+
+    from dlbox.container.spec import SOURCE_LABEL, source_id
+
+    project = tmp_path / "hinted"
+    project.mkdir()
+    (project / "requirements.txt").write_text("torch\n")
+    tag = "dlbox-test-hinted:cpu"
+    dockerfile = f"FROM {BASE}\nLABEL {SOURCE_LABEL}={source_id(project)}\n"
+    engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    try:
+        result = dlbox("image", "run", "--no-tty", "--", "true", timeout=60, cwd=project)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            "error: image hinted:latest is not on this machine",
+            f"hint: this folder's image is tagged {tag}: pass --tag {tag}, or build "
+            "hinted:latest with `dlbox image build`"], result.stderr
+        named = dlbox("image", "run", "--no-tty", "--tag", "dlbox-test-none:x", "--", "true",
+                      timeout=60, cwd=project)
+        assert named.stderr.splitlines()[1] == (
+            "hint: check the name (docker images lists those here), or build it: dlbox image "
+            "build --tag dlbox-test-none:x"), named.stderr
+    finally:
+        engine.images.remove(tag, force=True)

@@ -312,6 +312,26 @@ def made_here_note(runs_dir: Path, names: list[str], shown: int = 3) -> str | No
             + ", ".join(str(runs_dir / name) for name in names[:shown]) + more)
 
 
+def missing_image_hint(client: Any, options: RunOptions) -> str:
+    """What to run for an image that is not here: the images built from this folder under
+    other tags, when there are (review: "build it first" in a folder built with --tag); a
+    name given with --tag is checked or built."""
+    if options.project_dir is None:  # --tag NAME
+        return (f"check the name (docker images lists those here), or build it: dlbox image "
+                f"build --tag {options.image}")
+    try:
+        images = client.images.list(
+            filters={"label": f"{S.SOURCE_LABEL}={S.source_id(options.project_dir)}"})
+    except Exception:  # noqa: BLE001 - the hint without them
+        images = []
+    built = sorted(tag for image in images for tag in image.tags
+                   if not tag.endswith(("-deps", "-failed")))
+    if built:
+        return (f"this folder's image is tagged {' and '.join(built[:3])}: pass --tag "
+                f"{built[0]}, or build {options.image} with `dlbox image build`")
+    return "build it first: dlbox image build (or pass --tag IMAGE)"
+
+
 def host_facts() -> Any:
     from dlbox.hostenv.probe import probe_host
 
@@ -328,7 +348,7 @@ def run_in_image(options: RunOptions, client: Any = None,
     data = engine.inspect_image(client, options.image)
     if data is None:
         raise UsageError(f"image {options.image} is not on this machine",
-                         hint="build it first: dlbox image build (or pass --tag IMAGE)")
+                         hint=missing_image_hint(client, options))
     labels = engine.image_labels(data)
     if options.project_dir is not None and S.built_from_elsewhere(labels, options.project_dir):
         print(f"warning: {options.image} was built from another project folder called "
