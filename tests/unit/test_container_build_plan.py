@@ -1245,6 +1245,19 @@ def test_a_misspelt_or_impossible_requirement_is_one_error_line_naming_it(
         "dependencies): The user requested urllib3==2.2.0; botocore 1.34.0 depends on "
         "urllib3<2.1 and >=1.25.4; python_version >= \"3.10\"")
     assert (conflict.hint or "").startswith("loosen or drop one of these pins")
+    # A companion package made for another torch than the one dlbox chose (review: the hint
+    # blamed the project's pins; the torch pin was dlbox's): the --framework-version for it.
+    companion = resolve_with(
+        "ERROR: Cannot install torch==2.13.0+cpu and torchvision==0.16.0 because these "
+        "package versions have conflicting dependencies.\n\n"
+        "The conflict is caused by:\n"
+        "    The user requested torch==2.13.0+cpu\n"
+        "    torchvision 0.16.0 depends on torch==2.1.0\n\n"
+        "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/\n")
+    assert companion.hint == (
+        "torchvision 0.16.0 is made for torch 2.1.0, and the build's torch is 2.13.0: pass "
+        "--framework-version 2.1.0 to build with torch 2.1.0, or require a torchvision made "
+        "for torch 2.13.0 (or torchvision unpinned: pip picks one)")
     # In the image, pip names a line of the requirements file dlbox wrote: the requirement
     # on that line is shown instead (recorded from a real build of that project).
     monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(

@@ -1127,8 +1127,29 @@ def conflicting_requirements(output: str, requirements: Sequence[str] = ()
             break
     why = f": {'; '.join(causes)}" if causes else ""
     return (f"pip cannot install {match.group(1)} together (conflicting dependencies){why}",
-            "loosen or drop one of these pins in the project's requirements (pip install "
-            "--dry-run with them, on any machine, shows the clash in full)")
+            _framework_pin_hint(causes)
+            or "loosen or drop one of these pins in the project's requirements (pip install "
+               "--dry-run with them, on any machine, shows the clash in full)")
+
+
+# "torchvision 0.16.0 depends on torch==2.1.0" beside "The user requested torch==2.13.0+cpu"
+_NEEDS_FRAMEWORK = re.compile(r"^(\S+) (\S+) depends on (torch|tensorflow|jax)==([\w.]+)$")
+_FRAMEWORK_ASKED = re.compile(r"^The user requested (torch|tensorflow|jax)==([^+\s]+)")
+
+
+def _framework_pin_hint(causes: Sequence[str]) -> str | None:
+    """The fix for a companion package made for another framework version than the build's
+    (torchvision==0.16.0 wants torch 2.1.0; dlbox chose 2.13.0): the --framework-version that
+    fits it. Review: the hint blamed the project's pins, where torch's came from dlbox."""
+    needs = next((m for cause in causes if (m := _NEEDS_FRAMEWORK.match(cause))), None)
+    asked = next((m for cause in causes if (m := _FRAMEWORK_ASKED.match(cause))), None)
+    if needs is None or asked is None or needs.group(3) != asked.group(1):
+        return None
+    package, version, framework, wanted = needs.groups()
+    return (f"{package} {version} is made for {framework} {wanted}, and the build's "
+            f"{framework} is {asked.group(2)}: pass --framework-version {wanted} to build with "
+            f"{framework} {wanted}, or require a {package} made for {framework} "
+            f"{asked.group(2)} (or {package} unpinned: pip picks one)")
 
 
 def probe_python(client: Any, image: str) -> str:
