@@ -1531,3 +1531,25 @@ def test_the_projects_own_conflicting_pins_are_named_as_such(tmp_path: Path) -> 
         assert info.value.message == ("the project's requirements on torch conflict: "
                                       "torch==2.13.0, torch>=2.14 admit no version together")
         assert "--framework-version" not in (info.value.hint or "")
+
+
+def test_a_python_the_project_does_not_allow_is_named_with_an_image_that_has_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: `requires-python = ">=3.12"` went by the dry run without a word, and
+    the build's error (after the system stage) hinted "pass --base-image with a fitting
+    Python", naming none."""
+    monkeypatch.delenv(S.BASE_IMAGE_ENV, raising=False)
+    write(tmp_path / "pyproject.toml", '[project]\nname = "newpy"\nversion = "0.1"\n'
+          'requires-python = ">=3.12"\ndependencies = ["torch"]\n')
+    write(tmp_path / "newpy" / "__init__.py", "")
+    _, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"), facts=no_probe)
+    assert ("warning: the project requires Python >=3.12; the base image "
+            "python:3.11-slim-bookworm has 3.11 (assumed): the build will refuse; pass "
+            "--base-image python:3.12-slim-bookworm (or another Debian/Ubuntu image with that "
+            "Python)") in notes, notes
+    project = detect_project(tmp_path)
+    assert B.python_mismatch(project, "3.12.1", "python:3.12-slim-bookworm") is None
+    assert B.python_mismatch(project, "3.11.2", "dlbox-base:bookworm") == (
+        "the project requires Python >=3.12; the base image dlbox-base:bookworm has 3.11.2",
+        "pass --base-image python:3.12-slim-bookworm (or another Debian/Ubuntu image with "
+        "that Python)")

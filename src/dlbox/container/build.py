@@ -885,6 +885,32 @@ def relock_command(request: BuildRequest) -> str:
     return shlex.join(args + ["--relock"])
 
 
+# Pythons with a Debian bookworm image of python's own (python:X.Y-slim-bookworm)
+OFFICIAL_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
+
+
+def python_mismatch(project: Project, python: str, base_image: str) -> tuple[str, str] | None:
+    """(error, hint) when the base image's Python is not one the project's requires-python
+    allows; the hint names an image whose Python is (review: "a fitting Python", no name)."""
+    if not project.requires_python:
+        return None
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        allowed = SpecifierSet(project.requires_python)
+    except InvalidSpecifier:
+        return None  # project.py refuses one it cannot read; nothing to add here
+    if allowed.contains(python, prereleases=True):
+        return None
+    fitting = next((v for v in OFFICIAL_PYTHONS if allowed.contains(f"{v}.0", prereleases=True)
+                    or allowed.contains(f"{v}.99", prereleases=True)), None)
+    return (f"the project requires Python {project.requires_python}; the base image "
+            f"{base_image} has {python}",
+            f"pass --base-image python:{fitting}-slim-bookworm (or another Debian/Ubuntu image "
+            "with that Python)" if fitting else
+            "pass --base-image with a Debian/Ubuntu image whose python3 fits requires-python")
+
+
 def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tuple[str, list[str]]:
     """(the Dockerfile a build would use, notes about how it was chosen); no engine."""
     p = plan(request, facts)
@@ -919,6 +945,10 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
                 f"no {p.key} entry in {p.lock_path.name} yet: the build resolves one")
         notes.append(f"{what} (assuming Python {python} for the framework choice) and "
                      "writes it")
+        mismatch = python_mismatch(p.project, python, base)
+        if mismatch is not None:  # what the build refuses once it has seen the image's Python
+            notes.append(f"warning: {mismatch[0]} (assumed): the build will refuse; "
+                         f"{mismatch[1]}")
         notes += [f"why: {reason}" for reason in resolved.reasons]
         # what `doctor --resolve` warns of for this build (uncertain data, a driver below the
         # CUDA release's GA driver, no native kernels for a GPU): the build's user needs it too
@@ -1510,15 +1540,9 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
     check_project_allows(project, p.framework, resolved.version)
     lines = framework_requirement(resolved)
     requirements = requirements_input(project, p.framework, lines)
-    if project.requires_python:
-        from packaging.specifiers import SpecifierSet
-
-        if not SpecifierSet(project.requires_python).contains(python, prereleases=True):
-            raise ContainerError(
-                f"the project requires Python {project.requires_python}; the base image "
-                f"{base_image} has {python}",
-                hint="pass --base-image with a fitting Python",
-            )
+    mismatch = python_mismatch(project, python, base_image)
+    if mismatch is not None:
+        raise ContainerError(*mismatch)
     in_house = framework_in_wheelhouse(p.wheelhouse, framework_dist(resolved),
                                        lines[0].split("==", 1)[-1] if lines else "", python)
     pip_args = pip_args_for(project, None if in_house else resolved.wheel_index,
