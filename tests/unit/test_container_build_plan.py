@@ -1553,3 +1553,30 @@ def test_a_python_the_project_does_not_allow_is_named_with_an_image_that_has_one
         "the project requires Python >=3.12; the base image dlbox-base:bookworm has 3.11.2",
         "pass --base-image python:3.12-slim-bookworm (or another Debian/Ubuntu image with "
         "that Python)")
+
+
+@pytest.mark.parametrize("name, whose, fix", [
+    ("cog.yaml", "Cog's", "list its build.python_packages in a requirements.txt (and its "
+                          "build.system_packages in an apt.txt)"),
+    ("environment.yml", "conda's", "list its pip: packages, and its conda ones by their PyPI "
+                                   "names, in a requirements.txt"),
+    ("Pipfile", "Pipenv's", "write a requirements.txt from it: pipenv requirements > "
+                            "requirements.txt"),
+])
+def test_another_tools_project_is_named_not_built_as_dlbox(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        name: str, whose: str, fix: str) -> None:
+    """Found by review: in a Cog project (cog.yaml, predict.py) `dlbox image build` built
+    dlbox's own CIFAR-10 project; given the folder, it said "has neither requirements.txt
+    nor pyproject.toml", not that it found cog.yaml and does not read it."""
+    from dlbox.cli import main
+
+    project = tmp_path / "theirs"
+    write(project / name, "build:\n  python_packages:\n    - torch\n")
+    write(project / "predict.py", "import torch\n")
+    monkeypatch.chdir(project)
+    for where in ([], ["."]):
+        assert main(["image", "build", "--dry-run", "--cpu", *where]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: {project} holds {name} ({whose}), which dlbox does not read, and no "
+            "requirements.txt or pyproject.toml", f"hint: {fix}, then build again"]

@@ -139,7 +139,7 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
 
 def _build_request(args: argparse.Namespace) -> Any:
     from dlbox.container.build import BuildRequest
-    from dlbox.container.project import default_project_dir
+    from dlbox.container.project import default_project_dir, foreign_project_error
 
     for name in ("wheelhouse", "ca_cert"):
         path = getattr(args, name)
@@ -149,8 +149,11 @@ def _build_request(args: argparse.Namespace) -> Any:
             raise UsageError(f"{flag} {path} does not exist", hint=f"pass an existing {kind}")
     if args.offline and args.wheelhouse is None:
         raise UsageError("--offline needs --wheelhouse DIR", hint="pass the folder of wheels")
+    project_dir = Path(args.project_dir) if args.project_dir else default_project_dir()
+    if project_dir is None and (foreign := foreign_project_error(Path.cwd())) is not None:
+        raise foreign  # not the built-in project, in a folder that is plainly another's
     return BuildRequest(
-        project_dir=Path(args.project_dir) if args.project_dir else default_project_dir(),
+        project_dir=project_dir,
         device=args.device,
         framework=args.framework,
         framework_version=args.framework_version,

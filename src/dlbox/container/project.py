@@ -615,6 +615,31 @@ def read_apt_file(path: Path) -> tuple[str, ...]:
     return tuple(packages)
 
 
+# Other tools' project files, which dlbox does not read, and how their packages reach a
+# requirements.txt (Cog users and repo2docker users brought theirs; review).
+FOREIGN_PROJECT_FILES = (
+    ("cog.yaml", "Cog's", "list its build.python_packages in a requirements.txt (and its "
+                          "build.system_packages in an apt.txt)"),
+    ("environment.yml", "conda's", "list its pip: packages, and its conda ones by their PyPI "
+                                   "names, in a requirements.txt"),
+    ("environment.yaml", "conda's", "list its pip: packages, and its conda ones by their PyPI "
+                                    "names, in a requirements.txt"),
+    ("Pipfile", "Pipenv's", "write a requirements.txt from it: pipenv requirements > "
+                            "requirements.txt"),
+)
+
+
+def foreign_project_error(folder: Path) -> UsageError | None:
+    """The error for a folder that is another tool's project (cog.yaml, environment.yml,
+    Pipfile) and not one dlbox reads, with how to make it one; None for any other folder."""
+    for name, whose, fix in FOREIGN_PROJECT_FILES:
+        if (folder / name).is_file():
+            return UsageError(f"{folder} holds {name} ({whose}), which dlbox does not read, and "
+                              f"no {REQUIREMENTS_FILE} or {PYPROJECT_FILE}",
+                              hint=f"{fix}, then build again")
+    return None
+
+
 def default_project_dir(cwd: Path | None = None) -> Path | None:
     """The project `dlbox image build` takes without PROJECT_DIR: the current folder when it
     is a project (requirements.txt, pyproject.toml or setup.py in it), as Cog and
@@ -655,6 +680,9 @@ def detect_project(project_dir: str | Path | None = None,
                                  hint=f"{path.name} must be a file; rename the folder")
         if has_setup_py:
             raise _setup_py_only_error(root)
+        foreign = foreign_project_error(root)
+        if foreign is not None:
+            raise foreign
         raise UsageError(
             f"{root} has neither {REQUIREMENTS_FILE} nor {PYPROJECT_FILE}",
             hint="add a requirements.txt listing what the code imports (one package a line); "
