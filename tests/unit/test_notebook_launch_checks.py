@@ -392,6 +392,9 @@ def test_a_subset_of_no_images_is_refused() -> None:
     ("hint: train again with a lower learning rate (this run's: --lr 900)",
      "hint: train again with a lower learning rate (this run's: --lr 900)"),
     ("hint: pass --num-test-x 3", "hint: pass --num-test-x 3"),  # not a flag it knows
+    # review: a speedrun stopped in its first epoch said to run "the same command" again
+    ("hint: start again with the same command (it may reuse /r, which holds no checkpoint)",
+     "hint: run the training cell again (it may reuse /r, which holds no checkpoint)"),
 ])
 def test_the_notebook_names_its_settings_for_the_flags(line: str, expected: str) -> None:
     """Found by review: in the notebook, dlbox's hints named --epochs, --device, --run-dir,

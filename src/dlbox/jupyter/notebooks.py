@@ -230,11 +230,19 @@ SETTING_OF_FLAG = {"--epochs": "EPOCHS", "--num-train": "NUM_TRAIN", "--num-test
                    "--data": "DATA_DIR", "--run-dir": "RUN_DIR"}
 
 
+# ... and what the command line says of running itself again, as the notebook does it.
+NOTEBOOK_PHRASES = {"start again with the same command": "run the training cell again"}
+
+
 def in_setting_terms(line: str) -> str:
     """`line` with the flags the notebook has settings for named as those settings ("--data
-    DIR" as DATA_DIR); a command in backticks (`dlbox data fetch --data X`) is left whole."""
+    DIR" as DATA_DIR), and "the same command" as the training cell; a command in backticks
+    (`dlbox data fetch --data X`) is left whole."""
     def setting(match: re.Match[str]) -> str:
         return SETTING_OF_FLAG.get(match.group(1), match.group(0))
+
+    for phrase, instead in NOTEBOOK_PHRASES.items():
+        line = line.replace(phrase, instead)
 
     parts = line.split("`")
     for index in range(0, len(parts), 2):  # outside backticks
