@@ -48,8 +48,9 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     except OSError as error:
         raise write_error(path, error) from error
     try:
-        # mkstemp makes the file 0600; the result gets the mode a plain open() would give.
-        os.fchmod(fd, 0o666 & ~_current_umask())
+        # mkstemp makes the file 0600; the result gets the mode a plain open() would give:
+        # the file's own when it is there (review: a 600 metrics.json came back 644).
+        os.fchmod(fd, _mode_of(path))
         handle: IO[Any]
         with (os.fdopen(fd, "w", encoding="utf-8") if mode == "w"
               else os.fdopen(fd, "wb")) as handle:
@@ -71,6 +72,14 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
                                  kind="no-space") from error
         raise
     _fsync_dir(path.parent)
+
+
+def _mode_of(path: Path) -> int:
+    """The permission bits a rewrite of `path` keeps: its own, else what open() gives."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_current_umask()
 
 
 # atomic_open's temp file: "." + the target's name + "." + mkstemp's 8 random characters

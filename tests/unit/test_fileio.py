@@ -53,6 +53,24 @@ def test_written_file_gets_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> N
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
 
 
+def test_a_rewritten_file_keeps_its_own_mode(tmp_path: Path) -> None:
+    """Found by review: `dlbox evaluate` (and `train --resume`) rewrote a run's 600
+    metrics.json, predictions.csv, last.pt as 644, readable by everyone."""
+    import os
+
+    for name, mode in (("private.json", 0o600), ("group.json", 0o640), ("kept.json", 0o444)):
+        path = tmp_path / name
+        path.write_text("{}")
+        path.chmod(mode)
+        old = os.umask(0o022)
+        try:
+            write_json_atomic(path, {"x": 1})
+        finally:
+            os.umask(old)
+        assert path.stat().st_mode & 0o777 == mode, name
+        assert path.read_text().strip().startswith("{")
+
+
 def test_nan_and_infinity_are_written_as_null_so_strict_parsers_accept_the_file(
         tmp_path: Path) -> None:
     import numpy as np
