@@ -807,3 +807,14 @@ def test_a_run_dir_that_cannot_be_written_is_refused_before_evaluating(
         f"hint: write the report elsewhere: dlbox evaluate {run_copy} --output DIR"]  # no chmod
     monkeypatch.undo()
     assert main(["evaluate", str(run_copy), "--output", str(run_copy.parent / "report")]) == 0
+
+
+def test_a_tilde_in_an_output_flag_is_the_home_folder(run_copy: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: `--output=~/reports` (the shell leaves a `~` after `=` as it is)
+    made a folder named `~` in the current folder, where --data=~/... was expanded."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(run_copy), "--output=~/reports", "--device", "cpu"]) == EXIT_OK
+    assert (tmp_path / "home" / "reports" / "evaluation.json").is_file()
+    assert not (tmp_path / "~").exists()

@@ -50,9 +50,10 @@ def reject_empty_run_dir(args: argparse.Namespace) -> None:
 
 
 def path_flag(value: str) -> Path | str:
-    """argparse `type` for a path flag: a Path, except that an empty value stays "" for
-    reject_empty_paths to refuse (`Path("")` is ".", the current folder, silently)."""
-    return Path(value) if value.strip() else value
+    """argparse `type` for a path flag: a Path, `~` expanded (the shell leaves the one of
+    `--output=~/x` as it is: review found a folder named `~` made), except that an empty
+    value stays "" for reject_empty_paths to refuse (`Path("")` is ".", silently)."""
+    return Path(value).expanduser() if value.strip() else value
 
 
 class Terminated(SystemExit):
