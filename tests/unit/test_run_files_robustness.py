@@ -172,6 +172,20 @@ def test_cli_refuses_non_finite_settings(tmp_path: Path, capsys: pytest.CaptureF
     assert "finite" in err and not run_dir.exists()
 
 
+@pytest.mark.parametrize("setting, message", [
+    (["--lr", "1001"], "error: learning rate must be at most 1000, got 1001"),
+    (["--weight-decay", "11"], "error: weight decay must be at most 10, got 11"),
+])
+def test_a_setting_too_large_is_named_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            setting: list[str], message: str) -> None:
+    """Found by review: --lr 1001 said "learning rate must be at most 1000 and weight decay
+    at most 10, got 1001 and 0.0005", blaming a weight decay never given."""
+    code, err = _cli(["train", "--model", "tiny", "--device", "cpu", "--data",
+                      str(tmp_path / "data"), *setting], capsys)
+    assert code == EXIT_USAGE
+    assert err.splitlines()[0] == message
+
+
 def test_cli_refuses_a_zero_width_tiny_model(tmp_path: Path, fake_cifar_dir: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _cli(["train", "--model", "tiny", "--width", "0", "--device", "cpu",

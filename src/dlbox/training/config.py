@@ -103,10 +103,13 @@ class TrainConfig:
         if not self.lr > 0:
             raise UsageError(f"learning rate must be > 0, got {self.lr}", hint="pass --lr 0.1")
         # Past these the run only diverges, and float32 weights overflow on the first step.
-        if self.lr > MAX_LR or self.weight_decay > MAX_WEIGHT_DECAY:
-            raise UsageError(f"learning rate must be at most {MAX_LR:g} and weight decay at "
-                             f"most {MAX_WEIGHT_DECAY:g}, got {self.lr:g} and "
-                             f"{self.weight_decay:g}", hint="e.g. --lr 0.1 --weight-decay 5e-4")
+        # Each named alone (review: --lr 1001 blamed a weight decay never given too).
+        if self.lr > MAX_LR:
+            raise UsageError(f"learning rate must be at most {MAX_LR:g}, got {self.lr:g}",
+                             hint="e.g. --lr 0.1")
+        if self.weight_decay > MAX_WEIGHT_DECAY:
+            raise UsageError(f"weight decay must be at most {MAX_WEIGHT_DECAY:g}, got "
+                             f"{self.weight_decay:g}", hint="e.g. --weight-decay 5e-4")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) \
                 or not MIN_SEED <= self.seed <= MAX_SEED:
             raise UsageError(f"seed must be a whole number torch can take ({MIN_SEED}.."
