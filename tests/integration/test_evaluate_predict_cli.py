@@ -818,3 +818,18 @@ def test_a_tilde_in_an_output_flag_is_the_home_folder(run_copy: Path, tmp_path: 
     assert main(["evaluate", str(run_copy), "--output=~/reports", "--device", "cpu"]) == EXIT_OK
     assert (tmp_path / "home" / "reports" / "evaluation.json").is_file()
     assert not (tmp_path / "~").exists()
+
+
+def test_a_damaged_metrics_file_is_hinted_with_what_deleting_it_does(
+        run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: the hint said a deletion would "keep only the test metrics"; the
+    evaluation then writes the training history again, from the checkpoint's."""
+    history = json.loads((run_copy / "metrics.json").read_text())["history"]
+    (run_copy / "metrics.json").write_text("[1, 2]")
+    assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_ERROR
+    assert capsys.readouterr().err.splitlines()[1] == (
+        "hint: restore it, or delete it: dlbox evaluate writes it again, the training history "
+        "from checkpoints/last.pt")
+    (run_copy / "metrics.json").unlink()
+    assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_OK
+    assert json.loads((run_copy / "metrics.json").read_text())["history"] == history

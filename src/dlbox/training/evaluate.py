@@ -387,7 +387,10 @@ def read_metrics_file(path: Path) -> dict[str, Any]:
     with reading_run_file(path):  # a folder on the way that is not open to the user
         if not path.exists():
             return {}
-    hint = "restore it, or delete it to keep only the test metrics"
+    # (review: it said a deletion kept "only the test metrics"; evaluate writes the history
+    # again from the checkpoint's, catch_up_metrics)
+    hint = ("restore it, or delete it: dlbox evaluate writes it again, the training history "
+            "from checkpoints/last.pt")
     try:
         existing = read_json(path)
     except (OSError, ValueError) as error:
