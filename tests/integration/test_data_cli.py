@@ -388,7 +388,7 @@ def test_check_notes_the_files_an_image_tree_passes_over(
     assert main(["data", "check", "--data", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert ("note: train: skipped 1 file without an image extension (class_0/cat.heic); only "
-            "train/<class>/<image> ending in .png, .jpg, .jpeg, .gif, .bmp, .webp, .tif, .tiff "
+            "train/<class>/<image> ending in .png, .jpg, .jpeg, .jfif, .jpe, .gif, .bmp, .webp, .tif, .tiff "
             "is read") in out
     assert "note: train: skipped 1 folder inside a class folder (class_1/more/)" in out
     assert "train     5 images" in out and "cat.webp" not in out
@@ -552,7 +552,7 @@ def test_check_an_empty_split_hints_where_the_images_go(
     hint = assert_clean_error(captured.err, f"image folder {tmp_path / 'train'} holds no images")
     assert "replace" not in hint and "named above" not in hint
     assert f"{tmp_path / 'train'}/<class>/<image>" in hint
-    assert ".png, .jpg, .jpeg, .gif, .bmp, .webp, .tif, .tiff" in hint
+    assert ".png, .jpg, .jpeg, .jfif, .jpe, .gif, .bmp, .webp, .tif, .tiff" in hint
     assert "2 files without an image extension (class_0/0000.heic, class_1/0000.heic)" in hint
     assert hint.endswith("then run `dlbox data check` again")
 

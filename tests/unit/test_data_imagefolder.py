@@ -563,3 +563,19 @@ def test_a_stray_non_utf8_folder_in_a_data_dir_without_data_is_no_data(tmp_path:
     with pytest.raises(DataError) as caught:
         load_dataset(tmp_path, "train")
     assert caught.value.message == f"no CIFAR-10 data found in {tmp_path}"
+
+
+def test_jpegs_saved_as_jfif_or_jpe_are_images(tmp_path: Path) -> None:
+    """Found by review: Chrome saves JPEGs as photo.jfif; an image tree passed them over
+    (then warned that their class had no images) and `dlbox predict DIR` skipped them."""
+    from dlbox.training.predict import images_in_folder
+
+    write_fake_image_folder(tmp_path / "train", per_class=2, classes=2, fmt="jpg")
+    write_fake_image_folder(tmp_path / "test", per_class=1, classes=2, fmt="jpg")
+    for number, path in enumerate(sorted((tmp_path / "train" / "class_1").iterdir())):
+        path.rename(path.with_suffix((".jfif", ".jpe")[number]))
+    assert len(load_dataset(tmp_path, "train")) == 4
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (8, 8)).save(photos / "saved.jfif", format="JPEG")
+    assert images_in_folder(photos) == [photos / "saved.jfif"]

@@ -28,7 +28,9 @@ SPLITS = ("train", "test")
 # The files an image tree (dlbox.data.imagefolder) is read for, and what a folder given to
 # `dlbox predict` is searched for: the formats Pillow reads that photos and datasets come in.
 # Any other file in a class folder is passed over, and `dlbox data check` notes it.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+# .jfif and .jpe are JPEGs as browsers save them (review: Chrome's photo.jfif was passed over).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".gif", ".bmp", ".webp", ".tif",
+                    ".tiff")
 IMAGE_EXTENSIONS_TEXT = ", ".join(IMAGE_EXTENSIONS)  # for messages: ".png, .jpg, ..."
 
 
