@@ -845,3 +845,31 @@ def test_a_container_runs_data_dir_falls_back_to_dlbox_data_on_the_host(
         "($DLBOX_DATA)")
     assert (error.value.hint or "").startswith("fetch CIFAR-10 here: `dlbox data fetch` ")
     assert "--data /data" not in (error.value.hint or "")
+
+
+def test_a_new_run_into_a_folder_that_is_training_is_told_so(tmp_path: Path) -> None:
+    """Found by review: `dlbox train --run-dir X` while X trained said "already holds a run:
+    continue it with --resume", which was then refused: it is training right now."""
+    import subprocess
+    import sys
+
+    from dlbox.training.loop import create_run_dir
+
+    run = tmp_path / "busy"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, pathlib\nfrom dlbox.training.loop import run_lock\n"
+         f"with run_lock(pathlib.Path({str(run)!r})):\n    print('held', flush=True)\n"
+         "    sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError) as caught:
+            create_run_dir(run)
+        assert caught.value.message == f"a dlbox run is training in {run} right now"
+        assert caught.value.hint == "pass another --run-dir, or wait for it to end"
+    finally:
+        holder.communicate("", timeout=30)
+    with pytest.raises(RunDirError, match="already holds a run"):
+        create_run_dir(run)  # no longer training

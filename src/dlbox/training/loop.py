@@ -40,6 +40,7 @@ from dlbox.fileio import (
     ACCESS_ERRNOS,
     exclusive_lock,
     folder_write_error,
+    held_elsewhere,
     is_atomic_temp,
     nearest_folder,
     read_json,
@@ -297,6 +298,9 @@ def create_run_dir(path: Path) -> Path:
         raise RunDirError(f"run directory {path} exists and is not a directory",
                           hint="pass another --run-dir")
     if path.is_dir() and any(path.iterdir()) and not saved_nothing(path):
+        if held_elsewhere(path):  # review: "continue it with --resume" was then refused
+            raise RunDirError(f"a dlbox run is training in {path} right now",
+                              hint="pass another --run-dir, or wait for it to end")
         if (path / CONFIG_FILE).exists():
             if says_finished(checkpoint_path(path, "last")):  # --resume: "nothing to resume"
                 raise RunDirError(f"{path} already holds a run, which finished",
