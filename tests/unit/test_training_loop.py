@@ -873,3 +873,37 @@ def test_a_new_run_into_a_folder_that_is_training_is_told_so(tmp_path: Path) -> 
         holder.communicate("", timeout=30)
     with pytest.raises(RunDirError, match="already holds a run"):
         create_run_dir(run)  # no longer training
+
+
+def test_resume_refuses_a_config_json_edited_since_the_checkpoint(fake_cifar_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """Found by review: config.json edited to epochs 3 and batch_size 8 resumed at the
+    saved step, counted in batches of 4, so the epoch's next images were skipped; a finished
+    run edited to more epochs "already finished all 3 epochs" it never trained."""
+    import json
+
+    from dlbox.training.loop import AlreadyFinished
+
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    config = run / "config.json"
+    kept = config.read_text()
+    batch = read_json(config)["batch_size"]
+    config.write_text(json.dumps({**read_json(config), "batch_size": batch * 2, "device": "cpu"}))
+    before = {name: (run / name).read_bytes() for name in ("config.json", "manifest.json")}
+    with pytest.raises(RunDirError) as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert error.value.message == (f"{config} says batch_size {batch * 2}, but the run's "
+                                   f"checkpoint was trained with {batch}: a resumed run keeps "
+                                   "its settings")
+    assert error.value.hint == (f"put batch_size back to {batch} in config.json to resume; for "
+                                "other settings, start a new run with them")
+    assert before == {name: (run / name).read_bytes() for name in before}  # nothing written
+    config.write_text(kept)
+    resume(run, progress=False, evaluate_at_end=False)  # as it was: resumed, and finished
+    config.write_text(json.dumps({**read_json(config), "epochs": 3}))
+    with pytest.raises(RunDirError, match="says epochs 3, but the run's checkpoint was "
+                                          "trained with 2"):
+        resume(run, progress=False, evaluate_at_end=False)
+    config.write_text(json.dumps({**read_json(config), "epochs": 2, "device": "cpu"}))
+    with pytest.raises(AlreadyFinished):  # the device may change
+        resume(run, progress=False, evaluate_at_end=False)

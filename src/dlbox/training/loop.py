@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import math
 import random
 import re
@@ -623,6 +624,7 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
                           hint=missing_checkpoint_hint(run_dir, "last", config.checkpoint_every))
     state = load_checkpoint(path)
     check_checkpoint(state, path)
+    _check_config_unchanged(run_dir, config, state)
     if state.get("finished"):
         try:  # a damaged metrics.json is evaluate's to report: a requeued job ends here
             _check_metrics_file(run_dir / METRICS_FILE)
@@ -686,6 +688,32 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
                              progress, evaluate_at_end, stop)
     return _run(config, run_dir, torch_device, train_set, test_set, state, progress,
                 evaluate_at_end, stop)
+
+
+# The settings a run's results come from, which a resume keeps (device, data_dir, threads
+# and the evaluation's settings may change; the model and its settings are checked against
+# the checkpoint's weights).
+RESULT_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "nesterov",
+                   "label_smoothing", "schedule", "warmup_fraction", "crop_padding", "flip",
+                   "cutout", "seed", "num_train", "num_test", "mean", "std")
+
+
+def _check_config_unchanged(run_dir: Path, config: TrainConfig, state: dict[str, Any]) -> None:
+    """Refuse a config.json edited since the checkpoint (review: epochs 2 -> 3 and
+    batch_size 4 -> 8 resumed at the saved step counted in batches of 4, skipping images,
+    and a finished run "finished all 3 epochs" it never trained)."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return  # an older checkpoint: nothing to compare with
+    now = json.loads(json.dumps(config.to_dict()))  # as the checkpoint has it: lists
+    for name in RESULT_SETTINGS:
+        if name in saved and name in now and saved[name] != now[name]:
+            raise RunDirError(
+                f"{run_dir / CONFIG_FILE} says {name} {json.dumps(now[name])}, but the run's "
+                f"checkpoint was trained with {json.dumps(saved[name])}: a resumed run keeps "
+                "its settings",
+                hint=f"put {name} back to {json.dumps(saved[name])} in config.json to resume; "
+                     "for other settings, start a new run with them")
 
 
 def _check_resumable_in_place(run_dir: Path) -> None:
