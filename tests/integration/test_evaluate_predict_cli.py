@@ -268,6 +268,27 @@ def test_a_checkpoint_of_another_model_is_named_as_such(
         assert "Missing key" not in err and "train again" not in err
 
 
+def test_a_chosen_file_that_is_no_checkpoint_is_hinted_as_the_flags_fault(
+        run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: --checkpoint naming a file that is no dlbox checkpoint got "pass a
+    run directory made by dlbox train" (a run directory was passed) or "it is damaged or
+    was edited: ... train again with another --run-dir"."""
+    import torch
+
+    other = tmp_path / "other.pt"
+    torch.save({"a": 1}, other)
+    text = tmp_path / "text.pt"
+    text.write_text("not a checkpoint\n")
+    for chosen in (other, text, run_copy / "config.json"):
+        for command in (["evaluate", str(run_copy)], ["predict", str(run_copy), "x.png"]):
+            assert main([*command, "--checkpoint", str(chosen)]) == EXIT_ERROR
+            lines = capsys.readouterr().err.splitlines()
+            assert lines[0].startswith("error: ") and str(chosen) in lines[0], lines
+            assert lines[1] == ("hint: pass --checkpoint a file `dlbox train` saved (a run's "
+                                "checkpoints/*.pt), or leave --checkpoint out for the run's "
+                                "last"), lines
+
+
 def test_data_listing_the_runs_classes_in_another_order_is_matched_by_name(
         run_copy: Path, fake_cifar_dir: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -170,6 +170,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     write_through_memory(path, lambda buffer: torch.save(state, buffer))
 
 
+CHOSEN_CHECKPOINT_HINT = ("pass --checkpoint a file `dlbox train` saved (a run's "
+                          "checkpoints/*.pt), or leave --checkpoint out for the run's last")
 DAMAGED_HINT = ("it is damaged or was edited: restore a good copy of it, or train again "
                 "with another --run-dir (this one holds the run)")
 
@@ -625,8 +627,13 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
                           + (" (a folder of that name is in its place)" if path.is_dir() else ""),
                           hint=missing_checkpoint_hint(run_dir, checkpoint,
                                                         config.checkpoint_every))
-    state = load_checkpoint(path)
-    check_checkpoint(state, path)
+    try:
+        state = load_checkpoint(path)
+        check_checkpoint(state, path)
+    except RunDirError as error:
+        if is_checkpoint_file_path(checkpoint):  # a file the user chose, not the run's own
+            error.hint = CHOSEN_CHECKPOINT_HINT  # (review: "pass a run directory", "damaged")
+        raise
     _refuse_another_runs(state, path, run_dir, config)
     classes = tuple(state.get("classes") or ())
     model = build_run_model(run_dir, config, len(classes) or 10)
