@@ -456,6 +456,16 @@ def test_check_notes_an_image_tree_that_the_batches_shadow(
     assert (f"note: the image tree in {tmp_path} is not read: the CIFAR-10 batches in "
             f"{tmp_path / 'cifar-10-batches-py'} come first") in out
     assert "layout    CIFAR-10 batches" in out
+    # ... and training and evaluating, which read the batches, say it too (review: silent)
+    run = tmp_path / "run"
+    assert main(["train", "--model", "tiny", "--epochs", "1", "--device", "cpu", "--data",
+                 str(tmp_path), "--run-dir", str(run), "--no-progress", "--no-evaluate"]) == 0
+    note = (f"note: the image tree in {tmp_path} is not read: the CIFAR-10 batches in "
+            f"{tmp_path / 'cifar-10-batches-py'} come first (move that folder out to read the "
+            "tree)")
+    assert note in capsys.readouterr().err.splitlines()
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+    assert note in capsys.readouterr().err.splitlines()
 
 
 def test_help_names_every_source_form_and_both_layouts() -> None:

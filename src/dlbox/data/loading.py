@@ -546,6 +546,20 @@ def _failures_hint(failures: list[DataError], split_root: Path) -> str | None:
     return None  # damaged images only: the caller's "replace each image" hint
 
 
+def shadowed_image_tree(data_dir: str | Path) -> str | None:
+    """What to say of an image tree in `data_dir` beside CIFAR-10 batches, which are read
+    instead (`dlbox data check` notes it; review: train and evaluate said nothing)."""
+    data_dir = Path(data_dir)
+    layout = detect_layout(data_dir)
+    if layout is None or layout.kind != "cifar10-batches" or data_dir == layout.root:
+        return None
+    shadowed = _image_folder_root(data_dir)
+    if shadowed is None:
+        return None
+    return (f"the image tree in {shadowed} is not read: the CIFAR-10 batches in "
+            f"{layout.root} come first (move that folder out to read the tree)")
+
+
 def check_data(data_dir: str | Path) -> DataReport:
     """Inspect a data dir: which layout, every file present and loadable, counts, labels."""
     from dlbox.data.fetch import inspect_checksums
@@ -570,10 +584,9 @@ def check_data(data_dir: str | Path) -> DataReport:
         for old_copy in sorted(layout.root.parent.glob(f".{BATCHES_DIRNAME}.old.*")):
             notes.append(f"{old_copy} is an old copy that a `dlbox data fetch --force` could "
                          "not delete; delete it by hand to get its space back")
-        shadowed = _image_folder_root(data_dir) if data_dir != layout.root else None
+        shadowed = shadowed_image_tree(data_dir)
         if shadowed is not None:
-            notes.append(f"the image tree in {shadowed} is not read: the CIFAR-10 batches in "
-                         f"{layout.root} come first (move that folder out to read the tree)")
+            notes.append(shadowed)
 
     else:
         classes, files, splits = _check_image_folder(layout.root, problems, notes)

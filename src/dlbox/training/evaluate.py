@@ -290,6 +290,7 @@ def load_test_split(config: Any, data_dir: str | Path | None,
         load_dataset,
         reading_the_runs_data_dir,
         runs_data_dir,
+        shadowed_image_tree,
         split_size,
     )
     from dlbox.data.paths import resolved_data_dir
@@ -312,7 +313,11 @@ def load_test_split(config: Any, data_dir: str | Path | None,
                     f"(--num-test); {root} has {available:,}, and all {available:,} are "
                     "evaluated")
     with reading_the_runs_data_dir(given=given, classes=classes):
-        return load_dataset(root, "test", limit), note
+        dataset = load_dataset(root, "test", limit)
+    shadowed = shadowed_image_tree(root)
+    if shadowed is not None:
+        note = "\n".join(line for line in (note, f"note: {shadowed}") if line)
+    return dataset, note
 
 
 def check_classes(model_classes: Sequence[str] | None,

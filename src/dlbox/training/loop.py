@@ -375,6 +375,14 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
              f"{'it' if len(unseen) == 1 else 'each'} that training never teaches ({fix})")
 
 
+def note_a_shadowed_image_tree(data_dir: Path) -> None:
+    from dlbox.data.loading import shadowed_image_tree
+
+    shadowed = shadowed_image_tree(data_dir)
+    if shadowed is not None:
+        tell(f"note: {shadowed}")
+
+
 def refuse_beyond(available: int, limit: int | None, flag: str, split: str,
                   data_dir: Path) -> None:
     """UsageError when `flag`'s count of images, `limit`, is more than the `available`."""
@@ -492,6 +500,7 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
         train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
         test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
     warn_of_classes_it_cannot_learn(train_set, config.num_train, data_dir)
+    note_a_shadowed_image_tree(data_dir)
     if config.batch_size > len(train_set):  # config.json keeps the value asked for
         print(f"note: the batch size, {config.batch_size}, is more than the {len(train_set)} "
               f"training images: each step takes all {len(train_set)}, one step an epoch",
