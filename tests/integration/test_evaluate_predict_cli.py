@@ -854,3 +854,14 @@ def test_a_damaged_metrics_file_is_hinted_with_what_deleting_it_does(
     (run_copy / "metrics.json").unlink()
     assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_OK
     assert json.loads((run_copy / "metrics.json").read_text())["history"] == history
+
+
+def test_a_run_named_after_the_images_is_put_first_in_the_hint(
+        trained_run: Path, images: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `dlbox predict cat.png runs/x` said "pass the run directory dlbox
+    train wrote, not a file in it"."""
+    photo = str(images["photo"])
+    assert main(["predict", photo, str(trained_run)]) == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {trained_run} is a run directory, named after the images: the run comes first",
+        f"hint: dlbox predict {trained_run} {photo}"]

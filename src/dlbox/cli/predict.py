@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlbox.cli.common import path_flag, reject_empty_paths, reject_empty_run_dir
-from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
-from dlbox.text import plural, shown_name
+from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, UsageError
+from dlbox.text import plural, shell_quote, shown_name
 
 if TYPE_CHECKING:
     from dlbox.training.predict import PredictionResult
@@ -81,6 +81,18 @@ def exit_code_for(succeeded: int, failed: int) -> int:
     return EXIT_PARTIAL if succeeded else EXIT_ERROR
 
 
+def _refuse_swapped_arguments(run_dir: str, images: list[str]) -> None:
+    """`dlbox predict cat.jpg runs/x`: the run directory named after the image (review: "pass
+    the run directory dlbox train wrote, not a file in it")."""
+    from dlbox.training.checkpoint import CONFIG_FILE
+
+    if Path(run_dir).is_file() and images and (Path(images[-1]) / CONFIG_FILE).is_file():
+        in_order = [images[-1], run_dir, *images[:-1]]
+        raise UsageError(f"{images[-1]} is a run directory, named after the images: the run "
+                         "comes first",
+                         hint="dlbox predict " + " ".join(map(shell_quote, in_order)))
+
+
 def run(args: argparse.Namespace) -> int:
     from dlbox.training.checkpoint import checkpoint_path
     from dlbox.training.predict import (
@@ -93,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     reject_empty_run_dir(args)  # "" would be ".": the run dir predict was started in
     reject_empty_paths(args, ("device",), kind="value")
+    _refuse_swapped_arguments(args.run_dir, args.images)
     checkpoint_path(args.run_dir, args.checkpoint)  # --checkpoint "": its usage error, first
     # An empty IMAGE ("$IMG" unset) fails on its own like any file that cannot be read (the
     # others still get predictions), with a reason that says so rather than `no such file`.
