@@ -10,7 +10,12 @@ import torch
 from PIL import Image
 
 from dlbox.data import imagefolder
-from dlbox.data.imagefolder import decode_image, load_image_folder, skipped_entries
+from dlbox.data.imagefolder import (
+    decode_image,
+    describe_skipped,
+    load_image_folder,
+    skipped_entries,
+)
 from dlbox.data.loading import detect_layout, load_dataset
 from dlbox.data.synthetic import make_synthetic_images, write_fake_cifar10, write_fake_image_folder
 from dlbox.errors import DataError, UsageError
@@ -332,8 +337,12 @@ def test_skipped_entries_lists_what_loading_passes_over(tmp_path: Path) -> None:
     (root / "class_0" / ".DS_Store").write_bytes(b"x")
     (root / "class_1" / "more").mkdir()
     (root / "loose.png").write_bytes((root / "class_1" / "0000.png").read_bytes())
+    # review: a link to nothing named .png was "a file without an image extension"
+    (root / "class_1" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     assert skipped_entries(root) == (["class_0/notes.txt", "class_0/photo.heic"],
-                                     ["loose.png"], ["class_1/more/"])
+                                     ["loose.png"], ["class_1/more/"], ["class_1/gone.png"])
+    assert describe_skipped(*skipped_entries(root))[-1] == (
+        "1 image name that is no file (a link to nothing, a pipe) (class_1/gone.png)")
     assert len(load_image_folder(root)) == 2  # and loading indeed passes over them
 
 
@@ -406,7 +415,7 @@ def test_a_macos_zip_folder_is_not_a_class(tmp_path: Path) -> None:
         (junk / "._0000.png").write_bytes(b"\x00\x05\x16\x07")
     train = load_dataset(tmp_path, "train")
     assert train.classes == ("class_0", "class_1") and len(train) == 4
-    assert skipped_entries(root / "train") == ([], [], [])
+    assert skipped_entries(root / "train") == ([], [], [], [])
 
 
 # ---- found by review of `dlbox data check`: formats, empty splits, permissions ---------------
@@ -430,7 +439,7 @@ def test_a_tree_reads_every_format_a_predict_folder_is_searched_for(tmp_path: Pa
     means = data.images.float().mean(dim=(2, 3))
     for row, colour in zip(means.tolist(), colours.values(), strict=True):
         assert max(abs(a - b) for a, b in zip(row, colour, strict=True)) < 3, (row, colour)
-    assert skipped_entries(tmp_path) == ([], [], [])
+    assert skipped_entries(tmp_path) == ([], [], [], [])
 
 
 def test_a_split_without_images_says_where_they_go_and_what_is_read(tmp_path: Path) -> None:

@@ -235,19 +235,21 @@ def list_image_files(
 
 
 def skipped_entries(root: str | Path, classes: Sequence[str] | None = None,
-                    ) -> tuple[list[str], list[str], list[str]]:
+                    ) -> tuple[list[str], list[str], list[str], list[str]]:
     """What loading `root` passes over, as paths relative to it: (files in a class folder
     without an image extension (IMAGE_EXTENSIONS), files lying in `root` outside any class
-    folder, folders nested inside a class folder: only ROOT/<class>/<image> is read). Hidden
+    folder, folders nested inside a class folder: only ROOT/<class>/<image> is read, and
+    names with an image extension that are no file: a link to nothing, a pipe). Hidden
     names (.DS_Store, ._x.jpg) are left out: they are never images the user meant."""
     root = Path(root)
     names = tuple(classes) if classes is not None else find_classes(root)
     not_images: list[str] = []
     loose: list[str] = []
     nested: list[str] = []
+    not_files: list[str] = []
     root_mode = _mode(root)
     if root_mode is None or not stat.S_ISDIR(root_mode):
-        return not_images, loose, nested
+        return not_images, loose, nested, not_files
     loose.extend(entry.name for entry, mode in _entries(root, "folder")
                  if mode is None or not stat.S_ISDIR(mode))
     for name in names:
@@ -258,20 +260,24 @@ def skipped_entries(root: str | Path, classes: Sequence[str] | None = None,
         for entry, kind in _entries(folder, "class folder"):
             if kind is not None and stat.S_ISDIR(kind):
                 nested.append(f"{name}/{entry.name}/")
-            elif kind is None or not stat.S_ISREG(kind) or not has_image_extension(entry):
+            elif not has_image_extension(entry):
                 not_images.append(f"{name}/{entry.name}")
-    return not_images, loose, nested
+            elif kind is None or not stat.S_ISREG(kind):  # review: "without an extension"
+                not_files.append(f"{name}/{entry.name}")
+    return not_images, loose, nested, not_files
 
 
 def describe_skipped(not_images: Sequence[str], loose: Sequence[str],
-                     nested: Sequence[str]) -> list[str]:
-    """skipped_entries' three lists in words, one phrase per kind that is not empty:
+                     nested: Sequence[str], not_files: Sequence[str] = ()) -> list[str]:
+    """skipped_entries' lists in words, one phrase per kind that is not empty:
     "2 files without an image extension (a/x.heic, a/y.txt)", ..."""
     phrases = []
     for items, one, many in (
             (not_images, "file without an image extension", "files without an image extension"),
             (loose, "file outside the class folders", "files outside the class folders"),
-            (nested, "folder inside a class folder", "folders inside class folders")):
+            (nested, "folder inside a class folder", "folders inside class folders"),
+            (not_files, "image name that is no file (a link to nothing, a pipe)",
+             "image names that are no files (links to nothing, pipes)")):
         if items:
             shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
             phrases.append(f"{len(items)} {one if len(items) == 1 else many} ({shown})")
