@@ -185,3 +185,23 @@ def test_a_name_in_a_hint_or_a_line_pastes_back_into_bash_as_its_bytes(raw: byte
             pasted = subprocess.run(["bash", "-c", "printf %s " + shown], capture_output=True,
                                     check=True, env={**os.environ, "LC_ALL": locale})
             assert pasted.stdout == raw, (shown, locale)
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["train", "extra"], "usage: dlbox train "),
+    (["image", "build", "--dry-run", "one", "two"], "usage: dlbox image build "),
+    (["data", "check", "extra"], "usage: dlbox data check "),
+    (["--bogus"], "usage: dlbox "),
+])
+def test_an_extra_argument_is_told_with_its_commands_usage(
+        argv: list[str], usage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `dlbox train extra` printed dlbox's own usage (COMMAND ...), not
+    `dlbox train`'s, above "unrecognized arguments: extra"."""
+    from dlbox.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage), err
+    assert err.splitlines()[-1].endswith(f"error: unrecognized arguments: {argv[-1]}")

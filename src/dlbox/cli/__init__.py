@@ -60,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def chosen_parser(parser: argparse.ArgumentParser,
+                  args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command the arguments chose: `dlbox image build`'s for
+    `dlbox image build ...`, dlbox's own when none was chosen."""
+    while True:
+        found = next((action for action in parser._actions
+                      if isinstance(action, argparse._SubParsersAction)), None)
+        name = getattr(args, found.dest, None) if found is not None else None
+        if found is None or name not in found.choices:
+            return parser
+        parser = found.choices[name]
+
+
 def report_error(error: DlboxError) -> None:
     print("\n".join(error.report_lines()), file=sys.stderr)
 
@@ -179,7 +192,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said with the usage of the command given, not dlbox's (review)
+        chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     _write_names_as_they_are(sys.stdout)
     if not getattr(args, "func", None):
         parser.print_help()
