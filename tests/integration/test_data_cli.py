@@ -20,6 +20,8 @@ from dlbox.data.synthetic import (
     write_fake_cifar10_archive,
     write_fake_image_folder,
 )
+from dlbox.training.config import build_config
+from dlbox.training.loop import TrainingStopped, resume, train
 
 
 @pytest.fixture(scope="module")
@@ -465,6 +467,14 @@ def test_check_notes_an_image_tree_that_the_batches_shadow(
             "tree)")
     assert note in capsys.readouterr().err.splitlines()
     assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+    assert note in capsys.readouterr().err.splitlines()
+    stopped = tmp_path / "stopped"  # a resume reads the data too
+    with pytest.raises(TrainingStopped):
+        train(build_config("tiny", device="cpu", epochs=3, data_dir=str(tmp_path),
+                           run_dir=str(stopped)), progress=False, evaluate_at_end=False,
+              stop=lambda epoch, step: epoch == 2)
+    capsys.readouterr()
+    resume(stopped, progress=False, evaluate_at_end=False)
     assert note in capsys.readouterr().err.splitlines()
 
 

@@ -849,8 +849,8 @@ def test_a_damaged_metrics_file_is_hinted_with_what_deleting_it_does(
     (run_copy / "metrics.json").write_text("[1, 2]")
     assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_ERROR
     assert capsys.readouterr().err.splitlines()[1] == (
-        "hint: restore it, or delete it: dlbox evaluate writes it again, the training history "
-        "from checkpoints/last.pt")
+        "hint: restore it, or delete it: dlbox evaluate (without --checkpoint) writes it "
+        "again, the training history from checkpoints/last.pt")
     (run_copy / "metrics.json").unlink()
     assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_OK
     assert json.loads((run_copy / "metrics.json").read_text())["history"] == history

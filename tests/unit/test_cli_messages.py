@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dlbox import cli
-from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, UsageError
 
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -205,3 +205,20 @@ def test_an_extra_argument_is_told_with_its_commands_usage(
     err = capsys.readouterr().err
     assert err.startswith(usage), err
     assert err.splitlines()[-1].endswith(f"error: unrecognized arguments: {argv[-1]}")
+
+
+def test_a_path_starting_with_the_tilde_of_no_user_is_taken_as_it_is(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: path flags expand ~ (for --output=~/x), and ~name of no user (an
+    Office lock file, ~$report.docx) then raised a RuntimeError out of argparse: a
+    traceback."""
+    from dlbox.cli import main
+    from dlbox.jupyter.notebooks import check_settings
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(tmp_path / "no-run"), "--output", "~dlbox-no-user/x"]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: run directory {tmp_path / 'no-run'} does not exist")
+    with pytest.raises(UsageError, match="^MY_IMAGE = '~dlbox-no-user/a.png' is no file"):
+        check_settings(MY_IMAGE="~dlbox-no-user/a.png")

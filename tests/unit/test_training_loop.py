@@ -868,7 +868,7 @@ def test_a_new_run_into_a_folder_that_is_training_is_told_so(tmp_path: Path) -> 
         with pytest.raises(RunDirError) as caught:
             create_run_dir(run)
         assert caught.value.message == f"a dlbox run is training in {run} right now"
-        assert caught.value.hint == "pass another --run-dir, or wait for it to end"
+        assert caught.value.hint == "pass another --run-dir: this one holds a run"
     finally:
         holder.communicate("", timeout=30)
     with pytest.raises(RunDirError, match="already holds a run"):
@@ -902,8 +902,11 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(fake_cifar_dir
     resume(run, progress=False, evaluate_at_end=False)  # as it was: resumed, and finished
     config.write_text(json.dumps({**read_json(config), "epochs": 3}))
     with pytest.raises(RunDirError, match="says epochs 3, but the run's checkpoint was "
-                                          "trained with 2"):
+                                          "trained with 2") as finished:
         resume(run, progress=False, evaluate_at_end=False)
+    assert finished.value.hint == (  # not "put it back to resume": there is nothing to resume
+        f"the run finished: put epochs back to 2 in config.json, and evaluate it (dlbox "
+        f"evaluate {run}) or start a new run with the settings you want")
     config.write_text(json.dumps({**read_json(config), "epochs": 2, "device": "cpu"}))
     with pytest.raises(AlreadyFinished):  # the device may change
         resume(run, progress=False, evaluate_at_end=False)

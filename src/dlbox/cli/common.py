@@ -53,7 +53,12 @@ def path_flag(value: str) -> Path | str:
     """argparse `type` for a path flag: a Path, `~` expanded (the shell leaves the one of
     `--output=~/x` as it is: review found a folder named `~` made), except that an empty
     value stays "" for reject_empty_paths to refuse (`Path("")` is ".", silently)."""
-    return Path(value).expanduser() if value.strip() else value
+    if not value.strip():
+        return value
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~name of no user (Office's ~$report.docx): the name as it is
+        return Path(value)
 
 
 class Terminated(SystemExit):

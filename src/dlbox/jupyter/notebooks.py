@@ -161,9 +161,17 @@ def check_settings(**settings: object) -> None:
         if not path_like(image):
             refuse("MY_IMAGE", "is not a file", "None (a drawing) or a photo's path, as a "
                    'string such as "~/Pictures/cat.jpg"')
-        elif not Path(str(image)).expanduser().is_file():
+        elif not expanded(str(image)).is_file():
             refuse("MY_IMAGE", "is no file here", "the path of a photo of yours, or None to "
                    "draw one")
+
+
+def expanded(path: str) -> Path:
+    """`path` with a leading ~ expanded; as it is where ~name names no user."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
 
 
 # The synthetic look-alike has as many images as CIFAR-10 at most, and at least these (so

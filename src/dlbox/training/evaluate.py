@@ -316,7 +316,7 @@ def load_test_split(config: Any, data_dir: str | Path | None,
         dataset = load_dataset(root, "test", limit)
     shadowed = shadowed_image_tree(root)
     if shadowed is not None:
-        note = "\n".join(line for line in (note, f"note: {shadowed}") if line)
+        note = f"{note}\nnote: {shadowed}" if note else f"note: {shadowed}"
     return dataset, note
 
 
@@ -394,8 +394,8 @@ def read_metrics_file(path: Path) -> dict[str, Any]:
             return {}
     # (review: it said a deletion kept "only the test metrics"; evaluate writes the history
     # again from the checkpoint's, catch_up_metrics)
-    hint = ("restore it, or delete it: dlbox evaluate writes it again, the training history "
-            "from checkpoints/last.pt")
+    hint = ("restore it, or delete it: dlbox evaluate (without --checkpoint) writes it "
+            "again, the training history from checkpoints/last.pt")
     try:
         existing = read_json(path)
     except (OSError, ValueError) as error:

@@ -248,9 +248,14 @@ def run_lock(run_dir: Path,
     the kernel's lock (flock) on the folder itself (see fileio.exclusive_lock), so it leaves
     no file in the run; it ends with the process, a crash or SIGKILL included, so a stale
     lock never blocks anyone."""
-    busy = RunDirError(f"a dlbox run is training in {run_dir} right now", hint=busy_hint)
-    with exclusive_lock(run_dir, busy):
+    with exclusive_lock(run_dir, busy_error(run_dir, busy_hint)):
         yield
+
+
+def busy_error(run_dir: Path, hint: str) -> RunDirError:
+    """The error for a run dir whose lock another dlbox holds (a training; an evaluation
+    holds it for its seconds too)."""
+    return RunDirError(f"a dlbox run is training in {run_dir} right now", hint=hint)
 
 
 def saved_nothing(path: Path) -> bool:
@@ -300,8 +305,7 @@ def create_run_dir(path: Path) -> Path:
                           hint="pass another --run-dir")
     if path.is_dir() and any(path.iterdir()) and not saved_nothing(path):
         if held_elsewhere(path):  # review: "continue it with --resume" was then refused
-            raise RunDirError(f"a dlbox run is training in {path} right now",
-                              hint="pass another --run-dir, or wait for it to end")
+            raise busy_error(path, "pass another --run-dir: this one holds a run")
         if (path / CONFIG_FILE).exists():
             if says_finished(checkpoint_path(path, "last")):  # --resume: "nothing to resume"
                 raise RunDirError(f"{path} already holds a run, which finished",
@@ -680,6 +684,7 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
                                    or not recorded, classes=state.get("classes")):
         train_set = load_split(resolved_data, "train", config.num_train)
         test_set = load_split(resolved_data, "test", config.num_test)
+    note_a_shadowed_image_tree(resolved_data)
     # Nothing in the run dir changes until the checkpoint is known to fit this data, and
     # metrics.json (which every epoch rewrites, keeping what evaluate added) to be readable.
     _check_resume_fits(path, state, config, train_set, trained_on)
@@ -721,8 +726,12 @@ def _check_config_unchanged(run_dir: Path, config: TrainConfig, state: dict[str,
                 f"{run_dir / CONFIG_FILE} says {name} {json.dumps(now[name])}, but the run's "
                 f"checkpoint was trained with {json.dumps(saved[name])}: a resumed run keeps "
                 "its settings",
-                hint=f"put {name} back to {json.dumps(saved[name])} in config.json to resume; "
-                     "for other settings, start a new run with them")
+                hint=(f"the run finished: put {name} back to {json.dumps(saved[name])} in "
+                      f"config.json, and evaluate it (dlbox evaluate {shell_quote(run_dir)}) "
+                      "or start a new run with the settings you want"
+                      if state.get("finished") else
+                      f"put {name} back to {json.dumps(saved[name])} in config.json to resume; "
+                      "for other settings, start a new run with them"))
 
 
 def _check_resumable_in_place(run_dir: Path) -> None:
