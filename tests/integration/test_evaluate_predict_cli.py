@@ -279,7 +279,7 @@ def test_a_chosen_file_that_is_no_checkpoint_is_hinted_as_the_flags_fault(
     torch.save({"a": 1}, other)
     text = tmp_path / "text.pt"
     text.write_text("not a checkpoint\n")
-    for chosen in (other, text, run_copy / "config.json"):
+    for chosen in (other, text, run_copy / "config.json"):  # files outside checkpoints/
         for command in (["evaluate", str(run_copy)], ["predict", str(run_copy), "x.png"]):
             assert main([*command, "--checkpoint", str(chosen)]) == EXIT_ERROR
             lines = capsys.readouterr().err.splitlines()
@@ -287,6 +287,11 @@ def test_a_chosen_file_that_is_no_checkpoint_is_hinted_as_the_flags_fault(
             assert lines[1] == ("hint: pass --checkpoint a file `dlbox train` saved (a run's "
                                 "checkpoints/*.pt), or leave --checkpoint out for the run's "
                                 "last"), lines
+    # the run's own checkpoint, damaged, named by its path: the damaged file's hint stays
+    last = run_copy / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    assert main(["predict", str(run_copy), "x.png", "--checkpoint", str(last)]) == EXIT_ERROR
+    assert "it is damaged or was edited" in capsys.readouterr().err.splitlines()[1]
 
 
 def test_data_listing_the_runs_classes_in_another_order_is_matched_by_name(

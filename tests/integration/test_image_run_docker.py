@@ -264,5 +264,10 @@ def test_a_missing_image_names_the_tags_this_folder_was_built_under(
         assert named.stderr.splitlines()[1] == (
             "hint: check the name (docker images lists those here), or build it: dlbox image "
             "build --tag dlbox-test-none:x"), named.stderr
+        # no project here and no --tag: the built-in project's image, which is built bare
+        from dlbox.container.run import RunOptions, missing_image_hint
+
+        assert missing_image_hint(engine, RunOptions(image="dlbox:latest", command=("true",))) \
+            == "build it first: dlbox image build (or pass --tag IMAGE)"
     finally:
         engine.images.remove(tag, force=True)

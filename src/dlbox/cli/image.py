@@ -314,7 +314,9 @@ def default_run_image() -> tuple[str, Path | None]:
                              hint=f"{error.hint + '; or' if error.hint else 'fix it, or'} "
                                   "pass --tag IMAGE to run an image you built") from None
         return f"{project.image_name}:latest", project.root
-    return "dlbox:latest", None
+    from dlbox.container.run import BUILTIN_IMAGE
+
+    return BUILTIN_IMAGE, None
 
 
 def run_run(args: argparse.Namespace) -> int:

@@ -312,10 +312,15 @@ def made_here_note(runs_dir: Path, names: list[str], shown: int = 3) -> str | No
             + ", ".join(str(runs_dir / name) for name in names[:shown]) + more)
 
 
+BUILTIN_IMAGE = "dlbox:latest"  # what `image run` runs outside a project, without --tag
+
+
 def missing_image_hint(client: Any, options: RunOptions) -> str:
     """What to run for an image that is not here: the images built from this folder under
     other tags, when there are (review: "build it first" in a folder built with --tag); a
     name given with --tag is checked or built."""
+    if options.project_dir is None and options.image == BUILTIN_IMAGE:  # no project here
+        return "build it first: dlbox image build (or pass --tag IMAGE)"
     if options.project_dir is None:  # --tag NAME
         return (f"check the name (docker images lists those here), or build it: dlbox image "
                 f"build --tag {options.image}")

@@ -631,8 +631,10 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
         state = load_checkpoint(path)
         check_checkpoint(state, path)
     except RunDirError as error:
-        if is_checkpoint_file_path(checkpoint):  # a file the user chose, not the run's own
-            error.hint = CHOSEN_CHECKPOINT_HINT  # (review: "pass a run directory", "damaged")
+        # a file the user chose, not the run's own (review: "pass a run directory",
+        # "damaged: train again"); a file that cannot be read keeps its permissions hint
+        if not isinstance(error, RunFileUnreadable) and outside_the_run(path, run_dir):
+            error.hint = CHOSEN_CHECKPOINT_HINT
         raise
     _refuse_another_runs(state, path, run_dir, config)
     classes = tuple(state.get("classes") or ())
