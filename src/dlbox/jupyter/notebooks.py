@@ -225,9 +225,15 @@ def training_history(run_dir: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         history = []
     if not history:
+        from dlbox.text import shell_quote
+
+        saved = (Path(run_dir) / "checkpoints" / "last.pt").is_file()  # a RUN_DIR holding it
         raise RunDirError(f"the run in {run_dir} has no finished epoch to plot: its training "
                           "was stopped in its first epoch",
-                          hint="run the training cell again, to its end")
+                          hint=("run the training cell again, with RUN_DIR set to a new "
+                                "folder (or None), or resume this run in a terminal: dlbox "
+                                f"train --resume {shell_quote(run_dir)}") if saved else
+                          "run the training cell again, to its end")
     return list(history)
 
 
