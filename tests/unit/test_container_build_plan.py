@@ -1545,14 +1545,21 @@ def test_a_python_the_project_does_not_allow_is_named_with_an_image_that_has_one
     _, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"), facts=no_probe)
     assert ("warning: the project requires Python >=3.12; the base image "
             "python:3.11-slim-bookworm has 3.11 (assumed): the build will refuse; pass "
-            "--base-image python:3.12-slim-bookworm (or another Debian/Ubuntu image with that "
+            "--base-image python:3.13-slim-bookworm (or another Debian/Ubuntu image with that "
             "Python)") in notes, notes
     project = detect_project(tmp_path)
     assert B.python_mismatch(project, "3.12.1", "python:3.12-slim-bookworm") is None
     assert B.python_mismatch(project, "3.11.2", "dlbox-base:bookworm") == (
         "the project requires Python >=3.12; the base image dlbox-base:bookworm has 3.11.2",
-        "pass --base-image python:3.12-slim-bookworm (or another Debian/Ubuntu image with "
-        "that Python)")
+        "pass --base-image python:3.13-slim-bookworm (or another Debian/Ubuntu image with "
+        "that Python)")  # the newest that fits
+    # a GPU build on a CUDA base image: not a python: image, which has no CUDA libraries
+    assert B.python_mismatch(project, "3.8.10", "nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04",
+                             cuda_system=True)[1].startswith("pass --base-image with a CUDA image")
+    # a --base-image: its Python is not known before the build, so none is assumed of it
+    _, given = B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu",
+                                        base_image="python:3.12-slim-bookworm"), facts=no_probe)
+    assert not any("requires Python" in note for note in given), given
 
 
 @pytest.mark.parametrize("name, whose, fix", [

@@ -889,9 +889,12 @@ def relock_command(request: BuildRequest) -> str:
 OFFICIAL_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
 
 
-def python_mismatch(project: Project, python: str, base_image: str) -> tuple[str, str] | None:
+def python_mismatch(project: Project, python: str, base_image: str,
+                    cuda_system: bool = False) -> tuple[str, str] | None:
     """(error, hint) when the base image's Python is not one the project's requires-python
-    allows; the hint names an image whose Python is (review: "a fitting Python", no name)."""
+    allows; the hint names an image whose Python is (review: "a fitting Python", no name),
+    the newest, as _python_error does; for a build on a CUDA base image (`cuda_system`: the
+    GPU build needs its CUDA libraries), another such image."""
     if not project.requires_python:
         return None
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -902,10 +905,13 @@ def python_mismatch(project: Project, python: str, base_image: str) -> tuple[str
         return None  # project.py refuses one it cannot read; nothing to add here
     if allowed.contains(python, prereleases=True):
         return None
-    fitting = next((v for v in OFFICIAL_PYTHONS if allowed.contains(f"{v}.0", prereleases=True)
+    fitting = next((v for v in reversed(OFFICIAL_PYTHONS)
+                    if allowed.contains(f"{v}.0", prereleases=True)
                     or allowed.contains(f"{v}.99", prereleases=True)), None)
     return (f"the project requires Python {project.requires_python}; the base image "
             f"{base_image} has {python}",
+            "pass --base-image with a CUDA image (nvidia/cuda, Ubuntu) whose python3 fits "
+            "requires-python, or loosen requires-python" if cuda_system else
             f"pass --base-image python:{fitting}-slim-bookworm (or another Debian/Ubuntu image "
             "with that Python)" if fitting else
             "pass --base-image with a Debian/Ubuntu image whose python3 fits requires-python")
@@ -945,8 +951,11 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
                 f"no {p.key} entry in {p.lock_path.name} yet: the build resolves one")
         notes.append(f"{what} (assuming Python {python} for the framework choice) and "
                      "writes it")
-        mismatch = python_mismatch(p.project, python, base)
-        if mismatch is not None:  # what the build refuses once it has seen the image's Python
+        # what the build refuses once it has seen the image's Python (not known for a
+        # --base-image: none is assumed of it)
+        mismatch = None if p.base_image else python_mismatch(
+            p.project, python, base, resolved.variant == "cuda-system")
+        if mismatch is not None:
             notes.append(f"warning: {mismatch[0]} (assumed): the build will refuse; "
                          f"{mismatch[1]}")
         notes += [f"why: {reason}" for reason in resolved.reasons]
@@ -1540,7 +1549,7 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
     check_project_allows(project, p.framework, resolved.version)
     lines = framework_requirement(resolved)
     requirements = requirements_input(project, p.framework, lines)
-    mismatch = python_mismatch(project, python, base_image)
+    mismatch = python_mismatch(project, python, base_image, resolved.variant == "cuda-system")
     if mismatch is not None:
         raise ContainerError(*mismatch)
     in_house = framework_in_wheelhouse(p.wheelhouse, framework_dist(resolved),
