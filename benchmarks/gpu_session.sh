@@ -196,6 +196,7 @@ run_step() {
         # The step may have ended (and bash reaped it) between the signal that cut the wait
         # short, whose 128 + N is in rc, and `kill -0`: bash kept its status for one more
         # wait (127 when the wait above had it). Seen on a loaded machine: rc=130, not 143.
+        local again
         wait "$STEP_PID" 2>/dev/null
         again=$?
         if (( again != 127 )); then rc=$again; fi

@@ -869,4 +869,5 @@ def test_a_run_named_after_the_images_is_put_first_in_the_hint(
     assert main(["predict", photo, str(trained_run)]) == EXIT_USAGE
     assert capsys.readouterr().err.splitlines() == [
         f"error: {trained_run} is a run directory, named after the images: the run comes first",
-        f"hint: dlbox predict {trained_run} {photo}"]
+        f"hint: name it before the images, with the same flags: dlbox predict {trained_run} "
+        "IMAGE..."]

@@ -1255,9 +1255,18 @@ def test_a_misspelt_or_impossible_requirement_is_one_error_line_naming_it(
         "    torchvision 0.16.0 depends on torch==2.1.0\n\n"
         "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/\n")
     assert companion.hint == (
-        "torchvision 0.16.0 is made for torch 2.1.0, and the build's torch is 2.13.0: pass "
-        "--framework-version 2.1.0 to build with torch 2.1.0, or require a torchvision made "
-        "for torch 2.13.0 (or torchvision unpinned: pip picks one)")
+        "torchvision 0.16.0 is made for torch 2.1.0, and the build's torch is 2.13.0: build "
+        "with torch 2.1.0 (pin torch==2.1.0 in the project's requirements, or pass "
+        "--framework-version 2.1.0), or require a torchvision made for torch 2.13.0 (or "
+        "torchvision unpinned: pip picks one)")
+    local = resolve_with(  # a local build and a marker on the dependency: the same hint
+        "ERROR: Cannot install torch==2.13.0+cu126 and torchvision==0.16.0+cu121 because "
+        "these package versions have conflicting dependencies.\n\nThe conflict is caused by:\n"
+        "    The user requested torch==2.13.0+cu126\n"
+        "    torchvision 0.16.0+cu121 depends on torch==2.1.0+cu121; platform_machine == "
+        "\"x86_64\"\n\n")
+    assert (local.hint or "").startswith("torchvision 0.16.0+cu121 is made for torch 2.1.0, "
+                                         "and the build's torch is 2.13.0: ")
     # In the image, pip names a line of the requirements file dlbox wrote: the requirement
     # on that line is shown instead (recorded from a real build of that project).
     monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(

@@ -499,6 +499,10 @@ def test_a_link_local_address_is_listened_on_through_its_interface() -> None:
         bind_probe("fe80::1%dlbox-none9", 0)
     assert listen_error("fe80::1%dlbox-none9", 0, no_such.value).message == (
         "--ip fe80::1%dlbox-none9: this machine has no network interface 'dlbox-none9'")
+    with pytest.raises(OSError) as not_link_local:  # review: "no network interface 'lo'"
+        bind_probe("::1%lo", 0)
+    assert listen_error("::1%lo", 0, not_link_local.value).message == (
+        "--ip ::1%lo: an interface goes only with a link-local address (fe80::...)")
     found = _link_local_addresses()
     if not found:
         pytest.skip("this machine has no link-local IPv6 address")

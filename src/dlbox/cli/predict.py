@@ -87,10 +87,10 @@ def _refuse_swapped_arguments(run_dir: str, images: list[str]) -> None:
     from dlbox.training.checkpoint import CONFIG_FILE
 
     if Path(run_dir).is_file() and images and (Path(images[-1]) / CONFIG_FILE).is_file():
-        in_order = [images[-1], run_dir, *images[:-1]]
         raise UsageError(f"{images[-1]} is a run directory, named after the images: the run "
                          "comes first",
-                         hint="dlbox predict " + " ".join(map(shell_quote, in_order)))
+                         hint=f"name it before the images, with the same flags: dlbox predict "
+                              f"{shell_quote(images[-1])} IMAGE...")
 
 
 def run(args: argparse.Namespace) -> int:

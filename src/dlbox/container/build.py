@@ -1044,13 +1044,16 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
         if line.startswith("DLBOX_RESOLVE "):
             data = json.loads(line[len("DLBOX_RESOLVE "):])
             return data["python"], pins_from_report({"install": data["install"]})
-    said = (captured.stderr + "\n" + captured.stdout).splitlines()
-    if (proxy := S.proxy_failure_hint(said)) is not None:  # pip then finds no version either
+    said = captured.stderr + "\n" + captured.stdout
+    conflict = conflicting_requirements(said, requirements)
+    if conflict is not None:
+        raise ContainerError(conflict[0], hint=conflict[1])
+    missing = missing_requirement(said)
+    if missing is not None and (proxy := S.proxy_failure_hint(said.splitlines())) is not None:
+        # no version found because the proxy let pip reach no index (a retry's warning that
+        # a later retry got past is not it: pip then finds the versions)
         raise ContainerError("pip could not reach the package index through the proxy while "
                              "resolving the requirements inside the image", hint=proxy)
-    missing = (missing_requirement(captured.stderr + "\n" + captured.stdout)
-               or conflicting_requirements(captured.stderr + "\n" + captured.stdout,
-                                           requirements))
     if missing is not None:
         raise ContainerError(missing[0], hint=missing[1])
     failed = source_build_failure(captured.stdout, captured.stderr)
@@ -1172,7 +1175,8 @@ def conflicting_requirements(output: str, requirements: Sequence[str] = ()
 
 
 # "torchvision 0.16.0 depends on torch==2.1.0" beside "The user requested torch==2.13.0+cpu"
-_NEEDS_FRAMEWORK = re.compile(r"^(\S+) (\S+) depends on (torch|tensorflow|jax)==([\w.]+)$")
+_NEEDS_FRAMEWORK = re.compile(r"^(\S+) (\S+) depends on (torch|tensorflow|jax)==([\w.]+)"
+                              r"(?:\+\S+)?(?:;.*)?$")
 _FRAMEWORK_ASKED = re.compile(r"^The user requested (torch|tensorflow|jax)==([^+\s]+)")
 
 
@@ -1186,9 +1190,10 @@ def _framework_pin_hint(causes: Sequence[str]) -> str | None:
         return None
     package, version, framework, wanted = needs.groups()
     return (f"{package} {version} is made for {framework} {wanted}, and the build's "
-            f"{framework} is {asked.group(2)}: pass --framework-version {wanted} to build with "
-            f"{framework} {wanted}, or require a {package} made for {framework} "
-            f"{asked.group(2)} (or {package} unpinned: pip picks one)")
+            f"{framework} is {asked.group(2)}: build with {framework} {wanted} (pin "
+            f"{framework}=={wanted} in the project's requirements, or pass --framework-version "
+            f"{wanted}), or require a {package} made for {framework} {asked.group(2)} (or "
+            f"{package} unpinned: pip picks one)")
 
 
 def probe_python(client: Any, image: str) -> str:

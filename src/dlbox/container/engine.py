@@ -288,12 +288,12 @@ def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -
         hint = ("the base image is not on this machine and could not be pulled: build it "
                 "(scripts/build-base-image.sh) or pass --base-image with a local image or a "
                 "registry mirror")
-    elif (proxy := proxy_failure_hint(log[-40:])) is not None:  # before pip's "no match"
-        hint = proxy
     elif any("Could not find a version that satisfies" in line or "No matching distribution"
              in line for line in log[-40:]):
-        hint = ("pip found no matching package: offline? pass --wheelhouse DIR holding the "
-                "wheels, or --relock if the lock names versions that no longer exist")
+        # found nothing: because the proxy let pip reach no index, when pip says so
+        hint = proxy_failure_hint(log[-40:]) or (
+            "pip found no matching package: offline? pass --wheelhouse DIR holding the "
+            "wheels, or --relock if the lock names versions that no longer exist")
     elif any("CERTIFICATE_VERIFY_FAILED" in line or "SSLError" in line for line in log[-40:]):
         hint = ("TLS to the package index failed: behind a TLS-intercepting proxy pass its CA "
                 "with --ca-cert FILE")

@@ -175,10 +175,16 @@ def listen_error(ip: str, port: int, error: OSError) -> UsageError:
                           hint="pick a port above 1023 (--port 8888), or --port 0 for any "
                                "free one")
     if isinstance(error, socket.gaierror) and "%" in ip:  # fe80::1%eth9: bind looked it up
-        interface = ip.partition("%")[2]
-        return UsageError(f"--ip {ip}: this machine has no network interface {interface!r}",
-                          hint="name the interface the address is on (`ip address` lists "
-                               "each interface's addresses)")
+        address, _, interface = ip.partition("%")
+        try:
+            socket.if_nametoindex(interface)
+        except OSError:
+            return UsageError(f"--ip {ip}: this machine has no network interface "
+                              f"{interface!r}", hint="name the interface the address is on "
+                                                     "(`ip address` lists each interface's "
+                                                     "addresses)")
+        return UsageError(f"--ip {ip}: an interface goes only with a link-local address "
+                          "(fe80::...)", hint=f"pass --ip {address}, without %{interface}")
     if code == errno.EINVAL and _unscoped_link_local(ip):
         return UsageError(f"--ip {ip} is a link-local address, which is reached through one "
                           "network interface, and names none",
