@@ -16,9 +16,14 @@ FOLDER_HINT = (f"point --data DIR (or {DATA_ENV_VAR}) at a folder; "
                "`dlbox data fetch` creates it if it does not exist")
 
 
+def cache_dir() -> Path:
+    """dlbox's per-user cache folder, e.g. ~/.cache/dlbox on Linux."""
+    return Path(platformdirs.user_cache_dir("dlbox", appauthor=False))
+
+
 def default_data_dir() -> Path:
     """The per-user cache location, e.g. ~/.cache/dlbox/data on Linux."""
-    return Path(platformdirs.user_cache_dir("dlbox", appauthor=False)) / "data"
+    return cache_dir() / "data"
 
 
 def data_flag(data_dir: str | Path) -> str:

@@ -200,8 +200,9 @@ def synthetic_cifar10(folder: Path | None, num_train: int | None, num_test: int 
     if folder is not None:
         write_fake_cifar10(folder, counts["train"], counts["test"], seed)
         return folder
-    kept = (Path(platformdirs.user_cache_dir("dlbox", appauthor=False)) / "synthetic"
-            / f"train{counts['train']}-test{counts['test']}-seed{seed}")
+    from dlbox.data.paths import cache_dir
+
+    kept = cache_dir() / "synthetic" / f"train{counts['train']}-test{counts['test']}-seed{seed}"
     if not kept.is_dir():  # written aside, then renamed: a stopped kernel leaves no half
         kept.parent.mkdir(parents=True, exist_ok=True)
         aside = Path(tempfile.mkdtemp(prefix=".writing-", dir=kept.parent))
