@@ -89,6 +89,19 @@ def test_more_threads_than_four_per_core_are_refused_where_the_user_sets_them() 
     assert TrainConfig.from_dict({"model": "tiny", "threads": 100_000}).threads == 100_000
 
 
+def test_more_threads_than_cores_are_noted(capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: --threads 8 on 2 cores made an epoch ten times slower, silently."""
+    from dlbox.training.device import available_cpus
+
+    cores = available_cpus()
+    build_config("tiny", device="cpu", threads=cores)
+    assert capsys.readouterr().err == ""
+    build_config("tiny", device="cpu", threads=cores + 1)
+    assert capsys.readouterr().err == (
+        f"note: --threads {cores + 1} is more than the {cores} cores here: the threads take "
+        "turns, which is often slower than one a core (leave --threads out for one a core)\n")
+
+
 def test_unknown_model_in_build_config() -> None:
     with pytest.raises(UsageError, match="unknown model"):
         build_config("nope", device="cpu")

@@ -198,6 +198,13 @@ def check_threads(threads: int | None) -> None:
     if isinstance(threads, int) and threads > most:
         raise UsageError(f"threads must be at most {most} ({THREADS_PER_CORE} per core of this "
                          f"machine), got {threads}", hint="leave --threads out to use every core")
+    if isinstance(threads, int) and threads > available_cpus():
+        # review: 8 on 2 cores made an epoch ten times slower, without a word
+        from dlbox.text import tell
+
+        tell(f"note: --threads {threads} is more than the {available_cpus()} cores here: the "
+             "threads take turns, which is often slower than one a core (leave --threads out "
+             "for one a core)")
 
 
 def _is_finite_number(value: Any) -> bool:
