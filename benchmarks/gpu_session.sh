@@ -446,17 +446,19 @@ preflight() {
         missing+=("$AIRBENCH_SCRIPT")
     fi
     if (( ${#missing[@]} )); then
+        # into session.log where it is this call's own: an earlier session's stays as it was
         { echo "error: gpu_session.sh: missing ${missing[*]}"
           echo "hint: make .data and .airbench as docs/gpu-session.md's table says, and carry" \
-               "them"; } | tee -a "$OUT/session.log" >&2
+               "them"; } | if (( ${#earlier[@]} )); then cat >&2
+                          else tee -a "$OUT/session.log" >&2; fi
         exit 2
     fi
 }
 
 earlier=()
 for name in $OUT_FILES; do [ -e "$OUT/$name" ] && earlier+=("$name"); done
+preflight  # first: a refused call leaves an earlier session's files (review: it removed them)
 (( ${#earlier[@]} )) && (cd "$OUT" && rm -f -- "${earlier[@]}")
-preflight
 trap 'stop_steps SIGINT' INT
 trap 'stop_steps SIGTERM' TERM
 # Everything to the terminal and to session.log. The tee ignores Ctrl-C and SIGTERM (a

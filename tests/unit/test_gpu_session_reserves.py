@@ -97,6 +97,14 @@ def test_a_missing_carried_folder_stops_the_call_before_any_step(tmp_path: Path)
     assert result.returncode == 2
     assert "missing .data/jpeg_to_cifar_batches.py .data/pylib/platformdirs\n" in \
         result.stderr
+    # An earlier session's results in OUT stay where the call is refused (review: removed)
+    (tmp_path / "out" / "speedrun.json").write_text("{}")
+    kept = (tmp_path / "out" / "session.log").read_text()
+    result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "error: gpu_session.sh: missing" in result.stderr
+    assert (tmp_path / "out" / "speedrun.json").read_text() == "{}"
+    assert (tmp_path / "out" / "session.log").read_text() == kept
 
 
 @pytest.mark.parametrize("args", [["--smok"], ["--help", "extra"], ["-x"]])
