@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,8 +78,10 @@ def read_steps(path: Path) -> list[dict[str, Any]]:
             step = json.loads(line)
         except ValueError:
             continue
-        if isinstance(step, dict):
-            steps.append(step)
+        if isinstance(step, dict) and isinstance(step.get("step"), str):
+            # times that are no numbers are no times (review: a string start raised)
+            steps.append({**step, **{key: number(step.get(key)) for key in ("start", "end")
+                                     if key in step}})
     return steps
 
 
@@ -102,8 +105,9 @@ def with_gpu_peaks(steps: list[dict[str, Any]],
     and end (None when none was, or the step did not run)."""
     out = []
     for step in steps:
+        start, end = number(step.get("start")), number(step.get("end"))
         inside = [m for t, m in samples
-                  if step.get("start") and step["start"] <= t <= step["end"]]
+                  if start is not None and end is not None and start <= t <= end]
         out.append({**step, "gpu_memory_used_peak_mib": max(inside) if inside else None})
     return out
 
@@ -121,6 +125,20 @@ def load_results(out: Path, work: Path) -> StepResults:
 
 # ---- the figures ------------------------------------------------------------------------------
 
+def number(value: Any) -> float | None:
+    """`value` where it is a finite number, else None: a figure of a file that is valid JSON
+    but not of the shape written (review: a string or a list raised, and the summary was
+    lost, which the session's figures are read from)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
+
+
+def dicts(value: Any) -> list[dict[str, Any]] | None:
+    """The objects of a list (its runs, its history), None where it is no list."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else None
+
+
 def get(doc: Any, *keys: str) -> Any:
     """doc[k1][k2]..., or None as soon as a level is not a dict or lacks the key."""
     for key in keys:
@@ -132,7 +150,7 @@ def get(doc: Any, *keys: str) -> Any:
 
 def train_run_figures(metrics: Any) -> dict[str, Any]:
     """The figures of one `dlbox train` run's metrics.json (all None without one)."""
-    history = get(metrics, "history") or [{}]
+    history = dicts(get(metrics, "history")) or [{}]
     return {"test_accuracy": get(metrics, "final", "test_accuracy"),
             "test_accuracy_tta": get(metrics, "final", "test_accuracy_tta"),
             "last_epoch_test_accuracy": history[-1].get("test_accuracy"),
@@ -146,6 +164,7 @@ def mib_to_gb(mib: float | None) -> float | None:
 
 def target(name: str, value: Any, ok: Callable[[Any], bool], goal: str) -> dict[str, Any]:
     """A row of the table: pass is None (missing) when there is no value."""
+    value = number(value)
     return {"target": name, "goal": goal, "value": value,
             "pass": None if value is None else bool(ok(value))}
 
@@ -153,7 +172,8 @@ def target(name: str, value: Any, ok: Callable[[Any], bool], goal: str) -> dict[
 def targets(results: StepResults) -> list[dict[str, Any]]:
     """Each issue target with its figure from `results`, and whether it is met."""
     speedrun = results.speedrun
-    peaks = [r.get("peak_memory_mib") for r in (get(speedrun, "runs") or [])]
+    runs = dicts(get(speedrun, "runs"))
+    peaks = [number(r.get("peak_memory_mib")) for r in runs or []]
     # on the CPU (a --smoke session) a run's peak is the process's RSS, no GPU figure
     on_gpu = str(get(speedrun, "device") or "").startswith("cuda")
     peaks = [p for p in peaks if p is not None and on_gpu]
@@ -172,8 +192,7 @@ def targets(results: StepResults) -> list[dict[str, Any]]:
         # a run time_to_accuracy.py marks failed (a NaN loss) is no run of the mean
         target("speedrun runs (not failed)",
                # 0 (every run failed) is a FAIL; "missing" is for no runs recorded at all
-               None if get(speedrun, "runs") is None else
-               sum(1 for r in get(speedrun, "runs") if not r.get("failed")),
+               None if runs is None else sum(1 for r in runs if not r.get("failed")),
                lambda v: v >= 10, ">= 10"),
         target("speedrun mean time_seconds", get(speedrun, "summary", "time_seconds", "mean"),
                lambda v: v <= 1.8, "<= 1.8 s"),
@@ -194,8 +213,8 @@ def targets(results: StepResults) -> list[dict[str, Any]]:
 def build_summary(results: StepResults, mode: str, budget_s: float) -> dict[str, Any]:
     """summary.json's document: the targets, the steps, and the figures behind them."""
     airbench = results.airbench
-    ab_time = get(airbench, "summary", "time_seconds", "mean")
-    compiled_time = get(results.compiled, "summary", "time_seconds", "mean")
+    ab_time = number(get(airbench, "summary", "time_seconds", "mean"))
+    compiled_time = number(get(results.compiled, "summary", "time_seconds", "mean"))
     return {
         "mode": mode, "budget_s": float(budget_s),
         "targets": targets(results), "steps": results.steps,
@@ -209,7 +228,7 @@ def build_summary(results: StepResults, mode: str, budget_s: float) -> dict[str,
         "speedrun_long": get(results.long_run, "summary"),
         "airbench": {"summary": get(airbench, "summary"),
                      "wall_seconds": get(airbench, "wall_seconds"),
-                     "runs": len(get(airbench, "runs") or []),
+                     "runs": len(dicts(get(airbench, "runs")) or []),
                      "stopped_by": get(airbench, "stopped_by"),
                      "warmup_done_at_s": get(airbench, "warmup", "finished_at_s"),
                      "comparison": get(airbench, "comparison"),
@@ -265,8 +284,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not folder.is_dir():
             raise UsageError(f"{flag} {folder} is not a folder",
                              hint=f"pass the session's {flag[2:].upper()} folder")
-    if not args.budget_s > 0:
-        raise UsageError(f"--budget-s must be more than 0, got {args.budget_s:g}",
+    if not (args.budget_s > 0 and math.isfinite(args.budget_s)):
+        raise UsageError(f"--budget-s must be a number of seconds more than 0, got "
+                         f"{args.budget_s:g}",
                          hint="pass the session's BUDGET_S (540 by default)")
     return args
 

@@ -235,7 +235,8 @@ def test_main_writes_summary_json(session: tuple[Path, Path],
 @pytest.mark.parametrize("change, message", [
     ({"--out": "missing"}, "--out {tmp}/missing is not a folder"),
     ({"--work": "missing"}, "--work {tmp}/missing is not a folder"),
-    ({"--budget-s": "-5"}, "--budget-s must be more than 0, got -5"),
+    ({"--budget-s": "-5"}, "--budget-s must be a number of seconds more than 0, got -5"),
+    ({"--budget-s": "inf"}, "--budget-s must be a number of seconds more than 0, got inf"),
 ])
 def test_bad_arguments_write_no_summary(session: tuple[Path, Path], tmp_path: Path,
                                         change: dict[str, str], message: str) -> None:
@@ -289,3 +290,27 @@ def test_a_smoke_sessions_cpu_memory_is_no_gpu_peak(session: tuple[Path, Path]) 
         "runs": [{"peak_memory_mib": 9000.0, "failed": None}]})
     rows = _targets(out, work)
     assert (rows["torch_peak"]["value"], rows["torch_peak"]["pass"]) == (None, None)
+
+
+def test_files_of_another_shape_are_missing_figures_not_a_lost_summary(
+        session: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: valid JSON of another shape (a step without "step", a string start,
+    a history of numbers, a run that is no object, a figure that is a string) raised, and
+    the summary the session's figures are read from was lost."""
+    out, work = session
+    _steps_jsonl(work, [{"rc": 0}, {"step": "speedrun", "rc": 0, "start": "soon", "end": 3},
+                        {"step": "env", "rc": 0, "start": T0, "end": T0 + 5}])
+    _write(work / "resnet" / "metrics.json", {"history": [1], "final": {"test_accuracy": "x"}})
+    _write(out / "speedrun.json", {"device": "cuda", "runs": [5, {"peak_memory_mib": "a"}],
+                                   "summary": {"tta_accuracy": {"mean": [0.9]}}})
+    _write(out / "airbench.json", {"runs": 3, "summary": {"time_seconds": {"mean": "2"}}})
+    assert summary_module.main(["--out", str(out), "--work", str(work), "--mode", "gpu",
+                                "--budget-s", "540"]) == 0
+    document = json.loads((out / "summary.json").read_text())
+    assert [s["step"] for s in document["steps"]] == ["speedrun", "env"]
+    assert document["steps"][0]["start"] is None
+    rows = dict(zip(KEYS, document["targets"], strict=True))
+    for key in ("resnet", "speedrun_tta", "torch_peak"):
+        assert rows[key]["value"] is None and rows[key]["pass"] is None, rows[key]
+    assert rows["speedrun_runs"]["value"] == 1  # the one run that is an object
+    assert document["airbench"]["runs"] == 0
