@@ -81,6 +81,9 @@ class HarnessError(UsageError):
     """A problem the harness reports as `error: ...` (and `hint: ...`) and exit status 2."""
 
 
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # --timeout's most, a week: more is no limit meant
+
+
 # ---- data -------------------------------------------------------------------------------------
 
 def load_dlbox_splits(data_dir: Path, num_train: int | None = None,
@@ -578,8 +581,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise UsageError(f"{flag} must be at least 1, got {value}",
                              hint=f"pass {flag} 1 or more" + (
                                  "" if flag == "--runs" else f", or leave {flag} out for all"))
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout must be more than 0 seconds, got {args.timeout:g}",
+    # inf and 1e300 are no time: the timer thread failed on them and the limit was lost
+    if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT_S:
+        raise UsageError(f"--timeout must be more than 0 seconds and at most {MAX_TIMEOUT_S:g}, "
+                         f"got {args.timeout:g}",
                          hint="pass the seconds the script may take, or leave --timeout out")
     found = shutil.which(args.python)
     if args.write_fake_script is None and found is None:

@@ -37,6 +37,7 @@ from dlbox.container import engine  # noqa: E402
 from dlbox.container.build import BuildRequest, build_image  # noqa: E402
 from dlbox.container.context import copy_project  # noqa: E402
 from dlbox.container.project import detect_project  # noqa: E402
+from dlbox.container.spec import check_image_reference  # noqa: E402
 from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError  # noqa: E402
 from dlbox.fileio import check_writable, write_json_atomic  # noqa: E402
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # before minutes of building: a folder given as --json failed only at the end
         reject_empty_paths(args, ("wheelhouse", "json"))
+        reject_empty_paths(args, ("base_image",), kind="value")
+        check_image_reference(args.base_image, "--base-image")  # before the engine (review)
         if args.json is not None:
             check_writable(args.json)
         if args.wheelhouse is not None and not args.wheelhouse.is_dir():

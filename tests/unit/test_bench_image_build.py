@@ -14,7 +14,8 @@ import pytest
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "image_build.py"
 
 
-@pytest.mark.parametrize("case", ["json-a-folder", "json-under-a-file", "missing-wheelhouse"])
+@pytest.mark.parametrize("case", ["json-a-folder", "json-under-a-file", "missing-wheelhouse",
+                                  "empty-base-image", "bad-base-image"])
 def test_bad_arguments_are_refused_before_any_build(tmp_path: Path, case: str) -> None:
     """Found in review: a folder given as --json was found only after both builds (over three
     minutes), with a traceback; a --wheelhouse that does not exist was dropped silently, and
@@ -26,6 +27,10 @@ def test_bad_arguments_are_refused_before_any_build(tmp_path: Path, case: str) -
                               "is not a folder"),
         "missing-wheelhouse": (["--wheelhouse", str(tmp_path / "wheels")],
                                f"--wheelhouse {tmp_path / 'wheels'} is not a folder"),
+        # review: found only after the project was copied and locking began, exit 1
+        "empty-base-image": (["--base-image="], "--base-image was given an empty value"),
+        "bad-base-image": (["--base-image", "Bad Image"],
+                           "--base-image 'Bad Image' is not a valid image name"),
     }[case]
     # No engine is needed: DOCKER_HOST points nowhere, so a build would fail otherwise.
     proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
