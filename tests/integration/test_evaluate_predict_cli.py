@@ -871,3 +871,15 @@ def test_a_run_named_after_the_images_is_put_first_in_the_hint(
         f"error: {trained_run} is a run directory, named after the images: the run comes first",
         f"hint: name it before the images, with the same flags: dlbox predict {trained_run} "
         "IMAGE..."]
+
+
+def test_an_evaluation_keeps_the_modes_of_the_files_it_rewrites(run_copy: Path) -> None:
+    """Found by review: evaluate writes its report into a staging folder and moves it in, so
+    a 600 metrics.json or predictions.csv came back 644, readable by everyone."""
+    assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_OK
+    modes = {"metrics.json": 0o600, "predictions.csv": 0o600, "confusion_matrix.png": 0o640,
+             "confusion_matrix.json": 0o444}
+    for name, mode in modes.items():
+        (run_copy / name).chmod(mode)
+    assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_OK
+    assert {name: (run_copy / name).stat().st_mode & 0o777 for name in modes} == modes

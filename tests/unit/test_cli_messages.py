@@ -222,3 +222,10 @@ def test_a_path_starting_with_the_tilde_of_no_user_is_taken_as_it_is(
         f"error: run directory {tmp_path / 'no-run'} does not exist")
     with pytest.raises(UsageError, match="^MY_IMAGE = '~dlbox-no-user/a.png' is no file"):
         check_settings(MY_IMAGE="~dlbox-no-user/a.png")
+    # where a command expands one itself (--data, --resume, PROJECT_DIR ...): said, exit 2
+    for argv in (["train", "--data=~dlbox-no-user/x"],
+                 ["image", "build", "--dry-run", "~dlbox-no-user/p"]):
+        assert main(argv) == EXIT_USAGE
+        assert capsys.readouterr().err.splitlines() == [
+            "error: a path starts with ~NAME, and this machine has no user NAME",
+            "hint: write that path in full (or ./~NAME/... for a folder so named)"]

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -547,6 +548,8 @@ def _move_into_place(staged: Path, final_path: Path) -> None:
             with open(staged, "rb") as source, atomic_open(final_path) as handle:
                 shutil.copyfileobj(source, handle)
             return
+        if final_path.is_file():  # the file it replaces keeps its mode (review: 600 -> 644)
+            os.chmod(staged, stat.S_IMODE(final_path.stat().st_mode))
         os.replace(staged, final_path)
     except OSError as error:
         raise write_error(final_path, error) from None
