@@ -910,3 +910,28 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(fake_cifar_dir
     config.write_text(json.dumps({**read_json(config), "epochs": 2, "device": "cpu"}))
     with pytest.raises(AlreadyFinished):  # the device may change
         resume(run, progress=False, evaluate_at_end=False)
+
+
+def test_the_stop_callback_hears_of_the_step_a_signal_stops_at(fake_cifar_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """Found by review: once Ctrl-C had set the stop flag, the step it stopped at was not
+    told to the callback, so the notebook's bar stayed a step behind where training saved."""
+    import os
+    import signal
+
+    from dlbox.training.checkpoint import load_checkpoint
+
+    heard: list[tuple[int, int]] = []
+
+    def callback(epoch: int, step: int) -> bool:
+        heard.append((epoch, step))
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the stop button, as step 2 is told
+        return False
+
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(fake_cifar_dir, run, epochs=2), progress=False,
+              evaluate_at_end=False, stop=callback)
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert heard[-1] == (state["epoch"] + 1, state["step_in_epoch"]) == (1, 2)

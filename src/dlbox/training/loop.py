@@ -978,7 +978,10 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
     flag = StopFlag()
 
     def should_stop(epoch: int, step: int) -> bool:
-        return flag(epoch, step) or (stop is not None and stop(epoch, step))
+        # the callback hears of every step, also the one a signal stops at (review: the
+        # notebook's bar showed the step before)
+        asked = stop is not None and stop(epoch, step)
+        return flag(epoch, step) or asked
 
     def save(finished: bool = False) -> None:
         save_checkpoint(checkpoint_path(run_dir, "last"), {
@@ -1229,8 +1232,8 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
 
         def should_stop() -> bool:
             # `stop(epoch, step)` as in the generic loop: epochs done, steps done in this one.
-            return (flag(state.epoch, done_in_epoch[0])
-                    or bool(stop and stop(state.epoch, done_in_epoch[0])))
+            asked = bool(stop and stop(state.epoch, done_in_epoch[0]))  # hears every step
+            return flag(state.epoch, done_in_epoch[0]) or asked
 
         bar.start_epoch(state.epoch + 1, steps_per_epoch(len(train_set), batch))
         result = train_speedrun(
