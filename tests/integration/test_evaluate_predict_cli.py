@@ -279,7 +279,9 @@ def test_a_chosen_file_that_is_no_checkpoint_is_hinted_as_the_flags_fault(
     torch.save({"a": 1}, other)
     text = tmp_path / "text.pt"
     text.write_text("not a checkpoint\n")
-    for chosen in (other, text, run_copy / "config.json"):  # files outside checkpoints/
+    inside = run_copy / "checkpoints" / "weights.pt"  # a .pt there that is no checkpoint
+    torch.save({"a": 1}, inside)
+    for chosen in (other, text, run_copy / "config.json", inside):
         for command in (["evaluate", str(run_copy)], ["predict", str(run_copy), "x.png"]):
             assert main([*command, "--checkpoint", str(chosen)]) == EXIT_ERROR
             lines = capsys.readouterr().err.splitlines()
@@ -866,11 +868,13 @@ def test_a_run_named_after_the_images_is_put_first_in_the_hint(
     """Found by review: `dlbox predict cat.png runs/x` said "pass the run directory dlbox
     train wrote, not a file in it"."""
     photo = str(images["photo"])
-    assert main(["predict", photo, str(trained_run)]) == EXIT_USAGE
-    assert capsys.readouterr().err.splitlines() == [
-        f"error: {trained_run} is a run directory, named after the images: the run comes first",
-        f"hint: name it before the images, with the same flags: dlbox predict {trained_run} "
-        "IMAGE..."]
+    for argv in ([photo, str(trained_run)], [photo, str(trained_run), photo]):
+        assert main(["predict", *argv]) == EXIT_USAGE
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: {trained_run} is a run directory, named after an image: the run comes "
+            "first",
+            f"hint: name it before the images, with the same flags: dlbox predict {trained_run} "
+            "IMAGE..."]
 
 
 def test_an_evaluation_keeps_the_modes_of_the_files_it_rewrites(run_copy: Path) -> None:

@@ -1565,6 +1565,11 @@ def test_a_python_the_project_does_not_allow_is_named_with_an_image_that_has_one
     # a GPU build on a CUDA base image: not a python: image, which has no CUDA libraries
     assert B.python_mismatch(project, "3.8.10", "nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04",
                              cuda_system=True)[1].startswith("pass --base-image with a CUDA image")
+    # ">3.11" allows the default image's 3.11.x: the dry run's "3.11" is any of them
+    write(tmp_path / "pyproject.toml", '[project]\nname = "newpy"\nversion = "0.1"\n'
+          'requires-python = ">3.11"\ndependencies = ["torch"]\n')
+    _, later = B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"), facts=no_probe)
+    assert not any("requires Python" in note for note in later), later
     # a --base-image: its Python is not known before the build, so none is assumed of it
     _, given = B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu",
                                         base_image="python:3.12-slim-bookworm"), facts=no_probe)

@@ -521,6 +521,9 @@ NOTEBOOK_DEFAULTS: dict[str, object] = {
 @pytest.mark.parametrize("settings, message, hint", [
     ({"DEVICE": 1}, "DEVICE = 1 is not a device", 'set DEVICE to "auto", "cpu" or "cuda"'),
     ({"DEVICE": 0}, "DEVICE = 0 is not a device", "set DEVICE to"),  # had meant "auto"
+    ({"DEVICE": "gpu"}, "DEVICE = 'gpu' is not a device", "set DEVICE to"),  # at cell 8
+    ({"DEVICE": ""}, "DEVICE = '' is not a device", "set DEVICE to"),
+    ({"DEVICE": "cuda:x"}, "DEVICE = 'cuda:x' is not a device", "set DEVICE to"),
     ({"DATA_DIR": 5}, "DATA_DIR = 5 is not a folder", 'set DATA_DIR to "auto", None'),
     ({"RUN_DIR": 5}, "RUN_DIR = 5 is not a folder", "set RUN_DIR to None"),
     ({"RUN_DIR": ""}, "RUN_DIR = '' is not a folder", "set RUN_DIR to None"),

@@ -453,6 +453,15 @@ def test_resume_refuses_other_data_before_touching_the_run(fake_cifar_dir: Path,
     with pytest.raises(RunDirError, match="trained on 320 training images") as error:
         resume(run, data_dir=fewer, progress=False, evaluate_at_end=False)
     assert f"--data {fake_cifar_dir.resolve()}" in (error.value.hint or "")
+    # config.json's data_dir edited to it (review: the hint then named the edited folder)
+    import json
+
+    kept = (run / "config.json").read_text()
+    (run / "config.json").write_text(json.dumps({**json.loads(kept), "data_dir": str(fewer)}))
+    with pytest.raises(RunDirError, match="trained on 320 training images") as edited:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert f"--data {fake_cifar_dir.resolve()}" in (edited.value.hint or "")
+    (run / "config.json").write_text(kept)
 
     three = tmp_path / "three"  # an image tree of 3 classes
     for split in ("train", "test"):
@@ -910,6 +919,20 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(fake_cifar_dir
     config.write_text(json.dumps({**read_json(config), "epochs": 2, "device": "cpu"}))
     with pytest.raises(AlreadyFinished):  # the device may change
         resume(run, progress=False, evaluate_at_end=False)
+    # the model, edited to another dlbox knows: named as the edit (review: "does not fit
+    # model 'tutorial' ... or is damaged; train again"), by resume and by evaluate
+    config.write_text(json.dumps({**read_json(config), "model": "tutorial"}))
+    with pytest.raises(RunDirError, match="says model \"tutorial\", but the run's checkpoint "
+                                          "was trained with \"tiny\""):
+        resume(run, progress=False, evaluate_at_end=False)
+    from dlbox.training.evaluate import evaluate_run
+
+    with pytest.raises(RunDirError) as evaluated:
+        evaluate_run(run, device="cpu", quiet=True)
+    assert evaluated.value.message == (f"{config} says model 'tutorial', but the run's "
+                                       f"checkpoint {run / 'checkpoints' / 'last.pt'} is of a "
+                                       "'tiny' model")
+    assert evaluated.value.hint == 'put model back to "tiny" in config.json'
 
 
 def test_the_stop_callback_hears_of_the_step_a_signal_stops_at(fake_cifar_dir: Path,

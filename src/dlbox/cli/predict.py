@@ -86,11 +86,11 @@ def _refuse_swapped_arguments(run_dir: str, images: list[str]) -> None:
     the run directory dlbox train wrote, not a file in it")."""
     from dlbox.training.checkpoint import CONFIG_FILE
 
-    if Path(run_dir).is_file() and images and (Path(images[-1]) / CONFIG_FILE).is_file():
-        raise UsageError(f"{images[-1]} is a run directory, named after the images: the run "
-                         "comes first",
-                         hint=f"name it before the images, with the same flags: dlbox predict "
-                              f"{shell_quote(images[-1])} IMAGE...")
+    run = next((image for image in images if (Path(image) / CONFIG_FILE).is_file()), None)
+    if Path(run_dir).is_file() and run is not None:  # at the end, or among the images
+        raise UsageError(f"{run} is a run directory, named after an image: the run comes "
+                         "first", hint=f"name it before the images, with the same flags: dlbox "
+                                       f"predict {shell_quote(run)} IMAGE...")
 
 
 def run(args: argparse.Namespace) -> int:

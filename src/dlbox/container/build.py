@@ -903,7 +903,9 @@ def python_mismatch(project: Project, python: str, base_image: str,
         allowed = SpecifierSet(project.requires_python)
     except InvalidSpecifier:
         return None  # project.py refuses one it cannot read; nothing to add here
-    if allowed.contains(python, prereleases=True):
+    # "3.11" (assumed, a dry run's) is any 3.11.x: >3.11 allows 3.11.2
+    versions = [python] if python.count(".") >= 2 else [f"{python}.0", f"{python}.99"]
+    if any(allowed.contains(version, prereleases=True) for version in versions):
         return None
     fitting = next((v for v in reversed(OFFICIAL_PYTHONS)
                     if allowed.contains(f"{v}.0", prereleases=True)

@@ -146,9 +146,14 @@ def check_settings(**settings: object) -> None:
             refuse("MODEL", "is not one of dlbox's models",
                    f"one of {', '.join(repr(name) for name in model_names())}")
     device = settings.get("DEVICE")
-    if "DEVICE" in settings and not isinstance(device, str):
-        refuse("DEVICE", "is not a device", '"auto", "cpu" or "cuda" ("cuda:1" for a second '
-               "GPU)")
+    if "DEVICE" in settings:
+        if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?",
+                                                           device.strip().lower()):
+            refuse("DEVICE", "is not a device", '"auto", "cpu" or "cuda" ("cuda:1" for a '
+                   "second GPU)")
+        from dlbox.training.device import resolve_device
+
+        resolve_device(str(device))  # a GPU this machine lacks: its error, in DEVICE's words
     data = settings.get("DATA_DIR")
     if data is not None and not path_like(data):
         refuse("DATA_DIR", "is not a folder", '"auto", None (the synthetic look-alike) or a '

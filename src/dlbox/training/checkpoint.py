@@ -293,12 +293,13 @@ def load_state_dict_checked(target: Any, state: Any, path: str | Path,
                           hint=hint) from None
 
 
-def check_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+def check_checkpoint(state: dict[str, Any], path: str | Path,
+                     not_ours_hint: str = "pass a run directory made by `dlbox train`") -> None:
     """RunDirError unless `state` is a dlbox training checkpoint whose classes and epoch have
-    the types the writer gives them (the model's weights are checked on loading them)."""
+    the types the writer gives them (the model's weights are checked on loading them);
+    `not_ours_hint`, the fix for a file that is no dlbox checkpoint at all."""
     if state.get("format") != CHECKPOINT_FORMAT:
-        raise RunDirError(f"{path} is not a dlbox training checkpoint",
-                          hint="pass a run directory made by `dlbox train`")
+        raise RunDirError(f"{path} is not a dlbox training checkpoint", hint=not_ours_hint)
     hint = DAMAGED_HINT
     classes = state.get("classes")
     if classes is not None and (not isinstance(classes, (list, tuple))
@@ -599,6 +600,10 @@ def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
     saved = state.get("config")
     model = saved.get("model") if isinstance(saved, Mapping) else None
     if isinstance(model, str) and model != config.model:
+        if not outside_the_run(Path(path), run_dir):  # its own: config.json was edited
+            raise RunDirError(f"{run_dir / CONFIG_FILE} says model '{config.model}', but the "
+                              f"run's checkpoint {path} is of a '{model}' model",
+                              hint=f"put model back to \"{model}\" in config.json")
         raise RunDirError(f"checkpoint {path} is of a '{model}' model, and {run_dir} is a "
                           f"'{config.model}' run",
                           hint=NOT_THIS_RUNS_HINT)
@@ -629,7 +634,9 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
                                                         config.checkpoint_every))
     try:
         state = load_checkpoint(path)
-        check_checkpoint(state, path)
+        # one the user named (--checkpoint weights) that is no checkpoint: the flag's fault
+        check_checkpoint(state, path, **({"not_ours_hint": CHOSEN_CHECKPOINT_HINT}
+                                          if checkpoint != "last" else {}))
     except RunDirError as error:
         # a file the user chose, not the run's own (review: "pass a run directory",
         # "damaged: train again"); a file that cannot be read keeps its permissions hint

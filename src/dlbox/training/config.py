@@ -200,11 +200,11 @@ def check_threads(threads: int | None) -> None:
                          f"machine), got {threads}", hint="leave --threads out to use every core")
     if isinstance(threads, int) and threads > available_cpus():
         # review: 8 on 2 cores made an epoch ten times slower, without a word
-        from dlbox.text import tell
+        from dlbox.text import plural, tell
 
-        tell(f"note: --threads {threads} is more than the {available_cpus()} cores here: the "
-             "threads take turns, which is often slower than one a core (leave --threads out "
-             "for one a core)")
+        tell(f"note: --threads {threads} is more than the {plural(available_cpus(), 'core')} "
+             "here: the threads take turns, which is often slower than one a core (leave "
+             "--threads out for one a core)")
 
 
 def _is_finite_number(value: Any) -> bool:

@@ -665,8 +665,8 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
         changes["threads"] = threads
     elif config.threads and config.threads > available_cpus():  # set for a bigger machine
         print(f"note: the run was set to {config.threads} CPU threads, more than the "
-              f"{available_cpus()} cores here: it resumes with {available_cpus()} (--threads N "
-              "to choose)", file=sys.stderr)
+              f"{plural(available_cpus(), 'core')} here: it resumes with {available_cpus()} "
+              "(--threads N to choose)", file=sys.stderr)
         changes["threads"] = None
     from dlbox.data.loading import reading_the_runs_data_dir, runs_data_dir
 
@@ -687,7 +687,10 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     note_a_shadowed_image_tree(resolved_data)
     # Nothing in the run dir changes until the checkpoint is known to fit this data, and
     # metrics.json (which every epoch rewrites, keeping what evaluate added) to be readable.
-    _check_resume_fits(path, state, config, train_set, trained_on)
+    # the hint's data: where the checkpoint says it trained, past an edited config.json
+    saved = state.get("config")
+    _check_resume_fits(path, state, config, train_set,
+                       (saved.get("data_dir") if isinstance(saved, dict) else None) or trained_on)
     _check_metrics_file(run_dir / METRICS_FILE)
     configure_host(torch_device, config.threads)
     manifest_path = run_dir / MANIFEST_FILE
@@ -705,8 +708,8 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
 
 
 # The settings a run's results come from, which a resume keeps (device, data_dir, threads
-# and the evaluation's settings may change; the model and its settings are checked against
-# the checkpoint's weights).
+# and the evaluation's settings may change; the model's settings are checked against the
+# checkpoint's weights).
 RESULT_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "nesterov",
                    "label_smoothing", "schedule", "warmup_fraction", "crop_padding", "flip",
                    "cutout", "seed", "num_train", "num_test", "mean", "std")
@@ -720,7 +723,10 @@ def _check_config_unchanged(run_dir: Path, config: TrainConfig, state: dict[str,
     if not isinstance(saved, dict):
         return  # an older checkpoint: nothing to compare with
     now = json.loads(json.dumps(config.to_dict()))  # as the checkpoint has it: lists
-    for name in RESULT_SETTINGS:
+    from dlbox.models import model_names
+
+    # the model too, where config.json names one dlbox knows (else its own error says so)
+    for name in RESULT_SETTINGS + (("model",) if config.model in model_names() else ()):
         if name in saved and name in now and saved[name] != now[name]:
             raise RunDirError(
                 f"{run_dir / CONFIG_FILE} says {name} {json.dumps(now[name])}, but the run's "
