@@ -81,13 +81,28 @@ def exit_code_for(succeeded: int, failed: int) -> int:
     return EXIT_PARTIAL if succeeded else EXIT_ERROR
 
 
+def is_a_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
+
+
 def _refuse_swapped_arguments(run_dir: str, images: list[str]) -> None:
     """`dlbox predict cat.jpg runs/x`: the run directory named after the image (review: "pass
     the run directory dlbox train wrote, not a file in it")."""
     from dlbox.training.checkpoint import CONFIG_FILE
 
-    run = next((image for image in images if (Path(image) / CONFIG_FILE).is_file()), None)
-    if Path(run_dir).is_file() and run is not None:  # at the end, or among the images
+    def is_a_run(path: str) -> bool:
+        try:
+            return (Path(path) / CONFIG_FILE).is_file()
+        except OSError:  # a name too long, a folder out of reach: predict's own error, later
+            return False
+
+    if not is_a_file(run_dir):
+        return
+    run = next((image for image in images if is_a_run(image)), None)
+    if run is not None:  # at the end, or among the images
         raise UsageError(f"{run} is a run directory, named after an image: the run comes "
                          "first", hint=f"name it before the images, with the same flags: dlbox "
                                        f"predict {shell_quote(run)} IMAGE...")
