@@ -74,6 +74,15 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     _fsync_dir(path.parent)
 
 
+def expand_user(path: str | Path) -> Path:
+    """`path` with a leading ~ or ~user expanded; as it is where ~name names no user (an
+    Office lock file, ~$report.docx), which pathlib refuses with a RuntimeError."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
+
+
 def _mode_of(path: Path) -> int:
     """The permission bits a rewrite of `path` keeps: its own, else what open() gives."""
     try:

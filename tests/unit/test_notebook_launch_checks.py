@@ -606,3 +606,6 @@ def test_a_run_stopped_in_its_first_epoch_has_no_curves_to_plot(tmp_path: Path) 
                                     "its training was stopped in its first epoch")
     (tmp_path / "metrics.json").write_text('{"history": [{"epoch": 1}]}')
     assert training_history(tmp_path) == [{"epoch": 1}]
+    (tmp_path / "metrics.json").write_text("{not json")  # one line too, not a traceback
+    with pytest.raises(RunDirError, match="metrics.json"):
+        training_history(tmp_path)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.errors import UsageError
+from dlbox.fileio import expand_user
 from dlbox.processes import detach_from_terminal, handling, hangup
 
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a process SIGTERM ended
@@ -53,12 +54,7 @@ def path_flag(value: str) -> Path | str:
     """argparse `type` for a path flag: a Path, `~` expanded (the shell leaves the one of
     `--output=~/x` as it is: review found a folder named `~` made), except that an empty
     value stays "" for reject_empty_paths to refuse (`Path("")` is ".", silently)."""
-    if not value.strip():
-        return value
-    try:
-        return Path(value).expanduser()
-    except RuntimeError:  # ~name of no user (Office's ~$report.docx): the name as it is
-        return Path(value)
+    return expand_user(value) if value.strip() else value
 
 
 class Terminated(SystemExit):

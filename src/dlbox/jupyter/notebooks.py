@@ -16,6 +16,7 @@ import platformdirs
 
 import dlbox
 from dlbox.errors import UsageError
+from dlbox.fileio import expand_user
 from dlbox.jupyter.settings import NOTEBOOK_NAME
 from dlbox.text import use_wording
 
@@ -166,17 +167,9 @@ def check_settings(**settings: object) -> None:
         if not path_like(image):
             refuse("MY_IMAGE", "is not a file", "None (a drawing) or a photo's path, as a "
                    'string such as "~/Pictures/cat.jpg"')
-        elif not expanded(str(image)).is_file():
+        elif not expand_user(str(image)).is_file():
             refuse("MY_IMAGE", "is no file here", "the path of a photo of yours, or None to "
                    "draw one")
-
-
-def expanded(path: str) -> Path:
-    """`path` with a leading ~ expanded; as it is where ~name names no user."""
-    try:
-        return Path(path).expanduser()
-    except RuntimeError:
-        return Path(path)
 
 
 # The synthetic look-alike has as many images as CIFAR-10 at most, and at least these (so
@@ -225,11 +218,10 @@ def training_history(run_dir: Path) -> list[dict[str, Any]]:
     curves; a run stopped in its first epoch has none, which is said in one line (review:
     a FileNotFoundError's traceback)."""
     from dlbox.errors import RunDirError
+    from dlbox.training.evaluate import read_metrics_file
 
-    try:
-        history = json.loads((Path(run_dir) / "metrics.json").read_text())["history"]
-    except FileNotFoundError:
-        history = []
+    # {} without one; a damaged one is its own one-line error
+    history = read_metrics_file(Path(run_dir) / "metrics.json").get("history") or []
     if not history:
         from dlbox.text import shell_quote
 
