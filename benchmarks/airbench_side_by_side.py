@@ -676,9 +676,11 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         started = time.perf_counter()
+        # the script first: one that is not airbench's (no run loop) is refused before the
+        # data is written (review: --keep-work-dir kept the data of a refused call)
+        target, original_runs, script_sha = prepare_script(script, work_dir, args.runs)
         train, test = load_dlbox_splits(data_dir, args.num_train, args.num_test)
         written = write_airbench_data(work_dir, train, test)
-        target, original_runs, script_sha = prepare_script(script, work_dir, args.runs)
         prepare_seconds = time.perf_counter() - started
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         source = script.read_text(encoding="utf-8")

@@ -158,7 +158,7 @@ CELLS = [
                                     squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
-        for ax, image, title in zip(axes.flat, images, titles):
+        for ax, image, title in zip(axes.flat, images, titles, strict=False):  # spare axes blank
             ax.imshow(image.permute(1, 2, 0).numpy())  # [3, H, W] -> [H, W, 3] for matplotlib
             ax.set_title(title, fontsize=9)
         figure.tight_layout()
@@ -384,9 +384,11 @@ CELLS = [
     the next cell draws a simple picture of a ship.
     """),
     code("""
-    from PIL import Image as PILImage, ImageDraw, ImageOps
+    from PIL import Image as PILImage
+    from PIL import ImageDraw, ImageOps
 
     from dlbox.training.predict import predict_images
+
 
     def draw_a_ship(path):
         \"\"\"A 128 x 128 cartoon: sky, sea, a hull and a sail.\"\"\"

@@ -489,6 +489,19 @@ def test_a_work_dir_holding_the_script_is_refused_and_the_script_kept(
         "ab.py"]
 
 
+def test_a_script_without_a_run_loop_is_refused_before_the_data_is_written(
+        data_dir: Path, tmp_path: Path) -> None:
+    """Found by review: the data went into --keep-work-dir first, and stayed after the
+    script (no `for run in range(N)`) was refused."""
+    script = tmp_path / "env.sh"
+    script.write_text("echo not airbench\n")
+    work = tmp_path / "work"
+    proc = _harness("--script", str(script), "--runs", "1", "--data", str(data_dir),
+                    "--keep-work-dir", str(work), "--quiet")
+    assert proc.returncode == 2 and "for run in range" in proc.stderr, proc.stderr
+    assert not any(work.rglob("*.pt")), sorted(work.rglob("*"))
+
+
 @pytest.mark.parametrize("flag", ["--keep-work-dir", "--json", "--dlbox-json", "--data"])
 def test_an_empty_path_flag_is_refused_not_the_current_folder(
         data_dir: Path, tmp_path: Path, flag: str) -> None:
