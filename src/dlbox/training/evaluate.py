@@ -46,6 +46,7 @@ from dlbox.errors import (
 )
 from dlbox.fileio import atomic_open, read_json, write_json_atomic
 from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders
+from dlbox.text import tell
 from dlbox.training import report
 from dlbox.training.manifest import software_versions
 from dlbox.training.progress import spinner
@@ -619,9 +620,8 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
     if note is not None:  # after the classes: not said of data that is then refused
         print(note, file=sys.stderr)
     if tuple(dataset.classes) != classes:
-        print(f"note: the test data in {dataset.source} lists the run's classes in another "
-              "order: each image is matched to the model's output of its class by name",
-              file=sys.stderr)
+        tell(f"note: the test data in {dataset.source} lists the run's classes in another "
+             "order: each image is matched to the model's output of its class by name")
         dataset = in_model_order(dataset, classes)
     use_tta = resolve_tta(tta, loaded.config)
     if batch_size is None:
@@ -653,8 +653,8 @@ def _catch_up_history(run_dir: Path, config: TrainConfig) -> None:
 
     epoch = catch_up_metrics(run_dir, config)
     if epoch is not None:
-        print(f"note: metrics.json lagged checkpoints/last.pt (training stopped between the "
-              f"two writes): its history is brought up to epoch {epoch}", file=sys.stderr)
+        tell(f"note: metrics.json lagged checkpoints/last.pt (training stopped between the "
+             f"two writes): its history is brought up to epoch {epoch}")
 
 
 def check_output_folder(output: Path, run_dir: Path | None = None) -> None:

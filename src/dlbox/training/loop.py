@@ -22,7 +22,6 @@ import random
 import re
 import shutil
 import signal
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -358,8 +357,8 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
     counts = torch.bincount(train_set.labels, minlength=len(classes)).tolist()
     unseen = [name for name, count in zip(classes, counts, strict=True) if count == 0]
     if len(classes) == 1:
-        print(f"warning: the data has one class, {classes[0]}: every prediction is "
-              f"{classes[0]} (an image tree needs a folder per class)", file=sys.stderr)
+        tell(f"warning: the data has one class, {classes[0]}: every prediction is "
+             f"{classes[0]} (an image tree needs a folder per class)")
     elif unseen:
         shown = ", ".join(unseen[:5]) + (", ..." if len(unseen) > 5 else "")
         what = f"class {shown}" if len(unseen) == 1 else f"{len(unseen)} classes ({shown})"
@@ -497,18 +496,17 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
         # One image: a feature map without variation (a channel ReLU left at 0) has a
         # BatchNorm variance of 0, and under the speedrun's tiny epsilon an infinite
         # gradient: review saw it "diverge" at any --lr, on data of flat channels.
-        print(f"warning: --batch-size 1 with model '{config.model}': its BatchNorm then "
-              "normalises each image by itself, and a feature map without variation makes "
-              "training diverge whatever the --lr; 2 or more is safe", file=sys.stderr)
+        tell(f"warning: --batch-size 1 with model '{config.model}': its BatchNorm then "
+             "normalises each image by itself, and a feature map without variation makes "
+             "training diverge whatever the --lr; 2 or more is safe")
     with spinner(not progress, f"reading the data in {data_dir}"):  # an image tree: seconds
         train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
         test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
     warn_of_classes_it_cannot_learn(train_set, config.num_train, data_dir)
     note_a_shadowed_image_tree(data_dir)
     if config.batch_size > len(train_set):  # config.json keeps the value asked for
-        print(f"note: the batch size, {config.batch_size}, is more than the {len(train_set)} "
-              f"training images: each step takes all {len(train_set)}, one step an epoch",
-              file=sys.stderr)
+        tell(f"note: the batch size, {config.batch_size}, is more than the {len(train_set)} "
+             f"training images: each step takes all {len(train_set)}, one step an epoch")
     named = run_dir is not None
     if run_dir is None:
         run_dir = claim_default_run_dir(config.model).resolve()
@@ -664,9 +662,9 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     if threads is not None:  # how many cores this machine gives it: not a result setting
         changes["threads"] = threads
     elif config.threads and config.threads > available_cpus():  # set for a bigger machine
-        print(f"note: the run was set to {config.threads} CPU threads, more than the "
-              f"{plural(available_cpus(), 'core')} here: it resumes with {available_cpus()} "
-              "(--threads N to choose)", file=sys.stderr)
+        tell(f"note: the run was set to {config.threads} CPU threads, more than the "
+             f"{plural(available_cpus(), 'core')} here: it resumes with {available_cpus()} "
+             "(--threads N to choose)")
         changes["threads"] = None
     from dlbox.data.loading import reading_the_runs_data_dir, runs_data_dir
 
@@ -1395,9 +1393,9 @@ def _note_an_older_evaluation(run_dir: Path, epoch: int) -> None:
     except (OSError, ValueError, AttributeError):
         return
     if isinstance(evaluated, int) and evaluated < epoch:
-        print(f"note: predictions.csv, the confusion matrix and metrics.json's evaluation in "
-              f"{run_dir} are of epoch {evaluated}; `dlbox evaluate {shell_quote(run_dir)}` "
-              f"brings them to epoch {epoch}", file=sys.stderr)
+        tell(f"note: predictions.csv, the confusion matrix and metrics.json's evaluation in "
+             f"{run_dir} are of epoch {evaluated}; `dlbox evaluate {shell_quote(run_dir)}` "
+             f"brings them to epoch {epoch}")
 
 
 def _report(run_dir: Path, config: TrainConfig, device: torch.device, test_set: ImageDataset,
