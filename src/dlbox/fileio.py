@@ -366,7 +366,7 @@ def check_writable(path: str | Path, flag: str = "--json") -> None:
     hint = f"pass {flag} a file path in a folder you can write to"
     if not str(path).strip():  # `--json "$OUT"` with OUT unset: it wrote nothing, silently
         raise UsageError(f"{flag} was given an empty path", hint=hint)
-    target = Path(path).expanduser()
+    target = expand_user(path)
     if target.is_dir():
         raise FileWriteError(target, "it is a folder", hint=hint)
     _refuse_special_file(target)

@@ -222,10 +222,21 @@ def test_a_path_starting_with_the_tilde_of_no_user_is_taken_as_it_is(
         f"error: run directory {tmp_path / 'no-run'} does not exist")
     with pytest.raises(UsageError, match="^MY_IMAGE = '~dlbox-no-user/a.png' is no file"):
         check_settings(MY_IMAGE="~dlbox-no-user/a.png")
-    # where a command expands one itself (--data, --resume, PROJECT_DIR ...): said, exit 2
-    for argv in (["train", "--data=~dlbox-no-user/x"],
-                 ["image", "build", "--dry-run", "~dlbox-no-user/p"]):
-        assert main(argv) == EXIT_USAGE
-        assert capsys.readouterr().err.splitlines() == [
-            "error: a path starts with ~NAME, and this machine has no user NAME",
-            "hint: write that path in full (or ./~NAME/... for a folder so named)"]
+    # where a command expands one itself (--data, --resume, PROJECT_DIR, DLBOX_DATA ...), the
+    # same: the path as written, not "unexpected RuntimeError" or a usage error of its own
+    for argv, code, said in (
+            (["train", "--data=~dlbox-no-user/x"], 1,
+             f"error: no CIFAR-10 data found in {tmp_path / '~dlbox-no-user/x'}"),
+            (["train", "--resume", "~dlbox-no-user/r"], 1,
+             f"error: run directory {tmp_path / '~dlbox-no-user/r'} does not exist"),
+            (["image", "build", "--dry-run", "~dlbox-no-user/p"], EXIT_USAGE,
+             f"error: project folder {tmp_path / '~dlbox-no-user/p'} does not exist"),
+            (["notebook", "--notebook-dir", "~dlbox-no-user/n"], EXIT_USAGE,
+             "error: --notebook-dir ~dlbox-no-user/n is not a directory")):
+        assert main(argv) == code, argv
+        assert capsys.readouterr().err.splitlines()[0] == said
+    monkeypatch.setenv("DLBOX_DATA", "~dlbox-no-user/env")
+    assert main(["data", "check"]) == 1
+    assert capsys.readouterr().err.startswith(
+        "error: no CIFAR-10 data found in ~dlbox-no-user/env")
+    assert not (tmp_path / "~dlbox-no-user").exists()

@@ -161,9 +161,6 @@ def report_access_error(name: str) -> None:
           f"as the user that owns it (`ls -ld {where}` shows who)", file=sys.stderr)
 
 
-NO_HOME = "Could not determine home directory."  # pathlib's RuntimeError for ~name of no user
-
-
 def debugging() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -224,14 +221,6 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as error:  # last resort: one line instead of a traceback
         if debugging():
             raise
-        if isinstance(error, RuntimeError) and str(error) == NO_HOME:
-            # pathlib's Path("~name/x").expanduser() of no user `name` (review: a path like
-            # ~nosuchuser/x, or an Office lock file ~$report, was a bug to report)
-            print("error: a path starts with ~NAME, and this machine has no user NAME",
-                  file=sys.stderr)
-            print("hint: write that path in full (or ./~NAME/... for a folder so named)",
-                  file=sys.stderr)
-            return EXIT_USAGE
         report_unexpected(error)
         return EXIT_INTERNAL
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from dlbox.cli.common import path_flag, reject_empty_paths, reject_empty_positional
 from dlbox.errors import DlboxError, UsageError
+from dlbox.fileio import expand_user
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -143,7 +144,7 @@ def _build_request(args: argparse.Namespace) -> Any:
 
     for name in ("wheelhouse", "ca_cert"):
         path = getattr(args, name)
-        if path is not None and not path.expanduser().exists():
+        if path is not None and not expand_user(path).exists():
             flag = "--" + name.replace("_", "-")
             kind = "folder" if name == "wheelhouse" else "file"
             raise UsageError(f"{flag} {path} does not exist", hint=f"pass an existing {kind}")

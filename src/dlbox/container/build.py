@@ -73,7 +73,7 @@ from dlbox.container.render import render_dockerfile, render_lock_requirements
 from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
 from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
 from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
-from dlbox.fileio import check_writable
+from dlbox.fileio import check_writable, expand_user
 from dlbox.text import has_url_credentials, redact_url_credentials
 
 Log = Callable[[str], None]
@@ -724,8 +724,8 @@ def check_request(request: BuildRequest) -> None:
         S.check_image_reference(request.base_image, "--base-image")
     env_base_image()  # a bad $DLBOX_BASE_IMAGE: refused before anything, as --base-image is
     if request.ca_cert is not None:
-        read_ca_cert(request.ca_cert.expanduser())
-    if request.lock_path is not None and request.lock_path.expanduser().is_dir():
+        read_ca_cert(expand_user(request.ca_cert))
+    if request.lock_path is not None and expand_user(request.lock_path).is_dir():
         raise UsageError(f"--lock {request.lock_path} is a folder; pass a file path",
                          hint=f"e.g. --lock {request.lock_path / LOCK_FILE}")
 
@@ -775,7 +775,7 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     target = choose_target(request, facts)
     gpu = not target.cpu
     key = lock_key(framework, gpu)
-    lock_path = (request.lock_path or project.root / LOCK_FILE).expanduser().resolve()
+    lock_path = expand_user(request.lock_path or project.root / LOCK_FILE).resolve()
     lock_notes: tuple[str, ...] = ()
     try:
         entries = read_lock(lock_path)
@@ -817,7 +817,7 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
             lock_notes = (f"the project's requirements changed since {lock_path.name} "
                           f"({', '.join(met)}), and its pins meet them: built from the lock "
                           "as it is",)
-    wheelhouse = scan_wheelhouse(request.wheelhouse.expanduser()) if request.wheelhouse else ()
+    wheelhouse = scan_wheelhouse(expand_user(request.wheelhouse)) if request.wheelhouse else ()
     return Plan(project, framework, target, key, lock_path, entries, entry, wheelhouse,
                 version_for_project(project, framework, request.framework_version),
                 lock_notes, base_image)
@@ -1290,11 +1290,11 @@ def build_image(request: BuildRequest, log: Log = print,
     client = client or engine.connect()
     notes: list[str] = list(p.project.notes) + list(p.lock_notes)
     buildargs = _buildargs(request)
-    ca_cert = request.ca_cert.expanduser() if request.ca_cert else None
+    ca_cert = expand_user(request.ca_cert) if request.ca_cert else None
     entry = p.entry
     new_entry = entry is None
     project_bytes, largest = measure_project(project, exclude=[
-        request.wheelhouse.expanduser().resolve()] if request.wheelhouse else [])
+        expand_user(request.wheelhouse).resolve()] if request.wheelhouse else [])
     if project_bytes > WARN_CONTEXT_BYTES:
         biggest = ", ".join(f"{name} ({size // 2**20} MiB)" for name, size in largest[:3])
         notes.append(f"the project sends {project_bytes // 2**20} MiB to the image "
@@ -1331,7 +1331,7 @@ def build_image(request: BuildRequest, log: Log = print,
         files_digest = project_digest(project)
         context = _build_context(tmp, project, dockerfile, lock_requirements_text(entry),
                                  [w.path for w in wheels], ca_cert,
-                                 exclude=[request.wheelhouse.expanduser().resolve()]
+                                 exclude=[expand_user(request.wheelhouse).resolve()]
                                  if request.wheelhouse else [])
         log(f"building {spec.framework.name} {spec.framework.version} image of "
             f"{project.name} ({project.root}) on {spec.base_image} "

@@ -37,6 +37,7 @@ from dlbox.container.dockerignore import (
 from dlbox.container.lock import LOCK_FILE
 from dlbox.container.project import Project, normalize_name
 from dlbox.errors import ContainerError, UsageError
+from dlbox.fileio import expand_user
 from dlbox.text import shell_quote
 
 WARN_CONTEXT_BYTES = 500 * 1024 * 1024  # a project this big almost always ships data by mistake
@@ -131,7 +132,7 @@ def excluded_project_paths(project: Project, exclude: Sequence[Path]) -> tuple[s
     root = project.root.resolve()
     out: list[str] = []
     for path in exclude:
-        path = path.expanduser()
+        path = expand_user(path)
         try:  # the path as given (a link inside the project) and where it leads
             candidates = (Path(os.path.abspath(path)), path.resolve())
         except (OSError, RuntimeError):

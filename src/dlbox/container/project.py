@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.errors import ContainerError, UsageError
+from dlbox.fileio import expand_user
 from dlbox.text import URL_USERINFO, has_url_credentials, redact_url_credentials, shell_quote
 
 REQUIREMENTS_FILE = "requirements.txt"
@@ -658,7 +659,7 @@ def detect_project(project_dir: str | Path | None = None,
     """Read the project in `project_dir` (None: the built-in dlbox project)."""
     builtin = project_dir is None
     root = builtin_project_dir() if project_dir is None \
-        else Path(project_dir).expanduser().resolve()
+        else expand_user(project_dir).resolve()
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise UsageError(f"project folder {root} {what}",

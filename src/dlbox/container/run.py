@@ -28,7 +28,7 @@ from dlbox.container import engine
 from dlbox.container import spec as S
 from dlbox.container.owner import OWNER_LABEL, owner_id, remove_orphaned
 from dlbox.errors import ContainerError, HostEnvError, UsageError
-from dlbox.fileio import nearest_folder
+from dlbox.fileio import expand_user, nearest_folder
 from dlbox.text import make_writable
 
 DEFAULT_SHM_SIZE = "2g"
@@ -186,7 +186,7 @@ def check_gpus_available(gpus: engine.GpuRequest, facts: Any) -> None:
 
 def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
     """Create the runs folder; one that root creates is handed to the container's user."""
-    path = path.expanduser().resolve()
+    path = expand_user(path).resolve()
     created = not path.exists()
     if path.exists() and not path.is_dir():
         raise UsageError(f"--runs {path} is not a folder", hint="pass a folder for the runs")
@@ -376,7 +376,7 @@ def run_in_image(options: RunOptions, client: Any = None,
     uid, gid = container_user(euid, egid)
     data_dir = None
     if options.data_dir is not None:
-        data_dir = options.data_dir.expanduser().resolve()
+        data_dir = expand_user(options.data_dir).resolve()
         if not data_dir.is_dir():
             raise UsageError(f"--data {data_dir} is not a folder",
                              hint="pass the folder `dlbox data fetch` filled")

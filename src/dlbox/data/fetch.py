@@ -45,7 +45,7 @@ from dlbox.data.extract import (
 from dlbox.data.layout import BATCHES_DIRNAME, batches_dir
 from dlbox.data.paths import check_data_dir_path, data_flag
 from dlbox.errors import DataError, UsageError
-from dlbox.fileio import exclusive_lock
+from dlbox.fileio import exclusive_lock, expand_user
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -462,7 +462,7 @@ def _local_archive(source: str) -> Path:
         check_source(source)
         parsed = urllib.parse.urlparse(source)
         source = urllib.request.url2pathname(parsed.path)
-    path = Path(source).expanduser()
+    path = expand_user(source)
     if path.is_dir():
         raise DataError(f"archive {path} is a folder, not a .tar.gz file",
                         hint=_folder_source_hint(path))

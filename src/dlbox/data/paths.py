@@ -9,6 +9,7 @@ import platformdirs
 
 from dlbox.data.layout import BATCHES_DIRNAME
 from dlbox.errors import DataError, UsageError
+from dlbox.fileio import expand_user
 from dlbox.text import shell_quote
 
 DATA_ENV_VAR = "DLBOX_DATA"
@@ -31,9 +32,9 @@ def data_flag(data_dir: str | Path) -> str:
     looked at; "" for the one a bare command uses ($DLBOX_DATA, else the cache dir)."""
     def where(path: Path) -> Path:
         try:
-            return path.expanduser().resolve()
+            return expand_user(path).resolve()
         except (OSError, RuntimeError):  # a link loop, say: compared as written
-            return path.expanduser().absolute()
+            return expand_user(path).absolute()
 
     if where(Path(data_dir)) == where(resolve_data_dir(None)):
         return ""
@@ -60,10 +61,10 @@ def resolve_data_dir(arg: str | Path | None) -> Path:
             raise UsageError("the data dir was given as an empty path",
                              hint=f"pass a folder, or None for the default (${DATA_ENV_VAR}, "
                                   "else the user cache dir)")
-        return Path(arg).expanduser()
+        return expand_user(arg)
     env = os.environ.get(DATA_ENV_VAR, "")
     if env:
-        return Path(env).expanduser()
+        return expand_user(env)
     return default_data_dir()
 
 

@@ -48,7 +48,7 @@ def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Pat
     shipped in the package (copied once, so the user's edits are kept).
     """
     if arg is not None:
-        directory = Path(arg).expanduser().resolve()
+        directory = expand_user(arg).resolve()
         if not directory.is_dir():
             raise UsageError(f"--notebook-dir {arg} is not a directory",
                              hint="create it, or leave --notebook-dir out to serve dlbox's "

@@ -40,6 +40,7 @@ from torch import nn
 from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
 from dlbox.fileio import (
     ACCESS_ERRNOS,
+    expand_user,
     file_head,
     held_elsewhere,
     read_json,
@@ -134,7 +135,7 @@ def checkpoint_path(run_dir: str | Path, name: str = "last") -> Path:
         raise UsageError("--checkpoint needs a name or a path, got an empty one",
                          hint="e.g. --checkpoint last (RUN_DIR/checkpoints/last.pt), or a path "
                               "to a .pt file")
-    candidate = Path(name).expanduser()
+    candidate = expand_user(name)
     if is_checkpoint_file_path(name):
         return candidate
     stem = name[:-len(".pt")] if name.endswith(".pt") else name  # `best.pt` means best
@@ -157,7 +158,7 @@ def says_finished(checkpoint: Path) -> bool:
 def is_checkpoint_file_path(name: str) -> bool:
     """Whether `--checkpoint NAME` is a path (absolute, ~, or with a folder in it) rather
     than the name of a checkpoint in the run's checkpoints folder."""
-    path = Path(name).expanduser()
+    path = expand_user(name)
     # The text, not the parts: Path("./epoch5.pt").parts is ("epoch5.pt",).
     return path.is_absolute() or "/" in name or os.sep in name
 

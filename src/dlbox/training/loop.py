@@ -39,6 +39,7 @@ from dlbox.errors import DlboxError, FileWriteError, RunDirError, UsageError
 from dlbox.fileio import (
     ACCESS_ERRNOS,
     exclusive_lock,
+    expand_user,
     folder_write_error,
     held_elsewhere,
     is_atomic_temp,
@@ -477,7 +478,7 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     """
     device = resolve_device(config.device)
     # No run_dir: runs/<time>-<model>, claimed when it is made (see claim_default_run_dir).
-    run_dir = Path(config.run_dir).expanduser().resolve() if config.run_dir else None
+    run_dir = expand_user(config.run_dir).resolve() if config.run_dir else None
     data_dir = resolve_data(config)
     config = config.replace(run_dir=str(run_dir) if run_dir else None, data_dir=str(data_dir))
     with out_of_memory_is_an_error(config, device, run_dir):
@@ -564,7 +565,7 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     from dlbox.training.config import check_threads
 
     check_threads(threads)  # at most 4 per core, as for a new run (torch crashes beyond)
-    run_dir = Path(run_dir).expanduser().resolve()
+    run_dir = expand_user(run_dir).resolve()
     config = read_run_config(run_dir)
     where = resolve_device(device or config.device)
     # A second resume of a run that is training is refused; waiting is the only fix.
