@@ -269,5 +269,10 @@ def test_a_missing_image_names_the_tags_this_folder_was_built_under(
 
         assert missing_image_hint(engine, RunOptions(image="dlbox:latest", command=("true",))) \
             == "build it first: dlbox image build (or pass --tag IMAGE)"
+        # ... and that name given with --tag: the name is checked, not "pass --tag IMAGE"
+        assert missing_image_hint(engine, RunOptions(
+            image="dlbox:latest", command=("true",), named=True)) == (
+            "check the name (docker images lists those here), or build it: dlbox image build "
+            "--tag dlbox:latest")
     finally:
         engine.images.remove(tag, force=True)

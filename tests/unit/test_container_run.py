@@ -647,6 +647,30 @@ def test_a_tag_runs_though_the_project_here_cannot_be_read(
     assert len(handed) == 1
 
 
+def test_the_builtin_images_name_given_with_tag_is_checked_not_asked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: `image run --tag dlbox:latest` outside a project, that image not here, got
+    the hint "pass --tag IMAGE", as if no --tag had been given: the hint told the two apart
+    by the name, not by whether one was given."""
+    from dlbox.cli import main
+    from dlbox.container import run
+
+    handed: list[RunOptions] = []
+    monkeypatch.setattr(run, "run_in_image",
+                        lambda options: handed.append(options) or run.RunOutcome(0))
+    monkeypatch.chdir(tmp_path)
+    for argv in (["--tag", "dlbox:latest"], []):
+        assert main(["image", "run", *argv, "--runs", str(tmp_path / "runs"), "--",
+                     "true"]) == 0
+    named, bare = handed
+    assert (named.image, bare.image) == ("dlbox:latest", "dlbox:latest")
+    assert run.missing_image_hint(None, named) == (
+        "check the name (docker images lists those here), or build it: dlbox image build "
+        "--tag dlbox:latest")
+    assert run.missing_image_hint(None, bare) == (
+        "build it first: dlbox image build (or pass --tag IMAGE)")
+
+
 def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:
     # A dlbox killed with SIGKILL stays a zombie until its parent reaps it: its containers
     # are orphans already, or the next launch on the same port is refused as "in use".

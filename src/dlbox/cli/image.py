@@ -348,6 +348,7 @@ def run_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         image=image,
         no_tty=args.no_tty,
+        named=args.tag is not None,
         command=tuple(command),
         gpus=args.gpus,
         shm_size=check_shm_size(args.shm_size),

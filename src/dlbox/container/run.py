@@ -50,6 +50,7 @@ class RunOptions:
     runs_dir: Path | None = None
     environment: tuple[tuple[str, str], ...] = ()
     no_tty: bool = False  # never a terminal, and the terminal's input not passed on
+    named: bool = False  # the image was named (--tag), not taken from the folder
     # The project folder the image's default tag came from (no --tag): warned about when
     # another folder of the same name built the image.
     project_dir: Path | None = None
@@ -319,11 +320,11 @@ def missing_image_hint(client: Any, options: RunOptions) -> str:
     """What to run for an image that is not here: the images built from this folder under
     other tags, when there are (review: "build it first" in a folder built with --tag); a
     name given with --tag is checked or built."""
-    if options.project_dir is None and options.image == BUILTIN_IMAGE:  # no project here
-        return "build it first: dlbox image build (or pass --tag IMAGE)"
-    if options.project_dir is None:  # --tag NAME
+    if options.named:
         return (f"check the name (docker images lists those here), or build it: dlbox image "
                 f"build --tag {options.image}")
+    if options.project_dir is None:  # no project here: the built-in project's image
+        return "build it first: dlbox image build (or pass --tag IMAGE)"
     try:
         images = client.images.list(
             filters={"label": f"{S.SOURCE_LABEL}={S.source_id(options.project_dir)}"})
