@@ -23,7 +23,6 @@ from dlbox.errors import (
     EXIT_ERROR,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
-    EXIT_USAGE,
     DlboxError,
     first_line,
 )
