@@ -388,6 +388,18 @@ def test_other_data_with_fewer_test_images_than_the_run_used_is_noted(
         f"{small.resolve()} has 40, and all 40 are evaluated\n")
     evaluate_run(tmp_path, device="cpu", quiet=True)  # its own data: 60 of 100, no note
     assert capsys.readouterr().err == ""
+    # review: in the notebook, the note named --num-test, a flag it has no place for
+    from dlbox.jupyter.notebooks import in_setting_terms
+    from dlbox.text import use_wording
+
+    use_wording(in_setting_terms)
+    try:
+        evaluate_run(tmp_path, data_dir=small, device="cpu", quiet=True,
+                     output=tmp_path / "report")
+    finally:
+        use_wording(None)
+    assert capsys.readouterr().err.startswith(
+        "note: the run was tested on its first 60 test images (NUM_TEST); ")
 
 
 def test_missing_run_dir_is_a_run_dir_error_with_hint(tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ import dataclasses
 import os
 import shutil
 import stat
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -285,9 +284,9 @@ def load_run_model(run_dir: Path, device: str | torch.device = "auto",
 
 
 def load_test_split(config: Any, data_dir: str | Path | None,
-                    classes: Sequence[str] | None = None) -> tuple[ImageDataset, str | None]:
+                    classes: Sequence[str] | None = None) -> tuple[ImageDataset, list[str]]:
     """The test split the run is evaluated on: --data, else the run's data dir; num_test cap.
-    With it, the note to print once the data is known to fit the run (None: none)."""
+    With it, the notes to tell once the data is known to fit the run."""
     from dlbox.data.loading import (
         load_dataset,
         reading_the_runs_data_dir,
@@ -306,20 +305,20 @@ def load_test_split(config: Any, data_dir: str | Path | None,
     # resolved: metrics.json records where the test images came from, from any folder
     root = resolved_data_dir(chosen)
     limit = getattr(config, "num_test", None)
-    note = None
+    notes = []
     if limit is not None:
         with reading_the_runs_data_dir(given=given, classes=classes):
             available = split_size(root, "test")
         if available < limit:  # other data (--data), or a data dir that lost images
-            note = (f"note: the run was tested on its first {limit:,} test images "
-                    f"(--num-test); {root} has {available:,}, and all {available:,} are "
-                    "evaluated")
+            notes.append(f"note: the run was tested on its first {limit:,} test images "
+                         f"(--num-test); {root} has {available:,}, and all {available:,} "
+                         "are evaluated")
     with reading_the_runs_data_dir(given=given, classes=classes):
         dataset = load_dataset(root, "test", limit)
     shadowed = shadowed_image_tree(root)
     if shadowed is not None:
-        note = f"{note}\nnote: {shadowed}" if note else f"note: {shadowed}"
-    return dataset, note
+        notes.append(f"note: {shadowed}")
+    return dataset, notes
 
 
 def check_classes(model_classes: Sequence[str] | None,
@@ -610,15 +609,15 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         read_metrics_file(run_dir / METRICS_FILE)
         if checkpoint == "last":  # another checkpoint is no word on the run's history
             _catch_up_history(run_dir, loaded.config)
-    dataset, note = load_test_split(loaded.config, data_dir, getattr(loaded, "classes", None))
+    dataset, notes = load_test_split(loaded.config, data_dir, getattr(loaded, "classes", None))
     from dlbox.training.checkpoint import outside_the_run
 
     used = getattr(loaded, "checkpoint_path", None)
     foreign = used if used is not None and outside_the_run(used, run_dir) else None
     classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source,
                             foreign)
-    if note is not None:  # after the classes: not said of data that is then refused
-        print(note, file=sys.stderr)
+    for note in notes:  # after the classes: not said of data that is then refused
+        tell(note)
     if tuple(dataset.classes) != classes:
         tell(f"note: the test data in {dataset.source} lists the run's classes in another "
              "order: each image is matched to the model's output of its class by name")
