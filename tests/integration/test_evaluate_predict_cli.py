@@ -216,6 +216,7 @@ def test_evaluate_a_checkpoint_the_run_lacks_lists_those_it_has(
 @pytest.mark.parametrize("given, message", [
     ("elsewhere/last.pt", "checkpoint elsewhere/last.pt does not exist"),
     ("../config", "checkpoint ../config does not exist"),
+    ("/dev/null", "checkpoint /dev/null is not a regular file (a pipe, socket or device)"),
     ("checkpoints", None),  # a folder: filled in below
 ])
 def test_a_checkpoint_path_that_is_not_a_file_is_named_as_given(

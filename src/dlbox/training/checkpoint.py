@@ -624,7 +624,9 @@ def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto"
     if not found and is_checkpoint_file_path(checkpoint):
         saved = _saved_checkpoints(run_dir)
         raise RunDirError(f"checkpoint {path} "
-                          + ("is a folder, not a .pt file" if path.is_dir() else "does not exist"),
+                          + ("is a folder, not a .pt file" if path.is_dir() else
+                             "is not a regular file (a pipe, socket or device)"
+                             if path.exists() else "does not exist"),
                           hint="pass the path of a .pt file, or the name of one of the run's "
                                + (f"checkpoints: {', '.join(saved)}" if saved else
                                   f"checkpoints in {run_dir / CHECKPOINTS_DIRNAME}"))
