@@ -1583,6 +1583,8 @@ def test_a_python_the_project_does_not_allow_is_named_with_an_image_that_has_one
                                    "names, in a requirements.txt"),
     ("Pipfile", "Pipenv's", "write a requirements.txt from it: pipenv requirements > "
                             "requirements.txt"),
+    ("Pipfile.lock", "Pipenv's", "write a requirements.txt from it: pipenv requirements > "
+                                 "requirements.txt"),  # a lock alone: review
 ])
 def test_another_tools_project_is_named_not_built_as_dlbox(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

@@ -627,6 +627,8 @@ FOREIGN_PROJECT_FILES = (
                                     "names, in a requirements.txt"),
     ("Pipfile", "Pipenv's", "write a requirements.txt from it: pipenv requirements > "
                             "requirements.txt"),
+    ("Pipfile.lock", "Pipenv's", "write a requirements.txt from it: pipenv requirements > "
+                                 "requirements.txt"),  # a lock alone: review
 )
 
 
