@@ -1159,6 +1159,52 @@ def test_the_smoke_test_imports_the_package_the_project_installs() -> None:
     assert script["dist_modules"]("typing_extensions") == []
 
 
+def test_the_smoke_test_imports_the_frameworks_companions_and_finds_its_commands_modules(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: PyPI's torchvision (a CUDA build) beside torch+cpu passed the smoke
+    test, and `import torchvision` failed in the image; a .dockerignore that left out the
+    package folder passed it too ("modules of mypkg: no modules"), and the image's command
+    failed with ModuleNotFoundError."""
+    from typing import Any
+
+    from dlbox.container.smoke import smoke_environment, smoke_script
+
+    torch = S.FrameworkBuild("torch", "2.13.0+cpu", "cpu", None, ())
+    env = smoke_environment(S.ImageSpec("mypkg", "pyproject", torch, "base"), gpu=False)
+    assert env["DLBOX_SMOKE_COMPANIONS"] == "torchvision,torchaudio"
+    # a companion built for another torch: its import fails (its operators do not register)
+    write(tmp_path / "dlbox_fake_vision" / "__init__.py",
+          "raise RuntimeError('operator torchvision::nms does not exist')\n")
+    # an installed project whose package was left out, and whose command names it
+    info = tmp_path / "dlbox_fake_proj-1.0.dist-info"
+    write(info / "METADATA", "Metadata-Version: 2.1\nName: dlbox-fake-proj\nVersion: 1.0\n")
+    write(info / "RECORD", "dlbox_fake_proj-1.0.dist-info/METADATA,,\n")
+    write(info / "entry_points.txt", "[console_scripts]\nmytrain = dlbox_fake_pkg.cli:main\n"
+                                     "myok = dlbox_fake_vision:x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, value in {"DLBOX_SMOKE_FRAMEWORK": "torch", "DLBOX_SMOKE_VERSION": "",
+                        "DLBOX_SMOKE_DIST": "dlbox-fake-proj", "DLBOX_SMOKE_IMPORTS": "",
+                        "DLBOX_SMOKE_COMPANIONS": "dlbox_no_such_vision,dlbox_fake_vision",
+                        "DLBOX_SMOKE_SOURCES": ""}.items():
+        monkeypatch.setenv(name, value)
+    script: dict[str, Any] = {"__name__": "dlbox_smoke"}
+    exec(compile(smoke_script(), "smoke_check.py", "exec"), script)  # noqa: S102 - our own
+    assert script["main"]() == 1
+    capsys.readouterr()
+    checks = {check["name"]: check for check in script["RESULT"]["checks"]}
+    assert checks["import torch"]["ok"]
+    assert not checks["import dlbox_fake_vision"]["ok"]
+    assert checks["import dlbox_fake_vision"]["detail"].startswith(
+        "RuntimeError: operator torchvision::nms does not exist")
+    assert "import dlbox_no_such_vision" not in checks  # not installed: nothing to import
+    assert not checks["commands of dlbox-fake-proj"]["ok"]
+    assert checks["commands of dlbox-fake-proj"]["detail"].startswith(
+        "ModuleNotFoundError: the commands mytrain (dlbox_fake_pkg.cli) name modules the image "
+        "does not have")
+    assert script["entry_point_modules"]("dlbox") == "dlbox (dlbox.cli)"
+
+
 def test_a_module_that_exits_when_imported_is_a_failed_check_not_a_lost_result(
         tmp_path: Path) -> None:
     """`sys.exit(main())` at import ended the smoke script before its result line, so the

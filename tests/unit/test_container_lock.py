@@ -373,6 +373,30 @@ def test_dry_run_from_lock_renders_the_locked_build(tmp_path: Path) -> None:
     assert "NVIDIA_VISIBLE_DEVICES" not in dockerfile
 
 
+def test_a_companion_missing_from_the_wheelhouse_keeps_the_frameworks_index(
+        tmp_path: Path) -> None:
+    """Found by review: with torch's wheel in the wheelhouse, the CPU index was dropped, and
+    torchvision came from PyPI, a CUDA build, whose import failed beside torch+cpu."""
+    root = write_project(tmp_path / "proj", "torch\ntorchvision\n")
+    house = tmp_path / "wheels"
+    house.mkdir()
+    (house / "torch-2.15.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    index = "--extra-index-url=https://download.pytorch.org/whl/cpu"
+
+    def dockerfile(pinned: tuple[str, ...]) -> str:
+        entry = dataclasses.replace(locked_cpu_entry(root), pinned=pinned)
+        write_lock(root / LOCK_FILE, {"torch-cpu": entry})
+        return B.dry_run(B.BuildRequest(project_dir=root, device="cpu", wheelhouse=house),
+                         facts=no_probe)[0]
+
+    assert index not in dockerfile(("torch==2.15.0+cpu",))  # torch alone: the wheelhouse's
+    assert index in dockerfile(("torch==2.15.0+cpu", "torchvision==0.30.0+cpu"))
+    (house / "torchvision-0.30.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    assert index not in dockerfile(("torch==2.15.0+cpu", "torchvision==0.30.0+cpu"))
+    assert B.companions_in("torch", ("numpy==2.1.0", "TorchVision[x]>=0.2", "torchaudio")) \
+        == ("torchvision", "torchaudio")
+
+
 def test_release_request_matches_any_patch_version_it_locked() -> None:
     # `--framework-version 2.1` locks the newest 2.1.x the matrix knows (2.1.2+cu121); the
     # same flag on the next build must not call that lock stale, nor an older lock of 2.1.0.

@@ -60,6 +60,7 @@ from dlbox.container.lock import (
     write_lock,
 )
 from dlbox.container.project import (
+    FRAMEWORK_COMPANIONS,
     FRAMEWORK_DISTS,
     PYPROJECT_FILE,
     SETUP_PY_FILE,
@@ -629,11 +630,23 @@ def framework_from_entry(entry: LockEntry) -> FrameworkBuild:
                           wheel_index=entry.wheel_index, min_driver=entry.min_driver)
 
 
+def companions_in(framework: str, requirements: Sequence[str]) -> tuple[str, ...]:
+    """The framework's companions (torchvision, ...) that `requirements` (PEP 508 lines or
+    pins) name."""
+    names = {requirement_name(line) for line in requirements}
+    return tuple(name for name in FRAMEWORK_COMPANIONS.get(framework, ()) if name in names)
+
+
 def framework_in_wheelhouse(wheelhouse: Sequence[Distribution], dist: str, version: str,
-                            python: str | None) -> bool:
-    """Whether the wheelhouse holds the framework wheel itself (then its index is not needed)."""
+                            python: str | None, companions: Sequence[str] = ()) -> bool:
+    """Whether the wheelhouse holds the framework wheel itself, and a wheel of each of its
+    `companions` the build needs: then the framework's index is not needed. Review: with
+    torch alone there, torchvision came from PyPI, a CUDA build beside torch+cpu, and the
+    image's `import torchvision` failed."""
     wheels, uncovered = wheels_for_pins(wheelhouse, (f"{dist}=={version}",), python or None)
-    return bool(wheels) and not uncovered
+    return bool(wheels) and not uncovered and all(
+        any(d.name == name and d.fits_python(python or None) for d in wheelhouse)
+        for name in companions)
 
 
 def spec_for(project: Project, entry: LockEntry, *, base_digest: str | None = None,
@@ -971,7 +984,7 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
                      f"), so the build will refuse; fill it first: "
                      f"{download_command(request, entry, uncovered)}")
     in_house = framework_in_wheelhouse(p.wheelhouse, entry.framework, entry.framework_version,
-                                       entry.python)
+                                       entry.python, companions_in(entry.framework, entry.pinned))
     spec = spec_for(p.project, entry, wheelhouse=bool(p.wheelhouse),
                     offline=request.offline or bool(entry.pinned and p.wheelhouse
                                                     and not uncovered),
@@ -1321,7 +1334,8 @@ def build_image(request: BuildRequest, log: Log = print,
         if offline and not request.offline:
             notes.append("every pinned package is in the wheelhouse: pip runs with --no-index")
         in_house = framework_in_wheelhouse(wheels, entry.framework, entry.framework_version,
-                                           entry.python)
+                                           entry.python,
+                                           companions_in(entry.framework, entry.pinned))
         spec = spec_for(project, entry, base_digest=engine.image_digest(base_data),
                         wheelhouse=bool(wheels), offline=offline, ca_cert=ca_cert is not None,
                         use_wheel_index=not in_house)
@@ -1560,7 +1574,8 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
     if mismatch is not None:
         raise ContainerError(*mismatch)
     in_house = framework_in_wheelhouse(p.wheelhouse, framework_dist(resolved),
-                                       lines[0].split("==", 1)[-1] if lines else "", python)
+                                       lines[0].split("==", 1)[-1] if lines else "", python,
+                                       companions_in(p.framework, requirements))
     pip_args = pip_args_for(project, None if in_house else resolved.wheel_index,
                             f"{RESOLVE_DIR}/wheelhouse" if p.wheelhouse else None,
                             request.offline)

@@ -42,6 +42,11 @@ FRAMEWORK_DISTS: dict[str, tuple[str, ...]] = {
     "jax": ("jax", "jaxlib"),
 }
 
+# Packages the framework's own index builds for each of its variants (torchvision
+# 0.28.0+cpu beside torch 2.13.0+cpu). PyPI's are one variant's (on x86-64 Linux, CUDA's), so
+# one taken from PyPI beside another variant's framework fails to import.
+FRAMEWORK_COMPANIONS: dict[str, tuple[str, ...]] = {"torch": ("torchvision", "torchaudio")}
+
 # requirements.txt options passed on to pip as they are (index and resolution options).
 _PASSTHROUGH_OPTIONS = {
     "-i": "--index-url",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlbox.container import engine
+from dlbox.container.project import FRAMEWORK_COMPANIONS
 from dlbox.container.render import load_template
 from dlbox.container.spec import WORKDIR, ImageSpec
 from dlbox.errors import ContainerError
@@ -70,6 +71,10 @@ def smoke_environment(spec: ImageSpec, gpu: bool, compile_sources: bool = True
         "DLBOX_SMOKE_CUDA": spec.framework.cuda or "" if spec.framework.name == "torch" else "",
         "DLBOX_SMOKE_GPU": "1" if gpu else "0",
         "DLBOX_SMOKE_IMPORTS": imports,
+        # torchvision and the like, when installed: one built for another variant or version
+        # of the framework fails to import (its operators do not register), and pip check
+        # does not see it (review: PyPI's CUDA torchvision beside torch+cpu passed).
+        "DLBOX_SMOKE_COMPANIONS": ",".join(FRAMEWORK_COMPANIONS.get(spec.framework.name, ())),
         # Another project's code is checked too, without running it: a syntax error in any of
         # its files, or an installed package that does not import (a dependency left out of
         # its requirements), fails the build instead of the image's first run.

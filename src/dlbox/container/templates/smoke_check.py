@@ -6,6 +6,7 @@ Settings come from the environment:
     DLBOX_SMOKE_CUDA       CUDA the build must carry ("12.6"), empty for a CPU build
     DLBOX_SMOKE_GPU        1: a GPU is attached, check it (visible, matmul, conv, arch list)
     DLBOX_SMOKE_IMPORTS    comma-separated modules of the project to import
+    DLBOX_SMOKE_COMPANIONS the framework's companions (torchvision, ...): imported if installed
     DLBOX_SMOKE_SOURCES    the project's folder: every .py file in it must compile (never run)
     DLBOX_SMOKE_DIST       the project's installed distribution: its top-level modules import
 Also runs `pip check` on the image's environment: a package whose requirements are not met
@@ -14,6 +15,7 @@ Prints one line `DLBOX_SMOKE {json}` and exits 0 when every check passed, 1 othe
 """
 
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -296,6 +298,37 @@ def dist_modules(dist_name):
     return sorted(name for name in names if name.isidentifier() and not name.startswith("_"))
 
 
+def installed(modules):
+    """Those of `modules` that are installed (found without importing them)."""
+    return [name for name in modules if name and importlib.util.find_spec(name) is not None]
+
+
+def entry_point_modules(dist_name):
+    """Whether the module of each command the distribution installs (console_scripts,
+    gui_scripts) is there, found without running it. Review: a .dockerignore that left out
+    the package folder built an image whose `mytrain` failed with ModuleNotFoundError."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        return "no distribution"
+    missing, found = [], []
+    for point in dist.entry_points:
+        if point.group not in ("console_scripts", "gui_scripts"):
+            continue
+        module = point.value.split(":", 1)[0].strip()
+        try:
+            spec = importlib.util.find_spec(module)
+        except ImportError:  # a parent package that is not there
+            spec = None
+        (found if spec is not None else missing).append(f"{point.name} ({module})")
+    if missing:
+        raise ModuleNotFoundError(f"the commands {', '.join(missing)} name modules the image "
+                                  "does not have (left out by .dockerignore, or not packaged)")
+    return ", ".join(found) or "no commands"
+
+
 def main():
     framework = os.environ.get("DLBOX_SMOKE_FRAMEWORK", "torch")
     gpu = os.environ.get("DLBOX_SMOKE_GPU") == "1"
@@ -315,11 +348,16 @@ def main():
 
         if check(f"modules of {dist}", find):
             modules += [module for module in found if module not in modules]
+        check(f"commands of {dist}", lambda: entry_point_modules(dist))
     for module in modules:
         check(f"import {module}", lambda m=module: getattr(importlib.import_module(m),
                                                            "__version__", "ok"))
     runner = {"torch": smoke_torch, "tensorflow": smoke_tensorflow, "jax": smoke_jax}[framework]
     check(f"import {framework}", lambda: runner(gpu) or "ok")
+    for companion in installed(os.environ.get("DLBOX_SMOKE_COMPANIONS", "").split(",")):
+        if companion not in modules:
+            check(f"import {companion}", lambda m=companion: getattr(
+                importlib.import_module(m), "__version__", "ok"))
     check("pip_check", pip_check)
     RESULT["ok"] = all(item["ok"] for item in RESULT["checks"])
     print("DLBOX_SMOKE " + json.dumps(RESULT), flush=True)
