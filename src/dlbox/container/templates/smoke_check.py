@@ -313,7 +313,8 @@ def entry_point_modules(dist_name):
         dist = metadata.distribution(dist_name)
     except metadata.PackageNotFoundError:
         return "no distribution"
-    missing, found = [], []
+    missing: list = []
+    found: list = []
     for point in dist.entry_points:
         if point.group not in ("console_scripts", "gui_scripts"):
             continue
