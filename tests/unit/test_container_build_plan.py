@@ -1622,6 +1622,26 @@ def test_a_python_the_project_does_not_allow_is_named_with_an_image_that_has_one
     assert not any("requires Python" in note for note in given), given
 
 
+def test_a_framework_required_from_a_url_is_refused_not_replaced(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `torch @ https://.../torch-2.1.0%2Bcpu-...whl` built torch 2.15.0 with
+    no word: the framework line was replaced by the build's, and a URL has no version."""
+    from dlbox.cli import main
+
+    project = tmp_path / "urls"
+    for line, pin in (
+            ("torch @ https://download.pytorch.org/whl/cpu/torch-2.1.0%2Bcpu-cp311-cp311-"
+             "linux_x86_64.whl", "torch==2.1.0"),
+            ("torch @ file:///wheels/my-torch.whl", "torch==VERSION")):
+        write(project / "requirements.txt", f"numpy\n{line}\n")
+        assert main(["image", "build", "--dry-run", "--cpu", str(project)]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: the project requires torch from a URL ({line.split(' @ ')[1]}), but dlbox "
+            "picks the torch build (CPU or CUDA) for the target itself",
+            f"hint: pin the version instead ({pin}); the build takes its wheel for the target "
+            "(--cpu/--gpu) from the framework's index or --wheelhouse DIR"]
+
+
 @pytest.mark.parametrize("name, whose, fix", [
     ("cog.yaml", "Cog's", "list its build.python_packages in a requirements.txt (and its "
                           "build.system_packages in an apt.txt)"),

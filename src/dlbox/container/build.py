@@ -502,6 +502,8 @@ def _project_pins(project: Project, framework: str) -> list[tuple[str, Any]]:
     pins = []
     for line in project.requirements:
         requirement = parse_requirement(line, "requirements")
+        if requirement.name in FRAMEWORK_DISTS[framework] and requirement.url:
+            raise _framework_url_refusal(requirement)
         if requirement.name not in FRAMEWORK_DISTS[framework] or not requirement.specifier:
             continue
         if requirement.marker is not None and not requirement.marker.evaluate():
@@ -510,6 +512,23 @@ def _project_pins(project: Project, framework: str) -> list[tuple[str, Any]]:
                                        for spec in requirement.specifier))
         pins.append((line, public))
     return pins
+
+
+def _framework_url_refusal(requirement: Any) -> UsageError:
+    """The error for `torch @ https://.../torch-2.1.0+cpu-...whl`: the build's framework wheel
+    is dlbox's choice for the target, so that line was replaced without a word (review)."""
+    import urllib.parse
+
+    wheel = urllib.parse.unquote(urllib.parse.urlparse(requirement.url).path.rsplit("/", 1)[-1])
+    match = re.match(rf"^{re.escape(requirement.name)}-([0-9][^-]*?)(?:\+[^-]*)?-", wheel,
+                     re.IGNORECASE)
+    pin = f"{requirement.name}=={match.group(1)}" if match else f"{requirement.name}==VERSION"
+    return UsageError(f"the project requires {requirement.name} from a URL "
+                      f"({redact_url_credentials(requirement.url)}), but dlbox picks the "
+                      f"{requirement.name} build (CPU or CUDA) for the target itself",
+                      hint=f"pin the version instead ({pin}); the build takes its wheel for "
+                           "the target (--cpu/--gpu) from the framework's index or "
+                           "--wheelhouse DIR")
 
 
 def version_for_project(project: Project, framework: str, version: str | None,
