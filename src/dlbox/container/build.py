@@ -1389,6 +1389,11 @@ def build_image(request: BuildRequest, log: Log = print,
                                  compile_sources=request.compile_check)
         failures = smoke_result.failures
         kept = result.image_id
+        if failures:
+            # Its deps stage tagged beside the failed image: untagged, the one of a build
+            # whose fix changed the dependencies (a package added) stayed for good (review:
+            # 1.27 GB); the next failed build's replaces it, the next that passes removes it.
+            _tag_deps_stage(client, result, failed_tag(tags[0]))
         if failures and all(check.name == "project_sources" for check in failures):
             # Only the project's code failed to compile: the error names the file and line,
             # and an image kept for a look would only pile up, one per attempt.
@@ -1421,6 +1426,8 @@ def build_image(request: BuildRequest, log: Log = print,
     notes += _remove_replaced(client, replaced, project.root)
     notes += _drop_failed(client, failed_tag(tags[0]))
     notes += _tag_deps_stage(client, result, tags[0])
+    # after the tag above: the deps stage of a failed build that this one reused stays
+    _drop_failed(client, deps_tag(failed_tag(tags[0])), S.DEPS_STAGE_LABEL)
     data = engine.inspect_image(client, result.image_id) or {}
     return BuildOutcome(
         image_id=result.image_id, tags=tags, spec=spec, entry=entry, lock_path=p.lock_path,
@@ -1489,10 +1496,6 @@ def deps_tag(tag: str) -> str:
     return _side_tag(tag, "deps")
 
 
-def _dlbox_built(data: dict[str, Any] | None) -> bool:
-    return S.PROJECT_LABEL in engine.image_labels(data)
-
-
 def _move_name(client: Any, image_id: str, name: str,
                label: str) -> tuple[str, dict[str, Any] | None]:
     """Tag `image_id` as `name` too, and remove the image `name` named before when dlbox made
@@ -1521,13 +1524,14 @@ def _keep_failed(client: Any, image_id: str, name: str) -> str:
     return image_id if outcome == "theirs" else name
 
 
-def _drop_failed(client: Any, name: str) -> list[str]:
-    """After a build that passed, the image an earlier attempt kept as NAME:TAG-failed is of
-    no more use: remove it (its tag, and the image unless a container uses it)."""
+def _drop_failed(client: Any, name: str, label: str = S.PROJECT_LABEL) -> list[str]:
+    """After a build that passed, the image an earlier attempt kept as NAME:TAG-failed (and
+    its deps stage, NAME:TAG-failed-deps: `label` S.DEPS_STAGE_LABEL) is of no more use:
+    remove it (its tag, and the image unless a container uses it or another tag names it)."""
     import docker
 
     data = engine.inspect_image(client, name)
-    if not _dlbox_built(data):
+    if label not in engine.image_labels(data):
         return []
     try:
         client.api.remove_image(name)
