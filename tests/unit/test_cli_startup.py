@@ -156,8 +156,10 @@ def test_sigterm_during_a_download_exits_143_and_keeps_only_the_resumable_part(
     assert process.returncode == 143, err
     assert err.splitlines()[-1] == "stopped (SIGTERM)" and "Traceback" not in err, err
     assert out == ""
-    # The .part is kept on purpose: the next fetch resumes it (no temp file besides it).
-    assert [p.name for p in data.iterdir()] == ["cifar-10-python.tar.gz.part"]
+    # The .part is kept on purpose: the next fetch resumes it (no temp file besides it; its
+    # record of the URL it comes from, which the next fetch checks).
+    assert sorted(p.name for p in data.iterdir()) == ["cifar-10-python.tar.gz.part",
+                                                      "cifar-10-python.tar.gz.part.source"]
 
 
 # Holds `dlbox data fetch` after it extracted the archive into its temp folder, before that

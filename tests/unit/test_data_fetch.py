@@ -47,6 +47,7 @@ class Server:
         self.payload = payload
         self.cut_after: int | None = None  # send only this many bytes of a full response
         self.ranges: list[str | None] = []
+        self.etag: str | None = None  # sent, and If-Range honoured, when set
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -56,10 +57,15 @@ class Server:
                     return
                 requested = self.headers.get("Range")
                 outer.ranges.append(requested)
+                if_range = self.headers.get("If-Range")
+                if requested and if_range is not None and if_range != outer.etag:
+                    requested = None  # RFC 9110: the file changed, so all of it
                 start = int(requested.split("=")[1].split("-")[0]) if requested else 0
                 body = outer.payload[start:]
                 self.send_response(206 if requested else 200)
                 self.send_header("Content-Length", str(len(body)))
+                if outer.etag:
+                    self.send_header("ETag", outer.etag)
                 self.end_headers()
                 if outer.cut_after is not None and not requested:
                     self.wfile.write(body[: outer.cut_after])
@@ -199,6 +205,38 @@ def test_interrupted_download_resumes(tmp_path: Path, archive: Path, server: Ser
     assert result.status == "fetched"
     assert server.ranges[-1] == "bytes=1000-"
     assert not part.exists()
+
+
+def test_a_download_resumes_only_from_the_url_and_file_that_began_it(
+        tmp_path: Path, archive: Path, server: Server) -> None:
+    """Found by review: a .part cut short from one mirror was resumed from another URL's file
+    (a Range request to it), the two spliced, and the error blamed the second mirror."""
+    from dlbox.data.synthetic import write_fake_cifar10_archive
+
+    (tmp_path / "other").mkdir()
+    other_archive = write_fake_cifar10_archive(tmp_path / "other" / ARCHIVE_NAME, seed=1)
+    other = Server(other_archive.read_bytes())
+    try:
+        server.cut_after = 1000
+        with pytest.raises(DataError):
+            fetch_cifar10(config(tmp_path / "d", source=server.url, sha256=sha256_of(archive)))
+        result = fetch_cifar10(config(tmp_path / "d", source=other.url,
+                                      sha256=sha256_of(other_archive)))
+        assert result.status == "fetched" and other.ranges == [None]  # from its start
+        assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["cifar-10-batches-py"]
+        # the same URL, whose file changed since (its ETag): If-Range gets all of the new one
+        server.etag = '"one"'
+        with pytest.raises(DataError):
+            fetch_cifar10(config(tmp_path / "e", source=server.url, sha256=sha256_of(archive)))
+        record = (tmp_path / "e" / (ARCHIVE_NAME + ".part.source")).read_text()
+        assert json.loads(record)["validator"] == '"one"' and "127.0.0.1" not in record
+        server.cut_after, server.etag = None, '"two"'
+        server.payload = other_archive.read_bytes()
+        result = fetch_cifar10(config(tmp_path / "e", source=server.url,
+                                      sha256=sha256_of(other_archive)))
+        assert result.status == "fetched" and server.ranges[-1] == "bytes=1000-"
+    finally:
+        other.close()
 
 
 def test_http_404(tmp_path: Path, server: Server) -> None:

@@ -9,9 +9,10 @@
              and each file's sha256, written inside the folder before it moves into place
 
 Network access is the one side effect of `download`, a thin wrapper around urllib: it writes
-to `<archive>.part`, resumes that file with an HTTP Range request when a server allows it,
-and renames it when complete. A downloaded archive is deleted once extracted (the record
-keeps its checksum); a local `--from FILE` is only read.
+to `<archive>.part`, resumes that file with an HTTP Range request when a server allows it
+(the same URL, and the same file: If-Range), and renames it when complete. A downloaded
+archive is deleted once extracted (the record keeps its checksum); a local `--from FILE` is
+only read.
 """
 
 from __future__ import annotations
@@ -387,11 +388,18 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
     check_source(url)
     shown = redact_url(url)
     part = dest.with_name(dest.name + ".part")
-    start = part.stat().st_size if resume and part.exists() else 0
+    source = _part_source(part)
+    # Resumed only from the URL that began it, and only while the server's file is the one
+    # it began (If-Range): review found a .part of one mirror completed from another's file.
+    earlier = _read_part_source(source) if resume and part.exists() else None
+    start = part.stat().st_size if earlier is not None and earlier.get("url") == \
+        _url_key(url) else 0
     try:
         request = _request(url)
         if start:
             request.add_header("Range", f"bytes={start}-")
+            if isinstance(earlier, dict) and earlier.get("validator"):
+                request.add_header("If-Range", str(earlier["validator"]))
         response = urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 - user URL
     except urllib.error.HTTPError as error:
         if error.code == 416 and start:  # our .part is not a prefix the server knows: restart
@@ -411,7 +419,9 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
     with response:
         status = getattr(response, "status", 200)
         if start and status != 206:
-            start = 0  # the server ignored the Range header: start over
+            start = 0  # the server ignored the Range header, or its file changed: start over
+        if not start:
+            _write_part_source(source, url, response.headers, dest.parent)
         length = response.headers.get("Content-Length")
         total = start + int(length) if length and length.isdigit() else None
         received = start
@@ -438,7 +448,39 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         os.replace(part, dest)
     except OSError as error:
         raise data_dir_error(dest.parent, error, f"rename {part.name}") from None
+    with contextlib.suppress(OSError):
+        source.unlink(missing_ok=True)
     return dest
+
+
+def _part_source(part: Path) -> Path:
+    """Where a download's .part records what it is a part of (see _write_part_source)."""
+    return part.with_name(part.name + ".source")
+
+
+def _url_key(url: str) -> str:
+    """A URL as the .part's record keeps it: hashed, so no password in it reaches the disk."""
+    return hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _read_part_source(source: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none (a .part of an older dlbox), or damaged: start over
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _write_part_source(source: Path, url: str, headers: Any, folder: Path) -> None:
+    """Record the URL a new .part comes from, and the server's validator of the file (its
+    ETag, else Last-Modified), which a resumed request sends as If-Range."""
+    etag = headers.get("ETag") or ""
+    validator = etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
+    try:
+        source.write_text(json.dumps({"url": _url_key(url), "validator": validator}),
+                          encoding="utf-8")
+    except OSError as error:
+        raise data_dir_error(folder, error, f"write {source.name}") from None
 
 
 HTML_HINT = ("the URL leads to a page (a login, a download or error page), not to the file "
@@ -594,6 +636,7 @@ def _remove_stale_part(root: Path, archive: Path) -> None:
         if not part.exists() or part.samefile(archive):
             return
         part.unlink()
+        _part_source(part).unlink(missing_ok=True)
 
 
 def _make_data_dir(root: Path) -> None:
