@@ -256,6 +256,32 @@ def test_an_existing_run_dir_is_not_overwritten(fake_cifar_dir: Path, tmp_path: 
                                    "pass another --run-dir for a new run")
 
 
+def test_a_run_dir_a_new_run_cannot_take_is_refused_before_the_data_is_read(
+        fake_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: the refusal came after the data was read (seconds for an image
+    tree), and a Ctrl-C meanwhile was answered "training had finished (...); its evaluation
+    was cut short" of the run already in that folder, which this command never touched."""
+    from dlbox.cli import main
+    from dlbox.training import loop
+
+    done = tmp_path / "done"
+    train(tiny_config(fake_cifar_dir, done, epochs=1), progress=False, evaluate_at_end=False)
+    capsys.readouterr()
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the data is read
+
+    monkeypatch.setattr(loop, "load_split", interrupted)
+    argv = ["train", "--model", "tutorial", "--epochs", "1", "--data", str(fake_cifar_dir),
+            "--no-progress", "--run-dir"]
+    assert main([*argv, str(done)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {done} already holds a run, which finished")
+    assert main([*argv, str(tmp_path / "new")]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_run_dir_that_saved_nothing_is_reused_but_nothing_else(tmp_path: Path) -> None:
     from dlbox.training.loop import create_run_dir
 

@@ -110,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
                 return 0
         else:
             config = config_from_args(args)
-            run_dir = config.run_dir  # None: train makes runs/<time>-<model> (and says which)
+            # the run's folder, once this run has one, is named by what stopped it (run_dir
+            # on the error): --run-dir may be another run's, refused, or not made yet
             train(config, progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
     except TrainingStopped as stopped:
         print("\n".join(stopped.report_lines()))

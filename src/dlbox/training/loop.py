@@ -300,6 +300,18 @@ def discard_unsaved(run_dir: Path) -> bool:
 def create_run_dir(path: Path) -> Path:
     """Make a fresh run dir; one that already holds a run (or any file) is refused, except a
     run that saved nothing (`saved_nothing`), which is started again in place."""
+    check_new_run_dir(path)
+    try:
+        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise run_dir_create_error(path, error) from None
+    return path
+
+
+def check_new_run_dir(path: Path) -> None:
+    """Refuse a --run-dir a new run cannot take (see create_run_dir): checked before the
+    data is read too, which takes seconds for an image tree (review: a Ctrl-C then was
+    answered with a word on the run already in that folder, which it never touched)."""
     if path.exists() and not path.is_dir():
         raise RunDirError(f"run directory {path} exists and is not a directory",
                           hint="pass another --run-dir")
@@ -316,11 +328,6 @@ def create_run_dir(path: Path) -> Path:
                                    f"{shell_quote(path)}`, or pass another --run-dir")
         raise RunDirError(f"run directory {path} is not empty",
                           hint="pass a new or empty --run-dir")
-    try:
-        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise run_dir_create_error(path, error) from None
-    return path
 
 
 def run_dir_create_error(path: Path, error: OSError) -> RunDirError:
@@ -500,6 +507,8 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
         tell(f"warning: --batch-size 1 with model '{config.model}': its BatchNorm then "
              "normalises each image by itself, and a feature map without variation makes "
              "training diverge whatever the --lr; 2 or more is safe")
+    if run_dir is not None:
+        check_new_run_dir(run_dir)
     with spinner(not progress, f"reading the data in {data_dir}"):  # an image tree: seconds
         train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
         test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
