@@ -19,6 +19,17 @@ from types import FrameType
 from typing import Any
 
 
+class Terminated(SystemExit):
+    """Raised in the main thread when SIGTERM (or SIGHUP) arrives. A SystemExit, so `except
+    Exception` lets it through while `finally` blocks and the atomic writes' cleanup still
+    run; the CLI catches it to print `stopped (SIGTERM)` (printing inside the handler could
+    interrupt a print already in progress on stderr). Its code is 128 + the signal."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(128 + signum)
+        self.signal_name = signal.Signals(signum).name
+
+
 def _stat_fields(pid: int) -> list[str]:
     """/proc/PID/stat after the command name: [state, ppid, ...]; [] if unknown."""
     try:

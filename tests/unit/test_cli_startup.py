@@ -299,6 +299,34 @@ def test_handlers_of_their_own_inside_a_command_put_main_s_back() -> None:
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_second_sigterm_in_training_stops_as_sigterm_not_as_ctrl_c() -> None:
+    """Found by review: the training loop's second SIGTERM (the first finishes the step and
+    saves) raised KeyboardInterrupt: `interrupted` and exit 130, as for Ctrl-C, where
+    docs/training.md says SIGTERM exits 143."""
+    import os
+    import time
+
+    from dlbox.processes import Terminated
+    from dlbox.training.loop import StopFlag, stop_on_signals
+
+    def send(signum: int) -> None:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # the handler runs in the main thread, at its next instruction
+
+    for second, expected in ((signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)):
+        flag = StopFlag()
+        with stop_on_signals(flag):
+            send(signal.SIGTERM)
+            assert flag.signum == signal.SIGTERM  # the first: finish the step, save
+            with pytest.raises(expected) as stopped:
+                send(second)
+        assert type(stopped.value) is expected
+    with pytest.raises(Terminated) as again, stop_on_signals(StopFlag()):
+        send(signal.SIGINT)
+        send(signal.SIGTERM)
+    assert again.value.code == 143 and again.value.signal_name == "SIGTERM"
+
+
 def test_the_stop_handlers_leave_signals_alone_outside_the_main_thread() -> None:
     """Python allows signal handlers only in the main thread. The notebook's SIGTERM/SIGHUP
     handler raised ValueError there (a program launching the notebook from a worker thread

@@ -12,7 +12,7 @@ from typing import Any
 
 from dlbox.errors import UsageError
 from dlbox.fileio import expand_user
-from dlbox.processes import detach_from_terminal, handling, hangup
+from dlbox.processes import Terminated, detach_from_terminal, handling, hangup
 
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a process SIGTERM ended
 
@@ -55,17 +55,6 @@ def path_flag(value: str) -> Path | str:
     `--output=~/x` as it is: review found a folder named `~` made), except that an empty
     value stays "" for reject_empty_paths to refuse (`Path("")` is ".", silently)."""
     return expand_user(value) if value.strip() else value
-
-
-class Terminated(SystemExit):
-    """Raised in the main thread when SIGTERM (or SIGHUP) arrives. A SystemExit, so `except
-    Exception` lets it through while `finally` blocks and the atomic writes' cleanup still
-    run; the CLI catches it to print `stopped (SIGTERM)` (printing inside the handler could
-    interrupt a print already in progress on stderr). Its code is 128 + the signal."""
-
-    def __init__(self, signum: int = signal.SIGTERM) -> None:
-        super().__init__(128 + signum)
-        self.signal_name = signal.Signals(signum).name
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ from dlbox.fileio import (
     remove_atomic_temps,
     write_json_atomic,
 )
-from dlbox.processes import detach_from_terminal, handling, hangup
+from dlbox.processes import Terminated, detach_from_terminal, handling, hangup
 from dlbox.text import make_writable, plural, shell_quote, tell
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -433,6 +433,8 @@ def stop_on_signals(flag: StopFlag) -> Iterator[None]:
         if flag.signum is not None:
             if hangup(signum) or hangup(flag.signum):
                 return
+            if signum == signal.SIGTERM:  # exit 143 and "stopped (SIGTERM)", not Ctrl-C's
+                raise Terminated(signum)
             raise KeyboardInterrupt  # asked twice: the user means it
         flag.signum = signum
 
