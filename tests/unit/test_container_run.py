@@ -671,6 +671,35 @@ def test_the_builtin_images_name_given_with_tag_is_checked_not_asked_for(
         "build it first: dlbox image build (or pass --tag IMAGE)")
 
 
+def test_image_run_in_a_subfolder_of_a_project_warns_that_it_runs_dlboxs_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `image run` in my_proj/src ran dlbox's own image, dlbox:latest,
+    without a word (and made runs/ in the project's code)."""
+    from dlbox.cli import main
+    from dlbox.container import run
+
+    handed: list[RunOptions] = []
+    monkeypatch.setattr(run, "run_in_image",
+                        lambda options: handed.append(options) or run.RunOutcome(0))
+    project = tmp_path / "My Proj"
+    (project / "src" / "pkg").mkdir(parents=True)
+    (project / "requirements.txt").write_text("numpy\n")
+    monkeypatch.chdir(project / "src" / "pkg")
+    assert main(["image", "run", "--runs", str(tmp_path / "runs"), "--", "true"]) == 0
+    assert handed[-1].image == "dlbox:latest"
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: no project in this folder, so this runs dlbox's own image, dlbox:latest; "
+        f"for the project in {project}, run from there (cd '{project}') or pass --tag "
+        "my-proj:latest"]
+    monkeypatch.chdir(project)  # the project's own folder: its image, no warning
+    assert main(["image", "run", "--runs", str(tmp_path / "runs"), "--", "true"]) == 0
+    assert handed[-1].image == "my-proj:latest" and capsys.readouterr().err == ""
+    monkeypatch.chdir(tmp_path)  # no project here or above: dlbox's image, as documented
+    assert main(["image", "run", "--runs", str(tmp_path / "runs"), "--", "true"]) == 0
+    assert handed[-1].image == "dlbox:latest" and capsys.readouterr().err == ""
+
+
 def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:
     # A dlbox killed with SIGKILL stays a zombie until its parent reaps it: its containers
     # are orphans already, or the next launch on the same port is refused as "in use".

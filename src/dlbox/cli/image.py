@@ -320,6 +320,24 @@ def default_run_image() -> tuple[str, Path | None]:
     return BUILTIN_IMAGE, None
 
 
+def _warn_of_a_project_above(image: str) -> None:
+    """`image run` in a subfolder of a project's code runs dlbox's own image: said, with
+    the ways to the project's (review: it ran without a word, and made runs/ in the code)."""
+    from dlbox.container.project import detect_project, project_above
+    from dlbox.text import shell_quote
+
+    above = project_above(Path.cwd())
+    if above is None:
+        return
+    try:
+        name = f"{detect_project(above).image_name}:latest"
+    except DlboxError:
+        name = "IMAGE"
+    print(f"warning: no project in this folder, so this runs dlbox's own image, {image}; "
+          f"for the project in {above}, run from there (cd {shell_quote(above)}) or pass "
+          f"--tag {name}", file=sys.stderr)
+
+
 def run_run(args: argparse.Namespace) -> int:
     from dlbox.container.run import RunOptions, check_shm_size, run_in_image
     from dlbox.container.spec import check_image_reference
@@ -337,6 +355,8 @@ def run_run(args: argparse.Namespace) -> int:
     if args.tag is None:
         image, project_dir = default_run_image()
         here = project_dir
+        if project_dir is None:
+            _warn_of_a_project_above(image)
     else:  # a project here that cannot be read is no matter: the image is named
         from dlbox.container.project import default_project_dir
 

@@ -657,8 +657,26 @@ def default_project_dir(cwd: Path | None = None) -> Path | None:
     except FileNotFoundError:  # a shell still in a folder someone removed
         raise UsageError("the current folder no longer exists (it was removed or moved)",
                          hint="cd to a folder that exists and run the command again") from None
-    markers = (REQUIREMENTS_FILE, PYPROJECT_FILE, "setup.py")
-    return folder if any((folder / name).is_file() for name in markers) else None
+    return folder if is_project_folder(folder) else None
+
+
+def is_project_folder(folder: Path) -> bool:
+    """Whether `folder` holds a project dlbox reads (requirements.txt, pyproject.toml or
+    setup.py)."""
+    return any((folder / name).is_file() for name in (REQUIREMENTS_FILE, PYPROJECT_FILE,
+                                                      "setup.py"))
+
+
+def project_above(folder: Path) -> Path | None:
+    """The nearest folder above `folder` that is a project (a subfolder of a project's
+    code, say), up to the user's home or the root; None when there is none."""
+    home = Path.home()
+    for parent in folder.resolve().parents:
+        if parent in (home, Path(parent.anchor)):
+            return None
+        if is_project_folder(parent):
+            return parent
+    return None
 
 
 def detect_project(project_dir: str | Path | None = None,
