@@ -265,14 +265,21 @@ def _read_cache(path: Path, key: str, directory: Path) -> ImageDataset | None:
     return ImageDataset(images, labels, classes, str(directory)) if ok else None
 
 
-def _write_cache(path: Path, key: str, dataset: ImageDataset) -> None:
-    state = {"key": key, "images": dataset.images, "labels": dataset.labels,
-             "classes": list(dataset.classes)}
-    # A load killed mid-write (SIGKILL) leaves its temp file: clear those over an hour old.
+def _clear_killed_writes(path: Path) -> None:
+    """A load killed mid-write (SIGKILL) leaves its temp file, as big as the cache (150 MB
+    for train): clear those over an hour old (a younger one may be another load's, being
+    written now). Asked by every load that uses the cache, not only by one that writes it:
+    once a cache is in place no load writes again (review: the temp file stayed for good)."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         with contextlib.suppress(OSError):
             if time.time() - stale.stat().st_mtime > 3600:
                 stale.unlink()
+
+
+def _write_cache(path: Path, key: str, dataset: ImageDataset) -> None:
+    state = {"key": key, "images": dataset.images, "labels": dataset.labels,
+             "classes": list(dataset.classes)}
+    _clear_killed_writes(path)
     try:
         write_through_memory(path, lambda buffer: torch.save(state, buffer))
     except (OSError, FileWriteError, MemoryError, RuntimeError):
@@ -299,6 +306,7 @@ def load_cifar10(data_dir: str | Path, split: str = "train",
     if key is not None:
         cached = _read_cache(cache_path(directory, split), key, directory)
         if cached is not None:
+            _clear_killed_writes(cache_path(directory, split))
             return cached
     parts = [read_batch(directory / name) for name in names]
     images = np.concatenate([p[0] for p in parts])
