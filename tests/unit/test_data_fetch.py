@@ -350,6 +350,10 @@ def test_no_space_while_extracting_names_the_data_dir(tmp_path: Path, archive: P
     with pytest.raises(DataError) as info:
         fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=sha256_of(archive)))
     assert info.value.message.startswith(f"no space left in the data dir {tmp_path / 'd'}")
+    # review: "CIFAR-10 needs about 180 MB", where a download needs 350 MB while extracted
+    assert (info.value.hint or "").endswith(
+        "(CIFAR-10 takes 180 MB, 350 MB while a downloaded archive is extracted, and 180 MB "
+        "more for the cache training writes)")
     assert not (tmp_path / "d").exists()
 
 
