@@ -412,6 +412,26 @@ def test_a_full_disk_says_how_the_run_goes_on_once_there_is_room(
                      "--no-evaluate"]) == EXIT_OK
 
 
+def test_a_full_disk_in_a_default_run_folder_it_removes_names_a_folder_that_is_there(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: the hint's `df -h runs/<time>-<model>/checkpoints` named the folder
+    that train, having saved nothing in it, had just removed: `df` said no such file."""
+    from dlbox.training import loop
+
+    def full_disk(path, state):  # type: ignore[no-untyped-def]
+        raise _no_space(path)
+
+    monkeypatch.setattr(loop, "save_checkpoint", full_disk)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *QUICK, "--epochs", "1", "--data", str(fake_cifar_dir)]) == EXIT_ERROR
+    hint = capsys.readouterr().err.splitlines()[-1]
+    runs = tmp_path / "runs"
+    assert list(runs.iterdir()) == []  # the run's folder, which held nothing, is removed
+    assert hint.startswith(f"hint: free some disk space where {runs} is (`df -h {runs}` "
+                           "shows it)"), hint
+
+
 # SIGHUP: an SSH session that dropped; it killed training at once, the epoch in progress lost
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130),
                                                (signal.SIGHUP, 129)])

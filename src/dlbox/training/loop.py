@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from dlbox.data.dataset import ImageDataset
-from dlbox.errors import DlboxError, FileWriteError, RunDirError, UsageError
+from dlbox.errors import DlboxError, FileWriteError, RunDirError, UsageError, write_error
 from dlbox.fileio import (
     ACCESS_ERRNOS,
     exclusive_lock,
@@ -542,6 +542,9 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
                                "which holds no checkpoint")
         if isinstance(error, Diverged) and removed:
             raise error.folder_removed() from None
+        if isinstance(error, FileWriteError) and removed and error.kind == "no-space":
+            # its hint named the removed folder (`df -h RUN_DIR/checkpoints`: no such file)
+            error.hint = write_error(error.path, OSError(errno.ENOSPC, error.reason)).hint
         if isinstance(error, (KeyboardInterrupt, BrokenPipeError, SystemExit,
                               FileWriteError)):
             error.run_dir = run_dir  # type: ignore[union-attr]  # the CLI names it
