@@ -1205,6 +1205,34 @@ def test_the_smoke_test_imports_the_frameworks_companions_and_finds_its_commands
     assert script["entry_point_modules"]("dlbox") == "dlbox (dlbox.cli)"
 
 
+def test_a_dependency_missing_from_the_requirements_is_named_in_the_smoke_tests_hint() -> None:
+    """Found by review: `import mypkg: ModuleNotFoundError: No module named 'rich'` was
+    hinted only with the image kept for a look, not with the fix."""
+    import json
+
+    from dlbox.container.smoke import parse_smoke_output, require_smoke_ok
+
+    def failing(*checks: tuple[str, str]) -> str:
+        result = parse_smoke_output("DLBOX_SMOKE " + json.dumps({
+            "ok": False, "framework": "torch", "checks": [
+                {"name": name, "ok": False, "detail": detail, "seconds": 0.1}
+                for name, detail in checks]}), "", 1)
+        with pytest.raises(ContainerError) as info:
+            require_smoke_ok(result, "p4:cpu-failed")
+        return info.value.hint or ""
+
+    hint = failing(("import mypkg", "ModuleNotFoundError: No module named 'rich' "
+                                    "(__init__.py:1)"),
+                   ("import other", "ModuleNotFoundError: No module named 'yaml.x'"))
+    assert hint.startswith("add the package that provides rich and yaml to the project's "
+                           "requirements (or build with --extras NAME, for an optional group "
+                           "that lists it), then build again; the image is kept as "
+                           "p4:cpu-failed for a look"), hint
+    # the project's own package missing is no dependency to add
+    assert failing(("import mypkg", "ModuleNotFoundError: No module named 'mypkg'")) \
+        .startswith("the image is kept as p4:cpu-failed")
+
+
 def test_a_module_that_exits_when_imported_is_a_failed_check_not_a_lost_result(
         tmp_path: Path) -> None:
     """`sys.exit(main())` at import ended the smoke script before its result line, so the

@@ -146,9 +146,22 @@ def require_smoke_ok(result: SmokeResult, image: str) -> None:
                      "are not meant to compile (templates, Python 2), build with "
                      "--no-compile-check",
             )
+        missing = sorted({match.group(1) for check in result.failures
+                          if check.name.startswith("import ")
+                          and (match := _NO_MODULE.match(check.detail))
+                          # not the module imported itself: the project's own, left out
+                          and match.group(1) != check.name.split()[1].split(".")[0]})
+        fix = (f"add the package that provides {' and '.join(missing)} to the project's "
+               "requirements (or build with --extras NAME, for an optional group that lists "
+               "it), then build again; " if missing else "")
         raise ContainerError(
             f"the new image fails its smoke test: {result.summary().split(': ', 1)[-1]}",
-            hint=(f"the image is kept as {short} for a look (the next build replaces it)"
-                  if tagged else f"the image is kept untagged as {short} for a look")
+            hint=fix + (f"the image is kept as {short} for a look (the next build replaces it)"
+                        if tagged else f"the image is kept untagged as {short} for a look")
             + f": {look}",
         )
+
+
+# An import check's failure for a module the image lacks (not the project's own: a
+# dependency missing from its requirements): its top-level name.
+_NO_MODULE = re.compile(r"^ModuleNotFoundError: No module named '([\w]+)")
