@@ -381,6 +381,31 @@ def test_a_package_the_default_patterns_leave_out_gets_a_note(tmp_path: Path) ->
     assert left_out_packages(root) == []
 
 
+def test_weight_files_the_default_patterns_leave_out_get_a_note(tmp_path: Path) -> None:
+    """Found by review: a predictor's model.pt, which its code loads, was left out of the
+    image without a word: the build passed, and the first run failed (FileNotFoundError)."""
+    from dlbox.container import build as B
+    from dlbox.container.context import left_out_weights
+
+    root = tmp_path / "proj"
+    (root / "models").mkdir(parents=True)
+    (root / "runs").mkdir()
+    (root / "requirements.txt").write_text("torch\n")
+    (root / "predict.py").write_text("import torch\nmodel = torch.load('model.pt')\n")
+    for name in ("model.pt", "models/b.safetensors", "models/c.onnx", "models/d.bin",
+                 "runs/old.pt"):  # runs/ is left out as a folder: no word on its files
+        (root / name).write_bytes(b"w")
+    assert left_out_weights(root) == [
+        "weight files are left out of the image by default (model.pt, models/b.safetensors, "
+        "models/c.onnx and 1 more): mount them at run time, or add the line !model.pt (one "
+        "per file) to the project's .dockerignore to ship them"]
+    _, notes = B.dry_run(B.BuildRequest(project_dir=root, device="cpu"), facts=lambda: None)
+    assert any(note.startswith("weight files are left out") for note in notes), notes
+    (root / ".dockerignore").write_text("!model.pt\nmodels\n")  # shipped, or left on purpose
+    assert left_out_weights(root) == []
+    assert "model.pt" in [rel for rel, _ in iter_project_files(detect_project(root))]
+
+
 def _linked_project(root: Path) -> None:
     """A project with a config folder and a link inside it that works in the image."""
     (root / "conf").mkdir(parents=True)

@@ -37,6 +37,7 @@ from dlbox.container.context import (
     ContextSummary,
     Distribution,
     left_out_packages,
+    left_out_weights,
     measure_project,
     outside_links,
     project_digest,
@@ -787,6 +788,7 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
             "another)",))
     if project.kind != "builtin":
         left_out = left_out_packages(project.root)  # a `data/` package, say: said up front
+        left_out += left_out_weights(project.root)
         left_out += outside_links(project)
         if left_out:
             project = dataclasses.replace(project, notes=project.notes + tuple(left_out))

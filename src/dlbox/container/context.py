@@ -30,6 +30,7 @@ from pathlib import Path
 from dlbox.container import spec as S
 from dlbox.container.dockerignore import (
     DEFAULT_PATTERNS,
+    WEIGHT_PATTERNS,
     IgnoreMatcher,
     project_patterns,
     render_dockerignore,
@@ -198,6 +199,37 @@ def left_out_packages(root: Path) -> list[str]:
                          f"{name}/ out of the image by default: add the line !{name} to the "
                          "project's .dockerignore to ship it")
     return notes
+
+
+def left_out_weights(root: Path, limit: int = 20_000) -> list[str]:
+    """A note naming the weight files (model.pt, *.safetensors, ...) that only dlbox's
+    default patterns leave out of the image, with the `!NAME` that ships one (review: a
+    predictor's torch.load("model.pt") failed at its first run, where the build said
+    nothing). At most `limit` entries are looked at."""
+    patterns = project_patterns(root)
+    own = IgnoreMatcher(patterns[len(DEFAULT_PATTERNS):])
+    everything = IgnoreMatcher(patterns)
+    weights = IgnoreMatcher(WEIGHT_PATTERNS)
+    found: list[str] = []
+    seen = 0
+    for folder, subfolders, files in os.walk(root):
+        where = Path(folder).relative_to(root).as_posix()
+        prefix = "" if where == "." else where + "/"
+        subfolders[:] = sorted(name for name in subfolders
+                               if not everything.prune(prefix + name))
+        for name in sorted(files):
+            rel = prefix + name
+            if weights.ignored(rel) and everything.ignored(rel) and not own.ignored(rel):
+                found.append(rel)
+        seen += len(files) + len(subfolders)
+        if seen > limit:
+            break
+    if not found:
+        return []
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return [f"weight files are left out of the image by default ({', '.join(found[:3])}{more}):"
+            f" mount them at run time, or add the line !{found[0]} (one per file) to the "
+            "project's .dockerignore to ship them"]
 
 
 def outside_links(project: Project) -> list[str]:

@@ -18,6 +18,19 @@ from pathlib import Path
 
 from dlbox.errors import UsageError
 
+# Weights and checkpoints anywhere (a project that needs one in the image re-includes it in
+# its own .dockerignore: !weights/model.pt)
+WEIGHT_PATTERNS: tuple[str, ...] = (
+    "**/*.pt",
+    "**/*.pth",
+    "**/*.ckpt",
+    "**/*.safetensors",
+    "**/*.bin",  # Hugging Face pytorch_model.bin
+    "**/*.onnx",
+    "**/*.h5",
+    "**/*.keras",
+)
+
 # Never worth shipping: version control, environments, data, training outputs, weights, caches
 # and secrets. `data`, `runs` and `checkpoints` are the folders dlbox itself writes and reads;
 # they are mounted at run time (`dlbox image run --data DIR --runs DIR`), never baked in.
@@ -46,16 +59,7 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     "runs",
     "checkpoints",
     "**/checkpoints",
-    # Weights and checkpoints anywhere (a project that needs one in the image re-includes it
-    # in its own .dockerignore: !weights/model.pt)
-    "**/*.pt",
-    "**/*.pth",
-    "**/*.ckpt",
-    "**/*.safetensors",
-    "**/*.bin",  # Hugging Face pytorch_model.bin
-    "**/*.onnx",
-    "**/*.h5",
-    "**/*.keras",
+    *WEIGHT_PATTERNS,
     "lightning_logs",
     "mlruns",
     "wandb",
