@@ -1514,6 +1514,12 @@ def test_a_project_that_sends_data_is_told_before_the_build_not_after(
     resolving = [i for i, line in enumerate(lines) if line == "resolving the lock"]
     assert resolving and warned[0] < resolving[0], lines
     assert len(warned) == 1
+    # and in the dry run, where what would be sent is checked (review: it said nothing)
+    _, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path / "proj", device="cpu"),
+                         facts=lambda: None)
+    sends = [note for note in notes if note.startswith("the project sends")]
+    assert len(sends) == 1 and sends[0].startswith(
+        "the project sends 0 MiB to the image (biggest: train.csv (0 MiB), "), notes
 
 
 def test_a_gpu_only_old_releases_serve_keeps_the_resolvers_reason() -> None:

@@ -953,10 +953,26 @@ def python_mismatch(project: Project, python: str, base_image: str,
             "pass --base-image with a Debian/Ubuntu image whose python3 fits requires-python")
 
 
+def project_size_note(project: Project, request: BuildRequest) -> str | None:
+    """A note for a project that sends more than WARN_CONTEXT_BYTES to the image (a dataset
+    beside the code), naming its biggest files; None for one that does not."""
+    project_bytes, largest = measure_project(project, exclude=[
+        expand_user(request.wheelhouse).resolve()] if request.wheelhouse else [])
+    if project_bytes <= WARN_CONTEXT_BYTES:
+        return None
+    biggest = ", ".join(f"{name} ({size // 2**20} MiB)" for name, size in largest[:3])
+    return (f"the project sends {project_bytes // 2**20} MiB to the image (biggest: "
+            f"{biggest}); list data in .dockerignore")
+
+
 def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tuple[str, list[str]]:
     """(the Dockerfile a build would use, notes about how it was chosen); no engine."""
     p = plan(request, facts)
     notes: list[str] = list(p.project.notes)
+    # what would be sent is what a dry run is for checking (review: the build said it, the
+    # dry run did not)
+    if p.project.kind != "builtin" and (size := project_size_note(p.project, request)):
+        notes.append(size)
     if p.entry is not None:
         entry = p.entry
         notes.append(f"{p.lock_path.name}: {p.key} locked ({len(entry.pinned)} pins, "
@@ -1327,15 +1343,12 @@ def build_image(request: BuildRequest, log: Log = print,
     ca_cert = expand_user(request.ca_cert) if request.ca_cert else None
     entry = p.entry
     new_entry = entry is None
-    project_bytes, largest = measure_project(project, exclude=[
-        expand_user(request.wheelhouse).resolve()] if request.wheelhouse else [])
-    if project_bytes > WARN_CONTEXT_BYTES:
-        biggest = ", ".join(f"{name} ({size // 2**20} MiB)" for name, size in largest[:3])
-        notes.append(f"the project sends {project_bytes // 2**20} MiB to the image "
-                     f"(biggest: {biggest}); list data in .dockerignore")
+    size = project_size_note(project, request)
+    if size is not None:
+        notes.append(size)
         # Said now too, not only after the build: a dataset copied into the image takes
         # minutes and gigabytes, and Ctrl-C here costs nothing (nothing is copied yet).
-        log(f"note: {notes[-1]}")
+        log(f"note: {size}")
     with tempfile.TemporaryDirectory(prefix="dlbox-build-") as tmp_name:
         tmp = Path(tmp_name)
         if entry is None:
