@@ -465,6 +465,30 @@ def test_a_signal_stops_cleanly_with_the_checkpoint_saved(fake_cifar_dir: Path, 
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.pt"]
 
 
+def test_the_stop_report_goes_to_stderr_with_the_other_stops_words(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a first Ctrl-C's report ("training stopped ...", "resume with: ...")
+    went to stdout, where every other stop's words go to stderr: `dlbox train > log` hid
+    the resume command from the terminal."""
+    from dlbox.training import loop, speedrun
+
+    run_dir = tmp_path / "run"
+
+    def stopped(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise loop.TrainingStopped(run_dir, "SIGINT", 130, saved_epoch=1)
+
+    monkeypatch.setattr(speedrun, "train_speedrun", stopped)
+    assert main(["train", "--model", "speedrun", "--device", "cpu", "--num-train", "200",
+                 "--num-test", "50", "--epochs", "2", "--no-progress", "--data",
+                 str(fake_cifar_dir), "--run-dir", str(run_dir)]) == 130
+    out, err = capsys.readouterr()
+    assert "resume with" not in out and "training stopped" not in out
+    assert err.splitlines()[-2:] == [
+        f"training stopped (SIGINT); the state after epoch 1 is in {run_dir}/checkpoints/"
+        "last.pt (the epoch in progress is lost)", f"resume with: dlbox train --resume {run_dir}"]
+
+
 @pytest.mark.parametrize("named", [True, False])  # --run-dir, or runs/<time>-<model>
 def test_ctrl_c_in_the_final_evaluation_points_to_evaluate_not_resume(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -567,9 +591,9 @@ def test_a_signal_in_the_last_epochs_test_pass_stops_before_the_report(
         "--epochs", "1", "--no-progress"]
     assert main(["train", *argv, "--data", str(fake_cifar_dir), "--run-dir",
                  str(run_dir)]) == code
-    out = capsys.readouterr().out
-    assert "before the final evaluation; the trained state is in" in out
-    assert out.rstrip().endswith(f"evaluate with: dlbox evaluate {run_dir}")
+    err = capsys.readouterr().err  # with every stop's words (see the test above)
+    assert "before the final evaluation; the trained state is in" in err
+    assert err.rstrip().endswith(f"evaluate with: dlbox evaluate {run_dir}")
     assert not (run_dir / "predictions.csv").exists()  # the report was not made
     monkeypatch.undo()
     assert main(["evaluate", str(run_dir)]) == EXIT_OK

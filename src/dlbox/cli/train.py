@@ -113,8 +113,9 @@ def _run(args: argparse.Namespace) -> int:
             # the run's folder, once this run has one, is named by what stopped it (run_dir
             # on the error): --run-dir may be another run's, refused, or not made yet
             train(config, progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
-    except TrainingStopped as stopped:
-        print("\n".join(stopped.report_lines()))
+    except TrainingStopped as stopped:  # on stderr, as every other stop's word: `dlbox
+        # train > log` shows the resume command at the terminal (review)
+        print("\n".join(stopped.report_lines()), file=sys.stderr)
         return stopped.exit_code
     except KeyboardInterrupt as interrupt:  # a second Ctrl-C: stopped at once, the last
         # epoch's state kept
