@@ -218,6 +218,24 @@ def test_a_damaged_meta_file_is_a_data_error(tmp_path: Path) -> None:
         load_cifar10(tmp_path, "test", cache=False)
 
 
+def test_a_meta_file_naming_a_class_twice_is_a_data_error_and_a_data_check_problem(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: batches.meta naming "cat" ten times passed `data check`, trained,
+    and reported one class, "cat", at 0 %, with ten prob_cat columns in predictions.csv."""
+    from dlbox.cli import main
+
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    _write_record(directory / "batches.meta",
+                  {b"label_names": [b"cat"] * 8 + [b"dog", b"dog"], b"num_vis": 3072})
+    with pytest.raises(DataError) as info:
+        load_cifar10(tmp_path, "test", cache=False)
+    assert info.value.message == (f"CIFAR-10 batch file {directory / 'batches.meta'} names "
+                                  "the classes 'cat' and 'dog' more than once: each class needs a "
+                                  "name of its own")
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    assert "names the classes 'cat' and 'dog' more than once" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 @pytest.mark.parametrize("encoding", ["bytes", "latin1"])
 def test_re_pickled_batches_still_load(tmp_path: Path, protocol: int, encoding: str) -> None:
