@@ -700,6 +700,37 @@ def test_image_run_in_a_subfolder_of_a_project_warns_that_it_runs_dlboxs_image(
     assert handed[-1].image == "dlbox:latest" and capsys.readouterr().err == ""
 
 
+def test_a_dlbox_data_that_is_no_folder_is_said_not_dropped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `DLBOX_DATA=<a typo> dlbox image run -- dlbox train` mounted nothing
+    without a word; in the container, "no CIFAR-10 data in /data: run dlbox data fetch"
+    then sent the download into the container's own /data, gone with it."""
+    from dlbox.cli import main
+    from dlbox.container import run
+
+    handed: list[RunOptions] = []
+    monkeypatch.setattr(run, "run_in_image",
+                        lambda options: handed.append(options) or run.RunOutcome(0))
+    monkeypatch.chdir(tmp_path)
+    argv = ["image", "run", "--runs", str(tmp_path / "runs"), "--", "true"]
+    monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "typo"))
+    assert main(argv) == 0
+    assert handed[-1].data_dir is None
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: DLBOX_DATA is {tmp_path / 'typo'}, which is not a folder, so no data is "
+        "mounted at /data: fetch into it first (dlbox data fetch), or set DLBOX_DATA to the "
+        "folder that holds the data (or pass --data DIR)"]
+    (tmp_path / "typo").mkdir()
+    assert main(argv) == 0
+    assert handed[-1].data_dir == tmp_path / "typo" and capsys.readouterr().err == ""
+    # the user cache dir, the default without DLBOX_DATA, is mounted when it is there only
+    monkeypatch.delenv("DLBOX_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
+    assert main(argv) == 0
+    assert handed[-1].data_dir is None and capsys.readouterr().err == ""
+
+
 def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:
     # A dlbox killed with SIGKILL stays a zombie until its parent reaps it: its containers
     # are orphans already, or the next launch on the same port is refused as "in use".

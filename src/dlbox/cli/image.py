@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -271,8 +272,6 @@ def example_command(outcome: Any) -> str:
 def _parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
     """--env NAME=VALUE, or --env NAME for this shell's value of NAME (as `docker run -e`
     does; an unset NAME is an error here, where docker leaves it out without a word)."""
-    import os
-
     pairs = []
     for item in items:
         name, sep, value = item.partition("=")
@@ -291,10 +290,21 @@ def _parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def default_data_dir() -> Path | None:
-    from dlbox.data.paths import resolve_data_dir
+    """The data dir mounted at /data without --data: $DLBOX_DATA, else the user cache dir,
+    when it is a folder. A DLBOX_DATA that is none is said (review: a typo in it mounted
+    nothing without a word, and the container's hint sent the download into its own
+    /data, gone with the container)."""
+    from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
 
     directory = resolve_data_dir(None)
-    return directory if directory.is_dir() else None
+    if directory.is_dir():
+        return directory
+    if os.environ.get(DATA_ENV_VAR, ""):
+        print(f"warning: {DATA_ENV_VAR} is {directory}, which is not a folder, so no data is "
+              f"mounted at /data: fetch into it first (dlbox data fetch), or set "
+              f"{DATA_ENV_VAR} to the folder that holds the data (or pass --data DIR)",
+              file=sys.stderr)
+    return None
 
 
 def default_run_image() -> tuple[str, Path | None]:
