@@ -361,6 +361,12 @@ def test_evaluate_waits_for_a_run_that_is_training(
         assert captured.out == ""
         assert captured.err.startswith(f"error: a dlbox run is training in {run_copy} right now")
         assert "evaluate it when training ends" in captured.err
+        # review: the hint said to evaluate a copy, where --output works meanwhile
+        assert captured.err.rstrip().endswith(
+            f"or now, into another folder: dlbox evaluate {run_copy} --output DIR")
+        assert main(["evaluate", str(run_copy), "--output", str(run_copy.parent / "now"),
+                     "--json"]) == EXIT_OK
+        capsys.readouterr()
     assert (run_copy / "metrics.json").read_bytes() == before
     assert not (run_copy / "predictions.csv").exists()
     assert main(["evaluate", str(run_copy), "--json"]) == EXIT_OK  # the run ended

@@ -115,12 +115,13 @@ def _not_while_training(run_dir: Path) -> Iterator[None]:
     """Hold the run's lock while evaluating: `dlbox train` rewrites metrics.json after every
     epoch, so an evaluation written meanwhile could drop an epoch from its history (or the
     trainer the evaluation). A run dir that is not one yet is left to evaluate_run's errors."""
+    from dlbox.text import shell_quote
     from dlbox.training.loop import run_lock
 
     if not (run_dir / "config.json").is_file():
         yield
         return
     with run_lock(run_dir, busy_hint="evaluate it when training ends (training evaluates "
-                                     "its last epoch itself), or evaluate a copy of the run "
-                                     "dir"):
+                                     "its last epoch itself), or now, into another folder: "
+                                     f"dlbox evaluate {shell_quote(run_dir)} --output DIR"):
         yield
