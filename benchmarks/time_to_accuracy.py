@@ -504,6 +504,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
+    from dlbox.processes import Terminated
     from dlbox.training.loop import TrainingStopped
 
     survive_a_closed_stdout()  # `... | head`: the runs and their --json go on
@@ -511,9 +512,10 @@ def cli(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return main(argv)
-    except (KeyboardInterrupt, TrainingStopped):
+    except (KeyboardInterrupt, TrainingStopped, Terminated):
         # TrainingStopped: the generic loop (the baseline) catches Ctrl-C itself; its message
-        # would name a checkpoint in a temporary run dir that is already gone.
+        # would name a checkpoint in a temporary run dir that is already gone. Terminated: a
+        # second SIGTERM while a run stops (the training loop's own handler raises it).
         where = (f" during {PROGRESS['phase']}" if PROGRESS["phase"] else
                  f" after {len(PROGRESS['runs'])} of {PROGRESS['total']} run(s)"
                  if PROGRESS["total"] else " before the first run")

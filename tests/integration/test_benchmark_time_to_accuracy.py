@@ -415,6 +415,37 @@ def test_an_interrupt_during_the_baseline_does_not_print_the_summary_twice(
     assert capsys.readouterr().out == ""
 
 
+def test_a_second_sigterm_while_a_run_stops_still_keeps_the_finished_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second SIGTERM while a run stops (the training loop raises Terminated for it, exit
+    143) must still write the finished runs' partial JSON, as the first does."""
+    import signal
+
+    from dlbox.processes import Terminated
+
+    bench = _load_module()
+    runs = [{"run": 1, "accuracy": 0.5, "tta_accuracy": 0.52, "train_seconds": 1.0,
+             "time_seconds": 1.1, "eval_seconds": 0.1, "images_per_second": 100.0,
+             "peak_memory_mib": 700.0, "failed": None}]
+    out = tmp_path / "bench.json"
+    monkeypatch.setitem(bench.PROGRESS, "runs", runs)
+    monkeypatch.setitem(bench.PROGRESS, "total", 3)
+    monkeypatch.setitem(bench.PROGRESS, "partial", (out, lambda finished: {"runs": finished}))
+
+    def stopped_twice(argv: object) -> int:
+        raise Terminated(signal.SIGTERM)
+
+    monkeypatch.setattr(bench, "main", stopped_twice)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert bench.cli([]) == 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "interrupted after 1 of 3 run(s)" in capsys.readouterr().err
+    assert json.loads(out.read_text())["partial"]["runs_finished"] == 1
+
+
 @pytest.mark.parametrize("flag", ["--device", "--model"])
 def test_an_empty_value_is_refused_not_read_as_the_default(flag: str, small_data: Path) -> None:
     """Found by review: `--device "$DEV"` with DEV unset meant auto, where dlbox train
