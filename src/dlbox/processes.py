@@ -162,6 +162,19 @@ def handling(handler: Callable[[int, FrameType | None], Any], *names: str) -> It
             signal.signal(installed, old)
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP back while the block runs (a few renames that must
+    all happen, or none), and raise them after it, to the handlers that were there: a
+    report cut between two renames was half new, half old (review). Outside the main
+    thread nothing is held."""
+    caught: list[int] = []
+    with handling(lambda signum, frame: caught.append(signum), "SIGINT", "SIGTERM", "SIGHUP"):
+        yield
+    for signum in caught:
+        signal.raise_signal(signum)
+
+
 OWNER_FILENAME = "owner"  # in a folder a process works in: its owner_id
 
 

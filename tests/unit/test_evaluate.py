@@ -402,6 +402,35 @@ def test_other_data_with_fewer_test_images_than_the_run_used_is_noted(
         "note: the run was tested on its first 60 test images (NUM_TEST); ")
 
 
+def test_a_signal_while_the_report_moves_into_place_waits_for_the_last_move(
+        tmp_path: Path, fake_cifar_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: Ctrl-C between two renames of the staged report left the new
+    predictions.csv beside the old metrics.json. The moves now hold signals back."""
+    import os
+    import signal
+    import time
+
+    config = SimpleNamespace(data_dir=str(fake_cifar_dir), num_test=None)
+    monkeypatch.setattr(ev, "load_run_model", fake_loader(config, TinyNet()))
+    evaluate_run(tmp_path, device="cpu", quiet=True)
+    moved: list[str] = []
+    real = ev._move_into_place
+
+    def interrupted_after_the_first(staged: Path, final_path: Path) -> None:
+        real(staged, final_path)
+        moved.append(final_path.name)
+        if len(moved) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, now
+            time.sleep(0.1)  # its handler runs here, unless held back
+
+    monkeypatch.setattr(ev, "_move_into_place", interrupted_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(tmp_path, device="cpu", quiet=True, tta=True)
+    staged = {path.name for path in tmp_path.iterdir() if path.is_file()}
+    assert len(moved) > 1 and set(moved) <= staged  # every file moved: all new
+    assert read_json(tmp_path / "metrics.json")["evaluation"]["tta"] is True
+
+
 def test_missing_run_dir_is_a_run_dir_error_with_hint(tmp_path: Path) -> None:
     with pytest.raises(RunDirError) as info:
         evaluate_run(tmp_path / "nope", device="cpu")

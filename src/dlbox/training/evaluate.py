@@ -44,7 +44,7 @@ from dlbox.errors import (
     write_error,
 )
 from dlbox.fileio import atomic_open, read_json, write_json_atomic
-from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders
+from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders, signals_held
 from dlbox.text import tell
 from dlbox.training import report
 from dlbox.training.manifest import software_versions
@@ -511,8 +511,9 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
                 raise FileWriteError(final_path, "it is a folder",
                                      hint="remove that folder (the report writes a file "
                                           "there), or write the report elsewhere: --output DIR")
-        for staged, final_path in moves:
-            _move_into_place(staged, final_path)
+        with signals_held():  # the report is all new or all old, never half of each
+            for staged, final_path in moves:
+                _move_into_place(staged, final_path)
     except BaseException:
         if made is not None:  # a new --output folder: nothing of a report cut short
             shutil.rmtree(made, ignore_errors=True)
