@@ -23,6 +23,18 @@ from dlbox.data.synthetic import write_fake_cifar10
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests send SIGINT to the programs they start, as Ctrl-C at a terminal would. A shell
+    that starts the suite in the background without job control (`(cmd &)`, a CI runner's
+    script) gives it SIGINT ignored, which its children inherit across exec, so each of
+    them rightly ignored that Ctrl-C and the tests failed. Handled here, the children
+    start with SIGINT's default, as a program at a terminal does."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def require(available: bool, what: str) -> None:
     """Skip when `what` is missing, except in CI, where a missing component is a failure."""
     if available:
