@@ -239,6 +239,28 @@ def test_a_download_resumes_only_from_the_url_and_file_that_began_it(
         other.close()
 
 
+def test_the_download_of_a_fetch_killed_before_it_extracted_is_used_then_removed(
+        tmp_path: Path, archive: Path, server: Server) -> None:
+    """Found by review: a fetch killed (SIGKILL) while it verified or extracted left its whole
+    download (163 MB) in the data dir for good; the next fetch downloaded it all again."""
+    from dlbox.data.fetch import download
+
+    root = tmp_path / "d"
+    root.mkdir()
+    download(server.url, root / ARCHIVE_NAME)  # what the killed fetch had done
+    assert sorted(p.name for p in root.iterdir()) == [ARCHIVE_NAME, ARCHIVE_NAME + ".source"]
+    requests = len(server.ranges)
+    result = fetch_cifar10(config(root, source=server.url, sha256=sha256_of(archive)))
+    assert result.status == "fetched" and len(server.ranges) == requests  # not again
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]
+    # a local fetch removes one such download too (nothing would ever use it)
+    other = tmp_path / "e"
+    other.mkdir()
+    download(server.url, other / ARCHIVE_NAME)
+    fetch_cifar10(config(other, source=str(archive), sha256=sha256_of(archive)))
+    assert sorted(p.name for p in other.iterdir()) == ["cifar-10-batches-py"]
+
+
 def test_http_404(tmp_path: Path, server: Server) -> None:
     with pytest.raises(DataError) as info:
         fetch_cifar10(config(tmp_path / "d", source=server.url.replace(ARCHIVE_NAME, "missing")))

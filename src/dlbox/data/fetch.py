@@ -388,10 +388,15 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
     check_source(url)
     shown = redact_url(url)
     part = dest.with_name(dest.name + ".part")
-    source = _part_source(part)
+    source = _source_record(part)
+    finished = _read_source_record(_source_record(dest)) if resume and dest.is_file() else None
+    if finished is not None and finished.get("url") == _url_key(url):
+        # the download of a fetch killed while it verified or extracted (review: it stayed
+        # in the data dir for good): taken as it is, its checksum checked again
+        return dest
     # Resumed only from the URL that began it, and only while the server's file is the one
     # it began (If-Range): review found a .part of one mirror completed from another's file.
-    earlier = _read_part_source(source) if resume and part.exists() else None
+    earlier = _read_source_record(source) if resume and part.exists() else None
     start = part.stat().st_size if earlier is not None and earlier.get("url") == \
         _url_key(url) else 0
     try:
@@ -421,7 +426,7 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         if start and status != 206:
             start = 0  # the server ignored the Range header, or its file changed: start over
         if not start:
-            _write_part_source(source, url, response.headers, dest.parent)
+            _write_source_record(source, url, response.headers, dest.parent)
         length = response.headers.get("Content-Length")
         total = start + int(length) if length and length.isdigit() else None
         received = start
@@ -448,14 +453,15 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         os.replace(part, dest)
     except OSError as error:
         raise data_dir_error(dest.parent, error, f"rename {part.name}") from None
-    with contextlib.suppress(OSError):
-        source.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # it goes with the archive until that is deleted
+        os.replace(source, _source_record(dest))
     return dest
 
 
-def _part_source(part: Path) -> Path:
-    """Where a download's .part records what it is a part of (see _write_part_source)."""
-    return part.with_name(part.name + ".source")
+def _source_record(path: Path) -> Path:
+    """Where a download's .part records what it is a part of (see _write_source_record), and,
+    once complete, the archive where it came from until it is extracted and deleted."""
+    return path.with_name(path.name + ".source")
 
 
 def _url_key(url: str) -> str:
@@ -463,7 +469,7 @@ def _url_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _read_part_source(source: Path) -> dict[str, Any] | None:
+def _read_source_record(source: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none (a .part of an older dlbox), or damaged: start over
@@ -471,7 +477,7 @@ def _read_part_source(source: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _write_part_source(source: Path, url: str, headers: Any, folder: Path) -> None:
+def _write_source_record(source: Path, url: str, headers: Any, folder: Path) -> None:
     """Record the URL a new .part comes from, and the server's validator of the file (its
     ETag, else Last-Modified), which a resumed request sends as If-Range."""
     etag = headers.get("ETag") or ""
@@ -604,6 +610,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                 label=label)
         if downloaded is not None:
             try:
+                _source_record(downloaded).unlink(missing_ok=True)
                 downloaded.unlink(missing_ok=True)  # the record keeps its checksum
             except OSError as error:
                 warnings.append(f"could not delete the downloaded {downloaded} "
@@ -619,6 +626,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         if downloaded is not None:
             with contextlib.suppress(OSError):
                 downloaded.unlink(missing_ok=True)
+                _source_record(downloaded).unlink(missing_ok=True)
         held.close()
         if created_root:
             _remove_if_empty(root)
@@ -633,10 +641,15 @@ def _remove_stale_part(root: Path, archive: Path) -> None:
     fetch may be writing that very file); left alone when it is the file just read."""
     part = root / (ARCHIVE_NAME + ".part")
     with contextlib.suppress(OSError):
-        if not part.exists() or part.samefile(archive):
-            return
-        part.unlink()
-        _part_source(part).unlink(missing_ok=True)
+        if part.exists() and not part.samefile(archive):
+            part.unlink()
+            _source_record(part).unlink(missing_ok=True)
+    downloaded = root / ARCHIVE_NAME  # a killed fetch's download (its record says so)
+    with contextlib.suppress(OSError):
+        if _source_record(downloaded).exists() and downloaded.exists() \
+                and not downloaded.samefile(archive):
+            downloaded.unlink()
+            _source_record(downloaded).unlink(missing_ok=True)
 
 
 def _make_data_dir(root: Path) -> None:
