@@ -523,23 +523,34 @@ def test_a_download_that_fails_to_extract_leaves_nothing_behind(tmp_path: Path) 
     assert not (tmp_path / "d").exists()
 
 
-def test_a_fetch_interrupted_while_extracting_a_download_leaves_nothing(
-        tmp_path: Path, archive: Path, server: Server,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C after the download, during extraction: the complete archive (which no later run
-    would reuse) is deleted, and the pre-existing data dir is left as it was."""
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left")])
+def test_a_fetch_stopped_while_extracting_a_verified_download_keeps_it_for_the_next(
+        tmp_path: Path, archive: Path, server: Server, monkeypatch: pytest.MonkeyPatch,
+        stop: BaseException) -> None:
+    """Ctrl-C or a full disk after the download verified, during extraction: the archive is
+    kept with its record, and the next fetch from that URL extracts it without downloading
+    it again (review: a full disk deleted it, and each retry downloaded 163 MB again); the
+    pre-existing data dir is left as it was, and nothing stays once the fetch succeeds."""
     data = tmp_path / "d"
     data.mkdir()
     (data / "keep.txt").write_text("mine")
+    real = fetch_module.extract_cifar10_archive
 
-    def interrupted(*args: object, **kwargs: object) -> Path:
+    def stopped(*args: object, **kwargs: object) -> Path:
         assert (data / ARCHIVE_NAME).is_file()  # the download did complete
-        raise KeyboardInterrupt
+        raise stop
 
-    monkeypatch.setattr(fetch_module, "extract_cifar10_archive", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(fetch_module, "extract_cifar10_archive", stopped)
+    with pytest.raises((KeyboardInterrupt, OSError, DataError)):
         fetch_cifar10(config(data, source=server.url, sha256=sha256_of(archive)))
-    assert sorted(p.name for p in data.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in data.iterdir()) == [
+        ARCHIVE_NAME, ARCHIVE_NAME + ".source", "keep.txt"]
+    monkeypatch.setattr(fetch_module, "extract_cifar10_archive", real)
+    requests = len(server.ranges)
+    assert fetch_cifar10(config(data, source=server.url,
+                                sha256=sha256_of(archive))).status == "fetched"
+    assert len(server.ranges) == requests
+    assert sorted(p.name for p in data.iterdir()) == ["cifar-10-batches-py", "keep.txt"]
 
 
 @pytest.mark.parametrize("field", ["sha256", "source"])

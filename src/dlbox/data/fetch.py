@@ -563,6 +563,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         return FetchResult("present", target, str(target), data_checksum(root))
     created_root = not root.exists()
     downloaded: Path | None = None
+    verified = False  # the download matched its checksum: worth keeping if the rest fails
     warnings: list[str] = []
     held = contextlib.ExitStack()
     try:
@@ -593,6 +594,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         # A bad download is deleted below (it must not be resumed).
         try:
             check_digest(digest, expected, label, local_file=downloaded is None)
+            verified = True
         except DataError as error:
             if downloaded is not None and _looks_like_html(downloaded):
                 raise DataError(f"{error.message}: the server sent a web page (HTML), not "
@@ -619,11 +621,12 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         if downloaded is None:
             _remove_stale_part(root, archive)
     except BaseException:
-        # A complete download that failed to verify or extract (or was interrupted while it
-        # did) is never used again: the next run downloads through a fresh .part. Deleted, so
-        # a failed fetch leaves no 163 MB file behind (an interrupted *download* keeps its
-        # .part, which the next run resumes). Deleted before the lock goes.
-        if downloaded is not None:
+        # A download that failed to verify is never used again: deleted, so the next run
+        # downloads through a fresh .part. One that verified and then failed to extract (a
+        # full disk, Ctrl-C) is kept with its .source record: the next fetch from the same
+        # URL extracts it without downloading it again (review: a full disk deleted it, and
+        # each retry downloaded 163 MB again). Deleted before the lock goes.
+        if downloaded is not None and not verified:
             with contextlib.suppress(OSError):
                 downloaded.unlink(missing_ok=True)
                 _source_record(downloaded).unlink(missing_ok=True)
