@@ -523,10 +523,10 @@ def test_a_download_that_fails_to_extract_leaves_nothing_behind(tmp_path: Path) 
     assert not (tmp_path / "d").exists()
 
 
-@pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left")])
+@pytest.mark.parametrize("stop", ["ctrl-c", "full disk"])
 def test_a_fetch_stopped_while_extracting_a_verified_download_keeps_it_for_the_next(
         tmp_path: Path, archive: Path, server: Server, monkeypatch: pytest.MonkeyPatch,
-        stop: BaseException) -> None:
+        stop: str) -> None:
     """Ctrl-C or a full disk after the download verified, during extraction: the archive is
     kept with its record, and the next fetch from that URL extracts it without downloading
     it again (review: a full disk deleted it, and each retry downloaded 163 MB again); the
@@ -538,11 +538,18 @@ def test_a_fetch_stopped_while_extracting_a_verified_download_keeps_it_for_the_n
 
     def stopped(*args: object, **kwargs: object) -> Path:
         assert (data / ARCHIVE_NAME).is_file()  # the download did complete
-        raise stop
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        full = OSError(errno.ENOSPC, "No space left on device")
+        raise extract_module.data_dir_error(data, full, "extract")
 
     monkeypatch.setattr(fetch_module, "extract_cifar10_archive", stopped)
-    with pytest.raises((KeyboardInterrupt, OSError, DataError)):
+    with pytest.raises((KeyboardInterrupt, DataError)) as info:
         fetch_cifar10(config(data, source=server.url, sha256=sha256_of(archive)))
+    if stop == "full disk":
+        assert (getattr(info.value, "hint", None) or "").endswith(
+            f"; the download is kept ({data / ARCHIVE_NAME}): the same command extracts it "
+            "without downloading it again")
     assert sorted(p.name for p in data.iterdir()) == [
         ARCHIVE_NAME, ARCHIVE_NAME + ".source", "keep.txt"]
     monkeypatch.setattr(fetch_module, "extract_cifar10_archive", real)

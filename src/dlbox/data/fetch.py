@@ -620,7 +620,11 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                                 "delete the archive by hand")
         if downloaded is None:
             _remove_stale_part(root, archive)
-    except BaseException:
+    except BaseException as error:
+        if downloaded is not None and verified and isinstance(error, DataError):
+            error.hint = (f"{error.hint}; " if error.hint else "") + (
+                f"the download is kept ({downloaded}): the same command extracts it without "
+                "downloading it again")
         # A download that failed to verify is never used again: deleted, so the next run
         # downloads through a fresh .part. One that verified and then failed to extract (a
         # full disk, Ctrl-C) is kept with its .source record: the next fetch from the same
