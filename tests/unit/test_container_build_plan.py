@@ -1181,7 +1181,8 @@ def test_the_smoke_test_imports_the_frameworks_companions_and_finds_its_commands
     write(info / "METADATA", "Metadata-Version: 2.1\nName: dlbox-fake-proj\nVersion: 1.0\n")
     write(info / "RECORD", "dlbox_fake_proj-1.0.dist-info/METADATA,,\n")
     write(info / "entry_points.txt", "[console_scripts]\nmytrain = dlbox_fake_pkg.cli:main\n"
-                                     "myok = dlbox_fake_vision:x\n")
+                                     "myok = dlbox_fake_vision:x\n"
+                                     "mydep = dlbox_fake_vision.cli:main\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     for name, value in {"DLBOX_SMOKE_FRAMEWORK": "torch", "DLBOX_SMOKE_VERSION": "",
                         "DLBOX_SMOKE_DIST": "dlbox-fake-proj", "DLBOX_SMOKE_IMPORTS": "",
@@ -1674,6 +1675,12 @@ def test_a_framework_required_from_a_url_is_refused_not_replaced(
             "picks the torch build (CPU or CUDA) for the target itself",
             f"hint: pin the version instead ({pin}); the build takes its wheel for the target "
             "(--cpu/--gpu) from the framework's index or --wheelhouse DIR"]
+    # a URL line whose marker leaves Linux out is skipped, as pip skips it (review)
+    write(project / "requirements.txt", 'torch==2.13.0 ; sys_platform == "linux"\n'
+          'torch @ https://example.com/torch-2.13.0-cp311-none-macosx_11_0_arm64.whl ; '
+          'sys_platform == "darwin"\n')
+    assert main(["image", "build", "--dry-run", "--cpu", str(project)]) == 0
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("name, whose, fix", [

@@ -503,11 +503,11 @@ def _project_pins(project: Project, framework: str) -> list[tuple[str, Any]]:
     pins = []
     for line in project.requirements:
         requirement = parse_requirement(line, "requirements")
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue  # not for Linux (a macOS wheel's URL, say): pip skips it too
         if requirement.name in FRAMEWORK_DISTS[framework] and requirement.url:
             raise _framework_url_refusal(requirement)
         if requirement.name not in FRAMEWORK_DISTS[framework] or not requirement.specifier:
-            continue
-        if requirement.marker is not None and not requirement.marker.evaluate():
             continue
         public = SpecifierSet(",".join(f"{spec.operator}{spec.version.split('+')[0]}"
                                        for spec in requirement.specifier))
