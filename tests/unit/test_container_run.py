@@ -695,6 +695,12 @@ def test_image_run_in_a_subfolder_of_a_project_warns_that_it_runs_dlboxs_image(
     monkeypatch.chdir(project)  # the project's own folder: its image, no warning
     assert main(["image", "run", "--runs", str(tmp_path / "runs"), "--", "true"]) == 0
     assert handed[-1].image == "my-proj:latest" and capsys.readouterr().err == ""
+    checkout = tmp_path / "dlbox-copy"  # dlbox's own checkout: its image is the one run
+    (checkout / "notebooks").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text('[project]\nname = "dlbox"\nversion = "1"\n')
+    monkeypatch.chdir(checkout / "notebooks")
+    assert main(["image", "run", "--runs", str(tmp_path / "runs"), "--", "true"]) == 0
+    assert handed[-1].image == "dlbox:latest" and capsys.readouterr().err == ""
     monkeypatch.chdir(tmp_path)  # no project here or above: dlbox's image, as documented
     assert main(["image", "run", "--runs", str(tmp_path / "runs"), "--", "true"]) == 0
     assert handed[-1].image == "dlbox:latest" and capsys.readouterr().err == ""

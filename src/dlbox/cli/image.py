@@ -343,6 +343,8 @@ def _warn_of_a_project_above(image: str) -> None:
         name = f"{detect_project(above).image_name}:latest"
     except DlboxError:
         name = "IMAGE"
+    if name == image:  # dlbox's own checkout (its notebooks/, say): that image it runs
+        return
     print(f"warning: no project in this folder, so this runs dlbox's own image, {image}; "
           f"for the project in {above}, run from there (cd {shell_quote(above)}) or pass "
           f"--tag {name}", file=sys.stderr)
