@@ -292,6 +292,38 @@ def test_a_tree_without_split_folders_says_so(tmp_path: Path, point_at: str) -> 
     assert "dlbox data fetch" in (info.value.hint or "")
 
 
+def test_images_not_in_class_folders_are_told_where_they_go(tmp_path: Path) -> None:
+    """Review: train/*.png and test/*.png (no class folders) were "class folders with images
+    (test, train) but no split folder", whose hint moved test/ into train/; and --data at
+    one class's folder was told to fetch CIFAR-10."""
+    tree = write_fake_image_folder(tmp_path / "pets", per_class=2, classes=2)
+    loose = tmp_path / "loose"
+    for split in ("train", "test"):
+        (loose / split).mkdir(parents=True)
+        shutil.copy(tree / "class_0" / "0000.png", loose / split / "a.png")
+    with pytest.raises(DataError) as info:
+        load_dataset(loose, "train")
+    assert info.value.message == (f"no CIFAR-10 data found in {loose}: test/ and train/ hold "
+                                  "images directly, not in class folders")
+    assert info.value.hint == ("lay the images out by split and class: "
+                               f"{loose}/train/<class>/<image> and {loose}/test/<class>/<image>")
+    with pytest.raises(DataError) as info:  # --data at the split folder itself
+        load_dataset(loose / "train", "train")
+    assert info.value.message.endswith("it holds images directly, not in class folders")
+    assert info.value.hint == ("put each image in a folder named for its class: "
+                               f"{loose / 'train'}/<class>/<image>")
+    with pytest.raises(DataError) as info:  # --data at one class of a tree without splits
+        load_dataset(tree / "class_0", "train")
+    assert info.value.hint == ("class_0/ looks like one class's folder: an image tree is "
+                               f"{tree}/<split>/<class>/<image>, with train/ and test/ split "
+                               "folders")
+    split_tree = tmp_path / "split"
+    write_fake_image_folder(split_tree / "train", per_class=1, classes=2)
+    with pytest.raises(DataError) as info:  # --data at one class of a split
+        load_dataset(split_tree / "train" / "class_1", "train")
+    assert info.value.hint == f"pass --data {split_tree} (the folder that holds train/)"
+
+
 def test_split_folders_named_as_other_tools_name_them_are_told_to_be_renamed(
         tmp_path: Path) -> None:
     """Review: Train/ and Test/ were "no CIFAR-10 data found" with a hint to fetch it, and a

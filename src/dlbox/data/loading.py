@@ -179,6 +179,14 @@ def no_data_error(data_dir: str | Path) -> DataError:
     except OSError:
         class_dirs = []
     with_images = [folder.name for folder in class_dirs if _holds_images(folder)]
+    if with_images and set(with_images) <= set(SPLITS):  # review: DIR/train/*.png
+        shown = " and ".join(f"{name}/" for name in with_images)
+        return DataError(f"{message}: {shown} hold{'s' if len(with_images) == 1 else ''} "
+                         "images directly, not in class folders",
+                         hint=_tree_layout(data_dir))
+    if not with_images and _holds_images(data_dir):  # review: --data at a class folder
+        return DataError(f"{message}: it holds images directly, not in class folders",
+                         hint=_loose_images_hint(data_dir))
     if not with_images:
         return NoDataError(message, data_dir, hint=fetch_hint(data_dir))
     shown = ", ".join(with_images[:3]) + (", ..." if len(with_images) > 3 else "")
@@ -192,6 +200,34 @@ def no_data_error(data_dir: str | Path) -> DataError:
                 f"{data_dir / 'train'}/ and put held-out images in "
                 f"{data_dir / 'test'}/<class>/")
     return DataError(message, hint=hint)
+
+
+def _other_folders_with_images(folder: Path) -> bool:
+    """Whether a folder beside `folder` holds images (as the other classes' folders do)."""
+    try:
+        return any(_holds_images(folder.parent / name) for name in find_classes(folder.parent)
+                   if name != folder.name)
+    except (OSError, DlboxError):
+        return False
+
+
+def _loose_images_hint(folder: Path) -> str:
+    """Where images found directly in `folder` go: one class's folder of a tree (its parent
+    a split folder, or a folder of class folders) is told to pass the tree's root."""
+    parent = folder.parent
+    if parent.name in SPLITS:
+        return f"pass --data {parent.parent} (the folder that holds {parent.name}/)"
+    if folder.name not in SPLITS and _other_folders_with_images(folder):
+        return (f"{folder.name}/ looks like one class's folder: an image tree is "
+                f"{parent}/<split>/<class>/<image>, with train/ and test/ split folders")
+    if folder.name in SPLITS:
+        return f"put each image in a folder named for its class: {folder}/<class>/<image>"
+    return _tree_layout(folder)
+
+
+def _tree_layout(folder: Path) -> str:
+    return ("lay the images out by split and class: "
+            + " and ".join(f"{folder / split}/<class>/<image>" for split in SPLITS))
 
 
 @contextlib.contextmanager
