@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 # ANSI escape sequences (colours, cursor moves: CSI "ESC [ ... letter", OSC "ESC ] ... BEL"
 # or "ESC \"), then any other control character but tab.
@@ -36,6 +36,15 @@ def tell(line: str) -> None:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """"1 epoch", "2 epochs", "0 epochs" (`many`: an irregular plural)."""
     return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def listed(items: Sequence[object], at_most: int, counted: bool = False) -> str:
+    """"a, b, c" -- or, past `at_most` items, the first ones and ", ..." (with `counted`,
+    "a, b, ... (120 in all)"), so that an error line stays a line."""
+    shown = ", ".join(str(item) for item in items[:at_most])
+    if len(items) <= at_most:
+        return shown
+    return f"{shown}, ..." + (f" ({len(items)} in all)" if counted else "")
 
 
 def plain(line: str) -> str:

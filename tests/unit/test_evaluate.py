@@ -264,6 +264,28 @@ def test_class_names_must_match() -> None:
         ev.check_classes(("a", "b"), CLASSES)
 
 
+def test_a_class_mismatch_of_many_classes_stays_one_short_line() -> None:
+    """Review: a tree of 120 breeds against a run of 120 others made an error of 1,554
+    characters listing every class; now the first ten of each list, with how many there
+    are."""
+    model = tuple(f"breed_{i:03d}" for i in range(120))
+    data = tuple(f"breed_{i:03d}" for i in range(12, 132))
+    with pytest.raises(DataError) as error:
+        ev.check_classes(model, data, "/data/test")
+    message = error.value.message
+    assert len(message) < 600
+    assert message.startswith("the run was trained on classes breed_000, breed_001, ")
+    assert "breed_009, ... (120 in all) but the test data in /data/test has breed_012, " in (
+        message)
+    assert message.endswith("breed_008, breed_009, ... (12 in all); it adds breed_120, "
+                            "breed_121, breed_122, breed_123, breed_124, breed_125, breed_126, "
+                            "breed_127, breed_128, breed_129, ... (12 in all))")
+    with pytest.raises(DataError) as error:  # a few classes: all of them, no count
+        ev.check_classes(("cat", "cow"), ("cat", "dog"))
+    assert error.value.message == ("the run was trained on classes cat, cow but the test data "
+                                   "has cat, dog (it lacks cow; it adds dog)")
+
+
 def test_the_same_classes_in_another_order_are_matched_by_name() -> None:
     """Review: the same classes listed in another order were refused ("in another order")
     with a hint that could not help."""

@@ -76,7 +76,7 @@ from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
 from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
 from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
 from dlbox.fileio import check_writable, expand_user
-from dlbox.text import has_url_credentials, redact_url_credentials
+from dlbox.text import has_url_credentials, listed, redact_url_credentials
 
 Log = Callable[[str], None]
 RESOLVE_TIMEOUT_S = 900
@@ -436,7 +436,7 @@ def _resolve_admitted(framework: str, target: Any, matrix: Any,
     except HostEnvError as error:
         versions = sorted({v for row in kept for v in row.versions}, key=_version_key,
                           reverse=True)
-        shown = ", ".join(versions[:4]) + (", ..." if len(versions) > 4 else "")
+        shown = listed(versions, 4)
         other = instead()
         python = _python_error(error, framework, None, target)
         if python is not error:

@@ -34,7 +34,7 @@ from dlbox.data.images import ImageLoadError, quiet_pillow_warnings, read_image
 from dlbox.data.layout import IMAGE_EXTENSIONS, IMAGE_EXTENSIONS_TEXT
 from dlbox.errors import DataError
 from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
-from dlbox.text import shell_quote
+from dlbox.text import listed, shell_quote
 
 # IMAGE_EXTENSIONS(_TEXT) re-exported: they live in dlbox.data.layout, which needs no torch.
 __all__ = ["ACCESS_ERRNOS", "DEFAULT_SIZE", "IMAGE_EXTENSIONS", "IMAGE_EXTENSIONS_TEXT",
@@ -279,7 +279,7 @@ def describe_skipped(not_images: Sequence[str], loose: Sequence[str],
             (not_files, "image name that is no file (a link to nothing, a pipe)",
              "image names that are no files (links to nothing, pipes)")):
         if items:
-            shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+            shown = listed(items, 3)
             phrases.append(f"{len(items)} {one if len(items) == 1 else many} ({shown})")
     return phrases
 
@@ -287,7 +287,7 @@ def describe_skipped(not_images: Sequence[str], loose: Sequence[str],
 def no_images_error(root: Path, classes: Sequence[str]) -> DataError:
     """The error for a tree whose class folders hold no image file: where the images go,
     which extensions are read, and what is there instead (other files, nested folders)."""
-    shown = ", ".join(f"{name}/" for name in classes[:3]) + (", ..." if len(classes) > 3 else "")
+    shown = listed([f"{name}/" for name in classes], 3)
     instead = describe_skipped(*skipped_entries(root, classes))
     return DataError(
         f"image folder {root} holds no images: its class folders ({shown}) have no file "

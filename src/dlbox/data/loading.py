@@ -42,7 +42,7 @@ from dlbox.data.imagefolder import (
 )
 from dlbox.data.paths import check_data_dir_path, data_flag, fetch_hint
 from dlbox.errors import DataError, DlboxError, NoDataError
-from dlbox.text import shell_quote, tell
+from dlbox.text import listed, shell_quote, tell
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def no_data_error(data_dir: str | Path) -> DataError:
                          hint=_loose_images_hint(data_dir))
     if not with_images:
         return NoDataError(message, data_dir, hint=fetch_hint(data_dir))
-    shown = ", ".join(with_images[:3]) + (", ..." if len(with_images) > 3 else "")
+    shown = listed(with_images, 3)
     message = (f"{message}: it holds class folders with images ({shown}) but no "
                f"{' or '.join(s + '/' for s in SPLITS)} split folder")
     if data_dir.name in SPLITS:

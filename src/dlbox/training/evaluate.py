@@ -45,7 +45,7 @@ from dlbox.errors import (
 )
 from dlbox.fileio import atomic_open, read_json, write_json_atomic
 from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders, signals_held
-from dlbox.text import tell
+from dlbox.text import listed, tell
 from dlbox.training import report
 from dlbox.training.manifest import software_versions
 from dlbox.training.progress import spinner
@@ -332,8 +332,8 @@ def check_classes(model_classes: Sequence[str] | None,
     if foreign_checkpoint is not None and set(model_classes) != set(data_classes):
         raise DataError(
             f"checkpoint {foreign_checkpoint} was trained on classes "
-            f"{', '.join(model_classes)}, but the test data"
-            f"{f' in {where}' if where else ''} has {', '.join(data_classes)}",
+            f"{_classes(model_classes)}, but the test data"
+            f"{f' in {where}' if where else ''} has {_classes(data_classes)}",
             hint="pass one of this run's checkpoints (in its checkpoints/ folder), or --data "
                  "DIR holding the classes that checkpoint was trained on")
     if set(model_classes) != set(data_classes) or len(model_classes) != len(data_classes):
@@ -342,19 +342,25 @@ def check_classes(model_classes: Sequence[str] | None,
         if empty and empty == extra and set(model_classes) <= set(data_classes):
             # `mkdir test/zebra` ahead of its images: a folder is a class, images or not
             raise DataError(
-                f"the test data in {where} has the class folder(s) {', '.join(empty)} beside "
+                f"the test data in {where} has the class folder(s) {listed(empty, 5)} beside "
                 f"the run's classes, with no images in any split",
                 hint="remove the empty class folder(s) (a class folder counts as a class, "
                      "images or not), or pass the data the run was trained on with --data DIR")
         missing = [name for name in model_classes if name not in set(data_classes)]
         differ = "; ".join(part for part in (
-            f"it lacks {', '.join(missing)}" if missing else "",
-            f"it adds {', '.join(extra)}" if extra else "") if part)
+            f"it lacks {listed(missing, 10, counted=True)}" if missing else "",
+            f"it adds {listed(extra, 10, counted=True)}" if extra else "") if part)
         raise DataError(
-            f"the run was trained on classes {', '.join(model_classes)} but the test data"
-            f"{f' in {where}' if where else ''} has {', '.join(data_classes)} ({differ})",
+            f"the run was trained on classes {_classes(model_classes)} but the test data"
+            f"{f' in {where}' if where else ''} has {_classes(data_classes)} ({differ})",
             hint="pass the data the run was trained on with --data DIR")
     return tuple(model_classes)
+
+
+def _classes(names: Sequence[str]) -> str:
+    """A run's or a data dir's class names in an error: the first ten (a tree of 120 breeds
+    made a class-mismatch error of 1,554 characters, review found)."""
+    return listed(names, 10, counted=True)
 
 
 def in_model_order(dataset: ImageDataset, classes: Sequence[str]) -> ImageDataset:

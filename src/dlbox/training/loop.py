@@ -49,7 +49,7 @@ from dlbox.fileio import (
     write_json_atomic,
 )
 from dlbox.processes import Terminated, detach_from_terminal, handling, hangup
-from dlbox.text import make_writable, plural, shell_quote, tell
+from dlbox.text import listed, make_writable, plural, shell_quote, tell
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -368,7 +368,7 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
         tell(f"warning: the data has one class, {classes[0]}: every prediction is "
              f"{classes[0]} (an image tree needs a folder per class)")
     elif unseen:
-        shown = ", ".join(unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+        shown = listed(unseen, 5)
         what = f"class {shown}" if len(unseen) == 1 else f"{len(unseen)} classes ({shown})"
         if limit is not None:  # counted only now: an image tree's files are listed again
             from dlbox.data.loading import split_size
