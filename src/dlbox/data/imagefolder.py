@@ -31,10 +31,10 @@ import torch
 
 from dlbox.data.dataset import ImageDataset
 from dlbox.data.images import ImageLoadError, quiet_pillow_warnings, read_image
-from dlbox.data.layout import IMAGE_EXTENSIONS, IMAGE_EXTENSIONS_TEXT
+from dlbox.data.layout import IMAGE_EXTENSIONS, IMAGE_EXTENSIONS_TEXT, SPLITS
 from dlbox.errors import DataError
 from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
-from dlbox.text import listed, shell_quote
+from dlbox.text import listed, shell_quote, shown_name
 
 # IMAGE_EXTENSIONS(_TEXT) re-exported: they live in dlbox.data.layout, which needs no torch.
 __all__ = ["ACCESS_ERRNOS", "DEFAULT_SIZE", "IMAGE_EXTENSIONS", "IMAGE_EXTENSIONS_TEXT",
@@ -68,10 +68,10 @@ def folder_access_error(folder: Path, what: str = "folder") -> ImageTreeAccessEr
 def file_access_error(path: Path) -> ImageTreeAccessError:
     """The image file `path` may not be read."""
     return ImageTreeAccessError(
-        f"image {path}: permission denied",
-        hint=f"fix its permissions: `chmod u+r {path}`, or, if another user owns it "
-             f"(`ls -l {path}` shows who), run dlbox as that user or take it over with "
-             f"`sudo chown $USER {path}`", path=path)
+        f"image {shown_name(path)}: permission denied",
+        hint=f"fix its permissions: `chmod u+r {shell_quote(path)}`, or, if another user owns "
+             f"it (`ls -l {shell_quote(path)}` shows who), run dlbox as that user or take it "
+             f"over with `sudo chown $USER {shell_quote(path)}`", path=path)
 
 
 def _is_access_error(error: BaseException) -> bool:
@@ -137,7 +137,7 @@ def decode_image(source: str | Path | bytes, size: int = DEFAULT_SIZE) -> np.nda
     try:
         return read_image(source, size, fit="crop")
     except ImageLoadError as error:
-        name = "<bytes>" if isinstance(source, bytes) else str(source)
+        name = "<bytes>" if isinstance(source, bytes) else shown_name(source)
         if not isinstance(source, bytes) and (isinstance(error.__cause__, PermissionError)
                                               or error.message == "permission denied"):
             raise file_access_error(Path(source)) from None
@@ -186,10 +186,11 @@ def _check_class_name(root: Path, name: str) -> None:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
-        raise DataError(f"the class folder {root / shown} has a name that is not UTF-8",
+        tree = root.parent if root.name in SPLITS else root  # every split's folders
+        raise DataError(f"the class folder {shown_name(root / name)} has a name that is not "
+                        "UTF-8",
                         hint="rename it to UTF-8 (`convmv -f latin1 -t utf8 --notest -r "
-                             f"{shell_quote(root)}` renames a Latin-1 tree): class names are "
+                             f"{shell_quote(tree)}` renames a Latin-1 tree): class names are "
                              "written to predictions.csv and metrics.json") from None
 
 
@@ -279,7 +280,7 @@ def describe_skipped(not_images: Sequence[str], loose: Sequence[str],
             (not_files, "image name that is no file (a link to nothing, a pipe)",
              "image names that are no files (links to nothing, pipes)")):
         if items:
-            shown = listed(items, 3)
+            shown = listed([shown_name(item) for item in items], 3)
             phrases.append(f"{len(items)} {one if len(items) == 1 else many} ({shown})")
     return phrases
 

@@ -33,7 +33,7 @@ from dlbox.data.images import (
 )
 from dlbox.data.layout import IMAGE_EXTENSIONS
 from dlbox.errors import RunDirError, UsageError, first_line
-from dlbox.text import reason_and_fix
+from dlbox.text import reason_and_fix, shown_name
 from dlbox.training.evaluate import (
     build_model_fn,
     load_run_model,
@@ -46,6 +46,17 @@ from dlbox.training.evaluate import (
 PREDICT_BATCH_SIZE = 256
 
 
+def json_path(path: str) -> str:
+    """A path for --json: as given, or, where its bytes are not UTF-8 (Python holds them as
+    lone surrogates, which json.dumps wrote as "\\udcff", invalid Unicode that jq and strict
+    parsers refuse), as the text output shows it, bash's $'...' (text.shown_name)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return shown_name(path)
+    return path
+
+
 @dataclass(frozen=True)
 class PredictionResult:
     """The model's answer for one image: the label and the top-k (label, probability) pairs."""
@@ -56,7 +67,7 @@ class PredictionResult:
     top_k: tuple[tuple[str, float], ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "ok": True, "label": self.label,
+        return {"path": json_path(self.path), "ok": True, "label": self.label,
                 "confidence": self.confidence,
                 "top_k": [{"label": name, "probability": p} for name, p in self.top_k]}
 
@@ -74,7 +85,8 @@ class PredictionFailure:
         return reason_and_fix(self.error, self.fix)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "ok": False, "error": self.error, "fix": self.fix or None}
+        return {"path": json_path(self.path), "ok": False, "error": self.error,
+                "fix": self.fix or None}
 
 
 def load_image(path: str | Path, size: int = IMAGE_SIZE, fit: Fit = "crop") -> torch.Tensor:
