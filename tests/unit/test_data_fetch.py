@@ -48,6 +48,7 @@ class Server:
         self.cut_after: int | None = None  # send only this many bytes of a full response
         self.ranges: list[str | None] = []
         self.etag: str | None = None  # sent, and If-Range honoured, when set
+        self.last_modified: str | None = "Sat, 05 Dec 2026 10:00:00 GMT"  # the same
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -58,7 +59,8 @@ class Server:
                 requested = self.headers.get("Range")
                 outer.ranges.append(requested)
                 if_range = self.headers.get("If-Range")
-                if requested and if_range is not None and if_range != outer.etag:
+                if requested and if_range is not None and if_range != (
+                        outer.etag or outer.last_modified):
                     requested = None  # RFC 9110: the file changed, so all of it
                 start = int(requested.split("=")[1].split("-")[0]) if requested else 0
                 body = outer.payload[start:]
@@ -66,6 +68,8 @@ class Server:
                 self.send_header("Content-Length", str(len(body)))
                 if outer.etag:
                     self.send_header("ETag", outer.etag)
+                if outer.last_modified:
+                    self.send_header("Last-Modified", outer.last_modified)
                 self.end_headers()
                 if outer.cut_after is not None and not requested:
                     self.wfile.write(body[: outer.cut_after])
@@ -235,6 +239,16 @@ def test_a_download_resumes_only_from_the_url_and_file_that_began_it(
         result = fetch_cifar10(config(tmp_path / "e", source=server.url,
                                       sha256=sha256_of(other_archive)))
         assert result.status == "fetched" and server.ranges[-1] == "bytes=1000-"
+        # review: a server that names no version of its file (no ETag, no Last-Modified)
+        # got no If-Range, so a file changed since was spliced onto the .part: it starts over
+        server.cut_after, server.etag, server.last_modified = 1000, None, None
+        with pytest.raises(DataError):
+            fetch_cifar10(config(tmp_path / "f", source=server.url,
+                                 sha256=sha256_of(other_archive)))
+        server.cut_after = None
+        result = fetch_cifar10(config(tmp_path / "f", source=server.url,
+                                      sha256=sha256_of(other_archive)))
+        assert result.status == "fetched" and server.ranges[-1] is None
     finally:
         other.close()
 

@@ -10,7 +10,8 @@
 
 Network access is the one side effect of `download`, a thin wrapper around urllib: it writes
 to `<archive>.part`, resumes that file with an HTTP Range request when a server allows it
-(the same URL, and the same file: If-Range), and renames it when complete. A downloaded
+(the same URL, and the same file: If-Range, so only from a server that sends an ETag or
+Last-Modified), and renames it when complete. A downloaded
 archive is deleted once extracted (the record keeps its checksum); a local `--from FILE` is
 only read.
 """
@@ -382,6 +383,10 @@ def _http_error_hint(code: int, url: str) -> str:
         + LOCAL_COPY_HINT
 
 
+RESUME_HINT = ("run the same command again: it resumes the download where the server names "
+               "the version of its file (an ETag or Last-Modified), else starts it over; ")
+
+
 def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = False,
              resume: bool = True) -> Path:
     """Download `url` to `dest` through `dest.part` (resumed when possible); returns `dest`."""
@@ -396,15 +401,17 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         return dest
     # Resumed only from the URL that began it, and only while the server's file is the one
     # it began (If-Range): review found a .part of one mirror completed from another's file.
+    # A server that named no version of its file (no ETag, no Last-Modified) could splice
+    # two: its .part starts over.
     earlier = _read_source_record(source) if resume and part.exists() else None
-    start = part.stat().st_size if earlier is not None and earlier.get("url") == \
-        _url_key(url) else 0
+    validator = earlier.get("validator") if earlier is not None and earlier.get("url") == \
+        _url_key(url) else None
+    start = part.stat().st_size if validator else 0
     try:
         request = _request(url)
         if start:
             request.add_header("Range", f"bytes={start}-")
-            if isinstance(earlier, dict) and earlier.get("validator"):
-                request.add_header("If-Range", str(earlier["validator"]))
+            request.add_header("If-Range", str(validator))
         response = urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 - user URL
     except urllib.error.HTTPError as error:
         if error.code == 416 and start:  # our .part is not a prefix the server knows: restart
@@ -445,10 +452,10 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                 raise data_dir_error(dest.parent, error, f"write {part.name}") from None
             raise DataError(
                 f"download of {shown} was interrupted after {received} bytes: {one_line(error)}",
-                hint="run the same command again to resume; " + offline_hint(dest.parent)) from None
+                hint=RESUME_HINT + offline_hint(dest.parent)) from None
     if total is not None and received != total:
         raise DataError(f"download of {shown} stopped at {received} of {total} bytes",
-                        hint="run the same command again to resume; " + offline_hint(dest.parent))
+                        hint=RESUME_HINT + offline_hint(dest.parent))
     try:
         os.replace(part, dest)
     except OSError as error:
