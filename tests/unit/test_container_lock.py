@@ -395,6 +395,16 @@ def test_a_companion_missing_from_the_wheelhouse_keeps_the_frameworks_index(
     assert index not in dockerfile(("torch==2.15.0+cpu", "torchvision==0.30.0+cpu"))
     assert B.companions_in("torch", ("numpy==2.1.0", "TorchVision[x]>=0.2", "torchaudio")) \
         == ("torchvision", "torchaudio")
+    # without a lock: the project's own lines say torchvision (review: the dry run showed no
+    # index, which the build then kept)
+    (root / LOCK_FILE).unlink()
+    (house / "torchvision-0.30.0+cpu-cp311-cp311-linux_x86_64.whl").unlink()
+    request = B.BuildRequest(project_dir=root, device="cpu", wheelhouse=house)
+    dockerfile_text, notes = B.dry_run(request, facts=no_probe)
+    assert "torch 2.15.0+cpu (cpu)" in notes[0]
+    assert index in dockerfile_text
+    write_project(root, "torch\n")
+    assert index not in B.dry_run(request, facts=no_probe)[0]
 
 
 def test_release_request_matches_any_patch_version_it_locked() -> None:

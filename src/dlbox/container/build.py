@@ -1020,8 +1020,11 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
                      f"packages ({', '.join(uncovered[:5])}{' ...' if len(uncovered) > 5 else ''}"
                      f"), so the build will refuse; fill it first: "
                      f"{download_command(request, entry, uncovered)}")
-    in_house = framework_in_wheelhouse(p.wheelhouse, entry.framework, entry.framework_version,
-                                       entry.python, companions_in(entry.framework, entry.pinned))
+    # without a lock, what the project asks for (review: the dry run dropped the framework's
+    # index that the build keeps for a torchvision the wheelhouse lacks)
+    in_house = framework_in_wheelhouse(
+        p.wheelhouse, entry.framework, entry.framework_version, entry.python,
+        companions_in(entry.framework, entry.pinned or entry.requirements_in))
     spec = spec_for(p.project, entry, wheelhouse=bool(p.wheelhouse),
                     offline=request.offline or bool(entry.pinned and p.wheelhouse
                                                     and not uncovered),
