@@ -955,9 +955,9 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(fake_cifar_dir
 
     with pytest.raises(RunDirError) as evaluated:
         evaluate_run(run, device="cpu", quiet=True)
-    assert evaluated.value.message == (f"{config} says model 'tutorial', but the run's "
-                                       f"checkpoint {run / 'checkpoints' / 'last.pt'} is of a "
-                                       "'tiny' model")
+    assert evaluated.value.message == (f"{config} says model \"tutorial\", but the run's "
+                                       f"checkpoint {run / 'checkpoints' / 'last.pt'} was "
+                                       "trained with \"tiny\"")  # as resume says it
     assert evaluated.value.hint == 'put model back to "tiny" in config.json'
 
 

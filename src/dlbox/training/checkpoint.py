@@ -594,6 +594,18 @@ def build_run_model(run_dir: str | Path, config: TrainConfig, num_classes: int) 
                                "`dlbox models` lists the models and their settings") from None
 
 
+def edited_setting(run_dir: Path, name: str, now: Any, saved: Any,
+                   checkpoint: Path | None = None) -> str:
+    """The words for a run's config.json edited since its checkpoint, the same for resume
+    and for evaluate/predict: "RUN/config.json says epochs 3, but the run's checkpoint was
+    trained with 2"."""
+    import json
+
+    return (f"{run_dir / CONFIG_FILE} says {name} {json.dumps(now)}, but the run's checkpoint"
+            f"{f' {checkpoint}' if checkpoint is not None else ''} was trained with "
+            f"{json.dumps(saved)}")
+
+
 def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
                          config: TrainConfig) -> None:
     """A checkpoint of another model (`--checkpoint` of another run) named as such: torch's
@@ -602,8 +614,7 @@ def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
     model = saved.get("model") if isinstance(saved, Mapping) else None
     if isinstance(model, str) and model != config.model:
         if not outside_the_run(Path(path), run_dir):  # its own: config.json was edited
-            raise RunDirError(f"{run_dir / CONFIG_FILE} says model '{config.model}', but the "
-                              f"run's checkpoint {path} is of a '{model}' model",
+            raise RunDirError(edited_setting(run_dir, "model", config.model, model, path),
                               hint=f"put model back to \"{model}\" in config.json")
         raise RunDirError(f"checkpoint {path} is of a '{model}' model, and {run_dir} is a "
                           f"'{config.model}' run",

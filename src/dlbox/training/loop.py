@@ -61,6 +61,7 @@ from dlbox.training.checkpoint import (
     capture_rng_state,
     check_checkpoint,
     checkpoint_path,
+    edited_setting,
     expect_history,
     expect_type,
     load_checkpoint,
@@ -742,8 +743,7 @@ def _check_config_unchanged(run_dir: Path, config: TrainConfig, state: dict[str,
     for name in RESULT_SETTINGS + (("model",) if config.model in model_names() else ()):
         if name in saved and name in now and saved[name] != now[name]:
             raise RunDirError(
-                f"{run_dir / CONFIG_FILE} says {name} {json.dumps(now[name])}, but the run's "
-                f"checkpoint was trained with {json.dumps(saved[name])}: a resumed run keeps "
+                f"{edited_setting(run_dir, name, now[name], saved[name])}: a resumed run keeps "
                 "its settings",
                 hint=(f"the run finished: put {name} back to {json.dumps(saved[name])} in "
                       f"config.json, and evaluate it (dlbox evaluate {shell_quote(run_dir)}) "
