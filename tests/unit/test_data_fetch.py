@@ -198,12 +198,17 @@ def test_bad_download_is_deleted(tmp_path: Path, server: Server) -> None:
 
 
 def test_interrupted_download_resumes(tmp_path: Path, archive: Path, server: Server) -> None:
+    from dlbox.data.loading import check_data
+
     server.cut_after = 1000
     with pytest.raises(DataError) as info:
         fetch_cifar10(config(tmp_path / "d", source=server.url, sha256=sha256_of(archive)))
     assert "resume" in (info.value.hint or "")
     part = tmp_path / "d" / (ARCHIVE_NAME + ".part")
     assert part.is_file() and part.stat().st_size == 1000
+    (note,) = check_data(tmp_path / "d").notes
+    assert note.startswith(f"{part} is an interrupted download (0 MB): the next `dlbox data "
+                           f"fetch --data {tmp_path / 'd'}` from the same URL resumes it")
     server.cut_after = None
     result = fetch_cifar10(config(tmp_path / "d", source=server.url, sha256=sha256_of(archive)))
     assert result.status == "fetched"
@@ -263,6 +268,14 @@ def test_the_download_of_a_fetch_killed_before_it_extracted_is_used_then_removed
     root.mkdir()
     download(server.url, root / ARCHIVE_NAME)  # what the killed fetch had done
     assert sorted(p.name for p in root.iterdir()) == [ARCHIVE_NAME, ARCHIVE_NAME + ".source"]
+    # data check says it is there and what the next fetch does with it (review: silent)
+    from dlbox.data.loading import check_data
+
+    (note,) = check_data(root).notes
+    assert note.startswith(f"{root / ARCHIVE_NAME} is a verified download a fetch did not "
+                           "extract (0 MB): the next `dlbox data fetch --data ")
+    assert note.endswith("from the same URL uses it without downloading it again; delete it "
+                         "to get the space back")
     requests = len(server.ranges)
     result = fetch_cifar10(config(root, source=server.url, sha256=sha256_of(archive)))
     assert result.status == "fetched" and len(server.ranges) == requests  # not again
