@@ -96,6 +96,17 @@ def test_cuda_on_a_host_without_a_driver_names_the_host_not_a_cpu_flag(
     # found by review: printed `pip install torch==2.1.99`, a release that never was
     (["--resolve", "torch", "--framework-version", "2.1.99", "--cpu"],
      "torch 2.1.99 is not a torch release dlbox knows"),
+    # review: "2" was matched to TF 1.15's row (CUDA 10.0, Python <= 3.7) and called older
+    # than torch 2.0; a build's tag (+cu118) went into an install line no index serves
+    (["--resolve", "tensorflow", "--cpu", "--framework-version", "2"],
+     "--framework-version '2' is not a release or a version"),
+    (["--resolve", "torch", "--driver", "550.54.14", "--compute-capability", "8.6",
+      "--framework-version", "2.5.1+cu118"],
+     "--framework-version '2.5.1+cu118' names a build (cu118), not only a version: dlbox "
+     "picks the build for the target\nhint: pass --framework-version 2.5.1 with --cuda 11.8"),
+    (["--resolve", "torch", "--framework-version", "2.5.1+cpu"],
+     "--framework-version '2.5.1+cpu' names a build (cpu), not only a version: dlbox picks "
+     "the build for the target\nhint: pass --framework-version 2.5.1 with --cpu"),
     (["--resolve", "torch", "--cuda", "12.5", "--driver", "580.65.06"],
      "no torch release of 2.0.1 to 2.15.0 has a CUDA 12.5 build (their CUDA builds: 11.7, "
      "11.8, 12.1, 12.4, 12.6, 12.8, 12.9, 13.0, 13.2)"),

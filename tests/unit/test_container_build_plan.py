@@ -476,6 +476,13 @@ def test_request_values_are_checked_before_a_dry_run(tmp_path: Path) -> None:
         B.dry_run(B.BuildRequest(device="cpu", ca_cert=not_pem), no_probe)
     with pytest.raises(UsageError, match="is a folder"):
         B.dry_run(B.BuildRequest(device="cpu", ca_cert=tmp_path), no_probe)
+    # review: 2.5.1+cu118 built 2.5.1+cu124 without a word ("torch 2.5.1+cu118 requested")
+    project = write(tmp_path / "proj" / "requirements.txt", "torch\n").parent
+    with pytest.raises(UsageError) as info:
+        B.dry_run(B.BuildRequest(project_dir=project, device="gpu", driver="550.54.14",
+                                 compute_capabilities=("8.6",),
+                                 framework_version="2.5.1+cu118"), no_probe)
+    assert info.value.hint == "pass --framework-version 2.5.1 with --cuda 11.8"
 
 
 def test_a_project_dir_that_is_a_file(tmp_path: Path) -> None:

@@ -111,6 +111,19 @@ def test_unknown_newer_torch_warns_with_nearest_row() -> None:
     assert not has_errors(findings)
 
 
+def test_a_torch_older_than_the_data_is_not_told_to_update_dlbox() -> None:
+    """Review: torch 1.13.1 was "not in dlbox's compatibility data" with the fix "update
+    dlbox for newer data", which cannot help a version older than all of it."""
+    facts = host("healthy-gpu-rtx3090")
+    older = replace(facts, frameworks=(FrameworkFacts(
+        name="torch", installed=True, version="1.13.1+cu117", cuda="11.7", gpu_available=True),))
+    (unknown,) = [f for f in evaluate(older) if f.code == "framework-version-unknown"]
+    assert unknown.what.startswith("torch 1.13.1+cu117 is older than dlbox's compatibility "
+                                   "data (checked ")
+    assert unknown.what.endswith("), which starts at torch 2.0")
+    assert "update dlbox" not in unknown.fix and "torch of 2.0 or newer" in unknown.fix
+
+
 def test_unknown_cuda_version_warns() -> None:
     facts = host("healthy-h100-cuda13")
     newer = replace(facts, frameworks=(FrameworkFacts(

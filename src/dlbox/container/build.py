@@ -187,22 +187,18 @@ def _normalize_framework(name: str | None) -> str | None:
 
 
 def _matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
-    from dlbox.hostenv.resolve import refuse_unreleased_patch
-    from dlbox.hostenv.versions import parse_version, same_release
+    from dlbox.hostenv.resolve import check_pin_form, refuse_unreleased_patch
+    from dlbox.hostenv.versions import same_release
 
     rows = getattr(matrix, framework)
-    public = version.split("+")[0]
-    parsed = parse_version(public)
-    if parsed is None or not re.fullmatch(r"\d+(\.\d+){1,2}([a-z]+\d*)?", public):
-        raise UsageError(f"--framework-version {version!r} is not a version",
-                         hint="give a release (2.13) or an exact version (2.13.0)")
-    kept = tuple(row for row in rows if public in row.versions) or tuple(
-        row for row in rows if same_release(public, row.release))
+    check_pin_form(version)
+    kept = tuple(row for row in rows if version in row.versions) or tuple(
+        row for row in rows if same_release(version, row.release))
     if not kept:
         known = ", ".join(row.release for row in rows[:8])
         raise UsageError(f"{framework} {version} is not in dlbox's compatibility matrix",
                          hint=f"pick a listed release ({known}, ...) or leave the version out")
-    refuse_unreleased_patch(rows, public, framework)
+    refuse_unreleased_patch(rows, version, framework)
     return dataclasses.replace(matrix, **{framework: kept})
 
 

@@ -9,6 +9,7 @@ within a release, a CUDA whose GA driver the host also meets. Pure: no probing h
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -124,9 +125,8 @@ def normalize_target(target: Target) -> Target:
         raise UsageError("a compute capability needs a driver version to resolve a GPU build",
                          hint="add --driver VERSION (nvidia-smi prints it), or use --cpu")
     version = target.version.strip() if target.version else None
-    if version is not None and parse_version(version) is None:
-        raise UsageError(f"framework version {target.version!r} is not a version number",
-                         hint="e.g. --framework-version 2.13 or 2.13.0")
+    if version is not None:
+        check_pin_form(version)
     return Target(driver=driver, compute_capabilities=tuple(caps), cpu=target.cpu,
                   python=python, cuda=cuda, version=version, listed=target.listed)
 
@@ -211,6 +211,24 @@ def _check_driver_knows_gpus(target: Target, matrix: Matrix) -> None:
                 f"arrived with CUDA {row.cuda}, driver branch {branch} (GA {row.ga_driver})",
                 hint=f"install an NVIDIA driver of branch {branch} or newer for this GPU",
             )
+
+
+def check_pin_form(version: str) -> None:
+    """A --framework-version is a release (2.13) or an exact version (2.13.0). Review: "2"
+    was matched to the data's 1.x rows (TensorFlow 1.15's CUDA for "tensorflow 2"), and a
+    build's local tag (2.5.1+cu118) was kept in an install line no index serves, or silently
+    swapped for another build: the build is the target's to pick (--cpu, --cuda)."""
+    public, _, local = version.partition("+")
+    if local:
+        cuda = re.fullmatch(r"cu(\d+)(\d)", local)
+        flag = "--cpu" if local == "cpu" else f"--cuda {cuda[1]}.{cuda[2]}" if cuda else ""
+        raise UsageError(f"--framework-version {version!r} names a build ({local}), not only "
+                         "a version: dlbox picks the build for the target",
+                         hint=f"pass --framework-version {public}"
+                              + (f" with {flag}" if flag else ""))
+    if not re.fullmatch(r"\d+(\.\d+){1,2}([a-z]+\d*)?", public):
+        raise UsageError(f"--framework-version {version!r} is not a release or a version",
+                         hint="give a release (2.13) or an exact version (2.13.0)")
 
 
 def pin_rows(rows: tuple[Any, ...], version: str | None, framework: str,

@@ -195,6 +195,15 @@ def _version_row_warning(fw: FrameworkFacts, rows: tuple[Any, ...], checked: str
     nearest = nearest_release(rows, fw.version)
     if nearest is None or same_release(fw.version, nearest.release):
         return None
+    if (parse_version(fw.version) or ()) < (parse_version(rows[-1].release) or ()):
+        # review: "update dlbox" cannot help a version older than all of its data
+        return Finding(
+            "warn", "framework-version-unknown",
+            f"{fw.name} {fw.version} is older than dlbox's compatibility data (checked "
+            f"{checked}), which starts at {fw.name} {rows[-1].release}",
+            f"checks use the oldest known row, {fw.name} {nearest.release}",
+            f"results for this version may be off; a {fw.name} of {rows[-1].release} or newer "
+            "is checked as it is")
     return Finding(
         "warn", "framework-version-unknown",
         f"{fw.name} {fw.version} is not in dlbox's compatibility data (checked {checked})",
