@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,6 +137,31 @@ def test_resolve_hypothetical_host(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("torch 2.14.1 (cu126)")
     assert "pip install torch==2.14.1 --index-url https://download.pytorch.org/whl/cu126" in out
     assert "why:" in out
+
+
+def test_resolve_shows_what_it_used_and_a_line_that_pastes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: --json's target was the input as typed (" 535.104.05 ", sm_86 twice, Python
+    3.11.4, an internal flag); the install line left jax[cuda13] unquoted, a glob to zsh;
+    Python 2.7 was refused and then suggested; compute capability 4.0 (no GPU has it) was
+    called Kepler."""
+    code, out, _ = run_cli(["doctor", "--resolve", "torch", "--driver", " 535.104.05 ",
+                            "--compute-capability", "sm_86", "--compute-capability", "8.6",
+                            "--python", "3.11.4", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["target"] == {"driver": "535.104.05", "compute_capabilities": ["8.6"],
+                                         "cpu": False, "python": "3.11", "cuda": None,
+                                         "version": None}
+    code, out, _ = run_cli(["doctor", "--resolve", "jax", "--driver", "580.95.05",
+                            "--compute-capability", "9.0"], capsys)
+    assert code == 0 and re.search(r"install +pip install 'jax\[cuda13\]==[\d.]+'$", out, re.M)
+    code, _, err = run_cli(["doctor", "--resolve", "tensorflow", "--cpu", "--python", "3.14"],
+                           capsys)
+    assert code != 0 and "hint: use one of Python 3." in err and "2.7" not in err
+    code, _, err = run_cli(["doctor", "--resolve", "torch", "--driver", "535.104.05",
+                            "--compute-capability", "4.0"], capsys)
+    assert code == 2 and err.startswith("error: compute capability '4.0' is not one an NVIDIA "
+                                        "GPU has")
 
 
 def test_resolve_cpu_and_python(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,13 @@ from dlbox.hostenv.probe import (
 )
 from dlbox.hostenv.recording import HOST_JSON, RecordingError
 from dlbox.hostenv.report import broken_driver_error, render_build, render_text, report_dict
-from dlbox.hostenv.resolve import SUPPORTED_FRAMEWORKS, Target, resolve_build, target_from_host
+from dlbox.hostenv.resolve import (
+    SUPPORTED_FRAMEWORKS,
+    Target,
+    normalize_target,
+    resolve_build,
+    target_from_host,
+)
 from dlbox.hostenv.rules import evaluate, has_errors
 from dlbox.text import shell_quote
 
@@ -170,8 +176,10 @@ def run(args: argparse.Namespace) -> int:
                             cpu=host.cpu, python=args.python or host.python, cuda=args.cuda,
                             version=args.framework_version, listed=host.listed)
         build = resolve_build(args.resolve, target)
-        if args.json:
-            print(json.dumps({"target": target.__dict__, "build": build.to_dict()}, indent=2))
+        if args.json:  # the target as resolved (review: " 535.104.05 ", sm_86 as given)
+            shown = {name: value for name, value in normalize_target(target).__dict__.items()
+                     if name != "listed"}
+            print(json.dumps({"target": shown, "build": build.to_dict()}, indent=2))
         else:
             render_build(build, console)
         return EXIT_OK

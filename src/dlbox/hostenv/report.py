@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from rich.console import Console
@@ -161,7 +162,8 @@ def render_build(build: ResolvedBuild, console: Console) -> None:
         ("GA driver", build.ga_driver or "-"),
         ("Python", ", ".join(build.python_versions)),
         ("wheel index", build.wheel_index or "PyPI"),
-        ("install", "pip install " + " ".join(build.requirements)
+        # quoted: zsh takes tensorflow[and-cuda]==2.21.0 for a glob (review)
+        ("install", "pip install " + " ".join(shlex.quote(line) for line in build.requirements)
          + (f" --index-url {build.wheel_index}" if build.wheel_index else "")),
     ]
     for label, value in rows:

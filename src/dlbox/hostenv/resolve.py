@@ -93,7 +93,7 @@ def normalize_target(target: Target) -> Target:
                 f"compute capability {value!r} is not of the form MAJOR.MINOR",
                 hint="e.g. --compute-capability 8.6 (nvidia-smi --query-gpu=compute_cap)",
             )
-        if not 1 <= cc[0] <= HIGHEST_PLAUSIBLE_CC_MAJOR:
+        if not 1 <= cc[0] <= HIGHEST_PLAUSIBLE_CC_MAJOR or cc[0] == 4:  # none had 4.x
             raise UsageError(
                 f"compute capability {value!r} is not one an NVIDIA GPU has "
                 f"(they run from 1.0 to 12.x)",
@@ -305,7 +305,8 @@ class NoBuildForPython(HostEnvError):
 
 def _no_python_error(framework: str, python: str, rows: list[Any],
                      version: str | None) -> NoBuildForPython:
-    known = tuple(sorted({p for r in rows for p in r.python},
+    # Python 3 only: 2.7 (TensorFlow 1.x's) is refused as a target (review: suggested)
+    known = tuple(sorted({p for r in rows for p in r.python if p.startswith("3.")},
                          key=lambda v: parse_version(v) or ()))
     what = f"{framework} {version}" if version else f"no {framework} release in the matrix"
     verb = "does not support" if version else "supports"
