@@ -407,6 +407,42 @@ def test_a_companion_missing_from_the_wheelhouse_keeps_the_frameworks_index(
     assert index not in B.dry_run(request, facts=no_probe)[0]
 
 
+def test_a_companion_pulled_in_by_another_package_is_resolved_from_the_frameworks_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: torch in the wheelhouse dropped torch's index when the project named no
+    torchvision, and timm's torchvision then came from PyPI (a CUDA build beside torch+cpu)."""
+    from types import SimpleNamespace
+
+    root = write_project(tmp_path / "proj", "torch\ntimm\n")
+    house = tmp_path / "wheels"
+    house.mkdir()
+    (house / "torch-2.15.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    request = B.BuildRequest(project_dir=root, device="cpu", wheelhouse=house)
+    p = B.plan(request, facts=no_probe)
+    monkeypatch.setattr(B.engine, "build", lambda *a, **k: SimpleNamespace(image_id="sha256:s"))
+    monkeypatch.setattr(B.engine, "inspect_image", lambda client, name: {"Id": "sha256:b"})
+    monkeypatch.setattr(B, "probe_python", lambda client, image: "3.11.2")
+    asked: list[tuple[str, ...]] = []
+
+    def pins(client: object, image: str, requirements: object, pip_args: tuple[str, ...],
+             wheels: object, log: object) -> tuple[str, tuple[str, ...]]:
+        asked.append(pip_args)
+        vision = "torchvision==0.30.0+cpu" if len(asked) > 1 else "torchvision==0.30.0"
+        return "3.11.2", ("timm==1.0.0", "torch==2.15.0+cpu", vision)
+
+    monkeypatch.setattr(B, "resolve_pins", pins)
+    entry = B._lock(request, p, None, tmp_path, None, {}, lambda line: None, None)
+    index = "--extra-index-url=https://download.pytorch.org/whl/cpu"
+    assert len(asked) == 2 and index not in asked[0] and index in asked[1]
+    assert "torchvision==0.30.0+cpu" in entry.pinned
+    # with the companion in the wheelhouse too, one resolution from it is enough
+    (house / "torchvision-0.30.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    asked.clear()
+    B._lock(request, B.plan(request, facts=no_probe), None, tmp_path, None, {},
+            lambda line: None, None)
+    assert len(asked) == 1 and index not in asked[0]
+
+
 def test_release_request_matches_any_patch_version_it_locked() -> None:
     # `--framework-version 2.1` locks the newest 2.1.x the matrix knows (2.1.2+cu121); the
     # same flag on the next build must not call that lock stale, nor an older lock of 2.1.0.

@@ -1610,18 +1610,32 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
     mismatch = python_mismatch(project, python, base_image, resolved.variant == "cuda-system")
     if mismatch is not None:
         raise ContainerError(*mismatch)
-    in_house = framework_in_wheelhouse(p.wheelhouse, framework_dist(resolved),
+
+    def in_house(named: Sequence[str]) -> bool:
+        return framework_in_wheelhouse(p.wheelhouse, framework_dist(resolved),
                                        lines[0].split("==", 1)[-1] if lines else "", python,
-                                       companions_in(p.framework, requirements))
-    pip_args = pip_args_for(project, None if in_house else resolved.wheel_index,
-                            f"{RESOLVE_DIR}/wheelhouse" if p.wheelhouse else None,
-                            request.offline)
+                                       companions_in(p.framework, named))
+
+    def pip_args(index: str | None) -> tuple[str, ...]:
+        return pip_args_for(project, index, f"{RESOLVE_DIR}/wheelhouse" if p.wheelhouse
+                            else None, request.offline)
+
     for reason in resolved.reasons:
         log(f"  {reason}")
     for warning in resolved.warnings:
         log(f"  warning: {warning}")
-    python_found, pins = resolve_pins(client, system.image_id, requirements, pip_args,
+    from_house = in_house(requirements)
+    python_found, pins = resolve_pins(client, system.image_id, requirements,
+                                      pip_args(None if from_house else resolved.wheel_index),
                                       p.wheelhouse, log)
+    if from_house and resolved.wheel_index and not request.offline and not in_house(pins):
+        # A companion pulled in by another package (timm's torchvision) and not in the
+        # wheelhouse: PyPI's build of it is not the framework's (a CUDA torchvision beside
+        # torch+cpu fails to import), so pip resolves again with the framework's index.
+        log(f"  {', '.join(companions_in(p.framework, pins))} came in as a dependency: "
+            f"resolving again with {resolved.wheel_index}")
+        python_found, pins = resolve_pins(client, system.image_id, requirements,
+                                          pip_args(resolved.wheel_index), p.wheelhouse, log)
     dist = framework_dist(resolved)
     version = pinned_version(pins, dist)
     if version is None:
