@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from dlbox.cli.common import path_flag
 from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError
 from dlbox.fileio import check_writable, write_json_atomic
 from dlbox.models.speedrun import CPU_WIDTHS, SpeedrunNet
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="per case and repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
-    parser.add_argument("--json", metavar="OUT", help="write the figures here as JSON")
+    parser.add_argument("--json", type=path_flag, metavar="OUT",
+                        help="write the figures here as JSON")
     args = parser.parse_args(argv)
     # checked before the minutes of measuring: --repeats 0 printed an empty table, and an
     # unwritable --json failed only at the end

@@ -66,7 +66,7 @@ from typing import Any
 import torch
 
 from dlbox.benchmark_report import num, pct, summarize, summary_lines, survive_a_closed_stdout
-from dlbox.cli.common import reject_empty_paths
+from dlbox.cli.common import path_flag, reject_empty_paths
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, DlboxError, UsageError
 from dlbox.fileio import check_writable, read_json, write_json_atomic
@@ -126,7 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline-num-train", type=int, metavar="N",
                         help="training images of the baseline (default: all of them, as the "
                              "tutorial does, whatever --num-train says)")
-    parser.add_argument("--json", metavar="OUT", help="write the results here as JSON")
+    parser.add_argument("--json", type=path_flag, metavar="OUT",
+                        help="write the results here as JSON")
     args = parser.parse_args(argv)
     reject_empty_paths(args, ("data",), required=True)  # "" read the current folder
     reject_empty_paths(args, ("device", "model"), kind="value")  # "" read as auto
@@ -148,6 +149,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                   + ("" if flag in ("--runs", "--warmup",
                                                     "--baseline-epochs")
                                      else f", or leave {flag} out"))
+    from dlbox.training.config import MAX_SEED, MIN_SEED
+
+    last_seed = args.seed + args.runs - 1  # run i's seed: the last one must fit too (review)
+    if not MIN_SEED <= args.seed <= last_seed <= MAX_SEED:
+        raise UsageError(f"--seed {args.seed} with --runs {args.runs} gives the seeds "
+                         f"{args.seed}..{last_seed}, and torch takes {MIN_SEED}..{MAX_SEED}",
+                         hint=f"pass a --seed from {MIN_SEED} to {MAX_SEED - args.runs + 1}, "
+                              "e.g. --seed 0")
     given = [flag for flag, value in (("--baseline-epochs", args.baseline_epochs),
                                       ("--baseline-num-train", args.baseline_num_train))
              if value is not None]

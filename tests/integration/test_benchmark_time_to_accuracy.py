@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,7 +129,9 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("--model", "no-such-model"), ("--num-train", "100000"), ("--warmup", "-1"),
     ("--baseline-epochs", "0"), ("--baseline-num-train", "1000"), ("--compile-mode", "default"),
     # speedrun-only options with a generic model were silently ignored, yet in the JSON
-    ("--model", "tiny --compile"), ("--model", "tiny --tta-level 0")])
+    ("--model", "tiny --compile"), ("--model", "tiny --tta-level 0"),
+    # review: run 1 trained, then the seed of run 2 was refused (2**64 - 1 is torch's last)
+    ("--runs", "2 --seed 18446744073709551615")])
 def test_bad_input_is_an_error_and_a_hint_before_any_training(bad: tuple[str, str],
                                                               small_data: Path,
                                                               tmp_path: Path) -> None:
@@ -369,6 +372,27 @@ def test_cpu_layout_bad_input_is_an_error_and_a_hint(bad: tuple[str, str],
     assert "Traceback" not in proc.stderr and "case" not in proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert lines[-2].startswith("error: ") and lines[-1].startswith("hint: "), proc.stderr
+
+
+def test_a_json_path_with_a_tilde_is_written_where_it_was_checked(
+        small_data: Path, tmp_path: Path) -> None:
+    """Review: `--json='~/r.json'` (a quoted ~ the shell leaves) was checked as $HOME/r.json
+    but written to ./~/r.json, or, in a folder that may not be written, lost after the runs."""
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir()
+    here.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    for script, args in (("cpu_layout.py", ["--seconds", "0.01", "--repeats", "1"]),
+                         ("time_to_accuracy.py", ["--data", str(small_data), "--runs", "1",
+                                                  "--epochs", "1", "--device", "cpu",
+                                                  "--threads", "1", "--num-train", "50"])):
+        proc = subprocess.run([sys.executable, str(SCRIPT.parent / script), *args,
+                               "--json=~/r.json"], capture_output=True, text=True, timeout=300,
+                              check=False, cwd=here, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert read_json(home / "r.json")["benchmark"] == script.removesuffix(".py")
+        assert not (here / "~").exists()
+        (home / "r.json").unlink()
 
 
 def test_help_says_what_each_figure_is_and_how_it_is_timed() -> None:
