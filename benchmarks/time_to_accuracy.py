@@ -490,22 +490,26 @@ PROGRESS: dict[str, Any] = {"runs": [], "total": 0, "phase": None, "training": F
 def write_partial(where: str) -> str:
     """On an interrupt: the runs that finished, written to --json marked partial (a step
     killed by its time limit keeps what it measured); what to say of them."""
-    finished = [r for r in PROGRESS["runs"] if not r.get("failed")]
+    # A FAILED run finished too: kept in the runs with its reason, out of the summary
+    # (review: one before the interrupt wrote no JSON, or counts that disagreed)
+    finished = list(PROGRESS["runs"])
+    good = [r for r in finished if not r.get("failed")]
     if not finished:
         return "no summary, no JSON written (0 finished runs)"
+    counted = (f"{len(finished)} of {PROGRESS['total']} run(s) finished"
+               + (f" ({len(finished) - len(good)} FAILED)" if len(good) < len(finished) else ""))
     if PROGRESS.get("partial") is None:  # no --json: the finished runs' summary, printed
-        if not PROGRESS["phase"]:  # during the baseline it is printed already
-            summary = {key: summarize([r.get(key) for r in finished]) for key in METRICS}
-            print("\n".join(summary_lines(summary, len(finished), decimals=3)), flush=True)
-        return (f"{len(finished)} of {PROGRESS['total']} run(s) finished, summarised above "
-                "(no --json, so no JSON written); no baseline ratio")
+        if not PROGRESS["phase"] and good:  # during the baseline it is printed already
+            summary = {key: summarize([r.get(key) for r in good]) for key in METRICS}
+            print("\n".join(summary_lines(summary, len(good), decimals=3)), flush=True)
+        return (f"{counted}{', summarised above' if good else ''} (no --json, so no JSON "
+                "written); no baseline ratio")
     path, document_of = PROGRESS["partial"]
-    document = document_of(list(PROGRESS["runs"]))
+    document = document_of(finished)
     document["partial"] = {"interrupted": where.strip(), "runs_finished": len(finished),
                            "runs_asked": PROGRESS["total"]}
     write_json_atomic(path, document)
-    return (f"wrote {path}, marked partial: {len(finished)} of {PROGRESS['total']} run(s) "
-            "finished, summarised there; no baseline ratio")
+    return f"wrote {path}, marked partial: {counted}, summarised there; no baseline ratio"
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -261,6 +261,42 @@ def test_a_run_with_a_nan_loss_is_reported_not_averaged_in(small_data: Path, tmp
     assert doc["summary"]["accuracy"]["mean"] == pytest.approx(sum(good) / 2)
 
 
+@pytest.mark.slow
+def test_a_failed_run_before_an_interrupt_is_kept_in_the_partial_json(
+        small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: a FAILED run then Ctrl-C wrote no JSON ("0 finished runs"), and with a good
+    run too, "runs_finished": 1 beside two runs and "after 2 of 3 ... 1 of 3 finished"."""
+    import signal
+
+    bench = _load_module()
+    real = bench.train_speedrun
+    calls = []
+
+    def diverges_then_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        result = real(*args, **kwargs)
+        result.history[-1]["train_loss"] = float("nan")
+        return result
+
+    monkeypatch.setattr(bench, "train_speedrun", diverges_then_interrupted)
+    out = tmp_path / "bench.json"
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        status = bench.cli(["--data", str(small_data), "--runs", "3", "--epochs", "1",
+                            "--device", "cpu", "--threads", "1", "--json", str(out)])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert status == 130
+    err = capsys.readouterr().err
+    assert f"wrote {out}, marked partial: 1 of 3 run(s) finished (1 FAILED)" in err, err
+    doc = read_json(out)
+    assert [bool(r["failed"]) for r in doc["runs"]] == [True]
+    assert doc["partial"]["runs_finished"] == 1 and doc["summary"]["accuracy"]["n"] == 0
+
+
 def test_baseline_num_train_beyond_the_data_is_refused_before_any_training(
         small_data: Path, tmp_path: Path) -> None:
     # It used to be found only after every recipe run had trained, as "--num-train 1000 is
