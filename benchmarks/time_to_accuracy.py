@@ -529,6 +529,11 @@ def cli(argv: list[str] | None = None) -> int:
         # TrainingStopped: the generic loop (the baseline) catches Ctrl-C itself; its message
         # would name a checkpoint in a temporary run dir that is already gone. Terminated: a
         # second SIGTERM while a run stops (the training loop's own handler raises it).
+        # Stopping now: one more signal would cut the partial JSON short with a traceback,
+        # or, once Python shuts down (it puts the default handlers back), kill the process
+        # (review: a second SIGTERM 20 ms after the first did both).
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, signal.SIG_IGN)
         where = (f" during {PROGRESS['phase']}" if PROGRESS["phase"] else
                  f" after {len(PROGRESS['runs'])} of {PROGRESS['total']} run(s)"
                  if PROGRESS["total"] else " before the first run")

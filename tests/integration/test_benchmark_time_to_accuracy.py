@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -295,6 +296,38 @@ def test_a_failed_run_before_an_interrupt_is_kept_in_the_partial_json(
     doc = read_json(out)
     assert [bool(r["failed"]) for r in doc["runs"]] == [True]
     assert doc["partial"]["runs_finished"] == 1 and doc["summary"]["accuracy"]["n"] == 0
+
+
+def test_a_signal_while_the_partial_json_is_written_does_not_cut_it_short(
+        small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: a second SIGTERM 20 ms after the first ended in a KeyboardInterrupt traceback,
+    or killed the process (-15) as Python shut down, instead of exit status 130."""
+    import os
+    import signal
+
+    bench = _load_module()
+    real_partial = bench.write_partial
+
+    def signalled_meanwhile(where: str) -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # it arrives meanwhile
+        return real_partial(where)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "write_partial", signalled_meanwhile)
+    monkeypatch.setattr(bench, "train_speedrun", interrupted)
+    previous = {stop: signal.getsignal(stop) for stop in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = bench.cli(["--data", str(small_data), "--runs", "2", "--epochs", "1",
+                            "--device", "cpu", "--threads", "1"])
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
+    assert status == 130
+    assert "interrupted after 0 of 2 run(s): no summary" in capsys.readouterr().err
 
 
 def test_baseline_num_train_beyond_the_data_is_refused_before_any_training(
