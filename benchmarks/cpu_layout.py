@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from dlbox.cli.common import path_flag
+from dlbox.cli.common import EXIT_SIGTERM, Terminated, path_flag, sigterm_stops_cleanly
 from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError
 from dlbox.fileio import check_writable, write_json_atomic
 from dlbox.models.speedrun import CPU_WIDTHS, SpeedrunNet
@@ -118,7 +118,8 @@ def cli() -> int:
 
     survive_a_closed_stdout()  # `... | head`: the table's --json is still written
     try:
-        return main()
+        with sigterm_stops_cleanly():  # review: SIGTERM ended it without a word
+            return main()
     except DlboxError as error:
         print(f"error: {error}", file=sys.stderr)
         if error.hint:
@@ -127,6 +128,9 @@ def cli() -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: no table, no JSON written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated as stopped:
+        print(f"\nstopped ({stopped.signal_name}): no table, no JSON written", file=sys.stderr)
+        return int(stopped.code or EXIT_SIGTERM)
 
 
 if __name__ == "__main__":

@@ -464,6 +464,23 @@ def test_a_json_path_with_a_tilde_is_written_where_it_was_checked(
         (home / "r.json").unlink()
 
 
+def test_cpu_layout_stopped_by_sigterm_says_so(tmp_path: Path) -> None:
+    """Review: SIGTERM (a `timeout`) ended it without a word (killed, -15)."""
+    import signal
+
+    out = tmp_path / "layout.json"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT.parent / "cpu_layout.py"), "--seconds",
+                             "5", "--json", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("speedrun CPU net")  # measuring from here
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert stderr.strip() == "stopped (SIGTERM): no table, no JSON written"
+    assert not out.exists()
+
+
 def test_help_says_what_each_figure_is_and_how_it_is_timed() -> None:
     # --help used to show the docstring's first line only: none of the timing rules
     proc = _bench("--help")
