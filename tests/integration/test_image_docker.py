@@ -433,7 +433,8 @@ def test_an_image_that_fails_its_smoke_test_is_kept_under_one_name_until_a_build
         assert first.returncode == 1, first.stderr[-3000:]
         assert "fails its smoke test" in first.stderr and "import brokenpkg" in first.stderr, \
             first.stderr[-3000:]
-        assert f"kept as {failed_tag} for a look" in first.stderr, first.stderr[-3000:]
+        assert f"kept as {failed_tag} for a look, its dependency stage as {failed_tag}-deps " \
+               "(the next build replaces them)" in first.stderr, first.stderr[-3000:]
         assert f"docker run --rm -it {failed_tag} bash" in first.stderr
         kept = engine.images.get(failed_tag)
         assert kept.labels.get("dlbox.project") == "dlbox-smoke-import"

@@ -1140,6 +1140,11 @@ def test_the_smoke_test_fails_on_a_syntax_error_in_the_projects_code(
     assert info.value.message == "the project's code does not compile: pkg/train.py:3: " \
                                  "invalid syntax"
     assert ".dockerignore" in (info.value.hint or "")
+    # review: the dependency stage kept as NAME:TAG-failed-deps (1.27 GB) went unmentioned
+    with pytest.raises(ContainerError) as info:
+        require_smoke_ok(result, "sha256:" + "b" * 64, "p:cpu-failed-deps")
+    assert "(only the code layer is rebuilt; its dependency stage is kept as " \
+           "p:cpu-failed-deps for that, until a build passes)" in (info.value.hint or "")
     # With another failure too, the smoke test's full summary is the error (pip check's
     # failure not hidden behind the compile error), and the image is kept for a look.
     both = checks + [{"name": "pip_check", "ok": False, "detail": "torch 2 requires x, "
@@ -1150,6 +1155,12 @@ def test_the_smoke_test_fails_on_a_syntax_error_in_the_projects_code(
         require_smoke_ok(result, "sha256:" + "b" * 64)
     assert info.value.message.startswith("the new image fails its smoke test: ")
     assert "pip_check" in info.value.message and "project_sources" in info.value.message
+    with pytest.raises(ContainerError) as info:
+        require_smoke_ok(result, "p:cpu-failed", "p:cpu-failed-deps")
+    assert (info.value.hint or "").endswith(
+        "the image is kept as p:cpu-failed for a look, its dependency stage as "
+        "p:cpu-failed-deps (the next build replaces them): docker run --rm p:cpu-failed pip "
+        "check")
 
 
 def test_the_smoke_test_imports_the_package_the_project_installs() -> None:

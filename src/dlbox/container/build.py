@@ -1402,19 +1402,23 @@ def build_image(request: BuildRequest, log: Log = print,
         smoke_result = run_smoke(client, result.image_id, spec, gpu_now,
                                  compile_sources=request.compile_check)
         failures = smoke_result.failures
-        kept = result.image_id
+        kept, deps_kept = result.image_id, None
         if failures:
             # Its deps stage tagged beside the failed image: untagged, the one of a build
             # whose fix changed the dependencies (a package added) stayed for good (review:
             # 1.27 GB); the next failed build's replaces it, the next that passes removes it.
             _tag_deps_stage(client, result, failed_tag(tags[0]))
+            deps_kept = deps_tag(failed_tag(tags[0]))
+            if S.DEPS_STAGE_LABEL not in engine.image_labels(
+                    engine.inspect_image(client, deps_kept)):
+                deps_kept = None  # not tagged (a name taken by another image): not named
         if failures and all(check.name == "project_sources" for check in failures):
             # Only the project's code failed to compile: the error names the file and line,
             # and an image kept for a look would only pile up, one per attempt.
             engine.remove_replaced_image(client, result.image_id, S.PROJECT_LABEL)
         elif failures:
             kept = _keep_failed(client, result.image_id, failed_tag(tags[0]))
-        require_smoke_ok(smoke_result, kept)
+        require_smoke_ok(smoke_result, kept, deps_kept)
         if smoke_result.python and not smoke_result.python.startswith(
                 ".".join(entry.python.split(".")[:2])):
             # Built for a Python the lock was not made for: of no use once relocked.

@@ -123,9 +123,10 @@ def run_smoke(client: Any, image: str, spec: ImageSpec, gpu: bool,
     return parse_smoke_output(captured.stdout, captured.stderr, captured.exit_code)
 
 
-def require_smoke_ok(result: SmokeResult, image: str) -> None:
+def require_smoke_ok(result: SmokeResult, image: str, deps: str | None = None) -> None:
     """Raise when the smoke test failed; `image`: the image's id, or the tag it is kept
-    under for a look (NAME:TAG-failed)."""
+    under for a look (NAME:TAG-failed); `deps`: the tag its dependency stage is kept under
+    (NAME:TAG-failed-deps), named too (review: a 1.27 GB image nothing mentioned)."""
     if not result.ok:
         tagged = ":" in image and not image.startswith("sha256:")
         short = image if tagged else image[:19]
@@ -139,11 +140,13 @@ def require_smoke_ok(result: SmokeResult, image: str) -> None:
             # "AssertionError: train.py:3: invalid syntax (<string>:210)": the file and line
             # are the project's; the exception's type and the script's line are noise.
             detail = re.sub(r"^AssertionError: | \([^()]*:\d+\)$", "", check.detail)
+            kept = (f"; its dependency stage is kept as {deps} for that, until a build "
+                    "passes" if deps else "")
             raise ContainerError(
                 f"the project's code does not compile: {detail}",
-                hint="fix that file and build again (only the code layer is rebuilt), leave "
-                     "it out of the image in the project's .dockerignore, or, for files that "
-                     "are not meant to compile (templates, Python 2), build with "
+                hint=f"fix that file and build again (only the code layer is rebuilt{kept}), "
+                     "leave it out of the image in the project's .dockerignore, or, for files "
+                     "that are not meant to compile (templates, Python 2), build with "
                      "--no-compile-check",
             )
         missing = sorted({match.group(1) for check in result.failures
@@ -154,11 +157,16 @@ def require_smoke_ok(result: SmokeResult, image: str) -> None:
         fix = (f"add the package that provides {' and '.join(missing)} to the project's "
                "requirements (or build with --extras NAME, for an optional group that lists "
                "it), then build again; " if missing else "")
+        if not tagged:
+            kept = f"the image is kept untagged as {short} for a look"
+        elif deps:
+            kept = (f"the image is kept as {short} for a look, its dependency stage as {deps} "
+                    "(the next build replaces them)")
+        else:
+            kept = f"the image is kept as {short} for a look (the next build replaces it)"
         raise ContainerError(
             f"the new image fails its smoke test: {result.summary().split(': ', 1)[-1]}",
-            hint=fix + (f"the image is kept as {short} for a look (the next build replaces it)"
-                        if tagged else f"the image is kept untagged as {short} for a look")
-            + f": {look}",
+            hint=f"{fix}{kept}: {look}",
         )
 
 
