@@ -270,7 +270,7 @@ CELLS = [
     code("""
     from dlbox.jupyter.progress import NotebookProgress, plural
     from dlbox.training.config import build_config
-    from dlbox.training.loop import default_run_dir, steps_per_epoch, train
+    from dlbox.training.loop import claim_default_run_dir, steps_per_epoch, train
 
     if RUN_DIR is not None:
         run_dir = Path(RUN_DIR)
@@ -278,7 +278,7 @@ CELLS = [
         run_dir = scratch_folder("dlbox-notebook-run-") / MODEL
         print(f"saving the run in a temporary folder, deleted when the kernel stops: {run_dir}")
     else:
-        run_dir = default_run_dir(MODEL)  # runs/<date>-<time>-<model> next to this notebook
+        run_dir = claim_default_run_dir(MODEL)  # a new runs/<date>-<time>-<model> here
 
     # The model's own recipe (batch size, learning rate, ...) with this notebook's settings.
     config = build_config(MODEL, device=DEVICE, epochs=EPOCHS, seed=SEED, data_dir=str(data_dir),

@@ -609,3 +609,64 @@ def test_a_run_stopped_in_its_first_epoch_has_no_curves_to_plot(tmp_path: Path) 
     (tmp_path / "metrics.json").write_text("{not json")  # one line too, not a traceback
     with pytest.raises(RunDirError, match="metrics.json"):
         training_history(tmp_path)
+
+
+def test_a_throwaway_runs_hints_say_to_set_run_dir_not_to_resume_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: on synthetic data (RUN_DIR None) the run is in a temporary folder deleted with
+    the kernel, yet an interrupt said `resume with: dlbox train --resume /tmp/...` and the
+    curves cell offered the same: a user who followed them lost the run."""
+    import IPython
+
+    from dlbox.errors import RunDirError
+    from dlbox.jupyter.notebooks import (
+        KEEP_A_RUN,
+        THROWAWAY_RUN_PREFIX,
+        name_settings_in_errors,
+        training_history,
+    )
+    from dlbox.text import use_wording
+    from dlbox.training.loop import TrainingStopped
+
+    throwaway = tmp_path / f"{THROWAWAY_RUN_PREFIX}abc123" / "tutorial"
+    kept = tmp_path / "runs" / "mine"
+    for run in (throwaway, kept):
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "last.pt").write_bytes(b"saved")
+    with pytest.raises(RunDirError) as info:
+        training_history(throwaway)
+    assert info.value.hint == KEEP_A_RUN
+    with pytest.raises(RunDirError) as info:
+        training_history(kept)
+    assert f"dlbox train --resume {kept}" in (info.value.hint or "")
+
+    class Kernel:  # what a notebook's kernel answers get_ipython() with, as far as used
+        def set_custom_exc(self, kinds: tuple[type, ...], handler: object) -> None:
+            self.handler = handler
+
+        def _showtraceback(self, etype: type, value: BaseException, lines: list[str]) -> None:
+            self.shown = lines
+
+    kernel = Kernel()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: kernel)
+    try:
+        name_settings_in_errors()
+        for run, hint in ((throwaway, f"hint: {KEEP_A_RUN}"),
+                          (kept, f"resume with: dlbox train --resume {kept}")):
+            stopped = TrainingStopped(run, "KeyboardInterrupt", 130)
+            kernel.handler(kernel, TrainingStopped, stopped, None)  # type: ignore[attr-defined]
+            assert kernel.shown == [stopped.message, hint]
+    finally:
+        use_wording(None)
+
+
+def test_the_notebook_claims_its_run_folder_and_names_its_throwaway_one_as_hints_expect() -> None:
+    """Review: two notebooks started in the same second (a papermill sweep) took the same
+    runs/<date>-<time>-<model> (check, then create), and the second failed as busy."""
+    from dlbox.jupyter.notebooks import THROWAWAY_RUN_PREFIX
+
+    script = Path(__file__).parents[2] / "scripts" / "build_notebook.py"
+    source = script.read_text(encoding="utf-8")
+    assert "claim_default_run_dir(MODEL)" in source and "default_run_dir(MODEL)" not in (
+        source.replace("claim_default_run_dir(MODEL)", ""))
+    assert f'scratch_folder("{THROWAWAY_RUN_PREFIX}")' in source

@@ -213,6 +213,19 @@ def synthetic_cifar10(folder: Path | None, num_train: int | None, num_test: int 
     return kept
 
 
+# The temporary folder the notebook trains a throwaway run in (synthetic data, RUN_DIR None),
+# deleted with the kernel: a resume in a terminal would lose it (review), so its hints say to
+# set RUN_DIR instead.
+THROWAWAY_RUN_PREFIX = "dlbox-notebook-run-"
+KEEP_A_RUN = ("this run is a throwaway one, deleted when the kernel stops: to keep a run you "
+              "can resume, set RUN_DIR to a folder and run the training cell again")
+
+
+def throwaway_run(run_dir: str | Path) -> bool:
+    """Whether `run_dir` is in the notebook's temporary folder for a throwaway run."""
+    return any(part.startswith(THROWAWAY_RUN_PREFIX) for part in Path(run_dir).parts)
+
+
 def training_history(run_dir: Path) -> list[dict[str, Any]]:
     """The run's history, one entry per finished epoch (metrics.json), for the notebook's
     curves; a run stopped in its first epoch has none, which is said in one line (review:
@@ -228,9 +241,10 @@ def training_history(run_dir: Path) -> list[dict[str, Any]]:
         saved = (Path(run_dir) / "checkpoints" / "last.pt").is_file()  # a RUN_DIR holding it
         raise RunDirError(f"the run in {run_dir} has no finished epoch to plot: its training "
                           "was stopped in its first epoch",
-                          hint=("run the training cell again, with RUN_DIR set to a new "
-                                "folder (or None), or resume this run in a terminal: dlbox "
-                                f"train --resume {shell_quote(run_dir)}") if saved else
+                          hint=KEEP_A_RUN if throwaway_run(run_dir) else
+                          ("run the training cell again, with RUN_DIR set to a new "
+                           "folder (or None), or resume this run in a terminal: dlbox "
+                           f"train --resume {shell_quote(run_dir)}") if saved else
                           "run the training cell again, to its end")
     return list(history)
 
@@ -277,8 +291,13 @@ def name_settings_in_errors() -> None:
 
     def show(shell: Any, etype: type, value: BaseException, tb: Any,
              tb_offset: int | None = None) -> list[str]:
+        from dlbox.training.loop import TrainingStopped
+
         render = getattr(value, "_render_traceback_", None)
         lines = [in_setting_terms(line) for line in (render() if render else [str(value)])]
+        if isinstance(value, TrainingStopped) and value.resumable \
+                and throwaway_run(value.run_dir):  # not "resume with: ..." (see KEEP_A_RUN)
+            lines = [value.message, f"hint: {KEEP_A_RUN}"]
         shell._showtraceback(etype, value, lines)  # how IPython shows a rendered traceback
         return lines
 
