@@ -670,3 +670,30 @@ def test_the_notebook_claims_its_run_folder_and_names_its_throwaway_one_as_hints
     assert "claim_default_run_dir(MODEL)" in source and "default_run_dir(MODEL)" not in (
         source.replace("claim_default_run_dir(MODEL)", ""))
     assert f'scratch_folder("{THROWAWAY_RUN_PREFIX}")' in source
+
+
+def test_a_notebook_server_inside_a_container_warns_that_its_url_is_the_containers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: `dlbox image run -- dlbox notebook` said "starting JupyterLab on this host" and
+    printed a 127.0.0.1 URL of the container's own, which no browser on the host could open."""
+    import dlbox.jupyter.server as server_module
+    from dlbox.jupyter.server import LocalServer
+    from dlbox.jupyter.settings import NotebookSettings
+
+    def warnings(inside: bool, ip: str) -> list[str]:
+        monkeypatch.setattr(server_module, "running_in_container", lambda: inside)
+        server = LocalServer(NotebookSettings(notebook_dir=tmp_path, ip=ip, port=0,
+                                              open_browser=False))
+        try:
+            return server.prepare()
+        finally:
+            server.stop()
+
+    said = [w for w in warnings(True, "127.0.0.1") if "inside a container" in w]
+    assert said == ["warning: this runs inside a container, and the URL below is on the "
+                    "container's own loopback, which the host's browser cannot reach; on the "
+                    "host, `dlbox notebook --container` serves the notebooks from an image "
+                    "with the port published"]
+    assert not [w for w in warnings(False, "127.0.0.1") if "inside a container" in w]
+    # listening on every interface (a port the user published): not the loopback's warning
+    assert not [w for w in warnings(True, "0.0.0.0") if "inside a container" in w]

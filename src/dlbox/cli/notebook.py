@@ -17,6 +17,7 @@ from types import FrameType
 
 from dlbox.cli.common import path_flag, reject_empty_paths
 from dlbox.errors import EXIT_INTERRUPTED, UsageError
+from dlbox.hostenv.facts import running_in_container
 from dlbox.jupyter.notebooks import damaged_notebook_hint, notebook_problem, resolve_notebook_dir
 from dlbox.jupyter.probe import StartupTimeout
 from dlbox.jupyter.server import LocalServer, ManagedServer, NotebookServer, ServerInfo
@@ -132,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         server = LocalServer(settings)
 
-    where = "in a container" if settings.container else "on this host"
+    where = ("in a container" if settings.container else
+             "in this container" if running_in_container() else "on this host")
     announced: list[KeyboardInterrupt] = []
 
     def stopping(stop: KeyboardInterrupt) -> None:

@@ -141,3 +141,11 @@ class HostFacts:
             failures=tuple(ProbeFailure(**f) for f in data.get("failures", ())),
             probe_seconds=data.get("probe_seconds"),
         )
+
+
+def running_in_container() -> bool:
+    """Whether this process runs in a container (Docker's /.dockerenv, Podman's
+    /run/.containerenv)."""
+    import os
+
+    return os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")

@@ -40,6 +40,7 @@ from dlbox.hostenv.facts import (
     NvidiaFacts,
     ProbeFailure,
     SystemFacts,
+    running_in_container,
 )
 from dlbox.hostenv.matrix import load_matrix
 from dlbox.hostenv.parse import (
@@ -232,7 +233,7 @@ def probe_system(disk_path: str | None = None) -> SystemFacts:
         disk_free_mib=_free_mib(disk),
         disk_path=disk,
         shm_total_mib=_total_mib("/dev/shm") if os.path.isdir("/dev/shm") else None,
-        in_container=os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv"),
+        in_container=running_in_container(),
     )
 
 

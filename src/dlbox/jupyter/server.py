@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from dlbox.errors import HostEnvError, UsageError
+from dlbox.hostenv.facts import running_in_container
 from dlbox.jupyter.probe import (
     STOPPED_HINT,
     TIMEOUT_HINT,
@@ -44,6 +45,7 @@ from dlbox.jupyter.settings import (
     address_text,
     all_interfaces_warning,
     is_ipv6,
+    is_loopback,
     lab_command,
     lab_config,
     listens_on_all_interfaces,
@@ -417,6 +419,12 @@ class LocalServer(ManagedServer):
         if running_as_root():
             warnings.append("warning: running Jupyter as root (its kernels can change anything "
                             "on this machine); prefer a normal user, or --container")
+        if running_in_container() and is_loopback(settings.ip):
+            # review: `dlbox image run -- dlbox notebook` printed a URL nothing could open
+            warnings.append("warning: this runs inside a container, and the URL below is on "
+                            "the container's own loopback, which the host's browser cannot "
+                            "reach; on the host, `dlbox notebook --container` serves the "
+                            "notebooks from an image with the port published")
         return warnings
 
     def _launch(self) -> ServerInfo:
