@@ -394,8 +394,7 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
     shown = redact_url(url)
     part = dest.with_name(dest.name + ".part")
     source = _source_record(part)
-    finished = _read_source_record(_source_record(dest)) if resume and dest.is_file() else None
-    if finished is not None and finished.get("url") == _url_key(url):
+    if resume and dest.is_file() and _record_from(dest, url) is not None:
         # the download of a fetch killed while it verified or extracted (review: it stayed
         # in the data dir for good): taken as it is, its checksum checked again
         return dest
@@ -403,9 +402,8 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
     # it began (If-Range): review found a .part of one mirror completed from another's file.
     # A server that named no version of its file (no ETag, no Last-Modified) could splice
     # two: its .part starts over.
-    earlier = _read_source_record(source) if resume and part.exists() else None
-    validator = earlier.get("validator") if earlier is not None and earlier.get("url") == \
-        _url_key(url) else None
+    earlier = _record_from(part, url) if resume and part.exists() else None
+    validator = earlier.get("validator") if earlier is not None else None
     start = part.stat().st_size if validator else 0
     try:
         request = _request(url)
@@ -476,12 +474,20 @@ def _url_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _read_source_record(source: Path) -> dict[str, Any] | None:
+def _record_from(path: Path, url: str) -> dict[str, Any] | None:
+    """The .source record of the download `path` (a .part, or a complete archive) when it
+    came from `url`; None for another URL's, or none."""
     try:
-        record = json.loads(source.read_text(encoding="utf-8"))
+        record = json.loads(_source_record(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none (a .part of an older dlbox), or damaged: start over
         return None
-    return record if isinstance(record, dict) else None
+    return record if isinstance(record, dict) and record.get("url") == _url_key(url) else None
+
+
+def _remove_download(path: Path) -> None:
+    """Delete a download (.part or archive) and its .source record; OSError if it cannot."""
+    path.unlink(missing_ok=True)
+    _source_record(path).unlink(missing_ok=True)
 
 
 def _write_source_record(source: Path, url: str, headers: Any, folder: Path) -> None:
@@ -619,8 +625,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                 label=label)
         if downloaded is not None:
             try:
-                _source_record(downloaded).unlink(missing_ok=True)
-                downloaded.unlink(missing_ok=True)  # the record keeps its checksum
+                _remove_download(downloaded)  # the record keeps its checksum
             except OSError as error:
                 warnings.append(f"could not delete the downloaded {downloaded} "
                                 f"({error.strerror or one_line(error)}); the data is in place, "
@@ -639,8 +644,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         # each retry downloaded 163 MB again). Deleted before the lock goes.
         if downloaded is not None and not verified:
             with contextlib.suppress(OSError):
-                downloaded.unlink(missing_ok=True)
-                _source_record(downloaded).unlink(missing_ok=True)
+                _remove_download(downloaded)
         held.close()
         if created_root:
             _remove_if_empty(root)
@@ -675,14 +679,12 @@ def _remove_stale_part(root: Path, archive: Path) -> None:
     part = root / (ARCHIVE_NAME + ".part")
     with contextlib.suppress(OSError):
         if part.exists() and not part.samefile(archive):
-            part.unlink()
-            _source_record(part).unlink(missing_ok=True)
+            _remove_download(part)
     downloaded = root / ARCHIVE_NAME  # a killed fetch's download (its record says so)
     with contextlib.suppress(OSError):
         if _source_record(downloaded).exists() and downloaded.exists() \
                 and not downloaded.samefile(archive):
-            downloaded.unlink()
-            _source_record(downloaded).unlink(missing_ok=True)
+            _remove_download(downloaded)
 
 
 def _make_data_dir(root: Path) -> None:
