@@ -722,3 +722,21 @@ def test_train_on_a_data_dir_that_links_to_nothing_says_so(
     hint = assert_clean_error(capsys.readouterr().err,
                               f"the data dir {link} is a symbolic link to {tmp_path / 'nowhere'}")
     assert f"mkdir -p {tmp_path / 'nowhere'}" in hint and not (tmp_path / "run").exists()
+
+
+def test_check_notes_class_folders_that_differ_only_in_case(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: train/Cat beside test/cat passed data check ("ok"): two classes to
+    dlbox, each missing from the other split, so the model never meets its test class."""
+    write_fake_image_folder(tmp_path / "train", per_class=1, classes=2)
+    write_fake_image_folder(tmp_path / "test", per_class=1, classes=2)
+    (tmp_path / "train" / "class_0").rename(tmp_path / "train" / "Cat")
+    (tmp_path / "test" / "class_0").rename(tmp_path / "test" / "cat")
+    assert main(["data", "check", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (f"note: class folders train/Cat and test/cat differ only in case: dlbox reads two "
+            f"classes, each missing from the other split; rename one: mv "
+            f"{tmp_path / 'test' / 'cat'} {tmp_path / 'test' / 'Cat'}") in out
+    (tmp_path / "test" / "cat").rename(tmp_path / "test" / "Cat")  # as it says
+    assert main(["data", "check", "--data", str(tmp_path)]) == 0
+    assert "differ only in case" not in capsys.readouterr().out

@@ -561,7 +561,29 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
         empty = [c for c, n in zip(classes, splits[split].per_class, strict=True) if n == 0]
         if empty:
             notes.append(f"{split} has no images of class {', '.join(empty)}")
+    notes.extend(_case_twins(root, classes))
     return classes, files, splits
+
+
+def _case_twins(root: Path, classes: Sequence[str]) -> list[str]:
+    """Class folders whose names differ only in case, one in each split (train/Cat beside
+    test/cat): two classes to dlbox, each missing from the other split, so the model never
+    meets its test images' class (review: data check said "ok")."""
+    found = []
+    for index, name in enumerate(classes):
+        for other in classes[index + 1:]:
+            if name.casefold() != other.casefold():
+                continue
+            where = {folder: [split for split in SPLITS if (root / split / folder).is_dir()]
+                     for folder in (name, other)}
+            if len(where[name]) == 1 and len(where[other]) == 1 and where[name] != where[other]:
+                keep, rename = (name, other) if where[name] == ["train"] else (other, name)
+                found.append(f"class folders {where[name][0]}/{name} and {where[other][0]}/"
+                             f"{other} differ only in case: dlbox reads two classes, each "
+                             f"missing from the other split; rename one: mv "
+                             f"{shell_quote(root / where[rename][0] / rename)} "
+                             f"{shell_quote(root / where[rename][0] / keep)}")
+    return found
 
 
 def _failures_hint(failures: list[DataError], split_root: Path) -> str | None:
