@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -72,16 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         client = engine.connect()
-        before = untagged_images(client)
-        figures = None
         try:
             with sigterm_stops_cleanly():  # SIGTERM unwinds too: temp project, images
                 figures = measure(client, args)
         finally:  # the benchmark's images go, also after a failed or interrupted build
-            names = [TAG, f"{TAG}-deps"]
-            if figures is None:  # review: a stopped --no-cache build's layers (405 MB) stayed
-                names += sorted(untagged_images(client) - before)
-            for name in names:
+            for name in (TAG, f"{TAG}-deps"):
                 try:
                     client.images.remove(name, force=True)
                 except Exception:  # noqa: BLE001 - never made, or already gone
@@ -115,15 +109,6 @@ DEFAULT_WHEELHOUSE = Path("/opt/wheels")
 def default_wheelhouse() -> Path | None:
     """Without --wheelhouse: /opt/wheels when this machine has one."""
     return DEFAULT_WHEELHOUSE if DEFAULT_WHEELHOUSE.is_dir() else None
-
-
-def untagged_images(client: Any) -> set[str]:
-    """The ids of the engine's untagged (dangling) images: those that appear while a build
-    is stopped are its layers, of no use to anything."""
-    try:
-        return {image.id for image in client.images.list(filters={"dangling": True})}
-    except Exception:  # noqa: BLE001 - housekeeping: the engine's own error comes elsewhere
-        return set()
 
 
 def measure(client: object, args: argparse.Namespace) -> dict[str, object]:
