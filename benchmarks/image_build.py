@@ -42,6 +42,11 @@ from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError  # noqa: E402
 from dlbox.fileio import check_writable, write_json_atomic  # noqa: E402
 
 TAG = "dlbox-bench:cpu"
+# What a stop leaves: the engine keeps the layers a stopped build had made as untagged images
+# (review: 405 MB), which cannot be told apart from another build's, so they are named, not
+# removed.
+REMOVED = ("the benchmark's images are removed; a build stopped half-way leaves untagged "
+           "layers, which `docker image prune` removes")
 
 
 def report(error: DlboxError) -> None:
@@ -84,12 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         report(error)
         return 1
     except KeyboardInterrupt:  # the benchmark's images are gone (above): nothing to keep
-        print("\ninterrupted: no figures (the benchmark's images are removed)",
-              file=sys.stderr)
+        print(f"\ninterrupted: no figures ({REMOVED})", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Terminated as stopped:  # `timeout`, a scheduler: it left its temp project before
-        print(f"\nstopped ({stopped.signal_name}): no figures (the benchmark's images are "
-              "removed)", file=sys.stderr)
+        print(f"\nstopped ({stopped.signal_name}): no figures ({REMOVED})", file=sys.stderr)
         return int(stopped.code or EXIT_SIGTERM)
     print(f"image size        {figures['image_size_mib']} MiB ({figures['framework']}, "
           f"base {args.base_image})")

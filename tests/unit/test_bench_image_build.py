@@ -77,7 +77,8 @@ def test_ctrl_c_during_the_builds_is_a_line_and_130_not_a_traceback(
     bench, removed = _bench_with_a_stand_in_engine(monkeypatch, interrupted)
     assert bench.main([]) == 130
     assert capsys.readouterr().err.strip() == (
-        "interrupted: no figures (the benchmark's images are removed)")
+        "interrupted: no figures (the benchmark's images are removed; a build stopped "
+        "half-way leaves untagged layers, which `docker image prune` removes)")
     assert removed == [bench.TAG, f"{bench.TAG}-deps"]
 
 
@@ -102,6 +103,7 @@ def test_sigterm_during_the_builds_removes_what_it_made(
     bench, removed = _bench_with_a_stand_in_engine(monkeypatch, terminated)
     assert bench.main([]) == 143
     assert capsys.readouterr().err.strip() == (
-        "stopped (SIGTERM): no figures (the benchmark's images are removed)")
+        "stopped (SIGTERM): no figures (the benchmark's images are removed; a build stopped "
+        "half-way leaves untagged layers, which `docker image prune` removes)")
     assert removed == [bench.TAG, f"{bench.TAG}-deps"]
     assert made and not made[0].exists()
