@@ -207,7 +207,7 @@ def test_interrupted_download_resumes(tmp_path: Path, archive: Path, server: Ser
     part = tmp_path / "d" / (ARCHIVE_NAME + ".part")
     assert part.is_file() and part.stat().st_size == 1000
     (note,) = check_data(tmp_path / "d").notes
-    assert note.startswith(f"{part} is an interrupted download (0 MB): the next `dlbox data "
+    assert note.startswith(f"{part} is an interrupted download (1 kB): the next `dlbox data "
                            f"fetch --data {tmp_path / 'd'}` from the same URL resumes it")
     server.cut_after = None
     result = fetch_cifar10(config(tmp_path / "d", source=server.url, sha256=sha256_of(archive)))
@@ -247,9 +247,18 @@ def test_a_download_resumes_only_from_the_url_and_file_that_began_it(
         # review: a server that names no version of its file (no ETag, no Last-Modified)
         # got no If-Range, so a file changed since was spliced onto the .part: it starts over
         server.cut_after, server.etag, server.last_modified = 1000, None, None
-        with pytest.raises(DataError):
+        with pytest.raises(DataError) as info:
             fetch_cifar10(config(tmp_path / "f", source=server.url,
                                  sha256=sha256_of(other_archive)))
+        # and its hint and data check say so, not "resume" (review)
+        assert (info.value.hint or "").startswith("run the same command again (the server "
+                                                  "names no version of its file, so the "
+                                                  "download starts over); ")
+        from dlbox.data.loading import check_data
+
+        (note,) = check_data(tmp_path / "f").notes
+        assert "from the same URL starts it over (the server named no version of its file)" \
+            in note
         server.cut_after = None
         result = fetch_cifar10(config(tmp_path / "f", source=server.url,
                                       sha256=sha256_of(other_archive)))
@@ -272,8 +281,9 @@ def test_the_download_of_a_fetch_killed_before_it_extracted_is_used_then_removed
     from dlbox.data.loading import check_data
 
     (note,) = check_data(root).notes
+    size = f"{round((root / ARCHIVE_NAME).stat().st_size / 1e3)} kB"  # not "0 MB" (review)
     assert note.startswith(f"{root / ARCHIVE_NAME} is a verified download a fetch did not "
-                           "extract (0 MB): the next `dlbox data fetch --data ")
+                           f"extract ({size}): the next `dlbox data fetch --data ")
     assert note.endswith("from the same URL uses it without downloading it again; delete it "
                          "to get the space back")
     requests = len(server.ranges)
@@ -906,3 +916,21 @@ def test_a_right_format_archive_with_a_wrong_checksum_is_still_refused(
     assert info.value.message.endswith(f"expected {'2' * 64}")
     assert "--sha256 HEX" in (info.value.hint or "")
     assert not (tmp_path / "d").exists()
+
+
+def test_a_kept_download_beside_data_in_place_is_told_to_go_with_force(
+        tmp_path: Path, archive: Path) -> None:
+    """Review: after a `--force` fetch was cut short, data check said the next `dlbox data
+    fetch` resumes the .part, which says "nothing to do" while the data is in place."""
+    from dlbox.data.loading import check_data
+
+    root = tmp_path / "d"
+    fetch_cifar10(config(root, source=str(archive), sha256=sha256_of(archive)))
+    part = root / (ARCHIVE_NAME + ".part")
+    part.write_bytes(b"x" * 3000)
+    (root / (ARCHIVE_NAME + ".part.source")).write_text(
+        json.dumps({"url": "0" * 64, "validator": '"v1"'}))
+    (note,) = [note for note in check_data(root).notes if ".part" in note]
+    assert note == (f"{part} is an interrupted download (3 kB): the next `dlbox data fetch "
+                    f"--data {root} --force` from the same URL resumes it; delete it to get "
+                    "the space back")

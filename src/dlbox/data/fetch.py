@@ -383,8 +383,13 @@ def _http_error_hint(code: int, url: str) -> str:
         + LOCAL_COPY_HINT
 
 
-RESUME_HINT = ("run the same command again: it resumes the download where the server names "
-               "the version of its file (an ETag or Last-Modified), else starts it over; ")
+def _again_hint(part: Path) -> str:
+    """What running the same command again does with an interrupted .part: resume it where
+    the server named the version of its file (an ETag or Last-Modified), else start over."""
+    if _names_a_version(part):
+        return "run the same command again to resume; "
+    return ("run the same command again (the server names no version of its file, so the "
+            "download starts over); ")
 
 
 def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = False,
@@ -450,10 +455,10 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                 raise data_dir_error(dest.parent, error, f"write {part.name}") from None
             raise DataError(
                 f"download of {shown} was interrupted after {received} bytes: {one_line(error)}",
-                hint=RESUME_HINT + offline_hint(dest.parent)) from None
+                hint=_again_hint(part) + offline_hint(dest.parent)) from None
     if total is not None and received != total:
         raise DataError(f"download of {shown} stopped at {received} of {total} bytes",
-                        hint=RESUME_HINT + offline_hint(dest.parent))
+                        hint=_again_hint(part) + offline_hint(dest.parent))
     try:
         os.replace(part, dest)
     except OSError as error:
@@ -658,18 +663,35 @@ def kept_downloads(data_dir: str | Path) -> list[str]:
     of an interrupted one, each with what the next fetch does with it (review: a kept 163 MB
     download went unmentioned)."""
     root = data_root(data_dir)
-    fetch = f"`dlbox data fetch{data_flag(root)}`"
+    # with the data in place a bare fetch does nothing: only --force fetches (review)
+    force = " --force" if cifar10_present(root) else ""
+    fetch = f"`dlbox data fetch{data_flag(root)}{force}`"
     notes = []
+    part = root / (ARCHIVE_NAME + ".part")
     for path, what, then in (
             (root / ARCHIVE_NAME, "a verified download a fetch did not extract",
              "uses it without downloading it again"),
-            (root / (ARCHIVE_NAME + ".part"), "an interrupted download", "resumes it")):
+            (part, "an interrupted download", "resumes it" if _names_a_version(part) else
+             "starts it over (the server named no version of its file)")):
         with contextlib.suppress(OSError):
             if path.is_file() and _source_record(path).is_file():
-                size = path.stat().st_size / 1e6
-                notes.append(f"{path} is {what} ({size:.0f} MB): the next {fetch} from the "
-                             f"same URL {then}; delete it to get the space back")
+                notes.append(f"{path} is {what} ({_size_text(path.stat().st_size)}): the "
+                             f"next {fetch} from the same URL {then}; delete it to get the "
+                             "space back")
     return notes
+
+
+def _names_a_version(part: Path) -> bool:
+    """Whether the .source record of `part` holds the server's ETag or Last-Modified."""
+    try:
+        record = json.loads(_source_record(part).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and bool(record.get("validator"))
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{max(1, round(size / 1e3))} kB"
 
 
 def _remove_stale_part(root: Path, archive: Path) -> None:
