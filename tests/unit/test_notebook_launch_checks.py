@@ -690,10 +690,11 @@ def test_a_notebook_server_inside_a_container_warns_that_its_url_is_the_containe
             server.stop()
 
     said = [w for w in warnings(True, "127.0.0.1") if "inside a container" in w]
-    assert said == ["warning: this runs inside a container, and the URL below is on the "
-                    "container's own loopback, which the host's browser cannot reach; on the "
-                    "host, `dlbox notebook --container` serves the notebooks from an image "
-                    "with the port published"]
+    assert said == ["warning: this runs inside a container: the URL below is on the "
+                    "container's own loopback, which a browser outside it reaches only "
+                    "through a forwarded port or the host's network (not under `dlbox image "
+                    "run`); on the host, `dlbox notebook --container` publishes the port "
+                    "itself"]
     assert not [w for w in warnings(False, "127.0.0.1") if "inside a container" in w]
     # listening on every interface (a port the user published): not the loopback's warning
     assert not [w for w in warnings(True, "0.0.0.0") if "inside a container" in w]

@@ -421,10 +421,12 @@ class LocalServer(ManagedServer):
                             "on this machine); prefer a normal user, or --container")
         if running_in_container() and is_loopback(settings.ip):
             # review: `dlbox image run -- dlbox notebook` printed a URL nothing could open
-            warnings.append("warning: this runs inside a container, and the URL below is on "
-                            "the container's own loopback, which the host's browser cannot "
-                            "reach; on the host, `dlbox notebook --container` serves the "
-                            "notebooks from an image with the port published")
+            # (a devcontainer forwards the port, --network host shares it: "only if")
+            warnings.append("warning: this runs inside a container: the URL below is on the "
+                            "container's own loopback, which a browser outside it reaches "
+                            "only through a forwarded port or the host's network (not under "
+                            "`dlbox image run`); on the host, `dlbox notebook --container` "
+                            "publishes the port itself")
         return warnings
 
     def _launch(self) -> ServerInfo:
