@@ -296,32 +296,50 @@ def test_images_not_in_class_folders_are_told_where_they_go(tmp_path: Path) -> N
     """Review: train/*.png and test/*.png (no class folders) were "class folders with images
     (test, train) but no split folder", whose hint moved test/ into train/; and --data at
     one class's folder was told to fetch CIFAR-10."""
+    def refused(data_dir: Path) -> DataError:
+        with pytest.raises(DataError) as info:
+            load_dataset(data_dir, "train")
+        return info.value
+
     tree = write_fake_image_folder(tmp_path / "pets", per_class=2, classes=2)
     loose = tmp_path / "loose"
     for split in ("train", "test"):
         (loose / split).mkdir(parents=True)
         shutil.copy(tree / "class_0" / "0000.png", loose / split / "a.png")
-    with pytest.raises(DataError) as info:
-        load_dataset(loose, "train")
-    assert info.value.message == (f"no CIFAR-10 data found in {loose}: test/ and train/ hold "
-                                  "images directly, not in class folders")
-    assert info.value.hint == ("lay the images out by split and class: "
-                               f"{loose}/train/<class>/<image> and {loose}/test/<class>/<image>")
-    with pytest.raises(DataError) as info:  # --data at the split folder itself
-        load_dataset(loose / "train", "train")
-    assert info.value.message.endswith("it holds images directly, not in class folders")
-    assert info.value.hint == ("put each image in a folder named for its class: "
-                               f"{loose / 'train'}/<class>/<image>")
-    with pytest.raises(DataError) as info:  # --data at one class of a tree without splits
-        load_dataset(tree / "class_0", "train")
-    assert info.value.hint == ("class_0/ looks like one class's folder: an image tree is "
-                               f"{tree}/<split>/<class>/<image>, with train/ and test/ split "
-                               "folders")
+    error = refused(loose)
+    assert error.message == (f"no CIFAR-10 data found in {loose}: test/ and train/ hold "
+                             "images directly, not in class folders")
+    assert error.hint == ("lay the images out by split and class: "
+                          f"{loose}/train/<class>/<image> and {loose}/test/<class>/<image>")
+    error = refused(loose / "train")  # --data at the split folder itself
+    assert error.message.endswith("it holds images directly, not in class folders")
+    assert error.hint == ("put each image in a folder named for its class: "
+                          f"{loose / 'train'}/<class>/<image>")
+    # --data at one class of a tree without splits
+    assert refused(tree / "class_0").hint == (
+        "class_0/ looks like one class's folder: an image tree is "
+        f"{tree}/<split>/<class>/<image>, with train/ and test/ split folders")
+    # review: train/ of loose images beside a test/ laid out right was "has no 'train' split"
+    half = tmp_path / "half"
+    write_fake_image_folder(half / "test", per_class=1, classes=2)
+    (half / "train").mkdir()
+    shutil.copy(tree / "class_0" / "0000.png", half / "train" / "a.png")
+    error = refused(half)
+    assert error.message == (f"image folder {half} has no 'train' split: train/ holds images "
+                             "directly, not in class folders")
+    assert error.hint == ("put each image in a folder named for its class: "
+                          f"{half / 'train'}/<class>/<image>")
+    from dlbox.cli.data import check_hint
+    from dlbox.data.loading import check_data
+
+    report = check_data(half)
+    assert f"{half / 'train'} holds no class folders (its images lie directly in it)" in (
+        report.problems)
+    assert check_hint(report).startswith("put each image in a folder named for its class: ")
     split_tree = tmp_path / "split"
     write_fake_image_folder(split_tree / "train", per_class=1, classes=2)
-    with pytest.raises(DataError) as info:  # --data at one class of a split
-        load_dataset(split_tree / "train" / "class_1", "train")
-    assert info.value.hint == f"pass --data {split_tree} (the folder that holds train/)"
+    assert refused(split_tree / "train" / "class_1").hint == (  # one class of a split
+        f"pass --data {split_tree} (the folder that holds train/)")
 
 
 def test_split_folders_named_as_other_tools_name_them_are_told_to_be_renamed(

@@ -157,12 +157,12 @@ def check_hint(report: DataReport) -> str:
     if report.layout is not None and report.layout.kind == "image-folder":
         again = "then run `dlbox data check` again"
         failed = next((item for item in report.files if not item.ok), None)
+        if failed is not None and failed.hint:
+            return f"{failed.hint}; {again}"
         if failed is not None and failed.detail in ("missing", "no class folders"):
             return (f"add the {failed.name.rstrip('/')} split as "
                     f"{report.layout.root}/{failed.name}<class>/<image> "
                     f"({IMAGE_EXTENSIONS_TEXT}), {again}")
-        if failed is not None and failed.hint:
-            return f"{failed.hint}; {again}"
         return (f"replace each image file named above with a good copy, or remove it, {again} "
                 "(`dlbox data fetch` does not touch an image tree)")
     return ("run `dlbox data fetch --force` (with the same --data and --from) "

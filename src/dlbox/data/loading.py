@@ -221,8 +221,13 @@ def _loose_images_hint(folder: Path) -> str:
         return (f"{folder.name}/ looks like one class's folder: an image tree is "
                 f"{parent}/<split>/<class>/<image>, with train/ and test/ split folders")
     if folder.name in SPLITS:
-        return f"put each image in a folder named for its class: {folder}/<class>/<image>"
+        return into_class_folders(folder)
     return _tree_layout(folder)
+
+
+def into_class_folders(split_folder: Path) -> str:
+    """The fix for a split folder whose images lie directly in it."""
+    return f"put each image in a folder named for its class: {split_folder}/<class>/<image>"
 
 
 def _tree_layout(folder: Path) -> str:
@@ -375,6 +380,10 @@ def _split_layout(data_dir: str | Path, split: str) -> tuple[DataLayout, Path]:
             raise DataError(f"image folder {layout.root} has no '{split}' split: it holds "
                             f"{', '.join(name + '/' for name in lookalikes)} instead",
                             hint=f"rename it: {renames(layout.root, lookalikes)}")
+        if _holds_images(split_root):  # review: "has no 'train' split", of a train/ of images
+            raise DataError(f"image folder {layout.root} has no '{split}' split: {split}/ "
+                            "holds images directly, not in class folders",
+                            hint=into_class_folders(split_root))
         raise DataError(f"image folder {layout.root} has no '{split}' split",
                         hint=f"add {split_root}/<class>/<image> ({IMAGE_EXTENSIONS_TEXT})")
     return layout, split_root
@@ -529,9 +538,11 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
     for split in SPLITS:
         if not find_classes(root / split):
             there = (root / split).exists()
+            loose = " (its images lie directly in it)" if _holds_images(root / split) else ""
             files.append(FileReport(f"{split}/", False, "no class folders" if there
-                                    else "missing"))
-            problems.append(f"{root / split} holds no class folders" if there
+                                    else "missing",
+                                    hint=into_class_folders(root / split) if loose else None))
+            problems.append(f"{root / split} holds no class folders{loose}" if there
                             else f"{root / split} is missing")
             continue
         failures: list[DataError] = []
