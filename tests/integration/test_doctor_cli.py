@@ -161,7 +161,11 @@ def test_resolve_shows_what_it_used_and_a_line_that_pastes(
     code, _, err = run_cli(["doctor", "--resolve", "torch", "--driver", "535.104.05",
                             "--compute-capability", "4.0"], capsys)
     assert code == 2 and err.startswith("error: compute capability '4.0' is not one an NVIDIA "
-                                        "GPU has")
+                                        "GPU has (they run from 1.0 to 12.x, with no 4.x)")
+    # a tag no build has is not read as a CUDA version (review: cu12 gave --cuda 1.2)
+    code, _, err = run_cli(["doctor", "--resolve", "torch", "--cpu", "--framework-version",
+                            "2.5.1+cu12"], capsys)
+    assert code == 2 and err.splitlines()[-1] == "hint: pass --framework-version 2.5.1"
 
 
 def test_resolve_cpu_and_python(capsys: pytest.CaptureFixture[str]) -> None:

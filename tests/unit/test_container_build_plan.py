@@ -483,6 +483,13 @@ def test_request_values_are_checked_before_a_dry_run(tmp_path: Path) -> None:
                                  compute_capabilities=("8.6",),
                                  framework_version="2.5.1+cu118"), no_probe)
     assert info.value.hint == "pass --framework-version 2.5.1 with --cuda 11.8"
+    # spaces around it are dropped, as doctor --resolve drops them (review: refused here only)
+    from dlbox.cli import build_parser
+    from dlbox.cli.image import _build_request
+
+    args = build_parser().parse_args(["image", "build", str(project), "--cpu",
+                                      "--framework-version", " 2.5 "])
+    assert _build_request(args).framework_version == "2.5"
 
 
 def test_a_project_dir_that_is_a_file(tmp_path: Path) -> None:

@@ -158,7 +158,9 @@ def _build_request(args: argparse.Namespace) -> Any:
         project_dir=project_dir,
         device=args.device,
         framework=args.framework,
-        framework_version=args.framework_version,
+        # stripped, as doctor --resolve takes it (review: " 2.5" was refused here only)
+        framework_version=args.framework_version.strip() if args.framework_version else
+        args.framework_version,
         driver=args.driver,
         cuda=args.cuda,
         compute_capabilities=tuple(args.compute_capability),

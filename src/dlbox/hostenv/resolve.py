@@ -96,7 +96,7 @@ def normalize_target(target: Target) -> Target:
         if not 1 <= cc[0] <= HIGHEST_PLAUSIBLE_CC_MAJOR or cc[0] == 4:  # none had 4.x
             raise UsageError(
                 f"compute capability {value!r} is not one an NVIDIA GPU has "
-                f"(they run from 1.0 to 12.x)",
+                f"(they run from 1.0 to 12.x{', with no 4.x' if cc[0] == 4 else ''})",
                 hint="check it with nvidia-smi --query-gpu=compute_cap, e.g. "
                      "--compute-capability 8.6",
             )
@@ -220,8 +220,10 @@ def check_pin_form(version: str) -> None:
     swapped for another build: the build is the target's to pick (--cpu, --cuda)."""
     public, _, local = version.partition("+")
     if local:
+        # cu118 is CUDA 11.8, cu92 9.2; "cu12" is no build's tag (CUDA 8.0 was the first)
         cuda = re.fullmatch(r"cu(\d+)(\d)", local)
-        flag = "--cpu" if local == "cpu" else f"--cuda {cuda[1]}.{cuda[2]}" if cuda else ""
+        flag = "--cpu" if local == "cpu" else f"--cuda {cuda[1]}.{cuda[2]}" if cuda and int(
+            cuda[1]) >= 8 else ""
         raise UsageError(f"--framework-version {version!r} names a build ({local}), not only "
                          "a version: dlbox picks the build for the target",
                          hint=f"pass --framework-version {public}"
