@@ -637,6 +637,14 @@ def test_file_names_that_are_not_utf8_are_shown_as_bash_writes_them(
     assert "skipped 1 file without an image extension ($'class_0/notes\\xff.txt')" in said
     assert f"error: data check found 1 problem(s) in {tmp_path}: image " \
            f"$'{tmp_path}/train/class_0/cut\\xfe.png': truncated" in captured.err
+    # the data dir's own name too, in the error and its hint (review: X\\udce9)
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/X\xe9")
+    os.makedirs(os.path.join(odd, "train"))
+    shutil.copy(tmp_path / "test" / "class_0" / "0000.png", os.path.join(odd, "train"))
+    assert main(["data", "check", "--data", odd]) == 1
+    err = capsys.readouterr().err
+    assert "\\udc" not in err and f"no CIFAR-10 data found in $'{tmp_path}/X\\xe9'" in err
+    assert f"$'{tmp_path}/X\\xe9/train'/<class>/<image>" in err
 
 
 def test_a_stray_non_utf8_folder_in_a_data_dir_without_data_is_no_data(tmp_path: Path) -> None:

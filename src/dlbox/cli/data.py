@@ -21,6 +21,7 @@ from dlbox.data.fetch import (
 from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
 from dlbox.data.paths import DATA_ENV_VAR, check_data_dir_path, resolve_data_dir
 from dlbox.errors import EXIT_USAGE, DataError
+from dlbox.text import shown_name
 
 if TYPE_CHECKING:  # dlbox.data.loading imports torch: `dlbox data check` loads it when run
     from dlbox.data.loading import DataReport
@@ -102,11 +103,11 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def format_report(report: DataReport) -> str:
-    lines = [f"data dir  {report.data_dir}"]
+    lines = [f"data dir  {shown_name(report.data_dir)}"]
     if report.layout is not None:
         kind = {"cifar10-batches": "CIFAR-10 batches", "image-folder": "image folder"}.get(
             report.layout.kind, report.layout.kind)
-        lines.append(f"layout    {kind} in {report.layout.root}")
+        lines.append(f"layout    {kind} in {shown_name(report.layout.root)}")
     if report.archive_sha256:
         lines.append(f"archive   sha256 {report.archive_sha256}")
     width = max([len(f.name) for f in report.files] + [4])
@@ -145,8 +146,8 @@ def run_check(args: argparse.Namespace) -> int:
         from dlbox.data.loading import no_data_error
 
         raise no_data_error(data_dir)
-    raise DataError(f"data check found {len(report.problems)} problem(s) in {data_dir}: "
-                    f"{report.problems[0]}", hint=check_hint(report))
+    raise DataError(f"data check found {len(report.problems)} problem(s) in "
+                    f"{shown_name(data_dir)}: {report.problems[0]}", hint=check_hint(report))
 
 
 def check_hint(report: DataReport) -> str:

@@ -42,7 +42,7 @@ from dlbox.data.imagefolder import (
 )
 from dlbox.data.paths import check_data_dir_path, data_flag, fetch_hint
 from dlbox.errors import DataError, DlboxError, NoDataError
-from dlbox.text import listed, shell_quote, tell
+from dlbox.text import listed, shell_quote, shown_name, tell
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def no_data_error(data_dir: str | Path) -> DataError:
         check_data_dir_path(data_dir)
     except DataError as error:
         return error
-    message = f"no CIFAR-10 data found in {data_dir}"
+    message = f"no CIFAR-10 data found in {shown_name(data_dir)}"
     lookalikes = split_lookalikes(data_dir)
     if lookalikes:  # review: Train/ and Test/ were told to fetch CIFAR-10
         shown = ", ".join(f"{name}/" for name in lookalikes)
@@ -227,12 +227,13 @@ def _loose_images_hint(folder: Path) -> str:
 
 def into_class_folders(split_folder: Path) -> str:
     """The fix for a split folder whose images lie directly in it."""
-    return f"put each image in a folder named for its class: {split_folder}/<class>/<image>"
+    return ("put each image in a folder named for its class: "
+            f"{shell_quote(split_folder)}/<class>/<image>")
 
 
 def _tree_layout(folder: Path) -> str:
     return ("lay the images out by split and class: "
-            + " and ".join(f"{folder / split}/<class>/<image>" for split in SPLITS))
+            + " and ".join(f"{shell_quote(folder / split)}/<class>/<image>" for split in SPLITS))
 
 
 @contextlib.contextmanager
