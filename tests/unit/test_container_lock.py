@@ -404,7 +404,16 @@ def test_a_companion_missing_from_the_wheelhouse_keeps_the_frameworks_index(
     assert "torch 2.15.0+cpu (cpu)" in notes[0]
     assert index in dockerfile_text
     write_project(root, "torch\n")
-    assert index not in B.dry_run(request, facts=no_probe)[0]
+    dockerfile_text, notes = B.dry_run(request, facts=no_probe)
+    assert index not in dockerfile_text
+    assert not [note for note in notes if "brings in" in note]
+    # a dependency may bring torchvision in, which only pip's resolution shows: said (review)
+    write_project(root, "torch\ntimm\n")
+    dockerfile_text, notes = B.dry_run(request, facts=no_probe)
+    assert index not in dockerfile_text
+    assert ("if a dependency brings in torchvision or torchaudio and the wheelhouse lacks it, "
+            "the build resolves it from https://download.pytorch.org/whl/cpu, with that index "
+            "in the Dockerfile") in notes
 
 
 def test_a_companion_pulled_in_by_another_package_is_resolved_from_the_frameworks_index(

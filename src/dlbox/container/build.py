@@ -1021,6 +1021,16 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
     in_house = framework_in_wheelhouse(
         p.wheelhouse, entry.framework, entry.framework_version, entry.python,
         companions_in(entry.framework, entry.pinned or entry.requirements_in))
+    others = [name for name in FRAMEWORK_COMPANIONS.get(entry.framework, ())
+              if name not in companions_in(entry.framework, entry.requirements_in)]
+    dependencies = {requirement_name(line) for line in entry.requirements_in} - {
+        entry.framework, *FRAMEWORK_COMPANIONS.get(entry.framework, ())}
+    if in_house and not entry.pinned and others and dependencies and entry.wheel_index \
+            and not request.offline:
+        # what only pip's resolution shows (review: timm's torchvision; see _lock)
+        notes.append(f"if a dependency brings in {' or '.join(others)} and the wheelhouse "
+                     f"lacks it, the build resolves it from {entry.wheel_index}, with that "
+                     "index in the Dockerfile")
     spec = spec_for(p.project, entry, wheelhouse=bool(p.wheelhouse),
                     offline=request.offline or bool(entry.pinned and p.wheelhouse
                                                     and not uncovered),
