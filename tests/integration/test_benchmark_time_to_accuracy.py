@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,19 @@ def test_fp16_on_the_cpu_is_warned_about(small_data: Path) -> None:
 def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_kept() -> Iterator[None]:
+    """The benchmark's cli() installs SIGTERM's handler, and ignores Ctrl-C and SIGTERM once
+    it stops: tests that call it in this process get pytest's back. Left ignored, SIGINT was
+    inherited by every program later tests started, and their Ctrl-C did nothing (CI)."""
+    import signal
+
+    kept = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in kept.items():
+        signal.signal(number, handler)
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +282,6 @@ def test_a_failed_run_before_an_interrupt_is_kept_in_the_partial_json(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Review: a FAILED run then Ctrl-C wrote no JSON ("0 finished runs"), and with a good
     run too, "runs_finished": 1 beside two runs and "after 2 of 3 ... 1 of 3 finished"."""
-    import signal
 
     bench = _load_module()
     real = bench.train_speedrun
@@ -284,12 +297,8 @@ def test_a_failed_run_before_an_interrupt_is_kept_in_the_partial_json(
 
     monkeypatch.setattr(bench, "train_speedrun", diverges_then_interrupted)
     out = tmp_path / "bench.json"
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        status = bench.cli(["--data", str(small_data), "--runs", "3", "--epochs", "1",
-                            "--device", "cpu", "--threads", "1", "--json", str(out)])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    status = bench.cli(["--data", str(small_data), "--runs", "3", "--epochs", "1",
+                        "--device", "cpu", "--threads", "1", "--json", str(out)])
     assert status == 130
     err = capsys.readouterr().err
     assert f"wrote {out}, marked partial: 1 of 3 run(s) finished (1 FAILED)" in err, err
@@ -319,13 +328,8 @@ def test_a_signal_while_the_partial_json_is_written_does_not_cut_it_short(
 
     monkeypatch.setattr(bench, "write_partial", signalled_meanwhile)
     monkeypatch.setattr(bench, "train_speedrun", interrupted)
-    previous = {stop: signal.getsignal(stop) for stop in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        status = bench.cli(["--data", str(small_data), "--runs", "2", "--epochs", "1",
-                            "--device", "cpu", "--threads", "1"])
-    finally:
-        for stop, handler in previous.items():
-            signal.signal(stop, handler)
+    status = bench.cli(["--data", str(small_data), "--runs", "2", "--epochs", "1",
+                        "--device", "cpu", "--threads", "1"])
     assert status == 130
     assert "interrupted after 0 of 2 run(s): no summary" in capsys.readouterr().err
 
@@ -547,11 +551,7 @@ def test_a_second_sigterm_while_a_run_stops_still_keeps_the_finished_runs(
         raise Terminated(signal.SIGTERM)
 
     monkeypatch.setattr(bench, "main", stopped_twice)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        assert bench.cli([]) == 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    assert bench.cli([]) == 130
     assert "interrupted after 1 of 3 run(s)" in capsys.readouterr().err
     assert json.loads(out.read_text())["partial"]["runs_finished"] == 1
 
