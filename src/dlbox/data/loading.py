@@ -216,12 +216,13 @@ def _loose_images_hint(folder: Path) -> str:
     a split folder, or a folder of class folders) is told to pass the tree's root."""
     parent = folder.parent
     if parent.name in SPLITS:
-        return f"pass --data {parent.parent} (the folder that holds {parent.name}/)"
-    if folder.name not in SPLITS and _other_folders_with_images(folder):
-        return (f"{folder.name}/ looks like one class's folder: an image tree is "
-                f"{parent}/<split>/<class>/<image>, with train/ and test/ split folders")
+        return f"pass --data {shell_quote(parent.parent)} (the folder that holds {parent.name}/)"
     if folder.name in SPLITS:
         return into_class_folders(folder)
+    if _other_folders_with_images(folder):
+        return (f"{folder.name}/ looks like one class's folder: an image tree is "
+                f"{shell_quote(parent)}/<split>/<class>/<image>, with train/ and test/ split "
+                "folders")
     return _tree_layout(folder)
 
 
