@@ -1021,10 +1021,11 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
     in_house = framework_in_wheelhouse(
         p.wheelhouse, entry.framework, entry.framework_version, entry.python,
         companions_in(entry.framework, entry.pinned or entry.requirements_in))
-    others = [name for name in FRAMEWORK_COMPANIONS.get(entry.framework, ())
+    companions = FRAMEWORK_COMPANIONS.get(entry.framework, ())
+    others = [name for name in companions
               if name not in companions_in(entry.framework, entry.requirements_in)]
     dependencies = {requirement_name(line) for line in entry.requirements_in} - {
-        entry.framework, *FRAMEWORK_COMPANIONS.get(entry.framework, ())}
+        entry.framework, *companions}
     if in_house and not entry.pinned and others and dependencies and entry.wheel_index \
             and not request.offline:
         # what only pip's resolution shows (review: timm's torchvision; see _lock)
