@@ -479,14 +479,20 @@ def _url_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _record_from(path: Path, url: str) -> dict[str, Any] | None:
-    """The .source record of the download `path` (a .part, or a complete archive) when it
-    came from `url`; None for another URL's, or none."""
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """The .source record of the download `path` (a .part, or a complete archive), if any."""
     try:
         record = json.loads(_source_record(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none (a .part of an older dlbox), or damaged: start over
         return None
-    return record if isinstance(record, dict) and record.get("url") == _url_key(url) else None
+    return record if isinstance(record, dict) else None
+
+
+def _record_from(path: Path, url: str) -> dict[str, Any] | None:
+    """The .source record of the download `path` when it came from `url`; None for another
+    URL's, or none."""
+    record = _read_record(path)
+    return record if record is not None and record.get("url") == _url_key(url) else None
 
 
 def _remove_download(path: Path) -> None:
@@ -683,11 +689,7 @@ def kept_downloads(data_dir: str | Path) -> list[str]:
 
 def _names_a_version(part: Path) -> bool:
     """Whether the .source record of `part` holds the server's ETag or Last-Modified."""
-    try:
-        record = json.loads(_source_record(part).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and bool(record.get("validator"))
+    return bool((_read_record(part) or {}).get("validator"))
 
 
 def _size_text(size: int) -> str:
