@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -244,23 +245,32 @@ def _load_module():
     return module
 
 
+def _speedrun_calls(monkeypatch: pytest.MonkeyPatch, bench: Any, nan_on: int,
+                    interrupt_on: int | None = None) -> None:
+    """The benchmark's speedrun runs, the `nan_on`-th with a NaN loss (the speedrun trainer
+    does not stop on one by itself), and Ctrl-C at the start of the `interrupt_on`-th."""
+    real = bench.train_speedrun
+    calls: list[int] = []
+
+    def train(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == interrupt_on:
+            raise KeyboardInterrupt
+        result = real(*args, **kwargs)
+        if len(calls) == nan_on:
+            result.history[-1]["train_loss"] = float("nan")
+        return result
+
+    monkeypatch.setattr(bench, "train_speedrun", train)
+
+
 @pytest.mark.slow
 def test_a_run_with_a_nan_loss_is_reported_not_averaged_in(small_data: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]
                                                            ) -> None:
     bench = _load_module()
-    real = bench.train_speedrun
-    calls = []
-
-    def second_run_diverges(*args, **kwargs):
-        result = real(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == 2:  # the speedrun trainer does not stop on a NaN loss by itself
-            result.history[-1]["train_loss"] = float("nan")
-        return result
-
-    monkeypatch.setattr(bench, "train_speedrun", second_run_diverges)
+    _speedrun_calls(monkeypatch, bench, nan_on=2)
     out = tmp_path / "bench.json"
     status = bench.main(["--data", str(small_data), "--runs", "3", "--epochs", "1",
                          "--device", "cpu", "--threads", "1", "--json", str(out)])
@@ -282,20 +292,8 @@ def test_a_failed_run_before_an_interrupt_is_kept_in_the_partial_json(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Review: a FAILED run then Ctrl-C wrote no JSON ("0 finished runs"), and with a good
     run too, "runs_finished": 1 beside two runs and "after 2 of 3 ... 1 of 3 finished"."""
-
     bench = _load_module()
-    real = bench.train_speedrun
-    calls = []
-
-    def diverges_then_interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        result = real(*args, **kwargs)
-        result.history[-1]["train_loss"] = float("nan")
-        return result
-
-    monkeypatch.setattr(bench, "train_speedrun", diverges_then_interrupted)
+    _speedrun_calls(monkeypatch, bench, nan_on=1, interrupt_on=2)
     out = tmp_path / "bench.json"
     status = bench.cli(["--data", str(small_data), "--runs", "3", "--epochs", "1",
                         "--device", "cpu", "--threads", "1", "--json", str(out)])
