@@ -304,6 +304,20 @@ def test_a_run_dir_that_saved_nothing_is_reused_but_nothing_else(tmp_path: Path)
         create_run_dir(other)
 
 
+def test_a_run_dir_whose_config_json_could_not_be_written_is_reused(tmp_path: Path) -> None:
+    """Found by review: a full disk at the run's first write (config.json) left only an
+    empty checkpoints/; the hint said "start again with the same command", which then said
+    "run directory ... is not empty"."""
+    from dlbox.training.loop import create_run_dir
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    assert create_run_dir(run) == run
+    (run / "checkpoints" / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not empty"):
+        create_run_dir(run)
+
+
 def test_a_first_checkpoint_killed_mid_write_saved_nothing(fake_cifar_dir: Path,
                                                               tmp_path: Path) -> None:
     """Found by review: a SIGKILL during the first checkpoint's write left

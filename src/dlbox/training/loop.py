@@ -262,9 +262,13 @@ def busy_error(run_dir: Path, hint: str) -> RunDirError:
 def saved_nothing(path: Path) -> bool:
     """A run dir that a run started in but stopped before it saved anything: only its
     config.json and manifest.json and an empty checkpoints/ (a speedrun stopped in its first
-    epoch, a crash before the first checkpoint). Starting again there loses nothing; a run
-    still training in it holds its run_lock, which the new run then cannot take."""
-    return (path / CONFIG_FILE).exists() and _holds_only_a_start(path)
+    epoch, a crash before the first checkpoint), or only the empty checkpoints/ of a start
+    whose config.json could not be written (a full disk). Starting again there loses nothing;
+    a run still training in it holds its run_lock, which the new run then cannot take."""
+    if not (path / CONFIG_FILE).exists():
+        return (path / "checkpoints").is_dir() and _holds_only_a_start(path) and not (
+            path / MANIFEST_FILE).exists()
+    return _holds_only_a_start(path)
 
 
 def _holds_only_a_start(path: Path) -> bool:
