@@ -116,7 +116,7 @@ def write_error(path: object, error: BaseException) -> FileWriteError:
                                                   "elsewhere", kind=kind)
     if getattr(error, "errno", None) == errno.EROFS:
         return FileWriteError(path, reason, hint=f"{folder} is on a read-only filesystem: "
-                                                  "write elsewhere")
+                                                  "write elsewhere", kind=kind)
     if getattr(error, "errno", None) == errno.EFBIG:  # `ulimit -f`, or FAT32's 4 GiB
         return FileWriteError(path, reason, hint="the file outgrew the size this process may "
                                                   "write: raise the limit (`ulimit -f "
@@ -124,7 +124,7 @@ def write_error(path: object, error: BaseException) -> FileWriteError:
                                                   "write to a filesystem that takes larger files")
     if kind == "not-writable":
         return FileWriteError(path, reason, hint=f"{make_writable(folder)}, or write "
-                                                  "elsewhere")
+                                                  "elsewhere", kind=kind)
     return FileWriteError(path, reason)
 
 

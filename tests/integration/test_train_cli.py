@@ -412,6 +412,39 @@ def test_a_full_disk_says_how_the_run_goes_on_once_there_is_room(
                      "--no-evaluate"]) == EXIT_OK
 
 
+@pytest.mark.parametrize("code", ["EROFS", "EACCES"])
+def test_a_run_folder_that_became_unwritable_mid_run_says_the_checkpoint_is_kept(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    """Found by review: a filesystem remounted read-only (or a permission taken away) after
+    epoch 1 said only "write elsewhere", not that epoch 1's checkpoint was intact and how to
+    go on from it."""
+    import errno
+
+    from dlbox.errors import write_error
+    from dlbox.training import loop
+
+    real = loop.save_checkpoint
+    saves = []
+
+    def unwritable(path, state):  # type: ignore[no-untyped-def]
+        saves.append(path)
+        if len(saves) == 2:
+            raise write_error(path, OSError(getattr(errno, code), os.strerror(
+                getattr(errno, code))))
+        return real(path, state)
+
+    monkeypatch.setattr(loop, "save_checkpoint", unwritable)
+    run_dir = tmp_path / "run"
+    hint = _hint_of_a_train(fake_cifar_dir, run_dir, 3, capsys)
+    assert hint.endswith(f"; its last checkpoint is kept: once {run_dir} can be written (or "
+                         "from a copy of it elsewhere), go on with: dlbox train --resume "
+                         f"{run_dir}"), hint
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run_dir), "--no-progress",
+                 "--no-evaluate"]) == EXIT_OK
+
+
 def test_a_full_disk_in_a_default_run_folder_it_removes_names_a_folder_that_is_there(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -129,9 +129,14 @@ def _run(args: argparse.Namespace) -> int:
         say_what_was_kept(getattr(closed, "run_dir", None) or run_dir)
         return 128 + signal.SIGPIPE
     except FileWriteError as error:  # a full disk mid-run: what to do once there is room
+        where = getattr(error, "run_dir", None) or run_dir
         if error.kind == "no-space":
-            where = getattr(error, "run_dir", None) or run_dir
             error.hint = f"{error.hint}; then {_going_on(where)}"
+        elif error.kind == "not-writable" and _resumable(where):  # read-only, permissions
+            path = shell_quote(Path(where or "").resolve())
+            error.hint = (f"{error.hint}; its last checkpoint is kept: once {path} can be "
+                          "written (or from a copy of it elsewhere), go on with: dlbox train "
+                          f"--resume {path}")
         raise
     except Terminated as stopped:  # SIGTERM/SIGHUP outside the epochs: reading the data, or
         # the final evaluation, whose files it may have left from two epochs
@@ -152,6 +157,14 @@ def _saved(run_dir: str | Path | None) -> tuple[Path, bool] | None:
     from dlbox.training.checkpoint import says_finished
 
     return last, says_finished(last)
+
+
+def _resumable(run_dir: str | Path | None) -> bool:
+    """Whether a stopped run saved a checkpoint of an unfinished training."""
+    with contextlib.suppress(OSError):
+        saved = _saved(run_dir)
+        return saved is not None and not saved[1]
+    return False
 
 
 def _going_on(run_dir: str | Path | None) -> str:
