@@ -106,13 +106,15 @@ def owner_gone(owner: str) -> bool:
 def stop_signals(*names: str) -> tuple[int, ...]:
     """The signals of `names` ("SIGTERM", "SIGHUP", ...) to install a stop handler for: those
     this platform has, less SIGHUP when it is ignored (`nohup dlbox ...`: a closed terminal
-    must not stop what the user meant to outlive it). Asked when the handler is installed."""
+    must not stop what the user meant to outlive it) and SIGINT when it is ignored (`dlbox
+    ... &` in a script: the shell keeps Ctrl-C for the job in the foreground). Asked when
+    the handler is installed."""
     wanted = []
     for name in names:
         number = getattr(signal, name, None)
         if number is None:
             continue
-        if name == "SIGHUP" and signal.getsignal(number) is signal.SIG_IGN:
+        if name in ("SIGHUP", "SIGINT") and signal.getsignal(number) is signal.SIG_IGN:
             continue
         wanted.append(number)
     return tuple(wanted)

@@ -354,3 +354,46 @@ def test_the_stop_handlers_leave_signals_alone_outside_the_main_thread() -> None
     assert not worker.is_alive()
     assert errors == []
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_ctrl_c_while_the_command_exits_ends_it_without_a_traceback(tmp_path: Path) -> None:
+    """Found by review: a second Ctrl-C just after "resume with: ..." landed in Python's slow
+    shutdown with torch loaded (its atexit callbacks): `Exception ignored in atexit
+    callback ... KeyboardInterrupt` and a traceback. Once the command has ended, a Ctrl-C
+    ends the process at once with the command's exit code."""
+    code = (
+        "import os, signal, sys, time\n"
+        "from dlbox import cli\n"
+        "sys.argv = ['dlbox', 'models']\n"
+        "code = cli.main()\n"  # as the console script calls it
+        "os.kill(os.getpid(), signal.SIGINT)\n"  # a Ctrl-C during the exit
+        "time.sleep(2)\n"
+        "print('not reached')\n"
+        "sys.exit(code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (0, "")
+    assert "speedrun" in out.stdout and "not reached" not in out.stdout
+
+
+def test_a_background_job_that_ignores_ctrl_c_goes_on_ignoring_it() -> None:
+    """Found by review: `dlbox train ... &` in a script starts with SIGINT ignored (the
+    shell's way of keeping Ctrl-C for the foreground job), and plain Python keeps it so; the
+    training loop installed its stop handler anyway, so that job stopped on a SIGINT, while
+    the final evaluation, outside the loop, ignored it. SIGINT is left ignored, as SIGHUP is
+    under nohup."""
+    from dlbox.cli.notebook import _stop_signals_interrupt
+    from dlbox.container.engine import _signals_stop
+    from dlbox.training.loop import StopFlag, stop_on_signals
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for nested in (stop_on_signals(StopFlag()), _stop_signals_interrupt(),
+                       _signals_stop(object(), 1.0)):
+            with nested:
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+                assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN,
+                                                                signal.SIG_DFL)
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -169,11 +169,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     # interrupts unwinds (temp files and folders removed) before the exit with 143.
     try:
         with sigterm_stops_cleanly():
-            return _main(argv)
+            code = _main(argv)
     except Terminated as stopped:
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
             print(f"stopped ({stopped.signal_name})", file=sys.stderr)
-        return int(stopped.code or EXIT_SIGTERM)
+        code = int(stopped.code or EXIT_SIGTERM)
+    if argv is None:  # the console script, whose process ends now
+        _ctrl_c_exits_at_once(code)
+    return code
+
+
+def _ctrl_c_exits_at_once(code: int) -> None:
+    """Once the command has ended, a Ctrl-C ends the process with its exit code. Python's
+    shutdown takes a while with torch loaded, and a KeyboardInterrupt there printed a
+    traceback (review: a second Ctrl-C just after "resume with: ...")."""
+    def exit_now(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, exit_now)
 
 
 def _write_names_as_they_are(stream: object) -> None:
