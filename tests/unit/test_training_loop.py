@@ -975,6 +975,35 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(fake_cifar_dir
     assert evaluated.value.hint == 'put model back to "tiny" in config.json'
 
 
+@pytest.mark.parametrize("name, edited", [("mean", [0.0, 0.0, 0.0]),
+                                           ("std", [0.01, 0.01, 0.01])])
+def test_evaluate_and_predict_refuse_a_config_json_whose_preprocessing_was_edited(
+        fake_cifar_dir: Path, tmp_path: Path, name: str, edited: list[float]) -> None:
+    """Found by review: config.json's mean or std, edited after training, changed every
+    evaluate and predict result silently (20 % became 9.4 %, written over metrics.json's
+    final). The checkpoint was trained with its own; the edit is named, as resume names it."""
+    import json
+
+    from dlbox.training.checkpoint import load_model_from_run
+    from dlbox.training.evaluate import evaluate_run
+
+    run = tmp_path / "run"
+    train(tiny_config(fake_cifar_dir, run), progress=False, evaluate_at_end=False)
+    config = run / "config.json"
+    saved = read_json(config)[name]
+    config.write_text(json.dumps({**read_json(config), name: edited}))
+    for load in (lambda: evaluate_run(run, device="cpu", quiet=True),
+                 lambda: load_model_from_run(run, device="cpu")):
+        with pytest.raises(RunDirError) as refused:
+            load()
+        assert refused.value.message == (
+            f"{config} says {name} {json.dumps(edited)}, but the run's checkpoint "
+            f"{run / 'checkpoints' / 'last.pt'} was trained with {json.dumps(saved)}")
+        assert refused.value.hint == f"put {name} back to {json.dumps(saved)} in config.json"
+    config.write_text(json.dumps({**read_json(config), name: saved}))
+    assert load_model_from_run(run, device="cpu").config.mean == tuple(read_json(config)["mean"])
+
+
 def test_the_stop_callback_hears_of_the_step_a_signal_stops_at(fake_cifar_dir: Path,
                                                                  tmp_path: Path) -> None:
     """Found by review: once Ctrl-C had set the stop flag, the step it stopped at was not

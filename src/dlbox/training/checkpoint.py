@@ -606,12 +606,21 @@ def edited_setting(run_dir: Path, name: str, now: Any, saved: Any,
             f"{json.dumps(saved)}")
 
 
+# The settings of config.json that evaluate and predict feed images by (model_kwargs builds
+# the network: a changed one fails to load, named by load_state_dict_checked).
+INFERENCE_SETTINGS = ("mean", "std")
+
+
 def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
                          config: TrainConfig) -> None:
     """A checkpoint of another model (`--checkpoint` of another run) named as such: torch's
     list of missing keys, and "train again", said nothing of the kind."""
+    import json
+
     saved = state.get("config")
-    model = saved.get("model") if isinstance(saved, Mapping) else None
+    if not isinstance(saved, Mapping):
+        return  # an older checkpoint: nothing to compare with
+    model = saved.get("model")
     if isinstance(model, str) and model != config.model:
         if not outside_the_run(Path(path), run_dir):  # its own: config.json was edited
             raise RunDirError(edited_setting(run_dir, "model", config.model, model, path),
@@ -619,6 +628,16 @@ def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
         raise RunDirError(f"checkpoint {path} is of a '{model}' model, and {run_dir} is a "
                           f"'{config.model}' run",
                           hint=NOT_THIS_RUNS_HINT)
+    if outside_the_run(Path(path), run_dir):
+        return
+    # What the images go through before the model (review: an edited mean or std changed
+    # every result silently): the checkpoint's own, or the edit named as resume names it.
+    now = json.loads(json.dumps(config.to_dict()))  # as the checkpoint has it: lists
+    for name in INFERENCE_SETTINGS:
+        if name in saved and name in now and saved[name] != now[name]:
+            raise RunDirError(edited_setting(run_dir, name, now[name], saved[name], path),
+                              hint=f"put {name} back to {json.dumps(saved[name])} in "
+                                   "config.json")
 
 
 def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto",
