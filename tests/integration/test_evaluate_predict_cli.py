@@ -372,6 +372,33 @@ def test_evaluate_waits_for_a_run_that_is_training(
     assert main(["evaluate", str(run_copy), "--json"]) == EXIT_OK  # the run ended
 
 
+def test_a_run_another_evaluate_is_writing_is_not_called_training(
+        run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: a second `dlbox evaluate` (or a `train --resume`) of a run that an
+    evaluate was writing said "a dlbox run is training in RUN right now", and "evaluate it
+    when training ends". Nothing was training."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys\nfrom pathlib import Path\n"
+         "from dlbox.cli.evaluate import _not_while_training\n"
+         f"with _not_while_training(Path({str(run_copy)!r})):\n"
+         "    print('held', flush=True)\n    sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        busy = f"error: a dlbox evaluate is writing the report of {run_copy} right now"
+        assert main(["evaluate", str(run_copy)]) == EXIT_ERROR
+        assert capsys.readouterr().err.splitlines() == [
+            busy, f"hint: run it again when that ends, or now, into another folder: "
+                  f"dlbox evaluate {run_copy} --output DIR"]
+        assert main(["train", "--resume", str(run_copy), "--no-progress"]) == EXIT_ERROR
+        assert capsys.readouterr().err.splitlines() == [
+            busy, "hint: run it again when that ends (it takes seconds to minutes)"]
+    finally:
+        holder.communicate("", timeout=60)
+    assert main(["evaluate", str(run_copy), "--json"]) == EXIT_OK
+
+
 # `dlbox evaluate`, with a real SIGTERM sent to itself while it writes confusion_matrix.png
 # (half of the PNG in its temp file), as `docker stop` may.
 SIGTERM_MID_WRITE_SCRIPT = """

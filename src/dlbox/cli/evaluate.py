@@ -121,7 +121,8 @@ def _not_while_training(run_dir: Path) -> Iterator[None]:
     if not (run_dir / "config.json").is_file():
         yield
         return
+    elsewhere = f"or now, into another folder: dlbox evaluate {shell_quote(run_dir)} --output DIR"
     with run_lock(run_dir, busy_hint="evaluate it when training ends (training evaluates "
-                                     "its last epoch itself), or now, into another folder: "
-                                     f"dlbox evaluate {shell_quote(run_dir)} --output DIR"):
+                                     f"its last epoch itself), {elsewhere}",
+                  evaluating=f"run it again when that ends, {elsewhere}"):
         yield

@@ -243,19 +243,32 @@ RUN_LOCK_FILE = ".dlbox-run.lock"  # the lock file of runs an earlier dlbox made
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path,
-             busy_hint: str = "wait for it to end, or pass another --run-dir") -> Iterator[None]:
+             busy_hint: str = "wait for it to end, or pass another --run-dir", *,
+             evaluating: str | None = None) -> Iterator[None]:
     """Hold an exclusive lock on `run_dir` while a run trains in it, so a second
     `dlbox train --run-dir` into it or a second `--resume` of it is refused meanwhile. It is
     the kernel's lock (flock) on the folder itself (see fileio.exclusive_lock), so it leaves
     no file in the run; it ends with the process, a crash or SIGKILL included, so a stale
-    lock never blocks anyone."""
-    with exclusive_lock(run_dir, busy_error(run_dir, busy_hint)):
-        yield
+    lock never blocks anyone.
+
+    An evaluation holds it too, and then also its checkpoints/ folder's, by which the others
+    tell it from a training; `evaluating` is the hint for a run another evaluation holds."""
+    with exclusive_lock(run_dir, busy_error(run_dir, busy_hint, evaluating)):
+        if evaluating is None:
+            yield
+            return
+        with exclusive_lock(run_dir / "checkpoints", busy_error(run_dir, busy_hint, evaluating),
+                            best_effort=True):
+            yield
 
 
-def busy_error(run_dir: Path, hint: str) -> RunDirError:
-    """The error for a run dir whose lock another dlbox holds (a training; an evaluation
-    holds it for its seconds too)."""
+def busy_error(run_dir: Path, hint: str, evaluating: str | None = None) -> RunDirError:
+    """The error for a run dir whose lock another dlbox holds: a training, or an evaluation
+    (for its seconds), which holds its checkpoints/ folder's lock as well (see run_lock)."""
+    if held_elsewhere(run_dir / "checkpoints"):
+        return RunDirError(f"a dlbox evaluate is writing the report of {run_dir} right now",
+                           hint=evaluating or "run it again when that ends (it takes seconds "
+                                              "to minutes)")
     return RunDirError(f"a dlbox run is training in {run_dir} right now", hint=hint)
 
 
