@@ -661,3 +661,23 @@ def test_a_run_whose_image_tree_moved_is_not_told_to_fetch_cifar(tmp_path: Path)
             attempt()
         assert info.value.hint == ("the run was trained on an image tree of its own: pass "
                                    "--data DIR where that tree is now")
+
+
+def test_an_output_folder_on_a_read_only_filesystem_is_not_told_to_change_permissions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: --output on a read-only mount said "fix its permissions", which
+    chmod cannot do (the run dir's own check already told the two apart)."""
+    import errno
+
+    from dlbox.errors import FileWriteError
+    from dlbox.training import evaluate
+
+    def read_only(folder: Path) -> OSError:
+        return OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(evaluate, "folder_write_error", read_only)
+    with pytest.raises(FileWriteError) as refused:
+        evaluate.check_output_folder(tmp_path / "report")
+    assert refused.value.message == (f"cannot write {tmp_path / 'report'}: {tmp_path} is on a "
+                                     "read-only filesystem")
+    assert refused.value.hint == "pass a folder on a writable filesystem for the report files"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import shutil
 import stat
@@ -43,7 +44,7 @@ from dlbox.errors import (
     UsageError,
     write_error,
 )
-from dlbox.fileio import atomic_open, read_json, write_json_atomic
+from dlbox.fileio import atomic_open, folder_write_error, read_json, write_json_atomic
 from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders, signals_held
 from dlbox.text import listed, tell
 from dlbox.training import report
@@ -681,7 +682,11 @@ def check_output_folder(output: Path, run_dir: Path | None = None) -> None:
     if not existing.is_dir():
         raise UsageError(f"--output {output} cannot be made: {existing} is a file",
                          hint="pass a folder path (made if missing) for the report files")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    error = folder_write_error(existing)
+    if error is not None and error.errno == errno.EROFS:  # chmod cannot help
+        raise FileWriteError(output, f"{existing} is on a read-only filesystem",
+                             hint="pass a folder on a writable filesystem for the report files")
+    if error is not None:
         raise FileWriteError(output, f"{existing} is not writable for you",
                              hint="pass a folder you can write to, or fix its permissions")
 
