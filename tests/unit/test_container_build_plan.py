@@ -1735,3 +1735,40 @@ def test_another_tools_project_is_named_not_built_as_dlbox(
         assert capsys.readouterr().err.splitlines() == [
             f"error: {project} holds {name} ({whose}), which dlbox does not read, and no "
             "requirements.txt or pyproject.toml", f"hint: {fix}, then build again"]
+
+
+def test_offline_with_a_wheelhouse_that_lacks_a_requirement_names_the_wheelhouse(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Found by review: `--wheelhouse /opt/wheels --offline` without a lock, six not in the
+    wheelhouse, said "pip found no release of six ... a typo? ... or pass --wheelhouse DIR",
+    though --wheelhouse was given: pip had no index to ask (--no-index)."""
+    from dlbox.container import engine
+    from dlbox.container.context import scan_wheelhouse
+
+    (tmp_path / "numpy-2.1.0-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
+    wheels = scan_wheelhouse(tmp_path)
+    offline = ("--no-index", "--find-links=/dlbox-resolve/wheelhouse")
+
+    def resolve_with(stderr: str, requirement: str) -> ContainerError:
+        monkeypatch.setattr(engine, "run_captured",
+                            lambda *args, **kwargs: engine.Captured(1, "", stderr))
+        with pytest.raises(ContainerError) as info:
+            B.resolve_pins(object(), "img", [requirement], offline, wheels,
+                           log=lambda line: None)
+        return info.value
+
+    missing = resolve_with(
+        "ERROR: Could not find a version that satisfies the requirement six (from versions: "
+        "none)\nERROR: No matching distribution found for six\n", "six")
+    assert missing.message == ("--offline, but the wheelhouse has no wheel of six for this "
+                               "image's Python and platform")
+    assert missing.hint == (f"fill it on a machine with network: pip download -d {tmp_path} "
+                            "six; or drop --offline")
+    old = resolve_with(
+        "ERROR: Could not find a version that satisfies the requirement numpy>=2.2 (from "
+        "versions: 2.1.0)\nERROR: No matching distribution found for numpy>=2.2\n",
+        "numpy>=2.2")
+    assert old.message == ("--offline, but no wheel of numpy in the wheelhouse meets "
+                           "numpy>=2.2: it has 2.1.0")
+    assert old.hint == (f"fill it on a machine with network: pip download -d {tmp_path} "
+                        "'numpy>=2.2'; or drop --offline")

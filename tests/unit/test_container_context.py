@@ -571,3 +571,53 @@ def test_a_dockerignore_pattern_that_is_no_pattern_is_named(tmp_path: Path, line
     (tmp_path / ".dockerignore").write_text("*.log\n[ab]*.py\n\\[x\n")  # sets, an escaped [
     matcher = IgnoreMatcher(project_patterns(tmp_path))
     assert matcher.ignored("a1.py") and matcher.ignored("[x") and not matcher.ignored("c.py")
+
+
+def test_an_allowlist_dockerignore_does_not_bring_back_secrets_or_weights(
+        tmp_path: Path) -> None:
+    """Found by review: `*`, `!src` re-included src/.env, src/id_rsa and src/sub/model.pt
+    (docker's last match wins, and `!src` matches their folder). A protected default (a
+    secret, a VCS folder, a weight file) comes back only for a `!` line naming it or
+    something below it."""
+    from dlbox.container.context import left_out_weights
+
+    root = tmp_path / "proj"
+    (root / "src" / "sub").mkdir(parents=True)
+    (root / "requirements.txt").write_text("numpy\n")
+    for name in ("src/main.py", "src/.env", "src/id_rsa", "src/.netrc", "src/sub/model.pt",
+                 "src/sub/util.py", "notes.txt"):
+        (root / name).write_text("x\n")
+    (root / ".dockerignore").write_text("*\n!src\n!requirements.txt\n")
+    rels = {rel for rel, _ in iter_project_files(detect_project(root))}
+    assert rels == {"requirements.txt", "src", "src/main.py", "src/sub", "src/sub/util.py"}
+    assert left_out_weights(root) == [
+        "weight files are left out of the image by default (src/sub/model.pt): mount them at "
+        "run time, or add the line !src/sub/model.pt (one per file) to the project's "
+        ".dockerignore to ship them"]
+    # naming the item itself, or a pattern that matches it, brings it back
+    (root / ".dockerignore").write_text("*\n!src\n!requirements.txt\n!src/.env\n!**/*.pt\n")
+    rels = {rel for rel, _ in iter_project_files(detect_project(root))}
+    assert {"src/.env", "src/sub/model.pt"} <= rels and "src/id_rsa" not in rels
+    assert left_out_weights(root) == []
+
+
+def test_protected_defaults_come_back_only_when_named() -> None:
+    m = IgnoreMatcher((*DEFAULT_PATTERNS, "!src", "!.git/config", "!weights/backbone.pt"))
+    assert m.ignored("src/.env") and m.ignored("src/a/id_ed25519") and m.ignored("src/x.pt")
+    assert not m.ignored(".git/config") and m.ignored(".git/HEAD")
+    assert not m.prune(".git")  # the exception reaches into it: walk it
+    assert not m.ignored("weights/backbone.pt") and m.ignored("weights/other.pt")
+    # only the protected defaults: `!src` still brings back what other patterns leave out
+    assert not IgnoreMatcher((*DEFAULT_PATTERNS, "src", "!src")).ignored("src/a.py")
+    assert not IgnoreMatcher((*DEFAULT_PATTERNS, "!data")).ignored("data/x.csv")
+    # `!.git` names the folder itself, not the weight file below it
+    assert not IgnoreMatcher((*DEFAULT_PATTERNS, "!.git")).ignored(".git/config")
+    assert IgnoreMatcher((*DEFAULT_PATTERNS, "!.git")).ignored(".git/x.pt")
+    assert not IgnoreMatcher((*DEFAULT_PATTERNS, "!.git", "!**/*.pt")).ignored(".git/x.pt")
+
+
+def test_a_dockerignore_with_a_byte_order_mark_keeps_its_first_pattern(tmp_path: Path) -> None:
+    """Found by review: read as utf-8, the BOM made the first line '\\ufeffnotes' (docker
+    strips the BOM)."""
+    (tmp_path / ".dockerignore").write_bytes("\ufeffnotes\n*.log\n".encode())
+    assert project_patterns(tmp_path)[len(DEFAULT_PATTERNS):] == ("notes", "*.log")

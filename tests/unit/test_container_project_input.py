@@ -528,3 +528,42 @@ def test_a_bare_url_without_a_name_says_how_to_name_it(tmp_path: Path, line: str
         detect_project(tmp_path)
     assert info.value.message == f"requirements.txt:2: {line!r} is a URL without a package name"
     assert info.value.hint == f"name the package: {hint}"
+
+
+@pytest.mark.parametrize("line", [
+    "numpy @ file:///croot/numpy_1682520569166/work",
+    "numpy[extra]@file:///home/me/src/numpy",
+])
+def test_a_named_file_url_requirement_is_refused_up_front(tmp_path: Path, line: str,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    """Found by review: what `pip freeze` writes in a conda env passed the dry run and failed
+    late in the build, with pip's raw OSError."""
+    write(tmp_path / "requirements.txt", f"rich\n{line}\n")
+    with pytest.raises(UsageError) as info:
+        detect_project(tmp_path)
+    assert info.value.message == (f"requirements.txt:2: local path requirement {line!r} is "
+                                  "not supported")
+    assert "numpy==" in (info.value.hint or "") and "pip list --format=freeze" in (
+        info.value.hint or "")
+    code, err = dry_run_cli([str(tmp_path)], capsys)
+    assert code == EXIT_USAGE and "requirements.txt:2: local path requirement" in err
+
+
+@pytest.mark.parametrize("line", ["-e .[dev]", ".[dev]", "-e ./[dev,test]", "--editable=.[dev]"])
+def test_the_project_with_extras_in_requirements_names_extras(tmp_path: Path,
+                                                              line: str) -> None:
+    """Found by review: `-e .[dev]` was refused as an editable install of another folder, and
+    `.[dev]` was told to build a wheel into a --wheelhouse."""
+    write(tmp_path / "pyproject.toml", '[project]\nname = "mine"\nversion = "1"\n'
+          '[project.optional-dependencies]\ndev = ["pytest"]\ntest = ["hypothesis"]\n')
+    write(tmp_path / "requirements.txt", f"rich\n{line}\n")
+    with pytest.raises(UsageError) as info:
+        detect_project(tmp_path)
+    assert info.value.message.startswith("requirements.txt:2: ")
+    assert "the project itself with extras" in info.value.message
+    assert "--extras dev" in (info.value.hint or "")
+    assert "remove the line" in (info.value.hint or "")
+    assert "wheelhouse" not in (info.value.hint or "")
+    write(tmp_path / "requirements.txt", "rich\n-e .\n.\n")  # the project itself: fine
+    assert detect_project(tmp_path).requirements == ("rich",)

@@ -343,7 +343,7 @@ def test_a_runs_folder_the_image_would_take_is_noted(tmp_path: Path) -> None:
     assert note.endswith("add the line out to .dockerignore")
     assert runs_go_into_the_image_note(project, project / "runs") is None  # left out already
     assert runs_go_into_the_image_note(project, tmp_path / "elsewhere") is None
-    assert runs_go_into_the_image_note(None, project / "out") is None
+    assert runs_go_into_the_image_note(None, tmp_path / "out") is None  # in no project
     (project / ".dockerignore").write_text("out\n")
     assert runs_go_into_the_image_note(project, project / "out") is None
     (project / ".dockerignore").write_text("out\n!out/keep.txt\n")  # something re-included
@@ -805,3 +805,41 @@ def test_the_runs_a_command_made_are_named_by_their_path_here(tmp_path: Path) ->
     many = made_here_note(runs, [f"r{i}" for i in range(5)])
     assert many is not None and many.endswith(f"{runs}/r2 (and 2 more)")
     assert made_here_note(runs, []) is None
+
+
+def test_image_run_in_a_subfolder_of_a_project_puts_runs_in_the_projects_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `image run` in my_proj/src made my_proj/src/runs/, in the code: the
+    next build took it, and each run warned that the project's files had changed."""
+    from dlbox.cli import main
+    from dlbox.container import run
+
+    handed: list[RunOptions] = []
+    monkeypatch.setattr(run, "run_in_image",
+                        lambda options: handed.append(options) or run.RunOutcome(0))
+    project = tmp_path / "proj"
+    (project / "src" / "pkg").mkdir(parents=True)
+    (project / "requirements.txt").write_text("numpy\n")
+    monkeypatch.chdir(project / "src" / "pkg")
+    for argv in ([], ["--tag", "proj:latest"]):
+        assert main(["image", "run", *argv, "--", "true"]) == 0
+        assert handed[-1].runs_dir == project.resolve() / "runs"
+    monkeypatch.chdir(project)  # at the project's top: ./runs, as before
+    assert main(["image", "run", "--", "true"]) == 0
+    assert handed[-1].runs_dir == Path("runs")
+    monkeypatch.chdir(tmp_path)  # no project here or above: ./runs
+    assert main(["image", "run", "--", "true"]) == 0
+    assert handed[-1].runs_dir == Path("runs")
+    capsys.readouterr()
+
+
+def test_a_runs_folder_in_a_project_is_noted_from_a_subfolder_too(tmp_path: Path) -> None:
+    """Found by review: the note fired only when dlbox ran in the project's top folder."""
+    project = tmp_path / "proj"
+    (project / "src").mkdir(parents=True)
+    (project / "requirements.txt").write_text("six\n")
+    note = runs_go_into_the_image_note(None, project / "src" / "out")
+    assert note is not None and note.startswith("note: --runs src/out is in the project")
+    assert runs_go_into_the_image_note(None, project / "runs") is None  # left out already
+    assert runs_go_into_the_image_note(None, tmp_path / "elsewhere") is None

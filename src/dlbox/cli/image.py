@@ -127,9 +127,10 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
     run.add_argument("--data", metavar="DIR", type=path_flag,
                      help="data folder to mount at /data (default: $DLBOX_DATA, else the user "
                           "cache dir, when it exists)")
-    run.add_argument("--runs", metavar="DIR", type=path_flag, default=Path("runs"),
+    run.add_argument("--runs", metavar="DIR", type=path_flag,
                      help="folder for run directories, mounted at /workspace/runs "
-                          "(default ./runs)")
+                          "(default: runs/ in the top folder of the project the current "
+                          "folder is in, from a subfolder of it too; else ./runs)")
     run.add_argument("--env", "-e", metavar="NAME[=VALUE]", action="append", default=[],
                      help="an environment variable for the command (repeatable); NAME alone "
                           "passes this shell's value on")
@@ -332,6 +333,19 @@ def default_run_image() -> tuple[str, Path | None]:
     return BUILTIN_IMAGE, None
 
 
+def default_runs_dir() -> Path:
+    """./runs, or from a subfolder of a project the runs/ of its top folder (review: runs/
+    made in the project's code went into the next build, and the image looked out of date;
+    the top folder's runs/ is left out by default)."""
+    from dlbox.container.project import default_project_dir, project_above
+
+    if default_project_dir() is None:
+        above = project_above(Path.cwd())
+        if above is not None:
+            return above / "runs"
+    return Path("runs")
+
+
 def _warn_of_a_project_above(image: str) -> None:
     """`image run` in a subfolder of a project's code runs dlbox's own image: said, with
     the ways to the project's (review: it ran without a word, and made runs/ in the code)."""
@@ -387,7 +401,7 @@ def run_run(args: argparse.Namespace) -> int:
         gpus=args.gpus,
         shm_size=check_shm_size(args.shm_size),
         data_dir=args.data if args.data is not None else default_data_dir(),
-        runs_dir=args.runs,
+        runs_dir=args.runs if args.runs is not None else default_runs_dir(),
         environment=_parse_env(args.env),
         project_dir=project_dir,
         here=here,

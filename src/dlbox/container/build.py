@@ -1110,7 +1110,11 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
     conflict = conflicting_requirements(said, requirements)
     if conflict is not None:
         raise ContainerError(conflict[0], hint=conflict[1])
-    missing = missing_requirement(said)
+    offline_in = None  # --offline: the wheelhouse is all pip has (--no-index)
+    if "--no-index" in pip_args:
+        folders = {dist.path.parent for dist in wheels}
+        offline_in = str(folders.pop()) if len(folders) == 1 else "WHEELHOUSE"
+    missing = missing_requirement(said, offline_in)
     if missing is not None and (proxy := S.proxy_failure_hint(said.splitlines())) is not None:
         # no version found because the proxy let pip reach no index (a retry's warning that
         # a later retry got past is not it: pip then finds the versions)
@@ -1172,16 +1176,27 @@ def source_build_failure(stdout: str, stderr: str) -> tuple[str, str] | None:
                "package) that has a wheel for this platform")
 
 
-def missing_requirement(output: str) -> tuple[str, str] | None:
+def missing_requirement(output: str, wheelhouse: str | None = None) -> tuple[str, str] | None:
     """(error, hint) when pip's resolution failed on a requirement that no release meets: a
     name the index does not know (a typo) or a version it never had. None otherwise (the
-    caller shows pip's own output)."""
+    caller shows pip's own output). `wheelhouse`: the folder pip had instead of an index
+    (--offline), which lacks the wheel."""
     match = _NO_VERSION.search(output)
     if match is None:
         return None
     requirement = match.group(1)
     name = requirement_name(requirement) or requirement
     versions = [v.strip() for v in match.group(2).split(",") if v.strip() and v.strip() != "none"]
+    if wheelhouse is not None:  # worded as when the lock's pins are not all in the wheelhouse
+        import shlex
+
+        hint = (f"fill it on a machine with network: pip download -d {shlex.quote(wheelhouse)} "
+                f"{shlex.quote(requirement)}; or drop --offline")
+        if not versions:
+            return (f"--offline, but the wheelhouse has no wheel of {name} for this image's "
+                    "Python and platform", hint)
+        return (f"--offline, but no wheel of {name} in the wheelhouse meets {requirement}: it "
+                f"has {', '.join(versions[-5:])}", hint)
     if not versions:
         asked = f" (required as {requirement})" if requirement != name else ""
         return (f"pip found no release of {name}{asked} for this image's Python and platform",

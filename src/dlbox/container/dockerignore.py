@@ -6,6 +6,13 @@ dlbox builds the context archive itself (the project under `project/`, generated
 folder; `**/data` is any), `*` and `?` never cross a `/`, `**` spans folders, a pattern
 that matches a folder excludes everything under it, `!pattern` re-includes, and the last
 matching pattern wins. The project's own `.dockerignore`, if any, is applied after ours.
+
+One exception to docker's rules: what PROTECTED_PATTERNS leave out (secrets, VCS folders,
+weight files) comes back only for a `!` pattern that matches the protected item itself (the
+file or folder the protected pattern matched) or something below it, never merely a folder
+above it: after `*` and `!src`, src/.env stays out; `!src/.env`, `!**/*.pt` or
+`!weights/backbone.pt` bring theirs back. It only ever leaves out more than docker would, so
+the .dockerignore we hand the engine with the archive drops nothing the archive holds.
 """
 
 from __future__ import annotations
@@ -79,6 +86,15 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     "**/id_ed25519*",
     "dlbox.lock.*.tmp",
 )
+
+_VCS_PATTERNS: tuple[str, ...] = (".git", ".hg", ".svn")
+_SECRET_PATTERNS: tuple[str, ...] = DEFAULT_PATTERNS[DEFAULT_PATTERNS.index(".env"):
+                                                     DEFAULT_PATTERNS.index("dlbox.lock.*.tmp")]
+
+# Left out even when a `!` names a folder above them (an allowlist `*`, `!src`): a `!` line
+# brings one back only when it matches the protected file or folder itself, or below it.
+PROTECTED_PATTERNS: frozenset[str] = frozenset(
+    (*_VCS_PATTERNS, *_SECRET_PATTERNS, *WEIGHT_PATTERNS))
 
 _HEADER = (
     "# Written by dlbox: what never goes into the image. Data, runs and checkpoints are\n"
@@ -158,6 +174,7 @@ def _translate(pattern: str) -> str:
 class IgnoreRule:
     pattern: str
     negated: bool
+    protected: bool = False  # one of PROTECTED_PATTERNS (never a "!" pattern)
 
     @cached_property
     def regex(self) -> re.Pattern[str]:
@@ -170,6 +187,12 @@ class IgnoreRule:
         parts = path.split("/")
         return any(self.regex.match("/".join(parts[:k])) for k in range(1, len(parts)))
 
+    def depths(self, path: str) -> list[int]:
+        """How many parts of `path` each match is (1: its top folder), shallowest first."""
+        parts = path.split("/")
+        return [k for k in range(1, len(parts) + 1)
+                if self.regex.match("/".join(parts[:k]))]
+
 
 class IgnoreMatcher:
     """Decides, for a relative path, whether the context leaves it out (last match wins)."""
@@ -180,15 +203,25 @@ class IgnoreMatcher:
             negated = pattern.startswith("!")
             body = _clean(pattern[1:] if negated else pattern)
             if body:
-                rules.append(IgnoreRule(body, negated))
+                rules.append(IgnoreRule(body, negated,
+                                        not negated and body in PROTECTED_PATTERNS))
         self.rules: tuple[IgnoreRule, ...] = tuple(rules)
         self.has_exceptions = any(rule.negated for rule in rules)
 
     def ignored(self, path: str) -> bool:
         verdict = False
+        held = 0  # the depth of the deepest protected item that keeps `path` out (0: none)
         for rule in self.rules:
-            if rule.matches(path):
-                verdict = not rule.negated
+            if not rule.matches(path):
+                continue
+            if rule.negated:
+                # a "!" of a folder above a protected item does not bring it back
+                if held and rule.depths(path)[-1] < held:
+                    continue
+                held = 0
+            elif rule.protected:
+                held = max(held, rule.depths(path)[0])
+            verdict = not rule.negated
         return verdict
 
     def prune(self, folder: str) -> bool:
@@ -210,7 +243,7 @@ def project_patterns(project_dir: Path) -> tuple[str, ...]:
     if not own.is_file():
         return DEFAULT_PATTERNS
     try:
-        text = own.read_text(encoding="utf-8")
+        text = own.read_text(encoding="utf-8-sig")  # docker strips a BOM
     except UnicodeDecodeError as error:
         raise UsageError(f"{own} is not UTF-8 text (byte {error.start})",
                          hint="save it as UTF-8 (iconv -f latin1 -t utf-8), as docker build "

@@ -290,6 +290,7 @@ def read_requirements_file(path: Path, project_root: Path,
             elif option in ("-e", "--editable"):
                 if value and (path.parent / value).resolve() == project_root.resolve():
                     continue  # the project itself: installed after the code is copied
+                _refuse_project_extras(value or "", path, project_root, where)
                 raise UsageError(
                     f"{where}: editable install of {value!r} is not supported in an image",
                     hint="list the package as a normal requirement, or make it part of the "
@@ -329,11 +330,24 @@ def read_requirements_file(path: Path, project_root: Path,
             == project_root.resolve()
         ):
             continue
+        _refuse_project_extras(requirement, path, project_root, where)
         if requirement.startswith((".", "/", "file:")):
             raise UsageError(
                 f"{where}: local path requirement {requirement!r} is not supported",
                 hint="build a wheel of it into a folder and pass --wheelhouse DIR, then "
                      "require it by name",
+            )
+        named_file = _NAMED_FILE_URL.match(requirement)
+        # what `pip freeze` writes for a conda env's packages (a framework's URL gets its own
+        # error, with the build's plan)
+        if named_file and not any(normalize_name(named_file.group(1)) in dists
+                                  for dists in FRAMEWORK_DISTS.values()):
+            name = named_file.group(1)
+            raise UsageError(
+                f"{where}: local path requirement {requirement!r} is not supported",
+                hint=f"replace it with a released version, e.g. {name}==VERSION (pip freeze "
+                     "in a conda env writes these; `pip list --format=freeze` writes "
+                     "versions)",
             )
         requirements.append(normalize_requirement(_named_url(requirement, where), where))
     if hashed and notes is not None:
@@ -347,6 +361,26 @@ def read_requirements_file(path: Path, project_root: Path,
 
 
 _BARE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_NAMED_FILE_URL = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*@\s*file:",
+                             re.IGNORECASE)
+_PATH_EXTRAS = re.compile(r"(.+?)\s*\[([^\]]*)\]\s*")
+
+
+def _refuse_project_extras(requirement: str, path: Path, project_root: Path,
+                           where: str) -> None:
+    """UsageError for `.[dev]` or `-e .[dev]`: the project itself with extras, which
+    `--extras` gives the build."""
+    found = _PATH_EXTRAS.fullmatch(requirement)
+    if not found or not found.group(1).startswith((".", "/")):
+        return
+    if (path.parent / found.group(1)).resolve() != project_root.resolve():
+        return
+    extras = [extra.strip() for extra in found.group(2).split(",") if extra.strip()]
+    flags = " ".join(f"--extras {extra}" for extra in extras) or "--extras NAME"
+    raise UsageError(f"{where}: {requirement!r} is the project itself with extras, which a "
+                     "requirements file cannot give the image",
+                     hint=f"remove the line and pass them to the build: dlbox image build "
+                          f"... {flags}")
 
 
 def _named_url(requirement: str, where: str) -> str:

@@ -213,9 +213,14 @@ def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
 def runs_go_into_the_image_note(project_dir: Path | None, runs_dir: Path) -> str | None:
     """The note for a --runs folder inside the project that its .dockerignore does not leave
     out (only `runs` is left out by default): what the runs write would go into the next
-    build's image, and each run warned that the project's files changed (found by review)."""
+    build's image, and each run warned that the project's files changed (found by review).
+    `project_dir` None (dlbox runs in a subfolder of a project, say): the project the runs
+    folder is in, if any."""
     from dlbox.container.dockerignore import IgnoreMatcher, project_patterns
+    from dlbox.container.project import project_above
 
+    if project_dir is None:
+        project_dir = project_above(runs_dir)
     if project_dir is None:
         return None
     try:
