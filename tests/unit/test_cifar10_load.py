@@ -320,3 +320,27 @@ def test_fake_cifar_with_fewer_images_than_batches_loads(tmp_path: Path, n_train
     train = load_cifar10(tmp_path, "train", cache=False)
     assert len(train) == n_train and tuple(train.images.shape[1:]) == (3, 32, 32)
     assert len(load_cifar10(tmp_path, "test", cache=False)) == n_test
+
+
+@pytest.mark.parametrize("name", ["d", "my data"])
+def test_the_refetch_hint_names_the_data_dir_it_looked_at(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Review: the hint said `dlbox data check` "(with the same --data ...)": pasted as it was,
+    it checked the default data dir. It now carries `--data DIR`, quoted for the shell."""
+    import shlex
+
+    monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "default"))
+    data_dir = tmp_path / name
+    directory = write_fake_cifar10(data_dir, n_train=10, n_test=10)
+    (directory / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(DataError) as info:
+        load_cifar10(data_dir, "test")
+    flag = f"--data {shlex.quote(str(data_dir))}"
+    assert info.value.hint == (f"run `dlbox data check {flag}`, then `dlbox data fetch --force "
+                               f"{flag}` (with the same --from) to extract it again")
+    # the default data dir needs no --data
+    monkeypatch.setenv("DLBOX_DATA", str(data_dir))
+    with pytest.raises(DataError) as info:
+        load_cifar10(data_dir, "test")
+    assert info.value.hint == ("run `dlbox data check`, then `dlbox data fetch --force` (with "
+                               "the same --from) to extract it again")

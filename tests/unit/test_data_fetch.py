@@ -934,3 +934,53 @@ def test_a_kept_download_beside_data_in_place_is_told_to_go_with_force(
     assert note == (f"{part} is an interrupted download (3 kB): the next `dlbox data fetch "
                     f"--data {root} --force` from the same URL resumes it; delete it to get "
                     "the space back")
+
+
+def test_data_check_while_a_fetch_downloads_does_not_call_its_part_interrupted(
+        tmp_path: Path) -> None:
+    """Review: `dlbox data check` run while another `dlbox data fetch` downloaded into the same
+    data dir called the live .part "an interrupted download ... delete it to get the space
+    back". A .part whose data dir a fetch holds locked is that fetch's download now."""
+    import fcntl
+    import os
+
+    from dlbox.data.loading import check_data
+
+    root = tmp_path / "d"
+    root.mkdir()
+    part = root / (ARCHIVE_NAME + ".part")
+    part.write_bytes(b"x" * 3000)
+    (root / (ARCHIVE_NAME + ".part.source")).write_text(
+        json.dumps({"url": "0" * 64, "validator": '"v1"'}))
+    fd = os.open(root, os.O_RDONLY)  # what a running fetch holds (another process's lock)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (note,) = check_data(root).notes
+    finally:
+        os.close(fd)
+    assert note == (f"another `dlbox data fetch` is fetching into {root} right now: {part} "
+                    "(3 kB) is its download so far; leave it until that fetch ends")
+    (note,) = check_data(root).notes  # the lock gone: an interrupted download again
+    assert note.startswith(f"{part} is an interrupted download (3 kB)")
+
+
+def test_a_data_dir_that_cannot_be_created_says_why_in_a_few_words(
+        tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: `--data /sys/dlboxtest` printed Python's "[Errno 1] Operation not permitted:
+    '/sys/dlboxtest'"; the reason is now the system's words in brackets, as for an existing
+    folder that is not writable."""
+    root = tmp_path / "d"
+    original = Path.mkdir
+
+    def mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        if self == root:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(self))
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    for source in (str(archive), "http://127.0.0.1:9/cifar-10-python.tar.gz"):
+        with pytest.raises(DataError) as info:
+            fetch_cifar10(config(root, source=source, sha256=sha256_of(archive)))
+        assert info.value.message == (f"cannot create the data dir {root} (Operation not "
+                                      "permitted)")
+        assert info.value.hint == "pass --data DIR (or set DLBOX_DATA) to a writable folder"

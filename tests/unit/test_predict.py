@@ -95,6 +95,23 @@ def test_transparent_pixels_become_white(tmp_path: Path) -> None:
     assert t[2, :, 18:].eq(255).all() and t[0, :, 18:].eq(0).all()  # blue stays blue
 
 
+@pytest.mark.parametrize("dtype, white", [(np.uint8, 255), (np.uint16, 65535)])
+def test_grey_with_a_transparent_colour_is_composited_on_white_at_any_depth(
+        tmp_path: Path, dtype: type, white: int) -> None:
+    """Review: a 16-bit grey PNG with a transparent colour (tRNS) came out with its
+    transparent pixels black, where the 8-bit one was composited on white as the docs say."""
+    grey = np.zeros((64, 64), dtype)
+    grey[24:40, 24:40] = white  # a white square on black; black (0) is transparent
+    grey[4:8, 4:60] = white // 2  # an opaque mid-grey bar stays grey
+    Image.fromarray(grey).save(tmp_path / "g.png", transparency=0)
+    with Image.open(tmp_path / "g.png") as image:
+        assert image.info["transparency"] == 0  # the file really has a transparent colour
+    t = load_image(tmp_path / "g.png", size=64)
+    assert t[:, 16, 16].tolist() == [255, 255, 255]  # transparent: white, not black
+    assert t[:, 32, 32].tolist() == [255, 255, 255]
+    assert t[:, 6, 32].tolist() == [127, 127, 127]
+
+
 @pytest.mark.parametrize("value16, expected", [(0, 0), (65535, 255), (32896, 128)])
 def test_16_bit_grey_is_scaled_not_clipped(tmp_path: Path, value16: int, expected: int) -> None:
     Image.fromarray(np.full((8, 8), value16, dtype=np.uint16)).save(tmp_path / "g.png")
@@ -354,6 +371,88 @@ def test_a_bad_files_reason_says_the_fix(tmp_path: Path, make, reason: str, fix:
         info.value.message, info.value.hint)
 
 
+def _noise_bytes(fmt: str, **options: object) -> bytearray:
+    import io
+
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buffer, format=fmt, **options)
+    return bytearray(buffer.getvalue())
+
+
+def write_12_bit_jpeg(path: Path) -> Path:
+    """A whole JPEG whose frame header (SOF0) says 12 bits a sample: Pillow reads 8 only."""
+    data = _noise_bytes("JPEG")
+    data[data.index(b"\xff\xc0") + 4] = 12
+    path.write_bytes(data)
+    return path
+
+
+def write_jpeg2000_tiff(path: Path) -> Path:
+    """A whole TIFF whose Compression tag (259) says JPEG 2000 (34712), which Pillow lacks."""
+    data = _noise_bytes("TIFF")
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for entry in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+        at = ifd + 2 + 12 * entry
+        if struct.unpack("<H", data[at:at + 2])[0] == 259:
+            data[at + 8:at + 10] = struct.pack("<H", 34712)
+    path.write_bytes(data)
+    return path
+
+
+def write_png_with_a_flipped_byte(path: Path) -> Path:
+    """A whole PNG (IEND at its end) with one byte of its compressed pixels flipped."""
+    data = _noise_bytes("PNG")
+    data[data.index(b"IDAT") + 24] ^= 0xFF
+    path.write_bytes(data)
+    return path
+
+
+def write_cut_tiff(path: Path) -> Path:
+    """A compressed TIFF (its directory written after the pixels) cut in half."""
+    data = _noise_bytes("TIFF", compression="tiff_lzw")
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda d: write_12_bit_jpeg(d / "deep.jpg"), "cannot decode image: cannot handle 12-bit"),
+    (lambda d: write_jpeg2000_tiff(d / "j2k.tif"),
+     "cannot decode image: a TIFF file Pillow cannot read (an unknown value, 34712)"),
+    (lambda d: write_png_with_a_flipped_byte(d / "flipped.png"),
+     "cannot decode image: broken data stream"),
+], ids=["12-bit-jpeg", "jpeg2000-tiff", "png-flipped-byte"])
+def test_a_whole_file_pillow_cannot_decode_is_not_called_cut_short(
+        tmp_path: Path, make, reason: str) -> None:
+    """Review: any file that began as a PNG, JPEG, GIF or TIFF and failed to decode was
+    "truncated or incomplete image file ...; copy or download it again", even a whole one in
+    a variant Pillow does not read: copying it again changes nothing. Only a file that ends
+    early is called cut short; the others get the decoder's reason and "re-save it"."""
+    path = make(tmp_path)
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path)
+    line = info.value.one_line()
+    assert info.value.message.startswith(reason), line
+    assert "truncated" not in line and "<_io" not in line and "\n" not in line
+    assert info.value.hint == "re-save it as PNG or JPEG with an image editor, or copy it again"
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: write_cut_tiff(d / "cut.tif"),
+    lambda d: write_truncated(d / "cut.gif", "GIF", keep=0.01),
+    lambda d: write_truncated(d / "cut.webp", "WEBP"),
+    lambda d: write_truncated(d / "cut.png", "PNG", keep=0.01),
+    lambda d: write_truncated(d / "cut.jpg", "JPEG", keep=0.01),
+], ids=["tiff", "gif", "webp", "png", "jpeg"])
+def test_a_file_that_ends_early_is_still_called_cut_short(tmp_path: Path, make) -> None:
+    """Those that Pillow does not call truncated itself included: a compressed TIFF (its
+    directory comes last), a GIF cut in its colour table, a WebP."""
+    with pytest.raises(ImageLoadError) as info:
+        load_image(make(tmp_path))
+    assert info.value.message == ("truncated or incomplete image file (it ends before the "
+                                  "image does)")
+
+
 # --- predictions --------------------------------------------------------------------------
 
 
@@ -449,3 +548,32 @@ def test_each_file_read_is_counted_for_the_progress_line(tmp_path: Path) -> None
         colour_model_fn, CIFAR10_CLASSES, sorted(tmp_path.iterdir()),
         on_image=lambda done, total: counted.append((done, total)))
     assert counted == [(1, 3), (2, 3), (3, 3)] and len(results) == 3
+
+
+@pytest.mark.parametrize("pattern", ["photos/*.jpg", "IMG_00?.JPG", "shot[12].png"])
+def test_a_shell_pattern_that_matched_nothing_says_so(
+        pattern: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: `dlbox predict RUN 'photos/*.jpg'` (a pattern the shell passed on as it was,
+    having matched nothing) said only "photos/*.jpg: no such file; check the path"."""
+    import dlbox.training.predict as predict_module
+    from dlbox.cli import main
+    from dlbox.errors import EXIT_OK, EXIT_PARTIAL
+
+    def predict_images(run_dir: object, paths: list[str], **kwargs: object) -> list[object]:
+        return [PredictionResult(str(p), "cat", 0.9, (("cat", 0.9),)) for p in paths]
+
+    monkeypatch.setattr(predict_module, "predict_images", predict_images)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(RGB).save(tmp_path / "photos" / "a.JPG")
+    assert main(["predict", "run", pattern, "photos/a.JPG"]) == EXIT_PARTIAL
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"error: {pattern}: no file matches this pattern (the shell passed it "
+                      "on as it was); check the pattern (case counts: *.JPG is not *.jpg), or "
+                      "pass the folder itself (predict reads the images in a folder)")
+    # a file whose name holds such a character is read as any other
+    literal = pattern.replace("/", "_")
+    (tmp_path / literal).write_bytes(b"")
+    assert main(["predict", "run", literal]) == EXIT_OK
+    assert capsys.readouterr().err == ""

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 EMPTY_IMAGE_PATH = "an empty path, not an image file (is the shell variable you used set?)"
 STDIN_IMAGE = ("images are read from files, not from stdin (-)",
                "save the image to a file and pass its path (a file named - is ./-)")
+# A shell passes a pattern that matched no file on as it was (bash without nullglob):
+# "photos/*.jpg: no such file" did not say why (review).
+GLOB_CHARACTERS = "*?["
+UNMATCHED_PATTERN = ("no file matches this pattern (the shell passed it on as it was)",
+                     "check the pattern (case counts: *.JPG is not *.jpg), or pass the folder "
+                     "itself (predict reads the images in a folder)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -130,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
             entries.append(PredictionFailure(image, EMPTY_IMAGE_PATH))
         elif image == "-":  # the Unix spelling of stdin, which was "no such file"
             entries.append(PredictionFailure(image, *STDIN_IMAGE))
+        elif any(c in image for c in GLOB_CHARACTERS) and not os.path.lexists(image):
+            entries.append(PredictionFailure(image, *UNMATCHED_PATTERN))
         elif is_folder(image):  # the images in it, in path order
             found = images_in_folder(Path(image))
             entries += [entry if isinstance(entry, PredictionFailure) else str(entry)

@@ -40,14 +40,22 @@ from dlbox.data.layout import (
     TRAIN_BATCHES,
     batches_dir,
 )
-from dlbox.data.paths import fetch_hint
+from dlbox.data.paths import data_flag, fetch_hint
 from dlbox.errors import DataError, FileWriteError, NoDataError
 from dlbox.fileio import write_through_memory
 
 CACHE_ENV_VAR = "DLBOX_DATA_CACHE"
 CACHE_FORMAT = 1
-REFETCH_HINT = ("run `dlbox data check`, then `dlbox data fetch --force` (with the same --data "
-                "and --from) to extract it again")
+
+
+def refetch_hint(directory: Path) -> str:
+    """Check and extract again the data dir whose batches (in `directory`, the
+    cifar-10-batches-py folder or the data dir itself) are damaged: with its `--data DIR`,
+    so that the commands pasted act on it, not on the default data dir (review)."""
+    directory = Path(directory)
+    where = data_flag(directory.parent if directory.name == BATCHES_DIRNAME else directory)
+    return (f"run `dlbox data check{where}`, then `dlbox data fetch --force{where}` (with the "
+            "same --from) to extract it again")
 
 # The layout's names, re-exported: they live in dlbox.data.layout, which needs no torch.
 __all__ = ["BATCHES_DIRNAME", "CIFAR10_CLASSES", "META_FILE", "SPLITS", "TEST_BATCHES",
@@ -130,7 +138,8 @@ class _BatchUnpickler(pickle.Unpickler):
 def _not_a_batch(path: Path, error: BaseException) -> DataError:
     detail = " ".join(str(error).split())
     detail = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
-    return DataError(f"{path} is not a CIFAR-10 batch: {detail}", hint=REFETCH_HINT)
+    return DataError(f"{path} is not a CIFAR-10 batch: {detail}",
+                     hint=refetch_hint(path.parent))
 
 
 def read_batch_file(path: Path) -> dict[Any, Any]:
@@ -155,7 +164,7 @@ def read_batch_file(path: Path) -> dict[Any, Any]:
             raise DataError(
                 f"{path} is not a CIFAR-10 batch: it refers to {error.qualified}, which a "
                 "CIFAR-10 batch never does (refused, nothing in it was run)",
-                hint=REFETCH_HINT) from None
+                hint=refetch_hint(path.parent)) from None
         except OSError as error:
             raise DataError(f"cannot read CIFAR-10 batch file {path}: "
                             f"{error.strerror or error}",
@@ -164,7 +173,7 @@ def read_batch_file(path: Path) -> dict[Any, Any]:
             raise _not_a_batch(path, error) from None
     if not isinstance(record, dict):
         raise DataError(f"{path} is not a CIFAR-10 batch: it holds a {type(record).__name__}, "
-                        "not a dict", hint=REFETCH_HINT)
+                        "not a dict", hint=refetch_hint(path.parent))
     return record
 
 
@@ -201,13 +210,14 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = _label_array(_get(record, "labels"))
     except KeyError as missing:
         raise DataError(f"CIFAR-10 batch file {path} has no '{missing.args[0]}' field",
-                        hint=REFETCH_HINT) from None
+                        hint=refetch_hint(path.parent)) from None
     except Exception as error:  # labels that are not integers, data that is not numbers, ...
         raise _not_a_batch(path, error) from None
     if (data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1
             or data.shape[0] != labels.shape[0]):
         raise DataError(f"CIFAR-10 batch file {path} has data of shape {data.shape} "
-                        f"for labels of shape {labels.shape}", hint=REFETCH_HINT)
+                        f"for labels of shape {labels.shape}",
+                        hint=refetch_hint(path.parent))
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -223,7 +233,7 @@ def read_class_names(directory: Path) -> tuple[str, ...]:
         classes = tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
     except KeyError:
         raise DataError(f"CIFAR-10 batch file {path} has no 'label_names' field",
-                        hint=REFETCH_HINT) from None
+                        hint=refetch_hint(path.parent)) from None
     except Exception as error:
         raise _not_a_batch(path, error) from None
     # Review: ten times "cat" trained, and reported one class, "cat", at 0 %: the per-class
@@ -233,7 +243,7 @@ def read_class_names(directory: Path) -> tuple[str, ...]:
         what = "class" if len(repeated) == 1 else "classes"
         raise DataError(f"CIFAR-10 batch file {path} names the {what} "
                         f"{' and '.join(repr(name) for name in repeated)} more than once: each "
-                        "class needs a name of its own", hint=REFETCH_HINT)
+                        "class needs a name of its own", hint=refetch_hint(path.parent))
     return classes
 
 
@@ -323,7 +333,7 @@ def load_cifar10(data_dir: str | Path, split: str = "train",
     classes = read_class_names(directory)
     if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
         raise DataError(f"CIFAR-10 labels in {directory} fall outside 0..{len(classes) - 1}",
-                        hint=REFETCH_HINT)
+                        hint=refetch_hint(directory))
     dataset = ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), classes,
                            str(directory))
     # Written only if no batch file changed while it was decoded.

@@ -317,7 +317,7 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataError(f"cannot create the data dir {data_dir}: {error.strerror or error}",
+        raise DataError(f"cannot create the data dir {data_dir} ({error.strerror or error})",
                         hint="pass --data DIR (or set DLBOX_DATA) to a writable folder",
                         ) from None
     _remove_stale_staging(data_dir)

@@ -47,7 +47,7 @@ from dlbox.data.extract import (
 from dlbox.data.layout import BATCHES_DIRNAME, batches_dir
 from dlbox.data.paths import check_data_dir_path, data_flag
 from dlbox.errors import DataError, UsageError
-from dlbox.fileio import exclusive_lock, expand_user
+from dlbox.fileio import exclusive_lock, expand_user, held_elsewhere
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -674,13 +674,20 @@ def kept_downloads(data_dir: str | Path) -> list[str]:
     fetch = f"`dlbox data fetch{data_flag(root)}{force}`"
     notes = []
     part = root / (ARCHIVE_NAME + ".part")
+    # A fetch holding the data dir's lock (_download_lock) is writing these files right now:
+    # not interrupted, and not to be deleted (review).
+    busy = held_elsewhere(root)
     for path, what, then in (
             (root / ARCHIVE_NAME, "a verified download a fetch did not extract",
              "uses it without downloading it again"),
             (part, "an interrupted download", "resumes it" if _names_a_version(part) else
              "starts it over (the server named no version of its file)")):
         with contextlib.suppress(OSError):
-            if path.is_file() and _source_record(path).is_file():
+            if path.is_file() and _source_record(path).is_file() and busy:
+                notes.append(f"another `dlbox data fetch` is fetching into {root} right now: "
+                             f"{path} ({_size_text(path.stat().st_size)}) is its download so "
+                             "far; leave it until that fetch ends")
+            elif path.is_file() and _source_record(path).is_file():
                 notes.append(f"{path} is {what} ({_size_text(path.stat().st_size)}): the "
                              f"next {fetch} from the same URL {then}; delete it to get the "
                              "space back")
@@ -715,7 +722,8 @@ def _make_data_dir(root: Path) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataError(f"cannot create the data dir {root}: {one_line(error)}",
+        raise DataError(f"cannot create the data dir {root} "
+                        f"({error.strerror or one_line(error)})",
                         hint="pass --data DIR (or set DLBOX_DATA) to a writable folder") from None
 
 

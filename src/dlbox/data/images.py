@@ -107,8 +107,14 @@ def _high_depth_to_8bit(image: Image.Image) -> Image.Image:
     at a time into the uint8 result, so memory beyond the image itself is that result (one
     byte a pixel) and one band, not a float64 copy of the whole image (8 bytes a pixel, and
     as much again for each step of the arithmetic).
+
+    A transparent colour (a PNG's tRNS: the value in info["transparency"]) becomes white, as
+    to_rgb composites 8-bit grey with a transparent colour on white (review: it was black).
     """
     mode = image.mode
+    transparent = image.info.get("transparency")
+    if isinstance(transparent, bool) or not isinstance(transparent, (int, float)):
+        transparent = None  # only grey's single value; never a palette's or alpha's
     width, height = image.size
     divisor, factor, from_float = 1.0, 1.0, mode == "F"
     if mode.startswith("I;16"):
@@ -127,6 +133,7 @@ def _high_depth_to_8bit(image: Image.Image) -> Image.Image:
             factor = 255.0
     result = np.empty((height, width), dtype=np.uint8)
     for top, values in _bands(image):  # each band a fresh float64 array: changed in place
+        hidden = values == transparent if transparent is not None else None
         if from_float:
             np.nan_to_num(values, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
         if divisor != 1.0:
@@ -135,6 +142,8 @@ def _high_depth_to_8bit(image: Image.Image) -> Image.Image:
             values *= factor
         np.rint(values, out=values)
         np.clip(values, 0, 255, out=values)
+        if hidden is not None:
+            values[hidden] = 255
         result[top:top + values.shape[0]] = values
     return Image.fromarray(result, mode="L")
 
@@ -286,10 +295,17 @@ def upright(image: Image.Image) -> Image.Image:
 
 # How PostScript / EPS files begin: plain text, or the binary DOS EPS header.
 POSTSCRIPT_MAGIC = (b"%!PS", b"\xc5\xd0\xd3\xc6")
-# How the common formats begin: a file that starts as one of them but that Pillow does not
-# recognise was cut short (a GIF cut inside its colour table, say), not some other format.
+# How the common formats begin: a file that starts as one of them but that Pillow fails on
+# is that format, cut short (a GIF cut inside its colour table, say) when it lacks its end
+# (_looks_cut_short), else a variant or damage Pillow's decoder has a reason for.
 IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
                (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+# How a whole file of each ends: PNG's IEND chunk (data some programs append after it
+# aside), JPEG's EOI marker, GIF's trailer; after any NUL padding.
+PNG_END = b"\0\0\0\0IEND\xaeB`\x82"
+JPEG_END = b"\xff\xd9"
+GIF_END = b";"
+TAIL_BYTES = 1024  # how much of a file's end is read to look for its end
 
 
 def _head(source: str | Path | bytes, size: int = 12) -> bytes:
@@ -297,20 +313,75 @@ def _head(source: str | Path | bytes, size: int = 12) -> bytes:
     return source[:size] if isinstance(source, bytes) else file_head(source, size)
 
 
+def _bytes_at(source: str | Path | bytes, offset: int, size: int) -> bytes:
+    """`size` bytes of a file (or of its bytes) from `offset`, counted from the end when
+    negative; fewer at its end, b"" when it cannot be read."""
+    if isinstance(source, bytes):
+        start = max(0, len(source) + offset) if offset < 0 else offset
+        return source[start:start + size]
+    try:
+        with open(source, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) + offset) if offset < 0 else offset)
+            return handle.read(size)
+    except (OSError, ValueError):
+        return b""
+
+
+def _image_format(source: str | Path | bytes) -> str | None:
+    """The common format (IMAGE_MAGIC) a file begins as; None for any other."""
+    head = _head(source)
+    return next((name for magic, name in IMAGE_MAGIC if head.startswith(magic)), None)
+
+
 def _is_postscript(source: str | Path | bytes) -> bool:
     return _head(source, 4) in POSTSCRIPT_MAGIC
 
 
 def _looks_cut_short(source: str | Path | bytes, length: int | None) -> bool:
-    """Whether a file Pillow failed on begins as a known image format (PNG, JPEG, GIF, TIFF),
-    or is a WebP shorter than the size its RIFF header declares: a cut copy, not a damaged
-    or unknown kind of file."""
+    """Whether a file Pillow failed on is a known image format that ends early: a PNG
+    without its IEND chunk, a JPEG not ending in its EOI marker, a GIF without its trailer, a
+    TIFF whose first directory lies past its end, a WebP shorter than the size its RIFF
+    header declares. A cut copy, not a whole file that is damaged or in a variant Pillow does
+    not read (a 12-bit JPEG, a JPEG 2000 TIFF): review, those were called cut short too."""
     head = _head(source)
-    if any(head.startswith(magic) for magic, _ in IMAGE_MAGIC):
-        return True
+    name = _image_format(source)
+    if name in ("PNG", "JPEG", "GIF"):
+        tail = _bytes_at(source, -TAIL_BYTES, TAIL_BYTES).rstrip(b"\0")
+        if name == "PNG":
+            return PNG_END not in tail
+        return not tail.endswith(JPEG_END if name == "JPEG" else GIF_END)
+    if name == "TIFF":
+        if length is None:
+            return True
+        order: Literal["little", "big"] = "little" if head[:2] == b"II" else "big"
+        directory = int.from_bytes(head[4:8], order)  # where the first directory (IFD) is
+        entries = _bytes_at(source, directory, 2)
+        return len(entries) < 2 or directory + 2 + 12 * int.from_bytes(entries, order) > length
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and length is not None:
         return length < int.from_bytes(head[4:8], "little") + 8
     return False
+
+
+def _undecodable(source: str | Path | bytes, name: str) -> ImageLoadError:
+    """A whole file that begins as the format `name` but that Pillow does not open: the reason
+    that format's own reader gives ("cannot handle 12-bit layers"), which Image.open turns
+    into "cannot identify image file"."""
+    reason = f"a {name} file Pillow cannot read"
+    factory = Image.OPEN.get(name, (None, None))[0]
+    if factory is not None:
+        try:
+            with (io.BytesIO(source) if isinstance(source, bytes)
+                  else open(source, "rb")) as handle:
+                factory(handle, "" if isinstance(source, bytes) else str(source)).close()
+        except Exception as error:
+            # Pillow wraps a KeyError, IndexError, ... of the reader in a SyntaxError
+            inner = error.args[0] if error.args else None
+            cause = inner if isinstance(inner, BaseException) else error
+            if isinstance(cause, KeyError):  # a value it has no entry for: TIFF compression
+                reason = f"{reason} (an unknown value, {cause.args[0] if cause.args else '?'})"
+            else:
+                reason = first_line(cause) or reason
+    return ImageLoadError(f"{UNDECODABLE}: {reason}", hint=FIX_RESAVE)
 
 
 def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
@@ -369,6 +440,9 @@ def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
                                  "Ghostscript); convert it to PNG or JPEG") from error
         if _looks_cut_short(source, length):
             raise _truncated() from error
+        name = _image_format(source)
+        if name is not None:  # a whole PNG, JPEG, GIF or TIFF, in a variant Pillow lacks
+            raise _undecodable(source, name) from error
         raise image_load_error(error) from error
     except Exception as error:  # any decoder failure is this file's problem, not the run's
         problem = image_load_error(error, None if isinstance(source, bytes) else source)
