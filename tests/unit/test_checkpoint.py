@@ -332,6 +332,31 @@ def test_a_missing_config_json_beside_a_checkpoint_names_the_command_too(
         read_run_config(run_dir)
 
 
+@pytest.mark.parametrize("damage", ["cut", "junk"])
+def test_a_damaged_checkpoint_is_not_offered_to_write_config_json_back(
+        tmp_path: Path, damage: str) -> None:
+    """Found by review: beside a missing or damaged config.json, a checkpoint that was cut
+    short (or not a checkpoint at all) was offered as the way back; the pasted command
+    failed with a traceback (PytorchStreamReader failed reading zip archive, KeyError)."""
+    from dlbox.training.checkpoint import read_run_config
+
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.pt"
+    save_checkpoint(last, {"config": TrainConfig(model="tiny").to_dict(),
+                           "model": {"w": torch.zeros(4096)}})
+    last.write_bytes(last.read_bytes()[:3000] if damage == "cut" else b"\x80junk" * 100)
+    with pytest.raises(RunDirError) as missing:
+        read_run_config(run_dir)
+    assert missing.value.message == (f"{run_dir} has no config.json, and its checkpoint {last} "
+                                     "cannot be read either")
+    assert missing.value.hint == "train again (or restore the run from a copy)"
+    (run_dir / "config.json").write_text("{broken")
+    with pytest.raises(RunDirError) as damaged:
+        read_run_config(run_dir)
+    assert damaged.value.hint == ("it was edited or damaged, and its checkpoint cannot be read "
+                                  "either; train again (or restore the run from a copy)")
+
+
 def test_a_flipped_bit_in_a_checkpoint_is_refused_not_loaded(tmp_path: Path) -> None:
     """Found by review: torch.load checks no CRC, so a checkpoint with a flipped byte in a
     weight loaded silently and training resumed from the damaged weights."""

@@ -418,7 +418,7 @@ def config_restore_command(run_dir: Path) -> str | None:
         found = last.is_file()
     except OSError:  # its folder may not be searched: no way back to name
         found = False
-    if not found:
+    if not found or not _holds_a_config(last):
         return None
     # on the CPU: a GPU-trained run's tensors load on any machine
     code = ('import json, sys, torch; json.dump(torch.load(sys.argv[1], map_location="cpu", '
@@ -427,12 +427,35 @@ def config_restore_command(run_dir: Path) -> str | None:
             f"{shlex.quote(str(run_dir / CONFIG_FILE))}")
 
 
+def _holds_a_config(checkpoint: Path) -> bool:
+    """Whether a checkpoint loads, with the run's settings in it (review: a cut one was
+    offered as the way back to config.json, and the command failed with a traceback)."""
+    try:
+        return isinstance(load_checkpoint(checkpoint).get("config"), Mapping)
+    except Exception:  # damaged in any way: torch's errors, ours
+        return False
+
+
+def _unreadable_checkpoint(run_dir: Path) -> bool:
+    """Whether the run has a last.pt that cannot be read back (config_restore_command is
+    None then, though the file is there)."""
+    with contextlib.suppress(OSError):
+        return (run_dir / "checkpoints" / "last.pt").is_file()
+    return False
+
+
+RESTORE_OR_TRAIN = "train again (or restore the run from a copy)"
+
+
 def config_damaged_hint(run_dir: Path) -> str:
     """How to get a damaged config.json back (config_restore_command)."""
     command = config_restore_command(run_dir)
-    if command is None:
-        return "it was edited or damaged; train again"
-    return f"it was edited or damaged; its checkpoint holds the settings too: {command}"
+    if command is not None:
+        return f"it was edited or damaged; its checkpoint holds the settings too: {command}"
+    if _unreadable_checkpoint(run_dir):
+        return f"it was edited or damaged, and its checkpoint cannot be read either; " \
+               f"{RESTORE_OR_TRAIN}"
+    return "it was edited or damaged; train again"
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
@@ -455,6 +478,10 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
             raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, but a checkpoint",
                               hint=f"write {CONFIG_FILE} back from the checkpoint, which holds "
                                    f"the run's settings: {command}")
+        if _unreadable_checkpoint(run_dir):
+            raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, and its checkpoint "
+                              f"{run_dir / 'checkpoints' / 'last.pt'} cannot be read either",
+                              hint=RESTORE_OR_TRAIN)
         raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, so it is not a dlbox run directory",
                           hint="pass a directory made by `dlbox train`")
     try:
