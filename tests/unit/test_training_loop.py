@@ -369,6 +369,27 @@ def test_metrics_behind_the_final_checkpoint_are_caught_up(fake_cifar_dir: Path,
     assert evaluated["evaluation"]["epoch"] == 2
 
 
+def test_resume_catches_up_metrics_behind_an_unfinished_checkpoint(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: docs/training.md says --resume writes metrics.json's history again
+    from the checkpoint, and says so; only a finished run's was. An unfinished run whose
+    metrics.json lagged (a SIGKILL between the two writes) kept the lag, silently, until its
+    next epoch ended."""
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(fake_cifar_dir, run, epochs=3), progress=False,
+              evaluate_at_end=False, stop=lambda epoch, step: epoch == 3)
+    whole = read_json(run / "metrics.json")
+    assert len(whole["history"]) == 2
+    (run / "metrics.json").write_text(json.dumps({**whole, "history": whole["history"][:1]}))
+    capsys.readouterr()
+    with pytest.raises(TrainingStopped):
+        resume(run, progress=False, evaluate_at_end=False, stop=lambda epoch, step: True)
+    assert ("note: metrics.json lagged its checkpoint: its history is brought up to epoch 2"
+            in capsys.readouterr().err)
+    assert read_json(run / "metrics.json")["history"] == whole["history"]
+
+
 def test_catching_up_metrics_never_stands_in_the_way(fake_cifar_dir: Path,
                                                      tmp_path: Path) -> None:
     """Found by review of the catch-up: with no metrics.json at all its test_images was

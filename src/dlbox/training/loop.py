@@ -723,6 +723,10 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     _check_resume_fits(path, state, config, train_set,
                        (saved.get("data_dir") if isinstance(saved, dict) else None) or trained_on)
     _check_metrics_file(run_dir / METRICS_FILE)
+    caught_up = catch_up_metrics(run_dir, config, state)
+    if caught_up is not None:  # it stopped after a checkpoint, before that epoch's metrics
+        tell(f"note: metrics.json lagged its checkpoint: its history is brought up to epoch "
+             f"{caught_up}")
     configure_host(torch_device, config.threads)
     manifest_path = run_dir / MANIFEST_FILE
     manifest = _read_manifest(manifest_path)
