@@ -240,3 +240,20 @@ def test_a_path_starting_with_the_tilde_of_no_user_is_taken_as_it_is(
     assert capsys.readouterr().err.startswith(
         "error: no CIFAR-10 data found in ~dlbox-no-user/env")
     assert not (tmp_path / "~dlbox-no-user").exists()
+
+
+def test_a_ctrl_c_that_surfaces_as_another_error_is_an_interruption(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Seen by review: a Ctrl-C during a late import (matplotlib's, as evaluate plots) came
+    out of the import machinery as `ImportError: initialization failed`, reported as "an
+    unexpected error ... please report it" with exit 70, not "interrupted" (130)."""
+    from dlbox.cli import models
+
+    def interrupted_import(args: object) -> int:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as ctrl_c:
+            raise ImportError("initialization failed") from ctrl_c
+
+    monkeypatch.setattr(models, "run", interrupted_import)
+    assert _cli(["models"], capsys) == (130, "", "interrupted\n")

@@ -237,8 +237,25 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as error:  # last resort: one line instead of a traceback
         if debugging():
             raise
+        if _caused_by_ctrl_c(error):
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         report_unexpected(error)
         return EXIT_INTERNAL
+
+
+def _caused_by_ctrl_c(error: BaseException) -> bool:
+    """Whether a Ctrl-C is behind `error`: one during an import (matplotlib's, as evaluate
+    plots) comes out of the import machinery as `ImportError: initialization failed`, which
+    was reported as a bug to report (review)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 if __name__ == "__main__":
