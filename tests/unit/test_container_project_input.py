@@ -227,6 +227,14 @@ def test_an_included_requirements_file_that_is_not_utf8_is_named(
     assert code == EXIT_USAGE and "extra/base.txt:2 is not UTF-8" in err
 
 
+def test_an_option_with_its_value_attached_is_read_as_pip_reads_it(tmp_path: Path) -> None:
+    """Found by review: `-rbase.txt` (pip takes a short option's value attached) was "pip
+    option -rbase.txt is not supported here", though -r is."""
+    write(tmp_path / "requirements.txt", "numpy\n-rbase.txt\n")
+    write(tmp_path / "base.txt", "rich\n")
+    assert detect_project(tmp_path).requirements == ("numpy", "rich")
+
+
 def test_requirements_with_a_byte_order_mark_are_read_as_pip_reads_them(tmp_path: Path) -> None:
     write_bytes(tmp_path / "requirements.txt", "numpy\nrich\n".encode("utf-16"))  # PowerShell
     assert detect_project(tmp_path).requirements == ("numpy", "rich")

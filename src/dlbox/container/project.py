@@ -197,10 +197,16 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
+# pip's short options that take a value, which may be attached: -rbase.txt
+_SHORT_WITH_VALUE = ("-r", "-c", "-e", "-i", "-f")
+
+
 def _split_option(line: str) -> tuple[str, str | None]:
     if "=" in line.split()[0] and line.startswith("--"):
         option, value = line.split("=", 1)
         return option, value.strip()
+    if line[:2] in _SHORT_WITH_VALUE and len(line.split()[0]) > 2:
+        return line[:2], line[2:].strip()
     parts = line.split(None, 1)
     return parts[0], (parts[1].strip() if len(parts) > 1 else None)
 
