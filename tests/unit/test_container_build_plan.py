@@ -1231,6 +1231,38 @@ def test_the_smoke_test_imports_the_frameworks_companions_and_finds_its_commands
     assert script["entry_point_modules"]("dlbox") == "dlbox (dlbox.cli)"
 
 
+def test_commands_whose_modules_were_left_out_are_told_without_the_scripts_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a [project.scripts] command whose package .dockerignore left out
+    ended "(<string>:332)", the smoke script's own line, and the hint did not say to bring
+    the package back."""
+    import json
+    from typing import Any
+
+    from dlbox.container.smoke import parse_smoke_output, require_smoke_ok, smoke_script
+
+    info = tmp_path / "dlbox_cut_proj-1.0.dist-info"
+    write(info / "METADATA", "Metadata-Version: 2.1\nName: dlbox-cut-proj\nVersion: 1.0\n")
+    write(info / "RECORD", "dlbox_cut_proj-1.0.dist-info/METADATA,,\n")
+    write(info / "entry_points.txt", "[console_scripts]\nmytrain = dlbox_cut_pkg.cli:main\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    script: dict[str, Any] = {"__name__": "dlbox_smoke"}
+    exec(compile(smoke_script(), "smoke_check.py", "exec"), script)  # noqa: S102 - our own
+    assert not script["check"]("commands of dlbox-cut-proj",
+                               lambda: script["entry_point_modules"]("dlbox-cut-proj"))
+    failed = script["RESULT"]["checks"][-1]
+    assert failed["detail"] == ("ModuleNotFoundError: the commands mytrain (dlbox_cut_pkg.cli) "
+                                "name modules the image does not have (left out by "
+                                ".dockerignore, or not packaged)")
+    result = parse_smoke_output("DLBOX_SMOKE " + json.dumps(
+        {"ok": False, "framework": "torch", "checks": [failed]}), "", 1)
+    with pytest.raises(ContainerError) as refused:
+        require_smoke_ok(result, "proj:latest-failed")
+    assert (refused.value.hint or "").startswith(
+        "bring those modules into the image (a .dockerignore line that leaves their folder "
+        "out, or a package the project's build does not include), then build again; ")
+
+
 def test_a_dependency_missing_from_the_requirements_is_named_in_the_smoke_tests_hint() -> None:
     """Found by review: `import mypkg: ModuleNotFoundError: No module named 'rich'` was
     hinted only with the image kept for a look, not with the fix."""

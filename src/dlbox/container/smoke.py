@@ -157,6 +157,10 @@ def require_smoke_ok(result: SmokeResult, image: str, deps: str | None = None) -
         fix = (f"add the package that provides {' and '.join(missing)} to the project's "
                "requirements (or build with --extras NAME, for an optional group that lists "
                "it), then build again; " if missing else "")
+        if any(check.name.startswith("commands of ") for check in result.failures):
+            fix += ("bring those modules into the image (a .dockerignore line that leaves "
+                    "their folder out, or a package the project's build does not include), "
+                    "then build again; ")
         if not tagged:
             kept = f"the image is kept untagged as {short} for a look"
         elif deps:
