@@ -616,6 +616,29 @@ def test_protected_defaults_come_back_only_when_named() -> None:
     assert not IgnoreMatcher((*DEFAULT_PATTERNS, "!.git", "!**/*.pt")).ignored(".git/x.pt")
 
 
+@pytest.mark.parametrize("allow", ["!src/**", "!src/*", "!**", "!*", "!.*"])
+def test_a_wildcard_that_names_no_file_brings_no_secret_back(allow: str) -> None:
+    """Found by the re-check: the allowlist `*`, `!src/**` (or `!*`, `!**`) matches
+    src/.env itself, so it came back: a `!` line brings a protected item back only when it
+    names it (a literal part in its last segment: `!src/.env`, `!**/*.pt`, `!id_rsa.pub`)."""
+    m = IgnoreMatcher((*DEFAULT_PATTERNS, "*", allow))
+    for secret in ("src/.env", "src/id_rsa", "src/creds/.netrc", "src/model.pt", ".env",
+                   ".git/config"):
+        assert m.ignored(secret), secret
+    if allow != "!.*":
+        assert not m.ignored("src/main.py")
+    named = IgnoreMatcher((*DEFAULT_PATTERNS, "*", allow, "!src/.env", "!**/*.pt"))
+    assert not named.ignored("src/.env") and not named.ignored("src/model.pt")
+
+
+def test_a_nested_vcs_folder_is_left_out_too() -> None:
+    """Found by the re-check: a vendored clone's src/vendor/.git (whose config may hold a
+    token in its remote URL) shipped: only the top-level .git was left out."""
+    for folder in (".git", ".hg", ".svn"):
+        assert DEFAULT.ignored(f"src/vendor/{folder}/config")
+        assert DEFAULT.ignored(f"{folder}/config")
+
+
 def test_a_dockerignore_with_a_byte_order_mark_keeps_its_first_pattern(tmp_path: Path) -> None:
     """Found by review: read as utf-8, the BOM made the first line '\\ufeffnotes' (docker
     strips the BOM)."""

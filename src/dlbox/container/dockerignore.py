@@ -10,8 +10,9 @@ matching pattern wins. The project's own `.dockerignore`, if any, is applied aft
 One exception to docker's rules: what PROTECTED_PATTERNS leave out (secrets, VCS folders,
 weight files) comes back only for a `!` pattern that matches the protected item itself (the
 file or folder the protected pattern matched) or something below it, never merely a folder
-above it: after `*` and `!src`, src/.env stays out; `!src/.env`, `!**/*.pt` or
-`!weights/backbone.pt` bring theirs back. It only ever leaves out more than docker would, so
+above it, and whose last segment names it, not wildcards alone: after `*` and `!src` (or
+`!src/**`, `!*`), src/.env stays out; `!src/.env`, `!**/*.pt` or `!weights/backbone.pt`
+bring theirs back. It only ever leaves out more than docker would, so
 the .dockerignore we hand the engine with the archive drops nothing the archive holds.
 """
 
@@ -45,6 +46,9 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     ".git",
     ".hg",
     ".svn",
+    "**/.git",  # a vendored clone's too: its config may hold a token in a remote's URL
+    "**/.hg",
+    "**/.svn",
     ".venv",
     "venv",
     "**/__pycache__",
@@ -87,12 +91,13 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     "dlbox.lock.*.tmp",
 )
 
-_VCS_PATTERNS: tuple[str, ...] = (".git", ".hg", ".svn")
+_VCS_PATTERNS: tuple[str, ...] = DEFAULT_PATTERNS[:DEFAULT_PATTERNS.index("**/.svn") + 1]
 _SECRET_PATTERNS: tuple[str, ...] = DEFAULT_PATTERNS[DEFAULT_PATTERNS.index(".env"):
                                                      DEFAULT_PATTERNS.index("dlbox.lock.*.tmp")]
 
 # Left out even when a `!` names a folder above them (an allowlist `*`, `!src`): a `!` line
-# brings one back only when it matches the protected file or folder itself, or below it.
+# brings one back only when it matches the protected file or folder itself, or below it, and
+# names it (IgnoreRule.names_an_item: not `!src/**` or `!*`).
 PROTECTED_PATTERNS: frozenset[str] = frozenset(
     (*_VCS_PATTERNS, *_SECRET_PATTERNS, *WEIGHT_PATTERNS))
 
@@ -187,6 +192,15 @@ class IgnoreRule:
         parts = path.split("/")
         return any(self.regex.match("/".join(parts[:k])) for k in range(1, len(parts)))
 
+    @cached_property
+    def names_an_item(self) -> bool:
+        """Whether the last segment says something of a name beyond wildcards and dots
+        (`.env`, `*.pt`, `id_rsa.pub`; not `*`, `**`, `.*`): a `!` line like that names what
+        it brings back, where `!src/**` or `!*` only happens to match a secret."""
+        last = self.pattern.rsplit("/", 1)[-1]
+        literal = re.sub(r"\[[^\]]*\]|[*?\\]", "", last)
+        return literal.strip(".") != ""
+
     def depths(self, path: str) -> list[int]:
         """How many parts of `path` each match is (1: its top folder), shallowest first."""
         parts = path.split("/")
@@ -216,7 +230,7 @@ class IgnoreMatcher:
                 continue
             if rule.negated:
                 # a "!" of a folder above a protected item does not bring it back
-                if held and rule.depths(path)[-1] < held:
+                if held and (rule.depths(path)[-1] < held or not rule.names_an_item):
                     continue
                 held = 0
             elif rule.protected:
