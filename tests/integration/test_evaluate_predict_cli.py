@@ -394,6 +394,11 @@ def test_a_run_another_evaluate_is_writing_is_not_called_training(
         assert main(["train", "--resume", str(run_copy), "--no-progress"]) == EXIT_ERROR
         assert capsys.readouterr().err.splitlines() == [
             busy, "hint: run it again when that ends (it takes seconds to minutes)"]
+        # a new run into it (the re-check: "run it again" was then "already holds a run")
+        assert main(["train", "--model", "tiny", "--epochs", "1",
+                     "--run-dir", str(run_copy)]) == EXIT_ERROR
+        assert capsys.readouterr().err.splitlines() == [
+            busy, "hint: pass another --run-dir: this one holds a run"]
     finally:
         holder.communicate("", timeout=60)
     assert main(["evaluate", str(run_copy), "--json"]) == EXIT_OK

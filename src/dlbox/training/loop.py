@@ -335,7 +335,8 @@ def check_new_run_dir(path: Path) -> None:
                           hint="pass another --run-dir")
     if path.is_dir() and any(path.iterdir()) and not saved_nothing(path):
         if held_elsewhere(path):  # review: "continue it with --resume" was then refused
-            raise busy_error(path, "pass another --run-dir: this one holds a run")
+            holds_a_run = "pass another --run-dir: this one holds a run"
+            raise busy_error(path, holds_a_run, evaluating=holds_a_run)
         if (path / CONFIG_FILE).exists():
             if says_finished(checkpoint_path(path, "last")):  # --resume: "nothing to resume"
                 raise RunDirError(f"{path} already holds a run, which finished",
