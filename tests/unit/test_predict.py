@@ -408,6 +408,12 @@ def write_png_with_a_flipped_byte(path: Path) -> Path:
     return path
 
 
+def _with_tail(path: Path, size: int) -> Path:
+    """`path` with `size` bytes appended after its image's end."""
+    path.write_bytes(path.read_bytes() + b"trailing data " * (size // 14 + 1))
+    return path
+
+
 def write_cut_tiff(path: Path) -> Path:
     """A compressed TIFF (its directory written after the pixels) cut in half."""
     data = _noise_bytes("TIFF", compression="tiff_lzw")
@@ -421,7 +427,13 @@ def write_cut_tiff(path: Path) -> Path:
      "cannot decode image: a TIFF file Pillow cannot read (an unknown value, 34712)"),
     (lambda d: write_png_with_a_flipped_byte(d / "flipped.png"),
      "cannot decode image: broken data stream"),
-], ids=["12-bit-jpeg", "jpeg2000-tiff", "png-flipped-byte"])
+    # data after the end (a phone's motion photo appends a video): the re-check
+    (lambda d: _with_tail(write_png_with_a_flipped_byte(d / "flipped.png"), 3000),
+     "cannot decode image: broken data stream"),
+    (lambda d: _with_tail(write_12_bit_jpeg(d / "deep.jpg"), 100),
+     "cannot decode image: cannot handle 12-bit"),
+], ids=["12-bit-jpeg", "jpeg2000-tiff", "png-flipped-byte", "png-with-a-tail",
+        "jpeg-with-a-tail"])
 def test_a_whole_file_pillow_cannot_decode_is_not_called_cut_short(
         tmp_path: Path, make, reason: str) -> None:
     """Review: any file that began as a PNG, JPEG, GIF or TIFF and failed to decode was

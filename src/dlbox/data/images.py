@@ -305,7 +305,7 @@ IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8
 PNG_END = b"\0\0\0\0IEND\xaeB`\x82"
 JPEG_END = b"\xff\xd9"
 GIF_END = b";"
-TAIL_BYTES = 1024  # how much of a file's end is read to look for its end
+TAIL_BYTES = 64 * 1024  # how much of a JPEG's or GIF's end is read to look for its end
 
 
 def _head(source: str | Path | bytes, size: int = 12) -> bytes:
@@ -327,6 +327,22 @@ def _bytes_at(source: str | Path | bytes, offset: int, size: int) -> bytes:
         return b""
 
 
+def _holds(source: str | Path | bytes, marker: bytes, block: int = 1 << 20) -> bool:
+    """Whether the file (or its bytes) holds `marker` anywhere; read a block at a time."""
+    if isinstance(source, bytes):
+        return marker in source
+    try:
+        with open(source, "rb") as handle:
+            carried = b""
+            while chunk := handle.read(block):
+                if marker in carried + chunk:
+                    return True
+                carried = chunk[-len(marker):]
+    except OSError:
+        pass
+    return False
+
+
 def _image_format(source: str | Path | bytes) -> str | None:
     """The common format (IMAGE_MAGIC) a file begins as; None for any other."""
     head = _head(source)
@@ -345,11 +361,13 @@ def _looks_cut_short(source: str | Path | bytes, length: int | None) -> bool:
     not read (a 12-bit JPEG, a JPEG 2000 TIFF): review, those were called cut short too."""
     head = _head(source)
     name = _image_format(source)
-    if name in ("PNG", "JPEG", "GIF"):
+    if name == "PNG":  # its end chunk anywhere: data after it is no part of the image
+        return not _holds(source, PNG_END)
+    if name in ("JPEG", "GIF"):
         tail = _bytes_at(source, -TAIL_BYTES, TAIL_BYTES).rstrip(b"\0")
-        if name == "PNG":
-            return PNG_END not in tail
-        return not tail.endswith(JPEG_END if name == "JPEG" else GIF_END)
+        # a JPEG's end marker may be followed by more (a motion photo's video, say), which
+        # Pillow ignores; one cut short is mostly told as such by Pillow itself
+        return JPEG_END not in tail if name == "JPEG" else not tail.endswith(GIF_END)
     if name == "TIFF":
         if length is None:
             return True
