@@ -233,6 +233,13 @@ def test_an_option_with_its_value_attached_is_read_as_pip_reads_it(tmp_path: Pat
     write(tmp_path / "requirements.txt", "numpy\n-rbase.txt\n")
     write(tmp_path / "base.txt", "rich\n")
     assert detect_project(tmp_path).requirements == ("numpy", "rich")
+    # quoted, as pip's shlex takes it (the re-check: -e ".[dev]" was an unsupported editable)
+    write(tmp_path / "requirements.txt", 'numpy\n-r "my base.txt"\n')
+    write(tmp_path / "my base.txt", "tqdm\n")
+    assert detect_project(tmp_path).requirements == ("numpy", "tqdm")
+    write(tmp_path / "requirements.txt", '-e ".[dev]"\n')
+    with pytest.raises(UsageError, match=r"is the project itself with extras"):
+        detect_project(tmp_path)
 
 
 def test_requirements_with_a_byte_order_mark_are_read_as_pip_reads_them(tmp_path: Path) -> None:

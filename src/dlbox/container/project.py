@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ast
 import codecs
+import contextlib
 import errno
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,11 +206,22 @@ _SHORT_WITH_VALUE = ("-r", "-c", "-e", "-i", "-f")
 def _split_option(line: str) -> tuple[str, str | None]:
     if "=" in line.split()[0] and line.startswith("--"):
         option, value = line.split("=", 1)
-        return option, value.strip()
-    if line[:2] in _SHORT_WITH_VALUE and len(line.split()[0]) > 2:
-        return line[:2], line[2:].strip()
-    parts = line.split(None, 1)
-    return parts[0], (parts[1].strip() if len(parts) > 1 else None)
+    elif line[:2] in _SHORT_WITH_VALUE and len(line.split()[0]) > 2:
+        option, value = line[:2], line[2:]
+    else:
+        parts = line.split(None, 1)
+        option, value = parts[0], (parts[1] if len(parts) > 1 else None)
+    return option, _unquoted(value.strip()) if value is not None else None
+
+
+def _unquoted(value: str) -> str:
+    """A quoted option value as pip reads it (shlex): `-r "my base.txt"`, `-e ".[dev]"`."""
+    if value[:1] in ("'", '"'):
+        with contextlib.suppress(ValueError):
+            words = shlex.split(value)
+            if len(words) == 1:
+                return words[0]
+    return value
 
 
 # Byte order marks pip honours in a requirements file (Windows tools write UTF-16 with one);
