@@ -204,6 +204,7 @@ _SHORT_WITH_VALUE = ("-r", "-c", "-e", "-i", "-f")
 
 
 def _split_option(line: str) -> tuple[str, str | None]:
+    value: str | None
     if "=" in line.split()[0] and line.startswith("--"):
         option, value = line.split("=", 1)
     elif line[:2] in _SHORT_WITH_VALUE and len(line.split()[0]) > 2:
