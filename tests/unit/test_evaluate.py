@@ -681,3 +681,41 @@ def test_an_output_folder_on_a_read_only_filesystem_is_not_told_to_change_permis
     assert refused.value.message == (f"cannot write {tmp_path / 'report'}: {tmp_path} is on a "
                                      "read-only filesystem")
     assert refused.value.hint == "pass a folder on a writable filesystem for the report files"
+
+
+def test_a_confusion_matrix_of_many_classes_stays_a_picture_of_sane_size(tmp_path: Path) -> None:
+    """Found by review: the figure grew with the class count squared (0.6 in a class, a count
+    written in each cell): 150 classes made a 10285x10175 PNG (Pillow's decompression bomb
+    warning), 29 s and 4.3 GB to draw; 1000 failed with MemoryError (exit 70)."""
+    n = 120
+    classes = tuple(f"class{i}" for i in range(n))
+    report.plot_confusion_matrix(tmp_path / "cm.png", torch.eye(n, dtype=torch.int64) * 3,
+                                 classes)
+    width, height = Image.open(tmp_path / "cm.png").size
+    assert width <= 2600 and height <= 2600, (width, height)
+    # few classes keep their counts written in the cells, at the size they had
+    report.plot_confusion_matrix(tmp_path / "ten.png", torch.eye(10, dtype=torch.int64) * 3,
+                                 CLASSES)
+    assert Image.open(tmp_path / "ten.png").size == (1045, 935)
+
+
+def test_the_training_curves_of_a_one_epoch_run_have_whole_epoch_ticks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a 1-epoch run's training_curves.png had ticks 0.945 ... 1.050: the
+    integer locator finds no whole numbers in the range around a single point."""
+    from matplotlib.figure import Figure
+
+    drawn: list[Figure] = []
+    real = Figure.savefig
+
+    def savefig(self: Figure, *args: object, **kwargs: object) -> None:
+        drawn.append(self)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    for epochs in (1, 3):
+        history = [{"epoch": e, "train_loss": 2.0 / e, "train_accuracy": 0.1 * e,
+                    "test_accuracy": 0.1 * e} for e in range(1, epochs + 1)]
+        assert report.plot_training_history(tmp_path / f"curves{epochs}.png", history)
+        for axes in drawn[-1].axes:
+            assert list(axes.get_xticks()) == list(range(1, epochs + 1))

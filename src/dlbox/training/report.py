@@ -115,9 +115,14 @@ def drawable_labels(classes: Sequence[str]) -> list[str]:
     return [name if drawable(name) else f"#{index}" for index, name in enumerate(classes)]
 
 
+MAX_FIGURE_SIDE = 20.0  # inches, at 110 dpi: 2,310 x 2,200 pixels at most
+COUNTED_CLASSES = 30  # up to which each cell has its count written in it
+
+
 def plot_confusion_matrix(path: Path, matrix: torch.Tensor, classes: Sequence[str],
                           title: str | None = None) -> None:
-    """A PNG heat map of the matrix, each cell annotated with its count.
+    """A PNG heat map of the matrix, each cell annotated with its count (up to
+    COUNTED_CLASSES classes; beyond, the counts are in confusion_matrix.json only).
 
     Colour is the fraction of the row (how often a true class gets each prediction), so
     classes with few test images are as readable as the others; the text is the raw count.
@@ -130,7 +135,8 @@ def plot_confusion_matrix(path: Path, matrix: torch.Tensor, classes: Sequence[st
     row_sums = counts.sum(dim=1, keepdim=True).clamp(min=1)
     fractions = (counts.double() / row_sums).numpy()
 
-    side = max(5.0, 0.6 * n + 2.5)
+    # 0.6 in a class up to MAX_FIGURE_SIDE (review: 150 classes made a 104-megapixel PNG)
+    side = min(max(5.0, 0.6 * n + 2.5), MAX_FIGURE_SIDE)
     figure = Figure(figsize=(side + 1.0, side), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
@@ -138,22 +144,27 @@ def plot_confusion_matrix(path: Path, matrix: torch.Tensor, classes: Sequence[st
     colorbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     colorbar.set_label("fraction of the true class")
     labels = drawable_labels(classes)
-    axes.set_xticks(range(n), labels=labels, rotation=45, ha="right", rotation_mode="anchor")
-    axes.set_yticks(range(n), labels=labels)
+    label_size = 10 if n <= 30 else max(3.0, 300 / n)  # in the room a class has
+    axes.set_xticks(range(n), labels=labels, rotation=45, ha="right", rotation_mode="anchor",
+                    fontsize=label_size)
+    axes.set_yticks(range(n), labels=labels, fontsize=label_size)
     axes.set_xlabel("predicted label")
     axes.set_ylabel("true label")
     if labels != list(classes):
         title = ((title + "\n") if title else "") + (
             "#N: class N in confusion_matrix.json (a name the font cannot draw)")
+    if n > COUNTED_CLASSES:  # too small to read: the counts are in confusion_matrix.json
+        title = ((title + "\n") if title else "") + "counts in confusion_matrix.json"
     if title:
         axes.set_title(title)
-    font_size = 8 if n <= 12 else 6
-    for i in range(n):
-        for j in range(n):
-            value = int(counts[i, j])
-            colour = "white" if fractions[i, j] > 0.5 else "black"
-            axes.text(j, i, str(value), ha="center", va="center", color=colour,
-                      fontsize=font_size)
+    if n <= COUNTED_CLASSES:
+        font_size = 8 if n <= 12 else 6
+        for i in range(n):
+            for j in range(n):
+                value = int(counts[i, j])
+                colour = "white" if fractions[i, j] > 0.5 else "black"
+                axes.text(j, i, str(value), ha="center", va="center", color=colour,
+                          fontsize=font_size)
     figure.tight_layout()
     write_with_atomic(path, lambda handle: figure.savefig(handle, format="png"))
 
@@ -204,8 +215,12 @@ def plot_training_history(path: Path, history: Sequence[dict[str, Any]]) -> bool
     right.set_title("accuracy")
     right.grid(alpha=0.3)
     right.legend()
+    epochs = sorted({x for xs, _ in (loss, *accuracies.values()) for x in xs})
     for axes in (left, right):  # epochs are whole numbers: no 1.25, 1.5 ticks for a short run
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) <= 10:  # each its own (a single one gave 0.945 ... 1.050: review)
+            axes.set_xticks(epochs)
+        else:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     write_with_atomic(path, lambda handle: figure.savefig(handle, format="png"))
     return True
