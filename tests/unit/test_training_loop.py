@@ -502,6 +502,31 @@ def _stopped_in_epoch_2(data_dir: Path, run: Path) -> Path:
     return run
 
 
+def test_resume_on_its_own_data_changed_since_says_it_changed(tmp_path: Path) -> None:
+    """Found by review: an image added to the run's own data folder gave "trained on 80
+    training images, but DIR gives 81" and the hint "resume with the data it was trained
+    on: --data DIR", the same folder."""
+    import shutil
+
+    from dlbox.data.synthetic import write_fake_image_folder
+
+    data = tmp_path / "data"
+    for split, seed in (("train", 0), ("test", 1)):
+        write_fake_image_folder(data / split, per_class=8, classes=3, seed=seed)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(data, run, epochs=2, num_train=None, num_test=None, batch_size=4),
+              progress=False, evaluate_at_end=False, stop=lambda epoch, step: step == 2)
+    first = sorted((data / "train").rglob("*.png"))[0]
+    shutil.copy(first, first.with_name("added.png"))
+    with pytest.raises(RunDirError) as refused:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert refused.value.message.endswith(f"was trained on 24 training images, but "
+                                          f"{data.resolve()} gives 25")
+    assert refused.value.hint == (f"the data in {data.resolve()} changed since the checkpoint: "
+                                  "put it back as it was, or start a new run on it")
+
+
 def test_resume_refuses_other_data_before_touching_the_run(fake_cifar_dir: Path,
                                                            tmp_path: Path) -> None:
     from dlbox.data.synthetic import write_fake_cifar10, write_fake_image_folder

@@ -795,6 +795,9 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
     or with weights that don't fit the model, before anything is written."""
     hint = (f"resume with the data it was trained on: --data {trained_on}" if trained_on
             else "resume with the data it was trained on (--data DIR)")
+    if trained_on and _same_folder(trained_on, config.data_dir):  # review: it named itself
+        hint = (f"the data in {config.data_dir} changed since the checkpoint: put it back as it "
+                "was, or start a new run on it")
     saved_classes = tuple(str(c) for c in state.get("classes") or ())
     if saved_classes and saved_classes != tuple(train_set.classes):
         raise RunDirError(
@@ -813,6 +816,13 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
     model = build_run_model(path.parent.parent, config, len(train_set.classes))
     load_state_dict_checked(model, state.get("model"), path, what=f"model {config.model!r}")
     _rehearse_restore(path, state, config, model, len(train_set))
+
+
+def _same_folder(one: str | Path, other: str | Path | None) -> bool:
+    try:
+        return other is not None and Path(one).resolve() == Path(other).resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        return False
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
