@@ -724,6 +724,33 @@ def test_train_on_a_data_dir_that_links_to_nothing_says_so(
     assert f"mkdir -p {tmp_path / 'nowhere'}" in hint and not (tmp_path / "run").exists()
 
 
+def test_class_folders_that_differ_only_in_unicode_form_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: train/café (composed, NFC) beside test/café (decomposed, NFD, as a
+    Mac writes it) trained as two classes that print alike: 0 % for café, `data check`
+    said ok. Refused, with the rename that makes them one."""
+    import unicodedata
+
+    composed, decomposed = (unicodedata.normalize(form, "café") for form in ("NFC", "NFD"))
+    write_fake_image_folder(tmp_path / "train", per_class=2, classes=2)
+    write_fake_image_folder(tmp_path / "test", per_class=2, classes=2)
+    (tmp_path / "train" / "class_0").rename(tmp_path / "train" / composed)
+    (tmp_path / "test" / "class_0").rename(tmp_path / "test" / decomposed)
+    message = (f"class folders train/{composed} and test/{decomposed} are one name written in "
+               "two Unicode forms (composed and decomposed, as macOS writes names): dlbox "
+               "would read two classes that print alike")
+    hint = (f"rename the tree's names to one form: convmv -r -f utf8 -t utf8 --nfc --notest "
+            f"{tmp_path} (Debian: apt-get install convmv)")
+    assert main(["data", "check", "--data", str(tmp_path)]) == 1
+    assert f"problem: {message}" in capsys.readouterr().out
+    assert main(["train", "--data", str(tmp_path), "--model", "tiny", "--device", "cpu",
+                 "--run-dir", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"error: {message}", f"hint: {hint}"]
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "test" / decomposed).rename(tmp_path / "test" / composed)  # as convmv does
+    assert main(["data", "check", "--data", str(tmp_path)]) == 0
+
+
 def test_check_notes_class_folders_that_differ_only_in_case(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Found by review: train/Cat beside test/cat passed data check ("ok"): two classes to
