@@ -719,3 +719,18 @@ def test_the_training_curves_of_a_one_epoch_run_have_whole_epoch_ticks(
         assert report.plot_training_history(tmp_path / f"curves{epochs}.png", history)
         for axes in drawn[-1].axes:
             assert list(axes.get_xticks()) == list(range(1, epochs + 1))
+
+
+def test_test_images_of_some_of_the_runs_classes_are_told_the_mkdir_that_evaluates_them(
+        tmp_path: Path) -> None:
+    """Found by review: `evaluate --data onlycats --output DIR` (a folder of cats, for a
+    cat/dog run) said only "pass the data the run was trained on", the one thing --output
+    is there to avoid; an empty test/dog makes it run (dog is then n/a)."""
+    (tmp_path / "test" / "cat").mkdir(parents=True)
+    with pytest.raises(DataError) as refused:
+        ev.check_classes(("cat", "dog", "bird"), ("cat",), str(tmp_path / "test"))
+    assert "(it lacks" in refused.value.message
+    assert refused.value.hint == (
+        "to evaluate these images, give the test data an empty folder for each class it "
+        f"lacks: mkdir {tmp_path / 'test' / 'dog'} {tmp_path / 'test' / 'bird'}; or pass the "
+        "data the run was trained on with --data DIR")

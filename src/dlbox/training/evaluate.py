@@ -46,7 +46,7 @@ from dlbox.errors import (
 )
 from dlbox.fileio import atomic_open, folder_write_error, read_json, write_json_atomic
 from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders, signals_held
-from dlbox.text import listed, tell
+from dlbox.text import listed, shell_quote, tell
 from dlbox.training import report
 from dlbox.training.manifest import software_versions
 from dlbox.training.progress import spinner
@@ -351,10 +351,18 @@ def check_classes(model_classes: Sequence[str] | None,
         differ = "; ".join(part for part in (
             f"it lacks {listed(missing, 10, counted=True)}" if missing else "",
             f"it adds {listed(extra, 10, counted=True)}" if extra else "") if part)
+        hint = "pass the data the run was trained on with --data DIR"
+        if missing and not extra and where and Path(where).name == "test" \
+                and Path(where).is_dir() and len(missing) <= 10:
+            # an image tree of some of the run's classes (a folder of new cat photos): an
+            # empty folder is a class, which evaluate then reports as n/a (review)
+            folders = " ".join(shell_quote(Path(where) / name) for name in missing)
+            hint = ("to evaluate these images, give the test data an empty folder for each "
+                    f"class it lacks: mkdir {folders}; or {hint}")
         raise DataError(
             f"the run was trained on classes {_classes(model_classes)} but the test data"
             f"{f' in {where}' if where else ''} has {_classes(data_classes)} ({differ})",
-            hint="pass the data the run was trained on with --data DIR")
+            hint=hint)
     return tuple(model_classes)
 
 
