@@ -292,6 +292,18 @@ def test_a_tree_without_split_folders_says_so(tmp_path: Path, point_at: str) -> 
     assert "dlbox data fetch" in (info.value.hint or "")
 
 
+def test_a_tree_without_split_folders_read_for_its_test_split_is_told_test(
+        tmp_path: Path) -> None:
+    """Found by review: `dlbox evaluate RUN --data newphotos` (newphotos/<class>/*.png) was
+    told to move the class folders into newphotos/train/ and put held-out images in test/:
+    done, it failed next with "no 'test' split". Evaluate reads test/<class>/ only."""
+    data_dir = write_fake_image_folder(tmp_path / "newphotos", per_class=2, classes=2)
+    with pytest.raises(DataError) as info:
+        load_dataset(data_dir, "test")
+    assert info.value.hint == (f"the test images go in one folder per class under a test/ "
+                               f"split folder: move the class folders into {data_dir / 'test'}/")
+
+
 def test_images_not_in_class_folders_are_told_where_they_go(tmp_path: Path) -> None:
     """Review: train/*.png and test/*.png (no class folders) were "class folders with images
     (test, train) but no split folder", whose hint moved test/ into train/; and --data at

@@ -140,12 +140,13 @@ def renames(folder: Path, lookalikes: dict[str, str]) -> str:
                      for name, split in lookalikes.items())
 
 
-def no_data_error(data_dir: str | Path) -> DataError:
+def no_data_error(data_dir: str | Path, split: str | None = None) -> DataError:
     """The error for a data dir with no layout dlbox reads. When what is there is nearly a
     layout -- batch files in a folder not named cifar-10-batches-py, two or more image trees
     one level down, an image tree without split folders (DIR/<class>/*.png, the plain
     ImageFolder layout, or one split folder itself) -- it says so and what to change, instead
-    of just "no CIFAR-10 data found" with a hint to download it."""
+    of just "no CIFAR-10 data found" with a hint to download it. `split`: the one the
+    command reads, when only one ("test" for evaluate)."""
     data_dir = Path(data_dir)
     try:  # a file, or a link to nothing, where the folder should be: say that, not "fetch"
         check_data_dir_path(data_dir)
@@ -195,6 +196,9 @@ def no_data_error(data_dir: str | Path) -> DataError:
     if data_dir.name in SPLITS:
         hint = (f"pass --data {data_dir.parent} (the folder that holds {data_dir.name}/), "
                 "with the other split beside it")
+    elif split == "test":  # evaluate: test/<class>/ is all it reads (review)
+        hint = ("the test images go in one folder per class under a test/ split folder: "
+                f"move the class folders into {data_dir / 'test'}/")
     else:
         hint = (f"an image tree needs one folder per split: move the class folders into "
                 f"{data_dir / 'train'}/ and put held-out images in "
@@ -395,7 +399,7 @@ def _split_layout(data_dir: str | Path, split: str) -> tuple[DataLayout, Path]:
         raise DataError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
     layout = detect_layout(data_dir)
     if layout is None:
-        raise no_data_error(data_dir)
+        raise no_data_error(data_dir, split)
     split_root = layout.root / split
     if layout.kind != "cifar10-batches" and not find_classes(split_root):
         lookalikes = {name: to for name, to in split_lookalikes(layout.root).items()
