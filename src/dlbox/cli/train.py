@@ -31,8 +31,10 @@ SETTING_FLAGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "momentu
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train a model (default: the best one for this device)",
-        description="Train a model on CIFAR-10 and evaluate it. Settings default to the "
-                    "model's recipe for the device (see `dlbox models`); flags override them.",
+        description="Train a model on CIFAR-10 (or your own image tree: DIR/train/<class>/ and "
+                    "DIR/test/<class>/, see docs/data.md) and evaluate it. Settings default to "
+                    "the model's recipe for the device (see `dlbox models`); flags override "
+                    "them.",
     )
     parser.add_argument("--model", help="model name from `dlbox models` "
                                         "(default: speedrun, with its CPU recipe on the CPU)")
@@ -51,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--data", metavar="DIR",
-                        help="data dir (default: $DLBOX_DATA, else the user cache dir; with "
+                        help="data dir: CIFAR-10, or an image tree DIR/{train,test}/<class>/"
+                             "<image> (default: $DLBOX_DATA, else the user cache dir; with "
                              "--resume, the run's own, unless that is a container's /data "
                              "that is not on this machine)")
     parser.add_argument("--run-dir", metavar="DIR",
