@@ -683,14 +683,14 @@ def kept_downloads(data_dir: str | Path) -> list[str]:
             (part, "an interrupted download", "resumes it" if _names_a_version(part) else
              "starts it over (the server named no version of its file)")):
         with contextlib.suppress(OSError):
-            if path.is_file() and _source_record(path).is_file() and busy:
-                notes.append(f"another `dlbox data fetch` is fetching into {root} right now: "
-                             f"{path} ({_size_text(path.stat().st_size)}) is its download so "
-                             "far; leave it until that fetch ends")
-            elif path.is_file() and _source_record(path).is_file():
-                notes.append(f"{path} is {what} ({_size_text(path.stat().st_size)}): the "
-                             f"next {fetch} from the same URL {then}; delete it to get the "
-                             "space back")
+            if not (path.is_file() and _source_record(path).is_file()):
+                continue
+            size = _size_text(path.stat().st_size)
+            notes.append(f"another `dlbox data fetch` is fetching into {root} right now: "
+                         f"{path} ({size}) is its download so far; leave it until that fetch "
+                         "ends" if busy else
+                         f"{path} is {what} ({size}): the next {fetch} from the same URL "
+                         f"{then}; delete it to get the space back")
     return notes
 
 
