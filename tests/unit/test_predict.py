@@ -414,6 +414,19 @@ def _with_tail(path: Path, size: int) -> Path:
     return path
 
 
+def write_camera_jpeg_cut_after_its_thumbnail(path: Path) -> Path:
+    """A camera's JPEG (an EXIF segment holding a thumbnail, itself a JPEG with its own end
+    marker) cut just after that segment: the re-check found the thumbnail's end marker taken
+    for the image's (it was "cannot decode image: unpack_from requires ...")."""
+    thumbnail = _noise_bytes("JPEG")
+    body = b"Exif\0\0" + bytes(thumbnail)
+    app1 = b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+    photo = bytes(_noise_bytes("JPEG"))
+    data = photo[:2] + app1 + photo[2:]
+    path.write_bytes(data[:2 + len(app1) + 20])
+    return path
+
+
 def write_cut_tiff(path: Path) -> Path:
     """A compressed TIFF (its directory written after the pixels) cut in half."""
     data = _noise_bytes("TIFF", compression="tiff_lzw")
@@ -455,7 +468,8 @@ def test_a_whole_file_pillow_cannot_decode_is_not_called_cut_short(
     lambda d: write_truncated(d / "cut.webp", "WEBP"),
     lambda d: write_truncated(d / "cut.png", "PNG", keep=0.01),
     lambda d: write_truncated(d / "cut.jpg", "JPEG", keep=0.01),
-], ids=["tiff", "gif", "webp", "png", "jpeg"])
+    lambda d: write_camera_jpeg_cut_after_its_thumbnail(d / "photo.jpg"),
+], ids=["tiff", "gif", "webp", "png", "jpeg", "jpeg-with-a-thumbnail"])
 def test_a_file_that_ends_early_is_still_called_cut_short(tmp_path: Path, make) -> None:
     """Those that Pillow does not call truncated itself included: a compressed TIFF (its
     directory comes last), a GIF cut in its colour table, a WebP."""

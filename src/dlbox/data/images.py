@@ -305,7 +305,8 @@ IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8
 PNG_END = b"\0\0\0\0IEND\xaeB`\x82"
 JPEG_END = b"\xff\xd9"
 GIF_END = b";"
-TAIL_BYTES = 64 * 1024  # how much of a JPEG's or GIF's end is read to look for its end
+TAIL_BYTES = 1024  # how much of a GIF's end is read to look for its end
+JPEG_HEADERS = 16 << 20  # the most of a JPEG's start read for the segments before its image
 
 
 def _head(source: str | Path | bytes, size: int = 12) -> bytes:
@@ -327,12 +328,15 @@ def _bytes_at(source: str | Path | bytes, offset: int, size: int) -> bytes:
         return b""
 
 
-def _holds(source: str | Path | bytes, marker: bytes, block: int = 1 << 20) -> bool:
-    """Whether the file (or its bytes) holds `marker` anywhere; read a block at a time."""
+def _holds(source: str | Path | bytes, marker: bytes, block: int = 1 << 20,
+           start: int = 0) -> bool:
+    """Whether the file (or its bytes) holds `marker` anywhere from `start`; read a block at
+    a time."""
     if isinstance(source, bytes):
-        return marker in source
+        return marker in source[start:]
     try:
         with open(source, "rb") as handle:
+            handle.seek(start)
             carried = b""
             while chunk := handle.read(block):
                 if marker in carried + chunk:
@@ -363,11 +367,10 @@ def _looks_cut_short(source: str | Path | bytes, length: int | None) -> bool:
     name = _image_format(source)
     if name == "PNG":  # its end chunk anywhere: data after it is no part of the image
         return not _holds(source, PNG_END)
-    if name in ("JPEG", "GIF"):
-        tail = _bytes_at(source, -TAIL_BYTES, TAIL_BYTES).rstrip(b"\0")
-        # a JPEG's end marker may be followed by more (a motion photo's video, say), which
-        # Pillow ignores; one cut short is mostly told as such by Pillow itself
-        return JPEG_END not in tail if name == "JPEG" else not tail.endswith(GIF_END)
+    if name == "JPEG":
+        return not _jpeg_ends(source)
+    if name == "GIF":
+        return not _bytes_at(source, -TAIL_BYTES, TAIL_BYTES).rstrip(b"\0").endswith(GIF_END)
     if name == "TIFF":
         if length is None:
             return True
@@ -378,6 +381,30 @@ def _looks_cut_short(source: str | Path | bytes, length: int | None) -> bool:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and length is not None:
         return length < int.from_bytes(head[4:8], "little") + 8
     return False
+
+
+def _jpeg_ends(source: str | Path | bytes) -> bool:
+    """Whether a JPEG's image data starts (its own start of scan, after the segments before
+    it) and has an end marker after it. One inside an EXIF thumbnail (a camera's) is no end
+    of the image (the re-check); data after the image's end (a motion photo's video) is
+    allowed. Entropy-coded data never holds FF D9 (an FF in it is followed by 00)."""
+    data = source if isinstance(source, bytes) else _bytes_at(source, 0, JPEG_HEADERS)
+    position = 2  # past the start-of-image marker
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return True  # not the segments of a JPEG: damage, for the decoder's reason
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            position += 2
+            continue
+        end = position + 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        if marker == 0xDA:  # start of scan: the image's data, then its end marker
+            return _holds(source, JPEG_END, start=end)
+        position = end
+    return len(data) >= JPEG_HEADERS  # else cut before its image data
 
 
 def _undecodable(source: str | Path | bytes, name: str) -> ImageLoadError:
