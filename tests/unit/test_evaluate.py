@@ -734,3 +734,21 @@ def test_test_images_of_some_of_the_runs_classes_are_told_the_mkdir_that_evaluat
         "to evaluate these images, give the test data an empty folder for each class it "
         f"lacks: mkdir {tmp_path / 'test' / 'dog'} {tmp_path / 'test' / 'bird'}; or pass the "
         "data the run was trained on with --data DIR")
+
+
+def test_test_data_naming_the_runs_classes_in_another_unicode_form_is_told_so(
+        tmp_path: Path) -> None:
+    """Found by the re-check: a run trained on café (composed) evaluated on test/café
+    (decomposed, copied from a Mac) said "it lacks café; it adds café"."""
+    import unicodedata
+
+    composed, decomposed = (unicodedata.normalize(form, "café") for form in ("NFC", "NFD"))
+    (tmp_path / "test" / decomposed).mkdir(parents=True)
+    with pytest.raises(DataError) as refused:
+        ev.check_classes((composed, "dog"), (decomposed, "dog"), str(tmp_path / "test"))
+    assert refused.value.message == (
+        f"the test data in {tmp_path / 'test'} writes the class {decomposed} in another Unicode "
+        "form than the run (decomposed, as macOS writes names, where the run's is composed)")
+    assert refused.value.hint == ("rename its names to the run's form: convmv -r -f utf8 -t "
+                                  f"utf8 --nfc --notest {tmp_path} (Debian: apt-get install "
+                                  "convmv)")
