@@ -237,6 +237,8 @@ def test_an_option_with_its_value_attached_is_read_as_pip_reads_it(tmp_path: Pat
     write(tmp_path / "requirements.txt", 'numpy\n-r "my base.txt"\n')
     write(tmp_path / "my base.txt", "tqdm\n")
     assert detect_project(tmp_path).requirements == ("numpy", "tqdm")
+    write(tmp_path / "requirements.txt", 'numpy\n-r my\\ base.txt\n')  # escaped, as shlex
+    assert detect_project(tmp_path).requirements == ("numpy", "tqdm")
     write(tmp_path / "requirements.txt", '-e ".[dev]"\n')
     with pytest.raises(UsageError, match=r"is the project itself with extras"):
         detect_project(tmp_path)

@@ -216,8 +216,9 @@ def _split_option(line: str) -> tuple[str, str | None]:
 
 
 def _unquoted(value: str) -> str:
-    """A quoted option value as pip reads it (shlex): `-r "my base.txt"`, `-e ".[dev]"`."""
-    if value[:1] in ("'", '"'):
+    """A quoted or escaped option value as pip reads it (shlex): `-r "my base.txt"`,
+    `-r my\\ base.txt`, `-e ".[dev]"`."""
+    if value[:1] in ("'", '"') or "\\" in value:
         with contextlib.suppress(ValueError):
             words = shlex.split(value)
             if len(words) == 1:
