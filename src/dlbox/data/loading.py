@@ -194,8 +194,9 @@ def no_data_error(data_dir: str | Path, split: str | None = None) -> DataError:
     message = (f"{message}: it holds class folders with images ({shown}) but no "
                f"{' or '.join(s + '/' for s in SPLITS)} split folder")
     if data_dir.name in SPLITS:
-        hint = (f"pass --data {data_dir.parent} (the folder that holds {data_dir.name}/), "
-                "with the other split beside it")
+        hint = (f"pass --data {data_dir.parent} (the folder that holds {data_dir.name}/)"
+                + ("" if split == data_dir.name == "test" else  # evaluate needs no train/
+                   ", with the other split beside it"))
     elif split == "test":  # evaluate: test/<class>/ is all it reads (review)
         hint = ("the test images go in one folder per class under a test/ split folder: "
                 f"move the class folders into {data_dir / 'test'}/")
