@@ -603,3 +603,28 @@ def test_a_shell_pattern_that_matched_nothing_says_so(
     (tmp_path / literal).write_bytes(b"")
     assert main(["predict", "run", literal]) == EXIT_OK
     assert capsys.readouterr().err == ""
+
+
+def test_a_quoted_pattern_that_matches_files_reads_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the docs check: `dlbox predict RUN 'photos/*.png'` (quoted, or "$DIR/*.png"
+    in a script) said "no file matches this pattern" of a pattern three files match."""
+    import dlbox.training.predict as predict_module
+    from dlbox.cli import main
+    from dlbox.errors import EXIT_OK
+
+    read: list[str] = []
+
+    def predict_images(run_dir: object, paths: list[str], **kwargs: object) -> list[object]:
+        read.extend(paths)
+        return [PredictionResult(str(p), "cat", 0.9, (("cat", 0.9),)) for p in paths]
+
+    monkeypatch.setattr(predict_module, "predict_images", predict_images)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    for name in ("b.png", "a.png", "c.jpg"):
+        Image.fromarray(RGB).save(tmp_path / "photos" / name)
+    assert main(["predict", "run", "photos/*.png"]) == EXIT_OK
+    assert read == ["photos/a.png", "photos/b.png"]
+    assert capsys.readouterr().err == ""

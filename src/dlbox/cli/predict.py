@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import stat
@@ -22,7 +23,7 @@ EMPTY_IMAGE_PATH = "an empty path, not an image file (is the shell variable you 
 STDIN_IMAGE = ("images are read from files, not from stdin (-)",
                "save the image to a file and pass its path (a file named - is ./-)")
 # A shell passes a pattern that matched no file on as it was (bash without nullglob):
-# "photos/*.jpg: no such file" did not say why (review).
+# "photos/*.jpg: no such file" did not say why (review). One quoted is expanded here.
 GLOB_CHARACTERS = "*?["
 UNMATCHED_PATTERN = ("no file matches this pattern (the shell passed it on as it was)",
                      "check the pattern (case counts: *.JPG is not *.jpg), or pass the folder "
@@ -137,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         elif image == "-":  # the Unix spelling of stdin, which was "no such file"
             entries.append(PredictionFailure(image, *STDIN_IMAGE))
         elif any(c in image for c in GLOB_CHARACTERS) and not os.path.lexists(image):
-            entries.append(PredictionFailure(image, *UNMATCHED_PATTERN))
+            # a pattern the shell left alone: quoted ("$DIR/*.png"), or matching nothing
+            entries += sorted(glob.glob(image)) or [PredictionFailure(image, *UNMATCHED_PATTERN)]
         elif is_folder(image):  # the images in it, in path order
             found = images_in_folder(Path(image))
             entries += [entry if isinstance(entry, PredictionFailure) else str(entry)
