@@ -984,3 +984,28 @@ def test_a_data_dir_that_cannot_be_created_says_why_in_a_few_words(
         assert info.value.message == (f"cannot create the data dir {root} (Operation not "
                                       "permitted)")
         assert info.value.hint == "pass --data DIR (or set DLBOX_DATA) to a writable folder"
+
+
+def test_data_check_while_a_fetch_replaces_the_data_leaves_its_old_copy_alone(
+        tmp_path: Path) -> None:
+    """Found by the docs check: while a `fetch --force` swapped its folders in, data check
+    told to delete its .cifar-10-batches-py.old.* copy by hand (docs/data.md says the notes
+    of a running fetch's files say so instead)."""
+    import fcntl
+    import os
+
+    from dlbox.data.loading import check_data
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    root = write_fake_cifar10(tmp_path / "d", n_train=20, n_test=10).parent
+    old = root / ".cifar-10-batches-py.old.abc"
+    old.mkdir()
+    fd = os.open(root, os.O_RDONLY)  # what a running fetch holds (another process's lock)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        notes = check_data(root).notes
+    finally:
+        os.close(fd)
+    assert (f"another `dlbox data fetch` is fetching into {root} right now: {old} is the copy "
+            "it replaces, removed when it ends") in notes
+    assert any(note.startswith(f"{old} is an old copy") for note in check_data(root).notes)

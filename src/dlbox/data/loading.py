@@ -42,6 +42,7 @@ from dlbox.data.imagefolder import (
 )
 from dlbox.data.paths import check_data_dir_path, data_flag, fetch_hint
 from dlbox.errors import DataError, DlboxError, NoDataError
+from dlbox.fileio import held_elsewhere
 from dlbox.text import listed, shell_quote, shown_name, tell
 
 
@@ -684,8 +685,12 @@ def check_data(data_dir: str | Path) -> DataReport:
             notes.append("no archive checksum recorded (data not extracted by `dlbox data fetch`)")
         classes, files, splits = _check_cifar_batches(layout.root, record, problems, notes)
         checksum = record["archive"]["sha256"] if record is not None else None
+        fetching = held_elsewhere(layout.root.parent)  # a fetch swapping its folders in
         for old_copy in sorted(layout.root.parent.glob(f".{BATCHES_DIRNAME}.old.*")):
-            notes.append(f"{old_copy} is an old copy that a `dlbox data fetch --force` could "
+            notes.append(f"another `dlbox data fetch` is fetching into {layout.root.parent} "
+                         f"right now: {old_copy} is the copy it replaces, removed when it ends"
+                         if fetching else
+                         f"{old_copy} is an old copy that a `dlbox data fetch --force` could "
                          "not delete; delete it by hand to get its space back")
         shadowed = shadowed_image_tree(data_dir)
         if shadowed is not None:
