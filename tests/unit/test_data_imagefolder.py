@@ -303,10 +303,10 @@ def test_a_tree_without_split_folders_read_for_its_test_split_is_told_test(
     assert info.value.hint == (f"the test images go in one folder per class under a test/ "
                                f"split folder: move the class folders into {data_dir / 'test'}/")
     # --data at the test split itself: its parent is all evaluate needs, no train/ beside it
-    split = write_fake_image_folder(tmp_path / "tree" / "test", per_class=2, classes=2)
+    split = write_fake_image_folder(tmp_path / "my tree" / "test", per_class=2, classes=2)
     with pytest.raises(DataError) as info:
         load_dataset(split, "test")
-    assert info.value.hint == f"pass --data {tmp_path / 'tree'} (the folder that holds test/)"
+    assert info.value.hint == f"pass --data '{tmp_path / 'my tree'}' (the folder that holds test/)"
 
 
 def test_images_not_in_class_folders_are_told_where_they_go(tmp_path: Path) -> None:

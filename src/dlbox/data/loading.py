@@ -195,7 +195,8 @@ def no_data_error(data_dir: str | Path, split: str | None = None) -> DataError:
     message = (f"{message}: it holds class folders with images ({shown}) but no "
                f"{' or '.join(s + '/' for s in SPLITS)} split folder")
     if data_dir.name in SPLITS:
-        hint = (f"pass --data {data_dir.parent} (the folder that holds {data_dir.name}/)"
+        hint = (f"pass --data {shell_quote(data_dir.parent)} (the folder that holds "
+                f"{data_dir.name}/)"
                 + ("" if split == data_dir.name == "test" else  # evaluate needs no train/
                    ", with the other split beside it"))
     elif split == "test":  # evaluate: test/<class>/ is all it reads (review)
