@@ -512,6 +512,24 @@ def test_offline_with_an_apt_txt_is_refused_before_the_build(tmp_path: Path) -> 
         plan(request)
 
 
+def test_offline_with_an_empty_wheelhouse_is_refused_naming_it(tmp_path: Path) -> None:
+    """Found by the docs check: --offline with a wheelhouse holding no wheels got, after the
+    first image stages, "pip download -d WHEELHOUSE ...": a placeholder, not its folder."""
+    from dlbox.container.build import BuildRequest, plan
+
+    (tmp_path / "requirements.txt").write_text("numpy==1.26.4\n")
+    wheels = tmp_path / "my wheels"
+    wheels.mkdir()
+    request = BuildRequest(project_dir=tmp_path, device="cpu", offline=True, wheelhouse=wheels,
+                           lock_path=tmp_path / "dlbox.lock")
+    with pytest.raises(UsageError) as refused:
+        plan(request)
+    assert refused.value.message == f"--offline, but the wheelhouse {wheels} holds no wheels"
+    assert refused.value.hint == (
+        f"fill it on a machine with network: pip download -d '{wheels}' -r "
+        f"{tmp_path / 'requirements.txt'} (and the framework's wheels); or drop --offline")
+
+
 @pytest.mark.parametrize("line, expected", [
     # pip takes a bare URL; the lock needs the name: a wheel's file name gives it ...
     ("https://files.example/pkgs/Typing_Extensions-4.12.2-py3-none-any.whl",

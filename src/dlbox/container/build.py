@@ -76,7 +76,7 @@ from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
 from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
 from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
 from dlbox.fileio import check_writable, expand_user
-from dlbox.text import has_url_credentials, listed, redact_url_credentials
+from dlbox.text import has_url_credentials, listed, redact_url_credentials, shell_quote
 
 Log = Callable[[str], None]
 RESOLVE_TIMEOUT_S = 900
@@ -848,9 +848,26 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
                           f"({', '.join(met)}), and its pins meet them: built from the lock "
                           "as it is",)
     wheelhouse = scan_wheelhouse(expand_user(request.wheelhouse)) if request.wheelhouse else ()
+    if request.offline and request.wheelhouse is not None and entry is None and not wheelhouse:
+        # a first build resolves with pip, which then has nothing (a lock's pins get the full
+        # download command when the build checks them)
+        _refuse_an_empty_wheelhouse(expand_user(request.wheelhouse), project.root)
     return Plan(project, framework, target, key, lock_path, entries, entry, wheelhouse,
                 version_for_project(project, framework, request.framework_version),
                 lock_notes, base_image)
+
+
+def _refuse_an_empty_wheelhouse(folder: Path, project_root: Path) -> None:
+    """--offline with a wheelhouse that holds no wheels, refused before any stage is built
+    (the docs check: pip's resolution failed later, with `pip download -d WHEELHOUSE`)."""
+    if not folder.is_dir():
+        return
+    listed_in = project_root / "requirements.txt"
+    what = f"-r {shell_quote(listed_in)}" if listed_in.is_file() else "the project's requirements"
+    raise UsageError(f"--offline, but the wheelhouse {folder} holds no wheels",
+                     hint=f"fill it on a machine with network: pip download -d "
+                          f"{shell_quote(folder)} {what} (and the framework's wheels); or drop "
+                          "--offline")
 
 
 def _default_bases() -> set[str]:
