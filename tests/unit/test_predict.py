@@ -628,3 +628,9 @@ def test_a_quoted_pattern_that_matches_files_reads_them(
     assert main(["predict", "run", "photos/*.png"]) == EXIT_OK
     assert read == ["photos/a.png", "photos/b.png"]
     assert capsys.readouterr().err == ""
+    # a folder it matches is read as a folder named (the re-check: "is a directory")
+    (tmp_path / "photos" / "sub").mkdir()
+    Image.fromarray(RGB).save(tmp_path / "photos" / "sub" / "d.png")
+    read.clear()
+    assert main(["predict", "run", "photos/s*"]) == EXIT_OK
+    assert read == ["photos/sub/d.png"]

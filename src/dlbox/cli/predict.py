@@ -16,7 +16,7 @@ from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, UsageError
 from dlbox.text import plural, shell_quote, shown_name
 
 if TYPE_CHECKING:
-    from dlbox.training.predict import PredictionResult
+    from dlbox.training.predict import PredictionFailure, PredictionResult
 
 
 EMPTY_IMAGE_PATH = "an empty path, not an image file (is the shell variable you used set?)"
@@ -28,6 +28,21 @@ GLOB_CHARACTERS = "*?["
 UNMATCHED_PATTERN = ("no file matches this pattern (the shell passed it on as it was)",
                      "check the pattern (case counts: *.JPG is not *.jpg), or pass the folder "
                      "itself (predict reads the images in a folder)")
+
+
+def _expand_patterns(images: list[str]) -> list[str | PredictionFailure]:
+    """The IMAGE arguments with a pattern the shell left alone (quoted, "$DIR/*.png" in a
+    script) expanded as the shell would, sorted, folders included; one that matches nothing
+    is a failure in its place."""
+    from dlbox.training.predict import PredictionFailure
+
+    expanded: list[str | PredictionFailure] = []
+    for image in images:
+        if any(c in image for c in GLOB_CHARACTERS) and not os.path.lexists(image):
+            expanded += sorted(glob.glob(image)) or [PredictionFailure(image, *UNMATCHED_PATTERN)]
+        else:
+            expanded.append(image)
+    return expanded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -132,14 +147,13 @@ def run(args: argparse.Namespace) -> int:
     # An empty IMAGE ("$IMG" unset) fails on its own like any file that cannot be read (the
     # others still get predictions), with a reason that says so rather than `no such file`.
     entries: list[str | PredictionFailure] = []
-    for image in args.images:
-        if not image.strip():
+    for image in _expand_patterns(args.images):
+        if isinstance(image, PredictionFailure):
+            entries.append(image)
+        elif not image.strip():
             entries.append(PredictionFailure(image, EMPTY_IMAGE_PATH))
         elif image == "-":  # the Unix spelling of stdin, which was "no such file"
             entries.append(PredictionFailure(image, *STDIN_IMAGE))
-        elif any(c in image for c in GLOB_CHARACTERS) and not os.path.lexists(image):
-            # a pattern the shell left alone: quoted ("$DIR/*.png"), or matching nothing
-            entries += sorted(glob.glob(image)) or [PredictionFailure(image, *UNMATCHED_PATTERN)]
         elif is_folder(image):  # the images in it, in path order
             found = images_in_folder(Path(image))
             entries += [entry if isinstance(entry, PredictionFailure) else str(entry)
