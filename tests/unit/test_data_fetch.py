@@ -1006,6 +1006,7 @@ def test_data_check_while_a_fetch_replaces_the_data_leaves_its_old_copy_alone(
         notes = check_data(root).notes
     finally:
         os.close(fd)
-    assert (f"another `dlbox data fetch` is fetching into {root} right now: {old} is the copy "
-            "it replaces, removed when it ends") in notes
+    assert (f"another `dlbox data fetch` is fetching into {root} right now: {old} may be the "
+            "copy it replaces, which it removes; if it is still there when that fetch ends, "
+            "delete it by hand") in notes
     assert any(note.startswith(f"{old} is an old copy") for note in check_data(root).notes)

@@ -424,6 +424,14 @@ def test_two_image_trees_one_level_down_are_named_not_reported_as_nothing(
     assert "it holds 2 image trees (jpeg/, png/)" in info.value.message
     assert f"--data {tmp_path / 'jpeg'}" in (info.value.hint or "")
     assert len(load_dataset(tmp_path / "png", "train")) == 2
+    # pasted, the hint's --data works with a space in the path too (the re-check)
+    spaced = tmp_path / "two trees"
+    for name in ("set a", "set b"):
+        write_fake_image_folder(spaced / name / "train", per_class=1, classes=2)
+        write_fake_image_folder(spaced / name / "test", per_class=1, classes=2)
+    with pytest.raises(DataError) as info:
+        load_dataset(spaced, "train")
+    assert info.value.hint == f"pass --data '{spaced / 'set a'}' (or another of them)"
 
 
 @pytest.mark.parametrize("failure", [DataError("image bad.png: not an image"),

@@ -167,7 +167,8 @@ def no_data_error(data_dir: str | Path, split: str | None = None) -> DataError:
             f"{message}: it holds CIFAR-10 batch files ({', '.join(loose[:2])}"
             f"{', ...' if len(loose) > 2 else ''}) but not in a folder named {BATCHES_DIRNAME}",
             hint=f"rename {data_dir} to {data_dir.parent / BATCHES_DIRNAME} (and pass --data "
-                 f"{data_dir.parent}), or move the files into {data_dir / BATCHES_DIRNAME}/")
+                 f"{shell_quote(data_dir.parent)}), or move the files into "
+                 f"{data_dir / BATCHES_DIRNAME}/")
     try:
         trees = _nested_image_trees(data_dir)
     except OSError:
@@ -175,7 +176,8 @@ def no_data_error(data_dir: str | Path, split: str | None = None) -> DataError:
     if len(trees) > 1:
         names = ", ".join(f"{tree.name}/" for tree in trees)
         return DataError(f"{message}: it holds {len(trees)} image trees ({names}) and dlbox "
-                         "does not pick one", hint=f"pass --data {trees[0]} (or another of them)")
+                         "does not pick one",
+                         hint=f"pass --data {shell_quote(trees[0])} (or another of them)")
     try:
         class_dirs = [data_dir / name for name in find_classes(data_dir)]
     except OSError:
@@ -689,7 +691,8 @@ def check_data(data_dir: str | Path) -> DataReport:
         fetching = held_elsewhere(layout.root.parent)  # a fetch swapping its folders in
         for old_copy in sorted(layout.root.parent.glob(f".{BATCHES_DIRNAME}.old.*")):
             notes.append(f"another `dlbox data fetch` is fetching into {layout.root.parent} "
-                         f"right now: {old_copy} is the copy it replaces, removed when it ends"
+                         f"right now: {old_copy} may be the copy it replaces, which it removes; "
+                         "if it is still there when that fetch ends, delete it by hand"
                          if fetching else
                          f"{old_copy} is an old copy that a `dlbox data fetch --force` could "
                          "not delete; delete it by hand to get its space back")
