@@ -528,6 +528,15 @@ def test_offline_with_an_empty_wheelhouse_is_refused_naming_it(tmp_path: Path) -
     assert refused.value.hint == (
         f"fill it on a machine with network: pip download -d '{wheels}' -r "
         f"{tmp_path / 'requirements.txt'} (and the framework's wheels); or drop --offline")
+    # a pyproject.toml project: the project folder is what pip downloads the dependencies of
+    (tmp_path / "requirements.txt").unlink()
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "1"\ndependencies = ["numpy==1.26.4"]\n')
+    with pytest.raises(UsageError) as refused:
+        plan(request)
+    assert refused.value.hint == (
+        f"fill it on a machine with network: pip download -d '{wheels}' {tmp_path} (and the "
+        "framework's wheels); or drop --offline")
 
 
 @pytest.mark.parametrize("line, expected", [

@@ -863,7 +863,8 @@ def _refuse_an_empty_wheelhouse(folder: Path, project_root: Path) -> None:
     if not folder.is_dir():
         return
     listed_in = project_root / "requirements.txt"
-    what = f"-r {shell_quote(listed_in)}" if listed_in.is_file() else "the project's requirements"
+    # pip download of a project folder fetches its dependencies (and builds it)
+    what = f"-r {shell_quote(listed_in)}" if listed_in.is_file() else shell_quote(project_root)
     raise UsageError(f"--offline, but the wheelhouse {folder} holds no wheels",
                      hint=f"fill it on a machine with network: pip download -d "
                           f"{shell_quote(folder)} {what} (and the framework's wheels); or drop "
