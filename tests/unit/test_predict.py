@@ -634,3 +634,9 @@ def test_a_quoted_pattern_that_matches_files_reads_them(
     read.clear()
     assert main(["predict", "run", "photos/s*"]) == EXIT_OK
     assert read == ["photos/sub/d.png"]
+    # "$DIR/*.png" with a [ in DIR's name: the folder is the folder named, not a pattern
+    (tmp_path / "shots [1]").mkdir()
+    Image.fromarray(RGB).save(tmp_path / "shots [1]" / "e.png")
+    read.clear()
+    assert main(["predict", "run", "shots [1]/*.png"]) == EXIT_OK
+    assert read == ["shots [1]/e.png"]

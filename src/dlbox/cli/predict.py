@@ -39,7 +39,12 @@ def _expand_patterns(images: list[str]) -> list[str | PredictionFailure]:
     expanded: list[str | PredictionFailure] = []
     for image in images:
         if any(c in image for c in GLOB_CHARACTERS) and not os.path.lexists(image):
-            expanded += sorted(glob.glob(image)) or [PredictionFailure(image, *UNMATCHED_PATTERN)]
+            folder, name = os.path.split(image)
+            pattern = image
+            if folder and os.path.isdir(folder):  # "$DIR/*.png", DIR named "shots [1]"
+                pattern = os.path.join(glob.escape(folder), name)
+            expanded += (sorted(glob.glob(pattern))
+                         or [PredictionFailure(image, *UNMATCHED_PATTERN)])
         else:
             expanded.append(image)
     return expanded
