@@ -527,6 +527,23 @@ def test_resume_on_its_own_data_changed_since_says_it_changed(tmp_path: Path) ->
                                   "put it back as it was, or start a new run on it")
 
 
+def test_resume_on_other_data_names_its_own_quoted(fake_cifar_dir: Path, tmp_path: Path) -> None:
+    """Found by the re-check: the hint's `--data DIR` was not quoted; pasted, a data dir with
+    a space in its name broke it."""
+    import shutil
+
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    spaced = tmp_path / "my data"
+    shutil.copytree(fake_cifar_dir, spaced)
+    run = _stopped_in_epoch_2(spaced, tmp_path / "run")
+    fewer = tmp_path / "fewer"
+    write_fake_cifar10(fewer, n_train=200, n_test=100, seed=5)
+    with pytest.raises(RunDirError) as error:
+        resume(run, data_dir=fewer, progress=False, evaluate_at_end=False)
+    assert error.value.hint == f"resume with the data it was trained on: --data '{spaced}'"
+
+
 def test_resume_refuses_other_data_before_touching_the_run(fake_cifar_dir: Path,
                                                            tmp_path: Path) -> None:
     from dlbox.data.synthetic import write_fake_cifar10, write_fake_image_folder

@@ -793,7 +793,8 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
                        train_set: ImageDataset, trained_on: str | None) -> None:
     """Refuse to resume on other data (other classes, another number of training images)
     or with weights that don't fit the model, before anything is written."""
-    hint = (f"resume with the data it was trained on: --data {trained_on}" if trained_on
+    hint = (f"resume with the data it was trained on: --data {shell_quote(trained_on)}"
+            if trained_on
             else "resume with the data it was trained on (--data DIR)")
     if trained_on and _same_folder(trained_on, config.data_dir):  # review: it named itself
         hint = (f"the data in {config.data_dir} changed since the checkpoint: put it back as it "
