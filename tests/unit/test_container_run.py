@@ -671,21 +671,29 @@ def test_the_builtin_images_name_given_with_tag_is_checked_not_asked_for(
         "build it first: dlbox image build (or pass --tag IMAGE)")
 
 
+def _in_a_project_subfolder(project: Path, monkeypatch: pytest.MonkeyPatch
+                            ) -> tuple[list[RunOptions], Path]:
+    """A project (requirements.txt) with the current folder in its src/pkg, and the options
+    `image run` hands the engine, collected instead of run."""
+    from dlbox.container import run
+
+    handed: list[RunOptions] = []
+    monkeypatch.setattr(run, "run_in_image",
+                        lambda options: handed.append(options) or run.RunOutcome(0))
+    (project / "src" / "pkg").mkdir(parents=True)
+    (project / "requirements.txt").write_text("numpy\n")
+    monkeypatch.chdir(project / "src" / "pkg")
+    return handed, project
+
+
 def test_image_run_in_a_subfolder_of_a_project_warns_that_it_runs_dlboxs_image(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """Found by review: `image run` in my_proj/src ran dlbox's own image, dlbox:latest,
     without a word (and made runs/ in the project's code)."""
     from dlbox.cli import main
-    from dlbox.container import run
 
-    handed: list[RunOptions] = []
-    monkeypatch.setattr(run, "run_in_image",
-                        lambda options: handed.append(options) or run.RunOutcome(0))
-    project = tmp_path / "My Proj"
-    (project / "src" / "pkg").mkdir(parents=True)
-    (project / "requirements.txt").write_text("numpy\n")
-    monkeypatch.chdir(project / "src" / "pkg")
+    handed, project = _in_a_project_subfolder(tmp_path / "My Proj", monkeypatch)
     assert main(["image", "run", "--runs", str(tmp_path / "runs"), "--", "true"]) == 0
     assert handed[-1].image == "dlbox:latest"
     assert capsys.readouterr().err.splitlines() == [
@@ -813,15 +821,8 @@ def test_image_run_in_a_subfolder_of_a_project_puts_runs_in_the_projects_runs(
     """Found by review: `image run` in my_proj/src made my_proj/src/runs/, in the code: the
     next build took it, and each run warned that the project's files had changed."""
     from dlbox.cli import main
-    from dlbox.container import run
 
-    handed: list[RunOptions] = []
-    monkeypatch.setattr(run, "run_in_image",
-                        lambda options: handed.append(options) or run.RunOutcome(0))
-    project = tmp_path / "proj"
-    (project / "src" / "pkg").mkdir(parents=True)
-    (project / "requirements.txt").write_text("numpy\n")
-    monkeypatch.chdir(project / "src" / "pkg")
+    handed, project = _in_a_project_subfolder(tmp_path / "proj", monkeypatch)
     for argv in ([], ["--tag", "proj:latest"]):
         assert main(["image", "run", *argv, "--", "true"]) == 0
         assert handed[-1].runs_dir == project.resolve() / "runs"
