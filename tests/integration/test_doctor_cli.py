@@ -423,3 +423,21 @@ def test_a_patch_below_the_datas_first_is_resolved_with_a_warning_not_refused(
     code, out, err = run_cli(["doctor", "--resolve", "torch", "--cpu", "--framework-version",
                               "2.1.99"], capsys)
     assert code == 2 and err.startswith("error: torch 2.1.99 is not a torch release")
+
+
+@pytest.mark.parametrize(("framework", "version", "extra"), [
+    ("tensorflow", "2.9.1", ["--python", "3.10"]),
+    ("tensorflow", "2.6.3", ["--python", "3.9"]),
+    ("tensorflow", "1.15.3", ["--python", "3.7"]),
+    ("jax", "0.4.37", ["--python", "3.11"]),
+])
+def test_a_published_patch_between_listed_ones_resolves(
+        framework: str, version: str, extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: the data listed only the first and last patch of TF 2.0-2.9 (and
+    missed jax 0.4.37), so real releases such as tensorflow 2.9.1 were refused as "not a
+    release" by doctor, --framework-version and a project's own pin."""
+    code, out, err = run_cli(["doctor", "--resolve", framework, "--cpu",
+                              "--framework-version", version, *extra], capsys)
+    assert code == 0, err
+    assert out.startswith(f"{framework} {version} (cpu)")
+    assert "not in dlbox's compatibility data" not in out

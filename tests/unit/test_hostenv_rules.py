@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dlbox.errors import HostEnvError
 from dlbox.hostenv.facts import FrameworkFacts, GpuFacts, HostFacts, NvidiaFacts, SystemFacts
 from dlbox.hostenv.probe import facts_from_raw, load_raw
 from dlbox.hostenv.resolve import resolve_build, target_from_host
@@ -341,3 +342,32 @@ def test_cudnn_versions_as_torch_reports_them() -> None:
     assert cudnn_from_torch("91002") == "9.10"
     assert cudnn_from_torch("9.1.0.70") == "9.1"
     assert cudnn_from_torch(None) is None and cudnn_from_torch("n/a") is None
+
+
+def test_a_cpu_torch_where_no_cuda_build_runs_is_not_told_to_uninstall_it() -> None:
+    """Found by review: a K80 on driver 390 (no CUDA torch runs there) was told `pip uninstall
+    -y torch && install a CUDA build of torch`, which leaves the user without their working
+    CPU torch; the resolver's own reason and way out belong in the fix instead."""
+    facts = replace(
+        host("k80-driver470-smi-fallback"),
+        nvidia=NvidiaFacts(source="nvidia-smi", driver_version="390.157",
+                           cuda_driver_version="9.1", gpus=(GpuFacts(0, "Tesla K80", "3.7"),)),
+        frameworks=(FrameworkFacts(name="torch", installed=True, version="2.13.0+cpu",
+                                   cuda=None, gpu_available=False),))
+    cpu_build = next(f for f in evaluate(facts) if f.code == "cpu-build-on-gpu-host")
+    assert "uninstall" not in cpu_build.fix
+    assert cpu_build.fix.startswith("keep this CPU build: no CUDA build of torch runs on this "
+                                    "host as it is (driver 390.157 is older than every torch")
+    assert "update the NVIDIA driver to >= 450.80.02" in cpu_build.fix
+
+
+def test_an_old_driver_on_kepler_names_a_build_the_gpu_can_use() -> None:
+    """Found by review: "the lowest is 450.80.02, for torch 2.7.1 cu118" named a build whose
+    cuDNN 9 rejects sm_37; after the driver update the resolver picks torch 2.3.1."""
+    facts = replace(
+        host("k80-driver470-smi-fallback"),
+        nvidia=NvidiaFacts(source="nvidia-smi", driver_version="390.157",
+                           cuda_driver_version="9.1", gpus=(GpuFacts(0, "Tesla K80", "3.7"),)))
+    with pytest.raises(HostEnvError) as caught:
+        resolve_build("torch", target_from_host(facts))
+    assert "for torch 2.3.1 cu118)" in str(caught.value)

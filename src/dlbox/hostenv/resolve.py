@@ -486,6 +486,9 @@ def _torch_unresolvable(
         for variant in release.variants:
             if target.cuda and not same_release(variant.cuda, target.cuda):
                 continue
+            # a build the GPU cannot use (no kernels, a cuDNN that dropped it) is no way out
+            if _torch_variant_rejection(replace(target, driver=None), variant, matrix):
+                continue
             minimum = driver_fit(matrix, None, variant.cuda).min_driver
             key = parse_version(minimum)
             if minimum and key and (lowest is None or key < lowest[0]):

@@ -80,10 +80,27 @@ def _pip_line(build: ResolvedBuild) -> str:
 
 
 def _resolved(framework: str, facts: HostFacts, matrix: Matrix) -> ResolvedBuild | None:
+    outcome = _resolution(framework, facts, matrix)
+    return outcome if isinstance(outcome, ResolvedBuild) else None
+
+
+def _resolution(framework: str, facts: HostFacts, matrix: Matrix) -> ResolvedBuild | DlboxError:
     try:
         return resolve_build(framework, target_from_host(facts), matrix)
-    except DlboxError:
-        return None
+    except DlboxError as error:
+        return error
+
+
+def _cpu_build_fix(framework: str, facts: HostFacts, matrix: Matrix, install: str) -> str:
+    """The fix for a CPU build on a GPU host: `install` (the GPU build) where one resolves;
+    where none runs (a driver too old, GPUs no one build covers), keep the CPU build, with
+    the resolver's reason and way out: swapping a working CPU build for nothing helps no one."""
+    outcome = _resolution(framework, facts, matrix)
+    if isinstance(outcome, ResolvedBuild):
+        return install
+    way_out = f"; {outcome.hint}" if outcome.hint else ""
+    return (f"keep this CPU build: no CUDA build of {framework} runs on this host as it is "
+            f"({outcome}){way_out}")
 
 
 def _driver_branch(driver: str | None) -> str:
@@ -356,13 +373,13 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
         return findings
     if not fw.cuda:
         better = _resolved("torch", facts, matrix)
-        fix = _pip_line(better) if better else "install a CUDA build of torch"
+        install = f"pip uninstall -y torch && {_pip_line(better)}" if better else ""
         findings.append(Finding(
             "warn", "cpu-build-on-gpu-host",
             f"{_framework_label(fw)} on a host with a usable NVIDIA GPU",
             "this torch has no CUDA support: torch.cuda.is_available() is False and training "
             "runs on the CPU",
-            f"pip uninstall -y torch && {fix}"))
+            _cpu_build_fix("torch", facts, matrix, install)))
         return findings
     driver_findings = _driver_findings(fw, facts, matrix)
     findings += driver_findings
@@ -441,7 +458,7 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             "warn", "cpu-build-on-gpu-host",
             f"{_framework_label(fw)} on a host with a usable NVIDIA GPU",
             "this TensorFlow was built without CUDA, so it runs on the CPU",
-            fix_install or "install tensorflow[and-cuda]"))
+            _cpu_build_fix("tensorflow", facts, matrix, fix_install)))
         return findings
     mismatches = []
     if fw.cuda and major_minor(fw.cuda) != major_minor(row.cuda):
@@ -538,7 +555,7 @@ def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             "warn", "cpu-build-on-gpu-host",
             f"jax {fw.version} without a CUDA plugin on a host with a usable NVIDIA GPU",
             "no jax-cuda12-plugin / jax-cuda13-plugin is installed, so jax runs on the CPU",
-            _pip_line(better) if better else "pip install 'jax[cuda12]'"))
+            _cpu_build_fix("jax", facts, matrix, _pip_line(better) if better else "")))
         return findings
     findings += _driver_findings(fw, facts, matrix)
     findings += _jax_arch_findings(fw, gpus, matrix, better)
