@@ -915,3 +915,29 @@ def test_classes_training_never_sees_are_warned_of(tmp_path: Path,
     assert main(["train", *quick, "--data", str(tree), "--run-dir", str(tmp_path / "c")]) == 0
     assert ("warning: the data has one class, class_0: every prediction is class_0"
             in capsys.readouterr().err)
+
+
+def test_sigterm_once_the_report_is_written_leaves_a_finished_run(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a SIGTERM landing just after the final "test accuracy: ...; wrote"
+    line (a `timeout` as training ends) said the evaluation was cut short and exited 143,
+    though every file of the report was written."""
+    from dlbox.cli.common import Terminated
+    from dlbox.training import loop
+
+    report = loop._report
+
+    def report_then_terminated(*args, **kwargs):  # type: ignore[no-untyped-def]
+        report(*args, **kwargs)
+        raise Terminated(signal.SIGTERM)
+
+    monkeypatch.setattr(loop, "_report", report_then_terminated)
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", *QUICK, "--epochs", "1", "--data", str(fake_cifar_dir)])
+    [run_dir] = (tmp_path / "runs").iterdir()
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.out.splitlines()[-1].startswith("test accuracy: ")
+    assert captured.err.splitlines()[-1] == (
+        f"stopped (SIGTERM) once the run had finished: its report is complete in {run_dir}")

@@ -377,6 +377,25 @@ def test_a_ctrl_c_while_the_command_exits_ends_it_without_a_traceback(tmp_path: 
     assert "speedrun" in out.stdout and "not reached" not in out.stdout
 
 
+def test_a_sigterm_while_the_command_exits_keeps_its_exit_code(tmp_path: Path) -> None:
+    """Found by review: a `timeout` whose SIGTERM landed as a finished `dlbox train` exited
+    (its report written) made the run exit 143, read as a failure."""
+    code = (
+        "import os, signal, sys, time\n"
+        "from dlbox import cli\n"
+        "sys.argv = ['dlbox', 'models']\n"
+        "code = cli.main()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(2)\n"
+        "print('not reached')\n"
+        "sys.exit(code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (0, "")
+    assert "speedrun" in out.stdout and "not reached" not in out.stdout
+
+
 def test_a_background_job_that_ignores_ctrl_c_goes_on_ignoring_it() -> None:
     """Found by review: `dlbox train ... &` in a script starts with SIGINT ignored (the
     shell's way of keeping Ctrl-C for the foreground job), and plain Python keeps it so; the

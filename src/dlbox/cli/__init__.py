@@ -175,14 +175,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"stopped ({stopped.signal_name})", file=sys.stderr)
         code = int(stopped.code or EXIT_SIGTERM)
     if argv is None:  # the console script, whose process ends now
-        _ctrl_c_exits_at_once(code)
+        _a_stop_at_exit_ends_at_once(code)
     return code
 
 
-def _ctrl_c_exits_at_once(code: int) -> None:
-    """Once the command has ended, a Ctrl-C ends the process with its exit code. Python's
-    shutdown takes a while with torch loaded, and a KeyboardInterrupt there printed a
-    traceback (review: a second Ctrl-C just after "resume with: ...")."""
+def _a_stop_at_exit_ends_at_once(code: int) -> None:
+    """Once the command has ended, a Ctrl-C, SIGTERM or SIGHUP ends the process with its exit
+    code. Python's shutdown takes a while with torch loaded: a KeyboardInterrupt there printed
+    a traceback (review: a second Ctrl-C just after "resume with: ..."), and a `timeout`'s
+    SIGTERM as a finished run exited turned its success into 143. A signal the process was
+    started ignoring (nohup, `&` in a script) stays ignored."""
     def exit_now(signum: int, frame: object) -> None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
@@ -191,6 +193,9 @@ def _ctrl_c_exits_at_once(code: int) -> None:
 
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGINT, exit_now)
+        for stop in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(stop) is not signal.SIG_IGN:
+                signal.signal(stop, exit_now)
 
 
 def _write_names_as_they_are(stream: object) -> None:

@@ -143,9 +143,14 @@ def _run(args: argparse.Namespace) -> int:
         raise
     except Terminated as stopped:  # SIGTERM/SIGHUP outside the epochs: reading the data, or
         # the final evaluation, whose files it may have left from two epochs
+        where = getattr(stopped, "run_dir", None) or run_dir
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            if _report_complete(where):  # a `timeout` as the run ended: nothing is missing
+                print(f"stopped ({stopped.signal_name}) once the run had finished: its report "
+                      f"is complete in {Path(where or '').resolve()}", file=sys.stderr)
+                return 0
             print(f"stopped ({stopped.signal_name})", file=sys.stderr)
-            say_what_was_kept(getattr(stopped, "run_dir", None) or run_dir)
+            say_what_was_kept(where)
         return int(stopped.code or EXIT_SIGTERM)
     return 0
 
@@ -160,6 +165,22 @@ def _saved(run_dir: str | Path | None) -> tuple[Path, bool] | None:
     from dlbox.training.checkpoint import says_finished
 
     return last, says_finished(last)
+
+
+def _report_complete(run_dir: str | Path | None) -> bool:
+    """Whether a run's final report is all written: metrics.json (the report's last file)
+    holds the evaluation of its finished training's last epoch."""
+    from dlbox.fileio import read_json
+
+    if not run_dir:
+        return False
+    try:
+        metrics = read_json(Path(run_dir) / "metrics.json")
+        final, evaluation = metrics.get("final") or {}, metrics.get("evaluation") or {}
+        return (final.get("finished") is True and Path(evaluation.get("checkpoint", "")).name
+                == "last.pt" and evaluation.get("epoch") == final.get("epochs_completed"))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
 
 
 def _resumable(run_dir: str | Path | None) -> bool:
