@@ -356,36 +356,20 @@ def test_the_stop_handlers_leave_signals_alone_outside_the_main_thread() -> None
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_a_ctrl_c_while_the_command_exits_ends_it_without_a_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_the_command_exits_ends_it_with_its_exit_code(
+        stop: signal.Signals, tmp_path: Path) -> None:
     """Found by review: a second Ctrl-C just after "resume with: ..." landed in Python's slow
     shutdown with torch loaded (its atexit callbacks): `Exception ignored in atexit
-    callback ... KeyboardInterrupt` and a traceback. Once the command has ended, a Ctrl-C
-    ends the process at once with the command's exit code."""
+    callback ... KeyboardInterrupt` and a traceback; and a `timeout` whose SIGTERM landed as
+    a finished `dlbox train` exited made it exit 143, read as a failure. Once the command has
+    ended, either ends the process at once with the command's exit code."""
     code = (
         "import os, signal, sys, time\n"
         "from dlbox import cli\n"
         "sys.argv = ['dlbox', 'models']\n"
         "code = cli.main()\n"  # as the console script calls it
-        "os.kill(os.getpid(), signal.SIGINT)\n"  # a Ctrl-C during the exit
-        "time.sleep(2)\n"
-        "print('not reached')\n"
-        "sys.exit(code)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
-    assert (out.returncode, out.stderr) == (0, "")
-    assert "speedrun" in out.stdout and "not reached" not in out.stdout
-
-
-def test_a_sigterm_while_the_command_exits_keeps_its_exit_code(tmp_path: Path) -> None:
-    """Found by review: a `timeout` whose SIGTERM landed as a finished `dlbox train` exited
-    (its report written) made the run exit 143, read as a failure."""
-    code = (
-        "import os, signal, sys, time\n"
-        "from dlbox import cli\n"
-        "sys.argv = ['dlbox', 'models']\n"
-        "code = cli.main()\n"
-        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        f"os.kill(os.getpid(), {int(stop)})\n"  # the signal during the exit
         "time.sleep(2)\n"
         "print('not reached')\n"
         "sys.exit(code)\n"
