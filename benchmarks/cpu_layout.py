@@ -96,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(args.json)
     if args.threads:
         torch.set_num_threads(args.threads)
+    from dlbox.training.manifest import build_manifest
+
+    environment = build_manifest(torch.device("cpu"))  # which machine the figures are of
     print(f"speedrun CPU net (widths {CPU_WIDTHS}, stride-2 whitening), "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{environment['device_name']}, Python {environment['python']}")
     results = measure(args.seconds, args.repeats)
     print(f"{'case':<18}{'contiguous':>14}{'channels_last':>16}{'ratio':>8}   (images/s)")
     for case, rates in results.items():
@@ -108,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json_atomic(Path(args.json), {"benchmark": "cpu_layout",
                                             "threads": torch.get_num_threads(),
-                                            "torch": torch.__version__, "results": results})
+                                            "torch": torch.__version__, "results": results,
+                                            "environment": environment})
         print(f"wrote {args.json}")
     return 0
 

@@ -91,7 +91,7 @@ def read_gpu_samples(path: Path) -> list[tuple[float, float]]:
     if not path.is_file():
         return []
     samples = []
-    for row in csv.reader(path.read_text().splitlines()[1:]):
+    for row in csv.reader(path.read_text(errors="replace").splitlines()[1:]):
         try:
             samples.append((float(row[0]), float(row[1])))
         except (ValueError, IndexError):

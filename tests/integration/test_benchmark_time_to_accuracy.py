@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from dlbox.fileio import read_json
 
@@ -461,7 +462,12 @@ def test_a_json_path_with_a_tilde_is_written_where_it_was_checked(
                                "--json=~/r.json"], capture_output=True, text=True, timeout=300,
                               check=False, cwd=here, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert read_json(home / "r.json")["benchmark"] == script.removesuffix(".py")
+        document = read_json(home / "r.json")
+        assert document["benchmark"] == script.removesuffix(".py")
+        # review: cpu_layout's figures named no hardware, so two machines' were alike
+        environment = document["environment"]
+        assert environment["cpu_cores"] >= 1 and environment["python"].count(".") == 2
+        assert environment["device_name"] and environment["torch"] == torch.__version__
         assert not (here / "~").exists()
         (home / "r.json").unlink()
 

@@ -429,3 +429,89 @@ def test_check_archive_names_the_label_not_the_path(tmp_path: Path) -> None:
     message, _hint = _refusal(lambda: check_cifar10_archive(tmp_path / "junk",
                                                             label="https://m.example/a"))
     assert message == "archive https://m.example/a is a ZIP archive, not a .tar.gz"
+
+
+def _pack_with_tar(tmp_path: Path, name: str, root: Path) -> Path:
+    """`tar -czf NAME -C ROOT .` as Python's tarfile writes it: the root entry `.` first, then
+    `./...` for everything in ROOT (what shutil.make_archive and GNU tar write alike)."""
+    archive = tmp_path / name
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname=".")
+    return archive
+
+
+def test_an_archive_packed_from_inside_its_parent_folder_is_accepted(tmp_path: Path) -> None:
+    """Review: `tar -czf a.tar.gz -C x .` (and shutil.make_archive(..., root_dir='x')) put a
+    root entry `.` (or `./`) first; it was refused as "not a CIFAR-10 file (a directory)"."""
+    import shutil
+
+    parent = tmp_path / "x"
+    write_fake_cifar10(parent / "cifar-10-batches-py", n_train=20, n_test=10)
+    dotted = _pack_with_tar(tmp_path, "dot.tar.gz", parent)
+    made = Path(shutil.make_archive(str(tmp_path / "sh"), "gztar", root_dir=parent))
+    with tarfile.open(made) as tar:
+        assert tar.getnames()[0] in (".", "./")
+    for index, archive in enumerate((dotted, made)):
+        check_cifar10_archive(archive)
+        extract_cifar10_archive(archive, tmp_path / f"data{index}")
+        assert len(load_cifar10(tmp_path / f"data{index}", "train")) == 20
+    for name in (".", "./"):
+        assert classify_member(dir_member(name)[0]) == ""
+        with pytest.raises(DataError):  # the root entry is a folder, or the archive is refused
+            classify_member(file_member(name)[0])
+
+
+def test_a_flat_archive_says_the_batches_go_in_their_folder(tmp_path: Path) -> None:
+    """Review: an archive of the batches without their folder (`tar -czf flat.tar.gz -C
+    x/cifar-10-batches-py .`) got "use the official archive"; the hint now names the folder and
+    the tar command that packs the batches inside it."""
+    batches = write_fake_cifar10(tmp_path / "x" / "cifar-10-batches-py", n_train=20, n_test=10)
+    flat = _pack_with_tar(tmp_path, "flat.tar.gz", batches)
+    for call in (lambda: check_cifar10_archive(flat),
+                 lambda: extract_cifar10_archive(flat, tmp_path / "data")):
+        with pytest.raises(DataError) as info:
+            call()
+        assert info.value.message.startswith("refusing the archive: member './")
+        assert "not inside a folder named cifar-10-batches-py" in info.value.message
+        hint = info.value.hint or ""
+        assert "inside a folder named cifar-10-batches-py" in hint
+        assert "tar -czf cifar-10-python.tar.gz -C PARENT cifar-10-batches-py" in hint
+    assert_nothing_written(tmp_path / "data")
+    # a stray top-level file that is no batch keeps the usual hint
+    with pytest.raises(DataError) as info:
+        classify_member(file_member("./notes.txt")[0])
+    assert "official cifar-10-python.tar.gz" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("case", ["dotdot", "absolute", "symlink", "unexpected_top"])
+def test_the_root_entry_does_not_loosen_the_other_rules(tmp_path: Path, case: str) -> None:
+    """An archive that starts with `.` is held to every other rule as strictly."""
+    archive = make_archive(tmp_path / "bad.tar.gz",
+                           [dir_member("."), *BAD_MEMBERS[case]])  # type: ignore[list-item]
+    with pytest.raises(DataError, match="refusing the archive"):
+        extract_cifar10_archive(archive, tmp_path / "data")
+    assert_nothing_written(tmp_path / "data")
+    for info in (file_member("./../x")[0], link_member(".", "/etc", tarfile.SYMTYPE)[0]):
+        with pytest.raises(DataError, match="refusing the archive"):
+            classify_member(info)
+
+
+def test_a_cut_short_download_says_to_download_it_again(tmp_path: Path) -> None:
+    """Review: a download cut short by a server that sends no Content-Length (so the cut goes
+    unnoticed until the gzip ends early) was told to "use the official cifar-10-python.tar.gz".
+    For a URL the hint says the download may have been cut short: run the same command again.
+    A local file keeps the local-file wording."""
+    good = write_fake_cifar10_archive(tmp_path / "good.tar.gz", n_train=200, n_test=50)
+    cut = tmp_path / "cifar-10-python.tar.gz"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    url = "http://127.0.0.1:9/cifar-10-python.tar.gz"
+    for call in (lambda: check_cifar10_archive(cut, label=url),
+                 lambda: extract_cifar10_archive(cut, tmp_path / "data", label=url)):
+        with pytest.raises(DataError) as info:
+            call()
+        assert info.value.message.startswith(f"archive {url} is not a readable .tar.gz")
+        hint = info.value.hint or ""
+        assert "cut short" in hint and "run the same command again" in hint, hint
+    with pytest.raises(DataError) as info:
+        check_cifar10_archive(cut)
+    assert info.value.hint == extract_module.BAD_ARCHIVE_HINT

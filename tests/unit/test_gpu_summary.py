@@ -281,6 +281,14 @@ def test_a_line_cut_short_in_the_step_log_loses_that_step_only(tmp_path: Path) -
                                               {"step": "data", "rc": 0}]
 
 
+def test_a_byte_that_is_not_utf8_in_the_samples_loses_that_row_only(tmp_path: Path) -> None:
+    """Found by review: one byte that is not UTF-8 in gpumem.csv (a sampler killed mid-write)
+    raised UnicodeDecodeError, and the whole summary was lost."""
+    samples = tmp_path / "gpumem.csv"
+    samples.write_bytes(b"epoch_s,memory_used_mib\n1.5,1200\n\xff\xfe x\n2.5,1300\n")
+    assert summary_module.read_gpu_samples(samples) == [(1.5, 1200.0), (2.5, 1300.0)]
+
+
 def test_a_smoke_sessions_cpu_memory_is_no_gpu_peak(session: tuple[Path, Path]) -> None:
     """A --smoke session trains on the CPU, where a run's peak_memory_mib is the process's
     RSS: the "GPU peak" row showed it, and passed or failed the 8 GB target on it."""
