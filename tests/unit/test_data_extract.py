@@ -446,7 +446,7 @@ def test_an_archive_packed_from_inside_its_parent_folder_is_accepted(tmp_path: P
     import shutil
 
     parent = tmp_path / "x"
-    write_fake_cifar10(parent / "cifar-10-batches-py", n_train=20, n_test=10)
+    write_fake_cifar10(parent, n_train=20, n_test=10)
     dotted = _pack_with_tar(tmp_path, "dot.tar.gz", parent)
     made = Path(shutil.make_archive(str(tmp_path / "sh"), "gztar", root_dir=parent))
     with tarfile.open(made) as tar:
@@ -465,7 +465,7 @@ def test_a_flat_archive_says_the_batches_go_in_their_folder(tmp_path: Path) -> N
     """Review: an archive of the batches without their folder (`tar -czf flat.tar.gz -C
     x/cifar-10-batches-py .`) got "use the official archive"; the hint now names the folder and
     the tar command that packs the batches inside it."""
-    batches = write_fake_cifar10(tmp_path / "x" / "cifar-10-batches-py", n_train=20, n_test=10)
+    batches = write_fake_cifar10(tmp_path / "x", n_train=20, n_test=10)
     flat = _pack_with_tar(tmp_path, "flat.tar.gz", batches)
     for call in (lambda: check_cifar10_archive(flat),
                  lambda: extract_cifar10_archive(flat, tmp_path / "data")):
@@ -515,3 +515,36 @@ def test_a_cut_short_download_says_to_download_it_again(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         check_cifar10_archive(cut)
     assert info.value.hint == extract_module.BAD_ARCHIVE_HINT
+
+
+def test_sigterm_while_the_old_copy_is_deleted_lets_the_deletion_finish(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: SIGTERM while a --force fetch deleted the old copy it had swapped out (the new
+    data already in place) stopped the deletion and left `.cifar-10-batches-py.old.*` (180 MB).
+    The signal is held while the folders are swapped and the old one deleted, then raised."""
+    import signal
+
+    from dlbox.processes import Terminated
+
+    data_dir = tmp_path / "data"
+    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10), data_dir)
+    real_remove = extract_module._remove_tree
+
+    def remove(path: Path) -> None:
+        if path.name.startswith(".cifar-10-batches-py.old."):
+            signal.raise_signal(signal.SIGTERM)  # `kill PID` just as the deletion starts
+        real_remove(path)
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    monkeypatch.setattr(extract_module, "_remove_tree", remove)
+    previous = signal.signal(signal.SIGTERM, stop)  # what the CLI installs
+    try:
+        with pytest.raises(Terminated):
+            extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "b.tar.gz", 40, 10),
+                                    data_dir, replace=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sorted(p.name for p in data_dir.iterdir()) == ["cifar-10-batches-py"]
+    assert len(load_cifar10(data_dir, "train")) == 40

@@ -34,7 +34,7 @@ from dlbox.data.layout import (
 )
 from dlbox.data.paths import check_data_dir_path
 from dlbox.errors import DataError, write_failure_kind
-from dlbox.processes import owner_gone, owner_id
+from dlbox.processes import owner_gone, owner_id, signals_held
 
 REQUIRED_FILES: tuple[str, ...] = (*TRAIN_BATCHES, *TEST_BATCHES, META_FILE)
 OPTIONAL_FILES: tuple[str, ...] = ("readme.html",)
@@ -84,6 +84,8 @@ def classify_member(member: tarfile.TarInfo) -> str | None:
         raise DataError(refuse.format(name, "points outside the target ('..')"),
                         hint=BAD_ARCHIVE_HINT)
     kind = _member_kind(member)
+    if not parts and member.isdir():
+        return ""  # the root entry `.` of `tar -czf A -C PARENT .` (and shutil.make_archive)
     if parts == [BATCHES_DIRNAME]:
         if not member.isdir():
             raise DataError(refuse.format(name, f"is {kind}, expected a directory"),
@@ -105,6 +107,12 @@ def classify_member(member: tarfile.TarInfo) -> str | None:
                 hint="the archive was packed on a Mac with its metadata files; pack it again "
                      "without them: `COPYFILE_DISABLE=1 tar --exclude=.DS_Store -czf "
                      f"cifar-10-python.tar.gz {BATCHES_DIRNAME}`")
+        if len(parts) == 1 and parts[0] in EXPECTED_FILES:
+            raise DataError(
+                refuse.format(name, f"is not inside a folder named {BATCHES_DIRNAME}"),
+                hint=f"the batches must be inside a folder named {BATCHES_DIRNAME}: pack them "
+                     f"so with `tar -czf cifar-10-python.tar.gz -C PARENT {BATCHES_DIRNAME}` "
+                     f"(PARENT: the folder that holds {BATCHES_DIRNAME}/)")
         raise DataError(refuse.format(name, f"is not a CIFAR-10 file ({kind})"),
                         hint=BAD_ARCHIVE_HINT)
     if not member.isfile():
@@ -262,8 +270,24 @@ def _unreadable_archive(archive: Path, label: str, error: BaseException) -> Data
                      f"{BATCHES_DIRNAME}/ (no fetch needed), or get the official "
                      "cifar-10-python.tar.gz")
     reason = " ".join(str(error).split()) or type(error).__name__
-    return DataError(f"archive {label} is not a readable .tar.gz ({reason})",
-                     hint=BAD_ARCHIVE_HINT)
+    hint = BAD_ARCHIVE_HINT
+    if _cut_short(error) and label.lower().startswith(_DOWNLOAD_SCHEMES):
+        # A server that sends no Content-Length lets a dropped connection pass as a whole
+        # download, which only the gzip stream ending early gives away (review: the hint sent
+        # the user for "the official archive" they had just asked for).
+        hint = ("the download may have been cut short: run the same command again (the "
+                "partial download was deleted, so it starts afresh); if it fails the same way, "
+                + BAD_ARCHIVE_HINT)
+    return DataError(f"archive {label} is not a readable .tar.gz ({reason})", hint=hint)
+
+
+# `label` of a downloaded archive: the URL it came from (fetch passes it, password redacted).
+_DOWNLOAD_SCHEMES = ("http://", "https://", "ftp://")
+
+
+def _cut_short(error: BaseException) -> bool:
+    """Whether tarfile/gzip stopped because the stream ended early (a truncated file)."""
+    return isinstance(error, EOFError) or "unexpected end of data" in str(error)
 
 
 # What a fetch needs (review: "about 180 MB" was half of it): the archive is 163 MB, its
@@ -320,7 +344,7 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
         raise DataError(f"cannot create the data dir {data_dir} ({error.strerror or error})",
                         hint="pass --data DIR (or set DLBOX_DATA) to a writable folder",
                         ) from None
-    _remove_stale_staging(data_dir)
+    remove_stale_staging(data_dir)
     staging: Path | None = None
     leftover: tuple[Path, OSError] | None = None
     try:
@@ -353,7 +377,10 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
             os.chmod(staging, 0o777 & ~umask)
         except OSError as error:
             raise data_dir_error(data_dir, error, "write the extracted files") from None
-        leftover = _swap_into_place(staging, target)
+        # Ctrl-C or SIGTERM waits for the swap (review: one that cut the old copy's deletion
+        # short left .cifar-10-batches-py.old.*, 180 MB, beside the new data), then stops.
+        with signals_held():
+            leftover = _swap_into_place(staging, target)
     except BaseException:
         if staging is not None:
             with contextlib.suppress(OSError):
@@ -385,25 +412,35 @@ def staging_owner(folder: Path) -> str | None:
     return owner if dot and owner.count(":") >= 2 else None
 
 
-def _remove_stale_staging(data_dir: Path) -> None:
+def staging_folders(data_dir: Path) -> list[Path]:
+    """The temp folders of fetches in `data_dir` (DATA_DIR/.cifar-10-batches-py.*.tmp)."""
+    return sorted(folder for folder in data_dir.glob(f".{BATCHES_DIRNAME}.*.tmp")
+                  if folder.is_dir() and not folder.is_symlink())
+
+
+def staging_is_stale(folder: Path) -> bool:
+    """Whether a temp folder is a killed fetch's, to delete: its fetch ran on this machine and
+    has ended, or (another machine's, in a shared data dir, or of unknown owner) it is over
+    STALE_STAGING_S old. OSError if it cannot be looked at."""
+    owner = staging_owner(folder)
+    return (owner is not None and owner_gone(owner)) \
+        or time.time() - folder.stat().st_mtime > STALE_STAGING_S
+
+
+def remove_stale_staging(data_dir: Path) -> None:
     """Delete temp folders (DATA_DIR/.cifar-10-batches-py.*.tmp, up to 180 MB each) and old
-    copies (.old.*) that a killed fetch left behind; best effort. A temp folder whose fetch
-    has ended on this machine goes at once; one of another machine (a shared data dir), or
-    of unknown owner, once it is old."""
-    now = time.time()
+    copies (.old.*) that a killed fetch left behind; best effort. A temp folder goes when
+    staging_is_stale says so. `fetch` calls it holding the data dir's lock (where there are
+    locks), so that no other fetch is extracting into it."""
     # The old copy a --force fetch swaps out (DATA_DIR/.cifar-10-batches-py.old.*), left by a
     # fetch killed before it deleted it: this fetch puts new data in place, so it goes.
     for aside in data_dir.glob(f".{BATCHES_DIRNAME}.old.*"):
         with contextlib.suppress(OSError):
             if aside.is_dir() and not aside.is_symlink():
                 _remove_tree(aside)
-    for stale in data_dir.glob(f".{BATCHES_DIRNAME}.*.tmp"):
+    for stale in staging_folders(data_dir):
         with contextlib.suppress(OSError):
-            if not stale.is_dir() or stale.is_symlink():
-                continue
-            owner = staging_owner(stale)
-            if (owner is not None and owner_gone(owner)) \
-                    or now - stale.stat().st_mtime > STALE_STAGING_S:
+            if staging_is_stale(stale):
                 shutil.rmtree(stale)
 
 

@@ -43,11 +43,15 @@ from dlbox.data.extract import (
     data_dir_error,
     extract_cifar10_archive,
     leftover_message,
+    remove_stale_staging,
+    staging_folders,
+    staging_is_stale,
 )
 from dlbox.data.layout import BATCHES_DIRNAME, batches_dir
 from dlbox.data.paths import check_data_dir_path, data_flag
 from dlbox.errors import DataError, UsageError
 from dlbox.fileio import exclusive_lock, expand_user, held_elsewhere
+from dlbox.text import shell_quote
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -349,16 +353,21 @@ class _Progress:
             self._progress = Progress(*columns, console=Console(stderr=True), transient=False)
 
     @contextlib.contextmanager
-    def task(self, description: str, total: float | None,
-             completed: float = 0) -> Iterator[Callable[[int], None]]:
+    def task(self, description: str, total: float | None, completed: float = 0, *,
+             exact: bool = False) -> Iterator[Callable[[int], None]]:
+        """A bar for the with-block; `advance(n)` moves it on. At the end a bar's total becomes
+        what was done (the extract bar without the optional readme.html ends full), unless
+        `exact`: a download cut short keeps its real total (review: a full bar showed above
+        "stopped at 300000 of 1975431 bytes")."""
         if self._progress is None:
             yield lambda _n: None
             return
         with self._progress:
             task_id = self._progress.add_task(description, total=total, completed=completed)
             yield lambda n: self._progress.advance(task_id, n)
-            done = self._progress.tasks[-1].completed
-            self._progress.update(task_id, total=done, completed=done)  # e.g. no readme.html
+            if not exact:
+                done = self._progress.tasks[-1].completed
+                self._progress.update(task_id, total=done, completed=done)
 
 
 # ---- side effects ---------------------------------------------------------------------------
@@ -442,7 +451,8 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         received = start
         try:
             with open(part, "ab" if start else "wb") as out, \
-                    _Progress(progress).task("downloading", total, completed=start) as advance:
+                    _Progress(progress).task("downloading", total, completed=start,
+                                             exact=total is not None) as advance:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     received += len(chunk)
@@ -584,6 +594,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
     shown = redact_url(source)  # never a password in a message or the record
     check_data_dir_path(config.data_dir)
     if cifar10_present(root) and not config.force:
+        _clear_killed_fetch(root)
         return FetchResult("present", target, str(target), data_checksum(root))
     created_root = not root.exists()
     downloaded: Path | None = None
@@ -691,6 +702,41 @@ def kept_downloads(data_dir: str | Path) -> list[str]:
                          "ends" if busy else
                          f"{path} is {what} ({size}): the next {fetch} from the same URL "
                          f"{then}; delete it to get the space back")
+    return notes
+
+
+def _clear_killed_fetch(root: Path) -> None:
+    """With the data in place, delete what a fetch killed outright (SIGKILL, power loss) left
+    in the data dir: its temp folder, or the old copy a --force fetch swapped out (review: a
+    plain fetch said "nothing to do" and left them for good). Only under the data dir's lock:
+    while another fetch holds it, they are that fetch's, and left alone."""
+    with contextlib.suppress(DataError), _download_lock(root):
+        remove_stale_staging(root)
+
+
+def killed_fetch_folders(data_dir: str | Path) -> list[str]:
+    """For `dlbox data check`: the temp folders (DATA_DIR/.cifar-10-batches-py.*.tmp) of
+    fetches killed outright, each with its size and what the next fetch does with it."""
+    root = data_root(data_dir)
+    busy = held_elsewhere(root)
+    notes = []
+    for folder in staging_folders(root):
+        with contextlib.suppress(OSError):
+            size = _size_text(sum(path.stat().st_size for path in folder.iterdir()
+                                  if path.is_file()))
+            if busy:
+                notes.append(f"another `dlbox data fetch` is fetching into {root} right now: "
+                             f"{folder} ({size}) is its temp folder; leave it until that "
+                             "fetch ends")
+            elif staging_is_stale(folder):
+                notes.append(f"{folder} ({size}) is the temp folder of a `dlbox data fetch` "
+                             f"that was killed: the next `dlbox data fetch{data_flag(root)}` "
+                             f"deletes it (or `rm -rf {shell_quote(folder)}`)")
+            else:
+                notes.append(f"{folder} ({size}) is the temp folder of a `dlbox data fetch` "
+                             "on another machine sharing this data dir (or one killed there): "
+                             "the next fetch deletes it once it is an hour old; if no fetch "
+                             f"runs there, `rm -rf {shell_quote(folder)}`")
     return notes
 
 

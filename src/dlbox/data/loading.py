@@ -669,12 +669,12 @@ def shadowed_image_tree(data_dir: str | Path) -> str | None:
 
 def check_data(data_dir: str | Path) -> DataReport:
     """Inspect a data dir: which layout, every file present and loadable, counts, labels."""
-    from dlbox.data.fetch import inspect_checksums, kept_downloads
+    from dlbox.data.fetch import inspect_checksums, kept_downloads, killed_fetch_folders
 
     data_dir = Path(data_dir)
     layout = detect_layout(data_dir)
     problems: list[str] = []
-    notes: list[str] = kept_downloads(data_dir)
+    notes: list[str] = kept_downloads(data_dir) + killed_fetch_folders(data_dir)
     if layout is None:
         problems.append(no_data_error(data_dir).message)
         return DataReport(data_dir, None, (), (), {}, None, tuple(problems), tuple(notes))
