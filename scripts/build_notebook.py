@@ -95,8 +95,9 @@ CELLS = [
     import torch
 
     import dlbox
-    from dlbox.data.loading import detect_layout, load_dataset
+    from dlbox.data.loading import detect_layout
     from dlbox.data.paths import resolve_data_dir
+    from dlbox.fileio import expand_user
     from dlbox.jupyter.notebooks import check_settings, name_settings_in_errors, synthetic_cifar10
 
     name_settings_in_errors()  # dlbox's hints say EPOCHS, DEVICE, ... here, not --epochs
@@ -120,7 +121,7 @@ CELLS = [
             print(f"CIFAR-10 is not in {candidate}: using a small synthetic look-alike.")
             print("To get the real photos, run `dlbox data fetch` in a terminal, then re-run.")
         elif setting is not None:
-            return Path(setting).expanduser(), False
+            return expand_user(setting), False
         # Deleted with the kernel, as a throwaway run is; kept in dlbox's cache for a run
         # kept in RUN_DIR, to evaluate or resume later.
         folder = scratch_folder("dlbox-synthetic-") if RUN_DIR is None else None
@@ -136,14 +137,17 @@ CELLS = [
     md("""
     ## 1. The data
 
-    `load_dataset` reads a whole split into memory at once: `images` is a tensor of
+    `load_split` reads a split (its first `NUM_TRAIN` or `NUM_TEST` images, and says so when
+    it holds fewer) into memory at once: `images` is a tensor of
     unsigned bytes with shape `[N, 3, 32, 32]` (N images, 3 colour channels red / green /
     blue, 32 x 32 pixels, values 0..255), and `labels` holds one number 0..9 per image, an
     index into `classes`.
     """),
     code("""
-    train_set = load_dataset(data_dir, "train").subset(NUM_TRAIN)
-    test_set = load_dataset(data_dir, "test").subset(NUM_TEST)
+    from dlbox.training.loop import load_split
+
+    train_set = load_split(data_dir, "train", NUM_TRAIN, refuse_short=True)
+    test_set = load_split(data_dir, "test", NUM_TEST, refuse_short=True)
     classes = train_set.classes
 
     print(f"training images: {tuple(train_set.images.shape)}, {train_set.images.dtype}")
@@ -268,26 +272,35 @@ CELLS = [
     and can be resumed with `dlbox train --resume RUN_DIR`.
     """),
     code("""
+    from dlbox.jupyter.notebooks import removed_if_unsaved
     from dlbox.jupyter.progress import NotebookProgress, plural
     from dlbox.training.config import build_config
     from dlbox.training.loop import claim_default_run_dir, steps_per_epoch, train
 
+    if synthetic and RUN_DIR is not None:  # a kept run keeps its data: dlbox's cached copy,
+        data_dir = synthetic_cifar10(None, NUM_TRAIN, NUM_TEST, SEED)  # not the temporary one
+
+    # The model's own recipe (batch size, learning rate, ...) with this notebook's settings,
+    # checked before a run folder is made.
+    config = build_config(MODEL, device=DEVICE, epochs=EPOCHS, seed=SEED, data_dir=str(data_dir),
+                          num_train=NUM_TRAIN, num_test=NUM_TEST)
+    print(f"batch size {config.batch_size}, learning rate {config.lr}, "
+          f"{plural(config.epochs, 'epoch')}")
+
+    claimed = RUN_DIR is None and not synthetic
     if RUN_DIR is not None:
-        run_dir = Path(RUN_DIR)
+        run_dir = expand_user(RUN_DIR)
     elif synthetic:  # a throwaway run, like its data
         run_dir = scratch_folder("dlbox-notebook-run-") / MODEL
         print(f"saving the run in a temporary folder, deleted when the kernel stops: {run_dir}")
     else:
         run_dir = claim_default_run_dir(MODEL)  # a new runs/<date>-<time>-<model> here
-
-    # The model's own recipe (batch size, learning rate, ...) with this notebook's settings.
-    config = build_config(MODEL, device=DEVICE, epochs=EPOCHS, seed=SEED, data_dir=str(data_dir),
-                          run_dir=str(run_dir), num_train=NUM_TRAIN, num_test=NUM_TEST)
-    print(f"batch size {config.batch_size}, learning rate {config.lr}, "
-          f"{plural(config.epochs, 'epoch')}")
+    config = config.replace(run_dir=str(run_dir))
 
     steps = steps_per_epoch(len(train_set), config.batch_size)
-    with NotebookProgress(config.epochs, steps) as bar:  # the bar says "stopped" if it is
+    # A folder made here that a failed start left without a checkpoint is removed, as `dlbox
+    # train` removes its own; one that held something before is kept.
+    with removed_if_unsaved(run_dir, claimed), NotebookProgress(config.epochs, steps) as bar:
         run_dir = train(config, progress=False, evaluate_at_end=False, stop=bar.update)
     """),
     code("""

@@ -305,3 +305,91 @@ def test_a_run_kept_on_synthetic_data_outlives_the_kernel(
     assert "my_ship.png" not in {path.name for path in run_dir.rglob("*")}
     assert main(["evaluate", str(run_dir), "--device", "cpu"]) == 0
     assert (run_dir / "predictions.csv").read_text().count("\n") == 33
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_too_many_images_are_refused_in_the_data_cell_and_leave_no_run_folder(
+        tmp_path: Path) -> None:
+    """Review: NUM_TRAIN = 2000 with 500 images: the data cell silently took the 500, and
+    the training cell then failed with a hint to "leave NUM_TRAIN out" and left an empty
+    runs/<stamp>-tutorial/ behind, where `dlbox train` leaves nothing."""
+    require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
+    import nbformat
+    from nbclient import NotebookClient
+
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    data = tmp_path / "data"
+    write_fake_cifar10(data, 500, 50)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    data_cell = next(cell for cell in notebook.cells if 'load_dataset(data_dir, "train")' in
+                     cell.source or 'load_split(data_dir, "train"' in cell.source)
+    training = next(cell for cell in notebook.cells if "NotebookProgress(" in cell.source)
+    setup = notebook.cells[:notebook.cells.index(data_cell) + 1]
+    notebook.cells = [*setup, nbformat.v4.new_code_cell("NUM_TRAIN = 2000"), training,
+                      nbformat.from_dict(dict(data_cell))]
+    inject_parameters(notebook, {
+        "DATA_DIR": str(data), "NUM_TRAIN": 100, "NUM_TEST": 50, "EPOCHS": 1,
+        "MODEL": "tiny", "DEVICE": "cpu", "RUN_DIR": None,
+    })
+    client = NotebookClient(notebook, timeout=240, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    errors = [output["traceback"] for cell in notebook.cells
+              for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    refusal = [f"error: NUM_TRAIN 2000 is more than the 500 train images in {data}",
+               "hint: set NUM_TRAIN to 500 or less, or to None to use them all"]
+    assert errors == [refusal, refusal], errors
+    runs = tmp_path / "runs"
+    assert not runs.exists() or list(runs.iterdir()) == [], list(runs.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_run_kept_after_the_data_cell_ran_for_a_throwaway_one_keeps_its_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: data cell with RUN_DIR None (synthetic data, deleted with the kernel), then,
+    as the hint says, RUN_DIR = "~/kept" and the training cell: config.json named the temp
+    data folder, so `dlbox evaluate` failed after the kernel stopped; and the curves cell of
+    a run stopped after its first epoch read the literal "~/kept"."""
+    require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
+    import json
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # the kernel's ~
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DLBOX_DATA", raising=False)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    data_cell = next(i for i, cell in enumerate(notebook.cells)
+                     if "training images:" in cell.source)
+    training = next(cell for cell in notebook.cells if "NotebookProgress(" in cell.source)
+    curves = next(cell for cell in notebook.cells if "training_history(" in cell.source)
+    notebook.cells = [*notebook.cells[:data_cell + 1], nbformat.v4.new_code_cell(
+        'RUN_DIR = "~/kept"\n'
+        "import os, signal\n"
+        "from dlbox.jupyter import progress as _progress\n"
+        "_update = _progress.NotebookProgress.update\n"
+        "def _press_stop(self, epoch, step):  # the stop button, in the second epoch\n"
+        "    if epoch == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return _update(self, epoch, step)\n"
+        "_progress.NotebookProgress.update = _press_stop"), training, curves,
+        nbformat.v4.new_code_cell("print('epochs plotted:', len(history))")]
+    inject_parameters(notebook, {
+        "DATA_DIR": None, "NUM_TRAIN": 64, "NUM_TEST": 32, "EPOCHS": 3, "MODEL": "tiny",
+        "DEVICE": "cpu", "RUN_DIR": None,
+    })
+    client = NotebookClient(notebook, timeout=240, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # the kernel has stopped when this returns
+    text = output_texts(notebook)
+    assert "epochs plotted: 1" in text, text
+    config = json.loads((home / "kept" / "config.json").read_text())
+    data = tmp_path / "cache" / "dlbox" / "synthetic" / "train500-test100-seed0"
+    assert config["data_dir"] == str(data)
+    assert (data / "cifar-10-batches-py").is_dir() or any(data.iterdir())

@@ -381,7 +381,7 @@ def test_a_subset_of_no_images_is_refused() -> None:
 
 
 @pytest.mark.parametrize("line, expected", [
-    ("hint: pass --epochs 1 or more", "hint: pass EPOCHS 1 or more"),
+    ("hint: pass --epochs 1 or more", "hint: set EPOCHS to 1 or more"),
     ("hint: or use --device cpu", "hint: or use DEVICE cpu"),
     ("hint: pass another --run-dir", "hint: pass another RUN_DIR"),
     ("hint: or pass --data DIR holding cifar-10-batches-py/",
@@ -395,6 +395,11 @@ def test_a_subset_of_no_images_is_refused() -> None:
     # review: a speedrun stopped in its first epoch said to run "the same command" again
     ("hint: start again with the same command (it may reuse /r, which holds no checkpoint)",
      "hint: run the training cell again (it may reuse /r, which holds no checkpoint)"),
+    # review: a notebook setting is set, to None for "left out"
+    ("hint: pass --num-train 500 or less, or leave --num-train out to use them all",
+     "hint: set NUM_TRAIN to 500 or less, or to None to use them all"),
+    ("hint: run from a writable folder, or pass --run-dir",
+     "hint: start Jupyter in a writable folder, or set RUN_DIR to a folder you can write to"),
 ])
 def test_the_notebook_names_its_settings_for_the_flags(line: str, expected: str) -> None:
     """Found by review: in the notebook, dlbox's hints named --epochs, --device, --run-dir,
@@ -698,3 +703,102 @@ def test_a_notebook_server_inside_a_container_warns_that_its_url_is_the_containe
     assert not [w for w in warnings(False, "127.0.0.1") if "inside a container" in w]
     # listening on every interface (a port the user published): not the loopback's warning
     assert not [w for w in warnings(True, "0.0.0.0") if "inside a container" in w]
+
+
+def test_the_curves_of_a_run_dir_starting_with_a_tilde_are_read_from_home(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: RUN_DIR = "~/nbruns/t1", interrupted: the curves cell read the literal path
+    "~/nbruns/t1" and said it had no finished epoch, though metrics.json held 29."""
+    from dlbox.jupyter.notebooks import training_history
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "nbruns" / "t1").mkdir(parents=True)
+    (tmp_path / "nbruns" / "t1" / "metrics.json").write_text('{"history": [{"epoch": 1}]}')
+    assert training_history(Path("~/nbruns/t1")) == [{"epoch": 1}]
+    source = (Path(__file__).parents[2] / "scripts" / "build_notebook.py").read_text()
+    assert "Path(RUN_DIR)" not in source and "expand_user(RUN_DIR)" in source
+
+
+def test_a_root_owned_notebook_file_is_warned_of_as_its_folder_is(tmp_path: Path) -> None:
+    """Review: after `chown 1000 own` (as the folder's warning said), saving the notebook,
+    still root's and 0644, failed in the container with 403 Permission denied."""
+    import os
+
+    from dlbox.jupyter.container import unwritable_warning
+    from dlbox.jupyter.settings import NOTEBOOK_NAME
+
+    me = os.geteuid(), os.getegid()
+    other = (me[0] + 1000, me[1] + 1000)  # a container user that owns nothing here
+    tmp_path.chmod(0o777)
+    notebook = tmp_path / NOTEBOOK_NAME
+    notebook.write_text("{}")
+    notebook.chmod(0o644)
+    assert unwritable_warning(tmp_path, *me) is None
+    assert unwritable_warning(tmp_path, *other) == (
+        f"warning: the container's user (uid {other[0]}) cannot write to {notebook}: the "
+        f"notebook cannot be saved there. Run dlbox as a normal user, or: chown -R "
+        f"{other[0]} {tmp_path}")
+    notebook.chmod(0o666)
+    assert unwritable_warning(tmp_path, *other) is None
+    tmp_path.chmod(0o755)
+    assert unwritable_warning(tmp_path, *other) == (
+        f"warning: the container's user (uid {other[0]}) cannot write to {tmp_path}: the "
+        f"notebook cannot be saved there. Run dlbox as a normal user, or: chown -R "
+        f"{other[0]} {tmp_path}")
+    tmp_path.chmod(0o700)
+
+
+def test_an_unedited_copy_of_the_packaged_notebook_is_refreshed_an_edited_one_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: an installed dlbox copied its notebook to the user's folder once and never
+    again: after an upgrade the user kept the old one, edited or not."""
+    import dlbox.jupyter.notebooks as notebooks
+    from dlbox.jupyter.settings import NOTEBOOK_NAME
+
+    packaged = tmp_path / "pkg" / NOTEBOOK_NAME
+    packaged.parent.mkdir()
+    user_dir = tmp_path / "user"
+    monkeypatch.setattr(notebooks, "_packaged_notebook", lambda: packaged)
+    monkeypatch.setattr(notebooks, "user_notebooks_dir", lambda: user_dir)
+    monkeypatch.setattr(notebooks, "checkout_notebooks_dir", lambda: tmp_path / "none")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+
+    packaged.write_text('{"v": 1}')
+    assert notebooks.resolve_notebook_dir(None, cwd) == user_dir
+    assert (user_dir / NOTEBOOK_NAME).read_text() == '{"v": 1}'
+    packaged.write_text('{"v": 2}')  # an upgrade; the user's copy is as it was copied
+    assert notebooks.resolve_notebook_dir(None, cwd) == user_dir
+    assert (user_dir / NOTEBOOK_NAME).read_text() == '{"v": 2}'
+    (user_dir / NOTEBOOK_NAME).write_text('{"v": 2, "mine": true}')  # edited
+    packaged.write_text('{"v": 3}')
+    assert notebooks.resolve_notebook_dir(None, cwd) == user_dir
+    assert (user_dir / NOTEBOOK_NAME).read_text() == '{"v": 2, "mine": true}'
+    newer = user_dir / NOTEBOOK_NAME.replace(".ipynb", ".new.ipynb")
+    assert newer.read_text() == '{"v": 3}'
+
+
+def test_the_training_cell_removes_only_a_run_folder_it_made_that_saved_nothing(
+        tmp_path: Path) -> None:
+    """Review: a notebook training that failed before its first checkpoint left an empty
+    runs/<time>-<model>/ behind; a folder the user had, or one holding a checkpoint, stays."""
+    from dlbox.jupyter.notebooks import removed_if_unsaved
+
+    def fail_in(run_dir: Path, claimed: bool = False, checkpoint: bool = False) -> None:
+        with pytest.raises(RuntimeError), removed_if_unsaved(run_dir, claimed):
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            if checkpoint:
+                (run_dir / "checkpoints" / "last.pt").write_bytes(b"saved")
+            raise RuntimeError("training failed")
+
+    claimed = tmp_path / "runs" / "20260101-000000-tiny"
+    (claimed / "checkpoints").mkdir(parents=True)
+    fail_in(claimed, claimed=True)
+    assert not claimed.exists()
+    fail_in(tmp_path / "new")  # named, made by the training
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()  # named, and there before
+    fail_in(tmp_path / "mine")
+    assert (tmp_path / "mine").is_dir()
+    fail_in(tmp_path / "saved", checkpoint=True)
+    assert (tmp_path / "saved" / "checkpoints" / "last.pt").is_file()

@@ -30,6 +30,7 @@ from dlbox.jupyter.server import (
     resolve_port,
 )
 from dlbox.jupyter.settings import (
+    NOTEBOOK_NAME,
     TOKEN_FILE_ENV,
     NotebookSettings,
     all_interfaces_warning,
@@ -94,6 +95,19 @@ def container_environment(host_env: dict[str, str], has_data: bool) -> dict[str,
         if name in host_env:
             env[name] = host_env[name]
     return env
+
+
+def unwritable_warning(notebook_dir: Path, uid: int, gid: int) -> str | None:
+    """The warning for a notebook folder, or its notebook file, that the container's user
+    cannot write (review: after `chown 1000` of the folder, the notebook file, still root's
+    and 0644, could not be saved: 403 Permission denied); None when both are writable."""
+    notebook = notebook_dir / NOTEBOOK_NAME
+    for path in (notebook_dir, notebook):
+        if path.exists() and not writable_by(path, uid, gid):
+            return (f"warning: the container's user (uid {uid}) cannot write to {path}: the "
+                    f"notebook cannot be saved there. Run dlbox as a normal user, or: chown -R "
+                    f"{uid} {notebook_dir}")
+    return None
 
 
 def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int, gid: int,
@@ -184,10 +198,10 @@ class ContainerServer(ManagedServer):
         uid, gid = self.user
         if on_read_only_filesystem(settings.notebook_dir):  # whatever the mode bits say
             warnings.append(read_only_warning(settings.notebook_dir, "the container"))
-        elif not writable_by(settings.notebook_dir, uid, gid):
-            warnings.append(f"warning: the container's user (uid {uid}) cannot write to "
-                            f"{settings.notebook_dir}: the notebook cannot be saved there. Run "
-                            f"dlbox as a normal user, or: chown {uid} {settings.notebook_dir}")
+        else:
+            unwritable = unwritable_warning(settings.notebook_dir, uid, gid)
+            if unwritable is not None:
+                warnings.append(unwritable)
         return warnings
 
     def _launch(self) -> ServerInfo:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import dlbox
 from dlbox.errors import UsageError
 from dlbox.fileio import expand_user
 from dlbox.jupyter.settings import NOTEBOOK_NAME
-from dlbox.text import use_wording
+from dlbox.text import tell, use_wording
 
 
 def checkout_notebooks_dir() -> Path:
@@ -45,7 +47,7 @@ def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Pat
 
     --notebook-dir DIR when given (must exist). Otherwise the first folder that holds the
     notebook: ./notebooks, the source checkout's notebooks/, or a per-user copy of the one
-    shipped in the package (copied once, so the user's edits are kept).
+    shipped in the package (see copy_packaged_notebook).
     """
     if arg is not None:
         directory = expand_user(arg).resolve()
@@ -62,12 +64,45 @@ def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Pat
     if packaged is not None:
         user_dir = user_notebooks_dir()
         user_dir.mkdir(parents=True, exist_ok=True)
-        if not (user_dir / NOTEBOOK_NAME).exists():
-            shutil.copyfile(packaged, user_dir / NOTEBOOK_NAME)
+        newer = copy_packaged_notebook(packaged, user_dir)
+        if newer is not None:
+            tell(f"note: your {user_dir / NOTEBOOK_NAME} is edited, so it is kept; this dlbox's "
+                 f"own version of it is beside it: {newer}")
         return user_dir
     raise UsageError(f"cannot find {NOTEBOOK_NAME} (looked in ./notebooks and "
                      f"{checkout_notebooks_dir()})",
                      hint="run from the dlbox checkout, or pass --notebook-dir DIR")
+
+
+# The sha256 of the packaged notebook last copied to the user's folder, kept beside it: a
+# copy that still has it is unedited, and is replaced when an upgrade ships another.
+COPIED_DIGEST_FILE = ".first_pytorch_classifier.copied-sha256"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def copy_packaged_notebook(packaged: Path, user_dir: Path) -> Path | None:
+    """Bring the user's copy of the packaged notebook up to date (review: it was copied once
+    and never again, so an upgrade kept the old notebook). A missing or unedited copy is
+    replaced by the packaged one; an edited copy is kept, and the packaged one written beside
+    it as first_pytorch_classifier.new.ipynb, whose path is returned (None otherwise)."""
+    mine, marker = user_dir / NOTEBOOK_NAME, user_dir / COPIED_DIGEST_FILE
+    shipped = _sha256(packaged)
+    copied = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    if mine.exists() and shipped in (copied, _sha256(mine)):
+        if copied != shipped:  # the same bytes, from before the marker was kept
+            marker.write_text(shipped + "\n", encoding="utf-8")
+        return None
+    if not mine.exists() or _sha256(mine) == copied:
+        shutil.copyfile(packaged, mine)
+        marker.write_text(shipped + "\n", encoding="utf-8")
+        return None
+    newer = mine.with_name(mine.stem + ".new" + mine.suffix)  # edited: the user's is kept
+    if not newer.is_file() or _sha256(newer) != shipped:
+        shutil.copyfile(packaged, newer)
+    return newer
 
 
 def notebook_problem(path: Path) -> str | None:
@@ -221,6 +256,24 @@ KEEP_A_RUN = ("this run is a throwaway one, deleted when the kernel stops: to ke
               "can resume, set RUN_DIR to a folder and run the training cell again")
 
 
+@contextlib.contextmanager
+def removed_if_unsaved(run_dir: Path, claimed: bool = False) -> Iterator[None]:
+    """The notebook's training: a run folder the cell claimed (`claimed`) or that did not
+    exist before is removed when training fails before its first checkpoint, as `dlbox
+    train` removes its own (review: the notebook left an empty runs/<time>-<model>/ behind,
+    as it names the folder it claimed to train()). A folder that existed, or that holds a
+    checkpoint, is kept."""
+    made_here = claimed or not run_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if made_here:
+            from dlbox.training.loop import discard_unsaved
+
+            discard_unsaved(run_dir)  # only a folder holding no more than a run's start
+        raise
+
+
 def throwaway_run(run_dir: str | Path) -> bool:
     """Whether `run_dir` is in the notebook's temporary folder for a throwaway run."""
     return any(part.startswith(THROWAWAY_RUN_PREFIX) for part in Path(run_dir).parts)
@@ -233,12 +286,13 @@ def training_history(run_dir: Path) -> list[dict[str, Any]]:
     from dlbox.errors import RunDirError
     from dlbox.training.evaluate import read_metrics_file
 
+    run_dir = expand_user(run_dir)  # RUN_DIR = "~/runs/first" (review: read literally)
     # {} without one; a damaged one is its own one-line error
-    history = read_metrics_file(Path(run_dir) / "metrics.json").get("history") or []
+    history = read_metrics_file(run_dir / "metrics.json").get("history") or []
     if not history:
         from dlbox.text import shell_quote
 
-        saved = (Path(run_dir) / "checkpoints" / "last.pt").is_file()  # a RUN_DIR holding it
+        saved = (run_dir / "checkpoints" / "last.pt").is_file()  # a RUN_DIR holding it
         raise RunDirError(f"the run in {run_dir} has no finished epoch to plot: its training "
                           "was stopped in its first epoch",
                           hint=KEEP_A_RUN if throwaway_run(run_dir) else
@@ -256,8 +310,21 @@ SETTING_OF_FLAG = {"--epochs": "EPOCHS", "--num-train": "NUM_TRAIN", "--num-test
                    "--data": "DATA_DIR", "--run-dir": "RUN_DIR"}
 
 
-# ... and what the command line says of running itself again, as the notebook does it.
-NOTEBOOK_PHRASES = {"start again with the same command": "run the training cell again"}
+# ... and what the command line says of running itself again, or of where it runs, as the
+# notebook does it.
+NOTEBOOK_PHRASES = {"start again with the same command": "run the training cell again",
+                    "run from a writable folder, or pass --run-dir":
+                        "start Jupyter in a writable folder, or set RUN_DIR to a folder you "
+                        "can write to"}
+
+# A setting is set, not passed, and None where a flag is left out (review: "pass NUM_TRAIN
+# 500 or less, or leave NUM_TRAIN out"): (pattern, replacement) over the settings' names.
+_SETTING = "|".join(SETTING_OF_FLAG.values())
+SETTING_PHRASES = [
+    (rf"\bpass ({_SETTING}) (.+?), or leave \1 out\b", r"set \1 to \2, or to None"),
+    (rf"\bpass ({_SETTING}) (?=[\d\"'])", r"set \1 to "),
+    (rf"\bleave ({_SETTING}) out\b", r"set \1 to None"),
+]
 
 
 def in_setting_terms(line: str) -> str:
@@ -274,6 +341,8 @@ def in_setting_terms(line: str) -> str:
     for index in range(0, len(parts), 2):  # outside backticks
         parts[index] = re.sub(r"(?<![\w-])(--[a-z][a-z-]*)(?: (?:DIR|N)\b)?", setting,
                               parts[index])
+        for pattern, instead in SETTING_PHRASES:
+            parts[index] = re.sub(pattern, instead, parts[index])
     return "`".join(parts)
 
 
