@@ -130,6 +130,7 @@ CELLS = [
     check_settings(DATA_DIR=DATA_DIR, NUM_TRAIN=NUM_TRAIN, NUM_TEST=NUM_TEST, EPOCHS=EPOCHS,
                    MODEL=MODEL, DEVICE=DEVICE, SEED=SEED, MY_IMAGE=MY_IMAGE, RUN_DIR=RUN_DIR)
     data_dir, synthetic = find_cifar10(DATA_DIR)
+    made_with = (NUM_TRAIN, NUM_TEST, SEED)  # the synthetic data's sizes and seed, if it is
     print(f"dlbox {dlbox.__version__}, torch {torch.__version__}")
     note = "  (synthetic: coloured stripes, not photos)" if synthetic else ""
     print(f"data: {data_dir}{note}")
@@ -277,8 +278,8 @@ CELLS = [
     from dlbox.training.config import build_config
     from dlbox.training.loop import claim_default_run_dir, steps_per_epoch, train
 
-    if synthetic and RUN_DIR is not None:  # a kept run keeps its data: dlbox's cached copy,
-        data_dir = synthetic_cifar10(None, NUM_TRAIN, NUM_TEST, SEED)  # not the temporary one
+    if synthetic and RUN_DIR is not None:  # a kept run keeps its data: dlbox's cached copy
+        data_dir = synthetic_cifar10(None, *made_with)  # of what the setup cell made
 
     # The model's own recipe (batch size, learning rate, ...) with this notebook's settings,
     # checked before a run folder is made.

@@ -259,7 +259,7 @@ def test_stop_button_and_dlbox_errors_read_as_on_the_command_line(tmp_path: Path
     assert [error["traceback"] for error in errors] == [
         # the command line's flag named as the notebook's setting; a command left whole
         ["error: no data here",
-         "hint: pass DATA_DIR holding it, or run `dlbox data fetch --data X`"],
+         "hint: set DATA_DIR to a folder holding it, or run `dlbox data fetch --data X`"],
         [f"training stopped (interrupted); state saved in {run_dir}/checkpoints/last.pt",
          f"resume with: dlbox train --resume {run_dir}"],
         # the curves of a run stopped in its first epoch: one line, not a FileNotFoundError
@@ -352,7 +352,8 @@ def test_a_run_kept_after_the_data_cell_ran_for_a_throwaway_one_keeps_its_data(
     """Review: data cell with RUN_DIR None (synthetic data, deleted with the kernel), then,
     as the hint says, RUN_DIR = "~/kept" and the training cell: config.json named the temp
     data folder, so `dlbox evaluate` failed after the kernel stopped; and the curves cell of
-    a run stopped after its first epoch read the literal "~/kept"."""
+    a run stopped after its first epoch read the literal "~/kept". The data kept is the one
+    the data cell made (review: a SEED changed since made other data, silently)."""
     require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
     import json
 
@@ -371,6 +372,7 @@ def test_a_run_kept_after_the_data_cell_ran_for_a_throwaway_one_keeps_its_data(
     curves = next(cell for cell in notebook.cells if "training_history(" in cell.source)
     notebook.cells = [*notebook.cells[:data_cell + 1], nbformat.v4.new_code_cell(
         'RUN_DIR = "~/kept"\n'
+        "SEED = 5  # changed without running the data cell again: its data is the one kept\n"
         "import os, signal\n"
         "from dlbox.jupyter import progress as _progress\n"
         "_update = _progress.NotebookProgress.update\n"

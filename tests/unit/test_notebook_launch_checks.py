@@ -382,13 +382,13 @@ def test_a_subset_of_no_images_is_refused() -> None:
 
 @pytest.mark.parametrize("line, expected", [
     ("hint: pass --epochs 1 or more", "hint: set EPOCHS to 1 or more"),
-    ("hint: or use --device cpu", "hint: or use DEVICE cpu"),
-    ("hint: pass another --run-dir", "hint: pass another RUN_DIR"),
+    ("hint: or use --device cpu", 'hint: or set DEVICE to "cpu"'),
+    ("hint: pass another --run-dir", "hint: set RUN_DIR to another folder"),
     ("hint: or pass --data DIR holding cifar-10-batches-py/",
-     "hint: or pass DATA_DIR holding cifar-10-batches-py/"),
+     "hint: or set DATA_DIR to a folder holding cifar-10-batches-py/"),
     # a command in backticks is pasted into a terminal: left whole
     ("hint: run `dlbox data fetch --data /x`, or pass --data DIR",
-     "hint: run `dlbox data fetch --data /x`, or pass DATA_DIR"),
+     "hint: run `dlbox data fetch --data /x`, or set DATA_DIR"),
     ("hint: train again with a lower learning rate (this run's: --lr 900)",
      "hint: train again with a lower learning rate (this run's: --lr 900)"),
     ("hint: pass --num-test-x 3", "hint: pass --num-test-x 3"),  # not a flag it knows
@@ -400,6 +400,19 @@ def test_a_subset_of_no_images_is_refused() -> None:
      "hint: set NUM_TRAIN to 500 or less, or to None to use them all"),
     ("hint: run from a writable folder, or pass --run-dir",
      "hint: start Jupyter in a writable folder, or set RUN_DIR to a folder you can write to"),
+    # review: more of the command line's words, said as the notebook sets things
+    ("hint: pass --num-train 1 or more, or leave it out",
+     "hint: set NUM_TRAIN to 1 or more, or to None"),
+    ("hint: pass --data /tmp/tree (the folder that holds train/)",
+     'hint: set DATA_DIR to "/tmp/tree" (the folder that holds train/)'),
+    ("hint: pass --data '/tmp/a b' (the folder that holds train/)",
+     "hint: set DATA_DIR to '/tmp/a b' (the folder that holds train/)"),
+    ("hint: pass a new or empty --run-dir", "hint: set RUN_DIR to a new or empty folder"),
+    ("hint: pass a writable --run-dir", "hint: set RUN_DIR to a writable folder"),
+    ("hint: use --device cuda (the first GPU) or a smaller index",
+     'hint: set DEVICE to "cuda" (the first GPU) or a smaller index'),
+    ("hint: or pass another --run-dir for a new run",
+     "hint: or set RUN_DIR to another folder for a new run"),
 ])
 def test_the_notebook_names_its_settings_for_the_flags(line: str, expected: str) -> None:
     """Found by review: in the notebook, dlbox's hints named --epochs, --device, --run-dir,
@@ -776,6 +789,64 @@ def test_an_unedited_copy_of_the_packaged_notebook_is_refreshed_an_edited_one_ke
     assert (user_dir / NOTEBOOK_NAME).read_text() == '{"v": 2, "mine": true}'
     newer = user_dir / NOTEBOOK_NAME.replace(".ipynb", ".new.ipynb")
     assert newer.read_text() == '{"v": 3}'
+
+
+def test_a_per_user_notebook_copy_that_cannot_be_written_is_served_as_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: with the per-user folder read-only, the refresh's marker could not be
+    written and `dlbox notebook` stopped (it served the copy before); and a copy made by a
+    dlbox that kept no marker was called "edited" though the user never touched it."""
+    import dlbox.jupyter.notebooks as notebooks
+    from dlbox.jupyter.settings import NOTEBOOK_NAME
+
+    packaged = tmp_path / "pkg" / NOTEBOOK_NAME
+    packaged.parent.mkdir()
+    packaged.write_text('{"v": 2}')
+    user_dir = tmp_path / "user"
+    user_dir.mkdir()
+    (user_dir / NOTEBOOK_NAME).write_text('{"v": 1}')  # an older dlbox's copy, no marker
+    monkeypatch.setattr(notebooks, "_packaged_notebook", lambda: packaged)
+    monkeypatch.setattr(notebooks, "user_notebooks_dir", lambda: user_dir)
+    monkeypatch.setattr(notebooks, "checkout_notebooks_dir", lambda: tmp_path / "none")
+
+    def cannot_write(*args: object, **kwargs: object) -> None:
+        raise OSError(30, "Read-only file system")
+
+    with monkeypatch.context() as blocked:
+        blocked.setattr(notebooks.shutil, "copyfile", cannot_write)
+        blocked.setattr(Path, "write_text", cannot_write)
+        assert notebooks.resolve_notebook_dir(None, tmp_path) == user_dir
+    assert (user_dir / NOTEBOOK_NAME).read_text() == '{"v": 1}'
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: cannot bring {user_dir / NOTEBOOK_NAME} up to date with "
+                          "this dlbox's version (Read-only file system): serving it as it is")
+    assert "edited" not in err
+
+    assert notebooks.resolve_notebook_dir(None, tmp_path) == user_dir  # writable again
+    newer = user_dir / NOTEBOOK_NAME.replace(".ipynb", ".new.ipynb")
+    assert newer.read_text() == '{"v": 2}'
+    assert capsys.readouterr().err.startswith(
+        f"note: your {user_dir / NOTEBOOK_NAME} differs from this dlbox's version (edited, or "
+        "copied by an earlier dlbox), so it is kept; this dlbox's version is beside it: ")
+
+
+def test_synthetic_data_that_cannot_be_kept_is_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: an unwritable cache folder gave a notebook a pathlib traceback (here
+    XDG_CACHE_HOME is a file, which no permission lets through, root's neither)."""
+    from dlbox.jupyter.notebooks import synthetic_cifar10
+
+    cache = tmp_path / "cache"
+    cache.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    with pytest.raises(UsageError) as caught:
+        synthetic_cifar10(None, None, None, 0)
+    assert caught.value.message.startswith(
+        f"cannot keep the synthetic data in {cache / 'dlbox' / 'synthetic'}: ")
+    assert caught.value.hint == ("make that folder writable, or set XDG_CACHE_HOME to a "
+                                 "writable folder before starting Jupyter, or set DATA_DIR to "
+                                 "a folder of CIFAR-10")
 
 
 def test_the_training_cell_removes_only_a_run_folder_it_made_that_saved_nothing(

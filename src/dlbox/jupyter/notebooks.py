@@ -64,10 +64,18 @@ def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Pat
     if packaged is not None:
         user_dir = user_notebooks_dir()
         user_dir.mkdir(parents=True, exist_ok=True)
-        newer = copy_packaged_notebook(packaged, user_dir)
+        try:
+            newer = copy_packaged_notebook(packaged, user_dir)
+        except OSError as error:  # a read-only home, say: the copy there still serves
+            if not (user_dir / NOTEBOOK_NAME).is_file():
+                raise
+            tell(f"warning: cannot bring {user_dir / NOTEBOOK_NAME} up to date with this "
+                 f"dlbox's version ({error.strerror or error}): serving it as it is")
+            return user_dir
         if newer is not None:
-            tell(f"note: your {user_dir / NOTEBOOK_NAME} is edited, so it is kept; this dlbox's "
-                 f"own version of it is beside it: {newer}")
+            tell(f"note: your {user_dir / NOTEBOOK_NAME} differs from this dlbox's version "
+                 f"(edited, or copied by an earlier dlbox), so it is kept; this dlbox's "
+                 f"version is beside it: {newer}")
         return user_dir
     raise UsageError(f"cannot find {NOTEBOOK_NAME} (looked in ./notebooks and "
                      f"{checkout_notebooks_dir()})",
@@ -237,14 +245,21 @@ def synthetic_cifar10(folder: Path | None, num_train: int | None, num_test: int 
 
     kept = cache_dir() / "synthetic" / f"train{counts['train']}-test{counts['test']}-seed{seed}"
     if not kept.is_dir():  # written aside, then renamed: a stopped kernel leaves no half
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        aside = Path(tempfile.mkdtemp(prefix=".writing-", dir=kept.parent))
         try:
-            write_fake_cifar10(aside, counts["train"], counts["test"], seed)
-            with contextlib.suppress(OSError):  # another kernel's, the same, came first
-                aside.rename(kept)
-        finally:
-            shutil.rmtree(aside, ignore_errors=True)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            aside = Path(tempfile.mkdtemp(prefix=".writing-", dir=kept.parent))
+            try:
+                write_fake_cifar10(aside, counts["train"], counts["test"], seed)
+                with contextlib.suppress(OSError):  # another kernel's, the same, came first
+                    aside.rename(kept)
+            finally:
+                shutil.rmtree(aside, ignore_errors=True)
+        except OSError as error:  # review: a read-only cache gave a pathlib traceback
+            raise UsageError(f"cannot keep the synthetic data in {kept.parent}: "
+                             f"{error.strerror or error}",
+                             hint="make that folder writable, or set XDG_CACHE_HOME to a "
+                                  "writable folder before starting Jupyter, or set DATA_DIR "
+                                  "to a folder of CIFAR-10") from None
     return kept
 
 
@@ -323,7 +338,15 @@ _SETTING = "|".join(SETTING_OF_FLAG.values())
 SETTING_PHRASES = [
     (rf"\bpass ({_SETTING}) (.+?), or leave \1 out\b", r"set \1 to \2, or to None"),
     (rf"\bpass ({_SETTING}) (?=[\d\"'])", r"set \1 to "),
+    (rf"\b(set ({_SETTING}) to [^,;]+), or leave it out\b", r"\1, or to None"),
     (rf"\bleave ({_SETTING}) out\b", r"set \1 to None"),
+    # "pass another --run-dir", "pass a writable --run-dir": a folder of that kind
+    (rf"\b(?:pass|use) (another|a new or empty|a new|a writable) ({_SETTING})\b",
+     r"set \2 to \1 folder"),
+    (rf"\bpass ({_SETTING}) holding\b", r"set \1 to a folder holding"),
+    # a value as the command line gives it (--device cpu, --data /x): a string in Python
+    (rf"\b(?:pass|use) ({_SETTING}) (?!to\b)([^\s\"',;()\d][^\s,;()]*)", r'set \1 to "\2"'),
+    (rf"\bpass ({_SETTING})\b", r"set \1"),
 ]
 
 
