@@ -941,3 +941,25 @@ def test_sigterm_once_the_report_is_written_leaves_a_finished_run(
     assert captured.out.splitlines()[-1].startswith("test accuracy: ")
     assert captured.err.splitlines()[-1] == (
         f"stopped (SIGTERM) once the run had finished: its report is complete in {run_dir}")
+
+
+def test_sigterm_after_a_no_evaluate_run_finished_says_none_was_asked_for(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: with --no-evaluate, a SIGTERM just after the last line said "its
+    evaluation was cut short" and exited 143, though none was asked for."""
+    from dlbox.cli.common import Terminated
+    from dlbox.training import loop
+
+    def terminated(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise Terminated(signal.SIGTERM)  # just after the last line
+
+    monkeypatch.setattr(loop, "_note_an_older_evaluation", terminated)
+    run_dir = tmp_path / "run"
+    code = main(["train", *QUICK, "--epochs", "1", "--data", str(fake_cifar_dir),
+                 "--run-dir", str(run_dir), "--no-evaluate"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.splitlines()[-1] == (
+        f"stopped (SIGTERM) once the run had finished: its training is complete in "
+        f"{run_dir.resolve()} (no evaluation was asked for)")

@@ -8,6 +8,7 @@ No logic lives here beyond the dispatch.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import errno
 import importlib
@@ -191,11 +192,21 @@ def _a_stop_at_exit_ends_at_once(code: int) -> None:
                 stream.flush()
         os._exit(code)
 
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def ignore_stops() -> None:
+        # After the atexit calls Python resets its handlers to the default action (review: a
+        # SIGTERM in the second of torch's teardown that follows ended a finished run with
+        # 143); an ignored signal it leaves as it is, and the exit goes on to the code.
+        for stop in stops:
+            signal.signal(stop, signal.SIG_IGN)
+
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGINT, exit_now)
-        for stop in (signal.SIGTERM, signal.SIGHUP):
+        for stop in stops[1:]:
             if signal.getsignal(stop) is not signal.SIG_IGN:
                 signal.signal(stop, exit_now)
+        atexit.register(ignore_stops)  # the last registered: the first atexit call
 
 
 def _write_names_as_they_are(stream: object) -> None:

@@ -115,7 +115,8 @@ def _run(args: argparse.Namespace) -> int:
             config = config_from_args(args)
             # the run's folder, once this run has one, is named by what stopped it (run_dir
             # on the error): --run-dir may be another run's, refused, or not made yet
-            train(config, progress=not args.no_progress, evaluate_at_end=not args.no_evaluate)
+            run_dir = train(config, progress=not args.no_progress,
+                            evaluate_at_end=not args.no_evaluate)
     except TrainingStopped as stopped:  # on stderr, as every other stop's word: `dlbox
         # train > log` shows the resume command at the terminal (review)
         print("\n".join(stopped.report_lines()), file=sys.stderr)
@@ -145,9 +146,13 @@ def _run(args: argparse.Namespace) -> int:
         # the final evaluation, whose files it may have left from two epochs
         where = getattr(stopped, "run_dir", None) or run_dir
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
-            if _report_complete(where):  # a `timeout` as the run ended: nothing is missing
-                print(f"stopped ({stopped.signal_name}) once the run had finished: its report "
-                      f"is complete in {Path(where or '').resolve()}", file=sys.stderr)
+            evaluated = not args.no_evaluate
+            if _run_complete(where, evaluated):  # a `timeout` as the run ended: all is there
+                complete = ("its report is complete in " if evaluated else
+                        "its training is complete in ") + str(Path(where or "").resolve())
+                print(f"stopped ({stopped.signal_name}) once the run had finished: {complete}"
+                      + ("" if evaluated else " (no evaluation was asked for)"),
+                      file=sys.stderr)
                 return 0
             print(f"stopped ({stopped.signal_name})", file=sys.stderr)
             say_what_was_kept(where)
@@ -167,9 +172,10 @@ def _saved(run_dir: str | Path | None) -> tuple[Path, bool] | None:
     return last, says_finished(last)
 
 
-def _report_complete(run_dir: str | Path | None) -> bool:
-    """Whether a run's final report is all written: metrics.json (the report's last file)
-    holds the evaluation of its finished training's last epoch."""
+def _run_complete(run_dir: str | Path | None, evaluated: bool) -> bool:
+    """Whether a run is all written: its training finished, and, when it was to be
+    `evaluated`, metrics.json (the report's last file) holds the evaluation of its last
+    epoch."""
     from dlbox.fileio import read_json
 
     if not run_dir:
@@ -177,8 +183,9 @@ def _report_complete(run_dir: str | Path | None) -> bool:
     try:
         metrics = read_json(Path(run_dir) / "metrics.json")
         final, evaluation = metrics.get("final") or {}, metrics.get("evaluation") or {}
-        return (final.get("finished") is True and Path(evaluation.get("checkpoint", "")).name
-                == "last.pt" and evaluation.get("epoch") == final.get("epochs_completed"))
+        return final.get("finished") is True and (not evaluated or (
+            Path(evaluation.get("checkpoint", "")).name == "last.pt"
+            and evaluation.get("epoch") == final.get("epochs_completed")))
     except (OSError, ValueError, AttributeError, TypeError):
         return False
 
