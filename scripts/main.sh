@@ -41,9 +41,11 @@ fi
 caller=$PWD
 cd "$(dirname "$0")/.."
 # Relative --from / --data paths are the caller's: made absolute before they are used here.
-absolute() {
+absolute() {  # ~ too: the shell leaves it in --from=~/x (dlbox expands it; no cwd before)
     case "$1" in
         "" | /* | *://*) printf '%s' "$1" ;;
+        "~") printf '%s' "$HOME" ;;
+        "~/"*) printf '%s/%s' "$HOME" "${1#"~/"}" ;;
         *) printf '%s/%s' "$caller" "$1" ;;
     esac
 }
@@ -64,5 +66,7 @@ for arg in "$@"; do
 done
 scripts/setup.sh
 .venv/bin/dlbox data fetch ${args[@]+"${args[@]}"}
+# exec: training is this process, so a SIGTERM to it (kill, docker stop) stops training as
+# dlbox does, its state saved (a child was left training on its own).
 # shellcheck disable=SC2086
-.venv/bin/dlbox train ${data_args[@]+"${data_args[@]}"} ${DLBOX_TRAIN_ARGS:-}
+exec .venv/bin/dlbox train ${data_args[@]+"${data_args[@]}"} ${DLBOX_TRAIN_ARGS:-}

@@ -15,11 +15,27 @@ case "$#:${1:-}" in
         echo "hint: scripts/setup.sh (Python only), or scripts/setup.sh --system" >&2
         exit 2 ;;
 esac
+# Ctrl-C stops the set-up (pip catches it and exits 1, which the torch fallback below took
+# for a failed install and started another).
+trap 'echo "interrupted" >&2; exit 130' INT
+trap 'echo "stopped (SIGTERM)" >&2; exit 143' TERM
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${DLBOX_TORCH_SPEC:-torch==2.13.0}
+# dlbox needs Python >= 3.10 (pyproject.toml's requires-python).
+new_enough='import sys; sys.exit(sys.version_info < (3, 10))'
 
-if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then
+# A usable .venv: a Python new enough, and a pip that runs (a clone moved or renamed keeps
+# a .venv whose scripts start with the old path: `.venv/bin/pip: cannot execute`).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "$new_enough" 2>/dev/null \
+        || ! .venv/bin/pip --version >/dev/null 2>&1; then
+    if ! "$PYTHON" -c "$new_enough" 2>/dev/null; then
+        found=$("$PYTHON" -c 'import platform; print(platform.python_version())' 2>/dev/null \
+            || echo "not found")
+        echo "error: dlbox needs Python 3.10 or newer; $PYTHON is $found" >&2
+        echo "hint: install Python 3.10+ (or name one: PYTHON=python3.11 scripts/setup.sh)" >&2
+        exit 1
+    fi
     # Debian's python3 has no venv module without python3-venv.
     if ! "$PYTHON" -c "import ensurepip, venv" 2>/dev/null; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -9,10 +9,13 @@ stop_dockerd() {  # the engine this run started (provision-system.sh wrote its p
     local pid
     pid=$(cat "$DLBOX_DOCKERD_PIDFILE" 2>/dev/null || true)
     rm -f "$DLBOX_DOCKERD_PIDFILE"
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    # as root when it was started so (sudo): a plain kill of root's process is refused
+    local as=""
+    [ "$(id -u)" = 0 ] || as=sudo
+    [ -n "$pid" ] && $as kill -0 "$pid" 2>/dev/null || return 0
     echo "==> stopping the dockerd this run started"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || return 0; sleep 1; done
+    $as kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do $as kill -0 "$pid" 2>/dev/null || return 0; sleep 1; done
 }
 trap stop_dockerd EXIT
 scripts/setup.sh --system

@@ -48,3 +48,72 @@ def test_help_says_what_the_script_does_and_does_nothing(script: str, usage: str
     result = run(script, "--help")
     assert result.returncode == 0 and usage in result.stdout and result.stderr == ""
     assert "==>" not in result.stdout and "set -" not in result.stdout
+
+
+def _copy_script(tmp_path: Path, name: str, fakes: dict[str, str]) -> Path:
+    """scripts/NAME copied into a scratch checkout, with fake executables (path: bash body)
+    where it calls the venv's or another script: the script's own logic, none of the work."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "scripts" / name).write_text((SCRIPTS / name).read_text())
+    for path, body in fakes.items():
+        fake = repo / path
+        fake.parent.mkdir(parents=True, exist_ok=True)
+        fake.write_text("#!/usr/bin/env bash\n" + body)
+        fake.chmod(0o755)
+    return repo
+
+
+def test_main_sh_expands_a_tilde_and_hands_over_to_training(tmp_path: Path) -> None:
+    """Found by review: `--from=~/x` (the shell leaves that ~) became CWD/~/x, and `--data=~/d`
+    made a folder named ~ in the current one; a SIGTERM to main.sh left training running on
+    its own (a child, not main.sh itself)."""
+    log = tmp_path / "log"
+    repo = _copy_script(tmp_path, "main.sh", {
+        "scripts/setup.sh": "exit 0\n",
+        ".venv/bin/dlbox": f'echo "$$ $*" >> {log}\n',
+    })
+    home = tmp_path / "home"
+    process = subprocess.Popen(["bash", str(repo / "scripts" / "main.sh"), "--from=~/a.tar.gz",
+                                "--data", "~/d"], env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.communicate(timeout=60)
+    assert process.returncode == 0
+    fetch, train = log.read_text().splitlines()
+    assert fetch.split(" ", 1)[1] == f"data fetch --from={home}/a.tar.gz --data {home}/d"
+    assert train == f"{process.pid} train --data {home}/d"  # main.sh's own process
+    assert not (tmp_path / "~").exists()
+
+
+def test_setup_sh_refuses_a_python_older_than_3_10(tmp_path: Path) -> None:
+    """Found by review: Python 3.9 got pip's ResolutionImpossible for torch, five network
+    retries and a .venv kept for good."""
+    repo = _copy_script(tmp_path, "setup.sh", {
+        "old/python3": 'case "$*" in *version_info*) exit 1 ;; *python_version*) echo 3.9.18 ;; '
+                       'esac\n'})
+    result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], capture_output=True,
+                            text=True, timeout=60, check=False,
+                            env={"PATH": f"{repo / 'old'}:/usr/bin:/bin"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: dlbox needs Python 3.10 or newer; python3 is 3.9.18",
+        "hint: install Python 3.10+ (or name one: PYTHON=python3.11 scripts/setup.sh)"]
+    assert not (repo / ".venv").exists()
+
+
+def test_setup_sh_stops_on_ctrl_c_during_the_torch_install(tmp_path: Path) -> None:
+    """Found by review: pip exits 1 on Ctrl-C, which the fallback read as a failed install:
+    a second install (from the PyTorch index) started after the user asked to stop."""
+    log = tmp_path / "pip.log"
+    repo = _copy_script(tmp_path, "setup.sh", {
+        ".venv/bin/python": 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
+        # the terminal's Ctrl-C reaches the whole foreground group; pip exits 1 on it
+        ".venv/bin/pip": f'[ "$1" = --version ] && exit 0\necho "$*" >> {log}\n'
+                         "trap 'exit 1' INT\nkill -INT 0\nsleep 5\nexit 1\n",
+    })
+    result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], capture_output=True,
+                            text=True, timeout=60, check=False, start_new_session=True)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.splitlines()[-1] == "interrupted"
+    [install] = log.read_text().splitlines()  # the first install only, no fallback
+    assert "torch==" in install
