@@ -121,6 +121,33 @@ def undeletable_old_copies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(extract.shutil, "rmtree", rmtree)
 
 
+@pytest.fixture()
+def sigterm_as_the_old_copy_goes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A SIGTERM (`kill PID`) just as a --force fetch starts deleting the old copy it swapped
+    out, with the handler the CLI installs (it raises Terminated)."""
+    import signal
+
+    from dlbox.data import extract
+    from dlbox.processes import Terminated
+
+    real_remove = extract._remove_tree
+
+    def remove(path: Path) -> None:
+        if path.name.startswith(".cifar-10-batches-py.old."):
+            signal.raise_signal(signal.SIGTERM)
+        real_remove(path)
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    monkeypatch.setattr(extract, "_remove_tree", remove)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # Root reads any file whatever its mode (CAP_DAC_OVERRIDE), and CI runs the tests as root, so
 # these run the CLI in a child without that power: setpriv drops CAP_DAC_OVERRIDE and
 # CAP_DAC_READ_SEARCH from root's bounding set (a user's child needs nothing dropped).

@@ -518,33 +518,17 @@ def test_a_cut_short_download_says_to_download_it_again(tmp_path: Path) -> None:
 
 
 def test_sigterm_while_the_old_copy_is_deleted_lets_the_deletion_finish(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, sigterm_as_the_old_copy_goes: None) -> None:
     """Review: SIGTERM while a --force fetch deleted the old copy it had swapped out (the new
     data already in place) stopped the deletion and left `.cifar-10-batches-py.old.*` (180 MB).
     The signal is held while the folders are swapped and the old one deleted, then raised."""
-    import signal
-
     from dlbox.processes import Terminated
 
     data_dir = tmp_path / "data"
-    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10), data_dir)
-    real_remove = extract_module._remove_tree
-
-    def remove(path: Path) -> None:
-        if path.name.startswith(".cifar-10-batches-py.old."):
-            signal.raise_signal(signal.SIGTERM)  # `kill PID` just as the deletion starts
-        real_remove(path)
-
-    def stop(signum: int, frame: object) -> None:
-        raise Terminated(signum)
-
-    monkeypatch.setattr(extract_module, "_remove_tree", remove)
-    previous = signal.signal(signal.SIGTERM, stop)  # what the CLI installs
-    try:
-        with pytest.raises(Terminated):
-            extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "b.tar.gz", 40, 10),
-                                    data_dir, replace=True)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10),
+                            data_dir)  # no old copy: no signal
+    with pytest.raises(Terminated):
+        extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "b.tar.gz", 40, 10),
+                                data_dir, replace=True)
     assert sorted(p.name for p in data_dir.iterdir()) == ["cifar-10-batches-py"]
     assert len(load_cifar10(data_dir, "train")) == 40

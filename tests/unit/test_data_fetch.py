@@ -1113,3 +1113,21 @@ def test_a_fetch_that_finds_the_data_in_place_clears_a_killed_fetchs_temp_folder
     assert sorted(p.name for p in root.iterdir()) == sorted(
         [elsewhere.name, "cifar-10-batches-py"])
     assert not any(str(killed) in note for note in check_data(root).notes)
+
+
+def test_sigterm_during_the_swap_of_a_download_removes_the_download_too(
+        tmp_path: Path, archive: Path, server: Server, sigterm_as_the_old_copy_goes: None) -> None:
+    """Found by review: a SIGTERM held through a --force fetch's swap was raised once the new
+    data was in place, before the download was deleted: 163 MB kept, and `data check` said it
+    was a download no fetch had extracted."""
+    from dlbox.processes import Terminated
+
+    data_dir = tmp_path / "d"
+    fetch_cifar10(config(data_dir, source=str(archive), sha256=sha256_of(archive)))
+    with pytest.raises(Terminated):  # as the copy the first fetch made is deleted
+        fetch_cifar10(config(data_dir, source=server.url, sha256=sha256_of(archive),
+                             force=True))
+    assert not list(data_dir.glob("cifar-10-python.tar.gz*"))  # the download and its record
+    assert not list(data_dir.glob(".cifar-10-batches-py.old.*"))
+    assert fetch_module.kept_downloads(data_dir) == []
+    assert len(load_dataset(data_dir, "train")) == 60

@@ -320,6 +320,7 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
                             finalize: Callable[[Path, list[ExtractedFile]], None] | None = None,
                             on_leftover: Callable[[Path, OSError], None] | None = None,
                             label: str | None = None,
+                            on_placed: Callable[[], None] | None = None,
                             ) -> Path:
     """Extract `archive` into DATA_DIR/cifar-10-batches-py, all or nothing; returns that dir.
 
@@ -329,6 +330,8 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
     `on_leftover(path, error)` hears of an old folder that was swapped out but could not be
     deleted (the new data is in place all the same); without it, a RuntimeWarning says so.
     `label` names the archive in messages (default: its path), e.g. the URL it came from.
+    `on_placed()` runs once the new folder is in place, before a Ctrl-C or SIGTERM held
+    through the swap stops the extraction (fetch deletes its download there).
     """
     archive = Path(archive)
     label = label or str(archive)
@@ -381,6 +384,9 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
         # short left .cifar-10-batches-py.old.*, 180 MB, beside the new data), then stops.
         with signals_held():
             leftover = _swap_into_place(staging, target)
+            staging = None  # in place: nothing of it to remove any more
+            if on_placed is not None:
+                on_placed()
     except BaseException:
         if staging is not None:
             with contextlib.suppress(OSError):

@@ -638,20 +638,24 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         if downloaded is None:  # a local archive: two fetches would still swap in turn
             _make_data_dir(root)
             held.enter_context(_download_lock(root))
-        with _Progress(config.progress, unit="files").task(
-                "extracting", len(EXPECTED_FILES)) as advance:
-            extract_cifar10_archive(
-                archive, root, replace=True, on_file=lambda _name: advance(1),
-                finalize=lambda staging, files: _write_record(staging, files, digest, shown),
-                on_leftover=lambda path, error: warnings.append(leftover_message(path, error)),
-                label=label)
-        if downloaded is not None:
+
+        def remove_the_download() -> None:  # with the data in place, even if stopped just then
+            if downloaded is None:
+                return
             try:
                 _remove_download(downloaded)  # the record keeps its checksum
             except OSError as error:
                 warnings.append(f"could not delete the downloaded {downloaded} "
                                 f"({error.strerror or one_line(error)}); the data is in place, "
                                 "delete the archive by hand")
+
+        with _Progress(config.progress, unit="files").task(
+                "extracting", len(EXPECTED_FILES)) as advance:
+            extract_cifar10_archive(
+                archive, root, replace=True, on_file=lambda _name: advance(1),
+                finalize=lambda staging, files: _write_record(staging, files, digest, shown),
+                on_leftover=lambda path, error: warnings.append(leftover_message(path, error)),
+                label=label, on_placed=remove_the_download)
         if downloaded is None:
             _remove_stale_part(root, archive)
     except BaseException as error:
