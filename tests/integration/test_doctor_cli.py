@@ -184,6 +184,21 @@ def test_resolve_pinned_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert (build["version"], build["variant"]) == ("2.7.1", "cu128")
 
 
+def test_resolve_a_post_release_and_a_gpu_no_python_serves(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found in review: tensorflow 2.15.0.post1 (a real PyPI post-release) was "not a release
+    or a version"; a K80 was told to try "another --python" for jax, which no Python has."""
+    code, out, _ = run_cli(["doctor", "--resolve", "tensorflow", "--framework-version",
+                            "2.15.0.post1", "--driver", "550.54.14", "--compute-capability",
+                            "8.6", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["build"]["requirements"] == ["tensorflow[and-cuda]==2.15.0.post1"]
+    code, _, err = run_cli(["doctor", "--resolve", "jax", "--driver", "470.256.02",
+                            "--compute-capability", "3.7", "--python", "3.11"], capsys)
+    assert code != 0
+    assert err.splitlines()[-1] == "hint: no jax GPU build supports this GPU: resolve with --cpu"
+
+
 def test_resolve_for_this_host(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["doctor", "--resolve", "jax", "--json"], capsys)
     assert code == 0

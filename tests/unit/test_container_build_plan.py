@@ -1586,14 +1586,21 @@ def test_a_gpu_only_old_releases_serve_keeps_the_resolvers_reason() -> None:
     "no tensorflow release dlbox knows supports Python 3.11 ... pass --base-image with Python
     3.11", which is the base image's Python itself. The GPU is the reason; image build has no
     --python, so the way out names --base-image."""
+    # a Tesla K40 (sm_35): only TensorFlow's CUDA 11 builds (up to 2.14) have it, and none
+    # of them runs Python 3.12
     target = dataclasses.replace(target_for(device="gpu", driver="470.256.02",
-                                            compute_capabilities=("3.0",)), python="3.11")
+                                            compute_capabilities=("3.5",)), python="3.12")
     with pytest.raises(HostEnvError) as info:
         B.resolve_framework("tensorflow", target)
     assert info.value.message.startswith("no tensorflow build runs on this target (driver "
-                                         "470.256.02, sm_30): ")
-    assert info.value.hint == ("no tensorflow GPU build for Python 3.11 supports this GPU: "
+                                         "470.256.02, sm_35): ")
+    assert info.value.hint == ("no tensorflow GPU build for Python 3.12 supports this GPU: "
                                "resolve with --cpu, or --base-image with another Python")
+    # no Python has one for sm_30: another base image is no way out (review)
+    target = dataclasses.replace(target, compute_capabilities=("3.0",))
+    with pytest.raises(HostEnvError) as info:
+        B.resolve_framework("tensorflow", target)
+    assert info.value.hint == "no tensorflow GPU build supports this GPU: resolve with --cpu"
 
 
 def test_a_build_outside_any_project_says_it_builds_dlbox(
@@ -1804,3 +1811,36 @@ def test_offline_with_a_wheelhouse_that_lacks_a_requirement_names_the_wheelhouse
                            "numpy>=2.2: it has 2.1.0")
     assert old.hint == (f"fill it on a machine with network: pip download -d {tmp_path} "
                         "'numpy>=2.2'; or drop --offline")
+
+
+def test_a_pinned_tensorflow_hint_names_a_version_the_base_images_python_runs(
+        tmp_path: Path) -> None:
+    """Found in review: a GTX 1080 on driver 418 (CUDA 10 builds only: TensorFlow up to 2.3,
+    Python up to 3.8) with --base-image of Python 3.11 was told to "require tensorflow==2.3.4
+    (the newest this target runs)", which then failed on the base image's Python."""
+    write(tmp_path / "requirements.txt", "tensorflow==2.9.1\n")
+    request = B.BuildRequest(project_dir=tmp_path, device="gpu", driver="418.226.00",
+                             compute_capabilities=("6.1",), base_image="dlbox-base:bookworm")
+    with pytest.raises(ContainerError) as info:
+        B.dry_run(request, facts=no_probe)
+    assert info.value.hint == ("update the NVIDIA driver to >= 450.80.02, or resolve with "
+                               "--cpu"), info.value.hint
+    # --framework-version: the same, no version that fails next
+    write(tmp_path / "requirements.txt", "tensorflow\n")
+    pinned = dataclasses.replace(request, framework_version="2.9.1")
+    with pytest.raises(HostEnvError) as info:
+        B.dry_run(pinned, facts=no_probe)
+    assert "--framework-version 2.3" not in (info.value.hint or ""), info.value.hint
+
+
+def test_a_post_release_pin_is_its_release(tmp_path: Path) -> None:
+    """Found in review: requirements.txt's tensorflow==2.15.0.post1 (a real PyPI
+    post-release) was "no tensorflow version dlbox knows meets it"."""
+    write(tmp_path / "requirements.txt", "tensorflow==2.15.0.post1\n")
+    request = B.BuildRequest(project_dir=tmp_path, device="gpu", driver="550.54.14",
+                             compute_capabilities=("8.6",), base_image="dlbox-base:bookworm")
+    _, notes = B.dry_run(request, facts=no_probe)
+    assert any("tensorflow 2.15.0.post1" in note for note in notes), notes
+    assert B.resolve_framework("tensorflow", target_for(device="cpu"),
+                               version="2.15.0.post1").requirements == (
+        "tensorflow-cpu==2.15.0.post1",)

@@ -289,8 +289,7 @@ def test_a_gpu_too_old_for_every_build_is_not_told_to_update_the_driver() -> Non
     assert info.value.hint == "no jax GPU build supports this GPU: resolve with --cpu"
     with pytest.raises(HostEnvError) as info:
         resolve_build("tensorflow", gpu("470.256.02", "3.0", python="3.11"))
-    assert info.value.hint == ("no tensorflow GPU build for Python 3.11 supports this GPU: "
-                               "resolve with --cpu, or another --python")
+    assert info.value.hint == "no tensorflow GPU build supports this GPU: resolve with --cpu"
     # where the driver is what blocks, the hint names the driver that is needed
     with pytest.raises(HostEnvError) as info:
         resolve_build("jax", gpu("470.256.02", "7.5"))
@@ -376,3 +375,43 @@ def test_gpus_no_one_build_covers_are_told_to_target_one_kind() -> None:
     with pytest.raises(HostEnvError) as old:
         resolve_build("torch", Target(driver="580.95.05", compute_capabilities=("12.0", "3.0")))
     assert "target one kind" not in (old.value.hint or "")
+
+
+def test_another_python_is_offered_only_where_one_has_a_gpu_build() -> None:
+    """Found in review: a K80 (sm_37) with --python 3.11 was told "resolve with --cpu, or
+    another --python" for jax, which has no GPU build for sm_37 on any Python."""
+    for python in ("3.9", "3.11", "3.13"):
+        with pytest.raises(HostEnvError) as info:
+            resolve_build("jax", gpu("470.256.02", "3.7", python=python))
+        assert info.value.hint == "no jax GPU build supports this GPU: resolve with --cpu"
+    # a Tesla K40 (sm_35): only TensorFlow's CUDA 11 builds (up to 2.14) have it, and none
+    # of them runs Python 3.12; another Python does have one
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("tensorflow", gpu("470.256.02", "3.5", python="3.12"))
+    assert info.value.hint == ("no tensorflow GPU build for Python 3.12 supports this GPU: "
+                               "resolve with --cpu, or another --python")
+    assert resolve_build("tensorflow", gpu("470.256.02", "3.5")).version.startswith("2.14.")
+
+
+def test_a_post_release_resolves_as_its_release() -> None:
+    """Found in review: tensorflow 2.15.0.post1, a real PyPI post-release, was refused as
+    "not a release or a version"."""
+    build = resolve_build("tensorflow", Target(driver="550.54.14", compute_capabilities=("8.6",),
+                                               version="2.15.0.post1"))
+    assert (build.version, build.cuda, build.variant) == ("2.15.0.post1", "12.2", "and-cuda")
+    assert build.requirements == ("tensorflow[and-cuda]==2.15.0.post1",)
+    cpu = resolve_build("tensorflow", Target(cpu=True, version="2.15.0.post1"))
+    assert cpu.requirements == ("tensorflow-cpu==2.15.0.post1",)
+    # unpinned, the release's newest patch is still the newest
+    assert resolve_build("tensorflow", Target(cpu=True, version="2.15")).version == "2.15.1"
+    # a post-release that was never published, and nonsense, are still refused
+    with pytest.raises(UsageError) as info:
+        resolve_build("tensorflow", Target(cpu=True, version="2.15.1.post1"))
+    assert info.value.message == "tensorflow 2.15.1.post1 is not a tensorflow release dlbox knows"
+    for junk in ("2.15.0.post", "2.15.0.postx", "2.15.post1", "2.15.0.post1.post2"):
+        with pytest.raises(UsageError) as info:
+            resolve_build("tensorflow", Target(cpu=True, version=junk))
+        assert "is not a release or a version" in info.value.message, junk
+    with pytest.raises(UsageError) as info:
+        resolve_build("tensorflow", Target(cpu=True, version="2.15.0.post1+cu118"))
+    assert "names a build (cu118)" in info.value.message

@@ -252,9 +252,11 @@ def _past_last_driver(error: HostEnvError, framework: str, target: Any, matrix: 
     return error  # a driver of that branch runs one: the resolver's hint holds
 
 
-def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None) -> Any:
+def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None,
+                   base_image: str | None = None) -> Any:
     """The resolver's build for `--framework-version`: a release ("2.1") gives its newest
-    known patch, a patch version ("2.1.0") exactly that one."""
+    known patch, a patch version ("2.1.0") exactly that one. `base_image` (--base-image) is
+    for the hint's version: see `_newest_runnable`."""
     from dlbox.hostenv.matrix import load_matrix
     from dlbox.hostenv.resolve import resolve_build
     from dlbox.hostenv.versions import parse_version
@@ -267,7 +269,7 @@ def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None
         python = _python_error(error, framework, version, target)
         if python is not error:
             raise python from None
-        best = _newest_runnable(framework, target, matrix)
+        best = _newest_runnable(framework, target, matrix, base_image)
         way_out = (f"pass --framework-version {best} (the newest {framework} this target "
                    "runs), or leave it out, or build with --cpu" if best
                    else "build with --cpu")
@@ -291,13 +293,14 @@ def framework_dist(resolved: Any) -> str:
 
 def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribution] = (),
                       version: str | None = None, matrix: Any = None,
-                      pins: Sequence[tuple[str, Any]] = ()) -> Any:
+                      pins: Sequence[tuple[str, Any]] = (), base_image: str | None = None) -> Any:
     """The build to put in the image: `version` if given; else the newest build that the
     target runs, except that a wheelhouse holding a build the target runs wins (offline).
 
     `pins` are the project's own requirements on the framework (`_project_pins`): without a
     `version`, only versions they admit are candidates, from the matrix and the wheelhouse
     alike (a project pinning torch==2.12.0 gets 2.12.0, not the newest release and a clash).
+    `base_image` (--base-image) only checks the version a hint suggests (`_newest_runnable`).
     """
     from packaging.version import Version
 
@@ -307,14 +310,14 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
     matrix = matrix or load_matrix()
     _refuse_conflicting_pins(framework, matrix, pins)
     if version:
-        return resolve_pinned(framework, target, version, matrix)
+        return resolve_pinned(framework, target, version, matrix, base_image)
 
     def admitted(candidate: str) -> bool:
         public = candidate.split("+")[0]
         return all(spec.contains(public, prereleases=True) for _, spec in pins)
 
     if pins:
-        newest = _resolve_admitted(framework, target, matrix, pins)
+        newest = _resolve_admitted(framework, target, matrix, pins, base_image)
     else:
         try:
             newest = resolve_build(framework, target, matrix)
@@ -373,7 +376,7 @@ def _refuse_conflicting_pins(framework: str, matrix: Any,
 
 
 def _resolve_admitted(framework: str, target: Any, matrix: Any,
-                      pins: Sequence[tuple[str, Any]]) -> Any:
+                      pins: Sequence[tuple[str, Any]], base_image: str | None = None) -> Any:
     """The newest build the target runs among the versions the project's pins admit.
 
     The matrix is narrowed to those versions (rows without one dropped), and the resolver
@@ -398,7 +401,7 @@ def _resolve_admitted(framework: str, target: Any, matrix: Any,
     dist = requirement_name(pins[0][0])
 
     def instead() -> str | None:
-        best = _newest_runnable(framework, target, matrix)
+        best = _newest_runnable(framework, target, matrix, base_image)
         return f"{dist}=={best} (the newest this target runs)" if best else None
 
     if not kept:
@@ -406,7 +409,7 @@ def _resolve_admitted(framework: str, target: Any, matrix: Any,
         # --framework-version takes too (a release older than the newest gets no more).
         for version in _exact_pins(pins):
             try:
-                exact = resolve_pinned(framework, target, version, matrix)
+                exact = resolve_pinned(framework, target, version, matrix, base_image)
             except DlboxError:
                 continue
             return dataclasses.replace(exact, reasons=tuple(
@@ -470,14 +473,35 @@ def _version_key(version: str) -> tuple[Any, ...]:
         return ()
 
 
-def _newest_runnable(framework: str, target: Any, matrix: Any) -> str | None:
-    """The version an unpinned build would take (for a hint), or None if none runs."""
+def _newest_runnable(framework: str, target: Any, matrix: Any,
+                     base_image: str | None = None) -> str | None:
+    """The version an unpinned build would take (for a hint), or None if none runs.
+
+    Before the base image's Python is known (the first choice, which picks the base), it
+    must also run on the Python the build then assumes (`assumed_python`): review found
+    "require tensorflow==2.3.4" for a --base-image of Python 3.11, which 2.3 does not
+    support."""
     from dlbox.hostenv.resolve import resolve_build
 
     try:
-        return str(resolve_build(framework, target, matrix).version)
+        best = resolve_build(framework, target, matrix)
+        if target.python is None:
+            python = assumed_python(best, base_image)
+            best = resolve_build(framework, dataclasses.replace(target, python=python), matrix)
+            if assumed_python(best, base_image) != python:
+                return None  # its base image has another Python again: no sure suggestion
+        return str(best.version)
     except DlboxError:
         return None
+
+
+def assumed_python(resolved: Any, base_image: str | None) -> str:
+    """The Python a build of `resolved` is assumed to get before its base image is seen: the
+    nvidia/cuda image's for a cuda-system build on dlbox's base, else the default base's
+    (for a --base-image too). ContainerError when no nvidia/cuda image has its CUDA."""
+    if resolved.variant == "cuda-system" and not base_image:
+        return cuda_base_image(resolved).python
+    return S.DEFAULT_PYTHON
 
 
 def framework_requirement(resolved: Any) -> tuple[str, ...]:
@@ -1000,13 +1024,11 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
         # TensorFlow 2.11 needs CUDA 11.2's Ubuntu 20.04 image and gets its Python 3.8).
         pins = _project_pins(p.project, p.framework)
         first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version,
-                                  pins=pins)
-        python = (cuda_base_image(first).python
-                  if first.variant == "cuda-system" and not p.base_image
-                  else S.DEFAULT_PYTHON)
+                                  pins=pins, base_image=p.base_image)
+        python = assumed_python(first, p.base_image)
         target = dc.replace(p.target, python=python)
         resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version,
-                                     pins=pins)
+                                     pins=pins, base_image=p.base_image)
         check_project_allows(p.project, p.framework, resolved.version)
         base = p.base_image or default_base_image(resolved)
         entry = provisional_entry(p.project, resolved, p.key, base, None)
@@ -1637,7 +1659,7 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
     project = p.project
     framework_pins = _project_pins(project, p.framework)
     first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version,
-                              pins=framework_pins)
+                              pins=framework_pins, base_image=p.base_image)
     base_image = p.base_image or default_base_image(first)
     provisional = provisional_entry(project, first, p.key, base_image, None)
     system_spec = spec_for(project, provisional, ca_cert=ca_cert is not None)
@@ -1651,7 +1673,7 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
     major_minor = ".".join(python.split(".")[:2])
     target = dataclasses.replace(p.target, python=major_minor)
     resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version,
-                                 pins=framework_pins)
+                                 pins=framework_pins, base_image=p.base_image)
     check_project_allows(project, p.framework, resolved.version)
     lines = framework_requirement(resolved)
     requirements = requirements_input(project, p.framework, lines)

@@ -214,10 +214,11 @@ def _check_driver_knows_gpus(target: Target, matrix: Matrix) -> None:
 
 
 def check_pin_form(version: str) -> None:
-    """A --framework-version is a release (2.13) or an exact version (2.13.0). Review: "2"
-    was matched to the data's 1.x rows (TensorFlow 1.15's CUDA for "tensorflow 2"), and a
-    build's local tag (2.5.1+cu118) was kept in an install line no index serves, or silently
-    swapped for another build: the build is the target's to pick (--cpu, --cuda)."""
+    """A --framework-version is a release (2.13) or an exact version (2.13.0, 2.15.0.post1).
+    Review: "2" was matched to the data's 1.x rows (TensorFlow 1.15's CUDA for "tensorflow
+    2"), and a build's local tag (2.5.1+cu118) was kept in an install line no index serves,
+    or silently swapped for another build: the build is the target's to pick (--cpu,
+    --cuda)."""
     public, _, local = version.partition("+")
     if local:
         # cu118 is CUDA 11.8, cu92 9.2; "cu12" is no build's tag (CUDA 8.0 was the first)
@@ -228,7 +229,8 @@ def check_pin_form(version: str) -> None:
                          "a version: dlbox picks the build for the target",
                          hint=f"pass --framework-version {public}"
                               + (f" with {flag}" if flag else ""))
-    if not re.fullmatch(r"\d+(\.\d+){1,2}([a-z]+\d*)?", public):
+    # a post-release (2.15.0.post1, on PyPI) is a version; pin_rows knows the published ones
+    if not re.fullmatch(r"\d+(\.\d+){1,2}([a-z]+\d*)?|\d+\.\d+\.\d+\.post\d+", public):
         raise UsageError(f"--framework-version {version!r} is not a release or a version",
                          hint="give a release (2.13) or an exact version (2.13.0)")
 
@@ -481,18 +483,26 @@ def _torch_unresolvable(
             f"{known[0].latest}) has kernels for {shown}, whatever the driver",
             hint="resolve with --cpu (the CPU build runs on any host); a torch older than "
                  "dlbox's data may still have them, built or installed by hand")
-    lowest: tuple[tuple[int, ...], str, str] | None = None  # (driver, driver text, build)
+    # (driver, driver text, build) of the build needing the oldest driver: of those the GPU
+    # can use (no kernels, a cuDNN that dropped it: no way out; review: a K80 was sent to
+    # torch 2.7.1 cu118), else of all, for the driver branch the hint speaks of
+    lowest: tuple[tuple[int, ...], str, str] | None = None
+    lowest_usable: tuple[tuple[int, ...], str, str] | None = None
     for release in releases:
         for variant in release.variants:
             if target.cuda and not same_release(variant.cuda, target.cuda):
                 continue
-            # a build the GPU cannot use (no kernels, a cuDNN that dropped it) is no way out
-            if _torch_variant_rejection(replace(target, driver=None), variant, matrix):
-                continue
             minimum = driver_fit(matrix, None, variant.cuda).min_driver
             key = parse_version(minimum)
-            if minimum and key and (lowest is None or key < lowest[0]):
-                lowest = (key, minimum, f"torch {release.latest} {variant.name}")
+            if not (minimum and key):
+                continue
+            build = (key, minimum, f"torch {release.latest} {variant.name}")
+            if lowest is None or key < lowest[0]:
+                lowest = build
+            usable = not _torch_variant_rejection(replace(target, driver=None), variant, matrix)
+            if usable and (lowest_usable is None or key < lowest_usable[0]):
+                lowest_usable = build
+    lowest = lowest_usable or lowest
     if lowest and version_at_least(target.driver, lowest[1]) is False:
         return HostEnvError(
             f"driver {target.driver} is older than every torch build{wanted} needs "
@@ -611,8 +621,11 @@ def _unresolvable_hint(target: Target, driver_minimums: list[str], framework: st
     """What to do when no build fits: a newer driver only when a driver was what refused one
     (builds refused for the GPU itself are checked first: a GPU cannot be updated)."""
     if not driver_minimums:
-        python = f" for Python {target.python}" if target.python else ""
-        other = ", or another --python" if target.python else ""
+        # another Python only where one has a build for the GPU (review: jax on a K80 was
+        # sent to try another --python, which none has); with none set, this does not recur
+        other = ", or another --python" if target.python and _resolves(
+            framework, replace(target, python=None), matrix) else ""
+        python = f" for Python {target.python}" if other else ""
         unpinned = _unpinned_way_out(target, matrix, framework)
         if unpinned:
             return (f"no {framework} GPU build{python} that you asked for supports this GPU: "
@@ -621,6 +634,14 @@ def _unresolvable_hint(target: Target, driver_minimums: list[str], framework: st
                 f"--cpu{other}")
     lowest = min(driver_minimums, key=lambda d: parse_version(d) or ())
     return update_driver_hint(target, matrix, lowest, framework)
+
+
+def _resolves(framework: str, target: Target, matrix: Matrix) -> bool:
+    try:
+        resolve_build(framework, target, matrix)
+    except (HostEnvError, UsageError):
+        return False
+    return True
 
 
 def last_driver_ceiling(target: Target, matrix: Matrix) -> tuple[int, str, str] | None:
