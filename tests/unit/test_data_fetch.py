@@ -479,6 +479,11 @@ def test_without_force_nothing_is_warned(tmp_path: Path, archive: Path) -> None:
     ("https:///cifar-10-python.tar.gz", "no host name"),
     ("s3://bucket/cifar-10-python.tar.gz", "unsupported scheme s3://"),
     ("file://[::1/x", "Invalid IPv6 URL"),
+    # review: the host part was dropped: file://a.tar.gz read "." ("a folder"), and
+    # file://sub/a.tar.gz read /a.tar.gz
+    ("file://a.tar.gz", "a file:// URL names no host (file://a.tar.gz names 'a.tar.gz'): "
+                        "use file:///absolute/path, or pass the path itself"),
+    ("file://sub/a.tar.gz", "names 'sub'"),
 ])
 def test_malformed_url_is_a_usage_error(tmp_path: Path, url: str, why: str) -> None:
     with pytest.raises(UsageError) as info:

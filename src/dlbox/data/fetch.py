@@ -140,6 +140,10 @@ def check_source(source: str) -> None:
         parts = urllib.parse.urlsplit(source)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
         if parts.scheme.lower() == "file":
+            if parts.netloc not in ("", "localhost"):  # file://a.tar.gz: a relative path
+                raise ValueError(f"a file:// URL names no host (file://{parts.netloc} names "
+                                 f"{parts.netloc!r}): use file:///absolute/path, or pass "
+                                 "the path itself")
             return
         if parts.scheme.lower() not in URL_SCHEMES:
             raise ValueError(f"unsupported scheme {parts.scheme}:// "
