@@ -93,8 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, metavar="DIR",
-                        help="data dir holding cifar-10-batches-py (or an image-folder tree)")
+    parser.add_argument("--data", metavar="DIR",
+                        help="data dir holding cifar-10-batches-py (or an image-folder tree); "
+                             "default: $DLBOX_DATA, else the cache, as dlbox's commands")
     parser.add_argument("--model", default="speedrun", help="registry model (default: speedrun)")
     parser.add_argument("--runs", type=int, default=3, help="training runs (default: 3)")
     parser.add_argument("--epochs", type=int, help="epochs per run (default: the recipe's)")
@@ -347,13 +348,14 @@ def run_line(label: str, r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from dlbox.data.paths import resolve_data_dir
     from dlbox.training.loop import load_split, refuse_beyond
 
     PROGRESS["training"] = False  # bad input until the first run starts (cli: exit 2, not 1)
 
     device = resolve_device(args.device)
     threads = configure_host(device, args.threads)
-    data_dir = Path(args.data).expanduser().resolve()
+    data_dir = resolve_data_dir(args.data).resolve()
     base = build_config(args.model, device=str(device), epochs=args.epochs, seed=args.seed,
                         data_dir=str(data_dir), num_train=args.num_train,
                         num_test=args.num_test, threads=args.threads)

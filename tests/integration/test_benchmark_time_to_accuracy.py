@@ -569,3 +569,16 @@ def test_an_empty_value_is_refused_not_read_as_the_default(flag: str, small_data
     bench = _load_module()
     with pytest.raises(UsageError, match=f"{flag} was given an empty value"):
         bench.parse_args(["--data", str(small_data), flag, ""])
+
+
+def test_the_data_dir_defaults_as_dlbox_commands_do(small_data: Path, tmp_path: Path) -> None:
+    """Found by review: --data was required, so $DLBOX_DATA (which dlbox train and the airbench
+    comparison read) was not enough."""
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--runs", "1", "--epochs", "1",
+                           "--device", "cpu", "--threads", "1", "--num-train", "50",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300,
+                          check=False, cwd=tmp_path,
+                          env={**os.environ, "DLBOX_DATA": str(small_data)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert read_json(out)["environment"]["data_dir"] == str(small_data.resolve())
