@@ -599,13 +599,17 @@ def test_a_terminal_that_hangs_up_leaves_the_run_saved(fake_cifar_dir: Path,
     assert main(["train", "--resume", str(run_dir), "--no-progress", "--no-evaluate"]) == 0
 
 
-@pytest.mark.parametrize("model, signum, code", [("tiny", signal.SIGINT, 130),
-                                                 ("speedrun", signal.SIGTERM, 143)])
+@pytest.mark.parametrize("model, signum, code, no_evaluate", [
+    ("tiny", signal.SIGINT, 130, False), ("speedrun", signal.SIGTERM, 143, False),
+    ("tiny", signal.SIGTERM, 0, True), ("speedrun", signal.SIGINT, 0, True)])
 def test_a_signal_in_the_last_epochs_test_pass_stops_before_the_report(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch, model: str, signum: int, code: int) -> None:
+        monkeypatch: pytest.MonkeyPatch, model: str, signum: int, code: int,
+        no_evaluate: bool) -> None:
     """Found by review: Ctrl-C or SIGTERM in the last epoch's test pass (seconds with TTA)
-    was ignored: the report ran, and the run exited 0; a second Ctrl-C then cut it short."""
+    was ignored: the report ran, and the run exited 0; a second Ctrl-C then cut it short.
+    With --no-evaluate (found by review: it said to evaluate, and exited 143) the run is
+    complete: exit 0, and said so."""
     from dlbox.training import loop, speedrun
 
     # the generic loop's test pass; the speedrun trainer, whose final TTA pass ends its run
@@ -623,8 +627,14 @@ def test_a_signal_in_the_last_epochs_test_pass_stops_before_the_report(
         "--model", "speedrun", "--device", "cpu", "--num-train", "200", "--num-test", "50",
         "--epochs", "1", "--no-progress"]
     assert main(["train", *argv, "--data", str(fake_cifar_dir), "--run-dir",
-                 str(run_dir)]) == code
+                 str(run_dir), *(["--no-evaluate"] if no_evaluate else [])]) == code
     err = capsys.readouterr().err  # with every stop's words (see the test above)
+    if no_evaluate:
+        reason = "interrupted" if signum == signal.SIGINT else "SIGTERM"
+        assert err.splitlines()[-1] == (f"stopped ({reason}) once the run had finished: its "
+                                        f"training is complete in {run_dir} (no evaluation "
+                                        "was asked for)")
+        return
     assert "before the final evaluation; the trained state is in" in err
     assert err.rstrip().endswith(f"evaluate with: dlbox evaluate {run_dir}")
     assert not (run_dir / "predictions.csv").exists()  # the report was not made

@@ -119,6 +119,10 @@ def _run(args: argparse.Namespace) -> int:
                             evaluate_at_end=not args.no_evaluate)
     except TrainingStopped as stopped:  # on stderr, as every other stop's word: `dlbox
         # train > log` shows the resume command at the terminal (review)
+        if stopped.finished and args.no_evaluate:  # in the last test pass: nothing is missing
+            print(f"stopped ({stopped.reason}) once the run had finished: "
+                  f"{_complete(stopped.run_dir, False)}", file=sys.stderr)
+            return 0
         print("\n".join(stopped.report_lines()), file=sys.stderr)
         return stopped.exit_code
     except KeyboardInterrupt as interrupt:  # a second Ctrl-C: stopped at once, the last
@@ -148,11 +152,8 @@ def _run(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
             evaluated = not args.no_evaluate
             if _run_complete(where, evaluated):  # a `timeout` as the run ended: all is there
-                complete = ("its report is complete in " if evaluated else
-                        "its training is complete in ") + str(Path(where or "").resolve())
-                print(f"stopped ({stopped.signal_name}) once the run had finished: {complete}"
-                      + ("" if evaluated else " (no evaluation was asked for)"),
-                      file=sys.stderr)
+                print(f"stopped ({stopped.signal_name}) once the run had finished: "
+                      f"{_complete(where, evaluated)}", file=sys.stderr)
                 return 0
             print(f"stopped ({stopped.signal_name})", file=sys.stderr)
             say_what_was_kept(where)
@@ -170,6 +171,13 @@ def _saved(run_dir: str | Path | None) -> tuple[Path, bool] | None:
     from dlbox.training.checkpoint import says_finished
 
     return last, says_finished(last)
+
+
+def _complete(run_dir: str | Path | None, evaluated: bool) -> str:
+    """What a run stopped once it had finished holds, for the stop's line."""
+    where = Path(run_dir or "").resolve()
+    return (f"its report is complete in {where}" if evaluated else
+            f"its training is complete in {where} (no evaluation was asked for)")
 
 
 def _run_complete(run_dir: str | Path | None, evaluated: bool) -> bool:

@@ -130,6 +130,7 @@ class TrainingStopped(DlboxError):
         )
         self.run_dir = run_dir
         self.exit_code = exit_code
+        self.reason = reason
 
     def report_lines(self) -> list[str]:
         """Not an error: what was saved, and how to go on."""
