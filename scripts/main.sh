@@ -64,8 +64,31 @@ for arg in "$@"; do
     args+=("$arg")
     previous=$arg
 done
-scripts/setup.sh
-.venv/bin/dlbox data fetch ${args[@]+"${args[@]}"}
+# The set-up and the fetch run as children: a SIGTERM or SIGHUP to main.sh (kill, timeout, a
+# scheduler) is passed on to the one running, which stops cleanly, and main.sh ends with its
+# status (review: they went on alone). A Ctrl-C reaches them from the terminal itself.
+child=""
+pass_on() { if [ -n "$child" ]; then kill -s "$1" "$child" 2>/dev/null || true; fi; }
+trap 'pass_on TERM' TERM
+trap 'pass_on HUP' HUP
+trap ':' INT
+step() {
+    ( trap - INT; exec "$@" ) &  # a background child ignores SIGINT unless told otherwise
+    child=$!
+    local rc
+    while true; do
+        rc=0
+        wait "$child" || rc=$?
+        # a signal main.sh traps ends `wait` early (> 128): wait on for the child's own end
+        if [ "$rc" -gt 128 ] && kill -0 "$child" 2>/dev/null; then continue; fi
+        break
+    done
+    child=""
+    return "$rc"
+}
+step scripts/setup.sh
+step .venv/bin/dlbox data fetch ${args[@]+"${args[@]}"}
+trap - TERM HUP INT
 # exec: training is this process, so a SIGTERM to it (kill, docker stop) stops training as
 # dlbox does, its state saved (a child was left training on its own).
 # shellcheck disable=SC2086

@@ -117,3 +117,30 @@ def test_setup_sh_stops_on_ctrl_c_during_the_torch_install(tmp_path: Path) -> No
     assert result.stderr.splitlines()[-1] == "interrupted"
     [install] = log.read_text().splitlines()  # the first install only, no fallback
     assert "torch==" in install
+
+
+def test_main_sh_passes_a_sigterm_on_to_the_fetch(tmp_path: Path) -> None:
+    """Found by review: a SIGTERM to main.sh (kill, timeout) during the set-up or the fetch
+    ended main.sh and left that step running on its own, writing to a log whose command had
+    ended. The step gets the signal, and main.sh ends with its status."""
+    import signal
+    import time
+
+    log = tmp_path / "log"
+    repo = _copy_script(tmp_path, "main.sh", {
+        "scripts/setup.sh": "exit 0\n",
+        # the fetch: stops cleanly on SIGTERM, as dlbox does (143)
+        ".venv/bin/dlbox": f"trap 'echo \"$1 stopped\" >> {log}; exit 143' TERM\n"
+                           f'echo "$1 started" >> {log}\n'
+                           "for _ in $(seq 100); do sleep 0.1; done\n",
+    })
+    process = subprocess.Popen(["bash", str(repo / "scripts" / "main.sh")], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while "data started" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the fetch never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 143
+    assert log.read_text().splitlines() == ["data started", "data stopped"]  # no training
