@@ -408,6 +408,9 @@ def test_a_post_release_resolves_as_its_release() -> None:
     with pytest.raises(UsageError) as info:
         resolve_build("tensorflow", Target(cpu=True, version="2.15.1.post1"))
     assert info.value.message == "tensorflow 2.15.1.post1 is not a tensorflow release dlbox knows"
+    # review: in set order (2.15.0.post1 before 2.15.0 at times)
+    assert info.value.hint is not None
+    assert info.value.hint.startswith("tensorflow 2.15 has 2.15.0, 2.15.0.post1, 2.15.1: ")
     for junk in ("2.15.0.post", "2.15.0.postx", "2.15.post1", "2.15.0.post1.post2"):
         with pytest.raises(UsageError) as info:
             resolve_build("tensorflow", Target(cpu=True, version=junk))

@@ -280,7 +280,7 @@ def refuse_unreleased_patch(rows: tuple[Any, ...], version: str, framework: str)
     if len(parsed) < 3 or not kept or any(public in row.versions for row in kept):
         return
     patches = sorted({v for row in kept for v in row.versions if parse_version(v)},
-                     key=lambda v: parse_version(v) or ())
+                     key=lambda v: (parse_version(v) or (), v))  # 2.15.0 < 2.15.0.post1
     newest_release = max((parse_version(row.release) or () for row in rows), default=())
     settled = (parse_version(kept[0].release) or ()) < newest_release
     # Below the oldest patch listed the data may just not cover the release's start (jax
