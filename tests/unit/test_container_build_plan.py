@@ -726,6 +726,40 @@ def test_dry_run_rejects_a_framework_pin_the_project_excludes(tmp_path: Path) ->
         B.dry_run(B.BuildRequest(project_dir=tmp_path, device="cpu"), facts=no_probe)
 
 
+def test_a_release_the_projects_pin_rules_out_is_refused_before_the_lock_check(
+        tmp_path: Path) -> None:
+    """Review: with a lock, --framework-version 2.12 against the project's torch==2.13.0 was
+    first told the lock no longer matches (hint: --relock), and the relock then met the real
+    error, the project's own pin."""
+    from dlbox.container.lock import write_lock
+
+    write(tmp_path / "requirements.txt", "torch==2.13.0\n")
+    write_lock(tmp_path / "dlbox.lock", {"torch-cpu": entry_for(
+        key="torch-cpu", framework_version="2.13.0+cpu", variant="cpu", cuda=None, cudnn=None,
+        wheel_index="https://download.pytorch.org/whl/cpu", min_driver=None,
+        project_requirements=("torch==2.13.0",), project_pip_options=(),
+        pinned=("torch==2.13.0+cpu",))})
+    request = B.BuildRequest(project_dir=tmp_path, device="cpu", framework_version="2.12")
+    with pytest.raises(ContainerError) as info:
+        B.plan(request, facts=no_probe)
+    assert info.value.message.startswith("the project requires torch==2.13.0, but ")
+    assert "--relock" not in (info.value.hint or "")
+
+
+def test_offline_with_apt_packages_does_not_promise_an_online_build_helps(
+        tmp_path: Path) -> None:
+    """Review: the hint said to build once online, but --offline with apt.txt is refused
+    whatever the engine has cached."""
+    write(tmp_path / "requirements.txt", "numpy\n")
+    write(tmp_path / "apt.txt", "git\n")
+    with pytest.raises(UsageError) as info:
+        B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu", offline=True), no_probe)
+    assert info.value.message == ("--offline, but apt.txt lists 1 Debian packages (git), which "
+                                  "apt must download")
+    assert info.value.hint == ("leave --offline out: apt needs the network for apt.txt's "
+                               "packages; or drop them from apt.txt")
+
+
 def test_a_release_asked_for_takes_the_patch_the_project_pins(tmp_path: Path) -> None:
     # torch 2.1 has 2.1.0, 2.1.1 and 2.1.2: "2.1" alone means 2.1.2, but a project pinning
     # an older patch gets that one instead of a clash with its own pin.
@@ -1040,6 +1074,42 @@ def test_a_failed_or_interrupted_build_or_smoke_test_leaves_no_lock(
     from dlbox.container.lock import read_lock
 
     assert read_lock(lock)["torch-cpu"].framework_version == "2.15.0+cpu"
+
+
+def test_a_lock_inside_the_project_stays_out_of_the_files_and_their_digest(
+        tmp_path: Path, fake_build: FakeBuild, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: with --lock locks/cpu.lock, `image run` right after the build warned that the
+    files changed (the lock, written after), and the next build rebuilt the code layer."""
+    import tarfile
+
+    from dlbox.container import engine
+    from dlbox.container.context import project_digest
+    from dlbox.container.run import files_changed
+
+    root = tmp_path / "proj"
+    labels: dict[str, str] = {}
+    names: list[str] = []
+    fake = FakeEngine(None)
+
+    def build(client: object, context: Path, **kwargs: object) -> object:
+        labels.update(kwargs["labels"])  # type: ignore[arg-type]
+        with tarfile.open(context) as tar:
+            names.extend(tar.getnames())
+        return fake.build(client, context)
+
+    fake_build(None)  # the fixture's monkeypatches; its build writes dlbox.lock
+    monkeypatch.setattr(engine, "build", build)
+    cpu_lock = root / "locks" / "cpu.lock"
+    for lock in (cpu_lock, cpu_lock, root / "dlbox.lock"):  # the second: it is there
+        labels.clear()
+        names.clear()
+        B.build_image(B.BuildRequest(project_dir=root, device="cpu", lock_path=lock),
+                      log=lambda line: None, facts=no_probe, client=object())
+        assert lock.is_file()
+        rel = lock.relative_to(root).as_posix()
+        assert f"{S.CONTEXT_PROJECT}/{rel}" not in names, "the lock is not in the image"
+        assert not files_changed(labels, root), "image run right after: no warning"
+        assert labels[S.FILES_LABEL] == project_digest(detect_project(root))
 
 
 def test_an_entry_another_build_wrote_meanwhile_is_kept(
@@ -1492,6 +1562,66 @@ def test_a_package_whose_source_build_fails_is_named_with_its_reason_and_fix(
         B.resolve_pins(object(), "img", ["sklearn"], (), (), log=lambda line: None)
     assert "\n  The 'sklearn' PyPI package is deprecated, use 'scikit-learn'\n" in (
         info.value.message)
+
+
+# Recorded from pip resolving `mylib @ git+https://github.invalid/example/mylib.git@v1.0`
+# where git cannot reach the host: no "[N lines of output]" block, git's own line instead.
+_CLONE = ("git clone --filter=blob:none --quiet https://github.invalid/example/mylib.git "
+          "/tmp/pip-install-pgo8hh7p/mylib_cab9")
+GIT_CLONE_STDOUT = ("Looking in links: /opt/wheels\n"
+                    "Collecting mylib@ git+https://github.invalid/example/mylib.git@v1.0\n"
+                    "  Cloning https://github.invalid/example/mylib.git (to revision v1.0) to "
+                    "/tmp/pip-install-pgo8hh7p/mylib_cab9\n")
+GIT_CLONE_STDERR = (
+    f"  Running command {_CLONE}\n"
+    "  fatal: unable to access 'https://github.invalid/example/mylib.git/': Could not resolve "
+    "host: github.invalid\n"
+    "  error: subprocess-exited-with-error\n  \n"
+    f"  \u00d7 {_CLONE} did not run successfully.\n"
+    "  \u2502 exit code: 128\n"
+    "  \u2570\u2500> See above for output.\n  \n"
+    "  note: This error originates from a subprocess, and is likely not a problem with pip.\n"
+    "error: subprocess-exited-with-error\n\n"
+    f"\u00d7 {_CLONE} did not run successfully.\n"
+    "\u2502 exit code: 128\n"
+    "\u2570\u2500> See above for output.\n\n"
+    "note: This error originates from a subprocess, and is likely not a problem with pip.\n")
+
+
+@pytest.mark.parametrize("fatal", [
+    "fatal: unable to access 'https://github.invalid/example/mylib.git/': Could not resolve "
+    "host: github.invalid",
+    "fatal: could not read Username for 'https://github.invalid': No such device or address",
+])
+def test_a_vcs_requirement_whose_clone_fails_names_the_url_and_gits_reason(fatal: str) -> None:
+    """Review: `mylib @ git+https://...` whose clone failed read "pip could not build mylib@
+    from source ...:" with nothing after the colon, and a hint about apt.txt."""
+    stderr = GIT_CLONE_STDERR.replace(
+        "fatal: unable to access 'https://github.invalid/example/mylib.git/': Could not "
+        "resolve host: github.invalid", fatal)
+    failed = B.source_build_failure(GIT_CLONE_STDOUT, stderr)
+    assert failed is not None
+    message, hint = failed
+    assert message == ("pip could not clone mylib from https://github.invalid/example/mylib.git "
+                       f"inside the image:\n  {fatal}")
+    assert hint == ("the image build needs network access to github.invalid (and credentials "
+                    "for a private repository are not passed in); or build a wheel of mylib "
+                    "on the host, put it in a folder, pass --wheelhouse DIR and require "
+                    "mylib by name")
+
+
+def test_a_source_build_failure_without_an_output_block_still_says_why() -> None:
+    """pip printed no "[N lines of output]" block: the reason is pip's own error lines, never
+    nothing after the colon; the name is the package's, without the `@` of a URL."""
+    failed = B.source_build_failure(
+        "Collecting odd@ https://example.org/odd-1.0.tar.gz\n",
+        "  error: subprocess-exited-with-error\n\n  \u00d7 python setup.py egg_info did not run "
+        "successfully.\n  \u2502 exit code: 1\n  \u2570\u2500> See above for output.\n\n"
+        "  note: This error originates from a subprocess, and is likely not a problem with "
+        "pip.\nerror: metadata-generation-failed\n")
+    assert failed is not None
+    assert failed[0].startswith("pip could not build odd from source inside the image")
+    assert failed[0].endswith(":\n  \u00d7 python setup.py egg_info did not run successfully.")
 
 
 # ---- the deps stage: tagged, and the one a dependency change replaces removed -------------

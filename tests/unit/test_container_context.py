@@ -538,6 +538,21 @@ def test_the_project_digest_follows_what_the_image_gets(tmp_path: Path) -> None:
     assert len(seen) == 5, "each change gives a new digest"
 
 
+def test_the_project_digest_leaves_out_a_lock_of_any_name(tmp_path: Path) -> None:
+    """Review: `--lock locks/cpu.lock` (written after the engine took the files, in a folder
+    the write made) changed the digest, and `image run` right after the build warned."""
+    from dlbox.container.context import project_digest
+    from dlbox.container.lock import write_lock
+
+    (tmp_path / "requirements.txt").write_text("torch\n")
+    (tmp_path / "main.py").write_text("print(1)\n")
+    first = project_digest(detect_project(tmp_path))
+    write_lock(tmp_path / "locks" / "cpu.lock", {})
+    assert project_digest(detect_project(tmp_path)) == first
+    (tmp_path / "locks" / "notes.json").write_text('{"schema": 1}\n')  # the user's own file
+    assert project_digest(detect_project(tmp_path)) != first
+
+
 def test_image_run_warns_only_for_its_own_folders_changed_files(tmp_path: Path) -> None:
     from dlbox.container.context import project_digest
     from dlbox.container.run import files_changed

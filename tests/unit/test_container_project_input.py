@@ -574,6 +574,19 @@ def test_a_bare_url_without_a_name_says_how_to_name_it(tmp_path: Path, line: str
     assert info.value.hint == f"name the package: {hint}"
 
 
+@pytest.mark.parametrize("line", ["./wheels/six-1.16.0-py2.py3-none-any.whl",
+                                  "file:wheels/six-1.16.0-py2.py3-none-any.whl"])
+def test_a_local_wheel_path_is_told_to_go_in_a_wheelhouse(tmp_path: Path, line: str) -> None:
+    """Review: a wheel's path was told to "build a wheel of it", which it already is."""
+    write(tmp_path / "requirements.txt", f"rich\n{line}\n")
+    with pytest.raises(UsageError) as info:
+        detect_project(tmp_path)
+    assert info.value.message == (f"requirements.txt:2: local path requirement {line!r} is "
+                                  "not supported")
+    assert info.value.hint == ("put six-1.16.0-py2.py3-none-any.whl in a folder, pass "
+                               "--wheelhouse DIR, and require six==1.16.0 by name")
+
+
 @pytest.mark.parametrize("line", [
     "numpy @ file:///croot/numpy_1682520569166/work",
     "numpy[extra]@file:///home/me/src/numpy",

@@ -596,6 +596,37 @@ def check_project_allows(project: Project, framework: str, version: str) -> None
             )
 
 
+def _check_project_admits(project: Project, framework: str, version: str,
+                          matrix: Any) -> None:
+    """--framework-version against the project's own pin: a patch version the pin refuses,
+    or a release none of whose known patches it admits, is refused as check_project_allows
+    would after the resolve."""
+    from packaging.version import InvalidVersion, Version
+
+    from dlbox.hostenv.versions import same_release
+
+    pins = _project_pins(project, framework)
+    _refuse_conflicting_pins(framework, matrix, pins)  # a clash no version settles, first
+    if not re.fullmatch(r"\d+\.\d+", version):
+        check_project_allows(project, framework, version)
+        return
+    try:
+        patches = sorted({patch for row in getattr(matrix, framework)
+                          if same_release(version, row.release) for patch in row.versions},
+                         key=Version)
+    except InvalidVersion:
+        return
+    for line, specifier in pins:
+        if patches and not any(specifier.contains(patch, prereleases=True)
+                               for patch in patches):
+            raise ContainerError(
+                f"the project requires {line}, but --framework-version asks for {framework} "
+                f"{version} ({', '.join(patches)})",
+                hint="pass --framework-version with a version both allow (see `dlbox doctor "
+                     "--resolve`), or loosen the project's requirement",
+            )
+
+
 def requirements_input(project: Project, framework: str,
                        framework_lines: Sequence[str]) -> tuple[str, ...]:
     """What pip resolves: the project's lines with its framework lines replaced by the
@@ -816,8 +847,8 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
         raise UsageError(
             f"--offline, but apt.txt lists {len(project.system_packages)} Debian packages "
             f"({', '.join(project.system_packages[:4])}), which apt must download",
-            hint="build once online (the engine caches the system stage), or leave --offline "
-                 "out")
+            hint="leave --offline out: apt needs the network for apt.txt's packages; or drop "
+                 "them from apt.txt")
     framework = (_normalize_framework(request.framework)
                  or detect_framework(project.requirements) or "torch")
     if request.framework_version is not None:
@@ -825,7 +856,11 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
 
         # A version dlbox does not know is refused now, not after a lock compare whose
         # --relock hint would only lead to this same refusal.
-        _matrix_for_version(load_matrix(), framework, request.framework_version)
+        matrix = load_matrix()
+        _matrix_for_version(matrix, framework, request.framework_version)
+        # The project's own pin ruling the version out is said before a lock compare, whose
+        # --relock hint would only lead to it.
+        _check_project_admits(project, framework, request.framework_version, matrix)
     target = choose_target(request, facts)
     gpu = not target.cpu
     key = lock_key(framework, gpu)
@@ -1189,6 +1224,10 @@ _BUILD_REASON = re.compile(r"error|exception|not found|cannot|can not|could not|
 # ... and those that never do: setuptools' chatter and banners, warnings, traceback lines.
 _BUILD_NOISE = re.compile(r"^(running |creating |writing |copying |reading |adding |!!|\*{5}|"
                           r"Traceback|File \"|raise |\^+$|\[end of output\])|Warning\b")
+# git's clone of a VCS requirement failed (no route to the host, a private repository):
+# pip names the command, with the URL and its host.
+_CLONE_FAILED = re.compile(r"git clone .*?((?:https?|ssh|git)://(?:[^@/\s]+@)?([^/:\s]+)\S*)"
+                           r" /\S+ did not run successfully")
 _SUBPROCESS_OUTPUT = re.compile(r"\[\d+ lines of output\]\n(.*?)\[end of output\]", re.S)
 
 
@@ -1200,13 +1239,29 @@ def source_build_failure(stdout: str, stderr: str) -> tuple[str, str] | None:
     if not any(marker in stderr for marker in _BUILD_FAILED):
         return None
     collected = re.findall(r"^\s*Collecting (\S+)", stdout + "\n" + stderr, re.M)
-    package = collected[-1] if collected else "a package"
+    package = collected[-1].rstrip("@") if collected else "a package"  # `mylib@ git+...`
+    clone = _CLONE_FAILED.search(stderr)
+    if clone is not None:  # a VCS requirement: git could not fetch it, nothing was built
+        url, host = redact_url_credentials(clone.group(1)), clone.group(2)
+        name = requirement_name(package) or package
+        fatal = [line.strip() for line in stderr.splitlines()
+                 if line.strip().startswith(("fatal:", "remote:"))][:2]
+        fatal = [redact_url_credentials(line) for line in fatal]
+        return (f"pip could not clone {name} from {url} inside the image:"
+                + "".join(f"\n  {line}" for line in fatal),
+                f"the image build needs network access to {host} (and credentials for a "
+                f"private repository are not passed in); or build a wheel of {name} on the "
+                "host, put it in a folder, pass --wheelhouse DIR and require "
+                f"{name} by name")
     block = _SUBPROCESS_OUTPUT.search(stderr)
     output = re.sub(r"^\s*!!\s*$.*?^\s*!!\s*$", "", block.group(1) if block else "",
                     flags=re.S | re.M)  # setuptools' deprecation banners, between !! lines
     lines = [line.strip() for line in output.splitlines()
              if line.strip() and not _BUILD_NOISE.search(line.strip())]
     said = [line for line in lines if _BUILD_REASON.search(line)][:4] or lines[-4:]
+    if not said:  # no output block: pip's own lines on what failed, never nothing
+        said = [line.strip(" \u2502\u2570\u2500>") for line in stderr.splitlines()
+                if re.match(r"\s*(\u00d7|fatal:|ERROR:)", line)][:2]
     shown = "".join(f"\n  {line}" for line in said)
     return (f"pip could not build {package} from source inside the image (no wheel of it fits "
             f"the image, and its build failed):{shown}",
@@ -1444,8 +1499,9 @@ def build_image(request: BuildRequest, log: Log = print,
         files_digest = project_digest(project)
         context = _build_context(tmp, project, dockerfile, lock_requirements_text(entry),
                                  [w.path for w in wheels], ca_cert,
-                                 exclude=[expand_user(request.wheelhouse).resolve()]
-                                 if request.wheelhouse else [])
+                                 exclude=[p.lock_path, *([expand_user(request.wheelhouse)
+                                                          .resolve()]
+                                                         if request.wheelhouse else [])])
         log(f"building {spec.framework.name} {spec.framework.version} image of "
             f"{project.name} ({project.root}) on {spec.base_image} "
             f"({context.bytes // 2**20} MiB context)")

@@ -324,11 +324,19 @@ def iter_project_files(project: Project,
 def project_digest(project: Project) -> str:
     """A digest of the project files an image gets (paths, contents, link targets, the
     executable bit): equal when the image holds the folder's code as it is now. The lock
-    file is left out: the build writes it after the engine took the files."""
+    files are left out: the build writes its lock after the engine took the files, and it
+    leaves the lock in use out of the image (`--lock locks/cpu.lock` too: `image run`, which
+    checks this digest, does not know which lock the build used)."""
     digest = hashlib.sha256()
+    entries: list[bytes] = []
+    folders: dict[str, int] = {}  # a folder's rel: its entry's index
+    kept, locks = set(), set()  # the folders above a kept file, above a lock
     for rel, path in iter_project_files(project):
-        if rel == LOCK_FILE:
+        above = {rel.rsplit("/", i)[0] for i in range(1, rel.count("/") + 1)}
+        if rel == LOCK_FILE or is_dlbox_lock(path):
+            locks |= above
             continue
+        kept |= above
         try:
             mode = path.lstat().st_mode
             if stat.S_ISLNK(mode):
@@ -342,8 +350,31 @@ def project_digest(project: Project) -> str:
         except OSError:
             kind, body = b"?", b""  # unreadable now: differs from a build that read it
         name = rel.encode("utf-8", "surrogateescape")
-        digest.update(kind + len(name).to_bytes(4, "big") + name + body)
+        if kind == b"D":
+            folders[rel] = len(entries)
+        entries.append(kind + len(name).to_bytes(4, "big") + name + body)
+    # a folder that holds only locks (`--lock locks/cpu.lock` makes locks/) is left out too
+    dropped = {folders[rel] for rel in locks - kept if rel in folders}
+    for index, entry in enumerate(entries):
+        if index not in dropped:
+            digest.update(entry)
     return digest.hexdigest()[:32]
+
+
+def is_dlbox_lock(path: Path) -> bool:
+    """Whether `path` is a regular file as `dlbox image build` writes its locks (any name:
+    --lock chooses it)."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return False
+        with open(path, "rb") as stream:
+            head = stream.read(256)
+    except OSError:
+        return False
+    return head.startswith(b"{") and b'"schema"' in head and _LOCK_COMMENT in head
+
+
+_LOCK_COMMENT = b'"comment": "Written by `dlbox image build`'
 
 
 def _file_digest(path: Path) -> bytes:

@@ -271,6 +271,20 @@ def unreadable_project_file(path: Path, error: OSError, included: bool = False) 
     return UsageError(f"cannot read {path}: {error.strerror}", hint=hint)
 
 
+def _wheel_file_name(requirement: str) -> tuple[str, str, str] | None:
+    """(file name, project name, version) when a local path requirement is a wheel file."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    file_name = requirement.rstrip("/").rsplit("/", 1)[-1]
+    if not file_name.endswith(".whl"):
+        return None
+    try:
+        name, version, _, _ = parse_wheel_filename(file_name)
+    except InvalidWheelFilename:
+        return None
+    return file_name, name, str(version)
+
+
 def read_requirements_file(path: Path, project_root: Path,
                            _seen: frozenset[Path] = frozenset(),
                            notes: list[str] | None = None) -> tuple[list[str], list[str]]:
@@ -353,10 +367,15 @@ def read_requirements_file(path: Path, project_root: Path,
             continue
         _refuse_project_extras(requirement, path, project_root, where)
         if requirement.startswith((".", "/", "file:")):
+            hint = ("build a wheel of it into a folder and pass --wheelhouse DIR, then "
+                    "require it by name")
+            wheel = _wheel_file_name(requirement)
+            if wheel is not None:  # already a wheel: only where it lies must change
+                hint = (f"put {wheel[0]} in a folder, pass --wheelhouse DIR, and require "
+                        f"{wheel[1]}=={wheel[2]} by name")
             raise UsageError(
                 f"{where}: local path requirement {requirement!r} is not supported",
-                hint="build a wheel of it into a folder and pass --wheelhouse DIR, then "
-                     "require it by name",
+                hint=hint,
             )
         named_file = _NAMED_FILE_URL.match(requirement)
         # what `pip freeze` writes for a conda env's packages (a framework's URL gets its own
