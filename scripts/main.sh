@@ -68,10 +68,14 @@ done
 # scheduler) is passed on to the one running, which stops cleanly, and main.sh ends with its
 # status (review: they went on alone). A Ctrl-C reaches them from the terminal itself.
 child=""
-pass_on() { if [ -n "$child" ]; then kill -s "$1" "$child" 2>/dev/null || true; fi; }
-trap 'pass_on TERM' TERM
-trap 'pass_on HUP' HUP
-trap ':' INT
+stopping=""  # the exit status of a stop signal that came: no step after it starts
+pass_on() {
+    stopping=$2
+    if [ -n "$child" ]; then kill -s "$1" "$child" 2>/dev/null || true; fi
+}
+trap 'pass_on TERM 143' TERM
+trap 'pass_on HUP 129' HUP
+trap 'stopping=130' INT
 step() {
     ( trap - INT; exec "$@" ) &  # a background child ignores SIGINT unless told otherwise
     child=$!
@@ -84,6 +88,7 @@ step() {
         break
     done
     child=""
+    if [ "$rc" = 0 ] && [ -n "$stopping" ]; then rc=$stopping; fi  # it ended as it came
     return "$rc"
 }
 step scripts/setup.sh

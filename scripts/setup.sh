@@ -15,10 +15,30 @@ case "$#:${1:-}" in
         echo "hint: scripts/setup.sh (Python only), or scripts/setup.sh --system" >&2
         exit 2 ;;
 esac
-# Ctrl-C stops the set-up (pip catches it and exits 1, which the torch fallback below took
-# for a failed install and started another).
-trap 'echo "interrupted" >&2; exit 130' INT
-trap 'echo "stopped (SIGTERM)" >&2; exit 143' TERM
+# A stop signal ends the set-up at once: the step running (pip, venv, apt-get) runs in the
+# background and gets the signal too (review: a SIGTERM waited for a torch install to end, a
+# SIGHUP left pip running alone, and a Ctrl-C, which pip turns into exit 1, sent the torch
+# install to its fallback: a second install).
+child=""
+stop() {  # $1: the signal, $2: what to say, $3: the exit status
+    if [ -n "$child" ]; then
+        kill -s "$1" "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+    echo "$2" >&2
+    exit "$3"
+}
+trap 'stop INT interrupted 130' INT
+trap 'stop TERM "stopped (SIGTERM)" 143' TERM
+trap 'stop HUP "stopped (SIGHUP)" 129' HUP
+run() {  # a step: in the background (with Ctrl-C's default back), waited for
+    ( trap - INT; exec "$@" ) &
+    child=$!
+    local rc=0
+    wait "$child" || rc=$?
+    child=""
+    return "$rc"
+}
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${DLBOX_TORCH_SPEC:-torch==2.13.0}
@@ -40,8 +60,8 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "$new_enough" 2>/dev/null 
     if ! "$PYTHON" -c "import ensurepip, venv" 2>/dev/null; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             echo "==> apt-get install python3-venv"
-            apt-get update -q >/dev/null
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+            run apt-get update -q >/dev/null
+            run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
         else
             echo "error: $PYTHON cannot make a virtual environment (no venv/ensurepip)" >&2
             echo "hint: sudo apt-get install python3-venv (Debian, Ubuntu), then run this again" >&2
@@ -50,17 +70,17 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "$new_enough" 2>/dev/null 
     fi
     echo "==> creating .venv"
     rm -rf .venv  # a half-made one (no pip) from a failed attempt
-    "$PYTHON" -m venv .venv || { rm -rf .venv; exit 1; }
+    run "$PYTHON" -m venv .venv || { rm -rf .venv; exit 1; }
 fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     echo "==> installing $TORCH_SPEC (alone, first)"
-    .venv/bin/pip install -q --disable-pip-version-check "$TORCH_SPEC" \
-        || .venv/bin/pip install -q --disable-pip-version-check \
+    run .venv/bin/pip install -q --disable-pip-version-check "$TORCH_SPEC" \
+        || run .venv/bin/pip install -q --disable-pip-version-check \
             --index-url https://download.pytorch.org/whl/cpu "torch>=2.10"
 fi
 echo "==> installing dlbox with its dev extras"
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+run .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 
 if [ "$SYSTEM" = 1 ]; then
-    scripts/provision-system.sh
+    run scripts/provision-system.sh
 fi

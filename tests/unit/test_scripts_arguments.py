@@ -144,3 +144,33 @@ def test_main_sh_passes_a_sigterm_on_to_the_fetch(tmp_path: Path) -> None:
     process.communicate(timeout=30)
     assert process.returncode == 143
     assert log.read_text().splitlines() == ["data started", "data stopped"]  # no training
+
+
+@pytest.mark.parametrize("stop, code", [("TERM", 143), ("HUP", 129)])
+def test_setup_sh_passes_a_stop_signal_on_to_pip_at_once(tmp_path: Path, stop: str,
+                                                         code: int) -> None:
+    """Found by review: a SIGTERM to setup.sh waited for the pip install running (minutes for
+    torch) before it acted, and a SIGHUP left pip running alone."""
+    import signal
+    import time
+
+    log = tmp_path / "pip.log"
+    repo = _copy_script(tmp_path, "setup.sh", {
+        ".venv/bin/python": 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
+        ".venv/bin/pip": f'[ "$1" = --version ] && exit 0\n'
+                         f"trap 'echo stopped >> {log}; exit 1' {stop}\n"
+                         f"echo started >> {log}\nfor _ in $(seq 300); do sleep 0.1; done\n",
+    })
+    process = subprocess.Popen(["bash", str(repo / "scripts" / "setup.sh")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while "started" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "pip never started"
+        time.sleep(0.05)
+    started = time.monotonic()
+    process.send_signal(getattr(signal, f"SIG{stop}"))
+    _, err = process.communicate(timeout=30)
+    assert time.monotonic() - started < 10  # not after pip's 30 s
+    assert process.returncode == code
+    assert log.read_text().splitlines() == ["started", "stopped"]  # no fallback install
+    assert err.splitlines()[-1] == f"stopped (SIG{stop})"
