@@ -559,20 +559,13 @@ def version_for_project(project: Project, framework: str, version: str | None,
     (a project pinning torch==2.1.0 gets 2.1.0, not 2.1.2 and a clash). Anything else (a
     patch version, a release the pins rule out entirely: check_project_allows reports that
     clash) is returned as it is."""
-    from packaging.version import InvalidVersion, Version
-
     from dlbox.hostenv.matrix import load_matrix
-    from dlbox.hostenv.versions import same_release
 
     pins = _project_pins(project, framework)
     if not version or not pins or not re.fullmatch(r"\d+\.\d+", version):
         return version
-    matrix = matrix or load_matrix()
-    try:
-        patches = sorted({patch for row in getattr(matrix, framework)
-                          if same_release(version, row.release) for patch in row.versions},
-                         key=Version)
-    except InvalidVersion:
+    patches = _release_patches(matrix or load_matrix(), framework, version)
+    if patches is None:
         return version
 
     def admitted(patch: str) -> bool:
@@ -583,6 +576,10 @@ def version_for_project(project: Project, framework: str, version: str | None,
     return next((patch for patch in reversed(patches) if admitted(patch)), version)
 
 
+_LOOSEN_PIN_HINT = ("pass --framework-version with a version both allow (see `dlbox doctor "
+                    "--resolve`), or loosen the project's requirement")
+
+
 def check_project_allows(project: Project, framework: str, version: str) -> None:
     """The project's own pin of the framework must admit the chosen version."""
     public = version.split("+")[0]
@@ -591,8 +588,7 @@ def check_project_allows(project: Project, framework: str, version: str) -> None
             raise ContainerError(
                 f"the project requires {line}, but the {framework} build for this target is "
                 f"{version}",
-                hint="pass --framework-version with a version both allow (see `dlbox doctor "
-                     "--resolve`), or loosen the project's requirement",
+                hint=_LOOSEN_PIN_HINT,
             )
 
 
@@ -601,30 +597,36 @@ def _check_project_admits(project: Project, framework: str, version: str,
     """--framework-version against the project's own pin: a patch version the pin refuses,
     or a release none of whose known patches it admits, is refused as check_project_allows
     would after the resolve."""
-    from packaging.version import InvalidVersion, Version
-
-    from dlbox.hostenv.versions import same_release
-
     pins = _project_pins(project, framework)
     _refuse_conflicting_pins(framework, matrix, pins)  # a clash no version settles, first
     if not re.fullmatch(r"\d+\.\d+", version):
         check_project_allows(project, framework, version)
         return
-    try:
-        patches = sorted({patch for row in getattr(matrix, framework)
-                          if same_release(version, row.release) for patch in row.versions},
-                         key=Version)
-    except InvalidVersion:
+    patches = _release_patches(matrix, framework, version)
+    if not patches:
         return
     for line, specifier in pins:
-        if patches and not any(specifier.contains(patch, prereleases=True)
-                               for patch in patches):
+        if not any(specifier.contains(patch, prereleases=True) for patch in patches):
             raise ContainerError(
                 f"the project requires {line}, but --framework-version asks for {framework} "
                 f"{version} ({', '.join(patches)})",
-                hint="pass --framework-version with a version both allow (see `dlbox doctor "
-                     "--resolve`), or loosen the project's requirement",
+                hint=_LOOSEN_PIN_HINT,
             )
+
+
+def _release_patches(matrix: Any, framework: str, release: str) -> list[str] | None:
+    """The known patch versions of `release` ("2.1") in the matrix, oldest first; None when
+    one of them is not a version packaging can order."""
+    from packaging.version import InvalidVersion, Version
+
+    from dlbox.hostenv.versions import same_release
+
+    try:
+        return sorted({patch for row in getattr(matrix, framework)
+                       if same_release(release, row.release) for patch in row.versions},
+                      key=Version)
+    except InvalidVersion:
+        return None
 
 
 def requirements_input(project: Project, framework: str,
@@ -1026,11 +1028,15 @@ def python_mismatch(project: Project, python: str, base_image: str,
             "pass --base-image with a Debian/Ubuntu image whose python3 fits requires-python")
 
 
+def _wheelhouse_exclude(request: BuildRequest) -> list[Path]:
+    """The --wheelhouse folder (resolved), which a project's files leave out; [] without one."""
+    return [expand_user(request.wheelhouse).resolve()] if request.wheelhouse else []
+
+
 def project_size_note(project: Project, request: BuildRequest) -> str | None:
     """A note for a project that sends more than WARN_CONTEXT_BYTES to the image (a dataset
     beside the code), naming its biggest files; None for one that does not."""
-    project_bytes, largest = measure_project(project, exclude=[
-        expand_user(request.wheelhouse).resolve()] if request.wheelhouse else [])
+    project_bytes, largest = measure_project(project, exclude=_wheelhouse_exclude(request))
     if project_bytes <= WARN_CONTEXT_BYTES:
         return None
     biggest = ", ".join(f"{name} ({size // 2**20} MiB)" for name, size in largest[:3])
@@ -1244,9 +1250,8 @@ def source_build_failure(stdout: str, stderr: str) -> tuple[str, str] | None:
     if clone is not None:  # a VCS requirement: git could not fetch it, nothing was built
         url, host = redact_url_credentials(clone.group(1)), clone.group(2)
         name = requirement_name(package) or package
-        fatal = [line.strip() for line in stderr.splitlines()
+        fatal = [redact_url_credentials(line.strip()) for line in stderr.splitlines()
                  if line.strip().startswith(("fatal:", "remote:"))][:2]
-        fatal = [redact_url_credentials(line) for line in fatal]
         return (f"pip could not clone {name} from {url} inside the image:"
                 + "".join(f"\n  {line}" for line in fatal),
                 f"the image build needs network access to {host} (and credentials for a "
@@ -1499,9 +1504,7 @@ def build_image(request: BuildRequest, log: Log = print,
         files_digest = project_digest(project)
         context = _build_context(tmp, project, dockerfile, lock_requirements_text(entry),
                                  [w.path for w in wheels], ca_cert,
-                                 exclude=[p.lock_path, *([expand_user(request.wheelhouse)
-                                                          .resolve()]
-                                                         if request.wheelhouse else [])])
+                                 exclude=[p.lock_path, *_wheelhouse_exclude(request)])
         log(f"building {spec.framework.name} {spec.framework.version} image of "
             f"{project.name} ({project.root}) on {spec.base_image} "
             f"({context.bytes // 2**20} MiB context)")

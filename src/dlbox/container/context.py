@@ -35,7 +35,7 @@ from dlbox.container.dockerignore import (
     project_patterns,
     render_dockerignore,
 )
-from dlbox.container.lock import LOCK_FILE
+from dlbox.container.lock import LOCK_FILE, is_dlbox_lock
 from dlbox.container.project import Project, normalize_name
 from dlbox.errors import ContainerError, UsageError
 from dlbox.fileio import expand_user
@@ -359,22 +359,6 @@ def project_digest(project: Project) -> str:
         if index not in dropped:
             digest.update(entry)
     return digest.hexdigest()[:32]
-
-
-def is_dlbox_lock(path: Path) -> bool:
-    """Whether `path` is a regular file as `dlbox image build` writes its locks (any name:
-    --lock chooses it)."""
-    try:
-        if not stat.S_ISREG(path.lstat().st_mode):
-            return False
-        with open(path, "rb") as stream:
-            head = stream.read(256)
-    except OSError:
-        return False
-    return head.startswith(b"{") and b'"schema"' in head and _LOCK_COMMENT in head
-
-
-_LOCK_COMMENT = b'"comment": "Written by `dlbox image build`'
 
 
 def _file_digest(path: Path) -> bytes:

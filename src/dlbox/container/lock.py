@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -24,6 +25,10 @@ from dlbox.text import shell_quote
 
 LOCK_FILE = "dlbox.lock"
 LOCK_SCHEMA = 1
+_WRITTEN_BY = "Written by `dlbox image build`"
+LOCK_COMMENT = f"{_WRITTEN_BY}; commit it. Re-resolve with --relock."
+# how the comment starts in a written lock (is_dlbox_lock looks for it)
+_LOCK_MARKER = f'"comment": "{_WRITTEN_BY}'.encode()
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,19 @@ def _refuse_another_file(path: Path) -> None:
                                               "where no file is yet")
 
 
+def is_dlbox_lock(path: Path) -> bool:
+    """Whether `path` is a regular file as `dlbox image build` writes its locks (any name:
+    --lock chooses it)."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return False
+        with open(path, "rb") as stream:
+            head = stream.read(256)
+    except OSError:
+        return False
+    return head.startswith(b"{") and b'"schema"' in head and _LOCK_MARKER in head
+
+
 def _has_conflict_markers(path: Path) -> bool:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -201,7 +219,7 @@ def write_lock(path: Path, entries: dict[str, LockEntry]) -> None:
     """Write the lock atomically (a crash leaves the old one)."""
     write_json_atomic(path, {
         "schema": LOCK_SCHEMA,
-        "comment": "Written by `dlbox image build`; commit it. Re-resolve with --relock.",
+        "comment": LOCK_COMMENT,
         "builds": {key: entries[key].to_dict() for key in sorted(entries)},
     })
 
