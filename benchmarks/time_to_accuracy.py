@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time to accuracy: train one dlbox recipe N times on a data dir and report how fast and how well.
 
-    python benchmarks/time_to_accuracy.py --data DIR [--model speedrun|resnet|...] [--runs N]
+    python benchmarks/time_to_accuracy.py [--data DIR] [--model speedrun|resnet|...] [--runs N]
         [--epochs E] [--num-train N] [--num-test N] [--device auto|cpu|cuda]
         [--tta-level 0|1|2] [--baseline tutorial] [--baseline-epochs E] [--compile]
         [--compile-mode MODE] [--precision auto|bf16|fp16|fp32] [--json OUT]

@@ -184,8 +184,8 @@ def _a_stop_at_exit_ends_at_once(code: int) -> None:
     """Once the command has ended, a Ctrl-C, SIGTERM or SIGHUP ends the process with its exit
     code. Python's shutdown takes a while with torch loaded: a KeyboardInterrupt there printed
     a traceback (review: a second Ctrl-C just after "resume with: ..."), and a `timeout`'s
-    SIGTERM as a finished run exited turned its success into 143. A signal the process was
-    started ignoring (nohup, `&` in a script) stays ignored."""
+    SIGTERM as a finished run exited turned its success into 143. A SIGTERM or SIGHUP the
+    process was started ignoring (nohup) stays ignored."""
     def exit_now(signum: int, frame: object) -> None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

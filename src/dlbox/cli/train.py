@@ -120,9 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     except TrainingStopped as stopped:  # on stderr, as every other stop's word: `dlbox
         # train > log` shows the resume command at the terminal (review)
         if stopped.finished and args.no_evaluate:  # in the last test pass: nothing is missing
-            print(f"stopped ({stopped.reason}) once the run had finished: "
-                  f"{_complete(stopped.run_dir, False)}", file=sys.stderr)
-            return 0
+            return _say_finished(stopped.reason, stopped.run_dir, evaluated=False)
         print("\n".join(stopped.report_lines()), file=sys.stderr)
         return stopped.exit_code
     except KeyboardInterrupt as interrupt:  # a second Ctrl-C: stopped at once, the last
@@ -151,10 +149,8 @@ def _run(args: argparse.Namespace) -> int:
         where = getattr(stopped, "run_dir", None) or run_dir
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
             evaluated = not args.no_evaluate
-            if _run_complete(where, evaluated):  # a `timeout` as the run ended: all is there
-                print(f"stopped ({stopped.signal_name}) once the run had finished: "
-                      f"{_complete(where, evaluated)}", file=sys.stderr)
-                return 0
+            if _run_all_written(where, evaluated):  # a `timeout` as the run ended
+                return _say_finished(stopped.signal_name, where, evaluated)
             print(f"stopped ({stopped.signal_name})", file=sys.stderr)
             say_what_was_kept(where)
         return int(stopped.code or EXIT_SIGTERM)
@@ -173,14 +169,17 @@ def _saved(run_dir: str | Path | None) -> tuple[Path, bool] | None:
     return last, says_finished(last)
 
 
-def _complete(run_dir: str | Path | None, evaluated: bool) -> str:
-    """What a run stopped once it had finished holds, for the stop's line."""
+def _say_finished(reason: str, run_dir: str | Path | None, evaluated: bool) -> int:
+    """A stop that came once the run had finished, with nothing of it missing: said so, and
+    the command's success (0)."""
     where = Path(run_dir or "").resolve()
-    return (f"its report is complete in {where}" if evaluated else
+    held = (f"its report is complete in {where}" if evaluated else
             f"its training is complete in {where} (no evaluation was asked for)")
+    print(f"stopped ({reason}) once the run had finished: {held}", file=sys.stderr)
+    return 0
 
 
-def _run_complete(run_dir: str | Path | None, evaluated: bool) -> bool:
+def _run_all_written(run_dir: str | Path | None, evaluated: bool) -> bool:
     """Whether a run is all written: its training finished, and, when it was to be
     `evaluated`, metrics.json (the report's last file) holds the evaluation of its last
     epoch."""

@@ -279,8 +279,10 @@ def refuse_unreleased_patch(rows: tuple[Any, ...], version: str, framework: str)
     kept = [row for row in rows if same_release(public, row.release)]
     if len(parsed) < 3 or not kept or any(public in row.versions for row in kept):
         return
-    patches = sorted({v for row in kept for v in row.versions if parse_version(v)},
-                     key=lambda v: (parse_version(v) or (), v))  # 2.15.0 < 2.15.0.post1
+    from packaging.version import Version
+
+    # in PEP 440 order: 2.15.0 < 2.15.0.post1 < 2.15.0.post10 < 2.15.1
+    patches = sorted({v for row in kept for v in row.versions if parse_version(v)}, key=Version)
     newest_release = max((parse_version(row.release) or () for row in rows), default=())
     settled = (parse_version(kept[0].release) or ()) < newest_release
     # Below the oldest patch listed the data may just not cover the release's start (jax
@@ -483,11 +485,12 @@ def _torch_unresolvable(
             f"{known[0].latest}) has kernels for {shown}, whatever the driver",
             hint="resolve with --cpu (the CPU build runs on any host); a torch older than "
                  "dlbox's data may still have them, built or installed by hand")
-    # (driver, driver text, build) of the build needing the oldest driver: of those the GPU
-    # can use (no kernels, a cuDNN that dropped it: no way out; review: a K80 was sent to
-    # torch 2.7.1 cu118), else of all, for the driver branch the hint speaks of
-    lowest: tuple[tuple[int, ...], str, str] | None = None
-    lowest_usable: tuple[tuple[int, ...], str, str] | None = None
+    # (driver, driver text, build) of each build, and of those the GPU can use (no kernels,
+    # a cuDNN that dropped it: no way out; review: a K80 was sent to torch 2.7.1 cu118): the
+    # oldest driver of a usable one is named, else (none is) of any, for the driver branch
+    candidates: list[tuple[tuple[int, ...], str, str]] = []
+    usable: list[tuple[tuple[int, ...], str, str]] = []
+    any_driver = replace(target, driver=None)
     for release in releases:
         for variant in release.variants:
             if target.cuda and not same_release(variant.cuda, target.cuda):
@@ -497,12 +500,11 @@ def _torch_unresolvable(
             if not (minimum and key):
                 continue
             build = (key, minimum, f"torch {release.latest} {variant.name}")
-            if lowest is None or key < lowest[0]:
-                lowest = build
-            usable = not _torch_variant_rejection(replace(target, driver=None), variant, matrix)
-            if usable and (lowest_usable is None or key < lowest_usable[0]):
-                lowest_usable = build
-    lowest = lowest_usable or lowest
+            candidates.append(build)
+            if not _torch_variant_rejection(any_driver, variant, matrix):
+                usable.append(build)
+    # the first of the oldest (newest release first), as a strict `<` over the loop kept it
+    lowest = min(usable or candidates, key=lambda build: build[0], default=None)
     if lowest and version_at_least(target.driver, lowest[1]) is False:
         return HostEnvError(
             f"driver {target.driver} is older than every torch build{wanted} needs "

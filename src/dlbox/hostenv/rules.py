@@ -80,7 +80,10 @@ def _pip_line(build: ResolvedBuild) -> str:
 
 
 def _resolved(framework: str, facts: HostFacts, matrix: Matrix) -> ResolvedBuild | None:
-    outcome = _resolution(framework, facts, matrix)
+    return _build(_resolution(framework, facts, matrix))
+
+
+def _build(outcome: ResolvedBuild | DlboxError) -> ResolvedBuild | None:
     return outcome if isinstance(outcome, ResolvedBuild) else None
 
 
@@ -91,13 +94,14 @@ def _resolution(framework: str, facts: HostFacts, matrix: Matrix) -> ResolvedBui
         return error
 
 
-def _cpu_build_fix(framework: str, facts: HostFacts, matrix: Matrix, install: str) -> str:
-    """The fix for a CPU build on a GPU host: `install` (the GPU build) where one resolves;
-    where none runs (a driver too old, GPUs no one build covers), keep the CPU build, with
-    the resolver's reason and way out: swapping a working CPU build for nothing helps no one."""
-    outcome = _resolution(framework, facts, matrix)
+def _cpu_build_fix(framework: str, outcome: ResolvedBuild | DlboxError,
+                   install: Callable[[ResolvedBuild], str]) -> str:
+    """The fix for a CPU build on a GPU host: `install(build)` where a GPU build resolves
+    (`outcome`); where none runs (a driver too old, GPUs no one build covers), keep the CPU
+    build, with the resolver's reason and way out: swapping a working CPU build for nothing
+    helps no one."""
     if isinstance(outcome, ResolvedBuild):
-        return install
+        return install(outcome)
     way_out = f"; {outcome.hint}" if outcome.hint else ""
     return (f"keep this CPU build: no CUDA build of {framework} runs on this host as it is "
             f"({outcome}){way_out}")
@@ -372,14 +376,13 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     if not gpus:
         return findings
     if not fw.cuda:
-        better = _resolved("torch", facts, matrix)
-        install = f"pip uninstall -y torch && {_pip_line(better)}" if better else ""
         findings.append(Finding(
             "warn", "cpu-build-on-gpu-host",
             f"{_framework_label(fw)} on a host with a usable NVIDIA GPU",
             "this torch has no CUDA support: torch.cuda.is_available() is False and training "
             "runs on the CPU",
-            _cpu_build_fix("torch", facts, matrix, install)))
+            _cpu_build_fix("torch", _resolution("torch", facts, matrix),
+                           lambda build: f"pip uninstall -y torch && {_pip_line(build)}")))
         return findings
     driver_findings = _driver_findings(fw, facts, matrix)
     findings += driver_findings
@@ -451,14 +454,15 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     gpus = _usable_gpus(facts)
     if not gpus or row is None:
         return findings
-    better = _resolved("tensorflow", facts, matrix)
+    outcome = _resolution("tensorflow", facts, matrix)
+    better = _build(outcome)
     fix_install = f"pip install --force-reinstall {_pip_line(better)[12:]}" if better else ""
     if not fw.cuda:
         findings.append(Finding(
             "warn", "cpu-build-on-gpu-host",
             f"{_framework_label(fw)} on a host with a usable NVIDIA GPU",
             "this TensorFlow was built without CUDA, so it runs on the CPU",
-            _cpu_build_fix("tensorflow", facts, matrix, fix_install)))
+            _cpu_build_fix("tensorflow", outcome, lambda _build: fix_install)))
         return findings
     mismatches = []
     if fw.cuda and major_minor(fw.cuda) != major_minor(row.cuda):
@@ -549,13 +553,14 @@ def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     gpus = _usable_gpus(facts)
     if not gpus:
         return findings
-    better = _resolved("jax", facts, matrix)
+    outcome = _resolution("jax", facts, matrix)
+    better = _build(outcome)
     if not fw.cuda:
         findings.append(Finding(
             "warn", "cpu-build-on-gpu-host",
             f"jax {fw.version} without a CUDA plugin on a host with a usable NVIDIA GPU",
             "no jax-cuda12-plugin / jax-cuda13-plugin is installed, so jax runs on the CPU",
-            _cpu_build_fix("jax", facts, matrix, _pip_line(better) if better else "")))
+            _cpu_build_fix("jax", outcome, _pip_line)))
         return findings
     findings += _driver_findings(fw, facts, matrix)
     findings += _jax_arch_findings(fw, gpus, matrix, better)

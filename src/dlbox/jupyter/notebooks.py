@@ -99,11 +99,12 @@ def copy_packaged_notebook(packaged: Path, user_dir: Path) -> Path | None:
     mine, marker = user_dir / NOTEBOOK_NAME, user_dir / COPIED_DIGEST_FILE
     shipped = _sha256(packaged)
     copied = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
-    if mine.exists() and shipped in (copied, _sha256(mine)):
+    current = _sha256(mine) if mine.exists() else None
+    if current is not None and shipped in (copied, current):
         if copied != shipped:  # the same bytes, from before the marker was kept
             marker.write_text(shipped + "\n", encoding="utf-8")
         return None
-    if not mine.exists() or _sha256(mine) == copied:
+    if current is None or current == copied:
         shutil.copyfile(packaged, mine)
         marker.write_text(shipped + "\n", encoding="utf-8")
         return None
@@ -352,8 +353,9 @@ SETTING_PHRASES = [
 
 def in_setting_terms(line: str) -> str:
     """`line` with the flags the notebook has settings for named as those settings ("--data
-    DIR" as DATA_DIR), and "the same command" as the training cell; a command in backticks
-    (`dlbox data fetch --data X`) is left whole."""
+    DIR" as DATA_DIR), said as a notebook sets them (SETTING_PHRASES: "pass --epochs 1" as
+    "set EPOCHS to 1", "leave X out" as "set X to None"), and "the same command" as the
+    training cell; a command in backticks (`dlbox data fetch --data X`) is left whole."""
     def setting(match: re.Match[str]) -> str:
         return SETTING_OF_FLAG.get(match.group(1), match.group(0))
 
