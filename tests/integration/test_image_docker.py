@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,9 @@ def test_code_only_change_rebuilds_with_the_dependency_layer_cached(
                            smoke=False)
     first = build_image(request, log=lambda line: None)
     changed = project / "src" / "dlbox" / "cli" / "models.py"
-    changed.write_text(changed.read_text() + "\n# a code-only change\n")
+    # a change no earlier run made: the engine keeps layers across runs, and a COPY of the
+    # same files as an earlier test run's is cached (the lock, once in it, made each unique)
+    changed.write_text(changed.read_text() + f"\n# a code-only change {uuid.uuid4()}\n")
     start = time.monotonic()
     outcome = build_image(request, log=lambda line: None)
     seconds = time.monotonic() - start
@@ -301,7 +304,7 @@ def test_code_only_change_rebuilds_with_the_dependency_layer_cached(
     # An image that a container still uses is kept, and the note says how to clear it.
     container = engine.containers.create(outcome.image_id, ["true"])
     try:
-        changed.write_text(changed.read_text() + "\n# another change\n")
+        changed.write_text(changed.read_text() + f"\n# another change {uuid.uuid4()}\n")
         third = build_image(request, log=lambda line: None)
         assert not _image_gone(engine, outcome.image_id)
         assert any("is kept: a container uses it" in note for note in third.notes), \
