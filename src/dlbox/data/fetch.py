@@ -705,12 +705,16 @@ def kept_downloads(data_dir: str | Path) -> list[str]:
             if not (path.is_file() and _source_record(path).is_file()):
                 continue
             size = _size_text(path.stat().st_size)
-            notes.append(f"another `dlbox data fetch` is fetching into {root} right now: "
-                         f"{path} ({size}) is its download so far; leave it until that fetch "
-                         "ends" if busy else
+            notes.append(f"{fetching_now(root)}: {path} ({size}) is its download so far; "
+                         "leave it until that fetch ends" if busy else
                          f"{path} is {what} ({size}): the next {fetch} from the same URL "
                          f"{then}; delete it to get the space back")
     return notes
+
+
+def fetching_now(root: Path) -> str:
+    """The start of `data check`'s notes about files of a fetch that holds the data dir."""
+    return f"another `dlbox data fetch` is fetching into {root} right now"
 
 
 def _clear_killed_fetch(root: Path) -> None:
@@ -733,9 +737,8 @@ def killed_fetch_folders(data_dir: str | Path) -> list[str]:
             size = _size_text(sum(path.stat().st_size for path in folder.iterdir()
                                   if path.is_file()))
             if busy:
-                notes.append(f"another `dlbox data fetch` is fetching into {root} right now: "
-                             f"{folder} ({size}) is its temp folder; leave it until that "
-                             "fetch ends")
+                notes.append(f"{fetching_now(root)}: {folder} ({size}) is its temp folder; "
+                             "leave it until that fetch ends")
             elif staging_is_stale(folder):
                 notes.append(f"{folder} ({size}) is the temp folder of a `dlbox data fetch` "
                              f"that was killed: the next `dlbox data fetch{data_flag(root)}` "

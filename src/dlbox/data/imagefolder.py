@@ -179,6 +179,13 @@ def find_classes(root: str | Path, check_names: bool = False) -> tuple[str, ...]
     return names
 
 
+def convmv_command(tree: str, form: str) -> str:
+    """The command that renames every name under `tree` (shell-quoted) to Unicode `form`
+    ("nfc", "nfd"), for the hints about class names in two forms."""
+    return (f"convmv -r -f utf8 -t utf8 --{form} --notest {tree} (Debian: apt-get install "
+            "convmv)")
+
+
 def _check_class_name(root: Path, name: str) -> None:
     """A class name goes into predictions.csv, metrics.json and the checkpoint, all UTF-8:
     a folder name in another encoding (Latin-1 from an old zip, say; Python holds its bytes

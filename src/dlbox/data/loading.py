@@ -32,6 +32,7 @@ from dlbox.data.dataset import ImageDataset
 from dlbox.data.imagefolder import (
     IMAGE_EXTENSIONS_TEXT,
     ImageTreeAccessError,
+    convmv_command,
     describe_skipped,
     find_classes,
     is_hidden,
@@ -375,9 +376,8 @@ def _refuse_unicode_twins(root: Path, folders: Sequence[tuple[str, str]]) -> Non
                             "name written in two Unicode forms (composed and decomposed, as "
                             "macOS writes names): dlbox would read two classes that print "
                             "alike",
-                            hint="rename the tree's names to one form: convmv -r -f utf8 -t "
-                                 f"utf8 --nfc --notest {shell_quote(root)} (Debian: apt-get "
-                                 "install convmv)")
+                            hint="rename the tree's names to one form: "
+                                 + convmv_command(shell_quote(root), "nfc"))
 
 
 def load_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> ImageDataset:
@@ -669,7 +669,12 @@ def shadowed_image_tree(data_dir: str | Path) -> str | None:
 
 def check_data(data_dir: str | Path) -> DataReport:
     """Inspect a data dir: which layout, every file present and loadable, counts, labels."""
-    from dlbox.data.fetch import inspect_checksums, kept_downloads, killed_fetch_folders
+    from dlbox.data.fetch import (
+        fetching_now,
+        inspect_checksums,
+        kept_downloads,
+        killed_fetch_folders,
+    )
 
     data_dir = Path(data_dir)
     layout = detect_layout(data_dir)
@@ -690,9 +695,9 @@ def check_data(data_dir: str | Path) -> DataReport:
         checksum = record["archive"]["sha256"] if record is not None else None
         fetching = held_elsewhere(layout.root.parent)  # a fetch swapping its folders in
         for old_copy in sorted(layout.root.parent.glob(f".{BATCHES_DIRNAME}.old.*")):
-            notes.append(f"another `dlbox data fetch` is fetching into {layout.root.parent} "
-                         f"right now: {old_copy} may be the copy it replaces, which it removes; "
-                         "if it is still there when that fetch ends, delete it by hand"
+            notes.append(f"{fetching_now(layout.root.parent)}: {old_copy} may be the copy it "
+                         "replaces, which it removes; if it is still there when that fetch ends, "
+                         "delete it by hand"
                          if fetching else
                          f"{old_copy} is an old copy that a `dlbox data fetch --force` could "
                          "not delete; delete it by hand to get its space back")

@@ -374,6 +374,8 @@ def _refuse_another_unicode_form(model_classes: Sequence[str], data_classes: Seq
     said nothing (the re-check)."""
     import unicodedata
 
+    from dlbox.data.imagefolder import convmv_command
+
     def form(name: str) -> str:
         return "NFC" if unicodedata.is_normalized("NFC", name) else "NFD"
 
@@ -388,9 +390,8 @@ def _refuse_another_unicode_form(model_classes: Sequence[str], data_classes: Seq
     raise DataError(f"the test data{f' in {where}' if where else ''} writes the class "
                     f"{listed(theirs, 3)} in another Unicode form than the run "
                     f"({words[data_form]} where the run's is {words[run_form].rstrip(',')})",
-                    hint=f"rename its names to the run's form: convmv -r -f utf8 -t utf8 "
-                         f"--{run_form.lower()} --notest {tree} (Debian: apt-get install "
-                         "convmv)")
+                    hint="rename its names to the run's form: "
+                         + convmv_command(tree, run_form.lower()))
 
 
 def _classes(names: Sequence[str]) -> str:

@@ -144,7 +144,7 @@ def plot_confusion_matrix(path: Path, matrix: torch.Tensor, classes: Sequence[st
     colorbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     colorbar.set_label("fraction of the true class")
     labels = drawable_labels(classes)
-    label_size = 10 if n <= 30 else max(3.0, 300 / n)  # in the room a class has
+    label_size = 10 if n <= COUNTED_CLASSES else max(3.0, 300 / n)  # in the room a class has
     axes.set_xticks(range(n), labels=labels, rotation=45, ha="right", rotation_mode="anchor",
                     fontsize=label_size)
     axes.set_yticks(range(n), labels=labels, fontsize=label_size)
