@@ -12,11 +12,12 @@ The registry is the only module-level mutable state in dlbox.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import inspect
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,8 @@ class Recipe:
     recipe of Page's DAWNBench entry); "linear" is the same function (named for recipes
     without warm-up); "constant" keeps `lr` throughout (the tutorial).
     `lr` and `weight_decay` are for a loss averaged over the batch (PyTorch's default).
-    `model_kwargs` go to the factory (e.g. {"width": 16}).
+    `model_kwargs` go to the factory (e.g. {"width": 16}); each recipe holds its own copy of
+    the dict given (recipes made with `replace` shared one dict: review).
     """
 
     epochs: int = 10
@@ -61,6 +63,9 @@ class Recipe:
     # or the tutorial's 0.5 / 0.5 (which maps 0..255 to -1..1).
     mean: tuple[float, float, float] = CIFAR10_MEAN
     std: tuple[float, float, float] = CIFAR10_STD
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
@@ -94,8 +99,8 @@ class ModelInfo:
         return counts
 
     def recipe_for(self, device: str | torch.device) -> Recipe:
-        kind = torch.device(device).type if not isinstance(device, torch.device) else device.type
-        if kind == "cpu" and self.cpu_recipe is not None:
+        """The recipe for `device`: "auto", "cpu", "cuda", "cuda:N" or a torch.device."""
+        if _device_kind(device) == "cpu" and self.cpu_recipe is not None:
             return self.cpu_recipe
         return self.recipe
 
@@ -107,12 +112,22 @@ _REGISTRY: dict[str, ModelInfo] = {}
 _DEFAULT_MODELS: dict[str, str] = {"cpu": "resnet", "cuda": "resnet"}
 
 
+def _device_kind(device: str | torch.device) -> str:
+    """A torch.device's type, or the kind of device a name says ("auto" as resolve_device
+    takes it); a name that is not a device is a UsageError (review: "auto", the notebook's
+    DEVICE, and "gpu" raised torch's RuntimeError)."""
+    from dlbox.training.device import device_type
+
+    return device.type if isinstance(device, torch.device) else device_type(device)
+
+
 def register_model(name: str, description: str, recipe: Recipe | None = None,
                    cpu_recipe: Recipe | None = None) -> Callable[[ModelFactory], ModelFactory]:
     """Decorator: register `factory(num_classes=10, **kw) -> nn.Module` under `name`."""
 
     def decorate(factory: ModelFactory) -> ModelFactory:
-        if name in _REGISTRY and _REGISTRY[name].factory is not factory:
+        # The same function defined again (a notebook cell run twice) replaces the old one.
+        if name in _REGISTRY and not _same_function(_REGISTRY[name].factory, factory):
             raise ValueError(f"model '{name}' is already registered")
         _REGISTRY[name] = ModelInfo(name, description, factory, recipe or Recipe(), cpu_recipe)
         return factory
@@ -120,14 +135,23 @@ def register_model(name: str, description: str, recipe: Recipe | None = None,
     return decorate
 
 
+def _same_function(old: ModelFactory, new: ModelFactory) -> bool:
+    return old is new or (
+        getattr(old, "__module__", None) == getattr(new, "__module__", None)
+        and getattr(old, "__qualname__", None) == getattr(new, "__qualname__", None) is not None)
+
+
 def set_default_model(device_type: str, name: str) -> None:
     """Make `name` the model `dlbox train` picks on `device_type` ("cpu" or "cuda")."""
+    if device_type not in _DEFAULT_MODELS:
+        raise UsageError(f"unknown device type {device_type!r}",
+                         hint=f"use one of: {', '.join(_DEFAULT_MODELS)}")
     get_model_info(name)
     _DEFAULT_MODELS[device_type] = name
 
 
 def default_model_for(device: str | torch.device) -> str:
-    kind = device.type if isinstance(device, torch.device) else torch.device(device).type
+    kind = _device_kind(device)
     return _DEFAULT_MODELS.get(kind, _DEFAULT_MODELS["cuda"])
 
 
@@ -144,13 +168,27 @@ def model_names() -> list[str]:
 
 def get_model_info(name: str) -> ModelInfo:
     _ensure_builtins()
-    try:
+    if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise UsageError(
-            f"unknown model '{name}'",
-            hint=f"choose one of: {', '.join(model_names())} (`dlbox models` lists them)",
-        ) from None
+    guess = _closest_name(name)
+    raise UsageError(
+        f"unknown model '{name}'" + (f": did you mean '{guess}'?" if guess else ""),
+        hint=f"choose one of: {', '.join(model_names())} (`dlbox models` lists them)",
+    )
+
+
+def _closest_name(name: object) -> str | None:
+    """The registered name `name` most likely meant ("Resnet", "speedrun_long", "tutorail"),
+    or None."""
+    if not isinstance(name, str):
+        return None
+
+    def key(text: str) -> str:
+        return text.strip().lower().replace("_", "-")
+
+    by_key = {key(known): known for known in sorted(_REGISTRY)}
+    close = difflib.get_close_matches(key(name), list(by_key), n=1)
+    return by_key[close[0]] if close else None
 
 
 def recipe_for(name: str, device: str | torch.device) -> Recipe:
@@ -165,6 +203,9 @@ def list_models() -> list[ModelInfo]:
 def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     """Build a fresh model by registry name; unknown names and settings raise UsageError."""
     info = get_model_info(name)
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise UsageError(f"num_classes must be a positive whole number, got {num_classes!r}",
+                         hint="pass the number of classes the data has, e.g. 10 for CIFAR-10")
     accepted = inspect.signature(info.factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = [key for key in kwargs if key not in accepted and not takes_any]
@@ -178,14 +219,15 @@ def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     try:
         _check_fits_in_memory(name, info.factory, num_classes, kwargs, settings)
         return info.factory(num_classes=num_classes, **kwargs)
-    except ValueError as error:
-        raise UsageError(f"model '{name}': {error}",
+    except (ValueError, TypeError) as error:  # a setting of a wrong value, or of a wrong type
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UsageError(f"model '{name}': {first_line}",
                          hint=f"change the model's settings (model '{name}' takes: {settings}; "
                               "`dlbox models` lists the models)") from None
 
 
 def _check_fits_in_memory(name: str, factory: ModelFactory, num_classes: int,
-                          kwargs: dict[str, Any], settings: str) -> None:
+                          kwargs: Mapping[str, Any], settings: str) -> None:
     """Refuse settings (a `--width 100000`) whose weights alone exceed this machine's memory,
     before allocating them: built on the meta device, which allocates nothing. Without this,
     the allocation fails deep in torch (an "internal error", exit 70), or on a host that
@@ -242,7 +284,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def count_factory_parameters(factory: ModelFactory, kwargs: dict[str, Any],
+def count_factory_parameters(factory: ModelFactory, kwargs: Mapping[str, Any],
                              num_classes: int = 10) -> int:
     """count_parameters of the model `factory(num_classes, **kwargs)` builds, built on the meta
     device: the same parameters, shapes and requires_grad, with no memory allocated and no

@@ -18,7 +18,10 @@ preprocess: uint8 -> float, per-channel normalised); `init_whitening` must see t
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +30,11 @@ from dlbox.models.registry import Recipe, register_model, set_default_model
 
 DEFAULT_WIDTHS = (64, 256, 256)
 CPU_WIDTHS = (32, 64, 128)
+
+
+def _whole(value: Any) -> bool:
+    """An integer (a Python or NumPy one), not a bool, a float or a string."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class FrozenScaleBatchNorm(nn.BatchNorm2d):
@@ -59,8 +67,8 @@ class ConvGroup(nn.Module):
     def __init__(self, channels_in: int, channels_out: int, depth: int = 2,
                  bn_memory: float = 0.6) -> None:
         super().__init__()
-        if depth not in (1, 2, 3):
-            raise ValueError(f"depth must be 1, 2 or 3, got {depth}")
+        if not _whole(depth) or depth not in (1, 2, 3):
+            raise ValueError(f"depth must be 1, 2 or 3, got {depth!r}")
         self.depth = depth
         self.conv1 = IdentityInitConv(channels_in, channels_out)
         self.pool = nn.MaxPool2d(2)
@@ -92,11 +100,20 @@ class SpeedrunNet(nn.Module):
                  in_channels: int = 3, bn_memory: float = 0.6,
                  head_scale: float | None = None) -> None:
         super().__init__()
+        # Settings come from config.json files too, edited by hand: each wrong type or value
+        # is a ValueError naming it (the registry's UsageError), not a TypeError of torch's
+        # or a model that fails in its first forward pass (review: widths 5, whiten_stride 0).
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths \
+                or not all(_whole(w) and w >= 1 for w in widths):
+            raise ValueError(f"widths must be a list of positive channel counts, got {widths!r}")
         widths = tuple(int(w) for w in widths)
-        if len(widths) < 1 or any(w < 1 for w in widths):
-            raise ValueError(f"widths must be positive channel counts, got {widths}")
-        if whiten_kernel < 1:
-            raise ValueError(f"whiten_kernel must be >= 1, got {whiten_kernel}")
+        for name, value in (("whiten_kernel", whiten_kernel), ("whiten_stride", whiten_stride)):
+            if not _whole(value) or value < 1:
+                raise ValueError(f"{name} must be a whole number, 1 or more, got {value!r}")
+        if head_scale is not None and not (isinstance(head_scale, numbers.Real)
+                                           and not isinstance(head_scale, bool)
+                                           and math.isfinite(head_scale)):
+            raise ValueError(f"head_scale must be a finite number or None, got {head_scale!r}")
         self.widths = widths
         self.whiten_kernel = whiten_kernel
         whiten_width = 2 * in_channels * whiten_kernel ** 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,10 @@ class TrainConfig:
     std: tuple[float, float, float] = CIFAR10_STD
 
     def __post_init__(self) -> None:
+        for name in ("data_dir", "run_dir"):  # a Path (review: "must be a path, got PosixPath")
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
         self.validate()
 
     def validate(self) -> None:

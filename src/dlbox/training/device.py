@@ -18,16 +18,47 @@ from dlbox.errors import HostEnvError, UsageError
 _CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """`auto`, `cpu`, `cuda` or `cuda:N` -> a torch.device this host can use."""
-    spec = (spec or "auto").strip().lower()
+DEVICE_HINT = "use auto, cpu, cuda or cuda:N"
+
+
+def _device_spec(spec: str | torch.device | None) -> str:
+    """The spec as a lower-case string ("cpu", "cuda:1", "auto"; None is "auto"); what is not
+    a device name is a UsageError (review: 0 and "" were taken for "auto", a torch.device
+    failed on `.strip`)."""
+    if spec is None:
+        return "auto"
+    if isinstance(spec, torch.device):
+        text = str(spec)
+    elif isinstance(spec, str):
+        text = spec.strip().lower()
+        if not text:
+            raise UsageError("the device is empty", hint=DEVICE_HINT)
+    else:
+        raise UsageError(f"a device is a name such as 'cuda', got {spec!r}", hint=DEVICE_HINT)
+    if text not in ("auto", "cpu") and not _CUDA_SPEC.match(text):
+        raise UsageError(f"unknown device '{text}'", hint=DEVICE_HINT)
+    return text
+
+
+def device_type(spec: str | torch.device | None = "auto") -> str:
+    """"cpu" or "cuda": the kind of device `spec` names, "auto" as resolve_device takes it,
+    without checking that the GPU it names is there (a recipe for "cuda:1" is cuda's)."""
+    text = _device_spec(spec)
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu" if text == "cpu" else "cuda"
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """`auto`, `cpu`, `cuda` or `cuda:N` (or a torch.device of those) -> a torch.device this
+    host can use. None is "auto" (a flag left out)."""
+    spec = _device_spec(spec)
     if spec == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     if spec == "cpu":
         return torch.device("cpu")
     match = _CUDA_SPEC.match(spec)
-    if not match:
-        raise UsageError(f"unknown device '{spec}'", hint="use auto, cpu, cuda or cuda:N")
+    assert match is not None  # _device_spec refused the rest
     _require_cuda(spec)
     index = int(match.group(1)) if match.group(1) is not None else None
     if index is not None and index >= torch.cuda.device_count():
