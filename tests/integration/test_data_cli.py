@@ -574,7 +574,7 @@ def test_check_an_empty_split_hints_where_the_images_go(
     assert f"{tmp_path / 'train'}/<class>/<image>" in hint
     assert ".png, .jpg, .jpeg, .jfif, .jpe, .gif, .bmp, .webp, .tif, .tiff" in hint
     assert "2 files without an image extension (class_0/0000.heic, class_1/0000.heic)" in hint
-    assert hint.endswith("then run `dlbox data check` again")
+    assert hint.endswith(f"then run `dlbox data check --data {tmp_path}` again")
 
 
 def run_refused(prefix: list[str], *args: str, chmod: dict[Path, int]
@@ -634,7 +634,7 @@ def test_check_hints_at_permissions_for_images_that_may_not_be_read(
     assert one.returncode == 1, one.stderr
     hint = assert_clean_error(one.stderr, f"image {first}: permission denied")
     assert f"`chmod u+r {first}`" in hint and f"`ls -l {first}`" in hint
-    assert "replace" not in hint and hint.endswith("then run `dlbox data check` again")
+    assert "replace" not in hint and hint.endswith(f"then run `dlbox data check --data {data}` again")
 
     both = run_refused(refused_prefix, *check, chmod={first: 0, second: 0})
     assert both.returncode == 1, both.stderr

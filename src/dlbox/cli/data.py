@@ -5,23 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlbox.cli.common import reject_empty_paths
 from dlbox.data.fetch import (
     OFFICIAL_URL,
     FetchConfig,
+    check_not_an_image_tree,
     check_not_empty_source,
     check_source,
     cifar10_present,
     fetch_cifar10,
+    is_url,
     normalize_sha256,
+    read_checksums,
     redact_url,
 )
 from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
-from dlbox.data.paths import DATA_ENV_VAR, check_data_dir_path, resolve_data_dir
+from dlbox.data.paths import DATA_ENV_VAR, check_data_dir_path, data_flag, resolve_data_dir
 from dlbox.errors import EXIT_USAGE, DataError
-from dlbox.text import shown_name
+from dlbox.text import shell_quote, shown_name
 
 if TYPE_CHECKING:  # dlbox.data.loading imports torch: `dlbox data check` loads it when run
     from dlbox.data.loading import DataReport
@@ -87,6 +91,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     source = OFFICIAL_URL if args.source is None else check_not_empty_source(args.source)
     check_source(source)
     check_data_dir_path(data_dir)
+    if config.force or not cifar10_present(data_dir):
+        check_not_an_image_tree(data_dir)
     if not config.progress and (config.force or not cifar10_present(data_dir)):
         print(f"fetching CIFAR-10 from {redact_url(source)} into {data_dir}",
               file=sys.stderr)
@@ -155,8 +161,9 @@ def check_hint(report: DataReport) -> str:
     tree is the user's own, which `dlbox data fetch` neither writes nor repairs. For a tree,
     the fix of the first failed split: the one the check found for it (permissions, where the
     images go), else to add the missing split or replace the damaged images."""
+    where = data_flag(report.data_dir)
     if report.layout is not None and report.layout.kind == "image-folder":
-        again = "then run `dlbox data check` again"
+        again = f"then run `dlbox data check{where}` again"
         failed = next((item for item in report.files if not item.ok), None)
         if failed is not None and failed.hint:
             return f"{failed.hint}; {again}"
@@ -166,5 +173,26 @@ def check_hint(report: DataReport) -> str:
                     f"({IMAGE_EXTENSIONS_TEXT}), {again}")
         return (f"replace each image file named above with a good copy, or remove it, {again} "
                 "(`dlbox data fetch` does not touch an image tree)")
-    return ("run `dlbox data fetch --force` (with the same --data and --from) "
-            "to fetch and extract it again")
+    flags, note = _fetched_with(report)
+    return (f"run `dlbox data fetch --force{where}{flags}`{note} to fetch and extract it "
+            "again")
+
+
+def _fetched_with(report: DataReport) -> tuple[str, str]:
+    """The --from and --sha256 of the fetch that put the data there, as its record keeps
+    them (without the --sha256 of a copy that is not the official archive the same fetch
+    fails its checksum, review), and a note for what the record cannot spell out."""
+    record = read_checksums(report.layout.root) if report.layout is not None else None
+    archive = record.get("archive") if record is not None else None
+    if not isinstance(archive, dict):
+        return "", " (with the --from and --sha256 it was fetched with, if any)"
+    source, sha256 = archive.get("source"), archive.get("sha256")
+    flags, note = "", ""
+    if isinstance(source, str) and source and source != OFFICIAL_URL:
+        if "***" in source or not (is_url(source) or Path(source).is_absolute()):
+            flags, note = " --from FILE_OR_URL", f" (FILE_OR_URL: {source} as given then)"
+        else:
+            flags = f" --from {shell_quote(source)}"
+    if archive.get("official_md5_match") is False and isinstance(sha256, str):
+        flags += f" --sha256 {sha256}"
+    return flags, note

@@ -150,9 +150,12 @@ def read_batch_file(path: Path) -> dict[Any, Any]:
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
+        folder = path.parent
+        data_dir = folder.parent if folder.name == BATCHES_DIRNAME else folder
         raise DataError(
             f"CIFAR-10 batch file {path} is missing",
-            hint="run `dlbox data fetch` (or pass --data DIR pointing at the extracted data)",
+            hint=f"run `dlbox data fetch{data_flag(data_dir)}` (or pass --data DIR pointing "
+                 "at the extracted data)",
         ) from None
     except OSError as error:
         raise DataError(f"cannot read CIFAR-10 batch file {path}: {error.strerror or error}",

@@ -35,6 +35,7 @@ from dlbox.data.layout import (
 from dlbox.data.paths import check_data_dir_path
 from dlbox.errors import DataError, write_failure_kind
 from dlbox.processes import owner_gone, owner_id, signals_held
+from dlbox.text import shell_quote
 
 REQUIRED_FILES: tuple[str, ...] = (*TRAIN_BATCHES, *TEST_BATCHES, META_FILE)
 OPTIONAL_FILES: tuple[str, ...] = ("readme.html",)
@@ -131,10 +132,17 @@ _LOOKAHEAD_MEMBERS = 64
 
 
 def _image_tree_hint(archive: str) -> str:
+    """How to unpack an image tree by hand; one fetched by URL was not kept (deleted with
+    the failed fetch), and tar cannot read a URL: it is downloaded first (review)."""
+    if archive.lower().startswith(_DOWNLOAD_SCHEMES):
+        name = PurePosixPath(archive.split("?", 1)[0].split("#", 1)[0]).name or "images.tar.gz"
+        unpack = (f"curl -L -o {shell_quote(name)} {shell_quote(archive)} && mkdir -p DIR && "
+                  f"tar -xzf {shell_quote(name)} -C DIR")
+    else:
+        unpack = f"mkdir -p DIR && tar -xzf {shell_quote(archive)} -C DIR"
     return (f"{archive} holds an image tree (<split>/<class>/*.jpg), not the CIFAR-10 batches: "
-            "`dlbox data fetch` does not unpack it; unpack it yourself (`mkdir -p DIR && "
-            f"tar -xzf {archive} -C DIR`) and pass --data DIR, which dlbox reads as an image "
-            "folder")
+            f"`dlbox data fetch` does not unpack it; unpack it yourself (`{unpack}`) and pass "
+            "--data DIR, which dlbox reads as an image folder")
 
 
 def _holds_images(first: tarfile.TarInfo, tar: tarfile.TarFile) -> bool:

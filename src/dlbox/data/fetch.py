@@ -4,7 +4,9 @@
     inspect  the archive's format and member names (extract.check_cifar10_archive): a ZIP, an
              image tree or a foreign archive is refused before any checksum is compared
     verify   md5 of the official archive, or the --sha256 given for a mirror or a local copy
-    extract  only the expected members, via a temp dir renamed into place (see extract.py)
+    extract  only the expected members, via a temp dir renamed into place (see extract.py);
+             an archive that is not the official one has its batches read through there
+             (the checks of `dlbox data check`) before it may replace anything
     record   DATA_DIR/cifar-10-batches-py/dlbox-checksums.json: the archive's sha256 and md5
              and each file's sha256, written inside the folder before it moves into place
 
@@ -47,7 +49,7 @@ from dlbox.data.extract import (
     staging_folders,
     staging_is_stale,
 )
-from dlbox.data.layout import BATCHES_DIRNAME, batches_dir
+from dlbox.data.layout import BATCHES_DIRNAME, IMAGE_EXTENSIONS, SPLITS, batches_dir
 from dlbox.data.paths import check_data_dir_path, data_flag
 from dlbox.errors import DataError, UsageError
 from dlbox.fileio import exclusive_lock, expand_user, held_elsewhere
@@ -150,6 +152,15 @@ def check_source(source: str) -> None:
                              f"(use {', '.join(s + '://' for s in URL_SCHEMES)} or file://)")
         if not parts.hostname:
             raise ValueError("no host name")
+        # urllib refuses these only once it sends the request, as a network error (review)
+        odd = re.search(r"[\x00-\x20\x7f-\x9f]", source)
+        if odd is not None:
+            what = "a space" if odd.group() == " " else (
+                "whitespace" if odd.group().isspace() else "a control character")
+            raise UsageError(f"--from {redact_url(source)!r} is not a valid URL: it "
+                             f"contains {what} ({odd.group()!r})",
+                             hint="percent-encode it in the URL (a space as %20), as a "
+                                  "browser's address bar shows it")
         urllib.request.Request(source)
     except ValueError as error:
         raise UsageError(f"--from {redact_url(source)!r} is not a valid URL: {one_line(error)}",
@@ -376,24 +387,27 @@ class _Progress:
 
 # ---- side effects ---------------------------------------------------------------------------
 
-LOCAL_COPY_HINT = ("or download cifar-10-python.tar.gz another way, copy it here and run "
-                   "`dlbox data fetch --from /path/to/cifar-10-python.tar.gz` (with `--sha256 "
-                   "HEX` for a copy that is not byte-identical to the official one)")
+def local_copy_hint(data_dir: Path) -> str:
+    """Fetch a copy got another way, into the same data dir (as offline_hint does)."""
+    return ("or download cifar-10-python.tar.gz another way, copy it here and run "
+            f"`dlbox data fetch{data_flag(data_dir)} --from /path/to/cifar-10-python.tar.gz` "
+            "(with `--sha256 HEX` for a copy that is not byte-identical to the official one)")
 
 
-def _http_error_hint(code: int, url: str) -> str:
+def _http_error_hint(code: int, url: str, data_dir: Path) -> str:
     """The fix for an HTTP error status: the server answered, so the network is not the
     problem (offline_hint would send the user to another machine for nothing)."""
+    local_copy = local_copy_hint(data_dir)
     if code in (401, 403):
         has_login = "@" in urllib.parse.urlsplit(url).netloc
         login = ("check the user name and password in the URL" if has_login else
                  "if it needs a login, put it in the URL: https://USER:PASSWORD@host/path")
-        return f"the server refused access: {login}; " + LOCAL_COPY_HINT
+        return f"the server refused access: {login}; " + local_copy
     if code == 404:
         return "check the URL (the server has no file there), or use another mirror; " \
-               + LOCAL_COPY_HINT
+               + local_copy
     return "the server answered with an error: try again later or use another mirror; " \
-        + LOCAL_COPY_HINT
+        + local_copy
 
 
 def _again_hint(part: Path) -> str:
@@ -437,7 +451,7 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                 raise data_dir_error(dest.parent, unlink_error, f"delete {part}") from None
             return download(url, dest, timeout_s=timeout_s, progress=progress, resume=False)
         raise DataError(f"could not download {shown}: HTTP {error.code} {one_line(error.reason)}",
-                        hint=_http_error_hint(error.code, url)) from None
+                        hint=_http_error_hint(error.code, url, dest.parent)) from None
     except urllib.error.URLError as error:
         raise DataError(f"could not download {shown}: {one_line(error.reason)}",
                         hint=offline_hint(dest.parent)) from None
@@ -466,7 +480,19 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         except (OSError, http.client.HTTPException) as error:
             if isinstance(error, OSError) and error.errno is not None and not isinstance(
                     error, (ConnectionError, socket.timeout, TimeoutError)):
-                raise data_dir_error(dest.parent, error, f"write {part.name}") from None
+                failure = data_dir_error(dest.parent, error, f"write {part.name}")
+                if not _names_a_version(part):
+                    # It could never be resumed (the server names no version of its file):
+                    # deleted, which gives its space back too (review: it stayed for good).
+                    deleted = False
+                    with contextlib.suppress(OSError):
+                        _remove_download(part)
+                        deleted = True
+                    failure.hint = (f"{failure.hint}; " if failure.hint else "") + (
+                        "the partial download was deleted: the next fetch starts over"
+                        if deleted else f"delete the partial download {part} (the next "
+                        "fetch starts over: the server names no version of its file)")
+                raise failure from None
             raise DataError(
                 f"download of {shown} was interrupted after {received} bytes: {one_line(error)}",
                 hint=_again_hint(part) + offline_hint(dest.parent)) from None
@@ -586,6 +612,65 @@ def _write_record(staging: Path, files: list[ExtractedFile], digest: ArchiveDige
     (staging / CHECKSUMS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
+def _image_tree_root(root: Path) -> Path | None:
+    """The image tree (<split>/<class>/<image>) in the data dir `root`, at its top or one
+    folder down, as `dlbox data check` finds one; None when there is none. By names only
+    (dlbox.data.loading needs torch): a split folder with a class folder holding an image."""
+    def is_tree(folder: Path) -> bool:
+        for split in SPLITS:
+            with contextlib.suppress(OSError):
+                for child in (folder / split).iterdir():
+                    if child.is_dir() and not child.name.startswith((".", "__MACOSX")) and any(
+                            path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+                            for path in child.iterdir()):
+                        return True
+        return False
+
+    if is_tree(root):
+        return root
+    try:
+        nested = [child for child in sorted(root.iterdir())
+                  if child.is_dir() and not child.name.startswith(".")
+                  and child.name != BATCHES_DIRNAME and is_tree(child)]
+    except OSError:
+        return None
+    return nested[0] if len(nested) == 1 else None
+
+
+def check_not_an_image_tree(data_dir: str | Path) -> None:
+    """Raise UsageError when the data dir holds the user's image tree: CIFAR-10 fetched there
+    would be read instead of it, from then on, without a word (review)."""
+    root = data_root(data_dir)
+    tree = _image_tree_root(root)
+    if tree is None:
+        return
+    where = "" if tree == root else f" (in {tree})"
+    raise UsageError(f"the data dir {root} holds an image tree{where}: CIFAR-10 fetched there "
+                     "would be read instead of it",
+                     hint="pass --data DIR (or set DLBOX_DATA) to another folder, a new or "
+                          f"empty one, for CIFAR-10; `--data {shell_quote(root)}` keeps "
+                          "reading the image tree")
+
+
+NOT_CIFAR_HINT = ("the archive is not CIFAR-10's python version (cifar-10-python.tar.gz); get a "
+                  "good copy (leave out --from to download the official one), or repack the "
+                  "batches as the official archive holds them")
+
+
+def check_batch_contents(staging: Path, label: str) -> None:
+    """Raise DataError unless the batches extracted into `staging` pass the checks of `dlbox
+    data check` (shape, pixel type, labels, class names): an archive that passed its
+    --sha256 may still hold something else, which must not replace good data (review).
+    Named by file, as the archive holds it, never by the temp folder."""
+    from dlbox.data.loading import _check_cifar_batches  # torch: only for a non-official copy
+
+    problems: list[str] = []
+    _check_cifar_batches(staging, None, problems, [])
+    if problems:
+        problem = one_line(problems[0]).replace(f"{staging}{os.sep}", f"{BATCHES_DIRNAME}/")
+        raise DataError(f"refusing the archive {label}: {problem}", hint=NOT_CIFAR_HINT)
+
+
 def fetch_cifar10(config: FetchConfig) -> FetchResult:
     """Make DATA_DIR/cifar-10-batches-py hold verified CIFAR-10 batches (see module docstring)."""
     root = data_root(config.data_dir)
@@ -600,6 +685,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
     if cifar10_present(root) and not config.force:
         _clear_killed_fetch(root)
         return FetchResult("present", target, str(target), data_checksum(root))
+    check_not_an_image_tree(root)
     created_root = not root.exists()
     downloaded: Path | None = None
     verified = False  # the download matched its checksum: worth keeping if the rest fails
@@ -619,6 +705,11 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         # archive gets the error that says what it is, never a checksum mismatch whose hint
         # offers `--sha256 <this file's sha256>` for a file that could not be extracted
         # anyway. A web page sent for a download is named as one below instead.
+        if downloaded is None and _looks_like_html(archive):
+            raise DataError(f"archive {archive} is a web page (HTML), not a .tar.gz",
+                            hint="it was saved from a page (a login, download or error "
+                                 "page), not from the file itself: take the direct link to "
+                                 "cifar-10-python.tar.gz and download it again")
         if downloaded is None or not _looks_like_html(downloaded):
             check_cifar10_archive(archive, label=label)
         try:
@@ -653,11 +744,23 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                                 f"({error.strerror or one_line(error)}); the data is in place, "
                                 "delete the archive by hand")
 
+        def finalize(staging: Path, files: list[ExtractedFile]) -> None:
+            nonlocal verified
+            # The official archive's contents are known (its md5 matched): only another copy
+            # is read through, before it may replace the data in place.
+            if digest.md5 != OFFICIAL_MD5:
+                try:
+                    check_batch_contents(staging, label)
+                except DataError:
+                    verified = False  # not worth keeping: the download goes too
+                    raise
+            _write_record(staging, files, digest, shown)
+
         with _Progress(config.progress, unit="files").task(
                 "extracting", len(EXPECTED_FILES)) as advance:
             extract_cifar10_archive(
                 archive, root, replace=True, on_file=lambda _name: advance(1),
-                finalize=lambda staging, files: _write_record(staging, files, digest, shown),
+                finalize=finalize,
                 on_leftover=lambda path, error: warnings.append(leftover_message(path, error)),
                 label=label, on_placed=remove_the_download)
         if downloaded is None:

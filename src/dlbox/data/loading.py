@@ -481,7 +481,10 @@ class DataReport:
 def _split_report(labels: torch.Tensor, num_classes: int) -> SplitReport:
     if labels.numel() == 0:
         return SplitReport(0, None, None, tuple([0] * num_classes))
-    per_class = torch.bincount(labels.clamp(0, max(num_classes - 1, 0)), minlength=num_classes)
+    # Out-of-range labels are a problem of their own, counted in no class (review: clamped,
+    # they swelled the first and last classes).
+    in_range = labels[(labels >= 0) & (labels < num_classes)]
+    per_class = torch.bincount(in_range, minlength=num_classes)
     return SplitReport(int(labels.numel()), int(labels.min()), int(labels.max()),
                        tuple(int(x) for x in per_class[:num_classes]))
 
@@ -533,7 +536,12 @@ def _check_cifar_batches(directory: Path, record: dict[str, Any] | None,
             if bad:
                 problems.append(f"{name} has labels outside 0..{len(classes) - 1}" if classes
                                 else f"{name} has labels, but {META_FILE} names no classes")
-            files.append(FileReport(name, not bad, f"{labels.size} images", int(labels.size)))
+            detail = f"{labels.size} images"
+            if bad:
+                detail += (f", labels outside 0..{len(classes) - 1} (found "
+                           f"{labels.min()}..{labels.max()})" if classes
+                           else f", but {META_FILE} names no classes")
+            files.append(FileReport(name, not bad, detail, int(labels.size)))
             labels_by_split[split].append(torch.from_numpy(labels))
     for name, info in recorded.items():
         path = directory / name
@@ -574,6 +582,15 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
         problems.append(error.message)
         return (), files, splits
     for split in SPLITS:
+        if (root / split).exists() and not (root / split).is_dir():
+            # review: "holds no class folders", and a hint to add some, for a file
+            what = "a file, not a folder" if (root / split).is_file() else "not a folder"
+            files.append(FileReport(f"{split}/", False, what,
+                                    hint=f"move {shell_quote(root / split)} away and make "
+                                         f"{split}/ a folder of class folders "
+                                         f"({split}/<class>/<image>)"))
+            problems.append(f"{root / split} is {what}")
+            continue
         if not find_classes(root / split):
             there = (root / split).exists()
             loose = " (its images lie directly in it)" if _holds_images(root / split) else ""

@@ -36,7 +36,11 @@ def data_flag(data_dir: str | Path) -> str:
         except (OSError, RuntimeError):  # a link loop, say: compared as written
             return expand_user(path).absolute()
 
-    if where(Path(data_dir)) == where(resolve_data_dir(None)):
+    try:
+        default = resolve_data_dir(None)
+    except UsageError:  # a blank $DLBOX_DATA: a bare command would be refused, so spell it out
+        default = None
+    if default is not None and where(Path(data_dir)) == where(default):
         return ""
     return f" --data {shell_quote(data_dir)}"
 
@@ -55,7 +59,8 @@ def resolve_data_dir(arg: str | Path | None) -> Path:
     Only None means "not given". An empty `arg` is refused (UsageError): it is what
     `--data "$DIR"` passes with DIR unset, and reading or fetching into the default data dir
     instead would be a silent surprise. An empty $DLBOX_DATA counts as unset, as an empty
-    environment variable conventionally does (`DLBOX_DATA= dlbox ...` clears it)."""
+    environment variable conventionally does (`DLBOX_DATA= dlbox ...` clears it); a blank
+    one (spaces) is refused like a blank --data."""
     if arg is not None:
         if not str(arg).strip():
             raise UsageError("the data dir was given as an empty path",
@@ -63,6 +68,10 @@ def resolve_data_dir(arg: str | Path | None) -> Path:
                                   "else the user cache dir)")
         return expand_user(arg)
     env = os.environ.get(DATA_ENV_VAR, "")
+    if env and not env.strip():  # blank, not empty: a mistake, as a blank --data is (review)
+        raise UsageError(f"${DATA_ENV_VAR} is {env!r}, a blank path",
+                         hint=f"set {DATA_ENV_VAR} to a folder, or unset it (or set it empty) "
+                              "for the user cache dir; or pass --data DIR")
     if env:
         return expand_user(env)
     return default_data_dir()
