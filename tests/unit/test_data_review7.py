@@ -313,3 +313,23 @@ def test_out_of_range_labels_are_named_on_the_file_line(tmp_path: Path) -> None:
     line = next(f for f in report.files if f.name == "data_batch_1")
     assert not line.ok and "labels outside" in line.detail
     assert sum(report.splits["train"].per_class) == 80  # the 20 bad labels are not counted
+
+
+# ---- data check of a tree with one split under another name (Train/, val/) -------------------
+
+@pytest.mark.parametrize(("folder", "split"), [("Train", "train"), ("val", "test")])
+def test_check_names_a_split_under_another_name(tmp_path: Path, folder: str, split: str) -> None:
+    """Found by review: `data check` said "train is missing", with a hint to add the split (a
+    second copy of the data), where `dlbox train` names Train/ and the `mv` that fixes it."""
+    from dlbox.cli.data import check_hint
+    from dlbox.data.loading import check_data
+
+    other = "test" if split == "train" else "train"
+    write_fake_image_folder(tmp_path / folder, per_class=1, classes=2)
+    write_fake_image_folder(tmp_path / other, per_class=1, classes=2)
+    report = check_data(tmp_path)
+    message = f"image folder {tmp_path} has no '{split}' split: it holds {folder}/ instead"
+    assert message in report.problems
+    line = next(f for f in report.files if f.name == f"{split}/")
+    assert not line.ok and line.detail == message
+    assert f"mv {tmp_path / folder} {tmp_path / split}" in check_hint(report)

@@ -407,12 +407,9 @@ def _split_layout(data_dir: str | Path, split: str) -> tuple[DataLayout, Path]:
         raise no_data_error(data_dir, split)
     split_root = layout.root / split
     if layout.kind != "cifar10-batches" and not find_classes(split_root):
-        lookalikes = {name: to for name, to in split_lookalikes(layout.root).items()
-                      if to == split}
-        if lookalikes:  # review: a val/ folder was passed over without a word
-            raise DataError(f"image folder {layout.root} has no '{split}' split: it holds "
-                            f"{', '.join(name + '/' for name in lookalikes)} instead",
-                            hint=f"rename it: {renames(layout.root, lookalikes)}")
+        renamed = _renamed_split_error(layout.root, split)
+        if renamed is not None:
+            raise renamed
         if _holds_images(split_root):  # review: "has no 'train' split", of a train/ of images
             raise DataError(f"image folder {layout.root} has no '{split}' split: {split}/ "
                             "holds images directly, not in class folders",
@@ -420,6 +417,18 @@ def _split_layout(data_dir: str | Path, split: str) -> tuple[DataLayout, Path]:
         raise DataError(f"image folder {layout.root} has no '{split}' split",
                         hint=f"add {split_root}/<class>/<image> ({IMAGE_EXTENSIONS_TEXT})")
     return layout, split_root
+
+
+def _renamed_split_error(root: Path, split: str) -> DataError | None:
+    """The error for a split folder that is there under another name (Train/, val/), with the
+    `mv` that fixes it; None if there is none (review: a val/ folder was passed over without
+    a word)."""
+    lookalikes = {name: to for name, to in split_lookalikes(root).items() if to == split}
+    if not lookalikes:
+        return None
+    return DataError(f"image folder {root} has no '{split}' split: it holds "
+                     f"{', '.join(name + '/' for name in lookalikes)} instead",
+                     hint=f"rename it: {renames(root, lookalikes)}")
 
 
 # ---- `dlbox data check`: what is on disk, and does it load ---------------------------------
@@ -590,6 +599,11 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
                                          f"{split}/ a folder of class folders "
                                          f"({split}/<class>/<image>)"))
             problems.append(f"{root / split} is {what}")
+            continue
+        renamed = None if (root / split).exists() else _renamed_split_error(root, split)
+        if renamed is not None:  # review: "missing", and a hint to copy the data again
+            files.append(FileReport(f"{split}/", False, renamed.message, hint=renamed.hint))
+            problems.append(renamed.message)
             continue
         if not find_classes(root / split):
             there = (root / split).exists()
