@@ -248,7 +248,9 @@ def test_a_checkpoint_given_as_a_path_is_used(
     kept = tmp_path / "kept" / "epoch1.pt"
     kept.parent.mkdir()
     shutil.copy(run_copy / "checkpoints" / "last.pt", kept)
-    assert main(["evaluate", str(run_copy), "--checkpoint", str(kept), "--json"]) == EXIT_OK
+    # its report goes elsewhere: the run's own describes its last checkpoint (review 7)
+    assert main(["evaluate", str(run_copy), "--checkpoint", str(kept), "--json",
+                 "--output", str(tmp_path / "report")]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)["checkpoint"] == str(kept)
 
 
@@ -261,7 +263,8 @@ def test_a_checkpoint_of_another_model_is_named_as_such(
     state["config"]["model"] = "speedrun"
     other = tmp_path / "other.pt"
     torch.save(state, other)
-    for command in (["evaluate", str(run_copy)], ["predict", str(run_copy), "x.png"]):
+    for command in (["evaluate", str(run_copy), "--output", str(tmp_path / "report")],
+                    ["predict", str(run_copy), "x.png"]):
         assert main([*command, "--checkpoint", str(other)]) == EXIT_ERROR
         err = capsys.readouterr().err
         assert err.startswith(f"error: checkpoint {other} is of a 'speedrun' model, and "
@@ -283,7 +286,8 @@ def test_a_chosen_file_that_is_no_checkpoint_is_hinted_as_the_flags_fault(
     inside = run_copy / "checkpoints" / "weights.pt"  # a .pt there that is no checkpoint
     torch.save({"a": 1}, inside)
     for chosen in (other, text, run_copy / "config.json", inside):
-        for command in (["evaluate", str(run_copy)], ["predict", str(run_copy), "x.png"]):
+        for command in (["evaluate", str(run_copy), "--output", str(tmp_path / "report")],
+                        ["predict", str(run_copy), "x.png"]):
             assert main([*command, "--checkpoint", str(chosen)]) == EXIT_ERROR
             lines = capsys.readouterr().err.splitlines()
             assert lines[0].startswith("error: ") and str(chosen) in lines[0], lines
@@ -332,14 +336,17 @@ def test_data_listing_the_runs_classes_in_another_order_is_matched_by_name(
     foreign = tmp_path / "elsewhere" / "last.pt"
     foreign.parent.mkdir()
     torch.save(state, foreign)
-    assert main(["evaluate", str(run_copy), "--checkpoint", str(foreign)]) == EXIT_ERROR
+    report = ["--output", str(tmp_path / "report")]  # not the run's own checkpoint
+    assert main(["evaluate", str(run_copy), "--checkpoint", str(foreign), *report]
+                ) == EXIT_ERROR
     assert capsys.readouterr().err.startswith(
         f"error: checkpoint {foreign} was trained on classes plane, automobile, ")
     # one of another width: "train again with another --run-dir" was no way out for it
     state["model"] = {name: tensor[..., :1] if tensor.dim() else tensor
                       for name, tensor in state["model"].items()}
     torch.save(state, foreign)
-    assert main(["evaluate", str(run_copy), "--checkpoint", str(foreign)]) == EXIT_ERROR
+    assert main(["evaluate", str(run_copy), "--checkpoint", str(foreign), *report]
+                ) == EXIT_ERROR
     err = capsys.readouterr().err
     assert err.startswith(f"error: checkpoint {foreign} does not fit model 'tiny' ")
     assert err.splitlines()[1] == ("hint: pass one of this run's checkpoints (in its "
@@ -857,12 +864,16 @@ def test_a_bare_checkpoint_name_is_the_runs_own_before_a_file_here(
     report = json.loads(capsys.readouterr().out)
     assert report["checkpoint"] == str(run_copy / "checkpoints" / "last.pt")
     assert report["epoch"] != 67
-    # A name the run lacks, with a file of that name here: that file, recorded in full.
-    assert main(["evaluate", str(run_copy), "--checkpoint", "mine.pt", "--json"]) == EXIT_OK
+    # A name the run lacks, with a file of that name here: that file, recorded in full (its
+    # report elsewhere: the run's own describes its last checkpoint).
+    output = ["--output", str(tmp_path / "report")]
+    assert main(["evaluate", str(run_copy), "--checkpoint", "mine.pt", "--json", *output]
+                ) == EXIT_OK
     report = json.loads(capsys.readouterr().out)
     assert (report["checkpoint"], report["epoch"]) == (str(elsewhere / "mine.pt"), 67)
     # ./NAME.pt is a path, as the docs say: the file here, though the run has one too.
-    assert main(["evaluate", str(run_copy), "--checkpoint", "./last.pt", "--json"]) == EXIT_OK
+    assert main(["evaluate", str(run_copy), "--checkpoint", "./last.pt", "--json", *output]
+                ) == EXIT_OK
     report = json.loads(capsys.readouterr().out)
     assert (report["checkpoint"], report["epoch"]) == (str(elsewhere / "last.pt"), 67)
     assert main(["evaluate", str(run_copy), "--checkpoint", "./gone.pt"]) == EXIT_ERROR
@@ -937,3 +948,107 @@ def test_an_evaluation_keeps_the_modes_of_the_files_it_rewrites(run_copy: Path) 
         (run_copy / name).chmod(mode)
     assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_OK
     assert {name: (run_copy / name).stat().st_mode & 0o777 for name in modes} == modes
+
+
+def _snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every path under `root` with its bytes (None for a folder)."""
+    return {str(path.relative_to(root)): path.read_bytes() if path.is_file() else None
+            for path in sorted(root.rglob("*"))}
+
+
+def test_a_report_of_another_checkpoint_is_refused_in_the_run_dir(
+        run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 7: `dlbox evaluate runA --checkpoint runB/checkpoints/last.pt` wrote runB's
+    model's test accuracy into runA's metrics.json, predictions and confusion matrix, with no
+    word: the report in a run dir describes its own last checkpoint. Another checkpoint's
+    report needs --output; nothing of the run is written (no lock file either)."""
+    last = run_copy / "checkpoints" / "last.pt"
+    other = tmp_path / "runB" / "checkpoints" / "last.pt"
+    other.parent.mkdir(parents=True)
+    shutil.copy(last, other)
+    kept = run_copy / "checkpoints" / "epoch1.pt"  # another checkpoint of the run itself
+    shutil.copy(last, kept)
+    before = _snapshot(run_copy)
+    for chosen, given in ((other, str(other)), (kept, "epoch1")):
+        assert main(["evaluate", str(run_copy), "--checkpoint", given]) == EXIT_USAGE
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: the report in {run_copy} describes its own last checkpoint "
+            f"(checkpoints/last.pt), not {chosen}",
+            f"hint: pass --output DIR for this checkpoint's report: dlbox evaluate {run_copy} "
+            f"--checkpoint {given} --output DIR"]
+        assert _snapshot(run_copy) == before
+    # the run's own last checkpoint, named by its path, is the run's report
+    assert main(["evaluate", str(run_copy), "--checkpoint", str(last), "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(last)
+    # with --output, the other checkpoint's report goes there, the run left as it is
+    before = _snapshot(run_copy)
+    report = tmp_path / "report"
+    assert main(["evaluate", str(run_copy), "--checkpoint", str(other), "--output",
+                 str(report), "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(other)
+    assert (report / "evaluation.json").is_file() and _snapshot(run_copy) == before
+
+
+def test_a_report_file_linked_into_a_read_only_folder_replaces_nothing(
+        run_copy: Path, tmp_path: Path, refused_prefix: list[str]) -> None:
+    """Review 7: with confusion_matrix.json a link into a read-only folder, predictions.csv
+    was already replaced when that file failed: the report half new, half old. Every file
+    the report replaces is checked before the first one is."""
+    assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_OK
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    linked = run_copy / "confusion_matrix.json"
+    shutil.move(linked, shared / "confusion_matrix.json")
+    linked.symlink_to(shared / "confusion_matrix.json")
+    (run_copy / "predictions.csv").write_text("old\n")
+    before = _snapshot(run_copy)
+    shared.chmod(0o555)
+    try:
+        result = subprocess.run([*refused_prefix, sys.executable, "-m", "dlbox", "evaluate",
+                                 str(run_copy), "--device", "cpu"],
+                                capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        shared.chmod(0o755)
+    assert result.returncode == EXIT_ERROR, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"error: cannot write {shared / 'confusion_matrix.json'}: "
+                               "Permission denied"), lines
+    assert lines[1].startswith("hint: ") and str(shared) in lines[1], lines
+    assert _snapshot(run_copy) == before
+
+
+def test_a_model_that_outputs_nan_is_one_error_of_the_run_not_of_each_image(
+        run_copy: Path, images: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 7: predict of a diverged run's model failed each image with "the model
+    produced NaN or infinite outputs" and no fix, as if the files were at fault; it is one
+    error of the run, with evaluate's hint."""
+    import torch
+
+    last = run_copy / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    for tensor in state["model"].values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+    torch.save(state, last)
+    for flags in ([], ["--json"]):
+        assert main(["predict", str(run_copy), str(images["photo"]), str(images["icon"]),
+                     "--device", "cpu", *flags]) == EXIT_ERROR
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.splitlines() == [
+            "error: the model produced NaN or infinite outputs for 2 of 2 images (did "
+            "training diverge?)",
+            "hint: retrain with a lower --lr, or predict with an earlier checkpoint "
+            "(--checkpoint)"]
+
+
+def test_predict_images_takes_one_path_as_one_image(
+        trained_run: Path, images: dict[str, Path]) -> None:
+    """Review 7: predict_images(run, "photo.png") predicted each character of the name as
+    a file, and a Path raised TypeError (no len())."""
+    from dlbox.training.predict import PredictionResult, predict_images
+
+    for one in (str(images["photo"]), images["photo"]):
+        results = predict_images(trained_run, one, device="cpu")
+        assert len(results) == 1 and isinstance(results[0], PredictionResult), results
+        assert results[0].path == str(images["photo"])

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--checkpoint", default="last",
-                        help="which checkpoint of the run to evaluate (default: last)")
+                        help="which checkpoint of the run to evaluate (default: last); any "
+                             "other needs --output: the run's report is its last's")
     tta = parser.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None,
                      help="test-time augmentation: the model's own (speedrun: 6 views, flips and "
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dlbox.training.checkpoint import checkpoint_path
-    from dlbox.training.evaluate import evaluate_run
+    from dlbox.training.evaluate import check_report_checkpoint, evaluate_run
 
     # Empty paths are refused before anything is read or written (the run's lock file
     # included): RUN_DIR "" would be ".", --data "" the default data dir.
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data) if args.data else None
     output = _output_folder(args.output, args.run_dir)
     if output is None:
+        check_report_checkpoint(args.run_dir, args.checkpoint)  # another checkpoint: --output
         _check_run_dir_writable(args.run_dir)  # before the evaluation's minutes, not after
     # The run's lock only when its files are written: an --output evaluation reads the
     # checkpoint, which training replaces whole, and may run while the run trains.

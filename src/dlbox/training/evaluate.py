@@ -238,7 +238,8 @@ def evaluation_from_logits(logits: torch.Tensor, dataset: ImageDataset, classes:
     if bad:
         raise DlboxError(f"the model produced NaN or infinite outputs for {bad} of "
                          f"{len(dataset)} test images (did training diverge?)",
-                         hint="retrain with a lower --lr, or evaluate an earlier checkpoint")
+                         hint="retrain with a lower --lr, or evaluate an earlier checkpoint "
+                              "(--checkpoint PATH --output DIR)")
     probabilities = torch.softmax(logits, dim=1)
     confidence, predicted = probabilities.max(dim=1)
     true_labels = dataset.labels.detach().to("cpu", torch.int64)
@@ -549,11 +550,20 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
         except FileWriteError as error:
             raise _as_written_to(error, staging, target) from None
         moves.append((staging / name, target / name))
+        writable: dict[Path, OSError | None] = {}
         for _, final_path in moves:  # all or none: no move once one cannot be made
             if final_path.is_dir() and not final_path.is_symlink():
                 raise FileWriteError(final_path, "it is a folder",
                                      hint="remove that folder (the report writes a file "
                                           "there), or write the report elsewhere: --output DIR")
+            # a link is followed (_move_into_place): its file's folder takes the new file
+            real = (final_path.resolve() if final_path.is_symlink() and final_path.exists()
+                    else final_path)
+            if real.parent not in writable:
+                writable[real.parent] = folder_write_error(real.parent)
+            refused = writable[real.parent]
+            if refused is not None:  # review: predictions.csv was replaced, this one failed
+                raise write_error(real, refused)
         with signals_held():  # the report is all new or all old, never half of each
             for staged, final_path in moves:
                 _move_into_place(staged, final_path)
@@ -687,6 +697,29 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "aut
         "versions": software_versions(resolved),  # what the numbers came from
     }
     return report_evaluation(run_dir, evaluation, details, quiet, output)
+
+
+def check_report_checkpoint(run_dir: Path, checkpoint: str) -> None:
+    """The report in a run dir (metrics.json's test accuracy, predictions.csv, the confusion
+    matrix) describes the run's own checkpoints/last.pt: another checkpoint (another run's,
+    or a copy kept in this one) is refused there, before anything is read or written (review:
+    another run's model's accuracy became this run's, without a word); --output takes it.
+    A checkpoint that is no file is left to the loader's errors. (`dlbox evaluate` checks
+    this; evaluate_run itself writes what it is asked to.)"""
+    from dlbox.training.checkpoint import CHECKPOINTS_DIRNAME, checkpoint_path
+
+    chosen = checkpoint_path(run_dir, checkpoint)
+    own = run_dir / CHECKPOINTS_DIRNAME / "last.pt"
+    try:
+        if not chosen.is_file() or (own.is_file() and os.path.samefile(chosen, own)):
+            return
+    except OSError:  # out of reach: the loader says why
+        return
+    raise UsageError(f"the report in {run_dir} describes its own last checkpoint "
+                     f"({CHECKPOINTS_DIRNAME}/last.pt), not {chosen}",
+                     hint="pass --output DIR for this checkpoint's report: dlbox evaluate "
+                          f"{shell_quote(run_dir)} --checkpoint {shell_quote(checkpoint)} "
+                          "--output DIR")
 
 
 def _catch_up_history(run_dir: Path, config: TrainConfig) -> None:

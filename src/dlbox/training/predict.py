@@ -32,8 +32,8 @@ from dlbox.data.images import (
     read_image,
 )
 from dlbox.data.layout import IMAGE_EXTENSIONS
-from dlbox.errors import RunDirError, UsageError, first_line
-from dlbox.text import reason_and_fix, shown_name
+from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
+from dlbox.text import plural, reason_and_fix, shown_name
 from dlbox.training.evaluate import (
     build_model_fn,
     load_run_model,
@@ -108,14 +108,25 @@ def top_k_pairs(probabilities: torch.Tensor, classes: Sequence[str],
     return tuple((classes[int(i)], float(v)) for v, i in zip(values, indexes, strict=True))
 
 
-def predict_with_model_fn(model_fn: Any, classes: Sequence[str], paths: Sequence[str | Path],
+def one_or_many(paths: str | os.PathLike[str] | Sequence[str | Path]) -> Sequence[str | Path]:
+    """`paths` as a sequence: one path (a str or a Path) is one image, not its characters
+    (review: "photo.png" was nine files) nor a TypeError (a Path has no len())."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    return paths
+
+
+def predict_with_model_fn(model_fn: Any, classes: Sequence[str],
+                          paths: str | os.PathLike[str] | Sequence[str | Path],
                           device: torch.device | str = "cpu", top_k: int = 3,
                           size: int = IMAGE_SIZE, fit: Fit = "crop",
                           amp_dtype: torch.dtype | None = torch.float16,
                           on_image: Callable[[int, int], None] | None = None,
                           ) -> list[PredictionResult | PredictionFailure]:
     """Predict each file with `model_fn` (uint8 batch -> logits); one result per path, in order.
-    `on_image(done, total)` after each file is read (large photos: seconds each)."""
+    `on_image(done, total)` after each file is read (large photos: seconds each); one path
+    (a str or a Path) is one image."""
+    paths = one_or_many(paths)
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}",
                          hint="e.g. --top-k 3 (the default), or --top-k 1 for the label alone")
@@ -133,12 +144,14 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str], paths: Sequence
     if images:
         logits = predict_logits(model_fn, torch.stack(images), PREDICT_BATCH_SIZE, device,
                                 amp_dtype)
+        bad = int((~torch.isfinite(logits)).any(dim=1).sum())
+        if bad:  # the model's fault, not the files' (review: each image "failed", no fix)
+            raise DlboxError(f"the model produced NaN or infinite outputs for {bad} of "
+                             f"{plural(len(images), 'image')} (did training diverge?)",
+                             hint="retrain with a lower --lr, or predict with an earlier "
+                                  "checkpoint (--checkpoint)")
         probabilities = torch.softmax(logits.double(), dim=1)
         for position, row in zip(positions, probabilities, strict=True):
-            if not torch.isfinite(row).all():
-                results[position] = PredictionFailure(
-                    str(paths[position]), "the model produced NaN or infinite outputs")
-                continue
             pairs = top_k_pairs(row, classes, top_k)
             results[position] = PredictionResult(str(paths[position]), pairs[0][0],
                                                  pairs[0][1], pairs)
@@ -216,15 +229,18 @@ def images_in_folder(folder: Path) -> list[Path | PredictionFailure]:
     return found
 
 
-def predict_images(run_dir: str | Path, paths: Sequence[str | Path], device: str = "auto",
+def predict_images(run_dir: str | Path, paths: str | os.PathLike[str] | Sequence[str | Path],
+                   device: str = "auto",
                    top_k: int = 3, fit: Fit = "crop", tta: bool | None = None,
                    checkpoint: str = "last", on_image: Callable[[int, int], None] | None = None,
                    ) -> list[PredictionResult | PredictionFailure]:
     """Load the run's model and predict each file: a PredictionResult or a PredictionFailure.
 
-    Raises (RunDirError, UsageError) only for problems of the whole call: a missing run or
-    checkpoint, a bad top_k. A file that cannot be read fails on its own.
+    `paths`: the image files, or one of them (a str or a Path). Raises (RunDirError,
+    UsageError, DlboxError) only for problems of the whole call: a missing run or checkpoint,
+    a bad top_k, a model that outputs NaN. A file that cannot be read fails on its own.
     """
+    paths = one_or_many(paths)
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}",
                          hint="e.g. --top-k 3 (the default), or --top-k 1 for the label alone")
