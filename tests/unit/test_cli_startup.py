@@ -20,8 +20,9 @@ import pytest
 from dlbox.data.synthetic import write_fake_cifar10_archive
 
 
-def _imports_torch(argv: list[str], tmp_path: Path) -> tuple[int, bool]:
+def _imports_torch(argv: list[str], tmp_path: Path, prelude: str = "") -> tuple[int, bool]:
     code = (
+        prelude +
         "import sys\n"
         "from dlbox.cli import main\n"
         f"try:\n    code = main({argv!r})\n"
@@ -44,11 +45,17 @@ def test_commands_that_need_no_torch_do_not_import_it(argv: list[str], tmp_path:
 
 
 def test_data_fetch_needs_no_torch_but_data_check_loads_it(tmp_path: Path) -> None:
+    """The official archive (its md5 known: the fake one's here) is fetched without torch;
+    another copy's batches are read through before they replace data, with torch."""
     archive = write_fake_cifar10_archive(tmp_path / "cifar-10-python.tar.gz")
     data = tmp_path / "data"
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    official = f"import dlbox.data.fetch as fetch\nfetch.OFFICIAL_MD5 = {md5!r}\n"
+    assert _imports_torch(["data", "fetch", "--data", str(data), "--from", str(archive)],
+                          tmp_path, prelude=official) == (0, False)
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
-    assert _imports_torch(["data", "fetch", "--data", str(data), "--from", str(archive),
-                           "--sha256", sha], tmp_path) == (0, False)
+    assert _imports_torch(["data", "fetch", "--force", "--data", str(tmp_path / "other"),
+                           "--from", str(archive), "--sha256", sha], tmp_path) == (0, True)
     assert _imports_torch(["data", "check", "--data", str(data)], tmp_path) == (0, True)
 
 

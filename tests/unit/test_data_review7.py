@@ -333,3 +333,38 @@ def test_check_names_a_split_under_another_name(tmp_path: Path, folder: str, spl
     line = next(f for f in report.files if f.name == f"{split}/")
     assert not line.ok and line.detail == message
     assert f"mv {tmp_path / folder} {tmp_path / split}" in check_hint(report)
+
+
+# ---- found by the re-review of the fixes above ------------------------------------------------
+
+def test_force_repairs_cifar_beside_an_image_tree_and_a_tree_one_folder_down_is_kept(
+        tmp_path: Path) -> None:
+    """`data check`'s hint for damaged batches, a `fetch --force`, was refused when the data
+    dir also held an image tree: a dead end. A tree one folder down (read by `--data` that
+    folder) no longer blocks a first fetch either."""
+    data = tmp_path / "shared"
+    write_fake_image_folder(data / "flowers" / "train", per_class=1, classes=2)
+    archive = write_fake_cifar10_archive(tmp_path / "a.tar.gz", 50, 10)
+    flags = ["--data", str(data), "--from", str(archive), "--sha256", sha256_of(archive)]
+    assert main(["data", "fetch", *flags]) == 0
+    write_fake_image_folder(data / "train", per_class=1, classes=2)  # a tree at the top too
+    batch = data / "cifar-10-batches-py" / "data_batch_2"
+    batch.write_bytes(batch.read_bytes()[:1000])
+    assert main(["data", "fetch", "--force", *flags]) == 0
+    assert (data / "flowers" / "train").is_dir() and batch.stat().st_size > 1000
+
+
+def test_a_url_with_whitespace_at_its_ends_is_taken_as_urllib_takes_it() -> None:
+    """A pasted trailing space, or a CRLF file's \\r, worked before the whitespace check (urllib
+    strips the ends) and must still; whitespace inside is still refused."""
+    fetch_module.check_source("http://127.0.0.1:8766/a.tar.gz ")
+    fetch_module.check_source("http://127.0.0.1:8766/a.tar.gz\r")
+    with pytest.raises(UsageError):
+        fetch_module.check_source("http://127.0.0.1:8766/a b.tar.gz\r")
+
+
+def test_the_download_hint_of_a_url_with_a_hidden_password_leaves_the_url_to_fill_in() -> None:
+    from dlbox.data.extract import _image_tree_hint
+
+    hint = _image_tree_hint("http://bob:***@host/images.tar.gz?token=1")
+    assert "***" not in hint.split("(`", 1)[1] and "curl -L -o images.tar.gz URL" in hint

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -55,17 +56,26 @@ def test_good_speedrun_settings_still_build() -> None:
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
 
 
-def test_a_type_error_of_a_factory_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The registry's promise (bad settings raise UsageError) for a registered model that
-    does not check its settings' types itself."""
+def test_a_type_error_in_a_factory_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TypeError inside a registered factory is a bug in that model (a user's own), not a
+    setting to change: it propagates with its traceback (re-review: it became a one-line
+    "change the model's settings"). The built-in models check their settings' types."""
     monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
 
-    @register_model("unchecked-test", "checks nothing")
-    def unchecked(num_classes: int = 10, width: Any = 4) -> nn.Module:
-        return nn.Linear(int(width) + width, num_classes)  # a str: TypeError
+    @register_model("buggy-test", "calls Conv2d wrongly")
+    def buggy(num_classes: int = 10) -> nn.Module:
+        return nn.Conv2d(3, num_classes)  # type: ignore[call-arg]  # no kernel_size
 
-    with pytest.raises(UsageError, match="model 'unchecked-test'"):
-        create_model("unchecked-test", width="4")
+    with pytest.raises(TypeError, match="kernel_size"):
+        create_model("buggy-test")
+
+
+def test_numpy_numbers_are_whole_numbers_for_the_models() -> None:
+    """`len(np.unique(labels))` and a NumPy array of widths were built before the checks
+    (re-review: refused, "a positive whole number, got np.int64(10)")."""
+    assert create_model("tutorial", np.int64(10))(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    model = create_model("speedrun", widths=np.array([4, 8, 8]))
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_an_edited_config_json_names_the_model_it_cannot_build(tmp_path: Path) -> None:

@@ -91,8 +91,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     source = OFFICIAL_URL if args.source is None else check_not_empty_source(args.source)
     check_source(source)
     check_data_dir_path(data_dir)
-    if config.force or not cifar10_present(data_dir):
-        check_not_an_image_tree(data_dir)
+    check_not_an_image_tree(data_dir)
     if not config.progress and (config.force or not cifar10_present(data_dir)):
         print(f"fetching CIFAR-10 from {redact_url(source)} into {data_dir}",
               file=sys.stderr)

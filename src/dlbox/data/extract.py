@@ -136,7 +136,9 @@ def _image_tree_hint(archive: str) -> str:
     the failed fetch), and tar cannot read a URL: it is downloaded first (review)."""
     if archive.lower().startswith(_DOWNLOAD_SCHEMES):
         name = PurePosixPath(archive.split("?", 1)[0].split("#", 1)[0]).name or "images.tar.gz"
-        unpack = (f"curl -L -o {shell_quote(name)} {shell_quote(archive)} && mkdir -p DIR && "
+        # the label hides a password as *** (redact_url): the URL is the user's to fill in
+        url = "URL" if "***" in archive else shell_quote(archive)
+        unpack = (f"curl -L -o {shell_quote(name)} {url} && mkdir -p DIR && "
                   f"tar -xzf {shell_quote(name)} -C DIR")
     else:
         unpack = f"mkdir -p DIR && tar -xzf {shell_quote(archive)} -C DIR"

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import socket
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -153,7 +154,8 @@ def check_source(source: str) -> None:
         if not parts.hostname:
             raise ValueError("no host name")
         # urllib refuses these only once it sends the request, as a network error (review)
-        odd = re.search(r"[\x00-\x20\x7f-\x9f]", source)
+        # (not at its ends, which urllib strips: a pasted trailing space or a CRLF's \r)
+        odd = re.search(r"[\x00-\x20\x7f-\x9f]", source.strip())
         if odd is not None:
             what = "a space" if odd.group() == " " else (
                 "whitespace" if odd.group().isspace() else "a control character")
@@ -612,41 +614,31 @@ def _write_record(staging: Path, files: list[ExtractedFile], digest: ArchiveDige
     (staging / CHECKSUMS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
-def _image_tree_root(root: Path) -> Path | None:
-    """The image tree (<split>/<class>/<image>) in the data dir `root`, at its top or one
-    folder down, as `dlbox data check` finds one; None when there is none. By names only
-    (dlbox.data.loading needs torch): a split folder with a class folder holding an image."""
-    def is_tree(folder: Path) -> bool:
-        for split in SPLITS:
-            with contextlib.suppress(OSError):
-                for child in (folder / split).iterdir():
-                    if child.is_dir() and not child.name.startswith((".", "__MACOSX")) and any(
-                            path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
-                            for path in child.iterdir()):
-                        return True
-        return False
-
-    if is_tree(root):
-        return root
-    try:
-        nested = [child for child in sorted(root.iterdir())
-                  if child.is_dir() and not child.name.startswith(".")
-                  and child.name != BATCHES_DIRNAME and is_tree(child)]
-    except OSError:
-        return None
-    return nested[0] if len(nested) == 1 else None
+def _holds_image_tree(root: Path) -> bool:
+    """Whether the data dir `root` holds an image tree (<split>/<class>/<image>) at its top,
+    the one `--data root` reads. By names only (dlbox.data.loading needs torch): a split
+    folder with a class folder holding an image."""
+    for split in SPLITS:
+        with contextlib.suppress(OSError):
+            for child in (root / split).iterdir():
+                if child.is_dir() and not child.name.startswith((".", "__MACOSX")) and any(
+                        path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+                        for path in child.iterdir()):
+                    return True
+    return False
 
 
 def check_not_an_image_tree(data_dir: str | Path) -> None:
-    """Raise UsageError when the data dir holds the user's image tree: CIFAR-10 fetched there
-    would be read instead of it, from then on, without a word (review)."""
+    """Raise UsageError when the data dir holds the user's image tree and no CIFAR-10 yet:
+    CIFAR-10 fetched there would be read instead of it, from then on, without a word
+    (review). Where the batches are there already (a `--force` to repair them), CIFAR-10 is
+    what the dir reads; a tree one folder down is read by `--data` that folder (review:
+    refusing those left `dlbox data check`'s own hint, a `fetch --force`, a dead end)."""
     root = data_root(data_dir)
-    tree = _image_tree_root(root)
-    if tree is None:
+    if (root / BATCHES_DIRNAME).exists() or not _holds_image_tree(root):
         return
-    where = "" if tree == root else f" (in {tree})"
-    raise UsageError(f"the data dir {root} holds an image tree{where}: CIFAR-10 fetched there "
-                     "would be read instead of it",
+    raise UsageError(f"the data dir {root} holds an image tree: CIFAR-10 fetched there would "
+                     "be read instead of it",
                      hint="pass --data DIR (or set DLBOX_DATA) to another folder, a new or "
                           f"empty one, for CIFAR-10; `--data {shell_quote(root)}` keeps "
                           "reading the image tree")
@@ -749,6 +741,9 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
             # The official archive's contents are known (its md5 matched): only another copy
             # is read through, before it may replace the data in place.
             if digest.md5 != OFFICIAL_MD5:
+                if config.progress:  # seconds, for a full-size copy (review: a silent wait)
+                    print("checking the batches (not the official archive: its contents are "
+                          "read through)", file=sys.stderr)
                 try:
                     check_batch_contents(staging, label)
                 except DataError:

@@ -16,6 +16,7 @@ import difflib
 import importlib
 import inspect
 import itertools
+import numbers
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -203,7 +204,8 @@ def list_models() -> list[ModelInfo]:
 def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     """Build a fresh model by registry name; unknown names and settings raise UsageError."""
     info = get_model_info(name)
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) \
+            or num_classes < 1:  # a NumPy integer too (len(np.unique(labels)))
         raise UsageError(f"num_classes must be a positive whole number, got {num_classes!r}",
                          hint="pass the number of classes the data has, e.g. 10 for CIFAR-10")
     accepted = inspect.signature(info.factory).parameters
@@ -219,7 +221,8 @@ def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     try:
         _check_fits_in_memory(name, info.factory, num_classes, kwargs, settings)
         return info.factory(num_classes=num_classes, **kwargs)
-    except (ValueError, TypeError) as error:  # a setting of a wrong value, or of a wrong type
+    except ValueError as error:  # the factories check their settings' types too, with it: a
+        # TypeError is a bug in a factory (a user's own model), whose traceback shows where
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UsageError(f"model '{name}': {first_line}",
                          hint=f"change the model's settings (model '{name}' takes: {settings}; "

@@ -103,10 +103,13 @@ class SpeedrunNet(nn.Module):
         # Settings come from config.json files too, edited by hand: each wrong type or value
         # is a ValueError naming it (the registry's UsageError), not a TypeError of torch's
         # or a model that fails in its first forward pass (review: widths 5, whiten_stride 0).
-        if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths \
-                or not all(_whole(w) and w >= 1 for w in widths):
+        try:  # a list, a tuple, a NumPy array
+            counts = () if isinstance(widths, (str, bytes)) else tuple(widths)
+        except TypeError:
+            counts = ()
+        if not counts or not all(_whole(w) and w >= 1 for w in counts):
             raise ValueError(f"widths must be a list of positive channel counts, got {widths!r}")
-        widths = tuple(int(w) for w in widths)
+        widths = tuple(int(w) for w in counts)
         for name, value in (("whiten_kernel", whiten_kernel), ("whiten_stride", whiten_stride)):
             if not _whole(value) or value < 1:
                 raise ValueError(f"{name} must be a whole number, 1 or more, got {value!r}")
