@@ -314,7 +314,7 @@ def test_resume_of_a_finished_run_says_so(fake_cifar_dir: Path, tmp_path: Path,
     assert "1 epoch) ->" in out and "after 1 epoch," in out and "epochs" not in out
     # asked again (a requeued job): nothing to do, which is no failure
     assert main(["train", "--resume", str(run_dir)]) == EXIT_OK
-    assert "already finished all 1 epoch: nothing to resume" in capsys.readouterr().out
+    assert "already finished its 1 epoch: nothing to resume" in capsys.readouterr().out
 
 
 def test_resuming_a_run_on_a_read_only_mount_says_to_copy_it(

@@ -646,8 +646,11 @@ def test_resume_refuses_a_damaged_metrics_json_before_training(
 
 
 @pytest.mark.parametrize("changes, problem", [
-    ({"model": "vgg99"}, "unknown model 'vgg99'"),
-    ({"model_kwargs": {"depth": 3}}, "model 'tiny' has no setting 'depth'"),
+    ({"model": "vgg99"}, "names a model this dlbox cannot build (unknown model 'vgg99')"),
+    # a setting the model lacks is an edit of its model_kwargs, named as such (review 7)
+    ({"model_kwargs": {"depth": 3}}, "says model_kwargs {\"depth\": 3}, but the run's "
+                                     "checkpoint was trained with {}: a resumed run keeps "
+                                     "its settings"),
 ])
 def test_resume_names_the_config_json_that_names_an_unknown_model(
         fake_cifar_dir: Path, tmp_path: Path, changes: dict, problem: str) -> None:
@@ -663,8 +666,7 @@ def test_resume_names_the_config_json_that_names_an_unknown_model(
     with pytest.raises(RunDirError) as error:
         resume(run, progress=False, evaluate_at_end=False)
     assert not isinstance(error.value, UsageError)
-    assert error.value.message == (f"{config} names a model this dlbox cannot build "
-                                   f"({problem})")
+    assert error.value.message == f"{config} {problem}"
     assert (run / "manifest.json").read_bytes() == manifest
 
 

@@ -221,7 +221,8 @@ def _going_on(run_dir: str | Path | None) -> str:
 def say_what_was_kept(run_dir: str | Path | None) -> None:
     """After a stop that skipped the trainer's own report: what the run saved, and the
     command that goes on from it."""
-    last = Path(run_dir or "") / "checkpoints" / "last.pt"
+    # the run named in one form on every line (review: as typed, then resolved)
+    last = Path(run_dir or "").absolute() / "checkpoints" / "last.pt"
     try:
         saved = _saved(run_dir)
     except OSError as error:  # the folder lost its search permission mid-run, say
@@ -235,6 +236,7 @@ def say_what_was_kept(run_dir: str | Path | None) -> None:
                   "with the same command", file=sys.stderr)
         return
     where = shell_quote(Path(run_dir or "").resolve())
+    last = Path(run_dir or "").resolve() / "checkpoints" / "last.pt"  # as `where` names it
     if saved[1]:  # stopped in the final evaluation: training is done
         print(f"training had finished ({last}); its evaluation was cut short\n"
               f"evaluate with: dlbox evaluate {where}", file=sys.stderr)
@@ -243,9 +245,17 @@ def say_what_was_kept(run_dir: str | Path | None) -> None:
               f"{where}", file=sys.stderr)
 
 
+# More epochs than any run could finish: a typo (review: 1e18 was taken, and every epoch
+# line padded to 19 digits).
+MAX_EPOCHS = 100_000
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
     from dlbox.training.config import build_config
 
+    if args.epochs is not None and args.epochs > MAX_EPOCHS:
+        raise UsageError(f"--epochs {args.epochs} is more than {MAX_EPOCHS}",
+                         hint=f"pass --epochs {MAX_EPOCHS} or less")
     return build_config(
         args.model, device=args.device or "auto",
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

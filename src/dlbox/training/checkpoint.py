@@ -47,6 +47,7 @@ from dlbox.fileio import (
     unsearchable_folder,
     write_through_memory,
 )
+from dlbox.text import plural
 from dlbox.training.config import TrainConfig
 
 CHECKPOINT_FORMAT = "dlbox-checkpoint"
@@ -364,17 +365,23 @@ def expect_type(value: Any, kinds: type | tuple[type, ...], what: str) -> Any:
     return value
 
 
-def expect_history(value: Any) -> list[dict[str, Any]]:
-    """A checkpoint's metrics history: a list of per-epoch dicts (absent: none yet), or a
-    TypeError saying what it is instead (for CheckpointParts to report). Every epoch line,
-    metrics.json and the report read its entries as dicts."""
+def expect_history(value: Any, epochs: Any = None) -> list[dict[str, Any]]:
+    """A checkpoint's metrics history: a list of per-epoch dicts, one for each of its
+    `epochs` finished (when that is a count), or a TypeError / ValueError saying what it is
+    instead (for CheckpointParts to report). Every checkpoint dlbox wrote holds one (an
+    empty list before the first epoch ends); a resume from one without, or a shorter one,
+    wrote metrics.json without the earlier epochs (review). Every epoch line, metrics.json
+    and the report read its entries as dicts."""
     if value is None:
-        return []
+        raise ValueError("it is missing")
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"it is {type(value).__name__}, not a list of epochs")
     for entry in value:
         if not isinstance(entry, dict):
             raise TypeError(f"an entry is {type(entry).__name__}, not an epoch's metrics")
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and len(value) != epochs:
+        raise ValueError(f"it holds {plural(len(value), 'epoch')}, not the {epochs} the "
+                         "checkpoint finished")
     return list(value)
 
 
@@ -507,6 +514,11 @@ def missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: in
     run whose metrics.json records an epoch that was checkpointed (every `checkpoint_every`),
     the checkpoint was lost, not never made."""
     folder = run_dir / CHECKPOINTS_DIRNAME
+    in_place = checkpoint_path(run_dir, checkpoint)
+    with contextlib.suppress(OSError):
+        if in_place.is_dir():  # not "moved or deleted" (review)
+            return (f"{in_place} is a folder, not a checkpoint: move it away, and put the "
+                    "checkpoint back there or train again")
     saved = _saved_checkpoints(run_dir)
     if checkpoint != "last" and saved:
         return f"its checkpoints are: {', '.join(saved)} (--checkpoint NAME)"
@@ -633,9 +645,20 @@ def edited_setting(run_dir: Path, name: str, now: Any, saved: Any,
             f"{json.dumps(saved)}")
 
 
-# The settings of config.json that evaluate and predict feed images by (model_kwargs builds
-# the network: a changed one fails to load, named by load_state_dict_checked).
-INFERENCE_SETTINGS = ("mean", "std")
+# The settings of config.json that evaluate and predict feed images by, and build the network
+# by (review: an edited model_kwargs said "does not fit ... train again", or built another
+# network that loaded, speedrun's whiten_stride 2 -> 1).
+INFERENCE_SETTINGS = ("mean", "std", "model_kwargs")
+
+
+def as_json_value(value: Any) -> Any:
+    """`value` as config.json holds it: tuples (a checkpoint's config keeps to_dict's, such as
+    speedrun's widths) become lists, in dicts and lists too, so the two compare equal."""
+    if isinstance(value, (list, tuple)):
+        return [as_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: as_json_value(item) for key, item in value.items()}
+    return value
 
 
 def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
@@ -661,7 +684,7 @@ def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
     # every result silently): the checkpoint's own, or the edit named as resume names it.
     now = json.loads(json.dumps(config.to_dict()))  # as the checkpoint has it: lists
     for name in INFERENCE_SETTINGS:
-        if name in saved and name in now and saved[name] != now[name]:
+        if name in saved and name in now and as_json_value(saved[name]) != now[name]:
             raise RunDirError(edited_setting(run_dir, name, now[name], saved[name], path),
                               hint=f"put {name} back to {json.dumps(saved[name])} in "
                                    "config.json")

@@ -49,9 +49,12 @@ def device_type(spec: str | torch.device | None = "auto") -> str:
     return "cpu" if text == "cpu" else "cuda"
 
 
-def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+def resolve_device(spec: str | torch.device | None = "auto",
+                   source: str | None = None) -> torch.device:
     """`auto`, `cpu`, `cuda` or `cuda:N` (or a torch.device of those) -> a torch.device this
-    host can use. None is "auto" (a flag left out)."""
+    host can use. None is "auto" (a flag left out). `source`: the file the spec comes from
+    when it is not --device (a resumed run's config.json), for the errors to name it
+    (review: "--device cuda needs CUDA" where no --device was given)."""
     spec = _device_spec(spec)
     if spec == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -59,27 +62,30 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     match = _CUDA_SPEC.match(spec)
     assert match is not None  # _device_spec refused the rest
-    _require_cuda(spec)
+    _require_cuda(f"--device {spec}" if source is None else f"{source} says device {spec}, "
+                  "which")
     index = int(match.group(1)) if match.group(1) is not None else None
     if index is not None and index >= torch.cuda.device_count():
+        asked = f"device {spec} requested" if source is None else f"{source} says device {spec},"
         raise HostEnvError(
-            f"device {spec} requested but this host has {torch.cuda.device_count()} CUDA GPU(s)",
+            f"{asked} but this host has {torch.cuda.device_count()} CUDA GPU(s)",
             hint="use --device cuda (the first GPU) or a smaller index; `nvidia-smi -L` lists them",
         )
     return torch.device("cuda", index) if index is not None else torch.device("cuda")
 
 
-def _require_cuda(spec: str) -> None:
+def _require_cuda(asked: str) -> None:
+    """`asked`: what asked for CUDA ("--device cuda"), the start of the error."""
     if torch.cuda.is_available():
         return
     if torch.version.cuda is None:
         raise HostEnvError(
-            f"--device {spec} needs CUDA, but this torch build ({torch.__version__}) "
+            f"{asked} needs CUDA, but this torch build ({torch.__version__}) "
             "has no CUDA support",
             hint="install a CUDA build of torch (see `dlbox doctor`), or use --device cpu",
         )
     raise HostEnvError(
-        f"--device {spec} needs CUDA, but torch {torch.__version__} (CUDA {torch.version.cuda}) "
+        f"{asked} needs CUDA, but torch {torch.__version__} (CUDA {torch.version.cuda}) "
         "finds no usable NVIDIA GPU or driver",
         hint="check `nvidia-smi` and run `dlbox doctor` for the fix; or use --device cpu",
     )

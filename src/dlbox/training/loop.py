@@ -57,6 +57,7 @@ from dlbox.training.checkpoint import (
     DAMAGED_HINT,
     CheckpointParts,
     RunFileUnreadable,
+    as_json_value,
     build_run_model,
     capture_rng_state,
     check_checkpoint,
@@ -601,7 +602,8 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     check_threads(threads)  # at most 4 per core, as for a new run (torch crashes beyond)
     run_dir = expand_user(run_dir).resolve()
     config = read_run_config(run_dir)
-    where = resolve_device(device or config.device)
+    where = resolve_device(device or config.device,
+                           source=None if device else str(run_dir / CONFIG_FILE))
     # A second resume of a run that is training is refused; waiting is the only fix.
     with run_lock(run_dir, busy_hint="wait for it to end (it saves its state as it goes; "
                                      "resume it again if it stops before its last epoch)"), \
@@ -666,7 +668,8 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     with reading_run_file(path):  # a folder on the way that is not open to the user
         found = path.is_file()
     if not found:
-        raise RunDirError(f"{run_dir} has no checkpoint to resume from",
+        raise RunDirError(f"{run_dir} has no checkpoint to resume from"
+                          + (" (a folder of that name is in its place)" if path.is_dir() else ""),
                           hint=missing_checkpoint_hint(run_dir, "last", config.checkpoint_every))
     state = load_checkpoint(path)
     check_checkpoint(state, path)
@@ -680,12 +683,12 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
             caught_up = catch_up_metrics(run_dir, config, state)
         if caught_up is not None:  # it stopped after its last checkpoint, before the metrics
             raise AlreadyFinished(
-                f"run {run_dir} had finished all {plural(config.epochs, 'epoch')}, but "
+                f"run {run_dir} had finished {_all_epochs(config.epochs)}, but "
                 f"metrics.json lagged its checkpoint: its history is brought up to epoch "
                 f"{caught_up}", hint="evaluate it with `dlbox evaluate "
                 f"{shell_quote(run_dir)}` for its predictions and confusion matrix")
-        raise AlreadyFinished(f"run {run_dir} already finished all "
-                              f"{plural(config.epochs, 'epoch')}: nothing to resume",
+        raise AlreadyFinished(f"run {run_dir} already finished "
+                              f"{_all_epochs(config.epochs)}: nothing to resume",
                               hint="evaluate it with `dlbox evaluate "
                                    f"{shell_quote(run_dir)}`, or start a new run with more "
                                    "--epochs")
@@ -723,7 +726,8 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     # the hint's data: where the checkpoint says it trained, past an edited config.json
     saved = state.get("config")
     _check_resume_fits(path, state, config, train_set,
-                       (saved.get("data_dir") if isinstance(saved, dict) else None) or trained_on)
+                       (saved.get("data_dir") if isinstance(saved, dict) else None) or trained_on,
+                       test_set)
     _check_metrics_file(run_dir / METRICS_FILE)
     caught_up = catch_up_metrics(run_dir, config, state)
     if caught_up is not None:  # it stopped after a checkpoint, before that epoch's metrics
@@ -744,12 +748,17 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
                 evaluate_at_end, stop)
 
 
+def _all_epochs(epochs: int) -> str:
+    """"all 3 epochs", "its 1 epoch" (review: "all 1 epoch")."""
+    return f"all {epochs} epochs" if epochs != 1 else "its 1 epoch"
+
+
 # The settings a run's results come from, which a resume keeps (device, data_dir, threads
-# and the evaluation's settings may change; the model's settings are checked against the
-# checkpoint's weights).
+# and the evaluation's settings may change). model_kwargs too (review: width 8 -> 16 built
+# another network, named "does not fit"; one that still loaded trained on silently).
 RESULT_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "nesterov",
                    "label_smoothing", "schedule", "warmup_fraction", "crop_padding", "flip",
-                   "cutout", "seed", "num_train", "num_test", "mean", "std")
+                   "cutout", "seed", "num_train", "num_test", "mean", "std", "model_kwargs")
 
 
 def _check_config_unchanged(run_dir: Path, config: TrainConfig, state: dict[str, Any]) -> None:
@@ -764,7 +773,7 @@ def _check_config_unchanged(run_dir: Path, config: TrainConfig, state: dict[str,
 
     # the model too, where config.json names one dlbox knows (else its own error says so)
     for name in RESULT_SETTINGS + (("model",) if config.model in model_names() else ()):
-        if name in saved and name in now and saved[name] != now[name]:
+        if name in saved and name in now and as_json_value(saved[name]) != now[name]:
             raise RunDirError(
                 f"{edited_setting(run_dir, name, now[name], saved[name])}: a resumed run keeps "
                 "its settings",
@@ -791,9 +800,11 @@ def _check_resumable_in_place(run_dir: Path) -> None:
 
 
 def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
-                       train_set: ImageDataset, trained_on: str | None) -> None:
-    """Refuse to resume on other data (other classes, another number of training images)
-    or with weights that don't fit the model, before anything is written."""
+                       train_set: ImageDataset, trained_on: str | None,
+                       test_set: ImageDataset | None = None) -> None:
+    """Refuse to resume on other data (other classes, another number of training images,
+    fewer test images than its num_test) or with weights that don't fit the model, before
+    anything is written."""
     hint = (f"resume with the data it was trained on: --data {shell_quote(trained_on)}"
             if trained_on
             else "resume with the data it was trained on (--data DIR)")
@@ -815,6 +826,12 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
         raise RunDirError(
             f"{path} was trained on {int(saved_count)} training images, but "
             f"{config.data_dir} gives {len(train_set)}", hint=hint)
+    # A new run refuses a --num-test beyond the data; a resume took fewer, and its history
+    # mixed accuracies on 80 and on 50 images (review).
+    if test_set is not None and config.num_test is not None and len(test_set) < config.num_test:
+        raise RunDirError(
+            f"run {path.parent.parent} tests on {config.num_test} test images (num_test in its "
+            f"config.json), but {config.data_dir} has {len(test_set)}", hint=hint)
     model = build_run_model(path.parent.parent, config, len(train_set.classes))
     load_state_dict_checked(model, state.get("model"), path, what=f"model {config.model!r}")
     _rehearse_restore(path, state, config, model, len(train_set))
@@ -888,7 +905,7 @@ def _rehearse_restore(path: Path, state: dict[str, Any], config: TrainConfig, mo
             parts = CheckpointParts(path)
             with parts.reading():
                 parts("the history")
-                expect_history(state.get("history"))
+                expect_history(state.get("history"), state.get("epoch"))
             return
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
         scheduler = make_scheduler(optimizer, config.schedule,
@@ -930,7 +947,7 @@ def restore_training(checkpoint: dict[str, Any], path: Path, optimizer: torch.op
                 order.sort().values.cpu(), torch.arange(num_images, dtype=order.dtype)):
             raise ValueError(f"it is not an order of the {num_images} training images")
         parts("the history")
-        history = expect_history(checkpoint.get("history"))
+        history = expect_history(checkpoint.get("history"), checkpoint.get("epoch"))
         parts("the counters")
         step = expect_type(checkpoint.get("step_in_epoch", 0), int, "step_in_epoch")
         if step < 0 or (per_epoch is not None and step >= per_epoch):
