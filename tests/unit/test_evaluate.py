@@ -458,7 +458,7 @@ def test_missing_run_dir_is_a_run_dir_error_with_hint(tmp_path: Path) -> None:
         evaluate_run(tmp_path / "nope", device="cpu")
     assert "dlbox train" in (info.value.hint or "")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(RunDirError, match="not a directory"):
+    with pytest.raises(RunDirError, match="is a file, not a run directory"):
         evaluate_run(tmp_path / "file", device="cpu")
 
 

@@ -304,18 +304,9 @@ def training_history(run_dir: Path) -> list[dict[str, Any]]:
 
     run_dir = expand_user(run_dir)  # RUN_DIR = "~/runs/first" (review: read literally)
     # A folder that is not there is not a run stopped in its first epoch (review: a typo)
-    from dlbox.training.checkpoint import reading_run_file
+    from dlbox.training.checkpoint import require_run_dir
 
-    with reading_run_file(run_dir):  # a folder above it that is not open to the user
-        exists, is_dir = run_dir.exists(), run_dir.is_dir()
-    if exists and not is_dir:
-        raise RunDirError(f"{run_dir} is a file, not a run directory",
-                          hint="pass the folder the training cell (or `dlbox train`) wrote, "
-                               "not a file in it")
-    if not exists:
-        raise RunDirError(f"run directory {run_dir} does not exist",
-                          hint="pass the folder the training cell (or `dlbox train`) wrote; "
-                               "its path is printed when training starts")
+    require_run_dir(run_dir, made_by="the training cell (or `dlbox train`)")
     # {} without one; a damaged one is its own one-line error
     history = read_metrics_file(run_dir / "metrics.json").get("history") or []
     if not history:

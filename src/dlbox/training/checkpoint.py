@@ -465,20 +465,28 @@ def config_damaged_hint(run_dir: Path) -> str:
     return "it was edited or damaged; train again"
 
 
+def require_run_dir(run_dir: Path, made_by: str = "`dlbox train`") -> None:
+    """RunDirError unless `run_dir` is a folder: one that is not there, or a file, in one
+    line that says which (review: a typo read as "a run stopped in its first epoch");
+    `made_by` names what writes run folders, for the hint."""
+    with reading_run_file(run_dir):  # a folder above it that is not open to the user
+        exists, is_dir = run_dir.exists(), run_dir.is_dir()
+    if exists and not is_dir:
+        raise RunDirError(f"{run_dir} is a file, not a run directory",
+                          hint=f"pass the folder {made_by} wrote, not a file in it")
+    if not is_dir:
+        raise RunDirError(f"run directory {run_dir} does not exist",
+                          hint=f"pass the folder {made_by} wrote (default: "
+                               "runs/<time>-<model>); its path is printed when training "
+                               "starts")
+
+
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
+    require_run_dir(run_dir)
     with reading_run_file(path):  # a folder on the way that is not open to the user
-        exists, is_dir = run_dir.exists(), run_dir.is_dir()
-        found = is_dir and path.exists()  # a folder in its place: read_json says so, below
-    if exists and not is_dir:
-        raise RunDirError(f"{run_dir} is a file, not a run directory",
-                          hint="pass the folder `dlbox train` wrote (default: "
-                               "runs/<time>-<model>)")
-    if not is_dir:
-        raise RunDirError(f"run directory {run_dir} does not exist",
-                          hint="pass a directory made by `dlbox train` "
-                               "(default: runs/<time>-<model>)")
+        found = path.exists()  # a folder in its place: read_json says so, below
     if not found:
         command = config_restore_command(run_dir)
         if command is not None:  # deleted, or lost in a copy: the checkpoint has the settings

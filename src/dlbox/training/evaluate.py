@@ -253,17 +253,9 @@ def evaluation_from_logits(logits: torch.Tensor, dataset: ImageDataset, classes:
 
 
 def _require_run_dir(run_dir: Path) -> None:
-    from dlbox.training.checkpoint import reading_run_file
+    from dlbox.training.checkpoint import require_run_dir
 
-    with reading_run_file(run_dir):  # a folder above it that is not open to the user
-        exists = run_dir.exists()
-    if not exists:
-        raise RunDirError(f"run directory {run_dir} does not exist",
-                          hint="pass the folder `dlbox train` wrote (its --run-dir; "
-                               "the path is printed when training starts)")
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir} is not a directory",
-                          hint="pass the run directory `dlbox train` wrote, not a file in it")
+    require_run_dir(run_dir)
 
 
 def load_run_model(run_dir: Path, device: str | torch.device = "auto",
