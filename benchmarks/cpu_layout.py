@@ -36,8 +36,8 @@ def images_per_second(step: Callable[[], Any], batch: int, seconds: float) -> fl
     step()  # warm-up: oneDNN picks and caches its kernels on the first call of a shape
     start = time.perf_counter()
     done = 0
-    while time.perf_counter() - start < seconds:
-        step()
+    while done == 0 or time.perf_counter() - start < seconds:  # one step at least (review:
+        step()                                                 # --seconds 1e-9 divided by 0)
         done += batch
     return done / (time.perf_counter() - start)
 

@@ -21,12 +21,41 @@ for arg in "$@"; do  # `dlbox data fetch --help` exits 0: training would start a
 done
 # Checked before the set-up (minutes on a fresh clone): `dlbox data fetch` would take --dat
 # for --data (an abbreviation), and main.sh would not pass it on to training.
+# Their values too, as far as a shell can tell (review: an empty --data or a mistyped
+# --sha256 was found only after the set-up): dlbox's own checks follow in the fetch.
+check_value() {  # $1: the flag, $2: its value
+    local fail="" hint=""
+    case "$1:$2" in
+        *:) fail="was given an empty value"; hint="pass $1 VALUE (a variable in it may be unset)" ;;
+        --sha256:*)
+            local hex
+            hex=$(printf '%s' "$2" | tr '[:upper:]' '[:lower:]' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//; s/^sha256://')
+            if ! printf '%s' "$hex" | grep -Eqx '[0-9a-f]{64}'; then
+                fail="is not a sha256 (64 hexadecimal characters)"
+                hint="pass the 64 hexadecimal characters alone: --sha256 \"\$(sha256sum FILE | cut -d' ' -f1)\""
+            fi ;;
+        --from:*://*) ;;
+        --from:*)
+            local path=$2
+            case "$path" in "~") path=$HOME ;; "~/"*) path="$HOME/${path#"~/"}" ;; esac
+            if [ ! -e "$path" ]; then
+                fail="names no file: $2 does not exist"
+                hint="pass the path of cifar-10-python.tar.gz (relative to $PWD), or a URL"
+            fi ;;
+    esac
+    if [ -n "$fail" ]; then
+        echo "error: scripts/main.sh $1 $fail" >&2
+        echo "hint: $hint" >&2
+        exit 2
+    fi
+}
 expect_value=""
 for arg in "$@"; do
-    if [ -n "$expect_value" ]; then expect_value=""; continue; fi
+    if [ -n "$expect_value" ]; then check_value "$expect_value" "$arg"; expect_value=""; continue; fi
     case "$arg" in
         --data | --from | --sha256) expect_value=$arg ;;
-        --data=* | --from=* | --sha256=* | --force) ;;
+        --data=* | --from=* | --sha256=*) check_value "${arg%%=*}" "${arg#*=}" ;;
+        --force) ;;
         *)
             echo "error: scripts/main.sh takes dlbox data fetch's --data, --from, --sha256 and --force, not $arg" >&2
             echo "hint: training flags go in DLBOX_TRAIN_ARGS, e.g. DLBOX_TRAIN_ARGS=\"--epochs 2 --model tutorial\" scripts/main.sh" >&2

@@ -22,6 +22,12 @@ esac
 child=""
 stop() {  # $1: the signal, $2: what to say, $3: the exit status
     if [ -n "$child" ]; then
+        if [ "$1" = INT ]; then  # a terminal's Ctrl-C reached the step too: a second one
+            local waited=0       # lands in pip's clean-up, a 40-line traceback (review)
+            while [ "$waited" -lt 30 ] && kill -0 "$child" 2>/dev/null; do
+                sleep 0.1; waited=$((waited + 1))
+            done
+        fi
         kill -s "$1" "$child" 2>/dev/null || true
         wait "$child" 2>/dev/null || true
     fi
@@ -78,8 +84,19 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
         || run .venv/bin/pip install -q --disable-pip-version-check \
             --index-url https://download.pytorch.org/whl/cpu "torch>=2.10"
 fi
-echo "==> installing dlbox with its dev extras"
-run .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# Once per pyproject.toml (review: every run re-made the editable install, ~10 s in each
+# scripts/main.sh, with no dlbox in the venv meanwhile); the code itself is read from src/.
+stamp=.venv/.dlbox-installed-from
+wanted="$(cksum < pyproject.toml) $PWD"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || [ ! -x .venv/bin/dlbox ] \
+        || ! .venv/bin/python -c "import dlbox, pytest" 2>/dev/null; then
+    echo "==> installing dlbox with its dev extras"
+    rm -f "$stamp"
+    run .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+    printf '%s\n' "$wanted" > "$stamp"
+else
+    echo "==> dlbox is installed in .venv (pyproject.toml unchanged)"
+fi
 
 if [ "$SYSTEM" = 1 ]; then
     run scripts/provision-system.sh

@@ -582,3 +582,15 @@ def test_the_data_dir_defaults_as_dlbox_commands_do(small_data: Path, tmp_path: 
                           env={**os.environ, "DLBOX_DATA": str(small_data)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert read_json(out)["environment"]["data_dir"] == str(small_data.resolve())
+
+
+def test_cpu_layout_times_one_step_at_least() -> None:
+    """Found by review: `--seconds 1e-9` timed no step, a rate of 0, and the ratio divided by
+    zero (a traceback)."""
+    spec = importlib.util.spec_from_file_location("cpu_layout", SCRIPT.parent / "cpu_layout.py")
+    assert spec is not None and spec.loader is not None
+    layout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layout)
+    steps: list[int] = []
+    rate = layout.images_per_second(lambda: steps.append(1), 8, 1e-12)
+    assert len(steps) >= 2 and rate > 0  # the warm-up and one timed step

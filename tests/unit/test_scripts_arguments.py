@@ -30,6 +30,14 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     ("main.sh", ["--epochs", "2"], "error: scripts/main.sh takes dlbox data fetch's --data, "
      "--from, --sha256 and --force, not --epochs"),
     ("main.sh", ["--from"], "error: --from needs a value"),
+    # found by review: values were checked by the fetch only, after the set-up (minutes)
+    ("main.sh", ["--data", ""], "error: scripts/main.sh --data was given an empty value"),
+    ("main.sh", ["--from=", "--sha256", "0" * 64],
+     "error: scripts/main.sh --from was given an empty value"),
+    ("main.sh", ["--sha256", "abc"],
+     "error: scripts/main.sh --sha256 is not a sha256 (64 hexadecimal characters)"),
+    ("main.sh", ["--sha256=" + "0" * 64, "--from", "/nonexistent/c.tar.gz"],
+     "error: scripts/main.sh --from names no file: /nonexistent/c.tar.gz does not exist"),
 ])
 def test_an_unknown_argument_is_refused_before_any_work(script: str, args: list[str],
                                                         message: str) -> None:
@@ -74,6 +82,8 @@ def test_main_sh_expands_a_tilde_and_hands_over_to_training(tmp_path: Path) -> N
         ".venv/bin/dlbox": f'echo "$$ $*" >> {log}\n',
     })
     home = tmp_path / "home"
+    home.mkdir()
+    (home / "a.tar.gz").write_bytes(b"")  # --from names a file that is there
     process = subprocess.Popen(["bash", str(repo / "scripts" / "main.sh"), "--from=~/a.tar.gz",
                                 "--data", "~/d"], env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -174,3 +184,46 @@ def test_setup_sh_passes_a_stop_signal_on_to_pip_at_once(tmp_path: Path, stop: s
     assert process.returncode == code
     assert log.read_text().splitlines() == ["started", "stopped"]  # no fallback install
     assert err.splitlines()[-1] == f"stopped (SIG{stop})"
+
+
+def test_setup_sh_does_not_interrupt_pip_twice_on_ctrl_c(tmp_path: Path) -> None:
+    """Found by review: a terminal's Ctrl-C reaches pip itself (the whole foreground group),
+    and setup.sh sent it a second SIGINT, which landed in pip's clean-up: a 40-line
+    traceback. A step still running a while after the Ctrl-C gets it from setup.sh."""
+    log = tmp_path / "pip.log"
+    repo = _copy_script(tmp_path, "setup.sh", {
+        ".venv/bin/python": 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
+        ".venv/bin/pip": f'[ "$1" = --version ] && exit 0\n'
+                         f"trap '[ -n \"$got\" ] && echo second >> {log}; got=1' INT\n"
+                         # the terminal's Ctrl-C reaches both: pip first, as it was here
+                         "kill -INT $$\nkill -INT $PPID\n"
+                         f"echo cleaning >> {log}\nfor _ in $(seq 10); do sleep 0.1; done\n"
+                         "exit 1\n",
+    })
+    result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], capture_output=True,
+                            text=True, timeout=60, check=False, start_new_session=True)
+    assert result.returncode == 130, result.stderr
+    assert log.read_text().splitlines() == ["cleaning"]  # no second SIGINT in the clean-up
+
+
+def test_setup_sh_installs_dlbox_once_per_pyproject(tmp_path: Path) -> None:
+    """Found by review: every run (so every scripts/main.sh) re-made the editable install,
+    with no dlbox in the venv for those seconds. Again only when pyproject.toml changed."""
+    log = tmp_path / "pip.log"
+    repo = _copy_script(tmp_path, "setup.sh", {
+        ".venv/bin/python": "exit 0\n",  # torch, dlbox and pytest import
+        ".venv/bin/pip": f'[ "$1" = --version ] && exit 0\necho "$*" >> {log}\n',
+        ".venv/bin/dlbox": "exit 0\n",
+    })
+    (repo / "pyproject.toml").write_text("[project]\nname = 'dlbox'\n")
+
+    def installs() -> int:
+        result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")],
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    assert installs() == 1
+    assert installs() == 1  # nothing changed: no second install
+    (repo / "pyproject.toml").write_text("[project]\nname = 'dlbox'\nversion = '2'\n")
+    assert installs() == 2
