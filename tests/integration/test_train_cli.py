@@ -973,3 +973,25 @@ def test_sigterm_after_a_no_evaluate_run_finished_says_none_was_asked_for(
     assert err.splitlines()[-1] == (
         f"stopped (SIGTERM) once the run had finished: its training is complete in "
         f"{run_dir.resolve()} (no evaluation was asked for)")
+
+
+def test_a_default_run_dir_that_saved_nothing_leaves_no_empty_runs_folder(
+        fake_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: the run's folder was removed (the same command makes a new one), but
+    the runs/ folder made for it stayed, empty."""
+    from dlbox.training import speedrun
+
+    def cut_short(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # before the first checkpoint
+
+    monkeypatch.setattr(speedrun, "train_speedrun", cut_short)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--model", "speedrun", "--device", "cpu", "--num-train", "200",
+                 "--num-test", "50", "--epochs", "1", "--no-progress", "--data",
+                 str(fake_cifar_dir)]) == 130
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "runs" / "kept").mkdir(parents=True)  # a runs/ holding more stays
+    assert main(["train", "--model", "speedrun", "--device", "cpu", "--num-train", "200",
+                 "--num-test", "50", "--epochs", "1", "--no-progress", "--data",
+                 str(fake_cifar_dir)]) == 130
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["kept"]

@@ -314,6 +314,8 @@ def discard_unsaved(run_dir: Path) -> bool:
         shutil.rmtree(run_dir)
     except OSError:  # kept: the error that stopped the run is the one to report
         return False
+    with contextlib.suppress(OSError):  # runs/, made for it and now empty (review)
+        run_dir.parent.rmdir()
     return True
 
 
@@ -354,7 +356,9 @@ def check_new_run_dir(path: Path) -> None:
 def run_dir_create_error(path: Path, error: OSError) -> RunDirError:
     """The error for a run dir that cannot be made; a permission refused names the folder
     to make writable (the run dir itself when it exists, else the nearest folder above)."""
-    message = f"cannot create run directory {path} ({error.strerror})"
+    # an existing (empty) folder is not created but written: say so (review)
+    verb = "cannot write in run directory" if path.is_dir() else "cannot create run directory"
+    message = f"{verb} {path} ({error.strerror})"
     if error.errno not in ACCESS_ERRNOS:
         return RunDirError(message, hint="pass a writable --run-dir")
     folder = nearest_folder(path)
