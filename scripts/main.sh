@@ -25,8 +25,12 @@ done
 # --sha256 was found only after the set-up): dlbox's own checks follow in the fetch.
 check_value() {  # $1: the flag, $2: its value
     local fail="" hint=""
+    if [ -z "$2" ]; then  # (not a pattern on "$1:$2": a value may end in a colon)
+        echo "error: scripts/main.sh $1 was given an empty value" >&2
+        echo "hint: pass $1 VALUE (a variable in it may be unset)" >&2
+        exit 2
+    fi
     case "$1:$2" in
-        *:) fail="was given an empty value"; hint="pass $1 VALUE (a variable in it may be unset)" ;;
         --sha256:*)
             local hex
             hex=$(printf '%s' "$2" | tr '[:upper:]' '[:lower:]' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//; s/^sha256://')
@@ -34,11 +38,17 @@ check_value() {  # $1: the flag, $2: its value
                 fail="is not a sha256 (64 hexadecimal characters)"
                 hint="pass the 64 hexadecimal characters alone: --sha256 \"\$(sha256sum FILE | cut -d' ' -f1)\""
             fi ;;
-        --from:*://*) ;;
         --from:*)
             local path=$2
-            case "$path" in "~") path=$HOME ;; "~/"*) path="$HOME/${path#"~/"}" ;; esac
-            if [ ! -e "$path" ]; then
+            case "$path" in
+                file://localhost/*) path=${path#file://localhost} ;;
+                file://*) path=${path#file://} ;;  # a local file too
+                *://*) path="" ;;  # a URL: the fetch tries it
+                "~") path=$HOME ;;
+                "~/"*) path="$HOME/${path#"~/"}" ;;
+            esac
+            # (a %-escape in a file:// URL is the fetch's to decode)
+            if [ -n "$path" ] && [ ! -e "$path" ] && [[ "$path" != *%* ]]; then
                 fail="names no file: $2 does not exist"
                 hint="pass the path of cifar-10-python.tar.gz (relative to $PWD), or a URL"
             fi ;;

@@ -974,7 +974,8 @@ def test_a_report_of_another_checkpoint_is_refused_in_the_run_dir(
         assert capsys.readouterr().err.splitlines() == [
             f"error: the report in {run_copy} describes its own last checkpoint "
             f"(checkpoints/last.pt), not {chosen}",
-            f"hint: pass --output DIR for this checkpoint's report: dlbox evaluate {run_copy} "
+            "hint: pass --output DIR (a folder other than the run's) for this checkpoint's "
+            f"report: dlbox evaluate {run_copy} "
             f"--checkpoint {given} --output DIR"]
         assert _snapshot(run_copy) == before
     # the run's own last checkpoint, named by its path, is the run's report

@@ -192,3 +192,19 @@ def test_absurd_epochs_are_refused_in_one_line(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "--epochs 1000000000000000000 is more than 100000" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("n_test", [50, 150])
+def test_resume_refuses_another_test_set_size_without_num_test(
+        fake_cifar_dir: Path, tmp_path: Path, n_test: int) -> None:
+    """Found by re-review: a run without --num-test (all the test images) resumed on data with
+    fewer, or more, test images, its history mixing accuracies on both."""
+    other = tmp_path / "other"
+    write_fake_cifar10(other, n_train=500, n_test=n_test, seed=0)
+    run = _stopped_after_epoch_1(fake_cifar_dir, tmp_path / "run", num_test=None)
+    assert json.loads((run / "config.json").read_text())["num_test"] is None  # all of them
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(RunDirError, match=rf"tested on \d+ test images, but {other} gives "
+                                          rf"{n_test}"):
+        resume(run, data_dir=other, progress=False, evaluate_at_end=False)
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}

@@ -38,6 +38,8 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
      "error: scripts/main.sh --sha256 is not a sha256 (64 hexadecimal characters)"),
     ("main.sh", ["--sha256=" + "0" * 64, "--from", "/nonexistent/c.tar.gz"],
      "error: scripts/main.sh --from names no file: /nonexistent/c.tar.gz does not exist"),
+    ("main.sh", ["--from", "file:///nonexistent/c.tar.gz"],  # found by re-review
+     "error: scripts/main.sh --from names no file: file:///nonexistent/c.tar.gz does not exist"),
 ])
 def test_an_unknown_argument_is_refused_before_any_work(script: str, args: list[str],
                                                         message: str) -> None:
@@ -227,3 +229,20 @@ def test_setup_sh_installs_dlbox_once_per_pyproject(tmp_path: Path) -> None:
     assert installs() == 1  # nothing changed: no second install
     (repo / "pyproject.toml").write_text("[project]\nname = 'dlbox'\nversion = '2'\n")
     assert installs() == 2
+
+
+def test_main_sh_takes_values_ending_in_a_colon(tmp_path: Path) -> None:
+    """Found by re-review: `--data 'data:'` (a folder's real name) was "given an empty value":
+    the check matched "$flag:$value" against `*:`."""
+    log = tmp_path / "log"
+    repo = _copy_script(tmp_path, "main.sh", {
+        "scripts/setup.sh": "exit 0\n",
+        ".venv/bin/dlbox": f'echo "$*" >> {log}\n',
+    })
+    (tmp_path / "data:").mkdir()
+    result = subprocess.run(["bash", str(repo / "scripts" / "main.sh"), "--data", "data:",
+                             "--from", "https://example.com:"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines()[0] == (
+        f"data fetch --data {tmp_path}/data: --from https://example.com:")

@@ -709,9 +709,9 @@ def check_report_checkpoint(run_dir: Path, checkpoint: str) -> None:
         return
     raise UsageError(f"the report in {run_dir} describes its own last checkpoint "
                      f"({CHECKPOINTS_DIRNAME}/last.pt), not {chosen}",
-                     hint="pass --output DIR for this checkpoint's report: dlbox evaluate "
-                          f"{shell_quote(run_dir)} --checkpoint {shell_quote(checkpoint)} "
-                          "--output DIR")
+                     hint="pass --output DIR (a folder other than the run's) for this "
+                          f"checkpoint's report: dlbox evaluate {shell_quote(run_dir)} "
+                          f"--checkpoint {shell_quote(checkpoint)} --output DIR")
 
 
 def _catch_up_history(run_dir: Path, config: TrainConfig) -> None:

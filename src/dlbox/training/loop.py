@@ -314,8 +314,6 @@ def discard_unsaved(run_dir: Path) -> bool:
         shutil.rmtree(run_dir)
     except OSError:  # kept: the error that stopped the run is the one to report
         return False
-    with contextlib.suppress(OSError):  # runs/, made for it and now empty (review)
-        run_dir.parent.rmdir()
     return True
 
 
@@ -558,6 +556,9 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
         # stdout): a default folder (no --run-dir) that saved nothing is clutter, since the
         # same command makes a new one; a folder that holds a checkpoint is kept.
         removed = not named and discard_unsaved(run_dir)
+        if removed:  # the default runs/ folder, made for it and now empty (review)
+            with contextlib.suppress(OSError):
+                run_dir.parent.rmdir()
         if isinstance(error, TrainingStopped) and not named and not error.resumable \
                 and not error.finished:
             error.hint = (f"start again with the same command (the run's folder {run_dir}, "
@@ -836,6 +837,13 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
         raise RunDirError(
             f"run {path.parent.parent} tests on {config.num_test} test images (num_test in its "
             f"config.json), but {config.data_dir} has {len(test_set)}", hint=hint)
+    # Without a num_test, all the test images: as many as the run tested on (recorded since
+    # this release; re-review: a run without --num-test mixed 100 and 50 images silently).
+    saved_tests = state.get("num_test_images")
+    if test_set is not None and saved_tests is not None and int(saved_tests) != len(test_set):
+        raise RunDirError(
+            f"run {path.parent.parent} tested on {int(saved_tests)} test images, but "
+            f"{config.data_dir} gives {len(test_set)}", hint=hint)
     model = build_run_model(path.parent.parent, config, len(train_set.classes))
     load_state_dict_checked(model, state.get("model"), path, what=f"model {config.model!r}")
     _rehearse_restore(path, state, config, model, len(train_set))
@@ -1064,6 +1072,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
             "config": config.to_dict(),
             "classes": list(classes),
             "num_train_images": len(train_set),
+            "num_test_images": len(test_set),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -1234,6 +1243,7 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             "config": config.to_dict(),
             "classes": list(classes),
             "num_train_images": len(train_set),
+            "num_test_images": len(test_set),
             "model": trainer_state["model"],
             "speedrun_state": {k: v for k, v in trainer_state.items() if k != "model"},
             "optimizer": None,
