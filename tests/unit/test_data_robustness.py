@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "main.sh"
+SHA = "ab" * 32  # a well-formed sha256: main.sh checks its form before the set-up
 
 
 def run_main(tmp_path: Path, *args: str, train_args: str | None = None) -> list[list[str]]:
@@ -34,7 +35,7 @@ def run_main(tmp_path: Path, *args: str, train_args: str | None = None) -> list[
     if train_args is not None:
         env["DLBOX_TRAIN_ARGS"] = train_args
     caller = tmp_path / "caller's dir"  # where the user types the command
-    caller.mkdir()
+    caller.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["bash", str(root / "scripts" / "main.sh"), *args], env=env,
                           capture_output=True, text=True, timeout=60, check=False, cwd=caller)
     assert done.returncode == 0, done.stderr
@@ -45,9 +46,11 @@ def run_main(tmp_path: Path, *args: str, train_args: str | None = None) -> list[
 @pytest.mark.parametrize("data", [["--data", "/d i r"], ["--data=/d i r"]])
 def test_main_sh_trains_from_the_data_dir_it_fetched_into(tmp_path: Path,
                                                           data: list[str]) -> None:
-    calls = run_main(tmp_path, "--from", "/a.tar.gz", *data, "--sha256", "ab",
+    archive = tmp_path / "a.tar.gz"  # main.sh checks that a --from file is there
+    archive.write_bytes(b"")
+    calls = run_main(tmp_path, "--from", str(archive), *data, "--sha256", SHA,
                      train_args="--epochs 2 --model tutorial")
-    assert calls == [["data", "fetch", "--from", "/a.tar.gz", *data, "--sha256", "ab"],
+    assert calls == [["data", "fetch", "--from", str(archive), *data, "--sha256", SHA],
                      ["train", "--data", "/d i r", "--epochs", "2", "--model", "tutorial"]]
 
 
@@ -68,11 +71,15 @@ def test_main_sh_reads_relative_paths_from_where_it_was_called(tmp_path: Path) -
     """Found in review: main.sh changed to the repo before it used its arguments, so
     `--from ./cifar-10-python.tar.gz` typed in the download folder was not found there."""
     caller = tmp_path / "caller's dir"
-    assert run_main(tmp_path, "--from", "./a.tar.gz", "--data=d", "--sha256", "ab") == [
+    caller.mkdir()
+    (caller / "a.tar.gz").write_bytes(b"")  # main.sh checks that a --from file is there
+    assert run_main(tmp_path, "--from", "./a.tar.gz", "--data=d", "--sha256", SHA) == [
         ["data", "fetch", "--from", f"{caller}/./a.tar.gz", f"--data={caller}/d",
-         "--sha256", "ab"],
+         "--sha256", SHA],
         ["train", "--data", f"{caller}/d"]]
     other = tmp_path / "2" / "caller's dir"
+    other.mkdir(parents=True)
+    (other / "x.tgz").write_bytes(b"")
     assert run_main(tmp_path / "2", "--from=x.tgz", "--data", "../d i r") == [
         ["data", "fetch", f"--from={other}/x.tgz", "--data", f"{other}/../d i r"],
         ["train", "--data", f"{other}/../d i r"]]
