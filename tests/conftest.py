@@ -6,18 +6,21 @@ Components that CI provisions (Docker engine, Jupyter, Chromium) are required wh
 
 from __future__ import annotations
 
+import http.server
 import importlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from dlbox.data.fetch import ARCHIVE_NAME as CIFAR_ARCHIVE_NAME
 from dlbox.data.synthetic import write_fake_cifar10
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -219,3 +222,58 @@ def read_only_mount(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
         monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
 
     return mount
+
+
+class ArchiveServer:
+    """A loopback HTTP server for one payload at /cifar-10-python.tar.gz (404 elsewhere);
+    honours Range; can cut the body short; `etag = last_modified = None`: names no version."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.cut_after: int | None = None  # send only this many bytes of a full response
+        self.ranges: list[str | None] = []
+        self.etag: str | None = None  # sent, and If-Range honoured, when set
+        self.last_modified: str | None = "Sat, 05 Dec 2026 10:00:00 GMT"  # the same
+        self.send_length = True  # False: no Content-Length (the body ends when it closes)
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if self.path != "/" + CIFAR_ARCHIVE_NAME:
+                    self.send_error(404, "Not Found")
+                    return
+                requested = self.headers.get("Range")
+                outer.ranges.append(requested)
+                if_range = self.headers.get("If-Range")
+                if requested and if_range is not None and if_range != (
+                        outer.etag or outer.last_modified):
+                    requested = None  # RFC 9110: the file changed, so all of it
+                start = int(requested.split("=")[1].split("-")[0]) if requested else 0
+                body = outer.payload[start:]
+                self.send_response(206 if requested else 200)
+                if outer.send_length:
+                    self.send_header("Content-Length", str(len(body)))
+                if outer.etag:
+                    self.send_header("ETag", outer.etag)
+                if outer.last_modified:
+                    self.send_header("Last-Modified", outer.last_modified)
+                self.end_headers()
+                if outer.cut_after is not None and not requested:
+                    self.wfile.write(body[: outer.cut_after])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{CIFAR_ARCHIVE_NAME}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)

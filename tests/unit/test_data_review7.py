@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import http.server
 import io
 import pickle
 import tarfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import ArchiveServer
 
 from dlbox.cli import main
 from dlbox.data import fetch as fetch_module
@@ -65,36 +64,6 @@ def float_pixels(record: dict[bytes, Any]) -> None:
     record[b"data"] = record[b"data"].astype(np.float32) / 255
 
 
-class Server:
-    """A loopback HTTP server for one payload at /<path>, with no ETag or Last-Modified."""
-
-    def __init__(self, payload: bytes, status: int = 200) -> None:
-        outer = self
-        self.payload = payload
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                if status != 200:
-                    self.send_error(status)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(outer.payload)))
-                self.end_headers()
-                self.wfile.write(outer.payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture()
 def good_data(tmp_path: Path) -> Path:
     data = tmp_path / "data"
@@ -126,10 +95,10 @@ def test_a_bad_batch_is_refused_and_the_old_data_kept(tmp_path: Path, good_data:
 
 def test_a_downloaded_bad_archive_is_not_kept(tmp_path: Path) -> None:
     bad = archive_with_batch(tmp_path, narrow)
-    running = Server(bad.read_bytes())
+    running = ArchiveServer(bad.read_bytes())
     try:
         with pytest.raises(DataError) as info:
-            fetch_cifar10(config(tmp_path / "d", source=f"{running.base}/{ARCHIVE_NAME}",
+            fetch_cifar10(config(tmp_path / "d", source=running.url,
                                  sha256=sha256_of(bad)))
     finally:
         running.close()
@@ -151,11 +120,11 @@ def test_the_official_archive_is_not_read_through_again(tmp_path: Path,
 # ---- 2. hints keep the user's --data -----------------------------------------------------
 
 def test_http_error_hint_names_the_data_dir(tmp_path: Path) -> None:
-    running = Server(b"", status=404)
+    running = ArchiveServer(b"")  # a 404 for any other path
     data = tmp_path / "my data"
     try:
         with pytest.raises(DataError) as info:
-            fetch_cifar10(config(data, source=f"{running.base}/{ARCHIVE_NAME}"))
+            fetch_cifar10(config(data, source=running.url + ".gone"))
     finally:
         running.close()
     assert f"dlbox data fetch --data '{data}' --from" in (info.value.hint or "")
@@ -247,7 +216,8 @@ def test_a_blank_dlbox_data_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_full_disk_deletes_an_unresumable_part(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     archive = write_fake_cifar10_archive(tmp_path / "a.tar.gz", 50, 10)
-    running = Server(archive.read_bytes())
+    running = ArchiveServer(archive.read_bytes())
+    running.etag = running.last_modified = None  # names no version: a .part it cannot resume
     real_open = open
 
     class Full(io.FileIO):
@@ -264,7 +234,7 @@ def test_a_full_disk_deletes_an_unresumable_part(tmp_path: Path,
     data = tmp_path / "d"
     try:
         with pytest.raises(DataError) as info:
-            fetch_cifar10(config(data, source=f"{running.base}/{ARCHIVE_NAME}",
+            fetch_cifar10(config(data, source=running.url,
                                  sha256=sha256_of(archive)))
     finally:
         running.close()
