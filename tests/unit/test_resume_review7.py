@@ -146,6 +146,25 @@ def test_a_cuda_device_from_the_runs_config_json_is_named_as_such(
     resume(run, device="cpu", progress=False, evaluate_at_end=False)
 
 
+def test_an_unknown_device_from_the_runs_config_json_is_named_as_such(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    """Found by review: a config.json edited to "device": "gpu" said "unknown device 'gpu'"
+    on resume, though no --device was given; --device still overrides it."""
+    from dlbox.errors import UsageError
+
+    run = _stopped_after_epoch_1(fake_cifar_dir, tmp_path / "run")
+    config = run / "config.json"
+    config.write_text(json.dumps({**read_json(config), "device": "gpu"}))
+    with pytest.raises(UsageError) as refused:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert refused.value.message == f"{config} says device 'gpu', which is not a device"
+    assert refused.value.hint == ('put "device": "auto" there, or pass --device (use auto, '
+                                  'cpu, cuda or cuda:N)')
+    with pytest.raises(UsageError, match="^unknown device 'tpu'$"):  # a flag: as before
+        resume(run, device="tpu", progress=False, evaluate_at_end=False)
+    resume(run, device="cpu", progress=False, evaluate_at_end=False)
+
+
 def test_a_second_ctrl_c_names_the_run_in_one_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from dlbox.cli.train import say_what_was_kept
@@ -208,3 +227,18 @@ def test_resume_refuses_another_test_set_size_without_num_test(
                                           rf"{n_test}"):
         resume(run, data_dir=other, progress=False, evaluate_at_end=False)
     assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+def test_absurd_epochs_are_refused_from_python_too() -> None:
+    """Found by re-reading the change: the 100000 cap lived in the CLI only, so
+    `build_config(epochs=10**18)` from the notebook or Python was taken."""
+    from dlbox.errors import UsageError
+    from dlbox.training.config import TrainConfig, build_config
+
+    with pytest.raises(UsageError) as refused:
+        build_config("tiny", device="cpu", epochs=10**18)
+    assert refused.value.message == "--epochs 1000000000000000000 is more than 100000"
+    assert refused.value.hint == "pass --epochs 100000 or less"
+    assert build_config("tiny", device="cpu", epochs=100_000).epochs == 100_000
+    with pytest.raises(UsageError, match="is more than 100000"):
+        TrainConfig.from_dict({"model": "tiny", "epochs": 100_001})

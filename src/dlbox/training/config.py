@@ -71,6 +71,9 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive whole number, got {value!r}",
                                  hint=f"pass --{name.replace('_', '-')} 1 or more")
+        if self.epochs > MAX_EPOCHS:  # a typo: 1e18 was taken, every epoch line 19 digits wide
+            raise UsageError(f"--epochs {self.epochs} is more than {MAX_EPOCHS}",
+                             hint=f"pass --epochs {MAX_EPOCHS} or less")
         for name in ("num_train", "num_test", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
@@ -182,6 +185,8 @@ class TrainConfig:
         return bool(self.channels_last)
 
 
+# More epochs than any run could finish (review: 1e18 was taken).
+MAX_EPOCHS = 100_000
 MAX_LR = 1e3
 MAX_WEIGHT_DECAY = 10.0
 # torch.manual_seed's range (a signed or an unsigned 64-bit number): every run that trained

@@ -21,10 +21,10 @@ _CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
 DEVICE_HINT = "use auto, cpu, cuda or cuda:N"
 
 
-def _device_spec(spec: str | torch.device | None) -> str:
+def _device_spec(spec: str | torch.device | None, source: str | None = None) -> str:
     """The spec as a lower-case string ("cpu", "cuda:1", "auto"; None is "auto"); what is not
     a device name is a UsageError (review: 0 and "" were taken for "auto", a torch.device
-    failed on `.strip`)."""
+    failed on `.strip`). `source`: as for resolve_device."""
     if spec is None:
         return "auto"
     if isinstance(spec, torch.device):
@@ -36,6 +36,9 @@ def _device_spec(spec: str | torch.device | None) -> str:
     else:
         raise UsageError(f"a device is a name such as 'cuda', got {spec!r}", hint=DEVICE_HINT)
     if text not in ("auto", "cpu") and not _CUDA_SPEC.match(text):
+        if source is not None:  # review: "unknown device 'gpu'" where no --device was given
+            raise UsageError(f"{source} says device '{text}', which is not a device",
+                             hint=f'put "device": "auto" there, or pass --device ({DEVICE_HINT})')
         raise UsageError(f"unknown device '{text}'", hint=DEVICE_HINT)
     return text
 
@@ -55,7 +58,7 @@ def resolve_device(spec: str | torch.device | None = "auto",
     host can use. None is "auto" (a flag left out). `source`: the file the spec comes from
     when it is not --device (a resumed run's config.json), for the errors to name it
     (review: "--device cuda needs CUDA" where no --device was given)."""
-    spec = _device_spec(spec)
+    spec = _device_spec(spec, source)
     if spec == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     if spec == "cpu":
