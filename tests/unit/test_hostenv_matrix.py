@@ -16,7 +16,8 @@ from dlbox.hostenv.versions import (
     version_at_least,
 )
 
-CHECKED = {"2026-11-22", "2026-12-04", "2026-12-06"}  # the first check; rows added or fixed since
+# the first check; rows added or fixed since
+CHECKED = {"2026-11-22", "2026-12-04", "2026-12-06", "2026-12-07"}
 
 
 @pytest.mark.parametrize("name", ["cuda.json", "torch.json", "tensorflow.json", "jax.json"])
@@ -179,3 +180,12 @@ def test_cudnn_minimum_compute_capability() -> None:
     assert matrix.cudnn_min_cc("8.9") == "5.0"
     assert matrix.cudnn_min_cc("8.7") is None  # not recorded: not checked
     assert matrix.cudnn_min_cc(None) is None
+
+
+def test_a_tesla_architecture_gpu_is_not_called_fermi() -> None:
+    # review: sm_10 was told "R390 is the last driver branch for Fermi GPUs"; 1.x is the
+    # Tesla architecture (GeForce 8 to 200 series), whose last branch is R340
+    matrix = load_matrix()
+    branch, architecture = matrix.last_driver_branch("1.0") or (0, "")
+    assert branch == 340 and "Fermi" not in architecture and "Tesla" in architecture
+    assert matrix.last_driver_branch("2.0") == (390, "Fermi")

@@ -418,3 +418,73 @@ def test_a_post_release_resolves_as_its_release() -> None:
     with pytest.raises(UsageError) as info:
         resolve_build("tensorflow", Target(cpu=True, version="2.15.0.post1+cu118"))
     assert "names a build (cu118)" in info.value.message
+
+
+def test_tensorflow_2_18_and_newer_have_no_kernels_for_maxwell() -> None:
+    """Review: a GTX 980 (sm_52) was given tensorflow 2.21.0, but TensorFlow's hermetic CUDA
+    12.5 wheels (2.18+) are built for sm_60, sm_70, sm_80, sm_89, compute_90 only; 2.16 and
+    2.17 (CUDA 12.3) still had sm_50."""
+    build = resolve_build("tensorflow", gpu("550.54.15", "5.2"))
+    assert (build.version, build.variant) == ("2.17.1", "and-cuda")
+    assert any("2.21.0" in r and "no kernel image for sm_52" in r for r in build.reasons)
+    assert resolve_build("tensorflow", gpu("550.54.15", "6.1")).version == "2.21.0"
+    # PTX (compute_90) still carries a newer GPU, with the CUDA-too-old warning as before
+    assert resolve_build("tensorflow", gpu("570.133.07", "12.0")).version == "2.21.0"
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("tensorflow", Target(driver="550.54.15", compute_capabilities=("5.2",),
+                                           version="2.18"))
+    assert "no kernel image for sm_52" in info.value.message
+    assert "leave --framework-version out (tensorflow 2.17.1 and-cuda runs here)" in (
+        info.value.hint or "")
+
+
+def test_tensorflow_2_1_to_2_3_have_no_kernels_for_sm_50() -> None:
+    """Review: sm_50 got tensorflow 2.3.4, whose wheels have sm_52 cubins (not run by a 5.0
+    GPU) and compute_70 PTX (not by anything older): 'no kernel image' (tensorflow#46537)."""
+    build = resolve_build("tensorflow", gpu("418.39", "5.0"))
+    assert build.version != "2.3.4"
+    assert any("2.3.4" in r and "no kernel image for sm_50" in r for r in build.reasons)
+    assert any("a driver >= 450.51.05 runs tensorflow 2.4.4" in r for r in build.reasons)
+    assert resolve_build("tensorflow", gpu("418.39", "5.2")).version == "2.3.4"  # sm_52 cubin
+    assert resolve_build("tensorflow", gpu("450.51.05", "5.0")).version == "2.4.4"
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("tensorflow", Target(driver="418.39", compute_capabilities=("5.0",),
+                                           version="2.3"))
+    assert "no kernel image for sm_50" in info.value.message
+
+
+def test_tensorflow_with_a_cuda_no_release_has_says_so() -> None:
+    """Review: --cuda 13.0 said 'no release matches' and blamed the GPU."""
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("tensorflow", Target(driver="580.95.05", compute_capabilities=("7.5",),
+                                           cuda="13.0"))
+    assert "has a CUDA 13.0 build" in info.value.message
+    assert "12.5" in info.value.message and "GPU" not in (info.value.hint or "")
+    assert "--cuda" in (info.value.hint or "")
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("tensorflow", Target(driver="580.95.05", compute_capabilities=("7.5",),
+                                           cuda="12.2", version="2.21"))
+    assert info.value.message.startswith("tensorflow 2.21 has no CUDA 12.2 build")
+
+
+@pytest.mark.parametrize("driver, needle, hint", [
+    ("32.0.15.6636", "Windows", "566.36"),
+    ("0", "is not a version number", "nvidia-smi"),
+    ("1e3", "is not a version number", "nvidia-smi"),
+    ("550,54", "is not a version number", "nvidia-smi"),
+    ("v550", "is not a version number", "nvidia-smi"),
+    ("525", "a driver branch", "525.60.13"),
+    ("450", "a driver branch", "nvidia-smi"),
+    ("5500.54.15", "is not a version number", "nvidia-smi"),
+])
+def test_driver_versions_that_are_not_nvidia_linux_drivers_are_refused(
+        driver: str, needle: str, hint: str) -> None:
+    with pytest.raises(UsageError) as info:
+        resolve_build("torch", gpu(driver, "8.6"))
+    assert needle in info.value.message and hint in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("driver", ["418.39", "535.104.05", "580.95.05", "470.256.02",
+                                    "384.130", " 550.54.15 "])
+def test_real_driver_versions_are_accepted(driver: str) -> None:
+    assert resolve_build("tensorflow", Target(driver=driver)).variant != "cpu"

@@ -275,6 +275,20 @@ def test_tensorflow_too_new_for_a_k80_names_the_tensorflow_that_runs() -> None:
                         "'tensorflow[and-cuda]==2.14.1'")
 
 
+def test_tensorflow_without_kernels_for_the_gpu_says_so_and_names_the_tensorflow_that_runs(
+        ) -> None:
+    """Review: TF 2.20 (sm_60+) on a GTX 980 (sm_52) was said to lack its CUDA libraries and
+    told to reinstall 2.21.0, which has the same arch list: a fix that loops."""
+    findings = evaluate(host("tensorflow-maxwell-no-kernels"))
+    arch = findings[0]
+    assert (arch.level, arch.code) == ("error", "arch-not-in-build")
+    assert arch.what == ("GPU 0 NVIDIA GeForce GTX 980 (sm_52) is not in tensorflow 2.20.0 "
+                         "(CUDA 12.5.1)'s arch list")
+    assert "sm_60, sm_70, sm_80, sm_89, compute_90 (PTX)" in arch.why
+    assert arch.fix == "pip install --force-reinstall 'tensorflow[and-cuda]==2.17.1'"
+    assert "framework-gpu-unavailable" not in [f.code for f in findings]
+
+
 @pytest.mark.parametrize("output, needle", [
     # one GPU of several stopped answering: nvidia-smi prints this line and exits non-zero
     ("Unable to determine the device handle for GPU0000:02:00.0: Unknown Error\n", "xid"),

@@ -73,6 +73,10 @@ class TensorflowRelease:
     note: str = ""
     gpu_package: str = "tensorflow"  # the GPU wheel: tensorflow-gpu up to 2.0
     cpu_package: str = "tensorflow-cpu"  # the CPU-only wheel: tensorflow up to 2.0
+    # SASS and PTX targets of the official Linux GPU wheels ("6.0", ...; "9.0"); empty where
+    # the data has none: then `Matrix.tensorflow_min_cc` of the CUDA major is all there is
+    archs: tuple[str, ...] = ()
+    ptx: tuple[str, ...] = ()
 
     @property
     def latest(self) -> str:
@@ -308,6 +312,8 @@ def load_matrix() -> Matrix:
             note=row.get("note", ""),
             gpu_package=row.get("gpu_package", "tensorflow"),
             cpu_package=row.get("cpu_package", "tensorflow-cpu"),
+            archs=_check_cc(row.get("archs", []), f"tensorflow.json {row['release']}"),
+            ptx=_check_cc(row.get("ptx", []), f"tensorflow.json {row['release']}"),
         )
         for row in tf_doc["releases"]
     )

@@ -80,11 +80,8 @@ class ResolvedBuild:
 def normalize_target(target: Target) -> Target:
     """Check and normalise a target; bad values raise UsageError naming the flag to fix."""
     driver = target.driver.strip() if target.driver else None
-    if driver is not None and parse_version(driver) is None:
-        raise UsageError(
-            f"driver version {target.driver!r} is not a version number",
-            hint="pass it as nvidia-smi prints it, e.g. --driver 535.104.05",
-        )
+    if driver is not None and not target.listed:  # a probed driver is one nvidia-smi printed
+        check_driver_form(driver)
     caps: list[str] = []
     for value in target.compute_capabilities:
         cc = compute_capability_tuple(value)
@@ -129,6 +126,38 @@ def normalize_target(target: Target) -> Target:
         check_pin_form(version)
     return Target(driver=driver, compute_capabilities=tuple(caps), cpu=target.cpu,
                   python=python, cuda=cuda, version=version, listed=target.listed)
+
+
+# NVIDIA Linux drivers: 418.39, 384.130, 535.104.05, 580.95.05 (nvidia-smi's "Driver Version")
+_LINUX_DRIVER = re.compile(r"[1-9]\d{2}\.\d{2,3}(\.\d{2,3})?")
+# Windows' form of the same driver (Device Manager, DXDIAG): 32.0.15.6636 is 566.36, its
+# last five digits
+_WINDOWS_DRIVER = re.compile(r"\d{2}\.0\.(\d{2})\.(\d{4})")
+
+
+def check_driver_form(driver: str) -> None:
+    """UsageError unless `driver` reads as an NVIDIA Linux driver version. Review: 0, 1e3,
+    v550 and 550,54 were taken; a bare branch (525) read as 525.0.0, below the branch's
+    first release; the Windows form 32.0.15.6636 (566.36) as driver 32."""
+    if _LINUX_DRIVER.fullmatch(driver):
+        return
+    windows = _WINDOWS_DRIVER.fullmatch(driver)
+    if windows:
+        digits = (windows[1] + windows[2])[-5:]
+        linux = f"{digits[:3]}.{digits[3:]}"
+        raise UsageError(f"driver version {driver!r} is the Windows form of NVIDIA driver "
+                         f"{linux}",
+                         hint=f"pass the version nvidia-smi prints: --driver {linux}")
+    if re.fullmatch(r"[1-9]\d{2}", driver):
+        known = [row.ga_driver for row in load_matrix().cuda_releases
+                 if row.ga_driver.startswith(f"{driver}.")]
+        example = known[0] if known else "535.104.05"
+        raise UsageError(f"driver {driver!r} is a driver branch, not a driver version",
+                         hint="pass the full version nvidia-smi prints on that machine, "
+                              f"e.g. --driver {example}")
+    raise UsageError(f"driver version {driver!r} is not a version number of an NVIDIA driver "
+                     "(NNN.NN or NNN.NN.NN)",
+                     hint="pass it as nvidia-smi prints it, e.g. --driver 535.104.05")
 
 
 def target_from_host(facts: Any) -> Target:
@@ -606,10 +635,26 @@ def _gpu_then_driver(target: Target, matrix: Matrix, build: str, min_cc: str | N
     return None, fit
 
 
-def _tf_min_cc(matrix: Matrix, cuda: str) -> str:
+def _tf_min_cc(matrix: Matrix, release: Any) -> str | None:
+    """The lowest compute capability of a release without its own arch list (per CUDA
+    major); None for one with it (`_tf_no_kernels` checks that)."""
+    if release.archs or release.ptx:
+        return None
     table = dict(matrix.tensorflow_min_cc)
-    major = (parse_version(cuda) or (0,))[0]
+    major = (parse_version(release.cuda) or (0,))[0]
     return table["cuda12"] if major >= 12 else table["cuda10-11"]
+
+
+def _tf_no_kernels(release: Any, target: Target) -> str | None:
+    """Why the official wheels of a TensorFlow release have no kernels for a target GPU
+    (review: 2.18+ start at sm_60, so a GTX 980 was given 2.21), or None."""
+    if not (release.archs or release.ptx):
+        return None
+    for cc in target.compute_capabilities:
+        if arch_fit(cc, release.archs, release.ptx) == "none":
+            return (f"built for {describe_archs(release.archs, release.ptx)}, no kernel image "
+                    f"for sm_{cc.replace('.', '')}")
+    return None
 
 
 def _target_words(target: Target) -> str:
@@ -709,16 +754,37 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
             warnings=_uncertain_warning(release), sources=(release.source,),
             checked=release.checked,
         )
+    if target.cuda and not any(same_release(r.cuda, target.cuda) for r in releases):
+        # review: "no release matches", with a hint that blamed the GPU
+        cudas = sorted({r.cuda for r in releases}, key=lambda c: parse_version(c) or ())
+        what = (f"tensorflow {target.version} has no" if target.version else
+                f"no tensorflow release ({releases[-1].latest} to {releases[0].latest}) has a")
+        raise HostEnvError(
+            f"{what} CUDA {target.cuda} build ({'its' if len(cudas) == 1 else 'their'} CUDA "
+            f"versions: {', '.join(cudas)})",
+            hint="pick one of those CUDA versions with --cuda, or leave --cuda out")
     rejections: list[str] = []
     driver_minimums: list[str] = []  # the drivers that driver-rejected builds need
+    driver_only: list[tuple[Any, str]] = []  # (release, driver it needs): the GPU would do
+    gpu_refused = False
     for release in releases:
         if target.cuda and not same_release(release.cuda, target.cuda):
             continue
-        why, fit = _gpu_then_driver(target, matrix, f"tensorflow {release.latest} (CUDA "
-                                    f"{release.cuda})", _tf_min_cc(matrix, release.cuda),
+        build = f"tensorflow {release.latest} (CUDA {release.cuda})"
+        no_kernels = _tf_no_kernels(release, target)
+        if no_kernels:
+            rejections.append(f"{build}: {no_kernels}")
+            gpu_refused = True
+            continue
+        before = len(driver_minimums)
+        why, fit = _gpu_then_driver(target, matrix, build, _tf_min_cc(matrix, release),
                                     release.cuda, driver_minimums)
         if why:
             rejections.append(why)
+            if len(driver_minimums) > before:
+                driver_only.append((release, fit.min_driver or ""))
+            else:
+                gpu_refused = True
             continue
         reasons = _gpu_reasons(target)
         reasons.append(_newest_reason(f"tensorflow {release.latest}", target.version))
@@ -740,7 +806,17 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
                     f"({'sm_' + rng[1].replace('.', '') if rng else '?'} at most): TensorFlow "
                     "runs it only through PTX JIT; expect a slow first start or XLA failures"
                 )
-        reasons.extend(f"rejected: {r}" for r in rejections[:6])
+        for cc in target.compute_capabilities:
+            if arch_fit(cc, release.archs, release.ptx) == "ptx":
+                reasons.append(f"sm_{cc.replace('.', '')} runs through PTX JIT (first start slow)")
+        if gpu_refused and driver_only:  # an older release, as newer ones lack this GPU
+            newer, needed = driver_only[-1]
+            reasons.append(f"a driver >= {needed} runs tensorflow {newer.latest} (CUDA "
+                           f"{newer.cuda}) on this GPU")
+        # the GPU's own reasons first: they say why newer releases are out
+        shown = sorted(rejections, key=lambda r: "no kernel image" not in r
+                       and "compute capability" not in r)
+        reasons.extend(f"rejected: {r}" for r in shown[:6])
         if release.pip_cuda_extra:
             variant, requirements = "and-cuda", (f"tensorflow[and-cuda]=={release.latest}",)
             reasons.append("tensorflow[and-cuda] installs that CUDA and cuDNN from pip")

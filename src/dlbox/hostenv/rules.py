@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from dlbox.errors import DlboxError
 from dlbox.hostenv.compat import (
+    arch_fit,
     build_fit,
     cuda_arch_range,
     cuda_knows_arch,
@@ -481,7 +482,25 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             (fix_install + " (in its own virtual environment if torch needs another cuDNN)")
             if fix_install else f"install CUDA {row.cuda} and cuDNN {row.cudnn}"))
     findings += _driver_findings(replace_cuda(fw, row.cuda), facts, matrix)
+    # the build's own arch list, as rule_torch checks it (review: TF 2.20, sm_60+, on a GTX
+    # 980 was said to lack its CUDA libraries, and told to reinstall 2.21 with the same list)
+    sass, ptx = split_arch_list(fw.arch_list) if fw.arch_list else (row.archs, row.ptx)
+    arch_source = ("tf.sysconfig.get_build_info()" if fw.arch_list else
+                   f"dlbox matrix (tensorflow {row.release})")
+    arch_error = False
     for gpu in gpus:
+        if (sass or ptx) and arch_fit(gpu.compute_capability, sass, ptx) == "none":
+            arch_error = True
+            findings.append(Finding(
+                "error", "arch-not-in-build",
+                f"{_gpu_label(gpu)} is not in {_framework_label(fw)}'s arch list",
+                f"the build has kernels for {describe_archs(sass, ptx)} ({arch_source}); "
+                "TensorFlow ignores a GPU it has no kernels for ('Ignoring visible gpu "
+                "device') and runs on the CPU",
+                fix_install if fix_install and better and better.version != fw.version
+                else f"install a TensorFlow build compiled for {_sm(gpu.compute_capability)}, "
+                     "or run on CPU"))
+            continue
         if cuda_knows_arch(matrix, row.cuda, gpu.compute_capability) is False:
             rng = cuda_arch_range(matrix, row.cuda)
             if rng and parse_version(gpu.compute_capability) < parse_version(rng[0]):  # type: ignore[operator]
@@ -497,7 +516,7 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                     f"{_gpu_label(gpu)} is newer than CUDA {row.cuda} of tensorflow {fw.version}",
                     "TensorFlow runs it only through PTX JIT: slow first start, XLA may fail",
                     "watch for ptxas errors; consider torch or jax for this GPU"))
-    if fw.gpu_available is False and not mismatches:
+    if fw.gpu_available is False and not mismatches and not arch_error:
         findings.append(Finding(
             "error", "framework-gpu-unavailable",
             f"TensorFlow {fw.version} lists no GPU",
