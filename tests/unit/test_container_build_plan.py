@@ -147,7 +147,8 @@ all = ["vision_kit[plot]", "rich"]
 
 def test_pyproject_and_requirements_together(tmp_path: Path) -> None:
     # [project] without [build-system]: pip's PEP 517 fallback (setuptools) builds it.
-    write(tmp_path / "pyproject.toml", '[project]\nname = "p"\ndependencies = ["jax"]\n')
+    write(tmp_path / "pyproject.toml",
+          '[project]\nname = "p"\nversion = "1"\ndependencies = ["jax"]\n')
     write(tmp_path / "requirements.txt", "rich==13.7.1\n-e .\n")
     project = detect_project(tmp_path)
     assert project.kind == "pyproject"
@@ -1974,3 +1975,117 @@ def test_a_post_release_pin_is_its_release(tmp_path: Path) -> None:
     assert B.resolve_framework("tensorflow", target_for(device="cpu"),
                                version="2.15.0.post1").requirements == (
         "tensorflow-cpu==2.15.0.post1",)
+
+
+def test_offline_names_every_requirement_the_wheelhouse_lacks_at_once(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Found by review: an --offline first build named the wheels it lacked one a run (idna,
+    then six, ...), and its `pip download` hint had none of the --python-version/--platform
+    flags the hint gives once a lock exists (so it fetched wheels for the host's Python)."""
+    import shlex
+
+    from dlbox.container import engine
+    from dlbox.container.context import scan_wheelhouse
+
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    (tmp_path / "numpy-2.1.0-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
+    wheels = scan_wheelhouse(tmp_path)
+    offline = ("--no-index", "--find-links=/dlbox-resolve/wheelhouse")
+    monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
+        1, "", "ERROR: Could not find a version that satisfies the requirement idna (from "
+               "versions: none)\nERROR: No matching distribution found for idna\n"))
+    requirements = ["colorama; sys_platform == 'win32'", "idna", "numpy>=2", "numpy<3",
+                    "rich>=13", "six", "torch==2.13.0+cpu"]
+    with pytest.raises(ContainerError) as info:
+        B.resolve_pins(object(), "img", requirements, offline, wheels, log=lambda line: None,
+                       python="3.11.2", wheel_index="https://download.pytorch.org/whl/cpu")
+    assert info.value.message == ("--offline, but the wheelhouse has no wheel of idna, "
+                                  "rich>=13, six for this image's Python and platform")
+    hint = info.value.hint or ""
+    assert hint.startswith("fill it on a machine with network: pip download ")
+    assert hint.endswith("; or drop --offline")
+    command = shlex.split(hint.split(": ", 1)[1].rsplit(";", 1)[0])
+    assert command[-3:] == ["idna", "rich>=13", "six"]
+    for flag in ("--only-binary=:all:", "--python-version", "3.11", "--platform",
+                 "--extra-index-url", "https://download.pytorch.org/whl/cpu", "-d",
+                 str(tmp_path)):
+        assert flag in command, command
+    assert "--no-deps" not in command  # their dependencies are not in the wheelhouse either
+    # a dependency of one (pip names it; every top-level line has a wheel): its hint has the
+    # image's target too
+    monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
+        1, "", "ERROR: Could not find a version that satisfies the requirement typing-"
+               "extensions>=4 (from torch) (from versions: none)\n"))
+    with pytest.raises(ContainerError) as info:
+        B.resolve_pins(object(), "img", ["numpy>=2", "torch==2.13.0+cpu"], offline, wheels,
+                       log=lambda line: None, python="3.11.2", wheel_index=None)
+    assert "no wheel of typing-extensions for this image's Python" in info.value.message
+    assert "--python-version 3.11" in (info.value.hint or "")
+    assert "'typing-extensions>=4'" in (info.value.hint or "")
+
+
+def test_a_companion_of_another_build_is_named_in_the_smoke_tests_hint() -> None:
+    """Found by review: a CPU image whose build reached PyPI but not download.pytorch.org got
+    PyPI's (CUDA) torchvision beside torch+cpu; the smoke test failed with `operator
+    torchvision::nms does not exist` and a hint that only said where the image was kept."""
+    import json
+
+    from dlbox.container.smoke import parse_smoke_output, require_smoke_ok
+
+    result = parse_smoke_output("DLBOX_SMOKE " + json.dumps({
+        "ok": False, "framework": "torch", "version": "2.13.0+cpu", "checks": [
+            {"name": "import torchvision", "ok": False, "seconds": 0.1,
+             "detail": "RuntimeError: operator torchvision::nms does not exist"}]}), "", 1)
+    with pytest.raises(ContainerError) as info:
+        require_smoke_ok(result, "p5:cpu-failed",
+                         wheel_index="https://download.pytorch.org/whl/cpu")
+    hint = info.value.hint or ""
+    assert hint.startswith("torchvision does not match torch's build (torch 2.13.0+cpu): "
+                           "it likely came from PyPI, because the build could not reach the "
+                           "framework's index, https://download.pytorch.org/whl/cpu; put the "
+                           "matching torchvision wheel (its +cpu build) into --wheelhouse DIR, "
+                           "or pin it (torchvision==VERSION+cpu), then build again; the image "
+                           "is kept as p5:cpu-failed for a look"), hint
+
+
+def test_a_resolution_that_took_pypis_torchvision_beside_torch_cpu_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: with download.pytorch.org out of reach, pip took PyPI's torchvision
+    (a CUDA build) beside the wheelhouse's torch+cpu, and only the smoke test, minutes later,
+    failed (`operator torchvision::nms does not exist`). The resolution already shows it."""
+    import platform
+
+    from dlbox.container import engine
+    from dlbox.container.engine import BuildResult
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    root = tmp_path / "proj"
+    write(root / "requirements.txt", "torch==2.15.0\ntorchvision\n")
+    monkeypatch.setattr(engine, "build", lambda *args, **kwargs: BuildResult(
+        image_id="sha256:" + "a" * 64))
+    monkeypatch.setattr(engine, "inspect_image", lambda client, name: {})
+    monkeypatch.setattr(B, "probe_python", lambda client, image: "3.11.2")
+    pins: list[str] = []
+    monkeypatch.setattr(B, "resolve_pins", lambda *args, **kwargs: ("3.11.2", tuple(pins)))
+    request = B.BuildRequest(project_dir=root, device="cpu")
+    p = B.plan(request, facts=no_probe)
+
+    def lock() -> object:
+        work = tmp_path / "work"
+        work.mkdir(exist_ok=True)
+        return B._lock(request, p, object(), work, None, {}, lambda line: None, None)
+
+    pins[:] = ["torch==2.15.0+cpu", "torchvision==0.30.0+cpu"]
+    assert lock().pinned == tuple(pins)  # type: ignore[attr-defined]
+    pins[:] = ["torch==2.15.0+cpu", "torchvision==0.30.0"]
+    with pytest.raises(ContainerError) as info:
+        lock()
+    assert info.value.message == (
+        "pip resolved torchvision 0.30.0 beside torch 2.15.0+cpu: not the framework's +cpu "
+        "build but PyPI's, a CUDA one, which fails to import beside it")
+    hint = info.value.hint or ""
+    assert "https://download.pytorch.org/whl/cpu" in hint and "--wheelhouse" in hint
+    assert "torchvision-0.30.0+cpu" in hint
+    # on ARM, the CPU index's torchvision has no +cpu: nothing to say
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert lock().pinned == tuple(pins)  # type: ignore[attr-defined]

@@ -389,7 +389,9 @@ def test_a_companion_missing_from_the_wheelhouse_keeps_the_frameworks_index(
         return B.dry_run(B.BuildRequest(project_dir=root, device="cpu", wheelhouse=house),
                          facts=no_probe)[0]
 
-    assert index not in dockerfile(("torch==2.15.0+cpu",))  # torch alone: the wheelhouse's
+    write_project(root, "torch\n")  # torch alone: the wheelhouse's
+    assert index not in dockerfile(("torch==2.15.0+cpu",))
+    write_project(root, "torch\ntorchvision\n")
     assert index in dockerfile(("torch==2.15.0+cpu", "torchvision==0.30.0+cpu"))
     (house / "torchvision-0.30.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
     assert index not in dockerfile(("torch==2.15.0+cpu", "torchvision==0.30.0+cpu"))
@@ -434,9 +436,11 @@ def test_a_companion_pulled_in_by_another_package_is_resolved_from_the_framework
     asked: list[tuple[str, ...]] = []
 
     def pins(client: object, image: str, requirements: object, pip_args: tuple[str, ...],
-             wheels: object, log: object) -> tuple[str, tuple[str, ...]]:
+             wheels: object, log: object, **kwargs: object) -> tuple[str, tuple[str, ...]]:
         asked.append(pip_args)
-        vision = "torchvision==0.30.0+cpu" if len(asked) > 1 else "torchvision==0.30.0"
+        # PyPI's (no +cpu) until the framework's index or the wheelhouse has the +cpu one
+        in_house = (house / "torchvision-0.30.0+cpu-cp311-cp311-linux_x86_64.whl").exists()
+        vision = "torchvision==0.30.0" + ("+cpu" if len(asked) > 1 or in_house else "")
         return "3.11.2", ("timm==1.0.0", "torch==2.15.0+cpu", vision)
 
     monkeypatch.setattr(B, "resolve_pins", pins)
@@ -592,7 +596,7 @@ def test_a_new_lock_records_the_target_architectures(tmp_path: Path,
     monkeypatch.setattr(B, "probe_python", lambda client, image: "3.11.2")
 
     def pins(client: object, image: str, requirements: object, pip_args: object,
-             wheels: object, log: object) -> tuple[str, tuple[str, ...]]:
+             wheels: object, log: object, **kwargs: object) -> tuple[str, tuple[str, ...]]:
         return "3.11.2", ("numpy==2.1.0", "torch==2.14.1+cu126")
 
     monkeypatch.setattr(B, "resolve_pins", pins)
@@ -620,7 +624,8 @@ def pyproject_entry(root: Path, extras: tuple[str, ...]) -> LockEntry:
                       cuda=None, cudnn=None, min_driver=None,
                       project_requirements=project.input_requirements(),
                       project_pip_options=project.pip_options, extras=extras,
-                      pinned=("numpy==2.1.0", "pyyaml==6.0.2", "torch==2.15.0+cpu"))
+                      pinned=("numpy==2.1.0", "pyyaml==6.0.2", "setuptools==75.1.0",
+                              "torch==2.15.0+cpu", "wheel==0.44.0"))
 
 
 def test_other_extras_than_the_locks_are_named_as_such(tmp_path: Path) -> None:
@@ -735,7 +740,7 @@ def test_a_new_lock_records_the_extras(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(B.engine, "build", lambda *a, **k: SimpleNamespace(image_id="sha256:s"))
     monkeypatch.setattr(B.engine, "inspect_image", lambda client, name: {"Id": "sha256:b"})
     monkeypatch.setattr(B, "probe_python", lambda client, image: "3.11.2")
-    monkeypatch.setattr(B, "resolve_pins", lambda *args: (
+    monkeypatch.setattr(B, "resolve_pins", lambda *args, **kwargs: (
         "3.11.2", ("numpy==2.1.0", "pyyaml==6.0.2", "torch==2.15.0+cpu")))
     entry = B._lock(request, p, None, tmp_path, None, {}, lambda line: None, None)
     assert entry.extras == ("viz",)
@@ -857,3 +862,69 @@ def test_a_lock_path_that_is_no_regular_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ContainerError, match="is not a regular file"):
         read_lock(fifo)
     assert not fifo.is_file()
+
+
+# ---- pins that no longer cover the requirements (review) ---------------------------------------
+
+def test_pins_that_no_longer_cover_the_requirements_are_stale() -> None:
+    """Found by review: a hand-edited lock whose pins lack a requirement (six removed from
+    `pinned`) passed, and the image lacked six (ModuleNotFoundError at run)."""
+    reqs = ("numpy>=1.24", "six", "torch>=2.0")
+    entry = make_entry(project_requirements=reqs,
+                       pinned=("numpy==2.1.0", "Six==1.17.0", "torch==2.14.1+cu126"))
+    assert stale_reasons(entry, reqs, entry.project_pip_options) == []
+    dropped = dataclasses.replace(entry, pinned=("numpy==2.1.0", "torch==2.14.1+cu126"))
+    reasons = stale_reasons(dropped, reqs, entry.project_pip_options)
+    assert len(reasons) == 1 and "six (not in the lock)" in reasons[0], reasons
+    edited = dataclasses.replace(entry, pinned=("numpy==1.20.0", "six==1.17.0",
+                                                "torch==2.14.1+cu126"))
+    reasons = stale_reasons(edited, reqs, entry.project_pip_options)
+    assert len(reasons) == 1 and "numpy>=1.24 (the lock pins numpy 1.20.0)" in reasons[0]
+
+
+def test_pin_coverage_is_lenient_where_it_cannot_tell() -> None:
+    # markers that do not hold in the image (or that dlbox cannot evaluate), URLs, a pin
+    # written `name @ url`, extras (the base package is still checked), the framework's
+    # family (its line is replaced by the resolved build's) and PEP 503 names
+    reqs = ("colorama; sys_platform == 'win32'", "uvloop; platform_machine == 'x86_64'",
+            "tomli; python_version < '3.11'", "mylib @ https://git.example/mylib.tar.gz",
+            "otherlib", "Typing_Extensions[x]>=4", "torch>=2.0")
+    entry = make_entry(project_requirements=reqs,
+                       pinned=("mylib @ https://git.example/mylib.tar.gz",
+                               "otherlib @ https://git.example/otherlib.tar.gz",
+                               "torch==2.14.1+cu126", "typing-extensions==4.12.2"))
+    assert stale_reasons(entry, reqs, entry.project_pip_options) == []
+    needed = ("tomli; python_version >= '3.11'", "torch>=2.0")
+    entry = make_entry(project_requirements=needed, pinned=("torch==2.14.1+cu126",))
+    assert "tomli" in stale_reasons(entry, needed, entry.project_pip_options)[0]
+
+
+def test_plan_refuses_a_lock_whose_pins_lack_a_requirement(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj", "torch==2.13.0\nsix\n")
+    entry = dataclasses.replace(locked_cpu_entry(root), framework_version="2.13.0+cpu",
+                                pinned=("six==1.17.0", "torch==2.13.0+cpu"))
+    write_lock(root / LOCK_FILE, {"torch-cpu": entry})
+    request = B.BuildRequest(project_dir=root, device="cpu")
+    assert B.plan(request, facts=no_probe).entry == entry
+    write_lock(root / LOCK_FILE, {"torch-cpu": dataclasses.replace(
+        entry, pinned=("torch==2.13.0+cpu",))})
+    with pytest.raises(ContainerError) as info:
+        B.plan(request, facts=no_probe)
+    assert "no longer matches the project (torch-cpu)" in info.value.message
+    assert "six (not in the lock)" in info.value.message
+    assert "--relock" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("pin", ["not a pin!!", "six", "six>=1.0", "", "six==1.0; junk"])
+def test_a_malformed_pin_is_refused_when_the_lock_is_read(tmp_path: Path, pin: str) -> None:
+    """Found by review: a pin pip cannot read passed read_lock and --dry-run, and the build
+    failed at pip install with "Invalid requirement" and a generic hint."""
+    path = tmp_path / "other.lock"
+    data = make_entry().to_dict()
+    data["pinned"] = [*data["pinned"], pin]
+    path.write_text(json.dumps({"schema": LOCK_SCHEMA, "builds": {"torch-gpu": data}}))
+    with pytest.raises(ContainerError) as info:
+        read_lock(path)
+    assert str(path) in info.value.message and repr(pin) in info.value.message
+    assert "\n" not in info.value.message
+    assert "--relock" in (info.value.hint or "")

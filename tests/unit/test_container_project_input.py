@@ -157,6 +157,38 @@ def test_pyproject_fields_of_the_wrong_type_are_usage_errors(tmp_path: Path, tom
     assert info.value.hint
 
 
+@pytest.mark.parametrize("toml, words", [
+    ('[project]\nversion = "1"\ndependencies = ["six"]\n',
+     "pyproject.toml: [project] name is missing"),
+    ('[project]\nname = ""\nversion = "1"\n', "pyproject.toml: [project] name is missing"),
+    ('[project]\nname = "p"\ndependencies = ["six"]\n',
+     "pyproject.toml: [project] version is missing"),
+    ('[project]\nname = "p"\ndynamic = ["readme"]\n',
+     "pyproject.toml: [project] version is missing"),
+])
+def test_a_pyproject_without_name_or_version_is_refused(tmp_path: Path, toml: str,
+                                                          words: str,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          ) -> None:
+    """Found by review: [project] without name passed dlbox's checks and --dry-run, and pip
+    failed with a traceback at step 17/23 (PEP 621: name is required, version too unless
+    listed in dynamic; setuptools refuses either)."""
+    write(tmp_path / "pyproject.toml", toml)
+    with pytest.raises(UsageError) as info:
+        detect_project(tmp_path, extras=())
+    assert info.value.message.startswith(words), info.value.message
+    assert "\n" not in info.value.message
+    field = words.rsplit(" ", 3)[-3]
+    assert f"{field} = " in (info.value.hint or "")
+    code, err = dry_run_cli([str(tmp_path)], capsys)
+    assert code == EXIT_USAGE and words in err
+
+
+def test_a_dynamic_version_needs_no_version(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", '[project]\nname = "p"\ndynamic = ["version"]\n')
+    assert detect_project(tmp_path, extras=()).version is None
+
+
 def test_a_mistyped_dependency_exits_2_not_70(tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     write(tmp_path / "pyproject.toml", '[project]\nname = "p"\ndependencies = ["torch", 5]\n')
@@ -203,7 +235,8 @@ def test_a_poetry_project_that_needs_only_python_builds(tmp_path: Path) -> None:
 
 def test_pep621_dependencies_win_over_tool_poetry(tmp_path: Path) -> None:
     write(tmp_path / "pyproject.toml",
-          '[project]\nname = "p"\ndependencies = ["rich"]\n' + POETRY.split("[build-system]")[0])
+          '[project]\nname = "p"\nversion = "1"\ndependencies = ["rich"]\n'
+          + POETRY.split("[build-system]")[0])
     assert detect_project(tmp_path).requirements == ("rich",)
 
 

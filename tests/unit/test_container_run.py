@@ -844,3 +844,218 @@ def test_a_runs_folder_in_a_project_is_noted_from_a_subfolder_too(tmp_path: Path
     assert note is not None and note.startswith("note: --runs src/out is in the project")
     assert runs_go_into_the_image_note(None, project / "runs") is None  # left out already
     assert runs_go_into_the_image_note(None, tmp_path / "elsewhere") is None
+
+
+def test_no_data_mounted_for_a_dlbox_command_that_reads_data_is_said(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `dlbox image run -- dlbox train` with no data folder on the host
+    mounted nothing without a word; the container then said "no CIFAR-10 data found in
+    /data; hint: run dlbox data fetch", and that fetch filled the container's own /data,
+    gone with it."""
+    from dlbox.cli import main
+    from dlbox.container import run
+
+    handed: list[RunOptions] = []
+    monkeypatch.setattr(run, "run_in_image",
+                        lambda options: handed.append(options) or run.RunOutcome(0))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DLBOX_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tmp_path / "cache" / "dlbox" / "data"
+    runs = ["--runs", str(tmp_path / "runs")]
+    for command in (["dlbox", "train", "--epochs", "1"], ["/opt/venv/bin/dlbox", "evaluate",
+                                                          "runs/x"], ["dlbox", "data", "check"]):
+        assert main(["image", "run", *runs, "--", *command]) == 0
+        assert handed[-1].data_dir is None
+        assert capsys.readouterr().err.splitlines() == [
+            "note: no data folder is mounted at /data: fetch the data on this machine with "
+            f"`dlbox data fetch` (it lands in {data}), or pass --data DIR"]
+    # a command that reads no data, or reads its own, is not noted
+    for command in (["true"], ["python3", "train.py"], ["dlbox", "predict", "r", "a.png"],
+                    ["dlbox", "train", "--data", "/workspace/runs/d"], []):
+        assert main(["image", "run", *runs, "--", *command]) == 0
+        assert handed[-1].data_dir is None and capsys.readouterr().err == ""
+    # a fetch gets the default data folder, made by image run, so the data lands here
+    assert main(["image", "run", *runs, "--", "dlbox", "data", "fetch"]) == 0
+    assert handed[-1].data_dir == data and not data.exists()
+    assert capsys.readouterr().err == ""
+
+
+def test_a_data_fetch_in_the_image_makes_the_missing_data_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dlbox.container.run import data_mount
+
+    fetch = ("dlbox", "data", "fetch")
+    where = tmp_path / "cache" / "data"
+    made = data_mount(where, fetch, os.geteuid(), os.getegid(), as_root=False)
+    assert made == where.resolve() and where.is_dir()
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: made the data folder {where.resolve()}, mounted at /data: the data "
+        "`dlbox data fetch` downloads lands there"]
+    assert data_mount(where, fetch, 1, 1, as_root=False) == where.resolve()  # there: as is
+    assert capsys.readouterr().err == ""
+    with pytest.raises(UsageError, match="is not a folder"):  # any other command: an error
+        data_mount(tmp_path / "nope", ("dlbox", "train"), 1, 1, as_root=False)
+    assert not (tmp_path / "nope").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is not a folder"):
+        data_mount(tmp_path / "file", fetch, 1, 1, as_root=False)
+
+
+def test_a_script_whose_interpreter_the_image_lacks_is_named_so(tmp_path: Path) -> None:
+    """Found by review: a project script with `#!/usr/bin/python` (none in the image), or
+    whose #! line ends in a CR (Windows line endings), was "there is no command ./oldpy.py
+    in IMG; hint: check the name", though the file is there."""
+    from dlbox.container.run import not_runnable
+
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "oldpy.py").write_bytes(b"#!/usr/bin/python -u\nprint(1)\n")
+    (tmp_path / "tools" / "crlf.py").write_bytes(b"#!/usr/bin/python3\r\nprint(1)\r\n")
+    (tmp_path / "envcr.py").write_bytes(b"#!/usr/bin/env python3\r\nprint(1)\r\n")
+    (tmp_path / "plain.sh").write_bytes(b"echo hi\n")
+    options = RunOptions(image="proj:latest", here=tmp_path)
+
+    def tini(command: str) -> bytes:
+        return f"[FATAL tini (7)] exec {command} failed: No such file or directory\n".encode()
+
+    for command in ("./oldpy.py", "/workspace/oldpy.py"):
+        error = not_runnable(tini(command), options)
+        assert error is not None and error.exit_code == 127
+        assert error.message == (f"{command} starts with #!/usr/bin/python, an interpreter "
+                                 "that is not in proj:latest")
+        assert error.hint == (f"run it through one the image has (-- python3 {command}), or "
+                              "change its #! line (#!/usr/bin/env python3) and build again")
+    for command, host in (("./tools/crlf.py", tmp_path / "tools" / "crlf.py"),
+                          ("./envcr.py", tmp_path / "envcr.py")):
+        tail = tini(command) if "crlf" in command else \
+            b"/usr/bin/env: 'python3\\r': No such file or directory\n"  # env's own 127
+        error = not_runnable(tail, RunOptions(image="proj:latest", command=(command,),
+                                              here=tmp_path), exit_code=127)
+        assert error is not None and error.exit_code == 127
+        assert error.message == (f"{command} cannot start: its #! line ends in a carriage "
+                                 "return (Windows line endings), so the interpreter looked "
+                                 "for has a CR at the end of its name")
+        assert error.hint == (f"convert it to Unix line endings: sed -i 's/\\r$//' {host} "
+                              f"(or dos2unix {host}), and build again")
+    # no #! line, no such file here, or no project here: the error as before
+    # (a bare name is looked up on PATH, not in /workspace)
+    for command, here in (("./plain.sh", tmp_path), ("./gone.py", tmp_path),
+                          ("./oldpy.py", None), ("oldpy.py", tmp_path)):
+        error = not_runnable(tini(command), RunOptions(image="proj:latest", here=here))
+        assert error is not None and error.message.startswith(
+            f"there is no command {command} in proj:latest")
+    # a 127 of the command's own, with no CR in its #! line, is the command's
+    assert not_runnable(b"sh: 1: foo: not found\n", RunOptions(
+        image="proj:latest", command=("./oldpy.py",), here=tmp_path), exit_code=127) is None
+
+
+def test_image_build_in_a_subfolder_of_a_project_warns_that_it_builds_dlboxs_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `cd proj/src && dlbox image build` built dlbox's own CIFAR-10
+    project, saying only that the current folder has no requirements.txt; `image run` there
+    names the project above."""
+    from dlbox.cli import main
+    from dlbox.container import build
+
+    built: list[object] = []
+    monkeypatch.setattr(build, "dry_run",
+                        lambda request: built.append(request.project_dir) or ("FROM x\n", []))
+    _, project = _in_a_project_subfolder(tmp_path / "My Proj", monkeypatch)
+    assert main(["image", "build", "--dry-run"]) == 0
+    assert built[-1] is None  # still dlbox's own, as documented, but said
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: no project in this folder, so this builds dlbox's own CIFAR-10 project; "
+        f"for the project in {project}, build it from there (cd '{project}') or pass its "
+        "folder: dlbox image build ../.."]
+    assert main(["image", "build", "--dry-run", "../.."]) == 0  # a folder given: no warning
+    assert built[-1] == Path("../..") and capsys.readouterr().err == ""
+    monkeypatch.chdir(project)
+    assert main(["image", "build", "--dry-run"]) == 0
+    assert built[-1] == project and capsys.readouterr().err == ""
+    checkout = tmp_path / "dlbox-copy"  # dlbox's own checkout: its project is the one built
+    (checkout / "notebooks").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text('[project]\nname = "dlbox"\nversion = "1"\n')
+    monkeypatch.chdir(checkout / "notebooks")
+    assert main(["image", "build", "--dry-run"]) == 0
+    assert built[-1] is None and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("code, why", [(30, "Read-only file system"),  # EROFS
+                                       (2, "No such file or directory")])  # /proc/runs
+def test_a_runs_dir_the_system_will_not_make_is_a_usage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, why: str) -> None:
+    """Found by review: `image run` in a read-only folder (or in /proc) was "error: cannot
+    use .../runs: Read-only file system" with the hint to report a bug."""
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(code, why, str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    with pytest.raises(UsageError) as info:
+        prepare_runs_dir(tmp_path / "runs", os.geteuid(), os.getegid(), as_root=False)
+    assert info.value.message == f"cannot create --runs {tmp_path.resolve() / 'runs'} ({why})"
+    assert info.value.hint == "pass --runs a folder you can write to"
+
+
+@pytest.mark.parametrize("value, engine_takes", [
+    ("2gb", "2147483648"), ("1GiB", "1073741824"), ("512MB", "536870912"),
+    ("512 m", "536870912"), ("1t", str(2**40)), ("1.5Gi", str(3 * 2**29)),
+    ("2g", "2g"), ("512M", "512M"),  # as the engine's client takes them: passed as given
+])
+def test_shm_sizes_docker_run_takes_are_taken(value: str, engine_takes: str) -> None:
+    """Found by review: `--shm-size 2gb` and `1GiB` were refused, though `docker run
+    --shm-size` takes both (go-units' RAMInBytes: b, k, m, g, t, p in any case, then an
+    optional i and b). The Docker SDK takes fewer, so the others reach it in bytes."""
+    assert check_shm_size(value) == engine_takes
+    from docker.utils import parse_bytes
+
+    assert parse_bytes(engine_takes) >= 2**29
+
+
+@pytest.mark.parametrize("value", ["2x", "gb", "2 gb b", "1.2.3g", "-1g", "2e9"])
+def test_shm_sizes_docker_run_refuses_are_refused(value: str) -> None:
+    with pytest.raises(UsageError, match="is not a size"):
+        check_shm_size(value)
+
+
+@pytest.mark.parametrize("command, noted", [
+    # review: python only named, not run, got the note on exec
+    (["sh", "-c", "ls /usr/bin/python"], False),
+    (["sh", "-c", "which python3 && echo dlbox"], False),
+    (["bash", "-c", "echo python; cat dlbox.lock"], False),
+    # run, at the start of any command of the script
+    (["sh", "-c", "ls /usr/bin/python\npython3 train.py"], True),
+    (["sh", "-c", "true || CUDA_VISIBLE_DEVICES=0 python train.py"], True),
+    (["sh", "-c", "if python3 check.py; then echo ok; fi"], True),
+    (["sh", "-c", "echo go && nohup dlbox train"], True),
+])
+def test_the_exec_note_fires_only_for_python_run_by_the_shell(
+        command: list[str], noted: bool) -> None:
+    assert (shell_wrapper_note(command) is not None) == noted
+
+
+def test_a_scripts_interpreter_is_blamed_only_in_the_image_built_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project here is the image's /workspace only when the image was built from it:
+    in another folder's image, the file here says nothing of the image's."""
+    from types import SimpleNamespace
+
+    from dlbox.container import run
+
+    (tmp_path / "oldpy.py").write_bytes(b"#!/usr/bin/python\nprint(1)\n")
+    tail = b"[FATAL tini (7)] exec ./oldpy.py failed: No such file or directory\n"
+    source = {"here": S.source_id(tmp_path)}
+    monkeypatch.setattr(engine, "inspect_image", lambda client, name: {
+        "Config": {"Labels": {S.SOURCE_LABEL: source["here"]}}})
+    monkeypatch.setattr(engine, "run_streaming", lambda *args, **kwargs: SimpleNamespace(
+        exit_code=127, stderr_tail=tail))
+    monkeypatch.setattr(run, "remove_orphaned", lambda *args: [])
+    options = RunOptions(image="p:latest", command=("./oldpy.py",), here=tmp_path)
+    outcome = run.run_in_image(options, client=object())
+    assert outcome.exit_code == 127 and outcome.problem is not None
+    assert outcome.problem.message.startswith("./oldpy.py starts with #!/usr/bin/python")
+    source["here"] = "0123456789abcdef"  # another folder's image
+    outcome = run.run_in_image(options, client=object())
+    assert outcome.problem is not None
+    assert outcome.problem.message.startswith("there is no command ./oldpy.py in p:latest")

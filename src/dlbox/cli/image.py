@@ -126,7 +126,7 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
                           "batches through it; dlbox's own training uses none)")
     run.add_argument("--data", metavar="DIR", type=path_flag,
                      help="data folder to mount at /data (default: $DLBOX_DATA, else the user "
-                          "cache dir, when it exists)")
+                          "cache dir, when it exists; for `dlbox data fetch` it is made)")
     run.add_argument("--runs", metavar="DIR", type=path_flag,
                      help="folder for run directories, mounted at /workspace/runs "
                           "(default: runs/ in the top folder of the project the current "
@@ -155,6 +155,8 @@ def _build_request(args: argparse.Namespace) -> Any:
     project_dir = Path(args.project_dir) if args.project_dir else default_project_dir()
     if project_dir is None and (foreign := foreign_project_error(Path.cwd())) is not None:
         raise foreign  # not the built-in project, in a folder that is plainly another's
+    if project_dir is None:
+        _warn_of_a_project_above_build()
     return BuildRequest(
         project_dir=project_dir,
         device=args.device,
@@ -292,20 +294,27 @@ def _parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def default_data_dir() -> Path | None:
+def default_data_dir(command: list[str]) -> Path | None:
     """The data dir mounted at /data without --data: $DLBOX_DATA, else the user cache dir,
-    when it is a folder. A DLBOX_DATA that is none is said (review: a typo in it mounted
-    nothing without a word, and the container's hint sent the download into its own
-    /data, gone with the container)."""
+    when it is a folder, or for `dlbox data fetch` (image run makes it). Else nothing is
+    mounted, which is said for a DLBOX_DATA that is no folder and for a dlbox command that
+    reads the data (review: nothing was mounted without a word, and the container's hint
+    sent the download into its own /data, gone with the container)."""
+    from dlbox.container.run import dlbox_data_use
     from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
 
     directory = resolve_data_dir(None)
-    if directory.is_dir():
+    use = dlbox_data_use(command)
+    if directory.is_dir() or use == "fetch":
         return directory
     if os.environ.get(DATA_ENV_VAR, ""):
         print(f"warning: {DATA_ENV_VAR} is {directory}, which is not a folder, so no data is "
               f"mounted at /data: fetch into it first (dlbox data fetch), or set "
               f"{DATA_ENV_VAR} to the folder that holds the data (or pass --data DIR)",
+              file=sys.stderr)
+    elif use == "read":
+        print(f"note: no data folder is mounted at /data: fetch the data on this machine with "
+              f"`dlbox data fetch` (it lands in {directory}), or pass --data DIR",
               file=sys.stderr)
     return None
 
@@ -346,24 +355,50 @@ def default_runs_dir() -> Path:
     return Path("runs")
 
 
-def _warn_of_a_project_above(image: str) -> None:
-    """`image run` in a subfolder of a project's code runs dlbox's own image: said, with
-    the ways to the project's (review: it ran without a word, and made runs/ in the code)."""
+def _project_above() -> tuple[Path, str] | None:
+    """The project folder above the current one and its image (NAME:latest, IMAGE when it
+    cannot be read); None when there is none, or it is dlbox's own checkout (its notebooks/,
+    say), whose image and project are dlbox's own."""
     from dlbox.container.project import detect_project, project_above
-    from dlbox.text import shell_quote
+    from dlbox.container.run import BUILTIN_IMAGE
 
     above = project_above(Path.cwd())
     if above is None:
-        return
+        return None
     try:
         name = f"{detect_project(above).image_name}:latest"
     except DlboxError:
         name = "IMAGE"
-    if name == image:  # dlbox's own checkout (its notebooks/, say): that image it runs
+    return None if name == BUILTIN_IMAGE else (above, name)
+
+
+def _warn_of_a_project_above(image: str) -> None:
+    """`image run` in a subfolder of a project's code runs dlbox's own image: said, with
+    the ways to the project's (review: it ran without a word, and made runs/ in the code)."""
+    from dlbox.text import shell_quote
+
+    found = _project_above()
+    if found is None:
         return
+    above, name = found
     print(f"warning: no project in this folder, so this runs dlbox's own image, {image}; "
           f"for the project in {above}, run from there (cd {shell_quote(above)}) or pass "
           f"--tag {name}", file=sys.stderr)
+
+
+def _warn_of_a_project_above_build() -> None:
+    """`image build` in a subfolder of a project's code builds dlbox's own project: said, as
+    `image run` says it (review: only a note that the folder has no requirements.txt)."""
+    from dlbox.text import shell_quote
+
+    found = _project_above()
+    if found is None:
+        return
+    above = found[0]
+    print(f"warning: no project in this folder, so this builds dlbox's own CIFAR-10 project; "
+          f"for the project in {above}, build it from there (cd {shell_quote(above)}) or pass "
+          f"its folder: dlbox image build {shell_quote(os.path.relpath(above))}",
+          file=sys.stderr)
 
 
 def run_run(args: argparse.Namespace) -> int:
@@ -400,7 +435,7 @@ def run_run(args: argparse.Namespace) -> int:
         command=tuple(command),
         gpus=args.gpus,
         shm_size=check_shm_size(args.shm_size),
-        data_dir=args.data if args.data is not None else default_data_dir(),
+        data_dir=args.data if args.data is not None else default_data_dir(command),
         runs_dir=args.runs if args.runs is not None else default_runs_dir(),
         environment=_parse_env(args.env),
         project_dir=project_dir,

@@ -68,6 +68,7 @@ from dlbox.container.project import (
     Project,
     detect_framework,
     detect_project,
+    normalize_name,
     parse_requirement,
     requirement_name,
 )
@@ -941,19 +942,28 @@ def _default_bases() -> set[str]:
 def download_command(request: BuildRequest, entry: LockEntry, pins: Sequence[str]) -> str:
     """The pip command (pasteable) that puts wheels for `pins` into the wheelhouse: for the
     image's Python and Linux, from PyPI and the framework's own wheel index."""
+    import shlex
+
+    where = shlex.quote(str(request.wheelhouse or "WHEELHOUSE"))
+    return (f"pip download --no-deps{download_target(entry.python, entry.wheel_index)} "
+            f"-d {where} " + " ".join(shlex.quote(pin) for pin in pins))
+
+
+def download_target(python: str, wheel_index: str | None) -> str:
+    """The `pip download` options (each with a leading space) that fetch wheels for the
+    image's Python (`python`, "3.11.2") and Linux on this machine's architecture, from PyPI
+    and the framework's own wheel index."""
     import platform
     import shlex
 
-    python = ".".join(entry.python.split(".")[:2])
-    where = shlex.quote(str(request.wheelhouse or "WHEELHOUSE"))
-    index = f" --extra-index-url {shlex.quote(entry.wheel_index)}" if entry.wheel_index else ""
+    major_minor = ".".join(python.split(".")[:2])
+    index = f" --extra-index-url {shlex.quote(wheel_index)}" if wheel_index else ""
     arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
                                                        platform.machine().lower())
     # pip matches only the tags named: the manylinux_2_28 of torch 2.7 on, and older ones
     tags = ("manylinux_2_28", "manylinux_2_17", "manylinux2014", "linux")
     platforms = " ".join(f"--platform {tag}_{arch}" for tag in tags)
-    return (f"pip download --no-deps --only-binary=:all: --python-version {python} "
-            f"{platforms}{index} -d {where} " + " ".join(shlex.quote(pin) for pin in pins))
+    return f" --only-binary=:all: --python-version {major_minor} {platforms}{index}"
 
 
 def relock_command(request: BuildRequest) -> str:
@@ -1152,8 +1162,11 @@ print("DLBOX_RESOLVE " + json.dumps({"python": platform.python_version(),
 
 
 def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args: Sequence[str],
-                 wheels: Sequence[Distribution], log: Log) -> tuple[str, tuple[str, ...]]:
-    """(Python version, pins) as pip resolves `requirements` inside `image`."""
+                 wheels: Sequence[Distribution], log: Log, python: str | None = None,
+                 wheel_index: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """(Python version, pins) as pip resolves `requirements` inside `image`. `python` (the
+    image's, when known) and `wheel_index` (the framework's) go into the `pip download` hint
+    of an --offline resolution that lacks wheels."""
     from dlbox.container.lock import pins_from_report
 
     files = {
@@ -1195,7 +1208,18 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
     if "--no-index" in pip_args:
         folders = {dist.path.parent for dist in wheels}
         offline_in = str(folders.pop()) if len(folders) == 1 else "WHEELHOUSE"
-    missing = missing_requirement(said, offline_in)
+    target = download_target(python, wheel_index) if python else ""
+    missing = missing_requirement(said, offline_in, target)
+    absent = offline_absent(requirements, wheels, python) if offline_in else []
+    if missing is not None and offline_in is not None and len(absent) > 1:
+        import shlex
+
+        # pip stops at the first wheel it lacks: name every top-level line at once
+        missing = (f"--offline, but the wheelhouse has no wheel of {', '.join(absent)} for "
+                   "this image's Python and platform",
+                   f"fill it on a machine with network: pip download{target} -d "
+                   f"{shlex.quote(offline_in)} {' '.join(shlex.quote(line) for line in absent)}"
+                   "; or drop --offline")
     if missing is not None and (proxy := S.proxy_failure_hint(said.splitlines())) is not None:
         # no version found because the proxy let pip reach no index (a retry's warning that
         # a later retry got past is not it: pip then finds the versions)
@@ -1218,8 +1242,9 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
                          hint=hint)
 
 
+# pip names the package that requires it, for a dependency: "six (from mylib)"
 _NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+) "
-                         r"\(from versions: ([^)]*)\)")
+                         r"(?:\(from [^)]*\) )?\(from versions: ([^)]*)\)")
 
 
 _BUILD_FAILED = ("subprocess-exited-with-error", "metadata-generation-failed")
@@ -1276,11 +1301,47 @@ def source_build_failure(stdout: str, stderr: str) -> tuple[str, str] | None:
                "package) that has a wheel for this platform")
 
 
-def missing_requirement(output: str, wheelhouse: str | None = None) -> tuple[str, str] | None:
+def offline_absent(requirements: Sequence[str], wheels: Sequence[Distribution],
+                   python: str | None) -> list[str]:
+    """The lines of `requirements` (markers left off) that no file of the wheelhouse meets,
+    for the image's Python when known. Lines dlbox cannot judge (a URL, a marker it cannot
+    evaluate) count as met."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    absent: list[str] = []
+    for line in requirements:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.url:
+            continue
+        if requirement.marker is not None:
+            if python is None:
+                continue
+            try:
+                if not requirement.marker.evaluate({
+                        "python_version": ".".join(python.split(".")[:2]),
+                        "python_full_version": python, "sys_platform": "linux",
+                        "platform_system": "Linux", "os_name": "posix"}):
+                    continue
+            except Exception:  # an undefined or odd marker: pip decides
+                continue
+        name = normalize_name(requirement.name)
+        if not any(dist.name == name and dist.fits_python(python)
+                   and requirement.specifier.contains(dist.version, prereleases=True)
+                   for dist in wheels):
+            absent.append(line.split(";")[0].strip())
+    return absent
+
+
+def missing_requirement(output: str, wheelhouse: str | None = None,
+                        target: str = "") -> tuple[str, str] | None:
     """(error, hint) when pip's resolution failed on a requirement that no release meets: a
     name the index does not know (a typo) or a version it never had. None otherwise (the
     caller shows pip's own output). `wheelhouse`: the folder pip had instead of an index
-    (--offline), which lacks the wheel."""
+    (--offline), which lacks the wheel; `target`: `pip download` options for the image's
+    Python and platform (`download_target`), when it is known."""
     match = _NO_VERSION.search(output)
     if match is None:
         return None
@@ -1290,8 +1351,8 @@ def missing_requirement(output: str, wheelhouse: str | None = None) -> tuple[str
     if wheelhouse is not None:  # worded as when the lock's pins are not all in the wheelhouse
         import shlex
 
-        hint = (f"fill it on a machine with network: pip download -d {shlex.quote(wheelhouse)} "
-                f"{shlex.quote(requirement)}; or drop --offline")
+        hint = (f"fill it on a machine with network: pip download{target} -d "
+                f"{shlex.quote(wheelhouse)} {shlex.quote(requirement)}; or drop --offline")
         if not versions:
             return (f"--offline, but the wheelhouse has no wheel of {name} for this image's "
                     "Python and platform", hint)
@@ -1408,6 +1469,33 @@ def _build_context(tmp: Path, project: Project, dockerfile: str, lock_text: str,
                    exclude: Sequence[Path] = ()) -> ContextSummary:
     return write_context(tmp / "context.tar", project, dockerfile, lock_text, wheels, ca_cert,
                          exclude=exclude)
+
+
+def _refuse_a_companion_of_another_build(framework: str, version: str, pins: Sequence[str],
+                                         wheel_index: str | None, python: str) -> None:
+    """Refuse a resolution that pairs torch's +cpu build with a torchvision that is not one:
+    on x86-64 that is PyPI's, a CUDA build, whose operators fail to load beside torch+cpu
+    (review: the framework's index was out of reach, and pip quietly took PyPI's; only the
+    smoke test, minutes later, failed). On ARM the CPU index's torchvision has no +cpu."""
+    import platform
+    import shlex
+
+    if framework != "torch" or not version.endswith("+cpu") \
+            or platform.machine().lower() not in ("x86_64", "amd64"):
+        return
+    companion = pinned_version(tuple(pins), "torchvision")
+    if companion is None or companion.endswith("+cpu"):
+        return
+    release = companion.split("+")[0]
+    index = f" {wheel_index}" if wheel_index else ""
+    raise ContainerError(
+        f"pip resolved torchvision {companion} beside torch {version}: not the framework's "
+        "+cpu build but PyPI's, a CUDA one, which fails to import beside it",
+        hint=f"the build did not reach the framework's index{index} (behind a proxy? pass "
+             f"--ca-cert FILE): put the torchvision-{release}+cpu wheel into --wheelhouse DIR "
+             f"(pip download --no-deps{download_target(python, wheel_index)} -d DIR "
+             f"{shlex.quote(f'torchvision=={release}+cpu')} on a machine that reaches it), "
+             "then build again")
 
 
 def _system_only(dockerfile: str) -> str:
@@ -1543,7 +1631,7 @@ def build_image(request: BuildRequest, log: Log = print,
             engine.remove_replaced_image(client, result.image_id, S.PROJECT_LABEL)
         elif failures:
             kept = _keep_failed(client, result.image_id, failed_tag(tags[0]))
-        require_smoke_ok(smoke_result, kept, deps_kept)
+        require_smoke_ok(smoke_result, kept, deps_kept, entry.wheel_index)
         if smoke_result.python and not smoke_result.python.startswith(
                 ".".join(entry.python.split(".")[:2])):
             # Built for a Python the lock was not made for: of no use once relocked.
@@ -1756,7 +1844,8 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
     from_house = in_house(requirements)
     python_found, pins = resolve_pins(client, system.image_id, requirements,
                                       pip_args(None if from_house else resolved.wheel_index),
-                                      p.wheelhouse, log)
+                                      p.wheelhouse, log, python=python,
+                                      wheel_index=resolved.wheel_index)
     if from_house and resolved.wheel_index and not request.offline and not in_house(pins):
         # A companion pulled in by another package (timm's torchvision) and not in the
         # wheelhouse: PyPI's build of it is not the framework's (a CUDA torchvision beside
@@ -1764,12 +1853,15 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
         log(f"  {', '.join(companions_in(p.framework, pins))} came in as a dependency: "
             f"resolving again with {resolved.wheel_index}")
         python_found, pins = resolve_pins(client, system.image_id, requirements,
-                                          pip_args(resolved.wheel_index), p.wheelhouse, log)
+                                          pip_args(resolved.wheel_index), p.wheelhouse, log,
+                                          python=python, wheel_index=resolved.wheel_index)
     dist = framework_dist(resolved)
     version = pinned_version(pins, dist)
     if version is None:
         raise ContainerError(f"pip's resolution has no {dist} in it",
                              hint="report this: the requirements were " + ", ".join(requirements))
+    _refuse_a_companion_of_another_build(p.framework, version, pins, resolved.wheel_index,
+                                         python_found)
     base_data = engine.inspect_image(client, base_image) or {}
     return LockEntry(
         key=p.key, framework=p.framework, framework_version=version, variant=resolved.variant,

@@ -468,10 +468,31 @@ class CommandNotRunnable(ContainerError):
     """The image cannot start the command (none by that name, or not executable): the exit
     code is the one a shell, and `docker run`, give: 127, or 126 for a file it may not run."""
 
-    def __init__(self, command: str, why: str, image: str, project_in: str | None) -> None:
+    def __init__(self, command: str, why: str, image: str, project_in: str | None,
+                 shebang: tuple[str, str] | None = None) -> None:
         """`project_in`: where a dlbox image keeps the project's files; None for an image
-        dlbox did not build."""
+        dlbox did not build. `shebang`: the file's #! line and its path on this machine, for
+        a script of the project (review: a missing interpreter, or a #! line with a CR at
+        its end, was "there is no command ./x.py" though the file is there)."""
         self.exit_code = 126 if "permission denied" in why.lower() else 127
+        if shebang is not None and self.exit_code == 127:
+            line, here = shebang
+            if line.endswith("\r"):
+                super().__init__(f"{command} cannot start: its #! line ends in a carriage "
+                                 "return (Windows line endings), so the interpreter looked "
+                                 "for has a CR at the end of its name",
+                                 hint=f"convert it to Unix line endings: sed -i 's/\\r$//' "
+                                      f"{here} (or dos2unix {here}), and build again")
+                return
+            interpreter = (line[2:].split() or ["(none)"])[0]
+            run_with = "python3" if "python" in interpreter.rsplit("/", 1)[-1] else \
+                interpreter.rsplit("/", 1)[-1]
+            super().__init__(f"{command} starts with #!{interpreter}, an interpreter that is "
+                             f"not in {image}",
+                             hint=f"run it through one the image has (-- {run_with} "
+                                  f"{command}), or change its #! line (#!/usr/bin/env "
+                                  "python3) and build again")
+            return
         if self.exit_code == 126:
             rebuild = ", or chmod +x it in the project and build again" if project_in else ""
             super().__init__(f"{command} is not executable in {image} ({why})",

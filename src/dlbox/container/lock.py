@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import stat
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
@@ -175,7 +176,27 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
                                                for entry in builds.values()):
         raise LockUnreadable(f"{path}: its \"builds\" is not a table of lock entries",
                              hint="build with --relock to write a fresh one")
-    return {key: LockEntry.from_dict(entry) for key, entry in sorted(builds.items())}
+    entries = {key: LockEntry.from_dict(entry) for key, entry in sorted(builds.items())}
+    for key, entry in entries.items():
+        for pin in entry.pinned:
+            if not _is_pin(pin):  # pip would fail on it at the install step, much later
+                raise LockUnreadable(
+                    f"{path}: entry {key!r} has a pin that is not name==version or "
+                    f"name @ url: {pin!r}", hint="re-resolve with --relock")
+    return entries
+
+
+def _is_pin(line: str) -> bool:
+    """Whether a lock's `pinned` line is one pins_from_report writes: `name==version` or
+    `name @ url`, as pip reads it."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        requirement = Requirement(line)
+    except InvalidRequirement:
+        return False
+    operators = [spec.operator for spec in requirement.specifier]
+    return bool(requirement.url) or operators in (["=="], ["==="])
 
 
 def _refuse_another_file(path: Path) -> None:
@@ -296,6 +317,44 @@ def _unmet(line: str, entry: LockEntry) -> str | None:
     return None
 
 
+_MARKER_WORDS = {"and", "or", "in", "not"}
+
+
+def _uncovered(line: str, entry: LockEntry) -> str | None:
+    """Why the lock's pins do not install what the requirement `line` asks for ("not in the
+    lock", "the lock pins NAME VERSION"); None when they do or when dlbox cannot tell (a URL,
+    a marker it cannot evaluate for the image, the framework's own lines, which the resolved
+    build replaces). The pins of a hand-edited lock are checked so, not only the list of
+    requirements it recorded."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from dlbox.container.project import FRAMEWORK_DISTS, normalize_name, requirement_name
+
+    try:
+        requirement = Requirement(line)
+    except InvalidRequirement:
+        return None
+    name = normalize_name(requirement.name)
+    if requirement.url or name in FRAMEWORK_DISTS.get(entry.framework, ()):
+        return None
+    if requirement.marker is not None:
+        environment = _marker_environment(entry.python) if entry.python else {}
+        # the marker's variables, outside its quoted values: any the lock does not know
+        # (platform_machine, extra, ...) leaves the line unchecked
+        words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*",
+                               re.sub(r"'[^']*'|\"[^\"]*\"", "", str(requirement.marker))))
+        if not words - _MARKER_WORDS <= set(environment):
+            return None
+        if not requirement.marker.evaluate(environment):
+            return None
+    if not any(requirement_name(pin) == name for pin in entry.pinned):
+        return "not in the lock"
+    version = pinned_version(entry.pinned, name)  # None: pinned as `name @ url`
+    if version is not None and not requirement.specifier.contains(version, prereleases=True):
+        return f"the lock pins {requirement.name} {version}"
+    return None
+
+
 def requirement_changes(entry: LockEntry, project_requirements: Sequence[str],
                         ) -> tuple[list[str], list[str]]:
     """(changes the lock's pins meet, changes that need a new resolution), each described.
@@ -377,10 +436,19 @@ def stale_reasons(
         reasons.append(f"the extras differ from the lock's: it was resolved with "
                        f"{describe_extras(entry.extras or ())}, this build has "
                        f"{describe_extras(sorted(set(extras or ())))}")
-    elif tuple(entry.project_requirements) != tuple(project_requirements):
-        _, unmet = requirement_changes(entry, project_requirements)
-        if unmet:
-            reasons.append(f"the project's requirements changed ({_shown(unmet)})")
+    else:
+        if tuple(entry.project_requirements) != tuple(project_requirements):
+            _, unmet = requirement_changes(entry, project_requirements)
+            if unmet:
+                reasons.append(f"the project's requirements changed ({_shown(unmet)})")
+        # the lines the lock recorded: its pins may have been edited by hand since (the new
+        # lines are checked above)
+        uncovered = [f"{line} ({why})" for line in project_requirements
+                     if line in entry.project_requirements
+                     for why in [_uncovered(line, entry)] if why]
+        if uncovered:
+            reasons.append(f"its pins do not meet the project's requirements "
+                           f"({_shown(uncovered)})")
     if tuple(entry.project_pip_options) != tuple(project_pip_options):
         reasons.append("the pip options in requirements.txt changed ("
                        f"{_diff(entry.project_pip_options, project_pip_options)})")

@@ -512,6 +512,21 @@ def _toml_string(value: Any, where: str, field: str, example: str) -> str | None
                      hint=f"quote it: {example}")
 
 
+def _refuse_missing_name_or_version(project_table: dict[str, Any], dynamic: set[str],
+                                    where: str) -> None:
+    """PEP 621: [project] must give a name, and a version unless `dynamic` lists it; the
+    image installs the project with pip, whose build backend refuses it otherwise (review:
+    a traceback at the install step, after every layer before it was built)."""
+    if not project_table.get("name"):
+        raise UsageError(f"{where}: [project] name is missing, which pip needs to install the "
+                         "project (PEP 621)", hint='add it to [project]: name = "mypkg"')
+    if project_table.get("version") is None and "version" not in dynamic:
+        raise UsageError(f"{where}: [project] version is missing and not listed in dynamic, "
+                         "which pip needs to install the project (PEP 621)",
+                         hint='add it to [project]: version = "0.1.0" (or dynamic = '
+                              '["version"] when the build backend sets it)')
+
+
 def _toml_strings(value: Any, where: str, field: str, example: str) -> list[str]:
     """`value` when it is an array of strings (None: an empty one); else UsageError naming
     the field and, for a wrong entry, its index."""
@@ -854,6 +869,8 @@ def detect_project(project_dir: str | Path | None = None,
                 build_system.get("requires"), where, "[build-system] requires",
                 'requires = ["setuptools>=61", "wheel"]') or DEFAULT_BUILD_REQUIRES)
         _refuse_pyproject_credentials(pyproject_path, requirements + list(build_requires))
+        if project_table:  # after the checks of its fields, which name a worse fault
+            _refuse_missing_name_or_version(project_table, dynamic, where)
     elif has_setup_py:
         installable, build_requires = True, DEFAULT_BUILD_REQUIRES
     if has_setup_py and not has_requirements_txt and not project_table:

@@ -33,7 +33,11 @@ from dlbox.text import make_writable
 
 DEFAULT_SHM_SIZE = "2g"
 RUN_LABEL = "dlbox.image-run"  # on every container `dlbox image run` starts (docker ps --filter)
-_SHM_RE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
+# What `docker run --shm-size` takes (go-units' RAMInBytes): a number, then b, k, m, g, t or
+# p in any case, then an optional i and b ("2g", "2gb", "1GiB"); powers of 1024 all.
+_SHM_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
+# What the Docker SDK takes as it is: other forms are passed to it in bytes.
+_SDK_SHM_RE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
 # A device id as `docker run --gpus device=...` takes it: an index, a GPU UUID, a MIG device
 # UUID, or the legacy MIG form MIG-GPU-<uuid>/<gpu instance>/<compute instance>.
 _DEVICE_ID_RE = re.compile(r"\d+|gpu-[0-9a-f-]+|mig-[0-9a-f-]+|mig-gpu-[0-9a-f-]+/\d+/\d+",
@@ -86,28 +90,50 @@ def parse_gpus(value: str | None, image_device: str | None) -> engine.GpuRequest
                           "nvidia-smi -L) or none")
 
 
-_SHM_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+_SHM_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
 MIN_SHM_BYTES = 2**20
 
 
 def check_shm_size(value: str) -> str:
+    """The size as the Docker SDK takes it, from any form `docker run --shm-size` takes."""
     text = value.strip()
-    if not _SHM_RE.match(text):
+    match = _SHM_RE.match(text)
+    if not match:
         raise UsageError(f"--shm-size {value!r} is not a size",
                          hint="give a number with a unit, e.g. 2g or 512m")
-    unit = text[-1].lower() if text[-1].isalpha() else ""
-    number = float(text[:-1] if unit else text)
-    if number * _SHM_UNITS[unit] < MIN_SHM_BYTES:
+    number = float(match.group(1))
+    size = number * _SHM_UNITS[(match.group(2) or "").lower()]
+    if size < MIN_SHM_BYTES:
         why = " (0 would mean the engine's 64 MB default)" if number == 0 else ""
         raise UsageError(f"--shm-size {value!r} is under 1 MiB{why}",
                          hint="give a size such as 2g or 512m")
-    return text
+    return text if _SDK_SHM_RE.match(text) else str(int(size))
 
 
 _SHELLS = {"sh", "bash", "dash", "zsh", "ash", "ksh"}
 
 
 _LONG_RUNNING = re.compile(r"(.*/)?(python[0-9.]*|dlbox|torchrun|accelerate)")
+# What ends a command in a shell script, and the words before a command's own name.
+_COMMAND_ENDS = {"&&", "||", ";", ";;", "|", "|&", "&", "(", ")", "\n", "{", "}", "!"}
+_COMMAND_PREFIXES = {"exec", "env", "nohup", "time", "if", "then", "elif", "else", "while",
+                     "until", "do"}
+
+
+def started_commands(words: Sequence[str]) -> list[str]:
+    """The names of the commands a tokenized shell script starts: the first word of each,
+    past NAME=VALUE settings and exec / env / nohup (review: `ls /usr/bin/python` counted as
+    starting Python)."""
+    names: list[str] = []
+    at_start = True
+    for word in words:
+        if word in _COMMAND_ENDS:
+            at_start = True
+        elif at_start and not (word in _COMMAND_PREFIXES
+                               or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", word)):
+            names.append(word)
+            at_start = False
+    return names
 
 
 def shell_wrapper_note(command: Sequence[str]) -> str | None:
@@ -126,11 +152,13 @@ def shell_wrapper_note(command: Sequence[str]) -> str | None:
                  if re.fullmatch(r"-[a-z]*c[a-z]*", arg)), None)  # -c, -lc, -ec
     if flag is None:
         return None
+    lexer = shlex.shlex(command[flag + 1], posix=True, punctuation_chars="();<>|&\n")
+    lexer.whitespace = " \t\r"  # a newline ends a command, as ; does
     try:
-        words = list(shlex.shlex(command[flag + 1], posix=True, punctuation_chars=True))
+        words = list(lexer)
     except ValueError:  # unbalanced quotes: the shell refuses it itself
         return None
-    if not any(_LONG_RUNNING.fullmatch(word) for word in words):
+    if not any(_LONG_RUNNING.fullmatch(word) for word in started_commands(words)):
         return None
     nested = {"(", "|", "|&", "&"} & set(words)
     if not nested and any(word == "exec" and _LONG_RUNNING.fullmatch(after)
@@ -140,6 +168,44 @@ def shell_wrapper_note(command: Sequence[str]) -> str | None:
             "may reach only the shell, and the end of the container then kills the training "
             "before it saves (its checkpoint); start the long command with exec (sh -c 'cd "
             "src && exec python train.py') so that it gets the stop itself")
+
+
+def dlbox_data_use(command: Sequence[str]) -> str | None:
+    """How a command uses the data folder at /data: "fetch" for `dlbox data fetch`, "read"
+    for a dlbox command that reads it (train, evaluate, data check); None for any other, and
+    for one that is given a --data of its own."""
+    if not command or PurePosixPath(command[0]).name != "dlbox":
+        return None
+    if any(arg == "--data" or arg.startswith("--data=") for arg in command[1:]):
+        return None
+    words = [arg for arg in command[1:] if not arg.startswith("-")][:2]
+    if words == ["data", "fetch"]:
+        return "fetch"
+    if words[:1] in (["train"], ["evaluate"]) or words == ["data", "check"]:
+        return "read"
+    return None
+
+
+def data_mount(path: Path, command: Sequence[str], uid: int, gid: int, as_root: bool) -> Path:
+    """The data folder to mount at /data, which must be one; for `dlbox data fetch` one that
+    is missing is made (handed to the container's user when root makes it): without it the
+    download filled the container's own /data, gone with the container (found by review)."""
+    data_dir = expand_user(path).resolve()
+    if data_dir.is_dir():
+        return data_dir
+    if data_dir.exists() or dlbox_data_use(command) != "fetch":
+        raise UsageError(f"--data {data_dir} is not a folder",
+                         hint="pass the folder `dlbox data fetch` filled")
+    try:
+        data_dir.mkdir(parents=True)
+    except OSError as error:
+        raise UsageError(f"cannot make the data folder {data_dir} ({error.strerror})",
+                         hint="pass --data a folder you can write to") from None
+    if as_root:
+        os.chown(data_dir, uid, gid)
+    print(f"note: made the data folder {data_dir}, mounted at {S.DATA_DIR}: the data `dlbox "
+          "data fetch` downloads lands there", file=sys.stderr)
+    return data_dir
 
 
 def container_user(euid: int, egid: int) -> tuple[int, int]:
@@ -202,6 +268,9 @@ def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
         above = next(where for where in path.parents if where.exists())
         raise UsageError(f"--runs {path} cannot be made: {above} is a file",
                          hint="pass a folder path (made if missing) for the runs") from None
+    except OSError as error:  # a read-only file system, /proc (review: "please report it")
+        raise UsageError(f"cannot create --runs {path} ({error.strerror})",
+                         hint="pass --runs a folder you can write to") from None
     if as_root and created:
         os.chown(path, uid, gid)
     if not writable_by(path, uid, gid):
@@ -382,10 +451,7 @@ def run_in_image(options: RunOptions, client: Any = None,
     uid, gid = container_user(euid, egid)
     data_dir = None
     if options.data_dir is not None:
-        data_dir = expand_user(options.data_dir).resolve()
-        if not data_dir.is_dir():
-            raise UsageError(f"--data {data_dir} is not a folder",
-                             hint="pass the folder `dlbox data fetch` filled")
+        data_dir = data_mount(options.data_dir, options.command, uid, gid, euid == 0)
     runs_dir = None
     if options.runs_dir is not None:
         runs_dir = prepare_runs_dir(options.runs_dir, uid, gid, euid == 0)
@@ -407,8 +473,12 @@ def run_in_image(options: RunOptions, client: Any = None,
         note = made_here_note(runs_dir, sorted(folder_names(runs_dir) - before))
         if note:
             print(note, file=sys.stderr)
-    problem = not_runnable(result.stderr_tail, options) if result.exit_code in (126, 127) \
-        else None
+    problem = None
+    if result.exit_code in (126, 127):
+        # The project here is the image's /workspace unless another folder built the image.
+        if options.here is not None and S.built_from_elsewhere(labels, options.here):
+            options = dataclasses.replace(options, here=None)
+        problem = not_runnable(result.stderr_tail, options, result.exit_code)
     return RunOutcome(result.exit_code, problem)
 
 
@@ -418,12 +488,42 @@ class RunOutcome:
     problem: ContainerError | None = None  # why the image could not start it, if it could not
 
 
-def not_runnable(stderr_tail: bytes, options: RunOptions) -> ContainerError | None:
-    """The error for a command the image cannot start (tini's 'exec X failed'), or None when
-    the command itself exited with 126/127."""
+def project_script(command: str, here: Path | None) -> tuple[str, str] | None:
+    """The #! line (a CR at its end kept) and the path on this machine of the project's
+    script that `command` names in the image (./train.py, tools/x.py, /workspace/x.py), when
+    dlbox runs in the project; None for another command, or a file with no #! line."""
+    if here is None or "/" not in command:  # a bare name is looked up on PATH
+        return None
+    path = PurePosixPath(command)
+    if path.is_absolute():
+        if not path.is_relative_to(S.WORKDIR):
+            return None
+        path = path.relative_to(S.WORKDIR)
+    script = here / path
+    try:
+        with open(script, "rb") as file:
+            first = file.readline(512)
+    except OSError:  # none here, or a folder
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    return first.rstrip(b"\n").decode(errors="replace"), str(script)
+
+
+def not_runnable(stderr_tail: bytes, options: RunOptions,
+                 exit_code: int = 127) -> ContainerError | None:
+    """The error for a command the image cannot start (tini's 'exec X failed', or a script
+    whose #! line ends in a CR, which `env` cannot find), or None when the command itself
+    exited with 126/127."""
     match = re.search(rb"\[FATAL tini \(\d+\)\] exec (.+?) failed: ([^\r\n]+)", stderr_tail)
     if not match:
-        return None
-    return engine.CommandNotRunnable(match.group(1).decode(errors="replace"),
-                                     match.group(2).decode(errors="replace"), options.image,
-                                     S.WORKDIR)
+        command = options.command[0] if options.command else ""
+        shebang = project_script(command, options.here) if exit_code == 127 else None
+        if shebang is None or not shebang[0].endswith("\r"):
+            return None
+        return engine.CommandNotRunnable(command, "No such file or directory", options.image,
+                                         S.WORKDIR, shebang)
+    command = match.group(1).decode(errors="replace")
+    return engine.CommandNotRunnable(command, match.group(2).decode(errors="replace"),
+                                     options.image, S.WORKDIR,
+                                     project_script(command, options.here))

@@ -123,10 +123,13 @@ def run_smoke(client: Any, image: str, spec: ImageSpec, gpu: bool,
     return parse_smoke_output(captured.stdout, captured.stderr, captured.exit_code)
 
 
-def require_smoke_ok(result: SmokeResult, image: str, deps: str | None = None) -> None:
+def require_smoke_ok(result: SmokeResult, image: str, deps: str | None = None,
+                     wheel_index: str | None = None) -> None:
     """Raise when the smoke test failed; `image`: the image's id, or the tag it is kept
     under for a look (NAME:TAG-failed); `deps`: the tag its dependency stage is kept under
-    (NAME:TAG-failed-deps), named too (review: a 1.27 GB image nothing mentioned)."""
+    (NAME:TAG-failed-deps), named too (review: a 1.27 GB image nothing mentioned);
+    `wheel_index`: the framework's own wheel index, named when a companion's build does not
+    match the framework's."""
     if not result.ok:
         tagged = ":" in image and not image.startswith("sha256:")
         short = image if tagged else image[:19]
@@ -157,6 +160,18 @@ def require_smoke_ok(result: SmokeResult, image: str, deps: str | None = None) -
         fix = (f"add the package that provides {' and '.join(missing)} to the project's "
                "requirements (or build with --extras NAME, for an optional group that lists "
                "it), then build again; " if missing else "")
+        for companion in sorted({match.group(1) for check in result.failures
+                                 if (match := _OTHER_BUILD.search(check.detail))}):
+            # PyPI's torchvision is a CUDA build: beside torch+cpu its operators are missing
+            local = (result.version or "").partition("+")[2]
+            build = f" (its +{local} build)" if local else ""
+            pin = f"{companion}==VERSION+{local}" if local else f"{companion}==VERSION"
+            index = f", {wheel_index}" if wheel_index else ""
+            fix += (f"{companion} does not match {result.framework}'s build "
+                    f"({result.framework} {result.version or '?'}): it likely came from PyPI, "
+                    f"because the build could not reach the framework's index{index}; put "
+                    f"the matching {companion} wheel{build} into --wheelhouse DIR, or pin it "
+                    f"({pin}), then build again; ")
         if any(check.name.startswith("commands of ") for check in result.failures):
             fix += ("bring those modules into the image (a .dockerignore line that leaves "
                     "their folder out, or a package the project's build does not include), "
@@ -177,3 +192,6 @@ def require_smoke_ok(result: SmokeResult, image: str, deps: str | None = None) -
 # An import check's failure for a module the image lacks (not the project's own: a
 # dependency missing from its requirements): its top-level name.
 _NO_MODULE = re.compile(r"^ModuleNotFoundError: No module named '([\w]+)")
+# A companion built for another variant of the framework (CUDA's torchvision beside
+# torch+cpu): its compiled operators do not load.
+_OTHER_BUILD = re.compile(r"operator (torchvision|torchaudio)::\w+ does not exist")
