@@ -91,10 +91,19 @@ def test_negation_and_last_match_wins() -> None:
 
 
 def test_character_classes_and_escapes() -> None:
-    m = IgnoreMatcher(["file[0-9].txt", "not[!a].x", "lit\\*.y"])
+    m = IgnoreMatcher(["file[0-9].txt", "not[^a].x", "lit\\*.y"])
     assert m.ignored("file3.txt") and not m.ignored("filex.txt")
     assert m.ignored("notb.x") and not m.ignored("nota.x")
     assert m.ignored("lit*.y") and not m.ignored("litz.y")
+
+
+def test_a_bang_in_a_character_class_is_a_character_as_in_docker() -> None:
+    """Found by review: `[!a]*.py` was read as "not a" (as a shell or .gitignore reads it)
+    and shipped a.py; Docker's pattern matcher (Go's filepath.Match syntax, where only `^`
+    negates a class) reads it as the class of '!' and 'a', and leaves a.py out."""
+    m = IgnoreMatcher(["[!a]*.py"])
+    assert m.ignored("a.py") and m.ignored("!x.py")
+    assert not m.ignored("b.py")
 
 
 def test_patterns_are_cleaned_like_docker() -> None:

@@ -161,9 +161,9 @@ def _translate(pattern: str) -> str:
             if end == -1:  # docker build refuses it ("syntax error in pattern")
                 raise re.error("a '[' without its closing ']'")
             else:
+                # Docker copies the class into a Go regexp: `^` negates it, and a `!` is
+                # only a character there (not "not", as in a shell or .gitignore).
                 body = pattern[i + 1:end]
-                if body.startswith("^") or body.startswith("!"):
-                    body = "^" + body[1:]
                 out.append("[" + body.replace("\\", "\\\\") + "]")
                 i = end
         elif char == "\\" and i + 1 < n:
