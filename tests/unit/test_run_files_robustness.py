@@ -4,6 +4,7 @@ never a traceback."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -454,3 +455,34 @@ def run_lock_elsewhere(run_dir: Path) -> Iterator[None]:
     finally:
         training.kill()
         training.wait()
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse's wrapping undone
+
+
+def _documented_exit_codes() -> set[str]:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "training.md"
+    section = docs.read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"(?:^|[;\n])\s*(\d{1,3}) (?=[a-z(`])", section))
+
+
+def test_the_exit_codes_are_documented_and_listed_in_the_help(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dlbox train | head -1` exits 141 (its stdout closed) with a resume hint: docs and
+    --help list it with the others (review: in neither)."""
+    monkeypatch.setenv("COLUMNS", "100")
+    codes = _documented_exit_codes()
+    assert codes == {"0", "1", "2", "70", "130", "141", "143", "129"}
+    train_help = _help(["train", "--help"], capsys)
+    top_help = _help(["--help"], capsys)
+    for shown in (train_help, top_help):
+        listed = shown.split("exit codes:", 1)[1]
+        for code in codes:
+            assert re.search(rf"(?<![\d-]){code}(?!\d)", listed), (code, listed)
+    assert re.search(r"\b3 .*predict", top_help.split("exit codes:", 1)[1])
+
+

@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
             "Deep learning that runs the same on any machine: check the host, get CIFAR-10, "
             "train / evaluate / predict, package it in a Docker image, open the notebook."
         ),
+        epilog=(
+            "exit codes: 0 done; 1 an error; 2 a bad flag or value; 3 `predict`: some inputs "
+            "failed, others not; 70 an internal error (a bug: rerun with DLBOX_DEBUG=1); 130 "
+            "stopped by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP, 141 because standard output "
+            "was closed (`dlbox ... | head`); `dlbox image run`: its command's own."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"dlbox {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

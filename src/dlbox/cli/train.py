@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "DIR/test/<class>/, see docs/data.md) and evaluate it. Settings default to "
                     "the model's recipe for the device (see `dlbox models`); flags override "
                     "them.",
+        epilog="exit codes: 0 done (also a --resume of a run that had finished); 1 an error "
+               "(missing data, a damaged run dir, a file that cannot be written); 2 a bad flag "
+               "or value; 70 an internal error (a bug: rerun with DLBOX_DEBUG=1); 130 stopped "
+               "by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP, 141 because standard output was "
+               "closed (`dlbox train | head`): the message says what was saved and how to "
+               "resume. See docs/training.md.",
     )
     parser.add_argument("--model", help="model name from `dlbox models` "
                                         "(default: speedrun, with its CPU recipe on the CPU)")

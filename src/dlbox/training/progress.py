@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +22,7 @@ from rich.progress import (
 
 # Refresh the bar at most this often: syncing a GPU for the running loss costs time.
 UPDATE_SECONDS = 0.5
+REDRAWS_PER_SECOND = 10  # rich's own rate for a Progress
 
 
 class TrainProgress:
@@ -29,10 +31,13 @@ class TrainProgress:
     def __init__(self, enabled: bool = True, total_epochs: int = 1) -> None:
         self.total_epochs = total_epochs
         console = Console(file=sys.stderr)
-        self.enabled = enabled and console.is_terminal
+        # stderr itself a terminal: rich's is_terminal is also true for any file under
+        # FORCE_COLOR=1 or TTY_COMPATIBLE=1, and the bar's redraws filled a `2> log` (review)
+        self.enabled = enabled and _is_terminal(sys.stderr) and console.is_terminal
         self.progress: Progress | None = None
         self.task: Any = None
         self.last_update = 0.0
+        self.paused = False  # cleared off the terminal for a line on stdout, back at a draw
         if self.enabled:
             self.progress = Progress(
                 TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"
@@ -45,6 +50,7 @@ class TrainProgress:
                 TimeRemainingColumn(),
                 console=console,
                 transient=True,
+                refresh_per_second=REDRAWS_PER_SECOND,
                 # stdout stays stdout: `dlbox train > log` on a terminal keeps its epoch lines
                 # and results in the log (rich would send them to the bar's stderr).
                 redirect_stdout=False,
@@ -57,7 +63,7 @@ class TrainProgress:
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
-            self.progress.stop()
+            self.progress.stop()  # a paused bar is stopped already: nothing more is written
 
     def start_epoch(self, epoch: int, steps: int, done: int = 0) -> None:
         self.last_update = 0.0
@@ -75,6 +81,7 @@ class TrainProgress:
         if self.progress is None or self.task is None:
             return
         self.progress.update(self.task, phase=f" · {text}" if text else "")
+        self._unpause()
         self.progress.refresh()
 
     def wants_update(self, last_step: bool = False) -> bool:
@@ -89,14 +96,32 @@ class TrainProgress:
         self.last_update = time.monotonic()
         self.progress.update(self.task, completed=done, loss=loss, acc=accuracy,
                              ips=images_per_s)
+        self._unpause()
 
     def message(self, text: str) -> None:
         """A line on stdout: printed above the bar when stdout is the bar's terminal too, else
-        plainly (stdout redirected to a file or a pipe gets every epoch line, bar or not)."""
+        plainly (stdout redirected to a file or a pipe gets every epoch line, bar or not).
+        Plainly with the bar cleared off the terminal first, until its next draw: `dlbox
+        train | tee log` echoes the line onto the bar's terminal, where it was glued to the
+        bar (review); the bar comes back at the next step, after tee has written it."""
         if self.progress is not None and _is_terminal(sys.stdout):
             self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
-        else:
-            print(text, flush=True)
+            return
+        if self.progress is not None and not self.paused:
+            self.progress.stop()  # transient: erases the bar, the cursor at its line's start
+            # a fresh Live for the restart: the stopped one would first move up over the
+            # lines the bar had (a bar wrapped on a narrow terminal), erasing this line
+            self.progress.live = Live(console=self.progress.console, transient=True,
+                                      refresh_per_second=REDRAWS_PER_SECOND,
+                                      redirect_stdout=False,
+                                      get_renderable=self.progress.get_renderable)
+            self.paused = True
+        print(text, flush=True)
+
+    def _unpause(self) -> None:
+        if self.progress is not None and self.paused:
+            self.paused = False
+            self.progress.start()
 
 
 def _is_terminal(stream: Any) -> bool:
@@ -113,7 +138,7 @@ def spinner(quiet: bool, text: str) -> Iterator[Callable[[str], None] | None]:
     files), at a terminal only: logs and pipes get the result lines alone. It yields the
     function that changes its text, None where there is no spinner."""
     console = Console(stderr=True)
-    if quiet or not console.is_terminal:
+    if quiet or not console.is_terminal or not _is_terminal(sys.stderr):  # (TrainProgress)
         yield None
         return
     with console.status(text) as status:
