@@ -82,7 +82,8 @@ CELLS = [
     SEED = 0             # the same seed gives the same run on the same machine
     MY_IMAGE = None      # a photo of yours to classify (a path); None: draw one
     RUN_DIR = None       # where the trained model is saved; None: a new folder under runs/
-                         # each time (a folder named here must not hold a run already)
+                         # each time (on synthetic data: a temporary folder, deleted when the
+                         # kernel stops); a folder named here must not hold a run already
     """, tags=["parameters"]),
     code("""
     import atexit
@@ -98,7 +99,8 @@ CELLS = [
     from dlbox.data.loading import detect_layout
     from dlbox.data.paths import resolve_data_dir
     from dlbox.fileio import expand_user
-    from dlbox.jupyter.notebooks import check_settings, name_settings_in_errors, synthetic_cifar10
+    from dlbox.jupyter.notebooks import (check_settings, how_to_get_cifar10,
+                                         name_settings_in_errors, synthetic_cifar10)
 
     name_settings_in_errors()  # dlbox's hints say EPOCHS, DEVICE, ... here, not --epochs
 
@@ -119,7 +121,7 @@ CELLS = [
             if detect_layout(candidate) is not None:
                 return candidate, False
             print(f"CIFAR-10 is not in {candidate}: using a small synthetic look-alike.")
-            print("To get the real photos, run `dlbox data fetch` in a terminal, then re-run.")
+            print(how_to_get_cifar10())  # in a terminal (on the host, from a container)
         elif setting is not None:
             return expand_user(setting), False
         # Deleted with the kernel, as a throwaway run is; kept in dlbox's cache for a run
@@ -377,7 +379,8 @@ CELLS = [
     The trained weights are already saved in the run folder (`checkpoints/last.pt`, with
     the optimizer state so training can resume). `load_model_from_run` rebuilds the network
     from that folder, as `dlbox predict` does. For use outside dlbox, the cell also saves
-    just the weights, the plain PyTorch way (`state_dict`).
+    just the weights, the plain PyTorch way (`state_dict`). A run on the synthetic stand-in
+    is in a temporary folder, deleted when the kernel stops: set `RUN_DIR` to keep it.
     """),
     code("""
     from dlbox.training.checkpoint import load_model_from_run

@@ -120,3 +120,20 @@ def test_what_running_the_notebook_leaves_is_not_offered_to_git() -> None:
     checked = subprocess.run(["git", "check-ignore", "--no-index", *left], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert checked.stdout.splitlines() == left, checked.stderr
+
+
+def test_the_notebook_says_where_a_run_on_synthetic_data_goes() -> None:
+    """Found by review: RUN_DIR's comment said None makes "a new folder under runs/ each
+    time", and section 5 saved model_weights.pt "for use outside dlbox", while a run on the
+    synthetic stand-in (the default without `dlbox data fetch`) goes to a temporary folder
+    deleted when the kernel stops."""
+    import nbformat
+
+    cells = nbformat.read(ROOT / "notebooks" / NAME, as_version=4).cells
+    settings = next(cell.source for cell in cells
+                    if "parameters" in cell.metadata.get("tags", []))
+    run_dir = settings[settings.index("RUN_DIR = None"):]
+    assert "on synthetic data: a temporary folder, deleted when the kernel" in " ".join(
+        line.strip().lstrip("# ") for line in run_dir.splitlines()), run_dir
+    saving = next(cell.source for cell in cells if cell.source.startswith("## 5. Save"))
+    assert "temporary folder" in saving and "set `RUN_DIR`" in saving, saving

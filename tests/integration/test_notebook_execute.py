@@ -41,6 +41,20 @@ def inject_parameters(notebook: Any, values: dict[str, object]) -> None:
     cells.insert(index + 1, injected)
 
 
+def execute_with_errors(notebook: Any, tmp_path: Path,
+                        parameters: dict[str, object]) -> list[dict[str, Any]]:
+    """Run `notebook` with `parameters` injected, in `tmp_path`, going on past errors as a
+    user going cell by cell would; the error outputs, in order."""
+    from nbclient import NotebookClient
+
+    inject_parameters(notebook, parameters)
+    client = NotebookClient(notebook, timeout=240, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    return [output for cell in notebook.cells for output in cell.get("outputs", [])
+            if output.get("output_type") == "error"]
+
+
 def output_texts(notebook: Any) -> str:
     texts = []
     for cell in notebook.cells:
@@ -225,7 +239,6 @@ def test_stop_button_and_dlbox_errors_read_as_on_the_command_line(tmp_path: Path
     instead of a traceback through dlbox's code; the cell still fails."""
     require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
     import nbformat
-    from nbclient import NotebookClient
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     last = next(i for i, cell in enumerate(notebook.cells) if "NotebookProgress(" in cell.source)
@@ -247,15 +260,10 @@ def test_stop_button_and_dlbox_errors_read_as_on_the_command_line(tmp_path: Path
     notebook.cells.append(curves)  # run after the stop, as a user going cell by cell would
     notebook.cells.append(nbformat.v4.new_code_cell("print('after the stop')"))
     run_dir = tmp_path / "run"
-    inject_parameters(notebook, {
+    errors = execute_with_errors(notebook, tmp_path, {
         "DATA_DIR": None, "NUM_TRAIN": 256, "NUM_TEST": 32, "EPOCHS": 3, "MODEL": "tiny",
         "DEVICE": "cpu", "RUN_DIR": str(run_dir),
     })
-    client = NotebookClient(notebook, timeout=240, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
-              if output.get("output_type") == "error"]
     assert [error["traceback"] for error in errors] == [
         # the command line's flag named as the notebook's setting; a command left whole
         ["error: no data here",
@@ -316,7 +324,6 @@ def test_too_many_images_are_refused_in_the_data_cell_and_leave_no_run_folder(
     runs/<stamp>-tutorial/ behind, where `dlbox train` leaves nothing."""
     require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
     import nbformat
-    from nbclient import NotebookClient
 
     from dlbox.data.synthetic import write_fake_cifar10
 
@@ -329,15 +336,10 @@ def test_too_many_images_are_refused_in_the_data_cell_and_leave_no_run_folder(
     setup = notebook.cells[:notebook.cells.index(data_cell) + 1]
     notebook.cells = [*setup, nbformat.v4.new_code_cell("NUM_TRAIN = 2000"), training,
                       nbformat.from_dict(dict(data_cell))]
-    inject_parameters(notebook, {
+    errors = [output["traceback"] for output in execute_with_errors(notebook, tmp_path, {
         "DATA_DIR": str(data), "NUM_TRAIN": 100, "NUM_TEST": 50, "EPOCHS": 1,
         "MODEL": "tiny", "DEVICE": "cpu", "RUN_DIR": None,
-    })
-    client = NotebookClient(notebook, timeout=240, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    errors = [output["traceback"] for cell in notebook.cells
-              for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    })]
     refusal = [f"error: NUM_TRAIN 2000 is more than the 500 train images in {data}",
                "hint: set NUM_TRAIN to 500 or less, or to None to use them all"]
     assert errors == [refusal, refusal], errors
@@ -395,3 +397,60 @@ def test_a_run_kept_after_the_data_cell_ran_for_a_throwaway_one_keeps_its_data(
     data = tmp_path / "cache" / "dlbox" / "synthetic" / "train500-test100-seed0"
     assert config["data_dir"] == str(data)
     assert (data / "cifar-10-batches-py").is_dir() or any(data.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_stop_button_before_the_first_step_stops_in_one_line_and_breaks_nothing(
+        tmp_path: Path) -> None:
+    """Found by review: the stop button in the training cell's first half second interrupted
+    the first optimizer's import of torch._dynamo (and sympy), which left sympy half loaded:
+    every later run of the training cell failed ("module 'sympy' has no attribute 'core'")
+    until a restart; and the stop showed a KeyboardInterrupt's traceback. A stop before the
+    first step (in that import, or while the data is read) now reads as the command line's
+    "training stopped" line, and the training cell then runs again."""
+    require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    last = next(i for i, cell in enumerate(notebook.cells) if "NotebookProgress(" in cell.source)
+    data = next(i for i, cell in enumerate(notebook.cells) if "load_split(" in cell.source)
+    training = notebook.cells[last]
+    notebook.cells = notebook.cells[:data + 1]  # as after a restart: the settings, the data
+    # The stop button (a SIGINT to the kernel) while sympy imports, as the first optimizer
+    # of a kernel imports it (through torch._dynamo): a finder asked for it sends the SIGINT.
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        "import os, signal, sys\n"
+        "class _PressStop:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'sympy.core' and self in sys.meta_path:\n"
+        "            sys.meta_path.remove(self)\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "print('sympy' in sys.modules)\n"
+        "sys.meta_path.insert(0, _PressStop())"))
+    notebook.cells.append(nbformat.v4.new_code_cell(training.source))
+    # ... and while the training cell reads the data
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        "import dlbox.training.loop as _loop\n"
+        "_load_split = _loop.load_split\n"
+        "def _pressed(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return _load_split(*args, **kwargs)\n"
+        "_loop.load_split = _pressed"))
+    notebook.cells.append(nbformat.v4.new_code_cell(training.source))
+    notebook.cells.append(nbformat.v4.new_code_cell("_loop.load_split = _load_split"))
+    notebook.cells.append(nbformat.v4.new_code_cell(training.source))  # runs to its end
+    run_dir = tmp_path / "run"
+    errors = execute_with_errors(notebook, tmp_path, {
+        "DATA_DIR": None, "NUM_TRAIN": 64, "NUM_TEST": 32, "EPOCHS": 1, "MODEL": "tiny",
+        "DEVICE": "cpu", "RUN_DIR": str(run_dir),
+    })
+    stopped = ["training stopped (interrupted) before its first epoch ended; nothing was saved",
+               "hint: run the training cell again"]
+    assert [error["traceback"] for error in errors] == [stopped, stopped], errors
+    text = output_texts(notebook)
+    assert "False" in text.split(), text  # the finder was there when sympy imported
+    assert re.search(r"done: 1 epoch, \d+ steps? in ", text), text
+    assert "stopped in epoch" not in text  # the bar claims no stop where training never began
+    assert (run_dir / "checkpoints" / "last.pt").is_file()

@@ -309,3 +309,34 @@ def test_a_long_log_is_shown_from_the_beginning_of_a_line(tmp_path: Path) -> Non
         assert tail.splitlines()[0] in lines  # a whole line
         launch.log_file.write_text("short\n")
         assert launch.log_tail() == "short\n"
+
+
+def test_dlbox_notebook_in_a_removed_current_folder_says_so_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Found by review: `dlbox notebook --no-browser` (or a relative --notebook-dir) in a
+    shell whose folder was removed failed with "No such file or directory" and "please
+    report it"."""
+    import os
+
+    from dlbox.cli import main
+    from dlbox.jupyter.notebooks import resolve_notebook_dir
+
+    served = tmp_path / "served"
+    served.mkdir()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    os.rmdir(gone)
+    for arg in (None, "notebooks"):
+        with pytest.raises(UsageError) as info:
+            resolve_notebook_dir(arg)
+        assert (info.value.message, info.value.hint) == (
+            "the current folder no longer exists (it was removed or moved)",
+            "cd to a folder that exists, or pass --notebook-dir an absolute path")
+    assert resolve_notebook_dir(str(served)) == served  # an absolute path needs no cwd
+    capsys.readouterr()
+    assert main(["notebook", "--no-browser"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: the current folder no longer exists (it was removed or moved)",
+        "hint: cd to a folder that exists, or pass --notebook-dir an absolute path"]

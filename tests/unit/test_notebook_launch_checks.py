@@ -95,6 +95,19 @@ def test_an_address_of_another_machine_is_refused_up_front(port: int) -> None:
     assert caught.value.hint and "--ip 127.0.0.1" in caught.value.hint
 
 
+@pytest.mark.parametrize(("ip", "mapped"), [("::ffff:127.0.0.1", "127.0.0.1"),
+                                             ("::FFFF:10.0.0.7", "10.0.0.7")])
+def test_an_ipv4_mapped_address_is_refused_up_front_naming_its_ipv4_address(
+        tmp_path: Path, ip: str, mapped: str) -> None:
+    """Found by review: `--ip ::ffff:127.0.0.1` was accepted, then failed "cannot listen on
+    [::ffff:127.0.0.1]:8888: Invalid argument" with a hint about --port."""
+    with pytest.raises(UsageError) as caught:
+        NotebookSettings(tmp_path, ip=ip)
+    assert (caught.value.message, caught.value.hint) == (
+        f"--ip {ip} is an IPv4 address written as IPv6 (IPv4-mapped), which cannot be "
+        "listened on", f"pass --ip {mapped}")
+
+
 def test_ipv6_wildcard_is_browsed_through_the_ipv6_loopback() -> None:
     token = "ab" * 32
     # Jupyter's sockets on :: are IPv6-only: 127.0.0.1 would not reach them.
@@ -612,6 +625,24 @@ def test_the_progress_bar_says_where_training_stopped(
     assert " done: 1 epoch, 4 steps in " in capsys.readouterr().out.strip().splitlines()[-1]
 
 
+def test_the_progress_bar_claims_no_stop_nor_time_left_before_training_began(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: a training refused before it began (RUN_DIR already holds a run)
+    left the bar at "stopped in epoch 1/1, at step 0/75", a stop that never happened, above
+    the error that says what did; and every bar began "about 0:00 left", before any step
+    was timed."""
+    from dlbox.errors import RunDirError
+    from dlbox.jupyter.progress import NotebookProgress
+
+    with pytest.raises(RunDirError), NotebookProgress(1, 75, min_interval_s=0):
+        raise RunDirError("myrun already holds a run, which finished")
+    lines = capsys.readouterr().out.strip().splitlines()  # outside IPython: printed lines
+    assert lines[0] == "[" + "." * 30 + "] epoch 1/1, step 0/75 (0 %), 0:00 elapsed"
+    assert lines[-1] == "[" + "." * 30 + "] training did not start"
+    assert "stopped" not in "\n".join(lines)
+    assert "about" in repr(ProgressView(3, 75, 1, 1, 6.0))  # once a step is timed
+
+
 def test_a_run_stopped_in_its_first_epoch_has_no_curves_to_plot(tmp_path: Path) -> None:
     """Found by review: the notebook's curves cell, after a stop in the first epoch, failed
     with a FileNotFoundError's traceback (no metrics.json yet)."""
@@ -688,6 +719,30 @@ def test_the_notebook_claims_its_run_folder_and_names_its_throwaway_one_as_hints
     assert "claim_default_run_dir(MODEL)" in source and "default_run_dir(MODEL)" not in (
         source.replace("claim_default_run_dir(MODEL)", ""))
     assert f'scratch_folder("{THROWAWAY_RUN_PREFIX}")' in source
+
+
+def test_in_dlbox_notebook_container_the_data_hint_says_to_fetch_on_the_host_and_restart(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: in `dlbox notebook --container` the notebook said "run `dlbox data
+    fetch` in a terminal, then re-run", but /data is mounted only when the container starts:
+    a fetch on the host was not seen, and one in JupyterLab's terminal was lost with the
+    container."""
+    from dlbox.jupyter.container import container_environment
+    from dlbox.jupyter.notebooks import how_to_get_cifar10
+    from dlbox.jupyter.settings import NOTEBOOK_CONTAINER_ENV
+
+    monkeypatch.delenv(NOTEBOOK_CONTAINER_ENV, raising=False)
+    assert how_to_get_cifar10() == ("To get the real photos, run `dlbox data fetch` in a "
+                                    "terminal, then re-run.")
+    env = container_environment({}, has_data=False)
+    assert env[NOTEBOOK_CONTAINER_ENV] == "1"
+    monkeypatch.setenv(NOTEBOOK_CONTAINER_ENV, env[NOTEBOOK_CONTAINER_ENV])
+    assert how_to_get_cifar10() == (
+        "To get the real photos, run `dlbox data fetch` on the host (not in this container), "
+        "then stop `dlbox notebook --container` and start it again: it mounts the data when "
+        "it starts.")
+    script = Path(__file__).parents[2] / "scripts" / "build_notebook.py"
+    assert "print(how_to_get_cifar10())" in script.read_text(encoding="utf-8")
 
 
 def test_a_notebook_server_inside_a_container_warns_that_its_url_is_the_containers(

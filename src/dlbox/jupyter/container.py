@@ -30,6 +30,7 @@ from dlbox.jupyter.server import (
     resolve_port,
 )
 from dlbox.jupyter.settings import (
+    NOTEBOOK_CONTAINER_ENV,
     NOTEBOOK_NAME,
     TOKEN_FILE_ENV,
     NotebookSettings,
@@ -88,6 +89,7 @@ def container_environment(host_env: dict[str, str], has_data: bool) -> dict[str,
         # images without one): as a subreaper it reaps as well, without warning in the log
         # that it is "not running as PID 1".
         "TINI_SUBREAPER": "1",
+        NOTEBOOK_CONTAINER_ENV: "1",  # the notebook's hint to get CIFAR-10 says where
     }
     if has_data:
         env["DLBOX_DATA"] = DATA_DIR

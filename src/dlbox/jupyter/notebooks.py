@@ -19,7 +19,7 @@ import platformdirs
 import dlbox
 from dlbox.errors import UsageError
 from dlbox.fileio import expand_user
-from dlbox.jupyter.settings import NOTEBOOK_NAME
+from dlbox.jupyter.settings import NOTEBOOK_CONTAINER_ENV, NOTEBOOK_NAME
 from dlbox.text import tell, use_wording
 
 
@@ -42,6 +42,14 @@ def _packaged_notebook() -> Path | None:
     return Path(str(candidate)) if candidate.is_file() else None
 
 
+def current_folder_gone() -> UsageError:
+    """The error for a current folder that was removed (review: "No such file or directory",
+    and "please report it")."""
+    return UsageError("the current folder no longer exists (it was removed or moved)",
+                      hint="cd to a folder that exists, or pass --notebook-dir an absolute "
+                           "path")
+
+
 def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Path:
     """The folder to serve.
 
@@ -50,13 +58,20 @@ def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Pat
     shipped in the package (see copy_packaged_notebook).
     """
     if arg is not None:
-        directory = expand_user(arg).resolve()
+        try:
+            directory = expand_user(arg).resolve()
+        except FileNotFoundError:  # relative, in a folder someone removed
+            raise current_folder_gone() from None
         if not directory.is_dir():
             raise UsageError(f"--notebook-dir {arg} is not a directory",
                              hint="create it, or leave --notebook-dir out to serve dlbox's "
                                   "notebooks folder")
         return directory
-    cwd = cwd or Path.cwd()
+    if cwd is None:
+        try:
+            cwd = Path.cwd()
+        except FileNotFoundError:  # a shell still in a folder someone removed
+            raise current_folder_gone() from None
     for candidate in (cwd / "notebooks", checkout_notebooks_dir()):
         if (candidate / NOTEBOOK_NAME).is_file():
             return candidate.resolve()
@@ -278,16 +293,42 @@ def removed_if_unsaved(run_dir: Path, claimed: bool = False) -> Iterator[None]:
     exist before is removed when training fails before its first checkpoint, as `dlbox
     train` removes its own (review: the notebook left an empty runs/<time>-<model>/ behind,
     as it names the folder it claimed to train()). A folder that existed, or that holds a
-    checkpoint, is kept."""
+    checkpoint, is kept.
+
+    A stop before training saved anything reads as the command line's "training stopped"
+    line, also one that came before training's own handler of the stop button (reading the
+    data: review saw a KeyboardInterrupt's traceback)."""
+    from dlbox.training.checkpoint import checkpoint_path
+    from dlbox.training.loop import TrainingStopped, discard_unsaved
+
     made_here = claimed or not run_dir.exists()
     try:
         yield
-    except BaseException:
-        if made_here:
-            from dlbox.training.loop import discard_unsaved
+    except BaseException as error:
+        # only a folder holding no more than a run's start
+        removed = made_here and discard_unsaved(run_dir)
+        stopped = error
+        if isinstance(error, KeyboardInterrupt) \
+                and not checkpoint_path(run_dir, "last").is_file():
+            stopped = TrainingStopped(run_dir, "interrupted", 130, saved_epoch=0)
+        if isinstance(stopped, TrainingStopped) and not stopped.resumable \
+                and not stopped.finished and (removed or not run_dir.exists()):
+            # not "it may reuse RUN_DIR": there is none
+            stopped.hint = "start again with the same command"
+        if stopped is error:
+            raise
+        raise stopped from None
 
-            discard_unsaved(run_dir)  # only a folder holding no more than a run's start
-        raise
+
+def how_to_get_cifar10() -> str:
+    """The notebook's line on how to get the real CIFAR-10. `dlbox notebook --container`
+    mounts the host's data at /data when it starts (review: a fetch on the host afterwards
+    was not seen, and one in JupyterLab's terminal went with the container)."""
+    if os.environ.get(NOTEBOOK_CONTAINER_ENV):
+        return ("To get the real photos, run `dlbox data fetch` on the host (not in this "
+                "container), then stop `dlbox notebook --container` and start it again: it "
+                "mounts the data when it starts.")
+    return "To get the real photos, run `dlbox data fetch` in a terminal, then re-run."
 
 
 def throwaway_run(run_dir: str | Path) -> bool:

@@ -26,25 +26,31 @@ class ProgressView:
     """What the bar shows at one moment (an object IPython can render as HTML or text)."""
 
     def __init__(self, done: int, total: int, epoch: int, epochs: int, elapsed_s: float,
-                 finished: bool = False, stopped: bool = False) -> None:
+                 finished: bool = False, stopped: bool = False,
+                 not_started: bool = False) -> None:
         self.done, self.total = done, max(1, total)
         self.epoch, self.epochs = epoch, epochs
         self.elapsed_s = elapsed_s
         self.finished = finished
         self.stopped = stopped
+        self.not_started = not_started  # failed or stopped before its first step
 
     def _caption(self) -> str:
         fraction = self.done / self.total
         if self.finished:
             return (f"done: {plural(self.epochs, 'epoch')}, {plural(self.total, 'step')} in "
                     f"{format_seconds(self.elapsed_s)}")
+        if self.not_started:  # the error below says why (review: "stopped ... at step 0")
+            return "training did not start"
         if self.stopped:
             return (f"stopped in epoch {self.epoch}/{self.epochs}, at step {self.done}/"
                     f"{self.total}, after {format_seconds(self.elapsed_s)}")
-        remaining = self.elapsed_s * (1 - fraction) / fraction if fraction > 0 else 0.0
-        return (f"epoch {self.epoch}/{self.epochs}, step {self.done}/{self.total} "
-                f"({100 * fraction:.0f} %), {format_seconds(self.elapsed_s)} elapsed, "
-                f"about {format_seconds(remaining)} left")
+        caption = (f"epoch {self.epoch}/{self.epochs}, step {self.done}/{self.total} "
+                   f"({100 * fraction:.0f} %), {format_seconds(self.elapsed_s)} elapsed")
+        if fraction == 0:  # no step timed yet: no guess (review: "about 0:00 left")
+            return caption
+        remaining = self.elapsed_s * (1 - fraction) / fraction
+        return f"{caption}, about {format_seconds(remaining)} left"
 
     def __repr__(self) -> str:
         width = 30
@@ -60,7 +66,8 @@ class ProgressView:
 class NotebookProgress:
     """Usage: `with NotebookProgress(epochs, steps) as bar: train(config, progress=False,
     stop=bar.update)`; the bar ends as "done", or as "stopped" where training was (the stop
-    button), not frozen with a time left (or call `bar.finish()` after the training)."""
+    button), or as "did not start" (refused, or stopped before its first step), not frozen
+    with a time left (or call `bar.finish()` after the training)."""
 
     def __init__(self, epochs: int, steps_per_epoch: int, min_interval_s: float = 0.5) -> None:
         self.epochs = epochs
@@ -71,6 +78,7 @@ class NotebookProgress:
         self.last_draw = 0.0
         self.handle: Any = None
         self.at = (1, 0)  # the last (epoch, step) training reached
+        self.began = False  # whether training reached its first step
         self._show(ProgressView(0, self.total, 1, epochs, 0.0))
 
     def _show(self, view: ProgressView) -> None:
@@ -90,6 +98,7 @@ class NotebookProgress:
         Returns False: never asks training to stop."""
         now = time.monotonic()
         self.at = (epoch, step)
+        self.began = True
         if now - self.last_draw >= self.min_interval_s:
             self.last_draw = now
             self._show(ProgressView(self._done(), self.total, epoch, self.epochs,
@@ -106,7 +115,8 @@ class NotebookProgress:
 
     def stopped(self) -> None:
         self._show(ProgressView(self._done(), self.total, self.at[0], self.epochs,
-                                time.monotonic() - self.started, stopped=True))
+                                time.monotonic() - self.started, stopped=self.began,
+                                not_started=not self.began))
 
     def __enter__(self) -> NotebookProgress:
         return self

@@ -22,6 +22,8 @@ DEFAULT_IP = "127.0.0.1"
 TOKEN_BYTES = 32  # secrets.token_hex(32): 64 hex characters, 256 bits
 TOKEN_FILE_ENV = "JUPYTER_TOKEN_FILE"
 TOKEN_ENV = "JUPYTER_TOKEN"  # must NOT reach the server: it would win over the file
+# Set in the container of `dlbox notebook --container`: its /data is mounted at the start
+NOTEBOOK_CONTAINER_ENV = "DLBOX_NOTEBOOK_CONTAINER"
 # Jupyter's own default hide_globs (jupyter_server's ContentsManager), plus the lock file a
 # dlbox run keeps in its run folder: nothing a notebook user opens or edits.
 HIDDEN_FILE_GLOBS = ("__pycache__", "*.pyc", "*.pyo", ".DS_Store", "*~", ".dlbox-run.lock")
@@ -78,11 +80,15 @@ def validate_ip(ip: str) -> str:
     if ip in ("localhost",):
         return ip
     try:
-        ipaddress.ip_address(ip)
+        address = ipaddress.ip_address(ip)
     except ValueError:
         raise UsageError(f"--ip {ip!r} is not an IP address",
                          hint="pass --ip 127.0.0.1 (this machine only) or --ip 0.0.0.0 "
                               "(all interfaces)") from None
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:  # review: accepted, then "cannot listen ...: Invalid argument"
+        raise UsageError(f"--ip {ip} is an IPv4 address written as IPv6 (IPv4-mapped), which "
+                         "cannot be listened on", hint=f"pass --ip {mapped}")
     return ip
 
 

@@ -1035,11 +1035,19 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
 
-    model = create_model(config.model, num_classes=len(classes), **config.model_kwargs)
-    model = to_device(model, device, channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                nesterov=config.nesterov and config.momentum > 0,
-                                weight_decay=config.weight_decay)
+    flag = StopFlag()
+    # A kernel's first optimizer imports torch._dynamo and sympy (seconds): a stop button
+    # pressed then waits for the import (review: one interrupted left sympy half loaded, and
+    # every later training in that kernel failed), and stops before the first step.
+    with stop_on_signals(flag):
+        model = create_model(config.model, num_classes=len(classes), **config.model_kwargs)
+        model = to_device(model, device, channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr,
+                                    momentum=config.momentum,
+                                    nesterov=config.nesterov and config.momentum > 0,
+                                    weight_decay=config.weight_decay)
+    if flag.signum is not None:
+        raise _stopped(run_dir, flag, saved_epoch=None if checkpoint is not None else 0)
     per_epoch = steps_per_epoch(len(train_set), config.batch_size)
     scheduler = make_scheduler(optimizer, config.schedule, config.epochs * per_epoch,
                                config.warmup_fraction)
@@ -1057,7 +1065,6 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
     # Whole splits live on the device; batches are cut from them by index.
     train_images = train_set.images.to(device)
     train_labels = train_set.labels.to(device)
-    flag = StopFlag()
 
     def should_stop(epoch: int, step: int) -> bool:
         # the callback hears of every step, also the one a signal stops at (review: the
