@@ -1059,3 +1059,140 @@ def test_a_scripts_interpreter_is_blamed_only_in_the_image_built_here(
     outcome = run.run_in_image(options, client=object())
     assert outcome.problem is not None
     assert outcome.problem.message.startswith("there is no command ./oldpy.py in p:latest")
+
+
+def test_a_script_added_since_the_build_is_not_blamed_on_its_interpreter(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: `new.py` (#!/usr/bin/env python3) added after the build was "./new.py
+    starts with #!/usr/bin/env, an interpreter that is not in IMG": the file here is not the
+    image's when the project's files changed since the build."""
+    from types import SimpleNamespace
+
+    from dlbox.container import run
+    from dlbox.container.context import project_digest
+    from dlbox.container.project import detect_project
+
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    built = project_digest(detect_project(tmp_path))
+    (tmp_path / "new.py").write_bytes(b"#!/usr/bin/env python3\nprint(1)\n")
+    tail = b"[FATAL tini (7)] exec ./new.py failed: No such file or directory\n"
+    monkeypatch.setattr(engine, "inspect_image", lambda client, name: {"Config": {"Labels": {
+        S.SOURCE_LABEL: S.source_id(tmp_path), S.FILES_LABEL: built}}})
+    monkeypatch.setattr(engine, "run_streaming", lambda *args, **kwargs: SimpleNamespace(
+        exit_code=127, stderr_tail=tail))
+    monkeypatch.setattr(run, "remove_orphaned", lambda *args: [])
+    options = RunOptions(image="p:latest", command=("./new.py",), here=tmp_path, named=True)
+    outcome = run.run_in_image(options, client=object())
+    assert outcome.exit_code == 127 and outcome.problem is not None
+    assert "interpreter" not in outcome.problem.message
+    assert outcome.problem.message == (
+        "./new.py cannot start in p:latest (No such file or directory): the project's files "
+        "changed since p:latest was built, so it may lack the file, or have another version "
+        "of it")
+    assert outcome.problem.hint == ("rebuild it first: dlbox image build --tag p:latest (with "
+                                    "the flags it was built with)")
+    # the files as they were built: the file here is the image's, its interpreter is named
+    (tmp_path / "new.py").unlink()
+    (tmp_path / "old.py").write_bytes(b"#!/usr/bin/python\nprint(1)\n")
+    monkeypatch.setattr(engine, "inspect_image", lambda client, name: {"Config": {"Labels": {
+        S.SOURCE_LABEL: S.source_id(tmp_path),
+        S.FILES_LABEL: project_digest(detect_project(tmp_path))}}})
+    tail = b"[FATAL tini (7)] exec ./old.py failed: No such file or directory\n"
+    options = RunOptions(image="p:latest", command=("./old.py",), here=tmp_path, named=True)
+    outcome = run.run_in_image(options, client=object())
+    assert outcome.problem is not None and outcome.problem.message == (
+        "./old.py starts with #!/usr/bin/python, an interpreter that is not in p:latest")
+
+
+def test_an_env_shebangs_missing_interpreter_is_the_name_env_looks_for(
+        tmp_path: Path) -> None:
+    """Found by review: `#!/usr/bin/env python2` was blamed on /usr/bin/env, which the image
+    has; env itself says the name it did not find (exit 127)."""
+    from dlbox.container.run import not_runnable
+
+    (tmp_path / "old.py").write_bytes(b"#!/usr/bin/env python2\nprint 1\n")
+    (tmp_path / "split.py").write_bytes(b"#!/usr/bin/env -S ruby -w\nputs 1\n")
+    for command, name, run_with, said in (
+            ("./old.py", "python2", "python3", "/usr/bin/env: 'python2': No such file or "
+                                               "directory\n"),
+            ("./split.py", "ruby", "ruby", "/usr/bin/env: \u2018ruby\u2019: No such file or "
+                                           "directory\n")):
+        error = not_runnable(said.encode(), RunOptions(
+            image="proj:latest", command=(command,), here=tmp_path), exit_code=127)
+        assert error is not None and error.exit_code == 127
+        assert error.message == (f"{command} starts with #!/usr/bin/env {name}, an "
+                                 f"interpreter that is not in proj:latest")
+        assert error.hint == (f"run it through one the image has (-- {run_with} {command}), "
+                              "or change its #! line (#!/usr/bin/env python3) and build again")
+    # a 127 of the script's own (env found python2, which then found no command): its own
+    assert not_runnable(b"sh: 1: foo: not found\n", RunOptions(
+        image="proj:latest", command=("./old.py",), here=tmp_path), exit_code=127) is None
+
+
+@pytest.mark.parametrize("command, noted", [
+    # review: missed since the note fired for python run by the shell only
+    (["sh", "-c", "cd src && timeout 2h python train.py"], True),
+    (["sh", "-c", "nice -n 10 python train.py"], True),
+    (["sh", "-c", "uv run python train.py"], True),
+    (["sh", "-c", "cd src\n\npython train.py"], True),
+    (["sh", "-c", "cd src;\npython train.py"], True),
+    (["sh", "-c", "env -i PATH=/opt/venv/bin python x.py"], True),
+    (["sh", "-c", "env -u CUDA_VISIBLE_DEVICES dlbox train"], True),
+    (["sh", "-c", "stdbuf -oL python3 train.py | tee log"], True),
+    (["sh", "-c", "cd src;\nexec python train.py"], False),
+    (["sh", "-c", "cd src &&\nexec timeout 2h python train.py"], False),
+    (["sh", "-c", "ls /usr/bin/python"], False),
+    (["sh", "-c", "echo python"], False),
+    (["sh", "-c", "timeout 5 ls /usr/bin/python"], False),
+])
+def test_the_exec_note_fires_past_wrappers_and_blank_lines(
+        command: list[str], noted: bool) -> None:
+    assert (shell_wrapper_note(command) is not None) == noted
+
+
+def test_a_dlbox_data_that_is_a_file_is_named_for_a_fetch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `DLBOX_DATA=<a file> dlbox image run -- dlbox data fetch` was
+    "--data <the file> is not a folder", though no --data was passed."""
+    from dlbox.cli import main
+    from dlbox.container import run
+
+    handed: list[RunOptions] = []
+    monkeypatch.setattr(run, "run_in_image",
+                        lambda options: handed.append(options) or run.RunOutcome(0))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f").write_text("x")
+    monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "f"))
+    runs = ["--runs", str(tmp_path / "runs")]
+    assert main(["image", "run", *runs, "--", "dlbox", "data", "fetch"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: DLBOX_DATA is {tmp_path / 'f'}, which is not a folder" in err
+    assert "--data" not in err.split("hint:")[0] and not handed
+    assert main(["image", "run", *runs, "--", "dlbox", "train"]) == 0  # the warning, as before
+    assert handed[-1].data_dir is None
+    assert capsys.readouterr().err.startswith(
+        f"warning: DLBOX_DATA is {tmp_path / 'f'}, which is not a folder")
+
+
+def test_help_of_a_dlbox_command_neither_makes_the_data_folder_nor_is_noted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `-- dlbox data fetch --help` made the data folder on the host, and
+    `-- dlbox train --help` got the no-data note."""
+    from dlbox.cli import main
+    from dlbox.container import run
+    from dlbox.container.run import dlbox_data_use
+
+    for command in (["dlbox", "data", "fetch", "--help"], ["dlbox", "train", "-h"],
+                    ["dlbox", "data", "check", "--help"]):
+        assert dlbox_data_use(command) is None
+    handed: list[RunOptions] = []
+    monkeypatch.setattr(run, "run_in_image",
+                        lambda options: handed.append(options) or run.RunOutcome(0))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DLBOX_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for command in (["dlbox", "data", "fetch", "--help"], ["dlbox", "train", "--help"]):
+        assert main(["image", "run", "--runs", str(tmp_path / "runs"), "--", *command]) == 0
+        assert handed[-1].data_dir is None and capsys.readouterr().err == ""

@@ -296,7 +296,8 @@ def _parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 def default_data_dir(command: list[str]) -> Path | None:
     """The data dir mounted at /data without --data: $DLBOX_DATA, else the user cache dir,
-    when it is a folder, or for `dlbox data fetch` (image run makes it). Else nothing is
+    when it is a folder, or a missing one for `dlbox data fetch` (image run makes it; a file
+    there is an error naming DLBOX_DATA, not a --data that was not given). Else nothing is
     mounted, which is said for a DLBOX_DATA that is no folder and for a dlbox command that
     reads the data (review: nothing was mounted without a word, and the container's hint
     sent the download into its own /data, gone with the container)."""
@@ -305,8 +306,13 @@ def default_data_dir(command: list[str]) -> Path | None:
 
     directory = resolve_data_dir(None)
     use = dlbox_data_use(command)
-    if directory.is_dir() or use == "fetch":
+    if directory.is_dir() or (use == "fetch" and not directory.exists()):
         return directory
+    if use == "fetch":  # a file: named by where it came from, not as a --data (review)
+        where = DATA_ENV_VAR if os.environ.get(DATA_ENV_VAR, "") else "the data folder"
+        raise UsageError(f"{where} is {directory}, which is not a folder",
+                         hint=f"set {DATA_ENV_VAR} to a folder (made if missing), or pass "
+                              "--data DIR")
     if os.environ.get(DATA_ENV_VAR, ""):
         print(f"warning: {DATA_ENV_VAR} is {directory}, which is not a folder, so no data is "
               f"mounted at /data: fetch into it first (dlbox data fetch), or set "

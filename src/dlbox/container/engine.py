@@ -464,6 +464,18 @@ def check_mount_sources(request: RunRequest) -> None:
                                  "exist", hint=MISSING_SOURCE_HINT)
 
 
+def shebang_interpreter(line: str) -> tuple[str, str]:
+    """The interpreter a #! line names, as shown ("/usr/bin/python", "/usr/bin/env python2")
+    and by its name ("python", "python2"): for `#!/usr/bin/env NAME` the one missing is NAME,
+    not env (review)."""
+    words = line[2:].split() or ["(none)"]
+    if words[0].rsplit("/", 1)[-1] == "env":
+        names = [word for word in words[1:] if not word.startswith("-") and "=" not in word]
+        if names:
+            return f"{words[0]} {names[0]}", names[0]
+    return words[0], words[0].rsplit("/", 1)[-1]
+
+
 class CommandNotRunnable(ContainerError):
     """The image cannot start the command (none by that name, or not executable): the exit
     code is the one a shell, and `docker run`, give: 127, or 126 for a file it may not run."""
@@ -484,10 +496,9 @@ class CommandNotRunnable(ContainerError):
                                  hint=f"convert it to Unix line endings: sed -i 's/\\r$//' "
                                       f"{here} (or dos2unix {here}), and build again")
                 return
-            interpreter = (line[2:].split() or ["(none)"])[0]
-            run_with = "python3" if "python" in interpreter.rsplit("/", 1)[-1] else \
-                interpreter.rsplit("/", 1)[-1]
-            super().__init__(f"{command} starts with #!{interpreter}, an interpreter that is "
+            shown, name = shebang_interpreter(line)
+            run_with = "python3" if "python" in name else name
+            super().__init__(f"{command} starts with #!{shown}, an interpreter that is "
                              f"not in {image}",
                              hint=f"run it through one the image has (-- {run_with} "
                                   f"{command}), or change its #! line (#!/usr/bin/env "

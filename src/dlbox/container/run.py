@@ -114,23 +114,47 @@ _SHELLS = {"sh", "bash", "dash", "zsh", "ash", "ksh"}
 
 
 _LONG_RUNNING = re.compile(r"(.*/)?(python[0-9.]*|dlbox|torchrun|accelerate)")
-# What ends a command in a shell script, and the words before a command's own name.
-_COMMAND_ENDS = {"&&", "||", ";", ";;", "|", "|&", "&", "(", ")", "\n", "{", "}", "!"}
-_COMMAND_PREFIXES = {"exec", "env", "nohup", "time", "if", "then", "elif", "else", "while",
-                     "until", "do"}
+# What ends a command in a shell script (shlex gives a run of these, ";\n", as one word),
+# and the words before a command's own name.
+_COMMAND_ENDS = {"{", "}", "!"}
+_END_RUN = re.compile(r"[;&|()\n]+")
+_COMMAND_PREFIXES = {"if", "then", "elif", "else", "while", "until", "do"}
+# Commands that run the command after their options (and the words named here) as theirs.
+_WRAPPERS = {"exec", "env", "nohup", "time", "command", "nice", "ionice", "timeout",
+             "stdbuf", "setsid", "uv", "poetry", "pipenv", "conda"}
+_WRAPPER_WORDS = re.compile(r"run|\d+(\.\d+)?[smhd]?")  # uv run, timeout 2h, nice -n 10
+_OPTIONS_WITH_VALUES = {"-n", "-u", "-C", "-s", "-k", "--unset", "--chdir", "--signal",
+                        "--kill-after", "--adjustment", "--with", "--project", "--name"}
+
+
+def _is_end(word: str) -> bool:
+    return word in _COMMAND_ENDS or bool(_END_RUN.fullmatch(word))
 
 
 def started_commands(words: Sequence[str]) -> list[str]:
     """The names of the commands a tokenized shell script starts: the first word of each,
-    past NAME=VALUE settings and exec / env / nohup (review: `ls /usr/bin/python` counted as
-    starting Python)."""
+    past NAME=VALUE settings and wrappers such as exec, env -i, nohup, timeout 2h, nice -n
+    10 or uv run (review: `ls /usr/bin/python` counted as starting Python)."""
     names: list[str] = []
-    at_start = True
+    at_start, wrapped, value_next = True, False, False
     for word in words:
-        if word in _COMMAND_ENDS:
-            at_start = True
-        elif at_start and not (word in _COMMAND_PREFIXES
-                               or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", word)):
+        if _is_end(word):
+            at_start, wrapped, value_next = True, False, False
+        elif not at_start:
+            continue
+        elif value_next:
+            value_next = False
+        elif word in _COMMAND_PREFIXES and not wrapped:
+            pass
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", word):
+            pass
+        elif word in _WRAPPERS:
+            wrapped = True
+        elif wrapped and word.startswith("-"):
+            value_next = word in _OPTIONS_WITH_VALUES
+        elif wrapped and _WRAPPER_WORDS.fullmatch(word):
+            pass
+        else:
             names.append(word)
             at_start = False
     return names
@@ -160,9 +184,12 @@ def shell_wrapper_note(command: Sequence[str]) -> str | None:
         return None
     if not any(_LONG_RUNNING.fullmatch(word) for word in started_commands(words)):
         return None
-    nested = {"(", "|", "|&", "&"} & set(words)
-    if not nested and any(word == "exec" and _LONG_RUNNING.fullmatch(after)
-                          for word, after in zip(words, words[1:], strict=False)):
+    nested = any(_END_RUN.fullmatch(word) and ("(" in word or "|" in word.replace("||", "")
+                                               or "&" in word.replace("&&", ""))
+                 for word in words)  # a subshell, a pipe, a command in the background
+    if not nested and any(word == "exec" and _LONG_RUNNING.fullmatch(
+            (started_commands(words[at + 1:]) or [""])[0])  # exec timeout 2h python: too
+                          for at, word in enumerate(words)):
         return None
     return ("note: through a shell, a stop (SIGTERM, and Ctrl-C when dlbox has no terminal) "
             "may reach only the shell, and the end of the container then kills the training "
@@ -172,11 +199,13 @@ def shell_wrapper_note(command: Sequence[str]) -> str | None:
 
 def dlbox_data_use(command: Sequence[str]) -> str | None:
     """How a command uses the data folder at /data: "fetch" for `dlbox data fetch`, "read"
-    for a dlbox command that reads it (train, evaluate, data check); None for any other, and
-    for one that is given a --data of its own."""
+    for a dlbox command that reads it (train, evaluate, data check); None for any other, for
+    one that is given a --data of its own, and for one asked for its -h/--help (review: that
+    made the data folder, or got the no-data note)."""
     if not command or PurePosixPath(command[0]).name != "dlbox":
         return None
-    if any(arg == "--data" or arg.startswith("--data=") for arg in command[1:]):
+    if any(arg in ("--data", "-h", "--help") or arg.startswith("--data=")
+           for arg in command[1:]):
         return None
     words = [arg for arg in command[1:] if not arg.startswith("-")][:2]
     if words == ["data", "fetch"]:
@@ -435,10 +464,12 @@ def run_in_image(options: RunOptions, client: Any = None,
               f"{options.project_dir.name!r}, not this one ({options.project_dir}): it runs "
               "that folder's code. Build this one with `dlbox image build --tag NAME:TAG`, "
               "or pass --tag", file=sys.stderr)
-    elif options.here is not None and not S.built_from_elsewhere(labels, options.here) \
-            and files_changed(labels, options.here):
-        rebuild = "dlbox image build" if options.project_dir is not None else \
-            f"dlbox image build --tag {options.image} (with the flags it was built with)"
+    rebuild = "dlbox image build" if options.project_dir is not None else \
+        f"dlbox image build --tag {options.image} (with the flags it was built with)"
+    changed = options.here is not None and not S.built_from_elsewhere(labels, options.here) \
+        and files_changed(labels, options.here)
+    if changed and not (options.project_dir is not None
+                        and S.built_from_elsewhere(labels, options.project_dir)):
         print(f"warning: the project's files changed since {options.image} was built: it "
               f"runs the code of its build. Rebuild it first: {rebuild}", file=sys.stderr)
     note = shell_wrapper_note(options.command)
@@ -478,7 +509,8 @@ def run_in_image(options: RunOptions, client: Any = None,
         # The project here is the image's /workspace unless another folder built the image.
         if options.here is not None and S.built_from_elsewhere(labels, options.here):
             options = dataclasses.replace(options, here=None)
-        problem = not_runnable(result.stderr_tail, options, result.exit_code)
+        problem = not_runnable(result.stderr_tail, options, result.exit_code,
+                               rebuild if changed else None)
     return RunOutcome(result.exit_code, problem)
 
 
@@ -510,20 +542,33 @@ def project_script(command: str, here: Path | None) -> tuple[str, str] | None:
     return first.rstrip(b"\n").decode(errors="replace"), str(script)
 
 
-def not_runnable(stderr_tail: bytes, options: RunOptions,
-                 exit_code: int = 127) -> ContainerError | None:
-    """The error for a command the image cannot start (tini's 'exec X failed', or a script
-    whose #! line ends in a CR, which `env` cannot find), or None when the command itself
-    exited with 126/127."""
+def not_runnable(stderr_tail: bytes, options: RunOptions, exit_code: int = 127,
+                 rebuild: str | None = None) -> ContainerError | None:
+    """The error for a command the image cannot start (tini's 'exec X failed', a script
+    whose #! line ends in a CR, or whose `#!/usr/bin/env NAME` names no program of the
+    image, which `env` says), or None when the command itself exited with 126/127.
+    `rebuild`: how to rebuild the image, when the project's files changed since its build:
+    the script here may then not be the image's (review: a script added since the build was
+    blamed on its interpreter)."""
     match = re.search(rb"\[FATAL tini \(\d+\)\] exec (.+?) failed: ([^\r\n]+)", stderr_tail)
     if not match:
         command = options.command[0] if options.command else ""
         shebang = project_script(command, options.here) if exit_code == 127 else None
-        if shebang is None or not shebang[0].endswith("\r"):
+        if shebang is None:
+            return None
+        name = engine.shebang_interpreter(shebang[0])[1]
+        env_said = re.search(rb"env: (?:'|\xe2\x80\x98)?" + re.escape(name.encode())
+                             + rb"(?:'|\xe2\x80\x99)?: No such file or directory", stderr_tail)
+        if not shebang[0].endswith("\r") and not env_said:
             return None
         return engine.CommandNotRunnable(command, "No such file or directory", options.image,
                                          S.WORKDIR, shebang)
     command = match.group(1).decode(errors="replace")
-    return engine.CommandNotRunnable(command, match.group(2).decode(errors="replace"),
-                                     options.image, S.WORKDIR,
-                                     project_script(command, options.here))
+    why = match.group(2).decode(errors="replace")
+    shebang = project_script(command, options.here)
+    if shebang is not None and rebuild is not None and "permission denied" not in why.lower():
+        return ContainerError(f"{command} cannot start in {options.image} ({why}): the "
+                              f"project's files changed since {options.image} was built, so "
+                              "it may lack the file, or have another version of it",
+                              hint=f"rebuild it first: {rebuild}")
+    return engine.CommandNotRunnable(command, why, options.image, S.WORKDIR, shebang)
