@@ -317,6 +317,21 @@ def test_auto_follows_the_host() -> None:
     assert B.choose_target(B.BuildRequest(), facts=lambda: CPU_HOST) == Target(cpu=True)
 
 
+@pytest.mark.parametrize("driver", ["540.4.0", "1005.23.01"])
+def test_a_probed_driver_is_not_checked_as_a_typed_one(driver: str) -> None:
+    """Found by review: `--gpu --compute-capability X` on a GPU host checked the driver
+    nvidia-smi printed as if the user had typed it: a Jetson's 540.4.0 was refused with
+    "pass it as nvidia-smi prints it", though no --driver was given."""
+    from dlbox.hostenv.resolve import normalize_target
+
+    request = B.BuildRequest(device="gpu", compute_capabilities=("8.7",))
+    target = B.choose_target(request, facts=lambda: gpu_host(driver, "8.7"))
+    assert normalize_target(target).driver == driver
+    with pytest.raises(UsageError, match="is not a version number"):  # typed: checked
+        normalize_target(B.choose_target(dataclasses.replace(request, driver="1005.23.01"),
+                                         facts=no_probe))
+
+
 def test_a_broken_driver_is_named_not_built_around() -> None:
     """Found by review: a GPU host whose driver failed (NVML mismatch after an upgrade,
     before the reboot) got a CPU image from the default --auto without a word, and --gpu
@@ -2005,7 +2020,10 @@ def test_offline_names_every_requirement_the_wheelhouse_lacks_at_once(
     assert hint.startswith("fill it on a machine with network: pip download ")
     assert hint.endswith("; or drop --offline")
     command = shlex.split(hint.split(": ", 1)[1].rsplit(";", 1)[0])
-    assert command[-3:] == ["idna", "rich>=13", "six"]
+    # every line that holds in the image, the framework's too: pip download skips the wheels
+    # that are there and fetches every dependency, so the next build finds them all
+    assert command[-6:] == ["idna", "numpy>=2", "numpy<3", "rich>=13", "six",
+                            "torch==2.13.0+cpu"]
     for flag in ("--only-binary=:all:", "--python-version", "3.11", "--platform",
                  "--extra-index-url", "https://download.pytorch.org/whl/cpu", "-d",
                  str(tmp_path)):
@@ -2021,7 +2039,34 @@ def test_offline_names_every_requirement_the_wheelhouse_lacks_at_once(
                        log=lambda line: None, python="3.11.2", wheel_index=None)
     assert "no wheel of typing-extensions for this image's Python" in info.value.message
     assert "--python-version 3.11" in (info.value.hint or "")
-    assert "'typing-extensions>=4'" in (info.value.hint or "")
+    assert (info.value.hint or "").endswith(" 'numpy>=2' torch==2.13.0+cpu; or drop --offline")
+
+
+def test_the_offline_download_hint_names_the_framework_whose_wheel_is_there(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Found by review: with torch's wheel in the wheelhouse and six missing, the hint's
+    `pip download` named six alone; after it the build failed on torch's dependencies
+    (filelock, sympy, ...), one a run."""
+    import shlex
+
+    from dlbox.container import engine
+    from dlbox.container.context import scan_wheelhouse
+
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    wheels = scan_wheelhouse(tmp_path)
+    offline = ("--no-index", "--find-links=/dlbox-resolve/wheelhouse")
+    monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
+        1, "", "ERROR: Could not find a version that satisfies the requirement six (from "
+               "versions: none)\nERROR: No matching distribution found for six\n"))
+    with pytest.raises(ContainerError) as info:
+        B.resolve_pins(object(), "img", ["six", "torch==2.13.0+cpu"], offline, wheels,
+                       log=lambda line: None, python="3.11.2",
+                       wheel_index="https://download.pytorch.org/whl/cpu")
+    assert info.value.message == ("--offline, but the wheelhouse has no wheel of six for this "
+                                  "image's Python and platform")
+    command = shlex.split((info.value.hint or "").split(": ", 1)[1].rsplit(";", 1)[0])
+    assert command[-2:] == ["six", "torch==2.13.0+cpu"], command
+    assert "--extra-index-url" in command and "--no-deps" not in command
 
 
 def test_a_companion_of_another_build_is_named_in_the_smoke_tests_hint() -> None:
@@ -2089,3 +2134,35 @@ def test_a_resolution_that_took_pypis_torchvision_beside_torch_cpu_is_refused(
     # on ARM, the CPU index's torchvision has no +cpu: nothing to say
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
     assert lock().pinned == tuple(pins)  # type: ignore[attr-defined]
+
+
+def test_the_resolve_step_gets_the_wheels_a_wheelhouse_links_to(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Found by review: a wheelhouse of symlinked wheels failed inside the resolve step with
+    "No such file or directory: '/tmp/dlbox-resolve/wheelhouse/torch-...whl'": the tar held
+    the links, not the wheels."""
+    import tarfile
+
+    from dlbox.container import engine
+    from dlbox.container.context import scan_wheelhouse
+
+    store, house = tmp_path / "store", tmp_path / "house"
+    store.mkdir()
+    house.mkdir()
+    name = "six-1.17.0-py2.py3-none-any.whl"
+    (store / name).write_bytes(b"the wheel")
+    (house / name).symlink_to(store / name)
+    seen: dict[str, tuple[bool, bytes]] = {}
+
+    def run_captured(*args: object, archive: Path | None = None,
+                     **kwargs: object) -> engine.Captured:
+        assert archive is not None
+        with tarfile.open(archive) as tar:
+            member = tar.getmember(f"dlbox-resolve/wheelhouse/{name}")
+            stream = tar.extractfile(member) if member.isfile() else None
+            seen[name] = (member.isfile(), stream.read() if stream else b"")
+        return engine.Captured(0, 'DLBOX_RESOLVE {"python": "3.11.2", "install": []}', "")
+
+    monkeypatch.setattr(engine, "run_captured", run_captured)
+    B.resolve_pins(object(), "img", ["six"], (), scan_wheelhouse(house), log=lambda line: None)
+    assert seen[name] == (True, b"the wheel")

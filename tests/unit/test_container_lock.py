@@ -915,7 +915,9 @@ def test_plan_refuses_a_lock_whose_pins_lack_a_requirement(tmp_path: Path) -> No
     assert "--relock" in (info.value.hint or "")
 
 
-@pytest.mark.parametrize("pin", ["not a pin!!", "six", "six>=1.0", "", "six==1.0; junk"])
+@pytest.mark.parametrize("pin", ["not a pin!!", "six", "six>=1.0", "", "six==1.0; junk",
+                                 "wheel==0.*", 'requests==2.34.2; python_version >= "3.8"',
+                                 "six==1.0,<2"])
 def test_a_malformed_pin_is_refused_when_the_lock_is_read(tmp_path: Path, pin: str) -> None:
     """Found by review: a pin pip cannot read passed read_lock and --dry-run, and the build
     failed at pip install with "Invalid requirement" and a generic hint."""
@@ -928,3 +930,32 @@ def test_a_malformed_pin_is_refused_when_the_lock_is_read(tmp_path: Path, pin: s
     assert str(path) in info.value.message and repr(pin) in info.value.message
     assert "\n" not in info.value.message
     assert "--relock" in (info.value.hint or "")
+
+
+def test_an_arbitrary_equality_pin_is_read_as_its_version(tmp_path: Path) -> None:
+    """Found by review: `name===version` passed read_lock, but its version was read as
+    "=4.16.0", so a good lock was called stale."""
+    reqs = ("typing-extensions>=4", "torch>=2.0")
+    entry = make_entry(project_requirements=reqs,
+                       pinned=("torch==2.14.1+cu126", "typing-extensions===4.16.0"))
+    path = tmp_path / LOCK_FILE
+    write_lock(path, {"torch-gpu": entry})
+    assert read_lock(path)["torch-gpu"] == entry
+    assert pinned_version(entry.pinned, "typing-extensions") == "4.16.0"
+    assert stale_reasons(entry, reqs, entry.project_pip_options) == []
+
+
+def test_a_legacy_version_pin_dlbox_wrote_is_read_back(tmp_path: Path) -> None:
+    """Found by review: the image's pip (<24.1) may lock a version that is not PEP 440
+    (`foo==1.0-SNAPSHOT`); refusing it on the next read made every relock write it again."""
+    reqs = ("foo>=1", "torch>=2.0")
+    pins = pins_from_report({"install": [
+        {"metadata": {"name": "foo", "version": "1.0-SNAPSHOT"}},
+        {"metadata": {"name": "torch", "version": "2.14.1+cu126"}}]})
+    assert pins == ("foo==1.0-SNAPSHOT", "torch==2.14.1+cu126")
+    entry = make_entry(project_requirements=reqs, pinned=pins)
+    path = tmp_path / LOCK_FILE
+    write_lock(path, {"torch-gpu": entry})
+    assert read_lock(path)["torch-gpu"] == entry
+    assert pinned_version(entry.pinned, "foo") == "1.0-SNAPSHOT"
+    assert stale_reasons(entry, reqs, entry.project_pip_options) == []  # cannot tell: kept

@@ -476,6 +476,8 @@ def test_tensorflow_with_a_cuda_no_release_has_says_so() -> None:
     ("525", "a driver branch", "525.60.13"),
     ("450", "a driver branch", "nvidia-smi"),
     ("5500.54.15", "is not a version number", "nvidia-smi"),
+    ("540.4.0.1", "is not a version number", "nvidia-smi"),
+    ("540.", "is not a version number", "nvidia-smi"),
 ])
 def test_driver_versions_that_are_not_nvidia_linux_drivers_are_refused(
         driver: str, needle: str, hint: str) -> None:
@@ -485,6 +487,6 @@ def test_driver_versions_that_are_not_nvidia_linux_drivers_are_refused(
 
 
 @pytest.mark.parametrize("driver", ["418.39", "535.104.05", "580.95.05", "470.256.02",
-                                    "384.130", " 550.54.15 "])
+                                    "384.130", " 550.54.15 ", "540.4.0", "540.3.0"])
 def test_real_driver_versions_are_accepted(driver: str) -> None:
     assert resolve_build("tensorflow", Target(driver=driver)).variant != "cpu"

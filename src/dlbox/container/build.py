@@ -137,7 +137,7 @@ def host_facts() -> Any:
 def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Any:
     """The resolver Target for the request; probes this host only when it has to."""
     from dlbox.hostenv.report import broken_driver_error
-    from dlbox.hostenv.resolve import Target
+    from dlbox.hostenv.resolve import ProbedDriver, Target
 
     if request.device not in DEVICES:
         raise UsageError(f"unknown device {request.device!r}", hint="use --cpu, --gpu or --auto")
@@ -170,7 +170,7 @@ def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) 
                              hint="add --driver VERSION (or build on the GPU machine)")
         return Target(cpu=True)
     caps = request.compute_capabilities or nvidia.compute_capabilities
-    return Target(driver=nvidia.driver_version, compute_capabilities=tuple(caps),
+    return Target(driver=ProbedDriver(nvidia.driver_version), compute_capabilities=tuple(caps),
                   cuda=request.cuda, listed=not request.compute_capabilities)
 
 
@@ -1179,7 +1179,8 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
             import tarfile
 
             archive = Path(tmp) / "wheelhouse.tar"
-            with tarfile.open(archive, "w") as tar:
+            # dereference: a wheelhouse of links to wheels elsewhere gives the files
+            with tarfile.open(archive, "w", dereference=True) as tar:
                 for dist in wheels:
                     tar.add(dist.path, f"dlbox-resolve/wheelhouse/{dist.path.name}")
         request = engine.RunRequest(
@@ -1211,14 +1212,17 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
     target = download_target(python, wheel_index) if python else ""
     missing = missing_requirement(said, offline_in, target)
     absent = offline_absent(requirements, wheels, python) if offline_in else []
-    if missing is not None and offline_in is not None and len(absent) > 1:
+    if missing is not None and offline_in is not None:
         import shlex
 
-        # pip stops at the first wheel it lacks: name every top-level line at once
+        # pip stops at the first wheel it lacks: name every top-level line at once, and
+        # download every line, the framework's too (its wheel may be there, its dependencies
+        # not): pip download skips the files it has and fetches all their dependencies
+        every = offline_lines(requirements, python)
         missing = (f"--offline, but the wheelhouse has no wheel of {', '.join(absent)} for "
-                   "this image's Python and platform",
+                   "this image's Python and platform" if len(absent) > 1 else missing[0],
                    f"fill it on a machine with network: pip download{target} -d "
-                   f"{shlex.quote(offline_in)} {' '.join(shlex.quote(line) for line in absent)}"
+                   f"{shlex.quote(offline_in)} {' '.join(shlex.quote(line) for line in every)}"
                    "; or drop --offline")
     if missing is not None and (proxy := S.proxy_failure_hint(said.splitlines())) is not None:
         # no version found because the proxy let pip reach no index (a retry's warning that
@@ -1301,6 +1305,40 @@ def source_build_failure(stdout: str, stderr: str) -> tuple[str, str] | None:
                "package) that has a wheel for this platform")
 
 
+def _holds_in_image(requirement: Any, python: str | None) -> bool | None:
+    """Whether a requirement's marker holds in the image (True without one); None when dlbox
+    cannot tell (the image's Python unknown, an undefined or odd marker: pip decides)."""
+    if requirement.marker is None:
+        return True
+    if python is None:
+        return None
+    try:
+        return bool(requirement.marker.evaluate({
+            "python_version": ".".join(python.split(".")[:2]),
+            "python_full_version": python, "sys_platform": "linux",
+            "platform_system": "Linux", "os_name": "posix"}))
+    except Exception:
+        return None
+
+
+def offline_lines(requirements: Sequence[str], python: str | None) -> list[str]:
+    """The lines of `requirements` (markers left off) a `pip download` for the image fetches:
+    all but those whose marker does not hold in the image, and URLs but a wheel's."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    lines: list[str] = []
+    for line in requirements:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.url and not requirement.url.split("#")[0].endswith(".whl"):
+            continue  # a source tree or VCS URL: --only-binary fetches none
+        if _holds_in_image(requirement, python) is not False:
+            lines.append(line.split(";")[0].strip())
+    return lines
+
+
 def offline_absent(requirements: Sequence[str], wheels: Sequence[Distribution],
                    python: str | None) -> list[str]:
     """The lines of `requirements` (markers left off) that no file of the wheelhouse meets,
@@ -1314,19 +1352,8 @@ def offline_absent(requirements: Sequence[str], wheels: Sequence[Distribution],
             requirement = Requirement(line)
         except InvalidRequirement:
             continue
-        if requirement.url:
+        if requirement.url or not _holds_in_image(requirement, python):
             continue
-        if requirement.marker is not None:
-            if python is None:
-                continue
-            try:
-                if not requirement.marker.evaluate({
-                        "python_version": ".".join(python.split(".")[:2]),
-                        "python_full_version": python, "sys_platform": "linux",
-                        "platform_system": "Linux", "os_name": "posix"}):
-                    continue
-            except Exception:  # an undefined or odd marker: pip decides
-                continue
         name = normalize_name(requirement.name)
         if not any(dist.name == name and dist.fits_python(python)
                    and requirement.specifier.contains(dist.version, prereleases=True)

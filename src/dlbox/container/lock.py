@@ -189,14 +189,38 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
 def _is_pin(line: str) -> bool:
     """Whether a lock's `pinned` line is one pins_from_report writes: `name==version` or
     `name @ url`, as pip reads it."""
+    return _pin_parts(line) is not None
+
+
+# `name==version` as the image's pip (<24.1) may write it for a version that is not PEP 440
+# ("1.0-SNAPSHOT"): a pin all the same, which dlbox must read back
+_LEGACY_PIN = re.compile(
+    r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;,*=<>!~][^\s;,*]*)\s*")
+
+
+def _pin_parts(line: str) -> tuple[str, str | None] | None:
+    """(normalised name, version) of a pin: one `==` (no wildcard) or `===` specifier, or
+    `name @ url` (version None); None for anything else. dlbox writes pins without markers
+    or extras (pins_from_report), so a line with them is no pin."""
     from packaging.requirements import InvalidRequirement, Requirement
+
+    from dlbox.container.project import normalize_name
 
     try:
         requirement = Requirement(line)
     except InvalidRequirement:
-        return False
-    operators = [spec.operator for spec in requirement.specifier]
-    return bool(requirement.url) or operators in (["=="], ["==="])
+        legacy = _LEGACY_PIN.fullmatch(line)
+        return (normalize_name(legacy.group(1)), legacy.group(2)) if legacy else None
+    if requirement.marker is not None or requirement.extras:
+        return None
+    name = normalize_name(requirement.name)
+    if requirement.url:
+        return name, None
+    specifiers = list(requirement.specifier)
+    if len(specifiers) == 1 and (specifiers[0].operator == "===" or (
+            specifiers[0].operator == "==" and not specifiers[0].version.endswith("*"))):
+        return name, specifiers[0].version
+    return None
 
 
 def _refuse_another_file(path: Path) -> None:
@@ -262,11 +286,13 @@ def pins_from_report(report: dict[str, Any]) -> tuple[str, ...]:
 
 
 def pinned_version(pins: tuple[str, ...], name: str) -> str | None:
-    from dlbox.container.project import normalize_name, requirement_name
+    """The version `pins` pin `name` to; None when they pin it as `name @ url`, or not."""
+    from dlbox.container.project import normalize_name
 
     for pin in pins:
-        if requirement_name(pin) == normalize_name(name) and "==" in pin:
-            return pin.split("==", 1)[1].strip()
+        parts = _pin_parts(pin)
+        if parts and parts[0] == normalize_name(name) and parts[1] is not None:
+            return parts[1]
     return None
 
 
@@ -350,9 +376,22 @@ def _uncovered(line: str, entry: LockEntry) -> str | None:
     if not any(requirement_name(pin) == name for pin in entry.pinned):
         return "not in the lock"
     version = pinned_version(entry.pinned, name)  # None: pinned as `name @ url`
-    if version is not None and not requirement.specifier.contains(version, prereleases=True):
+    if version is not None and _pep440(version) \
+            and not requirement.specifier.contains(version, prereleases=True):
         return f"the lock pins {requirement.name} {version}"
     return None
+
+
+def _pep440(version: str) -> bool:
+    """Whether a pinned version is one a specifier can compare (a legacy one, as old pip
+    locks it, is not: dlbox cannot tell whether it meets a requirement)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        Version(version)
+    except InvalidVersion:
+        return False
+    return True
 
 
 def requirement_changes(entry: LockEntry, project_requirements: Sequence[str],

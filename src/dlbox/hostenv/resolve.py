@@ -80,7 +80,9 @@ class ResolvedBuild:
 def normalize_target(target: Target) -> Target:
     """Check and normalise a target; bad values raise UsageError naming the flag to fix."""
     driver = target.driver.strip() if target.driver else None
-    if driver is not None and not target.listed:  # a probed driver is one nvidia-smi printed
+    if isinstance(target.driver, ProbedDriver):  # kept so: nvidia-smi printed it
+        driver = ProbedDriver(driver)
+    elif driver is not None and not target.listed:  # a probed driver is one nvidia-smi printed
         check_driver_form(driver)
     caps: list[str] = []
     for value in target.compute_capabilities:
@@ -128,8 +130,14 @@ def normalize_target(target: Target) -> Target:
                   python=python, cuda=cuda, version=version, listed=target.listed)
 
 
-# NVIDIA Linux drivers: 418.39, 384.130, 535.104.05, 580.95.05 (nvidia-smi's "Driver Version")
-_LINUX_DRIVER = re.compile(r"[1-9]\d{2}\.\d{2,3}(\.\d{2,3})?")
+class ProbedDriver(str):
+    """A driver version as this host's nvidia-smi printed it (a Target's `driver`): never
+    checked for form as a typed --driver is, whatever GPUs the target names."""
+
+
+# NVIDIA Linux drivers: 418.39, 384.130, 535.104.05, 580.95.05 (nvidia-smi's "Driver Version"),
+# JetPack's 540.4.0
+_LINUX_DRIVER = re.compile(r"[1-9]\d{2}\.\d{1,3}(\.\d{1,3})?")
 # Windows' form of the same driver (Device Manager, DXDIAG): 32.0.15.6636 is 566.36, its
 # last five digits
 _WINDOWS_DRIVER = re.compile(r"\d{2}\.0\.(\d{2})\.(\d{4})")
