@@ -668,3 +668,35 @@ def test_a_dockerignore_with_a_byte_order_mark_keeps_its_first_pattern(tmp_path:
     strips the BOM)."""
     (tmp_path / ".dockerignore").write_bytes("\ufeffnotes\n*.log\n".encode())
     assert project_patterns(tmp_path)[len(DEFAULT_PATTERNS):] == ("notes", "*.log")
+
+
+def test_an_arbitrary_equality_pin_finds_its_wheel(tmp_path: Path) -> None:
+    """Found by re-review: `name===version` (a pin the lock accepts) was split on its first
+    '==' and read as version '=4.12.2', so an --offline build said the wheel was missing."""
+    house = tmp_path / "wheels"
+    write(house / "typing_extensions-4.12.2-py3-none-any.whl")
+    selected, uncovered = wheels_for_pins(scan_wheelhouse(house),
+                                          ["typing_extensions===4.12.2"], "3.11.2")
+    assert [d.path.name for d in selected] == ["typing_extensions-4.12.2-py3-none-any.whl"]
+    assert uncovered == ()
+
+
+def test_a_wheel_the_wheelhouse_links_to_travels_as_the_file(project_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """Found by re-review: a wheelhouse of symlinks (`ln -s /opt/wheels/*.whl`) put the links
+    into the build context, pointing at nothing inside it."""
+    import tarfile
+
+    real = tmp_path / "store" / "six-1.17.0-py2.py3-none-any.whl"
+    real.parent.mkdir()
+    real.write_bytes(b"the wheel")
+    link = tmp_path / "house" / real.name
+    link.parent.mkdir()
+    link.symlink_to(real)
+    tar_path = write_context(tmp_path / "c.tar", detect_project(project_dir), "", "",
+                             wheels=[link]).path
+    with tarfile.open(tar_path) as tar:
+        member = tar.getmember(f"{S.CONTEXT_WHEELHOUSE}/{real.name}")
+        assert member.isfile()
+        extracted = tar.extractfile(member)
+        assert extracted is not None and extracted.read() == b"the wheel"

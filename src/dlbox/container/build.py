@@ -23,11 +23,11 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlbox import __version__
 from dlbox.container import engine
@@ -78,6 +78,9 @@ from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
 from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
 from dlbox.fileio import check_writable, expand_user
 from dlbox.text import has_url_credentials, listed, redact_url_credentials, shell_quote
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 Log = Callable[[str], None]
 RESOLVE_TIMEOUT_S = 900
@@ -1321,21 +1324,26 @@ def _holds_in_image(requirement: Any, python: str | None) -> bool | None:
         return None
 
 
+def _parsed(requirements: Sequence[str]) -> Iterator[tuple[str, Requirement]]:
+    """Each line dlbox can read as a requirement: (the line without its marker, parsed)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for line in requirements:
+        try:
+            yield line.split(";")[0].strip(), Requirement(line)
+        except InvalidRequirement:
+            continue
+
+
 def offline_lines(requirements: Sequence[str], python: str | None) -> list[str]:
     """The lines of `requirements` (markers left off) a `pip download` for the image fetches:
     all but those whose marker does not hold in the image, and URLs but a wheel's."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     lines: list[str] = []
-    for line in requirements:
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            continue
+    for line, requirement in _parsed(requirements):
         if requirement.url and not requirement.url.split("#")[0].endswith(".whl"):
             continue  # a source tree or VCS URL: --only-binary fetches none
         if _holds_in_image(requirement, python) is not False:
-            lines.append(line.split(";")[0].strip())
+            lines.append(line)
     return lines
 
 
@@ -1344,21 +1352,15 @@ def offline_absent(requirements: Sequence[str], wheels: Sequence[Distribution],
     """The lines of `requirements` (markers left off) that no file of the wheelhouse meets,
     for the image's Python when known. Lines dlbox cannot judge (a URL, a marker it cannot
     evaluate) count as met."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     absent: list[str] = []
-    for line in requirements:
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            continue
+    for line, requirement in _parsed(requirements):
         if requirement.url or not _holds_in_image(requirement, python):
             continue
         name = normalize_name(requirement.name)
         if not any(dist.name == name and dist.fits_python(python)
                    and requirement.specifier.contains(dist.version, prereleases=True)
                    for dist in wheels):
-            absent.append(line.split(";")[0].strip())
+            absent.append(line)
     return absent
 
 

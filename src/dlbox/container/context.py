@@ -35,8 +35,8 @@ from dlbox.container.dockerignore import (
     project_patterns,
     render_dockerignore,
 )
-from dlbox.container.lock import LOCK_FILE, is_dlbox_lock
-from dlbox.container.project import Project, normalize_name
+from dlbox.container.lock import LOCK_FILE, is_dlbox_lock, pin_parts
+from dlbox.container.project import Project
 from dlbox.errors import ContainerError, UsageError
 from dlbox.fileio import expand_user
 from dlbox.text import shell_quote
@@ -113,11 +113,12 @@ def wheels_for_pins(dists: Sequence[Distribution], pins: Sequence[str],
     selected: list[Distribution] = []
     uncovered: list[str] = []
     for pin in pins:
-        if "==" not in pin:
+        parts = pin_parts(pin)  # `name===version` too; None: no version (a URL) or no pin
+        if parts is None or parts[1] is None:
             uncovered.append(pin)
             continue
-        name, version = (part.strip() for part in pin.split("==", 1))
-        matches = [d for d in dists if d.name == normalize_name(name)
+        name, version = parts
+        matches = [d for d in dists if d.name == name
                    and _same_version(d.version, version) and d.fits_python(python)]
         if matches:
             selected.extend(m for m in matches if m not in selected)
@@ -462,8 +463,9 @@ def write_context(
         if wheels:
             _add_dir(tar, S.CONTEXT_WHEELHOUSE)
             for wheel in wheels:
-                tar.add(wheel, f"{S.CONTEXT_WHEELHOUSE}/{wheel.name}", recursive=False,
-                        filter=_normalise)
+                # the file a link points at (a wheelhouse of `ln -s`), not the link
+                tar.add(wheel.resolve(), f"{S.CONTEXT_WHEELHOUSE}/{wheel.name}",
+                        recursive=False, filter=_normalise)
                 total += wheel.stat().st_size
                 files += 1
         if ca_cert is not None:

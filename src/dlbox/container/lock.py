@@ -189,7 +189,7 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
 def _is_pin(line: str) -> bool:
     """Whether a lock's `pinned` line is one pins_from_report writes: `name==version` or
     `name @ url`, as pip reads it."""
-    return _pin_parts(line) is not None
+    return pin_parts(line) is not None
 
 
 # `name==version` as the image's pip (<24.1) may write it for a version that is not PEP 440
@@ -198,7 +198,7 @@ _LEGACY_PIN = re.compile(
     r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;,*=<>!~][^\s;,*]*)\s*")
 
 
-def _pin_parts(line: str) -> tuple[str, str | None] | None:
+def pin_parts(line: str) -> tuple[str, str | None] | None:
     """(normalised name, version) of a pin: one `==` (no wildcard) or `===` specifier, or
     `name @ url` (version None); None for anything else. dlbox writes pins without markers
     or extras (pins_from_report), so a line with them is no pin."""
@@ -290,7 +290,7 @@ def pinned_version(pins: tuple[str, ...], name: str) -> str | None:
     from dlbox.container.project import normalize_name
 
     for pin in pins:
-        parts = _pin_parts(pin)
+        parts = pin_parts(pin)
         if parts and parts[0] == normalize_name(name) and parts[1] is not None:
             return parts[1]
     return None
