@@ -113,11 +113,10 @@ def wheels_for_pins(dists: Sequence[Distribution], pins: Sequence[str],
     selected: list[Distribution] = []
     uncovered: list[str] = []
     for pin in pins:
-        parts = pin_parts(pin)  # `name===version` too; None: no version (a URL) or no pin
-        if parts is None or parts[1] is None:
+        name, version = pin_parts(pin) or ("", None)  # `name===version` too
+        if version is None:  # a URL, or no pin
             uncovered.append(pin)
             continue
-        name, version = parts
         matches = [d for d in dists if d.name == name
                    and _same_version(d.version, version) and d.fits_python(python)]
         if matches:
