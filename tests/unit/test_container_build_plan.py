@@ -2166,3 +2166,72 @@ def test_the_resolve_step_gets_the_wheels_a_wheelhouse_links_to(
     monkeypatch.setattr(engine, "run_captured", run_captured)
     B.resolve_pins(object(), "img", ["six"], (), scan_wheelhouse(house), log=lambda line: None)
     assert seen[name] == (True, b"the wheel")
+
+
+def test_a_tensorflow_and_cuda_build_gets_a_base_whose_python_its_extra_installs_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review: 2.14.1 (and-cuda) on python:3.11-slim, where its tensorrt==8.5.3.1 has no
+    # wheels. On 3.11 the choice is 2.13 (cuda-system), so the base is CUDA 11.8's image,
+    # whose Python 3.10 the and-cuda extra of 2.14 installs on: the build the real build makes.
+    monkeypatch.delenv(S.BASE_IMAGE_ENV, raising=False)
+    write(tmp_path / "requirements.txt", "tensorflow\n")
+    request = B.BuildRequest(project_dir=tmp_path, device="gpu", driver="470.256.02",
+                             compute_capabilities=("6.1",))
+    p = B.plan(request, no_probe)
+    first = B.first_choice(p)
+    assert first.variant == "cuda-system"
+    assert B.default_base_image(first) == "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
+    dockerfile, notes = B.dry_run(request, facts=no_probe)
+    assert "FROM nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04 AS system" in dockerfile
+    assert notes[0] == ("tensorflow 2.14.1 (and-cuda) for GPU, base "
+                        "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"), notes[0]
+    assert "NVIDIA_DISABLE_REQUIRE=1" in dockerfile  # FROM nvidia/cuda, whatever the variant
+
+
+def test_a_dry_run_does_not_refuse_on_the_assumed_python_of_a_base_image(
+        tmp_path: Path) -> None:
+    # Review: "none of them supports Python 3.11, the base image's" for an nvidia/cuda image
+    # of Python 3.8: 3.11 was assumed; the build probes the image's Python first.
+    write(tmp_path / "requirements.txt", "tensorflow==2.11.1\n")
+    base = "nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04"
+    dockerfile, notes = B.dry_run(B.BuildRequest(project_dir=tmp_path, device="gpu",
+                                                 driver="550.54.15", base_image=base),
+                                  facts=no_probe)
+    assert f"FROM {base} AS system" in dockerfile
+    assert notes[0].startswith("tensorflow 2.11.1 (cuda-system) for GPU")
+    assert any(f"the Python of {base} is checked when the build probes the image" in note
+               for note in notes), notes
+    assert not any("assuming Python 3.11" in note for note in notes)
+
+
+def test_no_build_for_a_cuda_system_python_names_a_cuda_image() -> None:
+    target = Target(driver="550.54.15", compute_capabilities=("8.6",), python="3.11")
+    with pytest.raises(HostEnvError) as info:
+        B.resolve_pinned("tensorflow", target, "2.11.1")
+    assert "nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04" in (info.value.hint or "")
+    assert "slim-bookworm" not in (info.value.hint or "")
+    cpu = Target(cpu=True, python="3.12")  # a CPU build still gets python's own image
+    with pytest.raises(HostEnvError) as info:
+        B.resolve_pinned("tensorflow", cpu, "2.11.1")
+    assert "python:3.10-slim-bookworm" in (info.value.hint or "")
+
+
+def test_a_second_framework_in_the_project_is_named_as_not_getting_a_gpu_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Review: torch and tensorflow listed: torch got the GPU build, tensorflow stayed as
+    # written (no [and-cuda]) and ran on the CPU, with no word of it.
+    from dlbox.cli import main
+
+    monkeypatch.delenv(S.BASE_IMAGE_ENV, raising=False)
+    write(tmp_path / "requirements.txt", "torch==2.7.1\ntensorflow==2.17.1\n")
+    request = B.BuildRequest(project_dir=tmp_path, device="gpu", driver="550.54.15")
+    _, notes = B.dry_run(request, facts=no_probe)
+    warning = ("warning: the project also requires tensorflow, which keeps its line as "
+               "written: only torch gets a GPU build")
+    assert any(note.startswith(warning) for note in notes), notes
+    assert main(["image", "build", str(tmp_path), "--gpu", "--driver", "550.54.15",
+                 "--dry-run"]) == 0
+    assert f"# {warning}" in capsys.readouterr().err
+    _, cpu = B.dry_run(dataclasses.replace(request, device="cpu", driver=None), facts=no_probe)
+    assert not any("also requires" in note for note in cpu)

@@ -657,3 +657,12 @@ def test_the_project_with_extras_in_requirements_names_extras(tmp_path: Path,
     assert "wheelhouse" not in (info.value.hint or "")
     write(tmp_path / "requirements.txt", "rich\n-e .\n.\n")  # the project itself: fine
     assert detect_project(tmp_path).requirements == ("rich",)
+
+
+def test_the_frameworks_a_project_lists_besides_the_one_built() -> None:
+    from dlbox.container.project import other_frameworks
+
+    lines = ("torch==2.7.1", "tensorflow==2.17.1", "numpy")
+    assert other_frameworks(lines, "torch") == ("tensorflow",)
+    assert other_frameworks(lines, "tensorflow") == ("torch",)
+    assert other_frameworks(("torch", "torchvision"), "torch") == ()

@@ -187,6 +187,21 @@ def test_gpu_image_sets_nvidia_env_and_cpu_image_does_not() -> None:
     assert 'dlbox.device="gpu"' in gpu and 'dlbox.device="cpu"' in cpu
 
 
+def test_an_image_from_nvidia_cuda_turns_off_its_driver_requirement() -> None:
+    # Review: nvidia/cuda:11.8.0 sets NVIDIA_REQUIRE_CUDA "cuda>=11.8 brand=tesla,driver>=450,
+    # driver<451 ...", so the toolkit refused drivers 455-469 that dlbox accepts under
+    # minor-version compatibility ("unsatisfied condition: cuda>=11.8").
+    system = FrameworkBuild("tensorflow", "2.12.1", "cuda-system", cuda="11.8", cudnn="8.6",
+                            min_driver="450.80.02")
+    text = render_dockerfile(make_spec(
+        system, base_image="nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", python="3.10.12"))
+    assert "    NVIDIA_DISABLE_REQUIRE=1" in text
+    for key, value in S.NVIDIA_ENV:
+        assert f"    {key}={value}" in text
+    for name in ("torch-gpu", "tensorflow-gpu", "jax-gpu", "torch-cpu"):
+        assert "NVIDIA_DISABLE_REQUIRE" not in render_dockerfile(SPECS[name])
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_non_root_user_and_tini_entrypoint(name: str) -> None:
     text = render_dockerfile(SPECS[name])

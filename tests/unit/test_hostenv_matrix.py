@@ -189,3 +189,15 @@ def test_a_tesla_architecture_gpu_is_not_called_fermi() -> None:
     branch, architecture = matrix.last_driver_branch("1.0") or (0, "")
     assert branch == 340 and "Fermi" not in architecture and "Tesla" in architecture
     assert matrix.last_driver_branch("2.0") == (390, "Fermi")
+
+
+def test_tensorflow_and_cuda_exceptions_are_data_with_a_source() -> None:
+    rows = {row.release: row for row in load_matrix().tensorflow}
+    assert rows["2.14"].and_cuda_python == ("3.9", "3.10")  # tensorflow#61986
+    assert dict(rows["2.15"].and_cuda_versions) == {"2.15.0": "2.15.0.post1"}  # PR #62520
+    assert rows["2.16"].and_cuda_python == () and rows["2.16"].and_cuda_versions == ()
+    doc = json.loads((resources.files("dlbox.hostenv") / "matrix" / "tensorflow.json")
+                     .read_text(encoding="utf-8"))
+    for row in doc["releases"]:
+        if "and_cuda_python" in row or "and_cuda_versions" in row:
+            assert "github" in row["and_cuda_source"] or "#" in row["and_cuda_source"]

@@ -490,3 +490,26 @@ def test_driver_versions_that_are_not_nvidia_linux_drivers_are_refused(
                                     "384.130", " 550.54.15 ", "540.4.0", "540.3.0"])
 def test_real_driver_versions_are_accepted(driver: str) -> None:
     assert resolve_build("tensorflow", Target(driver=driver)).variant != "cpu"
+
+
+def test_tensorflow_2_15_0_and_cuda_pins_the_post_release_pip_can_install() -> None:
+    # tensorflow[and-cuda]==2.15.0 needs tensorrt-libs==8.6.1, not on PyPI; 2.15.0.post1 drops
+    # it (tensorflow PR #62520, issue #66517)
+    build = resolve_build("tensorflow", Target(driver="550.54.15", compute_capabilities=("8.6",),
+                                               version="2.15.0"))
+    assert build.requirements == ("tensorflow[and-cuda]==2.15.0.post1",)
+    assert build.version == "2.15.0"  # what the project's ==2.15.0 admits
+
+
+def test_tensorflow_2_14_and_cuda_is_not_chosen_for_python_3_11() -> None:
+    # its and-cuda extra pins tensorrt==8.5.3.1, with no Python 3.11 wheels (tensorflow#61986)
+    old = resolve_build("tensorflow", gpu("470.256.02", "6.1", python="3.11"))
+    assert (old.version, old.variant) != ("2.14.1", "and-cuda")
+    with pytest.raises(HostEnvError) as info:
+        resolve_build("tensorflow", Target(driver="470.256.02", compute_capabilities=("6.1",),
+                                           python="3.11", version="2.14"))
+    assert "its [and-cuda] extra installs on Python 3.9, 3.10 only, not 3.11" in \
+        info.value.message
+    fits = resolve_build("tensorflow", gpu("470.256.02", "6.1", python="3.10"))
+    assert (fits.version, fits.variant) == ("2.14.1", "and-cuda")
+    assert fits.python_versions == ("3.9", "3.10")

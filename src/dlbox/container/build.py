@@ -17,6 +17,7 @@ their arguments and unit-tested; the engine is touched only through `container.e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -69,6 +70,7 @@ from dlbox.container.project import (
     detect_framework,
     detect_project,
     normalize_name,
+    other_frameworks,
     parse_requirement,
     requirement_name,
 )
@@ -206,8 +208,27 @@ def _matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
     return dataclasses.replace(matrix, **{framework: kept})
 
 
+def _cuda_image_example(framework: str, pythons: Sequence[str], target: Any,
+                        matrix: Any) -> str | None:
+    """For a GPU TensorFlow whose builds on `pythons` all need CUDA on the system (2.13 and
+    older): an example --base-image with that CUDA (review: the hint named python:3.10-slim,
+    which has none), else None."""
+    if framework != "tensorflow" or target.cpu or not target.driver or matrix is None:
+        return None
+    from dlbox.hostenv.versions import same_release
+
+    rows = [row for row in matrix.tensorflow if set(row.python) & set(pythons)]
+    if not rows or any(row.pip_cuda_extra for row in rows):
+        return None
+    for row in rows:  # newest first
+        for image in S.CUDA_BASE_IMAGES:
+            if same_release(row.cuda, image.cuda) and image.python in row.python:
+                return f" and CUDA {row.cuda}, cuDNN {row.cudnn} (e.g. {image.image})"
+    return f" and CUDA {rows[0].cuda}, cuDNN {rows[0].cudnn} (an Ubuntu image)"
+
+
 def _python_error(error: HostEnvError, framework: str, version: str | None,
-                  target: Any) -> HostEnvError:
+                  target: Any, matrix: Any = None) -> HostEnvError:
     """The resolver's "no build for Python X" in image build's terms: the Python is the base
     image's, so the way out is another --base-image (image build has no --python)."""
     from dlbox.hostenv.resolve import NoBuildForPython
@@ -224,7 +245,8 @@ def _python_error(error: HostEnvError, framework: str, version: str | None,
     known = list(error.pythons)
     what = f"{framework} {version}" if version else f"no {framework} release dlbox knows"
     verb = "does not support" if version else "supports"
-    example = f" (e.g. python:{known[-1]}-slim-bookworm)" if known else ""
+    example = (_cuda_image_example(framework, known, target, matrix)
+               or (f" (e.g. python:{known[-1]}-slim-bookworm)" if known else ""))
     return HostEnvError(
         f"{what} {verb} Python {target.python}, the base image's",
         hint=f"pass --base-image with Python {', '.join(known) or 'it supports'}{example}"
@@ -270,7 +292,7 @@ def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None
     try:
         resolved = resolve_build(framework, target, narrowed)
     except HostEnvError as error:
-        python = _python_error(error, framework, version, target)
+        python = _python_error(error, framework, version, target, narrowed)
         if python is not error:
             raise python from None
         best = _newest_runnable(framework, target, matrix, base_image)
@@ -326,7 +348,7 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
         try:
             newest = resolve_build(framework, target, matrix)
         except HostEnvError as error:
-            raise _python_error(error, framework, None, target) from None
+            raise _python_error(error, framework, None, target, matrix) from None
     dist = framework_dist(newest)
     candidates = sorted({d.version for d in wheelhouse
                          if d.name == dist and d.fits_python(target.python)
@@ -441,7 +463,7 @@ def _resolve_admitted(framework: str, target: Any, matrix: Any,
                           reverse=True)
         shown = listed(versions, 4)
         other = instead()
-        python = _python_error(error, framework, None, target)
+        python = _python_error(error, framework, None, target, narrowed)
         if python is not error:
             detail = f"none of them supports Python {target.python}, the base image's"
             hint = python.hint or ""
@@ -490,13 +512,39 @@ def _newest_runnable(framework: str, target: Any, matrix: Any,
     try:
         best = resolve_build(framework, target, matrix)
         if target.python is None:
-            python = assumed_python(best, base_image)
+            first = best  # what picks the base image, as `first_choice` does
+            if not base_image and first.variant != "cuda-system":
+                with contextlib.suppress(DlboxError):
+                    again = resolve_build(framework, dataclasses.replace(
+                        target, python=assumed_python(first, None)), matrix)
+                    first = again if again.variant == "cuda-system" else first
+            python = assumed_python(first, base_image)
             best = resolve_build(framework, dataclasses.replace(target, python=python), matrix)
-            if assumed_python(best, base_image) != python:
+            if best.variant == "cuda-system" and assumed_python(best, base_image) != python:
                 return None  # its base image has another Python again: no sure suggestion
         return str(best.version)
     except DlboxError:
         return None
+
+
+def first_choice(p: Any) -> Any:
+    """The build that picks the base image, before its Python is known (the build then
+    resolves again on the image's Python). Without --base-image, a build that is not
+    cuda-system lands on the default base, so it must install on that base's Python: review
+    found tensorflow 2.14 (and-cuda) on python:3.11, where its tensorrt has no wheels. When
+    the default Python leaves a cuda-system build, that one picks the (nvidia/cuda) base."""
+    pins = _project_pins(p.project, p.framework)
+    first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version,
+                              pins=pins, base_image=p.base_image)
+    if p.base_image or p.target.python or first.variant == "cuda-system":
+        return first
+    try:
+        again = resolve_framework(p.framework, dataclasses.replace(
+            p.target, python=assumed_python(first, None)), p.wheelhouse, p.framework_version,
+            pins=pins)
+    except DlboxError:
+        return first  # the build's own resolve on the image's Python says why
+    return again if again.variant == "cuda-system" else first
 
 
 def assumed_python(resolved: Any, base_image: str | None) -> str:
@@ -869,6 +917,12 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
         _check_project_admits(project, framework, request.framework_version, matrix)
     target = choose_target(request, facts)
     gpu = not target.cpu
+    others = other_frameworks(project.requirements, framework) if gpu else ()
+    if others:  # review: tensorflow beside torch stayed a CPU build, with no word of it
+        project = dataclasses.replace(project, notes=project.notes + (
+            f"warning: the project also requires {' and '.join(others)}, which keeps its "
+            f"line as written: only {framework} gets a GPU build (build an image per "
+            "framework with --framework to give another one its GPU build)",))
     key = lock_key(framework, gpu)
     lock_path = expand_user(request.lock_path or project.root / LOCK_FILE).resolve()
     lock_notes: tuple[str, ...] = ()
@@ -1077,22 +1131,26 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
         # the build. Without an engine, that Python is the known one of dlbox's bases (a
         # TensorFlow 2.11 needs CUDA 11.2's Ubuntu 20.04 image and gets its Python 3.8).
         pins = _project_pins(p.project, p.framework)
-        first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version,
-                                  pins=pins, base_image=p.base_image)
+        first = first_choice(p)
         python = assumed_python(first, p.base_image)
-        target = dc.replace(p.target, python=python)
-        resolved = resolve_framework(p.framework, target, p.wheelhouse, p.framework_version,
-                                     pins=pins, base_image=p.base_image)
+        if p.base_image:  # its Python is not known before the build probes it: none assumed
+            resolved = first
+        else:
+            target = dc.replace(p.target, python=python)
+            resolved = resolve_framework(p.framework, target, p.wheelhouse,
+                                         p.framework_version, pins=pins)
         check_project_allows(p.project, p.framework, resolved.version)
-        base = p.base_image or default_base_image(resolved)
+        base = p.base_image or default_base_image(first)  # as the build: the first choice's
         entry = provisional_entry(p.project, resolved, p.key, base, None)
         entry = dataclasses.replace(entry, python="")
         notes += p.lock_notes
         what = (f"--relock: the build resolves a new {p.key} entry for {p.lock_path.name}"
                 if request.relock and p.key in p.entries else
                 f"no {p.key} entry in {p.lock_path.name} yet: the build resolves one")
-        notes.append(f"{what} (assuming Python {python} for the framework choice) and "
-                     "writes it")
+        assumed = (f"the Python of {p.base_image} is checked when the build probes the "
+                   "image" if p.base_image else
+                   f"assuming Python {python} for the framework choice")
+        notes.append(f"{what} ({assumed}) and writes it")
         # what the build refuses once it has seen the image's Python (not known for a
         # --base-image: none is assumed of it)
         mismatch = None if p.base_image else python_mismatch(
@@ -1581,6 +1639,9 @@ def build_image(request: BuildRequest, log: Log = print,
     project = p.project
     client = client or engine.connect()
     notes: list[str] = list(p.project.notes) + list(p.lock_notes)
+    for note in p.project.notes:  # said now too (a second framework without a GPU build)
+        if note.startswith("warning: "):
+            log(note)
     buildargs = _buildargs(request)
     ca_cert = expand_user(request.ca_cert) if request.ca_cert else None
     entry = p.entry
@@ -1834,8 +1895,7 @@ def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path 
     """Resolve the framework build and every pin for a new lock entry (needs the engine)."""
     project = p.project
     framework_pins = _project_pins(project, p.framework)
-    first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version,
-                              pins=framework_pins, base_image=p.base_image)
+    first = first_choice(p)
     base_image = p.base_image or default_base_image(first)
     provisional = provisional_entry(project, first, p.key, base_image, None)
     system_spec = spec_for(project, provisional, ca_cert=ca_cert is not None)

@@ -148,6 +148,14 @@ def detect_framework(requirements: tuple[str, ...]) -> str | None:
     return None
 
 
+def other_frameworks(requirements: tuple[str, ...], framework: str) -> tuple[str, ...]:
+    """The frameworks a project lists besides the one its image is built for (whose lines
+    pip installs as written: no GPU build chosen for them)."""
+    names = {requirement_name(line) for line in requirements}
+    return tuple(other for other, dists in FRAMEWORK_DISTS.items()
+                 if other != framework and names & set(dists))
+
+
 # ---- credentials in URLs ---------------------------------------------------------------------
 
 def refuse_url_credentials(line: str, where: str) -> None:

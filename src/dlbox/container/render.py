@@ -87,7 +87,11 @@ def _labels(spec: ImageSpec) -> str:
 
 
 def _extra_env(spec: ImageSpec) -> str:
-    pairs = S.NVIDIA_ENV if spec.gpu else ()
+    pairs: tuple[tuple[str, str], ...] = S.NVIDIA_ENV if spec.gpu else ()
+    if spec.gpu and (spec.framework.variant == "cuda-system"
+                     or spec.base_image.startswith(S.NVIDIA_CUDA_IMAGE)):
+        # FROM an nvidia/cuda image (spec.py says why)
+        pairs += S.NVIDIA_CUDA_BASE_ENV
     return "".join(f" \\\n    {key}={value}" for key, value in pairs)
 
 

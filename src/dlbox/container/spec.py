@@ -38,6 +38,15 @@ NVIDIA_ENV = (
     ("NVIDIA_VISIBLE_DEVICES", "all"),
     ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
 )
+# For an image FROM nvidia/cuda (the cuda-system builds): its NVIDIA_REQUIRE_CUDA lets only
+# the GA driver and some long-term branches through ("cuda>=11.8 brand=tesla,driver>=450,
+# driver<451 ... driver>=470,driver<471"), so the toolkit refuses drivers that run CUDA 11.8
+# under minor-version compatibility ("requirement error: unsatisfied condition: cuda>=11.8",
+# review found for 455-469). dlbox checks the driver itself and its smoke test the GPU; the
+# toolkit honours this switch (docs.nvidia.com/datacenter/cloud-native/container-toolkit,
+# "Specialized Configurations with Docker", constraints; smallcloudai/refact issue #368).
+NVIDIA_CUDA_BASE_ENV = (("NVIDIA_DISABLE_REQUIRE", "1"),)
+NVIDIA_CUDA_IMAGE = "nvidia/cuda:"  # a base image whose name starts so is one
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,11 @@ class TensorflowRelease:
     # the data has none: then `Matrix.tensorflow_min_cc` of the CUDA major is all there is
     archs: tuple[str, ...] = ()
     ptx: tuple[str, ...] = ()
+    # The tensorflow[and-cuda] build where it differs: the Pythons its pip extra installs on
+    # (2.14's tensorrt 8.5.3.1 has no 3.11 wheels; empty: `python`), and the version to pin
+    # for a patch whose extra pip cannot install (2.15.0 -> 2.15.0.post1)
+    and_cuda_python: tuple[str, ...] = ()
+    and_cuda_versions: tuple[tuple[str, str], ...] = ()
 
     @property
     def latest(self) -> str:
@@ -314,6 +319,8 @@ def load_matrix() -> Matrix:
             cpu_package=row.get("cpu_package", "tensorflow-cpu"),
             archs=_check_cc(row.get("archs", []), f"tensorflow.json {row['release']}"),
             ptx=_check_cc(row.get("ptx", []), f"tensorflow.json {row['release']}"),
+            and_cuda_python=tuple(row.get("and_cuda_python", ())),
+            and_cuda_versions=tuple(sorted(row.get("and_cuda_versions", {}).items())),
         )
         for row in tf_doc["releases"]
     )

@@ -784,6 +784,13 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
             rejections.append(f"{build}: {no_kernels}")
             gpu_refused = True
             continue
+        if release.pip_cuda_extra and not _python_ok(target.python, release.and_cuda_python
+                                                     or release.python):
+            # 2.14's and-cuda pins tensorrt 8.5.3.1, which has no 3.11 wheels (review)
+            rejections.append(f"{build}: its [and-cuda] extra installs on Python "
+                              f"{', '.join(release.and_cuda_python)} only, not "
+                              f"{target.python}")
+            continue
         before = len(driver_minimums)
         why, fit = _gpu_then_driver(target, matrix, build, _tf_min_cc(matrix, release),
                                     release.cuda, driver_minimums)
@@ -826,7 +833,10 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
                        and "compute capability" not in r)
         reasons.extend(f"rejected: {r}" for r in shown[:6])
         if release.pip_cuda_extra:
-            variant, requirements = "and-cuda", (f"tensorflow[and-cuda]=={release.latest}",)
+            pinned = dict(release.and_cuda_versions).get(release.latest, release.latest)
+            variant, requirements = "and-cuda", (f"tensorflow[and-cuda]=={pinned}",)
+            if pinned != release.latest:  # 2.15.0's extra needs a tensorrt not on PyPI
+                reasons.append(f"pins {pinned}: {release.note}")
             reasons.append("tensorflow[and-cuda] installs that CUDA and cuDNN from pip")
         else:
             variant, requirements = "cuda-system", (f"{release.gpu_package}=={release.latest}",)
@@ -835,7 +845,9 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
         return ResolvedBuild(
             framework="tensorflow", version=release.latest, variant=variant,
             cuda=release.cuda, cudnn=release.cudnn, wheel_index=None,
-            requirements=requirements, python_versions=release.python,
+            requirements=requirements,
+            python_versions=(release.and_cuda_python if variant == "and-cuda" else ())
+            or release.python,
             min_driver=fit.min_driver, reasons=tuple(reasons), ga_driver=fit.ga_driver,
             warnings=tuple(warnings), sources=(release.source,), checked=release.checked,
         )
