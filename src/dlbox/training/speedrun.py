@@ -12,7 +12,9 @@ public cifar10-airbench scripts' descriptions), not from its code:
 * BatchNorm with a frozen scale; label smoothing 0.2; the loss summed over the batch;
 * optimizer: Muon (momentum, then Newton-Schulz orthogonalisation of each conv's update,
   weights renormalised) for the 3x3 filters, Nesterov SGD for the biases and the head;
-  or plain Nesterov SGD with airbench94's decoupled settings and lookahead averaging;
+  or (`optimizer="sgd"`, no CLI flag) Nesterov SGD for all with the Muon recipe's
+  numbers, and lookahead averaging when `lookahead` is set (written into the weights at the
+  last step only, where airbench94 writes it at every epoch's end);
 * a short schedule: linear (optionally with a warm-up, i.e. a trapezoid/triangle) decay;
 * bf16 autocast and channels_last on CUDA, float32 on the CPU; optional torch.compile,
   warmed up on random data before the clock starts;
