@@ -128,3 +128,22 @@ def test_no_live_bar_into_a_file_even_with_forced_colour(
     with progress_module.spinner(False, "reading the data") as update:
         assert update is None
     assert stderr.getvalue() == ""
+
+
+def test_no_blank_lines_on_a_dumb_terminal(plain_env: None,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by re-review: on TERM=dumb (Emacs' shell), where rich draws no live bar, each
+    epoch line under `| tee` came with an empty line above it (the bar's stop prints one on
+    a terminal that is not interactive)."""
+    monkeypatch.setenv("TERM", "dumb")
+    terminal = Terminal()
+    stderr = TtyStream(terminal)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(sys, "stdout", TtyStream(terminal, tty=False))
+    with TrainProgress(True, total_epochs=2) as bar:
+        for epoch in (1, 2):
+            bar.start_epoch(epoch, 10)
+            bar.update(10, 1.6, 0.75, 525.0)
+            bar.message(EPOCH_LINE)
+    assert stderr.getvalue() == ""
+    assert terminal.lines == [EPOCH_LINE, EPOCH_LINE, ""]

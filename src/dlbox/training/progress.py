@@ -33,7 +33,8 @@ class TrainProgress:
         console = Console(file=sys.stderr)
         # stderr itself a terminal: rich's is_terminal is also true for any file under
         # FORCE_COLOR=1 or TTY_COMPATIBLE=1, and the bar's redraws filled a `2> log` (review)
-        self.enabled = enabled and _is_terminal(sys.stderr) and console.is_terminal
+        # and not TERM=dumb, where rich draws no bar, and each stop of it printed a blank line
+        self.enabled = enabled and _is_terminal(sys.stderr) and console.is_interactive
         self.progress: Progress | None = None
         self.task: Any = None
         self.last_update = 0.0
