@@ -8,7 +8,14 @@ import pytest
 
 from dlbox.errors import HostEnvError, UsageError
 from dlbox.hostenv.facts import GpuFacts, HostFacts, NvidiaFacts, SystemFacts
-from dlbox.hostenv.resolve import ResolvedBuild, Target, resolve_build, target_from_host
+from dlbox.hostenv.resolve import (
+    ProbedDriver,
+    ResolvedBuild,
+    Target,
+    normalize_target,
+    resolve_build,
+    target_from_host,
+)
 
 
 def gpu(driver: str, *caps: str, python: str | None = None) -> Target:
@@ -513,3 +520,15 @@ def test_tensorflow_2_14_and_cuda_is_not_chosen_for_python_3_11() -> None:
     fits = resolve_build("tensorflow", gpu("470.256.02", "6.1", python="3.10"))
     assert (fits.version, fits.variant) == ("2.14.1", "and-cuda")
     assert fits.python_versions == ("3.9", "3.10")
+
+
+def test_only_a_probed_driver_skips_the_form_check() -> None:
+    """`listed` says the driver listed the GPUs; that the driver came from nvidia-smi is said
+    by ProbedDriver alone, which target_from_host (doctor) gives as the image build does."""
+    facts = HostFacts(nvidia=NvidiaFacts(source="nvml", driver_version="1005.23.01",
+                                         gpus=(GpuFacts(0, "A", "8.6"),)))
+    target = target_from_host(facts)
+    assert isinstance(target.driver, ProbedDriver)
+    assert isinstance(normalize_target(target).driver, ProbedDriver)
+    with pytest.raises(UsageError, match="is a driver branch"):
+        normalize_target(Target(driver="525", compute_capabilities=("8.6",), listed=True))

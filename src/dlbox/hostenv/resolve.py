@@ -82,7 +82,7 @@ def normalize_target(target: Target) -> Target:
     driver = target.driver.strip() if target.driver else None
     if isinstance(target.driver, ProbedDriver):  # kept so: nvidia-smi printed it
         driver = ProbedDriver(driver)
-    elif driver is not None and not target.listed:  # a probed driver is one nvidia-smi printed
+    elif driver is not None:  # typed (--driver): a probed one is a ProbedDriver
         check_driver_form(driver)
     caps: list[str] = []
     for value in target.compute_capabilities:
@@ -174,7 +174,7 @@ def target_from_host(facts: Any) -> Target:
     python = major_minor(facts.system.python) if facts.system.python else None
     if nvidia.driver_version and nvidia.gpus and not nvidia.error:
         return Target(
-            driver=nvidia.driver_version,
+            driver=ProbedDriver(nvidia.driver_version),
             compute_capabilities=nvidia.compute_capabilities,
             python=python,
             listed=True,

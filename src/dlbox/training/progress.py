@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
-from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -35,27 +34,31 @@ class TrainProgress:
         # FORCE_COLOR=1 or TTY_COMPATIBLE=1, and the bar's redraws filled a `2> log` (review)
         # and not TERM=dumb, where rich draws no bar, and each stop of it printed a blank line
         self.enabled = enabled and _is_terminal(sys.stderr) and console.is_interactive
+        self.console = console
         self.progress: Progress | None = None
         self.task: Any = None
         self.last_update = 0.0
         self.paused = False  # cleared off the terminal for a line on stdout, back at a draw
         if self.enabled:
-            self.progress = Progress(
-                TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"
-                           "{task.fields[phase]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:6.2%}  "
-                           "{task.fields[ips]:,.0f} img/s"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                transient=True,
-                refresh_per_second=REDRAWS_PER_SECOND,
-                # stdout stays stdout: `dlbox train > log` on a terminal keeps its epoch lines
-                # and results in the log (rich would send them to the bar's stderr).
-                redirect_stdout=False,
-            )
+            self.progress = self._new_progress()
+
+    def _new_progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"
+                       "{task.fields[phase]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:6.2%}  "
+                       "{task.fields[ips]:,.0f} img/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            refresh_per_second=REDRAWS_PER_SECOND,
+            # stdout stays stdout: `dlbox train > log` on a terminal keeps its epoch lines
+            # and results in the log (rich would send them to the bar's stderr).
+            redirect_stdout=False,
+        )
 
     def __enter__(self) -> TrainProgress:
         if self.progress is not None:
@@ -110,19 +113,22 @@ class TrainProgress:
             return
         if self.progress is not None and not self.paused:
             self.progress.stop()  # transient: erases the bar, the cursor at its line's start
-            # a fresh Live for the restart: the stopped one would first move up over the
-            # lines the bar had (a bar wrapped on a narrow terminal), erasing this line
-            self.progress.live = Live(console=self.progress.console, transient=True,
-                                      refresh_per_second=REDRAWS_PER_SECOND,
-                                      redirect_stdout=False,
-                                      get_renderable=self.progress.get_renderable)
             self.paused = True
         print(text, flush=True)
 
     def _unpause(self) -> None:
-        if self.progress is not None and self.paused:
-            self.paused = False
-            self.progress.start()
+        """A new Progress in place of the paused one, its task carried over: the stopped
+        one would first move up over the lines its bar had (a bar of several lines),
+        erasing the line printed meanwhile."""
+        if self.progress is None or not self.paused:
+            return
+        self.paused = False
+        old = self.progress.tasks[0] if self.progress.tasks else None
+        self.progress = self._new_progress()
+        self.progress.start()
+        if old is not None:
+            self.task = self.progress.add_task(old.description, total=old.total,
+                                               completed=int(old.completed), **old.fields)
 
 
 def _is_terminal(stream: Any) -> bool:
@@ -139,7 +145,7 @@ def spinner(quiet: bool, text: str) -> Iterator[Callable[[str], None] | None]:
     files), at a terminal only: logs and pipes get the result lines alone. It yields the
     function that changes its text, None where there is no spinner."""
     console = Console(stderr=True)
-    if quiet or not console.is_terminal or not _is_terminal(sys.stderr):  # (TrainProgress)
+    if quiet or not console.is_interactive or not _is_terminal(sys.stderr):  # (TrainProgress)
         yield None
         return
     with console.status(text) as status:
