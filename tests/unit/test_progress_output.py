@@ -149,31 +149,6 @@ def test_no_blank_lines_on_a_dumb_terminal(plain_env: None,
     assert terminal.lines == [EPOCH_LINE, EPOCH_LINE, ""]
 
 
-def test_an_epoch_line_through_tee_stays_whole_on_a_narrow_terminal(
-        plain_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """40 columns: rich cuts the bar's columns short (`epoch …`), one line; the epoch line
-    through tee stays whole above it and the bar comes back."""
-    monkeypatch.setenv("COLUMNS", "40")
-    terminal = Terminal()
-    stdout = TtyStream(terminal, tty=False)
-    monkeypatch.setattr(sys, "stderr", TtyStream(terminal))
-    monkeypatch.setattr(sys, "stdout", stdout)
-    with TrainProgress(True, total_epochs=2) as bar:
-        bar.start_epoch(1, 10)
-        bar.update(10, 1.6, 0.75, 525.0)
-        bar.phase("testing on 500 images")
-        bar.message(EPOCH_LINE)
-        bar.start_epoch(2, 10)
-        bar.update(3, 1.0, 0.9, 500.0)
-        assert bar.progress is not None
-        bar.progress.refresh()
-        shown = terminal.shown()
-        assert shown[0] == EPOCH_LINE, "the epoch line whole above the bar"
-        assert len(shown) == 2 and "loss 1.000" in shown[1], "the bar is back"
-    assert stdout.getvalue() == EPOCH_LINE + "\n"
-    assert terminal.shown() == [EPOCH_LINE]
-
-
 def test_an_epoch_line_through_tee_stays_whole_under_a_bar_of_two_lines(
         plain_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bar drawn on several lines (here a phase of two): the bar after the pause must not
