@@ -83,6 +83,17 @@ def expand_user(path: str | Path) -> Path:
         return Path(path)
 
 
+def current_folder(hint: str = "cd to a folder that exists and run the command again") -> Path:
+    """Path.cwd(); for a shell still in a folder someone removed, a UsageError saying so
+    (review: "No such file or directory", and "please report it"), with `hint` as the way
+    out."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise UsageError("the current folder no longer exists (it was removed or moved)",
+                         hint=hint) from None
+
+
 def _mode_of(path: Path) -> int:
     """The permission bits a rewrite of `path` keeps: its own, else what open() gives."""
     try:

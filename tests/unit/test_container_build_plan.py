@@ -1762,6 +1762,24 @@ def test_a_build_outside_any_project_says_it_builds_dlbox(
     assert not any("dlbox's own" in note for note in notes)
 
 
+def test_a_build_in_a_subfolder_of_a_project_says_so_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Review: `cd proj/src && dlbox image build` gave the CLI's warning naming the project
+    # above and also the plan's note that the folder has no requirements.txt: one message.
+    from dlbox.cli import main
+
+    write(tmp_path / "proj" / "requirements.txt", "numpy\n")
+    (tmp_path / "proj" / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "proj" / "src")
+    _, notes = B.dry_run(B.BuildRequest(device="cpu"), facts=no_probe)
+    assert not any("dlbox's own" in note for note in notes), notes
+    assert main(["image", "build", "--cpu", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("dlbox's own CIFAR-10 project") == 1, err
+    assert "warning: no project in this folder, so this builds dlbox's own" in err
+
+
 @pytest.mark.parametrize("ignore, refused", [
     ("pyproject.toml\n", True), ("*.toml\n", True), ("*.toml\n!pyproject.toml\n", False),
     ("data/\n", False),

@@ -202,6 +202,29 @@ def test_an_image_from_nvidia_cuda_turns_off_its_driver_requirement() -> None:
         assert "NVIDIA_DISABLE_REQUIRE" not in render_dockerfile(SPECS[name])
 
 
+@pytest.mark.parametrize("base", [
+    "nvidia/cuda:12.6.0-runtime-ubuntu22.04",
+    "docker.io/nvidia/cuda:12.6.0-runtime-ubuntu22.04",
+    "registry-1.docker.io/nvidia/cuda:12.6.0-runtime-ubuntu22.04",
+    "nvcr.io/nvidia/cuda:12.6.0-runtime-ubuntu22.04",
+    "nvidia/cuda@sha256:" + "ab" * 32,
+    "docker.io/nvidia/cuda:12.6.0-runtime-ubuntu22.04@sha256:" + "ab" * 32,
+])
+def test_any_spelling_of_an_nvidia_cuda_base_turns_off_its_driver_requirement(base: str) -> None:
+    # Review: only "nvidia/cuda:..." was seen; docker.io/, registry-1.docker.io/, nvcr.io/ and
+    # a digest reference of the same image kept NVIDIA_REQUIRE_CUDA's refusal.
+    assert S.is_nvidia_cuda_image(base)
+    text = render_dockerfile(make_spec(TORCH_CU126, base_image=base, python="3.10.12"))
+    assert "    NVIDIA_DISABLE_REQUIRE=1" in text
+
+
+@pytest.mark.parametrize("base", [BASE, "nvidia/cudagl:11.4.2-runtime-ubuntu20.04",
+                                  "example.com/nvidia/cuda-like:1", "mynvidia/cuda:12.6.0",
+                                  "ghcr.io/someone/nvidia/cuda:12.6.0"])
+def test_other_bases_are_not_nvidia_cuda(base: str) -> None:
+    assert not S.is_nvidia_cuda_image(base)
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_non_root_user_and_tini_entrypoint(name: str) -> None:
     text = render_dockerfile(SPECS[name])

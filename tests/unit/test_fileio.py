@@ -446,3 +446,24 @@ def test_a_file_size_limit_is_named_with_its_own_fix(tmp_path: Path) -> None:
                    "(`ulimit -f unlimited` in the shell that runs dlbox), or write to a "
                    "filesystem that takes larger files"]
     assert list(tmp_path.iterdir()) == []  # no temp file left
+
+
+def test_current_folder_is_the_cwd_or_a_one_line_error_when_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlbox.errors import UsageError
+    from dlbox.fileio import current_folder
+
+    monkeypatch.chdir(tmp_path)
+    assert current_folder() == tmp_path
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(UsageError) as info:
+        current_folder()
+    assert (info.value.message, info.value.hint) == (
+        "the current folder no longer exists (it was removed or moved)",
+        "cd to a folder that exists and run the command again")
+    with pytest.raises(UsageError) as info:
+        current_folder(hint="cd elsewhere")
+    assert info.value.hint == "cd elsewhere"

@@ -13,12 +13,14 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dlbox.cli.common import path_flag, reject_empty_paths, reject_empty_positional
 from dlbox.errors import DlboxError, UsageError
 from dlbox.fileio import expand_user
+from dlbox.text import shell_quote
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -156,7 +158,10 @@ def _build_request(args: argparse.Namespace) -> Any:
     if project_dir is None and (foreign := foreign_project_error(Path.cwd())) is not None:
         raise foreign  # not the built-in project, in a folder that is plainly another's
     if project_dir is None:
-        _warn_of_a_project_above_build()
+        _warn_of_a_project_above(
+            "builds dlbox's own CIFAR-10 project",
+            lambda above, _: f"build it from there (cd {shell_quote(above)}) or pass its "
+                             f"folder: dlbox image build {shell_quote(os.path.relpath(above))}")
     return BuildRequest(
         project_dir=project_dir,
         device=args.device,
@@ -361,50 +366,18 @@ def default_runs_dir() -> Path:
     return Path("runs")
 
 
-def _project_above() -> tuple[Path, str] | None:
-    """The project folder above the current one and its image (NAME:latest, IMAGE when it
-    cannot be read); None when there is none, or it is dlbox's own checkout (its notebooks/,
-    say), whose image and project are dlbox's own."""
-    from dlbox.container.project import detect_project, project_above
-    from dlbox.container.run import BUILTIN_IMAGE
+def _warn_of_a_project_above(doing: str, fix: Callable[[Path, str], str]) -> None:
+    """`image run` or `image build` in a subfolder of a project's code takes dlbox's own
+    image or project: said, with the ways to the project's (review: run ran without a word,
+    and made runs/ in the code; build only noted that the folder has no requirements.txt).
+    `doing`: what this does instead ("runs dlbox's own image, dlbox:latest"); `fix`: the way
+    out for the project folder above and its image."""
+    from dlbox.container.project import project_image_above
 
-    above = project_above(Path.cwd())
-    if above is None:
-        return None
-    try:
-        name = f"{detect_project(above).image_name}:latest"
-    except DlboxError:
-        name = "IMAGE"
-    return None if name == BUILTIN_IMAGE else (above, name)
-
-
-def _warn_of_a_project_above(image: str) -> None:
-    """`image run` in a subfolder of a project's code runs dlbox's own image: said, with
-    the ways to the project's (review: it ran without a word, and made runs/ in the code)."""
-    from dlbox.text import shell_quote
-
-    found = _project_above()
-    if found is None:
-        return
-    above, name = found
-    print(f"warning: no project in this folder, so this runs dlbox's own image, {image}; "
-          f"for the project in {above}, run from there (cd {shell_quote(above)}) or pass "
-          f"--tag {name}", file=sys.stderr)
-
-
-def _warn_of_a_project_above_build() -> None:
-    """`image build` in a subfolder of a project's code builds dlbox's own project: said, as
-    `image run` says it (review: only a note that the folder has no requirements.txt)."""
-    from dlbox.text import shell_quote
-
-    found = _project_above()
-    if found is None:
-        return
-    above = found[0]
-    print(f"warning: no project in this folder, so this builds dlbox's own CIFAR-10 project; "
-          f"for the project in {above}, build it from there (cd {shell_quote(above)}) or pass "
-          f"its folder: dlbox image build {shell_quote(os.path.relpath(above))}",
-          file=sys.stderr)
+    found = project_image_above(Path.cwd())
+    if found is not None:
+        print(f"warning: no project in this folder, so this {doing}; for the project in "
+              f"{found[0]}, {fix(*found)}", file=sys.stderr)
 
 
 def run_run(args: argparse.Namespace) -> int:
@@ -425,7 +398,10 @@ def run_run(args: argparse.Namespace) -> int:
         image, project_dir = default_run_image()
         here = project_dir
         if project_dir is None:
-            _warn_of_a_project_above(image)
+            _warn_of_a_project_above(
+                f"runs dlbox's own image, {image}",
+                lambda above, name: f"run from there (cd {shell_quote(above)}) or pass "
+                                    f"--tag {name}")
     else:  # a project here that cannot be read is no matter: the image is named
         from dlbox.container.project import default_project_dir
 

@@ -17,7 +17,6 @@ their arguments and unit-tested; the engine is touched only through `container.e
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -54,6 +53,7 @@ from dlbox.container.lock import (
     LockUnreadable,
     describe_extras,
     lock_key,
+    marker_environment,
     pinned_version,
     read_lock,
     requirement_changes,
@@ -72,6 +72,7 @@ from dlbox.container.project import (
     normalize_name,
     other_frameworks,
     parse_requirement,
+    project_image_above,
     requirement_name,
 )
 from dlbox.container.render import render_dockerfile, render_lock_requirements
@@ -215,15 +216,13 @@ def _cuda_image_example(framework: str, pythons: Sequence[str], target: Any,
     which has none), else None."""
     if framework != "tensorflow" or target.cpu or not target.driver or matrix is None:
         return None
-    from dlbox.hostenv.versions import same_release
-
     rows = [row for row in matrix.tensorflow if set(row.python) & set(pythons)]
     if not rows or any(row.pip_cuda_extra for row in rows):
         return None
     for row in rows:  # newest first
-        for image in S.CUDA_BASE_IMAGES:
-            if same_release(row.cuda, image.cuda) and image.python in row.python:
-                return f" and CUDA {row.cuda}, cuDNN {row.cudnn} (e.g. {image.image})"
+        image = _cuda_image_for(row.cuda, row.cudnn, row.python)
+        if image is not None:
+            return f" and CUDA {row.cuda}, cuDNN {row.cudnn} (e.g. {image.image})"
     return f" and CUDA {rows[0].cuda}, cuDNN {rows[0].cudnn} (an Ubuntu image)"
 
 
@@ -499,6 +498,21 @@ def _version_key(version: str) -> tuple[Any, ...]:
         return ()
 
 
+def _base_picking(resolve: Callable[[Any], Any], target: Any, base_image: str | None) -> Any:
+    """The build that picks the base image, before its Python is known: `resolve(target)`;
+    without a --base-image or a known Python, a build that is not cuda-system lands on the
+    default base, so it is resolved again on that base's Python, and kept only when that
+    leaves a cuda-system build (which picks the nvidia/cuda base instead)."""
+    first = resolve(target)
+    if base_image or target.python or first.variant == "cuda-system":
+        return first
+    try:
+        again = resolve(dataclasses.replace(target, python=S.DEFAULT_PYTHON))
+    except DlboxError:
+        return first  # the build's own resolve on the image's Python says why
+    return again if again.variant == "cuda-system" else first
+
+
 def _newest_runnable(framework: str, target: Any, matrix: Any,
                      base_image: str | None = None) -> str | None:
     """The version an unpinned build would take (for a hint), or None if none runs.
@@ -510,41 +524,30 @@ def _newest_runnable(framework: str, target: Any, matrix: Any,
     from dlbox.hostenv.resolve import resolve_build
 
     try:
-        best = resolve_build(framework, target, matrix)
-        if target.python is None:
-            first = best  # what picks the base image, as `first_choice` does
-            if not base_image and first.variant != "cuda-system":
-                with contextlib.suppress(DlboxError):
-                    again = resolve_build(framework, dataclasses.replace(
-                        target, python=assumed_python(first, None)), matrix)
-                    first = again if again.variant == "cuda-system" else first
-            python = assumed_python(first, base_image)
-            best = resolve_build(framework, dataclasses.replace(target, python=python), matrix)
-            if best.variant == "cuda-system" and assumed_python(best, base_image) != python:
-                return None  # its base image has another Python again: no sure suggestion
+        if target.python is not None:
+            return str(resolve_build(framework, target, matrix).version)
+        # what picks the base image, as `first_choice` does
+        first = _base_picking(lambda t: resolve_build(framework, t, matrix), target, base_image)
+        python = assumed_python(first, base_image)
+        best = resolve_build(framework, dataclasses.replace(target, python=python), matrix)
+        if best.variant == "cuda-system" and assumed_python(best, base_image) != python:
+            return None  # its base image has another Python again: no sure suggestion
         return str(best.version)
     except DlboxError:
         return None
 
 
-def first_choice(p: Any) -> Any:
+def first_choice(p: Plan) -> Any:
     """The build that picks the base image, before its Python is known (the build then
     resolves again on the image's Python). Without --base-image, a build that is not
     cuda-system lands on the default base, so it must install on that base's Python: review
     found tensorflow 2.14 (and-cuda) on python:3.11, where its tensorrt has no wheels. When
     the default Python leaves a cuda-system build, that one picks the (nvidia/cuda) base."""
     pins = _project_pins(p.project, p.framework)
-    first = resolve_framework(p.framework, p.target, p.wheelhouse, p.framework_version,
-                              pins=pins, base_image=p.base_image)
-    if p.base_image or p.target.python or first.variant == "cuda-system":
-        return first
-    try:
-        again = resolve_framework(p.framework, dataclasses.replace(
-            p.target, python=assumed_python(first, None)), p.wheelhouse, p.framework_version,
-            pins=pins)
-    except DlboxError:
-        return first  # the build's own resolve on the image's Python says why
-    return again if again.variant == "cuda-system" else first
+    return _base_picking(
+        lambda target: resolve_framework(p.framework, target, p.wheelhouse, p.framework_version,
+                                         pins=pins, base_image=p.base_image),
+        p.target, p.base_image)
 
 
 def assumed_python(resolved: Any, base_image: str | None) -> str:
@@ -710,15 +713,29 @@ def env_base_image() -> str | None:
                                              f"{S.DEFAULT_BASE_IMAGE}, or unset it") from None
 
 
+def _cuda_image_for(cuda: str, cudnn: str | None,
+                    pythons: Sequence[str] | None = None) -> S.CudaBaseImage | None:
+    """The image of `spec.CUDA_BASE_IMAGES` with that CUDA release and cuDNN major (8 when
+    not known), and, when `pythons` are given, whose python3 is one of them; else None."""
+    from dlbox.hostenv.versions import same_release
+
+    major = (cudnn or "8").split(".")[0]
+    for image in S.CUDA_BASE_IMAGES:
+        if same_release(cuda, image.cuda) and image.cudnn == major \
+                and (pythons is None or image.python in pythons):
+            return image
+    return None
+
+
 def cuda_base_image(resolved: Any) -> S.CudaBaseImage:
     """The nvidia/cuda image for a cuda-system build: its CUDA release and cuDNN major in
     `spec.CUDA_BASE_IMAGES`, else a ContainerError telling the user to bring a base."""
-    from dlbox.hostenv.versions import parse_version, same_release
+    from dlbox.hostenv.versions import parse_version
 
+    image = _cuda_image_for(resolved.cuda, resolved.cudnn)
+    if image is not None:
+        return image
     cudnn = (resolved.cudnn or "8").split(".")[0]
-    for row in S.CUDA_BASE_IMAGES:
-        if same_release(resolved.cuda, row.cuda) and row.cudnn == cudnn:
-            return row
     major = (parse_version(resolved.cuda) or (0,))[0]
     why = (f"NVIDIA removed the nvidia/cuda images of CUDA {S.REMOVED_CUDA_BELOW - 1}.x and "
            "older from Docker Hub" if major < S.REMOVED_CUDA_BELOW
@@ -841,6 +858,9 @@ class Plan:
     framework_version: str | None = None  # --framework-version, for the project's pins
     lock_notes: tuple[str, ...] = ()  # what the user should know about the lock entry used
     base_image: str | None = None  # --base-image, or the chosen base a --relock keeps
+    # what the build says at its start and among its notes ("warning: ..."), after the
+    # project's notes
+    warnings: tuple[str, ...] = ()
 
 
 def check_request(request: BuildRequest) -> None:
@@ -885,7 +905,8 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
                     "project in the image needs",
                     hint=f"remove the line of .dockerignore that matches {name} (or add "
                          f"`!{name}` after it)")
-    if request.project_dir is None and Path.cwd().resolve() != project.root.resolve():
+    if request.project_dir is None and Path.cwd().resolve() != project.root.resolve() \
+            and project_image_above(Path.cwd()) is None:  # else the CLI named that project
         # `dlbox image build` in a folder meant as a project, but missing its requirements
         project = dataclasses.replace(project, notes=project.notes + (
             "building dlbox's own CIFAR-10 project: the current folder has no "
@@ -918,11 +939,12 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     target = choose_target(request, facts)
     gpu = not target.cpu
     others = other_frameworks(project.requirements, framework) if gpu else ()
+    warnings: tuple[str, ...] = ()
     if others:  # review: tensorflow beside torch stayed a CPU build, with no word of it
-        project = dataclasses.replace(project, notes=project.notes + (
+        warnings += (
             f"warning: the project also requires {' and '.join(others)}, which keeps its "
             f"line as written: only {framework} gets a GPU build (build an image per "
-            "framework with --framework to give another one its GPU build)",))
+            "framework with --framework to give another one its GPU build)",)
     key = lock_key(framework, gpu)
     lock_path = expand_user(request.lock_path or project.root / LOCK_FILE).resolve()
     lock_notes: tuple[str, ...] = ()
@@ -973,7 +995,7 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
         _refuse_an_empty_wheelhouse(expand_user(request.wheelhouse), project.root)
     return Plan(project, framework, target, key, lock_path, entries, entry, wheelhouse,
                 version_for_project(project, framework, request.framework_version),
-                lock_notes, base_image)
+                lock_notes, base_image, warnings)
 
 
 def _refuse_an_empty_wheelhouse(folder: Path, project_root: Path) -> None:
@@ -1114,7 +1136,7 @@ def project_size_note(project: Project, request: BuildRequest) -> str | None:
 def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tuple[str, list[str]]:
     """(the Dockerfile a build would use, notes about how it was chosen); no engine."""
     p = plan(request, facts)
-    notes: list[str] = list(p.project.notes)
+    notes: list[str] = list(p.project.notes) + list(p.warnings)
     # what would be sent is what a dry run is for checking (review: the build said it, the
     # dry run did not)
     if p.project.kind != "builtin" and (size := project_size_note(p.project, request)):
@@ -1125,8 +1147,6 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
                      f"Python {entry.python}, base {entry.base_image})")
         notes += p.lock_notes
     else:
-        import dataclasses as dc
-
         # As the build does: the first choice picks the base image, whose Python then picks
         # the build. Without an engine, that Python is the known one of dlbox's bases (a
         # TensorFlow 2.11 needs CUDA 11.2's Ubuntu 20.04 image and gets its Python 3.8).
@@ -1136,7 +1156,7 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
         if p.base_image:  # its Python is not known before the build probes it: none assumed
             resolved = first
         else:
-            target = dc.replace(p.target, python=python)
+            target = dataclasses.replace(p.target, python=python)
             resolved = resolve_framework(p.framework, target, p.wheelhouse,
                                          p.framework_version, pins=pins)
         check_project_allows(p.project, p.framework, resolved.version)
@@ -1270,16 +1290,16 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
     if "--no-index" in pip_args:
         folders = {dist.path.parent for dist in wheels}
         offline_in = str(folders.pop()) if len(folders) == 1 else "WHEELHOUSE"
-    target = download_target(python, wheel_index) if python else ""
-    missing = missing_requirement(said, offline_in, target)
-    absent = offline_absent(requirements, wheels, python) if offline_in else []
+    missing = missing_requirement(said, offline=offline_in is not None)
     if missing is not None and offline_in is not None:
         import shlex
 
         # pip stops at the first wheel it lacks: name every top-level line at once, and
         # download every line, the framework's too (its wheel may be there, its dependencies
         # not): pip download skips the files it has and fetches all their dependencies
+        absent = offline_absent(requirements, wheels, python)
         every = offline_lines(requirements, python)
+        target = download_target(python, wheel_index) if python else ""
         missing = (f"--offline, but the wheelhouse has no wheel of {', '.join(absent)} for "
                    "this image's Python and platform" if len(absent) > 1 else missing[0],
                    f"fill it on a machine with network: pip download{target} -d "
@@ -1374,11 +1394,8 @@ def _holds_in_image(requirement: Any, python: str | None) -> bool | None:
     if python is None:
         return None
     try:
-        return bool(requirement.marker.evaluate({
-            "python_version": ".".join(python.split(".")[:2]),
-            "python_full_version": python, "sys_platform": "linux",
-            "platform_system": "Linux", "os_name": "posix"}))
-    except Exception:
+        return bool(requirement.marker.evaluate(marker_environment(python)))
+    except (ValueError, LookupError):  # packaging's UndefinedComparison, UndefinedEnvironmentName
         return None
 
 
@@ -1422,24 +1439,19 @@ def offline_absent(requirements: Sequence[str], wheels: Sequence[Distribution],
     return absent
 
 
-def missing_requirement(output: str, wheelhouse: str | None = None,
-                        target: str = "") -> tuple[str, str] | None:
+def missing_requirement(output: str, offline: bool = False) -> tuple[str, str] | None:
     """(error, hint) when pip's resolution failed on a requirement that no release meets: a
     name the index does not know (a typo) or a version it never had. None otherwise (the
-    caller shows pip's own output). `wheelhouse`: the folder pip had instead of an index
-    (--offline), which lacks the wheel; `target`: `pip download` options for the image's
-    Python and platform (`download_target`), when it is known."""
+    caller shows pip's own output). `offline`: pip had the wheelhouse instead of an index
+    (--offline), which lacks the wheel; the caller gives the hint that fills it."""
     match = _NO_VERSION.search(output)
     if match is None:
         return None
     requirement = match.group(1)
     name = requirement_name(requirement) or requirement
     versions = [v.strip() for v in match.group(2).split(",") if v.strip() and v.strip() != "none"]
-    if wheelhouse is not None:  # worded as when the lock's pins are not all in the wheelhouse
-        import shlex
-
-        hint = (f"fill it on a machine with network: pip download{target} -d "
-                f"{shlex.quote(wheelhouse)} {shlex.quote(requirement)}; or drop --offline")
+    if offline:  # worded as when the lock's pins are not all in the wheelhouse
+        hint = "fill the wheelhouse on a machine with network; or drop --offline"
         if not versions:
             return (f"--offline, but the wheelhouse has no wheel of {name} for this image's "
                     "Python and platform", hint)
@@ -1638,10 +1650,9 @@ def build_image(request: BuildRequest, log: Log = print,
         check_writable(p.lock_path, "--lock")  # after minutes of building
     project = p.project
     client = client or engine.connect()
-    notes: list[str] = list(p.project.notes) + list(p.lock_notes)
-    for note in p.project.notes:  # said now too (a second framework without a GPU build)
-        if note.startswith("warning: "):
-            log(note)
+    notes: list[str] = list(p.project.notes) + list(p.warnings) + list(p.lock_notes)
+    for warning in p.warnings:  # said now too (a second framework without a GPU build)
+        log(warning)
     buildargs = _buildargs(request)
     ca_cert = expand_user(request.ca_cert) if request.ca_cert else None
     entry = p.entry

@@ -179,17 +179,13 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
     entries = {key: LockEntry.from_dict(entry) for key, entry in sorted(builds.items())}
     for key, entry in entries.items():
         for pin in entry.pinned:
-            if not _is_pin(pin):  # pip would fail on it at the install step, much later
+            # name==version or name @ url, as pins_from_report writes it: pip would fail on
+            # anything else at the install step, much later
+            if pin_parts(pin) is None:
                 raise LockUnreadable(
                     f"{path}: entry {key!r} has a pin that is not name==version or "
                     f"name @ url: {pin!r}", hint="re-resolve with --relock")
     return entries
-
-
-def _is_pin(line: str) -> bool:
-    """Whether a lock's `pinned` line is one pins_from_report writes: `name==version` or
-    `name @ url`, as pip reads it."""
-    return pin_parts(line) is not None
 
 
 # `name==version` as the image's pip (<24.1) may write it for a version that is not PEP 440
@@ -312,7 +308,7 @@ def describe_extras(extras: Sequence[str]) -> str:
     return " ".join(f"--extras {name}" for name in extras) or "no extras"
 
 
-def _marker_environment(python: str) -> dict[str, str]:
+def marker_environment(python: str) -> dict[str, str]:
     """The image's marker values as far as the lock knows them: its Python, on Linux."""
     parts = python.split(".")
     return {"python_version": ".".join(parts[:2]), "python_full_version": python,
@@ -329,7 +325,7 @@ def _unmet(line: str, entry: LockEntry) -> str | None:
     except InvalidRequirement:
         return "not a requirement dlbox can check"
     if requirement.marker is not None and entry.python and not requirement.marker.evaluate(
-            _marker_environment(entry.python)):
+            marker_environment(entry.python)):
         return None
     if requirement.url:
         return "a URL: only a new resolution fetches it"
@@ -364,7 +360,7 @@ def _uncovered(line: str, entry: LockEntry) -> str | None:
     if requirement.url or name in FRAMEWORK_DISTS.get(entry.framework, ()):
         return None
     if requirement.marker is not None:
-        environment = _marker_environment(entry.python) if entry.python else {}
+        environment = marker_environment(entry.python) if entry.python else {}
         # the marker's variables, outside its quoted values: any the lock does not know
         # (platform_machine, extra, ...) leaves the line unchecked
         words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*",

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlbox.errors import ContainerError, UsageError
-from dlbox.fileio import expand_user
+from dlbox.errors import ContainerError, DlboxError, UsageError
+from dlbox.fileio import current_folder, expand_user
 from dlbox.text import URL_USERINFO, has_url_credentials, redact_url_credentials, shell_quote
 
 REQUIREMENTS_FILE = "requirements.txt"
@@ -749,11 +749,7 @@ def default_project_dir(cwd: Path | None = None) -> Path | None:
     """The project `dlbox image build` takes without PROJECT_DIR: the current folder when it
     is a project (requirements.txt, pyproject.toml or setup.py in it), as Cog and
     repo2docker do; else None, the built-in project."""
-    try:
-        folder = Path.cwd() if cwd is None else cwd
-    except FileNotFoundError:  # a shell still in a folder someone removed
-        raise UsageError("the current folder no longer exists (it was removed or moved)",
-                         hint="cd to a folder that exists and run the command again") from None
+    folder = current_folder() if cwd is None else cwd
     return folder if is_project_folder(folder) else None
 
 
@@ -774,6 +770,22 @@ def project_above(folder: Path) -> Path | None:
         if is_project_folder(parent):
             return parent
     return None
+
+
+def project_image_above(folder: Path) -> tuple[Path, str] | None:
+    """The project folder above `folder` and its image (NAME:latest, IMAGE when it cannot
+    be read); None when there is none, or it is dlbox's own checkout (its notebooks/, say),
+    whose image and project are dlbox's own."""
+    from dlbox.container.run import BUILTIN_IMAGE
+
+    above = project_above(folder)
+    if above is None:
+        return None
+    try:
+        name = f"{detect_project(above).image_name}:latest"
+    except DlboxError:
+        name = "IMAGE"
+    return None if name == BUILTIN_IMAGE else (above, name)
 
 
 def detect_project(project_dir: str | Path | None = None,

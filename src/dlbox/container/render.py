@@ -89,7 +89,7 @@ def _labels(spec: ImageSpec) -> str:
 def _extra_env(spec: ImageSpec) -> str:
     pairs: tuple[tuple[str, str], ...] = S.NVIDIA_ENV if spec.gpu else ()
     if spec.gpu and (spec.framework.variant == "cuda-system"
-                     or spec.base_image.startswith(S.NVIDIA_CUDA_IMAGE)):
+                     or S.is_nvidia_cuda_image(spec.base_image)):
         # FROM an nvidia/cuda image (spec.py says why)
         pairs += S.NVIDIA_CUDA_BASE_ENV
     return "".join(f" \\\n    {key}={value}" for key, value in pairs)

@@ -466,10 +466,10 @@ def run_in_image(options: RunOptions, client: Any = None,
               "or pass --tag", file=sys.stderr)
     rebuild = "dlbox image build" if options.project_dir is not None else \
         f"dlbox image build --tag {options.image} (with the flags it was built with)"
-    changed = options.here is not None and not S.built_from_elsewhere(labels, options.here) \
-        and files_changed(labels, options.here)
-    if changed and not (options.project_dir is not None
-                        and S.built_from_elsewhere(labels, options.project_dir)):
+    # Another folder built the image: the project here is not its /workspace.
+    foreign = options.here is not None and S.built_from_elsewhere(labels, options.here)
+    changed = options.here is not None and not foreign and files_changed(labels, options.here)
+    if changed:
         print(f"warning: the project's files changed since {options.image} was built: it "
               f"runs the code of its build. Rebuild it first: {rebuild}", file=sys.stderr)
     note = shell_wrapper_note(options.command)
@@ -507,10 +507,9 @@ def run_in_image(options: RunOptions, client: Any = None,
     problem = None
     if result.exit_code in (126, 127):
         # The project here is the image's /workspace unless another folder built the image.
-        if options.here is not None and S.built_from_elsewhere(labels, options.here):
-            options = dataclasses.replace(options, here=None)
-        problem = not_runnable(result.stderr_tail, options, result.exit_code,
-                               rebuild if changed else None)
+        problem = not_runnable(result.stderr_tail,
+                               dataclasses.replace(options, here=None) if foreign else options,
+                               result.exit_code, rebuild if changed else None)
     return RunOutcome(result.exit_code, problem)
 
 

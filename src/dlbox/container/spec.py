@@ -46,7 +46,19 @@ NVIDIA_ENV = (
 # toolkit honours this switch (docs.nvidia.com/datacenter/cloud-native/container-toolkit,
 # "Specialized Configurations with Docker", constraints; smallcloudai/refact issue #368).
 NVIDIA_CUDA_BASE_ENV = (("NVIDIA_DISABLE_REQUIRE", "1"),)
-NVIDIA_CUDA_IMAGE = "nvidia/cuda:"  # a base image whose name starts so is one
+# The registries that serve NVIDIA's CUDA images under the name nvidia/cuda: Docker Hub (as
+# "nvidia/cuda", "docker.io/..." or "registry-1.docker.io/...") and NGC (nvcr.io).
+_NVIDIA_CUDA_NAMES = ("nvidia/cuda", "docker.io/nvidia/cuda", "registry-1.docker.io/nvidia/cuda",
+                      "index.docker.io/nvidia/cuda", "nvcr.io/nvidia/cuda")
+
+
+def is_nvidia_cuda_image(ref: str) -> bool:
+    """Whether the image reference names an nvidia/cuda image, however spelled: with or
+    without a registry, by tag (nvidia/cuda:12.6.0-...) or by digest (nvidia/cuda@sha256:...)."""
+    name = ref.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return name.lower() in _NVIDIA_CUDA_NAMES
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import platformdirs
 
 import dlbox
 from dlbox.errors import UsageError
-from dlbox.fileio import expand_user
+from dlbox.fileio import current_folder, expand_user
 from dlbox.jupyter.settings import NOTEBOOK_CONTAINER_ENV, NOTEBOOK_NAME
 from dlbox.text import tell, use_wording
 
@@ -42,12 +42,8 @@ def _packaged_notebook() -> Path | None:
     return Path(str(candidate)) if candidate.is_file() else None
 
 
-def current_folder_gone() -> UsageError:
-    """The error for a current folder that was removed (review: "No such file or directory",
-    and "please report it")."""
-    return UsageError("the current folder no longer exists (it was removed or moved)",
-                      hint="cd to a folder that exists, or pass --notebook-dir an absolute "
-                           "path")
+# the way out of a removed current folder (`current_folder`)
+_FOLDER_GONE_HINT = "cd to a folder that exists, or pass --notebook-dir an absolute path"
 
 
 def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Path:
@@ -58,20 +54,16 @@ def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Pat
     shipped in the package (see copy_packaged_notebook).
     """
     if arg is not None:
-        try:
-            directory = expand_user(arg).resolve()
-        except FileNotFoundError:  # relative, in a folder someone removed
-            raise current_folder_gone() from None
+        path = expand_user(arg)  # a relative one needs the current folder
+        directory = (path if path.is_absolute()
+                     else current_folder(_FOLDER_GONE_HINT) / path).resolve()
         if not directory.is_dir():
             raise UsageError(f"--notebook-dir {arg} is not a directory",
                              hint="create it, or leave --notebook-dir out to serve dlbox's "
                                   "notebooks folder")
         return directory
     if cwd is None:
-        try:
-            cwd = Path.cwd()
-        except FileNotFoundError:  # a shell still in a folder someone removed
-            raise current_folder_gone() from None
+        cwd = current_folder(_FOLDER_GONE_HINT)
     for candidate in (cwd / "notebooks", checkout_notebooks_dir()):
         if (candidate / NOTEBOOK_NAME).is_file():
             return candidate.resolve()
