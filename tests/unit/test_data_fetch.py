@@ -1083,3 +1083,23 @@ def test_sigterm_during_the_swap_of_a_download_removes_the_download_too(
     assert not list(data_dir.glob(".cifar-10-batches-py.old.*"))
     assert fetch_module.kept_downloads(data_dir) == []
     assert len(load_dataset(data_dir, "train")) == 60
+
+
+def test_a_sha256_other_than_the_present_datas_is_refused_not_ignored(
+        tmp_path: Path, archive: Path) -> None:
+    """Found by review: a second `scripts/main.sh --from OTHER --sha256 OTHERS` said "already
+    there; nothing to do" and trained on the first archive's data, the --sha256 unheeded."""
+    from dlbox.errors import UsageError
+
+    fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=sha256_of(archive)))
+    other = write_fake_cifar10_archive(tmp_path / "other.tar.gz", n_train=30, n_test=5, seed=9)
+    with pytest.raises(UsageError) as refused:
+        fetch_cifar10(config(tmp_path / "d", source=str(other), sha256=sha256_of(other)))
+    target = tmp_path / "d" / "cifar-10-batches-py"
+    assert refused.value.message == (
+        f"{target} holds CIFAR-10 from another archive (sha256 {sha256_of(archive)}), not the "
+        f"one --sha256 names ({sha256_of(other)})")
+    assert refused.value.hint == "pass --force to replace it with that archive's data"
+    assert data_checksum(tmp_path / "d") == sha256_of(archive)  # nothing replaced
+    again = fetch_cifar10(config(tmp_path / "d", source=str(archive), sha256=sha256_of(archive)))
+    assert again.status == "present"  # the same archive: nothing to do, as before

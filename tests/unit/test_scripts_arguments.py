@@ -40,6 +40,8 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
      "error: scripts/main.sh --from names no file: /nonexistent/c.tar.gz does not exist"),
     ("main.sh", ["--from", "file:///nonexistent/c.tar.gz"],  # found by re-review
      "error: scripts/main.sh --from names no file: file:///nonexistent/c.tar.gz does not exist"),
+    # found by review: `--data $UNSET --force` fetched into a folder named --force
+    ("main.sh", ["--data", "--force"], "error: scripts/main.sh --data needs a value, not --force"),
 ])
 def test_an_unknown_argument_is_refused_before_any_work(script: str, args: list[str],
                                                         message: str) -> None:
@@ -246,3 +248,42 @@ def test_main_sh_takes_values_ending_in_a_colon(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert log.read_text().splitlines()[0] == (
         f"data fetch --data {tmp_path}/data: --from https://example.com:")
+
+
+@pytest.mark.parametrize("train_args, message", [
+    # found by review: a --data there trained on another folder than the one fetched into
+    ("--epochs 1 --data d3", "error: DLBOX_TRAIN_ARGS has --data: scripts/main.sh fetches into "
+     "its own --data and trains on it"),
+    # found by review: quotes are not honoured (the value is split on white space), and
+    # `--run-dir "my runs/x"` failed only after the set-up and the fetch
+    ('--run-dir "my runs/x"', "error: DLBOX_TRAIN_ARGS has quotes, which main.sh does not "
+     "honour: it splits the value on white space"),
+])
+def test_main_sh_refuses_train_args_it_cannot_pass_on_before_any_work(
+        train_args: str, message: str) -> None:
+    result = subprocess.run(["bash", str(SCRIPTS / "main.sh")], capture_output=True, text=True,
+                            timeout=60, check=False, env={"PATH": "/usr/bin:/bin",
+                                                          "DLBOX_TRAIN_ARGS": train_args})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[0] == message
+    assert result.stderr.splitlines()[1].startswith("hint: ")
+
+
+def test_main_sh_runs_through_a_link_and_takes_a_relative_dlbox_data_as_the_callers(
+        tmp_path: Path) -> None:
+    """Found by review: started through a symlink it looked for scripts/ beside the link; a
+    relative DLBOX_DATA was read in the checkout, not where the user ran main.sh."""
+    log = tmp_path / "log"
+    repo = _copy_script(tmp_path, "main.sh", {
+        "scripts/setup.sh": "exit 0\n",
+        ".venv/bin/dlbox": f'echo "$* DLBOX_DATA=$DLBOX_DATA" >> {log}\n',
+    })
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "cifar-main").symlink_to(repo / "scripts" / "main.sh")
+    result = subprocess.run(["bash", str(bin_dir / "cifar-main")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={"PATH": "/usr/bin:/bin", "DLBOX_DATA": "d7"})
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines() == [f"data fetch DLBOX_DATA={tmp_path}/d7",
+                                            f"train DLBOX_DATA={tmp_path}/d7"]

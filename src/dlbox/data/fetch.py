@@ -676,7 +676,14 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
     check_data_dir_path(config.data_dir)
     if cifar10_present(root) and not config.force:
         _clear_killed_fetch(root)
-        return FetchResult("present", target, str(target), data_checksum(root))
+        present = data_checksum(root)
+        # another archive's data is not "nothing to do" (review: scripts/main.sh then trained
+        # on it, its --sha256 unheeded); data with no record cannot be told apart, and stays
+        if expected is not None and present is not None and present != expected:
+            raise UsageError(f"{target} holds CIFAR-10 from another archive (sha256 "
+                             f"{present}), not the one --sha256 names ({expected})",
+                             hint="pass --force to replace it with that archive's data")
+        return FetchResult("present", target, str(target), present)
     check_not_an_image_tree(root)
     created_root = not root.exists()
     downloaded: Path | None = None
