@@ -285,6 +285,25 @@ def test_out_of_range_labels_are_named_on_the_file_line(tmp_path: Path) -> None:
     assert sum(report.splits["train"].per_class) == 80  # the 20 bad labels are not counted
 
 
+def test_a_meta_file_short_of_classes_is_the_one_problem(tmp_path: Path) -> None:
+    """Found by a docs check: with 9 names in batches.meta, every good batch (labels 0..9)
+    was failed too, "labels outside 0..8"; the docs say labels lie in 0..9 and the meta file
+    names 10 classes."""
+    from dlbox.data.loading import check_data
+
+    folder = write_fake_cifar10(tmp_path, 100, 20)
+    meta_path = folder / "batches.meta"
+    with open(meta_path, "rb") as handle:
+        meta = pickle.load(handle, encoding="bytes")
+    meta[b"label_names"] = meta[b"label_names"][:9]
+    with open(meta_path, "wb") as handle:
+        pickle.dump(meta, handle, protocol=2)
+    report = check_data(tmp_path)
+    assert list(report.problems) == ["batches.meta names 9 classes, expected 10"]
+    assert all(f.ok for f in report.files if f.name != "batches.meta")
+    assert sum(report.splits["train"].per_class) == 100
+
+
 # ---- data check of a tree with one split under another name (Train/, val/) -------------------
 
 @pytest.mark.parametrize(("folder", "split"), [("Train", "train"), ("val", "test")])
