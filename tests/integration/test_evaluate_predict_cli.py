@@ -1018,6 +1018,28 @@ def test_a_report_file_linked_into_a_read_only_folder_replaces_nothing(
     assert _snapshot(run_copy) == before
 
 
+def test_a_report_file_linked_into_a_missing_folder_is_refused_not_replaced(
+        run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by a docs check: confusion_matrix.json a link into a folder that is not there
+    (an unmounted share) was replaced by a plain file without a word, the link gone; the
+    docs say a linked file is followed, and refused before anything is replaced when its
+    folder cannot be written."""
+    assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_OK
+    linked = run_copy / "confusion_matrix.json"
+    linked.unlink()
+    gone = tmp_path / "unmounted" / "cm.json"
+    linked.symlink_to(gone)
+    before = _snapshot(run_copy)
+    capsys.readouterr()
+    assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_ERROR
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"error: cannot write {gone}: "), lines
+    assert linked.is_symlink() and _snapshot(run_copy) == before
+    gone.parent.mkdir()  # mounted: the link is followed, and its file made
+    assert main(["evaluate", str(run_copy), "--device", "cpu"]) == EXIT_OK
+    assert linked.is_symlink() and json.loads(gone.read_text())["classes"]
+
+
 def test_a_model_that_outputs_nan_is_one_error_of_the_run_not_of_each_image(
         run_copy: Path, images: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """Review 7: predict of a diverged run's model failed each image with "the model

@@ -548,9 +548,9 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
                 raise FileWriteError(final_path, "it is a folder",
                                      hint="remove that folder (the report writes a file "
                                           "there), or write the report elsewhere: --output DIR")
-            # a link is followed (_move_into_place): its file's folder takes the new file
-            real = (final_path.resolve() if final_path.is_symlink() and final_path.exists()
-                    else final_path)
+            # a link is followed (_move_into_place): its file's folder takes the new file,
+            # also a link to no file yet (review: one into an unmounted share was replaced)
+            real = final_path.resolve() if final_path.is_symlink() else final_path
             if real.parent not in writable:
                 writable[real.parent] = folder_write_error(real.parent)
             refused = writable[real.parent]
@@ -590,8 +590,8 @@ def _move_into_place(staged: Path, final_path: Path) -> None:
     """Put a staged file where it goes: a link there is followed, as every write of dlbox
     does (its file is replaced, not the link); a folder there is named as the file."""
     try:
-        if final_path.is_symlink() and final_path.exists():
-            with open(staged, "rb") as source, atomic_open(final_path) as handle:
+        if final_path.is_symlink():  # resolved: a link to no file yet makes its file
+            with open(staged, "rb") as source, atomic_open(final_path.resolve()) as handle:
                 shutil.copyfileobj(source, handle)
             return
         if final_path.is_file():  # the file it replaces keeps its mode (review: 600 -> 644)
