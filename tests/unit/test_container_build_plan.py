@@ -2010,6 +2010,17 @@ def test_a_post_release_pin_is_its_release(tmp_path: Path) -> None:
         "tensorflow-cpu==2.15.0.post1",)
 
 
+OFFLINE = ("--no-index", "--find-links=/dlbox-resolve/wheelhouse")
+
+
+def _offline_resolve_fails(monkeypatch: pytest.MonkeyPatch, stderr: str) -> None:
+    """The resolve step's pip, run --offline, fails with `stderr`."""
+    from dlbox.container import engine
+
+    monkeypatch.setattr(engine, "run_captured",
+                        lambda *args, **kwargs: engine.Captured(1, "", stderr))
+
+
 def test_offline_names_every_requirement_the_wheelhouse_lacks_at_once(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Found by review: an --offline first build named the wheels it lacked one a run (idna,
@@ -2017,16 +2028,15 @@ def test_offline_names_every_requirement_the_wheelhouse_lacks_at_once(
     flags the hint gives once a lock exists (so it fetched wheels for the host's Python)."""
     import shlex
 
-    from dlbox.container import engine
     from dlbox.container.context import scan_wheelhouse
 
     (tmp_path / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
     (tmp_path / "numpy-2.1.0-cp311-cp311-manylinux_2_17_x86_64.whl").write_bytes(b"")
     wheels = scan_wheelhouse(tmp_path)
-    offline = ("--no-index", "--find-links=/dlbox-resolve/wheelhouse")
-    monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
-        1, "", "ERROR: Could not find a version that satisfies the requirement idna (from "
-               "versions: none)\nERROR: No matching distribution found for idna\n"))
+    offline = OFFLINE
+    _offline_resolve_fails(monkeypatch, "ERROR: Could not find a version that satisfies the "
+                           "requirement idna (from versions: none)\nERROR: No matching "
+                           "distribution found for idna\n")
     requirements = ["colorama; sys_platform == 'win32'", "idna", "numpy>=2", "numpy<3",
                     "rich>=13", "six", "torch==2.13.0+cpu"]
     with pytest.raises(ContainerError) as info:
@@ -2049,9 +2059,9 @@ def test_offline_names_every_requirement_the_wheelhouse_lacks_at_once(
     assert "--no-deps" not in command  # their dependencies are not in the wheelhouse either
     # a dependency of one (pip names it; every top-level line has a wheel): its hint has the
     # image's target too
-    monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
-        1, "", "ERROR: Could not find a version that satisfies the requirement typing-"
-               "extensions>=4 (from torch) (from versions: none)\n"))
+    _offline_resolve_fails(monkeypatch, "ERROR: Could not find a version that satisfies the "
+                           "requirement typing-extensions>=4 (from torch) (from versions: "
+                           "none)\n")
     with pytest.raises(ContainerError) as info:
         B.resolve_pins(object(), "img", ["numpy>=2", "torch==2.13.0+cpu"], offline, wheels,
                        log=lambda line: None, python="3.11.2", wheel_index=None)
@@ -2067,15 +2077,14 @@ def test_the_offline_download_hint_names_the_framework_whose_wheel_is_there(
     (filelock, sympy, ...), one a run."""
     import shlex
 
-    from dlbox.container import engine
     from dlbox.container.context import scan_wheelhouse
 
     (tmp_path / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
     wheels = scan_wheelhouse(tmp_path)
-    offline = ("--no-index", "--find-links=/dlbox-resolve/wheelhouse")
-    monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
-        1, "", "ERROR: Could not find a version that satisfies the requirement six (from "
-               "versions: none)\nERROR: No matching distribution found for six\n"))
+    offline = OFFLINE
+    _offline_resolve_fails(monkeypatch, "ERROR: Could not find a version that satisfies the "
+                           "requirement six (from versions: none)\nERROR: No matching "
+                           "distribution found for six\n")
     with pytest.raises(ContainerError) as info:
         B.resolve_pins(object(), "img", ["six", "torch==2.13.0+cpu"], offline, wheels,
                        log=lambda line: None, python="3.11.2",

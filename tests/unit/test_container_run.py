@@ -1029,6 +1029,19 @@ def test_shm_sizes_docker_run_refuses_are_refused(value: str) -> None:
     (["sh", "-c", "true || CUDA_VISIBLE_DEVICES=0 python train.py"], True),
     (["sh", "-c", "if python3 check.py; then echo ok; fi"], True),
     (["sh", "-c", "echo go && nohup dlbox train"], True),
+    # review: missed since the note fired for python run by the shell only
+    (["sh", "-c", "cd src && timeout 2h python train.py"], True),
+    (["sh", "-c", "nice -n 10 python train.py"], True),
+    (["sh", "-c", "uv run python train.py"], True),
+    (["sh", "-c", "cd src\n\npython train.py"], True),
+    (["sh", "-c", "cd src;\npython train.py"], True),
+    (["sh", "-c", "env -i PATH=/opt/venv/bin python x.py"], True),
+    (["sh", "-c", "env -u CUDA_VISIBLE_DEVICES dlbox train"], True),
+    (["sh", "-c", "stdbuf -oL python3 train.py | tee log"], True),
+    (["sh", "-c", "cd src;\nexec python train.py"], False),
+    (["sh", "-c", "cd src &&\nexec timeout 2h python train.py"], False),
+    (["sh", "-c", "echo python"], False),
+    (["sh", "-c", "timeout 5 ls /usr/bin/python"], False),
 ])
 def test_the_exec_note_fires_only_for_python_run_by_the_shell(
         command: list[str], noted: bool) -> None:
@@ -1127,27 +1140,6 @@ def test_an_env_shebangs_missing_interpreter_is_the_name_env_looks_for(
     # a 127 of the script's own (env found python2, which then found no command): its own
     assert not_runnable(b"sh: 1: foo: not found\n", RunOptions(
         image="proj:latest", command=("./old.py",), here=tmp_path), exit_code=127) is None
-
-
-@pytest.mark.parametrize("command, noted", [
-    # review: missed since the note fired for python run by the shell only
-    (["sh", "-c", "cd src && timeout 2h python train.py"], True),
-    (["sh", "-c", "nice -n 10 python train.py"], True),
-    (["sh", "-c", "uv run python train.py"], True),
-    (["sh", "-c", "cd src\n\npython train.py"], True),
-    (["sh", "-c", "cd src;\npython train.py"], True),
-    (["sh", "-c", "env -i PATH=/opt/venv/bin python x.py"], True),
-    (["sh", "-c", "env -u CUDA_VISIBLE_DEVICES dlbox train"], True),
-    (["sh", "-c", "stdbuf -oL python3 train.py | tee log"], True),
-    (["sh", "-c", "cd src;\nexec python train.py"], False),
-    (["sh", "-c", "cd src &&\nexec timeout 2h python train.py"], False),
-    (["sh", "-c", "ls /usr/bin/python"], False),
-    (["sh", "-c", "echo python"], False),
-    (["sh", "-c", "timeout 5 ls /usr/bin/python"], False),
-])
-def test_the_exec_note_fires_past_wrappers_and_blank_lines(
-        command: list[str], noted: bool) -> None:
-    assert (shell_wrapper_note(command) is not None) == noted
 
 
 def test_a_dlbox_data_that_is_a_file_is_named_for_a_fetch(
