@@ -298,7 +298,8 @@ def finite_json(value: Any) -> Any:
 def write_with_atomic(
     path: str | Path, writer: Callable[[IO[Any]], None], mode: str = "wb"
 ) -> None:
-    """Call `writer(handle)` on a temp file, then move it into place (for torch.save, savefig)."""
+    """Call `writer(handle)` on a temp file, then move it into place (for savefig; torch.save
+    goes through `write_through_memory`, which says why)."""
     with atomic_open(path, mode) as handle:
         writer(handle)
 

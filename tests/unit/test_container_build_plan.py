@@ -484,6 +484,41 @@ def test_empty_values_are_refused(field: str, flag: str, value: object) -> None:
     assert caught.value.hint == f"give {what}, or leave {flag} out"
 
 
+def test_the_librarys_request_gets_the_clis_checks(tmp_path: Path) -> None:
+    """Found by review: only the CLI refused --offline without --wheelhouse and paths that
+    do not exist, so a dry run (or build) called from Python with offline=True and no
+    wheelhouse gave a Dockerfile of `pip install --no-index` with no wheels to install."""
+    project = write(tmp_path / "proj" / "requirements.txt", "numpy\n").parent
+    cases = [
+        (dict(offline=True), "--offline needs --wheelhouse DIR", "pass the folder of wheels"),
+        (dict(wheelhouse=tmp_path / "nowhere"), f"--wheelhouse {tmp_path / 'nowhere'} does "
+         "not exist", "pass an existing folder"),
+        (dict(ca_cert=tmp_path / "no.crt"), f"--ca-cert {tmp_path / 'no.crt'} does not exist",
+         "pass an existing file"),
+    ]
+    for values, message, hint in cases:
+        request = B.BuildRequest(project_dir=project, device="cpu", **values)  # type: ignore[arg-type]
+        for call in (B.dry_run, B.build_image):
+            with pytest.raises(UsageError) as info:
+                call(request, facts=no_probe)  # type: ignore[operator]
+            assert (info.value.message, info.value.hint) == (message, hint)
+    assert sorted(p.name for p in project.iterdir()) == ["requirements.txt"]
+
+
+def test_a_build_in_a_removed_current_folder_is_told_so(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: plan() read the current folder (for the built-in project's note) and
+    raised a bare FileNotFoundError in a shell whose folder was removed."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(UsageError) as info:
+        B.dry_run(B.BuildRequest(device="cpu"), no_probe)
+    assert info.value.message == "the current folder no longer exists (it was removed or moved)"
+    assert info.value.hint == "cd to a folder that exists and run the command again"
+
+
 def test_request_values_are_checked_before_a_dry_run(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--tag 'My Image' is not a valid image name"):
         B.dry_run(B.BuildRequest(device="cpu", tag="My Image"), no_probe)
@@ -560,6 +595,29 @@ def test_wheelhouse_build_wins_when_the_target_runs_it(tmp_path: Path) -> None:
     newest = B.resolve_framework("torch", target, scan_wheelhouse(house))
     assert newest.reasons[-1] == ("torch 2.15.0+cpu is in the wheelhouse: used, so the build "
                                   "needs no download of it")
+
+
+def test_a_wheelhouse_build_keeps_the_resolvers_reasons(tmp_path: Path) -> None:
+    """Found by review: the wheelhouse's build dropped every reason with "requested" in it,
+    to leave out its own "torch 2.14.1 requested" (the version came from the wheelhouse, not
+    the user), and so lost the resolver's "CUDA 12.6 was requested" too, in dlbox.lock and
+    the dry run's `why:` lines."""
+    from dlbox.container.context import scan_wheelhouse
+
+    target = dataclasses.replace(target_for(device="gpu", driver="560.35.03", cuda="12.6",
+                                            compute_capabilities=("8.6",)), python="3.11")
+    plain = B.resolve_framework("torch", target)
+    assert "CUDA 12.6 was requested" in plain.reasons
+    write(tmp_path / f"torch-{plain.version}+cu126-cp311-cp311-manylinux_2_28_x86_64.whl", "")
+    project = Project(root=tmp_path, name="demo", version=None, kind="requirements",
+                      requirements=(f"torch=={plain.version}",), build_requirements=(),
+                      installable=False, requires_python=None, pip_options=(), include=None)
+    for pins in ((), B._project_pins(project, "torch")):
+        used = B.resolve_framework("torch", target, scan_wheelhouse(tmp_path), pins=pins)
+        assert (used.version, used.variant) == (plain.version, "cu126")
+        assert "is in the wheelhouse" in used.reasons[-1]
+        assert "CUDA 12.6 was requested" in used.reasons
+        assert f"torch {plain.version} requested" not in used.reasons  # not the user's ask
 
 
 def test_default_base_image(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -768,8 +826,10 @@ def test_offline_with_apt_packages_does_not_promise_an_online_build_helps(
     whatever the engine has cached."""
     write(tmp_path / "requirements.txt", "numpy\n")
     write(tmp_path / "apt.txt", "git\n")
+    (tmp_path / "wheels").mkdir()  # --offline needs one
     with pytest.raises(UsageError) as info:
-        B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu", offline=True), no_probe)
+        B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu", offline=True,
+                              wheelhouse=tmp_path / "wheels"), no_probe)
     assert info.value.message == ("--offline, but apt.txt lists 1 Debian packages (git), which "
                                   "apt must download")
     assert info.value.hint == ("leave --offline out: apt needs the network for apt.txt's "
@@ -837,7 +897,35 @@ def test_plan_framework_choice(tmp_path: Path) -> None:
 def test_gpu_attachable() -> None:
     assert B.gpu_attachable(gpu_host()) == (True, "")
     ok, why = B.gpu_attachable(CPU_HOST)
-    assert not ok and "no usable NVIDIA GPU" in why
+    assert not ok and why == "this host has no working NVIDIA driver"  # as image run says it
+
+
+@pytest.mark.parametrize("tool", ["nvidia-container-cli", "nvidia-container-runtime-hook"])
+def test_gpu_attachable_is_what_the_facts_say_as_for_image_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tool: str) -> None:
+    """Found by review: the build's smoke test took a GPU as attachable when
+    nvidia-container-cli was on PATH (which `docker run --gpus` cannot use without the
+    toolkit's hook), where `image run --gpus` and doctor, from the same facts, said the
+    engine has no NVIDIA runtime. The probe's facts decide, for all three."""
+    from dlbox.container import engine
+    from dlbox.container.run import check_gpus_available
+
+    write(tmp_path / "bin" / tool, "#!/bin/sh\n").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    no_runtime = dataclasses.replace(gpu_host(), docker=DockerFacts(reachable=True,
+                                                                    runtimes=("runc",)))
+    assert not no_runtime.docker.gpu_capable
+    ok, why = B.gpu_attachable(no_runtime)
+    assert not ok and why == "the Docker engine has no NVIDIA runtime (NVIDIA Container Toolkit)"
+    with pytest.raises(HostEnvError, match="no NVIDIA runtime"):
+        check_gpus_available(engine.GpuRequest(count=-1), no_runtime)
+    hook = dataclasses.replace(no_runtime, docker=dataclasses.replace(no_runtime.docker,
+                                                                      nvidia_hook=True))
+    assert B.gpu_attachable(hook) == (True, "")  # the probe found the hook: as image run
+    check_gpus_available(engine.GpuRequest(count=-1), hook)
+    # an engine the probe could not reach gives the smoke test no GPU
+    gone = dataclasses.replace(hook, docker=DockerFacts(error="Docker engine not reachable"))
+    assert B.gpu_attachable(gone) == (False, "Docker engine not reachable")
 
 
 def test_the_current_folder_is_the_default_project_when_it_is_one(tmp_path: Path) -> None:
@@ -1144,6 +1232,41 @@ def test_an_entry_another_build_wrote_meanwhile_is_kept(
     monkeypatch.setattr(B, "require_smoke_ok", and_meanwhile)
     fake_build(None)
     assert sorted(read_lock(lock)) == ["torch-cpu", "torch-gpu"]
+
+
+@pytest.mark.parametrize("wheels", [
+    ("six-1.16.0-py2.py3-none-any.whl",),  # none the lock pins: a stale wheelhouse
+    ("six-1.16.0-py2.py3-none-any.whl", "netifaces-0.11.0-cp311-cp311-linux_x86_64.whl",
+     "torch-2.15.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"),  # every pin, and one more
+])
+def test_the_dry_run_prints_the_dockerfile_the_build_uses(
+        tmp_path: Path, fake_build: FakeBuild, monkeypatch: pytest.MonkeyPatch,
+        wheels: tuple[str, ...]) -> None:
+    """Found by review: for a locked project and a wheelhouse holding a wheel the lock does
+    not pin, --dry-run printed `COPY dlbox/wheelhouse/` and `--find-links`, which the build's
+    Dockerfile (only the pinned wheels go to the engine: none here) has not."""
+    import tarfile
+
+    from dlbox.container import engine
+
+    fake_build(None)  # the fixture's monkeypatches; its build writes dlbox.lock
+    house = tmp_path / "wheels"
+    for name in wheels:
+        write(house / name, "")
+    sent: list[str] = []
+
+    def build(client: object, context: Path, **kwargs: object) -> object:
+        with tarfile.open(context) as tar:
+            member = tar.extractfile("Dockerfile")
+            assert member is not None
+            sent.append(member.read().decode())
+        return FakeEngine(None).build(client, context)
+
+    monkeypatch.setattr(engine, "build", build)
+    request = B.BuildRequest(project_dir=tmp_path / "proj", device="cpu", wheelhouse=house)
+    dockerfile, _ = B.dry_run(request, facts=no_probe)
+    B.build_image(request, log=lambda line: None, facts=no_probe, client=object())
+    assert sent == [dockerfile]
 
 
 # ---- the smoke test's pip check ----------------------------------------------------------

@@ -12,7 +12,6 @@ import pytest
 from dlbox.container import spec as S
 from dlbox.container.context import (
     Distribution,
-    extract_context,
     iter_project_files,
     scan_wheelhouse,
     wheels_for_pins,
@@ -280,16 +279,6 @@ def test_ca_cert_in_context(project_dir: Path, tmp_path: Path) -> None:
                       ca_cert=write(tmp_path / "bad.der", "binary"))
     with pytest.raises(UsageError, match="cannot read --ca-cert"):
         write_context(tmp_path / "e.tar", project, "", "", ca_cert=tmp_path / "missing.pem")
-
-
-def test_extract_context_round_trip(project_dir: Path, tmp_path: Path) -> None:
-    project = detect_project(project_dir)
-    tar_path = write_context(tmp_path / "c.tar", project, "FROM x\n", "").path
-    out = tmp_path / "out"
-    extract_context(tar_path, out)
-    assert (out / "Dockerfile").read_text() == "FROM x\n"
-    assert (out / "project" / "train.py").read_text() == "print('train')\n"
-    assert not (out / "project" / ".git").exists()
 
 
 # ---- wheelhouse ----------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from typing import Any
 
 from dlbox.cli.common import path_flag, reject_empty_paths, reject_empty_positional
 from dlbox.errors import DlboxError, UsageError
-from dlbox.fileio import expand_user
 from dlbox.text import shell_quote
 
 
@@ -146,14 +145,6 @@ def _build_request(args: argparse.Namespace) -> Any:
     from dlbox.container.build import BuildRequest
     from dlbox.container.project import default_project_dir, foreign_project_error
 
-    for name in ("wheelhouse", "ca_cert"):
-        path = getattr(args, name)
-        if path is not None and not expand_user(path).exists():
-            flag = "--" + name.replace("_", "-")
-            kind = "folder" if name == "wheelhouse" else "file"
-            raise UsageError(f"{flag} {path} does not exist", hint=f"pass an existing {kind}")
-    if args.offline and args.wheelhouse is None:
-        raise UsageError("--offline needs --wheelhouse DIR", hint="pass the folder of wheels")
     project_dir = Path(args.project_dir) if args.project_dir else default_project_dir()
     if project_dir is None and (foreign := foreign_project_error(Path.cwd())) is not None:
         raise foreign  # not the built-in project, in a folder that is plainly another's

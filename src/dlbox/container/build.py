@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,10 +75,11 @@ from dlbox.container.project import (
     requirement_name,
 )
 from dlbox.container.render import render_dockerfile, render_lock_requirements
+from dlbox.container.run import gpu_blocker, host_facts
 from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
 from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
 from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
-from dlbox.fileio import check_writable, expand_user
+from dlbox.fileio import check_writable, current_folder, expand_user
 from dlbox.text import has_url_credentials, listed, redact_url_credentials, shell_quote
 
 if TYPE_CHECKING:
@@ -132,13 +132,6 @@ class BuildOutcome:
 
 
 # ---- choosing the target ----------------------------------------------------------------------
-
-def host_facts() -> Any:
-    """The doctor's probe of this host (NVIDIA driver, GPUs, Docker), without deep imports."""
-    from dlbox.hostenv.probe import probe_host
-
-    return probe_host(deep=False)
-
 
 def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Any:
     """The resolver Target for the request; probes this host only when it has to."""
@@ -278,10 +271,12 @@ def _past_last_driver(error: HostEnvError, framework: str, target: Any, matrix: 
 
 
 def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None,
-                   base_image: str | None = None) -> Any:
+                   base_image: str | None = None, requested: bool = True) -> Any:
     """The resolver's build for `--framework-version`: a release ("2.1") gives its newest
     known patch, a patch version ("2.1.0") exactly that one. `base_image` (--base-image) is
-    for the hint's version: see `_newest_runnable`."""
+    for the hint's version: see `_newest_runnable`. `requested`: the user asked for the
+    version (a reason says so); False for one dlbox took elsewhere (a wheelhouse's wheel, a
+    project's pin), whose callers give their own reason."""
     from dlbox.hostenv.matrix import load_matrix
     from dlbox.hostenv.resolve import resolve_build
     from dlbox.hostenv.versions import parse_version
@@ -300,7 +295,7 @@ def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None
                    else "build with --cpu")
         raise _past_last_driver(error, framework, target, narrowed,
                                 f"{framework} {version} build", way_out) from None
-    reasons = resolved.reasons + (f"{framework} {version} requested",)
+    reasons = resolved.reasons + ((f"{framework} {version} requested",) if requested else ())
     public = version.split("+")[0]
     if len(parse_version(public) or ()) < 3:
         # Not pip's ==2.1, which is 2.1.0: the resolver took the release's newest patch.
@@ -356,7 +351,7 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
     for candidate in candidates:
         public, _, local = candidate.partition("+")
         try:
-            chosen = resolve_pinned(framework, target, public, matrix)
+            chosen = resolve_pinned(framework, target, public, matrix, requested=False)
         except DlboxError:
             continue
         if framework == "torch" and local and local != chosen.variant:
@@ -368,7 +363,7 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
                 f"{dist} {candidate} is in the wheelhouse: used instead of the newest "
                 f"{'admitted ' if pins else ''}release {newest.version}, so the build needs "
                 "no download of it")
-        reasons = tuple(r for r in chosen.reasons if "requested" not in r)
+        reasons = chosen.reasons
         if pins:
             reasons += (f"the project requires {_pins_text(pins)}, which admits it",)
         return dataclasses.replace(chosen, reasons=reasons + (note,))
@@ -434,11 +429,11 @@ def _resolve_admitted(framework: str, target: Any, matrix: Any,
         # --framework-version takes too (a release older than the newest gets no more).
         for version in _exact_pins(pins):
             try:
-                exact = resolve_pinned(framework, target, version, matrix, base_image)
+                exact = resolve_pinned(framework, target, version, matrix, base_image,
+                                       requested=False)
             except DlboxError:
                 continue
-            return dataclasses.replace(exact, reasons=tuple(
-                r for r in exact.reasons if "requested" not in r) + (
+            return dataclasses.replace(exact, reasons=exact.reasons + (
                 f"the project requires {text}",))
         from dlbox.hostenv.versions import same_release
 
@@ -818,6 +813,29 @@ def spec_for(project: Project, entry: LockEntry, *, base_digest: str | None = No
     )
 
 
+def spec_with_wheelhouse(p: Plan, entry: LockEntry, request: BuildRequest
+                         ) -> tuple[ImageSpec, tuple[Distribution, ...], tuple[str, ...]]:
+    """(the spec of a build from `entry`, the wheelhouse files that go to the engine with it,
+    the pins no file covers): the one answer of the dry run and the build (review: the dry
+    run shipped the whole wheelhouse, the build the pinned wheels alone, and their
+    Dockerfiles differed). Only the wheels the entry pins go, so a wheelhouse holding none of
+    them is not in the Dockerfile; with every pin there, pip runs with --no-index. An entry
+    not pinned yet (a dry run before the first build's lock) is given the whole wheelhouse,
+    which pip's resolution may take any wheel of, and what the project asks for decides
+    whether the framework's index is needed."""
+    if entry.pinned:
+        wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python or None)
+    else:
+        wheels, uncovered = p.wheelhouse, ()
+    in_house = framework_in_wheelhouse(
+        wheels, entry.framework, entry.framework_version, entry.python,
+        companions_in(entry.framework, entry.pinned or entry.requirements_in))
+    spec = spec_for(p.project, entry, wheelhouse=bool(wheels),
+                    offline=request.offline or bool(entry.pinned and wheels and not uncovered),
+                    ca_cert=request.ca_cert is not None, use_wheel_index=not in_house)
+    return spec, wheels, uncovered
+
+
 def lock_requirements_text(entry: LockEntry) -> str:
     header = (f"dlbox.lock {entry.key}: {entry.framework} {entry.framework_version}, "
               f"Python {entry.python}, base {entry.base_image}\n"
@@ -881,6 +899,12 @@ def check_request(request: BuildRequest) -> None:
     if request.base_image is not None:
         S.check_image_reference(request.base_image, "--base-image")
     env_base_image()  # a bad $DLBOX_BASE_IMAGE: refused before anything, as --base-image is
+    for flag, path, kind in (("--wheelhouse", request.wheelhouse, "folder"),
+                             ("--ca-cert", request.ca_cert, "file")):
+        if path is not None and not expand_user(path).exists():
+            raise UsageError(f"{flag} {path} does not exist", hint=f"pass an existing {kind}")
+    if request.offline and request.wheelhouse is None:  # pip's --no-index, and no wheels
+        raise UsageError("--offline needs --wheelhouse DIR", hint="pass the folder of wheels")
     if request.ca_cert is not None:
         read_ca_cert(expand_user(request.ca_cert))
     if request.lock_path is not None and expand_user(request.lock_path).is_dir():
@@ -905,8 +929,9 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
                     "project in the image needs",
                     hint=f"remove the line of .dockerignore that matches {name} (or add "
                          f"`!{name}` after it)")
-    if request.project_dir is None and Path.cwd().resolve() != project.root.resolve() \
-            and project_image_above(Path.cwd()) is None:  # else the CLI named that project
+    here = current_folder() if request.project_dir is None else None
+    if here is not None and here.resolve() != project.root.resolve() \
+            and project_image_above(here) is None:  # else the CLI named that project
         # `dlbox image build` in a folder meant as a project, but missing its requirements
         project = dataclasses.replace(project, notes=project.notes + (
             "building dlbox's own CIFAR-10 project: the current folder has no "
@@ -1182,32 +1207,23 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
         # what `doctor --resolve` warns of for this build (uncertain data, a driver below the
         # CUDA release's GA driver, no native kernels for a GPU): the build's user needs it too
         notes += [f"warning: {warning}" for warning in resolved.warnings]
-    wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python or None)
-    if request.offline and entry.pinned and uncovered:  # what the build refuses at once
+    spec, _, uncovered = spec_with_wheelhouse(p, entry, request)
+    if request.offline and uncovered:  # what the build refuses at once
         notes.append(f"warning: --offline, but the wheelhouse lacks {len(uncovered)} pinned "
                      f"packages ({', '.join(uncovered[:5])}{' ...' if len(uncovered) > 5 else ''}"
                      f"), so the build will refuse; fill it first: "
                      f"{download_command(request, entry, uncovered)}")
-    # without a lock, what the project asks for (review: the dry run dropped the framework's
-    # index that the build keeps for a torchvision the wheelhouse lacks)
-    in_house = framework_in_wheelhouse(
-        p.wheelhouse, entry.framework, entry.framework_version, entry.python,
-        companions_in(entry.framework, entry.pinned or entry.requirements_in))
     companions = FRAMEWORK_COMPANIONS.get(entry.framework, ())
     others = [name for name in companions
               if name not in companions_in(entry.framework, entry.requirements_in)]
     dependencies = {requirement_name(line) for line in entry.requirements_in} - {
         entry.framework, *companions}
-    if in_house and not entry.pinned and others and dependencies and entry.wheel_index \
-            and not request.offline:
+    if not spec.use_wheel_index and not entry.pinned and others and dependencies \
+            and entry.wheel_index and not request.offline:
         # what only pip's resolution shows (review: timm's torchvision; see _lock)
         notes.append(f"if a dependency brings in {' or '.join(others)} and the wheelhouse "
                      f"lacks it, the build resolves it from {entry.wheel_index}, with that "
                      "index in the Dockerfile")
-    spec = spec_for(p.project, entry, wheelhouse=bool(p.wheelhouse),
-                    offline=request.offline or bool(entry.pinned and p.wheelhouse
-                                                    and not uncovered),
-                    ca_cert=request.ca_cert is not None, use_wheel_index=not in_house)
     if not entry.python:
         spec = dataclasses.replace(spec, python=None)
     notes.insert(0, f"{spec.framework.name} {spec.framework.version} ({spec.framework.variant})"
@@ -1563,13 +1579,6 @@ def pip_args_for(project: Project, resolved_index: str | None, wheelhouse_dir: s
 
 # ---- the build --------------------------------------------------------------------------------
 
-def _build_context(tmp: Path, project: Project, dockerfile: str, lock_text: str,
-                   wheels: Sequence[Path], ca_cert: Path | None,
-                   exclude: Sequence[Path] = ()) -> ContextSummary:
-    return write_context(tmp / "context.tar", project, dockerfile, lock_text, wheels, ca_cert,
-                         exclude=exclude)
-
-
 def _refuse_a_companion_of_another_build(framework: str, version: str, pins: Sequence[str],
                                          wheel_index: str | None, python: str) -> None:
     """Refuse a resolution that pairs torch's +cpu build with a torchvision that is not one:
@@ -1625,16 +1634,13 @@ def _buildargs(request: BuildRequest) -> dict[str, str]:
 
 
 def gpu_attachable(facts: Any) -> tuple[bool, str]:
-    """Can this host's engine give a container a GPU? (for the smoke test's GPU checks)"""
-    nvidia = facts.nvidia
-    if not (nvidia.driver_version and nvidia.gpus) or nvidia.error:
-        return False, "this machine has no usable NVIDIA GPU" + (
-            f" ({nvidia.error})" if nvidia.error else "")
-    docker_facts = facts.docker
-    if not (docker_facts.gpu_capable or shutil.which("nvidia-container-runtime-hook")
-            or shutil.which("nvidia-container-cli")):
-        return False, "the Docker engine has no NVIDIA runtime (NVIDIA Container Toolkit)"
-    return True, ""
+    """Can this host's engine give a container a GPU? (for the smoke test's GPU checks) As
+    `image run --gpus` judges it (`gpu_blocker`), and an engine the probe could not reach
+    gives none."""
+    blocker = gpu_blocker(facts)
+    if blocker is None and not facts.docker.reachable:
+        blocker = (facts.docker.error or "the probe could not reach the Docker engine", "")
+    return (False, blocker[0]) if blocker else (True, "")
 
 
 def build_image(request: BuildRequest, log: Log = print,
@@ -1669,7 +1675,7 @@ def build_image(request: BuildRequest, log: Log = print,
             # Written only once the image is built and passed its smoke test (below): a build
             # that fails or is interrupted must not leave a lock that later builds trust.
             entry = _lock(request, p, client, tmp, ca_cert, buildargs, log, on_event)
-        wheels, uncovered = wheels_for_pins(p.wheelhouse, entry.pinned, entry.python)
+        spec, wheels, uncovered = spec_with_wheelhouse(p, entry, request)
         if request.offline and uncovered:
             raise UsageError(
                 f"--offline, but the wheelhouse lacks {len(uncovered)} pinned packages: "
@@ -1677,23 +1683,17 @@ def build_image(request: BuildRequest, log: Log = print,
                 hint="fill it on a machine with network: "
                      f"{download_command(request, entry, uncovered)}; or drop --offline",
             )
-        base_data = engine.inspect_image(client, entry.base_image)
-        offline = request.offline or bool(wheels and not uncovered)
-        if offline and not request.offline:
+        if spec.offline and not request.offline:
             notes.append("every pinned package is in the wheelhouse: pip runs with --no-index")
-        in_house = framework_in_wheelhouse(wheels, entry.framework, entry.framework_version,
-                                           entry.python,
-                                           companions_in(entry.framework, entry.pinned))
-        spec = spec_for(project, entry, base_digest=engine.image_digest(base_data),
-                        wheelhouse=bool(wheels), offline=offline, ca_cert=ca_cert is not None,
-                        use_wheel_index=not in_house)
+        base_data = engine.inspect_image(client, entry.base_image)
+        spec = dataclasses.replace(spec, base_digest=engine.image_digest(base_data))
         dockerfile = render_dockerfile(spec)
         # Before the context is written: a file edited meanwhile makes `image run` warn
         # (the label is older than the image's files), never stay silent.
         files_digest = project_digest(project)
-        context = _build_context(tmp, project, dockerfile, lock_requirements_text(entry),
-                                 [w.path for w in wheels], ca_cert,
-                                 exclude=[p.lock_path, *_wheelhouse_exclude(request)])
+        context = write_context(tmp / "context.tar", project, dockerfile,
+                                lock_requirements_text(entry), [w.path for w in wheels], ca_cert,
+                                exclude=[p.lock_path, *_wheelhouse_exclude(request)])
         log(f"building {spec.framework.name} {spec.framework.version} image of "
             f"{project.name} ({project.root}) on {spec.base_image} "
             f"({context.bytes // 2**20} MiB context)")

@@ -511,12 +511,3 @@ def measure_project(project: Project, exclude: Sequence[Path] = ()
     sizes.sort(key=lambda item: -item[1])
     return total, tuple(sizes[:5])
 
-
-def extract_context(tar_path: Path, folder: Path) -> None:
-    """Unpack a context archive into `folder` (for `--write-context`: plain docker build)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tar_path) as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(folder, filter="data")
-        else:  # Python < 3.10.12: our own archive, written just now
-            tar.extractall(folder)  # noqa: S202

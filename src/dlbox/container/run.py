@@ -254,30 +254,38 @@ def writable_by(path: Path, uid: int, gid: int) -> bool:
     return bool(info.st_mode & 0o002)
 
 
-def check_gpus_available(gpus: engine.GpuRequest, facts: Any) -> None:
-    """HostEnvError naming what is missing when this host cannot give the GPUs asked for."""
+def gpu_blocker(facts: Any) -> tuple[str, str] | None:
+    """(what keeps this host's Docker engine from giving a container its GPUs, the fix), or
+    None when nothing does: a working NVIDIA driver that sees a GPU, and an engine with the
+    NVIDIA runtime, a CDI spec or the toolkit's hook (`DockerFacts.gpu_capable`, doctor's
+    judgement too). The one answer of `image run --gpus` and the build's smoke test. An
+    engine the probe could not reach is not judged here (connecting to it says why)."""
     nvidia = facts.nvidia
     if nvidia.error or not nvidia.driver_version:
         why = f": {nvidia.error}" if nvidia.error else ""
-        raise HostEnvError(
-            f"--gpus asks for {gpus.describe()}, but this host has no working NVIDIA driver{why}",
-            hint="install the NVIDIA driver (dlbox doctor says what it sees), or run on the "
-                 "CPU with --gpus none",
-        )
+        return (f"this host has no working NVIDIA driver{why}",
+                "install the NVIDIA driver (dlbox doctor says what it sees), or run on the "
+                "CPU with --gpus none")
     if not nvidia.gpus:
-        raise HostEnvError(f"--gpus asks for {gpus.describe()}, but the NVIDIA driver sees no GPU",
-                           hint="check nvidia-smi, or run on the CPU with --gpus none")
-    if gpus.count not in (None, -1) and gpus.count > len(nvidia.gpus):
-        raise HostEnvError(f"--gpus asks for {gpus.count} GPUs; this host has "
-                           f"{len(nvidia.gpus)}", hint=f"use --gpus {len(nvidia.gpus)} or all")
-    docker_facts = facts.docker
-    if docker_facts.reachable and not docker_facts.gpu_capable:
-        raise HostEnvError(
-            f"--gpus asks for {gpus.describe()}, but the Docker engine has no NVIDIA runtime "
-            "(NVIDIA Container Toolkit)",
-            hint="install nvidia-container-toolkit, then: sudo nvidia-ctk runtime configure "
-                 "--runtime=docker && sudo systemctl restart docker",
-        )
+        return ("the NVIDIA driver sees no GPU",
+                "check nvidia-smi, or run on the CPU with --gpus none")
+    if facts.docker.reachable and not facts.docker.gpu_capable:
+        return ("the Docker engine has no NVIDIA runtime (NVIDIA Container Toolkit)",
+                "install nvidia-container-toolkit, then: sudo nvidia-ctk runtime configure "
+                "--runtime=docker && sudo systemctl restart docker")
+    return None
+
+
+def check_gpus_available(gpus: engine.GpuRequest, facts: Any) -> None:
+    """HostEnvError naming what is missing when this host cannot give the GPUs asked for."""
+    blocker = gpu_blocker(facts)
+    if blocker is not None:
+        raise HostEnvError(f"--gpus asks for {gpus.describe()}, but {blocker[0]}",
+                           hint=blocker[1])
+    available = len(facts.nvidia.gpus)
+    if gpus.count not in (None, -1) and gpus.count > available:
+        raise HostEnvError(f"--gpus asks for {gpus.count} GPUs; this host has {available}",
+                           hint=f"use --gpus {available} or all")
 
 
 def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
@@ -442,6 +450,7 @@ def missing_image_hint(client: Any, options: RunOptions) -> str:
 
 
 def host_facts() -> Any:
+    """The doctor's probe of this host (NVIDIA driver, GPUs, Docker), without deep imports."""
     from dlbox.hostenv.probe import probe_host
 
     return probe_host(deep=False)
