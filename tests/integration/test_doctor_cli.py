@@ -266,8 +266,12 @@ def test_replay_of_a_wrong_shape_is_a_one_line_usage_error(
     folder = _broken_recording(tmp_path, file, mutate)
     code, out, err = run_cli(["doctor", "--replay", str(folder), *extra], capsys)
     assert code == 2
-    assert out == ""
     error, hint = err.splitlines()
+    if "--json" in extra:  # the same error, as JSON on stdout
+        assert json.loads(out) == {"error": error.removeprefix("error: "),
+                                   "hint": hint.removeprefix("hint: "), "exit_code": 2}
+    else:
+        assert out == ""
     assert error.startswith(f"error: {folder / file}: ") and error.endswith(problem)
     assert hint == ("hint: re-record it with: dlbox doctor --record DIR (the files and their "
                     "fields are described under 'Recordings' in docs/doctor.md)")
@@ -325,7 +329,7 @@ def test_record_into_a_file_is_a_one_line_error(tmp_path: Path,
     file = tmp_path / "notes.txt"
     file.write_text("keep me")
     code, out, err = run_cli(["doctor", "--json", "--record", str(file)], capsys)
-    assert (code, out) == (2, "")
+    assert code == 2 and json.loads(out)["exit_code"] == 2
     assert err.splitlines() == [
         f"error: {file} is a file: --record takes a folder to write the recording into",
         "hint: pass a new or empty folder, e.g. dlbox doctor --record host-rec/"]
@@ -399,8 +403,9 @@ def test_broken_driver_host_gets_no_cpu_build_as_its_recommendation(
     code, out, err = run_cli(["doctor", "--resolve", "torch", "--replay", folder], capsys)
     assert (code, out) == (1, "")
     assert err.splitlines()[1] == (
-        "hint: fix the driver first (dlbox doctor says how), or resolve for a given host: "
-        "--driver VERSION --compute-capability X.Y, or --cpu")
+        "hint: fix the driver first (dlbox doctor says how), or resolve for a host given by "
+        "flags instead: dlbox doctor --resolve torch --cpu (or --driver VERSION "
+        "--compute-capability X.Y in place of --cpu)")
 
 
 def test_a_recording_file_that_may_not_be_read_gets_the_chmod_not_a_re_record(
@@ -456,3 +461,40 @@ def test_a_published_patch_between_listed_ones_resolves(
     assert code == 0, err
     assert out.startswith(f"{framework} {version} (cpu)")
     assert "not in dlbox's compatibility data" not in out
+
+
+@pytest.mark.parametrize("args, code", [
+    (["--resolve", "torch", "--driver", "470.82.01", "--compute-capability", "3.5"], 1),
+    (["--replay", "/nonexistent"], 2),
+    (["--resolve", "torch", "--driver", "525"], 2),
+    (["--resolve", "torch", "--replay", str(HOSTS / "nvml-driver-library-mismatch")], 1),
+    (["--driver", "535.104.05"], 2),
+])
+def test_a_failing_json_run_prints_its_error_as_json(
+        args: list[str], code: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `dlbox doctor --json` printed nothing on stdout when it failed, so a
+    script reading its JSON got an empty document instead of the reason."""
+    got, out, err = run_cli(["doctor", "--json", *args], capsys)
+    assert got == code
+    error, hint = err.splitlines()  # the message on stderr stays as it is
+    assert json.loads(out) == {"error": error.removeprefix("error: "),
+                               "hint": hint.removeprefix("hint: "), "exit_code": code}
+
+
+def test_the_broken_driver_hint_names_a_command_that_runs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `--replay <broken host> --resolve torch` hinted "or --cpu", and adding
+    --cpu beside --replay was refused with the command that had just failed as its hint."""
+    folder = str(HOSTS / "nvml-driver-library-mismatch")
+    code, _, err = run_cli(["doctor", "--resolve", "torch", "--replay", folder], capsys)
+    assert code == 1
+    hint = err.splitlines()[1]
+    command = re.search(r"dlbox doctor --resolve torch --cpu", hint)
+    assert command is not None, hint
+    code, out, err = run_cli(command.group(0).split()[1:], capsys)  # the hint, followed
+    assert code == 0 and out.startswith("torch "), err
+    code, _, err = run_cli(["doctor", "--resolve", "torch", "--replay", folder, "--cpu"], capsys)
+    assert code == 2
+    assert err.splitlines()[1] == (
+        f"hint: leave out --cpu to check the recorded host, or leave out --replay {folder} to "
+        "resolve for the host that --cpu describes")

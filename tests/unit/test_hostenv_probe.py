@@ -326,3 +326,26 @@ def test_a_corrupted_inforom_is_a_warning_and_the_answer_is_kept() -> None:
     other = facts_from_raw(RawHost(smi_path="/usr/bin/nvidia-smi", smi_query=CommandOutput(
         raw.smi_query.argv, output=output, returncode=9)))
     assert other.nvidia.error == "exit code 9"
+
+
+def test_torchvision_and_torchaudio_beside_torch_are_recorded_and_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: each torchvision / torchaudio release pins one torch exactly, so a torch
+    fix must take them along; the probe did not see them. A dist-info on sys.path is what pip
+    leaves, and what importlib.metadata reads."""
+    site = tmp_path / "site"
+    for name, version in (("torchvision", "0.19.1"), ("torchaudio", "2.4.1")):
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    monkeypatch.syspath_prepend(str(site))
+    raw = RawHost(frameworks=(probe_module._collect_framework_files("torch"),))
+    torch = facts_from_raw(raw).framework("torch")
+    assert torch is not None
+    assert torch.companions == {"torchvision": "0.19.1", "torchaudio": "2.4.1"}
+    save_raw(raw, tmp_path / "rec")
+    replayed = facts_from_raw(load_raw(tmp_path / "rec")).framework("torch")
+    assert replayed is not None and replayed.companions == torch.companions
+    # a recording made before they were kept has none, and loads as it did
+    assert facts_from_raw(load_raw(HOSTS / "two-gpus-mixed")).framework("torch").companions == {}

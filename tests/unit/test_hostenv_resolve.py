@@ -532,3 +532,11 @@ def test_only_a_probed_driver_skips_the_form_check() -> None:
     assert isinstance(normalize_target(target).driver, ProbedDriver)
     with pytest.raises(UsageError, match="is a driver branch"):
         normalize_target(Target(driver="525", compute_capabilities=("8.6",), listed=True))
+
+
+def test_a_cuda_passed_over_for_its_ga_driver_names_that_driver() -> None:
+    """Found by review: "cu132 would need driver >= their GA driver" named no version."""
+    build = resolve_build("torch", gpu("580.95.05", "9.0"))
+    assert build.variant == "cu130"
+    assert ("cu132 would need driver >= 595.45.04, the GA driver of CUDA 13.2; cu130 runs "
+            "without caveats") in build.reasons

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -139,7 +141,10 @@ def test_small_shm_and_low_disk() -> None:
     findings = {f.code: f for f in evaluate(facts)}
     assert findings["shm-small"].what == "/dev/shm is 64 MiB (inside a container)"
     assert "--shm-size" in findings["shm-small"].fix
-    assert findings["disk-low"].what == "2 GiB free on /data"
+    assert findings["disk-low"].what == "2.0 GiB free on /data"  # as the facts table says it
+    nearly_full = replace(facts, system=replace(facts.system, disk_free_mib=500))
+    assert next(f for f in evaluate(nearly_full) if f.code == "disk-low").what == (
+        "500 MiB free on /data")  # not "0 GiB"
 
 
 def test_docker_shm_names_the_daemons_size_and_what_dlbox_gives() -> None:
@@ -195,7 +200,8 @@ def test_k80_with_a_cuda_12_torch_gets_a_build_not_a_driver() -> None:
     assert too_old.fix == (
         "no driver runs CUDA 12.4 on this GPU (R470 is the last driver branch for Kepler GPUs "
         "such as GPU 0 Tesla K80 (sm_37)): install a build this driver runs: "
-        "pip install torch==2.3.1 --index-url https://download.pytorch.org/whl/cu118")
+        "pip uninstall -y torch && pip install torch==2.3.1 --index-url "
+        "https://download.pytorch.org/whl/cu118")
 
 
 def test_kepler_below_the_11x_floor_is_sent_to_r470_not_beyond() -> None:
@@ -217,9 +223,13 @@ def test_volta_is_not_told_to_update_past_r580() -> None:
         frameworks=(FrameworkFacts(name="torch", installed=True, version="2.14.1+cu132",
                                    cuda="13.2", gpu_available=True),),
     )
-    below = next(f for f in evaluate(facts) if f.code == "driver-below-ga")
-    assert below.fix.startswith("keep the R580 driver: R580 is the last driver branch for "
-                                "Maxwell, Pascal and Volta GPUs such as GPU 0 Tesla V100")
+    # CUDA 13 builds have no sm_70: the fix is a build the V100 runs, and no driver advice
+    # about the build it replaces (the R470 test above keeps the "keep the driver" one)
+    findings = evaluate(facts)
+    assert [f.code for f in findings if f.level != "ok"] == ["arch-not-in-build",
+                                                            "docker-unreachable"]
+    assert findings[0].fix.endswith("pip install torch==2.14.1 --index-url "
+                                    "https://download.pytorch.org/whl/cu126")
     # a Turing GPU on the same driver is told to update
     turing = replace(facts, nvidia=replace(facts.nvidia, gpus=(GpuFacts(0, "Tesla T4", "7.5"),)))
     below = next(f for f in evaluate(turing) if f.code == "driver-below-ga")
@@ -269,7 +279,8 @@ def test_tensorflow_too_new_for_a_k80_names_the_tensorflow_that_runs() -> None:
         name="tensorflow", installed=True, version="2.15.1", cuda="12.2", cudnn="8",
         gpu_available=False),))
     arch = next(f for f in evaluate(facts) if f.code == "arch-not-in-build")
-    assert arch.what == "GPU 0 Tesla K80 (sm_37) is too old for tensorflow 2.15.1 (CUDA 12.2)"
+    assert arch.what == ("GPUs 0, 1 Tesla K80 (sm_37) are too old for tensorflow 2.15.1 "
+                         "(CUDA 12.2)")
     # TF 2.14 (CUDA 11.8) still has sm_35+ kernels and runs on R470 (Python 3.9 host)
     assert arch.fix == ("use an older TensorFlow: pip install --force-reinstall "
                         "'tensorflow[and-cuda]==2.14.1'")
@@ -338,8 +349,8 @@ def test_kepler_with_a_cudnn_9_torch_is_an_error_and_gets_a_cudnn_8_build() -> N
                                        "sm_86", "sm_90")),))
     errors = [f for f in evaluate(facts) if f.level == "error"]
     assert [f.code for f in errors] == ["arch-not-in-build"]
-    assert errors[0].what == ("GPU 0 Tesla K80 (sm_37) is not supported by the cuDNN of torch "
-                              "2.5.1+cu118 (CUDA 11.8)")
+    assert errors[0].what == ("GPUs 0, 1 Tesla K80 (sm_37) are not supported by the cuDNN of "
+                              "torch 2.5.1+cu118 (CUDA 11.8)")
     assert "cuDNN 9.1 supports compute capability >= 5.0, not sm_37" in errors[0].why
     assert errors[0].fix == ("pip uninstall -y torch && pip install torch==2.3.1 --index-url "
                              "https://download.pytorch.org/whl/cu118")
@@ -385,3 +396,157 @@ def test_an_old_driver_on_kepler_names_a_build_the_gpu_can_use() -> None:
     with pytest.raises(HostEnvError) as caught:
         resolve_build("torch", target_from_host(facts))
     assert "for torch 2.3.1 cu118)" in str(caught.value)
+
+
+def _with_packages(tmp_path: Path, name: str, packages: dict[str, str]) -> HostFacts:
+    """The recording `name` with more pip packages beside its torch, replayed."""
+    import shutil
+
+    folder = tmp_path / name
+    shutil.copytree(HOSTS / name, folder)
+    meta = json.loads((folder / "host.json").read_text())
+    torch = next(entry for entry in meta["frameworks"] if entry["name"] == "torch")
+    torch["packages"].update(packages)
+    (folder / "host.json").write_text(json.dumps(meta))
+    return facts_from_raw(load_raw(folder))
+
+
+@pytest.mark.parametrize("name, code, fix", [
+    ("cpu-torch-on-gpu-host", "cpu-build-on-gpu-host",
+     "pip uninstall -y torch torchvision torchaudio && pip install torch==2.14.1 torchvision "
+     "torchaudio --index-url https://download.pytorch.org/whl/cu126"),
+    ("new-gpu-old-torch", "arch-not-in-build",
+     "pip uninstall -y torch torchvision torchaudio && pip install torch==2.11.0 torchvision "
+     "torchaudio --index-url https://download.pytorch.org/whl/cu128"),
+    ("old-driver-new-cuda-build", "driver-too-old",
+     "update the NVIDIA driver to >= 550.54.14 (Ubuntu: sudo apt install nvidia-driver-550, "
+     "then reboot), or install a build this driver runs: pip uninstall -y torch torchvision "
+     "torchaudio && pip install torch==2.7.1 torchvision torchaudio --index-url "
+     "https://download.pytorch.org/whl/cu118"),
+])
+def test_a_torch_fix_takes_torchvision_and_torchaudio_along(
+        tmp_path: Path, name: str, code: str, fix: str) -> None:
+    """Found by review: `pip uninstall -y torch && pip install torch==X` left an installed
+    torchvision / torchaudio pinned to the old torch (pip: "torchvision 0.19.1 requires
+    torch==2.4.1, but you have torch 2.14.1"). Unpinned, from the same index, pip picks the
+    ones made for the new torch."""
+    from dlbox.hostenv.report import fact_rows
+
+    facts = _with_packages(tmp_path, name, {"torchvision": "0.19.1", "torchaudio": "2.4.1"})
+    assert next(f for f in evaluate(facts) if f.code == code).fix == fix
+    torch_row = dict(fact_rows(facts))["torch"]
+    assert "torchvision 0.19.1, torchaudio 2.4.1" in torch_row
+
+
+def test_a_tensorflow_mismatch_is_an_error_only_where_tensorflow_lists_no_gpu() -> None:
+    """Found by review: the mismatch was an error saying TensorFlow "uses the CPU" on a host
+    whose probe had TensorFlow list the GPU. The recording: the only cuDNN is torch's 9.1, TF
+    2.15.1 finds no libcudnn.so.8, skips registering the GPU, and lists none."""
+    facts = host("tensorflow-cuda-mismatch")
+    tf = facts.framework("tensorflow")
+    assert tf is not None and tf.gpu_available is False
+    recorded = next(f for f in evaluate(facts) if f.code == "tf-cuda-mismatch")
+    assert recorded.level == "error" and "uses the CPU" in recorded.why
+    listed = replace(facts, frameworks=tuple(
+        replace(fw, gpu_available=True) if fw.name == "tensorflow" else fw
+        for fw in facts.frameworks))
+    finding = next(f for f in evaluate(listed) if f.code == "tf-cuda-mismatch")
+    assert finding.level == "warn" and "uses the CPU" not in finding.why
+    assert "lists the GPU" in finding.why
+
+
+# what a fix's command part starts with: the fix is a command, or prose ending in ": command"
+COMMAND_WORDS = ("pip", "sudo", "python", "docker", "nvidia-smi")
+
+
+def _command_part(fix: str) -> str | None:
+    for part in (fix, fix.rsplit(": ", 1)[-1]):
+        if part.split(" ", 1)[0] in COMMAND_WORDS:
+            return part
+    return None
+
+
+def _hosts_with_every_kind_of_fix(tmp_path: Path) -> list[HostFacts]:
+    k80 = host("k80-driver470-smi-fallback")
+    two_k80 = replace(k80.nvidia, gpus=(GpuFacts(0, "Tesla K80", "3.7"),
+                                        GpuFacts(1, "Tesla K80", "3.7")))
+    tf = host("tensorflow-cuda-mismatch")
+    return [host(name) for name in SCENARIOS] + [
+        _with_packages(tmp_path, name, {"torchvision": "0.19.1", "torchaudio": "2.4.1"})
+        for name in ("cpu-torch-on-gpu-host", "new-gpu-old-torch", "old-driver-new-cuda-build")
+    ] + [
+        replace(tf, frameworks=tuple(replace(fw, gpu_available=True) for fw in tf.frameworks)),
+        replace(k80, nvidia=two_k80, frameworks=(FrameworkFacts(
+            name="torch", installed=True, version="2.6.0+cu124", cuda="12.4", cudnn="90100",
+            gpu_available=False, arch_list=("sm_50", "sm_60", "sm_70", "sm_75", "sm_80",
+                                            "sm_86", "sm_90")),)),
+        replace(k80, frameworks=(
+            FrameworkFacts(name="jax", installed=True, version="0.4.30", cuda="12",
+                           gpu_available=False),
+            FrameworkFacts(name="tensorflow", installed=True, version="2.15.1", cuda="12.2",
+                           cudnn="8", gpu_available=False))),
+    ]
+
+
+def test_the_command_part_of_every_fix_pastes_into_a_shell(tmp_path: Path) -> None:
+    """Found by review: `pip install --force-reinstall 'tensorflow[and-cuda]==2.21.0' (in its
+    own virtual environment if torch needs another cuDNN)` is a syntax error once pasted, and
+    `pip uninstall -y ... && run jax on the CPU` runs `run`. A fix's caveats go before its
+    command (or into its why); the command part parses in bash, and each of its commands is
+    one."""
+    commands = set()
+    for facts in _hosts_with_every_kind_of_fix(tmp_path):
+        for finding in evaluate(facts):
+            command = _command_part(finding.fix)
+            if command is not None:
+                commands.add(command)
+    assert len(commands) >= 8
+    for command in sorted(commands):
+        parsed = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True,
+                                check=False)
+        assert parsed.returncode == 0, (command, parsed.stderr)
+        for step in re.split(r" && | \|\| |; ", command):
+            assert step.split(" ", 1)[0] in COMMAND_WORDS, (command, step)
+
+
+K80_ARCHS_2_5 = ("sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")
+
+
+@pytest.mark.parametrize("torch, what", [
+    (FrameworkFacts(name="torch", installed=True, version="2.6.0+cu124", cuda="12.4",
+                    cudnn="90100", gpu_available=False, arch_list=K80_ARCHS_2_5[1:]),
+     "GPUs 0, 1 Tesla K80 (sm_37) are not in torch 2.6.0+cu124 (CUDA 12.4)'s arch list"),
+    (FrameworkFacts(name="torch", installed=True, version="2.5.1+cu118", cuda="11.8",
+                    cudnn="90100", gpu_available=True, arch_list=K80_ARCHS_2_5),
+     "GPUs 0, 1 Tesla K80 (sm_37) are not supported by the cuDNN of torch 2.5.1+cu118 "
+     "(CUDA 11.8)"),
+])
+def test_identical_gpus_get_one_finding(torch: FrameworkFacts, what: str) -> None:
+    """Found by review: a K80 board (two GPUs) got the same error twice, once per GPU."""
+    k80 = host("k80-driver470-smi-fallback")
+    facts = replace(k80, frameworks=(torch,), nvidia=replace(k80.nvidia, gpus=(
+        GpuFacts(0, "Tesla K80", "3.7"), GpuFacts(1, "Tesla K80", "3.7"))))
+    assert [f.what for f in evaluate(facts) if f.code == "arch-not-in-build"] == [what]
+
+
+def test_a_build_to_replace_gets_no_advice_about_its_driver() -> None:
+    """Found by review: two-gpus-mixed told the user to replace torch 2.9.1+cu128 (no sm_61)
+    and, beside it, to update the driver for that build's CUDA 12.8 "when convenient"."""
+    codes = [f.code for f in evaluate(host("two-gpus-mixed"))]
+    assert "arch-not-in-build" in codes and "driver-below-ga" not in codes
+    # without an error about the build, the driver advice stays
+    assert "driver-below-ga" in [f.code for f in evaluate(host("k80-driver470-smi-fallback"))]
+
+
+def test_the_facts_table_and_the_findings_say_it_once_and_alike() -> None:
+    """Found by review: "not reachable: Docker engine not reachable: ..." in the table, and a
+    K80's memory as 11.2 GiB in the table but 11 GiB in the finding."""
+    from dlbox.hostenv.report import fact_rows
+
+    facts = host("k80-driver470-smi-fallback")
+    rows = dict(fact_rows(facts))
+    assert rows["Docker"] == ("not reachable: no socket at /var/run/docker.sock (is dockerd "
+                              "running?)")
+    assert rows["GPU 0"] == "Tesla K80, sm_37, 11.2 GiB"
+    gpu = next(f for f in evaluate(facts) if f.code == "gpu")
+    assert gpu.what.startswith("2 NVIDIA GPUs: GPU 0 Tesla K80 (sm_37), 11.2 GiB; GPU 1 ")

@@ -8,7 +8,14 @@ import json
 from rich.console import Console
 
 from dlbox.cli.common import path_flag, reject_empty_paths
-from dlbox.errors import EXIT_ERROR, EXIT_OK, FileWriteError, HostEnvError, UsageError
+from dlbox.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    DlboxError,
+    FileWriteError,
+    HostEnvError,
+    UsageError,
+)
 from dlbox.fileio import check_writable
 from dlbox.hostenv.facts import HostFacts
 from dlbox.hostenv.probe import (
@@ -45,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "that this host (or a host given by --driver/--compute-capability, or --cpu) runs."
         ),
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of a table (on failure: error, hint, exit_code)")
     parser.add_argument("--resolve", metavar="FRAMEWORK", choices=SUPPORTED_FRAMEWORKS,
                         help="resolve a build: torch, tensorflow or jax")
     parser.add_argument("--driver", metavar="VERSION",
@@ -130,6 +138,16 @@ def _facts(args: argparse.Namespace) -> HostFacts:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except DlboxError as error:
+        if args.json:  # a script reading stdout gets the reason too, not an empty document
+            print(json.dumps({"error": error.message, "hint": error.hint,
+                              "exit_code": error.exit_code}, indent=2))
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     reject_empty_paths(args, ("record", "replay"))
     # `--framework-version "$V"` with V unset is an error, not a resolve without a pin.
@@ -144,12 +162,20 @@ def run(args: argparse.Namespace) -> int:
     hypothetical = (args.driver is not None or args.compute_capability or args.cpu
                     or args.cuda is not None or args.python is not None
                     or args.framework_version is not None)
-    if (args.driver is not None or args.compute_capability or args.cpu) \
-            and (args.record is not None or args.replay is not None):
+    given = [flag for flag, value in (("--driver", args.driver is not None),
+                                      ("--compute-capability", args.compute_capability),
+                                      ("--cpu", args.cpu)) if value]
+    if given and (args.record is not None or args.replay is not None):
+        # the hint says what either way gives (review: it was the command that had failed)
+        real = (f"--replay {shell_quote(args.replay)}" if args.replay is not None
+                else f"--record {shell_quote(args.record)}")
+        them = " and ".join(given)
+        check = "the recorded host" if args.replay is not None else "this host and record it"
         raise UsageError("--record and --replay are about a real host; --driver, "
                          "--compute-capability and --cpu describe a hypothetical one",
-                         hint="give one or the other: e.g. dlbox doctor --replay DIR "
-                              "--resolve torch")
+                         hint=f"leave out {them} to check {check}, or leave out {real} to "
+                              f"resolve for the host that {them} "
+                              f"{'describe' if len(given) > 1 else 'describes'}")
     if hypothetical and not args.resolve:
         raise UsageError("--driver, --compute-capability, --cpu, --python, --cuda and "
                          "--framework-version go with --resolve",
@@ -163,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
                             version=args.framework_version)
         else:
             facts = _facts(args)
-            broken = broken_driver_error(facts)
+            broken = broken_driver_error(facts, args.resolve)
             if broken is not None:
                 raise broken
             host = target_from_host(facts)

@@ -77,6 +77,8 @@ class FrameworkFacts:
     visible_gpus: int | None = None
     arch_list: tuple[str, ...] = ()  # torch.cuda.get_arch_list(): ("sm_80", "sm_86", ...)
     error: str | None = None  # import/probe failure
+    # torchvision / torchaudio installed beside torch, name -> version: each pins one torch
+    companions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

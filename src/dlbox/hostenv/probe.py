@@ -469,9 +469,12 @@ _DIST_NAMES = {
     "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly"),
     "jax": ("jax",),
 }
+# Each release of these pins one torch release exactly: a torch fix takes them along.
+TORCH_COMPANIONS = ("torchvision", "torchaudio")
 _SIDE_PACKAGES = {
     "torch": ("nvidia-cudnn-cu12", "nvidia-cudnn-cu13", "nvidia-cudnn-cu11",
-              "nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime", "nvidia-cuda-runtime-cu11"),
+              "nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime", "nvidia-cuda-runtime-cu11",
+              *TORCH_COMPANIONS),
     "tensorflow": ("nvidia-cudnn-cu12", "nvidia-cuda-runtime-cu12"),
     "jax": ("jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "jax-cuda12-pjrt",
             "jax-cuda13-pjrt", "nvidia-cudnn-cu12", "nvidia-cudnn-cu13"),
@@ -605,9 +608,11 @@ def _framework_facts(raw: RawFramework, failures: list[ProbeFailure]) -> Framewo
     for dist, version in sorted(raw.packages.items()):
         if dist.startswith("nvidia-cudnn"):
             cudnn_installed = version
+    companions = {dist: raw.packages[dist] for dist in TORCH_COMPANIONS
+                  if raw.name == "torch" and dist in raw.packages}
     fast = FrameworkFacts(name=raw.name, installed=True, version=raw.dist_version,
                           cuda=raw.build_cuda, cudnn=raw.build_cudnn,
-                          cudnn_installed=cudnn_installed)
+                          cudnn_installed=cudnn_installed, companions=companions)
     if raw.deep_error:
         failures.append(ProbeFailure(raw.name, raw.deep_error))
     if raw.deep_output is None:
@@ -622,6 +627,7 @@ def _framework_facts(raw: RawFramework, failures: list[ProbeFailure]) -> Framewo
         cuda=deep.cuda or (fast.cuda if raw.name == "jax" else deep.cuda),
         cudnn=deep.cudnn or fast.cudnn,
         cudnn_installed=fast.cudnn_installed,
+        companions=fast.companions,
     )
 
 

@@ -18,16 +18,10 @@ from dlbox.hostenv.resolve import (
     resolve_build,
     target_from_host,
 )
-from dlbox.hostenv.rules import Finding
+from dlbox.hostenv.rules import Finding, mib_text
 
 _STYLE = {"error": "bold red", "warn": "yellow", "ok": "green"}
 _LABEL = {"error": "ERROR", "warn": "WARN", "ok": "OK"}
-
-
-def _mib(value: int | None) -> str:
-    if value is None:
-        return "?"
-    return f"{value / 1024:.1f} GiB" if value >= 1024 else f"{value} MiB"
 
 
 def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
@@ -38,9 +32,9 @@ def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
          + (", in a container" if s.in_container else "")),
         ("Python", s.python or "?"),
         ("CPU", f"{s.cpu_model or '?'} x {s.cpu_count or '?'}"),
-        ("RAM", _mib(s.ram_total_mib)),
-        ("Disk free", f"{_mib(s.disk_free_mib)} on {s.disk_path or '?'}"),
-        ("/dev/shm", _mib(s.shm_total_mib)),
+        ("RAM", mib_text(s.ram_total_mib)),
+        ("Disk free", f"{mib_text(s.disk_free_mib)} on {s.disk_path or '?'}"),
+        ("/dev/shm", mib_text(s.shm_total_mib)),
     ]
     n = facts.nvidia
     if n.error:
@@ -50,7 +44,8 @@ def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
         rows.append(("NVIDIA driver", f"{n.driver_version}{cuda} (via {n.source})"))
         for gpu in n.gpus:
             cc = f"sm_{(gpu.compute_capability or '?').replace('.', '')}"
-            rows.append((f"GPU {gpu.index}", f"{gpu.name}, {cc}, {_mib(gpu.memory_total_mib)}"))
+            rows.append((f"GPU {gpu.index}",
+                         f"{gpu.name}, {cc}, {mib_text(gpu.memory_total_mib)}"))
     else:
         rows.append(("NVIDIA", "no driver / no GPU"))
     for fw in facts.frameworks:
@@ -63,6 +58,7 @@ def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
             parts.append(f"cuDNN {fw.cudnn}")
         if fw.cudnn_installed:
             parts.append(f"nvidia-cudnn {fw.cudnn_installed}")
+        parts += [f"{name} {version}" for name, version in fw.companions.items()]
         if fw.gpu_available is not None:
             parts.append(f"GPU available: {'yes' if fw.gpu_available else 'no'}")
         if fw.arch_list:
@@ -80,9 +76,12 @@ def fact_rows(facts: HostFacts) -> list[tuple[str, str]]:
         elif d.nvidia_hook:
             support = "--gpus (nvidia-container-runtime-hook)"
         rows.append(("Docker", f"{d.server_version}, {support}, "
-                               f"default shm {_mib(d.default_shm_mib)}"))
-    else:
-        rows.append(("Docker", f"not reachable: {d.error or '?'}"))
+                               f"default shm {mib_text(d.default_shm_mib)}"))
+    else:  # the probe's "Docker engine not reachable: why" is said once
+        error = d.error or "?"
+        said = error.removeprefix("Docker engine not reachable")
+        rows.append(("Docker", f"not reachable{said}" if said != error
+                     else f"not reachable: {error}"))
     return rows
 
 
@@ -109,16 +108,19 @@ def render_text(facts: HostFacts, findings: list[Finding], console: Console) -> 
                        style="bold red" if errors else "bold"), soft_wrap=True)
 
 
-def broken_driver_error(facts: HostFacts) -> HostEnvError | None:
-    """Why no build can be picked for a host whose NVIDIA driver is installed but failing
-    (a CPU-only pick would be wrong advice there), or None."""
+def broken_driver_error(facts: HostFacts, framework: str = "torch") -> HostEnvError | None:
+    """Why no `framework` build can be picked for a host whose NVIDIA driver is installed but
+    failing (a CPU-only pick would be wrong advice there), or None."""
     if not facts.nvidia.error:
         return None
+    # a whole command: flags for a given host are refused beside --replay (review: the hint
+    # "or --cpu" added to a replay was refused with that replay as its hint)
     return HostEnvError(
         f"the NVIDIA driver on this host is not working ({facts.nvidia.error}), so its GPU "
         "cannot be matched to a build",
-        hint="fix the driver first (dlbox doctor says how), or resolve for a given host: "
-             "--driver VERSION --compute-capability X.Y, or --cpu",
+        hint=f"fix the driver first (dlbox doctor says how), or resolve for a host given by "
+             f"flags instead: dlbox doctor --resolve {framework} --cpu (or --driver VERSION "
+             "--compute-capability X.Y in place of --cpu)",
     )
 
 
@@ -126,8 +128,8 @@ def recommended_builds(facts: HostFacts) -> dict[str, Any]:
     """The resolver's pick for this host per framework (or why there is none)."""
     target = target_from_host(facts)
     out: dict[str, Any] = {}
-    broken = broken_driver_error(facts)
     for name in SUPPORTED_FRAMEWORKS:
+        broken = broken_driver_error(facts, name)
         if broken is not None:
             out[name] = {"error": broken.message, "hint": broken.hint}
             continue

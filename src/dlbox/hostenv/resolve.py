@@ -467,11 +467,13 @@ def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
         else:
             reasons.append(f"{chosen.name}: driver >= {fit.min_driver} runs CUDA {chosen.cuda} "
                            f"under minor-version compatibility (GA driver {fit.ga_driver})")
-        skipped = [v.name for v in fitting if v is not chosen and v.cuda and chosen.cuda
+        skipped = [v for v in fitting if v is not chosen and v.cuda and chosen.cuda
                    and (parse_version(v.cuda) or ()) > (parse_version(chosen.cuda) or ())]
         if skipped:
-            reasons.append(f"{', '.join(skipped)} would need driver >= their GA driver; "
-                           f"{chosen.name} runs without caveats")
+            needs = ", ".join(f"{v.name} would need driver >= "
+                              f"{driver_fit(matrix, target.driver, v.cuda).ga_driver}, the GA "
+                              f"driver of CUDA {v.cuda}" for v in skipped)
+            reasons.append(f"{needs}; {chosen.name} runs without caveats")
         for cc in target.compute_capabilities:
             how = arch_fit(cc, chosen.archs, chosen.ptx)
             if how == "ptx":

@@ -62,8 +62,46 @@ def _sm(cc: str | None) -> str:
     return f"sm_{cc.replace('.', '')}" if cc else "sm_?"
 
 
+def mib_text(value: int | None) -> str:
+    """A size in MiB as people read it, the same in the facts table and the findings:
+    "11.2 GiB", "512 MiB"."""
+    if value is None:
+        return "?"
+    return f"{value / 1024:.1f} GiB" if value >= 1024 else f"{value} MiB"
+
+
 def _gpu_label(gpu: GpuFacts) -> str:
     return f"GPU {gpu.index} {gpu.name} ({_sm(gpu.compute_capability)})"
+
+
+def _group_label(gpus: tuple[GpuFacts, ...]) -> str:
+    """One label for GPUs of one compute capability: "GPUs 0, 1 Tesla K80 (sm_37)"."""
+    if len(gpus) == 1:
+        return _gpu_label(gpus[0])
+    names = " / ".join(dict.fromkeys(gpu.name for gpu in gpus))
+    return (f"GPUs {', '.join(str(gpu.index) for gpu in gpus)} {names} "
+            f"({_sm(gpus[0].compute_capability)})")
+
+
+def _is(gpus: tuple[GpuFacts, ...]) -> str:
+    return "are" if len(gpus) > 1 else "is"
+
+
+def _by_arch(gpus: tuple[GpuFacts, ...]) -> list[tuple[GpuFacts, ...]]:
+    """The GPUs grouped by compute capability, in order: identical GPUs (a K80 board's two)
+    get one finding, not one each."""
+    groups: dict[str | None, list[GpuFacts]] = {}
+    for gpu in gpus:
+        groups.setdefault(gpu.compute_capability, []).append(gpu)
+    return [tuple(group) for group in groups.values()]
+
+
+def _without_driver_advice(findings: list[Finding]) -> list[Finding]:
+    """A build that an arch-not-in-build error replaces gets no advice about the driver its
+    CUDA would like (review: "update the driver when convenient" beside "replace it")."""
+    if not any(f.code == "arch-not-in-build" for f in findings):
+        return findings
+    return [f for f in findings if f.code != "driver-below-ga"]
 
 
 def _usable_gpus(facts: HostFacts) -> tuple[GpuFacts, ...]:
@@ -78,6 +116,19 @@ def _pip_line(build: ResolvedBuild) -> str:
     if build.wheel_index:
         line += f" --index-url {build.wheel_index}"
     return line
+
+
+def _torch_install(fw: FrameworkFacts, build: ResolvedBuild) -> str:
+    """The command that swaps the installed torch for `build`. torch goes first (pip keeps an
+    installed torch of the same version from another index), and with it the torchvision /
+    torchaudio beside it, which pin one torch each: unpinned, from the same index, pip picks
+    the ones made for the new torch."""
+    return (f"pip uninstall -y {' '.join(('torch', *fw.companions))} && "
+            + _pip_line(replace(build, requirements=(*build.requirements, *fw.companions))))
+
+
+def _install(fw: FrameworkFacts, build: ResolvedBuild) -> str:
+    return _torch_install(fw, build) if fw.name == "torch" else _pip_line(build)
 
 
 def _resolved(framework: str, facts: HostFacts, matrix: Matrix) -> ResolvedBuild | None:
@@ -184,7 +235,7 @@ def rule_gpus(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                         "dlbox train picks --device cpu; use a tiny model or few epochs")]
     names = "; ".join(
         f"{_gpu_label(g)}"
-        + (f", {round(g.memory_total_mib / 1024)} GiB" if g.memory_total_mib else "")
+        + (f", {mib_text(g.memory_total_mib)}" if g.memory_total_mib else "")
         for g in gpus
     )
     cuda = f", supports CUDA <= {nvidia.cuda_driver_version}" if nvidia.cuda_driver_version else ""
@@ -288,14 +339,14 @@ def _driver_findings(fw: FrameworkFacts, facts: HostFacts, matrix: Matrix) -> li
         if wanted is None:
             fix = (f"no driver runs CUDA {fw.cuda} on this GPU ({ceiling.why() if ceiling else ''}"
                    "): install a build this driver runs: "
-                   + (_pip_line(better) if better else "one made with an older CUDA"))
+                   + (_install(fw, better) if better else "one made with an older CUDA"))
         else:
             fix = (f"update the NVIDIA driver to >= {wanted} (Ubuntu: sudo apt install "
                    f"nvidia-driver-{branch}, then reboot)")
             if ceiling and ceiling.below(fit.ga_driver or fit.min_driver):
                 fix += f"; {ceiling.why()}"
             if better is not None:
-                fix += f", or install a build this driver runs: {_pip_line(better)}"
+                fix += f", or install a build this driver runs: {_install(fw, better)}"
         findings.append(Finding(
             "error", "driver-too-old",
             f"driver {driver} is too old for {_framework_label(fw)}",
@@ -383,23 +434,25 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             "this torch has no CUDA support: torch.cuda.is_available() is False and training "
             "runs on the CPU",
             _cpu_build_fix("torch", _resolution("torch", facts, matrix),
-                           lambda build: f"pip uninstall -y torch && {_pip_line(build)}")))
+                           lambda build: _torch_install(fw, build))))
         return findings
     driver_findings = _driver_findings(fw, facts, matrix)
     findings += driver_findings
     sass, ptx, arch_source = _torch_archs(fw, matrix)
     arch_error = False
     if sass or ptx:
-        for gpu in gpus:
-            how = build_fit(matrix, gpu.compute_capability, sass, ptx, fw.cuda)
+        for group in _by_arch(gpus):
+            cc = group[0].compute_capability
+            how = build_fit(matrix, cc, sass, ptx, fw.cuda)
             if how == "none":
                 arch_error = True
                 better = _resolved("torch", facts, matrix)
-                fix = (f"pip uninstall -y torch && {_pip_line(better)}" if better else
-                       f"install a torch build compiled for {_sm(gpu.compute_capability)}")
+                fix = (_torch_install(fw, better) if better else
+                       f"install a torch build compiled for {_sm(cc)}")
                 findings.append(Finding(
                     "error", "arch-not-in-build",
-                    f"{_gpu_label(gpu)} is not in {_framework_label(fw)}'s arch list",
+                    f"{_group_label(group)} {_is(group)} not in {_framework_label(fw)}'s "
+                    "arch list",
                     f"the build has kernels for {describe_archs(sass, ptx)} ({arch_source}); "
                     "CUDA calls fail with 'no kernel image is available for execution on the "
                     "device'",
@@ -407,23 +460,25 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             elif how == "ptx":
                 findings.append(Finding(
                     "warn", "arch-ptx-only",
-                    f"{_gpu_label(gpu)} runs {_framework_label(fw)} only through PTX JIT",
+                    f"{_group_label(group)} run{'' if len(group) > 1 else 's'} "
+                    f"{_framework_label(fw)} only through PTX JIT",
                     "no native kernels for this GPU: the first start compiles them (minutes) "
                     "and some kernels may be slower",
                     "install a build with native kernels when one exists"))
     cudnn = _torch_cudnn(fw, matrix)
-    for gpu in gpus:
-        below = cudnn_below_minimum(matrix, cudnn, gpu.compute_capability)
-        if below and not arch_error:
-            arch_error = True
+    for group in _by_arch(gpus) if not arch_error else ():  # no kernels say it first
+        below = cudnn_below_minimum(matrix, cudnn, group[0].compute_capability)
+        if below:
             better = _resolved("torch", facts, matrix)
             findings.append(Finding(
                 "error", "arch-not-in-build",
-                f"{_gpu_label(gpu)} is not supported by the cuDNN of {_framework_label(fw)}",
+                f"{_group_label(group)} {_is(group)} not supported by the cuDNN of "
+                f"{_framework_label(fw)}",
                 f"torch has kernels for it, but {below}: cuDNN reports an architecture "
                 "mismatch",
-                f"pip uninstall -y torch && {_pip_line(better)}" if better else
+                _torch_install(fw, better) if better else
                 "set torch.backends.cudnn.enabled = False (slow), or use another GPU"))
+    arch_error = any(f.code == "arch-not-in-build" for f in findings)
     if fw.gpu_available is False and not any(f.code == "driver-too-old" for f in driver_findings):
         findings.append(Finding(
             "error", "framework-gpu-unavailable",
@@ -436,7 +491,7 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
         findings.append(Finding("ok", "framework-ok",
                                 f"{_framework_label(fw)} runs on every GPU"
                                 + (f" (arch list: {describe_archs(sass, ptx)})" if sass else "")))
-    return findings
+    return _without_driver_advice(findings)
 
 
 def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
@@ -473,49 +528,60 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     if installed and tested and installed[0] != tested[0]:
         mismatches.append(f"cuDNN {fw.cudnn_installed} is installed (nvidia-cudnn pip package)")
     if mismatches:
+        # where the probe saw TensorFlow list the GPU, it did find its libraries (review: an
+        # error saying it "uses the CPU" on such a host)
+        listed = fw.gpu_available is True
+        why = ("TensorFlow lists the GPU, but work that needs the other CUDA/cuDNN (cuDNN "
+               "convolutions) can fail with a version error" if listed else
+               "TensorFlow loads only the CUDA/cuDNN major it was built for; with another it "
+               "logs 'Cannot dlopen some GPU libraries' or a cuDNN version error and uses the "
+               "CPU")
+        if fix_install:  # the caveat here, so that the fix pastes as a command
+            why += ("; the fix reinstalls the CUDA libraries TensorFlow wants: if torch shares "
+                    "this environment and needs another cuDNN, give TensorFlow its own "
+                    "virtual environment")
         findings.append(Finding(
-            "error", "tf-cuda-mismatch",
+            "warn" if listed else "error", "tf-cuda-mismatch",
             f"tensorflow {fw.version} is tested with CUDA {row.cuda} / cuDNN {row.cudnn}, "
             f"but {' and '.join(mismatches)}",
-            "TensorFlow loads only the CUDA/cuDNN major it was built for; with another it logs "
-            "'Cannot dlopen some GPU libraries' or a cuDNN version error and uses the CPU",
-            (fix_install + " (in its own virtual environment if torch needs another cuDNN)")
-            if fix_install else f"install CUDA {row.cuda} and cuDNN {row.cudnn}"))
+            why, fix_install or f"install CUDA {row.cuda} and cuDNN {row.cudnn}"))
     findings += _driver_findings(replace_cuda(fw, row.cuda), facts, matrix)
     # the build's own arch list, as rule_torch checks it (review: TF 2.20, sm_60+, on a GTX
     # 980 was said to lack its CUDA libraries, and told to reinstall 2.21 with the same list)
     sass, ptx = split_arch_list(fw.arch_list) if fw.arch_list else (row.archs, row.ptx)
     arch_source = ("tf.sysconfig.get_build_info()" if fw.arch_list else
                    f"dlbox matrix (tensorflow {row.release})")
-    arch_error = False
-    for gpu in gpus:
-        if (sass or ptx) and arch_fit(gpu.compute_capability, sass, ptx) == "none":
-            arch_error = True
+    for group in _by_arch(gpus):
+        cc = group[0].compute_capability
+        if (sass or ptx) and arch_fit(cc, sass, ptx) == "none":
             findings.append(Finding(
                 "error", "arch-not-in-build",
-                f"{_gpu_label(gpu)} is not in {_framework_label(fw)}'s arch list",
+                f"{_group_label(group)} {_is(group)} not in {_framework_label(fw)}'s arch list",
                 f"the build has kernels for {describe_archs(sass, ptx)} ({arch_source}); "
                 "TensorFlow ignores a GPU it has no kernels for ('Ignoring visible gpu "
                 "device') and runs on the CPU",
                 fix_install if fix_install and better and better.version != fw.version
-                else f"install a TensorFlow build compiled for {_sm(gpu.compute_capability)}, "
-                     "or run on CPU"))
+                else f"install a TensorFlow build compiled for {_sm(cc)}, or run on CPU"))
             continue
-        if cuda_knows_arch(matrix, row.cuda, gpu.compute_capability) is False:
+        if cuda_knows_arch(matrix, row.cuda, cc) is False:
             rng = cuda_arch_range(matrix, row.cuda)
-            if rng and parse_version(gpu.compute_capability) < parse_version(rng[0]):  # type: ignore[operator]
+            if rng and parse_version(cc) < parse_version(rng[0]):  # type: ignore[operator]
                 findings.append(Finding(
                     "error", "arch-not-in-build",
-                    f"{_gpu_label(gpu)} is too old for tensorflow {fw.version} (CUDA {row.cuda})",
+                    f"{_group_label(group)} {_is(group)} too old for tensorflow {fw.version} "
+                    f"(CUDA {row.cuda})",
                     f"CUDA {row.cuda} supports {_sm(rng[0])} and newer",
                     f"use an older TensorFlow: {fix_install}" if fix_install
                     else "use an older TensorFlow, or run on CPU"))
             else:
                 findings.append(Finding(
                     "warn", "arch-ptx-only",
-                    f"{_gpu_label(gpu)} is newer than CUDA {row.cuda} of tensorflow {fw.version}",
+                    f"{_group_label(group)} {_is(group)} newer than CUDA {row.cuda} of "
+                    f"tensorflow {fw.version}",
                     "TensorFlow runs it only through PTX JIT: slow first start, XLA may fail",
                     "watch for ptxas errors; consider torch or jax for this GPU"))
+    # a GPU too old for the build's CUDA is an arch error too: not also "lists no GPU"
+    arch_error = any(f.code == "arch-not-in-build" for f in findings)
     if fw.gpu_available is False and not mismatches and not arch_error:
         findings.append(Finding(
             "error", "framework-gpu-unavailable",
@@ -525,7 +591,7 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             fix_install or "pip install 'tensorflow[and-cuda]'"))
     if not any(f.level != "ok" for f in findings):
         findings.append(Finding("ok", "framework-ok", f"{_framework_label(fw)} fits this host"))
-    return findings
+    return _without_driver_advice(findings)
 
 
 def replace_cuda(fw: FrameworkFacts, cuda: str) -> FrameworkFacts:
@@ -542,17 +608,20 @@ def _jax_arch_findings(fw: FrameworkFacts, gpus: tuple[GpuFacts, ...], matrix: M
     plugin = plugins[0]
     minimum = parse_version(plugin.min_compute_capability) or (0,)
     findings = []
-    for gpu in gpus:
-        cc = parse_version(gpu.compute_capability)
+    for group in _by_arch(gpus):
+        cc = parse_version(group[0].compute_capability)
         if cc is None or cc >= minimum:
             continue
         findings.append(Finding(
             "error", "arch-not-in-build",
-            f"{_gpu_label(gpu)} is too old for jax's {plugin.name} plugin (CUDA {fw.cuda})",
+            f"{_group_label(group)} {_is(group)} too old for jax's {plugin.name} plugin "
+            f"(CUDA {fw.cuda})",
             f"the {plugin.name} plugin needs compute capability >= "
             f"{plugin.min_compute_capability} (JAX install guide): jax finds no usable GPU",
-            f"pip uninstall -y jax-{plugin.name}-plugin jax-{plugin.name}-pjrt && "
-            + (_pip_line(better) if better else "run jax on the CPU")))
+            (f"pip uninstall -y jax-{plugin.name}-plugin jax-{plugin.name}-pjrt && "
+             f"{_pip_line(better)}") if better else
+            ("no jax GPU build runs on this GPU; to run jax on the CPU, remove the plugin: "
+             f"pip uninstall -y jax-{plugin.name}-plugin jax-{plugin.name}-pjrt")))
     return findings
 
 
@@ -590,7 +659,7 @@ def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             "run python -c 'import jax; print(jax.devices())' for the plugin's error"))
     if not any(f.level != "ok" for f in findings):
         findings.append(Finding("ok", "framework-ok", f"{_framework_label(fw)} fits this host"))
-    return findings
+    return _without_driver_advice(findings)
 
 
 # ------------------------------------------------------------------------------------------
@@ -657,7 +726,7 @@ def rule_disk(facts: HostFacts, matrix: Matrix) -> list[Finding]:
         return []
     return [Finding(
         "warn", "disk-low",
-        f"{free // 1024} GiB free on {facts.system.disk_path or 'the working disk'}",
+        f"{mib_text(free)} free on {facts.system.disk_path or 'the working disk'}",
         "CUDA wheels and images take several GB; datasets and checkpoints need room too",
         "free some space, or keep data, runs and images on a larger disk")]
 
