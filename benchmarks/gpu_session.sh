@@ -31,6 +31,11 @@
 # Files in $OUT: session.log, doctor.json, speedrun.json, airbench.json, gpumem.csv (nvidia-smi
 # memory.used sampled every ~0.25 s), summary.json, speedrun_compiled.json (if h ran),
 # speedrun_long.json (if i ran): 8 files at most, the limit of what comes back.
+# WORK_DIR (default /tmp/gpu-session) is removed and made again: only an empty folder or one
+# a session made (.dlbox-gpu-session in it) is taken.
+# Exit status: 0; 2 refused before any step (an argument, BUDGET_S, ONLY, a PYTHON that does
+# not run, WORK_DIR, a missing carried file); 3 no summary.json, or no step ended with rc 0;
+# 130 (143) stopped by Ctrl-C (SIGTERM), the summary still written.
 
 set -u
 set -o pipefail
@@ -46,7 +51,7 @@ fi
 case "${1:-}" in
     "") ;;
     --smoke) MODE=smoke ;;
-    --print-reserves) PRINT_RESERVES=1 OUT=${OUT:-/tmp/gpu-reserves} ;;
+    --print-reserves) PRINT_RESERVES=1 ;;  # it only prints: no OUT, no folder made
     -h | --help)
         sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
         exit 0 ;;
@@ -56,7 +61,7 @@ case "${1:-}" in
              "(--help says what each does)" >&2
         exit 2 ;;
 esac
-if [ -z "${OUT:-}" ]; then
+if [ -z "${OUT:-}" ] && (( ! PRINT_RESERVES )); then
     echo "error: OUT is not set (the folder that comes back)" >&2
     echo "hint: the device tool sets it; by hand: OUT=/tmp/gpu-out bash '$0' --smoke" >&2
     exit 2
@@ -67,10 +72,12 @@ if ! [[ "${BUDGET_S:-540}" =~ ^[1-9][0-9]*$ ]] || (( ${BUDGET_S:-540} < 60 )); t
          "take, e.g. BUDGET_S=300" >&2
     exit 2
 fi
-mkdir -p "$OUT"
 # the caller's relative OUT / WORK_DIR, before the cd below (its steps wrote a second OUT
 # under the repo, and session.log and doctor.json failed)
-OUT=$(cd "$OUT" && pwd) || exit 2
+if (( ! PRINT_RESERVES )); then
+    mkdir -p "$OUT"
+    OUT=$(cd "$OUT" && pwd) || exit 2
+fi
 case "${WORK_DIR:-}" in "" | /*) ;; *) WORK_DIR="$PWD/$WORK_DIR" ;; esac
 cd "$(dirname "$0")/.." || exit 2
 
@@ -79,6 +86,8 @@ export START_S=$(date +%s.%N)
 export BUDGET_S=${BUDGET_S:-540}
 export PY=${PYTHON:-python3}
 export WORK=${WORK_DIR:-/tmp/gpu-session}
+# WORK is removed and made again; only a folder with this file (or an empty one) is removed
+WORK_MARKER=.dlbox-gpu-session
 export STEPS="$WORK/steps.jsonl"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 export AIRBENCH_SCRIPT=${AIRBENCH_SCRIPT:-.airbench/airbench94_muon.py}
@@ -290,16 +299,28 @@ step_speedrun() {
 }
 
 # The wall time of `dlbox train` with its defaults, and when its accuracy line is printed.
+# The record is written (whole: a temporary file renamed) as soon as that line is seen, and
+# on SIGTERM (the step's limit signals its process group) with "stopped": a step stopped
+# after its accuracy line keeps that line's time (review: it was lost with the stamper).
 STAMPER='
-import json, sys, time
+import json, os, signal, sys, time
 t0, record, first = float(sys.argv[1]), sys.argv[2], None
+def save(**more):
+    with open(record + ".tmp", "w") as tmp:
+        json.dump({"accuracy_line_s": first, **more}, tmp)
+    os.replace(record + ".tmp", record)
+def stopped(signum, frame):
+    save(stopped=True)
+    os._exit(128 + signum)
+signal.signal(signal.SIGTERM, stopped)
 for line in sys.stdin:
     dt = time.time() - t0
     if first is None and "test accuracy:" in line:
         first = dt
+        save()
     sys.stdout.write(f"[{dt:7.2f}s] {line}")
     sys.stdout.flush()
-json.dump({"accuracy_line_s": first}, open(record, "w"))
+save()
 '
 export STAMPER
 step_e2e() {
@@ -309,9 +330,10 @@ step_e2e() {
         | "$PY" -u -c "$STAMPER" "$t0" "$WORK/$name.e2e.json"
     rc=${PIPESTATUS[0]}
     t1=$(date +%s.%N)
-    "$PY" -c 'import json, sys; p = sys.argv[1]; d = json.load(open(p))
+    "$PY" -c 'import json, os, sys; p = sys.argv[1]; d = json.load(open(p))
 d.update(rc=int(sys.argv[2]), wall_s=round(float(sys.argv[3]) - float(sys.argv[4]), 3))
-json.dump(d, open(p, "w")); print(f"end to end: {d}")' "$WORK/$name.e2e.json" "$rc" "$t1" "$t0"
+json.dump(d, open(p + ".tmp", "w")); os.replace(p + ".tmp", p); print(f"end to end: {d}")' \
+        "$WORK/$name.e2e.json" "$rc" "$t1" "$t0"
     return "$rc"
 }
 
@@ -375,7 +397,7 @@ OUT_FILES="session.log doctor.json speedrun.json airbench.json gpumem.csv summar
 speedrun_compiled.json speedrun_long.json"
 
 main() {
-    rm -rf "$WORK" && mkdir -p "$WORK"
+    rm -rf "$WORK" && mkdir -p "$WORK" && : > "$WORK/$WORK_MARKER"  # preflight checked it
     log "gpu_session.sh ($MODE), budget ${BUDGET_S}s, OUT=$OUT"
     export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
     if [ "$MODE" = smoke ] && [ -n "${SMOKE_BLOCK-docker platformdirs}" ]; then
@@ -426,12 +448,39 @@ main() {
     log "step summary: rc=$?"
     log "done; files in $OUT:"
     ls -la "$OUT"
+    # exit 3 where nothing came of the call (review: it exited 0 with every step failed)
+    if [ ! -f "$OUT/summary.json" ]; then
+        FAILED="no summary.json was written"
+    elif ! grep -q '"rc": 0,' "$STEPS" 2>/dev/null; then
+        FAILED="no step ended with rc 0"
+    fi
+    if [ -n "$FAILED" ] && [ -z "$STOPPED" ]; then log "exit 3: $FAILED"; fi
 }
 
-# What the call needs carried, checked before anything runs: a missing folder would otherwise
-# show only as every step failing, the device time spent.
+# refuse LINE HINT: the call stops before any step, exit 2; into session.log where it is this
+# call's own (an earlier session's stays as it was)
+refuse() {
+    { echo "error: gpu_session.sh: $1"; echo "hint: $2"; } |
+        if (( ${#earlier[@]} )); then cat >&2; else tee -a "$OUT/session.log" >&2; fi
+    exit 2
+}
+
+# What the call needs, checked before anything runs: a missing folder or a Python that does
+# not run would otherwise show only as every step failing, the device time spent.
 preflight() {
     local missing=() blocked=" ${SMOKE_BLOCK-docker platformdirs} "
+    if ! "$PY" -c 1 2>/dev/null; then
+        refuse "PYTHON=$PY does not run: '$PY -c 1' failed" "set PYTHON to the Python\
+ with torch and dlbox's requirements (e.g. PYTHON=.venv/bin/python), or leave it out for python3"
+    fi
+    # WORK is removed (review: WORK_DIR=$HOME would have been): only an empty folder or one
+    # a session made
+    if [ -e "$WORK" ] && ! { [ -d "$WORK" ] && { [ -f "$WORK/$WORK_MARKER" ] ||
+            [ -z "$(ls -A "$WORK" 2>/dev/null)" ]; }; }; then
+        refuse "WORK_DIR $WORK is not a folder this script made (no $WORK_MARKER in it):\
+ it would be removed" "set WORK_DIR to a new or empty folder, or remove this one yourself if\
+ it is an old session's"
+    fi
     if selected data && [ "$MODE" = smoke -o ! -f "$DATA/cifar-10-batches-py/test_batch" ]; then
         [ -f .data/jpeg_to_cifar_batches.py ] || missing+=(.data/jpeg_to_cifar_batches.py)
         if [ "$MODE" = gpu ]; then
@@ -446,12 +495,8 @@ preflight() {
         missing+=("$AIRBENCH_SCRIPT")
     fi
     if (( ${#missing[@]} )); then
-        # into session.log where it is this call's own: an earlier session's stays as it was
-        { echo "error: gpu_session.sh: missing ${missing[*]}"
-          echo "hint: make .data and .airbench as docs/gpu-session.md's table says, and carry" \
-               "them"; } | if (( ${#earlier[@]} )); then cat >&2
-                          else tee -a "$OUT/session.log" >&2; fi
-        exit 2
+        refuse "missing ${missing[*]}" \
+               "make .data and .airbench as docs/gpu-session.md's table says, and carry them"
     fi
 }
 
@@ -468,6 +513,7 @@ TEE_PID=$!
 if (( ${#earlier[@]} )); then
     echo "== removed an earlier session's files from $OUT: ${earlier[*]}"
 fi
+FAILED=""
 main
 exec >&- 2>&-  # the log's last lines written before the script ends
 wait "$TEE_PID" 2>/dev/null
@@ -475,4 +521,5 @@ case "$STOPPED" in
     SIGINT) exit 130 ;;
     SIGTERM) exit 143 ;;
 esac
+if [ -n "$FAILED" ]; then exit 3; fi  # no summary, or no step that ended well
 exit 0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -157,11 +158,13 @@ def test_a_relative_out_is_the_callers_folder(tmp_path: Path) -> None:
 
 
 def _repo_copy(tmp_path: Path) -> Path:
-    """The script in a repo of its own, with the carried files --smoke's pre-flight asks for
-    (the converter is not run by the steps these tests select)."""
+    """The script and its summary in a repo of its own, with the carried files --smoke's
+    pre-flight asks for (the converter is not run by the steps these tests select)."""
     repo = tmp_path / "repo"
     (repo / "benchmarks").mkdir(parents=True)
     (repo / "benchmarks" / "gpu_session.sh").write_bytes(SCRIPT.read_bytes())
+    (repo / "benchmarks" / "gpu_summary.py").write_bytes(
+        (SCRIPT.parent / "gpu_summary.py").read_bytes())
     import platformdirs  # --smoke blocks it, as on the GPU image: the carried copy stands in
 
     shutil.copytree(Path(platformdirs.__file__).parent, repo / ".data" / "pylib" / "platformdirs")
@@ -261,3 +264,136 @@ def test_ctrl_c_stops_the_step_under_way_and_skips_the_later_ones(tmp_path: Path
             break
         assert time.monotonic() < deadline, f"the step's process {step_pid} still runs"
         time.sleep(0.1)
+
+
+def _fake_python(tmp_path: Path, steps: str) -> Path:
+    """A PYTHON whose `-c` (the pre-flight's checks, the e2e stamper) and gpu_summary.py are
+    the real Python's, and whose other commands are the shell lines `steps`."""
+    python = tmp_path / "python"
+    python.write_text("#!/bin/bash\n"
+                      f'case "$1 $2" in -c* | "-u -c" | *gpu_summary.py*) '
+                      f'exec "{sys.executable}" "$@" ;; esac\n' + steps)
+    python.chmod(0o755)
+    return python
+
+
+def test_print_reserves_makes_no_folder(tmp_path: Path) -> None:
+    """Found by review: --print-reserves made OUT (/tmp/gpu-reserves unless set), though it
+    only prints."""
+    assert reserves(tmp_path)["data"] == 20
+    assert not (tmp_path / "out").exists()
+    env = {**os.environ}
+    for name in ("OUT", "ONLY", "BUDGET_S"):
+        env.pop(name, None)
+    proc = subprocess.run(["bash", str(SCRIPT), "--print-reserves"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.startswith("env=510\n") and proc.stderr == ""
+
+
+@pytest.mark.parametrize("kind", ["a folder of files", "a file"])
+def test_a_work_dir_the_script_did_not_make_is_refused(tmp_path: Path, kind: str) -> None:
+    """Found by review: WORK_DIR was removed whatever it held (WORK_DIR=$HOME would be
+    wiped). Only an empty folder, or one a session made (its marker file), is replaced."""
+    repo = _repo_copy(tmp_path)
+    work = tmp_path / "work"
+    if kind == "a file":
+        work.write_text("mine")
+    else:
+        work.mkdir()
+        (work / "notes.txt").write_text("mine")
+    result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh"), "--smoke"],
+                            env=_session_env(tmp_path, Path(sys.executable), "env"), cwd=repo,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0] == (f"error: gpu_session.sh: WORK_DIR {work} is not a folder this script "
+                        "made (no .dlbox-gpu-session in it): it would be removed")
+    assert lines[1].startswith("hint: ") and "WORK_DIR" in lines[1]
+    assert (work / "notes.txt" if kind != "a file" else work).read_text() == "mine"
+    assert not (tmp_path / "work" / "steps.jsonl").exists()
+
+
+def test_a_work_dir_a_session_made_or_an_empty_one_is_used(tmp_path: Path) -> None:
+    repo = _repo_copy(tmp_path)
+    (tmp_path / "work").mkdir()  # empty: taken
+    python = _fake_python(tmp_path, "exit 0\n")
+    for _ in range(2):  # the second time the first session's folder, with its marker
+        result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh"),
+                                 "--smoke"], env=_session_env(tmp_path, python, "env"),
+                                cwd=repo, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert (tmp_path / "work" / ".dlbox-gpu-session").is_file()
+        assert '"step": "env", "rc": 0,' in (tmp_path / "work" / "steps.jsonl").read_text()
+
+
+def test_a_python_that_does_not_run_is_refused_before_any_step(tmp_path: Path) -> None:
+    """Found by review: PYTHON=/no/such ran every step to its failure, logged "no
+    platformdirs in this Python: using the copy...", and exited 0."""
+    repo = _repo_copy(tmp_path)
+    result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh"), "--smoke"],
+                            env=_session_env(tmp_path, Path("/no/such"), "env"), cwd=repo,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("error: gpu_session.sh: PYTHON=/no/such does not run: "
+                        "'/no/such -c 1' failed")
+    assert lines[1].startswith("hint: ") and len(lines) == 2
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("summary", [True, False])
+def test_a_session_where_no_step_passed_exits_3(tmp_path: Path, summary: bool) -> None:
+    """Found by review: the session exited 0 when every step, and the summary, failed. A
+    partial session still writes its summary."""
+    repo = _repo_copy(tmp_path)
+    if not summary:  # the summary fails too (its script is not there)
+        (repo / "benchmarks" / "gpu_summary.py").unlink()
+    python = _fake_python(tmp_path, "exit 1\n")  # every step fails
+    result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh"), "--smoke"],
+                            env=_session_env(tmp_path, python, "env data"), cwd=repo,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert (tmp_path / "out" / "summary.json").is_file() == summary
+    why = "no step ended with rc 0" if summary else "no summary.json was written"
+    assert f"exit 3: {why}" in (tmp_path / "out" / "session.log").read_text()
+
+
+@pytest.mark.parametrize("accuracy_line", [True, False])
+def test_a_stopped_e2e_step_keeps_its_accuracy_line_time(tmp_path: Path,
+                                                         accuracy_line: bool) -> None:
+    """Found by review: the e2e stamper wrote its record only at the end of its input, so a
+    step stopped by its limit (SIGTERM to its process group, as here) lost the time of an
+    accuracy line it had printed, and the summary read that target as missing."""
+    import signal
+    import time
+
+    repo = _repo_copy(tmp_path)
+    line = 'echo "test accuracy: 50.00% on 100 test images"\n' if accuracy_line else ""
+    python = _fake_python(tmp_path, 'case "$*" in *"dlbox train"*) echo "epoch 1/1"\n'
+                          + line + "exec sleep 300 ;; esac\nexit 0\n")
+    process = subprocess.Popen(["bash", str(repo / "benchmarks" / "gpu_session.sh"), "--smoke"],
+                               env=_session_env(tmp_path, python, "e2e1"), cwd=repo,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    log = tmp_path / "out" / "session.log"
+    stamped = "] test accuracy:" if accuracy_line else "] epoch 1/1"
+    try:
+        deadline = time.monotonic() + 30
+        while not (log.exists() and stamped in log.read_text()):  # the stamper has read it
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 143, output
+    record = json.loads((tmp_path / "work" / "e2e1.e2e.json").read_text())
+    assert record["stopped"] is True and list(record) == ["accuracy_line_s", "stopped"]
+    if accuracy_line:
+        assert 0 <= record["accuracy_line_s"] < 30
+    else:
+        assert record["accuracy_line_s"] is None
+    assert not list((tmp_path / "work").glob("*.tmp"))

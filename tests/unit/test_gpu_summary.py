@@ -136,7 +136,8 @@ def test_missing_or_failed_steps_are_missing_not_fail(session: tuple[Path, Path]
     (out / "speedrun.json").unlink()  # step d failed before writing
     (out / "airbench.json").write_text('{"summary": ')  # cut off mid-write
     (work / "resnet" / "metrics.json").unlink()
-    # e2e1 timed out (rc 124) before its accuracy line; the stamper still wrote its record
+    # e2e1's record has no accuracy line's time (its step's line, below, is not there: no
+    # rc 124 that would make it a FAIL); e2e2 left no record
     _write(work / "e2e1.e2e.json", {"accuracy_line_s": None, "rc": 124, "wall_s": 60.0})
     (work / "e2e2.e2e.json").unlink()
     # a failing step's figures still count: speedrun-long's JSON is there, and speedrun
@@ -322,3 +323,34 @@ def test_files_of_another_shape_are_missing_figures_not_a_lost_summary(
         assert rows[key]["value"] is None and rows[key]["pass"] is None, rows[key]
     assert rows["speedrun_runs"]["value"] == 1  # the one run that is an object
     assert document["airbench"]["runs"] == 0
+
+
+@pytest.mark.parametrize("record", [None, {"accuracy_line_s": None, "stopped": True}])
+def test_an_e2e_step_that_timed_out_before_its_accuracy_line_fails(
+        session: tuple[Path, Path], record: dict[str, Any] | None) -> None:
+    """Found by review: an e2e step stopped by its limit (rc 124) before it printed its
+    accuracy line was "missing", as if it had not run, where the 17 s target was missed."""
+    out, work = session
+    if record is None:  # the stamper's record lost
+        (work / "e2e1.e2e.json").unlink()
+    else:  # the stamper's record of a SIGTERM before any accuracy line
+        _write(work / "e2e1.e2e.json", record)
+    steps = [json.loads(line) for line in (work / "steps.jsonl").read_text().splitlines()]
+    for step in steps:
+        if step["step"] == "e2e1":
+            step.update(rc=124, limit=39)
+    _steps_jsonl(work, steps)
+    rows = _targets(out, work)
+    assert rows["e2e1"]["value"] is None and rows["e2e1"]["pass"] is False
+    assert rows["e2e1"]["note"] == "no accuracy line within 39 s"
+    assert "note" not in rows["e2e2"]
+    lines = summary_module.report_lines(
+        summary_module.build_summary(summary_module.load_results(out, work), "gpu", 540))
+    assert lines[7].endswith("  FAIL (no accuracy line within 39 s)"), lines[7]
+    # stopped by the session's Ctrl-C or SIGTERM (rc 143), not its limit: no figure, missing
+    for step in steps:
+        if step["step"] == "e2e1":
+            step.update(rc=143)
+    _steps_jsonl(work, steps)
+    rows = _targets(out, work)
+    assert rows["e2e1"]["pass"] is None and "note" not in rows["e2e1"]
