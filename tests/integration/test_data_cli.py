@@ -391,7 +391,7 @@ def test_check_notes_the_files_an_image_tree_passes_over(
     out = capsys.readouterr().out
     assert ("note: train: skipped 1 file without an image extension (class_0/cat.heic); only "
             "train/<class>/<image> ending in .png, .jpg, .jpeg, .jfif, .jpe, .gif, .bmp, .webp, "
-            ".tif, .tiff is read") in out
+            ".tif, .tiff, .ppm, .pgm, .pbm, .pnm is read") in out
     assert "note: train: skipped 1 folder inside a class folder (class_1/more/)" in out
     assert "train     5 images" in out and "cat.webp" not in out
     assert "test: skipped" not in out and out.rstrip().endswith("ok")

@@ -135,6 +135,45 @@ def test_evaluate_records_absolute_paths_and_names_data_of_other_classes(
     assert f"but the test data in {(pets / 'test').resolve()} has class_0" in err, err
 
 
+
+def test_predictions_of_an_image_tree_name_each_file_and_evaluate_notes_what_it_skips(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: predictions.csv of the user's own image tree could not be traced
+    back to its files, and `dlbox evaluate` said nothing of test files it passed over (data
+    check noted them). Each row names its file, relative to the split folder, in train's
+    report and evaluate's alike; evaluate notes the test split's skipped files, once."""
+    from dlbox.data.synthetic import write_fake_image_folder
+
+    tree = tmp_path / "tree"
+    write_fake_image_folder(tree / "train", per_class=3, classes=2)
+    write_fake_image_folder(tree / "test", per_class=2, classes=2)
+    run = tmp_path / "run"
+    assert main(["train", "--model", "tiny", "--epochs", "1", "--device", "cpu",
+                 "--no-progress", "--num-test", "3", "--data", str(tree), "--run-dir",
+                 str(run)]) == EXIT_OK
+    expected = ["class_0/0000.png", "class_1/0000.png", "class_0/0001.png"]  # interleaved
+
+    def paths() -> list[str]:
+        with open(run / "predictions.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert list(rows[0])[:4] == ["index", "true_label", "predicted_label", "confidence"]
+        assert all(row["true_label"] == row["path"].split("/")[0] for row in rows)
+        return [row["path"] for row in rows]
+
+    assert paths() == expected
+    (tree / "test" / "class_1" / "notes.txt").write_text("not an image\n")
+    (tree / "test" / "class_0" / "more").mkdir()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--device", "cpu"]) == EXIT_OK
+    err = capsys.readouterr().err.splitlines()
+    skipped = [line for line in err if "skipped" in line]
+    assert skipped == [
+        f"note: test: skipped {what}; only test/<class>/<image> ending in .png, .jpg, "
+        ".jpeg, .jfif, .jpe, .gif, .bmp, .webp, .tif, .tiff, .ppm, .pgm, .pbm, .pnm is read"
+        for what in ("1 file without an image extension (class_1/notes.txt)",
+                     "1 folder inside a class folder (class_0/more/)")], err
+    assert paths() == expected
+
 def test_evaluate_output_leaves_the_run_as_it_is(run_copy: Path, fake_cifar_dir: Path,
                                                 tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

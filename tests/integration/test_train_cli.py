@@ -927,6 +927,39 @@ def test_classes_training_never_sees_are_warned_of(tmp_path: Path,
             in capsys.readouterr().err)
 
 
+
+def test_train_notes_what_an_image_tree_passes_over_and_the_warning_names_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: `dlbox data check` noted the files and sub-folders of class folders
+    that are not read, `dlbox train` said nothing of them, and its warning for a class left
+    without images said to add training images to a folder holding them (in a sub-folder,
+    under another extension). Train notes them as data check does, once each, and the
+    warning names what the class's folder holds instead."""
+    from dlbox.data.synthetic import write_fake_image_folder
+
+    tree = tmp_path / "tree"
+    write_fake_image_folder(tree / "train", per_class=3, classes=2)
+    write_fake_image_folder(tree / "test", per_class=1, classes=3)
+    frog = tree / "train" / "class_2"
+    (frog / "more").mkdir(parents=True)
+    shutil.copy(tree / "train" / "class_0" / "0000.png", frog / "more" / "0000.png")
+    (frog / "0001.heic").write_bytes(b"not read")
+    (tree / "test" / "class_0" / "notes.txt").write_text("not an image\n")
+    assert main(["data", "check", "--data", str(tree)]) == 0
+    checked = [line for line in capsys.readouterr().out.splitlines()
+               if re.match(r"note: (train|test): skipped ", line)]
+    assert len(checked) == 3, checked
+    assert main(["train", "--model", "tiny", "--epochs", "1", "--device", "cpu",
+                 "--no-progress", "--no-evaluate", "--data", str(tree), "--run-dir",
+                 str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if re.match(r"note: (train|test): skipped ", line)] == checked
+    (warning,) = [line for line in err if line.startswith("warning: ")]
+    assert warning.startswith("warning: the training split has no images of class class_2: ")
+    assert "(class_2/0001.heic)" in warning and "(class_2/more/)" in warning
+    assert "put its images directly in train/class_2/" in warning
+    assert "add training images" not in warning
+
 def test_sigterm_once_the_report_is_written_leaves_a_finished_run(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -697,3 +697,46 @@ def test_jpegs_saved_as_jfif_or_jpe_are_images(tmp_path: Path) -> None:
     photos.mkdir()
     Image.new("RGB", (8, 8)).save(photos / "saved.jfif", format="JPEG")
     assert images_in_folder(photos) == [photos / "saved.jfif"]
+
+
+def test_netpbm_images_are_read_in_a_tree_as_predict_reads_them(tmp_path: Path) -> None:
+    """Found by review: .ppm and .pgm files, which `dlbox predict` reads when named, were
+    passed over in a training tree ("skipped N files without an image extension"), and
+    `dlbox predict DIR` did not find them. Every Netpbm extension Pillow reads is one now,
+    in the tree and in a folder given to predict, each read as predict reads it."""
+    from dlbox.training.predict import images_in_folder, load_image
+
+    images = {".ppm": Image.new("RGB", (40, 30), (200, 0, 0)),
+              ".pgm": Image.new("L", (40, 30), 120),
+              ".pbm": Image.new("1", (40, 30), 1),
+              ".PNM": Image.new("RGB", (40, 30), (0, 0, 200))}
+    for number, (ext, image) in enumerate(images.items()):
+        _save(tmp_path / "train" / "cls" / f"{number}{ext}", image, "PPM")
+    _save(tmp_path / "test" / "cls" / "0.png", Image.new("RGB", (32, 32)), "PNG")
+    train = load_dataset(tmp_path, "train")
+    files = sorted((tmp_path / "train" / "cls").iterdir())
+    assert len(train) == len(images)
+    for index, path in enumerate(files):
+        assert torch.equal(train.images[index], load_image(path)), path
+    assert skipped_entries(tmp_path / "train") == ([], [], [], [])
+    assert images_in_folder(tmp_path / "train" / "cls") == files
+
+
+def test_a_bad_image_in_a_split_points_to_data_check_for_every_other(tmp_path: Path) -> None:
+    """Found by review: training stops at the first unreadable image of a tree, so a tree with
+    several took one run per image to find them. The hint says which command lists them all;
+    `data check` itself lists them, and its own hints do not send the user to it again."""
+    write_fake_image_folder(tmp_path / "tree" / "train", per_class=2, classes=2)
+    write_fake_image_folder(tmp_path / "tree" / "test", per_class=1, classes=2)
+    for name in ("class_0/0000.png", "class_1/0001.png"):
+        (tmp_path / "tree" / "train" / name).write_bytes(b"damaged")
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path / "tree", "train")
+    assert info.value.message.startswith(f"image {tmp_path / 'tree' / 'train' / 'class_0'}")
+    assert info.value.hint == (
+        "check that it is the image you meant, or convert it to PNG or JPEG, or remove it "
+        f"from the image folder; `dlbox data check --data {tmp_path / 'tree'}` lists every "
+        "unreadable image")
+    failures: list[DataError] = []
+    load_image_folder(tmp_path / "tree" / "train", failures=failures)
+    assert len(failures) == 2 and all("data check" not in (f.hint or "") for f in failures)

@@ -752,3 +752,29 @@ def test_test_data_naming_the_runs_classes_in_another_unicode_form_is_told_so(
     assert refused.value.hint == ("rename its names to the run's form: convmv -r -f utf8 -t "
                                   f"utf8 --nfc --notest {tmp_path} (Debian: apt-get install "
                                   "convmv)")
+
+
+def test_predictions_of_an_image_tree_name_each_images_file(tmp_path: Path) -> None:
+    """Found by review: a row of predictions.csv of the user's own image tree could not be
+    traced to its file (its `index` is the loading order, which interleaves the classes). A
+    `path` column, relative to the split folder, comes last: the columns before it are as
+    they were, and CIFAR-10's batches (no files) keep exactly those."""
+    from dlbox.data.imagefolder import list_image_files, load_image_folder
+    from dlbox.data.synthetic import write_fake_image_folder
+
+    write_fake_image_folder(tmp_path / "test", per_class=3, classes=2)
+    (tmp_path / "test" / "class_1" / "0000, a \"named\" cat.png").write_bytes(
+        (tmp_path / "test" / "class_1" / "0000.png").read_bytes())
+    files, _, _ = list_image_files(tmp_path / "test")
+    relative = [path.relative_to(tmp_path / "test").as_posix() for path in files]
+    dataset = load_image_folder(tmp_path / "test").subset(5)
+    # in the run's class order (another order than the tree's): the rows keep their files
+    dataset = ev.in_model_order(dataset, ("class_1", "class_0"))
+    evaluation = evaluate_model(model_fn_of(TinyNet(2)), dataset, ("class_1", "class_0"))
+    write_evaluation(tmp_path, evaluation, {"device": "cpu"}, output=tmp_path / "out")
+    rows = read_predictions(tmp_path / "out" / "predictions.csv")
+    assert list(rows[0]) == ["index", "true_label", "predicted_label", "confidence",
+                             "prob_class_1", "prob_class_0", "path"]
+    assert [row["path"] for row in rows] == relative[:5]
+    assert relative[1] == 'class_1/0000, a "named" cat.png'  # a comma and quotes, kept whole
+    assert all(row["true_label"] == row["path"].split("/")[0] for row in rows)

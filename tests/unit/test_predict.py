@@ -640,3 +640,22 @@ def test_a_quoted_pattern_that_matches_files_reads_them(
     read.clear()
     assert main(["predict", "run", "shots [1]/*.png"]) == EXIT_OK
     assert read == ["shots [1]/e.png"]
+
+
+def test_a_phone_jpeg_over_the_limit_is_read_at_the_size_it_decodes_to(tmp_path: Path) -> None:
+    """Found by review: a 12000x9000 (108-megapixel) phone JPEG was refused as "over the
+    50-megapixel limit", though JPEG decodes it straight at 1/8 scale (1500x1125, under 2
+    megapixels) for a 32x32 input. The limit is on the pixels decoded: the JPEG is read; a
+    PNG of more than 50 megapixels, decoded whole, is still refused."""
+    photo = Image.new("L", (12000, 9000), 0)
+    photo.paste(255, (6000, 0, 12000, 9000))  # dark left half, white right half
+    photo.save(tmp_path / "phone.jpg", quality=85)
+    del photo
+    array = load_image(tmp_path / "phone.jpg").numpy()
+    assert array.shape == (3, 32, 32)
+    assert array[:, :, :14].max() < 20 and array[:, :, 18:].min() > 235
+    Image.new("L", (8000, 8000)).save(tmp_path / "scan.png")  # 64 megapixels, decoded whole
+    with pytest.raises(ImageLoadError) as info:
+        load_image(tmp_path / "scan.png")
+    assert info.value.message.startswith("image claims 8000x8000 pixels, over the "
+                                         "50-megapixel limit")

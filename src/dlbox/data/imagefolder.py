@@ -1,7 +1,7 @@
 """Class-per-folder image trees (the ImageFolder layout) as an in-memory ImageDataset.
 
-    ROOT/<class>/<name>.png|jpg|jpeg|gif|bmp|webp|tif|tiff   classes sorted by folder name
-                                                             -> labels 0..K-1
+    ROOT/<class>/<name>.png|jpg|webp|ppm|...   (IMAGE_EXTENSIONS) classes sorted by folder
+                                               name -> labels 0..K-1
 
 Images are ordered round-robin across classes (each class's files sorted by name; class 0's
 first, class 1's first, ..., then the second of each), so the first N images of a split are
@@ -11,7 +11,8 @@ Every image is read by dlbox.data.images.read_image, the same reading `dlbox pre
 the user's own images: EXIF rotation applied, converted to RGB (transparent pixels over
 white), its centre square resized to SIZE x SIZE (Lanczos) when it is not that size already.
 Decoding runs in a thread pool: Pillow releases the GIL while it decodes, so 50,000 small
-JPEGs load in seconds. Nothing is cached on disk.
+JPEGs load in seconds. Nothing is cached on disk. The split comes back as an
+ImageTreeDataset, which knows each image's file (predictions.csv's `path` column).
 
 A folder or file of the tree that is there but may not be read (its permissions) is an
 ImageTreeAccessError naming it, whose hint is to fix its permissions, never to replace it.
@@ -24,6 +25,7 @@ import stat
 import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +40,33 @@ from dlbox.text import listed, shell_quote, shown_name
 
 # IMAGE_EXTENSIONS(_TEXT) re-exported: they live in dlbox.data.layout, which needs no torch.
 __all__ = ["ACCESS_ERRNOS", "DEFAULT_SIZE", "IMAGE_EXTENSIONS", "IMAGE_EXTENSIONS_TEXT",
-           "NOT_CLASS_FOLDERS", "ImageTreeAccessError", "decode_image", "describe_skipped",
-           "file_access_error", "find_classes", "folder_access_error", "has_image_extension",
-           "interleave_classes", "is_hidden", "is_image_file", "list_image_files",
-           "load_image_folder", "no_images_error", "skipped_entries"]
+           "NOT_CLASS_FOLDERS", "ImageTreeAccessError", "ImageTreeDataset", "decode_image",
+           "describe_skipped", "file_access_error", "find_classes", "folder_access_error",
+           "has_image_extension", "interleave_classes", "is_hidden", "is_image_file",
+           "list_image_files", "load_image_folder", "no_images_error", "skipped_entries"]
 
 DEFAULT_SIZE = 32
 
+
+@dataclass(frozen=True)
+class ImageTreeDataset(ImageDataset):
+    """A split of an image tree: an ImageDataset that knows each image's file, as a path
+    relative to `source` (the split folder), "cat/000.png": image i is files[i], so a row of
+    predictions.csv can be traced back to its file."""
+
+    files: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.files) != len(self):
+            raise ValueError(f"{len(self.files)} files for {len(self)} images")
+
+    def subset(self, count: int | None) -> ImageTreeDataset:
+        kept = super().subset(count)
+        if kept is self:
+            return self
+        return ImageTreeDataset(kept.images, kept.labels, self.classes, self.source,
+                                self.files[:len(kept)])
 
 
 class ImageTreeAccessError(DataError):
@@ -317,14 +339,15 @@ def _worker_count(n_files: int) -> int:
 def load_image_folder(root: str | Path, classes: Sequence[str] | None = None,
                       size: int = DEFAULT_SIZE,
                       failures: list[DataError] | None = None,
-                      limit: int | None = None) -> ImageDataset:
+                      limit: int | None = None) -> ImageTreeDataset:
     """Load ROOT/<class>/<image> (IMAGE_EXTENSIONS) into memory as uint8 [N, 3, size, size]
     plus labels.
 
     `classes` fixes the class order (so train and test splits agree on labels); by default it
-    is the sorted folder names. The first file that can't be read raises its DataError, unless
-    `failures` is given (`dlbox data check`, which lists them all): then every such error is
-    appended to it, in file order, and the load goes on (those images are left black).
+    is the sorted folder names. The first file that can't be read raises its DataError (its
+    hint, for a split of a tree, names `dlbox data check`, which lists every such file), unless
+    `failures` is given (`dlbox data check`): then every such error is appended to it, in file
+    order, and the load goes on (those images are left black).
     `limit`: decode only the first `limit` files (the split's `subset(limit)`, without
     decoding the rest: `--num-train 500` on a tree of 50,000 JPEGs).
     """
@@ -358,6 +381,9 @@ def load_image_folder(root: str | Path, classes: Sequence[str] | None = None,
                 images[i] = decode_image(files[i], size)
             except DataError as error:
                 if failures is None:
+                    if root.name in SPLITS:  # review: train named only the first
+                        error.hint = (f"{error.hint}; `dlbox data check --data "
+                                      f"{shell_quote(root.parent)}` lists every unreadable image")
                     raise
                 images[i] = 0
                 failed[i] = error  # one key per thread's own range: no lock needed
@@ -381,5 +407,6 @@ def load_image_folder(root: str | Path, classes: Sequence[str] | None = None,
                     raise
     if failures is not None:
         failures.extend(failed[i] for i in sorted(failed))
-    return ImageDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64),
-                        tuple(names), str(root))
+    return ImageTreeDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64),
+                            tuple(names), str(root),
+                            tuple(path.relative_to(root).as_posix() for path in files))

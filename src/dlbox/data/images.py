@@ -35,9 +35,11 @@ from dlbox.errors import DataError, first_line
 from dlbox.fileio import file_head, unsearchable_folder
 from dlbox.text import reason_and_fix
 
-# The most pixels (width * height) an input may claim. Pillow's own guard is about 89
-# megapixels (warning) and 179 (error); 50 covers a 48-megapixel phone photo and stops a
-# small file that claims to decompress into gigabytes before any pixel is decoded.
+# The most pixels (width * height) an input may decode to: a JPEG's after draft(), which
+# decodes it straight at 1/2, 1/4 or 1/8 scale (a 108-megapixel phone photo, 12000x9000,
+# as 1500x1125), any other format's as it claims. Pillow's own guard is about 89 megapixels
+# (warning) and 179 (error, kept for every format); 50 covers a 48-megapixel PNG and stops
+# a small file that claims to decompress into gigabytes before any pixel is decoded.
 MAX_IMAGE_PIXELS = 50_000_000
 IMAGE_SIZE = 32
 FITS = ("crop", "stretch")
@@ -434,8 +436,8 @@ def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
     """One image (a path or the file's bytes) as uint8 [3, size, size] RGB.
 
     Raises ImageLoadError, whose message is the one-line reason (and hint the fix, where
-    there is one), for anything that is not a readable image of at most MAX_IMAGE_PIXELS
-    pixels. Safe to call from several threads; wrap a batch of calls in
+    there is one), for anything that is not a readable image that decodes to at most
+    MAX_IMAGE_PIXELS pixels. Safe to call from several threads; wrap a batch of calls in
     quiet_pillow_warnings() to keep Pillow's warnings off stderr.
     """
     if isinstance(source, bytes):
@@ -464,10 +466,12 @@ def read_image(source: str | Path | bytes, size: int = IMAGE_SIZE,
             if width < 1 or height < 1:
                 raise ImageLoadError(f"image has no pixels ({width}x{height})",
                                      hint=FIX_RESAVE)
-            if width * height > MAX_IMAGE_PIXELS:
-                raise _too_many_pixels(f"{width}x{height} pixels")
-            # JPEG decodes straight at 1/2, 1/4 or 1/8 scale when that is still >= size.
+            # JPEG decodes straight at 1/2, 1/4 or 1/8 scale when that is still >= size: the
+            # pixels it decodes are those of its size after draft (review: a 12000x9000 phone
+            # photo, 1500x1125 decoded, was refused); other formats keep theirs.
             image.draft(None, (size, size))
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise _too_many_pixels(f"{width}x{height} pixels")
             image.load()
             turned = upright(image)
             if is_high_depth(turned.mode):

@@ -28,9 +28,11 @@ SPLITS = ("train", "test")
 # The files an image tree (dlbox.data.imagefolder) is read for, and what a folder given to
 # `dlbox predict` is searched for: the formats Pillow reads that photos and datasets come in.
 # Any other file in a class folder is passed over, and `dlbox data check` notes it.
-# .jfif and .jpe are JPEGs as browsers save them (review: Chrome's photo.jfif was passed over).
+# .jfif and .jpe are JPEGs as browsers save them (review: Chrome's photo.jfif was passed over);
+# .ppm, .pgm, .pbm and .pnm are Netpbm's, which Pillow reads (review: a tree of .ppm files
+# was passed over, though `dlbox predict` reads each when named).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".gif", ".bmp", ".webp", ".tif",
-                    ".tiff")
+                    ".tiff", ".ppm", ".pgm", ".pbm", ".pnm")
 IMAGE_EXTENSIONS_TEXT = ", ".join(IMAGE_EXTENSIONS)  # for messages: ".png, .jpg, ..."
 
 

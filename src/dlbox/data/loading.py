@@ -12,7 +12,7 @@ test agree on labels even when a split lacks a class.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -399,6 +399,34 @@ def split_size(data_dir: str | Path, split: str) -> int:
     return len(files)
 
 
+# skipped_entries' four lists: files without an image extension, files outside the class
+# folders, folders inside class folders, image names that are no files
+Skipped = tuple[list[str], list[str], list[str], list[str]]
+
+
+def skipped_by_split(data_dir: str | Path, splits: Sequence[str] = SPLITS) -> dict[str, Skipped]:
+    """What loading each of `splits` of the image tree in `data_dir` passes over
+    (skipped_entries); {} for CIFAR-10 batches, which have no such files."""
+    layout = detect_layout(data_dir)
+    if layout is None or layout.kind != "image-folder":
+        return {}
+    classes = image_folder_classes(layout.root)
+    return {split: skipped_entries(layout.root / split, classes) for split in splits}
+
+
+def skipped_note(split: str, phrase: str) -> str:
+    """The note for one kind of what a split passes over (a describe_skipped phrase), as
+    `dlbox data check`, train and evaluate say it."""
+    return (f"{split}: skipped {phrase}; only {split}/<class>/<image> ending in "
+            f"{IMAGE_EXTENSIONS_TEXT} is read")
+
+
+def skipped_notes(skipped: Mapping[str, Skipped]) -> list[str]:
+    """skipped_by_split's findings as notes, one per split and kind."""
+    return [skipped_note(split, phrase) for split, entries in skipped.items()
+            for phrase in describe_skipped(*entries)]
+
+
 def _split_layout(data_dir: str | Path, split: str) -> tuple[DataLayout, Path]:
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
@@ -634,9 +662,8 @@ def _check_image_folder(root: Path, problems: list[str], notes: list[str],
                                     f"{len(failures)} of {len(dataset)} images unreadable, "
                                     f"first: {failures[0].message}", len(dataset),
                                     hint=_failures_hint(failures, root / split)))
-        for phrase in describe_skipped(*skipped_entries(root / split, classes)):
-            notes.append(f"{split}: skipped {phrase}; only {split}/<class>/<image> ending in "
-                         f"{IMAGE_EXTENSIONS_TEXT} is read")
+        notes.extend(skipped_note(split, phrase)
+                     for phrase in describe_skipped(*skipped_entries(root / split, classes)))
         if failures:  # its notes above, whatever else is wrong in it
             continue
         files.append(FileReport(f"{split}/", True, f"{len(dataset)} images", len(dataset)))

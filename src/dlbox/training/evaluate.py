@@ -4,7 +4,8 @@
 
 writes into the run dir
     predictions.csv         one row per test image: index, true_label, predicted_label,
-                            confidence, prob_<class> for every class
+                            confidence, prob_<class> for every class, and for an image
+                            tree path (the image's file, relative to the split folder)
     confusion_matrix.json   classes and matrix (rows = true label, columns = predicted)
     confusion_matrix.png    the same as an annotated heat map
     training_curves.png     loss and accuracy per epoch, when metrics.json has a history
@@ -207,6 +208,7 @@ class Evaluation:
     matrix: torch.Tensor  # int64 [C, C], rows true, columns predicted
     metrics: dict[str, Any]  # compute_metrics(...)
     seconds: float  # wall time of the model calls
+    files: tuple[str, ...] | None = None  # an image tree's: each image's, relative to its split
 
 
 def evaluate_model(model_fn: ModelFn, dataset: ImageDataset, classes: Sequence[str],
@@ -245,8 +247,11 @@ def evaluation_from_logits(logits: torch.Tensor, dataset: ImageDataset, classes:
     true_labels = dataset.labels.detach().to("cpu", torch.int64)
     matrix = confusion_matrix(true_labels, predicted, len(classes))
     metrics = compute_metrics(true_labels, predicted, classes, confidence)
+    from dlbox.data.imagefolder import ImageTreeDataset
+
+    files = dataset.files if isinstance(dataset, ImageTreeDataset) else None
     return Evaluation(classes, true_labels, probabilities, predicted, confidence, matrix,
-                      metrics, seconds)
+                      metrics, seconds, files)
 
 
 # --- a run directory: load, evaluate, write ------------------------------------------------
@@ -286,6 +291,8 @@ def load_test_split(config: Any, data_dir: str | Path | None,
         reading_the_runs_data_dir,
         runs_data_dir,
         shadowed_image_tree,
+        skipped_by_split,
+        skipped_notes,
         split_size,
     )
     from dlbox.data.paths import resolved_data_dir
@@ -309,6 +316,8 @@ def load_test_split(config: Any, data_dir: str | Path | None,
                          "are evaluated")
     with reading_the_runs_data_dir(given=given, classes=classes):
         dataset = load_dataset(root, "test", limit)
+    # what the test split passes over, as `dlbox data check` says it (review: evaluate did not)
+    notes.extend(f"note: {note}" for note in skipped_notes(skipped_by_split(root, ("test",))))
     shadowed = shadowed_image_tree(root)
     if shadowed is not None:
         notes.append(f"note: {shadowed}")
@@ -608,7 +617,7 @@ def _write_staged(staging: Path, run_dir: Path, target: Path, evaluation: Evalua
     (staged file, where it goes) that put them in place."""
     m = evaluation.metrics
     report.write_predictions_csv(staging / report.PREDICTIONS_FILE, evaluation.probabilities,
-                                 evaluation.true_labels, evaluation.classes)
+                                 evaluation.true_labels, evaluation.classes, evaluation.files)
     report.write_confusion_matrix_json(staging / report.CONFUSION_JSON_FILE, evaluation.matrix,
                                        evaluation.classes)
     accuracy = m["accuracy"]

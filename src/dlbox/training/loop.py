@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -82,6 +82,9 @@ from dlbox.training.manifest import build_manifest, software_versions, utc_now
 from dlbox.training.progress import TrainProgress, spinner
 from dlbox.training.schedules import make_scheduler
 from dlbox.training.tta import views_for_level
+
+if TYPE_CHECKING:
+    from dlbox.data.loading import Skipped
 
 MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.json"
@@ -378,12 +381,16 @@ def load_split(data_dir: Path, split: str, limit: int | None, *,
 
 
 def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
-                                    data_dir: Path) -> None:
+                                    data_dir: Path, skipped: Skipped | None = None) -> None:
     """A class without training images (an empty class folder in an image tree, or one the
     first --num-train images lack) is still one of the model's outputs, never learnt; one
     class alone makes every prediction that class. torchvision's ImageFolder refuses an
     empty class folder; dlbox trains, and says so (review: it said nothing). `limit`:
-    --num-train, of the training split in `data_dir`."""
+    --num-train, of the training split in `data_dir`; `skipped`: what loading that split
+    passed over (skipped_entries), named when it is what such a class's folder holds (review:
+    "add training images" to a folder of .heic files, or of a sub-folder of images)."""
+    from dlbox.data.imagefolder import describe_skipped
+
     classes = train_set.classes
     counts = torch.bincount(train_set.labels, minlength=len(classes)).tolist()
     unseen = [name for name, count in zip(classes, counts, strict=True) if count == 0]
@@ -401,7 +408,11 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
             taken = False
         where = ("the training split has" if not taken else "the first training image holds"
                  if limit == 1 else f"the first {limit} training images hold")
+        in_unseen = tuple(f"{name}/" for name in unseen)  # the entries of their folders
+        passed_over = [] if taken or skipped is None else describe_skipped(
+            *([entry for entry in entries if entry.startswith(in_unseen)] for entries in skipped))
         fix = ("a larger --num-train may take some in" if taken else
+               _unread_images_fix(unseen, passed_over) if passed_over else
                "add training images of it, or remove its class folders from every split if it "
                "is not a class" if len(unseen) == 1 else "add training images of them, or "
                "remove the class folders of any that is not a class from every split")
@@ -409,12 +420,32 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
              f"{'it' if len(unseen) == 1 else 'each'} that training never teaches ({fix})")
 
 
-def note_a_shadowed_image_tree(data_dir: Path) -> None:
-    from dlbox.data.loading import shadowed_image_tree
+def _unread_images_fix(unseen: list[str], passed_over: list[str]) -> str:
+    """The fix for classes without training images whose folders hold what the tree does
+    not read (describe_skipped's `passed_over` phrases): where their images go."""
+    from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
 
+    if len(unseen) == 1:
+        return (f"its folder holds no file that is read: {'; '.join(passed_over)}; put its "
+                f"images directly in train/{unseen[0]}/, as {IMAGE_EXTENSIONS_TEXT} files")
+    return (f"their folders hold no file that is read: {'; '.join(passed_over)}; put the "
+            f"images directly in train/<class>/, as {IMAGE_EXTENSIONS_TEXT} files, or remove "
+            "the class folders of any that is not a class from every split")
+
+
+def note_what_is_not_read(data_dir: Path) -> dict[str, Skipped]:
+    """Notes of what in `data_dir` training does not read, as `dlbox data check` notes them:
+    each split's files an image tree passes over (review: train said nothing of them), and
+    an image tree beside CIFAR-10 batches. Returns the former, by split."""
+    from dlbox.data.loading import shadowed_image_tree, skipped_by_split, skipped_notes
+
+    skipped = skipped_by_split(data_dir)
+    for note in skipped_notes(skipped):
+        tell(f"note: {note}")
     shadowed = shadowed_image_tree(data_dir)
     if shadowed is not None:
         tell(f"note: {shadowed}")
+    return skipped
 
 
 def refuse_beyond(available: int, limit: int | None, flag: str, split: str,
@@ -537,8 +568,8 @@ def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data
     with spinner(not progress, f"reading the data in {data_dir}"):  # an image tree: seconds
         train_set = load_split(data_dir, "train", config.num_train, refuse_short=True)
         test_set = load_split(data_dir, "test", config.num_test, refuse_short=True)
-    warn_of_classes_it_cannot_learn(train_set, config.num_train, data_dir)
-    note_a_shadowed_image_tree(data_dir)
+    skipped = note_what_is_not_read(data_dir)
+    warn_of_classes_it_cannot_learn(train_set, config.num_train, data_dir, skipped.get("train"))
     if config.batch_size > len(train_set):  # config.json keeps the value asked for
         tell(f"note: the batch size, {config.batch_size}, is more than the {len(train_set)} "
              f"training images: each step takes all {len(train_set)}, one step an epoch")
@@ -725,7 +756,7 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
                                    or not recorded, classes=state.get("classes")):
         train_set = load_split(resolved_data, "train", config.num_train)
         test_set = load_split(resolved_data, "test", config.num_test)
-    note_a_shadowed_image_tree(resolved_data)
+    note_what_is_not_read(resolved_data)
     # Nothing in the run dir changes until the checkpoint is known to fit this data, and
     # metrics.json (which every epoch rewrites, keeping what evaluate added) to be readable.
     # the hint's data: where the checkpoint says it trained, past an edited config.json

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from dlbox.fileio import write_json_atomic, write_text_atomic, write_with_atomic
+from dlbox.text import shown_name
 
 PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_JSON_FILE = "confusion_matrix.json"
@@ -44,14 +45,17 @@ def accuracy_lines(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def prediction_fieldnames(classes: Sequence[str]) -> list[str]:
+def prediction_fieldnames(classes: Sequence[str], with_path: bool = False) -> list[str]:
     return ["index", "true_label", "predicted_label", "confidence",
-            *(f"prob_{name}" for name in classes)]
+            *(f"prob_{name}" for name in classes), *(["path"] if with_path else [])]
 
 
 def predictions_csv_text(probabilities: torch.Tensor, true_labels: torch.Tensor,
-                         classes: Sequence[str]) -> str:
-    """One row per image: index, true and predicted class names, confidence, probabilities.
+                         classes: Sequence[str], files: Sequence[str] | None = None) -> str:
+    """One row per image: index, true and predicted class names, confidence, probabilities,
+    and, given `files` (an image tree's: each image's file relative to its split folder), a
+    last column `path`; last, so that the columns before it are those of CIFAR-10's batches,
+    which have no files.
 
     probabilities: float [N, C] (rows sum to 1); true_labels: int [N] indexing `classes`.
     The predicted label is the argmax of the row and the confidence its probability.
@@ -63,22 +67,26 @@ def predictions_csv_text(probabilities: torch.Tensor, true_labels: torch.Tensor,
                          f"{tuple(probabilities.shape)}")
     if true_labels.shape != (probabilities.shape[0],):
         raise ValueError("need one true label per row of probabilities")
+    if files is not None and len(files) != probabilities.shape[0]:
+        raise ValueError("need one file per row of probabilities")
     confidence, predicted = probabilities.max(dim=1)
     fmt = f"{{:.{PROB_DECIMALS}f}}".format
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(prediction_fieldnames(classes))
+    writer.writerow(prediction_fieldnames(classes, with_path=files is not None))
     for index, (row, true, pred, conf) in enumerate(
         zip(probabilities.tolist(), true_labels.tolist(), predicted.tolist(),
             confidence.tolist(), strict=True)
     ):
-        writer.writerow([index, classes[true], classes[pred], fmt(conf), *map(fmt, row)])
+        # a name that is not UTF-8, or holds a newline, as bash's $'...' (the file is UTF-8)
+        path = [shown_name(files[index])] if files is not None else []
+        writer.writerow([index, classes[true], classes[pred], fmt(conf), *map(fmt, row), *path])
     return buffer.getvalue()
 
 
 def write_predictions_csv(path: Path, probabilities: torch.Tensor, true_labels: torch.Tensor,
-                          classes: Sequence[str]) -> None:
-    write_text_atomic(path, predictions_csv_text(probabilities, true_labels, classes))
+                          classes: Sequence[str], files: Sequence[str] | None = None) -> None:
+    write_text_atomic(path, predictions_csv_text(probabilities, true_labels, classes, files))
 
 
 def confusion_matrix_document(matrix: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
