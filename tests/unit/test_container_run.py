@@ -6,8 +6,12 @@ errors are stand-in exceptions carrying the engine's message.
 
 from __future__ import annotations
 
+import io
 import os
+import signal
 import stat
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -628,7 +632,7 @@ def test_a_tag_runs_though_the_project_here_cannot_be_read(
 
     handed: list[RunOptions] = []
     monkeypatch.setattr(run, "run_in_image",
-                        lambda options: handed.append(options) or run.RunOutcome(0))
+                        lambda options, log: handed.append(options) or run.RunOutcome(0))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "requirements.txt").write_text("numpy\nthis is not a requirement!!\n")
     assert main(["image", "run", "--tag", "mine:cpu", "--runs", str(tmp_path / "runs"), "--",
@@ -657,7 +661,7 @@ def test_the_builtin_images_name_given_with_tag_is_checked_not_asked_for(
 
     handed: list[RunOptions] = []
     monkeypatch.setattr(run, "run_in_image",
-                        lambda options: handed.append(options) or run.RunOutcome(0))
+                        lambda options, log: handed.append(options) or run.RunOutcome(0))
     monkeypatch.chdir(tmp_path)
     for argv in (["--tag", "dlbox:latest"], []):
         assert main(["image", "run", *argv, "--runs", str(tmp_path / "runs"), "--",
@@ -679,7 +683,7 @@ def _in_a_project_subfolder(project: Path, monkeypatch: pytest.MonkeyPatch
 
     handed: list[RunOptions] = []
     monkeypatch.setattr(run, "run_in_image",
-                        lambda options: handed.append(options) or run.RunOutcome(0))
+                        lambda options, log: handed.append(options) or run.RunOutcome(0))
     (project / "src" / "pkg").mkdir(parents=True)
     (project / "requirements.txt").write_text("numpy\n")
     monkeypatch.chdir(project / "src" / "pkg")
@@ -725,7 +729,7 @@ def test_a_dlbox_data_that_is_no_folder_is_said_not_dropped(
 
     handed: list[RunOptions] = []
     monkeypatch.setattr(run, "run_in_image",
-                        lambda options: handed.append(options) or run.RunOutcome(0))
+                        lambda options, log: handed.append(options) or run.RunOutcome(0))
     monkeypatch.chdir(tmp_path)
     argv = ["image", "run", "--runs", str(tmp_path / "runs"), "--", "true"]
     monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "typo"))
@@ -858,7 +862,7 @@ def test_no_data_mounted_for_a_dlbox_command_that_reads_data_is_said(
 
     handed: list[RunOptions] = []
     monkeypatch.setattr(run, "run_in_image",
-                        lambda options: handed.append(options) or run.RunOutcome(0))
+                        lambda options, log: handed.append(options) or run.RunOutcome(0))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DLBOX_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -884,23 +888,27 @@ def test_no_data_mounted_for_a_dlbox_command_that_reads_data_is_said(
 
 def test_a_data_fetch_in_the_image_makes_the_missing_data_folder(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import functools
+    import sys
+
     from dlbox.container.run import data_mount
 
+    log = functools.partial(print, file=sys.stderr)  # as `dlbox image run` says its notes
     fetch = ("dlbox", "data", "fetch")
     where = tmp_path / "cache" / "data"
-    made = data_mount(where, fetch, os.geteuid(), os.getegid(), as_root=False)
+    made = data_mount(where, fetch, os.geteuid(), os.getegid(), as_root=False, log=log)
     assert made == where.resolve() and where.is_dir()
     assert capsys.readouterr().err.splitlines() == [
         f"note: made the data folder {where.resolve()}, mounted at /data: the data "
         "`dlbox data fetch` downloads lands there"]
-    assert data_mount(where, fetch, 1, 1, as_root=False) == where.resolve()  # there: as is
+    assert data_mount(where, fetch, 1, 1, as_root=False, log=log) == where.resolve()  # as is
     assert capsys.readouterr().err == ""
     with pytest.raises(UsageError, match="is not a folder"):  # any other command: an error
-        data_mount(tmp_path / "nope", ("dlbox", "train"), 1, 1, as_root=False)
+        data_mount(tmp_path / "nope", ("dlbox", "train"), 1, 1, as_root=False, log=log)
     assert not (tmp_path / "nope").exists()
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="is not a folder"):
-        data_mount(tmp_path / "file", fetch, 1, 1, as_root=False)
+        data_mount(tmp_path / "file", fetch, 1, 1, as_root=False, log=log)
 
 
 def test_a_script_whose_interpreter_the_image_lacks_is_named_so(tmp_path: Path) -> None:
@@ -1065,11 +1073,11 @@ def test_a_scripts_interpreter_is_blamed_only_in_the_image_built_here(
         exit_code=127, stderr_tail=tail))
     monkeypatch.setattr(run, "remove_orphaned", lambda *args: [])
     options = RunOptions(image="p:latest", command=("./oldpy.py",), here=tmp_path)
-    outcome = run.run_in_image(options, client=object())
+    outcome = run.run_in_image(options, log=print, client=object())
     assert outcome.exit_code == 127 and outcome.problem is not None
     assert outcome.problem.message.startswith("./oldpy.py starts with #!/usr/bin/python")
     source["here"] = "0123456789abcdef"  # another folder's image
-    outcome = run.run_in_image(options, client=object())
+    outcome = run.run_in_image(options, log=print, client=object())
     assert outcome.problem is not None
     assert outcome.problem.message.startswith("there is no command ./oldpy.py in p:latest")
 
@@ -1095,7 +1103,7 @@ def test_a_script_added_since_the_build_is_not_blamed_on_its_interpreter(
         exit_code=127, stderr_tail=tail))
     monkeypatch.setattr(run, "remove_orphaned", lambda *args: [])
     options = RunOptions(image="p:latest", command=("./new.py",), here=tmp_path, named=True)
-    outcome = run.run_in_image(options, client=object())
+    outcome = run.run_in_image(options, log=print, client=object())
     assert outcome.exit_code == 127 and outcome.problem is not None
     assert "interpreter" not in outcome.problem.message
     assert outcome.problem.message == (
@@ -1112,7 +1120,7 @@ def test_a_script_added_since_the_build_is_not_blamed_on_its_interpreter(
         S.FILES_LABEL: project_digest(detect_project(tmp_path))}}})
     tail = b"[FATAL tini (7)] exec ./old.py failed: No such file or directory\n"
     options = RunOptions(image="p:latest", command=("./old.py",), here=tmp_path, named=True)
-    outcome = run.run_in_image(options, client=object())
+    outcome = run.run_in_image(options, log=print, client=object())
     assert outcome.problem is not None and outcome.problem.message == (
         "./old.py starts with #!/usr/bin/python, an interpreter that is not in p:latest")
 
@@ -1152,7 +1160,7 @@ def test_a_dlbox_data_that_is_a_file_is_named_for_a_fetch(
 
     handed: list[RunOptions] = []
     monkeypatch.setattr(run, "run_in_image",
-                        lambda options: handed.append(options) or run.RunOutcome(0))
+                        lambda options, log: handed.append(options) or run.RunOutcome(0))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "f").write_text("x")
     monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "f"))
@@ -1181,10 +1189,103 @@ def test_help_of_a_dlbox_command_neither_makes_the_data_folder_nor_is_noted(
         assert dlbox_data_use(command) is None
     handed: list[RunOptions] = []
     monkeypatch.setattr(run, "run_in_image",
-                        lambda options: handed.append(options) or run.RunOutcome(0))
+                        lambda options, log: handed.append(options) or run.RunOutcome(0))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DLBOX_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for command in (["dlbox", "data", "fetch", "--help"], ["dlbox", "train", "--help"]):
         assert main(["image", "run", "--runs", str(tmp_path / "runs"), "--", *command]) == 0
         assert handed[-1].data_dir is None and capsys.readouterr().err == ""
+
+
+def test_image_runs_notes_go_to_the_log_it_is_given_before_the_commands_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """run_in_image says its notes and warnings through `log`, as build_image does (the CLI
+    hands it a stderr printer): library code prints nothing itself. Those before the run come
+    before the command's output, the one on the runs it made after it."""
+    from types import SimpleNamespace
+
+    from dlbox.container import run
+
+    logged: list[str] = []
+    runs = tmp_path / "runs"
+
+    def run_streaming(client: object, request: object, **kwargs: object) -> SimpleNamespace:
+        logged.append("<the command's output>")
+        (runs / "new-run").mkdir()
+        return SimpleNamespace(exit_code=0, stderr_tail=b"")
+
+    monkeypatch.setattr(engine, "inspect_image", lambda client, name: {"Config": {}})
+    monkeypatch.setattr(engine, "run_streaming", run_streaming)
+    monkeypatch.setattr(run, "remove_orphaned", lambda *args: ["old_one"])
+    fetch = ("dlbox", "data", "fetch")
+    options = RunOptions(image="p:latest", command=("sh", "-c", "cd src && python x.py"),
+                         runs_dir=runs)
+    outcome = run.run_in_image(options, log=logged.append, client=object())
+    assert outcome.exit_code == 0
+    assert [line.split(" ", 2)[:2] for line in logged] == [
+        ["note:", "through"], ["note:", "removed"], ["<the", "command's"],
+        ["note:", "/workspace/runs"]]
+    assert logged[-1] == (f"note: /workspace/runs in the container is {runs.resolve()} here: "
+                          f"{runs.resolve() / 'new-run'}")
+    made = run.data_mount(tmp_path / "data", fetch, os.geteuid(), os.getegid(), False,
+                          log=logged.append)
+    assert made.is_dir() and logged[-1].startswith(f"note: made the data folder {made}")
+    assert capsys.readouterr().err == ""
+
+
+class _SignalledMidWrite(io.RawIOBase):
+    """A stderr whose next write is cut by `signum`, as a signal cuts into whatever the main
+    thread does: here, writing the command's output (run_streaming's err.write / flush)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.signum: int | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        signum, self.signum = self.signum, None
+        if signum is not None:
+            signal.raise_signal(signum)  # its handler runs now, in the middle of this write
+        self.data.extend(data)
+        return len(data)
+
+
+def test_a_stop_signal_during_the_commands_output_stops_the_container_and_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C / SIGTERM that lands while the command's output is written to stderr: the
+    handler printed its "stopping the container" line itself, into the write under way,
+    which Python refuses (RuntimeError: reentrant call), so the stop failed. The lines come
+    after that output, and the container is stopped, then killed on a second signal."""
+    from dlbox.container.engine import _signals_stop
+
+    class Container:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+            self.done = threading.Event()
+
+        def stop(self, timeout: int) -> None:
+            self.calls.append(f"stop {timeout}")
+            self.done.set()
+
+        def kill(self) -> None:
+            self.calls.append("kill")
+            self.done.set()
+
+    raw = _SignalledMidWrite()
+    stderr = io.TextIOWrapper(io.BufferedWriter(raw), line_buffering=True)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    container = Container()
+    with _signals_stop(container, 5.0):
+        for signum, call in ((signal.SIGTERM, "stop 5"), (signal.SIGINT, "kill")):
+            container.done.clear()
+            raw.signum = signum
+            stderr.buffer.write(b"output\n")  # as run_streaming writes the command's stderr
+            stderr.buffer.flush()
+            assert container.done.wait(10) and container.calls[-1] == call
+    assert raw.data.decode() == (
+        "output\n\nstopping the container (SIGTERM, SIGKILL after 5 s; press Ctrl-C again to "
+        "kill it now)...\noutput\n\nkilling the container (SIGKILL)...\n")

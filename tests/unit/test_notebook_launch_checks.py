@@ -668,12 +668,8 @@ def test_a_throwaway_runs_hints_say_to_set_run_dir_not_to_resume_it(
     import IPython
 
     from dlbox.errors import RunDirError
-    from dlbox.jupyter.notebooks import (
-        KEEP_A_RUN,
-        THROWAWAY_RUN_PREFIX,
-        name_settings_in_errors,
-        training_history,
-    )
+    from dlbox.jupyter.kernel import KEEP_A_RUN, THROWAWAY_RUN_PREFIX
+    from dlbox.jupyter.notebooks import name_settings_in_errors, training_history
     from dlbox.text import use_wording
     from dlbox.training.loop import TrainingStopped
 
@@ -712,7 +708,7 @@ def test_a_throwaway_runs_hints_say_to_set_run_dir_not_to_resume_it(
 def test_the_notebook_claims_its_run_folder_and_names_its_throwaway_one_as_hints_expect() -> None:
     """Review: two notebooks started in the same second (a papermill sweep) took the same
     runs/<date>-<time>-<model> (check, then create), and the second failed as busy."""
-    from dlbox.jupyter.notebooks import THROWAWAY_RUN_PREFIX
+    from dlbox.jupyter.kernel import THROWAWAY_RUN_PREFIX
 
     script = Path(__file__).parents[2] / "scripts" / "build_notebook.py"
     source = script.read_text(encoding="utf-8")

@@ -664,10 +664,25 @@ def start_created(container: Any, request: RunRequest) -> None:
         raise engine_error(error) from None
 
 
+def _say_then(line: str, action: Callable[..., None], *args: Any) -> None:
+    """Print `line` on stderr, then call `action(*args)`, in a thread of its own. For a
+    signal handler: one that prints itself cuts into the write to stderr it may have
+    interrupted (the command's output), which Python refuses with a RuntimeError (see
+    processes.Terminated); a thread waits for that write to end. The action runs even when
+    stderr fails."""
+    def say_then() -> None:
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stderr
+            print(line, file=sys.stderr, flush=True)
+        action(*args)
+
+    threading.Thread(target=say_then, daemon=True).start()
+
+
 @contextmanager
 def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, bool]]:
     """Ctrl-C / SIGTERM / SIGHUP to us: stop the container (SIGTERM to its command) and keep
-    streaming; a second one kills it (SIGKILL) at once, as `docker stop` then `docker kill`."""
+    streaming; a second one kills it (SIGKILL) at once, as `docker stop` then `docker kill`.
+    The handler only keeps the state and starts the stop: it prints nothing itself."""
     state = {"stopping": False, "killed": False, "hung_up": False}
 
     def handler(signum: int, frame: Any) -> None:
@@ -680,14 +695,12 @@ def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, boo
             if state["hung_up"]:  # a hang-up comes twice: the command still saves its work
                 return
             state["killed"] = True
-            print("\nkilling the container (SIGKILL)...", file=sys.stderr)
-            threading.Thread(target=kill_container, args=(container,), daemon=True).start()
+            _say_then("\nkilling the container (SIGKILL)...", kill_container, container)
             return
         state["stopping"] = True
-        print(f"\nstopping the container (SIGTERM, SIGKILL after {stop_timeout:g} s; "
-              "press Ctrl-C again to kill it now)...", file=sys.stderr)
-        threading.Thread(target=stop_container, args=(container, stop_timeout),
-                         daemon=True).start()
+        _say_then(f"\nstopping the container (SIGTERM, SIGKILL after {stop_timeout:g} s; "
+                  "press Ctrl-C again to kill it now)...", stop_container, container,
+                  stop_timeout)
 
     with handling(handler, "SIGINT", "SIGTERM", "SIGHUP"):
         yield state

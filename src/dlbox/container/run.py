@@ -18,11 +18,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlbox.container import engine
 from dlbox.container import spec as S
@@ -30,6 +29,9 @@ from dlbox.container.owner import OWNER_LABEL, owner_id, remove_orphaned
 from dlbox.errors import ContainerError, HostEnvError, UsageError
 from dlbox.fileio import expand_user, nearest_folder
 from dlbox.text import make_writable
+
+if TYPE_CHECKING:
+    from dlbox.container.build import Log
 
 DEFAULT_SHM_SIZE = "2g"
 RUN_LABEL = "dlbox.image-run"  # on every container `dlbox image run` starts (docker ps --filter)
@@ -215,10 +217,12 @@ def dlbox_data_use(command: Sequence[str]) -> str | None:
     return None
 
 
-def data_mount(path: Path, command: Sequence[str], uid: int, gid: int, as_root: bool) -> Path:
+def data_mount(path: Path, command: Sequence[str], uid: int, gid: int, as_root: bool,
+               log: Log) -> Path:
     """The data folder to mount at /data, which must be one; for `dlbox data fetch` one that
-    is missing is made (handed to the container's user when root makes it): without it the
-    download filled the container's own /data, gone with the container (found by review)."""
+    is missing is made (handed to the container's user when root makes it, and said through
+    `log`): without it the download filled the container's own /data, gone with the
+    container (found by review)."""
     data_dir = expand_user(path).resolve()
     if data_dir.is_dir():
         return data_dir
@@ -232,8 +236,8 @@ def data_mount(path: Path, command: Sequence[str], uid: int, gid: int, as_root: 
                          hint="pass --data a folder you can write to") from None
     if as_root:
         os.chown(data_dir, uid, gid)
-    print(f"note: made the data folder {data_dir}, mounted at {S.DATA_DIR}: the data `dlbox "
-          "data fetch` downloads lands there", file=sys.stderr)
+    log(f"note: made the data folder {data_dir}, mounted at {S.DATA_DIR}: the data `dlbox "
+        "data fetch` downloads lands there")
     return data_dir
 
 
@@ -456,10 +460,11 @@ def host_facts() -> Any:
     return probe_host(deep=False)
 
 
-def run_in_image(options: RunOptions, client: Any = None,
+def run_in_image(options: RunOptions, log: Log, client: Any = None,
                  facts: Callable[[], Any] = host_facts) -> RunOutcome:
     """Run the command to completion (streaming its output): its exit code, and why the image
-    could not start it when it could not."""
+    could not start it when it could not. Its warnings and notes go to `log`, one line each,
+    as they come: those on the run before the command's output."""
     # Before the engine's connection can take fd 0, when our stdin is closed.
     stdin_open, tty = terminal_mode(options.no_tty)
     client = client or engine.connect()
@@ -469,21 +474,21 @@ def run_in_image(options: RunOptions, client: Any = None,
                          hint=missing_image_hint(client, options))
     labels = engine.image_labels(data)
     if options.project_dir is not None and S.built_from_elsewhere(labels, options.project_dir):
-        print(f"warning: {options.image} was built from another project folder called "
-              f"{options.project_dir.name!r}, not this one ({options.project_dir}): it runs "
-              "that folder's code. Build this one with `dlbox image build --tag NAME:TAG`, "
-              "or pass --tag", file=sys.stderr)
+        log(f"warning: {options.image} was built from another project folder called "
+            f"{options.project_dir.name!r}, not this one ({options.project_dir}): it runs "
+            "that folder's code. Build this one with `dlbox image build --tag NAME:TAG`, "
+            "or pass --tag")
     rebuild = "dlbox image build" if options.project_dir is not None else \
         f"dlbox image build --tag {options.image} (with the flags it was built with)"
     # Another folder built the image: the project here is not its /workspace.
     foreign = options.here is not None and S.built_from_elsewhere(labels, options.here)
     changed = options.here is not None and not foreign and files_changed(labels, options.here)
     if changed:
-        print(f"warning: the project's files changed since {options.image} was built: it "
-              f"runs the code of its build. Rebuild it first: {rebuild}", file=sys.stderr)
+        log(f"warning: the project's files changed since {options.image} was built: it "
+            f"runs the code of its build. Rebuild it first: {rebuild}")
     note = shell_wrapper_note(options.command)
     if note:
-        print(note, file=sys.stderr)
+        log(note)
     gpus = parse_gpus(options.gpus, labels.get("dlbox.device"))
     if gpus is not None:
         check_gpus_available(gpus, facts())
@@ -491,17 +496,17 @@ def run_in_image(options: RunOptions, client: Any = None,
     uid, gid = container_user(euid, egid)
     data_dir = None
     if options.data_dir is not None:
-        data_dir = data_mount(options.data_dir, options.command, uid, gid, euid == 0)
+        data_dir = data_mount(options.data_dir, options.command, uid, gid, euid == 0, log)
     runs_dir = None
     if options.runs_dir is not None:
         runs_dir = prepare_runs_dir(options.runs_dir, uid, gid, euid == 0)
         note = runs_go_into_the_image_note(options.here, runs_dir)
         if note:
-            print(note, file=sys.stderr)
+            log(note)
     # Containers of killed runs: done (exited), or never started (created).
     for name in remove_orphaned(client, RUN_LABEL, ("exited", "created")):
-        print(f"note: removed container {name}, left behind by a dlbox image run that was "
-              "killed", file=sys.stderr)
+        log(f"note: removed container {name}, left behind by a dlbox image run that was "
+            "killed")
     if tty:
         environment = dict(options.environment)
         environment.setdefault("TERM", os.environ.get("TERM", "xterm"))
@@ -512,7 +517,7 @@ def run_in_image(options: RunOptions, client: Any = None,
     if runs_dir is not None:
         note = made_here_note(runs_dir, sorted(folder_names(runs_dir) - before))
         if note:
-            print(note, file=sys.stderr)
+            log(note)
     problem = None
     if result.exit_code in (126, 127):
         # The project here is the image's /workspace unless another folder built the image.

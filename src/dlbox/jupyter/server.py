@@ -196,13 +196,6 @@ def listen_error(ip: str, port: int, error: OSError) -> UsageError:
                       hint="pass --ip 127.0.0.1 and --port 0 to let dlbox pick a free port")
 
 
-def pick_free_port(ip: str) -> int:
-    try:
-        return bind_probe(ip, 0)
-    except OSError as error:
-        raise listen_error(ip, 0, error) from None
-
-
 def resolve_port(ip: str, port: int) -> int:
     """`port`, checked free on `ip` (an address of this machine); 0 picks a free one."""
     try:

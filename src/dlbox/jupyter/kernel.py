@@ -1,0 +1,303 @@
+"""What the notebook's kernel imports from dlbox (first_pytorch_classifier.ipynb, written by
+scripts/build_notebook.py): its settings cell checked (check_settings), the synthetic
+CIFAR-10 look-alike (synthetic_cifar10), a training cell that leaves no half-made run behind
+(removed_if_unsaved), the run's history for its curves (training_history), and dlbox's
+errors shown in the notebook's words: its settings' names for the command line's flags
+(name_settings_in_errors, an IPython exception hook).
+
+These run inside the Jupyter kernel, not in `dlbox notebook`; the notebook imports them from
+dlbox.jupyter.notebooks, which re-exports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dlbox.errors import UsageError
+from dlbox.fileio import expand_user
+from dlbox.jupyter.settings import NOTEBOOK_CONTAINER_ENV
+from dlbox.text import use_wording
+
+
+def check_settings(**settings: object) -> None:
+    """The notebook's settings cell, checked before anything uses it: a bad value is one
+    error naming the setting (as the notebook spells it) and the value to give instead, not
+    a traceback from deep in numpy, pathlib or matplotlib, nor a silent surprise (NUM_TRAIN =
+    -5 kept all but 5 images; DEVICE = 0 meant "auto"), nor one found after the training
+    (RUN_DIR = 5, a MY_IMAGE that is not there). Takes any of NUM_TRAIN, NUM_TEST, EPOCHS,
+    SEED, MODEL, DEVICE, DATA_DIR, RUN_DIR and MY_IMAGE."""
+    from dlbox.training.config import MAX_SEED, MIN_SEED
+
+    def whole(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def refuse(name: str, what: str, fix: str) -> None:
+        raise UsageError(f"{name} = {settings[name]!r} {what}", hint=f"set {name} to {fix}")
+
+    def path_like(value: object) -> bool:
+        return isinstance(value, (str, os.PathLike)) and str(value).strip() != ""
+
+    for name in ("NUM_TRAIN", "NUM_TEST"):
+        value = settings.get(name)
+        if value is not None and (not whole(value) or int(value) < 1):  # type: ignore[call-overload]
+            refuse(name, "is not a number of images",
+                   "a whole number, 1 or more, or to None for all of them")
+    epochs = settings.get("EPOCHS")
+    if "EPOCHS" in settings and (not whole(epochs) or int(epochs) < 1):  # type: ignore[call-overload]
+        refuse("EPOCHS", "is not a number of passes", "a whole number, 1 or more")
+    seed = settings.get("SEED")
+    if "SEED" in settings and not (whole(seed) and MIN_SEED <= int(seed) <= MAX_SEED):  # type: ignore[call-overload]
+        refuse("SEED", "is not a whole number" if not whole(seed) else "is out of range",
+               "a whole number such as 0 (the same seed gives the same run on the same "
+               "machine)")
+    if "MODEL" in settings:
+        from dlbox.models import model_names
+
+        if settings["MODEL"] not in model_names():
+            refuse("MODEL", "is not one of dlbox's models",
+                   f"one of {', '.join(repr(name) for name in model_names())}")
+    device = settings.get("DEVICE")
+    if "DEVICE" in settings:
+        if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?",
+                                                           device.strip().lower()):
+            refuse("DEVICE", "is not a device", '"auto", "cpu" or "cuda" ("cuda:1" for a '
+                   "second GPU)")
+        from dlbox.training.device import resolve_device
+
+        resolve_device(str(device))  # a GPU this machine lacks: its error, in DEVICE's words
+    data = settings.get("DATA_DIR")
+    if data is not None and not path_like(data):
+        refuse("DATA_DIR", "is not a folder", '"auto", None (the synthetic look-alike) or a '
+               'folder\'s path, as a string such as "~/cifar10"')
+    if settings.get("RUN_DIR") is not None and not path_like(settings["RUN_DIR"]):
+        refuse("RUN_DIR", "is not a folder", 'None (a new folder under runs/) or a folder\'s '
+               'path, as a string such as "runs/first"')
+    image = settings.get("MY_IMAGE")
+    if image is not None:
+        if not path_like(image):
+            refuse("MY_IMAGE", "is not a file", "None (a drawing) or a photo's path, as a "
+                   'string such as "~/Pictures/cat.jpg"')
+        elif not expand_user(str(image)).is_file():
+            refuse("MY_IMAGE", "is no file here", "the path of a photo of yours, or None to "
+                   "draw one")
+
+
+# The synthetic look-alike has as many images as CIFAR-10 at most, and at least these (so
+# that a small NUM_TRAIN takes the first few of them, as it does of the real data).
+SYNTHETIC_SIZES = {"train": (500, 50_000), "test": (100, 10_000)}
+
+
+def synthetic_cifar10(folder: Path | None, num_train: int | None, num_test: int | None,
+                      seed: int) -> Path:
+    """The data folder of a synthetic CIFAR-10 look-alike for the notebook: written in
+    `folder` (a temporary one), or, for None, in a folder of dlbox's cache that stays (one
+    per size and seed), so that a run kept in RUN_DIR can be evaluated and resumed after the
+    kernel stopped (review: its data went with the kernel). NUM_TRAIN / NUM_TEST beyond
+    CIFAR-10's sizes are refused (review: 10**10 ended in a MemoryError)."""
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    counts = {}
+    for split, asked in (("train", num_train), ("test", num_test)):
+        least, most = SYNTHETIC_SIZES[split]
+        if asked is not None and asked > most:
+            name = f"NUM_{split.upper()}"
+            raise UsageError(f"{name} = {asked} is more than the synthetic look-alike's "
+                             f"{most:,} {split} images (as many as CIFAR-10 has)",
+                             hint=f"set {name} to {most} or fewer, or to None for all of them")
+        counts[split] = max(asked or 0, least)
+    if folder is not None:
+        write_fake_cifar10(folder, counts["train"], counts["test"], seed)
+        return folder
+    from dlbox.data.paths import cache_dir
+
+    kept = cache_dir() / "synthetic" / f"train{counts['train']}-test{counts['test']}-seed{seed}"
+    if not kept.is_dir():  # written aside, then renamed: a stopped kernel leaves no half
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            aside = Path(tempfile.mkdtemp(prefix=".writing-", dir=kept.parent))
+            try:
+                write_fake_cifar10(aside, counts["train"], counts["test"], seed)
+                with contextlib.suppress(OSError):  # another kernel's, the same, came first
+                    aside.rename(kept)
+            finally:
+                shutil.rmtree(aside, ignore_errors=True)
+        except OSError as error:  # review: a read-only cache gave a pathlib traceback
+            raise UsageError(f"cannot keep the synthetic data in {kept.parent}: "
+                             f"{error.strerror or error}",
+                             hint="make that folder writable, or set XDG_CACHE_HOME to a "
+                                  "writable folder before starting Jupyter, or set DATA_DIR "
+                                  "to a folder of CIFAR-10") from None
+    return kept
+
+
+# The temporary folder the notebook trains a throwaway run in (synthetic data, RUN_DIR None),
+# deleted with the kernel: a resume in a terminal would lose it (review), so its hints say to
+# set RUN_DIR instead.
+THROWAWAY_RUN_PREFIX = "dlbox-notebook-run-"
+KEEP_A_RUN = ("this run is a throwaway one, deleted when the kernel stops: to keep a run you "
+              "can resume, set RUN_DIR to a folder and run the training cell again")
+
+
+@contextlib.contextmanager
+def removed_if_unsaved(run_dir: Path, claimed: bool = False) -> Iterator[None]:
+    """The notebook's training: a run folder the cell claimed (`claimed`) or that did not
+    exist before is removed when training fails before its first checkpoint, as `dlbox
+    train` removes its own (review: the notebook left an empty runs/<time>-<model>/ behind,
+    as it names the folder it claimed to train()). A folder that existed, or that holds a
+    checkpoint, is kept.
+
+    A stop before training saved anything reads as the command line's "training stopped"
+    line, also one that came before training's own handler of the stop button (reading the
+    data: review saw a KeyboardInterrupt's traceback)."""
+    from dlbox.training.checkpoint import checkpoint_path
+    from dlbox.training.loop import TrainingStopped, discard_unsaved
+
+    made_here = claimed or not run_dir.exists()
+    try:
+        yield
+    except BaseException as error:
+        # only a folder holding no more than a run's start
+        removed = made_here and discard_unsaved(run_dir)
+        stopped = error
+        if isinstance(error, KeyboardInterrupt) \
+                and not checkpoint_path(run_dir, "last").is_file():
+            stopped = TrainingStopped(run_dir, "interrupted", 130, saved_epoch=0)
+        if isinstance(stopped, TrainingStopped) and not stopped.resumable \
+                and not stopped.finished and (removed or not run_dir.exists()):
+            # not "it may reuse RUN_DIR": there is none
+            stopped.hint = "start again with the same command"
+        if stopped is error:
+            raise
+        raise stopped from None
+
+
+def how_to_get_cifar10() -> str:
+    """The notebook's line on how to get the real CIFAR-10. `dlbox notebook --container`
+    mounts the host's data at /data when it starts (review: a fetch on the host afterwards
+    was not seen, and one in JupyterLab's terminal went with the container)."""
+    if os.environ.get(NOTEBOOK_CONTAINER_ENV):
+        return ("To get the real photos, run `dlbox data fetch` on the host (not in this "
+                "container), then stop `dlbox notebook --container` and start it again: it "
+                "mounts the data when it starts.")
+    return "To get the real photos, run `dlbox data fetch` in a terminal, then re-run."
+
+
+def throwaway_run(run_dir: str | Path) -> bool:
+    """Whether `run_dir` is in the notebook's temporary folder for a throwaway run."""
+    return any(part.startswith(THROWAWAY_RUN_PREFIX) for part in Path(run_dir).parts)
+
+
+def training_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's history, one entry per finished epoch (metrics.json), for the notebook's
+    curves; a run stopped in its first epoch has none, which is said in one line (review:
+    a FileNotFoundError's traceback)."""
+    from dlbox.errors import RunDirError
+    from dlbox.training.evaluate import read_metrics_file
+
+    run_dir = expand_user(run_dir)  # RUN_DIR = "~/runs/first" (review: read literally)
+    # A folder that is not there is not a run stopped in its first epoch (review: a typo)
+    from dlbox.training.checkpoint import require_run_dir
+
+    require_run_dir(run_dir, made_by="the training cell (or `dlbox train`)")
+    # {} without one; a damaged one is its own one-line error
+    history = read_metrics_file(run_dir / "metrics.json").get("history") or []
+    if not history:
+        from dlbox.text import shell_quote
+
+        saved = (run_dir / "checkpoints" / "last.pt").is_file()  # a RUN_DIR holding it
+        raise RunDirError(f"the run in {run_dir} has no finished epoch to plot: its training "
+                          "was stopped in its first epoch",
+                          hint=KEEP_A_RUN if throwaway_run(run_dir) else
+                          ("run the training cell again, with RUN_DIR set to a new "
+                           "folder (or None), or resume this run in a terminal: dlbox "
+                           f"train --resume {shell_quote(run_dir)}") if saved else
+                          "run the training cell again, to its end")
+    return list(history)
+
+
+# The command line's flags and the notebook's settings that do the same: a hint written for
+# `dlbox train` ("pass --epochs 1 or more") is read in the notebook in its own words.
+SETTING_OF_FLAG = {"--epochs": "EPOCHS", "--num-train": "NUM_TRAIN", "--num-test": "NUM_TEST",
+                   "--device": "DEVICE", "--seed": "SEED", "--model": "MODEL",
+                   "--data": "DATA_DIR", "--run-dir": "RUN_DIR"}
+
+
+# ... and what the command line says of running itself again, or of where it runs, as the
+# notebook does it.
+NOTEBOOK_PHRASES = {"start again with the same command": "run the training cell again",
+                    "run from a writable folder, or pass --run-dir":
+                        "start Jupyter in a writable folder, or set RUN_DIR to a folder you "
+                        "can write to"}
+
+# A setting is set, not passed, and None where a flag is left out (review: "pass NUM_TRAIN
+# 500 or less, or leave NUM_TRAIN out"): (pattern, replacement) over the settings' names.
+_SETTING = "|".join(SETTING_OF_FLAG.values())
+SETTING_PHRASES = [
+    (rf"\bpass ({_SETTING}) (.+?), or leave \1 out\b", r"set \1 to \2, or to None"),
+    (rf"\bpass ({_SETTING}) (?=[\d\"'])", r"set \1 to "),
+    (rf"\b(set ({_SETTING}) to [^,;]+), or leave it out\b", r"\1, or to None"),
+    (rf"\bleave ({_SETTING}) out\b", r"set \1 to None"),
+    # "pass another --run-dir", "pass a writable --run-dir": a folder of that kind
+    (rf"\b(?:pass|use) (another|a new or empty|a new|a writable) ({_SETTING})\b",
+     r"set \2 to \1 folder"),
+    (rf"\bpass ({_SETTING}) holding\b", r"set \1 to a folder holding"),
+    # a value as the command line gives it (--device cpu, --data /x): a string in Python
+    (rf"\b(?:pass|use) ({_SETTING}) (?!to\b)([^\s\"',;()\d][^\s,;()]*)", r'set \1 to "\2"'),
+    (rf"\bpass ({_SETTING})\b", r"set \1"),
+]
+
+
+def in_setting_terms(line: str) -> str:
+    """`line` with the flags the notebook has settings for named as those settings ("--data
+    DIR" as DATA_DIR), said as a notebook sets them (SETTING_PHRASES: "pass --epochs 1" as
+    "set EPOCHS to 1", "leave X out" as "set X to None"), and "the same command" as the
+    training cell; a command in backticks (`dlbox data fetch --data X`) is left whole."""
+    def setting(match: re.Match[str]) -> str:
+        return SETTING_OF_FLAG.get(match.group(1), match.group(0))
+
+    for phrase, instead in NOTEBOOK_PHRASES.items():
+        line = line.replace(phrase, instead)
+
+    parts = line.split("`")
+    for index in range(0, len(parts), 2):  # outside backticks
+        parts[index] = re.sub(r"(?<![\w-])(--[a-z][a-z-]*)(?: (?:DIR|N)\b)?", setting,
+                              parts[index])
+        for pattern, instead in SETTING_PHRASES:
+            parts[index] = re.sub(pattern, instead, parts[index])
+    return "`".join(parts)
+
+
+def name_settings_in_errors() -> None:
+    """In a notebook (IPython), show dlbox's errors, warnings and notes with the settings'
+    names for the flags (see in_setting_terms); elsewhere, nothing changes."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from dlbox.errors import DlboxError
+
+    def show(shell: Any, etype: type, value: BaseException, tb: Any,
+             tb_offset: int | None = None) -> list[str]:
+        from dlbox.training.loop import TrainingStopped
+
+        render = getattr(value, "_render_traceback_", None)
+        lines = [in_setting_terms(line) for line in (render() if render else [str(value)])]
+        if isinstance(value, TrainingStopped) and value.resumable \
+                and throwaway_run(value.run_dir):  # not "resume with: ..." (see KEEP_A_RUN)
+            lines = [value.message, f"hint: {KEEP_A_RUN}"]
+        shell._showtraceback(etype, value, lines)  # how IPython shows a rendered traceback
+        return lines
+
+    shell.set_custom_exc((DlboxError,), show)
+    use_wording(in_setting_terms)
+
