@@ -6,6 +6,8 @@ Library code raises these instead of printing; nothing below the CLI calls sys.e
 
 from __future__ import annotations
 
+from typing import Any
+
 # Exit codes, shared by every command.
 EXIT_OK = 0
 EXIT_ERROR = 1  # a command failed (bad data, failed build, error finding)
@@ -28,6 +30,33 @@ class DlboxError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def hint(self) -> str | None:
+        return self._hint
+
+    @hint.setter
+    def hint(self, hint: str | None) -> None:
+        # The hint is a note of the exception too, so that a plain traceback (a script, a
+        # worker process) prints `hint: ...` under the error as the CLI and IPython do (they
+        # print report_lines, never the notes); a hint reworded on its way up replaces it.
+        # Python 3.10's traceback prints no notes (the exceptiongroup backport's does).
+        notes = getattr(self, "__notes__", None)
+        old = getattr(self, "_hint", None)
+        if old and isinstance(notes, list) and f"hint: {old}" in notes:
+            notes.remove(f"hint: {old}")
+        self._hint = hint
+        if hint:
+            if not isinstance(notes, list):
+                notes = []
+                self.__notes__ = notes
+            notes.append(f"hint: {hint}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt without calling __init__, whose arguments differ from class to class
+        # (NoDataError's data_dir, FileWriteError's path): the pickle a worker process sends
+        # back (ProcessPoolExecutor) unpickles as the same error, not a BrokenProcessPool.
+        return _rebuild_error, (type(self), self.args, self.__dict__)
+
     def report_lines(self) -> list[str]:
         """What the user reads: `error: <message>`, then `hint: <hint>` when there is one."""
         return [f"error: {self.message}"] + ([f"hint: {self.hint}"] if self.hint else [])
@@ -36,6 +65,16 @@ class DlboxError(Exception):
         # IPython (a notebook, a console) shows these lines instead of a traceback, so an
         # error reads there as it does on the command line; the cell still fails.
         return self.report_lines()
+
+
+def _rebuild_error(cls: type[DlboxError], args: tuple[Any, ...],
+                   state: dict[str, Any]) -> DlboxError:
+    """A pickled DlboxError (any subclass) as it was: its args, message, hint and notes."""
+    error = cls.__new__(cls, *args)
+    error.__dict__.update(state)
+    if isinstance(state.get("__notes__"), list):  # a copy.copy's own, not the original's
+        error.__dict__["__notes__"] = list(state["__notes__"])
+    return error
 
 
 class UsageError(DlboxError):

@@ -160,8 +160,9 @@ def test_an_unknown_device_from_the_runs_config_json_is_named_as_such(
     assert refused.value.message == f"{config} says device 'gpu', which is not a device"
     assert refused.value.hint == ('put "device": "auto" there, or pass --device (use auto, '
                                   'cpu, cuda or cuda:N)')
-    with pytest.raises(UsageError, match="^unknown device 'tpu'$"):  # a flag: as before
+    with pytest.raises(UsageError) as refused:  # a flag: as before
         resume(run, device="tpu", progress=False, evaluate_at_end=False)
+    assert refused.value.message == "unknown device 'tpu'"
     resume(run, device="cpu", progress=False, evaluate_at_end=False)
 
 

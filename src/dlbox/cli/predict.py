@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
-import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,34 +19,6 @@ if TYPE_CHECKING:
 EMPTY_IMAGE_PATH = "an empty path, not an image file (is the shell variable you used set?)"
 STDIN_IMAGE = ("images are read from files, not from stdin (-)",
                "save the image to a file and pass its path (a file named - is ./-)")
-# A shell passes a pattern that matched no file on as it was (bash without nullglob):
-# "photos/*.jpg: no such file" did not say why (review). One quoted is expanded here.
-GLOB_CHARACTERS = "*?["
-UNMATCHED_PATTERN = ("no file matches this pattern (the shell passed it on as it was)",
-                     "check the pattern (case counts: *.JPG is not *.jpg), or pass the folder "
-                     "itself (predict reads the images in a folder)")
-
-
-def _expand_patterns(images: list[str]) -> list[str | PredictionFailure]:
-    """The IMAGE arguments with a pattern the shell left alone (quoted, "$DIR/*.png" in a
-    script) expanded as the shell would, sorted, folders included; one that matches nothing
-    is a failure in its place."""
-    from dlbox.training.predict import PredictionFailure
-
-    expanded: list[str | PredictionFailure] = []
-    for image in images:
-        if any(c in image for c in GLOB_CHARACTERS) and not os.path.lexists(image):
-            folder, name = os.path.split(image)
-            pattern = image
-            if folder and os.path.isdir(folder):  # "$DIR/*.png", DIR named "shots [1]"
-                pattern = os.path.join(glob.escape(folder), name)
-            expanded += (sorted(glob.glob(pattern))
-                         or [PredictionFailure(image, *UNMATCHED_PATTERN)])
-        else:
-            expanded.append(image)
-    return expanded
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
@@ -92,16 +61,6 @@ def format_result(result: PredictionResult) -> str:
     return f"{shown_name(result.path)}: {result.label}  ({ranked})"
 
 
-def is_folder(path: str) -> bool:
-    """Whether `path` is a folder (or a link to one); False when it cannot be told (a name
-    too long, a folder above it without search permission): the path is then read as a
-    file, and that read fails for it alone with the reason."""
-    try:
-        return stat.S_ISDIR(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
 def exit_code_for(succeeded: int, failed: int) -> int:
     if failed == 0:
         return EXIT_OK
@@ -137,12 +96,7 @@ def _refuse_swapped_arguments(run_dir: str, images: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dlbox.training.checkpoint import checkpoint_path
-    from dlbox.training.predict import (
-        FOLDER_IMAGE_EXTENSIONS,
-        PredictionFailure,
-        images_in_folder,
-        predict_images,
-    )
+    from dlbox.training.predict import PredictionFailure, expand_image_paths, predict_images
     from dlbox.training.progress import spinner
 
     reject_empty_run_dir(args)  # "" would be ".": the run dir predict was started in
@@ -151,21 +105,16 @@ def run(args: argparse.Namespace) -> int:
     checkpoint_path(args.run_dir, args.checkpoint)  # --checkpoint "": its usage error, first
     # An empty IMAGE ("$IMG" unset) fails on its own like any file that cannot be read (the
     # others still get predictions), with a reason that says so rather than `no such file`.
+    # A folder is the images in it, a quoted pattern the files it matches (the library's
+    # expand_image_paths, which predict_images applies as well).
     entries: list[str | PredictionFailure] = []
-    for image in _expand_patterns(args.images):
-        if isinstance(image, PredictionFailure):
-            entries.append(image)
-        elif not image.strip():
+    for image in args.images:
+        if not image.strip():
             entries.append(PredictionFailure(image, EMPTY_IMAGE_PATH))
         elif image == "-":  # the Unix spelling of stdin, which was "no such file"
             entries.append(PredictionFailure(image, *STDIN_IMAGE))
-        elif is_folder(image):  # the images in it, in path order
-            found = images_in_folder(Path(image))
-            entries += [entry if isinstance(entry, PredictionFailure) else str(entry)
-                        for entry in found] or [PredictionFailure(
-                image, f"is a folder without image files ({', '.join(FOLDER_IMAGE_EXTENSIONS)})")]
         else:
-            entries.append(image)
+            entries += expand_image_paths(image)
     named = [entry for entry in entries if isinstance(entry, str)]
     # a folder of phone photos: seconds each, minutes in all, said nothing before
     with spinner(len(named) < 2, f"reading {len(named)} images") as update:

@@ -586,6 +586,26 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def check_tta(tta: object) -> bool | None:
+    """`tta` as the Python API takes it: True, False, or None (the run's own setting); a
+    string such as "no" was taken as true."""
+    if tta is None or isinstance(tta, bool):
+        return tta
+    raise UsageError(f"tta must be True, False or None, got {tta!r}",
+                     hint="pass tta=True or tta=False, or leave it out (None: the run's config "
+                          "decides, as `dlbox predict` without --tta/--no-tta)")
+
+
+def check_batch_size(batch_size: object) -> int | None:
+    """`batch_size` as the Python API takes it: a whole number of at least 1, or None."""
+    if batch_size is None or (isinstance(batch_size, int) and not isinstance(batch_size, bool)
+                              and batch_size >= 1):
+        return batch_size
+    raise UsageError(f"batch_size must be a positive whole number, got {batch_size!r}",
+                     hint="pass batch_size=1 or more, or leave it out (None: the run's "
+                          "eval_batch_size)")
+
+
 @dataclass
 class LoadedModel:
     """A trained model from a run directory, in eval mode on `device`.
@@ -594,7 +614,9 @@ class LoadedModel:
     `preprocess` (= dlbox.training.inputs.prepare_batch with this run's mean, std and memory
     format: scale to 0..1, subtract mean, divide by std); the model itself does no
     normalisation. `logits` and `probabilities` do the whole thing in batches, under the same
-    mixed precision as training, and return float32 tensors on the CPU.
+    mixed precision as training, with the test-time augmentation `dlbox predict` and
+    `dlbox evaluate` apply (`tta`, None: the run's config's), and return float32 tensors on
+    the CPU.
     """
 
     model: nn.Module
@@ -614,16 +636,27 @@ class LoadedModel:
                              mean=self.config.mean, std=self.config.std)
 
     @torch.no_grad()
-    def logits(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        from dlbox.training.loop import predict_logits
+    def logits(self, images: torch.Tensor, batch_size: int | None = None,
+               tta: bool | None = None) -> torch.Tensor:
+        """The logits [N, classes] of uint8 images [N, 3, 32, 32], as `dlbox predict` computes
+        them. `tta`: test-time augmentation (the model's own: speedrun's 6 views; else the
+        mirror image); None follows the run's config, as predict and evaluate do."""
+        from dlbox.training.evaluate import build_model_fn, predict_logits, resolve_tta
 
-        return predict_logits(self.model, images, self.device,
-                              batch_size=batch_size or self.config.eval_batch_size,
-                              channels_last=self.channels_last, amp_dtype=self.amp_dtype,
-                              mean=self.config.mean, std=self.config.std)
+        size = check_batch_size(batch_size) or self.config.eval_batch_size
+        model_fn = build_model_fn(self, resolve_tta(check_tta(tta), self.config))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            logits = predict_logits(model_fn, images, size, self.device, self.amp_dtype)
+        finally:
+            self.model.train(was_training)
+        return logits.clone()  # made under inference_mode: an ordinary tensor for the caller
 
-    def probabilities(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        return torch.softmax(self.logits(images, batch_size), dim=1)
+    def probabilities(self, images: torch.Tensor, batch_size: int | None = None,
+                      tta: bool | None = None) -> torch.Tensor:
+        """softmax(logits): each row sums to 1."""
+        return torch.softmax(self.logits(images, batch_size, tta), dim=1)
 
 
 def build_run_model(run_dir: str | Path, config: TrainConfig, num_classes: int) -> nn.Module:
@@ -698,7 +731,7 @@ def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
                                    "config.json")
 
 
-def load_model_from_run(run_dir: str | Path, device: str | torch.device = "auto",
+def load_model_from_run(run_dir: str | os.PathLike[str], device: str | torch.device = "auto",
                         checkpoint: str = "last") -> LoadedModel:
     """The model of a run (its `checkpoint`, default checkpoints/last.pt), ready to predict."""
     from dlbox.training.device import amp_dtype, resolve_device

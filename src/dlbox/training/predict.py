@@ -15,8 +15,10 @@ reason and, where there is one, its fix; the other files still get their predict
 
 from __future__ import annotations
 
+import glob
 import os
-from collections.abc import Callable, Sequence
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from dlbox.data.images import (
 from dlbox.data.layout import IMAGE_EXTENSIONS
 from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
 from dlbox.text import plural, reason_and_fix, shown_name
+from dlbox.training.checkpoint import check_tta
 from dlbox.training.evaluate import (
     build_model_fn,
     load_run_model,
@@ -108,16 +111,32 @@ def top_k_pairs(probabilities: torch.Tensor, classes: Sequence[str],
     return tuple((classes[int(i)], float(v)) for v, i in zip(values, indexes, strict=True))
 
 
-def one_or_many(paths: str | os.PathLike[str] | Sequence[str | Path]) -> Sequence[str | Path]:
-    """`paths` as a sequence: one path (a str or a Path) is one image, not its characters
-    (review: "photo.png" was nine files) nor a TypeError (a Path has no len())."""
+# What predict_images and predict_with_model_fn take: one image file (a str or a Path), or any
+# iterable of them (a list, a generator).
+ImagePaths = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+
+def one_or_many(paths: ImagePaths) -> list[str]:
+    """`paths` as a list of str: one path (a str or a Path) is one image, not its characters
+    (review: "photo.png" was nine files) nor a TypeError (a Path has no len()); a generator
+    is read once."""
     if isinstance(paths, (str, os.PathLike)):
         return [os.fspath(paths)]
-    return paths
+    return [os.fspath(path) for path in paths]
 
 
-def predict_with_model_fn(model_fn: Any, classes: Sequence[str],
-                          paths: str | os.PathLike[str] | Sequence[str | Path],
+def check_top_k(top_k: object) -> int:
+    """`top_k` as predict takes it: a whole number of at least 1."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int):  # 2.5 was torch's TypeError
+        raise UsageError(f"top_k must be a whole number of at least 1, got {top_k!r}",
+                         hint="e.g. top_k=3 (the default), or top_k=1 for the label alone")
+    if top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {top_k}",
+                         hint="e.g. --top-k 3 (the default), or --top-k 1 for the label alone")
+    return top_k
+
+
+def predict_with_model_fn(model_fn: Any, classes: Sequence[str], paths: ImagePaths,
                           device: torch.device | str = "cpu", top_k: int = 3,
                           size: int = IMAGE_SIZE, fit: Fit = "crop",
                           amp_dtype: torch.dtype | None = torch.float16,
@@ -127,9 +146,7 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str],
     `on_image(done, total)` after each file is read (large photos: seconds each); one path
     (a str or a Path) is one image."""
     paths = one_or_many(paths)
-    if top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, got {top_k}",
-                         hint="e.g. --top-k 3 (the default), or --top-k 1 for the label alone")
+    top_k = check_top_k(top_k)
     results: list[PredictionResult | PredictionFailure | None] = [None] * len(paths)
     images: list[torch.Tensor] = []
     positions: list[int] = []
@@ -138,7 +155,7 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str],
             images.append(load_image(path, size, fit))
             positions.append(position)
         except ImageLoadError as error:
-            results[position] = PredictionFailure(str(path), error.message, error.hint or "")
+            results[position] = PredictionFailure(path, error.message, error.hint or "")
         if on_image is not None:
             on_image(position + 1, len(paths))
     if images:
@@ -153,7 +170,7 @@ def predict_with_model_fn(model_fn: Any, classes: Sequence[str],
         probabilities = torch.softmax(logits.double(), dim=1)
         for position, row in zip(positions, probabilities, strict=True):
             pairs = top_k_pairs(row, classes, top_k)
-            results[position] = PredictionResult(str(paths[position]), pairs[0][0],
+            results[position] = PredictionResult(paths[position], pairs[0][0],
                                                  pairs[0][1], pairs)
     return [r for r in results if r is not None]
 
@@ -229,23 +246,75 @@ def images_in_folder(folder: Path) -> list[Path | PredictionFailure]:
     return found
 
 
-def predict_images(run_dir: str | Path, paths: str | os.PathLike[str] | Sequence[str | Path],
-                   device: str = "auto",
+# A shell passes a pattern that matched no file on as it was (bash without nullglob):
+# "photos/*.jpg: no such file" did not say why (review). One quoted is expanded here.
+GLOB_CHARACTERS = "*?["
+UNMATCHED_PATTERN = ("no file matches this pattern (the shell passed it on as it was)",
+                     "check the pattern (case counts: *.JPG is not *.jpg), or pass the folder "
+                     "itself (predict reads the images in a folder)")
+
+
+def expand_pattern(path: str) -> list[str | PredictionFailure]:
+    """A pattern the shell left alone (quoted, "$DIR/*.png" in a script) expanded as the shell
+    would, sorted, folders included; one that matches nothing is a failure in its place. A
+    path that is there (a file named "shot[1].png") is itself."""
+    if not any(c in path for c in GLOB_CHARACTERS) or os.path.lexists(path):
+        return [path]
+    folder, name = os.path.split(path)
+    pattern = path
+    if folder and os.path.isdir(folder):  # "$DIR/*.png", DIR named "shots [1]"
+        pattern = os.path.join(glob.escape(folder), name)
+    matched: list[str | PredictionFailure] = [*sorted(glob.glob(pattern))]
+    return matched or [PredictionFailure(path, *UNMATCHED_PATTERN)]
+
+
+def is_folder(path: str) -> bool:
+    """Whether `path` is a folder (or a link to one); False when it cannot be told (a name
+    too long, a folder above it without search permission): the path is then read as a
+    file, and that read fails for it alone with the reason."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def expand_image_paths(paths: ImagePaths) -> list[str | PredictionFailure]:
+    """The image files `paths` stand for, in order, as `dlbox predict` reads its arguments:
+    a folder is the images in it and its sub-folders (images_in_folder), a pattern the files
+    it matches (expand_pattern), any other path itself. A folder without images, one that
+    cannot be listed, and a pattern that matches nothing are PredictionFailures in place."""
+    expanded: list[str | PredictionFailure] = []
+    for path in one_or_many(paths):
+        for found in expand_pattern(path):
+            if isinstance(found, PredictionFailure) or not is_folder(found):
+                expanded.append(found)
+                continue
+            images = images_in_folder(Path(found))
+            expanded += [image if isinstance(image, PredictionFailure) else str(image)
+                         for image in images] or [PredictionFailure(
+                found, f"is a folder without image files ({', '.join(FOLDER_IMAGE_EXTENSIONS)})")]
+    return expanded
+
+
+def predict_images(run_dir: str | os.PathLike[str], paths: ImagePaths, device: str = "auto",
                    top_k: int = 3, fit: Fit = "crop", tta: bool | None = None,
                    checkpoint: str = "last", on_image: Callable[[int, int], None] | None = None,
                    ) -> list[PredictionResult | PredictionFailure]:
-    """Load the run's model and predict each file: a PredictionResult or a PredictionFailure.
+    """Load the run's model and predict each image: a PredictionResult or a PredictionFailure.
 
-    `paths`: the image files, or one of them (a str or a Path). Raises (RunDirError,
+    `paths`: image files, folders (the images in them and their sub-folders, in path order)
+    or quoted shell patterns ("photos/*.jpg"), as `dlbox predict` takes them: one (a str or
+    a Path) or any iterable of them. One result per image file, in order; a folder without
+    images or a pattern that matches nothing is a PredictionFailure in its place.
+    `tta`: test-time augmentation; None follows the run's config. Raises (RunDirError,
     UsageError, DlboxError) only for problems of the whole call: a missing run or checkpoint,
-    a bad top_k, a model that outputs NaN. A file that cannot be read fails on its own.
+    a bad argument, a model that outputs NaN. A file that cannot be read fails on its own.
     """
-    paths = one_or_many(paths)
-    if top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, got {top_k}",
-                         hint="e.g. --top-k 3 (the default), or --top-k 1 for the label alone")
+    top_k = check_top_k(top_k)
+    tta = check_tta(tta)
     if fit not in FITS:
         raise UsageError(f"unknown fit '{fit}'", hint=f"use one of {', '.join(FITS)}")
+    entries = expand_image_paths(paths)
     with out_of_memory_is_an_error(device, "predicting"):
         loaded, resolved = load_run_model(Path(run_dir), device, checkpoint)
         model_fn = build_model_fn(loaded, resolve_tta(tta, loaded.config))
@@ -255,5 +324,7 @@ def predict_images(run_dir: str | Path, paths: str | os.PathLike[str] | Sequence
                               "its predictions cannot be named",
                               hint="use a checkpoint written by `dlbox train` (it records "
                                    "them), or train the run again")
-        return predict_with_model_fn(model_fn, classes, paths, resolved, top_k, IMAGE_SIZE,
-                                     fit, run_amp_dtype(loaded), on_image)
+        predicted = iter(predict_with_model_fn(
+            model_fn, classes, [entry for entry in entries if isinstance(entry, str)],
+            resolved, top_k, IMAGE_SIZE, fit, run_amp_dtype(loaded), on_image))
+    return [next(predicted) if isinstance(entry, str) else entry for entry in entries]
