@@ -426,8 +426,8 @@ def test_a_run_another_evaluate_is_writing_is_not_called_training(
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys\nfrom pathlib import Path\n"
-         "from dlbox.cli.evaluate import _not_while_training\n"
-         f"with _not_while_training(Path({str(run_copy)!r})):\n"
+         "from dlbox.training.evaluate import not_while_training\n"
+         f"with not_while_training(Path({str(run_copy)!r})):\n"
          "    print('held', flush=True)\n    sys.stdin.read()\n"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

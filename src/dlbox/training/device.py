@@ -1,4 +1,5 @@
-"""Pick the torch device a command runs on, and set up the host for it.
+"""Pick the torch device a command runs on, and set up the host for it (and put the
+process's settings back after a run: process_settings_kept).
 
 `resolve_device("auto")` takes CUDA when torch can use a GPU, else the CPU. Asking for CUDA
 explicitly on a host without it is an error that says what is missing; it never falls back
@@ -7,9 +8,13 @@ to the CPU silently.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import random
 import re
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -115,6 +120,78 @@ def configure_host(device: torch.device, threads: int | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     return count
+
+
+@contextlib.contextmanager
+def process_settings_kept() -> Iterator[None]:
+    """Put back, when the block ends (an error or a stop included), what a run sets for the
+    whole process: torch's CPU threads, cuDNN autotuning and TF32 (configure_host), and the
+    random states its seeding replaces (Python's, NumPy's global one, torch's CPU and CUDA
+    generators). A notebook that trains goes on as it was (review: threads=1 left torch on
+    one thread, and the user's seeded sequences were the run's); the run seeds itself, so its
+    results do not depend on them."""
+    import numpy as np
+
+    threads = torch.get_num_threads()
+    benchmark = torch.backends.cudnn.benchmark
+    restore_tf32 = _tf32_restorer()
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    torch_state = torch.get_rng_state()
+    cuda_seed = torch.initial_seed()  # what CUDA, started later, is seeded with (lazily)
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = benchmark
+        restore_tf32()
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+        with contextlib.suppress(RuntimeError):  # a broken CUDA context: its error stands
+            if cuda_states is not None:
+                torch.cuda.set_rng_state_all(cuda_states)
+            elif torch.cuda.is_initialized():  # started by the run: as it would have started
+                torch.cuda.manual_seed_all(cuda_seed)
+
+
+def _tf32_restorer() -> Callable[[], None]:
+    """A function that puts TF32 back as it is now, if it changed: the flags configure_host
+    sets (those torch reads: it refuses a mix of them with its newer fp32_precision
+    settings), then those settings."""
+    backends = torch.backends
+    owners: tuple[Any, ...] = (backends, backends.cuda.matmul, backends.cudnn,
+                               getattr(backends.cudnn, "conv", None),
+                               getattr(backends.cudnn, "rnn", None))
+
+    def readable(read: Callable[[], object]) -> object:
+        try:
+            return read()
+        except RuntimeError:  # "you have used mix of the legacy and new APIs"
+            return None
+
+    def state() -> tuple[Any, ...]:
+        return (readable(lambda: (backends.cuda.matmul.allow_tf32,
+                                  torch.get_float32_matmul_precision())),
+                readable(lambda: backends.cudnn.allow_tf32),
+                *(getattr(owner, "fp32_precision", None) for owner in owners))
+
+    before = state()
+
+    def restore() -> None:
+        if state() == before:  # untouched (a CPU run): setting the flags would pin defaults
+            return
+        matmul, cudnn, *settings = before
+        if matmul is not None:
+            backends.cuda.matmul.allow_tf32 = matmul[0]
+            torch.set_float32_matmul_precision(matmul[1])
+        if cudnn is not None:
+            backends.cudnn.allow_tf32 = cudnn
+        for owner, value in zip(owners, settings, strict=True):  # "none" (inherit) again
+            if value is not None:
+                owner.fp32_precision = value
+
+    return restore
 
 
 def cpu_name() -> str:

@@ -644,20 +644,92 @@ def run_amp_dtype(loaded: Any) -> torch.dtype | None:
     return getattr(loaded, "amp_dtype", torch.float16)
 
 
-def evaluate_run(run_dir: Path, data_dir: Path | None = None, device: str = "auto",
+def evaluate_run(run_dir: str | os.PathLike[str],
+                 data_dir: str | os.PathLike[str] | None = None, device: str = "auto",
                  quiet: bool = False, tta: bool | None = None, checkpoint: str = "last",
-                 batch_size: int | None = None, output: Path | None = None) -> dict[str, Any]:
+                 batch_size: int | None = None,
+                 output: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Evaluate the run's model on the test split and write the report files into `run_dir`.
 
     data_dir: where the test data lives (default: the data dir the run trained on).
-    tta: test-time augmentation; None follows the run's config.
-    batch_size: images per model call (default: the run's eval_batch_size).
+    tta: test-time augmentation (True or False); None follows the run's config.
+    batch_size: images per model call, 1 or more (default: the run's eval_batch_size).
     output: a folder for the report files instead of the run dir (see write_evaluation).
     Prints the tutorial-style accuracy lines unless `quiet`. Returns the metrics document.
+
+    A report into the run dir holds the run's lock, as `dlbox evaluate` does: a run that is
+    training (or that another evaluation is writing) is a RunDirError, and a run dir that
+    cannot be written a FileWriteError, both before anything is evaluated. A bad argument is
+    a UsageError.
     """
+    from dlbox.training.checkpoint import check_batch_size, check_tta
+
     run_dir = Path(run_dir)
-    if output is not None:
-        check_output_folder(Path(output), run_dir)
+    tta = check_tta(tta)
+    batch_size = check_batch_size(batch_size)
+    report_folder = output_folder(Path(output) if output is not None else None, run_dir)
+    data = Path(data_dir) if data_dir is not None else None
+    if report_folder is not None:  # reads the checkpoint only, which training replaces whole
+        return evaluate_run_unlocked(run_dir, data, device, quiet, tta, checkpoint,
+                                     batch_size, report_folder)
+    check_run_dir_writable(run_dir)  # before the evaluation's minutes, not after
+    with not_while_training(run_dir):
+        return evaluate_run_unlocked(run_dir, data, device, quiet, tta, checkpoint,
+                                     batch_size)
+
+
+def output_folder(output: Path | None, run_dir: Path) -> Path | None:
+    """`output` as a folder to write into (checked: check_output_folder); None for the run
+    dir itself, the default, whose report is the run's (metrics.json updated, under its
+    lock)."""
+    if output is None:
+        return None
+    check_output_folder(output, run_dir)  # before the lock and the evaluation
+    if output.exists() and run_dir.exists() and output.resolve() == run_dir.resolve():
+        return None
+    return output
+
+
+def check_run_dir_writable(run_dir: Path) -> None:
+    """The run dir is where the report goes without --output: one that cannot be written (a
+    read-only mount of shared runs) is refused now, with --output as the way out; it failed
+    after the whole evaluation, its metrics lost. A missing run dir is load_run_model's
+    error."""
+    from dlbox.text import make_writable
+
+    error = folder_write_error(run_dir)
+    if error is None or isinstance(error, (FileNotFoundError, NotADirectoryError)):
+        return
+    elsewhere = f"write the report elsewhere: dlbox evaluate {shell_quote(run_dir)} --output DIR"
+    raise FileWriteError(run_dir, f"the run's folder is not writable ({error.strerror})",
+                         hint=elsewhere if error.errno == errno.EROFS  # chmod cannot help
+                         else f"{elsewhere}; or {make_writable(run_dir)}")
+
+
+@contextlib.contextmanager
+def not_while_training(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock while its report is written: `dlbox train` rewrites metrics.json
+    after every epoch, so an evaluation written meanwhile could drop an epoch from its
+    history (or the trainer the evaluation), and two evaluations would write one report. A
+    run dir that is not one yet is left to load_run_model's errors."""
+    from dlbox.training.loop import run_lock
+
+    if not (run_dir / "config.json").is_file():
+        yield
+        return
+    elsewhere = f"or now, into another folder: dlbox evaluate {shell_quote(run_dir)} --output DIR"
+    with run_lock(run_dir, busy_hint="evaluate it when training ends (training evaluates "
+                                     f"its last epoch itself), {elsewhere}",
+                  evaluating=f"run it again when that ends, {elsewhere}"):
+        yield
+
+
+def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: str = "auto",
+                          quiet: bool = False, tta: bool | None = None,
+                          checkpoint: str = "last", batch_size: int | None = None,
+                          output: Path | None = None) -> dict[str, Any]:
+    """evaluate_run without its lock and its early checks, for a caller that holds the run's
+    lock itself (the trainer's own final report); `output` is checked (output_folder)."""
     with out_of_memory_is_an_error(device, "evaluating"):
         loaded, resolved = load_run_model(run_dir, device, checkpoint)
     if output is None:  # metrics.json, unreadable or damaged, stops us now, not after minutes

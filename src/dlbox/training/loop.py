@@ -76,7 +76,13 @@ from dlbox.training.checkpoint import (
     says_finished,
 )
 from dlbox.training.config import TrainConfig
-from dlbox.training.device import amp_dtype, available_cpus, configure_host, resolve_device
+from dlbox.training.device import (
+    amp_dtype,
+    available_cpus,
+    configure_host,
+    process_settings_kept,
+    resolve_device,
+)
 from dlbox.training.inputs import prepare_batch
 from dlbox.training.manifest import build_manifest, software_versions, utc_now
 from dlbox.training.progress import TrainProgress, spinner
@@ -538,13 +544,15 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     and TrainingStopped raised. Ctrl-C and SIGTERM do the same (exit code 130 / 143).
     A SpeedrunNet (`--model speedrun`) goes to the speedrun trainer instead (`_run_speedrun`:
     the same run-dir files, progress and stop; it saves and resumes at epoch boundaries).
+    The process's torch threads, cuDNN/TF32 flags and random states (Python, NumPy, torch)
+    are as they were when it returns or raises (process_settings_kept).
     """
     device = resolve_device(config.device)
     # No run_dir: runs/<time>-<model>, claimed when it is made (see claim_default_run_dir).
     run_dir = expand_user(config.run_dir).resolve() if config.run_dir else None
     data_dir = resolve_data(config)
     config = config.replace(run_dir=str(run_dir) if run_dir else None, data_dir=str(data_dir))
-    with out_of_memory_is_an_error(config, device, run_dir):
+    with process_settings_kept(), out_of_memory_is_an_error(config, device, run_dir):
         return _train(config, device, run_dir, data_dir, progress, evaluate_at_end, stop)
 
 
@@ -631,7 +639,7 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
 
     `device`, `data_dir` and `threads` may differ from the original run's (a moved data dir,
     another machine, a shared host); every other setting is the run's. A run that finished
-    raises AlreadyFinished.
+    raises AlreadyFinished. The process's settings are kept, as train() keeps them.
     """
     from dlbox.training.config import check_threads
 
@@ -643,7 +651,7 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     # A second resume of a run that is training is refused; waiting is the only fix.
     with run_lock(run_dir, busy_hint="wait for it to end (it saves its state as it goes; "
                                      "resume it again if it stops before its last epoch)"), \
-            out_of_memory_is_an_error(config, where, run_dir):
+            process_settings_kept(), out_of_memory_is_an_error(config, where, run_dir):
         _remove_killed_writes(run_dir)
         return _resume(run_dir, config, device, data_dir, progress, evaluate_at_end, stop,
                        threads)
@@ -1522,12 +1530,13 @@ def _report(run_dir: Path, config: TrainConfig, device: torch.device, test_set: 
     """The evaluation at the end of training (evaluate's files and printout), from the
     trainer's own final test logits: its weights are those of checkpoints/last.pt, so
     evaluating that checkpoint again would repeat the pass. Without logits (no test data in
-    the trainer), `evaluate_run` reads the checkpoint and the test split itself."""
-    from dlbox.training.evaluate import evaluate_run
+    the trainer), the evaluation reads the checkpoint and the test split itself (under the
+    trainer's run_lock: evaluate_run would take it again, and be refused)."""
+    from dlbox.training.evaluate import evaluate_run_unlocked
 
     if logits is None:
-        document = evaluate_run(run_dir, data_dir=Path(config.data_dir) if config.data_dir
-                                else None, device=config.device)
+        document = evaluate_run_unlocked(run_dir, data_dir=Path(config.data_dir)
+                                         if config.data_dir else None, device=config.device)
     else:
         document = _report_logits(run_dir, config, device, test_set, classes, epoch, logits,
                                   seconds)
