@@ -87,15 +87,18 @@ def test_the_run_dir_message_is_worded_as_project_dirs(
 
 @pytest.fixture()
 def fake_predict(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """predict_images without a model: every path it is given gets a `cat` prediction."""
+    """predict_images without a model: the paths expanded as it expands them (an empty one
+    a failure), every file then a `cat` prediction; `calls` holds the files of each call."""
     import dlbox.training.predict as predict
     from dlbox.training.predict import PredictionResult
 
     calls: list[list[str]] = []
 
     def predict_images(run_dir: object, paths: list[str], **kwargs: object) -> list[object]:
-        calls.append(list(paths))
-        return [PredictionResult(str(p), "cat", 0.9, (("cat", 0.9),)) for p in paths]
+        entries = predict.expand_image_paths(paths)
+        calls.append([entry for entry in entries if isinstance(entry, str)])
+        return [PredictionResult(entry, "cat", 0.9, (("cat", 0.9),))
+                if isinstance(entry, str) else entry for entry in entries]
 
     monkeypatch.setattr(predict, "predict_images", predict_images)
     return calls

@@ -214,7 +214,7 @@ def test_kepler_below_the_11x_floor_is_sent_to_r470_not_beyond() -> None:
                                   "install nvidia-driver-470, then reboot); R470 is the last")
 
 
-def test_volta_is_not_told_to_update_past_r580() -> None:
+def test_volta_on_a_cuda_13_torch_is_told_the_build_it_runs_not_a_driver_update() -> None:
     # R580 is the last branch for Maxwell, Pascal and Volta: CUDA 13.2's own driver (595)
     # never comes to a V100
     facts = HostFacts(
@@ -527,6 +527,21 @@ def test_identical_gpus_get_one_finding(torch: FrameworkFacts, what: str) -> Non
     facts = replace(k80, frameworks=(torch,), nvidia=replace(k80.nvidia, gpus=(
         GpuFacts(0, "Tesla K80", "3.7"), GpuFacts(1, "Tesla K80", "3.7"))))
     assert [f.what for f in evaluate(facts) if f.code == "arch-not-in-build"] == [what]
+
+
+def test_a_ptx_only_finding_agrees_with_one_gpu_and_with_several() -> None:
+    h100 = GpuFacts(0, "NVIDIA H100", "9.0")
+    facts = HostFacts(
+        nvidia=NvidiaFacts(source="nvml", driver_version="570.86.15", cuda_driver_version="12.8",
+                           gpus=(h100,)),
+        frameworks=(FrameworkFacts(name="torch", installed=True, version="2.7.1+cu126",
+                                   cuda="12.6", cudnn="90501", gpu_available=True,
+                                   arch_list=("sm_80", "compute_80")),),
+    )
+    two = replace(facts, nvidia=replace(facts.nvidia, gpus=(h100, replace(h100, index=1))))
+    assert [f.what for f in evaluate(facts) + evaluate(two) if f.code == "arch-ptx-only"] == [
+        "GPU 0 NVIDIA H100 (sm_90) runs torch 2.7.1+cu126 (CUDA 12.6) only through PTX JIT",
+        "GPUs 0, 1 NVIDIA H100 (sm_90) run torch 2.7.1+cu126 (CUDA 12.6) only through PTX JIT"]
 
 
 def test_a_build_to_replace_gets_no_advice_about_its_driver() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -488,6 +490,17 @@ def colour_model_fn(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([8 * means, torch.zeros(images.shape[0], 7)], dim=1)
 
 
+def use_the_colour_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict_images (and `dlbox predict`) with colour_model_fn as the run's model: any
+    RUN_DIR, the files read and expanded for real."""
+    def fake_load(run_dir, device="auto", checkpoint="last"):
+        loaded = SimpleNamespace(model=colour_model_fn, config=SimpleNamespace(),
+                                 preprocess=lambda images: images, classes=CIFAR10_CLASSES)
+        return loaded, torch.device("cpu")
+
+    monkeypatch.setattr(pr, "load_run_model", fake_load)
+
+
 def test_predictions_in_order_with_failures_in_place(tmp_path: Path) -> None:
     red = np.zeros((40, 40, 3), np.uint8)
     red[..., 0] = 255
@@ -518,9 +531,27 @@ def test_top_k_is_clamped_and_validated(tmp_path: Path) -> None:
                                       top_k=50)
     assert len(result.top_k) == 10
     assert sum(p for _, p in result.top_k) == pytest.approx(1.0)
-    with pytest.raises(UsageError) as info:
-        predict_with_model_fn(colour_model_fn, CIFAR10_CLASSES, [tmp_path / "x.png"], top_k=0)
-    assert info.value.hint and "--top-k 3" in info.value.hint  # it had no hint line
+    for wrong in (0, -3, 2.5, True):  # one wording: 0 was told "--top-k must be ...", 2.5
+        with pytest.raises(UsageError) as info:  # "top_k must be a whole number ..."
+            predict_with_model_fn(colour_model_fn, CIFAR10_CLASSES, [tmp_path / "x.png"],
+                                  top_k=wrong)  # type: ignore[arg-type]
+        assert info.value.message == f"top_k must be a whole number of at least 1, got {wrong}"
+        assert info.value.hint and "top_k=3" in info.value.hint  # it had no hint line
+
+
+def test_the_cli_words_a_bad_top_k_as_its_flag(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`dlbox predict --top-k 0` names the flag, not the Python argument top_k=."""
+    from dlbox.cli import main
+    from dlbox.errors import EXIT_USAGE
+
+    use_the_colour_model(monkeypatch)
+    Image.fromarray(RGB).save(tmp_path / "x.png")
+    assert main(["predict", str(tmp_path), str(tmp_path / "x.png"), "--top-k", "0"]) == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --top-k must be at least 1, got 0",
+        "hint: e.g. --top-k 3 (the default), or --top-k 1 for the label alone"]
 
 
 def test_predict_images_uses_the_runs_model_and_preprocessing(
@@ -546,6 +577,27 @@ def test_predict_images_uses_the_runs_model_and_preprocessing(
     assert flipped.label == "bird" and len(seen) == 3  # TTA: the image and its mirror
     with pytest.raises(UsageError):
         predict_images(tmp_path, [tmp_path / "b.png"], fit="zoom")  # type: ignore[arg-type]
+
+
+def test_an_empty_path_and_a_dash_fail_on_their_own_in_the_library_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty IMAGE ("$IMG" unset) and `-` (stdin) fail with their own reasons, the others
+    still predicted: in predict_images as in `dlbox predict` (only the CLI said so)."""
+    use_the_colour_model(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(RGB).save(tmp_path / "a.png")
+    shutil.copy(tmp_path / "a.png", tmp_path / "-")  # a file named - is ./-, not -
+    empty = ("an empty path, not an image file (is the shell variable you used set?)", "")
+    stdin = ("images are read from files, not from stdin (-)",
+             "save the image to a file and pass its path (a file named - is ./-)")
+    assert pr.expand_image_paths(["", " ", "-", "a.png"]) == [
+        PredictionFailure("", *empty), PredictionFailure(" ", *empty),
+        PredictionFailure("-", *stdin), "a.png"]
+    results = predict_images(tmp_path, ["", "a.png", "-", "./-"], device="cpu")
+    assert [(r.path, type(r)) for r in results] == [
+        ("", PredictionFailure), ("a.png", PredictionResult), ("-", PredictionFailure),
+        ("./-", PredictionResult)]
+    assert (results[0].error, results[2].error) == (empty[0], stdin[0])
 
 
 def test_a_disk_error_says_to_copy_the_file_again() -> None:
@@ -582,14 +634,10 @@ def test_a_shell_pattern_that_matched_nothing_says_so(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Review: `dlbox predict RUN 'photos/*.jpg'` (a pattern the shell passed on as it was,
     having matched nothing) said only "photos/*.jpg: no such file; check the path"."""
-    import dlbox.training.predict as predict_module
     from dlbox.cli import main
     from dlbox.errors import EXIT_OK, EXIT_PARTIAL
 
-    def predict_images(run_dir: object, paths: list[str], **kwargs: object) -> list[object]:
-        return [PredictionResult(str(p), "cat", 0.9, (("cat", 0.9),)) for p in paths]
-
-    monkeypatch.setattr(predict_module, "predict_images", predict_images)
+    use_the_colour_model(monkeypatch)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "photos").mkdir()
     Image.fromarray(RGB).save(tmp_path / "photos" / "a.JPG")
@@ -600,7 +648,7 @@ def test_a_shell_pattern_that_matched_nothing_says_so(
                       "pass the folder itself (predict reads the images in a folder)")
     # a file whose name holds such a character is read as any other
     literal = pattern.replace("/", "_")
-    (tmp_path / literal).write_bytes(b"")
+    Image.fromarray(RGB).save(tmp_path / literal, format="PNG")
     assert main(["predict", "run", literal]) == EXIT_OK
     assert capsys.readouterr().err == ""
 
@@ -610,36 +658,29 @@ def test_a_quoted_pattern_that_matches_files_reads_them(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Found by the docs check: `dlbox predict RUN 'photos/*.png'` (quoted, or "$DIR/*.png"
     in a script) said "no file matches this pattern" of a pattern three files match."""
-    import dlbox.training.predict as predict_module
     from dlbox.cli import main
     from dlbox.errors import EXIT_OK
 
-    read: list[str] = []
+    def read(*images: str) -> list[str]:
+        assert main(["predict", "run", *images, "--json"]) == EXIT_OK
+        captured = capsys.readouterr()
+        assert captured.err == ""
+        return [entry["path"] for entry in json.loads(captured.out)]
 
-    def predict_images(run_dir: object, paths: list[str], **kwargs: object) -> list[object]:
-        read.extend(paths)
-        return [PredictionResult(str(p), "cat", 0.9, (("cat", 0.9),)) for p in paths]
-
-    monkeypatch.setattr(predict_module, "predict_images", predict_images)
+    use_the_colour_model(monkeypatch)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "photos").mkdir()
     for name in ("b.png", "a.png", "c.jpg"):
         Image.fromarray(RGB).save(tmp_path / "photos" / name)
-    assert main(["predict", "run", "photos/*.png"]) == EXIT_OK
-    assert read == ["photos/a.png", "photos/b.png"]
-    assert capsys.readouterr().err == ""
+    assert read("photos/*.png") == ["photos/a.png", "photos/b.png"]
     # a folder it matches is read as a folder named (the re-check: "is a directory")
     (tmp_path / "photos" / "sub").mkdir()
     Image.fromarray(RGB).save(tmp_path / "photos" / "sub" / "d.png")
-    read.clear()
-    assert main(["predict", "run", "photos/s*"]) == EXIT_OK
-    assert read == ["photos/sub/d.png"]
+    assert read("photos/s*") == ["photos/sub/d.png"]
     # "$DIR/*.png" with a [ in DIR's name: the folder is the folder named, not a pattern
     (tmp_path / "shots [1]").mkdir()
     Image.fromarray(RGB).save(tmp_path / "shots [1]" / "e.png")
-    read.clear()
-    assert main(["predict", "run", "shots [1]/*.png"]) == EXIT_OK
-    assert read == ["shots [1]/e.png"]
+    assert read("shots [1]/*.png") == ["shots [1]/e.png"]
 
 
 def test_a_phone_jpeg_over_the_limit_is_read_at_the_size_it_decodes_to(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from dlbox.cli.common import path_flag, reject_empty_paths, reject_empty_positional
 from dlbox.errors import DlboxError, UsageError
-from dlbox.text import shell_quote
+from dlbox.text import shell_quote, tell
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -371,12 +371,6 @@ def _warn_of_a_project_above(doing: str, fix: Callable[[Path, str], str]) -> Non
               f"{found[0]}, {fix(*found)}", file=sys.stderr)
 
 
-def _to_stderr(line: str) -> None:
-    """How `image run` says its notes and warnings: on stderr, apart from the command's
-    stdout."""
-    print(line, file=sys.stderr)
-
-
 def run_run(args: argparse.Namespace) -> int:
     from dlbox.container.run import RunOptions, check_shm_size, run_in_image
     from dlbox.container.spec import check_image_reference
@@ -420,7 +414,7 @@ def run_run(args: argparse.Namespace) -> int:
         project_dir=project_dir,
         here=here,
     )
-    outcome = run_in_image(options, log=_to_stderr)
+    outcome = run_in_image(options, log=tell)  # on stderr, apart from the command's stdout
     if outcome.problem is not None:
         from dlbox.cli import report_error
 

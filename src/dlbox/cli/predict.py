@@ -13,12 +13,9 @@ from dlbox.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, UsageError
 from dlbox.text import plural, shell_quote, shown_name
 
 if TYPE_CHECKING:
-    from dlbox.training.predict import PredictionFailure, PredictionResult
+    from dlbox.training.predict import PredictionResult
 
 
-EMPTY_IMAGE_PATH = "an empty path, not an image file (is the shell variable you used set?)"
-STDIN_IMAGE = ("images are read from files, not from stdin (-)",
-               "save the image to a file and pass its path (a file named - is ./-)")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
@@ -96,34 +93,27 @@ def _refuse_swapped_arguments(run_dir: str, images: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dlbox.training.checkpoint import checkpoint_path
-    from dlbox.training.predict import PredictionFailure, expand_image_paths, predict_images
+    from dlbox.training.predict import PredictionFailure, predict_images
     from dlbox.training.progress import spinner
 
     reject_empty_run_dir(args)  # "" would be ".": the run dir predict was started in
     reject_empty_paths(args, ("device",), kind="value")
     _refuse_swapped_arguments(args.run_dir, args.images)
     checkpoint_path(args.run_dir, args.checkpoint)  # --checkpoint "": its usage error, first
-    # An empty IMAGE ("$IMG" unset) fails on its own like any file that cannot be read (the
-    # others still get predictions), with a reason that says so rather than `no such file`.
-    # A folder is the images in it, a quoted pattern the files it matches (the library's
-    # expand_image_paths, which predict_images applies as well).
-    entries: list[str | PredictionFailure] = []
-    for image in args.images:
-        if not image.strip():
-            entries.append(PredictionFailure(image, EMPTY_IMAGE_PATH))
-        elif image == "-":  # the Unix spelling of stdin, which was "no such file"
-            entries.append(PredictionFailure(image, *STDIN_IMAGE))
-        else:
-            entries += expand_image_paths(image)
-    named = [entry for entry in entries if isinstance(entry, str)]
-    # a folder of phone photos: seconds each, minutes in all, said nothing before
-    with spinner(len(named) < 2, f"reading {len(named)} images") as update:
-        predicted = iter(predict_images(
-            args.run_dir, named, device=args.device, top_k=args.top_k, fit=args.fit,
+    if args.top_k < 1:  # in the flag's words (predict_images says top_k=)
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}",
+                         hint="e.g. --top-k 3 (the default), or --top-k 1 for the label alone")
+    # A folder is the images in it, a quoted pattern the files it matches; an empty IMAGE
+    # ("$IMG" unset) or `-` fails on its own, the others still predicted (predict_images).
+    # A folder of phone photos: seconds each, minutes in all, said nothing before; the
+    # count comes with the first file read. One file named gets no spinner.
+    one_file = len(args.images) == 1 and is_a_file(args.images[0])
+    with spinner(one_file, "reading images") as update:
+        results = predict_images(
+            args.run_dir, args.images, device=args.device, top_k=args.top_k, fit=args.fit,
             tta=args.tta, checkpoint=args.checkpoint,
             on_image=update and (lambda done, total: update(f"reading images: {done} of "
-                                                            f"{total}"))))
-    results = [next(predicted) if isinstance(entry, str) else entry for entry in entries]
+                                                            f"{total}")))
     failed = 0
     for result in results:
         if isinstance(result, PredictionFailure):

@@ -74,17 +74,14 @@ def _gpu_label(gpu: GpuFacts) -> str:
     return f"GPU {gpu.index} {gpu.name} ({_sm(gpu.compute_capability)})"
 
 
-def _group_label(gpus: tuple[GpuFacts, ...]) -> str:
-    """One label for GPUs of one compute capability: "GPUs 0, 1 Tesla K80 (sm_37)"."""
+def _subject(gpus: tuple[GpuFacts, ...], one: str, many: str) -> str:
+    """GPUs of one compute capability and the verb that agrees with them, `one` for a GPU,
+    `many` for several: "GPU 0 Tesla T4 (sm_75) is", "GPUs 0, 1 Tesla K80 (sm_37) are"."""
     if len(gpus) == 1:
-        return _gpu_label(gpus[0])
+        return f"{_gpu_label(gpus[0])} {one}"
     names = " / ".join(dict.fromkeys(gpu.name for gpu in gpus))
     return (f"GPUs {', '.join(str(gpu.index) for gpu in gpus)} {names} "
-            f"({_sm(gpus[0].compute_capability)})")
-
-
-def _is(gpus: tuple[GpuFacts, ...]) -> str:
-    return "are" if len(gpus) > 1 else "is"
+            f"({_sm(gpus[0].compute_capability)}) {many}")
 
 
 def _by_arch(gpus: tuple[GpuFacts, ...]) -> list[tuple[GpuFacts, ...]]:
@@ -451,7 +448,7 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                        f"install a torch build compiled for {_sm(cc)}")
                 findings.append(Finding(
                     "error", "arch-not-in-build",
-                    f"{_group_label(group)} {_is(group)} not in {_framework_label(fw)}'s "
+                    f"{_subject(group, 'is', 'are')} not in {_framework_label(fw)}'s "
                     "arch list",
                     f"the build has kernels for {describe_archs(sass, ptx)} ({arch_source}); "
                     "CUDA calls fail with 'no kernel image is available for execution on the "
@@ -460,8 +457,8 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             elif how == "ptx":
                 findings.append(Finding(
                     "warn", "arch-ptx-only",
-                    f"{_group_label(group)} run{'' if len(group) > 1 else 's'} "
-                    f"{_framework_label(fw)} only through PTX JIT",
+                    f"{_subject(group, 'runs', 'run')} {_framework_label(fw)} only through "
+                    "PTX JIT",
                     "no native kernels for this GPU: the first start compiles them (minutes) "
                     "and some kernels may be slower",
                     "install a build with native kernels when one exists"))
@@ -472,13 +469,12 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             better = _resolved("torch", facts, matrix)
             findings.append(Finding(
                 "error", "arch-not-in-build",
-                f"{_group_label(group)} {_is(group)} not supported by the cuDNN of "
+                f"{_subject(group, 'is', 'are')} not supported by the cuDNN of "
                 f"{_framework_label(fw)}",
                 f"torch has kernels for it, but {below}: cuDNN reports an architecture "
                 "mismatch",
                 _torch_install(fw, better) if better else
                 "set torch.backends.cudnn.enabled = False (slow), or use another GPU"))
-    arch_error = any(f.code == "arch-not-in-build" for f in findings)
     if fw.gpu_available is False and not any(f.code == "driver-too-old" for f in driver_findings):
         findings.append(Finding(
             "error", "framework-gpu-unavailable",
@@ -487,7 +483,7 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             "empty, or the process lacks access to /dev/nvidia*",
             "check echo $CUDA_VISIBLE_DEVICES and ls -l /dev/nvidia*; in a container use "
             "--gpus all"))
-    if not arch_error and not any(f.level != "ok" for f in findings):
+    if not any(f.level != "ok" for f in findings):
         findings.append(Finding("ok", "framework-ok",
                                 f"{_framework_label(fw)} runs on every GPU"
                                 + (f" (arch list: {describe_archs(sass, ptx)})" if sass else "")))
@@ -556,7 +552,7 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
         if (sass or ptx) and arch_fit(cc, sass, ptx) == "none":
             findings.append(Finding(
                 "error", "arch-not-in-build",
-                f"{_group_label(group)} {_is(group)} not in {_framework_label(fw)}'s arch list",
+                f"{_subject(group, 'is', 'are')} not in {_framework_label(fw)}'s arch list",
                 f"the build has kernels for {describe_archs(sass, ptx)} ({arch_source}); "
                 "TensorFlow ignores a GPU it has no kernels for ('Ignoring visible gpu "
                 "device') and runs on the CPU",
@@ -568,7 +564,7 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             if rng and parse_version(cc) < parse_version(rng[0]):  # type: ignore[operator]
                 findings.append(Finding(
                     "error", "arch-not-in-build",
-                    f"{_group_label(group)} {_is(group)} too old for tensorflow {fw.version} "
+                    f"{_subject(group, 'is', 'are')} too old for tensorflow {fw.version} "
                     f"(CUDA {row.cuda})",
                     f"CUDA {row.cuda} supports {_sm(rng[0])} and newer",
                     f"use an older TensorFlow: {fix_install}" if fix_install
@@ -576,7 +572,7 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             else:
                 findings.append(Finding(
                     "warn", "arch-ptx-only",
-                    f"{_group_label(group)} {_is(group)} newer than CUDA {row.cuda} of "
+                    f"{_subject(group, 'is', 'are')} newer than CUDA {row.cuda} of "
                     f"tensorflow {fw.version}",
                     "TensorFlow runs it only through PTX JIT: slow first start, XLA may fail",
                     "watch for ptxas errors; consider torch or jax for this GPU"))
@@ -614,7 +610,7 @@ def _jax_arch_findings(fw: FrameworkFacts, gpus: tuple[GpuFacts, ...], matrix: M
             continue
         findings.append(Finding(
             "error", "arch-not-in-build",
-            f"{_group_label(group)} {_is(group)} too old for jax's {plugin.name} plugin "
+            f"{_subject(group, 'is', 'are')} too old for jax's {plugin.name} plugin "
             f"(CUDA {fw.cuda})",
             f"the {plugin.name} plugin needs compute capability >= "
             f"{plugin.min_compute_capability} (JAX install guide): jax finds no usable GPU",

@@ -126,13 +126,11 @@ def one_or_many(paths: ImagePaths) -> list[str]:
 
 
 def check_top_k(top_k: object) -> int:
-    """`top_k` as predict takes it: a whole number of at least 1."""
-    if isinstance(top_k, bool) or not isinstance(top_k, int):  # 2.5 was torch's TypeError
+    """`top_k` as predict takes it: a whole number of at least 1 (`dlbox predict` checks its
+    --top-k itself, in the flag's words)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:  # 2.5: torch's error
         raise UsageError(f"top_k must be a whole number of at least 1, got {top_k!r}",
                          hint="e.g. top_k=3 (the default), or top_k=1 for the label alone")
-    if top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, got {top_k}",
-                         hint="e.g. --top-k 3 (the default), or --top-k 1 for the label alone")
     return top_k
 
 
@@ -278,13 +276,27 @@ def is_folder(path: str) -> bool:
         return False
 
 
+# An empty path ("$IMG" unset) and `-` fail on their own, with a reason that says so rather
+# than "no such file" (the other images still get predictions).
+EMPTY_IMAGE_PATH = "an empty path, not an image file (is the shell variable you used set?)"
+STDIN_IMAGE = ("images are read from files, not from stdin (-)",
+               "save the image to a file and pass its path (a file named - is ./-)")
+
+
 def expand_image_paths(paths: ImagePaths) -> list[str | PredictionFailure]:
     """The image files `paths` stand for, in order, as `dlbox predict` reads its arguments:
     a folder is the images in it and its sub-folders (images_in_folder), a pattern the files
-    it matches (expand_pattern), any other path itself. A folder without images, one that
-    cannot be listed, and a pattern that matches nothing are PredictionFailures in place."""
+    it matches (expand_pattern), any other path itself. An empty path, `-` (the Unix
+    spelling of stdin), a folder without images, one that cannot be listed, and a pattern
+    that matches nothing are PredictionFailures in place."""
     expanded: list[str | PredictionFailure] = []
     for path in one_or_many(paths):
+        if not path.strip():
+            expanded.append(PredictionFailure(path, EMPTY_IMAGE_PATH))
+            continue
+        if path == "-":
+            expanded.append(PredictionFailure(path, *STDIN_IMAGE))
+            continue
         for found in expand_pattern(path):
             if isinstance(found, PredictionFailure) or not is_folder(found):
                 expanded.append(found)
@@ -304,8 +316,9 @@ def predict_images(run_dir: str | os.PathLike[str], paths: ImagePaths, device: s
 
     `paths`: image files, folders (the images in them and their sub-folders, in path order)
     or quoted shell patterns ("photos/*.jpg"), as `dlbox predict` takes them: one (a str or
-    a Path) or any iterable of them. One result per image file, in order; a folder without
-    images or a pattern that matches nothing is a PredictionFailure in its place.
+    a Path) or any iterable of them (expand_image_paths). One result per image file, in
+    order; an empty path, `-`, a folder without images or a pattern that matches nothing is
+    a PredictionFailure in its place. `on_image(done, total)` after each file is read.
     `tta`: test-time augmentation; None follows the run's config. Raises (RunDirError,
     UsageError, DlboxError) only for problems of the whole call: a missing run or checkpoint,
     a bad argument, a model that outputs NaN. A file that cannot be read fails on its own.
