@@ -769,3 +769,27 @@ def test_check_notes_class_folders_that_differ_only_in_case(
     (tmp_path / "test" / "cat").rename(tmp_path / "test" / "Cat")  # as it says
     assert main(["data", "check", "--data", str(tmp_path)]) == 0
     assert "differ only in case" not in capsys.readouterr().out
+
+
+def test_fetch_without_a_terminal_prints_download_progress_as_plain_lines(
+        tmp_path: Path, archive: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: with stderr not a terminal (CI, `| tee`, `docker logs`) a download
+    printed nothing between "fetching ..." and its end. It now prints plain lines (no bar, no
+    escape codes), the last one at 100 %."""
+    from conftest import ArchiveServer
+
+    path, digest = archive
+    server = ArchiveServer(path.read_bytes())
+    try:
+        assert main(["data", "fetch", "--data", str(tmp_path / "d"), "--from", server.url,
+                     "--sha256", digest]) == 0
+    finally:
+        server.close()
+    first, *lines, last = capsys.readouterr().err.splitlines()
+    assert first == f"fetching CIFAR-10 from {server.url} into {tmp_path / 'd'}"
+    size = f"{round(path.stat().st_size / 1e3)} kB"
+    assert 1 <= len(lines) <= 10 and lines[-1] == f"downloading {size} of {size} (100 %)"
+    assert all(line.startswith("downloading ") and line.endswith(" %)") for line in lines)
+    # (a copy, not the official archive: its batches are read through, which takes seconds)
+    assert last == ("checking the batches (not the official archive: its contents are read "
+                    "through)")

@@ -1,3 +1,5 @@
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -344,3 +346,77 @@ def test_the_refetch_hint_names_the_data_dir_it_looked_at(
         load_cifar10(data_dir, "test")
     assert info.value.hint == ("run `dlbox data check`, then `dlbox data fetch --force` (with "
                                "the same --from) to extract it again")
+
+
+def _nested_in_itself(depth: int, leaf: object = 0) -> list[object]:
+    """One list, each level holding the level below twice ("billion laughs"): a pickle of it
+    is a few hundred bytes per level, what it stands for is 10 * 2**depth items."""
+    nested: list[object] = [leaf] * 10
+    for _ in range(depth):
+        nested = [nested, nested]
+    return nested
+
+
+@contextlib.contextmanager
+def _memory_capped(extra: int = 2**30) -> Iterator[None]:
+    """Allow this process about `extra` more bytes of address space for the block: code that
+    expands what it reads fails with a MemoryError there, in seconds, rather than taking the
+    machine's memory (where /proc tells the current size; elsewhere no cap)."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as status:
+            size = next(int(line.split()[1]) * 1024 for line in status
+                        if line.startswith("VmSize:"))
+    except (OSError, StopIteration):
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = size + extra if hard == resource.RLIM_INFINITY else min(hard, size + extra)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@pytest.mark.parametrize("depth", [2, 30])
+@pytest.mark.parametrize(("field", "why"), [
+    ("labels", "labels are a list of lists, not a flat list of integers"),
+    ("data", "data is a list, not an array of pixels"),
+    ("label_names", "label_names holds a list, not a class name"),
+])
+def test_a_list_nested_in_itself_is_refused_before_it_is_expanded(
+        tmp_path: Path, field: str, why: str, depth: int) -> None:
+    """Found by review: a 31 KB batch whose labels were one list nested 30 deep, each level
+    the same list twice, passed the restricted unpickler, and np.asarray expanded it to
+    10 * 2**30 labels: `data check` (and a --sha256 fetch, which runs its checks) grew to many
+    GB. Each field is now checked for what it is (labels a flat list of integers or an
+    integer array, data an array, class names str or bytes) before numpy or str() sees it:
+    at depth 30 the refusal is as quick as at depth 2, and it comes before any expansion (a
+    1 GiB cap on the address space, which 10 * 2**30 labels would need 80 GiB of)."""
+    import pickle
+
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    if field == "label_names":
+        path = directory / "batches.meta"
+        record: dict[bytes, object] = {b"label_names": _nested_in_itself(depth, b"cat")}
+    else:
+        path = directory / "test_batch"
+        record = {b"data": np.zeros((10, 3072), np.uint8), b"labels": list(range(10))}
+        record[field.encode()] = _nested_in_itself(depth)
+    path.write_bytes(pickle.dumps(record, protocol=2))
+    assert path.stat().st_size < 40_000
+    with _memory_capped(), pytest.raises(DataError) as info:
+        load_cifar10(tmp_path, "test", cache=False)
+    assert info.value.message == f"{path} is not a CIFAR-10 batch: ValueError: {why}"
+    assert "dlbox data fetch --force" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("labels", [(3, 4), np.array([3, 4], np.int16)])
+def test_labels_as_a_tuple_or_an_integer_array_still_load(tmp_path: Path,
+                                                          labels: object) -> None:
+    directory = write_fake_cifar10(tmp_path, n_train=10, n_test=10)
+    _write_record(directory / "test_batch", {b"data": np.zeros((2, 3072), np.uint8),
+                                             b"labels": labels})
+    assert load_cifar10(tmp_path, "test", cache=False).labels.tolist() == [3, 4]

@@ -532,3 +532,145 @@ def test_sigterm_while_the_old_copy_is_deleted_lets_the_deletion_finish(
                                 data_dir, replace=True)
     assert sorted(p.name for p in data_dir.iterdir()) == ["cifar-10-batches-py"]
     assert len(load_cifar10(data_dir, "train")) == 40
+
+
+
+@pytest.mark.parametrize("entry", [".", "./", "cifar-10-batches-py", "./cifar-10-batches-py/"])
+def test_a_folder_entry_repeated_refuses_the_archive_at_once(tmp_path: Path,
+                                                             entry: str) -> None:
+    """Found by review: the root entry `.` and the batches' folder were passed over without a
+    count, and tarfile's stream mode keeps every header it reads: 1,000,000 `.` entries (a
+    2.2 MB .tar.gz) took 70 s and 423 MB before Inspect let the archive through. A folder
+    entry is accepted once, like each file; the second refuses the archive."""
+    good = write_fake_cifar10_archive(tmp_path / "good.tar.gz", n_train=20, n_test=10)
+    archive = tmp_path / "many.tar.gz"
+    with tarfile.open(good) as source, tarfile.open(archive, "w:gz") as tar:
+        for _ in range(200):
+            tar.addfile(dir_member(entry)[0])
+        for member in source.getmembers():
+            tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+    for call in (lambda: check_cifar10_archive(archive),
+                 lambda: extract_cifar10_archive(archive, tmp_path / "data")):
+        message, hint = _refusal(call)
+        assert message == f"refusing the archive: member {entry.rstrip('/')!r} appears twice"
+        assert "official cifar-10-python.tar.gz" in (hint or "")
+    assert_nothing_written(tmp_path / "data")
+
+
+def _extension_headers(path: Path, kind: bytes, count: int, size: int | None = None) -> Path:
+    """`count` pax or GNU long-name headers (tar's own extension records, which tarfile reads
+    into memory and follows by calling itself), then one folder entry: raw, as a hand-made
+    archive may hold them. `size`: the size the (last) header declares, its data cut short."""
+    import gzip
+
+    body = b"20 comment=xxxxxxxx\n" if kind in (tarfile.XHDTYPE, tarfile.XGLTYPE) else b"x\0"
+    blocks = []
+    for index in range(count):
+        info = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME else "pax")
+        info.type = kind
+        info.size = size if size is not None and index == count - 1 else len(body)
+        blocks.append(info.tobuf(format=tarfile.USTAR_FORMAT) + body.ljust(512, b"\0"))
+    blocks.append(dir_member("cifar-10-batches-py")[0].tobuf(format=tarfile.USTAR_FORMAT))
+    path.write_bytes(gzip.compress(b"".join(blocks) + b"\0" * 1024))
+    return path
+
+
+@pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME])
+def test_a_chain_of_extension_headers_is_an_unreadable_archive_not_a_crash(
+        tmp_path: Path, kind: bytes) -> None:
+    """Found while fixing the above: 5,000 pax (or GNU long-name) headers in a row, 20 KB of
+    .tar.gz, ended `dlbox data fetch --from` with "unexpected RecursionError" (exit 70): tarfile
+    reads each one by calling itself. It is an archive tar cannot read, said as such."""
+    archive = _extension_headers(tmp_path / "chain.tar.gz", kind, 5000)
+    for call in (lambda: check_cifar10_archive(archive),
+                 lambda: extract_cifar10_archive(archive, tmp_path / "data")):
+        message, _hint = _refusal(call)
+        assert message.startswith(f"archive {archive} is not a readable .tar.gz (")
+    assert_nothing_written(tmp_path / "data")
+
+
+def test_an_oversized_extension_header_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """Found while fixing the above: tarfile reads a pax header's data into memory whole; one
+    that declares 300 MB (a 300 KB .tar.gz of zeros) took 938 MB to inspect. Tar's own
+    records are a few hundred bytes: one over 64 KiB refuses the archive at its header (here
+    one declaring 100 MiB whose data is not even there)."""
+    archive = _extension_headers(tmp_path / "big.tar.gz", tarfile.XHDTYPE, 1,
+                                 size=100 * 2**20)
+    for call in (lambda: check_cifar10_archive(archive),
+                 lambda: extract_cifar10_archive(archive, tmp_path / "data")):
+        message, _hint = _refusal(call)
+        assert message == (f"archive {archive} is not a readable .tar.gz (an extended header "
+                           f"of {100 * 2**20} bytes, more than tar writes)")
+    assert_nothing_written(tmp_path / "data")
+
+
+def _pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    length = len(body) + len(str(len(body)))
+    return f"{length + (len(str(length)) - len(str(len(body))))}".encode() + body
+
+
+@pytest.mark.parametrize("how", ["gnu", "pax"])
+def test_a_sparse_member_is_refused_at_its_header(tmp_path: Path, how: str) -> None:
+    """Found while fixing the above: tarfile reads a sparse member's map (GNU's extension
+    blocks, or pax's GNU.sparse 1.0 list) block after block into memory, for as long as the
+    archive says it goes on, and a map cut short crashed `dlbox data fetch` (IndexError or
+    ValueError, exit 70). CIFAR-10 holds no sparse file: its header refuses the archive."""
+    import gzip
+
+    member = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+    member.size = 512
+    if how == "gnu":
+        member.type = tarfile.GNUTYPE_SPARSE
+        header = bytearray(member.tobuf(format=tarfile.GNU_FORMAT))
+        header[482] = 1  # "isextended": a block of the map follows (it is not there)
+        header[148:156] = b" " * 8  # the header's checksum, again
+        header[148:156] = b"%06o\0 " % sum(header[:512])
+        blocks = bytes(header)
+    else:
+        records = b"".join(_pax_record(key, value) for key, value in (
+            ("GNU.sparse.major", "1"), ("GNU.sparse.minor", "0"),
+            ("GNU.sparse.name", "cifar-10-batches-py/test_batch"),
+            ("GNU.sparse.realsize", "512")))
+        pax = tarfile.TarInfo("pax")
+        pax.type = tarfile.XHDTYPE
+        pax.size = len(records)
+        blocks = (pax.tobuf(format=tarfile.USTAR_FORMAT) + records.ljust(512, b"\0")
+                  + member.tobuf(format=tarfile.USTAR_FORMAT) + b"1000000000\n0\n")
+    archive = tmp_path / "sparse.tar.gz"
+    archive.write_bytes(gzip.compress(dir_member("cifar-10-batches-py")[0].tobuf() + blocks))
+    for call in (lambda: check_cifar10_archive(archive),
+                 lambda: extract_cifar10_archive(archive, tmp_path / "data")):
+        message, _hint = _refusal(call)
+        assert message == (f"archive {archive} is not a readable .tar.gz (a sparse file, which "
+                           "CIFAR-10 never holds)")
+    assert_nothing_written(tmp_path / "data")
+
+
+@pytest.mark.parametrize(("name", "limit"), [
+    ("readme.html", 2**20), ("batches.meta", 2**20), ("data_batch_3", 64 * 2**20),
+    ("test_batch", 64 * 2**20)])
+def test_each_member_has_a_size_cap_of_its_own(tmp_path: Path, name: str, limit: int) -> None:
+    """Found by review: every member was allowed 256 MiB, readme.html (88 bytes in the official
+    archive) and batches.meta (a few hundred) too. The small files may now have 1 MiB, a batch
+    (about 31 MB, the same from the converter in ../shared/data) 64 MiB; a header that claims
+    more refuses the archive before any of its data is read (none is there)."""
+    import gzip
+
+    member = f"cifar-10-batches-py/{name}"
+    assert classify_member(tarfile.TarInfo(member)) == name  # (an empty one: fine)
+    at_limit = tarfile.TarInfo(member)
+    at_limit.size = limit
+    assert classify_member(at_limit) == name
+    over = tarfile.TarInfo(member)
+    over.size = limit + 1
+    archive = tmp_path / "big.tar.gz"
+    archive.write_bytes(gzip.compress(dir_member("cifar-10-batches-py")[0].tobuf()
+                                      + over.tobuf()))
+    for call in (lambda: check_cifar10_archive(archive),
+                 lambda: extract_cifar10_archive(archive, tmp_path / "data")):
+        message, hint = _refusal(call)
+        assert message == (f"refusing the archive: member {member!r} is {limit + 1} bytes, "
+                           f"too large for CIFAR-10 (its {name} is at most {limit})")
+        assert "official cifar-10-python.tar.gz" in (hint or "")
+    assert_nothing_written(tmp_path / "data")

@@ -82,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
 def run_fetch(args: argparse.Namespace) -> int:
     reject_empty_paths(args, ("data",))  # `--data ""` is a mistake, never the default dir
     data_dir = resolve_data_dir(args.data)
+    # a bar on a terminal; in a log or a pipe (CI, `| tee`, `docker logs`) plain lines
+    bars = sys.stderr.isatty()
     config = FetchConfig(data_dir=data_dir, source=args.source, sha256=args.sha256,
-                         force=args.force, progress=sys.stderr.isatty())
+                         force=args.force, progress=bars, progress_lines=not bars)
     # Bad arguments fail before the "fetching ..." line (fetch_cifar10 checks them too).
     # `is not None`: an empty --sha256 or --from is refused, never taken as not given.
     if args.sha256 is not None:

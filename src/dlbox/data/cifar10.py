@@ -23,6 +23,7 @@ import hashlib
 import os
 import pickle
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -180,10 +181,22 @@ def read_batch_file(path: Path) -> dict[Any, Any]:
     return record
 
 
+def _a_type(value: Any) -> str:
+    """What a value is, for a message: "None", "a dict", "an int"."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
 def _pixel_array(value: Any) -> np.ndarray:
     """A batch's `data` as uint8. Only integers in 0..255 pass: a plain cast would turn pixels
-    stored as floats in [0, 1] into a black image and wrap 256 to 0, without a word."""
-    array = np.asarray(value)
+    stored as floats in [0, 1] into a black image and wrap 256 to 0, without a word. Only an
+    array passes: np.asarray of a list nested in itself (a few KB of pickle naming the same
+    list again and again) would expand it to billions of values (review)."""
+    if not isinstance(value, np.ndarray):
+        raise ValueError(f"data is {_a_type(value)}, not an array of pixels")
+    array = value
     if array.dtype == np.uint8:
         return array
     if array.dtype.kind not in "iu":
@@ -196,8 +209,22 @@ def _pixel_array(value: Any) -> np.ndarray:
 
 def _label_array(value: Any) -> np.ndarray:
     """A batch's `labels` as int64; labels that are not integers (3.7, "cat", True) are
-    refused, never rounded or parsed."""
-    array = np.asarray(value)
+    refused, never rounded or parsed. A list is looked at item by item before numpy sees it
+    (as long as the list, never more): one nested in itself would expand to billions of labels
+    (review: a 31 KB batch took many GB)."""
+    if isinstance(value, (list, tuple)):
+        bad = next((i for i, item in enumerate(value) if type(item) is not int), None)
+        if bad is not None:  # (True is a bool, not an int: refused too)
+            wrong = value[bad]
+            if isinstance(wrong, (list, tuple, dict)):
+                raise ValueError(f"labels are a list of {type(wrong).__name__}s, not a flat "
+                                 "list of integers")
+            raise ValueError(f"labels are {type(wrong).__name__} values, not integers")
+        array = np.asarray(value, dtype=np.int64)
+    elif isinstance(value, np.ndarray):
+        array = value
+    else:
+        raise ValueError(f"labels are {_a_type(value)}, not a list of integers")
     if array.size == 0:
         return array.astype(np.int64)  # np.asarray([]) is float64
     if array.dtype.kind not in "iu":
@@ -233,6 +260,11 @@ def read_class_names(directory: Path) -> tuple[str, ...]:
         names = _get(record, "label_names")
         if isinstance(names, (str, bytes)):
             raise TypeError(f"label_names is a {type(names).__name__}, not a list")
+        # str() of a list nested in itself would expand it (review): names are str or bytes
+        names = list(names)
+        bad = next((i for i, n in enumerate(names) if not isinstance(n, (str, bytes))), None)
+        if bad is not None:
+            raise ValueError(f"label_names holds {_a_type(names[bad])}, not a class name")
         classes = tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
     except KeyError:
         raise DataError(f"CIFAR-10 batch file {path} has no 'label_names' field",
@@ -241,7 +273,7 @@ def read_class_names(directory: Path) -> tuple[str, ...]:
         raise _not_a_batch(path, error) from None
     # Review: ten times "cat" trained, and reported one class, "cat", at 0 %: the per-class
     # figures and predictions.csv's columns are keyed by name.
-    repeated = sorted({name for name in classes if classes.count(name) > 1})
+    repeated = sorted(name for name, count in Counter(classes).items() if count > 1)
     if repeated:
         what = "class" if len(repeated) == 1 else "classes"
         raise DataError(f"CIFAR-10 batch file {path} names the {what} "

@@ -40,8 +40,11 @@ from dlbox.text import shell_quote
 REQUIRED_FILES: tuple[str, ...] = (*TRAIN_BATCHES, *TEST_BATCHES, META_FILE)
 OPTIONAL_FILES: tuple[str, ...] = ("readme.html",)
 EXPECTED_FILES: frozenset[str] = frozenset(REQUIRED_FILES + OPTIONAL_FILES)
-# The real batches are ~31 MB each; anything far larger is not CIFAR-10 (or is a bomb).
-MAX_MEMBER_BYTES = 256 * 1024 * 1024
+# The most each member may be: the batches are about 31 MB in the official archive (and as
+# ../shared/data's converter writes them), batches.meta and readme.html a few hundred bytes;
+# anything far larger is not CIFAR-10 (or is a bomb).
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+MAX_SMALL_FILE_BYTES = 1024 * 1024  # batches.meta, readme.html
 _CHUNK = 1024 * 1024
 
 WRITABLE_HINT = ("pass --data DIR (or set DLBOX_DATA) to a folder you can write to, or fix "
@@ -119,10 +122,17 @@ def classify_member(member: tarfile.TarInfo) -> str | None:
     if not member.isfile():
         raise DataError(refuse.format(name, f"is {kind}, expected a regular file"),
                         hint=BAD_ARCHIVE_HINT)
-    if member.size > MAX_MEMBER_BYTES:
-        raise DataError(refuse.format(name, f"is {member.size} bytes, too large for CIFAR-10"),
+    limit = max_member_bytes(parts[1])
+    if member.size > limit:
+        raise DataError(refuse.format(name, f"is {member.size} bytes, too large for CIFAR-10 "
+                                            f"(its {parts[1]} is at most {limit})"),
                         hint=BAD_ARCHIVE_HINT)
     return parts[1]
+
+
+def max_member_bytes(name: str) -> int:
+    """The most bytes the file `name` under cifar-10-batches-py/ may have."""
+    return MAX_SMALL_FILE_BYTES if name in (META_FILE, *OPTIONAL_FILES) else MAX_BATCH_BYTES
 
 
 # What an image tree's files end with (as dlbox.data.imagefolder reads them; that module
@@ -161,6 +171,44 @@ def _holds_images(first: tarfile.TarInfo, tar: tarfile.TarFile) -> bool:
     return False
 
 
+# tar's own records (a pax header, a GNU long name) are a few hundred bytes; tarfile reads
+# each into memory whole, so one that claims more is refused at its header (a pax header
+# of 300 MB, a 300 KB .tar.gz, took 938 MB to inspect).
+MAX_EXTENSION_HEADER_BYTES = 64 * 1024
+_EXTENSION_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                    tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+_SPARSE = "a sparse file, which CIFAR-10 never holds"
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's TarInfo, but it refuses (as an unreadable archive) what would make tarfile
+    read without bound before a member is even named: an oversized extension record, or a
+    sparse file's map (GNU's extension blocks, or pax's GNU.sparse 1.0 list, which tarfile
+    reads for as long as the archive says it goes on)."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENSION_TYPES and self.size > MAX_EXTENSION_HEADER_BYTES:
+            raise tarfile.ReadError(
+                f"an extended header of {self.size} bytes, more than tar writes")
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise tarfile.ReadError(_SPARSE)
+        return super()._proc_member(tarfile_)  # type: ignore[misc]  # not in typeshed
+
+    def _proc_gnusparse_10(self, *_args: object) -> None:
+        raise tarfile.ReadError(_SPARSE)
+
+
+def _open_stream(archive: Path) -> tarfile.TarFile:
+    """`archive` opened to be read once, front to back (a .tar.gz or a plain .tar)."""
+    return tarfile.open(archive, mode="r|*", tarinfo=_BoundedTarInfo)
+
+
+# What tarfile raises for an archive it cannot read. RecursionError too: it reads a chain of
+# pax or GNU long-name headers by calling itself, once per header (5,000 in a row, 20 KB of
+# .tar.gz, crashed the fetch with "unexpected RecursionError").
+_UNREADABLE = (tarfile.TarError, EOFError, zlib.error, RecursionError)
+
+
 def _remove_tree(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(path)
@@ -179,9 +227,14 @@ def _accepted_members(tar: tarfile.TarFile,
                       label: str) -> Iterator[tuple[tarfile.TarInfo, str]]:
     """(member, file name under cifar-10-batches-py/) for each file `tar` may extract, in
     archive order; raises DataError at the first member that refuses the archive (see
-    classify_member) or one that appears twice."""
+    classify_member) or one that appears twice, the folder entries (the root `.` and
+    cifar-10-batches-py itself) included: so an archive gets as far as its 9 accepted entries
+    and no further (review: a million `.` entries took 70 s and 423 MB)."""
     seen: set[str] = set()
-    for member in tar:
+    folders: set[tuple[str, ...]] = set()
+    while (member := tar.next()) is not None:
+        # stream mode keeps every header it read (tar.members): none is needed again
+        tar.members.clear()  # type: ignore[attr-defined]
         try:
             name = classify_member(member)
         except DataError as error:
@@ -191,6 +244,11 @@ def _accepted_members(tar: tarfile.TarFile,
                 raise DataError(error.message, hint=_image_tree_hint(label)) from None
             raise
         if not name:
+            folder = PurePosixPath(member.name.replace("\\", "/")).parts
+            if folder in folders:
+                raise DataError(f"refusing the archive: member {member.name!r} appears twice",
+                                hint=BAD_ARCHIVE_HINT)
+            folders.add(folder)
             continue
         if name in seen:
             raise DataError(f"refusing the archive: {BATCHES_DIRNAME}/{name} appears twice",
@@ -209,8 +267,8 @@ def _check_complete(names: Iterable[str], label: str) -> None:
 def _extract_members(archive: Path, into: Path, on_file: Callable[[str], None] | None,
                      label: str) -> list[ExtractedFile]:
     written: list[ExtractedFile] = []
-    # Stream mode reads the gzip once, front to back; no random access, no member list held.
-    with tarfile.open(archive, mode="r|*") as tar:
+    # Stream mode reads the gzip once, front to back; no random access, no member list kept.
+    with _open_stream(archive) as tar:
         for member, name in _accepted_members(tar, label):
             source = tar.extractfile(member)
             if source is None:  # pragma: no cover - isfile() members always have data
@@ -239,8 +297,10 @@ def check_cifar10_archive(archive: str | Path, *, label: str | None = None) -> N
     accept: not a ZIP/7z/RAR or other unreadable file, no image tree, no unexpected, unsafe,
     duplicate or oversized member, none of the required files missing. The same checks and
     messages as extraction, but only member headers are read (the gzip streams through once,
-    member data is skipped, nothing is written or held in memory); a wrong format or a
-    foreign first member fails at the first bytes.
+    member data is skipped, nothing is written, and only the headers being looked at, tar's
+    own records among them at most 64 KiB each, are held in memory); a wrong format or a
+    foreign first member fails at the first bytes, a repeated or foreign member at its
+    header.
 
     `fetch` runs this before the checksum: a file that could not be extracted anyway must
     get the error that says what it is, never a "pass --sha256 <its checksum>" hint.
@@ -248,9 +308,9 @@ def check_cifar10_archive(archive: str | Path, *, label: str | None = None) -> N
     archive = Path(archive)
     label = label or str(archive)
     try:
-        with tarfile.open(archive, mode="r|*") as tar:
+        with _open_stream(archive) as tar:
             names = [name for _member, name in _accepted_members(tar, label)]
-    except (tarfile.TarError, EOFError, zlib.error) as error:
+    except _UNREADABLE as error:
         raise _unreadable_archive(archive, label, error) from None
     except OSError as error:
         if error.errno is None:  # gzip.BadGzipFile and friends: the archive, not the disk
@@ -369,7 +429,7 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
             raise data_dir_error(data_dir, error, "create a temp folder") from None
         try:
             files = _extract_members(archive, staging, on_file, label)
-        except (tarfile.TarError, EOFError, zlib.error) as error:
+        except _UNREADABLE as error:
             raise _unreadable_archive(archive, label, error) from None
         except FileExistsError:
             raise DataError(f"archive {label} holds a member twice",

@@ -62,6 +62,9 @@ ARCHIVE_NAME = "cifar-10-python.tar.gz"
 CHECKSUMS_FILE = "dlbox-checksums.json"
 URL_SCHEMES = ("http", "https", "ftp")  # what `download` (urllib) fetches; file:// is local
 _CHUNK = 1024 * 1024
+# A download takes what has arrived, up to this much, each read: a read of _CHUNK waits for
+# all of it, which on a slow link left the bar (and a Ctrl-C's .part) behind (review).
+_READ_CHUNK = 64 * 1024
 
 def offline_hint(data_dir: Path) -> str:
     """How to fetch without this machine's network, into the same data dir."""
@@ -79,6 +82,9 @@ class FetchConfig:
     sha256: str | None = None  # expected sha256 of the archive; None: check the official md5
     force: bool = False  # fetch and replace even if the data is already there
     progress: bool = True  # show rich progress bars on stderr
+    # where there are no bars (stderr a log or a pipe): a plain line on stderr at every tenth
+    # of a download, and at its end
+    progress_lines: bool = False
     timeout_s: float = 60.0
 
 
@@ -286,6 +292,13 @@ def inspect_checksums(data_dir: str | Path) -> tuple[dict[str, Any] | None, str 
     return record, None
 
 
+def _official_in_place(data_dir: str | Path) -> bool:
+    """Whether the record beside the batches says they came from the official archive (its
+    md5 matched); False for a copy fetched with --sha256, or no record."""
+    archive = (read_checksums(data_dir) or {}).get("archive")
+    return isinstance(archive, dict) and archive.get("official_md5_match") is True
+
+
 def data_checksum(data_dir: str | Path) -> str | None:
     """The sha256 of the archive the CIFAR-10 data in `data_dir` came from, if recorded."""
     record = read_checksums(data_dir)
@@ -345,10 +358,47 @@ def check_digest(digest: ArchiveDigest, expected_sha256: str | None, label: str,
 
 # ---- progress (rich, on stderr) -------------------------------------------------------------
 
-class _Progress:
-    """A thin wrapper so the download and extract code does not care whether bars are shown."""
+class _ProgressLines:
+    """Progress as plain lines on stderr, for a log or a pipe (CI, `| tee`, `docker logs`),
+    where a bar can't be drawn: one at every tenth of the total (every LINE_EVERY_BYTES when
+    the total is not known), and one at the end."""
 
-    def __init__(self, enabled: bool, unit: str = "bytes") -> None:
+    LINE_EVERY_BYTES = 16 * 1000 * 1000
+
+    def __init__(self, description: str, total: float | None, completed: float) -> None:
+        self._description, self._total, self._done = description, total, completed
+        self._step = self._step_now()
+        self._shown: float | None = None
+
+    def _step_now(self) -> int:
+        if self._total:
+            return int(self._done * 10 // self._total)
+        return int(self._done // self.LINE_EVERY_BYTES)
+
+    def advance(self, n: int) -> None:
+        self._done += n
+        if self._step_now() != self._step:
+            self._step = self._step_now()
+            self.show()
+
+    def show(self) -> None:
+        """A line for what is done now (once for the same amount)."""
+        if self._shown == self._done:
+            return
+        self._shown = self._done
+        done = _size_text(int(self._done))
+        if self._total:
+            done += (f" of {_size_text(int(self._total))} "
+                     f"({int(self._done * 100 // self._total)} %)")
+        print(f"{self._description} {done}", file=sys.stderr, flush=True)
+
+
+class _Progress:
+    """A thin wrapper so the download and extract code does not care whether bars are shown.
+    `lines`: without bars, plain lines instead (see _ProgressLines)."""
+
+    def __init__(self, enabled: bool, unit: str = "bytes", *, lines: bool = False) -> None:
+        self._lines = lines and not enabled
         self._progress: Any = None
         if enabled:
             from rich.console import Console
@@ -377,7 +427,12 @@ class _Progress:
         `exact`: a download cut short keeps its real total (review: a full bar showed above
         "stopped at 300000 of 1975431 bytes")."""
         if self._progress is None:
-            yield lambda _n: None
+            if not self._lines:
+                yield lambda _n: None
+                return
+            lines = _ProgressLines(description, total, completed)
+            yield lines.advance
+            lines.show()  # where it ended: the whole, or where a download was cut short
             return
         with self._progress:
             task_id = self._progress.add_task(description, total=total, completed=completed)
@@ -422,8 +477,9 @@ def _again_hint(part: Path) -> str:
 
 
 def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = False,
-             resume: bool = True) -> Path:
-    """Download `url` to `dest` through `dest.part` (resumed when possible); returns `dest`."""
+             resume: bool = True, progress_lines: bool = False) -> Path:
+    """Download `url` to `dest` through `dest.part` (resumed when possible); returns `dest`.
+    `progress`: a bar on stderr; else `progress_lines`: plain lines (see _ProgressLines)."""
     check_source(url)
     shown = redact_url(url)
     part = dest.with_name(dest.name + ".part")
@@ -451,7 +507,8 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                 part.unlink()
             except OSError as unlink_error:
                 raise data_dir_error(dest.parent, unlink_error, f"delete {part}") from None
-            return download(url, dest, timeout_s=timeout_s, progress=progress, resume=False)
+            return download(url, dest, timeout_s=timeout_s, progress=progress, resume=False,
+                            progress_lines=progress_lines)
         raise DataError(f"could not download {shown}: HTTP {error.code} {one_line(error.reason)}",
                         hint=_http_error_hint(error.code, url, dest.parent)) from None
     except urllib.error.URLError as error:
@@ -470,10 +527,12 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         total = start + int(length) if length and length.isdigit() else None
         received = start
         try:
+            read = getattr(response, "read1", response.read)  # what has arrived, if it can
             with open(part, "ab" if start else "wb") as out, \
-                    _Progress(progress).task("downloading", total, completed=start,
-                                             exact=total is not None) as advance:
-                while chunk := response.read(_CHUNK):
+                    _Progress(progress, lines=progress_lines).task(
+                        "downloading", total, completed=start,
+                        exact=total is not None) as advance:
+                while chunk := read(_READ_CHUNK):
                     out.write(chunk)
                     received += len(chunk)
                     advance(len(chunk))
@@ -549,26 +608,41 @@ def _write_source_record(source: Path, url: str, headers: Any, folder: Path) -> 
     etag = headers.get("ETag") or ""
     validator = etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
     try:
-        source.write_text(json.dumps({"url": _url_key(url), "validator": validator}),
+        # the Content-Type too: a page served as text/html is named as one (_looks_like_html)
+        source.write_text(json.dumps({"url": _url_key(url), "validator": validator,
+                                      "content_type": headers.get("Content-Type")}),
                           encoding="utf-8")
     except OSError as error:
         raise data_dir_error(folder, error, f"write {source.name}") from None
 
 
-HTML_HINT = ("the URL leads to a page (a login, a download or error page), not to the file "
-             "itself: open it in a browser, take the direct link to cifar-10-python.tar.gz "
-             "and pass that to --from, or download it there and run `dlbox data fetch --from "
-             "/path/to/cifar-10-python.tar.gz`")
+def html_hint(data_dir: Path) -> str:
+    """The fix for a URL that answered with a web page, into the same data dir."""
+    return ("the URL leads to a page (a login, a download or error page), not to the file "
+            "itself: open it in a browser, take the direct link to cifar-10-python.tar.gz "
+            "and pass that to --from, or download it there and run "
+            f"`dlbox data fetch{data_flag(data_dir)} --from /path/to/cifar-10-python.tar.gz`")
 
 
-def _looks_like_html(path: Path) -> bool:
-    """Whether a download starts like a web page (a gzip archive starts with 1f 8b)."""
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--")
+
+
+def _looks_like_html(path: Path, content_type: str | None = None) -> bool:
+    """Whether a file is a web page, not an archive: it is no gzip (1f 8b) or tar, and it was
+    served as text/html, or its first KB starts like a page (after a byte-order mark or
+    white space: a doctype, a tag, an <!-- comment -->) or holds an <html tag further down."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(512).lstrip().lower()
+            head = handle.read(1024)
     except OSError:
         return False
-    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml"))
+    if head.startswith(b"\x1f\x8b") or head[257:262] == b"ustar":
+        return False
+    if (content_type or "").split(";")[0].strip().lower() in ("text/html",
+                                                             "application/xhtml+xml"):
+        return True
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    return text.startswith(_HTML_STARTS) or b"<html" in text
 
 
 def _local_archive(source: str) -> Path:
@@ -683,6 +757,13 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
             raise UsageError(f"{target} holds CIFAR-10 from another archive (sha256 "
                              f"{present}), not the one --sha256 names ({expected})",
                              hint="pass --force to replace it with that archive's data")
+        # nor, without --sha256 (the official archive expected), is a copy's (review: a plain
+        # scripts/main.sh after an offline one trained on the JPEG copy without a word)
+        if expected is None and present is not None and not _official_in_place(root):
+            raise UsageError(f"{target} holds CIFAR-10 from another archive (sha256 "
+                             f"{present}), not the official one (md5 {OFFICIAL_MD5})",
+                             hint="pass --force to replace it with the official archive's "
+                                  f"data, or --sha256 {present} to keep using it")
         return FetchResult("present", target, str(target), present)
     check_not_an_image_tree(root)
     created_root = not root.exists()
@@ -695,11 +776,14 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
             _make_data_dir(root)
             held.enter_context(_download_lock(root))
             downloaded = download(source, root / ARCHIVE_NAME, timeout_s=config.timeout_s,
-                                  progress=config.progress)
+                                  progress=config.progress,
+                                  progress_lines=config.progress_lines)
             archive = downloaded
         else:
             archive = _local_archive(source)
         label = str(archive) if downloaded is None else shown
+        web_page = downloaded is not None and _looks_like_html(
+            downloaded, (_read_record(downloaded) or {}).get("content_type"))
         # Format and contents first (member headers only): a ZIP, an image tree or a foreign
         # archive gets the error that says what it is, never a checksum mismatch whose hint
         # offers `--sha256 <this file's sha256>` for a file that could not be extracted
@@ -709,7 +793,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                             hint="it was saved from a page (a login, download or error "
                                  "page), not from the file itself: take the direct link to "
                                  "cifar-10-python.tar.gz and download it again")
-        if downloaded is None or not _looks_like_html(downloaded):
+        if not web_page:
             check_cifar10_archive(archive, label=label)
         try:
             with _Progress(config.progress).task("verifying",
@@ -725,9 +809,9 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
             check_digest(digest, expected, label, local_file=downloaded is None)
             verified = True
         except DataError as error:
-            if downloaded is not None and _looks_like_html(downloaded):
+            if web_page:
                 raise DataError(f"{error.message}: the server sent a web page (HTML), not "
-                                "the archive", hint=HTML_HINT) from None
+                                "the archive", hint=html_hint(root)) from None
             raise
         if downloaded is None:  # a local archive: two fetches would still swap in turn
             _make_data_dir(root)
@@ -748,7 +832,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
             # The official archive's contents are known (its md5 matched): only another copy
             # is read through, before it may replace the data in place.
             if digest.md5 != OFFICIAL_MD5:
-                if config.progress:  # seconds, for a full-size copy (review: a silent wait)
+                if config.progress or config.progress_lines:  # seconds, for a full-size copy
                     print("checking the batches (not the official archive: its contents are "
                           "read through)", file=sys.stderr)
                 try:
@@ -772,12 +856,14 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
             error.hint = (f"{error.hint}; " if error.hint else "") + (
                 f"the download is kept ({downloaded}): the same command extracts it without "
                 "downloading it again")
-        # A download that failed to verify is never used again: deleted, so the next run
-        # downloads through a fresh .part. One that verified and then failed to extract (a
-        # full disk, Ctrl-C) is kept with its .source record: the next fetch from the same
-        # URL extracts it without downloading it again (review: a full disk deleted it, and
-        # each retry downloaded 163 MB again). Deleted before the lock goes.
-        if downloaded is not None and not verified:
+        # A download found bad (not an archive, a checksum mismatch, batches that are not
+        # CIFAR-10) is never used again: deleted, so the next run downloads through a fresh
+        # .part. Any other is kept with its .source record: one that verified and then failed
+        # to extract (a full disk, Ctrl-C), and one stopped before its check was done (Ctrl-C,
+        # SIGTERM, SIGHUP: review, 163 MB deleted unchecked). The next fetch from the same URL
+        # checks it again and extracts it without downloading it again (review: a full disk
+        # deleted it, and each retry downloaded 163 MB again). Deleted before the lock goes.
+        if downloaded is not None and not verified and isinstance(error, DataError):
             with contextlib.suppress(OSError):
                 _remove_download(downloaded)
         held.close()
@@ -789,7 +875,8 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
 
 
 def kept_downloads(data_dir: str | Path) -> list[str]:
-    """For `dlbox data check`: a verified download that a fetch did not extract, and the .part
+    """For `dlbox data check`: a complete download that a fetch did not extract (verified, or
+    stopped before its check was done: the next fetch checks it again), and the .part
     of an interrupted one, each with what the next fetch does with it (review: a kept 163 MB
     download went unmentioned)."""
     root = data_root(data_dir)
@@ -802,8 +889,8 @@ def kept_downloads(data_dir: str | Path) -> list[str]:
     # not interrupted, and not to be deleted (review).
     busy = held_elsewhere(root)
     for path, what, then in (
-            (root / ARCHIVE_NAME, "a verified download a fetch did not extract",
-             "uses it without downloading it again"),
+            (root / ARCHIVE_NAME, "a complete download a fetch did not extract",
+             "checks it and uses it without downloading it again"),
             (part, "an interrupted download", "resumes it" if _names_a_version(part) else
              "starts it over (the server named no version of its file)")):
         with contextlib.suppress(OSError):
