@@ -527,6 +527,7 @@ def test_the_resolve_goes_through_the_proxy_the_build_is_given(engine: Any,
     pip resolves a new project's requirements, which went round the proxy (and failed where
     only the proxy reaches the index); a proxy that refuses got "offline?" as its hint.
     A proxy of this test's own, which refuses every CONNECT, shows what pip asked it."""
+    import ipaddress
     import socketserver
     import threading
 
@@ -541,7 +542,9 @@ def test_the_resolve_goes_through_the_proxy_the_build_is_given(engine: Any,
     socketserver.ThreadingTCPServer.allow_reuse_address = True
     with socketserver.ThreadingTCPServer(("0.0.0.0", 0), Refusing) as proxy:
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
-        gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+        ipam = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]
+        # an engine that names no gateway (Docker 20.10) gives the subnet's first address
+        gateway = ipam.get("Gateway") or str(next(ipaddress.ip_network(ipam["Subnet"]).hosts()))
         url = f"http://{gateway}:{proxy.server_address[1]}"
         project = tmp_path / "dlbox-proxied"
         project.mkdir()
