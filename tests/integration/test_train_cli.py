@@ -136,6 +136,20 @@ def test_bad_values_are_usage_errors(fake_cifar_dir: Path, tmp_path: Path,
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_a_seed_that_would_run_as_another_is_a_usage_error(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: --seed 4294967297 trained the very run of --seed 1 (torch's CPU
+    generator keeps the low 32 bits), without a word."""
+    code = main(["train", *QUICK, "--seed", "4294967297", "--data", str(fake_cifar_dir),
+                 "--run-dir", str(tmp_path / "run")])
+    assert code == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "error: --seed 4294967297 would run as seed 1: torch's CPU generator, which draws "
+        "the initial weights, keeps only the low 32 bits",
+        "hint: pass a --seed from 0 to 4294967295, e.g. --seed 1"]
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("model", ["tiny", "resnet"])
 def test_a_width_too_big_for_memory_is_a_usage_error_before_allocating(
         fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float,
                         help="peak learning rate (speedrun: Muon's, see docs/speedrun.md)")
     parser.add_argument("--weight-decay", type=float,
-                        help="L2 weight decay (speedrun: decoupled, per example and step)")
+                        help="L2 weight decay (speedrun: on biases and head only, scaled by "
+                             "batch size / lr; see docs/speedrun.md)")
     parser.add_argument("--momentum", type=float,
                         help="SGD momentum (speedrun: Muon's)")
     parser.add_argument("--label-smoothing", type=float, help="label smoothing (0 = none)")
@@ -58,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                   "(resnet: 64 on GPU, 16 on CPU)")
     parser.add_argument("--device", default=None,
                         help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=int, help="random seed, 0 to 4294967295 (default: 0)")
     parser.add_argument("--data", metavar="DIR",
                         help="data dir: CIFAR-10, or an image tree DIR/{train,test}/<class>/"
                              "<image> (default: $DLBOX_DATA, else the user cache dir; with "

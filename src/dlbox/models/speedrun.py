@@ -170,7 +170,8 @@ class SpeedrunNet(nn.Module):
 # The recipe as `dlbox train` sees it (dlbox.models.registry.Recipe). `dlbox train` hands
 # SpeedrunNets to the speedrun trainer (dlbox.training.speedrun), which maps these fields onto
 # its SpeedrunConfig (`config_from_train`): lr and momentum are Muon's for the 3x3 filters
-# (the bias and head lrs scale with lr), weight_decay is per example and step, decoupled;
+# (the bias and head lrs scale with lr), weight_decay is L2 on the biases and head only,
+# scaled by batch size / lr (dlbox.training.speedrun.build_optimizers);
 # crop_padding is the translation; tta means airbench's 6-view TTA. The rest of the settings
 # (per-group lrs, whitening, the whitening bias schedule) are SpeedrunConfig's defaults.
 SPEEDRUN_RECIPE = Recipe(

@@ -119,9 +119,9 @@ class TrainConfig:
             raise UsageError(f"weight decay must be at most {MAX_WEIGHT_DECAY:g}, got "
                              f"{self.weight_decay:g}", hint="e.g. --weight-decay 5e-4")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) \
-                or not MIN_SEED <= self.seed <= MAX_SEED:
-            raise UsageError(f"seed must be a whole number torch can take ({MIN_SEED}.."
-                             f"{MAX_SEED}), got {self.seed!r}", hint="e.g. --seed 0")
+                or not TORCH_MIN_SEED <= self.seed <= TORCH_MAX_SEED:
+            raise UsageError(f"seed must be a whole number torch can take ({TORCH_MIN_SEED}.."
+                             f"{TORCH_MAX_SEED}), got {self.seed!r}", hint="e.g. --seed 0")
         for name in ("data_dir", "run_dir"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise UsageError(f"{name} must be a path, got {getattr(self, name)!r}")
@@ -190,9 +190,26 @@ MAX_EPOCHS = 100_000
 MAX_LR = 1e3
 MAX_WEIGHT_DECAY = 10.0
 # torch.manual_seed's range (a signed or an unsigned 64-bit number): every run that trained
-# had a seed in it, so no earlier config.json is refused.
-MIN_SEED = -(2**63)
-MAX_SEED = 2**64 - 1
+# had a seed in it, so no earlier config.json is refused (validate).
+TORCH_MIN_SEED = -(2**63)
+TORCH_MAX_SEED = 2**64 - 1
+# The seeds a new run takes: torch's CPU generator (mt19937), which draws every model's
+# initial weights (on CUDA runs too: models are built on the CPU), keeps the low 32 bits, and
+# -1 is 2**64 - 1; beyond this range a seed trains the same run as another (review).
+MIN_SEED = 0
+MAX_SEED = 2**32 - 1
+
+
+def check_new_seed(seed: int) -> None:
+    """Refuse a new run's seed that would run as another seed (a resumed run keeps its own,
+    whatever it is: validate takes all of torch's range)."""
+    if isinstance(seed, int) and not isinstance(seed, bool) \
+            and not MIN_SEED <= seed <= MAX_SEED:
+        runs_as = seed % 2**32
+        raise UsageError(f"--seed {seed} would run as seed {runs_as}: torch's CPU generator, "
+                         "which draws the initial weights, keeps only the low 32 bits",
+                         hint=f"pass a --seed from {MIN_SEED} to {MAX_SEED}, e.g. --seed "
+                              f"{runs_as}")
 
 
 THREADS_PER_CORE = 4  # the most --threads per core: more only slows training

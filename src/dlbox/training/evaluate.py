@@ -478,14 +478,39 @@ def merge_metrics_file(path: Path, final: dict[str, Any], evaluation: dict[str, 
 EVALUATION_FILE = "evaluation.json"  # the metrics document, in an --output folder
 
 
+def final_test_metrics(metrics: dict[str, Any], tta: bool,
+                       run_tta: bool | None) -> dict[str, Any]:
+    """What an evaluation (`metrics`, made with `tta` or without) puts in metrics.json's
+    "final": always test_accuracy_tta or test_accuracy_plain, as it was made; and when it was
+    made as the run's own setting says (`run_tta`, None: it was), test_accuracy and the test
+    numbers beside it, which the trainer writes with that setting too (review: `dlbox
+    evaluate` made the plain test_accuracy of a --no-evaluate speedrun its TTA one)."""
+    final: dict[str, Any] = {"test_accuracy_tta" if tta else "test_accuracy_plain":
+                             metrics["accuracy"]}
+    if run_tta is None or tta == run_tta:
+        final.update({
+            "test_accuracy": metrics["accuracy"],
+            "test_correct": metrics["correct"],
+            "test_images": metrics["total"],
+            "mean_confidence": metrics["mean_confidence"],
+            "per_class_accuracy": {name: entry["accuracy"]
+                                   for name, entry in metrics["per_class"].items()},
+        })
+    return final
+
+
 def write_evaluation(run_dir: Path, evaluation: Evaluation,
                      details: dict[str, Any] | None = None,
-                     output: Path | None = None) -> dict[str, Any]:
+                     output: Path | None = None, run_tta: bool | None = None) -> dict[str, Any]:
     """Write predictions, confusion matrix (JSON, PNG), training curves and metrics.
 
     Returns the metrics document (also stored as "evaluation" in metrics.json). With
     `output`, the predictions and the confusion matrix go there, with the document as
     evaluation.json, and the run dir is left as it is (an evaluation on other data).
+    metrics.json's "final" keeps one meaning (final_test_metrics): its test_accuracy and the
+    numbers beside it are with the run's own TTA setting `run_tta` (None: the evaluation's,
+    details["tta"]); an evaluation with the other goes only to test_accuracy_plain or
+    test_accuracy_tta.
     """
     run_dir = Path(run_dir)
     target = run_dir if output is None else Path(output)
@@ -533,14 +558,7 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
             "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "files": files,
         }
-        final = {
-            "test_accuracy": m["accuracy"],
-            "test_correct": m["correct"],
-            "test_images": n,
-            "mean_confidence": m["mean_confidence"],
-            "per_class_accuracy": {name: entry["accuracy"]
-                                   for name, entry in m["per_class"].items()},
-        }
+        final = final_test_metrics(m, bool((details or {}).get("tta")), run_tta)
         name = METRICS_FILE if output is None else EVALUATION_FILE
         try:
             if output is not None:
@@ -769,7 +787,8 @@ def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: s
         "data": dataset.source,
         "versions": software_versions(resolved),  # what the numbers came from
     }
-    return report_evaluation(run_dir, evaluation, details, quiet, output)
+    return report_evaluation(run_dir, evaluation, details, quiet, output,
+                             run_tta=resolve_tta(None, loaded.config))
 
 
 def check_report_checkpoint(run_dir: Path, checkpoint: str) -> None:
@@ -855,9 +874,10 @@ def out_of_memory_is_an_error(device: str | torch.device, doing: str) -> Iterato
 
 
 def report_evaluation(run_dir: Path, evaluation: Evaluation, details: dict[str, Any],
-                      quiet: bool = False, output: Path | None = None) -> dict[str, Any]:
+                      quiet: bool = False, output: Path | None = None,
+                      run_tta: bool | None = None) -> dict[str, Any]:
     """write_evaluation, then the tutorial-style accuracy lines unless `quiet`."""
-    document = write_evaluation(run_dir, evaluation, details, output)
+    document = write_evaluation(run_dir, evaluation, details, output, run_tta)
     if not quiet:
         for line in report.accuracy_lines(evaluation.metrics):
             print(line)

@@ -75,7 +75,7 @@ from dlbox.training.checkpoint import (
     save_checkpoint,
     says_finished,
 )
-from dlbox.training.config import TrainConfig
+from dlbox.training.config import TrainConfig, check_new_seed
 from dlbox.training.device import (
     amp_dtype,
     available_cpus,
@@ -546,7 +546,9 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     the same run-dir files, progress and stop; it saves and resumes at epoch boundaries).
     The process's torch threads, cuDNN/TF32 flags and random states (Python, NumPy, torch)
     are as they were when it returns or raises (process_settings_kept).
+    A seed outside 0..2**32-1 is refused (check_new_seed: it would train another seed's run).
     """
+    check_new_seed(config.seed)
     device = resolve_device(config.device)
     # No run_dir: runs/<time>-<model>, claimed when it is made (see claim_default_run_dir).
     run_dir = expand_user(config.run_dir).resolve() if config.run_dir else None
@@ -1219,7 +1221,9 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
                 "train_accuracy": sums.correct / sums.seen,
                 "test_accuracy": test_accuracy,
                 "images_per_s": round(sums.seen / sums.seconds, 1) if sums.seconds else None,
-                "lr": optimizer.param_groups[0]["lr"],
+                # the lr of the epoch's first step, as the scheduler set it (its lr now is
+                # the next epoch's: review)
+                "lr": scheduler.base_lrs[0] * scheduler.lr_lambdas[0]((epoch - 1) * per_epoch),
             }
             state.history.append(entry)
             state.epoch = epoch
@@ -1335,7 +1339,7 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             # else, so a stop from now on loses nothing of it.
             save_checkpoint(checkpoint_path(run_dir, "last"),
                             checkpoint_state(trainer_state, finished))
-            _write_metrics(run_dir, config, state, len(test_set), finished)
+            _write_metrics(run_dir, config, state, len(test_set), finished, speedrun=True)
             bar.message(_epoch_line(record, config.epochs))
             if not finished:
                 bar.start_epoch(state.epoch + 1, steps_per_epoch(len(train_set), batch))
@@ -1471,7 +1475,7 @@ def catch_up_metrics(run_dir: Path, config: TrainConfig,
     final = existing.get("final") if isinstance(existing, dict) else None
     test_images = final.get("test_images") if isinstance(final, dict) else None
     _write_metrics(run_dir, config, caught_up, test_images or _test_images(config),
-                   bool(state.get("finished")))
+                   bool(state.get("finished")), speedrun=state.get("trainer") == "speedrun")
     return caught_up.epoch
 
 
@@ -1488,9 +1492,26 @@ def _test_images(config: TrainConfig) -> int | None:
         return None
 
 
+def final_test_accuracies(last: dict[str, Any], config: TrainConfig,
+                          speedrun: bool) -> dict[str, float | None]:
+    """final's test_accuracy, with the run's TTA (the number its report prints, and what
+    `dlbox evaluate` writes there), and test_accuracy_plain, without TTA, from the history's
+    `last` entry; None where the history does not hold it. The speedrun trainer tests every
+    epoch without TTA and adds the TTA pass after the last one (test_accuracy_tta); the
+    generic loop tests every epoch as the run's `tta` says (with flips when it is on)."""
+    if speedrun:
+        return {"test_accuracy": last.get("test_accuracy_tta") if config.tta
+                else last["test_accuracy"],
+                "test_accuracy_plain": last["test_accuracy"]}
+    return {"test_accuracy": last["test_accuracy"],
+            "test_accuracy_plain": None if config.tta else last["test_accuracy"]}
+
+
 def _write_metrics(run_dir: Path, config: TrainConfig, state: TrainState,
-                   test_images: int | None, finished: bool) -> None:
+                   test_images: int | None, finished: bool, speedrun: bool = False) -> None:
     last = state.history[-1]
+    tested = [entry["test_accuracy"] for entry in state.history
+              if entry.get("test_accuracy") is not None]
     path = run_dir / METRICS_FILE
     existing = read_json(path) if path.is_file() else {}
     metrics = {
@@ -1503,9 +1524,10 @@ def _write_metrics(run_dir: Path, config: TrainConfig, state: TrainState,
             "train_seconds": round(state.train_seconds, 3),
             "train_loss": last["train_loss"],
             "train_accuracy": last["train_accuracy"],
-            "test_accuracy": last["test_accuracy"],
+            **final_test_accuracies(last, config, speedrun),
             "test_images": test_images,
-            "best_test_accuracy": max((h["test_accuracy"] or 0.0) for h in state.history),
+            # for information: the checkpoint is the last epoch's, not chosen by this
+            "max_epoch_test_accuracy": max(tested, default=None),
         },
     }
     write_json_atomic(path, metrics)
