@@ -155,7 +155,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     last_seed = args.seed + args.runs - 1  # run i's seed: the last one must fit too (review)
     if not MIN_SEED <= args.seed <= last_seed <= MAX_SEED:
         raise UsageError(f"--seed {args.seed} with --runs {args.runs} gives the seeds "
-                         f"{args.seed}..{last_seed}, and torch takes {MIN_SEED}..{MAX_SEED}",
+                         f"{args.seed}..{last_seed}, and a new run takes {MIN_SEED}..{MAX_SEED}",
                          hint=f"pass a --seed from {MIN_SEED} to {MAX_SEED - args.runs + 1}, "
                               "e.g. --seed 0")
     given = [flag for flag, value in (("--baseline-epochs", args.baseline_epochs),

@@ -747,7 +747,7 @@ def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: s
                           checkpoint: str = "last", batch_size: int | None = None,
                           output: Path | None = None) -> dict[str, Any]:
     """evaluate_run without its lock and its early checks, for a caller that holds the run's
-    lock itself (the trainer's own final report); `output` is checked (output_folder)."""
+    lock itself (the trainer's own final report); `output`: as output_folder gave it (checked)."""
     with out_of_memory_is_an_error(device, "evaluating"):
         loaded, resolved = load_run_model(run_dir, device, checkpoint)
     if output is None:  # metrics.json, unreadable or damaged, stops us now, not after minutes

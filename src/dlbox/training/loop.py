@@ -393,10 +393,9 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
     class alone makes every prediction that class. torchvision's ImageFolder refuses an
     empty class folder; dlbox trains, and says so (review: it said nothing). `limit`:
     --num-train, of the training split in `data_dir`; `skipped`: what loading that split
-    passed over (skipped_entries), named when it is what such a class's folder holds (review:
-    "add training images" to a folder of .heic files, or of a sub-folder of images)."""
-    from dlbox.data.imagefolder import describe_skipped
-
+    passed over (skipped_entries): a class whose folder holds only that is told where its
+    images go (review: "add training images" to a folder of .heic files, or of a sub-folder
+    of images)."""
     classes = train_set.classes
     counts = torch.bincount(train_set.labels, minlength=len(classes)).tolist()
     unseen = [name for name, count in zip(classes, counts, strict=True) if count == 0]
@@ -415,10 +414,10 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
         where = ("the training split has" if not taken else "the first training image holds"
                  if limit == 1 else f"the first {limit} training images hold")
         in_unseen = tuple(f"{name}/" for name in unseen)  # the entries of their folders
-        passed_over = [] if taken or skipped is None else describe_skipped(
-            *([entry for entry in entries if entry.startswith(in_unseen)] for entries in skipped))
+        unread = not taken and skipped is not None and any(
+            entry.startswith(in_unseen) for entries in skipped for entry in entries)
         fix = ("a larger --num-train may take some in" if taken else
-               _unread_images_fix(unseen, passed_over) if passed_over else
+               _unread_images_fix(unseen) if unread else
                "add training images of it, or remove its class folders from every split if it "
                "is not a class" if len(unseen) == 1 else "add training images of them, or "
                "remove the class folders of any that is not a class from every split")
@@ -426,17 +425,18 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
              f"{'it' if len(unseen) == 1 else 'each'} that training never teaches ({fix})")
 
 
-def _unread_images_fix(unseen: list[str], passed_over: list[str]) -> str:
+def _unread_images_fix(unseen: list[str]) -> str:
     """The fix for classes without training images whose folders hold what the tree does
-    not read (describe_skipped's `passed_over` phrases): where their images go."""
+    not read (named in the `note: train: skipped ...` lines just before): where their images
+    go."""
     from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
 
     if len(unseen) == 1:
-        return (f"its folder holds no file that is read: {'; '.join(passed_over)}; put its "
-                f"images directly in train/{unseen[0]}/, as {IMAGE_EXTENSIONS_TEXT} files")
-    return (f"their folders hold no file that is read: {'; '.join(passed_over)}; put the "
-            f"images directly in train/<class>/, as {IMAGE_EXTENSIONS_TEXT} files, or remove "
-            "the class folders of any that is not a class from every split")
+        return (f"its folder holds only what is not read, noted above; put its images "
+                f"directly in train/{unseen[0]}/, as {IMAGE_EXTENSIONS_TEXT} files")
+    return (f"their folders hold only what is not read, noted above; put the images directly "
+            f"in train/<class>/, as {IMAGE_EXTENSIONS_TEXT} files, or remove the class folders "
+            "of any that is not a class from every split")
 
 
 def note_what_is_not_read(data_dir: Path) -> dict[str, Skipped]:
