@@ -274,6 +274,35 @@ def test_jax_cuda13_on_a_pascal_gpu_is_an_error() -> None:
                               if "jax" in f.what]
 
 
+def test_a_jax_plugin_too_new_for_the_gpu_is_one_error_not_also_no_gpu() -> None:
+    """Seen by review: jax, whose plugin has no kernels for the GPU, lists no GPU for that
+    reason; "lists no GPU" beside the arch error said it twice, with a fix that finds
+    nothing more."""
+    healthy = host("healthy-h100-cuda13")
+    jax = replace(next(fw for fw in healthy.frameworks if fw.name == "jax"),
+                  gpu_available=False)
+    facts = replace(healthy, nvidia=NvidiaFacts(
+        source="nvml", driver_version="580.95.05", cuda_driver_version="13.0",
+        gpus=(GpuFacts(0, "NVIDIA GeForce GTX 1080 Ti", "6.1"),)),
+        frameworks=tuple(jax if fw.name == "jax" else fw for fw in healthy.frameworks))
+    assert [f.code for f in evaluate(facts) if "jax" in f.what] == ["arch-not-in-build"]
+    # on the GPU it fits, a jax that lists none is still the error it was
+    alone = replace(healthy, frameworks=facts.frameworks)
+    assert "framework-gpu-unavailable" in [f.code for f in evaluate(alone) if "jax" in f.what]
+
+
+def test_a_jax_driver_fix_removes_the_plugin_it_replaces() -> None:
+    """Seen by review: on a driver too old for jax's cuda13 plugin, the fix installed
+    jax[cuda12] beside the cuda13 plugin, which jax then still loads first."""
+    healthy = host("healthy-h100-cuda13")
+    facts = replace(healthy, nvidia=replace(healthy.nvidia, driver_version="550.54.15",
+                                            cuda_driver_version="12.4"))
+    (too_old,) = [f for f in evaluate(facts) if f.code == "driver-too-old" and "jax" in f.what]
+    install = too_old.fix.split(", or install a build this driver runs: ")[-1]
+    assert install.startswith("pip uninstall -y jax-cuda13-plugin jax-cuda13-pjrt && "
+                              "pip install 'jax[cuda12]=="), too_old.fix
+
+
 def test_tensorflow_too_new_for_a_k80_names_the_tensorflow_that_runs() -> None:
     facts = replace(host("k80-driver470-smi-fallback"), frameworks=(FrameworkFacts(
         name="tensorflow", installed=True, version="2.15.1", cuda="12.2", cudnn="8",

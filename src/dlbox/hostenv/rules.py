@@ -124,8 +124,16 @@ def _torch_install(fw: FrameworkFacts, build: ResolvedBuild) -> str:
             + _pip_line(replace(build, requirements=(*build.requirements, *fw.companions))))
 
 
-def _install(fw: FrameworkFacts, build: ResolvedBuild) -> str:
-    return _torch_install(fw, build) if fw.name == "torch" else _pip_line(build)
+def _install(fw: FrameworkFacts, build: ResolvedBuild, matrix: Matrix) -> str:
+    """The command that swaps the installed `fw` for `build`: torch with its companions, jax
+    without the CUDA plugin it had (pip leaves it, and jax loads it still)."""
+    if fw.name == "torch":
+        return _torch_install(fw, build)
+    plugin = _jax_plugin(fw, matrix) if fw.name == "jax" else None
+    if plugin is not None:
+        return (f"pip uninstall -y jax-{plugin.name}-plugin jax-{plugin.name}-pjrt && "
+                f"{_pip_line(build)}")
+    return _pip_line(build)
 
 
 def _resolved(framework: str, facts: HostFacts, matrix: Matrix) -> ResolvedBuild | None:
@@ -336,14 +344,14 @@ def _driver_findings(fw: FrameworkFacts, facts: HostFacts, matrix: Matrix) -> li
         if wanted is None:
             fix = (f"no driver runs CUDA {fw.cuda} on this GPU ({ceiling.why() if ceiling else ''}"
                    "): install a build this driver runs: "
-                   + (_install(fw, better) if better else "one made with an older CUDA"))
+                   + (_install(fw, better, matrix) if better else "one made with an older CUDA"))
         else:
             fix = (f"update the NVIDIA driver to >= {wanted} (Ubuntu: sudo apt install "
                    f"nvidia-driver-{branch}, then reboot)")
             if ceiling and ceiling.below(fit.ga_driver or fit.min_driver):
                 fix += f"; {ceiling.why()}"
             if better is not None:
-                fix += f", or install a build this driver runs: {_install(fw, better)}"
+                fix += f", or install a build this driver runs: {_install(fw, better, matrix)}"
         findings.append(Finding(
             "error", "driver-too-old",
             f"driver {driver} is too old for {_framework_label(fw)}",
@@ -594,14 +602,19 @@ def replace_cuda(fw: FrameworkFacts, cuda: str) -> FrameworkFacts:
     return replace(fw, cuda=cuda)
 
 
+def _jax_plugin(fw: FrameworkFacts, matrix: Matrix) -> Any:
+    """The CUDA plugin of the installed jax (the matrix's row for its CUDA), or None."""
+    row = matrix.jax_release(fw.version) or nearest_release(matrix.jax, fw.version)
+    return next((p for p in (row.plugins if row else ()) if same_release(fw.cuda, p.cuda)),
+                None)
+
+
 def _jax_arch_findings(fw: FrameworkFacts, gpus: tuple[GpuFacts, ...], matrix: Matrix,
                        better: ResolvedBuild | None) -> list[Finding]:
     """A GPU below the installed plugin's minimum compute capability (cuda13: sm_75)."""
-    row = matrix.jax_release(fw.version) or nearest_release(matrix.jax, fw.version)
-    plugins = [p for p in (row.plugins if row else ()) if same_release(fw.cuda, p.cuda)]
-    if not plugins:
+    plugin = _jax_plugin(fw, matrix)
+    if plugin is None:
         return []
-    plugin = plugins[0]
     minimum = parse_version(plugin.min_compute_capability) or (0,)
     findings = []
     for group in _by_arch(gpus):
@@ -648,7 +661,9 @@ def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
         return findings
     findings += _driver_findings(fw, facts, matrix)
     findings += _jax_arch_findings(fw, gpus, matrix, better)
-    if fw.gpu_available is False:
+    # a plugin without kernels for the GPU, or a driver too old for it, is why jax lists none
+    if fw.gpu_available is False and not any(
+            f.code in ("arch-not-in-build", "driver-too-old") for f in findings):
         findings.append(Finding(
             "error", "framework-gpu-unavailable", f"jax {fw.version} lists no GPU",
             "jax.devices('gpu') failed although a GPU is usable",
