@@ -538,7 +538,7 @@ def test_build_result_counts_cached_steps() -> None:
 def test_the_run_it_line_fits_the_project(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from dlbox.cli.image import example_command
+    from dlbox.container.build import example_command
 
     def outcome(kind: str, root: Path | None) -> SimpleNamespace:
         return SimpleNamespace(spec=SimpleNamespace(project_kind=kind),
@@ -603,7 +603,7 @@ def test_a_command_the_image_cannot_start_is_named() -> None:
 
 def test_image_run_defaults_to_the_current_projects_image(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dlbox.cli.image import default_run_image
+    from dlbox.container.run import default_run_image
 
     monkeypatch.chdir(tmp_path)
     assert default_run_image() == ("dlbox:latest", None)
@@ -747,6 +747,30 @@ def test_a_dlbox_data_that_is_no_folder_is_said_not_dropped(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
     assert main(argv) == 0
     assert handed[-1].data_dir is None and capsys.readouterr().err == ""
+
+
+def test_the_default_data_mount_returns_its_notice_for_the_cli_to_print(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The library says why nothing is mounted; printing it is the CLI's part."""
+    from dlbox.container.run import default_data_mount, default_runs_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "typo"))
+    folder, notice = default_data_mount(["dlbox", "train"])
+    assert folder is None and notice is not None
+    assert notice.startswith(f"warning: DLBOX_DATA is {tmp_path / 'typo'}, which is not a "
+                             "folder")
+    assert default_data_mount(["dlbox", "data", "fetch"]) == (tmp_path / "typo", None)
+    (tmp_path / "typo").write_text("")
+    with pytest.raises(UsageError, match="DLBOX_DATA is .* which is not a folder"):
+        default_data_mount(["dlbox", "data", "fetch"])
+    assert capsys.readouterr().err == ""
+    assert default_runs_dir() == Path("runs")
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "src")
+    assert default_runs_dir() == tmp_path / "runs"
 
 
 def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:

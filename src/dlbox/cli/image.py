@@ -195,7 +195,7 @@ class BuildProgress:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from dlbox.container.build import build_image, dry_run
+    from dlbox.container.build import build_image, dry_run, example_command
 
     reject_empty_positional(args.project_dir, "PROJECT_DIR", "the project's folder",
                             ", or leave it out for the current folder")
@@ -250,26 +250,6 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def example_command(outcome: Any) -> str:
-    """A command to suggest running in the new image: dlbox's training for the built-in
-    project; the project's own entry script (or a placeholder) for any other."""
-    from dlbox.container.dockerignore import IgnoreMatcher, project_patterns
-
-    if outcome.spec.project_kind == "builtin":
-        return "dlbox train --epochs 1"
-    if outcome.project is None:
-        return "python3 YOUR_SCRIPT.py"
-    root = outcome.project.root
-    include = getattr(outcome.project, "include", None)  # None: all that is not ignored
-    ignore = IgnoreMatcher(project_patterns(root))
-    for name in ("train.py", "main.py", "run.py"):
-        # a script .dockerignore left out is on this disk, not in the image
-        if ((root / name).is_file() and not ignore.ignored(name)
-                and (include is None or name in include)):
-            return f"python3 {name}"
-    return "python3 YOUR_SCRIPT.py"
-
-
 def _parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
     """--env NAME=VALUE, or --env NAME for this shell's value of NAME (as `docker run -e`
     does; an unset NAME is an error here, where docker leaves it out without a word)."""
@@ -290,89 +270,23 @@ def _parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def default_data_dir(command: list[str]) -> Path | None:
-    """The data dir mounted at /data without --data: $DLBOX_DATA, else the user cache dir,
-    when it is a folder, or a missing one for `dlbox data fetch` (image run makes it; a file
-    there is an error naming DLBOX_DATA, not a --data that was not given). Else nothing is
-    mounted, which is said for a DLBOX_DATA that is no folder and for a dlbox command that
-    reads the data (review: nothing was mounted without a word, and the container's hint
-    sent the download into its own /data, gone with the container)."""
-    from dlbox.container.run import dlbox_data_use
-    from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
-
-    directory = resolve_data_dir(None)
-    use = dlbox_data_use(command)
-    if directory.is_dir() or (use == "fetch" and not directory.exists()):
-        return directory
-    if use == "fetch":  # a file: named by where it came from, not as a --data (review)
-        where = DATA_ENV_VAR if os.environ.get(DATA_ENV_VAR, "") else "the data folder"
-        raise UsageError(f"{where} is {directory}, which is not a folder",
-                         hint=f"set {DATA_ENV_VAR} to a folder (made if missing), or pass "
-                              "--data DIR")
-    if os.environ.get(DATA_ENV_VAR, ""):
-        print(f"warning: {DATA_ENV_VAR} is {directory}, which is not a folder, so no data is "
-              f"mounted at /data: fetch into it first (dlbox data fetch), or set "
-              f"{DATA_ENV_VAR} to the folder that holds the data (or pass --data DIR)",
-              file=sys.stderr)
-    elif use == "read":
-        print(f"note: no data folder is mounted at /data: fetch the data on this machine with "
-              f"`dlbox data fetch` (it lands in {directory}), or pass --data DIR",
-              file=sys.stderr)
-    return None
-
-
-def default_run_image() -> tuple[str, Path | None]:
-    """NAME:latest of the project in the current folder (what `dlbox image build` there
-    tags), and that folder; else dlbox:latest and None."""
-    from dlbox.container.project import default_project_dir, detect_project
-    from dlbox.errors import DlboxError
-
-    folder = default_project_dir()
-    if folder is not None:
-        try:
-            project = detect_project(folder)
-        except DlboxError as error:
-            # Review: it ran dlbox:latest (the built-in project) without a word, whose
-            # /workspace lacks this project's files.
-            raise UsageError(f"the project in this folder cannot be read, so its image is "
-                             f"not known: {error.message}",
-                             hint=f"{error.hint + '; or' if error.hint else 'fix it, or'} "
-                                  "pass --tag IMAGE to run an image you built") from None
-        return f"{project.image_name}:latest", project.root
-    from dlbox.container.run import BUILTIN_IMAGE
-
-    return BUILTIN_IMAGE, None
-
-
-def default_runs_dir() -> Path:
-    """./runs, or from a subfolder of a project the runs/ of its top folder (review: runs/
-    made in the project's code went into the next build, and the image looked out of date;
-    the top folder's runs/ is left out by default)."""
-    from dlbox.container.project import default_project_dir, project_above
-
-    if default_project_dir() is None:
-        above = project_above(Path.cwd())
-        if above is not None:
-            return above / "runs"
-    return Path("runs")
-
-
 def _warn_of_a_project_above(doing: str, fix: Callable[[Path, str], str]) -> None:
-    """`image run` or `image build` in a subfolder of a project's code takes dlbox's own
-    image or project: said, with the ways to the project's (review: run ran without a word,
-    and made runs/ in the code; build only noted that the folder has no requirements.txt).
-    `doing`: what this does instead ("runs dlbox's own image, dlbox:latest"); `fix`: the way
-    out for the project folder above and its image."""
-    from dlbox.container.project import project_image_above
+    from dlbox.container.run import project_above_warning
 
-    found = project_image_above(Path.cwd())
-    if found is not None:
-        print(f"warning: no project in this folder, so this {doing}; for the project in "
-              f"{found[0]}, {fix(*found)}", file=sys.stderr)
+    warning = project_above_warning(doing, fix)
+    if warning is not None:
+        print(warning, file=sys.stderr)
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from dlbox.container.run import RunOptions, check_shm_size, run_in_image
+    from dlbox.container.run import (
+        RunOptions,
+        check_shm_size,
+        default_data_mount,
+        default_run_image,
+        default_runs_dir,
+        run_in_image,
+    )
     from dlbox.container.spec import check_image_reference
 
     reject_empty_paths(args, ("data", "runs"))
@@ -401,14 +315,20 @@ def run_run(args: argparse.Namespace) -> int:
         if default_project_dir() is not None:  # a removed current folder: its own error
             with contextlib.suppress(DlboxError):
                 here = default_run_image()[1]
+    shm_size = check_shm_size(args.shm_size)
+    data_dir = args.data
+    if data_dir is None:
+        data_dir, notice = default_data_mount(command)
+        if notice is not None:
+            print(notice, file=sys.stderr)
     options = RunOptions(
         image=image,
         no_tty=args.no_tty,
         named=args.tag is not None,
         command=tuple(command),
         gpus=args.gpus,
-        shm_size=check_shm_size(args.shm_size),
-        data_dir=args.data if args.data is not None else default_data_dir(command),
+        shm_size=shm_size,
+        data_dir=data_dir,
         runs_dir=args.runs if args.runs is not None else default_runs_dir(),
         environment=_parse_env(args.env),
         project_dir=project_dir,

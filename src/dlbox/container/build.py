@@ -131,6 +131,24 @@ class BuildOutcome:
     project: Project | None = None
 
 
+def example_command(outcome: BuildOutcome) -> str:
+    """A command to suggest running in the new image: dlbox's training for the built-in
+    project; the project's own entry script (or a placeholder) for any other."""
+    if outcome.spec.project_kind == "builtin":
+        return "dlbox train --epochs 1"
+    if outcome.project is None:
+        return "python3 YOUR_SCRIPT.py"
+    root = outcome.project.root
+    include = getattr(outcome.project, "include", None)  # None: all that is not ignored
+    ignore = IgnoreMatcher(project_patterns(root))
+    for name in ("train.py", "main.py", "run.py"):
+        # a script .dockerignore left out is on this disk, not in the image
+        if ((root / name).is_file() and not ignore.ignored(name)
+                and (include is None or name in include)):
+            return f"python3 {name}"
+    return "python3 YOUR_SCRIPT.py"
+
+
 # ---- choosing the target ----------------------------------------------------------------------
 
 def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Any:

@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 from dlbox.container import engine
 from dlbox.container import spec as S
 from dlbox.container.owner import OWNER_LABEL, owner_id, remove_orphaned
-from dlbox.errors import ContainerError, HostEnvError, UsageError
+from dlbox.container.project import (
+    default_project_dir,
+    detect_project,
+    project_above,
+    project_image_above,
+)
+from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
+from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
 from dlbox.fileio import expand_user, nearest_folder
 from dlbox.text import make_writable
 
@@ -429,6 +436,78 @@ def made_here_note(runs_dir: Path, names: list[str], shown: int = 3) -> str | No
 
 
 BUILTIN_IMAGE = "dlbox:latest"  # what `image run` runs outside a project, without --tag
+
+
+def default_data_mount(command: Sequence[str]) -> tuple[Path | None, str | None]:
+    """The data dir mounted at /data without --data, and what to tell the user about it:
+    $DLBOX_DATA, else the user cache dir, when it is a folder, or a missing one for `dlbox
+    data fetch` (image run makes it; a file there is an error naming DLBOX_DATA, not a --data
+    that was not given). Else nothing is mounted, which is said for a DLBOX_DATA that is no
+    folder and for a dlbox command that reads the data (review: nothing was mounted without
+    a word, and the container's hint sent the download into its own /data, gone with the
+    container)."""
+    directory = resolve_data_dir(None)
+    use = dlbox_data_use(command)
+    if directory.is_dir() or (use == "fetch" and not directory.exists()):
+        return directory, None
+    if use == "fetch":  # a file: named by where it came from, not as a --data (review)
+        where = DATA_ENV_VAR if os.environ.get(DATA_ENV_VAR, "") else "the data folder"
+        raise UsageError(f"{where} is {directory}, which is not a folder",
+                         hint=f"set {DATA_ENV_VAR} to a folder (made if missing), or pass "
+                              "--data DIR")
+    if os.environ.get(DATA_ENV_VAR, ""):
+        return None, (f"warning: {DATA_ENV_VAR} is {directory}, which is not a folder, so no "
+                      f"data is mounted at /data: fetch into it first (dlbox data fetch), or "
+                      f"set {DATA_ENV_VAR} to the folder that holds the data (or pass --data "
+                      f"DIR)")
+    if use == "read":
+        return None, (f"note: no data folder is mounted at /data: fetch the data on this "
+                      f"machine with `dlbox data fetch` (it lands in {directory}), or pass "
+                      f"--data DIR")
+    return None, None
+
+
+def default_run_image() -> tuple[str, Path | None]:
+    """NAME:latest of the project in the current folder (what `dlbox image build` there
+    tags), and that folder; else dlbox:latest and None."""
+    folder = default_project_dir()
+    if folder is None:
+        return BUILTIN_IMAGE, None
+    try:
+        project = detect_project(folder)
+    except DlboxError as error:
+        # Review: it ran dlbox:latest (the built-in project) without a word, whose
+        # /workspace lacks this project's files.
+        raise UsageError(f"the project in this folder cannot be read, so its image is "
+                         f"not known: {error.message}",
+                         hint=f"{error.hint + '; or' if error.hint else 'fix it, or'} "
+                              "pass --tag IMAGE to run an image you built") from None
+    return f"{project.image_name}:latest", project.root
+
+
+def default_runs_dir() -> Path:
+    """./runs, or from a subfolder of a project the runs/ of its top folder (review: runs/
+    made in the project's code went into the next build, and the image looked out of date;
+    the top folder's runs/ is left out by default)."""
+    if default_project_dir() is None:
+        above = project_above(Path.cwd())
+        if above is not None:
+            return above / "runs"
+    return Path("runs")
+
+
+def project_above_warning(doing: str, fix: Callable[[Path, str], str]) -> str | None:
+    """`image run` or `image build` in a subfolder of a project's code takes dlbox's own
+    image or project: the warning that says so, with the ways to the project's (review: run
+    ran without a word, and made runs/ in the code; build only noted that the folder has no
+    requirements.txt); None when no project is above. `doing`: what this does instead
+    ("runs dlbox's own image, dlbox:latest"); `fix`: the way out for the project folder
+    above and its image."""
+    found = project_image_above(Path.cwd())
+    if found is None:
+        return None
+    return (f"warning: no project in this folder, so this {doing}; for the project in "
+            f"{found[0]}, {fix(*found)}")
 
 
 def missing_image_hint(client: Any, options: RunOptions) -> str:
