@@ -1210,6 +1210,28 @@ def test_a_fetch_stopped_while_it_checks_a_download_keeps_it_to_check_again(
     assert sorted(p.name for p in data.iterdir()) == ["cifar-10-batches-py"]
 
 
+def test_a_download_that_cannot_be_read_while_checked_is_kept(
+        tmp_path: Path, archive: Path, server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a read error while a fresh download's checksum was computed became a
+    DataError, and every DataError deleted the download as if it were bad. Only one found bad
+    is deleted: an I/O error says nothing of the file, and the next fetch checks it again."""
+    data = tmp_path / "d"
+    real = fetch_module.digest_file
+
+    def unreadable(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(fetch_module, "digest_file", unreadable)
+    with pytest.raises(DataError, match="cannot read the archive"):
+        fetch_cifar10(config(data, source=server.url, sha256=sha256_of(archive)))
+    assert sorted(p.name for p in data.iterdir()) == [ARCHIVE_NAME, ARCHIVE_NAME + ".source"]
+    monkeypatch.setattr(fetch_module, "digest_file", real)
+    requests = len(server.ranges)
+    assert fetch_cifar10(config(data, source=server.url,
+                                sha256=sha256_of(archive))).status == "fetched"
+    assert len(server.ranges) == requests  # no second download
+
+
 class TricklingServer:
     """Sends `size` bytes with their Content-Length: the first `first` of them, then nothing
     until the client's .part at `part` holds some of them (at most `wait_s`), then the rest.

@@ -76,6 +76,11 @@ def _member_kind(member: tarfile.TarInfo) -> str:
     return "an unsupported member type"
 
 
+def _member_parts(name: str) -> list[str]:
+    """A member's path as its parts, either slash a separator, without `.` parts."""
+    return [p for p in PurePosixPath(name.replace("\\", "/")).parts if p != "."]
+
+
 def classify_member(member: tarfile.TarInfo) -> str | None:
     """The file name under cifar-10-batches-py/ for an accepted file, '' for the accepted
     directory itself; raises DataError for anything else."""
@@ -83,7 +88,7 @@ def classify_member(member: tarfile.TarInfo) -> str | None:
     refuse = "refusing the archive: member {!r} {}"
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise DataError(refuse.format(name, "is an absolute path"), hint=BAD_ARCHIVE_HINT)
-    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p != "."]
+    parts = _member_parts(name)
     if ".." in parts:
         raise DataError(refuse.format(name, "points outside the target ('..')"),
                         hint=BAD_ARCHIVE_HINT)
@@ -244,7 +249,7 @@ def _accepted_members(tar: tarfile.TarFile,
                 raise DataError(error.message, hint=_image_tree_hint(label)) from None
             raise
         if not name:
-            folder = PurePosixPath(member.name.replace("\\", "/")).parts
+            folder = tuple(_member_parts(member.name))
             if folder in folders:
                 raise DataError(f"refusing the archive: member {member.name!r} appears twice",
                                 hint=BAD_ARCHIVE_HINT)

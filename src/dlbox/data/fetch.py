@@ -769,6 +769,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
     created_root = not root.exists()
     downloaded: Path | None = None
     verified = False  # the download matched its checksum: worth keeping if the rest fails
+    unread = False  # it could not be read to be checked: that says nothing of the file
     warnings: list[str] = []
     held = contextlib.ExitStack()
     try:
@@ -800,6 +801,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
                                                  archive.stat().st_size) as advance:
                 digest = digest_file(archive, advance)
         except OSError as error:
+            unread = True
             raise DataError(f"cannot read the archive {archive}: "
                             f"{error.strerror or one_line(error)}",
                             hint="check that the file is readable for you, or download it "
@@ -859,11 +861,13 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         # A download found bad (not an archive, a checksum mismatch, batches that are not
         # CIFAR-10) is never used again: deleted, so the next run downloads through a fresh
         # .part. Any other is kept with its .source record: one that verified and then failed
-        # to extract (a full disk, Ctrl-C), and one stopped before its check was done (Ctrl-C,
+        # to extract (a full disk, Ctrl-C), one that could not be read to be checked (an I/O
+        # error), and one stopped before its check was done (Ctrl-C,
         # SIGTERM, SIGHUP: review, 163 MB deleted unchecked). The next fetch from the same URL
         # checks it again and extracts it without downloading it again (review: a full disk
         # deleted it, and each retry downloaded 163 MB again). Deleted before the lock goes.
-        if downloaded is not None and not verified and isinstance(error, DataError):
+        if downloaded is not None and not verified and not unread \
+                and isinstance(error, DataError):
             with contextlib.suppress(OSError):
                 _remove_download(downloaded)
         held.close()

@@ -86,7 +86,7 @@ from dlbox.training.device import (
 from dlbox.training.inputs import prepare_batch
 from dlbox.training.manifest import build_manifest, software_versions, utc_now
 from dlbox.training.progress import TrainProgress, spinner
-from dlbox.training.schedules import make_scheduler
+from dlbox.training.schedules import lr_factor, make_scheduler
 from dlbox.training.tta import views_for_level
 
 if TYPE_CHECKING:
@@ -1223,7 +1223,8 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
                 "images_per_s": round(sums.seen / sums.seconds, 1) if sums.seconds else None,
                 # the lr of the epoch's first step, as the scheduler set it (its lr now is
                 # the next epoch's: review)
-                "lr": scheduler.base_lrs[0] * scheduler.lr_lambdas[0]((epoch - 1) * per_epoch),
+                "lr": config.lr * lr_factor(config.schedule, (epoch - 1) * per_epoch,
+                                            config.epochs * per_epoch, config.warmup_fraction),
             }
             state.history.append(entry)
             state.epoch = epoch
