@@ -224,7 +224,30 @@ def read_only_mount(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
     return mount
 
 
-class ArchiveServer:
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that logs nothing (the test servers' base)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) for a test: `serve(Handler)` starts
+    it and sets `hostport`; `close()` stops it."""
+
+    def serve(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.hostport = f"127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+class ArchiveServer(LoopbackServer):
     """A loopback HTTP server for one payload at /cifar-10-python.tar.gz (404 elsewhere);
     honours Range; can cut the body short; `etag = last_modified = None`: names no version."""
 
@@ -237,7 +260,7 @@ class ArchiveServer:
         self.send_length = True  # False: no Content-Length (the body ends when it closes)
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 if self.path != "/" + CIFAR_ARCHIVE_NAME:
                     self.send_error(404, "Not Found")
@@ -265,15 +288,5 @@ class ArchiveServer:
                     return
                 self.wfile.write(body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{CIFAR_ARCHIVE_NAME}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        self.serve(Handler)
+        self.url = f"http://{self.hostport}/{CIFAR_ARCHIVE_NAME}"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ArchiveServer as Server
+from conftest import LoopbackServer, QuietHandler
 
 from dlbox.data import extract as extract_module
 from dlbox.data import fetch as fetch_module
@@ -601,7 +602,7 @@ def test_a_folder_passed_to_from_gets_a_hint_for_what_it_holds(tmp_path: Path,
     assert not (tmp_path / "d").exists()
 
 
-class AuthServer:
+class AuthServer(LoopbackServer):
     """A loopback server that serves the payload only with HTTP Basic auth for `login`."""
 
     def __init__(self, payload: bytes, login: str) -> None:
@@ -611,7 +612,7 @@ class AuthServer:
         self.seen: list[str | None] = []
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 outer.seen.append(self.headers.get("Authorization"))
                 if self.headers.get("Authorization") != expected:
@@ -624,18 +625,7 @@ class AuthServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.hostport = f"127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        self.serve(Handler)
 
 
 def test_a_mirror_url_with_a_login_is_fetched_and_its_password_never_shown(
@@ -1232,7 +1222,7 @@ def test_a_download_that_cannot_be_read_while_checked_is_kept(
     assert len(server.ranges) == requests  # no second download
 
 
-class TricklingServer:
+class TricklingServer(LoopbackServer):
     """Sends `size` bytes with their Content-Length: the first `first` of them, then nothing
     until the client's .part at `part` holds some of them (at most `wait_s`), then the rest.
     `seen_on_disk`: whether the client wrote what it had before the rest came."""
@@ -1244,7 +1234,7 @@ class TricklingServer:
         self.seen_on_disk: bool | None = None
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(outer.payload)))
@@ -1258,18 +1248,8 @@ class TricklingServer:
                 outer.seen_on_disk = part.exists() and part.stat().st_size >= first // 2
                 self.wfile.write(outer.payload[first:])
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{ARCHIVE_NAME}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        self.serve(Handler)
+        self.url = f"http://{self.hostport}/{ARCHIVE_NAME}"
 
 
 def test_a_download_shows_progress_as_it_arrives_in_plain_lines_without_a_terminal(
