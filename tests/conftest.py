@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import importlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -45,6 +47,18 @@ def require(available: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is required when CI=true but is not available")
     pytest.skip(f"{what} is not available")
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/<name>.py as a fresh module (registered in sys.modules, which dataclasses
+    need), for tests of a benchmark script's functions."""
+    script = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def port_in_time_wait() -> int:

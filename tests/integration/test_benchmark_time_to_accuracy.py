@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import load_benchmark
 
 from dlbox.fileio import read_json
 
@@ -68,10 +68,7 @@ def test_benchmark_writes_runs_summary_environment_and_baseline(tmp_path: Path) 
     reached = doc["summary"]["tta_accuracy"]["mean"] >= base["accuracy"]
     assert base["recipe_reached_its_accuracy"] is reached
     assert ("did not reach the baseline's accuracy" in proc.stdout) is (not reached)
-    spec = importlib.util.spec_from_file_location("time_to_accuracy", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("time_to_accuracy")
     summary = {"tta_accuracy": {"mean": 0.38}, "accuracy": {"mean": 0.37}}
     assert bench.reached_baseline(summary, {"accuracy": 1.0}) is False
     assert bench.reached_baseline(summary, {"accuracy": 0.38}) is True
@@ -236,16 +233,6 @@ def test_ctrl_c_before_any_run_finished_writes_no_json(small_data: Path,
     assert not out.exists()
 
 
-def _load_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("time_to_accuracy_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _speedrun_calls(monkeypatch: pytest.MonkeyPatch, bench: Any, nan_on: int,
                     interrupt_on: int | None = None) -> None:
     """The benchmark's speedrun runs, the `nan_on`-th with a NaN loss (the speedrun trainer
@@ -270,7 +257,7 @@ def test_a_run_with_a_nan_loss_is_reported_not_averaged_in(small_data: Path, tmp
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]
                                                            ) -> None:
-    bench = _load_module()
+    bench = load_benchmark("time_to_accuracy")
     _speedrun_calls(monkeypatch, bench, nan_on=2)
     out = tmp_path / "bench.json"
     status = bench.main(["--data", str(small_data), "--runs", "3", "--epochs", "1",
@@ -293,7 +280,7 @@ def test_a_failed_run_before_an_interrupt_is_kept_in_the_partial_json(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Review: a FAILED run then Ctrl-C wrote no JSON ("0 finished runs"), and with a good
     run too, "runs_finished": 1 beside two runs and "after 2 of 3 ... 1 of 3 finished"."""
-    bench = _load_module()
+    bench = load_benchmark("time_to_accuracy")
     _speedrun_calls(monkeypatch, bench, nan_on=1, interrupt_on=2)
     out = tmp_path / "bench.json"
     status = bench.cli(["--data", str(small_data), "--runs", "3", "--epochs", "1",
@@ -314,7 +301,7 @@ def test_a_signal_while_the_partial_json_is_written_does_not_cut_it_short(
     import os
     import signal
 
-    bench = _load_module()
+    bench = load_benchmark("time_to_accuracy")
     real_partial = bench.write_partial
 
     def signalled_meanwhile(where: str) -> str:
@@ -384,7 +371,7 @@ def test_a_generic_run_that_diverges_is_reported_not_fatal(small_data: Path, tmp
                                                            ) -> None:
     # The generic loop raises on a NaN loss; that error used to end the whole benchmark with
     # exit status 2 and no JSON, throwing the finished runs away.
-    bench = _load_module()
+    bench = load_benchmark("time_to_accuracy")
     _diverge_on_call(monkeypatch, 2)
     monkeypatch.setattr(bench.signal, "signal", lambda *args: None)  # leave pytest's SIGTERM
     out = tmp_path / "bench.json"
@@ -411,7 +398,7 @@ def test_an_error_during_the_runs_is_exit_status_1_not_a_failed_run(
     import dlbox.training.loop as loop
     from dlbox.errors import DlboxError
 
-    bench = _load_module()
+    bench = load_benchmark("time_to_accuracy")
 
     def broken(*args, **kwargs):
         raise DlboxError("the disk went away", hint="put it back")
@@ -502,7 +489,7 @@ def test_an_interrupt_without_json_still_summarises_the_finished_runs(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by review: without --json an interrupt said "no summary" though runs had
     finished; their summary is printed."""
-    bench = _load_module()
+    bench = load_benchmark("time_to_accuracy")
     runs = [{"run": i, "accuracy": 0.5 + i / 100, "tta_accuracy": 0.52, "train_seconds": 1.0,
              "time_seconds": 1.1, "eval_seconds": 0.1, "images_per_second": 100.0,
              "peak_memory_mib": 700.0, "failed": None} for i in (1, 2)]
@@ -520,7 +507,7 @@ def test_an_interrupt_during_the_baseline_does_not_print_the_summary_twice(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --json, Ctrl-C during the baseline printed the runs' summary a second time
     under the one printed when the runs ended."""
-    bench = _load_module()
+    bench = load_benchmark("time_to_accuracy")
     runs = [{"run": 1, "accuracy": 0.5, "tta_accuracy": 0.52, "train_seconds": 1.0,
              "time_seconds": 1.1, "eval_seconds": 0.1, "images_per_second": 100.0,
              "peak_memory_mib": 700.0, "failed": None}]
@@ -542,7 +529,7 @@ def test_a_second_sigterm_while_a_run_stops_still_keeps_the_finished_runs(
 
     from dlbox.processes import Terminated
 
-    bench = _load_module()
+    bench = load_benchmark("time_to_accuracy")
     runs = [{"run": 1, "accuracy": 0.5, "tta_accuracy": 0.52, "train_seconds": 1.0,
              "time_seconds": 1.1, "eval_seconds": 0.1, "images_per_second": 100.0,
              "peak_memory_mib": 700.0, "failed": None}]
@@ -566,7 +553,7 @@ def test_an_empty_value_is_refused_not_read_as_the_default(flag: str, small_data
     refuses it."""
     from dlbox.errors import UsageError
 
-    bench = _load_module()
+    bench = load_benchmark("time_to_accuracy")
     with pytest.raises(UsageError, match=f"{flag} was given an empty value"):
         bench.parse_args(["--data", str(small_data), flag, ""])
 
@@ -587,10 +574,7 @@ def test_the_data_dir_defaults_as_dlbox_commands_do(small_data: Path, tmp_path: 
 def test_cpu_layout_times_one_step_at_least() -> None:
     """Found by review: `--seconds 1e-9` timed no step, a rate of 0, and the ratio divided by
     zero (a traceback)."""
-    spec = importlib.util.spec_from_file_location("cpu_layout", SCRIPT.parent / "cpu_layout.py")
-    assert spec is not None and spec.loader is not None
-    layout = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(layout)
+    layout = load_benchmark("cpu_layout")
     steps: list[int] = []
     rate = layout.images_per_second(lambda: steps.append(1), 8, 1e-12)
     assert len(steps) >= 2 and rate > 0  # the warm-up and one timed step

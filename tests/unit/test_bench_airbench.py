@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import load_benchmark
 
 from dlbox.data.cifar10 import CIFAR10_CLASSES
 from dlbox.data.synthetic import write_fake_cifar10
@@ -26,16 +27,7 @@ from dlbox.errors import UsageError
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "airbench_side_by_side.py"
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("airbench_side_by_side", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_module()
+bench = load_benchmark("airbench_side_by_side")
 
 # airbench94_muon.py's table: a header, the warm-up run, then one block per run; the run
 # number only on a run's first row; the `eval` row closes the run with tta_val_acc and

@@ -7,19 +7,13 @@ tested.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "cpu_layout.py"
-spec = importlib.util.spec_from_file_location("cpu_layout", SCRIPT)
-assert spec is not None and spec.loader is not None
-cpu_layout = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = cpu_layout
-spec.loader.exec_module(cpu_layout)
+cpu_layout = load_benchmark("cpu_layout")
 
 
 def test_help_says_which_way_the_ratio_goes(capsys: pytest.CaptureFixture[str]) -> None:

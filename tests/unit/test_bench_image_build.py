@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_benchmark
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "image_build.py"
 
@@ -48,12 +49,7 @@ def _bench_with_a_stand_in_engine(monkeypatch: pytest.MonkeyPatch,
                                   ) -> tuple[Any, list[str]]:
     """The script as a module, its engine a stand-in that records the images removed, and
     its measuring `measure`."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("image_build_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("image_build")
     removed: list[str] = []
 
     class Images:

@@ -7,20 +7,14 @@ No GPU, no network: the figures are made up, the rules are the module's.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_benchmark
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_summary.py"
-spec = importlib.util.spec_from_file_location("gpu_summary", SCRIPT)
-assert spec is not None and spec.loader is not None
-summary_module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = summary_module
-spec.loader.exec_module(summary_module)
+summary_module = load_benchmark("gpu_summary")
 
 T0 = 1_700_000_000.0
 # (step, start, end) as run_step logs them, 10 s apart; "compiled" did not run (GPU mode only)
