@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dlbox.container import build as B
+from dlbox.container import framework as F
 from dlbox.container import spec as S
 from dlbox.errors import ContainerError, UsageError
 from dlbox.hostenv.matrix import TensorflowRelease, load_matrix
@@ -26,7 +27,7 @@ SYSTEM_CUDA_RELEASES = [row for row in load_matrix().tensorflow if not row.pip_c
 
 
 def resolved_tensorflow(release: str) -> ResolvedBuild:
-    build = B.resolve_framework("tensorflow", V100, version=release)
+    build = F.resolve_framework("tensorflow", V100, version=release)
     assert build.variant == "cuda-system", release
     return build
 
@@ -44,8 +45,8 @@ def test_each_cuda_system_build_gets_a_published_tag_or_the_error(
     assert build.cuda and build.cudnn
     major = int(build.cuda.split(".")[0])
     if major >= 11:
-        image = B.default_base_image(build)
-        entry = B.cuda_base_image(build)
+        image = F.default_base_image(build)
+        entry = F.cuda_base_image(build)
         assert image == entry.image
         # nvidia/cuda:<major.minor.update>-cudnn<N>-runtime-ubuntu<release>, of that CUDA
         # release and cuDNN major; the Ubuntu's Python is one the TensorFlow release supports.
@@ -56,7 +57,7 @@ def test_each_cuda_system_build_gets_a_published_tag_or_the_error(
         assert entry.python in row.python
     else:
         with pytest.raises(ContainerError) as info:
-            B.default_base_image(build)
+            F.default_base_image(build)
         assert f"needs CUDA {build.cuda} and cuDNN {build.cudnn}" in info.value.message
         assert "NVIDIA removed the nvidia/cuda images of CUDA 10.x and older" in \
             info.value.message
@@ -67,20 +68,20 @@ def test_each_cuda_system_build_gets_a_published_tag_or_the_error(
 def test_the_tags_dlbox_uses() -> None:
     # NVIDIA keeps only the last update of each CUDA minor (11.2.2, 11.0.3); ubuntu22.04
     # images start at CUDA 11.7, so the older ones are ubuntu20.04.
-    assert B.default_base_image(resolved_tensorflow("2.13")) == \
+    assert F.default_base_image(resolved_tensorflow("2.13")) == \
         "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
-    assert B.default_base_image(resolved_tensorflow("2.12")) == \
+    assert F.default_base_image(resolved_tensorflow("2.12")) == \
         "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
     for release in ("2.11", "2.8", "2.5"):
-        assert B.default_base_image(resolved_tensorflow(release)) == \
+        assert F.default_base_image(resolved_tensorflow(release)) == \
             "nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04"
-    assert B.default_base_image(resolved_tensorflow("2.4")) == \
+    assert F.default_base_image(resolved_tensorflow("2.4")) == \
         "nvidia/cuda:11.0.3-cudnn8-runtime-ubuntu20.04"
 
 
 def test_cuda_10_has_no_image_and_says_what_to_do() -> None:
     with pytest.raises(ContainerError) as info:
-        B.default_base_image(resolved_tensorflow("1.15"))
+        F.default_base_image(resolved_tensorflow("1.15"))
     assert info.value.message == (
         "tensorflow 1.15.5 needs CUDA 10.0 and cuDNN 7.4 installed in the image, and NVIDIA "
         "removed the nvidia/cuda images of CUDA 10.x and older from Docker Hub")
@@ -92,7 +93,7 @@ def test_a_cudnn_major_without_an_image_is_the_error_too() -> None:
     # CUDA 11.8 images carry cuDNN 8; a build wanting cuDNN 9 from the system has none.
     build = dataclasses.replace(resolved_tensorflow("2.13"), cudnn="9.1")
     with pytest.raises(ContainerError) as info:
-        B.default_base_image(build)
+        F.default_base_image(build)
     assert info.value.message.endswith("dlbox knows no published nvidia/cuda image with them")
     assert "CUDA 11.8 and cuDNN 9.1" in (info.value.hint or "")
 
@@ -111,7 +112,7 @@ def test_the_env_base_does_not_replace_the_cuda_image(monkeypatch: pytest.Monkey
     # DLBOX_BASE_IMAGE replaces the CPU/pip default, which has no CUDA: a cuda-system build
     # keeps its nvidia/cuda image.
     monkeypatch.setenv(S.BASE_IMAGE_ENV, "dlbox-base:test")
-    assert B.default_base_image(resolved_tensorflow("2.13")) == \
+    assert F.default_base_image(resolved_tensorflow("2.13")) == \
         "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
 
 

@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from dlbox.container import build as B
+from dlbox.container import framework as F
+from dlbox.container import pins as PN
 from dlbox.container import spec as S
+from dlbox.container import tags as T
 from dlbox.container.lock import LockEntry
 from dlbox.container.project import (
     DEFAULT_BUILD_REQUIRES,
@@ -374,13 +377,13 @@ def test_driver_535_ampere_gets_cu126() -> None:
     # (minor-version compatibility, cuda.json), CUDA 13.x needs >= 580. The newest release,
     # torch 2.15, ships cu132/cu130 only; torch 2.14 ships cu126 too, and its arch set
     # (maxwell_hopper) holds sm_86. So: torch 2.14.1 cu126, not an older cu121/cu118 build.
-    build = B.resolve_framework("torch", target_for(device="gpu", driver="535.104.05",
+    build = F.resolve_framework("torch", target_for(device="gpu", driver="535.104.05",
                                                     compute_capabilities=("8.6",)))
     assert (build.version, build.variant, build.cuda) == ("2.14.1", "cu126", "12.6")
     assert build.min_driver == "525.60.13"
     assert build.wheel_index == "https://download.pytorch.org/whl/cu126"
     assert any("cu130: driver 535.104.05 < 580" in reason for reason in build.reasons)
-    assert B.framework_requirement(build) == ("torch==2.14.1+cu126",)
+    assert F.framework_requirement(build) == ("torch==2.14.1+cu126",)
 
 
 def test_driver_580_hopper_gets_the_newest_release() -> None:
@@ -389,7 +392,7 @@ def test_driver_580_hopper_gets_the_newest_release() -> None:
     # driver is 595.45.04, so the resolver prefers the CUDA whose GA driver the host meets.
     # sm_90 is in cu130's arch set (turing_blackwell_ptx).
     newest = load_matrix().torch[0].latest
-    build = B.resolve_framework("torch", target_for(device="gpu", driver="580.65.06",
+    build = F.resolve_framework("torch", target_for(device="gpu", driver="580.65.06",
                                                     compute_capabilities=("9.0",)))
     assert build.version == newest == "2.15.0"
     assert (build.variant, build.cuda, build.min_driver) == ("cu130", "13.0", "580")
@@ -401,14 +404,14 @@ def test_driver_470_k80_gets_an_old_cu118_build() -> None:
     # 450.80.02). The K80 is sm_37; of the torch arch sets only "cu118" (and "cu117_2.0")
     # still list 3.7, and of those only builds with a cuDNN before 8.9 (which needs sm_50) run
     # convolutions on Kepler: torch 2.3.1 (cuDNN 8.7), not 2.7.1 (cuDNN 9.1).
-    build = B.resolve_framework("torch", target_for(device="gpu", driver="470.82.01",
+    build = F.resolve_framework("torch", target_for(device="gpu", driver="470.82.01",
                                                     compute_capabilities=("3.7",)))
     assert (build.version, build.variant, build.cuda) == ("2.3.1", "cu118", "11.8")
     assert build.min_driver == "450.80.02"
     assert any("newer torch 2.15.0 has no build" in reason for reason in build.reasons)
     # jax has no CUDA 11 plugin left in the matrix: an error naming the driver, not a guess.
     with pytest.raises(HostEnvError) as info:
-        B.resolve_framework("jax", target_for(device="gpu", driver="470.82.01",
+        F.resolve_framework("jax", target_for(device="gpu", driver="470.82.01",
                                               compute_capabilities=("3.7",)))
     assert "470.82.01" in info.value.message and "--cpu" in (info.value.hint or "")
 
@@ -416,7 +419,7 @@ def test_driver_470_k80_gets_an_old_cu118_build() -> None:
 def test_driver_older_than_every_build_is_an_error() -> None:
     # 418.x is below CUDA 11's minimum 450.80.02, the lowest any torch variant needs.
     with pytest.raises(HostEnvError) as info:
-        B.resolve_framework("torch", target_for(device="gpu", driver="418.67",
+        F.resolve_framework("torch", target_for(device="gpu", driver="418.67",
                                                 compute_capabilities=("7.5",)))
     assert "older than every torch build" in info.value.message
     assert ">= 450.80.02" in (info.value.hint or "")
@@ -424,47 +427,47 @@ def test_driver_older_than_every_build_is_an_error() -> None:
 
 def test_cpu_target_gets_cpu_variants() -> None:
     target = target_for(device="cpu")
-    torch = B.resolve_framework("torch", target)
+    torch = F.resolve_framework("torch", target)
     assert (torch.version, torch.variant, torch.cuda) == ("2.15.0", "cpu", None)
     assert torch.wheel_index == "https://download.pytorch.org/whl/cpu"
-    assert B.framework_requirement(torch) == ("torch==2.15.0+cpu",)
-    tf = B.resolve_framework("tensorflow", target)
-    assert (tf.variant, B.framework_requirement(tf)) == ("cpu", ("tensorflow-cpu==2.21.0",))
-    jax = B.resolve_framework("jax", target)
-    assert (jax.variant, B.framework_requirement(jax)) == ("cpu", ("jax==0.10.2",))
+    assert F.framework_requirement(torch) == ("torch==2.15.0+cpu",)
+    tf = F.resolve_framework("tensorflow", target)
+    assert (tf.variant, F.framework_requirement(tf)) == ("cpu", ("tensorflow-cpu==2.21.0",))
+    jax = F.resolve_framework("jax", target)
+    assert (jax.variant, F.framework_requirement(jax)) == ("cpu", ("jax==0.10.2",))
 
 
 def test_pinned_framework_version() -> None:
     # torch 2.1 ships cu121 and cu118; driver 535 meets 12.1's GA driver (530.30.02).
     target = target_for(device="gpu", driver="535.104.05", compute_capabilities=("8.6",))
-    build = B.resolve_framework("torch", target, version="2.1.2")
+    build = F.resolve_framework("torch", target, version="2.1.2")
     assert (build.version, build.variant) == ("2.1.2", "cu121")
-    assert B.framework_requirement(build) == ("torch==2.1.2+cu121",)
+    assert F.framework_requirement(build) == ("torch==2.1.2+cu121",)
     assert build.reasons[-1] == "torch 2.1.2 requested"
     with pytest.raises(UsageError, match="not in dlbox's compatibility matrix"):
-        B.resolve_framework("torch", target, version="1.0")
+        F.resolve_framework("torch", target, version="1.0")
 
 
 def test_a_patch_the_matrix_does_not_list_is_refused_for_an_old_release() -> None:
     # torch 2.1 ended at 2.1.2: 2.1.9 never existed, and pip would fail late inside the build.
     cpu = target_for(device="cpu")
     with pytest.raises(UsageError, match="torch 2.1.9 is not a torch release") as caught:
-        B.resolve_framework("torch", cpu, version="2.1.9")
+        F.resolve_framework("torch", cpu, version="2.1.9")
     assert "2.1.0, 2.1.1, 2.1.2" in (caught.value.hint or "")
     for junk in ("abc", "2", "2.x", "2.1.0.0.0"):
         with pytest.raises(UsageError):
-            B.resolve_framework("torch", cpu, version=junk)
+            F.resolve_framework("torch", cpu, version=junk)
     # The newest release may have a patch newer than dlbox's data: allowed.
     newest = max(load_matrix().torch, key=lambda row: tuple(map(int, row.release.split("."))))
     later = f"{newest.release}.9"
-    assert B.resolve_framework("torch", cpu, version=later).version == later
+    assert F.resolve_framework("torch", cpu, version=later).version == later
 
 
 def test_a_framework_release_without_the_base_images_python_names_base_image() -> None:
     target = dataclasses.replace(target_for(device="cpu"), python="3.11")
     with pytest.raises(HostEnvError, match="tensorflow 2.3 does not support Python 3.11") \
             as caught:
-        B.resolve_framework("tensorflow", target, version="2.3")
+        F.resolve_framework("tensorflow", target, version="2.3")
     hint = caught.value.hint or ""
     assert "--base-image" in hint and "3.8" in hint and "--python" not in hint
 
@@ -559,17 +562,17 @@ def test_release_version_means_its_newest_known_patch() -> None:
     # `--framework-version 2.1` is torch 2.1's newest patch in the matrix (2.1.2), not pip's
     # ==2.1 (which is 2.1.0); a patch version stays exact.
     target = target_for(device="gpu", driver="535.104.05", compute_capabilities=("8.6",))
-    build = B.resolve_framework("torch", target, version="2.1")
+    build = F.resolve_framework("torch", target, version="2.1")
     assert (build.version, build.variant) == ("2.1.2", "cu121")
-    assert B.framework_requirement(build) == ("torch==2.1.2+cu121",)
+    assert F.framework_requirement(build) == ("torch==2.1.2+cu121",)
     assert build.reasons[-1] == "torch 2.1 requested"
-    exact = B.resolve_framework("torch", target, version="2.1.0")
-    assert B.framework_requirement(exact) == ("torch==2.1.0+cu121",)
+    exact = F.resolve_framework("torch", target, version="2.1.0")
+    assert F.framework_requirement(exact) == ("torch==2.1.0+cu121",)
     cpu = target_for(device="cpu")
-    tf = B.resolve_framework("tensorflow", cpu, version="2.16")
-    assert B.framework_requirement(tf) == ("tensorflow-cpu==2.16.2",)
-    jax = B.resolve_framework("jax", cpu, version="0.4")
-    assert B.framework_requirement(jax) == ("jax==0.4.38",)
+    tf = F.resolve_framework("tensorflow", cpu, version="2.16")
+    assert F.framework_requirement(tf) == ("tensorflow-cpu==2.16.2",)
+    jax = F.resolve_framework("jax", cpu, version="0.4")
+    assert F.framework_requirement(jax) == ("jax==0.4.38",)
 
 
 def test_wheelhouse_build_wins_when_the_target_runs_it(tmp_path: Path) -> None:
@@ -582,17 +585,17 @@ def test_wheelhouse_build_wins_when_the_target_runs_it(tmp_path: Path) -> None:
 
     wheels = scan_wheelhouse(house)
     target = dataclasses.replace(target_for(device="cpu"), python="3.11")
-    build = B.resolve_framework("torch", target, wheels)
+    build = F.resolve_framework("torch", target, wheels)
     assert (build.version, build.variant) == ("2.5.1", "cpu")
     assert build.reasons[-1] == ("torch 2.5.1+cpu is in the wheelhouse: used instead of the "
                                  "newest release 2.15.0, so the build needs no download of it")
     assert not any("requested" in reason for reason in build.reasons)
     # Nothing usable in it: the newest release.
-    assert B.resolve_framework("torch", target, wheels[1:]).version == "2.15.0"
+    assert F.resolve_framework("torch", target, wheels[1:]).version == "2.15.0"
     # Found by review: the newest release itself in the wheelhouse was "used instead of the
     # newest release 2.15.0", the same version named twice.
     write(house / "torch-2.15.0+cpu-cp311-cp311-linux_x86_64.whl", "")
-    newest = B.resolve_framework("torch", target, scan_wheelhouse(house))
+    newest = F.resolve_framework("torch", target, scan_wheelhouse(house))
     assert newest.reasons[-1] == ("torch 2.15.0+cpu is in the wheelhouse: used, so the build "
                                   "needs no download of it")
 
@@ -606,14 +609,14 @@ def test_a_wheelhouse_build_keeps_the_resolvers_reasons(tmp_path: Path) -> None:
 
     target = dataclasses.replace(target_for(device="gpu", driver="560.35.03", cuda="12.6",
                                             compute_capabilities=("8.6",)), python="3.11")
-    plain = B.resolve_framework("torch", target)
+    plain = F.resolve_framework("torch", target)
     assert "CUDA 12.6 was requested" in plain.reasons
     write(tmp_path / f"torch-{plain.version}+cu126-cp311-cp311-manylinux_2_28_x86_64.whl", "")
     project = Project(root=tmp_path, name="demo", version=None, kind="requirements",
                       requirements=(f"torch=={plain.version}",), build_requirements=(),
                       installable=False, requires_python=None, pip_options=(), include=None)
-    for pins in ((), B._project_pins(project, "torch")):
-        used = B.resolve_framework("torch", target, scan_wheelhouse(tmp_path), pins=pins)
+    for pins in ((), F.project_pins(project, "torch")):
+        used = F.resolve_framework("torch", target, scan_wheelhouse(tmp_path), pins=pins)
         assert (used.version, used.variant) == (plain.version, "cu126")
         assert "is in the wheelhouse" in used.reasons[-1]
         assert "CUDA 12.6 was requested" in used.reasons
@@ -622,12 +625,12 @@ def test_a_wheelhouse_build_keeps_the_resolvers_reasons(tmp_path: Path) -> None:
 
 def test_default_base_image(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(S.BASE_IMAGE_ENV, raising=False)
-    cpu = B.resolve_framework("torch", Target(cpu=True))
-    assert B.default_base_image(cpu) == S.DEFAULT_BASE_IMAGE
+    cpu = F.resolve_framework("torch", Target(cpu=True))
+    assert F.default_base_image(cpu) == S.DEFAULT_BASE_IMAGE
     monkeypatch.setenv(S.BASE_IMAGE_ENV, "dlbox-base:test")
-    assert B.default_base_image(cpu) == "dlbox-base:test"
+    assert F.default_base_image(cpu) == "dlbox-base:test"
     system = dataclasses.replace(cpu, variant="cuda-system", cuda="11.8", cudnn="8.6")
-    assert B.default_base_image(system) == "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
+    assert F.default_base_image(system) == "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
 
 
 # ---- merging requirements ----------------------------------------------------------------
@@ -644,31 +647,31 @@ def make_project(tmp_path: Path, requirements: tuple[str, ...],
 
 def test_check_project_allows(tmp_path: Path) -> None:
     project = make_project(tmp_path, ("numpy", "torch>=2.0,<2.6"))
-    B.check_project_allows(project, "torch", "2.5.1+cu124")
+    F.check_project_allows(project, "torch", "2.5.1+cu124")
     with pytest.raises(ContainerError) as info:
-        B.check_project_allows(project, "torch", "2.15.0")
+        F.check_project_allows(project, "torch", "2.15.0")
     assert "torch>=2.0,<2.6" in info.value.message
     assert "--framework-version" in (info.value.hint or "")
     # A line whose marker does not apply here, or without a version, does not restrict.
     loose = make_project(tmp_path, ('torch<2.0; python_version < "3"', "torch"))
-    B.check_project_allows(loose, "torch", "2.15.0")
+    F.check_project_allows(loose, "torch", "2.15.0")
     # Another framework's pin is not this one's business; tensorflow-cpu counts for tensorflow.
-    B.check_project_allows(project, "tensorflow", "2.21.0")
+    F.check_project_allows(project, "tensorflow", "2.21.0")
     tf = make_project(tmp_path, ("tensorflow-cpu==2.15.0",))
     with pytest.raises(ContainerError):
-        B.check_project_allows(tf, "tensorflow", "2.21.0")
+        F.check_project_allows(tf, "tensorflow", "2.21.0")
 
 
 def test_requirements_input_replaces_the_framework_lines(tmp_path: Path) -> None:
     project = make_project(tmp_path, ("numpy>=1.24", "rich", "torch>=2.0"),
                            build=("setuptools>=40.8.0", "wheel"))
-    assert B.requirements_input(project, "torch", ("torch==2.15.0+cpu",)) == (
+    assert F.requirements_input(project, "torch", ("torch==2.15.0+cpu",)) == (
         "numpy>=1.24", "rich", "setuptools>=40.8.0", "torch==2.15.0+cpu", "wheel")
     tf = make_project(tmp_path, ("tensorflow-gpu", "tensorflow>=2.10", "numpy"))
-    assert B.requirements_input(tf, "tensorflow", ("tensorflow[and-cuda]==2.21.0",)) == (
+    assert F.requirements_input(tf, "tensorflow", ("tensorflow[and-cuda]==2.21.0",)) == (
         "numpy", "tensorflow[and-cuda]==2.21.0")
     jax = make_project(tmp_path, ("jax", "jaxlib==0.4.1", "optax"))
-    assert B.requirements_input(jax, "jax", ("jax[cuda12]==0.10.2",)) == (
+    assert F.requirements_input(jax, "jax", ("jax[cuda12]==0.10.2",)) == (
         "jax[cuda12]==0.10.2", "optax")
 
 
@@ -676,17 +679,17 @@ def test_split_pip_options_and_pip_args(tmp_path: Path) -> None:
     options = ("--index-url=https://mirror/simple", "--extra-index-url=https://a/simple",
                "--extra-index-url=https://download.pytorch.org/whl/cpu", "--pre",
                "--trusted-host=mirror")
-    assert B.split_pip_options(options) == (
+    assert F.split_pip_options(options) == (
         "https://mirror/simple",
         ("https://a/simple", "https://download.pytorch.org/whl/cpu"),
         ("--pre", "--trusted-host=mirror"))
     project = make_project(tmp_path, (), pip_options=options)
-    assert B.pip_args_for(project, "https://download.pytorch.org/whl/cpu", "/w", False) == (
+    assert PN.pip_args_for(project, "https://download.pytorch.org/whl/cpu", "/w", False) == (
         "--index-url=https://mirror/simple",
         "--extra-index-url=https://download.pytorch.org/whl/cpu",
         "--extra-index-url=https://a/simple",
         "--find-links=/w", "--pre", "--trusted-host=mirror")
-    assert B.pip_args_for(project, None, "/w", True) == (
+    assert PN.pip_args_for(project, None, "/w", True) == (
         "--no-index", "--find-links=/w", "--pre", "--trusted-host=mirror")
 
 
@@ -1006,10 +1009,10 @@ def test_a_pin_whose_versions_the_target_cannot_run(tmp_path: Path) -> None:
     # Driver 470 runs only CUDA 11.x builds; the newest torch with one (cu118) whose cuDNN
     # still runs on a K80 is 2.3.1.
     project = make_project(tmp_path, ("torch>=2.9",))
-    pins = B._project_pins(project, "torch")
+    pins = F.project_pins(project, "torch")
     target = target_for(device="gpu", driver="470.82.01", compute_capabilities=("3.7",))
     with pytest.raises(ContainerError) as info:
-        B.resolve_framework("torch", target, pins=pins)
+        F.resolve_framework("torch", target, pins=pins)
     message = info.value.message
     assert message.startswith("the project requires torch>=2.9, and no torch build of the "
                               "versions it admits (2.15.0, 2.14.1, 2.14.0, 2.13.0, ...) runs "
@@ -1019,7 +1022,7 @@ def test_a_pin_whose_versions_the_target_cannot_run(tmp_path: Path) -> None:
     old = make_project(tmp_path, ("torch==2.0.1",))
     python = dataclasses.replace(target_for(device="cpu"), python="3.13")
     with pytest.raises(ContainerError) as info:
-        B.resolve_framework("torch", python, pins=B._project_pins(old, "torch"))
+        F.resolve_framework("torch", python, pins=F.project_pins(old, "torch"))
     assert info.value.message.endswith("(2.0.1) runs on this target: none of them supports "
                                        "Python 3.13, the base image's")
     hint = info.value.hint or ""
@@ -1068,7 +1071,7 @@ def test_a_k80_pin_past_r470_is_not_told_to_update_the_driver(tmp_path: Path) ->
     # A pin whose builds need compute capability 5.0 gets the same truth, not the resolver's
     # "no tensorflow GPU build supports this GPU" (tensorflow 2.14.1 does).
     with pytest.raises(HostEnvError) as flag:
-        B.resolve_framework("tensorflow", target_for(device="gpu", driver="470.256.02",
+        F.resolve_framework("tensorflow", target_for(device="gpu", driver="470.256.02",
                                                      compute_capabilities=("3.7",)),
                             version="2.15")
     assert flag.value.hint == ("R470 is the last driver branch for Kepler GPUs (sm_37), and no "
@@ -1081,19 +1084,19 @@ def test_a_driver_update_the_gpu_can_take_is_still_the_hint() -> None:
     # A K80 on driver 418: torch 2.3.1 cu118 needs 450.80.02, which R470 has: update.
     kepler = target_for(device="gpu", driver="418.87.01", compute_capabilities=("3.7",))
     with pytest.raises(HostEnvError) as info:
-        B.resolve_framework("torch", kepler, version="2.3")
+        F.resolve_framework("torch", kepler, version="2.3")
     assert info.value.hint == "update the NVIDIA driver to >= 450.80.02, or resolve with --cpu"
     # A Turing GPU has no last branch yet: torch 2.9's 525.60.13 is an update it can take.
     turing = target_for(device="gpu", driver="470.256.02", compute_capabilities=("7.5",))
     with pytest.raises(HostEnvError) as info:
-        B.resolve_framework("torch", turing, version="2.9")
+        F.resolve_framework("torch", turing, version="2.9")
     assert info.value.hint == "update the NVIDIA driver to >= 525.60.13, or resolve with --cpu"
     # And through a project pin: the resolver's hint, plus the version to require.
     project = Project(root=Path("."), name="demo", version=None, kind="requirements",
                       requirements=("torch==2.9.1",), build_requirements=(),
                       installable=False, requires_python=None, pip_options=(), include=None)
     with pytest.raises(ContainerError) as pinned:
-        B.resolve_framework("torch", turing, pins=B._project_pins(project, "torch"))
+        F.resolve_framework("torch", turing, pins=F.project_pins(project, "torch"))
     assert pinned.value.hint == ("update the NVIDIA driver to >= 525.60.13, or resolve with "
                                "--cpu; or require torch==2.7.1 (the newest this target runs)")
 
@@ -1536,7 +1539,7 @@ def test_a_misspelt_or_impossible_requirement_is_one_error_line_naming_it(
         monkeypatch.setattr(engine, "run_captured",
                             lambda *args, **kwargs: engine.Captured(1, "", stderr))
         with pytest.raises(ContainerError) as info:
-            B.resolve_pins(object(), "img", ["six==99.0"], (), (), log=lambda line: None)
+            PN.resolve_pins(object(), "img", ["six==99.0"], (), (), log=lambda line: None)
         return info.value
 
     typo = resolve_with(
@@ -1615,7 +1618,7 @@ def test_a_misspelt_or_impossible_requirement_is_one_error_line_naming_it(
                "urllib3==2.2.0 because these package versions have conflicting "
                "dependencies.\n"))
     with pytest.raises(ContainerError) as info:
-        B.resolve_pins(object(), "img", ["botocore==1.34.0", "urllib3==2.2.0"], (), (),
+        PN.resolve_pins(object(), "img", ["botocore==1.34.0", "urllib3==2.2.0"], (), (),
                        log=lambda line: None)
     assert info.value.message == ("pip cannot install botocore==1.34.0 and urllib3==2.2.0 "
                                   "together (conflicting dependencies)")
@@ -1668,7 +1671,7 @@ def test_a_package_whose_source_build_fails_is_named_with_its_reason_and_fix(
     monkeypatch.setattr(engine, "run_captured", lambda *args, **kwargs: engine.Captured(
         1, PSYCOPG2_STDOUT, PSYCOPG2_STDERR))
     with pytest.raises(ContainerError) as info:
-        B.resolve_pins(object(), "img", ["psycopg2==2.9.9"], (), (), log=lambda line: None)
+        PN.resolve_pins(object(), "img", ["psycopg2==2.9.9"], (), (), log=lambda line: None)
     assert info.value.message == (
         "pip could not build psycopg2==2.9.9 from source inside the image (no wheel of it "
         "fits the image, and its build failed):\n  Error: pg_config executable not found.\n"
@@ -1683,7 +1686,7 @@ def test_a_package_whose_source_build_fails_is_named_with_its_reason_and_fix(
         "  \u2570\u2500> [2 lines of output]\n      running egg_info\n      needs a "
         "frobnicator\n      [end of output]\nerror: metadata-generation-failed\n"))
     with pytest.raises(ContainerError) as info:
-        B.resolve_pins(object(), "img", ["odd==1.0"], (), (), log=lambda line: None)
+        PN.resolve_pins(object(), "img", ["odd==1.0"], (), (), log=lambda line: None)
     assert info.value.message.endswith(":\n  needs a frobnicator")
     assert "odd==1.0" in info.value.message
     assert (info.value.hint or "").startswith("where its build needs a system library or tool")
@@ -1698,7 +1701,7 @@ def test_a_package_whose_source_build_fails_is_named_with_its_reason_and_fix(
         "      - use 'pip install scikit-learn' rather than 'pip install sklearn'\n"
         "      [end of output]\nerror: metadata-generation-failed\n"))
     with pytest.raises(ContainerError) as info:
-        B.resolve_pins(object(), "img", ["sklearn"], (), (), log=lambda line: None)
+        PN.resolve_pins(object(), "img", ["sklearn"], (), (), log=lambda line: None)
     assert "\n  The 'sklearn' PyPI package is deprecated, use 'scikit-learn'\n" in (
         info.value.message)
 
@@ -1738,7 +1741,7 @@ def test_a_vcs_requirement_whose_clone_fails_names_the_url_and_gits_reason(fatal
     stderr = GIT_CLONE_STDERR.replace(
         "fatal: unable to access 'https://github.invalid/example/mylib.git/': Could not "
         "resolve host: github.invalid", fatal)
-    failed = B.source_build_failure(GIT_CLONE_STDOUT, stderr)
+    failed = PN.source_build_failure(GIT_CLONE_STDOUT, stderr)
     assert failed is not None
     message, hint = failed
     assert message == ("pip could not clone mylib from https://github.invalid/example/mylib.git "
@@ -1752,7 +1755,7 @@ def test_a_vcs_requirement_whose_clone_fails_names_the_url_and_gits_reason(fatal
 def test_a_source_build_failure_without_an_output_block_still_says_why() -> None:
     """pip printed no "[N lines of output]" block: the reason is pip's own error lines, never
     nothing after the colon; the name is the package's, without the `@` of a URL."""
-    failed = B.source_build_failure(
+    failed = PN.source_build_failure(
         "Collecting odd@ https://example.org/odd-1.0.tar.gz\n",
         "  error: subprocess-exited-with-error\n\n  \u00d7 python setup.py egg_info did not run "
         "successfully.\n  \u2502 exit code: 1\n  \u2570\u2500> See above for output.\n\n"
@@ -1782,14 +1785,14 @@ def test_a_dependency_change_removes_the_deps_stage_it_replaced(
     # CUDA) as an untagged image that nothing referred to, until `docker image prune`.
     from dlbox.container import engine
 
-    assert B.deps_stage_image(BUILD_LOG) == "b5ab15b3f973"
-    assert B.deps_stage_image(BUILD_LOG[:8]) is None  # no image stage: nothing to tag
-    assert B.deps_tag("p1:cpu") == "p1:cpu-deps"
-    assert B.deps_tag("registry:5000/team/app") == "registry:5000/team/app:latest-deps"
+    assert T.deps_stage_image(BUILD_LOG) == "b5ab15b3f973"
+    assert T.deps_stage_image(BUILD_LOG[:8]) is None  # no image stage: nothing to tag
+    assert T.deps_tag("p1:cpu") == "p1:cpu-deps"
+    assert T.deps_tag("registry:5000/team/app") == "registry:5000/team/app:latest-deps"
     # Where an image that failed its smoke test is kept: within the engine's 128 characters.
-    assert B.failed_tag("p1:cpu") == "p1:cpu-failed"
-    assert B.failed_tag("registry:5000/team/app") == "registry:5000/team/app:latest-failed"
-    assert len(B.failed_tag("p1:" + "v" * 128).split(":")[1]) == 128
+    assert T.failed_tag("p1:cpu") == "p1:cpu-failed"
+    assert T.failed_tag("registry:5000/team/app") == "registry:5000/team/app:latest-failed"
+    assert len(T.failed_tag("p1:" + "v" * 128).split(":")[1]) == 128
 
     images = {"p1:cpu-deps": "sha256:" + "e" * 64}
     removed: list[str] = []
@@ -1806,16 +1809,16 @@ def test_a_dependency_change_removes_the_deps_stage_it_replaced(
     monkeypatch.setattr(engine, "remove_replaced_image", lambda client, image_id, label: (
         removed.append(image_id) or "removed" if label == S.DEPS_STAGE_LABEL else "kept"))
     result = engine.BuildResult(image_id="sha256:" + "a" * 64, log=BUILD_LOG)
-    notes = B._tag_deps_stage(object(), result, "p1:cpu")
+    notes = T.tag_deps_stage(object(), result, "p1:cpu")
     assert images["p1:cpu-deps"] == "sha256:b5ab15b3f973"
     assert removed == ["sha256:" + "e" * 64]
     assert notes == ["removed the dependency stage this build replaced (eeeeeeeeeeee)"]
     removed.clear()  # a code-only rebuild: the same deps stage, nothing removed
-    assert B._tag_deps_stage(object(), result, "p1:cpu") == [] and removed == []
+    assert T.tag_deps_stage(object(), result, "p1:cpu") == [] and removed == []
     # Found in review: NAME:TAG-deps naming the user's own image was moved and that image
     # deleted. An image without dlbox's deps-stage label is left alone, tag and all.
     images["app:gpu-deps"] = "sha256:" + "f" * 64
-    notes = B._tag_deps_stage(object(), result, "app:gpu")
+    notes = T.tag_deps_stage(object(), result, "app:gpu")
     assert images["app:gpu-deps"] == "sha256:" + "f" * 64 and removed == []
     assert notes == ["the dependency stage b5ab15b3f973 is left untagged: app:gpu-deps names "
                      "an image that is not a dlbox dependency stage"]
@@ -1860,7 +1863,7 @@ def test_a_gpu_only_old_releases_serve_keeps_the_resolvers_reason() -> None:
     target = dataclasses.replace(target_for(device="gpu", driver="470.256.02",
                                             compute_capabilities=("3.5",)), python="3.12")
     with pytest.raises(HostEnvError) as info:
-        B.resolve_framework("tensorflow", target)
+        F.resolve_framework("tensorflow", target)
     assert info.value.message.startswith("no tensorflow build runs on this target (driver "
                                          "470.256.02, sm_35): ")
     assert info.value.hint == ("no tensorflow GPU build for Python 3.12 supports this GPU: "
@@ -1868,7 +1871,7 @@ def test_a_gpu_only_old_releases_serve_keeps_the_resolvers_reason() -> None:
     # no Python has one for sm_30: another base image is no way out (review)
     target = dataclasses.replace(target, compute_capabilities=("3.0",))
     with pytest.raises(HostEnvError) as info:
-        B.resolve_framework("tensorflow", target)
+        F.resolve_framework("tensorflow", target)
     assert info.value.hint == "no tensorflow GPU build supports this GPU: resolve with --cpu"
 
 
@@ -2079,7 +2082,7 @@ def test_offline_with_a_wheelhouse_that_lacks_a_requirement_names_the_wheelhouse
         monkeypatch.setattr(engine, "run_captured",
                             lambda *args, **kwargs: engine.Captured(1, "", stderr))
         with pytest.raises(ContainerError) as info:
-            B.resolve_pins(object(), "img", [requirement], offline, wheels,
+            PN.resolve_pins(object(), "img", [requirement], offline, wheels,
                            log=lambda line: None)
         return info.value
 
@@ -2128,7 +2131,7 @@ def test_a_post_release_pin_is_its_release(tmp_path: Path) -> None:
                              compute_capabilities=("8.6",), base_image="dlbox-base:bookworm")
     _, notes = B.dry_run(request, facts=no_probe)
     assert any("tensorflow 2.15.0.post1" in note for note in notes), notes
-    assert B.resolve_framework("tensorflow", target_for(device="cpu"),
+    assert F.resolve_framework("tensorflow", target_for(device="cpu"),
                                version="2.15.0.post1").requirements == (
         "tensorflow-cpu==2.15.0.post1",)
 
@@ -2163,7 +2166,7 @@ def test_offline_names_every_requirement_the_wheelhouse_lacks_at_once(
     requirements = ["colorama; sys_platform == 'win32'", "idna", "numpy>=2", "numpy<3",
                     "rich>=13", "six", "torch==2.13.0+cpu"]
     with pytest.raises(ContainerError) as info:
-        B.resolve_pins(object(), "img", requirements, offline, wheels, log=lambda line: None,
+        PN.resolve_pins(object(), "img", requirements, offline, wheels, log=lambda line: None,
                        python="3.11.2", wheel_index="https://download.pytorch.org/whl/cpu")
     assert info.value.message == ("--offline, but the wheelhouse has no wheel of idna, "
                                   "rich>=13, six for this image's Python and platform")
@@ -2186,7 +2189,7 @@ def test_offline_names_every_requirement_the_wheelhouse_lacks_at_once(
                            "requirement typing-extensions>=4 (from torch) (from versions: "
                            "none)\n")
     with pytest.raises(ContainerError) as info:
-        B.resolve_pins(object(), "img", ["numpy>=2", "torch==2.13.0+cpu"], offline, wheels,
+        PN.resolve_pins(object(), "img", ["numpy>=2", "torch==2.13.0+cpu"], offline, wheels,
                        log=lambda line: None, python="3.11.2", wheel_index=None)
     assert "no wheel of typing-extensions for this image's Python" in info.value.message
     assert "--python-version 3.11" in (info.value.hint or "")
@@ -2209,7 +2212,7 @@ def test_the_offline_download_hint_names_the_framework_whose_wheel_is_there(
                            "requirement six (from versions: none)\nERROR: No matching "
                            "distribution found for six\n")
     with pytest.raises(ContainerError) as info:
-        B.resolve_pins(object(), "img", ["six", "torch==2.13.0+cpu"], offline, wheels,
+        PN.resolve_pins(object(), "img", ["six", "torch==2.13.0+cpu"], offline, wheels,
                        log=lambda line: None, python="3.11.2",
                        wheel_index="https://download.pytorch.org/whl/cpu")
     assert info.value.message == ("--offline, but the wheelhouse has no wheel of six for this "
@@ -2314,7 +2317,7 @@ def test_the_resolve_step_gets_the_wheels_a_wheelhouse_links_to(
         return engine.Captured(0, 'DLBOX_RESOLVE {"python": "3.11.2", "install": []}', "")
 
     monkeypatch.setattr(engine, "run_captured", run_captured)
-    B.resolve_pins(object(), "img", ["six"], (), scan_wheelhouse(house), log=lambda line: None)
+    PN.resolve_pins(object(), "img", ["six"], (), scan_wheelhouse(house), log=lambda line: None)
     assert seen[name] == (True, b"the wheel")
 
 
@@ -2330,7 +2333,7 @@ def test_a_tensorflow_and_cuda_build_gets_a_base_whose_python_its_extra_installs
     p = B.plan(request, no_probe)
     first = B.first_choice(p)
     assert first.variant == "cuda-system"
-    assert B.default_base_image(first) == "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
+    assert F.default_base_image(first) == "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04"
     dockerfile, notes = B.dry_run(request, facts=no_probe)
     assert "FROM nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04 AS system" in dockerfile
     assert notes[0] == ("tensorflow 2.14.1 (and-cuda) for GPU, base "
@@ -2357,12 +2360,12 @@ def test_a_dry_run_does_not_refuse_on_the_assumed_python_of_a_base_image(
 def test_no_build_for_a_cuda_system_python_names_a_cuda_image() -> None:
     target = Target(driver="550.54.15", compute_capabilities=("8.6",), python="3.11")
     with pytest.raises(HostEnvError) as info:
-        B.resolve_pinned("tensorflow", target, "2.11.1")
+        F.resolve_pinned("tensorflow", target, "2.11.1")
     assert "nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04" in (info.value.hint or "")
     assert "slim-bookworm" not in (info.value.hint or "")
     cpu = Target(cpu=True, python="3.12")  # a CPU build still gets python's own image
     with pytest.raises(HostEnvError) as info:
-        B.resolve_pinned("tensorflow", cpu, "2.11.1")
+        F.resolve_pinned("tensorflow", cpu, "2.11.1")
     assert "python:3.10-slim-bookworm" in (info.value.hint or "")
 
 

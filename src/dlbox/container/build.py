@@ -13,20 +13,21 @@
 
 The pure parts (choosing, merging requirements, spec from a lock entry) are functions of
 their arguments and unit-tested; the engine is touched only through `container.engine`.
+Step 3's parts have their own modules: `container.framework` (which framework build and
+base image), `container.pins` (pip's resolve inside the image, and reading its failures);
+`container.tags` keeps the engine's names tidy after step 5.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import re
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dlbox import __version__
 from dlbox.container import engine
@@ -46,13 +47,30 @@ from dlbox.container.context import (
     write_context,
 )
 from dlbox.container.dockerignore import IgnoreMatcher, project_patterns
+from dlbox.container.engine import Log
+from dlbox.container.framework import (
+    assumed_python,
+    base_picking,
+    check_project_admits,
+    check_project_allows,
+    default_base_image,
+    env_base_image,
+    framework_dist,
+    framework_requirement,
+    matrix_for_version,
+    normalize_framework,
+    project_pins,
+    requirements_input,
+    resolve_framework,
+    split_pip_options,
+    version_for_project,
+)
 from dlbox.container.lock import (
     LOCK_FILE,
     LockEntry,
     LockUnreadable,
     describe_extras,
     lock_key,
-    marker_environment,
     pinned_version,
     read_lock,
     requirement_changes,
@@ -60,17 +78,22 @@ from dlbox.container.lock import (
     target_archs,
     write_lock,
 )
+from dlbox.container.pins import (
+    PROXY_BUILDARGS,
+    RESOLVE_DIR,
+    download_target,
+    pip_args_for,
+    probe_python,
+    resolve_pins,
+)
 from dlbox.container.project import (
     FRAMEWORK_COMPANIONS,
-    FRAMEWORK_DISTS,
     PYPROJECT_FILE,
     SETUP_PY_FILE,
     Project,
     detect_framework,
     detect_project,
-    normalize_name,
     other_frameworks,
-    parse_requirement,
     project_image_above,
     requirement_name,
 )
@@ -78,16 +101,18 @@ from dlbox.container.render import render_dockerfile, render_lock_requirements
 from dlbox.container.run import gpu_blocker, host_facts
 from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
 from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
-from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
+from dlbox.container.tags import (
+    deps_tag,
+    drop_failed,
+    failed_tag,
+    keep_failed,
+    remove_replaced,
+    tag_deps_stage,
+)
+from dlbox.errors import ContainerError, HostEnvError, UsageError
 from dlbox.fileio import check_writable, current_folder, expand_user
-from dlbox.text import has_url_credentials, listed, redact_url_credentials, shell_quote
+from dlbox.text import has_url_credentials, redact_url_credentials, shell_quote
 
-if TYPE_CHECKING:
-    from packaging.requirements import Requirement
-
-Log = Callable[[str], None]
-RESOLVE_TIMEOUT_S = 900
-RESOLVE_DIR = "/tmp/dlbox-resolve"
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -193,362 +218,6 @@ def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) 
 
 # ---- the framework build ----------------------------------------------------------------------
 
-def _normalize_framework(name: str | None) -> str | None:
-    if name is None:
-        return None
-    aliases = {"pytorch": "torch", "tf": "tensorflow"}
-    value = aliases.get(name.strip().lower(), name.strip().lower())
-    if value not in FRAMEWORK_DISTS:
-        raise UsageError(f"unknown framework {name!r}",
-                         hint=f"choose one of: {', '.join(FRAMEWORK_DISTS)}")
-    return value
-
-
-def _matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
-    from dlbox.hostenv.resolve import check_pin_form, refuse_unreleased_patch
-    from dlbox.hostenv.versions import same_release
-
-    rows = getattr(matrix, framework)
-    check_pin_form(version)
-    kept = tuple(row for row in rows if version in row.versions) or tuple(
-        row for row in rows if same_release(version, row.release))
-    if not kept:
-        known = ", ".join(row.release for row in rows[:8])
-        raise UsageError(f"{framework} {version} is not in dlbox's compatibility matrix",
-                         hint=f"pick a listed release ({known}, ...) or leave the version out")
-    refuse_unreleased_patch(rows, version, framework)
-    return dataclasses.replace(matrix, **{framework: kept})
-
-
-def _cuda_image_example(framework: str, pythons: Sequence[str], target: Any,
-                        matrix: Any) -> str | None:
-    """For a GPU TensorFlow whose builds on `pythons` all need CUDA on the system (2.13 and
-    older): an example --base-image with that CUDA (review: the hint named python:3.10-slim,
-    which has none), else None."""
-    if framework != "tensorflow" or target.cpu or not target.driver or matrix is None:
-        return None
-    rows = [row for row in matrix.tensorflow if set(row.python) & set(pythons)]
-    if not rows or any(row.pip_cuda_extra for row in rows):
-        return None
-    for row in rows:  # newest first
-        image = _cuda_image_for(row.cuda, row.cudnn, row.python)
-        if image is not None:
-            return f" and CUDA {row.cuda}, cuDNN {row.cudnn} (e.g. {image.image})"
-    return f" and CUDA {rows[0].cuda}, cuDNN {rows[0].cudnn} (an Ubuntu image)"
-
-
-def _python_error(error: HostEnvError, framework: str, version: str | None,
-                  target: Any, matrix: Any = None) -> HostEnvError:
-    """The resolver's "no build for Python X" in image build's terms: the Python is the base
-    image's, so the way out is another --base-image (image build has no --python)."""
-    from dlbox.hostenv.resolve import NoBuildForPython
-
-    if not target.python:
-        return error
-    if not isinstance(error, NoBuildForPython):
-        # "... for Python 3.11 ...: resolve with --cpu, or another --python" (a GPU only old
-        # releases serve): image build's Python is the base image's.
-        if error.hint and error.hint.endswith(", or another --python"):
-            return HostEnvError(error.message, hint=error.hint.removesuffix(
-                ", or another --python") + ", or --base-image with another Python")
-        return error
-    known = list(error.pythons)
-    what = f"{framework} {version}" if version else f"no {framework} release dlbox knows"
-    verb = "does not support" if version else "supports"
-    example = (_cuda_image_example(framework, known, target, matrix)
-               or (f" (e.g. python:{known[-1]}-slim-bookworm)" if known else ""))
-    return HostEnvError(
-        f"{what} {verb} Python {target.python}, the base image's",
-        hint=f"pass --base-image with Python {', '.join(known) or 'it supports'}{example}"
-             + (", or another --framework-version" if version else ""))
-
-
-def _past_last_driver(error: HostEnvError, framework: str, target: Any, matrix: Any,
-                      what: str, way_out: str) -> HostEnvError:
-    """The resolver's error, with a hint that holds for a GPU past its last driver branch.
-
-    The resolver knows only the driver: for a pin whose builds all need CUDA 12 it says
-    "update the NVIDIA driver to >= 525.60.13", which a Tesla K80 (Kepler, last branch R470)
-    can never do. When even the newest driver of the GPU's last branch runs no build in
-    `matrix` (the one the resolver was given), the hint says so and gives `way_out` instead."""
-    from dlbox.hostenv.resolve import last_branch_words, last_driver_ceiling, resolve_build
-    from dlbox.hostenv.versions import parse_version
-
-    ceiling = last_driver_ceiling(target, matrix)
-    driver = parse_version(target.driver)
-    if ceiling is None or driver is None or driver[0] > ceiling[0]:
-        return error
-    # Any real driver of the branch sorts below <branch>.999: the newest the GPU can have.
-    try:
-        resolve_build(framework, dataclasses.replace(target, driver=f"{ceiling[0]}.999"),
-                      matrix)
-    except DlboxError:
-        return HostEnvError(error.message, hint=(
-            f"{last_branch_words(ceiling)}, and no {what} runs on it: {way_out}"))
-    return error  # a driver of that branch runs one: the resolver's hint holds
-
-
-def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None,
-                   base_image: str | None = None, requested: bool = True) -> Any:
-    """The resolver's build for `--framework-version`: a release ("2.1") gives its newest
-    known patch, a patch version ("2.1.0") exactly that one. `base_image` (--base-image) is
-    for the hint's version: see `_newest_runnable`. `requested`: the user asked for the
-    version (a reason says so); False for one dlbox took elsewhere (a wheelhouse's wheel, a
-    project's pin), whose callers give their own reason."""
-    from dlbox.hostenv.matrix import load_matrix
-    from dlbox.hostenv.resolve import resolve_build
-    from dlbox.hostenv.versions import parse_version
-
-    matrix = matrix or load_matrix()
-    narrowed = _matrix_for_version(matrix, framework, version)
-    try:
-        resolved = resolve_build(framework, target, narrowed)
-    except HostEnvError as error:
-        python = _python_error(error, framework, version, target, narrowed)
-        if python is not error:
-            raise python from None
-        best = _newest_runnable(framework, target, matrix, base_image)
-        way_out = (f"pass --framework-version {best} (the newest {framework} this target "
-                   "runs), or leave it out, or build with --cpu" if best
-                   else "build with --cpu")
-        raise _past_last_driver(error, framework, target, narrowed,
-                                f"{framework} {version} build", way_out) from None
-    reasons = resolved.reasons + ((f"{framework} {version} requested",) if requested else ())
-    public = version.split("+")[0]
-    if len(parse_version(public) or ()) < 3:
-        # Not pip's ==2.1, which is 2.1.0: the resolver took the release's newest patch.
-        return dataclasses.replace(resolved, reasons=reasons)
-    requirements = tuple(re.sub(r"==\S+", f"=={public}", line, count=1)
-                         for line in resolved.requirements)
-    return dataclasses.replace(resolved, version=public, requirements=requirements,
-                               reasons=reasons)
-
-
-def framework_dist(resolved: Any) -> str:
-    return requirement_name(resolved.requirements[0]) if resolved.requirements else \
-        resolved.framework
-
-
-def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribution] = (),
-                      version: str | None = None, matrix: Any = None,
-                      pins: Sequence[tuple[str, Any]] = (), base_image: str | None = None) -> Any:
-    """The build to put in the image: `version` if given; else the newest build that the
-    target runs, except that a wheelhouse holding a build the target runs wins (offline).
-
-    `pins` are the project's own requirements on the framework (`_project_pins`): without a
-    `version`, only versions they admit are candidates, from the matrix and the wheelhouse
-    alike (a project pinning torch==2.12.0 gets 2.12.0, not the newest release and a clash).
-    `base_image` (--base-image) only checks the version a hint suggests (`_newest_runnable`).
-    """
-    from packaging.version import Version
-
-    from dlbox.hostenv.matrix import load_matrix
-    from dlbox.hostenv.resolve import resolve_build
-
-    matrix = matrix or load_matrix()
-    _refuse_conflicting_pins(framework, matrix, pins)
-    if version:
-        return resolve_pinned(framework, target, version, matrix, base_image)
-
-    def admitted(candidate: str) -> bool:
-        public = candidate.split("+")[0]
-        return all(spec.contains(public, prereleases=True) for _, spec in pins)
-
-    if pins:
-        newest = _resolve_admitted(framework, target, matrix, pins, base_image)
-    else:
-        try:
-            newest = resolve_build(framework, target, matrix)
-        except HostEnvError as error:
-            raise _python_error(error, framework, None, target, matrix) from None
-    dist = framework_dist(newest)
-    candidates = sorted({d.version for d in wheelhouse
-                         if d.name == dist and d.fits_python(target.python)
-                         and admitted(d.version)},
-                        key=Version, reverse=True)
-    for candidate in candidates:
-        public, _, local = candidate.partition("+")
-        try:
-            chosen = resolve_pinned(framework, target, public, matrix, requested=False)
-        except DlboxError:
-            continue
-        if framework == "torch" and local and local != chosen.variant:
-            continue  # a cu126 wheel is no use to a CPU image, and the other way round
-        if framework == "torch" and not local and chosen.variant == "cpu":
-            continue  # PyPI's plain torch wheel on Linux is a CUDA build
-        note = (f"{dist} {candidate} is in the wheelhouse: used, so the build needs no "
-                "download of it" if public == newest.version.split("+")[0] else
-                f"{dist} {candidate} is in the wheelhouse: used instead of the newest "
-                f"{'admitted ' if pins else ''}release {newest.version}, so the build needs "
-                "no download of it")
-        reasons = chosen.reasons
-        if pins:
-            reasons += (f"the project requires {_pins_text(pins)}, which admits it",)
-        return dataclasses.replace(chosen, reasons=reasons + (note,))
-    return newest
-
-
-def _pins_text(pins: Sequence[tuple[str, Any]]) -> str:
-    return ", ".join(line for line, _ in pins)
-
-
-def _refuse_conflicting_pins(framework: str, matrix: Any,
-                             pins: Sequence[tuple[str, Any]]) -> None:
-    """Pins that each admit versions dlbox knows but not one together (`-r base.txt` says
-    torch>=2.14, the file itself torch==2.13.0): the project's own clash, which no target
-    and no --framework-version can settle."""
-    if len(pins) < 2:
-        return
-    known = [v for row in getattr(matrix, framework) for v in row.versions if _version_key(v)]
-
-    def admitted(specs: Sequence[Any]) -> bool:
-        return any(all(spec.contains(v, prereleases=True) for spec in specs) for v in known)
-
-    specs = [spec for _, spec in pins]
-    if all(admitted([spec]) for spec in specs) and not admitted(specs):
-        raise ContainerError(
-            f"the project's requirements on {framework} conflict: {_pins_text(pins)} admit "
-            "no version together",
-            hint="keep one of them (look in requirements.txt and the files it includes with "
-                 "-r), or make them agree")
-
-
-def _resolve_admitted(framework: str, target: Any, matrix: Any,
-                      pins: Sequence[tuple[str, Any]], base_image: str | None = None) -> Any:
-    """The newest build the target runs among the versions the project's pins admit.
-
-    The matrix is narrowed to those versions (rows without one dropped), and the resolver
-    walks it as it walks the whole one: newest release first, the first the target runs. None
-    admitted, or none the target runs: a ContainerError naming the pin, the versions dlbox
-    knows and a version to require instead."""
-    from packaging.version import InvalidVersion, Version
-
-    from dlbox.hostenv.resolve import resolve_build
-
-    def admitted(candidate: str) -> bool:
-        try:
-            Version(candidate)
-        except InvalidVersion:
-            return False
-        return all(spec.contains(candidate, prereleases=True) for _, spec in pins)
-
-    rows = getattr(matrix, framework)
-    kept = tuple(dataclasses.replace(row, versions=tuple(v for v in row.versions if admitted(v)))
-                 for row in rows if any(admitted(v) for v in row.versions))
-    text = _pins_text(pins)
-    dist = requirement_name(pins[0][0])
-
-    def instead() -> str | None:
-        best = _newest_runnable(framework, target, matrix, base_image)
-        return f"{dist}=={best} (the newest this target runs)" if best else None
-
-    if not kept:
-        # An exact pin may name a patch of the newest release newer than dlbox's data, which
-        # --framework-version takes too (a release older than the newest gets no more).
-        for version in _exact_pins(pins):
-            try:
-                exact = resolve_pinned(framework, target, version, matrix, base_image,
-                                       requested=False)
-            except DlboxError:
-                continue
-            return dataclasses.replace(exact, reasons=exact.reasons + (
-                f"the project requires {text}",))
-        from dlbox.hostenv.versions import same_release
-
-        known = sorted({v for row in rows for v in row.versions if _version_key(v)},
-                       key=_version_key)
-        # A patch that never existed (torch==2.1.9): its release's patches are the way out.
-        patches = [row.versions for version in _exact_pins(pins) for row in rows
-                   if same_release(version, row.release)]
-        example = (f"{dist}=={patches[0][-1]} ({framework} {', '.join(patches[0])} exist)"
-                   if patches else instead() or f"{dist}=={known[-1]}")
-        raise ContainerError(
-            f"the project requires {text}, and no {framework} version dlbox knows meets it "
-            f"(it knows {framework} {known[0]} to {known[-1]})",
-            hint=f"require a version dlbox knows, e.g. {example}",
-        )
-    narrowed = dataclasses.replace(matrix, **{framework: kept})
-    try:
-        resolved = resolve_build(framework, target, narrowed)
-    except HostEnvError as error:
-        versions = sorted({v for row in kept for v in row.versions}, key=_version_key,
-                          reverse=True)
-        shown = listed(versions, 4)
-        other = instead()
-        python = _python_error(error, framework, None, target, narrowed)
-        if python is not error:
-            detail = f"none of them supports Python {target.python}, the base image's"
-            hint = python.hint or ""
-        else:
-            detail, hint = error.message, error.hint or ""
-            way_out = f"require {other}, or build with --cpu" if other else "build with --cpu"
-            ceiling = _past_last_driver(error, framework, target, narrowed,
-                                        f"{framework} build that {text} admits", way_out)
-            if ceiling is not error:
-                hint, other = ceiling.hint or "", None  # its way out names the version
-        if other:
-            hint += f"; or require {other}" if hint else f"require {other}"
-        raise ContainerError(
-            f"the project requires {text}, and no {framework} build of the versions it admits "
-            f"({shown}) runs on this target: {detail}", hint=hint or None) from None
-    return dataclasses.replace(resolved, reasons=resolved.reasons + (
-        f"the project requires {text}: {resolved.version} is the newest version it admits "
-        "that this target runs",))
-
-
-def _exact_pins(pins: Sequence[tuple[str, Any]]) -> list[str]:
-    """The versions of the pins' `==X.Y.Z` specifiers (no wildcard)."""
-    return [spec.version for _, specifier in pins for spec in specifier
-            if spec.operator in ("==", "===") and "*" not in spec.version]
-
-
-def _version_key(version: str) -> tuple[Any, ...]:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return (Version(version),)
-    except InvalidVersion:
-        return ()
-
-
-def _base_picking(resolve: Callable[[Any], Any], target: Any, base_image: str | None) -> Any:
-    """The build that picks the base image, before its Python is known: `resolve(target)`;
-    without a --base-image or a known Python, a build that is not cuda-system lands on the
-    default base, so it is resolved again on that base's Python, and kept only when that
-    leaves a cuda-system build (which picks the nvidia/cuda base instead)."""
-    first = resolve(target)
-    if base_image or target.python or first.variant == "cuda-system":
-        return first
-    try:
-        again = resolve(dataclasses.replace(target, python=S.DEFAULT_PYTHON))
-    except DlboxError:
-        return first  # the build's own resolve on the image's Python says why
-    return again if again.variant == "cuda-system" else first
-
-
-def _newest_runnable(framework: str, target: Any, matrix: Any,
-                     base_image: str | None = None) -> str | None:
-    """The version an unpinned build would take (for a hint), or None if none runs.
-
-    Before the base image's Python is known (the first choice, which picks the base), it
-    must also run on the Python the build then assumes (`assumed_python`): review found
-    "require tensorflow==2.3.4" for a --base-image of Python 3.11, which 2.3 does not
-    support."""
-    from dlbox.hostenv.resolve import resolve_build
-
-    try:
-        if target.python is not None:
-            return str(resolve_build(framework, target, matrix).version)
-        # what picks the base image, as `first_choice` does
-        first = _base_picking(lambda t: resolve_build(framework, t, matrix), target, base_image)
-        python = assumed_python(first, base_image)
-        best = resolve_build(framework, dataclasses.replace(target, python=python), matrix)
-        if best.variant == "cuda-system" and assumed_python(best, base_image) != python:
-            return None  # its base image has another Python again: no sure suggestion
-        return str(best.version)
-    except DlboxError:
-        return None
-
 
 def first_choice(p: Plan) -> Any:
     """The build that picks the base image, before its Python is known (the build then
@@ -556,225 +225,11 @@ def first_choice(p: Plan) -> Any:
     cuda-system lands on the default base, so it must install on that base's Python: review
     found tensorflow 2.14 (and-cuda) on python:3.11, where its tensorrt has no wheels. When
     the default Python leaves a cuda-system build, that one picks the (nvidia/cuda) base."""
-    pins = _project_pins(p.project, p.framework)
-    return _base_picking(
+    pins = project_pins(p.project, p.framework)
+    return base_picking(
         lambda target: resolve_framework(p.framework, target, p.wheelhouse, p.framework_version,
                                          pins=pins, base_image=p.base_image),
         p.target, p.base_image)
-
-
-def assumed_python(resolved: Any, base_image: str | None) -> str:
-    """The Python a build of `resolved` is assumed to get before its base image is seen: the
-    nvidia/cuda image's for a cuda-system build on dlbox's base, else the default base's
-    (for a --base-image too). ContainerError when no nvidia/cuda image has its CUDA."""
-    if resolved.variant == "cuda-system" and not base_image:
-        return cuda_base_image(resolved).python
-    return S.DEFAULT_PYTHON
-
-
-def framework_requirement(resolved: Any) -> tuple[str, ...]:
-    """The pip lines for the resolved build; torch pins its variant's local version
-    (2.13.0+cpu) so pip cannot take PyPI's CUDA wheel of the same number."""
-    lines = list(resolved.requirements)
-    if resolved.framework == "torch" and lines and "+" not in resolved.version:
-        lines[0] = f"torch=={resolved.version}+{resolved.variant}"
-    return tuple(lines)
-
-
-def _project_pins(project: Project, framework: str) -> list[tuple[str, Any]]:
-    """(line, specifier) of each of the project's requirements on the framework that has a
-    version specifier and applies here (its marker, if any, holds). A local label in a pin
-    (torch==2.14.0+cpu) is dropped: which build of that version goes in is dlbox's choice
-    for the target, and the image's requirements get the resolved line instead."""
-    from packaging.specifiers import SpecifierSet
-
-    pins = []
-    for line in project.requirements:
-        requirement = parse_requirement(line, "requirements")
-        if requirement.marker is not None and not requirement.marker.evaluate():
-            continue  # not for Linux (a macOS wheel's URL, say): pip skips it too
-        if requirement.name in FRAMEWORK_DISTS[framework] and requirement.url:
-            raise _framework_url_refusal(requirement)
-        if requirement.name not in FRAMEWORK_DISTS[framework] or not requirement.specifier:
-            continue
-        public = SpecifierSet(",".join(f"{spec.operator}{spec.version.split('+')[0]}"
-                                       for spec in requirement.specifier))
-        pins.append((line, public))
-    return pins
-
-
-def _framework_url_refusal(requirement: Any) -> UsageError:
-    """The error for `torch @ https://.../torch-2.1.0+cpu-...whl`: the build's framework wheel
-    is dlbox's choice for the target, so that line was replaced without a word (review)."""
-    import urllib.parse
-
-    wheel = urllib.parse.unquote(urllib.parse.urlparse(requirement.url).path.rsplit("/", 1)[-1])
-    match = re.match(rf"^{re.escape(requirement.name)}-([0-9][^-]*?)(?:\+[^-]*)?-", wheel,
-                     re.IGNORECASE)
-    pin = f"{requirement.name}=={match.group(1)}" if match else f"{requirement.name}==VERSION"
-    return UsageError(f"the project requires {requirement.name} from a URL "
-                      f"({redact_url_credentials(requirement.url)}), but dlbox picks the "
-                      f"{requirement.name} build (CPU or CUDA) for the target itself",
-                      hint=f"pin the version instead ({pin}); the build takes its wheel for "
-                           "the target (--cpu/--gpu) from the framework's index or "
-                           "--wheelhouse DIR")
-
-
-def version_for_project(project: Project, framework: str, version: str | None,
-                        matrix: Any = None) -> str | None:
-    """`--framework-version` as the resolver takes it. A release ("2.1") means its newest
-    known patch; when the project's own pins rule that one out, the newest patch they admit
-    (a project pinning torch==2.1.0 gets 2.1.0, not 2.1.2 and a clash). Anything else (a
-    patch version, a release the pins rule out entirely: check_project_allows reports that
-    clash) is returned as it is."""
-    from dlbox.hostenv.matrix import load_matrix
-
-    pins = _project_pins(project, framework)
-    if not version or not pins or not re.fullmatch(r"\d+\.\d+", version):
-        return version
-    patches = _release_patches(matrix or load_matrix(), framework, version)
-    if patches is None:
-        return version
-
-    def admitted(patch: str) -> bool:
-        return all(spec.contains(patch, prereleases=True) for _, spec in pins)
-
-    if not patches or admitted(patches[-1]):
-        return version
-    return next((patch for patch in reversed(patches) if admitted(patch)), version)
-
-
-_LOOSEN_PIN_HINT = ("pass --framework-version with a version both allow (see `dlbox doctor "
-                    "--resolve`), or loosen the project's requirement")
-
-
-def check_project_allows(project: Project, framework: str, version: str) -> None:
-    """The project's own pin of the framework must admit the chosen version."""
-    public = version.split("+")[0]
-    for line, specifier in _project_pins(project, framework):
-        if not specifier.contains(public, prereleases=True):
-            raise ContainerError(
-                f"the project requires {line}, but the {framework} build for this target is "
-                f"{version}",
-                hint=_LOOSEN_PIN_HINT,
-            )
-
-
-def _check_project_admits(project: Project, framework: str, version: str,
-                          matrix: Any) -> None:
-    """--framework-version against the project's own pin: a patch version the pin refuses,
-    or a release none of whose known patches it admits, is refused as check_project_allows
-    would after the resolve."""
-    pins = _project_pins(project, framework)
-    _refuse_conflicting_pins(framework, matrix, pins)  # a clash no version settles, first
-    if not re.fullmatch(r"\d+\.\d+", version):
-        check_project_allows(project, framework, version)
-        return
-    patches = _release_patches(matrix, framework, version)
-    if not patches:
-        return
-    for line, specifier in pins:
-        if not any(specifier.contains(patch, prereleases=True) for patch in patches):
-            raise ContainerError(
-                f"the project requires {line}, but --framework-version asks for {framework} "
-                f"{version} ({', '.join(patches)})",
-                hint=_LOOSEN_PIN_HINT,
-            )
-
-
-def _release_patches(matrix: Any, framework: str, release: str) -> list[str] | None:
-    """The known patch versions of `release` ("2.1") in the matrix, oldest first; None when
-    one of them is not a version packaging can order."""
-    from packaging.version import InvalidVersion, Version
-
-    from dlbox.hostenv.versions import same_release
-
-    try:
-        return sorted({patch for row in getattr(matrix, framework)
-                       if same_release(release, row.release) for patch in row.versions},
-                      key=Version)
-    except InvalidVersion:
-        return None
-
-
-def requirements_input(project: Project, framework: str,
-                       framework_lines: Sequence[str]) -> tuple[str, ...]:
-    """What pip resolves: the project's lines with its framework lines replaced by the
-    resolved build's, plus the build backend (the code layer installs without isolation)."""
-    family = set(FRAMEWORK_DISTS[framework])
-    kept = [line for line in project.requirements if requirement_name(line) not in family]
-    return tuple(sorted(set(kept) | set(framework_lines) | set(project.build_requirements)))
-
-
-def default_base_image(resolved: Any) -> str:
-    """dlbox's default base, unless the build needs CUDA installed on the system: then the
-    published nvidia/cuda image with that CUDA and cuDNN (`cuda_base_image`)."""
-    if resolved.variant == "cuda-system" and resolved.cuda:
-        return cuda_base_image(resolved).image
-    return env_base_image() or S.DEFAULT_BASE_IMAGE
-
-
-def env_base_image() -> str | None:
-    """$DLBOX_BASE_IMAGE, checked as --base-image is (None when unset or empty)."""
-    value = os.environ.get(S.BASE_IMAGE_ENV)
-    if not value:
-        return None
-    try:
-        return S.check_image_reference(value, f"${S.BASE_IMAGE_ENV}")
-    except UsageError as error:
-        raise UsageError(error.message, hint=f"set {S.BASE_IMAGE_ENV} to an image name such as "
-                                             f"{S.DEFAULT_BASE_IMAGE}, or unset it") from None
-
-
-def _cuda_image_for(cuda: str, cudnn: str | None,
-                    pythons: Sequence[str] | None = None) -> S.CudaBaseImage | None:
-    """The image of `spec.CUDA_BASE_IMAGES` with that CUDA release and cuDNN major (8 when
-    not known), and, when `pythons` are given, whose python3 is one of them; else None."""
-    from dlbox.hostenv.versions import same_release
-
-    major = (cudnn or "8").split(".")[0]
-    for image in S.CUDA_BASE_IMAGES:
-        if same_release(cuda, image.cuda) and image.cudnn == major \
-                and (pythons is None or image.python in pythons):
-            return image
-    return None
-
-
-def cuda_base_image(resolved: Any) -> S.CudaBaseImage:
-    """The nvidia/cuda image for a cuda-system build: its CUDA release and cuDNN major in
-    `spec.CUDA_BASE_IMAGES`, else a ContainerError telling the user to bring a base."""
-    from dlbox.hostenv.versions import parse_version
-
-    image = _cuda_image_for(resolved.cuda, resolved.cudnn)
-    if image is not None:
-        return image
-    cudnn = (resolved.cudnn or "8").split(".")[0]
-    major = (parse_version(resolved.cuda) or (0,))[0]
-    why = (f"NVIDIA removed the nvidia/cuda images of CUDA {S.REMOVED_CUDA_BELOW - 1}.x and "
-           "older from Docker Hub" if major < S.REMOVED_CUDA_BELOW
-           else "dlbox knows no published nvidia/cuda image with them")
-    # DLBOX_BASE_IMAGE is not the way out: it replaces the CPU-and-pip default, which has no
-    # CUDA, so only --base-image overrides this choice.
-    raise ContainerError(
-        f"{resolved.framework} {resolved.version} needs CUDA {resolved.cuda} and cuDNN "
-        f"{resolved.cudnn or cudnn} installed in the image, and {why}",
-        hint=f"pass --base-image IMAGE: an Ubuntu image with CUDA {resolved.cuda} and cuDNN "
-             f"{resolved.cudnn or cudnn} installed (one you build, or a copy you keep)")
-
-
-def split_pip_options(options: Sequence[str]) -> tuple[str | None, tuple[str, ...],
-                                                       tuple[str, ...]]:
-    """requirements.txt options -> (index URL, extra index URLs, other flags)."""
-    index, extra, flags = None, [], []
-    for option in options:
-        name, _, value = option.partition("=")
-        if name == "--index-url":
-            index = value
-        elif name == "--extra-index-url":
-            extra.append(value)
-        else:
-            flags.append(option)
-    return index, tuple(extra), tuple(flags)
 
 
 # ---- the spec ---------------------------------------------------------------------------------
@@ -967,7 +422,7 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
             f"({', '.join(project.system_packages[:4])}), which apt must download",
             hint="leave --offline out: apt needs the network for apt.txt's packages; or drop "
                  "them from apt.txt")
-    framework = (_normalize_framework(request.framework)
+    framework = (normalize_framework(request.framework)
                  or detect_framework(project.requirements) or "torch")
     if request.framework_version is not None:
         from dlbox.hostenv.matrix import load_matrix
@@ -975,10 +430,10 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
         # A version dlbox does not know is refused now, not after a lock compare whose
         # --relock hint would only lead to this same refusal.
         matrix = load_matrix()
-        _matrix_for_version(matrix, framework, request.framework_version)
+        matrix_for_version(matrix, framework, request.framework_version)
         # The project's own pin ruling the version out is said before a lock compare, whose
         # --relock hint would only lead to it.
-        _check_project_admits(project, framework, request.framework_version, matrix)
+        check_project_admits(project, framework, request.framework_version, matrix)
     target = choose_target(request, facts)
     gpu = not target.cpu
     others = other_frameworks(project.requirements, framework) if gpu else ()
@@ -1071,23 +526,6 @@ def download_command(request: BuildRequest, entry: LockEntry, pins: Sequence[str
             f"-d {where} " + " ".join(shlex.quote(pin) for pin in pins))
 
 
-def download_target(python: str, wheel_index: str | None) -> str:
-    """The `pip download` options (each with a leading space) that fetch wheels for the
-    image's Python (`python`, "3.11.2") and Linux on this machine's architecture, from PyPI
-    and the framework's own wheel index."""
-    import platform
-    import shlex
-
-    major_minor = ".".join(python.split(".")[:2])
-    index = f" --extra-index-url {shlex.quote(wheel_index)}" if wheel_index else ""
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
-                                                       platform.machine().lower())
-    # pip matches only the tags named: the manylinux_2_28 of torch 2.7 on, and older ones
-    tags = ("manylinux_2_28", "manylinux_2_17", "manylinux2014", "linux")
-    platforms = " ".join(f"--platform {tag}_{arch}" for tag in tags)
-    return f" --only-binary=:all: --python-version {major_minor} {platforms}{index}"
-
-
 def relock_command(request: BuildRequest) -> str:
     """The build command of `request` with --relock: every flag the user gave (but --dry-run
     and --json), shell-quoted, so the hint pastes."""
@@ -1134,7 +572,7 @@ def python_mismatch(project: Project, python: str, base_image: str,
                     cuda_system: bool = False) -> tuple[str, str] | None:
     """(error, hint) when the base image's Python is not one the project's requires-python
     allows; the hint names an image whose Python is (review: "a fitting Python", no name),
-    the newest, as _python_error does; for a build on a CUDA base image (`cuda_system`: the
+    the newest, as python_error does; for a build on a CUDA base image (`cuda_system`: the
     GPU build needs its CUDA libraries), another such image."""
     if not project.requires_python:
         return None
@@ -1193,7 +631,7 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
         # As the build does: the first choice picks the base image, whose Python then picks
         # the build. Without an engine, that Python is the known one of dlbox's bases (a
         # TensorFlow 2.11 needs CUDA 11.2's Ubuntu 20.04 image and gets its Python 3.8).
-        pins = _project_pins(p.project, p.framework)
+        pins = project_pins(p.project, p.framework)
         first = first_choice(p)
         python = assumed_python(first, p.base_image)
         if p.base_image:  # its Python is not known before the build probes it: none assumed
@@ -1251,349 +689,6 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
 
 # ---- resolving pins inside the image ----------------------------------------------------------
 
-RESOLVE_SCRIPT = r'''
-import json, os, platform, subprocess, sys
-args = json.loads(os.environ["DLBOX_PIP_ARGS"])
-base = os.environ["DLBOX_RESOLVE_DIR"]
-python = sys.executable
-import pip
-version = tuple(int(p) for p in pip.__version__.split(".")[:2] if p.isdigit())
-if version < (22, 2):  # --dry-run --report arrived in pip 22.2: use a newer pip on the side
-    subprocess.run([python, "-m", "venv", base + "/pip-venv"], check=True)
-    python = base + "/pip-venv/bin/python"
-    subprocess.run([python, "-m", "pip", "install", "-q", "pip>=23.1"] + [
-        a for a in args if a.startswith(("--index-url", "--extra-index-url", "--find-links",
-                                         "--no-index", "--trusted-host"))], check=True)
-cmd = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-       "--report", base + "/report.json", "-r", base + "/requirements.in"] + args
-code = subprocess.run(cmd).returncode
-if code:
-    sys.exit(code)
-with open(base + "/report.json") as handle:
-    report = json.load(handle)
-print("DLBOX_RESOLVE " + json.dumps({"python": platform.python_version(),
-                                     "install": report.get("install", [])}))
-'''
-
-
-def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args: Sequence[str],
-                 wheels: Sequence[Distribution], log: Log, python: str | None = None,
-                 wheel_index: str | None = None) -> tuple[str, tuple[str, ...]]:
-    """(Python version, pins) as pip resolves `requirements` inside `image`. `python` (the
-    image's, when known) and `wheel_index` (the framework's) go into the `pip download` hint
-    of an --offline resolution that lacks wheels."""
-    from dlbox.container.lock import pins_from_report
-
-    files = {
-        "dlbox-resolve/requirements.in": ("\n".join(requirements) + "\n").encode(),
-        "dlbox-resolve/resolve.py": RESOLVE_SCRIPT.encode(),
-    }
-    archive = None
-    with tempfile.TemporaryDirectory(prefix="dlbox-resolve-") as tmp:
-        if wheels:
-            import tarfile
-
-            archive = Path(tmp) / "wheelhouse.tar"
-            # dereference: a wheelhouse of links to wheels elsewhere gives the files
-            with tarfile.open(archive, "w", dereference=True) as tar:
-                for dist in wheels:
-                    tar.add(dist.path, f"dlbox-resolve/wheelhouse/{dist.path.name}")
-        request = engine.RunRequest(
-            image=image,
-            command=("python", f"{RESOLVE_DIR}/resolve.py"),
-            environment=(("DLBOX_PIP_ARGS", json.dumps(list(pip_args))),
-                         ("DLBOX_RESOLVE_DIR", RESOLVE_DIR),
-                         # as the build gets them (review: the resolve went round the proxy)
-                         *((name, value) for name in PROXY_BUILDARGS
-                           if (value := os.environ.get(name)))),
-            user="0:0",
-        )
-        log(f"resolving {len(requirements)} requirements with pip inside the image "
-            "(first build only; the result goes to the lock)")
-        captured = engine.run_captured(client, request, timeout=RESOLVE_TIMEOUT_S, files=files,
-                                       files_dir="/tmp", archive=archive)
-    for line in reversed(captured.stdout.splitlines()):
-        if line.startswith("DLBOX_RESOLVE "):
-            data = json.loads(line[len("DLBOX_RESOLVE "):])
-            return data["python"], pins_from_report({"install": data["install"]})
-    said = captured.stderr + "\n" + captured.stdout
-    conflict = conflicting_requirements(said, requirements)
-    if conflict is not None:
-        raise ContainerError(conflict[0], hint=conflict[1])
-    offline_in = None  # --offline: the wheelhouse is all pip has (--no-index)
-    if "--no-index" in pip_args:
-        folders = {dist.path.parent for dist in wheels}
-        offline_in = str(folders.pop()) if len(folders) == 1 else "WHEELHOUSE"
-    missing = missing_requirement(said, offline=offline_in is not None)
-    if missing is not None and offline_in is not None:
-        import shlex
-
-        # pip stops at the first wheel it lacks: name every top-level line at once, and
-        # download every line, the framework's too (its wheel may be there, its dependencies
-        # not): pip download skips the files it has and fetches all their dependencies
-        absent = offline_absent(requirements, wheels, python)
-        every = offline_lines(requirements, python)
-        target = download_target(python, wheel_index) if python else ""
-        missing = (f"--offline, but the wheelhouse has no wheel of {', '.join(absent)} for "
-                   "this image's Python and platform" if len(absent) > 1 else missing[0],
-                   f"fill it on a machine with network: pip download{target} -d "
-                   f"{shlex.quote(offline_in)} {' '.join(shlex.quote(line) for line in every)}"
-                   "; or drop --offline")
-    if missing is not None and (proxy := S.proxy_failure_hint(said.splitlines())) is not None:
-        # no version found because the proxy let pip reach no index (a retry's warning that
-        # a later retry got past is not it: pip then finds the versions)
-        raise ContainerError("pip could not reach the package index through the proxy while "
-                             "resolving the requirements inside the image", hint=proxy)
-    if missing is not None:
-        raise ContainerError(missing[0], hint=missing[1])
-    failed = source_build_failure(captured.stdout, captured.stderr)
-    if failed is not None:
-        raise ContainerError(failed[0], hint=failed[1])
-    tail = "\n".join((captured.stderr or captured.stdout).strip().splitlines()[-15:])
-    hint = (S.missing_tool_hint((captured.stderr + "\n" + captured.stdout).splitlines())
-            or "fix the requirement pip names above, or pass --wheelhouse DIR with the wheels")
-    if "CERTIFICATE_VERIFY_FAILED" in tail or "SSLError" in tail:
-        hint = "behind a TLS-intercepting proxy: pass its CA certificate with --ca-cert FILE"
-    elif "No matching distribution" in tail or "Could not find a version" in tail:
-        hint = ("no such version for this Python/platform (or no network): check the name and "
-                "version, or pass --wheelhouse DIR holding it")
-    raise ContainerError(f"pip could not resolve the requirements inside the image:\n{tail}",
-                         hint=hint)
-
-
-# pip names the package that requires it, for a dependency: "six (from mylib)"
-_NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+) "
-                         r"(?:\(from [^)]*\) )?\(from versions: ([^)]*)\)")
-
-
-_BUILD_FAILED = ("subprocess-exited-with-error", "metadata-generation-failed")
-# A failed build's lines that say why (review: sklearn's "is deprecated, use scikit-learn"
-# and mysqlclient's "Can not find valid pkg-config name" were passed over) ...
-_BUILD_REASON = re.compile(r"error|exception|not found|cannot|can not|could not|required|"
-                           r"deprecated|missing|please", re.I)
-# ... and those that never do: setuptools' chatter and banners, warnings, traceback lines.
-_BUILD_NOISE = re.compile(r"^(running |creating |writing |copying |reading |adding |!!|\*{5}|"
-                          r"Traceback|File \"|raise |\^+$|\[end of output\])|Warning\b")
-# git's clone of a VCS requirement failed (no route to the host, a private repository):
-# pip names the command, with the URL and its host.
-_CLONE_FAILED = re.compile(r"git clone .*?((?:https?|ssh|git)://(?:[^@/\s]+@)?([^/:\s]+)\S*)"
-                           r" /\S+ did not run successfully")
-_SUBPROCESS_OUTPUT = re.compile(r"\[\d+ lines of output\]\n(.*?)\[end of output\]", re.S)
-
-
-def source_build_failure(stdout: str, stderr: str) -> tuple[str, str] | None:
-    """(message, hint) when the resolve failed because a package pip had to build from
-    source (an sdist: no wheel fits the image) failed to build: the package, the lines of its
-    build's output that say why, and the fix. pip's last 15 lines, shown before, held
-    neither the package nor the reason (review: psycopg2 without pg_config)."""
-    if not any(marker in stderr for marker in _BUILD_FAILED):
-        return None
-    collected = re.findall(r"^\s*Collecting (\S+)", stdout + "\n" + stderr, re.M)
-    package = collected[-1].rstrip("@") if collected else "a package"  # `mylib@ git+...`
-    clone = _CLONE_FAILED.search(stderr)
-    if clone is not None:  # a VCS requirement: git could not fetch it, nothing was built
-        url, host = redact_url_credentials(clone.group(1)), clone.group(2)
-        name = requirement_name(package) or package
-        fatal = [redact_url_credentials(line.strip()) for line in stderr.splitlines()
-                 if line.strip().startswith(("fatal:", "remote:"))][:2]
-        return (f"pip could not clone {name} from {url} inside the image:"
-                + "".join(f"\n  {line}" for line in fatal),
-                f"the image build needs network access to {host} (and credentials for a "
-                f"private repository are not passed in); or build a wheel of {name} on the "
-                "host, put it in a folder, pass --wheelhouse DIR and require "
-                f"{name} by name")
-    block = _SUBPROCESS_OUTPUT.search(stderr)
-    output = re.sub(r"^\s*!!\s*$.*?^\s*!!\s*$", "", block.group(1) if block else "",
-                    flags=re.S | re.M)  # setuptools' deprecation banners, between !! lines
-    lines = [line.strip() for line in output.splitlines()
-             if line.strip() and not _BUILD_NOISE.search(line.strip())]
-    said = [line for line in lines if _BUILD_REASON.search(line)][:4] or lines[-4:]
-    if not said:  # no output block: pip's own lines on what failed, never nothing
-        said = [line.strip(" \u2502\u2570\u2500>") for line in stderr.splitlines()
-                if re.match(r"\s*(\u00d7|fatal:|ERROR:)", line)][:2]
-    shown = "".join(f"\n  {line}" for line in said)
-    return (f"pip could not build {package} from source inside the image (no wheel of it fits "
-            f"the image, and its build failed):{shown}",
-            S.missing_tool_hint(lines)
-            or "where its build needs a system library or tool, add its Debian package to the "
-               "project's apt.txt; else follow the reason above, or pin a version (or a "
-               "package) that has a wheel for this platform")
-
-
-def _holds_in_image(requirement: Any, python: str | None) -> bool | None:
-    """Whether a requirement's marker holds in the image (True without one); None when dlbox
-    cannot tell (the image's Python unknown, an undefined or odd marker: pip decides)."""
-    if requirement.marker is None:
-        return True
-    if python is None:
-        return None
-    try:
-        return bool(requirement.marker.evaluate(marker_environment(python)))
-    except (ValueError, LookupError):  # packaging's UndefinedComparison, UndefinedEnvironmentName
-        return None
-
-
-def _parsed(requirements: Sequence[str]) -> Iterator[tuple[str, Requirement]]:
-    """Each line dlbox can read as a requirement: (the line without its marker, parsed)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    for line in requirements:
-        try:
-            yield line.split(";")[0].strip(), Requirement(line)
-        except InvalidRequirement:
-            continue
-
-
-def offline_lines(requirements: Sequence[str], python: str | None) -> list[str]:
-    """The lines of `requirements` (markers left off) a `pip download` for the image fetches:
-    all but those whose marker does not hold in the image, and URLs but a wheel's."""
-    lines: list[str] = []
-    for line, requirement in _parsed(requirements):
-        if requirement.url and not requirement.url.split("#")[0].endswith(".whl"):
-            continue  # a source tree or VCS URL: --only-binary fetches none
-        if _holds_in_image(requirement, python) is not False:
-            lines.append(line)
-    return lines
-
-
-def offline_absent(requirements: Sequence[str], wheels: Sequence[Distribution],
-                   python: str | None) -> list[str]:
-    """The lines of `requirements` (markers left off) that no file of the wheelhouse meets,
-    for the image's Python when known. Lines dlbox cannot judge (a URL, a marker it cannot
-    evaluate) count as met."""
-    absent: list[str] = []
-    for line, requirement in _parsed(requirements):
-        if requirement.url or not _holds_in_image(requirement, python):
-            continue
-        name = normalize_name(requirement.name)
-        if not any(dist.name == name and dist.fits_python(python)
-                   and requirement.specifier.contains(dist.version, prereleases=True)
-                   for dist in wheels):
-            absent.append(line)
-    return absent
-
-
-def missing_requirement(output: str, offline: bool = False) -> tuple[str, str] | None:
-    """(error, hint) when pip's resolution failed on a requirement that no release meets: a
-    name the index does not know (a typo) or a version it never had. None otherwise (the
-    caller shows pip's own output). `offline`: pip had the wheelhouse instead of an index
-    (--offline), which lacks the wheel; the caller gives the hint that fills it."""
-    match = _NO_VERSION.search(output)
-    if match is None:
-        return None
-    requirement = match.group(1)
-    name = requirement_name(requirement) or requirement
-    versions = [v.strip() for v in match.group(2).split(",") if v.strip() and v.strip() != "none"]
-    if offline:  # worded as when the lock's pins are not all in the wheelhouse
-        hint = "fill the wheelhouse on a machine with network; or drop --offline"
-        if not versions:
-            return (f"--offline, but the wheelhouse has no wheel of {name} for this image's "
-                    "Python and platform", hint)
-        return (f"--offline, but no wheel of {name} in the wheelhouse meets {requirement}: it "
-                f"has {', '.join(versions[-5:])}", hint)
-    if not versions:
-        asked = f" (required as {requirement})" if requirement != name else ""
-        return (f"pip found no release of {name}{asked} for this image's Python and platform",
-                f"check the name in the project's requirements (a typo? pip index versions "
-                f"{name} asks the index), that the build reaches the index, or pass "
-                "--wheelhouse DIR holding its wheel")
-    shown = ", ".join(versions[-5:])
-    error = (f"no release of {name} meets {requirement}: the index has {shown}"
-             f"{' (newest last)' if len(versions) > 1 else ''}")
-    local = re.search(r"==\s*([^\s,;+]+)\+(\S+)", requirement)
-    if local and local.group(1) in versions:  # the version is there, its local build is not
-        return (f"{error}, but not its +{local.group(2)} build",
-                f"the +{local.group(2)} build lives on the framework's own wheel index, which "
-                "the build did not reach (behind a proxy? pass --ca-cert), or pass --wheelhouse "
-                f"DIR holding the {name} {local.group(1)}+{local.group(2)} wheel")
-    return (error,
-            f"change the requirement in the project's requirements, e.g. {name}=={versions[-1]}")
-
-
-_CONFLICT = re.compile(r"Cannot install (.+?) because these package versions have "
-                       r"conflicting dependencies")
-
-
-def conflicting_requirements(output: str, requirements: Sequence[str] = ()
-                             ) -> tuple[str, str] | None:
-    """(error, hint) when pip's resolution failed on requirements that cannot go together
-    (ResolutionImpossible): the requirements it names and, when pip says, what clashes
-    ("botocore 1.34.0 depends on urllib3<2.1"). None otherwise. pip names a line of the
-    requirements file dlbox wrote ("-r /tmp/.../requirements.in (line 1)"): `requirements`,
-    that file's lines, put the requirement itself in its place."""
-    def named(match: re.Match[str]) -> str:
-        number = int(match.group(1))
-        return requirements[number - 1] if 0 < number <= len(requirements) else match.group(0)
-
-    output = re.sub(r"-r \S*requirements\.in \(line (\d+)\)", named, output)
-    match = _CONFLICT.search(output)
-    if match is None:
-        return None
-    lines = output.splitlines()
-    causes: list[str] = []
-    for index, line in enumerate(lines):
-        if line.strip() == "The conflict is caused by:":
-            for cause in lines[index + 1:]:
-                if not cause.strip():
-                    break
-                causes.append(cause.strip())
-            break
-    why = f": {'; '.join(causes)}" if causes else ""
-    return (f"pip cannot install {match.group(1)} together (conflicting dependencies){why}",
-            _framework_pin_hint(causes)
-            or "loosen or drop one of these pins in the project's requirements (pip install "
-               "--dry-run with them, on any machine, shows the clash in full)")
-
-
-# "torchvision 0.16.0 depends on torch==2.1.0" beside "The user requested torch==2.13.0+cpu"
-_NEEDS_FRAMEWORK = re.compile(r"^(\S+) (\S+) depends on (torch|tensorflow|jax)==([\w.]+)"
-                              r"(?:\+\S+)?(?:;.*)?$")
-_FRAMEWORK_ASKED = re.compile(r"^The user requested (torch|tensorflow|jax)==([^+\s]+)")
-
-
-def _framework_pin_hint(causes: Sequence[str]) -> str | None:
-    """The fix for a companion package made for another framework version than the build's
-    (torchvision==0.16.0 wants torch 2.1.0; dlbox chose 2.13.0): the --framework-version that
-    fits it. Review: the hint blamed the project's pins, where torch's came from dlbox."""
-    needs = next((m for cause in causes if (m := _NEEDS_FRAMEWORK.match(cause))), None)
-    asked = next((m for cause in causes if (m := _FRAMEWORK_ASKED.match(cause))), None)
-    if needs is None or asked is None or needs.group(3) != asked.group(1):
-        return None
-    package, version, framework, wanted = needs.groups()
-    return (f"{package} {version} is made for {framework} {wanted}, and the build's "
-            f"{framework} is {asked.group(2)}: build with {framework} {wanted} (pin "
-            f"{framework}=={wanted} in the project's requirements, or pass --framework-version "
-            f"{wanted}), or require a {package} made for {framework} {asked.group(2)} (or "
-            f"{package} unpinned: pip picks one)")
-
-
-def probe_python(client: Any, image: str) -> str:
-    captured = engine.run_captured(client, engine.RunRequest(
-        image=image, command=("python", "-c", "import platform; print(platform.python_version())"),
-        network="none"), timeout=120)
-    version = captured.stdout.strip().splitlines()[-1] if captured.stdout.strip() else ""
-    if captured.exit_code or not re.match(r"^3\.\d+", version):
-        raise ContainerError(f"the image's Python did not answer: {captured.stderr.strip()[:200]}",
-                             hint="the base image needs python3 (or apt to install it)")
-    return version
-
-
-def pip_args_for(project: Project, resolved_index: str | None, wheelhouse_dir: str | None,
-                 offline: bool) -> tuple[str, ...]:
-    index, extra, flags = split_pip_options(project.pip_options)
-    args: list[str] = []
-    if offline:
-        args.append("--no-index")
-    else:
-        if index:
-            args.append(f"--index-url={index}")
-        urls = ([resolved_index] if resolved_index else []) + [u for u in extra
-                                                                if u != resolved_index]
-        args += [f"--extra-index-url={url}" for url in urls]
-    if wheelhouse_dir:
-        args.append(f"--find-links={wheelhouse_dir}")
-    return tuple(args + list(flags))
-
 
 # ---- the build --------------------------------------------------------------------------------
 
@@ -1628,10 +723,6 @@ def _system_only(dockerfile: str) -> str:
     """The Dockerfile up to the deps stage (system, then venv, which pip resolves in): same
     text, so the full build reuses its cache."""
     return dockerfile.split("\n# ---- deps:", 1)[0] + "\n"
-
-
-PROXY_BUILDARGS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                   "no_proxy")
 
 
 def _buildargs(request: BuildRequest) -> dict[str, str]:
@@ -1739,7 +830,7 @@ def build_image(request: BuildRequest, log: Log = print,
             # Its deps stage tagged beside the failed image: untagged, the one of a build
             # whose fix changed the dependencies (a package added) stayed for good (review:
             # 1.27 GB); the next failed build's replaces it, the next that passes removes it.
-            _tag_deps_stage(client, result, failed_tag(tags[0]))
+            tag_deps_stage(client, result, failed_tag(tags[0]))
             deps_kept = deps_tag(failed_tag(tags[0]))
             if S.DEPS_STAGE_LABEL not in engine.image_labels(
                     engine.inspect_image(client, deps_kept)):
@@ -1749,7 +840,7 @@ def build_image(request: BuildRequest, log: Log = print,
             # and an image kept for a look would only pile up, one per attempt.
             engine.remove_replaced_image(client, result.image_id, S.PROJECT_LABEL)
         elif failures:
-            kept = _keep_failed(client, result.image_id, failed_tag(tags[0]))
+            kept = keep_failed(client, result.image_id, failed_tag(tags[0]))
         require_smoke_ok(smoke_result, kept, deps_kept, entry.wheel_index)
         if smoke_result.python and not smoke_result.python.startswith(
                 ".".join(entry.python.split(".")[:2])):
@@ -1773,11 +864,11 @@ def build_image(request: BuildRequest, log: Log = print,
         if (data := engine.inspect_image(client, tag)) and data["Id"] != result.image_id:
             replaced.setdefault(data["Id"], ([], data))[0].append(tag)
     engine.tag_image(client, result.image_id, tags)
-    notes += _remove_replaced(client, replaced, project.root)
-    notes += _drop_failed(client, failed_tag(tags[0]))
-    notes += _tag_deps_stage(client, result, tags[0])
+    notes += remove_replaced(client, replaced, project.root)
+    notes += drop_failed(client, failed_tag(tags[0]))
+    notes += tag_deps_stage(client, result, tags[0])
     # after the tag above: the deps stage of a failed build that this one reused stays
-    _drop_failed(client, deps_tag(failed_tag(tags[0])), S.DEPS_STAGE_LABEL)
+    drop_failed(client, deps_tag(failed_tag(tags[0])), S.DEPS_STAGE_LABEL)
     data = engine.inspect_image(client, result.image_id) or {}
     return BuildOutcome(
         image_id=result.image_id, tags=tags, spec=spec, entry=entry, lock_path=p.lock_path,
@@ -1787,143 +878,12 @@ def build_image(request: BuildRequest, log: Log = print,
     )
 
 
-def _remove_replaced(client: Any, replaced: dict[str, tuple[list[str], dict[str, Any]]],
-                     root: Path) -> list[str]:
-    """Each rebuild moves the tags to a new image; the old one, untagged, would keep its
-    layers (a dependency change: gigabytes) until `docker image prune`. Remove it, unless a
-    container still uses it, or another project folder (of the same name: the same default
-    tag) built it. `replaced`: image id -> (the tags this build took from it, its data)."""
-    notes = []
-    for image_id, (tags, data) in sorted(replaced.items()):
-        short = image_id.removeprefix("sha256:")[:12]
-        if S.built_from_elsewhere(engine.image_labels(data), root):
-            notes.append(f"{', '.join(tags)} named the image of another project folder called "
-                         f"{root.name!r}; this build took the name, and that image is kept "
-                         f"untagged as {short}: `docker tag {short} NAME:TAG` names it again "
-                         "(build each folder with its own --tag to keep both)")
-            continue
-        outcome = engine.remove_replaced_image(client, image_id, S.PROJECT_LABEL)
-        if outcome == "removed":
-            notes.append(f"removed the image this build replaced ({short})")
-        elif outcome == "in use":
-            notes.append(f"the image this build replaced ({short}) is kept: a container "
-                         f"uses it (docker ps -a --filter ancestor={short}); docker image "
-                         "prune removes it once that container is gone")
-    return notes
-
-
-_STEP_IMAGE = re.compile(r"^---> ([0-9a-f]{12,64})$")
-_FINAL_STAGE = re.compile(r"^Step \d+/\d+ : FROM system$")
-
-
-def deps_stage_image(log: Sequence[str]) -> str | None:
-    """The image the deps stage ended in, from the engine's build output: the last step's
-    ` ---> ID` before the image stage (`FROM system`) begins. None when not found."""
-    last = None
-    for line in log:
-        text = line.strip()
-        if _FINAL_STAGE.match(text):
-            return last
-        if match := _STEP_IMAGE.match(text):
-            last = match.group(1)
-    return None
-
-
-def _side_tag(tag: str, suffix: str) -> str:
-    """`p1:cpu` -> `p1:cpu-SUFFIX`: a name beside the image's (its deps stage, a failed
-    build); the tag part stays within the engine's 128 characters."""
-    repository, name = engine.split_tag(tag)
-    return f"{repository}:{name[:127 - len(suffix)]}-{suffix}"
-
-
-def failed_tag(tag: str) -> str:
-    """`p1:cpu` -> `p1:cpu-failed`: where an image that failed its smoke test is kept."""
-    return _side_tag(tag, "failed")
-
-
-def deps_tag(tag: str) -> str:
-    """`p1:cpu` -> `p1:cpu-deps`: where the deps stage is kept."""
-    return _side_tag(tag, "deps")
-
-
-def _move_name(client: Any, image_id: str, name: str,
-               label: str) -> tuple[str, dict[str, Any] | None]:
-    """Tag `image_id` as `name` too, and remove the image `name` named before when dlbox made
-    it (it carries `label`) and nothing else names it now. Returns (outcome, the image `name`
-    named before): "theirs" when that image lacks `label` (the user's own: left alone, and
-    `name` not moved), "none" when no other image was replaced, else remove_replaced_image's
-    outcome ("removed", "in use", "kept")."""
-    old = engine.inspect_image(client, name)
-    if old and label not in engine.image_labels(old):
-        return "theirs", old
-    engine.tag_image(client, image_id, [name])
-    new = engine.inspect_image(client, name)
-    if not old or not new or old.get("Id") == new.get("Id"):
-        return "none", old
-    return engine.remove_replaced_image(client, old["Id"], label), old
-
-
-def _keep_failed(client: Any, image_id: str, name: str) -> str:
-    """Tag an image that failed its smoke test as `name` (NAME:TAG-failed) for a look, and
-    remove the failed image it replaces: untagged, one would pile up per attempt. The name
-    to show the user; the image's id when `name` is taken by an image dlbox did not build."""
-    try:
-        outcome, _ = _move_name(client, image_id, name, S.PROJECT_LABEL)
-    except ContainerError:  # housekeeping: the smoke test's failure is what the user needs
-        return image_id
-    return image_id if outcome == "theirs" else name
-
-
-def _drop_failed(client: Any, name: str, label: str = S.PROJECT_LABEL) -> list[str]:
-    """After a build that passed, the image an earlier attempt kept as NAME:TAG-failed (and
-    its deps stage, NAME:TAG-failed-deps: `label` S.DEPS_STAGE_LABEL) is of no more use:
-    remove it (its tag, and the image unless a container uses it or another tag names it)."""
-    import docker
-
-    data = engine.inspect_image(client, name)
-    if label not in engine.image_labels(data):
-        return []
-    try:
-        client.api.remove_image(name)
-    except docker.errors.APIError as error:
-        return [f"left {name} (the image an earlier build kept when its smoke test failed): "
-                f"{engine.api_error_text(error)}"]
-    except docker.errors.DockerException:
-        return []
-    return [f"removed {name}, the image an earlier build kept when its smoke test failed"]
-
-
-def _tag_deps_stage(client: Any, result: engine.BuildResult, tag: str) -> list[str]:
-    """Tag the deps stage beside the image, and remove the deps stage it replaces.
-
-    The engine keeps a multi-stage build's deps stage as an untagged image: it is the cache
-    that makes a code-only rebuild fast, and as big as the venv (gigabytes). After a
-    dependency change nothing referred to the old one, and every relock left one behind
-    until `docker image prune` (which also throws away the current cache). Tagged, the
-    cache survives a prune, and the next dependency change frees the old one."""
-    deps = deps_stage_image(result.log)
-    if deps is None:
-        return []
-    name = deps_tag(tag)
-    try:
-        outcome, old = _move_name(client, deps, name, S.DEPS_STAGE_LABEL)
-    except ContainerError as error:  # the image is built and tagged: this is housekeeping
-        return [f"the dependency stage {deps[:19]} is left untagged: {error.message}"]
-    if outcome == "theirs":  # NAME:TAG-deps is an image dlbox did not make: left alone
-        return [f"the dependency stage {deps[:19]} is left untagged: {name} names an "
-                "image that is not a dlbox dependency stage"]
-    if outcome != "removed" or old is None:
-        return []
-    short = old["Id"].removeprefix("sha256:")[:12]
-    return [f"removed the dependency stage this build replaced ({short})"]
-
-
 def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path | None,
           buildargs: dict[str, str], log: Log,
           on_event: engine.EventCallback | None) -> LockEntry:
     """Resolve the framework build and every pin for a new lock entry (needs the engine)."""
     project = p.project
-    framework_pins = _project_pins(project, p.framework)
+    framework_pins = project_pins(project, p.framework)
     first = first_choice(p)
     base_image = p.base_image or default_base_image(first)
     provisional = provisional_entry(project, first, p.key, base_image, None)

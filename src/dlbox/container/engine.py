@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT_S = 60  # API calls other than builds and log streams (those hav
 STOP_TIMEOUT_S = 30  # `docker stop` grace before SIGKILL: time to save a checkpoint
 
 EventCallback = Callable[[str, dict[str, Any]], None]
+Log = Callable[[str], None]  # where a step's lines go (print, a file, a notebook cell)
 
 
 # ---- connecting -------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from dlbox.fileio import expand_user, nearest_folder
 from dlbox.text import make_writable
 
 if TYPE_CHECKING:
-    from dlbox.container.build import Log
+    from dlbox.container.engine import Log
 
 DEFAULT_SHM_SIZE = "2g"
 RUN_LABEL = "dlbox.image-run"  # on every container `dlbox image run` starts (docker ps --filter)
