@@ -398,7 +398,7 @@ def test_evaluate_waits_for_a_run_that_is_training(
     """Found by reading: `dlbox evaluate` of a run that is training read metrics.json, the
     trainer rewrote it for its next epoch, and the evaluation then wrote the older history
     back (and the next epoch's write dropped the evaluation)."""
-    from dlbox.training.loop import run_lock
+    from dlbox.training.rundir import run_lock
 
     before = (run_copy / "metrics.json").read_bytes()
     with run_lock(run_copy):  # `dlbox train` holds this while it trains

@@ -20,7 +20,8 @@ import torch
 from dlbox.errors import FileWriteError, RunDirError, UsageError
 from dlbox.training.config import build_config
 from dlbox.training.evaluate import evaluate_run
-from dlbox.training.loop import TrainingStopped, resume, run_lock, train
+from dlbox.training.loop import TrainingStopped, resume, train
+from dlbox.training.rundir import run_lock
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 HOLD = """\
 import sys
 from pathlib import Path
-from dlbox.training.loop import run_lock
+from dlbox.training.rundir import run_lock
 kind = sys.argv[2]
 with (run_lock(Path(sys.argv[1])) if kind == "training" else
       run_lock(Path(sys.argv[1]), "busy", evaluating="evaluating")):

@@ -445,7 +445,7 @@ def run_lock_elsewhere(run_dir: Path) -> Iterator[None]:
     import sys
 
     training = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from dlbox.training.loop import run_lock\n"
+        [sys.executable, "-c", "import sys, time; from dlbox.training.rundir import run_lock\n"
          "with run_lock(__import__('pathlib').Path(sys.argv[1])):\n"
          "    print('held', flush=True); time.sleep(60)", str(run_dir)],
         stdout=subprocess.PIPE, text=True)

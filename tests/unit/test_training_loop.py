@@ -283,7 +283,7 @@ def test_a_run_dir_a_new_run_cannot_take_is_refused_before_the_data_is_read(
 
 
 def test_a_run_dir_that_saved_nothing_is_reused_but_nothing_else(tmp_path: Path) -> None:
-    from dlbox.training.loop import create_run_dir
+    from dlbox.training.rundir import create_run_dir
 
     started = tmp_path / "started"
     (started / "checkpoints").mkdir(parents=True)
@@ -308,7 +308,7 @@ def test_a_run_dir_whose_config_json_could_not_be_written_is_reused(tmp_path: Pa
     """Found by review: a full disk at the run's first write (config.json) left only an
     empty checkpoints/; the hint said "start again with the same command", which then said
     "run directory ... is not empty"."""
-    from dlbox.training.loop import create_run_dir
+    from dlbox.training.rundir import create_run_dir
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -799,7 +799,7 @@ def test_a_run_dir_in_use_is_refused_even_when_it_has_saved_nothing_yet(
         fake_cifar_dir: Path, tmp_path: Path) -> None:
     """A live run in its first epoch looks like one that saved nothing; its lock tells them
     apart, so a second `train --run-dir` (or `--resume`) into it is refused meanwhile."""
-    from dlbox.training.loop import run_lock
+    from dlbox.training.rundir import run_lock
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -968,14 +968,14 @@ def test_a_new_run_into_a_folder_that_is_training_is_told_so(tmp_path: Path) -> 
     import subprocess
     import sys
 
-    from dlbox.training.loop import create_run_dir
+    from dlbox.training.rundir import create_run_dir
 
     run = tmp_path / "busy"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text("{}")
     (run / "checkpoints" / "last.pt").write_bytes(b"x")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, pathlib\nfrom dlbox.training.loop import run_lock\n"
+        [sys.executable, "-c", "import sys, pathlib\nfrom dlbox.training.rundir import run_lock\n"
          f"with run_lock(pathlib.Path({str(run)!r})):\n    print('held', flush=True)\n"
          "    sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

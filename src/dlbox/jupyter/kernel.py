@@ -157,7 +157,8 @@ def removed_if_unsaved(run_dir: Path, claimed: bool = False) -> Iterator[None]:
     line, also one that came before training's own handler of the stop button (reading the
     data: review saw a KeyboardInterrupt's traceback)."""
     from dlbox.training.checkpoint import checkpoint_path
-    from dlbox.training.loop import TrainingStopped, discard_unsaved
+    from dlbox.training.loop import TrainingStopped
+    from dlbox.training.rundir import discard_unsaved
 
     made_here = claimed or not run_dir.exists()
     try:

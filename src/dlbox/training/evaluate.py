@@ -51,6 +51,7 @@ from dlbox.text import listed, shell_quote, tell
 from dlbox.training import report
 from dlbox.training.manifest import software_versions
 from dlbox.training.progress import spinner
+from dlbox.training.rundir import run_lock
 
 if TYPE_CHECKING:
     from dlbox.training.config import TrainConfig
@@ -730,8 +731,6 @@ def not_while_training(run_dir: Path) -> Iterator[None]:
     after every epoch, so an evaluation written meanwhile could drop an epoch from its
     history (or the trainer the evaluation), and two evaluations would write one report. A
     run dir that is not one yet is left to load_run_model's errors."""
-    from dlbox.training.loop import run_lock
-
     if not (run_dir / "config.json").is_file():
         yield
         return

@@ -20,13 +20,11 @@ import json
 import math
 import random
 import re
-import shutil
 import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,15 +35,9 @@ from torch import nn
 from dlbox.data.dataset import ImageDataset
 from dlbox.errors import DlboxError, FileWriteError, RunDirError, UsageError, write_error
 from dlbox.fileio import (
-    ACCESS_ERRNOS,
-    exclusive_lock,
     expand_user,
     folder_write_error,
-    held_elsewhere,
-    is_atomic_temp,
-    nearest_folder,
     read_json,
-    remove_atomic_temps,
     write_json_atomic,
 )
 from dlbox.processes import Terminated, detach_from_terminal, handling, hangup
@@ -73,7 +65,6 @@ from dlbox.training.checkpoint import (
     restore_rng_state,
     run_json_error,
     save_checkpoint,
-    says_finished,
 )
 from dlbox.training.config import TrainConfig, check_new_seed
 from dlbox.training.device import (
@@ -84,17 +75,23 @@ from dlbox.training.device import (
     resolve_device,
 )
 from dlbox.training.inputs import prepare_batch
-from dlbox.training.manifest import build_manifest, software_versions, utc_now
+from dlbox.training.manifest import MANIFEST_FILE, build_manifest, software_versions, utc_now
 from dlbox.training.progress import TrainProgress, spinner
+from dlbox.training.rundir import (
+    check_new_run_dir,
+    claim_default_run_dir,
+    create_run_dir,
+    discard_unsaved,
+    remove_killed_writes,
+    run_lock,
+)
 from dlbox.training.schedules import lr_factor, make_scheduler
 from dlbox.training.tta import views_for_level
 
 if TYPE_CHECKING:
     from dlbox.data.loading import Skipped
 
-MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.json"
-RUNS_DIRNAME = "runs"
 
 # A callback asked after every optimizer step: (epoch, step in epoch) -> stop now?
 StopCheck = Callable[[int, int], bool]
@@ -206,170 +203,6 @@ def augment(images: torch.Tensor, config: TrainConfig, generator: torch.Generato
         images = random_cutout(images, config.cutout, [255.0 * m for m in config.mean],
                                generator)
     return images
-
-
-# ---- run directories ------------------------------------------------------------------------
-
-def default_run_dir(model: str, base: Path | None = None) -> Path:
-    """runs/<YYYYmmdd-HHMMSS>-<model> under the current directory (suffixed if taken)."""
-    base = base or Path.cwd() / RUNS_DIRNAME
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
-    candidate = base / f"{stamp}-{safe}"
-    counter = 2
-    while candidate.exists():
-        candidate = base / f"{stamp}-{safe}-{counter}"
-        counter += 1
-    return candidate
-
-
-def claim_default_run_dir(model: str, base: Path | None = None) -> Path:
-    """Make and return a new runs/<YYYYmmdd-HHMMSS>-<model>[-N] (with its checkpoints/).
-    Each name is taken with an exclusive mkdir, so runs started in the same second (a sweep
-    started with `&`) each get their own, where a check-then-create would give several of
-    them the same one."""
-    base = base or Path.cwd() / RUNS_DIRNAME
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunDirError(f"cannot create the runs folder {base} ({error.strerror})",
-                          hint="run from a writable folder, or pass --run-dir") from None
-    first = default_run_dir(model, base)
-    candidate, counter = first, 2
-    while True:
-        try:
-            candidate.mkdir()
-            break
-        except FileExistsError:
-            candidate = first.with_name(f"{first.name}-{counter}")
-            counter += 1
-        except OSError as error:
-            raise run_dir_create_error(candidate, error) from None
-    (candidate / "checkpoints").mkdir()
-    return candidate
-
-
-RUN_LOCK_FILE = ".dlbox-run.lock"  # the lock file of runs an earlier dlbox made
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path,
-             busy_hint: str = "wait for it to end, or pass another --run-dir", *,
-             evaluating: str | None = None) -> Iterator[None]:
-    """Hold an exclusive lock on `run_dir` while a run trains in it, so a second
-    `dlbox train --run-dir` into it or a second `--resume` of it is refused meanwhile. It is
-    the kernel's lock (flock) on the folder itself (see fileio.exclusive_lock), so it leaves
-    no file in the run; it ends with the process, a crash or SIGKILL included, so a stale
-    lock never blocks anyone.
-
-    An evaluation holds it too, and then also its checkpoints/ folder's, by which the others
-    tell it from a training; `evaluating` is the hint for a run another evaluation holds."""
-    with exclusive_lock(run_dir, busy_error(run_dir, busy_hint, evaluating)):
-        if evaluating is None:
-            yield
-            return
-        with exclusive_lock(run_dir / "checkpoints", busy_error(run_dir, busy_hint, evaluating),
-                            best_effort=True):
-            yield
-
-
-def busy_error(run_dir: Path, hint: str, evaluating: str | None = None) -> RunDirError:
-    """The error for a run dir whose lock another dlbox holds: a training, or an evaluation
-    (for its seconds), which holds its checkpoints/ folder's lock as well (see run_lock)."""
-    if held_elsewhere(run_dir / "checkpoints"):
-        return RunDirError(f"a dlbox evaluate is writing the report of {run_dir} right now",
-                           hint=evaluating or "run it again when that ends (it takes seconds "
-                                              "to minutes)")
-    return RunDirError(f"a dlbox run is training in {run_dir} right now", hint=hint)
-
-
-def saved_nothing(path: Path) -> bool:
-    """A run dir that a run started in but stopped before it saved anything: only its
-    config.json and manifest.json and an empty checkpoints/ (a speedrun stopped in its first
-    epoch, a crash before the first checkpoint), or only the empty checkpoints/ of a start
-    whose config.json could not be written (a full disk). Starting again there loses nothing;
-    a run still training in it holds its run_lock, which the new run then cannot take."""
-    if not (path / CONFIG_FILE).exists():
-        return (path / "checkpoints").is_dir() and _holds_only_a_start(path) and not (
-            path / MANIFEST_FILE).exists()
-    return _holds_only_a_start(path)
-
-
-def _holds_only_a_start(path: Path) -> bool:
-    """Whether `path` holds no more than a run's start: config.json, manifest.json and an
-    empty checkpoints/, or fewer of them."""
-    started = {CONFIG_FILE, MANIFEST_FILE, "checkpoints", RUN_LOCK_FILE}
-    checkpoints = path / "checkpoints"
-    # a write killed mid-way (SIGKILL during the first checkpoint) saved nothing either
-    return ({p.name for p in path.iterdir() if not is_atomic_temp(p.name)} <= started
-            and (not checkpoints.exists() or (checkpoints.is_dir() and all(
-                is_atomic_temp(p.name) for p in checkpoints.iterdir()))))
-
-
-def _remove_killed_writes(run_dir: Path) -> None:
-    """The temp files of writes a SIGKILL cut short (a checkpoint's can be hundreds of MB),
-    removed once the run's lock is held: no other process writes in the run then."""
-    remove_atomic_temps(run_dir)
-    remove_atomic_temps(run_dir / "checkpoints")
-
-
-def discard_unsaved(run_dir: Path) -> bool:
-    """Remove a default run dir (runs/<time>-<model>) that a failed start left holding nothing
-    worth keeping: the same command makes a new one, so it would be clutter in runs/. True
-    when it was removed."""
-    try:
-        if not _holds_only_a_start(run_dir):
-            return False
-        shutil.rmtree(run_dir)
-    except OSError:  # kept: the error that stopped the run is the one to report
-        return False
-    return True
-
-
-def create_run_dir(path: Path) -> Path:
-    """Make a fresh run dir; one that already holds a run (or any file) is refused, except a
-    run that saved nothing (`saved_nothing`), which is started again in place."""
-    check_new_run_dir(path)
-    try:
-        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise run_dir_create_error(path, error) from None
-    return path
-
-
-def check_new_run_dir(path: Path) -> None:
-    """Refuse a --run-dir a new run cannot take (see create_run_dir): checked before the
-    data is read too, which takes seconds for an image tree (review: a Ctrl-C then was
-    answered with a word on the run already in that folder, which it never touched)."""
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"run directory {path} exists and is not a directory",
-                          hint="pass another --run-dir")
-    if path.is_dir() and any(path.iterdir()) and not saved_nothing(path):
-        if held_elsewhere(path):  # review: "continue it with --resume" was then refused
-            holds_a_run = "pass another --run-dir: this one holds a run"
-            raise busy_error(path, holds_a_run, evaluating=holds_a_run)
-        if (path / CONFIG_FILE).exists():
-            if says_finished(checkpoint_path(path, "last")):  # --resume: "nothing to resume"
-                raise RunDirError(f"{path} already holds a run, which finished",
-                                  hint=f"evaluate it with `dlbox evaluate {shell_quote(path)}`,"
-                                       " or pass another --run-dir for a new run")
-            raise RunDirError(f"{path} already holds a run",
-                              hint=f"continue it with `dlbox train --resume "
-                                   f"{shell_quote(path)}`, or pass another --run-dir")
-        raise RunDirError(f"run directory {path} is not empty",
-                          hint="pass a new or empty --run-dir")
-
-
-def run_dir_create_error(path: Path, error: OSError) -> RunDirError:
-    """The error for a run dir that cannot be made; a permission refused names the folder
-    to make writable (the run dir itself when it exists, else the nearest folder above)."""
-    # an existing (empty) folder is not created but written: say so (review)
-    verb = "cannot write in run directory" if path.is_dir() else "cannot create run directory"
-    message = f"{verb} {path} ({error.strerror})"
-    if error.errno not in ACCESS_ERRNOS:
-        return RunDirError(message, hint="pass a writable --run-dir")
-    folder = nearest_folder(path)
-    return RunDirError(message, hint=f"{make_writable(folder)}, or pass another --run-dir")
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -622,7 +455,7 @@ def _train_in(config: TrainConfig, device: torch.device, run_dir: Path, data_dir
               train_set: ImageDataset, test_set: ImageDataset, speedrun: bool,
               progress: bool, evaluate_at_end: bool, stop: StopCheck | None) -> Path:
     with run_lock(run_dir):  # before any file is written: a run may still live in a reused dir
-        _remove_killed_writes(run_dir)
+        remove_killed_writes(run_dir)
         write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
         configure_host(device, config.threads)
         write_json_atomic(run_dir / MANIFEST_FILE,
@@ -654,7 +487,7 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     with run_lock(run_dir, busy_hint="wait for it to end (it saves its state as it goes; "
                                      "resume it again if it stops before its last epoch)"), \
             process_settings_kept(), out_of_memory_is_an_error(config, where, run_dir):
-        _remove_killed_writes(run_dir)
+        remove_killed_writes(run_dir)
         return _resume(run_dir, config, device, data_dir, progress, evaluate_at_end, stop,
                        threads)
 

@@ -17,6 +17,8 @@ import torch
 import dlbox
 from dlbox.training.device import available_cpus, device_name
 
+MANIFEST_FILE = "manifest.json"  # a run's provenance, beside its config.json
+
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
