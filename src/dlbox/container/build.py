@@ -93,6 +93,7 @@ from dlbox.container.project import (
     Project,
     detect_framework,
     detect_project,
+    framework_user,
     other_frameworks,
     project_image_above,
     requirement_name,
@@ -349,8 +350,8 @@ class Plan:
     framework_version: str | None = None  # --framework-version, for the project's pins
     lock_notes: tuple[str, ...] = ()  # what the user should know about the lock entry used
     base_image: str | None = None  # --base-image, or the chosen base a --relock keeps
-    # what the build says at its start and among its notes ("warning: ..."), after the
-    # project's notes
+    # what the build says at its start and among its notes, after the project's notes: a
+    # warning ("warning: ...") or the framework added to a project that names none
     warnings: tuple[str, ...] = ()
 
 
@@ -422,8 +423,14 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
             f"({', '.join(project.system_packages[:4])}), which apt must download",
             hint="leave --offline out: apt needs the network for apt.txt's packages; or drop "
                  "them from apt.txt")
-    framework = (normalize_framework(request.framework)
-                 or detect_framework(project.requirements) or "torch")
+    framework = normalize_framework(request.framework) or detect_framework(project.requirements)
+    warnings: tuple[str, ...] = ()  # said at the build's start and among its notes
+    if framework is None:  # review: a `six`-only project got torch with no word of it
+        user = framework_user(project.requirements)
+        framework = user[0] if user else "torch"
+        warnings += ((f"the project names no framework, but {user[1]} is built on {user[0]}: "
+                      if user else "the project names no framework: ")
+                     + f"{framework} added (--framework to choose another)",)
     if request.framework_version is not None:
         from dlbox.hostenv.matrix import load_matrix
 
@@ -437,7 +444,6 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     target = choose_target(request, facts)
     gpu = not target.cpu
     others = other_frameworks(project.requirements, framework) if gpu else ()
-    warnings: tuple[str, ...] = ()
     if others:  # review: tensorflow beside torch stayed a CPU build, with no word of it
         warnings += (
             f"warning: the project also requires {' and '.join(others)}, which keeps its "

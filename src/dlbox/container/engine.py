@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlbox.container.spec import missing_tool_hint, proxy_failure_hint
+from dlbox.container.spec import missing_tool_hint, proxy_failure_hint, source_build_failure
 from dlbox.errors import ContainerError, HostEnvError
 from dlbox.hostenv.probe import docker_host
 from dlbox.processes import detach_from_terminal, handling, hangup
@@ -281,6 +281,11 @@ def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -
             hint="check the name and version in apt.txt (apt-cache search NAME, or "
                  "packages.debian.org / packages.ubuntu.com for the base image's release), "
                  "or remove the line")
+    # the failing step's output (a RUN pip install of the deps stage, the project's install)
+    step_log = log[max((i for i, line in enumerate(log) if _STEP.match(line)), default=0):]
+    failed = source_build_failure("\n".join(step_log))
+    if failed is not None:  # which package, why, and the Debian package a compiler needs
+        return ContainerError(f"image build failed{where}: {failed[0]}", hint=failed[1])
     hint = "the lines above show the failing command's output"
     lowered = message.lower()
     if ("pull access denied" in lowered or "manifest unknown" in lowered

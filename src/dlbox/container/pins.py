@@ -20,8 +20,8 @@ from dlbox.container.engine import Log
 from dlbox.container.framework import split_pip_options
 from dlbox.container.lock import marker_environment
 from dlbox.container.project import Project, normalize_name, requirement_name
+from dlbox.container.spec import source_build_failure
 from dlbox.errors import ContainerError
-from dlbox.text import redact_url_credentials
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
@@ -162,68 +162,6 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
 # pip names the package that requires it, for a dependency: "six (from mylib)"
 _NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+) "
                          r"(?:\(from [^)]*\) )?\(from versions: ([^)]*)\)")
-
-
-_BUILD_FAILED = ("subprocess-exited-with-error", "metadata-generation-failed")
-
-
-# A failed build's lines that say why (review: sklearn's "is deprecated, use scikit-learn"
-# and mysqlclient's "Can not find valid pkg-config name" were passed over) ...
-_BUILD_REASON = re.compile(r"error|exception|not found|cannot|can not|could not|required|"
-                           r"deprecated|missing|please", re.I)
-
-
-# ... and those that never do: setuptools' chatter and banners, warnings, traceback lines.
-_BUILD_NOISE = re.compile(r"^(running |creating |writing |copying |reading |adding |!!|\*{5}|"
-                          r"Traceback|File \"|raise |\^+$|\[end of output\])|Warning\b")
-
-
-# git's clone of a VCS requirement failed (no route to the host, a private repository):
-# pip names the command, with the URL and its host.
-_CLONE_FAILED = re.compile(r"git clone .*?((?:https?|ssh|git)://(?:[^@/\s]+@)?([^/:\s]+)\S*)"
-                           r" /\S+ did not run successfully")
-
-
-_SUBPROCESS_OUTPUT = re.compile(r"\[\d+ lines of output\]\n(.*?)\[end of output\]", re.S)
-
-
-def source_build_failure(stdout: str, stderr: str) -> tuple[str, str] | None:
-    """(message, hint) when the resolve failed because a package pip had to build from
-    source (an sdist: no wheel fits the image) failed to build: the package, the lines of its
-    build's output that say why, and the fix. pip's last 15 lines, shown before, held
-    neither the package nor the reason (review: psycopg2 without pg_config)."""
-    if not any(marker in stderr for marker in _BUILD_FAILED):
-        return None
-    collected = re.findall(r"^\s*Collecting (\S+)", stdout + "\n" + stderr, re.M)
-    package = collected[-1].rstrip("@") if collected else "a package"  # `mylib@ git+...`
-    clone = _CLONE_FAILED.search(stderr)
-    if clone is not None:  # a VCS requirement: git could not fetch it, nothing was built
-        url, host = redact_url_credentials(clone.group(1)), clone.group(2)
-        name = requirement_name(package) or package
-        fatal = [redact_url_credentials(line.strip()) for line in stderr.splitlines()
-                 if line.strip().startswith(("fatal:", "remote:"))][:2]
-        return (f"pip could not clone {name} from {url} inside the image:"
-                + "".join(f"\n  {line}" for line in fatal),
-                f"the image build needs network access to {host} (and credentials for a "
-                f"private repository are not passed in); or build a wheel of {name} on the "
-                "host, put it in a folder, pass --wheelhouse DIR and require "
-                f"{name} by name")
-    block = _SUBPROCESS_OUTPUT.search(stderr)
-    output = re.sub(r"^\s*!!\s*$.*?^\s*!!\s*$", "", block.group(1) if block else "",
-                    flags=re.S | re.M)  # setuptools' deprecation banners, between !! lines
-    lines = [line.strip() for line in output.splitlines()
-             if line.strip() and not _BUILD_NOISE.search(line.strip())]
-    said = [line for line in lines if _BUILD_REASON.search(line)][:4] or lines[-4:]
-    if not said:  # no output block: pip's own lines on what failed, never nothing
-        said = [line.strip(" \u2502\u2570\u2500>") for line in stderr.splitlines()
-                if re.match(r"\s*(\u00d7|fatal:|ERROR:)", line)][:2]
-    shown = "".join(f"\n  {line}" for line in said)
-    return (f"pip could not build {package} from source inside the image (no wheel of it fits "
-            f"the image, and its build failed):{shown}",
-            S.missing_tool_hint(lines)
-            or "where its build needs a system library or tool, add its Debian package to the "
-               "project's apt.txt; else follow the reason above, or pin a version (or a "
-               "package) that has a wheel for this platform")
 
 
 def _holds_in_image(requirement: Any, python: str | None) -> bool | None:

@@ -44,6 +44,15 @@ FRAMEWORK_DISTS: dict[str, tuple[str, ...]] = {
     "jax": ("jax", "jaxlib"),
 }
 
+# Packages built on one framework, which pip brings in as their dependency: a project that
+# names no framework but one of these gets that framework's build (review: `flax` got a CUDA
+# torch beside a CPU-only jax). tensorflow-* (tensorflow-datasets, -hub, ...) come after these.
+FRAMEWORK_USERS: dict[str, tuple[str, ...]] = {
+    "torch": ("torchvision", "torchaudio", "lightning", "pytorch-lightning", "timm"),
+    "tensorflow": ("keras", "tf-keras"),
+    "jax": ("flax", "optax", "orbax", "orbax-checkpoint"),
+}
+
 # Packages the framework's own index builds for each of its variants (torchvision
 # 0.28.0+cpu beside torch 2.13.0+cpu). PyPI's are one variant's (on x86-64 Linux, CUDA's), so
 # one taken from PyPI beside another variant's framework fails to import.
@@ -145,6 +154,21 @@ def detect_framework(requirements: tuple[str, ...]) -> str | None:
     for framework, dists in FRAMEWORK_DISTS.items():
         if names & set(dists):
             return framework
+    return None
+
+
+def framework_user(requirements: tuple[str, ...]) -> tuple[str, str] | None:
+    """(framework, package) for a project whose requirements name a package built on a
+    framework (flax: jax), the first in FRAMEWORK_USERS' order, then a tensorflow-* one; None
+    when they name none. For a project that names no framework itself."""
+    names = sorted({requirement_name(line) for line in requirements})
+    for framework, users in FRAMEWORK_USERS.items():
+        for name in names:
+            if name in users:
+                return framework, name
+    for name in names:
+        if name.startswith("tensorflow-"):
+            return "tensorflow", name
     return None
 
 
@@ -827,6 +851,11 @@ def detect_project(project_dir: str | Path | None = None,
     requirements: list[str] = []
     options: list[str] = []
     notes: list[str] = []
+    for conda in ("environment.yml", "environment.yaml"):  # repo2docker would take it first
+        if (root / conda).is_file():
+            source = REQUIREMENTS_FILE if has_requirements_txt else PYPROJECT_FILE
+            notes.append(f"{conda} (conda's) is not read: the image gets the packages of "
+                         f"{source} (list there those of {conda} it needs)")
     name, version, requires_python = root.name, None, None
     installable = False
     build_requires: tuple[str, ...] = ()
