@@ -420,3 +420,21 @@ def test_labels_as_a_tuple_or_an_integer_array_still_load(tmp_path: Path,
     _write_record(directory / "test_batch", {b"data": np.zeros((2, 3072), np.uint8),
                                              b"labels": labels})
     assert load_cifar10(tmp_path, "test", cache=False).labels.tolist() == [3, 4]
+
+
+def test_the_no_data_hint_asks_no_checksum_of_the_official_archive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: the hint of every command finding no data asked for `--from ... --sha256 HEX`,
+    which the official archive copied by hand does not need (and the placeholder pasted as
+    it was is refused); data fetch's own offline hint said it right. One wording now."""
+    from dlbox.data.fetch import offline_hint
+
+    monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "default"))
+    with pytest.raises(DataError) as info:
+        load_cifar10(tmp_path / "empty", "train")
+    hint = info.value.hint or ""
+    offline = (f"dlbox data fetch --data {tmp_path / 'empty'} "
+               "--from /path/to/cifar-10-python.tar.gz`")
+    assert offline in hint
+    assert "(add `--sha256 HEX` for a copy that is not byte-identical to the official one)" in hint
+    assert offline in offline_hint(tmp_path / "empty")

@@ -51,7 +51,7 @@ from dlbox.data.extract import (
     staging_is_stale,
 )
 from dlbox.data.layout import BATCHES_DIRNAME, IMAGE_EXTENSIONS, SPLITS, batches_dir
-from dlbox.data.paths import check_data_dir_path, data_flag
+from dlbox.data.paths import check_data_dir_path, data_flag, fetch_from_copy
 from dlbox.errors import DataError, UsageError
 from dlbox.fileio import exclusive_lock, expand_user, held_elsewhere
 from dlbox.text import shell_quote
@@ -69,8 +69,7 @@ _READ_CHUNK = 64 * 1024
 def offline_hint(data_dir: Path) -> str:
     """How to fetch without this machine's network, into the same data dir."""
     return (f"on a machine with network access download {OFFICIAL_URL}, copy it here and run "
-            f"`dlbox data fetch{data_flag(data_dir)} --from /path/to/cifar-10-python.tar.gz` "
-            "(add `--sha256 HEX` for a copy that is not byte-identical to the official one)")
+            f"{fetch_from_copy(data_flag(data_dir))}")
 
 
 @dataclass(frozen=True)
@@ -447,8 +446,7 @@ class _Progress:
 def local_copy_hint(data_dir: Path) -> str:
     """Fetch a copy got another way, into the same data dir (as offline_hint does)."""
     return ("or download cifar-10-python.tar.gz another way, copy it here and run "
-            f"`dlbox data fetch{data_flag(data_dir)} --from /path/to/cifar-10-python.tar.gz` "
-            "(with `--sha256 HEX` for a copy that is not byte-identical to the official one)")
+            f"{fetch_from_copy(data_flag(data_dir))}")
 
 
 def _http_error_hint(code: int, url: str, data_dir: Path) -> str:

@@ -41,7 +41,7 @@ from dlbox.data.imagefolder import (
     load_image_folder,
     skipped_entries,
 )
-from dlbox.data.paths import check_data_dir_path, data_flag, fetch_hint
+from dlbox.data.paths import check_data_dir_path, data_flag, fetch_from_copy, fetch_hint
 from dlbox.errors import DataError, DlboxError, NoDataError
 from dlbox.fileio import held_elsewhere
 from dlbox.text import listed, shell_quote, shown_name, tell
@@ -270,7 +270,7 @@ def reading_the_runs_data_dir(given: bool,
                                "DIR where that tree is now" if own_tree else
                                f"if the data moved, pass --data DIR where it is now; if it is "
                                f"gone, fetch it again: `dlbox data fetch{where}` (offline: "
-                               f"`dlbox data fetch{where} --from ARCHIVE --sha256 HEX`)"
+                               f"{fetch_from_copy(where)})"
                           ) from None
 
 
@@ -296,8 +296,8 @@ def _no_container_data_here(error: NoDataError, own_tree: bool) -> NoDataError:
                f"(from its config.json), which holds no data on this machine, nor does {here}")
     hint = ("the run was trained on an image tree of its own: pass --data DIR where that "
             "tree is on this machine" if own_tree else
-            "fetch CIFAR-10 here: `dlbox data fetch` (offline: `dlbox data fetch --from "
-            "ARCHIVE --sha256 HEX`), or pass --data DIR where the data is on this machine")
+            f"fetch CIFAR-10 here: `dlbox data fetch` (offline: {fetch_from_copy('')}), or "
+            "pass --data DIR where the data is on this machine")
     return NoDataError(message, error.data_dir, hint=hint)
 
 

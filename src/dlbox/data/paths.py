@@ -45,12 +45,18 @@ def data_flag(data_dir: str | Path) -> str:
     return f" --data {shell_quote(data_dir)}"
 
 
+def fetch_from_copy(where: str) -> str:
+    """The fetch command for an archive copied here (`where`: data_flag's " --data DIR" or
+    ""): the official archive needs no checksum of its own, another copy its --sha256."""
+    return (f"`dlbox data fetch{where} --from /path/to/cifar-10-python.tar.gz` (add "
+            "`--sha256 HEX` for a copy that is not byte-identical to the official one)")
+
+
 def fetch_hint(data_dir: str | Path) -> str:
     """Get the data into `data_dir` (the one that was looked at), or point at another."""
     where = data_flag(data_dir)
-    return (f"run `dlbox data fetch{where}` (offline: `dlbox data fetch{where} --from "
-            "/path/to/cifar-10-python.tar.gz --sha256 HEX`), or pass --data DIR holding "
-            f"{BATCHES_DIRNAME}/ or <split>/<class>/*.png|jpg")
+    return (f"run `dlbox data fetch{where}` (offline: {fetch_from_copy(where)}), or pass "
+            f"--data DIR holding {BATCHES_DIRNAME}/ or <split>/<class>/*.png|jpg")
 
 
 def resolve_data_dir(arg: str | Path | None) -> Path:
