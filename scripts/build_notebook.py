@@ -278,7 +278,8 @@ CELLS = [
     from dlbox.jupyter.notebooks import removed_if_unsaved
     from dlbox.jupyter.progress import NotebookProgress, plural
     from dlbox.training.config import build_config
-    from dlbox.training.loop import claim_default_run_dir, steps_per_epoch, train
+    from dlbox.training.loop import steps_per_epoch, train
+    from dlbox.training.rundir import claim_default_run_dir
 
     if synthetic and RUN_DIR is not None:  # a kept run keeps its data: dlbox's cached copy
         data_dir = synthetic_cifar10(None, *made_with)  # of what the setup cell made
