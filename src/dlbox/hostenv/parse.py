@@ -13,6 +13,7 @@ import io
 import json
 import re
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from dlbox.hostenv.facts import DockerFacts, FrameworkFacts, GpuFacts, NvidiaFacts
@@ -37,7 +38,9 @@ _SMI_FAILURE_MARKERS = (
     "unknown error",
     "gpu is lost",
     "insufficient permissions",
+    "couldn't find libnvidia-ml.so",  # nvidia-smi without the driver's NVML library
 )
+MAX_GPUS = 256  # GPU lines read of nvidia-smi's output: more is not a host's list of GPUs
 
 _NA = {"", "[n/a]", "n/a", "[not supported]", "not supported", "[unknown error]",
        "[insufficient permissions]", "[gpu is lost]",
@@ -134,7 +137,10 @@ def _parse_nvidia_smi_csv(text: str, fields: tuple[str, ...]) -> SmiResult:
         return SmiResult(error=failure)
     text = "\n".join(line for line in text.splitlines()
                      if not line.strip().upper().startswith("WARNING:"))
-    rows = [row for row in csv.reader(io.StringIO(text), skipinitialspace=True) if row]
+    rows = list(islice((row for row in csv.reader(io.StringIO(text), skipinitialspace=True)
+                        if row), MAX_GPUS + 1))
+    if len(rows) > MAX_GPUS:
+        return SmiResult(error=f"unparsable nvidia-smi output: more than {MAX_GPUS} GPU lines")
     if not rows:
         return SmiResult(error="nvidia-smi printed no GPU")
     gpus: list[GpuFacts] = []
@@ -191,6 +197,9 @@ def _parse_nvidia_smi_q(text: str) -> SmiResult:
         header = re.match(r"^GPU\s+([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f])$",
                           stripped)
         if header and indent == 0:
+            if len(gpus) == MAX_GPUS:
+                return SmiResult(error=f"unparsable nvidia-smi -q output: more than {MAX_GPUS} "
+                                       "GPUs")
             gpus.append({"pci_bus_id": header.group(1)})
             section = []
             continue

@@ -22,7 +22,9 @@ import json
 import os
 import platform
 import re
+import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -62,9 +64,11 @@ from dlbox.hostenv.parse import (
 )
 from dlbox.hostenv.recording import (
     HOST_JSON,
+    RecordingError,
     check_host_json,
     check_nvml_record,
     check_probe_output,
+    kind,
     read_json,
     read_text,
 )
@@ -76,6 +80,9 @@ SMI_TIMEOUT_S = 10.0
 DOCKER_TIMEOUT_S = 3.0
 NVML_TIMEOUT_S = 5.0
 DEEP_TIMEOUT_S = {"torch": 60.0, "tensorflow": 120.0, "jax": 60.0}
+NVML_NOT_INSTALLED = "nvidia-ml-py (pynvml) is not installed"
+NVML_LIBRARY_NOT_FOUND = "NVML Shared Library Not Found"  # pynvml's words: no driver library
+OUTPUT_LIMIT_BYTES = 1024 * 1024  # what is read of a command's output (nvidia-smi's is KBs)
 DOCKER_DEFAULT_SHM_MIB = 64  # dockerd's default --default-shm-size
 CDI_DEFAULT_DIRS = ("/etc/cdi", "/var/run/cdi")
 NVIDIA_HOOK = "nvidia-container-runtime-hook"  # NVIDIA Container Toolkit's OCI hook
@@ -109,6 +116,7 @@ class RawHost:
     system_error: str | None = None
     nvml: dict[str, Any] | None = None
     nvml_error: str | None = None
+    nvidia_error: str | None = None  # the NVIDIA probe itself raised (a bug, out of memory)
     smi_path: str | None = None
     smi_query: CommandOutput | None = None
     smi_q: CommandOutput | None = None
@@ -145,19 +153,62 @@ def _with_timeout(fn: Callable[[], T], seconds: float, what: str) -> T:
     return box["value"]
 
 
-def run_command(argv: list[str], timeout: float) -> CommandOutput:
-    """Run a command read-only with a timeout; never raises."""
+def run_command(argv: list[str], timeout: float,
+                limit: int = OUTPUT_LIMIT_BYTES) -> CommandOutput:
+    """Run a command read-only with a timeout; never raises. Its output (stdout, then
+    stderr) is read up to `limit` bytes: a tool that prints more is stopped there."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, errors="replace")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
     except FileNotFoundError:
         return CommandOutput(tuple(argv), error="not found")
-    except subprocess.TimeoutExpired:
-        return CommandOutput(tuple(argv), error=f"timed out after {timeout:g} s")
     except OSError as error:
         return CommandOutput(tuple(argv), error=str(error))
-    return CommandOutput(tuple(argv), output=(proc.stdout or "") + (proc.stderr or ""),
-                         returncode=proc.returncode)
+    outputs: dict[int, bytearray] = {}  # by file descriptor: stdout, stderr
+    deadline = time.monotonic() + timeout
+    timed_out = too_much = False
+    with proc, selectors.DefaultSelector() as selector:
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                selector.register(stream, selectors.EVENT_READ)
+                outputs[stream.fileno()] = bytearray()
+        while selector.get_map() and not (timed_out or too_much):
+            left = deadline - time.monotonic()
+            ready = selector.select(left) if left > 0 else []
+            timed_out = not ready
+            for key, _ in ready:
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    outputs[key.fd] += chunk
+                else:
+                    selector.unregister(key.fileobj)
+            too_much = sum(map(len, outputs.values())) > limit
+        if not (timed_out or too_much):
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:  # closed its output, still running
+                timed_out = True
+        if timed_out or too_much:
+            proc.kill()
+            proc.wait()
+    if timed_out:
+        return CommandOutput(tuple(argv), error=f"timed out after {timeout:g} s")
+    text = b"".join(outputs.values())[:limit].decode("utf-8", errors="replace")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
+    if too_much:
+        return CommandOutput(tuple(argv), output=text, error=f"printed more than "
+                             f"{limit / (1024 * 1024):g} MiB (stopped reading)")
+    return CommandOutput(tuple(argv), output=text, returncode=proc.returncode)
+
+
+def _exit_text(returncode: int | None) -> str:
+    """How a command ended, in words: "exit code 9", "killed by signal 11 (SIGSEGV)"."""
+    if returncode is not None and returncode < 0:
+        try:
+            return f"killed by signal {-returncode} ({signal.Signals(-returncode).name})"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
 
 
 def _one_line(error: BaseException | str) -> str:
@@ -284,7 +335,7 @@ def _collect_nvidia() -> dict[str, Any]:
     try:
         out["nvml"] = _with_timeout(_nvml_record, NVML_TIMEOUT_S, "NVML")
     except ImportError:
-        out["nvml_error"] = "nvidia-ml-py (pynvml) is not installed"
+        out["nvml_error"] = NVML_NOT_INSTALLED
     except Exception as error:  # noqa: BLE001 - NVMLError_LibraryNotFound and friends
         out["nvml_error"] = _one_line(error)
     smi = shutil.which("nvidia-smi")
@@ -311,24 +362,37 @@ def _fields_of(query: CommandOutput) -> tuple[str, ...]:
     return SMI_QUERY_FIELDS
 
 
+def _nvml_absent(error: str) -> bool:
+    """Whether an NVML error says there is no NVML here (no driver library, no pynvml), as
+    opposed to an NVML that is there and fails ("Driver Not Loaded", a timeout)."""
+    return error.strip() in (NVML_NOT_INSTALLED, NVML_LIBRARY_NOT_FOUND)
+
+
 def _nvidia_facts(raw: RawHost, failures: list[ProbeFailure]) -> NvidiaFacts:
     matrix = load_matrix()
     nvml_facts: NvidiaFacts | None = None
+    nvml_failed: str | None = None  # NVML is there and failed: a driver fault, not "no GPU"
     if raw.nvml is not None:
         facts = nvidia_from_nvml_record(raw.nvml)
         if facts.error is None and facts.gpus:
             return replace(facts, nvidia_smi=raw.smi_path)
         if facts.error:
             failures.append(ProbeFailure("NVML", facts.error))
+            nvml_failed = facts.error
         else:
             nvml_facts = facts
-    elif raw.nvml_error and raw.smi_path:
-        # without nvidia-smi either, a missing NVML just means "no NVIDIA driver": no failure
-        failures.append(ProbeFailure("NVML", raw.nvml_error))
+    elif raw.nvml_error:
+        if not _nvml_absent(raw.nvml_error):
+            nvml_failed = raw.nvml_error
+        if raw.smi_path or nvml_failed:
+            # without nvidia-smi either, a missing NVML just means "no NVIDIA driver"
+            failures.append(ProbeFailure("NVML", raw.nvml_error))
     if raw.smi_path is None:
         if nvml_facts is not None:
             # NVML answered with a driver but no GPU, and there is no nvidia-smi to ask
             return nvml_facts
+        if nvml_failed is not None:
+            return NvidiaFacts(source="nvml", error=nvml_failed)
         return NvidiaFacts(source="none")
     result: SmiResult | None = None
     query = raw.smi_query
@@ -341,8 +405,11 @@ def _nvidia_facts(raw: RawHost, failures: list[ProbeFailure]) -> NvidiaFacts:
             if result.error is None and query.returncode == INFOROM_EXIT and warnings:
                 # the answer is whole; the warning is a finding of its own (rule_smi_warnings)
                 failures.extend(ProbeFailure(SMI_WARNING, warning) for warning in warnings)
-            elif result.error is None and query.returncode not in (0, None):
-                result = SmiResult(error=f"exit code {query.returncode}")
+            elif query.returncode not in (0, None) and not smi_failure(query.output):
+                # how it ended, where its own words do not say what failed (a crash prints
+                # nothing, garbage names nothing)
+                result = SmiResult(error="; ".join(
+                    filter(None, (result.error, _exit_text(query.returncode)))))
     source = "nvidia-smi"
     if (result is None or result.error) and raw.smi_q is not None and raw.smi_q.error is None:
         q_result = parse_nvidia_smi_q(raw.smi_q.output)
@@ -596,8 +663,11 @@ def _deep_probe(name: str) -> tuple[str | None, str | None]:
         return None, f"importing {name}: {result.error}"
     lines = [line for line in result.output.splitlines() if line.startswith("{")]
     if not lines:
-        return None, f"importing {name} printed no result (exit {result.returncode}): " \
-                     f"{_one_line(result.output[-300:])}"
+        # a crash (SIGSEGV, SIGILL: a build for another CPU) or sys.exit while importing
+        how = "was " + _exit_text(result.returncode) if (result.returncode or 0) < 0 \
+            else f"printed no result ({_exit_text(result.returncode)})"
+        said = result.output[-300:].strip()
+        return None, f"importing {name} {how}" + (f": {_one_line(said)}" if said else "")
     return lines[-1], None
 
 
@@ -616,7 +686,8 @@ def _framework_facts(raw: RawFramework, failures: list[ProbeFailure]) -> Framewo
     if raw.deep_error:
         failures.append(ProbeFailure(raw.name, raw.deep_error))
     if raw.deep_output is None:
-        return fast
+        # an import that crashed, exited or hung is a failed probe, not a fine framework
+        return replace(fast, error=raw.deep_error) if raw.deep_error else fast
     deep = framework_from_probe_json(raw.name, raw.deep_output)
     if deep.error:
         failures.append(ProbeFailure(raw.name, deep.error))
@@ -660,7 +731,9 @@ def collect_raw(deep: bool | None = None, disk_path: str | None = None) -> RawHo
     try:
         results.update(_collect_nvidia())
     except Exception as error:  # noqa: BLE001
-        results["nvml_error"] = _one_line(error)
+        # a failed probe, not "no GPU": the nvidia-smi that is there stays known
+        results["nvidia_error"] = _one_line(error)
+        results["smi_path"] = shutil.which("nvidia-smi")
     frameworks = []
     for name in FRAMEWORKS:
         try:
@@ -668,10 +741,14 @@ def collect_raw(deep: bool | None = None, disk_path: str | None = None) -> RawHo
         except Exception as error:  # noqa: BLE001
             frameworks.append(RawFramework(name=name, installed=True,
                                            deep_error=f"reading {name}: {_one_line(error)}"))
-    has_gpu = bool((results.get("nvml") or {}).get("gpus")) or (
-        results.get("smi_query") is not None and not smi_failure(results["smi_query"].output)
-        and results["smi_query"].error is None
-    )
+    # only a GPU the tools named (not whatever nvidia-smi printed) is worth the imports
+    try:
+        has_gpu = "nvidia_error" not in results and bool(_nvidia_facts(RawHost(
+            nvml=results.get("nvml"), nvml_error=results.get("nvml_error"),
+            smi_path=results.get("smi_path"), smi_query=results.get("smi_query"),
+            smi_q=results.get("smi_q")), []).gpus)
+    except Exception:  # noqa: BLE001 - facts_from_raw reports it
+        has_gpu = False
     if deep or (deep is None and has_gpu):
         threads = []
         deep_results: dict[str, tuple[str | None, str | None]] = {}
@@ -699,6 +776,7 @@ def collect_raw(deep: bool | None = None, disk_path: str | None = None) -> RawHo
         system_error=results.get("system_error"),
         nvml=results.get("nvml"),
         nvml_error=results.get("nvml_error"),
+        nvidia_error=results.get("nvidia_error"),
         smi_path=results.get("smi_path"),
         smi_query=results.get("smi_query"),
         smi_q=results.get("smi_q"),
@@ -717,11 +795,15 @@ def facts_from_raw(raw: RawHost) -> HostFacts:
     failures: list[ProbeFailure] = []
     if raw.system_error:
         failures.append(ProbeFailure("system", raw.system_error))
-    try:
-        nvidia = _nvidia_facts(raw, failures)
-    except Exception as error:  # noqa: BLE001 - defensive: a parser bug must not crash
-        failures.append(ProbeFailure("nvidia", _one_line(error)))
-        nvidia = NvidiaFacts(error=_one_line(error))
+    nvidia_error = raw.nvidia_error
+    if nvidia_error is None:
+        try:
+            nvidia = _nvidia_facts(raw, failures)
+        except Exception as error:  # noqa: BLE001 - defensive: a parser bug must not crash
+            nvidia_error = _one_line(error)
+    if nvidia_error is not None:
+        failures.append(ProbeFailure("nvidia", nvidia_error))
+        nvidia = NvidiaFacts(nvidia_smi=raw.smi_path, error=nvidia_error)
     try:
         docker = _docker_facts(raw, failures)
     except Exception as error:  # noqa: BLE001
@@ -786,6 +868,7 @@ def save_raw(raw: RawHost, folder: Path, drop_others: bool = False) -> None:
     meta: dict[str, Any] = {
         "system": asdict(raw.system),
         "system_error": raw.system_error,
+        "nvidia_error": raw.nvidia_error,
         "smi_path": raw.smi_path,
         "cdi_nvidia_specs": list(raw.cdi_nvidia_specs),
         "nvidia_hook_path": raw.nvidia_hook_path,
@@ -846,6 +929,10 @@ def load_raw(folder: Path) -> RawHost:
     if nvml_path.exists():
         nvml = read_json(nvml_path)
         check_nvml_record(nvml, nvml_path)
+    nvidia_error = meta.get("nvidia_error")
+    if nvidia_error is not None and not isinstance(nvidia_error, str):
+        raise RecordingError(host_json, f"'nvidia_error' must be a string or null, got "
+                                        f"{kind(nvidia_error)}")
     commands = meta.get("commands") or {}
 
     def command(key: str) -> CommandOutput | None:
@@ -878,6 +965,7 @@ def load_raw(folder: Path) -> RawHost:
         system_error=meta.get("system_error"),
         nvml=nvml,
         nvml_error=text("nvml_error"),
+        nvidia_error=nvidia_error,
         smi_path=meta.get("smi_path"),
         smi_query=command("smi_query"),
         smi_q=command("smi_q"),

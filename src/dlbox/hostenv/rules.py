@@ -178,30 +178,36 @@ def _framework_label(fw: FrameworkFacts) -> str:
 # NVIDIA driver and GPUs
 
 _SMI_EXPLAIN = (
-    ("driver/library version mismatch",
+    (("driver/library version mismatch", "nvml/rm version mismatch"),  # nvidia-smi's, NVML's
      "the NVIDIA kernel module that is loaded and the user-space driver libraries are "
      "different versions, usually after a driver update without a reboot",
      "reboot (or unload and reload the nvidia kernel modules); if it persists, remove the "
      "extra driver packages so one driver version is installed"),
-    ("couldn't communicate with the nvidia driver",
+    (("couldn't communicate with the nvidia driver", "driver not loaded"),  # NVML's words
      "the NVIDIA kernel module is not loaded (driver not installed for this kernel, or "
      "blocked by Secure Boot)",
      "install the driver for the running kernel (Ubuntu: sudo ubuntu-drivers install) and "
      "reboot; with Secure Boot, enrol the module signing key"),
-    ("gpu is lost",
+    (("gpu is lost",),
      "a GPU stopped answering the driver (fell off the bus: Xid 79 in the kernel log), usually "
      "from overheating, power or a PCIe fault",
      "reboot to recover it; check sudo dmesg | grep -i xid, and the GPU's power, cooling and "
      "seating if it recurs"),
-    ("unable to determine the device handle",
+    (("unable to determine the device handle",),
      "the driver cannot reach one of the GPUs (it fell off the bus or failed: look for Xid "
      "errors in the kernel log)",
      "check sudo dmesg | grep -i xid; reboot (or reset it with sudo nvidia-smi -r -i <index>); "
      "if it recurs, check the GPU's power, cooling and seating"),
-    ("no devices were found",
+    (("no devices were found",),
      "the driver is loaded but sees no GPU (GPU not passed through to this VM/container, or "
      "fallen off the bus)",
      "check lspci | grep -i nvidia and the VM/container GPU passthrough; see dmesg for Xid"),
+    (("couldn't find libnvidia-ml.so",),
+     "nvidia-smi is there but the driver's NVML library (libnvidia-ml.so) is not: the "
+     "driver's user-space libraries are missing (a half-removed driver, or a container "
+     "started without the NVIDIA runtime)",
+     "reinstall the NVIDIA driver (Ubuntu: sudo ubuntu-drivers install) and reboot; in a "
+     "container, start it with --gpus all (NVIDIA Container Toolkit)"),
 )
 
 
@@ -210,11 +216,21 @@ def rule_nvidia_probe(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     if not nvidia.error:
         return []
     lowered = nvidia.error.lower()
-    for needle, why, fix in _SMI_EXPLAIN:
-        if needle in lowered:
-            return [Finding("error", "nvidia-driver-broken",
-                            f"probe nvidia-smi failed: {nvidia.error}", why, fix)]
-    return [Finding("warn", "nvidia-probe-failed", f"probe nvidia-smi failed: {nvidia.error}",
+    # NVML without nvidia-smi beside it to ask instead
+    tool = "NVML" if nvidia.source == "nvml" else "nvidia-smi"
+    what = f"probe {tool} failed: {nvidia.error}"
+    for needles, why, fix in _SMI_EXPLAIN:
+        if any(needle in lowered for needle in needles):
+            return [Finding("error", "nvidia-driver-broken", what, why, fix)]
+    if tool == "NVML":
+        return [Finding("warn", "nvidia-probe-failed", what,
+                        "the driver's NVML library is installed but failed, and there is no "
+                        "nvidia-smi to ask instead, so GPU checks were skipped; an NVML that "
+                        "does not answer is often a hung driver",
+                        "reboot if NVML hangs, else reinstall the NVIDIA driver (which "
+                        "brings nvidia-smi back); the kernel log says which: "
+                        "sudo dmesg | grep -i -e nvrm -e xid")]
+    return [Finding("warn", "nvidia-probe-failed", what,
                     "nvidia-smi is installed but its output could not be read, so GPU checks "
                     "were skipped",
                     "run nvidia-smi by hand; report its output if it looks normal")]
@@ -417,15 +433,44 @@ def _torch_archs(
     return (), (), ""
 
 
+def _probe_failed(fw: FrameworkFacts, label: str, facts: HostFacts) -> Finding:
+    """The import probe of `fw` failed: why and fix by how (an error it printed, a crash by
+    signal, an exit, a hang past its time limit). Its GPU checks use its files alone then,
+    and it gets no "fits this host"."""
+    error = fw.error or ""
+    what = f"probe {fw.name} failed: {error}"
+    if "killed by signal" in error:
+        return Finding(
+            "warn", "probe-failed", what,
+            f"{label} crashed while loading: this build cannot run on this host (made for "
+            "newer CPU instructions or another platform, or its files are damaged)",
+            "reinstall it with the pip command it came from, adding --force-reinstall "
+            "--no-cache-dir; if it still crashes, install a build made for this host: "
+            f"dlbox doctor --resolve {fw.name}")
+    if "timed out" in error:
+        if not _usable_gpus(facts):
+            return Finding("warn", "probe-failed", what,
+                           f"importing {label} did not finish in time",
+                           f"import it by hand to see where it stops: "
+                           f"python -c 'import {fw.name}'")
+        return Finding(
+            "warn", "probe-failed", what,
+            f"importing {label} did not finish in time; on a GPU host that is often a wedged "
+            "NVIDIA driver, which CUDA's start-up waits on",
+            f"if nvidia-smi or python -c 'import {fw.name}' hangs too, reboot to clear a "
+            "wedged driver; the kernel log shows it: sudo dmesg | grep -i -e xid -e nvrm")
+    return Finding("warn", "probe-failed", what,
+                   f"{label} is installed but could not be imported",
+                   f"run python -c 'import {fw.name}' to see the full error")
+
+
 def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     fw = facts.framework("torch")
     if fw is None:
         return []
     findings: list[Finding] = []
     if fw.error:
-        findings.append(Finding("warn", "probe-failed", f"probe torch failed: {fw.error}",
-                                "torch is installed but could not be imported",
-                                "run python -c 'import torch' to see the full error"))
+        findings.append(_probe_failed(fw, "torch", facts))
     unknown = _version_row_warning(fw, matrix.torch, matrix.checked)
     if unknown:
         findings.append(unknown)
@@ -504,9 +549,7 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
         return []
     findings: list[Finding] = []
     if fw.error:
-        findings.append(Finding("warn", "probe-failed", f"probe tensorflow failed: {fw.error}",
-                                "TensorFlow is installed but could not be imported",
-                                "run python -c 'import tensorflow' to see the full error"))
+        findings.append(_probe_failed(fw, "TensorFlow", facts))
     unknown = _version_row_warning(fw, matrix.tensorflow, matrix.checked)
     if unknown:
         findings.append(unknown)
@@ -640,9 +683,7 @@ def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
         return []
     findings: list[Finding] = []
     if fw.error:
-        findings.append(Finding("warn", "probe-failed", f"probe jax failed: {fw.error}",
-                                "jax is installed but could not be imported",
-                                "run python -c 'import jax' to see the full error"))
+        findings.append(_probe_failed(fw, "jax", facts))
     if matrix.jax_release(fw.version) is None:
         unknown = _version_row_warning(fw, matrix.jax, matrix.checked)
         if unknown:
@@ -677,6 +718,30 @@ def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
 # Docker, shared memory, disk
 
 
+def _docker_fix(said: str) -> str:
+    """The fix for an engine that could not be reached, by the cause in its error (`said`,
+    lowered): `dlbox image`'s hint for no permission and for a cause it cannot tell
+    (container.engine), and words that end in the command for an engine that is not running
+    (engine's hint for that has its command in the middle), does not answer, or is not
+    installed."""
+    if "timed out" in said or "did not answer" in said:
+        return "the engine takes connections but does not answer; restart it: " \
+               "sudo systemctl restart docker"
+    if "neither the docker sdk nor the docker cli" in said:
+        return "install Docker Engine (https://docs.docker.com/engine/install/), then start " \
+               "it: sudo systemctl start docker"
+    if any(words in said for words in ("no socket", "no such file", "cannot connect to the "
+                                       "docker daemon", "is the docker daemon running")):
+        return "point DOCKER_HOST at a running engine, or start this one: " \
+               "sudo systemctl start docker"
+    # here, not at the top: container.engine imports hostenv.probe
+    from dlbox.container.engine import engine_error
+
+    cause = PermissionError(13, "Permission denied") if "permission denied" in said \
+        else ConnectionError(said)
+    return engine_error(cause).hint or ""
+
+
 def rule_docker(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     docker = facts.docker
     if not docker.reachable:
@@ -690,9 +755,7 @@ def rule_docker(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                         "dlbox image build/run and notebook --container need a Docker engine",
                         "run `docker info --format '{{json .}}'` to see what the engine "
                         "answered (replaying a recording: its docker-info.json is damaged; "
-                        "record it again)" if unreadable else
-                        "install Docker and start it (sudo systemctl start docker); add your "
-                        "user to the docker group")]
+                        "record it again)" if unreadable else _docker_fix(said))]
     findings = [Finding("ok", "docker", f"Docker engine {docker.server_version}; runtimes: "
                         f"{', '.join(docker.runtimes) or 'none'}"
                         + ("; CDI spec for nvidia.com/gpu" if docker.cdi_nvidia else "")
@@ -757,7 +820,7 @@ def rule_smi_warnings(facts: HostFacts, matrix: Matrix) -> list[Finding]:
 
 def rule_probe_failures(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     """Probe failures no other rule explains (docker and nvidia ones have their own)."""
-    explained = {"docker", "nvidia-smi", "nvidia-smi --query-gpu", "NVML", "torch",
+    explained = {"docker", "nvidia", "nvidia-smi", "nvidia-smi --query-gpu", "NVML", "torch",
                  "tensorflow", "jax", SMI_WARNING}
     findings = []
     for failure in facts.failures:
