@@ -434,7 +434,7 @@ def test_cpu_target_gets_cpu_variants() -> None:
     tf = F.resolve_framework("tensorflow", target)
     assert (tf.variant, F.framework_requirement(tf)) == ("cpu", ("tensorflow-cpu==2.21.0",))
     jax = F.resolve_framework("jax", target)
-    assert (jax.variant, F.framework_requirement(jax)) == ("cpu", ("jax==0.10.2",))
+    assert (jax.variant, F.framework_requirement(jax)) == ("cpu", ("jax[cpu]==0.10.2",))
 
 
 def test_pinned_framework_version() -> None:
@@ -572,7 +572,7 @@ def test_release_version_means_its_newest_known_patch() -> None:
     tf = F.resolve_framework("tensorflow", cpu, version="2.16")
     assert F.framework_requirement(tf) == ("tensorflow-cpu==2.16.2",)
     jax = F.resolve_framework("jax", cpu, version="0.4")
-    assert F.framework_requirement(jax) == ("jax==0.4.38",)
+    assert F.framework_requirement(jax) == ("jax[cpu]==0.4.38",)
 
 
 def test_wheelhouse_build_wins_when_the_target_runs_it(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_cpu_and_no_driver() -> None:
     assert cpu.wheel_index == "https://download.pytorch.org/whl/cpu"
     assert resolve_build("torch", Target()).variant == "cpu"
     assert resolve_build("tensorflow", Target(cpu=True)).requirements == ("tensorflow-cpu==2.21.0",)
-    assert resolve_build("jax", Target(cpu=True)).requirements == ("jax==0.10.2",)
+    assert resolve_build("jax", Target(cpu=True)).requirements == ("jax[cpu]==0.10.2",)
 
 
 def test_python_filter() -> None:

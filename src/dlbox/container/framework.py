@@ -30,8 +30,12 @@ def normalize_framework(name: str | None) -> str | None:
 
 
 def matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
-    from dlbox.hostenv.resolve import check_pin_form, refuse_unreleased_patch
-    from dlbox.hostenv.versions import same_release
+    """`matrix` with only the rows of `version`: a release's rows, or, for an exact version,
+    its row narrowed to that version (`pin_rows`), so that the resolver's build, its extras
+    (jax[cuda13] from 0.7.2 on) and its reasons are that version's, not its release's newest
+    patch's. A version dlbox does not know is refused (UsageError)."""
+    from dlbox.hostenv.resolve import check_pin_form, pin_rows, refuse_unreleased_patch
+    from dlbox.hostenv.versions import parse_version, same_release
 
     rows = getattr(matrix, framework)
     check_pin_form(version)
@@ -42,6 +46,8 @@ def matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
         raise UsageError(f"{framework} {version} is not in dlbox's compatibility matrix",
                          hint=f"pick a listed release ({known}, ...) or leave the version out")
     refuse_unreleased_patch(rows, version, framework)
+    if len(parse_version(version) or ()) >= 3:
+        kept = tuple(pin_rows(rows, version, framework, matrix.checked))
     return dataclasses.replace(matrix, **{framework: kept})
 
 
@@ -121,11 +127,12 @@ def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None
     version (a reason says so); False for one dlbox took elsewhere (a wheelhouse's wheel, a
     project's pin), whose callers give their own reason."""
     from dlbox.hostenv.matrix import load_matrix
-    from dlbox.hostenv.resolve import resolve_build
+    from dlbox.hostenv.resolve import refuse_older_than_data, resolve_build
     from dlbox.hostenv.versions import parse_version
 
     matrix = matrix or load_matrix()
     narrowed = matrix_for_version(matrix, framework, version)
+    refuse_older_than_data(framework, target, matrix, version)  # jax 0.4.20 on a GPU
     try:
         resolved = resolve_build(framework, target, narrowed)
     except HostEnvError as error:
@@ -140,8 +147,10 @@ def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None
                                 f"{framework} {version} build", way_out) from None
     reasons = resolved.reasons + ((f"{framework} {version} requested",) if requested else ())
     public = version.split("+")[0]
-    if len(parse_version(public) or ()) < 3:
-        # Not pip's ==2.1, which is 2.1.0: the resolver took the release's newest patch.
+    if len(parse_version(public) or ()) < 3 or resolved.version == public:
+        # Not pip's ==2.1, which is 2.1.0: the resolver took the release's newest patch. Or
+        # the version's own build, whose line may pin another (tensorflow[and-cuda]==2.15.0
+        # is 2.15.0.post1's).
         return dataclasses.replace(resolved, reasons=reasons)
     requirements = tuple(re.sub(r"==\S+", f"=={public}", line, count=1)
                          for line in resolved.requirements)
@@ -282,15 +291,27 @@ def _resolve_admitted(framework: str, target: Any, matrix: Any,
 
         known = sorted({v for row in rows for v in row.versions if _version_key(v)},
                        key=_version_key)
-        # A patch that never existed (torch==2.1.9): its release's patches are the way out.
-        patches = [row.versions for version in _exact_pins(pins) for row in rows
-                   if same_release(version, row.release)]
+        # A patch that never existed (torch==2.1.9): its release's patches are the way out;
+        # not for one older than the data (jax==0.4.20, the data starting at 0.4.26).
+        patches = [sorted({v for row in rows if same_release(version, row.release)
+                           for v in row.versions}, key=_version_key)
+                   for version in _exact_pins(pins)
+                   if _version_key(version) >= _version_key(known[0])]
+        patches = [listed_patches for listed_patches in patches if listed_patches]
         example = (f"{dist}=={patches[0][-1]} ({framework} {', '.join(patches[0])} exist)"
-                   if patches else instead() or f"{dist}=={known[-1]}")
+                   if patches else instead())
+        hint = f"require a version dlbox knows, e.g. {example}" if example else None
+        if hint is None:  # review: it named jax==0.4.38 to driver 470, which runs none
+            try:
+                resolve_build(framework, target, matrix)
+            except HostEnvError as error:
+                hint = (f"require a version dlbox knows; no {framework} build of them runs on "
+                        f"this target: "
+                        f"{python_error(error, framework, None, target, matrix).hint}")
         raise ContainerError(
             f"the project requires {text}, and no {framework} version dlbox knows meets it "
             f"(it knows {framework} {known[0]} to {known[-1]})",
-            hint=f"require a version dlbox knows, e.g. {example}",
+            hint=hint or f"require a version dlbox knows, e.g. {dist}=={known[-1]}",
         )
     narrowed = dataclasses.replace(matrix, **{framework: kept})
     try:

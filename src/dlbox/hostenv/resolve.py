@@ -197,6 +197,8 @@ def resolve_build(framework: str, target: Target, matrix: Matrix | None = None) 
     target = normalize_target(target)
     matrix = matrix or load_matrix()
     _check_driver_knows_gpus(target, matrix)
+    if target.version:
+        refuse_older_than_data(name, target, matrix, target.version)
     if name == "torch":
         return _resolve_torch(target, matrix)
     if name == "tensorflow":
@@ -278,7 +280,8 @@ def pin_rows(rows: tuple[Any, ...], version: str | None, framework: str,
 
     A known release gives its row, narrowed to the pinned patch version; a version the data
     does not know gives the nearest known row, marked uncertain, so the caller warns, pinned
-    exactly ("2.16.1") or, for a release ("2.16"), to any of its patches ("2.16.*").
+    exactly ("2.16.1") or, for a release ("2.16"), to any of its patches ("2.16.*"). A
+    version older than the data is `refuse_older_than_data`'s to refuse, first.
     """
     if version is None:
         return list(rows)
@@ -295,16 +298,51 @@ def pin_rows(rows: tuple[Any, ...], version: str | None, framework: str,
     if nearest is None:
         return []
     parts = parse_version(version) or ()
-    oldest = rows[-1].release  # rows newest first
-    if parts < (parse_version(oldest) or ()):  # no row speaks for it: its facts would be made up
-        raise UsageError(f"{framework} {version} is older than dlbox's compatibility data "
-                         f"(checked {checked}), which starts at {framework} {oldest}",
-                         hint=f"pin a release the data knows, {oldest} or newer (e.g. "
-                              f"{rows[0].release}), or install {framework} {version} yourself")
     exact = version if len(parts) >= 3 else f"{version}.*"
     note = (f"{framework} {version} is not in dlbox's compatibility data (checked {checked}); "
             f"using the nearest known row, {framework} {nearest.release}")
     return [replace(nearest, versions=(exact,), uncertain=True, note=note)]
+
+
+def oldest_known(rows: tuple[Any, ...]) -> str | None:
+    """The oldest version the rows list (jax's data: 0.4.26; its oldest row is "0.4-early")."""
+    versions = [v for row in rows for v in row.versions if parse_version(v)]
+    return min(versions, key=lambda v: parse_version(v) or ()) if versions else None
+
+
+def refuse_older_than_data(framework: str, target: Target, matrix: Matrix,
+                           version: str) -> None:
+    """UsageError for a pin older than all of dlbox's `framework` data: a release before its
+    oldest (torch 1.13), or, for a GPU build, an exact version before the oldest one it
+    lists (jax 0.4.20: the data starts at 0.4.26, and its first row says earlier jax, with
+    jax[cuda12_pip] and no jax[cuda12], is not covered). No row speaks for it: its facts
+    would be made up. A CPU build of such a patch is the framework's own CPU wheel:
+    `pin_rows` lets it through, marked uncertain. `matrix` must be the whole data."""
+    rows = getattr(matrix, framework)
+    oldest = oldest_known(rows)
+    parts = parse_version(version) or ()
+    if oldest is None:
+        return
+    gpu = target.driver is not None and not target.cpu
+    if parts < (parse_version(rows[-1].release) or ()):  # rows newest first
+        what, keep = "", f"install {framework} {version} yourself"
+    elif gpu and len(parts) >= 3 and parts < (parse_version(oldest) or ()):
+        what, keep = " for GPU builds", f"resolve with --cpu to keep {framework} {version}"
+    else:
+        return
+    pinned = " and ".join(flag for flag, value in (("--framework-version", version),
+                                                   ("--cuda", target.cuda)) if value)
+    try:
+        build = resolve_build(framework, replace(target, version=None, cuda=None), matrix)
+    except (HostEnvError, UsageError) as error:  # the hint names no build it cannot run
+        hint = (f"no {framework} build dlbox knows runs on this target: "
+                f"{error.hint or 'resolve with --cpu'}")
+    else:
+        hint = (f"leave {pinned} out ({framework} {build.version} {build.variant} runs here), "
+                f"or {keep}")
+    raise UsageError(f"{framework} {version} is older than dlbox's compatibility data{what} "
+                     f"(checked {matrix.checked}), which starts at {framework} {oldest}",
+                     hint=hint)
 
 
 def refuse_unreleased_patch(rows: tuple[Any, ...], version: str, framework: str) -> None:
@@ -323,8 +361,9 @@ def refuse_unreleased_patch(rows: tuple[Any, ...], version: str, framework: str)
     newest_release = max((parse_version(row.release) or () for row in rows), default=())
     settled = (parse_version(kept[0].release) or ()) < newest_release
     # Below the oldest patch listed the data may just not cover the release's start (jax
-    # 0.4 from 0.4.26 on): only a gap between listed patches, or past the last of a settled
-    # release, is known never to have been published.
+    # 0.4 from 0.4.26 on: a CPU build of 0.4.20 resolves with a warning, a GPU build is
+    # refused by refuse_older_than_data): only a gap between listed patches, or past the
+    # last of a settled release, is known never to have been published.
     covered = bool(patches) and parsed >= (parse_version(patches[0]) or ())
     if covered and (settled or parsed <= (parse_version(patches[-1]) or ())):
         raise UsageError(f"{framework} {public} is not a {framework} release dlbox knows",
@@ -417,15 +456,38 @@ def cudnn_below_minimum(matrix: Matrix, cudnn: str | None, cc: str | None) -> st
             f"sm_{format_cc(gpu).replace('.', '')}, so convolutions fail")
 
 
-def _newest_reason(build: str, pinned: str | None) -> str:
+def _newest_reason(build: str, pinned: str | None, narrowed: bool = False,
+                   what: str = "a build") -> str:
     """Why this release: the newest this host runs, or, with --framework-version, the newest
-    of the pinned series (a newer, unpinned release may well run too)."""
+    of the pinned series (a newer, unpinned release may well run too), or, from rows that
+    version pins `narrowed` (`_pins_narrowed`), the newest they allow."""
     if pinned and build.endswith(f" {pinned}"):
-        return f"{build}, as --framework-version asks, has a build this host runs"
+        return f"{build}, as --framework-version asks, has {what} this host runs"
     if pinned:
-        return (f"{build} is the newest {pinned} release with a build this host runs "
+        return (f"{build} is the newest {pinned} release with {what} this host runs "
                 "(--framework-version)")
-    return f"{build} is the newest release with a build this host runs"
+    allowed = " the version pins allow" if narrowed else ""
+    return f"{build} is the newest release{allowed} with {what} this host runs"
+
+
+def _pins_narrowed(framework: str, candidates: list[Any]) -> bool:
+    """Whether the rows the resolver was given leave out dlbox's newest version (the image
+    build narrows them to a project's pins or --framework-version): then a build is the
+    newest they allow, not the newest release (review: tensorflow==2.4.0 was "the newest
+    release")."""
+    shipped = getattr(load_matrix(), framework)
+    return bool(candidates and shipped) and candidates[0].latest != shipped[0].latest
+
+
+def _cpu_newest_reason(framework: str, release: Any, candidates: list[Any],
+                       target: Target) -> str:
+    """Why this CPU build's release: the newest, or the newest the pins or the Python allow."""
+    build = f"{framework} {release.latest}"
+    if target.version:
+        return _newest_reason(build, target.version)
+    allowed = " the version pins allow" if _pins_narrowed(framework, candidates) else ""
+    python = f" for Python {target.python}" if release is not candidates[0] else ""
+    return f"{build} is the newest release{allowed}{python}"
 
 
 def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
@@ -455,7 +517,8 @@ def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
         ga_clean = [v for v in fitting if driver_fit(matrix, target.driver, v.cuda).ga_ok]
         chosen = (ga_clean or fitting)[0]
         reasons = _gpu_reasons(target)
-        reasons.append(_newest_reason(f"torch {release.latest}", target.version))
+        reasons.append(_newest_reason(f"torch {release.latest}", target.version,
+                                      _pins_narrowed("torch", candidates)))
         if release is not releases[0]:
             newer = releases[0]
             reasons.append(f"newer torch {newer.latest} has no build for this host "
@@ -760,7 +823,8 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
             cudnn=None, wheel_index=None,
             requirements=(f"{release.cpu_package}=={release.latest}",),
             python_versions=release.python, min_driver=None,
-            reasons=(_cpu_reason(target), f"tensorflow {release.latest} is the newest release"),
+            reasons=(_cpu_reason(target),
+                     _cpu_newest_reason("tensorflow", release, candidates, target)),
             warnings=_uncertain_warning(release), sources=(release.source,),
             checked=release.checked,
         )
@@ -804,7 +868,8 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
                 gpu_refused = True
             continue
         reasons = _gpu_reasons(target)
-        reasons.append(_newest_reason(f"tensorflow {release.latest}", target.version))
+        reasons.append(_newest_reason(f"tensorflow {release.latest}", target.version,
+                                      _pins_narrowed("tensorflow", candidates)))
         reasons.append(f"tested with CUDA {release.cuda} and cuDNN {release.cudnn} "
                        "(tensorflow.org tested build configurations)")
         warnings = list(_uncertain_warning(release))
@@ -875,9 +940,12 @@ def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
         release = releases[0]
         return ResolvedBuild(
             framework="jax", version=release.latest, variant="cpu", cuda=None, cudnn=None,
-            wheel_index=None, requirements=(f"jax=={release.latest}",),
+            # jax[cpu], not jax: jax up to 0.4.26 brings jaxlib only through its extras,
+            # and the project's own jaxlib line is replaced by this one (review); later
+            # jax keeps the cpu extra (empty) for compatibility
+            wheel_index=None, requirements=(f"jax[cpu]=={release.latest}",),
             python_versions=release.python, min_driver=None,
-            reasons=(_cpu_reason(target), f"jax {release.latest} is the newest release"),
+            reasons=(_cpu_reason(target), _cpu_newest_reason("jax", release, candidates, target)),
             warnings=_uncertain_warning(release), sources=(release.source,),
             checked=release.checked,
         )
@@ -899,8 +967,8 @@ def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
                 rejections.append(why)
                 continue
             reasons = _gpu_reasons(target)
-            reasons.append(f"jax {versions[-1]} is the newest release with a plugin this host "
-                           "runs")
+            reasons.append(_newest_reason(f"jax {versions[-1]}", target.version,
+                                          _pins_narrowed("jax", candidates), "a plugin"))
             reasons.append(f"{plugin.name}: driver >= {fit.min_driver} (CUDA {plugin.cuda}.x "
                            "minor-version compatibility); CUDA and cuDNN come from pip")
             reasons.extend(f"rejected: {r}" for r in rejections[:6])
