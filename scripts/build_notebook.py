@@ -140,11 +140,11 @@ CELLS = [
     md("""
     ## 1. The data
 
-    `load_split` reads a split (its first `NUM_TRAIN` or `NUM_TEST` images, and says so when
-    it holds fewer) into memory at once: `images` is a tensor of
-    unsigned bytes with shape `[N, 3, 32, 32]` (N images, 3 colour channels red / green /
-    blue, 32 x 32 pixels, values 0..255), and `labels` holds one number 0..9 per image, an
-    index into `classes`.
+    `load_split` reads a split (its first `NUM_TRAIN` or `NUM_TEST` images; asking for more
+    than it holds is an error that says how many it has) into memory at once: `images` is a
+    tensor of unsigned bytes with shape `[N, 3, 32, 32]` (N images, 3 colour channels red /
+    green / blue, 32 x 32 pixels, values 0..255), and `labels` holds one number 0..9 per
+    image, an index into `classes`.
     """),
     code("""
     from dlbox.training.loop import load_split
@@ -152,6 +152,8 @@ CELLS = [
     train_set = load_split(data_dir, "train", NUM_TRAIN, refuse_short=True)
     test_set = load_split(data_dir, "test", NUM_TEST, refuse_short=True)
     classes = train_set.classes
+    # what these images were read with: the training cell refuses other settings
+    loaded_with = (made_with if synthetic else data_dir, NUM_TRAIN, NUM_TEST)
 
     print(f"training images: {tuple(train_set.images.shape)}, {train_set.images.dtype}")
     print(f"test images:     {tuple(test_set.images.shape)}")
@@ -275,11 +277,18 @@ CELLS = [
     and can be resumed with `dlbox train --resume RUN_DIR`.
     """),
     code("""
+    from dlbox.errors import UsageError
     from dlbox.jupyter.notebooks import removed_if_unsaved
     from dlbox.jupyter.progress import NotebookProgress, plural
     from dlbox.training.config import build_config
     from dlbox.training.loop import steps_per_epoch, train
     from dlbox.training.rundir import claim_default_run_dir
+
+    # The bar counts the data cell's images, and the gallery of wrong guesses shows them: they
+    # must be the ones this run trains and tests on.
+    if loaded_with != (made_with if synthetic else data_dir, NUM_TRAIN, NUM_TEST):
+        raise UsageError("settings changed since the data cell ran (DATA_DIR, NUM_TRAIN, "
+                         "NUM_TEST or SEED)", hint="run the data cell again")
 
     if synthetic and RUN_DIR is not None:  # a kept run keeps its data: dlbox's cached copy
         data_dir = synthetic_cifar10(None, *made_with)  # of what the setup cell made
@@ -331,9 +340,13 @@ CELLS = [
     confusion matrix into the run folder. Guessing at random would score 10 %.
     """),
     code("""
+    from dlbox.jupyter.notebooks import unfinished_run_note
     from dlbox.training.evaluate import evaluate_run
 
     metrics = evaluate_run(run_dir, data_dir=data_dir, device=DEVICE)
+    unfinished = unfinished_run_note(run_dir)  # a run stopped before its last epoch ended
+    if unfinished:
+        print(unfinished)
     """),
     md("""
     The prediction recorded for each test image, with the network's confidence (the
@@ -384,6 +397,7 @@ CELLS = [
     is in a temporary folder, deleted when the kernel stops: set `RUN_DIR` to keep it.
     """),
     code("""
+    from dlbox.jupyter.progress import plural
     from dlbox.training.checkpoint import load_model_from_run
 
     for path in sorted(run_dir.rglob("*")):
@@ -393,7 +407,10 @@ CELLS = [
     loaded = load_model_from_run(run_dir, device=DEVICE)
     weights_file = run_dir / "model_weights.pt"
     torch.save(loaded.model.state_dict(), weights_file)
-    print(f"\\nloaded {loaded.config.model} (epoch {loaded.epoch}) from {loaded.checkpoint_path}")
+    stage = (f"stopped during epoch {loaded.epoch + 1}, after "
+             f"{plural(loaded.step_in_epoch, 'step')}" if loaded.step_in_epoch
+             else f"epoch {loaded.epoch}")
+    print(f"\\nloaded {loaded.config.model} ({stage}) from {loaded.checkpoint_path}")
     print(f"weights alone saved to {weights_file}")
     """),
     md("""

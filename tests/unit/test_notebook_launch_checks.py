@@ -593,7 +593,7 @@ def test_the_notebooks_synthetic_data_takes_any_seed_and_at_most_cifar10s_sizes(
     folder = synthetic_cifar10(scratch, 64, None, -1)
     assert folder == scratch
     train = load_dataset(folder, "train")
-    assert len(train) == 500 and len(load_dataset(folder, "test")) == 100  # 64 of 500 taken
+    assert len(train) == 2000 and len(load_dataset(folder, "test")) == 100  # 64 of 2000 taken
     with pytest.raises(UsageError) as caught:
         synthetic_cifar10(scratch, 10**10, None, 0)
     assert caught.value.message == ("NUM_TRAIN = 10000000000 is more than the synthetic "
@@ -604,7 +604,7 @@ def test_the_notebooks_synthetic_data_takes_any_seed_and_at_most_cifar10s_sizes(
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     kept = synthetic_cifar10(None, None, 200, 3)
-    assert kept == tmp_path / "cache" / "dlbox" / "synthetic" / "train500-test200-seed3"
+    assert kept == tmp_path / "cache" / "dlbox" / "synthetic" / "train2000-test200-seed3"
     assert len(load_dataset(kept, "test")) == 200
     assert synthetic_cifar10(None, None, 200, 3) == kept  # found again, not written again
     assert sorted(path.name for path in kept.parent.iterdir()) == [kept.name]  # no half left

@@ -91,7 +91,9 @@ def check_settings(**settings: object) -> None:
 
 # The synthetic look-alike has as many images as CIFAR-10 at most, and at least these (so
 # that a small NUM_TRAIN takes the first few of them, as it does of the real data).
-SYNTHETIC_SIZES = {"train": (500, 50_000), "test": (100, 10_000)}
+# 2000 training images: enough for the default run (2 epochs of the tutorial's network) to
+# learn all ten classes (review: 500 gave ~20 %, two classes learnt, which looked broken).
+SYNTHETIC_SIZES = {"train": (2000, 50_000), "test": (100, 10_000)}
 
 
 def synthetic_cifar10(folder: Path | None, num_train: int | None, num_test: int | None,
@@ -221,6 +223,28 @@ def training_history(run_dir: Path) -> list[dict[str, Any]]:
                            f"train --resume {shell_quote(run_dir)}") if saved else
                           "run the training cell again, to its end")
     return list(history)
+
+
+def unfinished_run_note(run_dir: Path) -> str | None:
+    """The test cell's note on a run whose training did not finish (metrics.json, after an
+    evaluation: its "final" says finished false, or its weights are from the middle of an
+    epoch), so that its numbers are not read as a trained network's (review); else None."""
+    from dlbox.text import plural
+    from dlbox.training.evaluate import read_metrics_file
+
+    document = read_metrics_file(expand_user(run_dir) / "metrics.json")
+    final, evaluation = document.get("final") or {}, document.get("evaluation") or {}
+    steps, epoch = evaluation.get("step_in_epoch") or 0, evaluation.get("epoch")
+    if final.get("finished") is not False and not steps:
+        return None
+    if steps and isinstance(epoch, int):
+        where = f"it stopped during epoch {epoch + 1}, after {plural(steps, 'step')}"
+    elif isinstance(epoch, int):
+        where = f"it stopped after {plural(epoch, 'epoch')}"
+    else:
+        where = "it was stopped"
+    return (f"note: this run's training did not finish: {where}; these are the numbers of a "
+            "partly trained network")
 
 
 # The command line's flags and the notebook's settings that do the same: a hint written for

@@ -27,6 +27,7 @@ from dlbox.jupyter.kernel import (
     removed_if_unsaved,
     synthetic_cifar10,
     training_history,
+    unfinished_run_note,
 )
 from dlbox.jupyter.settings import NOTEBOOK_NAME
 from dlbox.text import tell
@@ -37,7 +38,7 @@ __all__ = [
     # dlbox.jupyter.kernel's, imported from here by the notebook (scripts/build_notebook.py
     # writes it): a notebook saved by an older dlbox keeps working
     "check_settings", "how_to_get_cifar10", "in_setting_terms", "name_settings_in_errors",
-    "removed_if_unsaved", "synthetic_cifar10", "training_history",
+    "removed_if_unsaved", "synthetic_cifar10", "training_history", "unfinished_run_note",
 ]
 
 
