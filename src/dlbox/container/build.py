@@ -442,6 +442,12 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
         # --relock hint would only lead to it.
         check_project_admits(project, framework, request.framework_version, matrix)
     target = choose_target(request, facts)
+    if request.framework_version is not None:
+        from dlbox.hostenv.resolve import refuse_older_than_data
+
+        # And one older than dlbox's data for this target (jax 0.4.20 on a GPU), as the
+        # resolver refuses it, before the lock compare too.
+        refuse_older_than_data(framework, target, matrix, request.framework_version)
     gpu = not target.cpu
     others = other_frameworks(project.requirements, framework) if gpu else ()
     if others:  # review: tensorflow beside torch stayed a CPU build, with no word of it

@@ -36,28 +36,45 @@ Log = Callable[[str], None]  # where a step's lines go (print, a file, a noteboo
 
 # ---- connecting -------------------------------------------------------------------------------
 
+# The fix for an engine dlbox cannot reach, by its cause (`unreachable_cause`): `dlbox image`
+# (engine_error) and `dlbox doctor` (hostenv.rules) say the same words, which end in a
+# command to paste.
+UNREACHABLE_FIXES = {
+    "no permission": "add yourself to the docker group (or run as root), then log in again: "
+                     "sudo usermod -aG docker $USER",
+    "not running": "point DOCKER_HOST at a running engine, or start this one: "
+                   "sudo systemctl start docker",
+    "other": "check that dockerd is running and that DOCKER_HOST (if set) names it; see what "
+             "the engine says: docker info",
+}
+
+
+def unreachable_cause(text: str) -> str:
+    """Why the engine could not be reached, from its error's text (the SDK's, the docker
+    CLI's, or the probe's words for them): a key of UNREACHABLE_FIXES."""
+    said = text.lower()
+    if "permission denied" in said or "permissionerror" in said:
+        return "no permission"
+    if any(words in said for words in ("filenotfounderror", "no such file", "no socket",
+                                       "cannot connect to the docker daemon",
+                                       "is the docker daemon running")):
+        return "not running"
+    return "other"
+
+
 def engine_error(error: BaseException) -> ContainerError:
     """The engine could not be reached: say why in one line and how to fix it."""
     text = str(error)
     host = docker_host()
-    if "Permission denied" in text or "PermissionError" in text:
-        return ContainerError(
-            f"no permission to use the Docker engine at {host}",
-            hint="add yourself to the docker group (sudo usermod -aG docker $USER, then log in "
-                 "again), or run as root",
-        )
-    if "FileNotFoundError" in text or "No such file or directory" in text:
-        return ContainerError(
-            f"the Docker engine is not running: no socket at {host}",
-            hint="start it (sudo systemctl start docker, or: sudo dockerd &), or point "
-                 "DOCKER_HOST at a running engine",
-        )
-    reason = text.splitlines()[0][:200] if text else type(error).__name__
-    return ContainerError(
-        f"cannot reach the Docker engine at {host}: {reason}",
-        hint="check that dockerd is running and that DOCKER_HOST (if set) names it; "
-             "`docker info` shows the same problem",
-    )
+    cause = unreachable_cause(text)
+    if cause == "no permission":
+        message = f"no permission to use the Docker engine at {host}"
+    elif cause == "not running":
+        message = f"the Docker engine is not running: no socket at {host}"
+    else:
+        reason = text.splitlines()[0][:200] if text else type(error).__name__
+        message = f"cannot reach the Docker engine at {host}: {reason}"
+    return ContainerError(message, hint=UNREACHABLE_FIXES[cause])
 
 
 def connect(timeout: float = DEFAULT_TIMEOUT_S) -> Any:

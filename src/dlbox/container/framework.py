@@ -42,9 +42,14 @@ def matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
     kept = tuple(row for row in rows if version in row.versions) or tuple(
         row for row in rows if same_release(version, row.release))
     if not kept:
-        known = ", ".join(row.release for row in rows[:8])
+        # a row's release, or its first version where the release is a row's name (jax's
+        # "0.4-early": 0.4.26 to 0.4.30), which --framework-version does not take
+        known = [row.release if re.fullmatch(r"\d+(\.\d+)+", row.release) else row.versions[0]
+                 for row in rows[:8]]
+        more = ", ..." if len(rows) > 8 else ""
         raise UsageError(f"{framework} {version} is not in dlbox's compatibility matrix",
-                         hint=f"pick a listed release ({known}, ...) or leave the version out")
+                         hint=f"pick a listed release ({', '.join(known)}{more}) or leave "
+                              "the version out")
     refuse_unreleased_patch(rows, version, framework)
     if len(parse_version(version) or ()) >= 3:
         kept = tuple(pin_rows(rows, version, framework, matrix.checked))

@@ -720,26 +720,18 @@ def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
 
 def _docker_fix(said: str) -> str:
     """The fix for an engine that could not be reached, by the cause in its error (`said`,
-    lowered): `dlbox image`'s hint for no permission and for a cause it cannot tell
-    (container.engine), and words that end in the command for an engine that is not running
-    (engine's hint for that has its command in the middle), does not answer, or is not
-    installed."""
+    lowered): doctor's own for an engine that does not answer or is not installed, else
+    `dlbox image`'s (container.engine), the same words for the same cause."""
     if "timed out" in said or "did not answer" in said:
         return "the engine takes connections but does not answer; restart it: " \
                "sudo systemctl restart docker"
     if "neither the docker sdk nor the docker cli" in said:
         return "install Docker Engine (https://docs.docker.com/engine/install/), then start " \
                "it: sudo systemctl start docker"
-    if any(words in said for words in ("no socket", "no such file", "cannot connect to the "
-                                       "docker daemon", "is the docker daemon running")):
-        return "point DOCKER_HOST at a running engine, or start this one: " \
-               "sudo systemctl start docker"
     # here, not at the top: container.engine imports hostenv.probe
-    from dlbox.container.engine import engine_error
+    from dlbox.container.engine import UNREACHABLE_FIXES, unreachable_cause
 
-    cause = PermissionError(13, "Permission denied") if "permission denied" in said \
-        else ConnectionError(said)
-    return engine_error(cause).hint or ""
+    return UNREACHABLE_FIXES[unreachable_cause(said)]
 
 
 def rule_docker(facts: HostFacts, matrix: Matrix) -> list[Finding]:
