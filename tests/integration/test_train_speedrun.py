@@ -234,14 +234,14 @@ def test_a_first_epoch_stop_whose_folder_cannot_be_removed_says_how_to_reuse_it(
         small_cifar_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by review: when the default run dir could not be removed, the hint fell back to
     "the same command may reuse it", false without --run-dir; it names the flag again."""
-    from dlbox.training import loop
+    from dlbox.training import loop, rundir
     from dlbox.training.config import build_config
 
     def refused(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(loop.shutil, "rmtree", refused)
+    monkeypatch.setattr(rundir.shutil, "rmtree", refused)
     with pytest.raises(loop.TrainingStopped) as early:
         loop.train(build_config("speedrun", device="cpu", epochs=1, batch_size=100, threads=1,
                                 data_dir=str(small_cifar_dir)),
