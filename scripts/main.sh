@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up dlbox, get CIFAR-10, train the default model for this host, then evaluate it.
 # Arguments go to `dlbox data fetch`, e.g. for an offline machine:
-#   scripts/main.sh --from /path/to/cifar-10-python.tar.gz --sha256 HEX
+#   scripts/main.sh --from /path/to/cifar-10-python.tar.gz
+# (add --sha256 HEX for a copy that is not the official archive, e.g. one rebuilt from JPEGs)
 # A `--data DIR` (or `--data=DIR`) among them is passed to `dlbox train` as well, so training
 # and its evaluation read the data dir the fetch filled (without it both use $DLBOX_DATA or
 # the default data dir).
@@ -82,7 +83,7 @@ for arg in "$@"; do
 done
 if [ -n "$expect_value" ]; then
     echo "error: $expect_value needs a value" >&2
-    echo "hint: e.g. scripts/main.sh --from /path/to/cifar-10-python.tar.gz --sha256 HEX" >&2
+    echo "hint: e.g. scripts/main.sh --from /path/to/cifar-10-python.tar.gz" >&2
     exit 2
 fi
 # DLBOX_TRAIN_ARGS is split on white space when training starts: what that cannot pass on is

@@ -823,8 +823,8 @@ def test_a_run_whose_data_moved_says_the_path_is_the_runs_and_how_to_point_elsew
         "its config.json)",
         f"hint: if the data moved, pass --data DIR where it is now; if it is gone, fetch it "
         f"again: `dlbox data fetch --data {data}` (offline: `dlbox data fetch --data {data} "
-        "--from /path/to/cifar-10-python.tar.gz` (add `--sha256 HEX` for a copy that is not "
-        "byte-identical to the official one))"]
+        "--from /path/to/cifar-10-python.tar.gz`; add `--sha256 HEX` for a copy that is not "
+        "byte-identical to the official one)"]
     assert main(["evaluate", str(run_dir), "--data", str(moved)]) == EXIT_OK
     # a --data given that holds nothing is the plain error, naming that folder
     empty = tmp_path / "empty"

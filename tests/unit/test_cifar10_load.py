@@ -436,5 +436,26 @@ def test_the_no_data_hint_asks_no_checksum_of_the_official_archive(
     offline = (f"dlbox data fetch --data {tmp_path / 'empty'} "
                "--from /path/to/cifar-10-python.tar.gz`")
     assert offline in hint
-    assert "(add `--sha256 HEX` for a copy that is not byte-identical to the official one)" in hint
+    assert "; add `--sha256 HEX` for a copy that is not byte-identical to the official one)" in hint
     assert offline in offline_hint(tmp_path / "empty")
+
+
+def test_a_bad_archives_hint_asks_no_checksum_of_the_official_archive(tmp_path: Path) -> None:
+    """Review: the refusal of a bad archive still said `--from ... --sha256 HEX` after the
+    no-data hint stopped asking it of the official archive."""
+    import io
+    import tarfile
+
+    from dlbox.data.extract import extract_cifar10_archive
+
+    archive = tmp_path / "bad.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        member = tarfile.TarInfo("/etc/x")
+        member.size = 1
+        tar.addfile(member, io.BytesIO(b"x"))
+    with pytest.raises(DataError) as info:
+        extract_cifar10_archive(archive, tmp_path / "data")
+    assert info.value.hint is not None
+    assert ("`dlbox data fetch --from /path/to/cifar-10-python.tar.gz`; add `--sha256 HEX` for a "
+            "copy that is not byte-identical to the official one") in info.value.hint
+    assert not (tmp_path / "data").exists()

@@ -32,7 +32,7 @@ from dlbox.data.layout import (
     TEST_BATCHES,
     TRAIN_BATCHES,
 )
-from dlbox.data.paths import check_data_dir_path
+from dlbox.data.paths import check_data_dir_path, fetch_from_copy
 from dlbox.errors import DataError, write_failure_kind
 from dlbox.processes import owner_gone, owner_id, signals_held
 from dlbox.text import shell_quote
@@ -50,7 +50,7 @@ _CHUNK = 1024 * 1024
 WRITABLE_HINT = ("pass --data DIR (or set DLBOX_DATA) to a folder you can write to, or fix "
                  "this one's permissions")
 BAD_ARCHIVE_HINT = ("use the official cifar-10-python.tar.gz (`dlbox data fetch`), or a copy of "
-                    "it: `dlbox data fetch --from /path/to/cifar-10-python.tar.gz --sha256 HEX`")
+                    f"it: {fetch_from_copy('')}")
 
 
 @dataclass(frozen=True)

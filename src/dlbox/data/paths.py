@@ -48,8 +48,8 @@ def data_flag(data_dir: str | Path) -> str:
 def fetch_from_copy(where: str) -> str:
     """The fetch command for an archive copied here (`where`: data_flag's " --data DIR" or
     ""): the official archive needs no checksum of its own, another copy its --sha256."""
-    return (f"`dlbox data fetch{where} --from /path/to/cifar-10-python.tar.gz` (add "
-            "`--sha256 HEX` for a copy that is not byte-identical to the official one)")
+    return (f"`dlbox data fetch{where} --from /path/to/cifar-10-python.tar.gz`; add "
+            "`--sha256 HEX` for a copy that is not byte-identical to the official one")
 
 
 def fetch_hint(data_dir: str | Path) -> str:
