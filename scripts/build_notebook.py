@@ -132,6 +132,7 @@ CELLS = [
     check_settings(DATA_DIR=DATA_DIR, NUM_TRAIN=NUM_TRAIN, NUM_TEST=NUM_TEST, EPOCHS=EPOCHS,
                    MODEL=MODEL, DEVICE=DEVICE, SEED=SEED, MY_IMAGE=MY_IMAGE, RUN_DIR=RUN_DIR)
     data_dir, synthetic = find_cifar10(DATA_DIR)
+    found_for = DATA_DIR  # the setting data_dir was found for: the training cell checks it
     made_with = (NUM_TRAIN, NUM_TEST, SEED)  # the synthetic data's sizes and seed, if it is
     print(f"dlbox {dlbox.__version__}, torch {torch.__version__}")
     note = "  (synthetic: coloured stripes, not photos)" if synthetic else ""
@@ -286,6 +287,9 @@ CELLS = [
 
     # The bar counts the data cell's images, and the gallery of wrong guesses shows them: they
     # must be the ones this run trains and tests on.
+    if DATA_DIR != found_for:  # data_dir would still be the old setting's folder
+        raise UsageError("DATA_DIR changed since the setup cell ran",
+                         hint="run the setup cell and the data cell again")
     if loaded_with != (made_with if synthetic else data_dir, NUM_TRAIN, NUM_TEST):
         raise UsageError("settings changed since the data cell ran (DATA_DIR, NUM_TRAIN, "
                          "NUM_TEST or SEED)", hint="run the data cell again")

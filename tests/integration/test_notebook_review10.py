@@ -44,6 +44,8 @@ def test_training_after_settings_changed_without_the_data_cell_is_refused(
 
     notebook.cells = [*cells[:cells.index(data_cell) + 1],
                       nbformat.v4.new_code_cell("NUM_TRAIN = 100"), again(training),
+                      # DATA_DIR changed, not even the setup cell run again (review)
+                      nbformat.v4.new_code_cell("DATA_DIR = None"), again(training),
                       # DATA_DIR to synthetic data, the setup cell run again, not the data cell
                       nbformat.v4.new_code_cell("NUM_TRAIN = 128\nDATA_DIR = None"),
                       again(setup), again(training),
@@ -55,7 +57,9 @@ def test_training_after_settings_changed_without_the_data_cell_is_refused(
     })]
     refusal = ["error: settings changed since the data cell ran (DATA_DIR, NUM_TRAIN, "
                "NUM_TEST or SEED)", "hint: run the data cell again"]
-    assert errors == [refusal, refusal], errors
+    setup_again = ["error: DATA_DIR changed since the setup cell ran",
+                   "hint: run the setup cell and the data cell again"]
+    assert errors == [refusal, setup_again, refusal], errors
     text = output_texts(notebook)
     assert re.search(r"done: 1 epoch, 4 steps in ", text), text  # 128 / 32, not 400's 13
     assert "trained on 128" in text, text
