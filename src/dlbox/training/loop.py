@@ -90,6 +90,7 @@ from dlbox.training.tta import views_for_level
 
 if TYPE_CHECKING:
     from dlbox.data.loading import Skipped
+    from dlbox.training.speedrun import SpeedrunConfig
 
 METRICS_FILE = "metrics.json"
 
@@ -1119,7 +1120,8 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
           f"{len(test_set)} test images, {plural(config.epochs, 'epoch')}, speedrun trainer) "
           f"-> {run_dir}")
 
-    def checkpoint_state(trainer_state: dict[str, Any], finished: bool) -> dict[str, Any]:
+    def checkpoint_state(trainer_state: dict[str, Any], finished: bool,
+                         summary: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -1139,6 +1141,7 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             "train_seconds": float(trainer_state["train_seconds"]),
             "history": list(state.history),
             "finished": finished,
+            "speedrun_summary": summary,  # metrics.json's `speedrun` (catch_up_metrics)
             "rng": capture_rng_state(None),
             "saved": utc_now(),
         }
@@ -1169,11 +1172,16 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             state.global_step = entry["steps"]
             state.train_seconds = entry["train_seconds"]
             finished = state.epoch >= config.epochs
+            # The result's timings go with the last epoch's checkpoint and metrics, not in a
+            # write after them that a kill could lose.
+            summary = speedrun_summary(recipe, device, entry, trainer_state) if finished \
+                else None
             # The epoch's state (model, optimizers, generator) goes to disk before anything
             # else, so a stop from now on loses nothing of it.
             save_checkpoint(checkpoint_path(run_dir, "last"),
-                            checkpoint_state(trainer_state, finished))
-            _write_metrics(run_dir, config, state, len(test_set), finished, speedrun=True)
+                            checkpoint_state(trainer_state, finished, summary))
+            _write_metrics(run_dir, config, state, len(test_set), finished, speedrun=True,
+                           summary=summary)
             bar.message(_epoch_line(record, config.epochs))
             if not finished:
                 bar.start_epoch(state.epoch + 1, steps_per_epoch(len(train_set), batch))
@@ -1213,23 +1221,6 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             resume_path=checkpoint_path(run_dir, "last"))
     if result.stopped:
         raise _stopped(run_dir, flag, saved_epoch=state.epoch)
-    metrics_path = run_dir / METRICS_FILE
-    metrics = read_json(metrics_path)
-    metrics["final"].update({"test_accuracy_tta": result.tta_accuracy,
-                             "time_seconds": round(result.time_seconds, 3)})
-    metrics["speedrun"] = {
-        "config": recipe.to_dict(),
-        "accuracy": result.accuracy,
-        "tta_accuracy": result.tta_accuracy,
-        "time_seconds": round(result.time_seconds, 4),  # whitening + epochs + TTA evaluation
-        "train_seconds": round(result.train_seconds, 4),
-        "eval_seconds": round(result.eval_seconds, 4),
-        "warmup_seconds": round(result.warmup_seconds, 4),
-        "images_per_second": round(result.images_per_second, 1),
-        "steps": result.steps,
-        "timer": "cuda events" if device.type == "cuda" else "perf_counter",
-    }
-    write_json_atomic(metrics_path, metrics)
     tta = (f" ({100 * result.tta_accuracy:.2f}% with TTA)"
            if result.tta_accuracy is not None else "")
     plain = "-" if result.accuracy is None else f"{100 * result.accuracy:.2f}%"
@@ -1244,6 +1235,28 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
     else:
         _note_an_older_evaluation(run_dir, state.epoch)
     return run_dir
+
+
+def speedrun_summary(recipe: SpeedrunConfig, device: torch.device, entry: dict[str, Any],
+                     trainer_state: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's `speedrun` block (SpeedrunResult's numbers) from the last epoch's
+    history entry and trainer state, as `on_epoch` gets them: the final TTA evaluation has
+    run by then."""
+    train_seconds = float(trainer_state["train_seconds"])
+    eval_seconds = float(trainer_state["eval_seconds"])
+    return {
+        "config": recipe.to_dict(),
+        "accuracy": entry.get("test_accuracy"),
+        "tta_accuracy": entry.get("test_accuracy_tta"),
+        "time_seconds": round(train_seconds + eval_seconds, 4),  # whitening + epochs + TTA
+        "train_seconds": round(train_seconds, 4),
+        "eval_seconds": round(eval_seconds, 4),
+        "warmup_seconds": round(float(trainer_state["warmup_seconds"]), 4),
+        "images_per_second": round(int(trainer_state["images_seen"]) / train_seconds, 1)
+        if train_seconds > 0 else 0.0,
+        "steps": int(trainer_state["step"]),
+        "timer": "cuda events" if device.type == "cuda" else "perf_counter",
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -1308,8 +1321,10 @@ def catch_up_metrics(run_dir: Path, config: TrainConfig,
                            history=list(history))
     final = existing.get("final") if isinstance(existing, dict) else None
     test_images = final.get("test_images") if isinstance(final, dict) else None
+    summary = state.get("speedrun_summary")
     _write_metrics(run_dir, config, caught_up, test_images or _test_images(config),
-                   bool(state.get("finished")), speedrun=state.get("trainer") == "speedrun")
+                   bool(state.get("finished")), speedrun=state.get("trainer") == "speedrun",
+                   summary=summary if isinstance(summary, dict) else None)
     return caught_up.epoch
 
 
@@ -1342,7 +1357,11 @@ def final_test_accuracies(last: dict[str, Any], config: TrainConfig,
 
 
 def _write_metrics(run_dir: Path, config: TrainConfig, state: TrainState,
-                   test_images: int | None, finished: bool, speedrun: bool = False) -> None:
+                   test_images: int | None, finished: bool, speedrun: bool = False,
+                   summary: dict[str, Any] | None = None) -> None:
+    """metrics.json's history and final, keeping what else it holds; with a finished
+    speedrun's `summary` (speedrun_summary), its `speedrun` block and final's TTA accuracy
+    and time_seconds too."""
     last = state.history[-1]
     tested = [entry["test_accuracy"] for entry in state.history
               if entry.get("test_accuracy") is not None]
@@ -1364,6 +1383,10 @@ def _write_metrics(run_dir: Path, config: TrainConfig, state: TrainState,
             "max_epoch_test_accuracy": max(tested, default=None),
         },
     }
+    if summary is not None:
+        metrics["final"].update({"test_accuracy_tta": summary["tta_accuracy"],
+                                 "time_seconds": round(summary["time_seconds"], 3)})
+        metrics["speedrun"] = summary
     write_json_atomic(path, metrics)
 
 

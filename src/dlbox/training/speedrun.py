@@ -627,7 +627,9 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
     images_per_second, and test_accuracy when an evaluation ran (every `config.eval_every`
     epochs, and at the end); and with the state at that epoch's end, everything needed to
     continue (model, optimizers, the generator, counters, history ending with `entry`;
-    tensors and plain values only). `make_model(num_classes)` builds the network (called
+    tensors and plain values only), and eval_seconds and warmup_seconds, which with
+    train_seconds, images_seen and step give SpeedrunResult's numbers once the last epoch
+    has run. `make_model(num_classes)` builds the network (called
     after seeding; `dlbox train` passes the registry's factory, so the run dir's model is
     rebuilt the same way); None builds one from config.widths, depth and whiten_stride.
 
@@ -733,6 +735,8 @@ def train_speedrun(train: ImageDataset, test: ImageDataset | None, config: Speed
                           if lookahead is not None else None),
             "step": step, "epoch": epoch, "images_seen": images_seen,
             "train_seconds": clock.seconds, "history": list(history), "curve": list(curve),
+            # for the caller's summary after the last epoch (a resume does not read them)
+            "eval_seconds": eval_clock.seconds, "warmup_seconds": warmup_seconds,
         }
 
     def record_point() -> None:
