@@ -183,22 +183,38 @@ OWNER_FILENAME = "owner"  # in a folder a process works in: its owner_id
 def remove_abandoned_folders(parent: Path, pattern: str) -> list[Path]:
     """Remove the folders in `parent` matching `pattern` that processes killed before they
     could remove their own left (a notebook launch's, an evaluation's staging); the folders
-    removed. Only folders of this user with an `owner` file whose process is gone: a live
-    one's folder, or any other that matches the pattern, is left alone."""
+    removed. Only folders of this user whose owner is gone, as their `owner` file names it,
+    or else their name (PREFIX + OWNER + "." + mkdtemp's random characters, for one killed
+    before it wrote that file): a live one's folder, or any other that matches the pattern,
+    is left alone."""
     removed = []
     try:
         candidates = list(parent.glob(pattern))
     except OSError:
         return []
+    prefix = pattern.split("*", 1)[0]
     for folder in candidates:
         try:
             if (folder.is_symlink() or not folder.is_dir()
                     or (hasattr(os, "geteuid") and folder.stat().st_uid != os.geteuid())):
                 continue
             owner = (folder / OWNER_FILENAME).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:  # killed before it wrote that file
+            owner = ""
         except (OSError, UnicodeDecodeError):
             continue
+        owner = owner or owner_in_name(folder.name, prefix) or ""
         if owner and owner_gone(owner):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+def owner_in_name(name: str, prefix: str) -> str | None:
+    """The owner id in a folder's name that mkdtemp(prefix=PREFIX + OWNER + ".") made
+    ("PREFIX" OWNER "." 8 random characters, perhaps ".tmp" after them); None for a name
+    without one."""
+    if not name.startswith(prefix):
+        return None
+    owner, dot, _ = name[len(prefix):].removesuffix(".tmp").rpartition(".")
+    return owner if dot and owner.count(":") >= 2 else None

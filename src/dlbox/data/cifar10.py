@@ -362,6 +362,30 @@ def load_cifar10(data_dir: str | Path, split: str = "train",
         if cached is not None:
             _clear_killed_writes(cache_path(directory, split))
             return cached
+    # Each batch is read by its path: a `dlbox data fetch --force` swapping another archive
+    # in meanwhile gave a dataset of both (review). Read again then; never return a mix.
+    for _ in range(READ_TRIES):
+        before = _fingerprint(directory, names)
+        try:
+            dataset = _decode(directory, names)
+        except DataError:  # a file gone or cut short mid-swap is no damage of the data
+            if _fingerprint(directory, names) == before:
+                raise
+            continue
+        if _fingerprint(directory, names) == before:
+            break
+    else:
+        raise DataError(f"the batches in {directory} changed while they were read (a `dlbox "
+                        "data fetch --force`?)", hint="run the command again when the fetch ends")
+    if use_cache and before is not None:
+        _write_cache(cache_path(directory, split), before, dataset)
+    return dataset
+
+
+READ_TRIES = 3  # reads of a split whose batch files keep changing, before giving up
+
+
+def _decode(directory: Path, names: tuple[str, ...]) -> ImageDataset:
     parts = [read_batch(directory / name) for name in names]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
@@ -369,9 +393,5 @@ def load_cifar10(data_dir: str | Path, split: str = "train",
     if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
         raise DataError(f"CIFAR-10 labels in {directory} fall outside 0..{len(classes) - 1}",
                         hint=refetch_hint(directory))
-    dataset = ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), classes,
-                           str(directory))
-    # Written only if no batch file changed while it was decoded.
-    if key is not None and _fingerprint(directory, names) == key:
-        _write_cache(cache_path(directory, split), key, dataset)
-    return dataset
+    return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), classes,
+                        str(directory))

@@ -193,6 +193,11 @@ def no_data_error(data_dir: str | Path, split: str | None = None) -> DataError:
         return DataError(f"{message}: it holds images directly, not in class folders",
                          hint=_loose_images_hint(data_dir))
     if not with_images:
+        from dlbox.data.fetch import data_root, fetching_now
+
+        if held_elsewhere(data_root(data_dir)):  # its fetch would be refused (review)
+            return DataError(f"{message} yet: {fetching_now(data_root(data_dir))}",
+                             hint="wait for that fetch to end, then run the command again")
         return NoDataError(message, data_dir, hint=fetch_hint(data_dir))
     shown = listed(with_images, 3)
     message = (f"{message}: it holds class folders with images ({shown}) but no "

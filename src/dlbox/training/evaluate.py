@@ -51,7 +51,7 @@ from dlbox.text import listed, shell_quote, tell
 from dlbox.training import report
 from dlbox.training.manifest import software_versions
 from dlbox.training.progress import spinner
-from dlbox.training.rundir import run_lock
+from dlbox.training.rundir import remove_killed_writes, run_lock
 
 if TYPE_CHECKING:
     from dlbox.training.config import TrainConfig
@@ -535,7 +535,9 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
     staging: Path | None = None
     try:
         try:
-            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, suffix=".tmp", dir=target))
+            # the owner in the name too: one killed before its owner file is written (review)
+            staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{owner_id(namespace=True)}.",
+                                            suffix=".tmp", dir=target))
             (staging / OWNER_FILENAME).write_text(owner_id(namespace=True), encoding="utf-8")
         except OSError as error:
             raise write_error(target / report.PREDICTIONS_FILE, error) from None
@@ -597,7 +599,8 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
     return document
 
 
-STAGING_PREFIX = ".evaluation."  # and 8 random characters, and .tmp: an atomic-temp name
+# and the owner id, ".", 8 random characters and ".tmp": an atomic-temp name
+STAGING_PREFIX = ".evaluation."
 
 
 def _as_written_to(error: FileWriteError, staging: Path, target: Path) -> FileWriteError:
@@ -738,6 +741,9 @@ def not_while_training(run_dir: Path) -> Iterator[None]:
     with run_lock(run_dir, busy_hint="evaluate it when training ends (training evaluates "
                                      f"its last epoch itself), {elsewhere}",
                   evaluating=f"run it again when that ends, {elsewhere}"):
+        # as train and resume do: what writes killed mid-way left (a checkpoint's temp file,
+        # as big as a checkpoint; an evaluation's staging folder) goes once the lock is held
+        remove_killed_writes(run_dir)
         yield
 
 
