@@ -679,7 +679,7 @@ def test_split_pip_options_and_pip_args(tmp_path: Path) -> None:
     options = ("--index-url=https://mirror/simple", "--extra-index-url=https://a/simple",
                "--extra-index-url=https://download.pytorch.org/whl/cpu", "--pre",
                "--trusted-host=mirror")
-    assert F.split_pip_options(options) == (
+    assert PN.split_pip_options(options) == (
         "https://mirror/simple",
         ("https://a/simple", "https://download.pytorch.org/whl/cpu"),
         ("--pre", "--trusted-host=mirror"))

@@ -470,7 +470,7 @@ def test_apt_txt_lists_the_system_packages(tmp_path: Path) -> None:
 def test_a_build_that_lacks_a_tool_names_the_package_for_apt_txt(line: str,
                                                                  package: str) -> None:
     from dlbox.container.engine import build_error
-    from dlbox.container.spec import missing_tool_hint
+    from dlbox.container.pipout import missing_tool_hint
 
     hint = missing_tool_hint(["Collecting x", line, "error: subprocess-exited-with-error"])
     assert hint is not None and re.search(rf"Debian packages? (\S+, )*{package}[ ,]", hint)
@@ -482,7 +482,7 @@ def test_a_build_that_lacks_a_tool_names_the_package_for_apt_txt(line: str,
 def test_missing_python_headers_are_named_though_the_compiler_failed_too() -> None:
     """Recorded from psycopg2 2.9.9 built with build-essential but no python3-dev: the
     compiler ran and its command "failed", which was read as no compiler."""
-    from dlbox.container.spec import missing_tool_hint
+    from dlbox.container.pipout import missing_tool_hint
 
     log = ["      ./psycopg/psycopg.h:35:10: fatal error: Python.h: No such file or directory",
            "      error: Command '['x86_64-linux-gnu-gcc', '-Wsign-compare', '-DNDEBUG']' "

@@ -56,7 +56,8 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
     device.add_argument("--auto", dest="device", action="store_const", const="auto",
                         help="GPU when this host has a usable NVIDIA GPU, else CPU (default)")
     build.add_argument("--framework", choices=("torch", "tensorflow", "jax"),
-                       help="framework (default: from the project's requirements, else torch)")
+                       help="framework (default: the framework the requirements name or build "
+                            "on (flax: jax), else torch)")
     build.add_argument("--framework-version", metavar="V",
                        help="pin the framework release (default: the newest the target runs)")
     build.add_argument("--driver", metavar="VERSION",

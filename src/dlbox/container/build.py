@@ -62,7 +62,6 @@ from dlbox.container.framework import (
     project_pins,
     requirements_input,
     resolve_framework,
-    split_pip_options,
     version_for_project,
 )
 from dlbox.container.lock import (
@@ -85,6 +84,7 @@ from dlbox.container.pins import (
     pip_args_for,
     probe_python,
     resolve_pins,
+    split_pip_options,
 )
 from dlbox.container.project import (
     FRAMEWORK_COMPANIONS,
@@ -112,6 +112,9 @@ from dlbox.container.tags import (
 )
 from dlbox.errors import ContainerError, HostEnvError, UsageError
 from dlbox.fileio import check_writable, current_folder, expand_user
+from dlbox.hostenv.matrix import load_matrix
+from dlbox.hostenv.report import broken_driver_error
+from dlbox.hostenv.resolve import ProbedDriver, Target, refuse_older_than_data
 from dlbox.text import has_url_credentials, redact_url_credentials, shell_quote
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -179,9 +182,6 @@ def example_command(outcome: BuildOutcome) -> str:
 
 def choose_target(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Any:
     """The resolver Target for the request; probes this host only when it has to."""
-    from dlbox.hostenv.report import broken_driver_error
-    from dlbox.hostenv.resolve import ProbedDriver, Target
-
     if request.device not in DEVICES:
         raise UsageError(f"unknown device {request.device!r}", hint="use --cpu, --gpu or --auto")
     if request.device == "cpu":
@@ -432,8 +432,6 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
                       if user else "the project names no framework: ")
                      + f"{framework} added (--framework to choose another)",)
     if request.framework_version is not None:
-        from dlbox.hostenv.matrix import load_matrix
-
         # A version dlbox does not know is refused now, not after a lock compare whose
         # --relock hint would only lead to this same refusal.
         matrix = load_matrix()
@@ -443,8 +441,6 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
         check_project_admits(project, framework, request.framework_version, matrix)
     target = choose_target(request, facts)
     if request.framework_version is not None:
-        from dlbox.hostenv.resolve import refuse_older_than_data
-
         # And one older than dlbox's data for this target (jax 0.4.20 on a GPU), as the
         # resolver refuses it, before the lock compare too.
         refuse_older_than_data(framework, target, matrix, request.framework_version)
@@ -822,7 +818,7 @@ def build_image(request: BuildRequest, log: Log = print,
                               buildargs=buildargs,
                               labels={S.SOURCE_LABEL: S.source_id(project.root),
                                       S.FILES_LABEL: files_digest},
-                              on_event=on_event)
+                              on_event=on_event, project=project.name)
     tags = [request.tag] if request.tag else [
         default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]
     smoke_result = None

@@ -21,9 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlbox.container.spec import missing_tool_hint, proxy_failure_hint, source_build_failure
+from dlbox.container.pipout import (
+    build_reason,
+    missing_tool_hint,
+    proxy_failure_hint,
+    source_build_failure,
+)
 from dlbox.errors import ContainerError, HostEnvError
-from dlbox.hostenv.probe import docker_host
+from dlbox.hostenv.probe import UNREACHABLE_FIXES, docker_host, unreachable_cause
 from dlbox.processes import detach_from_terminal, handling, hangup
 from dlbox.text import plain
 
@@ -35,32 +40,6 @@ Log = Callable[[str], None]  # where a step's lines go (print, a file, a noteboo
 
 
 # ---- connecting -------------------------------------------------------------------------------
-
-# The fix for an engine dlbox cannot reach, by its cause (`unreachable_cause`): `dlbox image`
-# (engine_error) and `dlbox doctor` (hostenv.rules) say the same words, which end in a
-# command to paste.
-UNREACHABLE_FIXES = {
-    "no permission": "add yourself to the docker group (or run as root), then log in again: "
-                     "sudo usermod -aG docker $USER",
-    "not running": "point DOCKER_HOST at a running engine, or start this one: "
-                   "sudo systemctl start docker",
-    "other": "check that dockerd is running and that DOCKER_HOST (if set) names it; see what "
-             "the engine says: docker info",
-}
-
-
-def unreachable_cause(text: str) -> str:
-    """Why the engine could not be reached, from its error's text (the SDK's, the docker
-    CLI's, or the probe's words for them): a key of UNREACHABLE_FIXES."""
-    said = text.lower()
-    if "permission denied" in said or "permissionerror" in said:
-        return "no permission"
-    if any(words in said for words in ("filenotfounderror", "no such file", "no socket",
-                                       "cannot connect to the docker daemon",
-                                       "is the docker daemon running")):
-        return "not running"
-    return "other"
-
 
 def engine_error(error: BaseException) -> ContainerError:
     """The engine could not be reached: say why in one line and how to fix it."""
@@ -169,12 +148,14 @@ def build(
     buildargs: dict[str, str] | None = None,
     labels: dict[str, str] | None = None,
     on_event: EventCallback | None = None,
+    project: str | None = None,
 ) -> BuildResult:
     """Build from a context archive; stream progress to `on_event(kind, data)`.
 
     Kinds: "step" (a Dockerfile step starts: number, total, instruction), "cached" (that step
     came from the cache), "output" (a line the step printed), "pull" (base image pull).
-    ContainerError with the failing step and the engine's message when the build fails.
+    ContainerError with the failing step and the engine's message when the build fails
+    (`project`: the name of the project whose install step it may be).
     """
     import docker
 
@@ -200,7 +181,7 @@ def build(
                 if "error" in event:
                     close_step()
                     detail = (event.get("errorDetail") or {}).get("message") or event["error"]
-                    raise build_error(detail.strip(), current, result.log)
+                    raise build_error(detail.strip(), current, result.log, project)
                 if "aux" in event and isinstance(event["aux"], dict) and event["aux"].get("ID"):
                     result.image_id = event["aux"]["ID"]
                 if "status" in event:
@@ -230,7 +211,7 @@ def build(
     except ContainerError:
         raise
     except docker.errors.APIError as error:
-        raise build_error(api_error_text(error), current, result.log) from None
+        raise build_error(api_error_text(error), current, result.log, project) from None
     except Exception as error:  # noqa: BLE001 - connection dropped mid-build
         if "docker" in type(error).__module__ or isinstance(error, OSError):
             raise engine_error(error) from None
@@ -276,9 +257,38 @@ def apt_unreachable(log: Sequence[str]) -> str | None:
     return None
 
 
-def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -> ContainerError:
+# Where the project's own install step (templates/install_project.Dockerfile) copies it.
+PROJECT_INSTALL_DIR = "/tmp/dlbox-project"
+DISK_FULL_HINT = "the engine's disk is full: docker system prune, or free space"
+
+
+def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str],
+                project: str | None = None) -> ContainerError:
+    """The error of a failed build step: what failed, why, and the fix. `project` names the
+    project (as its user knows it) whose own install step may be the one that failed."""
     where = (f" at step {step['number']}/{step['total']} ({step['instruction'][:70]})"
              if step else "")
+    # the failing step's output (a RUN pip install of the deps stage, the project's install)
+    step_log = log[max((i for i, line in enumerate(log) if _STEP.match(line)), default=0):]
+    step_text = "\n".join(step_log)
+    disk_full = "no space left" in f"{message}\n{step_text}".lower()
+    if step is not None and PROJECT_INSTALL_DIR in step["instruction"]:
+        # the project's own code: no wheel to look for, no version to pin
+        said, _ = build_reason(step_text)
+        shown = "".join(f"\n  {line}" for line in said) or f" {message}"
+        named = f"the project {project}" if project else "the project"
+        return ContainerError(
+            f"image build failed at step {step['number']}/{step['total']}: installing "
+            f"{named} failed:{shown}",
+            hint=DISK_FULL_HINT if disk_full else (
+                missing_tool_hint(step_log)
+                or "fix the project's build (its pyproject.toml or setup.py) for the reason "
+                   "above; where it needs a system library or tool, add its Debian package to "
+                   "the project's apt.txt"))
+    failed = source_build_failure(step_text)
+    if disk_full:  # before a source build's hint: its build ran out of disk
+        return ContainerError(f"image build failed{where}: {failed[0] if failed else message}",
+                              hint=DISK_FULL_HINT)
     unreachable = apt_unreachable(log[-40:])
     if step is not None and step["instruction"].startswith("RUN apt-get") and unreachable:
         # Then every package is "unable to locate": the network, not apt.txt, is the cause.
@@ -298,9 +308,6 @@ def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -
             hint="check the name and version in apt.txt (apt-cache search NAME, or "
                  "packages.debian.org / packages.ubuntu.com for the base image's release), "
                  "or remove the line")
-    # the failing step's output (a RUN pip install of the deps stage, the project's install)
-    step_log = log[max((i for i, line in enumerate(log) if _STEP.match(line)), default=0):]
-    failed = source_build_failure("\n".join(step_log))
     if failed is not None:  # which package, why, and the Debian package a compiler needs
         return ContainerError(f"image build failed{where}: {failed[0]}", hint=failed[1])
     hint = "the lines above show the failing command's output"
@@ -320,8 +327,6 @@ def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str]) -
     elif any("CERTIFICATE_VERIFY_FAILED" in line or "SSLError" in line for line in log[-40:]):
         hint = ("TLS to the package index failed: behind a TLS-intercepting proxy pass its CA "
                 "with --ca-cert FILE")
-    elif "no space left" in lowered:
-        hint = "the engine's disk is full: docker system prune, or free space"
     elif (tool := missing_tool_hint(log[-80:])) is not None:
         hint = tool
     return ContainerError(f"image build failed{where}: {message}", hint=hint)

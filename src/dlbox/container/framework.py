@@ -15,6 +15,18 @@ from dlbox.container import spec as S
 from dlbox.container.context import Distribution
 from dlbox.container.project import FRAMEWORK_DISTS, Project, parse_requirement, requirement_name
 from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
+from dlbox.hostenv.matrix import load_matrix
+from dlbox.hostenv.resolve import (
+    NoBuildForPython,
+    check_pin_form,
+    last_branch_words,
+    last_driver_ceiling,
+    pin_rows,
+    refuse_older_than_data,
+    refuse_unreleased_patch,
+    resolve_build,
+)
+from dlbox.hostenv.versions import parse_version, same_release
 from dlbox.text import listed, redact_url_credentials
 
 
@@ -34,9 +46,6 @@ def matrix_for_version(matrix: Any, framework: str, version: str) -> Any:
     its row narrowed to that version (`pin_rows`), so that the resolver's build, its extras
     (jax[cuda13] from 0.7.2 on) and its reasons are that version's, not its release's newest
     patch's. A version dlbox does not know is refused (UsageError)."""
-    from dlbox.hostenv.resolve import check_pin_form, pin_rows, refuse_unreleased_patch
-    from dlbox.hostenv.versions import parse_version, same_release
-
     rows = getattr(matrix, framework)
     check_pin_form(version)
     kept = tuple(row for row in rows if version in row.versions) or tuple(
@@ -77,8 +86,6 @@ def python_error(error: HostEnvError, framework: str, version: str | None,
                   target: Any, matrix: Any = None) -> HostEnvError:
     """The resolver's "no build for Python X" in image build's terms: the Python is the base
     image's, so the way out is another --base-image (image build has no --python)."""
-    from dlbox.hostenv.resolve import NoBuildForPython
-
     if not target.python:
         return error
     if not isinstance(error, NoBuildForPython):
@@ -107,9 +114,6 @@ def _past_last_driver(error: HostEnvError, framework: str, target: Any, matrix: 
     "update the NVIDIA driver to >= 525.60.13", which a Tesla K80 (Kepler, last branch R470)
     can never do. When even the newest driver of the GPU's last branch runs no build in
     `matrix` (the one the resolver was given), the hint says so and gives `way_out` instead."""
-    from dlbox.hostenv.resolve import last_branch_words, last_driver_ceiling, resolve_build
-    from dlbox.hostenv.versions import parse_version
-
     ceiling = last_driver_ceiling(target, matrix)
     driver = parse_version(target.driver)
     if ceiling is None or driver is None or driver[0] > ceiling[0]:
@@ -131,10 +135,6 @@ def resolve_pinned(framework: str, target: Any, version: str, matrix: Any = None
     for the hint's version: see `_newest_runnable`. `requested`: the user asked for the
     version (a reason says so); False for one dlbox took elsewhere (a wheelhouse's wheel, a
     project's pin), whose callers give their own reason."""
-    from dlbox.hostenv.matrix import load_matrix
-    from dlbox.hostenv.resolve import refuse_older_than_data, resolve_build
-    from dlbox.hostenv.versions import parse_version
-
     matrix = matrix or load_matrix()
     narrowed = matrix_for_version(matrix, framework, version)
     refuse_older_than_data(framework, target, matrix, version)  # jax 0.4.20 on a GPU
@@ -180,9 +180,6 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
     `base_image` (--base-image) only checks the version a hint suggests (`_newest_runnable`).
     """
     from packaging.version import Version
-
-    from dlbox.hostenv.matrix import load_matrix
-    from dlbox.hostenv.resolve import resolve_build
 
     matrix = matrix or load_matrix()
     _refuse_conflicting_pins(framework, matrix, pins)
@@ -262,8 +259,6 @@ def _resolve_admitted(framework: str, target: Any, matrix: Any,
     knows and a version to require instead."""
     from packaging.version import InvalidVersion, Version
 
-    from dlbox.hostenv.resolve import resolve_build
-
     def admitted(candidate: str) -> bool:
         try:
             Version(candidate)
@@ -292,7 +287,6 @@ def _resolve_admitted(framework: str, target: Any, matrix: Any,
                 continue
             return dataclasses.replace(exact, reasons=exact.reasons + (
                 f"the project requires {text}",))
-        from dlbox.hostenv.versions import same_release
 
         known = sorted({v for row in rows for v in row.versions if _version_key(v)},
                        key=_version_key)
@@ -385,8 +379,6 @@ def _newest_runnable(framework: str, target: Any, matrix: Any,
     must also run on the Python the build then assumes (`assumed_python`): review found
     "require tensorflow==2.3.4" for a --base-image of Python 3.11, which 2.3 does not
     support."""
-    from dlbox.hostenv.resolve import resolve_build
-
     try:
         if target.python is not None:
             return str(resolve_build(framework, target, matrix).version)
@@ -465,8 +457,6 @@ def version_for_project(project: Project, framework: str, version: str | None,
     (a project pinning torch==2.1.0 gets 2.1.0, not 2.1.2 and a clash). Anything else (a
     patch version, a release the pins rule out entirely: check_project_allows reports that
     clash) is returned as it is."""
-    from dlbox.hostenv.matrix import load_matrix
-
     pins = project_pins(project, framework)
     if not version or not pins or not re.fullmatch(r"\d+\.\d+", version):
         return version
@@ -525,8 +515,6 @@ def _release_patches(matrix: Any, framework: str, release: str) -> list[str] | N
     one of them is not a version packaging can order."""
     from packaging.version import InvalidVersion, Version
 
-    from dlbox.hostenv.versions import same_release
-
     try:
         return sorted({patch for row in getattr(matrix, framework)
                        if same_release(release, row.release) for patch in row.versions},
@@ -568,8 +556,6 @@ def _cuda_image_for(cuda: str, cudnn: str | None,
                     pythons: Sequence[str] | None = None) -> S.CudaBaseImage | None:
     """The image of `spec.CUDA_BASE_IMAGES` with that CUDA release and cuDNN major (8 when
     not known), and, when `pythons` are given, whose python3 is one of them; else None."""
-    from dlbox.hostenv.versions import same_release
-
     major = (cudnn or "8").split(".")[0]
     for image in S.CUDA_BASE_IMAGES:
         if same_release(cuda, image.cuda) and image.cudnn == major \
@@ -581,8 +567,6 @@ def _cuda_image_for(cuda: str, cudnn: str | None,
 def cuda_base_image(resolved: Any) -> S.CudaBaseImage:
     """The nvidia/cuda image for a cuda-system build: its CUDA release and cuDNN major in
     `spec.CUDA_BASE_IMAGES`, else a ContainerError telling the user to bring a base."""
-    from dlbox.hostenv.versions import parse_version
-
     image = _cuda_image_for(resolved.cuda, resolved.cudnn)
     if image is not None:
         return image
@@ -598,18 +582,3 @@ def cuda_base_image(resolved: Any) -> S.CudaBaseImage:
         f"{resolved.cudnn or cudnn} installed in the image, and {why}",
         hint=f"pass --base-image IMAGE: an Ubuntu image with CUDA {resolved.cuda} and cuDNN "
              f"{resolved.cudnn or cudnn} installed (one you build, or a copy you keep)")
-
-
-def split_pip_options(options: Sequence[str]) -> tuple[str | None, tuple[str, ...],
-                                                       tuple[str, ...]]:
-    """requirements.txt options -> (index URL, extra index URLs, other flags)."""
-    index, extra, flags = None, [], []
-    for option in options:
-        name, _, value = option.partition("=")
-        if name == "--index-url":
-            index = value
-        elif name == "--extra-index-url":
-            extra.append(value)
-        else:
-            flags.append(option)
-    return index, tuple(extra), tuple(flags)

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlbox.container import engine
-from dlbox.container import spec as S
 from dlbox.container.context import Distribution
 from dlbox.container.engine import Log
-from dlbox.container.framework import split_pip_options
 from dlbox.container.lock import marker_environment
+from dlbox.container.pipout import missing_tool_hint, proxy_failure_hint, source_build_failure
 from dlbox.container.project import Project, normalize_name, requirement_name
-from dlbox.container.spec import source_build_failure
 from dlbox.errors import ContainerError
 
 if TYPE_CHECKING:
@@ -137,7 +135,7 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
                    f"fill it on a machine with network: pip download{target} -d "
                    f"{shlex.quote(offline_in)} {' '.join(shlex.quote(line) for line in every)}"
                    "; or drop --offline")
-    if missing is not None and (proxy := S.proxy_failure_hint(said.splitlines())) is not None:
+    if missing is not None and (proxy := proxy_failure_hint(said.splitlines())) is not None:
         # no version found because the proxy let pip reach no index (a retry's warning that
         # a later retry got past is not it: pip then finds the versions)
         raise ContainerError("pip could not reach the package index through the proxy while "
@@ -148,7 +146,7 @@ def resolve_pins(client: Any, image: str, requirements: Sequence[str], pip_args:
     if failed is not None:
         raise ContainerError(failed[0], hint=failed[1])
     tail = "\n".join((captured.stderr or captured.stdout).strip().splitlines()[-15:])
-    hint = (S.missing_tool_hint((captured.stderr + "\n" + captured.stdout).splitlines())
+    hint = (missing_tool_hint((captured.stderr + "\n" + captured.stdout).splitlines())
             or "fix the requirement pip names above, or pass --wheelhouse DIR with the wheels")
     if "CERTIFICATE_VERIFY_FAILED" in tail or "SSLError" in tail:
         hint = "behind a TLS-intercepting proxy: pass its CA certificate with --ca-cert FILE"
@@ -339,3 +337,18 @@ def pip_args_for(project: Project, resolved_index: str | None, wheelhouse_dir: s
     if wheelhouse_dir:
         args.append(f"--find-links={wheelhouse_dir}")
     return tuple(args + list(flags))
+
+
+def split_pip_options(options: Sequence[str]) -> tuple[str | None, tuple[str, ...],
+                                                       tuple[str, ...]]:
+    """requirements.txt options -> (index URL, extra index URLs, other flags)."""
+    index, extra, flags = None, [], []
+    for option in options:
+        name, _, value = option.partition("=")
+        if name == "--index-url":
+            index = value
+        elif name == "--extra-index-url":
+            extra.append(value)
+        else:
+            flags.append(option)
+    return index, tuple(extra), tuple(flags)

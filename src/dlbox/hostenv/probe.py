@@ -497,13 +497,40 @@ def docker_host() -> str:
     return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
+# The fix for an engine dlbox cannot reach, by its cause (`unreachable_cause`): `dlbox image`
+# (container.engine.engine_error) and `dlbox doctor` (hostenv.rules) say the same words,
+# which end in a command to paste.
+UNREACHABLE_FIXES = {
+    "no permission": "add yourself to the docker group (or run as root), then log in again: "
+                     "sudo usermod -aG docker $USER",
+    "not running": "point DOCKER_HOST at a running engine, or start this one: "
+                   "sudo systemctl start docker",
+    "other": "check that dockerd is running and that DOCKER_HOST (if set) names it; see what "
+             "the engine says: docker info",
+}
+
+
+def unreachable_cause(text: str) -> str:
+    """Why the engine could not be reached, from its error's text (the SDK's, the docker
+    CLI's, or the probe's words for them): a key of UNREACHABLE_FIXES."""
+    said = text.lower()
+    if "permission denied" in said or "permissionerror" in said:
+        return "no permission"
+    if any(words in said for words in ("filenotfounderror", "no such file", "no socket",
+                                       "cannot connect to the docker daemon",
+                                       "is the docker daemon running")):
+        return "not running"
+    return "other"
+
+
 def _docker_error_text(error: BaseException) -> str:
     text = _one_line(error)
     host = docker_host()
     where = host.removeprefix("unix://")
-    if "FileNotFoundError" in text or "No such file or directory" in text:
+    cause = unreachable_cause(text)
+    if cause == "not running":
         return f"Docker engine not reachable: no socket at {where} (is dockerd running?)"
-    if "PermissionError" in text or "Permission denied" in text:
+    if cause == "no permission":
         return f"Docker engine not reachable: permission denied on {where}"
     return f"Docker engine not reachable at {host}: {text}"
 

@@ -23,6 +23,7 @@ from dlbox.hostenv.compat import (
 from dlbox.hostenv.facts import FrameworkFacts, GpuFacts, HostFacts
 from dlbox.hostenv.matrix import Matrix, load_matrix, nearest_release
 from dlbox.hostenv.parse import SMI_WARNING
+from dlbox.hostenv.probe import UNREACHABLE_FIXES, unreachable_cause
 from dlbox.hostenv.resolve import (
     ResolvedBuild,
     Target,
@@ -247,7 +248,8 @@ def rule_gpus(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                             f"NVIDIA driver {nvidia.driver_version} is installed but no GPU is "
                             "visible", "CUDA_VISIBLE_DEVICES or the container may hide them",
                             "check nvidia-smi -L and CUDA_VISIBLE_DEVICES")]
-        runs = [f"{fw.name} {fw.version}" for fw in facts.frameworks if fw.installed]
+        runs = [f"{fw.name} {fw.version}" for fw in facts.frameworks
+                if fw.installed and not fw.error]
         what = "no NVIDIA GPU: everything runs on the CPU"
         if runs:
             what += f" ({', '.join(runs)})"
@@ -439,11 +441,24 @@ def _probe_failed(fw: FrameworkFacts, label: str, facts: HostFacts) -> Finding:
     and it gets no "fits this host"."""
     error = fw.error or ""
     what = f"probe {fw.name} failed: {error}"
-    if "killed by signal" in error:
+    if "(SIGILL)" in error:
         return Finding(
             "warn", "probe-failed", what,
-            f"{label} crashed while loading: this build cannot run on this host (made for "
-            "newer CPU instructions or another platform, or its files are damaged)",
+            f"{label} stopped on an illegal instruction while loading: this build was made "
+            "for newer CPU instructions (or another platform) than this host's CPU runs",
+            f"install a build made for this host's CPU: dlbox doctor --resolve {fw.name}")
+    if "(SIGKILL)" in error:
+        return Finding(
+            "warn", "probe-failed", what,
+            f"{label} was killed from outside while loading, usually for memory: the kernel's "
+            "OOM killer or a container's memory limit",
+            "free memory or raise the limit, and check the kernel log for the kill: "
+            "sudo dmesg | grep -i -e oom -e killed")
+    if "killed by signal" in error:  # SIGSEGV, SIGBUS, ...
+        return Finding(
+            "warn", "probe-failed", what,
+            f"{label} crashed while loading: this build cannot run on this host (its files "
+            "are damaged, or it is incompatible with this host's libraries)",
             "reinstall it with the pip command it came from, adding --force-reinstall "
             "--no-cache-dir; if it still crashes, install a build made for this host: "
             f"dlbox doctor --resolve {fw.name}")
@@ -721,16 +736,13 @@ def rule_jax(facts: HostFacts, matrix: Matrix) -> list[Finding]:
 def _docker_fix(said: str) -> str:
     """The fix for an engine that could not be reached, by the cause in its error (`said`,
     lowered): doctor's own for an engine that does not answer or is not installed, else
-    `dlbox image`'s (container.engine), the same words for the same cause."""
+    `dlbox image`'s (hostenv.probe.UNREACHABLE_FIXES), the same words for the same cause."""
     if "timed out" in said or "did not answer" in said:
         return "the engine takes connections but does not answer; restart it: " \
                "sudo systemctl restart docker"
     if "neither the docker sdk nor the docker cli" in said:
         return "install Docker Engine (https://docs.docker.com/engine/install/), then start " \
                "it: sudo systemctl start docker"
-    # here, not at the top: container.engine imports hostenv.probe
-    from dlbox.container.engine import UNREACHABLE_FIXES, unreachable_cause
-
     return UNREACHABLE_FIXES[unreachable_cause(said)]
 
 
