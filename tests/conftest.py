@@ -61,6 +61,24 @@ def load_benchmark(name: str) -> ModuleType:
     return module
 
 
+def finished_tiny_run(root: Path) -> Path:
+    """root/run: a finished run of the tiny model on CIFAR-10's classes, as its config.json
+    and checkpoints/last.pt (no report yet), for tests of evaluate and the run's files."""
+    from dlbox.data.cifar10 import CIFAR10_CLASSES
+    from dlbox.fileio import write_json_atomic
+    from dlbox.models import create_model
+    from dlbox.training.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+    from dlbox.training.config import TrainConfig
+
+    run_dir = root / "run"
+    write_json_atomic(run_dir / "config.json", TrainConfig(model="tiny", epochs=1).to_dict())
+    state = {"format": CHECKPOINT_FORMAT, "version": 1, "classes": list(CIFAR10_CLASSES),
+             "model": create_model("tiny", num_classes=10).state_dict(), "epoch": 1,
+             "finished": True}
+    save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
+    return run_dir
+
+
 def port_in_time_wait() -> int:
     """A port of 127.0.0.1 whose last connection lingers in TIME_WAIT, as after a Jupyter
     server (whose listening socket has SO_REUSEADDR, as tornado's does) closed one."""

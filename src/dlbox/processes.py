@@ -180,13 +180,15 @@ def signals_held() -> Iterator[None]:
 OWNER_FILENAME = "owner"  # in a folder a process works in: its owner_id
 
 
-def remove_abandoned_folders(parent: Path, pattern: str) -> list[Path]:
+def remove_abandoned_folders(parent: Path, pattern: str,
+                             finish: Callable[[Path], object] | None = None) -> list[Path]:
     """Remove the folders in `parent` matching `pattern` that processes killed before they
     could remove their own left (a notebook launch's, an evaluation's staging); the folders
     removed. Only folders of this user whose owner is gone, as their `owner` file names it,
     or else their name (PREFIX + OWNER + "." + mkdtemp's random characters, for one killed
     before it wrote that file): a live one's folder, or any other that matches the pattern,
-    is left alone."""
+    is left alone. `finish` is called on each such folder before it goes (what its owner
+    left half done, done)."""
     removed = []
     try:
         candidates = list(parent.glob(pattern))
@@ -205,6 +207,8 @@ def remove_abandoned_folders(parent: Path, pattern: str) -> list[Path]:
             continue
         owner = owner or owner_in_name(folder.name, prefix) or ""
         if owner and owner_gone(owner):
+            if finish is not None:
+                finish(folder)
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed

@@ -11,17 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import finished_tiny_run
 
 from dlbox.data import cifar10
-from dlbox.data.cifar10 import CIFAR10_CLASSES, load_cifar10
+from dlbox.data.cifar10 import load_cifar10
 from dlbox.data.layout import BATCHES_DIRNAME
 from dlbox.data.synthetic import write_fake_cifar10
 from dlbox.errors import DataError
-from dlbox.fileio import is_atomic_temp, write_json_atomic
-from dlbox.models import create_model
+from dlbox.fileio import is_atomic_temp
 from dlbox.processes import owner_id
-from dlbox.training.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-from dlbox.training.config import TrainConfig
 from dlbox.training.evaluate import STAGING_PREFIX, evaluate_run
 
 
@@ -88,22 +86,12 @@ def test_batches_that_keep_changing_while_read_are_a_data_error(
     assert info.value.hint == "run the command again when the fetch ends"
 
 
-def _run_dir(root: Path) -> Path:
-    """A run of the tiny model on CIFAR-10's classes: config.json and checkpoints/last.pt."""
-    run_dir = root / "run"
-    write_json_atomic(run_dir / "config.json", TrainConfig(model="tiny", epochs=1).to_dict())
-    state = {"format": CHECKPOINT_FORMAT, "version": 1, "classes": list(CIFAR10_CLASSES),
-             "model": create_model("tiny", num_classes=10).state_dict(), "epoch": 1,
-             "finished": True}
-    save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
-    return run_dir
-
 
 def test_evaluate_removes_the_temp_file_of_a_killed_checkpoint_write(
         tmp_path: Path, fake_cifar_dir: Path) -> None:
     """Review: `dlbox evaluate` left checkpoints/.last.pt.XXXXXXXX.tmp (as big as a
     checkpoint) of a training killed mid-write; only train and resume removed it."""
-    run_dir = _run_dir(tmp_path)
+    run_dir = finished_tiny_run(tmp_path)
     last = run_dir / "checkpoints" / "last.pt"
     fd, name = tempfile.mkstemp(prefix=f".{last.name}.", suffix=".tmp", dir=last.parent)
     os.write(fd, last.read_bytes())
@@ -127,7 +115,7 @@ def _killed_staging(folder: Path, owner: str | None) -> Path:
 
 def test_an_evaluation_killed_before_its_owner_file_leaves_no_folder_in_the_run(
         tmp_path: Path, fake_cifar_dir: Path) -> None:
-    run_dir = _run_dir(tmp_path)
+    run_dir = finished_tiny_run(tmp_path)
     killed = _killed_staging(run_dir, None)
     evaluate_run(run_dir, data_dir=fake_cifar_dir, device="cpu", quiet=True)
     assert not killed.exists()
@@ -151,7 +139,7 @@ def test_an_evaluation_killed_before_its_owner_file_leaves_no_folder_in_its_outp
         tmp_path: Path, fake_cifar_dir: Path) -> None:
     """Into --output no lock is held: a staging folder goes when the process named in it
     (its name, or its owner file) has ended; a live one's is kept."""
-    run_dir = _run_dir(tmp_path)
+    run_dir = finished_tiny_run(tmp_path)
     output = tmp_path / "out"
     output.mkdir()
     killed = _killed_staging(output, _gone_owner())
@@ -174,7 +162,7 @@ def test_an_evaluation_names_its_owner_in_its_staging_folder(
         return str(name)
 
     monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
-    run_dir = _run_dir(tmp_path)
+    run_dir = finished_tiny_run(tmp_path)
     evaluate_run(run_dir, data_dir=fake_cifar_dir, device="cpu", quiet=True,
                  output=tmp_path / "out")
     (name,) = [n for n in made if n.startswith(STAGING_PREFIX)]

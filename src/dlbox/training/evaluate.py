@@ -45,7 +45,13 @@ from dlbox.errors import (
     UsageError,
     write_error,
 )
-from dlbox.fileio import atomic_open, folder_write_error, read_json, write_json_atomic
+from dlbox.fileio import (
+    atomic_open,
+    folder_write_error,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders, signals_held
 from dlbox.text import listed, shell_quote, tell
 from dlbox.training import report
@@ -531,7 +537,8 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
     # Every file is written into a staging folder first and moved into place at the end, in
     # an instant: a Ctrl-C during the slow plots left a report of two evaluations (a new
     # predictions.csv beside the old metrics.json), or a new --output folder half filled.
-    remove_abandoned_folders(target, f"{STAGING_PREFIX}*.tmp")  # of evaluations killed
+    # of evaluations killed: one killed while moving its report in has the moves finished
+    remove_abandoned_folders(target, f"{STAGING_PREFIX}*.tmp", finish=finish_placing)
     staging: Path | None = None
     try:
         try:
@@ -586,6 +593,11 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
             refused = writable[real.parent]
             if refused is not None:  # review: predictions.csv was replaced, this one failed
                 raise write_error(real, refused)
+        try:  # whole now: a command after a SIGKILL or power cut in the moves finishes them
+            write_text_atomic(staging / MOVING_FILE,
+                              "".join(f"{staged.name}\n" for staged, _ in moves))
+        except FileWriteError as error:
+            raise _as_written_to(error, staging, target, name) from None
         with signals_held():  # the report is all new or all old, never half of each
             for staged, final_path in moves:
                 _move_into_place(staged, final_path)
@@ -601,15 +613,47 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
 
 # and the owner id, ".", 8 random characters and ".tmp": an atomic-temp name
 STAGING_PREFIX = ".evaluation."
+# in a staging folder, once its report is whole: the files to move out, in order, one a line
+MOVING_FILE = "moving"
 
 
-def _as_written_to(error: FileWriteError, staging: Path, target: Path) -> FileWriteError:
+def finish_placing(staging: Path) -> None:
+    """Move into place what is left of the report in `staging`, the staging folder of an
+    evaluation killed (SIGKILL, a power cut) while it moved the report in, so that the report
+    is all new, not half: in the order the evaluation moved them, the metrics last. A folder
+    without MOVING_FILE (its report was not whole yet) is left as it is; the caller removes
+    the folder after."""
+    try:
+        names = (staging / MOVING_FILE).read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        return
+    left = [name for name in names
+            if Path(name).name == name and (staging / name).is_file()
+            and not (staging / name).is_symlink()]
+    for name in left:
+        _move_into_place(staging / name, staging.parent / name)
+    if left:
+        tell("note: finished placing the report an interrupted evaluation left in "
+             f"{staging.parent}")
+
+
+def finish_killed_placements(folder: Path) -> None:
+    """finish_placing for every evaluation staging folder in `folder` (a run dir whose lock
+    is held: any such folder is a killed evaluation's)."""
+    with contextlib.suppress(OSError):
+        for staging in sorted(folder.glob(f"{STAGING_PREFIX}*.tmp")):
+            if staging.is_dir() and not staging.is_symlink():
+                finish_placing(staging)
+
+
+def _as_written_to(error: FileWriteError, staging: Path, target: Path,
+                   name: str | None = None) -> FileWriteError:
     """A staged file's write error, named as the report's file in `target` (the staging
-    folder is gone by the time it is read)."""
+    folder is gone by the time it is read); `name`: the report file it is named as."""
     path = Path(str(error.path))
     if path.parent != staging:
         return error
-    final = target / path.name
+    final = target / (name or path.name)
     cause = error.__cause__
     if isinstance(cause, OSError):
         return write_error(final, cause)

@@ -130,7 +130,11 @@ def _holds_only_a_start(path: Path) -> bool:
 
 def remove_killed_writes(run_dir: Path) -> None:
     """The temp files of writes a SIGKILL cut short (a checkpoint's can be hundreds of MB),
-    removed once the run's lock is held: no other process writes in the run then."""
+    removed once the run's lock is held: no other process writes in the run then. A report
+    an evaluation was killed moving into place is placed whole first."""
+    from dlbox.training.evaluate import finish_killed_placements  # which imports this module
+
+    finish_killed_placements(run_dir)
     remove_atomic_temps(run_dir)
     remove_atomic_temps(run_dir / "checkpoints")
 
