@@ -22,25 +22,50 @@ if ! [[ "$TAG" =~ ^([A-Za-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z
     exit 2
 fi
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# Docker as the user where their docker answers (review: `sudo docker` first counted an image
+# present as missing for a user without sudo); root, or passwordless sudo, for the rest.
 SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+need_root() {  # $1: what for
+    [ "$(id -u)" = 0 ] && return 0
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; return 0; fi
+    echo "error: scripts/build-base-image.sh needs root (or passwordless sudo) to $1" >&2
+    echo "hint: run it as root: sudo scripts/build-base-image.sh" >&2
+    exit 1
+}
+DOCKER=docker
+if ! docker info >/dev/null 2>&1; then
+    need_root "use Docker"
+    DOCKER="$SUDO docker"
+    $DOCKER info >/dev/null 2>&1 || {
+        echo "error: no Docker engine answers (docker info failed)" >&2
+        echo "hint: start dockerd (scripts/provision-system.sh does), then run this again" >&2
+        exit 1; }
+fi
 
-if $SUDO docker image inspect "$TAG" >/dev/null 2>&1; then
+if $DOCKER image inspect "$TAG" >/dev/null 2>&1; then
     echo "==> base image $TAG already present"
     exit 0
 fi
-ROOTFS=$(mktemp -d /tmp/dlbox-rootfs.XXXXXX)
-LOG=$(mktemp /tmp/dlbox-debootstrap.XXXXXX.log)
-trap '$SUDO rm -rf "$ROOTFS"; rm -f "$LOG"' EXIT
+need_root "debootstrap the base image"
+ROOTFS=$(mktemp -d "${TMPDIR:-/tmp}/dlbox-rootfs.XXXXXX")
+LOG=$(mktemp "${TMPDIR:-/tmp}/dlbox-debootstrap.XXXXXX.log")
+# Each clean-up step on its own: under set -e a failing one ended the trap (log left behind)
+# and became the exit status.
+trap '$SUDO rm -rf "$ROOTFS" || true; rm -f "$LOG" || true' EXIT
 echo "==> debootstrap bookworm into $ROOTFS (about 90 s)"
-$SUDO debootstrap --variant=minbase \
-    --include=python3,python3-venv,python3-pip,ca-certificates,tini \
-    bookworm "$ROOTFS" "$MIRROR" >"$LOG" 2>&1 \
-    || { tail -20 "$LOG" >&2; exit 1; }
+if ! $SUDO debootstrap --variant=minbase \
+        --include=python3,python3-venv,python3-pip,ca-certificates,tini \
+        bookworm "$ROOTFS" "$MIRROR" >"$LOG" 2>&1; then
+    tail -20 "$LOG" >&2
+    echo "error: debootstrap bookworm from $MIRROR failed (its log's end is above)" >&2
+    echo "hint: check the network to the Debian mirror (DEBIAN_MIRROR=URL picks another one)," \
+        "or HTTP(S)_PROXY" >&2
+    exit 1
+fi
 $SUDO cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS/etc/ssl/certs/ca-certificates.crt"
 $SUDO rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
 echo "==> docker import as $TAG"
-$SUDO tar -C "$ROOTFS" -c . | $SUDO docker import \
+$SUDO tar -C "$ROOTFS" -c . | $DOCKER import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["/bin/bash"]' - "$TAG" >/dev/null

@@ -45,7 +45,24 @@ run() {  # a step: in the background (with Ctrl-C's default back), waited for
     child=""
     return "$rc"
 }
+torch_failed() {  # $1: pip's --log: one line for why, a hint, exit 1
+    local reason hint="hint: check the network, PIP_INDEX_URL and HTTP(S)_PROXY, and the free"
+    hint+=" disk space, then run this again"
+    reason=$(grep -o 'ERROR: .*' "$1" | tail -1 | sed 's/^ERROR: //' || true)
+    if grep -qE "$no_connection" "$1"; then
+        reason="no connection to the package index (${reason:-pip gave no reason})"
+        hint="hint: check the network, PIP_INDEX_URL and HTTP(S)_PROXY, then run this again"
+    elif [[ "$reason" == *"No space left on device"* ]]; then
+        hint="hint: free disk space (pip unpacks into \$TMPDIR, or /tmp), then run this again"
+    fi
+    echo "error: installing torch failed: ${reason:-pip gave no reason (see above)}" >&2
+    echo "$hint" >&2
+    exit 1
+}
+no_connection='NewConnectionError|ConnectTimeoutError|ProxyError|SSLError'
+no_connection+='|Temporary failure in name resolution'
 cd "$(dirname "$0")/.."
+PYTHON_NAMED=${PYTHON:+1}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${DLBOX_TORCH_SPEC:-torch==2.13.0}
 # dlbox needs Python >= 3.10 (pyproject.toml's requires-python).
@@ -55,6 +72,18 @@ new_enough='import sys; sys.exit(sys.version_info < (3, 10))'
 # a .venv whose scripts start with the old path: `.venv/bin/pip: cannot execute`).
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "$new_enough" 2>/dev/null \
         || ! .venv/bin/pip --version >/dev/null 2>&1; then
+    if ! "$PYTHON" -c "$new_enough" 2>/dev/null && [ -z "$PYTHON_NAMED" ]; then
+        # python3 too old (or none): a newer python3.X beside it (review), unless PYTHON names one
+        for candidate in python3.13 python3.12 python3.11 python3.10; do
+            if "$candidate" -c "$new_enough" 2>/dev/null; then
+                found=$("$PYTHON" -c 'import platform; print(platform.python_version())' \
+                    2>/dev/null || echo "not found")
+                echo "==> python3 is $found: taking $candidate"
+                PYTHON=$candidate
+                break
+            fi
+        done
+    fi
     if ! "$PYTHON" -c "$new_enough" 2>/dev/null; then
         found=$("$PYTHON" -c 'import platform; print(platform.python_version())' 2>/dev/null \
             || echo "not found")
@@ -80,9 +109,24 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "$new_enough" 2>/dev/null 
 fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     echo "==> installing $TORCH_SPEC (alone, first)"
-    run .venv/bin/pip install -q --disable-pip-version-check "$TORCH_SPEC" \
-        || run .venv/bin/pip install -q --disable-pip-version-check \
-            --index-url https://download.pytorch.org/whl/cpu "torch>=2.10"
+    # pip's --log (its output still shows) tells a missing version, the one case for the
+    # fallback, from a full disk or no network (review: any failure went to the fallback, and
+    # its last line blamed a missing version of torch or filelock).
+    piplog=$(mktemp "${TMPDIR:-/tmp}/dlbox-pip.XXXXXX")
+    trap 'rm -f "$piplog"' EXIT
+    if ! run .venv/bin/pip install -q --disable-pip-version-check --log "$piplog" "$TORCH_SPEC"
+    then
+        if grep -qF "No matching distribution found for $TORCH_SPEC" "$piplog" \
+                && ! grep -qE "$no_connection" "$piplog"; then
+            echo "==> no $TORCH_SPEC here: the newest CPU build from download.pytorch.org"
+            : > "$piplog"
+            run .venv/bin/pip install -q --disable-pip-version-check --log "$piplog" \
+                --index-url https://download.pytorch.org/whl/cpu "torch>=2.10" \
+                || torch_failed "$piplog"
+        else
+            torch_failed "$piplog"
+        fi
+    fi
 fi
 # Once per pyproject.toml (review: every run re-made the editable install, ~10 s in each
 # scripts/main.sh, with no dlbox in the venv meanwhile); the code itself is read from src/.

@@ -69,8 +69,9 @@ def cpu_image(engine: Any) -> str:
     if image_present(engine, tag):
         return tag
     command = [sys.executable, "-m", "dlbox", "image", "build", "--cpu", "--tag", tag]
-    if Path("/opt/wheels").is_dir():  # a local torch wheelhouse makes the build fast
-        command += ["--wheelhouse", "/opt/wheels"]
+    wheelhouse = Path(os.environ.get("DLBOX_WHEELHOUSE", "/opt/wheels"))
+    if wheelhouse.is_dir():  # a local torch wheelhouse (scripts/test.sh) makes the build fast
+        command += ["--wheelhouse", str(wheelhouse)]
     if os.environ.get("DLBOX_BASE_IMAGE"):
         command += ["--base-image", os.environ["DLBOX_BASE_IMAGE"]]
     result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,

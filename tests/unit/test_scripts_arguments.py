@@ -107,7 +107,7 @@ def test_setup_sh_refuses_a_python_older_than_3_10(tmp_path: Path) -> None:
                        'esac\n'})
     result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], capture_output=True,
                             text=True, timeout=60, check=False,
-                            env={"PATH": f"{repo / 'old'}:/usr/bin:/bin"})
+                            env={"PATH": f"{repo / 'old'}:/usr/bin:/bin", "PYTHON": "python3"})
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "error: dlbox needs Python 3.10 or newer; python3 is 3.9.18",
