@@ -262,8 +262,15 @@ def test_a_missing_image_names_the_tags_this_folder_was_built_under(
         named = dlbox("image", "run", "--no-tty", "--tag", "dlbox-test-none:x", "--", "true",
                       timeout=60, cwd=project)
         assert named.stderr.splitlines()[1] == (
+            "hint: check the name (docker images lists those here), pull it (docker pull "
+            "dlbox-test-none:x) or build it: dlbox image build --tag dlbox-test-none:x"), \
+            named.stderr
+        # the project's own tag is built, not pulled
+        own = dlbox("image", "run", "--no-tty", "--tag", "hinted:latest", "--", "true",
+                    timeout=60, cwd=project)
+        assert own.stderr.splitlines()[1] == (
             "hint: check the name (docker images lists those here), or build it: dlbox image "
-            "build --tag dlbox-test-none:x"), named.stderr
+            "build --tag hinted:latest"), own.stderr
         # no project here and no --tag: the built-in project's image, which is built bare
         from dlbox.container.run import RunOptions, missing_image_hint
 
@@ -276,3 +283,37 @@ def test_a_missing_image_names_the_tags_this_folder_was_built_under(
             "--tag dlbox:latest")
     finally:
         engine.images.remove(tag, force=True)
+
+
+def test_a_command_that_writes_no_runs_makes_no_runs_folder_and_keeps_dlbox_data(
+        tmp_path: Path) -> None:
+    """Review 10: every run made ./runs in the current folder (in / as a user: "cannot create
+    --runs /runs"), and a `--env DLBOX_DATA=...` was replaced by /data without a word."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--no-tty", "--data",
+         str(tmp_path), "--env", "DLBOX_DATA=/data/mine", "--", "sh", "-c",
+         'echo "$DLBOX_DATA"'],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "/data/mine\n"), result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_path_into_the_runs_folder_here_is_read_as_the_containers(tmp_path: Path) -> None:
+    """Review 10: the path dlbox's note printed for a run (/host/runs/X), or ../runs/X from
+    a subfolder, "does not exist" in the container, which runs in /workspace."""
+    runs = tmp_path / "runs"
+    (runs / "r1").mkdir(parents=True)
+    (runs / "r1" / "x.txt").write_text("hello\n")
+    for path in (runs, runs / "r1", runs / "r1" / "x.txt"):
+        path.chmod(0o644 if path.is_file() else 0o755)
+        if os.geteuid() == 0:  # the container's user is then uid 1000
+            os.chown(path, 1000, 1000)
+    (tmp_path / "sub").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--no-tty", "--runs",
+         str(runs), "--", "cat", str(runs / "r1" / "x.txt"), "../runs/r1/x.txt"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        cwd=tmp_path / "sub")
+    assert (result.returncode, result.stdout) == (0, "hello\nhello\n"), result.stderr
+    assert (f"{runs / 'r1' / 'x.txt'} is passed as /workspace/runs/r1/x.txt, ../runs/r1/x.txt "
+            "as /workspace/runs/r1/x.txt") in result.stderr

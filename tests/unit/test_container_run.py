@@ -857,8 +857,8 @@ def test_image_run_in_a_subfolder_of_a_project_puts_runs_in_the_projects_runs(
     monkeypatch.chdir(project)  # at the project's top: ./runs, as before
     assert main(["image", "run", "--", "true"]) == 0
     assert handed[-1].runs_dir == Path("runs")
-    monkeypatch.chdir(tmp_path)  # no project here or above: ./runs
-    assert main(["image", "run", "--", "true"]) == 0
+    monkeypatch.chdir(tmp_path)  # no project here or above: ./runs for a command that trains
+    assert main(["image", "run", "--", "dlbox", "train"]) == 0
     assert handed[-1].runs_dir == Path("runs")
     capsys.readouterr()
 

@@ -552,6 +552,19 @@ class CommandNotRunnable(ContainerError):
 _OCI_EXEC_FAILED = re.compile(r'exec: "(.+?)": (.+?)(?:: unknown)?$', re.MULTILINE)
 
 
+def pull_hint(image: str) -> str:
+    """The hint for a registry's image (a name with a registry or a namespace) not here."""
+    return f"pull it: docker pull {image} (or check the name: docker images lists those here)"
+
+
+def absent_image_hint(image: str) -> str:
+    """The hint for an image the engine does not have: a registry's is pulled (review: a
+    `--tag python:3.12-slim` was told to build it with dlbox), dlbox's built."""
+    if "/" in image.split("@")[0]:
+        return pull_hint(image)
+    return "build it first: dlbox image build (or pass --tag), or pull it: docker pull " + image
+
+
 def run_error(error: BaseException, request: RunRequest) -> Exception:
     """Map an engine error at container start to an error that names what is missing."""
     text = api_error_text(error)
@@ -586,7 +599,7 @@ def run_error(error: BaseException, request: RunRequest) -> Exception:
         )
     if "no such image" in lowered or "not found" in lowered and "image" in lowered:
         return ContainerError(f"image {request.image} is not on this machine",
-                              hint="build it first: dlbox image build (or pass --tag)")
+                              hint=absent_image_hint(request.image))
     if "port is already allocated" in lowered or "address already in use" in lowered:
         return ContainerError(f"cannot start the container: {text[:200]}",
                               hint="pick another port, or stop what uses it")
@@ -674,7 +687,7 @@ def create_container(client: Any, request: RunRequest) -> Any:
         return client.containers.create(**kwargs)
     except docker.errors.ImageNotFound:
         raise ContainerError(f"image {request.image} is not on this machine",
-                             hint="build it first: dlbox image build (or pass --tag)") from None
+                             hint=absent_image_hint(request.image)) from None
     except docker.errors.APIError as error:
         raise run_error(error, request) from None
     except docker.errors.DockerException as error:
@@ -692,7 +705,7 @@ def start_created(container: Any, request: RunRequest) -> None:
         raise engine_error(error) from None
 
 
-def _say_then(line: str, action: Callable[..., None], *args: Any) -> None:
+def _say_then(line: str, action: Callable[..., None], *args: Any, tty: bool = False) -> None:
     """Print `line` on stderr, then call `action(*args)`, in a thread of its own. For a
     signal handler: one that prints itself cuts into the write to stderr it may have
     interrupted (the command's output), which Python refuses with a RuntimeError (see
@@ -700,17 +713,20 @@ def _say_then(line: str, action: Callable[..., None], *args: Any) -> None:
     stderr fails."""
     def say_then() -> None:
         with contextlib.suppress(OSError, ValueError):  # a closed or broken stderr
-            print(line, file=sys.stderr, flush=True)
+            newline = "\r\n" if tty else "\n"  # a raw terminal moves down only (review)
+            print(line.replace("\n", newline), file=sys.stderr, end=newline, flush=True)
         action(*args)
 
     threading.Thread(target=say_then, daemon=True).start()
 
 
 @contextmanager
-def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, bool]]:
+def _signals_stop(container: Any, stop_timeout: float,
+                  tty: bool = False) -> Iterator[dict[str, bool]]:
     """Ctrl-C / SIGTERM / SIGHUP to us: stop the container (SIGTERM to its command) and keep
     streaming; a second one kills it (SIGKILL) at once, as `docker stop` then `docker kill`.
-    The handler only keeps the state and starts the stop: it prints nothing itself."""
+    The handler only keeps the state and starts the stop: it prints nothing itself. `tty`:
+    our terminal is raw for the run, so its lines end with CR LF."""
     state = {"stopping": False, "killed": False, "hung_up": False}
 
     def handler(signum: int, frame: Any) -> None:
@@ -723,12 +739,13 @@ def _signals_stop(container: Any, stop_timeout: float) -> Iterator[dict[str, boo
             if state["hung_up"]:  # a hang-up comes twice: the command still saves its work
                 return
             state["killed"] = True
-            _say_then("\nkilling the container (SIGKILL)...", kill_container, container)
+            _say_then("\nkilling the container (SIGKILL)...", kill_container, container,
+                      tty=tty)
             return
         state["stopping"] = True
         _say_then(f"\nstopping the container (SIGTERM, SIGKILL after {stop_timeout:g} s; "
                   "press Ctrl-C again to kill it now)...", stop_container, container,
-                  stop_timeout)
+                  stop_timeout, tty=tty)
 
     with handling(handler, "SIGINT", "SIGTERM", "SIGHUP"):
         yield state
@@ -812,7 +829,7 @@ def run_streaming(client: Any, request: RunRequest, stop_timeout: float = STOP_T
     tail = bytearray()
     sock = None
     try:
-        with _signals_stop(container, stop_timeout):
+        with _signals_stop(container, stop_timeout, request.tty):
             try:
                 # No "logs": the engine attaches the streams before it answers, so nothing
                 # written after start is missed; the log replay it does after answering

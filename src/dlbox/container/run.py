@@ -224,6 +224,17 @@ def dlbox_data_use(command: Sequence[str]) -> str | None:
     return None
 
 
+def writes_runs(command: Sequence[str]) -> bool:
+    """Whether the command is one that writes run directories: `dlbox train` or `dlbox
+    evaluate` (not asked for its -h/--help)."""
+    if not command or PurePosixPath(command[0]).name != "dlbox":
+        return False
+    if any(arg in ("-h", "--help") for arg in command[1:]):
+        return False
+    words = [arg for arg in command[1:] if not arg.startswith("-")][:1]
+    return words in (["train"], ["evaluate"])
+
+
 def data_mount(path: Path, command: Sequence[str], uid: int, gid: int, as_root: bool,
                log: Log) -> Path:
     """The data folder to mount at /data, which must be one; for `dlbox data fetch` one that
@@ -309,9 +320,12 @@ def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except PermissionError as error:  # named by the folder that refused, which exists
         folder = nearest_folder(path)
+        # Review: in / the hint was `chmod u+rwx /`: only a folder of the user's is theirs
+        # to make writable.
+        theirs = folder.stat().st_uid == os.geteuid()
         raise UsageError(f"cannot create --runs {path} ({error.strerror})",
-                         hint=f"{make_writable(folder)}, or pass --runs a folder you can "
-                              "write to") from None
+                         hint=f"{make_writable(folder) + ', or ' if theirs else ''}pass --runs "
+                              "a folder you can write to") from None
     except (NotADirectoryError, FileExistsError):  # a file above it: main.py/runs
         above = next(where for where in path.parents if where.exists())
         raise UsageError(f"--runs {path} cannot be made: {above} is a file",
@@ -381,7 +395,7 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
     environment = dict(options.environment)
     if data_dir is not None:
         mounts.append(engine.Mount(str(data_dir), S.DATA_DIR))
-        environment["DLBOX_DATA"] = S.DATA_DIR
+        environment.setdefault("DLBOX_DATA", S.DATA_DIR)  # a user's --env wins (review)
     if runs_dir is not None:
         mounts.append(engine.Mount(str(runs_dir), S.RUNS_DIR))
     # uids with no entry in the image's passwd still need a writable home (matplotlib, torch).
@@ -496,6 +510,55 @@ def default_runs_dir() -> Path:
     return Path("runs")
 
 
+def default_runs_mount(command: Sequence[str]) -> Path | None:
+    """The runs folder mounted without --runs (default_runs_dir): in a project (or a
+    subfolder of one), whose own scripts may write runs; elsewhere one that is there
+    already, or for a command that writes runs (dlbox train, evaluate). Else None: no runs
+    folder is mounted or made (review: every run made ./runs, so `-- python3 -c ...` in /
+    failed for a user, and left /runs as root)."""
+    folder = default_runs_dir()
+    in_project = default_project_dir() is not None or folder != Path("runs")
+    if in_project or folder.is_dir() or writes_runs(command):
+        return folder
+    return None
+
+
+def container_arguments(command: Sequence[str], runs_dir: Path, cwd: Path
+                        ) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
+    """The command with each argument that names a file or folder (a path with a /) of the
+    mounted runs folder on this machine, absolute or from `cwd`, given as the container's
+    path (/workspace/runs/...), and the (argument, path) pairs changed: the command reads
+    its arguments in the container (review: `dlbox evaluate /home/you/runs/X`, the path
+    dlbox's note printed, "does not exist" there; ../runs/X from a subfolder too). One that
+    already means the same in /workspace (runs/X from the project's top) is left as it is."""
+    import posixpath
+
+    runs = runs_dir.resolve()
+    mapped, changed = list(command), []
+    for at, arg in enumerate(command[1:], 1):
+        if arg.startswith("-") or "/" not in arg:
+            continue
+        host = (cwd / arg).resolve()
+        if not host.exists() or not host.is_relative_to(runs):
+            continue
+        rel = host.relative_to(runs).as_posix()
+        inside = S.RUNS_DIR if rel == "." else f"{S.RUNS_DIR}/{rel}"
+        if inside == arg or (not arg.startswith("/")
+                             and posixpath.normpath(f"{S.WORKDIR}/{arg}") == inside):
+            continue
+        mapped[at] = inside
+        changed.append((arg, inside))
+    return tuple(mapped), changed
+
+
+def container_arguments_note(changed: list[tuple[str, str]]) -> str:
+    """The note for the arguments container_arguments changed."""
+    pairs = ", ".join(f"{arg} {'is passed ' if at == 0 else ''}as {inside}"
+                      for at, (arg, inside) in enumerate(changed))
+    return (f"note: the command runs in {S.WORKDIR} and reads its arguments as the "
+            f"container's paths: {pairs}")
+
+
 def project_above_warning(doing: str, fix: Callable[[Path, str], str]) -> str | None:
     """`image run` or `image build` in a subfolder of a project's code takes dlbox's own
     image or project: the warning that says so, with the ways to the project's (review: run
@@ -510,13 +573,28 @@ def project_above_warning(doing: str, fix: Callable[[Path, str], str]) -> str | 
             f"{found[0]}, {fix(*found)}")
 
 
+def project_tag(folder: Path | None) -> str | None:
+    """NAME:latest, what `dlbox image build` tags the project in `folder` (None: none)."""
+    if folder is None:
+        return None
+    try:
+        return f"{detect_project(folder).image_name}:latest"
+    except DlboxError:
+        return None
+
+
 def missing_image_hint(client: Any, options: RunOptions) -> str:
     """What to run for an image that is not here: the images built from this folder under
     other tags, when there are (review: "build it first" in a folder built with --tag); a
     name given with --tag is checked or built."""
     if options.named:
-        return (f"check the name (docker images lists those here), or build it: dlbox image "
-                f"build --tag {options.image}")
+        if "/" in options.image.split("@")[0]:  # a registry or a namespace: not built here
+            return engine.pull_hint(options.image)
+        if options.image == BUILTIN_IMAGE or options.image == project_tag(options.here):
+            return (f"check the name (docker images lists those here), or build it: dlbox "
+                    f"image build --tag {options.image}")
+        return (f"check the name (docker images lists those here), pull it (docker pull "
+                f"{options.image}) or build it: dlbox image build --tag {options.image}")
     if options.project_dir is None:  # no project here: the built-in project's image
         return "build it first: dlbox image build (or pass --tag IMAGE)"
     try:
@@ -582,6 +660,13 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
         note = runs_go_into_the_image_note(options.here, runs_dir)
         if note:
             log(note)
+        try:
+            command, passed = container_arguments(options.command, runs_dir, Path.cwd())
+        except OSError:  # the current folder is gone: nothing to read from it
+            passed = []
+        if passed:
+            log(container_arguments_note(passed))
+            options = dataclasses.replace(options, command=command)
     # Containers of killed runs: done (exited), or never started (created).
     for name in remove_orphaned(client, RUN_LABEL, ("exited", "created")):
         log(f"note: removed container {name}, left behind by a dlbox image run that was "
