@@ -365,13 +365,9 @@ def test_a_runs_dir_under_a_file_is_a_usage_error(tmp_path: Path) -> None:
     assert (tmp_path / "main.py").read_text() == "print(1)\n"
 
 
-def test_a_runs_dir_that_may_not_be_made_names_the_folder_that_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Found by review: `--runs ro/sub` under a folder the user may not write got the generic
-    "give yourself access (chmod u+rw ro/sub ...)", a folder that does not exist; the one to
-    make writable is `ro`. (Root writes anywhere: the refusal is the system's, recorded.)"""
-    locked = tmp_path / "read only"  # a space: the chmod in the hint is quoted to paste
-    locked.mkdir()
+def _refuse_mkdir_in(locked: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Making a folder in `locked` is refused, as a folder the user may not write refuses it
+    (root writes anywhere: the refusal is the system's, recorded)."""
     real_mkdir = Path.mkdir
 
     def refused(self: Path, *args: object, **kwargs: object) -> None:
@@ -380,6 +376,16 @@ def test_a_runs_dir_that_may_not_be_made_names_the_folder_that_refused(
         real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Path, "mkdir", refused)
+
+
+def test_a_runs_dir_that_may_not_be_made_names_the_folder_that_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: `--runs ro/sub` under a folder the user may not write got the generic
+    "give yourself access (chmod u+rw ro/sub ...)", a folder that does not exist; the one to
+    make writable is `ro`. (Root writes anywhere: the refusal is the system's, recorded.)"""
+    locked = tmp_path / "read only"  # a space: the chmod in the hint is quoted to paste
+    locked.mkdir()
+    _refuse_mkdir_in(locked, monkeypatch)
     with pytest.raises(UsageError) as info:
         prepare_runs_dir(locked / "sub" / "runs", os.geteuid(), os.getegid(), as_root=False)
     assert info.value.message == (f"cannot create --runs {locked.resolve() / 'sub' / 'runs'} "
@@ -387,6 +393,21 @@ def test_a_runs_dir_that_may_not_be_made_names_the_folder_that_refused(
     assert info.value.hint == (f"make {locked.resolve()} writable for you (`chmod u+rwx "
                                f"'{locked.resolve()}'`), or pass --runs a folder you can write "
                                "to")
+
+
+def test_a_runs_folder_that_cannot_be_made_in_a_folder_of_another_user_hints_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: in / the hint was `chmod u+rwx /`, a folder the user does not own."""
+    locked = tmp_path / "theirs"
+    locked.mkdir()
+    _refuse_mkdir_in(locked, monkeypatch)
+    # the folder is the user's when its owner is the caller: the owner here is not
+    owner = locked.stat().st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)
+    with pytest.raises(UsageError) as info:
+        prepare_runs_dir(locked / "runs", 4242, 4242, as_root=False)
+    assert "chmod" not in (info.value.hint or "")
+    assert info.value.hint == "pass --runs a folder you can write to"
 
 
 def test_prepare_runs_dir_the_container_user_cannot_write(tmp_path: Path) -> None:

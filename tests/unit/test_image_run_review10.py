@@ -16,8 +16,7 @@ import pytest
 
 from dlbox.container import run
 from dlbox.container import spec as S
-from dlbox.container.run import RunOptions, prepare_runs_dir, run_request
-from dlbox.errors import UsageError
+from dlbox.container.run import RunOptions, run_request
 
 
 def _handed(monkeypatch: pytest.MonkeyPatch, *argv: str) -> RunOptions:
@@ -66,28 +65,6 @@ def test_a_runs_folder_that_is_there_or_a_project_gets_mounted_for_any_command(
     monkeypatch.chdir(tmp_path / "src")
     assert _handed(monkeypatch, "--tag", "x:1", "--data", str(tmp_path), "--", "python3",
                    "train.py").runs_dir == tmp_path / "runs"
-
-
-def test_a_runs_folder_that_cannot_be_made_in_a_folder_of_another_user_hints_runs(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Review: in / the hint was `chmod u+rwx /`, a folder the user does not own."""
-    locked = tmp_path / "theirs"
-    locked.mkdir()
-    real_mkdir = Path.mkdir
-
-    def refused(self: Path, *args: object, **kwargs: object) -> None:
-        if self.parent == locked:
-            raise PermissionError(13, "Permission denied", str(self))
-        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Path, "mkdir", refused)
-    # the folder is the user's when its owner is the caller: the owner here is not
-    owner = locked.stat().st_uid
-    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)
-    with pytest.raises(UsageError) as info:
-        prepare_runs_dir(locked / "runs", 4242, 4242, as_root=False)
-    assert "chmod" not in (info.value.hint or "")
-    assert info.value.hint == "pass --runs a folder you can write to"
 
 
 def test_a_users_dlbox_data_wins_over_the_mounts(tmp_path: Path) -> None:
