@@ -24,17 +24,13 @@ fi
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # Docker as the user where their docker answers (review: `sudo docker` first counted an image
 # present as missing for a user without sudo); root, or passwordless sudo, for the rest.
-SUDO=""
-need_root() {  # $1: what for
-    [ "$(id -u)" = 0 ] && return 0
-    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; return 0; fi
-    echo "error: scripts/build-base-image.sh needs root (or passwordless sudo) to $1" >&2
-    echo "hint: run it as root: sudo scripts/build-base-image.sh" >&2
-    exit 1
-}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+# need_root names the command the user ran: scripts/test.sh or setup.sh --system set it
+user_command=${DLBOX_USER_COMMAND:-scripts/build-base-image.sh}
 DOCKER=docker
 if ! docker info >/dev/null 2>&1; then
-    need_root "use Docker"
+    need_root "$user_command" "use Docker"
     DOCKER="$SUDO docker"
     $DOCKER info >/dev/null 2>&1 || {
         echo "error: no Docker engine answers (docker info failed)" >&2
@@ -46,7 +42,7 @@ if $DOCKER image inspect "$TAG" >/dev/null 2>&1; then
     echo "==> base image $TAG already present"
     exit 0
 fi
-need_root "debootstrap the base image"
+need_root "$user_command" "debootstrap the base image"
 ROOTFS=$(mktemp -d "${TMPDIR:-/tmp}/dlbox-rootfs.XXXXXX")
 LOG=$(mktemp "${TMPDIR:-/tmp}/dlbox-debootstrap.XXXXXX.log")
 # Each clean-up step on its own: under set -e a failing one ended the trap (log left behind)

@@ -49,7 +49,7 @@ torch_failed() {  # $1: pip's --log: one line for why, a hint, exit 1
     local reason hint="hint: check the network, PIP_INDEX_URL and HTTP(S)_PROXY, and the free"
     hint+=" disk space, then run this again"
     reason=$(grep -o 'ERROR: .*' "$1" | tail -1 | sed 's/^ERROR: //' || true)
-    if grep -qE "$no_connection" "$1"; then
+    if pip_had_no_connection "$1"; then
         reason="no connection to the package index (${reason:-pip gave no reason})"
         hint="hint: check the network, PIP_INDEX_URL and HTTP(S)_PROXY, then run this again"
     elif [[ "$reason" == *"No space left on device"* ]]; then
@@ -59,9 +59,9 @@ torch_failed() {  # $1: pip's --log: one line for why, a hint, exit 1
     echo "$hint" >&2
     exit 1
 }
-no_connection='NewConnectionError|ConnectTimeoutError|ProxyError|SSLError'
-no_connection+='|Temporary failure in name resolution'
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh  # pip_had_no_connection
 PYTHON_NAMED=${PYTHON:+1}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${DLBOX_TORCH_SPEC:-torch==2.13.0}
@@ -116,8 +116,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     trap 'rm -f "$piplog"' EXIT
     if ! run .venv/bin/pip install -q --disable-pip-version-check --log "$piplog" "$TORCH_SPEC"
     then
-        if grep -qF "No matching distribution found for $TORCH_SPEC" "$piplog" \
-                && ! grep -qE "$no_connection" "$piplog"; then
+        # torch itself, as pip names it (review: DLBOX_TORCH_SPEC='torch>=2.13,<2.14' is
+        # "torch<2.14,>=2.13" there), not a package torch needs
+        if grep -qiE 'No matching distribution found for torch([^a-z0-9_.-]|$)' "$piplog" \
+                && ! pip_had_no_connection "$piplog"; then
             echo "==> no $TORCH_SPEC here: the newest CPU build from download.pytorch.org"
             : > "$piplog"
             run .venv/bin/pip install -q --disable-pip-version-check --log "$piplog" \
@@ -143,5 +145,6 @@ else
 fi
 
 if [ "$SYSTEM" = 1 ]; then
+    export DLBOX_USER_COMMAND=${DLBOX_USER_COMMAND:-scripts/setup.sh --system}  # for its errors
     run scripts/provision-system.sh
 fi

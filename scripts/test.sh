@@ -11,6 +11,8 @@ case "${1:-}" in
     -h | --help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 esac
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 DLBOX_DOCKERD_PIDFILE=$(mktemp /tmp/dlbox-dockerd.XXXXXX)
 export DLBOX_DOCKERD_PIDFILE
 stop_dockerd() {  # the engine this run started (provision-system.sh wrote its pid), if any
@@ -26,6 +28,7 @@ stop_dockerd() {  # the engine this run started (provision-system.sh wrote its p
     for _ in $(seq 1 30); do $as kill -0 "$pid" 2>/dev/null || return 0; sleep 1; done
 }
 trap stop_dockerd EXIT
+export DLBOX_USER_COMMAND=scripts/test.sh  # what the set-up's errors tell to run as root
 scripts/setup.sh --system
 export DLBOX_BASE_IMAGE=${DLBOX_BASE_IMAGE:-dlbox-base:bookworm}
 
@@ -48,11 +51,16 @@ find_wheelhouse() {  # sets DLBOX_WHEELHOUSE, or says why there is none and retu
             return 0
         fi
     done
-    out=$(printf '%s\n' "$out" | grep -o 'ERROR: .*' | tail -1 | sed 's/^ERROR: //' || true)
+    local reason
+    reason=$(printf '%s\n' "$out" | grep -o 'ERROR: .*' | tail -1 | sed 's/^ERROR: //' || true)
+    # no network: pip's last line is "No matching distribution found" all the same (review)
+    if pip_had_no_connection - <<<"$out"; then
+        reason="no connection to $index (${reason:-pip gave no reason})"
+    fi
     local kind=warning
     if in_ci; then kind=error; fi
     echo "$kind: no CPU torch wheel for the docker tests: none in $opt, and pip download" \
-        "$spec failed: ${out:-it gave no wheel named +cpu}" >&2
+        "$spec failed: ${reason:-it gave no wheel named +cpu}" >&2
     echo "hint: set DLBOX_WHEELHOUSE to a folder holding a CPU torch wheel (pip download" \
         "--no-deps -d DIR $spec --index-url https://download.pytorch.org/whl/cpu)" >&2
     return 1

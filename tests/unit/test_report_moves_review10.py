@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import finished_tiny_run
 
-from dlbox.training.evaluate import STAGING_PREFIX, evaluate_run
+from dlbox.errors import FileWriteError
+from dlbox.training.evaluate import MOVING_FILE, STAGING_PREFIX, evaluate_run, finish_placing
 from dlbox.training.loop import AlreadyFinished, resume
 
 # `dlbox ARGS`, SIGKILLed at the first os.replace whose source or target matches KILL_AT
@@ -120,3 +121,54 @@ def test_a_staging_folder_killed_before_its_report_was_whole_is_removed(
     assert "finished placing" not in capsys.readouterr().err
     assert _stagings(run_dir) == []
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+_STAGED = ["predictions.csv", "confusion_matrix.json", "evaluation.json"]
+
+
+def _killed_placing(output: Path, old: bool) -> Path:
+    """A killed evaluation's staging folder in `output`, its report whole (MOVING_FILE
+    written), nothing of it moved yet; `old`: an older report in `output` it replaces."""
+    staging = output / f"{STAGING_PREFIX}host:4000000:1:ns.abcdefgh.tmp"
+    staging.mkdir(parents=True)
+    for name in _STAGED:
+        (staging / name).write_text(f"new {name}")
+        if old:
+            (output / name).write_text(f"old {name}")
+    (staging / MOVING_FILE).write_text("".join(f"{name}\n" for name in _STAGED))
+    return staging
+
+
+@pytest.mark.parametrize("old", [False, True])
+def test_finish_placing_a_file_another_process_placed_first_is_no_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: bool) -> None:
+    """Found by review: two evaluations into one --output finished one killed evaluation's
+    staging folder at once; the one whose move of a file the other had just made got
+    `FileWriteError: cannot write .../predictions.csv: No such file or directory` and threw
+    its own finished report away (7 of 80). The other process's move is made here between
+    this one's listing and its move, as the race had it."""
+    output = tmp_path / "out"
+    staging = _killed_placing(output, old)
+    real_replace = os.replace
+    rival = staging / "predictions.csv"
+
+    def replace_after_the_rival(source: object, target: object) -> None:
+        if Path(os.fspath(source)) == rival and rival.exists():  # type: ignore[arg-type]
+            real_replace(source, target)  # type: ignore[arg-type]  # the other process's
+        real_replace(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace_after_the_rival)
+    finish_placing(staging)
+    monkeypatch.undo()
+    assert {name: (output / name).read_text() for name in _STAGED} == {
+        name: f"new {name}" for name in _STAGED}
+
+
+def test_finish_placing_still_fails_on_a_file_it_cannot_place(tmp_path: Path) -> None:
+    """A real write error (a folder where the file goes) is not taken for a rival's move."""
+    output = tmp_path / "out"
+    staging = _killed_placing(output, old=False)
+    (output / "predictions.csv").mkdir()
+    with pytest.raises(FileWriteError, match="predictions.csv"):
+        finish_placing(staging)
+    assert (staging / "predictions.csv").is_file()

@@ -68,6 +68,7 @@ def _copy_script(tmp_path: Path, name: str, fakes: dict[str, str]) -> Path:
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     (repo / "scripts" / name).write_text((SCRIPTS / name).read_text())
+    (repo / "scripts" / "lib.sh").write_text((SCRIPTS / "lib.sh").read_text())  # sourced
     for path, body in fakes.items():
         fake = repo / path
         fake.parent.mkdir(parents=True, exist_ok=True)

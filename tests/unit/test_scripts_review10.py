@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_scripts_arguments import _copy_script
+from test_scripts_arguments import SCRIPTS, _copy_script
 
 WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 # what the scripts run besides the fakes (a PATH of these alone: no sudo, no python3.11)
@@ -35,6 +35,16 @@ def bin_dir(tmp_path: Path, fakes: dict[str, str]) -> Path:
     return folder
 
 
+def copy_scripts(tmp_path: Path, names: tuple[str, ...], fakes: dict[str, str]) -> Path:
+    """_copy_script for names[0], then the other scripts named and the scripts' shared
+    lib.sh beside it (real copies: they call or source one another)."""
+    repo = _copy_script(tmp_path, names[0], fakes)
+    for name in (*names[1:], "lib.sh"):
+        if (SCRIPTS / name).exists():
+            shutil.copy(SCRIPTS / name, repo / "scripts" / name)
+    return repo
+
+
 def run_script(repo: Path, name: str, *args: str, env: dict[str, str],
                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["/bin/bash", str(repo / "scripts" / name), *args], capture_output=True,
@@ -47,7 +57,7 @@ def _test_sh_repo(tmp_path: Path, pip_body: str) -> tuple[Path, Path]:
     """test.sh in a scratch checkout: setup.sh does nothing, the venv's python answers torch's
     version and logs pytest's DLBOX_WHEELHOUSE, pip is `pip_body`."""
     log = tmp_path / "log"
-    repo = _copy_script(tmp_path, "test.sh", {
+    repo = copy_scripts(tmp_path, ("test.sh",), {
         "scripts/setup.sh": f'echo "setup $*" >> {log}\n',
         ".venv/bin/python": 'if [ "$1" = -c ]; then echo 2.13.0+cpu; exit 0; fi\n'
                             f'echo "pytest DLBOX_WHEELHOUSE=$DLBOX_WHEELHOUSE" >> {log}\n',
@@ -117,6 +127,30 @@ def test_test_sh_without_any_cpu_torch_wheel_says_so_and_stops_in_ci(tmp_path: P
     assert not list((repo / ".cache" / "wheelhouse").glob("*.whl"))
 
 
+# pip 23.2's own output (--retries 1) for each index, the network cut off
+NO_NETWORK = """WARNING: Retrying (Retry(total=0, connect=None, read=None, redirect=None, \
+status=None)) after connection broken by 'NewConnectionError('<pip._vendor.urllib3.connection.\
+HTTPSConnection object at 0x7f8fca7dc9d0>: Failed to establish a new connection: [Errno -2] \
+Name or service not known')': /whl/cpu/torch/
+ERROR: Could not find a version that satisfies the requirement torch==2.13.0+cpu (from \
+versions: none)
+ERROR: No matching distribution found for torch==2.13.0+cpu
+"""
+
+
+def test_test_sh_without_a_network_says_so(tmp_path: Path) -> None:
+    """Found by review: with no network the reason given was pip's last line, "No matching
+    distribution found" as if PyTorch had no such wheel; setup.sh tells the two apart."""
+    (tmp_path / "pip-output").write_text(NO_NETWORK)
+    repo, _ = _test_sh_repo(tmp_path, f"cat {tmp_path / 'pip-output'} >&2\nexit 1\n")
+    result = run_script(repo, "test.sh", env=env_for(tmp_path))
+    assert result.returncode == 0  # the other tests run
+    assert result.stderr.splitlines()[-2] == (
+        f"warning: no CPU torch wheel for the docker tests: none in {tmp_path}/no, and pip "
+        "download torch==2.13.0+cpu failed: no connection to https://download.pytorch.org/whl/cpu"
+        " (No matching distribution found for torch==2.13.0+cpu)")
+
+
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_test_sh_help_prints_usage_and_sets_up_nothing(tmp_path: Path, flag: str) -> None:
     """Found by review: --help went to pytest, after the whole set-up (root, Docker)."""
@@ -135,7 +169,7 @@ def setup_repo(tmp_path: Path, first_error: str) -> tuple[Path, Path]:
     stderr and in its --log file, a later one succeeds."""
     log = tmp_path / "pip.log"
     (tmp_path / "error").write_text(first_error + "\n")
-    repo = _copy_script(tmp_path, "setup.sh", {
+    repo = copy_scripts(tmp_path, ("setup.sh",), {
         ".venv/bin/python": 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
         ".venv/bin/pip": '[ "$1" = --version ] && exit 0\n'
                          f'echo "$*" >> {log}\n'
@@ -148,12 +182,20 @@ def setup_repo(tmp_path: Path, first_error: str) -> tuple[Path, Path]:
     return repo, log
 
 
-def test_setup_sh_falls_back_to_the_cpu_index_when_no_torch_matches(tmp_path: Path) -> None:
-    repo, log = setup_repo(tmp_path, "ERROR: No matching distribution found for torch==2.13.0")
-    result = run_script(repo, "setup.sh", env=dict(os.environ))
+@pytest.mark.parametrize("spec, error", [
+    ("", "torch==2.13.0"),
+    # found by review: pip names the requirement as it reads it, not as it was written
+    ("torch>=2.13,<2.14", "torch<2.14,>=2.13"),
+    ("torch == 2.13.0", "torch==2.13.0"),
+    ("Torch==2.13.0", "Torch==2.13.0"),
+])
+def test_setup_sh_falls_back_to_the_cpu_index_when_no_torch_matches(
+        tmp_path: Path, spec: str, error: str) -> None:
+    repo, log = setup_repo(tmp_path, f"ERROR: No matching distribution found for {error}")
+    result = run_script(repo, "setup.sh", env={**os.environ, "DLBOX_TORCH_SPEC": spec})
     assert result.returncode == 0, result.stderr
     first, fallback = log.read_text().splitlines()[:2]
-    assert "torch==2.13.0" in first
+    assert first.endswith(spec or "torch==2.13.0")
     assert "--index-url https://download.pytorch.org/whl/cpu" in fallback
     assert "torch>=2.10" in fallback
 
@@ -170,6 +212,11 @@ def test_setup_sh_falls_back_to_the_cpu_index_when_no_torch_matches(tmp_path: Pa
      "ERROR: No matching distribution found for torch==2.13.0",
      "no connection to the package index (No matching distribution found for torch==2.13.0)",
      "hint: check the network, PIP_INDEX_URL and HTTP(S)_PROXY, then run this again"),
+    # a package torch needs, not torch itself: not the fallback's case
+    ("ERROR: No matching distribution found for torchvision==0.28.0",
+     "No matching distribution found for torchvision==0.28.0",
+     "hint: check the network, PIP_INDEX_URL and HTTP(S)_PROXY, and the free disk space, then "
+     "run this again"),
     # pip killed (memory): no ERROR line at all
     ("Killed", "pip gave no reason (see above)",
      "hint: check the network, PIP_INDEX_URL and HTTP(S)_PROXY, and the free disk space, then "
@@ -232,20 +279,44 @@ def test_provision_without_root_or_sudo_says_so(tmp_path: Path, sudo: str | None
     """Found by review: `sudo docker info` ran even for a user whose docker works, its error
     hidden, and the end was `sudo: command not found` (127)."""
     log = tmp_path / "log"
-    repo = _copy_script(tmp_path, "provision-system.sh",
+    repo = copy_scripts(tmp_path, ("provision-system.sh",),
                         {"scripts/build-base-image.sh": f'echo "build" >> {log}\n'})
     path = bin_dir(tmp_path, system_fakes(log, "exit 1\n", sudo))  # no engine answers
     result = run_script(repo, "provision-system.sh", env={"PATH": str(path)})
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "error: scripts/test.sh needs root (or passwordless sudo) to use or start Docker",
-        "hint: run it as root: sudo scripts/test.sh"]
+        "error: scripts/provision-system.sh needs root (or passwordless sudo) to use or start "
+        "Docker", "hint: run it as root: sudo scripts/provision-system.sh"]
+    assert "build" not in log.read_text()
+
+
+# what setup.sh runs in the venv: torch, dlbox and pytest import
+SET_UP = {".venv/bin/python": "exit 0\n", ".venv/bin/pip": "exit 0\n",
+          ".venv/bin/dlbox": "exit 0\n"}
+
+
+@pytest.mark.parametrize("ran", [("setup.sh", "--system"), ("test.sh",)])
+def test_provision_names_the_command_the_user_ran_when_it_needs_root(
+        tmp_path: Path, ran: tuple[str, ...]) -> None:
+    """Found by review: run by `scripts/setup.sh --system`, the error named scripts/test.sh,
+    a command the user had not run (and sudo scripts/test.sh runs every test)."""
+    log = tmp_path / "log"
+    repo = copy_scripts(tmp_path, (ran[0], "setup.sh", "provision-system.sh"),
+                        {**SET_UP, "scripts/build-base-image.sh": f'echo "build" >> {log}\n'})
+    (repo / "pyproject.toml").write_text("[project]\nname = 'dlbox'\n")
+    path = bin_dir(tmp_path, system_fakes(log, "exit 1\n", None))  # no engine, no sudo
+    result = run_script(repo, ran[0], *ran[1:], env={"PATH": str(path)})
+    assert result.returncode == 1
+    command = " ".join((f"scripts/{ran[0]}", *ran[1:]))
+    assert result.stderr.splitlines()[-2:] == [
+        f"error: {command} needs root (or passwordless sudo) to use or start Docker",
+        f"hint: run it as root: sudo {command}"]
     assert "build" not in log.read_text()
 
 
 def test_provision_uses_the_users_own_docker_without_sudo(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    repo = _copy_script(tmp_path, "provision-system.sh",
+    repo = copy_scripts(tmp_path, ("provision-system.sh",),
                         {"scripts/build-base-image.sh": f'echo "build" >> {log}\n'})
     path = bin_dir(tmp_path, system_fakes(log, PRESENT, None))
     result = run_script(repo, "provision-system.sh", env={"PATH": str(path)})
@@ -256,7 +327,7 @@ def test_provision_uses_the_users_own_docker_without_sudo(tmp_path: Path) -> Non
 def test_build_base_image_finds_an_image_present_without_sudo(tmp_path: Path) -> None:
     """Found by review: without sudo an existing image counted as missing."""
     log = tmp_path / "log"
-    repo = _copy_script(tmp_path, "build-base-image.sh", {})
+    repo = copy_scripts(tmp_path, ("build-base-image.sh",), {})
     path = bin_dir(tmp_path, system_fakes(log, PRESENT, None))
     result = run_script(repo, "build-base-image.sh", env={"PATH": str(path)})
     assert result.returncode == 0, result.stderr
@@ -265,7 +336,7 @@ def test_build_base_image_finds_an_image_present_without_sudo(tmp_path: Path) ->
 
 def test_build_base_image_missing_without_root_or_sudo_says_so(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    repo = _copy_script(tmp_path, "build-base-image.sh", {})
+    repo = copy_scripts(tmp_path, ("build-base-image.sh",), {})
     docker = 'case "$1" in image) exit 1 ;; esac\nexit 0\n'  # the engine answers, no image
     path = bin_dir(tmp_path, system_fakes(log, docker, "exit 1\n"))
     result = run_script(repo, "build-base-image.sh", env={"PATH": str(path)})
@@ -279,7 +350,7 @@ def test_build_base_image_failed_debootstrap_gives_a_hint_and_cleans_up(tmp_path
     """Found by review: no hint after debootstrap's log; a failing `sudo rm` in the EXIT trap
     (set -e) left the log behind and replaced the exit status."""
     log = tmp_path / "log"
-    repo = _copy_script(tmp_path, "build-base-image.sh", {})
+    repo = copy_scripts(tmp_path, ("build-base-image.sh",), {})
     docker = 'case "$1" in image) exit 1 ;; esac\nexit 0\n'
     path = bin_dir(tmp_path, system_fakes(
         log, docker,
