@@ -285,17 +285,50 @@ def test_a_missing_image_names_the_tags_this_folder_was_built_under(
         engine.images.remove(tag, force=True)
 
 
-def test_a_command_that_writes_no_runs_makes_no_runs_folder_and_keeps_dlbox_data(
+def test_the_default_runs_folder_keeps_a_run_leaves_no_empty_one_and_keeps_dlbox_data(
         tmp_path: Path) -> None:
     """Review 10: every run made ./runs in the current folder (in / as a user: "cannot create
-    --runs /runs"), and a `--env DLBOX_DATA=...` was replaced by /data without a word."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--no-tty", "--data",
-         str(tmp_path), "--env", "DLBOX_DATA=/data/mine", "--", "sh", "-c",
-         'echo "$DLBOX_DATA"'],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    --runs /runs"), and a `--env DLBOX_DATA=...` was replaced by /data without a word.
+    Re-review: with no ./runs nothing was mounted for `bash`, `sh -c '... dlbox train'`, so
+    the run went with the container (exit 0). ./runs is mounted, and removed when the run
+    left it empty; where it cannot be made, a command that is not dlbox train/evaluate runs
+    without it, which is said."""
+    def image_run(cwd: Path, *command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--no-tty", "--data",
+             str(tmp_path), *command], capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL, cwd=cwd)
+
+    result = image_run(tmp_path, "--env", "DLBOX_DATA=/data/mine", "--", "sh", "-c",
+                       'echo "$DLBOX_DATA"')
     assert (result.returncode, result.stdout) == (0, "/data/mine\n"), result.stderr
     assert not (tmp_path / "runs").exists()
+    result = image_run(tmp_path, "--", "sh", "-c", "mkdir /workspace/runs/r1")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "r1").is_dir()
+    assert f"{tmp_path / 'runs' / 'r1'}" in result.stderr  # the note names it here
+    locked = tmp_path / "locked"  # a folder the user cannot write in, as / is
+    locked.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere, but in an immutable folder
+        if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode:
+            pytest.skip("chattr +i, to lock a folder for root, does not work here")
+    else:
+        locked.chmod(0o555)
+    try:
+        result = image_run(locked, "--", "sh", "-c", "echo hi")
+        assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+        assert ("note: no runs folder is mounted (cannot create ./runs here): what the command "
+                "writes in /workspace/runs goes with the container; pass --runs DIR to keep it"
+                ) in result.stderr
+        result = image_run(locked, "--", "dlbox", "train", "--epochs", "1")
+        assert result.returncode != 0
+        assert f"error: cannot create --runs {locked / 'runs'}" in result.stderr
+        assert "pass --runs a folder you can write to" in result.stderr
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
+        locked.chmod(0o755)
+    assert not (locked / "runs").exists()
 
 
 def test_a_path_into_the_runs_folder_here_is_read_as_the_containers(tmp_path: Path) -> None:
@@ -317,3 +350,14 @@ def test_a_path_into_the_runs_folder_here_is_read_as_the_containers(tmp_path: Pa
     assert (result.returncode, result.stdout) == (0, "hello\nhello\n"), result.stderr
     assert (f"{runs / 'r1' / 'x.txt'} is passed as /workspace/runs/r1/x.txt, ../runs/r1/x.txt "
             "as /workspace/runs/r1/x.txt") in result.stderr
+    # Re-review: a path not there yet, and an --opt=VALUE, were left as they were, so what
+    # the command wrote there went with the container.
+    script = ("import pathlib, sys; [pathlib.Path(arg.split('=')[-1]).mkdir(parents=True) "
+              "for arg in sys.argv[1:]]")
+    result = subprocess.run(
+        [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--no-tty", "--runs",
+         str(runs), "--", "python3", "-c", script, str(runs / "r1" / "eval2"),
+         f"--output={runs / 'new' / 'eval'}"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (runs / "r1" / "eval2").is_dir() and (runs / "new" / "eval").is_dir()

@@ -1,7 +1,9 @@
-"""`dlbox image run` review 10: the runs folder is mounted (and made) only where runs are
-written, a user's DLBOX_DATA wins, host paths into the runs folder are read as the
-container's, a registry image that is not here is pulled, and the stop line at a terminal
-starts a line of its own. Nothing here needs a Docker engine."""
+"""`dlbox image run` review 10: the default runs folder is mounted for any command, made for
+the run only (removed when left empty) and, where it cannot be made, left out but for dlbox
+train/evaluate; a user's DLBOX_DATA wins, host paths into the runs folder (there or not yet,
+--opt=VALUE too) are read as the container's, a registry image that is not here is pulled,
+and the stop line at a terminal starts a line of its own. Nothing here needs a Docker
+engine."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_container_run import _refuse_mkdir_in
 
 from dlbox.container import run
 from dlbox.container import spec as S
 from dlbox.container.run import RunOptions, run_request
+from dlbox.errors import UsageError
 
 
 def _handed(monkeypatch: pytest.MonkeyPatch, *argv: str) -> RunOptions:
@@ -31,40 +35,68 @@ def _handed(monkeypatch: pytest.MonkeyPatch, *argv: str) -> RunOptions:
 
 
 @pytest.mark.parametrize("command", [
-    ("python3", "-c", "print(1)"), ("dlbox", "--help"), ("nvidia-smi",), ("dlbox", "train", "-h"),
-    (),
+    ("python", "-m", "dlbox", "train"), ("bash",), ("sh", "-c", "cd src && dlbox train"),
+    ("env", "A=1", "dlbox", "train"), ("uv", "run", "dlbox", "train"), ("nvidia-smi",), (),
+    ("dlbox", "train", "--epochs", "1"), ("dlbox", "evaluate", "runs/x"),
 ])
-def test_a_command_that_writes_no_runs_gets_no_runs_folder_outside_a_project(
+def test_outside_a_project_the_runs_folder_is_mounted_for_any_command_and_not_made_yet(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]) -> None:
-    """Review: every run made ./runs in the current folder, so in / as a user it failed
-    ("cannot create --runs /runs", hint chmod u+rwx /), and as root it left /runs."""
+    """Re-review: without ./runs nothing was mounted for `python -m dlbox train`, `bash`
+    then `dlbox train`, `sh -c '... dlbox train'`...: the run went with the container, exit
+    0. The default folder is mounted for any command; run_in_image makes it (and removes it
+    when the run left it empty), not the command line."""
     monkeypatch.chdir(tmp_path)
     options = _handed(monkeypatch, "--tag", "x:1", "--data", str(tmp_path), "--", *command)
-    assert options.runs_dir is None
+    assert (options.runs_dir, options.runs_default) == (Path("runs"), True)
     assert not (tmp_path / "runs").exists()
+    given = _handed(monkeypatch, "--tag", "x:1", "--data", str(tmp_path), "--runs", "r", "--",
+                    *command)
+    assert (given.runs_dir, given.runs_default) == (Path("r"), False)
 
 
-@pytest.mark.parametrize("command", [("dlbox", "train", "--epochs", "1"),
-                                     ("dlbox", "evaluate", "runs/x")])
-def test_dlbox_train_and_evaluate_get_the_runs_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]) -> None:
-    monkeypatch.chdir(tmp_path)
-    options = _handed(monkeypatch, "--tag", "x:1", "--data", str(tmp_path), "--", *command)
-    assert options.runs_dir == Path("runs")
-
-
-def test_a_runs_folder_that_is_there_or_a_project_gets_mounted_for_any_command(
+def test_a_project_subfolder_mounts_the_projects_runs_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "runs").mkdir()
-    assert _handed(monkeypatch, "--tag", "x:1", "--data", str(tmp_path), "--", "nvidia-smi"
-                   ).runs_dir == Path("runs")
-    (tmp_path / "runs").rmdir()
     (tmp_path / "requirements.txt").write_text("numpy\n")  # a project's own scripts write
     (tmp_path / "src").mkdir()                              # runs/ at its top
     monkeypatch.chdir(tmp_path / "src")
     assert _handed(monkeypatch, "--tag", "x:1", "--data", str(tmp_path), "--", "python3",
                    "train.py").runs_dir == tmp_path / "runs"
+
+
+def test_a_default_runs_folder_is_made_for_the_run_and_where_it_cannot_be_only_noted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: in / (a folder the user cannot write) every run failed, "cannot create --runs
+    /runs", for `-- python3 -c ...` too. Now only a command that clearly writes runs fails;
+    another goes on with no runs folder, which is said."""
+    monkeypatch.chdir(tmp_path)
+    uid, gid = os.geteuid(), os.getegid()
+    said: list[str] = []
+    made = run.runs_mount(RunOptions(image="x:1", runs_dir=Path("runs"), runs_default=True),
+                          uid, gid, False, said.append)
+    assert made == (tmp_path.resolve() / "runs", True) and said == []
+    assert run.runs_mount(RunOptions(image="x:1", runs_dir=Path("runs"), runs_default=True),
+                          uid, gid, False, said.append) == (tmp_path.resolve() / "runs", False)
+    assert run.runs_mount(RunOptions(image="x:1", runs_dir=Path("new")), uid, gid, False,
+                          said.append) == (tmp_path.resolve() / "new", False)  # --runs: kept
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.chdir(locked)
+    _refuse_mkdir_in(locked.resolve(), monkeypatch)  # as in / for a user
+    for command in (("python3", "-c", "print(1)"), ("bash",), ("dlbox", "train", "-h")):
+        options = RunOptions(image="x:1", command=command, runs_dir=Path("runs"),
+                             runs_default=True)
+        assert run.runs_mount(options, uid, gid, False, said.append) == (None, False)
+    assert said == ["note: no runs folder is mounted (cannot create ./runs here): what the "
+                    "command writes in /workspace/runs goes with the container; pass --runs "
+                    "DIR to keep it"] * 3
+    for options in (RunOptions(image="x:1", command=("dlbox", "train"), runs_dir=Path("runs"),
+                               runs_default=True),
+                    RunOptions(image="x:1", command=("true",), runs_dir=Path("runs"))):
+        with pytest.raises(UsageError) as info:
+            run.runs_mount(options, uid, gid, False, said.append)
+        assert info.value.message.startswith("cannot create --runs ")
+        assert "pass --runs a folder you can write to" in (info.value.hint or "")
+    assert not (locked / "runs").exists() and len(said) == 3
 
 
 def test_a_users_dlbox_data_wins_over_the_mounts(tmp_path: Path) -> None:
@@ -87,16 +119,50 @@ def test_host_paths_into_the_runs_folder_are_read_as_the_containers(tmp_path: Pa
                "../runs/none-yet", "-c", str(runs))
     mapped, changed = run.container_arguments(command, runs, tmp_path / "src")
     assert mapped == ("dlbox", "evaluate", f"{S.RUNS_DIR}/r1", "--out", f"{S.RUNS_DIR}/r1",
-                      "../other", "../runs/none-yet", "-c", S.RUNS_DIR)
+                      "../other", f"{S.RUNS_DIR}/none-yet", "-c", S.RUNS_DIR)
     assert changed == [(str(runs / "r1"), f"{S.RUNS_DIR}/r1"),
-                       ("../runs/r1", f"{S.RUNS_DIR}/r1"), (str(runs), S.RUNS_DIR)]
+                       ("../runs/r1", f"{S.RUNS_DIR}/r1"),
+                       ("../runs/none-yet", f"{S.RUNS_DIR}/none-yet"), (str(runs), S.RUNS_DIR)]
     # From the project's top runs/r1 already means /workspace/runs/r1: left as it is.
     assert run.container_arguments(("dlbox", "evaluate", "runs/r1"), runs, tmp_path) == (
         ("dlbox", "evaluate", "runs/r1"), [])
     note = run.container_arguments_note(changed)
     assert note == (f"note: the command runs in {S.WORKDIR} and reads its arguments as the "
                     f"container's paths: {runs / 'r1'} is passed as {S.RUNS_DIR}/r1, ../runs/r1 "
-                    f"as {S.RUNS_DIR}/r1, {runs} as {S.RUNS_DIR}")
+                    f"as {S.RUNS_DIR}/r1, ../runs/none-yet as {S.RUNS_DIR}/none-yet, {runs} as "
+                    f"{S.RUNS_DIR}")
+
+
+def test_new_paths_and_option_values_into_the_runs_folder_are_read_as_the_containers(
+        tmp_path: Path) -> None:
+    """Re-review: only existing paths were mapped, and no `--opt=VALUE`: `dlbox evaluate
+    /host/runs/X --output /host/runs/X/eval2` wrote its report in the container (lost), and
+    so did `--run-dir /host/runs/NEW` and `--output=/host/runs/X/eval`."""
+    runs = tmp_path / "runs"
+    (runs / "X").mkdir(parents=True)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "link").symlink_to(runs)  # a new path by a link to the runs folder
+    command = ("dlbox", "evaluate", str(runs / "X"), "--output", str(runs / "X" / "eval2"),
+               "--run-dir", str(runs / "NEW" / "a"), f"--output={runs / 'X' / 'eval'}",
+               str(tmp_path / "link" / "Y" / "new"), "--name=a/b", "--flag=", "-v",
+               str(tmp_path / "runs-other" / "Z"))
+    mapped, changed = run.container_arguments(command, runs, tmp_path / "src")
+    assert mapped == ("dlbox", "evaluate", f"{S.RUNS_DIR}/X", "--output",
+                      f"{S.RUNS_DIR}/X/eval2", "--run-dir", f"{S.RUNS_DIR}/NEW/a",
+                      f"--output={S.RUNS_DIR}/X/eval", f"{S.RUNS_DIR}/Y/new", "--name=a/b",
+                      "--flag=", "-v", str(tmp_path / "runs-other" / "Z"))
+    assert changed[3] == (f"--output={runs / 'X' / 'eval'}", f"--output={S.RUNS_DIR}/X/eval")
+    # From the project's top runs/X/new already means /workspace/runs/X/new: left as it is,
+    # as an option's value too.
+    kept = ("dlbox", "evaluate", "runs/X/new", "--output=runs/X/eval")
+    assert run.container_arguments(kept, runs, tmp_path) == (kept, [])
+    # In the runs folder itself a word with a / that is no path here (a shell script) is
+    # no path into it: left as it is; one that is there is mapped.
+    # (a word too long for a file name is no path either)
+    long = "print(1)  " + "x" * 300 + " # a/b"
+    script = ("sh", "-c", "echo a/b > out/x", long, "X/")
+    assert run.container_arguments(script, runs, runs) == (
+        ("sh", "-c", "echo a/b > out/x", long, f"{S.RUNS_DIR}/X"), [("X/", f"{S.RUNS_DIR}/X")])
 
 
 @pytest.mark.parametrize("image, hint", [

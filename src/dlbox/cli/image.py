@@ -132,10 +132,12 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
     run.add_argument("--runs", metavar="DIR", type=path_flag,
                      help="folder for run directories, mounted at /workspace/runs "
                           "(default: runs/ in the top folder of the project the current "
-                          "folder is in, from a subfolder of it too; else ./runs when it is "
-                          "there or the command is dlbox train/evaluate, and none for "
-                          "others). The command runs in /workspace; an argument that names "
-                          "a path in the runs folder here is passed as the container's")
+                          "folder is in, from a subfolder of it too; else ./runs; one made "
+                          "for the run is removed when the run leaves it empty, and where it "
+                          "cannot be made only dlbox train/evaluate fail). The command runs "
+                          "in /workspace; an argument (or --opt=VALUE) that is a path into "
+                          "the runs folder here, there or not yet, is passed as the "
+                          "container's")
     run.add_argument("--env", "-e", metavar="NAME[=VALUE]", action="append", default=[],
                      help="an environment variable for the command (repeatable); NAME alone "
                           "passes this shell's value on")
@@ -288,7 +290,7 @@ def run_run(args: argparse.Namespace) -> int:
         check_shm_size,
         default_data_mount,
         default_run_image,
-        default_runs_mount,
+        default_runs_dir,
         run_in_image,
     )
     from dlbox.container.spec import check_image_reference
@@ -333,7 +335,8 @@ def run_run(args: argparse.Namespace) -> int:
         gpus=args.gpus,
         shm_size=shm_size,
         data_dir=data_dir,
-        runs_dir=args.runs if args.runs is not None else default_runs_mount(command),
+        runs_dir=args.runs if args.runs is not None else default_runs_dir(),
+        runs_default=args.runs is None,
         environment=_parse_env(args.env),
         project_dir=project_dir,
         here=here,

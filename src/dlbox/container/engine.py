@@ -557,10 +557,16 @@ def pull_hint(image: str) -> str:
     return f"pull it: docker pull {image} (or check the name: docker images lists those here)"
 
 
+def registry_image(image: str) -> bool:
+    """Whether the image name has a registry or a namespace (ghcr.io/org/img:1, org/img):
+    one that is pulled, never built here."""
+    return "/" in image.split("@")[0]
+
+
 def absent_image_hint(image: str) -> str:
     """The hint for an image the engine does not have: a registry's is pulled (review: a
     `--tag python:3.12-slim` was told to build it with dlbox), dlbox's built."""
-    if "/" in image.split("@")[0]:
+    if registry_image(image):
         return pull_hint(image)
     return "build it first: dlbox image build (or pass --tag), or pull it: docker pull " + image
 

@@ -15,6 +15,7 @@ Policy lives here, the engine calls in `container.engine`:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -61,6 +62,9 @@ class RunOptions:
     shm_size: str = DEFAULT_SHM_SIZE
     data_dir: Path | None = None
     runs_dir: Path | None = None
+    # runs_dir is the default one (no --runs): made for the run only (removed when the run
+    # left it empty), and where it cannot be made no error but for dlbox train/evaluate.
+    runs_default: bool = False
     environment: tuple[tuple[str, str], ...] = ()
     no_tty: bool = False  # never a terminal, and the terminal's input not passed on
     named: bool = False  # the image was named (--tag), not taken from the folder
@@ -310,6 +314,11 @@ def check_gpus_available(gpus: engine.GpuRequest, facts: Any) -> None:
                            hint=f"use --gpus {available} or all")
 
 
+class RunsNotMade(UsageError):
+    """The runs folder cannot be made where it is asked for: no permission, a read-only
+    file system."""
+
+
 def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
     """Create the runs folder; one that root creates is handed to the container's user."""
     path = expand_user(path).resolve()
@@ -323,22 +332,44 @@ def prepare_runs_dir(path: Path, uid: int, gid: int, as_root: bool) -> Path:
         # Review: in / the hint was `chmod u+rwx /`: only a folder of the user's is theirs
         # to make writable.
         theirs = folder.stat().st_uid == os.geteuid()
-        raise UsageError(f"cannot create --runs {path} ({error.strerror})",
-                         hint=f"{make_writable(folder) + ', or ' if theirs else ''}pass --runs "
-                              "a folder you can write to") from None
+        raise RunsNotMade(f"cannot create --runs {path} ({error.strerror})",
+                          hint=f"{make_writable(folder) + ', or ' if theirs else ''}pass --runs "
+                               "a folder you can write to") from None
     except (NotADirectoryError, FileExistsError):  # a file above it: main.py/runs
         above = next(where for where in path.parents if where.exists())
         raise UsageError(f"--runs {path} cannot be made: {above} is a file",
                          hint="pass a folder path (made if missing) for the runs") from None
     except OSError as error:  # a read-only file system, /proc (review: "please report it")
-        raise UsageError(f"cannot create --runs {path} ({error.strerror})",
-                         hint="pass --runs a folder you can write to") from None
+        raise RunsNotMade(f"cannot create --runs {path} ({error.strerror})",
+                          hint="pass --runs a folder you can write to") from None
     if as_root and created:
         os.chown(path, uid, gid)
     if not writable_by(path, uid, gid):
         raise UsageError(f"the container's user (uid {uid}) cannot write to {path}",
                          hint=f"chown {uid}:{gid} {path}, or pass a new folder to --runs")
     return path
+
+
+def runs_mount(options: RunOptions, uid: int, gid: int, as_root: bool, log: Log
+               ) -> tuple[Path | None, bool]:
+    """The runs folder to mount at /workspace/runs (prepare_runs_dir), and whether it is the
+    default one, made for this run: run_in_image removes it when the run leaves it empty
+    (review: every run left ./runs behind). The default one that cannot be made (in /, say)
+    is an error only for dlbox train/evaluate; another command runs without it, which is
+    said (re-review: mounting it only for commands known to write runs lost the run of
+    `bash` then `dlbox train`, of `sh -c '... dlbox train'`, with exit 0)."""
+    if options.runs_dir is None:
+        return None, False
+    made = options.runs_default and not expand_user(options.runs_dir).resolve().exists()
+    try:
+        return prepare_runs_dir(options.runs_dir, uid, gid, as_root), made
+    except RunsNotMade:
+        if not options.runs_default or writes_runs(options.command):
+            raise
+    where = "./runs here" if options.runs_dir == Path("runs") else str(options.runs_dir)
+    log(f"note: no runs folder is mounted (cannot create {where}): what the command writes in "
+        f"{S.RUNS_DIR} goes with the container; pass --runs DIR to keep it")
+    return None, False
 
 
 def runs_go_into_the_image_note(project_dir: Path | None, runs_dir: Path) -> str | None:
@@ -510,44 +541,41 @@ def default_runs_dir() -> Path:
     return Path("runs")
 
 
-def default_runs_mount(command: Sequence[str]) -> Path | None:
-    """The runs folder mounted without --runs (default_runs_dir): in a project (or a
-    subfolder of one), whose own scripts may write runs; elsewhere one that is there
-    already, or for a command that writes runs (dlbox train, evaluate). Else None: no runs
-    folder is mounted or made (review: every run made ./runs, so `-- python3 -c ...` in /
-    failed for a user, and left /runs as root)."""
-    folder = default_runs_dir()
-    in_project = default_project_dir() is not None or folder != Path("runs")
-    if in_project or folder.is_dir() or writes_runs(command):
-        return folder
-    return None
-
-
 def container_arguments(command: Sequence[str], runs_dir: Path, cwd: Path
                         ) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
-    """The command with each argument that names a file or folder (a path with a /) of the
-    mounted runs folder on this machine, absolute or from `cwd`, given as the container's
-    path (/workspace/runs/...), and the (argument, path) pairs changed: the command reads
-    its arguments in the container (review: `dlbox evaluate /home/you/runs/X`, the path
-    dlbox's note printed, "does not exist" there; ../runs/X from a subfolder too). One that
-    already means the same in /workspace (runs/X from the project's top) is left as it is."""
+    """The command with each argument (or the VALUE of an --opt=VALUE) that is a path (with
+    a /) into the mounted runs folder on this machine, absolute or from `cwd`, there or not
+    yet, given as the container's path (/workspace/runs/...), and the (argument, new
+    argument) pairs changed: the command reads its arguments in the container (review:
+    `dlbox evaluate /home/you/runs/X`, the path dlbox's note printed, "does not exist"
+    there; ../runs/X from a subfolder too; re-review: `--output /home/you/runs/X/eval2`, not
+    there yet, and `--output=...` were written in the container, lost). A path is in the
+    runs folder as written (lexically) or by the folders of it that exist (links
+    followed). One that already means the same in /workspace (runs/X from the project's
+    top) is left as it is; so is, when `cwd` is in the runs folder, a relative one that is
+    not there (a word of a shell script, say)."""
     import posixpath
 
-    runs = runs_dir.resolve()
+    bases = (Path(os.path.abspath(runs_dir)), runs_dir.resolve())
+    inside_runs = any(cwd.is_relative_to(base) for base in bases)
     mapped, changed = list(command), []
     for at, arg in enumerate(command[1:], 1):
-        if arg.startswith("-") or "/" not in arg:
+        option, _, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        if value.startswith("-") or "/" not in value:
             continue
-        host = (cwd / arg).resolve()
-        if not host.exists() or not host.is_relative_to(runs):
+        relative = not value.startswith("/")
+        if relative and inside_runs and not os.path.exists(cwd / value):  # no OSError
             continue
-        rel = host.relative_to(runs).as_posix()
+        where = (Path(os.path.normpath(cwd / value)), (cwd / value).resolve())
+        rel = next((path.relative_to(base).as_posix() for path in where for base in bases
+                    if path.is_relative_to(base)), None)
+        if rel is None:
+            continue
         inside = S.RUNS_DIR if rel == "." else f"{S.RUNS_DIR}/{rel}"
-        if inside == arg or (not arg.startswith("/")
-                             and posixpath.normpath(f"{S.WORKDIR}/{arg}") == inside):
+        if inside == value or (relative and posixpath.normpath(f"{S.WORKDIR}/{value}") == inside):
             continue
-        mapped[at] = inside
-        changed.append((arg, inside))
+        mapped[at] = f"{option}={inside}" if option else inside
+        changed.append((arg, mapped[at]))
     return tuple(mapped), changed
 
 
@@ -588,7 +616,7 @@ def missing_image_hint(client: Any, options: RunOptions) -> str:
     other tags, when there are (review: "build it first" in a folder built with --tag); a
     name given with --tag is checked or built."""
     if options.named:
-        if "/" in options.image.split("@")[0]:  # a registry or a namespace: not built here
+        if engine.registry_image(options.image):
             return engine.pull_hint(options.image)
         if options.image == BUILTIN_IMAGE or options.image == project_tag(options.here):
             return (f"check the name (docker images lists those here), or build it: dlbox "
@@ -654,34 +682,38 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
     data_dir = None
     if options.data_dir is not None:
         data_dir = data_mount(options.data_dir, options.command, uid, gid, euid == 0, log)
-    runs_dir = None
-    if options.runs_dir is not None:
-        runs_dir = prepare_runs_dir(options.runs_dir, uid, gid, euid == 0)
-        note = runs_go_into_the_image_note(options.here, runs_dir)
-        if note:
-            log(note)
-        try:
-            command, passed = container_arguments(options.command, runs_dir, Path.cwd())
-        except OSError:  # the current folder is gone: nothing to read from it
-            passed = []
-        if passed:
-            log(container_arguments_note(passed))
-            options = dataclasses.replace(options, command=command)
-    # Containers of killed runs: done (exited), or never started (created).
-    for name in remove_orphaned(client, RUN_LABEL, ("exited", "created")):
-        log(f"note: removed container {name}, left behind by a dlbox image run that was "
-            "killed")
-    if tty:
-        environment = dict(options.environment)
-        environment.setdefault("TERM", os.environ.get("TERM", "xterm"))
-        options = dataclasses.replace(options, environment=tuple(environment.items()))
-    request = run_request(options, gpus, uid, gid, data_dir, runs_dir, stdin_open, tty)
-    before = folder_names(runs_dir)
-    result = engine.run_streaming(client, request, stdin_fd=0 if stdin_open else None)
-    if runs_dir is not None:
-        note = made_here_note(runs_dir, sorted(folder_names(runs_dir) - before))
-        if note:
-            log(note)
+    runs_dir, made = runs_mount(options, uid, gid, euid == 0, log)
+    try:
+        if runs_dir is not None:
+            note = runs_go_into_the_image_note(options.here, runs_dir)
+            if note:
+                log(note)
+            try:
+                command, passed = container_arguments(options.command, runs_dir, Path.cwd())
+            except OSError:  # the current folder is gone: nothing to read from it
+                passed = []
+            if passed:
+                log(container_arguments_note(passed))
+                options = dataclasses.replace(options, command=command)
+        # Containers of killed runs: done (exited), or never started (created).
+        for name in remove_orphaned(client, RUN_LABEL, ("exited", "created")):
+            log(f"note: removed container {name}, left behind by a dlbox image run that was "
+                "killed")
+        if tty:
+            environment = dict(options.environment)
+            environment.setdefault("TERM", os.environ.get("TERM", "xterm"))
+            options = dataclasses.replace(options, environment=tuple(environment.items()))
+        request = run_request(options, gpus, uid, gid, data_dir, runs_dir, stdin_open, tty)
+        before = folder_names(runs_dir)
+        result = engine.run_streaming(client, request, stdin_fd=0 if stdin_open else None)
+        if runs_dir is not None:
+            note = made_here_note(runs_dir, sorted(folder_names(runs_dir) - before))
+            if note:
+                log(note)
+    finally:
+        if made and runs_dir is not None:  # made for this run: not left behind empty
+            with contextlib.suppress(OSError):  # not empty: the run wrote there
+                runs_dir.rmdir()
     problem = None
     if result.exit_code in (126, 127):
         # The project here is the image's /workspace unless another folder built the image.
