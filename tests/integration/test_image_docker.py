@@ -505,9 +505,11 @@ def test_a_folder_of_the_same_name_elsewhere_does_not_remove_this_ones_image(
         same = dlbox("image", "run", "--no-tty", "--", "python3", "main.py", cwd=folders[1],
                      timeout=300)
         assert same.returncode == 0 and "warning" not in same.stderr, same.stderr[-2000:]
-        # The runs folder that run made is no project file: still no warning. An edit is:
+        # A runs folder with a run in it is no project file: still no warning. An edit is:
         # the image runs the code of its build, and dlbox says so.
-        assert (folders[1] / "runs").is_dir()
+        made = dlbox("image", "run", "--no-tty", "--", "sh", "-c", "mkdir /workspace/runs/r1",
+                     cwd=folders[1], timeout=300)
+        assert made.returncode == 0 and (folders[1] / "runs" / "r1").is_dir(), made.stderr
         again = dlbox("image", "run", "--no-tty", "--", "true", cwd=folders[1], timeout=300)
         assert again.returncode == 0 and "warning" not in again.stderr, again.stderr[-2000:]
         (folders[1] / "main.py").write_text("print('I am the edited twin')\n")
