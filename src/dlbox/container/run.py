@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import posixpath
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -554,8 +555,6 @@ def container_arguments(command: Sequence[str], runs_dir: Path, cwd: Path
     followed). One that already means the same in /workspace (runs/X from the project's
     top) is left as it is; so is, when `cwd` is in the runs folder, a relative one that is
     not there (a word of a shell script, say)."""
-    import posixpath
-
     bases = (Path(os.path.abspath(runs_dir)), runs_dir.resolve())
     inside_runs = any(cwd.is_relative_to(base) for base in bases)
     mapped, changed = list(command), []
