@@ -20,7 +20,8 @@ from dlbox.data.synthetic import write_fake_cifar10
 from dlbox.errors import DataError
 from dlbox.fileio import is_atomic_temp
 from dlbox.processes import owner_id
-from dlbox.training.evaluate import STAGING_PREFIX, evaluate_run
+from dlbox.training.evaluate import evaluate_run
+from dlbox.training.placing import STAGING_PREFIX
 
 
 def _swap_in(data: Path, other: Path) -> None:

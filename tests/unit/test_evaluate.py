@@ -351,7 +351,7 @@ def test_accuracy_lines_match_the_tutorial() -> None:
 
 def fake_loader(config: SimpleNamespace, model: nn.Module):
     def load_run_model(run_dir: Path, device="auto", checkpoint="last"):
-        ev._require_run_dir(Path(run_dir))
+        ev.require_run_dir(Path(run_dir))
         loaded = SimpleNamespace(model=model.eval(), config=config, classes=CLASSES,
                                  preprocess=lambda x: x.float() / 255.0, epoch=1)
         return loaded, torch.device("cpu")
@@ -436,7 +436,7 @@ def test_a_signal_while_the_report_moves_into_place_waits_for_the_last_move(
     monkeypatch.setattr(ev, "load_run_model", fake_loader(config, TinyNet()))
     evaluate_run(tmp_path, device="cpu", quiet=True)
     moved: list[str] = []
-    real = ev._move_into_place
+    real = ev.move_into_place
 
     def interrupted_after_the_first(staged: Path, final_path: Path) -> None:
         real(staged, final_path)
@@ -445,7 +445,7 @@ def test_a_signal_while_the_report_moves_into_place_waits_for_the_last_move(
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, now
             time.sleep(0.1)  # its handler runs here, unless held back
 
-    monkeypatch.setattr(ev, "_move_into_place", interrupted_after_the_first)
+    monkeypatch.setattr(ev, "move_into_place", interrupted_after_the_first)
     with pytest.raises(KeyboardInterrupt):
         evaluate_run(tmp_path, device="cpu", quiet=True, tta=True)
     staged = {path.name for path in tmp_path.iterdir() if path.is_file()}

@@ -17,8 +17,9 @@ import pytest
 from conftest import finished_tiny_run
 
 from dlbox.errors import FileWriteError
-from dlbox.training.evaluate import MOVING_FILE, STAGING_PREFIX, evaluate_run, finish_placing
+from dlbox.training.evaluate import evaluate_run
 from dlbox.training.loop import AlreadyFinished, resume
+from dlbox.training.placing import MOVING_FILE, STAGING_PREFIX, finish_placing
 
 # `dlbox ARGS`, SIGKILLed at the first os.replace whose source or target matches KILL_AT
 _KILLED_CLI = """

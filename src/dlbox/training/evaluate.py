@@ -25,7 +25,6 @@ import dataclasses
 import errno
 import os
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,7 +45,6 @@ from dlbox.errors import (
     write_error,
 )
 from dlbox.fileio import (
-    atomic_open,
     folder_write_error,
     read_json,
     write_json_atomic,
@@ -55,7 +53,19 @@ from dlbox.fileio import (
 from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders, signals_held
 from dlbox.text import listed, shell_quote, tell
 from dlbox.training import report
+from dlbox.training.checkpoint import (
+    CHECKPOINTS_DIRNAME,
+    check_batch_size,
+    check_tta,
+    checkpoint_path,
+    load_model_from_run,
+    outside_the_run,
+    reading_run_file,
+    require_run_dir,
+    run_json_error,
+)
 from dlbox.training.manifest import software_versions
+from dlbox.training.placing import MOVING_FILE, STAGING_PREFIX, finish_placing, move_into_place
 from dlbox.training.progress import spinner
 from dlbox.training.rundir import remove_killed_writes, run_lock
 
@@ -264,18 +274,11 @@ def evaluation_from_logits(logits: torch.Tensor, dataset: ImageDataset, classes:
 # --- a run directory: load, evaluate, write ------------------------------------------------
 
 
-def _require_run_dir(run_dir: Path) -> None:
-    from dlbox.training.checkpoint import require_run_dir
-
-    require_run_dir(run_dir)
-
-
 def load_run_model(run_dir: Path, device: str | torch.device = "auto",
                    checkpoint: str = "last") -> tuple[Any, torch.device]:
     """The run's model (eval mode, on the device) and the resolved device."""
     run_dir = Path(run_dir)
-    _require_run_dir(run_dir)
-    from dlbox.training.checkpoint import load_model_from_run
+    require_run_dir(run_dir)
     from dlbox.training.device import resolve_device
 
     resolved = device if isinstance(device, torch.device) else resolve_device(device)
@@ -440,8 +443,6 @@ def _no_images_in(root: Path, name: str) -> bool:
 
 def read_metrics_file(path: Path) -> dict[str, Any]:
     """metrics.json as a dict ({} when missing); RunDirError when it is damaged."""
-    from dlbox.training.checkpoint import reading_run_file, run_json_error
-
     with reading_run_file(path):  # a folder on the way that is not open to the user
         if not path.exists():
             return {}
@@ -585,7 +586,7 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
                 raise FileWriteError(final_path, "it is a folder",
                                      hint="remove that folder (the report writes a file "
                                           "there), or write the report elsewhere: --output DIR")
-            # a link is followed (_move_into_place): its file's folder takes the new file,
+            # a link is followed (move_into_place): its file's folder takes the new file,
             # also a link to no file yet (review: one into an unmounted share was replaced)
             real = final_path.resolve() if final_path.is_symlink() else final_path
             if real.parent not in writable:
@@ -600,7 +601,7 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
             raise _as_written_to(error, staging, target, name) from None
         with signals_held():  # the report is all new or all old, never half of each
             for staged, final_path in moves:
-                _move_into_place(staged, final_path)
+                move_into_place(staged, final_path)
     except BaseException:
         if made is not None:  # a new --output folder: nothing of a report cut short
             shutil.rmtree(made, ignore_errors=True)
@@ -609,51 +610,6 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return document
-
-
-# and the owner id, ".", 8 random characters and ".tmp": an atomic-temp name
-STAGING_PREFIX = ".evaluation."
-# in a staging folder, once its report is whole: the files to move out, in order, one a line
-MOVING_FILE = "moving"
-
-
-def finish_placing(staging: Path) -> None:
-    """Move into place what is left of the report in `staging`, the staging folder of an
-    evaluation killed (SIGKILL, a power cut) while it moved the report in, so that the report
-    is all new, not half: in the order the evaluation moved them, the metrics last. A folder
-    without MOVING_FILE (its report was not whole yet) is left as it is; the caller removes
-    the folder after. Another command may finish the same folder at once: a file it moved
-    first counts as placed."""
-    try:
-        names = (staging / MOVING_FILE).read_text(encoding="utf-8").split()
-    except (OSError, UnicodeDecodeError):
-        return
-    left = [name for name in names
-            if Path(name).name == name and (staging / name).is_file()
-            and not (staging / name).is_symlink()]
-    placed = 0
-    for name in left:
-        try:
-            _move_into_place(staging / name, staging.parent / name)
-        except FileWriteError:
-            # gone from the folder: another command finishing it at once moved it first
-            # (review: the one behind lost its own finished report to this error)
-            if os.path.lexists(staging / name):
-                raise
-        else:
-            placed += 1
-    if placed:
-        tell("note: finished placing the report an interrupted evaluation left in "
-             f"{staging.parent}")
-
-
-def finish_killed_placements(folder: Path) -> None:
-    """finish_placing for every evaluation staging folder in `folder` (a run dir whose lock
-    is held: any such folder is a killed evaluation's)."""
-    with contextlib.suppress(OSError):
-        for staging in sorted(folder.glob(f"{STAGING_PREFIX}*.tmp")):
-            if staging.is_dir() and not staging.is_symlink():
-                finish_placing(staging)
 
 
 def _as_written_to(error: FileWriteError, staging: Path, target: Path,
@@ -669,21 +625,6 @@ def _as_written_to(error: FileWriteError, staging: Path, target: Path,
         return write_error(final, cause)
     hint = error.hint.replace(str(staging), str(target)) if error.hint else None
     return FileWriteError(final, error.reason, hint=hint, kind=error.kind)
-
-
-def _move_into_place(staged: Path, final_path: Path) -> None:
-    """Put a staged file where it goes: a link there is followed, as every write of dlbox
-    does (its file is replaced, not the link); a folder there is named as the file."""
-    try:
-        if final_path.is_symlink():  # resolved: a link to no file yet makes its file
-            with open(staged, "rb") as source, atomic_open(final_path.resolve()) as handle:
-                shutil.copyfileobj(source, handle)
-            return
-        if final_path.is_file():  # the file it replaces keeps its mode (review: 600 -> 644)
-            os.chmod(staged, stat.S_IMODE(final_path.stat().st_mode))
-        os.replace(staged, final_path)
-    except OSError as error:
-        raise write_error(final_path, error) from None
 
 
 def _write_staged(staging: Path, run_dir: Path, target: Path, evaluation: Evaluation,
@@ -738,8 +679,6 @@ def evaluate_run(run_dir: str | os.PathLike[str],
     cannot be written a FileWriteError, both before anything is evaluated. A bad argument is
     a UsageError.
     """
-    from dlbox.training.checkpoint import check_batch_size, check_tta
-
     run_dir = Path(run_dir)
     tta = check_tta(tta)
     batch_size = check_batch_size(batch_size)
@@ -814,8 +753,6 @@ def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: s
         if checkpoint == "last":  # another checkpoint is no word on the run's history
             _catch_up_history(run_dir, loaded.config)
     dataset, notes = load_test_split(loaded.config, data_dir, getattr(loaded, "classes", None))
-    from dlbox.training.checkpoint import outside_the_run
-
     used = getattr(loaded, "checkpoint_path", None)
     foreign = used if used is not None and outside_the_run(used, run_dir) else None
     classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source,
@@ -857,8 +794,6 @@ def check_report_checkpoint(run_dir: Path, checkpoint: str) -> None:
     another run's model's accuracy became this run's, without a word); --output takes it.
     A checkpoint that is no file is left to the loader's errors. (`dlbox evaluate` checks
     this; evaluate_run itself writes what it is asked to.)"""
-    from dlbox.training.checkpoint import CHECKPOINTS_DIRNAME, checkpoint_path
-
     chosen = checkpoint_path(run_dir, checkpoint)
     own = run_dir / CHECKPOINTS_DIRNAME / "last.pt"
     try:

@@ -28,6 +28,7 @@ from dlbox.fileio import (
 from dlbox.text import make_writable, shell_quote
 from dlbox.training.checkpoint import CONFIG_FILE, checkpoint_path, says_finished
 from dlbox.training.manifest import MANIFEST_FILE
+from dlbox.training.placing import finish_killed_placements
 
 RUNS_DIRNAME = "runs"
 
@@ -132,8 +133,6 @@ def remove_killed_writes(run_dir: Path) -> None:
     """The temp files of writes a SIGKILL cut short (a checkpoint's can be hundreds of MB),
     removed once the run's lock is held: no other process writes in the run then. A report
     an evaluation was killed moving into place is placed whole first."""
-    from dlbox.training.evaluate import finish_killed_placements  # which imports this module
-
     finish_killed_placements(run_dir)
     remove_atomic_temps(run_dir)
     remove_atomic_temps(run_dir / "checkpoints")
