@@ -428,6 +428,7 @@ def test_the_no_data_hint_asks_no_checksum_of_the_official_archive(
     which the official archive copied by hand does not need (and the placeholder pasted as
     it was is refused); data fetch's own offline hint said it right. One wording now."""
     from dlbox.data.fetch import offline_hint
+    from dlbox.data.paths import fetch_from_copy
 
     monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "default"))
     with pytest.raises(DataError) as info:
@@ -437,7 +438,7 @@ def test_the_no_data_hint_asks_no_checksum_of_the_official_archive(
                "--from /path/to/cifar-10-python.tar.gz`")
     assert offline in hint
     assert "; add `--sha256 HEX` for a copy that is not byte-identical to the official one)" in hint
-    assert offline in offline_hint(tmp_path / "empty")
+    assert offline in offline_hint(fetch_from_copy(f" --data {tmp_path / 'empty'}"))
 
 
 def test_a_bad_archives_hint_asks_no_checksum_of_the_official_archive(tmp_path: Path) -> None:

@@ -49,8 +49,16 @@ _CHUNK = 1024 * 1024
 
 WRITABLE_HINT = ("pass --data DIR (or set DLBOX_DATA) to a folder you can write to, or fix "
                  "this one's permissions")
-BAD_ARCHIVE_HINT = ("use the official cifar-10-python.tar.gz (`dlbox data fetch`), or a copy of "
-                    f"it: {fetch_from_copy('')}")
+
+
+def bad_archive_hint(where: str = "") -> str:
+    """Use a good archive, into the data dir `where` names (data_flag's " --data DIR")."""
+    return (f"use the official cifar-10-python.tar.gz (`dlbox data fetch{where}`), or a copy "
+            f"of it: {fetch_from_copy(where)}")
+
+
+# fetch names the data dir in it (bad_archive_hint), where it is not the default
+BAD_ARCHIVE_HINT = bad_archive_hint()
 
 
 @dataclass(frozen=True)

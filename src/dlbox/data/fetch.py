@@ -39,9 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from dlbox.data.extract import (
+    BAD_ARCHIVE_HINT,
     EXPECTED_FILES,
     REQUIRED_FILES,
     ExtractedFile,
+    bad_archive_hint,
     check_cifar10_archive,
     data_dir_error,
     extract_cifar10_archive,
@@ -66,10 +68,11 @@ _CHUNK = 1024 * 1024
 # all of it, which on a slow link left the bar (and a Ctrl-C's .part) behind (review).
 _READ_CHUNK = 64 * 1024
 
-def offline_hint(data_dir: Path) -> str:
-    """How to fetch without this machine's network, into the same data dir."""
-    return (f"on a machine with network access download {OFFICIAL_URL}, copy it here and run "
-            f"{fetch_from_copy(data_flag(data_dir))}")
+def offline_hint(copy: str, url: str = OFFICIAL_URL) -> str:
+    """How to fetch without this machine's network: `copy`, the fetch command for a copy of
+    `url` (fetch_from_copy, repeating the request's flags)."""
+    return (f"on a machine with network access download {redact_url(url)}, copy it here and "
+            f"run {copy}")
 
 
 @dataclass(frozen=True)
@@ -443,16 +446,15 @@ class _Progress:
 
 # ---- side effects ---------------------------------------------------------------------------
 
-def local_copy_hint(data_dir: Path) -> str:
-    """Fetch a copy got another way, into the same data dir (as offline_hint does)."""
-    return ("or download cifar-10-python.tar.gz another way, copy it here and run "
-            f"{fetch_from_copy(data_flag(data_dir))}")
+def local_copy_hint(copy: str) -> str:
+    """Fetch a copy got another way with `copy` (as offline_hint does)."""
+    return f"or download cifar-10-python.tar.gz another way, copy it here and run {copy}"
 
 
-def _http_error_hint(code: int, url: str, data_dir: Path) -> str:
+def _http_error_hint(code: int, url: str, copy: str) -> str:
     """The fix for an HTTP error status: the server answered, so the network is not the
     problem (offline_hint would send the user to another machine for nothing)."""
-    local_copy = local_copy_hint(data_dir)
+    local_copy = local_copy_hint(copy)
     if code in (401, 403):
         has_login = "@" in urllib.parse.urlsplit(url).netloc
         login = ("check the user name and password in the URL" if has_login else
@@ -475,10 +477,14 @@ def _again_hint(part: Path) -> str:
 
 
 def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = False,
-             resume: bool = True, progress_lines: bool = False) -> Path:
+             resume: bool = True, progress_lines: bool = False, copy: str | None = None
+             ) -> Path:
     """Download `url` to `dest` through `dest.part` (resumed when possible); returns `dest`.
-    `progress`: a bar on stderr; else `progress_lines`: plain lines (see _ProgressLines)."""
+    `progress`: a bar on stderr; else `progress_lines`: plain lines (see _ProgressLines).
+    `copy`: the fetch command for a copy got another way, which the hints of a failure give
+    (default: into dest's folder; fetch repeats the request's flags)."""
     check_source(url)
+    copy = copy or fetch_from_copy(data_flag(dest.parent))
     shown = redact_url(url)
     part = dest.with_name(dest.name + ".part")
     source = _source_record(part)
@@ -506,15 +512,15 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
             except OSError as unlink_error:
                 raise data_dir_error(dest.parent, unlink_error, f"delete {part}") from None
             return download(url, dest, timeout_s=timeout_s, progress=progress, resume=False,
-                            progress_lines=progress_lines)
+                            progress_lines=progress_lines, copy=copy)
         raise DataError(f"could not download {shown}: HTTP {error.code} {one_line(error.reason)}",
-                        hint=_http_error_hint(error.code, url, dest.parent)) from None
+                        hint=_http_error_hint(error.code, url, copy)) from None
     except urllib.error.URLError as error:
         raise DataError(f"could not download {shown}: {one_line(error.reason)}",
-                        hint=offline_hint(dest.parent)) from None
+                        hint=offline_hint(copy, url)) from None
     except (OSError, http.client.HTTPException, ValueError) as error:
         raise DataError(f"could not download {shown}: {one_line(error)}",
-                        hint=offline_hint(dest.parent)) from None
+                        hint=offline_hint(copy, url)) from None
     with response:
         status = getattr(response, "status", 200)
         if start and status != 206:
@@ -554,10 +560,10 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                 raise failure from None
             raise DataError(
                 f"download of {shown} was interrupted after {received} bytes: {one_line(error)}",
-                hint=_again_hint(part) + offline_hint(dest.parent)) from None
+                hint=_again_hint(part) + offline_hint(copy, url)) from None
     if total is not None and received != total:
         raise DataError(f"download of {shown} stopped at {received} of {total} bytes",
-                        hint=_again_hint(part) + offline_hint(dest.parent))
+                        hint=_again_hint(part) + offline_hint(copy, url))
     try:
         os.replace(part, dest)
     except OSError as error:
@@ -765,6 +771,9 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         return FetchResult("present", target, str(target), present)
     check_not_an_image_tree(root)
     created_root = not root.exists()
+    # the hints' commands repeat the request (review: one without its --force and --sha256
+    # said "nothing to do" over the damaged data it was to replace)
+    where = data_flag(root) + (" --force" if config.force else "")
     downloaded: Path | None = None
     verified = False  # the download matched its checksum: worth keeping if the rest fails
     unread = False  # it could not be read to be checked: that says nothing of the file
@@ -776,7 +785,8 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
             held.enter_context(_download_lock(root))
             downloaded = download(source, root / ARCHIVE_NAME, timeout_s=config.timeout_s,
                                   progress=config.progress,
-                                  progress_lines=config.progress_lines)
+                                  progress_lines=config.progress_lines,
+                                  copy=fetch_from_copy(where, expected))
             archive = downloaded
         else:
             archive = _local_archive(source)
@@ -852,6 +862,8 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         if downloaded is None:
             _remove_stale_part(root, archive)
     except BaseException as error:
+        if isinstance(error, DataError) and error.hint and where:  # its data dir, not the default
+            error.hint = error.hint.replace(BAD_ARCHIVE_HINT, bad_archive_hint(where))
         if downloaded is not None and verified and isinstance(error, DataError):
             error.hint = (f"{error.hint}; " if error.hint else "") + (
                 f"the download is kept ({downloaded}): the same command extracts it without "

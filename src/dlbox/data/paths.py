@@ -45,11 +45,15 @@ def data_flag(data_dir: str | Path) -> str:
     return f" --data {shell_quote(data_dir)}"
 
 
-def fetch_from_copy(where: str) -> str:
+def fetch_from_copy(where: str, sha256: str | None = None) -> str:
     """The fetch command for an archive copied here (`where`: data_flag's " --data DIR" or
-    ""): the official archive needs no checksum of its own, another copy its --sha256."""
-    return (f"`dlbox data fetch{where} --from /path/to/cifar-10-python.tar.gz`; add "
-            "`--sha256 HEX` for a copy that is not byte-identical to the official one")
+    "", and any other flag to repeat): the official archive needs no checksum of its own,
+    another copy its --sha256, given as `sha256` when the user named it already."""
+    command = f"`dlbox data fetch{where} --from /path/to/cifar-10-python.tar.gz"
+    if sha256:
+        return f"{command} --sha256 {sha256}`"
+    return (f"{command}`; add `--sha256 HEX` for a copy that is not byte-identical to the "
+            "official one")
 
 
 def fetch_hint(data_dir: str | Path) -> str:

@@ -1,0 +1,67 @@
+"""Review 11 of `dlbox data fetch`'s hints: the command a hint gives repeats what the user
+asked (--data, --force, --sha256) and names the URL that failed, so that pasting it does what
+the failed command was meant to do."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from pathlib import Path
+
+import pytest
+
+from dlbox.data.fetch import ARCHIVE_NAME, FetchConfig, fetch_cifar10
+from dlbox.data.synthetic import write_fake_cifar10_archive
+from dlbox.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_cifar10_archive(tmp_path_factory.mktemp("arc") / ARCHIVE_NAME,
+                                      n_train=60, n_test=20, seed=3)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/mirror/{ARCHIVE_NAME}"
+
+
+def fetch(data_dir: Path, **kwargs: object) -> None:
+    fetch_cifar10(FetchConfig(data_dir=data_dir, progress=False, timeout_s=10, **kwargs))  # type: ignore[arg-type]
+
+
+def test_the_offline_hint_repeats_force_and_sha256_and_names_the_mirror(
+        tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: `fetch --force --sha256 X` from an unreachable mirror hinted `--from FILE` with
+    neither flag: pasted, it said "nothing to do" over the damaged data it was to replace;
+    and it said to download the official URL, not the mirror that failed."""
+    monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "default"))
+    data = tmp_path / "d11"
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    fetch(data, source=str(archive), sha256=sha)
+    batch = data / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(batch.read_bytes()[:100])  # damaged
+    url = closed_port_url()
+    with pytest.raises(DataError) as info:
+        fetch(data, source=url, sha256=sha, force=True)
+    hint = info.value.hint or ""
+    assert f"download {url}," in hint, hint
+    assert (f"`dlbox data fetch --data {data} --force --from /path/to/cifar-10-python.tar.gz "
+            f"--sha256 {sha}`") in hint, hint
+    assert "HEX" not in hint  # the checksum is known: no placeholder to fill in
+
+
+def test_a_bad_archives_hint_keeps_the_data_dir(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: `fetch --data d3 --from bad.tar.gz` hinted a bare `dlbox data fetch --from ...`,
+    which fetched into the default data dir instead of d3."""
+    monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "default"))
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"\x00" * 4096)
+    with pytest.raises(DataError) as info:
+        fetch(tmp_path / "d3", source=str(bad))
+    hint = info.value.hint or ""
+    assert f"`dlbox data fetch --data {tmp_path / 'd3'} --from /path/to/" in hint, hint
+    assert not (tmp_path / "d3").exists()
