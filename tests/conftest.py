@@ -263,6 +263,15 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def closed_port_url(path: str = "cifar-10-python.tar.gz") -> str:
+    """An http URL on a loopback port that nothing listens on: a refused connection, as
+    offline."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{path}"
+
+
 class LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 (a free port) for a test: `serve(Handler)` starts
     it and sets `hostport`; `close()` stops it."""

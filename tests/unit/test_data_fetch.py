@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ArchiveServer as Server
-from conftest import LoopbackServer, QuietHandler
+from conftest import LoopbackServer, QuietHandler, closed_port_url
 
 from dlbox.data import extract as extract_module
 from dlbox.data import fetch as fetch_module
@@ -50,13 +50,6 @@ def server(archive: Path) -> Iterator[Server]:
     running = Server(archive.read_bytes())
     yield running
     running.close()
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/{ARCHIVE_NAME}"
 
 
 def config(data_dir: Path, **kwargs: object) -> FetchConfig:
@@ -1024,7 +1017,6 @@ def test_a_fetch_that_finds_the_data_in_place_clears_a_killed_fetchs_temp_folder
     while another fetch holds the data dir's lock."""
     import fcntl
     import os
-    import socket
 
     from dlbox.data.loading import check_data
     from dlbox.processes import owner_id

@@ -5,10 +5,10 @@ the failed command was meant to do."""
 from __future__ import annotations
 
 import hashlib
-import socket
 from pathlib import Path
 
 import pytest
+from conftest import closed_port_url
 
 from dlbox.data.fetch import ARCHIVE_NAME, FetchConfig, fetch_cifar10
 from dlbox.data.synthetic import write_fake_cifar10_archive
@@ -19,13 +19,6 @@ from dlbox.errors import DataError
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fake_cifar10_archive(tmp_path_factory.mktemp("arc") / ARCHIVE_NAME,
                                       n_train=60, n_test=20, seed=3)
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/mirror/{ARCHIVE_NAME}"
 
 
 def fetch(data_dir: Path, **kwargs: object) -> None:
@@ -43,7 +36,7 @@ def test_the_offline_hint_repeats_force_and_sha256_and_names_the_mirror(
     fetch(data, source=str(archive), sha256=sha)
     batch = data / "cifar-10-batches-py" / "data_batch_1"
     batch.write_bytes(batch.read_bytes()[:100])  # damaged
-    url = closed_port_url()
+    url = closed_port_url(f"mirror/{ARCHIVE_NAME}")
     with pytest.raises(DataError) as info:
         fetch(data, source=url, sha256=sha, force=True)
     hint = info.value.hint or ""
