@@ -78,9 +78,13 @@ def test_the_data_package_loads_its_parts_on_first_use() -> None:
     assert out.stdout.split() == ["False", "True"]
 
 
-def test_a_closed_stdout_pipe_ends_quietly(tmp_path: Path) -> None:
-    """`dlbox models | head -1`: the reader goes before dlbox writes; no traceback."""
-    process = subprocess.Popen([sys.executable, "-m", "dlbox", "models"], cwd=tmp_path,
+@pytest.mark.parametrize("command", [["models"], ["doctor"],
+                                     ["doctor", "--resolve", "torch", "--cpu"]])
+def test_a_closed_stdout_pipe_ends_quietly(tmp_path: Path, command: list[str]) -> None:
+    """`dlbox models | head -1`: the reader goes before dlbox writes; no traceback. Review:
+    `dlbox doctor | head` exited 1, which says "this host has an error" (rich's console
+    ends a closed pipe with exit 1)."""
+    process = subprocess.Popen([sys.executable, "-m", "dlbox", *command], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     process.stdout.close()

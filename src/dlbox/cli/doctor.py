@@ -137,6 +137,15 @@ def _facts(args: argparse.Namespace) -> HostFacts:
     return facts_from_raw(raw)
 
 
+class _StdoutConsole(Console):
+    """rich's console, but a closed stdout (`dlbox doctor | head`) is the BrokenPipeError
+    that dlbox's main ends with 141 as for every command: rich's own exit 1 read as "this
+    host has an error" (review)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
@@ -148,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    console = Console(highlight=False)
+    console = _StdoutConsole(highlight=False)
     reject_empty_paths(args, ("record", "replay"))
     # `--framework-version "$V"` with V unset is an error, not a resolve without a pin.
     for name, values in (("driver", [args.driver]), ("python", [args.python]),
