@@ -603,13 +603,29 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
             for staged, final_path in moves:
                 move_into_place(staged, final_path)
     except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging = None
         if made is not None:  # a new --output folder: nothing of a report cut short
-            shutil.rmtree(made, ignore_errors=True)
+            _remove_empty_folders(target, made)
         raise
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return document
+
+
+def _remove_empty_folders(deepest: Path, top: Path) -> None:
+    """Remove the folders from `deepest` up to `top` that are empty: those an evaluation cut
+    short made for its --output, unless another process wrote there meanwhile (review: an
+    rmtree took another evaluation's finished report in a shared reports/ folder)."""
+    for folder in (deepest, *deepest.parents):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == top:
+            return
 
 
 def _as_written_to(error: FileWriteError, staging: Path, target: Path,
