@@ -122,3 +122,14 @@ def has_url_credentials(text: str) -> bool:
 def redact_url_credentials(text: str) -> str:
     """`text` with the userinfo of every URL replaced by ***."""
     return URL_USERINFO.sub(lambda match: f"{match.group(1)}://***@", text)
+
+
+def json_path(path: str) -> str:
+    """A path for --json: as given, or, where its bytes are not UTF-8 (Python holds them as
+    lone surrogates, which json.dumps wrote as "\\udcff", invalid Unicode that jq and strict
+    parsers refuse), as the text output shows it, bash's $'...' (text.shown_name)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return shown_name(path)
+    return path

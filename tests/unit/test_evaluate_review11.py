@@ -3,11 +3,14 @@ made, never what other evaluations wrote beside it."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 from conftest import finished_tiny_run
 
+from dlbox.text import shown_name
 from dlbox.training import report
 from dlbox.training.evaluate import evaluate_run
 
@@ -51,3 +54,17 @@ def test_an_output_evaluation_cut_short_leaves_no_folder_it_made_empty(
         evaluate_run(run_dir, data_dir=fake_cifar_dir, device="cpu", quiet=True,
                      output=tmp_path / "kept" / "new" / "deeper")
     assert list((tmp_path / "kept").iterdir()) == []
+
+
+def test_paths_that_are_not_utf8_are_written_as_valid_json(
+        tmp_path: Path, fake_cifar_dir: Path) -> None:
+    """Review: a run dir whose name is not UTF-8 went into `evaluate --json` and metrics.json
+    as lone surrogates ("\\udcff"), invalid Unicode that strict JSON parsers refuse; predict
+    --json already wrote such a path as the text output shows it."""
+    run_dir = finished_tiny_run(tmp_path).rename(tmp_path / os.fsdecode(b"run_\xff"))
+    document = evaluate_run(run_dir, data_dir=fake_cifar_dir, device="cpu", quiet=True)
+    written = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    for details in (document, written["evaluation"]):
+        for key in ("run_dir", "checkpoint", "data"):
+            details[key].encode("utf-8")  # no lone surrogate
+        assert details["run_dir"] == shown_name(str(run_dir.resolve()))

@@ -51,7 +51,7 @@ from dlbox.fileio import (
     write_text_atomic,
 )
 from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders, signals_held
-from dlbox.text import listed, shell_quote, tell
+from dlbox.text import json_path, listed, shell_quote, tell
 from dlbox.training import report
 from dlbox.training.checkpoint import (
     CHECKPOINTS_DIRNAME,
@@ -788,15 +788,15 @@ def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: s
         evaluation = evaluate_model(build_model_fn(loaded, use_tta), dataset, classes,
                                     resolved, batch_size, run_amp_dtype(loaded))
     details = {
-        "run_dir": str(run_dir.resolve()),
-        "checkpoint": str(getattr(loaded, "checkpoint_path", checkpoint)),
+        "run_dir": json_path(str(run_dir.resolve())),
+        "checkpoint": json_path(str(getattr(loaded, "checkpoint_path", checkpoint))),
         "epoch": getattr(loaded, "epoch", None),
         # weights of a run stopped mid-epoch: `epoch` whole epochs and these steps more
         **({"step_in_epoch": loaded.step_in_epoch}
            if getattr(loaded, "step_in_epoch", 0) else {}),
         "device": str(resolved),
         "tta": use_tta,
-        "data": dataset.source,
+        "data": json_path(dataset.source),
         "versions": software_versions(resolved),  # what the numbers came from
     }
     return report_evaluation(run_dir, evaluation, details, quiet, output,

@@ -35,7 +35,7 @@ from dlbox.data.images import (
 )
 from dlbox.data.layout import IMAGE_EXTENSIONS
 from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
-from dlbox.text import plural, reason_and_fix, shown_name
+from dlbox.text import json_path, plural, reason_and_fix
 from dlbox.training.checkpoint import check_tta
 from dlbox.training.evaluate import (
     build_model_fn,
@@ -47,17 +47,6 @@ from dlbox.training.evaluate import (
 )
 
 PREDICT_BATCH_SIZE = 256
-
-
-def json_path(path: str) -> str:
-    """A path for --json: as given, or, where its bytes are not UTF-8 (Python holds them as
-    lone surrogates, which json.dumps wrote as "\\udcff", invalid Unicode that jq and strict
-    parsers refuse), as the text output shows it, bash's $'...' (text.shown_name)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return shown_name(path)
-    return path
 
 
 @dataclass(frozen=True)
