@@ -12,6 +12,7 @@ from conftest import finished_tiny_run
 
 from dlbox.text import shown_name
 from dlbox.training import report
+from dlbox.training.config import TrainConfig
 from dlbox.training.evaluate import evaluate_run
 
 
@@ -68,3 +69,23 @@ def test_paths_that_are_not_utf8_are_written_as_valid_json(
         for key in ("run_dir", "checkpoint", "data"):
             details[key].encode("utf-8")  # no lone surrogate
         assert details["run_dir"] == shown_name(str(run_dir.resolve()))
+
+
+def test_a_deleted_metrics_file_is_said_missing_not_lagging(
+        tmp_path: Path, fake_cifar_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: after `rm metrics.json` (what the hint for a damaged one says), evaluate said
+    training had stopped between its checkpoint and metrics.json writes."""
+    from dlbox.training.loop import train
+
+    run_dir = train(TrainConfig(model="tiny", epochs=2, batch_size=50, num_train=100,
+                                num_test=20, data_dir=str(fake_cifar_dir), device="cpu",
+                                run_dir=str(tmp_path / "run")),
+                    progress=False, evaluate_at_end=False)
+    (run_dir / "metrics.json").unlink()
+    capsys.readouterr()
+    evaluate_run(run_dir, device="cpu", quiet=True)
+    err = capsys.readouterr().err
+    assert "note: metrics.json was missing: its history is written again from " \
+           "checkpoints/last.pt (epoch 2)" in err, err
+    assert "lagged" not in err
+    assert len(json.loads((run_dir / "metrics.json").read_text())["history"]) == 2

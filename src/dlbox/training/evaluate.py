@@ -829,8 +829,14 @@ def _catch_up_history(run_dir: Path, config: TrainConfig) -> None:
     the history the report plots and keeps is brought up to the checkpoint's first."""
     from dlbox.training.loop import catch_up_metrics
 
+    missing = not (run_dir / METRICS_FILE).exists()
     epoch = catch_up_metrics(run_dir, config)
-    if epoch is not None:
+    if epoch is None:
+        return
+    if missing:  # deleted, as the hint for a damaged one says: no training stopped
+        tell(f"note: metrics.json was missing: its history is written again from "
+             f"checkpoints/last.pt (epoch {epoch})")
+    else:
         tell(f"note: metrics.json lagged checkpoints/last.pt (training stopped between the "
              f"two writes): its history is brought up to epoch {epoch}")
 
