@@ -1041,6 +1041,27 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(fake_cifar_dir
     assert evaluated.value.hint == 'put model back to "tiny" in config.json'
 
 
+@pytest.mark.parametrize("name, edited", [("channels_last", True), ("amp", False),
+                                           ("tta", True)])
+def test_resume_refuses_an_edited_layout_precision_or_tta(fake_cifar_dir: Path, tmp_path: Path,
+                                                          name: str, edited: object) -> None:
+    """Review: config.json edited to channels_last true (or amp false, tta true) resumed with
+    no word, though --channels-last / --no-amp with --resume are refused: the weights then
+    differed from an uninterrupted run's, and tta mixed plain and TTA accuracies in one
+    history."""
+    import json
+
+    run = _stopped_in_epoch_2(fake_cifar_dir, tmp_path / "run")
+    config = run / "config.json"
+    saved = read_json(config)[name]
+    config.write_text(json.dumps({**read_json(config), name: edited}))
+    with pytest.raises(RunDirError) as error:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert error.value.message.startswith(f"{config} says {name} {json.dumps(edited)}, but "), \
+        error.value.message
+    assert f"put {name} back to {json.dumps(saved)}" in (error.value.hint or "")
+
+
 @pytest.mark.parametrize("name, edited", [("mean", [0.0, 0.0, 0.0]),
                                            ("std", [0.01, 0.01, 0.01])])
 def test_evaluate_and_predict_refuse_a_config_json_whose_preprocessing_was_edited(

@@ -633,12 +633,15 @@ def _all_epochs(epochs: int) -> str:
     return f"all {epochs} epochs" if epochs != 1 else "its 1 epoch"
 
 
-# The settings a run's results come from, which a resume keeps (device, data_dir, threads
-# and the evaluation's settings may change). model_kwargs too (review: width 8 -> 16 built
-# another network, named "does not fit"; one that still loaded trained on silently).
+# The settings a run's results come from, which a resume keeps (device, data_dir, threads,
+# eval_batch_size and checkpoint_every may change). model_kwargs too (review: width 8 -> 16
+# built another network, named "does not fit"; one that still loaded trained on silently);
+# amp and channels_last (review: other weights than the run's own), and tta (each epoch's
+# test accuracy is with it or without it).
 RESULT_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "nesterov",
                    "label_smoothing", "schedule", "warmup_fraction", "crop_padding", "flip",
-                   "cutout", "seed", "num_train", "num_test", "mean", "std", "model_kwargs")
+                   "cutout", "seed", "num_train", "num_test", "mean", "std", "model_kwargs",
+                   "amp", "channels_last", "tta")
 
 
 def _check_config_unchanged(run_dir: Path, config: TrainConfig, state: dict[str, Any]) -> None:
