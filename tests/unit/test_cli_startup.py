@@ -93,6 +93,19 @@ def test_a_closed_stdout_pipe_ends_quietly(tmp_path: Path, command: list[str]) -
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
+@pytest.mark.parametrize("closed, command, code", [
+    (">&-", "models", 0), (">&-", "models --json", 0), ("2>&-", "train --epochs 0", 2),
+    ("<&- >&- 2>&-", "models", 0)])
+def test_a_standard_stream_closed_at_start_is_no_internal_error(
+        tmp_path: Path, closed: str, command: str, code: int) -> None:
+    """Review: `dlbox train >&-` (a daemon's or cron's job with stdout closed) trained, saved
+    the run, then exited 70 "unexpected AttributeError" (Python leaves sys.stdout None, and
+    its flush failed): a scheduler requeues that as failed."""
+    out = subprocess.run(["bash", "-c", f'"$0" -m dlbox {command} {closed}', sys.executable],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == code, out.stderr
+
+
 def test_ctrl_c_while_the_commands_import_is_a_word_not_a_traceback(tmp_path: Path) -> None:
     # Ctrl-C lands while build_parser() imports the subcommands (the first ~0.15 s): the
     # KeyboardInterrupt is raised from inside that import, as the signal would raise it.

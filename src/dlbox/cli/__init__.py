@@ -172,6 +172,7 @@ def debugging() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _open_closed_standard_streams()
     # SIGTERM is handled for every command, from the first import on, so that whatever it
     # interrupts unwinds (temp files and folders removed) before the exit with 143.
     try:
@@ -184,6 +185,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the console script, whose process ends now
         _a_stop_at_exit_ends_at_once(code)
     return code
+
+
+def _open_closed_standard_streams() -> None:
+    """A standard stream closed when dlbox started (`dlbox train >&-`, a daemon's job) is
+    /dev/null: Python leaves it None, whose flush made a finished training exit 70 (review);
+    the fd it lacked takes /dev/null too (the lowest free one), not the next file opened."""
+    for name in ("stdin", "stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "r" if name == "stdin" else "w",  # noqa: SIM115
+                                    encoding="utf-8"))
 
 
 def _a_stop_at_exit_ends_at_once(code: int) -> None:
