@@ -794,6 +794,20 @@ def test_the_default_data_mount_returns_its_notice_for_the_cli_to_print(
     assert default_runs_dir() == tmp_path / "runs"
 
 
+@pytest.mark.parametrize("command", [["dlbox", "train", "--help"], ["dlbox", "evaluate", "-h"],
+                                     ["dlbox", "data", "fetch", "--help"]])
+def test_no_data_warning_for_a_dlbox_command_asked_for_its_help(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """Review: `DLBOX_DATA=FILE dlbox image run -- dlbox train --help` warned that no data
+    is mounted, which docs/image.md says is not done for a command's -h/--help."""
+    from dlbox.container.run import default_data_mount
+
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "afile"))
+    assert default_data_mount(command) == (None, None)
+    assert default_data_mount(["bash"])[1] is not None  # a shell may want /data: said
+
+
 def test_an_owner_killed_but_not_yet_reaped_is_gone() -> None:
     # A dlbox killed with SIGKILL stays a zombie until its parent reaps it: its containers
     # are orphans already, or the next launch on the same port is refused as "in use".

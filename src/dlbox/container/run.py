@@ -211,15 +211,21 @@ def shell_wrapper_note(command: Sequence[str]) -> str | None:
             "src && exec python train.py') so that it gets the stop itself")
 
 
+def asks_dlbox_for_help(command: Sequence[str]) -> bool:
+    """Whether the command is a dlbox command asked for its -h/--help: it uses no data and
+    writes no run, so nothing is made or said for it (review)."""
+    return (bool(command) and PurePosixPath(command[0]).name == "dlbox"
+            and any(arg in ("-h", "--help") for arg in command[1:]))
+
+
 def dlbox_data_use(command: Sequence[str]) -> str | None:
     """How a command uses the data folder at /data: "fetch" for `dlbox data fetch`, "read"
     for a dlbox command that reads it (train, evaluate, data check); None for any other, for
     one that is given a --data of its own, and for one asked for its -h/--help (review: that
     made the data folder, or got the no-data note)."""
-    if not command or PurePosixPath(command[0]).name != "dlbox":
+    if not command or PurePosixPath(command[0]).name != "dlbox" or asks_dlbox_for_help(command):
         return None
-    if any(arg in ("--data", "-h", "--help") or arg.startswith("--data=")
-           for arg in command[1:]):
+    if any(arg == "--data" or arg.startswith("--data=") for arg in command[1:]):
         return None
     words = [arg for arg in command[1:] if not arg.startswith("-")][:2]
     if words == ["data", "fetch"]:
@@ -232,9 +238,7 @@ def dlbox_data_use(command: Sequence[str]) -> str | None:
 def writes_runs(command: Sequence[str]) -> bool:
     """Whether the command is one that writes run directories: `dlbox train` or `dlbox
     evaluate` (not asked for its -h/--help)."""
-    if not command or PurePosixPath(command[0]).name != "dlbox":
-        return False
-    if any(arg in ("-h", "--help") for arg in command[1:]):
+    if not command or PurePosixPath(command[0]).name != "dlbox" or asks_dlbox_for_help(command):
         return False
     words = [arg for arg in command[1:] if not arg.startswith("-")][:1]
     return words in (["train"], ["evaluate"])
@@ -501,7 +505,7 @@ def default_data_mount(command: Sequence[str]) -> tuple[Path | None, str | None]
         raise UsageError(f"{where} is {directory}, which is not a folder",
                          hint=f"set {DATA_ENV_VAR} to a folder (made if missing), or pass "
                               "--data DIR")
-    if os.environ.get(DATA_ENV_VAR, ""):
+    if os.environ.get(DATA_ENV_VAR, "") and not asks_dlbox_for_help(command):
         return None, (f"warning: {DATA_ENV_VAR} is {directory}, which is not a folder, so no "
                       f"data is mounted at /data: fetch into it first (dlbox data fetch), or "
                       f"set {DATA_ENV_VAR} to the folder that holds the data (or pass --data "
