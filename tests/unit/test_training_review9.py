@@ -53,6 +53,19 @@ def test_a_new_run_refuses_a_seed_that_runs_as_another(fake_cifar_dir: Path, tmp
     assert not (tmp_path / "run").exists()  # refused before anything was made
 
 
+@pytest.mark.parametrize("seed", [2**64, 99999999999999999999, -(2**63) - 1])
+def test_a_new_seed_beyond_what_torch_takes_names_the_new_runs_range(seed: int) -> None:
+    """Review: --seed 99999999999999999999 was refused naming torch's whole range
+    (-9223372036854775808..18446744073709551615), whose top was then refused as running as
+    another seed: a new run's seed is checked against its own range first."""
+    from dlbox.training.config import build_config
+
+    with pytest.raises(UsageError) as caught:
+        build_config("tiny", device="cpu", seed=seed)
+    assert caught.value.hint is not None
+    assert caught.value.hint.startswith("pass a --seed from 0 to 4294967295"), caught.value.hint
+
+
 def test_the_last_seed_of_the_range_trains(fake_cifar_dir: Path, tmp_path: Path) -> None:
     run = train(tiny(fake_cifar_dir, tmp_path / "run", seed=2**32 - 1), progress=False,
                 evaluate_at_end=False)

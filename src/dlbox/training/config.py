@@ -287,6 +287,8 @@ def build_config(model: str | None = None, device: str = "auto", **overrides: An
     if unknown:
         raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
     values.update({key: value for key, value in overrides.items() if value is not None})
+    if overrides.get("seed") is not None:  # a new run's range, not validate's (all torch takes)
+        check_new_seed(overrides["seed"])
     config = TrainConfig(model=name, device=device, **values)
     check_threads(config.threads)
     return config
