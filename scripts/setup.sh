@@ -3,6 +3,9 @@
 # disk instead of pulling CUDA packages), then dlbox with its dev extras.
 # Usage: scripts/setup.sh            (python only)
 #        scripts/setup.sh --system   (also Docker engine, base image, Chromium; needs root)
+# DLBOX_TORCH_SPEC: the torch to install (default torch==2.13.0). DLBOX_TORCH_INDEX: the
+# index torch alone comes from, e.g. https://download.pytorch.org/whl/cpu for the CPU build
+# on a machine without a GPU (PyPI's Linux torch is the CUDA build, gigabytes more).
 set -euo pipefail
 # Checked before anything is installed: a typo (--sytem) must not pass for a full set-up.
 SYSTEM=0
@@ -114,7 +117,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     # its last line blamed a missing version of torch or filelock).
     piplog=$(mktemp "${TMPDIR:-/tmp}/dlbox-pip.XXXXXX")
     trap 'rm -f "$piplog"' EXIT
-    if ! run .venv/bin/pip install -q --disable-pip-version-check --log "$piplog" "$TORCH_SPEC"
+    if ! run .venv/bin/pip install -q --disable-pip-version-check --log "$piplog" \
+            ${DLBOX_TORCH_INDEX:+--index-url "$DLBOX_TORCH_INDEX"} "$TORCH_SPEC"
     then
         # torch itself, as pip names it (review: DLBOX_TORCH_SPEC='torch>=2.13,<2.14' is
         # "torch<2.14,>=2.13" there), not a package torch needs

@@ -200,6 +200,28 @@ def test_setup_sh_falls_back_to_the_cpu_index_when_no_torch_matches(
     assert "torch>=2.10" in fallback
 
 
+@pytest.mark.parametrize("index", ["", "https://download.pytorch.org/whl/cpu"])
+def test_setup_sh_takes_torch_from_dlbox_torch_index(tmp_path: Path, index: str) -> None:
+    """Review: on a machine without a GPU, PyPI's torch is the CUDA build (gigabytes), and
+    setup.sh had no way to take the CPU build; DLBOX_TORCH_INDEX is the index of torch alone
+    (the rest of dlbox's dependencies still come from pip's own index)."""
+    log = tmp_path / "pip.log"
+    repo = copy_scripts(tmp_path, ("setup.sh",), {
+        ".venv/bin/python": 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
+        ".venv/bin/pip": f'[ "$1" = --version ] && exit 0\necho "$*" >> {log}\nexit 0\n',
+        ".venv/bin/dlbox": "exit 0\n",
+    })
+    (repo / "pyproject.toml").write_text("[project]\nname = 'dlbox'\n")
+    result = run_script(repo, "setup.sh", env={**os.environ, "DLBOX_TORCH_INDEX": index})
+    assert result.returncode == 0, result.stderr
+    torch_line, *others = log.read_text().splitlines()
+    assert torch_line.endswith("torch==2.13.0")
+    assert ("--index-url" in torch_line) == bool(index)
+    if index:
+        assert f"--index-url {index} torch==2.13.0" in torch_line
+    assert others and not any("--index-url" in line for line in others)
+
+
 @pytest.mark.parametrize("error, reason, hint", [
     # found by review: a full disk sent the install to the fallback, whose last line blamed
     # a missing version
