@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--notebook-dir", metavar="DIR", type=path_flag,
                         help="folder to serve (default: dlbox's notebooks folder)")
     parser.add_argument("--tag", metavar="IMAGE",
-                        help="image to run with --container (default: the dlbox CPU image)")
+                        help="image to run with --container (default: dlbox:cpu, the dlbox CPU "
+                             "image)")
     parser.add_argument("--startup-timeout", type=float, default=120.0, metavar="SECONDS",
                         help="how long to wait for the server to answer (default 120; "
                              "a positive number)")
