@@ -360,7 +360,9 @@ def base_picking(resolve: Callable[[Any], Any], target: Any, base_image: str | N
     """The build that picks the base image, before its Python is known: `resolve(target)`;
     without a --base-image or a known Python, a build that is not cuda-system lands on the
     default base, so it is resolved again on that base's Python, and kept only when that
-    leaves a cuda-system build (which picks the nvidia/cuda base instead)."""
+    leaves a cuda-system build (which picks the nvidia/cuda base instead). When that Python
+    leaves none, `first` is kept: `default_base_image` gives it the nvidia/cuda image whose
+    Python it installs on, if one is known (a pinned tensorflow 2.14: review)."""
     first = resolve(target)
     if base_image or target.python or first.variant == "cuda-system":
         return first
@@ -395,11 +397,15 @@ def _newest_runnable(framework: str, target: Any, matrix: Any,
 
 def assumed_python(resolved: Any, base_image: str | None) -> str:
     """The Python a build of `resolved` is assumed to get before its base image is seen: the
-    nvidia/cuda image's for a cuda-system build on dlbox's base, else the default base's
-    (for a --base-image too). ContainerError when no nvidia/cuda image has its CUDA."""
-    if resolved.variant == "cuda-system" and not base_image:
+    nvidia/cuda image's for a cuda-system build on dlbox's base (or for one the default
+    base's Python cannot install: `default_base_image`), else the default base's (for a
+    --base-image too). ContainerError when no nvidia/cuda image has its CUDA."""
+    if base_image:
+        return S.DEFAULT_PYTHON
+    if resolved.variant == "cuda-system":
         return cuda_base_image(resolved).python
-    return S.DEFAULT_PYTHON
+    image = _cuda_base_for_python(resolved)
+    return image.python if image is not None else S.DEFAULT_PYTHON
 
 
 def framework_requirement(resolved: Any) -> tuple[str, ...]:
@@ -534,9 +540,14 @@ def requirements_input(project: Project, framework: str,
 
 def default_base_image(resolved: Any) -> str:
     """dlbox's default base, unless the build needs CUDA installed on the system: then the
-    published nvidia/cuda image with that CUDA and cuDNN (`cuda_base_image`)."""
+    published nvidia/cuda image with that CUDA and cuDNN (`cuda_base_image`); or unless the
+    default base's Python cannot install it: then the nvidia/cuda image of its CUDA whose
+    Python can (`_cuda_base_for_python`)."""
     if resolved.variant == "cuda-system" and resolved.cuda:
         return cuda_base_image(resolved).image
+    image = _cuda_base_for_python(resolved)
+    if image is not None:
+        return image.image
     return env_base_image() or S.DEFAULT_BASE_IMAGE
 
 
@@ -562,6 +573,18 @@ def _cuda_image_for(cuda: str, cudnn: str | None,
                 and (pythons is None or image.python in pythons):
             return image
     return None
+
+
+def _cuda_base_for_python(resolved: Any) -> S.CudaBaseImage | None:
+    """For a GPU build with its CUDA from pip that the default base's Python cannot install
+    (tensorflow 2.14's [and-cuda] extra: its tensorrt has no 3.11 wheels), the nvidia/cuda
+    image of its CUDA whose python3 it installs on; else None. Review: unpinned, such a
+    target got that image (through 2.13, cuda-system, on 3.11), while the project pinning
+    tensorflow==2.14.1, or --framework-version 2.14, was refused on python:3.11."""
+    if resolved.variant in ("cpu", "cuda-system") or not resolved.cuda \
+            or S.DEFAULT_PYTHON in resolved.python_versions:
+        return None
+    return _cuda_image_for(resolved.cuda, resolved.cudnn, resolved.python_versions)
 
 
 def cuda_base_image(resolved: Any) -> S.CudaBaseImage:

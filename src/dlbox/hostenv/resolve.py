@@ -747,10 +747,12 @@ def _unresolvable_hint(target: Target, driver_minimums: list[str], framework: st
             framework, replace(target, python=None), matrix) else ""
         python = f" for Python {target.python}" if other else ""
         unpinned = _unpinned_way_out(target, matrix, framework)
+        # with no GPU given (--driver alone), it may be the Python that refused every build
+        gpu = "this GPU" if target.compute_capabilities else "this target"
         if unpinned:
-            return (f"no {framework} GPU build{python} that you asked for supports this GPU: "
+            return (f"no {framework} GPU build{python} that you asked for supports {gpu}: "
                     f"{unpinned}, or resolve with --cpu{other}")
-        return (f"no {framework} GPU build{python} supports this GPU: resolve with "
+        return (f"no {framework} GPU build{python} supports {gpu}: resolve with "
                 f"--cpu{other}")
     lowest = min(driver_minimums, key=lambda d: parse_version(d) or ())
     return update_driver_hint(target, matrix, lowest, framework)
