@@ -124,12 +124,18 @@ def redact_url_credentials(text: str) -> str:
     return URL_USERINFO.sub(lambda match: f"{match.group(1)}://***@", text)
 
 
+def is_utf8(text: str) -> bool:
+    """Whether `text` is valid Unicode: a file name whose bytes are not UTF-8 is held as lone
+    surrogates, which JSON (and so Docker's API) cannot carry as they are."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def json_path(path: str) -> str:
     """A path for --json: as given, or, where its bytes are not UTF-8 (Python holds them as
     lone surrogates, which json.dumps wrote as "\\udcff", invalid Unicode that jq and strict
     parsers refuse), as the text output shows it, bash's $'...' (text.shown_name)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return shown_name(path)
-    return path
+    return path if is_utf8(path) else shown_name(path)

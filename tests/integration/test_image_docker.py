@@ -195,6 +195,32 @@ def test_a_command_that_exits_at_once_keeps_its_output_and_exit_code(
     assert {c.id for c in run_containers(engine)} <= before  # each one removed
 
 
+def test_the_runs_folder_a_killed_image_run_made_goes_with_its_container(
+        engine: Any, cpu_image: dict[str, Any], tmp_path: Path) -> None:
+    """Review: `dlbox image run -- CMD` SIGKILLed left the empty ./runs it made for good (one
+    that ends removes it): the next image run removes the container and that folder."""
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--", "sh", "-c",
+         "echo ready; sleep 2"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        assert (tmp_path / "runs").is_dir()
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    time.sleep(4)  # the container's command ends; its container stays, exited
+    result = dlbox("image", "run", "--tag", TAG, "--", "true", timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "left behind by a dlbox image run that was killed" in result.stderr
+    assert not (tmp_path / "runs").exists(), result.stderr
+
+
 def test_a_second_ctrl_c_kills_a_command_that_ignores_sigterm(
         engine: Any, cpu_image: dict[str, Any], tmp_path: Path) -> None:
     import signal

@@ -1130,7 +1130,7 @@ def test_a_scripts_interpreter_is_blamed_only_in_the_image_built_here(
         "Config": {"Labels": {S.SOURCE_LABEL: source["here"]}}})
     monkeypatch.setattr(engine, "run_streaming", lambda *args, **kwargs: SimpleNamespace(
         exit_code=127, stderr_tail=tail))
-    monkeypatch.setattr(run, "remove_orphaned", lambda *args: [])
+    monkeypatch.setattr(run, "remove_orphaned", lambda *args, **kwargs: [])
     options = RunOptions(image="p:latest", command=("./oldpy.py",), here=tmp_path)
     outcome = run.run_in_image(options, log=print, client=object())
     assert outcome.exit_code == 127 and outcome.problem is not None
@@ -1160,7 +1160,7 @@ def test_a_script_added_since_the_build_is_not_blamed_on_its_interpreter(
         S.SOURCE_LABEL: S.source_id(tmp_path), S.FILES_LABEL: built}}})
     monkeypatch.setattr(engine, "run_streaming", lambda *args, **kwargs: SimpleNamespace(
         exit_code=127, stderr_tail=tail))
-    monkeypatch.setattr(run, "remove_orphaned", lambda *args: [])
+    monkeypatch.setattr(run, "remove_orphaned", lambda *args, **kwargs: [])
     options = RunOptions(image="p:latest", command=("./new.py",), here=tmp_path, named=True)
     outcome = run.run_in_image(options, log=print, client=object())
     assert outcome.exit_code == 127 and outcome.problem is not None
@@ -1277,7 +1277,7 @@ def test_image_runs_notes_go_to_the_log_it_is_given_before_the_commands_output(
 
     monkeypatch.setattr(engine, "inspect_image", lambda client, name: {"Config": {}})
     monkeypatch.setattr(engine, "run_streaming", run_streaming)
-    monkeypatch.setattr(run, "remove_orphaned", lambda *args: ["old_one"])
+    monkeypatch.setattr(run, "remove_orphaned", lambda *args, **kwargs: ["old_one"])
     fetch = ("dlbox", "data", "fetch")
     options = RunOptions(image="p:latest", command=("sh", "-c", "cd src && python x.py"),
                          runs_dir=runs)

@@ -7,7 +7,7 @@ A container of another host (a shared engine) is never judged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dlbox.errors import DlboxError
@@ -19,9 +19,11 @@ OWNER_LABEL = "dlbox.owner"
 
 
 def remove_orphaned(client: Any, label: str, statuses: Sequence[str] = (),
-                    stop_timeout: float | None = None) -> list[str]:
+                    stop_timeout: float | None = None,
+                    after: Callable[[dict[str, str]], None] | None = None) -> list[str]:
     """Remove the containers carrying `label` (in `statuses`, if given) whose dlbox is gone;
-    stop each first when `stop_timeout` is given. Their names; tidying up never fails."""
+    stop each first when `stop_timeout` is given, and call `after` with each one's labels
+    once it is removed. Their names; tidying up never fails."""
     from dlbox.container import engine
 
     try:
@@ -36,4 +38,6 @@ def remove_orphaned(client: Any, label: str, statuses: Sequence[str] = (),
                 engine.stop_container(container, stop_timeout)
             engine.remove_container(container)
             removed.append(container.name)
+            if after is not None:
+                after(container.labels or {})
     return removed

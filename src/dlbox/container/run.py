@@ -37,13 +37,15 @@ from dlbox.container.project import (
 from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
 from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
 from dlbox.fileio import expand_user, nearest_folder
-from dlbox.text import make_writable
+from dlbox.text import is_utf8, make_writable
 
 if TYPE_CHECKING:
     from dlbox.container.engine import Log
 
 DEFAULT_SHM_SIZE = "2g"
 RUN_LABEL = "dlbox.image-run"  # on every container `dlbox image run` starts (docker ps --filter)
+# the host path of the runs folder an image run made for its container (removed when empty)
+RUNS_MADE_LABEL = "dlbox.runs-made"
 # What `docker run --shm-size` takes (go-units' RAMInBytes): a number, then b, k, m, g, t or
 # p in any case, then an optional i and b ("2g", "2gb", "1GiB"); powers of 1024 all.
 _SHM_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
@@ -425,8 +427,10 @@ def terminal_mode(no_tty: bool, stdin_fd: int = 0, stdout_fd: int = 1) -> tuple[
 
 def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, gid: int,
                 data_dir: Path | None, runs_dir: Path | None, stdin_open: bool = False,
-                tty: bool = False) -> engine.RunRequest:
-    """The engine's RunRequest: pure."""
+                tty: bool = False, runs_made: bool = False) -> engine.RunRequest:
+    """The engine's RunRequest: pure. `runs_made`: the runs folder was made for this run,
+    which its container's label says, so that the run that removes the container of a
+    killed one removes that folder too when it was left empty (review)."""
     mounts = []
     environment = dict(options.environment)
     if data_dir is not None:
@@ -445,7 +449,9 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
         user=f"{uid}:{gid}",
         environment=tuple(sorted(environment.items())),
         workdir=S.WORKDIR,
-        labels=((RUN_LABEL, "1"), (OWNER_LABEL, owner_id())),
+        labels=((RUN_LABEL, "1"), (OWNER_LABEL, owner_id()),
+                *(((RUNS_MADE_LABEL, str(runs_dir)),)
+                  if runs_made and runs_dir is not None and is_utf8(str(runs_dir)) else ())),
         stdin_open=stdin_open,
         tty=tty,
     )
@@ -685,6 +691,12 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
     data_dir = None
     if options.data_dir is not None:
         data_dir = data_mount(options.data_dir, options.command, uid, gid, euid == 0, log)
+    # Containers of killed runs: done (exited), or never started (created); and the runs
+    # folder one made, left empty (before this run takes its own runs folder)
+    for name in remove_orphaned(client, RUN_LABEL, ("exited", "created"),
+                                after=_remove_runs_made_empty):
+        log(f"note: removed container {name}, left behind by a dlbox image run that was "
+            "killed")
     runs_dir, made = runs_mount(options, uid, gid, euid == 0, log)
     try:
         if runs_dir is not None:
@@ -698,15 +710,12 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
             if passed:
                 log(container_arguments_note(passed))
                 options = dataclasses.replace(options, command=command)
-        # Containers of killed runs: done (exited), or never started (created).
-        for name in remove_orphaned(client, RUN_LABEL, ("exited", "created")):
-            log(f"note: removed container {name}, left behind by a dlbox image run that was "
-                "killed")
         if tty:
             environment = dict(options.environment)
             environment.setdefault("TERM", os.environ.get("TERM", "xterm"))
             options = dataclasses.replace(options, environment=tuple(environment.items()))
-        request = run_request(options, gpus, uid, gid, data_dir, runs_dir, stdin_open, tty)
+        request = run_request(options, gpus, uid, gid, data_dir, runs_dir, stdin_open, tty,
+                              runs_made=made)
         before = folder_names(runs_dir)
         result = engine.run_streaming(client, request, stdin_fd=0 if stdin_open else None)
         if runs_dir is not None:
@@ -724,6 +733,14 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
                                dataclasses.replace(options, here=None) if foreign else options,
                                result.exit_code, rebuild if changed else None)
     return RunOutcome(result.exit_code, problem)
+
+
+def _remove_runs_made_empty(labels: dict[str, str]) -> None:
+    """The runs folder a killed image run made (RUNS_MADE_LABEL), if it is still empty."""
+    made = labels.get(RUNS_MADE_LABEL)
+    if made:
+        with contextlib.suppress(OSError):  # not empty (a run wrote there), or gone
+            Path(made).rmdir()
 
 
 @dataclass(frozen=True)
