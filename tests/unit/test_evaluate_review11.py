@@ -89,3 +89,21 @@ def test_a_deleted_metrics_file_is_said_missing_not_lagging(
            "checkpoints/last.pt (epoch 2)" in err, err
     assert "lagged" not in err
     assert len(json.loads((run_dir / "metrics.json").read_text())["history"]) == 2
+
+
+def test_an_output_through_dot_dot_cut_short_keeps_a_folder_that_was_there(
+        tmp_path: Path, fake_cifar_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-review: `--output new/../shared/sub`, cut short, removed the empty shared/ the user
+    had (its lexical parents were taken for folders the evaluation made)."""
+    run_dir = finished_tiny_run(tmp_path)
+    (tmp_path / "shared").mkdir()
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "plot_confusion_matrix", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(run_dir, data_dir=fake_cifar_dir, device="cpu", quiet=True,
+                     output=tmp_path / "new" / ".." / "shared" / "sub")
+    assert (tmp_path / "shared").is_dir()
+    assert not (tmp_path / "new").exists() and not (tmp_path / "shared" / "sub").exists()

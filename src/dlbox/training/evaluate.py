@@ -521,7 +521,9 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation,
     test_accuracy_tta.
     """
     run_dir = Path(run_dir)
-    target = run_dir if output is None else Path(output)
+    # an --output with `..` in it is taken as the folder it names (re-review: the folders
+    # made for it were told by its lexical parents, and an empty one that was there removed)
+    target = run_dir if output is None else Path(os.path.normpath(output))
     m = evaluation.metrics
     # a damaged metrics.json stops us first (read for its history)
     existing = read_metrics_file(run_dir / METRICS_FILE) if output is None else {}
