@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import closed_port_url
+from conftest import ArchiveServer, closed_port_url
 
 from dlbox.data.fetch import ARCHIVE_NAME, FetchConfig, fetch_cifar10
 from dlbox.data.synthetic import write_fake_cifar10_archive
@@ -58,3 +58,20 @@ def test_a_bad_archives_hint_keeps_the_data_dir(tmp_path: Path,
     hint = info.value.hint or ""
     assert f"`dlbox data fetch --data {tmp_path / 'd3'} --from /path/to/" in hint, hint
     assert not (tmp_path / "d3").exists()
+
+
+def test_a_404s_hint_asks_the_other_copy_for_its_own_checksum(
+        tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-review: after a 404 (no file at that URL) the hint sent the user to another mirror
+    or copy with the --sha256 of the missing file, which refuses every other copy."""
+    monkeypatch.setenv("DLBOX_DATA", str(tmp_path / "default"))
+    server = ArchiveServer(archive.read_bytes())
+    try:
+        with pytest.raises(DataError) as info:
+            fetch(tmp_path / "d", source=f"{server.url.rsplit('/', 1)[0]}/gone.tar.gz",
+                  sha256="a" * 64)
+    finally:
+        server.close()
+    hint = info.value.hint or ""
+    assert "another mirror" in hint and "a" * 64 not in hint, hint
+    assert "add `--sha256 HEX` for a copy" in hint

@@ -451,11 +451,14 @@ def local_copy_hint(copy: str) -> str:
     return f"or download cifar-10-python.tar.gz another way, copy it here and run {copy}"
 
 
-def _http_error_hint(code: int, url: str, copy: str) -> str:
+def _http_error_hint(code: int, url: str, where: str, sha256: str | None) -> str:
     """The fix for an HTTP error status: the server answered, so the network is not the
-    problem (offline_hint would send the user to another machine for nothing)."""
-    local_copy = local_copy_hint(copy)
+    problem (offline_hint would send the user to another machine for nothing). The --sha256
+    asked for is repeated where the copy is that same file (access refused), not where it is
+    another (none at that URL, a server error: re-review)."""
+    local_copy = local_copy_hint(fetch_from_copy(where))
     if code in (401, 403):
+        local_copy = local_copy_hint(fetch_from_copy(where, sha256))
         has_login = "@" in urllib.parse.urlsplit(url).netloc
         login = ("check the user name and password in the URL" if has_login else
                  "if it needs a login, put it in the URL: https://USER:PASSWORD@host/path")
@@ -477,14 +480,15 @@ def _again_hint(part: Path) -> str:
 
 
 def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = False,
-             resume: bool = True, progress_lines: bool = False, copy: str | None = None
-             ) -> Path:
+             resume: bool = True, progress_lines: bool = False, where: str | None = None,
+             sha256: str | None = None) -> Path:
     """Download `url` to `dest` through `dest.part` (resumed when possible); returns `dest`.
     `progress`: a bar on stderr; else `progress_lines`: plain lines (see _ProgressLines).
-    `copy`: the fetch command for a copy got another way, which the hints of a failure give
-    (default: into dest's folder; fetch repeats the request's flags)."""
+    `where` and `sha256`: the flags the hints' fetch command for a copy got another way
+    repeats (default: dest's folder as --data; fetch passes the request's flags)."""
     check_source(url)
-    copy = copy or fetch_from_copy(data_flag(dest.parent))
+    where = data_flag(dest.parent) if where is None else where
+    copy = fetch_from_copy(where, sha256)
     shown = redact_url(url)
     part = dest.with_name(dest.name + ".part")
     source = _source_record(part)
@@ -512,9 +516,9 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
             except OSError as unlink_error:
                 raise data_dir_error(dest.parent, unlink_error, f"delete {part}") from None
             return download(url, dest, timeout_s=timeout_s, progress=progress, resume=False,
-                            progress_lines=progress_lines, copy=copy)
+                            progress_lines=progress_lines, where=where, sha256=sha256)
         raise DataError(f"could not download {shown}: HTTP {error.code} {one_line(error.reason)}",
-                        hint=_http_error_hint(error.code, url, copy)) from None
+                        hint=_http_error_hint(error.code, url, where, sha256)) from None
     except urllib.error.URLError as error:
         raise DataError(f"could not download {shown}: {one_line(error.reason)}",
                         hint=offline_hint(copy, url)) from None
@@ -786,7 +790,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
             downloaded = download(source, root / ARCHIVE_NAME, timeout_s=config.timeout_s,
                                   progress=config.progress,
                                   progress_lines=config.progress_lines,
-                                  copy=fetch_from_copy(where, expected))
+                                  where=where, sha256=expected)
             archive = downloaded
         else:
             archive = _local_archive(source)
