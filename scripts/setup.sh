@@ -57,6 +57,9 @@ torch_failed() {  # $1: pip's --log: one line for why, a hint, exit 1
         hint="hint: check the network, PIP_INDEX_URL and HTTP(S)_PROXY, then run this again"
     elif [[ "$reason" == *"No space left on device"* ]]; then
         hint="hint: free disk space (pip unpacks into \$TMPDIR, or /tmp), then run this again"
+    elif [ -n "${DLBOX_TORCH_INDEX:-}" ] && [[ "$reason" == *"No matching distribution"* ]]; then
+        hint="hint: DLBOX_TORCH_INDEX=$DLBOX_TORCH_INDEX has no $TORCH_SPEC: check the index"
+        hint+=" URL, or set DLBOX_TORCH_SPEC to a torch it has"
     fi
     echo "error: installing torch failed: ${reason:-pip gave no reason (see above)}" >&2
     echo "$hint" >&2
@@ -122,7 +125,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     then
         # torch itself, as pip names it (review: DLBOX_TORCH_SPEC='torch>=2.13,<2.14' is
         # "torch<2.14,>=2.13" there), not a package torch needs
-        if grep -qiE 'No matching distribution found for torch([^a-z0-9_.-]|$)' "$piplog" \
+        # the index the user named is theirs: no other build in its place (re-review: a
+        # cu128 index without the version installed the CPU build)
+        if [ -z "${DLBOX_TORCH_INDEX:-}" ] \
+                && grep -qiE 'No matching distribution found for torch([^a-z0-9_.-]|$)' "$piplog" \
                 && ! pip_had_no_connection "$piplog"; then
             echo "==> no $TORCH_SPEC here: the newest CPU build from download.pytorch.org"
             : > "$piplog"

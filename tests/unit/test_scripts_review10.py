@@ -222,6 +222,20 @@ def test_setup_sh_takes_torch_from_dlbox_torch_index(tmp_path: Path, index: str)
     assert others and not any("--index-url" in line for line in others)
 
 
+def test_setup_sh_takes_no_other_torch_than_dlbox_torch_index_has(tmp_path: Path) -> None:
+    """Re-review: DLBOX_TORCH_INDEX naming a CUDA index without the version fell back to the
+    newest CPU build from download.pytorch.org, exit 0: the user's index is theirs."""
+    repo, log = setup_repo(tmp_path, "ERROR: No matching distribution found for torch==2.13.0")
+    index = "https://download.pytorch.org/whl/cu128"
+    result = run_script(repo, "setup.sh", env={**os.environ, "DLBOX_TORCH_INDEX": index})
+    assert result.returncode == 1
+    assert len(log.read_text().splitlines()) == 1  # no fallback install
+    assert result.stderr.splitlines()[-2:] == [
+        "error: installing torch failed: No matching distribution found for torch==2.13.0",
+        f"hint: DLBOX_TORCH_INDEX={index} has no torch==2.13.0: check the index URL, or set "
+        "DLBOX_TORCH_SPEC to a torch it has"]
+
+
 @pytest.mark.parametrize("error, reason, hint", [
     # found by review: a full disk sent the install to the fallback, whose last line blamed
     # a missing version
