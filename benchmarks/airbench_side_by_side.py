@@ -21,12 +21,16 @@ third-party code and never part of this project: it is given by path. The harnes
      time_seconds`, or `total_time_seconds` in the longer scripts); the row whose epoch is
      `eval` ends a run and holds its `tta_val_acc` and `time_seconds` (airbench's own clock:
      whitening set-up + epochs + the final TTA evaluation, CUDA events). The `warmup` run is
-     kept apart. The closing `Mean: X    Std: Y` line is read too.
+     kept apart; a table without one (airbench96_faster.py) has its compile in run 0's
+     time, so with 2 runs or more run 0 is left out of the summary and the ratio (a note,
+     and "summary_note" in the JSON, say so; "runs" still lists it). The closing
+     `Mean: X    Std: Y` line is read too.
 
 It prints each run and the mean / std / min / max of accuracy and time_seconds, and writes
 them to --json. With --dlbox-json (a file written by benchmarks/time_to_accuracy.py --json,
 same data dir) it prints the ratio dlbox mean time_seconds / airbench mean time_seconds and
-both accuracies side by side (and stores them under "comparison").
+both accuracies side by side (and stores them under "comparison", with notes: airbench
+stopped or short of its runs, other data or hardware, a partial dlbox JSON).
 
 Killed by --timeout, by SIGTERM or SIGINT, the harness stops the script's process group and
 still writes what the runs finished so far produced.
@@ -374,6 +378,17 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | No
     return {key: summarize([r.get(key) for r in runs]) for key in METRICS}
 
 
+def summary_runs(parsed: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """The runs the summary and the ratio rest on, and a note when one is left out: without
+    a warm-up run (airbench96_faster.py) run 0's time includes the compile, so with 2 runs
+    or more it is left out (review: it was averaged in, and flattered dlbox's ratio)."""
+    runs = parsed["runs"]
+    if parsed["warmup"] is not None or len(runs) < 2:
+        return runs, None
+    return runs[1:], (f"no warm-up run in the table: run {runs[0]['run']} (its time includes "
+                      "the compile) is left out of the summary and the ratio")
+
+
 # ---- side by side -----------------------------------------------------------------------------
 
 def _mean(doc: dict[str, Any], key: str) -> float | None:
@@ -391,13 +406,24 @@ def partial_notes(dlbox_doc: dict[str, Any]) -> list[str]:
             "mean rests on those"]
 
 
-def compare(airbench_summary: dict[str, Any], dlbox_doc: dict[str, Any]) -> dict[str, Any]:
+def compare(airbench_summary: dict[str, Any], dlbox_doc: dict[str, Any],
+            stopped_by: str | None = None, runs_requested: int | None = None,
+            runs_finished: int | None = None) -> dict[str, Any]:
     """dlbox (time_to_accuracy.py's JSON) next to airbench's summary: the time ratio and both
     accuracies. ratio = dlbox mean time_seconds / airbench mean time_seconds (< 1: dlbox faster).
-    `dlbox_doc` is as read_dlbox_json returns it, so it has its mean time."""
+    `dlbox_doc` is as read_dlbox_json returns it, so it has its mean time. `notes` says when
+    airbench was stopped (`stopped_by`) or finished fewer runs than asked."""
     dlbox_time = _mean(dlbox_doc, "time_seconds")
     airbench_time = (airbench_summary.get("time_seconds") or {}).get("mean")
     ratio = dlbox_time / airbench_time if airbench_time else None
+    notes = []
+    if runs_requested is not None and runs_finished is not None:
+        finished = f"{runs_finished} of {runs_requested} runs asked"
+        if stopped_by is not None:
+            notes.append(f"airbench was stopped ({stopped_by}): {finished} finished; the ratio "
+                         "rests on those")
+        elif runs_finished < runs_requested:
+            notes.append(f"airbench finished {finished}; the ratio rests on those")
     return {
         # the runs behind dlbox's mean: a failed one (NaN loss) is in "runs" but not in it
         "dlbox": {"model": dlbox_doc.get("model"), "device": dlbox_doc.get("device"),
@@ -414,6 +440,7 @@ def compare(airbench_summary: dict[str, Any], dlbox_doc: dict[str, Any]) -> dict
                      "accuracy_mean": (airbench_summary.get("val_acc") or {}).get("mean"),
                      "time_seconds_mean": airbench_time},
         "time_seconds_ratio": ratio,
+        "notes": notes,
     }
 
 
@@ -717,13 +744,16 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work_dir, ignore_errors=True)
 
     runs = parsed["runs"]
-    summary = summarize_runs(runs)
+    counted, summary_note = summary_runs(parsed)
+    summary = summarize_runs(counted)
     stopped = f" (stopped: {run.stopped_by})" if run.stopped_by else ""
     print(f"{script.name}: exit status {rc}{stopped}, {len(runs)}/{args.runs} run(s) complete, "
           f"{wall:.1f} s end to end")
     for r in runs:
         print("  " + run_line(r))
-    print("\n".join(summary_lines(summary, len(runs), decimals=4, unit=" s")))
+    print("\n".join(summary_lines(summary, len(counted), decimals=4, unit=" s")))
+    if summary_note:
+        print(f"note: {summary_note}")
     if parsed["mean_line"]:
         own = parsed["mean_line"]
         print(f"  its own line: Mean {own['mean']}  Std {own['std']}")
@@ -743,14 +773,16 @@ def main(argv: list[str] | None = None) -> int:
         "prepare_seconds": round(prepare_seconds, 3), "wall_seconds": round(wall, 3),
         "time_column": parsed["time_column"], "warmup": parsed["warmup"], "runs": runs,
         "incomplete_runs": parsed["incomplete_runs"], "summary": summary,
+        "summary_note": summary_note,
         "mean_line": parsed["mean_line"], "table_error": parsed.get("table_error"),
         "output_tail": run.lines[-40:],
     }
     status = 0 if rc == 0 and len(runs) == args.runs else 1
     if dlbox_doc is not None:  # checked before the script ran (read_dlbox_json)
-        comparison = compare(summary, dlbox_doc)
-        comparison["notes"] = same_data_notes(comparison, len(train), len(test), checksum,
-                                              str(data_dir))
+        comparison = compare(summary, dlbox_doc, run.stopped_by, args.runs, len(runs))
+        comparison["notes"] += [summary_note] if summary_note else []
+        comparison["notes"] += same_data_notes(comparison, len(train), len(test), checksum,
+                                               str(data_dir))
         comparison["notes"] += same_hardware_notes(
             dlbox_doc, versions["gpu"] or environment["device_name"])
         comparison["notes"] += partial_notes(dlbox_doc)

@@ -349,12 +349,19 @@ step_airbench() {
     # stop the script itself before this step's limit, so that its JSON is still written
     local inner=$(( STEP_LIMIT > 60 ? STEP_LIMIT - 25 : STEP_LIMIT * 2 / 3 ))
     # compared with step d's runs when they are there; without them (ONLY="... airbench" alone,
-    # or step d skipped or failed) airbench is still measured, on its own
+    # step d skipped or failed, or every run of it failed: no mean time, which the harness
+    # would refuse) airbench is still measured, on its own
     local compare=()
-    if [ -f "$OUT/speedrun.json" ]; then
-        compare=(--dlbox-json "$OUT/speedrun.json")
-    else
+    if [ ! -f "$OUT/speedrun.json" ]; then
         log "step airbench: no $OUT/speedrun.json from step d: airbench alone, no ratio"
+    elif ! "$PY" -c 'import json, sys
+m = json.load(open(sys.argv[1]))["summary"]["time_seconds"]["mean"]
+sys.exit(not isinstance(m, (int, float)) or isinstance(m, bool))' "$OUT/speedrun.json" 2>/dev/null
+    then
+        log "step airbench: no mean time in $OUT/speedrun.json (every run of step d failed):" \
+            "airbench alone, no ratio"
+    else
+        compare=(--dlbox-json "$OUT/speedrun.json")
     fi
     "$PY" benchmarks/airbench_side_by_side.py --script "$AIRBENCH_SCRIPT" --runs "$RUNS" \
         --data "$DATA" "${compare[@]}" --json "$OUT/airbench.json" \

@@ -16,9 +16,11 @@ before it left and writes OUT/summary.json:
 A file that is missing or unreadable (its step failed, timed out, was skipped) counts as
 absent: the targets it gives have no value, and their `pass` is null ("missing" in the table),
 never a FAIL, but for one case: an e2e step that its limit stopped (rc 124 in steps.jsonl)
-before its accuracy line is a FAIL, with the note "no accuracy line within N s". Each step
-gets the peak of the gpumem.csv samples taken while it ran. The table of targets and a line
-per step are printed too.
+before its accuracy line is a FAIL, with the note "no accuracy line within N s". The ratio
+row passes only a full comparison (airbench's mean over >= 10 runs, not stopped, no notes on
+it, the speedrun's runs and accuracy rows passing), else it is a FAIL whose note says why.
+The GPU peaks are judged in bytes, unrounded. Each step gets the peak of the gpumem.csv
+samples taken while it ran. The table of targets and a line per step are printed too.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 
 from dlbox.benchmark_report import num
 from dlbox.cli.common import path_flag, reject_empty_paths
-from dlbox.errors import DlboxError, UsageError
+from dlbox.errors import DlboxError, FileWriteError, UsageError
 from dlbox.fileio import read_json, write_json_atomic
 
 SUMMARY_FILE = "summary.json"
@@ -161,8 +163,20 @@ def train_run_figures(metrics: Any) -> dict[str, Any]:
             "train_seconds": get(metrics, "final", "train_seconds")}
 
 
-def mib_to_gb(mib: float | None) -> float | None:
-    return None if mib is None else round(mib * 2**20 / 1e9, 3)
+GPU_PEAK_BYTES = 8e9  # the issue's "GPU peak <= 8 GB", GB = 1e9 B
+
+
+def gpu_peak_target(name: str, mib: float | None) -> dict[str, Any]:
+    """A GPU-peak row: the figure in GB, judged in bytes as measured (review: rounded to 3
+    decimals first, 8,000,215,450 B read 8.000 GB and passed); a FAIL shows its bytes."""
+    peak = number(mib)
+    if peak is None:
+        return target(name, None, bool, "<= 8 GB")
+    peak *= 2**20
+    row = target(name, peak / 1e9, lambda _: peak <= GPU_PEAK_BYTES, "<= 8 GB")
+    if row["pass"] is False:
+        row["note"] = f"{peak:,.0f} B"
+    return row
 
 
 def target(name: str, value: Any, ok: Callable[[Any], bool], goal: str) -> dict[str, Any]:
@@ -187,6 +201,34 @@ def e2e_target(name: str, step_name: str, results: StepResults) -> dict[str, Any
     return row
 
 
+AIRBENCH_RUNS = 10  # the issue's ratio is over >= 10 runs of each
+
+
+def ratio_target(results: StepResults, speedrun_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ratio row: a PASS only of a full comparison, airbench's >= 10 runs not stopped,
+    no note on it (other data, other hardware, a partial dlbox JSON), and the speedrun
+    behind it meeting its runs and accuracy; else a FAIL whose note says why (review: the
+    ratio alone passed it, of 3 runs of a stopped airbench)."""
+    airbench = results.airbench
+    row = target("ratio speedrun / airbench94_muon mean time_seconds (same call)",
+                 get(airbench, "comparison", "time_seconds_ratio"), lambda v: v <= 1.0, "<= 1.0")
+    if row["pass"] is None:
+        return row
+    reasons = []
+    runs = number(get(airbench, "comparison", "airbench", "runs"))  # the runs in its mean
+    if runs is None or runs < AIRBENCH_RUNS:
+        reasons.append(f"airbench has {'no run count' if runs is None else f'{runs:g} run(s)'}"
+                       f" in its mean, fewer than {AIRBENCH_RUNS}")
+    if get(airbench, "stopped_by") is not None:
+        reasons.append(f"airbench was stopped ({get(airbench, 'stopped_by')})")
+    notes = get(airbench, "comparison", "notes")
+    reasons += [f"note: {note}" for note in (notes if isinstance(notes, list) else [])]
+    reasons += [f"the {r['target']} row does not pass" for r in speedrun_rows if not r["pass"]]
+    if reasons:
+        row.update({"pass": False, "note": "; ".join(reasons)})
+    return row
+
+
 def targets(results: StepResults) -> list[dict[str, Any]]:
     """Each issue target with its figure from `results`, and whether it is met."""
     speedrun = results.speedrun
@@ -199,32 +241,33 @@ def targets(results: StepResults) -> list[dict[str, Any]]:
                     if s["step"] in SPEEDRUN_STEPS
                     and s.get("gpu_memory_used_peak_mib") is not None), default=None)
     resnet = train_run_figures(results.runs.get("resnet"))
+    speedrun_tta = target("speedrun mean TTA accuracy",
+                          get(speedrun, "summary", "tta_accuracy", "mean"),
+                          lambda v: v >= 0.908, ">= 0.908")
+    # a run time_to_accuracy.py marks failed (a NaN loss) is no run of the mean
+    speedrun_runs = target("speedrun runs (not failed)",
+                           # 0 (every run failed) is a FAIL; "missing" is for no runs recorded
+                           None if runs is None else sum(1 for r in runs if not r.get("failed")),
+                           lambda v: v >= 10, ">= 10")
     return [
         target("speedrun-long TTA accuracy, 1 run (time: see speedrun_long; vs airbench96_faster)",
                get(results.long_run, "summary", "tta_accuracy", "mean"), lambda v: v >= 0.931,
                ">= 0.931"),
         target("resnet accuracy (dlbox train --model resnet, GPU defaults)",
                resnet["test_accuracy"], lambda v: v >= 0.88, ">= 0.88"),
-        target("speedrun mean TTA accuracy", get(speedrun, "summary", "tta_accuracy", "mean"),
-               lambda v: v >= 0.908, ">= 0.908"),
-        # a run time_to_accuracy.py marks failed (a NaN loss) is no run of the mean
-        target("speedrun runs (not failed)",
-               # 0 (every run failed) is a FAIL; "missing" is for no runs recorded at all
-               None if runs is None else sum(1 for r in runs if not r.get("failed")),
-               lambda v: v >= 10, ">= 10"),
+        speedrun_tta,
+        speedrun_runs,
         target("speedrun mean time_seconds", get(speedrun, "summary", "time_seconds", "mean"),
                lambda v: v <= 1.8, "<= 1.8 s"),
-        target("ratio speedrun / airbench94_muon mean time_seconds (same call)",
-               get(results.airbench, "comparison", "time_seconds_ratio"), lambda v: v <= 1.0,
-               "<= 1.0"),
+        ratio_target(results, [speedrun_runs, speedrun_tta]),
         e2e_target("end to end dlbox train, 1st: seconds to its accuracy line", "e2e1",
                    results),
         e2e_target("end to end dlbox train, 2nd (warm): seconds to its accuracy line", "e2e2",
                    results),
-        target("GPU peak, torch max_memory_allocated over the speedrun runs (GB = 1e9 B)",
-               mib_to_gb(max(peaks)) if peaks else None, lambda v: v <= 8, "<= 8 GB"),
-        target("GPU peak, nvidia-smi memory.used in the speedrun steps d, e, h (GB = 1e9 B)",
-               mib_to_gb(smi_peak), lambda v: v <= 8, "<= 8 GB"),
+        gpu_peak_target("GPU peak, torch max_memory_allocated over the speedrun runs "
+                        "(GB = 1e9 B)", max(peaks) if peaks else None),
+        gpu_peak_target("GPU peak, nvidia-smi memory.used in the speedrun steps d, e, h "
+                        "(GB = 1e9 B)", smi_peak),
     ]
 
 
@@ -260,7 +303,12 @@ def build_summary(results: StepResults, mode: str, budget_s: float) -> dict[str,
 
 def write_summary(out: Path, document: dict[str, Any]) -> Path:
     path = Path(out) / SUMMARY_FILE
-    write_json_atomic(path, document)
+    try:
+        write_json_atomic(path, document)
+    except FileWriteError as error:  # its hint names dlbox's flags (--run-dir), not --out
+        raise FileWriteError(path, error.reason, kind=error.kind,
+                             hint="pass --out a folder you can write to (the session's OUT), "
+                                  "or free some disk space there") from None
     return path
 
 

@@ -342,13 +342,17 @@ def test_timeout_stops_the_script_and_keeps_finished_runs(data_dir: Path,
         "    print('\\n'.join(RUN0), flush=True)\n"
         "accs = [main(run) for run in range(200)]\n")
     out = tmp_path / "airbench.json"
+    dlbox_json = _written(tmp_path, dlbox_doc(1.5, 0.94))
     status = bench.main(["--script", str(script), "--runs", "3", "--data", str(data_dir),
                          "--num-train", "20", "--num-test", "10", "--quiet",
-                         "--timeout", "3", "--json", str(out)])
+                         "--timeout", "3", "--dlbox-json", str(dlbox_json), "--json", str(out)])
     doc = json.loads(out.read_text())
     assert status == 1 and doc["stopped_by"] == "timeout" and doc["returncode"] != 0
     assert [r["tta_val_acc"] for r in doc["runs"]] == [0.9411]
     assert doc["wall_seconds"] < 60
+    # the ratio of 1 run where 3 were asked says so (review: nothing told it was cut short)
+    assert "airbench was stopped (timeout): 1 of 3 runs asked finished; the ratio rests on " \
+        "those" in doc["comparison"]["notes"]
 
 
 # ---- bad input: one error line and a hint, before the script runs, no JSON ---------------------
@@ -578,3 +582,70 @@ def test_a_relative_python_is_made_absolute(tmp_path: Path,
     args = bench.parse_args(["--script", str(tmp_path / "a.py"), "--python",
                              f"./{Path(sys.executable).name}"])
     assert Path(args.python).is_absolute() and Path(args.python).samefile(sys.executable)
+
+
+# Found by review: only a `warmup` row was set aside, so for airbench96_faster (no warm-up run)
+# run 0, compile included, was averaged in and flattered dlbox's ratio; --runs 3 did not help.
+def _runs(*times: float) -> list[dict[str, Any]]:
+    return [{"run": i, "tta_val_acc": 0.96, "val_acc": 0.95, "time_seconds": t}
+            for i, t in enumerate(times)]
+
+
+def test_without_a_warmup_run_run_0_is_left_out_of_the_summary() -> None:
+    parsed = bench.parse_output(FASTER_SAMPLE.splitlines())  # 1 run: nothing left to keep
+    assert bench.summary_runs(parsed) == (parsed["runs"], None)
+    parsed["runs"] = _runs(45.0, 27.0, 28.0)
+    kept, note = bench.summary_runs(parsed)
+    assert [r["run"] for r in kept] == [1, 2]
+    assert note == ("no warm-up run in the table: run 0 (its time includes the compile) is "
+                    "left out of the summary and the ratio")
+    muon = bench.parse_output(MUON_SAMPLE.splitlines())  # a warm-up run: every run counts
+    assert bench.summary_runs(muon) == (muon["runs"], None)
+
+
+@pytest.mark.slow
+def test_a_script_without_warmup_has_run_0_out_of_its_mean_and_ratio(
+        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "airbench96_like.py"
+    header = FASTER_SAMPLE.splitlines()[:3]
+    run0 = FASTER_SAMPLE.splitlines()[6:9]
+    script.write_text(
+        f"HEAD = {header!r}\nRUN0 = {run0!r}\n"
+        "print('\\n'.join(HEAD), flush=True)\n"
+        "def main(run):\n"
+        "    seconds = 45.0 if run == 0 else 27.0 + run\n"  # run 0: the compile's time too
+        "    rows = [line.replace('27.4410', '%.4f' % seconds) for line in RUN0]\n"
+        "    rows[0] = rows[0].replace('|       0  |', '|  %6d  |' % run)\n"
+        "    print('\\n'.join(rows), flush=True)\n"
+        "accs = [main(run) for run in range(10)]\n")
+    out = tmp_path / "airbench96.json"
+    dlbox_json = _written(tmp_path, dlbox_doc(20.0, 0.94))
+    status = bench.main(["--script", str(script), "--runs", "3", "--data", str(data_dir),
+                         "--num-train", "20", "--num-test", "10", "--quiet",
+                         "--dlbox-json", str(dlbox_json), "--json", str(out)])
+    doc = json.loads(out.read_text())
+    assert status == 0 and doc["warmup"] is None
+    assert [(r["run"], r["time_seconds"]) for r in doc["runs"]] == [(0, 45.0), (1, 28.0),
+                                                                     (2, 29.0)]
+    assert doc["summary"]["time_seconds"]["mean"] == 28.5
+    assert doc["summary"]["time_seconds"]["n"] == 2
+    assert doc["comparison"]["time_seconds_ratio"] == pytest.approx(20.0 / 28.5)
+    assert doc["comparison"]["airbench"]["runs"] == 2
+    note = ("no warm-up run in the table: run 0 (its time includes the compile) is left out "
+            "of the summary and the ratio")
+    assert doc["summary_note"] == note and note in doc["comparison"]["notes"]
+    printed = capsys.readouterr().out
+    assert f"note: {note}" in printed and "over 2 run(s):" in printed
+
+
+def test_compare_notes_an_airbench_stopped_or_short_of_its_runs() -> None:
+    summary = bench.summarize_runs(_runs(2.0, 2.1, 2.2))
+    doc = dlbox_doc(1.5, 0.94)
+    assert bench.compare(summary, doc, stopped_by=None, runs_requested=3,
+                         runs_finished=3)["notes"] == []
+    assert bench.compare(summary, doc, stopped_by=None, runs_requested=10,
+                         runs_finished=3)["notes"] == [
+        "airbench finished 3 of 10 runs asked; the ratio rests on those"]
+    assert bench.compare(summary, doc, stopped_by="SIGTERM", runs_requested=10,
+                         runs_finished=3)["notes"] == [
+        "airbench was stopped (SIGTERM): 3 of 10 runs asked finished; the ratio rests on those"]

@@ -397,3 +397,29 @@ def test_a_stopped_e2e_step_keeps_its_accuracy_line_time(tmp_path: Path,
     else:
         assert record["accuracy_line_s"] is None
     assert not list((tmp_path / "work").glob("*.tmp"))
+
+
+@pytest.mark.parametrize("time_mean, compared", [(None, False), (1.5, True)])
+def test_airbench_is_measured_alone_when_every_speedrun_run_failed(
+        tmp_path: Path, time_mean: float | None, compared: bool) -> None:
+    """Found by review: step airbench passed --dlbox-json whenever speedrun.json was there,
+    and when every speedrun run failed (its mean time null) the harness refused it (rc 2):
+    airbench was not measured at all."""
+    repo = _repo_copy(tmp_path)
+    speedrun = json.dumps({"benchmark": "time_to_accuracy",
+                           "summary": {"time_seconds": {"mean": time_mean}}})
+    args = tmp_path / "airbench_args"
+    python = _fake_python(tmp_path, 'case "$*" in\n'
+                          '  *time_to_accuracy.py*) while [ $# -gt 0 ]; do\n'
+                          f"    [ \"$1\" = --json ] && echo '{speedrun}' > \"$2\"; shift; done ;;\n"
+                          f'  *"airbench_side_by_side.py --script"*) echo "$*" > "{args}" ;;\n'
+                          "esac\nexit 0\n")
+    result = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_session.sh"), "--smoke"],
+                            env=_session_env(tmp_path, python, "speedrun airbench"), cwd=repo,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "out" / "speedrun.json").read_text())["summary"] == {
+        "time_seconds": {"mean": time_mean}}
+    assert ("--dlbox-json" in args.read_text()) is compared  # airbench ran either way
+    if not compared:
+        assert "no mean time in" in (tmp_path / "out" / "session.log").read_text()

@@ -48,7 +48,8 @@ def session(tmp_path: Path) -> tuple[Path, Path]:
     _write(out / "airbench.json", {
         "summary": {"time_seconds": {"mean": 2.0}}, "wall_seconds": 120.5,
         "runs": [{"run": i} for i in range(10)], "stopped_by": None,
-        "warmup": {"finished_at_s": 60.0}, "comparison": {"time_seconds_ratio": 0.8}})
+        "warmup": {"finished_at_s": 60.0},
+        "comparison": {"time_seconds_ratio": 0.8, "airbench": {"runs": 10}, "notes": []}})
     for name, seconds in (("e2e1", 14.0), ("e2e2", 11.5)):
         _write(work / f"{name}.e2e.json", {"accuracy_line_s": seconds, "rc": 0, "wall_s": 16.0})
     for name in ("e2e1", "e2e2"):
@@ -84,15 +85,15 @@ def test_every_target_met_passes(session: tuple[Path, Path]) -> None:
     assert rows["speedrun_runs"]["value"] == 10
     assert rows["resnet"] == {"target": "resnet accuracy (dlbox train --model resnet, GPU "
                               "defaults)", "goal": ">= 0.88", "value": 0.89, "pass": True}
-    # MiB -> GB (1e9 B), 3 decimals: torch's largest run peak; nvidia-smi's in dlbox's steps
+    # MiB -> GB (1e9 B), unrounded: torch's largest run peak; nvidia-smi's in dlbox's steps
     # only (airbench's 9000 MiB sample is left out)
-    assert rows["torch_peak"]["value"] == round(1009 * 2**20 / 1e9, 3)
-    assert rows["smi_peak"]["value"] == round(3000 * 2**20 / 1e9, 3)
+    assert rows["torch_peak"]["value"] == 1009 * 2**20 / 1e9
+    assert rows["smi_peak"]["value"] == 3000 * 2**20 / 1e9
     # nor resnet's (step f): the 8 GB target is the speedrun's
     with (out_work[0] / "gpumem.csv").open("a") as samples:
         samples.write(f"{T0 + 101},9500,80\n")
     rows = _targets(*out_work)
-    assert rows["smi_peak"]["value"] == round(3000 * 2**20 / 1e9, 3)
+    assert rows["smi_peak"]["value"] == 3000 * 2**20 / 1e9
 
 
 def test_missed_targets_fail(session: tuple[Path, Path]) -> None:
@@ -105,11 +106,12 @@ def test_missed_targets_fail(session: tuple[Path, Path]) -> None:
     _write(work / "e2e1.e2e.json", {"accuracy_line_s": 17.01, "rc": 0, "wall_s": 20.0})
     rows = _targets(out, work)
     failed = {name for name, row in rows.items() if row["pass"] is False}
+    # the ratio (0.8) of a speedrun short of its runs and accuracy is no pass either
     assert failed == {"resnet", "speedrun_tta", "speedrun_runs", "speedrun_time", "e2e1",
-                      "torch_peak"}
+                      "torch_peak", "ratio"}
     assert rows["speedrun_runs"]["value"] == 9
     assert rows["speedrun_time"]["value"] == 1.81
-    assert rows["ratio"]["pass"] is True
+    assert rows["ratio"]["value"] == 0.8
 
 
 def test_a_figure_on_its_goal_passes(session: tuple[Path, Path]) -> None:
@@ -117,7 +119,8 @@ def test_a_figure_on_its_goal_passes(session: tuple[Path, Path]) -> None:
     _write(out / "speedrun.json", {
         "summary": {"tta_accuracy": {"mean": 0.908}, "time_seconds": {"mean": 1.8}},
         "runs": [{"peak_memory_mib": None}] * 10})
-    _write(out / "airbench.json", {"comparison": {"time_seconds_ratio": 1.0}})
+    _write(out / "airbench.json", {"stopped_by": None, "comparison": {
+        "time_seconds_ratio": 1.0, "airbench": {"runs": 10}, "notes": []}})
     _write(work / "e2e1.e2e.json", {"accuracy_line_s": 17})
     rows = _targets(out, work)
     for name in ("speedrun_tta", "speedrun_time", "ratio", "e2e1"):
@@ -216,7 +219,8 @@ def test_main_writes_summary_json(session: tuple[Path, Path],
     assert document["airbench"] == {
         "summary": {"time_seconds": {"mean": 2.0}}, "wall_seconds": 120.5, "runs": 10,
         "stopped_by": None, "warmup_done_at_s": 60.0,
-        "comparison": {"time_seconds_ratio": 0.8}, "compiled_ratio": None}
+        "comparison": {"time_seconds_ratio": 0.8, "airbench": {"runs": 10}, "notes": []},
+        "compiled_ratio": None}
     assert document["environment"] == {"torch": "2.11.0+cu130"}
 
     printed = capsys.readouterr().out.splitlines()
@@ -348,3 +352,68 @@ def test_an_e2e_step_that_timed_out_before_its_accuracy_line_fails(
     _steps_jsonl(work, steps)
     rows = _targets(out, work)
     assert rows["e2e1"]["pass"] is None and "note" not in rows["e2e1"]
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("airbench 9 runs", "airbench has 9 run(s) in its mean, fewer than 10"),
+    ("airbench stopped", "airbench was stopped (timeout)"),
+    ("no airbench runs recorded", "airbench has no run count in its mean, fewer than 10"),
+    ("a comparison note", "note: the data dirs' checksums differ: not the same data"),
+    ("speedrun 9 runs", "the speedrun runs (not failed) row does not pass"),
+    ("speedrun accuracy short", "the speedrun mean TTA accuracy row does not pass"),
+])
+def test_the_ratio_passes_only_on_a_full_comparison(session: tuple[Path, Path], damage: str,
+                                                    reason: str) -> None:
+    """Found by review: the ratio row passed on the ratio alone, when airbench was stopped
+    after 3 runs, or the speedrun behind it missed its runs or accuracy: a PASS of nothing."""
+    out, work = session
+    airbench = json.loads((out / "airbench.json").read_text())
+    speedrun = json.loads((out / "speedrun.json").read_text())
+    if damage == "airbench 9 runs":
+        airbench["comparison"]["airbench"]["runs"] = 9
+    elif damage == "airbench stopped":
+        airbench["stopped_by"] = "timeout"
+    elif damage == "no airbench runs recorded":
+        del airbench["comparison"]["airbench"]
+    elif damage == "a comparison note":
+        airbench["comparison"]["notes"] = ["the data dirs' checksums differ: not the same data"]
+    elif damage == "speedrun 9 runs":
+        speedrun["runs"] = speedrun["runs"][:9]
+    else:
+        speedrun["summary"]["tta_accuracy"]["mean"] = 0.9
+    _write(out / "airbench.json", airbench)
+    _write(out / "speedrun.json", speedrun)
+    rows = _targets(out, work)
+    assert rows["ratio"]["value"] == 0.8 and rows["ratio"]["pass"] is False
+    assert reason in rows["ratio"]["note"]
+    lines = summary_module.report_lines(
+        summary_module.build_summary(summary_module.load_results(out, work), "gpu", 540))
+    assert any(line.startswith("ratio speedrun / airbench94_muon") and "  FAIL (" in line
+               and reason in line for line in lines), lines
+
+
+@pytest.mark.parametrize("peak_bytes, passed", [(8_000_215_450, False), (8_000_000_000, True)])
+def test_the_gpu_peak_is_compared_in_bytes_not_rounded(session: tuple[Path, Path],
+                                                       peak_bytes: int, passed: bool) -> None:
+    """Found by review: 8,000,215,450 B, rounded to 8.000 GB first, passed "<= 8 GB"."""
+    out, work = session
+    speedrun = json.loads((out / "speedrun.json").read_text())
+    speedrun["runs"][3]["peak_memory_mib"] = peak_bytes / 2**20
+    _write(out / "speedrun.json", speedrun)
+    (out / "gpumem.csv").write_text(f"epoch_s,memory_used_mib\n{T0 + 20},{peak_bytes / 2**20}\n")
+    rows = _targets(out, work)
+    for key in ("torch_peak", "smi_peak"):
+        assert rows[key]["value"] == pytest.approx(peak_bytes / 1e9, abs=1e-9), key
+        assert rows[key]["pass"] is passed, key
+    if not passed:
+        assert "8,000,215,450 B" in rows["torch_peak"]["note"]
+
+
+def test_an_out_it_cannot_write_to_has_a_hint_of_its_own_flags(
+        session: tuple[Path, Path]) -> None:
+    """Found by review: `--out /proc` hinted at --run-dir and --data, which it has not."""
+    _, work = session
+    with pytest.raises(summary_module.DlboxError) as info:
+        summary_module.main(["--out", "/proc", "--work", str(work), "--mode", "gpu",
+                             "--budget-s", "540"])
+    assert "--out" in (info.value.hint or "") and "--run-dir" not in (info.value.hint or "")
