@@ -15,7 +15,8 @@ from dlbox.cli import main
 from dlbox.errors import EXIT_ERROR, DlboxError
 from dlbox.training import evaluate as evaluate_module
 from dlbox.training.config import TrainConfig
-from dlbox.training.loop import is_out_of_memory, memory_asked_for, out_of_memory_is_an_error
+from dlbox.training.device import is_out_of_memory, memory_asked_for
+from dlbox.training.loop import out_of_memory_is_an_error
 
 # Recorded from torch 2.x on an 80 GiB GPU (c10/cuda/CUDACachingAllocator.cpp's message).
 CUDA_OOM_TEXT = (

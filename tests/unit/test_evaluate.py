@@ -332,7 +332,7 @@ def test_class_names_the_font_cannot_draw_are_plotted_as_their_index(tmp_path: P
 def test_corrupt_metrics_file_is_a_run_dir_error(tmp_path: Path) -> None:
     (tmp_path / "metrics.json").write_text("{not json")
     with pytest.raises(RunDirError, match="metrics.json"):
-        ev.merge_metrics_file(tmp_path / "metrics.json", {}, {})
+        ev.read_metrics_file(tmp_path / "metrics.json")
     assert (tmp_path / "metrics.json").read_text() == "{not json"
 
 

@@ -29,8 +29,7 @@ from dlbox.hostenv.probe import (
     run_command,
     save_raw,
 )
-from dlbox.hostenv.report import broken_driver_error
-from dlbox.hostenv.rules import Finding, evaluate
+from dlbox.hostenv.rules import Finding, broken_driver_error, evaluate
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 SMI_ROW = "NVIDIA GeForce RTX 3090, 8.6, 24576 MiB, 550.54.15"

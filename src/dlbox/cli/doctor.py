@@ -26,7 +26,7 @@ from dlbox.hostenv.probe import (
     save_recording,
 )
 from dlbox.hostenv.recording import HOST_JSON, RecordingError
-from dlbox.hostenv.report import broken_driver_error, render_build, render_text, report_dict
+from dlbox.hostenv.report import render_build, render_text, report_dict
 from dlbox.hostenv.resolve import (
     SUPPORTED_FRAMEWORKS,
     Target,
@@ -34,7 +34,7 @@ from dlbox.hostenv.resolve import (
     resolve_build,
     target_from_host,
 )
-from dlbox.hostenv.rules import evaluate, has_errors
+from dlbox.hostenv.rules import broken_driver_error, evaluate, has_errors
 from dlbox.text import shell_quote
 
 RECORD_WHERE_HINT = "pass a folder you can write to, e.g. dlbox doctor --record host-rec/"

@@ -113,8 +113,8 @@ from dlbox.container.tags import (
 from dlbox.errors import ContainerError, HostEnvError, UsageError
 from dlbox.fileio import check_writable, current_folder, expand_user
 from dlbox.hostenv.matrix import load_matrix
-from dlbox.hostenv.report import broken_driver_error
 from dlbox.hostenv.resolve import ProbedDriver, Target, refuse_older_than_data
+from dlbox.hostenv.rules import broken_driver_error
 from dlbox.text import has_url_credentials, redact_url_credentials, shell_quote
 
 DEVICES = ("auto", "cpu", "gpu")

@@ -271,12 +271,6 @@ def image_load_error(error: BaseException, path: str | Path | None = None) -> Im
     return ImageLoadError(f"{UNDECODABLE}: {text}", hint=FIX_RESAVE)
 
 
-def describe_error(error: BaseException) -> str:
-    """A one-line reason for any exception raised while opening or decoding one file (the
-    message of image_load_error, without its fix)."""
-    return image_load_error(error).message
-
-
 EXIF_ORIENTATION = 0x0112
 # Where Pillow finds an orientation (getexif also reads XMP's tiff:Orientation): the EXIF
 # block, or XMP as JPEG/WebP ("xmp") and PNG ("XML:com.adobe.xmp") carry it.

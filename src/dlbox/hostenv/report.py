@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlbox import __version__
-from dlbox.errors import DlboxError, HostEnvError
+from dlbox.errors import DlboxError
 from dlbox.hostenv.facts import HostFacts
 from dlbox.hostenv.resolve import (
     SUPPORTED_FRAMEWORKS,
@@ -18,7 +18,7 @@ from dlbox.hostenv.resolve import (
     resolve_build,
     target_from_host,
 )
-from dlbox.hostenv.rules import Finding, mib_text
+from dlbox.hostenv.rules import Finding, broken_driver_error, mib_text
 
 _STYLE = {"error": "bold red", "warn": "yellow", "ok": "green"}
 _LABEL = {"error": "ERROR", "warn": "WARN", "ok": "OK"}
@@ -106,22 +106,6 @@ def render_text(facts: HostFacts, findings: list[Finding], console: Console) -> 
     console.print()
     console.print(Text(f"{errors} error(s), {warnings} warning(s)",
                        style="bold red" if errors else "bold"), soft_wrap=True)
-
-
-def broken_driver_error(facts: HostFacts, framework: str = "torch") -> HostEnvError | None:
-    """Why no `framework` build can be picked for a host whose NVIDIA driver is installed but
-    failing (a CPU-only pick would be wrong advice there), or None."""
-    if not facts.nvidia.error:
-        return None
-    # a whole command: flags for a given host are refused beside --replay (review: the hint
-    # "or --cpu" added to a replay was refused with that replay as its hint)
-    return HostEnvError(
-        f"the NVIDIA driver on this host is not working ({facts.nvidia.error}), so its GPU "
-        "cannot be matched to a build",
-        hint=f"fix the driver first (dlbox doctor says how), or resolve for a host given by "
-             f"flags instead: dlbox doctor --resolve {framework} --cpu (or --driver VERSION "
-             "--compute-capability X.Y in place of --cpu)",
-    )
 
 
 def recommended_builds(facts: HostFacts) -> dict[str, Any]:

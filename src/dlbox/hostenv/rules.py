@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from dlbox.errors import DlboxError
+from dlbox.errors import DlboxError, HostEnvError
 from dlbox.hostenv.compat import (
     arch_fit,
     build_fit,
@@ -870,3 +870,19 @@ def has_errors(findings: list[Finding]) -> bool:
 
 
 __all__ = ["Finding", "RULES", "Target", "evaluate", "has_errors"]
+
+
+def broken_driver_error(facts: HostFacts, framework: str = "torch") -> HostEnvError | None:
+    """Why no `framework` build can be picked for a host whose NVIDIA driver is installed but
+    failing (a CPU-only pick would be wrong advice there), or None."""
+    if not facts.nvidia.error:
+        return None
+    # a whole command: flags for a given host are refused beside --replay (review: the hint
+    # "or --cpu" added to a replay was refused with that replay as its hint)
+    return HostEnvError(
+        f"the NVIDIA driver on this host is not working ({facts.nvidia.error}), so its GPU "
+        "cannot be matched to a build",
+        hint=f"fix the driver first (dlbox doctor says how), or resolve for a host given by "
+             f"flags instead: dlbox doctor --resolve {framework} --cpu (or --driver VERSION "
+             "--compute-capability X.Y in place of --cpu)",
+    )

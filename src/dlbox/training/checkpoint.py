@@ -49,6 +49,8 @@ from dlbox.fileio import (
 )
 from dlbox.text import plural
 from dlbox.training.config import TrainConfig
+from dlbox.training.device import amp_dtype, is_out_of_memory, resolve_device
+from dlbox.training.inputs import prepare_batch
 
 CHECKPOINT_FORMAT = "dlbox-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -199,8 +201,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch.load fails on a foreign or damaged file
         # with errors of many types (a text file: KeyError; an empty one: EOFError)
-        from dlbox.training.loop import is_out_of_memory
-
         if is_out_of_memory(error):
             raise
         unreadable = unreadable_error(path, error)
@@ -630,8 +630,6 @@ class LoadedModel:
     step_in_epoch: int = 0  # steps of epoch `epoch + 1` in the weights (a run stopped mid-epoch)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        from dlbox.training.inputs import prepare_batch
-
         return prepare_batch(images, self.device, self.channels_last,
                              mean=self.config.mean, std=self.config.std)
 
@@ -734,8 +732,6 @@ def _refuse_another_runs(state: dict[str, Any], path: Path, run_dir: Path,
 def load_model_from_run(run_dir: str | os.PathLike[str], device: str | torch.device = "auto",
                         checkpoint: str = "last") -> LoadedModel:
     """The model of a run (its `checkpoint`, default checkpoints/last.pt), ready to predict."""
-    from dlbox.training.device import amp_dtype, resolve_device
-
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     torch_device = device if isinstance(device, torch.device) else resolve_device(device)

@@ -217,3 +217,23 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether torch failed for want of memory: CUDA's OutOfMemoryError, or the CPU
+    allocator's "can't allocate memory" (a RuntimeError), or Python's MemoryError."""
+    if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text
+                                                or "out of memory" in text.lower())
+
+
+def memory_asked_for(error: BaseException) -> str | None:
+    """How much the failed allocation asked for ("800 MiB", "20.00 GiB"), when torch says."""
+    asked = re.search(r"[Tt]ried to allocate ([\d.]+) (\w+)", str(error))
+    if not asked:
+        return None
+    if asked.group(2) == "bytes":
+        return f"{float(asked.group(1)) / 2**20:,.0f} MiB"
+    return f"{asked.group(1)} {asked.group(2)}"

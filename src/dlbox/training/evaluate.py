@@ -51,7 +51,7 @@ from dlbox.fileio import (
     write_text_atomic,
 )
 from dlbox.processes import OWNER_FILENAME, owner_id, remove_abandoned_folders, signals_held
-from dlbox.text import json_path, listed, shell_quote, tell
+from dlbox.text import json_path, listed, make_writable, shell_quote, tell
 from dlbox.training import report
 from dlbox.training.checkpoint import (
     CHECKPOINTS_DIRNAME,
@@ -64,10 +64,12 @@ from dlbox.training.checkpoint import (
     require_run_dir,
     run_json_error,
 )
+from dlbox.training.device import is_out_of_memory, memory_asked_for, resolve_device
 from dlbox.training.manifest import software_versions
 from dlbox.training.placing import MOVING_FILE, STAGING_PREFIX, finish_placing, move_into_place
 from dlbox.training.progress import spinner
 from dlbox.training.rundir import remove_killed_writes, run_lock
+from dlbox.training.tta import with_tta
 
 if TYPE_CHECKING:
     from dlbox.training.config import TrainConfig
@@ -204,8 +206,6 @@ def build_model_fn(loaded: Any, tta: bool) -> ModelFn:
         return model_fn
     level = int(getattr(getattr(loaded, "model", None), "tta_level", 1))
     if level >= 2:
-        from dlbox.training.tta import with_tta
-
         return with_tta(model_fn, level)
     return with_flip_tta(model_fn)
 
@@ -279,8 +279,6 @@ def load_run_model(run_dir: Path, device: str | torch.device = "auto",
     """The run's model (eval mode, on the device) and the resolved device."""
     run_dir = Path(run_dir)
     require_run_dir(run_dir)
-    from dlbox.training.device import resolve_device
-
     resolved = device if isinstance(device, torch.device) else resolve_device(device)
     try:
         loaded = load_model_from_run(run_dir, resolved, checkpoint=checkpoint)
@@ -476,11 +474,6 @@ def merge_metrics(existing: dict[str, Any], final: dict[str, Any],
     merged["final"] = {**(existing.get("final") or {}), **final}
     merged["evaluation"] = evaluation
     return merged
-
-
-def merge_metrics_file(path: Path, final: dict[str, Any], evaluation: dict[str, Any]) -> None:
-    """Read metrics.json, merge the test metrics in, write it back atomically."""
-    write_json_atomic(path, merge_metrics(read_metrics_file(path), final, evaluation))
 
 
 EVALUATION_FILE = "evaluation.json"  # the metrics document, in an --output folder
@@ -728,8 +721,6 @@ def check_run_dir_writable(run_dir: Path) -> None:
     read-only mount of shared runs) is refused now, with --output as the way out; it failed
     after the whole evaluation, its metrics lost. A missing run dir is load_run_model's
     error."""
-    from dlbox.text import make_writable
-
     error = folder_write_error(run_dir)
     if error is None or isinstance(error, (FileNotFoundError, NotADirectoryError)):
         return
@@ -875,8 +866,6 @@ def check_output_folder(output: Path, run_dir: Path | None = None) -> None:
 def out_of_memory_is_an_error(device: str | torch.device, doing: str) -> Iterator[None]:
     """Running out of memory (a model or a batch too big for the GPU or RAM) as a one-line
     DlboxError pointing at the CPU, not an "unexpected error" asking for a bug report."""
-    from dlbox.training.loop import is_out_of_memory, memory_asked_for
-
     try:
         yield
     except (RuntimeError, MemoryError) as error:

@@ -19,7 +19,6 @@ import errno
 import json
 import math
 import random
-import re
 import signal
 import time
 import warnings
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from dlbox.data.dataset import ImageDataset
+from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
 from dlbox.errors import DlboxError, FileWriteError, RunDirError, UsageError, write_error
 from dlbox.fileio import (
     expand_user,
@@ -66,11 +66,13 @@ from dlbox.training.checkpoint import (
     run_json_error,
     save_checkpoint,
 )
-from dlbox.training.config import TrainConfig, check_new_seed
+from dlbox.training.config import TrainConfig, check_new_seed, check_threads
 from dlbox.training.device import (
     amp_dtype,
     available_cpus,
     configure_host,
+    is_out_of_memory,
+    memory_asked_for,
     process_settings_kept,
     resolve_device,
 )
@@ -263,8 +265,6 @@ def _unread_images_fix(unseen: list[str]) -> str:
     """The fix for classes without training images whose folders hold what the tree does
     not read (named in the `note: train: skipped ...` lines just before): where their images
     go."""
-    from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
-
     if len(unseen) == 1:
         return (f"its folder holds only what is not read, noted above; put its images "
                 f"directly in train/{unseen[0]}/, as {IMAGE_EXTENSIONS_TEXT} files")
@@ -477,8 +477,6 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     another machine, a shared host); every other setting is the run's. A run that finished
     raises AlreadyFinished. The process's settings are kept, as train() keeps them.
     """
-    from dlbox.training.config import check_threads
-
     check_threads(threads)  # at most 4 per core, as for a new run (torch crashes beyond)
     run_dir = expand_user(run_dir).resolve()
     config = read_run_config(run_dir)
@@ -491,26 +489,6 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
         remove_killed_writes(run_dir)
         return _resume(run_dir, config, device, data_dir, progress, evaluate_at_end, stop,
                        threads)
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether torch failed for want of memory: CUDA's OutOfMemoryError, or the CPU
-    allocator's "can't allocate memory" (a RuntimeError), or Python's MemoryError."""
-    if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and ("can't allocate memory" in text
-                                                or "out of memory" in text.lower())
-
-
-def memory_asked_for(error: BaseException) -> str | None:
-    """How much the failed allocation asked for ("800 MiB", "20.00 GiB"), when torch says."""
-    asked = re.search(r"[Tt]ried to allocate ([\d.]+) (\w+)", str(error))
-    if not asked:
-        return None
-    if asked.group(2) == "bytes":
-        return f"{float(asked.group(1)) / 2**20:,.0f} MiB"
-    return f"{asked.group(1)} {asked.group(2)}"
 
 
 @contextlib.contextmanager

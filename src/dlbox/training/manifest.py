@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 import dlbox
+from dlbox.data import fetch
 from dlbox.training.device import available_cpus, device_name
 
 MANIFEST_FILE = "manifest.json"  # a run's provenance, beside its config.json
@@ -64,15 +65,11 @@ def git_commit(start: Path | None = None) -> dict[str, Any] | None:
 
 
 def data_checksum(data_dir: str | Path | None) -> str | None:
-    """dlbox.data.fetch.data_checksum(data_dir), when that module exists and can compute it."""
+    """dlbox.data.fetch.data_checksum(data_dir), None when it cannot be had."""
     if data_dir is None:
         return None
     try:
-        from dlbox.data.fetch import data_checksum as checksum  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        value = checksum(Path(data_dir))
+        value = fetch.data_checksum(Path(data_dir))
     except Exception:  # a checksum is provenance, not a reason to stop training
         return None
     return None if value is None else str(value)

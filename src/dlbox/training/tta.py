@@ -90,11 +90,6 @@ def make_view(images: torch.Tensor, view: View) -> torch.Tensor:
     return keep_layout(out.flip(3) if view.flip else out, images)
 
 
-def tta_views(images: torch.Tensor, level: int = 2) -> list[tuple[View, torch.Tensor]]:
-    """Every view of a batch at `level`, with its View (name, weight)."""
-    return [(view, make_view(images, view)) for view in views_for_level(level)]
-
-
 def with_tta(model_fn: ModelFn, level: int = 2) -> ModelFn:
     """Wrap `model_fn` (batch -> logits [B, C]) so it returns the weighted mean of its logits
     over the views of `level`. The batch may be uint8 (model_fn preprocesses) or float."""
