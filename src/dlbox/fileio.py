@@ -71,7 +71,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
                                  hint="free some disk space, or write elsewhere",
                                  kind="no-space") from error
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def expand_user(path: str | Path) -> Path:
@@ -241,7 +241,7 @@ def _current_umask() -> int:
     return mask
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; not every filesystem allows opening a directory.
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)

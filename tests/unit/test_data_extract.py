@@ -251,6 +251,21 @@ def dir_member(name: str) -> tuple[tarfile.TarInfo, None]:
     return info, None
 
 
+@pytest.mark.parametrize("suffix", [".webp", ".bmp", ".tif", ".gif"])
+def test_an_image_tree_of_any_format_dlbox_reads_is_named_as_one(tmp_path: Path,
+                                                               suffix: str) -> None:
+    """Review: an image tree of .webp files got "use the official archive", a .jpg one the
+    image-tree hint: the archive check kept its own list of 3 suffixes, not the 14 an image
+    tree is read with."""
+    archive = make_archive(tmp_path / "tree.tar.gz", [
+        dir_member("tree"), dir_member("tree/train"), dir_member("tree/train/cat"),
+        file_member(f"tree/train/cat/0001{suffix}", b"image"),
+    ], with_good=False)
+    with pytest.raises(DataError) as info:
+        extract_cifar10_archive(archive, tmp_path / "data")
+    assert f"{archive} holds an image tree" in (info.value.hint or ""), info.value.hint
+
+
 def test_an_image_tree_archive_is_named_as_one(tmp_path: Path) -> None:
     """The shared cifar10-jpeg.tar.gz passed to `fetch`: refused, with a hint to unpack it and
     use it as an image folder rather than "use the official archive"."""

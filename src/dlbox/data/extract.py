@@ -28,12 +28,14 @@ from dlbox.data.layout import (
     BATCHES_DIRNAME,
     CACHE_FILE_PREFIX,
     DLBOX_FILE_PREFIX,
+    IMAGE_EXTENSIONS,
     META_FILE,
     TEST_BATCHES,
     TRAIN_BATCHES,
 )
 from dlbox.data.paths import check_data_dir_path, fetch_from_copy
 from dlbox.errors import DataError, write_failure_kind
+from dlbox.fileio import fsync_dir
 from dlbox.processes import owner_gone, owner_id, signals_held
 from dlbox.text import shell_quote
 
@@ -59,6 +61,10 @@ def bad_archive_hint(where: str = "") -> str:
 
 # fetch names the data dir in it (bad_archive_hint), where it is not the default
 BAD_ARCHIVE_HINT = bad_archive_hint()
+
+
+class ForeignMemberError(DataError):
+    """A member outside cifar-10-batches-py/ (which may start an image tree)."""
 
 
 @dataclass(frozen=True)
@@ -130,8 +136,8 @@ def classify_member(member: tarfile.TarInfo) -> str | None:
                 hint=f"the batches must be inside a folder named {BATCHES_DIRNAME}: pack them "
                      f"so with `tar -czf cifar-10-python.tar.gz -C PARENT {BATCHES_DIRNAME}` "
                      f"(PARENT: the folder that holds {BATCHES_DIRNAME}/)")
-        raise DataError(refuse.format(name, f"is not a CIFAR-10 file ({kind})"),
-                        hint=BAD_ARCHIVE_HINT)
+        raise ForeignMemberError(refuse.format(name, f"is not a CIFAR-10 file ({kind})"),
+                                 hint=BAD_ARCHIVE_HINT)
     if not member.isfile():
         raise DataError(refuse.format(name, f"is {kind}, expected a regular file"),
                         hint=BAD_ARCHIVE_HINT)
@@ -148,9 +154,6 @@ def max_member_bytes(name: str) -> int:
     return MAX_SMALL_FILE_BYTES if name in (META_FILE, *OPTIONAL_FILES) else MAX_BATCH_BYTES
 
 
-# What an image tree's files end with (as dlbox.data.imagefolder reads them; that module
-# needs torch, which the fetch path does not import).
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _LOOKAHEAD_MEMBERS = 64
 
 
@@ -178,7 +181,7 @@ def _holds_images(first: tarfile.TarInfo, tar: tarfile.TarFile) -> bool:
     for _ in range(_LOOKAHEAD_MEMBERS):
         if member is None:
             return False
-        if member.isfile() and member.name.lower().endswith(_IMAGE_SUFFIXES):
+        if member.isfile() and member.name.lower().endswith(IMAGE_EXTENSIONS):
             return True
         member = tar.next()
     return False
@@ -227,15 +230,6 @@ def _remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _accepted_members(tar: tarfile.TarFile,
                       label: str) -> Iterator[tuple[tarfile.TarInfo, str]]:
     """(member, file name under cifar-10-batches-py/) for each file `tar` may extract, in
@@ -253,7 +247,7 @@ def _accepted_members(tar: tarfile.TarFile,
         except DataError as error:
             # A member outside cifar-10-batches-py/ that starts an image tree: say what the
             # archive is, rather than "use the official archive".
-            if "is not a CIFAR-10 file" in error.message and _holds_images(member, tar):
+            if isinstance(error, ForeignMemberError) and _holds_images(member, tar):
                 raise DataError(error.message, hint=_image_tree_hint(label)) from None
             raise
         if not name:
@@ -478,7 +472,7 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
             with contextlib.suppress(OSError):
                 data_dir.rmdir()  # only if still empty
         raise
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir)
     if leftover is not None:
         if on_leftover is not None:
             on_leftover(*leftover)
