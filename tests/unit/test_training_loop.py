@@ -527,6 +527,38 @@ def test_resume_on_its_own_data_changed_since_says_it_changed(tmp_path: Path) ->
                                   "put it back as it was, or start a new run on it")
 
 
+@pytest.mark.parametrize("change", ["swap_classes", "move_one"])
+def test_resume_on_a_tree_whose_images_changed_under_the_same_counts_is_refused(
+        tmp_path: Path, change: str) -> None:
+    """Review: folders a and b swapped (every label wrong), or one image moved to another
+    class, kept the class names and counts, and the run resumed on it without a word."""
+    from dlbox.data.synthetic import write_fake_image_folder
+
+    data = tmp_path / "data"
+    for split, seed in (("train", 0), ("test", 1)):
+        write_fake_image_folder(data / split, per_class=8, classes=3, seed=seed)
+    run = tmp_path / "run"
+    config = tiny_config(data, run, epochs=2, num_train=None, num_test=None, batch_size=4)
+    with pytest.raises(TrainingStopped):
+        train(config, progress=False, evaluate_at_end=False, stop=lambda epoch, step: step == 2)
+    first, second = sorted(p.name for p in (data / "train").iterdir())[:2]
+    if change == "swap_classes":
+        for split in ("train", "test"):
+            (data / split / first).rename(data / split / "swap")
+            (data / split / second).rename(data / split / first)
+            (data / split / "swap").rename(data / split / second)
+    else:
+        moved = sorted((data / "train" / first).iterdir())[0]
+        moved.rename(data / "train" / second / f"zz-{moved.name}")
+    with pytest.raises(RunDirError) as refused:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert refused.value.message.endswith(
+        f"{data.resolve()} holds other images or labels than the run was trained on, with "
+        "the same classes and counts"), refused.value.message
+    assert refused.value.hint == (f"the data in {data.resolve()} changed since the checkpoint: "
+                                  "put it back as it was, or start a new run on it")
+
+
 def test_resume_on_other_data_names_its_own_quoted(fake_cifar_dir: Path, tmp_path: Path) -> None:
     """Found by the re-check: the hint's `--data DIR` was not quoted; pasted, a data dir with
     a space in its name broke it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -48,3 +49,20 @@ class ImageDataset:
         if count is None or count >= len(self):
             return self
         return ImageDataset(self.images[:count], self.labels[:count], self.classes, self.source)
+
+
+def data_fingerprint(*splits: ImageDataset) -> str:
+    """A sha256 of the splits' labels and a checksum of each image, in order: another image
+    or label under the same classes and counts (an image tree's class folders swapped, one
+    image moved to another class) changes it. Each image's bytes are summed as 64-bit words
+    (wrapping, so exact and the same on every machine): milliseconds for CIFAR-10's 60,000
+    images, where a pixel sum took half a second. A checkpoint keeps it; a resume compares."""
+    digest = hashlib.sha256()
+    for split in splits:
+        images = split.images.cpu().contiguous().reshape(len(split), -1)
+        if images.shape[1] % 8:  # whole 64-bit words: pad each image's bytes with zeros
+            images = torch.nn.functional.pad(images, (0, 8 - images.shape[1] % 8))
+        sums = images.view(torch.int64).sum(dim=1)
+        digest.update(split.labels.cpu().numpy().tobytes())
+        digest.update(sums.numpy().tobytes())
+    return digest.hexdigest()

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlbox.data.dataset import ImageDataset
+from dlbox.data.dataset import ImageDataset, data_fingerprint
 from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
 from dlbox.errors import DlboxError, FileWriteError, RunDirError, UsageError, write_error
 from dlbox.fileio import (
@@ -700,6 +700,14 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
         raise RunDirError(
             f"run {path.parent.parent} tested on {int(saved_tests)} test images, but "
             f"{config.data_dir} gives {len(test_set)}", hint=hint)
+    # The images and labels themselves (recorded since this release; review: class folders
+    # swapped, or an image moved to another class, resumed without a word)
+    saved_print = state.get("data_fingerprint")
+    if test_set is not None and saved_print is not None \
+            and saved_print != data_fingerprint(train_set, test_set):
+        raise RunDirError(
+            f"{config.data_dir} holds other images or labels than the run was trained on, "
+            "with the same classes and counts", hint=hint)
     model = build_run_model(path.parent.parent, config, len(train_set.classes))
     load_state_dict_checked(model, state.get("model"), path, what=f"model {config.model!r}")
     _rehearse_restore(path, state, config, model, len(train_set))
@@ -919,6 +927,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
                                  per_epoch=per_epoch)
 
     # Whole splits live on the device; batches are cut from them by index.
+    fingerprint = data_fingerprint(train_set, test_set)  # the checkpoints keep it
     train_images = train_set.images.to(device)
     train_labels = train_set.labels.to(device)
 
@@ -936,6 +945,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
             "classes": list(classes),
             "num_train_images": len(train_set),
             "num_test_images": len(test_set),
+            "data_fingerprint": fingerprint,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -1095,6 +1105,7 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
         state.history = list(checkpoint.get("history", []))
         state.epoch = int(checkpoint["epoch"])
     flag = StopFlag()
+    fingerprint = data_fingerprint(train_set, test_set)  # the checkpoints keep it
     verb = "resuming" if checkpoint else "training"
     where = f" at epoch {state.epoch + 1} of {config.epochs}" if checkpoint else ""
     print(f"{verb} {config.model}{where} on {device} ({len(train_set)} train / "
@@ -1111,6 +1122,7 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
             "classes": list(classes),
             "num_train_images": len(train_set),
             "num_test_images": len(test_set),
+            "data_fingerprint": fingerprint,
             "model": trainer_state["model"],
             "speedrun_state": {k: v for k, v in trainer_state.items() if k != "model"},
             "optimizer": None,
