@@ -559,6 +559,32 @@ def test_resume_on_a_tree_whose_images_changed_under_the_same_counts_is_refused(
                                   "put it back as it was, or start a new run on it")
 
 
+def test_resume_on_a_tree_whose_class_names_changed_unicode_form_says_so(
+        tmp_path: Path) -> None:
+    """Review: class folders renamed from café composed (NFC) to decomposed (NFD, as macOS
+    writes names) gave "trained on 3 classes (..., café), but DIR has 3 (..., café)", two
+    lists that read the same; evaluate already named the form and the convmv fix."""
+    import unicodedata
+
+    from dlbox.data.synthetic import write_fake_image_folder
+
+    data = tmp_path / "data"
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    for split, seed in (("train", 0), ("test", 1)):
+        write_fake_image_folder(data / split, per_class=8, classes=3, seed=seed)
+        (data / split / "class_2").rename(data / split / nfc)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(data, run, epochs=2, num_train=None, num_test=None, batch_size=4),
+              progress=False, evaluate_at_end=False, stop=lambda epoch, step: step == 2)
+    for split in ("train", "test"):
+        (data / split / nfc).rename(data / split / nfd)
+    with pytest.raises(DataError) as refused:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert "in another Unicode form than the run" in refused.value.message, refused.value.message
+    assert "convmv" in (refused.value.hint or "")
+
+
 def test_resume_on_other_data_names_its_own_quoted(fake_cifar_dir: Path, tmp_path: Path) -> None:
     """Found by the re-check: the hint's `--data DIR` was not quoted; pasted, a data dir with
     a space in its name broke it."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -410,3 +411,26 @@ def load_image_folder(root: str | Path, classes: Sequence[str] | None = None,
     return ImageTreeDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64),
                             tuple(names), str(root),
                             tuple(path.relative_to(root).as_posix() for path in files))
+
+
+def refuse_another_unicode_form(model_classes: Sequence[str], data_classes: Sequence[str],
+                                where: str, what: str = "the test data") -> None:
+    """Data (`what`, in the split folder `where`) whose class names are a run's in another
+    Unicode form (café decomposed, copied from a Mac, for a run trained on café composed):
+    "it lacks café; it adds café" said nothing (the re-check), nor a resume's two lists."""
+    def form(name: str) -> str:
+        return "NFC" if unicodedata.is_normalized("NFC", name) else "NFD"
+
+    ours = {unicodedata.normalize("NFC", name): name for name in model_classes}
+    theirs = [name for name in data_classes if name not in model_classes
+              and ours.get(unicodedata.normalize("NFC", name)) is not None]
+    if not theirs:
+        return
+    run_form, data_form = form(ours[unicodedata.normalize("NFC", theirs[0])]), form(theirs[0])
+    words = {"NFC": "composed", "NFD": "decomposed, as macOS writes names,"}
+    tree = shell_quote(Path(where).parent) if where else "DIR"
+    raise DataError(f"{what}{f' in {where}' if where else ''} writes the class "
+                    f"{listed(theirs, 3)} in another Unicode form than the run "
+                    f"({words[data_form]} where the run's is {words[run_form].rstrip(',')})",
+                    hint="rename its names to the run's form: "
+                         + convmv_command(tree, run_form.lower()))

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from dlbox.data.dataset import ImageDataset
+from dlbox.data.imagefolder import refuse_another_unicode_form
 from dlbox.errors import (
     DataError,
     DlboxError,
@@ -348,7 +349,7 @@ def check_classes(model_classes: Sequence[str] | None,
             hint="pass one of this run's checkpoints (in its checkpoints/ folder), or --data "
                  "DIR holding the classes that checkpoint was trained on")
     if set(model_classes) != set(data_classes) or len(model_classes) != len(data_classes):
-        _refuse_another_unicode_form(model_classes, data_classes, where)
+        refuse_another_unicode_form(model_classes, data_classes, where)
         extra = sorted(set(data_classes) - set(model_classes))
         empty = [name for name in extra if where and _no_images_in(Path(where).parent, name)]
         if empty and empty == extra and set(model_classes) <= set(data_classes):
@@ -375,33 +376,6 @@ def check_classes(model_classes: Sequence[str] | None,
             f"{f' in {where}' if where else ''} has {_classes(data_classes)} ({differ})",
             hint=hint)
     return tuple(model_classes)
-
-
-def _refuse_another_unicode_form(model_classes: Sequence[str], data_classes: Sequence[str],
-                                 where: str) -> None:
-    """Test data whose class names are the run's in another Unicode form (café decomposed,
-    copied from a Mac, for a run trained on café composed): "it lacks café; it adds café"
-    said nothing (the re-check)."""
-    import unicodedata
-
-    from dlbox.data.imagefolder import convmv_command
-
-    def form(name: str) -> str:
-        return "NFC" if unicodedata.is_normalized("NFC", name) else "NFD"
-
-    ours = {unicodedata.normalize("NFC", name): name for name in model_classes}
-    theirs = [name for name in data_classes if name not in model_classes
-              and ours.get(unicodedata.normalize("NFC", name)) is not None]
-    if not theirs:
-        return
-    run_form, data_form = form(ours[unicodedata.normalize("NFC", theirs[0])]), form(theirs[0])
-    words = {"NFC": "composed", "NFD": "decomposed, as macOS writes names,"}
-    tree = shell_quote(Path(where).parent) if where else "DIR"
-    raise DataError(f"the test data{f' in {where}' if where else ''} writes the class "
-                    f"{listed(theirs, 3)} in another Unicode form than the run "
-                    f"({words[data_form]} where the run's is {words[run_form].rstrip(',')})",
-                    hint="rename its names to the run's form: "
-                         + convmv_command(tree, run_form.lower()))
 
 
 def _classes(names: Sequence[str]) -> str:

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from dlbox.data.dataset import ImageDataset, data_fingerprint
+from dlbox.data.imagefolder import refuse_another_unicode_form
 from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
 from dlbox.errors import DlboxError, FileWriteError, RunDirError, UsageError, write_error
 from dlbox.fileio import (
@@ -674,6 +675,8 @@ def _check_resume_fits(path: Path, state: dict[str, Any], config: TrainConfig,
                 "was, or start a new run on it")
     saved_classes = tuple(str(c) for c in state.get("classes") or ())
     if saved_classes and saved_classes != tuple(train_set.classes):
+        refuse_another_unicode_form(saved_classes, train_set.classes, train_set.source,
+                                    "the training data")
         raise RunDirError(
             f"{path} was trained on {len(saved_classes)} classes ({', '.join(saved_classes)}), "
             f"but {config.data_dir} has {len(train_set.classes)} "
