@@ -137,6 +137,21 @@ def test_check_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "image folder" in capsys.readouterr().out
 
 
+def test_check_names_each_class_with_its_counts(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: data check printed only "4 classes, 0..5 per class": a stray folder taken for
+    a class (an empty one, a NAS's @eaDir) showed as a number; docs/data.md says it counts
+    images per class."""
+    write_fake_image_folder(tmp_path / "train", per_class=2, classes=3)
+    write_fake_image_folder(tmp_path / "test", per_class=1, classes=3)
+    (tmp_path / "train" / "@eaDir").mkdir()
+    (tmp_path / "test" / "@eaDir").mkdir()
+    main(["data", "check", "--data", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert ("classes   (train/test images) @eaDir 0/0, class_0 2/1, class_1 2/1, class_2 2/1"
+            in out), out
+
+
 def test_subprocess_fetch_and_check_with_env(tmp_path: Path, archive: tuple[Path, str]) -> None:
     path, digest = archive
     env = {"DLBOX_DATA": str(tmp_path / "envdata")}

@@ -25,7 +25,7 @@ from dlbox.data.fetch import (
 from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
 from dlbox.data.paths import DATA_ENV_VAR, check_data_dir_path, data_flag, resolve_data_dir
 from dlbox.errors import EXIT_USAGE, DataError
-from dlbox.text import shell_quote, shown_name
+from dlbox.text import listed, shell_quote, shown_name
 
 if TYPE_CHECKING:  # dlbox.data.loading imports torch: `dlbox data check` loads it when run
     from dlbox.data.loading import DataReport
@@ -131,6 +131,13 @@ def format_report(report: DataReport) -> str:
             per_class = f"{spread[0]}..{spread[-1]} per class"
         lines.append(f"{split:<9} {info.count} images, {len(report.classes)} classes, {labels}, "
                      f"{per_class}")
+    splits = list(report.splits.values())
+    if report.classes and splits and all(len(s.per_class) == len(report.classes)
+                                         for s in splits):
+        counts = [f"{shown_name(name)} {'/'.join(str(s.per_class[i]) for s in splits)}"
+                  for i, name in enumerate(report.classes)]
+        lines.append(f"classes   ({'/'.join(report.splits)} images) "
+                     f"{listed(counts, 20, counted=True)}")
     lines.extend(f"note: {note}" for note in report.notes)
     lines.extend(f"problem: {problem}" for problem in report.problems)
     lines.append("ok" if report.ok else f"{len(report.problems)} problem(s)")
