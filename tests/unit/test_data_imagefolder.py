@@ -740,3 +740,19 @@ def test_a_bad_image_in_a_split_points_to_data_check_for_every_other(tmp_path: P
     failures: list[DataError] = []
     load_image_folder(tmp_path / "tree" / "train", failures=failures)
     assert len(failures) == 2 and all("data check" not in (f.hint or "") for f in failures)
+
+
+@pytest.mark.parametrize("splits", [("train", "test"), ("train",)])
+def test_split_folders_without_class_folders_get_the_tree_layout_not_a_download(
+        tmp_path: Path, splits: tuple[str, ...]) -> None:
+    """Review: `mkdir D/train D/test` (an image tree begun) got "no CIFAR-10 data found" and
+    the hint to download CIFAR-10."""
+    for split in splits:
+        (tmp_path / split).mkdir()
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path, "train")
+    shown = " and ".join(f"{split}/" for split in splits)
+    assert info.value.message.endswith(f"{shown} hold{'s' if len(splits) == 1 else ''} no "
+                                       "class folders with images"), info.value.message
+    assert f"{tmp_path / 'train'}/<class>/<image>" in (info.value.hint or "")
+    assert "fetch" not in (info.value.hint or "")
