@@ -56,6 +56,7 @@ CHECKPOINT_FORMAT = "dlbox-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINTS_DIRNAME = "checkpoints"
 CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"  # the run's history and final numbers (loop, evaluate)
 
 
 # ---- run files that exist but cannot be read ---------------------------------------------
@@ -535,7 +536,7 @@ def missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: in
                 else f"epoch {checkpoint_every} (or its last) ends")
         return (f"a dlbox run is training in it right now, and saves its first checkpoint when "
                 f"{when}: try again then")
-    metrics = run_dir / "metrics.json"
+    metrics = run_dir / METRICS_FILE
     try:
         history = read_json(metrics).get("history")
     except FileNotFoundError:

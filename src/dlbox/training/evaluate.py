@@ -56,6 +56,7 @@ from dlbox.text import json_path, listed, make_writable, shell_quote, tell
 from dlbox.training import report
 from dlbox.training.checkpoint import (
     CHECKPOINTS_DIRNAME,
+    METRICS_FILE,
     check_batch_size,
     check_tta,
     checkpoint_path,
@@ -77,7 +78,6 @@ if TYPE_CHECKING:
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
-METRICS_FILE = "metrics.json"
 DEFAULT_BATCH_SIZE = 500
 
 

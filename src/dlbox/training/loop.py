@@ -48,6 +48,7 @@ from dlbox.training.checkpoint import (
     CHECKPOINT_VERSION,
     CONFIG_FILE,
     DAMAGED_HINT,
+    METRICS_FILE,
     CheckpointParts,
     RunFileUnreadable,
     as_json_value,
@@ -95,7 +96,6 @@ if TYPE_CHECKING:
     from dlbox.data.loading import Skipped
     from dlbox.training.speedrun import SpeedrunConfig
 
-METRICS_FILE = "metrics.json"
 
 # A callback asked after every optimizer step: (epoch, step in epoch) -> stop now?
 StopCheck = Callable[[int, int], bool]
@@ -1416,7 +1416,7 @@ def _report(run_dir: Path, config: TrainConfig, device: torch.device, test_set: 
         document = _report_logits(run_dir, config, device, test_set, classes, epoch, logits,
                                   seconds)
     # The last line is the result, with where its files are (as `dlbox evaluate` ends).
-    written = [*document.get("files", {}).values(), "metrics.json"]
+    written = [*document.get("files", {}).values(), METRICS_FILE]
     accuracy = document.get("test_accuracy")
     shown = "-" if accuracy is None else f"{100 * accuracy:.2f}%"
     print(f"test accuracy: {shown}{' with TTA' if document.get('tta') else ''}; wrote "
