@@ -13,6 +13,7 @@ the registry-free base image that scripts/build-base-image.sh makes), then:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -219,6 +220,37 @@ def test_the_runs_folder_a_killed_image_run_made_goes_with_its_container(
     assert result.returncode == 0, result.stderr
     assert "left behind by a dlbox image run that was killed" in result.stderr
     assert not (tmp_path / "runs").exists(), result.stderr
+
+
+def test_a_runs_folder_a_running_image_run_mounts_is_not_removed_with_an_orphan(
+        engine: Any, cpu_image: dict[str, Any], tmp_path: Path) -> None:
+    """Re-review: a killed run's container, labelled with the ./runs it made, was removed by
+    a later image run with that folder, empty, while another dlbox's running container had
+    it mounted (its writes then failed: 'Directory nonexistent')."""
+    gone = subprocess.run([sys.executable, "-c", "from dlbox.processes import owner_id; "
+                           "print(owner_id())"], capture_output=True, text=True, check=True)
+    runs = tmp_path / "p" / "runs"
+    runs.mkdir(parents=True)
+    name = f"dlbox-test-{uuid.uuid4().hex[:8]}"
+    orphan = engine.containers.create(TAG, ["true"], name=f"{name}-orphan", labels={
+        "dlbox.image-run": "1", "dlbox.owner": gone.stdout.strip(),
+        "dlbox.runs-made": str(runs)})
+    user = engine.containers.run(TAG, ["sleep", "120"], name=f"{name}-user", detach=True,
+                                 labels={"dlbox.image-run": "1"},
+                                 volumes={str(runs): {"bind": "/workspace/runs", "mode": "rw"}})
+    try:
+        orphan.start()
+        orphan.wait(timeout=60)
+        (tmp_path / "q").mkdir()
+        result = dlbox("image", "run", "--tag", TAG, "--", "true", timeout=120,
+                       cwd=tmp_path / "q")
+        assert result.returncode == 0, result.stderr
+        assert "left behind by a dlbox image run that was killed" in result.stderr
+        assert runs.is_dir()  # still the running container's
+    finally:
+        for container in (user, orphan):
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
 
 
 def test_a_second_ctrl_c_kills_a_command_that_ignores_sigterm(

@@ -694,7 +694,7 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
     # Containers of killed runs: done (exited), or never started (created); and the runs
     # folder one made, left empty (before this run takes its own runs folder)
     for name in remove_orphaned(client, RUN_LABEL, ("exited", "created"),
-                                after=_remove_runs_made_empty):
+                                after=lambda labels: _remove_runs_made_empty(client, labels)):
         log(f"note: removed container {name}, left behind by a dlbox image run that was "
             "killed")
     runs_dir, made = runs_mount(options, uid, gid, euid == 0, log)
@@ -724,8 +724,7 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
                 log(note)
     finally:
         if made and runs_dir is not None:  # made for this run: not left behind empty
-            with contextlib.suppress(OSError):  # not empty: the run wrote there
-                runs_dir.rmdir()
+            _remove_if_empty_and_unused(client, runs_dir)
     problem = None
     if result.exit_code in (126, 127):
         # The project here is the image's /workspace unless another folder built the image.
@@ -735,12 +734,28 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
     return RunOutcome(result.exit_code, problem)
 
 
-def _remove_runs_made_empty(labels: dict[str, str]) -> None:
-    """The runs folder a killed image run made (RUNS_MADE_LABEL), if it is still empty."""
+def _remove_runs_made_empty(client: Any, labels: dict[str, str]) -> None:
+    """The runs folder a killed image run made (RUNS_MADE_LABEL), if it is still empty and
+    no running image run uses it."""
     made = labels.get(RUNS_MADE_LABEL)
     if made:
-        with contextlib.suppress(OSError):  # not empty (a run wrote there), or gone
-            Path(made).rmdir()
+        _remove_if_empty_and_unused(client, Path(made))
+
+
+def _remove_if_empty_and_unused(client: Any, folder: Path) -> None:
+    """rmdir `folder` unless a running `dlbox image run` container mounts it: another dlbox
+    may have taken it, empty, for its own run since (re-review: its writes then failed,
+    'Directory nonexistent'). Not empty, gone, or the engine not answering: kept."""
+    try:
+        running = engine.list_containers(client, RUN_LABEL, ("running",))
+        sources = {mount.get("Source") for container in running
+                   for mount in container.attrs.get("Mounts") or []}
+    except Exception:  # noqa: BLE001 - tidying up never fails; kept when unsure
+        return
+    if str(folder) in sources:
+        return
+    with contextlib.suppress(OSError):  # not empty (a run wrote there), or gone
+        folder.rmdir()
 
 
 @dataclass(frozen=True)
