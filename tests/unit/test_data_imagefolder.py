@@ -752,7 +752,8 @@ def test_split_folders_without_class_folders_get_the_tree_layout_not_a_download(
     with pytest.raises(DataError) as info:
         load_dataset(tmp_path, "train")
     shown = " and ".join(f"{split}/" for split in splits)
-    assert info.value.message.endswith(f"{shown} hold{'s' if len(splits) == 1 else ''} no "
-                                       "class folders with images"), info.value.message
+    assert info.value.message == (f"no image tree found in {tmp_path}: {shown} "
+                                  f"hold{'s' if len(splits) == 1 else ''} no class folders "
+                                  "with images"), info.value.message
     assert f"{tmp_path / 'train'}/<class>/<image>" in (info.value.hint or "")
     assert "fetch" not in (info.value.hint or "")

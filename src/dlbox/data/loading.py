@@ -201,8 +201,9 @@ def no_data_error(data_dir: str | Path, split: str | None = None) -> DataError:
         begun = [name for name in SPLITS if name in {folder.name for folder in class_dirs}]
         if begun:  # an image tree begun (review: `mkdir train test` was sent to download)
             shown = " and ".join(f"{name}/" for name in begun)
-            return DataError(f"{message}: {shown} hold{'s' if len(begun) == 1 else ''} no "
-                             "class folders with images", hint=_tree_layout(data_dir))
+            return DataError(f"no image tree found in {shown_name(data_dir)}: {shown} "
+                             f"hold{'s' if len(begun) == 1 else ''} no class folders with "
+                             "images", hint=_tree_layout(data_dir))
         return NoDataError(message, data_dir, hint=fetch_hint(data_dir))
     shown = listed(with_images, 3)
     message = (f"{message}: it holds class folders with images ({shown}) but no "
