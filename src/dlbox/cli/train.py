@@ -157,24 +157,14 @@ def _run(args: argparse.Namespace) -> int:
         where = getattr(stopped, "run_dir", None) or run_dir
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
             evaluated = not args.no_evaluate
-            if _run_all_written(where, evaluated):  # a `timeout` as the run ended
+            from dlbox.training.rundir import run_all_written
+
+            if run_all_written(where, evaluated):  # a `timeout` as the run ended
                 return _say_finished(stopped.signal_name, where, evaluated)
             print(f"stopped ({stopped.signal_name})", file=sys.stderr)
             say_what_was_kept(where)
         return int(stopped.code or EXIT_SIGTERM)
     return 0
-
-
-def _saved(run_dir: str | Path | None) -> tuple[Path, bool] | None:
-    """What a stopped run saved: its checkpoint and whether training had finished (then its
-    report is what is left to make, with evaluate); None when it saved none. OSError when
-    the checkpoint cannot be looked at."""
-    last = Path(run_dir or "") / "checkpoints" / "last.pt"
-    if not run_dir or not last.is_file():
-        return None
-    from dlbox.training.checkpoint import says_finished
-
-    return last, says_finished(last)
 
 
 def _say_finished(reason: str, run_dir: str | Path | None, evaluated: bool) -> int:
@@ -187,28 +177,12 @@ def _say_finished(reason: str, run_dir: str | Path | None, evaluated: bool) -> i
     return 0
 
 
-def _run_all_written(run_dir: str | Path | None, evaluated: bool) -> bool:
-    """Whether a run is all written: its training finished, and, when it was to be
-    `evaluated`, metrics.json (the report's last file) holds the evaluation of its last
-    epoch."""
-    from dlbox.fileio import read_json
-
-    if not run_dir:
-        return False
-    try:
-        metrics = read_json(Path(run_dir) / "metrics.json")
-        final, evaluation = metrics.get("final") or {}, metrics.get("evaluation") or {}
-        return final.get("finished") is True and (not evaluated or (
-            Path(evaluation.get("checkpoint", "")).name == "last.pt"
-            and evaluation.get("epoch") == final.get("epochs_completed")))
-    except (OSError, ValueError, AttributeError, TypeError):
-        return False
-
-
 def _resumable(run_dir: str | Path | None) -> bool:
     """Whether a stopped run saved a checkpoint of an unfinished training."""
+    from dlbox.training.rundir import saved_checkpoint  # torch: imported once a run stopped
+
     with contextlib.suppress(OSError):
-        saved = _saved(run_dir)
+        saved = saved_checkpoint(run_dir)
         return saved is not None and not saved[1]
     return False
 
@@ -216,8 +190,10 @@ def _resumable(run_dir: str | Path | None) -> bool:
 def _going_on(run_dir: str | Path | None) -> str:
     """How a run that a full disk stopped goes on once there is room: its checkpoint (every
     epoch's is written whole or not at all) is resumed, or it saved none and starts again."""
+    from dlbox.training.rundir import saved_checkpoint
+
     with contextlib.suppress(OSError):
-        saved = _saved(run_dir)
+        saved = saved_checkpoint(run_dir)
         if saved is not None:
             where = shell_quote(Path(run_dir or "").resolve())
             if saved[1]:  # it failed writing the final report
@@ -229,10 +205,12 @@ def _going_on(run_dir: str | Path | None) -> str:
 def say_what_was_kept(run_dir: str | Path | None) -> None:
     """After a stop that skipped the trainer's own report: what the run saved, and the
     command that goes on from it."""
+    from dlbox.training.rundir import saved_checkpoint
+
     # the run named in one form on every line (review: as typed, then resolved)
     last = Path(run_dir or "").absolute() / "checkpoints" / "last.pt"
     try:
-        saved = _saved(run_dir)
+        saved = saved_checkpoint(run_dir)
     except OSError as error:  # the folder lost its search permission mid-run, say
         print(f"cannot tell whether {last} was saved: {error.strerror or error}\n"
               f"once it can be read, resume with: dlbox train --resume "

@@ -23,10 +23,17 @@ from dlbox.fileio import (
     held_elsewhere,
     is_atomic_temp,
     nearest_folder,
+    read_json,
     remove_atomic_temps,
 )
 from dlbox.text import make_writable, shell_quote
-from dlbox.training.checkpoint import CONFIG_FILE, checkpoint_path, says_finished
+from dlbox.training.checkpoint import (
+    CHECKPOINTS_DIRNAME,
+    CONFIG_FILE,
+    METRICS_FILE,
+    checkpoint_path,
+    says_finished,
+)
 from dlbox.training.manifest import MANIFEST_FILE
 from dlbox.training.placing import finish_killed_placements
 
@@ -195,3 +202,29 @@ def run_dir_create_error(path: Path, error: OSError) -> RunDirError:
         return RunDirError(message, hint="pass a writable --run-dir")
     folder = nearest_folder(path)
     return RunDirError(message, hint=f"{make_writable(folder)}, or pass another --run-dir")
+
+
+def saved_checkpoint(run_dir: str | Path | None) -> tuple[Path, bool] | None:
+    """What a stopped run saved: its checkpoint and whether training had finished (then its
+    report is what is left to make, with evaluate); None when it saved none. OSError when
+    the checkpoint cannot be looked at."""
+    last = Path(run_dir or "") / CHECKPOINTS_DIRNAME / "last.pt"
+    if not run_dir or not last.is_file():
+        return None
+    return last, says_finished(last)
+
+
+def run_all_written(run_dir: str | Path | None, evaluated: bool) -> bool:
+    """Whether a run is all written: its training finished, and, when it was to be
+    `evaluated`, metrics.json (the report's last file) holds the evaluation of its last
+    epoch."""
+    if not run_dir:
+        return False
+    try:
+        metrics = read_json(Path(run_dir) / METRICS_FILE)
+        final, evaluation = metrics.get("final") or {}, metrics.get("evaluation") or {}
+        return final.get("finished") is True and (not evaluated or (
+            Path(evaluation.get("checkpoint", "")).name == "last.pt"
+            and evaluation.get("epoch") == final.get("epochs_completed")))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
