@@ -16,6 +16,17 @@ from dlbox.training.config import TrainConfig
 from dlbox.training.evaluate import evaluate_run
 
 
+def _evaluate_stopped_at_its_plot(run_dir: Path, data: Path, monkeypatch: pytest.MonkeyPatch,
+                                  output: Path) -> None:
+    """`evaluate --output OUTPUT`, stopped (a Ctrl-C) while it draws its confusion matrix."""
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "plot_confusion_matrix", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(run_dir, data_dir=data, device="cpu", quiet=True, output=output)
+
+
 def test_an_output_evaluation_cut_short_keeps_what_others_wrote_in_the_folders_it_made(
         tmp_path: Path, fake_cifar_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Review: `evaluate --output reports/a`, stopped (SIGTERM, a full disk) after another
@@ -46,14 +57,8 @@ def test_an_output_evaluation_cut_short_leaves_no_folder_it_made_empty(
     left behind, empty, by an evaluation that wrote nothing there."""
     run_dir = finished_tiny_run(tmp_path)
     (tmp_path / "kept").mkdir()
-
-    def stopped(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(report, "plot_confusion_matrix", stopped)
-    with pytest.raises(KeyboardInterrupt):
-        evaluate_run(run_dir, data_dir=fake_cifar_dir, device="cpu", quiet=True,
-                     output=tmp_path / "kept" / "new" / "deeper")
+    _evaluate_stopped_at_its_plot(run_dir, fake_cifar_dir, monkeypatch,
+                                  tmp_path / "kept" / "new" / "deeper")
     assert list((tmp_path / "kept").iterdir()) == []
 
 
@@ -97,13 +102,7 @@ def test_an_output_through_dot_dot_cut_short_keeps_a_folder_that_was_there(
     had (its lexical parents were taken for folders the evaluation made)."""
     run_dir = finished_tiny_run(tmp_path)
     (tmp_path / "shared").mkdir()
-
-    def stopped(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(report, "plot_confusion_matrix", stopped)
-    with pytest.raises(KeyboardInterrupt):
-        evaluate_run(run_dir, data_dir=fake_cifar_dir, device="cpu", quiet=True,
-                     output=tmp_path / "new" / ".." / "shared" / "sub")
+    _evaluate_stopped_at_its_plot(run_dir, fake_cifar_dir, monkeypatch,
+                                  tmp_path / "new" / ".." / "shared" / "sub")
     assert (tmp_path / "shared").is_dir()
     assert not (tmp_path / "new").exists() and not (tmp_path / "shared" / "sub").exists()
