@@ -627,7 +627,7 @@ def test_a_signal_in_the_last_epochs_test_pass_stops_before_the_report(
     from dlbox.training import loop, speedrun
 
     # the generic loop's test pass; the speedrun trainer, whose final TTA pass ends its run
-    module, name = (loop, "predict_logits") if model == "tiny" else (speedrun, "train_speedrun")
+    module, name = (loop, "network_logits") if model == "tiny" else (speedrun, "train_speedrun")
     signalled = getattr(module, name)
 
     def and_a_signal(*args, **kwargs):  # type: ignore[no-untyped-def]

@@ -790,17 +790,17 @@ def test_nan_outputs_under_a_finite_loss_are_a_divergence_not_a_finished_run(
     from dlbox.errors import DlboxError
     from dlbox.training import loop
 
-    real = loop.predict_logits
+    real = loop.network_logits
     calls = []
 
-    def predict_logits(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def network_logits(*args, **kwargs):  # type: ignore[no-untyped-def]
         logits = real(*args, **kwargs)
         calls.append(1)
         if len(calls) == 2:  # epoch 2's test pass
             logits[3, 5] = float("nan")
         return logits
 
-    monkeypatch.setattr(loop, "predict_logits", predict_logits)
+    monkeypatch.setattr(loop, "network_logits", network_logits)
     run = tmp_path / "run"
     with pytest.raises(DlboxError) as error:
         train(tiny_config(fake_cifar_dir, run, epochs=3), progress=False)

@@ -170,7 +170,7 @@ def autocast_context(device: torch.device,
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
+def network_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
                    batch_size: int = 1000, channels_last: bool = False,
                    amp_dtype: torch.dtype | None = None, mean: tuple[float, ...] | None = None,
                    std: tuple[float, ...] | None = None, tta_flip: bool = False) -> torch.Tensor:
@@ -1034,7 +1034,7 @@ def _run(config: TrainConfig, run_dir: Path, device: torch.device, train_set: Im
             bar.phase(f"testing on {len(test_set):,} images"
                       + (" (with flips)" if config.tta else ""))
             eval_start = time.perf_counter()
-            test_logits = predict_logits(model, test_set.images, device, config.eval_batch_size,
+            test_logits = network_logits(model, test_set.images, device, config.eval_batch_size,
                                          channels_last, mixed, config.mean, config.std,
                                          tta_flip=config.tta)
             eval_seconds = time.perf_counter() - eval_start
