@@ -159,3 +159,17 @@ def test_a_negative_padding_or_shift_is_a_value_error_like_crop_ats() -> None:
         random_crop(images, -1)
     with pytest.raises(ValueError, match="padding must be >= 0"):
         random_translate(images, -2)
+
+
+def test_augment_batch_is_crop_then_flip_then_cutout_as_configured() -> None:
+    """The training loop's augmentation is augment_batch: the same draws, in that order, as
+    the three ops called one after another (so a resumed run's batches stay the same)."""
+    x = batch(n=32, size=16)
+    config = AugmentConfig(crop_padding=2, flip=True, cutout=5, cutout_fill=(10.0, 20.0, 30.0))
+    out = augment_batch(x, config, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    by_hand = random_cutout(random_hflip(random_crop(x, 2, g), g), 5, (10.0, 20.0, 30.0), g)
+    assert torch.equal(out, by_hand)
+    covered = (out == torch.tensor([10, 20, 30], dtype=torch.uint8).view(1, 3, 1, 1)).all(1)
+    assert (covered.flatten(1).sum(1) >= 25).all()  # each image has its 5 x 5 square
+    assert torch.equal(augment_batch(x, AugmentConfig(crop_padding=0, flip=False, cutout=0)), x)

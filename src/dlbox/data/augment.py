@@ -24,11 +24,14 @@ PAD_MODES: tuple[str, ...] = ("reflect", "zeros")
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The training-time augmentation: random crop after padding, then a horizontal flip."""
+    """The training-time augmentation: random crop after padding, then a horizontal flip,
+    then (when `cutout` > 0) a `cutout` x `cutout` square filled with `cutout_fill`."""
 
     crop_padding: int = 4  # 0 disables the crop
     flip: bool = True
     pad_mode: PadMode = "reflect"
+    cutout: int = 0  # 0 disables cutout
+    cutout_fill: tuple[float, ...] | None = None  # a value per channel, in the images' units
 
 
 def _check_batch(images: torch.Tensor) -> None:
@@ -166,10 +169,12 @@ def random_translate(images: torch.Tensor, max_shift: int,
 
 def augment_batch(images: torch.Tensor, config: AugmentConfig = AugmentConfig(),
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply `config` (crop, then flip) to a whole batch."""
+    """Apply `config` (crop, then flip, then cutout) to a whole batch."""
     if config.crop_padding:
         images = random_crop(images, config.crop_padding, generator=generator,
                              mode=config.pad_mode)
     if config.flip:
         images = random_hflip(images, generator=generator)
+    if config.cutout:
+        images = random_cutout(images, config.cutout, config.cutout_fill, generator=generator)
     return images

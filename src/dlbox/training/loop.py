@@ -197,16 +197,11 @@ def network_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
 def augment(images: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
     """Random crop (after padding), horizontal flip and cutout (filled with the mean) of a
     uint8 batch, on its device."""
-    from dlbox.data.augment import random_crop, random_cutout, random_hflip
+    from dlbox.data.augment import AugmentConfig, augment_batch
 
-    if config.crop_padding:
-        images = random_crop(images, config.crop_padding, generator)
-    if config.flip:
-        images = random_hflip(images, generator)
-    if config.cutout:
-        images = random_cutout(images, config.cutout, [255.0 * m for m in config.mean],
-                               generator)
-    return images
+    return augment_batch(images, AugmentConfig(
+        crop_padding=config.crop_padding, flip=config.flip, cutout=config.cutout,
+        cutout_fill=tuple(255.0 * m for m in config.mean)), generator)
 
 
 # ---- data -------------------------------------------------------------------------------------
