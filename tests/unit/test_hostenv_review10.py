@@ -316,8 +316,9 @@ def test_nvidia_smi_killed_by_a_signal_says_so() -> None:
     facts = facts_from_raw(RawHost(smi_path="/usr/bin/nvidia-smi", smi_query=CommandOutput(
         QUERY_ARGV, output="", returncode=-11)))
     assert facts.nvidia.error == "nvidia-smi printed no GPU; killed by signal 11 (SIGSEGV)"
-    failed = _one(evaluate(facts), "nvidia-probe-failed")
-    assert "signal 11" in failed.what
+    # a crash is a broken driver, an error (docs/doctor.md; review 11: it was a warning)
+    broken = _one(evaluate(facts), "nvidia-driver-broken")
+    assert broken.level == "error" and "signal 11" in broken.what
 
 
 def test_garbage_from_nvidia_smi_imports_no_framework(

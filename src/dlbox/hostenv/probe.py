@@ -211,6 +211,17 @@ def _exit_text(returncode: int | None) -> str:
     return f"exit code {returncode}"
 
 
+# how a command ended, as run_command and _exit_text word it
+_ENDED_BADLY = re.compile(r"(^|\s)timed out after |(^|; )(exit code -?\d+|killed by signal \d+)")
+
+
+def smi_ended_badly(error: str) -> bool:
+    """Whether nvidia-smi's failure (NvidiaFacts.error) is how it ended, not what it printed:
+    no answer within its time limit, killed by a signal, or a non-zero exit without words
+    that say what failed."""
+    return bool(_ENDED_BADLY.search(error))
+
+
 def _one_line(error: BaseException | str) -> str:
     text = str(error).strip() or type(error).__name__
     return " ".join(text.split())[:300]

@@ -385,6 +385,16 @@ class NoBuildForPython(HostEnvError):
         self.pythons = pythons
 
 
+class DriverTooOld(HostEnvError):
+    """No build runs on the target's driver, and one does on a driver >= `needed` (the lowest
+    such), which its GPUs can get: a caller can resolve again for that driver to name the
+    build it would then run."""
+
+    def __init__(self, message: str, hint: str, needed: str) -> None:
+        super().__init__(message, hint=hint)
+        self.needed = needed
+
+
 def _no_python_error(framework: str, python: str, rows: list[Any],
                      version: str | None) -> NoBuildForPython:
     # Python 3 only: 2.7 (TensorFlow 1.x's) is refused as a target (review: suggested)
@@ -608,11 +618,10 @@ def _torch_unresolvable(
     # the first of the oldest (newest release first), as a strict `<` over the loop kept it
     lowest = min(usable or candidates, key=lambda build: build[0], default=None)
     if lowest and version_at_least(target.driver, lowest[1]) is False:
-        return HostEnvError(
+        return _driver_error(
             f"driver {target.driver} is older than every torch build{wanted} needs "
             f"(the lowest is {lowest[1]}, for {lowest[2]})",
-            hint=update_driver_hint(target, matrix, lowest[1], "torch"),
-        )
+            target, matrix, lowest[1], "torch")
     caps = ", ".join(f"sm_{c.replace('.', '')}" for c in target.compute_capabilities)
     # the GPU's own reasons (no kernels, a cuDNN that dropped it) first: they are the cause
     gpu_first = sorted(rejections, key=lambda r: "no kernel image" not in r and "cuDNN" not in r)
@@ -736,34 +745,45 @@ def _target_words(target: Target) -> str:
     return f"driver {target.driver}" + (f", {caps}" if caps else "")
 
 
-def _unresolvable_hint(target: Target, driver_minimums: list[str], framework: str,
-                       matrix: Matrix) -> str:
-    """What to do when no build fits: a newer driver only when a driver was what refused one
-    (builds refused for the GPU itself are checked first: a GPU cannot be updated)."""
-    if not driver_minimums:
-        # another Python only where one has a build for the GPU (review: jax on a K80 was
-        # sent to try another --python, which none has); with none set, this does not recur
-        other = ", or another --python" if target.python and _resolves(
-            framework, replace(target, python=None), matrix) else ""
-        python = f" for Python {target.python}" if other else ""
-        unpinned = _unpinned_way_out(target, matrix, framework)
-        # with no GPU given (--driver alone), it may be the Python that refused every build
-        gpu = "this GPU" if target.compute_capabilities else "this target"
-        if unpinned:
-            return (f"no {framework} GPU build{python} that you asked for supports {gpu}: "
-                    f"{unpinned}, or resolve with --cpu{other}")
-        return (f"no {framework} GPU build{python} supports {gpu}: resolve with "
-                f"--cpu{other}")
-    lowest = min(driver_minimums, key=lambda d: parse_version(d) or ())
-    return update_driver_hint(target, matrix, lowest, framework)
+def _unresolvable(message: str, target: Target, driver_minimums: list[str], framework: str,
+                  matrix: Matrix) -> HostEnvError:
+    """The error for no build that fits: DriverTooOld where a driver refused the builds."""
+    if driver_minimums:
+        lowest = min(driver_minimums, key=lambda d: parse_version(d) or ())
+        return _driver_error(message, target, matrix, lowest, framework)
+    return HostEnvError(message, hint=_unresolvable_hint(target, framework, matrix))
 
 
-def _resolves(framework: str, target: Target, matrix: Matrix) -> bool:
+def _unresolvable_hint(target: Target, framework: str, matrix: Matrix) -> str:
+    """What to do when no build fits and no driver was what refused one (builds refused for
+    the GPU itself are checked first: a GPU cannot be updated)."""
+    # another Python only where one has a build for the GPU (review: jax on a K80 was
+    # sent to try another --python, which none has); with none set, this does not recur
+    elsewhere = _build_or_none(framework, replace(target, python=None), matrix) \
+        if target.python else None
+    other = ", or another --python" if elsewhere else ""
+    python = f" for Python {target.python}" if other else ""
+    unpinned = _unpinned_way_out(target, matrix, framework)
+    # with no GPU given (--driver alone), it may be the Python that refused every build
+    gpu = "this GPU" if target.compute_capabilities else "this target"
+    if unpinned and elsewhere and target.compute_capabilities:
+        # the pin runs the GPU, on other Pythons (review: "no GPU build for Python 3.11 ...
+        # supports this GPU" where 2.14's [and-cuda] extra has no 3.11 wheels)
+        return (f"{framework} {elsewhere.version} {elsewhere.variant} runs this GPU on "
+                f"Python {', '.join(elsewhere.python_versions)}, not {target.python}: "
+                f"{unpinned}, or resolve with --cpu{other}")
+    if unpinned:
+        return (f"no {framework} GPU build{python} that you asked for supports {gpu}: "
+                f"{unpinned}, or resolve with --cpu{other}")
+    return (f"no {framework} GPU build{python} supports {gpu}: resolve with "
+            f"--cpu{other}")
+
+
+def _build_or_none(framework: str, target: Target, matrix: Matrix) -> ResolvedBuild | None:
     try:
-        resolve_build(framework, target, matrix)
+        return resolve_build(framework, target, matrix)
     except (HostEnvError, UsageError):
-        return False
-    return True
+        return None
 
 
 def last_driver_ceiling(target: Target, matrix: Matrix) -> tuple[int, str, str] | None:
@@ -783,13 +803,31 @@ def last_branch_words(ceiling: tuple[int, str, str]) -> str:
     return f"R{branch} is the last driver branch for {architecture} GPUs ({arch})"
 
 
+def _blocking_ceiling(target: Target, matrix: Matrix,
+                      needed: str) -> tuple[int, str, str] | None:
+    """The last driver branch of the target's GPUs where it is older than `needed` (a Tesla
+    K80 stops at R470, so 525.60.13 is out of its reach), else None."""
+    ceiling = last_driver_ceiling(target, matrix)
+    if ceiling is None or (parse_version(needed) or (0,))[0] <= ceiling[0]:
+        return None
+    return ceiling
+
+
+def _driver_error(message: str, target: Target, matrix: Matrix, needed: str,
+                  framework: str) -> HostEnvError:
+    """No build runs on the target's driver; builds do from `needed` on: DriverTooOld where the
+    GPUs can get that driver."""
+    hint = update_driver_hint(target, matrix, needed, framework)
+    if _blocking_ceiling(target, matrix, needed) is None:
+        return DriverTooOld(message, hint, needed)
+    return HostEnvError(message, hint=hint)
+
+
 def update_driver_hint(target: Target, matrix: Matrix, needed: str, framework: str) -> str:
     """"update the NVIDIA driver to >= `needed`", unless the GPU's last driver branch is
-    older than that (a Tesla K80 stops at R470, so 525.60.13 is out of its reach): then say
-    so, and what can be done instead."""
-    ceiling = last_driver_ceiling(target, matrix)
-    major = (parse_version(needed) or (0,))[0]
-    if ceiling is None or major <= ceiling[0]:
+    older than that: then say so, and what can be done instead."""
+    ceiling = _blocking_ceiling(target, matrix, needed)
+    if ceiling is None:
         return f"update the NVIDIA driver to >= {needed}, or resolve with --cpu"
     unpinned = _unpinned_way_out(target, matrix, framework)
     way_out = f"{unpinned}, or resolve with --cpu" if unpinned else "resolve with --cpu"
@@ -921,11 +959,10 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
             warnings=tuple(warnings), sources=(release.source,), checked=release.checked,
         )
     wanted = f" with CUDA {target.cuda}" if target.cuda else ""
-    raise HostEnvError(
+    raise _unresolvable(
         f"no tensorflow build{wanted} runs on this target ({_target_words(target)}): "
         f"{'; '.join(rejections[:3]) or 'no release matches'}",
-        hint=_unresolvable_hint(target, driver_minimums, "tensorflow", matrix),
-    )
+        target, driver_minimums, "tensorflow", matrix)
 
 
 # jax ------------------------------------------------------------------------------------
@@ -983,8 +1020,7 @@ def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
                 warnings=_uncertain_warning(release), sources=(release.source,),
                 checked=release.checked,
             )
-    raise HostEnvError(
+    raise _unresolvable(
         f"no jax build runs on this target ({_target_words(target)}): "
         f"{'; '.join(rejections[:3]) or 'no plugin matches'}",
-        hint=_unresolvable_hint(target, driver_minimums, "jax", matrix),
-    )
+        target, driver_minimums, "jax", matrix)

@@ -23,15 +23,21 @@ from dlbox.hostenv.compat import (
 from dlbox.hostenv.facts import FrameworkFacts, GpuFacts, HostFacts
 from dlbox.hostenv.matrix import Matrix, load_matrix, nearest_release
 from dlbox.hostenv.parse import SMI_WARNING
-from dlbox.hostenv.probe import UNREACHABLE_FIXES, unreachable_cause
+from dlbox.hostenv.probe import UNREACHABLE_FIXES, smi_ended_badly, unreachable_cause
 from dlbox.hostenv.resolve import (
+    DriverTooOld,
     ResolvedBuild,
     Target,
     cudnn_below_minimum,
     resolve_build,
     target_from_host,
 )
-from dlbox.hostenv.versions import major_minor, parse_version, same_release
+from dlbox.hostenv.versions import (
+    compute_capability_tuple,
+    major_minor,
+    parse_version,
+    same_release,
+)
 
 Level = Literal["ok", "warn", "error"]
 LEVEL_ORDER = {"error": 0, "warn": 1, "ok": 2}
@@ -146,10 +152,36 @@ def _build(outcome: ResolvedBuild | DlboxError) -> ResolvedBuild | None:
 
 
 def _resolution(framework: str, facts: HostFacts, matrix: Matrix) -> ResolvedBuild | DlboxError:
+    return _resolution_for(framework, target_from_host(facts), matrix)
+
+
+def _resolution_for(framework: str, target: Target,
+                    matrix: Matrix) -> ResolvedBuild | DlboxError:
     try:
-        return resolve_build(framework, target_from_host(facts), matrix)
+        return resolve_build(framework, target, matrix)
     except DlboxError as error:
         return error
+
+
+def _replace_fix(fw: FrameworkFacts, facts: HostFacts, matrix: Matrix) -> str | None:
+    """The command that replaces `fw` with the build the resolver picks for this host; where
+    no build runs on this driver, the driver update the resolver names (in the GPU's last
+    branch) and, after it, the build the resolver picks for that driver (review: a K80 on
+    driver 418 was told "install ... one made with an older CUDA"); None where neither."""
+    outcome = _resolution(fw.name, facts, matrix)
+    if isinstance(outcome, ResolvedBuild):
+        return _install(fw, outcome, matrix)
+    if not isinstance(outcome, DriverTooOld):
+        return None
+    target = replace(target_from_host(facts), driver=outcome.needed)
+    build = _build(_resolution_for(fw.name, target, matrix))
+    if build is None:
+        return None
+    ceiling = _driver_ceiling(facts, matrix)
+    branch = str(ceiling.branch) if ceiling else _driver_branch(outcome.needed)
+    return (f"update the NVIDIA driver to >= {outcome.needed} (Ubuntu: sudo apt install "
+            f"nvidia-driver-{branch}, then reboot), then install a build it runs: "
+            f"{_install(fw, build, matrix)}")
 
 
 def _cpu_build_fix(framework: str, outcome: ResolvedBuild | DlboxError,
@@ -223,6 +255,13 @@ def rule_nvidia_probe(facts: HostFacts, matrix: Matrix) -> list[Finding]:
     for needles, why, fix in _SMI_EXPLAIN:
         if any(needle in lowered for needle in needles):
             return [Finding("error", "nvidia-driver-broken", what, why, fix)]
+    if tool == "nvidia-smi" and smi_ended_badly(nvidia.error):
+        return [Finding("error", "nvidia-driver-broken", what,
+                        "nvidia-smi did not finish normally (no answer in time, a crash, or a "
+                        "failure without words): the driver is usually hung or crashed, often "
+                        "after a GPU fault (Xid errors in the kernel log)",
+                        "reboot (or unload and reload the nvidia kernel modules) after reading "
+                        "the cause in the kernel log: sudo dmesg | grep -i -e xid -e nvrm")]
     if tool == "NVML":
         return [Finding("warn", "nvidia-probe-failed", what,
                         "the driver's NVML library is installed but failed, and there is no "
@@ -275,9 +314,11 @@ def rule_gpus(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             "--compute-capability to dlbox doctor --resolve"))
     kinds = {g.compute_capability for g in gpus if g.compute_capability}
     if len(kinds) > 1:
+        # by compute capability, not as text (review: "sm_120, sm_70, sm_90")
+        ordered = sorted(kinds, key=lambda cc: compute_capability_tuple(cc) or (0, 0))
         findings.append(Finding(
             "ok", "gpus-mixed",
-            f"GPUs of {len(kinds)} architectures ({', '.join(sorted(_sm(k) for k in kinds))})",
+            f"GPUs of {len(kinds)} architectures ({', '.join(_sm(k) for k in ordered)})",
             "a build must carry kernels for every one of them; dlbox checks each",
             "pin a job to one kind with CUDA_VISIBLE_DEVICES=<index> for even speed"))
     return findings
@@ -360,9 +401,10 @@ def _driver_findings(fw: FrameworkFacts, facts: HostFacts, matrix: Matrix) -> li
             wanted = None if ceiling.below(fit.min_driver) else fit.min_driver
             branch = str(ceiling.branch)
         if wanted is None:
+            replacement = _replace_fix(fw, facts, matrix)
             fix = (f"no driver runs CUDA {fw.cuda} on this GPU ({ceiling.why() if ceiling else ''}"
-                   "): install a build this driver runs: "
-                   + (_install(fw, better, matrix) if better else "one made with an older CUDA"))
+                   "): " + (f"install a build this driver runs: {replacement}" if better else
+                            replacement or "install a build made with an older CUDA"))
         else:
             fix = (f"update the NVIDIA driver to >= {wanted} (Ubuntu: sudo apt install "
                    f"nvidia-driver-{branch}, then reboot)")
@@ -511,8 +553,7 @@ def rule_torch(facts: HostFacts, matrix: Matrix) -> list[Finding]:
             how = build_fit(matrix, cc, sass, ptx, fw.cuda)
             if how == "none":
                 arch_error = True
-                better = _resolved("torch", facts, matrix)
-                fix = (_torch_install(fw, better) if better else
+                fix = (_replace_fix(fw, facts, matrix) or
                        f"install a torch build compiled for {_sm(cc)}")
                 findings.append(Finding(
                     "error", "arch-not-in-build",
@@ -623,7 +664,8 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                 "TensorFlow ignores a GPU it has no kernels for ('Ignoring visible gpu "
                 "device') and runs on the CPU",
                 fix_install if fix_install and better and better.version != fw.version
-                else f"install a TensorFlow build compiled for {_sm(cc)}, or run on CPU"))
+                else (None if better else _replace_fix(fw, facts, matrix))
+                or f"install a TensorFlow build compiled for {_sm(cc)}, or run on CPU"))
             continue
         if cuda_knows_arch(matrix, row.cuda, cc) is False:
             rng = cuda_arch_range(matrix, row.cuda)
@@ -634,7 +676,8 @@ def rule_tensorflow(facts: HostFacts, matrix: Matrix) -> list[Finding]:
                     f"(CUDA {row.cuda})",
                     f"CUDA {row.cuda} supports {_sm(rng[0])} and newer",
                     f"use an older TensorFlow: {fix_install}" if fix_install
-                    else "use an older TensorFlow, or run on CPU"))
+                    else _replace_fix(fw, facts, matrix)
+                    or "use an older TensorFlow, or run on CPU"))
             else:
                 findings.append(Finding(
                     "warn", "arch-ptx-only",
