@@ -378,3 +378,42 @@ def test_a_flipped_bit_in_a_checkpoint_is_refused_not_loaded(tmp_path: Path) -> 
     # --resume", whose checkpoint is this one (found by review)
     assert info.value.hint == ("it is damaged or was edited: restore a good copy of it, or "
                                "train again with another --run-dir (this one holds the run)")
+
+
+@pytest.mark.parametrize("images, says, fix", [
+    (torch.rand(2, 3, 32, 32), "float32", "(images * 255).round().to(torch.uint8)"),
+    (torch.randint(0, 256, (2, 3, 32, 32)), "int64", "uint8"),
+    (torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), "[3, 32, 32]", "unsqueeze(0)"),
+    (torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8), "[2, 32, 32, 3]",
+     "permute(0, 3, 1, 2)"),
+    (torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8), "[2, 1, 32, 32]", "RGB"),
+    (torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8), "64x64", "load_image"),
+    (np.zeros((2, 3, 32, 32), np.uint8), "numpy.ndarray", "torch.from_numpy"),
+])
+def test_images_not_as_training_read_them_are_refused_with_the_fix(
+        tmp_path: Path, images: Any, says: str, fix: str) -> None:
+    """Review: floats in 0..1 (torchvision's ToTensor) were divided by 255 again and
+    predicted as black, one [3, 32, 32] image gave "model returned shape (1, 10) for a batch
+    of 3", NHWC a raw RuntimeError; a 64x64 batch was predicted at a size never trained on."""
+    from dlbox.errors import UsageError
+
+    _fake_run(tmp_path)
+    loaded = load_model_from_run(tmp_path, "cpu")
+    for method in (loaded.logits, loaded.probabilities):
+        with pytest.raises(UsageError) as info:
+            method(images)
+        assert says in info.value.message and info.value.hint and fix in info.value.hint
+
+
+def test_a_model_registered_in_a_script_is_named_as_such_when_missing(tmp_path: Path) -> None:
+    """Review: a model registered with @register_model in the user's script, then predicted
+    by `dlbox predict` (another process), was only said to come from "another dlbox
+    version"."""
+    _fake_run(tmp_path)
+    config = TrainConfig(model="mynet", run_dir=str(tmp_path))
+    write_json_atomic(tmp_path / "config.json", config.to_dict())
+    with pytest.raises(RunDirError, match="unknown model 'mynet'") as info:
+        load_model_from_run(tmp_path, "cpu")
+    hint = info.value.hint or ""
+    assert "@register_model" in hint and "dlbox/models/__init__.py" in hint
+    assert "load_model_from_run" in hint and "another dlbox version" in hint

@@ -123,7 +123,7 @@ def test_an_empty_image_path_is_that_files_own_error(
     empty = len(images) - len(named)
     assert captured.err.splitlines() == [
         *[f'error: "{image}": an empty path, not an image file (is the shell variable you '
-          'used set?)' for image in images if not image.strip()],
+          "used set?); pass the image file's path" for image in images if not image.strip()],
         f"{empty} of {len(images)} file{'s' if len(images) > 1 else ''} failed"]
     assert list(tmp_path.iterdir()) == []
 

@@ -587,7 +587,8 @@ def test_an_empty_path_and_a_dash_fail_on_their_own_in_the_library_too(
     monkeypatch.chdir(tmp_path)
     Image.fromarray(RGB).save(tmp_path / "a.png")
     shutil.copy(tmp_path / "a.png", tmp_path / "-")  # a file named - is ./-, not -
-    empty = ("an empty path, not an image file (is the shell variable you used set?)", "")
+    empty = ("an empty path, not an image file (is the shell variable you used set?)",
+             "pass the image file's path")
     stdin = ("images are read from files, not from stdin (-)",
              "save the image to a file and pass its path (a file named - is ./-)")
     assert pr.expand_image_paths(["", " ", "-", "a.png"]) == [
@@ -700,3 +701,50 @@ def test_a_phone_jpeg_over_the_limit_is_read_at_the_size_it_decodes_to(tmp_path:
         load_image(tmp_path / "scan.png")
     assert info.value.message.startswith("image claims 8000x8000 pixels, over the "
                                          "50-megapixel limit")
+
+
+def test_files_a_folder_passes_over_are_noted_on_stderr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: a folder's .avif, .heic and extensionless files were skipped in silence (exit
+    0), where `dlbox data check`, train and evaluate note what they skip."""
+    from dlbox.cli import main
+    from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
+    from dlbox.errors import EXIT_OK
+
+    use_the_colour_model(monkeypatch)
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    Image.fromarray(RGB).save(photos / "a.png")
+    for name in ("b.avif", "noext", "sub/c.heic", ".DS_Store"):  # the hidden one: not noted
+        (photos / name).write_bytes(b"\0" * 16)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    Image.fromarray(RGB).save(plain / "d.png")
+    results = predict_images(tmp_path, [photos, plain], device="cpu")
+    assert [(r.path, type(r)) for r in results] == [(str(photos / "a.png"), PredictionResult),
+                                                   (str(plain / "d.png"), PredictionResult)]
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: {photos}: skipped 3 files without an image extension (b.avif, noext, "
+        f"sub/c.heic); a folder is read for its {IMAGE_EXTENSIONS_TEXT} files (a file "
+        "named itself is tried whatever its extension)"]
+
+    assert main(["predict", str(tmp_path), str(photos), "--json"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert [entry["path"] for entry in json.loads(captured.out)] == [str(photos / "a.png")]
+    assert captured.err.startswith(f"note: {photos}: skipped 3 files")
+
+
+def test_a_folder_without_images_says_the_fix_and_what_it_holds(tmp_path: Path) -> None:
+    """Review: `"fix": null` for a folder without image files."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "heic").mkdir()
+    (tmp_path / "heic" / "x.heic").write_bytes(b"\0")
+    empty, heic = pr.expand_image_paths([tmp_path / "empty", tmp_path / "heic"])
+    assert isinstance(empty, PredictionFailure) and isinstance(heic, PredictionFailure)
+    assert empty.error.startswith("is a folder without image files (.png, .jpg")
+    assert empty.fix == heic.fix.split("; ", 1)[1] == (
+        "pass image files, or a folder that holds some (a file named itself is tried "
+        "whatever its extension)")
+    assert heic.fix.startswith("it holds 1 file without an image extension (x.heic); ")
+    assert empty.to_dict()["fix"] == empty.fix

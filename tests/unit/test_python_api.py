@@ -113,7 +113,7 @@ def _made_with_their_own_arguments() -> dict[str, Callable[[], DlboxError]]:
     """One instance of each subclass whose __init__ is its own, built as dlbox builds it."""
     from dlbox.container.engine import CommandNotRunnable
     from dlbox.data.imagefolder import ImageTreeAccessError
-    from dlbox.hostenv.resolve import NoBuildForPython
+    from dlbox.hostenv.resolve import DriverTooOld, NoBuildForPython
     from dlbox.training.loop import Diverged, TrainingStopped
 
     return {
@@ -128,6 +128,7 @@ def _made_with_their_own_arguments() -> dict[str, Callable[[], DlboxError]]:
                                                          "/project"),
         "NoBuildForPython": lambda: NoBuildForPython("no torch for 3.9", "use 3.11",
                                                      ("3.11",)),
+        "DriverTooOld": lambda: DriverTooOld("driver 418 is too old", "update it", "450.80.02"),
     }
 
 

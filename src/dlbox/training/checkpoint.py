@@ -607,6 +607,38 @@ def check_batch_size(batch_size: object) -> int | None:
                           "eval_batch_size)")
 
 
+def check_images(images: object) -> torch.Tensor:
+    """`images` as the model was trained on them: a uint8 tensor [N, 3, 32, 32] (RGB, 0..255,
+    channels first). Review: floats in 0..1 (torchvision's ToTensor) were divided by 255
+    again and predicted as black, one [3, 32, 32] image or NHWC gave torch's own errors."""
+    from dlbox.data.images import IMAGE_SIZE
+
+    wanted = f"a uint8 tensor [N, 3, {IMAGE_SIZE}, {IMAGE_SIZE}] (RGB, 0..255, channels first)"
+    if not isinstance(images, torch.Tensor):
+        kind = f"{type(images).__module__}.{type(images).__qualname__}".removeprefix("builtins.")
+        raise UsageError(f"images must be {wanted}, got a {kind}",
+                         hint="a numpy array [N, 3, H, W]: torch.from_numpy(array); a file: "
+                              "dlbox.training.predict.load_image(path), or predict_images")
+    shape = list(images.shape)
+    if images.ndim != 4 or shape[1] != 3:
+        hint = ("one image: images.unsqueeze(0) makes it a batch of one" if images.ndim == 3
+                and shape[0] == 3 else "channels last (NHWC): images.permute(0, 3, 1, 2)"
+                if images.ndim == 4 and shape[3] == 3 else
+                "pass RGB images, channels first (a grey one: images.expand(-1, 3, -1, -1))")
+        raise UsageError(f"images must be {wanted}, got shape {shape}", hint=hint)
+    if images.dtype != torch.uint8:
+        raise UsageError(f"images must be {wanted}, got {str(images.dtype).removeprefix('torch.')}",
+                         hint="pass uint8 0..255, as training read them; floats in 0..1 "
+                              "(torchvision's ToTensor): (images * 255).round().to(torch.uint8)")
+    if shape[2:] != [IMAGE_SIZE, IMAGE_SIZE]:
+        raise UsageError(f"images must be {wanted}, as the model was trained on, got "
+                         f"{shape[2]}x{shape[3]}",
+                         hint=f"resize them to {IMAGE_SIZE}x{IMAGE_SIZE} first, as `dlbox predict` "
+                              "does: dlbox.training.predict.load_image(path) reads a file so, "
+                              "or pass the files to predict_images")
+    return images
+
+
 @dataclass
 class LoadedModel:
     """A trained model from a run directory, in eval mode on `device`.
@@ -617,7 +649,8 @@ class LoadedModel:
     normalisation. `logits` and `probabilities` do the whole thing in batches, under the same
     mixed precision as training, with the test-time augmentation `dlbox predict` and
     `dlbox evaluate` apply (`tta`, None: the run's config's), and return float32 tensors on
-    the CPU.
+    the CPU. Other images (floats, one image [3, 32, 32], NHWC, another size) are a
+    UsageError that says how to convert them (check_images).
     """
 
     model: nn.Module
@@ -642,6 +675,7 @@ class LoadedModel:
         mirror image); None follows the run's config, as predict and evaluate do."""
         from dlbox.training.evaluate import build_model_fn, predict_logits, resolve_tta
 
+        images = check_images(images)
         size = check_batch_size(batch_size) or self.config.eval_batch_size
         model_fn = build_model_fn(self, resolve_tta(check_tta(tta), self.config))
         was_training = self.model.training
@@ -669,8 +703,12 @@ def build_run_model(run_dir: str | Path, config: TrainConfig, num_classes: int) 
     except UsageError as error:
         raise RunDirError(f"{Path(run_dir) / CONFIG_FILE} names a model this dlbox cannot "
                           f"build ({error.message})",
-                          hint="it was edited or written by another dlbox version; "
-                               "`dlbox models` lists the models and their settings") from None
+                          hint="a model registered with @register_model in a script or "
+                               "notebook exists only there: load it there after registering "
+                               "it (load_model_from_run, predict_images), or add it to a "
+                               "module imported by dlbox/models/__init__.py; else config.json "
+                               "was edited or written by another dlbox version (`dlbox "
+                               "models` lists the models and their settings)") from None
 
 
 def edited_setting(run_dir: Path, name: str, now: Any, saved: Any,

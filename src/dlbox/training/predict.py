@@ -33,9 +33,9 @@ from dlbox.data.images import (
     quiet_pillow_warnings,
     read_image,
 )
-from dlbox.data.layout import IMAGE_EXTENSIONS
+from dlbox.data.layout import IMAGE_EXTENSIONS, IMAGE_EXTENSIONS_TEXT
 from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
-from dlbox.text import json_path, plural, reason_and_fix
+from dlbox.text import json_path, plural, reason_and_fix, tell
 from dlbox.training.checkpoint import check_tta
 from dlbox.training.evaluate import (
     build_model_fn,
@@ -182,12 +182,14 @@ def folder_failure(folder: Path, error: OSError, listed: bool = False) -> Predic
                              f"cannot list this folder ({error.strerror or first_line(error)})")
 
 
-def images_in_folder(folder: Path) -> list[Path | PredictionFailure]:
+def images_in_folder(folder: Path, skipped: list[str] | None = None,
+                     ) -> list[Path | PredictionFailure]:
     """The image files under `folder`, its sub-folders too, sorted by path; what an image
     tree leaves out is left out here too (dlbox.data.imagefolder.is_hidden: .DS_Store,
     ._x.jpg, .ipynb_checkpoints, __MACOSX), and links to folders are not followed. A folder
     that cannot be listed, or whose files cannot be reached (no search permission), takes
-    its place in that order as a PredictionFailure: the readable rest is still found."""
+    its place in that order as a PredictionFailure: the readable rest is still found.
+    `skipped` collects the files passed over for their extension, relative to `folder`."""
     from dlbox.data.imagefolder import is_hidden
 
     found: list[Path | PredictionFailure] = []
@@ -229,6 +231,8 @@ def images_in_folder(folder: Path) -> list[Path | PredictionFailure]:
                 is_file = True  # a file out of reach: reading it says why
             if is_file and path.suffix.lower() in FOLDER_IMAGE_EXTENSIONS:
                 children.append((path, False))
+            elif is_file and skipped is not None:
+                skipped.append(str(path.relative_to(folder)))
         pending.extend(reversed(children))
     return found
 
@@ -267,21 +271,37 @@ def is_folder(path: str) -> bool:
 
 # An empty path ("$IMG" unset) and `-` fail on their own, with a reason that says so rather
 # than "no such file" (the other images still get predictions).
-EMPTY_IMAGE_PATH = "an empty path, not an image file (is the shell variable you used set?)"
+EMPTY_IMAGE_PATH = ("an empty path, not an image file (is the shell variable you used set?)",
+                    "pass the image file's path")
 STDIN_IMAGE = ("images are read from files, not from stdin (-)",
                "save the image to a file and pass its path (a file named - is ./-)")
 
 
-def expand_image_paths(paths: ImagePaths) -> list[str | PredictionFailure]:
+NAMED_FILES_ARE_TRIED = "a file named itself is tried whatever its extension"
+NO_IMAGES_IN_FOLDER = f"pass image files, or a folder that holds some ({NAMED_FILES_ARE_TRIED})"
+
+
+def skipped_in_folder(skipped: Sequence[str]) -> str:
+    """The files a folder passed over for their extension, in the words `dlbox data check`
+    uses: "2 files without an image extension (a.avif, b.heic)"."""
+    from dlbox.data.imagefolder import describe_skipped
+
+    return describe_skipped(skipped, (), ())[0]
+
+
+def expand_image_paths(paths: ImagePaths, notes: list[str] | None = None,
+                       ) -> list[str | PredictionFailure]:
     """The image files `paths` stand for, in order, as `dlbox predict` reads its arguments:
     a folder is the images in it and its sub-folders (images_in_folder), a pattern the files
     it matches (expand_pattern), any other path itself. An empty path, `-` (the Unix
     spelling of stdin), a folder without images, one that cannot be listed, and a pattern
-    that matches nothing are PredictionFailures in place."""
+    that matches nothing are PredictionFailures in place. `notes` collects a note for each
+    folder that passed over files for their extension (.avif, .heic, none), as `dlbox data
+    check` notes what it skips."""
     expanded: list[str | PredictionFailure] = []
     for path in one_or_many(paths):
         if not path.strip():
-            expanded.append(PredictionFailure(path, EMPTY_IMAGE_PATH))
+            expanded.append(PredictionFailure(path, *EMPTY_IMAGE_PATH))
             continue
         if path == "-":
             expanded.append(PredictionFailure(path, *STDIN_IMAGE))
@@ -290,10 +310,20 @@ def expand_image_paths(paths: ImagePaths) -> list[str | PredictionFailure]:
             if isinstance(found, PredictionFailure) or not is_folder(found):
                 expanded.append(found)
                 continue
-            images = images_in_folder(Path(found))
+            skipped: list[str] = []
+            images = images_in_folder(Path(found), skipped)
+            if not images:
+                held = f"it holds {skipped_in_folder(skipped)}; " if skipped else ""
+                expanded.append(PredictionFailure(
+                    found, f"is a folder without image files ({IMAGE_EXTENSIONS_TEXT})",
+                    held + NO_IMAGES_IN_FOLDER))
+                continue
+            if skipped and notes is not None:
+                notes.append(f"note: {found}: skipped {skipped_in_folder(skipped)}; a folder "
+                             f"is read for its {IMAGE_EXTENSIONS_TEXT} files "
+                             f"({NAMED_FILES_ARE_TRIED})")
             expanded += [image if isinstance(image, PredictionFailure) else str(image)
-                         for image in images] or [PredictionFailure(
-                found, f"is a folder without image files ({', '.join(FOLDER_IMAGE_EXTENSIONS)})")]
+                         for image in images]
     return expanded
 
 
@@ -307,7 +337,8 @@ def predict_images(run_dir: str | os.PathLike[str], paths: ImagePaths, device: s
     or quoted shell patterns ("photos/*.jpg"), as `dlbox predict` takes them: one (a str or
     a Path) or any iterable of them (expand_image_paths). One result per image file, in
     order; an empty path, `-`, a folder without images or a pattern that matches nothing is
-    a PredictionFailure in its place. `on_image(done, total)` after each file is read.
+    a PredictionFailure in its place; files a folder passes over for their extension (.avif,
+    .heic) get a `note:` on stderr. `on_image(done, total)` after each file is read.
     `tta`: test-time augmentation; None follows the run's config. Raises (RunDirError,
     UsageError, DlboxError) only for problems of the whole call: a missing run or checkpoint,
     a bad argument, a model that outputs NaN. A file that cannot be read fails on its own.
@@ -316,7 +347,8 @@ def predict_images(run_dir: str | os.PathLike[str], paths: ImagePaths, device: s
     tta = check_tta(tta)
     if fit not in FITS:
         raise UsageError(f"unknown fit '{fit}'", hint=f"use one of {', '.join(FITS)}")
-    entries = expand_image_paths(paths)
+    notes: list[str] = []
+    entries = expand_image_paths(paths, notes)
     with out_of_memory_is_an_error(device, "predicting"):
         loaded, resolved = load_run_model(Path(run_dir), device, checkpoint)
         model_fn = build_model_fn(loaded, resolve_tta(tta, loaded.config))
@@ -326,6 +358,8 @@ def predict_images(run_dir: str | os.PathLike[str], paths: ImagePaths, device: s
                               "its predictions cannot be named",
                               hint="use a checkpoint written by `dlbox train` (it records "
                                    "them), or train the run again")
+        for note in notes:  # on stderr, once the run is known to load (not in --json's stdout)
+            tell(note)
         predicted = iter(predict_with_model_fn(
             model_fn, classes, [entry for entry in entries if isinstance(entry, str)],
             resolved, top_k, IMAGE_SIZE, fit, run_amp_dtype(loaded), on_image))
