@@ -30,8 +30,10 @@ LOW_SPACE_BYTES = 16 * 1024 * 1024
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_open(path: str | Path, mode: str = "wb", tag: str = "") -> Iterator[IO[Any]]:
     """Open a temp file beside `path`; on a clean exit it replaces `path`, else it vanishes.
+    The temp file is named ".NAME.RANDOM.tmp", or ".NAME.TAG.RANDOM.tmp" with a `tag` (the
+    writer's owner id, say, for those who clear the files of killed writers).
 
     An OSError on the way (no space, no permission, a read-only filesystem, a folder where the
     file should be) becomes dlbox.errors.FileWriteError naming `path`, not the temp file."""
@@ -43,8 +45,8 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     _refuse_special_file(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                        dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{f'{tag}.' if tag else ''}",
+                                        suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise write_error(path, error) from error
     try:
@@ -251,13 +253,15 @@ def fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes | memoryview) -> None:
-    with atomic_open(path, "wb") as handle:
+def write_bytes_atomic(path: str | Path, data: bytes | memoryview, tag: str = "") -> None:
+    with atomic_open(path, "wb", tag) as handle:
         handle.write(data)
 
 
-def write_through_memory(path: str | Path, writer: Callable[[IO[bytes]], None]) -> None:
-    """`writer(buffer)` into memory, then the bytes to `path` atomically: for torch.save.
+def write_through_memory(path: str | Path, writer: Callable[[IO[bytes]], None],
+                         tag: str = "") -> None:
+    """`writer(buffer)` into memory, then the bytes to `path` atomically (`tag`: see
+    atomic_open): for torch.save.
 
     Written straight to a file, torch.save's C++ writer calls the file's write(), where a
     signal's handler may run (a write cut short by the signal checks for it): SIGTERM's
@@ -267,7 +271,7 @@ def write_through_memory(path: str | Path, writer: Callable[[IO[bytes]], None]) 
     raised in Python code, as itself."""
     buffer = io.BytesIO()
     writer(buffer)
-    write_bytes_atomic(path, buffer.getbuffer())
+    write_bytes_atomic(path, buffer.getbuffer(), tag)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

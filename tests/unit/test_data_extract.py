@@ -307,15 +307,18 @@ def test_temp_folders_of_a_killed_fetch_are_cleared_by_the_next(tmp_path: Path) 
 
 def test_the_old_copy_a_killed_force_fetch_swapped_out_is_cleared_by_the_next(
         tmp_path: Path) -> None:
-    """Found in review: killed after the old folder was moved aside (before or while it was
-    deleted), a --force fetch left DATA_DIR/.cifar-10-batches-py.old.* (180 MB) for good."""
-    data_dir = tmp_path / "data"
+    """Found in review: killed while the old folder it had moved aside was deleted, a --force
+    fetch left DATA_DIR/.cifar-10-batches-py.old.* (180 MB) for good. (One killed before the
+    new data was in place left no cifar-10-batches-py: that old copy is the user's data, put
+    back, test_data_crash_review11.)"""
+    data_dir = write_fake_cifar10(tmp_path / "data", n_train=20, n_test=10).parent
     aside = data_dir / ".cifar-10-batches-py.old.k1ll3d"
     (aside / "cifar-10-batches-py").mkdir(parents=True)
     (aside / "data_batch_1").write_bytes(b"x" * 100)
     unrelated = data_dir / ".cifar-10-batches-py.older-notes"  # not the pattern: kept
     unrelated.write_text("mine")
-    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10), data_dir)
+    extract_cifar10_archive(write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10), data_dir,
+                            replace=True)
     assert sorted(p.name for p in data_dir.iterdir()) == [unrelated.name, "cifar-10-batches-py"]
 
 

@@ -7,28 +7,33 @@ No logic lives here beyond the dispatch.
 
 from __future__ import annotations
 
-import argparse
-import atexit
-import contextlib
-import errno
-import importlib
-import os
-import signal
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-from dlbox import __version__
-from dlbox.cli.common import EXIT_SIGTERM, Terminated, sigterm_stops_cleanly
-from dlbox.errors import (
-    EXIT_ERROR,
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    DlboxError,
-    first_line,
-)
-from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
-from dlbox.text import shell_quote
+try:  # Ctrl-C while dlbox starts (review: a 30-line traceback from importlib, exit 1)
+    import argparse
+    import atexit
+    import contextlib
+    import errno
+    import importlib
+    import os
+    import signal
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from dlbox import __version__
+    from dlbox.cli.common import EXIT_SIGTERM, Terminated, sigterm_stops_cleanly
+    from dlbox.errors import (
+        EXIT_ERROR,
+        EXIT_INTERNAL,
+        EXIT_INTERRUPTED,
+        DlboxError,
+        first_line,
+    )
+    from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
+    from dlbox.text import shell_quote
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    raise SystemExit(130) from None  # EXIT_INTERRUPTED, which may not be imported yet
 
 DEBUG_ENV = "DLBOX_DEBUG"  # set to 1: an unexpected error shows its full traceback
 
@@ -172,12 +177,16 @@ def debugging() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _open_closed_standard_streams()
     # SIGTERM is handled for every command, from the first import on, so that whatever it
     # interrupts unwinds (temp files and folders removed) before the exit with 143.
     try:
+        _open_closed_standard_streams()
         with sigterm_stops_cleanly():
             code = _main(argv)
+    except KeyboardInterrupt:  # one _main did not catch: as it starts, or as it returns
+        with contextlib.suppress(OSError):
+            print("interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     except Terminated as stopped:
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
             print(f"stopped ({stopped.signal_name})", file=sys.stderr)

@@ -24,12 +24,14 @@ import os
 import pickle
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
+from dlbox import fileio
 from dlbox.data.dataset import ImageDataset
 from dlbox.data.layout import (
     BATCHES_DIRNAME,
@@ -43,7 +45,7 @@ from dlbox.data.layout import (
 )
 from dlbox.data.paths import data_flag, fetch_hint
 from dlbox.errors import DataError, FileWriteError, NoDataError
-from dlbox.fileio import write_through_memory
+from dlbox.processes import owner_gone, owner_id, owner_in_name
 
 CACHE_ENV_VAR = "DLBOX_DATA_CACHE"
 CACHE_FORMAT = 1
@@ -319,15 +321,47 @@ def _read_cache(path: Path, key: str, directory: Path) -> ImageDataset | None:
     return ImageDataset(images, labels, classes, str(directory)) if ok else None
 
 
-def _clear_killed_writes(path: Path) -> None:
-    """A load killed mid-write (SIGKILL) leaves its temp file, as big as the cache (150 MB
-    for train): clear those over an hour old (a younger one may be another load's, being
-    written now). Asked by every load that uses the cache, not only by one that writes it:
-    once a cache is in place no load writes again (review: the temp file stayed for good)."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+def _killed_writes(path: Path) -> list[Path]:
+    """The temp files that loads killed mid-write (SIGKILL) left beside the cache `path`:
+    each whose writer has ended, as its name says (its owner id, as a fetch's temp folder
+    has), or (another machine's, or a name without an owner, an older dlbox's) that is over
+    an hour old (a younger one may be another load's, being written now)."""
+    prefix = f".{path.name}."
+    killed = []
+    for temp in sorted(path.parent.glob(f"{prefix}*.tmp")):
         with contextlib.suppress(OSError):
-            if time.time() - stale.stat().st_mtime > 3600:
-                stale.unlink()
+            owner = owner_in_name(temp.name, prefix)
+            if (owner is not None and owner_gone(owner)) \
+                    or time.time() - temp.stat().st_mtime > 3600:
+                killed.append(temp)
+    return killed
+
+
+def _clear_killed_writes(path: Path) -> None:
+    """Delete _killed_writes(path), each as big as the cache (150 MB for train). Asked by
+    every load that uses the cache, not only by one that writes it: once a cache is in place
+    no load writes again (review: the temp file stayed for good, then for an hour)."""
+    for killed in _killed_writes(path):
+        with contextlib.suppress(OSError):
+            killed.unlink()
+
+
+def killed_cache_writes(directory: Path) -> list[str]:
+    """For `dlbox data check`: the temp files of killed cache writes in the batches folder."""
+    notes = []
+    for split in SPLITS:
+        for killed in _killed_writes(cache_path(directory, split)):
+            with contextlib.suppress(OSError):
+                notes.append(f"{killed} ({killed.stat().st_size / 1e6:.0f} MB) is the temp "
+                             "file of a data cache write that was killed: the next train or "
+                             "evaluate deletes it (or delete it by hand)")
+    return notes
+
+
+def write_through_memory(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
+    """dlbox.fileio.write_through_memory with the writer's owner id in the temp file's name:
+    a killed write's file goes as soon as its process has (_clear_killed_writes)."""
+    fileio.write_through_memory(path, writer, tag=owner_id(namespace=True))
 
 
 def _write_cache(path: Path, key: str, dataset: ImageDataset) -> None:

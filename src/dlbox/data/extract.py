@@ -35,7 +35,7 @@ from dlbox.data.layout import (
 )
 from dlbox.data.paths import check_data_dir_path, fetch_from_copy
 from dlbox.errors import DataError, write_failure_kind
-from dlbox.fileio import fsync_dir
+from dlbox.fileio import exclusive_lock, fsync_dir
 from dlbox.processes import owner_gone, owner_id, signals_held
 from dlbox.text import shell_quote
 
@@ -516,8 +516,11 @@ def remove_stale_staging(data_dir: Path) -> None:
     staging_is_stale says so. `fetch` calls it holding the data dir's lock (where there are
     locks), so that no other fetch is extracting into it."""
     # The old copy a --force fetch swaps out (DATA_DIR/.cifar-10-batches-py.old.*), left by a
-    # fetch killed before it deleted it: this fetch puts new data in place, so it goes.
-    for aside in data_dir.glob(f".{BATCHES_DIRNAME}.old.*"):
+    # fetch killed before it deleted it: with data in place it goes. With none (a fetch killed
+    # between its two renames) it is the user's data: restore_swapped_out puts it back.
+    target = data_dir / BATCHES_DIRNAME
+    in_place = target.exists() or target.is_symlink()
+    for aside in old_copies(data_dir) if in_place else []:
         with contextlib.suppress(OSError):
             if aside.is_dir() and not aside.is_symlink():
                 _remove_tree(aside)
@@ -525,6 +528,37 @@ def remove_stale_staging(data_dir: Path) -> None:
         with contextlib.suppress(OSError):
             if staging_is_stale(stale):
                 shutil.rmtree(stale)
+
+
+def old_copies(data_dir: Path) -> list[Path]:
+    """The old copies (DATA_DIR/.cifar-10-batches-py.old.*) that --force fetches moved aside."""
+    return sorted(aside for aside in data_dir.glob(f".{BATCHES_DIRNAME}.old.*")
+                  if aside.is_dir() or aside.is_symlink())
+
+
+def restore_swapped_out(data_dir: Path) -> str | None:
+    """Put back the old copy that a --force fetch killed between its two renames
+    (_swap_into_place) left aside, with no DATA_DIR/cifar-10-batches-py (review: `data check`
+    said "no CIFAR-10 data found", and the next fetch deleted the old copy without a word).
+    The old copy is the data the user had; the new one, in the fetch's temp folder, is left
+    to the next fetch to delete. Done only while no fetch holds the data dir's lock and none
+    owns a temp folder there (a fetch mid-swap); the note to tell, or None."""
+    target = data_dir / BATCHES_DIRNAME
+    try:
+        if target.exists() or target.is_symlink() or not old_copies(data_dir):
+            return None
+        with exclusive_lock(data_dir, DataError("a fetch holds the data dir"), best_effort=True):
+            copies = old_copies(data_dir)
+            if target.exists() or target.is_symlink() or not copies \
+                    or not all(staging_is_stale(folder) for folder in staging_folders(data_dir)):
+                return None
+            newest = max(copies, key=lambda aside: aside.lstat().st_mtime)
+            os.rename(newest, target)
+    except (DataError, OSError):
+        return None
+    fsync_dir(data_dir)
+    return (f"restored {target} from {newest}, the data a `dlbox data fetch --force` killed "
+            "mid-swap had moved aside")
 
 
 def leftover_message(path: Path, error: OSError) -> str:

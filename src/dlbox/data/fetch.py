@@ -49,6 +49,7 @@ from dlbox.data.extract import (
     extract_cifar10_archive,
     leftover_message,
     remove_stale_staging,
+    restore_swapped_out,
     staging_folders,
     staging_is_stale,
 )
@@ -756,6 +757,9 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
     check_source(source)
     shown = redact_url(source)  # never a password in a message or the record
     check_data_dir_path(config.data_dir)
+    restored = restore_swapped_out(root)  # the data a fetch killed mid-swap moved aside
+    if restored is not None:
+        print(f"note: {restored}", file=sys.stderr)
     if cifar10_present(root) and not config.force:
         _clear_killed_fetch(root)
         present = data_checksum(root)

@@ -26,9 +26,11 @@ from dlbox.data.cifar10 import (
     TEST_BATCHES,
     TRAIN_BATCHES,
     batches_dir,
+    killed_cache_writes,
     load_cifar10,
 )
 from dlbox.data.dataset import ImageDataset
+from dlbox.data.extract import old_copies, restore_swapped_out
 from dlbox.data.imagefolder import (
     IMAGE_EXTENSIONS_TEXT,
     ImageTreeAccessError,
@@ -441,6 +443,9 @@ def skipped_notes(skipped: Mapping[str, Skipped]) -> list[str]:
 def _split_layout(data_dir: str | Path, split: str) -> tuple[DataLayout, Path]:
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
+    restored = restore_swapped_out(batches_dir(data_dir).parent)
+    if restored is not None:
+        tell(f"note: {restored}")
     layout = detect_layout(data_dir)
     if layout is None:
         raise no_data_error(data_dir, split)
@@ -739,21 +744,46 @@ def shadowed_image_tree(data_dir: str | Path) -> str | None:
             f"{layout.root} come first (move that folder out to read the tree)")
 
 
+def _old_copy_notes(root: Path) -> list[str]:
+    """`data check`'s notes of the old copies (.cifar-10-batches-py.old.*) in `root`."""
+    from dlbox.data.fetch import fetching_now
+
+    fetching = held_elsewhere(root)  # a fetch swapping its folders in
+    in_place = (root / BATCHES_DIRNAME).exists()
+    notes = []
+    for old_copy in old_copies(root):
+        if fetching:
+            notes.append(f"{fetching_now(root)}: {old_copy} may be the copy it replaces, which "
+                         "it removes; if it is still there when that fetch ends, delete it by "
+                         "hand")
+        elif in_place:
+            notes.append(f"{old_copy} is an old copy that a `dlbox data fetch --force` could "
+                         "not delete; delete it by hand to get its space back")
+        else:  # restore_swapped_out could not put it back (a fetch of unknown state runs)
+            notes.append(f"{old_copy} is the data a `dlbox data fetch --force` moved aside, "
+                         f"and no {BATCHES_DIRNAME} is in place: if no fetch runs, move it "
+                         f"back: `mv {shell_quote(old_copy)} "
+                         f"{shell_quote(root / BATCHES_DIRNAME)}`")
+    return notes
+
+
 def check_data(data_dir: str | Path) -> DataReport:
     """Inspect a data dir: which layout, every file present and loadable, counts, labels."""
     from dlbox.data.fetch import (
-        fetching_now,
         inspect_checksums,
         kept_downloads,
         killed_fetch_folders,
     )
 
     data_dir = Path(data_dir)
+    restored = restore_swapped_out(batches_dir(data_dir).parent)
     layout = detect_layout(data_dir)
     problems: list[str] = []
-    notes: list[str] = kept_downloads(data_dir) + killed_fetch_folders(data_dir)
+    notes: list[str] = ([] if restored is None else [restored]) + kept_downloads(data_dir) \
+        + killed_fetch_folders(data_dir)
     if layout is None:
         problems.append(no_data_error(data_dir).message)
+        notes.extend(_old_copy_notes(batches_dir(data_dir).parent))
         return DataReport(data_dir, None, (), (), {}, None, tuple(problems), tuple(notes))
     if layout.kind == "cifar10-batches":
         # A record that is there but damaged is a problem, never "nothing recorded": it would
@@ -764,15 +794,9 @@ def check_data(data_dir: str | Path) -> DataReport:
         elif record is None:
             notes.append("no archive checksum recorded (data not extracted by `dlbox data fetch`)")
         classes, files, splits = _check_cifar_batches(layout.root, record, problems, notes)
+        notes.extend(killed_cache_writes(layout.root))
         checksum = record["archive"]["sha256"] if record is not None else None
-        fetching = held_elsewhere(layout.root.parent)  # a fetch swapping its folders in
-        for old_copy in sorted(layout.root.parent.glob(f".{BATCHES_DIRNAME}.old.*")):
-            notes.append(f"{fetching_now(layout.root.parent)}: {old_copy} may be the copy it "
-                         "replaces, which it removes; if it is still there when that fetch ends, "
-                         "delete it by hand"
-                         if fetching else
-                         f"{old_copy} is an old copy that a `dlbox data fetch --force` could "
-                         "not delete; delete it by hand to get its space back")
+        notes.extend(_old_copy_notes(layout.root.parent))
         shadowed = shadowed_image_tree(data_dir)
         if shadowed is not None:
             notes.append(shadowed)

@@ -55,8 +55,10 @@ def git_commit(start: Path | None = None) -> dict[str, Any] | None:
                                 capture_output=True, text=True, timeout=5, check=False)
         if commit.returncode != 0:
             return None
-        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain",
-                                 "--untracked-files=no"],
+        # --no-optional-locks: no refresh of the index, whose .git/index.lock could fail the
+        # user's own git commands in the checkout meanwhile (review)
+        status = subprocess.run(["git", "--no-optional-locks", "-C", str(where), "status",
+                                 "--porcelain", "--untracked-files=no"],
                                 capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
