@@ -485,6 +485,8 @@ def test_an_image_that_fails_its_smoke_test_is_kept_under_one_name_until_a_build
         '[tool.setuptools]\npackages = ["brokenpkg"]\n')
     init = project / "brokenpkg" / "__init__.py"
     init.write_text('raise ImportError("brokenpkg needs a module it does not list")\n')
+    (project / "data").mkdir()  # a package dlbox leaves out: a note the build says once
+    (project / "data" / "__init__.py").write_text("")
     tag = "dlbox-test-failed:cpu"
     failed_tag = f"{tag}-failed"
     build = ("image", "build", str(project), "--cpu", "--tag", tag, "--base-image", BASE,
@@ -497,6 +499,7 @@ def test_an_image_that_fails_its_smoke_test_is_kept_under_one_name_until_a_build
         assert f"kept as {failed_tag} for a look, its dependency stage as {failed_tag}-deps " \
                "(the next build replaces them)" in first.stderr, first.stderr[-3000:]
         assert f"docker run --rm -it {failed_tag} bash" in first.stderr
+        assert "==> note: data/ is a Python package" in first.stderr, first.stderr[-3000:]
         kept = engine.images.get(failed_tag)
         assert kept.labels.get("dlbox.project") == "dlbox-smoke-import"
         with pytest.raises(docker.errors.ImageNotFound):
@@ -516,6 +519,9 @@ def test_an_image_that_fails_its_smoke_test_is_kept_under_one_name_until_a_build
         init.write_text("VALUE = 1\n")
         fixed = dlbox(*build, timeout=BUILD_TIMEOUT_S)
         assert fixed.returncode == 0, fixed.stderr[-3000:]
+        # said as the build started, not again at its end
+        assert (fixed.stdout + fixed.stderr).count("data/ is a Python package") == 1, \
+            fixed.stdout[-2000:]
         assert f"removed {failed_tag}" in fixed.stdout, fixed.stdout[-2000:]
         with pytest.raises(docker.errors.ImageNotFound):
             engine.images.get(failed_tag)
@@ -626,3 +632,60 @@ def test_the_resolve_goes_through_the_proxy_the_build_is_given(engine: Any,
     assert "hint: pip could not get through the proxy that HTTP_PROXY / HTTPS_PROXY name" \
         in built.stderr
     assert not (project / "dlbox.lock").exists()
+
+
+def test_a_build_that_fails_has_already_said_the_projects_notes(engine: Any,
+                                                                tmp_path: Path) -> None:
+    # Found by review: the project's notes (a left-out `data/` package, a link outside the
+    # project) were printed only after a build that passed; a failed or long build never
+    # showed them. A base image that is not there fails the build at its first step.
+    project = tmp_path / "dlbox-noted"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "__init__.py").write_text("")
+    (project / "requirements.txt").write_text("torch\n")
+    (tmp_path / "shared.py").write_text("X = 1\n")
+    (project / "shared.py").symlink_to(tmp_path / "shared.py")
+    failed = dlbox("image", "build", str(project), "--cpu", "--tag", "dlbox-test-noted:cpu",
+                   "--base-image", "dlbox-test-no-such-base:1", "--wheelhouse", str(WHEELHOUSE))
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "error: image build failed" in failed.stderr, failed.stderr[-3000:]
+    notes = [line for line in failed.stderr.splitlines() if line.startswith("==> note: ")]
+    assert any("data/ is a Python package" in note for note in notes), failed.stderr[-3000:]
+    assert any("shared.py is a link to" in note for note in notes), failed.stderr[-3000:]
+
+
+def test_a_build_that_fails_after_the_deps_stage_leaves_it_tagged_and_nothing_dangling(
+        engine: Any, tmp_path: Path) -> None:
+    # Found by review: a build whose project install failed (setuptools refused the
+    # project's pyproject.toml) left its deps stage (the venv, gigabytes) untagged, and the
+    # last image of the failed stage dangling: `docker image prune` was the only way out.
+    # Here setuptools finds no folder for the package the project lists.
+    require(bool(torch_wheels()), f"a CPU torch wheel in {WHEELHOUSE} (DLBOX_WHEELHOUSE)")
+    project = tmp_path / "dlbox-typo"
+    (project / "typopkg").mkdir(parents=True)
+    (project / "typopkg" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "dlbox-typo"\nversion = "0.1"\ndependencies = ["torch"]\n\n'
+        f'[tool.setuptools]\npackages = ["typopkgs"]\n# {uuid.uuid4()}\n')
+    tag = "dlbox-test-typo:cpu"
+    before = {image.id for image in engine.images.list(all=True)}
+    try:
+        failed = dlbox("image", "build", str(project), "--cpu", "--tag", tag, "--base-image",
+                       BASE, "--wheelhouse", str(WHEELHOUSE), timeout=BUILD_TIMEOUT_S)
+        assert failed.returncode == 1, failed.stderr[-3000:]
+        assert "installing the project dlbox-typo failed" in failed.stderr, \
+            failed.stderr[-3000:]
+        deps = engine.images.get(f"{tag}-failed-deps")
+        assert deps.labels.get("dlbox.stage") == "deps"
+        assert f"{tag}-failed-deps" in failed.stderr.split("hint:", 1)[-1], \
+            failed.stderr[-3000:]
+        # what the build added is the deps stage and its steps (`docker images -a`): the
+        # image stage's steps, the copy of the venv among them, are gone
+        chain = {layer["Id"] for layer in deps.history()}
+        added = {image.id for image in engine.images.list(all=True)} - before
+        assert added <= chain, added - chain
+        assert not (project / "dlbox.lock").exists()
+    finally:
+        _remove_images(engine, f"{tag}-failed-deps")

@@ -245,7 +245,8 @@ def run_build(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     for note in outcome.notes:
-        print(f"note: {note}")
+        if note not in outcome.said:  # the project's notes: said as the build started
+            print(f"note: {note}")
     size = f", {outcome.size_bytes / 2**20:.0f} MiB" if outcome.size_bytes else ""
     cached = (f", {summary['cached_steps']}/{summary['steps']} steps from cache"
               if outcome.build else "")

@@ -103,10 +103,12 @@ from dlbox.container.run import gpu_blocker, host_facts
 from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
 from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
 from dlbox.container.tags import (
+    deps_stage_image,
     deps_tag,
     drop_failed,
     failed_tag,
     keep_failed,
+    last_step_image,
     remove_replaced,
     tag_deps_stage,
 )
@@ -158,6 +160,7 @@ class BuildOutcome:
     context: ContextSummary | None = None
     notes: list[str] = field(default_factory=list)
     project: Project | None = None
+    said: tuple[str, ...] = ()  # of the notes, those the build logged at its start
 
 
 def example_command(outcome: BuildOutcome) -> str:
@@ -774,6 +777,8 @@ def build_image(request: BuildRequest, log: Log = print,
     project = p.project
     client = client or engine.connect()
     notes: list[str] = list(p.project.notes) + list(p.warnings) + list(p.lock_notes)
+    for note in p.project.notes:  # said now: a build that fails, or takes long, shows them
+        log(f"note: {note}")
     for warning in p.warnings:  # said now too (a second framework without a GPU build)
         log(warning)
     buildargs = _buildargs(request)
@@ -814,13 +819,18 @@ def build_image(request: BuildRequest, log: Log = print,
         log(f"building {spec.framework.name} {spec.framework.version} image of "
             f"{project.name} ({project.root}) on {spec.base_image} "
             f"({context.bytes // 2**20} MiB context)")
-        result = engine.build(client, context.path, nocache=request.no_cache,
-                              buildargs=buildargs,
-                              labels={S.SOURCE_LABEL: S.source_id(project.root),
-                                      S.FILES_LABEL: files_digest},
-                              on_event=on_event, project=project.name)
-    tags = [request.tag] if request.tag else [
-        default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]
+        tags = [request.tag] if request.tag else [
+            default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]
+        output: list[str] = []  # kept when the build fails: it names the images it made
+        try:
+            result = engine.build(client, context.path, nocache=request.no_cache,
+                                  buildargs=buildargs,
+                                  labels={S.SOURCE_LABEL: S.source_id(project.root),
+                                          S.FILES_LABEL: files_digest},
+                                  on_event=on_event, project=project.name, log=output)
+        except ContainerError as error:
+            _after_failed_build(client, output, failed_tag(tags[0]), error)
+            raise
     smoke_result = None
     if request.smoke:
         gpu_now = False
@@ -838,11 +848,7 @@ def build_image(request: BuildRequest, log: Log = print,
             # Its deps stage tagged beside the failed image: untagged, the one of a build
             # whose fix changed the dependencies (a package added) stayed for good (review:
             # 1.27 GB); the next failed build's replaces it, the next that passes removes it.
-            tag_deps_stage(client, result, failed_tag(tags[0]))
-            deps_kept = deps_tag(failed_tag(tags[0]))
-            if S.DEPS_STAGE_LABEL not in engine.image_labels(
-                    engine.inspect_image(client, deps_kept)):
-                deps_kept = None  # not tagged (a name taken by another image): not named
+            deps_kept = _keep_failed_deps(client, result.log, failed_tag(tags[0]))
         if failures and all(check.name == "project_sources" for check in failures):
             # Only the project's code failed to compile: the error names the file and line,
             # and an image kept for a look would only pile up, one per attempt.
@@ -882,8 +888,45 @@ def build_image(request: BuildRequest, log: Log = print,
         image_id=result.image_id, tags=tags, spec=spec, entry=entry, lock_path=p.lock_path,
         lock_written=new_entry, seconds=round(time.monotonic() - start, 1), build=result,
         smoke=smoke_result, size_bytes=data.get("Size"), context=context, notes=notes,
-        project=project,
+        project=project, said=p.project.notes,
     )
+
+
+def _keep_failed_deps(client: Any, log: Sequence[str], name: str) -> str | None:
+    """Tag the deps stage of a build that failed (its output: `log`) as NAME:TAG-failed-deps
+    (`name`: NAME:TAG-failed), for the next build to reuse: untagged, the one of a build
+    whose fix changed the dependencies (a package added) stayed for good (review: 1.27 GB);
+    the next failed build's replaces it, the next that passes removes it. The name to show,
+    None when none was tagged (the build failed before the stage ended, or the name is
+    another image's)."""
+    if deps_stage_image(log) is None:
+        return None
+    tag_deps_stage(client, engine.BuildResult(image_id="", log=list(log)), name)
+    kept = deps_tag(name)
+    if S.DEPS_STAGE_LABEL not in engine.image_labels(engine.inspect_image(client, kept)):
+        return None
+    return kept
+
+
+def _after_failed_build(client: Any, log: Sequence[str], name: str,
+                        error: ContainerError) -> None:
+    """A build that failed after its deps stage: the stage is kept as NAME:TAG-failed-deps
+    (named in `error`'s hint), and the image of the last step that ended, which nothing
+    names or builds on (the engine keeps it, with the gigabytes of the venv's copy), is
+    removed; that of a step that an image still builds on stays."""
+    try:
+        kept = _keep_failed_deps(client, log, name)
+        if kept is None:
+            return
+        # (the engine removed the failed step's container before it sent the error)
+        last = last_step_image(log)
+        if last:
+            engine.remove_replaced_image(client, last, None)
+    except ContainerError:  # housekeeping: the build's own failure is what the user needs
+        return
+    said = f"its dependency stage is kept as {kept} (the next build reuses it; the first " \
+           "that passes removes it)"
+    error.hint = f"{error.hint}; {said}" if error.hint else said
 
 
 def _lock(request: BuildRequest, p: Plan, client: Any, tmp: Path, ca_cert: Path | None,

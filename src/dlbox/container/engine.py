@@ -149,18 +149,20 @@ def build(
     labels: dict[str, str] | None = None,
     on_event: EventCallback | None = None,
     project: str | None = None,
+    log: list[str] | None = None,
 ) -> BuildResult:
     """Build from a context archive; stream progress to `on_event(kind, data)`.
 
     Kinds: "step" (a Dockerfile step starts: number, total, instruction), "cached" (that step
     came from the cache), "output" (a line the step printed), "pull" (base image pull).
     ContainerError with the failing step and the engine's message when the build fails
-    (`project`: the name of the project whose install step it may be).
+    (`project`: the name of the project whose install step it may be). `log`: a list the
+    build's output lines go into as they come (BuildResult.log), kept when the build fails.
     """
     import docker
 
     emit = on_event or (lambda kind, data: None)
-    result = BuildResult(image_id="")
+    result = BuildResult(image_id="", log=log if log is not None else [])
     start = time.monotonic()
     current: dict[str, Any] | None = None
 

@@ -178,7 +178,44 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
     `version`, only versions they admit are candidates, from the matrix and the wheelhouse
     alike (a project pinning torch==2.12.0 gets 2.12.0, not the newest release and a clash).
     `base_image` (--base-image) only checks the version a hint suggests (`_newest_runnable`).
+    A pin's local label (torch==2.13.0+cu121) is the target's to choose: when the build's
+    differs, a reason says it was replaced.
     """
+    resolved = _resolve_framework(framework, target, wheelhouse, version, matrix, pins,
+                                  base_image)
+    return dataclasses.replace(resolved, reasons=resolved.reasons + tuple(
+        _replaced_labels(pins, resolved)))
+
+
+def _replaced_labels(pins: Sequence[tuple[str, Any]], resolved: Any) -> list[str]:
+    """A reason for each local label in the project's pins (+cu121) that is not the one of
+    the build for the target (+cpu), with the flag that gets that build."""
+    from packaging.requirements import Requirement
+
+    built = resolved.version.partition("+")[2] or resolved.variant
+    out = []
+    for line, _ in pins:
+        for spec in Requirement(line).specifier:
+            label = spec.version.partition("+")[2]
+            if not label or label == built:
+                continue
+            cuda = re.fullmatch(r"cu(\d+)(\d)", label)
+            how = ("build with --cpu" if label == "cpu" else
+                   f"build with --gpu (and --driver VERSION on a machine without an NVIDIA GPU)"
+                   f"{f', --cuda {cuda.group(1)}.{cuda.group(2)}' if cuda else ''}"
+                   if built == "cpu" else
+                   f"build with --cuda {cuda.group(1)}.{cuda.group(2)}" if cuda else
+                   "dlbox picks the build for the target")
+            target = ("a CPU-only build: --cpu, or no usable NVIDIA GPU on the host"
+                      if built == "cpu" else "the build for this target's GPU and driver")
+            out.append(f"the project pins {line}: its local label +{label} is replaced by "
+                       f"+{built} ({target}); for +{label}, {how}")
+    return out
+
+
+def _resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribution],
+                       version: str | None, matrix: Any, pins: Sequence[tuple[str, Any]],
+                       base_image: str | None) -> Any:
     from packaging.version import Version
 
     matrix = matrix or load_matrix()
@@ -219,7 +256,8 @@ def resolve_framework(framework: str, target: Any, wheelhouse: Sequence[Distribu
                 "no download of it")
         reasons = chosen.reasons
         if pins:
-            reasons += (f"the project requires {_pins_text(pins)}, which admits it",)
+            reasons += (f"the project requires {_pins_text(pins)}, which admits version "
+                        f"{public}",)
         return dataclasses.replace(chosen, reasons=reasons + (note,))
     return newest
 

@@ -577,6 +577,31 @@ def _toml_strings(value: Any, where: str, field: str, example: str) -> list[str]
     return value
 
 
+# The keys of pyproject.toml's [project] table (PEP 621 and its successors: license-files,
+# import-names); the build backend refuses any other.
+PROJECT_KEYS = ("name", "version", "description", "readme", "requires-python", "license",
+                "license-files", "authors", "maintainers", "keywords", "classifiers", "urls",
+                "scripts", "gui-scripts", "entry-points", "dependencies",
+                "optional-dependencies", "dynamic", "import-names", "import-namespaces")
+
+
+def _refuse_unknown_project_keys(project_table: dict[str, Any], where: str) -> None:
+    """UsageError for a [project] key PEP 621 does not define (`dependecies`), naming the
+    closest one: it would be ignored here (no dependencies, no extras) and refused by the
+    build backend only in the real build."""
+    import difflib
+
+    for key in project_table:
+        if key in PROJECT_KEYS:
+            continue
+        close = difflib.get_close_matches(key, PROJECT_KEYS, n=1)
+        raise UsageError(
+            f"{where}: [project] has a key {key!r} that pyproject.toml does not define",
+            hint=f"rename it to {close[0]!r}" if close else
+                 f"remove it, or move it to a [tool.NAME] table (the keys of [project]: "
+                 f"{', '.join(PROJECT_KEYS)})")
+
+
 def _poetry_dependencies(data: dict[str, Any]) -> list[str]:
     """The packages [tool.poetry.dependencies] names (Python itself left out)."""
     tool = data.get("tool")
@@ -763,10 +788,118 @@ def foreign_project_error(folder: Path) -> UsageError | None:
     Pipfile) and not one dlbox reads, with how to make it one; None for any other folder."""
     for name, whose, fix in FOREIGN_PROJECT_FILES:
         if (folder / name).is_file():
+            more = ""
+            if name == COG_FILE:  # what a requirements.txt and apt.txt cannot carry
+                cog = read_cog_build(folder / name)
+                if cog.get("run"):
+                    more += ("; its build.run steps are not run (their packages go in those "
+                             "files too)")
+                if isinstance(cog.get("python_version"), str):
+                    more += f"; {python_choice(cog['python_version'])}"
             return UsageError(f"{folder} holds {name} ({whose}), which dlbox does not read, and "
                               f"no {REQUIREMENTS_FILE} or {PYPROJECT_FILE}",
-                              hint=f"{fix}, then build again")
+                              hint=f"{fix}, then build again{more}")
     return None
+
+
+COG_FILE = "cog.yaml"
+
+
+def _yaml_scalar(text: str) -> str:
+    text = text.strip()
+    return text[1:-1] if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"" else text
+
+
+def read_cog_build(path: Path) -> dict[str, Any]:
+    """The build: section of a cog.yaml, read without a YAML library (dlbox has none): its
+    scalar keys as strings, its lists (`- item` lines, or `[a, b]`) as lists of strings (a
+    mapping item, as a run step with mounts, as its first line); {} when unreadable."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    out: dict[str, Any] = {}
+    in_build, key, key_indent, item_indent = False, "", 0, 0
+    for raw in lines:
+        line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()
+        text = line.strip()
+        if not text:
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent == 0:
+            in_build, key = text == "build:", ""
+            continue
+        if not in_build:
+            continue
+        match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*):\s*(.*)", text)
+        if match and (not key or indent <= key_indent):
+            key, key_indent, item_indent = match.group(1), indent, 0
+            value = match.group(2)
+            if value.startswith("["):
+                out[key] = [_yaml_scalar(item) for item in value.strip("[]").split(",")
+                             if item.strip()]
+            else:
+                out[key] = _yaml_scalar(value) if value else []
+        elif ((text == "-" or text.startswith("- ")) and isinstance(out.get(key), list)
+              and item_indent in (0, indent)):  # not an item of a list inside an item
+            item_indent = indent
+            out[key].append(_yaml_scalar(text[1:]))
+    return out
+
+
+def python_choice(wanted: str) -> str:
+    """How to get Python `wanted` ("3.12"), which another tool's file asks for: the image has
+    its base image's Python, so a base image that has it."""
+    from dlbox.container import spec as S
+    from dlbox.container.build import OFFICIAL_PYTHONS
+
+    release = ".".join(wanted.split(".")[:2])
+    if release == S.DEFAULT_PYTHON:
+        return (f"the image has its base image's Python ({S.DEFAULT_PYTHON} on dlbox's default "
+                "base images, as asked)")
+    image = (f"--base-image python:{release}-slim-bookworm" if release in OFFICIAL_PYTHONS
+             else f"--base-image with a Debian/Ubuntu image whose python3 is {release}")
+    return (f"the image has its base image's Python ({S.DEFAULT_PYTHON} on dlbox's default base "
+            f"images): for {release}, pass {image}")
+
+
+def other_tools_notes(root: Path, source: str, apt_packages: tuple[str, ...]) -> list[str]:
+    """Notes on Cog's and repo2docker's files beside the project's `source` (requirements.txt
+    or pyproject.toml), which dlbox does not read: what of them the image lacks, and where
+    it goes instead."""
+    notes: list[str] = []
+    if (root / COG_FILE).is_file():
+        cog = read_cog_build(root / COG_FILE)
+        notes.append(f"{COG_FILE} (Cog's) is not read: the image gets the packages of {source} "
+                     f"(list there those of its build.python_packages it needs)")
+        system = [name for name in cog.get("system_packages") or ()
+                  if isinstance(name, str) and name not in apt_packages]
+        if system and isinstance(cog.get("system_packages"), list):
+            notes.append(f"{COG_FILE}'s build.system_packages ({', '.join(system)}) are not "
+                         f"installed: list them in {APT_FILE}")
+        run = cog.get("run")
+        if run:
+            steps = f"{len(run)} step{'s' if len(run) != 1 else ''}" \
+                if isinstance(run, list) else "a step"
+            notes.append(f"{COG_FILE}'s build.run ({steps}) is not run: list the Debian "
+                         f"packages it installs in {APT_FILE} and the Python ones in {source}")
+        if isinstance(cog.get("python_version"), str) and cog["python_version"]:
+            notes.append(f"{COG_FILE}'s build.python_version {cog['python_version']} is not "
+                         f"read: {python_choice(cog['python_version'])}")
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        runtime = (root / "runtime.txt").read_text(encoding="utf-8")
+        match = re.match(r"\s*python-(\d+\.\d+(?:\.\d+)?)\s*$", runtime)
+        if match:
+            notes.append(f"runtime.txt (repo2docker's) asks for Python {match.group(1)}, which "
+                         f"dlbox does not read: {python_choice(match.group(1))}")
+    if (root / "postBuild").is_file():
+        notes.append(f"postBuild (repo2docker's) is not run: list the Debian packages it "
+                     f"installs in {APT_FILE} and the Python ones in {source}; for other "
+                     "steps, build an image of your own FROM this one")
+    if (root / "start").is_file():
+        notes.append("start (repo2docker's) is not run: the image runs its command as it is; "
+                     "give another to dlbox image run (IMAGE -- CMD ...)")
+    return notes
 
 
 def default_project_dir(cwd: Path | None = None) -> Path | None:
@@ -870,6 +1003,7 @@ def detect_project(project_dir: str | Path | None = None,
         build_system = _toml_table(data.get("build-system"), where, "[build-system]",
                                    '[build-system] requires = ["setuptools>=61"]')
         if project_table:
+            _refuse_unknown_project_keys(project_table, where)
             name = _toml_string(project_table.get("name"), where, "[project] name",
                                 'name = "mypkg"') or name
             version = _toml_string(project_table.get("version"), where, "[project] version",
@@ -942,6 +1076,10 @@ def detect_project(project_dir: str | Path | None = None,
             notes.append(note)
     if builtin:
         command = ("dlbox", "--help")
+    system_packages = read_apt_file(root / APT_FILE)
+    if not builtin:
+        notes += other_tools_notes(root, REQUIREMENTS_FILE if has_requirements_txt
+                                   else PYPROJECT_FILE, system_packages)
     kind = "builtin" if builtin else ("pyproject" if project_table else "requirements")
     return Project(
         root=root,
@@ -958,5 +1096,5 @@ def detect_project(project_dir: str | Path | None = None,
         extras=tuple(extras or ()),
         command=command,
         notes=tuple(notes),
-        system_packages=read_apt_file(root / APT_FILE),
+        system_packages=system_packages,
     )

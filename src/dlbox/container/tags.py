@@ -58,6 +58,13 @@ def deps_stage_image(log: Sequence[str]) -> str | None:
     return None
 
 
+def last_step_image(log: Sequence[str]) -> str | None:
+    """The image of the last step that ended (its ` ---> ID`) in the engine's build output;
+    None when no step ended."""
+    images = [match.group(1) for line in log if (match := _STEP_IMAGE.match(line.strip()))]
+    return images[-1] if images else None
+
+
 def _side_tag(tag: str, suffix: str) -> str:
     """`p1:cpu` -> `p1:cpu-SUFFIX`: a name beside the image's (its deps stage, a failed
     build); the tag part stays within the engine's 128 characters."""
