@@ -83,7 +83,8 @@ CELLS = [
     MY_IMAGE = None      # a photo of yours to classify (a path); None: draw one
     RUN_DIR = None       # where the trained model is saved; None: a new folder under runs/
                          # each time (on synthetic data: a temporary folder, deleted when the
-                         # kernel stops); a folder named here must not hold a run already
+                         # kernel stops); a folder named here must not hold a run already,
+                         # but one the stop button stopped (the training cell continues it)
     """, tags=["parameters"]),
     code("""
     import atexit
@@ -274,17 +275,20 @@ CELLS = [
     its settings (`config.json`), the versions it ran with (`manifest.json`), the numbers
     per epoch (`metrics.json`) and the trained weights (`checkpoints/last.pt`). The bar
     below moves as it trains; one line per epoch reports the loss and the accuracy.
-    Stop it with the kernel's stop button (*Kernel > Interrupt Kernel*): the run is saved
-    and can be resumed with `dlbox train --resume RUN_DIR`.
+    Stop it with the kernel's stop button (*Kernel > Interrupt Kernel*): the run is saved.
+    Run the cell again (settings unchanged) to continue it where it stopped: the run in
+    `RUN_DIR`, or with `RUN_DIR = None` the one this cell started in this kernel; or resume
+    it in a terminal with `dlbox train --resume RUN_DIR`.
     """),
     code("""
     from dlbox.errors import UsageError
-    from dlbox.jupyter.notebooks import removed_if_unsaved
+    from dlbox.jupyter.notebooks import cell_ran, removed_if_unsaved, stopped_with
     from dlbox.jupyter.progress import NotebookProgress, plural
     from dlbox.training.config import build_config
-    from dlbox.training.loop import steps_per_epoch, train
+    from dlbox.training.loop import resume, steps_per_epoch, train
     from dlbox.training.rundir import claim_default_run_dir
 
+    cell_ran(globals(), "loaded_with", "the data cell")  # (and the cells above it)
     # The bar counts the data cell's images, and the gallery of wrong guesses shows them: they
     # must be the ones this run trains and tests on.
     if DATA_DIR != found_for:  # data_dir would still be the old setting's folder
@@ -304,8 +308,15 @@ CELLS = [
     print(f"batch size {config.batch_size}, learning rate {config.lr}, "
           f"{plural(config.epochs, 'epoch')}")
 
-    claimed = RUN_DIR is None and not synthetic
-    if RUN_DIR is not None:
+    # The training cell run again after the stop button continues the run it stopped: the
+    # one in RUN_DIR, or with RUN_DIR None the one it started in this kernel.
+    again = expand_user(RUN_DIR) if RUN_DIR is not None else globals().get("started_run")
+    resuming = again is not None and stopped_with(again, config)
+    claimed = RUN_DIR is None and not synthetic and not resuming
+    if resuming:
+        run_dir = again
+        print(f"continuing the run stopped in {run_dir}")
+    elif RUN_DIR is not None:
         run_dir = expand_user(RUN_DIR)
     elif synthetic:  # a throwaway run, like its data
         run_dir = scratch_folder("dlbox-notebook-run-") / MODEL
@@ -314,11 +325,16 @@ CELLS = [
         run_dir = claim_default_run_dir(MODEL)  # a new runs/<date>-<time>-<model> here
     config = config.replace(run_dir=str(run_dir))
 
+    started_run = run_dir if RUN_DIR is None else None  # (RUN_DIR names its own run)
     steps = steps_per_epoch(len(train_set), config.batch_size)
     # A folder made here that a failed start left without a checkpoint is removed, as `dlbox
     # train` removes its own; one that held something before is kept.
     with removed_if_unsaved(run_dir, claimed), NotebookProgress(config.epochs, steps) as bar:
-        run_dir = train(config, progress=False, evaluate_at_end=False, stop=bar.update)
+        if resuming:
+            run_dir = resume(run_dir, device=DEVICE, data_dir=data_dir, progress=False,
+                             evaluate_at_end=False, stop=bar.update)
+        else:
+            run_dir = train(config, progress=False, evaluate_at_end=False, stop=bar.update)
     """),
     code("""
     from dlbox.jupyter.notebooks import training_history
@@ -382,6 +398,10 @@ CELLS = [
     Some of the test images it got **wrong**, with the true label and its guess:
     """),
     code("""
+    from dlbox.jupyter.notebooks import cell_ran
+
+    cell_ran(globals(), "show_images", "the cell that shows the first images (it defines "
+             "show_images)")
     wrong = [row for row in predictions if row["true_label"] != row["predicted_label"]]
     print(f"{len(wrong)} of {len(predictions)} test images "
           f"{'is' if len(wrong) == 1 else 'are'} misclassified")

@@ -458,3 +458,85 @@ def test_the_stop_button_before_the_first_step_stops_in_one_line_and_breaks_noth
     assert re.search(r"done: 1 epoch, \d+ steps? in ", text), text
     assert "stopped in epoch" not in text  # the bar claims no stop where training never began
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_cells_run_before_the_cells_they_need_say_so_in_one_line(tmp_path: Path) -> None:
+    """Found by review: the training cell run before the data cell failed with a raw
+    `NameError: name 'loaded_with' is not defined` ('DATA_DIR' in a fresh kernel), and the
+    gallery of wrong guesses, with the cell defining show_images skipped, with another."""
+    require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    cells = notebook.cells
+    settings = next(i for i, cell in enumerate(cells) if "parameters" in
+                    cell.metadata.get("tags", []))
+    data = next(i for i, cell in enumerate(cells) if "load_split(" in cell.source)
+    training = next(cell for cell in cells if "NotebookProgress(" in cell.source)
+    gallery = next(cell for cell in cells if "misclassified" in cell.source)
+    copy = nbformat.from_dict
+    notebook.cells = [copy(dict(training)),  # in a fresh kernel
+                      *cells[settings:data],  # the settings and setup cells
+                      copy(dict(training)),  # before the data cell
+                      cells[data], copy(dict(gallery))]  # show_images' cell skipped
+    errors = execute_with_errors(notebook, tmp_path, {
+        "DATA_DIR": None, "NUM_TRAIN": 64, "NUM_TEST": 32, "EPOCHS": 1, "MODEL": "tiny",
+        "DEVICE": "cpu", "RUN_DIR": None,
+    })
+    in_order = "hint: run the cells above in order (Run > Run All Cells)"
+    assert [error["traceback"] for error in errors] == [
+        ["error: the data cell has not run yet", in_order],
+        ["error: the data cell has not run yet", in_order],
+        ["error: the cell that shows the first images (it defines show_images) has not run "
+         "yet", in_order],
+    ], errors
+    assert {error["ename"] for error in errors} == {"UsageError"}
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("named", [True, False])  # RUN_DIR named; None: the kernel's own run
+def test_the_training_cell_run_again_after_the_stop_button_continues_the_run(
+        tmp_path: Path, named: bool) -> None:
+    """Found by review: the stop button, then the training cell again, started a new run
+    (RUN_DIR None) or was refused ("already holds a run; continue it with dlbox train
+    --resume ..."), where a notebook user expects the run to go on."""
+    require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    last = next(i for i, cell in enumerate(notebook.cells) if "NotebookProgress(" in cell.source)
+    training = notebook.cells[last]
+    notebook.cells = notebook.cells[:last]
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        "import os, signal\n"
+        "from dlbox.jupyter import progress as _progress\n"
+        "_update = _progress.NotebookProgress.update\n"
+        "def _press_stop(self, epoch, step):  # once, in the first epoch\n"
+        "    if (epoch, step) == (1, 2):\n"
+        "        _progress.NotebookProgress.update = _update\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return _update(self, epoch, step)\n"
+        "_progress.NotebookProgress.update = _press_stop"))
+    notebook.cells.append(nbformat.from_dict(dict(training)))
+    notebook.cells.append(nbformat.from_dict(dict(training)))  # run again: goes on
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        "from dlbox.jupyter.notebooks import training_history\n"
+        "print('run:', run_dir, [entry['epoch'] for entry in training_history(run_dir)])"))
+    run_dir = tmp_path / "run"
+    errors = execute_with_errors(notebook, tmp_path, {
+        "DATA_DIR": None, "NUM_TRAIN": 64, "NUM_TEST": 32, "EPOCHS": 2, "MODEL": "tiny",
+        "DEVICE": "cpu", "RUN_DIR": str(run_dir) if named else None,
+    })
+    assert [error["ename"] for error in errors] == ["TrainingStopped"], errors
+    text = output_texts(notebook)
+    stopped = re.search(r"state saved in (\S+)/checkpoints/last\.pt", text)
+    assert stopped, text
+    if named:
+        assert stopped.group(1) == str(run_dir)
+    assert f"continuing the run stopped in {stopped.group(1)}" in text, text
+    assert re.search(r"done: 2 epochs, \d+ steps in ", text), text
+    assert f"run: {stopped.group(1)} [1, 2]" in text, text

@@ -640,7 +640,8 @@ def test_the_progress_bar_claims_no_stop_nor_time_left_before_training_began(
     assert lines[0] == "[" + "." * 30 + "] epoch 1/1, step 0/75 (0 %), 0:00 elapsed"
     assert lines[-1] == "[" + "." * 30 + "] training did not start"
     assert "stopped" not in "\n".join(lines)
-    assert "about" in repr(ProgressView(3, 75, 1, 1, 6.0))  # once a step is timed
+    # once steps are timed (tests/unit/test_jupyter_progress.py)
+    assert "about 2:24 left" in repr(ProgressView(3, 75, 1, 1, 6.0, remaining_s=144.0))
 
 
 def test_a_run_stopped_in_its_first_epoch_has_no_curves_to_plot(tmp_path: Path) -> None:

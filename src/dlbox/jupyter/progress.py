@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dlbox.text import plural  # the notebook imports it from here
@@ -27,13 +28,14 @@ class ProgressView:
 
     def __init__(self, done: int, total: int, epoch: int, epochs: int, elapsed_s: float,
                  finished: bool = False, stopped: bool = False,
-                 not_started: bool = False) -> None:
+                 not_started: bool = False, remaining_s: float | None = None) -> None:
         self.done, self.total = done, max(1, total)
         self.epoch, self.epochs = epoch, epochs
         self.elapsed_s = elapsed_s
         self.finished = finished
         self.stopped = stopped
         self.not_started = not_started  # failed or stopped before its first step
+        self.remaining_s = remaining_s  # None: no estimate yet (see NotebookProgress)
 
     def _caption(self) -> str:
         fraction = self.done / self.total
@@ -47,10 +49,9 @@ class ProgressView:
                     f"{self.total}, after {format_seconds(self.elapsed_s)}")
         caption = (f"epoch {self.epoch}/{self.epochs}, step {self.done}/{self.total} "
                    f"({100 * fraction:.0f} %), {format_seconds(self.elapsed_s)} elapsed")
-        if fraction == 0:  # no step timed yet: no guess (review: "about 0:00 left")
+        if self.remaining_s is None:  # too few steps timed: no guess (review: "0:00 left")
             return caption
-        remaining = self.elapsed_s * (1 - fraction) / fraction
-        return f"{caption}, about {format_seconds(remaining)} left"
+        return f"{caption}, about {format_seconds(self.remaining_s)} left"
 
     def __repr__(self) -> str:
         width = 30
@@ -69,12 +70,21 @@ class NotebookProgress:
     button), or as "did not start" (refused, or stopped before its first step), not frozen
     with a time left (or call `bar.finish()` after the training)."""
 
-    def __init__(self, epochs: int, steps_per_epoch: int, min_interval_s: float = 0.5) -> None:
+    # The time left is guessed from the steps after the first one (the time before it, for
+    # reading the data and building the network, was spread over every step: review), once
+    # this many have run and for this long.
+    ESTIMATE_AFTER_STEPS = 2
+    ESTIMATE_AFTER_S = 1.0
+
+    def __init__(self, epochs: int, steps_per_epoch: int, min_interval_s: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
         self.total = epochs * steps_per_epoch
         self.min_interval_s = min_interval_s
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
+        self.first: tuple[float, int] | None = None  # the time of the first update, its steps
         self.last_draw = 0.0
         self.handle: Any = None
         self.at = (1, 0)  # the last (epoch, step) training reached
@@ -96,14 +106,27 @@ class NotebookProgress:
         """Called by `train` after each step; redraws at most every `min_interval_s`.
 
         Returns False: never asks training to stop."""
-        now = time.monotonic()
+        now = self.clock()
         self.at = (epoch, step)
         self.began = True
+        done = self._done()
+        if self.first is None:
+            self.first = (now, done)
         if now - self.last_draw >= self.min_interval_s:
             self.last_draw = now
-            self._show(ProgressView(self._done(), self.total, epoch, self.epochs,
-                                    now - self.started))
+            self._show(ProgressView(done, self.total, epoch, self.epochs, now - self.started,
+                                    remaining_s=self._remaining(now, done)))
         return False
+
+    def _remaining(self, now: float, done: int) -> float | None:
+        """The seconds left at the pace of the steps since the first update, or None while
+        too few of them are timed."""
+        assert self.first is not None
+        since, first_done = self.first
+        timed = done - first_done
+        if timed < self.ESTIMATE_AFTER_STEPS or now - since < self.ESTIMATE_AFTER_S:
+            return None
+        return (now - since) / timed * (self.total - done)
 
     def _done(self) -> int:
         epoch, step = self.at
@@ -111,11 +134,11 @@ class NotebookProgress:
 
     def finish(self) -> None:
         self._show(ProgressView(self.total, self.total, self.epochs, self.epochs,
-                                time.monotonic() - self.started, finished=True))
+                                self.clock() - self.started, finished=True))
 
     def stopped(self) -> None:
         self._show(ProgressView(self._done(), self.total, self.at[0], self.epochs,
-                                time.monotonic() - self.started, stopped=self.began,
+                                self.clock() - self.started, stopped=self.began,
                                 not_started=not self.began))
 
     def __enter__(self) -> NotebookProgress:
