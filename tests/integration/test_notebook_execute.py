@@ -269,12 +269,12 @@ def test_stop_button_and_dlbox_errors_read_as_on_the_command_line(tmp_path: Path
         ["error: no data here",
          "hint: set DATA_DIR to a folder holding it, or run `dlbox data fetch --data X`"],
         [f"training stopped (interrupted); state saved in {run_dir}/checkpoints/last.pt",
-         f"resume with: dlbox train --resume {run_dir}"],
+         "hint: run the training cell again (settings unchanged) to continue it, or resume it "
+         f"in a terminal: dlbox train --resume {run_dir}"],
         # the curves of a run stopped in its first epoch: one line, not a FileNotFoundError
         [f"error: the run in {run_dir} has no finished epoch to plot: its training was "
-         "stopped in its first epoch", "hint: run the training cell again, with RUN_DIR set "
-         "to a new folder (or None), or resume this run in a terminal: dlbox train --resume "
-         f"{run_dir}"],
+         "stopped in its first epoch", "hint: run the training cell again (settings unchanged) "
+         f"to continue it, or resume it in a terminal: dlbox train --resume {run_dir}"],
     ], errors
     assert errors[1]["ename"] == "TrainingStopped"
     # the bar says where it stopped (it stayed at "about 0:53 left")

@@ -698,7 +698,9 @@ def test_a_throwaway_runs_hints_say_to_set_run_dir_not_to_resume_it(
     try:
         name_settings_in_errors()
         for run, hint in ((throwaway, f"hint: {KEEP_A_RUN}"),
-                          (kept, f"resume with: dlbox train --resume {kept}")):
+                          (kept, "hint: run the training cell again (settings unchanged) to "
+                                 f"continue it, or resume it in a terminal: dlbox train --resume "
+                                 f"{kept}")):
             stopped = TrainingStopped(run, "KeyboardInterrupt", 130)
             kernel.handler(kernel, TrainingStopped, stopped, None)  # type: ignore[attr-defined]
             assert kernel.shown == [stopped.message, hint]

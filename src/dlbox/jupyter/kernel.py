@@ -143,6 +143,8 @@ def synthetic_cifar10(folder: Path | None, num_train: int | None, num_test: int 
 # deleted with the kernel: a resume in a terminal would lose it (review), so its hints say to
 # set RUN_DIR instead.
 THROWAWAY_RUN_PREFIX = "dlbox-notebook-run-"
+# The training cell run again continues a run the stop button stopped (its settings unchanged)
+CONTINUE_IN_CELL = "run the training cell again (settings unchanged) to continue it"
 KEEP_A_RUN = ("this run is a throwaway one, deleted when the kernel stops: to keep a run you "
               "can resume, set RUN_DIR to a folder and run the training cell again")
 
@@ -218,9 +220,8 @@ def training_history(run_dir: Path) -> list[dict[str, Any]]:
         raise RunDirError(f"the run in {run_dir} has no finished epoch to plot: its training "
                           "was stopped in its first epoch",
                           hint=KEEP_A_RUN if throwaway_run(run_dir) else
-                          ("run the training cell again, with RUN_DIR set to a new "
-                           "folder (or None), or resume this run in a terminal: dlbox "
-                           f"train --resume {shell_quote(run_dir)}") if saved else
+                          (f"{CONTINUE_IN_CELL}, or resume it in a terminal: dlbox train "
+                           f"--resume {shell_quote(run_dir)}") if saved else
                           "run the training cell again, to its end")
     return list(history)
 
@@ -313,13 +314,17 @@ def name_settings_in_errors() -> None:
 
     def show(shell: Any, etype: type, value: BaseException, tb: Any,
              tb_offset: int | None = None) -> list[str]:
+        from dlbox.text import shell_quote
         from dlbox.training.loop import TrainingStopped
 
         render = getattr(value, "_render_traceback_", None)
         lines = [in_setting_terms(line) for line in (render() if render else [str(value)])]
-        if isinstance(value, TrainingStopped) and value.resumable \
-                and throwaway_run(value.run_dir):  # not "resume with: ..." (see KEEP_A_RUN)
-            lines = [value.message, f"hint: {KEEP_A_RUN}"]
+        if isinstance(value, TrainingStopped) and value.resumable:
+            # not "resume with: ..." alone: the cell continues it (and a throwaway run is
+            # deleted with the kernel: see KEEP_A_RUN)
+            lines = [value.message, f"hint: {KEEP_A_RUN}" if throwaway_run(value.run_dir)
+                     else f"hint: {CONTINUE_IN_CELL}, or resume it in a terminal: dlbox train "
+                          f"--resume {shell_quote(value.run_dir)}"]
         shell._showtraceback(etype, value, lines)  # how IPython shows a rendered traceback
         return lines
 
