@@ -402,6 +402,7 @@ CELLS = [
 
     cell_ran(globals(), "show_images", "the cell that shows the first images (it defines "
              "show_images)")
+    cell_ran(globals(), "predictions", "the cell that reads the predictions")
     wrong = [row for row in predictions if row["true_label"] != row["predicted_label"]]
     print(f"{len(wrong)} of {len(predictions)} test images "
           f"{'is' if len(wrong) == 1 else 'are'} misclassified")

@@ -465,7 +465,8 @@ def test_the_stop_button_before_the_first_step_stops_in_one_line_and_breaks_noth
 def test_cells_run_before_the_cells_they_need_say_so_in_one_line(tmp_path: Path) -> None:
     """Found by review: the training cell run before the data cell failed with a raw
     `NameError: name 'loaded_with' is not defined` ('DATA_DIR' in a fresh kernel), and the
-    gallery of wrong guesses, with the cell defining show_images skipped, with another."""
+    gallery of wrong guesses, with the cell defining show_images (or predictions) skipped,
+    with another."""
     require(have("nbclient") and have("ipykernel"), "nbclient and ipykernel")
     import nbformat
 
@@ -476,11 +477,13 @@ def test_cells_run_before_the_cells_they_need_say_so_in_one_line(tmp_path: Path)
     data = next(i for i, cell in enumerate(cells) if "load_split(" in cell.source)
     training = next(cell for cell in cells if "NotebookProgress(" in cell.source)
     gallery = next(cell for cell in cells if "misclassified" in cell.source)
+    shows = next(cell for cell in cells if "def show_images" in cell.source)
     copy = nbformat.from_dict
     notebook.cells = [copy(dict(training)),  # in a fresh kernel
                       *cells[settings:data],  # the settings and setup cells
                       copy(dict(training)),  # before the data cell
-                      cells[data], copy(dict(gallery))]  # show_images' cell skipped
+                      cells[data], copy(dict(gallery)),  # show_images' cell skipped
+                      shows, copy(dict(gallery))]  # the predictions' cell skipped
     errors = execute_with_errors(notebook, tmp_path, {
         "DATA_DIR": None, "NUM_TRAIN": 64, "NUM_TEST": 32, "EPOCHS": 1, "MODEL": "tiny",
         "DEVICE": "cpu", "RUN_DIR": None,
@@ -491,6 +494,7 @@ def test_cells_run_before_the_cells_they_need_say_so_in_one_line(tmp_path: Path)
         ["error: the data cell has not run yet", in_order],
         ["error: the cell that shows the first images (it defines show_images) has not run "
          "yet", in_order],
+        ["error: the cell that reads the predictions has not run yet", in_order],
     ], errors
     assert {error["ename"] for error in errors} == {"UsageError"}
     assert not (tmp_path / "runs").exists()

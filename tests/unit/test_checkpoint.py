@@ -381,12 +381,17 @@ def test_a_flipped_bit_in_a_checkpoint_is_refused_not_loaded(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("images, says, fix", [
-    (torch.rand(2, 3, 32, 32), "float32", "(images * 255).round().to(torch.uint8)"),
-    (torch.randint(0, 256, (2, 3, 32, 32)), "int64", "uint8"),
+    (torch.rand(2, 3, 32, 32), "float32 values in 0..1", "(images * 255).round().to(torch.uint8)"),
+    (torch.randn(2, 3, 32, 32) * 3, "got values from -", "before any normalisation"),
+    (torch.full((2, 3, 32, 32), 300), "to 300", "0..255"),
     (torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), "[3, 32, 32]", "unsqueeze(0)"),
+    (torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8), "[32, 32, 3]",
+     "permute(2, 0, 1).unsqueeze(0)"),
     (torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8), "[2, 32, 32, 3]",
      "permute(0, 3, 1, 2)"),
-    (torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8), "[2, 1, 32, 32]", "RGB"),
+    (torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8), "[2, 1, 32, 32]",
+     "expand(-1, 3, -1, -1)"),
+    (torch.randint(0, 256, (2, 2, 32, 32), dtype=torch.uint8), "[2, 2, 32, 32]", "RGB"),
     (torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8), "64x64", "load_image"),
     (np.zeros((2, 3, 32, 32), np.uint8), "numpy.ndarray", "torch.from_numpy"),
 ])
@@ -403,6 +408,19 @@ def test_images_not_as_training_read_them_are_refused_with_the_fix(
         with pytest.raises(UsageError) as info:
             method(images)
         assert says in info.value.message and info.value.hint and fix in info.value.hint
+
+
+def test_values_0_to_255_of_any_type_and_memory_layout_give_uint8s_logits(tmp_path: Path) -> None:
+    """Review of the check above: int64 and float 0..255 tensors (torch.tensor(np.array(img),
+    dtype=torch.float32)) gave the right logits before it, and must still; so does a
+    channels_last batch."""
+    _fake_run(tmp_path)
+    loaded = load_model_from_run(tmp_path, "cpu")
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    expected = loaded.logits(images)
+    for same in (images.long(), images.float(), images.double(),
+                 images.contiguous(memory_format=torch.channels_last)):
+        assert torch.allclose(loaded.logits(same), expected, atol=1e-5)
 
 
 def test_a_model_registered_in_a_script_is_named_as_such_when_missing(tmp_path: Path) -> None:

@@ -608,12 +608,15 @@ def check_batch_size(batch_size: object) -> int | None:
 
 
 def check_images(images: object) -> torch.Tensor:
-    """`images` as the model was trained on them: a uint8 tensor [N, 3, 32, 32] (RGB, 0..255,
-    channels first). Review: floats in 0..1 (torchvision's ToTensor) were divided by 255
-    again and predicted as black, one [3, 32, 32] image or NHWC gave torch's own errors."""
+    """`images` as the model was trained on them: a tensor [N, 3, 32, 32] of RGB values
+    0..255, channels first (uint8 as training read them; other integer or float types with
+    such values work the same). Review: floats in 0..1 (torchvision's ToTensor) were divided
+    by 255 again and predicted as black, one [3, 32, 32] image or NHWC gave torch's own
+    errors."""
     from dlbox.data.images import IMAGE_SIZE
 
-    wanted = f"a uint8 tensor [N, 3, {IMAGE_SIZE}, {IMAGE_SIZE}] (RGB, 0..255, channels first)"
+    wanted = (f"a tensor [N, 3, {IMAGE_SIZE}, {IMAGE_SIZE}] of RGB values 0..255, channels "
+              "first (uint8, as training read them)")
     if not isinstance(images, torch.Tensor):
         kind = f"{type(images).__module__}.{type(images).__qualname__}".removeprefix("builtins.")
         raise UsageError(f"images must be {wanted}, got a {kind}",
@@ -621,15 +624,34 @@ def check_images(images: object) -> torch.Tensor:
                               "dlbox.training.predict.load_image(path), or predict_images")
     shape = list(images.shape)
     if images.ndim != 4 or shape[1] != 3:
-        hint = ("one image: images.unsqueeze(0) makes it a batch of one" if images.ndim == 3
-                and shape[0] == 3 else "channels last (NHWC): images.permute(0, 3, 1, 2)"
-                if images.ndim == 4 and shape[3] == 3 else
-                "pass RGB images, channels first (a grey one: images.expand(-1, 3, -1, -1))")
+        if images.ndim == 3 and shape[0] == 3:
+            hint = "one image: images.unsqueeze(0) makes it a batch of one"
+        elif images.ndim == 3 and shape[2] == 3:
+            hint = ("one image, channels last (HWC, as numpy and PIL give it): "
+                    "images.permute(2, 0, 1).unsqueeze(0)")
+        elif images.ndim == 4 and shape[3] == 3:
+            hint = "channels last (NHWC): images.permute(0, 3, 1, 2)"
+        elif images.ndim == 4 and shape[1] == 1:
+            hint = "grey images: images.expand(-1, 3, -1, -1) makes them RGB"
+        else:
+            hint = "pass RGB images as a batch [N, 3, H, W], channels first"
         raise UsageError(f"images must be {wanted}, got shape {shape}", hint=hint)
-    if images.dtype != torch.uint8:
-        raise UsageError(f"images must be {wanted}, got {str(images.dtype).removeprefix('torch.')}",
-                         hint="pass uint8 0..255, as training read them; floats in 0..1 "
-                              "(torchvision's ToTensor): (images * 255).round().to(torch.uint8)")
+    if images.dtype != torch.uint8 and images.numel():
+        if images.dtype == torch.bool or images.is_complex():
+            raise UsageError(f"images must be {wanted}, got "
+                             f"{str(images.dtype).removeprefix('torch.')}",
+                             hint="pass uint8 values 0..255")
+        low, high = float(images.min()), float(images.max())
+        if images.is_floating_point() and high <= 1.0:
+            raise UsageError(
+                f"images must be {wanted}, got {str(images.dtype).removeprefix('torch.')} "
+                "values in 0..1",
+                hint="floats in 0..1 (torchvision's ToTensor): (images * 255).round()"
+                     ".to(torch.uint8)")
+        if low < 0 or high > 255:
+            raise UsageError(f"images must be {wanted}, got values from {low:g} to {high:g}",
+                             hint="pass the images before any normalisation, 0..255: the run "
+                                  "applies its own mean and std")
     if shape[2:] != [IMAGE_SIZE, IMAGE_SIZE]:
         raise UsageError(f"images must be {wanted}, as the model was trained on, got "
                          f"{shape[2]}x{shape[3]}",
@@ -649,7 +671,7 @@ class LoadedModel:
     normalisation. `logits` and `probabilities` do the whole thing in batches, under the same
     mixed precision as training, with the test-time augmentation `dlbox predict` and
     `dlbox evaluate` apply (`tta`, None: the run's config's), and return float32 tensors on
-    the CPU. Other images (floats, one image [3, 32, 32], NHWC, another size) are a
+    the CPU. Other images (floats in 0..1, one image [3, 32, 32], NHWC, another size) are a
     UsageError that says how to convert them (check_images).
     """
 
