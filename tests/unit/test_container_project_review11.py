@@ -4,6 +4,7 @@ whose local label (+cu121) the build for the target replaces."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from test_container_project_input import dry_run_cli, write
 from dlbox.container import build as B
 from dlbox.container import framework as F
 from dlbox.container.context import scan_wheelhouse
+from dlbox.container.lock import write_lock
 from dlbox.container.project import detect_project
 from dlbox.errors import UsageError
 from dlbox.hostenv.facts import HostFacts
@@ -155,3 +157,109 @@ def test_the_wheelhouse_reason_does_not_say_a_local_pin_admits_another_label(
     assert not any(reason.endswith("which admits it") for reason in build.reasons)
     assert any("+cu121" in reason and "replaced" in reason for reason in build.reasons)
 
+
+
+# ---- review 11b: unknown [project] keys per build backend, Python notes and --base-image,
+# ---- cog.yaml flow lists and a byte order mark -------------------------------------------------
+
+def pyproject_with(key: str, backend: str | None) -> str:
+    system = (f'[build-system]\nrequires = ["x"]\nbuild-backend = "{backend}"\n'
+              if backend else "")
+    return f'{system}[project]\nname = "mypkg"\nversion = "0.1"\n{key} = ["pytest"]\n'
+
+
+@pytest.mark.parametrize("backend", [None, "setuptools.build_meta",
+                                     "setuptools.build_meta:__legacy__", "flit_core.buildapi"])
+def test_an_unknown_project_key_is_refused_for_a_strict_backend(
+        tmp_path: Path, backend: str | None) -> None:
+    """setuptools (also without a [build-system]) and flit_core refuse unknown [project]
+    keys in the real build: refused now."""
+    write(tmp_path / "pyproject.toml", pyproject_with("dependecies", backend))
+    with pytest.raises(UsageError) as raised:
+        detect_project(tmp_path)
+    assert "'dependecies'" in raised.value.message
+    assert raised.value.hint is not None and "'dependencies'" in raised.value.hint
+
+
+@pytest.mark.parametrize("backend", ["hatchling.build", "pdm.backend",
+                                     "poetry.core.masonry.api"])
+def test_an_unknown_project_key_is_a_note_for_another_backend(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str) -> None:
+    """Found by review: hatchling builds a [project] with `dev-dependencies`, which dlbox
+    had started to refuse for every backend; now a note says dlbox ignores it."""
+    write(tmp_path / "pyproject.toml", pyproject_with("dependecies", backend))
+    project = detect_project(tmp_path)
+    assert "pytest" not in " ".join(project.requirements)
+    said = [note for note in project.notes if "'dependecies'" in note]
+    assert len(said) == 1 and "ignores it" in said[0] and "'dependencies'" in said[0], said
+    code, err = dry_run_cli([str(tmp_path)], capsys)
+    assert code == 0 and "'dependecies'" in err
+
+
+@pytest.mark.parametrize("key", ["dev-dependencies", "dependency-groups"])
+@pytest.mark.parametrize("backend", [None, "hatchling.build"])
+def test_dev_dependencies_point_at_dependency_groups_not_dependencies(
+        tmp_path: Path, key: str, backend: str | None) -> None:
+    """Found by review: the hint for `dev-dependencies` said to rename it to
+    `dependencies`, which would install dev tools in the image."""
+    write(tmp_path / "pyproject.toml", pyproject_with(key, backend))
+    if backend is None:
+        with pytest.raises(UsageError) as raised:
+            detect_project(tmp_path)
+        said = raised.value.hint or ""
+    else:
+        said = next(note for note in detect_project(tmp_path).notes if repr(key) in note)
+    assert "[dependency-groups]" in said and "rename" not in said, said
+    assert "'dependencies'" not in said, said
+
+
+@pytest.mark.parametrize("file, text", [("runtime.txt", "python-3.12\n"),
+                                        ("cog.yaml", 'build:\n  python_version: "3.12"\n')])
+def test_the_python_note_follows_the_base_image_given(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, text: str) -> None:
+    """Found by review: with --base-image python:3.12-slim-bookworm, the note on
+    runtime.txt's (or cog.yaml's) Python 3.12 still said to pass that very flag."""
+    write(tmp_path / "requirements.txt", "six==1.16.0\n")
+    write(tmp_path / file, text)
+    code, err = dry_run_cli([str(tmp_path), "--base-image", "python:3.12-slim-bookworm"],
+                            capsys)
+    said = [line for line in err.splitlines() if "3.12" in line and file in line]
+    assert code == 0 and len(said) == 1, err
+    assert "python:3.12-slim-bookworm has Python 3.12" in said[0], said
+    assert "pass --base-image" not in said[0] and "3.11" not in said[0], said
+    code, err = dry_run_cli([str(tmp_path), "--base-image", "python:3.10-slim"], capsys)
+    said = [line for line in err.splitlines() if "3.12" in line and file in line]
+    assert code == 0 and len(said) == 1, err
+    assert "3.10 on python:3.10-slim" in said[0], said
+    assert "pass --base-image python:3.12-slim-bookworm" in said[0], said
+
+
+def test_the_python_note_follows_the_base_image_of_the_lock(tmp_path: Path) -> None:
+    """The base image a lock entry was made on is the one the build uses."""
+    write(tmp_path / "requirements.txt", "six==1.16.0\n")
+    write(tmp_path / "runtime.txt", "python-3.12\n")
+    project = detect_project(tmp_path)
+    entry = B.provisional_entry(project, F.resolve_framework("torch", cpu_target()),
+                                "torch-cpu", "python:3.12-slim-bookworm", "3.12.4")
+    entry = dataclasses.replace(entry, pinned=("six==1.16.0", f"torch=={entry.framework_version}"))
+    write_lock(tmp_path / "dlbox.lock", {"torch-cpu": entry})
+    p = B.plan(B.BuildRequest(project_dir=tmp_path, device="cpu"), facts=no_probe)
+    assert p.entry is not None
+    said = [note for note in p.project.notes if note.startswith("runtime.txt")]
+    assert len(said) == 1 and "python:3.12-slim-bookworm has Python 3.12" in said[0], said
+
+
+def test_cog_yaml_flow_list_over_lines_and_a_byte_order_mark(tmp_path: Path) -> None:
+    """Found by review: a `[` list over several lines was read as [], and a file starting
+    with a byte order mark as {}."""
+    from dlbox.container.project import read_cog_build
+
+    write(tmp_path / "a.yaml", 'build:\n  gpu: true\n  system_packages: [\n    "ffmpeg",\n'
+                               '    "libsm6"  # video\n  ]\n  python_version: "3.10"\n'
+                               'predict: "predict.py:Predictor"\n')
+    assert read_cog_build(tmp_path / "a.yaml") == {
+        "gpu": "true", "system_packages": ["ffmpeg", "libsm6"], "python_version": "3.10"}
+    (tmp_path / "b.yaml").write_bytes(
+        b'\xef\xbb\xbfbuild:\n  python_version: "3.12"\n  system_packages:\n    - ffmpeg\n')
+    assert read_cog_build(tmp_path / "b.yaml") == {"python_version": "3.12",
+                                                   "system_packages": ["ffmpeg"]}

@@ -96,6 +96,7 @@ from dlbox.container.project import (
     framework_user,
     other_frameworks,
     project_image_above,
+    python_notes,
     requirement_name,
 )
 from dlbox.container.render import render_dockerfile, render_lock_requirements
@@ -497,6 +498,14 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
             lock_notes = (f"the project's requirements changed since {lock_path.name} "
                           f"({', '.join(met)}), and its pins meet them: built from the lock "
                           "as it is",)
+    chosen = base_image or (entry.base_image if entry is not None else None)
+    if chosen is not None and chosen not in _default_bases() and project.kind != "builtin":
+        # the notes on the Python cog.yaml or runtime.txt asks for, as the base image has it
+        # (review: "pass --base-image python:3.12-slim-bookworm" when it was passed)
+        said = dict(zip(python_notes(project.root), python_notes(project.root, chosen),
+                        strict=True))
+        project = dataclasses.replace(project, notes=tuple(said.get(note, note)
+                                                           for note in project.notes))
     wheelhouse = scan_wheelhouse(expand_user(request.wheelhouse)) if request.wheelhouse else ()
     if request.offline and request.wheelhouse is not None and entry is None and not wheelhouse:
         # a first build resolves with pip, which then has nothing (a lock's pins get the full

@@ -578,28 +578,43 @@ def _toml_strings(value: Any, where: str, field: str, example: str) -> list[str]
 
 
 # The keys of pyproject.toml's [project] table (PEP 621 and its successors: license-files,
-# import-names); the build backend refuses any other.
+# import-names); setuptools and flit_core refuse any other (hatchling, say, ignores it).
 PROJECT_KEYS = ("name", "version", "description", "readme", "requires-python", "license",
                 "license-files", "authors", "maintainers", "keywords", "classifiers", "urls",
                 "scripts", "gui-scripts", "entry-points", "dependencies",
                 "optional-dependencies", "dynamic", "import-names", "import-namespaces")
+# The build backends that refuse such a key (None: no build-backend, which is setuptools)
+STRICT_BACKENDS = (None, "setuptools.build_meta", "setuptools.build_meta:__legacy__",
+                   "flit_core.buildapi")
 
 
-def _refuse_unknown_project_keys(project_table: dict[str, Any], where: str) -> None:
-    """UsageError for a [project] key PEP 621 does not define (`dependecies`), naming the
-    closest one: it would be ignored here (no dependencies, no extras) and refused by the
-    build backend only in the real build."""
+def _unknown_project_keys(project_table: dict[str, Any], backend: Any,
+                          where: str) -> list[str]:
+    """Notes on the [project] keys PEP 621 does not define (`dependecies`), each naming
+    the closest one: dlbox ignores them (no dependencies, no extras). UsageError instead for
+    a build backend that refuses them (`STRICT_BACKENDS`) only in the real build."""
     import difflib
 
+    notes: list[str] = []
     for key in project_table:
         if key in PROJECT_KEYS:
             continue
         close = difflib.get_close_matches(key, PROJECT_KEYS, n=1)
+        if key in ("dev-dependencies", "dependency-groups"):
+            fix = "move it to a top-level [dependency-groups] table, as PEP 735 has it"
+        elif close:
+            fix = f"rename it to {close[0]!r}"
+        else:
+            fix = (f"remove it, or move it to a [tool.NAME] table (the keys of [project]: "
+                   f"{', '.join(PROJECT_KEYS)})")
+        if backend not in STRICT_BACKENDS:
+            notes.append(f"{where}: [project] has a key {key!r} that is not a PEP 621 key: "
+                         f"dlbox ignores it ({fix})")
+            continue
         raise UsageError(
             f"{where}: [project] has a key {key!r} that pyproject.toml does not define",
-            hint=f"rename it to {close[0]!r}" if close else
-                 f"remove it, or move it to a [tool.NAME] table (the keys of [project]: "
-                 f"{', '.join(PROJECT_KEYS)})")
+            hint=fix)
+    return notes
 
 
 def _poetry_dependencies(data: dict[str, Any]) -> list[str]:
@@ -810,20 +825,32 @@ def _yaml_scalar(text: str) -> str:
     return text[1:-1] if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"" else text
 
 
+def _yaml_flow_list(text: str) -> list[str]:
+    """The strings of a YAML flow list, `[a, "b"]`."""
+    return [_yaml_scalar(item) for item in text.strip().strip("[]").split(",") if item.strip()]
+
+
 def read_cog_build(path: Path) -> dict[str, Any]:
     """The build: section of a cog.yaml, read without a YAML library (dlbox has none): its
-    scalar keys as strings, its lists (`- item` lines, or `[a, b]`) as lists of strings (a
-    mapping item, as a run step with mounts, as its first line); {} when unreadable."""
+    scalar keys as strings, its lists (`- item` lines, or `[a, b]`, on one line or more) as
+    lists of strings (a mapping item, as a run step with mounts, as its first line); {} when
+    unreadable, or when build: is a flow mapping (`build: {gpu: true}`), not read."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError):
         return {}
     out: dict[str, Any] = {}
     in_build, key, key_indent, item_indent = False, "", 0, 0
+    flow: str | None = None  # a `[` list not closed yet, so far
     for raw in lines:
         line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()
         text = line.strip()
         if not text:
+            continue
+        if flow is not None:
+            flow += " " + text
+            out[key] = _yaml_flow_list(flow)
+            flow = None if "]" in text else flow
             continue
         indent = len(line) - len(line.lstrip())
         if indent == 0:
@@ -836,8 +863,8 @@ def read_cog_build(path: Path) -> dict[str, Any]:
             key, key_indent, item_indent = match.group(1), indent, 0
             value = match.group(2)
             if value.startswith("["):
-                out[key] = [_yaml_scalar(item) for item in value.strip("[]").split(",")
-                             if item.strip()]
+                out[key] = _yaml_flow_list(value)
+                flow = None if "]" in value else value
             else:
                 out[key] = _yaml_scalar(value) if value else []
         elif ((text == "-" or text.startswith("- ")) and isinstance(out.get(key), list)
@@ -847,26 +874,56 @@ def read_cog_build(path: Path) -> dict[str, Any]:
     return out
 
 
-def python_choice(wanted: str) -> str:
+def python_choice(wanted: str, base_image: str | None = None) -> str:
     """How to get Python `wanted` ("3.12"), which another tool's file asks for: the image has
-    its base image's Python, so a base image that has it."""
+    its base image's Python, so a base image that has it. `base_image`: the one the build
+    uses when the user chose it (--base-image, or the lock's); None: dlbox's default."""
     from dlbox.container import spec as S
     from dlbox.container.build import OFFICIAL_PYTHONS
 
     release = ".".join(wanted.split(".")[:2])
+    image = (f"--base-image python:{release}-slim-bookworm" if release in OFFICIAL_PYTHONS
+             else f"--base-image with a Debian/Ubuntu image whose python3 is {release}")
+    # python's own images name their Python: python:3.12-slim-bookworm, python:3.12.4
+    official = re.fullmatch(r"(?:docker\.io/)?(?:library/)?python:(\d+\.\d+)(?:[.-].*)?",
+                            base_image or "")
+    if official is not None:
+        if official.group(1) == release:
+            return f"the base image {base_image} has Python {release}, as asked"
+        return (f"the image has its base image's Python ({official.group(1)} on {base_image}): "
+                f"for {release}, pass {image}")
+    if base_image is not None:
+        return (f"the image has the Python of its base image {base_image}, which the build "
+                f"probes: for {release}, use an image that has it ({image})")
     if release == S.DEFAULT_PYTHON:
         return (f"the image has its base image's Python ({S.DEFAULT_PYTHON} on dlbox's default "
                 "base images, as asked)")
-    image = (f"--base-image python:{release}-slim-bookworm" if release in OFFICIAL_PYTHONS
-             else f"--base-image with a Debian/Ubuntu image whose python3 is {release}")
     return (f"the image has its base image's Python ({S.DEFAULT_PYTHON} on dlbox's default base "
             f"images): for {release}, pass {image}")
+
+
+def python_notes(root: Path, base_image: str | None = None) -> list[str]:
+    """Notes on the Python that cog.yaml's build.python_version and repo2docker's runtime.txt
+    ask for, which dlbox does not read; `base_image` as for `python_choice`."""
+    notes: list[str] = []
+    if (root / COG_FILE).is_file():
+        wanted = read_cog_build(root / COG_FILE).get("python_version")
+        if isinstance(wanted, str) and wanted:
+            notes.append(f"{COG_FILE}'s build.python_version {wanted} is not read: "
+                         f"{python_choice(wanted, base_image)}")
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        runtime = (root / "runtime.txt").read_text(encoding="utf-8")
+        match = re.match(r"\s*python-(\d+\.\d+(?:\.\d+)?)\s*$", runtime)
+        if match:
+            notes.append(f"runtime.txt (repo2docker's) asks for Python {match.group(1)}, which "
+                         f"dlbox does not read: {python_choice(match.group(1), base_image)}")
+    return notes
 
 
 def other_tools_notes(root: Path, source: str, apt_packages: tuple[str, ...]) -> list[str]:
     """Notes on Cog's and repo2docker's files beside the project's `source` (requirements.txt
     or pyproject.toml), which dlbox does not read: what of them the image lacks, and where
-    it goes instead."""
+    it goes instead (the Python they ask for: `python_notes`)."""
     notes: list[str] = []
     if (root / COG_FILE).is_file():
         cog = read_cog_build(root / COG_FILE)
@@ -883,15 +940,7 @@ def other_tools_notes(root: Path, source: str, apt_packages: tuple[str, ...]) ->
                 if isinstance(run, list) else "a step"
             notes.append(f"{COG_FILE}'s build.run ({steps}) is not run: list the Debian "
                          f"packages it installs in {APT_FILE} and the Python ones in {source}")
-        if isinstance(cog.get("python_version"), str) and cog["python_version"]:
-            notes.append(f"{COG_FILE}'s build.python_version {cog['python_version']} is not "
-                         f"read: {python_choice(cog['python_version'])}")
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        runtime = (root / "runtime.txt").read_text(encoding="utf-8")
-        match = re.match(r"\s*python-(\d+\.\d+(?:\.\d+)?)\s*$", runtime)
-        if match:
-            notes.append(f"runtime.txt (repo2docker's) asks for Python {match.group(1)}, which "
-                         f"dlbox does not read: {python_choice(match.group(1))}")
+    notes += python_notes(root)
     if (root / "postBuild").is_file():
         notes.append(f"postBuild (repo2docker's) is not run: list the Debian packages it "
                      f"installs in {APT_FILE} and the Python ones in {source}; for other "
@@ -1003,7 +1052,8 @@ def detect_project(project_dir: str | Path | None = None,
         build_system = _toml_table(data.get("build-system"), where, "[build-system]",
                                    '[build-system] requires = ["setuptools>=61"]')
         if project_table:
-            _refuse_unknown_project_keys(project_table, where)
+            notes += _unknown_project_keys(project_table, build_system.get("build-backend"),
+                                           where)
             name = _toml_string(project_table.get("name"), where, "[project] name",
                                 'name = "mypkg"') or name
             version = _toml_string(project_table.get("version"), where, "[project] version",
