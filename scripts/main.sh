@@ -83,7 +83,12 @@ for arg in "$@"; do
 done
 if [ -n "$expect_value" ]; then
     echo "error: $expect_value needs a value" >&2
-    echo "hint: e.g. scripts/main.sh --from /path/to/cifar-10-python.tar.gz" >&2
+    case "$expect_value" in
+        --data) example=DIR ;;
+        --sha256) example=HEX ;;
+        *) example=/path/to/cifar-10-python.tar.gz ;;
+    esac
+    echo "hint: e.g. scripts/main.sh $expect_value $example" >&2
     exit 2
 fi
 # DLBOX_TRAIN_ARGS is split on white space when training starts: what that cannot pass on is
@@ -93,7 +98,8 @@ case " ${DLBOX_TRAIN_ARGS:-} " in
         echo "error: DLBOX_TRAIN_ARGS has quotes, which main.sh does not honour: it splits the value on white space" >&2
         echo "hint: use values without spaces (e.g. --run-dir my-runs/x), or run .venv/bin/dlbox train yourself" >&2
         exit 2 ;;
-    *" --data "* | *" --data="*)
+    # --da and --dat too: argparse's abbreviations of --data (--d is --data or --device)
+    *" --da "* | *" --da="* | *" --dat "* | *" --dat="* | *" --data "* | *" --data="*)
         echo "error: DLBOX_TRAIN_ARGS has --data: scripts/main.sh fetches into its own --data and trains on it" >&2
         echo "hint: pass it to main.sh instead: scripts/main.sh --data DIR ..." >&2
         exit 2 ;;

@@ -2,8 +2,17 @@
 # System components the integration tests use: a Docker engine (started here), a base image
 # built without any registry, and headless Chromium with its driver. Needs root (or passwordless
 # sudo) for what it installs or starts; a docker that works for the user is used as it is.
+# Usage: scripts/provision-system.sh   (no arguments; scripts/setup.sh --system runs it)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+case "$#:${1:-}" in  # (review: --help ran the whole provisioning)
+    0:) ;;
+    1:-h | 1:--help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *)
+        echo "error: scripts/provision-system.sh takes no arguments, got: $*" >&2
+        echo "hint: scripts/provision-system.sh (or scripts/setup.sh --system)" >&2
+        exit 2 ;;
+esac
+cd "$(dirname "$(readlink -f "$0")")/.."  # the checkout, also through a link
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 # The command the user ran, for need_root's error (review: run by scripts/setup.sh --system,

@@ -6,6 +6,8 @@
 # DLBOX_TORCH_SPEC: the torch to install (default torch==2.13.0). DLBOX_TORCH_INDEX: the
 # index torch alone comes from, e.g. https://download.pytorch.org/whl/cpu for the CPU build
 # on a machine without a GPU (PyPI's Linux torch is the CUDA build, gigabytes more).
+# Either set and not what .venv's torch came from: torch is installed again. PYTHON: the
+# Python for a new .venv (an existing one is kept: rm -rf .venv first to rebuild it).
 set -euo pipefail
 # Checked before anything is installed: a typo (--sytem) must not pass for a full set-up.
 SYSTEM=0
@@ -40,8 +42,12 @@ stop() {  # $1: the signal, $2: what to say, $3: the exit status
 trap 'stop INT interrupted 130' INT
 trap 'stop TERM "stopped (SIGTERM)" 143' TERM
 trap 'stop HUP "stopped (SIGHUP)" 129' HUP
-run() {  # a step: in the background (with Ctrl-C's default back), waited for
-    ( trap - INT; exec "$@" ) &
+run() {  # a step: in the background (with Ctrl-C's default back), waited for; its output
+    (   # to $run_output if set (there, not around `run`: the traps' lines go to the terminal)
+        trap - INT
+        if [ -n "${run_output:-}" ]; then exec >"$run_output" 2>&1; fi
+        exec "$@" 9<&-  # (not holding the lock below)
+    ) &
     child=$!
     local rc=0
     wait "$child" || rc=$?
@@ -65,9 +71,20 @@ torch_failed() {  # $1: pip's --log: one line for why, a hint, exit 1
     echo "$hint" >&2
     exit 1
 }
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."  # the checkout, also through a link
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh  # pip_had_no_connection
+# One set-up at a time in a checkout (review: two at once each removed and made .venv under
+# the other): a lock on this script itself, so no file is left in the checkout.
+if command -v flock >/dev/null; then
+    exec 9<scripts/setup.sh
+    if ! flock -n 9; then
+        echo "==> waiting for another scripts/setup.sh in this checkout to finish"
+        until flock -n 9; do sleep 1; done  # (short sleeps: a signal acts at once)
+    fi
+fi
+tmpfiles=()
+trap 'rm -f ${tmpfiles[@]+"${tmpfiles[@]}"}' EXIT
 PYTHON_NAMED=${PYTHON:+1}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${DLBOX_TORCH_SPEC:-torch==2.13.0}
@@ -111,15 +128,44 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "$new_enough" 2>/dev/null 
     fi
     echo "==> creating .venv"
     rm -rf .venv  # a half-made one (no pip) from a failed attempt
-    run "$PYTHON" -m venv .venv || { rm -rf .venv; exit 1; }
+    # its output shown only when it failed by itself (review: a Ctrl-C printed venv's and
+    # ensurepip's tracebacks; the trap above says "interrupted")
+    venvlog=$(mktemp "${TMPDIR:-/tmp}/dlbox-venv.XXXXXX")
+    tmpfiles+=("$venvlog")
+    run_output=$venvlog run "$PYTHON" -m venv .venv || { cat "$venvlog" >&2; rm -rf .venv; exit 1; }
+elif [ -n "$PYTHON_NAMED" ]; then  # review: PYTHON was ignored silently once .venv existed
+    version='import sys; print(*sys.version_info[:2], sep=".")'
+    have=$(.venv/bin/python -c "$version")
+    want=$("$PYTHON" -c "$version" 2>/dev/null || echo "not found")
+    if [ "$have" != "$want" ]; then
+        echo "==> keeping .venv (Python $have; PYTHON=$PYTHON is $want): to rebuild it with" \
+            "that Python: rm -rf .venv && PYTHON=$PYTHON scripts/setup.sh"
+    fi
 fi
+# What .venv's torch came from (review: DLBOX_TORCH_SPEC and DLBOX_TORCH_INDEX were ignored
+# once it had one): either set and another than that, torch is installed again; neither set,
+# the torch there is kept (also one from before this record).
+torch_stamp=.venv/.dlbox-torch-from
+torch_from="$TORCH_SPEC ${DLBOX_TORCH_INDEX:-}"
+install_torch=0
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    install_torch=1
+elif [ -n "${DLBOX_TORCH_SPEC:-}${DLBOX_TORCH_INDEX:-}" ] \
+        && [ "$(cat "$torch_stamp" 2>/dev/null)" != "$torch_from" ]; then
+    install_torch=1
+    echo "==> .venv's torch is not from $TORCH_SPEC${DLBOX_TORCH_INDEX:+ at $DLBOX_TORCH_INDEX}:" \
+        "installing that one"
+    # (pip keeps an installed torch that meets the spec, whatever index it came from)
+    rm -f "$torch_stamp"
+    run .venv/bin/pip uninstall -q -y --disable-pip-version-check torch
+fi
+if [ "$install_torch" = 1 ]; then
     echo "==> installing $TORCH_SPEC (alone, first)"
     # pip's --log (its output still shows) tells a missing version, the one case for the
     # fallback, from a full disk or no network (review: any failure went to the fallback, and
     # its last line blamed a missing version of torch or filelock).
     piplog=$(mktemp "${TMPDIR:-/tmp}/dlbox-pip.XXXXXX")
-    trap 'rm -f "$piplog"' EXIT
+    tmpfiles+=("$piplog")
     if ! run .venv/bin/pip install -q --disable-pip-version-check --log "$piplog" \
             ${DLBOX_TORCH_INDEX:+--index-url "$DLBOX_TORCH_INDEX"} "$TORCH_SPEC"
     then
@@ -139,6 +185,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
             torch_failed "$piplog"
         fi
     fi
+    printf '%s\n' "$torch_from" > "$torch_stamp"
 fi
 # Once per pyproject.toml (review: every run re-made the editable install, ~10 s in each
 # scripts/main.sh, with no dlbox in the venv meanwhile); the code itself is read from src/.

@@ -10,7 +10,7 @@ set -euo pipefail
 case "${1:-}" in
     -h | --help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 esac
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."  # the checkout, also through a link
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 DLBOX_DOCKERD_PIDFILE=$(mktemp /tmp/dlbox-dockerd.XXXXXX)
