@@ -361,3 +361,67 @@ def test_a_path_into_the_runs_folder_here_is_read_as_the_containers(tmp_path: Pa
         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (runs / "r1" / "eval2").is_dir() and (runs / "new" / "eval").is_dir()
+
+
+def test_volumes_and_published_ports_reach_the_host(engine: Any, tmp_path: Path  # noqa: F811
+                                                    ) -> None:
+    """Review: `image run` took no -p and no -v. A folder mounted with -v gets what the
+    container writes there; one with :ro refuses writes; a server on a port published with -p
+    answers on this machine's 127.0.0.1, and only there by default."""
+    import json
+    import signal
+    import socket
+    import urllib.request
+
+    shared, weights = tmp_path / "shared", tmp_path / "weights"
+    for folder in (shared, weights):
+        folder.mkdir()
+        folder.chmod(0o777)  # the container's user may be uid 1000 (a root caller)
+    (weights / "w.txt").write_text("weights\n")
+    script = ("cat /models/w.txt; echo made > /out/made.txt; "
+              "if touch /models/x 2>/dev/null; then echo WROTE; else echo refused; fi")
+    result = dlbox("image", "run", "--tag", TAG, "--runs", str(tmp_path / "runs"), "-v",
+                   "shared:/out", "-v", f"{weights}:/models:ro", "--", "sh", "-c", script,
+                   timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "weights\nrefused\n"
+    assert (shared / "made.txt").read_text() == "made\n" and not (weights / "x").exists()
+
+    with socket.socket() as free:  # a host port nobody uses
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    (shared / "page.txt").write_text("served\n")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dlbox", "image", "run", "--tag", TAG, "--no-tty", "--runs",
+         str(tmp_path / "runs"), "-p", f"{port}:8000", "-v", "shared:/out", "--",
+         "python3", "-m", "http.server", "8000", "--directory", "/out"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        cwd=tmp_path)
+    try:
+        body, deadline = None, time.monotonic() + 60
+        while body is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/page.txt",
+                                            timeout=5) as answer:
+                    body = answer.read()
+            except OSError:
+                time.sleep(0.5)
+        assert body == b"served\n", server.stderr.read() if server.poll() is not None else ""
+        mine = [c for c in engine.containers.list(filters={"label": "dlbox.image-run"})
+                if c.labels.get("dlbox.owner", "").split(":")[1:2] == [str(server.pid)]]
+        assert len(mine) == 1
+        bindings = mine[0].attrs["HostConfig"]["PortBindings"]
+        assert json.loads(json.dumps(bindings)) == {
+            "8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+        # the same host port again: refused before a container is made
+        again = dlbox("image", "run", "--tag", TAG, "--runs", str(tmp_path / "runs"), "-p",
+                      f"{port}:9000", "--", "true", timeout=60, cwd=tmp_path)
+        assert again.returncode == 2, again.stderr
+        assert again.stderr.splitlines() == [
+            f"error: host port {port} is in use on 127.0.0.1",
+            "hint: pick another host port: -p OTHER:9000, or stop what uses it"]
+    finally:
+        server.send_signal(signal.SIGTERM)  # dlbox stops and removes its container
+        server.wait(timeout=60)
+    assert not [c for c in engine.containers.list(all=True, filters={"label": "dlbox.image-run"})
+                if c.labels.get("dlbox.owner", "").split(":")[1:2] == [str(server.pid)]]

@@ -21,11 +21,14 @@ from dlbox.container import spec as S
 from dlbox.container.run import (
     RunOptions,
     check_gpus_available,
+    check_ports_free,
     check_shm_size,
     container_user,
     folder_names,
     made_here_note,
     parse_gpus,
+    parse_publish,
+    parse_volumes,
     prepare_runs_dir,
     run_request,
     runs_go_into_the_image_note,
@@ -297,6 +300,22 @@ def test_run_error_names_a_mount_source_the_engine_does_not_have() -> None:
     assert error.message == ("cannot mount /srv/a:b at /data: it does not exist on the "
                              "engine's machine")
     assert error.hint and "DOCKER_HOST" in error.hint
+
+
+@pytest.mark.parametrize("said, where", [
+    ("driver failed programming external connectivity on endpoint happy_turing (3f1c0e8a9b2d"
+     "4c6e8f0a1b3c5d7e9f1a2b4c6d8e0f2a4b6c8d0e2f4a6b8c0d2): Error starting userland proxy: "
+     "listen tcp4 127.0.0.1:8888: bind: address already in use", "8888 is in use on 127.0.0.1"),
+    ("driver failed programming external connectivity on endpoint x (ab12): Bind for "
+     "0.0.0.0:5000 failed: port is already allocated", "5000 is in use on 0.0.0.0"),
+])
+def test_run_error_names_the_busy_host_port(said: str, where: str) -> None:
+    """Review: the engine's words were cut at 200 characters, before the port and "address
+    already in use"; the hint named no flag."""
+    error = engine.run_error(FakeAPIError(said), engine.RunRequest(image="x"))
+    assert isinstance(error, ContainerError)
+    assert error.message == f"cannot start the container: host port {where}"
+    assert error.hint == "pick another host port (-p OTHER:CONTAINER_PORT), or stop what uses it"
 
 
 # ---- the runs folder -----------------------------------------------------------------------
@@ -1348,3 +1367,117 @@ def test_a_stop_signal_during_the_commands_output_stops_the_container_and_says_s
     assert raw.data.decode() == (
         "output\n\nstopping the container (SIGTERM, SIGKILL after 5 s; press Ctrl-C again to "
         "kill it now)...\noutput\n\nkilling the container (SIGKILL)...\n")
+
+
+# ---- review: `image run` could not publish a port (-p) or mount a folder (-v) --------------
+
+@pytest.mark.parametrize("values, expected", [
+    (["8000"], ("127.0.0.1", ((8000, 8000),))),
+    (["8001:8000"], ("127.0.0.1", ((8000, 8001),))),  # docker's order: host first
+    (["8888", "7860:7861/tcp"], ("127.0.0.1", ((8888, 8888), (7861, 7860)))),
+    (["0.0.0.0:8000:80", "0.0.0.0:9000:90"], ("0.0.0.0", ((80, 8000), (90, 9000)))),
+    (["[::1]:8000:80"], ("::1", ((80, 8000),))),
+    ([], ("127.0.0.1", ())),
+])
+def test_parse_publish(values: list[str], expected: tuple[str, tuple[tuple[int, int], ...]]
+                       ) -> None:
+    assert parse_publish(values) == expected
+
+
+@pytest.mark.parametrize("values, says", [
+    (["0"], "1 to 65535"),
+    (["70000:80"], "1 to 65535"),
+    (["http"], "a port number"),
+    (["8000-8010"], "a port number"),
+    (["::8000"], "not an IP address"),
+    (["0.0.0.0::8000"], "a port number"),
+    (["1:2:3:4"], "not an IP address"),
+    (["nohost:8000:80"], "not an IP address"),
+    (["5353/udp"], "TCP"),
+    (["8000:80", "8000:81"], "host port 8000 twice"),
+    (["8000:80", "8001:80"], "container port 80 twice"),
+    (["0.0.0.0:8000:80", "9000:90"], "one address"),
+    ([""], "a port number"),
+])
+def test_parse_publish_refuses(values: list[str], says: str) -> None:
+    with pytest.raises(UsageError, match=says) as caught:
+        parse_publish(values)
+    assert "\n" not in caught.value.message and caught.value.hint
+
+
+def test_parse_publish_udp_hint() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_publish(["5353/udp"])
+    assert "TCP" in caught.value.message and "udp" in caught.value.hint.lower()
+
+
+def test_a_host_port_in_use_is_refused_before_any_container(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(UsageError, match=f"host port {port} is in use") as caught:
+            check_ports_free("127.0.0.1", ((80, port),))
+        assert "-p OTHER:80" in caught.value.hint
+    check_ports_free("127.0.0.1", ((80, port),))  # free again
+
+
+def test_parse_volumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "ds").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    mounts = parse_volumes(["weights:/models:ro", "~/ds:/datasets/", f"{tmp_path}:/srv"],
+                           data_mounted=True)
+    assert mounts == (engine.Mount(str(tmp_path / "weights"), "/models", read_only=True),
+                      engine.Mount(str(tmp_path / "ds"), "/datasets"),
+                      engine.Mount(str(tmp_path), "/srv"))
+    # /data is free for -v when no data folder is mounted there; /workspace/x is no clash
+    assert parse_volumes(["ds:/data", "weights:/workspace/weights"], data_mounted=False) == (
+        engine.Mount(str(tmp_path / "ds"), "/data"),
+        engine.Mount(str(tmp_path / "weights"), "/workspace/weights"))
+
+
+@pytest.mark.parametrize("value, says", [
+    ("missing:/x", "does not exist"),
+    ("ds", "HOST_DIR:CONTAINER_PATH"),
+    (":/x", "HOST_DIR:CONTAINER_PATH"),
+    ("ds:", "HOST_DIR:CONTAINER_PATH"),
+    ("ds:x", "not an absolute path"),
+    ("ds:/x:rw", "ro"),
+    ("ds:/x:ro:z", "ro"),
+    ("ds:/data", "--data"),
+    ("ds:/data/sub", "--data"),
+    ("ds:/workspace/runs", "--runs"),
+    ("ds:/workspace/runs/a", "--runs"),
+    ("ds:/workspace", "project's code"),
+    ("ds:/workspace/", "project's code"),
+    ("ds:/", "project's code"),
+])
+def test_parse_volumes_refuses(value: str, says: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ds").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=says) as caught:
+        parse_volumes([value], data_mounted=True)
+    assert "\n" not in caught.value.message and caught.value.hint
+
+
+def test_parse_volumes_refuses_one_path_twice(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ds").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="/x twice"):
+        parse_volumes(["ds:/x", "ds:/x/:ro"], data_mounted=False)
+
+
+def test_run_request_publishes_and_mounts(tmp_path: Path) -> None:
+    extra = engine.Mount(str(tmp_path / "w"), "/models", read_only=True)
+    options = RunOptions(image="x", ports=((8000, 8001),), host_ip="0.0.0.0", volumes=(extra,))
+    request = run_request(options, None, 1000, 1000, tmp_path / "data", None)
+    assert request.ports == ((8000, 8001),) and request.host_ip == "0.0.0.0"
+    assert request.mounts == (engine.Mount(str(tmp_path / "data"), "/data"), extra)
+    assert run_request(RunOptions(image="x"), None, 1000, 1000, None, None).host_ip == \
+        "127.0.0.1"

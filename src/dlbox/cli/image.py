@@ -141,6 +141,20 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
     run.add_argument("--env", "-e", metavar="NAME[=VALUE]", action="append", default=[],
                      help="an environment variable for the command (repeatable); NAME alone "
                           "passes this shell's value on")
+    run.add_argument("--publish", "-p", metavar="[HOST_PORT:]CONTAINER_PORT", action="append",
+                     default=[],
+                     help="publish a TCP port of the container on this machine (repeatable; "
+                          "docker's order, host first; one port is the same on both). Only "
+                          "on 127.0.0.1 by default, so a notebook or a demo is not on the "
+                          "network: IP:HOST_PORT:CONTAINER_PORT picks the address (e.g. "
+                          "0.0.0.0, one for all -p)")
+    run.add_argument("--volume", "-v", metavar="HOST_DIR:CONTAINER_PATH[:ro]", action="append",
+                     default=[],
+                     help="mount a folder (or file) of this machine (from the current "
+                          "folder; it must exist) at an absolute path in the container, "
+                          "read-only with :ro (repeatable); not over /workspace, "
+                          "/workspace/runs or a mounted /data: use --runs and --data for "
+                          "those")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
                      help="the command (default: the image's own: `dlbox --help` in "
                           "dlbox's image, python3 in a project's)")
@@ -292,6 +306,8 @@ def run_run(args: argparse.Namespace) -> int:
         default_data_mount,
         default_run_image,
         default_runs_dir,
+        parse_publish,
+        parse_volumes,
         run_in_image,
     )
     from dlbox.container.spec import check_image_reference
@@ -323,11 +339,13 @@ def run_run(args: argparse.Namespace) -> int:
             with contextlib.suppress(DlboxError):
                 here = default_run_image()[1]
     shm_size = check_shm_size(args.shm_size)
+    host_ip, ports = parse_publish(args.publish)
     data_dir = args.data
     if data_dir is None:
         data_dir, notice = default_data_mount(command)
         if notice is not None:
             print(notice, file=sys.stderr)
+    volumes = parse_volumes(args.volume, data_mounted=data_dir is not None)
     options = RunOptions(
         image=image,
         no_tty=args.no_tty,
@@ -341,6 +359,9 @@ def run_run(args: argparse.Namespace) -> int:
         environment=_parse_env(args.env),
         project_dir=project_dir,
         here=here,
+        ports=ports,
+        host_ip=host_ip,
+        volumes=volumes,
     )
     outcome = run_in_image(options, log=tell)  # on stderr, apart from the command's stdout
     if outcome.problem is not None:

@@ -573,6 +573,11 @@ def absent_image_hint(image: str) -> str:
     return "build it first: dlbox image build (or pass --tag), or pull it: docker pull " + image
 
 
+# "listen tcp4 127.0.0.1:8888: bind: address already in use", "Bind for 0.0.0.0:8888 failed:
+# port is already allocated"
+_BUSY_PORT = re.compile(r"(?:listen tcp[46]? |Bind for )\[?([0-9a-fA-F.:]+?)\]?:(\d+)[: ]")
+
+
 def run_error(error: BaseException, request: RunRequest) -> Exception:
     """Map an engine error at container start to an error that names what is missing."""
     text = api_error_text(error)
@@ -609,8 +614,14 @@ def run_error(error: BaseException, request: RunRequest) -> Exception:
         return ContainerError(f"image {request.image} is not on this machine",
                               hint=absent_image_hint(request.image))
     if "port is already allocated" in lowered or "address already in use" in lowered:
-        return ContainerError(f"cannot start the container: {text[:200]}",
-                              hint="pick another port, or stop what uses it")
+        # the engine's words name its endpoint first (review: cut at 200 characters, before
+        # "address already in use"): the port and the address, as -p takes them
+        busy = _BUSY_PORT.search(text)
+        where = f"host port {busy.group(2)} is in use on {busy.group(1)}" if busy else \
+            "a host port it publishes is in use"
+        return ContainerError(f"cannot start the container: {where}",
+                              hint="pick another host port (-p OTHER:CONTAINER_PORT), or stop "
+                                   "what uses it")
     return ContainerError(f"cannot start the container: {text[:300]}",
                           hint="`docker ps -a` and `docker logs` show more")
 

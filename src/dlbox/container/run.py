@@ -11,12 +11,17 @@ Policy lives here, the engine calls in `container.engine`:
   caller's; a root caller gets the image's own user (uid 1000): never root.
 - The shm is 2g by default: DataLoader workers pass batches through /dev/shm, and the
   engine's 64 MB default kills them with a bus error.
+- `-p` publishes a container's TCP port on 127.0.0.1 unless an address is given (a notebook
+  or a demo is not put on the network by default); `-v` mounts another host folder, never
+  over dlbox's own mounts (/workspace, its runs folder, /data).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import ipaddress
 import os
 import posixpath
 import re
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
     from dlbox.container.engine import Log
 
 DEFAULT_SHM_SIZE = "2g"
+DEFAULT_HOST_IP = "127.0.0.1"  # -p publishes here unless given an address
 RUN_LABEL = "dlbox.image-run"  # on every container `dlbox image run` starts (docker ps --filter)
 # the host path of the runs folder an image run made for its container (removed when empty)
 RUNS_MADE_LABEL = "dlbox.runs-made"
@@ -77,6 +83,9 @@ class RunOptions:
     # The project folder dlbox runs in, with or without --tag: warned about when the image
     # was built from it and its files changed since.
     here: Path | None = None
+    ports: tuple[tuple[int, int], ...] = ()  # -p: (container port, host port)
+    host_ip: str = DEFAULT_HOST_IP  # the host address published ports listen on
+    volumes: tuple[engine.Mount, ...] = ()  # -v: more host folders
 
 
 def parse_gpus(value: str | None, image_device: str | None) -> engine.GpuRequest | None:
@@ -124,6 +133,123 @@ def check_shm_size(value: str) -> str:
         raise UsageError(f"--shm-size {value!r} is under 1 MiB{why}",
                          hint="give a size such as 2g or 512m")
     return text if _SDK_SHM_RE.match(text) else str(int(size))
+
+
+_PUBLISH_HINT = ("give -p HOST_PORT:CONTAINER_PORT (or one port for both, or "
+                 "IP:HOST_PORT:CONTAINER_PORT), e.g. -p 8000:8000")
+
+
+def _port(text: str, value: str) -> int:
+    """One port number of `-p value`."""
+    if not text.isdigit():
+        raise UsageError(f"-p {value!r}: {text!r} is not a port number", hint=_PUBLISH_HINT)
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise UsageError(f"-p {value!r}: port {port} is not in 1 to 65535", hint=_PUBLISH_HINT)
+    return port
+
+
+def parse_publish(values: Sequence[str]) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """`-p [[IP:]HOST_PORT:]CONTAINER_PORT` (docker's order, host first; one port: the same
+    on both sides) -> (the host address, ((container port, host port), ...)). The address is
+    127.0.0.1 unless given, and one for all (the engine takes one per container)."""
+    addresses: set[str] = set()
+    ports: list[tuple[int, int]] = []
+    for value in values:
+        text = value.strip()
+        if text.lower().endswith("/tcp"):
+            text = text[:-len("/tcp")]
+        elif "/" in text:
+            raise UsageError(f"-p {value!r}: only TCP ports are published",
+                             hint="give the port without /udp: dlbox image run publishes "
+                                  "TCP only (docker run -p PORT/udp for UDP)")
+        address, parts = DEFAULT_HOST_IP, text.rsplit(":", 2)
+        if len(parts) == 3:
+            raw = parts[0][1:-1] if parts[0].startswith("[") and parts[0].endswith("]") \
+                else parts[0]
+            try:
+                address = str(ipaddress.ip_address(raw))
+            except ValueError:
+                raise UsageError(f"-p {value!r}: {parts[0]!r} is not an IP address",
+                                 hint="e.g. -p 0.0.0.0:8000:8000 to listen on every "
+                                      "address, or leave it out for 127.0.0.1") from None
+            parts = parts[1:]
+        inner = _port(parts[-1], value)
+        outer = _port(parts[0], value)
+        addresses.add(address)
+        if any(host == outer for _, host in ports):
+            raise UsageError(f"-p publishes host port {outer} twice",
+                             hint="give each -p its own host port")
+        if any(container == inner for container, _ in ports):
+            raise UsageError(f"-p publishes container port {inner} twice",
+                             hint="publish each container port once")
+        ports.append((inner, outer))
+    if len(addresses) > 1:
+        raise UsageError(f"-p gives more than one address ({', '.join(sorted(addresses))}): "
+                         "dlbox publishes all the ports on one address",
+                         hint="give every -p the same IP: (none is 127.0.0.1)")
+    return (addresses.pop() if addresses else DEFAULT_HOST_IP), tuple(ports)
+
+
+def check_ports_free(host_ip: str, ports: Sequence[tuple[int, int]]) -> None:
+    """UsageError for a host port that something on this machine listens on already,
+    before a container is made (the engine's own error is long, and cut)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    for inner, outer in ports:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # as the engine's proxy binds: a port whose last connections linger in
+            # TIME_WAIT is free, one that something listens on is not
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host_ip, outer))
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:  # a port under 1024, say: the engine's
+                    continue
+                raise UsageError(f"host port {outer} is in use on {host_ip}",
+                                 hint=f"pick another host port: -p OTHER:{inner}, or stop "
+                                      "what uses it") from None
+
+
+_VOLUME_HINT = "give -v HOST_DIR:CONTAINER_PATH, or HOST_DIR:CONTAINER_PATH:ro for read-only"
+
+
+def parse_volumes(values: Sequence[str], data_mounted: bool) -> tuple[engine.Mount, ...]:
+    """`-v HOST_DIR:CONTAINER_PATH[:ro]` -> Mounts: HOST_DIR from the current folder (~
+    expanded) and there, CONTAINER_PATH absolute and none of dlbox's own mounts (/workspace,
+    the project's code; /workspace/runs; /data when a data folder is mounted there)."""
+    mounts: list[engine.Mount] = []
+    for value in values:
+        parts = value.split(":")
+        if len(parts) == 3 and parts[2] != "ro":
+            raise UsageError(f"-v {value!r}: {parts[2]!r} is not ro", hint=_VOLUME_HINT)
+        if len(parts) not in (2, 3) or not parts[0].strip() or not parts[1].strip():
+            raise UsageError(f"-v {value!r} is not HOST_DIR:CONTAINER_PATH[:ro]",
+                             hint=_VOLUME_HINT)
+        source = expand_user(Path(parts[0])).resolve()
+        if not source.exists():
+            raise UsageError(f"-v {value!r}: {source} does not exist",
+                             hint="create it, or give the folder's path (from the current "
+                                  "folder, or absolute)")
+        if not parts[1].startswith("/"):
+            raise UsageError(f"-v {value!r}: {parts[1]!r} is not an absolute path",
+                             hint="give the path in the container from /, e.g. /models")
+        target = PurePosixPath(posixpath.normpath(parts[1]))
+        if PurePosixPath(S.WORKDIR).is_relative_to(target):
+            raise UsageError(f"-v {value!r}: {target} would hide {S.WORKDIR}, the project's "
+                             "code", hint=f"mount at another path (under {S.WORKDIR} is fine)")
+        owned = [(PurePosixPath(S.RUNS_DIR), "--runs DIR for the runs folder")]
+        if data_mounted:
+            owned.append((PurePosixPath(S.DATA_DIR), "--data DIR for the data folder"))
+        for path, use in owned:
+            if target.is_relative_to(path) or path.is_relative_to(target):
+                raise UsageError(f"-v {value!r}: dlbox mounts {path} itself",
+                                 hint=f"use {use}, or mount at another path")
+        if any(str(target) == mount.target for mount in mounts):
+            raise UsageError(f"-v mounts {target} twice", hint="give each -v its own path")
+        mounts.append(engine.Mount(str(source), str(target), read_only=len(parts) == 3))
+    return tuple(mounts)
 
 
 _SHELLS = {"sh", "bash", "dash", "zsh", "ash", "ksh"}
@@ -438,6 +564,7 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
         environment.setdefault("DLBOX_DATA", S.DATA_DIR)  # a user's --env wins (review)
     if runs_dir is not None:
         mounts.append(engine.Mount(str(runs_dir), S.RUNS_DIR))
+    mounts.extend(options.volumes)
     # uids with no entry in the image's passwd still need a writable home (matplotlib, torch).
     environment.setdefault("HOME", S.IMAGE_HOME if uid == S.IMAGE_UID else "/tmp")
     return engine.RunRequest(
@@ -454,6 +581,8 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
                   if runs_made and runs_dir is not None and is_utf8(str(runs_dir)) else ())),
         stdin_open=stdin_open,
         tty=tty,
+        ports=options.ports,
+        host_ip=options.host_ip,
     )
 
 
@@ -686,6 +815,8 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
     gpus = parse_gpus(options.gpus, labels.get("dlbox.device"))
     if gpus is not None:
         check_gpus_available(gpus, facts())
+    if options.ports and engine.is_local_engine():  # a remote engine's ports are not ours
+        check_ports_free(options.host_ip, options.ports)
     euid, egid = os.geteuid(), os.getegid()
     uid, gid = container_user(euid, egid)
     data_dir = None
