@@ -311,11 +311,12 @@ def test_run_error_names_a_mount_source_the_engine_does_not_have() -> None:
 ])
 def test_run_error_names_the_busy_host_port(said: str, where: str) -> None:
     """Review: the engine's words were cut at 200 characters, before the port and "address
-    already in use"; the hint named no flag."""
+    already in use". (Which flag picks the port is the caller's: image run's -p, notebook's
+    --port, each checked before the engine is asked.)"""
     error = engine.run_error(FakeAPIError(said), engine.RunRequest(image="x"))
     assert isinstance(error, ContainerError)
     assert error.message == f"cannot start the container: host port {where}"
-    assert error.hint == "pick another host port (-p OTHER:CONTAINER_PORT), or stop what uses it"
+    assert error.hint == "pick another port, or stop what uses it"
 
 
 # ---- the runs folder -----------------------------------------------------------------------

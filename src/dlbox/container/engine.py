@@ -620,8 +620,7 @@ def run_error(error: BaseException, request: RunRequest) -> Exception:
         where = f"host port {busy.group(2)} is in use on {busy.group(1)}" if busy else \
             "a host port it publishes is in use"
         return ContainerError(f"cannot start the container: {where}",
-                              hint="pick another host port (-p OTHER:CONTAINER_PORT), or stop "
-                                   "what uses it")
+                              hint="pick another port, or stop what uses it")
     return ContainerError(f"cannot start the container: {text[:300]}",
                           hint="`docker ps -a` and `docker logs` show more")
 
