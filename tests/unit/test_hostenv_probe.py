@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,12 @@ def _has_nvidia() -> bool:
     return shutil.which("nvidia-smi") is not None or Path("/dev/nvidiactl").exists()
 
 
-def test_real_probe_is_quick_and_finds_no_gpu_here() -> None:
+def test_real_probe_finds_no_gpu_here() -> None:
+    """(Its speed is no timed assertion, which a loaded CI machine breaks: what keeps it quick
+    is that no framework is imported, the next test's.)"""
     if _has_nvidia():
         pytest.skip("this machine has an NVIDIA driver; the GPU test covers it")
-    start = time.monotonic()
     facts = probe_host()
-    elapsed = time.monotonic() - start
-    assert elapsed < 2.0, f"probe took {elapsed:.2f} s"
     assert facts.nvidia.gpus == () and facts.nvidia.driver_version is None
     assert facts.system.python == ".".join(map(str, sys.version_info[:3]))
     assert facts.system.cpu_count and facts.system.ram_total_mib
