@@ -193,23 +193,20 @@ def parse_publish(values: Sequence[str]) -> tuple[str, tuple[tuple[int, int], ..
 
 def check_ports_free(host_ip: str, ports: Sequence[tuple[int, int]]) -> None:
     """UsageError for a host port that something on this machine listens on already,
-    before a container is made (the engine's own error is long, and cut)."""
-    import socket
+    before a container is made (the engine's own error is long, and cut). The bind is
+    `dlbox notebook`'s port check (bind_probe: as Docker's port proxy binds, so a port in
+    TIME_WAIT is free)."""
+    from dlbox.jupyter.server import bind_probe
 
-    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
     for inner, outer in ports:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            # as the engine's proxy binds: a port whose last connections linger in
-            # TIME_WAIT is free, one that something listens on is not
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host_ip, outer))
-            except OSError as error:
-                if error.errno != errno.EADDRINUSE:  # a port under 1024, say: the engine's
-                    continue
-                raise UsageError(f"host port {outer} is in use on {host_ip}",
-                                 hint=f"pick another host port: -p OTHER:{inner}, or stop "
-                                      "what uses it") from None
+        try:
+            bind_probe(host_ip, outer)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:  # a port under 1024, say: the engine's
+                continue
+            raise UsageError(f"host port {outer} is in use on {host_ip}",
+                             hint=f"pick another host port: -p OTHER:{inner}, or stop what "
+                                  "uses it") from None
 
 
 _VOLUME_HINT = "give -v HOST_DIR:CONTAINER_PATH, or HOST_DIR:CONTAINER_PATH:ro for read-only"
