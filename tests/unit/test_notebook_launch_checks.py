@@ -20,7 +20,7 @@ from dlbox.jupyter.container import run_request
 from dlbox.jupyter.notebooks import notebook_problem
 from dlbox.jupyter.probe import StartupTimeout, wait_until_ready
 from dlbox.jupyter.progress import ProgressView, plural
-from dlbox.jupyter.server import port_is_free, resolve_port
+from dlbox.jupyter.server import resolve_port
 from dlbox.jupyter.settings import (
     HIDDEN_FILE_GLOBS,
     NotebookSettings,
@@ -29,6 +29,7 @@ from dlbox.jupyter.settings import (
     seconds_text,
     server_url,
 )
+from dlbox.ports import port_is_free
 
 NOT_OURS = "10.255.255.1"  # a private address no interface of a test machine has
 
@@ -516,7 +517,8 @@ def test_a_link_local_address_is_listened_on_through_its_interface() -> None:
     """Found by review: `dlbox notebook --ip fe80::...%eth0` (an address reached through one
     interface) failed the port check with "Invalid argument", where Jupyter listens on it;
     without its interface, "Invalid argument" and a hint about ports."""
-    from dlbox.jupyter.server import bind_probe, listen_error
+    from dlbox.jupyter.server import listen_error
+    from dlbox.ports import bind_probe
 
     if not socket.has_ipv6 or not Path("/proc/net/if_inet6").exists():
         pytest.skip("no IPv6 on this machine")

@@ -42,6 +42,7 @@ from dlbox.container.project import (
 from dlbox.data.paths import DATA_ENV_VAR, resolve_data_dir
 from dlbox.errors import ContainerError, DlboxError, HostEnvError, UsageError
 from dlbox.fileio import expand_user, nearest_folder
+from dlbox.ports import bind_probe
 from dlbox.text import is_utf8, make_writable
 
 if TYPE_CHECKING:
@@ -194,10 +195,8 @@ def parse_publish(values: Sequence[str]) -> tuple[str, tuple[tuple[int, int], ..
 def check_ports_free(host_ip: str, ports: Sequence[tuple[int, int]]) -> None:
     """UsageError for a host port that something on this machine listens on already,
     before a container is made (the engine's own error is long, and cut). The bind is
-    `dlbox notebook`'s port check (bind_probe: as Docker's port proxy binds, so a port in
+    `dlbox notebook`'s port check (ports.bind_probe: as Docker's port proxy binds, so a port in
     TIME_WAIT is free)."""
-    from dlbox.jupyter.server import bind_probe
-
     for inner, outer in ports:
         try:
             bind_probe(host_ip, outer)

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from dlbox.errors import UsageError
+from dlbox.ports import is_ipv6
 
 NOTEBOOK_NAME = "first_pytorch_classifier.ipynb"
 DEFAULT_PORT = 8888
@@ -94,10 +95,6 @@ def validate_ip(ip: str) -> str:
 
 def listens_on_all_interfaces(ip: str) -> bool:
     return ip in ("0.0.0.0", "::", "")
-
-
-def is_ipv6(ip: str) -> bool:
-    return ":" in ip
 
 
 def is_loopback(ip: str) -> bool:
