@@ -2388,3 +2388,32 @@ def test_a_second_framework_in_the_project_is_named_as_not_getting_a_gpu_build(
     assert f"# {warning}" in capsys.readouterr().err
     _, cpu = B.dry_run(dataclasses.replace(request, device="cpu", driver=None), facts=no_probe)
     assert not any("also requires" in note for note in cpu)
+
+
+@pytest.mark.parametrize(("index", "device", "kind", "fix"), [
+    ("https://download.pytorch.org/whl/cu121", "cpu", "CUDA", ", or build with --gpu"),
+    ("https://download.pytorch.org/whl/cpu", "gpu", "CPU", ", or build with --cpu"),
+    ("https://download.pytorch.org/whl/rocm6.2/", "gpu", "ROCm (AMD GPU)",
+     "(dlbox adds the framework's index itself)"),
+])
+def test_a_wheel_index_for_the_other_device_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index: str, device: str, kind: str,
+        fix: str) -> None:
+    # Review: a requirements.txt with PyTorch's cu121 index on a --cpu build: torch came from
+    # the CPU index, torchaudio from the cu121 one, with no word of it.
+    monkeypatch.delenv(S.BASE_IMAGE_ENV, raising=False)
+    write(tmp_path / "requirements.txt", f"--extra-index-url {index}\ntorch\ntorchaudio\n")
+    driver = "550.54.15" if device == "gpu" else None
+    request = B.BuildRequest(project_dir=tmp_path, device=device, driver=driver)
+    _, notes = B.dry_run(request, facts=no_probe)
+    said = [note for note in notes if "adds the wheel index" in note]
+    assert len(said) == 1, notes
+    assert said[0].startswith(f"warning: requirements.txt adds the wheel index {index}, of "
+                              f"{kind} builds")
+    assert said[0].endswith(fix)
+    if kind == "ROCm (AMD GPU)":  # fits neither device
+        return
+    other = dataclasses.replace(request, device="gpu" if device == "cpu" else "cpu",
+                                driver="550.54.15" if device == "cpu" else None)
+    _, fitting = B.dry_run(other, facts=no_probe)  # the index fits the other device: no word
+    assert not any("adds the wheel index" in note for note in fitting), fitting

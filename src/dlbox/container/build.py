@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -455,6 +456,7 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
             f"warning: the project also requires {' and '.join(others)}, which keeps its "
             f"line as written: only {framework} gets a GPU build (build an image per "
             "framework with --framework to give another one its GPU build)",)
+    warnings += other_device_indexes(project.pip_options, gpu)
     key = lock_key(framework, gpu)
     lock_path = expand_user(request.lock_path or project.root / LOCK_FILE).resolve()
     lock_notes: tuple[str, ...] = ()
@@ -514,6 +516,33 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
     return Plan(project, framework, target, key, lock_path, entries, entry, wheelhouse,
                 version_for_project(project, framework, request.framework_version),
                 lock_notes, base_image, warnings)
+
+
+_DEVICE_INDEX = re.compile(r"/whl/(?:nightly/)?(cpu|cu\d+|rocm[\d.]+)/?$")
+
+
+def other_device_indexes(pip_options: Sequence[str], gpu: bool) -> tuple[str, ...]:
+    """Warnings for a wheel index in requirements.txt made for another device: PyTorch's
+    CUDA or ROCm index (.../whl/cu121) on a CPU build, its CPU or ROCm index on an (NVIDIA)
+    GPU build. The framework comes from the index dlbox picks either way, but a companion
+    (torchaudio, say) found only in the project's index came as that device's build (review:
+    a cu121 line on a --cpu build, with no word of it)."""
+    said = []
+    for option in pip_options:
+        url = option.partition("=")[2]
+        found = _DEVICE_INDEX.search(url)
+        if found is None:
+            continue
+        kind = {"cp": "CPU", "cu": "CUDA", "ro": "ROCm (AMD GPU)"}[found[1][:2]]
+        if kind == ("CUDA" if gpu else "CPU"):
+            continue
+        fix = "--cpu" if kind == "CPU" else "--gpu" if kind == "CUDA" else ""
+        said.append(f"warning: requirements.txt adds the wheel index {url}, of {kind} builds, "
+                    f"to {'an NVIDIA GPU' if gpu else 'a CPU'} build: the framework comes "
+                    "from the index dlbox picks, but a package found only there comes as its "
+                    f"{kind} build; drop the line (dlbox adds the framework's index itself)"
+                    + (f", or build with {fix}" if fix else ""))
+    return tuple(said)
 
 
 def _refuse_an_empty_wheelhouse(folder: Path, project_root: Path) -> None:
