@@ -1139,7 +1139,10 @@ def test_a_plain_fetch_over_another_archives_data_is_refused_not_nothing_to_do(
             f"the official one (md5 {fetch_module.OFFICIAL_MD5})")
         assert refused.value.hint == (
             "pass --force to replace it with the official archive's data, or "
-            f"--sha256 {sha256_of(archive)} to keep using it")
+            f"--sha256 {sha256_of(archive)} to keep using it" if source is None else
+            f"pass --sha256 {sha256_of(archive)} (the checksum it was fetched with) to keep "
+            "using it, or leave out --from and pass --force to replace it with the official "
+            "archive's data")  # review: --force with the same --from FILE failed the md5
     assert data_checksum(root) == sha256_of(archive)  # nothing replaced
     # what the hint says keeps it, does
     assert fetch_cifar10(config(root, sha256=sha256_of(archive))).status == "present"

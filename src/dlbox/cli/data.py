@@ -94,7 +94,9 @@ def run_fetch(args: argparse.Namespace) -> int:
     check_source(source)
     check_data_dir_path(data_dir)
     check_not_an_image_tree(data_dir)
-    if not config.progress and (config.force or not cifar10_present(data_dir)):
+    # before a bar too: a server that never answers would leave a blank screen until the
+    # timeout (review)
+    if config.force or not cifar10_present(data_dir):
         print(f"fetching CIFAR-10 from {redact_url(source)} into {data_dir}",
               file=sys.stderr)
     result = fetch_cifar10(config)

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -207,8 +208,46 @@ def _request(url: str) -> urllib.request.Request:
     user = urllib.parse.unquote(parts.username or "")
     password = urllib.parse.unquote(parts.password or "")
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    request.add_unredirected_header("Authorization", f"Basic {token}")
+    login = f"Basic {token}"
+    request.add_unredirected_header("Authorization", login)
+    # _SameServerLogin carries it along a redirect to this same server only (review: a
+    # redirect from /latest to the file on the same server lost it, and the 401 blamed the
+    # password)
+    request.dlbox_login = (_origin(request.full_url), login)  # type: ignore[attr-defined]
     return request
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """A URL's scheme, host and port (the scheme's default where none is given)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _SameServerLogin(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, with the login of the URL (_request) sent again along a redirect
+    to the same scheme, host and port, as curl does; never to another server (another host
+    or port, or http after https)."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        login = getattr(req, "dlbox_login", None)
+        if new is not None and login is not None and _origin(new.full_url) == login[0]:
+            new.add_unredirected_header("Authorization", login[1])
+            new.dlbox_login = login  # type: ignore[attr-defined]
+        return new
+
+
+def _urlopen(request: urllib.request.Request, timeout: float) -> Any:
+    """urllib.request.urlopen, with the login kept along a redirect to the same server; the
+    proxy variables apply as they do to urlopen."""
+    opener = urllib.request.build_opener(_SameServerLogin)
+    return opener.open(request, timeout=timeout)
 
 
 def check_not_empty_source(source: str) -> str:
@@ -471,6 +510,95 @@ def _http_error_hint(code: int, url: str, where: str, sha256: str | None) -> str
         + local_copy
 
 
+def _hostport(url: str) -> str:
+    """The host (and port, if given) of `url`, without its login."""
+    return urllib.parse.urlsplit(url).netloc.rsplit("@", 1)[-1]
+
+
+def _proxy_for(url: str) -> tuple[str, str] | None:
+    """(the proxy, the variable that names it) that urllib goes through for `url`, or None:
+    its <scheme>_proxy variable (lower case before upper, as urllib reads them), unless
+    no_proxy exempts the host."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    proxy = urllib.request.getproxies().get(scheme)
+    if not proxy:
+        return None
+    host = _hostport(url)
+    with contextlib.suppress(Exception):  # a malformed no_proxy: urllib's own call would fail
+        if host and urllib.request.proxy_bypass(host):
+            return None
+    variable = next((name for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY")
+                     if os.environ.get(name) == proxy), f"{scheme}_proxy")
+    return proxy, variable
+
+
+def _with_scheme(proxy: str) -> str:
+    return proxy if is_url(proxy) else f"http://{proxy}"
+
+
+def _network_error(url: str, error: BaseException, timeout_s: float, where: str,
+                   sha256: str | None) -> DataError | None:
+    """The error for a failure that is not "offline": an untrusted certificate, a proxy that
+    is not there or wants a login, a redirect loop, a server that never answered (review:
+    each got the offline hint, or "try again later"); None for any other."""
+    shown = redact_url(url)
+    copy = fetch_from_copy(where, sha256)
+    reason: object = error.reason if isinstance(error, urllib.error.URLError) else error
+    text = one_line(reason)
+    via = _proxy_for(url)
+    through = ""
+    if via is not None:
+        proxy, variable = via
+        through = f" through the proxy {redact_url(_with_scheme(proxy))} ({variable})"
+    code = error.code if isinstance(error, urllib.error.HTTPError) else None
+    if code in (301, 302, 303, 307, 308) and "infinite loop" in str(reason):
+        return DataError(
+            f"could not download {shown}: the URL redirects in a loop (HTTP {code})",
+            hint="open it in a browser and pass --from the direct link to "
+                 "cifar-10-python.tar.gz it ends at (a link that needs a browser's login "
+                 "or cookies cannot be fetched here); " + local_copy_hint(copy))
+    if via is not None and (code == 407 or re.search(r"Tunnel connection failed: 407", text)):
+        proxy, variable = via
+        parts = urllib.parse.urlsplit(_with_scheme(proxy))
+        has_login = "@" in parts.netloc
+        wants = "refused its login" if has_login else "wants a login"
+        fix = (f"check the user name and password in {variable}" if has_login else
+               f"put the proxy's login in {variable}: {variable}="
+               f"{parts.scheme}://USER:PASSWORD@{_hostport(_with_scheme(proxy))} "
+               "(percent-encode @, : or spaces in them)")
+        return DataError(f"could not download {shown}: the proxy "
+                         f"{redact_url(_with_scheme(proxy))} ({variable}) {wants} "
+                         "(HTTP 407 Proxy Authentication Required)",
+                         hint=f"{fix}; " + local_copy_hint(copy))
+    if code is not None:
+        return None
+    if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        why = getattr(reason, "verify_message", None) or "certificate verify failed"
+        return DataError(
+            f"could not download {shown}{through}: the server's certificate was not trusted "
+            f"({one_line(why)})",
+            hint="a proxy that intercepts TLS (a company network's) is the usual cause: run "
+                 "the same command with SSL_CERT_FILE=/path/to/ca-bundle.pem, a CA bundle "
+                 "that holds that proxy's certificate (ask your IT for it); "
+                 + local_copy_hint(copy))
+    if isinstance(reason, TimeoutError):
+        waited = f"{timeout_s:g} s"
+        if via is not None:
+            what = f"no answer{through} in {waited}"
+        else:
+            what = f"no answer from {_hostport(url)} in {waited}"
+        return DataError(f"could not download {shown}: {what}",
+                         hint="the server may be down or overloaded: try again later; or "
+                              + offline_hint(copy, url))
+    if via is not None and isinstance(reason, OSError | http.client.HTTPException):
+        proxy, variable = via
+        return DataError(f"could not download {shown}{through}: {text}",
+                         hint=f"check the proxy {variable} names (its host and port), or, if "
+                              f"this network needs none, unset it (`unset {variable}`); "
+                              + local_copy_hint(copy))
+    return None
+
+
 def _again_hint(part: Path) -> str:
     """What running the same command again does with an interrupted .part: resume it where
     the server named the version of its file (an ETag or Last-Modified), else start over."""
@@ -509,7 +637,7 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         if start:
             request.add_header("Range", f"bytes={start}-")
             request.add_header("If-Range", str(validator))
-        response = urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 - user URL
+        response = _urlopen(request, timeout_s)
     except urllib.error.HTTPError as error:
         if error.code == 416 and start:  # our .part is not a prefix the server knows: restart
             try:
@@ -518,13 +646,17 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                 raise data_dir_error(dest.parent, unlink_error, f"delete {part}") from None
             return download(url, dest, timeout_s=timeout_s, progress=progress, resume=False,
                             progress_lines=progress_lines, where=where, sha256=sha256)
+        special = _network_error(url, error, timeout_s, where, sha256)
+        if special is not None:
+            raise special from None
         raise DataError(f"could not download {shown}: HTTP {error.code} {one_line(error.reason)}",
                         hint=_http_error_hint(error.code, url, where, sha256)) from None
-    except urllib.error.URLError as error:
-        raise DataError(f"could not download {shown}: {one_line(error.reason)}",
-                        hint=offline_hint(copy, url)) from None
-    except (OSError, http.client.HTTPException, ValueError) as error:
-        raise DataError(f"could not download {shown}: {one_line(error)}",
+    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
+        reason = error.reason if isinstance(error, urllib.error.URLError) else error
+        special = _network_error(url, error, timeout_s, where, sha256)
+        if special is not None:
+            raise special from None
+        raise DataError(f"could not download {shown}: {one_line(reason)}",
                         hint=offline_hint(copy, url)) from None
     with response:
         status = getattr(response, "status", 200)
@@ -563,8 +695,10 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                         if deleted else f"delete the partial download {part} (the next "
                         "fetch starts over: the server names no version of its file)")
                 raise failure from None
+            why = (f"no data from {_hostport(url)} in {timeout_s:g} s"
+                   if isinstance(error, TimeoutError) else one_line(error))
             raise DataError(
-                f"download of {shown} was interrupted after {received} bytes: {one_line(error)}",
+                f"download of {shown} was interrupted after {received} bytes: {why}",
                 hint=_again_hint(part) + offline_hint(copy, url)) from None
     if total is not None and received != total:
         raise DataError(f"download of {shown} stopped at {received} of {total} bytes",
@@ -772,10 +906,16 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         # nor, without --sha256 (the official archive expected), is a copy's (review: a plain
         # scripts/main.sh after an offline one trained on the JPEG copy without a word)
         if expected is None and present is not None and not _official_in_place(root):
+            # --from a mirror or a file: its --force would take that copy again, and fail
+            # the official md5 it is then checked against (review)
+            hint = (f"pass --sha256 {present} (the checksum it was fetched with) to keep "
+                    "using it, or leave out --from and pass --force to replace it with the "
+                    "official archive's data" if config.source is not None else
+                    "pass --force to replace it with the official archive's data, or "
+                    f"--sha256 {present} to keep using it")
             raise UsageError(f"{target} holds CIFAR-10 from another archive (sha256 "
                              f"{present}), not the official one (md5 {OFFICIAL_MD5})",
-                             hint="pass --force to replace it with the official archive's "
-                                  f"data, or --sha256 {present} to keep using it")
+                             hint=hint)
         return FetchResult("present", target, str(target), present)
     check_not_an_image_tree(root)
     created_root = not root.exists()
@@ -787,6 +927,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
     unread = False  # it could not be read to be checked: that says nothing of the file
     warnings: list[str] = []
     held = contextlib.ExitStack()
+    named = ""  # the archive as messages name it, once known
     try:
         if is_url(source) and not source.lower().startswith("file://"):
             _make_data_dir(root)
@@ -799,6 +940,7 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         else:
             archive = _local_archive(source)
         label = str(archive) if downloaded is None else shown
+        named = label
         web_page = downloaded is not None and _looks_like_html(
             downloaded, (_read_record(downloaded) or {}).get("content_type"))
         # Format and contents first (member headers only): a ZIP, an image tree or a foreign
@@ -870,6 +1012,10 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         if downloaded is None:
             _remove_stale_part(root, archive)
     except BaseException as error:
+        # extract's refusals of a member name no archive (review): which one, or which URL
+        if isinstance(error, DataError) and named and error.message.startswith(
+                "refusing the archive: ") and named not in error.message:
+            error.message = f"{error.message}, in {named}"
         if isinstance(error, DataError) and error.hint and where:  # its data dir, not the default
             error.hint = error.hint.replace(BAD_ARCHIVE_HINT, bad_archive_hint(where))
         if downloaded is not None and verified and isinstance(error, DataError):
