@@ -71,9 +71,11 @@ def shell_quote(path: object) -> str:
 
 
 # What a line of output cannot show as it is: control characters (a newline would split the
-# line; U+0085 and U+2028/9 split it for Python's splitlines) and the bytes of a name that
-# are not UTF-8 (Python keeps them as lone surrogates).
-_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
+# line; U+0085 and U+2028/9 split it for Python's splitlines), the characters that reorder
+# or hide text (bidi overrides and isolates, zero-width ones, the BOM: review) and the bytes
+# of a name that are not UTF-8 (Python keeps them as lone surrogates).
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2028\u2029"
+                         r"\u2066-\u2069\ufeff\udc80-\udcff]")
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
 
 
@@ -91,7 +93,7 @@ def shown_name(name: object) -> str:
             return _ESCAPES[char]
         if not _UNSHOWABLE.match(char):
             return char
-        if code < 0x80 or code >= 0xdc80:  # a byte: \xHH writes it as it is
+        if code < 0x80 or 0xdc80 <= code <= 0xdcff:  # a byte: \xHH writes it as it is
             return f"\\x{code & 0xff:02x}"
         # a character of its own: its UTF-8 bytes, which bash's \uHHHH writes only under a
         # UTF-8 locale (review: LC_ALL=C left the text \u0085)

@@ -54,8 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def format_result(result: PredictionResult) -> str:
-    ranked = ", ".join(f"{name} {100 * p:.1f} %" for name, p in result.top_k)
-    return f"{shown_name(result.path)}: {result.label}  ({ranked})"
+    """One line per image: a path or class name holding a newline or tab as bash's $'...',
+    as `dlbox data check` shows class folders (--json keeps the names as they are)."""
+    ranked = ", ".join(f"{shown_name(name)} {100 * p:.1f} %" for name, p in result.top_k)
+    return f"{shown_name(result.path)}: {shown_name(result.label)}  ({ranked})"
 
 
 def exit_code_for(succeeded: int, failed: int) -> int:

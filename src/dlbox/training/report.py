@@ -41,7 +41,9 @@ def accuracy_lines(metrics: dict[str, Any]) -> list[str]:
     for name, entry in metrics["per_class"].items():
         accuracy = entry["accuracy"]
         shown = "n/a (no test images)" if accuracy is None else f"{100 * accuracy:.1f} %"
-        lines.append(f"Accuracy for class: {name:5s} is {shown}")
+        # a class folder named with a newline or tab as `dlbox data check` shows it, $'...'
+        # (review: "new\nline" split its line in two)
+        lines.append(f"Accuracy for class: {shown_name(name):5s} is {shown}")
     return lines
 
 
@@ -106,9 +108,9 @@ def write_confusion_matrix_json(path: Path, matrix: torch.Tensor, classes: Seque
 
 def drawable_labels(classes: Sequence[str]) -> list[str]:
     """The class names as a plot can draw them: a name with a character the plot's font has
-    no glyph for (猫, 犬 in DejaVu Sans) is drawn as its index, "#3"; they were empty boxes,
-    with a matplotlib warning per glyph on stderr (found by review). The JSON and CSV keep
-    the names."""
+    no glyph for (猫, 犬 in DejaVu Sans; a tab) is drawn as its index, "#3"; they were empty
+    boxes, with a matplotlib warning per glyph on stderr (found by review). The JSON and CSV
+    keep the names."""
     from matplotlib import font_manager
     from matplotlib.ft2font import FT2Font
 
@@ -118,7 +120,9 @@ def drawable_labels(classes: Sequence[str]) -> list[str]:
         return list(classes)
 
     def drawable(name: str) -> bool:
-        return all(char.isspace() or font.get_char_index(ord(char)) for char in name)
+        # a plain space, or a glyph the font has: a tab or newline (str.isspace) has none,
+        # and matplotlib warned "Glyph 9 (^I) missing" (review)
+        return all(char == " " or font.get_char_index(ord(char)) for char in name)
 
     return [name if drawable(name) else f"#{index}" for index, name in enumerate(classes)]
 
