@@ -1808,17 +1808,16 @@ def test_a_dependency_change_removes_the_deps_stage_it_replaced(
     monkeypatch.setattr(engine, "tag_image", tag)
     monkeypatch.setattr(engine, "remove_replaced_image", lambda client, image_id, label: (
         removed.append(image_id) or "removed" if label == S.DEPS_STAGE_LABEL else "kept"))
-    result = engine.BuildResult(image_id="sha256:" + "a" * 64, log=BUILD_LOG)
-    notes = T.tag_deps_stage(object(), result, "p1:cpu")
+    notes = T.tag_deps_stage(object(), BUILD_LOG, "p1:cpu")
     assert images["p1:cpu-deps"] == "sha256:b5ab15b3f973"
     assert removed == ["sha256:" + "e" * 64]
     assert notes == ["removed the dependency stage this build replaced (eeeeeeeeeeee)"]
     removed.clear()  # a code-only rebuild: the same deps stage, nothing removed
-    assert T.tag_deps_stage(object(), result, "p1:cpu") == [] and removed == []
+    assert T.tag_deps_stage(object(), BUILD_LOG, "p1:cpu") == [] and removed == []
     # Found in review: NAME:TAG-deps naming the user's own image was moved and that image
     # deleted. An image without dlbox's deps-stage label is left alone, tag and all.
     images["app:gpu-deps"] = "sha256:" + "f" * 64
-    notes = T.tag_deps_stage(object(), result, "app:gpu")
+    notes = T.tag_deps_stage(object(), BUILD_LOG, "app:gpu")
     assert images["app:gpu-deps"] == "sha256:" + "f" * 64 and removed == []
     assert notes == ["the dependency stage b5ab15b3f973 is left untagged: app:gpu-deps names "
                      "an image that is not a dlbox dependency stage"]

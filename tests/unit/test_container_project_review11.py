@@ -38,6 +38,11 @@ predict: "predict.py:Predictor"
 
 # ---- cog.yaml and repo2docker files beside a requirements.txt --------------------------------
 
+def _plan_notes(root: Path) -> tuple[str, ...]:
+    """The project's notes as a --cpu build of `root` says them (no lock: dlbox's base)."""
+    return B.plan(B.BuildRequest(project_dir=root, device="cpu"), facts=no_probe).project.notes
+
+
 def test_cog_yaml_beside_requirements_names_what_is_not_done(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Found by review: cog.yaml (system_packages, run, python_version) beside a
@@ -46,7 +51,9 @@ def test_cog_yaml_beside_requirements_names_what_is_not_done(
     write(tmp_path / "requirements.txt", "six==1.16.0\n")
     write(tmp_path / "cog.yaml", COG_YAML)
     write(tmp_path / "apt.txt", "ffmpeg\n")  # already listed: not named again
-    notes = detect_project(tmp_path).notes
+    project = detect_project(tmp_path)
+    notes = project.notes
+    assert project.python_requests == (("cog.yaml", "3.12"),)  # said once the base is known
     assert any(note.startswith("cog.yaml (Cog's) is not read: the image gets the packages "
                                "of requirements.txt") for note in notes), notes
     system = [note for note in notes if "system_packages" in note]
@@ -54,6 +61,7 @@ def test_cog_yaml_beside_requirements_names_what_is_not_done(
     assert "ffmpeg" not in system[0]
     assert any("build.run" in note and "2 steps" in note and "not run" in note
                for note in notes), notes
+    notes = _plan_notes(tmp_path)  # the build's, on dlbox's default base image
     assert any("python_version" in note and "3.12" in note
                and "--base-image python:3.12-slim-bookworm" in note for note in notes), notes
     code, err = dry_run_cli([str(tmp_path)], capsys)  # the dry run says them
@@ -76,7 +84,8 @@ def test_runtime_txt_python_is_named(tmp_path: Path) -> None:
     base image's 3.11 without a word."""
     write(tmp_path / "requirements.txt", "six==1.16.0\n")
     write(tmp_path / "runtime.txt", "python-3.12\n")
-    notes = detect_project(tmp_path).notes
+    assert detect_project(tmp_path).python_requests == (("runtime.txt", "3.12"),)
+    notes = _plan_notes(tmp_path)
     assert any(note.startswith("runtime.txt (repo2docker's) asks for Python 3.12")
                and "--base-image python:3.12-slim-bookworm" in note for note in notes), notes
 

@@ -501,13 +501,14 @@ def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
                           f"({', '.join(met)}), and its pins meet them: built from the lock "
                           "as it is",)
     chosen = base_image or (entry.base_image if entry is not None else None)
-    if chosen is not None and chosen not in _default_bases() and project.kind != "builtin":
-        # the notes on the Python cog.yaml or runtime.txt asks for, as the base image has it
-        # (review: "pass --base-image python:3.12-slim-bookworm" when it was passed)
-        said = dict(zip(python_notes(project.root), python_notes(project.root, chosen),
-                        strict=True))
-        project = dataclasses.replace(project, notes=tuple(said.get(note, note)
-                                                           for note in project.notes))
+    if project.python_requests:
+        # the notes on the Python cog.yaml or runtime.txt asks for, as the base image the
+        # build uses has it (review: "pass --base-image python:3.12-slim-bookworm" when it
+        # was passed); None: one of dlbox's default bases
+        chosen_by_user = chosen if chosen is not None and chosen not in _default_bases() \
+            else None
+        project = dataclasses.replace(project, notes=project.notes + tuple(
+            python_notes(project.python_requests, chosen_by_user)))
     wheelhouse = scan_wheelhouse(expand_user(request.wheelhouse)) if request.wheelhouse else ()
     if request.offline and request.wheelhouse is not None and entry is None and not wheelhouse:
         # a first build resolves with pip, which then has nothing (a lock's pins get the full
@@ -613,10 +614,6 @@ def relock_command(request: BuildRequest) -> str:
     return shlex.join(args + ["--relock"])
 
 
-# Pythons with a Debian bookworm image of python's own (python:X.Y-slim-bookworm)
-OFFICIAL_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
-
-
 def python_mismatch(project: Project, python: str, base_image: str,
                     cuda_system: bool = False) -> tuple[str, str] | None:
     """(error, hint) when the base image's Python is not one the project's requires-python
@@ -635,7 +632,7 @@ def python_mismatch(project: Project, python: str, base_image: str,
     versions = [python] if python.count(".") >= 2 else [f"{python}.0", f"{python}.99"]
     if any(allowed.contains(version, prereleases=True) for version in versions):
         return None
-    fitting = next((v for v in reversed(OFFICIAL_PYTHONS)
+    fitting = next((v for v in reversed(S.OFFICIAL_PYTHONS)
                     if allowed.contains(f"{v}.0", prereleases=True)
                     or allowed.contains(f"{v}.99", prereleases=True)), None)
     return (f"the project requires Python {project.requires_python}; the base image "
@@ -918,7 +915,7 @@ def build_image(request: BuildRequest, log: Log = print,
     engine.tag_image(client, result.image_id, tags)
     notes += remove_replaced(client, replaced, project.root)
     notes += drop_failed(client, failed_tag(tags[0]))
-    notes += tag_deps_stage(client, result, tags[0])
+    notes += tag_deps_stage(client, result.log, tags[0])
     # after the tag above: the deps stage of a failed build that this one reused stays
     drop_failed(client, deps_tag(failed_tag(tags[0])), S.DEPS_STAGE_LABEL)
     data = engine.inspect_image(client, result.image_id) or {}
@@ -937,9 +934,11 @@ def _keep_failed_deps(client: Any, log: Sequence[str], name: str) -> str | None:
     the next failed build's replaces it, the next that passes removes it. The name to show,
     None when none was tagged (the build failed before the stage ended, or the name is
     another image's)."""
+    # checked here too: with no stage of this build's, the -failed-deps image that the
+    # check below finds is an older build's, not one this build kept
     if deps_stage_image(log) is None:
         return None
-    tag_deps_stage(client, engine.BuildResult(image_id="", log=list(log)), name)
+    tag_deps_stage(client, log, name)
     kept = deps_tag(name)
     if S.DEPS_STAGE_LABEL not in engine.image_labels(engine.inspect_image(client, kept)):
         return None

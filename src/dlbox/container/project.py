@@ -16,10 +16,12 @@ import errno
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlbox.container import spec as S
 from dlbox.errors import ContainerError, DlboxError, UsageError
 from dlbox.fileio import current_folder, expand_user
 from dlbox.text import URL_USERINFO, has_url_credentials, redact_url_credentials, shell_quote
@@ -94,6 +96,10 @@ class Project:
     # Debian packages from the project's apt.txt (repo2docker's convention): compilers,
     # libraries and tools its requirements need to build or run (build-essential, git, ...).
     system_packages: tuple[str, ...] = ()
+    # The Python other tools' files ask for, which dlbox does not read: (file, version), as
+    # ("runtime.txt", "3.12"). Said as notes once the base image is known (python_notes):
+    # whether it has that Python depends on it.
+    python_requests: tuple[tuple[str, str], ...] = ()
 
     @property
     def image_name(self) -> str:
@@ -818,6 +824,7 @@ def foreign_project_error(folder: Path) -> UsageError | None:
 
 
 COG_FILE = "cog.yaml"
+RUNTIME_FILE = "runtime.txt"  # repo2docker's: python-3.12
 
 
 def _yaml_scalar(text: str) -> str:
@@ -878,11 +885,9 @@ def python_choice(wanted: str, base_image: str | None = None) -> str:
     """How to get Python `wanted` ("3.12"), which another tool's file asks for: the image has
     its base image's Python, so a base image that has it. `base_image`: the one the build
     uses when the user chose it (--base-image, or the lock's); None: dlbox's default."""
-    from dlbox.container import spec as S
-    from dlbox.container.build import OFFICIAL_PYTHONS
 
     release = ".".join(wanted.split(".")[:2])
-    image = (f"--base-image python:{release}-slim-bookworm" if release in OFFICIAL_PYTHONS
+    image = (f"--base-image python:{release}-slim-bookworm" if release in S.OFFICIAL_PYTHONS
              else f"--base-image with a Debian/Ubuntu image whose python3 is {release}")
     # python's own images name their Python: python:3.12-slim-bookworm, python:3.12.4
     official = re.fullmatch(r"(?:docker\.io/)?(?:library/)?python:(\d+\.\d+)(?:[.-].*)?",
@@ -902,28 +907,41 @@ def python_choice(wanted: str, base_image: str | None = None) -> str:
             f"images): for {release}, pass {image}")
 
 
-def python_notes(root: Path, base_image: str | None = None) -> list[str]:
-    """Notes on the Python that cog.yaml's build.python_version and repo2docker's runtime.txt
-    ask for, which dlbox does not read; `base_image` as for `python_choice`."""
-    notes: list[str] = []
+def python_requests(root: Path) -> tuple[tuple[str, str], ...]:
+    """The Python that cog.yaml's build.python_version and repo2docker's runtime.txt ask for,
+    which dlbox does not read: (file, version) each ("runtime.txt", "3.12"), in that order."""
+    requests: list[tuple[str, str]] = []
     if (root / COG_FILE).is_file():
         wanted = read_cog_build(root / COG_FILE).get("python_version")
         if isinstance(wanted, str) and wanted:
-            notes.append(f"{COG_FILE}'s build.python_version {wanted} is not read: "
-                         f"{python_choice(wanted, base_image)}")
+            requests.append((COG_FILE, wanted))
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        runtime = (root / "runtime.txt").read_text(encoding="utf-8")
+        runtime = (root / RUNTIME_FILE).read_text(encoding="utf-8")
         match = re.match(r"\s*python-(\d+\.\d+(?:\.\d+)?)\s*$", runtime)
         if match:
-            notes.append(f"runtime.txt (repo2docker's) asks for Python {match.group(1)}, which "
-                         f"dlbox does not read: {python_choice(match.group(1), base_image)}")
+            requests.append((RUNTIME_FILE, match.group(1)))
+    return tuple(requests)
+
+
+def python_notes(requests: Sequence[tuple[str, str]], base_image: str | None = None) -> list[str]:
+    """The notes on the Python that other tools' files ask for (Project.python_requests), as
+    the base image the build uses has it; `base_image` as for `python_choice`."""
+    notes: list[str] = []
+    for source, wanted in requests:
+        if source == COG_FILE:
+            notes.append(f"{COG_FILE}'s build.python_version {wanted} is not read: "
+                         f"{python_choice(wanted, base_image)}")
+        else:
+            notes.append(f"{RUNTIME_FILE} (repo2docker's) asks for Python {wanted}, which "
+                         f"dlbox does not read: {python_choice(wanted, base_image)}")
     return notes
 
 
 def other_tools_notes(root: Path, source: str, apt_packages: tuple[str, ...]) -> list[str]:
     """Notes on Cog's and repo2docker's files beside the project's `source` (requirements.txt
     or pyproject.toml), which dlbox does not read: what of them the image lacks, and where
-    it goes instead (the Python they ask for: `python_notes`)."""
+    it goes instead (the Python they ask for is Project.python_requests, which the build's
+    plan names once it knows the base image: `python_notes`)."""
     notes: list[str] = []
     if (root / COG_FILE).is_file():
         cog = read_cog_build(root / COG_FILE)
@@ -940,7 +958,6 @@ def other_tools_notes(root: Path, source: str, apt_packages: tuple[str, ...]) ->
                 if isinstance(run, list) else "a step"
             notes.append(f"{COG_FILE}'s build.run ({steps}) is not run: list the Debian "
                          f"packages it installs in {APT_FILE} and the Python ones in {source}")
-    notes += python_notes(root)
     if (root / "postBuild").is_file():
         notes.append(f"postBuild (repo2docker's) is not run: list the Debian packages it "
                      f"installs in {APT_FILE} and the Python ones in {source}; for other "
@@ -1147,4 +1164,5 @@ def detect_project(project_dir: str | Path | None = None,
         command=command,
         notes=tuple(notes),
         system_packages=system_packages,
+        python_requests=() if builtin else python_requests(root),
     )

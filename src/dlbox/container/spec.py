@@ -18,6 +18,8 @@ from dlbox.errors import UsageError
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"  # any Debian/Ubuntu image with apt works
 BASE_IMAGE_ENV = "DLBOX_BASE_IMAGE"  # overrides the default base (scripts/test.sh sets it)
 DEFAULT_PYTHON = "3.11"  # Python of the default base image (for --dry-run before a lock)
+# Pythons with a Debian bookworm image of python's own (python:X.Y-slim-bookworm)
+OFFICIAL_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
 IMAGE_UID = 1000
 IMAGE_GID = 1000
 IMAGE_USER = "dlbox"

@@ -129,15 +129,16 @@ def drop_failed(client: Any, name: str, label: str = S.PROJECT_LABEL) -> list[st
     return [f"removed {name}, the image an earlier build kept when its smoke test failed"]
 
 
-def tag_deps_stage(client: Any, result: engine.BuildResult, tag: str) -> list[str]:
-    """Tag the deps stage beside the image, and remove the deps stage it replaces.
+def tag_deps_stage(client: Any, log: Sequence[str], tag: str) -> list[str]:
+    """Tag the deps stage beside the image, and remove the deps stage it replaces; `log`:
+    the build's output, which names the stage's image (nothing to do when it names none).
 
     The engine keeps a multi-stage build's deps stage as an untagged image: it is the cache
     that makes a code-only rebuild fast, and as big as the venv (gigabytes). After a
     dependency change nothing referred to the old one, and every relock left one behind
     until `docker image prune` (which also throws away the current cache). Tagged, the
     cache survives a prune, and the next dependency change frees the old one."""
-    deps = deps_stage_image(result.log)
+    deps = deps_stage_image(log)
     if deps is None:
         return []
     name = deps_tag(tag)

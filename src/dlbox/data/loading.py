@@ -404,7 +404,8 @@ def load_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> 
 
 
 def split_size(data_dir: str | Path, split: str) -> int:
-    """How many images the split holds, without decoding an image tree's files."""
+    """How many images the split holds, without decoding an image tree's files (data a
+    killed `data fetch --force` moved aside is put back first: _split_layout)."""
     layout, split_root = _split_layout(data_dir, split)
     if layout.kind == "cifar10-batches":
         return len(load_cifar10(layout.root, split))  # the decoded cache: a fraction of a s
@@ -441,6 +442,11 @@ def skipped_notes(skipped: Mapping[str, Skipped]) -> list[str]:
 
 
 def _split_layout(data_dir: str | Path, split: str) -> tuple[DataLayout, Path]:
+    """The layout of `data_dir` and the folder of `split` in it. Not a pure lookup, by design:
+    the data a `dlbox data fetch --force` killed between its two renames moved aside is put
+    back first (restore_swapped_out, with a note), so that whichever of load_dataset,
+    split_size (train's --num-train check, evaluate's --num-test) reads the data first finds
+    it."""
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
     restored = restore_swapped_out(batches_dir(data_dir).parent)
@@ -768,7 +774,9 @@ def _old_copy_notes(root: Path) -> list[str]:
 
 
 def check_data(data_dir: str | Path) -> DataReport:
-    """Inspect a data dir: which layout, every file present and loadable, counts, labels."""
+    """Inspect a data dir: which layout, every file present and loadable, counts, labels.
+    First it puts back the data a `dlbox data fetch --force` killed mid-swap moved aside (a
+    note says so)."""
     from dlbox.data.fetch import (
         inspect_checksums,
         kept_downloads,
