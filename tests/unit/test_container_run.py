@@ -1447,8 +1447,8 @@ def test_parse_volumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (":/x", "HOST_DIR:CONTAINER_PATH"),
     ("ds:", "HOST_DIR:CONTAINER_PATH"),
     ("ds:x", "not an absolute path"),
-    ("ds:/x:rw", "ro"),
-    ("ds:/x:ro:z", "ro"),
+    ("ds:/x:rw", "'rw' is not ro"),  # not just "ro", which the value echoed holds (review)
+    ("ds:/x:ro:z", "is not HOST_DIR:CONTAINER_PATH"),
     ("ds:/data", "--data"),
     ("ds:/data/sub", "--data"),
     ("ds:/workspace/runs", "--runs"),

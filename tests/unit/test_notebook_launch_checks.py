@@ -929,3 +929,32 @@ def test_the_training_cell_removes_only_a_run_folder_it_made_that_saved_nothing(
     assert (tmp_path / "mine").is_dir()
     fail_in(tmp_path / "saved", checkpoint=True)
     assert (tmp_path / "saved" / "checkpoints" / "last.pt").is_file()
+
+
+def test_the_training_cell_continues_a_stopped_run_where_resume_would(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    """Review: stopped_with kept its own list of the settings a resume ignores, loop.py one of
+    those it keeps: eval_batch_size and checkpoint_every were in neither, so with one of
+    them changed the training cell started a new run where `dlbox train --resume` (and the
+    cell's own resume) would have continued the stopped one."""
+    from dlbox.jupyter.notebooks import stopped_with
+    from dlbox.training.config import build_config
+    from dlbox.training.loop import TrainingStopped, resume, train
+
+    run_dir = tmp_path / "run"
+    config = build_config("tiny", epochs=2, num_train=64, num_test=20, device="cpu",
+                          data_dir=str(fake_cifar_dir), run_dir=str(run_dir), threads=1, seed=1)
+    assert not stopped_with(run_dir, config)  # no run there yet
+    with pytest.raises(TrainingStopped):
+        train(config, progress=False, evaluate_at_end=False,
+              stop=lambda epoch, step: epoch == 2)
+    assert stopped_with(run_dir, config)
+    # what a resume takes as it is now, or leaves as the run had it: it continues
+    assert stopped_with(run_dir, config.replace(
+        eval_batch_size=7, checkpoint_every=2, threads=2, data_dir=str(tmp_path), run_dir=None))
+    # what the run's result depends on: a new run
+    assert not stopped_with(run_dir, config.replace(lr=config.lr * 2))
+    assert not stopped_with(run_dir, config.replace(epochs=3))
+    assert not stopped_with(run_dir, config.replace(model="speedrun"))
+    resume(run_dir, progress=False, evaluate_at_end=False)
+    assert not stopped_with(run_dir, config)  # finished: nothing to continue

@@ -7,31 +7,36 @@ No logic lives here beyond the dispatch.
 
 from __future__ import annotations
 
-import sys
-
 try:  # Ctrl-C while dlbox starts (review: a 30-line traceback from importlib, exit 1)
-    import argparse
-    import atexit
-    import contextlib
-    import errno
-    import importlib
-    import os
-    import signal
-    from collections.abc import Sequence
-    from pathlib import Path
+    import sys
 
-    from dlbox import __version__
-    from dlbox.cli.common import EXIT_SIGTERM, Terminated, sigterm_stops_cleanly
-    from dlbox.errors import (
-        EXIT_ERROR,
-        EXIT_INTERNAL,
-        EXIT_INTERRUPTED,
-        DlboxError,
-        first_line,
-    )
-    from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
-    from dlbox.text import shell_quote
+    from dlbox.startup import CtrlCAfterwards
+
+    with CtrlCAfterwards():
+        import argparse
+        import atexit
+        import contextlib
+        import errno
+        import importlib
+        import os
+        import signal
+        from collections.abc import Sequence
+        from pathlib import Path
+
+        from dlbox import __version__
+        from dlbox.cli.common import EXIT_SIGTERM, Terminated, sigterm_stops_cleanly
+        from dlbox.errors import (
+            EXIT_ERROR,
+            EXIT_INTERNAL,
+            EXIT_INTERRUPTED,
+            DlboxError,
+            first_line,
+        )
+        from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
+        from dlbox.text import shell_quote
 except KeyboardInterrupt:
+    import sys
+
     print("interrupted", file=sys.stderr)
     raise SystemExit(130) from None  # EXIT_INTERRUPTED, which may not be imported yet
 
@@ -247,7 +252,8 @@ def _write_names_as_they_are(stream: object) -> None:
 
 def _main(argv: Sequence[str] | None) -> int:
     try:  # Ctrl-C while the subcommands' modules import: a word, not a traceback
-        parser = build_parser()
+        with CtrlCAfterwards():
+            parser = build_parser()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -179,12 +179,9 @@ def _say_finished(reason: str, run_dir: str | Path | None, evaluated: bool) -> i
 
 def _resumable(run_dir: str | Path | None) -> bool:
     """Whether a stopped run saved a checkpoint of an unfinished training."""
-    from dlbox.training.rundir import saved_checkpoint  # torch: imported once a run stopped
+    from dlbox.training.rundir import stopped_unfinished  # torch: imported once a run stopped
 
-    with contextlib.suppress(OSError):
-        saved = saved_checkpoint(run_dir)
-        return saved is not None and not saved[1]
-    return False
+    return stopped_unfinished(run_dir)
 
 
 def _going_on(run_dir: str | Path | None) -> str:
@@ -205,10 +202,10 @@ def _going_on(run_dir: str | Path | None) -> str:
 def say_what_was_kept(run_dir: str | Path | None) -> None:
     """After a stop that skipped the trainer's own report: what the run saved, and the
     command that goes on from it."""
-    from dlbox.training.rundir import saved_checkpoint
+    from dlbox.training.rundir import last_checkpoint, saved_checkpoint
 
     # the run named in one form on every line (review: as typed, then resolved)
-    last = Path(run_dir or "").absolute() / "checkpoints" / "last.pt"
+    last = last_checkpoint(Path(run_dir or "").absolute())
     try:
         saved = saved_checkpoint(run_dir)
     except OSError as error:  # the folder lost its search permission mid-run, say
@@ -222,7 +219,7 @@ def say_what_was_kept(run_dir: str | Path | None) -> None:
                   "with the same command", file=sys.stderr)
         return
     where = shell_quote(Path(run_dir or "").resolve())
-    last = Path(run_dir or "").resolve() / "checkpoints" / "last.pt"  # as `where` names it
+    last = last_checkpoint(Path(run_dir or "").resolve())  # as `where` names it
     if saved[1]:  # stopped in the final evaluation: training is done
         print(f"training had finished ({last}); its evaluation was cut short\n"
               f"evaluate with: dlbox evaluate {where}", file=sys.stderr)

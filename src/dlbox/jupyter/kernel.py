@@ -1,9 +1,10 @@
 """What the notebook's kernel imports from dlbox (first_pytorch_classifier.ipynb, written by
 scripts/build_notebook.py): its settings cell checked (check_settings), the synthetic
 CIFAR-10 look-alike (synthetic_cifar10), a training cell that leaves no half-made run behind
-(removed_if_unsaved), the run's history for its curves (training_history), and dlbox's
-errors shown in the notebook's words: its settings' names for the command line's flags
-(name_settings_in_errors, an IPython exception hook).
+(removed_if_unsaved) and goes on with the run it stopped (stopped_with), a cell run before
+the cells it needs said so (cell_ran), the run's history for its curves (training_history),
+and dlbox's errors shown in the notebook's words: its settings' names for the command line's
+flags (name_settings_in_errors, an IPython exception hook).
 
 These run inside the Jupyter kernel, not in `dlbox notebook`; the notebook imports them from
 dlbox.jupyter.notebooks, which re-exports them.
@@ -16,14 +17,17 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlbox.errors import UsageError
 from dlbox.fileio import expand_user
 from dlbox.jupyter.settings import NOTEBOOK_CONTAINER_ENV
 from dlbox.text import use_wording
+
+if TYPE_CHECKING:
+    from dlbox.training.config import TrainConfig
 
 
 def check_settings(**settings: object) -> None:
@@ -183,6 +187,28 @@ def removed_if_unsaved(run_dir: Path, claimed: bool = False) -> Iterator[None]:
         raise stopped from None
 
 
+def cell_ran(namespace: Mapping[str, object], name: str, cell: str) -> None:
+    """In the notebook, before a cell uses `name` that an earlier `cell` defines: a
+    UsageError's error and hint lines where that cell has not run (skipped, or a fresh
+    kernel), not a NameError's traceback."""
+    if name not in namespace:
+        raise UsageError(f"{cell} has not run yet",
+                         hint="run the cells above in order (Run > Run All Cells)")
+
+
+def stopped_with(folder: Path, config: TrainConfig) -> bool:
+    """Whether `folder` holds a run that was stopped before it finished (the stop button)
+    with the settings of `config` that a resumed run keeps (where it runs, its folders, its
+    threads, checkpoint_every and eval_batch_size aside): the notebook's training cell, run
+    again, continues it where `dlbox train --resume` would."""
+    from dlbox.training.checkpoint import read_run_config
+    from dlbox.training.loop import changed_result_settings
+    from dlbox.training.rundir import stopped_unfinished
+
+    return (stopped_unfinished(folder)
+            and not changed_result_settings(read_run_config(folder).to_dict(), config))
+
+
 def how_to_get_cifar10() -> str:
     """The notebook's line on how to get the real CIFAR-10. `dlbox notebook --container`
     mounts the host's data at /data when it starts (review: a fetch on the host afterwards
@@ -204,6 +230,7 @@ def training_history(run_dir: Path) -> list[dict[str, Any]]:
     curves; a run stopped in its first epoch has none, which is said in one line (review:
     a FileNotFoundError's traceback)."""
     from dlbox.errors import RunDirError
+    from dlbox.training.checkpoint import checkpoint_path
     from dlbox.training.evaluate import read_metrics_file
 
     run_dir = expand_user(run_dir)  # RUN_DIR = "~/runs/first" (review: read literally)
@@ -216,7 +243,7 @@ def training_history(run_dir: Path) -> list[dict[str, Any]]:
     if not history:
         from dlbox.text import shell_quote
 
-        saved = (run_dir / "checkpoints" / "last.pt").is_file()  # a RUN_DIR holding it
+        saved = checkpoint_path(run_dir).is_file()  # a RUN_DIR holding it
         raise RunDirError(f"the run in {run_dir} has no finished epoch to plot: its training "
                           "was stopped in its first epoch",
                           hint=KEEP_A_RUN if throwaway_run(run_dir) else

@@ -2,8 +2,8 @@
 and check that Jupyter can open it.
 
 The notebook's own imports (check_settings, synthetic_cifar10, removed_if_unsaved,
-training_history, ...) live in dlbox.jupyter.kernel, and are re-exported here, where the
-notebook imports them from.
+stopped_with, cell_ran, training_history, ...) live in dlbox.jupyter.kernel, and are
+re-exported here, where the notebook imports them from.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
@@ -22,11 +20,13 @@ import dlbox
 from dlbox.errors import UsageError
 from dlbox.fileio import current_folder, expand_user
 from dlbox.jupyter.kernel import (
+    cell_ran,
     check_settings,
     how_to_get_cifar10,
     in_setting_terms,
     name_settings_in_errors,
     removed_if_unsaved,
+    stopped_with,
     synthetic_cifar10,
     training_history,
     unfinished_run_note,
@@ -34,40 +34,15 @@ from dlbox.jupyter.kernel import (
 from dlbox.jupyter.settings import NOTEBOOK_NAME
 from dlbox.text import tell
 
-if TYPE_CHECKING:
-    from dlbox.training.config import TrainConfig
-
 __all__ = [
-    "COPIED_DIGEST_FILE", "cell_ran", "checkout_notebooks_dir", "copy_packaged_notebook",
-    "damaged_notebook_hint", "notebook_problem", "resolve_notebook_dir", "stopped_with",
-    "user_notebooks_dir",
+    "COPIED_DIGEST_FILE", "checkout_notebooks_dir", "copy_packaged_notebook",
+    "damaged_notebook_hint", "notebook_problem", "resolve_notebook_dir", "user_notebooks_dir",
     # dlbox.jupyter.kernel's, imported from here by the notebook (scripts/build_notebook.py
     # writes it): a notebook saved by an older dlbox keeps working
-    "check_settings", "how_to_get_cifar10", "in_setting_terms", "name_settings_in_errors",
-    "removed_if_unsaved", "synthetic_cifar10", "training_history", "unfinished_run_note",
+    "cell_ran", "check_settings", "how_to_get_cifar10", "in_setting_terms",
+    "name_settings_in_errors", "removed_if_unsaved", "stopped_with", "synthetic_cifar10",
+    "training_history", "unfinished_run_note",
 ]
-
-
-def cell_ran(namespace: Mapping[str, object], name: str, cell: str) -> None:
-    """In the notebook, before a cell uses `name` that an earlier `cell` defines: a
-    UsageError's error and hint lines where that cell has not run (skipped, or a fresh
-    kernel), not a NameError's traceback."""
-    if name not in namespace:
-        raise UsageError(f"{cell} has not run yet",
-                         hint="run the cells above in order (Run > Run All Cells)")
-
-
-def stopped_with(folder: Path, config: TrainConfig) -> bool:
-    """Whether `folder` holds a run that was stopped before it finished (the stop button)
-    with the settings of `config` (where it runs, its data and run folders, and its threads
-    aside): the notebook's training cell, run again, continues it."""
-    from dlbox.training.checkpoint import read_run_config, says_finished
-
-    last = folder / "checkpoints" / "last.pt"
-    if not (folder / "config.json").is_file() or not last.is_file() or says_finished(last):
-        return False
-    where: dict[str, Any] = {"device": "", "data_dir": None, "run_dir": None, "threads": None}
-    return read_run_config(folder).replace(**where) == config.replace(**where)
 
 
 def checkout_notebooks_dir() -> Path:

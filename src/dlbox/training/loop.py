@@ -22,7 +22,7 @@ import random
 import signal
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -618,6 +618,20 @@ RESULT_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "momentum", "ne
                    "amp", "channels_last", "tta")
 
 
+def changed_result_settings(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
+    """The settings a resumed run keeps (RESULT_SETTINGS, and the model where `config` names
+    one dlbox knows: else its own error says so) that `config` sets otherwise than `saved`
+    (a checkpoint's config, or config.json's) does. The others (where it runs, its folders,
+    threads, checkpoint_every, eval_batch_size) a resume takes as they are now. The one rule
+    of `--resume` (_check_config_unchanged) and of the notebook's (stopped_with)."""
+    now = json.loads(json.dumps(config.to_dict()))  # as the checkpoint has it: lists
+    from dlbox.models import model_names
+
+    names = RESULT_SETTINGS + (("model",) if config.model in model_names() else ())
+    return [name for name in names
+            if name in saved and name in now and as_json_value(saved[name]) != now[name]]
+
+
 def _check_config_unchanged(run_dir: Path, config: TrainConfig, state: dict[str, Any]) -> None:
     """Refuse a config.json edited since the checkpoint (review: epochs 2 -> 3 and
     batch_size 4 -> 8 resumed at the saved step counted in batches of 4, skipping images,
@@ -625,21 +639,19 @@ def _check_config_unchanged(run_dir: Path, config: TrainConfig, state: dict[str,
     saved = state.get("config")
     if not isinstance(saved, dict):
         return  # an older checkpoint: nothing to compare with
-    now = json.loads(json.dumps(config.to_dict()))  # as the checkpoint has it: lists
-    from dlbox.models import model_names
-
-    # the model too, where config.json names one dlbox knows (else its own error says so)
-    for name in RESULT_SETTINGS + (("model",) if config.model in model_names() else ()):
-        if name in saved and name in now and as_json_value(saved[name]) != now[name]:
-            raise RunDirError(
-                f"{edited_setting(run_dir, name, now[name], saved[name])}: a resumed run keeps "
-                "its settings",
-                hint=(f"the run finished: put {name} back to {json.dumps(saved[name])} in "
-                      f"config.json, and evaluate it (dlbox evaluate {shell_quote(run_dir)}) "
-                      "or start a new run with the settings you want"
-                      if state.get("finished") else
-                      f"put {name} back to {json.dumps(saved[name])} in config.json to resume; "
-                      "for other settings, start a new run with them"))
+    changed = changed_result_settings(saved, config)
+    if not changed:
+        return
+    name, now = changed[0], json.loads(json.dumps(config.to_dict()))  # (lists, as saved)
+    raise RunDirError(
+        f"{edited_setting(run_dir, name, now[name], saved[name])}: a resumed run keeps its "
+        "settings",
+        hint=(f"the run finished: put {name} back to {json.dumps(saved[name])} in "
+              f"config.json, and evaluate it (dlbox evaluate {shell_quote(run_dir)}) "
+              "or start a new run with the settings you want"
+              if state.get("finished") else
+              f"put {name} back to {json.dumps(saved[name])} in config.json to resume; "
+              "for other settings, start a new run with them"))
 
 
 def _check_resumable_in_place(run_dir: Path) -> None:

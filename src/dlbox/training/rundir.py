@@ -204,14 +204,32 @@ def run_dir_create_error(path: Path, error: OSError) -> RunDirError:
     return RunDirError(message, hint=f"{make_writable(folder)}, or pass another --run-dir")
 
 
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """RUN_DIR/checkpoints/last.pt, which a stopped run resumes from, named without a look
+    at the folder: checkpoint_path(run_dir) looks, and makes one that cannot be searched its
+    RunDirError, where the word on a stop names the file all the same."""
+    return Path(run_dir) / CHECKPOINTS_DIRNAME / "last.pt"
+
+
 def saved_checkpoint(run_dir: str | Path | None) -> tuple[Path, bool] | None:
     """What a stopped run saved: its checkpoint and whether training had finished (then its
     report is what is left to make, with evaluate); None when it saved none. OSError when
     the checkpoint cannot be looked at."""
-    last = Path(run_dir or "") / CHECKPOINTS_DIRNAME / "last.pt"
+    last = last_checkpoint(run_dir or "")
     if not run_dir or not last.is_file():
         return None
     return last, says_finished(last)
+
+
+def stopped_unfinished(run_dir: str | Path | None) -> bool:
+    """Whether `run_dir` holds a run stopped before its training finished, which `dlbox
+    train --resume` continues: its config.json, and a checkpoint that does not say it
+    finished. False where that cannot be looked at."""
+    with contextlib.suppress(OSError):
+        saved = saved_checkpoint(run_dir)
+        return (saved is not None and not saved[1]
+                and (Path(run_dir or "") / CONFIG_FILE).is_file())
+    return False
 
 
 def run_all_written(run_dir: str | Path | None, evaluated: bool) -> bool:
