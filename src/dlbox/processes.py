@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -215,10 +216,29 @@ def remove_abandoned_folders(parent: Path, pattern: str,
 
 
 def owner_in_name(name: str, prefix: str) -> str | None:
-    """The owner id in a folder's name that mkdtemp(prefix=PREFIX + OWNER + ".") made
-    ("PREFIX" OWNER "." 8 random characters, perhaps ".tmp" after them); None for a name
-    without one."""
+    """The owner id in the name of a temp folder or file made with PREFIX + OWNER + "." before
+    its random characters: mkdtemp(prefix=...)'s folders, and the files of
+    fileio.atomic_open(tag=OWNER) ("PREFIX" OWNER "." random characters, perhaps ".tmp"
+    after them); None for a name without one (not starting with `prefix`, or an older
+    dlbox's, from before owners were named)."""
     if not name.startswith(prefix):
         return None
     owner, dot, _ = name[len(prefix):].removesuffix(".tmp").rpartition(".")
     return owner if dot and owner.count(":") >= 2 else None
+
+
+# A temp file or folder older than this was left by a writer that was killed (SIGKILL, power
+# loss: no chance to clean up), whoever its owner: a writer still at work refreshes its mtime
+# with every file or chunk it writes, each within seconds.
+STALE_AFTER_S = 3600
+
+
+def left_by_dead_writer(path: Path, prefix: str, max_age_s: float = STALE_AFTER_S) -> bool:
+    """Whether a temp folder or file (named as owner_in_name reads, with `prefix`) was left
+    by a killed writer, to delete: the owner its name gives ran on this machine and has
+    ended, or, whoever its owner (another machine's, in a shared folder; none named; even
+    one still running here), it is over `max_age_s` old. OSError if it cannot be looked at
+    (its mtime is not read when the owner has ended)."""
+    owner = owner_in_name(path.name, prefix)
+    return (owner is not None and owner_gone(owner)) \
+        or time.time() - path.stat().st_mtime > max_age_s

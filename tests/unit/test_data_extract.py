@@ -362,7 +362,7 @@ def test_the_temp_folder_of_a_fetch_killed_outright_goes_at_once(tmp_path: Path)
     import subprocess
     import sys
 
-    from dlbox.processes import owner_id
+    from dlbox.processes import owner_id, owner_in_name
 
     data_dir = tmp_path / "data"
     archive = write_fake_cifar10_archive(tmp_path / "a.tar.gz", 20, 10)
@@ -379,7 +379,8 @@ def test_the_temp_folder_of_a_fetch_killed_outright_goes_at_once(tmp_path: Path)
     try:
         assert child.stdout is not None and child.stdout.readline() == "extracting\n"
         (killed,) = data_dir.glob(".cifar-10-batches-py.*.tmp")
-        assert extract_module.staging_owner(killed) == owner_id(child.pid, namespace=True)
+        assert owner_in_name(killed.name, ".cifar-10-batches-py.") \
+            == owner_id(child.pid, namespace=True)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -391,6 +392,49 @@ def test_the_temp_folder_of_a_fetch_killed_outright_goes_at_once(tmp_path: Path)
     assert sorted(p.name for p in data_dir.iterdir()) == sorted(
         [live.name, elsewhere.name, "cifar-10-batches-py"])
 
+
+
+def test_a_temp_folder_or_file_is_stale_when_its_owner_ended_or_after_an_hour(
+        tmp_path: Path) -> None:
+    """The one rule for what a killed writer left (a fetch's temp folder, a data cache's temp
+    file): its owner, as its name gives, has ended; or, whoever its owner (live, another
+    machine's, none named), it is over an hour old. A missing one is an OSError for the
+    caller to judge, unless its owner has ended."""
+    import socket
+    import time
+
+    from dlbox.processes import STALE_AFTER_S, left_by_dead_writer, owner_id
+
+    live = owner_id(namespace=True)
+    host, pid, _, namespace = live.split(":", 3)
+    ended = f"{host}:{pid}:1:{namespace}"  # this pid, started at another time: a reused pid
+    other = f"{socket.gethostname()}-other:1:1:1"
+    prefix = ".cifar-10-batches-py."
+    an_hour_ago = time.time() - STALE_AFTER_S - 60
+
+    def folder(name: str, mtime: float | None = None) -> Path:
+        path = tmp_path / f"{prefix}{name}.tmp"
+        path.mkdir()
+        if mtime is not None:
+            os.utime(path, (mtime, mtime))
+        return path
+
+    stale = extract_module.staging_is_stale
+    assert stale(folder(f"{ended}.aaaa1111"))
+    assert not stale(folder(f"{live}.bbbb2222"))
+    assert not stale(folder(f"{other}.cccc3333"))
+    assert not stale(folder("dddd4444"))  # an older dlbox's: no owner in the name
+    assert stale(folder(f"{live}.eeee5555", an_hour_ago))
+    assert stale(folder(f"{other}.ffff6666", an_hour_ago))
+    assert stale(folder("gggg7777", an_hour_ago))
+    # a file (fileio.atomic_open(tag=OWNER)'s), and another max age
+    cache = tmp_path / f".dlbox-cache-test.pt.{live}.x1y2z3.tmp"
+    cache.write_bytes(b"")
+    assert not left_by_dead_writer(cache, ".dlbox-cache-test.pt.")
+    assert left_by_dead_writer(cache, ".dlbox-cache-test.pt.", max_age_s=-1)
+    assert left_by_dead_writer(tmp_path / f"{prefix}{ended}.hhhh8888.tmp", prefix)
+    with pytest.raises(OSError):
+        stale(tmp_path / f"{prefix}{live}.iiii9999.tmp")
 
 # ---- check_cifar10_archive: extraction's checks, reading member headers only -----------------
 

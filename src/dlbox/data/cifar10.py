@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import os
 import pickle
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,7 @@ from dlbox.data.layout import (
 )
 from dlbox.data.paths import data_flag, fetch_hint
 from dlbox.errors import DataError, FileWriteError, NoDataError
-from dlbox.processes import owner_gone, owner_id, owner_in_name
+from dlbox.processes import left_by_dead_writer, owner_id
 
 CACHE_ENV_VAR = "DLBOX_DATA_CACHE"
 CACHE_FORMAT = 1
@@ -330,9 +329,7 @@ def _killed_writes(path: Path) -> list[Path]:
     killed = []
     for temp in sorted(path.parent.glob(f"{prefix}*.tmp")):
         with contextlib.suppress(OSError):
-            owner = owner_in_name(temp.name, prefix)
-            if (owner is not None and owner_gone(owner)) \
-                    or time.time() - temp.stat().st_mtime > 3600:
+            if left_by_dead_writer(temp, prefix):
                 killed.append(temp)
     return killed
 

@@ -17,7 +17,6 @@ import os
 import shutil
 import tarfile
 import tempfile
-import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -36,7 +35,7 @@ from dlbox.data.layout import (
 from dlbox.data.paths import check_data_dir_path, fetch_from_copy
 from dlbox.errors import DataError, write_failure_kind
 from dlbox.fileio import exclusive_lock, fsync_dir
-from dlbox.processes import owner_gone, owner_id, signals_held
+from dlbox.processes import left_by_dead_writer, owner_id, signals_held
 from dlbox.text import shell_quote
 
 REQUIRED_FILES: tuple[str, ...] = (*TRAIN_BATCHES, *TEST_BATCHES, META_FILE)
@@ -481,20 +480,6 @@ def extract_cifar10_archive(archive: str | Path, data_dir: str | Path, *,
     return target
 
 
-# A staging folder older than this is from a fetch that was killed (SIGKILL, power loss: no
-# chance to clean up); a fetch still running in another terminal refreshes its folder's
-# mtime with every file it writes, each within seconds.
-STALE_STAGING_S = 3600
-
-
-def staging_owner(folder: Path) -> str | None:
-    """The owner id in a temp folder's name (.cifar-10-batches-py.OWNER.XXXXXXXX.tmp); None
-    for a name without one (a dlbox before owners were named)."""
-    middle = folder.name.removeprefix(f".{BATCHES_DIRNAME}.").removesuffix(".tmp")
-    owner, dot, _ = middle.rpartition(".")
-    return owner if dot and owner.count(":") >= 2 else None
-
-
 def staging_folders(data_dir: Path) -> list[Path]:
     """The temp folders of fetches in `data_dir` (DATA_DIR/.cifar-10-batches-py.*.tmp)."""
     return sorted(folder for folder in data_dir.glob(f".{BATCHES_DIRNAME}.*.tmp")
@@ -504,10 +489,9 @@ def staging_folders(data_dir: Path) -> list[Path]:
 def staging_is_stale(folder: Path) -> bool:
     """Whether a temp folder is a killed fetch's, to delete: its fetch ran on this machine and
     has ended, or (another machine's, in a shared data dir, or of unknown owner) it is over
-    STALE_STAGING_S old. OSError if it cannot be looked at."""
-    owner = staging_owner(folder)
-    return (owner is not None and owner_gone(owner)) \
-        or time.time() - folder.stat().st_mtime > STALE_STAGING_S
+    processes.STALE_AFTER_S old (a fetch still running refreshes its folder's mtime with
+    every file it writes). OSError if it cannot be looked at."""
+    return left_by_dead_writer(folder, f".{BATCHES_DIRNAME}.")
 
 
 def remove_stale_staging(data_dir: Path) -> None:
