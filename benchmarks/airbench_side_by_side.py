@@ -23,22 +23,25 @@ third-party code and never part of this project: it is given by path. The harnes
      whitening set-up + epochs + the final TTA evaluation, CUDA events). The `warmup` run is
      kept apart; a table without one (airbench96_faster.py) has its compile in run 0's
      time, so with 2 runs or more run 0 is left out of the summary and the ratio (a note,
-     and "summary_note" in the JSON, say so; "runs" still lists it). The closing
+     and "summary_note" in the JSON, say so; "runs" still lists it); with --runs 1 it is
+     kept, and the note says its time includes the compile. The closing
      `Mean: X    Std: Y` line is read too.
 
 It prints each run and the mean / std / min / max of accuracy and time_seconds, and writes
 them to --json. With --dlbox-json (a file written by benchmarks/time_to_accuracy.py --json,
 same data dir) it prints the ratio dlbox mean time_seconds / airbench mean time_seconds and
 both accuracies side by side (and stores them under "comparison", with notes: airbench
-stopped or short of its runs, other data or hardware, a partial dlbox JSON).
+stopped or short of its runs, accuracies more than a point apart, other data or hardware, a
+partial dlbox JSON).
 
 Killed by --timeout, by SIGTERM or SIGINT, the harness stops the script's process group and
 still writes what the runs finished so far produced.
 
 Exit status: 0 every run finished; 1 the script failed, finished fewer runs, or printed a
-table the harness cannot read (its JSON is still written, with `table_error`); 2 bad input
-(checked before the data is written or the script starts: --dlbox-json is read then too,
-and must hold its mean time); 130 interrupted before the script started.
+table the harness cannot read (its JSON is still written, with `table_error`), or --json
+could not be written at the end; 2 bad input (checked before the work dir is made, the data
+written or the script started: --dlbox-json is read then too, must hold its mean time, and
+must not be the --json file); 130 interrupted before the script started.
 
 If the Python that runs the script has no torchvision (airbench imports it for
 T.Normalize only, the download never happening here), a minimal stand-in of the harness's own
@@ -71,7 +74,7 @@ import torch
 
 from dlbox.benchmark_report import num, pct, summarize, summary_lines, survive_a_closed_stdout
 from dlbox.cli.common import path_flag, reject_empty_paths
-from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError
+from dlbox.errors import EXIT_INTERRUPTED, DlboxError, FileWriteError, UsageError
 from dlbox.fileio import check_writable, write_json_atomic, write_text_atomic
 
 DATA_SUBDIR = "cifar10"  # airbench's loaders read cifar10/{train,test}.pt under their cwd
@@ -149,8 +152,8 @@ def patch_run_count(source: str, runs: int) -> tuple[str, int]:
     return source[:start] + str(runs) + source[end:], int(match.group(1))
 
 
-def prepare_script(script: Path, work_dir: Path, runs: int) -> tuple[Path, int, str]:
-    """Copy the script into WORK with the run count patched: (path, original count, sha256)."""
+def read_script(script: Path, runs: int) -> tuple[str, int, str]:
+    """The script's text with the run count patched: (text, original count, sha256)."""
     try:
         source = Path(script).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -158,12 +161,23 @@ def prepare_script(script: Path, work_dir: Path, runs: int) -> tuple[Path, int, 
         raise HarnessError(f"--script {script}: cannot read it as a Python script ({reason})",
                            hint="pass airbench's script, e.g. airbench94_muon.py") from None
     patched, original = patch_run_count(source, runs)
+    return patched, original, hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def write_script(script: Path, work_dir: Path, patched: str) -> Path:
+    """The patched text as WORK/<the script's name>."""
     target = Path(work_dir) / Path(script).name
     # a new file, never written through a link there (a work dir holding a link to the
     # script would have the script itself rewritten)
     target.unlink(missing_ok=True)
     target.write_text(patched, encoding="utf-8")
-    return target, original, hashlib.sha256(source.encode("utf-8")).hexdigest()
+    return target
+
+
+def prepare_script(script: Path, work_dir: Path, runs: int) -> tuple[Path, int, str]:
+    """Copy the script into WORK with the run count patched: (path, original count, sha256)."""
+    patched, original, sha = read_script(script, runs)
+    return write_script(script, work_dir, patched), original, sha
 
 
 SHIM_INIT = '''"""torchvision stand-in written by benchmarks/airbench_side_by_side.py."""
@@ -381,10 +395,15 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | No
 def summary_runs(parsed: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
     """The runs the summary and the ratio rest on, and a note when one is left out: without
     a warm-up run (airbench96_faster.py) run 0's time includes the compile, so with 2 runs
-    or more it is left out (review: it was averaged in, and flattered dlbox's ratio)."""
+    or more it is left out (review: it was averaged in, and flattered dlbox's ratio); with
+    1 run it is all there is, and the note says its time includes the compile."""
     runs = parsed["runs"]
-    if parsed["warmup"] is not None or len(runs) < 2:
+    if parsed["warmup"] is not None or not runs:
         return runs, None
+    if len(runs) == 1:  # nothing to leave it out for: said, not averaged in silently (review)
+        return runs, (f"no warm-up run in the table: the only run (run {runs[0]['run']}) has "
+                      "the compile in its time, so the mean and the ratio overstate airbench's "
+                      "time (--runs 2 or more leaves it out)")
     return runs[1:], (f"no warm-up run in the table: run {runs[0]['run']} (its time includes "
                       "the compile) is left out of the summary and the ratio")
 
@@ -406,13 +425,36 @@ def partial_notes(dlbox_doc: dict[str, Any]) -> list[str]:
             "mean rests on those"]
 
 
+ACCURACY_GAP = 0.01  # a point of accuracy apart: the ratio is no longer one of equal results
+
+
+def accuracy_notes(dlbox_doc: dict[str, Any], airbench_summary: dict[str, Any]) -> list[str]:
+    """A note when the two mean accuracies (with TTA, else without) are more than a point
+    apart: the ratio then compares times to different accuracies (review: 44.50 % against
+    100.00 % read as a plain ratio of 12.167)."""
+    for dlbox_key, airbench_key, what in (("tta_accuracy", "tta_val_acc", "with TTA"),
+                                          ("accuracy", "val_acc", "without TTA")):
+        ours = _mean(dlbox_doc, dlbox_key)
+        theirs = (airbench_summary.get(airbench_key) or {}).get("mean")
+        if ours is None or theirs is None:
+            continue
+        if abs(ours - theirs) <= ACCURACY_GAP:
+            return []
+        short = "dlbox" if ours < theirs else "airbench"
+        return [f"the accuracies differ ({what}: dlbox {pct(ours)}, airbench {pct(theirs)}): "
+                f"{short} did not reach the other's, so the ratio is not of times to the same "
+                "accuracy"]
+    return []
+
+
 def compare(airbench_summary: dict[str, Any], dlbox_doc: dict[str, Any],
             stopped_by: str | None = None, runs_requested: int | None = None,
             runs_finished: int | None = None) -> dict[str, Any]:
     """dlbox (time_to_accuracy.py's JSON) next to airbench's summary: the time ratio and both
     accuracies. ratio = dlbox mean time_seconds / airbench mean time_seconds (< 1: dlbox faster).
     `dlbox_doc` is as read_dlbox_json returns it, so it has its mean time. `notes` says when
-    airbench was stopped (`stopped_by`) or finished fewer runs than asked."""
+    airbench was stopped (`stopped_by`) or finished fewer runs than asked, and when the two
+    accuracies are more than a point apart."""
     dlbox_time = _mean(dlbox_doc, "time_seconds")
     airbench_time = (airbench_summary.get("time_seconds") or {}).get("mean")
     ratio = dlbox_time / airbench_time if airbench_time else None
@@ -424,6 +466,7 @@ def compare(airbench_summary: dict[str, Any], dlbox_doc: dict[str, Any],
                          "rests on those")
         elif runs_finished < runs_requested:
             notes.append(f"airbench finished {finished}; the ratio rests on those")
+    notes += accuracy_notes(dlbox_doc, airbench_summary)
     return {
         # the runs behind dlbox's mean: a failed one (NaN loss) is in "runs" but not in it
         "dlbox": {"model": dlbox_doc.get("model"), "device": dlbox_doc.get("device"),
@@ -559,8 +602,23 @@ def write_fake_script(path: Path) -> Path:
     if path.is_dir():
         raise UsageError(f"--write-fake-script {path} is a folder",
                          hint=f"pass a file path, e.g. {path / 'fake_airbench.py'}")
-    write_text_atomic(path, FAKE_SCRIPT)  # a write that fails is a FileWriteError with a fix
+    try:
+        write_text_atomic(path, FAKE_SCRIPT)
+    except FileWriteError as error:  # its hint named dlbox's flags (--run-dir), not this one
+        raise FileWriteError(path, error.reason, kind=error.kind,
+                             hint="pass --write-fake-script a path in a folder you can write "
+                                  "to, or free some disk space there") from None
     return path
+
+
+def write_results(path: Path, document: dict[str, Any]) -> None:
+    """--json's file, written at the end; a failure names --json (not dlbox's --run-dir)."""
+    try:
+        write_json_atomic(Path(path), document)
+    except FileWriteError as error:
+        raise FileWriteError(path, error.reason, kind=error.kind,
+                             hint="pass --json a path in a folder you can write to, or free "
+                                  "some disk space there; the figures are printed above") from None
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -596,6 +654,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     reject_empty_paths(args, ("script",), required=True)
     reject_empty_paths(args, ("data", "keep_work_dir", "dlbox_json", "json",
                               "write_fake_script"))
+    if args.json is not None and args.dlbox_json is not None and \
+            args.json.expanduser().resolve() == args.dlbox_json.expanduser().resolve():
+        raise UsageError(f"--json and --dlbox-json are the same file ({args.json}): the "
+                         "results would overwrite the dlbox measurement they are compared with",
+                         hint="pass --json another file, e.g. --json airbench.json")
     if args.write_fake_script is None and args.script is None:
         raise UsageError("--script is required",
                          hint="pass airbench's script, e.g. --script airbench94_muon.py (or "
@@ -682,6 +745,11 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = resolve_data_dir(args.data).resolve()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     environment = build_manifest(device)  # the host: CPU, GPU, driver, platform, git
+    # The inputs first, then the work dir: a script that is not airbench's (no run loop) or
+    # data that is not there left WORK, or WORK/<script>, behind (review)
+    started = time.perf_counter()  # prepare_seconds: the script, the data read and written
+    patched, original_runs, script_sha = read_script(script, args.runs)
+    train, test = load_dlbox_splits(data_dir, args.num_train, args.num_test)
     if args.keep_work_dir is not None:
         work_dir = args.keep_work_dir.expanduser().resolve()
         try:
@@ -702,11 +770,7 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        started = time.perf_counter()
-        # the script first: one that is not airbench's (no run loop) is refused before the
-        # data is written (review: --keep-work-dir kept the data of a refused call)
-        target, original_runs, script_sha = prepare_script(script, work_dir, args.runs)
-        train, test = load_dlbox_splits(data_dir, args.num_train, args.num_test)
+        target = write_script(script, work_dir, patched)
         written = write_airbench_data(work_dir, train, test)
         prepare_seconds = time.perf_counter() - started
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -790,7 +854,11 @@ def main(argv: list[str] | None = None) -> int:
         document["comparison"] = comparison
         print("\n".join(comparison_lines(comparison, script.name)))
     if args.json:
-        write_json_atomic(Path(args.json), document)
+        try:
+            write_results(args.json, document)
+        except FileWriteError as error:  # after the runs: a failed benchmark (1), not bad input
+            print("\n".join(error.report_lines()), file=sys.stderr)
+            return 1
         print(f"wrote {args.json}")
     return status
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from dlbox.cli.common import EXIT_SIGTERM, Terminated, path_flag, sigterm_stops_cleanly
-from dlbox.errors import EXIT_INTERRUPTED, DlboxError, UsageError
+from dlbox.errors import EXIT_INTERRUPTED, DlboxError, FileWriteError, UsageError
 from dlbox.fileio import check_writable, write_json_atomic
 from dlbox.models.speedrun import CPU_WIDTHS, SpeedrunNet
 
@@ -115,11 +115,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{case:<18}{rates['contiguous']:>14,.0f}{rates['channels_last']:>16,.0f}"
               f"{ratio:>8.2f}")
     if args.json:
-        write_json_atomic(Path(args.json), {"benchmark": "cpu_layout",
-                                            "threads": torch.get_num_threads(),
-                                            "seconds": args.seconds, "repeats": args.repeats,
-                                            "torch": torch.__version__, "results": results,
-                                            "environment": environment})
+        document = {"benchmark": "cpu_layout", "threads": torch.get_num_threads(),
+                    "seconds": args.seconds, "repeats": args.repeats,
+                    "torch": torch.__version__, "results": results, "environment": environment}
+        try:
+            write_json_atomic(Path(args.json), document)
+        except FileWriteError as error:  # after the measuring: exit 1, not 2 (bad input)
+            print(f"error: {error}", file=sys.stderr)  # its hint named dlbox's --run-dir
+            print("hint: pass --json a path in a folder you can write to, or free some disk "
+                  "space there; the table is printed above", file=sys.stderr)
+            return 1
         print(f"wrote {args.json}")
     return 0
 

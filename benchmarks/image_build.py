@@ -14,13 +14,17 @@ resolution is not part of either figure. Needs a Docker engine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -34,6 +38,7 @@ from dlbox.cli.common import (  # noqa: E402
     sigterm_stops_cleanly,
 )
 from dlbox.container import engine  # noqa: E402
+from dlbox.container import spec as S  # noqa: E402
 from dlbox.container.build import BuildRequest, build_image  # noqa: E402
 from dlbox.container.context import copy_project  # noqa: E402
 from dlbox.container.project import detect_project  # noqa: E402
@@ -43,8 +48,9 @@ from dlbox.fileio import check_writable, write_json_atomic  # noqa: E402
 
 TAG = "dlbox-bench:cpu"
 # What a stop leaves: the engine keeps the layers a stopped build had made as untagged images
-# (review: 405 MB), which cannot be told apart from another build's, so they are named, not
-# removed.
+# (review: 405 MB), which carry no dlbox label and cannot be told apart from another
+# build's, so they are named, not removed. (Untagged images with dlbox's labels that its own
+# builds' output names, such as a deps stage a later build replaced, are removed.)
 REMOVED = ("the benchmark's images are removed; a build stopped half-way leaves untagged "
            "layers, which `docker image prune` removes")
 
@@ -53,10 +59,66 @@ def report(error: DlboxError) -> None:
     print("\n".join(error.report_lines()), file=sys.stderr)
 
 
+_STEP_IMAGE = re.compile(r"^(?:---> |Successfully built )([0-9a-f]{12,64})$")
+
+
+@contextlib.contextmanager
+def recording_builds() -> Iterator[list[str]]:
+    """Within: every engine build (dlbox's, through engine.build) keeps its output lines in
+    the list yielded, also when it fails: the step images they name are this run's own."""
+    made: list[str] = []
+    original = engine.build
+
+    def build(*args: Any, log: list[str] | None = None, **kwargs: Any) -> Any:
+        lines: list[str] = [] if log is None else log
+        try:
+            return original(*args, log=lines, **kwargs)
+        finally:
+            made.extend(lines)
+
+    engine.build = build  # type: ignore[assignment]
+    try:
+        yield made
+    finally:
+        engine.build = original  # type: ignore[assignment]
+
+
+def remove_images(client: Any, output: list[str]) -> None:
+    """The benchmark's tags, then the untagged images its builds made (a deps stage that a
+    later build replaced and the engine was too slow to remove, the last step of a build
+    that failed): only those that a dlbox label marks and its builds' `output` names; an
+    untagged image of anyone else's stays."""
+    for name in (TAG, f"{TAG}-deps"):
+        try:
+            client.images.remove(name, force=True)
+        except Exception:  # noqa: BLE001 - never made, or already gone
+            pass
+    ours = {match.group(1) for line in output if (match := _STEP_IMAGE.match(line.strip()))}
+    if not ours:
+        return
+    try:
+        dangling = client.images.list(filters={"dangling": True})
+    except Exception:  # noqa: BLE001 - the engine is gone: nothing more to do
+        return
+    for image in dangling:
+        short = str(image.id).removeprefix("sha256:")
+        labels = image.labels or {}
+        if not any(short.startswith(made) for made in ours) or not (
+                S.PROJECT_LABEL in labels or S.DEPS_STAGE_LABEL in labels):
+            continue
+        try:
+            client.images.remove(image.id)
+        except Exception:  # noqa: BLE001 - a slow engine, a container using it
+            print(f"note: the untagged image {short[:12]} this benchmark made is left: "
+                  f"`docker rmi {short[:12]}` removes it", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--base-image", default=os.environ.get("DLBOX_BASE_IMAGE",
-                                                               "dlbox-base:bookworm"))
+                                                               "dlbox-base:bookworm"),
+                        help="the image to build on (default: $DLBOX_BASE_IMAGE, else "
+                             "dlbox-base:bookworm; here %(default)s)")
     parser.add_argument("--wheelhouse", type=path_flag,
                         help="a folder of wheels to install from (default: /opt/wheels when "
                              "it exists)")
@@ -76,15 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         client = engine.connect()
-        try:
-            with sigterm_stops_cleanly():  # SIGTERM unwinds too: temp project, images
-                figures = measure(client, args)
-        finally:  # the benchmark's images go, also after a failed or interrupted build
-            for name in (TAG, f"{TAG}-deps"):
-                try:
-                    client.images.remove(name, force=True)
-                except Exception:  # noqa: BLE001 - never made, or already gone
-                    pass
+        with recording_builds() as output:
+            try:
+                with sigterm_stops_cleanly():  # SIGTERM unwinds too: temp project, images
+                    figures = measure(client, args)
+            finally:  # the benchmark's images go, also after a failed or interrupted build
+                remove_images(client, output)
     except DlboxError as error:
         report(error)
         return 1
@@ -94,6 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated as stopped:  # `timeout`, a scheduler: it left its temp project before
         print(f"\nstopped ({stopped.signal_name}): no figures ({REMOVED})", file=sys.stderr)
         return int(stopped.code or EXIT_SIGTERM)
+    except Exception as error:  # noqa: BLE001 - the engine's client (a requests ReadTimeout)
+        text = str(error).splitlines()[0][:200] if str(error) else ""
+        print(f"error: the benchmark failed: {type(error).__name__}"
+              f"{': ' + text if text else ''}", file=sys.stderr)
+        slow = "Timeout" in type(error).__name__  # the engine answered no call in time
+        print("hint: no figures (its images are removed); " + (
+            "a busy engine can be slower than the Docker SDK's 60 s: run it again when the "
+            "machine is quieter" if slow else
+            "run it again; the line above says what failed"), file=sys.stderr)
+        return 1
     print(f"image size        {figures['image_size_mib']} MiB ({figures['framework']}, "
           f"base {args.base_image})")
     print(f"cold build        {figures['cold_build_s']:7.1f} s   (baseline)")

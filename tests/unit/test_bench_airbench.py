@@ -323,7 +323,8 @@ def test_main_runs_a_script_on_dlbox_data_and_writes_the_json(data_dir: Path,
     mean_time = sum(r["time_seconds"] for r in doc["runs"]) / 2
     assert doc["summary"]["time_seconds"]["mean"] == pytest.approx(mean_time)
     assert doc["comparison"]["time_seconds_ratio"] == pytest.approx(0.004 / mean_time)
-    assert doc["comparison"]["notes"][0].startswith("different data sizes")
+    notes = doc["comparison"]["notes"]
+    assert any(note.startswith("different data sizes") for note in notes), notes
 
 
 @pytest.mark.slow
@@ -592,8 +593,9 @@ def _runs(*times: float) -> list[dict[str, Any]]:
 
 
 def test_without_a_warmup_run_run_0_is_left_out_of_the_summary() -> None:
-    parsed = bench.parse_output(FASTER_SAMPLE.splitlines())  # 1 run: nothing left to keep
-    assert bench.summary_runs(parsed) == (parsed["runs"], None)
+    parsed = bench.parse_output(FASTER_SAMPLE.splitlines())  # 1 run: kept, and said (review)
+    kept, note = bench.summary_runs(parsed)
+    assert kept == parsed["runs"] and note is not None and "has the compile in its time" in note
     parsed["runs"] = _runs(45.0, 27.0, 28.0)
     kept, note = bench.summary_runs(parsed)
     assert [r["run"] for r in kept] == [1, 2]
@@ -640,7 +642,7 @@ def test_a_script_without_warmup_has_run_0_out_of_its_mean_and_ratio(
 
 def test_compare_notes_an_airbench_stopped_or_short_of_its_runs() -> None:
     summary = bench.summarize_runs(_runs(2.0, 2.1, 2.2))
-    doc = dlbox_doc(1.5, 0.94)
+    doc = dlbox_doc(1.5, 0.96)  # airbench's accuracy: no note on that
     assert bench.compare(summary, doc, stopped_by=None, runs_requested=3,
                          runs_finished=3)["notes"] == []
     assert bench.compare(summary, doc, stopped_by=None, runs_requested=10,

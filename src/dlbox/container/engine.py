@@ -354,8 +354,11 @@ def remove_replaced_image(client: Any, image_id: str, label: str | None) -> str:
     """Remove an image that a new build took its tags from, if it is now untagged and carries
     `label` (dlbox built it: dlbox.project on an image, dlbox.stage on a deps stage; None:
     the tag alone says so): "removed", "in use" (a container still uses it), or "kept"
-    (tagged elsewhere, not dlbox's, or already gone)."""
+    (tagged elsewhere, not dlbox's, or already gone), or "not removed": the engine did not
+    answer in time, or the connection dropped (a warning, with the `docker rmi` to run later,
+    is told: this is cleanup after a build that succeeded, which it must not fail)."""
     import docker
+    import requests
 
     data = inspect_image(client, image_id)
     if data is None or data.get("RepoTags") or (label is not None
@@ -369,6 +372,19 @@ def remove_replaced_image(client: Any, image_id: str, label: str | None) -> str:
         return "kept"
     except docker.errors.DockerException as error:
         raise engine_error(error) from None
+    except (requests.exceptions.RequestException, OSError) as error:  # a ReadTimeout
+        # A loaded engine took longer than the SDK's read timeout to delete gigabytes
+        # (review: a 1.6 GB deps stage); it may still finish the removal by itself.
+        from dlbox.text import tell
+
+        short = image_id.removeprefix("sha256:")[:12]
+        text = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        seconds = getattr(client.api, "timeout", None) or DEFAULT_TIMEOUT_S
+        why = (f"the engine did not answer within {seconds:g} s"
+               if "Timeout" in type(error).__name__ or "timed out" in text.lower() else text)
+        tell(f"warning: the image this build replaced ({short}) was not removed ({why}); "
+             f"if `docker images -q {short}` still lists it, `docker rmi {short}` removes it")
+        return "not removed"
     return "removed"
 
 
