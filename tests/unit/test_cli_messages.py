@@ -226,7 +226,7 @@ def test_a_path_starting_with_the_tilde_of_no_user_is_taken_as_it_is(
     # same: the path as written, not "unexpected RuntimeError" or a usage error of its own
     for argv, code, said in (
             (["train", "--data=~dlbox-no-user/x"], 1,
-             f"error: no CIFAR-10 data found in {tmp_path / '~dlbox-no-user/x'}"),
+             f"error: --data {tmp_path / '~dlbox-no-user/x'} does not exist"),
             (["train", "--resume", "~dlbox-no-user/r"], 1,
              f"error: run directory {tmp_path / '~dlbox-no-user/r'} does not exist"),
             (["image", "build", "--dry-run", "~dlbox-no-user/p"], EXIT_USAGE,

@@ -156,6 +156,9 @@ def no_data_error(data_dir: str | Path, split: str | None = None) -> DataError:
         check_data_dir_path(data_dir)
     except DataError as error:
         return error
+    missing = _missing_data_dir_error(data_dir, split)
+    if missing is not None:
+        return missing
     message = f"no CIFAR-10 data found in {shown_name(data_dir)}"
     lookalikes = split_lookalikes(data_dir)
     if lookalikes:  # review: Train/ and Test/ were told to fetch CIFAR-10
@@ -225,6 +228,26 @@ def no_data_error(data_dir: str | Path, split: str | None = None) -> DataError:
     return DataError(message, hint=hint)
 
 
+def _missing_data_dir_error(data_dir: Path, split: str | None) -> NoDataError | None:
+    """A --data that does not exist at all (a mistyped path to an image tree, most likely):
+    said first, with both ways on, checking the path or fetching CIFAR-10 into it (review: it
+    was only "no CIFAR-10 data found", with the hint to download it). None for a folder that
+    exists, and for the one a bare command reads ($DLBOX_DATA, else the cache dir), not made
+    before a first `dlbox data fetch`."""
+    where = data_flag(data_dir)
+    try:
+        if not where or data_dir.exists() or data_dir.is_symlink():
+            return None
+    except OSError:
+        return None
+    shown = shell_quote(data_dir)
+    tree = (f"{shown}/test/<class>/<image>" if split == "test" else
+            f"{shown}/train/<class>/<image>, with test/<class>/ beside train/")
+    return NoDataError(f"--data {shown_name(data_dir)} does not exist", data_dir,
+                       hint=f"check the path (an image tree is {tree}), or fetch CIFAR-10 into "
+                            f"it: `dlbox data fetch{where}` (offline: {fetch_from_copy(where)})")
+
+
 def _other_folders_with_images(folder: Path) -> bool:
     """Whether a folder beside `folder` holds images (as the other classes' folders do)."""
     try:
@@ -277,7 +300,12 @@ def reading_the_runs_data_dir(given: bool,
         own_tree = classes is not None and tuple(classes) != tuple(CIFAR10_CLASSES)
         if in_the_containers_data_dir(Path(str(error.data_dir))):
             raise _no_container_data_here(error, own_tree) from None
-        raise NoDataError(f"{error.message} (the data dir the run was trained on, from its "
+        # no --data was given: the run's folder, gone or moved, is not named as one
+        # (_missing_data_dir_error's "--data DIR does not exist")
+        recorded = Path(str(error.data_dir))
+        message = (error.message if recorded.exists() or recorded.is_symlink()
+                   else f"no CIFAR-10 data found in {shown_name(recorded)}")
+        raise NoDataError(f"{message} (the data dir the run was trained on, from its "
                           "config.json)", error.data_dir,
                           hint="the run was trained on an image tree of its own: pass --data "
                                "DIR where that tree is now" if own_tree else
@@ -393,23 +421,45 @@ def _refuse_unicode_twins(root: Path, folders: Sequence[tuple[str, str]]) -> Non
                                  + convmv_command(shell_quote(root), "nfc"))
 
 
-def load_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> ImageDataset:
+def split_class_folders(data_dir: str | Path, split: str) -> tuple[Path, tuple[str, ...]] | None:
+    """An image tree's `split` folder and the class folders in it alone, sorted (names
+    checked: UTF-8, one Unicode form), the other split's not looked at; None for CIFAR-10
+    batches. Evaluate compares these with the run's classes (review: a class folder only in
+    train/ was blamed on test/, and a train/ name that is not UTF-8 refused the evaluation)."""
+    layout, split_root = _split_layout(data_dir, split)
+    if layout.kind == "cifar10-batches":
+        return None
+    where = [(split, name) for name in sorted(find_classes(split_root, check_names=True))]
+    _refuse_unicode_twins(layout.root, where)
+    return split_root, tuple(name for _, name in where)
+
+
+def load_dataset(data_dir: str | Path, split: str, limit: int | None = None,
+                 classes: Sequence[str] | None = None) -> ImageDataset:
     """A split (`train` or `test`) in memory, from CIFAR batches or an image tree: all of it,
-    or its first `limit` images (`subset(limit)`; an image tree decodes only those)."""
+    or its first `limit` images (`subset(limit)`; an image tree decodes only those).
+    `classes`: an image tree's split is read with these (a run's, for evaluate: label i is
+    classes[i]; the split's class folders must be among them) instead of the union of the
+    splits' class folders (what train reads with); CIFAR-10 batches name their own."""
     layout, split_root = _split_layout(data_dir, split)
     if layout.kind == "cifar10-batches":
         return load_cifar10(layout.root, split).subset(limit)
-    return load_image_folder(split_root, classes=image_folder_classes(layout.root),
+    return load_image_folder(split_root, classes=_tree_classes(layout.root, classes),
                              limit=limit)
 
 
-def split_size(data_dir: str | Path, split: str) -> int:
+def _tree_classes(root: Path, classes: Sequence[str] | None) -> tuple[str, ...]:
+    return image_folder_classes(root) if classes is None else tuple(classes)
+
+
+def split_size(data_dir: str | Path, split: str, classes: Sequence[str] | None = None) -> int:
     """How many images the split holds, without decoding an image tree's files (data a
-    killed `data fetch --force` moved aside is put back first: _split_layout)."""
+    killed `data fetch --force` moved aside is put back first: _split_layout); `classes`:
+    as load_dataset's."""
     layout, split_root = _split_layout(data_dir, split)
     if layout.kind == "cifar10-batches":
         return len(load_cifar10(layout.root, split))  # the decoded cache: a fraction of a s
-    files, _, _ = list_image_files(split_root, image_folder_classes(layout.root))
+    files, _, _ = list_image_files(split_root, _tree_classes(layout.root, classes))
     return len(files)
 
 
@@ -418,14 +468,16 @@ def split_size(data_dir: str | Path, split: str) -> int:
 Skipped = tuple[list[str], list[str], list[str], list[str]]
 
 
-def skipped_by_split(data_dir: str | Path, splits: Sequence[str] = SPLITS) -> dict[str, Skipped]:
+def skipped_by_split(data_dir: str | Path, splits: Sequence[str] = SPLITS,
+                     classes: Sequence[str] | None = None) -> dict[str, Skipped]:
     """What loading each of `splits` of the image tree in `data_dir` passes over
-    (skipped_entries); {} for CIFAR-10 batches, which have no such files."""
+    (skipped_entries); {} for CIFAR-10 batches, which have no such files. `classes`: as
+    load_dataset's."""
     layout = detect_layout(data_dir)
     if layout is None or layout.kind != "image-folder":
         return {}
-    classes = image_folder_classes(layout.root)
-    return {split: skipped_entries(layout.root / split, classes) for split in splits}
+    names = _tree_classes(layout.root, classes)
+    return {split: skipped_entries(layout.root / split, names) for split in splits}
 
 
 def skipped_note(split: str, phrase: str) -> str:

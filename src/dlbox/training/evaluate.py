@@ -292,9 +292,13 @@ def load_run_model(run_dir: Path, device: str | torch.device = "auto",
 
 
 def load_test_split(config: Any, data_dir: str | Path | None,
-                    classes: Sequence[str] | None = None) -> tuple[ImageDataset, list[str]]:
+                    classes: Sequence[str] | None = None,
+                    foreign_checkpoint: Path | None = None) -> tuple[ImageDataset, list[str]]:
     """The test split the run is evaluated on: --data, else the run's data dir; num_test cap.
-    With it, the notes to tell once the data is known to fit the run."""
+    With it, the notes to tell once the data is known to fit the run. `classes`: the run's;
+    an image tree's test split is read with them (label i is the run's class i), its own
+    class folders checked against them first (check_classes, partial), and its train/ not
+    looked at (review: a class folder added to train/ for the next run was blamed on test/)."""
     from dlbox.data.loading import (
         load_dataset,
         reading_the_runs_data_dir,
@@ -302,6 +306,7 @@ def load_test_split(config: Any, data_dir: str | Path | None,
         shadowed_image_tree,
         skipped_by_split,
         skipped_notes,
+        split_class_folders,
         split_size,
     )
     from dlbox.data.paths import resolved_data_dir
@@ -315,18 +320,27 @@ def load_test_split(config: Any, data_dir: str | Path | None,
     # resolved: metrics.json records where the test images came from, from any folder
     root = resolved_data_dir(chosen)
     limit = getattr(config, "num_test", None)
+    read_with: tuple[str, ...] | None = None  # None: the union of the splits (a run of old)
+    if classes:
+        with reading_the_runs_data_dir(given=given, classes=classes):
+            tree = split_class_folders(root, "test")
+        if tree is not None:  # before any image is decoded
+            split_root, found = tree
+            read_with = check_classes(classes, found, str(split_root), foreign_checkpoint,
+                                      partial=True)
     notes = []
     if limit is not None:
         with reading_the_runs_data_dir(given=given, classes=classes):
-            available = split_size(root, "test")
+            available = split_size(root, "test", read_with)
         if available < limit:  # other data (--data), or a data dir that lost images
             notes.append(f"note: the run was tested on its first {limit:,} test images "
                          f"(--num-test); {root} has {available:,}, and all {available:,} "
                          "are evaluated")
     with reading_the_runs_data_dir(given=given, classes=classes):
-        dataset = load_dataset(root, "test", limit)
+        dataset = load_dataset(root, "test", limit, read_with)
     # what the test split passes over, as `dlbox data check` says it (review: evaluate did not)
-    notes.extend(f"note: {note}" for note in skipped_notes(skipped_by_split(root, ("test",))))
+    notes.extend(f"note: {note}"
+                 for note in skipped_notes(skipped_by_split(root, ("test",), read_with)))
     shadowed = shadowed_image_tree(root)
     if shadowed is not None:
         notes.append(f"note: {shadowed}")
@@ -335,31 +349,37 @@ def load_test_split(config: Any, data_dir: str | Path | None,
 
 def check_classes(model_classes: Sequence[str] | None,
                   data_classes: Sequence[str], where: str = "",
-                  foreign_checkpoint: Path | None = None) -> tuple[str, ...]:
+                  foreign_checkpoint: Path | None = None,
+                  partial: bool = False) -> tuple[str, ...]:
     """The class names to report with; the model's and the data's (from `where`) must
     agree, as sets: the same classes in another order are matched by name (in_model_order).
-    `foreign_checkpoint`: a --checkpoint from outside the run, named as what differs."""
+    `foreign_checkpoint`: a --checkpoint from outside the run, named as what differs.
+    `partial`: the data may lack some of the model's classes (an image tree's test split,
+    read with the model's classes: a class it lacks is reported n/a); one it adds is refused."""
     if model_classes is None or len(model_classes) == 0:
         return tuple(data_classes)
-    if foreign_checkpoint is not None and set(model_classes) != set(data_classes):
+    fits = (set(data_classes) <= set(model_classes) if partial
+            else set(model_classes) == set(data_classes))
+    if foreign_checkpoint is not None and not fits:
         raise DataError(
             f"checkpoint {foreign_checkpoint} was trained on classes "
             f"{_classes(model_classes)}, but the test data"
             f"{f' in {where}' if where else ''} has {_classes(data_classes)}",
             hint="pass one of this run's checkpoints (in its checkpoints/ folder), or --data "
                  "DIR holding the classes that checkpoint was trained on")
-    if set(model_classes) != set(data_classes) or len(model_classes) != len(data_classes):
+    if not fits or (not partial and len(model_classes) != len(data_classes)):
         refuse_another_unicode_form(model_classes, data_classes, where)
         extra = sorted(set(data_classes) - set(model_classes))
         empty = [name for name in extra if where and _no_images_in(Path(where).parent, name)]
-        if empty and empty == extra and set(model_classes) <= set(data_classes):
+        if empty and empty == extra and (partial or set(model_classes) <= set(data_classes)):
             # `mkdir test/zebra` ahead of its images: a folder is a class, images or not
             raise DataError(
                 f"the test data in {where} has the class folder(s) {listed(empty, 5)} beside "
                 f"the run's classes, with no images in any split",
                 hint="remove the empty class folder(s) (a class folder counts as a class, "
                      "images or not), or pass the data the run was trained on with --data DIR")
-        missing = [name for name in model_classes if name not in set(data_classes)]
+        missing = [] if partial else [name for name in model_classes
+                                      if name not in set(data_classes)]
         differ = "; ".join(part for part in (
             f"it lacks {listed(missing, 10, counted=True)}" if missing else "",
             f"it adds {listed(extra, 10, counted=True)}" if extra else "") if part)
@@ -735,9 +755,10 @@ def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: s
         read_metrics_file(run_dir / METRICS_FILE)
         if checkpoint == "last":  # another checkpoint is no word on the run's history
             _catch_up_history(run_dir, loaded.config)
-    dataset, notes = load_test_split(loaded.config, data_dir, getattr(loaded, "classes", None))
     used = getattr(loaded, "checkpoint_path", None)
     foreign = used if used is not None and outside_the_run(used, run_dir) else None
+    dataset, notes = load_test_split(loaded.config, data_dir, getattr(loaded, "classes", None),
+                                     foreign)
     classes = check_classes(getattr(loaded, "classes", None), dataset.classes, dataset.source,
                             foreign)
     for note in notes:  # after the classes: not said of data that is then refused
