@@ -185,3 +185,21 @@ def test_an_empty_data_dir_and_a_default_one_not_made_yet_keep_the_fetch_message
     assert main(["data", "check"]) == EXIT_ERROR
     err = capsys.readouterr().err
     assert f"error: no CIFAR-10 data found in {default}\nhint: run `dlbox data fetch` (" in err
+
+
+def test_train_gives_the_rename_for_class_folders_that_differ_only_in_case(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: train/cat beside test/Cat (two classes to dlbox): train warned "add training
+    images of Cat, or remove its class folders", where renaming one folder is the fix that
+    `dlbox data check` already gives."""
+    from dlbox.data.loading import load_dataset
+    from dlbox.training.loop import warn_of_classes_it_cannot_learn
+
+    root = tmp_path / "tree"
+    image_split(root / "train", ("cat", "dog"))
+    image_split(root / "test", ("Cat", "dog"))
+    warn_of_classes_it_cannot_learn(load_dataset(root, "train"), None, root)
+    err = capsys.readouterr().err
+    assert "no images of class Cat" in err, err
+    assert f"rename it: mv {root / 'test' / 'Cat'} {root / 'test' / 'cat'}" in err, err
+    assert "add training images" not in err

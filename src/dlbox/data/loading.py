@@ -753,6 +753,15 @@ def _case_twins(root: Path, classes: Sequence[str]) -> list[str]:
     """Class folders whose names differ only in case, one in each split (train/Cat beside
     test/cat): two classes to dlbox, each missing from the other split, so the model never
     meets its test images' class (review: data check said "ok")."""
+    return [f"class folders {first} and {second} differ only in case: dlbox reads two "
+            f"classes, each missing from the other split; rename one: {rename}"
+            for first, second, rename, _ in case_twin_renames(root, classes)]
+
+
+def case_twin_renames(root: Path, classes: Sequence[str]
+                      ) -> list[tuple[str, str, str, tuple[str, str]]]:
+    """Each pair of _case_twins: (its first folder as split/name, its second, the `mv` that
+    renames the test split's to the training split's name, the two class names)."""
     found = []
     for index, name in enumerate(classes):
         for other in classes[index + 1:]:
@@ -762,11 +771,9 @@ def _case_twins(root: Path, classes: Sequence[str]) -> list[str]:
                      for folder in (name, other)}
             if len(where[name]) == 1 and len(where[other]) == 1 and where[name] != where[other]:
                 keep, rename = (name, other) if where[name] == ["train"] else (other, name)
-                found.append(f"class folders {where[name][0]}/{name} and {where[other][0]}/"
-                             f"{other} differ only in case: dlbox reads two classes, each "
-                             f"missing from the other split; rename one: mv "
-                             f"{shell_quote(root / where[rename][0] / rename)} "
-                             f"{shell_quote(root / where[rename][0] / keep)}")
+                found.append((f"{where[name][0]}/{name}", f"{where[other][0]}/{other}",
+                              f"mv {shell_quote(root / where[rename][0] / rename)} "
+                              f"{shell_quote(root / where[rename][0] / keep)}", (name, other)))
     return found
 
 

@@ -248,13 +248,30 @@ def warn_of_classes_it_cannot_learn(train_set: ImageDataset, limit: int | None,
         in_unseen = tuple(f"{name}/" for name in unseen)  # the entries of their folders
         unread = not taken and skipped is not None and any(
             entry.startswith(in_unseen) for entries in skipped for entry in entries)
+        renames = [] if taken else _case_twin_renames(data_dir, unseen)
         fix = ("a larger --num-train may take some in" if taken else
+               "a test class folder's name differs from a training one's only in case: "
+               f"rename it: {'; '.join(renames)}" if renames else
                _unread_images_fix(unseen) if unread else
                "add training images of it, or remove its class folders from every split if it "
                "is not a class" if len(unseen) == 1 else "add training images of them, or "
                "remove the class folders of any that is not a class from every split")
         tell(f"warning: {where} no images of {what}: the model has an output for "
              f"{'it' if len(unseen) == 1 else 'each'} that training never teaches ({fix})")
+
+
+def _case_twin_renames(data_dir: Path, unseen: list[str]) -> list[str]:
+    """The `mv`s for classes without training images whose test folder is a training
+    folder's name in another case (train/cat beside test/Cat: two classes to dlbox), as
+    `dlbox data check` gives them (review: train said to add training images of Cat)."""
+    from dlbox.data.loading import case_twin_renames, detect_layout, image_folder_classes
+
+    layout = detect_layout(data_dir)
+    if layout is None or layout.kind != "image-folder":
+        return []
+    return [rename for _, _, rename, names in
+            case_twin_renames(layout.root, image_folder_classes(layout.root))
+            if set(names) & set(unseen)]
 
 
 def _unread_images_fix(unseen: list[str]) -> str:
