@@ -59,6 +59,9 @@ class Recipe:
     tta: bool = False  # evaluate on each image and its mirror image, averaging the logits
     channels_last: bool | None = None  # None: on for CUDA only; True where it is faster on CPU
     eval_batch_size: int | None = None  # images per evaluation call; None: TrainConfig's
+    # CPU threads; None: every core. 1 where a step is too small to share (the tutorial's
+    # batches of 4: as fast on quiet cores, and threads that wait on each other on busy ones)
+    threads: int | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # Input normalisation, (x / 255 - mean) / std per channel: CIFAR-10's own statistics,
     # or the tutorial's 0.5 / 0.5 (which maps 0..255 to -1..1).

@@ -39,6 +39,10 @@ TUTORIAL_RECIPE = Recipe(
     epochs=2, batch_size=4, lr=0.001, weight_decay=0.0, momentum=0.9, nesterov=False,
     label_smoothing=0.0, schedule="constant", warmup_fraction=0.0, crop_padding=0, flip=False,
     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    # one thread: an epoch took 23.6 s on one and 23.2 s on two quiet cores, but 20.5 s on
+    # one and 28.1 s on two while another process used a core (review: 40 times slower on a
+    # 2-core machine under load, every thread waiting on the others at each small step)
+    threads=1,
 )
 
 

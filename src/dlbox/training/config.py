@@ -276,7 +276,7 @@ def build_config(model: str | None = None, device: str = "auto", **overrides: An
     recipe = get_model_info(name).recipe_for(resolved)
     values: dict[str, Any] = {key: getattr(recipe, key) for key in RECIPE_FIELDS}
     values["model_kwargs"] = dict(recipe.model_kwargs)
-    for key in ("channels_last", "eval_batch_size"):
+    for key in ("channels_last", "eval_batch_size", "threads"):
         if getattr(recipe, key) is not None:
             values[key] = getattr(recipe, key)
     width = overrides.pop("width", None)
