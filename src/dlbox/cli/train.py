@@ -73,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="use only the first N training images (quick runs)")
     parser.add_argument("--num-test", type=int, metavar="N",
                         help="use only the first N test images")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores; the tutorial's recipe: 1)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads (default: all cores; the tutorial's recipe: 1)")
     parser.add_argument("--no-amp", dest="amp", action="store_const", const=False, default=None,
                         help="train in float32 on CUDA (default: mixed precision)")
     parser.add_argument("--channels-last", dest="channels_last", default=None,
