@@ -72,9 +72,11 @@ def shell_quote(path: object) -> str:
 
 # What a line of output cannot show as it is: control characters (a newline would split the
 # line; U+0085 and U+2028/9 split it for Python's splitlines), the characters that reorder
-# or hide text (bidi overrides and isolates, zero-width ones, the BOM: review) and the bytes
-# of a name that are not UTF-8 (Python keeps them as lone surrogates).
-_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2028\u2029"
+# or hide text (bidi embeddings, overrides and isolates, the zero-width space, the BOM:
+# review; not the joiners U+200C/D nor the marks U+200E/F, which Persian, Indic scripts and
+# emoji sequences hold as ordinary text) and the bytes of a name that are not UTF-8 (Python
+# keeps them as lone surrogates).
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2028\u2029"
                          r"\u2066-\u2069\ufeff\udc80-\udcff]")
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
 

@@ -89,3 +89,13 @@ def test_a_bidi_or_zero_width_character_in_a_name_is_shown_escaped(char: str) ->
     assert shown.startswith("$'abc\\x") and shown.endswith("def'") and char not in shown
     assert shown == "$'abc" + "".join(f"\\x{b:02x}" for b in char.encode()) + "def'"
     assert shown_name("café 猫") == "café 猫"
+
+
+@pytest.mark.parametrize("name", ["می\u200cخواهم", "👨\u200d👩\u200d👧", "🏳️\u200d🌈",
+                                  "क्\u200dष", "שלום\u200f", "café", "猫"])
+def test_joiners_and_marks_of_ordinary_text_are_shown_as_they_are(name: str) -> None:
+    # Review of the change above: U+200C/D (Persian, Indic conjuncts, emoji sequences) and
+    # U+200E/F (right-to-left text) were escaped too, and such class names shown as bytes.
+    from dlbox.text import shown_name
+
+    assert shown_name(name) == name

@@ -183,6 +183,47 @@ def test_a_proxy_that_wants_a_login_says_so(tmp_path: Path, monkeypatch: pytest.
     assert f"http://USER:PASSWORD@{proxy.hostport}" in hint and variable in hint, hint
 
 
+
+def test_both_spellings_of_a_proxy_variable_are_named_to_unset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Re-review: with https_proxy and HTTPS_PROXY both set, "unset https_proxy" left urllib
+    # reading HTTPS_PROXY, and the same error came back.
+    proxy = closed_port_url("").rstrip("/")
+    monkeypatch.setenv("https_proxy", proxy)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    with pytest.raises(DataError) as info:
+        fetch(tmp_path / "d", source="https://mirror.example/" + ARCHIVE_NAME)
+    assert "`unset https_proxy HTTPS_PROXY`" in (info.value.hint or ""), info.value.hint
+
+
+class Proxy502(LoopbackServer):
+    """A proxy that answers, but cannot reach the server: 502 to a CONNECT."""
+
+    def __init__(self) -> None:
+        class Handler(QuietHandler):
+            def do_CONNECT(self) -> None:  # noqa: N802 - http.server's name
+                self.send_response(502)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.serve(Handler)
+
+
+def test_a_proxy_that_cannot_reach_the_server_is_not_blamed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Re-review: "Tunnel connection failed: 502" was told to check the proxy's host and port.
+    proxy = Proxy502()
+    try:
+        monkeypatch.setenv("https_proxy", f"http://{proxy.hostport}")
+        with pytest.raises(DataError) as info:
+            fetch(tmp_path / "d", source=f"https://no-such-host.invalid/{ARCHIVE_NAME}")
+    finally:
+        proxy.close()
+    message, hint = info.value.message, info.value.hint or ""
+    assert "the proxy could not reach no-such-host.invalid" in message, message
+    assert "502" in message
+    assert "check the proxy" not in hint and "unset" not in hint, hint
+
 def test_a_redirect_loop_says_so(tmp_path: Path) -> None:
     class Loop(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802

@@ -356,7 +356,7 @@ def remove_replaced_image(client: Any, image_id: str, label: str | None) -> str:
     the tag alone says so): "removed", "in use" (a container still uses it), or "kept"
     (tagged elsewhere, not dlbox's, or already gone), or "not removed": the engine did not
     answer in time, or the connection dropped (a warning, with the `docker rmi` to run later,
-    is told: this is cleanup after a build that succeeded, which it must not fail)."""
+    is told: this is cleanup, which must not fail the build or the error it reports)."""
     import docker
     import requests
 
@@ -382,7 +382,9 @@ def remove_replaced_image(client: Any, image_id: str, label: str | None) -> str:
         seconds = getattr(client.api, "timeout", None) or DEFAULT_TIMEOUT_S
         why = (f"the engine did not answer within {seconds:g} s"
                if "Timeout" in type(error).__name__ or "timed out" in text.lower() else text)
-        tell(f"warning: the image this build replaced ({short}) was not removed ({why}); "
+        # not only a replaced image comes here: a failed build's, one built for the wrong
+        # Python (re-review), so the image is named by its id alone
+        tell(f"warning: image {short} was not removed ({why}); "
              f"if `docker images -q {short}` still lists it, `docker rmi {short}` removes it")
         return "not removed"
     return "removed"

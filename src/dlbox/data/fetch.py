@@ -590,11 +590,21 @@ def _network_error(url: str, error: BaseException, timeout_s: float, where: str,
         return DataError(f"could not download {shown}: {what}",
                          hint="the server may be down or overloaded: try again later; or "
                               + offline_hint(copy, url))
+    if via is not None and re.search(r"Tunnel connection failed: [45]\d\d", text):
+        # the proxy answered: what it could not reach is the server (review: a 502 was told
+        # to check the proxy's address)
+        return DataError(f"could not download {shown}{through}: the proxy could not reach "
+                         f"{_hostport(url)} ({text})",
+                         hint="check the URL's host, or ask whoever runs the proxy whether it "
+                              "lets this host through; " + offline_hint(copy, url))
     if via is not None and isinstance(reason, OSError | http.client.HTTPException):
         proxy, variable = via
+        # both spellings set (many environments do): urllib reads the other once one goes
+        both = " ".join(name for name in (variable.lower(), variable.upper())
+                        if os.environ.get(name))
         return DataError(f"could not download {shown}{through}: {text}",
                          hint=f"check the proxy {variable} names (its host and port), or, if "
-                              f"this network needs none, unset it (`unset {variable}`); "
+                              f"this network needs none, unset it (`unset {both or variable}`); "
                               + local_copy_hint(copy))
     return None
 
