@@ -107,6 +107,10 @@ def test_a_login_is_never_sent_along_a_redirect_to_another_server(
             fetch(tmp_path / "d", source=url, sha256=sha256_of(archive))
         assert "HTTP 401" in info.value.message and "s3cret" not in info.value.message
         assert other.seen == [("/" + ARCHIVE_NAME, None)]
+        # and the hint says so, rather than blame the password (re-review)
+        assert (f"the URL's login is not sent to {other.hostport}, where the server "
+                "redirected") in (info.value.hint or ""), info.value.hint
+        assert "check the user name and password" not in (info.value.hint or "")
         auth_server.location = f"http://localhost:{other.httpd.server_address[1]}/{ARCHIVE_NAME}"
         with pytest.raises(DataError):
             fetch(tmp_path / "d", source=url, sha256=sha256_of(archive))

@@ -491,16 +491,22 @@ def local_copy_hint(copy: str) -> str:
     return f"or download cifar-10-python.tar.gz another way, copy it here and run {copy}"
 
 
-def _http_error_hint(code: int, url: str, where: str, sha256: str | None) -> str:
+def _http_error_hint(code: int, url: str, where: str, sha256: str | None,
+                     answered: str | None = None) -> str:
     """The fix for an HTTP error status: the server answered, so the network is not the
     problem (offline_hint would send the user to another machine for nothing). The --sha256
     asked for is repeated where the copy is that same file (access refused), not where it is
-    another (none at that URL, a server error: re-review)."""
+    another (none at that URL, a server error: re-review). `answered`: the URL that gave the
+    status, after redirects."""
     local_copy = local_copy_hint(fetch_from_copy(where))
     if code in (401, 403):
         local_copy = local_copy_hint(fetch_from_copy(where, sha256))
         has_login = "@" in urllib.parse.urlsplit(url).netloc
-        login = ("check the user name and password in the URL" if has_login else
+        moved = answered is not None and _origin(answered) != _origin(url)
+        login = (f"the URL's login is not sent to {_hostport(answered or '')}, where the "
+                 "server redirected (only to the server the URL names): pass --from the URL "
+                 "it redirects to, with the login in it" if has_login and moved else
+                 "check the user name and password in the URL" if has_login else
                  "if it needs a login, put it in the URL: https://USER:PASSWORD@host/path")
         return f"the server refused access: {login}; " + local_copy
     if code == 404:
@@ -660,7 +666,8 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         if special is not None:
             raise special from None
         raise DataError(f"could not download {shown}: HTTP {error.code} {one_line(error.reason)}",
-                        hint=_http_error_hint(error.code, url, where, sha256)) from None
+                        hint=_http_error_hint(error.code, url, where, sha256,
+                                              error.geturl())) from None
     except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
         reason = error.reason if isinstance(error, urllib.error.URLError) else error
         special = _network_error(url, error, timeout_s, where, sha256)
