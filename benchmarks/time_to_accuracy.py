@@ -74,7 +74,7 @@ from dlbox.models.registry import create_model
 from dlbox.models.speedrun import SpeedrunNet
 from dlbox.text import plural
 from dlbox.training.config import TrainConfig, build_config
-from dlbox.training.device import configure_host, resolve_device
+from dlbox.training.device import available_cpus, configure_host, resolve_device
 from dlbox.training.manifest import build_manifest
 from dlbox.training.speedrun import (
     PRECISIONS,
@@ -103,7 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-test", type=int, metavar="N", help="first N test images")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of run 1 (run i: seed + i - 1)")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads of the runs and the baseline (default: the recipe's: "
+                             "all cores, the tutorial's 1)")
     parser.add_argument("--tta-level", type=int, choices=(0, 1, 2),
                         help="speedrun: views of the timed final evaluation (0: the image, "
                              "1: + its mirror, 2: + 1-pixel shifts, 6 views; default: the "
@@ -354,11 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     PROGRESS["training"] = False  # bad input until the first run starts (cli: exit 2, not 1)
 
     device = resolve_device(args.device)
-    threads = configure_host(device, args.threads)
     data_dir = resolve_data_dir(args.data).resolve()
     base = build_config(args.model, device=str(device), epochs=args.epochs, seed=args.seed,
                         data_dir=str(data_dir), num_train=args.num_train,
                         num_test=args.num_test, threads=args.threads)
+    # the threads the runs train on: --threads, else the recipe's (the tutorial's 1), else
+    # every core (re-review: the header said 2 where the tutorial's runs used 1)
+    threads = configure_host(device, base.threads)
     model = create_model(base.model, **base.model_kwargs)  # a bad --model fails before work
     speedrun_only = [flag for flag, value in (
         ("--compile", args.compile), ("--precision", args.precision),
@@ -457,11 +461,14 @@ def main(argv: list[str] | None = None) -> int:
                                 "num_train": (tutorial.num_train if tutorial.num_train
                                               is not None else len(all_train)),
                                 "batch_size": tutorial.batch_size, "lr": tutorial.lr,
-                                "momentum": tutorial.momentum, **baseline,
+                                "momentum": tutorial.momentum,
+                                # its own: the tutorial's recipe takes one thread
+                                "threads": tutorial.threads or available_cpus(), **baseline,
                                 "train_seconds_ratio": ratio,
                                 "time_seconds_ratio": time_ratio}
         print(run_line(f"baseline {tutorial.model} ({plural(tutorial.epochs, 'epoch')}, batch "
-                       f"{tutorial.batch_size})", baseline))
+                       f"{tutorial.batch_size}, "
+                       f"{plural(tutorial.threads or available_cpus(), 'thread')})", baseline))
         if baseline.get("failed"):
             failed_baseline = True
             print("the baseline FAILED: no ratios (exit status 1)")

@@ -67,7 +67,7 @@ def shell_quote(path: object) -> str:
     import shlex
 
     text = str(path)
-    return shown_name(text) if _UNSHOWABLE.search(text) else shlex.quote(text)
+    return shown_name(text) if _needs_escapes(text) else shlex.quote(text)
 
 
 # What a line of output cannot show as it is: control characters (a newline would split the
@@ -79,6 +79,20 @@ def shell_quote(path: object) -> str:
 _UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2028\u2029"
                          r"\u2066-\u2069\ufeff\udc80-\udcff]")
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
+# The joiners and marks (ZWNJ, ZWJ, LRM, RLM): ordinary text between two letters of the
+# scripts that use them, or inside an emoji sequence; at a name's edge or beside ASCII they
+# only hide (re-review: "cat" + ZWJ read as "cat"), and are escaped there.
+_JOINERS = "\u200c\u200d\u200e\u200f"
+
+
+def _bare_joiner(text: str) -> bool:
+    return any(char in _JOINERS and not (0 < index < len(text) - 1 and text[index - 1] > "\x7f"
+                                         and text[index + 1] > "\x7f")
+               for index, char in enumerate(text))
+
+
+def _needs_escapes(text: str) -> bool:
+    return bool(_UNSHOWABLE.search(text)) or _bare_joiner(text)
 
 
 def shown_name(name: object) -> str:
@@ -86,14 +100,15 @@ def shown_name(name: object) -> str:
     or bytes that are not UTF-8, quoted as bash's $'...' (and `ls`) writes it, so that the
     line stays whole and the name can be pasted into a command."""
     text = str(name)
-    if not _UNSHOWABLE.search(text):
+    if not _needs_escapes(text):
         return text
+    bare = _bare_joiner(text)  # then every joiner of the name is written out
 
     def escaped(char: str) -> str:
         code = ord(char)
         if char in _ESCAPES:
             return _ESCAPES[char]
-        if not _UNSHOWABLE.match(char):
+        if not _UNSHOWABLE.match(char) and not (bare and char in _JOINERS):
             return char
         if code < 0x80 or 0xdc80 <= code <= 0xdcff:  # a byte: \xHH writes it as it is
             return f"\\x{code & 0xff:02x}"

@@ -578,3 +578,21 @@ def test_cpu_layout_times_one_step_at_least() -> None:
     steps: list[int] = []
     rate = layout.images_per_second(lambda: steps.append(1), 8, 1e-12)
     assert len(steps) >= 2 and rate > 0  # the warm-up and one timed step
+
+
+def test_the_threads_each_run_trained_on_are_recorded(small_data: Path, tmp_path: Path) -> None:
+    """Re-review: with the tutorial's recipe on one thread, the header and settings.threads
+    said every core (from --threads alone), and the baseline recorded none."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--data", str(small_data), "--model", "tutorial",
+         "--runs", "1", "--epochs", "1", "--num-train", "40", "--num-test", "20",
+         "--device", "cpu", "--baseline", "tutorial", "--baseline-epochs", "1",
+         "--baseline-num-train", "40", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = read_json(out)
+    assert doc["settings"]["threads"] == 1 and doc["settings"]["recipe"]["threads"] == 1
+    assert doc["baseline"]["threads"] == 1
+    assert " 1 CPU threads" in proc.stdout or " 1 CPU thread" in proc.stdout, proc.stdout
+    assert "batch 4, 1 thread)" in proc.stdout, proc.stdout

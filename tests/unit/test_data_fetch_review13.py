@@ -110,6 +110,8 @@ def test_a_login_is_never_sent_along_a_redirect_to_another_server(
         # and the hint says so, rather than blame the password (re-review)
         assert (f"the URL's login is not sent to {other.hostport}, where the server "
                 "redirected") in (info.value.hint or ""), info.value.hint
+        assert (f"--from http://USER:PASSWORD@{other.hostport}/{ARCHIVE_NAME}"
+                in (info.value.hint or "")), info.value.hint
         assert "check the user name and password" not in (info.value.hint or "")
         auth_server.location = f"http://localhost:{other.httpd.server_address[1]}/{ARCHIVE_NAME}"
         with pytest.raises(DataError):

@@ -504,8 +504,9 @@ def _http_error_hint(code: int, url: str, where: str, sha256: str | None,
         has_login = "@" in urllib.parse.urlsplit(url).netloc
         moved = answered is not None and _origin(answered) != _origin(url)
         login = (f"the URL's login is not sent to {_hostport(answered or '')}, where the "
-                 "server redirected (only to the server the URL names): pass --from the URL "
-                 "it redirects to, with the login in it" if has_login and moved else
+                 "server redirected (only to the server the URL names): pass the URL it "
+                 f"redirects to, with the login in it: --from {_with_login(answered or '')}"
+                 if has_login and moved else
                  "check the user name and password in the URL" if has_login else
                  "if it needs a login, put it in the URL: https://USER:PASSWORD@host/path")
         return f"the server refused access: {login}; " + local_copy
@@ -514,6 +515,12 @@ def _http_error_hint(code: int, url: str, where: str, sha256: str | None,
                + local_copy
     return "the server answered with an error: try again later or use another mirror; " \
         + local_copy
+
+
+def _with_login(url: str) -> str:
+    """`url` with USER:PASSWORD in place of any login, shell-quoted: a --from to paste."""
+    parts = urllib.parse.urlsplit(url)
+    return shell_quote(parts._replace(netloc=f"USER:PASSWORD@{_hostport(url)}").geturl())
 
 
 def _hostport(url: str) -> str:
