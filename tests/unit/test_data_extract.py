@@ -277,7 +277,7 @@ def test_an_image_tree_archive_is_named_as_one(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         extract_cifar10_archive(archive, tmp_path / "data")
     assert info.value.message == ("refusing the archive: member 'cifar10-jpeg' is not a "
-                                  "CIFAR-10 file (a directory)")
+                                  f"CIFAR-10 file (a directory), in {archive}")
     hint = info.value.hint or ""
     assert f"{archive} holds an image tree" in hint and f"tar -xzf {archive} -C DIR" in hint
     assert_nothing_written(tmp_path / "data")
@@ -348,7 +348,7 @@ def test_macos_metadata_members_are_refused_with_the_repack_command(tmp_path: Pa
     with pytest.raises(DataError) as info:
         extract_cifar10_archive(archive, tmp_path / "data")
     assert info.value.message == f"refusing the archive: member {name!r} is macOS metadata, " \
-                                 "not a CIFAR-10 file"
+                                 f"not a CIFAR-10 file, in {archive}"
     assert "COPYFILE_DISABLE=1 tar" in (info.value.hint or "")
     assert_nothing_written(tmp_path / "data")
 
@@ -614,7 +614,8 @@ def test_a_folder_entry_repeated_refuses_the_archive_at_once(tmp_path: Path,
     for call in (lambda: check_cifar10_archive(archive),
                  lambda: extract_cifar10_archive(archive, tmp_path / "data")):
         message, hint = _refusal(call)
-        assert message == f"refusing the archive: member {entry.rstrip('/')!r} appears twice"
+        assert message == (f"refusing the archive: member {entry.rstrip('/')!r} appears twice, "
+                           f"in {archive}")
         assert "official cifar-10-python.tar.gz" in (hint or "")
     assert_nothing_written(tmp_path / "data")
 
@@ -733,6 +734,7 @@ def test_each_member_has_a_size_cap_of_its_own(tmp_path: Path, name: str, limit:
                  lambda: extract_cifar10_archive(archive, tmp_path / "data")):
         message, hint = _refusal(call)
         assert message == (f"refusing the archive: member {member!r} is {limit + 1} bytes, "
-                           f"too large for CIFAR-10 (its {name} is at most {limit})")
+                           f"too large for CIFAR-10 (its {name} is at most {limit}), "
+                           f"in {archive}")
         assert "official cifar-10-python.tar.gz" in (hint or "")
     assert_nothing_written(tmp_path / "data")

@@ -241,24 +241,26 @@ def _accepted_members(tar: tarfile.TarFile,
     while (member := tar.next()) is not None:
         # stream mode keeps every header it read (tar.members): none is needed again
         tar.members.clear()  # type: ignore[attr-defined]
+        # Each refusal names the archive (review: which one, or which URL, was refused).
         try:
             name = classify_member(member)
         except DataError as error:
             # A member outside cifar-10-batches-py/ that starts an image tree: say what the
             # archive is, rather than "use the official archive".
-            if isinstance(error, ForeignMemberError) and _holds_images(member, tar):
-                raise DataError(error.message, hint=_image_tree_hint(label)) from None
-            raise
+            hint = (_image_tree_hint(label)
+                    if isinstance(error, ForeignMemberError) and _holds_images(member, tar)
+                    else error.hint)
+            raise DataError(f"{error.message}, in {label}", hint=hint) from None
         if not name:
             folder = tuple(_member_parts(member.name))
             if folder in folders:
-                raise DataError(f"refusing the archive: member {member.name!r} appears twice",
-                                hint=BAD_ARCHIVE_HINT)
+                raise DataError(f"refusing the archive: member {member.name!r} appears twice, "
+                                f"in {label}", hint=BAD_ARCHIVE_HINT)
             folders.add(folder)
             continue
         if name in seen:
-            raise DataError(f"refusing the archive: {BATCHES_DIRNAME}/{name} appears twice",
-                            hint=BAD_ARCHIVE_HINT)
+            raise DataError(f"refusing the archive: {BATCHES_DIRNAME}/{name} appears twice, "
+                            f"in {label}", hint=BAD_ARCHIVE_HINT)
         seen.add(name)
         yield member, name
 

@@ -951,7 +951,6 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
     unread = False  # it could not be read to be checked: that says nothing of the file
     warnings: list[str] = []
     held = contextlib.ExitStack()
-    named = ""  # the archive as messages name it, once known
     try:
         if is_url(source) and not source.lower().startswith("file://"):
             _make_data_dir(root)
@@ -964,7 +963,6 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         else:
             archive = _local_archive(source)
         label = str(archive) if downloaded is None else shown
-        named = label
         web_page = downloaded is not None and _looks_like_html(
             downloaded, (_read_record(downloaded) or {}).get("content_type"))
         # Format and contents first (member headers only): a ZIP, an image tree or a foreign
@@ -1036,10 +1034,6 @@ def fetch_cifar10(config: FetchConfig) -> FetchResult:
         if downloaded is None:
             _remove_stale_part(root, archive)
     except BaseException as error:
-        # extract's refusals of a member name no archive (review): which one, or which URL
-        if isinstance(error, DataError) and named and error.message.startswith(
-                "refusing the archive: ") and named not in error.message:
-            error.message = f"{error.message}, in {named}"
         if isinstance(error, DataError) and error.hint and where:  # its data dir, not the default
             error.hint = error.hint.replace(BAD_ARCHIVE_HINT, bad_archive_hint(where))
         if downloaded is not None and verified and isinstance(error, DataError):
