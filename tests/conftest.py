@@ -262,6 +262,16 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    def reply(self, status: int, body: bytes = b"", **headers: str) -> None:
+        """Send `status` with `body` (its Content-Length) and `headers` (Location=...;
+        an underscore in a name is sent as a hyphen)."""
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
 
 def closed_port_url(path: str = "cifar-10-python.tar.gz") -> str:
     """An http URL on a loopback port that nothing listens on: a refused connection, as

@@ -609,14 +609,9 @@ class AuthServer(LoopbackServer):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 outer.seen.append(self.headers.get("Authorization"))
                 if self.headers.get("Authorization") != expected:
-                    self.send_response(401)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                    self.reply(401)
+                else:
+                    self.reply(200, payload)
 
         self.serve(Handler)
 

@@ -61,20 +61,11 @@ class RedirectingAuthServer(LoopbackServer):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 outer.seen.append((self.path, self.headers.get("Authorization")))
                 if self.path == "/latest":
-                    self.send_response(302)
-                    self.send_header("Location", outer.location)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if self.headers.get("Authorization") != expected:
-                    self.send_response(401)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                    self.reply(302, Location=outer.location)
+                elif self.headers.get("Authorization") != expected:
+                    self.reply(401)
+                else:
+                    self.reply(200, payload)
 
         self.serve(Handler)
 
@@ -162,10 +153,7 @@ class Proxy407(LoopbackServer):
     def __init__(self) -> None:
         class Handler(QuietHandler):
             def refuse(self) -> None:
-                self.send_response(407)
-                self.send_header("Proxy-Authenticate", 'Basic realm="corp"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.reply(407, Proxy_Authenticate='Basic realm="corp"')
 
             do_GET = refuse  # noqa: N815 - http.server's names
             do_CONNECT = refuse  # noqa: N815
@@ -208,9 +196,7 @@ class Proxy502(LoopbackServer):
     def __init__(self) -> None:
         class Handler(QuietHandler):
             def do_CONNECT(self) -> None:  # noqa: N802 - http.server's name
-                self.send_response(502)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.reply(502)
 
         self.serve(Handler)
 
@@ -233,10 +219,7 @@ def test_a_proxy_that_cannot_reach_the_server_is_not_blamed(
 def test_a_redirect_loop_says_so(tmp_path: Path) -> None:
     class Loop(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802
-            self.send_response(302)
-            self.send_header("Location", self.path)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.reply(302, Location=self.path)
 
     server = LoopbackServer()
     server.serve(Loop)
