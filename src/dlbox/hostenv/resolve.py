@@ -409,6 +409,20 @@ def _no_python_error(framework: str, python: str, rows: list[Any],
     )
 
 
+def _target_releases(rows: tuple[Any, ...], target: Target, framework: str,
+                     matrix: Matrix) -> tuple[list[Any], list[Any]]:
+    """(the rows of `framework` (`rows`, newest first) for `target`'s pinned version, those
+    of them that support its Python); raises NoBuildForPython when none does, and UsageError
+    for a --cuda without a GPU target (a CPU one, or no driver)."""
+    candidates = pin_rows(rows, target.version, framework, matrix.checked)
+    releases = [r for r in candidates if _python_ok(target.python, r.python)]
+    if not releases:
+        raise _no_python_error(framework, target.python or "", candidates, target.version)
+    if (target.cpu or target.driver is None) and target.cuda:
+        raise UsageError("--cuda needs a GPU target", hint="add --driver VERSION")
+    return candidates, releases
+
+
 def _gpu_reasons(target: Target) -> list[str]:
     caps = ", ".join(f"sm_{c.replace('.', '')}" for c in target.compute_capabilities)
     lines = [f"driver {target.driver}"]
@@ -501,13 +515,8 @@ def _cpu_newest_reason(framework: str, release: Any, candidates: list[Any],
 
 
 def _resolve_torch(target: Target, matrix: Matrix) -> ResolvedBuild:
-    candidates = pin_rows(matrix.torch, target.version, "torch", matrix.checked)
-    releases = [r for r in candidates if _python_ok(target.python, r.python)]
-    if not releases:
-        raise _no_python_error("torch", target.python or "", candidates, target.version)
+    candidates, releases = _target_releases(matrix.torch, target, "torch", matrix)
     if target.cpu or target.driver is None:
-        if target.cuda:
-            raise UsageError("--cuda needs a GPU target", hint="add --driver VERSION")
         release = releases[0]
         return _torch_build(release, None, target, matrix, [_cpu_reason(target)])
 
@@ -850,13 +859,8 @@ def _unpinned_way_out(target: Target, matrix: Matrix, framework: str) -> str | N
 
 
 def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
-    candidates = pin_rows(matrix.tensorflow, target.version, "tensorflow", matrix.checked)
-    releases = [r for r in candidates if _python_ok(target.python, r.python)]
-    if not releases:
-        raise _no_python_error("tensorflow", target.python or "", candidates, target.version)
+    candidates, releases = _target_releases(matrix.tensorflow, target, "tensorflow", matrix)
     if target.cpu or target.driver is None:
-        if target.cuda:
-            raise UsageError("--cuda needs a GPU target", hint="add --driver VERSION")
         release = releases[0]
         return ResolvedBuild(
             framework="tensorflow", version=release.latest, variant="cpu", cuda=None,
@@ -969,13 +973,8 @@ def _resolve_tensorflow(target: Target, matrix: Matrix) -> ResolvedBuild:
 
 
 def _resolve_jax(target: Target, matrix: Matrix) -> ResolvedBuild:
-    candidates = pin_rows(matrix.jax, target.version, "jax", matrix.checked)
-    releases = [r for r in candidates if _python_ok(target.python, r.python)]
-    if not releases:
-        raise _no_python_error("jax", target.python or "", candidates, target.version)
+    candidates, releases = _target_releases(matrix.jax, target, "jax", matrix)
     if target.cpu or target.driver is None:
-        if target.cuda:
-            raise UsageError("--cuda needs a GPU target", hint="add --driver VERSION")
         release = releases[0]
         return ResolvedBuild(
             framework="jax", version=release.latest, variant="cpu", cuda=None, cudnn=None,
