@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import shutil
 import tarfile
@@ -175,14 +176,18 @@ def _image_tree_hint(archive: str) -> str:
 def _holds_images(first: tarfile.TarInfo, tar: tarfile.TarFile) -> bool:
     """Whether `first` or one of the next few members is an image file: the archive is then an
     image tree (such as ../shared/data/cifar10-jpeg.tar.gz), not a wrong CIFAR-10 archive.
-    Only member names are read; nothing is extracted."""
+    Only member names are read; nothing is extracted. Those past where the archive is cut
+    off (or where a download under way has got to: refusal_at_head) count as no image."""
     member: tarfile.TarInfo | None = first
     for _ in range(_LOOKAHEAD_MEMBERS):
         if member is None:
             return False
         if member.isfile() and member.name.lower().endswith(IMAGE_EXTENSIONS):
             return True
-        member = tar.next()
+        try:
+            member = tar.next()
+        except _UNREADABLE:
+            return False
     return False
 
 
@@ -227,6 +232,28 @@ _UNREADABLE = (tarfile.TarError, EOFError, zlib.error, RecursionError)
 def _remove_tree(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(path)
+
+
+# How much of a download is read for refusal_at_head: the first member headers of an archive
+# (a folder entry, a pax header, 64 image files of an image tree fit in it)
+HEAD_CHECK_BYTES = 256 * 1024
+
+
+def refusal_at_head(head: bytes, label: str) -> DataError | None:
+    """The refusal that the first bytes of an archive (`head`: of a download under way) already
+    earn: a member it may not hold, or one that appears twice, among the headers those bytes
+    hold (the CIFAR-100 archive, an image tree), as the whole archive's check would give it.
+    None when they earn none, or cannot tell (not a .tar.gz, a member cut off: the check of
+    the whole download says what it is)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(head), mode="r|*", tarinfo=_BoundedTarInfo) as tar:
+            for _member in _accepted_members(tar, label):
+                pass
+    except DataError as error:
+        return error
+    except (*_UNREADABLE, OSError):  # the bytes cut off mid-stream, or no archive at all
+        return None
+    return None
 
 
 def _accepted_members(tar: tarfile.TarFile,

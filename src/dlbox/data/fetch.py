@@ -42,6 +42,7 @@ from typing import Any
 from dlbox.data.extract import (
     BAD_ARCHIVE_HINT,
     EXPECTED_FILES,
+    HEAD_CHECK_BYTES,
     REQUIRED_FILES,
     ExtractedFile,
     bad_archive_hint,
@@ -49,6 +50,7 @@ from dlbox.data.extract import (
     data_dir_error,
     extract_cifar10_archive,
     leftover_message,
+    refusal_at_head,
     remove_stale_staging,
     restore_swapped_out,
     staging_folders,
@@ -691,6 +693,10 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
         length = response.headers.get("Content-Length")
         total = start + int(length) if length and length.isdigit() else None
         received = start
+        # An archive its first member headers refuse (CIFAR-100, an image tree) is refused as
+        # they arrive (review: 161 MB downloaded to be told so). A resumed .part's were seen.
+        refused = None
+        head_seen = start >= HEAD_CHECK_BYTES
         try:
             read = getattr(response, "read1", response.read)  # what has arrived, if it can
             with open(part, "ab" if start else "wb") as out, \
@@ -701,6 +707,13 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
                     out.write(chunk)
                     received += len(chunk)
                     advance(len(chunk))
+                    if not head_seen and received >= HEAD_CHECK_BYTES:
+                        head_seen = True
+                        out.flush()
+                        with open(part, "rb") as written:
+                            refused = refusal_at_head(written.read(HEAD_CHECK_BYTES), shown)
+                        if refused is not None:
+                            break
                 out.flush()
                 os.fsync(out.fileno())
         except (OSError, http.client.HTTPException) as error:
@@ -724,6 +737,12 @@ def download(url: str, dest: Path, *, timeout_s: float = 60.0, progress: bool = 
             raise DataError(
                 f"download of {shown} was interrupted after {received} bytes: {why}",
                 hint=_again_hint(part) + offline_hint(copy, url)) from None
+    if refused is not None:
+        with contextlib.suppress(OSError):
+            _remove_download(part)
+        refused.message += (f" (seen in its first {HEAD_CHECK_BYTES // 1024} KiB: the rest "
+                            "was not downloaded)")
+        raise refused
     if total is not None and received != total:
         raise DataError(f"download of {shown} stopped at {received} of {total} bytes",
                         hint=_again_hint(part) + offline_hint(copy, url))
