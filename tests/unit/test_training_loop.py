@@ -431,9 +431,23 @@ def test_an_evaluation_of_a_run_stopped_mid_epoch_says_so(fake_cifar_dir: Path,
               stop=lambda epoch, step: epoch == 2 and step == 3)
     report = evaluate_run(run, device="cpu", quiet=True)
     assert (report["epoch"], report["step_in_epoch"]) == (1, 3)
-    whole = train(tiny_config(fake_cifar_dir, tmp_path / "whole"), progress=False,
-                  evaluate_at_end=False)
-    assert "step_in_epoch" not in evaluate_run(whole, device="cpu", quiet=True)
+    # metrics.json's final says its test numbers are of those weights (review: it paired
+    # them with "epochs_completed": 1 alone, as if they were epoch 1's)
+    final = read_json(run / "metrics.json")["final"]
+    assert (final["epochs_completed"], final.get("step_in_epoch"),
+            final["test_accuracy"]) == (1, 3, report["test_accuracy"])
+    # ... until the resumed run's end writes its own, or an evaluation of whole epochs
+    resume(run, progress=False, evaluate_at_end=False)
+    assert "step_in_epoch" not in read_json(run / "metrics.json")["final"]
+    whole = tmp_path / "whole"
+    with pytest.raises(TrainingStopped):
+        train(tiny_config(fake_cifar_dir, whole, epochs=2), progress=False,
+              stop=lambda epoch, step: epoch == 2 and step == 3)
+    evaluate_run(whole, device="cpu", quiet=True)
+    assert read_json(whole / "metrics.json")["final"]["step_in_epoch"] == 3
+    resumed = resume(whole, progress=False, evaluate_at_end=False)
+    assert "step_in_epoch" not in evaluate_run(resumed, device="cpu", quiet=True)
+    assert "step_in_epoch" not in read_json(whole / "metrics.json")["final"]
 
 
 def test_missing_data_leaves_no_run_dir(tmp_path: Path) -> None:
@@ -1172,3 +1186,23 @@ def test_the_stop_callback_hears_of_the_step_a_signal_stops_at(fake_cifar_dir: P
               evaluate_at_end=False, stop=callback)
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert heard[-1] == (state["epoch"] + 1, state["step_in_epoch"]) == (1, 2)
+
+
+def test_the_trainers_evaluation_names_paths_as_dlbox_evaluate_does(fake_cifar_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """Found by review: the trainer's final evaluation wrote a run dir whose name is not UTF-8
+    as lone surrogates ("\\udcfe", which jq turns into U+FFFD: the path is lost), and relative
+    as given, where `dlbox evaluate` writes it absolute and as $'...' (text.json_path)."""
+    import os
+
+    from dlbox.training.evaluate import evaluate_run
+
+    run = tmp_path / os.fsdecode(b"r\xfeun")
+    train(tiny_config(fake_cifar_dir, run), progress=False)
+    raw = (run / "metrics.json").read_text(encoding="utf-8")
+    trained = json.loads(raw)["evaluation"]
+    assert "\\udc" not in json.dumps(trained), trained
+    evaluated = evaluate_run(run, device="cpu", quiet=True)
+    for key in ("run_dir", "checkpoint", "data"):
+        assert trained[key] == evaluated[key], key
+    assert trained["run_dir"] == f"$'{tmp_path}/r\\xfeun'"

@@ -463,9 +463,14 @@ def read_metrics_file(path: Path) -> dict[str, Any]:
 def merge_metrics(existing: dict[str, Any], final: dict[str, Any],
                   evaluation: dict[str, Any]) -> dict[str, Any]:
     """`existing` with "final" updated by the test metrics and "evaluation" set; the rest
-    (the trainer's history, its own final numbers) kept."""
+    (the trainer's history, its own final numbers) kept. Test numbers of a run stopped
+    mid-epoch carry its "step_in_epoch" in "final" too (review: they were paired with
+    "epochs_completed" alone, as if they were that epoch's)."""
     merged = dict(existing)
     merged["final"] = {**(existing.get("final") or {}), **final}
+    merged["final"].pop("step_in_epoch", None)
+    if evaluation.get("step_in_epoch"):
+        merged["final"]["step_in_epoch"] = evaluation["step_in_epoch"]
     merged["evaluation"] = evaluation
     return merged
 

@@ -42,7 +42,7 @@ from dlbox.fileio import (
     write_json_atomic,
 )
 from dlbox.processes import Terminated, detach_from_terminal, handling, hangup
-from dlbox.text import listed, make_writable, plural, shell_quote, tell
+from dlbox.text import json_path, listed, make_writable, plural, shell_quote, tell
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -1453,12 +1453,13 @@ def _report_logits(run_dir: Path, config: TrainConfig, device: torch.device,
     from dlbox.training.evaluate import evaluation_from_logits, report_evaluation
 
     return report_evaluation(run_dir, evaluation_from_logits(logits, test_set, classes, seconds), {
-        "run_dir": str(run_dir),
-        "checkpoint": str(checkpoint_path(run_dir, "last")),
+        # as `dlbox evaluate` writes them: a path that is not UTF-8 as $'...' (json_path)
+        "run_dir": json_path(str(run_dir.resolve())),
+        "checkpoint": json_path(str(checkpoint_path(run_dir, "last").resolve())),
         "epoch": epoch,
         "device": str(device),
         "tta": config.tta,
-        "data": test_set.source,
+        "data": json_path(test_set.source),
         "versions": software_versions(device),  # what the numbers came from
         "from": "the trainer's final evaluation",
     })
