@@ -162,8 +162,28 @@ step() {
     return "$rc"
 }
 step scripts/setup.sh
-step .venv/bin/dlbox data fetch ${args[@]+"${args[@]}"}
+# The `dlbox ...` commands the steps print (hints, "resume with: ...") name the checkout's
+# .venv/bin/dlbox, which a fresh shell does not have on its PATH (review): say how to call it.
+shown_dlbox=""
+if [ "$(readlink -f "$(command -v dlbox 2>/dev/null || true)" 2>/dev/null || true)" \
+        != "$(readlink -f .venv/bin/dlbox)" ]; then
+    if [ "$caller" = "$PWD" ]; then shown_dlbox=.venv/bin/dlbox; else shown_dlbox=$PWD/.venv/bin/dlbox; fi
+fi
+activate="\`source .venv/bin/activate\` in $PWD puts"
+rc=0
+step .venv/bin/dlbox data fetch ${args[@]+"${args[@]}"} || rc=$?
+if [ "$rc" = 1 ]; then  # its hint names `dlbox data fetch`'s flags, which main.sh takes too
+    note="scripts/main.sh takes the same --from, --sha256 and --force"
+    if [ -n "$shown_dlbox" ]; then
+        note+="; the \`dlbox\` in the hint above is $shown_dlbox ($activate it on your PATH)"
+    fi
+    echo "note: $note" >&2
+fi
+if [ "$rc" != 0 ]; then exit "$rc"; fi
 trap - TERM HUP INT
+if [ -n "$shown_dlbox" ]; then
+    echo "note: the \`dlbox ...\` commands training prints are $shown_dlbox here ($activate dlbox on your PATH)" >&2
+fi
 # exec: training is this process, so a SIGTERM to it (kill, docker stop) stops training as
 # dlbox does, its state saved (a child was left training on its own).
 # shellcheck disable=SC2086

@@ -288,3 +288,40 @@ def test_main_sh_runs_through_a_link_and_takes_a_relative_dlbox_data_as_the_call
     assert result.returncode == 0, result.stderr
     assert log.read_text().splitlines() == [f"data fetch DLBOX_DATA={tmp_path}/d7",
                                             f"train DLBOX_DATA={tmp_path}/d7"]
+
+
+def test_main_sh_says_how_to_call_the_dlbox_its_steps_name(tmp_path: Path) -> None:
+    """Found by review: the hints a failed fetch and a stopped training print name `dlbox
+    data fetch --from ...`, `dlbox train --resume ...`, which a fresh shell has no `dlbox`
+    for (it is the checkout's .venv/bin/dlbox), and a failed fetch's did not say that
+    main.sh itself takes that --from."""
+    repo = _copy_script(tmp_path, "main.sh", {
+        "scripts/setup.sh": "exit 0\n",
+        ".venv/bin/dlbox": 'if [ "$1" = data ]; then echo "error: offline" >&2; '
+                           'echo "hint: dlbox data fetch --from FILE" >&2; exit 1; fi\n'
+                           'echo "resume with: dlbox train --resume R" >&2; exit 130\n',
+    })
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}  # no dlbox on the PATH
+    for cwd, shown in ((repo, ".venv/bin/dlbox"), (tmp_path, f"{repo}/.venv/bin/dlbox")):
+        failed = subprocess.run(["bash", str(repo / "scripts" / "main.sh")], cwd=cwd, env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert failed.returncode == 1
+        assert failed.stderr.splitlines()[-2:] == [
+            "hint: dlbox data fetch --from FILE",
+            "note: scripts/main.sh takes the same --from, --sha256 and --force; the `dlbox` "
+            f"in the hint above is {shown} (`source .venv/bin/activate` in {repo} puts it "
+            "on your PATH)"], failed.stderr
+    (repo / ".venv/bin/dlbox").write_text(
+        '#!/usr/bin/env bash\n[ "$1" = data ] && exit 0\n'
+        'echo "resume with: dlbox train --resume R" >&2; exit 130\n')
+    stopped = subprocess.run(["bash", str(repo / "scripts" / "main.sh")], cwd=repo, env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert stopped.returncode == 130
+    assert ("note: the `dlbox ...` commands training prints are .venv/bin/dlbox here "
+            f"(`source .venv/bin/activate` in {repo} puts dlbox on your PATH)"
+            in stopped.stderr.splitlines()), stopped.stderr
+    # with the venv's dlbox on the PATH (activated), no note
+    on_path = {**env, "PATH": f"{repo}/.venv/bin:/usr/bin:/bin"}
+    quiet = subprocess.run(["bash", str(repo / "scripts" / "main.sh")], cwd=repo, env=on_path,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert "note:" not in quiet.stderr, quiet.stderr
