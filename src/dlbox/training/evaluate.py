@@ -467,7 +467,11 @@ def merge_metrics(existing: dict[str, Any], final: dict[str, Any],
     mid-epoch carry its "step_in_epoch" in "final" too (review: they were paired with
     "epochs_completed" alone, as if they were that epoch's)."""
     merged = dict(existing)
-    merged["final"] = {**(existing.get("final") or {}), **final}
+    if not existing.get("final") and isinstance(evaluation.get("epoch"), int):
+        # the trainer wrote none: stopped before its first epoch ended (review: this final
+        # had no epochs_completed or finished)
+        merged["final"] = {"epochs_completed": evaluation["epoch"], "finished": False}
+    merged["final"] = {**(merged.get("final") or {}), **final}
     merged["final"].pop("step_in_epoch", None)
     if evaluation.get("step_in_epoch"):
         merged["final"]["step_in_epoch"] = evaluation["step_in_epoch"]
@@ -748,6 +752,21 @@ def not_while_training(run_dir: Path) -> Iterator[None]:
         yield
 
 
+def _note_unfinished(run_dir: Path, loaded: Any, checkpoint: str) -> None:
+    """Say that the run's last checkpoint is of a run that has not finished its epochs
+    (review: its report read as a finished run's)."""
+    epochs = getattr(loaded.config, "epochs", None)
+    done, steps = getattr(loaded, "epoch", None), getattr(loaded, "step_in_epoch", 0)
+    if checkpoint != "last" or not isinstance(epochs, int) or not isinstance(done, int) \
+            or done >= epochs:
+        return
+    at = (f"in epoch {done + 1} of {epochs} (after {steps} of its steps)" if steps
+          else f"after epoch {done} of {epochs}")
+    run = shell_quote(run_dir)
+    tell(f"note: {run} stopped {at}: these are its weights so far; `dlbox train --resume "
+         f"{run}` finishes it")
+
+
 def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: str = "auto",
                           quiet: bool = False, tta: bool | None = None,
                           checkpoint: str = "last", batch_size: int | None = None,
@@ -768,6 +787,7 @@ def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: s
                             foreign)
     for note in notes:  # after the classes: not said of data that is then refused
         tell(note)
+    _note_unfinished(run_dir, loaded, checkpoint)
     if tuple(dataset.classes) != classes:
         tell(f"note: the test data in {dataset.source} lists the run's classes in another "
              "order: each image is matched to the model's output of its class by name")
