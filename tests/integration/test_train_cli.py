@@ -775,7 +775,10 @@ def test_models_shows_each_recipes_parameter_count(capsys: pytest.CaptureFixture
     entries = {entry["name"]: entry for entry in json.loads(capsys.readouterr().out)}
     assert entries["resnet"]["params"] == wide  # unchanged: the default (GPU) recipe's
     assert entries["resnet"]["params_by_recipe"] == {"gpu": wide, "cpu": narrow}
-    assert entries["tutorial"]["params_by_recipe"] == {"gpu": 62006}
+    # both keys for every model (review: a script found no CPU recipe of `tiny`)
+    assert entries["tutorial"]["params_by_recipe"] == {"gpu": 62006, "cpu": 62006}
+    assert entries["tiny"]["recipes"]["cpu"] == entries["tiny"]["recipes"]["gpu"]
+    assert entries["resnet"]["recipes"]["cpu"]["width"] == 16
     assert main(["models"]) == EXIT_OK
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert f"{wide / 1e6:.2f}M gpu / {narrow / 1e6:.2f}M cpu" in rows["resnet"]

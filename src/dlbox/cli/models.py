@@ -22,10 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def describe(info: Any) -> dict[str, Any]:
     from dlbox.models.registry import default_model_for
 
-    recipes = {"gpu": info.recipe}
-    if info.cpu_recipe is not None:
-        recipes["cpu"] = info.cpu_recipe
-    params = info.params_by_recipe  # the same keys as "recipes"
+    # Both keys always (review: a script looking up the CPU recipe of `tiny` found none): the
+    # CPU's is the GPU's where the model has no recipe of its own for it.
+    recipes = {"gpu": info.recipe, "cpu": info.cpu_recipe or info.recipe}
+    params = info.params_by_recipe
+    params = {"gpu": params["gpu"], "cpu": params.get("cpu", params["gpu"])}
     return {
         "name": info.name,
         "params": params["gpu"],  # the default (GPU) recipe's, as before params_by_recipe
@@ -50,10 +51,13 @@ def params_text(entry: dict[str, Any]) -> str:
 
 
 def recipe_parts(entry: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, settings) per recipe: ("gpu", "16 ep, bs 512, lr 0.4"), or one "any"."""
+    """(label, settings) per recipe: ("gpu", "16 ep, bs 512, lr 0.4"), or one "any" where
+    the CPU's recipe is the GPU's."""
     parts = []
-    for kind, recipe in entry["recipes"].items():
-        label = kind if len(entry["recipes"]) > 1 else "any"
+    recipes = entry["recipes"]
+    one = recipes["gpu"] == recipes["cpu"]
+    for kind, recipe in ({"any": recipes["gpu"]} if one else recipes).items():
+        label = kind
         extra = "".join(f", {k} {v}" for k, v in recipe.items()
                         if k not in ("epochs", "batch_size", "lr", "schedule"))
         parts.append((label, f"{recipe['epochs']} ep, bs {recipe['batch_size']}, "
