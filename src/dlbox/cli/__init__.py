@@ -2,7 +2,7 @@
 
 Each command lives in its own module with `register(subparsers)`, which adds its parser
 and sets `func` (a callable taking the parsed args and returning an exit code).
-No logic lives here beyond the dispatch.
+No logic lives here beyond the dispatch, and telling a wrong command line (Parser).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ try:  # Ctrl-C while dlbox starts (review: a 30-line traceback from importlib, e
         import signal
         from collections.abc import Sequence
         from pathlib import Path
+        from typing import Any, NoReturn
 
         from dlbox import __version__
         from dlbox.cli.common import EXIT_SIGTERM, Terminated, sigterm_stops_cleanly
@@ -30,6 +31,7 @@ try:  # Ctrl-C while dlbox starts (review: a 30-line traceback from importlib, e
             EXIT_INTERNAL,
             EXIT_INTERRUPTED,
             DlboxError,
+            UsageError,
             first_line,
         )
         from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
@@ -55,8 +57,82 @@ COMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """dlbox's parser and its commands' (add_subparsers makes them of the same class): a
+    parse error is a UsageError, one `error:` line and a `hint:` naming the command's
+    --help, as every other bad value is told, not argparse's usage block (review: 9 lines
+    of it above `dlbox train`'s error); a mistyped command is told with the closest one."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, hint=f"`{self.prog} --help` says what it takes")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            raise UsageError(f"{self.prog} has no command '{value}'"
+                             + _did_you_mean(value, list(action.choices), quoted=True),
+                             hint=f"`{self.prog} --help` lists its commands")
+        super()._check_value(action, value)
+
+
+def _did_you_mean(given: str, known: list[str], quoted: bool = False) -> str:
+    """": did you mean 'train'?" for the name in `known` closest to `given`; "" for none.
+    Compared without case and leading dashes, which alone made --bogus a --gpus."""
+    import difflib  # only when a command line is wrong
+
+    def key(name: str) -> str:
+        return name.lstrip("-").lower()
+
+    by_key = {key(name): name for name in reversed(known)}  # the first of equal keys
+    close = difflib.get_close_matches(key(given), list(by_key), n=1, cutoff=0.7)
+    if not close:
+        return ""
+    name = by_key[close[0]]
+    return f": did you mean '{name}'?" if quoted else f": did you mean {name}?"
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    """The commands `parser` chooses between (fetch, check for `dlbox data`); [] for none."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> UsageError:
+    """The error for the arguments `parser` (the command chosen) did not take: the first
+    flag among them, named with the closest of the command's own flags (a flag of another
+    command is refused all the same), else argparse's words."""
+    flag = next((arg for arg in extra
+                 if len(arg) > 1 and arg[0] in parser.prefix_chars and arg != "--"
+                 and not parser._negative_number_matcher.match(arg)), None)
+    if flag is None:
+        return UsageError(f"unrecognized arguments: {' '.join(extra)}",
+                          hint=f"`{parser.prog} --help` says what it takes")
+    name = flag.split("=", 1)[0]
+    known = [option for action in parser._actions if action.help != argparse.SUPPRESS
+             for option in action.option_strings]
+    return UsageError(f"{parser.prog} has no flag {name}" + _did_you_mean(name, known),
+                      hint=f"`{parser.prog} --help` lists its flags")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments, or a UsageError: a flag or argument the command chosen does not take,
+    a command group (`dlbox data`) without its command."""
+    args, extra = parser.parse_known_args(argv)
+    chosen = chosen_parser(parser, args)
+    if extra:  # told as the command given's, not dlbox's (review)
+        raise _unrecognized(chosen, extra)
+    commands = _commands(chosen)
+    if chosen is not parser and commands:  # bare `dlbox` prints its help (below)
+        named = commands[0] if len(commands) == 1 else \
+            f"{', '.join(commands[:-1])} or {commands[-1]}"
+        raise UsageError(f"{chosen.prog} needs a command: {named}",
+                         hint=f"`{chosen.prog} --help` says what each does")
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dlbox",
         description=(
             "Deep learning that runs the same on any machine: check the host, get CIFAR-10, "
@@ -257,9 +333,11 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # said with the usage of the command given, not dlbox's (review)
-        chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args = _parse(parser, argv)
+    except UsageError as error:
+        report_error(error)
+        return error.exit_code
     _write_names_as_they_are(sys.stdout)
     if not getattr(args, "func", None):
         parser.print_help()
