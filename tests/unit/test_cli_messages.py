@@ -238,8 +238,8 @@ def test_a_path_starting_with_the_tilde_of_no_user_is_taken_as_it_is(
         assert capsys.readouterr().err.splitlines()[0] == said
     monkeypatch.setenv("DLBOX_DATA", "~dlbox-no-user/env")
     assert main(["data", "check"]) == 1
-    assert capsys.readouterr().err.startswith(
-        "error: no CIFAR-10 data found in ~dlbox-no-user/env")
+    assert capsys.readouterr().err.startswith(  # taken as it is: a folder that is not there
+        "error: $DLBOX_DATA (~dlbox-no-user/env) does not exist")
     assert not (tmp_path / "~dlbox-no-user").exists()
 
 

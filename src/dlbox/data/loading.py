@@ -12,6 +12,7 @@ test agree on labels even when a split lacks a class.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,13 @@ from dlbox.data.imagefolder import (
     load_image_folder,
     skipped_entries,
 )
-from dlbox.data.paths import check_data_dir_path, data_flag, fetch_from_copy, fetch_hint
+from dlbox.data.paths import (
+    DATA_ENV_VAR,
+    check_data_dir_path,
+    data_flag,
+    fetch_from_copy,
+    fetch_hint,
+)
 from dlbox.errors import DataError, DlboxError, NoDataError
 from dlbox.fileio import held_elsewhere
 from dlbox.text import listed, shell_quote, shown_name, tell
@@ -233,19 +240,34 @@ def _missing_data_dir_error(data_dir: Path, split: str | None) -> NoDataError | 
     said first, with both ways on, checking the path or fetching CIFAR-10 into it (review: it
     was only "no CIFAR-10 data found", with the hint to download it). None for a folder that
     exists, and for the one a bare command reads ($DLBOX_DATA, else the cache dir), not made
-    before a first `dlbox data fetch`."""
+    before a first `dlbox data fetch`, unless $DLBOX_DATA names it: that one is said not to
+    exist as --data is (review: a mistyped $DLBOX_DATA read as "no CIFAR-10 data found")."""
     where = data_flag(data_dir)
     try:
-        if not where or data_dir.exists() or data_dir.is_symlink():
+        if data_dir.exists() or data_dir.is_symlink():
             return None
     except OSError:
         return None
+    if not where:
+        return _missing_env_data_dir_error(data_dir)
     shown = shell_quote(data_dir)
     tree = (f"{shown}/test/<class>/<image>" if split == "test" else
             f"{shown}/train/<class>/<image>, with test/<class>/ beside train/")
     return NoDataError(f"--data {shown_name(data_dir)} does not exist", data_dir,
                        hint=f"check the path (an image tree is {tree}), or fetch CIFAR-10 into "
                             f"it: `dlbox data fetch{where}` (offline: {fetch_from_copy(where)})")
+
+
+def _missing_env_data_dir_error(data_dir: Path) -> NoDataError | None:
+    """The data dir a bare command reads, when $DLBOX_DATA names it and it does not exist;
+    None for the user cache dir (not made before a first `dlbox data fetch`)."""
+    env = os.environ.get(DATA_ENV_VAR, "")
+    if not env.strip():
+        return None
+    return NoDataError(f"${DATA_ENV_VAR} ({shown_name(env)}) does not exist", data_dir,
+                       hint=f"point ${DATA_ENV_VAR} at the folder that holds your data (or "
+                            "unset it, for the user cache dir), or fetch CIFAR-10 into it: "
+                            f"`dlbox data fetch` (offline: {fetch_from_copy('')})")
 
 
 def _other_folders_with_images(folder: Path) -> bool:

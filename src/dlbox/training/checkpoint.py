@@ -47,7 +47,7 @@ from dlbox.fileio import (
     unsearchable_folder,
     write_through_memory,
 )
-from dlbox.text import plural
+from dlbox.text import plural, shell_quote
 from dlbox.training.config import TrainConfig
 from dlbox.training.device import amp_dtype, is_out_of_memory, resolve_device
 from dlbox.training.inputs import prepare_batch
@@ -499,7 +499,8 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
                               f"{run_dir / 'checkpoints' / 'last.pt'} cannot be read either",
                               hint=RESTORE_OR_TRAIN)
         raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, so it is not a dlbox run directory",
-                          hint="pass a directory made by `dlbox train`")
+                          hint=runs_inside_hint(run_dir) or "pass a directory made by `dlbox "
+                                                            "train`")
     try:
         data = read_json(path)
     except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
@@ -516,6 +517,37 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     except (ValueError, TypeError) as error:
         raise RunDirError(f"{path} is not a valid run config ({first_line(error)})",
                           hint=config_damaged_hint(run_dir)) from None
+
+
+RUNS_SHOWN = 3
+
+
+def runs_inside(folder: Path) -> list[Path]:
+    """The runs (sub-folders with a config.json) in `folder`, newest first (by the time of
+    their config.json); [] when it cannot be listed."""
+    found: list[tuple[float, str, Path]] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir() and (config := Path(entry.path) / CONFIG_FILE).is_file():
+                        found.append((config.stat().st_mtime, entry.name, folder / entry.name))
+    except OSError:
+        return []
+    return [path for _, _, path in sorted(found, reverse=True)]
+
+
+def runs_inside_hint(folder: Path) -> str | None:
+    """For the folder that holds the runs (`runs`), passed as a run: the runs in it, newest
+    first, to pass one of (review: it said only "pass a directory made by `dlbox train`");
+    None when it holds none."""
+    runs = runs_inside(folder)
+    if not runs:
+        return None
+    shown = ", ".join(shell_quote(run) for run in runs[:RUNS_SHOWN])
+    more = f", and {len(runs) - RUNS_SHOWN} more" if len(runs) > RUNS_SHOWN else ""
+    return (f"it holds {plural(len(runs), 'run')}: pass "
+            f"{'it' if len(runs) == 1 else 'one of them'}: {shown}{more}")
 
 
 def missing_checkpoint_hint(run_dir: Path, checkpoint: str, checkpoint_every: int = 1) -> str:

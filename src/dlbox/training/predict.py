@@ -35,7 +35,7 @@ from dlbox.data.images import (
 )
 from dlbox.data.layout import IMAGE_EXTENSIONS, IMAGE_EXTENSIONS_TEXT
 from dlbox.errors import DlboxError, RunDirError, UsageError, first_line
-from dlbox.text import json_path, plural, reason_and_fix, tell
+from dlbox.text import json_path, plural, reason_and_fix, shell_quote, tell
 from dlbox.training.checkpoint import check_tta
 from dlbox.training.evaluate import (
     build_model_fn,
@@ -277,6 +277,35 @@ STDIN_IMAGE = ("images are read from files, not from stdin (-)",
                "save the image to a file and pass its path (a file named - is ./-)")
 
 
+URL_SCHEMES = ("http://", "https://", "ftp://")
+NOT_A_URL = "dlbox predict reads local image files, not URLs"
+
+
+def url_failure(path: str, run_dir: str | os.PathLike[str] | None = None,
+                ) -> PredictionFailure | None:
+    """An http(s) or ftp URL that is no local path (review: it read "no such file; check the
+    path"): a failure with the download to make first, into a file named for the URL's last
+    part, and the predict command to run on it; a password in the URL shown as ***. None
+    for anything else."""
+    import urllib.parse
+
+    from dlbox.data.fetch import redact_url
+
+    if not path.lower().startswith(URL_SCHEMES) or os.path.lexists(path):
+        return None
+    shown = redact_url(path)
+    try:
+        name = urllib.parse.unquote(urllib.parse.urlsplit(path).path).rsplit("/", 1)[-1]
+    except ValueError:  # a malformed URL (an unclosed [ in its host)
+        name = ""
+    name = name if name.strip() and name not in (".", "..") else "image.jpg"
+    run = "RUN_DIR" if run_dir is None else shell_quote(run_dir)
+    return PredictionFailure(shown, NOT_A_URL,
+                             f"download it first: curl -L -o {shell_quote(name)} "
+                             f"{shell_quote(shown)}, then dlbox predict {run} "
+                             f"{shell_quote(name)}")
+
+
 NAMED_FILES_ARE_TRIED = "a file named itself is tried whatever its extension"
 NO_IMAGES_IN_FOLDER = f"pass image files, or a folder that holds some ({NAMED_FILES_ARE_TRIED})"
 
@@ -290,6 +319,7 @@ def skipped_in_folder(skipped: Sequence[str]) -> str:
 
 
 def expand_image_paths(paths: ImagePaths, notes: list[str] | None = None,
+                       run_dir: str | os.PathLike[str] | None = None,
                        ) -> list[str | PredictionFailure]:
     """The image files `paths` stand for, in order, as `dlbox predict` reads its arguments:
     a folder is the images in it and its sub-folders (images_in_folder), a pattern the files
@@ -297,7 +327,8 @@ def expand_image_paths(paths: ImagePaths, notes: list[str] | None = None,
     spelling of stdin), a folder without images, one that cannot be listed, and a pattern
     that matches nothing are PredictionFailures in place. `notes` collects a note for each
     folder that passed over files for their extension (.avif, .heic, none), as `dlbox data
-    check` notes what it skips."""
+    check` notes what it skips. A URL (http, https, ftp) that is no local path fails with
+    the download to make first (url_failure; `run_dir` for the predict command it gives)."""
     expanded: list[str | PredictionFailure] = []
     for path in one_or_many(paths):
         if not path.strip():
@@ -305,6 +336,10 @@ def expand_image_paths(paths: ImagePaths, notes: list[str] | None = None,
             continue
         if path == "-":
             expanded.append(PredictionFailure(path, *STDIN_IMAGE))
+            continue
+        url = url_failure(path, run_dir)
+        if url is not None:  # before the patterns: a URL's ? is no wildcard
+            expanded.append(url)
             continue
         for found in expand_pattern(path):
             if isinstance(found, PredictionFailure) or not is_folder(found):
@@ -348,7 +383,7 @@ def predict_images(run_dir: str | os.PathLike[str], paths: ImagePaths, device: s
     if fit not in FITS:
         raise UsageError(f"unknown fit '{fit}'", hint=f"use one of {', '.join(FITS)}")
     notes: list[str] = []
-    entries = expand_image_paths(paths, notes)
+    entries = expand_image_paths(paths, notes, run_dir)
     with out_of_memory_is_an_error(device, "predicting"):
         loaded, resolved = load_run_model(Path(run_dir), device, checkpoint)
         model_fn = build_model_fn(loaded, resolve_tta(tta, loaded.config))
