@@ -808,3 +808,24 @@ def test_fetch_without_a_terminal_prints_download_progress_as_plain_lines(
     # (a copy, not the official archive: its batches are read through, which takes seconds)
     assert last == ("checking the batches (not the official archive: its contents are read "
                     "through)")
+
+
+def test_check_json_names_its_folders_as_evaluate_does(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: `data check --json` gave data_dir and root as typed (relative) and a
+    name that is not UTF-8 as lone surrogates ("\\udcff": jq turns them into U+FFFD), where
+    `dlbox evaluate --json` gives them absolute and as $'...' (text.json_path)."""
+    import os
+
+    from dlbox.data.synthetic import write_fake_cifar10
+
+    data = tmp_path / os.fsdecode(b"d\xffata")
+    write_fake_cifar10(data, 20, 10)
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "check", "--data", os.fsdecode(b"d\xffata"), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "\\udc" not in out
+    report = json.loads(out)
+    assert report["data_dir"] == f"$'{tmp_path}/d\\xffata'"
+    assert report["root"] == f"$'{tmp_path}/d\\xffata/cifar-10-batches-py'"

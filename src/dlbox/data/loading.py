@@ -53,7 +53,7 @@ from dlbox.data.paths import (
 )
 from dlbox.errors import DataError, DlboxError, NoDataError
 from dlbox.fileio import held_elsewhere
-from dlbox.text import listed, shell_quote, shown_name, tell
+from dlbox.text import json_path, listed, shell_quote, shown_name, tell
 
 
 @dataclass(frozen=True)
@@ -596,9 +596,11 @@ class DataReport:
     def to_json(self) -> dict[str, object]:
         return {
             "ok": self.ok,
-            "data_dir": str(self.data_dir),
+            # as evaluate's --json names its folders: absolute, a name that is not UTF-8
+            # as $'...' (review: as typed, and as lone surrogates that jq cannot read)
+            "data_dir": json_path(str(self.data_dir.absolute())),
             "layout": self.layout.kind if self.layout else None,
-            "root": str(self.layout.root) if self.layout else None,
+            "root": json_path(str(self.layout.root.absolute())) if self.layout else None,
             "classes": list(self.classes),
             "archive_sha256": self.archive_sha256,
             "files": [{"name": f.name, "ok": f.ok, "detail": f.detail, "count": f.count,
