@@ -174,3 +174,22 @@ def test_tag_without_container_is_a_usage_error(tmp_path: Path) -> None:
         "error: --tag myimage:latest names the image for --container, which is not given",
         "hint: add --container to run Jupyter in that image, or leave --tag out"]
     assert "starting" not in result.stdout
+
+
+def test_a_notebook_file_given_as_notebook_dir_is_told_to_pass_its_folder(
+        tmp_path: Path) -> None:
+    """Found by review: `--notebook-dir nbdir/first_pytorch_classifier.ipynb` (the notebook
+    itself) was "not a directory" with the hint to create it, though it exists."""
+    from dlbox.errors import UsageError
+
+    notebook = tmp_path / "nbdir" / "first_pytorch_classifier.ipynb"
+    notebook.parent.mkdir()
+    notebook.write_text("{}")
+    with pytest.raises(UsageError) as refused:
+        resolve_notebook_dir(str(notebook))
+    assert refused.value.message == f"--notebook-dir {notebook} is a file, not a directory"
+    assert refused.value.hint == (f"pass the folder that holds it: --notebook-dir "
+                                  f"{notebook.parent}")
+    with pytest.raises(UsageError) as missing:
+        resolve_notebook_dir(str(tmp_path / "none"))
+    assert "create it" in (missing.value.hint or "")

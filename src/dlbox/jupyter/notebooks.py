@@ -32,7 +32,7 @@ from dlbox.jupyter.kernel import (
     unfinished_run_note,
 )
 from dlbox.jupyter.settings import NOTEBOOK_NAME
-from dlbox.text import tell
+from dlbox.text import shell_quote, tell
 
 __all__ = [
     "COPIED_DIGEST_FILE", "checkout_notebooks_dir", "copy_packaged_notebook",
@@ -79,6 +79,10 @@ def resolve_notebook_dir(arg: str | Path | None, cwd: Path | None = None) -> Pat
         path = expand_user(arg)  # a relative one needs the current folder
         directory = (path if path.is_absolute()
                      else current_folder(_FOLDER_GONE_HINT) / path).resolve()
+        if directory.is_file():  # the notebook itself, most likely (review: "create it")
+            raise UsageError(f"--notebook-dir {arg} is a file, not a directory",
+                             hint="pass the folder that holds it: --notebook-dir "
+                                  f"{shell_quote(directory.parent)}")
         if not directory.is_dir():
             raise UsageError(f"--notebook-dir {arg} is not a directory",
                              hint="create it, or leave --notebook-dir out to serve dlbox's "
