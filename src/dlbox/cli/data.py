@@ -24,7 +24,7 @@ from dlbox.data.fetch import (
 )
 from dlbox.data.layout import IMAGE_EXTENSIONS_TEXT
 from dlbox.data.paths import DATA_ENV_VAR, check_data_dir_path, data_flag, resolve_data_dir
-from dlbox.errors import EXIT_USAGE, DataError
+from dlbox.errors import DataError
 from dlbox.text import listed, shell_quote, shown_name
 
 if TYPE_CHECKING:  # dlbox.data.loading imports torch: `dlbox data check` loads it when run
@@ -71,12 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=run_check)
 
-    parser.set_defaults(func=run, data_parser=parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    args.data_parser.print_help(sys.stderr)
-    return EXIT_USAGE
+    # `dlbox data` without its command: cli._parse says which it takes
 
 
 def run_fetch(args: argparse.Namespace) -> int:

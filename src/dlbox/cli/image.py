@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Package a deep-learning project and its dependencies into a Docker image "
                     "whose framework build runs on the target host, and run commands in it.",
     )
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    # `dlbox image` without its command: cli._parse says which it takes
     actions = parser.add_subparsers(dest="image_command", metavar="ACTION")
     _register_build(actions)
     _register_run(actions)
