@@ -1213,6 +1213,7 @@ def test_evaluating_a_run_stopped_in_its_first_epoch_says_it_is_unfinished(
     """Found by review: `dlbox evaluate` of a run stopped in epoch 1 of 2 printed its report
     as a finished run's, and the metrics.json it made (the trainer had written none) had no
     epochs_completed or finished in its final."""
+    from dlbox.cli import main
     from dlbox.training.evaluate import evaluate_run
 
     run = tmp_path / "run"
@@ -1221,15 +1222,18 @@ def test_evaluating_a_run_stopped_in_its_first_epoch_says_it_is_unfinished(
               stop=lambda epoch, step: epoch == 1 and step == 3)
     assert not (run / "metrics.json").exists()
     capsys.readouterr()
-    evaluate_run(run, device="cpu", quiet=True)
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0
     assert (f"note: {run} stopped in epoch 1 of 2 (after 3 of its steps): these are its "
             f"weights so far; `dlbox train --resume {run}` finishes it"
             in capsys.readouterr().err.splitlines())
     final = read_json(run / "metrics.json")["final"]
     assert (final["epochs_completed"], final["finished"], final["step_in_epoch"]) == (0, False, 3)
+    # the Python API (the notebook's test cell, which says it in its own words): no note
+    evaluate_run(run, device="cpu", quiet=True)
+    assert "note:" not in capsys.readouterr().err
     # a finished run: no note
     whole = train(tiny_config(fake_cifar_dir, tmp_path / "whole"), progress=False,
                   evaluate_at_end=False)
     capsys.readouterr()
-    evaluate_run(whole, device="cpu", quiet=True)
+    assert main(["evaluate", str(whole), "--device", "cpu"]) == 0
     assert "note:" not in capsys.readouterr().err

@@ -49,8 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dlbox.training.checkpoint import checkpoint_path
-    from dlbox.training.evaluate import check_report_checkpoint, evaluate_run, output_folder
+    from dlbox.text import tell
+    from dlbox.training.checkpoint import checkpoint_path, read_run_config
+    from dlbox.training.evaluate import (
+        check_report_checkpoint,
+        evaluate_run,
+        output_folder,
+        unfinished_note,
+    )
 
     # Empty paths are refused before anything is read or written (the run's lock file
     # included): RUN_DIR "" would be ".", --data "" the default data dir.
@@ -68,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate_run(args.run_dir, data_dir=data_dir, device=args.device,
                            quiet=args.json, tta=args.tta, checkpoint=args.checkpoint,
                            output=output)  # SIGTERM: main()'s handler, exit 143
+    if args.checkpoint == "last" and (note := unfinished_note(
+            args.run_dir, getattr(read_run_config(args.run_dir), "epochs", None), metrics)):
+        tell(note)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -752,19 +752,19 @@ def not_while_training(run_dir: Path) -> Iterator[None]:
         yield
 
 
-def _note_unfinished(run_dir: Path, loaded: Any, checkpoint: str) -> None:
-    """Say that the run's last checkpoint is of a run that has not finished its epochs
-    (review: its report read as a finished run's)."""
-    epochs = getattr(loaded.config, "epochs", None)
-    done, steps = getattr(loaded, "epoch", None), getattr(loaded, "step_in_epoch", 0)
-    if checkpoint != "last" or not isinstance(epochs, int) or not isinstance(done, int) \
-            or done >= epochs:
-        return
+def unfinished_note(run_dir: str | Path, epochs: object, evaluation: dict[str, Any]
+                    ) -> str | None:
+    """`dlbox evaluate`'s note on an evaluation (its document) of a run that has not finished
+    its `epochs` (review: its report read as a finished run's); None for a finished one.
+    (The notebook says it in its own words: jupyter.kernel.unfinished_run_note.)"""
+    done, steps = evaluation.get("epoch"), evaluation.get("step_in_epoch") or 0
+    if not isinstance(epochs, int) or not isinstance(done, int) or done >= epochs:
+        return None
     at = (f"in epoch {done + 1} of {epochs} (after {steps} of its steps)" if steps
           else f"after epoch {done} of {epochs}")
     run = shell_quote(run_dir)
-    tell(f"note: {run} stopped {at}: these are its weights so far; `dlbox train --resume "
-         f"{run}` finishes it")
+    return (f"note: {run} stopped {at}: these are its weights so far; `dlbox train --resume "
+            f"{run}` finishes it")
 
 
 def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: str = "auto",
@@ -787,7 +787,6 @@ def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: s
                             foreign)
     for note in notes:  # after the classes: not said of data that is then refused
         tell(note)
-    _note_unfinished(run_dir, loaded, checkpoint)
     if tuple(dataset.classes) != classes:
         tell(f"note: the test data in {dataset.source} lists the run's classes in another "
              "order: each image is matched to the model's output of its class by name")
