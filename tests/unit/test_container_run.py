@@ -642,6 +642,25 @@ def test_a_command_the_image_cannot_start_is_named() -> None:
     assert not_runnable(b"sh: 1: foo: not found\n", options) is None  # the command's own 127
 
 
+def test_a_folder_of_the_project_run_as_the_command_is_named_a_folder(tmp_path: Path) -> None:
+    """Found by review: `dlbox image run -- /workspace/src` (a folder) was told to run it
+    through python3 or sh, or to chmod +x it: tini says "Permission denied" of a folder
+    too, so the project's own copy tells them apart."""
+    from dlbox.container.run import not_runnable
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "run.sh").write_text("echo\n")
+    options = RunOptions(image="proj:latest", here=tmp_path)
+    folder = not_runnable(b"[FATAL tini (7)] exec /workspace/src failed: Permission denied\n",
+                          options)
+    assert folder is not None and folder.exit_code == 126
+    assert folder.message.startswith("/workspace/src is a folder in proj:latest, not a command")
+    assert "chmod" not in (folder.hint or "") and "-- ls /workspace/src" in (folder.hint or "")
+    script = not_runnable(b"[FATAL tini (7)] exec ./run.sh failed: Permission denied\n",
+                          options)
+    assert script is not None and "chmod +x" in (script.hint or "")
+
+
 def test_image_run_defaults_to_the_current_projects_image(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dlbox.container.run import default_run_image

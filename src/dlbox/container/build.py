@@ -106,6 +106,7 @@ from dlbox.container.smoke import SmokeResult, require_smoke_ok, run_smoke
 from dlbox.container.spec import FrameworkBuild, ImageSpec, default_tag
 from dlbox.container.tags import (
     deps_stage_image,
+    deps_step_images,
     deps_tag,
     drop_failed,
     failed_tag,
@@ -389,6 +390,41 @@ def check_request(request: BuildRequest) -> None:
     if request.lock_path is not None and expand_user(request.lock_path).is_dir():
         raise UsageError(f"--lock {request.lock_path} is a folder; pass a file path",
                          hint=f"e.g. --lock {request.lock_path / LOCK_FILE}")
+
+
+def _reference_key(reference: str) -> str:
+    """An image name as the engine keys it: NAME:TAG, `latest` when no tag is given, Docker
+    Hub's docker.io/ (and library/) left off; a digest reference as it is."""
+    if "@" in reference:
+        return reference
+    repository, name = engine.split_tag(reference)
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/",
+                   "index.docker.io/"):
+        if repository.startswith(prefix):
+            repository = repository[len(prefix):]
+            break
+    return f"{repository}:{name}"
+
+
+def refuse_tag_of_base(tags: Sequence[str], base_image: str, given: bool = True,
+                       project_name: str = "PROJECT") -> None:
+    """UsageError for a tag of the build that names its own base image (review: `--base-image
+    revnb-base:1 --tag revnb-base:1` took the base's name over, and the next build on it
+    started FROM the project's image, its user and venv there already, and failed with
+    "Permission denied: '/opt/venv/pyvenv.cfg'"). `given`: the tags are --tag's, not the
+    default ones."""
+    for tag in tags:
+        if _reference_key(tag) != _reference_key(base_image):
+            continue
+        what = f"--tag {tag}" if given else f"the image's default tag {tag}"
+        other = f"{project_name}:latest"
+        if _reference_key(other) == _reference_key(base_image):
+            other = f"{project_name}-app:latest"
+        raise UsageError(f"{what} names the build's base image {base_image}: the build would "
+                         f"take that name from it, and the next build on {base_image} would "
+                         "start from this image",
+                         hint=f"pass another --tag (e.g. --tag {other}), so the base image "
+                              "keeps its name")
 
 
 def plan(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> Plan:
@@ -826,6 +862,13 @@ def build_image(request: BuildRequest, log: Log = print,
         # Said now too, not only after the build: a dataset copied into the image takes
         # minutes and gigabytes, and Ctrl-C here costs nothing (nothing is copied yet).
         log(f"note: {size}")
+    # refused before anything is built: a tag that names the base image the build uses (as
+    # _lock picks it for a new entry; the default tags are all known once the framework
+    # build is: checked again below)
+    refuse_tag_of_base([request.tag] if request.tag else [f"{project.image_name}:latest"],
+                       entry.base_image if entry is not None
+                       else p.base_image or default_base_image(first_choice(p)),
+                       request.tag is not None, project.image_name)
     with tempfile.TemporaryDirectory(prefix="dlbox-build-") as tmp_name:
         tmp = Path(tmp_name)
         if entry is None:
@@ -856,6 +899,7 @@ def build_image(request: BuildRequest, log: Log = print,
             f"({context.bytes // 2**20} MiB context)")
         tags = [request.tag] if request.tag else [
             default_tag(project.image_name, spec.framework), f"{project.image_name}:latest"]
+        refuse_tag_of_base(tags, spec.base_image, request.tag is not None, project.image_name)
         output: list[str] = []  # kept when the build fails: it names the images it made
         try:
             result = engine.build(client, context.path, nocache=request.no_cache,
@@ -950,8 +994,19 @@ def _after_failed_build(client: Any, log: Sequence[str], name: str,
     """A build that failed after its deps stage: the stage is kept as NAME:TAG-failed-deps
     (named in `error`'s hint), and the image of the last step that ended, which nothing
     names or builds on (the engine keeps it, with the gigabytes of the venv's copy), is
-    removed; that of a step that an image still builds on stays."""
+    removed; that of a step that an image still builds on stays. One that failed inside the
+    stage (pip's install): the images its finished steps left (the wheelhouse's copy: up to
+    gigabytes, which nothing reuses after a --relock) are removed, newest first, each alone,
+    until one that an image or a container still uses; the system and venv stages under
+    them, the cache of any build on the base, stay. One that failed before the stage keeps
+    its steps' images, that cache."""
     try:
+        if deps_stage_image(log) is None:  # it failed inside the stage, or before it
+            for image in reversed(deps_step_images(log)):
+                if engine.remove_replaced_image(client, image, None, prune=False) \
+                        != "removed":
+                    break
+            return
         kept = _keep_failed_deps(client, log, name)
         if kept is None:
             return

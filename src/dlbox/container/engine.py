@@ -350,11 +350,13 @@ def tag_image(client: Any, image_id: str, tags: Sequence[str]) -> None:
             raise engine_error(error) from None
 
 
-def remove_replaced_image(client: Any, image_id: str, label: str | None) -> str:
+def remove_replaced_image(client: Any, image_id: str, label: str | None, *,
+                          prune: bool = True) -> str:
     """Remove an image that a new build took its tags from, if it is now untagged and carries
     `label` (dlbox built it: dlbox.project on an image, dlbox.stage on a deps stage; None:
-    the tag alone says so): "removed", "in use" (a container still uses it), or "kept"
-    (tagged elsewhere, not dlbox's, or already gone), or "not removed": the engine did not
+    the tag alone says so), with (`prune`) the untagged parents that nothing else builds on,
+    as `docker rmi` does: "removed", "in use" (a container, or an image, builds on it), or
+    "kept" (tagged elsewhere, not dlbox's, or already gone), or "not removed": the engine did not
     answer in time, or the connection dropped (a warning, with the `docker rmi` to run later,
     is told: this is cleanup, which must not fail the build or the error it reports)."""
     import docker
@@ -365,7 +367,7 @@ def remove_replaced_image(client: Any, image_id: str, label: str | None) -> str:
                                                 and label not in image_labels(data)):
         return "kept"
     try:
-        client.api.remove_image(image_id)
+        client.api.remove_image(image_id, **({} if prune else {"noprune": True}))
     except docker.errors.APIError as error:
         if getattr(error, "status_code", None) == 409:
             return "in use"
@@ -529,11 +531,15 @@ class CommandNotRunnable(ContainerError):
     code is the one a shell, and `docker run`, give: 127, or 126 for a file it may not run."""
 
     def __init__(self, command: str, why: str, image: str, project_in: str | None,
-                 shebang: tuple[str, str] | None = None) -> None:
+                 shebang: tuple[str, str] | None = None, *, folder: bool = False) -> None:
         """`project_in`: where a dlbox image keeps the project's files; None for an image
         dlbox did not build. `shebang`: the file's #! line and its path on this machine, for
         a script of the project (review: a missing interpreter, or a #! line with a CR at
-        its end, was "there is no command ./x.py" though the file is there)."""
+        its end, was "there is no command ./x.py" though the file is there). `folder`: the
+        command is a folder (the project's copy of it is one); a path ending in / is one too.
+        tini ("exec /workspace/src failed: Permission denied") and runc (`exec: "/etc":
+        permission denied`) say the same of a folder as of a file without the x bit, so the
+        message alone cannot tell them apart."""
         self.exit_code = 126 if "permission denied" in why.lower() else 127
         if shebang is not None and self.exit_code == 127:
             line, here = shebang
@@ -552,7 +558,12 @@ class CommandNotRunnable(ContainerError):
                                   f"{command}), or change its #! line (#!/usr/bin/env "
                                   "python3) and build again")
             return
-        if self.exit_code == 126:
+        if self.exit_code == 126 and (folder or command.endswith("/")):
+            # review: a folder was told to run through python3 or sh, or to be chmod +x
+            super().__init__(f"{command} is a folder in {image}, not a command ({why})",
+                             hint=f"name a command to run instead: -- ls {command}, or -- "
+                                  f"python3 {command.rstrip('/')}/main.py for a script in it")
+        elif self.exit_code == 126:
             rebuild = ", or chmod +x it in the project and build again" if project_in else ""
             super().__init__(f"{command} is not executable in {image} ({why})",
                              hint=f"run it through its interpreter (-- python3 {command} or "

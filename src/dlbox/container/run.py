@@ -891,18 +891,27 @@ class RunOutcome:
     problem: ContainerError | None = None  # why the image could not start it, if it could not
 
 
-def project_script(command: str, here: Path | None) -> tuple[str, str] | None:
-    """The #! line (a CR at its end kept) and the path on this machine of the project's
-    script that `command` names in the image (./train.py, tools/x.py, /workspace/x.py), when
-    dlbox runs in the project; None for another command, or a file with no #! line."""
-    if here is None or "/" not in command:  # a bare name is looked up on PATH
+def project_path(command: str, here: Path | None) -> Path | None:
+    """The path on this machine of what `command` names in the project's copy in the image
+    (./train.py, tools/x.py, /workspace/src), when dlbox runs in the project; None for a
+    bare name (looked up on PATH) or a path outside the project."""
+    if here is None or "/" not in command:
         return None
     path = PurePosixPath(command)
     if path.is_absolute():
         if not path.is_relative_to(S.WORKDIR):
             return None
         path = path.relative_to(S.WORKDIR)
-    script = here / path
+    return here / path
+
+
+def project_script(command: str, here: Path | None) -> tuple[str, str] | None:
+    """The #! line (a CR at its end kept) and the path on this machine of the project's
+    script that `command` names in the image (project_path), when dlbox runs in the
+    project; None for another command, or a file with no #! line."""
+    script = project_path(command, here)
+    if script is None:
+        return None
     try:
         with open(script, "rb") as file:
             first = file.readline(512)
@@ -942,4 +951,6 @@ def not_runnable(stderr_tail: bytes, options: RunOptions, exit_code: int = 127,
                               f"project's files changed since {options.image} was built, so "
                               "it may lack the file, or have another version of it",
                               hint=f"rebuild it first: {rebuild}")
-    return engine.CommandNotRunnable(command, why, options.image, S.WORKDIR, shebang)
+    found = project_path(command, options.here)  # a folder of the project (review)
+    return engine.CommandNotRunnable(command, why, options.image, S.WORKDIR, shebang,
+                                     folder=found is not None and found.is_dir())

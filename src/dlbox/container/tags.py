@@ -65,6 +65,26 @@ def last_step_image(log: Sequence[str]) -> str | None:
     return images[-1] if images else None
 
 
+_DEPS_STAGE_START = re.compile(r"^Step \d+/\d+ : FROM venv AS deps$")
+
+
+def deps_step_images(log: Sequence[str]) -> list[str]:
+    """The images of the deps stage's steps that ended (the lock's COPY, the wheelhouse's),
+    from the engine's build output, oldest first; not its FROM's (the venv stage's image).
+    Empty when the build did not reach the stage."""
+    images: list[str] | None = None
+    for line in log:
+        text = line.strip()
+        if _FINAL_STAGE.match(text):  # the image stage begins: the deps stage ended
+            break
+        if _DEPS_STAGE_START.match(text):
+            images = []
+        elif images is not None and (found := last_step_image([text])):
+            images.append(found)
+    # the FROM's own ` ---> ID` is the first after its line
+    return images[1:] if images else []
+
+
 def _side_tag(tag: str, suffix: str) -> str:
     """`p1:cpu` -> `p1:cpu-SUFFIX`: a name beside the image's (its deps stage, a failed
     build); the tag part stays within the engine's 128 characters."""
