@@ -901,9 +901,10 @@ def test_resume_without_evaluate_names_an_evaluation_of_an_earlier_epoch(
     assert read_json(run_dir / "metrics.json")["evaluation"]["epoch"] == 1
     capsys.readouterr()
     assert main(["train", "--resume", str(run_dir), "--no-evaluate", "--no-progress"]) == EXIT_OK
+    # weights from the middle of epoch 2 (review: they were said to be "of epoch 1")
     assert (f"note: predictions.csv, the confusion matrix and metrics.json's evaluation in "
-            f"{run_dir} are of epoch 1; `dlbox evaluate {run_dir}` brings them to epoch 3"
-            in capsys.readouterr().err)
+            f"{run_dir} are of the run as it stopped in epoch 2 (after 1 of its steps); "
+            f"`dlbox evaluate {run_dir}` brings them to epoch 3" in capsys.readouterr().err)
     assert main(["evaluate", str(run_dir)]) == EXIT_OK
     assert read_json(run_dir / "metrics.json")["evaluation"]["epoch"] == 3
 

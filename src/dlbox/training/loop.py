@@ -1414,13 +1414,17 @@ def _note_an_older_evaluation(run_dir: Path, epoch: int) -> None:
     """--no-evaluate after a resume: an evaluation of an earlier epoch (a `dlbox evaluate`
     of the stopped run) is still in the run's files; say so, since nothing else does."""
     try:
-        evaluated = (read_json(run_dir / METRICS_FILE).get("evaluation") or {}).get("epoch")
+        evaluation = read_json(run_dir / METRICS_FILE).get("evaluation") or {}
+        evaluated, steps = evaluation.get("epoch"), evaluation.get("step_in_epoch")
     except (OSError, ValueError, AttributeError):
         return
     if isinstance(evaluated, int) and evaluated < epoch:
+        # weights from the middle of an epoch are not "of epoch 0" (review)
+        of = (f"the run as it stopped in epoch {evaluated + 1} (after {steps} of its steps)"
+              if isinstance(steps, int) and steps > 0 else f"epoch {evaluated}")
         tell(f"note: predictions.csv, the confusion matrix and metrics.json's evaluation in "
-             f"{run_dir} are of epoch {evaluated}; `dlbox evaluate {shell_quote(run_dir)}` "
-             f"brings them to epoch {epoch}")
+             f"{run_dir} are of {of}; `dlbox evaluate {shell_quote(run_dir)}` brings them to "
+             f"epoch {epoch}")
 
 
 def _report(run_dir: Path, config: TrainConfig, device: torch.device, test_set: ImageDataset,
