@@ -77,7 +77,9 @@ CELLS = [
     NUM_TRAIN = None     # how many training images to use (None: all of them)
     NUM_TEST = None      # how many test images to use (None: all of them)
     EPOCHS = 2           # passes over the training images
-    MODEL = "tutorial"   # "tutorial" (the PyTorch tutorial's network) or "resnet" (better, slower)
+    MODEL = "tutorial"   # "tutorial" (the PyTorch tutorial's network), "resnet" (better,
+                         # slower), "speedrun" or "speedrun-long" (fast CNNs, made for a GPU),
+                         # "tiny" (a very small network, for a quick try): see `dlbox models`
     DEVICE = "auto"      # "auto": the GPU if there is one, else the CPU; or "cpu", "cuda"
     SEED = 0             # the same seed gives the same run on the same machine
     MY_IMAGE = None      # a photo of yours to classify (a path); None: draw one
@@ -149,8 +151,11 @@ CELLS = [
     image, an index into `classes`.
     """),
     code("""
+    from dlbox.jupyter.notebooks import check_made_with
     from dlbox.training.loop import load_split
 
+    if synthetic:  # the setup cell made it for its NUM_TRAIN, NUM_TEST and SEED
+        check_made_with(made_with, NUM_TRAIN, NUM_TEST, SEED)
     train_set = load_split(data_dir, "train", NUM_TRAIN, refuse_short=True)
     test_set = load_split(data_dir, "test", NUM_TEST, refuse_short=True)
     classes = train_set.classes
@@ -197,11 +202,12 @@ CELLS = [
         print(f"{info.name:13s} {count:>10,} parameters   {info.description}")
     """),
     md("""
-    `tutorial` is the network of PyTorch's tutorial: two *convolution* layers that look for
-    small patterns (edges, colour blobs), each followed by *max-pooling* that halves the
-    picture, then three *fully connected* layers that combine everything into the 10 scores.
-    Below, every layer with the shape of what it outputs for one image and the number of
-    weights it learns:
+    `tutorial` (`MODEL = "tutorial"`, the default) is the network of PyTorch's tutorial: two
+    *convolution* layers that look for small patterns (edges, colour blobs), each followed by
+    *max-pooling* that halves the picture, then three *fully connected* layers that combine
+    everything into the 10 scores. The cell below prints whichever network `MODEL` names:
+    every layer with the shape of what it outputs for one image and the number of weights it
+    learns.
     """),
     code("""
     def summarize(model, input_shape=(1, 3, 32, 32)):
@@ -297,6 +303,7 @@ CELLS = [
     if loaded_with != (made_with if synthetic else data_dir, NUM_TRAIN, NUM_TEST):
         raise UsageError("settings changed since the data cell ran (DATA_DIR, NUM_TRAIN, "
                          "NUM_TEST or SEED)", hint="run the data cell again")
+    trained_with = loaded_with  # the images this run trains and tests on (the gallery checks)
 
     if synthetic and RUN_DIR is not None:  # a kept run keeps its data: dlbox's cached copy
         data_dir = synthetic_cifar10(None, *made_with)  # of what the setup cell made
@@ -337,8 +344,9 @@ CELLS = [
             run_dir = train(config, progress=False, evaluate_at_end=False, stop=bar.update)
     """),
     code("""
-    from dlbox.jupyter.notebooks import training_history
+    from dlbox.jupyter.notebooks import cell_ran, training_history
 
+    cell_ran(globals(), "run_dir", "the training cell")
     history = training_history(run_dir)  # metrics.json's entries, one per epoch
     epochs = [entry["epoch"] for entry in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -360,13 +368,15 @@ CELLS = [
     confusion matrix into the run folder. Guessing at random would score 10 %.
     """),
     code("""
-    from dlbox.jupyter.notebooks import unfinished_run_note
+    from dlbox.jupyter.notebooks import cell_ran, own_test_set_note, unfinished_run_note
     from dlbox.training.evaluate import evaluate_run
 
+    cell_ran(globals(), "run_dir", "the training cell")
     metrics = evaluate_run(run_dir, data_dir=data_dir, device=DEVICE)
-    unfinished = unfinished_run_note(run_dir)  # a run stopped before its last epoch ended
-    if unfinished:
-        print(unfinished)
+    # notes on a run stopped before its last epoch ended, and on a NUM_TEST not the run's own
+    for note in (unfinished_run_note(run_dir), own_test_set_note(run_dir, NUM_TEST)):
+        if note:
+            print(note)
     """),
     md("""
     The prediction recorded for each test image, with the network's confidence (the
@@ -375,6 +385,9 @@ CELLS = [
     code("""
     import csv
 
+    from dlbox.jupyter.notebooks import cell_ran
+
+    cell_ran(globals(), "metrics", "the test cell")
     with open(run_dir / "predictions.csv", newline="") as handle:
         predictions = list(csv.DictReader(handle))
     print(f"{len(predictions)} predictions, one per test image; the first ten:")
@@ -392,17 +405,22 @@ CELLS = [
     code("""
     from IPython.display import Image, display
 
+    from dlbox.jupyter.notebooks import cell_ran
+
+    cell_ran(globals(), "metrics", "the test cell")
     display(Image(filename=str(run_dir / "confusion_matrix.png"), width=640))
     """),
     md("""
     Some of the test images it got **wrong**, with the true label and its guess:
     """),
     code("""
-    from dlbox.jupyter.notebooks import cell_ran
+    from dlbox.jupyter.notebooks import cell_ran, check_test_images
 
     cell_ran(globals(), "show_images", "the cell that shows the first images (it defines "
              "show_images)")
     cell_ran(globals(), "predictions", "the cell that reads the predictions")
+    # the data cell's test images must be the ones predicted (settings unchanged since)
+    check_test_images(loaded_with, trained_with, len(test_set), len(predictions))
     wrong = [row for row in predictions if row["true_label"] != row["predicted_label"]]
     print(f"{len(wrong)} of {len(predictions)} test images "
           f"{'is' if len(wrong) == 1 else 'are'} misclassified")
@@ -422,9 +440,11 @@ CELLS = [
     is in a temporary folder, deleted when the kernel stops: set `RUN_DIR` to keep it.
     """),
     code("""
+    from dlbox.jupyter.notebooks import cell_ran
     from dlbox.jupyter.progress import plural
     from dlbox.training.checkpoint import load_model_from_run
 
+    cell_ran(globals(), "run_dir", "the training cell")
     for path in sorted(run_dir.rglob("*")):
         if path.is_file():
             print(f"{path.relative_to(run_dir)!s:32s} {path.stat().st_size:>12,} bytes")
@@ -447,6 +467,7 @@ CELLS = [
     from PIL import Image as PILImage
     from PIL import ImageDraw, ImageOps
 
+    from dlbox.jupyter.notebooks import cell_ran
     from dlbox.training.predict import predict_images
 
 
@@ -461,6 +482,7 @@ CELLS = [
         picture.save(path)
         return path
 
+    cell_ran(globals(), "run_dir", "the training cell")
     if MY_IMAGE:
         my_image = Path(MY_IMAGE).expanduser()
     else:  # drawn in a temporary folder, not in the run's

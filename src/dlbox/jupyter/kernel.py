@@ -2,9 +2,10 @@
 scripts/build_notebook.py): its settings cell checked (check_settings), the synthetic
 CIFAR-10 look-alike (synthetic_cifar10), a training cell that leaves no half-made run behind
 (removed_if_unsaved) and goes on with the run it stopped (stopped_with), a cell run before
-the cells it needs said so (cell_ran), the run's history for its curves (training_history),
-and dlbox's errors shown in the notebook's words: its settings' names for the command line's
-flags (name_settings_in_errors, an IPython exception hook).
+the cells it needs said so (cell_ran), as are settings changed since a cell above used them
+(check_made_with, check_test_images, own_test_set_note), the run's history for its curves
+(training_history), and dlbox's errors shown in the notebook's words: its settings' names for
+the command line's flags (name_settings_in_errors, an IPython exception hook).
 
 These run inside the Jupyter kernel, not in `dlbox notebook`; the notebook imports them from
 dlbox.jupyter.notebooks, which re-exports them.
@@ -194,6 +195,71 @@ def cell_ran(namespace: Mapping[str, object], name: str, cell: str) -> None:
     if name not in namespace:
         raise UsageError(f"{cell} has not run yet",
                          hint="run the cells above in order (Run > Run All Cells)")
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def check_made_with(made_with: tuple[object, ...], num_train: int | None,
+                    num_test: int | None, seed: int) -> None:
+    """The data cell on synthetic data: the setup cell made it for its NUM_TRAIN, NUM_TEST
+    and SEED (`made_with`); one changed since is a UsageError that sends to the setup cell
+    (review 14: NUM_TRAIN raised, the data cell said to set it to 2000 or less, the
+    synthetic data's size, where the setup cell makes the data anew)."""
+    changed = [name for name, then, now in zip(("NUM_TRAIN", "NUM_TEST", "SEED"), made_with,
+                                               (num_train, num_test, seed), strict=True)
+               if then != now]
+    if changed:
+        raise UsageError(f"{_and(changed)} changed since the setup cell made the synthetic data",
+                         hint="run the setup cell again (it makes the data anew), then this cell")
+
+
+def _test_images_settings(loaded_with: tuple[object, ...]) -> dict[str, object]:
+    """The settings that choose the test images, from the data cell's `loaded_with`: (the
+    synthetic data's (NUM_TRAIN, NUM_TEST, SEED) or the data folder, NUM_TRAIN, NUM_TEST)."""
+    source, _, num_test = loaded_with
+    if isinstance(source, tuple):  # synthetic: its test images are made from SEED
+        return {"DATA_DIR": "the synthetic look-alike", "SEED": source[2], "NUM_TEST": num_test}
+    return {"DATA_DIR": source, "NUM_TEST": num_test}
+
+
+def check_test_images(loaded_with: tuple[object, ...], trained_with: tuple[object, ...],
+                      test_images: int, predictions: int) -> None:
+    """The gallery of wrong guesses: it shows the data cell's test images (read with
+    `loaded_with`) captioned with the test cell's predictions, which are of the images the
+    run was trained with (`trained_with`: the data cell's `loaded_with` when the training
+    cell ran), as many as `predictions`. Other images are a UsageError naming the settings
+    to set back, or the cells to run again (review 14: NUM_TEST changed and the setup and
+    data cells run again, it failed with an IndexError, or captioned other photos)."""
+    then, now = _test_images_settings(trained_with), _test_images_settings(loaded_with)
+    changed = [name for name in then if name in now and then[name] != now[name]]
+    if changed:
+        back = [f"{name} back to {then[name]!r}" if name != "DATA_DIR" else
+                f"DATA_DIR to the run's data ({then[name]})" for name in changed]
+        raise UsageError("the data cell's test images are not the ones this run was tested "
+                         f"on: {_and(changed)} changed since the training cell ran",
+                         hint=f"set {_and(back)}, then run the setup cell and the data "
+                              "cell again; or train a run on these images (the training cell and "
+                              "the cells after it)")
+    if test_images != predictions:  # the predictions of an earlier run, say
+        raise UsageError(f"the predictions read are of {predictions} test images, the data "
+                         f"cell's are {test_images}",
+                         hint="run the test cell and the cell that reads the predictions again")
+
+
+def own_test_set_note(run_dir: Path, num_test: int | None) -> str | None:
+    """The test cell's note where NUM_TEST is not the run's own: evaluate_run tests the run
+    on its own test images, not on NUM_TEST's (review 14: it did so without a word); else
+    None."""
+    from dlbox.training.checkpoint import read_run_config
+
+    own = read_run_config(expand_user(run_dir)).num_test
+    if own == num_test:
+        return None
+    those = "all the test images" if num_test is None else f"{num_test:,} test images"
+    return (f"note: this run is tested with its own NUM_TEST ({own!r}), not NUM_TEST = "
+            f"{num_test!r}: to test on {those}, train a run with NUM_TEST = {num_test!r}")
 
 
 def stopped_with(folder: Path, config: TrainConfig) -> bool:
