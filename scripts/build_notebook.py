@@ -318,7 +318,7 @@ CELLS = [
     # The training cell run again after the stop button continues the run it stopped: the
     # one in RUN_DIR, or with RUN_DIR None the one it started in this kernel.
     again = expand_user(RUN_DIR) if RUN_DIR is not None else globals().get("started_run")
-    resuming = again is not None and stopped_with(again, config)
+    resuming = again is not None and stopped_with(again, config, named=RUN_DIR is not None)
     claimed = RUN_DIR is None and not synthetic and not resuming
     if resuming:
         run_dir = again

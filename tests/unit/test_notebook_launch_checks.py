@@ -956,5 +956,20 @@ def test_the_training_cell_continues_a_stopped_run_where_resume_would(
     assert not stopped_with(run_dir, config.replace(lr=config.lr * 2))
     assert not stopped_with(run_dir, config.replace(epochs=3))
     assert not stopped_with(run_dir, config.replace(model="speedrun"))
+    # ... unless RUN_DIR names the folder (`named`): then that run is the one asked for, and
+    # the settings to set back are named (review: "already holds a run", with the hint to
+    # `dlbox train --resume` it, which finishes the old run, not the one set now)
+    from dlbox.errors import UsageError
+
+    with pytest.raises(UsageError) as changed:
+        stopped_with(run_dir, config.replace(epochs=3, seed=2), named=True)
+    assert changed.value.message == (f"RUN_DIR {run_dir} holds a run stopped with other "
+                                     "settings: EPOCHS = 2 (now 3), SEED = 1 (now 2)")
+    assert changed.value.hint == ("set them back to continue it, or set RUN_DIR to another "
+                                  "folder (or None) for a new run")
+    with pytest.raises(UsageError, match=r"the model's recipe \(lr\)"):
+        stopped_with(run_dir, config.replace(lr=config.lr * 2), named=True)
+    assert stopped_with(run_dir, config, named=True)
     resume(run_dir, progress=False, evaluate_at_end=False)
     assert not stopped_with(run_dir, config)  # finished: nothing to continue
+    assert not stopped_with(run_dir, config.replace(epochs=3), named=True)  # its own error

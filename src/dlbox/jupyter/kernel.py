@@ -262,17 +262,38 @@ def own_test_set_note(run_dir: Path, num_test: int | None) -> str | None:
             f"{num_test!r}: to test on {those}, train a run with NUM_TEST = {num_test!r}")
 
 
-def stopped_with(folder: Path, config: TrainConfig) -> bool:
+# The training settings the notebook sets (the others are the model's recipe)
+SETTING_OF_CONFIG = {"epochs": "EPOCHS", "num_train": "NUM_TRAIN", "num_test": "NUM_TEST",
+                     "seed": "SEED", "model": "MODEL"}
+
+
+def stopped_with(folder: Path, config: TrainConfig, named: bool = False) -> bool:
     """Whether `folder` holds a run that was stopped before it finished (the stop button)
     with the settings of `config` that a resumed run keeps (where it runs, its folders, its
     threads, checkpoint_every and eval_batch_size aside): the notebook's training cell, run
-    again, continues it where `dlbox train --resume` would."""
+    again, continues it where `dlbox train --resume` would. `named`: RUN_DIR names `folder`,
+    so a stopped run there with other settings is a UsageError naming them (review: "already
+    holds a run", and a `dlbox train --resume` that finishes the old run, not this one)."""
     from dlbox.training.checkpoint import read_run_config
     from dlbox.training.loop import changed_result_settings
     from dlbox.training.rundir import stopped_unfinished
 
-    return (stopped_unfinished(folder)
-            and not changed_result_settings(read_run_config(folder).to_dict(), config))
+    if not stopped_unfinished(folder):
+        return False
+    saved = read_run_config(folder).to_dict()
+    changed = changed_result_settings(saved, config)
+    if changed and named:
+        now = config.to_dict()
+        ours = [f"{SETTING_OF_CONFIG[name]} = {saved[name]!r} (now {now[name]!r})"
+                for name in changed if name in SETTING_OF_CONFIG]
+        recipe = [name for name in changed if name not in SETTING_OF_CONFIG]
+        if recipe:
+            ours.append(f"the model's recipe ({', '.join(recipe)}), which DEVICE chooses")
+        raise UsageError(f"RUN_DIR {folder} holds a run stopped with other settings: "
+                         f"{', '.join(ours)}",
+                         hint="set them back to continue it, or set RUN_DIR to another folder "
+                              "(or None) for a new run")
+    return not changed
 
 
 def how_to_get_cifar10() -> str:
