@@ -1206,6 +1206,11 @@ def test_the_trainers_evaluation_names_paths_as_dlbox_evaluate_does(fake_cifar_d
     for key in ("run_dir", "checkpoint", "data"):
         assert trained[key] == evaluated[key], key
     assert trained["run_dir"] == f"$'{tmp_path}/r\\xfeun'"
+    # still read as the evaluation of its last checkpoint (re-review: a SIGTERM as it ended
+    # was then told as a stop, exit 143, not as the finished run it was)
+    from dlbox.training.rundir import run_all_written
+
+    assert run_all_written(run, True)
 
 
 def test_evaluating_a_run_stopped_in_its_first_epoch_says_it_is_unfinished(

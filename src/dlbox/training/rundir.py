@@ -241,8 +241,9 @@ def run_all_written(run_dir: str | Path | None, evaluated: bool) -> bool:
     try:
         metrics = read_json(Path(run_dir) / METRICS_FILE)
         final, evaluation = metrics.get("final") or {}, metrics.get("evaluation") or {}
+        # the checkpoint as json_path writes it: $'.../last.pt' for a path not UTF-8
         return final.get("finished") is True and (not evaluated or (
-            Path(evaluation.get("checkpoint", "")).name == "last.pt"
+            re.search(r"(^|/)last\.pt'?$", str(evaluation.get("checkpoint", ""))) is not None
             and evaluation.get("epoch") == final.get("epochs_completed")))
     except (OSError, ValueError, AttributeError, TypeError):
         return False
