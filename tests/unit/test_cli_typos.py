@@ -131,3 +131,20 @@ def test_the_console_command_says_it_in_two_lines() -> None:
         "error: dlbox train has no flag --modle: did you mean --model?",
         "hint: `dlbox train --help` lists its flags",
     ]
+
+
+@pytest.mark.parametrize("argv, message, help_of", [
+    (["--json", "models"], "error: --json is a flag of dlbox models: put it after the "
+                           "command (dlbox models --json)", "dlbox models"),
+    (["image", "--no-cache", "build"], "error: --no-cache is a flag of dlbox image build: put "
+                                       "it after the command (dlbox image build --no-cache)",
+     "dlbox image build"),
+])
+def test_a_commands_flag_given_before_the_command_says_where_it_goes(
+        argv: list[str], message: str, help_of: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by re-review: `dlbox --json models` said "dlbox models has no flag --json: did
+    you mean --json?"."""
+    error, hint = _refused(argv, capsys)
+    assert error == message
+    assert f"`{help_of} --help`" in hint

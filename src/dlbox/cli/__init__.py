@@ -111,6 +111,10 @@ def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> UsageErr
     name = flag.split("=", 1)[0]
     known = [option for action in parser._actions if action.help != argparse.SUPPRESS
              for option in action.option_strings]
+    if name in known:  # the command's own, given before the command (`dlbox --json models`)
+        return UsageError(f"{name} is a flag of {parser.prog}: put it after the command "
+                          f"({parser.prog} {name})",
+                          hint=f"`{parser.prog} --help` lists its flags")
     return UsageError(f"{parser.prog} has no flag {name}" + _did_you_mean(name, known),
                       hint=f"`{parser.prog} --help` lists its flags")
 
