@@ -212,3 +212,18 @@ def test_a_folder_run_as_the_command_is_told_it_is_a_folder() -> None:
     assert error.hint == ("run it through its interpreter (-- python3 /workspace/run.sh or -- "
                           "sh /workspace/run.sh), or chmod +x it in the project and build "
                           "again")
+
+
+def test_a_dry_run_refuses_a_tag_that_names_the_base_image_as_the_build_does(
+        tmp_path: Path) -> None:
+    """Found by re-review: `--dry-run --tag BASE` printed the Dockerfile and exit 0, where
+    the build refuses the tag."""
+    write(tmp_path / "proj" / "requirements.txt", "numpy\n")
+    request = B.BuildRequest(project_dir=tmp_path / "proj", device="cpu",
+                             base_image="revnb-base:1", tag="revnb-base:1")
+    with pytest.raises(UsageError, match="names the build's base image revnb-base:1"):
+        B.dry_run(request, facts=no_probe)
+    fine = B.BuildRequest(project_dir=tmp_path / "proj", device="cpu",
+                          base_image="revnb-base:1", tag="proj:1")
+    dockerfile, _notes = B.dry_run(fine, facts=no_probe)
+    assert "FROM revnb-base:1" in dockerfile

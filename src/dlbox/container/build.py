@@ -746,6 +746,10 @@ def dry_run(request: BuildRequest, facts: Callable[[], Any] = host_facts) -> tup
         # CUDA release's GA driver, no native kernels for a GPU): the build's user needs it too
         notes += [f"warning: {warning}" for warning in resolved.warnings]
     spec, _, uncovered = spec_with_wheelhouse(p, entry, request)
+    name = p.project.image_name  # the build's refusal of a tag that names its base, too
+    refuse_tag_of_base([request.tag] if request.tag else [
+        default_tag(name, spec.framework), f"{name}:latest"], spec.base_image,
+        request.tag is not None, name)
     if request.offline and uncovered:  # what the build refuses at once
         notes.append(f"warning: --offline, but the wheelhouse lacks {len(uncovered)} pinned "
                      f"packages ({', '.join(uncovered[:5])}{' ...' if len(uncovered) > 5 else ''}"
