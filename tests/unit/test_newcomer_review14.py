@@ -42,10 +42,11 @@ def a_fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def url_failure(url: str, name: str, shown: str | None = None,
                 run: str = "RUN_DIR") -> PredictionFailure:
-    shown = url if shown is None else shown
+    """`shown`: the URL with its password as *** (the curl then takes URL, to fill in)."""
     return PredictionFailure(
-        shown, "dlbox predict reads local image files, not URLs",
-        f"download it first: curl -L -o {shell_quote(name)} {shell_quote(shown)}, then "
+        url if shown is None else shown, "dlbox predict reads local image files, not URLs",
+        f"download it first: curl -L -o {shell_quote(name)} "
+        f"{shell_quote(url) if shown is None else 'URL'}, then "
         f"dlbox predict {run} {shell_quote(name)}")
 
 
@@ -56,6 +57,8 @@ def url_failure(url: str, name: str, shown: str | None = None,
     ("https://example.com/cat.jpg?size=large&v=2#top", "cat.jpg"),  # not a glob pattern
     ("https://example.com/", "image.jpg"),
     ("https://example.com", "image.jpg"),
+    # re-review: `dlbox predict RUN_DIR -cat.jpg` read -cat.jpg as a flag
+    ("https://example.com/-cat.jpg", "./-cat.jpg"),
 ])
 def test_a_url_is_said_to_be_one_with_a_download_command(
         url: str, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

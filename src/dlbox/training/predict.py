@@ -299,11 +299,14 @@ def url_failure(path: str, run_dir: str | os.PathLike[str] | None = None,
     except ValueError:  # a malformed URL (an unclosed [ in its host)
         name = ""
     name = name if name.strip() and name not in (".", "..") else "image.jpg"
+    if name.startswith("-"):  # not to be read as a flag (re-review)
+        name = f"./{name}"
     run = "RUN_DIR" if run_dir is None else shell_quote(run_dir)
+    # a password shown as *** would be sent as *** (re-review): the URL is the user's to fill in
+    url = shell_quote(shown) if shown == path else "URL"
     return PredictionFailure(shown, NOT_A_URL,
-                             f"download it first: curl -L -o {shell_quote(name)} "
-                             f"{shell_quote(shown)}, then dlbox predict {run} "
-                             f"{shell_quote(name)}")
+                             f"download it first: curl -L -o {shell_quote(name)} {url}, then "
+                             f"dlbox predict {run} {shell_quote(name)}")
 
 
 NAMED_FILES_ARE_TRIED = "a file named itself is tried whatever its extension"
