@@ -1233,6 +1233,25 @@ def test_evaluating_a_run_stopped_in_its_first_epoch_says_it_is_unfinished(
             in capsys.readouterr().err.splitlines())
     final = read_json(run / "metrics.json")["final"]
     assert (final["epochs_completed"], final["finished"], final["step_in_epoch"]) == (0, False, 3)
+    # an --output evaluation while the run trains (its lock held by another process): not
+    # "stopped", and no --resume (re-review: that was refused, the run training)
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+         "from dlbox.training.rundir import run_lock\n"
+         f"with run_lock(Path({str(run)!r})):\n    print('held', flush=True)\n"
+         "    sys.stdin.read()\n"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert main(["evaluate", str(run), "--device", "cpu", "--output",
+                     str(tmp_path / "now")]) == 0
+        assert (f"note: {run} is training: these are the weights it saved in epoch 1 of 2 "
+                "(after 3 of its steps), its last checkpoint so far"
+                in capsys.readouterr().err.splitlines())
+    finally:
+        holder.communicate("", timeout=30)
     # the Python API (the notebook's test cell, which says it in its own words): no note
     evaluate_run(run, device="cpu", quiet=True)
     assert "note:" not in capsys.readouterr().err

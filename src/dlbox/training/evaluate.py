@@ -760,9 +760,14 @@ def unfinished_note(run_dir: str | Path, epochs: object, evaluation: dict[str, A
     done, steps = evaluation.get("epoch"), evaluation.get("step_in_epoch") or 0
     if not isinstance(epochs, int) or not isinstance(done, int) or done >= epochs:
         return None
+    from dlbox.fileio import held_elsewhere
+
     at = (f"in epoch {done + 1} of {epochs} (after {steps} of its steps)" if steps
           else f"after epoch {done} of {epochs}")
     run = shell_quote(run_dir)
+    if held_elsewhere(run_dir):  # an --output evaluation of a run training now (re-review)
+        return (f"note: {run} is training: these are the weights it saved {at}, its last "
+                "checkpoint so far")
     return (f"note: {run} stopped {at}: these are its weights so far; `dlbox train --resume "
             f"{run}` finishes it")
 
