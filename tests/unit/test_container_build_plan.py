@@ -1219,6 +1219,37 @@ def test_a_lock_inside_the_project_stays_out_of_the_files_and_their_digest(
         assert labels[S.FILES_LABEL] == project_digest(detect_project(root))
 
 
+def test_a_file_that_changes_while_the_image_builds_is_named(
+        tmp_path: Path, fake_build: FakeBuild, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: `dlbox image build | tee build.log` in the project: each `image run`
+    warned that the project's files changed, a rebuild did not help, and nothing said which
+    file it was (build.log, growing while the engine took its first lines)."""
+    from dlbox.container import engine
+
+    root = tmp_path / "proj"
+    fake = FakeEngine(None)
+    fake_build(None)  # the fixture's monkeypatches
+    (root / "build.log").write_text("building\n")
+
+    def build(client: object, context: Path, **kwargs: object) -> object:
+        with open(root / "build.log", "a") as log:
+            log.write("step 2/22\n")  # the tee, meanwhile
+        return fake.build(client, context)
+
+    monkeypatch.setattr(engine, "build", build)
+    outcome = B.build_image(B.BuildRequest(project_dir=root, device="cpu"),
+                            log=lambda line: None, facts=no_probe, client=object())
+    [said] = [note for note in outcome.notes if "changed while" in note]
+    assert said == ("warning: build.log changed while the image was built: the image holds "
+                    "it as it was when the build began, so `dlbox image run` will warn that "
+                    "the project's files changed; write such a file outside the project, or "
+                    "list it in .dockerignore")
+    monkeypatch.setattr(engine, "build", fake.build)  # nothing changes: no warning
+    outcome = B.build_image(B.BuildRequest(project_dir=root, device="cpu"),
+                            log=lambda line: None, facts=no_probe, client=object())
+    assert not [note for note in outcome.notes if "changed while" in note]
+
+
 def test_an_entry_another_build_wrote_meanwhile_is_kept(
         tmp_path: Path, fake_build: FakeBuild, monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by review: the lock was read when a build started and written whole when it

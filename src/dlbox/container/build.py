@@ -37,11 +37,13 @@ from dlbox.container.context import (
     WARN_CONTEXT_BYTES,
     ContextSummary,
     Distribution,
+    changed_files,
     left_out_packages,
     left_out_weights,
     measure_project,
     outside_links,
     project_digest,
+    project_file_stamps,
     read_ca_cert,
     scan_wheelhouse,
     wheels_for_pins,
@@ -120,7 +122,7 @@ from dlbox.fileio import check_writable, current_folder, expand_user
 from dlbox.hostenv.matrix import load_matrix
 from dlbox.hostenv.resolve import ProbedDriver, Target, refuse_older_than_data
 from dlbox.hostenv.rules import broken_driver_error
-from dlbox.text import has_url_credentials, redact_url_credentials, shell_quote
+from dlbox.text import has_url_credentials, listed, redact_url_credentials, shell_quote
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -895,6 +897,7 @@ def build_image(request: BuildRequest, log: Log = print,
         # Before the context is written: a file edited meanwhile makes `image run` warn
         # (the label is older than the image's files), never stay silent.
         files_digest = project_digest(project)
+        stamps = project_file_stamps(project)  # a file written during the build is named
         context = write_context(tmp / "context.tar", project, dockerfile,
                                 lock_requirements_text(entry), [w.path for w in wheels], ca_cert,
                                 exclude=[p.lock_path, *_wheelhouse_exclude(request)])
@@ -914,6 +917,15 @@ def build_image(request: BuildRequest, log: Log = print,
         except ContainerError as error:
             _after_failed_build(client, output, failed_tag(tags[0]), error)
             raise
+        if changed := changed_files(stamps, project):  # review: `| tee build.log` in it
+            one = len(changed) == 1
+            notes.append(
+                f"warning: {listed([shell_quote(rel) for rel in changed], 3, counted=True)}"
+                " changed while the image was built: the image "
+                f"holds {'it' if one else 'them'} as {'it was' if one else 'they were'} when "
+                "the build began, so `dlbox image run` will warn that the project's files "
+                f"changed; write such a file outside the project, or list "
+                f"{'it' if one else 'them'} in .dockerignore")
     smoke_result = None
     if request.smoke:
         gpu_now = False

@@ -16,6 +16,7 @@ virtual environments out whatever the project folder holds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -319,6 +320,27 @@ def iter_project_files(project: Project,
                 continue
             if rel not in excluded and not matcher.ignored(rel):
                 yield rel, Path(dirpath) / name
+
+
+def project_file_stamps(project: Project) -> dict[str, tuple[int, int]]:
+    """(size, modification time in ns) of each regular file the image gets, by its relative
+    path (the lock files left out, as project_digest leaves them): compared after the build,
+    they name a file written meanwhile (changed_files)."""
+    stamps = {}
+    for rel, path in iter_project_files(project):
+        if rel == LOCK_FILE or is_dlbox_lock(path):
+            continue
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode):
+                stamps[rel] = (info.st_size, info.st_mtime_ns)
+    return stamps
+
+
+def changed_files(before: dict[str, tuple[int, int]], project: Project) -> list[str]:
+    """The files of `before` (project_file_stamps) that changed or went since."""
+    now = project_file_stamps(project)
+    return [rel for rel, stamp in before.items() if now.get(rel) != stamp]
 
 
 def project_digest(project: Project) -> str:
