@@ -147,3 +147,26 @@ def test_an_exact_version_gets_its_own_builds() -> None:
         "jax[cuda13]==0.7.2",)
     tf = F.resolve_framework("tensorflow", driver_580, version="2.15.0")
     assert tf.requirements == ("tensorflow[and-cuda]==2.15.0.post1",)
+
+
+@pytest.mark.parametrize("framework, version, target", [
+    ("torch", "2.16", Target(driver="535.104.05", compute_capabilities=("8.6",))),
+    ("tensorflow", "2.22", Target(driver="470.256.02", compute_capabilities=("8.6",))),
+])
+def test_a_refusal_of_a_version_the_data_does_not_know_says_its_facts_are_guessed(
+        framework: str, version: str, target: Target) -> None:
+    """Found by review (doctor): `--framework-version 2.16` (newer than the data) was refused
+    with "update the NVIDIA driver to >= 580, for torch 2.16.* cu132" as a fact; only a build
+    that resolved carried the note that the nearest row's facts stood in."""
+    from dataclasses import replace
+
+    from dlbox.errors import HostEnvError
+
+    with pytest.raises(HostEnvError) as refused:
+        resolve_build(framework, replace(target, version=version))
+    assert (f"note: {framework} {version} is not in dlbox's compatibility data"
+            in (refused.value.hint or "")), refused.value.hint
+    with pytest.raises(HostEnvError) as known:  # a version the data has: no such note
+        resolve_build("torch", Target(driver="418.87.01", compute_capabilities=("7.0",),
+                                      version="2.5"))
+    assert "not in dlbox's compatibility data" not in (known.value.hint or "")

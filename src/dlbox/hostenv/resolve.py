@@ -199,11 +199,20 @@ def resolve_build(framework: str, target: Target, matrix: Matrix | None = None) 
     _check_driver_knows_gpus(target, matrix)
     if target.version:
         refuse_older_than_data(name, target, matrix, target.version)
-    if name == "torch":
-        return _resolve_torch(target, matrix)
-    if name == "tensorflow":
-        return _resolve_tensorflow(target, matrix)
-    return _resolve_jax(target, matrix)
+    resolver = {"torch": _resolve_torch, "tensorflow": _resolve_tensorflow}.get(name,
+                                                                             _resolve_jax)
+    try:
+        return resolver(target, matrix)
+    except HostEnvError as error:
+        # A version the data does not know was resolved with the nearest row's facts: the
+        # refusal says so (review: "update the driver to >= 580, for torch 2.16.*" as fact)
+        rows = pin_rows(getattr(matrix, name), target.version, name, matrix.checked) \
+            if target.version else []
+        guessed = [row.note for row in rows
+                   if "not in dlbox's compatibility data" in getattr(row, "note", "")]
+        if guessed and guessed[0] not in (error.hint or ""):
+            error.hint = (f"{error.hint}; " if error.hint else "") + f"note: {guessed[0]}"
+        raise
 
 
 def _below(capabilities: tuple[str, ...], minimum: str | None) -> list[str]:
