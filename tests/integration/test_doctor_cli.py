@@ -73,11 +73,24 @@ def test_cuda_on_a_host_without_a_driver_names_the_host_not_a_cpu_flag(
     code, _, err = run_cli(["doctor", "--resolve", "torch", "--cuda", "12.6", "--replay",
                             str(HOSTS / "cpu-only-host")], capsys)
     assert code == 2
+    # a recording, not this machine; and --driver cannot go with --replay (review: the hint
+    # sent to that, which is refused)
     assert err.splitlines() == [
-        "error: --cuda 12.6: this machine has no NVIDIA driver, so it resolves a CPU-only "
-        "build, which has no CUDA version",
-        "hint: to resolve for a GPU machine, add its --driver VERSION (and "
-        "--compute-capability X.Y); or drop --cuda"]
+        "error: --cuda 12.6: the recorded host has no NVIDIA driver, so it resolves a "
+        "CPU-only build, which has no CUDA version",
+        "hint: to resolve for a GPU machine, leave --replay out and add its --driver VERSION "
+        "(and --compute-capability X.Y); or drop --cuda"]
+
+
+def test_a_tensorflow_1_build_lists_only_the_pythons_dlbox_takes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: TensorFlow 1.12's Pythons were shown as 2.7, 3.3, ..., and `--python
+    2.7` is refused (dlbox resolves for Python 3 only)."""
+    code, out, _ = run_cli(["doctor", "--resolve", "tensorflow", "--framework-version", "1.12",
+                            "--driver", "384.81", "--compute-capability", "6.1"], capsys)
+    assert code == 0
+    [line] = [line for line in out.splitlines() if line.strip().startswith("Python")]
+    assert line.split() == ["Python", "3.3,", "3.4,", "3.5,", "3.6"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -203,10 +203,14 @@ def _run(args: argparse.Namespace) -> int:
                 raise broken
             host = target_from_host(facts)
             if host.cpu and args.cuda:  # resolve's own message says "drop --cpu"
-                raise UsageError(f"--cuda {args.cuda}: this machine has no NVIDIA driver, so "
-                                 "it resolves a CPU-only build, which has no CUDA version",
-                                 hint="to resolve for a GPU machine, add its --driver VERSION "
-                                      "(and --compute-capability X.Y); or drop --cuda")
+                # a recording: --driver cannot go with --replay (review: the hint said so)
+                what = "the recorded host has" if args.replay else "this machine has"
+                fix = ("leave --replay out and add its --driver VERSION" if args.replay
+                       else "add its --driver VERSION")
+                raise UsageError(f"--cuda {args.cuda}: {what} no NVIDIA driver, so it "
+                                 "resolves a CPU-only build, which has no CUDA version",
+                                 hint=f"to resolve for a GPU machine, {fix} (and "
+                                      "--compute-capability X.Y); or drop --cuda")
             target = Target(driver=host.driver, compute_capabilities=host.compute_capabilities,
                             cpu=host.cpu, python=args.python or host.python, cuda=args.cuda,
                             version=args.framework_version, listed=host.listed)

@@ -146,7 +146,8 @@ def render_build(build: ResolvedBuild, console: Console) -> None:
         ("cuDNN", build.cudnn or "-"),
         ("min driver", build.min_driver or "-"),
         ("GA driver", build.ga_driver or "-"),
-        ("Python", ", ".join(build.python_versions)),
+        # Python 3 only: dlbox refuses --python 2.7 (TensorFlow 1.x's data lists it too)
+        ("Python", ", ".join(v for v in build.python_versions if not v.startswith("2."))),
         ("wheel index", build.wheel_index or "PyPI"),
         # quoted: zsh takes tensorflow[and-cuda]==2.21.0 for a glob (review)
         ("install", "pip install " + " ".join(shlex.quote(line) for line in build.requirements)
