@@ -1252,6 +1252,19 @@ def test_evaluating_a_run_stopped_in_its_first_epoch_says_it_is_unfinished(
                 in capsys.readouterr().err.splitlines())
     finally:
         holder.communicate("", timeout=30)
+    # ... but one another evaluation holds (its checkpoints/ lock too) is not training
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+         "from dlbox.training.rundir import run_lock\n"
+         f"with run_lock(Path({str(run)!r}), evaluating='x'):\n    print('held', flush=True)\n"
+         "    sys.stdin.read()\n"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert main(["evaluate", str(run), "--device", "cpu", "--output",
+                     str(tmp_path / "now2")]) == 0
+        assert f"note: {run} stopped in epoch 1 of 2" in capsys.readouterr().err
+    finally:
+        holder.communicate("", timeout=30)
     # the Python API (the notebook's test cell, which says it in its own words): no note
     evaluate_run(run, device="cpu", quiet=True)
     assert "note:" not in capsys.readouterr().err

@@ -765,7 +765,9 @@ def unfinished_note(run_dir: str | Path, epochs: object, evaluation: dict[str, A
     at = (f"in epoch {done + 1} of {epochs} (after {steps} of its steps)" if steps
           else f"after epoch {done} of {epochs}")
     run = shell_quote(run_dir)
-    if held_elsewhere(run_dir):  # an --output evaluation of a run training now (re-review)
+    # an --output evaluation of a run training now (re-review); an evaluation holds the
+    # checkpoints/ folder's lock too (rundir.run_lock), by which it is told from a training
+    if held_elsewhere(run_dir) and not held_elsewhere(Path(run_dir) / "checkpoints"):
         return (f"note: {run} is training: these are the weights it saved {at}, its last "
                 "checkpoint so far")
     return (f"note: {run} stopped {at}: these are its weights so far; `dlbox train --resume "
