@@ -139,6 +139,12 @@ def test_the_console_command_says_it_in_two_lines() -> None:
     (["image", "--no-cache", "build"], "error: --no-cache is a flag of dlbox image build: put "
                                        "it after the command (dlbox image build --no-cache)",
      "dlbox image build"),
+    # re-review: the command to paste kept the flag's value ("dlbox train --epochs" failed)
+    (["--epochs=1", "train"], "error: --epochs is a flag of dlbox train: put it after the "
+                              "command (dlbox train --epochs=1)", "dlbox train"),
+    # ... and a flag that is after the command (past a `--`, or given twice) is not told so
+    (["models", "--", "--json"], "error: unrecognized arguments: -- --json", "dlbox models"),
+    (["--json", "models", "--json"], "error: unrecognized arguments: --json", "dlbox models"),
 ])
 def test_a_commands_flag_given_before_the_command_says_where_it_goes(
         argv: list[str], message: str, help_of: str,

@@ -98,7 +98,19 @@ def _commands(parser: argparse.ArgumentParser) -> list[str]:
     return []
 
 
-def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> UsageError:
+def _before_the_command(parser: argparse.ArgumentParser, flag: str,
+                        argv: Sequence[str]) -> bool:
+    """Whether `flag` stands in `argv` before the command `parser` is (and nowhere after it,
+    nor after a `--`): `dlbox --json models`."""
+    words = parser.prog.split()[1:]
+    if not words or words[-1] not in argv or flag not in argv:
+        return False
+    command, at = list(argv).index(words[-1]), list(argv).index(flag)
+    return at < command and "--" not in argv[:at] and flag not in argv[command:]
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str],
+                  argv: Sequence[str] = ()) -> UsageError:
     """The error for the arguments `parser` (the command chosen) did not take: the first
     flag among them, named with the closest of the command's own flags (a flag of another
     command is refused all the same), else argparse's words."""
@@ -111,12 +123,22 @@ def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> UsageErr
     name = flag.split("=", 1)[0]
     known = [option for action in parser._actions if action.help != argparse.SUPPRESS
              for option in action.option_strings]
-    if name in known:  # the command's own, given before the command (`dlbox --json models`)
+    if name in known and _before_the_command(parser, flag, argv):  # `dlbox --json models`
+        value = " VALUE" if "=" not in flag and _takes_value(parser, name) else ""
         return UsageError(f"{name} is a flag of {parser.prog}: put it after the command "
-                          f"({parser.prog} {name})",
+                          f"({parser.prog} {flag}{value})",
                           hint=f"`{parser.prog} --help` lists its flags")
+    if name in known:  # given after a `--`, or twice
+        return UsageError(f"unrecognized arguments: {' '.join(extra)}",
+                          hint=f"`{parser.prog} --help` says what it takes")
     return UsageError(f"{parser.prog} has no flag {name}" + _did_you_mean(name, known),
                       hint=f"`{parser.prog} --help` lists its flags")
+
+
+def _takes_value(parser: argparse.ArgumentParser, option: str) -> bool:
+    """Whether `option` of `parser` takes a value (--epochs N, not --json)."""
+    return any(option in action.option_strings and action.nargs != 0
+               for action in parser._actions)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -125,7 +147,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     args, extra = parser.parse_known_args(argv)
     chosen = chosen_parser(parser, args)
     if extra:  # told as the command given's, not dlbox's (review)
-        raise _unrecognized(chosen, extra)
+        raise _unrecognized(chosen, extra, sys.argv[1:] if argv is None else list(argv))
     commands = _commands(chosen)
     if chosen is not parser and commands:  # bare `dlbox` prints its help (below)
         named = commands[0] if len(commands) == 1 else \
