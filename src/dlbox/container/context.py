@@ -338,9 +338,10 @@ def project_file_stamps(project: Project) -> dict[str, tuple[int, int]]:
 
 
 def changed_files(before: dict[str, tuple[int, int]], project: Project) -> list[str]:
-    """The files of `before` (project_file_stamps) that changed or went since."""
+    """The files of `before` (project_file_stamps) that changed or went since, and those
+    that appeared (re-review: a log created by the build's own output was not named)."""
     now = project_file_stamps(project)
-    return [rel for rel, stamp in before.items() if now.get(rel) != stamp]
+    return sorted(rel for rel in before.keys() | now.keys() if now.get(rel) != before.get(rel))
 
 
 def project_digest(project: Project) -> str:
