@@ -385,9 +385,10 @@ CELLS = [
     code("""
     import csv
 
-    from dlbox.jupyter.notebooks import cell_ran
+    from dlbox.jupyter.notebooks import cell_ran, tested_stamp
 
-    cell_ran(globals(), "metrics", "the test cell")
+    cell_ran(globals(), "run_dir", "the training cell")
+    predicted_from = tested_stamp(run_dir)  # the test cell's file, of this run
     with open(run_dir / "predictions.csv", newline="") as handle:
         predictions = list(csv.DictReader(handle))
     print(f"{len(predictions)} predictions, one per test image; the first ten:")
@@ -405,21 +406,23 @@ CELLS = [
     code("""
     from IPython.display import Image, display
 
-    from dlbox.jupyter.notebooks import cell_ran
+    from dlbox.jupyter.notebooks import cell_ran, tested_stamp
 
-    cell_ran(globals(), "metrics", "the test cell")
+    cell_ran(globals(), "run_dir", "the training cell")
+    tested_stamp(run_dir)  # the test cell ran for this run
     display(Image(filename=str(run_dir / "confusion_matrix.png"), width=640))
     """),
     md("""
     Some of the test images it got **wrong**, with the true label and its guess:
     """),
     code("""
-    from dlbox.jupyter.notebooks import cell_ran, check_test_images
+    from dlbox.jupyter.notebooks import cell_ran, check_predictions_read, check_test_images
 
     cell_ran(globals(), "show_images", "the cell that shows the first images (it defines "
              "show_images)")
-    cell_ran(globals(), "predictions", "the cell that reads the predictions")
-    # the data cell's test images must be the ones predicted (settings unchanged since)
+    cell_ran(globals(), "predicted_from", "the cell that reads the predictions")
+    # the predictions read are this run's latest, of the data cell's test images
+    check_predictions_read(predicted_from, run_dir)
     check_test_images(loaded_with, trained_with, len(test_set), len(predictions))
     wrong = [row for row in predictions if row["true_label"] != row["predicted_label"]]
     print(f"{len(wrong)} of {len(predictions)} test images "

@@ -967,8 +967,13 @@ def test_the_training_cell_continues_a_stopped_run_where_resume_would(
                                      "settings: EPOCHS = 2 (now 3), SEED = 1 (now 2)")
     assert changed.value.hint == ("set them back to continue it, or set RUN_DIR to another "
                                   "folder (or None) for a new run")
-    with pytest.raises(UsageError, match=r"the model's recipe \(lr\)"):
-        stopped_with(run_dir, config.replace(lr=config.lr * 2), named=True)
+    # the model's recipe has no setting in the notebook (re-review: "set it back")
+    with pytest.raises(UsageError) as recipe:
+        stopped_with(run_dir, config.replace(batch_size=16), named=True)
+    assert recipe.value.message.endswith(f"batch_size = {config.batch_size} (now 16)")
+    assert recipe.value.hint == (f"continue it in a terminal with `dlbox train --resume "
+                                 f"{run_dir}` (it keeps the run's own settings), or set "
+                                 "RUN_DIR to another folder (or None) for a new run")
     assert stopped_with(run_dir, config, named=True)
     resume(run_dir, progress=False, evaluate_at_end=False)
     assert not stopped_with(run_dir, config)  # finished: nothing to continue

@@ -94,10 +94,13 @@ def test_cells_after_training_run_before_it_say_so_in_one_line(kernel: Kernel) -
     training cell failed with `NameError: name 'run_dir' is not defined`."""
     kernel.run(SETUP)
     kernel.run(DATA)
-    for cell in (CURVES, EVALUATE, SAVE, OWN_IMAGE):
+    for cell in (CURVES, EVALUATE, PREDICTIONS, CONFUSION, SAVE, OWN_IMAGE):
         assert kernel.refused(cell) == ("the training cell has not run yet", IN_ORDER), cell
-    for cell in (PREDICTIONS, CONFUSION):  # they read what the test cell wrote
-        assert kernel.refused(cell) == ("the test cell has not run yet", IN_ORDER), cell
+    kernel.run(TRAINING)
+    run_dir = kernel.namespace["run_dir"]
+    for cell in (PREDICTIONS, CONFUSION):  # they read what the test cell wrote, for this run
+        assert kernel.refused(cell) == (f"the test cell has not run for the run in {run_dir} "
+                                        "yet", "run the test cell, then this cell"), cell
     # each guard is one line of the cell
     for cell in (CURVES, EVALUATE, PREDICTIONS, CONFUSION, SAVE, OWN_IMAGE):
         assert kernel.cell(cell).count("cell_ran(globals()") == 1, cell
@@ -160,6 +163,28 @@ def test_the_gallery_refuses_test_images_the_run_was_not_tested_on(kernel: Kerne
     assert message == ("the predictions read are of 5 test images, the data cell's are 32"), \
         message
     assert hint == "run the test cell and the cell that reads the predictions again", hint
+
+
+def test_the_gallery_refuses_the_predictions_of_an_earlier_run(kernel: Kernel) -> None:
+    """Re-review: SEED changed, the setup, data and training cells run again, the test and
+    predictions cells not: the gallery captioned the new run's test images with the earlier
+    run's guesses (the same number of them)."""
+    for cell in (SETUP, DATA, SHOWS, TRAINING, EVALUATE, PREDICTIONS):
+        kernel.run(cell)
+    assert "misclassified" in kernel.run(GALLERY)
+    kernel.code("SEED = 1\n")
+    for cell in (SETUP, DATA, TRAINING):
+        kernel.run(cell)
+    message, hint = kernel.refused(GALLERY)
+    assert message.startswith("the test cell has not run for the run in "), message
+    kernel.run(EVALUATE)  # a new test cell, the predictions not read again
+    message, hint = kernel.refused(GALLERY)
+    assert message == ("the predictions read are not this run's latest: the training cell or "
+                       "the test cell ran since the cell that reads them"), message
+    assert hint == ("run the test cell and the cell that reads the predictions again, then "
+                    "this cell"), hint
+    kernel.run(PREDICTIONS)
+    assert "misclassified" in kernel.run(GALLERY)
 
 
 def test_the_settings_and_network_text_name_every_model() -> None:

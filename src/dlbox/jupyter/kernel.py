@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from dlbox.errors import UsageError
 from dlbox.fileio import expand_user
 from dlbox.jupyter.settings import NOTEBOOK_CONTAINER_ENV
-from dlbox.text import use_wording
+from dlbox.text import shell_quote, use_wording
 
 if TYPE_CHECKING:
     from dlbox.training.config import TrainConfig
@@ -248,6 +248,30 @@ def check_test_images(loaded_with: tuple[object, ...], trained_with: tuple[objec
                          hint="run the test cell and the cell that reads the predictions again")
 
 
+def tested_stamp(run_dir: Path) -> tuple[str, int, int]:
+    """The run's predictions.csv as the test cell last wrote it (path, time, size), for the
+    cells that read it; a UsageError when the test cell has not run for this run (re-review:
+    a new training's cells read the last run's predictions, or failed on a missing file)."""
+    path = expand_user(run_dir) / "predictions.csv"
+    try:
+        info = path.stat()
+    except OSError:
+        raise UsageError(f"the test cell has not run for the run in {run_dir} yet",
+                         hint="run the test cell, then this cell") from None
+    return str(path), info.st_mtime_ns, info.st_size
+
+
+def check_predictions_read(predicted_from: tuple[str, int, int], run_dir: Path) -> None:
+    """The gallery: the predictions the cell above read (`predicted_from`: tested_stamp then)
+    are the run's latest (re-review: after a new training, or a new test cell, the gallery
+    captioned the pictures with another run's guesses)."""
+    if tested_stamp(run_dir) != predicted_from:
+        raise UsageError("the predictions read are not this run's latest: the training cell "
+                         "or the test cell ran since the cell that reads them",
+                         hint="run the test cell and the cell that reads the predictions "
+                              "again, then this cell")
+
+
 def own_test_set_note(run_dir: Path, num_test: int | None) -> str | None:
     """The test cell's note where NUM_TEST is not the run's own: evaluate_run tests the run
     on its own test images, not on NUM_TEST's (review 14: it did so without a word); else
@@ -284,15 +308,18 @@ def stopped_with(folder: Path, config: TrainConfig, named: bool = False) -> bool
     changed = changed_result_settings(saved, config)
     if changed and named:
         now = config.to_dict()
-        ours = [f"{SETTING_OF_CONFIG[name]} = {saved[name]!r} (now {now[name]!r})"
-                for name in changed if name in SETTING_OF_CONFIG]
-        recipe = [name for name in changed if name not in SETTING_OF_CONFIG]
-        if recipe:
-            ours.append(f"the model's recipe ({', '.join(recipe)}), which DEVICE chooses")
+        said = [f"{SETTING_OF_CONFIG.get(name, name)} = {saved[name]!r} (now {now[name]!r})"
+                for name in changed]
+        new_run = "or set RUN_DIR to another folder (or None) for a new run"
+        # the model's recipe (batch_size, lr, ...) has no setting here (re-review: a run
+        # `dlbox train --batch-size 16` started was told to set it back, "which DEVICE
+        # chooses"): a terminal's --resume keeps the run's own
+        fix = (f"set them back to continue it, {new_run}"
+               if all(name in SETTING_OF_CONFIG for name in changed) else
+               f"continue it in a terminal with `dlbox train --resume {shell_quote(folder)}` "
+               f"(it keeps the run's own settings), {new_run}")
         raise UsageError(f"RUN_DIR {folder} holds a run stopped with other settings: "
-                         f"{', '.join(ours)}",
-                         hint="set them back to continue it, or set RUN_DIR to another folder "
-                              "(or None) for a new run")
+                         f"{', '.join(said)}", hint=fix)
     return not changed
 
 
@@ -328,8 +355,6 @@ def training_history(run_dir: Path) -> list[dict[str, Any]]:
     # {} without one; a damaged one is its own one-line error
     history = read_metrics_file(run_dir / "metrics.json").get("history") or []
     if not history:
-        from dlbox.text import shell_quote
-
         saved = checkpoint_path(run_dir).is_file()  # a RUN_DIR holding it
         raise RunDirError(f"the run in {run_dir} has no finished epoch to plot: its training "
                           "was stopped in its first epoch",

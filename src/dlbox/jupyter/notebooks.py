@@ -22,6 +22,7 @@ from dlbox.fileio import current_folder, expand_user
 from dlbox.jupyter.kernel import (
     cell_ran,
     check_made_with,
+    check_predictions_read,
     check_settings,
     check_test_images,
     how_to_get_cifar10,
@@ -31,6 +32,7 @@ from dlbox.jupyter.kernel import (
     removed_if_unsaved,
     stopped_with,
     synthetic_cifar10,
+    tested_stamp,
     training_history,
     unfinished_run_note,
 )
@@ -42,7 +44,8 @@ __all__ = [
     "damaged_notebook_hint", "notebook_problem", "resolve_notebook_dir", "user_notebooks_dir",
     # dlbox.jupyter.kernel's, imported from here by the notebook (scripts/build_notebook.py
     # writes it): a notebook saved by an older dlbox keeps working
-    "cell_ran", "check_made_with", "check_settings", "check_test_images",
+    "cell_ran", "check_made_with", "check_predictions_read", "check_settings",
+    "check_test_images", "tested_stamp",
     "how_to_get_cifar10", "in_setting_terms", "name_settings_in_errors", "own_test_set_note",
     "removed_if_unsaved", "stopped_with", "synthetic_cifar10", "training_history",
     "unfinished_run_note",
