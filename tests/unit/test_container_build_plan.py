@@ -1240,10 +1240,10 @@ def test_a_file_that_changes_while_the_image_builds_is_named(
     outcome = B.build_image(B.BuildRequest(project_dir=root, device="cpu"),
                             log=lambda line: None, facts=no_probe, client=object())
     [said] = [note for note in outcome.notes if "changed while" in note]
-    assert said == ("warning: build.log changed while the image was built (the image has it "
-                    "as the build began), so `dlbox image run` will warn that the project's "
-                    "files changed; write such a file outside the project, or list it in "
-                    ".dockerignore")
+    assert said == ("warning: build.log changed while the image was built (or appeared), so "
+                    "the image's copy of the project differs: `dlbox image run` will warn that "
+                    "the project's files changed; write such a file outside the project, or "
+                    "list it in .dockerignore")
     (root / "build.log").unlink()  # one the build's output makes: named too (re-review)
     outcome = B.build_image(B.BuildRequest(project_dir=root, device="cpu"),
                             log=lambda line: None, facts=no_probe, client=object())

@@ -175,14 +175,36 @@ def test_the_gallery_refuses_the_predictions_of_an_earlier_run(kernel: Kernel) -
     kernel.code("SEED = 1\n")
     for cell in (SETUP, DATA, TRAINING):
         kernel.run(cell)
+    both = "run the test cell and the cell that reads the predictions again, then this cell"
     message, hint = kernel.refused(GALLERY)
     assert message.startswith("the test cell has not run for the run in "), message
+    assert hint == both, hint  # (re-review: "run the test cell" alone was not enough)
     kernel.run(EVALUATE)  # a new test cell, the predictions not read again
     message, hint = kernel.refused(GALLERY)
-    assert message == ("the predictions read are not this run's latest: the training cell or "
-                       "the test cell ran since the cell that reads them"), message
-    assert hint == ("run the test cell and the cell that reads the predictions again, then "
-                    "this cell"), hint
+    assert message == ("the predictions read are not this run's latest: the test cell ran "
+                       "since the cell that reads them"), message
+    assert hint == both, hint
+    kernel.run(PREDICTIONS)
+    assert "misclassified" in kernel.run(GALLERY)
+
+
+def test_a_continued_run_is_tested_again_before_its_predictions_are_read(
+        kernel: Kernel) -> None:
+    """Re-review: a run stopped, tested, then continued by the training cell: its old
+    predictions.csv (of the stopped weights) was read and shown as the run's."""
+    import os
+
+    for cell in (SETUP, DATA, SHOWS, TRAINING, EVALUATE, PREDICTIONS):
+        kernel.run(cell)
+    run_dir = kernel.namespace["run_dir"]
+    last = run_dir / "checkpoints" / "last.pt"
+    later = (run_dir / "predictions.csv").stat().st_mtime_ns + 1_000_000  # 1 ms
+    os.utime(last, ns=(later, later))  # the training went on after the test cell ran
+    message, hint = kernel.refused(PREDICTIONS)
+    assert message == (f"the test cell has not run since the training cell went on with the "
+                       f"run in {run_dir}"), message
+    assert kernel.refused(GALLERY)[0] == message
+    kernel.run(EVALUATE)
     kernel.run(PREDICTIONS)
     assert "misclassified" in kernel.run(GALLERY)
 

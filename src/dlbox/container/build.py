@@ -921,8 +921,8 @@ def build_image(request: BuildRequest, log: Log = print,
             one = len(changed) == 1
             notes.append(
                 f"warning: {listed([shell_quote(rel) for rel in changed], 3, counted=True)}"
-                f" changed while the image was built (the image has {'it' if one else 'them'}"
-                " as the build began), so `dlbox image run` will warn that the project's files "
+                " changed while the image was built (or appeared), so the image's copy of "
+                "the project differs: `dlbox image run` will warn that the project's files "
                 "changed; write such a file outside the project, or list "
                 f"{'it' if one else 'them'} in .dockerignore")
     smoke_result = None

@@ -250,14 +250,24 @@ def check_test_images(loaded_with: tuple[object, ...], trained_with: tuple[objec
 
 def tested_stamp(run_dir: Path) -> tuple[str, int, int]:
     """The run's predictions.csv as the test cell last wrote it (path, time, size), for the
-    cells that read it; a UsageError when the test cell has not run for this run (re-review:
-    a new training's cells read the last run's predictions, or failed on a missing file)."""
-    path = expand_user(run_dir) / "predictions.csv"
+    cells that read it; a UsageError when the test cell has not run for this run, or not
+    since its training went on (re-review: a new training's cells read the last run's
+    predictions, or failed on a missing file; a continued run's, those of its stopped
+    weights)."""
+    folder = expand_user(run_dir)
+    path = folder / "predictions.csv"
     try:
         info = path.stat()
     except OSError:
         raise UsageError(f"the test cell has not run for the run in {run_dir} yet",
                          hint="run the test cell, then this cell") from None
+    try:  # the test cell writes its predictions after the checkpoint it reads
+        trained = (folder / "checkpoints" / "last.pt").stat().st_mtime_ns
+    except OSError:
+        trained = None
+    if trained is not None and info.st_mtime_ns < trained:
+        raise UsageError(f"the test cell has not run since the training cell went on with the "
+                         f"run in {run_dir}", hint="run the test cell, then this cell")
     return str(path), info.st_mtime_ns, info.st_size
 
 
@@ -265,11 +275,14 @@ def check_predictions_read(predicted_from: tuple[str, int, int], run_dir: Path) 
     """The gallery: the predictions the cell above read (`predicted_from`: tested_stamp then)
     are the run's latest (re-review: after a new training, or a new test cell, the gallery
     captioned the pictures with another run's guesses)."""
-    if tested_stamp(run_dir) != predicted_from:
-        raise UsageError("the predictions read are not this run's latest: the training cell "
-                         "or the test cell ran since the cell that reads them",
-                         hint="run the test cell and the cell that reads the predictions "
-                              "again, then this cell")
+    again = "run the test cell and the cell that reads the predictions again, then this cell"
+    try:
+        now = tested_stamp(run_dir)
+    except UsageError as error:  # the fix here is both cells, not the test cell alone
+        raise UsageError(error.message, hint=again) from None
+    if now != predicted_from:
+        raise UsageError("the predictions read are not this run's latest: the test cell ran "
+                         "since the cell that reads them", hint=again)
 
 
 def own_test_set_note(run_dir: Path, num_test: int | None) -> str | None:
