@@ -256,6 +256,41 @@ def read_only_mount(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
     return mount
 
 
+HOLD = """\
+import sys
+from pathlib import Path
+from dlbox.training.rundir import run_lock
+kind = sys.argv[2]
+with (run_lock(Path(sys.argv[1])) if kind == "training" else
+      run_lock(Path(sys.argv[1]), "busy", evaluating="evaluating")):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture()
+def held_elsewhere() -> Iterator[Callable[[Path, str], Callable[[], None]]]:
+    """hold(run_dir, kind): another process holds the run's lock as `dlbox train` ("training")
+    or `dlbox evaluate` ("evaluating") does, until the test ends or the release it returns
+    is called."""
+    holders: list[subprocess.Popen[str]] = []
+
+    def release(holder: subprocess.Popen[str]) -> None:
+        if holder.poll() is None:
+            holder.communicate("", timeout=30)
+
+    def hold(run_dir: Path, kind: str) -> Callable[[], None]:
+        holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir), kind],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        holders.append(holder)
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        return lambda: release(holder)
+
+    yield hold
+    for holder in holders:
+        release(holder)
+
+
 class QuietHandler(http.server.BaseHTTPRequestHandler):
     """A request handler that logs nothing (the test servers' base)."""
 

@@ -52,35 +52,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-HOLD = """\
-import sys
-from pathlib import Path
-from dlbox.training.rundir import run_lock
-kind = sys.argv[2]
-with (run_lock(Path(sys.argv[1])) if kind == "training" else
-      run_lock(Path(sys.argv[1]), "busy", evaluating="evaluating")):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
-
-@pytest.fixture()
-def held_elsewhere() -> Iterator[typing.Callable[[Path, str], None]]:
-    """hold(run_dir, kind): another process holds the run's lock as `dlbox train` ("training")
-    or `dlbox evaluate` ("evaluating") does, until the test ends."""
-    holders: list[subprocess.Popen[str]] = []
-
-    def hold(run_dir: Path, kind: str) -> None:
-        holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir), kind],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        holders.append(holder)
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-
-    yield hold
-    for holder in holders:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
+Hold = typing.Callable[[Path, str], typing.Callable[[], None]]  # conftest's held_elsewhere
 
 
 # --- evaluate_run and the run's lock ------------------------------------------------------------
@@ -88,7 +60,7 @@ def held_elsewhere() -> Iterator[typing.Callable[[Path, str], None]]:
 
 @pytest.mark.parametrize("output", [None, "the run dir"])
 def test_evaluate_run_refuses_a_run_that_is_training(
-        trained: Path, held_elsewhere: typing.Callable[[Path, str], None],
+        trained: Path, held_elsewhere: Hold,
         output: str | None) -> None:
     """Review: evaluate_run took no lock (only `dlbox evaluate` did), so from a notebook it
     replaced the report of a run still training (its epoch-2 report by the API's epoch-1
@@ -108,7 +80,7 @@ def test_evaluate_run_refuses_a_run_that_is_training(
 
 
 def test_evaluate_run_refuses_a_run_another_evaluation_is_writing(
-        trained: Path, held_elsewhere: typing.Callable[[Path, str], None]) -> None:
+        trained: Path, held_elsewhere: Hold) -> None:
     """Two evaluations of one run at once wrote one report folder together."""
     before = snapshot(trained)
     held_elsewhere(trained, "evaluating")
@@ -131,7 +103,7 @@ def test_evaluate_run_refuses_a_run_this_process_trains(trained: Path) -> None:
 
 
 def test_evaluate_run_into_another_folder_goes_on_while_the_run_trains(
-        trained: Path, tmp_path: Path, held_elsewhere: typing.Callable[[Path, str], None]
+        trained: Path, tmp_path: Path, held_elsewhere: Hold
 ) -> None:
     """output= another folder reads the checkpoint only: no lock is needed, none is taken."""
     before = snapshot(trained)

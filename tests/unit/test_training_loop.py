@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -1214,7 +1215,8 @@ def test_the_trainers_evaluation_names_paths_as_dlbox_evaluate_does(fake_cifar_d
 
 
 def test_evaluating_a_run_stopped_in_its_first_epoch_says_it_is_unfinished(
-        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        held_elsewhere: Callable[[Path, str], Callable[[], None]]) -> None:
     """Found by review: `dlbox evaluate` of a run stopped in epoch 1 of 2 printed its report
     as a finished run's, and the metrics.json it made (the trainer had written none) had no
     epochs_completed or finished in its final."""
@@ -1235,36 +1237,18 @@ def test_evaluating_a_run_stopped_in_its_first_epoch_says_it_is_unfinished(
     assert (final["epochs_completed"], final["finished"], final["step_in_epoch"]) == (0, False, 3)
     # an --output evaluation while the run trains (its lock held by another process): not
     # "stopped", and no --resume (re-review: that was refused, the run training)
-    import subprocess
-    import sys
-
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-         "from dlbox.training.rundir import run_lock\n"
-         f"with run_lock(Path({str(run)!r})):\n    print('held', flush=True)\n"
-         "    sys.stdin.read()\n"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        assert main(["evaluate", str(run), "--device", "cpu", "--output",
-                     str(tmp_path / "now")]) == 0
-        assert (f"note: {run} is training: these are the weights it saved in epoch 1 of 2 "
-                "(after 3 of its steps), its last checkpoint so far"
-                in capsys.readouterr().err.splitlines())
-    finally:
-        holder.communicate("", timeout=30)
+    release = held_elsewhere(run, "training")
+    assert main(["evaluate", str(run), "--device", "cpu", "--output", str(tmp_path / "now")]) == 0
+    assert (f"note: {run} is training: these are the weights it saved in epoch 1 of 2 "
+            "(after 3 of its steps), its last checkpoint so far"
+            in capsys.readouterr().err.splitlines())
+    release()
     # ... but one another evaluation holds (its checkpoints/ lock too) is not training
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-         "from dlbox.training.rundir import run_lock\n"
-         f"with run_lock(Path({str(run)!r}), evaluating='x'):\n    print('held', flush=True)\n"
-         "    sys.stdin.read()\n"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        assert main(["evaluate", str(run), "--device", "cpu", "--output",
-                     str(tmp_path / "now2")]) == 0
-        assert f"note: {run} stopped in epoch 1 of 2" in capsys.readouterr().err
-    finally:
-        holder.communicate("", timeout=30)
+    release = held_elsewhere(run, "evaluating")
+    assert main(["evaluate", str(run), "--device", "cpu", "--output",
+                 str(tmp_path / "now2")]) == 0
+    assert f"note: {run} stopped in epoch 1 of 2" in capsys.readouterr().err
+    release()
     # the Python API (the notebook's test cell, which says it in its own words): no note
     evaluate_run(run, device="cpu", quiet=True)
     assert "note:" not in capsys.readouterr().err
