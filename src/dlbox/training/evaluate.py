@@ -806,20 +806,30 @@ def evaluate_run_unlocked(run_dir: Path, data_dir: Path | None = None, device: s
                     + (" with test-time augmentation" if use_tta else "")):
         evaluation = evaluate_model(build_model_fn(loaded, use_tta), dataset, classes,
                                     resolved, batch_size, run_amp_dtype(loaded))
-    details = {
-        "run_dir": json_path(str(run_dir.resolve())),
-        "checkpoint": json_path(str(getattr(loaded, "checkpoint_path", checkpoint))),
-        "epoch": getattr(loaded, "epoch", None),
-        # weights of a run stopped mid-epoch: `epoch` whole epochs and these steps more
-        **({"step_in_epoch": loaded.step_in_epoch}
-           if getattr(loaded, "step_in_epoch", 0) else {}),
-        "device": str(resolved),
-        "tta": use_tta,
-        "data": json_path(dataset.source),
-        "versions": software_versions(resolved),  # what the numbers came from
-    }
+    details = evaluation_details(run_dir, getattr(loaded, "checkpoint_path", checkpoint),
+                                 getattr(loaded, "epoch", None), resolved, use_tta,
+                                 dataset.source, getattr(loaded, "step_in_epoch", 0))
     return report_evaluation(run_dir, evaluation, details, quiet, output,
                              run_tta=resolve_tta(None, loaded.config))
+
+
+def evaluation_details(run_dir: Path, checkpoint: str | Path, epoch: int | None,
+                       device: torch.device, tta: bool, data: str,
+                       step_in_epoch: int = 0) -> dict[str, Any]:
+    """What an evaluation document says of what it evaluated, as `dlbox evaluate` and the
+    trainer's final evaluation both write it: paths absolute where given so, and one that
+    is not UTF-8 as $'...' (json_path: lone surrogates are invalid JSON text for jq)."""
+    return {
+        "run_dir": json_path(str(run_dir.resolve())),
+        "checkpoint": json_path(str(checkpoint)),
+        "epoch": epoch,
+        # weights of a run stopped mid-epoch: `epoch` whole epochs and these steps more
+        **({"step_in_epoch": step_in_epoch} if step_in_epoch else {}),
+        "device": str(device),
+        "tta": tta,
+        "data": json_path(data),
+        "versions": software_versions(device),  # what the numbers came from
+    }
 
 
 def check_report_checkpoint(run_dir: Path, checkpoint: str) -> None:

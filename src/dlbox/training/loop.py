@@ -42,7 +42,7 @@ from dlbox.fileio import (
     write_json_atomic,
 )
 from dlbox.processes import Terminated, detach_from_terminal, handling, hangup
-from dlbox.text import json_path, listed, make_writable, plural, shell_quote, tell
+from dlbox.text import listed, make_writable, plural, shell_quote, tell
 from dlbox.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -79,7 +79,7 @@ from dlbox.training.device import (
     resolve_device,
 )
 from dlbox.training.inputs import prepare_batch
-from dlbox.training.manifest import MANIFEST_FILE, build_manifest, software_versions, utc_now
+from dlbox.training.manifest import MANIFEST_FILE, build_manifest, utc_now
 from dlbox.training.progress import TrainProgress, spinner
 from dlbox.training.rundir import (
     check_new_run_dir,
@@ -1454,17 +1454,14 @@ def _report(run_dir: Path, config: TrainConfig, device: torch.device, test_set: 
 def _report_logits(run_dir: Path, config: TrainConfig, device: torch.device,
                    test_set: ImageDataset, classes: tuple[str, ...], epoch: int,
                    logits: torch.Tensor, seconds: float) -> dict[str, Any]:
-    from dlbox.training.evaluate import evaluation_from_logits, report_evaluation
+    from dlbox.training.evaluate import (
+        evaluation_details,
+        evaluation_from_logits,
+        report_evaluation,
+    )
 
-    return report_evaluation(run_dir, evaluation_from_logits(logits, test_set, classes, seconds), {
-        # as `dlbox evaluate` writes them: a path that is not UTF-8 as $'...' (json_path)
-        "run_dir": json_path(str(run_dir.resolve())),
-        "checkpoint": json_path(str(checkpoint_path(run_dir, "last").resolve())),
-        "epoch": epoch,
-        "device": str(device),
-        "tta": config.tta,
-        "data": json_path(test_set.source),
-        "versions": software_versions(device),  # what the numbers came from
-        "from": "the trainer's final evaluation",
-    })
+    details = evaluation_details(run_dir, checkpoint_path(run_dir, "last").resolve(), epoch,
+                                 device, config.tta, test_set.source)
+    return report_evaluation(run_dir, evaluation_from_logits(logits, test_set, classes, seconds),
+                             {**details, "from": "the trainer's final evaluation"})
 
