@@ -47,6 +47,12 @@ def listed(items: Sequence[object], at_most: int, counted: bool = False) -> str:
     return f"{shown}, ..." + (f" ({len(items)} in all)" if counted else "")
 
 
+def in_words(items: Sequence[object], last: str = "and") -> str:
+    """"a", "a and b", "a, b and c" (`last`: the word before the last item, e.g. "or")."""
+    words = [str(item) for item in items]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
 def plain(line: str) -> str:
     """`line` without terminal colours and control characters: a build step's output
     (apt's and pip's colours) shown in dlbox's own progress, or quoted in an error."""

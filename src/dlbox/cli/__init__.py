@@ -35,7 +35,7 @@ try:  # Ctrl-C while dlbox starts (review: a 30-line traceback from importlib, e
             first_line,
         )
         from dlbox.fileio import ACCESS_ERRNOS, unsearchable_folder
-        from dlbox.text import shell_quote
+        from dlbox.text import in_words, shell_quote
 except KeyboardInterrupt:
     import sys
 
@@ -150,9 +150,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
         raise _unrecognized(chosen, extra, sys.argv[1:] if argv is None else list(argv))
     commands = _commands(chosen)
     if chosen is not parser and commands:  # bare `dlbox` prints its help (below)
-        named = commands[0] if len(commands) == 1 else \
-            f"{', '.join(commands[:-1])} or {commands[-1]}"
-        raise UsageError(f"{chosen.prog} needs a command: {named}",
+        raise UsageError(f"{chosen.prog} needs a command: {in_words(commands, 'or')}",
                          hint=f"`{chosen.prog} --help` says what each does")
     return args
 

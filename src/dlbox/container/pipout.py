@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from dlbox.container.project import requirement_name
-from dlbox.text import redact_url_credentials
+from dlbox.text import in_words, redact_url_credentials
 
 # What a failed pip install prints when the base image lacks a tool, and the Debian
 # packages that bring it: the hint of a failed build names them for the project's apt.txt.
@@ -52,8 +52,7 @@ def missing_tool_hint(log: Sequence[str]) -> str | None:
     for needles, what, packages in _MISSING_TOOLS:
         if any(needle in text for needle in needles):
             named = packages.split()
-            them = (f"package {named[0]}" if len(named) == 1
-                    else f"packages {', '.join(named[:-1])} and {named[-1]}")
+            them = f"package{'' if len(named) == 1 else 's'} {in_words(named)}"
             return (f"the base image lacks {what}: add the Debian {them} to the project's "
                     "apt.txt and build again")
     return None

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from dlbox.errors import UsageError
 from dlbox.fileio import expand_user
 from dlbox.jupyter.settings import NOTEBOOK_CONTAINER_ENV
-from dlbox.text import shell_quote, use_wording
+from dlbox.text import in_words, shell_quote, use_wording
 
 if TYPE_CHECKING:
     from dlbox.training.config import TrainConfig
@@ -197,10 +197,6 @@ def cell_ran(namespace: Mapping[str, object], name: str, cell: str) -> None:
                          hint="run the cells above in order (Run > Run All Cells)")
 
 
-def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
 def check_made_with(made_with: tuple[object, ...], num_train: int | None,
                     num_test: int | None, seed: int) -> None:
     """The data cell on synthetic data: the setup cell made it for its NUM_TRAIN, NUM_TEST
@@ -211,7 +207,8 @@ def check_made_with(made_with: tuple[object, ...], num_train: int | None,
                                                (num_train, num_test, seed), strict=True)
                if then != now]
     if changed:
-        raise UsageError(f"{_and(changed)} changed since the setup cell made the synthetic data",
+        raise UsageError(f"{in_words(changed)} changed since the setup cell made the "
+                         "synthetic data",
                          hint="run the setup cell again (it makes the data anew), then this cell")
 
 
@@ -238,8 +235,8 @@ def check_test_images(loaded_with: tuple[object, ...], trained_with: tuple[objec
         back = [f"{name} back to {then[name]!r}" if name != "DATA_DIR" else
                 f"DATA_DIR to the run's data ({then[name]})" for name in changed]
         raise UsageError("the data cell's test images are not the ones this run was tested "
-                         f"on: {_and(changed)} changed since the training cell ran",
-                         hint=f"set {_and(back)}, then run the setup cell and the data "
+                         f"on: {in_words(changed)} changed since the training cell ran",
+                         hint=f"set {in_words(back)}, then run the setup cell and the data "
                               "cell again; or train a run on these images (the training cell and "
                               "the cells after it)")
     if test_images != predictions:  # the predictions of an earlier run, say
