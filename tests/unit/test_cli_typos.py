@@ -142,6 +142,16 @@ def test_the_console_command_says_it_in_two_lines() -> None:
     # re-review: the command to paste kept the flag's value ("dlbox train --epochs" failed)
     (["--epochs=1", "train"], "error: --epochs is a flag of dlbox train: put it after the "
                               "command (dlbox train --epochs=1)", "dlbox train"),
+    # a flag with its value as the next word: the value is no command '2' (seen and left
+    # alone before)
+    (["--epochs", "2", "train"], "error: --epochs is a flag of dlbox train: put it after "
+                                 "the command (dlbox train --epochs 2)", "dlbox train"),
+    (["--num-train", "5", "train", "--model", "tutorial"],
+     "error: --num-train is a flag of dlbox train: put it after the command (dlbox train "
+     "--num-train 5)", "dlbox train"),
+    (["image", "--tag", "me/x", "build"], "error: --tag is a flag of dlbox image build: put "
+                                          "it after the command (dlbox image build --tag "
+                                          "me/x)", "dlbox image build"),
     # ... and a flag that is after the command (past a `--`, or given twice) is not told so
     (["models", "--", "--json"], "error: unrecognized arguments: -- --json", "dlbox models"),
     (["--json", "models", "--json"], "error: unrecognized arguments: --json", "dlbox models"),

@@ -66,8 +66,19 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, hint=f"`{self.prog} --help` says what it takes")
 
+    given: list[str] = []  # the words this parser was handed (a command's: those after it)
+
+    def parse_known_args(  # type: ignore[override]  # typeshed's overloads, one behaviour
+            self, args: Sequence[str] | None = None,
+            namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        self.given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            misplaced = _value_before_the_command(self, action.choices, value)
+            if misplaced is not None:  # `dlbox --epochs 2 train`: not "no command '2'"
+                raise misplaced
             raise UsageError(f"{self.prog} has no command '{value}'"
                              + _did_you_mean(value, list(action.choices), quoted=True),
                              hint=f"`{self.prog} --help` lists its commands")
@@ -133,6 +144,49 @@ def _unrecognized(parser: argparse.ArgumentParser, extra: list[str],
                           hint=f"`{parser.prog} --help` says what it takes")
     return UsageError(f"{parser.prog} has no flag {name}" + _did_you_mean(name, known),
                       hint=f"`{parser.prog} --help` lists its flags")
+
+
+def _value_before_the_command(parser: Parser, commands: dict[str, Any],
+                              value: str) -> UsageError | None:
+    """The error for `dlbox --epochs 2 train`, where argparse takes the flag's value `2` for
+    the command: a flag right before `value` that a command named after it takes with a
+    value (that command's, or one of its own commands': `dlbox image --tag T build`)."""
+    words = parser.given
+    if value not in words:
+        return None
+    at = words.index(value)
+    flag = words[at - 1] if at > 0 else ""
+    if not flag.startswith("-") or "=" in flag or "--" in words[:at]:
+        return None
+    command = next((word for word in words[at + 1:] if word in commands), None)
+    chosen = None if command is None else _taking(
+        commands[command], flag, words[words.index(command, at + 1) + 1:])
+    if chosen is None:
+        return None
+    return UsageError(f"{flag} is a flag of {chosen.prog}: put it after the command "
+                      f"({chosen.prog} {flag} {shell_quote(value)})",
+                      hint=f"`{chosen.prog} --help` lists its flags")
+
+
+def _taking(parser: argparse.ArgumentParser, flag: str,
+            words: list[str]) -> argparse.ArgumentParser | None:
+    """`parser`, or the command of it named in `words` (and so on down), that takes `flag`
+    with a value; None if none does."""
+    if _takes_value(parser, flag):
+        return parser
+    names = _commands(parser)
+    command = next((word for word in words if word in names), None)
+    if command is None:
+        return None
+    return _taking(_subparser(parser, command), flag, words[words.index(command) + 1:])
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of `parser`'s command `name` (`build` of `dlbox image`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
 
 
 def _takes_value(parser: argparse.ArgumentParser, option: str) -> bool:
