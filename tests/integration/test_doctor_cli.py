@@ -511,3 +511,22 @@ def test_the_broken_driver_hint_names_a_command_that_runs(
     assert err.splitlines()[1] == (
         f"hint: leave out --cpu to check the recorded host, or leave out --replay {folder} to "
         "resolve for the host that --cpu describes")
+
+
+def test_a_release_that_lacks_the_hosts_python_names_the_hosts_python(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Seen and left alone before: with no --python, the refusal's hint said "or leave
+    --python out", and a --python no release supports exited 1 (an error of the host), not
+    2 (a bad value) as --cuda's does."""
+    code, _, err = run_cli(["doctor", "--resolve", "tensorflow", "--framework-version",
+                            "2.10", "--replay", str(HOSTS / "cpu-only-host")], capsys)
+    assert code == 1
+    assert err.splitlines() == [
+        "error: tensorflow 2.10 does not support Python 3.11, the recorded host's",
+        "hint: resolve for a Python it supports with --python 3.10 (it supports 3.7, 3.8, "
+        "3.9 and 3.10), or leave --framework-version out",
+    ]
+    code, _, err = run_cli(["doctor", "--resolve", "torch", "--python", "3.99"], capsys)
+    assert code == 2
+    assert err.splitlines()[0] == "error: no torch release in the matrix supports Python 3.99"
+    assert "or leave --python out" in err.splitlines()[1]

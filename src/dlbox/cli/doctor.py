@@ -29,13 +29,14 @@ from dlbox.hostenv.recording import HOST_JSON, RecordingError
 from dlbox.hostenv.report import render_build, render_text, report_dict
 from dlbox.hostenv.resolve import (
     SUPPORTED_FRAMEWORKS,
+    NoBuildForPython,
     Target,
     normalize_target,
     resolve_build,
     target_from_host,
 )
 from dlbox.hostenv.rules import broken_driver_error, evaluate, has_errors
-from dlbox.text import shell_quote
+from dlbox.text import in_words, shell_quote
 
 RECORD_WHERE_HINT = "pass a folder you can write to, e.g. dlbox doctor --record host-rec/"
 RECORDING_HINT = ("re-record it with: dlbox doctor --record DIR (the files and their fields are "
@@ -156,6 +157,20 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
+def _python_refused(error: NoBuildForPython, args: argparse.Namespace) -> DlboxError:
+    """No release for the Python resolved for: a --python given is a bad value (exit 2, as
+    --cuda's), the host's is told as the host's, with the --python that would do (seen and
+    left alone: its hint said "leave --python out" where none was given)."""
+    if args.python is not None or not error.pythons:
+        return UsageError(error.message, hint=error.hint)
+    whose = "the recorded host's" if args.replay is not None else "this host's"
+    hint = (f"resolve for a Python it supports with --python {error.pythons[-1]} (it supports "
+            f"{in_words(error.pythons)})")
+    if args.framework_version is not None:
+        hint += ", or leave --framework-version out"
+    return HostEnvError(f"{error.message}, {whose}", hint=hint)
+
+
 def _run(args: argparse.Namespace) -> int:
     console = _StdoutConsole(highlight=False)
     reject_empty_paths(args, ("record", "replay"))
@@ -214,7 +229,10 @@ def _run(args: argparse.Namespace) -> int:
             target = Target(driver=host.driver, compute_capabilities=host.compute_capabilities,
                             cpu=host.cpu, python=args.python or host.python, cuda=args.cuda,
                             version=args.framework_version, listed=host.listed)
-        build = resolve_build(args.resolve, target)
+        try:
+            build = resolve_build(args.resolve, target)
+        except NoBuildForPython as error:
+            raise _python_refused(error, args) from None
         if args.json:  # the target as resolved (review: " 535.104.05 ", sm_86 as given)
             shown = {name: value for name, value in normalize_target(target).__dict__.items()
                      if name != "listed"}
