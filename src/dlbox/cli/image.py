@@ -40,14 +40,17 @@ def _register_build(actions: argparse._SubParsersAction) -> None:
                       "own CIFAR-10 project)",
         description="Build PROJECT_DIR (a folder with requirements.txt, pyproject.toml or "
                     "setup.py; default: the current folder when it has one of them, else the "
-                    "built-in dlbox CIFAR-10 project) into an image. The first "
-                    "build resolves every requirement and writes dlbox.lock next to the "
+                    "built-in dlbox CIFAR-10 project) into an image. The built-in project is "
+                    "built from a dlbox checkout: the one dlbox runs from, or one passed as "
+                    "PROJECT_DIR (a dlbox installed from a wheel has none of its own). The "
+                    "first build resolves every requirement and writes dlbox.lock next to the "
                     "project; later builds install exactly what it pins.",
     )
     build.add_argument("project_dir", nargs="?", metavar="PROJECT_DIR",
                        help="project folder (default: the current folder when it holds "
                             "requirements.txt, pyproject.toml or setup.py, else the built-in "
-                            "dlbox project)")
+                            "dlbox project, from the checkout dlbox runs from; a dlbox "
+                            "checkout given here is the built-in project too)")
     device = build.add_mutually_exclusive_group()
     device.add_argument("--cpu", dest="device", action="store_const", const="cpu",
                         help="a CPU framework build")
@@ -113,7 +116,7 @@ def _register_run(actions: argparse._SubParsersAction) -> None:
     run.add_argument("--tag", "-t", metavar="IMAGE",
                      help="image to run (default: NAME:latest of the project in the current "
                           "folder, as `dlbox image build` tags it; else dlbox:latest, the "
-                          "last build of the built-in project)")
+                          "last build of the built-in project, from a dlbox checkout)")
     run.add_argument("--no-tty", action="store_true",
                      help="no terminal for the command, and the terminal's input not passed "
                           "on (default: at a terminal the command gets one, as with docker "

@@ -736,24 +736,50 @@ def _expand_extras(name: str, optional: dict[str, list[str]], extras: tuple[str,
     return out
 
 
+CHECKOUT_PLACEHOLDER = "DLBOX_CHECKOUT"  # PROJECT_DIR in hints, for an installed dlbox
+
+
+def is_dlbox_tree(root: Path) -> bool:
+    """`root` is a dlbox source tree (a checkout, an unpacked sdist): its pyproject.toml's
+    [project] name is dlbox and it holds the package, src/dlbox/__init__.py. Any such tree
+    is the built-in project, not only the one dlbox runs from (review: a checkout passed as
+    PROJECT_DIR, as an installed dlbox's hint said, was built as any pyproject project:
+    without the `notebook` extra and `dlbox --help` as CMD)."""
+    pyproject = root / PYPROJECT_FILE
+    if not pyproject.is_file() or not (root / "src" / "dlbox" / "__init__.py").is_file():
+        return False
+    try:
+        project = _load_toml(pyproject).get("project")
+    except DlboxError:  # unreadable: detect_project names its fault
+        return False
+    name = project.get("name") if isinstance(project, dict) else None
+    return isinstance(name, str) and normalize_name(name) == "dlbox"
+
+
 def _builtin_root() -> Path | None:
+    """The dlbox source tree this dlbox runs from; None for one installed without it."""
     import dlbox
 
     root = Path(dlbox.__file__).resolve().parents[2]
-    pyproject = root / PYPROJECT_FILE
-    if not pyproject.is_file():
-        return None
-    name = (_load_toml(pyproject).get("project") or {}).get("name")
-    return root if name and normalize_name(name) == "dlbox" else None
+    return root if is_dlbox_tree(root) else None
+
+
+def builtin_build_command() -> str:
+    """The `dlbox image build` that builds the built-in project outside a project: with
+    the checkout placeholder as PROJECT_DIR where dlbox runs from no checkout."""
+    if _builtin_root() is None:
+        return f"dlbox image build {CHECKOUT_PLACEHOLDER}"
+    return "dlbox image build"
 
 
 def builtin_project_dir() -> Path:
     root = _builtin_root()
     if root is None:
         raise ContainerError(
-            "the built-in project needs dlbox's source checkout, and this dlbox is installed "
-            "without one",
-            hint="pass the folder of a dlbox checkout (git clone ...) as PROJECT_DIR",
+            "the built-in project is built from dlbox's source, and this dlbox is installed "
+            "without its checkout",
+            hint=f"pass the folder of a dlbox checkout (git clone, or an unpacked sdist) as "
+                 f"PROJECT_DIR: dlbox image build {CHECKOUT_PLACEHOLDER}",
         )
     return root
 
@@ -1021,7 +1047,7 @@ def detect_project(project_dir: str | Path | None = None,
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise UsageError(f"project folder {root} {what}",
                          hint="pass the folder holding requirements.txt or pyproject.toml")
-    if not builtin and root == _builtin_root():
+    if not builtin and is_dlbox_tree(root):  # a dlbox checkout, this one or another
         builtin = True
     pyproject_path = root / PYPROJECT_FILE
     requirements_path = root / REQUIREMENTS_FILE
@@ -1044,8 +1070,10 @@ def detect_project(project_dir: str | Path | None = None,
         raise UsageError(
             f"{root} has neither {REQUIREMENTS_FILE} nor {PYPROJECT_FILE}",
             hint="add a requirements.txt listing what the code imports (one package a line); "
-                 "for the built-in dlbox project, run dlbox image build without PROJECT_DIR "
-                 "in a folder that is not a project",
+                 + ("for the built-in dlbox project, run dlbox image build without PROJECT_DIR "
+                    "in a folder that is not a project" if _builtin_root() is not None else
+                    "for the built-in dlbox project, pass the folder of a dlbox checkout: "
+                    f"{builtin_build_command()}"),
         )
     requirements: list[str] = []
     options: list[str] = []

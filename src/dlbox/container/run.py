@@ -34,6 +34,8 @@ from dlbox.container import engine
 from dlbox.container import spec as S
 from dlbox.container.owner import OWNER_LABEL, owner_id, remove_orphaned
 from dlbox.container.project import (
+    CHECKOUT_PLACEHOLDER,
+    builtin_build_command,
     default_project_dir,
     detect_project,
     project_above,
@@ -745,6 +747,13 @@ def project_tag(folder: Path | None) -> str | None:
         return None
 
 
+def _from_checkout() -> str:
+    """The words " from a dlbox checkout" where builtin_build_command() takes one as
+    PROJECT_DIR (an installed dlbox; review: its hints named a bare `dlbox image build`,
+    which fails outside a project), else none."""
+    return " from a dlbox checkout" if CHECKOUT_PLACEHOLDER in builtin_build_command() else ""
+
+
 def missing_image_hint(client: Any, options: RunOptions) -> str:
     """What to run for an image that is not here: the images built from this folder under
     other tags, when there are (review: "build it first" in a folder built with --tag); a
@@ -752,13 +761,17 @@ def missing_image_hint(client: Any, options: RunOptions) -> str:
     if options.named:
         if engine.registry_image(options.image):
             return engine.pull_hint(options.image)
-        if options.image == BUILTIN_IMAGE or options.image == project_tag(options.here):
+        if options.image == project_tag(options.here):
             return (f"check the name (docker images lists those here), or build it: dlbox "
                     f"image build --tag {options.image}")
+        if options.image == BUILTIN_IMAGE:
+            return (f"check the name (docker images lists those here), or build it"
+                    f"{_from_checkout()}: {builtin_build_command()} --tag {options.image}")
         return (f"check the name (docker images lists those here), pull it (docker pull "
                 f"{options.image}) or build it: dlbox image build --tag {options.image}")
     if options.project_dir is None:  # no project here: the built-in project's image
-        return "build it first: dlbox image build (or pass --tag IMAGE)"
+        return (f"build it first{_from_checkout()}: {builtin_build_command()} (or pass --tag "
+                "IMAGE)")
     try:
         images = client.images.list(
             filters={"label": f"{S.SOURCE_LABEL}={S.source_id(options.project_dir)}"})

@@ -58,9 +58,14 @@ def default_image_tag() -> str:
 
 def builtin_build_command() -> str:
     """How to build dlbox's own CPU image from here: in a project's folder, `dlbox image
-    build` builds that project instead."""
-    from dlbox.container.project import default_project_dir
+    build` builds that project instead; an installed dlbox (no checkout of its own) builds
+    it from a checkout passed as PROJECT_DIR, wherever it runs."""
+    from dlbox.container.project import CHECKOUT_PLACEHOLDER, default_project_dir
+    from dlbox.container.project import builtin_build_command as build_command
 
+    command = build_command()
+    if CHECKOUT_PLACEHOLDER in command:
+        return f"`{command} --cpu` ({CHECKOUT_PLACEHOLDER}: the folder of a dlbox checkout)"
     try:
         here = default_project_dir()
     except UsageError:  # the current folder is gone: nothing here to build instead
