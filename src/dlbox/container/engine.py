@@ -317,9 +317,11 @@ def build_error(message: str, step: dict[str, Any] | None, log: Sequence[str],
     if ("pull access denied" in lowered or "manifest unknown" in lowered
             or "no such image" in lowered or "failed to resolve" in lowered
             or ("dial tcp" in lowered and "registry" in lowered)):
-        hint = ("the base image is not on this machine and could not be pulled: build it "
-                "(scripts/build-base-image.sh) or pass --base-image with a local image or a "
-                "registry mirror")
+        # scripts/ is a checkout's: an installed dlbox has none
+        hint = ("the base image is not on this machine and could not be pulled: pass "
+                "--base-image with a local image (a dlbox checkout's "
+                "scripts/build-base-image.sh builds one without a registry) or a registry "
+                "mirror's")
     elif any("Could not find a version that satisfies" in line or "No matching distribution"
              in line for line in log[-40:]):
         # found nothing: because the proxy let pip reach no index, when pip says so
