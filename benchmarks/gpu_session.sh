@@ -26,16 +26,22 @@
 #   f  resnet     `dlbox train --model resnet` with its GPU defaults (16 epochs)
 #   h  compiled   only with time to spare: time_to_accuracy.py --compile -> speedrun_compiled.json
 #   i  long       only with time to spare: speedrun-long, 1 run -> speedrun_long.json
+#   j  airbench96 only when ONLY names it (with long, without compiled): the harness on
+#                 .airbench/airbench96_faster.py, 3 runs, next to step i's speedrun_long.json
+#                 of the same call -> $OUT/airbench96.json (its own call: ONLY="env data long
+#                 airbench96"; its three max-autotune compiles take minutes)
 #   summary       benchmarks/gpu_summary.py -> $OUT/summary.json: each issue target, its
 #                 figure, pass or fail
 # Files in $OUT: session.log, doctor.json, speedrun.json, airbench.json, gpumem.csv (nvidia-smi
 # memory.used sampled every ~0.25 s), summary.json, speedrun_compiled.json (if h ran),
-# speedrun_long.json (if i ran): 8 files at most, the limit of what comes back.
+# speedrun_long.json (if i ran), airbench96.json (if j ran; never with h): 8 files at most,
+# the limit of what comes back.
 # WORK_DIR (default /tmp/gpu-session) is removed and made again: only an empty folder or one
 # a session made (.dlbox-gpu-session in it) is taken.
 # Exit status: 0; 2 refused before any step (an argument, BUDGET_S, ONLY, a PYTHON that does
-# not run, WORK_DIR, a missing carried file); 3 no summary.json, or no step ended with rc 0;
-# 130 (143) stopped by Ctrl-C (SIGTERM), the summary still written.
+# not run, WORK_DIR, a missing carried file); 3 no summary.json, or no measuring step (d to j)
+# ended with rc 0 (where ONLY names none of them: no step at all); 130 (143) stopped by
+# Ctrl-C (SIGTERM), the summary still written.
 
 set -u
 set -o pipefail
@@ -91,13 +97,17 @@ WORK_MARKER=.dlbox-gpu-session
 export STEPS="$WORK/steps.jsonl"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 export AIRBENCH_SCRIPT=${AIRBENCH_SCRIPT:-.airbench/airbench94_muon.py}
+export AIRBENCH96_SCRIPT=${AIRBENCH96_SCRIPT:-.airbench/airbench96_faster.py}
 export RUNS=${RUNS:-10}
+# airbench96_faster has no warm-up run: run 0 (its compile in its time) is left out of the
+# mean, so 3 runs give a mean over 2
+export RUNS96=${RUNS96:-3}
 if [ "$MODE" = smoke ]; then
     export DEV=cpu DATA="$WORK/cifar10"
     export SMALL="--epochs 1 --num-train 200 --num-test 100 --threads 2"
     export AB_SMALL="--num-train 200 --num-test 100"
-    export RUNS=${SMOKE_RUNS:-2}
-    export AIRBENCH_SCRIPT="$WORK/fake_airbench.py"
+    export RUNS=${SMOKE_RUNS:-2} RUNS96=${SMOKE_RUNS:-2}
+    export AIRBENCH_SCRIPT="$WORK/fake_airbench.py" AIRBENCH96_SCRIPT="$WORK/fake_airbench.py"
 else
     export DEV=cuda DATA=${GPU_DATA:-/tmp/cifar10} SMALL="" AB_SMALL=""
 fi
@@ -111,8 +121,16 @@ export -f log elapsed
 # compiled and long only use what is left over, unless ONLY names them: then they are kept
 # their MINIMUM (their MIN_LIMIT), unscaled, as the summary is always kept its 20 s.
 # compiled runs only on a GPU after speedrun wrote speedrun.json, so only then is it kept.
-export KEEPS="env:0:0 data:60:0 gpu:20:0 speedrun:60:0 e2e1:40:0 e2e2:20:0 airbench:250:0 resnet:40:0 compiled:0:120 long:0:60"
+# airbench96 runs only when ONLY names it (and is then kept its 240 s).
+export KEEPS="env:0:0 data:60:0 gpu:20:0 speedrun:60:0 e2e1:40:0 e2e2:20:0 airbench:250:0 resnet:40:0 compiled:0:120 long:0:60 airbench96:0:240"
 export SUMMARY_KEEP=20
+# env, the first step, is always left ENV_FLOOR s (MIN_LIMIT's 15, and 5 s for the moments
+# before it starts) when BUDGET_S allows it: the later steps' shares give way, not env
+# (review: below BUDGET_S=378 the scaled shares plus the summary's 20 s skipped it)
+export ENV_FLOOR=20
+# the steps that measure (d to j): a call where none of them ended with rc 0 exits 3 (review:
+# env, data and gpu end rc 0 whatever the GPU does, and a call that measured nothing exited 0)
+export MEASURING="speedrun e2e1 e2e2 airbench resnet compiled long airbench96"
 
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -136,9 +154,16 @@ reserve_after() {
 
 # step_reserve NAME: what run_step keeps from step NAME for the steps after it; the data
 # step is kept only the summary's: every later step reads the data, so skipping it to keep
-# their time would fail them all.
+# their time would fail them all; env keeps at most what leaves it ENV_FLOOR s.
 step_reserve() {
-    if [ "$1" = data ]; then echo "$SUMMARY_KEEP"; else reserve_after "$1"; fi
+    local reserve
+    case $1 in
+        data) echo "$SUMMARY_KEEP" ;;
+        env)
+            reserve=$(reserve_after env)
+            echo $(( reserve < BUDGET_S - ENV_FLOOR ? reserve : BUDGET_S - ENV_FLOOR )) ;;
+        *) reserve_after "$1" ;;
+    esac
 }
 
 if [ -n "${ONLY:-}" ]; then
@@ -154,6 +179,18 @@ if [ -n "${ONLY:-}" ]; then
         echo "error: ONLY names compiled without speedrun (step h compiles step d's runs and" \
              "compares them)" >&2
         echo "hint: name speedrun too: ONLY=\"... speedrun compiled\"" >&2
+        exit 2
+    fi
+    if selected airbench96 && ! selected long; then
+        echo "error: ONLY names airbench96 without long (step j compares airbench96_faster" \
+             "with step i's speedrun-long of the same call)" >&2
+        echo "hint: name long too: ONLY=\"env data long airbench96\"" >&2
+        exit 2
+    fi
+    if selected airbench96 && selected compiled; then
+        echo "error: ONLY names airbench96 with compiled (9 files in OUT, one more than comes" \
+             "back; and both compiles would not fit in one call)" >&2
+        echo "hint: a call of its own for airbench96: ONLY=\"env data long airbench96\"" >&2
         exit 2
     fi
 fi
@@ -342,30 +379,41 @@ step_resnet() {
         --no-progress $SMALL
 }
 
-step_airbench() {
+# side_by_side STEP SCRIPT RUNS DLBOX_JSON OUT_JSON: the harness on an airbench script,
+# compared with DLBOX_JSON (a step of this call) when it is there; without it (the step that
+# writes it skipped or failed, or every run of it failed: no mean time, which the harness
+# would refuse) airbench is still measured, on its own
+side_by_side() {
+    local step=$1 script=$2 runs=$3 dlbox_json=$4 out_json=$5
     if [ "$MODE" = smoke ]; then
-        "$PY" benchmarks/airbench_side_by_side.py --write-fake-script "$AIRBENCH_SCRIPT" || return 1
+        "$PY" benchmarks/airbench_side_by_side.py --write-fake-script "$script" || return 1
     fi
     # stop the script itself before this step's limit, so that its JSON is still written
     local inner=$(( STEP_LIMIT > 60 ? STEP_LIMIT - 25 : STEP_LIMIT * 2 / 3 ))
-    # compared with step d's runs when they are there; without them (ONLY="... airbench" alone,
-    # step d skipped or failed, or every run of it failed: no mean time, which the harness
-    # would refuse) airbench is still measured, on its own
     local compare=()
-    if [ ! -f "$OUT/speedrun.json" ]; then
-        log "step airbench: no $OUT/speedrun.json from step d: airbench alone, no ratio"
+    if [ ! -f "$dlbox_json" ]; then
+        log "step $step: no $dlbox_json from this call: $step alone, no ratio"
     elif ! "$PY" -c 'import json, sys
 m = json.load(open(sys.argv[1]))["summary"]["time_seconds"]["mean"]
-sys.exit(not isinstance(m, (int, float)) or isinstance(m, bool))' "$OUT/speedrun.json" 2>/dev/null
+sys.exit(not isinstance(m, (int, float)) or isinstance(m, bool))' "$dlbox_json" 2>/dev/null
     then
-        log "step airbench: no mean time in $OUT/speedrun.json (every run of step d failed):" \
-            "airbench alone, no ratio"
+        log "step $step: no mean time in $dlbox_json (every run of its step failed):" \
+            "$step alone, no ratio"
     else
-        compare=(--dlbox-json "$OUT/speedrun.json")
+        compare=(--dlbox-json "$dlbox_json")
     fi
-    "$PY" benchmarks/airbench_side_by_side.py --script "$AIRBENCH_SCRIPT" --runs "$RUNS" \
-        --data "$DATA" "${compare[@]}" --json "$OUT/airbench.json" \
+    "$PY" benchmarks/airbench_side_by_side.py --script "$script" --runs "$runs" \
+        --data "$DATA" "${compare[@]}" --json "$out_json" \
         --timeout "$inner" $AB_SMALL
+}
+
+step_airbench() {  # next to step d's speedrun.json
+    side_by_side airbench "$AIRBENCH_SCRIPT" "$RUNS" "$OUT/speedrun.json" "$OUT/airbench.json"
+}
+
+step_airbench96() {  # next to step i's speedrun_long.json: the >= 93.1 % target's baseline
+    side_by_side airbench96 "$AIRBENCH96_SCRIPT" "$RUNS96" "$OUT/speedrun_long.json" \
+        "$OUT/airbench96.json"
 }
 
 step_compiled() {
@@ -385,7 +433,7 @@ step_summary() {
 }
 
 export -f selected reserve_after step_reserve run_step step_env step_data step_gpu step_speedrun step_e2e step_resnet \
-    step_airbench step_compiled step_long step_summary
+    side_by_side step_airbench step_airbench96 step_compiled step_long step_summary
 
 # Ctrl-C or SIGTERM: the step under way is stopped (SIGTERM to its process group: a training
 # saves and stops), the later steps are skipped, and the summary still runs over what was
@@ -401,7 +449,7 @@ stop_steps() {
 # The files a session writes to OUT: an earlier session's are removed first, so that the
 # summary never reads one as this session's figure.
 OUT_FILES="session.log doctor.json speedrun.json airbench.json gpumem.csv summary.json
-speedrun_compiled.json speedrun_long.json"
+speedrun_compiled.json speedrun_long.json airbench96.json"
 
 main() {
     rm -rf "$WORK" && mkdir -p "$WORK" && : > "$WORK/$WORK_MARKER"  # preflight checked it
@@ -448,6 +496,9 @@ main() {
         printf '{"step": "compiled", "rc": null, "skipped": true}\n' >> "$STEPS"
     fi
     MIN_LIMIT=60 run_step long 150 bash -c step_long
+    if [ -n "${ONLY:-}" ]; then  # only when named: with long, in a call of its own
+        MIN_LIMIT=240 run_step airbench96 500 bash -c step_airbench96
+    fi
     if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; fi
     # The summary always runs (30 s at most), whatever the budget left: it is what comes back.
     log "step summary: start"
@@ -455,9 +506,17 @@ main() {
     log "step summary: rc=$?"
     log "done; files in $OUT:"
     ls -la "$OUT"
-    # exit 3 where nothing came of the call (review: it exited 0 with every step failed)
+    # exit 3 where nothing came of the call (review: it exited 0 with every step failed):
+    # no measuring step that ONLY names ended with rc 0, or, where it names none, no step
+    local named=() name
+    for name in $MEASURING; do selected "$name" && named+=("$name"); done
     if [ ! -f "$OUT/summary.json" ]; then
         FAILED="no summary.json was written"
+    elif (( ${#named[@]} )); then
+        if ! grep -Eq "\"step\": \"($(IFS='|'; echo "${named[*]}"))\", \"rc\": 0," "$STEPS" \
+                2>/dev/null; then
+            FAILED="no measuring step ended with rc 0"
+        fi
     elif ! grep -q '"rc": 0,' "$STEPS" 2>/dev/null; then
         FAILED="no step ended with rc 0"
     fi
@@ -500,6 +559,10 @@ preflight() {
     fi
     if [ "$MODE" = gpu ] && selected airbench && [ ! -f "$AIRBENCH_SCRIPT" ]; then
         missing+=("$AIRBENCH_SCRIPT")
+    fi
+    if [ "$MODE" = gpu ] && [ -n "${ONLY:-}" ] && selected airbench96 &&
+            [ ! -f "$AIRBENCH96_SCRIPT" ]; then
+        missing+=("$AIRBENCH96_SCRIPT")
     fi
     if (( ${#missing[@]} )); then
         refuse "missing ${missing[*]}" \

@@ -29,7 +29,7 @@ def reserves(tmp_path: Path, only: str = "", budget: int | None = None) -> dict[
 def test_the_full_session_keeps_each_step_its_share(tmp_path: Path) -> None:
     assert reserves(tmp_path) == {
         "env": 510, "data": 20, "gpu": 430, "speedrun": 370, "e2e1": 330, "e2e2": 310,
-        "airbench": 60, "resnet": 20, "compiled": 20, "long": 20}
+        "airbench": 60, "resnet": 20, "compiled": 20, "long": 20, "airbench96": 20}
     # airbench (g) runs before resnet (f): the ratio needs it in the same call, and
     # its max-autotune compile takes minutes; resnet is kept 40 s after it. The data step is
     # kept only the summary's 20 s: every later step reads the data (found by review: a

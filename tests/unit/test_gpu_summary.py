@@ -45,6 +45,11 @@ def session(tmp_path: Path) -> tuple[Path, Path]:
         "runs": [{"peak_memory_mib": 1000.0 + i} for i in range(10)],
         "environment": {"torch": "2.11.0+cu130"}})
     _write(out / "speedrun_long.json", {"summary": {"tta_accuracy": {"mean": 0.9320}}})
+    # step j: airbench96_faster next to speedrun-long, 3 runs (run 0 left out: information)
+    _write(out / "airbench96.json", {"stopped_by": None, "comparison": {
+        "time_seconds_ratio": 0.9, "airbench": {"runs": 2}, "notes": [],
+        "info_notes": ["no warm-up run in the table: run 0 (its time includes the compile) "
+                       "is left out of the summary and the ratio"]}})
     _write(out / "airbench.json", {
         "summary": {"time_seconds": {"mean": 2.0}}, "wall_seconds": 120.5,
         "runs": [{"run": i} for i in range(10)], "stopped_by": None,
@@ -69,8 +74,8 @@ def session(tmp_path: Path) -> tuple[Path, Path]:
 
 
 # the targets in their order in summary.json, by short names
-KEYS = ("long_tta", "resnet", "speedrun_tta", "speedrun_runs", "speedrun_time", "ratio",
-        "e2e1", "e2e2", "torch_peak", "smi_peak")
+KEYS = ("long_tta", "long_ratio", "resnet", "speedrun_tta", "speedrun_runs", "speedrun_time",
+        "ratio", "e2e1", "e2e2", "torch_peak", "smi_peak")
 
 
 def _targets(out: Path, work: Path) -> dict[str, dict[str, Any]]:
@@ -132,6 +137,7 @@ def test_missing_or_failed_steps_are_missing_not_fail(session: tuple[Path, Path]
     out, work = session
     (out / "speedrun.json").unlink()  # step d failed before writing
     (out / "airbench.json").write_text('{"summary": ')  # cut off mid-write
+    (out / "airbench96.json").unlink()  # step j did not run (only when ONLY names it)
     (work / "resnet" / "metrics.json").unlink()
     # e2e1's record has no accuracy line's time (its step's line, below, is not there: no
     # rc 124 that would make it a FAIL); e2e2 left no record
@@ -161,7 +167,7 @@ def test_missing_or_failed_steps_are_missing_not_fail(session: tuple[Path, Path]
     # a skipped step has no times, hence no GPU peak
     assert [s["gpu_memory_used_peak_mib"] for s in document["steps"]] == [3000.0, None]
     lines = summary_module.report_lines(document)
-    assert sum(line.endswith("  missing") for line in lines) == 8
+    assert sum(line.endswith("  missing") for line in lines) == 9
     assert lines[-1] == "  step long      rc None  - s  gpu peak - MiB"
     assert not any(line.endswith("  FAIL") for line in lines)
     # the table's columns line up: every goal column ends where the header's does (names
@@ -199,16 +205,17 @@ def test_compiled_ratio_needs_both_times(session: tuple[Path, Path]) -> None:
 def test_main_writes_summary_json(session: tuple[Path, Path],
                                   capsys: pytest.CaptureFixture[str]) -> None:
     out, work = session
-    assert summary_module.main(["--out", str(out), "--work", str(work), "--mode", "smoke",
+    assert summary_module.main(["--out", str(out), "--work", str(work), "--mode", "gpu",
                                 "--budget-s", "540"]) == 0
     text = (out / "summary.json").read_text()
-    assert text.endswith("}\n") and text.startswith('{\n  "mode": "smoke",')  # indent 2
+    assert text.endswith("}\n") and text.startswith('{\n  "mode": "gpu",')  # indent 2
     document = json.loads(text)
     assert list(document) == ["mode", "budget_s", "targets", "steps", "e2e", "train_runs",
                               "speedrun", "speedrun_partial", "speedrun_long_partial",
-                              "speedrun_compiled", "speedrun_long", "airbench", "environment"]
-    assert document["speedrun_partial"] is None  # the smoke's speedrun finished its runs
-    assert document["mode"] == "smoke" and document["budget_s"] == 540.0
+                              "speedrun_compiled", "speedrun_long", "airbench", "airbench96",
+                              "environment"]
+    assert document["speedrun_partial"] is None  # the speedrun finished its runs
+    assert document["mode"] == "gpu" and document["budget_s"] == 540.0
     assert all(list(t) == ["target", "goal", "value", "pass"] for t in document["targets"])
     assert [s["step"] for s in document["steps"]] == [name for name, _, _ in STEP_TIMES]
     assert all(list(s)[-1] == "gpu_memory_used_peak_mib" for s in document["steps"])
@@ -225,9 +232,9 @@ def test_main_writes_summary_json(session: tuple[Path, Path],
 
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split() == ["target", "goal", "value", "result"]
-    assert printed[3].startswith("speedrun mean TTA accuracy ")
-    assert printed[3].split()[-4:] == [">=", "0.908", "0.912", "PASS"]
-    assert sum(line.endswith("  PASS") for line in printed) == 10
+    assert printed[4].startswith("speedrun mean TTA accuracy ")
+    assert printed[4].split()[-4:] == [">=", "0.908", "0.912", "PASS"]
+    assert sum(line.endswith("  PASS") for line in printed) == 11
     assert printed[-1] == f"wrote {out / 'summary.json'}"
 
 
@@ -344,7 +351,7 @@ def test_an_e2e_step_that_timed_out_before_its_accuracy_line_fails(
     assert "note" not in rows["e2e2"]
     lines = summary_module.report_lines(
         summary_module.build_summary(summary_module.load_results(out, work), "gpu", 540))
-    assert lines[7].endswith("  FAIL (no accuracy line within 39 s)"), lines[7]
+    assert lines[8].endswith("  FAIL (no accuracy line within 39 s)"), lines[8]
     # stopped by the session's Ctrl-C or SIGTERM (rc 143), not its limit: no figure, missing
     for step in steps:
         if step["step"] == "e2e1":
