@@ -1263,13 +1263,29 @@ def test_a_download_shows_progress_as_it_arrives_in_plain_lines_without_a_termin
     assert dest.read_bytes() == running.payload
     lines = capsys.readouterr().err.splitlines()
     assert 3 <= len(lines) <= 11, lines
-    percents = []
+    percents, amounts = [], []
     for line in lines:
-        match = re.fullmatch(r"downloading (\d+ (?:kB|MB)) of 2 MB \((\d+) %\)", line)
+        # in the total's unit, with a decimal under 10 of it (review: "161 kB of 1 MB", and
+        # "1 MB of 1 MB (81 %)")
+        match = re.fullmatch(r"downloading (\d+\.\d) MB of 2\.1 MB \((\d+) %\)", line)
         assert match is not None, line
+        amounts.append(float(match.group(1)))
         percents.append(int(match.group(2)))
     assert percents == sorted(set(percents)) and percents[-1] == 100
-    assert lines[-1] == "downloading 2 MB of 2 MB (100 %)"
+    assert amounts == sorted(set(amounts))
+    assert lines[-1] == "downloading 2.1 MB of 2.1 MB (100 %)"
+
+
+@pytest.mark.parametrize("done, total, shown", [
+    (17_000_000, 170_498_071, "17 MB of 170 MB"),
+    (161_000, 1_300_000, "0.2 MB of 1.3 MB"),
+    (1_053_000, 1_300_000, "1.1 MB of 1.3 MB"),
+    (40_000, 900_000, "40 kB of 900 kB"),
+    (0, 500, "0 kB of 1 kB"),
+])
+def test_download_amounts_are_told_in_the_units_of_the_total(done: int, total: int,
+                                                              shown: str) -> None:
+    assert fetch_module._amount_of(done, total) == shown
 
 
 @contextlib.contextmanager

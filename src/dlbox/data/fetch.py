@@ -430,10 +430,11 @@ class _ProgressLines:
         if self._shown == self._done:
             return
         self._shown = self._done
-        done = _size_text(int(self._done))
         if self._total:
-            done += (f" of {_size_text(int(self._total))} "
-                     f"({int(self._done * 100 // self._total)} %)")
+            done = (f"{_amount_of(int(self._done), int(self._total))} "
+                    f"({int(self._done * 100 // self._total)} %)")
+        else:
+            done = _size_text(int(self._done))
         print(f"{self._description} {done}", file=sys.stderr, flush=True)
 
 
@@ -1155,6 +1156,15 @@ def _names_a_version(part: Path) -> bool:
 
 def _size_text(size: int) -> str:
     return f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{max(1, round(size / 1e3))} kB"
+
+
+def _amount_of(done: int, total: int) -> str:
+    """"17 MB of 170 MB": both in the total's unit, with a decimal where the total is under
+    10 MB (review: a 1.3 MB mirror showed "161 kB of 1 MB", then "1 MB of 1 MB (81 %)")."""
+    if total < 1e6:
+        return f"{round(done / 1e3)} kB of {max(1, round(total / 1e3))} kB"
+    digits = 1 if total < 10e6 else 0
+    return f"{done / 1e6:.{digits}f} MB of {total / 1e6:.{digits}f} MB"
 
 
 def _remove_stale_part(root: Path, archive: Path) -> None:
