@@ -466,15 +466,41 @@ def config_damaged_hint(run_dir: Path) -> str:
     return "it was edited or damaged; train again"
 
 
-def require_run_dir(run_dir: Path, made_by: str = "`dlbox train`") -> None:
+def run_holding(path: Path) -> Path | None:
+    """The run directory (a folder with a config.json) that `path` is in, one or two levels
+    up (checkpoints/last.pt, checkpoints/, config.json: a path pasted from a stop message as
+    the run); None when neither holds a run."""
+    for folder in (path.parent, path.parent.parent):
+        with contextlib.suppress(OSError):
+            if folder != path and (folder / CONFIG_FILE).is_file():
+                return folder
+    return None
+
+
+def pass_the_run_hint(path: Path, command: str | None = None) -> str | None:
+    """The hint for a path inside a run given as the run (run_holding): its run directory,
+    in `command` ("dlbox train --resume") where the caller gives one; None when it is in
+    no run."""
+    run = run_holding(path)
+    if run is None:
+        return None
+    if command is not None:
+        return f"pass its run directory instead: `{command} {shell_quote(run)}`"
+    return f"pass its run directory instead: {shell_quote(run)}"
+
+
+def require_run_dir(run_dir: Path, made_by: str = "`dlbox train`",
+                    command: str | None = None) -> None:
     """RunDirError unless `run_dir` is a folder: one that is not there, or a file, in one
     line that says which (review: a typo read as "a run stopped in its first epoch");
-    `made_by` names what writes run folders, for the hint."""
+    `made_by` names what writes run folders, for the hint; a file in a run (its checkpoint)
+    names the run instead, in `command` where given (pass_the_run_hint)."""
     with reading_run_file(run_dir):  # a folder above it that is not open to the user
         exists, is_dir = run_dir.exists(), run_dir.is_dir()
     if exists and not is_dir:
         raise RunDirError(f"{run_dir} is a file, not a run directory",
-                          hint=f"pass the folder {made_by} wrote, not a file in it")
+                          hint=pass_the_run_hint(run_dir, command)
+                          or f"pass the folder {made_by} wrote, not a file in it")
     if not is_dir:
         raise RunDirError(f"run directory {run_dir} does not exist",
                           hint=f"pass the folder {made_by} wrote (default: "
@@ -482,25 +508,27 @@ def require_run_dir(run_dir: Path, made_by: str = "`dlbox train`") -> None:
                                "starts")
 
 
-def read_run_config(run_dir: str | Path) -> TrainConfig:
+def read_run_config(run_dir: str | Path, command: str | None = None) -> TrainConfig:
+    """The run's config.json; `command` ("dlbox train --resume"): the command a hint gives
+    for a path inside a run given as the run (pass_the_run_hint)."""
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
-    require_run_dir(run_dir)
+    require_run_dir(run_dir, command=command)
     with reading_run_file(path):  # a folder on the way that is not open to the user
         found = path.exists()  # a folder in its place: read_json says so, below
     if not found:
-        command = config_restore_command(run_dir)
-        if command is not None:  # deleted, or lost in a copy: the checkpoint has the settings
+        restore = config_restore_command(run_dir)
+        if restore is not None:  # deleted, or lost in a copy: the checkpoint has the settings
             raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, but a checkpoint",
                               hint=f"write {CONFIG_FILE} back from the checkpoint, which holds "
-                                   f"the run's settings: {command}")
+                                   f"the run's settings: {restore}")
         if _unreadable_checkpoint(run_dir):
             raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, and its checkpoint "
                               f"{run_dir / 'checkpoints' / 'last.pt'} cannot be read either",
                               hint=RESTORE_OR_TRAIN)
         raise RunDirError(f"{run_dir} has no {CONFIG_FILE}, so it is not a dlbox run directory",
-                          hint=runs_inside_hint(run_dir) or "pass a directory made by `dlbox "
-                                                            "train`")
+                          hint=runs_inside_hint(run_dir) or pass_the_run_hint(run_dir, command)
+                          or "pass a directory made by `dlbox train`")
     try:
         data = read_json(path)
     except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8

@@ -87,6 +87,7 @@ from dlbox.training.rundir import (
     create_run_dir,
     discard_unsaved,
     remove_killed_writes,
+    run_all_written,
     run_lock,
 )
 from dlbox.training.schedules import lr_factor, make_scheduler
@@ -492,7 +493,7 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     """
     check_threads(threads)  # at most 4 per core, as for a new run (torch crashes beyond)
     run_dir = expand_user(run_dir).resolve()
-    config = read_run_config(run_dir)
+    config = read_run_config(run_dir, command="dlbox train --resume")
     where = resolve_device(device or config.device,
                            source=None if device else str(run_dir / CONFIG_FILE))
     # A second resume of a run that is training is refused; waiting is the only fix.
@@ -502,6 +503,40 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
         remove_killed_writes(run_dir)
         return _resume(run_dir, config, device, data_dir, progress, evaluate_at_end, stop,
                        threads)
+
+
+def _finished_hint(run_dir: Path) -> str:
+    """The hint for a finished run asked to resume: its report where it has it whole (review:
+    after resume had finished placing a report a killed evaluation left, it still said to
+    evaluate), else `dlbox evaluate` to make it."""
+    if not run_all_written(run_dir, evaluated=True):
+        return (f"evaluate it with `dlbox evaluate {shell_quote(run_dir)}`, or start a new run "
+                "with more --epochs")
+    files: list[str] = []
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        named = read_json(run_dir / METRICS_FILE)["evaluation"].get("files") or {}
+        files = [name for name in named.values() if isinstance(name, str)]
+    return (f"its report is in {run_dir} ({', '.join([*files, METRICS_FILE])}); to train "
+            "longer, start a new run with more --epochs")
+
+
+def _threads_trained_with(run_dir: Path, config: TrainConfig) -> int | None:
+    """The CPU threads the run last trained with: manifest.json's, of its last resume or
+    else of its start (a run on every core has "threads": null in config.json); else
+    config.json's, else every core here (a run that recorded neither used all of its
+    machine's); None where that training was not on the CPU."""
+    manifest: Any = None
+    with contextlib.suppress(OSError, ValueError):
+        manifest = read_json(run_dir / MANIFEST_FILE)
+    if isinstance(manifest, dict):
+        resumed = manifest.get("resumed")
+        last = resumed[-1] if isinstance(resumed, list) and resumed else manifest
+        last = last if isinstance(last, dict) else manifest
+        if last.get("device") not in (None, "cpu"):
+            return None
+        if isinstance(last.get("cpu_threads"), int) and last["cpu_threads"] > 0:
+            return int(last["cpu_threads"])
+    return config.threads or available_cpus()
 
 
 @contextlib.contextmanager
@@ -560,14 +595,13 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
                 f"{shell_quote(run_dir)}` for its predictions and confusion matrix")
         raise AlreadyFinished(f"run {run_dir} already finished "
                               f"{_all_epochs(config.epochs)}: nothing to resume",
-                              hint="evaluate it with `dlbox evaluate "
-                                   f"{shell_quote(run_dir)}`, or start a new run with more "
-                                   "--epochs")
+                              hint=_finished_hint(run_dir))
     _check_resumable_in_place(run_dir)
     trained_on = config.data_dir
     changes: dict[str, Any] = {"run_dir": str(run_dir)}
     if device is not None:
         changes["device"] = device
+    trained_threads = _threads_trained_with(run_dir, config)  # before config.json changes
     if threads is not None:  # how many cores this machine gives it: not a result setting
         changes["threads"] = threads
     elif config.threads and config.threads > available_cpus():  # set for a bigger machine
@@ -575,6 +609,7 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
              f"{plural(available_cpus(), 'core')} here: it resumes with {available_cpus()} "
              "(--threads N to choose)")
         changes["threads"] = None
+        trained_threads = None  # that note said it
     from dlbox.data.loading import reading_the_runs_data_dir, runs_data_dir
 
     recorded = True
@@ -584,6 +619,15 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
         changes["data_dir"], recorded = runs_data_dir(trained_on)
     config = config.replace(**changes)
     torch_device = resolve_device(config.device)
+    resumes_with = config.threads or available_cpus()  # as configure_host sets them
+    if torch_device.type == "cpu" and trained_threads not in (None, resumes_with):
+        # review: the floating-point sums differ with the thread count, so the docs' "the
+        # same weights as a run never interrupted" did not hold, without a word
+        again = (f": --threads {trained_threads}" if trained_threads <= available_cpus()
+                 else "")  # not more than this machine's cores: another machine's count
+        tell(f"note: the run trained with {trained_threads} CPU threads and resumes with "
+             f"{resumes_with}: its weights will differ slightly from those of a run never "
+             f"interrupted (the same CPU and thread count give the same weights{again})")
     resolved_data = resolve_data(config)
     config = config.replace(data_dir=str(resolved_data))
 
