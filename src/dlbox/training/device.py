@@ -1,9 +1,10 @@
 """Pick the torch device a command runs on, and set up the host for it (and put the
 process's settings back after a run: process_settings_kept).
 
-`resolve_device("auto")` takes CUDA when torch can use a GPU, else the CPU. Asking for CUDA
-explicitly on a host without it is an error that says what is missing; it never falls back
-to the CPU silently.
+`resolve_device("auto")` takes CUDA when torch can use a GPU, else the CPU (with a note
+where torch sees a GPU it has no kernels for). Asking for CUDA explicitly on a host without
+it, or on such a GPU, is an error that says what is missing; it never falls back to the CPU
+silently.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from dlbox.errors import HostEnvError, UsageError
+from dlbox.text import tell
 
 _CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
 
@@ -53,7 +55,7 @@ def device_type(spec: str | torch.device | None = "auto") -> str:
     without checking that the GPU it names is there (a recipe for "cuda:1" is cuda's)."""
     text = _device_spec(spec)
     if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() and _without_kernels(None) is None else "cpu"
     return "cpu" if text == "cpu" else "cuda"
 
 
@@ -65,7 +67,17 @@ def resolve_device(spec: str | torch.device | None = "auto",
     (review: "--device cuda needs CUDA" where no --device was given)."""
     spec = _device_spec(spec, source)
     if spec == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        unserved = _without_kernels(None)
+        if unserved is None:
+            return torch.device("cuda")
+        said = unserved[1]
+        if said not in _told_without_kernels:  # once a process: a run resolves it often
+            _told_without_kernels.add(said)
+            tell(f"note: {said}: using the CPU; `dlbox doctor` says which torch to install "
+                 "for the GPU")
+        return torch.device("cpu")
     if spec == "cpu":
         return torch.device("cpu")
     match = _CUDA_SPEC.match(spec)
@@ -77,9 +89,86 @@ def resolve_device(spec: str | torch.device | None = "auto",
         asked = f"device {spec} requested" if source is None else f"{source} says device {spec},"
         raise HostEnvError(
             f"{asked} but this host has {torch.cuda.device_count()} CUDA GPU(s)",
-            hint="use --device cuda (the first GPU) or a smaller index; `nvidia-smi -L` lists them",
+            hint="use --device cuda (the first GPU) or a smaller index; CUDA numbers the GPUs "
+                 "fastest first, `nvidia-smi -L` by PCI bus: set CUDA_DEVICE_ORDER=PCI_BUS_ID "
+                 "for cuda:N to be GPU N of that list",
+        )
+    unserved = _without_kernels(index)
+    if unserved is not None:
+        asked = f"--device {spec}" if source is None else f"{source} says device {spec}, which"
+        sm, said = unserved
+        raise HostEnvError(
+            f"{asked} needs a GPU torch has kernels for, but {said}",
+            hint=f"install a torch build for {sm} (see `dlbox doctor`), or use --device cpu",
         )
     return torch.device("cuda", index) if index is not None else torch.device("cuda")
+
+
+# The GPUs `--device auto` left for the CPU with a note (said once a process).
+_told_without_kernels: set[str] = set()
+
+
+def torch_has_kernels_for(capability: tuple[int, int], arch_list: list[str] | tuple[str, ...]
+                          ) -> bool:
+    """Whether a torch whose torch.cuda.get_arch_list() is `arch_list` runs on a GPU of
+    compute `capability`: `dlbox doctor`'s rule (dlbox.hostenv.compat.arch_fit; sm_XY cubins
+    run on the same major with an equal or higher minor, compute_XY PTX JIT-compiles for
+    any capability >= X.Y). An arch list with nothing to go by (empty; ROCm's gfx names) is
+    taken to fit."""
+    from dlbox.hostenv.compat import arch_fit, split_arch_list
+
+    sass, ptx = split_arch_list(tuple(arch_list))
+    if not sass and not ptx:
+        return True
+    return arch_fit(f"{capability[0]}.{capability[1]}", sass, ptx) != "none"
+
+
+def _without_kernels(index: int | None) -> tuple[str, str] | None:
+    """None where torch has kernels for CUDA GPU `index` (None: the current one, as
+    torch.device("cuda") takes it) or cannot tell; else its arch and what to say of it:
+    ("sm_120", "the NVIDIA GeForce RTX 5090 (sm_120) has no kernels in torch 2.6.0+cu124
+    (built for sm_50 to sm_90)"). torch.cuda.is_available() is True for such a GPU (torch
+    only warns) and its first kernel fails with "no kernel image is available" (review)."""
+    if torch.version.hip:  # ROCm: no CUDA compute capabilities to compare
+        return None
+    try:
+        capability = tuple(torch.cuda.get_device_capability(index))
+        arch_list = list(torch.cuda.get_arch_list())
+    except (AssertionError, RuntimeError):  # no answer: the first CUDA call will say why
+        return None
+    major, minor = int(capability[0]), int(capability[1])
+    if torch_has_kernels_for((major, minor), arch_list):
+        return None
+    try:
+        name = torch.cuda.get_device_name(index)
+    except (AssertionError, RuntimeError):
+        name = "GPU" if index is None else f"GPU {index}"
+    sm = f"sm_{major}{minor}"
+    return sm, (f"the {name} ({sm}) has no kernels in torch {torch.__version__} "
+                f"(built for {_arch_range(arch_list)})")
+
+
+def _arch_range(arch_list: list[str]) -> str:
+    """torch's arch list, short: "sm_50 to sm_90", "sm_80 to sm_90, PTX compute_90"."""
+    from dlbox.hostenv.compat import split_arch_list
+    from dlbox.hostenv.versions import compute_capability_tuple
+
+    sass, ptx = split_arch_list(tuple(arch_list))
+
+    def name(prefix: str, cc: str) -> str:
+        return f"{prefix}_{cc.replace('.', '')}"
+
+    def ordered(ccs: tuple[str, ...]) -> list[str]:
+        return sorted(ccs, key=lambda cc: compute_capability_tuple(cc) or (0, 0))
+
+    parts = []
+    if sass:
+        low, high = ordered(sass)[0], ordered(sass)[-1]
+        parts.append(name("sm", low) if low == high else
+                     f"{name('sm', low)} to {name('sm', high)}")
+    if ptx:
+        parts.append("PTX " + ", ".join(name("compute", cc) for cc in ordered(ptx)))
+    return ", ".join(parts)
 
 
 def _require_cuda(asked: str) -> None:
@@ -213,20 +302,34 @@ def device_name(device: torch.device) -> str:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for mixed precision on `device`, or None to stay in float32."""
+    """The autocast dtype for mixed precision on `device`, or None to stay in float32: bf16
+    on an Ampere or newer GPU (compute capability 8.0 and up), fp16 on older ones. Not
+    torch.cuda.is_bf16_supported(): it says yes to a T4 or a V100 too, which only emulate
+    bf16 (no tensor cores, no cuDNN engines), and it asks about the current GPU, not
+    `device` (review)."""
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if _has_native_bf16(device) else torch.float16
+
+
+def _has_native_bf16(device: torch.device) -> bool:
+    try:
+        return tuple(torch.cuda.get_device_capability(device)) >= (8, 0)
+    except (AssertionError, RuntimeError):  # no CUDA to ask: torch's answer, without emulation
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
 
 
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether torch failed for want of memory: CUDA's OutOfMemoryError, or the CPU
-    allocator's "can't allocate memory" (a RuntimeError), or Python's MemoryError."""
+    allocator's "can't allocate memory" (a RuntimeError), or cuBLAS's or cuDNN's workspace
+    that CUDA could not give (CUBLAS_STATUS_ALLOC_FAILED, CUDNN_STATUS_ALLOC_FAILED), or
+    Python's MemoryError."""
     if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):
         return True
     text = str(error)
-    return isinstance(error, RuntimeError) and ("can't allocate memory" in text
-                                                or "out of memory" in text.lower())
+    return isinstance(error, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+        or "CUBLAS_STATUS_ALLOC_FAILED" in text or "CUDNN_STATUS_ALLOC_FAILED" in text)
 
 
 def memory_asked_for(error: BaseException) -> str | None:
