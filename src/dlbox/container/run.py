@@ -4,7 +4,9 @@ Policy lives here, the engine calls in `container.engine`:
 - GPUs come through device requests (`--gpus all|N|ID,ID|none`, an ID being an index, a
   GPU UUID or a MIG device id; by default all for a GPU image, none for a CPU one). A GPU
   that the host or the engine cannot give is an error that names what is missing (driver,
-  NVIDIA runtime): never a silent fall-back to the CPU.
+  NVIDIA runtime): never a silent fall-back to the CPU. A container given no GPU gets
+  NVIDIA_VISIBLE_DEVICES=void (unless --env sets it): a GPU image bakes in `all`, which the
+  NVIDIA runtime honours where it is Docker's default, device request or not (review).
 - The data folder is mounted at /data (DLBOX_DATA points there); the runs folder at
   /workspace/runs, where `dlbox train` writes by default, so a run lands on the host.
 - The container runs as the caller's uid:gid, so what it writes in the runs folder is the
@@ -52,6 +54,10 @@ if TYPE_CHECKING:
 
 DEFAULT_SHM_SIZE = "2g"
 DEFAULT_HOST_IP = "127.0.0.1"  # -p publishes here unless given an address
+# The NVIDIA Container Toolkit's value for no GPU: a GPU image's ENV says `all`, which the
+# toolkit honours with no device request where nvidia is Docker's default runtime (review).
+NO_GPU_ENV = ("NVIDIA_VISIBLE_DEVICES", "void")
+DEVICE_LABEL = "dlbox.device"  # "gpu" or "cpu", on the images `dlbox image build` makes
 RUN_LABEL = "dlbox.image-run"  # on every container `dlbox image run` starts (docker ps --filter)
 # the host path of the runs folder an image run made for its container (removed when empty)
 RUNS_MADE_LABEL = "dlbox.runs-made"
@@ -411,21 +417,23 @@ def writable_by(path: Path, uid: int, gid: int) -> bool:
     return bool(info.st_mode & 0o002)
 
 
-def gpu_blocker(facts: Any) -> tuple[str, str] | None:
+CPU_WAY = "run on the CPU with --gpus none"
+
+
+def gpu_blocker(facts: Any, cpu_way: str = CPU_WAY) -> tuple[str, str] | None:
     """(what keeps this host's Docker engine from giving a container its GPUs, the fix), or
     None when nothing does: a working NVIDIA driver that sees a GPU, and an engine with the
     NVIDIA runtime, a CDI spec or the toolkit's hook (`DockerFacts.gpu_capable`, doctor's
     judgement too). The one answer of `image run --gpus` and the build's smoke test. An
-    engine the probe could not reach is not judged here (connecting to it says why)."""
+    engine the probe could not reach is not judged here (connecting to it says why).
+    `cpu_way`: how to do without the GPU, in the fix (`dlbox notebook` has no --gpus)."""
     nvidia = facts.nvidia
     if nvidia.error or not nvidia.driver_version:
         why = f": {nvidia.error}" if nvidia.error else ""
         return (f"this host has no working NVIDIA driver{why}",
-                "install the NVIDIA driver (dlbox doctor says what it sees), or run on the "
-                "CPU with --gpus none")
+                f"install the NVIDIA driver (dlbox doctor says what it sees), or {cpu_way}")
     if not nvidia.gpus:
-        return ("the NVIDIA driver sees no GPU",
-                "check nvidia-smi, or run on the CPU with --gpus none")
+        return ("the NVIDIA driver sees no GPU", f"check nvidia-smi, or {cpu_way}")
     if facts.docker.reachable and not facts.docker.gpu_capable:
         return ("the Docker engine has no NVIDIA runtime (NVIDIA Container Toolkit)",
                 "install nvidia-container-toolkit, then: sudo nvidia-ctk runtime configure "
@@ -565,6 +573,8 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
     mounts.extend(options.volumes)
     # uids with no entry in the image's passwd still need a writable home (matplotlib, torch).
     environment.setdefault("HOME", S.IMAGE_HOME if uid == S.IMAGE_UID else "/tmp")
+    if gpus is None:  # no GPU: not even through the image's NVIDIA_VISIBLE_DEVICES=all
+        environment.setdefault(*NO_GPU_ENV)  # a user's --env wins
     return engine.RunRequest(
         image=options.image,
         command=options.command,
@@ -821,7 +831,7 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
     note = shell_wrapper_note(options.command)
     if note:
         log(note)
-    gpus = parse_gpus(options.gpus, labels.get("dlbox.device"))
+    gpus = parse_gpus(options.gpus, labels.get(DEVICE_LABEL))
     if gpus is not None:
         check_gpus_available(gpus, facts())
     if options.ports and engine.is_local_engine():  # a remote engine's ports are not ours

@@ -9,19 +9,32 @@
 - Ctrl-C (or SIGTERM to dlbox) stops the container (SIGTERM to its init, then Jupyter's clean
   shutdown) and removes it; a start that fails or is interrupted after the engine created the
   container (never started, so never handed back) removes it by the name dlbox gave it.
+- GPUs as `dlbox image run` gives them by default: all for a GPU image (its dlbox.device
+  label), after the same check of the host (driver, GPU, NVIDIA runtime), whose failure is an
+  error, never a silent CPU notebook; none for another image, with NVIDIA_VISIBLE_DEVICES=void
+  (review: the container of a GPU image never got a GPU).
 """
 
 from __future__ import annotations
 
 import os
 import secrets as pysecrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlbox.container.owner import OWNER_LABEL, owner_id, remove_orphaned
-from dlbox.container.run import container_user, writable_by
+from dlbox.container.run import (
+    DEVICE_LABEL,
+    NO_GPU_ENV,
+    container_user,
+    gpu_blocker,
+    host_facts,
+    parse_gpus,
+    writable_by,
+)
 from dlbox.container.spec import DATA_DIR
-from dlbox.errors import UsageError
+from dlbox.errors import HostEnvError, UsageError
 from dlbox.jupyter.server import (
     ManagedServer,
     ServerInfo,
@@ -40,6 +53,9 @@ from dlbox.jupyter.settings import (
     new_token,
     server_base_url,
 )
+
+if TYPE_CHECKING:
+    from dlbox.container.engine import GpuRequest
 
 CONTAINER_PORT = 8888
 CONTAINER_NOTEBOOK_DIR = "/workspace/notebooks"
@@ -117,10 +133,27 @@ def unwritable_warning(notebook_dir: Path, uid: int, gid: int) -> str | None:
     return None
 
 
+def image_gpus(image: str, labels: dict[str, str],
+               facts: Callable[[], Any] = host_facts) -> GpuRequest | None:
+    """The GPUs of the notebook container, as `dlbox image run` gives them without --gpus:
+    all for a GPU image, when the host can give them (a HostEnvError naming what is missing
+    when it cannot); None for any other image (the host not asked)."""
+    gpus = parse_gpus(None, labels.get(DEVICE_LABEL))
+    if gpus is None:
+        return None
+    blocker = gpu_blocker(facts(), cpu_way="leave --tag out for dlbox's CPU image (or pass "
+                                           "--tag a CPU image: dlbox image build --cpu)")
+    if blocker is not None:
+        raise HostEnvError(f"{image} is a GPU image, so its notebook container asks for "
+                           f"{gpus.describe()}, but {blocker[0]}", hint=blocker[1])
+    return gpus
+
+
 def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int, gid: int,
                 token_file: Path, config_file: Path, data_dir: Path | None,
-                name: str) -> Any:
-    """The engine's RunRequest for the notebook container."""
+                name: str, gpus: GpuRequest | None = None) -> Any:
+    """The engine's RunRequest for the notebook container; `gpus` None: no GPU, even where
+    the NVIDIA runtime is Docker's default (NVIDIA_VISIBLE_DEVICES=void)."""
     from dlbox.container.engine import Mount, RunRequest
 
     mounts = [
@@ -130,13 +163,16 @@ def run_request(image: str, settings: NotebookSettings, host_port: int, uid: int
     ]
     if data_dir is not None:
         mounts.append(Mount(str(data_dir), DATA_DIR, read_only=True))
+    environment = container_environment(dict(os.environ), data_dir is not None)
+    if gpus is None:
+        environment.setdefault(*NO_GPU_ENV)
     return RunRequest(
         image=image,
         command=tuple(container_command(CONTAINER_CONFIG_FILE)),
+        gpus=gpus,
         mounts=tuple(mounts),
         user=f"{uid}:{gid}",
-        environment=tuple(sorted(container_environment(dict(os.environ),
-                                                       data_dir is not None).items())),
+        environment=tuple(sorted(environment.items())),
         workdir=CONTAINER_NOTEBOOK_DIR,
         name=name,
         ports=((CONTAINER_PORT, host_port),),
@@ -180,6 +216,8 @@ class ContainerServer(ManagedServer):
         self.host_port: int | None = None  # checked free on the host by prepare()
         self.user: tuple[int, int] = container_user(os.geteuid(), os.getegid())
         self.container: Any = None
+        self.facts: Callable[[], Any] = host_facts  # this host, for a GPU image's check
+        self.gpus: GpuRequest | None = None  # set by prepare(), from the image's label
         # The name given to the container before asking the engine for it: a start that
         # fails or is interrupted half-way (created, never started) is removed by name.
         self.container_name: str | None = None
@@ -189,13 +227,15 @@ class ContainerServer(ManagedServer):
 
         settings = self.settings
         self.client = engine.connect()
-        if engine.inspect_image(self.client, self.image) is None:
+        data = engine.inspect_image(self.client, self.image)
+        if data is None:
             # a usage error (exit 2), as for `dlbox image run --tag` of a missing image
             raise UsageError(f"the image {self.image} is not on this machine",
                              hint="check its name (docker images lists those here), or "
                                   "leave --tag out for dlbox's CPU image" if settings.image
                              else f"build it with {builtin_build_command()} (or pass "
                                   "--tag IMAGE)")
+        self.gpus = image_gpus(self.image, engine.image_labels(data), self.facts)
         warnings = [f"note: removed notebook container {name}: the dlbox that started it "
                     "was killed" for name in remove_orphans(self.client)]
         # The engine publishes the port on this host's address: the same check as locally.
@@ -228,7 +268,7 @@ class ContainerServer(ManagedServer):
         data_dir = _host_data_dir()
         name = f"dlbox-notebook-{host_port}-{pysecrets.token_hex(3)}"
         request = run_request(self.image, settings, host_port, uid, gid, token_file,
-                              config_file, data_dir, name=name)
+                              config_file, data_dir, name=name, gpus=self.gpus)
         self.container_name = name
         self.container = engine.start_container(self.client, request)
         return ServerInfo(server_base_url(settings.ip, host_port), token, settings.notebook_dir,
