@@ -530,3 +530,9 @@ def test_a_release_that_lacks_the_hosts_python_names_the_hosts_python(
     assert code == 2
     assert err.splitlines()[0] == "error: no torch release in the matrix supports Python 3.99"
     assert "or leave --python out" in err.splitlines()[1]
+    # re-review: not where leaving it out refuses the host's Python in turn
+    code, _, err = run_cli(["doctor", "--resolve", "tensorflow", "--framework-version", "2.10",
+                            "--python", "3.11", "--replay", str(HOSTS / "cpu-only-host")],
+                           capsys)
+    assert code == 2
+    assert err.splitlines()[1] == "hint: use one of Python 3.7, 3.8, 3.9, 3.10"

@@ -97,6 +97,10 @@ def test_missing_image_hints_name_a_checkout_folder(
     assert "dlbox image build DLBOX_CHECKOUT" in bare, bare
     named = missing_image_hint(None, RunOptions(image="dlbox:latest", named=True))
     assert "dlbox image build DLBOX_CHECKOUT --tag dlbox:latest" in named, named
+    for tag in ("dlbox", "dlbox:gpu"):  # re-review: only dlbox:latest was the built-in's
+        named = missing_image_hint(None, RunOptions(image=tag, named=True))
+        assert f"dlbox image build DLBOX_CHECKOUT --tag {tag}" in named, named
+        assert "docker pull" not in named
     assert "dlbox image build DLBOX_CHECKOUT --cpu" in builtin_build_command()
     (tmp_path / "requirements.txt").write_text("numpy\n")  # a project here: the same
     assert "dlbox image build DLBOX_CHECKOUT --cpu" in builtin_build_command()

@@ -152,6 +152,12 @@ def test_the_console_command_says_it_in_two_lines() -> None:
     (["image", "--tag", "me/x", "build"], "error: --tag is a flag of dlbox image build: put "
                                           "it after the command (dlbox image build --tag "
                                           "me/x)", "dlbox image build"),
+    # re-review: a value that is a command's name ("data") was taken for the command
+    (["--data", "data", "train"], "error: --data is a flag of dlbox train: put it after the "
+                                  "command (dlbox train --data data)", "dlbox train"),
+    (["--data", "data", "data", "check"], "error: --data is a flag of dlbox data check: put "
+                                          "it after the command (dlbox data check --data "
+                                          "data)", "dlbox data check"),
     # ... and a flag that is after the command (past a `--`, or given twice) is not told so
     (["models", "--", "--json"], "error: unrecognized arguments: -- --json", "dlbox models"),
     (["--json", "models", "--json"], "error: unrecognized arguments: --json", "dlbox models"),

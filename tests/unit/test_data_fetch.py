@@ -1282,6 +1282,7 @@ def test_a_download_shows_progress_as_it_arrives_in_plain_lines_without_a_termin
     (1_053_000, 1_300_000, "1.1 MB of 1.3 MB"),
     (40_000, 900_000, "40 kB of 900 kB"),
     (0, 500, "0 kB of 1 kB"),
+    (400, 400, "1 kB of 1 kB"),
 ])
 def test_download_amounts_are_told_in_the_units_of_the_total(done: int, total: int,
                                                               shown: str) -> None:

@@ -168,6 +168,19 @@ def _value_before_the_command(parser: Parser, commands: dict[str, Any],
                       hint=f"`{chosen.prog} --help` lists its flags")
 
 
+def _command_taken_as_a_value(parser: argparse.ArgumentParser,
+                              words: list[str]) -> UsageError | None:
+    """The error for `dlbox --data data train`: the value of a flag given before the command
+    is itself a command's name, which argparse takes for the command (re-review: "dlbox data
+    has no command 'train'"); None where the first command named is the command."""
+    commands = {name: _subparser(parser, name) for name in _commands(parser)}
+    at = next((i for i, word in enumerate(words) if word in commands or word == "--"), None)
+    if not isinstance(parser, Parser) or at is None or at == 0 or words[at] == "--":
+        return None
+    parser.given = words
+    return _value_before_the_command(parser, commands, words[at])
+
+
 def _taking(parser: argparse.ArgumentParser, flag: str,
             words: list[str]) -> argparse.ArgumentParser | None:
     """`parser`, or the command of it named in `words` (and so on down), that takes `flag`
@@ -198,6 +211,9 @@ def _takes_value(parser: argparse.ArgumentParser, option: str) -> bool:
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """The arguments, or a UsageError: a flag or argument the command chosen does not take,
     a command group (`dlbox data`) without its command."""
+    misplaced = _command_taken_as_a_value(parser, list(sys.argv[1:] if argv is None else argv))
+    if misplaced is not None:
+        raise misplaced
     args, extra = parser.parse_known_args(argv)
     chosen = chosen_parser(parser, args)
     if extra:  # told as the command given's, not dlbox's (review)

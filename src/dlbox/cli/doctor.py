@@ -157,12 +157,18 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def _python_refused(error: NoBuildForPython, args: argparse.Namespace) -> DlboxError:
+def _python_refused(error: NoBuildForPython, args: argparse.Namespace,
+                    host_python: str | None) -> DlboxError:
     """No release for the Python resolved for: a --python given is a bad value (exit 2, as
     --cuda's), the host's is told as the host's, with the --python that would do (seen and
-    left alone: its hint said "leave --python out" where none was given)."""
+    left alone: its hint said "leave --python out" where none was given). `host_python`:
+    the Python a resolve without --python is for (None: any, a hypothetical host's)."""
     if args.python is not None or not error.pythons:
-        return UsageError(error.message, hint=error.hint)
+        # "leave --python out" only where that resolves (re-review: the host's was refused)
+        leave_out = host_python is None or host_python in error.pythons
+        return UsageError(error.message, hint=f"use one of Python {', '.join(error.pythons)}"
+                                              + (", or leave --python out" if leave_out
+                                                 else ""))
     whose = "the recorded host's" if args.replay is not None else "this host's"
     hint = (f"resolve for a Python it supports with --python {error.pythons[-1]} (it supports "
             f"{in_words(error.pythons)})")
@@ -211,6 +217,7 @@ def _run(args: argparse.Namespace) -> int:
                             compute_capabilities=tuple(args.compute_capability),
                             cpu=args.cpu, python=args.python, cuda=args.cuda,
                             version=args.framework_version)
+            host_python = None
         else:
             facts = _facts(args)
             broken = broken_driver_error(facts, args.resolve)
@@ -229,10 +236,11 @@ def _run(args: argparse.Namespace) -> int:
             target = Target(driver=host.driver, compute_capabilities=host.compute_capabilities,
                             cpu=host.cpu, python=args.python or host.python, cuda=args.cuda,
                             version=args.framework_version, listed=host.listed)
+            host_python = host.python
         try:
             build = resolve_build(args.resolve, target)
         except NoBuildForPython as error:
-            raise _python_refused(error, args) from None
+            raise _python_refused(error, args, host_python) from None
         if args.json:  # the target as resolved (review: " 535.104.05 ", sm_86 as given)
             shown = {name: value for name, value in normalize_target(target).__dict__.items()
                      if name != "listed"}

@@ -774,7 +774,8 @@ def missing_image_hint(client: Any, options: RunOptions) -> str:
         if options.image == project_tag(options.here):
             return (f"check the name (docker images lists those here), or build it: dlbox "
                     f"image build --tag {options.image}")
-        if options.image == BUILTIN_IMAGE:
+        if options.image.partition(":")[0] == BUILTIN_IMAGE.partition(":")[0]:
+            # dlbox, dlbox:gpu: the built-in project's, under any tag (re-review)
             return (f"check the name (docker images lists those here), or build it"
                     f"{_from_checkout()}: {builtin_build_command()} --tag {options.image}")
         return (f"check the name (docker images lists those here), pull it (docker pull "

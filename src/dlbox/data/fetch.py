@@ -1161,8 +1161,9 @@ def _size_text(size: int) -> str:
 def _amount_of(done: int, total: int) -> str:
     """"17 MB of 170 MB": both in the total's unit, with a decimal where the total is under
     10 MB (review: a 1.3 MB mirror showed "161 kB of 1 MB", then "1 MB of 1 MB (81 %)")."""
-    if total < 1e6:
-        return f"{round(done / 1e3)} kB of {max(1, round(total / 1e3))} kB"
+    if total < 1e6:  # all of a file under 500 bytes is 1 kB of 1 kB, not 0 (re-review)
+        whole = max(1, round(total / 1e3))
+        return f"{whole if done >= total else min(round(done / 1e3), whole)} kB of {whole} kB"
     digits = 1 if total < 10e6 else 0
     return f"{done / 1e6:.{digits}f} MB of {total / 1e6:.{digits}f} MB"
 
