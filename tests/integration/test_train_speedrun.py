@@ -102,7 +102,7 @@ def test_stopped_speedrun_resumes_to_the_uninterrupted_weights(
     parted = tmp_path / "parted"
     with pytest.raises(TrainingStopped):
         train(config(parted), progress=False, evaluate_at_end=False,
-              stop=lambda epoch, step: epoch >= 1)
+              stop=lambda epoch, step: epoch >= 2)  # in epoch 2, as in the generic loop
     saved = load_checkpoint(parted / "checkpoints" / "last.pt")
     assert saved["epoch"] == 1 and not saved["finished"]
     assert saved["trainer"] == "speedrun" and saved["speedrun_state"]["step"] > 0
@@ -135,7 +135,9 @@ def test_stop_hook_sees_every_step_as_the_notebook_bar_needs(small_cifar_dir: Pa
                           threads=1)
     train(config, progress=False, evaluate_at_end=False,
           stop=lambda epoch, step: calls.append((epoch, step)) is not None)
-    assert calls == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]  # 300 images, batch 100
+    # 300 images, batch 100; epochs from 1, the one in progress, as the generic loop counts
+    # them (review: they were from 0 here, and the notebook's bar read "epoch 0/2")
+    assert calls == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
 
 
 def test_a_speedrun_stopped_before_its_first_epoch_ended_says_nothing_was_saved(
@@ -173,7 +175,7 @@ def test_a_speedrun_stopped_before_its_first_epoch_ended_says_nothing_was_saved(
 
     with pytest.raises(TrainingStopped) as later:
         train(config(tmp_path / "later"), progress=False, evaluate_at_end=False,
-              stop=lambda epoch, step: epoch == 1 and step == 1)
+              stop=lambda epoch, step: epoch == 2 and step == 1)
     assert later.value.resumable and (tmp_path / "later" / "checkpoints" / "last.pt").is_file()
     assert "the state after epoch 1" in later.value.message
     assert "epoch in progress is lost" in later.value.message
@@ -215,7 +217,7 @@ def test_a_damaged_speedrun_state_is_refused_before_resume_writes(
         train(build_config("speedrun", device="cpu", epochs=2, batch_size=100, seed=0,
                            data_dir=str(small_cifar_dir), run_dir=str(run), threads=1),
               progress=False, evaluate_at_end=False,
-              stop=lambda epoch, step: epoch == 1 and step == 1)
+              stop=lambda epoch, step: epoch == 2 and step == 1)
     path = run / "checkpoints" / "last.pt"
     state = load_checkpoint(path)
     if key == "top-level history":  # the history metrics.json and the epoch lines read

@@ -210,7 +210,7 @@ def test_train_and_resume_leave_the_callers_settings_as_they_were(
         if attempt == "stopped":
             with pytest.raises(TrainingStopped):
                 train(tiny(data, run, model=model, epochs=2), progress=False,
-                      stop=lambda epoch, step: epoch >= 1 and step >= 1)
+                      stop=lambda epoch, step: epoch >= 2 and step >= 1)
         else:
             resume(run, progress=False, threads=1)
         assert torch.get_num_threads() == callers_threads, attempt

@@ -198,3 +198,53 @@ def test_a_finished_run_without_its_report_is_pointed_at_evaluate(
         resume(run, progress=False, evaluate_at_end=False)
     assert done.value.hint == (f"evaluate it with `dlbox evaluate {run}`, or start a new run "
                                "with more --epochs")
+
+
+# --- re-review ----------------------------------------------------------------------------
+
+
+def test_a_finished_run_missing_a_report_file_is_pointed_at_evaluate(
+        fake_cifar_dir: Path, tmp_path: Path) -> None:
+    """Re-review: the report's files were named from metrics.json, one of them deleted."""
+    run = tmp_path / "run"
+    train(tiny_config(fake_cifar_dir, run), progress=False, evaluate_at_end=True)
+    (run / "predictions.csv").unlink()
+    with pytest.raises(AlreadyFinished) as done:
+        resume(run, progress=False, evaluate_at_end=False)
+    assert done.value.hint.startswith(f"evaluate it with `dlbox evaluate {run}`")
+
+
+def test_a_run_set_to_more_threads_than_cores_it_trained_with_says_the_weights_differ(
+        fake_cifar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Re-review: a run trained here on more threads than cores resumed on the cores with
+    only the older note, which says nothing of the weights."""
+    cores = available_cpus()
+    run = _stopped(fake_cifar_dir, tmp_path / "run", threads=cores + 1)
+    capsys.readouterr()
+    resume(run, progress=False, evaluate_at_end=False)
+    notes = [line for line in capsys.readouterr().err.splitlines() if "threads" in line]
+    assert notes == [
+        f"note: the run was set to {cores + 1} CPU threads, more than the "
+        f"{cores} core{'s' if cores > 1 else ''} here: it resumes with {cores} (--threads N "
+        "to choose; its weights will then differ slightly from those of a run never "
+        f"interrupted, which --threads {cores + 1} avoids)"]
+
+
+def test_a_manifests_true_is_no_thread_count(fake_cifar_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    run = _stopped(fake_cifar_dir, tmp_path / "run", threads=2)
+    manifest = read_json(run / "manifest.json")
+    (run / "manifest.json").write_text(json.dumps({**manifest, "cpu_threads": True}))
+    capsys.readouterr()
+    resume(run, progress=False, evaluate_at_end=False, threads=1)
+    assert len(_threads_note(capsys.readouterr().err)) == 1  # config.json's 2, not True's 1
+
+
+def test_a_path_inside_a_run_without_config_json_names_the_run(tmp_path: Path) -> None:
+    """Re-review: a run found by its config.json only; one that lost it (whose own folder
+    gets the hint to write it back) was not named from its checkpoint's path."""
+    run = finished_tiny_run(tmp_path / "run")
+    (run / "config.json").unlink()
+    with pytest.raises(RunDirError) as file_given:
+        require_run_dir(run / "checkpoints" / "last.pt")
+    assert file_given.value.hint == f"pass its run directory instead: {run}"

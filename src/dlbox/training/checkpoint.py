@@ -472,7 +472,8 @@ def run_holding(path: Path) -> Path | None:
     the run); None when neither holds a run."""
     for folder in (path.parent, path.parent.parent):
         with contextlib.suppress(OSError):
-            if folder != path and (folder / CONFIG_FILE).is_file():
+            if folder != path and ((folder / CONFIG_FILE).is_file()  # or one that lost it
+                                   or (folder / "checkpoints" / "last.pt").is_file()):
                 return folder
     return None
 
@@ -774,6 +775,20 @@ class LoadedModel:
         return torch.softmax(self.logits(images, batch_size, tta), dim=1)
 
 
+@contextmanager
+def float32_models() -> Iterator[None]:
+    """torch's default dtype float32 in the block, the caller's again after it: a model is
+    built there in float32, as the inputs are (review: after the caller's
+    torch.set_default_dtype(torch.float64), training and loading a run failed with "Input
+    type FloatTensor and weight type DoubleTensor")."""
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(saved)
+
+
 def build_run_model(run_dir: str | Path, config: TrainConfig, num_classes: int) -> nn.Module:
     """A fresh model as the run's config.json describes it; a model or setting this dlbox
     does not know (a config.json edited by hand, or from another dlbox) is a RunDirError
@@ -781,7 +796,10 @@ def build_run_model(run_dir: str | Path, config: TrainConfig, num_classes: int) 
     from dlbox.models.registry import create_model
 
     try:
-        return create_model(config.model, num_classes=num_classes, **config.model_kwargs)
+        # Its random initial weights, which the checkpoint replaces, are not drawn from the
+        # caller's generator (review: loading a run moved a seeded notebook's torch.rand).
+        with torch.random.fork_rng(devices=[]), float32_models():
+            return create_model(config.model, num_classes=num_classes, **config.model_kwargs)
     except UsageError as error:
         raise RunDirError(f"{Path(run_dir) / CONFIG_FILE} names a model this dlbox cannot "
                           f"build ({error.message})",

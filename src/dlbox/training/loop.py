@@ -59,6 +59,7 @@ from dlbox.training.checkpoint import (
     edited_setting,
     expect_history,
     expect_type,
+    float32_models,
     load_checkpoint,
     load_state_dict_checked,
     missing_checkpoint_hint,
@@ -68,7 +69,7 @@ from dlbox.training.checkpoint import (
     run_json_error,
     save_checkpoint,
 )
-from dlbox.training.config import TrainConfig, check_new_seed, check_threads
+from dlbox.training.config import THREADS_PER_CORE, TrainConfig, check_new_seed, check_threads
 from dlbox.training.device import (
     amp_dtype,
     available_cpus,
@@ -98,7 +99,9 @@ if TYPE_CHECKING:
     from dlbox.training.speedrun import SpeedrunConfig
 
 
-# A callback asked after every optimizer step: (epoch, step in epoch) -> stop now?
+# A callback asked after every optimizer step: (epoch, step in epoch) -> stop now? The epoch
+# is the one in progress, from 1; the step, the steps done in it (1 after the first), in
+# both trainers.
 StopCheck = Callable[[int, int], bool]
 
 
@@ -402,8 +405,20 @@ def train(config: TrainConfig, progress: bool = True, evaluate_at_end: bool = Tr
     run_dir = expand_user(config.run_dir).resolve() if config.run_dir else None
     data_dir = resolve_data(config)
     config = config.replace(run_dir=str(run_dir) if run_dir else None, data_dir=str(data_dir))
-    with process_settings_kept(), out_of_memory_is_an_error(config, device, run_dir):
+    with process_settings_kept(), out_of_memory_is_an_error(config, device, run_dir), \
+            trainable():
         return _train(config, device, run_dir, data_dir, progress, evaluate_at_end, stop)
+
+
+@contextlib.contextmanager
+def trainable() -> Iterator[None]:
+    """Autograd on and models built in float32 for a run, whatever the caller's torch is
+    set to; the caller's modes come back after it (review: in a notebook's `with
+    torch.no_grad():` or `torch.inference_mode():` train() failed with torch's "element 0
+    of tensors does not require grad", and after torch.set_default_dtype(torch.float64)
+    with "Input type FloatTensor and weight type DoubleTensor", leaving a run dir behind)."""
+    with torch.inference_mode(False), torch.enable_grad(), float32_models():
+        yield
 
 
 def _train(config: TrainConfig, device: torch.device, run_dir: Path | None, data_dir: Path,
@@ -499,7 +514,8 @@ def resume(run_dir: str | Path, device: str | None = None, data_dir: str | Path 
     # A second resume of a run that is training is refused; waiting is the only fix.
     with run_lock(run_dir, busy_hint="wait for it to end (it saves its state as it goes; "
                                      "resume it again if it stops before its last epoch)"), \
-            process_settings_kept(), out_of_memory_is_an_error(config, where, run_dir):
+            process_settings_kept(), out_of_memory_is_an_error(config, where, run_dir), \
+            trainable():
         remove_killed_writes(run_dir)
         return _resume(run_dir, config, device, data_dir, progress, evaluate_at_end, stop,
                        threads)
@@ -516,6 +532,9 @@ def _finished_hint(run_dir: Path) -> str:
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
         named = read_json(run_dir / METRICS_FILE)["evaluation"].get("files") or {}
         files = [name for name in named.values() if isinstance(name, str)]
+    if not all((run_dir / name).is_file() for name in files):  # one deleted (re-review)
+        return (f"evaluate it with `dlbox evaluate {shell_quote(run_dir)}` for the report "
+                "files it lacks, or start a new run with more --epochs")
     return (f"its report is in {run_dir} ({', '.join([*files, METRICS_FILE])}); to train "
             "longer, start a new run with more --epochs")
 
@@ -534,7 +553,8 @@ def _threads_trained_with(run_dir: Path, config: TrainConfig) -> int | None:
         last = last if isinstance(last, dict) else manifest
         if last.get("device") not in (None, "cpu"):
             return None
-        if isinstance(last.get("cpu_threads"), int) and last["cpu_threads"] > 0:
+        threads = last.get("cpu_threads")
+        if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
             return int(last["cpu_threads"])
     return config.threads or available_cpus()
 
@@ -602,12 +622,18 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     if device is not None:
         changes["device"] = device
     trained_threads = _threads_trained_with(run_dir, config)  # before config.json changes
+    most_threads = THREADS_PER_CORE * available_cpus()  # what --threads takes here
     if threads is not None:  # how many cores this machine gives it: not a result setting
         changes["threads"] = threads
     elif config.threads and config.threads > available_cpus():  # set for a bigger machine
+        differ = ""  # re-review: a run trained here on more threads than cores
+        if trained_threads not in (None, available_cpus()):
+            differ = ("; its weights will then differ slightly from those of a run never "
+                      "interrupted" + (f", which --threads {trained_threads} avoids"
+                                       if trained_threads <= most_threads else ""))
         tell(f"note: the run was set to {config.threads} CPU threads, more than the "
              f"{plural(available_cpus(), 'core')} here: it resumes with {available_cpus()} "
-             "(--threads N to choose)")
+             f"(--threads N to choose{differ})")
         changes["threads"] = None
         trained_threads = None  # that note said it
     from dlbox.data.loading import reading_the_runs_data_dir, runs_data_dir
@@ -623,8 +649,8 @@ def _resume(run_dir: Path, config: TrainConfig, device: str | None,
     if torch_device.type == "cpu" and trained_threads not in (None, resumes_with):
         # review: the floating-point sums differ with the thread count, so the docs' "the
         # same weights as a run never interrupted" did not hold, without a word
-        again = (f": --threads {trained_threads}" if trained_threads <= available_cpus()
-                 else "")  # not more than this machine's cores: another machine's count
+        again = (f": --threads {trained_threads}" if trained_threads <= most_threads
+                 else "")  # one --threads refuses here: another machine's count
         tell(f"note: the run trained with {trained_threads} CPU threads and resumes with "
              f"{resumes_with}: its weights will differ slightly from those of a run never "
              f"interrupted (the same CPU and thread count give the same weights{again})")
@@ -1271,9 +1297,12 @@ def _run_speedrun(config: TrainConfig, run_dir: Path, device: torch.device,
                           if last and len(test_set) else "saving")
 
         def should_stop() -> bool:
-            # `stop(epoch, step)` as in the generic loop: epochs done, steps done in this one.
-            asked = bool(stop and stop(state.epoch, done_in_epoch[0]))  # hears every step
-            return flag(state.epoch, done_in_epoch[0]) or asked
+            # `stop(epoch, step)` as in the generic loop: the epoch in progress (from 1), the
+            # steps done in it (review: it was given the epochs done, from 0, so a stop
+            # meant for epoch 2 came in epoch 3, and the notebook's bar read "epoch 0/2").
+            epoch = state.epoch + 1  # state.epoch: the epochs done (on_epoch counts them)
+            asked = bool(stop and stop(epoch, done_in_epoch[0]))  # hears every step
+            return flag(epoch, done_in_epoch[0]) or asked
 
         bar.start_epoch(state.epoch + 1, steps_per_epoch(len(train_set), batch))
         result = train_speedrun(
