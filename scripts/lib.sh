@@ -22,3 +22,44 @@ need_root() {  # $1: the command the user ran (named in the error), $2: what for
     echo "hint: run it as root: sudo $1" >&2
     exit 1
 }
+
+# A step run as a child that a stop signal to the script is passed on to: the script then ends
+# with the signal's status (143 TERM, 129 HUP, 130 INT) once the step has, its EXIT trap run
+# (review: a SIGTERM to scripts/test.sh, from a CI timeout or kill, left pytest running on its
+# own). pass_stop_signals_on sets the traps; a signal between steps ends the script at once.
+passing_child=""
+passing_stop=""
+pass_stop_on() {  # $1: the signal, $2: the exit status it gives
+    if [ -z "$passing_child" ]; then exit "$2"; fi
+    passing_stop=$2
+    if [ "$1" = INT ]; then  # a terminal's Ctrl-C reached the step too: a second one lands
+        local waited=0       # in its clean-up (pytest's, pip's: a traceback)
+        while [ "$waited" -lt 30 ] && kill -0 "$passing_child" 2>/dev/null; do
+            sleep 0.1; waited=$((waited + 1))
+        done
+    fi
+    kill -s "$1" "$passing_child" 2>/dev/null || true
+}
+pass_stop_signals_on() {
+    passing_stop=""
+    trap 'pass_stop_on TERM 143' TERM
+    trap 'pass_stop_on HUP 129' HUP
+    trap 'pass_stop_on INT 130' INT
+}
+step_passing_signals() {  # COMMAND...: its exit status; the script ends if a stop signal came
+    # (in the background, stdin kept and Ctrl-C's default back: a background child has
+    # /dev/null and ignores SIGINT unless told otherwise)
+    ( trap - INT; exec "$@" ) <&0 &
+    passing_child=$!
+    local rc
+    while true; do
+        rc=0
+        wait "$passing_child" || rc=$?
+        # a trapped signal ends `wait` early (> 128): wait on for the child's own end
+        if [ "$rc" -gt 128 ] && kill -0 "$passing_child" 2>/dev/null; then continue; fi
+        break
+    done
+    passing_child=""
+    if [ -n "$passing_stop" ]; then exit "$passing_stop"; fi
+    return "$rc"
+}

@@ -54,7 +54,8 @@ run() {  # a step: in the background (with Ctrl-C's default back), waited for; i
     child=""
     return "$rc"
 }
-torch_failed() {  # $1: pip's --log: one line for why, a hint, exit 1
+torch_failed() {  # $1: pip's --log: one line for why, a hint, exit 1; $2: the version of
+    # the torch .venv keeps, where a failed switch to another left it there
     local reason hint="hint: check the network, PIP_INDEX_URL and HTTP(S)_PROXY, and the free"
     hint+=" disk space, then run this again"
     reason=$(grep -o 'ERROR: .*' "$1" | tail -1 | sed 's/^ERROR: //' || true)
@@ -66,11 +67,22 @@ torch_failed() {  # $1: pip's --log: one line for why, a hint, exit 1
     elif [ -n "${DLBOX_TORCH_INDEX:-}" ] && [[ "$reason" == *"No matching distribution"* ]]; then
         hint="hint: DLBOX_TORCH_INDEX=$DLBOX_TORCH_INDEX has no $TORCH_SPEC: check the index"
         hint+=" URL, or set DLBOX_TORCH_SPEC to a torch it has"
+    elif [ -n "${2:-}" ] && [[ "$reason" == *"No matching distribution"* \
+            || "$reason" == *"ResolutionImpossible"* ]]; then
+        hint="hint: check DLBOX_TORCH_SPEC=$TORCH_SPEC (pip finds no such torch), or unset it"
+        hint+=" to go on with the torch there"
     fi
     echo "error: installing torch failed: ${reason:-pip gave no reason (see above)}" >&2
+    if [ -n "${2:-}" ]; then echo "note: .venv keeps the torch it had ($2)" >&2; fi
     echo "$hint" >&2
     exit 1
 }
+# A PYTHON path is the caller's (review: PYTHON=./py311 was looked for in the checkout, after
+# the cd below, and the error blamed its version).
+case "${PYTHON:-}" in
+    /*) ;;
+    */*) PYTHON=$PWD/${PYTHON#./} ;;
+esac
 cd "$(dirname "$(readlink -f "$0")")/.."  # the checkout, also through a link
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh  # pip_had_no_connection
@@ -92,8 +104,27 @@ TORCH_SPEC=${DLBOX_TORCH_SPEC:-torch==2.13.0}
 new_enough='import sys; sys.exit(sys.version_info < (3, 10))'
 
 # A usable .venv: a Python new enough, and a pip that runs (a clone moved or renamed keeps
-# a .venv whose scripts start with the old path: `.venv/bin/pip: cannot execute`).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "$new_enough" 2>/dev/null \
+# a .venv whose scripts start with the old path: `.venv/bin/pip: cannot execute`), this
+# checkout's own (review: a copied checkout's .venv/bin/pip started with the original's
+# Python, which ran: dlbox went into the original's venv). pip runs as `python -m pip` here.
+not_ours=""
+if [ -x .venv/bin/python ] && .venv/bin/python -c "$new_enough" 2>/dev/null; then
+    prefix=$(.venv/bin/python -c 'import os, sys; p = sys.prefix
+os.path.realpath(p) == os.path.realpath(".venv") or print(p)' 2>/dev/null || true)
+    pip_at=$(.venv/bin/pip --version 2>/dev/null \
+        | sed -n 's/^pip [^ ]* from \(.*\) (python [^)]*)$/\1/p' || true)
+    if [ -n "$prefix" ]; then
+        not_ours="its Python's sys.prefix is $prefix"
+    elif [ -n "$pip_at" ] && [[ "$(readlink -m "$pip_at")" != "$(readlink -f .venv)"/* ]]; then
+        not_ours="its pip runs from $pip_at"
+    fi
+    if [ -n "$not_ours" ]; then
+        echo "==> .venv is not this checkout's ($not_ours): making a new one"
+    fi
+fi
+if [ -n "$not_ours" ] || [ ! -x .venv/bin/python ] \
+        || ! .venv/bin/python -c "$new_enough" 2>/dev/null \
+        || ! .venv/bin/python -m pip --version >/dev/null 2>&1 \
         || ! .venv/bin/pip --version >/dev/null 2>&1; then
     if ! "$PYTHON" -c "$new_enough" 2>/dev/null && [ -z "$PYTHON_NAMED" ]; then
         # python3 too old (or none): a newer python3.X beside it (review), unless PYTHON names one
@@ -106,6 +137,13 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "$new_enough" 2>/dev/null 
                 break
             fi
         done
+    fi
+    if [ -n "$PYTHON_NAMED" ] && ! { command -v "$PYTHON" && "$PYTHON" -c 1; } >/dev/null 2>&1
+    then  # (-c 1: a pyenv shim for a version it does not have is found, and fails)
+        echo "error: PYTHON=$PYTHON is not found" >&2
+        echo "hint: install it, or name a Python 3.10+ that is there (PYTHON=python3.11" \
+            "scripts/setup.sh)" >&2
+        exit 1
     fi
     if ! "$PYTHON" -c "$new_enough" 2>/dev/null; then
         found=$("$PYTHON" -c 'import platform; print(platform.python_version())' 2>/dev/null \
@@ -137,7 +175,15 @@ elif [ -n "$PYTHON_NAMED" ]; then  # review: PYTHON was ignored silently once .v
     version='import sys; print(*sys.version_info[:2], sep=".")'
     have=$(.venv/bin/python -c "$version")
     want=$("$PYTHON" -c "$version" 2>/dev/null || echo "not found")
-    if [ "$have" != "$want" ]; then
+    # no rebuild hint for a Python that cannot make one (review: following it removed the
+    # working .venv, and the set-up then failed)
+    if ! command -v "$PYTHON" >/dev/null || [ "$want" = "not found" ]; then  # (a pyenv shim)
+        echo "==> keeping .venv (Python $have): PYTHON=$PYTHON is not found (install it, or" \
+            "name a Python that is there)"
+    elif ! "$PYTHON" -c "$new_enough" 2>/dev/null; then
+        echo "==> keeping .venv (Python $have): PYTHON=$PYTHON is $want, and dlbox needs" \
+            "Python 3.10 or newer"
+    elif [ "$have" != "$want" ]; then
         echo "==> keeping .venv (Python $have; PYTHON=$PYTHON is $want): to rebuild it with" \
             "that Python: rm -rf .venv && PYTHON=$PYTHON scripts/setup.sh"
     fi
@@ -148,16 +194,18 @@ fi
 torch_stamp=.venv/.dlbox-torch-from
 torch_from="$TORCH_SPEC ${DLBOX_TORCH_INDEX:-}"
 install_torch=0
+replacing=""  # the version of the torch there, where another is to replace it
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     install_torch=1
 elif [ -n "${DLBOX_TORCH_SPEC:-}${DLBOX_TORCH_INDEX:-}" ] \
         && [ "$(cat "$torch_stamp" 2>/dev/null)" != "$torch_from" ]; then
     install_torch=1
+    replacing=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))' \
+        2>/dev/null || true)
+    replacing=${replacing:-unknown version}
     echo "==> .venv's torch is not from $TORCH_SPEC${DLBOX_TORCH_INDEX:+ at $DLBOX_TORCH_INDEX}:" \
         "installing that one"
-    # (pip keeps an installed torch that meets the spec, whatever index it came from)
     rm -f "$torch_stamp"
-    run .venv/bin/pip uninstall -q -y --disable-pip-version-check torch
 fi
 if [ "$install_torch" = 1 ]; then
     echo "==> installing $TORCH_SPEC (alone, first)"
@@ -166,9 +214,18 @@ if [ "$install_torch" = 1 ]; then
     # its last line blamed a missing version of torch or filelock).
     piplog=$(mktemp "${TMPDIR:-/tmp}/dlbox-pip.XXXXXX")
     tmpfiles+=("$piplog")
-    if ! run .venv/bin/pip install -q --disable-pip-version-check --log "$piplog" \
-            ${DLBOX_TORCH_INDEX:+--index-url "$DLBOX_TORCH_INDEX"} "$TORCH_SPEC"
-    then
+    torch_pip=(.venv/bin/python -m pip install -q --disable-pip-version-check --log "$piplog"
+        ${DLBOX_TORCH_INDEX:+--index-url "$DLBOX_TORCH_INDEX"})
+    if [ -n "$replacing" ]; then
+        # pip keeps an installed torch that meets the spec, whatever index it came from (the
+        # CUDA build where the CPU one of that version is asked for): torch itself is installed
+        # again, and the one there goes only once the new one is in (review: it was uninstalled
+        # first, and a spec pip could not find left no torch); then what the new one needs
+        run "${torch_pip[@]}" --force-reinstall --no-deps "$TORCH_SPEC" \
+            || torch_failed "$piplog" "$replacing"
+        : > "$piplog"
+        run "${torch_pip[@]}" "$TORCH_SPEC" || torch_failed "$piplog"
+    elif ! run "${torch_pip[@]}" "$TORCH_SPEC"; then
         # torch itself, as pip names it (review: DLBOX_TORCH_SPEC='torch>=2.13,<2.14' is
         # "torch<2.14,>=2.13" there), not a package torch needs
         # the index the user named is theirs: no other build in its place (re-review: a
@@ -178,7 +235,7 @@ if [ "$install_torch" = 1 ]; then
                 && ! pip_had_no_connection "$piplog"; then
             echo "==> no $TORCH_SPEC here: the newest CPU build from download.pytorch.org"
             : > "$piplog"
-            run .venv/bin/pip install -q --disable-pip-version-check --log "$piplog" \
+            run .venv/bin/python -m pip install -q --disable-pip-version-check --log "$piplog" \
                 --index-url https://download.pytorch.org/whl/cpu "torch>=2.10" \
                 || torch_failed "$piplog"
         else
@@ -191,11 +248,14 @@ fi
 # scripts/main.sh, with no dlbox in the venv meanwhile); the code itself is read from src/.
 stamp=.venv/.dlbox-installed-from
 wanted="$(cksum < pyproject.toml) $PWD"
+# dlbox from this checkout's src/ (review: a copied checkout's venv imported the original's)
+from_here='import os, sys, dlbox, pytest
+sys.exit(os.path.realpath(dlbox.__file__) != os.path.realpath(sys.argv[1]))'
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || [ ! -x .venv/bin/dlbox ] \
-        || ! .venv/bin/python -c "import dlbox, pytest" 2>/dev/null; then
+        || ! .venv/bin/python -c "$from_here" "$PWD/src/dlbox/__init__.py" 2>/dev/null; then
     echo "==> installing dlbox with its dev extras"
     rm -f "$stamp"
-    run .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+    run .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
     printf '%s\n' "$wanted" > "$stamp"
 else
     echo "==> dlbox is installed in .venv (pyproject.toml unchanged)"

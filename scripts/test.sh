@@ -28,8 +28,9 @@ stop_dockerd() {  # the engine this run started (provision-system.sh wrote its p
     for _ in $(seq 1 30); do $as kill -0 "$pid" 2>/dev/null || return 0; sleep 1; done
 }
 trap stop_dockerd EXIT
+pass_stop_signals_on  # to the set-up and pytest, test.sh then ending with the signal's status
 export DLBOX_USER_COMMAND=scripts/test.sh  # what the set-up's errors tell to run as root
-scripts/setup.sh --system
+step_passing_signals scripts/setup.sh --system
 export DLBOX_BASE_IMAGE=${DLBOX_BASE_IMAGE:-dlbox-base:bookworm}
 
 cpu_torch_in() { compgen -G "$1/torch-*+cpu-*.whl" >/dev/null; }
@@ -72,9 +73,7 @@ if [ -z "${DLBOX_WHEELHOUSE:-}" ]; then
     export DLBOX_WHEELHOUSE
 fi
 echo "==> pytest"
-set +e
-.venv/bin/python -m pytest "$@"
-rc=$?
-set -e
+rc=0
+step_passing_signals .venv/bin/python -m pytest "$@" || rc=$?
 if [ $rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi
 exit $rc

@@ -77,6 +77,11 @@ def _copy_script(tmp_path: Path, name: str, fakes: dict[str, str]) -> Path:
     return repo
 
 
+# The venv's python, faked: `-m pip ...` runs the fake .venv/bin/pip beside it (setup.sh calls
+# pip so, not .venv/bin/pip, whose first line may name another checkout's venv: review).
+PIP_VIA_PYTHON = 'if [ "$1" = -m ] && [ "$2" = pip ]; then shift 2; exec "${0%/*}/pip" "$@"; fi\n'
+
+
 def test_main_sh_expands_a_tilde_and_hands_over_to_training(tmp_path: Path) -> None:
     """Found by review: `--from=~/x` (the shell leaves that ~) became CWD/~/x, and `--data=~/d`
     made a folder named ~ in the current one; a SIGTERM to main.sh left training running on
@@ -121,7 +126,8 @@ def test_setup_sh_stops_on_ctrl_c_during_the_torch_install(tmp_path: Path) -> No
     a second install (from the PyTorch index) started after the user asked to stop."""
     log = tmp_path / "pip.log"
     repo = _copy_script(tmp_path, "setup.sh", {
-        ".venv/bin/python": 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
+        ".venv/bin/python": PIP_VIA_PYTHON
+        + 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
         # the terminal's Ctrl-C reaches the whole foreground group; pip exits 1 on it
         ".venv/bin/pip": f'[ "$1" = --version ] && exit 0\necho "$*" >> {log}\n'
                          "trap 'exit 1' INT\nkill -INT 0\nsleep 5\nexit 1\n",
@@ -171,7 +177,8 @@ def test_setup_sh_passes_a_stop_signal_on_to_pip_at_once(tmp_path: Path, stop: s
 
     log = tmp_path / "pip.log"
     repo = _copy_script(tmp_path, "setup.sh", {
-        ".venv/bin/python": 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
+        ".venv/bin/python": PIP_VIA_PYTHON
+        + 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
         ".venv/bin/pip": f'[ "$1" = --version ] && exit 0\n'
                          f"trap 'echo stopped >> {log}; exit 1' {stop}\n"
                          f"echo started >> {log}\nfor _ in $(seq 300); do sleep 0.1; done\n",
@@ -197,7 +204,8 @@ def test_setup_sh_does_not_interrupt_pip_twice_on_ctrl_c(tmp_path: Path) -> None
     traceback. A step still running a while after the Ctrl-C gets it from setup.sh."""
     log = tmp_path / "pip.log"
     repo = _copy_script(tmp_path, "setup.sh", {
-        ".venv/bin/python": 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
+        ".venv/bin/python": PIP_VIA_PYTHON
+        + 'case "$*" in *"import torch"*) exit 1 ;; esac\nexit 0\n',
         ".venv/bin/pip": f'[ "$1" = --version ] && exit 0\n'
                          f"trap '[ -n \"$got\" ] && echo second >> {log}; got=1' INT\n"
                          # the terminal's Ctrl-C reaches both: pip first, as it was here
@@ -216,7 +224,7 @@ def test_setup_sh_installs_dlbox_once_per_pyproject(tmp_path: Path) -> None:
     with no dlbox in the venv for those seconds. Again only when pyproject.toml changed."""
     log = tmp_path / "pip.log"
     repo = _copy_script(tmp_path, "setup.sh", {
-        ".venv/bin/python": "exit 0\n",  # torch, dlbox and pytest import
+        ".venv/bin/python": PIP_VIA_PYTHON + "exit 0\n",  # torch, dlbox and pytest import
         ".venv/bin/pip": f'[ "$1" = --version ] && exit 0\necho "$*" >> {log}\n',
         ".venv/bin/dlbox": "exit 0\n",
     })
@@ -325,3 +333,182 @@ def test_main_sh_says_how_to_call_the_dlbox_its_steps_name(tmp_path: Path) -> No
     quiet = subprocess.run(["bash", str(repo / "scripts" / "main.sh")], cwd=repo, env=on_path,
                            capture_output=True, text=True, timeout=60, check=False)
     assert "note:" not in quiet.stderr, quiet.stderr
+
+
+@pytest.mark.parametrize("python, pip, why", [
+    # found by review: `cp -a clone copy`: copy/.venv/bin/pip starts `#!/.../clone/.venv/bin/
+    # python3`, which runs, so dlbox went into clone's venv and copy's venv imported clone's src
+    ("exit 0\n", 'echo "pip 23.2.1 from /elsewhere/.venv/lib/python3.11/site-packages/pip '
+     '(python 3.11)"\n', "its pip runs from /elsewhere/.venv/lib/python3.11/site-packages/pip"),
+    ('case "$*" in *sys.prefix*) echo /elsewhere/.venv ;; esac\n', "exit 0\n",
+     "its Python's sys.prefix is /elsewhere/.venv"),
+])
+def test_setup_sh_makes_a_new_venv_in_place_of_another_checkouts(tmp_path: Path, python: str,
+                                                                 pip: str, why: str) -> None:
+    log = tmp_path / "log"
+    repo = _copy_script(tmp_path, "setup.sh", {
+        ".venv/bin/python": PIP_VIA_PYTHON + python,
+        ".venv/bin/pip": pip,
+        # the Python for the new one: records that it was asked for a venv
+        "new/python3": f'case "$*" in *"-m venv"*) echo "$*" >> {log}; exit 1 ;; esac\n',
+    })
+    result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], capture_output=True,
+                            text=True, timeout=60, check=False,
+                            env={"PATH": f"{repo / 'new'}:/usr/bin:/bin"})
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[:2] == [
+        f"==> .venv is not this checkout's ({why}): making a new one", "==> creating .venv"]
+    assert log.read_text().splitlines() == ["-m venv .venv"]
+
+
+def test_setup_sh_installs_dlbox_again_where_the_venv_imports_another_checkouts(
+        tmp_path: Path) -> None:
+    """Found by review: a copied checkout's .venv imported the original's src/dlbox, and
+    setup.sh said "installed (pyproject.toml unchanged)"; pip ran as .venv/bin/pip, the
+    original venv's."""
+    log = tmp_path / "pip.log"
+    elsewhere = tmp_path / "elsewhere"
+    repo = _copy_script(tmp_path, "setup.sh", {
+        # torch, dlbox and pytest import; dlbox from another checkout once `elsewhere` exists
+        ".venv/bin/python": PIP_VIA_PYTHON + f'case "$*" in *__file__*) [ -e {elsewhere} ] && '
+                            "exit 1 ;; esac\nexit 0\n",
+        ".venv/bin/pip": f'[ "$1" = --version ] && exit 0\necho "$*" >> {log}\n',
+        ".venv/bin/dlbox": "exit 0\n",
+    })
+    (repo / "pyproject.toml").write_text("[project]\nname = 'dlbox'\n")
+
+    def setup() -> list[str]:
+        result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")],
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    assert setup() == ["==> installing dlbox with its dev extras"]
+    assert setup() == ["==> dlbox is installed in .venv (pyproject.toml unchanged)"]
+    elsewhere.mkdir()
+    assert setup() == ["==> installing dlbox with its dev extras"]
+    assert len(log.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("index", ["", "https://download.pytorch.org/whl/cpu"])
+def test_setup_sh_keeps_the_torch_there_until_another_one_is_installed(tmp_path: Path,
+                                                                        index: str) -> None:
+    """Found by review: DLBOX_TORCH_SPEC=torch==2.13.5 (no such torch) uninstalled the torch
+    there before trying it, and dlbox then failed with "unexpected ModuleNotFoundError". The
+    new torch replaces the old one (a CPU build of the same version too: pip keeps a torch
+    that meets the spec, whatever index it came from)."""
+    log = tmp_path / "pip.log"
+    repo = _copy_script(tmp_path, "setup.sh", {
+        ".venv/bin/python": PIP_VIA_PYTHON + 'case "$*" in *"m.version"*) echo 2.13.0 ;; esac\n',
+        ".venv/bin/pip": '[ "$1" = --version ] && exit 0\n'
+                         f'echo "$*" >> {log}\n'
+                         'prev=""; for a; do [ "$prev" = --log ] && out=$a; prev=$a; done\n'
+                         'case "$*" in *torch==2.13.5*) echo "ERROR: No matching distribution '
+                         'found for torch==2.13.5" >> "$out"; exit 1 ;; esac\n',
+        ".venv/bin/dlbox": "exit 0\n",
+    })
+    (repo / "pyproject.toml").write_text("[project]\nname = 'dlbox'\n")
+    (repo / ".venv/.dlbox-torch-from").write_text("torch==2.13.0 \n")
+    spec = "torch==2.13.0" if index else "torch==2.13.5"
+    result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], capture_output=True,
+                            text=True, timeout=60, check=False,
+                            env={"PATH": "/usr/bin:/bin", "DLBOX_TORCH_SPEC": spec,
+                                 **({"DLBOX_TORCH_INDEX": index} if index else {})})
+    calls = log.read_text().splitlines()
+    assert not any(call.startswith("uninstall") for call in calls)
+    assert "--force-reinstall --no-deps" in calls[0] and calls[0].endswith(spec)
+    if index:  # the CPU build: installed in place of the one there, its dependencies kept
+        assert result.returncode == 0, result.stderr
+        assert f"--index-url {index}" in calls[0]
+        assert (repo / ".venv/.dlbox-torch-from").read_text() == f"{spec} {index}\n"
+    else:
+        assert result.returncode == 1 and len(calls) == 1  # no fallback either
+        assert result.stderr.splitlines()[:2] == [
+            "error: installing torch failed: No matching distribution found for torch==2.13.5",
+            "note: .venv keeps the torch it had (2.13.0)"]
+
+
+@pytest.mark.parametrize("python, message", [
+    # found by review: its hint, `rm -rf .venv && PYTHON=python3.12 scripts/setup.sh`, removed
+    # the working venv, and the set-up then failed
+    ("no-such-python3", "==> keeping .venv (Python 3.11): PYTHON=no-such-python3 is not found "
+     "(install it, or name a Python that is there)"),
+    # (a relative path is the caller's: here the checkout's)
+    ("old/python3", "==> keeping .venv (Python 3.11): PYTHON={repo}/old/python3 is 3.9, and "
+     "dlbox needs Python 3.10 or newer"),
+])
+def test_setup_sh_gives_no_rebuild_hint_for_a_python_it_cannot_use(tmp_path: Path, python: str,
+                                                                   message: str) -> None:
+    repo = _copy_script(tmp_path, "setup.sh", {
+        ".venv/bin/python": PIP_VIA_PYTHON + 'case "$*" in *"print(*sys.version_info"*) '
+                            "echo 3.11 ;; esac\nexit 0\n",
+        ".venv/bin/pip": "exit 0\n",
+        ".venv/bin/dlbox": "exit 0\n",
+        "old/python3": 'case "$*" in *"print(*sys.version_info"*) echo 3.9 ;; *version_info*) '
+                       "exit 1 ;; esac\n",
+    })
+    (repo / "pyproject.toml").write_text("[project]\nname = 'dlbox'\n")
+    result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], capture_output=True,
+                            text=True, timeout=60, check=False, cwd=repo,
+                            env={"PATH": "/usr/bin:/bin", "PYTHON": python})
+    assert result.returncode == 0, result.stderr
+    assert message.format(repo=repo) in result.stdout.splitlines(), result.stdout
+    assert "rm -rf" not in result.stdout + result.stderr
+
+
+def test_setup_sh_takes_a_relative_python_as_the_callers(tmp_path: Path) -> None:
+    """Found by review: PYTHON=./py311 was looked for in the checkout (setup.sh cds there),
+    and the error said "dlbox needs Python 3.10 or newer; ./py311 is not found"."""
+    log = tmp_path / "log"
+    repo = _copy_script(tmp_path, "setup.sh", {})
+    py = tmp_path / "py311"
+    py.write_text(f'#!/usr/bin/env bash\ncase "$*" in *"-m venv"*) echo "$*" >> {log}; exit 1 ;; '
+                  "esac\n")
+    py.chmod(0o755)
+    result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], capture_output=True,
+                            text=True, timeout=60, check=False, cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "PYTHON": "./py311"})
+    assert result.returncode == 1
+    assert "needs Python" not in result.stderr, result.stderr
+    assert log.read_text().splitlines() == ["-m venv .venv"]
+
+
+@pytest.mark.parametrize("stop, code", [("TERM", 143), ("HUP", 129), ("INT", 130)])
+def test_test_sh_passes_a_stop_signal_on_to_pytest(tmp_path: Path, stop: str, code: int) -> None:
+    """Found by review: a SIGTERM to scripts/test.sh (a CI timeout, kill) ended it and left
+    pytest running on its own."""
+    import signal
+    import time
+
+    log = tmp_path / "log"
+    repo = _copy_script(tmp_path, "test.sh", {
+        "scripts/setup.sh": "exit 0\n",
+        # pytest: stops on the signal (pytest exits 2 on Ctrl-C)
+        ".venv/bin/python": f"trap 'echo stopped >> {log}; exit 2' {stop}\n"
+                            f'echo "started $*" >> {log}\n'
+                            "for _ in $(seq 300); do sleep 0.1; done\n"
+                            f"echo ended >> {log}\n",
+    })
+    process = subprocess.Popen(["bash", str(repo / "scripts" / "test.sh"), "-x", "tests/unit"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={"PATH": "/usr/bin:/bin", "DLBOX_WHEELHOUSE": str(tmp_path)})
+    deadline = time.monotonic() + 30
+    while "started" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "pytest never started"
+        time.sleep(0.05)
+    process.send_signal(getattr(signal, f"SIG{stop}"))
+    process.communicate(timeout=30)
+    assert process.returncode == code
+    assert log.read_text().splitlines() == ["started -m pytest -x tests/unit", "stopped"]
+
+
+def test_ci_run_passes_its_arguments_on_to_test_sh(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    repo = _copy_script(tmp_path, "test.sh", {"scripts/test.sh": f'echo "$CI $*" >> {log}\n'})
+    (repo / ".ci").mkdir()
+    (repo / ".ci" / "run").write_text((SCRIPTS.parent / ".ci" / "run").read_text())
+    result = subprocess.run(["bash", str(repo / ".ci" / "run"), "-x", "tests/unit"],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert log.read_text() == "true -x tests/unit\n"
