@@ -26,19 +26,24 @@ need_root() {  # $1: the command the user ran (named in the error), $2: what for
 # A step run as a child that a stop signal to the script is passed on to: the script then ends
 # with the signal's status (143 TERM, 129 HUP, 130 INT) once the step has, its EXIT trap run
 # (review: a SIGTERM to scripts/test.sh, from a CI timeout or kill, left pytest running on its
-# own). pass_stop_signals_on sets the traps; a signal between steps ends the script at once.
+# own). pass_stop_signals_on sets the traps; a signal between steps ends the script once the
+# command under way there has (bash runs a trap after it).
 passing_child=""
 passing_stop=""
 pass_stop_on() {  # $1: the signal, $2: the exit status it gives
     if [ -z "$passing_child" ]; then exit "$2"; fi
     passing_stop=$2
-    if [ "$1" = INT ]; then  # a terminal's Ctrl-C reached the step too: a second one lands
-        local waited=0       # in its clean-up (pytest's, pip's: a traceback)
-        while [ "$waited" -lt 30 ] && kill -0 "$passing_child" 2>/dev/null; do
-            sleep 0.1; waited=$((waited + 1))
-        done
-    fi
+    # A Ctrl-C at the terminal whose foreground this is reached the step too: a second one
+    # would land in its clean-up (pytest's removal of test containers, pip's: re-review)
+    if [ "$1" = INT ] && in_terminal_foreground; then return 0; fi
     kill -s "$1" "$passing_child" 2>/dev/null || true
+}
+in_terminal_foreground() {  # this script's process group is its terminal's foreground one
+    local stat fields
+    stat=$(< "/proc/$$/stat") 2>/dev/null || return 1
+    # shellcheck disable=SC2206  # split on purpose: state ppid pgrp session tty_nr tpgid ...
+    fields=(${stat##*) })
+    [ "${#fields[@]}" -ge 6 ] && [ "${fields[5]}" != -1 ] && [ "${fields[2]}" = "${fields[5]}" ]
 }
 pass_stop_signals_on() {
     passing_stop=""

@@ -106,7 +106,8 @@ new_enough='import sys; sys.exit(sys.version_info < (3, 10))'
 # A usable .venv: a Python new enough, and a pip that runs (a clone moved or renamed keeps
 # a .venv whose scripts start with the old path: `.venv/bin/pip: cannot execute`), this
 # checkout's own (review: a copied checkout's .venv/bin/pip started with the original's
-# Python, which ran: dlbox went into the original's venv). pip runs as `python -m pip` here.
+# Python, which ran: dlbox went into the original's venv): .venv/bin/pip is then this
+# .venv's own, which the steps below call.
 not_ours=""
 if [ -x .venv/bin/python ] && .venv/bin/python -c "$new_enough" 2>/dev/null; then
     prefix=$(.venv/bin/python -c 'import os, sys; p = sys.prefix
@@ -124,7 +125,6 @@ os.path.realpath(p) == os.path.realpath(".venv") or print(p)' 2>/dev/null || tru
 fi
 if [ -n "$not_ours" ] || [ ! -x .venv/bin/python ] \
         || ! .venv/bin/python -c "$new_enough" 2>/dev/null \
-        || ! .venv/bin/python -m pip --version >/dev/null 2>&1 \
         || ! .venv/bin/pip --version >/dev/null 2>&1; then
     if ! "$PYTHON" -c "$new_enough" 2>/dev/null && [ -z "$PYTHON_NAMED" ]; then
         # python3 too old (or none): a newer python3.X beside it (review), unless PYTHON names one
@@ -214,7 +214,7 @@ if [ "$install_torch" = 1 ]; then
     # its last line blamed a missing version of torch or filelock).
     piplog=$(mktemp "${TMPDIR:-/tmp}/dlbox-pip.XXXXXX")
     tmpfiles+=("$piplog")
-    torch_pip=(.venv/bin/python -m pip install -q --disable-pip-version-check --log "$piplog"
+    torch_pip=(.venv/bin/pip install -q --disable-pip-version-check --log "$piplog"
         ${DLBOX_TORCH_INDEX:+--index-url "$DLBOX_TORCH_INDEX"})
     if [ -n "$replacing" ]; then
         # pip keeps an installed torch that meets the spec, whatever index it came from (the
@@ -235,7 +235,7 @@ if [ "$install_torch" = 1 ]; then
                 && ! pip_had_no_connection "$piplog"; then
             echo "==> no $TORCH_SPEC here: the newest CPU build from download.pytorch.org"
             : > "$piplog"
-            run .venv/bin/python -m pip install -q --disable-pip-version-check --log "$piplog" \
+            run .venv/bin/pip install -q --disable-pip-version-check --log "$piplog" \
                 --index-url https://download.pytorch.org/whl/cpu "torch>=2.10" \
                 || torch_failed "$piplog"
         else
@@ -255,7 +255,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || [ ! -x .venv/bin/dlbox ] \
         || ! .venv/bin/python -c "$from_here" "$PWD/src/dlbox/__init__.py" 2>/dev/null; then
     echo "==> installing dlbox with its dev extras"
     rm -f "$stamp"
-    run .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    run .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
     printf '%s\n' "$wanted" > "$stamp"
 else
     echo "==> dlbox is installed in .venv (pyproject.toml unchanged)"

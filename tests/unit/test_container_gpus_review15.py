@@ -48,9 +48,18 @@ def test_gpus_none_on_a_gpu_image_hides_the_gpus_from_the_nvidia_runtime() -> No
 
 def test_a_cpu_image_gets_void_too_harmlessly() -> None:
     request = run_request(RunOptions(image="proj:cpu"), parse_gpus(None, "cpu"), 1000, 1000,
-                          None, None)
+                          None, None, image_device="cpu")
     assert request.gpus is None
     assert dict(request.environment)["NVIDIA_VISIBLE_DEVICES"] == "void"
+
+
+def test_an_image_dlbox_did_not_build_keeps_its_own_gpu_env() -> None:
+    """Re-review: void for every unlabelled image hid the GPUs of a pytorch/pytorch image
+    that nvidia as Docker's default runtime gave it before."""
+    request = run_request(RunOptions(image="pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+                                     named=True), parse_gpus(None, None), 1000, 1000, None,
+                          None)
+    assert "NVIDIA_VISIBLE_DEVICES" not in dict(request.environment)
 
 
 def test_a_gpu_request_leaves_the_variable_to_the_engine() -> None:

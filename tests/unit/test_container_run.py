@@ -236,9 +236,8 @@ def test_run_request_mounts_and_environment(tmp_path: Path) -> None:
 
 def test_run_request_home_and_no_mounts() -> None:
     image_user = run_request(RunOptions(image="x"), None, 1000, 1000, None, None)
-    # no GPU: NVIDIA_VISIBLE_DEVICES=void too (review 15)
-    assert dict(image_user.environment) == {"HOME": "/home/dlbox",
-                                            "NVIDIA_VISIBLE_DEVICES": "void"}
+    # an image dlbox did not build, no --gpus: its own NVIDIA_VISIBLE_DEVICES, if any
+    assert dict(image_user.environment) == {"HOME": "/home/dlbox"}
     assert image_user.mounts == () and image_user.gpus is None
     own_home = run_request(RunOptions(image="x", environment=(("HOME", "/work"),)), None,
                            1234, 1234, None, None)

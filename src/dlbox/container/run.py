@@ -559,9 +559,11 @@ def terminal_mode(no_tty: bool, stdin_fd: int = 0, stdout_fd: int = 1) -> tuple[
 
 def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, gid: int,
                 data_dir: Path | None, runs_dir: Path | None, stdin_open: bool = False,
-                tty: bool = False, runs_made: bool = False) -> engine.RunRequest:
-    """The engine's RunRequest: pure. `runs_made`: the runs folder was made for this run,
-    which its container's label says, so that the run that removes the container of a
+                tty: bool = False, runs_made: bool = False,
+                image_device: str | None = None) -> engine.RunRequest:
+    """The engine's RunRequest: pure. `image_device`: the image's dlbox.device label (a
+    `cpu` image, or --gpus none, hides the GPUs); `runs_made`: the runs folder was made for
+    this run, which its container's label says, so that the run that removes the container of a
     killed one removes that folder too when it was left empty (review)."""
     mounts = []
     environment = dict(options.environment)
@@ -573,8 +575,12 @@ def run_request(options: RunOptions, gpus: engine.GpuRequest | None, uid: int, g
     mounts.extend(options.volumes)
     # uids with no entry in the image's passwd still need a writable home (matplotlib, torch).
     environment.setdefault("HOME", S.IMAGE_HOME if uid == S.IMAGE_UID else "/tmp")
-    if gpus is None:  # no GPU: not even through the image's NVIDIA_VISIBLE_DEVICES=all
-        environment.setdefault(*NO_GPU_ENV)  # a user's --env wins
+    if gpus is None and (options.gpus is not None or image_device == "cpu"):
+        # --gpus none, or dlbox's CPU image: no GPU, not even through an image's
+        # NVIDIA_VISIBLE_DEVICES=all under nvidia as the default runtime; an image dlbox did
+        # not build keeps what its own env and the engine give it (re-review: a
+        # pytorch/pytorch image lost its GPUs); a user's --env wins
+        environment.setdefault(*NO_GPU_ENV)
     return engine.RunRequest(
         image=options.image,
         command=options.command,
@@ -866,7 +872,7 @@ def run_in_image(options: RunOptions, log: Log, client: Any = None,
             environment.setdefault("TERM", os.environ.get("TERM", "xterm"))
             options = dataclasses.replace(options, environment=tuple(environment.items()))
         request = run_request(options, gpus, uid, gid, data_dir, runs_dir, stdin_open, tty,
-                              runs_made=made)
+                              runs_made=made, image_device=labels.get(DEVICE_LABEL))
         before = folder_names(runs_dir)
         result = engine.run_streaming(client, request, stdin_fd=0 if stdin_open else None)
         if runs_dir is not None:
