@@ -137,31 +137,10 @@ done
 # The set-up and the fetch run as children: a SIGTERM or SIGHUP to main.sh (kill, timeout, a
 # scheduler) is passed on to the one running, which stops cleanly, and main.sh ends with its
 # status (review: they went on alone). A Ctrl-C reaches them from the terminal itself.
-child=""
-stopping=""  # the exit status of a stop signal that came: no step after it starts
-pass_on() {
-    stopping=$2
-    if [ -n "$child" ]; then kill -s "$1" "$child" 2>/dev/null || true; fi
-}
-trap 'pass_on TERM 143' TERM
-trap 'pass_on HUP 129' HUP
-trap 'stopping=130' INT
-step() {
-    ( trap - INT; exec "$@" ) &  # a background child ignores SIGINT unless told otherwise
-    child=$!
-    local rc
-    while true; do
-        rc=0
-        wait "$child" || rc=$?
-        # a signal main.sh traps ends `wait` early (> 128): wait on for the child's own end
-        if [ "$rc" -gt 128 ] && kill -0 "$child" 2>/dev/null; then continue; fi
-        break
-    done
-    child=""
-    if [ "$rc" = 0 ] && [ -n "$stopping" ]; then rc=$stopping; fi  # it ended as it came
-    return "$rc"
-}
-step scripts/setup.sh
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh  # pass_stop_signals_on, step_passing_signals
+pass_stop_signals_on
+step_passing_signals scripts/setup.sh
 # The `dlbox ...` commands the steps print (hints, "resume with: ...") name the checkout's
 # .venv/bin/dlbox, which a fresh shell does not have on its PATH (review): say how to call it.
 shown_dlbox=""
@@ -171,7 +150,7 @@ if [ "$(readlink -f "$(command -v dlbox 2>/dev/null || true)" 2>/dev/null || tru
 fi
 activate="\`source .venv/bin/activate\` in $PWD puts"
 rc=0
-step .venv/bin/dlbox data fetch ${args[@]+"${args[@]}"} || rc=$?
+step_passing_signals .venv/bin/dlbox data fetch ${args[@]+"${args[@]}"} || rc=$?
 if [ "$rc" = 1 ]; then  # its hint names `dlbox data fetch`'s flags, which main.sh takes too
     note="scripts/main.sh takes the same --from, --sha256 and --force"
     if [ -n "$shown_dlbox" ]; then

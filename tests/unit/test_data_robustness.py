@@ -23,6 +23,7 @@ def run_main(tmp_path: Path, *args: str, train_args: str | None = None) -> list[
     (root / "scripts").mkdir(parents=True)
     (root / ".venv" / "bin").mkdir(parents=True)
     shutil.copy(SCRIPT, root / "scripts" / "main.sh")
+    shutil.copy(SCRIPT.with_name("lib.sh"), root / "scripts" / "lib.sh")  # sourced
     log = tmp_path / "calls"
     stubs = {root / "scripts" / "setup.sh": "#!/usr/bin/env bash\nexit 0\n",
              root / ".venv" / "bin" / "dlbox":
