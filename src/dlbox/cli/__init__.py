@@ -101,12 +101,18 @@ def _did_you_mean(given: str, known: list[str], quoted: bool = False) -> str:
     return f": did you mean '{name}'?" if quoted else f": did you mean {name}?"
 
 
-def _commands(parser: argparse.ArgumentParser) -> list[str]:
-    """The commands `parser` chooses between (fetch, check for `dlbox data`); [] for none."""
+def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The commands `parser` chooses between, each with its parser (fetch, check for `dlbox
+    data`); {} for none."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return list(action.choices)
-    return []
+            return dict(action.choices)
+    return {}
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    """The names of the commands `parser` chooses between; [] for none."""
+    return list(_command_parsers(parser))
 
 
 def _before_the_command(parser: argparse.ArgumentParser, flag: str,
@@ -173,7 +179,7 @@ def _command_taken_as_a_value(parser: argparse.ArgumentParser,
     """The error for `dlbox --data data train`: the value of a flag given before the command
     is itself a command's name, which argparse takes for the command (re-review: "dlbox data
     has no command 'train'"); None where the first command named is the command."""
-    commands = {name: _subparser(parser, name) for name in _commands(parser)}
+    commands = _command_parsers(parser)
     at = next((i for i, word in enumerate(words) if word in commands or word == "--"), None)
     if not isinstance(parser, Parser) or at is None or at == 0 or words[at] == "--":
         return None
@@ -187,19 +193,11 @@ def _taking(parser: argparse.ArgumentParser, flag: str,
     with a value; None if none does."""
     if _takes_value(parser, flag):
         return parser
-    names = _commands(parser)
-    command = next((word for word in words if word in names), None)
+    commands = _command_parsers(parser)
+    command = next((word for word in words if word in commands), None)
     if command is None:
         return None
-    return _taking(_subparser(parser, command), flag, words[words.index(command) + 1:])
-
-
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    """The parser of `parser`'s command `name` (`build` of `dlbox image`)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action.choices[name]
-    raise KeyError(name)
+    return _taking(commands[command], flag, words[words.index(command) + 1:])
 
 
 def _takes_value(parser: argparse.ArgumentParser, option: str) -> bool:
